@@ -1,0 +1,42 @@
+# quicish: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo bench interop sanitize lint typecheck clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+
+# (Re)install the package, its test extras, and build the C core whenever sources change.
+$(STAMP): $(PY) pyproject.toml quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -c "import quicish, sys; print('quicish.ACCELERATED =', quicish.ACCELERATED); sys.exit(0 if quicish.ACCELERATED else 1)"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check quicish tests examples benchmarks
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
+	$(PY) -m pytest -p no:cacheprovider tests
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --size-mb 100
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+interop: $(STAMP)
+	$(PY) -m quicish.interop --all --output interop/RESULTS.md
+
+# Build the C core with AddressSanitizer and run the differential tests under it.
+sanitize: $(STAMP)
+	QUICISH_SANITIZE=1 $(PY) quicish/native/build_core.py --inplace-sanitize
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -p no:cacheprovider tests/test_native_differential.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so

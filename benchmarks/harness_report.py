@@ -1,0 +1,193 @@
+"""Pure functions of the benchmark harness: ratios, the markdown table, the RESULTS.md section.
+
+Results are ``{stack: {workload: client_json}}`` where a client JSON line is either
+``{"ok": true, "mbps": ..., ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+STACKS: dict[str, str] = {
+    "quicish": "quicish",
+    "aioquic": "aioquic",
+    "tcp": "TCP (asyncio streams)",
+    "tls": "TLS 1.3 over TCP (asyncio + ssl)",
+}
+REFERENCE = "aioquic"
+
+Results = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    workload: str  # which client run it comes from
+    field: str  # key in that run's JSON
+    label: str  # column header
+    higher_is_better: bool
+
+
+def metrics(
+    size_mb: float, streams: int, stream_mb: float, handshakes: int, rpcs: int, rpc_size: int
+) -> list[Metric]:
+    """The table's columns for these workload sizes."""
+    return [
+        Metric("bulk", "mbps", f"bulk: 1 stream x {size_mb:g} MB (Mbit/s)", True),
+        Metric("streams", "mbps", f"{streams} streams x {stream_mb:g} MB (Mbit/s)", True),
+        Metric("handshake", "median_ms", f"handshake + 1st RTT, median of {handshakes} (ms)",
+               False),
+        Metric("handshake", "p99_ms", "handshake + 1st RTT, p99 (ms)", False),
+        Metric("rpc", "median_us", f"{rpc_size}-byte RPC, median of {rpcs} (µs)", False),
+        Metric("rpc", "p99_us", f"{rpc_size}-byte RPC, p99 (µs)", False),
+    ]
+
+
+def value_of(results: Results, stack: str, metric: Metric) -> float | None:
+    """The figure, or None when that run failed or did not happen."""
+    run = results.get(stack, {}).get(metric.workload)
+    if not run or not run.get("ok"):
+        return None
+    value = run.get(metric.field)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def ratio(value: float | None, reference: float | None, higher_is_better: bool) -> float | None:
+    """How many times better than the reference: value/ref for throughput, ref/value for latency.
+
+    So > 1 always means better than aioquic. None when either side is missing or zero.
+    """
+    if value is None or reference is None or value <= 0 or reference <= 0:
+        return None
+    return value / reference if higher_is_better else reference / value
+
+
+def fmt_number(x: float) -> str:
+    """Three significant figures, thousands separated: 6,213 / 68.2 / 3.45 / 0.412."""
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    """``2.42x``; fewer decimals for large ratios (``18.5x``, ``185x``)."""
+    if r is None:
+        return "n/a"
+    if r >= 100:
+        return f"{r:.0f}x"
+    if r >= 10:
+        return f"{r:.1f}x"
+    return f"{r:.2f}x"
+
+
+def failure_reason(results: Results, stack: str, workload: str) -> str:
+    run = results.get(stack, {}).get(workload)
+    if run is None:
+        return "not run"
+    reason = str(run.get("error") or "unknown error")
+    return " ".join(reason.split())[:120]
+
+
+def best_run(runs: list[dict[str, Any]], field: str, higher_is_better: bool) -> dict[str, Any]:
+    """The best successful run by ``field`` (all runs' figures under "runs"); else the last."""
+    good = [r for r in runs if r.get("ok") and isinstance(r.get(field), (int, float))]
+    if not good:
+        return runs[-1]
+    best = (max if higher_is_better else min)(good, key=lambda r: float(r[field]))
+    return best | {"runs": [float(r[field]) for r in good], "attempts": len(runs)}
+
+
+def cell(results: Results, stack: str, metric: Metric, first_of_workload: bool) -> str:
+    """One table cell: the figure and its ratio to aioquic, or why it is missing."""
+    value = value_of(results, stack, metric)
+    if value is None:
+        if not first_of_workload:
+            return "failed"
+        return "failed: " + failure_reason(results, stack, metric.workload).replace("|", "\\|")
+    reference = value_of(results, REFERENCE, metric)
+    r = ratio(value, reference, metric.higher_is_better)
+    return f"{fmt_number(value)} ({fmt_ratio(r)})"
+
+
+def format_table(results: Results, columns: list[Metric], stacks: list[str]) -> str:
+    """Markdown table: one row per stack, one column per metric."""
+    header = "| stack | " + " | ".join(m.label for m in columns) + " |"
+    rule = "|---|" + "---:|" * len(columns)
+    lines = [header, rule]
+    for stack in stacks:
+        seen: set[str] = set()
+        cells = []
+        for m in columns:
+            cells.append(cell(results, stack, m, m.workload not in seen))
+            seen.add(m.workload)
+        lines.append(f"| {STACKS.get(stack, stack)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def must_show(results: Results) -> list[str]:
+    """The issue's targets for quicish against aioquic in this run, with pass/fail."""
+    checks = [
+        ("bulk goodput", Metric("bulk", "mbps", "", True), 3.0, "≥ 3x aioquic"),
+        ("handshake + first round trip (median)", Metric("handshake", "median_ms", "", False),
+         2.0, "≥ 2x faster than aioquic"),
+    ]
+    lines = []
+    for name, m, target, wanted in checks:
+        r = ratio(value_of(results, "quicish", m), value_of(results, REFERENCE, m),
+                  m.higher_is_better)
+        verdict = "not measured" if r is None else ("PASS" if r >= target else "not yet")
+        lines.append(f"- quicish {name}: {fmt_ratio(r)} (target {wanted}): **{verdict}**")
+    return lines
+
+
+def render_section(
+    table: str,
+    machine: list[str],
+    command: str,
+    notes: list[str],
+    extra: list[str] | None = None,
+    chart_path: str = "results.png",
+) -> str:
+    """The text between the markers."""
+    parts = [
+        "## Transport benchmarks: quicish vs aioquic vs TCP vs TLS",
+        "",
+        "Measured in one run by `benchmarks/run_all.py`: every server and client in its own "
+        "process, on loopback. In parentheses: the ratio to aioquic in the same run, "
+        "always oriented so that > 1x means better than aioquic (throughput ÷ aioquic's, "
+        "aioquic's latency ÷ this latency).",
+        "",
+        table,
+        "",
+        *(extra or []),
+        *([""] if extra else []),
+        "Machine: " + "; ".join(machine) + ".",
+        "",
+        f"Reproduce: `{command}` (`make bench` runs the defaults).",
+        "",
+        *(f"- {n}" for n in notes),
+        "",
+        f"![benchmark chart]({chart_path})",
+    ]
+    return "\n".join(parts)
+
+
+def update_section(existing: str | None, section: str) -> str:
+    """``existing`` with the text between the markers replaced (or the block appended)."""
+    block = f"{BEGIN}\n{section.strip()}\n{END}"
+    if not existing:
+        return f"# quicish benchmark results\n\n{block}\n"
+    start = existing.find(BEGIN)
+    end = existing.find(END, start + len(BEGIN)) if start >= 0 else -1
+    if start >= 0 and end >= 0:
+        return existing[:start] + block + existing[end + len(END) :]
+    return existing.rstrip("\n") + "\n\n" + block + "\n"

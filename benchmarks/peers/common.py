@@ -1,0 +1,474 @@
+"""What every benchmark peer shares: the wire protocol, the workloads, the command line.
+
+The protocol is hq-interop-shaped and identical for all four stacks (quicish, aioquic, TCP,
+TLS): on a stream the client sends request lines and the server answers each:
+
+- ``GET /<n>\\r\\n``: the server sends ``n`` bytes of a fixed pattern (byte ``i`` is ``i % 256``);
+- ``ECHO <m>\\r\\n``: from then on the server echoes every ``m``-byte message until EOF.
+
+At EOF the server sends FIN (QUIC) or closes (TCP/TLS). QUIC stacks use one stream per
+request (multiplexed); TCP/TLS have one byte stream per connection, so the "parallel streams"
+workload pipelines its requests on one connection there.
+
+Each peer script is ``python benchmarks/peers/<stack>_peer.py server|client ...``; the server
+prints ``{"port": P}`` once listening, the client prints one JSON line with its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run from a checkout without installing quicish
+    sys.path.insert(0, str(ROOT))
+
+CHUNK = 64 * 1024
+READ_CHUNK = 256 * 1024
+PATTERN = bytes(range(256)) * (CHUNK // 256)
+PATTERN_VIEW = memoryview(PATTERN)
+ALPN = "hq-interop"
+HOST = "127.0.0.1"
+CONNECT_TIMEOUT = 10.0
+WORKLOADS = ("bulk", "streams", "handshake", "rpc")
+
+
+class Reader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+    async def readexactly(self, n: int) -> bytes: ...
+    async def readline(self) -> bytes: ...
+
+
+class Writer(Protocol):
+    def write(self, data: Any) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class Session(Protocol):
+    """One connection of some stack, as the workloads see it."""
+
+    multiplexed: bool  # True: open_stream may be called many times (QUIC)
+
+    async def open_stream(self) -> tuple[Reader, Writer]: ...
+    def end_stream(self, writer: Writer) -> None: ...  # FIN on QUIC; nothing on TCP/TLS
+    async def close(self) -> None: ...
+
+
+Dial = Callable[[str, int], Awaitable[Session]]
+Serve = Callable[[str, int, "Handler", argparse.Namespace], Awaitable[int]]
+Handler = Callable[[Any, Any], Awaitable[None]]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty sample."""
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    """Median, p99, min, max and count of latency samples (same unit as the input)."""
+    return {
+        "median": statistics.median(samples),
+        "p99": percentile(samples, 99.0),
+        "min": min(samples),
+        "max": max(samples),
+        "n": float(len(samples)),
+    }
+
+
+# ---------------------------------------------------------------- server side
+
+
+def parse_request(line: bytes) -> tuple[str, int] | None:
+    """``(command, number)`` from ``GET /<n>`` or ``ECHO <m>``; None when malformed."""
+    parts = line.strip().split(b" ")
+    if len(parts) != 2:
+        return None
+    verb, arg = parts
+    try:
+        if verb == b"GET" and arg.startswith(b"/"):
+            return "GET", int(arg[1:])
+        if verb == b"ECHO":
+            return "ECHO", int(arg)
+    except ValueError:
+        return None
+    return None
+
+
+async def send_pattern(writer: Writer, n: int) -> None:
+    """Write ``n`` bytes of the pattern in ``CHUNK`` pieces, draining after each."""
+    remaining = n
+    while remaining > 0:
+        k = min(CHUNK, remaining)
+        writer.write(PATTERN_VIEW[:k])
+        remaining -= k
+        await writer.drain()
+
+
+async def handle(reader: Any, writer: Any) -> None:
+    """Serve one stream (QUIC) or one connection (TCP/TLS) until the client's EOF."""
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            request = parse_request(line)
+            if request is None:
+                break
+            verb, n = request
+            if verb == "GET":
+                await send_pattern(writer, n)
+                continue
+            count = 0
+            while True:
+                try:
+                    message = await reader.readexactly(n)
+                except asyncio.IncompleteReadError:
+                    break
+                writer.write(message)
+                count += 1
+                if count % 64 == 0:
+                    await writer.drain()
+            break
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        writer.close()  # after write_eof: a no-op on QUIC streams, closes a TCP connection
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        pass
+    except Exception as exc:  # a peer bug must not kill the server process
+        if not _is_peer_close(exc):
+            print(f"server handler: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+
+def _is_peer_close(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("ConnectionClosedError", "StreamResetError")
+
+
+# ---------------------------------------------------------------- client side
+
+
+async def read_pattern(reader: Reader, n: int, progress: dict[str, int]) -> None:
+    """Read ``n`` pattern bytes, checking chunk boundaries against the pattern."""
+    got = 0
+    while got < n:
+        chunk = await reader.read(min(READ_CHUNK, n - got))
+        if not chunk:
+            raise ConnectionError(f"EOF after {got} of {n} bytes")
+        if chunk[0] != (got % CHUNK) % 256 or chunk[-1] != ((got + len(chunk) - 1) % CHUNK) % 256:
+            raise ValueError(f"payload corrupted near offset {got}")
+        got += len(chunk)
+        progress["bytes"] += len(chunk)
+
+
+async def expect_eof(reader: Reader) -> None:
+    extra = await reader.read(1)
+    if extra:
+        raise ValueError("server sent more bytes than requested")
+
+
+async def connect_within(awaitable: Awaitable[Any], what: str) -> Any:
+    """Await a connection attempt; a timeout becomes a ConnectionError that says so."""
+    try:
+        return await asyncio.wait_for(awaitable, CONNECT_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise ConnectionError(f"{what} not done after {CONNECT_TIMEOUT:g} s") from None
+
+
+CLOSE_TIMEOUTS = [0]  # closes that did not finish within CONNECT_TIMEOUT (reported, not fatal)
+
+
+async def close_within(awaitable: Awaitable[Any]) -> None:
+    """Await a connection close; one that hangs is counted and abandoned, not fatal."""
+    try:
+        await asyncio.wait_for(awaitable, CONNECT_TIMEOUT)
+    except asyncio.TimeoutError:
+        CLOSE_TIMEOUTS[0] += 1
+
+
+def request_get(n: int) -> bytes:
+    return f"GET /{n}\r\n".encode()
+
+
+async def bulk(
+    dial: Dial, host: str, port: int, size: int, progress: dict[str, int]
+) -> dict[str, Any]:
+    """One stream, ``size`` bytes from server to client."""
+    session = await dial(host, port)
+    try:
+        reader, writer = await session.open_stream()
+        start = time.perf_counter()
+        writer.write(request_get(size))
+        session.end_stream(writer)
+        await writer.drain()
+        await read_pattern(reader, size, progress)
+        elapsed = time.perf_counter() - start
+        if session.multiplexed:
+            await expect_eof(reader)
+    finally:
+        await session.close()
+    return {"bytes": size, "seconds": elapsed, "mbps": size * 8 / elapsed / 1e6}
+
+
+async def streams(
+    dial: Dial, host: str, port: int, count: int, size: int, progress: dict[str, int]
+) -> dict[str, Any]:
+    """``count`` parallel streams of ``size`` bytes (pipelined on one connection for TCP/TLS)."""
+    session = await dial(host, port)
+    try:
+        if session.multiplexed:
+
+            async def one() -> None:
+                reader, writer = await session.open_stream()
+                writer.write(request_get(size))
+                session.end_stream(writer)
+                await writer.drain()
+                await read_pattern(reader, size, progress)
+                await expect_eof(reader)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(count)))
+        else:
+            reader, writer = await session.open_stream()
+            start = time.perf_counter()
+            writer.write(request_get(size) * count)
+            await writer.drain()
+            for _ in range(count):
+                await read_pattern(reader, size, progress)
+        elapsed = time.perf_counter() - start
+    finally:
+        await session.close()
+    total = count * size
+    return {
+        "bytes": total,
+        "streams": count,
+        "seconds": elapsed,
+        "mbps": total * 8 / elapsed / 1e6,
+        "pipelined": not session.multiplexed,
+    }
+
+
+async def handshake(
+    dial: Dial, host: str, port: int, count: int, size: int, progress: dict[str, int]
+) -> dict[str, Any]:
+    """``count`` sequential connections: connect + open stream + small request/response."""
+    samples: list[float] = []
+    for _ in range(count):
+        start = time.perf_counter()
+        session = await dial(host, port)
+        try:
+            reader, writer = await session.open_stream()
+            writer.write(request_get(size))
+            session.end_stream(writer)
+            await writer.drain()
+            await read_pattern(reader, size, progress)
+            samples.append((time.perf_counter() - start) * 1e3)
+            if session.multiplexed:
+                await expect_eof(reader)
+        finally:
+            await session.close()
+        progress["done"] += 1
+    stats = summarize(samples)
+    return {f"{k}_ms": v for k, v in stats.items() if k != "n"} | {"n": count}
+
+
+async def rpc(
+    dial: Dial, host: str, port: int, count: int, size: int, progress: dict[str, int]
+) -> dict[str, Any]:
+    """``count`` sequential ``size``-byte request/response round trips on one stream."""
+    session = await dial(host, port)
+    samples: list[float] = []
+    try:
+        reader, writer = await session.open_stream()
+        writer.write(f"ECHO {size}\r\n".encode())
+        for i in range(count):
+            message = i.to_bytes(8, "big") * (size // 8) + b"x" * (size % 8)
+            start = time.perf_counter()
+            writer.write(message)
+            await writer.drain()
+            answer = await reader.readexactly(size)
+            samples.append((time.perf_counter() - start) * 1e6)
+            if answer != message:
+                raise ValueError(f"echo mismatch at message {i}")
+            progress["done"] += 1
+        if session.multiplexed:
+            session.end_stream(writer)
+            await writer.drain()
+            await expect_eof(reader)
+    finally:
+        await session.close()
+    stats = summarize(samples)
+    return {f"{k}_us": v for k, v in stats.items() if k != "n"} | {"n": count}
+
+
+async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
+    progress = {"bytes": 0, "done": 0}
+    w = args.workload
+    if w == "bulk":
+        coro = bulk(dial, args.host, args.port, args.size, progress)
+    elif w == "streams":
+        coro = streams(dial, args.host, args.port, args.count, args.size, progress)
+    elif w == "handshake":
+        coro = handshake(dial, args.host, args.port, args.count, args.size, progress)
+    else:
+        coro = rpc(dial, args.host, args.port, args.count, args.size, progress)
+    try:
+        result = await asyncio.wait_for(coro, args.timeout)
+    except asyncio.TimeoutError:
+        detail = f"{progress['bytes'] / 1e6:.1f} MB received" if progress["bytes"] else ""
+        if progress["done"]:
+            detail = f"{progress['done']} of {args.count} done"
+        return {"ok": False, "error": f"timeout after {args.timeout:g} s" + (
+            f" ({detail})" if detail else "")}
+    if CLOSE_TIMEOUTS[0]:
+        result["close_timeouts"] = CLOSE_TIMEOUTS[0]
+    return {"ok": True, "workload": w, "loop": loop_name()} | result
+
+
+# ---------------------------------------------------------------- processes
+
+
+def loop_name() -> str:
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
+
+
+def use_uvloop() -> bool:
+    """uvloop when installed unless ``QUICISH_UVLOOP=0`` (the same rule as quicish.aio.api.run)."""
+    if os.environ.get("QUICISH_UVLOOP", "1") == "0":
+        return False
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    if use_uvloop():
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def ensure_cert(args: argparse.Namespace) -> tuple[str, str]:
+    """The server's certificate and key paths; a fresh self-signed pair when none was given."""
+    if args.cert and args.key:
+        return args.cert, args.key
+    import tempfile
+
+    cert_pem, key_pem = generate_cert()
+    directory = tempfile.mkdtemp(prefix="quicish-bench-")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    Path(cert).write_bytes(cert_pem)
+    Path(key).write_bytes(key_pem)
+    return cert, key
+
+
+def generate_cert() -> tuple[bytes, bytes]:
+    """A self-signed ECDSA P-256 certificate for localhost/127.0.0.1 as PEM ``(cert, key)``."""
+    try:
+        from quicish.tls.certs import generate_self_signed
+
+        return generate_self_signed(("localhost",))
+    except ImportError:
+        pass
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def main(
+    name: str,
+    dial: Dial,
+    serve: Serve,
+    argv: list[str] | None = None,
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> int:
+    """Command line of a peer script: ``server`` or ``client``; ``extra()`` adds result fields."""
+    parser = argparse.ArgumentParser(prog=f"{name}_peer.py", description=f"{name} benchmark peer")
+    sub = parser.add_subparsers(dest="role", required=True)
+    server = sub.add_parser("server", help="serve until killed; prints {\"port\": P}")
+    server.add_argument("--host", default=HOST)
+    server.add_argument("--port", type=int, default=0)
+    server.add_argument("--cert", help="PEM certificate (default: a fresh self-signed one)")
+    server.add_argument("--key", help="PEM private key")
+    client = sub.add_parser("client", help="run one workload; prints one JSON line")
+    client.add_argument("--host", default=HOST)
+    client.add_argument("--port", type=int, required=True)
+    client.add_argument("--workload", choices=WORKLOADS, required=True)
+    client.add_argument("--size", type=int, required=True, help="bytes per response / message")
+    client.add_argument("--count", type=int, default=1, help="streams, connections or messages")
+    client.add_argument("--timeout", type=float, default=120.0, help="seconds for the workload")
+    args = parser.parse_args(argv)
+
+    if args.role == "server":
+        async def serve_forever() -> None:
+            port = await serve(args.host, args.port, handle, args)
+            emit({"port": port, "pid": os.getpid(), "loop": loop_name()})
+            await asyncio.Event().wait()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            run(serve_forever())
+        return 0
+
+    try:
+        result = run(run_client(dial, args))
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()}
+    result["stack"] = name
+    if extra is not None and result.get("ok"):
+        result |= extra()
+    emit(result)
+    return 0 if result.get("ok") else 1

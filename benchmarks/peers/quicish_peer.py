@@ -1,0 +1,58 @@
+"""quicish benchmark peer: ``python quicish_peer.py server|client ...``.
+
+1200-byte datagrams (quicish's default ``max_datagram_size``), AES-128-GCM only, quicish's
+default windows and congestion control (cubic); uvloop when installed, as quicish.aio.api.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import common
+
+
+class QuicishSession:
+    multiplexed = True
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def open_stream(self) -> tuple[Any, Any]:
+        return await self.conn.open_stream()
+
+    def end_stream(self, writer: Any) -> None:
+        writer.write_eof()
+
+    async def close(self) -> None:
+        self.conn.close()
+        await common.close_within(self.conn.wait_closed())
+
+
+async def dial(host: str, port: int) -> QuicishSession:
+    import quicish
+    from quicish.aio import api
+
+    config = quicish.Config(alpn=[common.ALPN], verify=False, cipher_suites=["aes128"])
+    conn = await common.connect_within(api.connect(host, port, config=config), "handshake")
+    return QuicishSession(conn)
+
+
+async def serve(host: str, port: int, handler: common.Handler, args: argparse.Namespace) -> int:
+    import quicish
+    from quicish.aio import api
+
+    cert, key = common.ensure_cert(args)
+    config = quicish.Config(
+        alpn=[common.ALPN], certificate_chain=cert, private_key=key, cipher_suites=["aes128"]
+    )
+    server = await api.serve(host, port, config=config, on_stream=handler)
+    _keep.append(server)
+    return int(server.address[1])
+
+
+_keep: list[Any] = []
+
+if __name__ == "__main__":
+    sys.exit(common.main("quicish", dial, serve))

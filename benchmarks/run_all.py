@@ -1,0 +1,394 @@
+"""All transport benchmarks in one run: quicish, aioquic, TCP and TLS over TCP (``make bench``).
+
+Workloads (each for each stack; a fresh server process per stack and workload, the client in
+another process, both on 127.0.0.1):
+
+1. bulk goodput: one stream, ``--size-mb`` MB from server to client (Mbit/s);
+2. ``--streams`` parallel streams of ``--stream-mb`` MB each (Mbit/s; TCP/TLS pipeline the
+   requests on one connection);
+3. handshake latency: ``--handshakes`` sequential connections, each timed from connect to the
+   64-byte answer of a first request (median, p99);
+4. RPC latency: ``--rpcs`` sequential ``--rpc-size``-byte request/response round trips on one
+   stream (median, p99).
+
+Writes the table between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in
+``benchmarks/RESULTS.md`` (the rest of the file is kept) and a chart to
+``benchmarks/results.png``. ``--quick`` uses small sizes for a smoke run; ``--only`` picks
+stacks; ``--no-write`` only prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import selectors
+import shlex
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import harness_chart as chart
+import harness_report as report
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = HERE / "peers"
+STACK_ORDER = ["quicish", "aioquic", "tcp", "tls"]
+COLORS = {
+    "quicish": (230, 110, 30),
+    "aioquic": (50, 100, 190),
+    "tcp": (120, 120, 120),
+    "tls": (60, 150, 80),
+}
+SHORT = {"quicish": "quicish", "aioquic": "aioquic", "tcp": "TCP", "tls": "TLS/TCP"}
+SERVER_START_TIMEOUT = 30.0
+PRIMARY = {  # the figure that picks the best of repeated runs
+    "bulk": report.Metric("bulk", "mbps", "", True),
+    "streams": report.Metric("streams", "mbps", "", True),
+    "handshake": report.Metric("handshake", "median_ms", "", False),
+    "rpc": report.Metric("rpc", "median_us", "", False),
+}
+MB = 1_000_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size-mb", type=float, default=None, help="bulk transfer size (default 100)")
+    p.add_argument("--streams", type=int, default=None, help="parallel streams (default 100)")
+    p.add_argument("--stream-mb", type=float, default=None, help="MB per stream (default 1)")
+    p.add_argument("--handshakes", type=int, default=None, help="connections (default 50)")
+    p.add_argument("--rpcs", type=int, default=None, help="round trips (default 1000)")
+    p.add_argument("--rpc-size", type=int, default=64, help="RPC message bytes (default 64)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per stack and workload; the best is reported (default 1)")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--only", default=",".join(STACK_ORDER),
+                   help="comma-separated stacks (default: quicish,aioquic,tcp,tls)")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply every per-run timeout by this")
+    p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--chart", type=Path, default=HERE / "results.png")
+    p.add_argument("--chart-backend", choices=["auto", "builtin", "matplotlib"], default="auto",
+                   help="auto: matplotlib when installed, else the built-in PNG writer")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    args = p.parse_args(argv)
+    quick = {"size_mb": 5.0, "streams": 100, "stream_mb": 0.05, "handshakes": 10, "rpcs": 200}
+    full = {"size_mb": 100.0, "streams": 100, "stream_mb": 1.0, "handshakes": 50, "rpcs": 1000}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    stacks = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in stacks if s not in STACK_ORDER]
+    if unknown or not stacks:
+        p.error(f"--only: unknown stack(s) {unknown}; choose from {STACK_ORDER}")
+    args.stacks = [s for s in STACK_ORDER if s in stacks]
+    return args
+
+
+# ---------------------------------------------------------------- processes
+
+
+def client_plan(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
+    """Per workload: the client's arguments and its timeout in seconds."""
+    floor_bps = 4e6  # a run slower than 4 Mbit/s (plus 30 s) counts as failed
+    bulk = round(args.size_mb * MB)
+    per_stream = round(args.stream_mb * MB)
+    total = per_stream * args.streams
+    plan = {
+        "bulk": (["--size", str(bulk)], 30 + bulk * 8 / floor_bps),
+        "streams": (["--size", str(per_stream), "--count", str(args.streams)],
+                    30 + total * 8 / floor_bps),
+        "handshake": (["--size", "64", "--count", str(args.handshakes)],
+                      20 + 2.0 * args.handshakes),
+        "rpc": (["--size", str(args.rpc_size), "--count", str(args.rpcs)],
+                20 + 0.05 * args.rpcs),
+    }
+    return {w: (a, t * args.timeout_scale) for w, (a, t) in plan.items()}
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " / ".join(line.strip() for line in text[-lines:])
+
+
+def _read_port(proc: subprocess.Popen[str], timeout: float) -> int | None:
+    """The port from the server's first JSON line, or None if it died or stayed silent."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                return None
+            try:
+                return int(json.loads(line)["port"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return None
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return None
+
+
+def run_one(
+    stack: str, workload: str, client_args: list[str], timeout: float, cert: str, key: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Start the stack's server, run one client workload against it, stop the server."""
+    script = str(PEERS / f"{stack}_peer.py")
+    server_err = workdir / f"{stack}-{workload}-server.err"
+    client_err = workdir / f"{stack}-{workload}-client.err"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(server_err, "w") as err:
+        server = subprocess.Popen(
+            [sys.executable, script, "server", "--cert", cert, "--key", key],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT,
+        )
+    try:
+        port = _read_port(server, SERVER_START_TIMEOUT)
+        if port is None:
+            reason = _tail(server_err) or f"no port within {SERVER_START_TIMEOUT:g} s"
+            return {"ok": False, "error": f"server did not start: {reason}"}
+        command = [sys.executable, script, "client", "--port", str(port),
+                   "--workload", workload, "--timeout", f"{timeout:g}", *client_args]
+        try:
+            with open(client_err, "w") as err:
+                done = subprocess.run(command, stdout=subprocess.PIPE, stderr=err, text=True,
+                                      env=env, cwd=ROOT, timeout=timeout + 20)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"client killed after {timeout + 20:.0f} s"}
+        result = _last_json(done.stdout)
+        if result is None:
+            reason = _tail(client_err, 1) or f"exit status {done.returncode}"
+            result = {"ok": False, "error": f"client crashed: {reason}"}
+        if not result.get("ok") and server.poll() is not None:
+            result["error"] = f"{result.get('error')}; server exited: {_tail(server_err, 1)}"
+        return result
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# ---------------------------------------------------------------- machine and output
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> list[str]:
+    sys.path.insert(0, str(PEERS))
+    import common
+
+    cpus = os.cpu_count() or 0
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cpus
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    uv = _version("uvloop")
+    loop = f"uvloop {uv}" if common.use_uvloop() and uv else "asyncio default loop"
+    try:
+        import quicish
+
+        accelerated = f"quicish {quicish.__version__} (C core: {quicish.ACCELERATED})"
+    except Exception as exc:  # a broken tree still gets its numbers for the others
+        accelerated = f"quicish not importable ({type(exc).__name__})"
+    return [
+        f"nproc {usable} (of {cpus}), {_cpu_model()}",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()} ({platform.python_implementation()})",
+        f"event loop: {loop}",
+        accelerated,
+        f"aioquic {_version('aioquic') or 'not installed'}",
+        ssl.OPENSSL_VERSION,
+        f"cryptography {_version('cryptography')}",
+        f"load average at start {load}",
+    ]
+
+
+def reproduce_command(argv: list[str]) -> str:
+    return " ".join([".venv/bin/python", "benchmarks/run_all.py", *map(shlex.quote, argv)])
+
+
+def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
+    tls_cipher = next(
+        (r.get("cipher") for r in results.get("tls", {}).values() if r.get("cipher")), None
+    )
+    notes = [
+        "QUIC stacks: 1200-byte datagrams, AES-128-GCM only, each stack's default flow-control "
+        "windows and congestion control; no DATAGRAM frames.",
+        f"TLS over TCP: TLS 1.3, OpenSSL's default suite (negotiated: {tls_cipher or 'n/a'}); "
+        "Python's ssl module cannot choose TLS 1.3 suites.",
+        "Parallel streams: QUIC stacks open one stream per request on one connection; TCP and "
+        "TLS have no streams, so the same requests are pipelined on one connection.",
+        "Handshake + first round trip: connect, open a stream, send `GET /64`, receive the 64 "
+        "bytes; connections are sequential and closing is not timed.",
+        "RPC: one stream, `ECHO n` then n-byte messages, each written and its echo read before "
+        "the next; TCP_NODELAY on TCP/TLS.",
+        "Every figure comes from a single run on a machine that may be shared; compare ratios "
+        "within one run, not absolute numbers across runs.",
+    ]
+    hung = sorted(
+        f"{stack}/{workload}: {run['close_timeouts']}"
+        for stack, runs in results.items()
+        for workload, run in runs.items()
+        if run.get("close_timeouts")
+    )
+    if hung:
+        notes.append("Connection closes that did not finish within 10 s (abandoned, not timed): "
+                     + ", ".join(hung) + ".")
+    if args.repeat > 1:
+        notes.insert(0, f"Each figure is the best of {args.repeat} runs (by throughput or by "
+                        "median latency), the runs interleaved across stacks.")
+    if args.quick:
+        notes.insert(0, "**Quick smoke run (`--quick`): sizes too small to be representative.**")
+    return notes
+
+
+def chart_panels(results: report.Results, stacks: list[str], columns: list[report.Metric]
+                 ) -> list[chart.Panel]:
+    wanted = [columns[0], columns[1], columns[2], columns[4]]
+    panels = []
+    for m in wanted:
+        better = "higher is better" if m.higher_is_better else "lower is better"
+        panel = chart.Panel(f"{m.label}, {better}")
+        for stack in stacks:
+            value = report.value_of(results, stack, m)
+            if value is None:
+                text = "failed"
+            else:
+                r = report.ratio(value, report.value_of(results, report.REFERENCE, m),
+                                 m.higher_is_better)
+                text = report.fmt_number(value) + (
+                    "" if r is None else f" ({report.fmt_ratio(r)} aioquic)"
+                )
+            panel.bars.append(chart.Bar(SHORT[stack], value, text, COLORS[stack]))
+        panels.append(panel)
+    return panels
+
+
+def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: str) -> str:
+    title = "quicish transport benchmarks (loopback, one run)"
+    if args.chart_backend in ("auto", "matplotlib") and chart.render_matplotlib(
+        title, panels, args.chart, subtitle
+    ):
+        return "matplotlib"
+    if args.chart_backend == "matplotlib":
+        print("note: matplotlib is not installed; using the built-in PNG writer", file=sys.stderr)
+    args.chart.write_bytes(chart.render_png(title, panels, subtitle=subtitle))
+    return "built-in PNG writer"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    sys.path.insert(0, str(PEERS))
+    import common
+
+    if args.repeat < 1:
+        print("--repeat must be at least 1", file=sys.stderr)
+        return 2
+    columns = report.metrics(args.size_mb, args.streams, args.stream_mb, args.handshakes,
+                             args.rpcs, args.rpc_size)
+    machine = machine_info()
+    results: report.Results = {stack: {} for stack in args.stacks}
+    plan = client_plan(args)
+    with tempfile.TemporaryDirectory(prefix="quicish-bench-") as tmp:
+        workdir = Path(tmp)
+        cert_pem, key_pem = common.generate_cert()
+        cert, key = workdir / "cert.pem", workdir / "key.pem"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        for workload in common.WORKLOADS:
+            client_args, timeout = plan[workload]
+            runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in args.stacks}
+            for attempt in range(args.repeat):  # interleaved, so load drifts hit all stacks
+                for stack in args.stacks:
+                    started = time.monotonic()
+                    label = f" #{attempt + 1}" if args.repeat > 1 else ""
+                    print(f"[{workload}] {stack}{label} ...", end=" ", flush=True)
+                    result = run_one(stack, workload, client_args, timeout, str(cert), str(key),
+                                     workdir)
+                    runs[stack].append(result)
+                    print(_summary(result), f"({time.monotonic() - started:.1f} s)", flush=True)
+            key_metric = PRIMARY[workload]
+            for stack in args.stacks:
+                results[stack][workload] = report.best_run(
+                    runs[stack], key_metric.field, key_metric.higher_is_better
+                )
+    table = report.format_table(results, columns, args.stacks)
+    print()
+    print(table)
+    checks = report.must_show(results) if {"quicish", "aioquic"} <= set(args.stacks) else []
+    for line in checks:
+        print(line)
+    if args.no_write:
+        return 0
+    section = report.render_section(
+        table, machine, reproduce_command(argv), notes_for(args, results),
+        extra=["Issue targets in this run:", *checks] if checks else None,
+        chart_path=os.path.relpath(args.chart.resolve(), args.output.resolve().parent),
+    )
+    existing = args.output.read_text() if args.output.exists() else None
+    args.output.write_text(report.update_section(existing, section))
+    subtitle = f"{machine[0]}; {machine[3]}"
+    backend = write_chart(args, chart_panels(results, args.stacks, columns), subtitle)
+    print(f"\nwrote {args.output} and {args.chart} ({backend})")
+    return 0
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if not result.get("ok"):
+        return f"failed: {result.get('error')}"
+    if "mbps" in result:
+        return f"{result['mbps']:.1f} Mbit/s"
+    if "median_ms" in result:
+        return f"median {result['median_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
+    return f"median {result['median_us']:.0f} µs, p99 {result['p99_us']:.0f} µs"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The implementations in the matrix and how to start them.
+
+``quicish``: ``python -m quicish serve|get`` from this tree. ``aioquic``: the test-only
+hq-interop peer in ``aioquic_hq.py`` (aioquic's public API). Both print the same lines.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..scenarios import ClientFlags
+
+REPO = Path(__file__).resolve().parents[2]
+AIOQUIC_SCRIPT = Path(__file__).resolve().parent / "aioquic_hq.py"
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    base: tuple[str, ...]  # argv prefix before "serve"/"get"
+    # features this peer is known not to have, role -> feature -> reason
+    lacks: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def server_argv(
+        self, host: str, port: int, root: Path, cert: Path, key: Path,
+        keylog: Path, retry: bool, cc: str | None = None,
+    ) -> list[str]:
+        argv = [*self.base, "serve", "--host", host, "--port", str(port), "--root", str(root),
+                "--cert", str(cert), "--key", str(key), "--keylog", str(keylog)]
+        if retry:
+            argv.append("--retry")
+        if cc:
+            argv += ["--cc", cc]
+        return argv
+
+    def client_argv(
+        self, urls: list[str], output: Path, pin: str, flags: ClientFlags,
+        ticket: Path | None,
+    ) -> list[str]:
+        argv = [*self.base, "get", *urls, "--output", str(output), "--pin", pin]
+        if self.name == "quicish":
+            argv.append("--quiet")
+        if flags.cipher:
+            argv += ["--cipher", flags.cipher]
+        if flags.session_ticket and ticket is not None:
+            argv += ["--session-ticket", str(ticket)]
+        if flags.zero_rtt:
+            argv.append("--0rtt")
+        if flags.migrate:
+            argv.append("--migrate")
+        if flags.key_update:
+            argv.append("--key-update")
+        if flags.v2:
+            argv.append("--v2")
+        return argv
+
+    def lacking(self, role: str, needs: tuple[str, ...]) -> str | None:
+        """The reason this peer cannot take part in ``role`` for a scenario, if known."""
+        for feature in needs:
+            reason = self.lacks.get(role, {}).get(feature)
+            if reason:
+                return reason
+        return None
+
+
+QUICISH = Peer("quicish", (sys.executable, "-m", "quicish"))
+AIOQUIC = Peer(
+    "aioquic",
+    (sys.executable, str(AIOQUIC_SCRIPT)),
+    lacks={
+        "client": {
+            "migrate": "aioquic 1.7.2 client: no public API to move to a new socket",
+            "ecn": "aioquic 1.7.2 does not implement ECN",
+        },
+        "server": {"ecn": "aioquic 1.7.2 does not implement ECN"},
+    },
+)
+PEERS = {p.name: p for p in (QUICISH, AIOQUIC)}
+
+
+@dataclass(frozen=True)
+class Pair:
+    server: Peer
+    client: Peer
+
+    @property
+    def label(self) -> str:
+        return f"{self.server.name}-{self.client.name}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.server.name} server / {self.client.name} client"
+
+
+MATRIX_PAIRS = (Pair(QUICISH, QUICISH), Pair(QUICISH, AIOQUIC), Pair(AIOQUIC, QUICISH))
+SANITY_PAIR = Pair(AIOQUIC, AIOQUIC)  # harness self-check, not a matrix column
+
+
+def pair_by_label(label: str) -> Pair:
+    for pair in (*MATRIX_PAIRS, SANITY_PAIR):
+        if pair.label == label:
+            return pair
+    raise KeyError(label)

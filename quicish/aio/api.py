@@ -1,0 +1,204 @@
+"""``quicish.connect`` and ``quicish.serve``: the asyncio entry points."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
+
+from ..config import Config
+from ..errors import ConfigError, ConnectionClosedError
+from ..proto.connection import Connection
+from ..proto.server_context import ServerContext
+from ..udp import Address, UdpSocket
+from .connection import QuicConnection, StreamHandler
+from .endpoint import Endpoint
+
+logger = logging.getLogger("quicish")
+T = TypeVar("T")
+
+
+class Server:
+    """A listening QUIC server: one UDP socket, many connections."""
+
+    def __init__(self, endpoint: Endpoint, connections: set[QuicConnection]) -> None:
+        self._endpoint = endpoint
+        self._connections = connections
+        self._closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> Address:
+        """(host, port) actually bound."""
+        return self._endpoint.address
+
+    @property
+    def connections(self) -> set[QuicConnection]:
+        return set(self._connections)
+
+    def close(self) -> None:
+        """Stop accepting, close every connection, release the socket once they are closed."""
+        if self._closed.done():
+            return
+        for conn in list(self._connections):
+            conn.close()
+        self._finisher = asyncio.get_running_loop().create_task(self._finish())
+
+    async def _finish(self) -> None:
+        if self._connections:
+            waits = [c.wait_closed() for c in list(self._connections)]
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 5.0)
+        self._endpoint.close()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        try:
+            await asyncio.wait_for(self.wait_closed(), 6.0)
+        except asyncio.TimeoutError:
+            self._endpoint.close()
+
+
+async def serve(
+    host: str,
+    port: int,
+    *,
+    config: Config,
+    on_stream: StreamHandler | None = None,
+    on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None = None,
+) -> Server:
+    """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer stream."""
+    loop = asyncio.get_running_loop()
+    context = ServerContext.from_config(config)
+    udp = UdpSocket.bind(host, port)
+    connections: set[QuicConnection] = set()
+
+    def accept(data: bytes, addr: Address, now: float) -> QuicConnection | None:
+        proto = Connection(config, is_client=False, server_context=context)
+        conn = QuicConnection(proto, endpoint, on_stream=on_stream)
+        connections.add(conn)
+        conn._closed.add_done_callback(lambda _f: connections.discard(conn))
+        if on_connection is not None:
+            result = on_connection(conn)
+            if asyncio.iscoroutine(result):
+                conn._spawn(result)
+        return conn
+
+    endpoint = Endpoint(loop, udp, accept=accept)
+    return Server(endpoint, connections)
+
+
+class _Connect:
+    """What :func:`connect` returns: awaitable, and an async context manager."""
+
+    def __init__(self, coro: Coroutine[Any, Any, QuicConnection]) -> None:
+        self._coro = coro
+        self._conn: QuicConnection | None = None
+
+    def __await__(self) -> Generator[Any, None, QuicConnection]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> QuicConnection:
+        self._conn = await self._coro
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+
+
+def connect(
+    host: str,
+    port: int,
+    *,
+    config: Config | None = None,
+    session_ticket: bytes | None = None,
+    early_data: bool = False,
+    wait_connected: bool = True,
+    local_host: str | None = None,
+) -> _Connect:
+    """Connect to a QUIC server; ``await`` it or use ``async with``."""
+    return _Connect(
+        _connect(host, port, config or Config(), session_ticket, early_data, wait_connected,
+                 local_host)
+    )
+
+
+async def _connect(
+    host: str,
+    port: int,
+    config: Config,
+    session_ticket: bytes | None,
+    early_data: bool,
+    wait_connected: bool,
+    local_host: str | None,
+) -> QuicConnection:
+    if early_data and session_ticket is None:
+        raise ConfigError("early_data needs a session_ticket from an earlier connection")
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise ConfigError(f"cannot resolve {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    addr: Address = (str(sockaddr[0]), int(sockaddr[1]))
+    if config.server_name is None and not _is_ip(host):
+        config = _with_server_name(config, host)
+    bind_host = local_host or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    udp = UdpSocket.bind(bind_host, 0)
+    proto = Connection(
+        config, is_client=True, session_ticket=session_ticket, early_data=early_data
+    )
+    endpoint = Endpoint(loop, udp)
+    conn = QuicConnection(proto, endpoint, owns_endpoint=True)
+    proto.connect(addr, loop.time())
+    endpoint.register(proto.host_cid, conn)
+    conn._transmit(loop.time())
+    if wait_connected:
+        try:
+            await conn.wait_connected()
+        except ConnectionClosedError:
+            endpoint.close()
+            raise
+        except asyncio.CancelledError:
+            endpoint.close()
+            raise
+    return conn
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
+def _with_server_name(config: Config, host: str) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(config, server_name=host)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (``QUICISH_UVLOOP=0`` turns that off)."""
+    if os.environ.get("QUICISH_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+
+            return uvloop.run(main)
+        except ImportError:
+            pass
+    return asyncio.run(main)

@@ -1,0 +1,320 @@
+"""The asyncio face of one QUIC connection: streams as reader/writer pairs, close, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from ..errors import ConnectionClosedError, QuicError, StreamResetError
+from ..proto import events as ev
+from ..proto.connection import Connection
+from ..proto.stream_manager import StreamLimitReached
+from ..udp import Address
+from .endpoint import Endpoint
+from .streams import QuicStreamReader, QuicStreamWriter
+
+logger = logging.getLogger("quicish")
+
+StreamHandler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None] | None]
+
+
+class QuicConnection:
+    """A QUIC connection driven by an :class:`Endpoint`.
+
+    Users get one from :func:`quicish.connect` or from a server's ``on_connection`` callback.
+    """
+
+    def __init__(
+        self,
+        proto: Connection,
+        endpoint: Endpoint,
+        *,
+        on_stream: StreamHandler | None = None,
+        owns_endpoint: bool = False,
+    ) -> None:
+        self._proto = proto
+        self._endpoint = endpoint
+        self._loop = asyncio.get_running_loop() if _has_loop() else asyncio.get_event_loop()
+        self._on_stream = on_stream
+        self._owns_endpoint = owns_endpoint
+        self._readers: dict[int, QuicStreamReader] = {}
+        self._writers: dict[int, QuicStreamWriter] = {}
+        self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] = asyncio.Queue()
+        self._handshake_done: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._stream_credit_waiters: list[asyncio.Future[None]] = []
+        self._datagrams: asyncio.Queue[bytes] = asyncio.Queue()
+        self._timer_deadline: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._send_buffer_limit = proto.config.send_buffer_size
+        self.session_ticket: bytes | None = None
+        self.close_error: ConnectionClosedError | None = None
+
+    # ---- public API --------------------------------------------------------------------------
+    @property
+    def remote_address(self) -> Address | None:
+        return self._proto.peer_addr
+
+    @property
+    def local_address(self) -> Address:
+        return self._endpoint.address
+
+    @property
+    def alpn(self) -> str | None:
+        return self._proto.alpn
+
+    @property
+    def early_data_accepted(self) -> bool:
+        return self._proto.early_data_accepted
+
+    @property
+    def session_resumed(self) -> bool:
+        return self._proto.session_resumed
+
+    async def wait_connected(self) -> None:
+        """Wait for the handshake; raises the close error if it fails."""
+        await asyncio.shield(self._handshake_done)
+
+    async def open_stream(
+        self, unidirectional: bool = False
+    ) -> tuple[QuicStreamReader, QuicStreamWriter]:
+        """Open a stream; waits while the peer's stream limit is reached."""
+        while True:
+            self._raise_if_closed()
+            try:
+                sid = self._proto.open_stream(bidirectional=not unidirectional)
+                break
+            except StreamLimitReached:
+                waiter = self._loop.create_future()
+                self._stream_credit_waiters.append(waiter)
+                self._endpoint.mark_dirty(self)  # lets STREAMS_BLOCKED go out
+                await waiter
+        reader = QuicStreamReader(self, sid)
+        writer = QuicStreamWriter(self, sid, reader)
+        if not unidirectional:
+            self._readers[sid] = reader
+        self._writers[sid] = writer
+        return reader, writer
+
+    async def accept_stream(self) -> tuple[QuicStreamReader, QuicStreamWriter]:
+        """The next stream the peer opened (the writer of a unidirectional one is closed)."""
+        if self._closed.done() and self._incoming.empty():
+            self._raise_if_closed()
+        getter = asyncio.ensure_future(self._incoming.get())
+        waiting: set[asyncio.Future[Any]] = {getter, self._closed}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        self._raise_if_closed()
+        raise ConnectionClosedError(0, "connection closed")
+
+    def send_datagram(self, data: bytes) -> None:
+        """Send an unreliable datagram (RFC 9221; needs ``max_datagram_frame_size`` on both)."""
+        self._proto.send_datagram(data)
+        self._endpoint.mark_dirty(self)
+
+    async def receive_datagram(self) -> bytes:
+        return await self._datagrams.get()
+
+    def stats(self) -> dict[str, Any]:
+        """RTT, cwnd, bytes and packets sent/received/lost, and more."""
+        return self._proto.stats()
+
+    def request_key_update(self) -> None:
+        """Start a 1-RTT key update (RFC 9001 section 6)."""
+        self._proto.request_key_update()
+        self._endpoint.mark_dirty(self)
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        """Close the connection (CONNECTION_CLOSE with an application error code)."""
+        self._proto.close(error_code, reason, now=self._loop.time())
+        self._endpoint.mark_dirty(self)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> QuicConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # ---- driver (called by the endpoint) ---------------------------------------------------
+    def _after_io(self, now: float) -> None:
+        self._process_events()
+        self._endpoint.mark_dirty(self)
+
+    def _on_timer(self, now: float) -> None:
+        self._proto.handle_timer(now)
+        self._process_events()
+        self._transmit(now)
+
+    def _transmit(self, now: float) -> None:
+        if self._endpoint.congested:
+            self._endpoint.set_timer(self, self._proto.next_timer())
+            return
+        datagrams = self._proto.datagrams_to_send(now)
+        if datagrams:
+            addr = datagrams[0][1]
+            batch = [d for d, a in datagrams if a == addr]
+            self._endpoint.send(batch, addr)
+            for d, a in datagrams:
+                if a != addr:
+                    self._endpoint.send([d], a)
+            if len(datagrams) >= 64:
+                self._endpoint.mark_dirty(self)  # more may be ready: continue next iteration
+        self._process_events()
+        self._wake_writers()
+        if self._proto.is_closed:
+            self._finish()
+            return
+        self._endpoint.set_timer(self, self._proto.next_timer())
+
+    def _wake_writers(self) -> None:
+        for writer in list(self._writers.values()):
+            writer._wake()
+            if self._proto.stream_send_done(writer.stream_id):
+                writer._finished()
+                del self._writers[writer.stream_id]
+
+    def _process_events(self) -> None:
+        proto = self._proto
+        while (event := proto.next_event()) is not None:
+            if isinstance(event, ev.StreamDataAvailable):
+                self._on_stream_data(event.stream_id)
+            elif isinstance(event, ev.HandshakeCompleted):
+                if not self._handshake_done.done():
+                    self._handshake_done.set_result(None)
+            elif isinstance(event, ev.StreamReset):
+                reader = self._reader_for(event.stream_id)
+                reader._fail(StreamResetError(event.stream_id, event.error_code))
+            elif isinstance(event, ev.StopSendingReceived):
+                writer = self._writers.get(event.stream_id)
+                if writer is not None:
+                    writer._fail(
+                        StreamResetError(event.stream_id, event.error_code, "stopped by peer")
+                    )
+            elif isinstance(event, ev.StreamsAvailable):
+                waiters, self._stream_credit_waiters = self._stream_credit_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            elif isinstance(event, ev.DatagramReceived):
+                self._datagrams.put_nowait(event.data)
+            elif isinstance(event, ev.SessionTicketReceived):
+                self.session_ticket = event.ticket
+            elif isinstance(event, ev.ConnectionIdIssued):
+                self._endpoint.register(event.cid, self)
+            elif isinstance(event, ev.ConnectionIdRetired):
+                self._endpoint.unregister(event.cid)
+            elif isinstance(event, ev.ConnectionTerminated):
+                self._on_terminated(event)
+
+    def _reader_for(self, stream_id: int) -> QuicStreamReader:
+        reader = self._readers.get(stream_id)
+        if reader is None:
+            reader = self._accept_peer_stream(stream_id)
+        return reader
+
+    def _on_stream_data(self, stream_id: int) -> None:
+        self._reader_for(stream_id)._wake()
+
+    def _accept_peer_stream(self, stream_id: int) -> QuicStreamReader:
+        reader = QuicStreamReader(self, stream_id)
+        self._readers[stream_id] = reader
+        bidi = (stream_id & 0x2) == 0
+        writer = QuicStreamWriter(self, stream_id, reader)
+        if bidi:
+            self._writers[stream_id] = writer
+        else:
+            writer._closing = True
+        if self._on_stream is not None:
+            result = self._on_stream(reader, writer)
+            if asyncio.iscoroutine(result):
+                self._spawn(self._run_handler(result, writer))
+        else:
+            self._incoming.put_nowait((reader, writer))
+        return reader
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_handler(self, coro: Awaitable[None], writer: QuicStreamWriter) -> None:
+        try:
+            await coro
+        except QuicError as exc:
+            logger.debug("stream handler ended: %s", exc)
+        except Exception:
+            logger.exception("stream handler failed")
+            if not writer.is_closing():
+                writer.reset(0x1)
+
+    def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
+        err = ConnectionClosedError(event.error_code, event.reason, event.by_peer)
+        self.close_error = err
+        if not self._handshake_done.done():
+            self._handshake_done.set_exception(err)
+            self._handshake_done.exception()  # mark retrieved
+        for reader in self._readers.values():
+            reader._fail(err)
+        for writer in self._writers.values():
+            writer._fail(err)
+        for waiter in self._stream_credit_waiters:
+            if not waiter.done():
+                waiter.set_exception(err)
+
+    def _finish(self) -> None:
+        if self._closed.done():
+            return
+        self._closed.set_result(None)
+        self._endpoint.forget(self)
+        if self._owns_endpoint:
+            self._endpoint.close()
+
+    def _raise_if_closed(self) -> None:
+        if self._proto.is_terminated:
+            raise self.close_error or ConnectionClosedError(0, "connection closed")
+
+    # ---- stream plumbing used by readers and writers -----------------------------------------
+    def _read_stream(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]:
+        data, fin = self._proto.read_stream(stream_id, max_bytes)
+        if data:
+            self._endpoint.mark_dirty(self)  # may release flow-control credit
+        return data, fin
+
+    def _read_stream_nothrow(self, stream_id: int) -> tuple[bytes, bool]:
+        try:
+            return self._proto.read_stream(stream_id, -1)
+        except QuicError:
+            return b"", False
+
+    def _send(self, stream_id: int, data: bytes, fin: bool) -> None:
+        self._raise_if_closed()
+        self._proto.send_stream_data(stream_id, data, fin)
+        self._endpoint.mark_dirty(self)
+
+    def _send_buffered(self, stream_id: int) -> int:
+        self._raise_if_closed()
+        return self._proto.stream_send_buffered(stream_id)
+
+    def _reset_stream(self, stream_id: int, code: int) -> None:
+        self._proto.reset_stream(stream_id, code)
+        self._endpoint.mark_dirty(self)
+
+    def _stop_sending(self, stream_id: int, code: int) -> None:
+        self._proto.stop_sending(stream_id, code)
+        self._endpoint.mark_dirty(self)
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False

@@ -1,0 +1,220 @@
+"""One UDP socket serving many connections, with a single timer handle.
+
+The endpoint reads datagrams (GRO batches), routes them by destination connection ID, feeds
+them to each sans-IO :class:`~quicish.proto.connection.Connection`, and sends what the
+connections produce in GSO batches. Timers of all connections share one ``loop.call_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import DecodeError
+from ..udp import Address, UdpSocket
+from ..wire.packet import PacketType, encode_version_negotiation, parse_header
+
+if TYPE_CHECKING:
+    from .connection import QuicConnection
+
+logger = logging.getLogger("quicish")
+
+SUPPORTED = (0x00000001, 0x6B3343CF)
+
+
+class Endpoint:
+    """Owns a UDP socket; demultiplexes datagrams to connections by connection ID."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        udp: UdpSocket,
+        *,
+        accept: Callable[[bytes, Address, float], QuicConnection | None] | None = None,
+        cid_length: int = 8,
+    ) -> None:
+        self._loop = loop
+        self.udp = udp
+        self._accept = accept  # server: builds a connection for a new client Initial
+        self._cid_length = cid_length
+        self._by_cid: dict[bytes, QuicConnection] = {}
+        self._timers: list[tuple[float, int, QuicConnection]] = []
+        self._timer_seq = 0
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._dirty: set[QuicConnection] = set()
+        self._flush_scheduled = False
+        self._backlog: list[tuple[list[bytes], Address]] = []
+        self._closed = False
+        self.datagrams_dropped = 0
+        loop.add_reader(udp.fileno(), self._on_readable)
+
+    @property
+    def address(self) -> Address:
+        return self.udp.address
+
+    # ---- routing ---------------------------------------------------------------------------
+    def register(self, cid: bytes, conn: QuicConnection) -> None:
+        self._by_cid[cid] = conn
+
+    def unregister(self, cid: bytes) -> None:
+        self._by_cid.pop(cid, None)
+
+    def forget(self, conn: QuicConnection) -> None:
+        for cid in [c for c, v in self._by_cid.items() if v is conn]:
+            del self._by_cid[cid]
+        self._dirty.discard(conn)
+
+    @property
+    def connections(self) -> set[QuicConnection]:
+        return set(self._by_cid.values())
+
+    # ---- receiving -------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        now = self._loop.time()
+        touched: set[QuicConnection] = set()
+        try:
+            for data, addr in self.udp.receive():
+                conn = self._route(data, addr, now)
+                if conn is not None:
+                    conn._proto.receive_datagram(data, addr, now)
+                    touched.add(conn)
+        except OSError as exc:
+            logger.warning("UDP receive failed: %s", exc)
+        for conn in touched:
+            conn._after_io(now)
+        self._flush()
+
+    def _route(self, data: bytes, addr: Address, now: float) -> QuicConnection | None:
+        if not data:
+            return None
+        first = data[0]
+        if first & 0x80:
+            try:
+                header = parse_header(data, 0, short_dcid_len=self._cid_length)
+            except DecodeError:
+                self.datagrams_dropped += 1
+                return None
+            conn = self._by_cid.get(header.dcid)
+            if conn is not None:
+                return conn
+            if self._accept is None:
+                self.datagrams_dropped += 1
+                return None
+            if header.version not in SUPPORTED:
+                if len(data) >= 1200:
+                    vn = encode_version_negotiation(header.scid, header.dcid, list(SUPPORTED))
+                    self._send_raw([vn], addr)
+                return None
+            if header.packet_type != PacketType.INITIAL or len(data) < 1200:
+                self.datagrams_dropped += 1
+                return None
+            new = self._accept(data, addr, now)
+            if new is not None:
+                self.register(header.dcid, new)
+                self.register(new._proto.host_cid, new)
+            return new
+        conn = self._by_cid.get(bytes(data[1 : 1 + self._cid_length]))
+        if conn is None:
+            self.datagrams_dropped += 1
+        return conn
+
+    # ---- sending ---------------------------------------------------------------------------
+    def mark_dirty(self, conn: QuicConnection) -> None:
+        """Ask for ``conn``'s output to be sent soon (coalesces many writes into one flush)."""
+        self._dirty.add(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        now = self._loop.time()
+        while self._dirty:
+            conn = self._dirty.pop()
+            conn._transmit(now)
+
+    def send(self, datagrams: list[bytes], addr: Address) -> None:
+        if self._backlog:
+            self._backlog.append((datagrams, addr))
+            return
+        self._send_raw(datagrams, addr)
+
+    def _send_raw(self, datagrams: list[bytes], addr: Address) -> None:
+        if self._closed:
+            return
+        left = self.udp.send(datagrams, addr)
+        if left:
+            self._backlog.append((left, addr))
+            self._loop.add_writer(self.udp.fileno(), self._on_writable)
+
+    def _on_writable(self) -> None:
+        while self._backlog:
+            datagrams, addr = self._backlog[0]
+            left = self.udp.send(datagrams, addr)
+            if left:
+                self._backlog[0] = (left, addr)
+                return
+            self._backlog.pop(0)
+        self._loop.remove_writer(self.udp.fileno())
+        now = self._loop.time()
+        for conn in self.connections:
+            conn._transmit(now)
+
+    @property
+    def congested(self) -> bool:
+        """True while the socket buffer is full and datagrams wait in the backlog."""
+        return bool(self._backlog)
+
+    # ---- timers ----------------------------------------------------------------------------
+    def set_timer(self, conn: QuicConnection, deadline: float | None) -> None:
+        conn._timer_deadline = deadline
+        if deadline is None:
+            return
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+        if self._timer_at is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+        self._timer_at = deadline
+        self._timer_handle = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        self._timer_at = None
+        now = self._loop.time()
+        due: list[QuicConnection] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, conn = heapq.heappop(timers)
+            if conn._timer_deadline == deadline:
+                conn._timer_deadline = None
+                due.append(conn)
+        for conn in due:
+            conn._on_timer(now)
+        # Drop stale entries at the top so the next arm is accurate.
+        while timers and timers[0][2]._timer_deadline != timers[0][0]:
+            heapq.heappop(timers)
+        if timers:
+            self._arm(timers[0][0])
+        self._flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+        try:
+            self._loop.remove_reader(self.udp.fileno())
+            if self._backlog:
+                self._loop.remove_writer(self.udp.fileno())
+        except (ValueError, OSError):
+            pass
+        self.udp.close()

@@ -1,0 +1,251 @@
+"""``asyncio.StreamReader``/``StreamWriter``-compatible objects over one QUIC stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConnectionClosedError, StreamError, StreamResetError
+
+if TYPE_CHECKING:
+    from .connection import QuicConnection
+
+_LIMIT = 1 << 16
+
+
+class QuicStreamReader:
+    """The receiving half of a stream, with ``asyncio.StreamReader``'s reading methods."""
+
+    def __init__(self, conn: QuicConnection, stream_id: int) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._pending = bytearray()  # read from the connection but not yet returned
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    # Called by the connection driver.
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = self._conn._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None and not isinstance(self._error, ConnectionClosedError):
+            raise self._error
+
+    def _pull(self, max_bytes: int) -> bytes:
+        data, fin = self._conn._read_stream(self.stream_id, max_bytes)
+        if fin:
+            self._eof = True
+        return data
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._pending
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (``-1``: everything until EOF); ``b""`` at EOF."""
+        if n == 0:
+            return b""
+        if n < 0:
+            chunks = [bytes(self._pending)]
+            self._pending.clear()
+            while not self._eof:
+                data = self._pull(-1)
+                if data:
+                    chunks.append(data)
+                elif not self._eof:
+                    await self._wait_or_raise()
+            return b"".join(chunks)
+        while True:
+            if self._pending:
+                data = bytes(self._pending[:n])
+                del self._pending[:n]
+                return data
+            data = self._pull(n)
+            if data or self._eof:
+                return data
+            await self._wait_or_raise()
+
+    async def _wait_or_raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+        await self._wait()
+        if self._error is not None:
+            data, fin = self._conn._read_stream_nothrow(self.stream_id)
+            if data or fin:
+                self._pending += data
+                self._eof = self._eof or fin
+                return
+            raise self._error
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or ``asyncio.IncompleteReadError`` at an early EOF."""
+        while len(self._pending) < n and not self._eof:
+            data = self._pull(n - len(self._pending))
+            if data:
+                self._pending += data
+            elif not self._eof:
+                await self._wait_or_raise()
+        if len(self._pending) < n:
+            partial = bytes(self._pending)
+            self._pending.clear()
+            raise asyncio.IncompleteReadError(partial, n)
+        data = bytes(self._pending[:n])
+        del self._pending[:n]
+        return data
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """Bytes up to and including ``separator``."""
+        if not separator:
+            raise ValueError("separator must not be empty")
+        start = 0
+        while True:
+            idx = self._pending.find(separator, start)
+            if idx >= 0:
+                end = idx + len(separator)
+                data = bytes(self._pending[:end])
+                del self._pending[:end]
+                return data
+            if len(self._pending) > _LIMIT:
+                raise asyncio.LimitOverrunError("separator not found within the limit", start)
+            if self._eof:
+                partial = bytes(self._pending)
+                self._pending.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+            start = max(0, len(self._pending) - len(separator) + 1)
+            data = self._pull(_LIMIT)
+            if data:
+                self._pending += data
+            elif not self._eof:
+                await self._wait_or_raise()
+
+    async def readline(self) -> bytes:
+        """A line including ``\\n``, or what is left at EOF."""
+        try:
+            return await self.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
+    def stop_sending(self, error_code: int = 0) -> None:
+        """Ask the peer to stop sending on this stream (STOP_SENDING)."""
+        self._conn._stop_sending(self.stream_id, error_code)
+
+    def __aiter__(self) -> QuicStreamReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+
+class QuicStreamWriter:
+    """The sending half of a stream, with ``asyncio.StreamWriter``'s methods plus ``reset``."""
+
+    def __init__(self, conn: QuicConnection, stream_id: int, reader: QuicStreamReader | None):
+        self._conn = conn
+        self.stream_id = stream_id
+        self._reader = reader
+        self._closing = False
+        self._error: BaseException | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed_waiter: asyncio.Future[None] = conn._loop.create_future()
+
+    @property
+    def transport(self) -> QuicStreamWriter:
+        return self
+
+    def _wake(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+        if not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+
+    def _finished(self) -> None:
+        if not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            raise StreamError(f"stream {self.stream_id} is closing")
+        if data:
+            self._conn._send(self.stream_id, bytes(data), False)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """Send FIN: no more data on this stream."""
+        if self._closing:
+            return
+        self._closing = True
+        self._conn._send(self.stream_id, b"", True)
+
+    async def drain(self) -> None:
+        """Wait until the stream's send buffer is below its limit (flow control backpressure)."""
+        if self._error is not None:
+            raise self._error
+        limit = self._conn._send_buffer_limit
+        while self._conn._send_buffered(self.stream_id) > limit:
+            self._drain_waiter = self._conn._loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+            if self._error is not None:
+                raise self._error
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Finish the stream (sends FIN if not sent yet)."""
+        if not self._closing and self._error is None:
+            self.write_eof()
+        self._closing = True
+
+    async def wait_closed(self) -> None:
+        """Wait until everything written, FIN included, is acknowledged (or the stream failed)."""
+        await self._closed_waiter
+        if isinstance(self._error, StreamResetError):
+            return
+
+    def reset(self, error_code: int = 0) -> None:
+        """Abandon the stream (RESET_STREAM with ``error_code``)."""
+        self._closing = True
+        self._conn._reset_stream(self.stream_id, error_code)
+        self._finished()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        info = {
+            "stream_id": self.stream_id,
+            "connection": self._conn,
+            "peername": self._conn.remote_address,
+            "sockname": self._conn.local_address,
+        }
+        return info.get(name, default)

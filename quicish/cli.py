@@ -1,0 +1,218 @@
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import hq
+from .aio.api import connect, run, serve
+from .config import Config
+from .errors import QuicError
+
+logger = logging.getLogger("quicish")
+
+CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quicish", description="QUIC file transfer (hq-interop)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve files under a directory")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=4433)
+    s.add_argument("--root", default=".")
+    s.add_argument("--cert")
+    s.add_argument("--key")
+    s.add_argument("--alpn", default="hq-interop")
+    s.add_argument("--retry", action="store_true", help="validate client addresses with Retry")
+    s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic")
+    s.add_argument("--keylog")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    g = sub.add_parser("get", help="fetch https://host:port/path URLs over one connection")
+    g.add_argument("urls", nargs="+")
+    g.add_argument("--output", default=".")
+    trust = g.add_mutually_exclusive_group()
+    trust.add_argument("--ca", help="CA certificate file to verify the server against")
+    trust.add_argument("--pin", help="expected SHA-256 fingerprint of the server certificate")
+    trust.add_argument("--insecure", action="store_true", help="do not verify the server")
+    g.add_argument("--alpn", default="hq-interop")
+    g.add_argument("--cipher", choices=sorted(CIPHERS))
+    g.add_argument("--cc", choices=["cubic", "newreno"], default="cubic")
+    g.add_argument("--session-ticket", help="file to load/store a session ticket")
+    g.add_argument("--0rtt", dest="zero_rtt", action="store_true")
+    g.add_argument("--migrate", action="store_true")
+    g.add_argument("--key-update", action="store_true")
+    g.add_argument("--keylog")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.command == "serve":
+            return run(_serve(args))
+        return run(_get(args))
+    except KeyboardInterrupt:
+        return 130
+    except QuicError as exc:
+        print(f"quicish: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    cert, key = args.cert, args.key
+    if (cert is None) != (key is None):
+        print("quicish serve: --cert and --key go together", file=sys.stderr)
+        return 2
+    if cert is None:
+        from .tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
+
+        cert_pem, key_pem = generate_self_signed(("localhost", "127.0.0.1", "::1"))
+        tmp = Path(tempfile.mkdtemp(prefix="quicish-"))
+        cert, key = str(tmp / "cert.pem"), str(tmp / "key.pem")
+        Path(cert).write_bytes(cert_pem)
+        Path(key).write_bytes(key_pem)
+        os.chmod(key, 0o600)
+        fingerprint = certificate_fingerprint(load_certificate_chain(cert)[0])
+        print(f"self-signed certificate, SHA-256 fingerprint: {fingerprint}", flush=True)
+    config = Config(
+        alpn=[args.alpn],
+        certificate_chain=cert,
+        private_key=key,
+        congestion_control=args.cc,
+        keylog_file=args.keylog,
+        retry=args.retry,
+    )
+    files = hq.FileServer(args.root)
+    server = await serve(args.host, args.port, config=config, on_stream=files.handle)
+    host, port = server.address[:2]
+    print(f"listening on {host}:{port}, serving {Path(args.root).resolve()}", flush=True)
+    try:
+        if args.duration:
+            await asyncio.sleep(args.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        server.close()
+    return 0
+
+
+async def _get(args: argparse.Namespace) -> int:
+    unsupported = [
+        name for name, on in (("--migrate", args.migrate), ("--key-update", args.key_update))
+        if on and not _feature_built(name)
+    ]
+    if unsupported:
+        print(f"quicish get: {', '.join(unsupported)} not implemented yet", file=sys.stderr)
+        return 2
+    targets = []
+    for url in args.urls:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            print(f"quicish get: not an https:// URL: {url}", file=sys.stderr)
+            return 2
+        targets.append((parts.hostname, parts.port or 443, parts.path or "/"))
+    hosts = {(h, p) for h, p, _ in targets}
+    if len(hosts) != 1:
+        print("quicish get: all URLs must name the same host:port", file=sys.stderr)
+        return 2
+    host, port = hosts.pop()
+    verify: bool | str = True
+    if args.insecure:
+        verify = False
+    elif args.ca:
+        verify = args.ca
+    config = Config(
+        alpn=[args.alpn],
+        verify=verify,
+        pin=args.pin,
+        cipher_suites=[args.cipher] if args.cipher else None,
+        congestion_control=args.cc,
+        keylog_file=args.keylog,
+        max_data=16 << 20,
+        max_stream_data=8 << 20,
+    )
+    ticket = None
+    if args.session_ticket and os.path.exists(args.session_ticket):
+        ticket = Path(args.session_ticket).read_bytes()
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    conn = await connect(
+        host, port, config=config, session_ticket=ticket, early_data=args.zero_rtt and bool(ticket)
+    )
+    total = 0
+    ok = True
+    try:
+        progress = _Progress(len(targets), quiet=args.quiet or not sys.stderr.isatty())
+
+        async def one(path: str) -> int:
+            reader, writer = await conn.open_stream()
+            name = Path(path).name or "index.html"
+            size = await hq.fetch(reader, writer, path, out_dir / name)
+            progress.advance(size)
+            return size
+
+        results = await asyncio.gather(*(one(p) for _, _, p in targets), return_exceptions=True)
+        for (_, _, path), result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                ok = False
+                print(f"quicish get: {path}: {result}", file=sys.stderr)
+            else:
+                total += result
+        progress.close()
+        if args.session_ticket and conn.session_ticket:
+            Path(args.session_ticket).write_bytes(conn.session_ticket)
+    finally:
+        conn.close()
+        await conn.wait_closed()
+    elapsed = time.perf_counter() - start
+    mbit = total * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
+    print(
+        f"fetched {len(targets)} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
+        flush=True,
+    )
+    return 0 if ok else 1
+
+
+def _feature_built(option: str) -> bool:
+    return False
+
+
+class _Progress:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, files: int, quiet: bool) -> None:
+        self._bar = None
+        if quiet:
+            return
+        try:
+            from rich.progress import Progress
+        except ImportError:
+            return
+        self._bar = Progress(transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task("files", total=files)
+
+    def advance(self, size: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""hq-interop: the QUIC Interop Runner's file protocol (one bidirectional stream per file).
+
+The client sends ``GET /path\\r\\n`` and FIN; the server answers with the file's bytes and FIN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .aio.streams import QuicStreamReader, QuicStreamWriter
+
+logger = logging.getLogger("quicish")
+
+MAX_REQUEST = 4096
+CHUNK = 64 * 1024
+ERROR_NOT_FOUND = 0x10  # application error code used to reset a stream for a missing file
+
+
+def request_line(path: str) -> bytes:
+    """The request for ``path`` (a leading ``/`` is added when missing)."""
+    if not path.startswith("/"):
+        path = "/" + path
+    return f"GET {path}\r\n".encode()
+
+
+def parse_request(data: bytes) -> str | None:
+    """The requested path, or None when the request is malformed."""
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    parts = text.split(" ")
+    if len(parts) != 2 or parts[0] != "GET" or not parts[1].startswith("/"):
+        return None
+    return parts[1]
+
+
+def resolve(root: Path, path: str) -> Path | None:
+    """The file under ``root`` for a request path; None if it escapes ``root`` or is missing."""
+    candidate = (root / path.lstrip("/")).resolve()
+    try:
+        candidate.relative_to(root.resolve())
+    except ValueError:
+        return None
+    return candidate if candidate.is_file() else None
+
+
+class FileServer:
+    """Serves files below ``root``; pass ``handle`` as ``on_stream`` to :func:`quicish.serve`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.files_served = 0
+
+    async def handle(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        request = await reader.read(MAX_REQUEST)
+        while not reader.at_eof() and len(request) < MAX_REQUEST and b"\n" not in request:
+            more = await reader.read(MAX_REQUEST - len(request))
+            if not more:
+                break
+            request += more
+        path = parse_request(request)
+        target = resolve(self.root, path) if path is not None else None
+        if target is None:
+            logger.info("hq: not found: %r", request[:100])
+            writer.reset(ERROR_NOT_FOUND)
+            return
+        with open(target, "rb") as fh:
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                await writer.drain()
+        writer.write_eof()
+        self.files_served += 1
+
+
+async def fetch(
+    reader: QuicStreamReader, writer: QuicStreamWriter, path: str, out: os.PathLike[str] | str
+) -> int:
+    """Request ``path`` on an open stream and write the answer to ``out``; returns its size."""
+    writer.write(request_line(path))
+    writer.write_eof()
+    size = 0
+    with open(out, "wb") as fh:
+        while True:
+            chunk = await reader.read(CHUNK * 4)
+            if not chunk:
+                break
+            fh.write(chunk)
+            size += len(chunk)
+    return size

@@ -1,0 +1,88 @@
+/* quicish native core: ACK range set and stream reassembly buffer.
+ *
+ * Values are uint64 offsets / packet numbers; QUIC keeps them below 2^62.
+ * Functions return 0 (or a non-negative result) on success and a negative
+ * QR_E* code on failure; they never touch Python objects.
+ */
+#ifndef QUICISH_CORE_H
+#define QUICISH_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QR_OK 0
+#define QR_EINVAL (-1)          /* bad argument (stop <= start, value > 2^62) */
+#define QR_ENOMEM (-2)          /* allocation failed; state unchanged */
+#define QR_EFLOW (-3)           /* data beyond the flow-control limit */
+#define QR_EFINAL_CHANGED (-4)  /* FIN disagrees with the known final size */
+#define QR_EFINAL_BEYOND (-5)   /* data beyond the known final size */
+#define QR_EFINAL_BELOW (-6)    /* FIN below the highest offset received */
+
+#define QR_VALUE_MAX ((uint64_t)1 << 62)
+
+/* Sorted, disjoint, non-adjacent half-open ranges.  `b` holds 2*len
+ * boundaries (start0, stop0, start1, stop1, ...) in ascending order and
+ * points into the allocation `base` (cap ranges); dropping the lowest ranges
+ * just advances `b`. */
+typedef struct qr_rangeset {
+    uint64_t *b;
+    size_t len;
+    size_t max;
+    uint64_t *base;
+    size_t cap;
+} qr_rangeset;
+
+void qr_rs_init(qr_rangeset *rs, size_t max_ranges);
+void qr_rs_release(qr_rangeset *rs);
+qr_rangeset *qr_rs_new(size_t max_ranges);
+void qr_rs_free(qr_rangeset *rs);
+int qr_rs_reserve(qr_rangeset *rs, size_t extra);
+int qr_rs_add(qr_rangeset *rs, uint64_t start, uint64_t stop);
+int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop);
+bool qr_rs_contains(const qr_rangeset *rs, uint64_t value);
+void qr_rs_drop_below(qr_rangeset *rs, uint64_t value);
+
+/* Receive buffer of one stream: a sorted array of disjoint segments, each a
+ * contiguous run of received bytes in its own allocation.  In-order data is
+ * appended to the segment it continues, so a contiguous prefix usually lives
+ * in one segment and reads are one copy.  Allocations follow the data
+ * received (sparse data far ahead costs only its own bytes) and stay within
+ * the flow-control window. */
+typedef struct qr_seg {
+    uint64_t start;  /* stream offset of p[0] */
+    uint64_t end;    /* p holds offsets [start, end) */
+    uint8_t *p;
+    uint8_t *mem;    /* allocation; p - mem bytes were consumed by reads */
+    size_t cap;
+} qr_seg;
+
+typedef struct qr_reasm {
+    uint64_t read_offset;
+    uint64_t highest_offset;
+    uint64_t max_offset;
+    uint64_t final_size;
+    int has_final;
+    uint64_t readable;   /* contiguous bytes available at read_offset */
+    uint64_t buffered;   /* distinct received bytes at or above read_offset */
+    qr_seg *segs;        /* nsegs segments, points into seg_base */
+    size_t nsegs;
+    qr_seg *seg_base;
+    size_t seg_cap;
+    uint8_t *spare;      /* one recycled segment allocation */
+    size_t spare_cap;
+    uint8_t *scratch;    /* reads spanning segments are assembled here */
+    size_t scratch_cap;
+} qr_reasm;
+
+qr_reasm *qr_ra_new(uint64_t max_offset);
+void qr_ra_free(qr_reasm *ra);
+/* Returns how much highest_offset grew (>= 0) or a negative QR_E* code. */
+int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len, int fin);
+/* Consumes n (1 <= n <= readable) bytes and returns a pointer to them, valid
+ * until the next call on ra; NULL when out of memory (nothing consumed). */
+const char *qr_ra_take(qr_reasm *ra, uint64_t n);
+/* Bytes currently allocated by ra (for tests of the memory bound). */
+size_t qr_ra_memory(const qr_reasm *ra);
+
+#endif

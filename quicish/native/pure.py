@@ -1,0 +1,382 @@
+"""Pure-Python twin of the C core: same API, same results, same exceptions.
+
+``RangeSet`` keeps a flat sorted list of boundaries ``[start0, stop0, start1, ...]`` so
+every operation is two ``bisect`` calls and one slice assignment. ``ReassemblyBuffer``
+keeps non-overlapping chunks (first copy wins) and hands back whole chunks without copying.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+
+from ..errors import ErrorCode, ProtocolError
+
+VALUE_MAX = 1 << 62
+"""Exclusive upper bound of stream offsets and packet numbers (stop may equal it)."""
+
+Chunk = bytes | memoryview
+Buffer = bytes | bytearray | memoryview
+
+
+# Error constructors shared with the accelerated wrapper, so both raise identical errors.
+def range_error(start: object, stop: object) -> ValueError:
+    return ValueError(f"invalid range [{start}, {stop}): need 0 <= start < stop <= 2**62")
+
+
+def offset_error(name: str, value: object) -> ValueError:
+    return ValueError(f"{name} must be an int in [0, 2**62], got {value!r}")
+
+
+def final_changed_error(end: int, final: int) -> ProtocolError:
+    return ProtocolError(ErrorCode.FINAL_SIZE_ERROR, f"final size changed from {final} to {end}")
+
+
+def final_beyond_error(end: int, final: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.FINAL_SIZE_ERROR, f"data up to offset {end} beyond final size {final}"
+    )
+
+
+def final_below_error(end: int, highest: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.FINAL_SIZE_ERROR, f"final size {end} below highest received offset {highest}"
+    )
+
+
+def flow_error(end: int, max_offset: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.FLOW_CONTROL_ERROR,
+        f"data up to offset {end} exceeds the flow-control limit {max_offset}",
+    )
+
+
+def check_offset(name: str, value: int) -> int:
+    if not isinstance(value, int) or not 0 <= value <= VALUE_MAX:
+        raise offset_error(name, value)
+    return value
+
+
+class AbstractRangeSet:
+    """Common base of both RangeSet implementations (for ``==`` and ``isinstance``)."""
+
+    __slots__ = ()
+
+    def ranges(self) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AbstractRangeSet):
+            return NotImplemented
+        return self.ranges() == other.ranges()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RangeSet({self.ranges()!r})"
+
+
+class RangeSet(AbstractRangeSet):
+    """Sorted disjoint half-open ranges ``[start, stop)``.
+
+    At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped.
+    """
+
+    __slots__ = ("_b", "_max2")
+
+    def __init__(self, max_ranges: int = 256) -> None:
+        if not isinstance(max_ranges, int) or max_ranges < 1:
+            raise ValueError(f"max_ranges must be a positive int, got {max_ranges!r}")
+        self._b: list[int] = []
+        self._max2 = 2 * max_ranges
+
+    @property
+    def max_ranges(self) -> int:
+        return self._max2 // 2
+
+    def add(self, start: int, stop: int) -> None:
+        """Add ``[start, stop)``, merging with overlapping or adjacent ranges."""
+        if not 0 <= start < stop <= VALUE_MAX:
+            raise range_error(start, stop)
+        b = self._b
+        if b:
+            last = b[-1]
+            if start > last:
+                b.append(start)
+                b.append(stop)
+                if len(b) > self._max2:
+                    del b[:2]
+                return
+            if start >= b[-2]:
+                if stop > last:
+                    b[-1] = stop
+                return
+        i = bisect_left(b, start)
+        j = bisect_right(b, stop)
+        if i & 1:
+            if j & 1:
+                del b[i:j]
+            else:
+                b[i:j] = (stop,)
+        elif j & 1:
+            b[i:j] = (start,)
+        else:
+            b[i:j] = (start, stop)
+        if len(b) > self._max2:
+            del b[: len(b) - self._max2]
+
+    def subtract(self, start: int, stop: int) -> None:
+        """Remove ``[start, stop)``; a split beyond ``max_ranges`` drops the lowest range."""
+        if not 0 <= start < stop <= VALUE_MAX:
+            raise range_error(start, stop)
+        b = self._b
+        i = bisect_left(b, start)
+        j = bisect_right(b, stop)
+        if i & 1:
+            if j & 1:
+                b[i:j] = (start, stop)
+            else:
+                b[i:j] = (start,)
+        elif j & 1:
+            b[i:j] = (stop,)
+        else:
+            del b[i:j]
+        if len(b) > self._max2:
+            del b[: len(b) - self._max2]
+
+    def drop_below(self, value: int) -> None:
+        """Remove every value below ``value``."""
+        b = self._b
+        i = bisect_right(b, value)
+        if i & 1:
+            b[:i] = (value,)
+        else:
+            del b[:i]
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int):
+            return False
+        return bisect_right(self._b, value) & 1 == 1
+
+    def __len__(self) -> int:
+        return len(self._b) >> 1
+
+    def __bool__(self) -> bool:
+        return bool(self._b)
+
+    def bounds(self) -> tuple[int, int]:
+        """``(lowest start, highest stop)``; ValueError when empty."""
+        b = self._b
+        if not b:
+            raise ValueError("empty RangeSet has no bounds")
+        return b[0], b[-1]
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Ascending ``(start, stop)`` pairs."""
+        it = iter(self._b)
+        return list(zip(it, it, strict=True))
+
+    def descending(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` pairs, highest first (the order of ACK frame ranges)."""
+        b = self._b
+        return list(zip(b[-2::-2], b[::-2], strict=True))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self.ranges())
+
+
+class ReassemblyBuffer:
+    """Receive side of one stream: out-of-order inserts, in-order reads, final size checks."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_contig",
+        "_final",
+        "_highest",
+        "_max",
+        "_read",
+        "_starts",
+        "_tail",
+    )
+
+    def __init__(self, max_offset: int) -> None:
+        self._max = check_offset("max_offset", max_offset)
+        self._starts: list[int] = []  # chunk start offsets, ascending
+        self._chunks: list[Chunk] = []  # non-overlapping, all at or above _read
+        self._read = 0
+        self._contig = 0  # end of the contiguous prefix starting at _read
+        self._tail = 0  # end of the highest chunk (== _contig when nothing lies beyond)
+        self._highest = 0
+        self._final: int | None = None
+        self._buffered = 0
+
+    def insert(self, offset: int, data: Buffer, fin: bool = False) -> int:
+        """Store ``data`` at ``offset``; returns how much ``highest_offset`` grew."""
+        if offset < 0:
+            raise offset_error("offset", offset)
+        end = offset + len(data)
+        final = self._final
+        if final is not None:
+            if fin and end != final:
+                raise final_changed_error(end, final)
+            if end > final:
+                raise final_beyond_error(end, final)
+        elif fin and end < self._highest:
+            raise final_below_error(end, self._highest)
+        if end > self._max:
+            raise flow_error(end, self._max)
+        growth = end - self._highest
+        if growth > 0:
+            self._highest = end
+        else:
+            growth = 0
+        if fin:
+            self._final = end
+        contig = self._contig
+        if end <= contig:
+            return growth
+        start = contig if offset < contig else offset
+        if start >= self._tail:
+            # Nothing held at or above start (in order, or in order beyond a gap): append.
+            if start == offset and type(data) is bytes:
+                self._chunks.append(data)
+            else:
+                self._chunks.append(bytes(data[start - offset :]))
+            self._starts.append(start)
+            self._buffered += end - start
+            self._tail = end
+            if start == contig:
+                self._contig = end
+            return growth
+        self._insert_gaps(offset, data, start, end)
+        if end > self._tail:
+            self._tail = end
+        if start == contig:
+            starts = self._starts
+            chunks = self._chunks
+            k = bisect_left(starts, contig)
+            n = len(starts)
+            while k < n and starts[k] == contig:
+                contig += len(chunks[k])
+                k += 1
+            self._contig = contig
+        return growth
+
+    def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> None:
+        """Store the parts of ``[start, end)`` not held yet (first copy wins)."""
+        starts = self._starts
+        chunks = self._chunks
+        i = bisect_right(starts, start) - 1
+        pos = start
+        if i >= 0:
+            prev_end = starts[i] + len(chunks[i])
+            if prev_end > pos:
+                pos = prev_end
+        i += 1
+        added = 0
+        while pos < end:
+            if i < len(starts) and starts[i] <= pos:
+                nxt = starts[i] + len(chunks[i])
+                if nxt > pos:
+                    pos = nxt
+                i += 1
+                continue
+            gap_end = starts[i] if i < len(starts) and starts[i] < end else end
+            if pos == offset and gap_end == end and type(data) is bytes:
+                piece: Chunk = data
+            else:
+                piece = bytes(data[pos - offset : gap_end - offset])
+            starts.insert(i, pos)
+            chunks.insert(i, piece)
+            i += 1
+            added += gap_end - pos
+            pos = gap_end
+        self._buffered += added
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """Up to ``max_bytes`` (all when negative) contiguous bytes from ``read_offset``."""
+        n = self._contig - self._read
+        if 0 <= max_bytes < n:
+            n = max_bytes
+        if n <= 0:
+            return b""
+        chunks = self._chunks
+        starts = self._starts
+        first = chunks[0]
+        size = len(first)
+        if n == size:
+            del chunks[0]
+            del starts[0]
+            out = first if type(first) is bytes else bytes(first)
+        elif n < size:
+            view = first if type(first) is memoryview else memoryview(first)
+            out = bytes(view[:n])
+            chunks[0] = view[n:]
+            starts[0] += n
+        elif n == self._contig - self._read:
+            # The whole contiguous prefix: exactly the chunks that start below _contig.
+            k = bisect_left(starts, self._contig)
+            out = b"".join(chunks[:k])
+            del chunks[:k]
+            del starts[:k]
+        else:
+            parts: list[Chunk] = []
+            need = n
+            k = 0
+            while need >= len(chunks[k]):
+                parts.append(chunks[k])
+                need -= len(chunks[k])
+                k += 1
+            if need:
+                chunk = chunks[k]
+                view = chunk if type(chunk) is memoryview else memoryview(chunk)
+                parts.append(view[:need])
+                chunks[k] = view[need:]
+                starts[k] += need
+            del chunks[:k]
+            del starts[:k]
+            out = b"".join(parts)
+        self._read += n
+        self._buffered -= n
+        if not chunks:
+            self._tail = self._read
+        return out
+
+    def set_final_size(self, size: int) -> int:
+        """Learn the final size without data (RESET_STREAM); same checks as a FIN."""
+        if size < 0:
+            raise offset_error("final size", size)
+        return self.insert(size, b"", True)
+
+    @property
+    def max_offset(self) -> int:
+        return self._max
+
+    @max_offset.setter
+    def max_offset(self, value: int) -> None:
+        self._max = check_offset("max_offset", value)
+
+    @property
+    def readable(self) -> int:
+        return self._contig - self._read
+
+    @property
+    def read_offset(self) -> int:
+        return self._read
+
+    @property
+    def highest_offset(self) -> int:
+        return self._highest
+
+    @property
+    def final_size(self) -> int | None:
+        return self._final
+
+    @property
+    def finished(self) -> bool:
+        return self._final is not None and self._read == self._final
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered

@@ -1,0 +1,183 @@
+/* Sorted disjoint ranges of uint64 values (ACK tracking, received-data map). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#define B_BYTES(n) ((n) * 2 * sizeof(uint64_t))
+
+/* First range index i in [0, len) whose boundary b[2i + k] satisfies
+ * b > v (strict) or b >= v (!strict); len when none does. */
+static size_t search(const qr_rangeset *rs, size_t k, uint64_t v, int strict)
+{
+    const uint64_t *b = rs->b;
+    size_t lo = 0, hi = rs->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t x = b[2 * mid + k];
+        if (strict ? x > v : x >= v)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+void qr_rs_init(qr_rangeset *rs, size_t max_ranges)
+{
+    rs->b = NULL;
+    rs->base = NULL;
+    rs->len = 0;
+    rs->cap = 0;
+    rs->max = max_ranges ? max_ranges : 1;
+}
+
+void qr_rs_release(qr_rangeset *rs)
+{
+    free(rs->base);
+    qr_rs_init(rs, rs->max);
+}
+
+qr_rangeset *qr_rs_new(size_t max_ranges)
+{
+    qr_rangeset *rs = malloc(sizeof(*rs));
+    if (rs)
+        qr_rs_init(rs, max_ranges);
+    return rs;
+}
+
+void qr_rs_free(qr_rangeset *rs)
+{
+    if (rs) {
+        free(rs->base);
+        free(rs);
+    }
+}
+
+/* Make room for `extra` more ranges after the current ones. */
+int qr_rs_reserve(qr_rangeset *rs, size_t extra)
+{
+    size_t head = rs->base ? (size_t)(rs->b - rs->base) / 2 : 0;
+    size_t need = rs->len + extra;
+    if (head + need <= rs->cap)
+        return QR_OK;
+    if (head) {
+        memmove(rs->base, rs->b, B_BYTES(rs->len));
+        rs->b = rs->base;
+    }
+    if (need > rs->cap) {
+        size_t ncap = rs->cap ? rs->cap * 2 : 4;
+        uint64_t *nb;
+        if (ncap < need)
+            ncap = need;
+        if (ncap > SIZE_MAX / (2 * sizeof(uint64_t)))
+            return QR_ENOMEM;
+        nb = realloc(rs->base, B_BYTES(ncap));
+        if (!nb)
+            return QR_ENOMEM;
+        rs->base = rs->b = nb;
+        rs->cap = ncap;
+    }
+    return QR_OK;
+}
+
+static void trim(qr_rangeset *rs)
+{
+    if (rs->len > rs->max) {
+        rs->b += 2 * (rs->len - rs->max);
+        rs->len = rs->max;
+    }
+}
+
+/* Replace ranges [lo, hi) by the k ranges in nb. */
+static int splice(qr_rangeset *rs, size_t lo, size_t hi, const uint64_t *nb, size_t k)
+{
+    if (k > hi - lo) {
+        int err = qr_rs_reserve(rs, k - (hi - lo));
+        if (err)
+            return err;
+    }
+    if (k != hi - lo && hi < rs->len)
+        memmove(rs->b + 2 * (lo + k), rs->b + 2 * hi, B_BYTES(rs->len - hi));
+    if (k)
+        memcpy(rs->b + 2 * lo, nb, B_BYTES(k));
+    rs->len = rs->len - (hi - lo) + k;
+    trim(rs);
+    return QR_OK;
+}
+
+int qr_rs_add(qr_rangeset *rs, uint64_t start, uint64_t stop)
+{
+    size_t n = rs->len, lo, hi;
+    uint64_t nb[2];
+    if (start >= stop || stop > QR_VALUE_MAX)
+        return QR_EINVAL;
+    if (n) {
+        /* Fast paths: at or above the highest range (packet numbers mostly grow). */
+        uint64_t *last = rs->b + 2 * (n - 1);
+        if (start > last[1]) {
+            nb[0] = start;
+            nb[1] = stop;
+            return splice(rs, n, n, nb, 1);
+        }
+        if (start >= last[0]) {
+            if (stop > last[1])
+                last[1] = stop;
+            return QR_OK;
+        }
+    }
+    lo = search(rs, 1, start, 0);  /* first range with stop >= start */
+    hi = search(rs, 0, stop, 1);   /* first range with start > stop */
+    nb[0] = start;
+    nb[1] = stop;
+    if (lo < hi) {
+        if (rs->b[2 * lo] < start)
+            nb[0] = rs->b[2 * lo];
+        if (rs->b[2 * hi - 1] > stop)
+            nb[1] = rs->b[2 * hi - 1];
+    }
+    return splice(rs, lo, hi, nb, 1);
+}
+
+int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop)
+{
+    size_t lo, hi, k = 0;
+    uint64_t nb[4];
+    if (start >= stop || stop > QR_VALUE_MAX)
+        return QR_EINVAL;
+    lo = search(rs, 1, start, 1);  /* first range with stop > start */
+    hi = search(rs, 0, stop, 0);   /* first range with start >= stop */
+    if (lo >= hi)
+        return QR_OK;
+    if (rs->b[2 * lo] < start) {
+        nb[2 * k] = rs->b[2 * lo];
+        nb[2 * k + 1] = start;
+        k++;
+    }
+    if (rs->b[2 * hi - 1] > stop) {
+        nb[2 * k] = stop;
+        nb[2 * k + 1] = rs->b[2 * hi - 1];
+        k++;
+    }
+    return splice(rs, lo, hi, nb, k);
+}
+
+bool qr_rs_contains(const qr_rangeset *rs, uint64_t value)
+{
+    size_t i = search(rs, 1, value, 1);  /* first range with stop > value */
+    return i < rs->len && rs->b[2 * i] <= value;
+}
+
+void qr_rs_drop_below(qr_rangeset *rs, uint64_t value)
+{
+    size_t i;
+    if (!rs->len)
+        return;
+    i = search(rs, 1, value, 1);
+    rs->b += 2 * i;
+    rs->len -= i;
+    if (!rs->len)
+        rs->b = rs->base;
+    else if (rs->b[0] < value)
+        rs->b[0] = value;
+}

@@ -1,0 +1,158 @@
+"""The congestion controller interface and the parts all controllers share.
+
+Shared parts (RFC 9002 section 7): initial and minimum windows, the recovery period (one
+window reduction per period), persistent congestion, ECN-CE reactions and app-limited
+detection. Subclasses supply window growth (``_on_ack``) and reduction (``_on_congestion``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ..recovery import SentPacket
+    from ..rtt import RttEstimator
+
+# When not in slow start, the sender counts as cwnd-limited while this many full-size
+# packets (or fewer) would fit in the window on top of what is in flight.
+CWND_LIMITED_SLACK_PACKETS = 3
+
+
+def initial_window(max_datagram_size: int) -> int:
+    """RFC 9002 7.2: min(10 * mds, max(14720, 2 * mds))."""
+    return min(10 * max_datagram_size, max(14720, 2 * max_datagram_size))
+
+
+class CongestionController(ABC):
+    """A window-based congestion controller (sans-IO: ``now`` is always passed in).
+
+    Public state: ``cwnd`` (bytes, int), ``ssthresh`` (bytes, ``math.inf`` until the first
+    congestion event), ``recovery_start_time`` (``-inf`` when never in recovery),
+    ``congestion_events``, ``persistent_congestion_events``.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, max_datagram_size: int) -> None:
+        self.max_datagram_size = max_datagram_size
+        self.initial_window = initial_window(max_datagram_size)
+        self.minimum_window = 2 * max_datagram_size
+        self.cwnd: int = self.initial_window
+        self.ssthresh: float = math.inf
+        self.recovery_start_time: float = -math.inf
+        self.congestion_events = 0
+        self.persistent_congestion_events = 0
+        self.last_sent_time: float | None = None
+
+    # ---- queries -------------------------------------------------------------------------
+    @property
+    def in_slow_start(self) -> bool:
+        return self.cwnd < self.ssthresh
+
+    def in_recovery(self, sent_time: float) -> bool:
+        """True when a packet sent at ``sent_time`` belongs to the current recovery period."""
+        return sent_time <= self.recovery_start_time
+
+    def can_send(self, bytes_in_flight: int, size: int | None = None) -> bool:
+        """Whether a packet of ``size`` bytes (default: a full-size one) fits in the window."""
+        return bytes_in_flight + (self.max_datagram_size if size is None else size) <= self.cwnd
+
+    def available(self, bytes_in_flight: int) -> int:
+        """Bytes the window still allows in flight."""
+        return max(0, self.cwnd - bytes_in_flight)
+
+    def is_cwnd_limited(self, bytes_in_flight: int) -> bool:
+        """Whether a sender with ``bytes_in_flight`` is using its window (RFC 9002 7.8).
+
+        In slow start half the window in use is enough (it doubles per round trip anyway);
+        afterwards the window must be full to within a few packets. A sender that is not
+        cwnd-limited is app- or flow-control-limited and its window must not grow.
+        """
+        if self.cwnd < self.ssthresh:
+            return 2 * bytes_in_flight >= self.cwnd
+        slack = CWND_LIMITED_SLACK_PACKETS * self.max_datagram_size
+        return bytes_in_flight + slack >= self.cwnd
+
+    # ---- events ----------------------------------------------------------------------------
+    def on_packet_sent(self, size: int, now: float) -> None:
+        """An in-flight packet went out (bookkeeping only; calling it twice is harmless)."""
+        self.last_sent_time = now
+
+    def on_packets_acked(
+        self,
+        packets: Sequence[SentPacket],
+        now: float,
+        rtt: RttEstimator,
+        prior_in_flight: int | None = None,
+    ) -> None:
+        """Newly acknowledged packets (any order; non-in-flight ones are ignored).
+
+        ``prior_in_flight`` is bytes in flight before this ACK was processed; it decides
+        whether the sender was cwnd-limited. None means "assume cwnd-limited".
+        Packets sent during the current recovery period do not grow the window.
+        """
+        start = self.recovery_start_time
+        acked = 0
+        largest_sent = -math.inf
+        for pkt in packets:
+            if pkt.in_flight and pkt.sent_time > start:
+                acked += pkt.size
+                if pkt.sent_time > largest_sent:
+                    largest_sent = pkt.sent_time
+        if not acked:
+            return
+        limited = prior_in_flight is None or self.is_cwnd_limited(prior_in_flight)
+        self._on_ack(acked, largest_sent, now, rtt, limited)
+
+    def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Packets declared lost: one congestion event for the newest in-flight one."""
+        largest_sent: float | None = None
+        for pkt in packets:
+            if pkt.in_flight and (largest_sent is None or pkt.sent_time > largest_sent):
+                largest_sent = pkt.sent_time
+        if largest_sent is not None:
+            self.on_congestion_event(largest_sent, now)
+
+    def on_congestion_event(self, sent_time: float, now: float) -> bool:
+        """Reduce the window unless already recovering; returns True if it was reduced."""
+        if sent_time <= self.recovery_start_time:
+            return False
+        self.recovery_start_time = now
+        self.congestion_events += 1
+        self._on_congestion(now)
+        return True
+
+    def on_ecn_ce(self, sent_time: float, now: float) -> bool:
+        """The peer reported more ECN-CE marks; ``sent_time`` of the largest acked packet."""
+        return self.on_congestion_event(sent_time, now)
+
+    def on_persistent_congestion(self) -> None:
+        """RFC 9002 7.6.2: collapse the window to the minimum and leave recovery."""
+        self.persistent_congestion_events += 1
+        self.cwnd = self.minimum_window
+        self.recovery_start_time = -math.inf
+        self._on_persistent_congestion()
+
+    # ---- subclass hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def _on_ack(
+        self, acked_bytes: int, largest_sent: float, now: float, rtt: RttEstimator, limited: bool
+    ) -> None:
+        """Grow the window for ``acked_bytes`` (in-flight bytes sent outside recovery)."""
+
+    @abstractmethod
+    def _on_congestion(self, now: float) -> None:
+        """Reduce the window: a new recovery period started at ``now``."""
+
+    def _on_persistent_congestion(self) -> None:
+        """Reset algorithm state after ``cwnd`` was set to the minimum window."""
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(cwnd={self.cwnd}, ssthresh={self.ssthresh}, "
+            f"recovery_start={self.recovery_start_time})"
+        )

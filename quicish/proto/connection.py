@@ -1,0 +1,1168 @@
+"""The sans-IO QUIC connection: datagrams and time in, datagrams, deadlines and events out.
+
+No sockets, no asyncio, no clock: every entry point takes ``now`` (monotonic seconds).
+The driver loop (see ``quicish.aio``) is::
+
+    conn.receive_datagram(data, addr, now)
+    for data, addr in conn.datagrams_to_send(now): sock.sendto(data, addr)
+    conn.handle_timer(now) when now >= conn.next_timer()
+    while (event := conn.next_event()) is not None: ...
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config
+from ..errors import (
+    ConnectionClosedError,
+    CryptoError,
+    DecodeError,
+    DecryptionError,
+    ErrorCode,
+    ProtocolError,
+    StreamError,
+)
+from ..tls.engine import Epoch, TlsEngine
+from ..tls.keylog import keylog_file
+from ..wire import frames as F
+from ..wire.buffer import Buffer
+from ..wire.packet import (
+    QUIC_V1,
+    QUIC_V2,
+    PacketHeader,
+    PacketType,
+    encode_long_header,
+    encode_packet_number,
+    encode_short_header,
+    parse_header,
+    verify_retry,
+)
+from ..wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
+from ..wire.transport_params import TransportParameters
+from . import events as ev
+from .congestion import create as create_congestion_controller
+from .pacing import Pacer
+from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
+from .recovery import LossRecovery, SentPacket
+from .server_context import ServerContext
+from .stats import ConnectionStats
+from .stream_manager import StreamManager
+
+logger = logging.getLogger("quicish")
+
+SUPPORTED_VERSIONS = (QUIC_V1, QUIC_V2)
+MIN_INITIAL_DATAGRAM = 1200
+LOCAL_MAX_ACK_DELAY = 0.025
+ACK_DELAY_EXPONENT = 3
+CID_LENGTH = 8
+MAX_DATAGRAMS_PER_CALL = 64
+
+# Records of what a sent packet carried, so loss re-sends it and acknowledgement frees it.
+K_ACK, K_CRYPTO, K_STREAM, K_HANDSHAKE_DONE, K_MAX_DATA, K_MAX_STREAM_DATA = range(6)
+K_MAX_STREAMS, K_RESET, K_STOP, K_NEW_CID, K_RETIRE_CID, K_PING, K_NEW_TOKEN = range(6, 13)
+K_PATH_RESPONSE = 13
+_NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
+
+_EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
+_TYPE_SPACE = {
+    PacketType.INITIAL: INITIAL,
+    PacketType.HANDSHAKE: HANDSHAKE,
+    PacketType.ZERO_RTT: APPLICATION,
+    PacketType.ONE_RTT: APPLICATION,
+}
+_SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
+
+# Connection states.
+S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
+
+
+class Connection:
+    """One QUIC connection, client or server, with no I/O of its own."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        is_client: bool,
+        server_context: ServerContext | None = None,
+        original_dcid: bytes | None = None,
+        retry_source_cid: bytes | None = None,
+        session_ticket: bytes | None = None,
+        early_data: bool = False,
+        token: bytes = b"",
+        version: int = QUIC_V1,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        if not is_client and server_context is None:
+            raise ValueError("a server connection needs a ServerContext")
+        self.config = config
+        self.is_client = is_client
+        self.version = version
+        self._random = random_bytes
+        self._server_context = server_context
+        self._session_ticket = session_ticket
+        self._early_data_requested = early_data and session_ticket is not None
+        self._token = token
+        self._state = S_HANDSHAKE
+        self._events: deque[ev.Event] = deque()
+        self.stats_counters = ConnectionStats()
+
+        self.host_cid = random_bytes(CID_LENGTH)
+        self.peer_cid = b""
+        self._original_dcid = original_dcid or b""
+        self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
+        self._retry_source_cid = retry_source_cid
+        self._retry_received = False
+        self._first_packet_received = False
+        self.peer_addr: tuple[str, int] | None = None
+
+        self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
+        self._zero_rtt_tx: PacketProtector | None = None
+        self._zero_rtt_rx: PacketProtector | None = None
+        self._tls: TlsEngine | None = None
+        self._local_params = self._make_transport_parameters()
+        self._peer_params: TransportParameters | None = None
+        self.handshake_complete = False
+        self.handshake_confirmed = False
+        self.early_data_accepted = False
+        self.alpn: str | None = None
+        self.session_resumed = False
+
+        # Anti-amplification (RFC 9000 section 8): servers send <= 3x what they received.
+        self._address_validated = is_client
+        self._bytes_received = 0
+        self._bytes_sent = 0
+
+        self._cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
+        self._recovery = LossRecovery(self._cc, max_ack_delay=0.025)
+        self._pacer = Pacer(config.max_datagram_size)
+        self._max_datagram_size = config.max_datagram_size
+
+        self._streams = StreamManager(
+            is_client=is_client,
+            local_max_streams_bidi=config.max_streams_bidi,
+            local_max_streams_uni=config.max_streams_uni,
+            local_max_stream_data=config.max_stream_data,
+            max_stream_data_limit=config.max_stream_data_limit,
+            send_buffer_size=config.send_buffer_size,
+            local_max_data=config.max_data,
+            max_data_limit=config.max_data_limit,
+        )
+        self._pending_handshake_done = False
+        self._pending_ping = False
+        self._datagrams_out: deque[bytes] = deque()
+
+        self._idle_timeout = config.idle_timeout
+        self._last_activity = 0.0
+        self._close_frame: tuple[int, int | None, str, bool] | None = None
+        self._close_deadline: float | None = None
+        self._close_sent_count = 0
+        self._terminated = False
+        self._key_phase = 0
+        self._rx_previous: PacketProtector | None = None  # 1-RTT keys before the last update
+        self._spin = False
+
+    # ---------------------------------------------------------------------------------------
+    # Public sans-IO API
+    # ---------------------------------------------------------------------------------------
+    def connect(self, addr: tuple[str, int], now: float) -> None:
+        """Client: start the handshake towards ``addr``."""
+        if not self.is_client or self._tls is not None:
+            raise StreamError("connect() is for a fresh client connection")
+        self.peer_addr = addr
+        self._original_dcid = self._random(CID_LENGTH)
+        self.peer_cid = self._original_dcid
+        self._install_initial_keys(self._original_dcid)
+        self._last_activity = now
+        self._start_tls(now)
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """Process one UDP datagram (possibly several coalesced packets)."""
+        if self._state >= S_DRAINING:
+            return
+        self.stats_counters.datagrams_received += 1
+        self.stats_counters.bytes_received += len(data)
+        if not self._address_validated:
+            self._bytes_received += len(data)
+        if self.peer_addr is None:
+            self.peer_addr = addr
+        offset = 0
+        end = len(data)
+        while offset < end:
+            try:
+                header = parse_header(data, offset, short_dcid_len=len(self.host_cid))
+            except DecodeError:
+                self.stats_counters.packets_dropped += 1
+                return
+            start, offset = offset, header.packet_end
+            try:
+                self._receive_packet(data, start, header, addr, now)
+            except ProtocolError as exc:
+                logger.info("closing: %s", exc)
+                self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+                return
+        self._after_input(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+        """Datagrams ready to go now (congestion control, pacing and anti-amplification applied)."""
+        addr = self.peer_addr
+        if addr is None or self._state >= S_DRAINING:
+            return []
+        out: list[tuple[bytes, tuple[str, int]]] = []
+        if self._state == S_CLOSING:
+            if self._close_sent_count == 0:
+                close_datagram = self._build_close_datagram()
+                if close_datagram:
+                    out.append((close_datagram, addr))
+                self._close_sent_count += 1
+            return out
+        while len(out) < MAX_DATAGRAMS_PER_CALL:
+            datagram = self._build_datagram(now)
+            if datagram is None:
+                break
+            out.append((datagram, addr))
+        return out
+
+    def next_timer(self) -> float | None:
+        """The earliest absolute time at which :meth:`handle_timer` must be called."""
+        if self._state == S_CLOSED:
+            return None
+        if self._state >= S_CLOSING:
+            return self._close_deadline
+        deadline = self._idle_deadline()
+        loss = self._recovery.loss_detection_deadline()
+        if loss is not None and (deadline is None or loss < deadline):
+            deadline = loss
+        for space in self._spaces:
+            due = space.ack_due_at
+            if due is not None and space.unacked_ranges and (deadline is None or due < deadline):
+                deadline = due
+        pace = self._pacer_deadline
+        if pace is not None and (deadline is None or pace < deadline):
+            deadline = pace
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Run whatever timers have expired at ``now``."""
+        if self._state == S_CLOSED:
+            return
+        if self._state >= S_CLOSING:
+            if self._close_deadline is not None and now >= self._close_deadline:
+                self._state = S_CLOSED
+            return
+        idle = self._idle_deadline()
+        if idle is not None and now >= idle:
+            self._terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
+            self._state = S_CLOSED
+            return
+        loss = self._recovery.loss_detection_deadline()
+        if loss is not None and now >= loss:
+            lost, probe_space = self._recovery.on_timeout(now)
+            self._on_packets_lost(lost, now)
+            if probe_space is not None:
+                self._arm_probe(probe_space)
+        self._pacer_deadline = None
+
+    def next_event(self) -> ev.Event | None:
+        """The oldest undelivered event, or None."""
+        return self._events.popleft() if self._events else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._state == S_CLOSED
+
+    @property
+    def is_terminated(self) -> bool:
+        """True once the connection has reached closing, draining or closed."""
+        return self._state >= S_CLOSING
+
+    # ---- streams ---------------------------------------------------------------------------
+    def open_stream(self, bidirectional: bool = True) -> int:
+        """Open a locally-initiated stream; raises ``StreamLimitReached`` at the peer's limit."""
+        self._check_open()
+        return self._streams.open_stream(bidirectional)
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        """Queue ``data`` (and optionally FIN) on a stream."""
+        self._check_open()
+        self._streams.get_send(stream_id).write(data, end_stream)
+
+    def read_stream(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
+        """Read up to ``max_bytes`` in-order bytes; returns (data, end_of_stream_reached)."""
+        recv = self._streams.get_recv(stream_id)
+        data = recv.read(max_bytes)
+        if data:
+            self._streams.on_consumed(len(data))
+        fin = recv.is_finished
+        if fin:
+            self._streams.on_recv_finished(stream_id)
+        return data, fin
+
+    def stream_send_done(self, stream_id: int) -> bool:
+        """True once everything written on the stream, FIN included, is acknowledged."""
+        stream = self._streams.get(stream_id)
+        return stream is None or stream.send is None or stream.send.is_done
+
+    def request_key_update(self) -> None:
+        """Start a 1-RTT key update (RFC 9001 section 6); needs a confirmed handshake."""
+        self._check_open()
+        space = self._spaces[APPLICATION]
+        if not self.handshake_confirmed or space.tx is None or space.rx is None:
+            raise StreamError("key update needs a confirmed handshake")
+        self._rx_previous = space.rx
+        space.tx = space.tx.next_generation()
+        space.rx = space.rx.next_generation()
+        self._key_phase ^= 1
+        self.stats_counters.key_updates += 1
+
+    def stream_send_buffered(self, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged by the peer."""
+        return self._streams.get_send(stream_id).buffered
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self._check_open()
+        self._streams.get_send(stream_id).reset(error_code)
+
+    def stop_sending(self, stream_id: int, error_code: int) -> None:
+        self._check_open()
+        self._streams.get_recv(stream_id).stop_sending(error_code)
+
+    def send_datagram(self, data: bytes) -> None:
+        """Queue an unreliable DATAGRAM frame (RFC 9221)."""
+        self._check_open()
+        limit = self._peer_params.max_datagram_frame_size if self._peer_params else None
+        if limit is None:
+            raise StreamError("the peer does not accept DATAGRAM frames")
+        if len(data) + 8 > min(limit, self._max_datagram_size - 40):
+            raise StreamError(f"datagram of {len(data)} bytes is too large")
+        self._datagrams_out.append(bytes(data))
+
+    def close(self, error_code: int = 0, reason: str = "", now: float | None = None) -> None:
+        """Close with an application error code (0: no error)."""
+        if self._state >= S_CLOSING:
+            return
+        self._enter_closing(error_code, None, reason, application=True, now=now)
+
+    def stats(self) -> dict[str, Any]:
+        """RTT, congestion window, bytes in flight and packet/byte counters."""
+        rtt = self._recovery.rtt
+        s = self.stats_counters.as_dict()
+        s.update(
+            smoothed_rtt=rtt.smoothed_rtt,
+            min_rtt=rtt.min_rtt,
+            latest_rtt=rtt.latest_rtt,
+            rttvar=rtt.rttvar,
+            cwnd=self._cc.cwnd,
+            ssthresh=self._cc.ssthresh,
+            bytes_in_flight=self._recovery.bytes_in_flight,
+            pto_count=self._recovery.pto_count,
+        )
+        return s
+
+    # ---------------------------------------------------------------------------------------
+    # Handshake and keys
+    # ---------------------------------------------------------------------------------------
+    def _make_transport_parameters(self) -> TransportParameters:
+        cfg = self.config
+        params = TransportParameters(
+            max_idle_timeout=int(cfg.idle_timeout * 1000),
+            initial_max_data=cfg.max_data,
+            initial_max_stream_data_bidi_local=cfg.max_stream_data,
+            initial_max_stream_data_bidi_remote=cfg.max_stream_data,
+            initial_max_stream_data_uni=cfg.max_stream_data,
+            initial_max_streams_bidi=cfg.max_streams_bidi,
+            initial_max_streams_uni=cfg.max_streams_uni,
+            ack_delay_exponent=ACK_DELAY_EXPONENT,
+            max_ack_delay=int(LOCAL_MAX_ACK_DELAY * 1000),
+            active_connection_id_limit=cfg.active_connection_id_limit,
+            initial_source_connection_id=self.host_cid,
+            max_datagram_frame_size=cfg.max_datagram_frame_size,
+            disable_active_migration=cfg.disable_active_migration,
+        )
+        if not self.is_client:
+            params.original_destination_connection_id = self._original_dcid
+            params.retry_source_connection_id = self._retry_source_cid
+        return params
+
+    def _install_initial_keys(self, dcid: bytes) -> None:
+        client_secret, server_secret = initial_secrets(dcid, self.version)
+        space = self._spaces[INITIAL]
+        suite = 0x1301
+        tx_secret, rx_secret = (
+            (client_secret, server_secret) if self.is_client else (server_secret, client_secret)
+        )
+        space.tx = PacketProtector.from_secret(suite, tx_secret, self.version)
+        space.rx = PacketProtector.from_secret(suite, rx_secret, self.version)
+
+    def _start_tls(self, now: float) -> None:
+        cfg = self.config
+        ticket = None
+        if self._session_ticket is not None:
+            from ..tls.tickets import SessionTicket
+
+            ticket = SessionTicket.from_bytes(self._session_ticket)
+        ctx = self._server_context
+        keylog = ctx.keylog if ctx is not None else None
+        if ctx is None and cfg.keylog_file is not None:
+            keylog = keylog_file(cfg.keylog_file)
+        self._tls = TlsEngine(
+            is_client=self.is_client,
+            alpn_protocols=list(cfg.alpn),
+            cipher_suites=cfg.cipher_suite_ids(),
+            groups=cfg.groups,
+            server_name=cfg.server_name,
+            verify=_verify_setting(cfg.verify),
+            pin=cfg.pin,
+            certificate_chain=ctx.certificate_chain if ctx else None,
+            private_key=ctx.private_key if ctx else None,
+            transport_parameters=self._local_params.encode(),
+            session_ticket=ticket,
+            early_data=self._early_data_requested,
+            ticket_keys=ctx.ticket_keys if ctx else None,
+            replay_filter=ctx.replay_filter if ctx else None,
+            keylog=keylog,
+            now=now,
+            ticket_lifetime=cfg.session_ticket_lifetime,
+            accept_early_data=None if self.is_client else self._accept_early_data,
+        )
+        self._tls.start(now)
+        self._drain_tls(now)
+
+    def _accept_early_data(self, remembered: bytes) -> bool:
+        """0-RTT only if no limit shrank since the ticket was issued (RFC 9000 7.4.1)."""
+        try:
+            old = TransportParameters.decode(remembered, from_server=True)
+        except DecodeError:
+            return False
+        new = self._local_params
+        fields = (
+            "initial_max_data",
+            "initial_max_stream_data_bidi_local",
+            "initial_max_stream_data_bidi_remote",
+            "initial_max_stream_data_uni",
+            "initial_max_streams_bidi",
+            "initial_max_streams_uni",
+            "active_connection_id_limit",
+        )
+        if any(getattr(new, f) < getattr(old, f) for f in fields):
+            return False
+        old_dgram = old.max_datagram_frame_size or 0
+        return (new.max_datagram_frame_size or 0) >= old_dgram
+
+    def _drain_tls(self, now: float) -> None:
+        tls = self._tls
+        assert tls is not None
+        for epoch, secret_dir, suite, secret in tls.pop_secrets():
+            protector = PacketProtector.from_secret(suite, secret, self.version)
+            if epoch == Epoch.ZERO_RTT:
+                if secret_dir == "write":
+                    self._zero_rtt_tx = protector
+                else:
+                    self._zero_rtt_rx = protector
+                continue
+            space = self._spaces[_EPOCH_SPACE[Epoch(epoch)]]
+            if secret_dir == "write":
+                space.tx = protector
+            else:
+                space.rx = protector
+        for epoch, data in tls.pop_output():
+            if epoch == Epoch.ZERO_RTT:
+                continue
+            space = self._spaces[_EPOCH_SPACE[Epoch(epoch)]]
+            if not space.discarded:
+                space.crypto_send.write(data)
+        if self._peer_params is None and tls.peer_transport_parameters is not None:
+            self._apply_peer_parameters(tls.peer_transport_parameters)
+        if tls.handshake_complete and not self.handshake_complete:
+            self._on_handshake_complete(now)
+        if self.is_client:
+            for ticket in tls.pop_session_tickets():
+                self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
+
+    def _apply_peer_parameters(self, raw: bytes) -> None:
+        params = TransportParameters.decode(raw, from_server=self.is_client)
+        tp_error = ErrorCode.TRANSPORT_PARAMETER_ERROR
+        if params.initial_source_connection_id != self.peer_cid and self._first_packet_received:
+            raise ProtocolError(tp_error, "initial_source_connection_id mismatch")
+        if self.is_client:
+            if params.original_destination_connection_id != self._original_dcid:
+                raise ProtocolError(tp_error, "original_destination_connection_id mismatch")
+            expected_retry = self.peer_cid if self._retry_received else None
+            if params.retry_source_connection_id != expected_retry:
+                raise ProtocolError(tp_error, "retry_source_connection_id mismatch")
+        self._peer_params = params
+        self._streams.on_peer_parameters(params)
+        self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
+        if params.max_idle_timeout:
+            peer_idle = params.max_idle_timeout / 1000.0
+            self._idle_timeout = (
+                min(self._idle_timeout, peer_idle) if self._idle_timeout else peer_idle
+            )
+        self._max_datagram_size = min(self._max_datagram_size, params.max_udp_payload_size)
+
+    def _on_handshake_complete(self, now: float) -> None:
+        tls = self._tls
+        assert tls is not None
+        self.handshake_complete = True
+        self._state = S_ESTABLISHED
+        self.alpn = tls.alpn
+        self.session_resumed = tls.session_resumed
+        self.early_data_accepted = tls.early_data_accepted
+        if not self.is_client:
+            # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
+            self._confirm_handshake()
+            self._pending_handshake_done = True
+            ctx = self._server_context
+            if ctx is not None and ctx.issue_tickets:
+                tls.issue_session_ticket(now, self._local_params.encode())
+                self._drain_tls(now)
+        elif self._early_data_requested and not self.early_data_accepted:
+            self._streams.on_early_data_rejected()
+        self._zero_rtt_tx = None
+        self._events.append(
+            ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
+        )
+
+    def _confirm_handshake(self) -> None:
+        if self.handshake_confirmed:
+            return
+        self.handshake_confirmed = True
+        self._recovery.handshake_confirmed = True
+        self._recovery.peer_completed_address_validation = True
+        self._discard_space(HANDSHAKE)
+
+    def _discard_space(self, index: int) -> None:
+        space = self._spaces[index]
+        if space.discarded:
+            return
+        space.discarded = True
+        space.rx = space.tx = None
+        space.ack_due_at = None
+        space.unacked_ranges = False
+        space.probes = 0
+        self._recovery.discard_space(index)
+
+    # ---------------------------------------------------------------------------------------
+    # Receiving
+    # ---------------------------------------------------------------------------------------
+    def _receive_packet(
+        self, data: bytes, start: int, header: PacketHeader, addr: tuple[str, int], now: float
+    ) -> None:
+        ptype = header.packet_type
+        if ptype == PacketType.VERSION_NEGOTIATION:
+            self._on_version_negotiation(header)
+            return
+        if ptype == PacketType.RETRY:
+            self._on_retry(data, header, now)
+            return
+        if header.is_long and header.version != self.version:
+            self.stats_counters.packets_dropped += 1
+            return
+        if self.is_client:
+            if header.dcid != self.host_cid:
+                self.stats_counters.packets_dropped += 1
+                return
+        elif self._initial_dcid is None:
+            if ptype != PacketType.INITIAL:
+                self.stats_counters.packets_dropped += 1
+                return
+            # The client's first Initial: its DCID keys the Initial space (RFC 9001 5.2).
+            self._initial_dcid = bytes(header.dcid)
+            if not self._original_dcid:
+                self._original_dcid = self._initial_dcid
+            self._install_initial_keys(self._initial_dcid)
+        elif header.dcid != self.host_cid and header.dcid != self._initial_dcid:
+            self.stats_counters.packets_dropped += 1
+            return
+
+        space_index = _TYPE_SPACE[PacketType(ptype)]
+        space = self._spaces[space_index]
+        protector = self._zero_rtt_rx if ptype == PacketType.ZERO_RTT else space.rx
+        if protector is None or space.discarded:
+            self.stats_counters.packets_dropped += 1
+            return
+
+        packet = memoryview(data)[start : header.packet_end]
+        pn_offset = header.pn_offset - start
+        try:
+            if ptype == PacketType.ONE_RTT:
+                plain_header, payload, pn = self._open_one_rtt(packet, pn_offset, space)
+            else:
+                plain_header, payload, pn = protector.open_packet(
+                    packet, pn_offset, space.largest_received
+                )
+        except DecryptionError:
+            self.stats_counters.packets_undecryptable += 1
+            return
+
+        if header.is_long and plain_header[0] & 0x0C:
+            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
+        if not header.is_long and plain_header[0] & 0x18:
+            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
+        if space.is_duplicate(pn):
+            self.stats_counters.packets_duplicate += 1
+            return
+
+        if not self._first_packet_received:
+            self._first_packet_received = True
+            if self.is_client:
+                self.peer_cid = header.scid
+            else:
+                self.peer_cid = header.scid
+                if self._tls is None:
+                    self._start_tls_server(now)
+        elif self.is_client and ptype == PacketType.INITIAL and header.scid != self.peer_cid:
+            self.stats_counters.packets_dropped += 1
+            return
+
+        if ptype == PacketType.HANDSHAKE and not self.is_client:
+            # A Handshake packet proves the client owns its address (RFC 9000 8.1).
+            self._address_validated = True
+            self._recovery.peer_completed_address_validation = True
+            self._discard_space(INITIAL)
+        if ptype == PacketType.HANDSHAKE and self.is_client:
+            self._recovery.peer_completed_address_validation = True
+
+        self.stats_counters.packets_received += 1
+        self._last_activity = now
+        self._idle_restart_pending = True
+        ack_eliciting = self._process_frames(payload, ptype, space, now)
+        space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
+
+    def _open_one_rtt(
+        self, packet: memoryview, pn_offset: int, space: PacketSpace
+    ) -> tuple[bytes, bytes, int]:
+        rx = space.rx
+        assert rx is not None
+        plain_header, truncated, pn_length = rx.remove_header_protection(packet, pn_offset)
+        del truncated, pn_length
+        phase = (plain_header[0] >> 2) & 1
+        if phase == self._key_phase:
+            return rx.open_packet(packet, pn_offset, space.largest_received)
+        previous = self._rx_previous
+        if previous is not None:
+            try:  # a late packet from before the last key update
+                return previous.open_packet(packet, pn_offset, space.largest_received)
+            except DecryptionError:
+                pass
+        # The peer started a key update (RFC 9001 section 6.2): try the next generation.
+        candidate = rx.next_generation()
+        result = candidate.open_packet(packet, pn_offset, space.largest_received)
+        if not self.handshake_confirmed:
+            raise ProtocolError(ErrorCode.KEY_UPDATE_ERROR, "key update before confirmation")
+        self._rx_previous = rx
+        space.rx = candidate
+        if space.tx is not None:
+            space.tx = space.tx.next_generation()
+        self._key_phase ^= 1
+        self.stats_counters.key_updates += 1
+        return result
+
+    def _start_tls_server(self, now: float) -> None:
+        self._local_params = self._make_transport_parameters()
+        self._start_tls(now)
+
+    def _on_version_negotiation(self, header: PacketHeader) -> None:
+        if not self.is_client or self._first_packet_received:
+            return
+        versions: tuple[int, ...] = header.supported_versions or ()
+        if self.version in versions:
+            return  # RFC 9000 6.2: ignore a VN listing the version we use
+        self._terminate(
+            ErrorCode.NO_ERROR, f"server supports only {versions!r}", None, by_peer=True
+        )
+        self._state = S_CLOSED
+
+    def _on_retry(self, data: bytes, header: PacketHeader, now: float) -> None:
+        if not self.is_client or self._retry_received or self._first_packet_received:
+            return
+        packet = bytes(data[: header.packet_end])
+        if header.dcid != self.host_cid or not verify_retry(packet, self._original_dcid):
+            self.stats_counters.packets_dropped += 1
+            return
+        self._retry_received = True
+        self.stats_counters.retries_received += 1
+        self.peer_cid = header.scid
+        self._token = header.retry_token or b""
+        self._install_initial_keys(self.peer_cid)
+        # Everything sent in Initial packets is re-sent with the new keys and the token.
+        self._requeue_space(INITIAL)
+
+    def _requeue_space(self, index: int) -> None:
+        lost = self._recovery.discard_space(index) or []
+        space = self._spaces[index]
+        space.crypto_send.requeue_all()
+        del lost
+
+    def _process_frames(
+        self, payload: bytes, ptype: int, space: PacketSpace, now: float
+    ) -> bool:
+        frames = F.decode_frames(payload, PacketType(ptype))
+        ack_eliciting = False
+        handlers = self._handlers
+        for frame in frames:
+            kind = type(frame)
+            if kind not in _NON_ELICITING:
+                ack_eliciting = True
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(self, frame, space, now)
+        return ack_eliciting
+
+    # ---- frame handlers ---------------------------------------------------------------------
+    def _on_ack(self, frame: F.AckFrame, space: PacketSpace, now: float) -> None:
+        delay = 0.0
+        if space.index == APPLICATION and self._peer_params is not None:
+            delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
+        acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now)
+        for pkt in acked:
+            self._on_packet_acked(pkt, space)
+        self._on_packets_lost(lost, now)
+        if self.is_client and space.index == HANDSHAKE:
+            self._recovery.peer_completed_address_validation = True
+
+    def _on_crypto(self, frame: F.CryptoFrame, space: PacketSpace, now: float) -> None:
+        buf = space.crypto_recv
+        try:
+            buf.insert(frame.offset, frame.data)
+        except ProtocolError as exc:
+            code = ErrorCode.CRYPTO_BUFFER_EXCEEDED
+            raise ProtocolError(code, exc.reason, F.frame_type_of(frame)) from exc
+        data = buf.read()
+        if not data or self._tls is None:
+            return
+        epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
+        try:
+            self._tls.receive(epoch, data, now)
+        except CryptoError:
+            self._drain_tls_outputs_only()
+            raise
+        self._drain_tls(now)
+
+    def _drain_tls_outputs_only(self) -> None:
+        """After a TLS failure nothing but the CONNECTION_CLOSE goes out."""
+
+    def _on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:
+        self._streams.on_stream_frame(frame.stream_id, frame.offset, frame.data, frame.fin, now)
+        if self._streams.consume_readable(frame.stream_id):
+            self._events.append(ev.StreamDataAvailable(frame.stream_id))
+
+    def _on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
+        if self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size):
+            self._events.append(
+                ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size)
+            )
+
+    def _on_stop_sending(self, frame: F.StopSendingFrame, space: PacketSpace, now: float) -> None:
+        if self._streams.on_stop_sending(frame.stream_id, frame.error_code):
+            self._events.append(ev.StopSendingReceived(frame.stream_id, frame.error_code))
+
+    def _on_max_data(self, frame: F.MaxDataFrame, space: PacketSpace, now: float) -> None:
+        self._streams.on_max_data(frame.maximum)
+
+    def _on_max_stream_data(
+        self, frame: F.MaxStreamDataFrame, space: PacketSpace, now: float
+    ) -> None:
+        self._streams.on_max_stream_data(frame.stream_id, frame.maximum)
+
+    def _on_max_streams(self, frame: F.MaxStreamsFrame, space: PacketSpace, now: float) -> None:
+        if self._streams.on_max_streams(frame.bidi, frame.limit):
+            self._events.append(ev.StreamsAvailable(frame.bidi))
+
+    def _on_stream_data_blocked(
+        self, frame: F.StreamDataBlockedFrame, space: PacketSpace, now: float
+    ) -> None:
+        self._streams.on_stream_data_blocked(frame.stream_id)
+
+    def _on_handshake_done(
+        self, frame: F.HandshakeDoneFrame, space: PacketSpace, now: float
+    ) -> None:
+        if not self.is_client:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION,
+                "HANDSHAKE_DONE from a client",
+                F.frame_type_of(frame),
+            )
+        self._confirm_handshake()
+
+    def _on_connection_close(
+        self, frame: F.ConnectionCloseFrame, space: PacketSpace, now: float
+    ) -> None:
+        self._terminate(frame.error_code, frame.reason, frame.frame_type, by_peer=True)
+        self._state = S_DRAINING
+        self._close_deadline = now + 3 * self._pto_interval()
+
+    def _on_datagram(self, frame: F.DatagramFrame, space: PacketSpace, now: float) -> None:
+        if self.config.max_datagram_frame_size is None:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION,
+                "DATAGRAM frames not negotiated",
+                F.frame_type_of(frame),
+            )
+        self._events.append(ev.DatagramReceived(bytes(frame.data)))
+
+    def _on_path_challenge(
+        self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
+    ) -> None:
+        self._streams.control.append(F.PathResponseFrame(frame.data))
+
+    def _on_new_token(self, frame: F.NewTokenFrame, space: PacketSpace, now: float) -> None:
+        if not self.is_client:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client",
+                F.frame_type_of(frame)
+            )
+        self.new_token = frame.token
+
+    def _on_new_connection_id(
+        self, frame: F.NewConnectionIdFrame, space: PacketSpace, now: float
+    ) -> None:
+        if not self.peer_cid:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, "NEW_CONNECTION_ID with a zero-length CID"
+            )
+
+    def _ignore(self, frame: Any, space: PacketSpace, now: float) -> None:
+        return None
+
+    _handlers: dict[type, Callable[[Connection, Any, PacketSpace, float], None]] = {
+        F.AckFrame: _on_ack,
+        F.CryptoFrame: _on_crypto,
+        F.StreamFrame: _on_stream,
+        F.ResetStreamFrame: _on_reset_stream,
+        F.StopSendingFrame: _on_stop_sending,
+        F.MaxDataFrame: _on_max_data,
+        F.MaxStreamDataFrame: _on_max_stream_data,
+        F.MaxStreamsFrame: _on_max_streams,
+        F.StreamDataBlockedFrame: _on_stream_data_blocked,
+        F.HandshakeDoneFrame: _on_handshake_done,
+        F.ConnectionCloseFrame: _on_connection_close,
+        F.DatagramFrame: _on_datagram,
+        F.PathChallengeFrame: _on_path_challenge,
+        F.NewTokenFrame: _on_new_token,
+        F.NewConnectionIdFrame: _on_new_connection_id,
+    }
+
+    # ---- acknowledgement and loss ---------------------------------------------------------
+    def _on_packet_acked(self, pkt: SentPacket, space: PacketSpace) -> None:
+        for rec in pkt.frames:
+            kind = rec[0]
+            if kind == K_STREAM:
+                self._streams.on_stream_acked(rec[1], rec[2], rec[3], rec[4])
+            elif kind == K_ACK:
+                space.on_ack_acknowledged(rec[1])
+            elif kind == K_CRYPTO:
+                self._spaces[rec[1]].crypto_send.on_acked(rec[2], rec[3], False)
+            elif kind >= K_MAX_DATA and kind != K_PING and kind != K_NEW_TOKEN:
+                self._streams.on_record_acked(rec)
+
+    def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
+        for pkt in lost:
+            self.stats_counters.packets_lost += 1
+            self.stats_counters.bytes_lost += pkt.size
+            for rec in pkt.frames:
+                kind = rec[0]
+                if kind == K_STREAM:
+                    self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
+                elif kind == K_CRYPTO:
+                    space = self._spaces[rec[1]]
+                    if not space.discarded:
+                        space.crypto_send.on_lost(rec[2], rec[3], False)
+                elif kind == K_HANDSHAKE_DONE:
+                    self._pending_handshake_done = True
+                elif kind in (K_PATH_RESPONSE, K_PING, K_ACK):
+                    pass
+                else:
+                    self._streams.on_record_lost(rec)
+
+    def _arm_probe(self, index: int) -> None:
+        space = self._spaces[index]
+        if space.discarded or space.tx is None:
+            # Client anti-deadlock probe before Handshake keys: re-send the Initial.
+            space = self._spaces[INITIAL]
+        space.probes = 2
+        if space.index != APPLICATION:
+            space.crypto_send.requeue_unacked()
+
+    # ---------------------------------------------------------------------------------------
+    # Sending
+    # ---------------------------------------------------------------------------------------
+    _pacer_deadline: float | None = None
+    _idle_restart_pending = True
+
+    def _amplification_budget(self) -> int:
+        if self._address_validated:
+            return 1 << 62
+        return max(0, 3 * self._bytes_received - self._bytes_sent)
+
+    def _build_datagram(self, now: float) -> bytes | None:
+        size_limit = min(self._max_datagram_size, self._amplification_budget())
+        if size_limit < 64:
+            return None
+        datagram_parts: list[tuple[PacketSpace, int, bytearray, list[tuple[Any, ...]], bool]] = []
+        used = 0
+        has_initial = False
+        congestion_blocked = self._recovery.bytes_in_flight >= self._cc.cwnd
+        for space in self._spaces:
+            tx = space.tx
+            ptype: int = _SPACE_TYPE[space.index]
+            if space.index == APPLICATION and tx is None:
+                if self._zero_rtt_tx is None or not self.is_client:
+                    continue
+                tx = self._zero_rtt_tx
+                ptype = PacketType.ZERO_RTT
+            if tx is None or space.discarded:
+                continue
+            built = self._build_payload(
+                space, ptype, size_limit - used, now, congestion_blocked
+            )
+            if built is None:
+                continue
+            payload, records, eliciting, header_len = built
+            used += header_len + len(payload) + AEAD_TAG_SIZE
+            datagram_parts.append((space, ptype, payload, records, eliciting))
+            if ptype == PacketType.INITIAL:
+                has_initial = True
+            if ptype in (PacketType.ONE_RTT,):
+                break
+        if not datagram_parts:
+            return None
+        padded = has_initial and (self.is_client or any(p[4] for p in datagram_parts))
+        if padded and used < MIN_INITIAL_DATAGRAM:
+            # RFC 9000 14.1: datagrams with ack-eliciting Initials are padded to 1200 bytes.
+            datagram_parts[-1][2].extend(bytes(MIN_INITIAL_DATAGRAM - used))
+        out = bytearray()
+        for space, ptype, payload, records, eliciting in datagram_parts:
+            out += self._seal_packet(space, ptype, payload, records, eliciting, now)
+        self._bytes_sent += len(out)
+        self.stats_counters.datagrams_sent += 1
+        self.stats_counters.bytes_sent += len(out)
+        if self.is_client and any(p[1] == PacketType.HANDSHAKE for p in datagram_parts):
+            self._discard_space(INITIAL)  # RFC 9001 4.9.1
+        return bytes(out)
+
+    def _header_length(self, space: PacketSpace, ptype: int, pn_length: int) -> int:
+        if ptype == PacketType.ONE_RTT:
+            return 1 + len(self.peer_cid) + pn_length
+        token_len = len(self._token) if ptype == PacketType.INITIAL else 0
+        token_field = (1 + (token_len > 63) + 2 * (token_len > 16383)) + token_len
+        if ptype != PacketType.INITIAL:
+            token_field = 0
+        return 7 + len(self.peer_cid) + len(self.host_cid) + token_field + 2 + pn_length
+
+    def _build_payload(
+        self,
+        space: PacketSpace,
+        ptype: int,
+        budget: int,
+        now: float,
+        congestion_blocked: bool,
+    ) -> tuple[bytearray, list[tuple[Any, ...]], bool, int] | None:
+        pn = space.next_pn
+        largest_acked = self._recovery.largest_acked(space.index)
+        _, pn_length = encode_packet_number(pn, largest_acked)
+        header_len = self._header_length(space, ptype, pn_length)
+        room = budget - header_len - AEAD_TAG_SIZE
+        if room < 32:
+            return None
+        buf = Buffer()
+        records: list[tuple[Any, ...]] = []
+        eliciting = False
+        probing = space.probes > 0
+        if ptype != PacketType.ZERO_RTT and space.unacked_ranges and (
+            space.wants_ack(now) or probing or self._has_eliciting_data(space, congestion_blocked)
+        ):
+            ranges = space.received.descending()
+            delay = 0
+            if space.index == APPLICATION:
+                delay = int((now - space.largest_received_time) * 1_000_000) >> ACK_DELAY_EXPONENT
+            F.push_ack_frame(buf, ranges[:32], max(0, delay))
+            records.append((K_ACK, ranges[0][1] - 1))
+            space.on_ack_sent()
+        if congestion_blocked and not probing:
+            if not buf.written:
+                return None
+            return bytearray(buf.data()), records, False, header_len
+        # CRYPTO data (handshake messages, and NewSessionTicket in 1-RTT).
+        crypto = space.crypto_send
+        while True:
+            avail = room - buf.written - 8
+            if avail < 16:
+                break
+            chunk = crypto.next_frame(avail, 1 << 62)
+            if chunk is None:
+                break
+            offset, data, _fin = chunk
+            F.encode_frame(buf, F.CryptoFrame(offset, bytes(data)))
+            records.append((K_CRYPTO, space.index, offset, len(data)))
+            eliciting = True
+        if space.index == APPLICATION and ptype != PacketType.ZERO_RTT:
+            if self._pending_handshake_done and not self.is_client:
+                F.encode_frame(buf, F.HandshakeDoneFrame())
+                records.append((K_HANDSHAKE_DONE,))
+                self._pending_handshake_done = False
+                eliciting = True
+            eliciting |= self._streams.write_control_frames(
+                buf, room, records, now, self._recovery.rtt.smoothed_rtt
+            )
+            while self._datagrams_out and room - buf.written > len(self._datagrams_out[0]) + 4:
+                F.encode_frame(buf, F.DatagramFrame(self._datagrams_out.popleft()))
+                eliciting = True
+        if space.index == APPLICATION:
+            eliciting |= self._streams.write_stream_frames(buf, room, records)
+        if space.probes > 0 and not eliciting:
+            F.encode_frame(buf, F.PingFrame())
+            records.append((K_PING,))
+            eliciting = True
+        if eliciting and space.probes > 0:
+            space.probes -= 1
+        if not buf.written:
+            return None
+        payload = bytearray(buf.data())
+        # Header protection samples 16 bytes starting 4 bytes after the packet number.
+        if len(payload) + pn_length < 4:
+            payload.extend(bytes(4 - pn_length - len(payload)))
+        return payload, records, eliciting, header_len
+
+    def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
+        if congestion_blocked:
+            return False
+        if space.crypto_send.has_pending:
+            return True
+        if space.index != APPLICATION:
+            return False
+        return (
+            self._pending_handshake_done
+            or bool(self._datagrams_out)
+            or self._streams.has_pending_frames()
+        )
+
+    def _seal_packet(
+        self,
+        space: PacketSpace,
+        ptype: int,
+        payload: bytearray,
+        records: list[tuple[Any, ...]],
+        eliciting: bool,
+        now: float,
+    ) -> bytes:
+        pn = space.next_pn
+        space.next_pn = pn + 1
+        truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(space.index))
+        if ptype == PacketType.ONE_RTT:
+            header = encode_short_header(
+                self.peer_cid, truncated, pn_length, self._spin, bool(self._key_phase)
+            )
+            tx = space.tx
+        else:
+            tx = self._zero_rtt_tx if ptype == PacketType.ZERO_RTT else space.tx
+            header = encode_long_header(
+                PacketType(ptype),
+                self.version,
+                self.peer_cid,
+                self.host_cid,
+                self._token if ptype == PacketType.INITIAL else b"",
+                len(payload) + AEAD_TAG_SIZE,
+                truncated,
+                pn_length,
+            )
+        assert tx is not None
+        packet = tx.seal_packet(header, bytes(payload), pn)
+        in_flight = eliciting or len(records) != 1 or records[0][0] != K_ACK
+        size = len(packet)
+        self._recovery.on_packet_sent(
+            SentPacket(pn, now, size, eliciting, in_flight, space.index, records)
+        )
+        if in_flight:
+            self._cc.on_packet_sent(size, now)
+            self._pacer.on_packet_sent(size, now)
+        if eliciting and self._idle_restart_pending:
+            self._last_activity = now
+            self._idle_restart_pending = False
+        self.stats_counters.packets_sent += 1
+        return packet
+
+    def _build_close_datagram(self) -> bytes:
+        assert self._close_frame is not None
+        code, frame_type, reason, application = self._close_frame
+        out = bytearray()
+        for space in self._spaces:
+            if space.tx is None or space.discarded:
+                continue
+            ptype = _SPACE_TYPE[space.index]
+            # RFC 9000 10.2.3: before 1-RTT, an application close becomes APPLICATION_ERROR.
+            app = application and ptype == PacketType.ONE_RTT
+            frame = F.ConnectionCloseFrame(
+                code if app or not application else ErrorCode.APPLICATION_ERROR,
+                None if app else (frame_type or 0),
+                reason if app or not application else "",
+                app,
+            )
+            buf = Buffer()
+            F.encode_frame(buf, frame)
+            payload = bytearray(buf.data())
+            if len(payload) < 4:
+                payload.extend(bytes(4 - len(payload)))
+            if ptype == PacketType.INITIAL and self.is_client:
+                payload.extend(bytes(max(0, MIN_INITIAL_DATAGRAM - 100 - len(payload))))
+            out += self._seal_packet(space, ptype, payload, [], False, 0.0)
+        return bytes(out)
+
+    # ---------------------------------------------------------------------------------------
+    # Lifecycle
+    # ---------------------------------------------------------------------------------------
+    def _after_input(self, now: float) -> None:
+        if self._state == S_CLOSING and self._close_sent_count:
+            # Answer further packets with the close again, with exponential back-off.
+            self._close_sent_count = 0
+
+    def _pto_interval(self) -> float:
+        rtt = self._recovery.rtt
+        return rtt.smoothed_rtt + max(4 * rtt.rttvar, 0.001) + self._recovery.max_ack_delay
+
+    def _idle_deadline(self) -> float | None:
+        if not self._idle_timeout:
+            return None
+        return self._last_activity + max(self._idle_timeout, 3 * self._pto_interval())
+
+    def _check_open(self) -> None:
+        if self._state >= S_CLOSING:
+            raise ConnectionClosedError(0, "connection is closed")
+
+    def _close_with_error(
+        self, code: int, reason: str, frame_type: int | None, now: float
+    ) -> None:
+        self._enter_closing(code, frame_type, reason, application=False, now=now)
+
+    def _enter_closing(
+        self,
+        code: int,
+        frame_type: int | None,
+        reason: str,
+        application: bool,
+        now: float | None,
+    ) -> None:
+        if self._state >= S_CLOSING:
+            return
+        self._close_frame = (code, frame_type, reason, application)
+        self._state = S_CLOSING
+        base = now if now is not None else self._last_activity
+        self._close_deadline = base + 3 * self._pto_interval()
+        self._terminate(code, reason, frame_type, by_peer=False)
+
+    def _terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
+
+
+def _verify_setting(verify: bool | str | os.PathLike[str]) -> bool | str:
+    if isinstance(verify, bool):
+        return verify
+    return os.fspath(verify)

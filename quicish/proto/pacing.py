@@ -1,0 +1,99 @@
+"""Pacing (RFC 9002 section 7.7): a token bucket filled at N * cwnd / smoothed_rtt.
+
+The bucket holds a small burst: ``burst_packets`` full-size packets, or more at high rates
+(what ``burst_interval`` seconds of the rate allows, capped at ``max_burst_packets``), so a
+timer-driven sender does not need a wake-up per packet.
+"""
+
+from __future__ import annotations
+
+PACING_GAIN = 1.25  # N in congestion avoidance
+SLOW_START_PACING_GAIN = 2.0  # N while the window still doubles every round trip
+
+
+class Pacer:
+    """Decides when the next in-flight packet may leave.
+
+    ``update(cwnd, srtt)`` after the window or RTT changed, ``next_send_time(now)`` before
+    sending (None: go ahead now; else the absolute time to try again), ``on_packet_sent``
+    after each in-flight packet. Without a rate (no update yet, or srtt 0) nothing is paced.
+    """
+
+    __slots__ = (
+        "burst_interval",
+        "burst_packets",
+        "capacity",
+        "gain",
+        "max_burst_packets",
+        "max_datagram_size",
+        "rate",
+        "tokens",
+        "updated_at",
+    )
+
+    def __init__(
+        self,
+        max_datagram_size: int,
+        burst_packets: int = 10,
+        gain: float = PACING_GAIN,
+        burst_interval: float = 0.001,
+        max_burst_packets: int = 64,
+    ) -> None:
+        self.max_datagram_size = max_datagram_size
+        self.burst_packets = burst_packets
+        self.max_burst_packets = max(max_burst_packets, burst_packets)
+        self.gain = gain
+        self.burst_interval = burst_interval
+        self.rate = 0.0  # bytes per second; 0 means "not pacing"
+        self.capacity = float(burst_packets * max_datagram_size)
+        self.tokens = self.capacity
+        self.updated_at: float | None = None
+
+    def update(self, cwnd: int, srtt: float, slow_start: bool = False) -> None:
+        """Set the rate from the congestion window and smoothed RTT."""
+        if srtt <= 0.0 or cwnd <= 0:
+            self.rate = 0.0
+            return
+        gain = max(self.gain, SLOW_START_PACING_GAIN) if slow_start else self.gain
+        self.rate = gain * cwnd / srtt
+        mds = self.max_datagram_size
+        burst = self.rate * self.burst_interval
+        low = self.burst_packets * mds
+        high = self.max_burst_packets * mds
+        self.capacity = float(min(max(burst, low), high))
+        if self.tokens > self.capacity:
+            self.tokens = self.capacity
+
+    def _refill(self, now: float) -> None:
+        last = self.updated_at
+        self.updated_at = now
+        if last is None:
+            self.tokens = self.capacity
+        elif now > last:
+            tokens = self.tokens + (now - last) * self.rate
+            self.tokens = tokens if tokens < self.capacity else self.capacity
+
+    def next_send_time(self, now: float, size: int | None = None) -> float | None:
+        """None if a packet of ``size`` (default: full-size) may go now, else when it may."""
+        if self.rate <= 0.0:
+            return None
+        self._refill(now)
+        need = float(self.max_datagram_size if size is None else size)
+        if need > self.capacity:
+            need = self.capacity
+        missing = need - self.tokens
+        if missing <= 0.5:  # within half a byte: rounding, not a reason to wait
+            return None
+        deadline = now + missing / self.rate
+        # Never hand out a deadline that is not in the future (a caller would spin).
+        return deadline if deadline > now else None
+
+    def on_packet_sent(self, size: int, now: float) -> None:
+        """Spend tokens for an in-flight packet that just left."""
+        if self.rate <= 0.0:
+            self.updated_at = now
+            return
+        self._refill(now)
+        tokens = self.tokens - size
+        # Packets sent against the pacer's advice (probes) borrow at most one burst.
+        self.tokens = tokens if tokens > -self.capacity else -self.capacity

@@ -1,0 +1,99 @@
+"""One packet-number space (Initial, Handshake or application): keys, numbering, ACK state.
+
+RFC 9000 section 12.3: each space numbers its packets independently and acknowledges
+only packets of its own space.
+"""
+
+from __future__ import annotations
+
+from ..native import RangeSet, ReassemblyBuffer
+from ..wire.protection import PacketProtector
+from .send_stream import SendStream
+
+INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
+SPACE_NAMES = ("initial", "handshake", "application")
+
+# RFC 9000 section 7.5: an endpoint must buffer at least 4096 bytes of out-of-order CRYPTO data.
+CRYPTO_BUFFER_LIMIT = 64 * 1024
+ACK_RANGES_LIMIT = 64
+
+
+class PacketSpace:
+    """State of one packet-number space."""
+
+    __slots__ = (
+        "ack_due_at",
+        "ack_floor",
+        "ack_now",
+        "crypto_recv",
+        "crypto_send",
+        "discarded",
+        "ecn_counts",
+        "index",
+        "largest_received",
+        "largest_received_time",
+        "next_pn",
+        "probes",
+        "received",
+        "rx",
+        "tx",
+        "unacked_eliciting",
+        "unacked_ranges",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.rx: PacketProtector | None = None
+        self.tx: PacketProtector | None = None
+        self.next_pn = 0
+        self.received = RangeSet(ACK_RANGES_LIMIT)  # packet numbers still to acknowledge
+        self.ack_floor = 0  # packets below this are old: dropped as possible duplicates
+        self.largest_received = -1
+        self.largest_received_time = 0.0
+        self.unacked_eliciting = 0  # ack-eliciting packets received since our last ACK
+        self.unacked_ranges = False  # anything received since our last ACK
+        self.ack_now = False  # send an ACK in the next packet
+        self.ack_due_at: float | None = None  # deadline for a delayed ACK
+        self.crypto_send = SendStream(1 << 62, stream_id=-1)
+        self.crypto_recv = ReassemblyBuffer(CRYPTO_BUFFER_LIMIT)
+        self.probes = 0  # PTO probe packets still to send
+        self.discarded = False
+        self.ecn_counts = [0, 0, 0]  # ECT(0), ECT(1), CE of received packets
+
+    def is_duplicate(self, pn: int) -> bool:
+        return pn < self.ack_floor or pn in self.received
+
+    def on_packet_received(
+        self, pn: int, ack_eliciting: bool, now: float, max_delay: float
+    ) -> None:
+        """Record ``pn`` for acknowledgement and schedule the ACK (RFC 9000 section 13.2)."""
+        out_of_order = pn != self.largest_received + 1
+        self.received.add(pn, pn + 1)
+        if pn > self.largest_received:
+            self.largest_received = pn
+            self.largest_received_time = now
+        self.unacked_ranges = True
+        if not ack_eliciting:
+            return
+        self.unacked_eliciting += 1
+        if self.index != APPLICATION or out_of_order or self.unacked_eliciting >= 2:
+            self.ack_now = True
+        elif self.ack_due_at is None:
+            self.ack_due_at = now + max_delay
+
+    def on_ack_sent(self) -> None:
+        self.unacked_eliciting = 0
+        self.unacked_ranges = False
+        self.ack_now = False
+        self.ack_due_at = None
+
+    def on_ack_acknowledged(self, largest: int) -> None:
+        """The peer got an ACK of ours reaching ``largest``: stop acknowledging up to it."""
+        if largest + 1 > self.ack_floor:
+            self.ack_floor = largest + 1
+            self.received.drop_below(largest + 1)
+
+    def wants_ack(self, now: float) -> bool:
+        if not self.unacked_ranges:
+            return False
+        return self.ack_now or (self.ack_due_at is not None and now >= self.ack_due_at)

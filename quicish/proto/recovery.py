@@ -1,0 +1,478 @@
+"""Loss detection and probe timeouts (RFC 9002 section 6 and appendix A).
+
+Sent packets are kept per packet number space in a dict keyed by packet number plus a list
+of packet numbers in sending order (packet numbers only grow). After every ACK the part of
+that list below the largest acknowledged packet is compacted down to the (at most two) packets
+still awaiting a verdict, so the list from ``head`` on holds only outstanding packets: sending
+is O(1), an ACK range costs two bisections plus O(packets it newly acknowledges), and loss
+detection only looks at the holes between ranges.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ErrorCode, ProtocolError
+from .congestion.base import CongestionController
+from .rtt import K_GRANULARITY, K_INITIAL_RTT, RttEstimator
+
+INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
+K_PACKET_THRESHOLD = 3
+K_TIME_THRESHOLD = 9 / 8
+K_PERSISTENT_CONGESTION_THRESHOLD = 3
+_MAX_BACKOFF_EXPONENT = 30
+_COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is this long
+
+
+class SentPacket:
+    """One sent packet as recovery tracks it; ``frames`` is opaque to recovery (the
+    connection uses it to re-send what a lost packet carried)."""
+
+    __slots__ = ("ack_eliciting", "frames", "in_flight", "pn", "sent_time", "size", "space")
+
+    def __init__(
+        self,
+        pn: int,
+        sent_time: float,
+        size: int,
+        ack_eliciting: bool,
+        in_flight: bool,
+        space: int,
+        frames: list[Any] | None = None,
+    ) -> None:
+        self.pn = pn
+        self.sent_time = sent_time
+        self.size = size
+        self.ack_eliciting = ack_eliciting
+        self.in_flight = in_flight
+        self.space = space
+        self.frames: list[Any] = [] if frames is None else frames
+
+    def __repr__(self) -> str:
+        return (
+            f"SentPacket(pn={self.pn}, space={self.space}, sent_time={self.sent_time}, "
+            f"size={self.size}, ack_eliciting={self.ack_eliciting}, in_flight={self.in_flight})"
+        )
+
+
+class _Space:
+    """Recovery state of one packet number space."""
+
+    __slots__ = (
+        "ack_eliciting_in_flight",
+        "ecn_ce",
+        "head",
+        "largest_acked",
+        "largest_acked_sent_time",
+        "largest_sent",
+        "last_ack_eliciting_time",
+        "loss_time",
+        "order",
+        "packets",
+    )
+
+    def __init__(self) -> None:
+        self.packets: dict[int, SentPacket] = {}
+        self.order: list[int] = []  # packet numbers in sending order; order[head:] outstanding
+        self.head = 0
+        self.largest_sent = -1
+        self.largest_acked = -1
+        self.largest_acked_sent_time = 0.0
+        self.loss_time: float | None = None
+        self.last_ack_eliciting_time = 0.0
+        self.ack_eliciting_in_flight = 0
+        self.ecn_ce = 0
+
+    def clear(self) -> list[SentPacket]:
+        packets = self.packets
+        out = [packets[pn] for pn in self.order[self.head :]]
+        self.packets = {}
+        self.order = []
+        self.head = 0
+        self.loss_time = None
+        self.last_ack_eliciting_time = 0.0
+        self.ack_eliciting_in_flight = 0
+        return out
+
+
+class LossRecovery:
+    """RFC 9002 loss detection for the three packet number spaces of one connection.
+
+    The connection sets ``max_ack_delay`` (the peer's, seconds), ``handshake_confirmed``,
+    ``peer_completed_address_validation`` (always True on a server; on a client once the
+    handshake is confirmed or a Handshake packet was acknowledged), ``has_handshake_keys``
+    (client anti-deadlock probes go to Handshake instead of Initial) and
+    ``amplification_limited`` (a server that may not send: no PTO timer).
+    """
+
+    def __init__(
+        self,
+        cc: CongestionController,
+        max_ack_delay: float,
+        initial_rtt: float = K_INITIAL_RTT,
+    ) -> None:
+        self.cc = cc
+        self.rtt = RttEstimator(initial_rtt)
+        self.max_ack_delay = max_ack_delay
+        self.handshake_confirmed = False
+        self.peer_completed_address_validation = False
+        self.has_handshake_keys = False
+        self.amplification_limited = False
+        self.pto_count = 0
+        self.bytes_in_flight = 0
+        # statistics
+        self.packets_lost = 0  # in-flight packets declared lost
+        self.bytes_lost = 0
+        self.pto_timeouts = 0
+        self.persistent_congestion_events = 0
+        self.on_metrics: Callable[[LossRecovery], None] | None = None
+        self._spaces = (_Space(), _Space(), _Space())
+        self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
+
+    # ---- queries -------------------------------------------------------------------------
+    def largest_acked(self, space: int) -> int | None:
+        """Largest packet number the peer acknowledged in ``space``, or None."""
+        largest = self._spaces[space].largest_acked
+        return largest if largest >= 0 else None
+
+    def largest_sent(self, space: int) -> int | None:
+        largest = self._spaces[space].largest_sent
+        return largest if largest >= 0 else None
+
+    def outstanding(self, space: int) -> list[SentPacket]:
+        """Packets of ``space`` neither acknowledged nor declared lost, in sending order."""
+        sp = self._spaces[space]
+        return [sp.packets[pn] for pn in sp.order[sp.head :]]
+
+    def ack_eliciting_in_flight(self, space: int | None = None) -> int:
+        """Count of ack-eliciting packets in flight in ``space`` (None: all spaces)."""
+        if space is not None:
+            return self._spaces[space].ack_eliciting_in_flight
+        return sum(sp.ack_eliciting_in_flight for sp in self._spaces)
+
+    def pto_duration(self, space: int = APPLICATION) -> float:
+        """The current probe timeout for ``space``, backoff included."""
+        factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+        base = self.rtt.pto_base()
+        if space == APPLICATION:
+            base += self.max_ack_delay
+        return base * factor
+
+    def metrics(self) -> dict[str, float]:
+        """Values a qlog ``metrics_updated`` event carries."""
+        rtt = self.rtt
+        return {
+            "min_rtt": rtt.min_rtt,
+            "smoothed_rtt": rtt.smoothed_rtt,
+            "latest_rtt": rtt.latest_rtt,
+            "rtt_variance": rtt.rttvar,
+            "pto_count": self.pto_count,
+            "congestion_window": self.cc.cwnd,
+            "bytes_in_flight": self.bytes_in_flight,
+            "ssthresh": self.cc.ssthresh,
+        }
+
+    # ---- sending -----------------------------------------------------------------------------
+    def on_packet_sent(self, pkt: SentPacket) -> None:
+        """Record a sent packet (packet numbers must grow within a space).
+
+        The connection also tells the congestion controller and the pacer about in-flight
+        packets (``cc.on_packet_sent``); recovery does not forward it.
+        """
+        sp = self._spaces[pkt.space]
+        pn = pkt.pn
+        if pn <= sp.largest_sent:
+            raise ValueError(f"packet number {pn} not above {sp.largest_sent}")
+        sp.largest_sent = pn
+        sp.packets[pn] = pkt
+        sp.order.append(pn)
+        if pkt.ack_eliciting:
+            pkt.in_flight = True
+            sp.last_ack_eliciting_time = pkt.sent_time
+            sp.ack_eliciting_in_flight += 1
+        if pkt.in_flight:
+            self.bytes_in_flight += pkt.size
+            self._anchor = pkt.sent_time
+
+    # ---- acknowledgments -------------------------------------------------------------------------
+    def on_ack_received(
+        self,
+        space: int,
+        ranges_descending: Sequence[tuple[int, int]],
+        ack_delay: float,
+        now: float,
+        ecn_ce: int | None = None,
+    ) -> tuple[list[SentPacket], list[SentPacket]]:
+        """Process one ACK frame: returns (newly acked, newly lost), both in packet number order.
+
+        ``ranges_descending``: half-open ``[start, stop)`` ranges, highest first.
+        ``ack_delay``: the decoded ACK Delay in seconds. ``ecn_ce``: the frame's ECN-CE count.
+        Raises ProtocolError(PROTOCOL_VIOLATION) if it acknowledges a packet never sent.
+        """
+        if not ranges_descending:
+            return [], []
+        sp = self._spaces[space]
+        largest = ranges_descending[0][1] - 1
+        if largest > sp.largest_sent:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION,
+                f"ACK for unsent packet {largest} (largest sent {sp.largest_sent})",
+            )
+        newest_largest = largest >= sp.largest_acked
+        if newest_largest:
+            sp.largest_acked = largest
+        order = sp.order
+        pop = sp.packets.pop
+        lo = sp.head
+        gaps: list[tuple[int, int]] = []
+        if len(ranges_descending) == 1:  # the common case: one range
+            start, stop = ranges_descending[0]
+            i = bisect_left(order, start, lo)
+            j = bisect_left(order, stop, i)
+            if j == i:
+                return [], []
+            if i > lo:
+                gaps.append((lo, i))
+            acked = list(map(pop, order[i:j]))
+            lo = j
+        else:
+            acked = []
+            for start, stop in reversed(ranges_descending):
+                i = bisect_left(order, start, lo)
+                j = bisect_left(order, stop, i)
+                if i > lo:
+                    gaps.append((lo, i))
+                if j > i:
+                    acked.extend(map(pop, order[i:j]))
+                lo = j
+            if not acked:
+                return [], []
+
+        in_flight_bytes = 0
+        eliciting = 0
+        for pkt in acked:
+            if pkt.in_flight:
+                in_flight_bytes += pkt.size
+                if pkt.ack_eliciting:
+                    eliciting += 1
+        prior_in_flight = self.bytes_in_flight
+        self.bytes_in_flight -= in_flight_bytes
+        sp.ack_eliciting_in_flight -= eliciting
+
+        newest = acked[-1]
+        if newest.pn == largest:
+            sp.largest_acked_sent_time = newest.sent_time
+            if eliciting:
+                if space == INITIAL:
+                    ack_delay = 0.0
+                elif self.handshake_confirmed and ack_delay > self.max_ack_delay:
+                    ack_delay = self.max_ack_delay
+                self.rtt.update(now - newest.sent_time, ack_delay, now)
+
+        if ecn_ce is not None and ecn_ce > sp.ecn_ce:
+            sp.ecn_ce = ecn_ce
+            self.cc.on_ecn_ce(sp.largest_acked_sent_time, now)
+
+        if newest_largest:
+            end = lo  # nothing outstanding between the top range and the largest acked
+        else:
+            end = bisect_right(order, sp.largest_acked, lo)
+            if end > lo:
+                gaps.append((lo, end))
+        if gaps:
+            lost = self._detect_lost(sp, gaps, end, now)
+            if lost:
+                self._on_lost(sp, lost, now)
+        else:
+            # Fast path: everything at or below the largest acked is gone.
+            lost = []
+            sp.loss_time = None
+            if end >= _COMPACT_MIN and 2 * end >= len(order):
+                del order[:end]
+                end = 0
+            sp.head = end
+        self.cc.on_packets_acked(acked, now, self.rtt, prior_in_flight)
+        if self.peer_completed_address_validation:
+            self.pto_count = 0
+        self._anchor = now
+        if self.on_metrics is not None:
+            self.on_metrics(self)
+        return acked, lost
+
+    # ---- timers --------------------------------------------------------------------------------
+    def loss_detection_deadline(self) -> float | None:
+        """Absolute time at which :meth:`on_timeout` must run, or None (RFC 9002 A.8)."""
+        loss_time, _ = self._earliest_loss_time()
+        if loss_time is not None:
+            return loss_time
+        return self._pto_deadline()
+
+    def on_timeout(self, now: float) -> tuple[list[SentPacket], int | None]:
+        """Run the loss detection timer: (packets declared lost, space needing a probe or None).
+
+        A probe space means: send one or two ack-eliciting packets there now (new data,
+        else data in flight, else a PING), even if the congestion window is full.
+        Early or spurious calls do nothing.
+        """
+        loss_time, space = self._earliest_loss_time()
+        if loss_time is not None:
+            if now < loss_time:
+                return [], None
+            sp = self._spaces[space]
+            end = bisect_right(sp.order, sp.largest_acked, sp.head)
+            lost = self._detect_lost(sp, [(sp.head, end)], end, now)
+            if lost:
+                self._on_lost(sp, lost, now)
+            if self.on_metrics is not None:
+                self.on_metrics(self)
+            return lost, None
+        deadline = self._pto_deadline()
+        if deadline is None or now < deadline:
+            return [], None
+        if not self.ack_eliciting_in_flight():
+            # Client anti-deadlock probe: a Handshake packet proves address ownership,
+            # a padded Initial earns the server more amplification credit.
+            probe = HANDSHAKE if self.has_handshake_keys else INITIAL
+        else:
+            _, found = self._pto_time_and_space()
+            probe = APPLICATION if found is None else found
+        self.pto_count += 1
+        self.pto_timeouts += 1
+        self._anchor = now
+        if self.on_metrics is not None:
+            self.on_metrics(self)
+        return [], probe
+
+    # ---- key discard -----------------------------------------------------------------------------
+    def discard_space(self, space: int, now: float | None = None) -> list[SentPacket]:
+        """Forget a space's packets (keys discarded, or Retry): they leave bytes in flight
+        without counting as acked or lost; returns them. Resets the PTO backoff."""
+        sp = self._spaces[space]
+        dropped = sp.clear()
+        self.bytes_in_flight -= sum(p.size for p in dropped if p.in_flight)
+        self.pto_count = 0
+        if now is not None:
+            self._anchor = now
+        return dropped
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _earliest_loss_time(self) -> tuple[float | None, int]:
+        best: float | None = None
+        best_space = INITIAL
+        for index, sp in enumerate(self._spaces):
+            t = sp.loss_time
+            if t is not None and (best is None or t < best):
+                best, best_space = t, index
+        return best, best_space
+
+    def _pto_deadline(self) -> float | None:
+        if self.amplification_limited:
+            return None
+        if not self.ack_eliciting_in_flight():
+            if self.peer_completed_address_validation or self._anchor is None:
+                return None
+            # Anti-deadlock: the client arms the timer from the last arming event.
+            factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+            return self._anchor + self.rtt.pto_base() * factor
+        return self._pto_time_and_space()[0]
+
+    def _pto_time_and_space(self) -> tuple[float | None, int | None]:
+        factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+        duration = self.rtt.pto_base() * factor
+        best: float | None = None
+        best_space: int | None = None
+        for index, sp in enumerate(self._spaces):
+            if not sp.ack_eliciting_in_flight:
+                continue
+            if index == APPLICATION:
+                if not self.handshake_confirmed:
+                    break  # no application-data PTO before the handshake is confirmed
+                duration += self.max_ack_delay * factor
+            t = sp.last_ack_eliciting_time + duration
+            if best is None or t < best:
+                best, best_space = t, index
+        return best, best_space
+
+    def _detect_lost(
+        self, sp: _Space, gaps: list[tuple[int, int]], end: int, now: float
+    ) -> list[SentPacket]:
+        """Declare lost the outstanding packets at the ``gaps`` index spans (all of them at
+        or below the largest acked); then compact ``order[head:end]`` to the survivors."""
+        rtt = self.rtt
+        loss_delay = K_TIME_THRESHOLD * max(rtt.latest_rtt, rtt.smoothed_rtt)
+        if loss_delay < K_GRANULARITY:
+            loss_delay = K_GRANULARITY
+        pn_limit = sp.largest_acked - K_PACKET_THRESHOLD
+        packets = sp.packets
+        order = sp.order
+        lost: list[SentPacket] = []
+        pending: list[int] = []
+        loss_time: float | None = None
+        for a, b in gaps:
+            for k in range(a, b):
+                pn = order[k]
+                pkt = packets[pn]
+                due = pkt.sent_time + loss_delay
+                if pn <= pn_limit or due <= now:
+                    del packets[pn]
+                    lost.append(pkt)
+                else:
+                    pending.append(pn)
+                    if loss_time is None or due < loss_time:
+                        loss_time = due
+        sp.loss_time = loss_time
+        head = end - len(pending)
+        if pending:
+            order[head:end] = pending
+        if head >= _COMPACT_MIN and 2 * head >= len(order):
+            del order[:head]
+            head = 0
+        sp.head = head
+        return lost
+
+    def _on_lost(self, sp: _Space, lost: list[SentPacket], now: float) -> None:
+        in_flight_bytes = 0
+        in_flight_count = 0
+        eliciting = 0
+        for pkt in lost:
+            if pkt.in_flight:
+                in_flight_bytes += pkt.size
+                in_flight_count += 1
+                if pkt.ack_eliciting:
+                    eliciting += 1
+        self.bytes_in_flight -= in_flight_bytes
+        sp.ack_eliciting_in_flight -= eliciting
+        self.packets_lost += in_flight_count
+        self.bytes_lost += in_flight_bytes
+        self.cc.on_packets_lost(lost, now)
+        if self._persistent_congestion(lost):
+            self.persistent_congestion_events += 1
+            self.cc.on_persistent_congestion()
+            self.rtt.reset_min_rtt()
+
+    def _persistent_congestion(self, lost: list[SentPacket]) -> bool:
+        """RFC 9002 7.6.2 within the acknowledged space: two ack-eliciting packets sent
+        after the first RTT sample, lost with no packet number between them acknowledged
+        (a hole in the lost run ends it), sent further apart than the congestion period."""
+        first_sample = self.rtt.first_rtt_sample
+        if first_sample is None:
+            return False
+        rtt = self.rtt
+        period = (
+            rtt.smoothed_rtt + max(4 * rtt.rttvar, K_GRANULARITY) + self.max_ack_delay
+        ) * K_PERSISTENT_CONGESTION_THRESHOLD
+        start: float | None = None
+        prev_pn = -2
+        for pkt in lost:
+            if pkt.pn != prev_pn + 1:
+                start = None
+            prev_pn = pkt.pn
+            if not pkt.ack_eliciting or pkt.sent_time <= first_sample:
+                continue
+            if start is None:
+                start = pkt.sent_time
+            elif pkt.sent_time - start > period:
+                return True
+        return False

@@ -1,0 +1,40 @@
+"""What a server loads once and shares among all its connections."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from ..config import Config
+from ..errors import ConfigError
+from ..tls.certs import load_certificate_chain, load_private_key
+from ..tls.keylog import keylog_file
+from ..tls.signatures import PrivateKey
+from ..tls.tickets import ReplayFilter, TicketKeys
+
+
+@dataclass
+class ServerContext:
+    """Certificate, key, session-ticket keys and the 0-RTT replay filter of one server."""
+
+    certificate_chain: list[x509.Certificate]
+    private_key: PrivateKey
+    ticket_keys: TicketKeys = field(default_factory=TicketKeys)
+    replay_filter: ReplayFilter = field(default_factory=ReplayFilter)
+    keylog: Callable[[str], None] | None = None
+    issue_tickets: bool = True
+    token_key: bytes = field(default_factory=lambda: os.urandom(32))
+
+    @classmethod
+    def from_config(cls, config: Config) -> ServerContext:
+        if config.certificate_chain is None or config.private_key is None:
+            raise ConfigError("a server needs certificate_chain and private_key")
+        keylog = keylog_file(config.keylog_file) if config.keylog_file is not None else None
+        return cls(
+            certificate_chain=load_certificate_chain(config.certificate_chain),
+            private_key=load_private_key(config.private_key),
+            keylog=keylog,
+        )

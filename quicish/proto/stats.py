@@ -1,0 +1,28 @@
+"""Per-connection counters reported by ``Connection.stats()``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    datagrams_sent: int = 0
+    datagrams_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    packets_lost: int = 0
+    bytes_lost: int = 0
+    packets_dropped: int = 0  # unparseable, unknown CID, wrong version, no keys yet
+    packets_undecryptable: int = 0  # failed AEAD authentication (corruption, attacks)
+    packets_duplicate: int = 0
+    stream_bytes_retransmitted: int = 0
+    retries_received: int = 0
+    key_updates: int = 0
+    path_migrations: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

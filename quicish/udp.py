@@ -1,0 +1,142 @@
+"""UDP socket batching: GSO sends and GRO receives where Linux offers them, plain calls elsewhere.
+
+Used by :mod:`quicish.aio`. One ``sendmsg`` with ``UDP_SEGMENT`` carries up to
+``MAX_GSO_SEGMENTS`` equal-sized datagrams to one address; the kernel splits them.
+One ``recvmsg`` with ``UDP_GRO`` may return several datagrams glued together, with the
+segment size in a control message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+logger = logging.getLogger("quicish")
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+UDP_GRO = getattr(socket, "UDP_GRO", 104)
+MAX_GSO_SEGMENTS = 40
+RECV_BUFFER = 65535
+_U16 = struct.Struct("=H")
+_I32 = struct.Struct("=i")
+
+Address = tuple[str, int]
+
+
+class UdpSocket:
+    """A non-blocking UDP socket with batched send and receive."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.gso = False
+        self.gro = False
+        if os.environ.get("QUICISH_GSO", "1") != "0" and hasattr(socket, "SOL_UDP"):
+            try:
+                sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+                self.gro = True
+            except OSError:
+                pass
+            self.gso = _probe_gso(sock)
+        for opt, size in ((socket.SO_SNDBUF, 4 << 20), (socket.SO_RCVBUF, 4 << 20)):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        self._cmsg_space = socket.CMSG_SPACE(4) if self.gro else 0
+
+    @classmethod
+    def bind(cls, host: str, port: int) -> UdpSocket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        return cls(sock)
+
+    @property
+    def address(self) -> Address:
+        name = self.sock.getsockname()
+        return (name[0], name[1])
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def receive(self) -> Iterator[tuple[bytes, Address]]:
+        """Yield datagrams until the socket would block (splitting GRO batches)."""
+        sock = self.sock
+        while True:
+            try:
+                if self.gro:
+                    data, ancdata, _flags, addr = sock.recvmsg(RECV_BUFFER, self._cmsg_space)
+                else:
+                    data, addr = sock.recvfrom(RECV_BUFFER)
+                    ancdata = []
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                raise
+            address = (addr[0], addr[1])
+            segment = 0
+            for level, kind, value in ancdata:
+                if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 2:
+                    segment = (_I32.unpack(value[:4])[0] if len(value) >= 4 else
+                               _U16.unpack(value[:2])[0])
+            if segment and len(data) > segment:
+                view = memoryview(data)
+                for start in range(0, len(data), segment):
+                    yield bytes(view[start : start + segment]), address
+            else:
+                yield data, address
+
+    def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
+        """Send datagrams to ``addr``; returns those the kernel would not take yet."""
+        sock = self.sock
+        i = 0
+        n = len(datagrams)
+        while i < n:
+            first = datagrams[i]
+            seg = len(first)
+            j = i + 1
+            if self.gso:
+                # A GSO batch: equal-sized segments, the last one may be shorter.
+                while j < n and j - i < MAX_GSO_SEGMENTS and len(datagrams[j]) == seg:
+                    j += 1
+                if j < n and j - i < MAX_GSO_SEGMENTS and len(datagrams[j]) < seg:
+                    j += 1
+            try:
+                if j - i > 1:
+                    sock.sendmsg(
+                        [b"".join(datagrams[i:j])],
+                        [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(seg))],
+                        0,
+                        addr,
+                    )
+                else:
+                    sock.sendto(first, addr)
+            except (BlockingIOError, InterruptedError):
+                return datagrams[i:]
+            except OSError as exc:
+                if exc.errno == errno.EIO and j - i > 1:
+                    logger.warning("UDP GSO failed (%s); falling back to single sends", exc)
+                    self.gso = False
+                    continue
+                logger.debug("send to %s failed: %s", addr, exc)
+            i = j
+        return []
+
+
+def _probe_gso(sock: socket.socket) -> bool:
+    try:
+        sock.getsockopt(socket.SOL_UDP, UDP_SEGMENT)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,429 @@
+"""QUIC packet protection (RFC 9001 section 5; QUIC v2 per RFC 9369).
+
+Key schedule (HKDF-Extract / HKDF-Expand-Label), Initial secrets, AEAD payload
+protection, header protection, key update ("quic ku") and the Retry integrity tag.
+
+Hot path: :meth:`PacketProtector.seal_packet` and :meth:`PacketProtector.open_packet`.
+Every cipher context is created once per key and reused: the AEAD object per
+:class:`Aead`, the AES-ECB (or ChaCha20, re-nonced per sample) context per
+:class:`HeaderProtection`. Nonces are
+``iv XOR pn`` computed on integers.
+
+Receive flow with key phases (1-RTT): call :meth:`PacketProtector.remove_header_protection`
+(the header protection key never changes across key updates, so any generation can do
+it), read the key phase bit from the plain first byte, decode the full packet number,
+pick the generation, then :meth:`PacketProtector.open_payload`. When the key phase is
+not in question, :meth:`PacketProtector.open_packet` does it all. Checking the reserved
+bits of the plain first byte (PROTOCOL_VIOLATION) is left to the caller, after the
+packet has been authenticated.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TypeAlias
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from quicish.errors import ConfigError, DecryptionError
+
+__all__ = [
+    "AEAD_TAG_SIZE",
+    "INITIAL_SALT_V1",
+    "INITIAL_SALT_V2",
+    "SAMPLE_SIZE",
+    "Aead",
+    "CipherSuite",
+    "HeaderProtection",
+    "PacketProtector",
+    "confidentiality_limit",
+    "hash_for",
+    "hkdf_expand_label",
+    "hkdf_extract",
+    "initial_secrets",
+    "integrity_limit",
+    "retry_integrity_tag",
+]
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+
+# Same values as quicish.wire.packet.QUIC_V1 / QUIC_V2, kept local so this module does not
+# depend on packet.py (which imports this one for the Retry tag).
+_QUIC_V1 = 0x00000001
+_QUIC_V2 = 0x6B3343CF
+
+AEAD_TAG_SIZE = 16
+SAMPLE_SIZE = 16
+IV_SIZE = 12
+INITIAL_SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+INITIAL_SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
+_RETRY_KEY_V1 = bytes.fromhex("be0c690b9f66575a1d766b54e368c84e")
+_RETRY_NONCE_V1 = bytes.fromhex("461599d35d632bf2239825bb")
+_RETRY_KEY_V2 = bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92")
+_RETRY_NONCE_V2 = bytes.fromhex("d86969bc2d7c6d9990efb04a")
+
+
+class CipherSuite(IntEnum):
+    """TLS 1.3 cipher suites usable with QUIC."""
+
+    AES_128_GCM_SHA256 = 0x1301
+    AES_256_GCM_SHA384 = 0x1302
+    CHACHA20_POLY1305_SHA256 = 0x1303
+
+
+# suite -> (hash, AEAD key length); the header protection key has the AEAD key's length.
+_SUITES: dict[int, tuple[hashes.HashAlgorithm, int]] = {
+    CipherSuite.AES_128_GCM_SHA256: (hashes.SHA256(), 16),
+    CipherSuite.AES_256_GCM_SHA384: (hashes.SHA384(), 32),
+    CipherSuite.CHACHA20_POLY1305_SHA256: (hashes.SHA256(), 32),
+}
+
+# version -> (initial salt, key label, iv label, hp label, ku label)
+_VERSIONS: dict[int, tuple[bytes, bytes, bytes, bytes, bytes]] = {
+    _QUIC_V1: (INITIAL_SALT_V1, b"quic key", b"quic iv", b"quic hp", b"quic ku"),
+    _QUIC_V2: (INITIAL_SALT_V2, b"quicv2 key", b"quicv2 iv", b"quicv2 hp", b"quicv2 ku"),
+}
+
+
+def _suite_params(suite: int) -> tuple[hashes.HashAlgorithm, int]:
+    try:
+        return _SUITES[suite]
+    except KeyError:
+        raise ConfigError(f"unsupported cipher suite {suite:#06x}") from None
+
+
+def _version_params(version: int) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    try:
+        return _VERSIONS[version]
+    except KeyError:
+        raise ConfigError(f"unsupported QUIC version {version:#010x}") from None
+
+
+def hash_for(suite: int) -> hashes.HashAlgorithm:
+    """The handshake hash of ``suite`` (SHA-256 or SHA-384)."""
+    return _suite_params(suite)[0]
+
+
+def hkdf_extract(hash: hashes.HashAlgorithm, salt: bytes, ikm: bytes) -> bytes:
+    """HKDF-Extract (RFC 5869): HMAC-Hash(salt, ikm)."""
+    return hmac.digest(salt, ikm, hash.name)
+
+
+def hkdf_expand_label(
+    hash: hashes.HashAlgorithm, secret: bytes, label: bytes, context: bytes, length: int
+) -> bytes:
+    """TLS 1.3 HKDF-Expand-Label (RFC 8446 section 7.1); ``label`` without "tls13 "."""
+    full_label = b"tls13 " + label
+    info = (
+        length.to_bytes(2, "big")
+        + bytes((len(full_label),))
+        + full_label
+        + bytes((len(context),))
+        + context
+    )
+    # HKDF-Expand (RFC 5869 section 2.3)
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(secret, block + info + bytes((counter,)), hash.name)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def initial_secrets(dcid: bytes, version: int = _QUIC_V1) -> tuple[bytes, bytes]:
+    """(client_initial_secret, server_initial_secret) for the client's first DCID."""
+    salt = _version_params(version)[0]
+    sha256 = hashes.SHA256()
+    initial = hkdf_extract(sha256, salt, dcid)
+    return (
+        hkdf_expand_label(sha256, initial, b"client in", b"", 32),
+        hkdf_expand_label(sha256, initial, b"server in", b"", 32),
+    )
+
+
+def confidentiality_limit(suite: int) -> int:
+    """Packets one key may protect (RFC 9001 6.6); ChaCha20's 2^62 is never reached."""
+    _suite_params(suite)
+    return 2**62 if suite == CipherSuite.CHACHA20_POLY1305_SHA256 else 2**23
+
+
+def integrity_limit(suite: int) -> int:
+    """Failed decryptions tolerated across all keys of a connection (RFC 9001 6.6)."""
+    _suite_params(suite)
+    return 2**36 if suite == CipherSuite.CHACHA20_POLY1305_SHA256 else 2**52
+
+
+class Aead:
+    """Payload protection for one key: AEAD with nonce = iv XOR packet number."""
+
+    __slots__ = ("_decrypt", "_encrypt", "_iv", "suite")
+
+    def __init__(self, suite: int, key: bytes, iv: bytes) -> None:
+        _, key_len = _suite_params(suite)
+        if len(key) != key_len or len(iv) != IV_SIZE:
+            raise ConfigError("wrong AEAD key or IV length")
+        self.suite = CipherSuite(suite)
+        cipher: AESGCM | ChaCha20Poly1305 = (
+            ChaCha20Poly1305(key) if suite == CipherSuite.CHACHA20_POLY1305_SHA256 else AESGCM(key)
+        )
+        self._encrypt = cipher.encrypt
+        self._decrypt = cipher.decrypt
+        self._iv = int.from_bytes(iv, "big")
+
+    def seal(self, pn: int, header: BytesLike, plaintext: BytesLike) -> bytes:
+        """Ciphertext + 16-byte tag, with ``header`` as associated data."""
+        return self._encrypt((self._iv ^ pn).to_bytes(IV_SIZE, "big"), plaintext, header)
+
+    def open(self, pn: int, header: BytesLike, ciphertext: BytesLike) -> bytes:
+        """Plaintext; raises :class:`DecryptionError` when authentication fails."""
+        try:
+            return self._decrypt((self._iv ^ pn).to_bytes(IV_SIZE, "big"), ciphertext, header)
+        except InvalidTag:
+            raise DecryptionError("packet authentication failed") from None
+
+
+_ZERO5 = bytes(5)
+_MASK = struct.Struct(">BI")  # mask byte 0 (first byte), mask bytes 1-4 (packet number)
+_U32 = struct.Struct(">I")
+_PN_WINDOW = (0, 1 << 8, 1 << 16, 1 << 24, 1 << 32)  # by packet number length
+_PN_MAX = 1 << 62
+
+
+class HeaderProtection:
+    """Header protection mask for one hp key (RFC 9001 5.4.3 and 5.4.4).
+
+    AES suites reuse one AES-ECB encryptor context. ChaCha20 reuses one context too,
+    resetting its 16-byte "nonce" (the sample: 4-byte little-endian counter, then the
+    12-byte nonce) per packet; with cryptography < 43 (no ``reset_nonce``) it builds a
+    cipher per sample.
+    """
+
+    __slots__ = ("_key", "_reset_nonce", "_update", "mask_fn", "suite")
+
+    def __init__(self, suite: int, hp_key: bytes) -> None:
+        _, key_len = _suite_params(suite)
+        if len(hp_key) != key_len:
+            raise ConfigError("wrong header protection key length")
+        self.suite = CipherSuite(suite)
+        self._key = bytes(hp_key)
+        #: ``mask_fn(sample)``: at least 5 mask bytes for a 16-byte sample (no checks).
+        self.mask_fn: Callable[[BytesLike], bytes]
+        self._reset_nonce: Callable[[BytesLike], None] | None = None
+        if suite == CipherSuite.CHACHA20_POLY1305_SHA256:
+            ctx = Cipher(algorithms.ChaCha20(self._key, bytes(16)), mode=None).encryptor()
+            self._update = ctx.update
+            self._reset_nonce = getattr(ctx, "reset_nonce", None)
+            self.mask_fn = self._chacha_mask if self._reset_nonce else self._chacha_mask_slow
+        else:
+            ctx = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+            self._update = ctx.update
+            self.mask_fn = ctx.update
+
+    def _chacha_mask(self, sample: BytesLike) -> bytes:
+        self._reset_nonce(sample)  # type: ignore[misc]
+        return self._update(_ZERO5)
+
+    def _chacha_mask_slow(self, sample: BytesLike) -> bytes:
+        cipher = Cipher(algorithms.ChaCha20(self._key, bytes(sample)), mode=None)
+        return cipher.encryptor().update(_ZERO5)
+
+    def mask(self, sample: BytesLike) -> bytes:
+        """The 5-byte mask for a 16-byte ``sample``."""
+        if len(sample) != SAMPLE_SIZE:
+            raise ValueError("header protection sample must be 16 bytes")
+        return self.mask_fn(sample)[:5]
+
+
+class PacketProtector:
+    """All keys for one direction of one packet number space (one key generation).
+
+    ``seal_packet`` / ``open_packet`` apply and remove both layers: header protection
+    and the AEAD. ``next_generation`` derives the keys after a key update.
+    """
+
+    __slots__ = (
+        "_decrypt",
+        "_encrypt",
+        "_iv_int",
+        "_mask",
+        "aead",
+        "hp",
+        "hp_key",
+        "iv",
+        "key",
+        "secret",
+        "suite",
+        "version",
+    )
+
+    def __init__(
+        self,
+        suite: int,
+        secret: bytes,
+        key: bytes,
+        iv: bytes,
+        hp_key: bytes,
+        version: int = _QUIC_V1,
+        hp: HeaderProtection | None = None,
+    ) -> None:
+        """Prefer :meth:`from_secret`; ``hp`` lets key updates share the hp context."""
+        self.suite = CipherSuite(suite)
+        self.version = version
+        self.secret = secret
+        self.key = key
+        self.iv = iv
+        self.hp_key = hp_key
+        self.aead = Aead(suite, key, iv)
+        self.hp = hp if hp is not None else HeaderProtection(suite, hp_key)
+        # Hot-path shortcuts (skip one call level per packet).
+        self._encrypt = self.aead._encrypt
+        self._decrypt = self.aead._decrypt
+        self._iv_int = self.aead._iv
+        self._mask = self.hp.mask_fn
+
+    @classmethod
+    def from_secret(cls, suite: int, secret: bytes, version: int = _QUIC_V1) -> PacketProtector:
+        """Derive key, iv and hp key from a traffic secret (RFC 9001 5.1)."""
+        hash_, key_len = _suite_params(suite)
+        _, key_label, iv_label, hp_label, _ = _version_params(version)
+        return cls(
+            suite,
+            secret,
+            hkdf_expand_label(hash_, secret, key_label, b"", key_len),
+            hkdf_expand_label(hash_, secret, iv_label, b"", IV_SIZE),
+            hkdf_expand_label(hash_, secret, hp_label, b"", key_len),
+            version,
+        )
+
+    def next_generation(self) -> PacketProtector:
+        """Keys after a key update (RFC 9001 6.1): new secret, key and iv; same hp key."""
+        hash_, key_len = _suite_params(self.suite)
+        _, key_label, iv_label, _, ku_label = _version_params(self.version)
+        secret = hkdf_expand_label(hash_, self.secret, ku_label, b"", hash_.digest_size)
+        return PacketProtector(
+            self.suite,
+            secret,
+            hkdf_expand_label(hash_, secret, key_label, b"", key_len),
+            hkdf_expand_label(hash_, secret, iv_label, b"", IV_SIZE),
+            self.hp_key,
+            self.version,
+            self.hp,
+        )
+
+    def seal_packet(self, header: BytesLike, payload: BytesLike, pn: int) -> bytes:
+        """Protect one packet.
+
+        ``header`` is the plain header ending with the truncated packet number (its
+        length in the low two bits of the first byte); ``pn`` is the full packet number.
+        Returns the protected header + ciphertext + tag. The payload must be long enough
+        for the header protection sample (``pn_length + len(payload) >= 4``), else
+        ValueError (a local bug: the sender pads).
+        """
+        first = header[0]
+        ct = self._encrypt((self._iv_int ^ pn).to_bytes(IV_SIZE, "big"), payload, header)
+        offset = 3 - (first & 0x03)  # 4 - pn_length: where the sample starts in ct
+        if len(ct) < offset + SAMPLE_SIZE:
+            raise ValueError("payload too short for the header protection sample")
+        m0, m4 = _MASK.unpack_from(self._mask(ct[offset : offset + SAMPLE_SIZE]))
+        hlen = len(header)
+        # one XOR over the header as an integer: first-byte bits and the pn bytes
+        bits = 0x0F if first & 0x80 else 0x1F
+        xor: int = ((m0 & bits) << (8 * hlen - 8)) | (m4 >> (8 * offset))
+        return (int.from_bytes(header, "big") ^ xor).to_bytes(hlen, "big") + ct
+
+    def remove_header_protection(self, packet: BytesLike, pn_offset: int) -> tuple[bytes, int, int]:
+        """(plain_header, truncated_pn, pn_length) of one protected packet.
+
+        ``plain_header`` covers the packet's bytes up to and including the packet number,
+        with the first byte and the packet number unmasked. Raises
+        :class:`DecryptionError` when the packet is too short to sample.
+        """
+        end = pn_offset + 4 + SAMPLE_SIZE
+        if pn_offset < 1 or end > len(packet):
+            raise DecryptionError("packet too short for header protection sample")
+        m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
+        first = packet[0]
+        first ^= m0 & (0x0F if first & 0x80 else 0x1F)
+        pn_len = (first & 0x03) + 1
+        truncated: int = (_U32.unpack_from(packet, pn_offset)[0] ^ m4) >> (32 - 8 * pn_len)
+        header = bytes((first,)) + packet[1:pn_offset] + truncated.to_bytes(pn_len, "big")
+        return header, truncated, pn_len
+
+    def open_payload(self, plain_header: BytesLike, packet: BytesLike, pn: int) -> bytes:
+        """AEAD-open ``packet`` (after the ``len(plain_header)`` header bytes) with the
+        full packet number ``pn``; ``plain_header`` comes from
+        :meth:`remove_header_protection` (possibly of another key generation).
+        Raises :class:`DecryptionError`.
+        """
+        try:
+            return self._decrypt(
+                (self._iv_int ^ pn).to_bytes(IV_SIZE, "big"),
+                packet[len(plain_header) :],
+                plain_header,
+            )
+        except InvalidTag:
+            raise DecryptionError("packet authentication failed") from None
+
+    def open_packet(
+        self, packet: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, bytes, int]:
+        """(plain_header, payload, full_pn) of one whole protected packet.
+
+        ``packet`` may be a slice of a datagram (bytes or memoryview); ``largest_pn`` is
+        the largest packet number received so far in this space (-1 if none).
+        Raises :class:`DecryptionError`.
+        """
+        # remove_header_protection + RFC 9000 A.3 decoding + open_payload, inlined (hot
+        # path; same result as quicish.wire.packet.decode_packet_number)
+        end = pn_offset + 4 + SAMPLE_SIZE
+        if pn_offset < 1 or end > len(packet):
+            raise DecryptionError("packet too short for header protection sample")
+        m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
+        first = packet[0]
+        first ^= m0 & (0x0F if first & 0x80 else 0x1F)
+        pn_len = (first & 0x03) + 1
+        truncated: int = (_U32.unpack_from(packet, pn_offset)[0] ^ m4) >> (32 - 8 * pn_len)
+        header = bytes((first,)) + packet[1:pn_offset] + truncated.to_bytes(pn_len, "big")
+        expected = largest_pn + 1
+        win = _PN_WINDOW[pn_len]
+        hwin = win >> 1
+        pn = (expected & -win) | truncated
+        if pn <= expected - hwin:
+            if pn < _PN_MAX - win:
+                pn += win
+        elif pn > expected + hwin and pn >= win:
+            pn -= win
+        try:
+            payload = self._decrypt(
+                (self._iv_int ^ pn).to_bytes(IV_SIZE, "big"), packet[pn_offset + pn_len :], header
+            )
+        except InvalidTag:
+            raise DecryptionError("packet authentication failed") from None
+        return header, payload, pn
+
+
+_retry_aeads: dict[int, tuple[AESGCM, bytes]] = {}
+
+
+def retry_integrity_tag(pseudo_packet: BytesLike, version: int = _QUIC_V1) -> bytes:
+    """Retry Integrity Tag (RFC 9001 5.8, RFC 9369 3.3.3) over the Retry pseudo-packet
+    (ODCID length + ODCID + the Retry packet without its tag)."""
+    entry = _retry_aeads.get(version)
+    if entry is None:
+        if version == _QUIC_V1:
+            entry = (AESGCM(_RETRY_KEY_V1), _RETRY_NONCE_V1)
+        elif version == _QUIC_V2:
+            entry = (AESGCM(_RETRY_KEY_V2), _RETRY_NONCE_V2)
+        else:
+            raise ConfigError(f"unsupported QUIC version {version:#010x}")
+        _retry_aeads[version] = entry
+    aead, nonce = entry
+    return aead.encrypt(nonce, b"", pseudo_packet)

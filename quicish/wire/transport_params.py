@@ -1,0 +1,289 @@
+"""Transport parameters (RFC 9000 section 18; RFC 9221, RFC 9368, RFC 9287 extensions).
+
+:meth:`TransportParameters.decode` raises :class:`DecodeError` with
+TRANSPORT_PARAMETER_ERROR for malformed, duplicated, out-of-range or misplaced parameters.
+Connection-level checks (CIDs matching the ones used in the handshake, presence of
+``initial_source_connection_id``) are the connection's job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..errors import DecodeError, ErrorCode
+from .buffer import Buffer, encode_varint
+
+_BytesLike = bytes | bytearray | memoryview
+_TPE = ErrorCode.TRANSPORT_PARAMETER_ERROR
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!L")
+
+MAX_CID_LENGTH = 20
+
+
+class ParamId:
+    """Transport parameter ids."""
+
+    ORIGINAL_DESTINATION_CONNECTION_ID: Final = 0x00
+    MAX_IDLE_TIMEOUT: Final = 0x01
+    STATELESS_RESET_TOKEN: Final = 0x02
+    MAX_UDP_PAYLOAD_SIZE: Final = 0x03
+    INITIAL_MAX_DATA: Final = 0x04
+    INITIAL_MAX_STREAM_DATA_BIDI_LOCAL: Final = 0x05
+    INITIAL_MAX_STREAM_DATA_BIDI_REMOTE: Final = 0x06
+    INITIAL_MAX_STREAM_DATA_UNI: Final = 0x07
+    INITIAL_MAX_STREAMS_BIDI: Final = 0x08
+    INITIAL_MAX_STREAMS_UNI: Final = 0x09
+    ACK_DELAY_EXPONENT: Final = 0x0A
+    MAX_ACK_DELAY: Final = 0x0B
+    DISABLE_ACTIVE_MIGRATION: Final = 0x0C
+    PREFERRED_ADDRESS: Final = 0x0D
+    ACTIVE_CONNECTION_ID_LIMIT: Final = 0x0E
+    INITIAL_SOURCE_CONNECTION_ID: Final = 0x0F
+    RETRY_SOURCE_CONNECTION_ID: Final = 0x10
+    VERSION_INFORMATION: Final = 0x11  # RFC 9368
+    MAX_DATAGRAM_FRAME_SIZE: Final = 0x20  # RFC 9221
+    GREASE_QUIC_BIT: Final = 0x2AB2  # RFC 9287
+
+
+SERVER_ONLY = frozenset((0x00, 0x02, 0x0D, 0x10))
+
+
+@dataclass(slots=True)
+class PreferredAddress:
+    """RFC 9000 section 18.2 preferred_address; an address of None is sent as all zeros."""
+
+    ipv4_address: tuple[str, int] | None
+    ipv6_address: tuple[str, int] | None
+    connection_id: bytes
+    stateless_reset_token: bytes
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.connection_id) <= MAX_CID_LENGTH:
+            raise ValueError("preferred_address connection ID must be 1..20 bytes")
+        if len(self.stateless_reset_token) != 16:
+            raise ValueError("stateless reset token must be 16 bytes")
+        out = bytearray()
+        if self.ipv4_address is None:
+            out += bytes(6)
+        else:
+            out += ipaddress.IPv4Address(self.ipv4_address[0]).packed
+            out += _U16.pack(self.ipv4_address[1])
+        if self.ipv6_address is None:
+            out += bytes(18)
+        else:
+            out += ipaddress.IPv6Address(self.ipv6_address[0]).packed
+            out += _U16.pack(self.ipv6_address[1])
+        out.append(len(self.connection_id))
+        out += self.connection_id
+        out += self.stateless_reset_token
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> PreferredAddress:
+        if len(data) < 4 + 2 + 16 + 2 + 1 + 16:
+            raise DecodeError("preferred_address too short", _TPE)
+        v4, v4port = data[0:4], _U16.unpack_from(data, 4)[0]
+        v6, v6port = data[6:22], _U16.unpack_from(data, 22)[0]
+        n = data[24]
+        if not 1 <= n <= MAX_CID_LENGTH or len(data) != 25 + n + 16:
+            raise DecodeError("malformed preferred_address", _TPE)
+        ipv4 = None if v4 == bytes(4) and not v4port else (str(ipaddress.IPv4Address(v4)), v4port)
+        ipv6 = None if v6 == bytes(16) and not v6port else (str(ipaddress.IPv6Address(v6)), v6port)
+        return cls(ipv4, ipv6, data[25 : 25 + n], data[25 + n :])
+
+
+@dataclass(slots=True)
+class VersionInformation:
+    """RFC 9368 version_information: the chosen version and the versions available."""
+
+    chosen_version: int
+    available_versions: list[int] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return b"".join(_U32.pack(v) for v in (self.chosen_version, *self.available_versions))
+
+    @classmethod
+    def decode(cls, data: bytes) -> VersionInformation:
+        if not data or len(data) % 4:
+            raise DecodeError("malformed version_information", _TPE)
+        versions = [int(_U32.unpack_from(data, i)[0]) for i in range(0, len(data), 4)]
+        if 0 in versions:
+            raise DecodeError("version_information contains version 0", _TPE)
+        return cls(versions[0], versions[1:])
+
+
+# integer parameters: id -> (attribute, default)
+_INT_PARAMS: dict[int, tuple[str, int]] = {
+    0x01: ("max_idle_timeout", 0),
+    0x03: ("max_udp_payload_size", 65527),
+    0x04: ("initial_max_data", 0),
+    0x05: ("initial_max_stream_data_bidi_local", 0),
+    0x06: ("initial_max_stream_data_bidi_remote", 0),
+    0x07: ("initial_max_stream_data_uni", 0),
+    0x08: ("initial_max_streams_bidi", 0),
+    0x09: ("initial_max_streams_uni", 0),
+    0x0A: ("ack_delay_exponent", 3),
+    0x0B: ("max_ack_delay", 25),
+    0x0E: ("active_connection_id_limit", 2),
+}
+_CID_PARAMS: dict[int, str] = {
+    0x00: "original_destination_connection_id",
+    0x0F: "initial_source_connection_id",
+    0x10: "retry_source_connection_id",
+}
+_FLAG_PARAMS: dict[int, str] = {0x0C: "disable_active_migration", 0x2AB2: "grease_quic_bit"}
+
+
+def _check_int(param_id: int, value: int) -> None:
+    """Range checks of RFC 9000 section 18.2."""
+    if param_id == 0x03 and value < 1200:
+        raise DecodeError(f"max_udp_payload_size {value} < 1200", _TPE)
+    if param_id == 0x0A and value > 20:
+        raise DecodeError(f"ack_delay_exponent {value} > 20", _TPE)
+    if param_id == 0x0B and value >= 1 << 14:
+        raise DecodeError(f"max_ack_delay {value} >= 2^14", _TPE)
+    if param_id == 0x0E and value < 2:
+        raise DecodeError(f"active_connection_id_limit {value} < 2", _TPE)
+    if param_id in (0x08, 0x09) and value > 1 << 60:
+        raise DecodeError("initial_max_streams exceeds 2^60", _TPE)
+
+
+@dataclass(slots=True)
+class TransportParameters:
+    """One endpoint's transport parameters; defaults are the RFC's (absent parameter)."""
+
+    original_destination_connection_id: bytes | None = None
+    max_idle_timeout: int = 0  # milliseconds, 0 = none
+    stateless_reset_token: bytes | None = None
+    max_udp_payload_size: int = 65527
+    initial_max_data: int = 0
+    initial_max_stream_data_bidi_local: int = 0
+    initial_max_stream_data_bidi_remote: int = 0
+    initial_max_stream_data_uni: int = 0
+    initial_max_streams_bidi: int = 0
+    initial_max_streams_uni: int = 0
+    ack_delay_exponent: int = 3
+    max_ack_delay: int = 25  # milliseconds
+    disable_active_migration: bool = False
+    preferred_address: PreferredAddress | None = None
+    active_connection_id_limit: int = 2
+    initial_source_connection_id: bytes | None = None
+    retry_source_connection_id: bytes | None = None
+    max_datagram_frame_size: int | None = None  # RFC 9221; None = DATAGRAM not supported
+    version_information: VersionInformation | None = None  # RFC 9368
+    grease_quic_bit: bool = False  # RFC 9287
+    unknown: dict[int, bytes] = field(default_factory=dict)  # unknown and GREASE ids
+
+    def encode(self) -> bytes:
+        """Wire form: parameters that differ from their defaults, then ``unknown``.
+
+        Out-of-range values raise ``ValueError``.
+        """
+        out = bytearray()
+
+        def put(param_id: int, value: bytes) -> None:
+            out.extend(encode_varint(param_id))
+            out.extend(encode_varint(len(value)))
+            out.extend(value)
+
+        for param_id, name in _CID_PARAMS.items():
+            cid = getattr(self, name)
+            if cid is not None:
+                if len(cid) > MAX_CID_LENGTH:
+                    raise ValueError(f"{name} longer than 20 bytes")
+                put(param_id, cid)
+        if self.stateless_reset_token is not None:
+            if len(self.stateless_reset_token) != 16:
+                raise ValueError("stateless_reset_token must be 16 bytes")
+            put(0x02, self.stateless_reset_token)
+        for param_id, (name, default) in _INT_PARAMS.items():
+            value = getattr(self, name)
+            if value != default:
+                try:
+                    _check_int(param_id, value)
+                except DecodeError as exc:
+                    raise ValueError(exc.reason) from None
+                put(param_id, encode_varint(value))
+        for param_id, name in _FLAG_PARAMS.items():
+            if getattr(self, name):
+                put(param_id, b"")
+        if self.preferred_address is not None:
+            put(0x0D, self.preferred_address.encode())
+        if self.max_datagram_frame_size is not None:
+            put(0x20, encode_varint(self.max_datagram_frame_size))
+        if self.version_information is not None:
+            put(0x11, self.version_information.encode())
+        for param_id, value in self.unknown.items():
+            if param_id in _KNOWN_IDS:
+                raise ValueError(f"unknown parameter id {param_id:#x} is a known one")
+            put(param_id, value)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: _BytesLike, from_server: bool) -> TransportParameters:
+        """Parse the peer's parameters; ``from_server`` is True when the server sent them."""
+        try:
+            return cls._decode(data, from_server)
+        except DecodeError as exc:
+            if exc.code == _TPE:
+                raise
+            raise DecodeError(f"malformed transport parameters: {exc.reason}", _TPE) from None
+
+    @classmethod
+    def _decode(cls, data: _BytesLike, from_server: bool) -> TransportParameters:
+        params = cls()
+        buf = Buffer(data)
+        seen: set[int] = set()
+        while not buf.eof():
+            param_id = buf.pull_varint()
+            value = buf.pull_varint_bytes()
+            if param_id in seen:
+                raise DecodeError(f"duplicate transport parameter {param_id:#x}", _TPE)
+            seen.add(param_id)
+            if param_id in SERVER_ONLY and not from_server:
+                raise DecodeError(f"client sent server-only parameter {param_id:#x}", _TPE)
+            if param_id in _INT_PARAMS:
+                number = _varint_value(param_id, value)
+                _check_int(param_id, number)
+                setattr(params, _INT_PARAMS[param_id][0], number)
+            elif param_id in _CID_PARAMS:
+                if len(value) > MAX_CID_LENGTH:
+                    raise DecodeError(f"connection ID parameter {param_id:#x} too long", _TPE)
+                setattr(params, _CID_PARAMS[param_id], value)
+            elif param_id in _FLAG_PARAMS:
+                if value:
+                    raise DecodeError(f"parameter {param_id:#x} must be empty", _TPE)
+                setattr(params, _FLAG_PARAMS[param_id], True)
+            elif param_id == 0x02:
+                if len(value) != 16:
+                    raise DecodeError("stateless_reset_token must be 16 bytes", _TPE)
+                params.stateless_reset_token = value
+            elif param_id == 0x0D:
+                params.preferred_address = PreferredAddress.decode(value)
+            elif param_id == 0x20:
+                params.max_datagram_frame_size = _varint_value(param_id, value)
+            elif param_id == 0x11:
+                params.version_information = VersionInformation.decode(value)
+            else:
+                params.unknown[param_id] = value
+        return params
+
+
+_KNOWN_IDS = frozenset((*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0x11, 0x20))
+
+
+def _varint_value(param_id: int, value: bytes) -> int:
+    buf = Buffer(value)
+    number = buf.pull_varint()
+    if not buf.eof():
+        raise DecodeError(f"parameter {param_id:#x}: length does not match its varint", _TPE)
+    return number
+
+
+def is_grease_id(param_id: int) -> bool:
+    """Reserved ids 31 * N + 27 (RFC 9000 section 18.1)."""
+    return param_id % 31 == 27

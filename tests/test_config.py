@@ -1,0 +1,34 @@
+"""Config validation: bad application input gets a clear typed exception."""
+
+import pytest
+
+from quicish import Config, ConfigError
+
+
+def test_defaults() -> None:
+    cfg = Config()
+    assert cfg.alpn == ["hq-interop"]
+    assert cfg.cipher_suite_ids() == [0x1301, 0x1302, 0x1303]
+    assert cfg.congestion_control == "cubic"
+
+
+def test_cipher_suite_names() -> None:
+    assert Config(cipher_suites=["chacha20"]).cipher_suite_ids() == [0x1303]
+    assert Config(cipher_suites=["aes256", 0x1301]).cipher_suite_ids() == [0x1302, 0x1301]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpn": []}, "alpn"),
+        ({"congestion_control": "bbr"}, "congestion_control"),
+        ({"max_datagram_size": 1000}, "1200"),
+        ({"cipher_suites": ["rot13"]}, "rot13"),
+        ({"cipher_suites": [0x1304]}, "0x1304"),
+        ({"max_data": -1}, "max_data"),
+    ],
+)
+def test_invalid_config(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(**kwargs)
+    assert issubclass(ConfigError, ValueError)
