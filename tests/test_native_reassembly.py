@@ -339,3 +339,14 @@ def test_c_memory_follows_data_and_window() -> None:
         if i % 3 == 2:
             assert stream.read() == b"q" * 3600
     assert stream.memory() <= 4 * 3600
+
+
+def test_pure_read_hands_back_the_inserted_chunk_without_copy() -> None:
+    buf = pure.ReassemblyBuffer(10_000)
+    data = bytes(range(200))
+    buf.insert(0, data)
+    assert buf.read() is data
+    second = b"y" * 300
+    buf.insert(200, second)
+    buf.insert(500, b"z" * 10)
+    assert buf.read(300) is second

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
+RECEIVE_BATCH = 32  # datagrams read before the connections get to answer
 
 
 class Endpoint:
@@ -76,12 +77,16 @@ class Endpoint:
     def _on_readable(self) -> None:
         now = self._loop.time()
         touched: set[QuicConnection] = set()
+        count = 0
         try:
             for data, addr in self.udp.receive():
                 conn = self._route(data, addr, now)
                 if conn is not None:
                     conn._proto.receive_datagram(data, addr, now)
                     touched.add(conn)
+                count += 1
+                if count >= RECEIVE_BATCH:
+                    break  # answer (ACK) before reading more; the reader fires again
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
         for conn in touched:

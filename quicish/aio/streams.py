@@ -47,6 +47,8 @@ class QuicStreamReader:
             raise self._error
 
     def _pull(self, max_bytes: int) -> bytes:
+        if self._eof:
+            return b""
         data, fin = self._conn._read_stream(self.stream_id, max_bytes)
         if fin:
             self._eof = True
