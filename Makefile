@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
 # (Re)install the package, its test extras, and build the C core whenever sources change.
-$(STAMP): $(PY) pyproject.toml quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
+$(STAMP): $(PY) pyproject.toml setup.py quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -c "import quicish, sys; print('quicish.ACCELERATED =', quicish.ACCELERATED); sys.exit(0 if quicish.ACCELERATED else 1)"
 	touch $(STAMP)
@@ -36,7 +36,7 @@ interop: $(STAMP)
 sanitize: $(STAMP)
 	QUICISH_SANITIZE=1 $(PY) quicish/native/build_core.py --inplace-sanitize
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
-	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -p no:cacheprovider tests/test_native_differential.py
+	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -s -p no:cacheprovider tests/test_native_differential.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so

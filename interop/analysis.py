@@ -124,17 +124,27 @@ class Conn:
 
     def validated_paths(self) -> set[int]:
         """Sessions on which the server sent a PATH_CHALLENGE the client answered there."""
-        sent = {(e.session, e.data) for e in self.path_events
-                if e.kind == "challenge" and not e.to_server}
-        return {e.session for e in self.path_events
-                if e.kind == "response" and e.to_server and (e.session, e.data) in sent}
+        sent = {
+            (e.session, e.data)
+            for e in self.path_events
+            if e.kind == "challenge" and not e.to_server
+        }
+        return {
+            e.session
+            for e in self.path_events
+            if e.kind == "response" and e.to_server and (e.session, e.data) in sent
+        }
 
     def client_probed_paths(self) -> set[int]:
         """Sessions on which the client sent a PATH_CHALLENGE the server answered."""
-        sent = {(e.session, e.data) for e in self.path_events
-                if e.kind == "challenge" and e.to_server}
-        return {e.session for e in self.path_events
-                if e.kind == "response" and not e.to_server and (e.session, e.data) in sent}
+        sent = {
+            (e.session, e.data) for e in self.path_events if e.kind == "challenge" and e.to_server
+        }
+        return {
+            e.session
+            for e in self.path_events
+            if e.kind == "response" and not e.to_server and (e.session, e.data) in sent
+        }
 
 
 @dataclass
@@ -241,7 +251,11 @@ class Analyzer:
         if not versions or versions[-1] != pkt.version:
             versions.append(pkt.version)
         if rec.to_server:
-            if pkt.kind == "initial" and conn.retry_scid is not None and pkt.dcid == conn.retry_scid:
+            if (
+                pkt.kind == "initial"
+                and conn.retry_scid is not None
+                and pkt.dcid == conn.retry_scid
+            ):
                 conn.key_dcid = pkt.dcid
                 conn._initial.clear()
                 if pkt.token and pkt.token == conn.retry_token:
@@ -463,9 +477,7 @@ def analyze(records: list[Record], keylog: KeyLog) -> Analysis:
     )
 
 
-def session_rates(
-    records: list[Record], start: float, end: float
-) -> dict[int, float]:
+def session_rates(records: list[Record], start: float, end: float) -> dict[int, float]:
     """Server-to-client bytes per session between ``start`` and ``end``, as kbit/s."""
     span = max(end - start, 1e-6)
     totals: Counter[int] = Counter()

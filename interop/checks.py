@@ -84,7 +84,9 @@ def _rtt_note(conn: Conn, minimum: float) -> Verdict | None:
     if rtt is None:
         return fail("no Handshake packet from the client reached the server")
     if rtt < minimum:
-        return fail(f"handshake RTT {rtt * 1000:.0f} ms < {minimum * 1000:.0f} ms: delay not applied")
+        return fail(
+            f"handshake RTT {rtt * 1000:.0f} ms < {minimum * 1000:.0f} ms: delay not applied"
+        )
     return None
 
 
@@ -101,12 +103,15 @@ def _handshake(ev: Evidence) -> Verdict:
     if isinstance(conns, Verdict):
         return conns
     c = conns[0]
-    if (bad := _v1_only(c)) or (bad := _rtt_note(c, 0.025)):
-        return bad if isinstance(bad, Verdict) else fail(bad)
+    if (bad := _v1_only(c)) is not None:
+        return fail(bad)
+    if (late := _rtt_note(c, 0.025)) is not None:
+        return late
     if ev.keylog_lines and c.handshake_done_t is None and c.decrypted.get("1rtt"):
         return fail("server never sent HANDSHAKE_DONE")
-    return ok(f"handshake RTT at the server {c.handshake_rtt * 1000:.0f} ms"
-              if c.handshake_rtt else "")
+    return ok(
+        f"handshake RTT at the server {c.handshake_rtt * 1000:.0f} ms" if c.handshake_rtt else ""
+    )
 
 
 @rule("transfer")
@@ -170,11 +175,15 @@ def _multiplexing(ev: Evidence) -> Verdict:
         return fail("could not decrypt EncryptedExtensions (server transport parameters)")
     initial = ee.tp_varint(0x08) or 0
     if initial >= files:
-        return fail(f"server allowed all {files} streams up front "
-                    f"(initial_max_streams_bidi {initial}): limits never raised")
+        return fail(
+            f"server allowed all {files} streams up front "
+            f"(initial_max_streams_bidi {initial}): limits never raised"
+        )
     if c.max_streams_bidi < files:
-        return fail(f"server's MAX_STREAMS reached only {c.max_streams_bidi} for {files} streams "
-                    f"(initial {initial})")
+        return fail(
+            f"server's MAX_STREAMS reached only {c.max_streams_bidi} for {files} streams "
+            f"(initial {initial})"
+        )
     return ok(f"initial_max_streams_bidi {initial}, raised by MAX_STREAMS to {c.max_streams_bidi}")
 
 
@@ -225,10 +234,14 @@ def _zerortt(ev: Evidence) -> Verdict:
     said = ev.value("early_data_accepted")
     if ev.keylog_lines == 0 or not second.decrypted.get("0rtt"):
         if said == "yes":
-            return ok(f"{second.zero_rtt_packets} 0-RTT packets; acceptance from the client's "
-                      "'early_data_accepted: yes' (no key log to decrypt them)")
-        return unsupported("cannot decrypt the 0-RTT packets (no key log) and the client did "
-                           "not print 'early_data_accepted: yes'")
+            return ok(
+                f"{second.zero_rtt_packets} 0-RTT packets; acceptance from the client's "
+                "'early_data_accepted: yes' (no key log to decrypt them)"
+            )
+        return unsupported(
+            "cannot decrypt the 0-RTT packets (no key log) and the client did "
+            "not print 'early_data_accepted: yes'"
+        )
     if not second.early_data_accepted:
         return fail("server rejected 0-RTT (no early_data in EncryptedExtensions)")
     if len(second.requests_0rtt) < requests:
@@ -237,7 +250,9 @@ def _zerortt(ev: Evidence) -> Verdict:
     if resent:
         return fail(f"{len(resent)} request(s) re-sent in 1-RTT")
     if said is not None and said != "yes":
-        return fail(f"wire shows 0-RTT accepted but the client printed 'early_data_accepted: {said}'")
+        return fail(
+            f"wire shows 0-RTT accepted but the client printed 'early_data_accepted: {said}'"
+        )
     return ok(f"all {requests} requests in {second.zero_rtt_packets} 0-RTT packet(s); accepted")
 
 
@@ -289,9 +304,11 @@ def _ecn(ev: Evidence) -> Verdict:
         return fail("server's ACKs carry no ECT(0) count")
     if c.ack_ecn_ect0[True] == 0:
         return fail("client's ACKs carry no ECT(0) count")
-    return ok(f"ECT(0) datagrams: {a.ecn_marked[True]} to server, {a.ecn_marked[False]} to "
-              f"client; ACK_ECN ECT(0) counts up to {c.ack_ecn_ect0[False]} / "
-              f"{c.ack_ecn_ect0[True]}")
+    return ok(
+        f"ECT(0) datagrams: {a.ecn_marked[True]} to server, {a.ecn_marked[False]} to "
+        f"client; ACK_ECN ECT(0) counts up to {c.ack_ecn_ect0[False]} / "
+        f"{c.ack_ecn_ect0[True]}"
+    )
 
 
 @rule("amplificationlimit")
@@ -304,9 +321,11 @@ def _amplification(ev: Evidence) -> Verdict:
         if amp.violation:
             return fail(amp.violation)
     worst = max((a.worst_ratio for a in amps if a.received), default=0.0)
-    return ok(f"{ev.counters.to_client.dropped_drop_list} server datagrams dropped; "
-              f"worst sent/received before validation {worst:.2f} (certificate "
-              f"{ev.cert.size} bytes)")
+    return ok(
+        f"{ev.counters.to_client.dropped_drop_list} server datagrams dropped; "
+        f"worst sent/received before validation {worst:.2f} (certificate "
+        f"{ev.cert.size} bytes)"
+    )
 
 
 def _handshakes(ev: Evidence, counter: str) -> Verdict:
@@ -391,8 +410,10 @@ def _rebind(ev: Evidence, want_new_ip: bool) -> Verdict:
     unvalidated = [s for s in carried if s not in validated]
     if unvalidated:
         addr = ev.sessions[unvalidated[0]].local
-        return fail(f"server sent data to new address {addr[0]}:{addr[1]} without a "
-                    "PATH_CHALLENGE answered from it")
+        return fail(
+            f"server sent data to new address {addr[0]}:{addr[1]} without a "
+            "PATH_CHALLENGE answered from it"
+        )
     if want_new_ip:
         ips = {ev.sessions[s].local[0] for s in c.sessions}
         if len(ips) < 2:
@@ -445,8 +466,10 @@ def _crosstraffic(ev: Evidence) -> Verdict:
     x = ev.cross
     if x is None:
         return fail("no cross-traffic measurement")
-    note = (f"measured flow {x.measured_kbps:,.0f} kbit/s vs competitor "
-            f"{x.competitor_kbps:,.0f} kbit/s over {x.window:.1f} s, Jain index {x.jain:.2f}")
+    note = (
+        f"measured flow {x.measured_kbps:,.0f} kbit/s vs competitor "
+        f"{x.competitor_kbps:,.0f} kbit/s over {x.window:.1f} s, Jain index {x.jain:.2f}"
+    )
     if x.competitor_kbps <= 0:
         return fail("the competing flow moved no data during the measured transfer")
     if x.jain < JAIN_MIN:

@@ -19,6 +19,7 @@ from .certs import ServerCert, make_cert
 from .checks import RULES
 from .evidence import FAILED, PASSED, UNSUPPORTED, Cross, Evidence, Result
 from .files import check_files, make_files
+from .pcap import write_pcap
 from .peers import AIOQUIC, Pair
 from .procs import Background, ServerProcess, free_udp_port, run_client
 from .scenarios import Scenario
@@ -72,15 +73,19 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     digests = make_files(ws.www, list(scenario.files), scenario.seed)
     cert = ws.cert(scenario.big_cert)
     ev = Evidence(
-        scenario, pair, cell_dir, cert,
+        scenario,
+        pair,
+        cell_dir,
+        cert,
         expected=[{name: digests[name] for name in run.files} for run in scenario.runs],
     )
     deadline = started + scenario.budget
     host = "::1" if scenario.ipv6 else "127.0.0.1"
     keylog = cell_dir / "server.keylog"
     server = ServerProcess(
-        pair.server.server_argv(host, free_udp_port(host), ws.www, cert.cert, cert.key, keylog,
-                                scenario.server_retry),
+        pair.server.server_argv(
+            host, free_udp_port(host), ws.www, cert.cert, cert.key, keylog, scenario.server_retry
+        ),
         cell_dir / "server.log",
     )
     failure = server.start(SERVER_START_TIMEOUT)
@@ -100,8 +105,16 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     try:
         if scenario.cross_traffic:
             competitor_server = ServerProcess(
-                AIOQUIC.server_argv(host, free_udp_port(host), ws.www, cert.cert, cert.key,
-                                    cell_dir / "competitor.keylog", False, cc="reno"),
+                AIOQUIC.server_argv(
+                    host,
+                    free_udp_port(host),
+                    ws.www,
+                    cert.cert,
+                    cert.key,
+                    cell_dir / "competitor.keylog",
+                    False,
+                    cc="reno",
+                ),
                 cell_dir / "competitor-server.log",
             )
             if (failure := competitor_server.start(SERVER_START_TIMEOUT)) is not None:
@@ -117,15 +130,29 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
         target = tap.address
         if scenario.relay:
             relay = Netem(
-                tap.address, listen=(host, 0), both=scenario.both, to_server=scenario.to_server,
-                to_client=scenario.to_client, rebind_port=scenario.rebind_port,
-                rebind_addr=scenario.rebind_addr, seed=scenario.seed,
+                tap.address,
+                listen=(host, 0),
+                both=scenario.both,
+                to_server=scenario.to_server,
+                to_client=scenario.to_client,
+                rebind_port=scenario.rebind_port,
+                rebind_addr=scenario.rebind_addr,
+                seed=scenario.seed,
             ).start()
             target = relay.address
         if scenario.cross_traffic:
             competitor = Background(
-                AIOQUIC.client_argv([_url(target, "x-competitor.bin")], cell_dir / "out-competitor",
-                                    cert.fingerprint, scenario.runs[0].flags, None) + ["--cc", "reno"],
+                [
+                    *AIOQUIC.client_argv(
+                        [_url(target, "x-competitor.bin")],
+                        cell_dir / "out-competitor",
+                        cert.fingerprint,
+                        scenario.runs[0].flags,
+                        None,
+                    ),
+                    "--cc",
+                    "reno",
+                ],
                 cell_dir / "competitor-client.log",
             )
             _wait_for_competitor(tap, competitor)
@@ -142,6 +169,8 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
         if competitor_server is not None:
             competitor_server.stop()
         ev.server_output, ev.server_exit = server.lines, server.exit_code
+    if ev.records:
+        write_pcap(cell_dir / "tap.pcap", ev.records, ev.sessions)
     log_text = keylog.read_text(errors="replace") if keylog.exists() else ""
     ev.keylog_lines = len(log_text.splitlines())
     ev.analysis = analyze(ev.records, parse_keylog(log_text))
@@ -152,8 +181,10 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
         return verdict(outcome[0], outcome[1], details)
     if scenario.cross_traffic and len(ev.sessions) >= 2:
         ev.cross = _cross(ev, competitor_exit)
-    if relay is not None and ev.counters is not None and (
-        ev.counters.to_server.forwarded == 0 or ev.counters.to_client.forwarded == 0
+    if (
+        relay is not None
+        and ev.counters is not None
+        and (ev.counters.to_server.forwarded == 0 or ev.counters.to_client.forwarded == 0)
     ):
         return verdict(FAILED, "relay forwarded nothing in one direction", details)
     judged = RULES[scenario.name](ev)
@@ -176,7 +207,10 @@ def _client_runs(
             return FAILED, f"{label}cell budget of {scenario.budget:.0f} s used up"
         out = ev.workdir / f"out-{i}"
         argv = pair.client.client_argv(
-            [_url(target, name) for name in run.files], out, ev.cert.fingerprint, run.flags,
+            [_url(target, name) for name in run.files],
+            out,
+            ev.cert.fingerprint,
+            run.flags,
             ticket,
         )
         cr = run_client(argv, min(scenario.run_timeout, remaining), ev.workdir / f"client-{i}.log")
@@ -219,10 +253,17 @@ def _counters_text(ev: Evidence) -> str:
     assert c is not None
     parts = []
     for name, d in (("to server", c.to_server), ("to client", c.to_client)):
-        extra = [f"{k} {v}" for k, v in (
-            ("lost", d.dropped_loss), ("queue-dropped", d.dropped_queue),
-            ("blackholed", d.dropped_blackhole), ("drop-listed", d.dropped_drop_list),
-            ("corrupted", d.corrupted)) if v]
+        extra = [
+            f"{k} {v}"
+            for k, v in (
+                ("lost", d.dropped_loss),
+                ("queue-dropped", d.dropped_queue),
+                ("blackholed", d.dropped_blackhole),
+                ("drop-listed", d.dropped_drop_list),
+                ("corrupted", d.corrupted),
+            )
+            if v
+        ]
         parts.append(f"{name} {d.forwarded} fwd" + (f" ({', '.join(extra)})" if extra else ""))
     if c.rebinds:
         parts.append(f"{c.rebinds} rebinds")
@@ -243,8 +284,9 @@ def run_matrix(
             try:
                 result = run_cell(scenario, pair, ws)
             except Exception as exc:  # a harness bug must not hide the other cells
-                result = Result(scenario.name, pair.label, FAILED,
-                                f"harness error: {type(exc).__name__}: {exc}")
+                result = Result(
+                    scenario.name, pair.label, FAILED, f"harness error: {type(exc).__name__}: {exc}"
+                )
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -16,9 +16,7 @@ from pathlib import Path
 from .peers import REPO
 
 _LISTENING = re.compile(r"listening on (\S+?):(\d+)")
-_FETCHED = re.compile(
-    r"fetched (\d+) file\(s\), (\d+) bytes in ([0-9.]+) s: ([0-9.]+) Mbit/s"
-)
+_FETCHED = re.compile(r"fetched (\d+) file\(s\), (\d+) bytes in ([0-9.]+) s: ([0-9.]+) Mbit/s")
 _KEYVAL = re.compile(r"^([a-z][a-z0-9_]*): (\S.*)$")
 _UNSUPPORTED = ("not implemented", "unrecognized arguments", "invalid choice")
 
@@ -52,8 +50,13 @@ class ServerProcess:
     def start(self, timeout: float) -> str | None:
         """None once listening, else why it failed (exit code and output)."""
         self._proc = subprocess.Popen(
-            self.argv, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            self.argv,
+            cwd=REPO,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -67,7 +70,11 @@ class ServerProcess:
                 code = self._proc.poll()
                 self.stop()
                 tail = " | ".join(self.lines[-3:]) or "no output"
-                what = f"exited with {code}" if code is not None else f"not listening after {timeout} s"
+                what = (
+                    f"exited with {code}"
+                    if code is not None
+                    else f"not listening after {timeout} s"
+                )
                 return f"server {what}: {tail}"
         return None
 
@@ -152,8 +159,14 @@ class ClientRun:
 def run_client(argv: list[str], timeout: float, log: Path) -> ClientRun:
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        argv,
+        cwd=REPO,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=max(timeout, 0.1))
@@ -164,8 +177,10 @@ def run_client(argv: list[str], timeout: float, log: Path) -> ClientRun:
         out, err = proc.communicate()
         code = None
     elapsed = time.monotonic() - start
-    log.write_text(f"$ {' '.join(argv[:12])}{' ...' if len(argv) > 12 else ''}\n"
-                   f"# exit {code} after {elapsed:.2f} s\n--- stdout\n{out}--- stderr\n{err}")
+    log.write_text(
+        f"$ {' '.join(argv[:12])}{' ...' if len(argv) > 12 else ''}\n"
+        f"# exit {code} after {elapsed:.2f} s\n--- stdout\n{out}--- stderr\n{err}"
+    )
     run = ClientRun(argv, code, out, err, elapsed, timeout)
     for line in out.splitlines():
         m = _KEYVAL.match(line.strip())
@@ -186,8 +201,13 @@ class Background:
         self._fh = open(log, "w")  # noqa: SIM115 (closed in stop)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-            stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
+            argv,
+            cwd=REPO,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop(self) -> int | None:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -79,10 +80,19 @@ def parse_datagram(data: bytes, short_dcid_len: int) -> list[Packet]:
     while pos < len(data):
         first = data[pos]
         if not first & 0x80:
+            if packets and not first & 0x40:
+                break  # zero padding after a coalesced long packet, not a packet
             dcid = data[pos + 1 : pos + 1 + short_dcid_len]
             packets.append(
-                Packet("1rtt", 0, dcid, pn_offset=pos + 1 + short_dcid_len,
-                       start=pos, end=len(data), raw=data)
+                Packet(
+                    "1rtt",
+                    0,
+                    dcid,
+                    pn_offset=pos + 1 + short_dcid_len,
+                    start=pos,
+                    end=len(data),
+                    raw=data,
+                )
             )
             break
         if pos + 7 > len(data):
@@ -102,13 +112,23 @@ def parse_datagram(data: bytes, short_dcid_len: int) -> list[Packet]:
             break
         types = LONG_TYPES.get(version)
         if types is None:
-            packets.append(Packet("unknown", version, dcid, scid, start=pos, end=len(data), raw=data))
+            packets.append(
+                Packet("unknown", version, dcid, scid, start=pos, end=len(data), raw=data)
+            )
             break
         kind = types[(first >> 4) & 3]
         if kind == "retry":
             packets.append(
-                Packet(kind, version, dcid, scid, token=data[p : len(data) - 16],
-                       start=pos, end=len(data), raw=data)
+                Packet(
+                    kind,
+                    version,
+                    dcid,
+                    scid,
+                    token=data[p : len(data) - 16],
+                    start=pos,
+                    end=len(data),
+                    raw=data,
+                )
             )
             break
         token = b""
@@ -137,6 +157,8 @@ class Keys:
     """AEAD and header-protection keys of one direction at one level."""
 
     __slots__ = ("_aead", "_ecb", "_hp", "iv", "secret", "suite", "version")
+    _hp: bytes
+    _ecb: Any
 
     def __init__(
         self, suite: int, secret: bytes, version: int = V1, hp_from: Keys | None = None
@@ -163,7 +185,7 @@ class Keys:
 
     def mask(self, sample: bytes) -> bytes:
         if self._ecb is not None:
-            return self._ecb.update(sample)[:5]
+            return bytes(self._ecb.update(sample)[:5])
         enc = Cipher(algorithms.ChaCha20(self._hp, sample), mode=None).encryptor()
         return enc.update(b"\x00" * 5)
 
@@ -195,15 +217,13 @@ class Keys:
             truncated = (truncated << 8) | (data[pn_off + i] ^ mask[1 + i])
         pn = decode_pn(truncated, pn_len * 8, largest_pn)
         header = (
-            bytes([first])
-            + data[packet.start + 1 : pn_off]
-            + truncated.to_bytes(pn_len, "big")
+            bytes([first]) + data[packet.start + 1 : pn_off] + truncated.to_bytes(pn_len, "big")
         )
         return first, pn, header, pn_len
 
     def open(self, packet: Packet, pn: int, header: bytes, pn_len: int) -> bytes:
         """The plaintext payload; raises `WireError` when the AEAD tag does not verify."""
-        nonce = bytes(a ^ b for a, b in zip(self.iv, pn.to_bytes(12, "big")))
+        nonce = bytes(a ^ b for a, b in zip(self.iv, pn.to_bytes(12, "big"), strict=True))
         start = packet.pn_offset + pn_len
         try:
             return self._aead.decrypt(nonce, packet.raw[start : packet.end], header)
@@ -266,7 +286,7 @@ def walk_frames(payload: bytes) -> list[Frame]:
             frames.append(Frame(ftype))
         elif ftype in (0x02, 0x03):
             largest, pos = read_varint(payload, pos)
-            delay, pos = read_varint(payload, pos)
+            _, pos = read_varint(payload, pos)  # ACK Delay
             count, pos = read_varint(payload, pos)
             first_range, pos = read_varint(payload, pos)
             for _ in range(count):
@@ -307,8 +327,10 @@ def walk_frames(payload: bytes) -> list[Frame]:
             else:
                 length = n - pos
             frames.append(
-                Frame(0x08, {"stream_id": sid, "offset": off, "length": length,
-                             "fin": bool(ftype & 1)})
+                Frame(
+                    0x08,
+                    {"stream_id": sid, "offset": off, "length": length, "fin": bool(ftype & 1)},
+                )
             )
             pos += length
         elif ftype in (0x10, 0x12, 0x13, 0x14, 0x16, 0x17, 0x19):

@@ -67,32 +67,41 @@ def _esc(text: str) -> str:
 
 
 def render(
-    results: list[Result], scenarios: list[Scenario], pairs: list[Pair], command: str,
+    results: list[Result],
+    scenarios: list[Scenario],
+    pairs: list[Pair],
+    command: str,
     elapsed: float,
 ) -> str:
     by_cell = {(r.scenario, r.pair): r for r in results}
     lines = [
         "# quicish interop matrix",
         "",
-        f"Generated {_date()} in {elapsed / 60:.1f} min by `{command}` "
-        "(`make interop`).",
+        f"Generated {_date()} in {elapsed / 60:.1f} min by `{command}` (`make interop`).",
         f"Python {platform.python_version()} on {platform.system()} {platform.machine()}; "
         f"aioquic {_version('aioquic')} (test-only peer, `interop/peers/aioquic_hq.py`).",
         "",
     ]
-    counts = {s: sum(1 for r in results if r.status == s)
-              for s in ("passed", "failed", "unsupported")}
-    lines.append(f"**{counts['passed']} passed, {counts['failed']} failed, "
-                 f"{counts['unsupported']} unsupported** of {len(results)} cells.")
-    lines += ["", "| scenario | network | must show | " + " | ".join(p.title for p in pairs) + " |",
-              "|---|---|---|" + "---|" * len(pairs)]
+    counts = {
+        s: sum(1 for r in results if r.status == s) for s in ("passed", "failed", "unsupported")
+    }
+    lines.append(
+        f"**{counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['unsupported']} unsupported** of {len(results)} cells."
+    )
+    lines += [
+        "",
+        "| scenario | network | must show | " + " | ".join(p.title for p in pairs) + " |",
+        "|---|---|---|" + "---|" * len(pairs),
+    ]
     for s in scenarios:
         cells = []
         for p in pairs:
             r = by_cell.get((s.name, p.label))
             cells.append(_esc(r.cell()) if r else "not run")
-        lines.append(f"| {s.name} | {_esc(s.network)} | {_esc(s.must_show)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {s.name} | {_esc(s.network)} | {_esc(s.must_show)} | " + " | ".join(cells) + " |"
+        )
     lines += ["", METHOD, "## Details", ""]
     for r in results:
         head = f"- **{r.scenario}**, {r.pair}: {r.status}"

@@ -203,9 +203,7 @@ class Tap:
         sock.connect(upstream)
         sock.setblocking(False)
         _enable_tos(sock, self._family)
-        session = TapSession(
-            index, peer, sock.getsockname()[:2], upstream, time.monotonic(), sock
-        )
+        session = TapSession(index, peer, sock.getsockname()[:2], upstream, time.monotonic(), sock)
         self.sessions.append(session)
         self._by_peer[peer] = session
         self._sel.register(sock, selectors.EVENT_READ, session)

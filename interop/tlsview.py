@@ -109,7 +109,8 @@ def parse_message(msg_type: int, body: bytes) -> Hello | None:
         r.vector(1)  # legacy_session_id
         suites = r.vector(2)
         hello.cipher_suites = [
-            v for i in range(0, len(suites) - 1, 2)
+            v
+            for i in range(0, len(suites) - 1, 2)
             if not _is_grease(v := int.from_bytes(suites[i : i + 2], "big"))
         ]
         r.vector(1)  # compression methods

@@ -24,11 +24,32 @@ class Peer:
     lacks: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def server_argv(
-        self, host: str, port: int, root: Path, cert: Path, key: Path,
-        keylog: Path, retry: bool, cc: str | None = None,
+        self,
+        host: str,
+        port: int,
+        root: Path,
+        cert: Path,
+        key: Path,
+        keylog: Path,
+        retry: bool,
+        cc: str | None = None,
     ) -> list[str]:
-        argv = [*self.base, "serve", "--host", host, "--port", str(port), "--root", str(root),
-                "--cert", str(cert), "--key", str(key), "--keylog", str(keylog)]
+        argv = [
+            *self.base,
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--root",
+            str(root),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--keylog",
+            str(keylog),
+        ]
         if retry:
             argv.append("--retry")
         if cc:
@@ -36,7 +57,11 @@ class Peer:
         return argv
 
     def client_argv(
-        self, urls: list[str], output: Path, pin: str, flags: ClientFlags,
+        self,
+        urls: list[str],
+        output: Path,
+        pin: str,
+        flags: ClientFlags,
         ticket: Path | None,
     ) -> list[str]:
         argv = [*self.base, "get", *urls, "--output", str(output), "--pin", pin]

@@ -21,10 +21,12 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from aioquic.asyncio import QuicConnectionProtocol, connect, serve
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, QuicEvent
 from aioquic.quic.packet import QuicProtocolVersion
@@ -39,8 +41,8 @@ CIPHERS = {
 }
 
 
-def _keylog(path: str | None) -> IO[str] | None:
-    return open(path, "a", buffering=1) if path else None  # noqa: SIM115 (lives with the process)
+def _keylog(path: str | None) -> TextIO | None:
+    return open(path, "a", buffering=1) if path else None  # lives with the process
 
 
 # -- server ----------------------------------------------------------------------------
@@ -213,7 +215,7 @@ async def run_client(args: argparse.Namespace) -> int:
         if args.key_update:
             key_update = asyncio.ensure_future(_update_keys(proto, first_byte))
         results = await asyncio.gather(*jobs, return_exceptions=True)
-        for p, result in zip(parts, results):
+        for p, result in zip(parts, results, strict=True):
             if isinstance(result, BaseException):
                 ok = False
                 print(f"aioquic_hq get: {p.path}: {result!r}", file=sys.stderr)
@@ -230,8 +232,10 @@ async def run_client(args: argparse.Namespace) -> int:
                 print(f"early_data_accepted: {'yes' if hs.early_data_accepted else 'no'}")
     elapsed = time.perf_counter() - start
     mbit = total * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
-    print(f"fetched {len(parts)} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
-          flush=True)
+    print(
+        f"fetched {len(parts)} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
+        flush=True,
+    )
     return 0 if ok else 1
 
 
