@@ -172,6 +172,9 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     if ev.records:
         write_pcap(cell_dir / "tap.pcap", ev.records, ev.sessions)
     log_text = keylog.read_text(errors="replace") if keylog.exists() else ""
+    competitor_log = cell_dir / "competitor.keylog"
+    if competitor_log.exists():
+        log_text += competitor_log.read_text(errors="replace")
     ev.keylog_lines = len(log_text.splitlines())
     ev.analysis = analyze(ev.records, parse_keylog(log_text))
     details = [f"wire: {ev.analysis.summary()}"]

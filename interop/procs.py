@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .peers import REPO
 
-_LISTENING = re.compile(r"listening on (\S+?):(\d+)")
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
 _FETCHED = re.compile(r"fetched (\d+) file\(s\), (\d+) bytes in ([0-9.]+) s: ([0-9.]+) Mbit/s")
 _KEYVAL = re.compile(r"^([a-z][a-z0-9_]*): (\S.*)$")
 _UNSUPPORTED = ("not implemented", "unrecognized arguments", "invalid choice")

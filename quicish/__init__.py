@@ -1,5 +1,8 @@
 """quicish: QUIC version 1 for Python asyncio."""
 
+from .aio.api import Server, connect, run, serve
+from .aio.connection import QuicConnection
+from .aio.streams import QuicStreamReader, QuicStreamWriter
 from .config import Config
 from .errors import (
     CertificateError,
@@ -25,8 +28,15 @@ __all__ = [
     "DecodeError",
     "ErrorCode",
     "ProtocolError",
+    "QuicConnection",
     "QuicError",
+    "QuicStreamReader",
+    "QuicStreamWriter",
+    "Server",
     "StreamError",
     "StreamResetError",
+    "connect",
+    "run",
+    "serve",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,41 @@
+"""The ``make test`` subset of the interop matrix, quicish server to quicish client.
+
+Each scenario runs through the netem relay and the recording tap exactly as in
+``python interop/run.py --fast`` (interop/RESULTS.md has the full matrix). Every cell has a
+hard budget (interop/scenarios.py: 15-60 s each, about 4 minutes in the worst case in all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interop.harness import Workspace, run_cell
+from interop.peers import MATRIX_PAIRS
+from interop.scenarios import FAST, build
+
+SCENARIOS = build(fast=True)
+QUICISH_PAIR = MATRIX_PAIRS[0]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return Workspace(Path(tmp_path_factory.mktemp("interop")))
+
+
+def test_fast_subset_is_the_issue_list() -> None:
+    assert FAST == (
+        "handshake", "transfer", "transferloss", "handshakeloss", "multiplexing", "rebind-port"
+    )
+    assert QUICISH_PAIR.label == "quicish-quicish"
+    assert sum(SCENARIOS[name].budget for name in FAST) <= 240
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAST)
+def test_fast_scenario_passes(name: str, workspace: Workspace) -> None:
+    result = run_cell(SCENARIOS[name], QUICISH_PAIR, workspace)
+    detail = "\n".join(result.details)
+    assert result.status == "passed", f"{result.cell()}\n{detail}"
+    assert result.seconds <= SCENARIOS[name].budget + 30  # budget plus start/teardown
