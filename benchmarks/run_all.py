@@ -262,7 +262,8 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "Parallel streams: QUIC stacks open one stream per request on one connection; TCP and "
         "TLS have no streams, so the same requests are pipelined on one connection.",
         "Handshake + first round trip: connect, open a stream, send `GET /64`, receive the 64 "
-        "bytes; connections are sequential and closing is not timed.",
+        "bytes; connections are sequential, closing is not timed, and one untimed connection "
+        "first warms up the client process.",
         "RPC: one stream, `ECHO n` then n-byte messages, each written and its echo read before "
         "the next; TCP_NODELAY on TCP/TLS.",
         "Every figure comes from a single run on a machine that may be shared; compare ratios "

@@ -115,7 +115,7 @@ class UdpSocket:
             try:
                 if j - i > 1:
                     sock.sendmsg(
-                        [b"".join(datagrams[i:j])],
+                        datagrams[i:j],  # scatter-gather: no copy into one buffer
                         [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(seg))],
                         0,
                         addr,

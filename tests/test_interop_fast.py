@@ -26,7 +26,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 def test_fast_subset_is_the_issue_list() -> None:
     assert FAST == (
-        "handshake", "transfer", "transferloss", "handshakeloss", "multiplexing", "rebind-port"
+        "handshake",
+        "transfer",
+        "transferloss",
+        "handshakeloss",
+        "multiplexing",
+        "rebind-port",
     )
     assert QUICISH_PAIR.label == "quicish-quicish"
     assert sum(SCENARIOS[name].budget for name in FAST) <= 240

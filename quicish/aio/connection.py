@@ -288,9 +288,9 @@ class QuicConnection:
             self._endpoint.mark_dirty(self)  # may release flow-control credit
         return data, fin
 
-    def _read_stream_nothrow(self, stream_id: int) -> tuple[bytes, bool]:
+    def _read_stream_nothrow(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
         try:
-            return self._proto.read_stream(stream_id, -1)
+            return self._proto.read_stream(stream_id, max_bytes)
         except QuicError:
             return b"", False
 

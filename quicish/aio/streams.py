@@ -36,19 +36,25 @@ class QuicStreamReader:
         self._wake()
 
     async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
         self._waiter = self._conn._loop.create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
-        if self._error is not None and not isinstance(self._error, ConnectionClosedError):
-            raise self._error
 
     def _pull(self, max_bytes: int) -> bytes:
         if self._eof:
             return b""
+        error = self._error
+        if error is not None:
+            if not isinstance(error, ConnectionClosedError):
+                raise error  # reset by the peer: the stream is gone
+            data, fin = self._conn._read_stream_nothrow(self.stream_id, max_bytes)
+            if fin:
+                self._eof = True
+            elif not data:
+                raise error
+            return data
         data, fin = self._conn._read_stream(self.stream_id, max_bytes)
         if fin:
             self._eof = True
@@ -82,16 +88,8 @@ class QuicStreamReader:
             await self._wait_or_raise()
 
     async def _wait_or_raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-        await self._wait()
-        if self._error is not None:
-            data, fin = self._conn._read_stream_nothrow(self.stream_id)
-            if data or fin:
-                self._pending += data
-                self._eof = self._eof or fin
-                return
-            raise self._error
+        if self._error is None:
+            await self._wait()
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes, or ``asyncio.IncompleteReadError`` at an early EOF."""

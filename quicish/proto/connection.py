@@ -140,6 +140,8 @@ class Connection:
 
         self._cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
         self._recovery = LossRecovery(self._cc, max_ack_delay=0.025)
+        # A server never needs anti-deadlock probes: the client drives address validation.
+        self._recovery.peer_completed_address_validation = not is_client
         self._pacer = Pacer(config.max_datagram_size)
         self._max_datagram_size = config.max_datagram_size
 
@@ -221,6 +223,7 @@ class Connection:
                     out.append((close_datagram, addr))
                 self._close_sent_count += 1
             return out
+        self._control_checked = False
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self._build_datagram(now)
             if datagram is None:
@@ -361,6 +364,7 @@ class Connection:
             ssthresh=self._cc.ssthresh,
             bytes_in_flight=self._recovery.bytes_in_flight,
             pto_count=self._recovery.pto_count,
+            stream_bytes_retransmitted=self._streams.bytes_retransmitted,
         )
         return s
 
@@ -470,6 +474,8 @@ class Connection:
                 space.tx = protector
             else:
                 space.rx = protector
+            if epoch == Epoch.HANDSHAKE:
+                self._recovery.has_handshake_keys = True
         for epoch, data in tls.pop_output():
             if epoch == Epoch.ZERO_RTT:
                 continue
@@ -719,10 +725,15 @@ class Connection:
         delay = 0.0
         if space.index == APPLICATION and self._peer_params is not None:
             delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
-        acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now)
+        ecn_ce = frame.ecn[2] if frame.ecn is not None else None
+        acked, lost = self._recovery.on_ack_received(
+            space.index, frame.ranges, delay, now, ecn_ce
+        )
         for pkt in acked:
             self._on_packet_acked(pkt, space)
         self._on_packets_lost(lost, now)
+        cc = self._cc
+        self._pacer.update(cc.cwnd, self._recovery.rtt.smoothed_rtt, cc.in_slow_start)
         if self.is_client and space.index == HANDSHAKE:
             self._recovery.peer_completed_address_validation = True
 
@@ -868,6 +879,7 @@ class Connection:
             for rec in pkt.frames:
                 kind = rec[0]
                 if kind == K_STREAM:
+                    self.stats_counters.stream_bytes_lost += rec[3]
                     self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
                 elif kind == K_CRYPTO:
                     space = self._spaces[rec[1]]
@@ -893,6 +905,7 @@ class Connection:
     # Sending
     # ---------------------------------------------------------------------------------------
     _pacer_deadline: float | None = None
+    _control_checked = False
     _idle_restart_pending = True
 
     def _amplification_budget(self) -> int:
@@ -901,13 +914,21 @@ class Connection:
         return max(0, 3 * self._bytes_received - self._bytes_sent)
 
     def _build_datagram(self, now: float) -> bytes | None:
-        size_limit = min(self._max_datagram_size, self._amplification_budget())
+        budget = self._amplification_budget()
+        size_limit = min(self._max_datagram_size, budget)
+        self._recovery.amplification_limited = budget < self._max_datagram_size
         if size_limit < 64:
             return None
         datagram_parts: list[tuple[PacketSpace, int, bytearray, list[tuple[Any, ...]], bool]] = []
         used = 0
         has_initial = False
         congestion_blocked = self._recovery.bytes_in_flight >= self._cc.cwnd
+        if not congestion_blocked:
+            release = self._pacer.next_send_time(now)
+            if release is not None:
+                # Paced: only ACKs and probes go now; new data waits for the release time.
+                self._pacer_deadline = release
+                congestion_blocked = True
         for space in self._spaces:
             tx = space.tx
             ptype: int = _SPACE_TYPE[space.index]
@@ -990,6 +1011,8 @@ class Connection:
             return bytearray(buf.data()), records, False, header_len
         # CRYPTO data (handshake messages, and NewSessionTicket in 1-RTT).
         crypto = space.crypto_send
+        if probing and space.index != APPLICATION:
+            crypto.requeue_unacked()  # every probe carries the unacknowledged handshake data
         while True:
             avail = room - buf.written - 8
             if avail < 16:
@@ -1007,9 +1030,12 @@ class Connection:
                 records.append((K_HANDSHAKE_DONE,))
                 self._pending_handshake_done = False
                 eliciting = True
-            eliciting |= self._streams.write_control_frames(
-                buf, room, records, now, self._recovery.rtt.smoothed_rtt
-            )
+            if not self._control_checked:
+                # Control frames (flow credit, limits, resets) are checked once per burst.
+                self._control_checked = True
+                eliciting |= self._streams.write_control_frames(
+                    buf, room, records, now, self._recovery.rtt.smoothed_rtt
+                )
             while self._datagrams_out and room - buf.written > len(self._datagrams_out[0]) + 4:
                 F.encode_frame(buf, F.DatagramFrame(self._datagrams_out.popleft()))
                 eliciting = True

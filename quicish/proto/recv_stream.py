@@ -110,9 +110,10 @@ class RecvStream:
                 f"final size {final_size} beyond limit {buf.max_offset}",
             )
         highest = buf.highest_offset
+        had_fin = buf.final_size is not None
         buf.set_final_size(final_size)  # FINAL_SIZE_ERROR checks
-        if buf.finished:
-            return 0
+        if had_fin and buf.finished:
+            return 0  # the FIN came first and everything was read: keep the clean end
         self._released += final_size - buf.read_offset
         self._state = _RESET
         self._reset_code = error_code

@@ -20,6 +20,7 @@ class ConnectionStats:
     packets_undecryptable: int = 0  # failed AEAD authentication (corruption, attacks)
     packets_duplicate: int = 0
     stream_bytes_retransmitted: int = 0
+    stream_bytes_lost: int = 0  # STREAM bytes in packets declared lost
     retries_received: int = 0
     key_updates: int = 0
     path_migrations: int = 0

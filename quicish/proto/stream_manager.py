@@ -163,6 +163,8 @@ class StreamManager:
     ) -> None:
         self.is_client = is_client
         self.send_credit = SendCredit(0)
+        #: STREAM bytes sent again after a loss (``Connection.stats()`` reports it).
+        self.bytes_retransmitted = 0
         self.recv_window = ReceiveWindow(local_max_data, max_data_limit)
         #: Extra frames for ``write_control_frames`` (e.g. PATH_RESPONSE), sent once.
         self.control: deque[Any] = deque()
@@ -826,8 +828,11 @@ class StreamManager:
                     if credit.used >= credit.limit and send.wants_credit:
                         credit.note_blocked()
                     continue
-                credit.used += send.last_new_bytes
+                new = send.last_new_bytes
+                credit.used += new
                 offset, data, fin = frame
+                if new != len(data):
+                    self.bytes_retransmitted += len(data) - new
                 push(buf, sid, offset, data, fin)
                 records.append((K_STREAM, sid, offset, len(data), fin))
                 wrote = True
