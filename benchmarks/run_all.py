@@ -266,8 +266,8 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "first warms up the client process.",
         "RPC: one stream, `ECHO n` then n-byte messages, each written and its echo read before "
         "the next; TCP_NODELAY on TCP/TLS.",
-        "Every figure comes from a single run on a machine that may be shared; compare ratios "
-        "within one run, not absolute numbers across runs.",
+        "All figures come from one invocation on a machine that may be shared with other "
+        "work; compare ratios within it, not absolute numbers across invocations.",
     ]
     hung = sorted(
         f"{stack}/{workload}: {run['close_timeouts']}"
@@ -300,12 +300,20 @@ def chart_panels(results: report.Results, stacks: list[str], columns: list[repor
             else:
                 r = report.ratio(value, report.value_of(results, report.REFERENCE, m),
                                  m.higher_is_better)
-                text = report.fmt_number(value) + (
-                    "" if r is None else f" ({report.fmt_ratio(r)} aioquic)"
-                )
+                text = report.fmt_number(value) + _chart_ratio(r, m.higher_is_better)
             panel.bars.append(chart.Bar(SHORT[stack], value, text, COLORS[stack]))
         panels.append(panel)
     return panels
+
+
+def _chart_ratio(r: float | None, higher_is_better: bool) -> str:
+    if r is None:
+        return ""
+    if higher_is_better:
+        return f" ({report.fmt_ratio(r)} aioquic)"
+    if r >= 1:
+        return f" ({report.fmt_ratio(r)} faster than aioquic)"
+    return f" ({report.fmt_ratio(1 / r)} slower than aioquic)"
 
 
 def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: str) -> str:

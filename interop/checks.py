@@ -228,7 +228,8 @@ def _zerortt(ev: Evidence) -> Verdict:
     second = conns[1]
     requests = len(ev.expected[1])
     if second.client_hello is None or not second.client_hello.has_early_data:
-        return fail("second ClientHello did not offer early_data")
+        psk = "yes" if second.client_hello and second.client_hello.has_psk else "no"
+        return fail(f"second ClientHello did not offer early_data (PSK offered: {psk})")
     if second.zero_rtt_packets == 0:
         return fail("client sent no 0-RTT packets")
     said = ev.value("early_data_accepted")

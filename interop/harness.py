@@ -54,6 +54,13 @@ def run_cell(scenario: Scenario, pair: Pair, ws: Workspace) -> Result:
     """Run and judge one cell; never raises for a failing implementation."""
     started = time.monotonic()
     result = _run_cell(scenario, pair, ws, started)
+    if result.status == FAILED:
+        pending = pair.server.pending_note(scenario.needs) or pair.client.pending_note(
+            scenario.needs
+        )
+        if pending:
+            result.status = UNSUPPORTED
+            result.reason = f"{pending}; run failed: {result.reason}"
     result.seconds = time.monotonic() - started
     return result
 
@@ -155,8 +162,10 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
                 ],
                 cell_dir / "competitor-client.log",
             )
-            _wait_for_competitor(tap, competitor)
-        outcome = _client_runs(scenario, pair, ev, target, deadline)
+            if not _wait_for_competitor(tap, competitor):
+                outcome = (FAILED, "the competing flow did not get going (competitor-client.log)")
+        if outcome is None:
+            outcome = _client_runs(scenario, pair, ev, target, deadline)
     finally:
         if competitor is not None:
             competitor_exit = competitor.stop()
@@ -230,16 +239,17 @@ def _client_runs(
     return None
 
 
-def _wait_for_competitor(tap: Tap, competitor: Background) -> None:
-    """Until the competing flow has moved some data (it is in congestion avoidance)."""
+def _wait_for_competitor(tap: Tap, competitor: Background) -> bool:
+    """Wait until the competing flow has moved some data; False if it never did."""
     end = time.monotonic() + COMPETITOR_RAMP_TIMEOUT
     seen = 0
     while time.monotonic() < end and competitor.proc.poll() is None:
-        records = tap.records
-        seen = sum(len(r.data) for r in records[:] if not r.to_server and r.session == 0)
+        records = tap.records[:]
+        seen = sum(len(r.data) for r in records if not r.to_server and r.session == 0)
         if seen >= COMPETITOR_RAMP_BYTES:
-            return
+            return True
         time.sleep(0.1)
+    return seen > 0 and competitor.proc.poll() is None
 
 
 def _cross(ev: Evidence, competitor_exit: int | None) -> Cross:

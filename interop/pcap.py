@@ -21,7 +21,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def _ip_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes, ecn: int) -> bytes:

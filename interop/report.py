@@ -77,7 +77,9 @@ def render(
     lines = [
         "# quicish interop matrix",
         "",
-        f"Generated {_date()} in {elapsed / 60:.1f} min by `{command}` (`make interop`).",
+        f"Generated {_date()} in {elapsed / 60:.1f} min by `{command}`. Reproduce the full "
+        "matrix with `make interop` "
+        "(`.venv/bin/python interop/run.py --all --output interop/RESULTS.md`).",
         f"Python {platform.python_version()} on {platform.system()} {platform.machine()}; "
         f"aioquic {_version('aioquic')} (test-only peer, `interop/peers/aioquic_hq.py`).",
         "",

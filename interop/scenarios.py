@@ -316,6 +316,7 @@ def build(fast: bool = False) -> dict[str, Scenario]:
             *_one("rp.bin", rsize),
             both=BASE,
             rebind_port=(1.0, 5.0),
+            needs=("rebinding",),
             budget=35 if fast else 90,
             run_timeout=35 if fast else 90,
         )
@@ -329,6 +330,7 @@ def build(fast: bool = False) -> dict[str, Scenario]:
             both=BASE,
             rebind_port=(1.0, 5.0),
             rebind_addr=True,
+            needs=("rebinding",),
             budget=90,
             run_timeout=90,
         )

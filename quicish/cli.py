@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from . import hq
 from .aio.api import connect, run, serve
+from .aio.connection import QuicConnection
 from .config import Config
 from .errors import QuicError
 
@@ -172,8 +174,10 @@ async def _get(args: argparse.Namespace) -> int:
             else:
                 total += result
         progress.close()
-        if args.session_ticket and conn.session_ticket:
-            Path(args.session_ticket).write_bytes(conn.session_ticket)
+        if args.session_ticket:
+            await _store_ticket(conn, args.session_ticket)
+        await conn.wait_connected()  # with 0-RTT the transfer may have begun before it
+        _print_features(conn, args)
     finally:
         conn.close()
         await conn.wait_closed()
@@ -187,7 +191,31 @@ async def _get(args: argparse.Namespace) -> int:
 
 
 def _feature_built(option: str) -> bool:
-    return False
+    return option in _BUILT
+
+
+_BUILT = frozenset(("--session-ticket", "--0rtt"))
+
+
+async def _store_ticket(conn: QuicConnection, path: str) -> None:
+    """Save the newest session ticket (waiting briefly: it follows HANDSHAKE_DONE)."""
+    if conn.session_ticket is None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(conn.wait_session_ticket(), 1.0)
+    if conn.session_ticket is not None:
+        Path(path).write_bytes(conn.session_ticket)
+
+
+def _print_features(conn: QuicConnection, args: argparse.Namespace) -> None:
+    """What the advanced options achieved, one ``name: yes|no`` line each."""
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    if conn.stats().get("retries_received"):
+        print("retry: yes", flush=True)
+    if args.session_ticket or args.zero_rtt:
+        print(f"resumed: {yes(conn.session_resumed)}", flush=True)
+        print(f"early_data_accepted: {yes(conn.early_data_accepted)}", flush=True)
 
 
 class _Progress:

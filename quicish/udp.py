@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Iterator
 
 logger = logging.getLogger("quicish")
 
@@ -34,6 +33,7 @@ class UdpSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setblocking(False)
+        self._address: Address | None = None
         self.gso = False
         self.gro = False
         if os.environ.get("QUICISH_GSO", "1") != "0" and hasattr(socket, "SOL_UDP"):
@@ -59,19 +59,27 @@ class UdpSocket:
 
     @property
     def address(self) -> Address:
-        name = self.sock.getsockname()
-        return (name[0], name[1])
+        """(host, port) bound; still answers after ``close()``."""
+        if self._address is None:
+            name = self.sock.getsockname()
+            self._address = (name[0], name[1])
+        return self._address
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            _ = self.address
         self.sock.close()
 
-    def receive(self) -> Iterator[tuple[bytes, Address]]:
-        """Yield datagrams until the socket would block (splitting GRO batches)."""
+    def receive(self, max_reads: int = 32) -> list[tuple[bytes, Address]]:
+        """Datagrams from up to ``max_reads`` socket reads (GRO batches split), fewer when
+        the socket would block. A GRO batch is always returned whole."""
         sock = self.sock
-        while True:
+        out: list[tuple[bytes, Address]] = []
+        append = out.append
+        for _ in range(max_reads):
             try:
                 if self.gro:
                     data, ancdata, _flags, addr = sock.recvmsg(RECV_BUFFER, self._cmsg_space)
@@ -79,7 +87,7 @@ class UdpSocket:
                     data, addr = sock.recvfrom(RECV_BUFFER)
                     ancdata = []
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue
@@ -91,11 +99,11 @@ class UdpSocket:
                     segment = (_I32.unpack(value[:4])[0] if len(value) >= 4 else
                                _U16.unpack(value[:2])[0])
             if segment and len(data) > segment:
-                view = memoryview(data)
                 for start in range(0, len(data), segment):
-                    yield bytes(view[start : start + segment]), address
+                    append((data[start : start + segment], address))
             else:
-                yield data, address
+                append((data, address))
+        return out
 
     def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
         """Send datagrams to ``addr``; returns those the kernel would not take yet."""

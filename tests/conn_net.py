@@ -21,6 +21,7 @@ from quicish.errors import StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
+from quicish.proto.recovery import SentPacket
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import CLIENT_ADDR, SERVER_ADDR, LinkSpec, SimNetwork, _Direction
 from quicish.wire import frames as F
@@ -60,23 +61,44 @@ class Net(SimNetwork):
             return
         super()._transmit(direction, dst, data, src)
 
-    def run_until(self, cond: Callable[[], bool], *peers: Peer, timeout: float = 60.0,
-                  hook: Callable[[], None] | None = None) -> bool:
-        """Step until ``cond()``, polling ``peers`` (and calling ``hook``) before each check."""
+    def next_time(self) -> float | None:
+        """When the next delivery or timer is due (after flushing what is ready to send)."""
+        self._flush()
+        times = [self._heap[0][0]] if self._heap else []
+        for conn in (self.client, self.server):
+            t = conn.next_timer()
+            if t is not None:
+                times.append(t)
+        return min(times) if times else None
 
-        def until() -> bool:
+    def run_until(self, cond: Callable[[], bool], *peers: Peer, timeout: float = 60.0,
+                  hook: Callable[[], None] | None = None, tick: float | None = None) -> bool:
+        """Step until ``cond()`` (True) or ``timeout`` virtual seconds pass (False), polling
+        ``peers`` and calling ``hook`` before each check. Never steps past the timeout;
+        ``tick``: also wake up at least that often (for hooks that act on time)."""
+        end = self.now + timeout
+        while True:
             for peer in peers:
                 peer.poll()
             if hook is not None:
                 hook()
-            return cond()
+            if cond():
+                return True
+            t = self.next_time()
+            if tick is not None and (t is None or t > self.now + tick):
+                t = self.now + tick
+                if t <= end:
+                    self.now = t
+                    continue
+            if t is None or t > end:
+                self.now = max(self.now, end)
+                return False
+            self.step()
 
-        return self.run(until, timeout)
-
-    def settle(self, *peers: Peer, duration: float = 1.0) -> None:
-        """Run for ``duration`` virtual seconds (or until nothing is left to happen)."""
-        end = self.now + duration
-        self.run_until(lambda: self.now >= end, *peers, timeout=duration + 1)
+    def settle(self, *peers: Peer, duration: float = 1.0,
+               hook: Callable[[], None] | None = None) -> None:
+        """Run for exactly ``duration`` virtual seconds."""
+        self.run_until(lambda: False, *peers, timeout=duration, hook=hook)
 
 
 def seeded_random(seed: int) -> Callable[[int], bytes]:
@@ -223,9 +245,14 @@ class FrameSpy:
         self.packets: list[tuple[int, int, int, bytes]] = []
         original = conn._seal_packet
 
-        def spy(space: Any, ptype: int, payload: bytearray, *rest: Any) -> bytes:
+        def spy(*args: Any) -> bytes:
+            first = args[0]
+            if hasattr(first, "payload"):  # _seal_packet(built, now)
+                space, ptype, payload = first.space, first.ptype, first.payload
+            else:  # _seal_packet(space, ptype, payload, records, eliciting, now)
+                space, ptype, payload = args[:3]
             self.packets.append((space.index, ptype, space.next_pn, bytes(payload)))
-            return original(space, ptype, payload, *rest)
+            return original(*args)  # type: ignore[no-any-return]
 
         setattr(conn, "_seal_packet", spy)  # noqa: B010 (instance override of a method)
 
@@ -258,8 +285,27 @@ def inject(sender: Connection, receiver: Connection, payload: bytes, now: float)
     )
     body = payload + bytes(max(0, 4 - pn_length - len(payload)))
     packet = space.tx.seal_packet(header, body, pn)
+    # Known to the sender's recovery, so the receiver's ACK of it is legitimate.
+    sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, True, APPLICATION))
     addr = CLIENT_ADDR if sender.is_client else SERVER_ADDR
     receiver.receive_datagram(packet, addr, now)
+
+
+def wire_frames(receiver: Connection, datagram: bytes) -> list[Any] | None:
+    """The frames of a 1-RTT datagram on its way to ``receiver``, decrypted with the
+    receiver's current keys without changing its state; None if it is not 1-RTT or does
+    not decrypt."""
+    if datagram[0] & 0x80:
+        return None
+    space = receiver._spaces[APPLICATION]
+    if space.rx is None:
+        return None
+    try:
+        _, payload, _ = space.rx.open_packet(datagram, 1 + len(receiver.host_cid),
+                                             space.largest_received)
+    except Exception:
+        return None
+    return F.decode_frames(payload)
 
 
 def packet_kinds(datagram: bytes) -> list[str]:

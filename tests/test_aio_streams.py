@@ -244,9 +244,28 @@ async def test_writer_close_wait_closed() -> None:
 
 
 @timed()
-async def test_reset_seen_by_peer_reader() -> None:
+async def test_reset_after_data_seen_by_peer_reader() -> None:
     async with pair(None) as (server, conn):
-        reader, writer = await conn.open_stream()
+        _, writer = await conn.open_stream()
+        writer.write(b"partial")
+        sconn = next(iter(server.connections))
+        peer_reader, peer_writer = await sconn.accept_stream()
+        assert await peer_reader.readexactly(7) == b"partial"
+        writer.reset(0x99)
+        with pytest.raises(StreamResetError) as info:
+            await peer_reader.read()
+        assert info.value.error_code == 0x99
+        with pytest.raises(StreamResetError):  # and on every read after that
+            await peer_reader.readline()
+        peer_writer.write(b"the other direction still works")
+        peer_writer.write_eof()
+        await peer_writer.wait_closed()
+
+
+@timed()
+async def test_reset_before_any_data_seen_by_peer_reader() -> None:
+    async with pair(None) as (server, conn):
+        _, writer = await conn.open_stream()
         writer.write(b"partial")
         await writer.drain()
         writer.reset(0x1234)

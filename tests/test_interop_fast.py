@@ -3,6 +3,9 @@
 Each scenario runs through the netem relay and the recording tap exactly as in
 ``python interop/run.py --fast`` (interop/RESULTS.md has the full matrix). Every cell has a
 hard budget (interop/scenarios.py: 15-60 s each, about 4 minutes in the worst case in all).
+A cell must pass; the only exception is a scenario whose feature another open issue is still
+building (``interop.peers.QUICISH.pending``, e.g. rebind-port until issue 7 lands), which is
+an expected failure naming that issue and the run's failure.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from interop.harness import Workspace, run_cell
-from interop.peers import MATRIX_PAIRS
+from interop.peers import MATRIX_PAIRS, QUICISH
 from interop.scenarios import FAST, build
 
 SCENARIOS = build(fast=True)
@@ -40,7 +43,10 @@ def test_fast_subset_is_the_issue_list() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAST)
 def test_fast_scenario_passes(name: str, workspace: Workspace) -> None:
-    result = run_cell(SCENARIOS[name], QUICISH_PAIR, workspace)
+    scenario = SCENARIOS[name]
+    result = run_cell(scenario, QUICISH_PAIR, workspace)
     detail = "\n".join(result.details)
+    if result.status == "unsupported" and QUICISH.pending_note(scenario.needs):
+        pytest.xfail(result.reason)
     assert result.status == "passed", f"{result.cell()}\n{detail}"
-    assert result.seconds <= SCENARIOS[name].budget + 30  # budget plus start/teardown
+    assert result.seconds <= scenario.budget + 30  # budget plus start/teardown

@@ -39,20 +39,18 @@ class Server:
         return set(self._connections)
 
     def close(self) -> None:
-        """Stop accepting, close every connection, release the socket once they are closed."""
+        """Stop accepting, close every connection (CONNECTION_CLOSE goes out at once), and
+        release the socket; there is no closing period once the socket is gone."""
         if self._closed.done():
             return
-        for conn in list(self._connections):
+        conns = list(self._connections)
+        for conn in conns:
             conn.close()
-        self._finisher = asyncio.get_running_loop().create_task(self._finish())
-
-    async def _finish(self) -> None:
-        if self._connections:
-            waits = [c.wait_closed() for c in list(self._connections)]
-            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 5.0)
+        self._endpoint.flush()
+        for conn in conns:
+            conn._abort()
         self._endpoint.close()
-        if not self._closed.done():
-            self._closed.set_result(None)
+        self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
@@ -65,10 +63,7 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-        try:
-            await asyncio.wait_for(self.wait_closed(), 6.0)
-        except asyncio.TimeoutError:
-            self._endpoint.close()
+        await self.wait_closed()
 
 
 async def serve(
@@ -87,6 +82,9 @@ async def serve(
 
     def accept(data: bytes, addr: Address, now: float) -> QuicConnection | None:
         proto = Connection(config, is_client=False, server_context=context)
+        proto.receive_datagram(data, addr, now)
+        if proto.stats_counters.packets_received == 0:
+            return None  # nothing authentic in it (undecryptable noise): keep no state
         conn = QuicConnection(proto, endpoint, on_stream=on_stream)
         connections.add(conn)
         conn._closed.add_done_callback(lambda _f: connections.discard(conn))
@@ -166,11 +164,15 @@ async def _connect(
     proto.connect(addr, loop.time())
     endpoint.register(proto.host_cid, conn)
     conn._transmit(loop.time())
-    if wait_connected:
+    if wait_connected and not early_data:  # with 0-RTT the application writes at once
         try:
             await conn.wait_connected()
-        except ConnectionClosedError:
+        except ConnectionClosedError as exc:
             endpoint.close()
+            if not exc.by_peer and proto.stats_counters.packets_received == 0:
+                raise ConnectionClosedError(
+                    exc.error_code, f"no response from {host}:{port} (handshake timed out)"
+                ) from exc
             raise
         except asyncio.CancelledError:
             endpoint.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConnectionClosedError, QuicError, StreamResetError
 from ..proto import events as ev
@@ -16,6 +16,7 @@ from .endpoint import Endpoint
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
+T = TypeVar("T")
 
 StreamHandler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None] | None]
 
@@ -44,12 +45,14 @@ class QuicConnection:
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] = asyncio.Queue()
         self._handshake_done: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
         self._stream_credit_waiters: list[asyncio.Future[None]] = []
         self._datagrams: asyncio.Queue[bytes] = asyncio.Queue()
         self._timer_deadline: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
+        self._ticket_waiters: list[asyncio.Future[None]] = []
         self.close_error: ConnectionClosedError | None = None
 
     # ---- public API --------------------------------------------------------------------------
@@ -100,16 +103,24 @@ class QuicConnection:
 
     async def accept_stream(self) -> tuple[QuicStreamReader, QuicStreamWriter]:
         """The next stream the peer opened (the writer of a unidirectional one is closed)."""
-        if self._closed.done() and self._incoming.empty():
-            self._raise_if_closed()
-        getter = asyncio.ensure_future(self._incoming.get())
-        waiting: set[asyncio.Future[Any]] = {getter, self._closed}
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            return getter.result()
-        getter.cancel()
+        return await self._get_or_raise(self._incoming)
+
+    async def _get_or_raise(self, queue: asyncio.Queue[T]) -> T:
+        """The next item of ``queue``; ConnectionClosedError once it is empty and the
+        connection has ended."""
+        if not queue.empty():
+            return queue.get_nowait()
         self._raise_if_closed()
-        raise ConnectionClosedError(0, "connection closed")
+        getter = asyncio.ensure_future(queue.get())
+        waiting: set[asyncio.Future[Any]] = {getter, self._terminated}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        raise self.close_error or ConnectionClosedError(0, "connection closed")
 
     def send_datagram(self, data: bytes) -> None:
         """Send an unreliable datagram (RFC 9221; needs ``max_datagram_frame_size`` on both)."""
@@ -117,7 +128,17 @@ class QuicConnection:
         self._endpoint.mark_dirty(self)
 
     async def receive_datagram(self) -> bytes:
-        return await self._datagrams.get()
+        """The next DATAGRAM frame's payload; ConnectionClosedError once the connection ends."""
+        return await self._get_or_raise(self._datagrams)
+
+    async def wait_session_ticket(self) -> bytes | None:
+        """The session ticket for resumption / 0-RTT once the server sent one (None if the
+        connection closes first)."""
+        while self.session_ticket is None and not self._closed.done():
+            waiter = self._loop.create_future()
+            self._ticket_waiters.append(waiter)
+            await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
+        return self.session_ticket
 
     def stats(self) -> dict[str, Any]:
         """RTT, cwnd, bytes and packets sent/received/lost, and more."""
@@ -189,6 +210,7 @@ class QuicConnection:
             elif isinstance(event, ev.HandshakeCompleted):
                 if not self._handshake_done.done():
                     self._handshake_done.set_result(None)
+                self._wake_stream_credit_waiters()  # the peer's real stream limits are known
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
                 reader._fail(StreamResetError(event.stream_id, event.error_code))
@@ -199,20 +221,30 @@ class QuicConnection:
                         StreamResetError(event.stream_id, event.error_code, "stopped by peer")
                     )
             elif isinstance(event, ev.StreamsAvailable):
-                waiters, self._stream_credit_waiters = self._stream_credit_waiters, []
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self._wake_stream_credit_waiters()
             elif isinstance(event, ev.DatagramReceived):
                 self._datagrams.put_nowait(event.data)
             elif isinstance(event, ev.SessionTicketReceived):
                 self.session_ticket = event.ticket
+                self._wake_ticket_waiters()
             elif isinstance(event, ev.ConnectionIdIssued):
                 self._endpoint.register(event.cid, self)
             elif isinstance(event, ev.ConnectionIdRetired):
                 self._endpoint.unregister(event.cid)
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_terminated(event)
+
+    def _wake_ticket_waiters(self) -> None:
+        waiters, self._ticket_waiters = self._ticket_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_stream_credit_waiters(self) -> None:
+        waiters, self._stream_credit_waiters = self._stream_credit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _reader_for(self, stream_id: int) -> QuicStreamReader:
         reader = self._readers.get(stream_id)
@@ -258,6 +290,8 @@ class QuicConnection:
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
         err = ConnectionClosedError(event.error_code, event.reason, event.by_peer)
         self.close_error = err
+        if not self._terminated.done():
+            self._terminated.set_result(None)
         if not self._handshake_done.done():
             self._handshake_done.set_exception(err)
             self._handshake_done.exception()  # mark retrieved
@@ -269,9 +303,16 @@ class QuicConnection:
             if not waiter.done():
                 waiter.set_exception(err)
 
+    def _abort(self) -> None:
+        """The endpoint is going away: end now, without a closing or draining period."""
+        self._process_events()
+        self._finish()
+
     def _finish(self) -> None:
         if self._closed.done():
             return
+        if not self._terminated.done():
+            self._terminated.set_result(None)
         self._closed.set_result(None)
         self._endpoint.forget(self)
         if self._owns_endpoint:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
-RECEIVE_BATCH = 32  # datagrams read before the connections get to answer
+RECEIVE_READS = 8  # socket reads (each up to a whole GRO batch) before connections answer
 
 
 class Endpoint:
@@ -39,7 +39,10 @@ class Endpoint:
     ) -> None:
         self._loop = loop
         self.udp = udp
-        self._accept = accept  # server: builds a connection for a new client Initial
+        # Server: builds a connection for a new client's Initial and feeds it that datagram;
+        # returns None when the datagram did not hold a valid packet.
+        self._accept = accept
+        self._accepted: QuicConnection | None = None
         self._cid_length = cid_length
         self._by_cid: dict[bytes, QuicConnection] = {}
         self._timers: list[tuple[float, int, QuicConnection]] = []
@@ -77,16 +80,12 @@ class Endpoint:
     def _on_readable(self) -> None:
         now = self._loop.time()
         touched: set[QuicConnection] = set()
-        count = 0
         try:
-            for data, addr in self.udp.receive():
+            for data, addr in self.udp.receive(RECEIVE_READS):
                 conn = self._route(data, addr, now)
                 if conn is not None:
                     conn._proto.receive_datagram(data, addr, now)
                     touched.add(conn)
-                count += 1
-                if count >= RECEIVE_BATCH:
-                    break  # answer (ACK) before reading more; the reader fires again
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
         for conn in touched:
@@ -113,14 +112,19 @@ class Endpoint:
                 if len(data) >= 1200:
                     vn = encode_version_negotiation(header.scid, header.dcid, list(SUPPORTED))
                     self._send_raw([vn], addr)
+                else:
+                    self.datagrams_dropped += 1
                 return None
             if header.packet_type != PacketType.INITIAL or len(data) < 1200:
                 self.datagrams_dropped += 1
                 return None
             new = self._accept(data, addr, now)
-            if new is not None:
-                self.register(header.dcid, new)
-                self.register(new._proto.host_cid, new)
+            if new is None:  # e.g. an Initial that does not decrypt: no connection state
+                self.datagrams_dropped += 1
+                return None
+            self.register(header.dcid, new)
+            self.register(new._proto.host_cid, new)
+            self._accepted = new
             return new
         conn = self._by_cid.get(bytes(data[1 : 1 + self._cid_length]))
         if conn is None:
@@ -134,6 +138,10 @@ class Endpoint:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def flush(self) -> None:
+        """Send what the connections have ready now."""
+        self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -51,6 +51,7 @@ from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .recovery import LossRecovery, SentPacket
 from .server_context import ServerContext
 from .stats import ConnectionStats
+from .early_data import limits_reduced, remembered_parameters
 from .stream_manager import StreamManager
 
 logger = logging.getLogger("quicish")
@@ -79,6 +80,47 @@ _SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
 
 # Connection states.
 S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
+
+
+class _Built:
+    """A packet assembled but not yet sealed: its plaintext and what it carries."""
+
+    __slots__ = (
+        "eliciting",
+        "header_len",
+        "payload",
+        "pn",
+        "pn_length",
+        "ptype",
+        "records",
+        "space",
+        "truncated",
+        "tx",
+    )
+
+    def __init__(
+        self,
+        space: PacketSpace,
+        tx: PacketProtector,
+        ptype: int,
+        pn: int,
+        truncated: int,
+        pn_length: int,
+        header_len: int,
+        payload: bytearray,
+        records: list[tuple[Any, ...]],
+        eliciting: bool,
+    ) -> None:
+        self.space = space
+        self.tx = tx
+        self.ptype = ptype
+        self.pn = pn
+        self.truncated = truncated
+        self.pn_length = pn_length
+        self.header_len = header_len
+        self.payload = payload
+        self.records = records
+        self.eliciting = eliciting
 
 
 class Connection:
@@ -124,6 +166,7 @@ class Connection:
         self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
         self._zero_rtt_tx: PacketProtector | None = None
         self._zero_rtt_rx: PacketProtector | None = None
+        self._remembered_params: TransportParameters | None = None  # client, for 0-RTT
         self._tls: TlsEngine | None = None
         self._local_params = self._make_transport_parameters()
         self._peer_params: TransportParameters | None = None
@@ -156,7 +199,8 @@ class Connection:
             max_data_limit=config.max_data_limit,
         )
         self._pending_handshake_done = False
-        self._pending_ping = False
+        self._pending_ping = False  # keep-alive: a PING is due in the next 1-RTT packet
+        self._keep_alive_sent = 0.0  # when the last keep-alive PING was queued
         self._datagrams_out: deque[bytes] = deque()
 
         self._idle_timeout = config.idle_timeout
@@ -182,6 +226,13 @@ class Connection:
         self._install_initial_keys(self._original_dcid)
         self._last_activity = now
         self._start_tls(now)
+        if self._zero_rtt_tx is not None and self._session_ticket is not None:
+            # 0-RTT offered: streams may open and send under the remembered limits.
+            self._remembered_params = remembered_parameters(self._session_ticket)
+            if self._remembered_params is None:
+                self._zero_rtt_tx = None
+            else:
+                self._streams.on_peer_parameters(self._remembered_params)
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """Process one UDP datagram (possibly several coalesced packets)."""
@@ -248,7 +299,17 @@ class Connection:
         pace = self._pacer_deadline
         if pace is not None and (deadline is None or pace < deadline):
             deadline = pace
+        keep_alive = self._keep_alive_deadline()
+        if keep_alive is not None and (deadline is None or keep_alive < deadline):
+            deadline = keep_alive
         return deadline
+
+    def _keep_alive_deadline(self) -> float | None:
+        """When to send a keep-alive PING (``Config.keep_alive`` seconds of quiet)."""
+        interval = self.config.keep_alive
+        if not interval or self._state != S_ESTABLISHED or self._pending_ping:
+            return None
+        return max(self._last_activity, self._keep_alive_sent) + interval
 
     def handle_timer(self, now: float) -> None:
         """Run whatever timers have expired at ``now``."""
@@ -269,6 +330,10 @@ class Connection:
             self._on_packets_lost(lost, now)
             if probe_space is not None:
                 self._arm_probe(probe_space)
+        keep_alive = self._keep_alive_deadline()
+        if keep_alive is not None and now >= keep_alive:
+            self._pending_ping = True
+            self._keep_alive_sent = now
         self._pacer_deadline = None
 
     def next_event(self) -> ev.Event | None:
@@ -426,7 +491,7 @@ class Connection:
             private_key=ctx.private_key if ctx else None,
             transport_parameters=self._local_params.encode(),
             session_ticket=ticket,
-            early_data=self._early_data_requested,
+            early_data=self._early_data_requested if ctx is None else ctx.early_data,
             ticket_keys=ctx.ticket_keys if ctx else None,
             replay_filter=ctx.replay_filter if ctx else None,
             keylog=keylog,
@@ -527,12 +592,33 @@ class Connection:
             if ctx is not None and ctx.issue_tickets:
                 tls.issue_session_ticket(now, self._local_params.encode())
                 self._drain_tls(now)
-        elif self._early_data_requested and not self.early_data_accepted:
-            self._streams.on_early_data_rejected()
+        elif self._early_data_requested:
+            self._on_early_data_outcome()
         self._zero_rtt_tx = None
         self._events.append(
             ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
         )
+
+    def _on_early_data_outcome(self) -> None:
+        """Client: 0-RTT accepted (the server kept the remembered limits) or rejected
+        (everything sent in 0-RTT goes again in 1-RTT)."""
+        remembered, params = self._remembered_params, self._peer_params
+        if self.early_data_accepted:
+            if remembered is not None and params is not None:
+                reduced = limits_reduced(remembered, params)
+                if reduced is not None:
+                    raise ProtocolError(
+                        ErrorCode.PROTOCOL_VIOLATION, f"0-RTT accepted but {reduced} reduced"
+                    )
+            return
+        # RFC 9002 A.6 / RFC 9001 4.6.2: 0-RTT packets leave flight without loss signals.
+        self._recovery.discard_space(APPLICATION)
+        for sid in self._streams.on_early_data_rejected():
+            # Beyond the server's new stream limit: the stream is gone (RFC 9001 4.6.2).
+            code = ErrorCode.STREAM_LIMIT_ERROR
+            if not sid & 2:
+                self._events.append(ev.StreamReset(sid, code, 0))
+            self._events.append(ev.StopSendingReceived(sid, code))
 
     def _confirm_handshake(self) -> None:
         if self.handshake_confirmed:
@@ -645,11 +731,12 @@ class Connection:
     ) -> tuple[bytes, bytes, int]:
         rx = space.rx
         assert rx is not None
-        plain_header, truncated, pn_length = rx.remove_header_protection(packet, pn_offset)
-        del truncated, pn_length
-        phase = (plain_header[0] >> 2) & 1
-        if phase == self._key_phase:
+        try:  # the common case: current keys (one header-protection pass, one AEAD open)
             return rx.open_packet(packet, pn_offset, space.largest_received)
+        except DecryptionError:
+            plain_header = rx.remove_header_protection(packet, pn_offset)[0]
+            if (plain_header[0] >> 2) & 1 == self._key_phase:
+                raise
         previous = self._rx_previous
         if previous is not None:
             try:  # a late packet from before the last key update
@@ -717,7 +804,12 @@ class Connection:
                 ack_eliciting = True
             handler = handlers.get(kind)
             if handler is not None:
-                handler(self, frame, space, now)
+                try:
+                    handler(self, frame, space, now)
+                except ProtocolError as exc:
+                    if exc.frame_type is None:  # name the culprit in CONNECTION_CLOSE
+                        exc.frame_type = F.frame_type_of(frame)
+                    raise
         return ack_eliciting
 
     # ---- frame handlers ---------------------------------------------------------------------
@@ -919,9 +1011,9 @@ class Connection:
         self._recovery.amplification_limited = budget < self._max_datagram_size
         if size_limit < 64:
             return None
-        datagram_parts: list[tuple[PacketSpace, int, bytearray, list[tuple[Any, ...]], bool]] = []
+        parts: list[_Built] = []
         used = 0
-        has_initial = False
+        has_initial = has_handshake = any_eliciting = False
         congestion_blocked = self._recovery.bytes_in_flight >= self._cc.cwnd
         if not congestion_blocked:
             release = self._pacer.next_send_time(now)
@@ -930,64 +1022,73 @@ class Connection:
                 self._pacer_deadline = release
                 congestion_blocked = True
         for space in self._spaces:
+            if space.discarded:
+                continue
             tx = space.tx
             ptype: int = _SPACE_TYPE[space.index]
-            if space.index == APPLICATION and tx is None:
-                if self._zero_rtt_tx is None or not self.is_client:
+            if tx is None:
+                if space.index != APPLICATION or self._zero_rtt_tx is None or not self.is_client:
                     continue
                 tx = self._zero_rtt_tx
                 ptype = PacketType.ZERO_RTT
-            if tx is None or space.discarded:
-                continue
+            elif space.index != APPLICATION and not (
+                space.unacked_ranges or space.probes or space.crypto_send.has_pending
+            ):
+                continue  # nothing to say in this handshake space
             built = self._build_payload(
-                space, ptype, size_limit - used, now, congestion_blocked
+                space, tx, ptype, size_limit - used, now, congestion_blocked
             )
             if built is None:
                 continue
-            payload, records, eliciting, header_len = built
-            used += header_len + len(payload) + AEAD_TAG_SIZE
-            datagram_parts.append((space, ptype, payload, records, eliciting))
+            used += built.header_len + len(built.payload) + AEAD_TAG_SIZE
+            parts.append(built)
+            any_eliciting |= built.eliciting
             if ptype == PacketType.INITIAL:
                 has_initial = True
-            if ptype in (PacketType.ONE_RTT,):
-                break
-        if not datagram_parts:
+            elif ptype == PacketType.HANDSHAKE:
+                has_handshake = True
+            elif ptype == PacketType.ONE_RTT:
+                break  # a short header runs to the end of the datagram
+        if not parts:
             return None
-        padded = has_initial and (self.is_client or any(p[4] for p in datagram_parts))
-        if padded and used < MIN_INITIAL_DATAGRAM:
+        if has_initial and (self.is_client or any_eliciting) and used < MIN_INITIAL_DATAGRAM:
             # RFC 9000 14.1: datagrams with ack-eliciting Initials are padded to 1200 bytes.
-            datagram_parts[-1][2].extend(bytes(MIN_INITIAL_DATAGRAM - used))
-        out = bytearray()
-        for space, ptype, payload, records, eliciting in datagram_parts:
-            out += self._seal_packet(space, ptype, payload, records, eliciting, now)
-        self._bytes_sent += len(out)
-        self.stats_counters.datagrams_sent += 1
-        self.stats_counters.bytes_sent += len(out)
-        if self.is_client and any(p[1] == PacketType.HANDSHAKE for p in datagram_parts):
+            parts[-1].payload.extend(bytes(MIN_INITIAL_DATAGRAM - used))
+        if len(parts) == 1:
+            out = self._seal_packet(parts[0], now)
+        else:
+            out = b"".join([self._seal_packet(built, now) for built in parts])
+        size = len(out)
+        self._bytes_sent += size
+        counters = self.stats_counters
+        counters.datagrams_sent += 1
+        counters.bytes_sent += size
+        if has_handshake and self.is_client:
             self._discard_space(INITIAL)  # RFC 9001 4.9.1
-        return bytes(out)
+        return out
 
-    def _header_length(self, space: PacketSpace, ptype: int, pn_length: int) -> int:
+    def _header_length(self, ptype: int, pn_length: int) -> int:
         if ptype == PacketType.ONE_RTT:
             return 1 + len(self.peer_cid) + pn_length
-        token_len = len(self._token) if ptype == PacketType.INITIAL else 0
-        token_field = (1 + (token_len > 63) + 2 * (token_len > 16383)) + token_len
-        if ptype != PacketType.INITIAL:
-            token_field = 0
+        token_field = 0
+        if ptype == PacketType.INITIAL:
+            token_len = len(self._token)
+            token_field = (1 + (token_len > 63) + 2 * (token_len > 16383)) + token_len
         return 7 + len(self.peer_cid) + len(self.host_cid) + token_field + 2 + pn_length
 
     def _build_payload(
         self,
         space: PacketSpace,
+        tx: PacketProtector,
         ptype: int,
         budget: int,
         now: float,
         congestion_blocked: bool,
-    ) -> tuple[bytearray, list[tuple[Any, ...]], bool, int] | None:
+    ) -> _Built | None:
+        """The plaintext of the next packet in ``space``, or None when there is nothing."""
         pn = space.next_pn
-        largest_acked = self._recovery.largest_acked(space.index)
-        _, pn_length = encode_packet_number(pn, largest_acked)
-        header_len = self._header_length(space, ptype, pn_length)
+        truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(space.index))
+        header_len = self._header_length(ptype, pn_length)
         room = budget - header_len - AEAD_TAG_SIZE
         if room < 32:
             return None
@@ -995,12 +1096,13 @@ class Connection:
         records: list[tuple[Any, ...]] = []
         eliciting = False
         probing = space.probes > 0
+        app = space.index == APPLICATION
         if ptype != PacketType.ZERO_RTT and space.unacked_ranges and (
             space.wants_ack(now) or probing or self._has_eliciting_data(space, congestion_blocked)
         ):
             ranges = space.received.descending()
             delay = 0
-            if space.index == APPLICATION:
+            if app:
                 delay = int((now - space.largest_received_time) * 1_000_000) >> ACK_DELAY_EXPONENT
             F.push_ack_frame(buf, ranges[:32], max(0, delay))
             records.append((K_ACK, ranges[0][1] - 1))
@@ -1008,52 +1110,61 @@ class Connection:
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
-            return bytearray(buf.data()), records, False, header_len
+            return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
+                          records, False)
         # CRYPTO data (handshake messages, and NewSessionTicket in 1-RTT).
         crypto = space.crypto_send
-        if probing and space.index != APPLICATION:
+        if probing and not app:
             crypto.requeue_unacked()  # every probe carries the unacknowledged handshake data
-        while True:
-            avail = room - buf.written - 8
-            if avail < 16:
-                break
-            chunk = crypto.next_frame(avail, 1 << 62)
-            if chunk is None:
-                break
-            offset, data, _fin = chunk
-            F.encode_frame(buf, F.CryptoFrame(offset, bytes(data)))
-            records.append((K_CRYPTO, space.index, offset, len(data)))
-            eliciting = True
-        if space.index == APPLICATION and ptype != PacketType.ZERO_RTT:
-            if self._pending_handshake_done and not self.is_client:
-                F.encode_frame(buf, F.HandshakeDoneFrame())
-                records.append((K_HANDSHAKE_DONE,))
-                self._pending_handshake_done = False
+        if crypto.has_pending:
+            while True:
+                avail = room - buf.written - 8
+                if avail < 16:
+                    break
+                chunk = crypto.next_frame(avail, 1 << 62)
+                if chunk is None:
+                    break
+                offset, data, _fin = chunk
+                F.encode_frame(buf, F.CryptoFrame(offset, bytes(data)))
+                records.append((K_CRYPTO, space.index, offset, len(data)))
                 eliciting = True
-            if not self._control_checked:
-                # Control frames (flow credit, limits, resets) are checked once per burst.
-                self._control_checked = True
-                eliciting |= self._streams.write_control_frames(
-                    buf, room, records, now, self._recovery.rtt.smoothed_rtt
-                )
-            while self._datagrams_out and room - buf.written > len(self._datagrams_out[0]) + 4:
-                F.encode_frame(buf, F.DatagramFrame(self._datagrams_out.popleft()))
-                eliciting = True
-        if space.index == APPLICATION:
+        if app:
+            if ptype != PacketType.ZERO_RTT:
+                if self._pending_ping:
+                    F.encode_frame(buf, F.PingFrame())
+                    records.append((K_PING,))
+                    self._pending_ping = False
+                    eliciting = True
+                if self._pending_handshake_done and not self.is_client:
+                    F.encode_frame(buf, F.HandshakeDoneFrame())
+                    records.append((K_HANDSHAKE_DONE,))
+                    self._pending_handshake_done = False
+                    eliciting = True
+                if not self._control_checked:
+                    # Control frames (flow credit, limits, resets) are checked once per burst.
+                    self._control_checked = True
+                    eliciting |= self._streams.write_control_frames(
+                        buf, room, records, now, self._recovery.rtt.smoothed_rtt
+                    )
+                out = self._datagrams_out
+                while out and room - buf.written > len(out[0]) + 4:
+                    F.encode_frame(buf, F.DatagramFrame(out.popleft()))
+                    eliciting = True
             eliciting |= self._streams.write_stream_frames(buf, room, records)
-        if space.probes > 0 and not eliciting:
-            F.encode_frame(buf, F.PingFrame())
-            records.append((K_PING,))
-            eliciting = True
-        if eliciting and space.probes > 0:
+        if probing:
+            if not eliciting:
+                F.encode_frame(buf, F.PingFrame())
+                records.append((K_PING,))
+                eliciting = True
             space.probes -= 1
         if not buf.written:
             return None
-        payload = bytearray(buf.data())
+        payload = buf.take()
         # Header protection samples 16 bytes starting 4 bytes after the packet number.
         if len(payload) + pn_length < 4:
             payload.extend(bytes(4 - pn_length - len(payload)))
-        return payload, records, eliciting, header_len
+        return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
+                      eliciting)
 
     def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
         if congestion_blocked:
@@ -1064,29 +1175,22 @@ class Connection:
             return False
         return (
             self._pending_handshake_done
+            or self._pending_ping
             or bool(self._datagrams_out)
             or self._streams.has_pending_frames()
         )
 
-    def _seal_packet(
-        self,
-        space: PacketSpace,
-        ptype: int,
-        payload: bytearray,
-        records: list[tuple[Any, ...]],
-        eliciting: bool,
-        now: float,
-    ) -> bytes:
-        pn = space.next_pn
+    def _seal_packet(self, built: _Built, now: float) -> bytes:
+        space = built.space
+        pn = built.pn
         space.next_pn = pn + 1
-        truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(space.index))
+        ptype = built.ptype
+        payload = built.payload
         if ptype == PacketType.ONE_RTT:
             header = encode_short_header(
-                self.peer_cid, truncated, pn_length, self._spin, bool(self._key_phase)
+                self.peer_cid, built.truncated, built.pn_length, self._spin, bool(self._key_phase)
             )
-            tx = space.tx
         else:
-            tx = self._zero_rtt_tx if ptype == PacketType.ZERO_RTT else space.tx
             header = encode_long_header(
                 PacketType(ptype),
                 self.version,
@@ -1094,11 +1198,12 @@ class Connection:
                 self.host_cid,
                 self._token if ptype == PacketType.INITIAL else b"",
                 len(payload) + AEAD_TAG_SIZE,
-                truncated,
-                pn_length,
+                built.truncated,
+                built.pn_length,
             )
-        assert tx is not None
-        packet = tx.seal_packet(header, bytes(payload), pn)
+        packet = built.tx.seal_packet(header, payload, pn)
+        records = built.records
+        eliciting = built.eliciting
         in_flight = eliciting or len(records) != 1 or records[0][0] != K_ACK
         size = len(packet)
         self._recovery.on_packet_sent(
@@ -1136,7 +1241,13 @@ class Connection:
                 payload.extend(bytes(4 - len(payload)))
             if ptype == PacketType.INITIAL and self.is_client:
                 payload.extend(bytes(max(0, MIN_INITIAL_DATAGRAM - 100 - len(payload))))
-            out += self._seal_packet(space, ptype, payload, [], False, 0.0)
+            pn = space.next_pn
+            truncated, pn_length = encode_packet_number(
+                pn, self._recovery.largest_acked(space.index)
+            )
+            built = _Built(space, space.tx, ptype, pn, truncated, pn_length,
+                           self._header_length(ptype, pn_length), payload, [], False)
+            out += self._seal_packet(built, self._last_activity)
         return bytes(out)
 
     # ---------------------------------------------------------------------------------------
@@ -1152,8 +1263,8 @@ class Connection:
         return rtt.smoothed_rtt + max(4 * rtt.rttvar, 0.001) + self._recovery.max_ack_delay
 
     def _idle_deadline(self) -> float | None:
-        if not self._idle_timeout:
-            return None
+        if not self._idle_timeout or self.peer_addr is None:
+            return None  # not started yet (a server before its first datagram)
         return self._last_activity + max(self._idle_timeout, 3 * self._pto_interval())
 
     def _check_open(self) -> None:

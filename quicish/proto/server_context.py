@@ -27,6 +27,7 @@ class ServerContext:
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))
+    early_data: bool = True  # accept 0-RTT (single-use tickets, checked by replay_filter)
 
     @classmethod
     def from_config(cls, config: Config) -> ServerContext:

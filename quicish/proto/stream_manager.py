@@ -397,19 +397,33 @@ class StreamManager:
             if stream.send is not None:
                 stream.send.on_max_stream_data(self._peer_stream_limit(stream.stream_id, params))
 
-    def on_early_data_rejected(self) -> None:
+    def on_early_data_rejected(self) -> list[int]:
         """0-RTT was rejected: everything sent on streams is sent again from the start,
-        under the limits of the latest ``on_peer_parameters`` (RFC 9000 7.4.1)."""
+        under the limits of the latest ``on_peer_parameters`` (RFC 9000 7.4.1).
+
+        Local streams the new limits no longer allow are abandoned (forgotten without any
+        frame); returns their ids so the application can be told."""
         peer = self._peer
         self.send_credit.reset(peer.initial_max_data if peer is not None else 0)
         if peer is not None:
             self._peer_max_streams = [peer.initial_max_streams_uni, peer.initial_max_streams_bidi]
         self._credit_waiters.clear()
+        abandoned: list[int] = []
         for stream in list(self._streams.values()):
+            sid = stream.stream_id
+            if self._is_local(sid) and sid >> 2 >= self._peer_max_streams[0 if sid & 2 else 1]:
+                abandoned.append(sid)
+                if stream._queued:
+                    self._queues[stream.priority].remove(stream)
+                    stream._queued = False
+                self._control.pop(sid, None)
+                self._forget(stream)
+                continue
             send = stream.send
             if send is not None:
                 send.set_max_stream_data(self._peer_stream_limit(stream.stream_id, peer))
                 send.requeue_all()
+        return abandoned
 
     # ---- scheduling ------------------------------------------------------------------------
     def _on_wake(self, stream: Stream) -> None:

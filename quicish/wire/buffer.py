@@ -163,6 +163,12 @@ class Buffer:
         """Everything written so far."""
         return bytes(self._out)
 
+    def take(self) -> bytearray:
+        """Everything written so far, without copying; the buffer starts empty again."""
+        out = self._out
+        self._out = bytearray()
+        return out
+
     @property
     def written(self) -> int:
         return len(self._out)

@@ -790,7 +790,8 @@ def decode_frames(payload: BytesLike, packet_type: PacketType | None = None) -> 
                 p += 1
             else:
                 t, p = _varint(d, p)
-            if allowed is not None and t not in allowed:
+            # (an unknown type is a FRAME_ENCODING_ERROR below, RFC 9000 12.4)
+            if allowed is not None and t not in allowed and t in _PACKETS_FOR_FRAME:
                 raise DecodeError(f"frame type {t:#x} not allowed in {packet_type!r}", _PV, t)
             if t == 0:
                 m = _ZEROS.match(d, p)

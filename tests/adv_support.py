@@ -1,0 +1,113 @@
+"""Helpers for the tests of the advanced features (0-RTT, Retry, CIDs, migration, reset,
+key update, v2): a tapped simulated network and resumption set-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conn_support import EventLog, client_config, server_config
+
+from quicish.errors import DecodeError
+from quicish.proto import events as ev
+from quicish.proto.connection import Connection
+from quicish.proto.server_context import ServerContext
+from quicish.simlink import SERVER_ADDR, LinkSpec, SimNetwork
+from quicish.wire.packet import PacketType, parse_header
+
+
+class TapNetwork(SimNetwork):
+    """A SimNetwork that records every datagram put on the wire, with the time and source."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.tap: list[tuple[float, bool, bytes, tuple[str, int]]] = []  # (now, up, data, src)
+
+    def _transmit(self, direction: Any, dst: Connection, data: bytes,
+                  src: tuple[str, int]) -> None:
+        self.tap.append((self.now, direction is self.up, data, src))
+        super()._transmit(direction, dst, data, src)
+
+    def packet_types(self, up: bool) -> list[PacketType]:
+        """Packet types of every datagram sent in one direction (coalesced ones split)."""
+        out: list[PacketType] = []
+        for _, is_up, data, _ in self.tap:
+            if is_up != up:
+                continue
+            offset = 0
+            while offset < len(data):
+                try:
+                    header = parse_header(data, offset, short_dcid_len=8)
+                except DecodeError:
+                    break
+                out.append(PacketType(header.packet_type))
+                offset = header.packet_end
+        return out
+
+
+def new_pair(
+    *,
+    client_kw: dict[str, object] | None = None,
+    server_kw: dict[str, object] | None = None,
+    context: ServerContext | None = None,
+    session_ticket: bytes | None = None,
+    early_data: bool = False,
+    start: float = 0.0,
+    to_server: LinkSpec | None = None,
+    to_client: LinkSpec | None = None,
+    seed: int = 1,
+    client_args: dict[str, Any] | None = None,
+    server_args: dict[str, Any] | None = None,
+) -> tuple[TapNetwork, EventLog, EventLog]:
+    """A started client/server pair on a tapped network, with event logs for both."""
+    scfg = server_config(**(server_kw or {}))
+    ctx = context or ServerContext.from_config(scfg)
+    client = Connection(
+        client_config(**(client_kw or {})), is_client=True, session_ticket=session_ticket,
+        early_data=early_data, **(client_args or {}),
+    )
+    server = Connection(scfg, is_client=False, server_context=ctx, **(server_args or {}))
+    net = TapNetwork(client, server, to_server=to_server, to_client=to_client, seed=seed,
+                     start=start)
+    net.start()
+    return net, EventLog(client), EventLog(server)
+
+
+def poll(*logs: EventLog) -> None:
+    for log in logs:
+        log.poll()
+
+
+def established(net: SimNetwork, c: EventLog, s: EventLog, timeout: float = 10.0) -> None:
+    """Run until both handshakes are confirmed."""
+    def done() -> bool:
+        poll(c, s)
+        return net.client.handshake_confirmed and net.server.handshake_confirmed
+    assert net.run(done, timeout), "handshake did not complete"
+
+
+def ticket_and_context(**server_kw: object) -> tuple[bytes, ServerContext, float]:
+    """Run one connection to get a session ticket; (ticket, server context, end time)."""
+    net, c, s = new_pair(server_kw=server_kw)
+    established(net, c, s)
+    assert net.run(lambda: (poll(c, s), bool(c.of(ev.SessionTicketReceived)))[1], 5.0)
+    ticket = c.of(ev.SessionTicketReceived)[0].ticket
+    ctx = net.server._server_context
+    assert ctx is not None
+    return ticket, ctx, net.now
+
+
+def transfer(net: SimNetwork, c: EventLog, s: EventLog, sid: int, timeout: float = 30.0) -> None:
+    """Run until the server has the whole of stream ``sid``."""
+    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], timeout), "stream not delivered"
+
+
+__all__ = [
+    "SERVER_ADDR",
+    "EventLog",
+    "TapNetwork",
+    "established",
+    "new_pair",
+    "poll",
+    "ticket_and_context",
+    "transfer",
+]

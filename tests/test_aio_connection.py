@@ -1,0 +1,366 @@
+"""asyncio connections and servers over real loopback UDP: connect/serve forms, close codes,
+callbacks, datagrams, stats, key update, failures, garbage input, Version Negotiation, IPv6,
+uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+import pytest
+from aio_support import echo, pair, timed
+from conn_support import client_config, server_config
+
+import quicish
+from quicish import (
+    ConnectionClosedError,
+    QuicConnection,
+    QuicStreamReader,
+    QuicStreamWriter,
+    StreamError,
+)
+from quicish.wire.packet import PacketType, parse_header
+
+
+async def _echo_once(conn: QuicConnection, data: bytes) -> bytes:
+    reader, writer = await conn.open_stream()
+    writer.write(data)
+    writer.write_eof()
+    return await reader.read()
+
+
+@timed()
+async def test_await_connect_and_close() -> None:
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    host, port = server.address
+    assert host == "127.0.0.1" and port != 0
+    conn = await quicish.connect("127.0.0.1", port, config=client_config())
+    assert isinstance(conn, QuicConnection)
+    assert conn.remote_address == ("127.0.0.1", port)
+    assert conn.local_address[1] != 0
+    assert await _echo_once(conn, b"ping") == b"ping"
+    conn.close()
+    await conn.wait_closed()
+    with pytest.raises(ConnectionClosedError):
+        await conn.open_stream()
+    server.close()
+    await server.wait_closed()
+    await server.serve_forever()  # returns at once once closed
+
+
+@timed()
+async def test_async_with_connect_and_server() -> None:
+    async with await quicish.serve(
+        "127.0.0.1", 0, config=server_config(), on_stream=echo
+    ) as server:
+        async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
+            assert await _echo_once(c, b"ctx") == b"ctx"
+            sconn = next(iter(server.connections))
+        await c.wait_closed()  # closed by the context manager
+        await sconn.wait_closed()
+        assert sconn.close_error is not None and sconn.close_error.by_peer
+    assert server.address[1] != 0  # still known after close
+    assert server._endpoint.udp.sock.fileno() == -1  # the socket is released
+
+
+@timed()
+async def test_close_code_and_reason_seen_by_server() -> None:
+    closed: asyncio.Future[ConnectionClosedError] = asyncio.get_running_loop().create_future()
+
+    async def handler(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        writer.write(b"ready")
+        await writer.drain()
+        try:
+            await reader.read()  # never ends cleanly: the client closes the connection
+        except ConnectionClosedError as exc:
+            closed.set_result(exc)
+
+    async with pair(handler) as (_, conn):
+        reader, writer = await conn.open_stream()
+        writer.write(b"hi")  # a stream reaches the peer with its first frame
+        assert await reader.readexactly(5) == b"ready"
+        conn.close(0x1DEA, "done here")
+        await conn.wait_closed()
+        err = await closed
+        assert err.error_code == 0x1DEA
+        assert err.reason == "done here"
+        assert err.by_peer
+
+
+@timed()
+async def test_close_by_server_seen_by_client() -> None:
+    async def on_connection(conn: QuicConnection) -> None:
+        reader, _ = await conn.accept_stream()
+        assert await reader.read() == b"close please"
+        conn.close(7, "as you wish")
+
+    async with pair(None, on_connection=on_connection) as (_, conn):
+        _, other = await conn.open_stream()  # still open when the connection ends
+        reader, writer = await conn.open_stream()
+        writer.write(b"close please")
+        writer.write_eof()
+        with pytest.raises(ConnectionClosedError) as info:
+            await reader.read()
+        assert (info.value.error_code, info.value.reason, info.value.by_peer) == (
+            7, "as you wish", True,
+        )
+        with pytest.raises(ConnectionClosedError):
+            await conn.accept_stream()
+        with pytest.raises(ConnectionClosedError):
+            await conn.receive_datagram()
+        with pytest.raises(ConnectionClosedError):
+            other.write(b"more")
+        with pytest.raises(ConnectionClosedError):
+            await other.drain()
+        with pytest.raises(ConnectionClosedError):
+            await conn.open_stream()
+        await conn.wait_closed()
+        assert conn.close_error is not None and conn.close_error.error_code == 7
+
+
+@timed()
+async def test_on_connection_sync_and_accept_stream() -> None:
+    seen: list[QuicConnection] = []
+    served: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def serve_streams(conn: QuicConnection) -> None:
+        for _ in range(3):
+            reader, writer = await conn.accept_stream()
+            writer.write((await reader.read()).upper())
+            writer.write_eof()
+        served.set_result(None)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_connection(conn: QuicConnection) -> None:
+        seen.append(conn)
+        tasks.append(asyncio.ensure_future(serve_streams(conn)))
+
+    async with pair(None, on_connection=on_connection) as (server, conn):
+        for word in (b"one", b"two", b"three"):
+            assert await _echo_once(conn, word) == word.upper()
+        await served
+        assert len(seen) == 1 and seen[0] in server.connections
+        assert seen[0].alpn == "hq-interop"
+        assert seen[0].remote_address == conn.local_address or seen[0].remote_address[1] == (
+            conn.local_address[1]
+        )
+
+
+@timed()
+async def test_many_connections_one_server() -> None:
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    try:
+        conns = await asyncio.gather(
+            *(quicish.connect("127.0.0.1", server.address[1], config=client_config())
+              for _ in range(8))
+        )
+        assert len(server.connections) == 8
+        answers = await asyncio.gather(
+            *(_echo_once(c, f"conn {i}".encode()) for i, c in enumerate(conns))
+        )
+        assert answers == [f"conn {i}".encode() for i in range(8)]
+        for c in conns:
+            c.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@timed()
+async def test_datagrams() -> None:
+    async def on_connection(conn: QuicConnection) -> None:
+        while True:
+            try:
+                data = await conn.receive_datagram()
+            except ConnectionClosedError:
+                return
+            conn.send_datagram(b"re: " + data)
+
+    kw = {"max_datagram_frame_size": 1200}
+    async with pair(None, on_connection=on_connection, server_kw=kw, client_kw=kw) as (_, conn):
+        conn.send_datagram(b"hello")
+        assert await conn.receive_datagram() == b"re: hello"
+        big = bytes(range(256)) * 4
+        conn.send_datagram(big)
+        assert await conn.receive_datagram() == b"re: " + big
+        with pytest.raises(StreamError):
+            conn.send_datagram(b"x" * 5000)
+
+
+@timed()
+async def test_datagrams_not_negotiated() -> None:
+    async with pair() as (_, conn):
+        with pytest.raises(StreamError):
+            conn.send_datagram(b"nope")
+
+
+STATS_KEYS = {
+    "smoothed_rtt", "min_rtt", "latest_rtt", "rttvar", "cwnd", "bytes_in_flight",
+    "bytes_sent", "bytes_received", "packets_sent", "packets_received", "packets_lost",
+    "datagrams_sent", "datagrams_received", "key_updates",
+}
+
+
+@timed()
+async def test_stats() -> None:
+    async with pair() as (server, conn):
+        assert await _echo_once(conn, b"s" * 10000) == b"s" * 10000
+        stats = conn.stats()
+        assert set(stats) >= STATS_KEYS
+        assert stats["bytes_received"] > 10000
+        assert stats["bytes_sent"] > 10000
+        assert stats["packets_sent"] > 0 and stats["packets_received"] > 0
+        assert stats["smoothed_rtt"] > 0
+        assert stats["cwnd"] > 0
+        sstats = next(iter(server.connections)).stats()
+        assert set(sstats) >= STATS_KEYS
+        assert sstats["bytes_received"] >= 10000
+
+
+@timed()
+async def test_key_update_both_ways() -> None:
+    async with pair() as (server, conn):
+        assert await _echo_once(conn, b"before") == b"before"
+        conn.request_key_update()
+        assert await _echo_once(conn, b"after" * 3000) == b"after" * 3000
+        sconn = next(iter(server.connections))
+        assert conn.stats()["key_updates"] == 1
+        assert sconn.stats()["key_updates"] == 1
+        # Now the server starts the next one.
+        sconn.request_key_update()
+        reader, writer = await conn.open_stream()
+        writer.write(b"x" * 50000)
+        writer.write_eof()
+        assert await reader.read() == b"x" * 50000
+        assert conn.stats()["key_updates"] == 2
+        assert sconn.stats()["key_updates"] == 2
+
+
+def _unused_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@timed()
+async def test_connect_to_closed_port_fails_clearly() -> None:
+    port = _unused_udp_port()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(ConnectionClosedError) as info:
+        await quicish.connect("127.0.0.1", port, config=client_config(idle_timeout=1.0))
+    assert loop.time() - start < 10.0
+    assert "timed out" in str(info.value) or "timeout" in str(info.value)
+    assert not info.value.by_peer
+
+
+@timed()
+async def test_wrong_pin_fails_with_certificate_error() -> None:
+    async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        with pytest.raises(ConnectionClosedError) as info:
+            await quicish.connect("127.0.0.1", s.address[1], config=client_config(pin="00" * 32))
+        assert info.value.error_code == 0x100 + 42  # bad_certificate alert
+        assert "certificate" in str(info.value).lower() or "pin" in str(info.value).lower()
+
+
+def _garbage(rng: random.Random) -> list[bytes]:
+    out = [rng.randbytes(n) for n in (1, 7, 30, 200, 1199, 1500)]
+    out += [bytes([0x40 | rng.randrange(64)]) + rng.randbytes(60) for _ in range(5)]  # short hdr
+    out.append(b"\xc0" + struct.pack("!I", 1) + bytes([8]) + rng.randbytes(8) + b"\x00" * 20)
+    # A well-formed v1 Initial header whose payload is noise (cannot be decrypted).
+    out.append(
+        b"\xc3" + struct.pack("!I", 1) + bytes([8]) + rng.randbytes(8) + bytes([8])
+        + rng.randbytes(8) + b"\x00" + b"\x44\xb0" + rng.randbytes(1200)
+    )
+    return out
+
+
+@timed()
+async def test_garbage_datagrams_do_not_hurt_server() -> None:
+    rng = random.Random(9000)
+    async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        garbage = _garbage(rng)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            for datagram in garbage:
+                raw.sendto(datagram, s.address)
+            # Loopback queues them before the client's Initial below.
+            async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
+                assert await _echo_once(c, b"still serving") == b"still serving"
+                assert len(s.connections) == 1  # the undecryptable Initial made no connection
+        dropped = s._endpoint.datagrams_dropped
+        assert dropped >= len(garbage) - 2  # the random-version ones may get a VN instead
+
+
+@timed()
+async def test_version_negotiation() -> None:
+    async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        dcid, scid = bytes(range(8)), b"\xaa\xbb\xcc\xdd"
+        probe = (b"\xc0" + struct.pack("!I", 0x1A2A3A4A) + bytes([len(dcid)]) + dcid
+                 + bytes([len(scid)]) + scid)
+        probe += bytes(1200 - len(probe))
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.setblocking(False)
+            raw.connect(s.address)
+            await loop.sock_sendall(raw, probe)
+            answer = await loop.sock_recv(raw, 2048)
+            header = parse_header(answer, 0)
+            assert header.packet_type == PacketType.VERSION_NEGOTIATION
+            assert header.version == 0
+            assert header.dcid == scid and header.scid == dcid
+            assert header.supported_versions is not None
+            assert 0x00000001 in header.supported_versions
+            # A short probe (< 1200 bytes) gets no answer; a real client still works.
+            await loop.sock_sendall(raw, probe[:600])
+        async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
+            assert await _echo_once(c, b"v1") == b"v1"
+
+
+def _ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback")
+@timed()
+async def test_ipv6() -> None:
+    async with pair(host="::1") as (server, conn):
+        assert server.address[0] == "::1"
+        assert conn.remote_address is not None and conn.remote_address[0] == "::1"
+        assert await _echo_once(conn, b"six") == b"six"
+
+
+def test_uvloop_end_to_end() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, uvloop.Loop)
+        async with pair() as (_, conn):
+            return await _echo_once(conn, payload)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(asyncio.wait_for(main(), 20)) == payload
+
+
+def test_run_helper_uses_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> bool:
+        async with pair() as (_, conn):
+            assert await _echo_once(conn, b"run") == b"run"
+        return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+    assert quicish.run(asyncio.wait_for(main(), 20)) is True
