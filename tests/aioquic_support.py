@@ -90,7 +90,6 @@ def server_configuration(**kw: Any) -> QuicConfiguration:
 
 
 def client_configuration(**kw: Any) -> QuicConfiguration:
-    cert, _, _ = cert_files()
     config = QuicConfiguration(is_client=True, alpn_protocols=ALPN, server_name="localhost", **kw)
     config.verify_mode = ssl.CERT_NONE
     return config

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
-RECEIVE_READS = 8  # socket reads (each up to a whole GRO batch) before connections answer
+RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) before connections answer
 
 
 class Endpoint:

@@ -46,12 +46,12 @@ from ..wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
 from ..wire.transport_params import TransportParameters
 from . import events as ev
 from .congestion import create as create_congestion_controller
+from .early_data import limits_reduced, remembered_parameters
 from .pacing import Pacer
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .recovery import LossRecovery, SentPacket
 from .server_context import ServerContext
 from .stats import ConnectionStats
-from .early_data import limits_reduced, remembered_parameters
 from .stream_manager import StreamManager
 
 logger = logging.getLogger("quicish")
@@ -208,6 +208,7 @@ class Connection:
         self._close_frame: tuple[int, int | None, str, bool] | None = None
         self._close_deadline: float | None = None
         self._close_sent_count = 0
+        self._closing_received = 0  # datagrams received while closing (answer back-off)
         self._terminated = False
         self._key_phase = 0
         self._rx_previous: PacketProtector | None = None  # 1-RTT keys before the last update
@@ -244,6 +245,9 @@ class Connection:
             self._bytes_received += len(data)
         if self.peer_addr is None:
             self.peer_addr = addr
+        if self._state == S_CLOSING:
+            self._after_input(now)  # RFC 9000 10.2.1: frames are no longer processed
+            return
         offset = 0
         end = len(data)
         while offset < end:
@@ -1254,9 +1258,13 @@ class Connection:
     # Lifecycle
     # ---------------------------------------------------------------------------------------
     def _after_input(self, now: float) -> None:
-        if self._state == S_CLOSING and self._close_sent_count:
-            # Answer further packets with the close again, with exponential back-off.
-            self._close_sent_count = 0
+        if self._state == S_CLOSING:
+            # Answer the 1st, 2nd, 4th, 8th... datagram received while closing with the
+            # CONNECTION_CLOSE again (RFC 9000 10.2.1: limit the rate of such packets).
+            self._closing_received += 1
+            n = self._closing_received
+            if n & (n - 1) == 0:
+                self._close_sent_count = 0
 
     def _pto_interval(self) -> float:
         rtt = self._recovery.rtt
