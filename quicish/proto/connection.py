@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import Config
@@ -42,17 +42,34 @@ from ..wire.packet import (
     parse_header,
     verify_retry,
 )
-from ..wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
+from ..wire.protection import (
+    AEAD_TAG_SIZE,
+    PacketProtector,
+    confidentiality_limit,
+    initial_secrets,
+    integrity_limit,
+)
 from ..wire.transport_params import TransportParameters
 from . import events as ev
+from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .early_data import limits_reduced, remembered_parameters
 from .pacing import Pacer
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
+from .path import Path, PathManager
 from .recovery import LossRecovery, SentPacket
+from .rtt import RttEstimator
 from .server_context import ServerContext
 from .stats import ConnectionStats
 from .stream_manager import StreamManager
+from .tokens import seal_new_token
+from .versions import (
+    DEFAULT_VERSIONS,
+    VERSION_NEGOTIATION_ERROR,
+    choose_version,
+    client_hello_transport_parameters,
+    version_information,
+)
 
 logger = logging.getLogger("quicish")
 
@@ -68,6 +85,10 @@ K_ACK, K_CRYPTO, K_STREAM, K_HANDSHAKE_DONE, K_MAX_DATA, K_MAX_STREAM_DATA = ran
 K_MAX_STREAMS, K_RESET, K_STOP, K_NEW_CID, K_RETIRE_CID, K_PING, K_NEW_TOKEN = range(6, 13)
 K_PATH_RESPONSE = 13
 _NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
+# Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
+_PROBING = frozenset(
+    (F.PathChallengeFrame, F.PathResponseFrame, F.NewConnectionIdFrame, F.PaddingFrame)
+)
 
 _EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
 _TYPE_SPACE = {
@@ -80,6 +101,9 @@ _SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
 
 # Connection states.
 S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
+
+
+Tracer = Callable[[str, dict[str, Any]], None]
 
 
 class _Built:
@@ -139,12 +163,26 @@ class Connection:
         token: bytes = b"",
         version: int = QUIC_V1,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        address_validated: bool = False,
+        versions: Sequence[int] | None = None,
     ) -> None:
         if not is_client and server_context is None:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
         self.is_client = is_client
         self.version = version
+        # RFC 9368: a client's versions in preference order (offered in version_information);
+        # a server's preference when it answers a client that offered several.
+        self._server_prefers = server_context is not None and server_context.versions is not None
+        if versions is None:
+            versions = (
+                (server_context.versions or DEFAULT_VERSIONS) if server_context is not None
+                else (version, *[v for v in DEFAULT_VERSIONS if v != version])
+            )
+        self._versions = tuple(versions)
+        self._original_version = version
+        self._compat_initial_rx: PacketProtector | None = None  # server: original-version Initials
+        self._initial_keys_dcid = b""
         self._random = random_bytes
         self._server_context = server_context
         self._session_ticket = session_ticket
@@ -152,10 +190,17 @@ class Connection:
         self._token = token
         self._state = S_HANDSHAKE
         self._events: deque[ev.Event] = deque()
+        self._tracer: Tracer | None = None
         self.stats_counters = ConnectionStats()
 
         self.host_cid = random_bytes(CID_LENGTH)
         self.peer_cid = b""
+        # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
+        reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
+        self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes)
+        self._peer_cids = PeerCids(max(2, config.active_connection_id_limit))
+        self._rx_dcid = b""  # DCID of the packet being processed
+        self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
         self._original_dcid = original_dcid or b""
         self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
         self._retry_source_cid = retry_source_cid
@@ -176,10 +221,15 @@ class Connection:
         self.alpn: str | None = None
         self.session_resumed = False
 
-        # Anti-amplification (RFC 9000 section 8): servers send <= 3x what they received.
-        self._address_validated = is_client
-        self._bytes_received = 0
-        self._bytes_sent = 0
+        # Paths (RFC 9000 section 9), each with its anti-amplification budget (section 8):
+        # until a path is validated, at most 3x the bytes received on it are sent on it.
+        validated = is_client or address_validated or retry_source_cid is not None
+        self._path = Path(None, validated=validated)
+        self._paths = PathManager(self._path, random_bytes)
+        self._rx_path = self._path  # the path of the datagram being processed
+        self._rx_non_probing = False
+        self._migrate_to: Path | None = None
+        self._fallback_path: Path | None = None  # last validated path, during a migration
 
         self._cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
         self._recovery = LossRecovery(self._cc, max_ack_delay=0.025)
@@ -221,7 +271,7 @@ class Connection:
         """Client: start the handshake towards ``addr``."""
         if not self.is_client or self._tls is not None:
             raise StreamError("connect() is for a fresh client connection")
-        self.peer_addr = addr
+        self.peer_addr = self._path.addr = addr
         self._original_dcid = self._random(CID_LENGTH)
         self.peer_cid = self._original_dcid
         self._install_initial_keys(self._original_dcid)
@@ -235,16 +285,21 @@ class Connection:
             else:
                 self._streams.on_peer_parameters(self._remembered_params)
 
-    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """Process one UDP datagram (possibly several coalesced packets)."""
+    def receive_datagram(
+        self, data: bytes, addr: tuple[str, int], now: float, local: int = 0
+    ) -> None:
+        """Process one UDP datagram (possibly several coalesced packets); ``local`` names
+        the local socket it arrived on when the driver has several (active migration)."""
         if self._state >= S_DRAINING:
             return
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += len(data)
-        if not self._address_validated:
-            self._bytes_received += len(data)
-        if self.peer_addr is None:
-            self.peer_addr = addr
+        path = self._path
+        if addr != path.addr or local != path.local:
+            path = self._path_of(addr, local)
+        if not path.validated:
+            path.bytes_received += len(data)
+        self._rx_path = path
         if self._state == S_CLOSING:
             self._after_input(now)  # RFC 9000 10.2.1: frames are no longer processed
             return
@@ -263,6 +318,8 @@ class Connection:
                 logger.info("closing: %s", exc)
                 self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
                 return
+        if self._migrate_to is not None:
+            self._on_peer_migrated(self._migrate_to, now)
         self._after_input(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
@@ -279,11 +336,20 @@ class Connection:
                 self._close_sent_count += 1
             return out
         self._control_checked = False
+        app = self._spaces[APPLICATION]
+        if app.next_pn - self._key_phase_start_pn >= self._key_update_limit:
+            self._auto_key_update()
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self._build_datagram(now)
             if datagram is None:
                 break
             out.append((datagram, addr))
+        if self._paths.others:
+            for path in list(self._paths.others.values()):
+                if path.local == self._path.local and path.addr is not None:
+                    probe = self._build_probe_datagram(path, now)
+                    if probe is not None:
+                        out.append((probe, path.addr))
         return out
 
     def next_timer(self) -> float | None:
@@ -306,6 +372,9 @@ class Connection:
         keep_alive = self._keep_alive_deadline()
         if keep_alive is not None and (deadline is None or keep_alive < deadline):
             deadline = keep_alive
+        paths = self._paths.deadline()
+        if paths is not None and (deadline is None or paths < deadline):
+            deadline = paths
         return deadline
 
     def _keep_alive_deadline(self) -> float | None:
@@ -338,6 +407,10 @@ class Connection:
         if keep_alive is not None and now >= keep_alive:
             self._pending_ping = True
             self._keep_alive_sent = now
+        paths = self._paths.deadline()
+        if paths is not None and now >= paths:
+            for path in self._paths.on_timer(now):
+                self._on_path_failed(path, now)
         self._pacer_deadline = None
 
     def next_event(self) -> ev.Event | None:
@@ -381,16 +454,49 @@ class Connection:
         return stream is None or stream.send is None or stream.send.is_done
 
     def request_key_update(self) -> None:
-        """Start a 1-RTT key update (RFC 9001 section 6); needs a confirmed handshake."""
+        """Start a 1-RTT key update (RFC 9001 section 6); needs a confirmed handshake.
+
+        Until a packet sent with the current keys is acknowledged (RFC 9001 6.1) the update
+        is deferred and starts as soon as such an acknowledgement arrives.
+        """
         self._check_open()
         space = self._spaces[APPLICATION]
         if not self.handshake_confirmed or space.tx is None or space.rx is None:
             raise StreamError("key update needs a confirmed handshake")
+        self._key_update_requested = True
+        self._maybe_update_keys()
+
+    _key_update_requested = False
+    _key_phase_start_pn = 0  # first application packet number sent with the current keys
+    # RFC 9001 6.6: packets one key may protect before an update (set from the suite at
+    # the handshake; a margin below the confidentiality limit) and forgeries tolerated.
+    _key_update_limit = confidentiality_limit(0x1301) * 3 // 4
+    _integrity_limit = integrity_limit(0x1301)
+    _auth_failures = 0
+
+    def _maybe_update_keys(self) -> None:
+        space = self._spaces[APPLICATION]
+        largest = self._recovery.largest_acked(APPLICATION)
+        if largest is None or largest < self._key_phase_start_pn:
+            return  # the peer has not acknowledged anything sent with the current keys
+        if space.tx is None or space.rx is None:
+            return
+        self._key_update_requested = False
         self._rx_previous = space.rx
         space.tx = space.tx.next_generation()
         space.rx = space.rx.next_generation()
         self._key_phase ^= 1
+        self._key_phase_start_pn = space.next_pn
         self.stats_counters.key_updates += 1
+
+    def _auto_key_update(self) -> None:
+        """The current 1-RTT key neared its confidentiality limit: update it (as soon as
+        the previous update is acknowledged)."""
+        space = self._spaces[APPLICATION]
+        if self.handshake_confirmed and space.tx is not None and not self._key_update_requested:
+            logger.debug("key update: %d packets under one key", space.next_pn)
+            self._key_update_requested = True
+            self._maybe_update_keys()
 
     def stream_send_buffered(self, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged by the peer."""
@@ -456,13 +562,16 @@ class Connection:
             initial_source_connection_id=self.host_cid,
             max_datagram_frame_size=cfg.max_datagram_frame_size,
             disable_active_migration=cfg.disable_active_migration,
+            version_information=version_information(self.version, self._versions),
         )
         if not self.is_client:
             params.original_destination_connection_id = self._original_dcid
             params.retry_source_connection_id = self._retry_source_cid
+            params.stateless_reset_token = self._local_cids.token_of(self.host_cid)
         return params
 
     def _install_initial_keys(self, dcid: bytes) -> None:
+        self._initial_keys_dcid = dcid
         client_secret, server_secret = initial_secrets(dcid, self.version)
         space = self._spaces[INITIAL]
         suite = 0x1301
@@ -567,9 +676,10 @@ class Connection:
         if self.is_client:
             if params.original_destination_connection_id != self._original_dcid:
                 raise ProtocolError(tp_error, "original_destination_connection_id mismatch")
-            expected_retry = self.peer_cid if self._retry_received else None
+            expected_retry = self._retry_source_cid if self._retry_received else None
             if params.retry_source_connection_id != expected_retry:
                 raise ProtocolError(tp_error, "retry_source_connection_id mismatch")
+        self._check_version_information(params)
         self._peer_params = params
         self._streams.on_peer_parameters(params)
         self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
@@ -579,6 +689,10 @@ class Connection:
                 min(self._idle_timeout, peer_idle) if self._idle_timeout else peer_idle
             )
         self._max_datagram_size = min(self._max_datagram_size, params.max_udp_payload_size)
+        self._local_cids.peer_limit = params.active_connection_id_limit
+        self._peer_cids.set_initial(
+            self.peer_cid, params.stateless_reset_token if self.is_client else None
+        )
 
     def _on_handshake_complete(self, now: float) -> None:
         tls = self._tls
@@ -596,12 +710,20 @@ class Connection:
             if ctx is not None and ctx.issue_tickets:
                 tls.issue_session_ticket(now, self._local_params.encode())
                 self._drain_tls(now)
+            if ctx is not None and ctx.new_tokens and self._path.addr is not None:
+                token = seal_new_token(ctx.token_key, self._path.addr, now)
+                self._streams.control.append(F.NewTokenFrame(token))
         elif self._early_data_requested:
             self._on_early_data_outcome()
         self._zero_rtt_tx = None
+        tx = self._spaces[APPLICATION].tx
+        if tx is not None:
+            self._key_update_limit = confidentiality_limit(tx.suite) * 3 // 4
+            self._integrity_limit = integrity_limit(tx.suite)
         self._events.append(
             ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
         )
+        self._issue_cids()
 
     def _on_early_data_outcome(self) -> None:
         """Client: 0-RTT accepted (the server kept the remembered limits) or rejected
@@ -656,12 +778,14 @@ class Connection:
         if ptype == PacketType.RETRY:
             self._on_retry(data, header, now)
             return
-        if header.is_long and header.version != self.version:
+        if header.is_long and header.version != self.version and not self._accept_version(header):
             self.stats_counters.packets_dropped += 1
             return
         if self.is_client:
-            if header.dcid != self.host_cid:
+            if header.dcid != self.host_cid and not self._local_cids.owns(header.dcid):
                 self.stats_counters.packets_dropped += 1
+                if not header.is_long and self._is_stateless_reset(data):
+                    self._on_stateless_reset(now)
                 return
         elif self._initial_dcid is None:
             if ptype != PacketType.INITIAL:
@@ -672,13 +796,22 @@ class Connection:
             if not self._original_dcid:
                 self._original_dcid = self._initial_dcid
             self._install_initial_keys(self._initial_dcid)
-        elif header.dcid != self.host_cid and header.dcid != self._initial_dcid:
+        elif (
+            header.dcid != self.host_cid
+            and header.dcid != self._initial_dcid
+            and not self._local_cids.owns(header.dcid)
+        ):
             self.stats_counters.packets_dropped += 1
+            if not header.is_long and self._is_stateless_reset(data):
+                self._on_stateless_reset(now)
             return
+        self._rx_dcid = header.dcid
 
         space_index = _TYPE_SPACE[PacketType(ptype)]
         space = self._spaces[space_index]
         protector = self._zero_rtt_rx if ptype == PacketType.ZERO_RTT else space.rx
+        if header.is_long and header.version != self.version:
+            protector = self._compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
             self.stats_counters.packets_dropped += 1
             return
@@ -694,6 +827,16 @@ class Connection:
                 )
         except DecryptionError:
             self.stats_counters.packets_undecryptable += 1
+            if not header.is_long:
+                if self._is_stateless_reset(data):
+                    self._on_stateless_reset(now)
+                    return
+                self._auth_failures += 1
+                if self._auth_failures >= self._integrity_limit:
+                    # RFC 9001 6.6: too many forgeries tried against 1-RTT keys.
+                    raise ProtocolError(
+                        ErrorCode.AEAD_LIMIT_REACHED, "AEAD integrity limit"
+                    ) from None
             return
 
         if header.is_long and plain_header[0] & 0x0C:
@@ -711,6 +854,7 @@ class Connection:
             else:
                 self.peer_cid = header.scid
                 if self._tls is None:
+                    self._negotiate_version(payload)
                     self._start_tls_server(now)
         elif self.is_client and ptype == PacketType.INITIAL and header.scid != self.peer_cid:
             self.stats_counters.packets_dropped += 1
@@ -718,16 +862,27 @@ class Connection:
 
         if ptype == PacketType.HANDSHAKE and not self.is_client:
             # A Handshake packet proves the client owns its address (RFC 9000 8.1).
-            self._address_validated = True
+            self._path.validated = True
             self._recovery.peer_completed_address_validation = True
             self._discard_space(INITIAL)
-        if ptype == PacketType.HANDSHAKE and self.is_client:
-            self._recovery.peer_completed_address_validation = True
+        # (A client learns that the server validated its address only from an ACK of one of
+        # its Handshake packets, in _on_ack, or from confirmation: RFC 9002 6.2.2.1. Until
+        # then it keeps a PTO armed so an amplification-limited server cannot deadlock.)
 
         self.stats_counters.packets_received += 1
         self._last_activity = now
         self._idle_restart_pending = True
         ack_eliciting = self._process_frames(payload, ptype, space, now)
+        if self.tracer is not None:
+            self.tracer("packet_received", {"space": space.index, "pn": pn, "size": len(packet)})
+        if (
+            self._rx_path is not self._path
+            and self._rx_non_probing
+            and ptype == PacketType.ONE_RTT
+            and pn > space.largest_received
+        ):
+            # The peer's newest non-probing packet comes from a new path (RFC 9000 9.3).
+            self._migrate_to = self._rx_path
         space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
 
     def _open_one_rtt(
@@ -752,13 +907,88 @@ class Connection:
         result = candidate.open_packet(packet, pn_offset, space.largest_received)
         if not self.handshake_confirmed:
             raise ProtocolError(ErrorCode.KEY_UPDATE_ERROR, "key update before confirmation")
+        if self.stats_counters.key_updates and space.next_pn == self._key_phase_start_pn:
+            # RFC 9001 6.2: a second update before we sent anything (so no acknowledgement
+            # of the first) with the keys of the first.
+            raise ProtocolError(ErrorCode.KEY_UPDATE_ERROR, "consecutive key updates")
         self._rx_previous = rx
         space.rx = candidate
         if space.tx is not None:
             space.tx = space.tx.next_generation()
         self._key_phase ^= 1
+        self._key_phase_start_pn = space.next_pn
         self.stats_counters.key_updates += 1
         return result
+
+    # ---- compatible version negotiation (RFC 9368, RFC 9369) --------------------------------
+    def _accept_version(self, header: PacketHeader) -> bool:
+        """A long-header packet of another version than ours: switch or accept it?"""
+        version = header.version
+        if version not in DEFAULT_VERSIONS:
+            return False
+        if self.is_client:
+            # The server answered in another version we offered (compatible negotiation).
+            if (
+                header.packet_type == PacketType.INITIAL
+                and not self._first_packet_received
+                and self.version == self._original_version
+                and version in self._versions
+            ):
+                self._switch_version(version)
+                return True
+            return False
+        if self._initial_dcid is None:  # a server's first packet sets the version
+            self.version = self._original_version = version
+            return True
+        # The client's Initials in its original version, until it saw our answer.
+        return (
+            version == self._original_version
+            and header.packet_type == PacketType.INITIAL
+            and self._compat_initial_rx is not None
+        )
+
+    def _switch_version(self, version: int) -> None:
+        """Client: from now on in ``version``, with its Initial keys for the same DCID."""
+        logger.info("compatible version negotiation: %#x -> %#x", self.version, version)
+        self.version = version
+        self._install_initial_keys(self._initial_keys_dcid)
+        # 0-RTT keys belong to the original version: what was sent in 0-RTT goes again in
+        # 1-RTT once loss detection gives it up.
+        self._zero_rtt_tx = None
+
+    def _negotiate_version(self, payload: bytes) -> None:
+        """Server, first Initial: answer in the most preferred version the client offered."""
+        chosen = choose_version(
+            self.version,
+            client_hello_transport_parameters(payload),
+            self._versions if self._server_prefers else None,
+        )
+        if chosen == self.version or self._initial_dcid is None:
+            return
+        logger.info("compatible version negotiation: %#x -> %#x", self.version, chosen)
+        self._compat_initial_rx = self._spaces[INITIAL].rx
+        self.version = chosen
+        self._install_initial_keys(self._initial_dcid)
+
+    def _check_version_information(self, params: TransportParameters) -> None:
+        """RFC 9368 section 4: the peer's version_information matches what happened."""
+        info = params.version_information
+        if (
+            not self.is_client
+            and info is not None
+            and info.chosen_version not in info.available_versions
+        ):
+            raise ProtocolError(ErrorCode.TRANSPORT_PARAMETER_ERROR, "chosen version not available")
+        if self.is_client:
+            if info is None:
+                if self.version != self._original_version:
+                    raise ProtocolError(
+                        VERSION_NEGOTIATION_ERROR, "version changed without version_information"
+                    )
+            elif info.chosen_version != self.version:
+                raise ProtocolError(VERSION_NEGOTIATION_ERROR, "server's chosen version differs")
+        elif info is not None and info.chosen_version != self._original_version:
+            raise ProtocolError(VERSION_NEGOTIATION_ERROR, "client's chosen version differs")
 
     def _start_tls_server(self, now: float) -> None:
         self._local_params = self._make_transport_parameters()
@@ -785,10 +1015,18 @@ class Connection:
         self._retry_received = True
         self.stats_counters.retries_received += 1
         self.peer_cid = header.scid
+        self._retry_source_cid = bytes(header.scid)  # checked in the transport parameters
         self._token = header.retry_token or b""
         self._install_initial_keys(self.peer_cid)
         # Everything sent in Initial packets is re-sent with the new keys and the token.
         self._requeue_space(INITIAL)
+        if self._zero_rtt_tx is not None:
+            # The server dropped our 0-RTT packets too: send their data again at once
+            # (RFC 9000 17.2.5.3) rather than waiting for loss detection.
+            for pkt in self._recovery.discard_space(APPLICATION):
+                for rec in pkt.frames:
+                    if rec[0] == K_STREAM:
+                        self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
 
     def _requeue_space(self, index: int) -> None:
         lost = self._recovery.discard_space(index) or []
@@ -814,6 +1052,8 @@ class Connection:
                     if exc.frame_type is None:  # name the culprit in CONNECTION_CLOSE
                         exc.frame_type = F.frame_type_of(frame)
                     raise
+        if self._rx_path is not self._path:
+            self._rx_non_probing = any(type(f) not in _PROBING for f in frames)
         return ack_eliciting
 
     # ---- frame handlers ---------------------------------------------------------------------
@@ -828,6 +1068,8 @@ class Connection:
         for pkt in acked:
             self._on_packet_acked(pkt, space)
         self._on_packets_lost(lost, now)
+        if self._key_update_requested:
+            self._maybe_update_keys()
         cc = self._cc
         self._pacer.update(cc.cwnd, self._recovery.rtt.smoothed_rtt, cc.in_slow_start)
         if self.is_client and space.index == HANDSHAKE:
@@ -916,7 +1158,33 @@ class Connection:
     def _on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
     ) -> None:
-        self._streams.control.append(F.PathResponseFrame(frame.data))
+        # Answered on the path the challenge arrived on (RFC 9000 8.2.2).
+        responses = self._rx_path.responses
+        if len(responses) < 4:
+            responses.append(bytes(frame.data))
+        path = self._rx_path
+        if (
+            not self.is_client
+            and path is not self._path
+            and not path.validated
+            and not path.validating
+            and self.handshake_confirmed
+        ):
+            # A client probing a new address: validate it too, so it can migrate there.
+            self._paths.start_validation(path, now, self._path_validation_timeout())
+
+    def _on_path_response(
+        self, frame: F.PathResponseFrame, space: PacketSpace, now: float
+    ) -> None:
+        path = self._paths.on_response(bytes(frame.data))
+        if path is None:
+            return  # an answer to nothing we asked (or to an abandoned challenge)
+        if path is self._path:
+            self._fallback_path = None
+            self._events.append(ev.PathValidated(path.addr or ("", 0), path.local))
+        elif self.is_client and path.local != self._path.local:
+            self._switch_path(path, now)  # active migration: the probed path works
+            self._events.append(ev.PathValidated(path.addr or ("", 0), path.local))
 
     def _on_new_token(self, frame: F.NewTokenFrame, space: PacketSpace, now: float) -> None:
         if not self.is_client:
@@ -924,7 +1192,7 @@ class Connection:
                 ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client",
                 F.frame_type_of(frame)
             )
-        self.new_token = frame.token
+        self.new_token = bytes(frame.token)
 
     def _on_new_connection_id(
         self, frame: F.NewConnectionIdFrame, space: PacketSpace, now: float
@@ -933,6 +1201,16 @@ class Connection:
             raise ProtocolError(
                 ErrorCode.PROTOCOL_VIOLATION, "NEW_CONNECTION_ID with a zero-length CID"
             )
+        if self._peer_cids.on_new(frame):
+            self.peer_cid = self._peer_cids.current_cid  # ours was retired (retire_prior_to)
+
+    def _on_retire_connection_id(
+        self, frame: F.RetireConnectionIdFrame, space: PacketSpace, now: float
+    ) -> None:
+        cid = self._local_cids.on_retire(frame.seq, bytes(self._rx_dcid))
+        if cid is not None:
+            self._events.append(ev.ConnectionIdRetired(cid))
+            self._issue_cids()
 
     def _ignore(self, frame: Any, space: PacketSpace, now: float) -> None:
         return None
@@ -953,6 +1231,8 @@ class Connection:
         F.PathChallengeFrame: _on_path_challenge,
         F.NewTokenFrame: _on_new_token,
         F.NewConnectionIdFrame: _on_new_connection_id,
+        F.RetireConnectionIdFrame: _on_retire_connection_id,
+        F.PathResponseFrame: _on_path_response,
     }
 
     # ---- acknowledgement and loss ---------------------------------------------------------
@@ -969,7 +1249,10 @@ class Connection:
                 self._streams.on_record_acked(rec)
 
     def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
+        tracer = self.tracer
         for pkt in lost:
+            if tracer is not None:
+                tracer("packet_lost", {"space": pkt.space, "pn": pkt.pn, "size": pkt.size})
             self.stats_counters.packets_lost += 1
             self.stats_counters.bytes_lost += pkt.size
             for rec in pkt.frames:
@@ -983,8 +1266,12 @@ class Connection:
                         space.crypto_send.on_lost(rec[2], rec[3], False)
                 elif kind == K_HANDSHAKE_DONE:
                     self._pending_handshake_done = True
-                elif kind in (K_PATH_RESPONSE, K_PING, K_ACK):
+                elif kind in (K_PATH_RESPONSE, K_PING, K_ACK, K_NEW_TOKEN):
                     pass
+                elif kind == K_NEW_CID:
+                    self._local_cids.on_lost(rec[1])
+                elif kind == K_RETIRE_CID:
+                    self._peer_cids.on_retire_lost(rec[1])
                 else:
                     self._streams.on_record_lost(rec)
 
@@ -1005,9 +1292,7 @@ class Connection:
     _idle_restart_pending = True
 
     def _amplification_budget(self) -> int:
-        if self._address_validated:
-            return 1 << 62
-        return max(0, 3 * self._bytes_received - self._bytes_sent)
+        return self._path.amplification_budget()
 
     def _build_datagram(self, now: float) -> bytes | None:
         budget = self._amplification_budget()
@@ -1063,7 +1348,7 @@ class Connection:
         else:
             out = b"".join([self._seal_packet(built, now) for built in parts])
         size = len(out)
-        self._bytes_sent += size
+        self._path.bytes_sent += size
         counters = self.stats_counters
         counters.datagrams_sent += 1
         counters.bytes_sent += size
@@ -1111,6 +1396,12 @@ class Connection:
             F.push_ack_frame(buf, ranges[:32], max(0, delay))
             records.append((K_ACK, ranges[0][1] - 1))
             space.on_ack_sent()
+        path = self._path
+        if (path.responses or path.challenge_due) and ptype == PacketType.ONE_RTT:
+            # Path validation goes out at once, padded (RFC 9000 8.2), congestion or not.
+            eliciting = self._write_path_frames(path, buf, room, now)
+            return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
+                          records, eliciting)
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
@@ -1144,6 +1435,8 @@ class Connection:
                     records.append((K_HANDSHAKE_DONE,))
                     self._pending_handshake_done = False
                     eliciting = True
+                if self._local_cids.pending or self._peer_cids.pending_retire:
+                    eliciting |= self._write_cid_frames(buf, room, records)
                 if not self._control_checked:
                     # Control frames (flow credit, limits, resets) are checked once per burst.
                     self._control_checked = True
@@ -1220,7 +1513,29 @@ class Connection:
             self._last_activity = now
             self._idle_restart_pending = False
         self.stats_counters.packets_sent += 1
+        if self.tracer is not None:
+            self.tracer("packet_sent", {"space": space.index, "pn": pn, "size": size,
+                                        "frames": [rec[0] for rec in records]})
         return packet
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """Optional ``tracer(event, data)`` called on packet_sent, packet_received,
+        packet_lost and metrics_updated (qlog-style names); None when unset (no cost)."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._tracer = tracer
+        recovery = self._recovery
+        if tracer is None:
+            recovery.on_metrics = None
+        else:
+            recovery.on_metrics = lambda r: tracer("metrics_updated", dict(r.metrics()))
+
+    def set_stream_priority(self, stream_id: int, priority: int) -> None:
+        """Lower values are sent first; streams of equal priority share round robin."""
+        self._streams.set_priority(stream_id, priority)
 
     def _build_close_datagram(self) -> bytes:
         assert self._close_frame is not None
@@ -1253,6 +1568,238 @@ class Connection:
                            self._header_length(ptype, pn_length), payload, [], False)
             out += self._seal_packet(built, self._last_activity)
         return bytes(out)
+
+    # ---------------------------------------------------------------------------------------
+    # Connection IDs, paths, migration and stateless reset (RFC 9000 5.1, 8.2, 9, 10.3)
+    # ---------------------------------------------------------------------------------------
+    @property
+    def local_path(self) -> int:
+        """The local path id (the driver's socket) the connection sends on."""
+        return self._path.local
+
+    @property
+    def peer_address_validated(self) -> bool:
+        """True once the current path to the peer is validated."""
+        return self._path.validated
+
+    # The current path's anti-amplification state, under the names tests know.
+    @property
+    def _address_validated(self) -> bool:
+        return self._path.validated
+
+    @property
+    def _bytes_sent(self) -> int:
+        return self._path.bytes_sent
+
+    @property
+    def _bytes_received(self) -> int:
+        return self._path.bytes_received
+
+    def change_connection_id(self) -> bool:
+        """Send with another of the peer's CIDs from now on and retire the current one
+        (RFC 9000 5.1.2); False when the peer has not issued a spare one."""
+        self._check_open()
+        if not self._peer_cids.switch():
+            return False
+        self.peer_cid = self._peer_cids.current_cid
+        return True
+
+    def probe_path(self, local: int, now: float) -> None:
+        """Client, active migration (RFC 9000 9.2): probe the path through the driver's
+        local socket ``local`` with PATH_CHALLENGE (datagrams from :meth:`probe_datagrams`)
+        and move there once the server answers (``PathValidated``; ``PathValidationFailed``
+        when it does not)."""
+        self._check_open()
+        if not self.is_client:
+            raise StreamError("only a client migrates actively")
+        if not self.handshake_confirmed:
+            raise StreamError("migration needs a confirmed handshake (RFC 9000 section 9)")
+        if self._peer_params is not None and self._peer_params.disable_active_migration:
+            raise StreamError("the server disabled active migration")
+        addr = self._path.addr
+        assert addr is not None
+        if local == self._path.local or self._paths.get(addr, local) is not None:
+            raise StreamError(f"local path {local} is already in use")
+        seq = self._peer_cids.reserve()
+        if seq is None:
+            raise StreamError("no unused connection ID from the server for a new path")
+        path = Path(addr, local)
+        path.cid_seq = seq
+        self._paths.add(path)
+        self._paths.start_validation(path, now, self._path_validation_timeout())
+
+    def probe_datagrams(self, now: float) -> list[tuple[int, bytes, tuple[str, int]]]:
+        """``(local path, datagram, address)`` to send from local sockets other than the
+        current one (path probes of an active migration)."""
+        out: list[tuple[int, bytes, tuple[str, int]]] = []
+        if self._state >= S_CLOSING:
+            return out
+        for path in list(self._paths.others.values()):
+            if path.local != self._path.local and path.addr is not None:
+                datagram = self._build_probe_datagram(path, now)
+                if datagram is not None:
+                    out.append((path.local, datagram, path.addr))
+        return out
+
+    def _path_of(self, addr: tuple[str, int], local: int) -> Path:
+        path = self._path
+        if path.addr is None:  # a server's first datagram
+            path.addr = self.peer_addr = addr
+            return path
+        if self.is_client:
+            # A client knows one server address; other local paths are its own probes.
+            if local == path.local:
+                return path
+            return self._paths.get(path.addr, local) or path
+        if not self.handshake_confirmed:
+            return path  # no migration before the handshake is confirmed (RFC 9000 9)
+        fallback = self._fallback_path
+        if fallback is not None and fallback.addr == addr:
+            return fallback  # back from a (perhaps spoofed) new address: still validated
+        return self._paths.lookup(addr, local)
+
+    def _path_validation_timeout(self) -> float:
+        # RFC 9000 8.2.4: three times the larger of the current PTO and a new path's PTO.
+        initial = self._recovery.rtt.initial_rtt
+        new_path_pto = 3 * initial + self._recovery.max_ack_delay
+        return 3 * max(self._pto_interval(), new_path_pto)
+
+    def _issue_cids(self) -> None:
+        for cid in self._local_cids.top_up():
+            self._events.append(ev.ConnectionIdIssued(cid))
+
+    def _write_cid_frames(self, buf: Buffer, room: int, records: list[tuple[Any, ...]]) -> bool:
+        wrote = False
+        local = self._local_cids
+        while local.pending and room - buf.written >= 48:
+            seq = local.pending.popleft()
+            frame = local.frame_for(seq)
+            if frame is not None:
+                F.encode_frame(buf, frame)
+                records.append((K_NEW_CID, seq))
+                wrote = True
+        peer = self._peer_cids
+        while peer.pending_retire and room - buf.written >= 10:
+            seq = peer.pending_retire.popleft()
+            F.encode_frame(buf, F.RetireConnectionIdFrame(seq))
+            records.append((K_RETIRE_CID, seq))
+            wrote = True
+        return wrote
+
+    def _write_path_frames(self, path: Path, buf: Buffer, room: int, now: float) -> bool:
+        """PATH_RESPONSEs and a due PATH_CHALLENGE for ``path``, then padding to ``room``
+        (RFC 9000 8.2: such datagrams are expanded to 1200 bytes within the budget)."""
+        wrote = False
+        while path.responses and room - buf.written >= 9:
+            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop(0)))
+            wrote = True
+        if path.challenge_due and room - buf.written >= 9:
+            data = self._paths.next_challenge(path, now, self._pto_interval())
+            F.encode_frame(buf, F.PathChallengeFrame(data))
+            wrote = True
+        if wrote and room > buf.written:
+            buf.push_bytes(bytes(room - buf.written))
+        return wrote
+
+    def _build_probe_datagram(self, path: Path, now: float) -> bytes | None:
+        """A 1-RTT packet with PATH_CHALLENGE / PATH_RESPONSE for a path we do not send on."""
+        space = self._spaces[APPLICATION]
+        tx = space.tx
+        if not path.has_output() or tx is None or not self.handshake_complete:
+            return None
+        budget = (1 << 62) if self.is_client else path.amplification_budget()
+        size = min(self._max_datagram_size, budget)
+        if path.cid_seq is None and not self.is_client:
+            path.cid_seq = self._peer_cids.reserve()  # RFC 9000 9.5: a CID per destination
+        cid = self.peer_cid
+        if path.cid_seq is not None:
+            cid = self._peer_cids.cid_of(path.cid_seq) or cid
+        pn = space.next_pn
+        truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(APPLICATION))
+        room = size - (1 + len(cid) + pn_length) - AEAD_TAG_SIZE
+        if room < 16:
+            return None
+        buf = Buffer()
+        if not self._write_path_frames(path, buf, room, now):
+            return None
+        space.next_pn = pn + 1
+        header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
+        packet = tx.seal_packet(header, buf.take(), pn)
+        # Not in flight: probes on another path do not count against this path's window.
+        self._recovery.on_packet_sent(
+            SentPacket(pn, now, len(packet), False, False, APPLICATION, [])
+        )
+        path.bytes_sent += len(packet)
+        counters = self.stats_counters
+        counters.packets_sent += 1
+        counters.datagrams_sent += 1
+        counters.bytes_sent += len(packet)
+        return packet
+
+    def _on_peer_migrated(self, path: Path, now: float) -> None:
+        """Server: the client's newest non-probing packet arrived on ``path`` (RFC 9000 9.3)."""
+        self._migrate_to = None
+        if path is self._path:
+            return
+        old = self._path
+        self._switch_path(path, now)
+        if path.validated:
+            self._events.append(ev.PathValidated(path.addr or ("", 0), path.local))
+            return
+        if old.validated:
+            self._fallback_path = old  # where to return if the new address does not answer
+        if not path.validating:
+            self._paths.start_validation(path, now, self._path_validation_timeout())
+
+    def _switch_path(self, path: Path, now: float) -> None:
+        old = self._paths.make_current(path)
+        self._path = path
+        self.peer_addr = path.addr
+        # RFC 9000 9.5: a fresh peer CID on a new path, when the peer gave us one.
+        if self._peer_cids.switch(path.cid_seq):
+            self.peer_cid = self._peer_cids.current_cid
+        path.cid_seq = None
+        # RFC 9000 9.4: the new path starts with fresh congestion and RTT state unless only
+        # the peer's port changed (NAT rebinding).
+        if path.local != old.local or old.addr is None or path.addr is None or (
+            old.addr[0] != path.addr[0]
+        ):
+            self._reset_congestion()
+        self.stats_counters.path_migrations += 1
+        logger.info("path: now %r (was %r)", path, old)
+
+    def _reset_congestion(self) -> None:
+        cfg = self.config
+        cc = create_congestion_controller(cfg.congestion_control, cfg.max_datagram_size)
+        self._cc = cc
+        self._recovery.cc = cc
+        self._recovery.rtt = RttEstimator(self._recovery.rtt.initial_rtt)
+        self._pacer.update(cc.cwnd, self._recovery.rtt.smoothed_rtt, cc.in_slow_start)
+
+    def _on_path_failed(self, path: Path, now: float) -> None:
+        logger.info("path validation failed: %r", path)
+        if path is self._path:
+            fallback, self._fallback_path = self._fallback_path, None
+            if fallback is not None:
+                self._switch_path(fallback, now)
+        else:
+            self._paths.remove(path)
+            if path.cid_seq is not None:
+                self._peer_cids.reserved.discard(path.cid_seq)
+        self._events.append(ev.PathValidationFailed(path.addr or ("", 0), path.local))
+
+    def _is_stateless_reset(self, data: bytes) -> bool:
+        """RFC 9000 10.3.1: an unprocessable datagram ending with one of the peer's reset
+        tokens (only tokens of CIDs the peer issued and we did not retire)."""
+        if len(data) < 21 or self._state >= S_DRAINING:
+            return False
+        return self._peer_cids.is_reset_token(bytes(data[-16:]))
+
+    def _on_stateless_reset(self, now: float) -> None:
+        logger.info("stateless reset received: the peer lost the connection")
+        self._terminate(ErrorCode.NO_ERROR, "stateless reset", None, by_peer=True)
+        self._state = S_DRAINING
+        self._close_deadline = now + 3 * self._pto_interval()
 
     # ---------------------------------------------------------------------------------------
     # Lifecycle
