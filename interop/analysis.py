@@ -170,6 +170,11 @@ class Analysis:
 
     def summary(self) -> str:
         parts = [f"{len(self.conns)} connection(s)"]
+        if self.orphans or self.unparsed:
+            parts.append(
+                f"{self.orphans} packets of no known connection, "
+                f"{self.unparsed} unparsable datagrams"
+            )
         for c in self.conns[:3]:
             dec = ", ".join(f"{k} {v}" for k, v in sorted(c.decrypted.items()))
             parts.append(f"conn {c.index}: decrypted {dec or 'nothing'}")
@@ -193,10 +198,10 @@ class Analyzer:
 
     # -- connection lookup --------------------------------------------------------
 
-    def _short_conn(self, rec: Record) -> tuple[Conn | None, int]:
+    def _short_conn(self, rec: Record, start: int) -> tuple[Conn | None, int]:
         table = self._server_cid if rec.to_server else self._client_cid
         for length in sorted({len(c) for c in table}, reverse=True):
-            conn = table.get(rec.data[1 : 1 + length])
+            conn = table.get(rec.data[start + 1 : start + 1 + length])
             if conn is not None:
                 return conn, length
         if len(self.conns) == 1 and not table:
@@ -227,7 +232,7 @@ class Analyzer:
             return
         for pkt in packets:
             if pkt.kind == "1rtt":
-                conn, length = self._short_conn(rec)
+                conn, length = self._short_conn(rec, pkt.start)
                 if conn is None:
                     self.orphans += 1
                     continue

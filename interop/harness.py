@@ -189,8 +189,12 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     details = [f"wire: {ev.analysis.summary()}"]
     if ev.counters is not None:
         details.append(f"relay: {_counters_text(ev)}")
+    crash = _server_exception(ev.server_output)
+    if crash:
+        details.append(f"server logged an exception: {crash}")
     if outcome is not None:
-        return verdict(outcome[0], outcome[1], details)
+        reason = outcome[1] + (f"; server logged {crash}" if crash else "")
+        return verdict(outcome[0], reason, details)
     if scenario.cross_traffic and len(ev.sessions) >= 2:
         ev.cross = _cross(ev, competitor_exit)
     if (
@@ -259,6 +263,17 @@ def _cross(ev: Evidence, competitor_exit: int | None) -> Cross:
     a, b = rates.get(1, 0.0), rates.get(0, 0.0)
     jain = (a + b) ** 2 / (2 * (a * a + b * b)) if a or b else 0.0
     return Cross(a, b, jain, end - start, competitor_exit)
+
+
+def _server_exception(lines: list[str]) -> str | None:
+    """The first exception a server process logged (its last traceback line), if any."""
+    in_traceback = False
+    for line in lines:
+        if line.startswith("Traceback"):
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            return line.strip()[:200]
+    return None
 
 
 def _counters_text(ev: Evidence) -> str:

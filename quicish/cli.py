@@ -17,7 +17,8 @@ from . import hq
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
-from .errors import QuicError
+from .errors import QuicError, StreamError, StreamResetError
+from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
 
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--key")
     s.add_argument("--alpn", default="hq-interop")
     s.add_argument("--retry", action="store_true", help="validate client addresses with Retry")
+    s.add_argument("--v2", action="store_true",
+                   help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)")
     s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic")
     s.add_argument("--keylog")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--0rtt", dest="zero_rtt", action="store_true")
     g.add_argument("--migrate", action="store_true")
     g.add_argument("--key-update", action="store_true")
+    g.add_argument("--v2", action="store_true",
+                   help="offer QUIC v2 (first flight in v1, the server may switch)")
     g.add_argument("--keylog")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -97,7 +102,8 @@ async def _serve(args: argparse.Namespace) -> int:
         retry=args.retry,
     )
     files = hq.FileServer(args.root)
-    server = await serve(args.host, args.port, config=config, on_stream=files.handle)
+    server = await serve(args.host, args.port, config=config, on_stream=files.handle,
+                         versions=_V2_FIRST if args.v2 else None)
     host, port = server.address[:2]
     print(f"listening on {host}:{port}, serving {Path(args.root).resolve()}", flush=True)
     try:
@@ -152,17 +158,28 @@ async def _get(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     conn = await connect(
-        host, port, config=config, session_ticket=ticket, early_data=args.zero_rtt and bool(ticket)
+        host, port, config=config, session_ticket=ticket, early_data=args.zero_rtt and bool(ticket),
+        versions=_V2_FIRST if args.v2 else None,
     )
-    total = 0
+    total = done = 0
     ok = True
     try:
         progress = _Progress(len(targets), quiet=args.quiet or not sys.stderr.isatty())
 
+        key_update = _KeyUpdater(conn) if args.key_update else None
+        migrator = _Migrator(conn) if args.migrate else None
+        hooks = [h.on_chunk for h in (key_update, migrator) if h is not None]
+
+        def on_chunk(size: int) -> None:
+            for hook in hooks:
+                hook(size)
+
         async def one(path: str) -> int:
             reader, writer = await conn.open_stream()
             name = Path(path).name or "index.html"
-            size = await hq.fetch(reader, writer, path, out_dir / name)
+            size = await hq.fetch(
+                reader, writer, path, out_dir / name, on_chunk=on_chunk if hooks else None,
+            )
             progress.advance(size)
             return size
 
@@ -170,10 +187,15 @@ async def _get(args: argparse.Namespace) -> int:
         for (_, _, path), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 ok = False
-                print(f"quicish get: {path}: {result}", file=sys.stderr)
+                print(f"quicish get: {path}: {_describe(result)}", file=sys.stderr)
             else:
                 total += result
+                done += 1
         progress.close()
+        if key_update is not None:
+            key_update.on_chunk(0)  # a transfer too short to update during it: do it now
+        if migrator is not None:
+            await migrator.finish()
         if args.session_ticket:
             await _store_ticket(conn, args.session_ticket)
         await conn.wait_connected()  # with 0-RTT the transfer may have begun before it
@@ -184,17 +206,74 @@ async def _get(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     mbit = total * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
     print(
-        f"fetched {len(targets)} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
+        f"fetched {done} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
         flush=True,
     )
     return 0 if ok else 1
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for a failed download."""
+    if isinstance(exc, StreamResetError) and exc.error_code == hq.ERROR_NOT_FOUND:
+        return "not found on the server"
+    return str(exc) or type(exc).__name__
 
 
 def _feature_built(option: str) -> bool:
     return option in _BUILT
 
 
-_BUILT = frozenset(("--session-ticket", "--0rtt"))
+_BUILT = frozenset(("--session-ticket", "--0rtt", "--key-update", "--migrate"))
+_V2_FIRST = (QUIC_V2, QUIC_V1)
+MIGRATE_AFTER = 64 * 1024  # bytes received before --migrate moves to a new socket
+
+
+class _Migrator:
+    """``--migrate``: move to a new local socket once, mid-transfer (after MIGRATE_AFTER
+    bytes; a transfer shorter than that migrates at its end)."""
+
+    def __init__(self, conn: QuicConnection) -> None:
+        self._conn = conn
+        self._received = 0
+        self._task: asyncio.Task[None] | None = None
+        self.migrated = False
+
+    def on_chunk(self, size: int) -> None:
+        self._received += size
+        conn = self._conn
+        if self._task is None and self._received >= MIGRATE_AFTER and conn.handshake_confirmed:
+            self._task = asyncio.ensure_future(self._migrate())
+
+    async def _migrate(self) -> None:
+        try:
+            await self._conn.migrate()
+            self.migrated = True
+        except QuicError as exc:
+            print(f"quicish get: migration failed: {exc}", file=sys.stderr)
+
+    async def finish(self) -> None:
+        if self._task is None:
+            await self._conn.wait_connected()
+            self._task = asyncio.ensure_future(self._migrate())
+        await self._task
+
+
+class _KeyUpdater:
+    """``--key-update``: start a 1-RTT key update once data flows (the handshake must be
+    confirmed first, so each arriving chunk retries until it is)."""
+
+    def __init__(self, conn: QuicConnection) -> None:
+        self._conn = conn
+        self.done = False
+
+    def on_chunk(self, size: int) -> None:
+        if self.done:
+            return
+        try:
+            self._conn.request_key_update()
+        except StreamError:
+            return  # handshake not confirmed yet
+        self.done = True
 
 
 async def _store_ticket(conn: QuicConnection, path: str) -> None:
@@ -213,6 +292,12 @@ def _print_features(conn: QuicConnection, args: argparse.Namespace) -> None:
 
     if conn.stats().get("retries_received"):
         print("retry: yes", flush=True)
+    if args.key_update:
+        print(f"key_update: {yes(conn.stats().get('key_updates', 0) > 0)}", flush=True)
+    if args.migrate:
+        print(f"migrated: {yes(conn.stats().get('path_migrations', 0) > 0)}", flush=True)
+    if args.v2:
+        print(f"version: {'v2' if conn.version == QUIC_V2 else 'v1'}", flush=True)
     if args.session_ticket or args.zero_rtt:
         print(f"resumed: {yes(conn.session_resumed)}", flush=True)
         print(f"early_data_accepted: {yes(conn.early_data_accepted)}", flush=True)

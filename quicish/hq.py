@@ -5,8 +5,10 @@ The client sends ``GET /path\\r\\n`` and FIN; the server answers with the file's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .aio.streams import QuicStreamReader, QuicStreamWriter
@@ -79,17 +81,31 @@ class FileServer:
 
 
 async def fetch(
-    reader: QuicStreamReader, writer: QuicStreamWriter, path: str, out: os.PathLike[str] | str
+    reader: QuicStreamReader,
+    writer: QuicStreamWriter,
+    path: str,
+    out: os.PathLike[str] | str,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> int:
-    """Request ``path`` on an open stream and write the answer to ``out``; returns its size."""
+    """Request ``path`` on an open stream and write the answer to ``out``; returns its size.
+
+    ``on_chunk(n)`` is called for each piece of ``n`` bytes as it arrives. A failed or reset
+    transfer leaves no file behind."""
     writer.write(request_line(path))
     writer.write_eof()
     size = 0
-    with open(out, "wb") as fh:
-        while True:
-            chunk = await reader.read(CHUNK * 4)
-            if not chunk:
-                break
-            fh.write(chunk)
-            size += len(chunk)
+    try:
+        with open(out, "wb") as fh:
+            while True:
+                chunk = await reader.read(CHUNK * 4)
+                if not chunk:
+                    break
+                fh.write(chunk)
+                size += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(len(chunk))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(out)  # no partial file: it did not arrive complete
+        raise
     return size

@@ -3,6 +3,7 @@ key update, v2): a tapped simulated network and resumption set-ups."""
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from conn_support import EventLog, client_config, server_config
@@ -111,3 +112,74 @@ __all__ = [
     "ticket_and_context",
     "transfer",
 ]
+
+
+class PathNetwork(TapNetwork):
+    """A TapNetwork where the client may have several local addresses (local path ids) and
+    the server's datagrams only arrive when sent to a client address that exists."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.client_addrs: dict[int, tuple[str, int]] = {0: self.client_addr}
+        self.lost_to_stale = 0  # server datagrams sent to an address nobody has any more
+        self._local_of: dict[int, int] = {}  # seq of a scheduled datagram -> client local id
+
+    def _flush(self) -> None:
+        client, server = self.client, self.server
+        for data, _ in client.datagrams_to_send(self.now):
+            self._transmit(self.up, server, data, self.client_addrs[client.local_path])
+        for local, data, _ in client.probe_datagrams(self.now):
+            self._transmit(self.up, server, data, self.client_addrs[local])
+        by_addr = {addr: local for local, addr in self.client_addrs.items()}
+        for data, addr in server.datagrams_to_send(self.now):
+            local = by_addr.get(addr)
+            if local is None:
+                self.tap.append((self.now, False, data, SERVER_ADDR))
+                self.lost_to_stale += 1
+                continue
+            self._next_local = local
+            self._transmit(self.down, client, data, SERVER_ADDR)
+
+    _next_local = 0
+
+    def _schedule(self, at: float, dst: Connection, data: bytes, src: tuple[str, int]) -> None:
+        super()._schedule(at, dst, data, src)
+        if dst is self.client:
+            self._local_of[self._seq] = self._next_local
+
+    def step(self) -> bool:
+        self._flush()
+        candidates = []
+        if self._heap:
+            candidates.append(self._heap[0][0])
+        for conn in (self.client, self.server):
+            t = conn.next_timer()
+            if t is not None:
+                candidates.append(t)
+        if not candidates:
+            return False
+        self.now = max(self.now, min(candidates))
+        while self._heap and self._heap[0][0] <= self.now:
+            _, seq, dst, data, src = heapq.heappop(self._heap)
+            if dst is self.client:
+                self.down.counters.delivered += 1
+                dst.receive_datagram(data, src, self.now, self._local_of.pop(seq, 0))
+            else:
+                self.up.counters.delivered += 1
+                dst.receive_datagram(data, src, self.now)
+        for conn in (self.client, self.server):
+            t = conn.next_timer()
+            if t is not None and t <= self.now:
+                conn.handle_timer(self.now)
+        return True
+
+
+def path_pair(**kw: Any) -> tuple[PathNetwork, EventLog, EventLog]:
+    """``new_pair`` on a :class:`PathNetwork`."""
+    net, c, s = new_pair(**kw)
+    pnet = PathNetwork(net.client, net.server, start=net.now, seed=kw.get("seed", 1),
+                       to_server=kw.get("to_server"), to_client=kw.get("to_client"))
+    pnet._heap = net._heap  # the client's first flight is already on its way
+    pnet._seq = net._seq
+    pnet.tap = net.tap
+    return pnet, c, s

@@ -113,7 +113,7 @@ async def aioquic_server(*, retry: bool = False, **config_kw: Any) -> AsyncItera
 
 async def aioquic_request(
     port: int, data: bytes, *, ticket: SessionTicket | None = None, early: bool = False,
-    config_kw: dict[str, Any] | None = None, during: Any = None,
+    config_kw: dict[str, Any] | None = None, during: Any = None, token_handler: Any = None,
 ) -> tuple[bytes, EchoProtocol, list[SessionTicket]]:
     """Send ``data`` on one stream with an aioquic client and read the echo.
 
@@ -125,6 +125,7 @@ async def aioquic_request(
     async with connect(
         "127.0.0.1", port, configuration=config, create_protocol=ClientProtocol,
         session_ticket_handler=tickets.append, wait_connected=not early,
+        token_handler=token_handler,
     ) as client:
         assert isinstance(client, EchoProtocol)
         reader, writer = await client.create_stream()

@@ -77,7 +77,13 @@ class Net(SimNetwork):
         ``peers`` and calling ``hook`` before each check. Never steps past the timeout;
         ``tick``: also wake up at least that often (for hooks that act on time)."""
         end = self.now + timeout
+        last, same = self.now, 0
         while True:
+            if self.now == last:
+                same += 1
+                assert same < 20000, f"no progress at t={self.now}: a timer keeps firing"
+            else:
+                last, same = self.now, 0
             for peer in peers:
                 peer.poll()
             if hook is not None:
@@ -252,7 +258,8 @@ class FrameSpy:
             else:  # _seal_packet(space, ptype, payload, records, eliciting, now)
                 space, ptype, payload = args[:3]
             self.packets.append((space.index, ptype, space.next_pn, bytes(payload)))
-            return original(*args)  # type: ignore[no-any-return]
+            result: bytes = original(*args)
+            return result
 
         setattr(conn, "_seal_packet", spy)  # noqa: B010 (instance override of a method)
 

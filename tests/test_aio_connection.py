@@ -5,13 +5,14 @@ uvloop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import struct
 
 import pytest
 from aio_support import echo, pair, timed
-from conn_support import client_config, server_config
+from conn_support import cert_files, client_config, server_config
 
 import quicish
 from quicish import (
@@ -144,9 +145,8 @@ async def test_on_connection_sync_and_accept_stream() -> None:
         await served
         assert len(seen) == 1 and seen[0] in server.connections
         assert seen[0].alpn == "hq-interop"
-        assert seen[0].remote_address == conn.local_address or seen[0].remote_address[1] == (
-            conn.local_address[1]
-        )
+        peer = seen[0].remote_address
+        assert peer is not None and peer[1] == conn.local_address[1]
 
 
 @timed()
@@ -219,6 +219,8 @@ async def test_stats() -> None:
         sstats = next(iter(server.connections)).stats()
         assert set(sstats) >= STATS_KEYS
         assert sstats["bytes_received"] >= 10000
+        # Each datagram is processed once (the first Initial included).
+        assert sstats["packets_duplicate"] == 0 and stats["packets_duplicate"] == 0
 
 
 @timed()
@@ -351,8 +353,11 @@ def test_uvloop_end_to_end() -> None:
         async with pair() as (_, conn):
             return await _echo_once(conn, payload)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(asyncio.wait_for(main(), 20)) == payload
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(main(), 20)) == payload
+    finally:
+        loop.close()
 
 
 def test_run_helper_uses_uvloop() -> None:
@@ -364,3 +369,75 @@ def test_run_helper_uses_uvloop() -> None:
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
     assert quicish.run(asyncio.wait_for(main(), 20)) is True
+
+
+@timed()
+async def test_failing_on_connection_does_not_stop_server() -> None:
+    calls: list[QuicConnection] = []
+
+    def boom(conn: QuicConnection) -> None:
+        calls.append(conn)
+        raise RuntimeError("callback bug")
+
+    async with pair(echo, on_connection=boom) as (_, conn):
+        assert await _echo_once(conn, b"fine") == b"fine"
+        assert len(calls) == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@timed()
+async def test_verify_with_ca_file(host: str) -> None:
+    """verify=<CA file> checks the chain and the name: a DNS name or an IP address SAN."""
+    cert, _, _ = cert_files()
+    infos = await asyncio.get_running_loop().getaddrinfo(host, 0, type=socket.SOCK_DGRAM)
+    bind = str(infos[0][4][0])  # where connect() will go (localhost may be ::1 first)
+    async with await quicish.serve(bind, 0, config=server_config(), on_stream=echo) as s:
+        config = quicish.Config(verify=cert)
+        async with quicish.connect(host, s.address[1], config=config) as conn:
+            assert await _echo_once(conn, b"verified") == b"verified"
+        with pytest.raises(ConnectionClosedError) as info:
+            await quicish.connect(host, s.address[1], config=quicish.Config(verify=True))
+        assert "certificate" in str(info.value)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@timed()
+async def test_cancelled_connect_releases_its_socket() -> None:
+    port = _unused_udp_port()
+    before = _open_fds()
+    for _ in range(5):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                quicish.connect("127.0.0.1", port, config=client_config()), 0.1
+            )
+    assert _open_fds() == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@timed()
+async def test_closed_connections_release_their_sockets() -> None:
+    async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        before = _open_fds()
+        for i in range(5):
+            async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
+                assert await _echo_once(c, bytes([i])) == bytes([i])
+                (sconn,) = s.connections
+            await sconn.wait_closed()
+            assert not s.connections
+            assert not s._endpoint._by_cid  # its connection IDs are forgotten
+        assert _open_fds() == before
+
+
+def test_run_helper_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUICISH_UVLOOP", "0")
+
+    async def main() -> str:
+        async with pair() as (_, conn):
+            assert await _echo_once(conn, b"plain") == b"plain"
+        return type(asyncio.get_running_loop()).__module__
+
+    assert quicish.run(asyncio.wait_for(main(), 20)).startswith("asyncio")

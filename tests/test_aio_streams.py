@@ -10,7 +10,13 @@ import os
 import pytest
 from aio_support import pair, timed
 
-from quicish import QuicStreamReader, QuicStreamWriter, StreamError, StreamResetError
+from quicish import (
+    ConnectionClosedError,
+    QuicStreamReader,
+    QuicStreamWriter,
+    StreamError,
+    StreamResetError,
+)
 
 
 @timed()
@@ -321,3 +327,151 @@ async def test_stop_sending_fails_peer_writer() -> None:
             while await reader.read(65536):
                 pass
         assert info.value.error_code == 0x42
+
+
+@timed(30)
+async def test_concurrent_bulk_both_directions() -> None:
+    blobs = [os.urandom(200_000 + i * 1000) for i in range(20)]
+
+    async def one(blob: bytes) -> None:
+        reader, writer = await conn.open_stream()
+
+        async def send() -> None:
+            for i in range(0, len(blob), 50_000):
+                writer.write(blob[i : i + 50_000])
+                await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        got = await reader.read()
+        await sender
+        assert hashlib.sha256(got).digest() == hashlib.sha256(blob).digest()
+
+    async def echo_streaming(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        while chunk := await reader.read(30_000):
+            writer.write(chunk)
+            await writer.drain()
+        writer.write_eof()
+
+    async with pair(echo_streaming) as (_, conn):
+        await asyncio.gather(*(one(b) for b in blobs))
+
+
+@timed()
+async def test_handler_exception_resets_stream() -> None:
+    async def broken(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        await reader.read()
+        raise RuntimeError("handler bug")
+
+    async with pair(broken) as (_, conn):
+        reader, writer = await conn.open_stream()
+        writer.write_eof()
+        with pytest.raises(StreamResetError):
+            await reader.read()
+        # The connection survives a failed handler.
+        reader, writer = await conn.open_stream()
+        writer.write_eof()
+        with pytest.raises(StreamResetError):
+            await reader.read()
+
+
+@timed()
+async def test_open_stream_waits_for_stream_credit() -> None:
+    """With the server's limit at 2 streams, a third open_stream waits for MAX_STREAMS."""
+    release = asyncio.Event()
+
+    async def held(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        data = await reader.read()
+        await release.wait()
+        writer.write(data)
+        writer.write_eof()
+
+    async with pair(held, server_kw={"max_streams_bidi": 2}) as (_, conn):
+        streams = [await conn.open_stream() for _ in range(2)]
+        for _, writer in streams:
+            writer.write(b"held")
+            writer.write_eof()
+        third = asyncio.ensure_future(conn.open_stream())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(third), 0.3)
+        release.set()
+        for reader, _ in streams:
+            assert await reader.read() == b"held"
+        reader, writer = await third
+        writer.write(b"third")
+        writer.write_eof()
+        assert await reader.read() == b"third"
+
+
+@timed()
+async def test_blocked_open_stream_fails_when_connection_closes() -> None:
+    async with pair(None, server_kw={"max_streams_bidi": 1}) as (server, conn):
+        _, writer = await conn.open_stream()
+        writer.write(b"occupy")
+        blocked = asyncio.ensure_future(conn.open_stream())
+        sconn = next(iter(server.connections))
+        await sconn.accept_stream()
+        sconn.close(3, "go away")
+        with pytest.raises(ConnectionClosedError) as info:
+            await blocked
+        assert info.value.error_code == 3
+
+
+@timed()
+async def test_second_concurrent_reader_is_refused() -> None:
+    release = asyncio.Event()
+
+    async def late(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        await reader.read()
+        await release.wait()
+        writer.write(b"late")
+        writer.write_eof()
+
+    async with pair(late) as (_, conn):
+        reader, writer = await conn.open_stream()
+        writer.write_eof()
+        first = asyncio.ensure_future(reader.read())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first), 0.2)
+        with pytest.raises(RuntimeError):
+            await reader.read()
+        release.set()
+        assert await first == b"late"
+
+
+@timed()
+async def test_concurrent_drains_all_complete() -> None:
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    may_read = asyncio.Event()
+
+    async def slow(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        await may_read.wait()
+        got.set_result(await reader.read())
+
+    async with pair(
+        slow,
+        server_kw={"max_stream_data": 4096, "max_stream_data_limit": 4096},
+        client_kw={"send_buffer_size": 8192},
+    ) as (_, conn):
+        _, writer = await conn.open_stream()
+        writer.write(b"q" * 100_000)
+        drains = [asyncio.ensure_future(writer.drain()) for _ in range(3)]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*drains)), 0.3)
+        may_read.set()
+        await asyncio.gather(*drains)
+        writer.write_eof()
+        assert await got == b"q" * 100_000
+
+
+@timed()
+async def test_peer_unidirectional_writer_is_closed() -> None:
+    async with pair(None) as (server, conn):
+        _, writer = await conn.open_stream(unidirectional=True)
+        writer.write(b"uni")
+        writer.write_eof()
+        sconn = next(iter(server.connections))
+        reader, peer_writer = await sconn.accept_stream()
+        assert peer_writer.is_closing()
+        await peer_writer.wait_closed()  # nothing to wait for
+        assert await reader.read() == b"uni"

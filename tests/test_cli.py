@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -27,16 +27,18 @@ class Served(NamedTuple):
     root: Path
 
 
-def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"server exited early: {proc.wait()}")
-            return line
-    raise AssertionError("server did not print its address in time")
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The server's stdout lines, read by a thread (None at EOF)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +52,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
     )
     try:
-        deadline = time.monotonic() + TIMEOUT
+        lines = _lines(proc)
         fingerprint = port = None
         while fingerprint is None or port is None:
-            line = _read_line(proc, deadline)
+            line = lines.get(timeout=TIMEOUT)
+            assert line is not None, f"server exited early: {proc.wait()}"
             if m := re.search(r"fingerprint: ([0-9a-f]{64})", line):
                 fingerprint = m.group(1)
             if m := re.search(r"listening on (\S+):(\d+)", line):
@@ -98,9 +101,15 @@ def test_get_several_urls_on_one_connection(server: Served, tmp_path: Path) -> N
 
 
 def test_get_missing_file_fails(server: Served, tmp_path: Path) -> None:
-    result = get(url(server, "nope.bin"), "--pin", server.fingerprint, "--output", str(tmp_path))
+    result = get(
+        url(server, "nope.bin"), url(server, "hello.txt"), "--pin", server.fingerprint,
+        "--output", str(tmp_path),
+    )
     assert result.returncode != 0
-    assert "nope.bin" in result.stderr
+    assert "/nope.bin: not found" in result.stderr
+    assert not (tmp_path / "nope.bin").exists()  # no partial file left behind
+    assert (tmp_path / "hello.txt").read_bytes() == b"hello from quicish\n"
+    assert "fetched 1 file(s)" in result.stdout
 
 
 def test_get_insecure(server: Served, tmp_path: Path) -> None:
@@ -128,3 +137,17 @@ def test_get_bad_url(tmp_path: Path) -> None:
     result = get("http://127.0.0.1:1/x", "--insecure", "--output", str(tmp_path))
     assert result.returncode != 0
     assert "https://" in result.stderr
+
+
+def test_get_key_update_keylog_newreno(server: Served, tmp_path: Path) -> None:
+    keylog = tmp_path / "keys.log"
+    out = tmp_path / "out"
+    result = get(
+        url(server, "data.bin"), "--pin", server.fingerprint, "--output", str(out),
+        "--key-update", "--keylog", str(keylog), "--cc", "newreno", "--cipher", "aes256",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "key_update: yes" in result.stdout
+    assert (out / "data.bin").read_bytes() == (server.root / "data.bin").read_bytes()
+    labels = {line.split()[0] for line in keylog.read_text().splitlines() if line.strip()}
+    assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"} <= labels

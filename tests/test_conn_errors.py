@@ -160,7 +160,7 @@ def test_valid_injected_frames_are_accepted() -> None:
 
 def test_undecryptable_packet_is_dropped_not_fatal() -> None:
     net = make_net()
-    c, s = connected(net)
+    _c, _s = connected(net)
     before = net.server.stats()["packets_undecryptable"]
     good = bytearray(b"\x40" + net.server.host_cid + bytes(40))
     net.server.receive_datagram(bytes(good), ("10.0.0.1", 50000), net.now)
@@ -177,7 +177,7 @@ def test_undecryptable_packet_is_dropped_not_fatal() -> None:
 def test_reserved_bits_set_is_protocol_violation() -> None:
     """RFC 9000 17.3.1: non-zero reserved bits after removing header protection."""
     net = make_net()
-    c, s = connected(net)
+    _c, s = connected(net)
     _inject_with_first_byte_bits(net.client, net.server, 0x18, encode(F.PingFrame()), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == E.PROTOCOL_VIOLATION
@@ -199,9 +199,9 @@ def _inject_with_first_byte_bits(
     receiver.receive_datagram(packet, ("10.0.0.1", 50000), now)
 
 
-def test_server_stream_setup_helper() -> None:
-    """RESET_STREAM from the client for the server's bidi stream 1 is fine (it is the
-    client's receiving half being reset? no: the client may reset its sending half)."""
+def test_reset_of_peer_opened_bidi_stream_is_valid() -> None:
+    """RESET_STREAM from the client on the server's bidi stream 1 resets the client's
+    sending half: legal, reported, not a connection error."""
     net = make_net()
     c, s = connected(net)
     _server_stream(net, c, s)

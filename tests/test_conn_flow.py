@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from conn_net import FrameSpy, Sender, connected, make_net, wire_frames
 
 from quicish.simlink import LinkSpec
@@ -151,3 +152,35 @@ def test_slow_reader_keeps_window_small() -> None:
     assert recv.window.window == 32 << 10
     assert recv.highest_offset - recv.read_offset <= 32 << 10
     assert recv.highest_offset > 100_000
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tight_windows_under_loss_reorder_duplication(seed: int) -> None:
+    """Fixed 8 KB stream and 24 KB connection windows, 4 streams at a time, 15 % loss,
+    reordering and duplication, traffic both ways: no flow-control error (retransmissions
+    and duplicates are never charged twice), no stall (lost MAX_DATA / MAX_STREAM_DATA /
+    MAX_STREAMS are re-sent), all bytes exact."""
+    kw = {"max_data": 24_000, "max_stream_data": 8_000, "max_streams_bidi": 4, **FIXED}
+    net = make_net(link=LinkSpec(delay=0.01, loss=0.15, reorder=0.1, duplicate=0.1),
+                   seed=seed, client_kw=kw, server_kw=kw)
+    c, s = connected(net, timeout=60)
+    blobs: dict[int, bytes] = {}
+    senders: list[Sender] = []
+    answered: set[int] = set()
+
+    def hook() -> None:
+        while len(blobs) < 12 and net.client._streams.streams_available(True):
+            sid = net.client.open_stream()
+            blobs[sid] = random.Random(sid).randbytes(50_000)
+            senders.append(Sender(net.client, sid, blobs[sid], chunk=5000, window=20_000))
+        for sender in senders:
+            sender.pump()
+        for sid in s.finished - answered:
+            net.server.send_stream_data(sid, bytes(s.data[sid][:30_000]), end_stream=True)
+            answered.add(sid)
+
+    assert net.run_until(lambda: len(c.finished) == 12, c, s, timeout=300, hook=hook)
+    for sid, blob in blobs.items():
+        assert bytes(s.data[sid]) == blob and bytes(c.data[sid]) == blob[:30_000]
+    assert c.terminated is None and s.terminated is None
+    assert net.client.stats()["packets_lost"] > 10

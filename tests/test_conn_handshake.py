@@ -3,14 +3,21 @@ packet numbering (RFC 9000 sections 7, 8, 12, 14; RFC 9001)."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conn_net import Net, Peer, connected, make_net, packet_kinds
+from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
 
+from quicish import Config
 from quicish.proto import events as ev
+from quicish.proto.connection import Connection
 from quicish.proto.packet_space import HANDSHAKE, INITIAL
+from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec
+from quicish.tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
 from quicish.wire.packet import parse_header
 from quicish.wire.protection import PacketProtector
 
@@ -56,7 +63,7 @@ def test_handshake_under_30_percent_loss(seed: int) -> None:
     assert bytes(s.data[sid]) == b"ping" * 500
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(50))
 def test_handshake_under_30_percent_burst_loss(seed: int) -> None:
     # The interop runner's "handshakeloss": 30 % loss in bursts of 3 packets.
     net = make_net(link=LinkSpec(delay=0.015, loss=0.3 / 3, burst=3), seed=100 + seed)
@@ -84,7 +91,8 @@ def test_handshake_long_rtt() -> None:
 
 
 def test_handshake_chacha20_only() -> None:
-    net = make_net(client_kw={"cipher_suites": ["chacha20"]}, server_kw={"cipher_suites": ["chacha20"]})
+    only = {"cipher_suites": ["chacha20"]}
+    net = make_net(client_kw=only, server_kw=only)
     handshake(net, timeout=1)
     assert net.client._tls is not None and net.client._tls.cipher_suite == 0x1303
 
@@ -223,7 +231,93 @@ def test_connected_helper_is_deterministic() -> None:
     for _ in range(2):
         net = make_net(link=LinkSpec(loss=0.1), seed=5)
         trace: list[tuple[str, float]] = []
-        net.taps.append(lambda d, data, now, trace=trace: trace.append((d, now)))
+
+        def tap(d: str, data: bytes, now: float, trace: list[tuple[str, float]] = trace) -> None:
+            trace.append((d, now))
+
+        net.taps.append(tap)
         connected(net)
         runs.append(trace)
     assert runs[0] == runs[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _big_certificate() -> tuple[ServerContext, Config, str]:
+    """A ~7 KB RSA certificate: the server needs several round trips of amplification
+    credit to send its flight."""
+    names = ["localhost"] + [f"host{i}.example.com" for i in range(300)]
+    cert, key = generate_self_signed(names, key_type="rsa")
+    tmp = Path(tempfile.mkdtemp(prefix="quicish-bigcert-"))
+    (tmp / "cert.pem").write_bytes(cert)
+    (tmp / "key.pem").write_bytes(key)
+    pin = certificate_fingerprint(load_certificate_chain(tmp / "cert.pem")[0])
+    scfg = Config(certificate_chain=str(tmp / "cert.pem"), private_key=str(tmp / "key.pem"))
+    return ServerContext.from_config(scfg), scfg, pin
+
+
+def _big_cert_net(seed: int, loss: float) -> Net:
+    ctx, scfg, pin = _big_certificate()
+    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True,
+                        random_bytes=seeded_random(seed))
+    server = Connection(scfg, is_client=False, server_context=ctx,
+                        random_bytes=seeded_random(seed + 1000))
+    net = Net(client, server, to_server=LinkSpec(loss=loss), to_client=LinkSpec(loss=loss),
+              seed=seed)
+
+    def check(direction: str, data: bytes, now: float) -> None:
+        if direction == "down" and not server._address_validated:
+            assert server._bytes_sent <= 3 * server._bytes_received
+
+    net.taps.append(check)
+    net.start()
+    return net
+
+
+def test_amplification_limited_server_with_lost_client_ack() -> None:
+    """Regression: the server's first flight (3x the client's Initial) ends mid-certificate
+    and the client's ACK of it is lost. The client must keep a PTO armed (RFC 9002
+    6.2.2.1: it has not seen an ACK of a Handshake packet), or both sides wait forever."""
+    net = _big_cert_net(seed=6, loss=0.0)
+    net.drop = lambda direction, index, data, now: direction == "up" and index == 1
+    handshake(net, timeout=5)
+    assert net.dropped["up"] == 1
+    assert net.now < 1.5  # one client PTO (~1 s with the initial RTT estimate), not 30 s
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_big_certificate_handshake_under_loss(seed: int) -> None:
+    net = _big_cert_net(seed=seed, loss=0.2)
+    handshake(net)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_client_hello_spanning_several_initials(seed: int) -> None:
+    """A ~2.8 KB ClientHello (many ALPN offers) needs three Initial packets; the server
+    reassembles the CRYPTO stream whatever order and losses they meet."""
+    alpn = ["hq-interop"] + [f"proto-{i:03d}-" + "x" * 200 for i in range(12)]
+    net = make_net(link=LinkSpec(loss=0.0 if seed == 0 else 0.25), seed=300 + seed,
+                   client_kw={"alpn": alpn})
+    firsts: list[int] = []
+    net.taps.append(lambda d, data, now: firsts.append(len(data)) if d == "up" and
+                    packet_kinds(data) == ["initial"] else None)
+    _c, _s = handshake(net)
+    assert net.client.alpn == net.server.alpn == "hq-interop"
+    assert len(firsts) >= 3 and min(firsts) >= 1200
+
+
+@pytest.mark.parametrize(
+    ("client_kw", "code", "closer_is_client"),
+    [({"pin": "00" * 32}, 0x100 + 42, True),  # bad_certificate
+     ({"alpn": ["h3"]}, 0x100 + 120, False)],  # no_application_protocol
+)
+def test_tls_failure_closes_with_crypto_error(client_kw: dict[str, Any], code: int,
+                                              closer_is_client: bool) -> None:
+    net = make_net(client_kw=client_kw)
+    c, s = Peer(net.client), Peer(net.server)
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s,
+                         timeout=10)
+    closer, other = (c, s) if closer_is_client else (s, c)
+    assert closer.terminated is not None and other.terminated is not None
+    assert (closer.terminated.error_code, closer.terminated.by_peer) == (code, False)
+    assert (other.terminated.error_code, other.terminated.by_peer) == (code, True)
+    assert c.handshake is None and s.handshake is None

@@ -185,3 +185,25 @@ def test_events_after_close_are_terminal() -> None:
         conn.receive_datagram(b"\x40" + bytes(60), ("10.0.0.9", 1), net.now)
         conn.handle_timer(net.now + 100)
         assert conn.next_event() is None and conn.datagrams_to_send(net.now) == []
+
+
+def test_closing_endpoint_ignores_frames_and_limits_answers() -> None:
+    """After close(), data still in flight from the peer is not delivered (no events after
+    ConnectionTerminated), and CONNECTION_CLOSE answers back off exponentially."""
+    net = make_net(link=LinkSpec(delay=0.05, bandwidth=20e6))
+    c, s = connected(net)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"request")
+    net.settle(c, s, duration=0.2)
+    net.server.send_stream_data(sid, bytes(60_000))
+    net.settle(c, s, duration=0.001)  # the server's flight is on the wire
+    net.client.close(error_code=3, now=net.now)
+    wire = _count_datagrams(net)
+    delivered = net.down.counters.delivered
+    assert net.run_until(lambda: net.client.is_closed, c, s, timeout=5)
+    assert len(c.data.get(sid, b"")) == 0
+    assert isinstance(c.events[-1], ev.ConnectionTerminated)
+    down, up = net.down.counters.delivered - delivered, len(wire["up"])
+    assert down >= 8
+    # One close at first, then at most one answer per power of two datagrams received.
+    assert 2 <= up <= 2 + down.bit_length()

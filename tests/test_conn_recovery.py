@@ -4,6 +4,7 @@ persistent congestion."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -58,7 +59,7 @@ def test_pto_recovers_after_two_second_blackout() -> None:
     # The PTO backed off exponentially during the blackout: 1, 2, 4, ... periods.
     assert watch.max_pto >= 4
     gaps = [b - a for a, b in zip(watch.probe_times, watch.probe_times[1:], strict=False)]
-    assert all(b > 1.8 * a for a, b in zip(gaps, gaps[1:], strict=False)), gaps
+    assert all(b > 1.8 * a for a, b in itertools.pairwise(gaps)), gaps
     # The first probe after the blackout got through and recovery resumed promptly: the
     # PTO period at the end of the blackout is below 2.5 s.
     assert watch.probe_times[-1] < blackout[1] + 2.5
@@ -79,7 +80,7 @@ def test_blackhole_pattern_transfer_completes() -> None:
 
 def test_rtt_estimate_matches_path() -> None:
     net = make_net(link=LinkSpec(delay=0.05), client_kw=BIG, server_kw=BIG)
-    c, s, sid, data, sender = start_transfer(net, 500_000)
+    c, s, sid, _data, sender = start_transfer(net, 500_000)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     st = net.client.stats()
     assert st["min_rtt"] == pytest.approx(0.1, abs=1e-9)
@@ -90,7 +91,7 @@ def test_rtt_estimate_matches_path() -> None:
 
 def test_ack_every_second_packet_and_delayed_ack() -> None:
     net = make_net(client_kw=BIG, server_kw=BIG)
-    c, s, sid, data, sender = start_transfer(net, 1 << 20)
+    c, s, sid, _data, sender = start_transfer(net, 1 << 20)
     before_c, before_s = net.client.stats(), net.server.stats()
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     sent = net.client.stats()["packets_sent"] - before_c["packets_sent"]
@@ -179,7 +180,7 @@ class CcAudit:
 def test_slow_start_grows_by_bytes_acked() -> None:
     net = make_net(link=LinkSpec(delay=0.02), client_kw=RENO, server_kw=BIG)
     audit = CcAudit(net)
-    c, s, sid, data, sender = start_transfer(net, 2 << 20)
+    c, s, sid, _data, sender = start_transfer(net, 2 << 20)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     cc = net.client._cc
     assert cc.cwnd == net.client.stats()["cwnd"]

@@ -161,9 +161,9 @@ def test_reset_under_loss_releases_connection_credit() -> None:
     for _ in range(20):
         sid = net.client.open_stream()
         net.client.send_stream_data(sid, bytes(30_000))
-        net.run_until(lambda sid=sid: len(s.data.get(sid, b"")) >= 20_000, c, s, timeout=30)
+        net.run_until(lambda: len(s.data.get(sid, b"")) >= 20_000, c, s, timeout=30)  # noqa: B023
         net.client.reset_stream(sid, 7)
-        assert net.run_until(lambda sid=sid: sid in s.resets, c, s, timeout=30)
+        assert net.run_until(lambda: sid in s.resets, c, s, timeout=30)  # noqa: B023
         code, final = s.resets[sid]
         assert code == 7 and 20_000 <= final <= 30_000
     last = net.client.open_stream()
@@ -221,3 +221,85 @@ def test_stop_sending_after_fin_is_a_no_op() -> None:
     assert spy.of(F.StopSendingFrame) == [] and sid not in c.stops
     with pytest.raises(StreamError):
         net.client.stop_sending(net.client.open_stream(bidirectional=False), 5)  # send-only
+
+
+def test_empty_stream_with_fin_and_write_after_fin() -> None:
+    net = make_net()
+    c, s = connected(net)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"", end_stream=True)
+    assert net.run_until(lambda: sid in s.finished, c, s)
+    assert bytes(s.data[sid]) == b""
+    with pytest.raises(StreamError):
+        net.client.send_stream_data(sid, b"late")
+    with pytest.raises(StreamError):
+        net.client.send_stream_data(1001, b"never opened")
+
+
+def test_datagrams_both_ways_and_unreliable() -> None:
+    kw = {"max_datagram_frame_size": 1200}
+    net = make_net(link=LinkSpec(delay=0.01, loss=0.2), seed=21, client_kw=kw, server_kw=kw)
+    c, s = connected(net, timeout=30)
+    sent = [b"dgram %03d" % i + bytes(990) for i in range(50)]  # one per packet
+    for d in sent:
+        net.client.send_datagram(d)
+    net.server.send_datagram(b"pong")
+    net.settle(c, s, duration=2)
+    assert [e.data for e in c.of(ev.DatagramReceived)] in ([b"pong"], [])
+    got = [e.data for e in s.of(ev.DatagramReceived)]
+    assert got and set(got) <= set(sent) and len(set(got)) == len(got)
+    assert len(got) < len(sent)  # lost ones are not re-sent (RFC 9221 5)
+    with pytest.raises(StreamError):
+        net.client.send_datagram(bytes(1300))  # larger than a packet
+
+
+def test_datagram_refused_when_peer_did_not_offer() -> None:
+    net = make_net(client_kw={"max_datagram_frame_size": 1200})
+    _c, _s = connected(net)
+    with pytest.raises(StreamError):
+        net.client.send_datagram(b"x")  # the server did not advertise the extension
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resets_and_stop_sending_storm_under_loss(seed: int) -> None:
+    """40 streams; the server stops some, the client resets others, on a lossy, reordering
+    link: every stream ends either byte-exact or reset with the right code, and the
+    connection survives."""
+    net = make_net(link=LinkSpec(delay=0.01, loss=0.1, reorder=0.1, duplicate=0.05), seed=seed)
+    c, s = connected(net, timeout=60)
+    rng = random.Random(seed)
+    sids = [net.client.open_stream() for _ in range(40)]
+    senders = {
+        sid: Sender(net.client, sid, rng.randbytes(rng.randrange(1, 200_000)), chunk=8000,
+                    window=50_000)
+        for sid in sids
+    }
+    stopped: set[int] = set()
+    reset: set[int] = set()
+
+    def hook() -> None:
+        for sid, sender in senders.items():
+            if sid not in c.stops and sid not in reset:
+                sender.pump()
+            if sid % 8 == 0 and sid not in stopped and len(s.data.get(sid, b"")) > 1000:
+                net.server.stop_sending(sid, 100 + sid)
+                stopped.add(sid)
+            if sid % 12 == 4 and sid not in reset and sender.pos > 10_000:
+                net.client.reset_stream(sid, 7)
+                reset.add(sid)
+
+    def done() -> bool:
+        return all(sid in s.finished or sid in s.resets for sid in sids)
+
+    assert net.run_until(done, c, s, timeout=120, hook=hook)
+    assert c.terminated is None and s.terminated is None
+    assert stopped and reset
+    for sid in sids:
+        if sid in s.resets:
+            code, final = s.resets[sid]
+            assert code == (7 if sid in reset and sid not in c.stops else 100 + sid)
+            assert final <= len(senders[sid].data)
+        else:
+            assert bytes(s.data[sid]) == senders[sid].data
+    for sid, code in c.stops.items():
+        assert code == 100 + sid

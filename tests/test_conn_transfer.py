@@ -156,7 +156,7 @@ def test_key_update_mid_transfer() -> None:
     data = random.Random(9).randbytes(2 << 20)
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, data)
-    updated = []
+    updated: list[float] = []
 
     def hook() -> None:
         sender.pump()
@@ -170,3 +170,31 @@ def test_key_update_mid_transfer() -> None:
     assert net.server.stats()["key_updates"] == 1
     assert net.client._key_phase == net.server._key_phase == 1
     assert c.terminated is None and s.terminated is None
+
+
+def test_back_to_back_key_updates_are_paced() -> None:
+    """Asking for a second key update before the first is acknowledged defers it (RFC 9001
+    6.1); the peer follows every update and no packet becomes undecryptable."""
+    net = make_net(link=LinkSpec(delay=0.01, reorder=0.1, reorder_delay=0.015), seed=4,
+                   client_kw=BIG, server_kw=BIG)
+    c, s = connected(net)
+    data = random.Random(4).randbytes(2 << 20)
+    sid = net.client.open_stream()
+    sender = Sender(net.client, sid, data)
+    asked = [0]
+
+    def hook() -> None:
+        sender.pump()
+        if len(s.data.get(sid, b"")) > 300_000 * (asked[0] + 1) and asked[0] < 3:
+            asked[0] += 1
+            net.client.request_key_update()
+            net.client.request_key_update()  # deferred until the first is acknowledged
+            net.server.request_key_update()  # and the server too, at the same time
+
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=60, hook=hook)
+    assert bytes(s.data[sid]) == data
+    updates = net.client.stats()["key_updates"]
+    assert updates >= 6 and net.server.stats()["key_updates"] == updates
+    assert net.client._key_phase == net.server._key_phase
+    assert net.server.stats()["packets_undecryptable"] == 0
+    assert net.client.stats()["packets_undecryptable"] == 0

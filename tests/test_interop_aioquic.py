@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from aio_support import timed
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.asyncio import connect as aq_connect
-from aioquic.asyncio import serve as aq_serve
+from aioquic.asyncio.client import connect as aq_connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import serve as aq_serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import CipherSuite
 from conn_support import cert_files, client_config, server_config
@@ -58,7 +58,7 @@ def sha(data: bytes) -> str:
 
 def quicish_cipher(conn: quicish.QuicConnection) -> int:
     tls = conn._proto._tls
-    assert tls is not None
+    assert tls is not None and tls.cipher_suite is not None
     return int(tls.cipher_suite)
 
 
@@ -122,6 +122,7 @@ async def aioquic_file_server(root: Path, **config_kw: Any) -> AsyncIterator[
         "127.0.0.1", 0, configuration=aq_server_configuration(**config_kw),
         create_protocol=protocol,
     )
+    assert server._transport is not None
     port = server._transport.get_extra_info("sockname")[1]
     try:
         yield port, instances

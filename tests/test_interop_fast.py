@@ -4,8 +4,8 @@ Each scenario runs through the netem relay and the recording tap exactly as in
 ``python interop/run.py --fast`` (interop/RESULTS.md has the full matrix). Every cell has a
 hard budget (interop/scenarios.py: 15-60 s each, about 4 minutes in the worst case in all).
 A cell must pass; the only exception is a scenario whose feature another open issue is still
-building (``interop.peers.QUICISH.pending``, e.g. rebind-port until issue 7 lands), which is
-an expected failure naming that issue and the run's failure.
+building (``interop.peers.QUICISH.pending``; none of the fast subset is listed there now),
+which is an expected failure naming that issue and the run's failure.
 """
 
 from __future__ import annotations

@@ -217,3 +217,30 @@ def test_client_run_reads_lines_and_not_implemented(tmp_path: Path) -> None:
     assert run.unsupported == "quicish get: --migrate not implemented yet"
     slow = run_client([sys.executable, "-c", "import time; time.sleep(30)"], 0.5, tmp_path / "l2")
     assert slow.timed_out and slow.failure() == "client killed after 0 s"
+
+
+def test_short_header_after_a_coalesced_long_packet_finds_its_connection() -> None:
+    analyzer = Analyzer({})
+    dcid, scid = b"\x01" * 8, b"\x02" * 8
+    analyzer.feed(_rec(0.0, True, long_packet(0, dcid, scid, 1171)))  # creates the connection
+    analyzer.feed(_rec(0.1, False, long_packet(0, scid, b"\x03" * 8, 40)))  # server CID 0x03..
+    (conn,) = analyzer.conns
+    handshake = long_packet(2, b"\x03" * 8, scid, 40)
+    short = b"\x40" + b"\x03" * 8 + b"\x00" * 30
+    found, length = analyzer._short_conn(_rec(0.2, True, handshake + short), len(handshake))
+    assert (found, length) == (conn, 8)
+    assert analyzer._short_conn(_rec(0.2, True, b"\x40" + b"\x09" * 8 + b"\x00" * 30), 0)[0] is None
+
+
+def test_server_exception_is_reported() -> None:
+    from interop.harness import _server_exception
+
+    lines = [
+        "listening on 127.0.0.1:1",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in f',
+        "AttributeError: no attribute '_path_of'",
+        "more",
+    ]
+    assert _server_exception(lines) == "AttributeError: no attribute '_path_of'"
+    assert _server_exception(lines[:1]) is None

@@ -105,8 +105,6 @@ QUICISH = Peer(
     (sys.executable, "-m", "quicish"),
     pending={
         "retry": f"quicish Retry: {_ISSUE7}",
-        "zero_rtt": f"quicish 0-RTT: {_ISSUE7}",
-        "rebinding": f"quicish path validation after NAT rebinding: {_ISSUE7}",
         "migrate": f"quicish active migration: {_ISSUE7}",
         "key_update": f"quicish key update: {_ISSUE7}",
         "v2": f"quicish QUIC v2: {_ISSUE7}",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
 from ..config import Config
@@ -14,8 +14,10 @@ from ..errors import ConfigError, ConnectionClosedError
 from ..proto.connection import Connection
 from ..proto.server_context import ServerContext
 from ..udp import Address, UdpSocket
+from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
 from .endpoint import Endpoint
+from .stateless import InitialVerdict, StatelessResponder
 
 logger = logging.getLogger("quicish")
 T = TypeVar("T")
@@ -73,15 +75,30 @@ async def serve(
     config: Config,
     on_stream: StreamHandler | None = None,
     on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None = None,
+    versions: Sequence[int] | None = None,
 ) -> Server:
-    """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer stream."""
+    """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer stream.
+
+    ``versions``: QUIC versions in preference order; ``(QUIC_V2, QUIC_V1)`` answers v1
+    clients that offer v2 in v2 (compatible version negotiation, RFC 9368)."""
     loop = asyncio.get_running_loop()
     context = ServerContext.from_config(config)
+    if versions is not None:
+        context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
     connections: set[QuicConnection] = set()
 
-    def accept(data: bytes, addr: Address, now: float) -> QuicConnection | None:
-        proto = Connection(config, is_client=False, server_context=context)
+    def accept(
+        data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
+    ) -> QuicConnection | None:
+        proto = Connection(
+            config,
+            is_client=False,
+            server_context=context,
+            original_dcid=verdict.original_dcid if verdict else None,
+            retry_source_cid=verdict.retry_source_cid if verdict else None,
+            address_validated=verdict.validated if verdict else False,
+        )
         proto.receive_datagram(data, addr, now)
         if proto.stats_counters.packets_received == 0:
             return None  # nothing authentic in it (undecryptable noise): keep no state
@@ -89,12 +106,17 @@ async def serve(
         connections.add(conn)
         conn._closed.add_done_callback(lambda _f: connections.discard(conn))
         if on_connection is not None:
-            result = on_connection(conn)
-            if asyncio.iscoroutine(result):
-                conn._spawn(result)
+            try:
+                result = on_connection(conn)
+            except Exception:
+                logger.exception("on_connection callback failed")
+            else:
+                if asyncio.iscoroutine(result):
+                    conn._spawn(result)
         return conn
 
-    endpoint = Endpoint(loop, udp, accept=accept)
+    stateless = StatelessResponder(context, retry=config.retry)
+    endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless)
     return Server(endpoint, connections)
 
 
@@ -127,11 +149,19 @@ def connect(
     early_data: bool = False,
     wait_connected: bool = True,
     local_host: str | None = None,
+    token: bytes | None = None,
+    versions: Sequence[int] | None = None,
 ) -> _Connect:
-    """Connect to a QUIC server; ``await`` it or use ``async with``."""
+    """Connect to a QUIC server; ``await`` it or use ``async with``.
+
+    ``session_ticket`` resumes an earlier session and with ``early_data`` the call returns
+    before the handshake completes, so the first requests go in 0-RTT. ``token``: an
+    earlier connection's ``new_token``, which spares a Retry round trip. ``versions``: QUIC
+    versions to offer in preference order, e.g. ``(QUIC_V2, QUIC_V1)``; the first flight is
+    v1 when offered (any server reads it) and the server may switch to v2 (RFC 9368)."""
     return _Connect(
         _connect(host, port, config or Config(), session_ticket, early_data, wait_connected,
-                 local_host)
+                 local_host, token, versions)
     )
 
 
@@ -143,6 +173,8 @@ async def _connect(
     early_data: bool,
     wait_connected: bool,
     local_host: str | None,
+    token: bytes | None = None,
+    versions: Sequence[int] | None = None,
 ) -> QuicConnection:
     if early_data and session_ticket is None:
         raise ConfigError("early_data needs a session_ticket from an earlier connection")
@@ -152,12 +184,16 @@ async def _connect(
         raise ConfigError(f"cannot resolve {host!r}")
     family, _, _, _, sockaddr = infos[0]
     addr: Address = (str(sockaddr[0]), int(sockaddr[1]))
-    if config.server_name is None and not _is_ip(host):
+    if config.server_name is None:  # IP literals too: no SNI then, but the IP SAN is checked
         config = _with_server_name(config, host)
     bind_host = local_host or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     udp = UdpSocket.bind(bind_host, 0)
+    version = QUIC_V1
+    if versions:
+        version = QUIC_V1 if QUIC_V1 in versions else versions[0]
     proto = Connection(
-        config, is_client=True, session_ticket=session_ticket, early_data=early_data
+        config, is_client=True, session_ticket=session_ticket, early_data=early_data,
+        token=token or b"", version=version, versions=versions,
     )
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
@@ -178,14 +214,6 @@ async def _connect(
             endpoint.close()
             raise
     return conn
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return True
-    except OSError:
-        return False
 
 
 def _with_server_name(config: Config, host: str) -> Config:

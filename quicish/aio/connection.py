@@ -13,6 +13,7 @@ from ..proto.connection import Connection
 from ..proto.stream_manager import StreamLimitReached
 from ..udp import Address
 from .endpoint import Endpoint
+from .migration import LocalPaths
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
@@ -54,6 +55,10 @@ class QuicConnection:
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] = []
         self.close_error: ConnectionClosedError | None = None
+        self._cids: set[bytes] = {proto.host_cid}  # our CIDs, for the sockets of new paths
+        self._local_paths: LocalPaths | None = None  # client sockets, once migrate() ran
+        #: Peer addresses (server) or local paths (client) validated after a migration.
+        self.validated_paths: list[tuple[Address, int]] = []
 
     # ---- public API --------------------------------------------------------------------------
     @property
@@ -144,6 +149,34 @@ class QuicConnection:
         """RTT, cwnd, bytes and packets sent/received/lost, and more."""
         return self._proto.stats()
 
+    @property
+    def version(self) -> int:
+        """The QUIC version in use (0x1, or 0x6b3343cf for v2 after negotiation)."""
+        return self._proto.version
+
+    @property
+    def handshake_confirmed(self) -> bool:
+        """True once the handshake is confirmed (RFC 9001 4.1.2): migration and key updates
+        are allowed from then on."""
+        return self._proto.handshake_confirmed
+
+    @property
+    def new_token(self) -> bytes | None:
+        """Client: the server's NEW_TOKEN, for ``connect(token=...)`` to skip a Retry."""
+        return self._proto.new_token
+
+    async def migrate(self, local_host: str | None = None) -> None:
+        """Client: move to a new local UDP socket (active migration, RFC 9000 9.2).
+
+        The new path is probed with PATH_CHALLENGE while traffic continues on the old one;
+        returns once the server answered and the connection sends from the new socket.
+        Raises ``StreamError`` when migration is not possible (handshake not confirmed,
+        the server sent ``disable_active_migration``, no spare connection ID) and
+        ``QuicError`` when the new path does not answer."""
+        if self._local_paths is None:
+            self._local_paths = LocalPaths(self, self._endpoint)
+        await self._local_paths.migrate(local_host)
+
     def request_key_update(self) -> None:
         """Start a 1-RTT key update (RFC 9001 section 6)."""
         self._proto.request_key_update()
@@ -188,6 +221,8 @@ class QuicConnection:
                     self._endpoint.send([d], a)
             if len(datagrams) >= 64:
                 self._endpoint.mark_dirty(self)  # more may be ready: continue next iteration
+        if self._local_paths is not None:
+            self._local_paths.send_probes(now)
         self._process_events()
         self._wake_writers()
         if self._proto.is_closed:
@@ -228,9 +263,20 @@ class QuicConnection:
                 self.session_ticket = event.ticket
                 self._wake_ticket_waiters()
             elif isinstance(event, ev.ConnectionIdIssued):
+                self._cids.add(event.cid)
                 self._endpoint.register(event.cid, self)
+                if self._local_paths is not None:
+                    self._local_paths.register(event.cid)
             elif isinstance(event, ev.ConnectionIdRetired):
+                self._cids.discard(event.cid)
                 self._endpoint.unregister(event.cid)
+                if self._local_paths is not None:
+                    self._local_paths.unregister(event.cid)
+            elif isinstance(event, (ev.PathValidated, ev.PathValidationFailed)):
+                if isinstance(event, ev.PathValidated):
+                    self.validated_paths.append((event.addr, event.local))
+                if self._local_paths is not None:
+                    self._local_paths.on_path_event(event)
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_terminated(event)
 
@@ -264,6 +310,7 @@ class QuicConnection:
             self._writers[stream_id] = writer
         else:
             writer._closing = True
+            writer._finished()  # nothing to send: wait_closed() returns at once
         if self._on_stream is not None:
             result = self._on_stream(reader, writer)
             if asyncio.iscoroutine(result):
@@ -275,7 +322,17 @@ class QuicConnection:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, QuicError):
+            logger.debug("connection callback ended: %s", exc)
+        elif exc is not None:
+            logger.error("connection callback failed", exc_info=exc)
 
     async def _run_handler(self, coro: Awaitable[None], writer: QuicStreamWriter) -> None:
         try:
@@ -315,6 +372,8 @@ class QuicConnection:
             self._terminated.set_result(None)
         self._closed.set_result(None)
         self._endpoint.forget(self)
+        if self._local_paths is not None:
+            self._local_paths.close_all()
         if self._owns_endpoint:
             self._endpoint.close()
 

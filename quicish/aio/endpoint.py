@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING
 from ..errors import DecodeError
 from ..udp import Address, UdpSocket
 from ..wire.packet import PacketType, encode_version_negotiation, parse_header
+from .stateless import InitialVerdict, StatelessResponder
 
 if TYPE_CHECKING:
     from .connection import QuicConnection
+
+Accept = Callable[[bytes, Address, float, InitialVerdict | None], "QuicConnection | None"]
 
 logger = logging.getLogger("quicish")
 
@@ -34,8 +37,10 @@ class Endpoint:
         loop: asyncio.AbstractEventLoop,
         udp: UdpSocket,
         *,
-        accept: Callable[[bytes, Address, float], QuicConnection | None] | None = None,
+        accept: Accept | None = None,
         cid_length: int = 8,
+        stateless: StatelessResponder | None = None,
+        local_id: int = 0,
     ) -> None:
         self._loop = loop
         self.udp = udp
@@ -43,6 +48,9 @@ class Endpoint:
         # returns None when the datagram did not hold a valid packet.
         self._accept = accept
         self._accepted: QuicConnection | None = None
+        # Server: Retry, INVALID_TOKEN closes and stateless resets (RFC 9000 8.1, 10.3).
+        self.stateless = stateless
+        self.local_id = local_id  # the path id connections know this socket by (migration)
         self._cid_length = cid_length
         self._by_cid: dict[bytes, QuicConnection] = {}
         self._timers: list[tuple[float, int, QuicConnection]] = []
@@ -84,7 +92,10 @@ class Endpoint:
             for data, addr in self.udp.receive(RECEIVE_READS):
                 conn = self._route(data, addr, now)
                 if conn is not None:
-                    conn._proto.receive_datagram(data, addr, now)
+                    if conn is self._accepted:
+                        self._accepted = None  # accept() already fed it this datagram
+                    else:
+                        conn._proto.receive_datagram(data, addr, now, self.local_id)
                     touched.add(conn)
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
@@ -118,7 +129,14 @@ class Endpoint:
             if header.packet_type != PacketType.INITIAL or len(data) < 1200:
                 self.datagrams_dropped += 1
                 return None
-            new = self._accept(data, addr, now)
+            verdict = None
+            if self.stateless is not None:
+                verdict = self.stateless.check_initial(header, addr, now)
+                if verdict.reply is not None:
+                    self._send_raw([verdict.reply], addr)
+                if not verdict.accept:
+                    return None
+            new = self._accept(data, addr, now, verdict)
             if new is None:  # e.g. an Initial that does not decrypt: no connection state
                 self.datagrams_dropped += 1
                 return None
@@ -128,7 +146,14 @@ class Endpoint:
             return new
         conn = self._by_cid.get(bytes(data[1 : 1 + self._cid_length]))
         if conn is None:
+            if self._accept is None and self._by_cid:
+                # A client's socket: perhaps a stateless reset, which the connection checks.
+                return next(iter(self._by_cid.values()))
             self.datagrams_dropped += 1
+            if self.stateless is not None:
+                reset = self.stateless.stateless_reset(data)
+                if reset is not None:
+                    self._send_raw([reset], addr)
         return conn
 
     # ---- sending ---------------------------------------------------------------------------

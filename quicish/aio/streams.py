@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionClosedError, StreamError, StreamResetError
@@ -36,6 +37,8 @@ class QuicStreamReader:
         self._wake()
 
     async def _wait(self) -> None:
+        if self._waiter is not None:
+            raise RuntimeError(f"stream {self.stream_id}: another coroutine is already reading")
         self._waiter = self._conn._loop.create_future()
         try:
             await self._waiter
@@ -193,7 +196,7 @@ class QuicStreamWriter:
         if data:
             self._conn._send(self.stream_id, bytes(data), False)
 
-    def writelines(self, data: list[bytes]) -> None:
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(data))
 
     def can_write_eof(self) -> bool:
@@ -212,11 +215,10 @@ class QuicStreamWriter:
             raise self._error
         limit = self._conn._send_buffer_limit
         while self._conn._send_buffered(self.stream_id) > limit:
-            self._drain_waiter = self._conn._loop.create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():  # several tasks may drain at once
+                waiter = self._drain_waiter = self._conn._loop.create_future()
+            await asyncio.shield(waiter)
             if self._error is not None:
                 raise self._error
 

@@ -1734,6 +1734,9 @@ class Connection:
         counters.packets_sent += 1
         counters.datagrams_sent += 1
         counters.bytes_sent += len(packet)
+        if self.tracer is not None:
+            self.tracer("packet_sent", {"space": APPLICATION, "pn": pn, "size": len(packet),
+                                        "frames": [], "path": path.addr})
         return packet
 
     def _on_peer_migrated(self, path: Path, now: float) -> None:
@@ -1782,6 +1785,8 @@ class Connection:
             fallback, self._fallback_path = self._fallback_path, None
             if fallback is not None:
                 self._switch_path(fallback, now)
+            else:  # nowhere else to go: keep trying (the idle timeout ends it otherwise)
+                self._paths.start_validation(path, now, self._path_validation_timeout())
         else:
             self._paths.remove(path)
             if path.cid_seq is not None:

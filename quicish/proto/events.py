@@ -78,9 +78,19 @@ class ConnectionIdRetired(Event):
 
 @dataclass(slots=True)
 class PathValidated(Event):
-    """The peer's new address answered a PATH_CHALLENGE; traffic now goes there."""
+    """A path answered our PATH_CHALLENGE and traffic goes there: the peer's new address
+    (server) or, after ``probe_path``, the new local path ``local`` (client)."""
 
     addr: tuple[str, int]
+    local: int = 0
+
+
+@dataclass(slots=True)
+class PathValidationFailed(Event):
+    """A path did not answer in time; a server returns to the last validated address."""
+
+    addr: tuple[str, int]
+    local: int = 0
 
 
 @dataclass(slots=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..config import Config
 from ..errors import ConfigError
@@ -28,14 +30,29 @@ class ServerContext:
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))
     early_data: bool = True  # accept 0-RTT (single-use tickets, checked by replay_filter)
+    new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
+    # Stateless reset tokens are HMAC(reset_key, CID); from_config derives the key from the
+    # private key, so a restarted server still resets the connections of its predecessor.
+    reset_key: bytes = field(default_factory=lambda: os.urandom(32))
+    # QUIC versions in the server's preference order for compatible version negotiation
+    # (RFC 9368): (QUIC_V2, QUIC_V1) answers every client that offers v2 in v2. None: both
+    # versions, in the order the client prefers them.
+    versions: tuple[int, ...] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> ServerContext:
         if config.certificate_chain is None or config.private_key is None:
             raise ConfigError("a server needs certificate_chain and private_key")
         keylog = keylog_file(config.keylog_file) if config.keylog_file is not None else None
+        private_key = load_private_key(config.private_key)
         return cls(
             certificate_chain=load_certificate_chain(config.certificate_chain),
-            private_key=load_private_key(config.private_key),
+            private_key=private_key,
             keylog=keylog,
+            reset_key=_derive_reset_key(private_key),
         )
+
+
+def _derive_reset_key(private_key: PrivateKey) -> bytes:
+    der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    return hashlib.sha256(b"quicish stateless reset key\x00" + der).digest()

@@ -1,0 +1,108 @@
+"""A client's local sockets for active migration (RFC 9000 section 9.2).
+
+Each local path is an :class:`Endpoint` of its own (a new UDP socket), known to the sans-IO
+connection by the endpoint's ``local_id``. ``migrate()`` opens one, lets the connection
+probe the path from it and, once the server answered the PATH_CHALLENGE, the connection
+sends from there; the old socket lingers a little for packets still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import QuicError
+from ..proto import events as ev
+from ..udp import UdpSocket
+from .endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from .connection import QuicConnection
+
+logger = logging.getLogger("quicish")
+
+LINGER = 2.0  # seconds an abandoned socket keeps receiving
+
+
+class LocalPaths:
+    """The sockets of one client connection, by local path id."""
+
+    def __init__(self, conn: QuicConnection, endpoint: Endpoint) -> None:
+        self._conn = conn
+        self.endpoints: dict[int, Endpoint] = {endpoint.local_id: endpoint}
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+
+    async def migrate(self, local_host: str | None = None) -> None:
+        conn = self._conn
+        loop = conn._loop
+        current = conn._endpoint
+        udp = UdpSocket.bind(local_host or current.address[0], 0)
+        local = max(self.endpoints) + 1
+        endpoint = Endpoint(loop, udp, local_id=local)
+        for cid in conn._cids:
+            endpoint.register(cid, conn)
+        self.endpoints[local] = endpoint
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters[local] = waiter
+        try:
+            conn._proto.probe_path(local, loop.time())
+        except QuicError:
+            self._drop(local)
+            raise
+        current.mark_dirty(conn)
+        await asyncio.shield(waiter)
+
+    def register(self, cid: bytes) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.register(cid, self._conn)
+
+    def unregister(self, cid: bytes) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.unregister(cid)
+
+    def send_probes(self, now: float) -> None:
+        for local, datagram, addr in self._conn._proto.probe_datagrams(now):
+            endpoint = self.endpoints.get(local)
+            if endpoint is not None:
+                endpoint.send([datagram], addr)
+
+    def on_path_event(self, event: ev.PathValidated | ev.PathValidationFailed) -> None:
+        conn = self._conn
+        local = event.local
+        waiter = self._waiters.pop(local, None)
+        if isinstance(event, ev.PathValidated):
+            endpoint = self.endpoints.get(local)
+            if endpoint is not None and endpoint is not conn._endpoint:
+                old = conn._endpoint
+                conn._endpoint = endpoint
+                logger.info("migrated from %s to %s", old.address, endpoint.address)
+                conn._loop.call_later(LINGER, self._drop, old.local_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        else:
+            if local != conn._endpoint.local_id:
+                self._drop(local)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(QuicError(f"path validation failed for local path {local}"))
+
+    def _drop(self, local: int) -> None:
+        endpoint = self.endpoints.get(local)
+        if endpoint is None or endpoint is self._conn._endpoint:
+            return
+        del self.endpoints[local]
+        endpoint.forget(self._conn)
+        endpoint.close()
+
+    def close_all(self) -> None:
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(QuicError("connection closed during migration"))
+                waiter.exception()
+        self._waiters.clear()
+        for local in list(self.endpoints):
+            endpoint = self.endpoints[local]
+            if endpoint is not self._conn._endpoint:
+                del self.endpoints[local]
+                endpoint.forget(self._conn)
+                endpoint.close()

@@ -1,0 +1,210 @@
+"""Connection ID management (RFC 9000 section 5.1): the CIDs we issue to the peer and the
+CIDs the peer issued to us, with their stateless reset tokens.
+
+Each endpoint keeps up to the peer's ``active_connection_id_limit`` of its own CIDs active
+(NEW_CONNECTION_ID), retires what the peer asks (RETIRE_CONNECTION_ID, ``retire_prior_to``)
+and switches to an unused peer CID whenever it starts using a new path, so the paths
+cannot be linked by an observer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ErrorCode, ProtocolError
+from ..wire import frames as F
+
+RESET_TOKEN_SIZE = 16
+MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
+_NEW_CID = F.FrameType.NEW_CONNECTION_ID
+_RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
+
+
+def reset_token(key: bytes, cid: bytes) -> bytes:
+    """The stateless reset token of ``cid``: HMAC-SHA256(key, cid), first 16 bytes."""
+    return hmac.new(key, cid, hashlib.sha256).digest()[:RESET_TOKEN_SIZE]
+
+
+@dataclass(slots=True)
+class IssuedCid:
+    seq: int
+    cid: bytes
+    token: bytes
+
+
+class LocalCids:
+    """The connection IDs we issued; the peer addresses its packets to any of them."""
+
+    def __init__(
+        self, initial: bytes, key: bytes, random_bytes: Callable[[int], bytes]
+    ) -> None:
+        self._key = key
+        self._random = random_bytes
+        self._length = len(initial)
+        self.active: dict[int, IssuedCid] = {0: IssuedCid(0, initial, reset_token(key, initial))}
+        self._by_cid: dict[bytes, int] = {initial: 0}
+        self._next_seq = 1
+        self.peer_limit = 2  # the peer's active_connection_id_limit
+        self.pending: deque[int] = deque()  # sequence numbers to announce (NEW_CONNECTION_ID)
+        self.retire_prior_to = 0
+
+    def owns(self, cid: bytes) -> bool:
+        return cid in self._by_cid
+
+    def token_of(self, cid: bytes) -> bytes:
+        return reset_token(self._key, cid)
+
+    def top_up(self) -> list[bytes]:
+        """Issue CIDs up to the peer's limit; returns the new CIDs (for routing)."""
+        new: list[bytes] = []
+        while len(self.active) < min(self.peer_limit, MAX_ISSUED):
+            cid = self._random(self._length)
+            if cid in self._by_cid:
+                continue
+            seq = self._next_seq
+            self._next_seq += 1
+            self.active[seq] = IssuedCid(seq, cid, reset_token(self._key, cid))
+            self._by_cid[cid] = seq
+            self.pending.append(seq)
+            new.append(cid)
+        return new
+
+    def frame_for(self, seq: int) -> F.NewConnectionIdFrame | None:
+        entry = self.active.get(seq)
+        if entry is None:
+            return None
+        return F.NewConnectionIdFrame(seq, self.retire_prior_to, entry.cid, entry.token)
+
+    def on_lost(self, seq: int) -> None:
+        if seq in self.active and seq not in self.pending:
+            self.pending.append(seq)
+
+    def on_retire(self, seq: int, packet_dcid: bytes) -> bytes | None:
+        """RETIRE_CONNECTION_ID from the peer; returns the retired CID (None if unknown)."""
+        if seq >= self._next_seq:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, f"retiring CID {seq} that was never issued",
+                _RETIRE_CID,
+            )
+        entry = self.active.get(seq)
+        if entry is None:
+            return None  # already retired
+        if entry.cid == packet_dcid:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, "retiring the CID the packet was sent to",
+                _RETIRE_CID,
+            )
+        del self.active[seq]
+        del self._by_cid[entry.cid]
+        return entry.cid
+
+
+class PeerCids:
+    """The connection IDs the peer issued to us; one of them is in use on the current path."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # our active_connection_id_limit
+        self.entries: dict[int, tuple[bytes, bytes | None]] = {}  # seq -> (cid, token)
+        self.current = 0
+        self.retire_prior_to = 0
+        self.pending_retire: deque[int] = deque()
+        self.reserved: set[int] = set()  # held for a path being probed
+        self._tokens: dict[bytes, int] = {}
+
+    def set_initial(self, cid: bytes, token: bytes | None = None) -> None:
+        """The peer's handshake CID (sequence 0) and, from a server, its reset token."""
+        old = self.entries.get(0)
+        if old is not None and old[1] is not None:
+            self._tokens.pop(old[1], None)
+        self.entries[0] = (cid, token)
+        if token is not None:
+            self._tokens[token] = 0
+
+    @property
+    def current_cid(self) -> bytes:
+        return self.entries[self.current][0]
+
+    def is_reset_token(self, token: bytes) -> bool:
+        return token in self._tokens
+
+    def on_new(self, frame: F.NewConnectionIdFrame) -> bool:
+        """NEW_CONNECTION_ID; True when the CID in use was retired and we switched."""
+        seq, cid, token = frame.seq, bytes(frame.cid), bytes(frame.reset_token)
+        known = self.entries.get(seq)
+        if known is not None:
+            if known[0] != cid or known[1] != token:
+                raise ProtocolError(
+                    ErrorCode.PROTOCOL_VIOLATION, f"CID sequence {seq} reused", _NEW_CID
+                )
+        elif seq < self.retire_prior_to:
+            self.pending_retire.append(seq)  # RFC 9000 19.15: retire it straight away
+        else:
+            if any(c == cid for c, _ in self.entries.values()):
+                raise ProtocolError(
+                    ErrorCode.PROTOCOL_VIOLATION, "one CID under two sequence numbers", _NEW_CID
+                )
+            self.entries[seq] = (cid, token)
+            self._tokens[token] = seq
+        switched = False
+        if frame.retire_prior_to > self.retire_prior_to:
+            self.retire_prior_to = frame.retire_prior_to
+            for old in [s for s in self.entries if s < frame.retire_prior_to]:
+                self._retire(old)
+            if self.current not in self.entries:
+                fresh = self._unused()
+                if fresh is None:
+                    raise ProtocolError(
+                        ErrorCode.PROTOCOL_VIOLATION, "all CIDs retired", _NEW_CID
+                    )
+                self.current = fresh
+                switched = True
+        if len(self.entries) > self.limit:
+            raise ProtocolError(
+                ErrorCode.CONNECTION_ID_LIMIT_ERROR,
+                f"{len(self.entries)} active CIDs exceed our limit of {self.limit}", _NEW_CID,
+            )
+        return switched
+
+    def _retire(self, seq: int) -> None:
+        self.reserved.discard(seq)
+        entry = self.entries.pop(seq, None)
+        if entry is not None and entry[1] is not None:
+            self._tokens.pop(entry[1], None)
+        self.pending_retire.append(seq)
+
+    def _unused(self) -> int | None:
+        others = [s for s in self.entries if s != self.current and s not in self.reserved]
+        return min(others) if others else None
+
+    def has_unused(self) -> bool:
+        return self._unused() is not None
+
+    def reserve(self) -> int | None:
+        """Set an unused CID aside for probing a new path; its sequence number or None."""
+        seq = self._unused()
+        if seq is not None:
+            self.reserved.add(seq)
+        return seq
+
+    def cid_of(self, seq: int) -> bytes | None:
+        entry = self.entries.get(seq)
+        return entry[0] if entry is not None else None
+
+    def switch(self, seq: int | None = None) -> bool:
+        """Move to CID ``seq`` (default: any unused one), retiring the one in use; False
+        when there is none (the current CID is kept)."""
+        fresh = self._unused() if seq is None else seq
+        if fresh is None or fresh not in self.entries or fresh == self.current:
+            return False
+        self.reserved.discard(fresh)
+        old, self.current = self.current, fresh
+        self._retire(old)
+        return True
+
+    def on_retire_lost(self, seq: int) -> None:
+        if seq not in self.pending_retire:
+            self.pending_retire.append(seq)

@@ -1,0 +1,101 @@
+"""quicish.udp: GSO batched sends and GRO receives deliver exactly the datagrams sent, in
+order, with and without the kernel offloads."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+
+import pytest
+
+from quicish.udp import MAX_GSO_SEGMENTS, UdpSocket
+
+
+def _datagrams(sizes: list[int]) -> list[bytes]:
+    return [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+
+
+def _collect(sock: UdpSocket, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    while len(got) < count:
+        ready, _, _ = select.select([sock.fileno()], [], [], 5.0)
+        assert ready, f"only {len(got)} of {count} datagrams arrived"
+        got.extend(data for data, _ in sock.receive())
+    return got
+
+
+def _plain_collect(sock: socket.socket, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    while len(got) < count:
+        ready, _, _ = select.select([sock], [], [], 5.0)
+        assert ready, f"only {len(got)} of {count} datagrams arrived"
+        got.append(sock.recv(65535))
+    return got
+
+
+SIZE_PATTERNS = [
+    [1200] * 10,
+    [1200] * 10 + [700],  # a short last segment ends a GSO batch
+    [1200, 1200, 900, 1200, 1200, 1200, 50],  # a short one in the middle splits batches
+    [1200] * (MAX_GSO_SEGMENTS * 2 + 3),  # more than one batch
+    [1350, 1200, 1200],  # a longer first one: no batching with it
+]
+
+
+@pytest.mark.parametrize("sizes", SIZE_PATTERNS)
+def test_send_reaches_a_plain_socket_unchanged(sizes: list[int]) -> None:
+    sender = UdpSocket.bind("127.0.0.1", 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.bind(("127.0.0.1", 0))
+        datagrams = _datagrams(sizes)
+        assert sender.send(datagrams, plain.getsockname()) == []
+        assert _plain_collect(plain, len(datagrams)) == datagrams
+    sender.close()
+
+
+@pytest.mark.parametrize("sizes", SIZE_PATTERNS)
+def test_gso_to_gro_round_trip(sizes: list[int]) -> None:
+    sender = UdpSocket.bind("127.0.0.1", 0)
+    receiver = UdpSocket.bind("127.0.0.1", 0)
+    datagrams = _datagrams(sizes)
+    assert sender.send(datagrams, receiver.address) == []
+    assert _collect(receiver, len(datagrams)) == datagrams
+    sender.close()
+    receiver.close()
+
+
+def test_offloads_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUICISH_GSO", "0")
+    sender = UdpSocket.bind("127.0.0.1", 0)
+    receiver = UdpSocket.bind("127.0.0.1", 0)
+    assert not sender.gso and not sender.gro
+    datagrams = _datagrams([1200] * 5 + [300])
+    assert sender.send(datagrams, receiver.address) == []
+    assert _collect(receiver, len(datagrams)) == datagrams
+    sender.close()
+    receiver.close()
+
+
+def test_receive_reports_the_sender_address() -> None:
+    receiver = UdpSocket.bind("127.0.0.1", 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.sendto(b"x" * 100, receiver.address)
+        select.select([receiver.fileno()], [], [], 5.0)
+        ((data, addr),) = receiver.receive()
+        assert data == b"x" * 100
+        assert addr == plain.getsockname()
+    receiver.close()
+    assert receiver.address[1] != 0  # known after close
+
+
+def test_send_to_nobody_does_not_raise() -> None:
+    sender = UdpSocket.bind("127.0.0.1", 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for _ in range(3):  # ICMP port unreachable may come back as an error on a later call
+        assert sender.send([os.urandom(1200)] * 3, ("127.0.0.1", port)) == []
+        assert sender.receive() == []
+    sender.close()

@@ -1,0 +1,78 @@
+"""Key update rules (RFC 9001 section 6) on the simulated network: automatic updates before
+the confidentiality limit, KEY_UPDATE_ERROR for consecutive updates, AEAD_LIMIT_REACHED at
+the integrity limit. (Manual updates and pacing of requests: test_conn_transfer.py.)"""
+
+from __future__ import annotations
+
+from adv_support import established, new_pair, poll
+
+from quicish.errors import ErrorCode
+from quicish.proto import events as ev
+from quicish.simlink import CLIENT_ADDR, SERVER_ADDR
+
+DATA = bytes(range(256)) * 4000  # 1 MB
+
+
+def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
+    net, c, s = new_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
+    established(net, c, s)
+    assert net.client._key_update_limit == (1 << 23) * 3 // 4  # AES-GCM: 2^23 packets
+    net.client._key_update_limit = 100  # pretend the limit is near
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, DATA, end_stream=True)
+    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 30)
+    assert bytes(s.data[sid]) == DATA
+    updates = net.client.stats()["key_updates"]
+    assert updates >= 3  # ~900 packets: an update 100 packets after the previous one was acked
+    assert net.server.stats()["key_updates"] == updates  # the server followed each one
+    assert net.client._key_phase == net.server._key_phase
+    assert net.server.stats()["packets_undecryptable"] == 0
+    assert not c.of(ev.ConnectionTerminated) and not s.of(ev.ConnectionTerminated)
+
+
+def test_chacha20_limit_is_never_reached_in_practice() -> None:
+    net, c, s = new_pair(client_kw={"cipher_suites": ["chacha20"]})
+    established(net, c, s)
+    assert net.client._key_update_limit == (1 << 62) * 3 // 4
+
+
+def test_consecutive_key_updates_are_key_update_error() -> None:
+    net, c, s = new_pair()
+    established(net, c, s)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"x" * 100)
+    assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
+    net.client.request_key_update()  # allowed: something of phase 0 was acknowledged
+    assert net.client.stats()["key_updates"] == 1
+    net.client.send_stream_data(sid, b"y" * 100)
+    first = net.client.datagrams_to_send(net.now)
+    # A misbehaving client updates again at once, without waiting for an acknowledgement.
+    net.client._key_phase_start_pn = 0
+    net.client._key_update_requested = True
+    net.client._maybe_update_keys()
+    assert net.client.stats()["key_updates"] == 2
+    net.client.send_stream_data(sid, b"z" * 100)
+    second = net.client.datagrams_to_send(net.now)
+    for data, _ in first + second:  # the server gets both before it sends anything
+        net.server.receive_datagram(data, CLIENT_ADDR, net.now)
+    s.poll()
+    closed = s.of(ev.ConnectionTerminated)
+    assert closed and closed[0].error_code == ErrorCode.KEY_UPDATE_ERROR
+    assert net.server.stats()["key_updates"] == 1
+
+
+def test_integrity_limit_closes_with_aead_limit_reached() -> None:
+    net, c, s = new_pair()
+    established(net, c, s)
+    net.client._integrity_limit = 5
+    sid = net.server.open_stream()
+    net.server.send_stream_data(sid, b"hello")
+    datagram = net.server.datagrams_to_send(net.now)[0][0]
+    for i in range(5):
+        forged = bytearray(datagram)
+        forged[-1 - i] ^= 0xFF  # a broken tag: authentication fails
+        net.client.receive_datagram(bytes(forged), SERVER_ADDR, net.now)
+    c.poll()
+    closed = c.of(ev.ConnectionTerminated)
+    assert closed and closed[0].error_code == ErrorCode.AEAD_LIMIT_REACHED
+    assert net.client.stats()["packets_undecryptable"] == 5

@@ -1,0 +1,84 @@
+"""Stateless reset (RFC 9000 section 10.3) without sockets: the responder's resets carry
+HMAC(reset key, CID); the peer recognises its token and drains; anything else is ignored."""
+
+from __future__ import annotations
+
+from adv_support import established, new_pair, poll
+
+from quicish.aio.stateless import StatelessResponder
+from quicish.proto import events as ev
+from quicish.proto.cid import reset_token
+from quicish.proto.server_context import ServerContext
+from quicish.simlink import SERVER_ADDR
+
+
+def _established_pair():  # type: ignore[no-untyped-def]
+    net, c, s = new_pair()
+    established(net, c, s)
+    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
+    return net, c, s
+
+
+def _client_packet(net) -> bytes:  # type: ignore[no-untyped-def]
+    """A 1-RTT datagram the client sends (to the server that is about to 'restart')."""
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"hello after the restart")
+    datagrams = net.client.datagrams_to_send(net.now)
+    assert datagrams and not datagrams[-1][0][0] & 0x80
+    return datagrams[-1][0]
+
+
+def test_restarted_server_resets_and_client_drains() -> None:
+    net, c, _s = _established_pair()
+    ctx = net.server._server_context
+    assert ctx is not None
+    # A new server process with the same key material (same certificate key): its endpoint
+    # knows no connection but computes the same reset token for the CID.
+    restarted = ServerContext(ctx.certificate_chain, ctx.private_key, reset_key=ctx.reset_key)
+    responder = StatelessResponder(restarted)
+    packet = _client_packet(net)
+    reset = responder.stateless_reset(packet)
+    assert reset is not None
+    assert len(reset) < len(packet) and len(reset) >= 21  # smaller: no reset loops
+    assert reset[0] & 0xC0 == 0x40  # looks like a short-header packet
+    assert reset[-16:] == reset_token(ctx.reset_key, packet[1:9])
+    net.client.receive_datagram(reset, SERVER_ADDR, net.now)
+    c.poll()
+    closed = c.of(ev.ConnectionTerminated)
+    assert closed and closed[0].reason == "stateless reset" and closed[0].by_peer
+    assert net.client.is_terminated
+    assert net.client.datagrams_to_send(net.now + 0.01) == []  # draining: silent
+    net.run(lambda: net.client.is_closed, 5)
+    assert net.client.is_closed
+
+
+def test_reset_for_a_retired_cid_is_ignored() -> None:
+    net, _c, _s = _established_pair()
+    ctx = net.server._server_context
+    assert ctx is not None
+    old = net.client.peer_cid
+    assert net.client.change_connection_id()  # the old CID (and its token) is retired
+    forged = bytes([0x41]) + bytes(20) + reset_token(ctx.reset_key, old)
+    net.client.receive_datagram(forged, SERVER_ADDR, net.now)
+    assert not net.client.is_terminated
+
+
+def test_random_garbage_is_no_reset() -> None:
+    net, _c, _s = _established_pair()
+    net.client.receive_datagram(bytes([0x45]) + bytes(range(40)), SERVER_ADDR, net.now)
+    assert not net.client.is_terminated
+    assert StatelessResponder(ServerContext(
+        net.server._server_context.certificate_chain,  # type: ignore[union-attr]
+        net.server._server_context.private_key,  # type: ignore[union-attr]
+    )).stateless_reset(b"\x40" + bytes(20)) is None  # too short to answer
+
+
+def test_reset_token_of_new_cids_recognised() -> None:
+    net, _c, _s = _established_pair()
+    ctx = net.server._server_context
+    assert ctx is not None
+    assert net.client.change_connection_id()
+    cid = net.client.peer_cid
+    reset = bytes([0x50]) + bytes(range(30)) + reset_token(ctx.reset_key, cid)
+    net.client.receive_datagram(reset, SERVER_ADDR, net.now)
+    assert net.client.is_terminated

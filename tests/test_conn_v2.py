@@ -1,0 +1,164 @@
+"""QUIC version 2 (RFC 9369) and compatible version negotiation (RFC 9368) on the simulated
+network: a v1 client offering v2 is answered in v2 without an extra round trip."""
+
+from __future__ import annotations
+
+from adv_support import TapNetwork, established, new_pair, poll
+from conn_support import client_config, server_config
+
+from quicish.aio.stateless import StatelessResponder
+from quicish.errors import DecodeError
+from quicish.proto import events as ev
+from quicish.proto.connection import Connection
+from quicish.proto.server_context import ServerContext
+from quicish.proto.versions import VERSION_NEGOTIATION_ERROR
+from quicish.simlink import CLIENT_ADDR, SERVER_ADDR
+from quicish.wire.packet import QUIC_V1, QUIC_V2, PacketType, parse_header
+
+
+def _v2_context(*versions: int) -> ServerContext:
+    ctx = ServerContext.from_config(server_config())
+    ctx.versions = versions or (QUIC_V2, QUIC_V1)
+    return ctx
+
+
+def _versions_on_wire(net: TapNetwork, up: bool) -> list[tuple[PacketType, int]]:
+    out = []
+    for _, is_up, data, _ in net.tap:
+        if is_up != up:
+            continue
+        offset = 0
+        while offset < len(data):
+            try:
+                header = parse_header(data, offset, short_dcid_len=8)
+            except DecodeError:
+                break
+            if header.is_long:
+                out.append((PacketType(header.packet_type), header.version))
+            offset = header.packet_end
+    return out
+
+
+def _transfer(net: TapNetwork, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]
+    data = bytes(range(256)) * (size // 256)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, data, end_stream=True)
+    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 20)
+    assert bytes(s.data[sid]) == data
+
+
+def test_compatible_negotiation_to_v2() -> None:
+    net, c, s = new_pair(context=_v2_context())
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V2
+    up = _versions_on_wire(net, up=True)
+    down = _versions_on_wire(net, up=False)
+    assert up[0] == (PacketType.INITIAL, QUIC_V1)  # the client's first flight: v1
+    assert all(v == QUIC_V2 for _, v in down)  # the server answered in v2 from the start
+    assert all(v == QUIC_V2 for _, v in up[1:])  # and the client followed
+    # No extra round trip: the handshake took as long as a v1 one.
+    assert sum(1 for t, _ in up if t == PacketType.INITIAL) <= 3
+    params = net.client._peer_params
+    assert params is not None and params.version_information is not None
+    assert params.version_information.chosen_version == QUIC_V2
+    _transfer(net, c, s)
+
+
+def test_default_client_and_server_stay_on_v1() -> None:
+    net, c, s = new_pair()
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V1
+    assert all(v == QUIC_V1 for _, v in _versions_on_wire(net, up=False))
+    info = net.server._peer_params.version_information  # type: ignore[union-attr]
+    assert info is not None and info.chosen_version == QUIC_V1
+    assert QUIC_V2 in info.available_versions  # the client did offer v2
+
+
+def test_client_offering_only_v1_is_not_switched() -> None:
+    net, c, s = new_pair(context=_v2_context(), client_args={"versions": (QUIC_V1,)})
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V1
+
+
+def test_client_starting_in_v2() -> None:
+    net, c, s = new_pair(client_args={"version": QUIC_V2, "versions": (QUIC_V2,)})
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V2
+    assert all(v == QUIC_V2 for _, v in _versions_on_wire(net, up=True))
+    _transfer(net, c, s)
+
+
+def test_default_server_follows_the_clients_preference() -> None:
+    net, c, s = new_pair(client_args={"versions": (QUIC_V2, QUIC_V1)})  # starts in v1
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V2
+
+
+def test_v2_client_switched_to_v1_by_a_v1_preferring_server() -> None:
+    net, c, s = new_pair(client_args={"version": QUIC_V2},  # offers (v2, v1)
+                         context=_v2_context(QUIC_V1, QUIC_V2))
+    established(net, c, s)
+    assert net.client.version == net.server.version == QUIC_V1
+    assert _versions_on_wire(net, up=True)[0] == (PacketType.INITIAL, QUIC_V2)
+    _transfer(net, c, s, 20_000)
+
+
+def test_v2_key_update_and_zero_loss_transfer() -> None:
+    net, c, s = new_pair(context=_v2_context())
+    established(net, c, s)
+    _transfer(net, c, s, 50_000)
+    net.client.request_key_update()
+    _transfer(net, c, s, 100_000)
+    assert net.client.stats()["key_updates"] == net.server.stats()["key_updates"] == 1
+    assert net.server.stats()["packets_undecryptable"] == 0
+
+
+def test_v2_retry() -> None:
+    ctx = ServerContext.from_config(server_config())
+    responder = StatelessResponder(ctx, retry=True)
+    client = Connection(client_config(), is_client=True, version=QUIC_V2)
+    client.connect(SERVER_ADDR, 0.0)
+    first = client.datagrams_to_send(0.0)[0][0]
+    verdict = responder.check_initial(parse_header(first), CLIENT_ADDR, 0.0)
+    assert verdict.reply is not None
+    retry = parse_header(verdict.reply)
+    assert retry.version == QUIC_V2 and retry.packet_type == PacketType.RETRY
+    client.receive_datagram(verdict.reply, SERVER_ADDR, 0.01)
+    assert client.stats()["retries_received"] == 1  # the v2 integrity tag verified
+
+
+def test_lost_first_server_flight_still_negotiates() -> None:
+    """The server's first v2 flight is lost: the client retransmits its v1 Initial and the
+    server (already in v2) still accepts it."""
+    net, c, s = new_pair(context=_v2_context())
+    dropped = []
+    original = net._transmit
+
+    def drop_first_down(direction, dst, data, src):  # type: ignore[no-untyped-def]
+        if direction is net.down and not dropped:
+            dropped.append(data)
+            return
+        original(direction, dst, data, src)
+
+    net._transmit = drop_first_down  # type: ignore[method-assign]
+    established(net, c, s)
+    assert dropped
+    assert net.client.version == net.server.version == QUIC_V2
+    up = _versions_on_wire(net, up=True)
+    assert up[:2] == [(PacketType.INITIAL, QUIC_V1), (PacketType.INITIAL, QUIC_V1)]
+
+
+def test_version_information_mismatch_is_version_negotiation_error() -> None:
+    net, c, s = new_pair(context=_v2_context())
+    real = net.server._make_transport_parameters
+
+    def lying() -> object:
+        params = real()
+        assert params.version_information is not None
+        params.version_information.chosen_version = QUIC_V1  # claims v1 while using v2
+        return params
+
+    net.server._make_transport_parameters = lying  # type: ignore[method-assign,assignment]
+    assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5)
+    closed = c.of(ev.ConnectionTerminated)[0]
+    assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer
