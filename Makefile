@@ -17,7 +17,7 @@ $(STAMP): $(PY) pyproject.toml setup.py quicish/native/build_core.py $(wildcard 
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check quicish tests examples benchmarks
+	$(VENV)/bin/ruff check quicish tests examples benchmarks interop
 	$(VENV)/bin/mypy
 
 test: $(STAMP) lint
@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 interop: $(STAMP)
-	$(PY) -m quicish.interop --all --output interop/RESULTS.md
+	$(PY) interop/run.py --all --output interop/RESULTS.md
 
 # Build the C core with AddressSanitizer and run the differential tests under it.
 sanitize: $(STAMP)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quicish import Config  # noqa: E402
-from quicish.proto.connection import Connection  # noqa: E402
-from quicish.proto.events import StreamDataAvailable  # noqa: E402
-from quicish.proto.server_context import ServerContext  # noqa: E402
-from quicish.simlink import LinkSpec, SimNetwork  # noqa: E402
-from quicish.tls.certs import generate_self_signed  # noqa: E402
+from quicish import Config
+from quicish.proto.connection import Connection
+from quicish.proto.events import StreamDataAvailable
+from quicish.proto.server_context import ServerContext
+from quicish.simlink import LinkSpec, SimNetwork
+from quicish.tls.certs import generate_self_signed
 
 
 def run(size: int) -> dict[str, float]:

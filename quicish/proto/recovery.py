@@ -23,6 +23,11 @@ K_PACKET_THRESHOLD = 3
 K_TIME_THRESHOLD = 9 / 8
 K_PERSISTENT_CONGESTION_THRESHOLD = 3
 _MAX_BACKOFF_EXPONENT = 30
+# Before the handshake is confirmed the PTO backoff stops doubling after 2^3: a lossy path
+# then still gets a probe every few seconds instead of waiting past the idle timeout (a
+# handshake under 30% bursty loss can need many rounds). Confirmed connections back off
+# without this cap, as RFC 9002 section 6.2.1 describes.
+_MAX_HANDSHAKE_BACKOFF_EXPONENT = 3
 _COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is this long
 
 
@@ -152,9 +157,14 @@ class LossRecovery:
             return self._spaces[space].ack_eliciting_in_flight
         return sum(sp.ack_eliciting_in_flight for sp in self._spaces)
 
+    def _backoff(self) -> int:
+        """The PTO multiplier: 2^pto_count, capped (lower before handshake confirmation)."""
+        cap = _MAX_BACKOFF_EXPONENT if self.handshake_confirmed else _MAX_HANDSHAKE_BACKOFF_EXPONENT
+        return 1 << min(self.pto_count, cap)
+
     def pto_duration(self, space: int = APPLICATION) -> float:
         """The current probe timeout for ``space``, backoff included."""
-        factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+        factor = self._backoff()
         base = self.rtt.pto_base()
         if space == APPLICATION:
             base += self.max_ack_delay
@@ -374,12 +384,12 @@ class LossRecovery:
             if self.peer_completed_address_validation or self._anchor is None:
                 return None
             # Anti-deadlock: the client arms the timer from the last arming event.
-            factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+            factor = self._backoff()
             return self._anchor + self.rtt.pto_base() * factor
         return self._pto_time_and_space()[0]
 
     def _pto_time_and_space(self) -> tuple[float | None, int | None]:
-        factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+        factor = self._backoff()
         duration = self.rtt.pto_base() * factor
         best: float | None = None
         best_space: int | None = None
