@@ -90,8 +90,8 @@ def _rtt_note(conn: Conn, minimum: float) -> Verdict | None:
     return None
 
 
-def _ticks(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values[:4])
+def _ticks(values: list[float], start: float) -> str:
+    return ", ".join(f"+{v - start:.2f} s" for v in values[:4])
 
 
 # -- rules ------------------------------------------------------------------------------
@@ -283,7 +283,12 @@ def _keyupdate(ev: Evidence) -> Verdict:
     if not up or not down:
         who = "server" if up else "client"
         return fail(f"only one direction changed keys; the {who} never followed")
-    return ok(f"key phase changes: client at {_ticks(up)}, server at {_ticks(down)} (monotonic s)")
+    if c.last_stream_to_client is None or c.last_stream_to_client[0] <= min(up[0], down[0]):
+        return fail("the key update came after the transfer, not during it")
+    return ok(
+        f"key phase changes from the connection's start: client {_ticks(up, c.first_t)}, "
+        f"server {_ticks(down, c.first_t)}; file data continued after"
+    )
 
 
 @rule("ecn")

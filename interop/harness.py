@@ -23,7 +23,7 @@ from .pcap import write_pcap
 from .peers import AIOQUIC, Pair
 from .procs import Background, ServerProcess, free_udp_port, run_client
 from .scenarios import Scenario
-from .tap import Tap
+from .tap import Record, Tap
 
 SERVER_START_TIMEOUT = 20.0
 COMPETITOR_RAMP_BYTES = 300_000
@@ -105,6 +105,7 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     competitor_server: ServerProcess | None = None
     competitor: Background | None = None
     tap: Tap | None = None
+    client_tap: Tap | None = None  # client side of the relay: diagnostics only
     relay: Netem | None = None
     outcome: tuple[str, str] | None = None
     competitor_exit: int | None = None
@@ -146,7 +147,9 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
                 rebind_addr=scenario.rebind_addr,
                 seed=scenario.seed,
             ).start()
-            target = relay.address
+            client_tap = Tap(relay.address, listen_host=host)
+            client_tap.start()
+            target = client_tap.address
         if scenario.cross_traffic:
             competitor = Background(
                 [
@@ -169,6 +172,8 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     finally:
         if competitor is not None:
             competitor_exit = competitor.stop()
+        if client_tap is not None:
+            client_tap.stop()
         if relay is not None:
             ev.counters = relay.stop()
         if tap is not None:
@@ -180,6 +185,8 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
         ev.server_output, ev.server_exit = server.lines, server.exit_code
     if ev.records:
         write_pcap(cell_dir / "tap.pcap", ev.records, ev.sessions)
+    if client_tap is not None and client_tap.records:
+        write_pcap(cell_dir / "client-tap.pcap", client_tap.records, client_tap.sessions)
     log_text = keylog.read_text(errors="replace") if keylog.exists() else ""
     competitor_log = cell_dir / "competitor.keylog"
     if competitor_log.exists():
@@ -193,6 +200,8 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     if crash:
         details.append(f"server logged an exception: {crash}")
     if outcome is not None:
+        if client_tap is not None and client_tap.records:
+            details.append(_last_exchange(client_tap.records, ev.records))
         reason = outcome[1] + (f"; server logged {crash}" if crash else "")
         return verdict(outcome[0], reason, details)
     if scenario.cross_traffic and len(ev.sessions) >= 2:
@@ -263,6 +272,27 @@ def _cross(ev: Evidence, competitor_exit: int | None) -> Cross:
     a, b = rates.get(1, 0.0), rates.get(0, 0.0)
     jain = (a + b) ** 2 / (2 * (a * a + b * b)) if a or b else 0.0
     return Cross(a, b, jain, end - start, competitor_exit)
+
+
+def _last_exchange(client_side: list[Record], server_side: list[Record]) -> str:
+    """For a failed run: the last client's datagrams on both sides of the relay."""
+    last = client_side[-1].session
+    mine = [r for r in client_side if r.session == last]
+    start = mine[0].t
+    sent = [r.t - start for r in mine if r.to_server]
+    got = [r.t - start for r in mine if not r.to_server]
+    at_server = [r for r in server_side if r.t >= start]
+    s_got = [r.t - start for r in at_server if r.to_server]
+    s_sent = [r.t - start for r in at_server if not r.to_server]
+
+    def span(ts: list[float]) -> str:
+        return f"{len(ts)} (last +{ts[-1]:.2f} s)" if ts else "0"
+
+    return (
+        f"last client connection, seconds from its first datagram: client sent {span(sent)}, "
+        f"received {span(got)}; server received {span(s_got)}, sent {span(s_sent)} "
+        "(client-tap.pcap / tap.pcap)"
+    )
 
 
 def _server_exception(lines: list[str]) -> str | None:

@@ -28,7 +28,7 @@ from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import HandshakeCompleted, QuicEvent
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent
 from aioquic.quic.packet import QuicProtocolVersion
 from aioquic.tls import CipherSuite, SessionTicket
 
@@ -136,10 +136,13 @@ class ClientProtocol(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handshake: HandshakeCompleted | None = None
+        self.terminated: ConnectionTerminated | None = None
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
             self.handshake = event
+        elif isinstance(event, ConnectionTerminated):
+            self.terminated = event
         super().quic_event_received(event)
 
 
@@ -153,6 +156,9 @@ async def _fetch(proto: ClientProtocol, path: str, dest: Path, first_byte: async
             fh.write(chunk)
             size += len(chunk)
             first_byte.set()
+    if proto.terminated is not None:  # EOF from the connection dying, not from a FIN
+        t = proto.terminated
+        raise ConnectionError(f"connection closed: code {t.error_code:#x} {t.reason_phrase!r}")
     return size
 
 

@@ -621,20 +621,7 @@ class Connection:
             old = TransportParameters.decode(remembered, from_server=True)
         except DecodeError:
             return False
-        new = self._local_params
-        fields = (
-            "initial_max_data",
-            "initial_max_stream_data_bidi_local",
-            "initial_max_stream_data_bidi_remote",
-            "initial_max_stream_data_uni",
-            "initial_max_streams_bidi",
-            "initial_max_streams_uni",
-            "active_connection_id_limit",
-        )
-        if any(getattr(new, f) < getattr(old, f) for f in fields):
-            return False
-        old_dgram = old.max_datagram_frame_size or 0
-        return (new.max_datagram_frame_size or 0) >= old_dgram
+        return limits_reduced(old, self._local_params) is None
 
     def _drain_tls(self, now: float) -> None:
         tls = self._tls
