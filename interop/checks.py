@@ -90,6 +90,14 @@ def _rtt_note(conn: Conn, minimum: float) -> Verdict | None:
     return None
 
 
+def _disagrees(ev: Evidence, key: str, expected: str) -> Verdict | None:
+    """Fail when the client printed ``key: value`` contradicting what the wire shows."""
+    said = ev.value(key)
+    if said is not None and said != expected:
+        return fail(f"the wire shows {key} {expected} but the client printed '{key}: {said}'")
+    return None
+
+
 def _ticks(values: list[float], start: float) -> str:
     return ", ".join(f"+{v - start:.2f} s" for v in values[:4])
 
@@ -197,6 +205,8 @@ def _retry(ev: Evidence) -> Verdict:
         return fail("server sent no Retry")
     if not c.retry_token_echoed:
         return fail("client's next Initial did not carry the Retry token")
+    if (said := _disagrees(ev, "retry", "yes")) is not None:
+        return said
     return ok(f"Retry token of {len(c.retry_token or b'')} bytes echoed")
 
 
@@ -214,9 +224,8 @@ def _resumption(ev: Evidence) -> Verdict:
         return fail("second ClientHello offered no PSK (no session ticket stored?)")
     if not second.resumed:
         return fail("server did not accept the PSK (full handshake)")
-    said = ev.value("resumed")
-    if said is not None and said != "yes":
-        return fail(f"wire shows resumption but the client printed 'resumed: {said}'")
+    if (said := _disagrees(ev, "resumed", "yes")) is not None:
+        return said
     return ok("second ServerHello carries pre_shared_key")
 
 
@@ -250,10 +259,8 @@ def _zerortt(ev: Evidence) -> Verdict:
     resent = second.requests_0rtt & second.requests_1rtt
     if resent:
         return fail(f"{len(resent)} request(s) re-sent in 1-RTT")
-    if said is not None and said != "yes":
-        return fail(
-            f"wire shows 0-RTT accepted but the client printed 'early_data_accepted: {said}'"
-        )
+    if (disagree := _disagrees(ev, "early_data_accepted", "yes")) is not None:
+        return disagree
     return ok(f"all {requests} requests in {second.zero_rtt_packets} 0-RTT packet(s); accepted")
 
 
@@ -285,6 +292,8 @@ def _keyupdate(ev: Evidence) -> Verdict:
         return fail(f"only one direction changed keys; the {who} never followed")
     if c.last_stream_to_client is None or c.last_stream_to_client[0] <= min(up[0], down[0]):
         return fail("the key update came after the transfer, not during it")
+    if (disagree := _disagrees(ev, "key_update", "yes")) is not None:
+        return disagree
     return ok(
         f"key phase changes from the connection's start: client {_ticks(up, c.first_t)}, "
         f"server {_ticks(down, c.first_t)}; file data continued after"
@@ -393,6 +402,8 @@ def _v2(ev: Evidence) -> Verdict:
         return fail("server stayed on v1")
     if c.client_versions[-1] != V2:
         return fail("client did not switch to v2")
+    if (said := _disagrees(ev, "version", "v2")) is not None:
+        return said
     return ok("client started in v1 offering v2; both ended in v2")
 
 
@@ -453,6 +464,8 @@ def _migration(ev: Evidence) -> Verdict:
     new = c.last_stream_to_client[1]
     if new not in c.validated_paths():
         return fail("server did not validate the new path (no PATH_CHALLENGE answered there)")
+    if (said := _disagrees(ev, "migrated", "yes")) is not None:
+        return said
     probed = "client probed it too" if new in c.client_probed_paths() else "client did not probe"
     return ok(f"transfer finished on the new path; server validated it; {probed}")
 

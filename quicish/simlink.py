@@ -33,6 +33,8 @@ class LinkSpec:
     duplicate: float = 0.0
     corrupt: float = 0.0
     blackout: tuple[float, float] | None = None  # (start, end) in virtual time: drop all
+    ecn: int = 0  # IP ECN codepoint datagrams arrive with (2: ECT(0)); 0: not reported
+    congestion_marks: float = 0.0  # probability a datagram arrives marked CE instead
 
 
 @dataclass
@@ -45,6 +47,7 @@ class LinkCounters:
     duplicated: int = 0
     corrupted: int = 0
     blackout_drops: int = 0
+    ce_marked: int = 0
     bytes_delivered: int = 0
 
 
@@ -76,7 +79,7 @@ class SimNetwork:
         self.rng = random.Random(seed)
         self.up = _Direction(to_server or LinkSpec())
         self.down = _Direction(to_client or LinkSpec())
-        self._heap: list[tuple[float, int, Connection, bytes, tuple[str, int]]] = []
+        self._heap: list[tuple[float, int, Connection, bytes, tuple[str, int], int]] = []
         self._seq = 0
         self.client_addr = CLIENT_ADDR
 
@@ -119,14 +122,20 @@ class SimNetwork:
             pos = rng.randrange(1, len(data)) if len(data) > 1 else 0
             data = data[:pos] + bytes([data[pos] ^ (1 + rng.randrange(255))]) + data[pos + 1:]
             c.corrupted += 1
-        self._schedule(arrive, dst, data, src)
+        ecn = spec.ecn
+        if spec.congestion_marks and rng.random() < spec.congestion_marks:
+            ecn = 0x03
+            c.ce_marked += 1
+        self._schedule(arrive, dst, data, src, ecn)
         if spec.duplicate and rng.random() < spec.duplicate:
             c.duplicated += 1
-            self._schedule(arrive + 0.001, dst, data, src)
+            self._schedule(arrive + 0.001, dst, data, src, ecn)
 
-    def _schedule(self, at: float, dst: Connection, data: bytes, src: tuple[str, int]) -> None:
+    def _schedule(
+        self, at: float, dst: Connection, data: bytes, src: tuple[str, int], ecn: int = 0
+    ) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, dst, data, src))
+        heapq.heappush(self._heap, (at, self._seq, dst, data, src, ecn))
 
     # ---- the event loop ---------------------------------------------------------------------
     def _flush(self) -> None:
@@ -151,16 +160,22 @@ class SimNetwork:
             return False
         self.now = max(self.now, min(candidates))
         while self._heap and self._heap[0][0] <= self.now:
-            _, _, dst, data, src = heapq.heappop(self._heap)
-            direction = self.up if dst is self.server else self.down
-            direction.counters.delivered += 1
-            direction.counters.bytes_delivered += len(data)
-            dst.receive_datagram(data, src, self.now)
+            _, seq, dst, data, src, ecn = heapq.heappop(self._heap)
+            self._deliver(seq, dst, data, src, ecn)
         for conn in (self.client, self.server):
             t = conn.next_timer()
             if t is not None and t <= self.now:
                 conn.handle_timer(self.now)
         return True
+
+    def _deliver(
+        self, seq: int, dst: Connection, data: bytes, src: tuple[str, int], ecn: int
+    ) -> None:
+        """Hand one datagram to its receiver (subclasses may route it differently)."""
+        direction = self.up if dst is self.server else self.down
+        direction.counters.delivered += 1
+        direction.counters.bytes_delivered += len(data)
+        dst.receive_datagram(data, src, self.now, 0, ecn)
 
     def run(self, until: Callable[[], bool], timeout: float = 60.0) -> bool:
         """Step until ``until()`` is true (returns True) or ``timeout`` virtual seconds pass."""

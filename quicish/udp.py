@@ -23,6 +23,10 @@ MAX_GSO_SEGMENTS = 40
 RECV_BUFFER = 65535
 _U16 = struct.Struct("=H")
 _I32 = struct.Struct("=i")
+IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
+IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+IPV6_RECVTCLASS = getattr(socket, "IPV6_RECVTCLASS", 66)
+ECT0 = 0x02  # ECN codepoint quicish marks its datagrams with (RFC 9000 section 13.4)
 
 Address = tuple[str, int]
 
@@ -46,7 +50,8 @@ class UdpSocket:
         for opt, size in ((socket.SO_SNDBUF, 4 << 20), (socket.SO_RCVBUF, 4 << 20)):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
-        self._cmsg_space = socket.CMSG_SPACE(4) if self.gro else 0
+        self.ecn = os.environ.get("QUICISH_ECN", "1") != "0" and _enable_ecn(sock)
+        self._cmsg_space = socket.CMSG_SPACE(4) * (int(self.gro) + 2 * int(self.ecn))
 
     @classmethod
     def bind(cls, host: str, port: int) -> UdpSocket:
@@ -73,15 +78,15 @@ class UdpSocket:
             _ = self.address
         self.sock.close()
 
-    def receive(self, max_reads: int = 32) -> list[tuple[bytes, Address]]:
-        """Datagrams from up to ``max_reads`` socket reads (GRO batches split), fewer when
-        the socket would block. A GRO batch is always returned whole."""
+    def receive(self, max_reads: int = 32) -> list[tuple[bytes, Address, int]]:
+        """``(datagram, sender, ecn codepoint)`` from up to ``max_reads`` socket reads (GRO
+        batches split), fewer when the socket would block. A GRO batch is returned whole."""
         sock = self.sock
-        out: list[tuple[bytes, Address]] = []
+        out: list[tuple[bytes, Address, int]] = []
         append = out.append
         for _ in range(max_reads):
             try:
-                if self.gro:
+                if self._cmsg_space:
                     data, ancdata, _flags, addr = sock.recvmsg(RECV_BUFFER, self._cmsg_space)
                 else:
                     data, addr = sock.recvfrom(RECV_BUFFER)
@@ -93,16 +98,20 @@ class UdpSocket:
                     continue
                 raise
             address = (addr[0], addr[1])
-            segment = 0
+            segment = ecn = 0
             for level, kind, value in ancdata:
                 if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 2:
                     segment = (_I32.unpack(value[:4])[0] if len(value) >= 4 else
                                _U16.unpack(value[:2])[0])
+                elif (level == socket.IPPROTO_IP and kind == socket.IP_TOS) or (
+                    level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS
+                ):
+                    ecn = value[0] & 0x03 if value else 0  # TOS byte / TCLASS int (LE)
             if segment and len(data) > segment:
                 for start in range(0, len(data), segment):
-                    append((data[start : start + segment], address))
+                    append((data[start : start + segment], address, ecn))
             else:
-                append((data, address))
+                append((data, address, ecn))
         return out
 
     def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
@@ -140,6 +149,23 @@ class UdpSocket:
                 logger.debug("send to %s failed: %s", addr, exc)
             i = j
         return []
+
+
+def _enable_ecn(sock: socket.socket) -> bool:
+    """Mark outgoing datagrams ECT(0) and ask for the codepoint of incoming ones."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, ECT0)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVTCLASS, 1)
+            with contextlib.suppress(OSError):  # IPv4-mapped traffic on a dual-stack socket
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, ECT0)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, ECT0)
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTOS, 1)
+    except OSError:
+        return False
+    return True
 
 
 def _probe_gso(sock: socket.socket) -> bool:

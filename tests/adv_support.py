@@ -3,7 +3,6 @@ key update, v2): a tapped simulated network and resumption set-ups."""
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 from conn_support import EventLog, client_config, server_config
@@ -142,36 +141,22 @@ class PathNetwork(TapNetwork):
 
     _next_local = 0
 
-    def _schedule(self, at: float, dst: Connection, data: bytes, src: tuple[str, int]) -> None:
-        super()._schedule(at, dst, data, src)
+    def _schedule(
+        self, at: float, dst: Connection, data: bytes, src: tuple[str, int], ecn: int = 0
+    ) -> None:
+        super()._schedule(at, dst, data, src, ecn)
         if dst is self.client:
             self._local_of[self._seq] = self._next_local
 
-    def step(self) -> bool:
-        self._flush()
-        candidates = []
-        if self._heap:
-            candidates.append(self._heap[0][0])
-        for conn in (self.client, self.server):
-            t = conn.next_timer()
-            if t is not None:
-                candidates.append(t)
-        if not candidates:
-            return False
-        self.now = max(self.now, min(candidates))
-        while self._heap and self._heap[0][0] <= self.now:
-            _, seq, dst, data, src = heapq.heappop(self._heap)
-            if dst is self.client:
-                self.down.counters.delivered += 1
-                dst.receive_datagram(data, src, self.now, self._local_of.pop(seq, 0))
-            else:
-                self.up.counters.delivered += 1
-                dst.receive_datagram(data, src, self.now)
-        for conn in (self.client, self.server):
-            t = conn.next_timer()
-            if t is not None and t <= self.now:
-                conn.handle_timer(self.now)
-        return True
+    def _deliver(
+        self, seq: int, dst: Connection, data: bytes, src: tuple[str, int], ecn: int
+    ) -> None:
+        if dst is self.client:
+            self.down.counters.delivered += 1
+            dst.receive_datagram(data, src, self.now, self._local_of.pop(seq, 0), ecn)
+        else:
+            self.up.counters.delivered += 1
+            dst.receive_datagram(data, src, self.now, 0, ecn)
 
 
 def path_pair(**kw: Any) -> tuple[PathNetwork, EventLog, EventLog]:

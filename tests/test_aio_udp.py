@@ -21,7 +21,7 @@ def _collect(sock: UdpSocket, count: int) -> list[bytes]:
     while len(got) < count:
         ready, _, _ = select.select([sock.fileno()], [], [], 5.0)
         assert ready, f"only {len(got)} of {count} datagrams arrived"
-        got.extend(data for data, _ in sock.receive())
+        got.extend(data for data, _, _ in sock.receive())
     return got
 
 
@@ -83,7 +83,7 @@ def test_receive_reports_the_sender_address() -> None:
         plain.bind(("127.0.0.1", 0))
         plain.sendto(b"x" * 100, receiver.address)
         select.select([receiver.fileno()], [], [], 5.0)
-        ((data, addr),) = receiver.receive()
+        ((data, addr, _ecn),) = receiver.receive()
         assert data == b"x" * 100
         assert addr == plain.getsockname()
     receiver.close()

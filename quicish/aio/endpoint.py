@@ -89,13 +89,13 @@ class Endpoint:
         now = self._loop.time()
         touched: set[QuicConnection] = set()
         try:
-            for data, addr in self.udp.receive(RECEIVE_READS):
+            for data, addr, ecn in self.udp.receive(RECEIVE_READS):
                 conn = self._route(data, addr, now)
                 if conn is not None:
                     if conn is self._accepted:
                         self._accepted = None  # accept() already fed it this datagram
                     else:
-                        conn._proto.receive_datagram(data, addr, now, self.local_id)
+                        conn._proto.receive_datagram(data, addr, now, self.local_id, ecn)
                     touched.add(conn)
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)

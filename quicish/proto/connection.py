@@ -84,6 +84,7 @@ MAX_DATAGRAMS_PER_CALL = 64
 K_ACK, K_CRYPTO, K_STREAM, K_HANDSHAKE_DONE, K_MAX_DATA, K_MAX_STREAM_DATA = range(6)
 K_MAX_STREAMS, K_RESET, K_STOP, K_NEW_CID, K_RETIRE_CID, K_PING, K_NEW_TOKEN = range(6, 13)
 K_PATH_RESPONSE = 13
+_ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 _NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
 # Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
 _PROBING = frozenset(
@@ -286,12 +287,14 @@ class Connection:
                 self._streams.on_peer_parameters(self._remembered_params)
 
     def receive_datagram(
-        self, data: bytes, addr: tuple[str, int], now: float, local: int = 0
+        self, data: bytes, addr: tuple[str, int], now: float, local: int = 0, ecn: int = 0
     ) -> None:
         """Process one UDP datagram (possibly several coalesced packets); ``local`` names
-        the local socket it arrived on when the driver has several (active migration)."""
+        the local socket it arrived on when the driver has several (active migration),
+        ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
         if self._state >= S_DRAINING:
             return
+        self._rx_ecn = ecn
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += len(data)
         path = self._path
@@ -871,6 +874,8 @@ class Connection:
             # The peer's newest non-probing packet comes from a new path (RFC 9000 9.3).
             self._migrate_to = self._rx_path
         space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
+        if self._rx_ecn:
+            space.ecn_counts[_ECN_COUNTER[self._rx_ecn]] += 1
 
     def _open_one_rtt(
         self, packet: memoryview, pn_offset: int, space: PacketSpace
@@ -1275,6 +1280,7 @@ class Connection:
     # Sending
     # ---------------------------------------------------------------------------------------
     _pacer_deadline: float | None = None
+    _rx_ecn = 0  # ECN codepoint of the datagram being processed
     _control_checked = False
     _idle_restart_pending = True
 
@@ -1380,7 +1386,9 @@ class Connection:
             delay = 0
             if app:
                 delay = int((now - space.largest_received_time) * 1_000_000) >> ACK_DELAY_EXPONENT
-            F.push_ack_frame(buf, ranges[:32], max(0, delay))
+            counts = space.ecn_counts
+            ecn = (counts[0], counts[1], counts[2]) if any(counts) else None
+            F.push_ack_frame(buf, ranges[:32], max(0, delay), ecn)
             records.append((K_ACK, ranges[0][1] - 1))
             space.on_ack_sent()
         path = self._path
