@@ -57,6 +57,19 @@ from .early_data import limits_reduced, remembered_parameters
 from .pacing import Pacer
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .path import Path, PathManager
+from .records import (
+    K_ACK,
+    K_CRYPTO,
+    K_HANDSHAKE_DONE,
+    K_MAX_DATA,
+    K_NEW_CID,
+    K_NEW_TOKEN,
+    K_PATH_RESPONSE,
+    K_PING,
+    K_RETIRE_CID,
+    K_STREAM,
+    BuiltPacket,
+)
 from .recovery import LossRecovery, SentPacket
 from .rtt import RttEstimator
 from .server_context import ServerContext
@@ -80,10 +93,6 @@ ACK_DELAY_EXPONENT = 3
 CID_LENGTH = 8
 MAX_DATAGRAMS_PER_CALL = 64
 
-# Records of what a sent packet carried, so loss re-sends it and acknowledgement frees it.
-K_ACK, K_CRYPTO, K_STREAM, K_HANDSHAKE_DONE, K_MAX_DATA, K_MAX_STREAM_DATA = range(6)
-K_MAX_STREAMS, K_RESET, K_STOP, K_NEW_CID, K_RETIRE_CID, K_PING, K_NEW_TOKEN = range(6, 13)
-K_PATH_RESPONSE = 13
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 _NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
 # Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
@@ -105,47 +114,6 @@ S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
 
 
 Tracer = Callable[[str, dict[str, Any]], None]
-
-
-class _Built:
-    """A packet assembled but not yet sealed: its plaintext and what it carries."""
-
-    __slots__ = (
-        "eliciting",
-        "header_len",
-        "payload",
-        "pn",
-        "pn_length",
-        "ptype",
-        "records",
-        "space",
-        "truncated",
-        "tx",
-    )
-
-    def __init__(
-        self,
-        space: PacketSpace,
-        tx: PacketProtector,
-        ptype: int,
-        pn: int,
-        truncated: int,
-        pn_length: int,
-        header_len: int,
-        payload: bytearray,
-        records: list[tuple[Any, ...]],
-        eliciting: bool,
-    ) -> None:
-        self.space = space
-        self.tx = tx
-        self.ptype = ptype
-        self.pn = pn
-        self.truncated = truncated
-        self.pn_length = pn_length
-        self.header_len = header_len
-        self.payload = payload
-        self.records = records
-        self.eliciting = eliciting
 
 
 class Connection:
@@ -1293,7 +1261,7 @@ class Connection:
         self._recovery.amplification_limited = budget < self._max_datagram_size
         if size_limit < 64:
             return None
-        parts: list[_Built] = []
+        parts: list[BuiltPacket] = []
         used = 0
         has_initial = has_handshake = any_eliciting = False
         congestion_blocked = self._recovery.bytes_in_flight >= self._cc.cwnd
@@ -1366,7 +1334,7 @@ class Connection:
         budget: int,
         now: float,
         congestion_blocked: bool,
-    ) -> _Built | None:
+    ) -> BuiltPacket | None:
         """The plaintext of the next packet in ``space``, or None when there is nothing."""
         pn = space.next_pn
         truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(space.index))
@@ -1395,12 +1363,12 @@ class Connection:
         if (path.responses or path.challenge_due) and ptype == PacketType.ONE_RTT:
             # Path validation goes out at once, padded (RFC 9000 8.2), congestion or not.
             eliciting = self._write_path_frames(path, buf, room, now)
-            return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
+            return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
                           records, eliciting)
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
-            return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
+            return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
                           records, False)
         # CRYPTO data (handshake messages, and NewSessionTicket in 1-RTT).
         crypto = space.crypto_send
@@ -1455,7 +1423,7 @@ class Connection:
         # Header protection samples 16 bytes starting 4 bytes after the packet number.
         if len(payload) + pn_length < 4:
             payload.extend(bytes(4 - pn_length - len(payload)))
-        return _Built(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
+        return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
                       eliciting)
 
     def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
@@ -1472,7 +1440,7 @@ class Connection:
             or self._streams.has_pending_frames()
         )
 
-    def _seal_packet(self, built: _Built, now: float) -> bytes:
+    def _seal_packet(self, built: BuiltPacket, now: float) -> bytes:
         space = built.space
         pn = built.pn
         space.next_pn = pn + 1
@@ -1559,7 +1527,7 @@ class Connection:
             truncated, pn_length = encode_packet_number(
                 pn, self._recovery.largest_acked(space.index)
             )
-            built = _Built(space, space.tx, ptype, pn, truncated, pn_length,
+            built = BuiltPacket(space, space.tx, ptype, pn, truncated, pn_length,
                            self._header_length(ptype, pn_length), payload, [], False)
             out += self._seal_packet(built, self._last_activity)
         return bytes(out)

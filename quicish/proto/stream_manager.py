@@ -28,6 +28,17 @@ from ..errors import ErrorCode, ProtocolError, StreamError
 from ..wire import frames as F
 from ..wire.buffer import Buffer
 from .flow import ReceiveWindow, SendCredit
+from .records import (
+    K_DATA_BLOCKED,
+    K_MAX_DATA,
+    K_MAX_STREAM_DATA,
+    K_MAX_STREAMS,
+    K_RESET,
+    K_STOP,
+    K_STREAM,
+    K_STREAM_DATA_BLOCKED,
+    K_STREAMS_BLOCKED,
+)
 from .recv_stream import RecvStream
 from .send_stream import SendStream
 from .stream_ids import make_stream_id
@@ -49,9 +60,6 @@ __all__ = [
     "StreamManager",
 ]
 
-# Record kinds (first element of a sent-frame record). The first six match connection.py.
-K_STREAM, K_MAX_DATA, K_MAX_STREAM_DATA, K_MAX_STREAMS, K_RESET, K_STOP = 2, 4, 5, 6, 7, 8
-K_DATA_BLOCKED, K_STREAM_DATA_BLOCKED, K_STREAMS_BLOCKED = 20, 21, 22
 MAX_STREAMS_LIMIT = 1 << 60
 _CTRL_FRAME_MAX = 25  # type + three 8-byte varints
 
