@@ -22,11 +22,11 @@ INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
 K_PACKET_THRESHOLD = 3
 K_TIME_THRESHOLD = 9 / 8
 K_PERSISTENT_CONGESTION_THRESHOLD = 3
-_MAX_BACKOFF_EXPONENT = 30
-# Before the handshake is confirmed the PTO backoff stops doubling after 2^3: a lossy path
-# then still gets a probe every few seconds instead of waiting past the idle timeout (a
-# handshake under 30% bursty loss can need many rounds). Confirmed connections back off
-# without this cap, as RFC 9002 section 6.2.1 describes.
+# The PTO doubles on each consecutive timeout (RFC 9002 section 6.2.1) but stops doubling
+# after 2^3 before the handshake is confirmed and after 2^6 once it is: on a path with heavy
+# bursty loss the next probe then still comes within seconds (a few RTTs' worth), instead of
+# after the idle timeout has already ended the connection. Like TCP's RTO ceiling.
+_MAX_BACKOFF_EXPONENT = 6
 _MAX_HANDSHAKE_BACKOFF_EXPONENT = 3
 _COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is this long
 
