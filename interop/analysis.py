@@ -324,8 +324,10 @@ class Analyzer:
             else:
                 _, pn, payload = keys.unprotect(pkt, largest)
         except WireError:
-            conn.failures[level] += 1
-            return
+            if not self._rekey_initial(conn, rec, pkt):
+                conn.failures[level] += 1
+                return
+            return self._decrypt(conn, rec, pkt)
         conn._largest[(d, level)] = max(largest, pn)
         conn.decrypted[level] += 1
         try:
@@ -335,6 +337,20 @@ class Analyzer:
             return
         for frame in frames:
             self._frame(conn, rec, level, frame.type, frame.fields)
+
+    def _rekey_initial(self, conn: Conn, rec: Record, pkt: Packet) -> bool:
+        """A client Initial that the connection's Initial keys cannot open, but keys from its
+        own DCID can: the first Initial we saw had a corrupted DCID. Adopt the new keys."""
+        if pkt.kind != "initial" or not rec.to_server or pkt.dcid == conn.key_dcid:
+            return False
+        client, _ = initial_keys(pkt.dcid, pkt.version)
+        try:
+            client.unprotect(pkt, conn._largest.get((True, "initial"), -1))
+        except WireError:
+            return False
+        conn.key_dcid = pkt.dcid
+        conn._initial.clear()
+        return True
 
     def _open_1rtt(
         self, conn: Conn, base: Keys, pkt: Packet, largest: int, rec: Record

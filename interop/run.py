@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep logs, key logs and downloads here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any cell failed")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so each cell's finally stops its server, relay and taps
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scenarios, pairs = select(args.scenario, args.pair, args.fast, args.sanity)
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="quicish-interop-"))
@@ -98,14 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(scenarios)} scenario(s) x {len(pairs)} pair(s); work dir {workdir}", file=sys.stderr
     )
 
+    done: list[Result] = []
+    started = time.monotonic()
+
     def progress(r: Result) -> None:
+        done.append(r)
+        if args.output:  # keep the file current: a killed run still leaves its cells
+            partial = render(done, scenarios, pairs, command.strip(), time.monotonic() - started)
+            Path(args.output).write_text(partial)
         print(
             f"{r.scenario:20} {r.pair:16} {r.seconds:6.1f} s  {r.cell()}",
             file=sys.stderr,
             flush=True,
         )
 
-    started = time.monotonic()
     try:
         results = run_matrix(scenarios, pairs, workdir, progress)
     finally:

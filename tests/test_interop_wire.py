@@ -244,3 +244,17 @@ def test_server_exception_is_reported() -> None:
     ]
     assert _server_exception(lines) == "AttributeError: no attribute '_path_of'"
     assert _server_exception(lines[:1]) is None
+
+
+@needs_vectors
+def test_a_corrupted_first_initial_does_not_hide_the_connection() -> None:
+    assert VECTORS is not None
+    raw = bytes.fromhex(VECTORS["client_initial_packet"]["protected_packet"])
+    broken = bytearray(raw)
+    broken[6] ^= 0x01  # first DCID byte: the relay corrupted it
+    analyzer = Analyzer({})
+    analyzer.feed(Record(0.0, True, 0, bytes(broken), 0))
+    analyzer.feed(Record(0.1, True, 0, raw, 0))  # the client's retransmission
+    (conn,) = analyzer.conns
+    assert conn.client_hello is not None and conn.failures["initial"] == 1
+    assert conn.key_dcid == bytes.fromhex(VECTORS["client_dcid"])
