@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 import pytest
-from conn_net import Net, Peer, Sender, connected, make_net, wire_frames
+from conn_net import FrameSpy, Net, Peer, Sender, connected, make_net, wire_frames
 
 from quicish.proto.congestion.base import initial_window
 from quicish.simlink import LinkSpec
@@ -288,3 +288,23 @@ def test_lost_packet_contents_resent_in_new_packets() -> None:
     assert bytes(s.data[sid]) == data
     assert lost_ranges and len(resent) >= len(lost_ranges)
     assert net.client.stats()["stream_bytes_retransmitted"] >= sum(n for _, n in lost_ranges)
+
+
+def test_probes_repeat_unacknowledged_stream_data() -> None:
+    """RFC 9002 6.2.4: with nothing new to send, a PTO probe carries the oldest unacknowledged
+    data (not a bare PING), so one probe that gets through repairs the loss even while every
+    ACK is lost."""
+    net = make_net(link=LinkSpec(delay=0.01))
+    client, server = connected(net)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"GET /x\r\n", end_stream=True)
+    assert net.run_until(lambda: sid in server.finished, client, server, timeout=5)
+    spy = FrameSpy(net.server)
+    start = net.now
+    net.down.spec.blackout = (start, start + 3.0)  # everything to the client is lost for 3 s
+    net.server.send_stream_data(sid, b"x" * 1000, end_stream=True)
+    net.run_until(lambda: net.now > start + 2.9, client, server, timeout=5)
+    copies = [f for f in spy.of(F.StreamFrame) if f.stream_id == sid and f.offset == 0]
+    assert len(copies) >= 3  # the original and the data repeated by at least two probes
+    assert net.run_until(lambda: sid in client.finished, client, server, timeout=30)
+    assert bytes(client.data[sid]) == b"x" * 1000

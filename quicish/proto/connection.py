@@ -1243,6 +1243,22 @@ class Connection:
         space.probes = 2
         if space.index != APPLICATION:
             space.crypto_send.requeue_unacked()
+            return
+        # RFC 9002 6.2.4: a probe with no new data to carry repeats the oldest unacknowledged
+        # data, so a probe that gets through repairs the loss even when ACKs keep vanishing.
+        # The packets stay in flight; whichever copy is acknowledged first frees the data.
+        for pkt in self._recovery.outstanding(APPLICATION)[:2]:
+            if not pkt.ack_eliciting:
+                continue
+            for rec in pkt.frames:
+                kind = rec[0]
+                if kind == K_STREAM:
+                    self.stats_counters.stream_bytes_probed += rec[3]
+                    self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
+                elif kind == K_CRYPTO:
+                    space.crypto_send.on_lost(rec[2], rec[3], False)
+                elif kind == K_HANDSHAKE_DONE:
+                    self._pending_handshake_done = True
 
     # ---------------------------------------------------------------------------------------
     # Sending

@@ -21,6 +21,7 @@ class ConnectionStats:
     packets_duplicate: int = 0
     stream_bytes_retransmitted: int = 0
     stream_bytes_lost: int = 0  # STREAM bytes in packets declared lost
+    stream_bytes_probed: int = 0  # unacknowledged STREAM bytes repeated by PTO probes
     retries_received: int = 0
     key_updates: int = 0
     path_migrations: int = 0
