@@ -46,9 +46,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("www")
     (root / "data.bin").write_bytes(os.urandom(3 << 20))
     (root / "hello.txt").write_bytes(b"hello from quicish\n")
+    yield from serve_files(root)
+
+
+def serve_files(root: Path, *options: str, duration: int = 30) -> Iterator[Served]:
+    """Run ``quicish serve`` on ``root`` (port 0) until the generator is closed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root),
-         "--duration", "30"],
+         "--duration", str(duration), *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
     )
     try:

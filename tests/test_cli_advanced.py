@@ -4,43 +4,17 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import ENV, ROOT, TIMEOUT, Served, _lines, get, url
+from test_cli import Served, get, serve_files, url
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, *options: str) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("www")
     (root / "data.bin").write_bytes(os.urandom(1 << 20))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root),
-         "--duration", "40", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-    )
-    try:
-        lines = _lines(proc)
-        fingerprint = port = None
-        while fingerprint is None or port is None:
-            line = lines.get(timeout=TIMEOUT)
-            assert line is not None, f"server exited early: {proc.wait()}"
-            if m := re.search(r"fingerprint: ([0-9a-f]{64})", line):
-                fingerprint = m.group(1)
-            if m := re.search(r"listening on (\S+):(\d+)", line):
-                port = int(m.group(2))
-        yield Served(proc, port, fingerprint, root)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    yield from serve_files(root, *options, duration=40)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from typing import Any
 from ..config import Config
 from ..errors import (
     ConnectionClosedError,
-    CryptoError,
     DecodeError,
     DecryptionError,
     ErrorCode,
@@ -989,10 +988,9 @@ class Connection:
                         self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
 
     def _requeue_space(self, index: int) -> None:
-        lost = self._recovery.discard_space(index) or []
-        space = self._spaces[index]
-        space.crypto_send.requeue_all()
-        del lost
+        """Forget what was sent in a space and queue all its CRYPTO data again (Retry)."""
+        self._recovery.discard_space(index)
+        self._spaces[index].crypto_send.requeue_all()
 
     def _process_frames(
         self, payload: bytes, ptype: int, space: PacketSpace, now: float
@@ -1046,15 +1044,8 @@ class Connection:
         if not data or self._tls is None:
             return
         epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
-        try:
-            self._tls.receive(epoch, data, now)
-        except CryptoError:
-            self._drain_tls_outputs_only()
-            raise
+        self._tls.receive(epoch, data, now)  # CryptoError closes with 0x100 + alert
         self._drain_tls(now)
-
-    def _drain_tls_outputs_only(self) -> None:
-        """After a TLS failure nothing but the CONNECTION_CLOSE goes out."""
 
     def _on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:
         self._streams.on_stream_frame(frame.stream_id, frame.offset, frame.data, frame.fin, now)
@@ -1171,9 +1162,6 @@ class Connection:
         if cid is not None:
             self._events.append(ev.ConnectionIdRetired(cid))
             self._issue_cids()
-
-    def _ignore(self, frame: Any, space: PacketSpace, now: float) -> None:
-        return None
 
     _handlers: dict[type, Callable[[Connection, Any, PacketSpace, float], None]] = {
         F.AckFrame: _on_ack,
