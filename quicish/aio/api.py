@@ -16,7 +16,7 @@ from ..proto.server_context import ServerContext
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
-from .endpoint import Endpoint
+from .endpoint import Endpoint, clock
 from .stateless import InitialVerdict, StatelessResponder
 
 logger = logging.getLogger("quicish")
@@ -197,9 +197,9 @@ async def _connect(
     )
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
-    proto.connect(addr, loop.time())
+    proto.connect(addr, clock())
     endpoint.register(proto.host_cid, conn)
-    conn._transmit(loop.time())
+    conn._transmit(clock())
     if wait_connected and not early_data:  # with 0-RTT the application writes at once
         try:
             await conn.wait_connected()

@@ -12,7 +12,7 @@ from ..proto import events as ev
 from ..proto.connection import Connection
 from ..proto.stream_manager import StreamLimitReached
 from ..udp import Address
-from .endpoint import Endpoint
+from .endpoint import Endpoint, clock
 from .migration import LocalPaths
 from .streams import QuicStreamReader, QuicStreamWriter
 
@@ -184,7 +184,7 @@ class QuicConnection:
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
         """Close the connection (CONNECTION_CLOSE with an application error code)."""
-        self._proto.close(error_code, reason, now=self._loop.time())
+        self._proto.close(error_code, reason, now=clock())
         self._endpoint.mark_dirty(self)
 
     async def wait_closed(self) -> None:

@@ -2,7 +2,12 @@
 
 The endpoint reads datagrams (GRO batches), routes them by destination connection ID, feeds
 them to each sans-IO :class:`~quicish.proto.connection.Connection`, and sends what the
-connections produce in GSO batches. Timers of all connections share one ``loop.call_at``.
+connections produce in GSO batches. Timers of all connections share one ``loop.call_later``.
+
+Time is ``time.monotonic()`` (the clock of asyncio's default loop), not ``loop.time()``:
+uvloop's clock ticks in whole milliseconds, which would quantize every RTT sample on a fast
+path. uvloop also rounds a timer's delay to the nearest millisecond, so timers are armed
+half a millisecond late there; otherwise they fire early and re-arm in a busy loop.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,6 +33,13 @@ logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) before connections answer
+
+clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
+
+
+def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
+    """Seconds to add to a timer's delay so that ``loop`` never runs it early."""
+    return 0.0005 if type(loop).__module__.startswith("uvloop") else 0.0
 
 
 class Endpoint:
@@ -57,6 +70,7 @@ class Endpoint:
         self._timer_seq = 0
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._timer_slack = timer_slack(loop)
         self._dirty: set[QuicConnection] = set()
         self._flush_scheduled = False
         self._backlog: list[tuple[list[bytes], Address]] = []
@@ -86,7 +100,7 @@ class Endpoint:
 
     # ---- receiving -------------------------------------------------------------------------
     def _on_readable(self) -> None:
-        now = self._loop.time()
+        now = clock()
         touched: set[QuicConnection] = set()
         try:
             for data, addr, ecn in self.udp.receive(RECEIVE_READS):
@@ -99,9 +113,10 @@ class Endpoint:
                     touched.add(conn)
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
+        # Each touched connection is flushed by a callback queued behind the tasks its data
+        # woke, so a handler's immediate reply leaves in the same datagram as the ACK.
         for conn in touched:
             conn._after_io(now)
-        self._flush()
 
     def _route(self, data: bytes, addr: Address, now: float) -> QuicConnection | None:
         if not data:
@@ -170,7 +185,7 @@ class Endpoint:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        now = self._loop.time()
+        now = clock()
         while self._dirty:
             conn = self._dirty.pop()
             conn._transmit(now)
@@ -198,7 +213,7 @@ class Endpoint:
                 return
             self._backlog.pop(0)
         self._loop.remove_writer(self.udp.fileno())
-        now = self._loop.time()
+        now = clock()
         for conn in self.connections:
             conn._transmit(now)
 
@@ -221,12 +236,13 @@ class Endpoint:
         if self._timer_handle is not None:
             self._timer_handle.cancel()
         self._timer_at = deadline
-        self._timer_handle = self._loop.call_at(deadline, self._on_timer)
+        delay = deadline - clock() + self._timer_slack
+        self._timer_handle = self._loop.call_later(max(delay, 0.0), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer_handle = None
         self._timer_at = None
-        now = self._loop.time()
+        now = clock()
         due: list[QuicConnection] = []
         timers = self._timers
         while timers and timers[0][0] <= now:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import QuicError
 from ..proto import events as ev
 from ..udp import UdpSocket
-from .endpoint import Endpoint
+from .endpoint import Endpoint, clock
 
 if TYPE_CHECKING:
     from .connection import QuicConnection
@@ -46,7 +46,7 @@ class LocalPaths:
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters[local] = waiter
         try:
-            conn._proto.probe_path(local, loop.time())
+            conn._proto.probe_path(local, clock())
         except QuicError:
             self._drop(local)
             raise

@@ -2,7 +2,9 @@
 
 The bucket holds a small burst: ``burst_packets`` full-size packets, or more at high rates
 (what ``burst_interval`` seconds of the rate allows, capped at ``max_burst_packets``), so a
-timer-driven sender does not need a wake-up per packet.
+timer-driven sender does not need a wake-up per packet. The default burst interval is two
+ticks of a millisecond-granular event loop timer (uvloop's), so a wake-up that comes a tick
+late still finds a full millisecond of tokens.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Pacer:
         max_datagram_size: int,
         burst_packets: int = 10,
         gain: float = PACING_GAIN,
-        burst_interval: float = 0.001,
+        burst_interval: float = 0.002,
         max_burst_packets: int = 64,
     ) -> None:
         self.max_datagram_size = max_datagram_size
