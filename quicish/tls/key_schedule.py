@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac as _hmac
+from typing import Any
 
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives import hashes
+
+from .. import kdf
 
 TLS_AES_128_GCM_SHA256 = 0x1301
 TLS_AES_256_GCM_SHA384 = 0x1302
@@ -32,30 +35,23 @@ def hash_for(suite: int) -> hashes.HashAlgorithm:
 
 def hkdf_extract(algorithm: hashes.HashAlgorithm, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract (RFC 5869)."""
-    h = hmac.HMAC(salt or bytes(algorithm.digest_size), algorithm)
-    h.update(ikm)
-    return h.finalize()
+    return kdf.hkdf_extract(algorithm.name, salt, ikm)
 
 
 def hkdf_expand_label(
     algorithm: hashes.HashAlgorithm, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
     """HKDF-Expand-Label; ``label`` without the ``"tls13 "`` prefix."""
-    full = b"tls13 " + label
-    info = length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((len(context),)) + context
-    return HKDFExpand(algorithm=algorithm, length=length, info=info).derive(secret)
+    return kdf.expand_label(algorithm.name, secret, label, context, length)
 
 
 def digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
-    h = hashes.Hash(algorithm)
-    h.update(data)
-    return h.finalize()
+    out: bytes = hashlib.new(algorithm.name, data).digest()
+    return out
 
 
 def hmac_digest(algorithm: hashes.HashAlgorithm, key: bytes, data: bytes) -> bytes:
-    h = hmac.HMAC(key, algorithm)
-    h.update(data)
-    return h.finalize()
+    return kdf.hmac_digest(algorithm.name, key, data)
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:
@@ -73,13 +69,13 @@ class Transcript:
 
     def __init__(self) -> None:
         self.algorithm: hashes.HashAlgorithm | None = None
-        self._hash: hashes.Hash | None = None
+        self._hash: Any = None  # a hashlib object once the algorithm is known
         self._pending: list[bytes] = []
 
     def select(self, algorithm: hashes.HashAlgorithm) -> None:
         """Fix the hash algorithm and hash everything seen so far."""
         self.algorithm = algorithm
-        self._hash = hashes.Hash(algorithm)
+        self._hash = hashlib.new(algorithm.name)
         for message in self._pending:
             self._hash.update(message)
         self._pending = []
@@ -93,25 +89,27 @@ class Transcript:
     def digest(self) -> bytes:
         if self._hash is None:
             raise RuntimeError("transcript hash not selected")
-        return self._hash.copy().finalize()
+        out: bytes = self._hash.copy().digest()
+        return out
 
     def digest_with(self, algorithm: hashes.HashAlgorithm, extra: bytes = b"") -> bytes:
         """Hash of the pending messages plus ``extra`` under ``algorithm`` (PSK binders)."""
         if self._hash is not None:
             h = self._hash.copy()
         else:
-            h = hashes.Hash(algorithm)
+            h = hashlib.new(algorithm.name)
             for message in self._pending:
                 h.update(message)
         h.update(extra)
-        return h.finalize()
+        out: bytes = h.digest()
+        return out
 
     def replace_with_message_hash(self) -> None:
         """Replace ClientHello1 by ``message_hash`` (RFC 8446 section 4.4.1, after HRR)."""
         if self._hash is None or self.algorithm is None:
             raise RuntimeError("transcript hash not selected")
-        inner = self._hash.finalize()
-        self._hash = hashes.Hash(self.algorithm)
+        inner = self._hash.digest()
+        self._hash = hashlib.new(self.algorithm.name)
         self._hash.update(bytes((MESSAGE_HASH, 0, 0, len(inner))) + inner)
 
 

@@ -20,7 +20,6 @@ packet has been authenticated.
 
 from __future__ import annotations
 
-import hmac
 import struct
 from collections.abc import Callable
 from enum import IntEnum
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 
 __all__ = [
@@ -112,30 +112,14 @@ def hash_for(suite: int) -> hashes.HashAlgorithm:
 
 def hkdf_extract(hash: hashes.HashAlgorithm, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract (RFC 5869): HMAC-Hash(salt, ikm)."""
-    return hmac.digest(salt, ikm, hash.name)
+    return kdf.hkdf_extract(hash.name, salt, ikm)
 
 
 def hkdf_expand_label(
     hash: hashes.HashAlgorithm, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
     """TLS 1.3 HKDF-Expand-Label (RFC 8446 section 7.1); ``label`` without "tls13 "."""
-    full_label = b"tls13 " + label
-    info = (
-        length.to_bytes(2, "big")
-        + bytes((len(full_label),))
-        + full_label
-        + bytes((len(context),))
-        + context
-    )
-    # HKDF-Expand (RFC 5869 section 2.3)
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = hmac.digest(secret, block + info + bytes((counter,)), hash.name)
-        out += block
-        counter += 1
-    return out[:length]
+    return kdf.expand_label(hash.name, secret, label, context, length)
 
 
 def initial_secrets(dcid: bytes, version: int = _QUIC_V1) -> tuple[bytes, bytes]:
