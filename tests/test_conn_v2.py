@@ -11,9 +11,16 @@ from quicish.errors import DecodeError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
-from quicish.proto.versions import VERSION_NEGOTIATION_ERROR
+from quicish.proto.versions import (
+    VERSION_NEGOTIATION_ERROR,
+    choose_version,
+    client_hello_transport_parameters,
+)
 from quicish.simlink import CLIENT_ADDR, SERVER_ADDR
+from quicish.wire import frames as F
+from quicish.wire.buffer import Buffer
 from quicish.wire.packet import QUIC_V1, QUIC_V2, PacketType, parse_header
+from quicish.wire.transport_params import TransportParameters, VersionInformation
 
 
 def _v2_context(*versions: int) -> ServerContext:
@@ -162,3 +169,33 @@ def test_version_information_mismatch_is_version_negotiation_error() -> None:
     assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer
+
+
+def _client_hello(params: bytes) -> bytes:
+    """A minimal TLS ClientHello (RFC 8446 4.1.2) carrying quic_transport_parameters."""
+    ext = (0x39).to_bytes(2, "big") + len(params).to_bytes(2, "big") + params
+    body = (
+        b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+        + len(ext).to_bytes(2, "big") + ext
+    )
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def test_client_hello_transport_parameters_finds_the_offset_zero_crypto_frame() -> None:
+    params = TransportParameters(
+        version_information=VersionInformation(QUIC_V1, [QUIC_V2, QUIC_V1])
+    ).encode()
+    hello = _client_hello(params)
+    buf = Buffer()
+    F.encode_frame(buf, F.PingFrame())
+    F.encode_frame(buf, F.CryptoFrame(len(hello), b"later"))  # out of order: skipped
+    F.encode_frame(buf, F.CryptoFrame(0, hello))
+    buf.push_bytes(bytes(40))  # PADDING
+    payload = bytes(buf.take())
+    assert client_hello_transport_parameters(payload) == params
+    assert choose_version(QUIC_V1, params) == QUIC_V2
+    assert choose_version(QUIC_V1, params, (QUIC_V1, QUIC_V2)) == QUIC_V1
+    # Truncated, other frames first, or garbage: no parameters, the original version stays.
+    assert client_hello_transport_parameters(payload[:30]) is None
+    assert client_hello_transport_parameters(b"\x02" + payload) is None
+    assert choose_version(QUIC_V1, b"\x11\x09\x00") == QUIC_V1

@@ -18,6 +18,7 @@ from quicish.tls import (
     Epoch,
     TlsEngine,
     certificate_fingerprint,
+    certs,
     generate_self_signed,
     load_certificate_chain,
     load_private_key,
@@ -148,11 +149,16 @@ def test_fingerprint_mismatch() -> None:
     assert info.value.alert == BAD_CERTIFICATE and "fingerprint mismatch" in str(info.value)
 
 
-def test_verify_false_logs_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_verify_false_logs_warning_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(certs, "_warned_unverified", False)
     chain, _ = make_pki("untrusted").leaf(names=("nowhere.test",), valid_days=(-9, -1))
     with caplog.at_level(logging.WARNING, logger="quicish"):
         verify_certificate(chain, "localhost", False)
-    assert any("verification is disabled" in r.message for r in caplog.records)
+        verify_certificate(chain, "localhost", False)
+    warnings = [r for r in caplog.records if "verification is disabled" in r.message]
+    assert len(warnings) == 1  # once per process, not once per connection
 
 
 def test_verify_at_given_time() -> None:
@@ -237,7 +243,10 @@ def test_engine_pin_match_and_mismatch() -> None:
     assert info.value.alert == BAD_CERTIFICATE
 
 
-def test_engine_verify_false(caplog: pytest.LogCaptureFixture) -> None:
+def test_engine_verify_false(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(certs, "_warned_unverified", False)
     chain, key = make_pki("untrusted").leaf(names=("elsewhere.test",))
     client = client_engine(verify=False, server_name=None)
     client.start(0.0)

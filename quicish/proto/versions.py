@@ -13,35 +13,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import DecodeError
-from ..wire import frames as F
 from ..wire.buffer import Buffer
-from ..wire.packet import QUIC_V1, QUIC_V2, PacketType
-from ..wire.transport_params import TransportParameters, VersionInformation
+from ..wire.packet import QUIC_V1, QUIC_V2
+from ..wire.transport_params import VersionInformation
 
 VERSION_NEGOTIATION_ERROR = 0x11  # RFC 9368 section 10.2
 DEFAULT_VERSIONS = (QUIC_V1, QUIC_V2)
 _CLIENT_HELLO = 1
 _QUIC_TRANSPORT_PARAMETERS = 0x39
+_CRYPTO_FRAME = 0x06
+_VERSION_INFORMATION = 0x11
 
 
 def client_hello_transport_parameters(payload: bytes) -> bytes | None:
     """The client's transport parameters from the ClientHello at the start of an Initial
     packet's frames, or None when the ClientHello does not fit in this packet."""
     try:
-        frames = F.decode_frames(payload, PacketType.INITIAL)
-    except DecodeError:
-        return None
-    data = b""
-    for frame in frames:
-        if isinstance(frame, F.CryptoFrame) and frame.offset == 0:
-            data = bytes(frame.data)
-            break
-    if len(data) < 4 or data[0] != _CLIENT_HELLO:
-        return None
-    length = int.from_bytes(data[1:4], "big")
-    if len(data) < 4 + length:
-        return None
-    try:
+        buf = Buffer(payload)
+        while True:  # skip PADDING, PING and later CRYPTO frames to the one at offset 0
+            frame_type = buf.pull_varint()
+            if frame_type == _CRYPTO_FRAME:
+                offset = buf.pull_varint()
+                data = buf.pull_bytes(buf.pull_varint())
+                if offset == 0:
+                    break
+            elif frame_type not in (0x00, 0x01):
+                return None
+        if len(data) < 4 or data[0] != _CLIENT_HELLO:
+            return None
+        length = int.from_bytes(data[1:4], "big")
+        if len(data) < 4 + length:
+            return None
         buf = Buffer(data[4 : 4 + length])
         buf.pull_bytes(2 + 32)  # legacy_version, random
         buf.pull_bytes(buf.pull_uint8())  # legacy_session_id
@@ -58,6 +60,18 @@ def client_hello_transport_parameters(payload: bytes) -> bytes | None:
     return None
 
 
+def _version_information(raw: bytes) -> VersionInformation | None:
+    """The version_information parameter of encoded transport parameters (no other checks:
+    the handshake decodes and validates them all later)."""
+    buf = Buffer(raw)
+    while not buf.eof():
+        param_id = buf.pull_varint()
+        value = buf.pull_bytes(buf.pull_varint())
+        if param_id == _VERSION_INFORMATION:
+            return VersionInformation.decode(bytes(value))
+    return None
+
+
 def choose_version(
     original: int, client_params: bytes | None, preferences: Sequence[int] | None = None
 ) -> int:
@@ -67,10 +81,9 @@ def choose_version(
     if client_params is None:
         return original
     try:
-        params = TransportParameters.decode(client_params, from_server=False)
+        info = _version_information(client_params)
     except DecodeError:
         return original
-    info = params.version_information
     if info is None or info.chosen_version != original:
         return original  # the handshake rejects a mismatch later; do not switch on it
     if preferences is None:

@@ -24,6 +24,7 @@ from .alerts import Alert
 from .signatures import PrivateKey
 
 logger = logging.getLogger("quicish")
+_warned_unverified = False  # verify=False was already warned about in this process
 
 PathLike = str | os.PathLike[str]
 KEY_TYPES = ("ec", "ec384", "rsa", "ed25519")
@@ -231,7 +232,10 @@ def verify_certificate(
             )
         return
     if verify is False:
-        logger.warning("TLS certificate verification is disabled (verify=False): insecure")
+        global _warned_unverified
+        if not _warned_unverified:  # once per process, not once per connection
+            _warned_unverified = True
+            logger.warning("TLS certificate verification is disabled (verify=False): insecure")
         return
     if not server_name:
         raise CertificateError(Alert.BAD_CERTIFICATE, "no server name to verify the certificate")
