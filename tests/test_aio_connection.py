@@ -441,3 +441,60 @@ def test_run_helper_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
         return type(asyncio.get_running_loop()).__module__
 
     assert quicish.run(asyncio.wait_for(main(), 20)).startswith("asyncio")
+
+
+def test_uvloop_timers_never_fire_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop rounds timer delays to whole milliseconds; the endpoint arms late enough that
+    its timer never runs before the earliest deadline (it used to re-arm in a busy loop)."""
+    uvloop = pytest.importorskip("uvloop")
+    from quicish.aio import endpoint as ep
+
+    fired = {"early": 0, "due": 0}
+    original = ep.Endpoint._on_timer
+
+    def counting(self: ep.Endpoint) -> None:
+        timers = self._timers
+        if timers:
+            fired["early" if timers[0][0] > ep.clock() else "due"] += 1
+        original(self)
+
+    monkeypatch.setattr(ep.Endpoint, "_on_timer", counting)
+
+    async def main() -> None:
+        for _ in range(5):
+            async with pair() as (_, conn):
+                assert await _echo_once(conn, b"x" * 100_000) == b"x" * 100_000
+                await asyncio.sleep(0.03)  # let ACK-delay timers run
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        loop.close()
+    assert fired["due"] > 0
+    # Before the fix: dozens of early wake-ups per connection; now at most a stray one.
+    assert fired["early"] <= fired["due"] // 4 + 2, fired
+
+
+@timed()
+async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
+    """A handler that answers at once: its reply goes out with the ACK of the request, because
+    the endpoint flushes after the tasks that the request woke."""
+    sent: list[int] = []
+
+    async with pair() as (server, conn):
+        assert await _echo_once(conn, b"warm") == b"warm"
+        await asyncio.sleep(0.05)  # idle: nothing left to acknowledge or retransmit
+        udp = server._endpoint.udp
+        original = udp.send
+
+        def counting(datagrams: list[bytes], addr: tuple[str, int]) -> list[bytes]:
+            sent.append(len(datagrams))
+            return original(datagrams, addr)
+
+        udp.send = counting  # type: ignore[method-assign]
+        request = bytes(2000)  # two packets: the second makes the ACK immediate
+        assert await _echo_once(conn, request) == request
+        udp.send = original  # type: ignore[method-assign]
+    # One send of two datagrams (ACK + echo in the first), not an ACK-only datagram first.
+    assert sent[:1] == [2], sent
