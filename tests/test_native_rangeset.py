@@ -7,6 +7,8 @@ from types import ModuleType
 import pytest
 
 from quicish.native import accelerated, pure
+from quicish.wire.buffer import Buffer
+from quicish.wire.frames import AckFrame, decode_frames, push_ack_frame
 
 IMPLS = [pytest.param(pure, id="pure"), pytest.param(accelerated, id="c")]
 MAX = 1 << 62
@@ -201,3 +203,222 @@ def test_many_ranges_grow_and_shrink(impl: ModuleType) -> None:
     assert rs.ranges() == [(0, 6000)]
     rs.drop_below(5999)
     assert rs.ranges() == [(5999, 6000)]
+
+
+# ---------------------------------------------------------------- add_packet
+
+
+def test_add_packet_reports_duplicates(impl: ModuleType) -> None:
+    rs = make(impl)
+    assert rs.add_packet(0) is True
+    assert rs.add_packet(1) is True  # the next packet extends the top range
+    assert rs.add_packet(1) is False
+    assert rs.add_packet(5) is True
+    assert rs.add_packet(3) is True  # a gap filled below the top
+    assert rs.ranges() == [(0, 2), (3, 4), (5, 6)]
+    for pn in (0, 1, 3, 5):
+        assert rs.add_packet(pn) is False
+    assert rs.add_packet(2) is True  # merges three ranges
+    assert rs.add_packet(4) is True
+    assert rs.ranges() == [(0, 6)]
+    assert rs.add_packet(6) is True
+    assert rs.add_packet(8) is True
+    assert rs.ranges() == [(0, 7), (8, 9)]
+
+
+def test_add_packet_is_add_of_one(impl: ModuleType) -> None:
+    a = make(impl, max_ranges=4)
+    b = make(impl, max_ranges=4)
+    for pn in [10, 3, 11, 7, 7, 0, 1, 20, 15, 2, 30, 25, 9, 8, 4, 31, 5]:
+        a.add_packet(pn)
+        b.add(pn, pn + 1)
+        assert a.ranges() == b.ranges()
+
+
+def test_add_packet_below_a_full_set(impl: ModuleType) -> None:
+    rs = make(impl, (10, 11), (20, 21), max_ranges=2)
+    assert rs.add_packet(0) is True  # it was new, but is the lowest and dropped at once
+    assert 0 not in rs
+    assert rs.ranges() == [(10, 11), (20, 21)]
+    assert rs.add_packet(20) is False
+
+
+def test_add_packet_after_drop_below(impl: ModuleType) -> None:
+    rs = make(impl, (0, 10))
+    rs.drop_below(5)
+    assert rs.add_packet(4) is True
+    assert rs.ranges() == [(4, 10)]
+    assert rs.add_packet(9) is False
+
+
+def test_add_packet_largest_value(impl: ModuleType) -> None:
+    rs = make(impl)
+    assert rs.add_packet(MAX - 1) is True
+    assert rs.add_packet(MAX - 1) is False
+    assert rs.bounds() == (MAX - 1, MAX)
+
+
+@pytest.mark.parametrize("pn", [-1, -(1 << 70), MAX, MAX + 1, 1 << 64, 1 << 70])
+def test_add_packet_invalid(impl: ModuleType, pn: int) -> None:
+    rs = make(impl, (0, 10), (MAX - 5, MAX))
+    with pytest.raises(ValueError, match="invalid range") as info:
+        rs.add_packet(pn)
+    assert str(info.value) == str(pure.range_error(pn, pn + 1))
+    assert rs.ranges() == [(0, 10), (MAX - 5, MAX)]
+
+
+# ---------------------------------------------------------------- ack_frame
+
+SEP = b"\xee"  # prefix so that pushing into a fresh Buffer cannot hide offset mistakes
+
+
+def reference_frame(rs: pure.RangeSet, delay: int, ecn: object, max_ranges: int) -> bytes:
+    buf = Buffer()
+    buf.push_bytes(SEP)
+    push_ack_frame(buf, rs.descending()[:max_ranges], delay, ecn)  # type: ignore[arg-type]
+    out = bytes(buf.take())
+    assert out[:1] == SEP
+    return out[1:]
+
+
+ACK_SETS = [
+    [(0, 1)],
+    [(5, 6)],
+    [(0, 64)],
+    [(0, 65)],
+    [(100, 200)],
+    [(0, 3), (4, 7), (8, 10), (12, 13)],
+    [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)],
+    [(pn, pn + 1) for pn in range(0, 200, 2)],  # 100 ranges: more than 32
+    [(0, 1), (70, 71), (20_000, 20_100), (1 << 31, (1 << 31) + 5)],  # every varint size
+    [(0, 10), (MAX - 20, MAX - 10), (MAX - 5, MAX)],
+]
+
+
+@pytest.mark.parametrize("ranges", ACK_SETS)
+@pytest.mark.parametrize("delay", [0, 63, 64, 16_383, 16_384, (1 << 30) - 1, 1 << 30, MAX - 1])
+@pytest.mark.parametrize("ecn", [None, (0, 0, 0), (1, 64, 1 << 30), (MAX - 1, 0, 7)])
+def test_ack_frame_matches_push_ack_frame(
+    impl: ModuleType,
+    ranges: list[tuple[int, int]],
+    delay: int,
+    ecn: tuple[int, int, int] | None,
+) -> None:
+    rs = make(impl, *ranges, max_ranges=1000)
+    for max_ranges in (1, 2, 3, 32, 1000, 1 << 70):
+        frame = rs.ack_frame(delay, ecn, max_ranges)
+        assert type(frame) is bytes
+        assert frame == reference_frame(rs, delay, ecn, max_ranges), max_ranges
+
+
+@pytest.mark.parametrize("ranges", ACK_SETS)
+@pytest.mark.parametrize("ecn", [None, (3, 2, 1)])
+def test_ack_frame_decodes_back(
+    impl: ModuleType, ranges: list[tuple[int, int]], ecn: tuple[int, int, int] | None
+) -> None:
+    rs = make(impl, *ranges, max_ranges=1000)
+    for max_ranges in (1, 4, 32):
+        frame = rs.ack_frame(1234, ecn, max_ranges)
+        (decoded,) = decode_frames(frame)
+        assert isinstance(decoded, AckFrame)
+        assert decoded.ranges == rs.descending()[:max_ranges]
+        assert decoded.ranges[0][1] - 1 == rs.bounds()[1] - 1  # the largest acknowledged
+        assert decoded.delay == 1234
+        assert decoded.ecn == ecn
+        assert frame[0] == (0x02 if ecn is None else 0x03)
+
+
+def test_ack_frame_output_buffer_grows(impl: ModuleType) -> None:
+    """Frames of growing size on one set (the C core grows its output buffer)."""
+    rs = make(impl, max_ranges=5000)
+    for pn in range(0, 2 * 3000, 2):
+        rs.add_packet(pn)
+        if pn % 200 == 0:
+            for k in (1, 32, 5000):
+                ecn = (pn, 1, 2)
+                assert rs.ack_frame(pn, ecn, k) == reference_frame(rs, pn, ecn, k)
+    big = rs.ack_frame(MAX - 1, (MAX - 1, MAX - 1, MAX - 1), 5000)
+    # type, largest 5998, delay, count 2999, first range, 2999 (gap, length), 3 ECN counts
+    assert len(big) == 1 + 2 + 8 + 2 + 1 + 2999 * 2 + 3 * 8
+    assert big == reference_frame(rs, MAX - 1, (MAX - 1, MAX - 1, MAX - 1), 5000)
+    rs.drop_below(5990)
+    assert rs.ack_frame(0, None, 32) == reference_frame(rs, 0, None, 32)
+
+
+def test_ack_frame_does_not_change_the_set(impl: ModuleType) -> None:
+    rs = make(impl, (0, 3), (5, 9), (12, 13))
+    before = rs.ranges()
+    rs.ack_frame(0, (1, 2, 3), 2)
+    rs.ack_frame(0, None, 1)
+    assert rs.ranges() == before
+
+
+ACK_ERRORS: list[tuple[object, object, object, type[Exception], str]] = [
+    # (delay, ecn, max_ranges, exception, message fragment)
+    (0, None, 0, ValueError, "max_ranges must be >= 1"),
+    (0, None, -5, ValueError, "max_ranges must be >= 1"),
+    (0, None, 2.0, TypeError, "max_ranges must be an int"),
+    (0, None, None, TypeError, "max_ranges must be an int"),
+    (-1, None, 32, ValueError, "ACK delay -1 does not fit"),
+    (MAX, None, 32, ValueError, "does not fit in a QUIC varint"),
+    (1 << 64, None, 32, ValueError, "does not fit in a QUIC varint"),
+    (1.0, None, 32, TypeError, "ACK delay must be an int"),
+    ("0", None, 32, TypeError, "ACK delay must be an int"),
+    (0, (1, 2), 32, TypeError, "ecn must be None or 3 counts"),
+    (0, (1, 2, 3, 4), 32, TypeError, "ecn must be None or 3 counts"),
+    (0, 5, 32, TypeError, "ecn must be None or 3 counts"),
+    (0, (0, -1, 0), 32, ValueError, "ECN count -1 does not fit"),
+    (0, (0, 0, MAX), 32, ValueError, "does not fit in a QUIC varint"),
+    (0, (0, 0, 1 << 64), 32, ValueError, "does not fit in a QUIC varint"),
+    (0, (0, 0.5, 0), 32, TypeError, "ECN count must be an int"),
+    (0, (0, 0, "1"), 32, TypeError, "ECN count must be an int"),
+    (-1, (1, 2), 0, ValueError, "max_ranges must be >= 1"),  # the first problem wins
+    (-1, (1, 2), 1, ValueError, "ACK delay -1"),
+]
+
+
+@pytest.mark.parametrize(("delay", "ecn", "max_ranges", "exc", "fragment"), ACK_ERRORS)
+@pytest.mark.parametrize("empty", [False, True])
+def test_ack_frame_errors_identical(
+    delay: object, ecn: object, max_ranges: object, exc: type[Exception], fragment: str, empty: bool
+) -> None:
+    messages = []
+    for impl in (pure, accelerated):
+        rs = make(impl) if empty else make(impl, (0, 3), (7, 9))
+        with pytest.raises(exc) as info:
+            rs.ack_frame(delay, ecn, max_ranges)  # type: ignore[arg-type]
+        assert type(info.value) is exc
+        assert fragment in str(info.value)
+        messages.append(str(info.value))
+        assert rs.ranges() == ([] if empty else [(0, 3), (7, 9)])
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("ecn", [None, (0, 0, 0)])
+def test_ack_frame_empty(impl: ModuleType, ecn: tuple[int, int, int] | None) -> None:
+    rs = make(impl)
+    with pytest.raises(ValueError, match="ACK needs at least one range"):
+        rs.ack_frame(0, ecn, 32)
+    rs.add_packet(3)
+    rs.drop_below(4)
+    with pytest.raises(ValueError, match="ACK needs at least one range"):
+        rs.ack_frame(0, ecn, 32)
+
+
+def test_ack_frame_accepts_bools_and_lists(impl: ModuleType) -> None:
+    """Ints are ints (bool included) and ecn may be any 3-item iterable, in both."""
+    rs = make(impl, (0, 3))
+    assert rs.ack_frame(True, [1, 0, False], True) == reference_frame(rs, 1, (1, 0, 0), 1)
+
+
+def test_bounds_len_bool_after_add_packet(impl: ModuleType) -> None:
+    rs = make(impl)
+    assert not rs and len(rs) == 0
+    rs.add_packet(7)
+    rs.add_packet(3)
+    assert rs and len(rs) == 2
+    assert rs.bounds() == (3, 8)
+    rs.drop_below(100)
+    assert not rs
+    with pytest.raises(ValueError, match="empty RangeSet has no bounds"):
+        rs.bounds()

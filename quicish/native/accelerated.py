@@ -17,6 +17,7 @@ from .pure import (
     VALUE_MAX,
     AbstractRangeSet,
     Buffer,
+    ack_frame_error,
     check_offset,
     final_below_error,
     final_beyond_error,
@@ -38,6 +39,8 @@ _EFLOW = -3
 _EFINAL_CHANGED = -4
 _EFINAL_BEYOND = -5
 _EFINAL_BELOW = -6
+_EEMPTY = -7
+_ENOSPC = -8
 _U64_MAX = (1 << 64) - 1
 
 # Bound once: module globals are cheaper than attribute lookups on ``lib``.
@@ -51,10 +54,19 @@ _rs_add: Callable[[Any, int, int], int] = lib.qr_rs_add
 _rs_subtract: Callable[[Any, int, int], int] = lib.qr_rs_subtract
 _rs_contains: Callable[[Any, object], bool] = lib.qr_rs_contains
 _rs_drop_below: Callable[[Any, int], None] = lib.qr_rs_drop_below
+_rs_len: Callable[[Any], int] = lib.qr_rs_len
+_rs_lo: Callable[[Any], int] = lib.qr_rs_lo
+_rs_hi: Callable[[Any], int] = lib.qr_rs_hi
+_rs_add_packet: Callable[[Any, int], int] = lib.qr_rs_add_packet
+_rs_ack_frame: Callable[[Any, int, int], int] = lib.qr_rs_ack_frame
+_rs_ack_frame_ecn: Callable[[Any, int, int, int, int, int], int] = lib.qr_rs_ack_frame_ecn
+_rs_reserve_out: Callable[[Any], int] = lib.qr_rs_reserve_out
 _ra_new: Callable[[int], Any] = lib.qr_ra_new
 _ra_free: Any = lib.qr_ra_free
 _ra_insert: Callable[[Any, int, Any, int, bool], int] = lib.qr_ra_insert
 _ra_take: Callable[[Any, int], Any] = lib.qr_ra_take
+_ra_take_all: Callable[[Any], Any] = lib.qr_ra_take_all
+_ra_readable: Callable[[Any], int] = lib.qr_ra_readable
 
 
 def _rs_error(code: int, start: int, stop: int) -> Exception:
@@ -67,7 +79,7 @@ class RangeSet(AbstractRangeSet):
     At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped.
     """
 
-    __slots__ = ("_max", "_p")
+    __slots__ = ("_max", "_out", "_p")
 
     def __init__(self, max_ranges: int = 256) -> None:
         if not isinstance(max_ranges, int) or max_ranges < 1:
@@ -77,6 +89,7 @@ class RangeSet(AbstractRangeSet):
             raise MemoryError("RangeSet")
         self._p: Any = _gc(p, _rs_free)
         self._max = max_ranges
+        self._out: Any = _NULL  # == self._p.out, re-read only when qr_rs_reserve_out moves it
 
     @property
     def max_ranges(self) -> int:
@@ -90,6 +103,62 @@ class RangeSet(AbstractRangeSet):
             raise range_error(start, stop) from None
         if r:
             raise _rs_error(r, start, stop)
+
+    def add_packet(self, pn: int) -> bool:
+        """Add the single value ``pn``; False if it was already present (a duplicate).
+
+        Same as ``add(pn, pn + 1)`` (and the same ValueError out of range) but answers
+        whether ``pn`` was new: True even if ``max_ranges`` drops it again at once.
+        """
+        try:
+            r = _rs_add_packet(self._p, pn)
+        except OverflowError:
+            raise range_error(pn, pn + 1) from None
+        if r == 1:
+            return True
+        if r == 0:
+            return False
+        raise _rs_error(r, pn, pn + 1)
+
+    def ack_frame(self, delay: int, ecn: tuple[int, int, int] | None, max_ranges: int) -> bytes:
+        """The complete ACK frame (type 0x02, or ACK_ECN 0x03 with ``ecn`` = ECT(0), ECT(1),
+        CE counts) for the highest ``max_ranges`` ranges, RFC 9000 section 19.3.
+
+        Byte-identical to ``wire.frames.push_ack_frame(buf, self.descending()[:max_ranges],
+        delay, ecn)``; the largest acknowledged is ``bounds()[1] - 1``. Raises ValueError
+        for an empty set or a value outside its varint, TypeError for a non-int value
+        (see :func:`~quicish.native.pure.ack_frame_error`).
+        """
+        try:
+            if ecn is None:
+                n = _rs_ack_frame(self._p, delay, max_ranges)
+            else:
+                ect0, ect1, ce = ecn
+                n = _rs_ack_frame_ecn(self._p, delay, max_ranges, ect0, ect1, ce)
+        except (OverflowError, TypeError, ValueError):
+            n = _EINVAL
+        if n > 0:
+            out: bytes = _unpack(self._out, n)
+            return out
+        return self._ack_frame_slow(n, delay, ecn, max_ranges)
+
+    def _ack_frame_slow(
+        self, code: int, delay: int, ecn: tuple[int, int, int] | None, max_ranges: int
+    ) -> bytes:
+        p = self._p
+        if code == _ENOSPC:  # first frame, or more ranges than ever: grow the output buffer
+            if _rs_reserve_out(p):
+                raise MemoryError("RangeSet")
+            self._out = p.out
+            return self.ack_frame(delay, ecn, max_ranges)
+        if code == _ENOMEM:
+            raise MemoryError("RangeSet")
+        err = ack_frame_error(not p.len, delay, ecn, max_ranges)
+        if err is not None:
+            raise err
+        if max_ranges > _U64_MAX:  # valid, but beyond size_t: the same as "all of them"
+            return self.ack_frame(delay, ecn, _U64_MAX)
+        raise AssertionError(f"unexpected C result {code}")  # pragma: no cover
 
     def subtract(self, start: int, stop: int) -> None:
         """Remove ``[start, stop)``; a split beyond ``max_ranges`` drops the lowest range."""
@@ -108,32 +177,34 @@ class RangeSet(AbstractRangeSet):
             _rs_drop_below(self._p, value)
 
     def __contains__(self, value: object) -> bool:
+        p = self._p
         try:
-            return _rs_contains(self._p, value)
+            # Packet numbers mostly arrive above every range: answered by the highest stop,
+            # through a one-argument call (no argument tuple), which is the cheapest kind.
+            if value >= _rs_hi(p):  # type: ignore[operator]
+                return False
+            return _rs_contains(p, value)
         except (OverflowError, TypeError):
             return False
 
     def __len__(self) -> int:
-        n: int = self._p.len
-        return n
+        return _rs_len(self._p)
 
     def __bool__(self) -> bool:
-        n: int = self._p.len
-        return n != 0
+        return _rs_len(self._p) != 0
 
     def bounds(self) -> tuple[int, int]:
         """``(lowest start, highest stop)``; ValueError when empty."""
         p = self._p
-        n: int = p.len
-        if not n:
+        hi = _rs_hi(p)
+        if not hi:  # a non-empty set has stop >= 1
             raise ValueError("empty RangeSet has no bounds")
-        b = p.b
-        return b[0], b[2 * n - 1]
+        return _rs_lo(p), hi
 
     def ranges(self) -> list[tuple[int, int]]:
         """Ascending ``(start, stop)`` pairs."""
         p = self._p
-        n: int = p.len
+        n = _rs_len(p)
         if not n:
             return []
         it = iter(_unpack(p.b, 2 * n))
@@ -142,7 +213,7 @@ class RangeSet(AbstractRangeSet):
     def descending(self) -> list[tuple[int, int]]:
         """``(start, stop)`` pairs, highest first (the order of ACK frame ranges)."""
         p = self._p
-        n: int = p.len
+        n = _rs_len(p)
         if not n:
             return []
         b: list[int] = _unpack(p.b, 2 * n)
@@ -167,10 +238,12 @@ class ReassemblyBuffer:
     def insert(self, offset: int, data: Buffer, fin: bool = False) -> int:
         """Store ``data`` at ``offset``; returns how much ``highest_offset`` grew."""
         try:
-            if type(data) is bytes:
-                r = _ra_insert(self._p, offset, data, len(data), fin)
-            else:
+            # The engine passes memoryview slices of the packet (frames.decode_frames);
+            # bytes go straight through (cffi passes their buffer without a copy).
+            if type(data) is not bytes:
                 r = _ra_insert(self._p, offset, _from_buffer(data), len(data), fin)
+            else:
+                r = _ra_insert(self._p, offset, data, len(data), fin)
         except OverflowError:
             if offset < 0:
                 raise offset_error("offset", offset) from None
@@ -195,15 +268,20 @@ class ReassemblyBuffer:
     def read(self, max_bytes: int = -1) -> bytes:
         """Up to ``max_bytes`` (all when negative) contiguous bytes from ``read_offset``."""
         p = self._p
-        n: int = p.readable
+        n = _ra_readable(p)
         if 0 <= max_bytes < n:
+            if not max_bytes:
+                return b""
             n = max_bytes
-        if not n:
+            ptr = _ra_take(p, n)
+        elif n:
+            ptr = _ra_take_all(p)  # one argument: the cheapest kind of cffi call
+        else:
             return b""
-        ptr = _ra_take(p, n)
-        if ptr == _NULL:
-            raise MemoryError("ReassemblyBuffer")
-        out: bytes = _unpack(ptr, n)
+        try:
+            out: bytes = _unpack(ptr, n)
+        except RuntimeError:  # NULL: out of memory, nothing was consumed
+            raise MemoryError("ReassemblyBuffer") from None
         return out
 
     def set_final_size(self, size: int) -> int:
@@ -223,8 +301,7 @@ class ReassemblyBuffer:
 
     @property
     def readable(self) -> int:
-        n: int = self._p.readable
-        return n
+        return _ra_readable(self._p)
 
     @property
     def read_offset(self) -> int:

@@ -18,19 +18,26 @@
 #define QR_EFINAL_CHANGED (-4)  /* FIN disagrees with the known final size */
 #define QR_EFINAL_BEYOND (-5)   /* data beyond the known final size */
 #define QR_EFINAL_BELOW (-6)    /* FIN below the highest offset received */
+#define QR_EEMPTY (-7)          /* ACK frame of an empty range set */
+#define QR_ENOSPC (-8)          /* ACK frame does not fit in rs->out: qr_rs_reserve_out() */
 
 #define QR_VALUE_MAX ((uint64_t)1 << 62)
+#define QR_VARINT_MAX (QR_VALUE_MAX - 1)
 
 /* Sorted, disjoint, non-adjacent half-open ranges.  `b` holds 2*len
  * boundaries (start0, stop0, start1, stop1, ...) in ascending order and
  * points into the allocation `base` (cap ranges); dropping the lowest ranges
- * just advances `b`. */
+ * just advances `b`.  `out` (out_cap bytes, NULL until first needed) receives
+ * the ACK frames built by qr_rs_ack_frame*; it only moves in qr_rs_reserve_out. */
 typedef struct qr_rangeset {
     uint64_t *b;
     size_t len;
     size_t max;
     uint64_t *base;
     size_t cap;
+    char *out;
+    size_t out_cap;
+    size_t out_need;   /* set when QR_ENOSPC is returned */
 } qr_rangeset;
 
 void qr_rs_init(qr_rangeset *rs, size_t max_ranges);
@@ -42,6 +49,22 @@ int qr_rs_add(qr_rangeset *rs, uint64_t start, uint64_t stop);
 int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop);
 bool qr_rs_contains(const qr_rangeset *rs, uint64_t value);
 void qr_rs_drop_below(qr_rangeset *rs, uint64_t value);
+/* One-argument accessors: cffi calls those without building an argument tuple. */
+size_t qr_rs_len(const qr_rangeset *rs);
+uint64_t qr_rs_lo(const qr_rangeset *rs);  /* lowest start; 0 when empty */
+uint64_t qr_rs_hi(const qr_rangeset *rs);  /* highest stop; 0 when empty (else >= 1) */
+/* Add the single value pn: 1 if it was absent (even if max_ranges drops it again at
+ * once), 0 if it was already present, or QR_EINVAL (pn >= 2^62) / QR_ENOMEM. */
+int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn);
+/* The whole ACK frame (type 0x02; 0x03 with the three ECN counts) for the highest
+ * max_ranges ranges, RFC 9000 section 19.3, written to rs->out.  Returns its length,
+ * QR_EINVAL (max_ranges == 0, a value above 2^62 - 1), QR_EEMPTY, or QR_ENOSPC
+ * (rs->out is smaller than rs->out_need: call qr_rs_reserve_out and retry). */
+int64_t qr_rs_ack_frame(qr_rangeset *rs, uint64_t delay, size_t max_ranges);
+int64_t qr_rs_ack_frame_ecn(qr_rangeset *rs, uint64_t delay, size_t max_ranges,
+                            uint64_t ect0, uint64_t ect1, uint64_t ce);
+/* Grow rs->out to at least rs->out_need bytes: QR_OK or QR_ENOMEM. */
+int qr_rs_reserve_out(qr_rangeset *rs);
 
 /* Receive buffer of one stream: a sorted array of disjoint segments, each a
  * contiguous run of received bytes in its own allocation.  In-order data is
@@ -82,6 +105,9 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
 /* Consumes n (1 <= n <= readable) bytes and returns a pointer to them, valid
  * until the next call on ra; NULL when out of memory (nothing consumed). */
 const char *qr_ra_take(qr_reasm *ra, uint64_t n);
+/* qr_ra_take(ra, ra->readable); "" when nothing is readable. */
+const char *qr_ra_take_all(qr_reasm *ra);
+uint64_t qr_ra_readable(const qr_reasm *ra);
 /* Bytes currently allocated by ra (for tests of the memory bound). */
 size_t qr_ra_memory(const qr_reasm *ra);
 

@@ -1,19 +1,24 @@
 """Pure-Python twin of the C core: same API, same results, same exceptions.
 
 ``RangeSet`` keeps a flat sorted list of boundaries ``[start0, stop0, start1, ...]`` so
-every operation is two ``bisect`` calls and one slice assignment. ``ReassemblyBuffer``
+every operation is two ``bisect`` calls and one slice assignment; ``ack_frame`` encodes
+straight from that list. ``ReassemblyBuffer``
 keeps non-overlapping chunks (first copy wins) and hands back whole chunks without copying.
 """
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from ..errors import ErrorCode, ProtocolError
 
 VALUE_MAX = 1 << 62
 """Exclusive upper bound of stream offsets and packet numbers (stop may equal it)."""
+
+VARINT_MAX = VALUE_MAX - 1
+"""Largest QUIC variable-length integer (RFC 9000 section 16)."""
 
 Chunk = bytes | memoryview
 Buffer = bytes | bytearray | memoryview
@@ -49,6 +54,56 @@ def flow_error(end: int, max_offset: int) -> ProtocolError:
         ErrorCode.FLOW_CONTROL_ERROR,
         f"data up to offset {end} exceeds the flow-control limit {max_offset}",
     )
+
+
+def ack_frame_error(
+    empty: bool, delay: object, ecn: object, max_ranges: object
+) -> Exception | None:
+    """The exception ``RangeSet.ack_frame`` raises for these arguments, or None if they are
+    valid. Checked in this order: ``max_ranges``, ``delay``, ``ecn``, then an empty set."""
+    if not isinstance(max_ranges, int):
+        return TypeError(f"max_ranges must be an int, got {max_ranges!r}")
+    if max_ranges < 1:
+        return ValueError(f"max_ranges must be >= 1, got {max_ranges}")
+    if not isinstance(delay, int):
+        return TypeError(f"ACK delay must be an int, got {delay!r}")
+    if not 0 <= delay <= VARINT_MAX:
+        return ValueError(f"ACK delay {delay} does not fit in a QUIC varint")
+    if ecn is not None:
+        counts: tuple[object, ...] = ()
+        if isinstance(ecn, Iterable):
+            counts = tuple(ecn)
+        if len(counts) != 3:
+            return TypeError(f"ecn must be None or 3 counts (ECT(0), ECT(1), CE), got {ecn!r}")
+        for count in counts:
+            if not isinstance(count, int):
+                return TypeError(f"ECN count must be an int, got {count!r}")
+            if not 0 <= count <= VARINT_MAX:
+                return ValueError(f"ECN count {count} does not fit in a QUIC varint")
+    if empty:
+        return ValueError("ACK needs at least one range")
+    return None
+
+
+_ONE_BYTE = [bytes((i,)) for i in range(64)]
+_U16 = struct.Struct("!H").pack
+_U32 = struct.Struct("!L").pack
+_U64 = struct.Struct("!Q").pack
+
+
+def _varint(v: int) -> bytes:
+    """QUIC varint of ``0 <= v <= VARINT_MAX`` (callers check the range)."""
+    if v < 0x40:
+        return _ONE_BYTE[v]
+    if v < 0x4000:
+        return _U16(v | 0x4000)
+    if v < 0x40000000:
+        return _U32(v | 0x80000000)
+    return _U64(v | 0xC000000000000000)
+
+
+class _BadAckArguments(Exception):
+    pass
 
 
 def check_offset(name: str, value: int) -> int:
@@ -124,6 +179,88 @@ class RangeSet(AbstractRangeSet):
             b[i:j] = (start, stop)
         if len(b) > self._max2:
             del b[: len(b) - self._max2]
+
+    def add_packet(self, pn: int) -> bool:
+        """Add the single value ``pn``; False if it was already present (a duplicate).
+
+        Same as ``add(pn, pn + 1)`` (and the same ValueError out of range) but answers
+        whether ``pn`` was new: True even if ``max_ranges`` drops it again at once.
+        """
+        b = self._b
+        if b:
+            last = b[-1]
+            if pn == last and pn < VARINT_MAX:  # the next packet: by far the most common case
+                b[-1] = pn + 1
+                return True
+            if 0 <= pn < last and (pn >= b[-2] or bisect_right(b, pn) & 1):
+                return False
+        if not 0 <= pn < VALUE_MAX:
+            raise range_error(pn, pn + 1)
+        self.add(pn, pn + 1)
+        return True
+
+    def ack_frame(self, delay: int, ecn: tuple[int, int, int] | None, max_ranges: int) -> bytes:
+        """The complete ACK frame (type 0x02, or ACK_ECN 0x03 with ``ecn`` = ECT(0), ECT(1),
+        CE counts) for the highest ``max_ranges`` ranges, RFC 9000 section 19.3.
+
+        Byte-identical to ``wire.frames.push_ack_frame(buf, self.descending()[:max_ranges],
+        delay, ecn)``; the largest acknowledged is ``bounds()[1] - 1``. Raises ValueError
+        for an empty set or a value outside its varint, TypeError for a non-int value
+        (see :func:`ack_frame_error`).
+        """
+        b = self._b
+        try:
+            if ecn is not None:
+                ect0, ect1, ce = ecn
+                if not (
+                    0 <= ect0 <= VARINT_MAX and 0 <= ect1 <= VARINT_MAX and 0 <= ce <= VARINT_MAX
+                ):
+                    raise _BadAckArguments
+            if not (b and 0 <= delay <= VARINT_MAX and isinstance(max_ranges, int)):
+                raise _BadAckArguments
+            n = len(b)
+            if 2 * max_ranges < n:
+                if max_ranges < 1:
+                    raise _BadAckArguments
+                end = n - 2 * max_ranges  # the lowest boundary index included
+            else:
+                end = 0
+            start = b[-2]
+            largest = b[-1] - 1
+            first = largest - start
+            if ecn is None:
+                if end == n - 2:
+                    return (
+                        b"\x02"
+                        + _varint(largest)
+                        + _varint(delay)
+                        + b"\x00"
+                        + (_ONE_BYTE[first] if first < 0x40 else _varint(first))
+                    )
+                parts = [b"\x02"]
+            else:
+                parts = [b"\x03"]
+            parts.append(_varint(largest))
+            parts.append(_varint(delay))
+            parts.append(_varint((n - end) // 2 - 1))
+            parts.append(_ONE_BYTE[first] if first < 0x40 else _varint(first))
+            for i in range(n - 3, end, -2):  # b[i] = stop, b[i - 1] = start, highest first
+                stop = b[i]
+                gap = start - stop - 1
+                start = b[i - 1]
+                length = stop - 1 - start
+                parts.append(_ONE_BYTE[gap] if gap < 0x40 else _varint(gap))
+                parts.append(_ONE_BYTE[length] if length < 0x40 else _varint(length))
+            if ecn is not None:
+                parts.append(_varint(ect0))
+                parts.append(_varint(ect1))
+                parts.append(_varint(ce))
+            return b"".join(parts)
+        except (_BadAckArguments, TypeError, ValueError):
+            err = ack_frame_error(not b, delay, ecn, max_ranges)
+            if err is None:
+                raise
+            raise err from None
 
     def subtract(self, start: int, stop: int) -> None:
         """Remove ``[start, stop)``; a split beyond ``max_ranges`` drops the lowest range."""

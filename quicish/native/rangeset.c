@@ -30,11 +30,15 @@ void qr_rs_init(qr_rangeset *rs, size_t max_ranges)
     rs->len = 0;
     rs->cap = 0;
     rs->max = max_ranges ? max_ranges : 1;
+    rs->out = NULL;
+    rs->out_cap = 0;
+    rs->out_need = 0;
 }
 
 void qr_rs_release(qr_rangeset *rs)
 {
     free(rs->base);
+    free(rs->out);
     qr_rs_init(rs, rs->max);
 }
 
@@ -50,6 +54,7 @@ void qr_rs_free(qr_rangeset *rs)
 {
     if (rs) {
         free(rs->base);
+        free(rs->out);
         free(rs);
     }
 }
@@ -180,4 +185,149 @@ void qr_rs_drop_below(qr_rangeset *rs, uint64_t value)
         rs->b = rs->base;
     else if (rs->b[0] < value)
         rs->b[0] = value;
+}
+
+size_t qr_rs_len(const qr_rangeset *rs)
+{
+    return rs->len;
+}
+
+uint64_t qr_rs_lo(const qr_rangeset *rs)
+{
+    return rs->len ? rs->b[0] : 0;
+}
+
+uint64_t qr_rs_hi(const qr_rangeset *rs)
+{
+    return rs->len ? rs->b[2 * rs->len - 1] : 0;
+}
+
+int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn)
+{
+    size_t n = rs->len;
+    int err;
+    if (pn >= QR_VALUE_MAX)
+        return QR_EINVAL;
+    if (n) {
+        uint64_t *last = rs->b + 2 * (n - 1);
+        if (pn == last[1]) {  /* the next packet: by far the most common case */
+            last[1] = pn + 1;
+            return 1;
+        }
+        if (pn < last[1]) {
+            size_t i;
+            if (pn >= last[0])
+                return 0;
+            i = search(rs, 1, pn, 1);  /* first range with stop > pn */
+            if (rs->b[2 * i] <= pn)
+                return 0;
+        }
+    }
+    err = qr_rs_add(rs, pn, pn + 1);
+    return err ? err : 1;
+}
+
+/* QUIC variable-length integer (RFC 9000 section 16); v <= QR_VARINT_MAX. */
+static char *put_varint(char *p, uint64_t v)
+{
+    uint8_t *u = (uint8_t *)p;
+    if (v < 0x40) {
+        u[0] = (uint8_t)v;
+        return p + 1;
+    }
+    if (v < 0x4000) {
+        u[0] = (uint8_t)(0x40 | (v >> 8));
+        u[1] = (uint8_t)v;
+        return p + 2;
+    }
+    if (v < 0x40000000) {
+        u[0] = (uint8_t)(0x80 | (v >> 24));
+        u[1] = (uint8_t)(v >> 16);
+        u[2] = (uint8_t)(v >> 8);
+        u[3] = (uint8_t)v;
+        return p + 4;
+    }
+    u[0] = (uint8_t)(0xC0 | (v >> 56));
+    u[1] = (uint8_t)(v >> 48);
+    u[2] = (uint8_t)(v >> 40);
+    u[3] = (uint8_t)(v >> 32);
+    u[4] = (uint8_t)(v >> 24);
+    u[5] = (uint8_t)(v >> 16);
+    u[6] = (uint8_t)(v >> 8);
+    u[7] = (uint8_t)v;
+    return p + 8;
+}
+
+/* ACK frame layout: type, largest, delay, range count, first range, then per further
+ * range (gap, length), then the ECN counts for type 0x03; all varints. */
+static int64_t ack_frame(qr_rangeset *rs, uint64_t delay, size_t max_ranges, const uint64_t *ecn)
+{
+    size_t k, i;
+    const uint64_t *b;
+    uint64_t start;
+    char *p;
+    if (!max_ranges || delay > QR_VARINT_MAX)
+        return QR_EINVAL;
+    if (ecn && (ecn[0] > QR_VARINT_MAX || ecn[1] > QR_VARINT_MAX || ecn[2] > QR_VARINT_MAX))
+        return QR_EINVAL;
+    if (!rs->len)
+        return QR_EEMPTY;
+    k = rs->len < max_ranges ? rs->len : max_ranges;
+    /* type + 4 varints + 2 per further range + 3 ECN counts, 8 bytes each at most */
+    if (k - 1 > (SIZE_MAX - 64) / 16)
+        return QR_ENOMEM;
+    rs->out_need = 1 + 4 * 8 + (k - 1) * 16 + 3 * 8;
+    if (rs->out_need > rs->out_cap)
+        return QR_ENOSPC;
+    b = rs->b + 2 * rs->len;  /* one past the highest stop */
+    p = rs->out;
+    *p++ = ecn ? 0x03 : 0x02;
+    p = put_varint(p, b[-1] - 1);          /* largest acknowledged */
+    p = put_varint(p, delay);
+    p = put_varint(p, k - 1);
+    p = put_varint(p, b[-1] - 1 - b[-2]);  /* first range */
+    start = b[-2];
+    for (i = 1; i < k; i++) {
+        b -= 2;  /* b[-1], b[-2]: stop and start of the next lower range */
+        p = put_varint(p, start - b[-1] - 1);  /* gap */
+        p = put_varint(p, b[-1] - 1 - b[-2]);  /* range length - 1 */
+        start = b[-2];
+    }
+    if (ecn) {
+        p = put_varint(p, ecn[0]);
+        p = put_varint(p, ecn[1]);
+        p = put_varint(p, ecn[2]);
+    }
+    return (int64_t)(p - rs->out);
+}
+
+int64_t qr_rs_ack_frame(qr_rangeset *rs, uint64_t delay, size_t max_ranges)
+{
+    return ack_frame(rs, delay, max_ranges, NULL);
+}
+
+int64_t qr_rs_ack_frame_ecn(qr_rangeset *rs, uint64_t delay, size_t max_ranges,
+                            uint64_t ect0, uint64_t ect1, uint64_t ce)
+{
+    uint64_t ecn[3];
+    ecn[0] = ect0;
+    ecn[1] = ect1;
+    ecn[2] = ce;
+    return ack_frame(rs, delay, max_ranges, ecn);
+}
+
+int qr_rs_reserve_out(qr_rangeset *rs)
+{
+    char *nb;
+    size_t ncap = rs->out_cap ? rs->out_cap : 64;
+    if (rs->out_need <= rs->out_cap)
+        return QR_OK;
+    while (ncap < rs->out_need)
+        ncap = ncap > SIZE_MAX / 2 ? rs->out_need : ncap * 2;
+    nb = realloc(rs->out, ncap);
+    if (!nb)
+        return QR_ENOMEM;
+    rs->out = nb;
+    rs->out_cap = ncap;
+    return QR_OK;
 }

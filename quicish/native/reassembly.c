@@ -273,3 +273,13 @@ const char *qr_ra_take(qr_reasm *ra, uint64_t n)
     ra->buffered -= n;
     return (const char *)out;
 }
+
+const char *qr_ra_take_all(qr_reasm *ra)
+{
+    return qr_ra_take(ra, ra->readable);
+}
+
+uint64_t qr_ra_readable(const qr_reasm *ra)
+{
+    return ra->readable;
+}

@@ -66,9 +66,14 @@ class PacketSpace:
     def on_packet_received(
         self, pn: int, ack_eliciting: bool, now: float, max_delay: float
     ) -> None:
-        """Record ``pn`` for acknowledgement and schedule the ACK (RFC 9000 section 13.2)."""
+        """Record ``pn`` for acknowledgement and schedule the ACK (RFC 9000 section 13.2).
+
+        A packet number already recorded changes nothing (the receive path drops duplicates
+        earlier, with ``is_duplicate``, before processing their frames).
+        """
         out_of_order = pn != self.largest_received + 1
-        self.received.add(pn, pn + 1)
+        if not self.received.add_packet(pn):
+            return
         if pn > self.largest_received:
             self.largest_received = pn
             self.largest_received_time = now
