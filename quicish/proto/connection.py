@@ -309,11 +309,14 @@ class Connection:
         app = self._spaces[APPLICATION]
         if app.next_pn - self._key_phase_start_pn >= self._key_update_limit:
             self._auto_key_update()
+        lean = False  # once only STREAM frames can follow, the lean builder takes over
         while len(out) < MAX_DATAGRAMS_PER_CALL:
-            datagram = self._build_datagram(now)
+            datagram = self._build_stream_datagram(now) if lean else self._build_datagram(now)
             if datagram is None:
                 break
             out.append((datagram, addr))
+            if not lean:
+                lean = self._lean_send_ready()
         if self._paths.others:
             for path in list(self._paths.others.values()):
                 if path.local == self._path.local and path.addr is not None:
@@ -1335,6 +1338,61 @@ class Connection:
         counters.bytes_sent += size
         if has_handshake and self.is_client:
             self._discard_space(INITIAL)  # RFC 9001 4.9.1
+        return out
+
+    def _lean_send_ready(self) -> bool:
+        """True when the rest of this burst can only be 1-RTT packets of STREAM frames: the
+        handshake spaces are gone, the path is validated, control frames were considered
+        for this burst, and no ACK, probe, CRYPTO, PING, HANDSHAKE_DONE, connection ID,
+        DATAGRAM or path frame is waiting."""
+        spaces = self._spaces
+        app = spaces[APPLICATION]
+        path = self._path
+        return bool(
+            spaces[HANDSHAKE].discarded
+            and spaces[INITIAL].discarded
+            and app.tx is not None
+            and path.validated
+            and self._control_checked
+            and not (app.unacked_ranges or app.probes or app.crypto_send.has_pending)
+            and not (self._pending_ping or self._pending_handshake_done or self._datagrams_out)
+            and not (self._local_cids.pending or self._peer_cids.pending_retire)
+            and not (path.responses or path.challenge_due)
+        )
+
+    def _build_stream_datagram(self, now: float) -> bytes | None:
+        """The bulk-transfer path, valid while :meth:`_lean_send_ready` holds: one 1-RTT
+        packet of STREAM frames (what ``_build_datagram`` builds in that state, with less
+        bookkeeping), or None when congestion control, pacing or the streams say no."""
+        recovery = self._recovery
+        if recovery.bytes_in_flight >= self._cc.cwnd:
+            return None
+        release = self._pacer.next_send_time(now)
+        if release is not None:
+            self._pacer_deadline = release
+            return None
+        space = self._spaces[APPLICATION]
+        tx = space.tx
+        assert tx is not None
+        pn = space.next_pn
+        truncated, pn_length = encode_packet_number(pn, recovery.largest_acked(APPLICATION))
+        header_len = 1 + len(self.peer_cid) + pn_length
+        buf = Buffer()
+        records: list[tuple[Any, ...]] = []
+        room = self._max_datagram_size - header_len - AEAD_TAG_SIZE
+        if not self._streams.write_stream_frames(buf, room, records):
+            return None
+        payload = buf.take()
+        if len(payload) + pn_length < 4:
+            payload.extend(bytes(4 - pn_length - len(payload)))
+        built = BuiltPacket(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length, header_len,
+                            payload, records, True)
+        out = self._seal_packet(built, now)
+        size = len(out)
+        self._path.bytes_sent += size
+        counters = self.stats_counters
+        counters.datagrams_sent += 1
+        counters.bytes_sent += size
         return out
 
     def _header_length(self, ptype: int, pn_length: int) -> int:
