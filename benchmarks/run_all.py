@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--handshakes", type=int, default=None, help="connections (default 50)")
     p.add_argument("--rpcs", type=int, default=None, help="round trips (default 1000)")
     p.add_argument("--rpc-size", type=int, default=64, help="RPC message bytes (default 64)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per stack and workload; the best is reported (default 1)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per stack and workload; the best is reported (default 3)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--only", default=",".join(STACK_ORDER),
                    help="comma-separated stacks (default: quicish,aioquic,tcp,tls)")
