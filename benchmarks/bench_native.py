@@ -30,7 +30,7 @@ Workloads:
   frames later), 2% spurious retransmissions overlapping two frames, ``read()`` every
   4 frames, a FIN at the end. The data of each insert is a ``memoryview`` slice, as
   ``wire.frames.decode_frames`` hands STREAM and CRYPTO data to ``ReassemblyBuffer.insert``
-  in the engine (the twin copies it, the C core takes it through ``ffi.from_buffer``). The
+  in the engine (the twin copies it, the C core reads it through the buffer protocol). The
   slices share one 128 KiB buffer that stays in the CPU cache, as a packet just decrypted
   does (see ``packet_data``).
 - ``stream-ooo``: heavy disorder: 300-byte pieces in a 64-piece window delivered in

@@ -189,6 +189,8 @@ def ra_apply(buf: Any, op: Op) -> tuple[Any, ...]:
             data = bytearray(data)
         elif kind == "memoryview":
             data = memoryview(b"\xee" + data)[1:]
+        elif kind == "strided":  # not contiguous: the C core copies it first
+            data = memoryview(bytes(b for c in data for b in (c, 0xEE)))[::2]
         return outcome(buf.insert, offset, data, fin)
     if name == "grow":
         return outcome(setattr, buf, "max_offset", op[1])
@@ -215,7 +217,7 @@ def rand_ra_op(rng: random.Random, truth: bytes, other: bytes) -> Op:
         src = truth if rng.random() < 0.9 else other  # sometimes conflicting bytes
         data = src[max(offset, 0) : max(offset, 0) + length] if offset < len(src) else b""
         fin = rng.random() < 0.12
-        kind = rng.choice(["bytes", "bytes", "bytearray", "memoryview"])
+        kind = rng.choice(["bytes", "bytes", "bytearray", "memoryview", "strided"])
         return ("insert", offset, data, fin, kind)
     if r < 0.85:
         return ("read", rng.choice([-1, 0, 1, 3, 7, 16, 50, 1000]))
@@ -241,7 +243,7 @@ ra_ops = st.one_of(
         st.one_of(st.integers(0, 120), st.sampled_from([MAX - 1, MAX, 1 << 64])),
         st.binary(max_size=40),
         st.booleans(),
-        st.sampled_from(["bytes", "bytearray", "memoryview"]),
+        st.sampled_from(["bytes", "bytearray", "memoryview", "strided"]),
     ),
     st.tuples(st.just("read"), st.integers(-1, 60)),
     st.tuples(st.just("set_final_size"), st.integers(-1, 130)),

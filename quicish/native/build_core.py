@@ -25,67 +25,26 @@ from cffi import FFI  # type: ignore[import-untyped]
 HERE = Path(__file__).resolve().parent
 MODULE = "quicish.native._core"
 ASAN_MODULE = "quicish.native._core_asan"
-SOURCES = ("rangeset.c", "reassembly.c")
+SOURCES = ("rangeset.c", "reassembly.c", "pytypes.c")
 
+# How the types reach Python. cffi builds and loads the module, but RangeSet and
+# ReassemblyBuffer are CPython extension types written in C (pytypes.c, one of the
+# module's sources, the only one that includes Python.h): a method call is then one C
+# call with the arguments read through the C API (20-50 ns), instead of a Python wrapper
+# method plus a cffi call (90-220 ns, plus 130-185 ns of ffi.from_buffer for memoryviews),
+# which cost more than the C work itself. cffi exposes a single function, qr_export_types, which
+# quicish.native.accelerated calls once at import: it creates the two types and sets
+# them as attributes of this very module. Using the C API inside a cffi-called function
+# needs the GIL: qr_export_types takes it itself with PyGILState_Ensure (cffi's wrapper
+# releases it around the call), so no change to cffi's generated code is needed.
 CDEF = """
-typedef struct { uint64_t *b; size_t len; char *out; ...; } qr_rangeset;
-typedef struct {
-    uint64_t read_offset;
-    uint64_t highest_offset;
-    uint64_t max_offset;
-    uint64_t final_size;
-    int has_final;
-    uint64_t readable;
-    uint64_t buffered;
-    size_t nsegs;
-    ...;
-} qr_reasm;
-
-qr_rangeset *qr_rs_new(size_t max_ranges);
-void qr_rs_free(qr_rangeset *rs);
-int qr_rs_add(qr_rangeset *rs, uint64_t start, uint64_t stop);
-int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop);
-bool qr_rs_contains(qr_rangeset *rs, uint64_t value);
-void qr_rs_drop_below(qr_rangeset *rs, uint64_t value);
-size_t qr_rs_len(qr_rangeset *rs);
-uint64_t qr_rs_lo(qr_rangeset *rs);
-uint64_t qr_rs_hi(qr_rangeset *rs);
-int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn);
-int64_t qr_rs_ack_frame(qr_rangeset *rs, uint64_t delay, size_t max_ranges);
-int64_t qr_rs_ack_frame_ecn(qr_rangeset *rs, uint64_t delay, size_t max_ranges,
-                            uint64_t ect0, uint64_t ect1, uint64_t ce);
-int qr_rs_reserve_out(qr_rangeset *rs);
-
-qr_reasm *qr_ra_new(uint64_t max_offset);
-void qr_ra_free(qr_reasm *ra);
-int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len, int fin);
-const char *qr_ra_take(qr_reasm *ra, uint64_t n);
-const char *qr_ra_take_all(qr_reasm *ra);
-uint64_t qr_ra_readable(qr_reasm *ra);
-size_t qr_ra_memory(qr_reasm *ra);
+const char *qr_export_types(const char *module_name, const char *type_module,
+                            const char *pure_module);
 """
 
-# Inserted by cffi after its own macros and before the call wrappers it generates, so the
-# redefinitions below apply to the wrappers only (rangeset.c / reassembly.c are compiled
-# separately). Each generated wrapper brackets the C call with
-#     Py_BEGIN_ALLOW_THREADS; _cffi_restore_errno(); call; _cffi_save_errno();
-#     Py_END_ALLOW_THREADS
-# i.e. a GIL release and re-acquire plus two errno copies through thread-local storage.
-# Every function here is short, never blocks, never reads or sets errno and never calls
-# back into Python, so all of that buys nothing; it was ~40% of the cost of a call
-# (raw call 143 -> ~89 ns measured). Holding the GIL also means two Python threads can
-# no longer run C code on the same object at the same time. Any other cffi module is
-# unaffected: this only changes how this module's wrappers are compiled.
 PREAMBLE = """
-#undef Py_BEGIN_ALLOW_THREADS
-#undef Py_END_ALLOW_THREADS
-#define Py_BEGIN_ALLOW_THREADS {
-#define Py_END_ALLOW_THREADS }
-#undef _cffi_restore_errno
-#undef _cffi_save_errno
-#define _cffi_restore_errno() ((void)0)
-#define _cffi_save_errno() ((void)0)
-#include "core.h"
+const char *qr_export_types(const char *module_name, const char *type_module,
+                            const char *pure_module);
 """
 
 SANITIZE_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"]
@@ -112,8 +71,8 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
         depends=[(base / "core.h").as_posix()],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        # The limited API (cffi's default) made each call ~1.7x slower here (measured),
-        # and calls are what this core is made of; the module is per-Python-version.
+        # pytypes.c uses the full C API (e.g. PyTuple_SET_ITEM, PyBytes_AS_STRING), so the
+        # module is built per Python version, not for the limited API (cffi's default).
         py_limited_api=False,
         define_macros=[("_CFFI_NO_LIMITED_API", None)],
     )

@@ -2,7 +2,8 @@
  *
  * Values are uint64 offsets / packet numbers; QUIC keeps them below 2^62.
  * Functions return 0 (or a non-negative result) on success and a negative
- * QR_E* code on failure; they never touch Python objects.
+ * QR_E* code on failure; they never touch Python objects (pytypes.c wraps
+ * them in CPython types and is the only file that includes Python.h).
  */
 #ifndef QUICISH_CORE_H
 #define QUICISH_CORE_H
@@ -98,6 +99,10 @@ typedef struct qr_reasm {
     size_t scratch_cap;
 } qr_reasm;
 
+/* qr_ra_init / qr_ra_release set up and free a qr_reasm embedded in another object;
+ * qr_ra_new / qr_ra_free allocate it too.  Release leaves an empty buffer. */
+void qr_ra_init(qr_reasm *ra, uint64_t max_offset);
+void qr_ra_release(qr_reasm *ra);
 qr_reasm *qr_ra_new(uint64_t max_offset);
 void qr_ra_free(qr_reasm *ra);
 /* Returns how much highest_offset grew (>= 0) or a negative QR_E* code. */
@@ -107,6 +112,8 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
 const char *qr_ra_take(qr_reasm *ra, uint64_t n);
 /* qr_ra_take(ra, ra->readable); "" when nothing is readable. */
 const char *qr_ra_take_all(qr_reasm *ra);
+/* Copies min(n, readable) bytes into dst and consumes them; never allocates. */
+void qr_ra_read_into(qr_reasm *ra, char *dst, uint64_t n);
 uint64_t qr_ra_readable(const qr_reasm *ra);
 /* Bytes currently allocated by ra (for tests of the memory bound). */
 size_t qr_ra_memory(const qr_reasm *ra);

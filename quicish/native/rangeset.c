@@ -169,8 +169,12 @@ int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop)
 
 bool qr_rs_contains(const qr_rangeset *rs, uint64_t value)
 {
-    size_t i = search(rs, 1, value, 1);  /* first range with stop > value */
-    return i < rs->len && rs->b[2 * i] <= value;
+    size_t i;
+    /* Packet numbers mostly arrive above every range: no search for those. */
+    if (!rs->len || value >= rs->b[2 * rs->len - 1])
+        return false;
+    i = search(rs, 1, value, 1);  /* first range with stop > value */
+    return rs->b[2 * i] <= value;
 }
 
 void qr_rs_drop_below(qr_rangeset *rs, uint64_t value)

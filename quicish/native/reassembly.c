@@ -3,34 +3,48 @@
  * Received bytes live in segments sorted by offset (see core.h).  Inserting
  * copies only the parts not held yet (first copy wins): a part that continues
  * a segment is appended to it, anything else becomes a new segment.  Reading
- * returns a pointer into the first segment, or into a scratch buffer when the
- * read spans segments.  A fully read segment's allocation is kept as a spare
- * and reused by the next new segment, so in-order streaming does not malloc.
+ * copies into the caller's buffer (qr_ra_read_into: the bytes object that
+ * pytypes.c returns), or qr_ra_take returns a pointer into the first segment,
+ * or into a scratch buffer when the read spans segments.  A fully read
+ * segment's allocation is kept as a spare and reused by the next new segment,
+ * so in-order streaming does not malloc.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
 
-qr_reasm *qr_ra_new(uint64_t max_offset)
+void qr_ra_init(qr_reasm *ra, uint64_t max_offset)
 {
-    qr_reasm *ra = calloc(1, sizeof(*ra));
-    if (ra)
-        ra->max_offset = max_offset;
-    return ra;
+    memset(ra, 0, sizeof(*ra));
+    ra->max_offset = max_offset;
 }
 
-void qr_ra_free(qr_reasm *ra)
+void qr_ra_release(qr_reasm *ra)
 {
     size_t i;
-    if (!ra)
-        return;
     for (i = 0; i < ra->nsegs; i++)
         free(ra->segs[i].mem);
     free(ra->seg_base);
     free(ra->spare);
     free(ra->scratch);
-    free(ra);
+    qr_ra_init(ra, ra->max_offset);
+}
+
+qr_reasm *qr_ra_new(uint64_t max_offset)
+{
+    qr_reasm *ra = malloc(sizeof(*ra));
+    if (ra)
+        qr_ra_init(ra, max_offset);
+    return ra;
+}
+
+void qr_ra_free(qr_reasm *ra)
+{
+    if (ra) {
+        qr_ra_release(ra);
+        free(ra);
+    }
 }
 
 size_t qr_ra_memory(const qr_reasm *ra)
@@ -218,9 +232,32 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
     return (int64_t)growth;
 }
 
+/* Copy the first n (<= readable) bytes into dst and consume them. */
+static void consume(qr_reasm *ra, uint8_t *dst, uint64_t n)
+{
+    uint64_t left = n;
+    while (left) {
+        qr_seg *seg = ra->segs;
+        uint64_t k = seg->end - seg->start;
+        if (k > left)
+            k = left;
+        memcpy(dst, seg->p, (size_t)k);
+        dst += k;
+        left -= k;
+        seg->p += k;
+        seg->start += k;
+        if (seg->start == seg->end) {
+            recycle(ra, seg->mem, seg->cap);
+            pop_front(ra);
+        }
+    }
+    ra->read_offset += n;
+    ra->readable -= n;
+    ra->buffered -= n;
+}
+
 const char *qr_ra_take(qr_reasm *ra, uint64_t n)
 {
-    const uint8_t *out;
     qr_seg *seg;
     if (n > ra->readable)
         n = ra->readable;
@@ -228,7 +265,7 @@ const char *qr_ra_take(qr_reasm *ra, uint64_t n)
         return "";
     seg = ra->segs;
     if (n <= seg->end - seg->start) {
-        out = seg->p;
+        const uint8_t *out = seg->p;
         seg->p += n;
         seg->start += n;
         if (seg->start == seg->end) {
@@ -238,40 +275,28 @@ const char *qr_ra_take(qr_reasm *ra, uint64_t n)
             ra->spare_cap = seg->cap;
             pop_front(ra);
         }
-    } else {
-        uint8_t *dst;
-        uint64_t left = n;
-        if (n > ra->scratch_cap) {
-            free(ra->scratch);
-            ra->scratch_cap = 0;
-            ra->scratch = malloc((size_t)n);
-            if (!ra->scratch)
-                return NULL;
-            ra->scratch_cap = (size_t)n;
-        }
-        dst = ra->scratch;
-        while (left) {
-            uint64_t k;
-            seg = ra->segs;
-            k = seg->end - seg->start;
-            if (k > left)
-                k = left;
-            memcpy(dst, seg->p, (size_t)k);
-            dst += k;
-            left -= k;
-            seg->p += k;
-            seg->start += k;
-            if (seg->start == seg->end) {
-                recycle(ra, seg->mem, seg->cap);
-                pop_front(ra);
-            }
-        }
-        out = ra->scratch;
+        ra->read_offset += n;
+        ra->readable -= n;
+        ra->buffered -= n;
+        return (const char *)out;
     }
-    ra->read_offset += n;
-    ra->readable -= n;
-    ra->buffered -= n;
-    return (const char *)out;
+    if (n > ra->scratch_cap) {
+        free(ra->scratch);
+        ra->scratch_cap = 0;
+        ra->scratch = malloc((size_t)n);
+        if (!ra->scratch)
+            return NULL;
+        ra->scratch_cap = (size_t)n;
+    }
+    consume(ra, ra->scratch, n);
+    return (const char *)ra->scratch;
+}
+
+void qr_ra_read_into(qr_reasm *ra, char *dst, uint64_t n)
+{
+    if (n > ra->readable)
+        n = ra->readable;
+    consume(ra, (uint8_t *)dst, n);
 }
 
 const char *qr_ra_take_all(qr_reasm *ra)
