@@ -36,7 +36,8 @@ interop: $(STAMP)
 sanitize: $(STAMP)
 	QUICISH_SANITIZE=1 $(PY) quicish/native/build_core.py --inplace-sanitize
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
-	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -s -p no:cacheprovider tests/test_native_differential.py
+	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/test_native_*.py tests/test_conn_transfer.py tests/test_conn_streams.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so
