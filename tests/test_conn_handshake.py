@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
-from conn_support import cert_files
 
 from quicish import Config
 from quicish.proto import events as ev
@@ -322,40 +321,3 @@ def test_tls_failure_closes_with_crypto_error(client_kw: dict[str, Any], code: i
     assert (closer.terminated.error_code, closer.terminated.by_peer) == (code, False)
     assert (other.terminated.error_code, other.terminated.by_peer) == (code, True)
     assert c.handshake is None and s.handshake is None
-
-
-def test_post_handshake_extras_follow_the_first_response() -> None:
-    """The session ticket, NEW_TOKEN and spare connection IDs leave on the next timer tick
-    after the handshake completes, so the first response is not held up by them."""
-    cert, key, pin = cert_files()
-    scfg = Config(certificate_chain=cert, private_key=key)
-    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
-    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True)
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    now = 1.0
-    client.connect(saddr, now)
-
-    def exchange(src: Connection, dst: Connection, src_addr: tuple[str, int]) -> int:
-        out = src.datagrams_to_send(now)
-        for data, _ in out:
-            dst.receive_datagram(data, src_addr, now)
-        return len(out)
-
-    for _ in range(4):  # no timers run: only the handshake round trips
-        exchange(client, server, caddr)
-        exchange(server, client, saddr)
-    assert client.handshake_confirmed and server.handshake_complete
-
-    def drain(conn: Connection) -> list[ev.Event]:
-        return list(iter(conn.next_event, None))
-
-    client_events = drain(client)
-    assert not [e for e in client_events if isinstance(e, ev.SessionTicketReceived)]
-    assert client.new_token is None
-    assert server.next_timer() == pytest.approx(now)  # the extras are due at once
-    server.handle_timer(now)
-    assert exchange(server, client, saddr) >= 1
-    assert [e for e in drain(client) if isinstance(e, ev.SessionTicketReceived)]
-    assert client.new_token is not None
-    issued = [e for e in drain(server) if isinstance(e, ev.ConnectionIdIssued)]
-    assert len(issued) == scfg.active_connection_id_limit - 1

@@ -348,9 +348,6 @@ class Connection:
         paths = self._paths.deadline()
         if paths is not None and (deadline is None or paths < deadline):
             deadline = paths
-        extras = self._extras_due
-        if extras is not None and (deadline is None or extras < deadline):
-            deadline = extras
         return deadline
 
     def _keep_alive_deadline(self) -> float | None:
@@ -387,10 +384,6 @@ class Connection:
         if paths is not None and now >= paths:
             for path in self._paths.on_timer(now):
                 self._on_path_failed(path, now)
-        extras = self._extras_due
-        if extras is not None and now >= extras:
-            self._extras_due = None
-            self._issue_post_handshake_extras(now)
         self._pacer_deadline = None
 
     def next_event(self) -> ev.Event | None:
@@ -673,6 +666,13 @@ class Connection:
             # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
             self._confirm_handshake()
             self._pending_handshake_done = True
+            ctx = self._server_context
+            if ctx is not None and ctx.issue_tickets:
+                tls.issue_session_ticket(now, self._local_params.encode())
+                self._drain_tls(now)
+            if ctx is not None and ctx.new_tokens and self._path.addr is not None:
+                token = seal_new_token(ctx.token_key, self._path.addr, now)
+                self._streams.control.append(F.NewTokenFrame(token))
         elif self._early_data_requested:
             self._on_early_data_outcome()
         self._zero_rtt_tx = None
@@ -683,21 +683,6 @@ class Connection:
         self._events.append(
             ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
         )
-        # Session ticket, NEW_TOKEN and spare connection IDs are for later; they go out on
-        # the next timer tick, so the first response is not held up building or reading them.
-        self._extras_due = now
-
-    def _issue_post_handshake_extras(self, now: float) -> None:
-        """NewSessionTicket and NEW_TOKEN (server), and our spare connection IDs (both)."""
-        tls = self._tls
-        ctx = self._server_context
-        if not self.is_client and tls is not None and ctx is not None:
-            if ctx.issue_tickets:
-                tls.issue_session_ticket(now, self._local_params.encode())
-                self._drain_tls(now)
-            if ctx.new_tokens and self._path.addr is not None:
-                token = seal_new_token(ctx.token_key, self._path.addr, now)
-                self._streams.control.append(F.NewTokenFrame(token))
         self._issue_cids()
 
     def _on_early_data_outcome(self) -> None:
@@ -1270,7 +1255,6 @@ class Connection:
     # Sending
     # ---------------------------------------------------------------------------------------
     _pacer_deadline: float | None = None
-    _extras_due: float | None = None  # when to issue the post-handshake extras
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
     _control_checked = False
     _idle_restart_pending = True
