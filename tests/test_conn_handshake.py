@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
+from conn_support import cert_files
 
 from quicish import Config
 from quicish.proto import events as ev
@@ -321,3 +322,25 @@ def test_tls_failure_closes_with_crypto_error(client_kw: dict[str, Any], code: i
     assert (closer.terminated.error_code, closer.terminated.by_peer) == (code, False)
     assert (other.terminated.error_code, other.terminated.by_peer) == (code, True)
     assert c.handshake is None and s.handshake is None
+
+
+def test_ticket_and_token_arrive_with_the_first_response() -> None:
+    """A client that closes as soon as its first response arrives still holds a session
+    ticket and a NEW_TOKEN: the server sends them when the handshake completes, not on a
+    later timer (an aioquic client in the interop "resumption" cell does exactly that)."""
+    cert, key, pin = cert_files()
+    scfg = Config(certificate_chain=cert, private_key=key)
+    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
+    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True)
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    now = 1.0
+    client.connect(saddr, now)
+    for _ in range(3):  # datagrams only, no timer ever runs
+        for data, _ in client.datagrams_to_send(now):
+            server.receive_datagram(data, caddr, now)
+        for data, _ in server.datagrams_to_send(now):
+            client.receive_datagram(data, saddr, now)
+    assert client.handshake_confirmed and server.handshake_complete
+    events = list(iter(client.next_event, None))
+    assert [e for e in events if isinstance(e, ev.SessionTicketReceived)]
+    assert client.new_token is not None
