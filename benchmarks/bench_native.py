@@ -12,9 +12,9 @@ Packet arrivals (``ack`` and ``ack-elementary``): packet numbers with 3% loss fo
 
 Workloads:
 - ``ack``: what the engine does with a ``RangeSet(64)`` (``PacketSpace.received``) per
-  received packet. The duplicate check ``PacketSpace.is_duplicate``: a packet below the
-  ACK floor is dropped without touching the set, otherwise ``pn in rs``; a new packet is
-  then recorded with ``add_packet(pn)`` (``PacketSpace.on_packet_received``). Every
+  received packet. ``PacketSpace.record``: a packet below the ACK floor is dropped
+  without touching the set, otherwise ``add_packet(pn)`` both records it and says whether
+  it was a duplicate (dropped before its frames are processed). Every
   second recorded packet an ACK is built as the engine builds it (``Connection``'s
   packet builder): ``ack_frame(delay, ecn, 32)`` then ``bounds()`` (largest
   acknowledged), with an ack delay of 0-3124 (25 ms at exponent 3) and ECN counts,
@@ -101,12 +101,10 @@ def ack_ops(n_ops: int, rng: random.Random) -> list[Op]:
         if len(ops) >= n_ops:
             break
         if p < floor:
-            continue  # is_duplicate: below the floor, the set is not consulted
-        ops.append(("rs", "__contains__", (p,)))  # is_duplicate
-        if p in model:
+            continue  # PacketSpace.record: below the floor, the set is not consulted
+        ops.append(("rs", "add_packet", (p,)))  # record: duplicate check and recording
+        if not model.add_packet(p):
             continue  # a duplicate: dropped before its frames are processed
-        ops.append(("rs", "add_packet", (p,)))  # on_packet_received
-        model.add_packet(p)
         recorded += 1
         ect0 += 1
         if rng.random() < 0.005:

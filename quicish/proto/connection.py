@@ -803,22 +803,24 @@ class Connection:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
         if not header.is_long and plain_header[0] & 0x18:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
-        if space.is_duplicate(pn):
+        if (
+            self._first_packet_received
+            and self.is_client
+            and ptype == PacketType.INITIAL
+            and header.scid != self.peer_cid
+        ):
+            self.stats_counters.packets_dropped += 1
+            return
+        if not space.record(pn):  # one call: duplicate check and record for the ACK
             self.stats_counters.packets_duplicate += 1
             return
 
         if not self._first_packet_received:
             self._first_packet_received = True
-            if self.is_client:
-                self.peer_cid = header.scid
-            else:
-                self.peer_cid = header.scid
-                if self._tls is None:
-                    self._negotiate_version(payload)
-                    self._start_tls_server(now)
-        elif self.is_client and ptype == PacketType.INITIAL and header.scid != self.peer_cid:
-            self.stats_counters.packets_dropped += 1
-            return
+            self.peer_cid = header.scid
+            if not self.is_client and self._tls is None:
+                self._negotiate_version(payload)
+                self._start_tls_server(now)
 
         if ptype == PacketType.HANDSHAKE and not self.is_client:
             # A Handshake packet proves the client owns its address (RFC 9000 8.1).

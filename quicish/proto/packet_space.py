@@ -60,20 +60,17 @@ class PacketSpace:
         self.discarded = False
         self.ecn_counts = [0, 0, 0]  # ECT(0), ECT(1), CE of received packets
 
-    def is_duplicate(self, pn: int) -> bool:
-        return pn < self.ack_floor or pn in self.received
+    def record(self, pn: int) -> bool:
+        """Record ``pn`` for acknowledgement; False for a duplicate (seen before, or below
+        the ACK floor), whose frames must not be processed again."""
+        return pn >= self.ack_floor and self.received.add_packet(pn)
 
     def on_packet_received(
         self, pn: int, ack_eliciting: bool, now: float, max_delay: float
     ) -> None:
-        """Record ``pn`` for acknowledgement and schedule the ACK (RFC 9000 section 13.2).
-
-        A packet number already recorded changes nothing (the receive path drops duplicates
-        earlier, with ``is_duplicate``, before processing their frames).
-        """
+        """Schedule the ACK of ``pn``, recorded before its frames were processed
+        (RFC 9000 section 13.2)."""
         out_of_order = pn != self.largest_received + 1
-        if not self.received.add_packet(pn):
-            return
         if pn > self.largest_received:
             self.largest_received = pn
             self.largest_received_time = now
