@@ -165,8 +165,8 @@ def test_anti_amplification_server_packets_dropped() -> None:
 
     def check(direction: str, data: bytes, now: float) -> None:
         server = net.server
-        if direction == "down" and not server._address_validated:
-            assert server._bytes_sent <= 3 * server._bytes_received
+        if direction == "down" and not server.peer_address_validated:
+            assert server._path.bytes_sent <= 3 * server._path.bytes_received
 
     net.taps.append(check)
     handshake(net, timeout=30)
@@ -266,8 +266,8 @@ def _big_cert_net(seed: int, loss: float) -> Net:
               seed=seed)
 
     def check(direction: str, data: bytes, now: float) -> None:
-        if direction == "down" and not server._address_validated:
-            assert server._bytes_sent <= 3 * server._bytes_received
+        if direction == "down" and not server.peer_address_validated:
+            assert server._path.bytes_sent <= 3 * server._path.bytes_received
 
     net.taps.append(check)
     net.start()

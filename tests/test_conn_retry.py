@@ -121,7 +121,7 @@ def test_handshake_through_retry() -> None:
     # The client checked retry_source_connection_id and original_destination_connection_id
     # in the server's transport parameters (it would have closed otherwise).
     assert not net.client.is_terminated
-    assert net.server._address_validated  # the token proved the address: no 3x limit
+    assert net.server.peer_address_validated  # the token proved the address: no 3x limit
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 50_000, end_stream=True)
     assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 10)

@@ -115,6 +115,27 @@ S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
 Tracer = Callable[[str, dict[str, Any]], None]
 
 
+
+def _built_packet(
+    space: PacketSpace,
+    tx: PacketProtector,
+    ptype: int,
+    pn: int,
+    truncated: int,
+    pn_length: int,
+    header_len: int,
+    buf: Buffer,
+    records: list[tuple[Any, ...]],
+    eliciting: bool,
+) -> BuiltPacket:
+    """The assembled packet, its payload padded so that header protection can sample 16
+    bytes starting 4 bytes after the packet number."""
+    payload = buf.take()
+    if len(payload) + pn_length < 4:
+        payload.extend(bytes(4 - pn_length - len(payload)))
+    return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
+                       eliciting)
+
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
 
@@ -1317,14 +1338,17 @@ class Connection:
             out = self._seal_packet(parts[0], now)
         else:
             out = b"".join([self._seal_packet(built, now) for built in parts])
-        size = len(out)
+        self._count_datagram(out)
+        if has_handshake and self.is_client:
+            self._discard_space(INITIAL)  # RFC 9001 4.9.1
+        return out
+
+    def _count_datagram(self, datagram: bytes) -> None:
+        size = len(datagram)
         self._path.bytes_sent += size
         counters = self.stats_counters
         counters.datagrams_sent += 1
         counters.bytes_sent += size
-        if has_handshake and self.is_client:
-            self._discard_space(INITIAL)  # RFC 9001 4.9.1
-        return out
 
     def _lean_send_ready(self) -> bool:
         """True when the rest of this burst can only be 1-RTT packets of STREAM frames: the
@@ -1362,23 +1386,16 @@ class Connection:
         assert tx is not None
         pn = space.next_pn
         truncated, pn_length = encode_packet_number(pn, recovery.largest_acked(APPLICATION))
-        header_len = 1 + len(self.peer_cid) + pn_length
+        header_len = self._header_length(PacketType.ONE_RTT, pn_length)
         buf = Buffer()
         records: list[tuple[Any, ...]] = []
         room = self._max_datagram_size - header_len - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
-        payload = buf.take()
-        if len(payload) + pn_length < 4:
-            payload.extend(bytes(4 - pn_length - len(payload)))
-        built = BuiltPacket(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length, header_len,
-                            payload, records, True)
+        built = _built_packet(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length,
+                              header_len, buf, records, True)
         out = self._seal_packet(built, now)
-        size = len(out)
-        self._path.bytes_sent += size
-        counters = self.stats_counters
-        counters.datagrams_sent += 1
-        counters.bytes_sent += size
+        self._count_datagram(out)
         return out
 
     def _header_length(self, ptype: int, pn_length: int) -> int:
@@ -1484,12 +1501,8 @@ class Connection:
             space.probes -= 1
         if not buf.written:
             return None
-        payload = buf.take()
-        # Header protection samples 16 bytes starting 4 bytes after the packet number.
-        if len(payload) + pn_length < 4:
-            payload.extend(bytes(4 - pn_length - len(payload)))
-        return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
-                      eliciting)
+        return _built_packet(space, tx, ptype, pn, truncated, pn_length, header_len, buf, records,
+                             eliciting)
 
     def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
         if congestion_blocked:
@@ -1609,19 +1622,6 @@ class Connection:
     def peer_address_validated(self) -> bool:
         """True once the current path to the peer is validated."""
         return self._path.validated
-
-    # The current path's anti-amplification state, under the names tests know.
-    @property
-    def _address_validated(self) -> bool:
-        return self._path.validated
-
-    @property
-    def _bytes_sent(self) -> int:
-        return self._path.bytes_sent
-
-    @property
-    def _bytes_received(self) -> int:
-        return self._path.bytes_received
 
     def change_connection_id(self) -> bool:
         """Send with another of the peer's CIDs from now on and retire the current one
