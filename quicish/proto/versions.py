@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import DecodeError
 from ..wire.buffer import Buffer
 from ..wire.packet import QUIC_V1, QUIC_V2
-from ..wire.transport_params import VersionInformation
+from ..wire.transport_params import VersionInformation, iter_parameters
 
 VERSION_NEGOTIATION_ERROR = 0x11  # RFC 9368 section 10.2
 DEFAULT_VERSIONS = (QUIC_V1, QUIC_V2)
@@ -63,10 +63,7 @@ def client_hello_transport_parameters(payload: bytes) -> bytes | None:
 def _version_information(raw: bytes) -> VersionInformation | None:
     """The version_information parameter of encoded transport parameters (no other checks:
     the handshake decodes and validates them all later)."""
-    buf = Buffer(raw)
-    while not buf.eof():
-        param_id = buf.pull_varint()
-        value = buf.pull_bytes(buf.pull_varint())
+    for param_id, value in iter_parameters(raw):
         if param_id == _VERSION_INFORMATION:
             return VersionInformation.decode(bytes(value))
     return None

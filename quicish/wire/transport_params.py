@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -236,11 +237,8 @@ class TransportParameters:
     @classmethod
     def _decode(cls, data: _BytesLike, from_server: bool) -> TransportParameters:
         params = cls()
-        buf = Buffer(data)
         seen: set[int] = set()
-        while not buf.eof():
-            param_id = buf.pull_varint()
-            value = buf.pull_varint_bytes()
+        for param_id, value in iter_parameters(data):
             if param_id in seen:
                 raise DecodeError(f"duplicate transport parameter {param_id:#x}", _TPE)
             seen.add(param_id)
@@ -274,6 +272,15 @@ class TransportParameters:
 
 
 _KNOWN_IDS = frozenset((*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0x11, 0x20))
+
+
+def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
+    """``(id, value)`` of each encoded parameter, in order, without interpreting them;
+    DecodeError when the encoding is truncated."""
+    buf = Buffer(data)
+    while not buf.eof():
+        param_id = buf.pull_varint()
+        yield param_id, buf.pull_varint_bytes()
 
 
 def _varint_value(param_id: int, value: bytes) -> int:
