@@ -12,7 +12,7 @@ from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import SERVER_ADDR, LinkSpec, SimNetwork
-from quicish.wire.packet import PacketType, parse_header
+from quicish.wire.packet import PacketHeader, PacketType, parse_header
 
 
 class TapNetwork(SimNetwork):
@@ -27,9 +27,9 @@ class TapNetwork(SimNetwork):
         self.tap.append((self.now, direction is self.up, data, src))
         super()._transmit(direction, dst, data, src)
 
-    def packet_types(self, up: bool) -> list[PacketType]:
-        """Packet types of every datagram sent in one direction (coalesced ones split)."""
-        out: list[PacketType] = []
+    def headers(self, up: bool) -> list[PacketHeader]:
+        """Headers of every packet sent in one direction (coalesced packets split)."""
+        out: list[PacketHeader] = []
         for _, is_up, data, _ in self.tap:
             if is_up != up:
                 continue
@@ -39,9 +39,13 @@ class TapNetwork(SimNetwork):
                     header = parse_header(data, offset, short_dcid_len=8)
                 except DecodeError:
                     break
-                out.append(PacketType(header.packet_type))
+                out.append(header)
                 offset = header.packet_end
         return out
+
+    def packet_types(self, up: bool) -> list[PacketType]:
+        """Packet types of every packet sent in one direction."""
+        return [PacketType(h.packet_type) for h in self.headers(up)]
 
 
 def new_pair(

@@ -37,7 +37,8 @@ class Recorder:
         writer.write_eof()
 
 
-async def _get_ticket(port: int) -> bytes:
+async def get_ticket(port: int) -> bytes:
+    """A session ticket from a first quicish connection to ``port`` (one echoed request)."""
     async with quicish.connect("127.0.0.1", port, config=client_config()) as conn:
         reader, writer = await conn.open_stream()
         writer.write(b"first")
@@ -72,7 +73,7 @@ async def test_zero_rtt_request_acted_on_before_handshake() -> None:
                                  on_stream=rec.on_stream, on_connection=rec.on_connection)
     async with server:
         port = server.address[1]
-        ticket = await _get_ticket(port)
+        ticket = await get_ticket(port)
         answer, returned_early, resumed, accepted = await _early_request(port, ticket)
     assert answer == REQUEST
     assert returned_early
@@ -86,7 +87,7 @@ async def test_zero_rtt_rejected_after_server_restart_is_resent() -> None:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(),
                                  on_stream=rec.on_stream, on_connection=rec.on_connection)
     async with server:
-        ticket = await _get_ticket(server.address[1])
+        ticket = await get_ticket(server.address[1])
     # A new server process: new ticket keys, so the ticket neither resumes nor carries 0-RTT.
     rec2 = Recorder()
     server2 = await quicish.serve("127.0.0.1", 0, config=server_config(),

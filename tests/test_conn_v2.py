@@ -7,7 +7,6 @@ from adv_support import TapNetwork, established, new_pair, poll
 from conn_support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
-from quicish.errors import DecodeError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
@@ -30,20 +29,7 @@ def _v2_context(*versions: int) -> ServerContext:
 
 
 def _versions_on_wire(net: TapNetwork, up: bool) -> list[tuple[PacketType, int]]:
-    out = []
-    for _, is_up, data, _ in net.tap:
-        if is_up != up:
-            continue
-        offset = 0
-        while offset < len(data):
-            try:
-                header = parse_header(data, offset, short_dcid_len=8)
-            except DecodeError:
-                break
-            if header.is_long:
-                out.append((PacketType(header.packet_type), header.version))
-            offset = header.packet_end
-    return out
+    return [(PacketType(h.packet_type), h.version) for h in net.headers(up) if h.is_long]
 
 
 def _transfer(net: TapNetwork, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]

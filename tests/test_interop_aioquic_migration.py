@@ -16,6 +16,8 @@ from test_aio_migration import SIZE, Downloads
 import quicish
 from quicish.udp import UdpSocket
 
+WINDOWS: dict[str, Any] = {"max_data": 8 << 20, "max_stream_data": 8 << 20}  # the whole upload
+
 
 async def _rebind_aioquic(client: Any) -> int:
     """NAT rebinding for an aioquic client: a new socket under the same protocol."""
@@ -69,10 +71,8 @@ def _rebind_quicish(conn: quicish.QuicConnection) -> int:
 @timed(30)
 async def test_quicish_client_nat_rebinding_against_aioquic_server() -> None:
     data = bytes(range(256)) * (SIZE // 256)
-    async with aioquic_server(max_data=8 << 20, max_stream_data=8 << 20) as server:
-        conn = await quicish.connect("127.0.0.1", server.port,
-                                     config=client_config(max_data=8 << 20,
-                                                          max_stream_data=8 << 20))
+    async with aioquic_server(**WINDOWS) as server:
+        conn = await quicish.connect("127.0.0.1", server.port, config=client_config(**WINDOWS))
         async with conn:
             reader, writer = await conn.open_stream()
             writer.write(data)
@@ -88,10 +88,8 @@ async def test_quicish_client_nat_rebinding_against_aioquic_server() -> None:
 @timed(30)
 async def test_quicish_client_active_migration_against_aioquic_server() -> None:
     data = bytes(range(256)) * (SIZE // 256)
-    async with aioquic_server(max_data=8 << 20, max_stream_data=8 << 20) as server:
-        conn = await quicish.connect("127.0.0.1", server.port,
-                                     config=client_config(max_data=8 << 20,
-                                                          max_stream_data=8 << 20))
+    async with aioquic_server(**WINDOWS) as server:
+        conn = await quicish.connect("127.0.0.1", server.port, config=client_config(**WINDOWS))
         async with conn:
             reader, writer = await conn.open_stream()
             writer.write(data)

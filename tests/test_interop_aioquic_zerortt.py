@@ -6,20 +6,9 @@ from __future__ import annotations
 from aio_support import timed
 from aioquic_support import aioquic_request, aioquic_server
 from conn_support import client_config, server_config
-from test_aio_zerortt import REQUEST, Recorder
+from test_aio_zerortt import REQUEST, Recorder, get_ticket
 
 import quicish
-
-
-async def _quicish_ticket(port: int) -> bytes:
-    async with quicish.connect("127.0.0.1", port, config=client_config()) as conn:
-        reader, writer = await conn.open_stream()
-        writer.write(b"first")
-        writer.write_eof()
-        assert await reader.read() == b"first"
-        ticket = await conn.wait_session_ticket()
-        assert ticket is not None
-        return ticket
 
 
 async def _quicish_early(port: int, ticket: bytes) -> tuple[bytes, bool, bool]:
@@ -43,7 +32,7 @@ async def _quicish_early(port: int, ticket: bytes) -> tuple[bytes, bool, bool]:
 @timed()
 async def test_quicish_client_zero_rtt_accepted_by_aioquic() -> None:
     async with aioquic_server() as server:
-        ticket = await _quicish_ticket(server.port)
+        ticket = await get_ticket(server.port)
         answer, resumed, accepted = await _quicish_early(server.port, ticket)
         log = server.protocols[-1].log
     assert answer == REQUEST
@@ -55,7 +44,7 @@ async def test_quicish_client_zero_rtt_accepted_by_aioquic() -> None:
 @timed()
 async def test_quicish_client_zero_rtt_rejected_by_new_aioquic_server() -> None:
     async with aioquic_server() as server:
-        ticket = await _quicish_ticket(server.port)
+        ticket = await get_ticket(server.port)
     async with aioquic_server() as server2:  # knows nothing of the ticket
         answer, resumed, accepted = await _quicish_early(server2.port, ticket)
         log = server2.protocols[-1].log
