@@ -197,3 +197,28 @@ def test_render_png_is_a_valid_png_of_the_expected_size() -> None:
     assert height > 4 * chart.BAR_H
     raw = zlib.decompress(b"".join(data for tag, data in chunks if tag == b"IDAT"))
     assert len(raw) == height * (1 + 3 * width)
+
+
+def test_run_all_pins_server_and_client_to_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness pins each stack's server and client to two different CPUs (the note in
+    RESULTS.md says so): the preexec hook really changes a child's affinity."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import run_all
+
+    pair = run_all.cpu_pair()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        assert pair is None
+        return
+    assert pair == (cpus[0], cpus[1])
+    probe = "import os; print(sorted(os.sched_getaffinity(0)))"
+    for cpu in pair:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             preexec_fn=run_all._pinned(cpu), check=True).stdout
+        assert out.strip() == f"[{cpu}]"
+    assert run_all._pinned(None) is None
