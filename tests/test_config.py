@@ -32,3 +32,10 @@ def test_invalid_config(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Config(**kwargs)
     assert issubclass(ConfigError, ValueError)
+
+
+def test_qlog_dir_is_refused_until_qlog_exists() -> None:
+    """qlog output is not built: asking for it fails clearly instead of being ignored."""
+    with pytest.raises(ConfigError, match="qlog"):
+        Config(qlog_dir="/tmp/qlog")
+    assert Config().qlog_dir is None
