@@ -116,26 +116,6 @@ Tracer = Callable[[str, dict[str, Any]], None]
 
 
 
-def _built_packet(
-    space: PacketSpace,
-    tx: PacketProtector,
-    ptype: int,
-    pn: int,
-    truncated: int,
-    pn_length: int,
-    header_len: int,
-    buf: Buffer,
-    records: list[tuple[Any, ...]],
-    eliciting: bool,
-) -> BuiltPacket:
-    """The assembled packet, its payload padded so that header protection can sample 16
-    bytes starting 4 bytes after the packet number."""
-    payload = buf.take()
-    if len(payload) + pn_length < 4:
-        payload.extend(bytes(4 - pn_length - len(payload)))
-    return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, payload, records,
-                       eliciting)
-
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
 
@@ -1392,8 +1372,8 @@ class Connection:
         room = self._max_datagram_size - header_len - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
-        built = _built_packet(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length,
-                              header_len, buf, records, True)
+        built = BuiltPacket(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length, header_len,
+                            buf.take(), records, True)
         out = self._seal_packet(built, now)
         self._count_datagram(out)
         return out
@@ -1501,8 +1481,8 @@ class Connection:
             space.probes -= 1
         if not buf.written:
             return None
-        return _built_packet(space, tx, ptype, pn, truncated, pn_length, header_len, buf, records,
-                             eliciting)
+        return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
+                           records, eliciting)
 
     def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
         if congestion_blocked:

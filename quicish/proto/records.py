@@ -19,7 +19,8 @@ K_DATA_BLOCKED, K_STREAM_DATA_BLOCKED, K_STREAMS_BLOCKED = 20, 21, 22
 
 
 class BuiltPacket:
-    """A packet assembled but not yet sealed: its plaintext and what it carries."""
+    """A packet assembled but not yet sealed: its plaintext (padded, if it is very short,
+    so that header protection can sample it) and what it carries."""
 
     __slots__ = (
         "eliciting",
@@ -54,6 +55,9 @@ class BuiltPacket:
         self.truncated = truncated
         self.pn_length = pn_length
         self.header_len = header_len
+        if len(payload) + pn_length < 4:
+            # Header protection samples 16 bytes starting 4 bytes after the packet number.
+            payload.extend(bytes(4 - pn_length - len(payload)))
         self.payload = payload
         self.records = records
         self.eliciting = eliciting
