@@ -145,6 +145,10 @@ async def test_on_connection_sync_and_accept_stream() -> None:
         await served
         assert len(seen) == 1 and seen[0] in server.connections
         assert seen[0].alpn == "hq-interop"
+        # Both sides made the handshake's end material while waiting for the peer.
+        assert conn._proto._prepared and seen[0]._proto._prepared
+        assert seen[0]._proto._prepared_token is not None
+        assert conn.new_token == seen[0]._proto._prepared_token[1]
         peer = seen[0].remote_address
         assert peer is not None and peer[1] == conn.local_address[1]
 

@@ -344,3 +344,57 @@ def test_ticket_and_token_arrive_with_the_first_response() -> None:
     events = list(iter(client.next_event, None))
     assert [e for e in events if isinstance(e, ev.SessionTicketReceived)]
     assert client.new_token is not None
+
+
+def _lockstep_pair() -> tuple[Connection, Connection]:
+    cert, key, pin = cert_files()
+    scfg = Config(certificate_chain=cert, private_key=key)
+    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
+    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True)
+    return client, server
+
+
+def test_prepare_makes_the_spare_cids_and_token_the_handshake_then_sends() -> None:
+    """prepare() (run by the asyncio layer while it waits for the peer) makes the spare
+    connection IDs and the server's NEW_TOKEN ahead of need; the handshake's end sends
+    exactly those, and no longer offers preparation."""
+    client, server = _lockstep_pair()
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    now = 1.0
+    client.connect(saddr, now)
+    assert client.wants_preparation and not server.wants_preparation  # no ClientHello yet
+    client.prepare(now)
+    assert not client.wants_preparation
+    for data, _ in client.datagrams_to_send(now):
+        server.receive_datagram(data, caddr, now)
+    assert server.wants_preparation
+    server.prepare(now)
+    stocked = {cid for cid, _ in server._local_cids._stock}
+    prepared = server._prepared_token
+    assert prepared is not None and prepared[0] == caddr and len(stocked) == 7
+    for _ in range(3):
+        for data, _ in server.datagrams_to_send(now):
+            client.receive_datagram(data, saddr, now)
+        for data, _ in client.datagrams_to_send(now):
+            server.receive_datagram(data, caddr, now)
+    assert client.handshake_confirmed and server.handshake_complete
+    issued = [e.cid for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionIdIssued)]
+    assert len(issued) == 3 and set(issued) <= stocked  # the client's limit is 4
+    assert client.new_token == prepared[1]
+
+
+def test_a_token_prepared_for_another_address_is_not_sent() -> None:
+    client, server = _lockstep_pair()
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    client.connect(saddr, 1.0)
+    for data, _ in client.datagrams_to_send(1.0):
+        server.receive_datagram(data, caddr, 1.0)
+    server.prepare(1.0)
+    server._prepared_token = (("10.0.0.9", 5000), b"sealed for someone else")
+    for _ in range(3):
+        for data, _ in server.datagrams_to_send(1.0):
+            client.receive_datagram(data, saddr, 1.0)
+        for data, _ in client.datagrams_to_send(1.0):
+            server.receive_datagram(data, caddr, 1.0)
+    assert client.new_token is not None
+    assert client.new_token != b"sealed for someone else"

@@ -50,6 +50,7 @@ class QuicConnection:
         self._stream_credit_waiters: list[asyncio.Future[None]] = []
         self._datagrams: asyncio.Queue[bytes] = asyncio.Queue()
         self._timer_deadline: float | None = None
+        self._preparing = False  # a call to _prepare is scheduled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
@@ -223,12 +224,21 @@ class QuicConnection:
                 self._endpoint.mark_dirty(self)  # more may be ready: continue next iteration
         if self._local_paths is not None:
             self._local_paths.send_probes(now)
+        if self._proto.wants_preparation and not self._preparing:
+            # While the peer works on its answer: make what the handshake's end needs.
+            self._preparing = True
+            self._loop.call_soon(self._prepare)
         self._process_events()
         self._wake_writers()
         if self._proto.is_closed:
             self._finish()
             return
         self._endpoint.set_timer(self, self._proto.next_timer())
+
+    def _prepare(self) -> None:
+        self._preparing = False
+        if self._proto.wants_preparation:
+            self._proto.prepare(clock())
 
     def _wake_writers(self) -> None:
         for writer in list(self._writers.values()):

@@ -9,7 +9,6 @@ cannot be linked by an observer.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +25,7 @@ _RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
 
 def reset_token(key: bytes, cid: bytes) -> bytes:
     """The stateless reset token of ``cid``: HMAC-SHA256(key, cid), first 16 bytes."""
-    return hmac.new(key, cid, hashlib.sha256).digest()[:RESET_TOKEN_SIZE]
+    return hmac.digest(key, cid, "sha256")[:RESET_TOKEN_SIZE]
 
 
 @dataclass(slots=True)
@@ -51,6 +50,25 @@ class LocalCids:
         self.peer_limit = 2  # the peer's active_connection_id_limit
         self.pending: deque[int] = deque()  # sequence numbers to announce (NEW_CONNECTION_ID)
         self.retire_prior_to = 0
+        self._stock: list[tuple[bytes, bytes]] = []  # (cid, token) made ahead of need
+
+    def stock(self, count: int = MAX_ISSUED - 1) -> None:
+        """Make ``count`` CIDs and their reset tokens now, for later :meth:`top_up` calls:
+        work an idle moment can take off the handshake's critical path."""
+        length = self._length
+        fresh = self._random(length * count)
+        for start in range(0, length * count, length):
+            cid = fresh[start : start + length]
+            self._stock.append((cid, reset_token(self._key, cid)))
+
+    def _new_cid(self) -> tuple[bytes, bytes]:
+        """A CID not yet issued, with its reset token (from the stock when there is one)."""
+        while self._stock:
+            cid, token = self._stock.pop()
+            if cid not in self._by_cid:
+                return cid, token
+        cid = self._random(self._length)
+        return cid, reset_token(self._key, cid)
 
     def owns(self, cid: bytes) -> bool:
         return cid in self._by_cid
@@ -62,12 +80,12 @@ class LocalCids:
         """Issue CIDs up to the peer's limit; returns the new CIDs (for routing)."""
         new: list[bytes] = []
         while len(self.active) < min(self.peer_limit, MAX_ISSUED):
-            cid = self._random(self._length)
+            cid, token = self._new_cid()
             if cid in self._by_cid:
                 continue
             seq = self._next_seq
             self._next_seq += 1
-            self.active[seq] = IssuedCid(seq, cid, reset_token(self._key, cid))
+            self.active[seq] = IssuedCid(seq, cid, token)
             self._by_cid[cid] = seq
             self.pending.append(seq)
             new.append(cid)

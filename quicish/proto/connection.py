@@ -99,7 +99,9 @@ _PROBING = frozenset(
     (F.PathChallengeFrame, F.PathResponseFrame, F.NewConnectionIdFrame, F.PaddingFrame)
 )
 
-_EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
+_EPOCH_SPACE: dict[int, int] = {
+    Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION
+}
 _TYPE_SPACE = {
     PacketType.INITIAL: INITIAL,
     PacketType.HANDSHAKE: HANDSHAKE,
@@ -183,6 +185,7 @@ class Connection:
         self._remembered_params: TransportParameters | None = None  # client, for 0-RTT
         self._tls: TlsEngine | None = None
         self._local_params = self._make_transport_parameters()
+        self._sent_params = b""  # their encoding, once the handshake started
         self._peer_params: TransportParameters | None = None
         self.handshake_complete = False
         self.handshake_confirmed = False
@@ -218,6 +221,9 @@ class Connection:
             max_data_limit=config.max_data_limit,
         )
         self._pending_handshake_done = False
+        self._prepared = False  # prepare() ran (or is no longer useful)
+        # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
+        self._prepared_token: tuple[tuple[str, int], bytes] | None = None
         self._pending_ping = False  # keep-alive: a PING is due in the next 1-RTT packet
         self._keep_alive_sent = 0.0  # when the last keep-alive PING was queued
         self._datagrams_out: deque[bytes] = deque()
@@ -292,6 +298,22 @@ class Connection:
         if self._migrate_to is not None:
             self._on_peer_migrated(self._migrate_to, now)
         self._after_input(now)
+
+    @property
+    def wants_preparation(self) -> bool:
+        """True while :meth:`prepare` has work it could take off the critical path."""
+        return not self._prepared and self._tls is not None and not self.handshake_complete
+
+    def prepare(self, now: float) -> None:
+        """Optional: make what the end of the handshake needs while the I/O layer is idle
+        (waiting for the peer's next flight): spare connection IDs with their reset tokens
+        and, on a server, the NEW_TOKEN. Whatever was not prepared is made when needed."""
+        self._prepared = True
+        self._local_cids.stock()
+        ctx = self._server_context
+        if ctx is not None and ctx.new_tokens and self._path.addr is not None:
+            addr = self._path.addr
+            self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams ready to go now (congestion control, pacing and anti-amplification applied)."""
@@ -566,6 +588,7 @@ class Connection:
         keylog = ctx.keylog if ctx is not None else None
         if ctx is None and cfg.keylog_file is not None:
             keylog = keylog_file(cfg.keylog_file)
+        self._sent_params = self._local_params.encode()  # also remembered in session tickets
         self._tls = TlsEngine(
             is_client=self.is_client,
             alpn_protocols=list(cfg.alpn),
@@ -576,7 +599,7 @@ class Connection:
             pin=cfg.pin,
             certificate_chain=ctx.certificate_chain if ctx else None,
             private_key=ctx.private_key if ctx else None,
-            transport_parameters=self._local_params.encode(),
+            transport_parameters=self._sent_params,
             session_ticket=ticket,
             early_data=self._early_data_requested if ctx is None else ctx.early_data,
             ticket_keys=ctx.ticket_keys if ctx else None,
@@ -608,7 +631,7 @@ class Connection:
                 else:
                     self._zero_rtt_rx = protector
                 continue
-            space = self._spaces[_EPOCH_SPACE[Epoch(epoch)]]
+            space = self._spaces[_EPOCH_SPACE[epoch]]
             if secret_dir == "write":
                 space.tx = protector
             else:
@@ -618,7 +641,7 @@ class Connection:
         for epoch, data in tls.pop_output():
             if epoch == Epoch.ZERO_RTT:
                 continue
-            space = self._spaces[_EPOCH_SPACE[Epoch(epoch)]]
+            space = self._spaces[_EPOCH_SPACE[epoch]]
             if not space.discarded:
                 space.crypto_send.write(data)
         if self._peer_params is None and tls.peer_transport_parameters is not None:
@@ -669,11 +692,10 @@ class Connection:
             self._pending_handshake_done = True
             ctx = self._server_context
             if ctx is not None and ctx.issue_tickets:
-                tls.issue_session_ticket(now, self._local_params.encode())
+                tls.issue_session_ticket(now, self._sent_params)
                 self._drain_tls(now)
             if ctx is not None and ctx.new_tokens and self._path.addr is not None:
-                token = seal_new_token(ctx.token_key, self._path.addr, now)
-                self._streams.control.append(F.NewTokenFrame(token))
+                self._streams.control.append(F.NewTokenFrame(self._new_token(ctx, now)))
         elif self._early_data_requested:
             self._on_early_data_outcome()
         self._zero_rtt_tx = None
@@ -685,6 +707,15 @@ class Connection:
             ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
         )
         self._issue_cids()
+
+    def _new_token(self, ctx: ServerContext, now: float) -> bytes:
+        """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
+        addr = self._path.addr
+        assert addr is not None
+        prepared = self._prepared_token
+        if prepared is not None and prepared[0] == addr:
+            return prepared[1]
+        return seal_new_token(ctx.token_key, addr, now)
 
     def _on_early_data_outcome(self) -> None:
         """Client: 0-RTT accepted (the server kept the remembered limits) or rejected
