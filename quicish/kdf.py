@@ -3,14 +3,18 @@
 Shared by the TLS key schedule and QUIC packet protection. HMAC is two hashlib digests with
 the RFC 2104 pads: for the short inputs of a key schedule that is about twice as fast as
 ``hmac.digest``, whose per-call OpenSSL algorithm lookup dominates at these sizes.
-``label_info`` caches the HkdfLabel structure of the context-free labels QUIC derives for
-every key.
+
+Every output of a TLS or QUIC key schedule fits in one hash block, so HKDF-Expand has a
+one-block fast path (``T(1) = HMAC(PRK, info | 0x01)``), and :func:`label_info` caches the
+HkdfLabel structure (with that trailing counter byte) of the context-free labels QUIC
+derives for every key. :func:`expand_labels` derives several such labels from one secret,
+padding the key and hashing each pad block once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -30,15 +34,24 @@ def _hash(name: str) -> tuple[Callable[..., Any], int, int]:
         raise ValueError(f"unsupported hash {name!r}") from None
 
 
-def hmac_digest(name: str, key: bytes, msg: bytes) -> bytes:
-    """HMAC(key, msg) with the hash called ``name`` ("sha256" or "sha384")."""
-    new, block, _ = _hash(name)
+def _padded_key(new: Callable[..., Any], block: int, key: bytes) -> bytes:
+    """The HMAC key K0 of RFC 2104: hashed if longer than a block, zero-padded to one."""
     if len(key) > block:
         key = new(key).digest()
-    key = key.ljust(block, b"\0")
+    return key.ljust(block, b"\0")
+
+
+def _hmac(new: Callable[..., Any], block: int, key: bytes, msg: bytes) -> bytes:
+    key = _padded_key(new, block, key)
     inner: bytes = new(key.translate(_IPAD) + msg).digest()
     outer: bytes = new(key.translate(_OPAD) + inner).digest()
     return outer
+
+
+def hmac_digest(name: str, key: bytes, msg: bytes) -> bytes:
+    """HMAC(key, msg) with the hash called ``name`` ("sha256" or "sha384")."""
+    new, block, _ = _hash(name)
+    return _hmac(new, block, key, msg)
 
 
 def digest_size(name: str) -> int:
@@ -47,28 +60,32 @@ def digest_size(name: str) -> int:
 
 def hkdf_extract(name: str, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract: HMAC(salt, ikm); an empty salt is a string of zeros (RFC 5869 2.2)."""
-    return hmac_digest(name, salt or bytes(digest_size(name)), ikm)
+    new, block, size = _hash(name)
+    return _hmac(new, block, salt or bytes(size), ikm)
 
 
 def hkdf_expand(name: str, prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand (RFC 5869 section 2.3)."""
-    size = digest_size(name)
+    new, block, size = _hash(name)
     if length > 255 * size:
         raise ValueError("HKDF-Expand output too long")
+    if 0 < length <= size:
+        return _hmac(new, block, prk, info + b"\x01")[:length]
     out = b""
-    block = b""
+    t = b""
     counter = 1
     while len(out) < length:
-        block = hmac_digest(name, prk, block + info + bytes((counter,)))
-        out += block
+        t = _hmac(new, block, prk, t + info + bytes((counter,)))
+        out += t
         counter += 1
     return out[:length]
 
 
 @lru_cache(maxsize=128)
 def label_info(label: bytes, length: int) -> bytes:
-    """The HkdfLabel for ``label`` (without "tls13 ") and an empty context."""
-    return _info(label, b"", length)
+    """The HkdfLabel for ``label`` (without "tls13 ") and an empty context, followed by the
+    HKDF-Expand block counter 0x01: the HMAC message of a one-block HKDF-Expand-Label."""
+    return _info(label, b"", length) + b"\x01"
 
 
 def _info(label: bytes, context: bytes, length: int) -> bytes:
@@ -80,5 +97,30 @@ def _info(label: bytes, context: bytes, length: int) -> bytes:
 
 def expand_label(name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     """HKDF-Expand-Label(secret, label, context, length)."""
-    info = label_info(label, length) if not context else _info(label, context, length)
-    return hkdf_expand(name, secret, info, length)
+    new, block, size = _hash(name)
+    if length > size:
+        return hkdf_expand(name, secret, _info(label, context, length), length)
+    msg = label_info(label, length) if not context else _info(label, context, length) + b"\x01"
+    return _hmac(new, block, secret, msg)[:length]
+
+
+def expand_labels(name: str, secret: bytes, labels: Iterable[tuple[bytes, int]]) -> list[bytes]:
+    """HKDF-Expand-Label(secret, label, "", length) for each ``(label, length)``.
+
+    Each length must fit in one hash output (ValueError otherwise). The key is padded and
+    each HMAC pad block hashed once for all labels (the hash states are copied).
+    """
+    new, block, size = _hash(name)
+    key = _padded_key(new, block, secret)
+    inner = new(key.translate(_IPAD))
+    outer = new(key.translate(_OPAD))
+    out: list[bytes] = []
+    for label, length in labels:
+        if length > size:
+            raise ValueError("expand_labels output longer than one hash block")
+        h = inner.copy()
+        h.update(label_info(label, length))
+        o = outer.copy()
+        o.update(h.digest())
+        out.append(o.digest()[:length])
+    return out

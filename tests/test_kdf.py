@@ -43,6 +43,16 @@ def test_expand_label_is_hkdf_expand_of_the_hkdf_label(
     assert kdf.expand_label(name, secret, label, context, length) == expected
 
 
+@given(names, st.binary(max_size=200),
+       st.lists(st.tuples(st.binary(max_size=20), st.integers(0, 48)), max_size=4))
+def test_expand_labels_is_expand_label_of_each(
+    name: str, secret: bytes, labels: list[tuple[bytes, int]]
+) -> None:
+    labels = [(label, min(length, kdf.digest_size(name))) for label, length in labels]
+    expected = [kdf.expand_label(name, secret, label, b"", length) for label, length in labels]
+    assert kdf.expand_labels(name, secret, labels) == expected
+
+
 def test_rfc5869_test_case_1() -> None:
     ikm = bytes([0x0B] * 22)
     salt = bytes(range(13))
@@ -62,3 +72,9 @@ def test_bad_arguments_raise_value_error() -> None:
         kdf.hkdf_expand("sha256", bytes(32), b"", 255 * 32 + 1)
     with pytest.raises(ValueError, match="out of range"):
         kdf.expand_label("sha256", bytes(32), b"x" * 250, b"", 16)
+    with pytest.raises(ValueError, match="out of range"):
+        kdf.expand_labels("sha256", bytes(32), [(b"x" * 250, 16)])
+    with pytest.raises(ValueError, match="one hash block"):
+        kdf.expand_labels("sha256", bytes(32), [(b"quic key", 33)])
+    with pytest.raises(ValueError, match="unsupported hash"):
+        kdf.expand_labels("md5", bytes(32), [(b"quic key", 16)])

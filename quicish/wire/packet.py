@@ -119,6 +119,8 @@ def _read_varint(data: BytesLike, pos: int, end: int) -> tuple[int, int]:
     if pos >= end:
         raise DecodeError("truncated varint", _PV)
     first = data[pos]
+    if first < 0x40:  # one byte: an empty token's length, a short Length
+        return first, pos + 1
     n = 1 << (first >> 6)
     if pos + n > end:
         raise DecodeError("truncated varint", _PV)
@@ -173,8 +175,8 @@ def parse_header(
     if not first & _FIXED_BIT and not grease_quic_bit:
         raise DecodeError("fixed bit is clear", _PV)
 
-    packet_type = packet_type_from_bits(first >> 4, version)
-    if packet_type == PacketType.RETRY:
+    packet_type = (_V2_TYPES if version == QUIC_V2 else _V1_TYPES)[(first >> 4) & 3]
+    if packet_type is PacketType.RETRY:
         tag_pos = end - RETRY_TAG_SIZE
         if tag_pos <= pos:
             raise DecodeError("Retry without token", _PV)
@@ -184,7 +186,7 @@ def parse_header(
         )  # fmt: skip
 
     token = b""
-    if packet_type == PacketType.INITIAL:
+    if packet_type is PacketType.INITIAL:
         token_length, pos = _read_varint(data, pos, end)
         if pos + token_length > end:
             raise DecodeError("truncated token", _PV)

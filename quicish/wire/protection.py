@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -77,28 +77,51 @@ class CipherSuite(IntEnum):
     CHACHA20_POLY1305_SHA256 = 0x1303
 
 
-# suite -> (hash, AEAD key length); the header protection key has the AEAD key's length.
-_SUITES: dict[int, tuple[hashes.HashAlgorithm, int]] = {
-    CipherSuite.AES_128_GCM_SHA256: (hashes.SHA256(), 16),
-    CipherSuite.AES_256_GCM_SHA384: (hashes.SHA384(), 32),
-    CipherSuite.CHACHA20_POLY1305_SHA256: (hashes.SHA256(), 32),
+class _SuiteParams(NamedTuple):
+    """A cipher suite's enum member, hash and AEAD key length (also the hp key's length)."""
+
+    suite: CipherSuite
+    hash: hashes.HashAlgorithm
+    key_len: int
+
+
+class _VersionParams(NamedTuple):
+    """A QUIC version's Initial salt and key derivation labels."""
+
+    salt: bytes
+    key_label: bytes
+    iv_label: bytes
+    hp_label: bytes
+    ku_label: bytes
+
+
+# Looking the suite up here also converts an int to its CipherSuite member, without the
+# cost of an enum call per key.
+_SUITES: dict[int, _SuiteParams] = {
+    s.suite: s
+    for s in (
+        _SuiteParams(CipherSuite.AES_128_GCM_SHA256, hashes.SHA256(), 16),
+        _SuiteParams(CipherSuite.AES_256_GCM_SHA384, hashes.SHA384(), 32),
+        _SuiteParams(CipherSuite.CHACHA20_POLY1305_SHA256, hashes.SHA256(), 32),
+    )
 }
 
-# version -> (initial salt, key label, iv label, hp label, ku label)
-_VERSIONS: dict[int, tuple[bytes, bytes, bytes, bytes, bytes]] = {
-    _QUIC_V1: (INITIAL_SALT_V1, b"quic key", b"quic iv", b"quic hp", b"quic ku"),
-    _QUIC_V2: (INITIAL_SALT_V2, b"quicv2 key", b"quicv2 iv", b"quicv2 hp", b"quicv2 ku"),
+_VERSIONS: dict[int, _VersionParams] = {
+    _QUIC_V1: _VersionParams(INITIAL_SALT_V1, b"quic key", b"quic iv", b"quic hp", b"quic ku"),
+    _QUIC_V2: _VersionParams(
+        INITIAL_SALT_V2, b"quicv2 key", b"quicv2 iv", b"quicv2 hp", b"quicv2 ku"
+    ),
 }
 
 
-def _suite_params(suite: int) -> tuple[hashes.HashAlgorithm, int]:
+def _suite_params(suite: int) -> _SuiteParams:
     try:
         return _SUITES[suite]
     except KeyError:
         raise ConfigError(f"unsupported cipher suite {suite:#06x}") from None
 
 
-def _version_params(version: int) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+def _version_params(version: int) -> _VersionParams:
     try:
         return _VERSIONS[version]
     except KeyError:
@@ -107,7 +130,7 @@ def _version_params(version: int) -> tuple[bytes, bytes, bytes, bytes, bytes]:
 
 def hash_for(suite: int) -> hashes.HashAlgorithm:
     """The handshake hash of ``suite`` (SHA-256 or SHA-384)."""
-    return _suite_params(suite)[0]
+    return _suite_params(suite).hash
 
 
 def hkdf_extract(hash: hashes.HashAlgorithm, salt: bytes, ikm: bytes) -> bytes:
@@ -124,13 +147,9 @@ def hkdf_expand_label(
 
 def initial_secrets(dcid: bytes, version: int = _QUIC_V1) -> tuple[bytes, bytes]:
     """(client_initial_secret, server_initial_secret) for the client's first DCID."""
-    salt = _version_params(version)[0]
-    sha256 = hashes.SHA256()
-    initial = hkdf_extract(sha256, salt, dcid)
-    return (
-        hkdf_expand_label(sha256, initial, b"client in", b"", 32),
-        hkdf_expand_label(sha256, initial, b"server in", b"", 32),
-    )
+    initial = kdf.hkdf_extract("sha256", _version_params(version).salt, dcid)
+    client, server = kdf.expand_labels("sha256", initial, ((b"client in", 32), (b"server in", 32)))
+    return client, server
 
 
 def confidentiality_limit(suite: int) -> int:
@@ -151,10 +170,10 @@ class Aead:
     __slots__ = ("_decrypt", "_encrypt", "_iv", "suite")
 
     def __init__(self, suite: int, key: bytes, iv: bytes) -> None:
-        _, key_len = _suite_params(suite)
-        if len(key) != key_len or len(iv) != IV_SIZE:
+        params = _suite_params(suite)
+        if len(key) != params.key_len or len(iv) != IV_SIZE:
             raise ConfigError("wrong AEAD key or IV length")
-        self.suite = CipherSuite(suite)
+        self.suite = params.suite
         cipher: AESGCM | ChaCha20Poly1305 = (
             ChaCha20Poly1305(key) if suite == CipherSuite.CHACHA20_POLY1305_SHA256 else AESGCM(key)
         )
@@ -175,6 +194,7 @@ class Aead:
 
 
 _ZERO5 = bytes(5)
+_ECB = modes.ECB()  # holds no state: shared by every AES header protection context
 _MASK = struct.Struct(">BI")  # mask byte 0 (first byte), mask bytes 1-4 (packet number)
 _U32 = struct.Struct(">I")
 _PN_WINDOW = (0, 1 << 8, 1 << 16, 1 << 24, 1 << 32)  # by packet number length
@@ -193,10 +213,10 @@ class HeaderProtection:
     __slots__ = ("_key", "_reset_nonce", "_update", "mask_fn", "suite")
 
     def __init__(self, suite: int, hp_key: bytes) -> None:
-        _, key_len = _suite_params(suite)
-        if len(hp_key) != key_len:
+        params = _suite_params(suite)
+        if len(hp_key) != params.key_len:
             raise ConfigError("wrong header protection key length")
-        self.suite = CipherSuite(suite)
+        self.suite = params.suite
         self._key = bytes(hp_key)
         #: ``mask_fn(sample)``: at least 5 mask bytes for a 16-byte sample (no checks).
         self.mask_fn: Callable[[BytesLike], bytes]
@@ -207,7 +227,7 @@ class HeaderProtection:
             self._reset_nonce = getattr(ctx, "reset_nonce", None)
             self.mask_fn = self._chacha_mask if self._reset_nonce else self._chacha_mask_slow
         else:
-            ctx = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+            ctx = Cipher(algorithms.AES(self._key), _ECB).encryptor()
             self._update = ctx.update
             self.mask_fn = ctx.update
 
@@ -259,7 +279,7 @@ class PacketProtector:
         hp: HeaderProtection | None = None,
     ) -> None:
         """Prefer :meth:`from_secret`; ``hp`` lets key updates share the hp context."""
-        self.suite = CipherSuite(suite)
+        self.suite = _suite_params(suite).suite
         self.version = version
         self.secret = secret
         self.key = key
@@ -276,31 +296,29 @@ class PacketProtector:
     @classmethod
     def from_secret(cls, suite: int, secret: bytes, version: int = _QUIC_V1) -> PacketProtector:
         """Derive key, iv and hp key from a traffic secret (RFC 9001 5.1)."""
-        hash_, key_len = _suite_params(suite)
-        _, key_label, iv_label, hp_label, _ = _version_params(version)
-        return cls(
-            suite,
+        params = _suite_params(suite)
+        labels = _version_params(version)
+        key, iv, hp_key = kdf.expand_labels(
+            params.hash.name,
             secret,
-            hkdf_expand_label(hash_, secret, key_label, b"", key_len),
-            hkdf_expand_label(hash_, secret, iv_label, b"", IV_SIZE),
-            hkdf_expand_label(hash_, secret, hp_label, b"", key_len),
-            version,
+            (
+                (labels.key_label, params.key_len),
+                (labels.iv_label, IV_SIZE),
+                (labels.hp_label, params.key_len),
+            ),
         )
+        return cls(params.suite, secret, key, iv, hp_key, version)
 
     def next_generation(self) -> PacketProtector:
         """Keys after a key update (RFC 9001 6.1): new secret, key and iv; same hp key."""
-        hash_, key_len = _suite_params(self.suite)
-        _, key_label, iv_label, _, ku_label = _version_params(self.version)
-        secret = hkdf_expand_label(hash_, self.secret, ku_label, b"", hash_.digest_size)
-        return PacketProtector(
-            self.suite,
-            secret,
-            hkdf_expand_label(hash_, secret, key_label, b"", key_len),
-            hkdf_expand_label(hash_, secret, iv_label, b"", IV_SIZE),
-            self.hp_key,
-            self.version,
-            self.hp,
+        params = _suite_params(self.suite)
+        labels = _version_params(self.version)
+        name = params.hash.name
+        secret = kdf.expand_label(name, self.secret, labels.ku_label, b"", params.hash.digest_size)
+        key, iv = kdf.expand_labels(
+            name, secret, ((labels.key_label, params.key_len), (labels.iv_label, IV_SIZE))
         )
+        return PacketProtector(self.suite, secret, key, iv, self.hp_key, self.version, self.hp)
 
     def seal_packet(self, header: BytesLike, payload: BytesLike, pn: int) -> bytes:
         """Protect one packet.

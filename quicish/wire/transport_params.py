@@ -137,6 +137,10 @@ _CID_PARAMS: dict[int, str] = {
     0x10: "retry_source_connection_id",
 }
 _FLAG_PARAMS: dict[int, str] = {0x0C: "disable_active_migration", 0x2AB2: "grease_quic_bit"}
+# encoded id of each integer parameter (all below 64: one byte)
+_INT_ID_BYTES: dict[int, bytes] = {param_id: encode_varint(param_id) for param_id in _INT_PARAMS}
+# varint length -> mask of its value bits (the two high bits are the length)
+_VARINT_VALUE_MASK = {1: 0x3F, 2: 0x3FFF, 4: 0x3FFFFFFF, 8: 0x3FFFFFFFFFFFFFFF}
 
 
 def _check_int(param_id: int, value: int) -> None:
@@ -185,22 +189,16 @@ class TransportParameters:
         Out-of-range values raise ``ValueError``.
         """
         out = bytearray()
-
-        def put(param_id: int, value: bytes) -> None:
-            out.extend(encode_varint(param_id))
-            out.extend(encode_varint(len(value)))
-            out.extend(value)
-
         for param_id, name in _CID_PARAMS.items():
             cid = getattr(self, name)
             if cid is not None:
                 if len(cid) > MAX_CID_LENGTH:
                     raise ValueError(f"{name} longer than 20 bytes")
-                put(param_id, cid)
+                _put(out, param_id, cid)
         if self.stateless_reset_token is not None:
             if len(self.stateless_reset_token) != 16:
                 raise ValueError("stateless_reset_token must be 16 bytes")
-            put(0x02, self.stateless_reset_token)
+            _put(out, 0x02, self.stateless_reset_token)
         for param_id, (name, default) in _INT_PARAMS.items():
             value = getattr(self, name)
             if value != default:
@@ -208,20 +206,23 @@ class TransportParameters:
                     _check_int(param_id, value)
                 except DecodeError as exc:
                     raise ValueError(exc.reason) from None
-                put(param_id, encode_varint(value))
+                encoded = encode_varint(value)
+                out += _INT_ID_BYTES[param_id]
+                out.append(len(encoded))  # at most 8: a one-byte varint
+                out += encoded
         for param_id, name in _FLAG_PARAMS.items():
             if getattr(self, name):
-                put(param_id, b"")
+                _put(out, param_id, b"")
         if self.preferred_address is not None:
-            put(0x0D, self.preferred_address.encode())
+            _put(out, 0x0D, self.preferred_address.encode())
         if self.max_datagram_frame_size is not None:
-            put(0x20, encode_varint(self.max_datagram_frame_size))
+            _put(out, 0x20, encode_varint(self.max_datagram_frame_size))
         if self.version_information is not None:
-            put(0x11, self.version_information.encode())
+            _put(out, 0x11, self.version_information.encode())
         for param_id, value in self.unknown.items():
             if param_id in _KNOWN_IDS:
                 raise ValueError(f"unknown parameter id {param_id:#x} is a known one")
-            put(param_id, value)
+            _put(out, param_id, value)
         return bytes(out)
 
     @classmethod
@@ -244,10 +245,11 @@ class TransportParameters:
             seen.add(param_id)
             if param_id in SERVER_ONLY and not from_server:
                 raise DecodeError(f"client sent server-only parameter {param_id:#x}", _TPE)
-            if param_id in _INT_PARAMS:
+            int_param = _INT_PARAMS.get(param_id)
+            if int_param is not None:
                 number = _varint_value(param_id, value)
                 _check_int(param_id, number)
-                setattr(params, _INT_PARAMS[param_id][0], number)
+                setattr(params, int_param[0], number)
             elif param_id in _CID_PARAMS:
                 if len(value) > MAX_CID_LENGTH:
                     raise DecodeError(f"connection ID parameter {param_id:#x} too long", _TPE)
@@ -277,13 +279,38 @@ _KNOWN_IDS = frozenset((*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0
 def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
     """``(id, value)`` of each encoded parameter, in order, without interpreting them;
     DecodeError when the encoding is truncated."""
-    buf = Buffer(data)
-    while not buf.eof():
+    end = len(data)
+    pos = 0
+    while pos < end:
+        # fast path: one-byte id and length varints (the usual case), value present
+        if pos + 1 < end and data[pos] < 0x40 and data[pos + 1] < 0x40:
+            stop = pos + 2 + data[pos + 1]
+            if stop <= end:
+                yield data[pos], bytes(data[pos + 2 : stop])
+                pos = stop
+                continue
+        buf = Buffer(data)  # longer varints; truncation raises its DecodeError
+        buf.pos = pos
         param_id = buf.pull_varint()
-        yield param_id, buf.pull_varint_bytes()
+        value = buf.pull_varint_bytes()
+        pos = buf.pos
+        yield param_id, value
+
+
+def _put(out: bytearray, param_id: int, value: bytes) -> None:
+    """Append one parameter: id, length, value."""
+    out += encode_varint(param_id)
+    out += encode_varint(len(value))
+    out += value
 
 
 def _varint_value(param_id: int, value: bytes) -> int:
+    """The integer of a parameter value that is exactly one varint."""
+    if value:
+        size = len(value)
+        if size == 1 << (value[0] >> 6):
+            return int.from_bytes(value, "big") & _VARINT_VALUE_MASK[size]
+    # empty, truncated or longer than its varint: the Buffer raises the DecodeError
     buf = Buffer(value)
     number = buf.pull_varint()
     if not buf.eof():
