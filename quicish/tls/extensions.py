@@ -37,12 +37,12 @@ def read_extensions(r: Reader, what: str, optional: bool = False) -> Extensions:
     """
     if optional and r.eof():
         return []
-    block = r.block(2, what=f"{what} extensions")
+    block = r.block(2)
     out: Extensions = []
     seen: set[int] = set()
     while not block.eof():
         ext_type = block.u16()
-        data = block.opaque(2, what=f"extension {ext_type}")
+        data = block.opaque(2)
         if ext_type in seen:
             raise alert(Alert.ILLEGAL_PARAMETER, f"duplicate extension {ext_type} in {what}")
         seen.add(ext_type)
