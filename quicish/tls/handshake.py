@@ -13,6 +13,7 @@ from cryptography import x509
 
 from ..errors import CryptoError, ErrorCode, ProtocolError
 from .alerts import Alert, alert
+from .credentials import ServerCredentials
 from .key_schedule import KeySchedule, Transcript
 from .keylog import KeyLog, keylog_line
 from .messages import frame, message_name
@@ -50,6 +51,7 @@ class Settings:
     pin: str | None
     certificate_chain: list[x509.Certificate]
     private_key: PrivateKey | None
+    credentials: ServerCredentials | None  # server: checked key, encoded chain
     transport_parameters: bytes
     session_ticket: SessionTicket | None
     early_data: bool
