@@ -144,12 +144,7 @@ class Writer:
         self._out += data
 
     def opaque(self, len_size: int, data: bytes) -> None:
-        n = len(data)
-        if n >= 1 << (8 * len_size):
-            raise ValueError(f"{n} bytes do not fit a {len_size}-byte length")
-        out = self._out
-        out += n.to_bytes(len_size, "big")
-        out += data
+        self._out += encode_opaque(len_size, data)
 
     def u16_list(self, len_size: int, values: list[int]) -> None:
         self._out += encode_u16s(values, len_size)
@@ -163,5 +158,13 @@ class Writer:
 
 def encode_u16s(values: list[int] | tuple[int, ...], len_size: int) -> bytes:
     """A vector of uint16 values with a ``len_size``-byte length, as bytes."""
-    body = b"".join([v.to_bytes(2, "big") for v in values])
-    return len(body).to_bytes(len_size, "big") + body
+    n = len(values)
+    return (2 * n).to_bytes(len_size, "big") + struct.pack(f">{n}H", *values)
+
+
+def encode_opaque(len_size: int, data: bytes) -> bytes:
+    """``data`` after its ``len_size``-byte length; ValueError when it does not fit."""
+    n = len(data)
+    if n >= 1 << (8 * len_size):
+        raise ValueError(f"{n} bytes do not fit a {len_size}-byte length")
+    return n.to_bytes(len_size, "big") + data
