@@ -34,6 +34,8 @@ class Epoch(IntEnum):
     ONE_RTT = 3
 
 
+_EPOCHS = tuple(Epoch)
+
 READ = "read"
 WRITE = "write"
 
@@ -88,7 +90,7 @@ class Handshake:
         self.handshake_complete = False
         self.client_random = b""
         self.resumption_master_secret = b""
-        self._buffers: dict[Epoch, bytearray] = {e: bytearray() for e in Epoch}
+        self._buffers: dict[Epoch, bytearray] = {e: bytearray() for e in _EPOCHS}
         self._expect_epoch: Epoch | None = None
         self._expect: dict[int, Handler] = {}
         self._state = "start"
@@ -101,7 +103,7 @@ class Handshake:
         if not data:
             return
         try:
-            self._receive(Epoch(epoch), data, now)
+            self._receive(epoch if type(epoch) is Epoch else Epoch(epoch), data, now)
         except ProtocolError as exc:
             self._error = exc
             raise
