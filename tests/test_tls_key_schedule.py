@@ -123,3 +123,16 @@ def test_decode_rfc9001_server_hello() -> None:
     assert hello.key_share is not None and hello.key_share[0] == 0x001D
     again = msg.decode_server_hello(msg.encode_server_hello(hello))
     assert again.key_share == hello.key_share and again.random == hello.random
+
+
+def test_expand_label_single_block_matches_hkdf_expand() -> None:
+    # the one-HMAC path for outputs up to a hash block equals the general HKDF-Expand
+    from quicish import kdf
+
+    for algorithm in (hashes.SHA256(), hashes.SHA384()):
+        secret = bytes(range(algorithm.digest_size))
+        for context in (b"", b"\x07" * 8, bytes(algorithm.digest_size)):
+            for length in (1, 12, 16, 32, algorithm.digest_size, algorithm.digest_size + 1, 100):
+                assert hkdf_expand_label(
+                    algorithm, secret, b"c hs traffic", context, length
+                ) == kdf.expand_label(algorithm.name, secret, b"c hs traffic", context, length)

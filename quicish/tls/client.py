@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 
@@ -33,8 +34,10 @@ _NOT_IN_ENCRYPTED_EXTENSIONS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def _sni(server_name: str | None) -> str | None:
-    """The server_name to send: none for IP literals (RFC 6066 section 3)."""
+    """The server_name to send: none for IP literals (RFC 6066 section 3). Cached: parsing
+    a host name as an IP address costs two exceptions."""
     if server_name is None:
         return None
     try:

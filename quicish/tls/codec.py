@@ -7,6 +7,9 @@ never leak ``IndexError`` or ``struct.error``.
 
 from __future__ import annotations
 
+import struct
+
+from ..errors import CryptoError
 from .alerts import Alert, alert
 
 
@@ -31,22 +34,39 @@ class Reader:
         if self.pos != self._end:
             raise alert(Alert.DECODE_ERROR, f"{self._end - self.pos} trailing bytes in {what}")
 
+    def _truncated(self, n: int) -> CryptoError:
+        return alert(Alert.DECODE_ERROR, f"truncated: need {n} bytes, have {self._end - self.pos}")
+
     def _take(self, n: int) -> int:
+        """Advance past ``n`` bytes; their start offset."""
         pos = self.pos
         if pos + n > self._end:
-            raise alert(Alert.DECODE_ERROR, f"truncated: need {n} bytes, have {self._end - pos}")
+            raise self._truncated(n)
         self.pos = pos + n
         return pos
 
     def uint(self, size: int) -> int:
-        pos = self._take(size)
-        return int.from_bytes(self._data[pos : pos + size], "big")
+        pos = self.pos
+        end = pos + size
+        if end > self._end:
+            raise self._truncated(size)
+        self.pos = end
+        return int.from_bytes(self._data[pos:end], "big")
 
     def u8(self) -> int:
-        return self.uint(1)
+        pos = self.pos
+        if pos >= self._end:
+            raise self._truncated(1)
+        self.pos = pos + 1
+        return self._data[pos]
 
     def u16(self) -> int:
-        return self.uint(2)
+        pos = self.pos
+        if pos + 2 > self._end:
+            raise self._truncated(2)
+        self.pos = pos + 2
+        data = self._data
+        return data[pos] << 8 | data[pos + 1]
 
     def u24(self) -> int:
         return self.uint(3)
@@ -55,30 +75,46 @@ class Reader:
         return self.uint(4)
 
     def raw(self, n: int) -> bytes:
-        pos = self._take(n)
-        return self._data[pos : pos + n]
+        pos = self.pos
+        end = pos + n
+        if end > self._end:
+            raise self._truncated(n)
+        self.pos = end
+        return self._data[pos:end]
+
+    def _vector(self, len_size: int, min_len: int, what: str) -> int:
+        """Read a ``len_size``-byte length of at least ``min_len``; advance past the
+        vector it announces and return the vector's start offset."""
+        pos = self.pos
+        start = pos + len_size
+        if start > self._end:
+            raise self._truncated(len_size)
+        n = int.from_bytes(self._data[pos:start], "big")
+        if n < min_len or start + n > self._end:
+            self.pos = start
+            if n < min_len:
+                raise alert(Alert.DECODE_ERROR, f"{what} shorter than {min_len} bytes")
+            raise self._truncated(n)
+        self.pos = start + n
+        return start
 
     def opaque(self, len_size: int, min_len: int = 0, what: str = "vector") -> bytes:
         """A vector ``<min_len..2^(8*len_size)-1>`` of bytes with a ``len_size``-byte length."""
-        n = self.uint(len_size)
-        if n < min_len:
-            raise alert(Alert.DECODE_ERROR, f"{what} shorter than {min_len} bytes")
-        return self.raw(n)
+        start = self._vector(len_size, min_len, what)
+        return self._data[start : self.pos]
 
     def block(self, len_size: int, min_len: int = 0, what: str = "vector") -> Reader:
         """A sub-reader over a length-prefixed block (zero copy)."""
-        n = self.uint(len_size)
-        if n < min_len:
-            raise alert(Alert.DECODE_ERROR, f"{what} shorter than {min_len} bytes")
-        start = self._take(n)
-        return Reader(self._data, start, start + n)
+        start = self._vector(len_size, min_len, what)
+        return Reader(self._data, start, self.pos)
 
     def u16_list(self, len_size: int, what: str, min_len: int = 2) -> list[int]:
         """A vector of uint16 values (cipher suites, groups, schemes, versions)."""
-        block = self.block(len_size, min_len, what)
-        if block.remaining % 2:
+        start = self._vector(len_size, min_len, what)
+        n = self.pos - start
+        if n % 2:
             raise alert(Alert.DECODE_ERROR, f"odd length in {what}")
-        return [block.u16() for _ in range(block.remaining // 2)]
+        return list(struct.unpack(f">{n // 2}H", self._data[start : self.pos]))
 
 
 class Writer:
@@ -96,30 +132,39 @@ class Writer:
         self._out.append(value)
 
     def u16(self, value: int) -> None:
-        self.uint(value, 2)
+        self._out += value.to_bytes(2, "big")
 
     def u24(self, value: int) -> None:
-        self.uint(value, 3)
+        self._out += value.to_bytes(3, "big")
 
     def u32(self, value: int) -> None:
-        self.uint(value, 4)
+        self._out += value.to_bytes(4, "big")
 
     def raw(self, data: bytes) -> None:
         self._out += data
 
     def opaque(self, len_size: int, data: bytes) -> None:
-        if len(data) >= 1 << (8 * len_size):
-            raise ValueError(f"{len(data)} bytes do not fit a {len_size}-byte length")
-        self.uint(len(data), len_size)
-        self._out += data
+        self._out += encode_opaque(len_size, data)
 
     def u16_list(self, len_size: int, values: list[int]) -> None:
-        self.uint(2 * len(values), len_size)
-        for v in values:
-            self.uint(v, 2)
+        self._out += encode_u16s(values, len_size)
 
     def __len__(self) -> int:
         return len(self._out)
 
     def data(self) -> bytes:
         return bytes(self._out)
+
+
+def encode_u16s(values: list[int] | tuple[int, ...], len_size: int) -> bytes:
+    """A vector of uint16 values with a ``len_size``-byte length, as bytes."""
+    n = len(values)
+    return (2 * n).to_bytes(len_size, "big") + struct.pack(f">{n}H", *values)
+
+
+def encode_opaque(len_size: int, data: bytes) -> bytes:
+    """``data`` after its ``len_size``-byte length; ValueError when it does not fit."""
+    n = len(data)
+    if n >= 1 << (8 * len_size):
+        raise ValueError(f"{n} bytes do not fit a {len_size}-byte length")
+    return n.to_bytes(len_size, "big") + data

@@ -12,25 +12,20 @@ import os
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..errors import ConfigError
 from .certs import normalize_fingerprint, trust_store
 from .client import ClientHandshake
+from .credentials import ServerCredentials, server_credentials
 from .groups import group_ids
 from .handshake import Epoch, Settings
 from .key_schedule import SUPPORTED_SUITES
 from .keylog import KeyLog
 from .server import ServerHandshake
-from .signatures import PrivateKey, schemes_for_key
+from .signatures import PrivateKey
 from .tickets import ReplayFilter, SessionTicket, TicketKeys
 
 __all__ = ["Epoch", "TlsEngine"]
-
-
-def _public_der(key: CertificatePublicKeyTypes) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 class TlsEngine:
@@ -87,13 +82,11 @@ class TlsEngine:
         if pin is not None:
             pin = normalize_fingerprint(pin)
         chain = list(certificate_chain or [])
+        credentials: ServerCredentials | None = None
         if not is_client:
             if not chain or private_key is None:
                 raise ConfigError("a server needs certificate_chain and private_key")
-            if not schemes_for_key(private_key):
-                raise ConfigError(f"unsupported private key type {type(private_key).__name__}")
-            if _public_der(private_key.public_key()) != _public_der(chain[0].public_key()):
-                raise ConfigError("private_key does not match the certificate")
+            credentials = server_credentials(private_key, tuple(chain))
         elif pin is None and verify is not False:
             if not server_name:
                 raise ConfigError("server_name is needed to verify the certificate")
@@ -108,6 +101,7 @@ class TlsEngine:
             pin=pin,
             certificate_chain=chain,
             private_key=private_key,
+            credentials=credentials,
             transport_parameters=bytes(transport_parameters),
             session_ticket=session_ticket,
             early_data=early_data,

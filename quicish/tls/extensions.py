@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+
 from .alerts import Alert, alert
-from .codec import Reader, Writer
+from .codec import Reader, Writer, encode_opaque, encode_u16s
 
 SERVER_NAME = 0
 SUPPORTED_GROUPS = 10
@@ -24,6 +26,8 @@ PSK_DHE_KE = 1
 
 Extensions = list[tuple[int, bytes]]
 
+_EXTENSION_HEADER = struct.Struct(">HH")  # extension_type, extension_data length
+
 
 def is_grease(value: int) -> bool:
     """GREASE values (RFC 8701) look like 0x?A?A."""
@@ -37,12 +41,12 @@ def read_extensions(r: Reader, what: str, optional: bool = False) -> Extensions:
     """
     if optional and r.eof():
         return []
-    block = r.block(2, what=f"{what} extensions")
+    block = r.block(2)
     out: Extensions = []
     seen: set[int] = set()
     while not block.eof():
         ext_type = block.u16()
-        data = block.opaque(2, what=f"extension {ext_type}")
+        data = block.opaque(2)
         if ext_type in seen:
             raise alert(Alert.ILLEGAL_PARAMETER, f"duplicate extension {ext_type} in {what}")
         seen.add(ext_type)
@@ -50,12 +54,22 @@ def read_extensions(r: Reader, what: str, optional: bool = False) -> Extensions:
     return out
 
 
-def write_extensions(w: Writer, extensions: Extensions) -> None:
-    block = Writer()
+def encode_extensions(extensions: Extensions) -> bytes:
+    """An extension block: a 2-byte length, then type, 2-byte length and data of each."""
+    parts: list[bytes] = []
     for ext_type, data in extensions:
-        block.u16(ext_type)
-        block.opaque(2, data)
-    w.opaque(2, block.data())
+        if len(data) > 0xFFFF:
+            raise ValueError(f"{len(data)} bytes do not fit a 2-byte length")
+        parts.append(_EXTENSION_HEADER.pack(ext_type, len(data)))
+        parts.append(data)
+    block = b"".join(parts)
+    if len(block) > 0xFFFF:
+        raise ValueError(f"{len(block)} bytes do not fit a 2-byte length")
+    return len(block).to_bytes(2, "big") + block
+
+
+def write_extensions(w: Writer, extensions: Extensions) -> None:
+    w.raw(encode_extensions(extensions))
 
 
 # ---- individual payloads --------------------------------------------------------------------
@@ -77,12 +91,7 @@ def decode_server_name(data: bytes) -> str | None:
 
 
 def encode_server_name(host: str) -> bytes:
-    entry = Writer()
-    entry.u8(0)
-    entry.opaque(2, host.encode("ascii"))
-    w = Writer()
-    w.opaque(2, entry.data())
-    return w.data()
+    return encode_opaque(2, b"\x00" + encode_opaque(2, host.encode("ascii")))
 
 
 def decode_u16_list(data: bytes, len_size: int, what: str) -> list[int]:
@@ -93,9 +102,7 @@ def decode_u16_list(data: bytes, len_size: int, what: str) -> list[int]:
 
 
 def encode_u16_list(values: list[int], len_size: int) -> bytes:
-    w = Writer()
-    w.u16_list(len_size, values)
-    return w.data()
+    return encode_u16s(values, len_size)
 
 
 def decode_client_key_shares(data: bytes) -> list[tuple[int, bytes]]:
@@ -115,13 +122,7 @@ def decode_client_key_shares(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def encode_client_key_shares(shares: list[tuple[int, bytes]]) -> bytes:
-    block = Writer()
-    for group, key in shares:
-        block.u16(group)
-        block.opaque(2, key)
-    w = Writer()
-    w.opaque(2, block.data())
-    return w.data()
+    return encode_opaque(2, b"".join([encode_server_key_share(g, key) for g, key in shares]))
 
 
 def decode_server_key_share(data: bytes) -> tuple[int, bytes]:
@@ -133,10 +134,7 @@ def decode_server_key_share(data: bytes) -> tuple[int, bytes]:
 
 
 def encode_server_key_share(group: int, key: bytes) -> bytes:
-    w = Writer()
-    w.u16(group)
-    w.opaque(2, key)
-    return w.data()
+    return group.to_bytes(2, "big") + encode_opaque(2, key)
 
 
 def decode_u16(data: bytes, what: str) -> int:
@@ -157,12 +155,7 @@ def decode_alpn(data: bytes) -> list[bytes]:
 
 
 def encode_alpn(protocols: list[bytes]) -> bytes:
-    block = Writer()
-    for p in protocols:
-        block.opaque(1, p)
-    w = Writer()
-    w.opaque(2, block.data())
-    return w.data()
+    return encode_opaque(2, b"".join([encode_opaque(1, p) for p in protocols]))
 
 
 def decode_psk_modes(data: bytes) -> list[int]:

@@ -13,6 +13,7 @@ from cryptography import x509
 
 from ..errors import CryptoError, ErrorCode, ProtocolError
 from .alerts import Alert, alert
+from .credentials import ServerCredentials
 from .key_schedule import KeySchedule, Transcript
 from .keylog import KeyLog, keylog_line
 from .messages import frame, message_name
@@ -33,6 +34,8 @@ class Epoch(IntEnum):
     ONE_RTT = 3
 
 
+_EPOCHS = tuple(Epoch)
+
 READ = "read"
 WRITE = "write"
 
@@ -50,6 +53,7 @@ class Settings:
     pin: str | None
     certificate_chain: list[x509.Certificate]
     private_key: PrivateKey | None
+    credentials: ServerCredentials | None  # server: checked key, encoded chain
     transport_parameters: bytes
     session_ticket: SessionTicket | None
     early_data: bool
@@ -86,7 +90,7 @@ class Handshake:
         self.handshake_complete = False
         self.client_random = b""
         self.resumption_master_secret = b""
-        self._buffers: dict[Epoch, bytearray] = {e: bytearray() for e in Epoch}
+        self._buffers: dict[Epoch, bytearray] = {e: bytearray() for e in _EPOCHS}
         self._expect_epoch: Epoch | None = None
         self._expect: dict[int, Handler] = {}
         self._state = "start"
@@ -99,7 +103,7 @@ class Handshake:
         if not data:
             return
         try:
-            self._receive(Epoch(epoch), data, now)
+            self._receive(epoch if type(epoch) is Epoch else Epoch(epoch), data, now)
         except ProtocolError as exc:
             self._error = exc
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac as _hmac
 from typing import Any
@@ -42,7 +43,23 @@ def hkdf_expand_label(
     algorithm: hashes.HashAlgorithm, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
     """HKDF-Expand-Label; ``label`` without the ``"tls13 "`` prefix."""
-    return kdf.expand_label(algorithm.name, secret, label, context, length)
+    return _expand_label(algorithm.name, secret, label, context, length)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_head(label: bytes, length: int) -> bytes:
+    """The HkdfLabel (RFC 8446 section 7.1) up to its context: length and "tls13 " label."""
+    full = b"tls13 " + label
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full
+
+
+def _expand_label(name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    """HKDF-Expand-Label by hash name. An output of at most one hash block (every secret
+    and key of TLS 1.3) is a single HMAC over ``HkdfLabel || 0x01``, cut to ``length``."""
+    if not 0 < length <= kdf.digest_size(name) or len(context) > 255 or len(label) > 249:
+        return kdf.expand_label(name, secret, label, context, length)
+    info = _label_head(label, length) + bytes((len(context),)) + context + b"\x01"
+    return kdf.hmac_digest(name, secret, info)[:length]
 
 
 def digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
@@ -113,24 +130,54 @@ class Transcript:
         self._hash.update(bytes((MESSAGE_HASH, 0, 0, len(inner))) + inner)
 
 
+@functools.cache
+def _empty_hash(name: str) -> bytes:
+    """Hash of the empty string (the context of the "derived" and binder secrets)."""
+    out: bytes = hashlib.new(name, b"").digest()
+    return out
+
+
+@functools.cache
+def _no_psk_secrets(name: str) -> tuple[bytes, bytes]:
+    """The early secret without a PSK and its "derived" secret: public constants, the
+    same for every connection with this hash, so computed once per process."""
+    zeros = bytes(kdf.digest_size(name))
+    early = kdf.hkdf_extract(name, zeros, zeros)
+    return early, _expand_label(name, early, b"derived", _empty_hash(name), len(zeros))
+
+
 class KeySchedule:
     """Secrets of one connection for one cipher suite's hash."""
 
-    __slots__ = ("algorithm", "handshake_secret", "hash_len", "master_secret", "secret")
+    __slots__ = (
+        "_early_derived",
+        "_name",
+        "algorithm",
+        "handshake_secret",
+        "hash_len",
+        "master_secret",
+        "secret",
+    )
 
     def __init__(self, algorithm: hashes.HashAlgorithm, psk: bytes | None = None) -> None:
         self.algorithm = algorithm
         self.hash_len = algorithm.digest_size
-        zeros = bytes(self.hash_len)
-        self.secret = hkdf_extract(algorithm, zeros, psk if psk is not None else zeros)
+        self._name = name = algorithm.name
+        # "derived" of the early secret when it is a constant (no PSK), else computed later
+        self._early_derived: bytes | None
+        if psk is None:
+            self.secret, self._early_derived = _no_psk_secrets(name)
+        else:
+            self.secret = kdf.hkdf_extract(name, bytes(self.hash_len), psk)
+            self._early_derived = None
         self.handshake_secret = b""
         self.master_secret = b""
 
     def derive_secret(
         self, label: bytes, transcript_hash: bytes, secret: bytes | None = None
     ) -> bytes:
-        return hkdf_expand_label(
-            self.algorithm,
+        return _expand_label(
+            self._name,
             self.secret if secret is None else secret,
             label,
             transcript_hash,
@@ -138,7 +185,7 @@ class KeySchedule:
         )
 
     def empty_hash(self) -> bytes:
-        return digest(self.algorithm, b"")
+        return _empty_hash(self._name)
 
     def binder_key(self) -> bytes:
         """The resumption binder key (from the early secret)."""
@@ -146,24 +193,27 @@ class KeySchedule:
 
     def to_handshake(self, shared_secret: bytes) -> None:
         """Early secret -> handshake secret with the (EC)DHE shared secret."""
-        derived = self.derive_secret(b"derived", self.empty_hash())
-        self.secret = self.handshake_secret = hkdf_extract(self.algorithm, derived, shared_secret)
+        derived = self._early_derived
+        if derived is None:
+            derived = self.derive_secret(b"derived", self.empty_hash())
+        self.secret = self.handshake_secret = kdf.hkdf_extract(self._name, derived, shared_secret)
+        self._early_derived = None
 
     def to_master(self) -> None:
         """Handshake secret -> master secret."""
         derived = self.derive_secret(b"derived", self.empty_hash())
-        self.secret = self.master_secret = hkdf_extract(
-            self.algorithm, derived, bytes(self.hash_len)
+        self.secret = self.master_secret = kdf.hkdf_extract(
+            self._name, derived, bytes(self.hash_len)
         )
 
     def finished_key(self, base_key: bytes) -> bytes:
-        return hkdf_expand_label(self.algorithm, base_key, b"finished", b"", self.hash_len)
+        return _expand_label(self._name, base_key, b"finished", b"", self.hash_len)
 
     def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
         """Finished verify_data (or a PSK binder when ``base_key`` is the binder key)."""
-        return hmac_digest(self.algorithm, self.finished_key(base_key), transcript_hash)
+        return kdf.hmac_digest(self._name, self.finished_key(base_key), transcript_hash)
 
     def resumption_psk(self, resumption_master_secret: bytes, nonce: bytes) -> bytes:
-        return hkdf_expand_label(
-            self.algorithm, resumption_master_secret, b"resumption", nonce, self.hash_len
+        return _expand_label(
+            self._name, resumption_master_secret, b"resumption", nonce, self.hash_len
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import extensions as ext
 from .alerts import Alert, alert
-from .codec import Reader, Writer
+from .codec import Reader, Writer, encode_opaque, encode_u16s
 
 CLIENT_HELLO = 1
 SERVER_HELLO = 2
@@ -80,21 +80,15 @@ class ClientHello:
 
 def encode_client_hello(hello: ClientHello) -> bytes:
     """The ClientHello body; ``pre_shared_key`` goes last as RFC 8446 requires."""
-    w = Writer()
-    w.u16(hello.legacy_version)
-    w.raw(hello.random)
-    w.opaque(1, hello.legacy_session_id)
-    w.u16_list(2, hello.cipher_suites)
-    w.opaque(1, hello.compression_methods)
     exts: ext.Extensions = []
     if hello.server_name is not None:
         exts.append((ext.SERVER_NAME, ext.encode_server_name(hello.server_name)))
     if hello.supported_versions is not None:
-        exts.append((ext.SUPPORTED_VERSIONS, ext.encode_u16_list(hello.supported_versions, 1)))
+        exts.append((ext.SUPPORTED_VERSIONS, encode_u16s(hello.supported_versions, 1)))
     if hello.supported_groups is not None:
-        exts.append((ext.SUPPORTED_GROUPS, ext.encode_u16_list(hello.supported_groups, 2)))
+        exts.append((ext.SUPPORTED_GROUPS, encode_u16s(hello.supported_groups, 2)))
     if hello.signature_algorithms is not None:
-        exts.append((ext.SIGNATURE_ALGORITHMS, ext.encode_u16_list(hello.signature_algorithms, 2)))
+        exts.append((ext.SIGNATURE_ALGORITHMS, encode_u16s(hello.signature_algorithms, 2)))
     if hello.key_shares is not None:
         exts.append((ext.KEY_SHARE, ext.encode_client_key_shares(hello.key_shares)))
     if hello.alpn_protocols is not None:
@@ -102,8 +96,9 @@ def encode_client_hello(hello: ClientHello) -> bytes:
     if hello.transport_parameters is not None:
         exts.append((ext.QUIC_TRANSPORT_PARAMETERS, hello.transport_parameters))
     if hello.psk_key_exchange_modes is not None:
-        modes = bytes(hello.psk_key_exchange_modes)
-        exts.append((ext.PSK_KEY_EXCHANGE_MODES, bytes((len(modes),)) + modes))
+        exts.append(
+            (ext.PSK_KEY_EXCHANGE_MODES, encode_opaque(1, bytes(hello.psk_key_exchange_modes)))
+        )
     if hello.cookie is not None:
         exts.append((ext.COOKIE, ext.encode_cookie(hello.cookie)))
     if hello.early_data:
@@ -112,8 +107,16 @@ def encode_client_hello(hello: ClientHello) -> bytes:
     if hello.pre_shared_key is not None:
         psk = hello.pre_shared_key
         exts.append((ext.PRE_SHARED_KEY, ext.encode_offered_psks(psk.identities, psk.binders)))
-    ext.write_extensions(w, exts)
-    return w.data()
+    return b"".join(
+        (
+            hello.legacy_version.to_bytes(2, "big"),
+            hello.random,
+            encode_opaque(1, hello.legacy_session_id),
+            encode_u16s(hello.cipher_suites, 2),
+            encode_opaque(1, hello.compression_methods),
+            ext.encode_extensions(exts),
+        )
+    )
 
 
 def decode_client_hello(body: bytes) -> ClientHello:

@@ -6,8 +6,6 @@ import logging
 import os
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from ..errors import ErrorCode, ProtocolError
 from . import extensions as ext
 from . import keylog
@@ -16,7 +14,7 @@ from .alerts import Alert, alert
 from .groups import KeyShare
 from .handshake import READ, WRITE, Epoch, Handshake, Settings
 from .key_schedule import KeySchedule, constant_time_equal, hash_for
-from .signatures import SERVER_CONTEXT, schemes_for_key, sign, signed_content
+from .signatures import SERVER_CONTEXT, sign, signed_content
 from .tickets import MAX_TICKET_LIFETIME, QUIC_MAX_EARLY_DATA, TicketContents
 
 logger = logging.getLogger("quicish")
@@ -202,17 +200,16 @@ class ServerHandshake(Handshake):
     def _choose_scheme(self, ch: msg.ClientHello) -> int:
         if ch.signature_algorithms is None:
             raise alert(Alert.MISSING_EXTENSION, "ClientHello without signature_algorithms")
-        assert self.s.private_key is not None
-        for scheme in schemes_for_key(self.s.private_key):
+        assert self.s.credentials is not None
+        for scheme in self.s.credentials.schemes:
             if scheme in ch.signature_algorithms:
                 return scheme
         raise alert(Alert.HANDSHAKE_FAILURE, "no signature scheme in common for our key")
 
     def _send_certificate(self, scheme: int) -> None:
         key = self.s.private_key
-        assert key is not None
-        chain = [c.public_bytes(Encoding.DER) for c in self.s.certificate_chain]
-        self._send(Epoch.HANDSHAKE, msg.CERTIFICATE, msg.encode_certificate(msg.Certificate(chain)))
+        assert key is not None and self.s.credentials is not None
+        self._send(Epoch.HANDSHAKE, msg.CERTIFICATE, self.s.credentials.certificate_body)
         signature = sign(key, scheme, signed_content(SERVER_CONTEXT, self.transcript.digest()))
         cv = msg.CertificateVerify(scheme, signature)
         self._send(Epoch.HANDSHAKE, msg.CERTIFICATE_VERIFY, msg.encode_certificate_verify(cv))

@@ -43,6 +43,15 @@ _EC_SCHEME: dict[int, tuple[type[ec.EllipticCurve], type[hashes.HashAlgorithm]]]
 }
 
 
+def _pss(algorithm: hashes.HashAlgorithm) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    return padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size), algorithm
+
+
+# the (immutable) signature parameters of each scheme, built once
+_RSA_PARAMS = {scheme: _pss(hash_type()) for scheme, hash_type in _RSA_HASH.items()}
+_ECDSA = {scheme: ec.ECDSA(hash_type()) for scheme, (_, hash_type) in _EC_SCHEME.items()}
+
+
 def signed_content(context: bytes, transcript_hash: bytes) -> bytes:
     """What CertificateVerify signs: 64 spaces, the context string, 0, the transcript hash."""
     return b" " * 64 + context + b"\x00" + transcript_hash
@@ -65,10 +74,9 @@ def sign(key: PrivateKey, scheme: int, data: bytes) -> bytes:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(data)
     if isinstance(key, rsa.RSAPrivateKey):
-        algorithm = _RSA_HASH[scheme]()
-        pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+        pss, algorithm = _RSA_PARAMS[scheme]
         return key.sign(data, pss, algorithm)
-    return key.sign(data, ec.ECDSA(_EC_SCHEME[scheme][1]()))
+    return key.sign(data, _ECDSA[scheme])
 
 
 def verify(
@@ -81,15 +89,16 @@ def verify(
             public_key.verify(signature, data)
             return
         if scheme in _RSA_HASH and isinstance(public_key, rsa.RSAPublicKey):
-            algorithm = _RSA_HASH[scheme]()
-            pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+            pss, algorithm = _RSA_PARAMS[scheme]
             public_key.verify(signature, data, pss, algorithm)
             return
-        if scheme in _EC_SCHEME and isinstance(public_key, ec.EllipticCurvePublicKey):
-            curve, algorithm_type = _EC_SCHEME[scheme]
-            if isinstance(public_key.curve, curve):
-                public_key.verify(signature, data, ec.ECDSA(algorithm_type()))
-                return
+        if (
+            scheme in _EC_SCHEME
+            and isinstance(public_key, ec.EllipticCurvePublicKey)
+            and isinstance(public_key.curve, _EC_SCHEME[scheme][0])
+        ):
+            public_key.verify(signature, data, _ECDSA[scheme])
+            return
     except InvalidSignature:
         raise alert(Alert.DECRYPT_ERROR, "CertificateVerify signature is invalid") from None
     except ValueError as exc:  # malformed signature encodings
