@@ -147,6 +147,7 @@ async def test_on_connection_sync_and_accept_stream() -> None:
         assert seen[0].alpn == "hq-interop"
         # Both sides made the handshake's end material while waiting for the peer.
         assert conn._proto._prepared and seen[0]._proto._prepared
+        assert seen[0]._proto.split_first_flight  # the ServerHello went out ahead
         assert seen[0]._proto._prepared_token is not None
         assert conn.new_token == seen[0]._proto._prepared_token[1]
         peer = seen[0].remote_address

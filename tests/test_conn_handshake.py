@@ -398,3 +398,58 @@ def test_a_token_prepared_for_another_address_is_not_sent() -> None:
             server.receive_datagram(data, caddr, 1.0)
     assert client.new_token is not None
     assert client.new_token != b"sealed for someone else"
+
+
+def _long_types(datagram: bytes) -> list[int]:
+    types, offset = [], 0
+    while offset < len(datagram) and datagram[offset] & 0x80:
+        header = parse_header(datagram, offset, short_dcid_len=8)
+        types.append(int(header.packet_type))
+        offset = header.packet_end
+    return types
+
+
+def test_split_first_flight_sends_the_server_hello_alone() -> None:
+    """split_first_flight: the first datagrams_to_send() is the ServerHello's Initial alone
+    (padded, as ack-eliciting Initials are), the next one the rest of the flight."""
+    client, server = _lockstep_pair()
+    server.split_first_flight = True
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    client.connect(saddr, 1.0)
+    for data, _ in client.datagrams_to_send(1.0):
+        server.receive_datagram(data, caddr, 1.0)
+    hello = server.datagrams_to_send(1.0)
+    assert [len(d) for d, _ in hello] == [1200] and _long_types(hello[0][0]) == [0]  # Initial
+    assert server.flight_pending and server.next_timer() == 0.0
+    assert not server.wants_preparation  # nothing to prepare before the flight is out
+    rest = server.datagrams_to_send(1.0)
+    assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
+    assert not server.flight_pending and server.wants_preparation
+    for data, _ in hello + rest:
+        client.receive_datagram(data, saddr, 1.0)
+    for _ in range(3):
+        for data, _ in client.datagrams_to_send(1.0):
+            server.receive_datagram(data, caddr, 1.0)
+        for data, _ in server.datagrams_to_send(1.0):
+            client.receive_datagram(data, saddr, 1.0)
+    assert client.handshake_confirmed and server.handshake_complete
+
+
+def test_a_pending_flight_is_finished_by_the_next_input() -> None:
+    """A driver that does not ask again still gets the flight out: a timer or any datagram
+    completes it first."""
+    client, server = _lockstep_pair()
+    server.split_first_flight = True
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    client.connect(saddr, 1.0)
+    for data, _ in client.datagrams_to_send(1.0):
+        server.receive_datagram(data, caddr, 1.0)
+    hello = server.datagrams_to_send(1.0)
+    assert server.flight_pending
+    server.handle_timer(1.0)
+    assert not server.flight_pending
+    rest = server.datagrams_to_send(1.0)
+    assert all(_long_types(d) == [2] for d, _ in rest)
+    for data, _ in hello + rest:
+        client.receive_datagram(data, saddr, 1.0)
+    assert client.handshake_complete

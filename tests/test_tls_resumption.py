@@ -18,6 +18,7 @@ from tls_support import (
 from quicish.errors import ConfigError, ErrorCode, ProtocolError
 from quicish.tls import Epoch, ReplayFilter, SessionTicket, TicketKeys, TlsEngine
 from quicish.tls import messages as msg
+from quicish.tls.alerts import Alert
 from quicish.tls.tickets import TicketContents
 
 
@@ -371,3 +372,106 @@ def test_obfuscated_age() -> None:
     ticket.age_add = 0xFFFFFFFF
     assert ticket.obfuscated_age(ticket.received_at + 2.0) == 1999
     assert ticket.obfuscated_age(ticket.received_at - 5.0) == 0xFFFFFFFF
+
+
+def _to_server_finished(server: Server, now: float, **kwargs: Any) -> tuple[TlsEngine, TlsEngine]:
+    """A client and server engine with everything exchanged but the client's Finished."""
+    client = client_engine()
+    engine = server.engine(**kwargs)
+    client.start(now)
+    for epoch, data in client.pop_output():
+        engine.receive(epoch, data, now)
+    for epoch, data in engine.pop_output():
+        client.receive(epoch, data, now)
+    return client, engine
+
+
+def test_prepared_ticket_is_the_one_sent_and_resumes() -> None:
+    """prepare_ticket() seals the first ticket before the client's Finished arrives (it
+    predicts that Finished); the ticket it sends after the handshake is that one, and the
+    client resumes with it."""
+    server = Server()
+    client, engine = _to_server_finished(server, 1.0)
+    engine.prepare_ticket(1.5, SERVER_TP)
+    for epoch, data in client.pop_output():
+        engine.receive(epoch, data, 2.0)
+    assert engine.handshake_complete
+    assert engine.issue_session_ticket(2.0, SERVER_TP)
+    (out,) = engine.pop_output()
+    client.receive(Epoch.ONE_RTT, out[1], 2.0)
+    (ticket,) = client.pop_session_tickets()
+    plain = server.keys.open(ticket.ticket)
+    assert plain is not None
+    contents = TicketContents.decode(plain)
+    assert contents is not None and contents.created_at == 1.5  # sealed while waiting
+    assert contents.psk == ticket.psk  # the client derived the same resumption secret
+    resumed, engine2 = resume(server, ticket, now=5.0)
+    assert resumed.session_resumed and engine2.session_resumed
+    # A second ticket is made afresh, with the next nonce.
+    assert engine.issue_session_ticket(3.0, SERVER_TP)
+    (out2,) = engine.pop_output()
+    client.receive(Epoch.ONE_RTT, out2[1], 3.0)
+    (second,) = client.pop_session_tickets()
+    assert second.psk != ticket.psk
+
+
+def test_prepared_ticket_is_not_sent_for_other_transport_parameters() -> None:
+    server = Server()
+    client, engine = _to_server_finished(server, 1.0)
+    engine.prepare_ticket(1.5, SERVER_TP)
+    for epoch, data in client.pop_output():
+        engine.receive(epoch, data, 2.0)
+    assert engine.issue_session_ticket(2.0, SERVER_TP + b"\x00")
+    (out,) = engine.pop_output()
+    client.receive(Epoch.ONE_RTT, out[1], 2.0)
+    (ticket,) = client.pop_session_tickets()
+    plain = server.keys.open(ticket.ticket)
+    contents = TicketContents.decode(plain) if plain is not None else None
+    assert contents is not None and contents.transport_parameters == SERVER_TP + b"\x00"
+    assert contents.created_at == 2.0
+
+
+def test_a_wrong_finished_fails_after_prepare_ticket() -> None:
+    server = Server()
+    client, engine = _to_server_finished(server, 1.0)
+    engine.prepare_ticket(1.5, SERVER_TP)
+    ((epoch, finished),) = client.pop_output()
+    forged = finished[:-1] + bytes([finished[-1] ^ 1])
+    with pytest.raises(ProtocolError) as info:
+        engine.receive(epoch, forged, 2.0)
+    assert info.value.code == 0x100 + Alert.DECRYPT_ERROR
+    assert not engine.handshake_complete
+
+
+def test_split_flight_sends_the_hello_first() -> None:
+    """With split_flight the ServerHello comes alone; finish_flight() builds the rest, and
+    the handshake ends with the same keys on both sides."""
+    client = client_engine()
+    engine = server_engine(split_flight=True)
+    client.start(1.0)
+    for epoch, data in client.pop_output():
+        engine.receive(epoch, data, 1.0)
+    first = engine.pop_output()
+    assert [e for e, _ in first] == [Epoch.INITIAL] and first[0][1][0] == msg.SERVER_HELLO
+    assert engine.flight_pending
+    assert [e for e, _, _, _ in engine.pop_secrets()] == [Epoch.HANDSHAKE, Epoch.HANDSHAKE]
+    client.receive(Epoch.INITIAL, first[0][1], 1.0)  # the client works on the hello meanwhile
+    engine.finish_flight()
+    assert not engine.flight_pending
+    rest = engine.pop_output()
+    assert [e for e, _ in rest] == [Epoch.HANDSHAKE]
+    assert [m[0] for m in _messages(rest[0][1])] == [
+        msg.ENCRYPTED_EXTENSIONS, msg.CERTIFICATE, msg.CERTIFICATE_VERIFY, msg.FINISHED
+    ]
+    client.receive(Epoch.HANDSHAKE, rest[0][1], 1.0)
+    pump(client, engine, now=1.0)
+    assert client.handshake_complete and engine.handshake_complete
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        length = int.from_bytes(data[1:4], "big")
+        out.append(data[: 4 + length])
+        data = data[4 + length :]
+    return out

@@ -99,6 +99,7 @@ async def serve(
             retry_source_cid=verdict.retry_source_cid if verdict else None,
             address_validated=verdict.validated if verdict else False,
         )
+        proto.split_first_flight = True  # _transmit sends the rest right after the hello
         proto.receive_datagram(data, addr, now)
         if proto.stats_counters.packets_received == 0:
             return None  # nothing authentic in it (undecryptable noise): keep no state

@@ -214,14 +214,12 @@ class QuicConnection:
             return
         datagrams = self._proto.datagrams_to_send(now)
         if datagrams:
-            addr = datagrams[0][1]
-            batch = [d for d, a in datagrams if a == addr]
-            self._endpoint.send(batch, addr)
-            for d, a in datagrams:
-                if a != addr:
-                    self._endpoint.send([d], a)
+            self._send_datagrams(datagrams)
             if len(datagrams) >= 64:
                 self._endpoint.mark_dirty(self)  # more may be ready: continue next iteration
+        if self._proto.flight_pending:
+            # The ServerHello is out on its own; the client works on it while we sign.
+            self._send_datagrams(self._proto.datagrams_to_send(clock()))
         if self._local_paths is not None:
             self._local_paths.send_probes(now)
         if self._proto.wants_preparation and not self._preparing:
@@ -234,6 +232,15 @@ class QuicConnection:
             self._finish()
             return
         self._endpoint.set_timer(self, self._proto.next_timer())
+
+    def _send_datagrams(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        if not datagrams:
+            return
+        addr = datagrams[0][1]
+        self._endpoint.send([d for d, a in datagrams if a == addr], addr)
+        for d, a in datagrams:
+            if a != addr:
+                self._endpoint.send([d], a)
 
     def _prepare(self) -> None:
         self._preparing = False

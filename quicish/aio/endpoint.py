@@ -32,7 +32,8 @@ Accept = Callable[[bytes, Address, float, InitialVerdict | None], "QuicConnectio
 logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
-RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) before connections answer
+RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
+RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
 
 clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
 
@@ -103,14 +104,21 @@ class Endpoint:
         now = clock()
         touched: set[QuicConnection] = set()
         try:
-            for data, addr, ecn in self.udp.receive(RECEIVE_READS):
-                conn = self._route(data, addr, now)
-                if conn is not None:
-                    if conn is self._accepted:
-                        self._accepted = None  # accept() already fed it this datagram
-                    else:
-                        conn._proto.receive_datagram(data, addr, now, self.local_id, ecn)
-                    touched.add(conn)
+            # A second round picks up what arrived while the first was processed (the rest
+            # of a handshake flight, a request behind a Finished), so one answer covers both.
+            for _ in range(RECEIVE_ROUNDS):
+                batch = self.udp.receive(RECEIVE_READS)
+                if not batch:
+                    break
+                for data, addr, ecn in batch:
+                    conn = self._route(data, addr, now)
+                    if conn is not None:
+                        if conn is self._accepted:
+                            self._accepted = None  # accept() already fed it this datagram
+                        else:
+                            conn._proto.receive_datagram(data, addr, now, self.local_id, ecn)
+                        touched.add(conn)
+                now = clock()
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
         # Each touched connection is flushed by a callback queued behind the tasks its data

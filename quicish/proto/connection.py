@@ -221,6 +221,11 @@ class Connection:
             max_data_limit=config.max_data_limit,
         )
         self._pending_handshake_done = False
+        #: Server: send the ServerHello in a datagram of its own before building the rest of
+        #: the first flight, so the client derives its handshake keys while this side signs
+        #: (see :attr:`flight_pending`). The asyncio layer turns it on.
+        self.split_first_flight = False
+        self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
         self._prepared = False  # prepare() ran (or is no longer useful)
         # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
         self._prepared_token: tuple[tuple[str, int], bytes] | None = None
@@ -268,6 +273,8 @@ class Connection:
         ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
         if self._state >= S_DRAINING:
             return
+        if self.flight_pending:
+            self._finish_flight(now)
         self._rx_ecn = ecn
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += len(data)
@@ -302,15 +309,22 @@ class Connection:
     @property
     def wants_preparation(self) -> bool:
         """True while :meth:`prepare` has work it could take off the critical path."""
-        return not self._prepared and self._tls is not None and not self.handshake_complete
+        return (
+            not self._prepared and self._tls is not None and not self.handshake_complete
+            and not self.flight_pending
+        )
 
     def prepare(self, now: float) -> None:
         """Optional: make what the end of the handshake needs while the I/O layer is idle
         (waiting for the peer's next flight): spare connection IDs with their reset tokens
-        and, on a server, the NEW_TOKEN. Whatever was not prepared is made when needed."""
+        and, on a server, the NEW_TOKEN and the first session ticket (sealed for the client
+        Finished that is expected). Whatever was not prepared is made when needed."""
         self._prepared = True
         self._local_cids.stock()
         ctx = self._server_context
+        tls = self._tls
+        if ctx is not None and ctx.issue_tickets and tls is not None:
+            tls.prepare_ticket(now, self._sent_params)
         if ctx is not None and ctx.new_tokens and self._path.addr is not None:
             addr = self._path.addr
             self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
@@ -328,6 +342,10 @@ class Connection:
                     out.append((close_datagram, addr))
                 self._close_sent_count += 1
             return out
+        if self._hello_sent_alone:
+            self._finish_flight(now)
+            if self._state >= S_CLOSING:
+                return self.datagrams_to_send(now)
         self._control_checked = False
         app = self._spaces[APPLICATION]
         if app.next_pn - self._key_phase_start_pn >= self._key_update_limit:
@@ -346,7 +364,27 @@ class Connection:
                     probe = self._build_probe_datagram(path, now)
                     if probe is not None:
                         out.append((probe, path.addr))
+        self._hello_sent_alone = self.flight_pending
         return out
+
+    @property
+    def flight_pending(self) -> bool:
+        """Server with ``split_first_flight``: the ServerHello goes out alone and the next
+        :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
+        again right after sending (any other call also completes the flight)."""
+        tls = self._tls
+        return tls is not None and tls.flight_pending
+
+    def _finish_flight(self, now: float) -> None:
+        self._hello_sent_alone = False
+        tls = self._tls
+        assert tls is not None
+        try:
+            tls.finish_flight()
+            self._drain_tls(now)
+        except ProtocolError as exc:
+            logger.info("closing: %s", exc)
+            self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
 
     def next_timer(self) -> float | None:
         """The earliest absolute time at which :meth:`handle_timer` must be called."""
@@ -354,6 +392,8 @@ class Connection:
             return None
         if self._state >= S_CLOSING:
             return self._close_deadline
+        if self.flight_pending:
+            return 0.0  # the rest of a split first flight is due at once
         deadline = self._idle_deadline()
         loss = self._recovery.loss_detection_deadline()
         if loss is not None and (deadline is None or loss < deadline):
@@ -384,6 +424,8 @@ class Connection:
         """Run whatever timers have expired at ``now``."""
         if self._state == S_CLOSED:
             return
+        if self.flight_pending:
+            self._finish_flight(now)
         if self._state >= S_CLOSING:
             if self._close_deadline is not None and now >= self._close_deadline:
                 self._state = S_CLOSED
@@ -608,6 +650,7 @@ class Connection:
             now=now,
             ticket_lifetime=cfg.session_ticket_lifetime,
             accept_early_data=None if self.is_client else self._accept_early_data,
+            split_flight=self.split_first_flight and not self.is_client,
         )
         self._tls.start(now)
         self._drain_tls(now)

@@ -40,7 +40,8 @@ class TlsEngine:
     ``ticket_keys`` enables resumption; ``early_data`` allows 0-RTT, which also needs a
     ``replay_filter``. ``accept_early_data(remembered_transport_parameters) -> bool``
     decides whether 0-RTT fits the current settings (default: the ticket's transport
-    parameters equal ``transport_parameters``).
+    parameters equal ``transport_parameters``). ``split_flight`` queues the ServerHello
+    alone; :meth:`finish_flight` then builds the rest of the first flight.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class TlsEngine:
         now: float = 0.0,
         ticket_lifetime: int = 86400,
         accept_early_data: Callable[[bytes], bool] | None = None,
+        split_flight: bool = False,
     ) -> None:
         if not alpn_protocols:
             raise ConfigError("alpn_protocols must name at least one protocol (QUIC needs ALPN)")
@@ -115,6 +117,8 @@ class TlsEngine:
         self._hs: ClientHandshake | ServerHandshake = (
             ClientHandshake(settings) if is_client else ServerHandshake(settings)
         )
+        if isinstance(self._hs, ServerHandshake):
+            self._hs.split_flight = split_flight
         self._started = False
         self._created = now
 
@@ -149,6 +153,23 @@ class TlsEngine:
         if not isinstance(self._hs, ServerHandshake):
             raise ConfigError("only a server issues session tickets")
         return self._hs.issue_session_ticket(now, transport_parameters)
+
+    @property
+    def flight_pending(self) -> bool:
+        """Server with ``split_flight``: the ServerHello went out alone and the rest of the
+        first flight waits for :meth:`finish_flight`."""
+        return isinstance(self._hs, ServerHandshake) and self._hs.flight_pending
+
+    def finish_flight(self) -> None:
+        """Server: build the rest of a split first flight (EncryptedExtensions to Finished)."""
+        if isinstance(self._hs, ServerHandshake):
+            self._hs.finish_flight()
+
+    def prepare_ticket(self, now: float, transport_parameters: bytes) -> None:
+        """Server, while waiting for the client's Finished: make the resumption secret and
+        the first session ticket ahead of need (optional; nothing is sent)."""
+        if isinstance(self._hs, ServerHandshake):
+            self._hs.prepare_ticket(now, transport_parameters)
 
     def pop_session_tickets(self) -> list[SessionTicket]:
         """Client: tickets received since the last call."""

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from cryptography import x509
 
@@ -102,8 +103,12 @@ class Handshake:
             raise self._error
         if not data:
             return
+        self._guarded(self._receive, epoch if type(epoch) is Epoch else Epoch(epoch), data, now)
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step of the handshake; any failure ends it for good, with an alert."""
         try:
-            self._receive(epoch if type(epoch) is Epoch else Epoch(epoch), data, now)
+            step(*args)
         except ProtocolError as exc:
             self._error = exc
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ErrorCode, ProtocolError
@@ -40,6 +42,15 @@ class ServerHandshake(Handshake):
         self._client_ap_secret = b""
         self._psk_modes_offered = False
         self._ticket_nonce = 0
+        #: Send the ServerHello before building the rest of the first flight (the client
+        #: derives its handshake keys meanwhile); :meth:`finish_flight` builds the rest.
+        self.split_flight = False
+        self._flight: Callable[[], None] | None = None
+        # Made ahead of the client's Finished by prepare_ticket(): the Finished we expect,
+        # the resumption master secret it leads to, and the first ticket's message.
+        self._expected_finished = b""
+        self._prepared_secret = b""
+        self._prepared_ticket: tuple[bytes, bytes] | None = None  # (transport params, body)
 
     def start(self, now: float) -> None:
         self._expect_next(
@@ -156,7 +167,19 @@ class ServerHandshake(Handshake):
         server_hs = ks.derive_secret(b"s hs traffic", th)
         self._install(Epoch.HANDSHAKE, WRITE, server_hs, keylog.SERVER_HANDSHAKE)
         self._install(Epoch.HANDSHAKE, READ, self._client_hs_secret, keylog.CLIENT_HANDSHAKE)
+        flight = functools.partial(self._send_flight, alpn, None if psk else scheme, server_hs)
+        if self.split_flight:
+            self._flight = flight
+            self._expect_next("sending the rest of the first flight", None, {})
+        else:
+            flight()
 
+    def _send_flight(self, alpn: bytes, scheme: int | None, server_hs: bytes) -> None:
+        """EncryptedExtensions, Certificate and CertificateVerify (unless resuming with a
+        PSK: ``scheme`` None), Finished; then the 1-RTT write key."""
+        s = self.s
+        ks = self.ks
+        assert ks is not None
         ee = msg.EncryptedExtensions(
             alpn_protocol=alpn,
             transport_parameters=s.transport_parameters,
@@ -164,7 +187,7 @@ class ServerHandshake(Handshake):
             other_extensions=list(s.extra_extensions),
         )
         self._send(Epoch.HANDSHAKE, msg.ENCRYPTED_EXTENSIONS, msg.encode_encrypted_extensions(ee))
-        if psk is None:
+        if scheme is not None:
             self._send_certificate(scheme)
         finished = ks.verify_data(server_hs, self.transcript.digest())
         self._send(Epoch.HANDSHAKE, msg.FINISHED, finished)
@@ -177,6 +200,17 @@ class ServerHandshake(Handshake):
         self._expect_next(
             "waiting for client Finished", Epoch.HANDSHAKE, {msg.FINISHED: self._on_finished}
         )
+
+    @property
+    def flight_pending(self) -> bool:
+        """True between a ServerHello sent alone (``split_flight``) and :meth:`finish_flight`."""
+        return self._flight is not None
+
+    def finish_flight(self) -> None:
+        """The rest of a split first flight: EncryptedExtensions through Finished."""
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            self._guarded(flight)
 
     def _send_retry(self, suite: int, group: int, client_hello: bytes) -> None:
         self._retry_suite = suite
@@ -280,27 +314,71 @@ class ServerHandshake(Handshake):
         ks = self.ks
         assert ks is not None
         verify_data = msg.decode_finished(body, ks.hash_len)
-        expected = ks.verify_data(self._client_hs_secret, self.transcript.digest())
+        expected = self._expected_finished or ks.verify_data(
+            self._client_hs_secret, self.transcript.digest()
+        )
         if not constant_time_equal(verify_data, expected):
             raise alert(Alert.DECRYPT_ERROR, "client Finished does not verify")
         self.transcript.update(message)
-        self.resumption_master_secret = ks.derive_secret(b"res master", self.transcript.digest())
+        # The same transcript prepare_ticket() assumed, since the Finished is the expected one.
+        self.resumption_master_secret = self._prepared_secret or ks.derive_secret(
+            b"res master", self.transcript.digest()
+        )
         self._install(Epoch.ONE_RTT, READ, self._client_ap_secret, keylog.CLIENT_TRAFFIC_0)
         self.handshake_complete = True
         self._expect_next("connected", None, {})
 
+    def prepare_ticket(self, now: float, transport_parameters: bytes) -> None:
+        """While the client works on its Finished: derive the resumption master secret it
+        will lead to (the Finished is predictable; ``_on_finished`` checks it) and seal the
+        first session ticket, so that neither waits on the critical path."""
+        ks = self.ks
+        algorithm = self.transcript.algorithm
+        if (
+            ks is None or algorithm is None or self._flight is not None
+            or not self._client_ap_secret or self.handshake_complete or self._expected_finished
+        ):
+            return
+        expected = ks.verify_data(self._client_hs_secret, self.transcript.digest())
+        finished = msg.frame(msg.FINISHED, expected)
+        self._expected_finished = expected
+        self._prepared_secret = ks.derive_secret(
+            b"res master", self.transcript.digest_with(algorithm, finished)
+        )
+        if self._tickets_wanted():
+            body = self._ticket_message(now, transport_parameters, self._prepared_secret, 1)
+            self._prepared_ticket = (bytes(transport_parameters), body)
+
+    def _tickets_wanted(self) -> bool:
+        return self.s.ticket_keys is not None and self._psk_modes_offered
+
     def issue_session_ticket(self, now: float, transport_parameters: bytes) -> bool:
         """Queue a NewSessionTicket at ONE_RTT; False when tickets are off or not wanted."""
-        s = self.s
-        if not self.handshake_complete or s.ticket_keys is None or not self._psk_modes_offered:
+        if not self.handshake_complete or not self._tickets_wanted():
             return False
-        ks = self.ks
-        assert ks is not None and self.cipher_suite is not None and self.alpn is not None
         self._ticket_nonce += 1
-        nonce = self._ticket_nonce.to_bytes(8, "big")
+        prepared, self._prepared_ticket = self._prepared_ticket, None
+        if prepared is not None and self._ticket_nonce == 1 and prepared[0] == transport_parameters:
+            body = prepared[1]
+        else:
+            body = self._ticket_message(
+                now, transport_parameters, self.resumption_master_secret, self._ticket_nonce
+            )
+        self._send(Epoch.ONE_RTT, msg.NEW_SESSION_TICKET, body, False)
+        return True
+
+    def _ticket_message(
+        self, now: float, transport_parameters: bytes, resumption_secret: bytes, number: int
+    ) -> bytes:
+        """The body of NewSessionTicket number ``number`` (its nonce), sealed with our keys."""
+        s = self.s
+        ks = self.ks
+        assert ks is not None and s.ticket_keys is not None
+        assert self.cipher_suite is not None and self.alpn is not None
+        nonce = number.to_bytes(8, "big")
         lifetime = min(s.ticket_lifetime, MAX_TICKET_LIFETIME)
         contents = TicketContents(
-            psk=ks.resumption_psk(self.resumption_master_secret, nonce),
+            psk=ks.resumption_psk(resumption_secret, nonce),
             cipher_suite=self.cipher_suite,
             alpn=self.alpn,
             server_name=self.server_name,
@@ -317,5 +395,4 @@ class ServerHandshake(Handshake):
             ticket=s.ticket_keys.seal(contents.encode(), now),
             max_early_data_size=QUIC_MAX_EARLY_DATA if s.early_data else None,
         )
-        self._send(Epoch.ONE_RTT, msg.NEW_SESSION_TICKET, msg.encode_new_session_ticket(nst), False)
-        return True
+        return msg.encode_new_session_ticket(nst)
