@@ -453,3 +453,26 @@ def test_a_pending_flight_is_finished_by_the_next_input() -> None:
     for data, _ in hello + rest:
         client.receive_datagram(data, saddr, 1.0)
     assert client.handshake_complete
+
+
+def test_prepare_stocks_the_next_connections_initial_keys() -> None:
+    """A client's prepare() stocks a first DCID with its Initial keys for the process's
+    next connect(), which uses them (and only once); the server derives the same keys."""
+    from quicish.proto import connection as conn_mod
+
+    conn_mod._spare_initials.clear()
+    first, server = _lockstep_pair()
+    first.connect(("10.0.0.2", 4433), 1.0)
+    first.prepare(1.0)
+    ((dcid, _tx, _rx),) = conn_mod._spare_initials[first.version]
+    client, server = _lockstep_pair()
+    client.connect(("10.0.0.2", 4433), 2.0)
+    assert client._original_dcid == dcid and conn_mod._spare_initials[client.version] == []
+    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
+    for _ in range(4):
+        for data, _ in client.datagrams_to_send(2.0):
+            server.receive_datagram(data, caddr, 2.0)
+        for data, _ in server.datagrams_to_send(2.0):
+            client.receive_datagram(data, saddr, 2.0)
+    assert client.handshake_confirmed and server.handshake_complete
+    assert server._original_dcid == dcid

@@ -136,3 +136,21 @@ def test_expand_label_single_block_matches_hkdf_expand() -> None:
                 assert hkdf_expand_label(
                     algorithm, secret, b"c hs traffic", context, length
                 ) == kdf.expand_label(algorithm.name, secret, b"c hs traffic", context, length)
+
+
+def test_stocked_key_shares_are_used_once_each() -> None:
+    """stock_key_share() makes key pairs ahead of need; each KeyShare takes one out of the
+    stock (never the same one twice), and a fresh pair is made when the stock is empty."""
+    from quicish.tls import groups
+
+    groups._spare_keys.clear()
+    for _ in range(groups.MAX_SPARE_KEYS + 2):
+        groups.stock_key_share(groups.X25519)
+    stocked = [pub for _, pub in groups._spare_keys[groups.X25519]]
+    assert len(stocked) == groups.MAX_SPARE_KEYS  # bounded
+    taken = [groups.KeyShare(groups.X25519).public_bytes for _ in range(len(stocked) + 1)]
+    assert sorted(taken[:-1]) == sorted(stocked) and taken[-1] not in stocked
+    assert groups._spare_keys[groups.X25519] == []
+    peer = groups.KeyShare(groups.X25519)
+    share = groups.KeyShare(groups.X25519)
+    assert share.exchange(peer.public_bytes) == peer.exchange(share.public_bytes)

@@ -118,6 +118,29 @@ Tracer = Callable[[str, dict[str, Any]], None]
 
 
 
+def _initial_protectors(
+    dcid: bytes, version: int, is_client: bool
+) -> tuple[PacketProtector, PacketProtector]:
+    """(send, receive) Initial packet protection for the client's first DCID ``dcid``."""
+    client_secret, server_secret = initial_secrets(dcid, version)
+    client = PacketProtector.from_secret(0x1301, client_secret, version)
+    server = PacketProtector.from_secret(0x1301, server_secret, version)
+    return (client, server) if is_client else (server, client)
+
+
+MAX_SPARE_INITIALS = 2
+# Client: first DCIDs with their Initial protectors, made ahead of need by prepare() for the
+# process's next connect() (Initial keys protect nothing secret: RFC 9001 5.2).
+_spare_initials: dict[int, list[tuple[bytes, PacketProtector, PacketProtector]]] = {}
+
+
+def _stock_initial(version: int) -> None:
+    spares = _spare_initials.setdefault(version, [])
+    if len(spares) < MAX_SPARE_INITIALS:
+        dcid = os.urandom(CID_LENGTH)
+        spares.append((dcid, *_initial_protectors(dcid, version, True)))
+
+
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
 
@@ -252,9 +275,16 @@ class Connection:
         if not self.is_client or self._tls is not None:
             raise StreamError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
-        self._original_dcid = self._random(CID_LENGTH)
+        spare = _spare_initials.get(self.version) if self._random is os.urandom else None
+        if spare:
+            self._original_dcid, tx, rx = spare.pop()
+            self._initial_keys_dcid = self._original_dcid
+            initial = self._spaces[INITIAL]
+            initial.tx, initial.rx = tx, rx
+        else:
+            self._original_dcid = self._random(CID_LENGTH)
+            self._install_initial_keys(self._original_dcid)
         self.peer_cid = self._original_dcid
-        self._install_initial_keys(self._original_dcid)
         self._last_activity = now
         self._start_tls(now)
         if self._zero_rtt_tx is not None and self._session_ticket is not None:
@@ -318,13 +348,19 @@ class Connection:
         """Optional: make what the end of the handshake needs while the I/O layer is idle
         (waiting for the peer's next flight): spare connection IDs with their reset tokens
         and, on a server, the NEW_TOKEN and the first session ticket (sealed for the client
-        Finished that is expected). Whatever was not prepared is made when needed."""
+        Finished that is expected). It also stocks, for this process's next handshake, an
+        ephemeral key pair and (client) a first DCID with its Initial keys. Whatever was
+        not prepared is made when needed."""
         self._prepared = True
         self._local_cids.stock()
         ctx = self._server_context
         tls = self._tls
-        if ctx is not None and ctx.issue_tickets and tls is not None:
-            tls.prepare_ticket(now, self._sent_params)
+        if tls is not None:
+            tls.stock_key_share()  # for this process's next handshake
+            if ctx is not None and ctx.issue_tickets:
+                tls.prepare_ticket(now, self._sent_params)
+        if self.is_client and self._random is os.urandom:
+            _stock_initial(self.version)
         if ctx is not None and ctx.new_tokens and self._path.addr is not None:
             addr = self._path.addr
             self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
@@ -610,14 +646,8 @@ class Connection:
 
     def _install_initial_keys(self, dcid: bytes) -> None:
         self._initial_keys_dcid = dcid
-        client_secret, server_secret = initial_secrets(dcid, self.version)
         space = self._spaces[INITIAL]
-        suite = 0x1301
-        tx_secret, rx_secret = (
-            (client_secret, server_secret) if self.is_client else (server_secret, client_secret)
-        )
-        space.tx = PacketProtector.from_secret(suite, tx_secret, self.version)
-        space.rx = PacketProtector.from_secret(suite, rx_secret, self.version)
+        space.tx, space.rx = _initial_protectors(dcid, self.version, self.is_client)
 
     def _start_tls(self, now: float) -> None:
         cfg = self.config

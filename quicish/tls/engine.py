@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from .certs import normalize_fingerprint, trust_store
 from .client import ClientHandshake
 from .credentials import ServerCredentials, server_credentials
-from .groups import group_ids
+from .groups import group_ids, stock_key_share
 from .handshake import Epoch, Settings
 from .key_schedule import SUPPORTED_SUITES
 from .keylog import KeyLog
@@ -170,6 +170,11 @@ class TlsEngine:
         the first session ticket ahead of need (optional; nothing is sent)."""
         if isinstance(self._hs, ServerHandshake):
             self._hs.prepare_ticket(now, transport_parameters)
+
+    def stock_key_share(self) -> None:
+        """Make an ephemeral key pair of our first group ahead of need, for the next
+        handshake of this process (optional; see :func:`groups.stock_key_share`)."""
+        stock_key_share(self._hs.s.groups[0])
 
     def pop_session_tickets(self) -> list[SessionTicket]:
         """Client: tickets received since the last call."""

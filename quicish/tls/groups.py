@@ -33,26 +33,42 @@ def group_ids(names: list[str] | None) -> list[int]:
     return ids
 
 
+MAX_SPARE_KEYS = 4  # key pairs per group made ahead of need, at most
+# Key pairs made ahead of need by stock_key_share(); each leaves the list when it is used.
+_spare_keys: dict[int, list[tuple[KeyExchangePrivate, bytes]]] = {}
+
+
+def _generate(group: int) -> tuple[KeyExchangePrivate, bytes]:
+    if group == X25519:
+        key = x25519.X25519PrivateKey.generate()
+        return key, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    if group in _CURVES:
+        eckey = ec.generate_private_key(_CURVES[group]())
+        return eckey, eckey.public_key().public_bytes(
+            Encoding.X962, PublicFormat.UncompressedPoint
+        )
+    raise ValueError(f"unsupported group {group:#06x}")
+
+
+def stock_key_share(group: int) -> None:
+    """Make one ephemeral key pair of ``group`` now, for the next :class:`KeyShare` of
+    that group: an idle moment takes the key generation off a later handshake's critical
+    path. Every pair is used once (a handshake takes it out of the stock)."""
+    spares = _spare_keys.setdefault(group, [])
+    if len(spares) < MAX_SPARE_KEYS:
+        spares.append(_generate(group))
+
+
 class KeyShare:
-    """An ephemeral key pair of one group."""
+    """An ephemeral key pair of one group (a stocked one when there is one)."""
 
     __slots__ = ("group", "private_key", "public_bytes")
 
     def __init__(self, group: int) -> None:
         self.group = group
+        spares = _spare_keys.get(group)
         self.private_key: KeyExchangePrivate
-        if group == X25519:
-            key = x25519.X25519PrivateKey.generate()
-            self.private_key = key
-            self.public_bytes = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        elif group in _CURVES:
-            eckey = ec.generate_private_key(_CURVES[group]())
-            self.private_key = eckey
-            self.public_bytes = eckey.public_key().public_bytes(
-                Encoding.X962, PublicFormat.UncompressedPoint
-            )
-        else:
-            raise ValueError(f"unsupported group {group:#06x}")
+        self.private_key, self.public_bytes = spares.pop() if spares else _generate(group)
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret; ``illegal_parameter`` for an invalid peer share."""
