@@ -141,6 +141,13 @@ def _stock_initial(version: int) -> None:
         spares.append((dcid, *_initial_protectors(dcid, version, True)))
 
 
+def _take_spare_initial(version: int) -> tuple[bytes, PacketProtector, PacketProtector] | None:
+    try:  # (pop, not check-then-pop: event loops in other threads may share the stock)
+        return _spare_initials[version].pop()
+    except (KeyError, IndexError):
+        return None
+
+
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
 
@@ -275,9 +282,9 @@ class Connection:
         if not self.is_client or self._tls is not None:
             raise StreamError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
-        spare = _spare_initials.get(self.version) if self._random is os.urandom else None
-        if spare:
-            self._original_dcid, tx, rx = spare.pop()
+        spare = _take_spare_initial(self.version) if self._random is os.urandom else None
+        if spare is not None:
+            self._original_dcid, tx, rx = spare
             self._initial_keys_dcid = self._original_dcid
             initial = self._spaces[INITIAL]
             initial.tx, initial.rx = tx, rx

@@ -66,9 +66,11 @@ class KeyShare:
 
     def __init__(self, group: int) -> None:
         self.group = group
-        spares = _spare_keys.get(group)
         self.private_key: KeyExchangePrivate
-        self.private_key, self.public_bytes = spares.pop() if spares else _generate(group)
+        try:  # (pop, not check-then-pop: event loops in other threads may share the stock)
+            self.private_key, self.public_bytes = _spare_keys[group].pop()
+        except (KeyError, IndexError):
+            self.private_key, self.public_bytes = _generate(group)
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret; ``illegal_parameter`` for an invalid peer share."""
