@@ -324,26 +324,7 @@ def test_tls_failure_closes_with_crypto_error(client_kw: dict[str, Any], code: i
     assert c.handshake is None and s.handshake is None
 
 
-def test_ticket_and_token_arrive_with_the_first_response() -> None:
-    """A client that closes as soon as its first response arrives still holds a session
-    ticket and a NEW_TOKEN: the server sends them when the handshake completes, not on a
-    later timer (an aioquic client in the interop "resumption" cell does exactly that)."""
-    cert, key, pin = cert_files()
-    scfg = Config(certificate_chain=cert, private_key=key)
-    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
-    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True)
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    now = 1.0
-    client.connect(saddr, now)
-    for _ in range(3):  # datagrams only, no timer ever runs
-        for data, _ in client.datagrams_to_send(now):
-            server.receive_datagram(data, caddr, now)
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, saddr, now)
-    assert client.handshake_confirmed and server.handshake_complete
-    events = list(iter(client.next_event, None))
-    assert [e for e in events if isinstance(e, ev.SessionTicketReceived)]
-    assert client.new_token is not None
+CADDR, SADDR = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
 
 
 def _lockstep_pair() -> tuple[Connection, Connection]:
@@ -354,29 +335,48 @@ def _lockstep_pair() -> tuple[Connection, Connection]:
     return client, server
 
 
+def _deliver(datagrams: list[tuple[bytes, Any]], to: Connection, now: float) -> None:
+    source = SADDR if to.is_client else CADDR
+    for data, _ in datagrams:
+        to.receive_datagram(data, source, now)
+
+
+def _lockstep(client: Connection, server: Connection, now: float, rounds: int = 3) -> None:
+    """Datagrams only, no timer ever runs: the client speaks first in each round."""
+    for _ in range(rounds):
+        _deliver(client.datagrams_to_send(now), server, now)
+        _deliver(server.datagrams_to_send(now), client, now)
+
+
+def test_ticket_and_token_arrive_with_the_first_response() -> None:
+    """A client that closes as soon as its first response arrives still holds a session
+    ticket and a NEW_TOKEN: the server sends them when the handshake completes, not on a
+    later timer (an aioquic client in the interop "resumption" cell does exactly that)."""
+    client, server = _lockstep_pair()
+    client.connect(SADDR, 1.0)
+    _lockstep(client, server, 1.0)
+    assert client.handshake_confirmed and server.handshake_complete
+    events = list(iter(client.next_event, None))
+    assert [e for e in events if isinstance(e, ev.SessionTicketReceived)]
+    assert client.new_token is not None
+
+
 def test_prepare_makes_the_spare_cids_and_token_the_handshake_then_sends() -> None:
     """prepare() (run by the asyncio layer while it waits for the peer) makes the spare
     connection IDs and the server's NEW_TOKEN ahead of need; the handshake's end sends
     exactly those, and no longer offers preparation."""
     client, server = _lockstep_pair()
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    now = 1.0
-    client.connect(saddr, now)
+    client.connect(SADDR, 1.0)
     assert client.wants_preparation and not server.wants_preparation  # no ClientHello yet
-    client.prepare(now)
+    client.prepare(1.0)
     assert not client.wants_preparation
-    for data, _ in client.datagrams_to_send(now):
-        server.receive_datagram(data, caddr, now)
+    _deliver(client.datagrams_to_send(1.0), server, 1.0)
     assert server.wants_preparation
-    server.prepare(now)
+    server.prepare(1.0)
     stocked = {cid for cid, _ in server._local_cids._stock}
     prepared = server._prepared_token
-    assert prepared is not None and prepared[0] == caddr and len(stocked) == 7
-    for _ in range(3):
-        for data, _ in server.datagrams_to_send(now):
-            client.receive_datagram(data, saddr, now)
-        for data, _ in client.datagrams_to_send(now):
-            server.receive_datagram(data, caddr, now)
+    assert prepared is not None and prepared[0] == CADDR and len(stocked) == 7
+    _lockstep(client, server, 1.0)
     assert client.handshake_confirmed and server.handshake_complete
     issued = [e.cid for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionIdIssued)]
     assert len(issued) == 3 and set(issued) <= stocked  # the client's limit is 4
@@ -385,17 +385,11 @@ def test_prepare_makes_the_spare_cids_and_token_the_handshake_then_sends() -> No
 
 def test_a_token_prepared_for_another_address_is_not_sent() -> None:
     client, server = _lockstep_pair()
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    client.connect(saddr, 1.0)
-    for data, _ in client.datagrams_to_send(1.0):
-        server.receive_datagram(data, caddr, 1.0)
+    client.connect(SADDR, 1.0)
+    _deliver(client.datagrams_to_send(1.0), server, 1.0)
     server.prepare(1.0)
     server._prepared_token = (("10.0.0.9", 5000), b"sealed for someone else")
-    for _ in range(3):
-        for data, _ in server.datagrams_to_send(1.0):
-            client.receive_datagram(data, saddr, 1.0)
-        for data, _ in client.datagrams_to_send(1.0):
-            server.receive_datagram(data, caddr, 1.0)
+    _lockstep(client, server, 1.0)
     assert client.new_token is not None
     assert client.new_token != b"sealed for someone else"
 
@@ -409,49 +403,40 @@ def _long_types(datagram: bytes) -> list[int]:
     return types
 
 
+def _hello_sent_alone() -> tuple[Connection, Connection, list[tuple[bytes, Any]]]:
+    """A pair whose server (split_first_flight) answered the ClientHello with its hello."""
+    client, server = _lockstep_pair()
+    server.split_first_flight = True
+    client.connect(SADDR, 1.0)
+    _deliver(client.datagrams_to_send(1.0), server, 1.0)
+    return client, server, server.datagrams_to_send(1.0)
+
+
 def test_split_first_flight_sends_the_server_hello_alone() -> None:
     """split_first_flight: the first datagrams_to_send() is the ServerHello's Initial alone
     (padded, as ack-eliciting Initials are), the next one the rest of the flight."""
-    client, server = _lockstep_pair()
-    server.split_first_flight = True
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    client.connect(saddr, 1.0)
-    for data, _ in client.datagrams_to_send(1.0):
-        server.receive_datagram(data, caddr, 1.0)
-    hello = server.datagrams_to_send(1.0)
+    client, server, hello = _hello_sent_alone()
     assert [len(d) for d, _ in hello] == [1200] and _long_types(hello[0][0]) == [0]  # Initial
     assert server.flight_pending and server.next_timer() == 0.0
     assert not server.wants_preparation  # nothing to prepare before the flight is out
     rest = server.datagrams_to_send(1.0)
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
     assert not server.flight_pending and server.wants_preparation
-    for data, _ in hello + rest:
-        client.receive_datagram(data, saddr, 1.0)
-    for _ in range(3):
-        for data, _ in client.datagrams_to_send(1.0):
-            server.receive_datagram(data, caddr, 1.0)
-        for data, _ in server.datagrams_to_send(1.0):
-            client.receive_datagram(data, saddr, 1.0)
+    _deliver(hello + rest, client, 1.0)
+    _lockstep(client, server, 1.0)
     assert client.handshake_confirmed and server.handshake_complete
 
 
 def test_a_pending_flight_is_finished_by_the_next_input() -> None:
     """A driver that does not ask again still gets the flight out: a timer or any datagram
     completes it first."""
-    client, server = _lockstep_pair()
-    server.split_first_flight = True
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    client.connect(saddr, 1.0)
-    for data, _ in client.datagrams_to_send(1.0):
-        server.receive_datagram(data, caddr, 1.0)
-    hello = server.datagrams_to_send(1.0)
+    client, server, hello = _hello_sent_alone()
     assert server.flight_pending
     server.handle_timer(1.0)
     assert not server.flight_pending
     rest = server.datagrams_to_send(1.0)
-    assert all(_long_types(d) == [2] for d, _ in rest)
-    for data, _ in hello + rest:
-        client.receive_datagram(data, saddr, 1.0)
+    assert rest and all(_long_types(d) == [2] for d, _ in rest)
+    _deliver(hello + rest, client, 1.0)
     assert client.handshake_complete
 
 
@@ -461,18 +446,13 @@ def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     from quicish.proto import connection as conn_mod
 
     conn_mod._spare_initials.clear()
-    first, server = _lockstep_pair()
-    first.connect(("10.0.0.2", 4433), 1.0)
+    first, _ = _lockstep_pair()
+    first.connect(SADDR, 1.0)
     first.prepare(1.0)
     ((dcid, _tx, _rx),) = conn_mod._spare_initials[first.version]
     client, server = _lockstep_pair()
-    client.connect(("10.0.0.2", 4433), 2.0)
+    client.connect(SADDR, 2.0)
     assert client._original_dcid == dcid and conn_mod._spare_initials[client.version] == []
-    caddr, saddr = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
-    for _ in range(4):
-        for data, _ in client.datagrams_to_send(2.0):
-            server.receive_datagram(data, caddr, 2.0)
-        for data, _ in server.datagrams_to_send(2.0):
-            client.receive_datagram(data, saddr, 2.0)
+    _lockstep(client, server, 2.0, rounds=4)
     assert client.handshake_confirmed and server.handshake_complete
     assert server._original_dcid == dcid
