@@ -255,6 +255,10 @@ class Connection:
         #: the first flight, so the client derives its handshake keys while this side signs
         #: (see :attr:`flight_pending`). The asyncio layer turns it on.
         self.split_first_flight = False
+        #: Server with ``split_first_flight``: the ServerHello goes out alone and the next
+        #: :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
+        #: again right after sending (any other call also completes the flight).
+        self.flight_pending = False
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
         self._prepared = False  # prepare() ran (or is no longer useful)
         # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
@@ -410,16 +414,8 @@ class Connection:
         self._hello_sent_alone = self.flight_pending
         return out
 
-    @property
-    def flight_pending(self) -> bool:
-        """Server with ``split_first_flight``: the ServerHello goes out alone and the next
-        :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
-        again right after sending (any other call also completes the flight)."""
-        tls = self._tls
-        return tls is not None and tls.flight_pending
-
     def _finish_flight(self, now: float) -> None:
-        self._hello_sent_alone = False
+        self.flight_pending = self._hello_sent_alone = False
         tls = self._tls
         assert tls is not None
         try:
@@ -724,6 +720,8 @@ class Connection:
             space = self._spaces[_EPOCH_SPACE[epoch]]
             if not space.discarded:
                 space.crypto_send.write(data)
+        if self.split_first_flight:
+            self.flight_pending = tls.flight_pending
         if self._peer_params is None and tls.peer_transport_parameters is not None:
             self._apply_peer_parameters(tls.peer_transport_parameters)
         if tls.handshake_complete and not self.handshake_complete:
