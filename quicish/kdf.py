@@ -88,11 +88,19 @@ def label_info(label: bytes, length: int) -> bytes:
     return _info(label, b"", length) + b"\x01"
 
 
-def _info(label: bytes, context: bytes, length: int) -> bytes:
+@lru_cache(maxsize=128)
+def _label_head(label: bytes, length: int) -> bytes:
+    """The HkdfLabel (RFC 8446 section 7.1) up to its context: length and "tls13 " label."""
     full = b"tls13 " + label
-    if len(full) > 255 or len(context) > 255 or not 0 <= length < 1 << 16:
+    if len(full) > 255 or not 0 <= length < 1 << 16:
         raise ValueError("HkdfLabel field out of range")
-    return length.to_bytes(2, "big") + bytes((len(full),)) + full + bytes((len(context),)) + context
+    return length.to_bytes(2, "big") + bytes((len(full),)) + full
+
+
+def _info(label: bytes, context: bytes, length: int) -> bytes:
+    if len(context) > 255:
+        raise ValueError("HkdfLabel field out of range")
+    return _label_head(label, length) + bytes((len(context),)) + context
 
 
 def expand_label(name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:

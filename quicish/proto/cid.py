@@ -67,7 +67,8 @@ class LocalCids:
             cid, token = self._stock.pop()
             if cid not in self._by_cid:
                 return cid, token
-        cid = self._random(self._length)
+        while (cid := self._random(self._length)) in self._by_cid:
+            pass
         return cid, reset_token(self._key, cid)
 
     def owns(self, cid: bytes) -> bool:
@@ -81,8 +82,6 @@ class LocalCids:
         new: list[bytes] = []
         while len(self.active) < min(self.peer_limit, MAX_ISSUED):
             cid, token = self._new_cid()
-            if cid in self._by_cid:
-                continue
             seq = self._next_seq
             self._next_seq += 1
             self.active[seq] = IssuedCid(seq, cid, token)

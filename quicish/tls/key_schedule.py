@@ -43,23 +43,7 @@ def hkdf_expand_label(
     algorithm: hashes.HashAlgorithm, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
     """HKDF-Expand-Label; ``label`` without the ``"tls13 "`` prefix."""
-    return _expand_label(algorithm.name, secret, label, context, length)
-
-
-@functools.lru_cache(maxsize=64)
-def _label_head(label: bytes, length: int) -> bytes:
-    """The HkdfLabel (RFC 8446 section 7.1) up to its context: length and "tls13 " label."""
-    full = b"tls13 " + label
-    return length.to_bytes(2, "big") + bytes((len(full),)) + full
-
-
-def _expand_label(name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-    """HKDF-Expand-Label by hash name. An output of at most one hash block (every secret
-    and key of TLS 1.3) is a single HMAC over ``HkdfLabel || 0x01``, cut to ``length``."""
-    if not 0 < length <= kdf.digest_size(name) or len(context) > 255 or len(label) > 249:
-        return kdf.expand_label(name, secret, label, context, length)
-    info = _label_head(label, length) + bytes((len(context),)) + context + b"\x01"
-    return kdf.hmac_digest(name, secret, info)[:length]
+    return kdf.expand_label(algorithm.name, secret, label, context, length)
 
 
 def digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
@@ -143,7 +127,7 @@ def _no_psk_secrets(name: str) -> tuple[bytes, bytes]:
     same for every connection with this hash, so computed once per process."""
     zeros = bytes(kdf.digest_size(name))
     early = kdf.hkdf_extract(name, zeros, zeros)
-    return early, _expand_label(name, early, b"derived", _empty_hash(name), len(zeros))
+    return early, kdf.expand_label(name, early, b"derived", _empty_hash(name), len(zeros))
 
 
 class KeySchedule:
@@ -176,7 +160,7 @@ class KeySchedule:
     def derive_secret(
         self, label: bytes, transcript_hash: bytes, secret: bytes | None = None
     ) -> bytes:
-        return _expand_label(
+        return kdf.expand_label(
             self._name,
             self.secret if secret is None else secret,
             label,
@@ -207,13 +191,13 @@ class KeySchedule:
         )
 
     def finished_key(self, base_key: bytes) -> bytes:
-        return _expand_label(self._name, base_key, b"finished", b"", self.hash_len)
+        return kdf.expand_label(self._name, base_key, b"finished", b"", self.hash_len)
 
     def verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
         """Finished verify_data (or a PSK binder when ``base_key`` is the binder key)."""
         return kdf.hmac_digest(self._name, self.finished_key(base_key), transcript_hash)
 
     def resumption_psk(self, resumption_master_secret: bytes, nonce: bytes) -> bytes:
-        return _expand_label(
+        return kdf.expand_label(
             self._name, resumption_master_secret, b"resumption", nonce, self.hash_len
         )
