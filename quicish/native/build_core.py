@@ -42,11 +42,6 @@ const char *qr_export_types(const char *module_name, const char *type_module,
                             const char *pure_module);
 """
 
-PREAMBLE = """
-const char *qr_export_types(const char *module_name, const char *type_module,
-                            const char *pure_module);
-"""
-
 SANITIZE_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
@@ -65,7 +60,7 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
     ffi.cdef(CDEF)
     ffi.set_source(
         module,
-        PREAMBLE,
+        CDEF,
         sources=[(base / name).as_posix() for name in SOURCES],
         include_dirs=[base.as_posix()],
         depends=[(base / "core.h").as_posix()],

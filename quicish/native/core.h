@@ -43,17 +43,11 @@ typedef struct qr_rangeset {
 
 void qr_rs_init(qr_rangeset *rs, size_t max_ranges);
 void qr_rs_release(qr_rangeset *rs);
-qr_rangeset *qr_rs_new(size_t max_ranges);
-void qr_rs_free(qr_rangeset *rs);
 int qr_rs_reserve(qr_rangeset *rs, size_t extra);
 int qr_rs_add(qr_rangeset *rs, uint64_t start, uint64_t stop);
 int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop);
 bool qr_rs_contains(const qr_rangeset *rs, uint64_t value);
 void qr_rs_drop_below(qr_rangeset *rs, uint64_t value);
-/* One-argument accessors: cffi calls those without building an argument tuple. */
-size_t qr_rs_len(const qr_rangeset *rs);
-uint64_t qr_rs_lo(const qr_rangeset *rs);  /* lowest start; 0 when empty */
-uint64_t qr_rs_hi(const qr_rangeset *rs);  /* highest stop; 0 when empty (else >= 1) */
 /* Add the single value pn: 1 if it was absent (even if max_ranges drops it again at
  * once), 0 if it was already present, or QR_EINVAL (pn >= 2^62) / QR_ENOMEM. */
 int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn);
@@ -95,26 +89,16 @@ typedef struct qr_reasm {
     size_t seg_cap;
     uint8_t *spare;      /* one recycled segment allocation */
     size_t spare_cap;
-    uint8_t *scratch;    /* reads spanning segments are assembled here */
-    size_t scratch_cap;
 } qr_reasm;
 
-/* qr_ra_init / qr_ra_release set up and free a qr_reasm embedded in another object;
- * qr_ra_new / qr_ra_free allocate it too.  Release leaves an empty buffer. */
+/* qr_ra_init / qr_ra_release set up and free a qr_reasm embedded in another object
+ * (the extension type of pytypes.c).  Release leaves an empty buffer. */
 void qr_ra_init(qr_reasm *ra, uint64_t max_offset);
 void qr_ra_release(qr_reasm *ra);
-qr_reasm *qr_ra_new(uint64_t max_offset);
-void qr_ra_free(qr_reasm *ra);
 /* Returns how much highest_offset grew (>= 0) or a negative QR_E* code. */
 int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len, int fin);
-/* Consumes n (1 <= n <= readable) bytes and returns a pointer to them, valid
- * until the next call on ra; NULL when out of memory (nothing consumed). */
-const char *qr_ra_take(qr_reasm *ra, uint64_t n);
-/* qr_ra_take(ra, ra->readable); "" when nothing is readable. */
-const char *qr_ra_take_all(qr_reasm *ra);
 /* Copies min(n, readable) bytes into dst and consumes them; never allocates. */
 void qr_ra_read_into(qr_reasm *ra, char *dst, uint64_t n);
-uint64_t qr_ra_readable(const qr_reasm *ra);
 /* Bytes currently allocated by ra (for tests of the memory bound). */
 size_t qr_ra_memory(const qr_reasm *ra);
 

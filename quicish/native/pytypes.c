@@ -954,9 +954,8 @@ done:
  * the module pure_name, and sets them as attributes of the extension module
  * module_name (already imported: it is the caller).  Returns NULL, or a message
  * describing the Python exception that stopped it (cleared: a cffi function cannot
- * raise).  It takes the GIL itself (PyGILState_Ensure), so it is correct whether or not
- * the cffi wrapper released it; it does not (build_core.py), and then Ensure is a no-op
- * apart from a counter. */
+ * raise).  cffi's wrapper releases the GIL around the call (build_core.py), so this
+ * function must take it back itself (PyGILState_Ensure) before using the C API. */
 const char *qr_export_types(const char *module_name, const char *type_module,
                             const char *pure_name);
 

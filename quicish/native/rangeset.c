@@ -42,23 +42,6 @@ void qr_rs_release(qr_rangeset *rs)
     qr_rs_init(rs, rs->max);
 }
 
-qr_rangeset *qr_rs_new(size_t max_ranges)
-{
-    qr_rangeset *rs = malloc(sizeof(*rs));
-    if (rs)
-        qr_rs_init(rs, max_ranges);
-    return rs;
-}
-
-void qr_rs_free(qr_rangeset *rs)
-{
-    if (rs) {
-        free(rs->base);
-        free(rs->out);
-        free(rs);
-    }
-}
-
 /* Make room for `extra` more ranges after the current ones. */
 int qr_rs_reserve(qr_rangeset *rs, size_t extra)
 {
@@ -189,21 +172,6 @@ void qr_rs_drop_below(qr_rangeset *rs, uint64_t value)
         rs->b = rs->base;
     else if (rs->b[0] < value)
         rs->b[0] = value;
-}
-
-size_t qr_rs_len(const qr_rangeset *rs)
-{
-    return rs->len;
-}
-
-uint64_t qr_rs_lo(const qr_rangeset *rs)
-{
-    return rs->len ? rs->b[0] : 0;
-}
-
-uint64_t qr_rs_hi(const qr_rangeset *rs)
-{
-    return rs->len ? rs->b[2 * rs->len - 1] : 0;
 }
 
 int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn)

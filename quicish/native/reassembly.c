@@ -4,10 +4,8 @@
  * copies only the parts not held yet (first copy wins): a part that continues
  * a segment is appended to it, anything else becomes a new segment.  Reading
  * copies into the caller's buffer (qr_ra_read_into: the bytes object that
- * pytypes.c returns), or qr_ra_take returns a pointer into the first segment,
- * or into a scratch buffer when the read spans segments.  A fully read
- * segment's allocation is kept as a spare and reused by the next new segment,
- * so in-order streaming does not malloc.
+ * pytypes.c returns).  A fully read segment's allocation is kept as a spare
+ * and reused by the next new segment, so in-order streaming does not malloc.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,29 +25,12 @@ void qr_ra_release(qr_reasm *ra)
         free(ra->segs[i].mem);
     free(ra->seg_base);
     free(ra->spare);
-    free(ra->scratch);
     qr_ra_init(ra, ra->max_offset);
-}
-
-qr_reasm *qr_ra_new(uint64_t max_offset)
-{
-    qr_reasm *ra = malloc(sizeof(*ra));
-    if (ra)
-        qr_ra_init(ra, max_offset);
-    return ra;
-}
-
-void qr_ra_free(qr_reasm *ra)
-{
-    if (ra) {
-        qr_ra_release(ra);
-        free(ra);
-    }
 }
 
 size_t qr_ra_memory(const qr_reasm *ra)
 {
-    size_t i, total = ra->seg_cap * sizeof(qr_seg) + ra->spare_cap + ra->scratch_cap;
+    size_t i, total = ra->seg_cap * sizeof(qr_seg) + ra->spare_cap;
     for (i = 0; i < ra->nsegs; i++)
         total += ra->segs[i].cap;
     return total;
@@ -256,55 +237,9 @@ static void consume(qr_reasm *ra, uint8_t *dst, uint64_t n)
     ra->buffered -= n;
 }
 
-const char *qr_ra_take(qr_reasm *ra, uint64_t n)
-{
-    qr_seg *seg;
-    if (n > ra->readable)
-        n = ra->readable;
-    if (!n)
-        return "";
-    seg = ra->segs;
-    if (n <= seg->end - seg->start) {
-        const uint8_t *out = seg->p;
-        seg->p += n;
-        seg->start += n;
-        if (seg->start == seg->end) {
-            /* out points into mem: keep it alive as the spare. */
-            free(ra->spare);
-            ra->spare = seg->mem;
-            ra->spare_cap = seg->cap;
-            pop_front(ra);
-        }
-        ra->read_offset += n;
-        ra->readable -= n;
-        ra->buffered -= n;
-        return (const char *)out;
-    }
-    if (n > ra->scratch_cap) {
-        free(ra->scratch);
-        ra->scratch_cap = 0;
-        ra->scratch = malloc((size_t)n);
-        if (!ra->scratch)
-            return NULL;
-        ra->scratch_cap = (size_t)n;
-    }
-    consume(ra, ra->scratch, n);
-    return (const char *)ra->scratch;
-}
-
 void qr_ra_read_into(qr_reasm *ra, char *dst, uint64_t n)
 {
     if (n > ra->readable)
         n = ra->readable;
     consume(ra, (uint8_t *)dst, n);
-}
-
-const char *qr_ra_take_all(qr_reasm *ra)
-{
-    return qr_ra_take(ra, ra->readable);
-}
-
-uint64_t qr_ra_readable(const qr_reasm *ra)
-{
-    return ra->readable;
 }
