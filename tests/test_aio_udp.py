@@ -99,3 +99,46 @@ def test_send_to_nobody_does_not_raise() -> None:
         assert sender.send([os.urandom(1200)] * 3, ("127.0.0.1", port)) == []
         assert sender.receive() == []
     sender.close()
+
+
+def test_endpoint_reads_a_second_round_before_answering() -> None:
+    """What arrives while a batch is processed (the rest of a flight, a request behind a
+    Finished) is read and processed before the connection answers, so one answer covers
+    both; a third round waits for the next wake-up."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from quicish.aio.endpoint import RECEIVE_ROUNDS, Endpoint
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    peer = ("127.0.0.1", 9)
+    rounds = [[(b"first", peer, 0)], [(b"second", peer, 0)], [(b"third", peer, 0)]]
+    log: list[object] = []
+
+    class Rounds:  # the socket's reads, one list per receive() call
+        def receive(self, max_reads: int) -> list[tuple[bytes, tuple[str, int], int]]:
+            return rounds.pop(0) if rounds else []
+
+        def fileno(self) -> int:
+            return sock.fileno()
+
+        def close(self) -> None:
+            sock.close()
+
+    class Conn:  # what the endpoint uses of a QuicConnection
+        _proto = SimpleNamespace(receive_datagram=lambda data, *rest: log.append(data))
+
+        def _after_io(self, now: float) -> None:
+            log.append("answer")
+
+    conn = Conn()
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint = Endpoint(loop, Rounds())  # type: ignore[arg-type]
+        endpoint._route = lambda data, addr, now: conn  # type: ignore[assignment,method-assign,return-value]
+        endpoint._on_readable()
+        assert RECEIVE_ROUNDS == 2
+        assert log == [b"first", b"second", "answer"]
+        endpoint.close()
+    finally:
+        loop.close()
