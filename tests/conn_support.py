@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gc
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from quicish import Config
@@ -87,3 +90,25 @@ class EventLog:
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+@contextmanager
+def cyclic_garbage() -> Iterator[list[str]]:
+    """Collects, with the cycle collector off inside the block, the quicish objects that
+    only the cycle collector could free (type names; the list fills when the block ends)."""
+    found: list[str] = []
+    gc.collect()
+    gc.disable()
+    try:
+        yield found
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found.extend(
+            sorted(type(o).__qualname__ for o in gc.garbage
+                   if type(o).__module__.startswith("quicish"))
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 from aio_support import echo, pair, timed
-from conn_support import cert_files, client_config, server_config
+from conn_support import cert_files, client_config, cyclic_garbage, server_config
 
 import quicish
 from quicish import (
@@ -503,3 +503,32 @@ async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
         udp.send = original  # type: ignore[method-assign]
     # One send of two datagrams (ACK + echo in the first), not an ACK-only datagram first.
     assert sent[:1] == [2], sent
+
+
+@timed()
+async def test_finished_connections_are_freed_without_the_cycle_collector() -> None:
+    """Once closed, a connection (client and server side, with its streams, TLS state and
+    recovery) holds no reference cycle: dropping the last reference frees it, so a busy
+    endpoint's memory does not wait for the cycle collector."""
+    accepted: list[QuicConnection] = []
+    server = await quicish.serve(
+        "127.0.0.1", 0, config=server_config(), on_stream=echo, on_connection=accepted.append
+    )
+    try:
+        with cyclic_garbage() as leaked:
+            conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config())
+            assert await _echo_once(conn, b"cycle" * 300) == b"cycle" * 300
+            reader, writer = await conn.open_stream()  # still open, both ways, at close
+            writer.write(b"left open")
+            await writer.drain()
+            assert len(accepted) == 1
+            conn.close()
+            await conn.wait_closed()
+            await accepted[0].wait_closed()
+            del conn, reader, writer
+            accepted.clear()
+            await asyncio.sleep(0)
+        assert leaked == []
+    finally:
+        server.close()
+        await server.wait_closed()

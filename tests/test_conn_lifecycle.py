@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conn_net import FrameSpy, Net, Peer, connected, make_net
+from conn_support import cyclic_garbage
 
 from quicish.errors import ConnectionClosedError, ErrorCode
 from quicish.proto import events as ev
@@ -207,3 +208,24 @@ def test_closing_endpoint_ignores_frames_and_limits_answers() -> None:
     assert down >= 8
     # One close at first, then at most one answer per power of two datagrams received.
     assert 2 <= up <= 2 + down.bit_length()
+
+
+def test_closed_connections_hold_no_reference_cycle() -> None:
+    """Closed connections with streams still open both ways are freed by reference counting
+    alone: their streams, TLS and recovery state hold no reference cycle."""
+    with cyclic_garbage() as leaked:
+        _close_with_streams_open()  # everything it made is unreferenced once it returns
+    assert leaked == []
+
+
+def _close_with_streams_open() -> None:
+    net = make_net(link=LinkSpec(delay=0.01))
+    c, s = connected(net)
+    for _ in range(3):
+        sid = net.client.open_stream()
+        net.client.send_stream_data(sid, b"unfinished request")
+    net.settle(c, s, duration=0.1)
+    assert net.server._streams._streams, "the server must have open streams at close"
+    client, server = net.client, net.server
+    client.close(now=net.now)
+    assert net.run_until(lambda: client.is_closed and server.is_closed, c, s, timeout=5)

@@ -389,6 +389,9 @@ class QuicConnection:
             self._terminated.set_result(None)
         self._closed.set_result(None)
         self._endpoint.forget(self)
+        # Readers and writers refer to this connection; they need no lookup from here on.
+        self._readers.clear()
+        self._writers.clear()
         if self._local_paths is not None:
             self._local_paths.close_all()
         if self._owns_endpoint:

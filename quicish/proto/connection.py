@@ -15,6 +15,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from ..config import Config
@@ -467,12 +468,12 @@ class Connection:
             self._finish_flight(now)
         if self._state >= S_CLOSING:
             if self._close_deadline is not None and now >= self._close_deadline:
-                self._state = S_CLOSED
+                self._end()
             return
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
             self._terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
-            self._state = S_CLOSED
+            self._end()
             return
         loss = self._recovery.loss_detection_deadline()
         if loss is not None and now >= loss:
@@ -497,6 +498,12 @@ class Connection:
     @property
     def is_closed(self) -> bool:
         return self._state == S_CLOSED
+
+    def _end(self) -> None:
+        """Closed for good: unhook the streams' wake-ups (each refers back to the stream
+        manager), so the connection is freed by reference counting, not the cycle collector."""
+        self._state = S_CLOSED
+        self._streams.release()
 
     @property
     def is_terminated(self) -> bool:
@@ -682,19 +689,13 @@ class Connection:
             keylog=keylog,
             now=now,
             ticket_lifetime=cfg.session_ticket_lifetime,
-            accept_early_data=None if self.is_client else self._accept_early_data,
+            accept_early_data=(
+                None if self.is_client else partial(_early_data_acceptable, self._local_params)
+            ),
             split_flight=self.split_first_flight and not self.is_client,
         )
         self._tls.start(now)
         self._drain_tls(now)
-
-    def _accept_early_data(self, remembered: bytes) -> bool:
-        """0-RTT only if no limit shrank since the ticket was issued (RFC 9000 7.4.1)."""
-        try:
-            old = TransportParameters.decode(remembered, from_server=True)
-        except DecodeError:
-            return False
-        return limits_reduced(old, self._local_params) is None
 
     def _drain_tls(self, now: float) -> None:
         tls = self._tls
@@ -1077,7 +1078,7 @@ class Connection:
         self._terminate(
             ErrorCode.NO_ERROR, f"server supports only {versions!r}", None, by_peer=True
         )
-        self._state = S_CLOSED
+        self._end()
 
     def _on_retry(self, data: bytes, header: PacketHeader, now: float) -> None:
         if not self.is_client or self._retry_received or self._first_packet_received:
@@ -1980,3 +1981,12 @@ def _verify_setting(verify: bool | str | os.PathLike[str]) -> bool | str:
     if isinstance(verify, bool):
         return verify
     return os.fspath(verify)
+
+
+def _early_data_acceptable(params: TransportParameters, remembered: bytes) -> bool:
+    """0-RTT only if no limit shrank since the ticket was issued (RFC 9000 7.4.1)."""
+    try:
+        old = TransportParameters.decode(remembered, from_server=True)
+    except DecodeError:
+        return False
+    return limits_reduced(old, params) is None

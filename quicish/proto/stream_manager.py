@@ -473,6 +473,15 @@ class StreamManager:
         if not self._is_local(sid):
             self._peer_closed[0 if sid & 2 else 1] += 1
 
+    def release(self) -> None:
+        """The connection is over: drop the halves' wake-ups, which refer back to this
+        manager; the streams stay readable."""
+        for stream in self._streams.values():
+            if stream.send is not None:
+                stream.send.wake = None
+            if stream.recv is not None:
+                stream.recv.wake = None
+
     def set_priority(self, stream_id: int, priority: int) -> None:
         """Lower values are served first; round robin among equal values."""
         stream = self._streams.get(stream_id)

@@ -98,7 +98,9 @@ class ClientHandshake(Handshake):
             secret = early.derive_secret(b"c e traffic", self.transcript.digest_with(algorithm))
             self._install(Epoch.ZERO_RTT, WRITE, secret, keylog.CLIENT_EARLY, ticket.cipher_suite)
         self._expect_next(
-            "waiting for ServerHello", Epoch.INITIAL, {msg.SERVER_HELLO: self._on_server_hello}
+            "waiting for ServerHello",
+            Epoch.INITIAL,
+            {msg.SERVER_HELLO: ClientHandshake._on_server_hello},
         )
 
     def _usable_ticket(self, now: float) -> SessionTicket | None:
@@ -191,7 +193,7 @@ class ClientHandshake(Handshake):
         self._expect_next(
             "waiting for EncryptedExtensions",
             Epoch.HANDSHAKE,
-            {msg.ENCRYPTED_EXTENSIONS: self._on_encrypted_extensions},
+            {msg.ENCRYPTED_EXTENSIONS: ClientHandshake._on_encrypted_extensions},
         )
 
     def _on_retry(self, hrr: msg.ServerHello, message: bytes, now: float) -> None:
@@ -220,7 +222,7 @@ class ClientHandshake(Handshake):
         self._expect_next(
             "waiting for ServerHello after HelloRetryRequest",
             Epoch.INITIAL,
-            {msg.SERVER_HELLO: self._on_server_hello},
+            {msg.SERVER_HELLO: ClientHandshake._on_server_hello},
         )
 
     # ---- server's encrypted flight ----------------------------------------------------------
@@ -255,15 +257,17 @@ class ClientHandshake(Handshake):
         self.transcript.update(message)
         if self.session_resumed:
             self._expect_next(
-                "waiting for Finished", Epoch.HANDSHAKE, {msg.FINISHED: self._on_finished}
+                "waiting for Finished",
+                Epoch.HANDSHAKE,
+                {msg.FINISHED: ClientHandshake._on_finished},
             )
         else:
             self._expect_next(
                 "waiting for Certificate",
                 Epoch.HANDSHAKE,
                 {
-                    msg.CERTIFICATE: self._on_certificate,
-                    msg.CERTIFICATE_REQUEST: self._on_certificate_request,
+                    msg.CERTIFICATE: ClientHandshake._on_certificate,
+                    msg.CERTIFICATE_REQUEST: ClientHandshake._on_certificate_request,
                 },
             )
 
@@ -271,7 +275,9 @@ class ClientHandshake(Handshake):
         self._certificate_request = msg.decode_certificate_request(body)
         self.transcript.update(message)
         self._expect_next(
-            "waiting for Certificate", Epoch.HANDSHAKE, {msg.CERTIFICATE: self._on_certificate}
+            "waiting for Certificate",
+            Epoch.HANDSHAKE,
+            {msg.CERTIFICATE: ClientHandshake._on_certificate},
         )
 
     def _on_certificate(self, body: bytes, message: bytes, now: float) -> None:
@@ -292,7 +298,7 @@ class ClientHandshake(Handshake):
         self._expect_next(
             "waiting for CertificateVerify",
             Epoch.HANDSHAKE,
-            {msg.CERTIFICATE_VERIFY: self._on_certificate_verify},
+            {msg.CERTIFICATE_VERIFY: ClientHandshake._on_certificate_verify},
         )
 
     def _on_certificate_verify(self, body: bytes, message: bytes, now: float) -> None:
@@ -309,7 +315,7 @@ class ClientHandshake(Handshake):
         verify(public_key, cv.scheme, cv.signature, content)
         self.transcript.update(message)
         self._expect_next(
-            "waiting for Finished", Epoch.HANDSHAKE, {msg.FINISHED: self._on_finished}
+            "waiting for Finished", Epoch.HANDSHAKE, {msg.FINISHED: ClientHandshake._on_finished}
         )
 
     def _on_finished(self, body: bytes, message: bytes, now: float) -> None:
@@ -336,7 +342,7 @@ class ClientHandshake(Handshake):
         self._expect_next(
             "connected",
             Epoch.ONE_RTT,
-            {msg.NEW_SESSION_TICKET: self._on_new_session_ticket},
+            {msg.NEW_SESSION_TICKET: ClientHandshake._on_new_session_ticket},
         )
 
     # ---- post-handshake ---------------------------------------------------------------------

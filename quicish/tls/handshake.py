@@ -66,7 +66,9 @@ class Settings:
     extra_extensions: list[tuple[int, bytes]] = field(default_factory=list)
 
 
-Handler = Callable[[bytes, bytes, float], None]  # (body, whole message, now)
+# (handshake, body, whole message, now): the class's function, not a bound method, so a
+# handshake does not reference itself and is freed without the cycle collector
+Handler = Callable[[Any, bytes, bytes, float], None]
 
 
 class Handshake:
@@ -141,7 +143,7 @@ class Handshake:
                     Alert.UNEXPECTED_MESSAGE,
                     f"{message_name(message[0])} at {epoch.name} while {self._state}",
                 )
-            handler(message[4:], message, now)
+            handler(self, message[4:], message, now)
             if buf and self._expect_epoch != epoch:
                 raise alert(Alert.UNEXPECTED_MESSAGE, f"data after a key change at {epoch.name}")
 

@@ -54,7 +54,9 @@ class ServerHandshake(Handshake):
 
     def start(self, now: float) -> None:
         self._expect_next(
-            "waiting for ClientHello", Epoch.INITIAL, {msg.CLIENT_HELLO: self._on_client_hello}
+            "waiting for ClientHello",
+            Epoch.INITIAL,
+            {msg.CLIENT_HELLO: ServerHandshake._on_client_hello},
         )
 
     # ---- ClientHello ------------------------------------------------------------------------
@@ -198,7 +200,9 @@ class ServerHandshake(Handshake):
         server_ap = ks.derive_secret(b"s ap traffic", th)
         self._install(Epoch.ONE_RTT, WRITE, server_ap, keylog.SERVER_TRAFFIC_0)
         self._expect_next(
-            "waiting for client Finished", Epoch.HANDSHAKE, {msg.FINISHED: self._on_finished}
+            "waiting for client Finished",
+            Epoch.HANDSHAKE,
+            {msg.FINISHED: ServerHandshake._on_finished},
         )
 
     @property
@@ -228,7 +232,7 @@ class ServerHandshake(Handshake):
         self._expect_next(
             "waiting for ClientHello after HelloRetryRequest",
             Epoch.INITIAL,
-            {msg.CLIENT_HELLO: self._on_client_hello},
+            {msg.CLIENT_HELLO: ServerHandshake._on_client_hello},
         )
 
     def _choose_scheme(self, ch: msg.ClientHello) -> int:
