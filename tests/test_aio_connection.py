@@ -9,6 +9,7 @@ import os
 import random
 import socket
 import struct
+from typing import Any
 
 import pytest
 from aio_support import echo, pair, timed
@@ -529,6 +530,38 @@ async def test_finished_connections_are_freed_without_the_cycle_collector() -> N
             accepted.clear()
             await asyncio.sleep(0)
         assert leaked == []
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@timed()
+async def test_server_makes_each_next_connection_between_handshakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server builds the connection object for its next client once it has answered the
+    current one, so building it is not on the next handshake's critical path."""
+    from quicish.aio import api
+
+    log: list[str] = []
+
+    class Logged(api.Connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if not kwargs["is_client"]:
+                log.append("made")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(api, "Connection", Logged)
+    server = await quicish.serve(
+        "127.0.0.1", 0, config=server_config(), on_stream=echo,
+        on_connection=lambda conn: log.append("accepted"),
+    )
+    try:
+        assert log == ["made"]
+        for n in range(2):
+            async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
+                assert await _echo_once(c, b"n%d" % n) == b"n%d" % n
+        assert log == ["made", "accepted", "made", "accepted", "made"]
     finally:
         server.close()
         await server.wait_closed()

@@ -12,7 +12,7 @@ import pytest
 from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
 from conn_support import cert_files
 
-from quicish import Config
+from quicish import Config, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import HANDSHAKE, INITIAL
@@ -154,6 +154,21 @@ def test_anti_amplification_client_silenced() -> None:
     assert st["bytes_sent"] <= 3 * st["bytes_received"]
     assert worst > 2.0  # the server did use its budget
     assert not net.server.handshake_complete
+
+
+def test_set_origin_binds_a_server_connection_made_ahead() -> None:
+    """A server connection made before its client's first Initial takes what the stateless
+    layer learned (here: a validated address, so no 3x limit) and refuses it afterwards."""
+    net = make_net()
+    net.server.set_origin(None, None, address_validated=True)
+    net.drop = lambda direction, index, data, now: direction == "up" and index > 0
+    net.run(lambda: net.now > 5, timeout=6)
+    st = net.server.stats()
+    assert st["bytes_sent"] > 3 * st["bytes_received"]
+    with pytest.raises(StreamError, match="before its first datagram"):
+        net.server.set_origin(None, None, address_validated=False)
+    with pytest.raises(StreamError):
+        net.client.set_origin(None, None, address_validated=True)
 
 
 def test_anti_amplification_server_packets_dropped() -> None:

@@ -87,19 +87,26 @@ async def serve(
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
     connections: set[QuicConnection] = set()
+    # A connection object made between handshakes, so that building one is not on the
+    # next client's critical path (the ServerHello waits for everything before it).
+    spare: list[Connection] = []
+
+    def new_connection() -> Connection:
+        proto = Connection(config, is_client=False, server_context=context)
+        proto.split_first_flight = True  # _transmit sends the rest right after the hello
+        return proto
+
+    def stock_spare() -> None:
+        if not spare and not endpoint.closed:
+            spare.append(new_connection())
 
     def accept(
         data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
     ) -> QuicConnection | None:
-        proto = Connection(
-            config,
-            is_client=False,
-            server_context=context,
-            original_dcid=verdict.original_dcid if verdict else None,
-            retry_source_cid=verdict.retry_source_cid if verdict else None,
-            address_validated=verdict.validated if verdict else False,
-        )
-        proto.split_first_flight = True  # _transmit sends the rest right after the hello
+        proto = spare.pop() if spare else new_connection()
+        endpoint.call_after_flush(stock_spare)  # once this datagram has been answered
+        if verdict is not None:
+            proto.set_origin(verdict.original_dcid, verdict.retry_source_cid, verdict.validated)
         proto.receive_datagram(data, addr, now)
         if proto.stats_counters.packets_received == 0:
             return None  # nothing authentic in it (undecryptable noise): keep no state
@@ -118,6 +125,7 @@ async def serve(
 
     stateless = StatelessResponder(context, retry=config.retry)
     endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless)
+    stock_spare()
     return Server(endpoint, connections)
 
 
@@ -185,8 +193,6 @@ async def _connect(
         raise ConfigError(f"cannot resolve {host!r}")
     family, _, _, _, sockaddr = infos[0]
     addr: Address = (str(sockaddr[0]), int(sockaddr[1]))
-    if config.server_name is None:  # IP literals too: no SNI then, but the IP SAN is checked
-        config = _with_server_name(config, host)
     bind_host = local_host or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     udp = UdpSocket.bind(bind_host, 0)
     version = QUIC_V1
@@ -195,6 +201,8 @@ async def _connect(
     proto = Connection(
         config, is_client=True, session_ticket=session_ticket, early_data=early_data,
         token=token or b"", version=version, versions=versions,
+        # The dialled host, IP literals too: no SNI then, but the IP SAN is checked.
+        server_name=host if config.server_name is None else config.server_name,
     )
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
@@ -215,12 +223,6 @@ async def _connect(
             endpoint.close()
             raise
     return conn
-
-
-def _with_server_name(config: Config, host: str) -> Config:
-    import dataclasses
-
-    return dataclasses.replace(config, server_name=host)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

@@ -167,10 +167,14 @@ class Connection:
         random_bytes: Callable[[int], bytes] = os.urandom,
         address_validated: bool = False,
         versions: Sequence[int] | None = None,
+        server_name: str | None = None,
     ) -> None:
+        """``server_name`` (client): the name to check the server's certificate against,
+        instead of ``config.server_name``."""
         if not is_client and server_context is None:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
+        self._server_name = config.server_name if server_name is None else server_name
         self.is_client = is_client
         self.version = version
         # RFC 9368: a client's versions in preference order (offered in version_information);
@@ -203,9 +207,9 @@ class Connection:
         self._peer_cids = PeerCids(max(2, config.active_connection_id_limit))
         self._rx_dcid = b""  # DCID of the packet being processed
         self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
-        self._original_dcid = original_dcid or b""
+        self._original_dcid = b""
         self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
-        self._retry_source_cid = retry_source_cid
+        self._retry_source_cid: bytes | None = None
         self._retry_received = False
         self._first_packet_received = False
         self.peer_addr: tuple[str, int] | None = None
@@ -226,8 +230,7 @@ class Connection:
 
         # Paths (RFC 9000 section 9), each with its anti-amplification budget (section 8):
         # until a path is validated, at most 3x the bytes received on it are sent on it.
-        validated = is_client or address_validated or retry_source_cid is not None
-        self._path = Path(None, validated=validated)
+        self._path = Path(None, validated=is_client)
         self._paths = PathManager(self._path, random_bytes)
         self._rx_path = self._path  # the path of the datagram being processed
         self._rx_non_probing = False
@@ -278,6 +281,20 @@ class Connection:
         self._key_phase = 0
         self._rx_previous: PacketProtector | None = None  # 1-RTT keys before the last update
         self._spin = False
+        if not is_client:
+            self.set_origin(original_dcid, retry_source_cid, address_validated)
+
+    def set_origin(
+        self, original_dcid: bytes | None, retry_source_cid: bytes | None, address_validated: bool
+    ) -> None:
+        """Server, before the first datagram: what the stateless layer learned of the client
+        (its first Initial's DCID and our Retry's SCID after a Retry; whether its address is
+        validated). A driver may so make a connection ahead of need and bind it later."""
+        if self.is_client or self._initial_dcid is not None:
+            raise StreamError("set_origin() is for a server connection before its first datagram")
+        self._original_dcid = original_dcid or b""
+        self._retry_source_cid = retry_source_cid
+        self._path.validated = address_validated or retry_source_cid is not None
 
     # ---------------------------------------------------------------------------------------
     # Public sans-IO API
@@ -676,7 +693,7 @@ class Connection:
             alpn_protocols=list(cfg.alpn),
             cipher_suites=cfg.cipher_suite_ids(),
             groups=cfg.groups,
-            server_name=cfg.server_name,
+            server_name=self._server_name,
             verify=_verify_setting(cfg.verify),
             pin=cfg.pin,
             certificate_chain=ctx.certificate_chain if ctx else None,
