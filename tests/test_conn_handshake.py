@@ -13,6 +13,7 @@ from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
 from conn_support import cert_files
 
 from quicish import Config, StreamError
+from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import HANDSHAKE, INITIAL
@@ -434,9 +435,13 @@ def test_split_first_flight_sends_the_server_hello_alone() -> None:
     assert [len(d) for d, _ in hello] == [1200] and _long_types(hello[0][0]) == [0]  # Initial
     assert server.flight_pending and server.next_timer() == 0.0
     assert not server.wants_preparation  # nothing to prepare before the flight is out
+    # Only what the hello needs came first: no handshake read key, the client's transport
+    # parameters not yet applied.
+    assert server._spaces[HANDSHAKE].rx is None and server._peer_params is None
     rest = server.datagrams_to_send(1.0)
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
     assert not server.flight_pending and server.wants_preparation
+    assert server._spaces[HANDSHAKE].rx is not None and server._peer_params is not None
     _deliver(hello + rest, client, 1.0)
     _lockstep(client, server, 1.0)
     assert client.handshake_confirmed and server.handshake_complete
@@ -453,6 +458,21 @@ def test_a_pending_flight_is_finished_by_the_next_input() -> None:
     assert rest and all(_long_types(d) == [2] for d, _ in rest)
     _deliver(hello + rest, client, 1.0)
     assert client.handshake_complete
+
+
+def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> None:
+    """The client's transport parameters are checked when the rest of the flight is built:
+    invalid ones close the connection with TRANSPORT_PARAMETER_ERROR instead of the rest."""
+    client, server = _lockstep_pair()
+    server.split_first_flight = True
+    client._local_params.stateless_reset_token = bytes(16)  # a server-only parameter
+    client.connect(SADDR, 1.0)
+    _deliver(client.datagrams_to_send(1.0), server, 1.0)
+    hello = server.datagrams_to_send(1.0)
+    assert len(hello) == 1 and not server.is_terminated
+    server.datagrams_to_send(1.0)
+    closed = [e for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
+    assert [e.error_code for e in closed] == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
 
 
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:

@@ -454,10 +454,14 @@ def test_split_flight_sends_the_hello_first() -> None:
     first = engine.pop_output()
     assert [e for e, _ in first] == [Epoch.INITIAL] and first[0][1][0] == msg.SERVER_HELLO
     assert engine.flight_pending
-    assert [e for e, _, _, _ in engine.pop_secrets()] == [Epoch.HANDSHAKE, Epoch.HANDSHAKE]
+    # The hello needs only the handshake write key; the read key comes with the rest.
+    assert [(e, d) for e, d, _, _ in engine.pop_secrets()] == [(Epoch.HANDSHAKE, "write")]
     client.receive(Epoch.INITIAL, first[0][1], 1.0)  # the client works on the hello meanwhile
     engine.finish_flight()
     assert not engine.flight_pending
+    assert [(e, d) for e, d, _, _ in engine.pop_secrets()] == [
+        (Epoch.HANDSHAKE, "read"), (Epoch.ONE_RTT, "write")
+    ]
     rest = engine.pop_output()
     assert [e for e, _ in rest] == [Epoch.HANDSHAKE]
     assert [m[0] for m in _messages(rest[0][1])] == [

@@ -740,7 +740,11 @@ class Connection:
                 space.crypto_send.write(data)
         if self.split_first_flight:
             self.flight_pending = tls.flight_pending
-        if self._peer_params is None and tls.peer_transport_parameters is not None:
+        if (
+            self._peer_params is None
+            and tls.peer_transport_parameters is not None
+            and not self.flight_pending  # the ServerHello goes out first; nothing needs them
+        ):
             self._apply_peer_parameters(tls.peer_transport_parameters)
         if tls.handshake_complete and not self.handshake_complete:
             self._on_handshake_complete(now)

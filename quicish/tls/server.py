@@ -168,7 +168,6 @@ class ServerHandshake(Handshake):
         self._client_hs_secret = ks.derive_secret(b"c hs traffic", th)
         server_hs = ks.derive_secret(b"s hs traffic", th)
         self._install(Epoch.HANDSHAKE, WRITE, server_hs, keylog.SERVER_HANDSHAKE)
-        self._install(Epoch.HANDSHAKE, READ, self._client_hs_secret, keylog.CLIENT_HANDSHAKE)
         flight = functools.partial(self._send_flight, alpn, None if psk else scheme, server_hs)
         if self.split_flight:
             self._flight = flight
@@ -178,10 +177,12 @@ class ServerHandshake(Handshake):
 
     def _send_flight(self, alpn: bytes, scheme: int | None, server_hs: bytes) -> None:
         """EncryptedExtensions, Certificate and CertificateVerify (unless resuming with a
-        PSK: ``scheme`` None), Finished; then the 1-RTT write key."""
+        PSK: ``scheme`` None), Finished; then the 1-RTT write key. The handshake read key
+        is installed here too: nothing from the client needs it before this flight."""
         s = self.s
         ks = self.ks
         assert ks is not None
+        self._install(Epoch.HANDSHAKE, READ, self._client_hs_secret, keylog.CLIENT_HANDSHAKE)
         ee = msg.EncryptedExtensions(
             alpn_protocol=alpn,
             transport_parameters=s.transport_parameters,
