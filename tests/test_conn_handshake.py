@@ -16,7 +16,7 @@ from quicish import Config, StreamError
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
-from quicish.proto.packet_space import HANDSHAKE, INITIAL
+from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec
 from quicish.tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
@@ -441,8 +441,27 @@ def test_split_first_flight_sends_the_server_hello_alone() -> None:
     rest = server.datagrams_to_send(1.0)
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
     assert not server.flight_pending and server.wants_preparation
-    assert server._spaces[HANDSHAKE].rx is not None and server._peer_params is not None
+    assert server._peer_params is not None
+    # Keys first used a round trip later wait for prepare() (or the next datagram).
+    assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
     _deliver(hello + rest, client, 1.0)
+    _lockstep(client, server, 1.0)  # no prepare(): the client's datagram installs them
+    assert client.handshake_confirmed and server.handshake_complete
+
+
+def test_prepare_installs_the_keys_the_split_flight_did_not_need() -> None:
+    client, server, hello = _hello_sent_alone()
+    rest = server.datagrams_to_send(1.0)
+    assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
+    server.prepare(1.0)
+    assert server._spaces[HANDSHAKE].rx is not None and server._spaces[APPLICATION].tx is not None
+    assert not server.wants_preparation
+    # The 1-RTT read key is made too, but installed only once the client's Finished verifies.
+    spare = server._spare_protector
+    assert spare is not None and server._spaces[APPLICATION].rx is None
+    _deliver(hello + rest, client, 1.0)
+    _deliver(client.datagrams_to_send(1.0), server, 1.0)  # ACKs and the client's Finished
+    assert server._spaces[APPLICATION].rx is spare
     _lockstep(client, server, 1.0)
     assert client.handshake_confirmed and server.handshake_complete
 

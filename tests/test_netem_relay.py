@@ -302,7 +302,10 @@ def test_rebind_address(server: socket.socket, client: socket.socket) -> None:
     relay, run = rebind_run(server, client, rebind_addr=True)
     hosts = [source[0] for _, source in source_changes(relay, run.arrivals[server])]
     assert hosts[:3] == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-    assert len(run.arrivals[client]) >= 88
+    assert relay.final_counters is not None
+    # The server's answers to each new address come back; at most the one or two in flight
+    # to the old address at each rebinding are lost (more than one only on a loaded host).
+    assert len(run.arrivals[client]) >= 90 - 2 * relay.final_counters.rebinds
 
 
 # -- delay, jitter, rate, queue ----------------------------------------------------------

@@ -265,6 +265,12 @@ class Connection:
         self.flight_pending = False
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
         self._prepared = False  # prepare() ran (or is no longer useful)
+        # Server with split_first_flight: keys whose first use is a round trip away (the
+        # handshake read key, the 1-RTT write key), installed by prepare() or first need.
+        self._deferred_keys: list[tuple[Epoch, str, int, bytes]] = []
+        # Server: the 1-RTT read key made by prepare() before the client's Finished verifies
+        # (installed only then, when TLS hands over the same secret).
+        self._spare_protector: PacketProtector | None = None
         # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
         self._prepared_token: tuple[tuple[str, int], bytes] | None = None
         self._pending_ping = False  # keep-alive: a PING is due in the next 1-RTT packet
@@ -334,6 +340,8 @@ class Connection:
             return
         if self.flight_pending:
             self._finish_flight(now)
+        if self._deferred_keys:
+            self._install_deferred_keys()
         self._rx_ecn = ecn
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += len(data)
@@ -368,7 +376,7 @@ class Connection:
     @property
     def wants_preparation(self) -> bool:
         """True while :meth:`prepare` has work it could take off the critical path."""
-        return (
+        return bool(self._deferred_keys) or (
             not self._prepared and self._tls is not None and not self.handshake_complete
             and not self.flight_pending
         )
@@ -379,12 +387,20 @@ class Connection:
         and, on a server, the NEW_TOKEN and the first session ticket (sealed for the client
         Finished that is expected). It also stocks, for this process's next handshake, an
         ephemeral key pair and (client) a first DCID with its Initial keys. Whatever was
-        not prepared is made when needed."""
+        not prepared is made when needed. A server also installs here the keys it did not
+        need for its first flight."""
+        if self._deferred_keys:
+            self._install_deferred_keys()
+        if self._prepared:
+            return
         self._prepared = True
         self._local_cids.stock()
         ctx = self._server_context
         tls = self._tls
         if tls is not None:
+            upcoming = tls.next_read_secret()
+            if upcoming is not None:
+                self._spare_protector = PacketProtector.from_secret(*upcoming, self.version)
             tls.stock_key_share()  # for this process's next handshake
             if ctx is not None and ctx.issue_tickets:
                 tls.prepare_ticket(now, self._sent_params)
@@ -407,6 +423,8 @@ class Connection:
                     out.append((close_datagram, addr))
                 self._close_sent_count += 1
             return out
+        if self._deferred_keys:
+            self._install_deferred_keys()
         if self._hello_sent_alone:
             self._finish_flight(now)
             if self._state >= S_CLOSING:
@@ -717,21 +735,12 @@ class Connection:
     def _drain_tls(self, now: float) -> None:
         tls = self._tls
         assert tls is not None
+        defer = self.split_first_flight and not self.is_client
         for epoch, secret_dir, suite, secret in tls.pop_secrets():
-            protector = PacketProtector.from_secret(suite, secret, self.version)
-            if epoch == Epoch.ZERO_RTT:
-                if secret_dir == "write":
-                    self._zero_rtt_tx = protector
-                else:
-                    self._zero_rtt_rx = protector
-                continue
-            space = self._spaces[_EPOCH_SPACE[epoch]]
-            if secret_dir == "write":
-                space.tx = protector
+            if defer and (epoch, secret_dir) in _KEYS_NOT_NEEDED_FOR_THE_FLIGHT:
+                self._deferred_keys.append((epoch, secret_dir, suite, secret))
             else:
-                space.rx = protector
-            if epoch == Epoch.HANDSHAKE:
-                self._recovery.has_handshake_keys = True
+                self._install_key(epoch, secret_dir, suite, secret)
         for epoch, data in tls.pop_output():
             if epoch == Epoch.ZERO_RTT:
                 continue
@@ -751,6 +760,31 @@ class Connection:
         if self.is_client:
             for ticket in tls.pop_session_tickets():
                 self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
+
+    def _install_key(self, epoch: Epoch, secret_dir: str, suite: int, secret: bytes) -> None:
+        spare = self._spare_protector
+        if spare is not None and (spare.secret, spare.suite) == (secret, suite):
+            protector, self._spare_protector = spare, None
+        else:
+            protector = PacketProtector.from_secret(suite, secret, self.version)
+        if epoch == Epoch.ZERO_RTT:
+            if secret_dir == "write":
+                self._zero_rtt_tx = protector
+            else:
+                self._zero_rtt_rx = protector
+            return
+        space = self._spaces[_EPOCH_SPACE[epoch]]
+        if secret_dir == "write":
+            space.tx = protector
+        else:
+            space.rx = protector
+        if epoch == Epoch.HANDSHAKE:
+            self._recovery.has_handshake_keys = True
+
+    def _install_deferred_keys(self) -> None:
+        keys, self._deferred_keys = self._deferred_keys, []
+        for key in keys:
+            self._install_key(*key)
 
     def _apply_peer_parameters(self, raw: bytes) -> None:
         params = TransportParameters.decode(raw, from_server=self.is_client)
@@ -2002,6 +2036,11 @@ def _verify_setting(verify: bool | str | os.PathLike[str]) -> bool | str:
     if isinstance(verify, bool):
         return verify
     return os.fspath(verify)
+
+
+# Server, split first flight: the client's handshake packets and our first 1-RTT packet come
+# a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
+_KEYS_NOT_NEEDED_FOR_THE_FLIGHT = frozenset({(Epoch.HANDSHAKE, "read"), (Epoch.ONE_RTT, "write")})
 
 
 def _early_data_acceptable(params: TransportParameters, remembered: bytes) -> bool:

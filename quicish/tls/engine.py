@@ -171,6 +171,13 @@ class TlsEngine:
         if isinstance(self._hs, ServerHandshake):
             self._hs.prepare_ticket(now, transport_parameters)
 
+    def next_read_secret(self) -> tuple[int, bytes] | None:
+        """Server, waiting for the client's Finished: (suite, secret) of the 1-RTT read key
+        it will install once that Finished verifies, so a caller can make the key ahead of
+        need; None otherwise."""
+        hs = self._hs
+        return hs.next_read_secret() if isinstance(hs, ServerHandshake) else None
+
     def stock_key_share(self) -> None:
         """Make an ephemeral key pair of our first group ahead of need, for the next
         handshake of this process (optional; see :func:`groups.stock_key_share`)."""

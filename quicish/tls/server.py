@@ -333,6 +333,14 @@ class ServerHandshake(Handshake):
         self.handshake_complete = True
         self._expect_next("connected", None, {})
 
+    def next_read_secret(self) -> tuple[int, bytes] | None:
+        """(suite, secret) of the 1-RTT read key a verified client Finished installs, while
+        that Finished is awaited."""
+        if not self._client_ap_secret or self._flight is not None or self.handshake_complete:
+            return None
+        assert self.cipher_suite is not None
+        return self.cipher_suite, self._client_ap_secret
+
     def prepare_ticket(self, now: float, transport_parameters: bytes) -> None:
         """While the client works on its Finished: derive the resumption master secret it
         will lead to (the Finished is predictable; ``_on_finished`` checks it) and seal the
