@@ -494,6 +494,29 @@ def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> Non
     assert [e.error_code for e in closed] == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
 
 
+def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> None:
+    """The client's Finished datagram carries only the Initial ACK and the Handshake packet;
+    its spare connection IDs go out after HANDSHAKE_DONE confirms the handshake."""
+    client, server, hello = _hello_sent_alone()
+    _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
+    assert client.handshake_complete and not client.handshake_confirmed
+    (finished,) = client.datagrams_to_send(1.0)
+    types = _long_types(finished[0])
+    assert types == [0, 2]  # Initial, Handshake
+    ends = 0
+    for _ in types:
+        ends = parse_header(finished[0], ends, short_dcid_len=8).packet_end
+    assert ends == len(finished[0])  # no 1-RTT packet behind them
+    events = list(iter(client.next_event, None))
+    assert not [e for e in events if isinstance(e, ev.ConnectionIdIssued)]
+    _deliver([finished], server, 1.0)
+    _deliver(server.datagrams_to_send(1.0), client, 1.0)  # HANDSHAKE_DONE
+    assert client.handshake_confirmed
+    issued = [e for e in iter(client.next_event, None) if isinstance(e, ev.ConnectionIdIssued)]
+    assert len(issued) == server.config.active_connection_id_limit - 1
+    assert client._local_cids.pending  # NEW_CONNECTION_ID frames queued for the next packet
+
+
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     """A client's prepare() stocks a first DCID with its Initial keys for the process's
     next connect(), which uses them (and only once); the server derives the same keys."""

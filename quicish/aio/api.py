@@ -211,7 +211,9 @@ async def _connect(
     conn._transmit(clock())
     if wait_connected and not early_data:  # with 0-RTT the application writes at once
         try:
-            await conn.wait_connected()
+            # Not wait_connected(): nobody else holds the connection yet, so the future
+            # needs no shield (one loop iteration less between the Finished and the caller).
+            await conn._handshake_done
         except ConnectionClosedError as exc:
             endpoint.close()
             if not exc.by_peer and proto.stats_counters.packets_received == 0:

@@ -840,7 +840,8 @@ class Connection:
         self._events.append(
             ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
         )
-        self._issue_cids()
+        if not self.is_client:
+            self._issue_cids()
 
     def _new_token(self, ctx: ServerContext, now: float) -> bytes:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
@@ -879,6 +880,10 @@ class Connection:
         self._recovery.handshake_confirmed = True
         self._recovery.peer_completed_address_validation = True
         self._discard_space(HANDSHAKE)
+        if self.is_client:
+            # Not with the Finished: that datagram stays as small as it can be, and nothing
+            # uses the spare IDs before confirmation (migration waits for it).
+            self._issue_cids()
 
     def _discard_space(self, index: int) -> None:
         space = self._spaces[index]
