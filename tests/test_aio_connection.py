@@ -23,6 +23,7 @@ from quicish import (
     QuicStreamWriter,
     StreamError,
 )
+from quicish.proto.connection import Connection
 from quicish.wire.packet import PacketType, parse_header
 
 
@@ -562,6 +563,47 @@ async def test_server_makes_each_next_connection_between_handshakes(
             async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
                 assert await _echo_once(c, b"n%d" % n) == b"n%d" % n
         assert log == ["made", "accepted", "made", "accepted", "made"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@timed()
+async def test_client_makes_the_next_connection_when_one_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a plain client connection ends, the next connect() with an equal Config and
+    server name gets a connection object made meanwhile; any other connect() makes its own."""
+    from quicish.aio import api
+
+    made: list[Connection] = []
+
+    class Logged(api.Connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if kwargs["is_client"]:
+                made.append(self)
+
+    monkeypatch.setattr(api, "Connection", Logged)
+    monkeypatch.setattr(api, "_spare_client", api._SpareClient())
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    port = server.address[1]
+
+    async def once(config: quicish.Config) -> Connection:
+        async with quicish.connect("127.0.0.1", port, config=config) as conn:
+            assert await _echo_once(conn, b"spare") == b"spare"
+            return conn._proto
+
+    try:
+        first = await once(client_config())
+        assert made[0] is first and len(made) == 2  # the spare, made when the first ended
+        second = await once(client_config())  # an equal Config, not the same object
+        assert second is made[1] and len(made) == 3
+        other = client_config()
+        other.idle_timeout = 7.0  # differs: the spare is not for it
+        third = await once(other)
+        assert third is made[3] and third.config is other and len(made) == 5
+        assert third._idle_timeout == 7.0
     finally:
         server.close()
         await server.wait_closed()

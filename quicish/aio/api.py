@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import socket
@@ -198,14 +199,19 @@ async def _connect(
     version = QUIC_V1
     if versions:
         version = QUIC_V1 if QUIC_V1 in versions else versions[0]
-    proto = Connection(
-        config, is_client=True, session_ticket=session_ticket, early_data=early_data,
-        token=token or b"", version=version, versions=versions,
-        # The dialled host, IP literals too: no SNI then, but the IP SAN is checked.
-        server_name=host if config.server_name is None else config.server_name,
-    )
+    # The dialled host, IP literals too: no SNI then, but the IP SAN is checked.
+    server_name = host if config.server_name is None else config.server_name
+    plain = session_ticket is None and not token and not versions
+    proto = _spare_client.take(config, server_name) if plain else None
+    if proto is None:
+        proto = Connection(
+            config, is_client=True, session_ticket=session_ticket, early_data=early_data,
+            token=token or b"", version=version, versions=versions, server_name=server_name,
+        )
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
+    if plain:  # once this connection has ended, make one for the next connect() like it
+        conn._terminated.add_done_callback(lambda _: _spare_client.stock(config, server_name))
     proto.connect(addr, clock())
     endpoint.register(proto.host_cid, conn)
     conn._transmit(clock())
@@ -225,6 +231,35 @@ async def _connect(
             endpoint.close()
             raise
     return conn
+
+
+class _SpareClient:
+    """One client connection object made while the process is idle (when a connection
+    ends), so that building it is not on the next ``connect()``'s critical path. Only a
+    plain ``connect()`` (no ticket, token or version list) with an equal Config and the
+    same server name takes it; one per process."""
+
+    def __init__(self) -> None:
+        self._spare: tuple[Config, str, Connection] | None = None
+
+    def stock(self, config: Config, server_name: str) -> None:
+        try:
+            snapshot = copy.deepcopy(config)  # a later change to ``config`` is seen by take()
+        except (TypeError, copy.Error):  # e.g. an exotic path object: no spare then
+            return
+        proto = Connection(snapshot, is_client=True, server_name=server_name)
+        self._spare = (snapshot, server_name, proto)
+
+    def take(self, config: Config, server_name: str) -> Connection | None:
+        spare, self._spare = self._spare, None
+        if spare is None or spare[1] != server_name or spare[0] != config:
+            return None
+        proto = spare[2]
+        proto.config = config
+        return proto
+
+
+_spare_client = _SpareClient()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
