@@ -597,6 +597,7 @@ async def test_client_makes_the_next_connection_when_one_ends(
     try:
         first = await once(client_config())
         assert made[0] is first and len(made) == 2  # the spare, made when the first ended
+        assert made[1]._tls is not None and made[1].peer_addr is None  # hello made, unsent
         second = await once(client_config())  # an equal Config, not the same object
         assert second is made[1] and len(made) == 3
         other = client_config()

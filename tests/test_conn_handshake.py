@@ -517,6 +517,24 @@ def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> N
     assert client._local_cids.pending  # NEW_CONNECTION_ID frames queued for the next packet
 
 
+def test_a_hello_made_ahead_of_connect_starts_the_same_handshake() -> None:
+    """start_hello() makes the ClientHello before connect(), which then only picks the
+    first DCID and Initial keys; each step is allowed once."""
+    client, server = _lockstep_pair()
+    client.start_hello(1.0)
+    assert client.datagrams_to_send(1.0) == []  # nowhere to send it yet
+    with pytest.raises(StreamError):
+        client.start_hello(1.0)
+    client.connect(SADDR, 2.0)
+    with pytest.raises(StreamError):
+        client.connect(SADDR, 2.0)
+    (initial,) = client.datagrams_to_send(2.0)
+    assert len(initial[0]) == 1200 and _long_types(initial[0]) == [0]
+    _deliver([initial], server, 2.0)
+    _lockstep(client, server, 2.0)
+    assert client.handshake_confirmed and server.handshake_complete
+
+
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     """A client's prepare() stocks a first DCID with its Initial keys for the process's
     next connect(), which uses them (and only once); the server derives the same keys."""

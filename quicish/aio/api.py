@@ -234,8 +234,8 @@ async def _connect(
 
 
 class _SpareClient:
-    """One client connection object made while the process is idle (when a connection
-    ends), so that building it is not on the next ``connect()``'s critical path. Only a
+    """One client connection, its ClientHello made, while the process is idle (when a
+    connection ends), so that neither is on the next ``connect()``'s critical path. Only a
     plain ``connect()`` (no ticket, token or version list) with an equal Config and the
     same server name takes it; one per process."""
 
@@ -248,6 +248,7 @@ class _SpareClient:
         except (TypeError, copy.Error):  # e.g. an exotic path object: no spare then
             return
         proto = Connection(snapshot, is_client=True, server_name=server_name)
+        proto.start_hello(clock())
         self._spare = (snapshot, server_name, proto)
 
     def take(self, config: Config, server_name: str) -> Connection | None:

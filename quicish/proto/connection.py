@@ -305,9 +305,16 @@ class Connection:
     # ---------------------------------------------------------------------------------------
     # Public sans-IO API
     # ---------------------------------------------------------------------------------------
+    def start_hello(self, now: float) -> None:
+        """Client, optional, before :meth:`connect`: make the ClientHello now (a driver may
+        do it while idle); ``connect()`` then only picks the first DCID and Initial keys."""
+        if not self.is_client or self._tls is not None:
+            raise StreamError("start_hello() is for a fresh client connection")
+        self._start_tls(now)
+
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
-        if not self.is_client or self._tls is not None:
+        if not self.is_client or self.peer_addr is not None:
             raise StreamError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
         spare = _take_spare_initial(self.version) if self._random is os.urandom else None
@@ -321,7 +328,8 @@ class Connection:
             self._install_initial_keys(self._original_dcid)
         self.peer_cid = self._original_dcid
         self._last_activity = now
-        self._start_tls(now)
+        if self._tls is None:
+            self._start_tls(now)
         if self._zero_rtt_tx is not None and self._session_ticket is not None:
             # 0-RTT offered: streams may open and send under the remembered limits.
             self._remembered_params = remembered_parameters(self._session_ticket)
