@@ -496,7 +496,8 @@ def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> Non
 
 def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> None:
     """The client's Finished datagram carries only the Initial ACK and the Handshake packet;
-    its spare connection IDs go out after HANDSHAKE_DONE confirms the handshake."""
+    its spare connection IDs are issued once HANDSHAKE_DONE confirms the handshake, and go out
+    with the next packet sent anyway."""
     client, server, hello = _hello_sent_alone()
     _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
     assert client.handshake_complete and not client.handshake_confirmed
@@ -515,6 +516,12 @@ def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> N
     issued = [e for e in iter(client.next_event, None) if isinstance(e, ev.ConnectionIdIssued)]
     assert len(issued) == server.config.active_connection_id_limit - 1
     assert client._local_cids.pending  # NEW_CONNECTION_ID frames queued for the next packet
+    # No datagram just for them: they ride along with the (delayed) ACK of HANDSHAKE_DONE.
+    assert client.datagrams_to_send(1.0) == []
+    ack_due = client.next_timer()
+    assert ack_due is not None and 1.0 < ack_due <= 1.0 + 0.025
+    client.handle_timer(ack_due)
+    assert client.datagrams_to_send(ack_due) and not client._local_cids.pending
 
 
 def test_a_hello_made_ahead_of_connect_starts_the_same_handshake() -> None:
