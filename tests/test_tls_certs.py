@@ -255,3 +255,20 @@ def test_engine_verify_false(
     assert client.handshake_complete
     assert any("verification is disabled" in r.message for r in caplog.records)
     assert client.peer_certificates == chain
+
+
+def test_peer_chains_and_keys_are_parsed_once_per_process() -> None:
+    """A client meeting the same server again reuses the parsed chain and leaf key; a chain
+    that does not parse fails every time (failures are not cached)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from quicish.tls.certs import parse_chain, public_key_of
+
+    cert = x509.load_pem_x509_certificate(generate_self_signed(["cache.example"])[0])
+    der = cert.public_bytes(serialization.Encoding.DER)
+    first = parse_chain((der,))
+    assert first == (cert,) and parse_chain((bytes(der),)) is first
+    assert public_key_of(first[0]) is public_key_of(first[0])
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            parse_chain((der[:-10],))

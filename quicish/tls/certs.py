@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -145,6 +146,20 @@ def generate_self_signed(
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@functools.lru_cache(maxsize=16)
+def parse_chain(ders: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+    """A peer's certificates from their DER encodings (ValueError when one does not parse).
+    Cached per process: a client that meets the same server again skips the parsing."""
+    return tuple(x509.load_der_x509_certificate(der) for der in ders)
+
+
+@functools.lru_cache(maxsize=16)
+def public_key_of(cert: x509.Certificate) -> CertificatePublicKeyTypes:
+    """The certificate's public key (ValueError or UnsupportedAlgorithm when unusable);
+    cached per process like :func:`parse_chain`."""
+    return cert.public_key()
 
 
 def certificate_fingerprint(cert: x509.Certificate) -> str:

@@ -6,7 +6,6 @@ import functools
 import ipaddress
 import os
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from ..errors import CertificateError, ErrorCode, ProtocolError
@@ -14,7 +13,7 @@ from . import extensions as ext
 from . import keylog
 from . import messages as msg
 from .alerts import Alert, alert
-from .certs import verify_certificate
+from .certs import parse_chain, public_key_of, verify_certificate
 from .groups import KeyShare
 from .handshake import READ, WRITE, Epoch, Handshake, Settings
 from .key_schedule import KeySchedule, constant_time_equal, hash_for
@@ -287,7 +286,7 @@ class ClientHandshake(Handshake):
         if not cert.certificates:
             raise alert(Alert.DECODE_ERROR, "server sent an empty Certificate")
         try:
-            chain = [x509.load_der_x509_certificate(der) for der in cert.certificates]
+            chain = list(parse_chain(tuple(cert.certificates)))
         except ValueError as exc:
             raise CertificateError(
                 Alert.BAD_CERTIFICATE, f"unparseable certificate: {exc}"
@@ -306,7 +305,7 @@ class ClientHandshake(Handshake):
         if cv.scheme not in SUPPORTED_SCHEMES:
             raise alert(Alert.ILLEGAL_PARAMETER, f"signature scheme {cv.scheme:#06x} not offered")
         try:
-            public_key = self.peer_certificates[0].public_key()
+            public_key = public_key_of(self.peer_certificates[0])
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CertificateError(
                 Alert.UNSUPPORTED_CERTIFICATE, f"certificate key unusable: {exc}"
