@@ -3,10 +3,14 @@ network: a v1 client offering v2 is answered in v2 without an extra round trip."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
 from adv_support import TapNetwork, established, new_pair, poll
 from conn_support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
+from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
@@ -141,17 +145,18 @@ def test_lost_first_server_flight_still_negotiates() -> None:
     assert up[:2] == [(PacketType.INITIAL, QUIC_V1), (PacketType.INITIAL, QUIC_V1)]
 
 
-def test_version_information_mismatch_is_version_negotiation_error() -> None:
+def test_version_information_mismatch_is_version_negotiation_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     net, c, s = new_pair(context=_v2_context())
-    real = net.server._make_transport_parameters
+    real = connection_module.version_information
 
-    def lying() -> object:
-        params = real()
-        assert params.version_information is not None
-        params.version_information.chosen_version = QUIC_V1  # claims v1 while using v2
-        return params
+    def lying(version: int, versions: Sequence[int]) -> VersionInformation:
+        info = real(version, versions)
+        info.chosen_version = QUIC_V1  # the server claims v1 while using v2
+        return info
 
-    net.server._make_transport_parameters = lying  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(connection_module, "version_information", lying)
     assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer

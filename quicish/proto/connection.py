@@ -1134,7 +1134,11 @@ class Connection:
             raise ProtocolError(VERSION_NEGOTIATION_ERROR, "client's chosen version differs")
 
     def _start_tls_server(self, now: float) -> None:
-        self._local_params = self._make_transport_parameters()
+        # What the client's first Initial decided: the rest was made with the connection.
+        params = self._local_params
+        params.original_destination_connection_id = self._original_dcid
+        params.retry_source_connection_id = self._retry_source_cid
+        params.version_information = version_information(self.version, self._versions)
         self._start_tls(now)
 
     def _on_version_negotiation(self, header: PacketHeader) -> None:
