@@ -1642,9 +1642,11 @@ class Connection:
                     records.append((K_HANDSHAKE_DONE,))
                     self._pending_handshake_done = False
                     eliciting = True
-                if not self.is_client and (
-                    self._local_cids.pending or self._peer_cids.pending_retire
+                if (self._local_cids.pending or self._peer_cids.pending_retire) and (
+                    buf.written or not self.is_client
                 ):
+                    # A client's connection ID frames only ride along with a packet that
+                    # goes out anyway (at the latest the ACK owed within max_ack_delay).
                     eliciting |= self._write_cid_frames(buf, room, records)
                 if not self._control_checked:
                     # Control frames (flow credit, limits, resets) are checked once per burst.
@@ -1657,13 +1659,6 @@ class Connection:
                     F.encode_frame(buf, F.DatagramFrame(out.popleft()))
                     eliciting = True
             eliciting |= self._streams.write_stream_frames(buf, room, records)
-            if (
-                self.is_client and buf.written and ptype != PacketType.ZERO_RTT
-                and (self._local_cids.pending or self._peer_cids.pending_retire)
-            ):
-                # A client's connection ID frames ride along with a packet that goes out
-                # anyway (an ACK is due within max_ack_delay): they never cost a datagram.
-                eliciting |= self._write_cid_frames(buf, room, records)
         if probing:
             if not eliciting:
                 F.encode_frame(buf, F.PingFrame())
