@@ -691,9 +691,7 @@ class Connection:
             disable_active_migration=cfg.disable_active_migration,
             version_information=version_information(self.version, self._versions),
         )
-        if not self.is_client:
-            params.original_destination_connection_id = self._original_dcid
-            params.retry_source_connection_id = self._retry_source_cid
+        if not self.is_client:  # the client's first Initial fills in the rest: _start_tls_server
             params.stateless_reset_token = self._local_cids.token_of(self.host_cid)
         return params
 
@@ -1134,7 +1132,7 @@ class Connection:
             raise ProtocolError(VERSION_NEGOTIATION_ERROR, "client's chosen version differs")
 
     def _start_tls_server(self, now: float) -> None:
-        # What the client's first Initial decided: the rest was made with the connection.
+        # What the client's first Initial decided, on the parameters made with the connection.
         params = self._local_params
         params.original_destination_connection_id = self._original_dcid
         params.retry_source_connection_id = self._retry_source_cid
