@@ -466,10 +466,7 @@ class StreamManager:
         sid = stream.stream_id
         del self._streams[sid]
         self._credit_waiters.pop(sid, None)
-        if stream.send is not None:
-            stream.send.wake = None
-        if stream.recv is not None:
-            stream.recv.wake = None
+        _unhook(stream)
         if not self._is_local(sid):
             self._peer_closed[0 if sid & 2 else 1] += 1
 
@@ -477,10 +474,7 @@ class StreamManager:
         """The connection is over: drop the halves' wake-ups, which refer back to this
         manager; the streams stay readable."""
         for stream in self._streams.values():
-            if stream.send is not None:
-                stream.send.wake = None
-            if stream.recv is not None:
-                stream.recv.wake = None
+            _unhook(stream)
 
     def set_priority(self, stream_id: int, priority: int) -> None:
         """Lower values are served first; round robin among equal values."""
@@ -868,3 +862,11 @@ class StreamManager:
                 records.append((K_STREAM, sid, offset, len(data), fin))
                 wrote = True
         return wrote
+
+
+def _unhook(stream: Stream) -> None:
+    """Drop the halves' wake-ups (each refers back to the manager)."""
+    if stream.send is not None:
+        stream.send.wake = None
+    if stream.recv is not None:
+        stream.recv.wake = None
