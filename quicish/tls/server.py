@@ -336,10 +336,14 @@ class ServerHandshake(Handshake):
     def next_read_secret(self) -> tuple[int, bytes] | None:
         """(suite, secret) of the 1-RTT read key a verified client Finished installs, while
         that Finished is awaited."""
-        if not self._client_ap_secret or self._flight is not None or self.handshake_complete:
+        if not self._awaiting_finished():
             return None
         assert self.cipher_suite is not None
         return self.cipher_suite, self._client_ap_secret
+
+    def _awaiting_finished(self) -> bool:
+        """The whole first flight is out and the client's Finished has not arrived."""
+        return bool(self._client_ap_secret) and self._flight is None and not self.handshake_complete
 
     def prepare_ticket(self, now: float, transport_parameters: bytes) -> None:
         """While the client works on its Finished: derive the resumption master secret it
@@ -348,8 +352,8 @@ class ServerHandshake(Handshake):
         ks = self.ks
         algorithm = self.transcript.algorithm
         if (
-            ks is None or algorithm is None or self._flight is not None
-            or not self._client_ap_secret or self.handshake_complete or self._expected_finished
+            ks is None or algorithm is None or self._expected_finished  # (prepared already)
+            or not self._awaiting_finished()
         ):
             return
         expected = ks.verify_data(self._client_hs_secret, self.transcript.digest())
