@@ -18,6 +18,7 @@ from quicish.tls import Epoch, SessionTicket, TicketKeys
 from quicish.tls import extensions as ext
 from quicish.tls import messages as msg
 from quicish.tls.alerts import Alert
+from quicish.tls.codec import encode_u16s
 from quicish.tls.tickets import TicketContents
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -75,8 +76,8 @@ def _samples() -> dict[str, bytes]:
     hrr.cookie = b"c" * 20
     found["HelloRetryRequest"] = msg.encode_server_hello(hrr)
     found["server_name"] = ext.encode_server_name("example.com")
-    found["supported_groups"] = ext.encode_u16_list([29, 23, 24], 2)
-    found["supported_versions"] = ext.encode_u16_list([0x0304, 0x0A0A], 1)
+    found["supported_groups"] = encode_u16s([29, 23, 24], 2)
+    found["supported_versions"] = encode_u16s([0x0304, 0x0A0A], 1)
     found["client key_share"] = ext.encode_client_key_shares([(29, bytes(32)), (23, b"\x04" * 65)])
     found["server key_share"] = ext.encode_server_key_share(29, bytes(32))
     found["alpn"] = ext.encode_alpn([b"h3", b"hq-interop"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 from .alerts import Alert, alert
-from .codec import Reader, Writer, encode_opaque, encode_u16s
+from .codec import Reader, Writer, encode_opaque
 
 SERVER_NAME = 0
 SUPPORTED_GROUPS = 10
@@ -99,10 +99,6 @@ def decode_u16_list(data: bytes, len_size: int, what: str) -> list[int]:
     values = r.u16_list(len_size, what)
     r.expect_end(what)
     return values
-
-
-def encode_u16_list(values: list[int], len_size: int) -> bytes:
-    return encode_u16s(values, len_size)
 
 
 def decode_client_key_shares(data: bytes) -> list[tuple[int, bytes]]:

@@ -342,7 +342,7 @@ def encode_certificate_request(req: CertificateRequest) -> bytes:
     w = Writer()
     w.opaque(1, req.request_context)
     ext.write_extensions(
-        w, [(ext.SIGNATURE_ALGORITHMS, ext.encode_u16_list(req.signature_algorithms, 2))]
+        w, [(ext.SIGNATURE_ALGORITHMS, encode_u16s(req.signature_algorithms, 2))]
     )
     return w.data()
 
