@@ -410,13 +410,19 @@ def test_a_token_prepared_for_another_address_is_not_sent() -> None:
     assert client.new_token != b"sealed for someone else"
 
 
-def _long_types(datagram: bytes) -> list[int]:
+def _long_packets(datagram: bytes) -> tuple[list[int], int]:
+    """The types of the datagram's long-header packets and where they end (a short-header
+    packet, if any, starts there)."""
     types, offset = [], 0
     while offset < len(datagram) and datagram[offset] & 0x80:
         header = parse_header(datagram, offset, short_dcid_len=8)
         types.append(int(header.packet_type))
         offset = header.packet_end
-    return types
+    return types, offset
+
+
+def _long_types(datagram: bytes) -> list[int]:
+    return _long_packets(datagram)[0]
 
 
 def _hello_sent_alone() -> tuple[Connection, Connection, list[tuple[bytes, Any]]]:
@@ -502,12 +508,8 @@ def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> N
     _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
     assert client.handshake_complete and not client.handshake_confirmed
     (finished,) = client.datagrams_to_send(1.0)
-    types = _long_types(finished[0])
-    assert types == [0, 2]  # Initial, Handshake
-    ends = 0
-    for _ in types:
-        ends = parse_header(finished[0], ends, short_dcid_len=8).packet_end
-    assert ends == len(finished[0])  # no 1-RTT packet behind them
+    # Initial, Handshake, and no 1-RTT packet behind them
+    assert _long_packets(finished[0]) == ([0, 2], len(finished[0]))
     events = list(iter(client.next_event, None))
     assert not [e for e in events if isinstance(e, ev.ConnectionIdIssued)]
     _deliver([finished], server, 1.0)
