@@ -142,3 +142,37 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         endpoint.close()
     finally:
         loop.close()
+
+
+def test_endpoint_sends_ready_answers_before_running_timers() -> None:
+    """A loop runs due timers ahead of queued callbacks: when the endpoint's timer fires
+    while a connection's answer waits for the queued flush, the answer goes out first."""
+    import asyncio
+
+    from quicish.aio.endpoint import Endpoint
+
+    log: list[str] = []
+
+    class Conn:  # what the endpoint uses of a QuicConnection
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self._timer_deadline: float | None = None
+
+        def _transmit(self, now: float) -> None:
+            log.append(f"send {self.name}")
+
+        def _on_timer(self, now: float) -> None:
+            log.append(f"timer {self.name}")
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint = Endpoint(loop, sock)
+        answering, closing = Conn("answering"), Conn("closing")
+        endpoint.set_timer(closing, 0.0)  # type: ignore[arg-type]  (long due)
+        endpoint.mark_dirty(answering)  # type: ignore[arg-type]
+        endpoint._on_timer()  # as the loop would run it: before the queued flush
+        assert log == ["send answering", "timer closing"]
+        endpoint.close()
+    finally:
+        loop.close()

@@ -260,6 +260,10 @@ class Endpoint:
     def _on_timer(self) -> None:
         self._timer_handle = None
         self._timer_at = None
+        if self._dirty:
+            # Answers already made (say, to a datagram read in this loop iteration) go out
+            # before any timer work: a loop runs due timers ahead of queued callbacks.
+            self._flush()
         now = clock()
         due: list[QuicConnection] = []
         timers = self._timers
