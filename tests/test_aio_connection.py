@@ -411,23 +411,54 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@timed()
+async def test_connect_to_an_ip_literal_needs_no_resolver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An IP address is dialled as it is; a host name goes through the loop's resolver."""
+    loop = asyncio.get_running_loop()
+    resolved: list[str] = []
+    real = loop.getaddrinfo
+
+    async def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(host)
+        return await real("127.0.0.1", *args, **kwargs)  # every name is this host here
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
+            assert await _echo_once(c, b"ip") == b"ip"
+            assert c._proto.peer_addr == ("127.0.0.1", s.address[1])
+        assert resolved == []
+        async with quicish.connect("quicish.test", s.address[1], config=client_config()) as c:
+            assert await _echo_once(c, b"name") == b"name"
+        assert resolved == ["quicish.test"]
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 @timed()
 async def test_cancelled_connect_releases_its_socket() -> None:
+    from quicish.aio import api
+
     port = _unused_udp_port()
+    api._spare_client.discard()  # the spare connection's socket, made by an earlier test
     before = _open_fds()
     for _ in range(5):
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(
                 quicish.connect("127.0.0.1", port, config=client_config()), 0.1
             )
+    api._spare_client.discard()  # (one socket at most, made for the next connect())
     assert _open_fds() == before
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 @timed()
 async def test_closed_connections_release_their_sockets() -> None:
+    from quicish.aio import api
+
     async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
+        api._spare_client.discard()  # the spare connection's socket, made by an earlier test
         before = _open_fds()
         for i in range(5):
             async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
@@ -436,6 +467,8 @@ async def test_closed_connections_release_their_sockets() -> None:
             await sconn.wait_closed()
             assert not s.connections
             assert not s._endpoint._by_cid  # its connection IDs are forgotten
+        assert _open_fds() == before + 1  # one socket, bound for the next connect()
+        api._spare_client.discard()
         assert _open_fds() == before
 
 
@@ -589,22 +622,34 @@ async def test_client_makes_the_next_connection_when_one_ends(
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     port = server.address[1]
 
+    ports: list[int] = []
+
     async def once(config: quicish.Config) -> Connection:
         async with quicish.connect("127.0.0.1", port, config=config) as conn:
             assert await _echo_once(conn, b"spare") == b"spare"
+            ports.append(conn._endpoint.address[1])
             return conn._proto
+
+    def spare_socket() -> Any:
+        spare = api._spare_client._spare
+        assert spare is not None
+        return spare[4]
 
     try:
         first = await once(client_config())
         assert made[0] is first and len(made) == 2  # the spare, made when the first ended
         assert made[1]._tls is not None and made[1].peer_addr is None  # hello made, unsent
+        assert made[1]._first_datagram is not None  # and its first datagram sealed
+        spare_port = spare_socket().address[1]  # its socket is bound too
         second = await once(client_config())  # an equal Config, not the same object
-        assert second is made[1] and len(made) == 3
+        assert second is made[1] and len(made) == 3 and ports[1] == spare_port
         other = client_config()
         other.idle_timeout = 7.0  # differs: the spare is not for it
+        unused = spare_socket()
         third = await once(other)
         assert third is made[3] and third.config is other and len(made) == 5
         assert third._idle_timeout == 7.0
+        assert unused.sock.fileno() == -1  # the spare's socket was closed, not leaked
     finally:
         server.close()
         await server.wait_closed()

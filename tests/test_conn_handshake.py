@@ -527,20 +527,29 @@ def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> N
 
 
 def test_a_hello_made_ahead_of_connect_starts_the_same_handshake() -> None:
-    """start_hello() makes the ClientHello before connect(), which then only picks the
-    first DCID and Initial keys; each step is allowed once."""
+    """start_hello() makes the ClientHello and seals the first datagram before connect(),
+    which records it as sent at its own time (loss timers and the first RTT sample count
+    from there); each step is allowed once."""
     client, server = _lockstep_pair()
     client.start_hello(1.0)
+    sealed = client._first_datagram
+    assert sealed is not None and len(sealed) == 1200
     assert client.datagrams_to_send(1.0) == []  # nowhere to send it yet
+    assert client._recovery.outstanding(INITIAL) == []  # not sent: not in flight either
     with pytest.raises(StreamError):
         client.start_hello(1.0)
     client.connect(SADDR, 2.0)
     with pytest.raises(StreamError):
         client.connect(SADDR, 2.0)
-    (initial,) = client.datagrams_to_send(2.0)
-    assert len(initial[0]) == 1200 and _long_types(initial[0]) == [0]
-    _deliver([initial], server, 2.0)
-    _lockstep(client, server, 2.0)
+    (sent,) = client._recovery.outstanding(INITIAL)
+    assert (sent.pn, sent.sent_time, sent.size) == (0, 2.0, 1200)
+    assert client.datagrams_to_send(2.0) == [(sealed, SADDR)]
+    assert client.datagrams_to_send(2.0) == []  # sent once
+    assert _long_types(sealed) == [0]
+    _deliver([(sealed, SADDR)], server, 2.0)
+    _deliver(server.datagrams_to_send(2.0), client, 2.01)
+    assert client._recovery.rtt.latest_rtt == pytest.approx(0.01)  # from connect(), not 1.0
+    _lockstep(client, server, 2.01)
     assert client.handshake_confirmed and server.handshake_complete
 
 

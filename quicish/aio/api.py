@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import logging
 import os
@@ -189,21 +190,19 @@ async def _connect(
     if early_data and session_ticket is None:
         raise ConfigError("early_data needs a session_ticket from an earlier connection")
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise ConfigError(f"cannot resolve {host!r}")
-    family, _, _, _, sockaddr = infos[0]
-    addr: Address = (str(sockaddr[0]), int(sockaddr[1]))
+    family, addr = await _resolve(loop, host, port)
     bind_host = local_host or ("::" if family == socket.AF_INET6 else "0.0.0.0")
-    udp = UdpSocket.bind(bind_host, 0)
     version = QUIC_V1
     if versions:
         version = QUIC_V1 if QUIC_V1 in versions else versions[0]
     # The dialled host, IP literals too: no SNI then, but the IP SAN is checked.
     server_name = host if config.server_name is None else config.server_name
     plain = session_ticket is None and not token and not versions
-    proto = _spare_client.take(config, server_name) if plain else None
-    if proto is None:
+    spare = _spare_client.take(config, server_name, bind_host) if plain else None
+    if spare is not None:
+        proto, udp = spare
+    else:
+        udp = UdpSocket.bind(bind_host, 0)
         proto = Connection(
             config, is_client=True, session_ticket=session_ticket, early_data=early_data,
             token=token or b"", version=version, versions=versions, server_name=server_name,
@@ -211,7 +210,9 @@ async def _connect(
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
     if plain:  # once this connection has ended, make one for the next connect() like it
-        conn._terminated.add_done_callback(lambda _: _spare_client.stock(config, server_name))
+        conn._terminated.add_done_callback(
+            lambda _: _spare_client.stock(config, server_name, bind_host)
+        )
     proto.connect(addr, clock())
     endpoint.register(proto.host_cid, conn)
     conn._transmit(clock())
@@ -234,33 +235,68 @@ async def _connect(
 
 
 class _SpareClient:
-    """One client connection, its ClientHello made, while the process is idle (when a
-    connection ends), so that neither is on the next ``connect()``'s critical path. Only a
-    plain ``connect()`` (no ticket, token or version list) with an equal Config and the
-    same server name takes it; one per process."""
+    """One client connection, its ClientHello made, and a bound UDP socket, made while the
+    process is idle (when a connection ends), so that none of them is on the next
+    ``connect()``'s critical path. Only a plain ``connect()`` (no ticket, token or version
+    list) with an equal Config, the same server name and the same local address takes it;
+    one per process. Any other ``connect()`` closes the spare's socket."""
 
     def __init__(self) -> None:
-        self._spare: tuple[Config, str, Connection] | None = None
+        self._spare: tuple[Config, str, str, Connection, UdpSocket] | None = None
 
-    def stock(self, config: Config, server_name: str) -> None:
+    def stock(self, config: Config, server_name: str, bind_host: str) -> None:
+        self.discard()
         try:
             snapshot = copy.deepcopy(config)  # a later change to ``config`` is seen by take()
         except (TypeError, copy.Error):  # e.g. an exotic path object: no spare then
             return
         proto = Connection(snapshot, is_client=True, server_name=server_name)
         proto.start_hello(clock())
-        self._spare = (snapshot, server_name, proto)
+        try:
+            udp = UdpSocket.bind(bind_host, 0)
+        except OSError:  # e.g. out of file descriptors: connect() reports it, not this
+            return
+        self._spare = (snapshot, server_name, bind_host, proto, udp)
 
-    def take(self, config: Config, server_name: str) -> Connection | None:
+    def take(
+        self, config: Config, server_name: str, bind_host: str
+    ) -> tuple[Connection, UdpSocket] | None:
         spare, self._spare = self._spare, None
-        if spare is None or spare[1] != server_name or spare[0] != config:
+        if spare is None:
             return None
-        proto = spare[2]
+        snapshot, name, host, proto, udp = spare
+        if name != server_name or host != bind_host or snapshot != config:
+            udp.close()
+            return None
         proto.config = config
-        return proto
+        return proto, udp
+
+    def discard(self) -> None:
+        """Close the spare's socket (at exit, or when a new spare replaces it)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[4].close()
 
 
 _spare_client = _SpareClient()
+atexit.register(_spare_client.discard)
+
+
+async def _resolve(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> tuple[int, Address]:
+    """(address family, (address, port)) to dial; IP literals without a resolver call."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family, (host, port)
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise ConfigError(f"cannot resolve {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

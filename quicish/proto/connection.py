@@ -208,6 +208,10 @@ class Connection:
         self._rx_dcid = b""  # DCID of the packet being processed
         self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
         self._original_dcid = b""
+        # start_hello(): the first datagram, sealed ahead, and its packets, recorded as sent
+        # by connect() (pn, size, ack-eliciting, in flight, space, frame records).
+        self._first_datagram: bytes | None = None
+        self._sealed_ahead: list[tuple[int, int, bool, bool, int, list[Any]]] | None = None
         self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
         self._retry_source_cid: bytes | None = None
         self._retry_received = False
@@ -306,17 +310,40 @@ class Connection:
     # Public sans-IO API
     # ---------------------------------------------------------------------------------------
     def start_hello(self, now: float) -> None:
-        """Client, optional, before :meth:`connect`: make the ClientHello now (a driver may
-        do it while idle); ``connect()`` then only picks the first DCID and Initial keys."""
+        """Client, optional, before :meth:`connect`: make the ClientHello, pick the first
+        DCID and Initial keys, and (without a session ticket) seal the first datagram now; a
+        driver may do it while idle. ``connect()`` then records the datagram as sent at its
+        own ``now`` and :meth:`datagrams_to_send` returns it first."""
         if not self.is_client or self._tls is not None:
             raise StreamError("start_hello() is for a fresh client connection")
         self._start_tls(now)
+        self._pick_first_dcid()
+        if self._session_ticket is None:  # (with 0-RTT, its packets join the first datagram)
+            self._sealed_ahead = []
+            self._first_datagram = self._build_datagram(now)
 
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
         if not self.is_client or self.peer_addr is not None:
             raise StreamError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
+        self._last_activity = now
+        if self._tls is None:
+            self._start_tls(now)
+            self._pick_first_dcid()
+        sealed, self._sealed_ahead = self._sealed_ahead, None
+        for pn, size, eliciting, in_flight, space, records in sealed or ():
+            self._record_sent(pn, now, size, eliciting, in_flight, space, records)
+        if self._zero_rtt_tx is not None and self._session_ticket is not None:
+            # 0-RTT offered: streams may open and send under the remembered limits.
+            self._remembered_params = remembered_parameters(self._session_ticket)
+            if self._remembered_params is None:
+                self._zero_rtt_tx = None
+            else:
+                self._streams.on_peer_parameters(self._remembered_params)
+
+    def _pick_first_dcid(self) -> None:
+        """Client: the first DCID and its Initial keys (made ahead by prepare() if it can)."""
         spare = _take_spare_initial(self.version) if self._random is os.urandom else None
         if spare is not None:
             self._original_dcid, tx, rx = spare
@@ -327,16 +354,6 @@ class Connection:
             self._original_dcid = self._random(CID_LENGTH)
             self._install_initial_keys(self._original_dcid)
         self.peer_cid = self._original_dcid
-        self._last_activity = now
-        if self._tls is None:
-            self._start_tls(now)
-        if self._zero_rtt_tx is not None and self._session_ticket is not None:
-            # 0-RTT offered: streams may open and send under the remembered limits.
-            self._remembered_params = remembered_parameters(self._session_ticket)
-            if self._remembered_params is None:
-                self._zero_rtt_tx = None
-            else:
-                self._streams.on_peer_parameters(self._remembered_params)
 
     def receive_datagram(
         self, data: bytes, addr: tuple[str, int], now: float, local: int = 0, ecn: int = 0
@@ -437,6 +454,9 @@ class Connection:
             self._finish_flight(now)
             if self._state >= S_CLOSING:
                 return self.datagrams_to_send(now)
+        if self._first_datagram is not None:  # sealed by start_hello()
+            out.append((self._first_datagram, addr))
+            self._first_datagram = None
         self._control_checked = False
         app = self._spaces[APPLICATION]
         if app.next_pn - self._key_phase_start_pn >= self._key_update_limit:
@@ -1708,9 +1728,25 @@ class Connection:
         eliciting = built.eliciting
         in_flight = eliciting or len(records) != 1 or records[0][0] != K_ACK
         size = len(packet)
-        self._recovery.on_packet_sent(
-            SentPacket(pn, now, size, eliciting, in_flight, space.index, records)
-        )
+        if self._sealed_ahead is None:
+            self._record_sent(pn, now, size, eliciting, in_flight, space.index, records)
+        else:  # start_hello(): connect() records it when it is really sent
+            self._sealed_ahead.append((pn, size, eliciting, in_flight, space.index, records))
+        return packet
+
+    def _record_sent(
+        self,
+        pn: int,
+        now: float,
+        size: int,
+        eliciting: bool,
+        in_flight: bool,
+        space: int,
+        records: list[Any],
+    ) -> None:
+        """Tell recovery, congestion control and the pacer that a packet left at ``now``."""
+        packet = SentPacket(pn, now, size, eliciting, in_flight, space, records)
+        self._recovery.on_packet_sent(packet)
         if in_flight:
             self._cc.on_packet_sent(size, now)
             self._pacer.on_packet_sent(size, now)
@@ -1719,9 +1755,8 @@ class Connection:
             self._idle_restart_pending = False
         self.stats_counters.packets_sent += 1
         if self.tracer is not None:
-            self.tracer("packet_sent", {"space": space.index, "pn": pn, "size": size,
+            self.tracer("packet_sent", {"space": space, "pn": pn, "size": size,
                                         "frames": [rec[0] for rec in records]})
-        return packet
 
     @property
     def tracer(self) -> Tracer | None:
