@@ -441,11 +441,13 @@ def test_split_first_flight_sends_the_server_hello_alone() -> None:
     assert [len(d) for d, _ in hello] == [1200] and _long_types(hello[0][0]) == [0]  # Initial
     assert server.flight_pending and server.next_timer() == 0.0
     assert not server.wants_preparation  # nothing to prepare before the flight is out
-    # Only what the hello needs came first: no handshake read key, the client's transport
-    # parameters not yet applied.
-    assert server._spaces[HANDSHAKE].rx is None and server._peer_params is None
+    # Only what the hello needs came first: no handshake keys (not even the write key the
+    # rest of the flight needs), the client's transport parameters not yet applied.
+    handshake = server._spaces[HANDSHAKE]
+    assert handshake.rx is None and handshake.tx is None and server._peer_params is None
     rest = server.datagrams_to_send(1.0)
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
+    assert handshake.tx is not None
     assert not server.flight_pending and server.wants_preparation
     assert server._peer_params is not None
     # Keys first used a round trip later wait for prepare() (or the next datagram).
@@ -551,6 +553,31 @@ def test_a_hello_made_ahead_of_connect_starts_the_same_handshake() -> None:
     assert client._recovery.rtt.latest_rtt == pytest.approx(0.01)  # from connect(), not 1.0
     _lockstep(client, server, 2.01)
     assert client.handshake_confirmed and server.handshake_complete
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_server_engine_made_ahead_answers_the_hello(split: bool) -> None:
+    """await_hello() makes the server's TLS engine before any client exists; the first
+    Initial then fills in what it decides, so the client's checks of the server's
+    transport parameters (original DCID, version information) pass. Split or not, the
+    parameters are encoded only once the client is known; each step is allowed once."""
+    client, server = _lockstep_pair()
+    server.split_first_flight = split
+    server.await_hello(1.0)
+    ahead = server._tls_ahead
+    assert ahead is not None and server._tls is None and not server.wants_preparation
+    with pytest.raises(StreamError):
+        server.await_hello(1.0)
+    with pytest.raises(StreamError):
+        client.await_hello(1.0)
+    client.connect(SADDR, 2.0)
+    _deliver(client.datagrams_to_send(2.0), server, 2.0)
+    assert server._tls is ahead and server._tls_ahead is None
+    assert bool(server._sent_params) is not split  # split: encoded after the hello
+    _lockstep(client, server, 2.0, rounds=4)
+    assert client.handshake_confirmed and server.handshake_complete
+    assert client._peer_params is not None
+    assert client._peer_params.original_destination_connection_id == client._original_dcid
 
 
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:

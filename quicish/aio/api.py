@@ -96,6 +96,7 @@ async def serve(
     def new_connection() -> Connection:
         proto = Connection(config, is_client=False, server_context=context)
         proto.split_first_flight = True  # _transmit sends the rest right after the hello
+        proto.await_hello(clock())  # (its TLS engine: made between handshakes for a spare)
         return proto
 
     def stock_spare() -> None:

@@ -225,6 +225,7 @@ class Connection:
         self._tls: TlsEngine | None = None
         self._local_params = self._make_transport_parameters()
         self._sent_params = b""  # their encoding, once the handshake started
+        self._tls_ahead: TlsEngine | None = None  # server: made by await_hello()
         self._peer_params: TransportParameters | None = None
         self.handshake_complete = False
         self.handshake_confirmed = False
@@ -322,6 +323,14 @@ class Connection:
             self._sealed_ahead = []
             self._first_datagram = self._build_datagram(now)
 
+    def await_hello(self, now: float) -> None:
+        """Server, optional, before the first datagram: make the TLS engine now (a driver
+        may do it while idle); the client's first Initial then only fills in what it
+        decides (original DCID, version) before the engine reads the ClientHello."""
+        if self.is_client or self._tls is not None or self._tls_ahead is not None:
+            raise StreamError("await_hello() is for a fresh server connection")
+        self._tls_ahead = self._make_tls(now, b"")
+
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
         if not self.is_client or self.peer_addr is not None:
@@ -401,9 +410,10 @@ class Connection:
     @property
     def wants_preparation(self) -> bool:
         """True while :meth:`prepare` has work it could take off the critical path."""
+        if self.flight_pending:
+            return False  # the rest of the flight comes first
         return bool(self._deferred_keys) or (
             not self._prepared and self._tls is not None and not self.handshake_complete
-            and not self.flight_pending
         )
 
     def prepare(self, now: float) -> None:
@@ -448,12 +458,12 @@ class Connection:
                     out.append((close_datagram, addr))
                 self._close_sent_count += 1
             return out
-        if self._deferred_keys:
-            self._install_deferred_keys()
         if self._hello_sent_alone:
             self._finish_flight(now)
             if self._state >= S_CLOSING:
                 return self.datagrams_to_send(now)
+        elif self._deferred_keys and not self.flight_pending:
+            self._install_deferred_keys()
         if self._first_datagram is not None:  # sealed by start_hello()
             out.append((self._first_datagram, addr))
             self._first_datagram = None
@@ -482,7 +492,11 @@ class Connection:
         self.flight_pending = self._hello_sent_alone = False
         tls = self._tls
         assert tls is not None
+        if self._deferred_keys:  # the handshake write key, made after the hello
+            self._install_deferred_keys()
         try:
+            if not self._sent_params:
+                self._send_transport_parameters(tls)
             tls.finish_flight()
             self._drain_tls(now)
         except ProtocolError as exc:
@@ -721,6 +735,13 @@ class Connection:
         space.tx, space.rx = _initial_protectors(dcid, self.version, self.is_client)
 
     def _start_tls(self, now: float) -> None:
+        """Client: make the TLS engine with our transport parameters and start it."""
+        self._sent_params = self._local_params.encode()  # also remembered in session tickets
+        self._tls = self._make_tls(now, self._sent_params)
+        self._tls.start(now)
+        self._drain_tls(now)
+
+    def _make_tls(self, now: float, transport_parameters: bytes) -> TlsEngine:
         cfg = self.config
         ticket = None
         if self._session_ticket is not None:
@@ -731,8 +752,7 @@ class Connection:
         keylog = ctx.keylog if ctx is not None else None
         if ctx is None and cfg.keylog_file is not None:
             keylog = keylog_file(cfg.keylog_file)
-        self._sent_params = self._local_params.encode()  # also remembered in session tickets
-        self._tls = TlsEngine(
+        return TlsEngine(
             is_client=self.is_client,
             alpn_protocols=list(cfg.alpn),
             cipher_suites=cfg.cipher_suite_ids(),
@@ -742,7 +762,7 @@ class Connection:
             pin=cfg.pin,
             certificate_chain=ctx.certificate_chain if ctx else None,
             private_key=ctx.private_key if ctx else None,
-            transport_parameters=self._sent_params,
+            transport_parameters=transport_parameters,
             session_ticket=ticket,
             early_data=self._early_data_requested if ctx is None else ctx.early_data,
             ticket_keys=ctx.ticket_keys if ctx else None,
@@ -755,15 +775,16 @@ class Connection:
             ),
             split_flight=self.split_first_flight and not self.is_client,
         )
-        self._tls.start(now)
-        self._drain_tls(now)
 
     def _drain_tls(self, now: float) -> None:
         tls = self._tls
         assert tls is not None
         defer = self.split_first_flight and not self.is_client
+        deferred = _KEYS_NOT_NEEDED_FOR_THE_FLIGHT
+        if tls.flight_pending:
+            deferred = _KEYS_NOT_NEEDED_FOR_THE_HELLO
         for epoch, secret_dir, suite, secret in tls.pop_secrets():
-            if defer and (epoch, secret_dir) in _KEYS_NOT_NEEDED_FOR_THE_FLIGHT:
+            if defer and (epoch, secret_dir) in deferred:
                 self._deferred_keys.append((epoch, secret_dir, suite, secret))
             else:
                 self._install_key(epoch, secret_dir, suite, secret)
@@ -1157,7 +1178,20 @@ class Connection:
         params.original_destination_connection_id = self._original_dcid
         params.retry_source_connection_id = self._retry_source_cid
         params.version_information = version_information(self.version, self._versions)
-        self._start_tls(now)
+        tls, self._tls_ahead = self._tls_ahead, None
+        if tls is None:
+            tls = self._make_tls(now, b"")
+        tls.split_flight = self.split_first_flight
+        self._tls = tls
+        if not self.split_first_flight:  # (split: encoded after the hello, by _finish_flight)
+            self._send_transport_parameters(tls)
+        tls.start(now)
+        self._drain_tls(now)
+
+    def _send_transport_parameters(self, tls: TlsEngine) -> None:
+        """Server: encode our transport parameters for the EncryptedExtensions."""
+        self._sent_params = self._local_params.encode()  # also remembered in session tickets
+        tls.set_transport_parameters(self._sent_params)
 
     def _on_version_negotiation(self, header: PacketHeader) -> None:
         if not self.is_client or self._first_packet_received:
@@ -2095,6 +2129,9 @@ def _verify_setting(verify: bool | str | os.PathLike[str]) -> bool | str:
 # Server, split first flight: the client's handshake packets and our first 1-RTT packet come
 # a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
 _KEYS_NOT_NEEDED_FOR_THE_FLIGHT = frozenset({(Epoch.HANDSHAKE, "read"), (Epoch.ONE_RTT, "write")})
+# ... and while the ServerHello goes out alone, the handshake write key (the rest of the
+# flight needs it) is made after the hello too, when the rest of the flight is built.
+_KEYS_NOT_NEEDED_FOR_THE_HELLO = _KEYS_NOT_NEEDED_FOR_THE_FLIGHT | {(Epoch.HANDSHAKE, "write")}
 
 
 def _early_data_acceptable(params: TransportParameters, remembered: bytes) -> bool:

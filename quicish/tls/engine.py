@@ -155,6 +155,22 @@ class TlsEngine:
         return self._hs.issue_session_ticket(now, transport_parameters)
 
     @property
+    def split_flight(self) -> bool:
+        """Server: queue the ServerHello alone; :meth:`finish_flight` builds the rest."""
+        return isinstance(self._hs, ServerHandshake) and self._hs.split_flight
+
+    @split_flight.setter
+    def split_flight(self, value: bool) -> None:
+        if isinstance(self._hs, ServerHandshake):
+            self._hs.split_flight = value
+
+    def set_transport_parameters(self, data: bytes) -> None:
+        """Server: our encoded transport parameters, when they are known only after the
+        engine was made; needed before the EncryptedExtensions is built (with
+        ``split_flight``, before :meth:`finish_flight`)."""
+        self._hs.s.transport_parameters = bytes(data)
+
+    @property
     def flight_pending(self) -> bool:
         """Server with ``split_flight``: the ServerHello went out alone and the rest of the
         first flight waits for :meth:`finish_flight`."""
