@@ -502,16 +502,44 @@ def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> Non
     assert [e.error_code for e in closed] == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
 
 
+def test_the_client_finished_datagram_leaves_out_the_initial_ack() -> None:
+    """The Handshake packet that carries the client's Finished makes both sides discard
+    their Initial keys (RFC 9001 4.9.1), so an Initial packet holding only an ACK would be
+    thrown away: the datagram goes without it (and without the 1200-byte padding it would
+    need). The server's Initial is not re-sent, and the handshake completes."""
+    client, server, hello = _hello_sent_alone()
+    _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
+    assert client._spaces[INITIAL].unacked_ranges  # the server's Initial, not acknowledged
+    (finished,) = client.datagrams_to_send(1.0)
+    assert _long_packets(finished[0])[0] == [2] and len(finished[0]) < 200
+    assert client._spaces[INITIAL].discarded
+    _deliver([finished], server, 1.0)
+    assert server._spaces[INITIAL].discarded and server.handshake_complete
+    assert server._recovery.outstanding(INITIAL) == []  # nothing of it left to re-send
+    _lockstep(client, server, 1.0)
+    assert client.handshake_confirmed
+
+
+def test_an_initial_with_crypto_data_still_goes_with_the_finished() -> None:
+    """Only a bare ACK is left out: when the client has Initial data to (re)send, such as a
+    probe, the Initial packet leads the datagram, padded."""
+    client, server, hello = _hello_sent_alone()
+    _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
+    client._spaces[INITIAL].probes = 1  # as a PTO would ask
+    (finished,) = client.datagrams_to_send(1.0)
+    assert _long_packets(finished[0])[0] == [0, 2] and len(finished[0]) == 1200
+
+
 def test_client_issues_its_connection_ids_once_the_handshake_is_confirmed() -> None:
-    """The client's Finished datagram carries only the Initial ACK and the Handshake packet;
-    its spare connection IDs are issued once HANDSHAKE_DONE confirms the handshake, and go out
-    with the next packet sent anyway."""
+    """The client's Finished datagram carries only its Handshake packet; its spare
+    connection IDs are issued once HANDSHAKE_DONE confirms the handshake, and go out with the
+    next packet sent anyway."""
     client, server, hello = _hello_sent_alone()
     _deliver(hello + server.datagrams_to_send(1.0), client, 1.0)
     assert client.handshake_complete and not client.handshake_confirmed
     (finished,) = client.datagrams_to_send(1.0)
-    # Initial, Handshake, and no 1-RTT packet behind them
-    assert _long_packets(finished[0]) == ([0, 2], len(finished[0]))
+    # a Handshake packet, and no 1-RTT packet behind it
+    assert _long_packets(finished[0]) == ([2], len(finished[0]))
     events = list(iter(client.next_event, None))
     assert not [e for e in events if isinstance(e, ev.ConnectionIdIssued)]
     _deliver([finished], server, 1.0)

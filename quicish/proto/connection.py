@@ -1529,6 +1529,16 @@ class Connection:
                 space.unacked_ranges or space.probes or space.crypto_send.has_pending
             ):
                 continue  # nothing to say in this handshake space
+            elif (
+                space.index == INITIAL
+                and self.is_client
+                and not (space.probes or space.crypto_send.has_pending)
+                and self._spaces[HANDSHAKE].tx is not None
+                and self._spaces[HANDSHAKE].crypto_send.has_pending
+            ):
+                # Only an ACK to say, in a datagram whose Handshake packet makes both sides
+                # discard their Initial keys (RFC 9001 4.9.1): the ACK would be thrown away.
+                continue
             built = self._build_payload(
                 space, tx, ptype, size_limit - used, now, congestion_blocked
             )
