@@ -452,6 +452,19 @@ async def test_cancelled_connect_releases_its_socket() -> None:
     assert _open_fds() == before
 
 
+@timed()
+async def test_a_closed_connection_leaves_the_server_at_once() -> None:
+    """Server.connections drops a connection as it closes, not a loop iteration later: a
+    caller whose wait_closed() returns at once (already closed) no longer sees it."""
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    async with server, quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
+        assert await _echo_once(c, b"x") == b"x"
+        (sconn,) = server.connections
+        sconn._abort()  # closed now, synchronously
+        assert server.connections == set()
+        await sconn.wait_closed()  # (returns at once)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 @timed()
 async def test_closed_connections_release_their_sockets() -> None:
@@ -573,22 +586,29 @@ async def test_finished_connections_are_freed_without_the_cycle_collector() -> N
 async def test_server_makes_each_next_connection_between_handshakes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The server builds the connection object for its next client once it has answered the
-    current one, so building it is not on the next handshake's critical path."""
+    """The server builds the connection object (TLS engine included) for its next client
+    once the current client's handshake is over, so building it is on neither handshake's
+    critical path (made earlier, it would hold up the current client's Finished)."""
     from quicish.aio import api
 
     log: list[str] = []
+    accepted: list[QuicConnection] = []
 
     class Logged(api.Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             if not kwargs["is_client"]:
-                log.append("made")
+                # (a check that failed here would be lost in a loop callback: log it)
+                done = all(conn._proto.handshake_complete for conn in accepted)
+                log.append("made" if done else "made during a handshake")
             super().__init__(*args, **kwargs)
+
+    def on_connection(conn: QuicConnection) -> None:
+        log.append("accepted")
+        accepted.append(conn)
 
     monkeypatch.setattr(api, "Connection", Logged)
     server = await quicish.serve(
-        "127.0.0.1", 0, config=server_config(), on_stream=echo,
-        on_connection=lambda conn: log.append("accepted"),
+        "127.0.0.1", 0, config=server_config(), on_stream=echo, on_connection=on_connection
     )
     try:
         assert log == ["made"]

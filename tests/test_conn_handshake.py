@@ -608,6 +608,27 @@ def test_a_server_engine_made_ahead_answers_the_hello(split: bool) -> None:
     assert client._peer_params.original_destination_connection_id == client._original_dcid
 
 
+def test_a_server_stocks_its_key_pair_ahead_not_while_awaiting_the_finished() -> None:
+    """The server's ephemeral key pair is made with its engine (await_hello, between
+    handshakes), and its prepare() (which runs while the client's Finished may already be
+    on its way) makes none; the hello then uses the stocked pair."""
+    from quicish.tls import groups
+
+    groups._spare_keys.clear()
+    client, server = _lockstep_pair()
+    client.connect(SADDR, 1.0)  # (its hello first: it would take a stocked pair too)
+    hello = client.datagrams_to_send(1.0)
+    server.split_first_flight = True
+    server.await_hello(1.0)
+    assert len(groups._spare_keys[groups.X25519]) == 1
+    _deliver(hello, server, 1.0)
+    assert groups._spare_keys[groups.X25519] == []  # the hello took it
+    server.datagrams_to_send(1.0)
+    server.datagrams_to_send(1.0)  # the rest of the flight
+    server.prepare(1.0)
+    assert groups._spare_keys[groups.X25519] == []
+
+
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     """A client's prepare() stocks a first DCID with its Initial keys for the process's
     next connect(), which uses them (and only once); the server derives the same keys."""

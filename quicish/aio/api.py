@@ -28,9 +28,8 @@ T = TypeVar("T")
 class Server:
     """A listening QUIC server: one UDP socket, many connections."""
 
-    def __init__(self, endpoint: Endpoint, connections: set[QuicConnection]) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
-        self._connections = connections
         self._closed = asyncio.get_running_loop().create_future()
 
     @property
@@ -40,14 +39,15 @@ class Server:
 
     @property
     def connections(self) -> set[QuicConnection]:
-        return set(self._connections)
+        """The connections not yet closed (a closed one leaves as ``wait_closed()`` returns)."""
+        return self._endpoint.connections
 
     def close(self) -> None:
         """Stop accepting, close every connection (CONNECTION_CLOSE goes out at once), and
         release the socket; there is no closing period once the socket is gone."""
         if self._closed.done():
             return
-        conns = list(self._connections)
+        conns = list(self._endpoint.connections)
         for conn in conns:
             conn.close()
         self._endpoint.flush()
@@ -88,7 +88,6 @@ async def serve(
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
-    connections: set[QuicConnection] = set()
     # A connection object made between handshakes, so that building one is not on the
     # next client's critical path (the ServerHello waits for everything before it).
     spare: list[Connection] = []
@@ -107,15 +106,16 @@ async def serve(
         data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
     ) -> QuicConnection | None:
         proto = spare.pop() if spare else new_connection()
-        endpoint.call_after_flush(stock_spare)  # once this datagram has been answered
         if verdict is not None:
             proto.set_origin(verdict.original_dcid, verdict.retry_source_cid, verdict.validated)
         proto.receive_datagram(data, addr, now)
         if proto.stats_counters.packets_received == 0:
+            endpoint.call_after_flush(stock_spare)
             return None  # nothing authentic in it (undecryptable noise): keep no state
         conn = QuicConnection(proto, endpoint, on_stream=on_stream)
-        connections.add(conn)
-        conn._closed.add_done_callback(lambda _f: connections.discard(conn))
+        # The next spare once this handshake is over and its answer sent: made earlier, it
+        # would hold up this client's Finished.
+        conn._handshake_done.add_done_callback(lambda _f: endpoint.call_after_flush(stock_spare))
         if on_connection is not None:
             try:
                 result = on_connection(conn)
@@ -129,7 +129,7 @@ async def serve(
     stateless = StatelessResponder(context, retry=config.retry)
     endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless)
     stock_spare()
-    return Server(endpoint, connections)
+    return Server(endpoint)
 
 
 class _Connect:

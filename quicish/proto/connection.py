@@ -324,12 +324,14 @@ class Connection:
             self._first_datagram = self._build_datagram(now)
 
     def await_hello(self, now: float) -> None:
-        """Server, optional, before the first datagram: make the TLS engine now (a driver
-        may do it while idle); the client's first Initial then only fills in what it
-        decides (original DCID, version) before the engine reads the ClientHello."""
+        """Server, optional, before the first datagram: make the TLS engine and stock an
+        ephemeral key pair now (a driver may do it while idle); the client's first Initial
+        then only fills in what it decides (original DCID, version) before the engine reads
+        the ClientHello."""
         if self.is_client or self._tls is not None or self._tls_ahead is not None:
             raise StreamError("await_hello() is for a fresh server connection")
         self._tls_ahead = self._make_tls(now, b"")
+        self._tls_ahead.stock_key_share()  # an ephemeral key pair for its ServerHello
 
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
@@ -420,10 +422,10 @@ class Connection:
         """Optional: make what the end of the handshake needs while the I/O layer is idle
         (waiting for the peer's next flight): spare connection IDs with their reset tokens
         and, on a server, the NEW_TOKEN and the first session ticket (sealed for the client
-        Finished that is expected). It also stocks, for this process's next handshake, an
-        ephemeral key pair and (client) a first DCID with its Initial keys. Whatever was
-        not prepared is made when needed. A server also installs here the keys it did not
-        need for its first flight."""
+        Finished that is expected). A client also stocks, for this process's next
+        handshake, an ephemeral key pair and a first DCID with its Initial keys (a server
+        stocks its key pair in :meth:`await_hello`). Whatever was not prepared is made when
+        needed. A server also installs here the keys it did not need for its first flight."""
         if self._deferred_keys:
             self._install_deferred_keys()
         if self._prepared:
@@ -436,11 +438,13 @@ class Connection:
             upcoming = tls.next_read_secret()
             if upcoming is not None:
                 self._spare_protector = PacketProtector.from_secret(*upcoming, self.version)
-            tls.stock_key_share()  # for this process's next handshake
             if ctx is not None and ctx.issue_tickets:
                 tls.prepare_ticket(now, self._sent_params)
-        if self.is_client and self._random is os.urandom:
-            _stock_initial(self.version)
+        if self.is_client:
+            if tls is not None:
+                tls.stock_key_share()  # for this process's next handshake
+            if self._random is os.urandom:
+                _stock_initial(self.version)
         if ctx is not None and ctx.new_tokens and self._path.addr is not None:
             addr = self._path.addr
             self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
