@@ -673,3 +673,35 @@ async def test_client_makes_the_next_connection_when_one_ends(
     finally:
         server.close()
         await server.wait_closed()
+
+
+@timed()
+async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() -> None:
+    """The next spare server connection is made only when no handshake is in progress and
+    no datagram arrived for SPARE_QUIET seconds, so making it holds up no handshake."""
+    from types import SimpleNamespace
+
+    from quicish.aio import api
+
+    loop = asyncio.get_running_loop()
+    endpoint = SimpleNamespace(closed=False, last_receive=0.0)
+    made: list[str] = []
+
+    def make() -> Any:
+        made.append("made")
+        return object()
+
+    spare = api._SpareServerConnection(endpoint, make)  # type: ignore[arg-type]
+    assert made == ["made"]  # the first one at once: nothing to hold up
+    assert spare.take() is not None and made == ["made"]
+    conn = SimpleNamespace(_handshake_done=loop.create_future())
+    spare.track(conn)  # type: ignore[arg-type]
+    await asyncio.sleep(api.SPARE_QUIET * 5)
+    assert made == ["made"]  # a handshake is in progress
+    endpoint.last_receive = api.clock() + 0.03  # as if datagrams kept coming for 30 ms
+    conn._handshake_done.set_result(None)
+    await asyncio.sleep(api.SPARE_QUIET * 5)
+    assert made == ["made"]  # the handshake is over, but the socket is not quiet
+    await asyncio.sleep(0.03 + api.SPARE_QUIET * 5)
+    assert made == ["made", "made"]
+    assert spare.take() is not None and made == ["made", "made"]  # the stocked one

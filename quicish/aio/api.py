@@ -88,34 +88,24 @@ async def serve(
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
-    # A connection object made between handshakes, so that building one is not on the
-    # next client's critical path (the ServerHello waits for everything before it).
-    spare: list[Connection] = []
 
     def new_connection() -> Connection:
         proto = Connection(config, is_client=False, server_context=context)
         proto.split_first_flight = True  # _transmit sends the rest right after the hello
-        proto.await_hello(clock())  # (its TLS engine: made between handshakes for a spare)
+        proto.await_hello(clock())  # its TLS engine, made ahead (between handshakes for a spare)
         return proto
-
-    def stock_spare() -> None:
-        if not spare and not endpoint.closed:
-            spare.append(new_connection())
 
     def accept(
         data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
     ) -> QuicConnection | None:
-        proto = spare.pop() if spare else new_connection()
+        proto = spare.take()
         if verdict is not None:
             proto.set_origin(verdict.original_dcid, verdict.retry_source_cid, verdict.validated)
         proto.receive_datagram(data, addr, now)
         if proto.stats_counters.packets_received == 0:
-            endpoint.call_after_flush(stock_spare)
             return None  # nothing authentic in it (undecryptable noise): keep no state
         conn = QuicConnection(proto, endpoint, on_stream=on_stream)
-        # The next spare once this handshake is over and its answer sent: made earlier, it
-        # would hold up this client's Finished.
-        conn._handshake_done.add_done_callback(lambda _f: endpoint.call_after_flush(stock_spare))
+        spare.track(conn)
         if on_connection is not None:
             try:
                 result = on_connection(conn)
@@ -128,8 +118,60 @@ async def serve(
 
     stateless = StatelessResponder(context, retry=config.retry)
     endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless)
-    stock_spare()
+    spare = _SpareServerConnection(endpoint, new_connection)
     return Server(endpoint)
+
+
+SPARE_QUIET = 0.001  # seconds without a datagram before a server makes its spare connection
+
+
+class _SpareServerConnection:
+    """One server connection (TLS engine and key pair included) made ahead of the next
+    client, so that making it is not on that client's critical path: the ServerHello
+    waits for everything before it. It is made when no handshake is in progress and the
+    socket has been quiet for ``SPARE_QUIET``: made any earlier, it would hold up the
+    datagrams of a handshake (say, a client's Finished, which follows a quiet spell while
+    the client works on the server's flight). Under constant traffic, each connection is
+    made when its client's first Initial arrives."""
+
+    def __init__(self, endpoint: Endpoint, make: Callable[[], Connection]) -> None:
+        self._endpoint = endpoint
+        self._make = make
+        self._loop = asyncio.get_running_loop()
+        self._spare: Connection | None = make()  # nothing to hold up yet
+        self._waiting = False
+        self._handshakes = 0  # accepted connections whose handshake is not over
+
+    def track(self, conn: QuicConnection) -> None:
+        """``conn`` was accepted: no spare is made until its handshake is over."""
+        self._handshakes += 1
+        conn._handshake_done.add_done_callback(self._handshake_over)
+
+    def _handshake_over(self, _done: asyncio.Future[None]) -> None:
+        self._handshakes -= 1
+        self._check_later(SPARE_QUIET)
+
+    def take(self) -> Connection:
+        """The spare if there is one, else a new connection; the next spare follows later."""
+        proto, self._spare = self._spare, None
+        self._check_later(SPARE_QUIET)
+        return proto if proto is not None else self._make()
+
+    def _check_later(self, delay: float) -> None:
+        if not self._waiting:
+            self._waiting = True
+            self._loop.call_later(delay, self._stock_if_quiet)
+
+    def _stock_if_quiet(self) -> None:
+        self._waiting = False
+        endpoint = self._endpoint
+        if self._spare is not None or self._handshakes or endpoint.closed:
+            return  # (the end of the handshakes checks again)
+        wait = endpoint.last_receive + SPARE_QUIET - clock()
+        if wait > 0:
+            self._check_later(wait)
+        else:
+            self._spare = self._make()
 
 
 class _Connect:

@@ -78,6 +78,7 @@ class Endpoint:
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
         self.datagrams_dropped = 0
+        self.last_receive = 0.0  # clock() when the last receive round ended
         loop.add_reader(udp.fileno(), self._on_readable)
 
     @property
@@ -122,6 +123,7 @@ class Endpoint:
                 now = clock()
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
+        self.last_receive = now
         # Each touched connection is flushed by a callback queued behind the tasks its data
         # woke, so a handler's immediate reply leaves in the same datagram as the ACK.
         for conn in touched:
