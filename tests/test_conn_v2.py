@@ -190,3 +190,30 @@ def test_client_hello_transport_parameters_finds_the_offset_zero_crypto_frame() 
     assert client_hello_transport_parameters(payload[:30]) is None
     assert client_hello_transport_parameters(b"\x02" + payload) is None
     assert choose_version(QUIC_V1, b"\x11\x09\x00") == QUIC_V1
+
+
+def test_client_hello_transport_parameters_never_reads_past_a_bound() -> None:
+    """Every truncated ClientHello gives None (the parameters only from a whole one), and
+    random corruption gives None or bytes, never an exception."""
+    import random
+
+    params = TransportParameters(
+        version_information=VersionInformation(QUIC_V1, [QUIC_V2, QUIC_V1])
+    ).encode()
+    hello = _client_hello(params)
+
+    def payload(message: bytes) -> bytes:
+        buf = Buffer()
+        F.encode_frame(buf, F.CryptoFrame(0, message))
+        return bytes(buf.take())
+
+    assert client_hello_transport_parameters(payload(hello)) == params
+    for cut in range(len(hello)):
+        assert client_hello_transport_parameters(payload(hello[:cut])) is None, cut
+    rng = random.Random(7)
+    for _ in range(2000):
+        corrupt = bytearray(hello)
+        for _ in range(rng.randint(1, 4)):
+            corrupt[rng.randrange(len(corrupt))] = rng.randrange(256)
+        found = client_hello_transport_parameters(payload(bytes(corrupt)))
+        assert found is None or isinstance(found, bytes)

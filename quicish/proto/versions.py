@@ -41,22 +41,39 @@ def client_hello_transport_parameters(payload: bytes) -> bytes | None:
                 return None
         if len(data) < 4 or data[0] != _CLIENT_HELLO:
             return None
-        length = int.from_bytes(data[1:4], "big")
-        if len(data) < 4 + length:
-            return None
-        buf = Buffer(data[4 : 4 + length])
-        buf.pull_bytes(2 + 32)  # legacy_version, random
-        buf.pull_bytes(buf.pull_uint8())  # legacy_session_id
-        buf.pull_bytes(buf.pull_uint16())  # cipher_suites
-        buf.pull_bytes(buf.pull_uint8())  # legacy_compression_methods
-        extensions = Buffer(buf.pull_bytes(buf.pull_uint16()))
-        while not extensions.eof():
-            ext_type = extensions.pull_uint16()
-            ext_data = extensions.pull_bytes(extensions.pull_uint16())
-            if ext_type == _QUIC_TRANSPORT_PARAMETERS:
-                return bytes(ext_data)
     except DecodeError:
         return None
+    return _transport_parameters_extension(bytes(data))
+
+
+def _transport_parameters_extension(data: bytes) -> bytes | None:
+    """quic_transport_parameters of a ClientHello message (type and length first), or None
+    when it is truncated or malformed. Plain indexing: it runs on every new connection,
+    before the ServerHello."""
+    end = 4 + int.from_bytes(data[1:4], "big")
+    if len(data) < end:
+        return None
+    data = data[:end]
+    pos = 4 + 2 + 32  # legacy_version, random
+    try:
+        pos += 1 + data[pos]  # legacy_session_id
+        pos += 2 + (data[pos] << 8 | data[pos + 1])  # cipher_suites
+        pos += 1 + data[pos]  # legacy_compression_methods
+        ext_end = pos + 2 + (data[pos] << 8 | data[pos + 1])
+    except IndexError:
+        return None
+    pos += 2
+    if ext_end > end:
+        return None
+    while pos + 4 <= ext_end:
+        ext_type = data[pos] << 8 | data[pos + 1]
+        ext_len = data[pos + 2] << 8 | data[pos + 3]
+        pos += 4
+        if pos + ext_len > ext_end:
+            return None
+        if ext_type == _QUIC_TRANSPORT_PARAMETERS:
+            return data[pos : pos + ext_len]
+        pos += ext_len
     return None
 
 
