@@ -126,7 +126,9 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
             sock.close()
 
     class Conn:  # what the endpoint uses of a QuicConnection
-        _proto = SimpleNamespace(receive_datagram=lambda data, *rest: log.append(data))
+        _proto = SimpleNamespace(
+            receive_datagram=lambda data, *rest: log.append(data), flight_pending=False
+        )
 
         def _after_io(self, now: float) -> None:
             log.append("answer")
@@ -139,6 +141,13 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         endpoint._on_readable()
         assert RECEIVE_ROUNDS == 2
         assert log == [b"first", b"second", "answer"]
+        # A round of new clients' hellos, each answered with a ServerHello waiting to go
+        # (flight_pending): those clients send nothing more before it, so no second read.
+        rounds[:] = [[(b"hello", peer, 0)], [(b"other", peer, 0)]]
+        log.clear()
+        conn._proto.flight_pending = True
+        endpoint._on_readable()
+        assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
         endpoint.close()
     finally:
         loop.close()

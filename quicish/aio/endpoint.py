@@ -107,7 +107,9 @@ class Endpoint:
         touched: set[QuicConnection] = set()
         try:
             # A second round picks up what arrived while the first was processed (the rest
-            # of a handshake flight, a request behind a Finished), so one answer covers both.
+            # of a handshake flight, a request behind a Finished), so one answer covers both;
+            # not when the round held only new clients' complete hellos (a read that would
+            # find nothing would hold up the ServerHello).
             for _ in range(RECEIVE_ROUNDS):
                 batch = self.udp.receive(RECEIVE_READS)
                 if not batch:
@@ -121,6 +123,8 @@ class Endpoint:
                             conn._proto.receive_datagram(data, addr, now, self.local_id, ecn)
                         touched.add(conn)
                 now = clock()
+                if all(conn._proto.flight_pending for conn in touched):
+                    break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
         self.last_receive = now
