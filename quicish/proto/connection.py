@@ -208,10 +208,10 @@ class Connection:
         self._rx_dcid = b""  # DCID of the packet being processed
         self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
         self._original_dcid = b""
-        # start_hello(): the first datagram, sealed ahead, and its packets, recorded as sent
-        # by connect() (pn, size, ack-eliciting, in flight, space, frame records).
+        # start_hello(): the first datagram, sealed ahead, and its packets, which connect()
+        # records as sent at its own time.
         self._first_datagram: bytes | None = None
-        self._sealed_ahead: list[tuple[int, int, bool, bool, int, list[Any]]] | None = None
+        self._sealed_ahead: list[SentPacket] | None = None
         self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
         self._retry_source_cid: bytes | None = None
         self._retry_received = False
@@ -343,8 +343,9 @@ class Connection:
             self._start_tls(now)
             self._pick_first_dcid()
         sealed, self._sealed_ahead = self._sealed_ahead, None
-        for pn, size, eliciting, in_flight, space, records in sealed or ():
-            self._record_sent(pn, now, size, eliciting, in_flight, space, records)
+        for sent in sealed or ():
+            sent.sent_time = now
+            self._record_sent(sent)
         if self._zero_rtt_tx is not None and self._session_ticket is not None:
             # 0-RTT offered: streams may open and send under the remembered limits.
             self._remembered_params = remembered_parameters(self._session_ticket)
@@ -1776,35 +1777,28 @@ class Connection:
         eliciting = built.eliciting
         in_flight = eliciting or len(records) != 1 or records[0][0] != K_ACK
         size = len(packet)
+        sent = SentPacket(pn, now, size, eliciting, in_flight, space.index, records)
         if self._sealed_ahead is None:
-            self._record_sent(pn, now, size, eliciting, in_flight, space.index, records)
-        else:  # start_hello(): connect() records it when it is really sent
-            self._sealed_ahead.append((pn, size, eliciting, in_flight, space.index, records))
+            self._record_sent(sent)
+        else:  # start_hello(): connect() records it, at its own time, when it is really sent
+            self._sealed_ahead.append(sent)
         return packet
 
-    def _record_sent(
-        self,
-        pn: int,
-        now: float,
-        size: int,
-        eliciting: bool,
-        in_flight: bool,
-        space: int,
-        records: list[Any],
-    ) -> None:
-        """Tell recovery, congestion control and the pacer that a packet left at ``now``."""
-        packet = SentPacket(pn, now, size, eliciting, in_flight, space, records)
-        self._recovery.on_packet_sent(packet)
-        if in_flight:
+    def _record_sent(self, sent: SentPacket) -> None:
+        """Tell recovery, congestion control and the pacer that a packet left at its
+        ``sent_time``."""
+        now, size = sent.sent_time, sent.size
+        self._recovery.on_packet_sent(sent)
+        if sent.in_flight:
             self._cc.on_packet_sent(size, now)
             self._pacer.on_packet_sent(size, now)
-        if eliciting and self._idle_restart_pending:
+        if sent.ack_eliciting and self._idle_restart_pending:
             self._last_activity = now
             self._idle_restart_pending = False
         self.stats_counters.packets_sent += 1
         if self.tracer is not None:
-            self.tracer("packet_sent", {"space": space, "pn": pn, "size": size,
-                                        "frames": [rec[0] for rec in records]})
+            self.tracer("packet_sent", {"space": sent.space, "pn": sent.pn, "size": size,
+                                        "frames": [rec[0] for rec in sent.frames]})
 
     @property
     def tracer(self) -> Tracer | None:
