@@ -698,10 +698,10 @@ async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() ->
     spare.track(conn)  # type: ignore[arg-type]
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # a handshake is in progress
-    endpoint.last_receive = api.clock() + 0.03  # as if datagrams kept coming for 30 ms
+    endpoint.last_receive = api.clock() + 0.3  # as if datagrams kept coming for 0.3 s
     conn._handshake_done.set_result(None)
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # the handshake is over, but the socket is not quiet
-    await asyncio.sleep(0.03 + api.SPARE_QUIET * 5)
+    await asyncio.sleep(0.3 + api.SPARE_QUIET * 10)
     assert made == ["made", "made"]
     assert spare.take() is not None and made == ["made", "made"]  # the stocked one
