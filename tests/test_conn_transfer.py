@@ -242,3 +242,35 @@ def test_lean_stream_builder_sends_exactly_what_the_general_builder_would(
     assert general_calls == 0 and lean_calls > 1000
     assert len(lean) > 1700
     assert lean == general
+
+
+def test_bulk_packets_take_the_lean_receive_path() -> None:
+    """After the handshake, every 1-RTT datagram of a clean transfer is taken by the lean
+    receive path (no general header parse), and the bytes and counters are unchanged."""
+    net = make_net(client_kw=BIG, server_kw=BIG)
+    c, s = connected(net)
+    general: list[int] = []
+    lean = {"taken": 0}
+    receive_packet = Connection._receive_packet
+    receive_short = Connection._receive_short
+
+    def counting_general(self: Connection, *args: Any) -> None:
+        general.append(args[2].packet_type)
+        receive_packet(self, *args)
+
+    def counting_lean(self: Connection, data: bytes, now: float) -> bool:
+        taken = receive_short(self, data, now)
+        lean["taken"] += taken
+        return taken
+
+    server = net.server
+    before = server.stats()["packets_received"]
+    setattr(server, "_receive_packet", counting_general.__get__(server))  # noqa: B010
+    setattr(server, "_receive_short", counting_lean.__get__(server))  # noqa: B010
+    data = random.Random(5).randbytes(2 << 20)
+    sid = net.client.open_stream()
+    sender = Sender(net.client, sid, data)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=60, hook=sender.pump)
+    assert bytes(s.data[sid]) == data
+    received = server.stats()["packets_received"] - before
+    assert received > 1500 and lean["taken"] == received and general == []
