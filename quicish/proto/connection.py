@@ -32,8 +32,10 @@ from ..tls.keylog import keylog_file
 from ..wire import frames as F
 from ..wire.buffer import Buffer
 from ..wire.packet import (
+    KEY_PHASE_BIT,
     QUIC_V1,
     QUIC_V2,
+    SPIN_BIT,
     PacketHeader,
     PacketType,
     encode_long_header,
@@ -1643,7 +1645,8 @@ class Connection:
     def _build_stream_datagram(self, now: float) -> bytes | None:
         """The bulk-transfer path, valid while :meth:`_lean_send_ready` holds: one 1-RTT
         packet of STREAM frames (what ``_build_datagram`` builds in that state, with less
-        bookkeeping), or None when congestion control, pacing or the streams say no."""
+        bookkeeping: no BuiltPacket, the short header made in place), or None when
+        congestion control, pacing or the streams say no."""
         recovery = self._recovery
         if recovery.bytes_in_flight >= self._cc.cwnd:
             return None
@@ -1656,15 +1659,21 @@ class Connection:
         assert tx is not None
         pn = space.next_pn
         truncated, pn_length = encode_packet_number(pn, recovery.largest_acked(APPLICATION))
-        header_len = self._header_length(PacketType.ONE_RTT, pn_length)
+        cid = self.peer_cid
         buf = Buffer()
         records: list[tuple[Any, ...]] = []
-        room = self._max_datagram_size - header_len - AEAD_TAG_SIZE
+        room = self._max_datagram_size - (1 + len(cid) + pn_length) - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
-        built = BuiltPacket(space, tx, PacketType.ONE_RTT, pn, truncated, pn_length, header_len,
-                            buf.take(), records, True)
-        out = self._seal_packet(built, now)
+        first = 0x40 | (pn_length - 1)
+        if self._spin:
+            first |= SPIN_BIT
+        if self._key_phase:
+            first |= KEY_PHASE_BIT
+        header = bytes((first,)) + cid + truncated.to_bytes(pn_length, "big")
+        out = tx.seal_packet(header, buf.take(), pn)
+        space.next_pn = pn + 1
+        self._record_sent(SentPacket(pn, now, len(out), True, True, APPLICATION, records))
         self._count_datagram(out)
         return out
 
