@@ -96,6 +96,7 @@ CID_LENGTH = 8
 MAX_DATAGRAMS_PER_CALL = 64
 
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
+_ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 _NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
 # Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
 _PROBING = frozenset(
@@ -1089,7 +1090,7 @@ class Connection:
         if not space.record(pn):
             self.stats_counters.packets_duplicate += 1
             return True
-        self._process_packet(payload, PacketType.ONE_RTT, space, pn, len(data), now)
+        self._process_packet(payload, _ONE_RTT, space, pn, len(data), now)
         return True
 
     def _process_packet(
@@ -1101,8 +1102,9 @@ class Connection:
         self._last_activity = now
         self._idle_restart_pending = True
         ack_eliciting = self._process_frames(payload, ptype, space, now)
-        if self.tracer is not None:
-            self.tracer("packet_received", {"space": space.index, "pn": pn, "size": size})
+        tracer = self._tracer
+        if tracer is not None:
+            tracer("packet_received", {"space": space.index, "pn": pn, "size": size})
         if (
             self._rx_path is not self._path
             and self._rx_non_probing
@@ -1336,8 +1338,11 @@ class Connection:
         self._drain_tls(now)
 
     def _on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:
-        self._streams.on_stream_frame(frame.stream_id, frame.offset, frame.data, frame.fin, now)
-        if self._streams.consume_readable(frame.stream_id):
+        stream = self._streams.on_stream_frame(
+            frame.stream_id, frame.offset, frame.data, frame.fin, now
+        )
+        recv = stream.recv if stream is not None else None
+        if recv is not None and recv.take_readable_event():
             self._events.append(ev.StreamDataAvailable(frame.stream_id))
 
     def _on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
@@ -1846,9 +1851,10 @@ class Connection:
             self._last_activity = now
             self._idle_restart_pending = False
         self.stats_counters.packets_sent += 1
-        if self.tracer is not None:
-            self.tracer("packet_sent", {"space": sent.space, "pn": sent.pn, "size": size,
-                                        "frames": [rec[0] for rec in sent.frames]})
+        tracer = self._tracer
+        if tracer is not None:
+            tracer("packet_sent", {"space": sent.space, "pn": sent.pn, "size": size,
+                                   "frames": [rec[0] for rec in sent.frames]})
 
     @property
     def tracer(self) -> Tracer | None:
