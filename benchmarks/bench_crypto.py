@@ -1,8 +1,11 @@
 """Per-packet protection cost: seal+protect and unprotect+open of 1200-byte packets.
 
 Run: ``python benchmarks/bench_crypto.py [--number N] [--repeat R]``. Prints a markdown
-table of microseconds per operation (best of ``repeat`` runs) for each cipher suite,
-plus the parts: bare AEAD seal/open and one header protection mask.
+table of microseconds per operation (best of ``repeat`` runs) for each cipher suite and
+each path of ``PacketProtector``: the C packet cipher (AES suites, one C call per packet;
+``C`` rows) and the Python path over ``cryptography`` (``Python`` rows), plus the parts
+of the Python path: bare AEAD seal/open and one header protection mask. With
+``QUICISH_PURE_CRYPTO=1`` (or no usable libcrypto) there are only Python rows.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import os
 import timeit
 
+from quicish import native
 from quicish.wire.protection import AEAD_TAG_SIZE, CipherSuite, PacketProtector
 
 PACKET_SIZE = 1200
@@ -28,27 +32,44 @@ def _best_us(stmt: object, number: int, repeat: int) -> float:
     return min(times) / number * 1e6
 
 
-def bench_suite(suite: CipherSuite, number: int, repeat: int) -> dict[str, float]:
-    """Microseconds per operation for one suite."""
-    secret = bytes(range(48 if suite == CipherSuite.AES_256_GCM_SHA384 else 32))
-    prot = PacketProtector.from_secret(suite, secret)
+def bench_protector(prot: PacketProtector, number: int, repeat: int) -> dict[str, float]:
+    """Microseconds per operation for one protector (whichever path it takes)."""
     packet = prot.seal_packet(HEADER, PAYLOAD, PN)
     assert len(packet) == PACKET_SIZE
     view = memoryview(packet)
     header, payload, pn = prot.open_packet(view, PN_OFFSET, PN - 1)
     assert (header, payload, pn) == (HEADER, PAYLOAD, PN)
-    sample = packet[PN_OFFSET + 4 : PN_OFFSET + 20]
-    ciphertext = packet[len(HEADER) :]
-    aead, hp = prot.aead, prot.hp
-    return {
+    result = {
         "seal+protect": _best_us(lambda: prot.seal_packet(HEADER, PAYLOAD, PN), number, repeat),
         "unprotect+open": _best_us(
             lambda: prot.open_packet(view, PN_OFFSET, PN - 1), number, repeat
         ),
-        "AEAD seal": _best_us(lambda: aead.seal(PN, HEADER, PAYLOAD), number, repeat),
-        "AEAD open": _best_us(lambda: aead.open(PN, HEADER, ciphertext), number, repeat),
-        "HP mask": _best_us(lambda: hp.mask(sample), number, repeat),
     }
+    if not prot.accelerated:
+        sample = packet[PN_OFFSET + 4 : PN_OFFSET + 20]
+        ciphertext = packet[len(HEADER) :]
+        aead, hp = prot.aead, prot.hp
+        result["AEAD seal"] = _best_us(lambda: aead.seal(PN, HEADER, PAYLOAD), number, repeat)
+        result["AEAD open"] = _best_us(lambda: aead.open(PN, HEADER, ciphertext), number, repeat)
+        result["HP mask"] = _best_us(lambda: hp.mask(sample), number, repeat)
+    return result
+
+
+def bench_suite(suite: CipherSuite, number: int, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """(path, microseconds per operation) for one suite: the C path first when it is used."""
+    secret = bytes(range(48 if suite == CipherSuite.AES_256_GCM_SHA384 else 32))
+    prot = PacketProtector.from_secret(suite, secret)
+    rows = []
+    if prot.accelerated:
+        rows.append(("C", bench_protector(prot, number, repeat)))
+        # the same keys on the Python path (what QUICISH_PURE_CRYPTO=1 selects)
+        prot = PacketProtector.from_secret(suite, secret)
+        prot._cipher = None
+    rows.append(("Python", bench_protector(prot, number, repeat)))
+    return rows
+
+
+COLUMNS = ("seal+protect", "unprotect+open", "AEAD seal", "AEAD open", "HP mask")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,14 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--number", type=int, default=20000, help="calls per timing run")
     parser.add_argument("--repeat", type=int, default=5, help="timing runs (best is kept)")
     args = parser.parse_args(argv)
-    rows = [(suite, bench_suite(suite, args.number, args.repeat)) for suite in CipherSuite]
-    columns = list(rows[0][1])
     print(f"Packet protection, {PACKET_SIZE}-byte packets, µs per op (best of {args.repeat})")
+    print(f"AES-GCM: {native.crypto_backend()}")
     print()
-    print("| suite | " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * len(columns))
-    for suite, result in rows:
-        print(f"| {suite.name} | " + " | ".join(f"{result[c]:.2f}" for c in columns) + " |")
+    print("| suite | path | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|" + "---:|" * len(COLUMNS))
+    for suite in CipherSuite:
+        for path, result in bench_suite(suite, args.number, args.repeat):
+            cells = " | ".join(f"{result[c]:.2f}" if c in result else "" for c in COLUMNS)
+            print(f"| {suite.name} | {path} | {cells} |")
 
 
 if __name__ == "__main__":

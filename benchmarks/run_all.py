@@ -258,7 +258,10 @@ def machine_info() -> list[str]:
     try:
         import quicish
 
-        accelerated = f"quicish {quicish.__version__} (C core: {quicish.ACCELERATED})"
+        accelerated = (
+            f"quicish {quicish.__version__} (C core: {quicish.ACCELERATED}, "
+            f"C packet cipher: {quicish.CRYPTO_ACCELERATED})"
+        )
     except Exception as exc:  # a broken tree still gets its numbers for the others
         accelerated = f"quicish not importable ({type(exc).__name__})"
     return [

@@ -16,10 +16,11 @@ from .errors import (
     StreamError,
     StreamResetError,
 )
-from .native import ACCELERATED
+from .native import ACCELERATED, CRYPTO_ACCELERATED
 
 __all__ = [
     "ACCELERATED",
+    "CRYPTO_ACCELERATED",
     "CertificateError",
     "Config",
     "ConfigError",

@@ -1,23 +1,55 @@
-"""Native core: ACK range set and stream reassembly, in C (cffi) with a pure-Python twin.
+"""Native core: ACK range set and stream reassembly in C (cffi) with a pure-Python twin,
+and AES-GCM packet protection in C over the system libcrypto.
 
 ``RangeSet`` and ``ReassemblyBuffer`` come from the C core when it loads
 (``ACCELERATED`` is True), else from :mod:`quicish.native.pure`, which behaves
 identically. ``QUICISH_PURE=1`` forces the twin; a missing or broken extension logs
 one warning on the ``quicish`` logger and falls back to the twin.
+
+``PacketCipher`` is the C core's AES-128/256-GCM packet cipher (one C call seals or opens
+a whole packet, header protection included; it loads libcrypto with dlopen at first use),
+which :class:`quicish.wire.protection.PacketProtector` uses for the AES suites; or None,
+and ``CRYPTO_ACCELERATED`` is False, when packet protection stays on the Python path
+(the ``cryptography`` package): with ``QUICISH_PURE=1`` or ``QUICISH_PURE_CRYPTO=1``, without
+the C core, or when no usable libcrypto loads (one debug message on the ``quicish``
+logger). ``QUICISH_LIBCRYPTO=/path/to/libcrypto.so`` names the only library to try.
+ChaCha20-Poly1305 always takes the Python path.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+
+
+class PacketCipherType(Protocol):
+    """What ``PacketCipher(key, iv, hp_key)`` returns (see ``pytypes.c``)."""
+
+    def seal(self, header: BytesLike, payload: BytesLike, pn: int) -> bytes:
+        """The protected packet, as ``PacketProtector.seal_packet``."""
+
+    def open(
+        self, packet: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, bytes, int] | None:
+        """As ``PacketProtector.open_packet``; None where it raises DecryptionError."""
+
+    def mask(self, sample: BytesLike) -> bytes:
+        """The 5-byte header protection mask of a 16-byte sample."""
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
 
 
 def _load() -> tuple[ModuleType, bool]:
     from . import pure
 
-    if os.environ.get("QUICISH_PURE", "") not in ("", "0"):
+    if _flag("QUICISH_PURE"):
         return pure, False
     try:
         from . import accelerated
@@ -29,14 +61,55 @@ def _load() -> tuple[ModuleType, bool]:
     return accelerated, True
 
 
+def _load_cipher(impl: ModuleType, accelerated: bool) -> Any:
+    if not accelerated or _flag("QUICISH_PURE_CRYPTO"):
+        return None
+    cipher = impl.PacketCipher
+    if not cipher.available():
+        logging.getLogger("quicish").debug(
+            "quicish C packet cipher not available (%s); AES-GCM through cryptography",
+            cipher.load_error(),
+        )
+        return None
+    return cipher
+
+
 if TYPE_CHECKING:
     from .pure import RangeSet, ReassemblyBuffer
 
     ACCELERATED: bool
+    CRYPTO_ACCELERATED: bool
+    PacketCipher: Callable[[bytes, bytes, bytes], PacketCipherType] | None
 else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
     ReassemblyBuffer = _impl.ReassemblyBuffer
+    PacketCipher = _load_cipher(_impl, ACCELERATED)
+    CRYPTO_ACCELERATED = PacketCipher is not None
     del _impl
 
-__all__ = ["ACCELERATED", "RangeSet", "ReassemblyBuffer"]
+
+def crypto_backend() -> str:
+    """What protects AES-GCM packets: the C cipher's libcrypto, or why not."""
+    if PacketCipher is not None:
+        from .accelerated import PacketCipher as cipher
+
+        return f"C over {cipher.backend()}"
+    if not ACCELERATED:
+        return "Python (cryptography): no C core"
+    if _flag("QUICISH_PURE_CRYPTO"):
+        return "Python (cryptography): QUICISH_PURE_CRYPTO=1"
+    from .accelerated import PacketCipher as cipher
+
+    return f"Python (cryptography): {cipher.load_error()}"
+
+
+__all__ = [
+    "ACCELERATED",
+    "CRYPTO_ACCELERATED",
+    "PacketCipher",
+    "PacketCipherType",
+    "RangeSet",
+    "ReassemblyBuffer",
+    "crypto_backend",
+]

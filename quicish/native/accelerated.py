@@ -1,12 +1,15 @@
-"""The C core's ``RangeSet`` and ``ReassemblyBuffer``: exactly the API and errors of ``pure``.
+"""The C core's ``RangeSet`` and ``ReassemblyBuffer`` (exactly the API and errors of ``pure``)
+and ``PacketCipher`` (AES-GCM packet protection over the system libcrypto).
 
-Both classes are CPython extension types written in C (``pytypes.c``) inside the cffi-built
+The classes are CPython extension types written in C (``pytypes.c``) inside the cffi-built
 extension module: a method call is one C call, with no Python wrapper around it. cffi
 exposes a single function of that module, ``qr_export_types``; calling it (below, once)
-creates the two types and sets them as attributes of the extension module. ``RangeSet``
+creates the three types and sets them as attributes of the extension module. ``RangeSet``
 subclasses :class:`pure.AbstractRangeSet` (``isinstance``, ``==`` across implementations)
-and both report this module as their ``__module__``. Errors are made by ``pure``'s own
-error functions, so they are identical.
+and all three report this module as their ``__module__``. Errors are made by ``pure``'s own
+error functions, so they are identical. ``PacketCipher`` (``aead.c``) loads libcrypto only
+when first used (``PacketCipher.available()``, or a constructor call, which raises ImportError
+when it cannot); it returns what ``quicish.wire.protection``'s Python path returns.
 
 The extension module is ``quicish.native._core``, or the module named by the
 ``QUICISH_NATIVE_MODULE`` environment variable (the AddressSanitizer build uses
@@ -42,5 +45,8 @@ _export()
 
 RangeSet: Any = _mod.RangeSet
 ReassemblyBuffer: Any = _mod.ReassemblyBuffer
+PacketCipher: Any = getattr(_mod, "PacketCipher", None)
+if PacketCipher is None:
+    raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
-__all__ = ["MODULE_NAME", "RangeSet", "ReassemblyBuffer"]
+__all__ = ["MODULE_NAME", "PacketCipher", "RangeSet", "ReassemblyBuffer"]

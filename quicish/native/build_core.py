@@ -1,4 +1,4 @@
-"""cffi builder for the quicish C core (range set and reassembly buffer).
+"""cffi builder for the quicish C core (range set, reassembly buffer, AES-GCM packet cipher).
 
 setuptools uses the module-level ``ffibuilder`` (``cffi_modules``). Run directly
 to build in place next to this file:
@@ -25,18 +25,23 @@ from cffi import FFI  # type: ignore[import-untyped]
 HERE = Path(__file__).resolve().parent
 MODULE = "quicish.native._core"
 ASAN_MODULE = "quicish.native._core_asan"
-SOURCES = ("rangeset.c", "reassembly.c", "pytypes.c")
+SOURCES = ("rangeset.c", "reassembly.c", "aead.c", "pytypes.c")
+HEADERS = ("core.h", "aead.h")
 
-# How the types reach Python. cffi builds and loads the module, but RangeSet and
-# ReassemblyBuffer are CPython extension types written in C (pytypes.c, one of the
+# How the types reach Python. cffi builds and loads the module, but RangeSet,
+# ReassemblyBuffer and PacketCipher are CPython extension types written in C (pytypes.c, one of the
 # module's sources, the only one that includes Python.h): a method call is then one C
 # call with the arguments read through the C API (20-50 ns), instead of a Python wrapper
 # method plus a cffi call (90-220 ns, plus 130-185 ns of ffi.from_buffer for memoryviews),
 # which cost more than the C work itself. cffi exposes a single function, qr_export_types, which
-# quicish.native.accelerated calls once at import: it creates the two types and sets
+# quicish.native.accelerated calls once at import: it creates the three types and sets
 # them as attributes of this very module. Using the C API inside a cffi-called function
 # needs the GIL: qr_export_types takes it itself with PyGILState_Ensure (cffi's wrapper
 # releases it around the call), so no change to cffi's generated code is needed.
+#
+# PacketCipher's crypto (aead.c, AES-GCM packet protection) calls the system libcrypto,
+# which it dlopens at first use: building needs no OpenSSL headers and links nothing but
+# libdl (part of libc since glibc 2.34; naming it is harmless there).
 CDEF = """
 const char *qr_export_types(const char *module_name, const char *type_module,
                             const char *pure_module);
@@ -56,6 +61,7 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
     if sanitize:
         compile_args = ["-std=c99", *SANITIZE_FLAGS]
         link_args = ["-fsanitize=address"]
+    libraries = ["dl"] if sys.platform.startswith("linux") else []
     ffi = FFI()
     ffi.cdef(CDEF)
     ffi.set_source(
@@ -63,7 +69,8 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
         CDEF,
         sources=[(base / name).as_posix() for name in SOURCES],
         include_dirs=[base.as_posix()],
-        depends=[(base / "core.h").as_posix()],
+        depends=[(base / name).as_posix() for name in HEADERS],
+        libraries=libraries,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         # pytypes.c uses the full C API (e.g. PyTuple_SET_ITEM, PyBytes_AS_STRING), so the

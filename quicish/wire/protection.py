@@ -4,10 +4,14 @@ Key schedule (HKDF-Extract / HKDF-Expand-Label), Initial secrets, AEAD payload
 protection, header protection, key update ("quic ku") and the Retry integrity tag.
 
 Hot path: :meth:`PacketProtector.seal_packet` and :meth:`PacketProtector.open_packet`.
-Every cipher context is created once per key and reused: the AEAD object per
-:class:`Aead`, the AES-ECB (or ChaCha20, re-nonced per sample) context per
-:class:`HeaderProtection`. Nonces are
-``iv XOR pn`` computed on integers.
+For AES-128-GCM and AES-256-GCM each is one C call when the C packet cipher is available
+(:data:`quicish.native.PacketCipher`: the system libcrypto through dlopen, header
+protection included; ``QUICISH_PURE_CRYPTO=1`` or ``QUICISH_PURE=1`` turn it off). The
+Python path below, over ``cryptography``, is the fallback, and ChaCha20-Poly1305 always
+takes it; both give the same bytes and raise the same exceptions. On the Python path every
+cipher context is created once per key and reused: the AEAD object per :class:`Aead`, the
+AES-ECB (or ChaCha20, re-nonced per sample) context per :class:`HeaderProtection`. Nonces
+are ``iv XOR pn`` computed on integers.
 
 Receive flow with key phases (1-RTT): call :meth:`PacketProtector.remove_header_protection`
 (the header protection key never changes across key updates, so any generation can do
@@ -23,7 +27,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from enum import IntEnum
-from typing import NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -32,6 +36,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
+from quicish.native import PacketCipher as _PacketCipher
+
+if TYPE_CHECKING:
+    from quicish.native import PacketCipherType
 
 __all__ = [
     "AEAD_TAG_SIZE",
@@ -250,10 +258,12 @@ class PacketProtector:
     """All keys for one direction of one packet number space (one key generation).
 
     ``seal_packet`` / ``open_packet`` apply and remove both layers: header protection
-    and the AEAD. ``next_generation`` derives the keys after a key update.
+    and the AEAD, in one C call for the AES suites when the C packet cipher is available
+    (:attr:`accelerated`). ``next_generation`` derives the keys after a key update.
     """
 
     __slots__ = (
+        "_cipher",
         "_decrypt",
         "_encrypt",
         "_iv_int",
@@ -292,6 +302,17 @@ class PacketProtector:
         self._decrypt = self.aead._decrypt
         self._iv_int = self.aead._iv
         self._mask = self.hp.mask_fn
+        # The C packet cipher (AES suites): seal_packet / open_packet in one call each.
+        self._cipher: PacketCipherType | None = (
+            _PacketCipher(key, iv, hp_key)
+            if _PacketCipher is not None and self.suite != CipherSuite.CHACHA20_POLY1305_SHA256
+            else None
+        )
+
+    @property
+    def accelerated(self) -> bool:
+        """True when ``seal_packet`` / ``open_packet`` use the C packet cipher."""
+        return self._cipher is not None
 
     @classmethod
     def from_secret(cls, suite: int, secret: bytes, version: int = _QUIC_V1) -> PacketProtector:
@@ -327,8 +348,12 @@ class PacketProtector:
         length in the low two bits of the first byte); ``pn`` is the full packet number.
         Returns the protected header + ciphertext + tag. The payload must be long enough
         for the header protection sample (``pn_length + len(payload) >= 4``), else
-        ValueError (a local bug: the sender pads).
+        ValueError (a local bug: the sender pads). One C call when :attr:`accelerated`;
+        the Python path gives the same bytes and errors.
         """
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher.seal(header, payload, pn)
         first = header[0]
         ct = self._encrypt((self._iv_int ^ pn).to_bytes(IV_SIZE, "big"), payload, header)
         offset = 3 - (first & 0x03)  # 4 - pn_length: where the sample starts in ct
@@ -381,8 +406,17 @@ class PacketProtector:
 
         ``packet`` may be a slice of a datagram (bytes or memoryview); ``largest_pn`` is
         the largest packet number received so far in this space (-1 if none).
-        Raises :class:`DecryptionError`.
+        Raises :class:`DecryptionError` (too short to sample, or authentication failed).
+        One C call when :attr:`accelerated`; the Python path gives the same results.
         """
+        cipher = self._cipher
+        if cipher is not None:
+            opened = cipher.open(packet, pn_offset, largest_pn)
+            if opened is None:
+                if pn_offset < 1 or pn_offset + 4 + SAMPLE_SIZE > len(packet):
+                    raise DecryptionError("packet too short for header protection sample")
+                raise DecryptionError("packet authentication failed")
+            return opened
         # remove_header_protection + RFC 9000 A.3 decoding + open_payload, inlined (hot
         # path; same result as quicish.wire.packet.decode_packet_number)
         end = pn_offset + 4 + SAMPLE_SIZE
