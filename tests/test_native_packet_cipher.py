@@ -53,6 +53,7 @@ def pair(suite: int, key: bytes, iv: bytes, hp_key: bytes) -> tuple[PacketProtec
     """A PacketProtector held on the Python path, and a PacketCipher of the same keys."""
     py = PacketProtector(suite, b"", key, iv, hp_key)
     py._cipher = None
+    py._python_contexts()  # made at first need when the C cipher serves the packets
     assert not py.accelerated
     return py, PacketCipher(key, iv, hp_key)
 
@@ -531,6 +532,7 @@ def test_key_update_with_c_cipher(suite: CipherSuite) -> None:
     packet = gen1.seal_packet(header, b"payload" * 3, 77)
     py1 = PacketProtector(suite, gen1.secret, gen1.key, gen1.iv, gen1.hp_key)
     py1._cipher = None
+    py1._python_contexts()
     assert packet == py1.seal_packet(header, b"payload" * 3, 77)
     # any generation removes header protection (Python helpers, same hp key)
     plain, truncated, pn_len = gen0.remove_header_protection(packet, 9)
@@ -568,3 +570,19 @@ def test_many_packets_one_cipher_both_ways() -> None:
             assert receiver.open(packet[:-1] + bytes((packet[-1] ^ 1,)), 9, largest) is None
         assert receiver.open(packet, 9, largest) == (header, payload, pn)
         largest = pn
+
+
+@needs_c
+def test_python_contexts_are_made_only_when_needed() -> None:
+    """With the C cipher, sealing, opening and removing header protection make no
+    cryptography context; open_payload (the key-update path) makes them once."""
+    prot = PacketProtector.from_secret(AES128, bytes(range(32)))
+    header = bytes((0x41,)) + b"\xbb" * 8 + (5).to_bytes(2, "big")
+    packet = prot.seal_packet(header, b"data" * 8, 5)
+    assert prot.open_packet(packet, 9, 4) == (header, b"data" * 8, 5)
+    plain, truncated, pn_len = prot.remove_header_protection(packet, 9)
+    assert (plain, truncated, pn_len) == (header, 5, 2)
+    assert prot._aead is None and prot._hp is None
+    assert prot.open_payload(plain, packet, 5) == b"data" * 8
+    aead = prot._aead
+    assert aead is not None and prot.aead is aead and prot._hp is not None

@@ -263,13 +263,13 @@ class PacketProtector:
     """
 
     __slots__ = (
+        "_aead",
         "_cipher",
         "_decrypt",
         "_encrypt",
+        "_hp",
         "_iv_int",
         "_mask",
-        "aead",
-        "hp",
         "hp_key",
         "iv",
         "key",
@@ -289,25 +289,51 @@ class PacketProtector:
         hp: HeaderProtection | None = None,
     ) -> None:
         """Prefer :meth:`from_secret`; ``hp`` lets key updates share the hp context."""
-        self.suite = _suite_params(suite).suite
+        params = _suite_params(suite)
+        if len(key) != params.key_len or len(iv) != IV_SIZE or len(hp_key) != params.key_len:
+            raise ConfigError("wrong packet protection key, IV or header protection key length")
+        self.suite = params.suite
         self.version = version
         self.secret = secret
         self.key = key
         self.iv = iv
         self.hp_key = hp_key
-        self.aead = Aead(suite, key, iv)
-        self.hp = hp if hp is not None else HeaderProtection(suite, hp_key)
-        # Hot-path shortcuts (skip one call level per packet).
-        self._encrypt = self.aead._encrypt
-        self._decrypt = self.aead._decrypt
-        self._iv_int = self.aead._iv
-        self._mask = self.hp.mask_fn
-        # The C packet cipher (AES suites): seal_packet / open_packet in one call each.
+        self._aead: Aead | None = None
+        self._hp = hp
+        # The C packet cipher (AES suites): seal_packet / open_packet in one call each. The
+        # cryptography contexts are then made only if the key-update path needs them.
         self._cipher: PacketCipherType | None = (
             _PacketCipher(key, iv, hp_key)
             if _PacketCipher is not None and self.suite != CipherSuite.CHACHA20_POLY1305_SHA256
             else None
         )
+        if self._cipher is None:
+            self._python_contexts()
+
+    def _python_contexts(self) -> tuple[Aead, HeaderProtection]:
+        """The cryptography AEAD and header protection contexts, made at first need, with
+        the hot-path shortcuts of the Python path (one call level less per packet)."""
+        aead = self._aead
+        hp = self._hp
+        if aead is None or hp is None:
+            aead = self._aead = Aead(self.suite, self.key, self.iv)
+            if hp is None:
+                hp = self._hp = HeaderProtection(self.suite, self.hp_key)
+            self._encrypt = aead._encrypt
+            self._decrypt = aead._decrypt
+            self._iv_int = aead._iv
+            self._mask = hp.mask_fn
+        return aead, hp
+
+    @property
+    def aead(self) -> Aead:
+        """The payload protection context of the Python path."""
+        return self._python_contexts()[0]
+
+    @property
+    def hp(self) -> HeaderProtection:
+        """The header protection context of the Python path (shared across key updates)."""
+        return self._python_contexts()[1]
 
     @property
     def accelerated(self) -> bool:
@@ -376,7 +402,10 @@ class PacketProtector:
         end = pn_offset + 4 + SAMPLE_SIZE
         if pn_offset < 1 or end > len(packet):
             raise DecryptionError("packet too short for header protection sample")
-        m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
+        cipher = self._cipher
+        sample = packet[pn_offset + 4 : end]
+        mask = cipher.mask(sample) if cipher is not None else self.hp.mask_fn(sample)
+        m0, m4 = _MASK.unpack_from(mask)
         first = packet[0]
         first ^= m0 & (0x0F if first & 0x80 else 0x1F)
         pn_len = (first & 0x03) + 1
@@ -390,14 +419,7 @@ class PacketProtector:
         :meth:`remove_header_protection` (possibly of another key generation).
         Raises :class:`DecryptionError`.
         """
-        try:
-            return self._decrypt(
-                (self._iv_int ^ pn).to_bytes(IV_SIZE, "big"),
-                packet[len(plain_header) :],
-                plain_header,
-            )
-        except InvalidTag:
-            raise DecryptionError("packet authentication failed") from None
+        return self.aead.open(pn, plain_header, packet[len(plain_header) :])
 
     def open_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
