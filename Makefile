@@ -13,7 +13,7 @@ $(PY):
 # (Re)install the package, its test extras, and build the C core whenever sources change.
 $(STAMP): $(PY) pyproject.toml setup.py quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -c "import quicish, sys; print('quicish.ACCELERATED =', quicish.ACCELERATED); sys.exit(0 if quicish.ACCELERATED else 1)"
+	$(PY) -c "import quicish, sys; from quicish.native import crypto_backend; print('quicish.ACCELERATED =', quicish.ACCELERATED, '| packet protection:', crypto_backend()); sys.exit(0 if quicish.ACCELERATED else 1)"
 	touch $(STAMP)
 
 lint: $(STAMP)
