@@ -35,6 +35,7 @@ from quicish.wire.frames import (
     StreamFrame,
     StreamsBlockedFrame,
     decode_frames,
+    decode_lone_stream_frame,
     encode_frame,
     encode_frames,
     frame_allowed,
@@ -443,3 +444,35 @@ def test_encoder_rejects_invalid_frames() -> None:
     for frame in bad:
         with pytest.raises(ValueError):
             one(frame)
+
+
+def test_lone_stream_frame_matches_decode_frames() -> None:
+    """A payload that is one STREAM frame decodes to what decode_frames gives; anything
+    else (another frame first, a second frame, padding after it, empty) is None."""
+    for frame in (StreamFrame(4, 70_000, bytes(range(200)), fin=True),
+                  StreamFrame(0, 0, b"x", with_length=False),
+                  StreamFrame(1 << 20, 1 << 40, b"")):
+        payload = encode_frame_bytes(frame)
+        lone = decode_lone_stream_frame(payload)
+        assert lone is not None
+        (expected,) = decode_frames(payload, PacketType.ONE_RTT)
+        assert lone == expected
+    stream = encode_frame_bytes(StreamFrame(4, 0, b"abc"))
+    assert decode_lone_stream_frame(stream + b"\x00") is None
+    assert decode_lone_stream_frame(stream + stream) is None
+    assert decode_lone_stream_frame(b"\x01" + stream) is None
+    assert decode_lone_stream_frame(b"") is None
+
+
+def test_lone_stream_frame_truncated_is_frame_encoding_error() -> None:
+    whole = encode_frame_bytes(StreamFrame(4, 70_000, bytes(50)))
+    for cut in (1, 2, 5, len(whole) - 1):
+        with pytest.raises(DecodeError) as info:
+            decode_lone_stream_frame(whole[:cut])
+        assert info.value.code == FEE and info.value.frame_type == whole[0]
+
+
+def encode_frame_bytes(frame: Frame) -> bytes:
+    buf = Buffer()
+    encode_frame(buf, frame)
+    return bytes(buf.take())

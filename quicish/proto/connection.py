@@ -1285,6 +1285,18 @@ class Connection:
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float
     ) -> bool:
+        # The bulk case: a 1-RTT packet that is one STREAM frame.
+        lone = F.decode_lone_stream_frame(payload) if ptype == _ONE_RTT else None
+        if lone is not None:
+            try:
+                self._on_stream(lone, space, now)
+            except ProtocolError as exc:
+                if exc.frame_type is None:
+                    exc.frame_type = F.frame_type_of(lone)
+                raise
+            if self._rx_path is not self._path:
+                self._rx_non_probing = True
+            return True
         frames = F.decode_frames(payload, ptype)
         ack_eliciting = False
         handlers = self._handlers

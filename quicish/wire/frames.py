@@ -620,7 +620,9 @@ def _d_new_token(d: memoryview, p: int, t: int) -> _DecodeResult:
     return NewTokenFrame(bytes(token)), p
 
 
-def _d_stream(d: memoryview, p: int, t: int, _u32: Any = _U32.unpack_from) -> _DecodeResult:
+def _d_stream(
+    d: memoryview, p: int, t: int, _u32: Any = _U32.unpack_from
+) -> tuple[StreamFrame, int]:
     # the hottest decoder: common varint sizes inlined
     b = d[p]
     if b < 0x40:
@@ -765,6 +767,23 @@ _DECODERS: dict[int, Callable[[memoryview, int, int], _DecodeResult]] = {
     0x30: _d_datagram,
     0x31: _d_datagram,
 }
+
+
+def decode_lone_stream_frame(payload: BytesLike) -> StreamFrame | None:
+    """The STREAM frame that makes up the whole ``payload`` (a bulk-transfer packet), or
+    None when the payload is anything else (use :func:`decode_frames`). A malformed
+    STREAM frame raises :class:`DecodeError` as :func:`decode_frames` would."""
+    if not payload:
+        return None
+    t = payload[0]
+    if not 0x08 <= t <= 0x0F:
+        return None
+    d = payload if isinstance(payload, memoryview) else memoryview(payload)
+    try:
+        frame, end = _d_stream(d, 1, t)
+    except (IndexError, struct.error):
+        raise DecodeError(f"truncated frame {t:#x}", _FEE, t) from None
+    return frame if end == len(d) else None
 
 
 def decode_frames(payload: BytesLike, packet_type: PacketType | None = None) -> list[Frame]:
