@@ -51,9 +51,7 @@ def long_pn_offset(plain_header: bytes) -> int:
 
 def pair(suite: int, key: bytes, iv: bytes, hp_key: bytes) -> tuple[PacketProtector, Any]:
     """A PacketProtector held on the Python path, and a PacketCipher of the same keys."""
-    py = PacketProtector(suite, b"", key, iv, hp_key)
-    py._cipher = None
-    py._python_contexts()  # made at first need when the C cipher serves the packets
+    py = PacketProtector(suite, b"", key, iv, hp_key, accelerate=False)
     assert not py.accelerated
     return py, PacketCipher(key, iv, hp_key)
 
@@ -530,9 +528,7 @@ def test_key_update_with_c_cipher(suite: CipherSuite) -> None:
     gen2 = gen1.next_generation()
     header = bytes((0x40 | 0x04 | 0x01,)) + b"\xaa" * 8 + (77).to_bytes(2, "big")
     packet = gen1.seal_packet(header, b"payload" * 3, 77)
-    py1 = PacketProtector(suite, gen1.secret, gen1.key, gen1.iv, gen1.hp_key)
-    py1._cipher = None
-    py1._python_contexts()
+    py1 = PacketProtector(suite, gen1.secret, gen1.key, gen1.iv, gen1.hp_key, accelerate=False)
     assert packet == py1.seal_packet(header, b"payload" * 3, 77)
     # any generation removes header protection (Python helpers, same hp key)
     plain, truncated, pn_len = gen0.remove_header_protection(packet, 9)

@@ -287,8 +287,11 @@ class PacketProtector:
         hp_key: bytes,
         version: int = _QUIC_V1,
         hp: HeaderProtection | None = None,
+        *,
+        accelerate: bool = True,
     ) -> None:
-        """Prefer :meth:`from_secret`; ``hp`` lets key updates share the hp context."""
+        """Prefer :meth:`from_secret`; ``hp`` lets key updates share the hp context;
+        ``accelerate=False`` keeps this key on the Python path (comparisons, benchmarks)."""
         params = _suite_params(suite)
         if len(key) != params.key_len or len(iv) != IV_SIZE or len(hp_key) != params.key_len:
             raise ConfigError("wrong packet protection key, IV or header protection key length")
@@ -304,7 +307,9 @@ class PacketProtector:
         # cryptography contexts are then made only if the key-update path needs them.
         self._cipher: PacketCipherType | None = (
             _PacketCipher(key, iv, hp_key)
-            if _PacketCipher is not None and self.suite != CipherSuite.CHACHA20_POLY1305_SHA256
+            if accelerate
+            and _PacketCipher is not None
+            and self.suite != CipherSuite.CHACHA20_POLY1305_SHA256
             else None
         )
         if self._cipher is None:
@@ -341,7 +346,9 @@ class PacketProtector:
         return self._cipher is not None
 
     @classmethod
-    def from_secret(cls, suite: int, secret: bytes, version: int = _QUIC_V1) -> PacketProtector:
+    def from_secret(
+        cls, suite: int, secret: bytes, version: int = _QUIC_V1, *, accelerate: bool = True
+    ) -> PacketProtector:
         """Derive key, iv and hp key from a traffic secret (RFC 9001 5.1)."""
         params = _suite_params(suite)
         labels = _version_params(version)
@@ -354,7 +361,7 @@ class PacketProtector:
                 (labels.hp_label, params.key_len),
             ),
         )
-        return cls(params.suite, secret, key, iv, hp_key, version)
+        return cls(params.suite, secret, key, iv, hp_key, version, accelerate=accelerate)
 
     def next_generation(self) -> PacketProtector:
         """Keys after a key update (RFC 9001 6.1): new secret, key and iv; same hp key."""
