@@ -96,6 +96,7 @@ CID_LENGTH = 8
 MAX_DATAGRAMS_PER_CALL = 64
 
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
+PROBE_SCAN_PACKETS = 64  # oldest in-flight packets a PTO probe looks through for data
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 _NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
 # Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
@@ -1498,6 +1499,8 @@ class Connection:
                 space.on_ack_acknowledged(rec[1])
             elif kind == K_CRYPTO:
                 self._spaces[rec[1]].crypto_send.on_acked(rec[2], rec[3], False)
+            elif kind == K_HANDSHAKE_DONE:
+                self._handshake_done_acked = True
             elif kind >= K_MAX_DATA and kind != K_PING and kind != K_NEW_TOKEN:
                 self._streams.on_record_acked(rec)
 
@@ -1518,7 +1521,7 @@ class Connection:
                     if not space.discarded:
                         space.crypto_send.on_lost(rec[2], rec[3], False)
                 elif kind == K_HANDSHAKE_DONE:
-                    self._pending_handshake_done = True
+                    self._pending_handshake_done = not self._handshake_done_acked
                 elif kind in (K_PATH_RESPONSE, K_PING, K_ACK, K_NEW_TOKEN):
                     pass
                 elif kind == K_NEW_CID:
@@ -1540,23 +1543,36 @@ class Connection:
         # RFC 9002 6.2.4: a probe with no new data to carry repeats the oldest unacknowledged
         # data, so a probe that gets through repairs the loss even when ACKs keep vanishing.
         # The packets stay in flight; whichever copy is acknowledged first frees the data.
-        for pkt in self._recovery.outstanding(APPLICATION)[:2]:
+        # A packet counts only if it queues data not queued already: the two probe packets
+        # carry the data of the two oldest packets that add something (else every probe
+        # would repeat the first packet and its earlier probe copies, say HANDSHAKE_DONE,
+        # while a lost response behind them waits for an ACK that keeps getting lost).
+        repeated = 0
+        for pkt in self._recovery.outstanding(APPLICATION)[:PROBE_SCAN_PACKETS]:
             if not pkt.ack_eliciting:
                 continue
+            live = False
             for rec in pkt.frames:
                 kind = rec[0]
                 if kind == K_STREAM:
-                    self.stats_counters.stream_bytes_probed += rec[3]
-                    self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
+                    if self._streams.repeat_for_probe(rec[1], rec[2], rec[3], rec[4]):
+                        self.stats_counters.stream_bytes_probed += rec[3]
+                        live = True
                 elif kind == K_CRYPTO:
-                    space.crypto_send.on_lost(rec[2], rec[3], False)
-                elif kind == K_HANDSHAKE_DONE:
-                    self._pending_handshake_done = True
+                    live |= space.crypto_send.repeat_for_probe(rec[2], rec[3], False)
+                elif kind == K_HANDSHAKE_DONE and not (
+                    self._handshake_done_acked or self._pending_handshake_done
+                ):
+                    self._pending_handshake_done = live = True
+            repeated += live
+            if repeated == 2:
+                break
 
     # ---------------------------------------------------------------------------------------
     # Sending
     # ---------------------------------------------------------------------------------------
     _pacer_deadline: float | None = None
+    _handshake_done_acked = False  # the client acknowledged a packet carrying HANDSHAKE_DONE
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
     _control_checked = False
     _idle_restart_pending = True
@@ -1724,9 +1740,15 @@ class Connection:
         eliciting = False
         probing = space.probes > 0
         app = space.index == APPLICATION
-        if ptype != PacketType.ZERO_RTT and space.unacked_ranges and (
-            space.wants_ack(now) or probing or self._has_eliciting_data(space, congestion_blocked)
-        ):
+        if space.unacked_ranges:
+            ack = space.wants_ack(now) or probing or self._has_eliciting_data(
+                space, congestion_blocked
+            )
+        else:
+            # A probe repeats the last ACK too: the one sent may be what was lost, and a
+            # peer that hears no ACK keeps repeating its oldest data instead of the newest.
+            ack = probing and bool(space.received)
+        if ack and ptype != PacketType.ZERO_RTT:
             received = space.received
             delay = 0
             if app:

@@ -341,6 +341,15 @@ class SendStream:
         if woke and self.wake is not None:
             self.wake()
 
+    def repeat_for_probe(self, offset: int, length: int, fin: bool) -> bool:
+        """Queue a sent frame's unacknowledged bytes (and FIN) again for a PTO probe, as
+        :meth:`on_lost`; True when that queued something that was not queued already."""
+        fin_before = self._fin_pending
+        before = sum(b - a for a, b in self._lost) if self._has_lost else 0
+        self.on_lost(offset, length, fin)
+        after = sum(b - a for a, b in self._lost) if self._has_lost else 0
+        return after > before or (self._fin_pending and not fin_before)
+
     def requeue_unacked(self) -> None:
         """Queue everything sent and not acknowledged for re-sending (PTO probes)."""
         sent = self._send_offset - self._acked_prefix

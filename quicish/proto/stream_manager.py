@@ -670,6 +670,14 @@ class StreamManager:
         if stream is not None and stream.send is not None:
             stream.send.on_lost(offset, length, fin)
 
+    def repeat_for_probe(self, stream_id: int, offset: int, length: int, fin: bool) -> bool:
+        """Queue a sent STREAM frame's data again for a PTO probe; True when that queued
+        data not queued already (see ``SendStream.repeat_for_probe``)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.send is not None:
+            return stream.send.repeat_for_probe(offset, length, fin)
+        return False
+
     def on_reset_acked(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
         if stream is not None and stream.send is not None:
