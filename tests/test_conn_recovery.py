@@ -342,3 +342,31 @@ def test_probe_repeats_data_not_already_repeated() -> None:
         client.receive_datagram(datagram, SERVER_ADDR, now)
     c.poll()
     assert bytes(c.data[sid]) == b"a" * 300 + b"b" * 300
+
+
+def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
+    """A client that still sends Handshake packets after the server dropped its Handshake
+    keys has not heard HANDSHAKE_DONE: the server sends it at once (not at its own,
+    backed-off probe timeout), and stops once a HANDSHAKE_DONE was acknowledged."""
+    from quicish.simlink import CLIENT_ADDR
+    from quicish.wire.packet import PacketType, encode_long_header
+
+    net = make_net()
+    c, s = connected(net)
+    net.settle(c, s, duration=0.5)
+    client, server = net.client, net.server
+    now = net.now
+    assert server._handshake_done_acked  # the normal handshake got it acknowledged
+    body = bytes(40)
+    late = encode_long_header(PacketType.HANDSHAKE, server.version, server.host_cid,
+                              client.host_cid, b"", len(body), 7, 1) + body
+
+    def answer() -> list[Any]:
+        dropped = server.stats()["packets_dropped"]
+        server.receive_datagram(late, CLIENT_ADDR, now)
+        assert server.stats()["packets_dropped"] == dropped + 1  # undecryptable: dropped
+        return [f for d, _ in server.datagrams_to_send(now) for f in wire_frames(client, d) or []]
+
+    assert not any(isinstance(f, F.HandshakeDoneFrame) for f in answer())
+    server._handshake_done_acked = False  # as if every HANDSHAKE_DONE had been lost
+    assert any(isinstance(f, F.HandshakeDoneFrame) for f in answer())

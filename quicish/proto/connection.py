@@ -1003,6 +1003,16 @@ class Connection:
             protector = self._compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
             self.stats_counters.packets_dropped += 1
+            if (
+                ptype == PacketType.HANDSHAKE
+                and space.discarded
+                and not self.is_client
+                and not self._handshake_done_acked
+            ):
+                # The client still probes its Handshake space: it has not heard our
+                # HANDSHAKE_DONE. Answer with it now rather than at our next probe timeout,
+                # which backs off while the client's probes keep coming (RFC 9001 4.9.2).
+                self._pending_handshake_done = True
             return
 
         packet = memoryview(data)[start : header.packet_end]
