@@ -1750,15 +1750,9 @@ class Connection:
         eliciting = False
         probing = space.probes > 0
         app = space.index == APPLICATION
-        if space.unacked_ranges:
-            ack = space.wants_ack(now) or probing or self._has_eliciting_data(
-                space, congestion_blocked
-            )
-        else:
-            # A probe repeats the last ACK too: the one sent may be what was lost, and a
-            # peer that hears no ACK keeps repeating its oldest data instead of the newest.
-            ack = probing and bool(space.received)
-        if ack and ptype != PacketType.ZERO_RTT:
+        if ptype != PacketType.ZERO_RTT and space.unacked_ranges and (
+            space.wants_ack(now) or probing or self._has_eliciting_data(space, congestion_blocked)
+        ):
             received = space.received
             delay = 0
             if app:
