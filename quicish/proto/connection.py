@@ -32,10 +32,8 @@ from ..tls.keylog import keylog_file
 from ..wire import frames as F
 from ..wire.buffer import Buffer
 from ..wire.packet import (
-    KEY_PHASE_BIT,
     QUIC_V1,
     QUIC_V2,
-    SPIN_BIT,
     PacketHeader,
     PacketType,
     encode_long_header,
@@ -1688,7 +1686,7 @@ class Connection:
     def _build_stream_datagram(self, now: float) -> bytes | None:
         """The bulk-transfer path, valid while :meth:`_lean_send_ready` holds: one 1-RTT
         packet of STREAM frames (what ``_build_datagram`` builds in that state, with less
-        bookkeeping: no BuiltPacket, the short header made in place), or None when
+        bookkeeping: no BuiltPacket, no per-type header dispatch), or None when
         congestion control, pacing or the streams say no."""
         recovery = self._recovery
         if recovery.bytes_in_flight >= self._cc.cwnd:
@@ -1708,12 +1706,7 @@ class Connection:
         room = self._max_datagram_size - (1 + len(cid) + pn_length) - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
-        first = 0x40 | (pn_length - 1)
-        if self._spin:
-            first |= SPIN_BIT
-        if self._key_phase:
-            first |= KEY_PHASE_BIT
-        header = bytes((first,)) + cid + truncated.to_bytes(pn_length, "big")
+        header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
         out = tx.seal_packet(header, buf.take(), pn)
         space.next_pn = pn + 1
         self._record_sent(SentPacket(pn, now, len(out), True, True, APPLICATION, records))

@@ -30,10 +30,8 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!L")
 _HEADER_FORM = 0x80
 _FIXED_BIT = 0x40
-SPIN_BIT = 0x20  # short header: the latency spin bit
-KEY_PHASE_BIT = 0x04  # short header: the key phase bit (after header protection)
-_SPIN_BIT = SPIN_BIT
-_KEY_PHASE_BIT = KEY_PHASE_BIT
+_SPIN_BIT = 0x20
+_KEY_PHASE_BIT = 0x04
 _LONG_RESERVED = 0x0C
 _SHORT_RESERVED = 0x18
 _PV = ErrorCode.PROTOCOL_VIOLATION
@@ -288,11 +286,11 @@ def encode_short_header(
         first |= _SPIN_BIT
     if key_phase:
         first |= _KEY_PHASE_BIT
-    return (
-        bytes((first,))
-        + bytes(dcid)
-        + (pn & ((1 << (8 * pn_length)) - 1)).to_bytes(pn_length, "big")
-    )
+    # (bytes + any buffer is bytes: no copy of the CID first; per-packet path)
+    return bytes((first,)) + dcid + (pn & _PN_MASK[pn_length]).to_bytes(pn_length, "big")
+
+
+_PN_MASK = (0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF)
 
 
 def encode_version_negotiation(dcid: BytesLike, scid: BytesLike, versions: Sequence[int]) -> bytes:
