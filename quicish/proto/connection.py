@@ -151,6 +151,12 @@ def _take_spare_initial(version: int) -> tuple[bytes, PacketProtector, PacketPro
         return None
 
 
+def _name_culprit(exc: ProtocolError, frame: Any) -> None:
+    """Name the frame that caused ``exc`` in its CONNECTION_CLOSE, unless it names one."""
+    if exc.frame_type is None:
+        exc.frame_type = F.frame_type_of(frame)
+
+
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
 
@@ -1294,17 +1300,16 @@ class Connection:
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float
     ) -> bool:
-        # The bulk case: a 1-RTT packet that is one STREAM frame.
+        # The bulk case, a 1-RTT packet that is one STREAM frame: no frame list, no dispatch.
         lone = F.decode_lone_stream_frame(payload) if ptype == _ONE_RTT else None
         if lone is not None:
             try:
                 self._on_stream(lone, space, now)
             except ProtocolError as exc:
-                if exc.frame_type is None:
-                    exc.frame_type = F.frame_type_of(lone)
+                _name_culprit(exc, lone)
                 raise
             if self._rx_path is not self._path:
-                self._rx_non_probing = True
+                self._rx_non_probing = True  # STREAM is a non-probing frame
             return True
         frames = F.decode_frames(payload, ptype)
         ack_eliciting = False
@@ -1318,8 +1323,7 @@ class Connection:
                 try:
                     handler(self, frame, space, now)
                 except ProtocolError as exc:
-                    if exc.frame_type is None:  # name the culprit in CONNECTION_CLOSE
-                        exc.frame_type = F.frame_type_of(frame)
+                    _name_culprit(exc, frame)
                     raise
         if self._rx_path is not self._path:
             self._rx_non_probing = any(type(f) not in _PROBING for f in frames)
