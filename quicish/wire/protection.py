@@ -438,19 +438,17 @@ class PacketProtector:
         Raises :class:`DecryptionError` (too short to sample, or authentication failed).
         One C call when :attr:`accelerated`; the Python path gives the same results.
         """
+        end = pn_offset + 4 + SAMPLE_SIZE
+        if pn_offset < 1 or end > len(packet):
+            raise DecryptionError("packet too short for header protection sample")
         cipher = self._cipher
         if cipher is not None:
             opened = cipher.open(packet, pn_offset, largest_pn)
             if opened is None:
-                if pn_offset < 1 or pn_offset + 4 + SAMPLE_SIZE > len(packet):
-                    raise DecryptionError("packet too short for header protection sample")
                 raise DecryptionError("packet authentication failed")
             return opened
         # remove_header_protection + RFC 9000 A.3 decoding + open_payload, inlined (hot
         # path; same result as quicish.wire.packet.decode_packet_number)
-        end = pn_offset + 4 + SAMPLE_SIZE
-        if pn_offset < 1 or end > len(packet):
-            raise DecryptionError("packet too short for header protection sample")
         m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
         first = packet[0]
         first ^= m0 & (0x0F if first & 0x80 else 0x1F)
