@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
+
+from fresh_python import run_fresh
 
 import quicish
 from quicish import native
 from quicish.native import accelerated, pure
 
-ROOT = Path(__file__).resolve().parent.parent
 PROBE = """
 import logging
 records = []
@@ -28,18 +26,7 @@ for r in records:
 
 
 def probe(**env: str) -> list[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("QUICISH_")}
-    full.update(env)
-    full["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=full,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.splitlines()
+    return run_fresh(PROBE, **env)
 
 
 def test_accelerated_in_this_process() -> None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fresh_python import run_fresh
 
 from quicish import native
 from quicish.errors import DecryptionError
@@ -112,14 +111,7 @@ for r in records:
 
 
 def probe(**env: str) -> list[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("QUICISH_")}
-    full.update(env)
-    full["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=full, cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.splitlines()
+    return run_fresh(PROBE, **env)
 
 
 def test_fresh_interpreter_uses_the_c_cipher() -> None:
@@ -149,13 +141,7 @@ def test_missing_libcrypto_constructor_raises_import_error() -> None:
         "try:\n    P(bytes(16), bytes(12), bytes(16))\n"
         "except ImportError as exc:\n    print('ImportError', exc)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUICISH_")}
-    env.update(PYTHONPATH=str(ROOT), QUICISH_LIBCRYPTO="/nonexistent/libcrypto.so")
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    first, second = out.stdout.splitlines()
+    first, second = run_fresh(code, QUICISH_LIBCRYPTO="/nonexistent/libcrypto.so")
     assert first == "False None 'cannot dlopen /nonexistent/libcrypto.so'"
     assert second.startswith("ImportError PacketCipher: libcrypto is not available")
 
