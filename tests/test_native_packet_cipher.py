@@ -21,7 +21,7 @@ from quicish.wire import protection
 from quicish.wire.protection import CipherSuite, HeaderProtection, PacketProtector, initial_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS_PATH = ROOT.parent / "shared" / "vectors" / "rfc9001_appendix_a.json"
+VECTORS_PATH = ROOT / "tests" / "vectors" / "rfc9001_appendix_a.json"
 V: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 QUIC_V1 = 0x00000001
 AES128 = CipherSuite.AES_128_GCM_SHA256

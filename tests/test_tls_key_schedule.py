@@ -20,7 +20,7 @@ from quicish.tls.key_schedule import (
     hkdf_extract,
 )
 
-VECTORS = json.loads((Path("/work/shared/vectors") / "rfc9001_appendix_a.json").read_text())
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc9001_appendix_a.json").read_text())
 
 
 def _crypto_frame_data(payload_hex: str) -> bytes:

@@ -1,0 +1,300 @@
+"""Helpers for the attack tests (``test_hostile_*.py``): a real ``quicish serve`` process on
+loopback, its CPU time and memory read from ``/proc``, a scriptable attacker that speaks QUIC
+over a real UDP socket, and a legitimate ``quicish get`` run beside the attack.
+
+The attacker is a sans-IO client :class:`~quicish.proto.connection.Connection` driven over a
+blocking socket, so it can complete a real handshake and then seal any frames it likes with
+its 1-RTT keys (:meth:`RawClient.send_frames`), or send raw datagrams (:meth:`RawClient.send_raw`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conn_support import cert_files, client_config
+
+from quicish.proto import events as ev
+from quicish.proto.connection import Connection
+from quicish.proto.packet_space import APPLICATION
+from quicish.proto.recovery import SentPacket
+from quicish.wire import frames as F
+from quicish.wire.buffer import Buffer
+from quicish.wire.packet import encode_packet_number, encode_short_header
+
+LOOPBACK = "127.0.0.1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from ``/proc/PID/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class ServeProcess:
+    """``python -m quicish serve`` on a free loopback port, serving a small directory.
+
+    Use as a context manager. ``port`` and ``pin`` are known once it is entered; ``files``
+    maps the served file names to their contents.
+    """
+
+    def __init__(self, *args: str, files: dict[str, bytes] | None = None) -> None:
+        self.args = list(args)
+        self.files = files if files is not None else {"hello.txt": b"hello, hostile world\n" * 50}
+        self._tmp = tempfile.TemporaryDirectory(prefix="quicish-hostile-")
+        self.root = Path(self._tmp.name)
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.pin = ""
+
+    def __enter__(self) -> ServeProcess:
+        for name, data in self.files.items():
+            (self.root / name).write_bytes(data)
+        cert, key, pin = cert_files()
+        self.pin = pin
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "quicish", "serve", "--host", LOOPBACK, "--port", "0",
+             "--root", str(self.root), "--cert", cert, "--key", key, *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(),
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"listening on [^:]+:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                return self
+        self.__exit__(None, None, None)
+        raise RuntimeError("quicish serve did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._tmp.cleanup()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.pid)
+
+    def get(self, *names: str, timeout: float = 5.0) -> GetResult:
+        """Start a legitimate ``quicish get`` of ``names`` (default: every file); see
+        :class:`GetResult`."""
+        return GetResult(self, list(names or self.files), timeout)
+
+
+class GetResult:
+    """A ``quicish get`` subprocess started at construction; :meth:`wait` tells whether
+    every file arrived intact within the timeout, and how long it took."""
+
+    def __init__(self, server: ServeProcess, names: list[str], timeout: float) -> None:
+        self.server = server
+        self.names = names
+        self.timeout = timeout
+        self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
+        urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in names]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "quicish", "get", *urls, "--pin", server.pin,
+             "--output", self._out.name, "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(),
+        )
+        self.elapsed: float | None = None
+        self.output = ""
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def wait(self) -> bool:
+        """True if ``get`` exited 0 within the timeout and every file matches."""
+        try:
+            self.output, _ = self.proc.communicate(
+                timeout=max(0.1, self.timeout - (time.monotonic() - self.started)) + 1.0
+            )
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+            return False
+        self.elapsed = time.monotonic() - self.started
+        try:
+            ok = self.proc.returncode == 0 and all(
+                (Path(self._out.name) / name).read_bytes() == self.server.files[name]
+                for name in self.names
+            )
+        finally:
+            self._out.cleanup()
+        return ok and self.elapsed <= self.timeout + 1.0
+
+
+class RawClient:
+    """A QUIC client under the test's control over a real UDP socket.
+
+    ``handshake()`` completes a real handshake with the server; afterwards ``send_frames``
+    seals arbitrary frames in 1-RTT packets with fresh packet numbers, and ``pump`` lets the
+    client engine answer what the server sends (so the connection stays healthy unless the
+    test wants otherwise).
+    """
+
+    def __init__(self, port: int, host: str = LOOPBACK, **config: Any) -> None:
+        self.addr = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.conn = Connection(client_config(**config), is_client=True)
+        self.events: list[ev.Event] = []
+        self.received_bytes = 0
+        self.received_datagrams = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _flush(self) -> None:
+        for data, addr in self.conn.datagrams_to_send(time.monotonic()):
+            self.sock.sendto(data, addr)
+        while (event := self.conn.next_event()) is not None:
+            self.events.append(event)
+
+    def pump(self, duration: float = 0.0, until: Callable[[], bool] | None = None) -> bool:
+        """Exchange datagrams and run timers for ``duration`` seconds or until ``until()``
+        is true (then returns True)."""
+        deadline = time.monotonic() + duration
+        while True:
+            self._flush()
+            if until is not None and until():
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            timer = self.conn.next_timer()
+            wait = deadline - now if timer is None else min(deadline, timer) - now
+            self.sock.settimeout(max(0.0005, wait))
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except TimeoutError:
+                now = time.monotonic()
+                timer = self.conn.next_timer()
+                if timer is not None and now >= timer:
+                    self.conn.handle_timer(now)
+                continue
+            self.received_bytes += len(data)
+            self.received_datagrams += 1
+            self.conn.receive_datagram(data, addr, time.monotonic())
+
+    def handshake(self, timeout: float = 5.0) -> None:
+        self.conn.connect(self.addr, time.monotonic())
+        done = self.pump(timeout, until=lambda: any(
+            isinstance(e, ev.HandshakeCompleted) for e in self.events))
+        if not done:
+            raise TimeoutError("handshake did not complete")
+
+    def seal(self, payload: bytes) -> bytes:
+        """``payload`` (raw frame bytes) as a 1-RTT packet with the next packet number,
+        recorded as sent so the server's ACK of it is legitimate."""
+        conn = self.conn
+        space = conn._spaces[APPLICATION]
+        assert space.tx is not None, "no 1-RTT keys yet"
+        pn = space.next_pn
+        space.next_pn = pn + 1
+        truncated, pn_length = encode_packet_number(pn, conn._recovery.largest_acked(APPLICATION))
+        header = encode_short_header(conn.peer_cid, truncated, pn_length, False,
+                                     bool(conn._key_phase))
+        body = payload + bytes(max(0, 4 - pn_length - len(payload)))
+        packet = space.tx.seal_packet(header, body, pn)
+        conn._recovery.on_packet_sent(
+            SentPacket(pn, time.monotonic(), len(packet), True, False, APPLICATION))
+        return packet
+
+    def send_frames(self, *frames: Any) -> int:
+        """Seal ``frames`` in one 1-RTT packet and send it; returns its size."""
+        packet = self.seal(encode_frames(*frames))
+        self.sock.sendto(packet, self.addr)
+        return len(packet)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.addr)
+
+    def drain_socket(self, duration: float) -> list[bytes]:
+        """Read (without processing) whatever arrives for ``duration`` seconds."""
+        got: list[bytes] = []
+        deadline = time.monotonic() + duration
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                break
+            got.append(data)
+            self.received_bytes += len(data)
+            self.received_datagrams += 1
+        return got
+
+    def closed_by_peer(self) -> ev.ConnectionTerminated | None:
+        for event in self.events:
+            if isinstance(event, ev.ConnectionTerminated):
+                return event
+        return None
+
+
+def encode_frames(*frames: Any) -> bytes:
+    """Frames encoded back to back, as a packet payload."""
+    buf = Buffer()
+    for frame in frames:
+        F.encode_frame(buf, frame)
+    return bytes(buf.data())
+
+
+def first_initial(port: int, **config: Any) -> bytes:
+    """A real client's first datagram (a padded Initial with a ClientHello) for the server at
+    ``port``, from a throw-away client engine: what a spoofer would replay."""
+    conn = Connection(client_config(**config), is_client=True)
+    conn.connect((LOOPBACK, port), time.monotonic())
+    datagrams = conn.datagrams_to_send(time.monotonic())
+    assert datagrams, "client produced no Initial"
+    return datagrams[0][0]
