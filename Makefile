@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: test demo bench interop sanitize lint typecheck clean
 
@@ -10,30 +11,36 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-# (Re)install the package, its test extras, and build the C core whenever sources change.
+# (Re)install the package with what the demo needs (uvloop, rich for the CLI) and build the
+# C core whenever sources change. QUICISH_REQUIRE_C=1 makes a failed C build an error here.
 $(STAMP): $(PY) pyproject.toml setup.py quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
-	$(PY) -m pip install -q -e '.[test]'
+	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast,cli]'
 	$(PY) -c "import quicish, sys; from quicish.native import crypto_backend; print('quicish.ACCELERATED =', quicish.ACCELERATED, '| packet protection:', crypto_backend()); sys.exit(0 if quicish.ACCELERATED else 1)"
 	touch $(STAMP)
 
-lint: $(STAMP)
+# The test extras (pytest, hypothesis, aioquic, mypy, ruff, build) on top, for `make test`.
+$(TEST_STAMP): $(STAMP)
+	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast,cli,test]'
+	touch $(TEST_STAMP)
+
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check quicish tests examples benchmarks interop
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint
+test: $(TEST_STAMP) lint
 	$(PY) -m pytest -p no:cacheprovider tests
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --size-mb 100
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) benchmarks/run_all.py
 
-interop: $(STAMP)
+interop: $(TEST_STAMP)
 	$(PY) interop/run.py --all --output interop/RESULTS.md
 
 # Build the C core with AddressSanitizer and run the differential tests under it.
-sanitize: $(STAMP)
+sanitize: $(TEST_STAMP)
 	QUICISH_SANITIZE=1 $(PY) quicish/native/build_core.py --inplace-sanitize
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -q -p no:cacheprovider \
