@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .tls.certs import CertificateSource, KeySource, TrustSource
 
 CIPHER_SUITE_NAMES = {
     "aes128": 0x1301,
@@ -29,10 +33,10 @@ class Config:
     preference order; None means all three.
     """
 
-    alpn: list[str] = field(default_factory=lambda: ["hq-interop"])
-    certificate_chain: str | os.PathLike[str] | None = None
-    private_key: str | os.PathLike[str] | None = None
-    verify: bool | str | os.PathLike[str] = True
+    alpn: list[str] | str = field(default_factory=lambda: ["hq-interop"])
+    certificate_chain: CertificateSource | None = None
+    private_key: KeySource | None = None
+    verify: TrustSource = True
     pin: str | None = None
     server_name: str | None = None
     cipher_suites: list[str | int] | None = None
@@ -57,8 +61,13 @@ class Config:
     session_ticket_lifetime: int = 86400
 
     def __post_init__(self) -> None:
+        if isinstance(self.alpn, str):  # one protocol, never its letters
+            self.alpn = [self.alpn]
         if not self.alpn:
             raise ConfigError("alpn must name at least one protocol")
+        for proto in self.alpn:
+            if not isinstance(proto, str) or not 0 < len(proto.encode()) < 256:
+                raise ConfigError(f"alpn: each protocol must be a 1-255 byte string, not {proto!r}")
         if self.congestion_control not in CONGESTION_CONTROLLERS:
             raise ConfigError(
                 f"congestion_control must be one of {CONGESTION_CONTROLLERS}, "

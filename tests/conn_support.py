@@ -30,7 +30,9 @@ def cert_files() -> tuple[str, str, str]:
 
 def server_config(**kw: object) -> Config:
     cert, key, _ = cert_files()
-    return Config(certificate_chain=cert, private_key=key, **kw)  # type: ignore[arg-type]
+    kw.setdefault("certificate_chain", cert)
+    kw.setdefault("private_key", key)
+    return Config(**kw)  # type: ignore[arg-type]
 
 
 def client_config(**kw: object) -> Config:

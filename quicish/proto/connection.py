@@ -27,6 +27,7 @@ from ..errors import (
     ProtocolError,
     StreamError,
 )
+from ..tls.certs import TrustSource
 from ..tls.engine import Epoch, TlsEngine
 from ..tls.keylog import keylog_file
 from ..wire import frames as F
@@ -2219,8 +2220,8 @@ class Connection:
         self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
 
 
-def _verify_setting(verify: bool | str | os.PathLike[str]) -> bool | str:
-    if isinstance(verify, bool):
+def _verify_setting(verify: TrustSource) -> bool | str | bytes:
+    if isinstance(verify, bool | bytes):
         return verify
     return os.fspath(verify)
 

@@ -12,6 +12,7 @@ import os
 import ssl
 import warnings
 from collections.abc import Sequence
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,6 +29,7 @@ logger = logging.getLogger("quicish")
 _warned_unverified = False  # verify=False was already warned about in this process
 
 PathLike = str | os.PathLike[str]
+_S = TypeVar("_S")
 KEY_TYPES = ("ec", "ec384", "rsa", "ed25519")
 
 
@@ -57,20 +59,63 @@ def _parse_pem_certificates(data: bytes) -> list[x509.Certificate]:
         return certs
 
 
-def load_certificate_chain(path: PathLike) -> list[x509.Certificate]:
-    """The PEM certificates in ``path``, leaf first."""
-    certs = _parse_pem_certificates(_read(path, "certificate chain"))
-    if not certs:
-        raise ConfigError(f"no PEM certificate in {os.fspath(path)!r}")
+CertificateSource = PathLike | bytes | x509.Certificate | Sequence[x509.Certificate]
+"""A certificate chain: a PEM file's path, PEM bytes, or ``cryptography`` certificates."""
+KeySource = PathLike | bytes | PrivateKey
+"""A private key: a PEM file's path, PEM (or DER) bytes, or a ``cryptography`` key."""
+TrustSource = bool | PathLike | bytes
+"""``verify``: True (system roots), False (off), a CA file's path, or CA certificates as PEM
+bytes."""
+
+
+def load_certificate_chain(source: CertificateSource) -> list[x509.Certificate]:
+    """The certificates of ``source``, leaf first: a PEM file, PEM bytes, or certificates."""
+    source = _pem_text_as_bytes(source)
+    if isinstance(source, x509.Certificate):
+        return [source]
+    if isinstance(source, bytes | bytearray):
+        certs = _parse_pem_certificates(bytes(source))
+        if not certs:
+            raise ConfigError("certificate_chain: no PEM certificate in the bytes given")
+        return certs
+    if isinstance(source, str | os.PathLike):
+        certs = _parse_pem_certificates(_read(source, "certificate chain"))
+        if not certs:
+            raise ConfigError(f"certificate_chain: no PEM certificate in {os.fspath(source)!r}")
+        return certs
+    certs = list(source)
+    if not certs or not all(isinstance(c, x509.Certificate) for c in certs):
+        raise ConfigError(
+            "certificate_chain must be a path, PEM bytes, or a non-empty sequence of "
+            "cryptography x509.Certificate"
+        )
     return certs
 
 
-def load_private_key(path: PathLike, password: bytes | None = None) -> PrivateKey:
-    """A PEM private key (RSA, ECDSA P-256/P-384 or Ed25519)."""
-    try:
-        key = serialization.load_pem_private_key(_read(path, "private key"), password)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot load private key {os.fspath(path)!r}: {exc}") from None
+def load_private_key(source: KeySource, password: bytes | None = None) -> PrivateKey:
+    """A private key (RSA, ECDSA P-256/P-384 or Ed25519) from a PEM file, PEM or DER bytes,
+    or a ``cryptography`` key object. Errors never repeat the key's bytes."""
+    source = _pem_text_as_bytes(source)
+    key: object
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+        loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
+                  else serialization.load_der_private_key)
+        try:
+            key = loader(data, password)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"private_key: cannot load the in-memory key ({_key_error(exc)})"
+            ) from None
+    elif isinstance(source, str | os.PathLike):
+        try:
+            key = serialization.load_pem_private_key(_read(source, "private key"), password)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"private_key: cannot load {os.fspath(source)!r} ({_key_error(exc)})"
+            ) from None
+    else:
+        key = source
     if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(
         key.curve, ec.SECP256R1 | ec.SECP384R1
     ):
@@ -78,8 +123,23 @@ def load_private_key(path: PathLike, password: bytes | None = None) -> PrivateKe
     if not isinstance(
         key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     ):
-        raise ConfigError(f"unsupported private key type {type(key).__name__}")
+        raise ConfigError(f"private_key: unsupported key type {type(key).__name__}")
     return key
+
+
+def _pem_text_as_bytes(source: _S) -> _S | bytes:
+    """PEM passed as ``str`` (not a path): its bytes, so it is never opened as a file name
+    (and never echoed in an error as one)."""
+    if isinstance(source, str) and "-----BEGIN" in source:
+        return source.encode()
+    return source
+
+
+def _key_error(exc: Exception) -> str:
+    """A one-line reason for a key that did not load, free of key material."""
+    if isinstance(exc, TypeError):
+        return "wrong or missing password"
+    return "not a PEM/DER private key, or encrypted"
 
 
 def _generate_key(key_type: str) -> PrivateKey:
@@ -195,13 +255,24 @@ def _store_for(path: str) -> Store:
     return Store(certs)
 
 
-def trust_store(verify: bool | PathLike) -> Store:
+@functools.lru_cache(maxsize=16)
+def _store_for_pem(data: bytes) -> Store:
+    certs = _parse_pem_certificates(data)
+    if not certs:
+        raise ConfigError("verify: no PEM certificate in the CA bytes given")
+    return Store(certs)
+
+
+def trust_store(verify: TrustSource) -> Store:
     """The roots for ``verify``: True for the system bundle (or certifi), a path for that
-    CA file. Loaded once and cached."""
+    CA file, bytes for those PEM certificates. Loaded once and cached."""
     if verify is True:
         return _store_for(_system_roots_path())
     if verify is False:
         raise ConfigError("verification is off")
+    verify = _pem_text_as_bytes(verify)
+    if isinstance(verify, bytes | bytearray):
+        return _store_for_pem(bytes(verify))
     return _store_for(os.fspath(verify))
 
 
@@ -225,7 +296,7 @@ def _classify(exc: VerificationError, server_name: str) -> CertificateError:
 def verify_certificate(
     chain: Sequence[x509.Certificate],
     server_name: str | None,
-    verify: bool | PathLike = True,
+    verify: TrustSource = True,
     pin: str | None = None,
     now: datetime.datetime | None = None,
 ) -> None:

@@ -8,13 +8,12 @@ derives packet keys from :meth:`TlsEngine.pop_secrets`. Failures raise
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from cryptography import x509
 
 from ..errors import ConfigError
-from .certs import normalize_fingerprint, trust_store
+from .certs import TrustSource, normalize_fingerprint, trust_store
 from .client import ClientHandshake
 from .credentials import ServerCredentials, server_credentials
 from .groups import group_ids, stock_key_share
@@ -52,7 +51,7 @@ class TlsEngine:
         cipher_suites: list[int] | None = None,
         groups: list[str] | None = None,
         server_name: str | None = None,
-        verify: bool | str | os.PathLike[str] = True,
+        verify: TrustSource = True,
         pin: str | None = None,
         certificate_chain: list[x509.Certificate] | None = None,
         private_key: PrivateKey | None = None,

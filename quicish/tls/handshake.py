@@ -4,7 +4,6 @@ encryption level, output and secret queues, key logging and error latching."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -14,6 +13,7 @@ from cryptography import x509
 
 from ..errors import CryptoError, ErrorCode, ProtocolError
 from .alerts import Alert, alert
+from .certs import TrustSource
 from .credentials import ServerCredentials
 from .key_schedule import KeySchedule, Transcript
 from .keylog import KeyLog, keylog_line
@@ -50,7 +50,7 @@ class Settings:
     cipher_suites: list[int]
     groups: list[int]
     server_name: str | None
-    verify: bool | str | os.PathLike[str]
+    verify: TrustSource
     pin: str | None
     certificate_chain: list[x509.Certificate]
     private_key: PrivateKey | None
