@@ -66,8 +66,9 @@ class CryptoError(ProtocolError):
         self.alert = alert
 
 
-class CertificateError(CryptoError):
-    """The peer's certificate was rejected; ``reason`` says why (unknown CA, wrong host, ...)."""
+class CertificateError(CryptoError, ConnectionError):
+    """The peer's certificate was rejected; ``reason`` says why in one line (unknown CA, name
+    mismatch, expired, pin mismatch). ``connect()`` raises it; it is a ``ConnectionError``."""
 
 
 class DecryptionError(QuicError):
@@ -91,8 +92,9 @@ class StreamResetError(QuicError):
         self.error_code = error_code
 
 
-class ConnectionClosedError(QuicError):
-    """The connection is closed; carries the code and reason and who closed it."""
+class ConnectionClosedError(QuicError, ConnectionError):
+    """The connection is closed; carries the code and reason and who closed it. A
+    ``ConnectionError`` (so an ``OSError``), as asyncio's own connection errors are."""
 
     def __init__(self, error_code: int = 0, reason: str = "", by_peer: bool = False) -> None:
         who = "peer" if by_peer else "local"

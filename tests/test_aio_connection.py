@@ -17,6 +17,7 @@ from conn_support import cert_files, client_config, cyclic_garbage, server_confi
 
 import quicish
 from quicish import (
+    CertificateError,
     ConnectionClosedError,
     QuicConnection,
     QuicStreamReader,
@@ -271,10 +272,10 @@ async def test_connect_to_closed_port_fails_clearly() -> None:
 @timed()
 async def test_wrong_pin_fails_with_certificate_error() -> None:
     async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
-        with pytest.raises(ConnectionClosedError) as info:
+        with pytest.raises(CertificateError) as info:
             await quicish.connect("127.0.0.1", s.address[1], config=client_config(pin="00" * 32))
-        assert info.value.error_code == 0x100 + 42  # bad_certificate alert
-        assert "certificate" in str(info.value).lower() or "pin" in str(info.value).lower()
+        assert info.value.code == 0x100 + 42  # bad_certificate alert
+        assert "pin mismatch" in str(info.value)
 
 
 def _garbage(rng: random.Random) -> list[bytes]:
@@ -402,9 +403,9 @@ async def test_verify_with_ca_file(host: str) -> None:
         config = quicish.Config(verify=cert)
         async with quicish.connect(host, s.address[1], config=config) as conn:
             assert await _echo_once(conn, b"verified") == b"verified"
-        with pytest.raises(ConnectionClosedError) as info:
+        with pytest.raises(CertificateError) as info:
             await quicish.connect(host, s.address[1], config=quicish.Config(verify=True))
-        assert "certificate" in str(info.value)
+        assert info.value.code == 0x100 + 48 and "unknown CA" in str(info.value)
 
 
 def _open_fds() -> int:

@@ -146,7 +146,7 @@ def test_fingerprint_mismatch() -> None:
     other, _ = pki().leaf()
     with pytest.raises(CertificateError) as info:
         verify_certificate(chain, "localhost", ca_file(), pin=certificate_fingerprint(other[0]))
-    assert info.value.alert == BAD_CERTIFICATE and "fingerprint mismatch" in str(info.value)
+    assert info.value.alert == BAD_CERTIFICATE and "pin mismatch" in str(info.value)
 
 
 def test_verify_false_logs_warning_once(

@@ -7,10 +7,17 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..errors import ConnectionClosedError, QuicError, StreamResetError
+from ..errors import (
+    CertificateError,
+    ConnectionClosedError,
+    ErrorCode,
+    QuicError,
+    StreamResetError,
+)
 from ..proto import events as ev
 from ..proto.connection import Connection
 from ..proto.stream_manager import StreamLimitReached
+from ..tls.alerts import Alert
 from ..udp import Address
 from .endpoint import Endpoint, clock
 from .migration import LocalPaths
@@ -367,7 +374,7 @@ class QuicConnection:
         if not self._terminated.done():
             self._terminated.set_result(None)
         if not self._handshake_done.done():
-            self._handshake_done.set_exception(err)
+            self._handshake_done.set_exception(_certificate_error(event) or err)
             self._handshake_done.exception()  # mark retrieved
         for reader in self._readers.values():
             reader._fail(err)
@@ -438,3 +445,18 @@ def _has_loop() -> bool:
         return True
     except RuntimeError:
         return False
+
+
+_CERTIFICATE_ALERTS = frozenset(
+    {Alert.BAD_CERTIFICATE, Alert.UNSUPPORTED_CERTIFICATE, Alert.CERTIFICATE_REVOKED,
+     Alert.CERTIFICATE_EXPIRED, Alert.CERTIFICATE_UNKNOWN, Alert.UNKNOWN_CA}
+)
+
+
+def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | None:
+    """The CertificateError of a handshake we ended because the peer's certificate failed
+    our checks; None for any other close."""
+    alert = event.error_code - ErrorCode.CRYPTO_ERROR
+    if event.by_peer or alert not in _CERTIFICATE_ALERTS:
+        return None
+    return CertificateError(alert, event.reason)

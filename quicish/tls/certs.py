@@ -277,20 +277,19 @@ def trust_store(verify: TrustSource) -> Store:
 
 
 def _classify(exc: VerificationError, server_name: str) -> CertificateError:
+    """A one-line reason for a failed chain check (no ``cryptography`` internals)."""
     text = str(exc)
     if "not valid at validation time" in text:
-        return CertificateError(
-            Alert.CERTIFICATE_EXPIRED, f"certificate expired or not yet valid: {text}"
-        )
+        return CertificateError(Alert.CERTIFICATE_EXPIRED, "certificate expired or not yet valid")
     if "subjectAltName" in text or "SAN" in text:
         return CertificateError(
-            Alert.BAD_CERTIFICATE, f"certificate is not valid for host {server_name!r}: {text}"
+            Alert.BAD_CERTIFICATE, f"name mismatch: certificate is not valid for {server_name!r}"
         )
     if "candidates exhausted" in text:
         return CertificateError(
-            Alert.UNKNOWN_CA, f"certificate is not signed by a trusted CA (unknown CA): {text}"
+            Alert.UNKNOWN_CA, "unknown CA: certificate is not signed by a trusted root"
         )
-    return CertificateError(Alert.BAD_CERTIFICATE, f"certificate rejected: {text}")
+    return CertificateError(Alert.BAD_CERTIFICATE, "certificate rejected by the verifier")
 
 
 def verify_certificate(
@@ -314,7 +313,7 @@ def verify_certificate(
         actual, pinned = certificate_fingerprint(leaf), normalize_fingerprint(pin)
         if actual != pinned:
             raise CertificateError(
-                Alert.BAD_CERTIFICATE, f"certificate fingerprint mismatch: {actual} != {pinned}"
+                Alert.BAD_CERTIFICATE, f"pin mismatch: certificate SHA-256 is {actual}"
             )
         return
     if verify is False:
