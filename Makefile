@@ -11,16 +11,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-# (Re)install the package with what the demo needs (uvloop, rich for the CLI) and build the
+# (Re)install the package with what the demo needs (uvloop) and build the
 # C core whenever sources change. QUICISH_REQUIRE_C=1 makes a failed C build an error here.
 $(STAMP): $(PY) pyproject.toml setup.py quicish/native/build_core.py $(wildcard quicish/native/*.c quicish/native/*.h)
-	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast,cli]'
+	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast]'
 	$(PY) -c "import quicish, sys; from quicish.native import crypto_backend; print('quicish.ACCELERATED =', quicish.ACCELERATED, '| packet protection:', crypto_backend()); sys.exit(0 if quicish.ACCELERATED else 1)"
 	touch $(STAMP)
 
 # The test extras (pytest, hypothesis, aioquic, mypy, ruff, build) on top, for `make test`.
 $(TEST_STAMP): $(STAMP)
-	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast,cli,test]'
+	QUICISH_REQUIRE_C=1 $(PY) -m pip install -q -e '.[fast,test]'
 	touch $(TEST_STAMP)
 
 lint: $(TEST_STAMP)

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
-from . import hq
+from . import __version__, hq
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
@@ -25,45 +26,64 @@ logger = logging.getLogger("quicish")
 CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``quicish`` argument parser (every option has help text)."""
     parser = argparse.ArgumentParser(prog="quicish", description="QUIC file transfer (hq-interop)")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log connection events to stderr (-v: lifecycle, -vv: debug)")
+    parser.add_argument("--version", action="version", version=f"quicish {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve files under a directory")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=4433)
-    s.add_argument("--root", default=".")
-    s.add_argument("--cert")
-    s.add_argument("--key")
-    s.add_argument("--alpn", default="hq-interop")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    s.add_argument("--port", type=int, default=4433,
+                   help="UDP port to listen on; 0 picks a free one (default %(default)s)")
+    s.add_argument("--root", default=".",
+                   help="directory whose files are served (default: the current directory)")
+    s.add_argument("--cert", help="PEM certificate chain (default: a fresh self-signed one)")
+    s.add_argument("--key", help="PEM private key of --cert")
+    s.add_argument("--alpn", default="hq-interop",
+                   help="application protocol to offer (default %(default)s)")
     s.add_argument("--retry", action="store_true", help="validate client addresses with Retry")
     s.add_argument("--v2", action="store_true",
                    help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)")
-    s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic")
-    s.add_argument("--keylog")
+    s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
+                   help="congestion controller (default %(default)s)")
+    s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
     g = sub.add_parser("get", help="fetch https://host:port/path URLs over one connection")
-    g.add_argument("urls", nargs="+")
-    g.add_argument("--output", default=".")
+    g.add_argument("urls", nargs="+", help="https://host:port/path URLs, all on one server")
+    g.add_argument("--output", default=".",
+                   help="directory to write the files to (default: the current directory)")
     trust = g.add_mutually_exclusive_group()
     trust.add_argument("--ca", help="CA certificate file to verify the server against")
     trust.add_argument("--pin", help="expected SHA-256 fingerprint of the server certificate")
     trust.add_argument("--insecure", action="store_true", help="do not verify the server")
-    g.add_argument("--alpn", default="hq-interop")
-    g.add_argument("--cipher", choices=sorted(CIPHERS))
-    g.add_argument("--cc", choices=["cubic", "newreno"], default="cubic")
+    g.add_argument("--alpn", default="hq-interop",
+                   help="application protocol to ask for (default %(default)s)")
+    g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
+    g.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
+                   help="congestion controller (default %(default)s)")
+    g.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the server to answer the handshake "
+                        "(default %(default)s)")
     g.add_argument("--session-ticket", help="file to load/store a session ticket")
-    g.add_argument("--0rtt", dest="zero_rtt", action="store_true")
-    g.add_argument("--migrate", action="store_true")
-    g.add_argument("--key-update", action="store_true")
+    g.add_argument("--0rtt", dest="zero_rtt", action="store_true",
+                   help="send the requests as 0-RTT early data (needs --session-ticket)")
+    g.add_argument("--migrate", action="store_true",
+                   help="move to a new local port mid-transfer (active migration)")
+    g.add_argument("--key-update", action="store_true", help="update the 1-RTT keys once")
     g.add_argument("--v2", action="store_true",
                    help="offer QUIC v2 (first flight in v1, the server may switch)")
-    g.add_argument("--keylog")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -72,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(_get(args))
     except KeyboardInterrupt:
         return 130
-    except QuicError as exc:
-        print(f"quicish: {exc}", file=sys.stderr)
+    except (QuicError, OSError, asyncio.TimeoutError) as exc:
+        print(f"quicish {args.command}: {_describe(exc)}", file=sys.stderr)
         return 1
 
 
@@ -83,15 +103,12 @@ async def _serve(args: argparse.Namespace) -> int:
         print("quicish serve: --cert and --key go together", file=sys.stderr)
         return 2
     if cert is None:
-        from .tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
+        from cryptography import x509
 
-        cert_pem, key_pem = generate_self_signed(("localhost", "127.0.0.1", "::1"))
-        tmp = Path(tempfile.mkdtemp(prefix="quicish-"))
-        cert, key = str(tmp / "cert.pem"), str(tmp / "key.pem")
-        Path(cert).write_bytes(cert_pem)
-        Path(key).write_bytes(key_pem)
-        os.chmod(key, 0o600)
-        fingerprint = certificate_fingerprint(load_certificate_chain(cert)[0])
+        from .tls.certs import certificate_fingerprint, generate_self_signed
+
+        cert, key = generate_self_signed(("localhost", "127.0.0.1", "::1"))  # PEM, in memory
+        fingerprint = certificate_fingerprint(x509.load_pem_x509_certificate(cert))
         print(f"self-signed certificate, SHA-256 fingerprint: {fingerprint}", flush=True)
     config = Config(
         alpn=[args.alpn],
@@ -101,7 +118,7 @@ async def _serve(args: argparse.Namespace) -> int:
         keylog_file=args.keylog,
         retry=args.retry,
     )
-    files = hq.FileServer(args.root)
+    files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     server = await serve(args.host, args.port, config=config, on_stream=files.handle,
                          versions=_V2_FIRST if args.v2 else None)
     host, port = server.address[:2]
@@ -114,6 +131,13 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
     return 0
+
+
+def _access_log(record: hq.Served) -> None:
+    """One line per request: client, request, outcome, bytes, duration."""
+    host, port = record.peer[:2] if record.peer else ("?", 0)
+    print(f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
+          f"{record.duration:.3f} s", flush=True)
 
 
 async def _get(args: argparse.Namespace) -> int:
@@ -157,33 +181,42 @@ async def _get(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    conn = await connect(
-        host, port, config=config, session_ticket=ticket, early_data=args.zero_rtt and bool(ticket),
-        versions=_V2_FIRST if args.v2 else None,
-    )
+    try:
+        conn = await asyncio.wait_for(connect(
+            host, port, config=config, session_ticket=ticket,
+            early_data=args.zero_rtt and bool(ticket), versions=_V2_FIRST if args.v2 else None,
+        ), args.timeout)
+    except asyncio.TimeoutError:
+        print(f"quicish get: no answer from {host}:{port} within {args.timeout:g} s",
+              file=sys.stderr)
+        return 1
     total = done = 0
     ok = True
     try:
-        progress = _Progress(len(targets), quiet=args.quiet or not sys.stderr.isatty())
-
+        progress = _Progress(
+            [Path(p).name or "index.html" for _, _, p in targets],
+            sys.stderr if not args.quiet and sys.stderr.isatty() else None,
+        )
         key_update = _KeyUpdater(conn) if args.key_update else None
         migrator = _Migrator(conn) if args.migrate else None
         hooks = [h.on_chunk for h in (key_update, migrator) if h is not None]
 
-        def on_chunk(size: int) -> None:
-            for hook in hooks:
-                hook(size)
-
-        async def one(path: str) -> int:
+        async def one(index: int, path: str) -> int:
             reader, writer = await conn.open_stream()
             name = Path(path).name or "index.html"
-            size = await hq.fetch(
-                reader, writer, path, out_dir / name, on_chunk=on_chunk if hooks else None,
-            )
-            progress.advance(size)
+
+            def on_chunk(size: int) -> None:
+                progress.advance(index, size)
+                for hook in hooks:
+                    hook(size)
+
+            size = await hq.fetch(reader, writer, path, out_dir / name, on_chunk=on_chunk)
+            progress.finish(index)
             return size
 
-        results = await asyncio.gather(*(one(p) for _, _, p in targets), return_exceptions=True)
+        results = await asyncio.gather(
+            *(one(i, p) for i, (_, _, p) in enumerate(targets)), return_exceptions=True
+        )
         for (_, _, path), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 ok = False
@@ -213,10 +246,15 @@ async def _get(args: argparse.Namespace) -> int:
 
 
 def _describe(exc: BaseException) -> str:
-    """A one-line reason for a failed download."""
+    """A one-line reason for a failure: a download, a name lookup, a socket."""
     if isinstance(exc, StreamResetError) and exc.error_code == hq.ERROR_NOT_FOUND:
         return "not found on the server"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})"
+    if isinstance(exc, OSError) and not isinstance(exc, QuicError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__
 
 
 def _feature_built(option: str) -> bool:
@@ -304,27 +342,62 @@ def _print_features(conn: QuicConnection, args: argparse.Namespace) -> None:
 
 
 class _Progress:
-    """A rich progress bar on a terminal, nothing otherwise."""
+    """Transfer progress redrawn on one terminal line: bytes per file (the largest in flight
+    first), total bytes, rate and files done. hq-interop sends no length, so there is no
+    ETA. With no terminal (``out`` None) it draws nothing; the summary line follows."""
 
-    def __init__(self, files: int, quiet: bool) -> None:
-        self._bar = None
-        if quiet:
-            return
-        try:
-            from rich.progress import Progress
-        except ImportError:
-            return
-        self._bar = Progress(transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task("files", total=files)
+    INTERVAL = 0.1  # seconds between redraws
 
-    def advance(self, size: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
+    def __init__(self, names: list[str], out: TextIO | None) -> None:
+        self._names = names
+        self._sizes = [0] * len(names)
+        self._done = [False] * len(names)
+        self._out = out
+        self._start = time.perf_counter()
+        self._drawn = 0.0
+        self._width = 0
+
+    def advance(self, index: int, size: int) -> None:
+        self._sizes[index] += size
+        now = time.perf_counter()
+        if self._out is not None and now - self._drawn >= self.INTERVAL:
+            self._drawn = now
+            self._draw(now)
+
+    def finish(self, index: int) -> None:
+        self._done[index] = True
+
+    def line(self, now: float) -> str:
+        """The progress line at ``now`` (perf_counter seconds)."""
+        total = sum(self._sizes)
+        elapsed = max(now - self._start, 1e-9)
+        active = [i for i, done in enumerate(self._done) if not done and self._sizes[i]]
+        active.sort(key=lambda i: -self._sizes[i])
+        files = ", ".join(f"{self._names[i]} {_human(self._sizes[i])}" for i in active[:2])
+        more = f" +{len(active) - 2}" if len(active) > 2 else ""
+        return (f"{sum(self._done)}/{len(self._names)} files, {_human(total)}, "
+                f"{total * 8 / elapsed / 1e6:.1f} Mbit/s" + (f" | {files}{more}" if files else ""))
+
+    def _draw(self, now: float) -> None:
+        assert self._out is not None
+        text = self.line(now)
+        self._out.write("\r" + text.ljust(self._width))
+        self._out.flush()
+        self._width = len(text)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        if self._out is not None and self._width:
+            self._out.write("\r" + " " * self._width + "\r")
+            self._out.flush()
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1000:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .aio.streams import QuicStreamReader, QuicStreamWriter
 
@@ -49,35 +52,66 @@ def resolve(root: Path, path: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-class FileServer:
-    """Serves files below ``root``; pass ``handle`` as ``on_stream`` to :func:`quicish.serve`."""
+@dataclass(frozen=True)
+class Served:
+    """One request a :class:`FileServer` answered (for an access log)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    peer: tuple[Any, ...] | None  # the client's address
+    path: str  # the requested path, or "-" for a malformed request
+    status: int  # 200, or 404 when the file is missing or the request malformed
+    size: int  # bytes of the file sent
+    duration: float  # seconds from the stream's start to the FIN
+
+
+class FileServer:
+    """Serves files below ``root``; pass ``handle`` as ``on_stream`` to :func:`quicish.serve`.
+    ``on_served`` is called once per request with a :class:`Served` record."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], on_served: Callable[[Served], None] | None = None
+    ) -> None:
         self.root = Path(root)
         self.files_served = 0
+        self.on_served = on_served
 
     async def handle(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
-        request = await reader.read(MAX_REQUEST)
-        while not reader.at_eof() and len(request) < MAX_REQUEST and b"\n" not in request:
-            more = await reader.read(MAX_REQUEST - len(request))
-            if not more:
-                break
-            request += more
-        path = parse_request(request)
-        target = resolve(self.root, path) if path is not None else None
-        if target is None:
-            logger.info("hq: not found: %r", request[:100])
-            writer.reset(ERROR_NOT_FOUND)
-            return
+        started = time.monotonic()
+        path: str | None = None
+        size = -1
+        try:
+            request = await reader.read(MAX_REQUEST)
+            while not reader.at_eof() and len(request) < MAX_REQUEST and b"\n" not in request:
+                more = await reader.read(MAX_REQUEST - len(request))
+                if not more:
+                    break
+                request += more
+            path = parse_request(request)
+            target = resolve(self.root, path) if path is not None else None
+            if target is None:
+                logger.info("hq: not found: %r", request[:100])
+                writer.reset(ERROR_NOT_FOUND)
+                return
+            size = await self._send(target, writer)
+        finally:
+            if self.on_served is not None:
+                self.on_served(Served(
+                    writer.get_extra_info("peername"), path or "-", 200 if size >= 0 else 404,
+                    max(size, 0), time.monotonic() - started,
+                ))
+
+    async def _send(self, target: Path, writer: QuicStreamWriter) -> int:
+        size = 0
         with open(target, "rb") as fh:
             while True:
                 chunk = fh.read(CHUNK)
                 if not chunk:
                     break
                 writer.write(chunk)
+                size += len(chunk)
                 await writer.drain()
         writer.write_eof()
         self.files_served += 1
+        return size
 
 
 async def fetch(

@@ -25,6 +25,7 @@ class Served(NamedTuple):
     port: int
     fingerprint: str
     root: Path
+    lines: queue.Queue[str | None] | None = None  # the rest of the server's stdout
 
 
 def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
@@ -66,7 +67,7 @@ def serve_files(root: Path, *options: str, duration: int = 30) -> Iterator[Serve
                 fingerprint = m.group(1)
             if m := re.search(r"listening on (\S+):(\d+)", line):
                 port = int(m.group(2))
-        yield Served(proc, port, fingerprint, root)
+        yield Served(proc, port, fingerprint, root, lines)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -156,3 +157,96 @@ def test_get_key_update_keylog_newreno(server: Served, tmp_path: Path) -> None:
     assert (out / "data.bin").read_bytes() == (server.root / "data.bin").read_bytes()
     labels = {line.split()[0] for line in keylog.read_text().splitlines() if line.strip()}
     assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"} <= labels
+
+
+# ---- usability: one-line errors, timeouts, help, access log, progress ---------------------
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_get_unresolvable_host_is_one_line(tmp_path: Path) -> None:
+    line = _one_line_error(get("https://no-such-host.invalid:4433/x", "--insecure",
+                               "--output", str(tmp_path)))
+    assert "cannot resolve" in line
+
+
+def test_get_timeout_when_nothing_answers(tmp_path: Path) -> None:
+    """A port nobody serves: the handshake gives up after --timeout, not the idle timeout."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        result = get(f"https://127.0.0.1:{port}/x", "--insecure", "--timeout", "1",
+                     "--output", str(tmp_path))
+    line = _one_line_error(result)
+    assert "no answer" in line and "1 s" in line
+
+
+def test_version_and_help_for_every_option() -> None:
+    from quicish import __version__
+    from quicish.cli import build_parser
+
+    out = subprocess.run([sys.executable, "-m", "quicish", "--version"], capture_output=True,
+                         text=True, env=ENV, cwd=ROOT, timeout=TIMEOUT)
+    assert out.returncode == 0 and out.stdout.strip() == f"quicish {__version__}"
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
+    commands = subparsers[0].choices
+    assert set(commands) == {"serve", "get"}
+    for command in [parser, *commands.values()]:
+        for action in command._actions:
+            if action.dest in ("help", "command"):
+                continue
+            assert action.help, f"{command.prog} {action.option_strings or action.dest}"
+
+
+def test_serve_prints_one_access_log_line_per_request(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"a" * 1234)
+    served = serve_files(root, duration=20)
+    srv = next(served)
+    try:
+        result = get(url(srv, "a.txt"), url(srv, "missing.txt"), "--pin", srv.fingerprint,
+                     "--output", str(tmp_path / "out"))
+        assert result.returncode != 0  # one file is missing
+        assert srv.lines is not None
+        lines: list[str] = []
+        while len(lines) < 2 and (line := srv.lines.get(timeout=TIMEOUT)) is not None:
+            if " GET " in line:
+                lines.append(line.rstrip())
+    finally:
+        served.close()
+    assert len(lines) == 2, lines
+    ok = next(line for line in lines if "/a.txt" in line)
+    missing = next(line for line in lines if "/missing.txt" in line)
+    assert re.match(r"127\.0\.0\.1:\d+ GET /a\.txt 200 1234 bytes \d+\.\d{3} s$", ok), ok
+    assert " 404 0 bytes " in missing
+
+
+def test_progress_line_counts_bytes_and_files() -> None:
+    import io
+
+    from quicish.cli import _Progress
+
+    out = io.StringIO()
+    progress = _Progress(["a.bin", "b.bin"], out)
+    progress.advance(0, 1_500_000)
+    progress.advance(1, 2_000)
+    line = progress.line(progress._start + 1.0)
+    assert line.startswith("0/2 files, 1.5 MB, 12.0 Mbit/s | a.bin 1.5 MB, b.bin 2.0 KB"), line
+    progress.finish(0)
+    assert progress.line(progress._start + 1.0).startswith("1/2 files")
+    assert "\r" in out.getvalue()  # drawn on the line, not scrolled
+    silent = io.StringIO()
+    quiet = _Progress(["a.bin"], None)
+    quiet.advance(0, 10)
+    quiet.close()
+    assert silent.getvalue() == ""
