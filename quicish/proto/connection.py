@@ -1632,6 +1632,10 @@ class Connection:
                 # Only an ACK to say, in a datagram whose Handshake packet makes both sides
                 # discard their Initial keys (RFC 9001 4.9.1): the ACK would be thrown away.
                 continue
+            elif space.index == INITIAL and size_limit < MIN_INITIAL_DATAGRAM:
+                # A datagram with an Initial is padded to 1200 bytes (RFC 9000 14.1): one the
+                # anti-amplification budget cannot carry waits for the client's next datagram.
+                continue
             built = self._build_payload(
                 space, tx, ptype, size_limit - used, now, congestion_blocked
             )
@@ -1940,6 +1944,9 @@ class Connection:
             built = BuiltPacket(space, space.tx, ptype, pn, truncated, pn_length,
                            self._header_length(ptype, pn_length), payload, [], False)
             out += self._seal_packet(built, self._last_activity)
+        if len(out) > self._amplification_budget():
+            return b""  # an unvalidated address gets no more than 3x what it sent (RFC 9000 8)
+        self._path.bytes_sent += len(out)
         return bytes(out)
 
     # ---------------------------------------------------------------------------------------
