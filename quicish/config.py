@@ -55,6 +55,11 @@ class Config:
     qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
     retry: bool = False  # server: answer new clients with Retry to validate their address
     session_ticket_lifetime: int = 86400
+    # Server: the 32-byte secret stateless reset tokens are made from (HMAC(key, CID), RFC 9000
+    # 10.3.2). None: a random key per server, so a restarted server cannot reset its
+    # predecessor's connections (they end by idle timeout). Servers behind one address (a
+    # cluster, or restarts) share a key of their own; never derive it from the TLS key.
+    stateless_reset_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.alpn:
@@ -72,6 +77,9 @@ class Config:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         self.cipher_suite_ids()  # validates names
+        key = self.stateless_reset_key
+        if key is not None and (not isinstance(key, bytes) or len(key) != 32):
+            raise ConfigError("stateless_reset_key must be 32 bytes (or None: random)")
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..config import Config
 from ..errors import ConfigError
@@ -31,8 +29,9 @@ class ServerContext:
     token_key: bytes = field(default_factory=lambda: os.urandom(32))
     early_data: bool = True  # accept 0-RTT (single-use tickets, checked by replay_filter)
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
-    # Stateless reset tokens are HMAC(reset_key, CID); from_config derives the key from the
-    # private key, so a restarted server still resets the connections of its predecessor.
+    # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random
+    # key of this server's own. Never derived from the TLS key: every instance holding the
+    # certificate could then forge resets for the others' connections.
     reset_key: bytes = field(default_factory=lambda: os.urandom(32))
     # QUIC versions in the server's preference order for compatible version negotiation
     # (RFC 9368): (QUIC_V2, QUIC_V1) answers every client that offers v2 in v2. None: both
@@ -49,10 +48,5 @@ class ServerContext:
             certificate_chain=load_certificate_chain(config.certificate_chain),
             private_key=private_key,
             keylog=keylog,
-            reset_key=_derive_reset_key(private_key),
+            reset_key=config.stateless_reset_key or os.urandom(32),
         )
-
-
-def _derive_reset_key(private_key: PrivateKey) -> bytes:
-    der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-    return hashlib.sha256(b"quicish stateless reset key\x00" + der).digest()
