@@ -14,6 +14,7 @@ from ..tls.certs import load_certificate_chain, load_private_key
 from ..tls.keylog import keylog_file
 from ..tls.signatures import PrivateKey
 from ..tls.tickets import ReplayFilter, TicketKeys
+from .tokens import NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES, TokenRegister
 
 
 @dataclass
@@ -33,6 +34,11 @@ class ServerContext:
     # key of this server's own. Never derived from the TLS key: every instance holding the
     # certificate could then forge resets for the others' connections.
     reset_key: bytes = field(default_factory=lambda: os.urandom(32))
+    # NEW_TOKEN tokens: how long they validate and which were used already (single use).
+    new_token_lifetime: float = NEW_TOKEN_LIFETIME
+    new_token_register: TokenRegister = field(
+        default_factory=lambda: TokenRegister(NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES)
+    )
     # QUIC versions in the server's preference order for compatible version negotiation
     # (RFC 9368): (QUIC_V2, QUIC_V1) answers every client that offers v2 in v2. None: both
     # versions, in the order the client prefers them.
@@ -49,4 +55,8 @@ class ServerContext:
             private_key=private_key,
             keylog=keylog,
             reset_key=config.stateless_reset_key or os.urandom(32),
+            new_token_lifetime=config.new_token_lifetime,
+            new_token_register=TokenRegister(
+                config.new_token_lifetime, config.new_token_register_entries
+            ),
         )
