@@ -1290,7 +1290,11 @@ class Connection:
         if not self.is_client or self._retry_received or self._first_packet_received:
             return
         packet = bytes(data[: header.packet_end])
-        if header.dcid != self.host_cid or not verify_retry(packet, self._original_dcid):
+        if (
+            header.dcid != self.host_cid
+            or header.scid == self._original_dcid  # RFC 9000 17.2.5.1: MUST discard
+            or not verify_retry(packet, self._original_dcid)
+        ):
             self.stats_counters.packets_dropped += 1
             return
         self._retry_received = True
