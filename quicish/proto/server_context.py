@@ -28,7 +28,10 @@ class ServerContext:
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))
-    early_data: bool = True  # accept 0-RTT (single-use tickets, checked by replay_filter)
+    # Accept 0-RTT: tickets are single use, checked by replay_filter, which is per process.
+    # Servers sharing ticket_keys (a cluster) each accept a replayed 0-RTT flight once: turn
+    # this off there unless 0-RTT requests are replay-safe (see TicketKeys).
+    early_data: bool = True
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
     # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random
     # key of this server's own. Never derived from the TLS key: every instance holding the
