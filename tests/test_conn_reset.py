@@ -32,8 +32,8 @@ def test_restarted_server_resets_and_client_drains() -> None:
     net, c, _s = _established_pair()
     ctx = net.server._server_context
     assert ctx is not None
-    # A new server process with the same key material (same certificate key): its endpoint
-    # knows no connection but computes the same reset token for the CID.
+    # A new server process with the same reset key (Config.stateless_reset_key): its
+    # endpoint knows no connection but computes the same reset token for the CID.
     restarted = ServerContext(ctx.certificate_chain, ctx.private_key, reset_key=ctx.reset_key)
     responder = StatelessResponder(restarted)
     packet = _client_packet(net)
