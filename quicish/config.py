@@ -59,6 +59,17 @@ class Config:
     qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
     retry: bool = False  # server: answer new clients with Retry to validate their address
     session_ticket_lifetime: int = 86400
+    # Server: the 32-byte secret stateless reset tokens are made from (HMAC(key, CID), RFC 9000
+    # 10.3.2). None: a random key per server, so a restarted server cannot reset its
+    # predecessor's connections (they end by idle timeout). Servers behind one address (a
+    # cluster, or restarts) share a key of their own; never derive it from the TLS key.
+    stateless_reset_key: bytes | None = None
+    # Server: seconds a NEW_TOKEN token validates the client's address (RFC 9000 8.1.3), and
+    # how many used tokens are remembered to refuse their reuse (RFC 9000 8.1.4; about 130
+    # bytes each). When that many unexpired tokens were used, tokens stop validating until
+    # some expire (clients then get a Retry or the 3x limit, as without a token).
+    new_token_lifetime: float = 2 * 3600.0
+    new_token_register_entries: int = 100_000
 
     def __post_init__(self) -> None:
         if isinstance(self.alpn, str):  # one protocol, never its letters
@@ -81,6 +92,13 @@ class Config:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         self.cipher_suite_ids()  # validates names
+        if not self.new_token_lifetime > 0:
+            raise ConfigError("new_token_lifetime must be positive (seconds)")
+        if self.new_token_register_entries < 1:
+            raise ConfigError("new_token_register_entries must be at least 1")
+        key = self.stateless_reset_key
+        if key is not None and (not isinstance(key, bytes) or len(key) != 32):
+            raise ConfigError("stateless_reset_key must be 32 bytes (or None: random)")
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
 

@@ -1,8 +1,10 @@
 """Stateless reset over loopback UDP: a quicish server that lost its state (a restart on the
-same port, same key) answers the old connection's packets with a stateless reset, and the
-client recognises it and ends the connection."""
+same port, the same configured ``stateless_reset_key``) answers the old connection's packets
+with a stateless reset, and the client recognises it and ends the connection."""
 
 from __future__ import annotations
+
+import os
 
 from aio_support import echo, timed
 from conn_support import client_config, server_config
@@ -12,7 +14,7 @@ import quicish
 
 @timed()
 async def test_client_terminates_on_reset_after_server_restart() -> None:
-    config = server_config()
+    config = server_config(stateless_reset_key=os.urandom(32))  # kept across the restart
     server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=echo)
     port = server.address[1]
     conn = await quicish.connect("127.0.0.1", port, config=client_config())

@@ -76,3 +76,58 @@ def test_integrity_limit_closes_with_aead_limit_reached() -> None:
     closed = c.of(ev.ConnectionTerminated)
     assert closed and closed[0].error_code == ErrorCode.AEAD_LIMIT_REACHED
     assert net.client.stats()["packets_undecryptable"] == 5
+
+
+def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def]
+    """A 1-RTT packet from the client with the key phase bit flipped and a broken tag: what
+    an attacker (who cannot seal) sends to probe the receiver's next-generation keys."""
+    from quicish.proto.packet_space import APPLICATION
+    from quicish.wire.packet import encode_packet_number, encode_short_header
+
+    client = net.client
+    tx = client._spaces[APPLICATION].tx
+    truncated, pn_length = encode_packet_number(pn, None)
+    header = encode_short_header(client.peer_cid, truncated, pn_length, False,
+                                 not client._key_phase)
+    packet = bytearray(tx.seal_packet(header, b"\x01" + bytes(40), pn))
+    packet[-1] ^= 0xFF  # the AEAD tag no longer verifies
+    return bytes(packet)
+
+
+def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9001 6.3/9.5: next-generation keys are made once, not per packet with a flipped
+    key phase (a forgery would otherwise cost a key derivation each, a timing signal)."""
+    from quicish.wire.protection import PacketProtector
+
+    net, c, s = new_pair()
+    established(net, c, s)
+    derivations = 0
+    original = PacketProtector.next_generation
+
+    def counting(self: PacketProtector) -> PacketProtector:
+        nonlocal derivations
+        derivations += 1
+        return original(self)
+
+    monkeypatch.setattr(PacketProtector, "next_generation", counting)
+    server = net.server
+    base = net.client._spaces[2].next_pn + 10
+    for i in range(1000):
+        server.receive_datagram(_forged_flipped_phase(net, base + i), CLIENT_ADDR, net.now)
+    assert server.stats()["packets_undecryptable"] == 1000
+    assert derivations <= 1
+    assert not server.is_terminated and server.stats()["key_updates"] == 0
+    # A real key update still works, with the keys made ahead (the new next generation is
+    # made once, for the update after it).
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, b"x" * 100)
+    assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
+    net.client.request_key_update()
+    net.client.send_stream_data(sid, b"after the update", end_stream=True)
+    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 2)
+    assert bytes(s.data[sid]) == b"x" * 100 + b"after the update"
+    assert server.stats()["key_updates"] == 1
+    before = derivations
+    for i in range(1000):  # forgeries in the new phase's flipped phase: still no derivation
+        server.receive_datagram(_forged_flipped_phase(net, base + 5000 + i), CLIENT_ADDR, net.now)
+    assert derivations - before <= 1

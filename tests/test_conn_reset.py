@@ -32,8 +32,8 @@ def test_restarted_server_resets_and_client_drains() -> None:
     net, c, _s = _established_pair()
     ctx = net.server._server_context
     assert ctx is not None
-    # A new server process with the same key material (same certificate key): its endpoint
-    # knows no connection but computes the same reset token for the CID.
+    # A new server process with the same reset key (Config.stateless_reset_key): its
+    # endpoint knows no connection but computes the same reset token for the CID.
     restarted = ServerContext(ctx.certificate_chain, ctx.private_key, reset_key=ctx.reset_key)
     responder = StatelessResponder(restarted)
     packet = _client_packet(net)
@@ -82,3 +82,46 @@ def test_reset_token_of_new_cids_recognised() -> None:
     reset = bytes([0x50]) + bytes(range(30)) + reset_token(ctx.reset_key, cid)
     net.client.receive_datagram(reset, SERVER_ADDR, net.now)
     assert net.client.is_terminated
+
+
+# ---- the reset key is a secret of its own (not derived from the certificate key) ----------------
+def test_servers_sharing_a_certificate_have_different_reset_tokens_by_default() -> None:
+    """Two servers with the same certificate and key: neither can forge the other's resets
+    (with tokens derived from the TLS key, any instance was a reset oracle for the others)."""
+    from conn_support import server_config
+
+    cid = bytes(range(8))
+    packet = b"\x41" + cid + bytes(40)
+    one = ServerContext.from_config(server_config())
+    two = ServerContext.from_config(server_config())
+    assert one.private_key.private_numbers() == two.private_key.private_numbers()
+    assert reset_token(one.reset_key, cid) != reset_token(two.reset_key, cid)
+    reset_one = StatelessResponder(one).stateless_reset(packet)
+    reset_two = StatelessResponder(two).stateless_reset(packet)
+    assert reset_one is not None and reset_two is not None
+    assert reset_one[-16:] != reset_two[-16:]
+
+
+def test_cluster_shares_the_configured_reset_key() -> None:
+    from conn_support import server_config
+
+    key = bytes(range(32))
+    cid = bytes(range(8))
+    packet = b"\x41" + cid + bytes(40)
+    one = ServerContext.from_config(server_config(stateless_reset_key=key))
+    two = ServerContext.from_config(server_config(stateless_reset_key=key))
+    assert one.reset_key == two.reset_key == key
+    reset_one = StatelessResponder(one).stateless_reset(packet)
+    reset_two = StatelessResponder(two).stateless_reset(packet)
+    assert reset_one is not None and reset_two is not None
+    assert reset_one[-16:] == reset_two[-16:] == reset_token(key, cid)
+
+
+def test_reset_key_must_be_32_bytes() -> None:
+    import pytest
+
+    from quicish import Config, ConfigError
+
+    for bad in (b"short", bytes(33), "x" * 32):
+        with pytest.raises(ConfigError, match="stateless_reset_key"):
+            Config(stateless_reset_key=bad)  # type: ignore[arg-type]

@@ -247,3 +247,26 @@ def test_zero_rtt_data_resent_right_after_retry() -> None:
     events = list(iter(server.next_event, None))
     assert any(isinstance(e, ev.StreamDataAvailable) for e in events)
     assert server.read_stream(sid) == (b"early request", True)
+
+
+def test_client_discards_retry_whose_scid_is_its_original_dcid() -> None:
+    """RFC 9000 17.2.5.1: a Retry's SCID must differ from the DCID of the client's Initial;
+    the client discards one that repeats it (and still takes a proper Retry after it)."""
+    from quicish.wire.packet import QUIC_V1, encode_retry
+
+    client = Connection(client_config(), is_client=True)
+    client.connect(SERVER_ADDR, 0.0)
+    first = parse_header(_first_initial(client))
+    odcid = bytes(first.dcid)
+    same = encode_retry(QUIC_V1, first.scid, odcid, odcid, b"token-with-same-cid")
+    client.receive_datagram(same, SERVER_ADDR, 0.01)
+    assert client.stats()["retries_received"] == 0
+    assert client.stats()["packets_dropped"] == 1
+    assert client.peer_cid == odcid  # nothing changed: same keys, no token
+    client.handle_timer(client.next_timer() or 1.0)  # its Initial goes again as it was
+    again = [parse_header(d) for d, _ in client.datagrams_to_send(1.0)]
+    assert again and again[0].token == b"" and bytes(again[0].dcid) == odcid
+    good = encode_retry(QUIC_V1, first.scid, b"server-cid", odcid, b"token")
+    client.receive_datagram(good, SERVER_ADDR, 1.01)
+    assert client.stats()["retries_received"] == 1
+    assert client.peer_cid == b"server-cid"

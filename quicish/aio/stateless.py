@@ -54,6 +54,7 @@ class StatelessResponder:
         self.retries_sent = 0
         self.invalid_tokens = 0
         self.resets_sent = 0
+        self.tokens_reused = 0  # NEW_TOKEN tokens refused as used already (or register full)
 
     def check_initial(self, header: PacketHeader, addr: Address, now: float) -> InitialVerdict:
         """Decide on a client Initial for an unknown DCID (RFC 9000 section 8.1)."""
@@ -61,7 +62,8 @@ class StatelessResponder:
         key = self.context.token_key
         if token:
             kind = token_kind(token)
-            info = open_token(key, token, addr, now)
+            context = self.context
+            info = open_token(key, token, addr, now, new_token_lifetime=context.new_token_lifetime)
             if kind == RETRY_TOKEN:
                 if info is None or info.retry_source_cid != header.dcid:
                     # RFC 9000 8.1.3: the client accepts no second Retry: close at once.
@@ -70,9 +72,11 @@ class StatelessResponder:
                 return InitialVerdict(
                     True, None, info.original_dcid, info.retry_source_cid, validated=True
                 )
-            if info is not None:  # a NEW_TOKEN token: the address is validated
-                return InitialVerdict(True, validated=True)
-            # Unknown or expired NEW_TOKEN token: as if there were none.
+            if info is not None:  # a NEW_TOKEN token: the address is validated, once
+                if context.new_token_register.use(info.token_id, info.issued, now):
+                    return InitialVerdict(True, validated=True)
+                self.tokens_reused += 1
+            # Unknown, expired or reused NEW_TOKEN token: as if there were none.
         if self.retry:
             return InitialVerdict(False, self._retry(header, addr, now))
         return InitialVerdict(True)

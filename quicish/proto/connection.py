@@ -449,7 +449,9 @@ class Connection:
         if tls is not None:
             upcoming = tls.next_read_secret()
             if upcoming is not None:
-                self._spare_protector = PacketProtector.from_secret(*upcoming, self.version)
+                spare = PacketProtector.from_secret(*upcoming, self.version)
+                self._spare_protector = spare
+                self._next_rx_keys(spare)  # (a server: the 1-RTT read key, installed later)
             if ctx is not None and ctx.issue_tickets:
                 tls.prepare_ticket(now, self._sent_params)
         if self.is_client:
@@ -661,10 +663,23 @@ class Connection:
         self._key_update_requested = False
         self._rx_previous = space.rx
         space.tx = space.tx.next_generation()
-        space.rx = space.rx.next_generation()
+        space.rx = self._next_rx_keys(space.rx)
         self._key_phase ^= 1
         self._key_phase_start_pn = space.next_pn
         self.stats_counters.key_updates += 1
+        self._next_rx_keys(space.rx)  # ahead of the next update (or of forgeries)
+
+    # The 1-RTT read keys and their next generation, derived once per generation (at an
+    # update, in prepare() or at the first use) and not per packet with a flipped key phase:
+    # a forged packet must cost no key derivation (RFC 9001 sections 6.3 and 9.5).
+    _rx_next: tuple[PacketProtector, PacketProtector] | None = None
+
+    def _next_rx_keys(self, rx: PacketProtector) -> PacketProtector:
+        """The generation after the read keys ``rx``, derived at most once."""
+        cached = self._rx_next
+        if cached is None or cached[0] is not rx:
+            cached = self._rx_next = (rx, rx.next_generation())
+        return cached[1]
 
     def _auto_key_update(self) -> None:
         """The current 1-RTT key neared its confidentiality limit: update it (as soon as
@@ -1150,8 +1165,9 @@ class Connection:
                 return previous.open_packet(packet, pn_offset, space.largest_received)
             except DecryptionError:
                 pass
-        # The peer started a key update (RFC 9001 section 6.2): try the next generation.
-        candidate = rx.next_generation()
+        # The peer started a key update (RFC 9001 section 6.2): try the next generation,
+        # made once per generation, not per packet (RFC 9001 9.5: no timing signal).
+        candidate = self._next_rx_keys(rx)
         result = candidate.open_packet(packet, pn_offset, space.largest_received)
         if not self.handshake_confirmed:
             raise ProtocolError(ErrorCode.KEY_UPDATE_ERROR, "key update before confirmation")
@@ -1166,6 +1182,7 @@ class Connection:
         self._key_phase ^= 1
         self._key_phase_start_pn = space.next_pn
         self.stats_counters.key_updates += 1
+        self._next_rx_keys(candidate)  # ahead of the next update (or of forgeries)
         return result
 
     # ---- compatible version negotiation (RFC 9368, RFC 9369) --------------------------------
@@ -1274,7 +1291,11 @@ class Connection:
         if not self.is_client or self._retry_received or self._first_packet_received:
             return
         packet = bytes(data[: header.packet_end])
-        if header.dcid != self.host_cid or not verify_retry(packet, self._original_dcid):
+        if (
+            header.dcid != self.host_cid
+            or header.scid == self._original_dcid  # RFC 9000 17.2.5.1: MUST discard
+            or not verify_retry(packet, self._original_dcid)
+        ):
             self.stats_counters.packets_dropped += 1
             return
         self._retry_received = True
@@ -1633,6 +1654,10 @@ class Connection:
                 # Only an ACK to say, in a datagram whose Handshake packet makes both sides
                 # discard their Initial keys (RFC 9001 4.9.1): the ACK would be thrown away.
                 continue
+            elif space.index == INITIAL and size_limit < MIN_INITIAL_DATAGRAM:
+                # A datagram with an Initial is padded to 1200 bytes (RFC 9000 14.1): one the
+                # anti-amplification budget cannot carry waits for the client's next datagram.
+                continue
             built = self._build_payload(
                 space, tx, ptype, size_limit - used, now, congestion_blocked
             )
@@ -1941,6 +1966,9 @@ class Connection:
             built = BuiltPacket(space, space.tx, ptype, pn, truncated, pn_length,
                            self._header_length(ptype, pn_length), payload, [], False)
             out += self._seal_packet(built, self._last_activity)
+        if len(out) > self._amplification_budget():
+            return b""  # an unvalidated address gets no more than 3x what it sent (RFC 9000 8)
+        self._path.bytes_sent += len(out)
         return bytes(out)
 
     # ---------------------------------------------------------------------------------------

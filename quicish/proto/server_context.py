@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ..config import Config
 from ..errors import ConfigError
@@ -16,6 +14,7 @@ from ..tls.certs import load_certificate_chain, load_private_key
 from ..tls.keylog import keylog_file
 from ..tls.signatures import PrivateKey
 from ..tls.tickets import ReplayFilter, TicketKeys
+from .tokens import NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES, TokenRegister
 
 
 @dataclass
@@ -29,11 +28,20 @@ class ServerContext:
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))
-    early_data: bool = True  # accept 0-RTT (single-use tickets, checked by replay_filter)
+    # Accept 0-RTT: tickets are single use, checked by replay_filter, which is per process.
+    # Servers sharing ticket_keys (a cluster) each accept a replayed 0-RTT flight once: turn
+    # this off there unless 0-RTT requests are replay-safe (see TicketKeys).
+    early_data: bool = True
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
-    # Stateless reset tokens are HMAC(reset_key, CID); from_config derives the key from the
-    # private key, so a restarted server still resets the connections of its predecessor.
+    # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random
+    # key of this server's own. Never derived from the TLS key: every instance holding the
+    # certificate could then forge resets for the others' connections.
     reset_key: bytes = field(default_factory=lambda: os.urandom(32))
+    # NEW_TOKEN tokens: how long they validate and which were used already (single use).
+    new_token_lifetime: float = NEW_TOKEN_LIFETIME
+    new_token_register: TokenRegister = field(
+        default_factory=lambda: TokenRegister(NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES)
+    )
     # QUIC versions in the server's preference order for compatible version negotiation
     # (RFC 9368): (QUIC_V2, QUIC_V1) answers every client that offers v2 in v2. None: both
     # versions, in the order the client prefers them.
@@ -49,10 +57,9 @@ class ServerContext:
             certificate_chain=load_certificate_chain(config.certificate_chain),
             private_key=private_key,
             keylog=keylog,
-            reset_key=_derive_reset_key(private_key),
+            reset_key=config.stateless_reset_key or os.urandom(32),
+            new_token_lifetime=config.new_token_lifetime,
+            new_token_register=TokenRegister(
+                config.new_token_lifetime, config.new_token_register_entries
+            ),
         )
-
-
-def _derive_reset_key(private_key: PrivateKey) -> bytes:
-    der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-    return hashlib.sha256(b"quicish stateless reset key\x00" + der).digest()

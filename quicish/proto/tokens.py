@@ -22,7 +22,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 RETRY_TOKEN = 0x52  # "R"
 NEW_TOKEN = 0x4E  # "N"
 RETRY_TOKEN_LIFETIME = 10.0  # seconds: a Retry token is used one round trip later
-NEW_TOKEN_LIFETIME = 24 * 3600.0  # seconds
+# Seconds a NEW_TOKEN token validates (Config.new_token_lifetime): long enough for a client
+# that comes back within a session of use; IP-bound tokens go stale as addresses change
+# anyway, and the strike register must remember every token used within the lifetime.
+NEW_TOKEN_LIFETIME = 2 * 3600.0
+NEW_TOKEN_REGISTER_ENTRIES = 100_000  # used tokens remembered, about 130 bytes each (13 MB)
 _NONCE = 12
 _TAG = 16
 _TIME = struct.Struct("!d")
@@ -37,6 +41,7 @@ class TokenInfo:
     issued: float
     original_dcid: bytes = b""  # Retry tokens only
     retry_source_cid: bytes = b""  # Retry tokens only
+    token_id: bytes = b""  # the token's random nonce: what a strike register remembers
 
 
 @functools.lru_cache(maxsize=8)
@@ -113,7 +118,7 @@ def open_token(
     if not issued <= now <= issued + lifetime:
         return None
     if kind == NEW_TOKEN:
-        return TokenInfo(kind, issued) if len(plaintext) == _TIME.size else None
+        return TokenInfo(kind, issued, token_id=nonce) if len(plaintext) == _TIME.size else None
     pos = _TIME.size
     cids: list[bytes] = []
     for _ in range(2):
@@ -126,4 +131,48 @@ def open_token(
         pos += 1 + n
     if pos != len(plaintext):
         return None
-    return TokenInfo(kind, issued, cids[0], cids[1])
+    return TokenInfo(kind, issued, cids[0], cids[1], nonce)
+
+
+class TokenRegister:
+    """The NEW_TOKEN tokens already used (RFC 9000 section 8.1.4: limit reuse), each until
+    it expires, in buckets by issue time so expiry drops whole buckets. At ``max_entries``
+    unexpired entries it refuses new tokens (it fails closed: a token only spares a
+    Retry or the 3x limit) rather than forget one that could then be replayed."""
+
+    BUCKETS = 64  # issue-time buckets per lifetime
+
+    def __init__(self, lifetime: float, max_entries: int) -> None:
+        self.lifetime = lifetime
+        self.max_entries = max_entries
+        self._width = lifetime / self.BUCKETS
+        self._buckets: dict[int, set[bytes]] = {}
+        self._count = 0
+        self._next_expiry = 0.0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def use(self, token_id: bytes, issued: float, now: float) -> bool:
+        """True the first time the (authentic, unexpired) token ``token_id`` issued at
+        ``issued`` is used; False when it was used before or the register is full."""
+        if now >= self._next_expiry or self._count >= self.max_entries:
+            self._expire(now)
+        slot = int(issued // self._width)
+        bucket = self._buckets.get(slot)
+        if bucket is not None and token_id in bucket:
+            return False
+        if self._count >= self.max_entries:
+            return False
+        if bucket is None:
+            bucket = self._buckets[slot] = set()
+        bucket.add(token_id)
+        self._count += 1
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Drop the buckets whose every token has expired (issued before the slot's end)."""
+        width = self._width
+        for slot in [s for s in self._buckets if (s + 1) * width + self.lifetime < now]:
+            self._count -= len(self._buckets.pop(slot))
+        self._next_expiry = now + width

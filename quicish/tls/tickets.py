@@ -177,6 +177,13 @@ class TicketKeys:
     The current key is replaced every ``rotation_interval`` seconds (checked when
     sealing); tickets sealed under the previous key still open. Share one instance
     between all connections of a server (or pass the same ``keys`` to several servers).
+
+    Sharing keys across servers lets a ticket resume on any of them, but 0-RTT anti-replay
+    is per process: each server's :class:`ReplayFilter` knows only the tickets used on that
+    server, so one ClientHello with early data can be accepted once by *each* server that
+    shares the keys (RFC 8446 8; RFC 9001 9.2). Servers sharing ticket keys should turn
+    0-RTT off (``ServerContext.early_data = False``) unless the application's 0-RTT
+    requests are safe to replay (idempotent) or the replay state is shared.
     """
 
     __slots__ = ("_keys", "_since", "rotation_interval")
