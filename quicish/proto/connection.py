@@ -212,7 +212,9 @@ class Connection:
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
         reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
         self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes)
-        self._peer_cids = PeerCids(max(2, config.active_connection_id_limit))
+        self._peer_cids = PeerCids(
+            max(2, config.active_connection_id_limit), config.max_unacked_cid_retirements
+        )
         self._rx_dcid = b""  # DCID of the packet being processed
         self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
         self._original_dcid = b""
@@ -1513,6 +1515,8 @@ class Connection:
                 self._spaces[rec[1]].crypto_send.on_acked(rec[2], rec[3], False)
             elif kind == K_HANDSHAKE_DONE:
                 self._handshake_done_acked = True
+            elif kind == K_RETIRE_CID:
+                self._peer_cids.on_retire_acked(rec[1])
             elif kind >= K_MAX_DATA and kind != K_PING and kind != K_NEW_TOKEN:
                 self._streams.on_record_acked(rec)
 
@@ -2040,7 +2044,7 @@ class Connection:
                 wrote = True
         peer = self._peer_cids
         while peer.pending_retire and room - buf.written >= 10:
-            seq = peer.pending_retire.popleft()
+            seq = peer.next_retire()
             F.encode_frame(buf, F.RetireConnectionIdFrame(seq))
             records.append((K_RETIRE_CID, seq))
             wrote = True
