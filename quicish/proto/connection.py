@@ -390,13 +390,14 @@ class Connection:
         if self._deferred_keys:
             self._install_deferred_keys()
         self._rx_ecn = ecn
+        self._rx_size = size = len(data)
         self.stats_counters.datagrams_received += 1
-        self.stats_counters.bytes_received += len(data)
+        self.stats_counters.bytes_received += size
         path = self._path
         if addr != path.addr or local != path.local:
             path = self._path_of(addr, local)
         if not path.validated:
-            path.bytes_received += len(data)
+            path.bytes_received += size
         self._rx_path = path
         if self._state == S_CLOSING:
             self._after_input(now)  # RFC 9000 10.2.1: frames are no longer processed
@@ -1429,11 +1430,13 @@ class Connection:
     def _on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
     ) -> None:
-        # Answered on the path the challenge arrived on (RFC 9000 8.2.2).
-        responses = self._rx_path.responses
-        if len(responses) < 4:
-            responses.append(bytes(frame.data))
+        # Answered on the path the challenge arrived on (RFC 9000 8.2.2), one answer at most
+        # per datagram received: the latest challenge replaces any still unanswered. Its
+        # datagram is padded to 1200 bytes on a path being validated, or when the peer
+        # padded its own (checking the path MTU): never to multiply a small challenge.
         path = self._rx_path
+        path.responses[:] = (bytes(frame.data),)
+        path.pad_response = not path.validated or self._rx_size >= MIN_INITIAL_DATAGRAM
         if (
             not self.is_client
             and path is not self._path
@@ -1590,6 +1593,7 @@ class Connection:
     _pacer_deadline: float | None = None
     _handshake_done_acked = False  # the client acknowledged a packet carrying HANDSHAKE_DONE
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
+    _rx_size = 0  # size of the datagram being processed
     _control_checked = False
     _idle_restart_pending = True
 
@@ -1765,11 +1769,17 @@ class Connection:
             records.append((K_ACK, received.bounds()[1] - 1))
             space.on_ack_sent()
         path = self._path
-        if (path.responses or path.challenge_due) and ptype == PacketType.ONE_RTT:
-            # Path validation goes out at once, padded (RFC 9000 8.2), congestion or not.
-            eliciting = self._write_path_frames(path, buf, room, now)
-            return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
-                          records, eliciting)
+        if (
+            (path.responses or path.challenge_due)
+            and ptype == PacketType.ONE_RTT
+            and (probing or not congestion_blocked)
+        ):
+            # Path validation frames, within the congestion window; a padded datagram
+            # (RFC 9000 8.2) has room for nothing else.
+            eliciting, padded = self._write_path_frames(path, buf, room, now)
+            if padded:
+                return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len,
+                                   buf.take(), records, eliciting)
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
@@ -2050,20 +2060,24 @@ class Connection:
             wrote = True
         return wrote
 
-    def _write_path_frames(self, path: Path, buf: Buffer, room: int, now: float) -> bool:
-        """PATH_RESPONSEs and a due PATH_CHALLENGE for ``path``, then padding to ``room``
-        (RFC 9000 8.2: such datagrams are expanded to 1200 bytes within the budget)."""
-        wrote = False
-        while path.responses and room - buf.written >= 9:
-            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop(0)))
+    def _write_path_frames(
+        self, path: Path, buf: Buffer, room: int, now: float
+    ) -> tuple[bool, bool]:
+        """The PATH_RESPONSE and a due PATH_CHALLENGE for ``path``, padded to ``room`` when
+        the path is being validated (RFC 9000 8.2: such datagrams are expanded to 1200 bytes
+        within the budget); returns (wrote anything, padded)."""
+        wrote = pad = False
+        if path.responses and room - buf.written >= 9:
+            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop()))
             wrote = True
+            pad = path.pad_response
         if path.challenge_due and room - buf.written >= 9:
             data = self._paths.next_challenge(path, now, self._pto_interval())
             F.encode_frame(buf, F.PathChallengeFrame(data))
-            wrote = True
-        if wrote and room > buf.written:
+            wrote = pad = True
+        if pad and room > buf.written:
             buf.push_bytes(bytes(room - buf.written))
-        return wrote
+        return wrote, pad
 
     def _build_probe_datagram(self, path: Path, now: float) -> bytes | None:
         """A 1-RTT packet with PATH_CHALLENGE / PATH_RESPONSE for a path we do not send on."""
@@ -2084,7 +2098,7 @@ class Connection:
         if room < 16:
             return None
         buf = Buffer()
-        if not self._write_path_frames(path, buf, room, now):
+        if not self._write_path_frames(path, buf, room, now)[0]:
             return None
         space.next_pn = pn + 1
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
