@@ -119,6 +119,11 @@ S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
 
 Tracer = Callable[[str, dict[str, Any]], None]
 
+# In the event queue, the place of a received DATAGRAM whose payload waits in the connection's
+# bounded datagram queue (next_event() makes the DatagramReceived).
+_DATAGRAM_SLOT = ev.Event()
+DATAGRAM_OVERHEAD = 64  # what a queued datagram is charged beyond its payload (bytes)
+
 
 
 def _initial_protectors(
@@ -291,6 +296,12 @@ class Connection:
         self._pending_ping = False  # keep-alive: a PING is due in the next 1-RTT packet
         self._keep_alive_sent = 0.0  # when the last keep-alive PING was queued
         self._datagrams_out: deque[bytes] = deque()
+        # Received DATAGRAM payloads not yet handed out, bounded by
+        # config.datagram_receive_buffer (oldest dropped); each has a slot in _events, and
+        # _stale_slots counts the leading slots whose payload was dropped.
+        self._datagrams_in: deque[bytes] = deque()
+        self._datagrams_in_size = 0
+        self._stale_slots = 0
 
         self._idle_timeout = config.idle_timeout
         self._last_activity = 0.0
@@ -588,7 +599,18 @@ class Connection:
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        while events:
+            event = events.popleft()
+            if event is not _DATAGRAM_SLOT:
+                return event
+            if self._stale_slots:  # its datagram was dropped
+                self._stale_slots -= 1
+                continue
+            data = self._datagrams_in.popleft()
+            self._datagrams_in_size -= len(data) + DATAGRAM_OVERHEAD
+            return ev.DatagramReceived(data)
+        return None
 
     @property
     def is_closed(self) -> bool:
@@ -1425,7 +1447,31 @@ class Connection:
                 "DATAGRAM frames not negotiated",
                 F.frame_type_of(frame),
             )
-        self._events.append(ev.DatagramReceived(bytes(frame.data)))
+        self._queue_datagram(bytes(frame.data))
+
+    def _queue_datagram(self, data: bytes) -> None:
+        """Queue a received DATAGRAM; the oldest are dropped beyond the configured bound."""
+        queue = self._datagrams_in
+        queue.append(data)
+        self._events.append(_DATAGRAM_SLOT)
+        self._datagrams_in_size += len(data) + DATAGRAM_OVERHEAD
+        limit = self.config.datagram_receive_buffer
+        while self._datagrams_in_size > limit and queue:
+            self._datagrams_in_size -= len(queue.popleft()) + DATAGRAM_OVERHEAD
+            self._stale_slots += 1
+            self.stats_counters.datagrams_dropped += 1
+        if self._stale_slots > 64 and self._stale_slots > len(queue):
+            # Drop the slots of dropped datagrams (the oldest ones) from the event queue:
+            # O(events) once per as many drops, so O(1) per drop.
+            stale = self._stale_slots
+            kept: deque[ev.Event] = deque()
+            for event in self._events:
+                if event is _DATAGRAM_SLOT and stale:
+                    stale -= 1
+                else:
+                    kept.append(event)
+            self._events = kept
+            self._stale_slots = 0
 
     def _on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
