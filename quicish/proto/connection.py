@@ -26,6 +26,7 @@ from ..errors import (
     ErrorCode,
     ProtocolError,
     StreamError,
+    wire_reason,
 )
 from ..tls.engine import Epoch, TlsEngine
 from ..tls.keylog import keylog_file
@@ -430,6 +431,10 @@ class Connection:
             logger.info("closing: %s", exc)
             self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
+        except Exception as exc:  # a bug (or MemoryError): this connection ends, no other
+            logger.exception("closing: internal error")
+            self._close_internal(exc, now)
+            return
         if self._migrate_to is not None:
             self._on_peer_migrated(self._migrate_to, now)
         self._after_input(now)
@@ -531,6 +536,9 @@ class Connection:
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
             self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+        except Exception as exc:  # a bug: this connection ends, no other
+            logger.exception("closing: internal error")
+            self._close_internal(exc, now)
 
     def next_timer(self) -> float | None:
         """The earliest absolute time at which :meth:`handle_timer` must be called."""
@@ -1973,6 +1981,9 @@ class Connection:
     def _build_close_datagram(self) -> bytes:
         assert self._close_frame is not None
         code, frame_type, reason, application = self._close_frame
+        # A transport error goes out with a fixed phrase for its code (the detail stays in
+        # the local ConnectionTerminated); an application's own reason goes as given.
+        phrase = "" if application else wire_reason(code)
         out = bytearray()
         for space in self._spaces:
             if space.tx is None or space.discarded:
@@ -1983,7 +1994,7 @@ class Connection:
             frame = F.ConnectionCloseFrame(
                 code if app or not application else ErrorCode.APPLICATION_ERROR,
                 None if app else (frame_type or 0),
-                reason if app or not application else "",
+                reason if app else phrase,
                 app,
             )
             buf = Buffer()
@@ -2259,6 +2270,12 @@ class Connection:
         self, code: int, reason: str, frame_type: int | None, now: float
     ) -> None:
         self._enter_closing(code, frame_type, reason, application=False, now=now)
+
+    def _close_internal(self, exc: BaseException, now: float) -> None:
+        """Close with INTERNAL_ERROR after an unexpected exception (logged by the caller);
+        the local reason names its type, never its text."""
+        reason = f"internal error ({type(exc).__name__})"
+        self._close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
 
     def _enter_closing(
         self,
