@@ -62,14 +62,14 @@ def test_forced_retirement_flood_is_closed_and_bounded() -> None:
 
 
 def test_retirements_at_a_sustainable_rate_stay_served() -> None:
-    """A peer that retires CIDs one per packet, 16 per round trip, and acknowledges the
+    """A peer that retires CIDs one per packet, 8 per round trip, and acknowledges the
     RETIREs, is served: no close, no growth."""
     with ServeProcess() as server, _attacker(server.port) as attacker:
         attacker.pump(0.2)
         rss_before = server.rss_bytes()
         seq = 1
-        while seq <= 1600:
-            for _ in range(16):
+        while seq <= 800:
+            for _ in range(8):
                 attacker.send_frames(*_frames(seq, 1))
                 seq += 1
             attacker.pump(0.03)
