@@ -52,7 +52,14 @@ class Config:
     max_streams_uni: int = 128
     max_datagram_size: int = 1200
     max_datagram_frame_size: int | None = None  # RFC 9221; None means datagrams disabled
+    # Received DATAGRAM payloads the application has not read yet, in bytes (each counted as
+    # its length plus 64); beyond it the oldest are dropped (stats: datagrams_dropped).
+    datagram_receive_buffer: int = 1 << 20
     active_connection_id_limit: int = 4
+    # Peer CIDs retired whose RETIRE_CONNECTION_ID is not yet acknowledged; a peer forcing
+    # more is closed with CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2). At least twice
+    # active_connection_id_limit is allowed whatever this says.
+    max_unacked_cid_retirements: int = 32
     disable_active_migration: bool = False
     send_buffer_size: int = 1 << 20  # per stream, bytes the writer may queue before drain() waits
     keylog_file: str | os.PathLike[str] | None = None
@@ -91,6 +98,10 @@ class Config:
         for name in ("max_data", "max_stream_data", "max_streams_bidi", "max_streams_uni"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.datagram_receive_buffer < 0:
+            raise ConfigError("datagram_receive_buffer must not be negative")
+        if self.max_unacked_cid_retirements < 1:
+            raise ConfigError("max_unacked_cid_retirements must be at least 1")
         self.cipher_suite_ids()  # validates names
         if not self.new_token_lifetime > 0:
             raise ConfigError("new_token_lifetime must be positive (seconds)")

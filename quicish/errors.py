@@ -111,3 +111,22 @@ def _code_name(code: int) -> str:
         if 0x100 <= code <= 0x1FF:
             return f"CRYPTO_ERROR({code - 0x100})"
         return f"ERROR({code:#x})"
+
+
+# The reason phrase of every CONNECTION_CLOSE we send for a transport error: fixed per
+# error code, so no exception text (which may quote the peer's bytes or our state) leaves.
+_WIRE_REASONS: dict[int, str] = {
+    int(c): c.name.lower().replace("_", " ") for c in ErrorCode if c != ErrorCode.CRYPTO_ERROR
+}
+_WIRE_REASONS[0x11] = "version negotiation error"  # RFC 9368
+_CRYPTO_REASON = "crypto error"  # 0x100 + TLS alert: the code names the alert
+_OTHER_REASON = "connection error"
+WIRE_REASONS = frozenset({*_WIRE_REASONS.values(), _CRYPTO_REASON, _OTHER_REASON})
+
+
+def wire_reason(code: int) -> str:
+    """The reason phrase sent to the peer with a transport error ``code``."""
+    phrase = _WIRE_REASONS.get(code)
+    if phrase is not None:
+        return phrase
+    return _CRYPTO_REASON if 0x100 <= code <= 0x1FF else _OTHER_REASON

@@ -39,3 +39,18 @@ def test_qlog_dir_is_refused_until_qlog_exists() -> None:
     with pytest.raises(ConfigError, match="qlog"):
         Config(qlog_dir="/tmp/qlog")
     assert Config().qlog_dir is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_unacked_cid_retirements": 0}, "max_unacked_cid_retirements"),
+        ({"datagram_receive_buffer": -1}, "datagram_receive_buffer"),
+    ],
+)
+def test_invalid_hostile_peer_limits(kwargs: dict, message: str) -> None:
+    """The bounds on what a peer can make us hold (issue 15) are checked like the rest."""
+    with pytest.raises(ConfigError, match=message):
+        Config(**kwargs)
+    cfg = Config()
+    assert (cfg.max_unacked_cid_retirements, cfg.datagram_receive_buffer) == (32, 1 << 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from adv_support import established, new_pair, poll
+from conn_net import connected, encode, inject, make_net
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto import events as ev
@@ -165,4 +166,82 @@ def test_peer_cids_rules() -> None:
     peer2.on_new(F.NewConnectionIdFrame(5, 5, b"f" * 8, b"Y" * 16))
     peer2.on_new(F.NewConnectionIdFrame(2, 0, b"g" * 8, b"Z" * 16))
     assert peer2.current_cid == b"f" * 8
-    assert sorted(peer2.pending_retire) == [0, 2]
+    # (Everything below retire_prior_to is retired when it rises: seq 2 was retired then.)
+    assert sorted(peer2.pending_retire) == [0, 1, 2, 3, 4]
+
+
+# ---- a peer forcing retirements (issue 15, item 6) -----------------------------------------------
+def _cid_flood(count: int, start: int = 1) -> list[F.NewConnectionIdFrame]:
+    """NEW_CONNECTION_ID frames, each retiring every earlier sequence number."""
+    return [
+        F.NewConnectionIdFrame(seq, seq, seq.to_bytes(8, "big"), seq.to_bytes(16, "big"))
+        for seq in range(start, start + count)
+    ]
+
+
+def test_forced_retirements_unacknowledged_close_with_cid_limit_error() -> None:
+    """84,000 frames each retiring the previous CID, while the RETIREs go unacknowledged:
+    the receiver closes with CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2) instead of queueing
+    84,000 RETIRE_CONNECTION_ID frames."""
+    net = make_net()
+    _, s = connected(net)
+    frames = _cid_flood(84_000)
+    for start in range(0, len(frames), 30):
+        inject(net.client, net.server, encode(*frames[start:start + 30]), net.now)
+        if net.server.is_terminated:
+            break
+    s.poll()
+    assert s.terminated is not None
+    assert s.terminated.error_code == ErrorCode.CONNECTION_ID_LIMIT_ERROR
+    assert s.terminated.frame_type == F.FrameType.NEW_CONNECTION_ID
+    assert len(net.server._peer_cids.pending_retire) <= 2 * 32
+
+
+def test_forced_retirements_acknowledged_stay_bounded() -> None:
+    """The same flood from a peer that acknowledges each RETIRE: every sequence number is
+    retired exactly once and the queue never grows past the limit."""
+    peer = PeerCids(limit=4, retire_limit=8)
+    peer.set_initial(b"a" * 8)
+    retired: list[int] = []
+    for frame in _cid_flood(84_000):
+        peer.on_new(frame)
+        assert len(peer.pending_retire) <= 8
+        while peer.pending_retire:
+            seq = peer.next_retire()
+            retired.append(seq)
+            peer.on_retire_acked(seq)
+    assert retired == list(range(84_000))
+    assert peer.current_cid == (84_000).to_bytes(8, "big")
+
+
+def test_retirement_is_deduplicated_and_loss_requeues_once() -> None:
+    peer = PeerCids(limit=4, retire_limit=8)
+    peer.set_initial(b"a" * 8)
+    peer.on_new(F.NewConnectionIdFrame(5, 5, b"f" * 8, b"Y" * 16))
+    # Every sequence number below retire_prior_to is retired at once, each exactly once.
+    assert list(peer.pending_retire) == [0, 1, 2, 3, 4]
+    for _ in range(3):  # late or repeated frames below retire_prior_to: already retired
+        peer.on_new(F.NewConnectionIdFrame(2, 0, b"g" * 8, b"Z" * 16))
+    assert list(peer.pending_retire) == [0, 1, 2, 3, 4]
+    assert peer.current_cid == b"f" * 8
+    sent = [peer.next_retire() for _ in range(5)]
+    peer.on_retire_lost(3)
+    peer.on_retire_lost(3)  # two lost copies: queued once
+    peer.on_retire_acked(1)
+    peer.on_retire_lost(1)  # acknowledged meanwhile: not queued again
+    assert sent == [0, 1, 2, 3, 4] and list(peer.pending_retire) == [3]
+    # A CID switched away from is retired once, even if its NEW_CONNECTION_ID comes again.
+    peer.on_new(F.NewConnectionIdFrame(6, 5, b"h" * 8, b"X" * 16))
+    assert peer.switch() and peer.current_cid == b"h" * 8
+    assert list(peer.pending_retire) == [3, 5]
+    peer.on_new(F.NewConnectionIdFrame(5, 5, b"f" * 8, b"Y" * 16))
+    assert 5 not in peer.entries and list(peer.pending_retire) == [3, 5]
+
+
+def test_retire_prior_to_jump_beyond_the_limit_is_cid_limit_error() -> None:
+    peer = PeerCids(limit=4, retire_limit=8)
+    peer.set_initial(b"a" * 8)
+    with pytest.raises(ProtocolError) as err:
+        peer.on_new(F.NewConnectionIdFrame(1 << 40, 1 << 40, b"f" * 8, b"Y" * 16))
+    assert err.value.code == ErrorCode.CONNECTION_ID_LIMIT_ERROR
+    assert len(peer.pending_retire) == 0

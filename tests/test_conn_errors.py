@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from conn_net import Net, Peer, connected, encode, inject, make_net
 
-from quicish.errors import ConnectionClosedError, ErrorCode
+from quicish.errors import ConnectionClosedError, ErrorCode, wire_reason
 from quicish.proto.connection import Connection
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
@@ -135,7 +135,8 @@ def test_malformed_frame_closes_with_code(case: Case) -> None:
     peer_term = culprit.terminated
     assert peer_term is not None and peer_term.by_peer
     assert (peer_term.error_code, peer_term.frame_type) == (case.code, case.frame_type)
-    assert peer_term.reason == term.reason
+    # On the wire, a fixed phrase for the code; the detail stays local (issue 15).
+    assert peer_term.reason == wire_reason(case.code) and term.reason
     # Both end up closed; neither raises on further API use.
     assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=5)
     with pytest.raises(ConnectionClosedError):

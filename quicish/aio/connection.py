@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from ..errors import (
     StreamResetError,
 )
 from ..proto import events as ev
-from ..proto.connection import Connection
+from ..proto.connection import DATAGRAM_OVERHEAD, Connection
 from ..proto.stream_manager import StreamLimitReached
 from ..tls.alerts import Alert
 from ..udp import Address
@@ -55,7 +56,11 @@ class QuicConnection:
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
         self._stream_credit_waiters: list[asyncio.Future[None]] = []
-        self._datagrams: asyncio.Queue[bytes] = asyncio.Queue()
+        # Received datagrams not yet read: at most config.datagram_receive_buffer bytes (each
+        # charged DATAGRAM_OVERHEAD more), the oldest dropped beyond it.
+        self._datagrams: deque[bytes] = deque()
+        self._datagrams_size = 0
+        self._datagram_waiter: asyncio.Future[None] | None = None
         self._timer_deadline: float | None = None
         self._preparing = False  # a call to _prepare is scheduled
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -141,8 +146,33 @@ class QuicConnection:
         self._endpoint.mark_dirty(self)
 
     async def receive_datagram(self) -> bytes:
-        """The next DATAGRAM frame's payload; ConnectionClosedError once the connection ends."""
-        return await self._get_or_raise(self._datagrams)
+        """The next DATAGRAM frame's payload; ConnectionClosedError once the connection ends.
+
+        Unread datagrams beyond ``Config.datagram_receive_buffer`` bytes are dropped, the
+        oldest first (``stats()["datagrams_dropped"]`` counts them)."""
+        while not self._datagrams:
+            self._raise_if_closed()
+            waiter = self._datagram_waiter
+            if waiter is None or waiter.done():
+                waiter = self._datagram_waiter = self._loop.create_future()
+            await asyncio.wait({waiter, self._terminated}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._datagrams and self._terminated.done():
+                raise self.close_error or ConnectionClosedError(0, "connection closed")
+        data = self._datagrams.popleft()
+        self._datagrams_size -= len(data) + DATAGRAM_OVERHEAD
+        return data
+
+    def _queue_datagram(self, data: bytes) -> None:
+        queue = self._datagrams
+        queue.append(data)
+        self._datagrams_size += len(data) + DATAGRAM_OVERHEAD
+        limit = self._proto.config.datagram_receive_buffer
+        while self._datagrams_size > limit and queue:
+            self._datagrams_size -= len(queue.popleft()) + DATAGRAM_OVERHEAD
+            self._proto.stats_counters.datagrams_dropped += 1
+        waiter = self._datagram_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait_session_ticket(self) -> bytes | None:
         """The session ticket for resumption / 0-RTT once the server sent one (None if the
@@ -282,7 +312,7 @@ class QuicConnection:
             elif isinstance(event, ev.StreamsAvailable):
                 self._wake_stream_credit_waiters()
             elif isinstance(event, ev.DatagramReceived):
-                self._datagrams.put_nowait(event.data)
+                self._queue_datagram(event.data)
             elif isinstance(event, ev.SessionTicketReceived):
                 self.session_ticket = event.ticket
                 self._wake_ticket_waiters()

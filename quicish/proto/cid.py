@@ -121,14 +121,26 @@ class LocalCids:
 
 
 class PeerCids:
-    """The connection IDs the peer issued to us; one of them is in use on the current path."""
+    """The connection IDs the peer issued to us; one of them is in use on the current path.
 
-    def __init__(self, limit: int) -> None:
+    Every sequence number below ``retire_prior_to`` counts as retired the moment it rises
+    (RETIRE_CONNECTION_ID queued for each one not retired before), so a late or repeated
+    NEW_CONNECTION_ID below it needs no memory to be ignored. Retirements whose
+    RETIRE_CONNECTION_ID is not yet acknowledged are bounded by ``retire_limit``: a peer
+    forcing more is a CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2).
+    """
+
+    def __init__(self, limit: int, retire_limit: int = 32) -> None:
         self.limit = limit  # our active_connection_id_limit
+        # RFC 9000 5.1.2: allow at least twice our limit of unacknowledged retirements.
+        self.retire_limit = max(retire_limit, 2 * limit)
         self.entries: dict[int, tuple[bytes, bytes | None]] = {}  # seq -> (cid, token)
         self.current = 0
         self.retire_prior_to = 0
-        self.pending_retire: deque[int] = deque()
+        self.pending_retire: deque[int] = deque()  # RETIRE_CONNECTION_ID to send
+        self._queued: set[int] = set()  # what pending_retire holds (O(1) re-queue on loss)
+        self._unacked: set[int] = set()  # retired, RETIRE_CONNECTION_ID not yet acknowledged
+        self._retired: set[int] = set()  # retired one by one at or above retire_prior_to
         self.reserved: set[int] = set()  # held for a path being probed
         self._tokens: dict[bytes, int] = {}
 
@@ -157,9 +169,9 @@ class PeerCids:
                 raise ProtocolError(
                     ErrorCode.PROTOCOL_VIOLATION, f"CID sequence {seq} reused", _NEW_CID
                 )
-        elif seq < self.retire_prior_to:
-            self.pending_retire.append(seq)  # RFC 9000 19.15: retire it straight away
-        else:
+        elif seq >= self.retire_prior_to and seq not in self._retired:
+            # (Below retire_prior_to, or retired already: RFC 9000 19.15 asks for one
+            # RETIRE_CONNECTION_ID per sequence number, and it is queued or sent.)
             if any(c == cid for c, _ in self.entries.values()):
                 raise ProtocolError(
                     ErrorCode.PROTOCOL_VIOLATION, "one CID under two sequence numbers", _NEW_CID
@@ -167,10 +179,17 @@ class PeerCids:
             self.entries[seq] = (cid, token)
             self._tokens[token] = seq
         switched = False
-        if frame.retire_prior_to > self.retire_prior_to:
-            self.retire_prior_to = frame.retire_prior_to
-            for old in [s for s in self.entries if s < frame.retire_prior_to]:
-                self._retire(old)
+        prior = frame.retire_prior_to
+        if prior > self.retire_prior_to:
+            if len(self._unacked) + prior - self.retire_prior_to > self.retire_limit:
+                raise ProtocolError(
+                    ErrorCode.CONNECTION_ID_LIMIT_ERROR, "too many CIDs to retire", _NEW_CID
+                )
+            first, self.retire_prior_to = self.retire_prior_to, prior
+            for old in range(first, prior):
+                if old not in self._retired:
+                    self._retire(old)
+            self._retired = {s for s in self._retired if s >= prior}
             if self.current not in self.entries:
                 fresh = self._unused()
                 if fresh is None:
@@ -184,13 +203,26 @@ class PeerCids:
                 ErrorCode.CONNECTION_ID_LIMIT_ERROR,
                 f"{len(self.entries)} active CIDs exceed our limit of {self.limit}", _NEW_CID,
             )
+        if len(self._unacked) > self.retire_limit:
+            raise ProtocolError(
+                ErrorCode.CONNECTION_ID_LIMIT_ERROR, "too many CIDs to retire", _NEW_CID
+            )
         return switched
 
     def _retire(self, seq: int) -> None:
+        """Retire ``seq`` (known or not: the peer issued every number below its newest)."""
         self.reserved.discard(seq)
         entry = self.entries.pop(seq, None)
         if entry is not None and entry[1] is not None:
             self._tokens.pop(entry[1], None)
+        if seq >= self.retire_prior_to:
+            self._retired.add(seq)
+            if len(self._retired) > self.retire_limit:
+                # Only a peer leaving gaps in its sequence numbers gets here: forget the
+                # oldest (a repeat of its NEW_CONNECTION_ID would then be taken as new).
+                self._retired.discard(min(self._retired))
+        self._unacked.add(seq)
+        self._queued.add(seq)
         self.pending_retire.append(seq)
 
     def _unused(self) -> int | None:
@@ -222,6 +254,17 @@ class PeerCids:
         self._retire(old)
         return True
 
+    def next_retire(self) -> int:
+        """The next sequence number to send RETIRE_CONNECTION_ID for (pending_retire
+        must not be empty)."""
+        seq = self.pending_retire.popleft()
+        self._queued.discard(seq)
+        return seq
+
+    def on_retire_acked(self, seq: int) -> None:
+        self._unacked.discard(seq)
+
     def on_retire_lost(self, seq: int) -> None:
-        if seq not in self.pending_retire:
+        if seq in self._unacked and seq not in self._queued:
+            self._queued.add(seq)
             self.pending_retire.append(seq)

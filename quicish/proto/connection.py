@@ -26,6 +26,7 @@ from ..errors import (
     ErrorCode,
     ProtocolError,
     StreamError,
+    wire_reason,
 )
 from ..tls.certs import TrustSource
 from ..tls.engine import Epoch, TlsEngine
@@ -120,6 +121,11 @@ S_HANDSHAKE, S_ESTABLISHED, S_CLOSING, S_DRAINING, S_CLOSED = range(5)
 
 Tracer = Callable[[str, dict[str, Any]], None]
 
+# In the event queue, the place of a received DATAGRAM whose payload waits in the connection's
+# bounded datagram queue (next_event() makes the DatagramReceived).
+_DATAGRAM_SLOT = ev.Event()
+DATAGRAM_OVERHEAD = 64  # what a queued datagram is charged beyond its payload (bytes)
+
 
 
 def _initial_protectors(
@@ -213,7 +219,9 @@ class Connection:
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
         reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
         self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes)
-        self._peer_cids = PeerCids(max(2, config.active_connection_id_limit))
+        self._peer_cids = PeerCids(
+            max(2, config.active_connection_id_limit), config.max_unacked_cid_retirements
+        )
         self._rx_dcid = b""  # DCID of the packet being processed
         self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
         self._original_dcid = b""
@@ -290,6 +298,12 @@ class Connection:
         self._pending_ping = False  # keep-alive: a PING is due in the next 1-RTT packet
         self._keep_alive_sent = 0.0  # when the last keep-alive PING was queued
         self._datagrams_out: deque[bytes] = deque()
+        # Received DATAGRAM payloads not yet handed out, bounded by
+        # config.datagram_receive_buffer (oldest dropped); each has a slot in _events, and
+        # _stale_slots counts the leading slots whose payload was dropped.
+        self._datagrams_in: deque[bytes] = deque()
+        self._datagrams_in_size = 0
+        self._stale_slots = 0
 
         self._idle_timeout = config.idle_timeout
         self._last_activity = 0.0
@@ -389,13 +403,14 @@ class Connection:
         if self._deferred_keys:
             self._install_deferred_keys()
         self._rx_ecn = ecn
+        self._rx_size = size = len(data)
         self.stats_counters.datagrams_received += 1
-        self.stats_counters.bytes_received += len(data)
+        self.stats_counters.bytes_received += size
         path = self._path
         if addr != path.addr or local != path.local:
             path = self._path_of(addr, local)
         if not path.validated:
-            path.bytes_received += len(data)
+            path.bytes_received += size
         self._rx_path = path
         if self._state == S_CLOSING:
             self._after_input(now)  # RFC 9000 10.2.1: frames are no longer processed
@@ -416,6 +431,10 @@ class Connection:
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
             self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+            return
+        except Exception as exc:  # a bug (or MemoryError): this connection ends, no other
+            logger.exception("closing: internal error")
+            self._close_internal(exc, now)
             return
         if self._migrate_to is not None:
             self._on_peer_migrated(self._migrate_to, now)
@@ -520,6 +539,9 @@ class Connection:
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
             self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+        except Exception as exc:  # a bug: this connection ends, no other
+            logger.exception("closing: internal error")
+            self._close_internal(exc, now)
 
     def next_timer(self) -> float | None:
         """The earliest absolute time at which :meth:`handle_timer` must be called."""
@@ -588,7 +610,18 @@ class Connection:
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        while events:
+            event = events.popleft()
+            if event is not _DATAGRAM_SLOT:
+                return event
+            if self._stale_slots:  # its datagram was dropped
+                self._stale_slots -= 1
+                continue
+            data = self._datagrams_in.popleft()
+            self._datagrams_in_size -= len(data) + DATAGRAM_OVERHEAD
+            return ev.DatagramReceived(data)
+        return None
 
     @property
     def is_closed(self) -> bool:
@@ -1444,16 +1477,42 @@ class Connection:
                 "DATAGRAM frames not negotiated",
                 F.frame_type_of(frame),
             )
-        self._events.append(ev.DatagramReceived(bytes(frame.data)))
+        self._queue_datagram(bytes(frame.data))
+
+    def _queue_datagram(self, data: bytes) -> None:
+        """Queue a received DATAGRAM; the oldest are dropped beyond the configured bound."""
+        queue = self._datagrams_in
+        queue.append(data)
+        self._events.append(_DATAGRAM_SLOT)
+        self._datagrams_in_size += len(data) + DATAGRAM_OVERHEAD
+        limit = self.config.datagram_receive_buffer
+        while self._datagrams_in_size > limit and queue:
+            self._datagrams_in_size -= len(queue.popleft()) + DATAGRAM_OVERHEAD
+            self._stale_slots += 1
+            self.stats_counters.datagrams_dropped += 1
+        if self._stale_slots > 64 and self._stale_slots > len(queue):
+            # Drop the slots of dropped datagrams (the oldest ones) from the event queue:
+            # O(events) once per as many drops, so O(1) per drop.
+            stale = self._stale_slots
+            kept: deque[ev.Event] = deque()
+            for event in self._events:
+                if event is _DATAGRAM_SLOT and stale:
+                    stale -= 1
+                else:
+                    kept.append(event)
+            self._events = kept
+            self._stale_slots = 0
 
     def _on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
     ) -> None:
-        # Answered on the path the challenge arrived on (RFC 9000 8.2.2).
-        responses = self._rx_path.responses
-        if len(responses) < 4:
-            responses.append(bytes(frame.data))
+        # Answered on the path the challenge arrived on (RFC 9000 8.2.2), one answer at most
+        # per datagram received: the latest challenge replaces any still unanswered. Its
+        # datagram is padded to 1200 bytes on a path being validated, or when the peer
+        # padded its own (checking the path MTU): never to multiply a small challenge.
         path = self._rx_path
+        path.responses[:] = (bytes(frame.data),)
+        path.pad_response = not path.validated or self._rx_size >= MIN_INITIAL_DATAGRAM
         if (
             not self.is_client
             and path is not self._path
@@ -1535,6 +1594,8 @@ class Connection:
                 self._spaces[rec[1]].crypto_send.on_acked(rec[2], rec[3], False)
             elif kind == K_HANDSHAKE_DONE:
                 self._handshake_done_acked = True
+            elif kind == K_RETIRE_CID:
+                self._peer_cids.on_retire_acked(rec[1])
             elif kind >= K_MAX_DATA and kind != K_PING and kind != K_NEW_TOKEN:
                 self._streams.on_record_acked(rec)
 
@@ -1608,6 +1669,7 @@ class Connection:
     _pacer_deadline: float | None = None
     _handshake_done_acked = False  # the client acknowledged a packet carrying HANDSHAKE_DONE
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
+    _rx_size = 0  # size of the datagram being processed
     _control_checked = False
     _idle_restart_pending = True
 
@@ -1787,11 +1849,17 @@ class Connection:
             records.append((K_ACK, received.bounds()[1] - 1))
             space.on_ack_sent()
         path = self._path
-        if (path.responses or path.challenge_due) and ptype == PacketType.ONE_RTT:
-            # Path validation goes out at once, padded (RFC 9000 8.2), congestion or not.
-            eliciting = self._write_path_frames(path, buf, room, now)
-            return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
-                          records, eliciting)
+        if (
+            (path.responses or path.challenge_due)
+            and ptype == PacketType.ONE_RTT
+            and (probing or not congestion_blocked)
+        ):
+            # Path validation frames, within the congestion window; a padded datagram
+            # (RFC 9000 8.2) has room for nothing else.
+            eliciting, padded = self._write_path_frames(path, buf, room, now)
+            if padded:
+                return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len,
+                                   buf.take(), records, eliciting)
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
@@ -1939,6 +2007,9 @@ class Connection:
     def _build_close_datagram(self) -> bytes:
         assert self._close_frame is not None
         code, frame_type, reason, application = self._close_frame
+        # A transport error goes out with a fixed phrase for its code (the detail stays in
+        # the local ConnectionTerminated); an application's own reason goes as given.
+        phrase = "" if application else wire_reason(code)
         out = bytearray()
         for space in self._spaces:
             if space.tx is None or space.discarded:
@@ -1949,7 +2020,7 @@ class Connection:
             frame = F.ConnectionCloseFrame(
                 code if app or not application else ErrorCode.APPLICATION_ERROR,
                 None if app else (frame_type or 0),
-                reason if app or not application else "",
+                reason if app else phrase,
                 app,
             )
             buf = Buffer()
@@ -2069,26 +2140,30 @@ class Connection:
                 wrote = True
         peer = self._peer_cids
         while peer.pending_retire and room - buf.written >= 10:
-            seq = peer.pending_retire.popleft()
+            seq = peer.next_retire()
             F.encode_frame(buf, F.RetireConnectionIdFrame(seq))
             records.append((K_RETIRE_CID, seq))
             wrote = True
         return wrote
 
-    def _write_path_frames(self, path: Path, buf: Buffer, room: int, now: float) -> bool:
-        """PATH_RESPONSEs and a due PATH_CHALLENGE for ``path``, then padding to ``room``
-        (RFC 9000 8.2: such datagrams are expanded to 1200 bytes within the budget)."""
-        wrote = False
-        while path.responses and room - buf.written >= 9:
-            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop(0)))
+    def _write_path_frames(
+        self, path: Path, buf: Buffer, room: int, now: float
+    ) -> tuple[bool, bool]:
+        """The PATH_RESPONSE and a due PATH_CHALLENGE for ``path``, padded to ``room`` when
+        the path is being validated (RFC 9000 8.2: such datagrams are expanded to 1200 bytes
+        within the budget); returns (wrote anything, padded)."""
+        wrote = pad = False
+        if path.responses and room - buf.written >= 9:
+            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop()))
             wrote = True
+            pad = path.pad_response
         if path.challenge_due and room - buf.written >= 9:
             data = self._paths.next_challenge(path, now, self._pto_interval())
             F.encode_frame(buf, F.PathChallengeFrame(data))
-            wrote = True
-        if wrote and room > buf.written:
+            wrote = pad = True
+        if pad and room > buf.written:
             buf.push_bytes(bytes(room - buf.written))
-        return wrote
+        return wrote, pad
 
     def _build_probe_datagram(self, path: Path, now: float) -> bytes | None:
         """A 1-RTT packet with PATH_CHALLENGE / PATH_RESPONSE for a path we do not send on."""
@@ -2109,7 +2184,7 @@ class Connection:
         if room < 16:
             return None
         buf = Buffer()
-        if not self._write_path_frames(path, buf, room, now):
+        if not self._write_path_frames(path, buf, room, now)[0]:
             return None
         space.next_pn = pn + 1
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
@@ -2224,6 +2299,12 @@ class Connection:
         self, code: int, reason: str, frame_type: int | None, now: float
     ) -> None:
         self._enter_closing(code, frame_type, reason, application=False, now=now)
+
+    def _close_internal(self, exc: BaseException, now: float) -> None:
+        """Close with INTERNAL_ERROR after an unexpected exception (logged by the caller);
+        the local reason names its type, never its text."""
+        reason = f"internal error ({type(exc).__name__})"
+        self._close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
 
     def _enter_closing(
         self,

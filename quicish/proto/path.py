@@ -28,6 +28,7 @@ class Path:
         "deadline",
         "local",
         "next_challenge_at",
+        "pad_response",
         "responses",
         "validated",
     )
@@ -42,7 +43,10 @@ class Path:
         self.challenge_due = False  # a (new) PATH_CHALLENGE should go out on this path
         self.next_challenge_at: float | None = None
         self.deadline: float | None = None  # validation abandoned after this
-        self.responses: list[bytes] = []  # PATH_RESPONSE data to send on this path
+        # PATH_RESPONSE data to send on this path: the latest challenge only (RFC 9000
+        # 8.2.2 lets one answer stand for all), and whether to pad its datagram.
+        self.responses: list[bytes] = []
+        self.pad_response = False
         self.cid_seq: int | None = None  # the peer CID reserved for this path, if any
 
     def amplification_budget(self) -> int:

@@ -25,6 +25,7 @@ class ConnectionStats:
     retries_received: int = 0
     key_updates: int = 0
     path_migrations: int = 0
+    datagrams_dropped: int = 0  # received DATAGRAM frames dropped unread (queue full)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -116,7 +116,8 @@ class Handshake:
             raise
         except Exception as exc:  # a bug, never a peer's fault: still end with an alert
             logger.exception("TLS internal error")
-            self._error = alert(Alert.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            # (The text stays in the log: the reason names only the exception's type.)
+            self._error = alert(Alert.INTERNAL_ERROR, type(exc).__name__)
             raise self._error from exc
 
     def _receive(self, epoch: Epoch, data: bytes, now: float) -> None:
