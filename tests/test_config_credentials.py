@@ -82,9 +82,10 @@ def test_bad_in_memory_key_error_never_echoes_key_material(as_text: bool) -> Non
 
 
 def test_key_not_matching_the_certificate_is_a_config_error() -> None:
+    """Found when the server is configured (serve()), not at its first handshake."""
     _, other_key = generate_self_signed(("localhost",))
     with pytest.raises(ConfigError, match="does not match"):
-        _handshake({}, {"certificate_chain": CERT, "private_key": other_key})
+        ServerContext.from_config(Config(certificate_chain=CERT, private_key=other_key))
 
 
 def test_certificate_bytes_without_pem_say_so() -> None:

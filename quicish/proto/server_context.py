@@ -11,6 +11,7 @@ from cryptography import x509
 from ..config import Config
 from ..errors import ConfigError
 from ..tls.certs import load_certificate_chain, load_private_key
+from ..tls.credentials import server_credentials
 from ..tls.keylog import keylog_file
 from ..tls.signatures import PrivateKey
 from ..tls.tickets import ReplayFilter, TicketKeys
@@ -53,8 +54,10 @@ class ServerContext:
             raise ConfigError("a server needs certificate_chain and private_key")
         keylog = keylog_file(config.keylog_file) if config.keylog_file is not None else None
         private_key = load_private_key(config.private_key)
+        chain = load_certificate_chain(config.certificate_chain)
+        server_credentials(private_key, tuple(chain))  # a key that does not fit fails here
         return cls(
-            certificate_chain=load_certificate_chain(config.certificate_chain),
+            certificate_chain=chain,
             private_key=private_key,
             keylog=keylog,
             reset_key=config.stateless_reset_key or os.urandom(32),
