@@ -18,7 +18,7 @@ from . import __version__, hq
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
-from .errors import QuicError, StreamError, StreamResetError
+from .errors import ConnectionStateError, QuicError, StreamResetError
 from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
@@ -309,7 +309,7 @@ class _KeyUpdater:
             return
         try:
             self._conn.request_key_update()
-        except StreamError:
+        except ConnectionStateError:
             return  # handshake not confirmed yet
         self.done = True
 

@@ -79,6 +79,12 @@ class ConfigError(QuicError, ValueError):
     """Invalid configuration or arguments supplied by the application."""
 
 
+class ConnectionStateError(QuicError):
+    """The connection cannot do that now or in this role: a key update or a migration before
+    the handshake is confirmed, a migration the server disabled, DATAGRAM frames the peer
+    does not accept, a call meant for a fresh connection."""
+
+
 class StreamError(QuicError):
     """Misuse of a stream by the application (wrong direction, closed, unknown id)."""
 

@@ -70,5 +70,5 @@ async def test_migrate_refused_when_server_disables_it() -> None:
         writer.write_eof()
         assert await reader.read() == b"x"  # a round trip: HANDSHAKE_DONE is in
         assert conn._proto.handshake_confirmed
-        with pytest.raises(quicish.StreamError, match="disabled"):
+        with pytest.raises(quicish.ConnectionStateError, match="disabled"):
             await conn.migrate()

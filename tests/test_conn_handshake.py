@@ -12,7 +12,7 @@ import pytest
 from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
 from conn_support import cert_files
 
-from quicish import Config, StreamError
+from quicish import Config, ConnectionStateError
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
@@ -166,9 +166,9 @@ def test_set_origin_binds_a_server_connection_made_ahead() -> None:
     net.run(lambda: net.now > 5, timeout=6)
     st = net.server.stats()
     assert st["bytes_sent"] > 3 * st["bytes_received"]
-    with pytest.raises(StreamError, match="before its first datagram"):
+    with pytest.raises(ConnectionStateError, match="before its first datagram"):
         net.server.set_origin(None, None, address_validated=False)
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         net.client.set_origin(None, None, address_validated=True)
 
 
@@ -566,10 +566,10 @@ def test_a_hello_made_ahead_of_connect_starts_the_same_handshake() -> None:
     assert sealed is not None and len(sealed) == 1200
     assert client.datagrams_to_send(1.0) == []  # nowhere to send it yet
     assert client._recovery.outstanding(INITIAL) == []  # not sent: not in flight either
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         client.start_hello(1.0)
     client.connect(SADDR, 2.0)
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         client.connect(SADDR, 2.0)
     (sent,) = client._recovery.outstanding(INITIAL)
     assert (sent.pn, sent.sent_time, sent.size) == (0, 2.0, 1200)
@@ -594,9 +594,9 @@ def test_a_server_engine_made_ahead_answers_the_hello(split: bool) -> None:
     server.await_hello(1.0)
     ahead = server._tls_ahead
     assert ahead is not None and server._tls is None and not server.wants_preparation
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         server.await_hello(1.0)
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         client.await_hello(1.0)
     client.connect(SADDR, 2.0)
     _deliver(client.datagrams_to_send(2.0), server, 2.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from adv_support import PathNetwork, established, path_pair, poll
 
-from quicish.errors import StreamError
+from quicish.errors import ConnectionStateError
 from quicish.proto import events as ev
 
 DATA = bytes(range(256)) * 2000  # 512 KB
@@ -153,17 +153,17 @@ def test_active_migration_to_a_dead_path_fails_and_keeps_the_old_one() -> None:
 def test_disable_active_migration_is_honoured() -> None:
     net, c, s = path_pair(server_kw={"disable_active_migration": True})
     established(net, c, s)
-    with pytest.raises(StreamError, match="disabled active migration"):
+    with pytest.raises(ConnectionStateError, match="disabled active migration"):
         net.client.probe_path(1, net.now)
 
 
 def test_no_migration_before_confirmation_or_without_spare_cid() -> None:
     net, c, s = path_pair(client_kw={"active_connection_id_limit": 2})
-    with pytest.raises(StreamError, match="confirmed"):
+    with pytest.raises(ConnectionStateError, match="confirmed"):
         net.client.probe_path(1, net.now)
     established(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 2)[1], 2)
     net.client_addrs[1] = ("10.0.0.1", 50125)
     net.client.probe_path(1, net.now)  # takes the one spare CID
-    with pytest.raises(StreamError, match="connection ID"):
+    with pytest.raises(ConnectionStateError, match="connection ID"):
         net.client.probe_path(2, net.now)

@@ -53,6 +53,7 @@ class QuicConnection:
         self._writers: dict[int, QuicStreamWriter] = {}
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] = asyncio.Queue()
         self._handshake_done: asyncio.Future[None] = self._loop.create_future()
+        self._confirmed: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
         self._stream_credit_waiters: list[asyncio.Future[None]] = []
@@ -64,6 +65,7 @@ class QuicConnection:
         self._timer_deadline: float | None = None
         self._preparing = False  # a call to _prepare is scheduled
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] = []
@@ -97,6 +99,11 @@ class QuicConnection:
     async def wait_connected(self) -> None:
         """Wait for the handshake; raises the close error if it fails."""
         await asyncio.shield(self._handshake_done)
+
+    async def wait_confirmed(self) -> None:
+        """Wait for the handshake to be confirmed (RFC 9001 4.1.2: a client hears
+        HANDSHAKE_DONE); raises the close error if the connection ends first."""
+        await asyncio.shield(self._confirmed)
 
     async def open_stream(
         self, unidirectional: bool = False
@@ -208,9 +215,11 @@ class QuicConnection:
 
         The new path is probed with PATH_CHALLENGE while traffic continues on the old one;
         returns once the server answered and the connection sends from the new socket.
-        Raises ``StreamError`` when migration is not possible (handshake not confirmed,
-        the server sent ``disable_active_migration``, no spare connection ID) and
-        ``QuicError`` when the new path does not answer."""
+        Waits for the handshake to be confirmed first. Raises ``ConnectionStateError`` when
+        migration is not possible (the server sent ``disable_active_migration``, no spare
+        connection ID) and ``QuicError`` when the new path does not answer."""
+        if self._proto.is_client:
+            await self.wait_confirmed()
         if self._local_paths is None:
             self._local_paths = LocalPaths(self, self._endpoint)
         await self._local_paths.migrate(local_host)
@@ -221,11 +230,23 @@ class QuicConnection:
         self._endpoint.mark_dirty(self)
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
-        """Close the connection (CONNECTION_CLOSE with an application error code)."""
+        """Close the connection: CONNECTION_CLOSE (with an application error code) goes out
+        now. The closing period (RFC 9000 10.2: answering late packets, then releasing the
+        connection IDs and, for a client, the socket) runs in the background."""
+        if self._proto.is_terminated:
+            return
         self._proto.close(error_code, reason, now=clock())
         self._endpoint.mark_dirty(self)
+        self._endpoint.flush()  # the close goes out now; events (termination) processed
 
     async def wait_closed(self) -> None:
+        """Wait until the connection has ended for the application (closed by either side,
+        timed out, or aborted). It does not wait for the closing period."""
+        await asyncio.shield(self._terminated)
+
+    async def wait_released(self) -> None:
+        """Wait until the connection's closing or draining period is over and it holds no
+        connection IDs (nor, for a client, a socket) any more."""
         await asyncio.shield(self._closed)
 
     async def __aenter__(self) -> QuicConnection:
@@ -300,6 +321,9 @@ class QuicConnection:
                 if not self._handshake_done.done():
                     self._handshake_done.set_result(None)
                 self._wake_stream_credit_waiters()  # the peer's real stream limits are known
+            elif isinstance(event, ev.HandshakeConfirmed):
+                if not self._confirmed.done():
+                    self._confirmed.set_result(None)
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
                 reader._fail(StreamResetError(event.stream_id, event.error_code))
@@ -403,9 +427,14 @@ class QuicConnection:
         self.close_error = err
         if not self._terminated.done():
             self._terminated.set_result(None)
+            if self._owns_endpoint and self._linger_task is None:
+                _linger(self)  # the closing or draining period, in the background
         if not self._handshake_done.done():
             self._handshake_done.set_exception(_certificate_error(event) or err)
             self._handshake_done.exception()  # mark retrieved
+        if not self._confirmed.done():
+            self._confirmed.set_exception(err)
+            self._confirmed.exception()  # mark retrieved
         for reader in self._readers.values():
             reader._fail(err)
         for writer in self._writers.values():
@@ -490,3 +519,21 @@ def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | Non
     if event.by_peer or alert not in _CERTIFICATE_ALERTS:
         return None
     return CertificateError(alert, event.reason)
+
+
+
+def _linger(conn: QuicConnection) -> None:
+    """Keep a client's socket through its closing or draining period in a background task
+    (the application's wait_closed() has returned already); if the loop
+    shuts down first (asyncio.run cancels the task, maybe before it ran), release it at
+    once. The connection holds the task."""
+
+    async def released() -> None:
+        await asyncio.shield(conn._closed)
+
+    def done(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            conn._abort()
+
+    conn._linger_task = task = conn._loop.create_task(released())
+    task.add_done_callback(done)

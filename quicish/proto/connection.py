@@ -20,12 +20,13 @@ from typing import Any
 
 from ..config import Config
 from ..errors import (
+    ConfigError,
     ConnectionClosedError,
+    ConnectionStateError,
     DecodeError,
     DecryptionError,
     ErrorCode,
     ProtocolError,
-    StreamError,
     wire_reason,
 )
 from ..tls.certs import TrustSource
@@ -325,7 +326,9 @@ class Connection:
         (its first Initial's DCID and our Retry's SCID after a Retry; whether its address is
         validated). A driver may so make a connection ahead of need and bind it later."""
         if self.is_client or self._initial_dcid is not None:
-            raise StreamError("set_origin() is for a server connection before its first datagram")
+            raise ConnectionStateError(
+                "set_origin() is for a server connection before its first datagram"
+            )
         self._original_dcid = original_dcid or b""
         self._retry_source_cid = retry_source_cid
         self._path.validated = address_validated or retry_source_cid is not None
@@ -339,7 +342,7 @@ class Connection:
         driver may do it while idle. ``connect()`` then records the datagram as sent at its
         own ``now`` and :meth:`datagrams_to_send` returns it first."""
         if not self.is_client or self._tls is not None:
-            raise StreamError("start_hello() is for a fresh client connection")
+            raise ConnectionStateError("start_hello() is for a fresh client connection")
         self._start_tls(now)
         self._pick_first_dcid()
         if self._session_ticket is None:  # (with 0-RTT, its packets join the first datagram)
@@ -352,14 +355,14 @@ class Connection:
         then only fills in what it decides (original DCID, version) before the engine reads
         the ClientHello."""
         if self.is_client or self._tls is not None or self._tls_ahead is not None:
-            raise StreamError("await_hello() is for a fresh server connection")
+            raise ConnectionStateError("await_hello() is for a fresh server connection")
         self._tls_ahead = self._make_tls(now, b"")
         self._tls_ahead.stock_key_share()  # an ephemeral key pair for its ServerHello
 
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
         if not self.is_client or self.peer_addr is not None:
-            raise StreamError("connect() is for a fresh client connection")
+            raise ConnectionStateError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
         self._last_activity = now
         if self._tls is None:
@@ -674,7 +677,7 @@ class Connection:
         self._check_open()
         space = self._spaces[APPLICATION]
         if not self.handshake_confirmed or space.tx is None or space.rx is None:
-            raise StreamError("key update needs a confirmed handshake")
+            raise ConnectionStateError("key update needs a confirmed handshake")
         self._key_update_requested = True
         self._maybe_update_keys()
 
@@ -740,9 +743,9 @@ class Connection:
         self._check_open()
         limit = self._peer_params.max_datagram_frame_size if self._peer_params else None
         if limit is None:
-            raise StreamError("the peer does not accept DATAGRAM frames")
+            raise ConnectionStateError("the peer does not accept DATAGRAM frames")
         if len(data) + 8 > min(limit, self._max_datagram_size - 40):
-            raise StreamError(f"datagram of {len(data)} bytes is too large")
+            raise ConfigError(f"datagram of {len(data)} bytes is too large")
         self._datagrams_out.append(bytes(data))
 
     def close(self, error_code: int = 0, reason: str = "", now: float | None = None) -> None:
@@ -988,6 +991,7 @@ class Connection:
         if self.handshake_confirmed:
             return
         self.handshake_confirmed = True
+        self._events.append(ev.HandshakeConfirmed())
         self._recovery.handshake_confirmed = True
         self._recovery.peer_completed_address_validation = True
         self._discard_space(HANDSHAKE)
@@ -2071,18 +2075,18 @@ class Connection:
         when it does not)."""
         self._check_open()
         if not self.is_client:
-            raise StreamError("only a client migrates actively")
+            raise ConnectionStateError("only a client migrates actively")
         if not self.handshake_confirmed:
-            raise StreamError("migration needs a confirmed handshake (RFC 9000 section 9)")
+            raise ConnectionStateError("migration needs a confirmed handshake (RFC 9000 section 9)")
         if self._peer_params is not None and self._peer_params.disable_active_migration:
-            raise StreamError("the server disabled active migration")
+            raise ConnectionStateError("the server disabled active migration")
         addr = self._path.addr
         assert addr is not None
         if local == self._path.local or self._paths.get(addr, local) is not None:
-            raise StreamError(f"local path {local} is already in use")
+            raise ConnectionStateError(f"local path {local} is already in use")
         seq = self._peer_cids.reserve()
         if seq is None:
-            raise StreamError("no unused connection ID from the server for a new path")
+            raise ConnectionStateError("no unused connection ID from the server for a new path")
         path = Path(addr, local)
         path.cid_seq = seq
         self._paths.add(path)

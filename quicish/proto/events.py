@@ -19,6 +19,11 @@ class HandshakeCompleted(Event):
 
 
 @dataclass(slots=True)
+class HandshakeConfirmed(Event):
+    """The handshake is confirmed (RFC 9001 4.1.2): key updates and migration may start."""
+
+
+@dataclass(slots=True)
 class StreamDataAvailable(Event):
     """In-order data (or the end of the stream) became readable: call ``read_stream``.
 
