@@ -1,6 +1,6 @@
 """quicish: QUIC version 1 for Python asyncio."""
 
-from .aio.api import Server, connect, run, serve
+from .aio.api import Server, connect, open_stream, run, serve
 from .aio.connection import QuicConnection
 from .aio.streams import QuicStreamReader, QuicStreamWriter
 from .config import Config
@@ -39,6 +39,7 @@ __all__ = [
     "StreamError",
     "StreamResetError",
     "connect",
+    "open_stream",
     "run",
     "serve",
 ]

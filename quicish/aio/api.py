@@ -20,6 +20,7 @@ from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
 from .endpoint import Endpoint, clock
 from .stateless import InitialVerdict, StatelessResponder
+from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
 T = TypeVar("T")
@@ -352,3 +353,35 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         except ImportError:
             pass
     return asyncio.run(main)
+
+
+async def open_stream(
+    host: str, port: int, *, config: Config | None = None, **connect_kwargs: Any
+) -> tuple[QuicStreamReader, QuicStreamWriter]:
+    """The one-stream shortcut, like ``asyncio.open_connection``: connect, open one
+    bidirectional stream and return its reader and writer. The connection closes (code 0)
+    once the stream is done both ways: everything written was acknowledged after
+    ``writer.write_eof()`` (or ``close()``) and the reader reached the peer's FIN; or when
+    the stream fails. ``writer.get_extra_info("connection")`` gives the connection."""
+    conn = await connect(host, port, config=config, **connect_kwargs)
+    try:
+        reader, writer = await conn.open_stream()
+    except BaseException:
+        conn.close()
+        raise
+    conn._spawn(_close_when_done(conn, reader, writer))
+    return reader, writer
+
+
+async def _close_when_done(
+    conn: QuicConnection, reader: QuicStreamReader, writer: QuicStreamWriter
+) -> None:
+    eof = asyncio.get_running_loop().create_future()
+    reader._on_eof.append(eof)
+    if reader._eof:
+        eof.set_result(None)
+    await writer.wait_closed()
+    ended = asyncio.ensure_future(conn.wait_closed())
+    await asyncio.wait({eof, ended}, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
+    conn.close()

@@ -468,6 +468,9 @@ class QuicConnection:
             raise self.close_error or ConnectionClosedError(0, "connection closed")
 
     # ---- stream plumbing used by readers and writers -----------------------------------------
+    def _send_progress(self, stream_id: int) -> tuple[int, int] | None:
+        return self._proto.stream_send_progress(stream_id)
+
     def _read_stream(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]:
         data, fin = self._proto.read_stream(stream_id, max_bytes)
         if data:

@@ -24,6 +24,13 @@ class QuicStreamReader:
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._received = 0  # bytes taken from the connection
+        self._on_eof: list[asyncio.Future[None]] = []
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes of the stream received in order so far (some may wait in this reader)."""
+        return self._received
 
     # Called by the connection driver.
     def _wake(self) -> None:
@@ -53,14 +60,16 @@ class QuicStreamReader:
             if not isinstance(error, ConnectionClosedError):
                 raise error  # reset by the peer: the stream is gone
             data, fin = self._conn._read_stream_nothrow(self.stream_id, max_bytes)
-            if fin:
-                self._eof = True
-            elif not data:
+            if not fin and not data:
                 raise error
-            return data
-        data, fin = self._conn._read_stream(self.stream_id, max_bytes)
+        else:
+            data, fin = self._conn._read_stream(self.stream_id, max_bytes)
+        self._received += len(data)
         if fin:
             self._eof = True
+            for waiter in self._on_eof:
+                if not waiter.done():
+                    waiter.set_result(None)
         return data
 
     def at_eof(self) -> bool:
@@ -167,10 +176,37 @@ class QuicStreamWriter:
         self._error: BaseException | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closed_waiter: asyncio.Future[None] = conn._loop.create_future()
+        self._written = 0
+        self._progress = (0, 0)  # (sent, acknowledged) when last seen
 
     @property
     def transport(self) -> QuicStreamWriter:
         return self
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes the application wrote (buffered or gone)."""
+        return self._written
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes sent to the peer at least once (the rest waits in the send buffer)."""
+        return self._update_progress()[0]
+
+    @property
+    def bytes_acked(self) -> int:
+        """Bytes the peer acknowledged, in order from the start: what was really delivered
+        (for a progress display; ``bytes_written`` counts what was merely buffered)."""
+        return self._update_progress()[1]
+
+    def _update_progress(self) -> tuple[int, int]:
+        if self._closed_waiter.done() and self._error is None:
+            self._progress = (self._written, self._written)  # all of it acknowledged
+        else:
+            progress = self._conn._send_progress(self.stream_id)
+            if progress is not None:
+                self._progress = progress
+        return self._progress
 
     def _wake(self) -> None:
         waiter = self._drain_waiter
@@ -195,6 +231,7 @@ class QuicStreamWriter:
             raise StreamError(f"stream {self.stream_id} is closing")
         if data:
             self._conn._send(self.stream_id, bytes(data), False)
+            self._written += len(data)
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(data))
@@ -244,6 +281,9 @@ class QuicStreamWriter:
         self._finished()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """As ``asyncio.StreamWriter.get_extra_info``: ``"stream_id"``, ``"connection"`` (the
+        :class:`QuicConnection`), ``"peername"`` (the peer's current address) and
+        ``"sockname"`` (the local address); ``default`` for any other name."""
         info = {
             "stream_id": self.stream_id,
             "connection": self._conn,

@@ -726,6 +726,14 @@ class Connection:
             self._key_update_requested = True
             self._maybe_update_keys()
 
+    def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None:
+        """(bytes sent at least once, bytes acknowledged in order) of a stream's sending
+        half; None once the stream is gone."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.send is None:
+            return None
+        return stream.send.send_offset, stream.send.acked_offset
+
     def stream_send_buffered(self, stream_id: int) -> int:
         """Bytes written to a stream and not yet acknowledged by the peer."""
         return self._streams.get_send(stream_id).buffered
