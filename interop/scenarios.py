@@ -1,4 +1,4 @@
-"""The scenario table (mirrors "Network scenarios" in ../shared/DESIGN.md).
+"""The scenario table (the QUIC Interop Runner's network scenarios, as in DESIGN.md).
 
 Each scenario names its relay settings, the files each client run fetches, and its budget;
 its rule lives in `interop.checks.RULES` under the same name.

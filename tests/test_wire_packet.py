@@ -31,7 +31,7 @@ from quicish.wire.packet import (
     verify_retry,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parent / "vectors"
 A9000: dict[str, Any] = json.loads((VECTORS / "rfc9000_appendix_a.json").read_text())
 A9001: dict[str, Any] = json.loads((VECTORS / "rfc9001_appendix_a.json").read_text())
 PV = ErrorCode.PROTOCOL_VIOLATION

@@ -37,7 +37,7 @@ QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
 
 VECTORS_PATH = (
-    Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc9001_appendix_a.json"
+    Path(__file__).resolve().parent / "vectors" / "rfc9001_appendix_a.json"
 )
 V: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 
