@@ -55,6 +55,9 @@ class Config:
     qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
     retry: bool = False  # server: answer new clients with Retry to validate their address
     session_ticket_lifetime: int = 86400
+    # Sent packets not in flight (ACK-only) tracked per packet-number space, at most: past
+    # it the oldest half are forgotten, so a peer that never acknowledges costs bounded state.
+    max_ack_only_packets: int = 512
 
     def __post_init__(self) -> None:
         if not self.alpn:
@@ -71,6 +74,8 @@ class Config:
         for name in ("max_data", "max_stream_data", "max_streams_bidi", "max_streams_uni"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.max_ack_only_packets < 1:
+            raise ConfigError("max_ack_only_packets must be at least 1")
         self.cipher_suite_ids()  # validates names
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")

@@ -50,3 +50,28 @@ def test_replay_after_more_than_64_gaps_is_not_processed_again() -> None:
             got.append(event.data)
     assert got == [b"once"]
     assert server.stats_counters.packets_duplicate == duplicates + 1
+
+
+def test_ack_only_packets_never_acknowledged_are_not_tracked_forever() -> None:
+    """A peer that sends 50,000 PINGs and never acknowledges anything: the server answers
+    with ACK-only packets and keeps a bounded number of them (not in flight: their loss
+    needs no action), while its ACK-of-ACK bookkeeping still works."""
+    net = make_net()
+    connected(net)
+    client, server = net.client, net.server
+    now = net.now
+    space = client._spaces[APPLICATION]
+    pn = space.next_pn
+    ping = encode(F.PingFrame())
+    for _ in range(50_000):
+        server.receive_datagram(seal_at(client, pn, ping), CLIENT_ADDR, now)
+        pn += 1
+        now += 0.0001
+        server.datagrams_to_send(now)
+    assert server.stats_counters.packets_sent > 20_000
+    tracked = len(server._recovery.outstanding(APPLICATION))
+    assert tracked <= 512
+    assert server.config.max_ack_only_packets == 512  # the default
+    assert server._recovery.packets_forgotten >= 24_000
+    assert len(server._recovery._spaces[APPLICATION].packets) == tracked
+    assert not server.is_terminated

@@ -744,3 +744,25 @@ def test_recovery_works_with_cubic_too() -> None:
         send(r, pn, 0.0)
     ack(r, [9], 0.1)
     assert r.cc.cwnd == int(12000 * 0.7)
+
+
+def test_packets_not_in_flight_are_tracked_up_to_a_cap() -> None:
+    """ACK-only packets nobody acknowledges: past ``max_not_in_flight`` the oldest half are
+    forgotten; packets in flight are never dropped, and ACKs of forgotten ones are harmless."""
+    r = LossRecovery(create("newreno", MDS), max_ack_delay=0.025, max_not_in_flight=8)
+    r.handshake_confirmed = r.peer_completed_address_validation = True
+    send(r, 0, 0.0)  # in flight, oldest of all
+    for pn in range(1, 20):
+        send(r, pn, 0.001 * pn, size=50, eliciting=False, in_flight=False)
+    outstanding = [p.pn for p in r.outstanding(APPLICATION)]
+    assert outstanding[0] == 0
+    assert len(outstanding) - 1 <= 8
+    assert outstanding[1:] == list(range(20 - len(outstanding) + 1, 20))
+    assert r.packets_forgotten == 19 - (len(outstanding) - 1)
+    assert r.bytes_in_flight == MDS
+    acked, lost = ack(r, [1, 2, 3, 0], 0.05)  # 1..3 forgotten: only 0 is found
+    assert acked == [0]
+    assert lost == []
+    acked, _ = ack(r, [19], 0.06)
+    assert acked == [19]
+    assert r.bytes_in_flight == 0

@@ -251,7 +251,9 @@ class Connection:
         self._fallback_path: Path | None = None  # last validated path, during a migration
 
         self._cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
-        self._recovery = LossRecovery(self._cc, max_ack_delay=0.025)
+        self._recovery = LossRecovery(
+            self._cc, max_ack_delay=0.025, max_not_in_flight=config.max_ack_only_packets
+        )
         # A server never needs anti-deadlock probes: the client drives address validation.
         self._recovery.peer_completed_address_validation = not is_client
         self._pacer = Pacer(config.max_datagram_size)

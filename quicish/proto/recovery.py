@@ -6,6 +6,11 @@ that list below the largest acknowledged packet is compacted down to the (at mos
 still awaiting a verdict, so the list from ``head`` on holds only outstanding packets: sending
 is O(1), an ACK range costs two bisections plus O(packets it newly acknowledges), and loss
 detection only looks at the holes between ranges.
+
+Packets not in flight (ACK-only) stay tracked only so that their acknowledgement tells the
+connection which of its ACK ranges arrived; a peer that never acknowledges them must not
+grow that state without end, so at most ``max_not_in_flight`` are kept per space (beyond it
+the oldest half are forgotten: their loss would need no action anyway).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ K_PERSISTENT_CONGESTION_THRESHOLD = 3
 _MAX_BACKOFF_EXPONENT = 6
 _MAX_HANDSHAKE_BACKOFF_EXPONENT = 3
 _COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is this long
+MAX_NOT_IN_FLIGHT = 512  # default cap on tracked packets not in flight, per space
 
 
 class SentPacket:
@@ -74,6 +80,7 @@ class _Space:
         "largest_sent",
         "last_ack_eliciting_time",
         "loss_time",
+        "not_in_flight",
         "order",
         "packets",
     )
@@ -88,6 +95,7 @@ class _Space:
         self.loss_time: float | None = None
         self.last_ack_eliciting_time = 0.0
         self.ack_eliciting_in_flight = 0
+        self.not_in_flight = 0  # outstanding packets not in flight (ACK-only)
         self.ecn_ce = 0
 
     def clear(self) -> list[SentPacket]:
@@ -99,6 +107,7 @@ class _Space:
         self.loss_time = None
         self.last_ack_eliciting_time = 0.0
         self.ack_eliciting_in_flight = 0
+        self.not_in_flight = 0
         return out
 
 
@@ -110,6 +119,8 @@ class LossRecovery:
     handshake is confirmed or a Handshake packet was acknowledged), ``has_handshake_keys``
     (client anti-deadlock probes go to Handshake instead of Initial) and
     ``amplification_limited`` (a server that may not send: no PTO timer).
+    ``max_not_in_flight``: packets not in flight tracked per space at most (see the module
+    docstring).
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class LossRecovery:
         cc: CongestionController,
         max_ack_delay: float,
         initial_rtt: float = K_INITIAL_RTT,
+        max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
     ) -> None:
         self.cc = cc
         self.rtt = RttEstimator(initial_rtt)
@@ -132,6 +144,8 @@ class LossRecovery:
         self.bytes_lost = 0
         self.pto_timeouts = 0
         self.persistent_congestion_events = 0
+        self.packets_forgotten = 0  # not-in-flight packets dropped from tracking unanswered
+        self.max_not_in_flight = max(1, max_not_in_flight)
         self.on_metrics: Callable[[LossRecovery], None] | None = None
         self._spaces = (_Space(), _Space(), _Space())
         self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
@@ -205,6 +219,10 @@ class LossRecovery:
         if pkt.in_flight:
             self.bytes_in_flight += pkt.size
             self._anchor = pkt.sent_time
+        else:
+            sp.not_in_flight += 1
+            if sp.not_in_flight > self.max_not_in_flight:
+                self._forget_not_in_flight(sp)
 
     # ---- acknowledgments -------------------------------------------------------------------------
     def on_ack_received(
@@ -262,14 +280,18 @@ class LossRecovery:
 
         in_flight_bytes = 0
         eliciting = 0
+        not_in_flight = 0
         for pkt in acked:
             if pkt.in_flight:
                 in_flight_bytes += pkt.size
                 if pkt.ack_eliciting:
                     eliciting += 1
+            else:
+                not_in_flight += 1
         prior_in_flight = self.bytes_in_flight
         self.bytes_in_flight -= in_flight_bytes
         sp.ack_eliciting_in_flight -= eliciting
+        sp.not_in_flight -= not_in_flight
 
         newest = acked[-1]
         if newest.pn == largest:
@@ -442,6 +464,23 @@ class LossRecovery:
         sp.head = head
         return lost
 
+    def _forget_not_in_flight(self, sp: _Space) -> None:
+        """Stop tracking the oldest outstanding packets not in flight, down to half the cap
+        (amortised O(1) per packet sent). An ACK of one of them later finds nothing; a newer
+        ACK-only packet carries a higher largest acknowledged anyway."""
+        drop = sp.not_in_flight - self.max_not_in_flight // 2
+        packets = sp.packets
+        kept: list[int] = []
+        for pn in sp.order[sp.head :]:
+            if drop and not packets[pn].in_flight:
+                del packets[pn]
+                drop -= 1
+                sp.not_in_flight -= 1
+                self.packets_forgotten += 1
+            else:
+                kept.append(pn)
+        sp.order[sp.head :] = kept
+
     def _on_lost(self, sp: _Space, lost: list[SentPacket], now: float) -> None:
         in_flight_bytes = 0
         in_flight_count = 0
@@ -454,6 +493,7 @@ class LossRecovery:
                     eliciting += 1
         self.bytes_in_flight -= in_flight_bytes
         sp.ack_eliciting_in_flight -= eliciting
+        sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
         self.cc.on_packets_lost(lost, now)
