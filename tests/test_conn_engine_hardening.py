@@ -3,13 +3,18 @@ duplicate suppression past the ACK range limit, skipped packet numbers, 0-RTT ke
 
 from __future__ import annotations
 
+from adv_support import established, new_pair, poll, ticket_and_context
 from conn_net import CLIENT_ADDR, connected, encode, make_net
 
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import ACK_RANGES_LIMIT, APPLICATION
+from quicish.proto.recovery import SentPacket
 from quicish.wire import frames as F
-from quicish.wire.packet import encode_short_header
+from quicish.wire.packet import PacketType, encode_long_header, encode_short_header
+from quicish.wire.protection import PacketProtector
+
+AEAD_TAG = 16
 
 
 def seal_at(sender: Connection, pn: int, payload: bytes) -> bytes:
@@ -75,3 +80,51 @@ def test_ack_only_packets_never_acknowledged_are_not_tracked_forever() -> None:
     assert server._recovery.packets_forgotten >= 24_000
     assert len(server._recovery._spaces[APPLICATION].packets) == tracked
     assert not server.is_terminated
+
+
+def zero_rtt_packet(client: Connection, tx: PacketProtector, payload: bytes, now: float) -> bytes:
+    """``payload`` in a 0-RTT packet under key ``tx`` with the client's next packet number
+    (recorded as sent, so that the server's ACK of it is legitimate)."""
+    space = client._spaces[APPLICATION]
+    pn = space.next_pn
+    space.next_pn = pn + 1
+    header = encode_long_header(PacketType.ZERO_RTT, client.version, client.peer_cid,
+                                client.host_cid, b"", len(payload) + AEAD_TAG, pn, 4)
+    packet = tx.seal_packet(header, payload, pn)
+    client._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, True, APPLICATION))
+    return packet
+
+
+def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
+    """RFC 9001 4.9.3: after 1-RTT packets arrive the server keeps its 0-RTT read key only a
+    short while (3 PTO): a 0-RTT packet after that is dropped and counted, not processed."""
+    ticket, ctx, end = ticket_and_context()
+    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
+    client, server = net.client, net.server
+    early_tx = client._zero_rtt_tx
+    assert early_tx is not None
+    established(net, c, s)
+    assert server.early_data_accepted
+    # Just after the handshake, a late 0-RTT packet is still read (reordering).
+    sid = client.open_stream()
+    late = encode(F.StreamFrame(sid, 0, b"late", False))
+    server.receive_datagram(zero_rtt_packet(client, early_tx, late, net.now), CLIENT_ADDR,
+                            net.now)
+    poll(s)
+    assert sid in s.data
+    assert server._zero_rtt_rx is not None
+    # 3 PTO after the handshake, the key is gone (a timer of its own).
+    deadline = net.now + 3 * server._recovery.pto_duration()
+    assert net.run(lambda: server._zero_rtt_rx is None, 10.0)
+    assert net.now <= deadline + 0.001
+    assert not server.is_terminated
+    dropped = server.stats_counters.packets_dropped
+    received = server.stats_counters.packets_received
+    sid2 = client.open_stream()
+    later = encode(F.StreamFrame(sid2, 0, b"too late", False))
+    server.receive_datagram(zero_rtt_packet(client, early_tx, later, net.now), CLIENT_ADDR,
+                            net.now)
+    poll(s)
+    assert sid2 not in s.data
+    assert server.stats_counters.packets_dropped == dropped + 1
+    assert server.stats_counters.packets_received == received

@@ -229,6 +229,8 @@ class Connection:
         self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
         self._zero_rtt_tx: PacketProtector | None = None
         self._zero_rtt_rx: PacketProtector | None = None
+        # Server: when the 0-RTT read key goes (3 PTO after the handshake, RFC 9001 4.9.3).
+        self._zero_rtt_rx_until: float | None = None
         self._remembered_params: TransportParameters | None = None  # client, for 0-RTT
         self._tls: TlsEngine | None = None
         self._local_params = self._make_transport_parameters()
@@ -545,6 +547,9 @@ class Connection:
         paths = self._paths.deadline()
         if paths is not None and (deadline is None or paths < deadline):
             deadline = paths
+        early = self._zero_rtt_rx_until
+        if early is not None and (deadline is None or early < deadline):
+            deadline = early
         return deadline
 
     def _keep_alive_deadline(self) -> float | None:
@@ -584,6 +589,12 @@ class Connection:
             for path in self._paths.on_timer(now):
                 self._on_path_failed(path, now)
         self._pacer_deadline = None
+        if self._zero_rtt_rx_until is not None and now >= self._zero_rtt_rx_until:
+            self._discard_zero_rtt_rx()
+
+    def _discard_zero_rtt_rx(self) -> None:
+        self._zero_rtt_rx = None
+        self._zero_rtt_rx_until = None
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
@@ -887,6 +898,10 @@ class Connection:
         if not self.is_client:
             # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
             self._confirm_handshake()
+            if self._zero_rtt_rx is not None:
+                # RFC 9001 4.9.3: 1-RTT packets come from now on; keep the 0-RTT read key a
+                # short while for reordered 0-RTT packets, then discard it.
+                self._zero_rtt_rx_until = now + 3 * self._recovery.pto_duration()
             self._pending_handshake_done = True
             ctx = self._server_context
             if ctx is not None and ctx.issue_tickets:
@@ -1004,7 +1019,13 @@ class Connection:
 
         space_index = _TYPE_SPACE[ptype]  # IntEnum keys: plain ints find them
         space = self._spaces[space_index]
-        protector = self._zero_rtt_rx if ptype == PacketType.ZERO_RTT else space.rx
+        if ptype == PacketType.ZERO_RTT:
+            until = self._zero_rtt_rx_until
+            if until is not None and now >= until:
+                self._discard_zero_rtt_rx()
+            protector = self._zero_rtt_rx
+        else:
+            protector = space.rx
         if header.is_long and header.version != self.version:
             protector = self._compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
