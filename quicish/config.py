@@ -58,6 +58,10 @@ class Config:
     # Sent packets not in flight (ACK-only) tracked per packet-number space, at most: past
     # it the oldest half are forgotten, so a peer that never acknowledges costs bounded state.
     max_ack_only_packets: int = 512
+    # Mean number of 1-RTT packets between skipped packet numbers (chosen at random): an
+    # ACK of a skipped number is an optimistic ACK, PROTOCOL_VIOLATION (RFC 9000 21.4).
+    # 0 turns skipping off.
+    pn_skip_interval: int = 256
 
     def __post_init__(self) -> None:
         if not self.alpn:
@@ -76,6 +80,8 @@ class Config:
                 raise ConfigError(f"{name} must not be negative")
         if self.max_ack_only_packets < 1:
             raise ConfigError("max_ack_only_packets must be at least 1")
+        if self.pn_skip_interval < 0:
+            raise ConfigError("pn_skip_interval must not be negative")
         self.cipher_suite_ids()  # validates names
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")

@@ -4,8 +4,9 @@ duplicate suppression past the ACK range limit, skipped packet numbers, 0-RTT ke
 from __future__ import annotations
 
 from adv_support import established, new_pair, poll, ticket_and_context
-from conn_net import CLIENT_ADDR, connected, encode, make_net
+from conn_net import CLIENT_ADDR, Net, Peer, connected, encode, make_net
 
+from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import ACK_RANGES_LIMIT, APPLICATION
@@ -128,3 +129,52 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     assert sid2 not in s.data
     assert server.stats_counters.packets_dropped == dropped + 1
     assert server.stats_counters.packets_received == received
+
+
+def _transfer(net: Net, c: Peer, s: Peer, size: int) -> int:
+    """The server sends ``size`` bytes to the client on a new stream; returns the stream."""
+    sid = net.server.open_stream()
+    net.server.send_stream_data(sid, bytes(size), end_stream=True)
+    assert net.run_until(lambda: sid in c.finished, c, s, timeout=30)
+    return sid
+
+
+def test_sender_skips_packet_numbers_without_losing_anything() -> None:
+    """RFC 9000 21.4: now and then a 1-RTT packet number is never sent; nothing is declared
+    lost for it and an honest peer's ACKs never cover it."""
+    net = make_net()
+    c, s = connected(net)
+    _transfer(net, c, s, 2 << 20)  # about 1,800 packets
+    skipped = net.server._recovery.skipped_packet_numbers(APPLICATION)
+    assert skipped, "no packet number was skipped"
+    assert len(skipped) <= 8  # only the most recent are kept
+    assert net.server.stats()["packets_lost"] == 0
+    assert not net.server.is_terminated and not net.client.is_terminated
+    received = net.client._spaces[APPLICATION].received
+    assert not any(pn in received for pn in skipped)
+
+
+def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation() -> None:
+    """An optimistic ACK (covering a packet number never sent) ends the connection."""
+    net = make_net()
+    c, s = connected(net)
+    server = net.server
+    sid = server.open_stream()
+    server.send_stream_data(sid, bytes(4 << 20))
+    recovery = server._recovery
+
+    def sent_past_a_skip() -> bool:
+        skipped = recovery.skipped_packet_numbers(APPLICATION)
+        return bool(skipped) and (recovery.largest_sent(APPLICATION) or 0) > skipped[-1]
+
+    assert net.run_until(sent_past_a_skip, c, s, timeout=30), "no packet number was skipped"
+    skip = server._recovery.skipped_packet_numbers(APPLICATION)[-1]
+    largest = server._recovery.largest_sent(APPLICATION)
+    assert largest is not None and largest > skip
+    ack = encode(F.AckFrame([(skip - 2, largest + 1)]))  # everything up to the newest
+    server.receive_datagram(seal_at(net.client, net.client._spaces[APPLICATION].next_pn, ack),
+                            CLIENT_ADDR, net.now)
+    assert server.is_terminated
+    closes = [e for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
+    assert closes and closes[0].error_code == ErrorCode.PROTOCOL_VIOLATION
+    assert not closes[0].by_peer

@@ -227,6 +227,7 @@ class Connection:
         self.peer_addr: tuple[str, int] | None = None
 
         self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
+        self._spaces[APPLICATION].skip_pn = self._next_skip(0)
         self._zero_rtt_tx: PacketProtector | None = None
         self._zero_rtt_rx: PacketProtector | None = None
         # Server: when the 0-RTT read key goes (3 PTO after the handshake, RFC 9001 4.9.3).
@@ -1735,7 +1736,10 @@ class Connection:
             return None
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
         out = tx.seal_packet(header, buf.take(), pn)
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         self._record_sent(SentPacket(pn, now, len(out), True, True, APPLICATION, records))
         self._count_datagram(out)
         return out
@@ -1867,7 +1871,10 @@ class Connection:
     def _seal_packet(self, built: BuiltPacket, now: float) -> bytes:
         space = built.space
         pn = built.pn
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         ptype = built.ptype
         payload = built.payload
         if ptype == PacketType.ONE_RTT:
@@ -1896,6 +1903,21 @@ class Connection:
         else:  # start_hello(): connect() records it, at its own time, when it is really sent
             self._sealed_ahead.append(sent)
         return packet
+
+    def _next_skip(self, after: int) -> int:
+        """The next packet number to skip, at random a mean ``Config.pn_skip_interval``
+        numbers after ``after`` (-1: never)."""
+        interval = self.config.pn_skip_interval
+        if not interval:
+            return -1
+        return after + 1 + int.from_bytes(self._random(4), "big") % (2 * interval)
+
+    def _skip_packet_number(self, space: PacketSpace, pn: int) -> int:
+        """RFC 9000 21.4: ``pn`` is never sent, so a peer acknowledging it acknowledges
+        what it did not receive (optimistic ACK); returns the packet number to use next."""
+        self._recovery.on_packet_number_skipped(space.index, pn)
+        space.skip_pn = self._next_skip(pn + 1)
+        return pn + 1
 
     def _record_sent(self, sent: SentPacket) -> None:
         """Tell recovery, congestion control and the pacer that a packet left at its
@@ -2105,7 +2127,10 @@ class Connection:
         buf = Buffer()
         if not self._write_path_frames(path, buf, room, now):
             return None
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
         packet = tx.seal_packet(header, buf.take(), pn)
         # Not in flight: probes on another path do not count against this path's window.
