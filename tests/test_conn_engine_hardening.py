@@ -3,9 +3,11 @@ duplicate suppression past the ACK range limit, skipped packet numbers, 0-RTT ke
 
 from __future__ import annotations
 
+import pytest
 from adv_support import established, new_pair, poll, ticket_and_context
 from conn_net import CLIENT_ADDR, Net, Peer, connected, encode, make_net
 
+from quicish import Config, ConfigError
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
@@ -178,3 +180,20 @@ def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation() -> None
     closes = [e for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
     assert closes and closes[0].error_code == ErrorCode.PROTOCOL_VIOLATION
     assert not closes[0].by_peer
+
+
+def test_config_knobs() -> None:
+    cfg = Config()
+    assert cfg.max_ack_only_packets == 512
+    assert cfg.pn_skip_interval == 256
+    with pytest.raises(ConfigError, match="max_ack_only_packets"):
+        Config(max_ack_only_packets=0)
+    with pytest.raises(ConfigError, match="pn_skip_interval"):
+        Config(pn_skip_interval=-1)
+
+
+def test_skipping_can_be_turned_off() -> None:
+    net = make_net(server_kw={"pn_skip_interval": 0})
+    c, s = connected(net)
+    _transfer(net, c, s, 1 << 20)
+    assert net.server._recovery.skipped_packet_numbers(APPLICATION) == []
