@@ -77,6 +77,13 @@ class Config:
     # some expire (clients then get a Retry or the 3x limit, as without a token).
     new_token_lifetime: float = 2 * 3600.0
     new_token_register_entries: int = 100_000
+    # Sent packets not in flight (ACK-only) tracked per packet-number space, at most: past
+    # it the oldest half are forgotten, so a peer that never acknowledges costs bounded state.
+    max_ack_only_packets: int = 512
+    # Mean number of 1-RTT packets between skipped packet numbers (chosen at random): an
+    # ACK of a skipped number is an optimistic ACK, PROTOCOL_VIOLATION (RFC 9000 21.4).
+    # 0 turns skipping off.
+    pn_skip_interval: int = 256
 
     def __post_init__(self) -> None:
         if isinstance(self.alpn, str):  # one protocol, never its letters
@@ -102,6 +109,10 @@ class Config:
             raise ConfigError("datagram_receive_buffer must not be negative")
         if self.max_unacked_cid_retirements < 1:
             raise ConfigError("max_unacked_cid_retirements must be at least 1")
+        if self.max_ack_only_packets < 1:
+            raise ConfigError("max_ack_only_packets must be at least 1")
+        if self.pn_skip_interval < 0:
+            raise ConfigError("pn_skip_interval must not be negative")
         self.cipher_suite_ids()  # validates names
         if not self.new_token_lifetime > 0:
             raise ConfigError("new_token_lifetime must be positive (seconds)")

@@ -8,7 +8,7 @@ import random
 import pytest
 from conn_net import FrameSpy, Sender, connected, make_net
 
-from quicish.errors import StreamError
+from quicish.errors import ConfigError, ConnectionStateError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.stream_manager import StreamLimitReached
 from quicish.simlink import LinkSpec
@@ -249,14 +249,14 @@ def test_datagrams_both_ways_and_unreliable() -> None:
     got = [e.data for e in s.of(ev.DatagramReceived)]
     assert got and set(got) <= set(sent) and len(set(got)) == len(got)
     assert len(got) < len(sent)  # lost ones are not re-sent (RFC 9221 5)
-    with pytest.raises(StreamError):
+    with pytest.raises(ConfigError, match="too large"):
         net.client.send_datagram(bytes(1300))  # larger than a packet
 
 
 def test_datagram_refused_when_peer_did_not_offer() -> None:
     net = make_net(client_kw={"max_datagram_frame_size": 1200})
     _c, _s = connected(net)
-    with pytest.raises(StreamError):
+    with pytest.raises(ConnectionStateError):
         net.client.send_datagram(b"x")  # the server did not advertise the extension
 
 

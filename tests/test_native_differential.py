@@ -47,7 +47,7 @@ def outcome(fn: Callable[..., Any], *args: Any) -> tuple[Any, ...]:
 
 def rs_state(rs: Any) -> tuple[Any, ...]:
     bounds = rs.bounds() if rs else None
-    return (rs.ranges(), rs.descending(), list(rs), len(rs), bool(rs), bounds)
+    return (rs.ranges(), rs.descending(), list(rs), len(rs), bool(rs), bounds, rs.floor)
 
 
 def reference_ack_frame(rs: Any, delay: int, ecn: Any, max_ranges: int) -> bytes:

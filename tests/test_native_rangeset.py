@@ -422,3 +422,32 @@ def test_bounds_len_bool_after_add_packet(impl: ModuleType) -> None:
     assert not rs
     with pytest.raises(ValueError, match="empty RangeSet has no bounds"):
         rs.bounds()
+
+
+def test_add_packet_below_trimmed_ranges_is_a_duplicate(impl: ModuleType) -> None:
+    """Values in ranges that ``max_ranges`` dropped count as seen (RFC 9000 12.3: a packet
+    must not be processed twice): the floor rises to the highest dropped stop."""
+    rs = make(impl, max_ranges=3)
+    assert rs.floor == 0
+    for pn in (0, 3, 6, 9):  # four ranges: (0, 1) is dropped
+        assert rs.add_packet(pn) is True
+    assert rs.ranges() == [(3, 4), (6, 7), (9, 10)]
+    assert rs.floor == 1
+    assert rs.add_packet(0) is False  # seen before, forgotten: still a duplicate
+    assert rs.add_packet(1) is True  # never seen: new, and the lowest, dropped at once
+    assert rs.floor == 2
+    assert rs.add_packet(1) is False
+    assert rs.add_packet(2) is True  # joins (3, 4)
+    assert rs.ranges() == [(2, 4), (6, 7), (9, 10)]
+
+
+def test_floor_on_subtract_split_and_below_floor_add(impl: ModuleType) -> None:
+    rs = make(impl, (0, 10), (20, 30), max_ranges=2)
+    rs.subtract(24, 26)  # three ranges: (0, 10) goes
+    assert rs.floor == 10
+    rs.add(0, 1)  # the lowest, dropped at once: the floor does not go down
+    assert rs.floor == 10
+    rs.drop_below(22)  # forgetting on purpose does not move the floor
+    assert rs.floor == 10
+    assert rs.add_packet(5) is False
+    assert rs.add_packet(21) is True

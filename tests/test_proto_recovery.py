@@ -744,3 +744,101 @@ def test_recovery_works_with_cubic_too() -> None:
         send(r, pn, 0.0)
     ack(r, [9], 0.1)
     assert r.cc.cwnd == int(12000 * 0.7)
+
+
+def test_packets_not_in_flight_are_tracked_up_to_a_cap() -> None:
+    """ACK-only packets nobody acknowledges: past ``max_not_in_flight`` the oldest half are
+    forgotten; packets in flight are never dropped, and ACKs of forgotten ones are harmless."""
+    r = LossRecovery(create("newreno", MDS), max_ack_delay=0.025, max_not_in_flight=8)
+    r.handshake_confirmed = r.peer_completed_address_validation = True
+    send(r, 0, 0.0)  # in flight, oldest of all
+    for pn in range(1, 20):
+        send(r, pn, 0.001 * pn, size=50, eliciting=False, in_flight=False)
+    outstanding = [p.pn for p in r.outstanding(APPLICATION)]
+    assert outstanding[0] == 0
+    assert len(outstanding) - 1 <= 8
+    assert outstanding[1:] == list(range(20 - len(outstanding) + 1, 20))
+    assert r.packets_forgotten == 19 - (len(outstanding) - 1)
+    assert r.bytes_in_flight == MDS
+    acked, lost = ack(r, [1, 2, 3, 0], 0.05)  # 1..3 forgotten: only 0 is found
+    assert acked == [0]
+    assert lost == []
+    acked, _ = ack(r, [19], 0.06)
+    assert acked == [19]
+    assert r.bytes_in_flight == 0
+
+
+_bounded_op = st.one_of(
+    st.tuples(st.just("send"), st.integers(1, 6), st.booleans(), st.integers(0, 30)),
+    st.tuples(st.just("skip")),
+    st.tuples(st.just("ack"), st.lists(st.integers(0, 40), min_size=1, max_size=8),
+              st.integers(0, 30)),
+    st.tuples(st.just("timer"), st.integers(0, 300)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_bounded_op, min_size=1, max_size=60))
+def test_bookkeeping_with_a_cap_and_skipped_numbers(ops: list[tuple[object, ...]]) -> None:
+    """Packets not in flight (capped at 4) and skipped packet numbers mixed with ordinary
+    traffic: the counters always match the packets still tracked."""
+    r = LossRecovery(create("newreno", MDS), max_ack_delay=0.005, max_not_in_flight=4)
+    r.handshake_confirmed = r.peer_completed_address_validation = True
+    now = 0.0
+    next_pn = 0
+    skipped: set[int] = set()
+    for op in ops:
+        if op[0] == "send":
+            _, count, in_flight, gap_ms = op
+            assert isinstance(count, int) and isinstance(gap_ms, int)
+            now += gap_ms / 1024
+            for _ in range(count):
+                send(r, next_pn, now, size=100, eliciting=bool(in_flight),
+                     in_flight=bool(in_flight))
+                next_pn += 1
+        elif op[0] == "skip":
+            r.on_packet_number_skipped(APPLICATION, next_pn)
+            skipped.add(next_pn)
+            next_pn += 1
+        elif op[0] == "ack":
+            _, offsets, gap_ms = op
+            assert isinstance(offsets, list) and isinstance(gap_ms, int)
+            now += gap_ms / 1024
+            if next_pn == 0:
+                continue
+            pns = {next_pn - 1 - (o % next_pn) for o in offsets} - skipped
+            sent = r.largest_sent(APPLICATION)
+            pns = {pn for pn in pns if sent is not None and pn <= sent}
+            if pns:
+                ack(r, sorted(pns), now)
+        else:
+            _, gap_ms = op
+            assert isinstance(gap_ms, int)
+            now += gap_ms / 1024
+            r.on_timeout(now)
+        outstanding = r.outstanding(APPLICATION)
+        not_in_flight = [p for p in outstanding if not p.in_flight]
+        assert len(not_in_flight) <= 4
+        assert r._spaces[APPLICATION].not_in_flight == len(not_in_flight)
+        assert r.bytes_in_flight == sum(p.size for p in outstanding if p.in_flight)
+        assert r.ack_eliciting_in_flight(APPLICATION) == sum(
+            1 for p in outstanding if p.ack_eliciting)
+        assert not skipped & {p.pn for p in outstanding}
+
+
+def test_ack_covering_a_skipped_packet_number_is_a_protocol_violation() -> None:
+    r = make()
+    for pn in range(5):
+        send(r, pn, 0.0)
+    r.on_packet_number_skipped(APPLICATION, 5)
+    for pn in range(6, 9):
+        send(r, pn, 0.0)
+    assert r.skipped_packet_numbers(APPLICATION) == [5]
+    assert ack(r, [0, 1, 2, 3], 0.05) == ([0, 1, 2, 3], [])  # below the skip: no check
+    with pytest.raises(ProtocolError) as info:
+        r.on_ack_received(APPLICATION, [(4, 8)], 0.0, 0.06)
+    assert info.value.code == ErrorCode.PROTOCOL_VIOLATION
+    assert [p.pn for p in r.outstanding(APPLICATION)] == [4, 6, 7, 8]  # nothing changed
+    assert ack(r, [4, 6, 7], 0.07) == ([4, 6, 7], [])  # an honest ACK, around the hole
+    with pytest.raises(ValueError):
+        r.on_packet_number_skipped(APPLICATION, 8)

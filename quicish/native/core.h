@@ -39,6 +39,7 @@ typedef struct qr_rangeset {
     char *out;
     size_t out_cap;
     size_t out_need;   /* set when QR_ENOSPC is returned */
+    uint64_t floor;    /* highest stop of a range dropped by max: add_packet below is a duplicate */
 } qr_rangeset;
 
 void qr_rs_init(qr_rangeset *rs, size_t max_ranges);
@@ -49,7 +50,8 @@ int qr_rs_subtract(qr_rangeset *rs, uint64_t start, uint64_t stop);
 bool qr_rs_contains(const qr_rangeset *rs, uint64_t value);
 void qr_rs_drop_below(qr_rangeset *rs, uint64_t value);
 /* Add the single value pn: 1 if it was absent (even if max_ranges drops it again at
- * once), 0 if it was already present, or QR_EINVAL (pn >= 2^62) / QR_ENOMEM. */
+ * once), 0 if it was already present or is below rs->floor (it may have been in a range
+ * max_ranges dropped), or QR_EINVAL (pn >= 2^62) / QR_ENOMEM. */
 int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn);
 /* The whole ACK frame (type 0x02; 0x03 with the three ECN counts) for the highest
  * max_ranges ranges, RFC 9000 section 19.3, written to rs->out.  Returns its length,

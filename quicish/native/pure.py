@@ -134,20 +134,35 @@ class AbstractRangeSet:
 class RangeSet(AbstractRangeSet):
     """Sorted disjoint half-open ranges ``[start, stop)``.
 
-    At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped.
+    At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped, and
+    ``floor`` rises to the highest stop dropped (``add_packet`` below it is a duplicate).
     """
 
-    __slots__ = ("_b", "_max2")
+    __slots__ = ("_b", "_floor", "_max2")
 
     def __init__(self, max_ranges: int = 256) -> None:
         if not isinstance(max_ranges, int) or max_ranges < 1:
             raise ValueError(f"max_ranges must be a positive int, got {max_ranges!r}")
         self._b: list[int] = []
         self._max2 = 2 * max_ranges
+        self._floor = 0
 
     @property
     def max_ranges(self) -> int:
         return self._max2 // 2
+
+    @property
+    def floor(self) -> int:
+        """The highest stop of a range dropped for ``max_ranges`` (0 before any): values
+        below it may have been present, so ``add_packet`` reports them as duplicates."""
+        return self._floor
+
+    def _trim(self) -> None:
+        b = self._b
+        n = len(b) - self._max2
+        if b[n - 1] > self._floor:
+            self._floor = b[n - 1]
+        del b[:n]
 
     def add(self, start: int, stop: int) -> None:
         """Add ``[start, stop)``, merging with overlapping or adjacent ranges."""
@@ -160,7 +175,7 @@ class RangeSet(AbstractRangeSet):
                 b.append(start)
                 b.append(stop)
                 if len(b) > self._max2:
-                    del b[:2]
+                    self._trim()
                 return
             if start >= b[-2]:
                 if stop > last:
@@ -178,10 +193,11 @@ class RangeSet(AbstractRangeSet):
         else:
             b[i:j] = (start, stop)
         if len(b) > self._max2:
-            del b[: len(b) - self._max2]
+            self._trim()
 
     def add_packet(self, pn: int) -> bool:
-        """Add the single value ``pn``; False if it was already present (a duplicate).
+        """Add the single value ``pn``; False if it was already present (a duplicate), or
+        is below ``floor`` (it may have been in a range dropped for ``max_ranges``).
 
         Same as ``add(pn, pn + 1)`` (and the same ValueError out of range) but answers
         whether ``pn`` was new: True even if ``max_ranges`` drops it again at once.
@@ -196,6 +212,8 @@ class RangeSet(AbstractRangeSet):
                 return False
         if not 0 <= pn < VALUE_MAX:
             raise range_error(pn, pn + 1)
+        if pn < self._floor:
+            return False
         self.add(pn, pn + 1)
         return True
 
@@ -279,7 +297,7 @@ class RangeSet(AbstractRangeSet):
         else:
             del b[i:j]
         if len(b) > self._max2:
-            del b[: len(b) - self._max2]
+            self._trim()
 
     def drop_below(self, value: int) -> None:
         """Remove every value below ``value``."""

@@ -546,6 +546,11 @@ static PyObject *rs_get_max_ranges(PyObject *self, void *Py_UNUSED(closure))
     return m;
 }
 
+static PyObject *rs_get_floor(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(RS(self)->floor);
+}
+
 #define FASTCALL_KW (METH_FASTCALL | METH_KEYWORDS)
 
 static PyMethodDef rs_methods[] = {
@@ -553,7 +558,8 @@ static PyMethodDef rs_methods[] = {
      PyDoc_STR("add($self, start, stop, /)\n--\n\n"
                "Add ``[start, stop)``, merging with overlapping or adjacent ranges.")},
     {"add_packet", (PyCFunction)(void (*)(void))rs_add_packet, FASTCALL_KW,
-     PyDoc_STR("Add the single value ``pn``; False if it was already present (a duplicate).")},
+     PyDoc_STR("Add the single value ``pn``; False if it was already present (a duplicate), "
+               "or is below ``floor``.")},
     {"ack_frame", (PyCFunction)(void (*)(void))rs_ack_frame, FASTCALL_KW,
      PyDoc_STR("The complete ACK frame (type 0x02, or ACK_ECN 0x03 with ``ecn`` = ECT(0), "
                "ECT(1), CE counts) for the highest ``max_ranges`` ranges, RFC 9000 section "
@@ -574,12 +580,16 @@ static PyMethodDef rs_methods[] = {
 
 static PyGetSetDef rs_getset[] = {
     {"max_ranges", rs_get_max_ranges, NULL, NULL, NULL},
+    {"floor", rs_get_floor, NULL,
+     PyDoc_STR("The highest stop of a range dropped for ``max_ranges`` (0 before any): "
+               "``add_packet`` reports values below it as duplicates."), NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot rs_slots[] = {
     {Py_tp_doc, "Sorted disjoint half-open ranges ``[start, stop)``.\n\n"
-                "At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped."},
+                "At most ``max_ranges`` ranges are kept: beyond that the lowest are dropped, "
+                "and ``floor`` rises to the highest stop dropped."},
     {Py_tp_new, rs_new},
     {Py_tp_dealloc, rs_dealloc},
     {Py_tp_traverse, rs_traverse},

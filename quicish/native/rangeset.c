@@ -33,6 +33,7 @@ void qr_rs_init(qr_rangeset *rs, size_t max_ranges)
     rs->out = NULL;
     rs->out_cap = 0;
     rs->out_need = 0;
+    rs->floor = 0;
 }
 
 void qr_rs_release(qr_rangeset *rs)
@@ -69,10 +70,15 @@ int qr_rs_reserve(qr_rangeset *rs, size_t extra)
     return QR_OK;
 }
 
+/* Drop the lowest ranges beyond max; the floor rises to the highest stop dropped. */
 static void trim(qr_rangeset *rs)
 {
     if (rs->len > rs->max) {
-        rs->b += 2 * (rs->len - rs->max);
+        size_t k = rs->len - rs->max;
+        uint64_t stop = rs->b[2 * k - 1];
+        if (stop > rs->floor)
+            rs->floor = stop;
+        rs->b += 2 * k;
         rs->len = rs->max;
     }
 }
@@ -195,6 +201,8 @@ int qr_rs_add_packet(qr_rangeset *rs, uint64_t pn)
                 return 0;
         }
     }
+    if (pn < rs->floor)
+        return 0;
     err = qr_rs_add(rs, pn, pn + 1);
     return err ? err : 1;
 }

@@ -237,8 +237,11 @@ class Connection:
         self.peer_addr: tuple[str, int] | None = None
 
         self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
+        self._spaces[APPLICATION].skip_pn = self._next_skip(0)
         self._zero_rtt_tx: PacketProtector | None = None
         self._zero_rtt_rx: PacketProtector | None = None
+        # Server: when the 0-RTT read key goes (3 PTO after the handshake, RFC 9001 4.9.3).
+        self._zero_rtt_rx_until: float | None = None
         self._remembered_params: TransportParameters | None = None  # client, for 0-RTT
         self._tls: TlsEngine | None = None
         self._local_params = self._make_transport_parameters()
@@ -261,7 +264,9 @@ class Connection:
         self._fallback_path: Path | None = None  # last validated path, during a migration
 
         self._cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
-        self._recovery = LossRecovery(self._cc, max_ack_delay=0.025)
+        self._recovery = LossRecovery(
+            self._cc, max_ack_delay=0.025, max_not_in_flight=config.max_ack_only_packets
+        )
         # A server never needs anti-deadlock probes: the client drives address validation.
         self._recovery.peer_completed_address_validation = not is_client
         self._pacer = Pacer(config.max_datagram_size)
@@ -571,6 +576,9 @@ class Connection:
         paths = self._paths.deadline()
         if paths is not None and (deadline is None or paths < deadline):
             deadline = paths
+        early = self._zero_rtt_rx_until
+        if early is not None and (deadline is None or early < deadline):
+            deadline = early
         return deadline
 
     def _keep_alive_deadline(self) -> float | None:
@@ -610,6 +618,12 @@ class Connection:
             for path in self._paths.on_timer(now):
                 self._on_path_failed(path, now)
         self._pacer_deadline = None
+        if self._zero_rtt_rx_until is not None and now >= self._zero_rtt_rx_until:
+            self._discard_zero_rtt_rx()
+
+    def _discard_zero_rtt_rx(self) -> None:
+        self._zero_rtt_rx = None
+        self._zero_rtt_rx_until = None
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
@@ -945,6 +959,10 @@ class Connection:
         if not self.is_client:
             # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
             self._confirm_handshake()
+            if self._zero_rtt_rx is not None:
+                # RFC 9001 4.9.3: 1-RTT packets come from now on; keep the 0-RTT read key a
+                # short while for reordered 0-RTT packets, then discard it.
+                self._zero_rtt_rx_until = now + 3 * self._recovery.pto_duration()
             self._pending_handshake_done = True
             ctx = self._server_context
             if ctx is not None and ctx.issue_tickets:
@@ -1063,7 +1081,13 @@ class Connection:
 
         space_index = _TYPE_SPACE[ptype]  # IntEnum keys: plain ints find them
         space = self._spaces[space_index]
-        protector = self._zero_rtt_rx if ptype == PacketType.ZERO_RTT else space.rx
+        if ptype == PacketType.ZERO_RTT:
+            until = self._zero_rtt_rx_until
+            if until is not None and now >= until:
+                self._discard_zero_rtt_rx()
+            protector = self._zero_rtt_rx
+        else:
+            protector = space.rx
         if header.is_long and header.version != self.version:
             protector = self._compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
@@ -1812,7 +1836,10 @@ class Connection:
             return None
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
         out = tx.seal_packet(header, buf.take(), pn)
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         self._record_sent(SentPacket(pn, now, len(out), True, True, APPLICATION, records))
         self._count_datagram(out)
         return out
@@ -1950,7 +1977,10 @@ class Connection:
     def _seal_packet(self, built: BuiltPacket, now: float) -> bytes:
         space = built.space
         pn = built.pn
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         ptype = built.ptype
         payload = built.payload
         if ptype == PacketType.ONE_RTT:
@@ -1979,6 +2009,21 @@ class Connection:
         else:  # start_hello(): connect() records it, at its own time, when it is really sent
             self._sealed_ahead.append(sent)
         return packet
+
+    def _next_skip(self, after: int) -> int:
+        """The next packet number to skip, at random a mean ``Config.pn_skip_interval``
+        numbers after ``after`` (-1: never)."""
+        interval = self.config.pn_skip_interval
+        if not interval:
+            return -1
+        return after + 1 + int.from_bytes(self._random(4), "big") % (2 * interval)
+
+    def _skip_packet_number(self, space: PacketSpace, pn: int) -> int:
+        """RFC 9000 21.4: ``pn`` is never sent, so a peer acknowledging it acknowledges
+        what it did not receive (optimistic ACK); returns the packet number to use next."""
+        self._recovery.on_packet_number_skipped(space.index, pn)
+        space.skip_pn = self._next_skip(pn + 1)
+        return pn + 1
 
     def _record_sent(self, sent: SentPacket) -> None:
         """Tell recovery, congestion control and the pacer that a packet left at its
@@ -2198,7 +2243,10 @@ class Connection:
         buf = Buffer()
         if not self._write_path_frames(path, buf, room, now)[0]:
             return None
-        space.next_pn = pn + 1
+        following = pn + 1
+        if following == space.skip_pn:
+            following = self._skip_packet_number(space, following)
+        space.next_pn = following
         header = encode_short_header(cid, truncated, pn_length, self._spin, bool(self._key_phase))
         packet = tx.seal_packet(header, buf.take(), pn)
         # Not in flight: probes on another path do not count against this path's window.

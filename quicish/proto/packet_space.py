@@ -36,6 +36,7 @@ class PacketSpace:
         "probes",
         "received",
         "rx",
+        "skip_pn",
         "tx",
         "unacked_eliciting",
         "unacked_ranges",
@@ -46,6 +47,7 @@ class PacketSpace:
         self.rx: PacketProtector | None = None
         self.tx: PacketProtector | None = None
         self.next_pn = 0
+        self.skip_pn = -1  # the next packet number never to send (RFC 9000 21.4); -1: none
         self.received = RangeSet(ACK_RANGES_LIMIT)  # packet numbers still to acknowledge
         self.ack_floor = 0  # packets below this are old: dropped as possible duplicates
         self.largest_received = -1

@@ -6,6 +6,17 @@ that list below the largest acknowledged packet is compacted down to the (at mos
 still awaiting a verdict, so the list from ``head`` on holds only outstanding packets: sending
 is O(1), an ACK range costs two bisections plus O(packets it newly acknowledges), and loss
 detection only looks at the holes between ranges.
+
+Packets not in flight (ACK-only) stay tracked only so that their acknowledgement tells the
+connection which of its ACK ranges arrived; a peer that never acknowledges them must not
+grow that state without end, so at most ``max_not_in_flight`` are kept per space (beyond it
+the oldest half are forgotten: their loss would need no action anyway).
+
+The connection skips a packet number now and then (RFC 9000 21.4) and says so with
+:meth:`LossRecovery.on_packet_number_skipped`: an ACK that covers a skipped number
+acknowledges a packet the peer cannot have received (an optimistic ACK, to inflate the
+congestion window) and is a PROTOCOL_VIOLATION. Checking costs one comparison per ACK until
+an ACK reaches the oldest unchecked skip.
 """
 
 from __future__ import annotations
@@ -29,6 +40,9 @@ K_PERSISTENT_CONGESTION_THRESHOLD = 3
 _MAX_BACKOFF_EXPONENT = 6
 _MAX_HANDSHAKE_BACKOFF_EXPONENT = 3
 _COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is this long
+MAX_NOT_IN_FLIGHT = 512  # default cap on tracked packets not in flight, per space
+_SKIPS_KEPT = 8  # the most recent skipped packet numbers remembered, per space
+_NO_SKIP = 1 << 62  # skip_watch when no skipped packet number awaits its check
 
 
 class SentPacket:
@@ -74,8 +88,11 @@ class _Space:
         "largest_sent",
         "last_ack_eliciting_time",
         "loss_time",
+        "not_in_flight",
         "order",
         "packets",
+        "skip_watch",
+        "skipped",
     )
 
     def __init__(self) -> None:
@@ -88,7 +105,10 @@ class _Space:
         self.loss_time: float | None = None
         self.last_ack_eliciting_time = 0.0
         self.ack_eliciting_in_flight = 0
+        self.not_in_flight = 0  # outstanding packets not in flight (ACK-only)
         self.ecn_ce = 0
+        self.skipped: list[int] = []  # recently skipped packet numbers, ascending
+        self.skip_watch = _NO_SKIP  # lowest skipped number no ACK has reached yet
 
     def clear(self) -> list[SentPacket]:
         packets = self.packets
@@ -99,6 +119,9 @@ class _Space:
         self.loss_time = None
         self.last_ack_eliciting_time = 0.0
         self.ack_eliciting_in_flight = 0
+        self.not_in_flight = 0
+        self.skipped = []
+        self.skip_watch = _NO_SKIP
         return out
 
 
@@ -110,6 +133,8 @@ class LossRecovery:
     handshake is confirmed or a Handshake packet was acknowledged), ``has_handshake_keys``
     (client anti-deadlock probes go to Handshake instead of Initial) and
     ``amplification_limited`` (a server that may not send: no PTO timer).
+    ``max_not_in_flight``: packets not in flight tracked per space at most (see the module
+    docstring).
     """
 
     def __init__(
@@ -117,6 +142,7 @@ class LossRecovery:
         cc: CongestionController,
         max_ack_delay: float,
         initial_rtt: float = K_INITIAL_RTT,
+        max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
     ) -> None:
         self.cc = cc
         self.rtt = RttEstimator(initial_rtt)
@@ -132,6 +158,8 @@ class LossRecovery:
         self.bytes_lost = 0
         self.pto_timeouts = 0
         self.persistent_congestion_events = 0
+        self.packets_forgotten = 0  # not-in-flight packets dropped from tracking unanswered
+        self.max_not_in_flight = max(1, max_not_in_flight)
         self.on_metrics: Callable[[LossRecovery], None] | None = None
         self._spaces = (_Space(), _Space(), _Space())
         self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
@@ -145,6 +173,10 @@ class LossRecovery:
     def largest_sent(self, space: int) -> int | None:
         largest = self._spaces[space].largest_sent
         return largest if largest >= 0 else None
+
+    def skipped_packet_numbers(self, space: int) -> list[int]:
+        """The most recent packet numbers skipped in ``space`` (never sent), ascending."""
+        return list(self._spaces[space].skipped)
 
     def outstanding(self, space: int) -> list[SentPacket]:
         """Packets of ``space`` neither acknowledged nor declared lost, in sending order."""
@@ -205,6 +237,22 @@ class LossRecovery:
         if pkt.in_flight:
             self.bytes_in_flight += pkt.size
             self._anchor = pkt.sent_time
+        else:
+            sp.not_in_flight += 1
+            if sp.not_in_flight > self.max_not_in_flight:
+                self._forget_not_in_flight(sp)
+
+    def on_packet_number_skipped(self, space: int, pn: int) -> None:
+        """``pn`` will never be sent (RFC 9000 21.4): an ACK covering it is optimistic."""
+        sp = self._spaces[space]
+        if pn <= sp.largest_sent:
+            raise ValueError(f"packet number {pn} not above {sp.largest_sent}")
+        skipped = sp.skipped
+        skipped.append(pn)
+        if len(skipped) > _SKIPS_KEPT:
+            del skipped[0]
+        if pn < sp.skip_watch:
+            sp.skip_watch = pn
 
     # ---- acknowledgments -------------------------------------------------------------------------
     def on_ack_received(
@@ -230,6 +278,8 @@ class LossRecovery:
                 ErrorCode.PROTOCOL_VIOLATION,
                 f"ACK for unsent packet {largest} (largest sent {sp.largest_sent})",
             )
+        if largest >= sp.skip_watch:
+            self._check_skipped(sp, ranges_descending, largest)
         newest_largest = largest >= sp.largest_acked
         if newest_largest:
             sp.largest_acked = largest
@@ -262,14 +312,18 @@ class LossRecovery:
 
         in_flight_bytes = 0
         eliciting = 0
+        not_in_flight = 0
         for pkt in acked:
             if pkt.in_flight:
                 in_flight_bytes += pkt.size
                 if pkt.ack_eliciting:
                     eliciting += 1
+            else:
+                not_in_flight += 1
         prior_in_flight = self.bytes_in_flight
         self.bytes_in_flight -= in_flight_bytes
         sp.ack_eliciting_in_flight -= eliciting
+        sp.not_in_flight -= not_in_flight
 
         newest = acked[-1]
         if newest.pn == largest:
@@ -442,6 +496,44 @@ class LossRecovery:
         sp.head = head
         return lost
 
+    def _check_skipped(
+        self, sp: _Space, ranges_descending: Sequence[tuple[int, int]], largest: int
+    ) -> None:
+        """Raise PROTOCOL_VIOLATION if the ACK covers a skipped packet number; the skips it
+        reached without covering are checked (later ACKs are not checked against them)."""
+        lowest = ranges_descending[-1][0]
+        watch = _NO_SKIP
+        for pn in sp.skipped:
+            if pn > largest:
+                if pn < watch:
+                    watch = pn
+                continue
+            if pn < lowest:
+                continue
+            for start, stop in ranges_descending:
+                if start <= pn < stop:
+                    raise ProtocolError(
+                        ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet number never sent"
+                    )
+        sp.skip_watch = watch
+
+    def _forget_not_in_flight(self, sp: _Space) -> None:
+        """Stop tracking the oldest outstanding packets not in flight, down to half the cap
+        (amortised O(1) per packet sent). An ACK of one of them later finds nothing; a newer
+        ACK-only packet carries a higher largest acknowledged anyway."""
+        drop = sp.not_in_flight - self.max_not_in_flight // 2
+        packets = sp.packets
+        kept: list[int] = []
+        for pn in sp.order[sp.head :]:
+            if drop and not packets[pn].in_flight:
+                del packets[pn]
+                drop -= 1
+                sp.not_in_flight -= 1
+                self.packets_forgotten += 1
+            else:
+                kept.append(pn)
+        sp.order[sp.head :] = kept
+
     def _on_lost(self, sp: _Space, lost: list[SentPacket], now: float) -> None:
         in_flight_bytes = 0
         in_flight_count = 0
@@ -454,18 +546,20 @@ class LossRecovery:
                     eliciting += 1
         self.bytes_in_flight -= in_flight_bytes
         sp.ack_eliciting_in_flight -= eliciting
+        sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
         self.cc.on_packets_lost(lost, now)
-        if self._persistent_congestion(lost):
+        if self._persistent_congestion(sp, lost):
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
             self.rtt.reset_min_rtt()
 
-    def _persistent_congestion(self, lost: list[SentPacket]) -> bool:
+    def _persistent_congestion(self, sp: _Space, lost: list[SentPacket]) -> bool:
         """RFC 9002 7.6.2 within the acknowledged space: two ack-eliciting packets sent
         after the first RTT sample, lost with no packet number between them acknowledged
-        (a hole in the lost run ends it), sent further apart than the congestion period."""
+        (a hole in the lost run ends it, unless it is a skipped number: never sent),
+        sent further apart than the congestion period."""
         first_sample = self.rtt.first_rtt_sample
         if first_sample is None:
             return False
@@ -476,7 +570,9 @@ class LossRecovery:
         start: float | None = None
         prev_pn = -2
         for pkt in lost:
-            if pkt.pn != prev_pn + 1:
+            if pkt.pn != prev_pn + 1 and not (
+                pkt.pn == prev_pn + 2 and prev_pn + 1 in sp.skipped
+            ):
                 start = None
             prev_pn = pkt.pn
             if not pkt.ack_eliciting or pkt.sent_time <= first_sample:
