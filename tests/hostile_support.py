@@ -22,13 +22,22 @@ from typing import Any
 
 from conn_support import cert_files, client_config
 
+from quicish.errors import DecodeError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
 from quicish.proto.recovery import SentPacket
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
-from quicish.wire.packet import encode_packet_number, encode_short_header
+from quicish.wire.packet import (
+    QUIC_V1,
+    PacketType,
+    encode_long_header,
+    encode_packet_number,
+    encode_short_header,
+    parse_header,
+)
+from quicish.wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
 
 LOOPBACK = "127.0.0.1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -298,3 +307,46 @@ def first_initial(port: int, **config: Any) -> bytes:
     datagrams = conn.datagrams_to_send(time.monotonic())
     assert datagrams, "client produced no Initial"
     return datagrams[0][0]
+
+
+class InitialForger:
+    """Valid client Initials for any DCID, made cheaply: one real client's first Initial (a
+    ClientHello, padded) is opened once, and :meth:`make` seals its frames again under the
+    Initial keys of another DCID (RFC 9001 5.2), with any packet number and token. Each
+    result is as valid as a real client's first datagram, which is what a spoofer sends."""
+
+    def __init__(self, port: int, **config: Any) -> None:
+        datagram = first_initial(port, **config)
+        header = parse_header(datagram)
+        client_secret, _ = initial_secrets(header.dcid)
+        rx = PacketProtector.from_secret(0x1301, client_secret)
+        _, payload, _ = rx.open_packet(datagram[: header.packet_end], header.pn_offset, -1)
+        self.payload = payload
+        self.scid = header.scid
+        self.size = len(datagram)
+
+    def make(self, dcid: bytes, pn: int = 0, token: bytes = b"", payload: bytes | None = None,
+             version: int = QUIC_V1) -> bytes:
+        """One Initial datagram to ``dcid`` with packet number ``pn``; ``payload``: other
+        frames (raw bytes) instead of the ClientHello, padded to the same size."""
+        body = self.payload if payload is None else payload
+        if len(body) < len(self.payload):
+            body = body + bytes(len(self.payload) - len(body))
+        client_secret, _ = initial_secrets(dcid, version)
+        tx = PacketProtector.from_secret(0x1301, client_secret, version)
+        head = encode_long_header(PacketType.INITIAL, version, dcid, self.scid, token,
+                                  len(body) + AEAD_TAG_SIZE, pn, 4)
+        datagram = tx.seal_packet(head, body, pn)
+        if len(datagram) < 1200:
+            datagram += bytes(1200 - len(datagram))
+        return datagram
+
+
+def long_header_scid(datagram: bytes) -> bytes | None:
+    """The source connection ID of a datagram's first packet if it has a long header."""
+    if not datagram or not datagram[0] & 0x80:
+        return None
+    try:
+        return parse_header(datagram).scid
+    except DecodeError:
+        return None
