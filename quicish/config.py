@@ -61,8 +61,8 @@ class Config:
     retry_threshold: int = 100
     # Server: at most this many half-open connections; beyond it a new client's Initial is
     # answered with Retry (dropped when its address is validated already, or retry is
-    # "never"), never with a connection. Each half-open connection holds about 60 KB (RSS measured with
-    # `quicish serve`), so the cap bounds them to some 60 MB.
+    # "never"), never with a connection. Each half-open connection holds about 60 KB (RSS
+    # measured with `quicish serve`), so the cap bounds them to some 60 MB.
     max_half_open: int = 1000
     # Seconds from a connection's start (a client's connect(), a server's first datagram)
     # to the end of its handshake; then the connection is dropped: a server discards its

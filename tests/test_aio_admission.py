@@ -7,6 +7,7 @@ the forgotten connection's CIDs only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -215,3 +216,31 @@ def test_forget_visits_only_the_connections_own_cids() -> None:
         endpoint.close()
     finally:
         loop.close()
+
+
+def test_serve_flags_reach_the_config(monkeypatch: Any) -> None:
+    """``quicish serve --retry`` still means always; --retry-mode, --retry-threshold,
+    --max-half-open and --handshake-timeout set the Config knobs (checked there)."""
+    from quicish import cli
+
+    seen: list[quicish.Config] = []
+
+    async def fake_serve(host: str, port: int, *, config: quicish.Config, **kw: Any) -> Any:
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    cert, key = server_config().certificate_chain, server_config().private_key
+    base = ["serve", "--cert", str(cert), "--key", str(key)]
+    for extra, expect in [
+        ([], ("auto", 100, 1000, 10.0)),
+        (["--retry"], ("always", 100, 1000, 10.0)),
+        (["--retry-mode", "never", "--retry-threshold", "5", "--max-half-open", "50",
+          "--handshake-timeout", "3"], ("never", 5, 50, 3.0)),
+    ]:
+        with contextlib.suppress(SystemExit):
+            cli.main(base + extra)
+        cfg = seen.pop()
+        assert (cfg.retry_mode(), cfg.retry_threshold, cfg.max_half_open,
+                cfg.handshake_timeout) == expect
+    assert cli.main([*base, "--max-half-open", "0"]) == 1  # ConfigError, reported
