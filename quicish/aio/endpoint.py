@@ -111,8 +111,10 @@ class Endpoint:
 
     def forget(self, conn: QuicConnection) -> None:
         """``conn`` has ended: drop its CIDs (its own only: no scan of the table)."""
+        by_cid = self._by_cid
         for cid in self._cids_of.pop(conn, ()):
-            del self._by_cid[cid]
+            if by_cid.get(cid) is conn:
+                del by_cid[cid]
         self._dirty.discard(conn)
         if self.admission is not None:
             self.admission.settled(conn)
