@@ -244,3 +244,20 @@ def test_serve_flags_reach_the_config(monkeypatch: Any) -> None:
         assert (cfg.retry_mode(), cfg.retry_threshold, cfg.max_half_open,
                 cfg.handshake_timeout) == expect
     assert cli.main([*base, "--max-half-open", "0"]) == 1  # ConfigError, reported
+
+
+@timed()
+async def test_connect_fails_at_the_handshake_timeout() -> None:
+    """A client's connect() to a server that never answers fails at its handshake deadline
+    (here 0.5 s), not at the idle timeout."""
+    with _socket() as silent:
+        port = silent.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            await quicish.connect(LOOPBACK, port, config=client_config(handshake_timeout=0.5))
+        except quicish.ConnectionClosedError as exc:
+            assert "handshake timed out" in str(exc)
+        else:
+            raise AssertionError("connect() succeeded against a silent port")
+        assert 0.5 <= loop.time() - start < 2.0
