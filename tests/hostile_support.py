@@ -350,3 +350,74 @@ def long_header_scid(datagram: bytes) -> bytes | None:
         return parse_header(datagram).scid
     except DecodeError:
         return None
+
+
+_PREPARED_GET = """\
+import sys, time
+from quicish.cli import main
+try:
+    import uvloop  # noqa: F401  (imported by main's run(); made ready ahead too)
+except ImportError:
+    pass
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.monotonic()
+code = main(sys.argv[1:])
+print(f"get-elapsed {time.monotonic() - start:.3f}", flush=True)
+sys.exit(code)
+"""
+
+
+class PreparedGet:
+    """A legitimate ``quicish get`` whose interpreter has started and imported quicish, and
+    waits for :meth:`start`. Its time then counts the client's work (resolve, handshake,
+    transfer, close), not the interpreter's start, which takes seconds when several start
+    at once on a loaded small machine; and a test can start it at an exact moment of an
+    attack. ``wait()`` is as :meth:`GetResult.wait`, with ``elapsed`` measured by the
+    client from :meth:`start` to the end of ``main()``."""
+
+    def __init__(self, server: ServeProcess, *names: str, timeout: float = 5.0) -> None:
+        self.server = server
+        self.names = list(names or server.files)
+        self.timeout = timeout
+        self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
+        urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in self.names]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PREPARED_GET, "get", *urls, "--pin", server.pin,
+             "--output", self._out.name, "--quiet"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=_child_env(),
+        )
+        assert self.proc.stdout is not None
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+        self.started: float | None = None
+        self.elapsed: float | None = None
+        self.output = ""
+
+    def start(self) -> None:
+        assert self.proc.stdin is not None
+        self.started = time.monotonic()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def wait(self) -> bool:
+        """True if the client exited 0 within the timeout (from :meth:`start`) and every
+        file matches."""
+        assert self.started is not None, "start() first"
+        left = self.timeout - (time.monotonic() - self.started)
+        try:
+            self.output, _ = self.proc.communicate(timeout=max(0.1, left) + 1.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+            return False
+        match = re.search(r"get-elapsed ([\d.]+)", self.output)
+        self.elapsed = float(match.group(1)) if match else None
+        try:
+            ok = self.proc.returncode == 0 and all(
+                (Path(self._out.name) / name).read_bytes() == self.server.files[name]
+                for name in self.names
+            )
+        finally:
+            self._out.cleanup()
+        return ok and self.elapsed is not None and self.elapsed <= self.timeout
