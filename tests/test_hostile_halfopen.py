@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import time
 
-from hostile_support import InitialForger, RawClient, ServeProcess, long_header_scid
+from hostile_support import (
+    InitialForger,
+    PreparedGet,
+    RawClient,
+    ServeProcess,
+    long_header_scid,
+)
 
 TIMEOUT = 3.0
 INTERVAL = 2.0
@@ -20,14 +26,14 @@ def test_half_open_connection_fed_fresh_initials_is_dropped_at_the_handshake_tim
     with ServeProcess("--handshake-timeout", str(TIMEOUT)) as server, \
             RawClient(server.port) as attacker:
         forger = InitialForger(server.port)
+        get = PreparedGet(server, timeout=5)  # a legitimate client, set going during it
         cpu0, rss0 = server.cpu_seconds(), server.rss_bytes()
         answers: list[tuple[float, bytes]] = []  # (seconds since the first Initial, SCID)
         start = time.monotonic()
-        get = None
         for pn in range(4):  # at 0, 2, 4 and 6 s
             attacker.send_raw(forger.make(DCID, pn))
-            if pn == 3:
-                get = server.get(timeout=5)  # a legitimate client meanwhile
+            if pn == 1:
+                get.start()
             until = start + (pn + 1) * INTERVAL
             while (left := until - time.monotonic()) > 0:
                 attacker.sock.settimeout(left)
@@ -48,6 +54,6 @@ def test_half_open_connection_fed_fresh_initials_is_dropped_at_the_handshake_tim
         # connection and made a new one (with a new SCID and a deadline of its own).
         assert max(first_times) < TIMEOUT + 0.5
         assert later and first not in later
-        assert get is not None and get.wait(), get.output
+        assert get.wait(), get.output
         assert server.cpu_seconds() - cpu0 < 2.0
         assert server.rss_bytes() - rss0 < 20e6

@@ -6,7 +6,7 @@ client's first (RFC 9000 14.1) answered with VN."""
 
 from __future__ import annotations
 
-from hostile_support import RawClient, ServeProcess
+from hostile_support import PreparedGet, RawClient, ServeProcess
 
 from quicish.wire.packet import PacketType, encode_version_negotiation, parse_header
 
@@ -15,9 +15,10 @@ def test_version_negotiation_packets_are_never_answered() -> None:
     with ServeProcess() as server, RawClient(server.port) as attacker:
         vn = encode_version_negotiation(bytes(8), bytes(9), [0x0A0A0A0A] * 294)
         assert len(vn) == 1200 and parse_header(vn).packet_type is PacketType.VERSION_NEGOTIATION
+        get = PreparedGet(server, timeout=5)
         for _ in range(200):
             attacker.send_raw(vn)
-        get = server.get(timeout=5)
+        get.start()  # a legitimate client meanwhile
         assert attacker.drain_socket(1.0) == []
         # Unknown versions: a VN for a full-size datagram, nothing for a smaller one.
         unknown = bytearray(vn)
