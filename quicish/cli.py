@@ -44,7 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="PEM private key of --cert")
     s.add_argument("--alpn", default="hq-interop",
                    help="application protocol to offer (default %(default)s)")
-    s.add_argument("--retry", action="store_true", help="validate client addresses with Retry")
+    retry = s.add_mutually_exclusive_group()
+    retry.add_argument("--retry", action="store_const", const="always", dest="retry_mode",
+                       help="validate every new client's address with Retry "
+                            "(same as --retry-mode always)")
+    retry.add_argument("--retry-mode", choices=["auto", "always", "never"],
+                       help="when to answer a new client with Retry: auto (the default) only "
+                            "while --retry-threshold handshakes are in progress, always, never")
+    s.add_argument("--retry-threshold", type=int, default=Config.retry_threshold,
+                   help="half-open connections from which auto Retry engages "
+                        "(default %(default)s)")
+    s.add_argument("--max-half-open", type=int, default=Config.max_half_open,
+                   help="at most this many handshakes in progress; beyond, new clients get "
+                        "Retry or are dropped (default %(default)s)")
+    s.add_argument("--handshake-timeout", type=float, default=Config.handshake_timeout,
+                   help="seconds a client has to complete its handshake (default %(default)s)")
     s.add_argument("--v2", action="store_true",
                    help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)")
     s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
@@ -116,7 +130,10 @@ async def _serve(args: argparse.Namespace) -> int:
         private_key=key,
         congestion_control=args.cc,
         keylog_file=args.keylog,
-        retry=args.retry,
+        retry=args.retry_mode or "auto",
+        retry_threshold=args.retry_threshold,
+        max_half_open=args.max_half_open,
+        handshake_timeout=args.handshake_timeout,
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     server = await serve(args.host, args.port, config=config, on_stream=files.handle,

@@ -64,7 +64,21 @@ class Config:
     send_buffer_size: int = 1 << 20  # per stream, bytes the writer may queue before drain() waits
     keylog_file: str | os.PathLike[str] | None = None
     qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
-    retry: bool = False  # server: answer new clients with Retry to validate their address
+    # Server: when to answer a new client's Initial with Retry (address validation, RFC 9000
+    # 8.1): "always" (or True), "never" (or False), or "auto": only while at least
+    # ``retry_threshold`` connections are half-open (handshake not complete), so that a flood
+    # of spoofed Initials costs one stateless answer each, not a connection.
+    retry: bool | str = "auto"
+    retry_threshold: int = 100
+    # Server: at most this many half-open connections; beyond it a new client's Initial is
+    # answered with Retry (dropped when its address is validated already, or retry is
+    # "never"), never with a connection. Each half-open connection holds about 60 KB (RSS
+    # measured with `quicish serve`), so the cap bounds them to some 60 MB.
+    max_half_open: int = 1000
+    # Seconds from a connection's start (a client's connect(), a server's first datagram)
+    # to the end of its handshake; then the connection is dropped: a server discards its
+    # state silently, a client's handshake fails. None: no deadline but the idle timeout.
+    handshake_timeout: float | None = 10.0
     session_ticket_lifetime: int = 86400
     # Server: the 32-byte secret stateless reset tokens are made from (HMAC(key, CID), RFC 9000
     # 10.3.2). None: a random key per server, so a restarted server cannot reset its
@@ -113,6 +127,13 @@ class Config:
             raise ConfigError("max_ack_only_packets must be at least 1")
         if self.pn_skip_interval < 0:
             raise ConfigError("pn_skip_interval must not be negative")
+        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
+            raise ConfigError("handshake_timeout must be positive (or None for no deadline)")
+        self.retry_mode()  # validates the value
+        if self.retry_threshold < 0:
+            raise ConfigError("retry_threshold must not be negative")
+        if self.max_half_open < 1:
+            raise ConfigError("max_half_open must be at least 1")
         self.cipher_suite_ids()  # validates names
         if not self.new_token_lifetime > 0:
             raise ConfigError("new_token_lifetime must be positive (seconds)")
@@ -123,6 +144,17 @@ class Config:
             raise ConfigError("stateless_reset_key must be 32 bytes (or None: random)")
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
+
+    def retry_mode(self) -> str:
+        """``retry`` as one of "auto", "always", "never" (True is "always", False "never")."""
+        retry = self.retry
+        if retry is True or retry == "always":
+            return "always"
+        if retry is False or retry == "never":
+            return "never"
+        if retry == "auto":
+            return "auto"
+        raise ConfigError(f'retry must be "auto", "always", "never", True or False, not {retry!r}')
 
     def cipher_suite_ids(self) -> list[int]:
         """The configured cipher suites as TLS code points, in preference order."""

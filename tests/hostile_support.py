@@ -22,13 +22,22 @@ from typing import Any
 
 from conn_support import cert_files, client_config
 
+from quicish.errors import DecodeError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
 from quicish.proto.recovery import SentPacket
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
-from quicish.wire.packet import encode_packet_number, encode_short_header
+from quicish.wire.packet import (
+    QUIC_V1,
+    PacketType,
+    encode_long_header,
+    encode_packet_number,
+    encode_short_header,
+    parse_header,
+)
+from quicish.wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
 
 LOOPBACK = "127.0.0.1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -298,3 +307,117 @@ def first_initial(port: int, **config: Any) -> bytes:
     datagrams = conn.datagrams_to_send(time.monotonic())
     assert datagrams, "client produced no Initial"
     return datagrams[0][0]
+
+
+class InitialForger:
+    """Valid client Initials for any DCID, made cheaply: one real client's first Initial (a
+    ClientHello, padded) is opened once, and :meth:`make` seals its frames again under the
+    Initial keys of another DCID (RFC 9001 5.2), with any packet number and token. Each
+    result is as valid as a real client's first datagram, which is what a spoofer sends."""
+
+    def __init__(self, port: int, **config: Any) -> None:
+        datagram = first_initial(port, **config)
+        header = parse_header(datagram)
+        client_secret, _ = initial_secrets(header.dcid)
+        rx = PacketProtector.from_secret(0x1301, client_secret)
+        _, payload, _ = rx.open_packet(datagram[: header.packet_end], header.pn_offset, -1)
+        self.payload = payload
+        self.scid = header.scid
+        self.size = len(datagram)
+
+    def make(self, dcid: bytes, pn: int = 0, token: bytes = b"", payload: bytes | None = None,
+             version: int = QUIC_V1) -> bytes:
+        """One Initial datagram to ``dcid`` with packet number ``pn``; ``payload``: other
+        frames (raw bytes) instead of the ClientHello, padded to the same size."""
+        body = self.payload if payload is None else payload
+        if len(body) < len(self.payload):
+            body = body + bytes(len(self.payload) - len(body))
+        client_secret, _ = initial_secrets(dcid, version)
+        tx = PacketProtector.from_secret(0x1301, client_secret, version)
+        head = encode_long_header(PacketType.INITIAL, version, dcid, self.scid, token,
+                                  len(body) + AEAD_TAG_SIZE, pn, 4)
+        datagram = tx.seal_packet(head, body, pn)
+        if len(datagram) < 1200:
+            datagram += bytes(1200 - len(datagram))
+        return datagram
+
+
+def long_header_scid(datagram: bytes) -> bytes | None:
+    """The source connection ID of a datagram's first packet if it has a long header."""
+    if not datagram or not datagram[0] & 0x80:
+        return None
+    try:
+        return parse_header(datagram).scid
+    except DecodeError:
+        return None
+
+
+_PREPARED_GET = """\
+import sys, time
+from quicish.cli import main
+try:
+    import uvloop  # noqa: F401  (imported by main's run(); made ready ahead too)
+except ImportError:
+    pass
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.monotonic()
+code = main(sys.argv[1:])
+print(f"get-elapsed {time.monotonic() - start:.3f}", flush=True)
+sys.exit(code)
+"""
+
+
+class PreparedGet:
+    """A legitimate ``quicish get`` whose interpreter has started and imported quicish, and
+    waits for :meth:`start`. Its time then counts the client's work (resolve, handshake,
+    transfer, close), not the interpreter's start, which takes seconds when several start
+    at once on a loaded small machine; and a test can start it at an exact moment of an
+    attack. ``wait()`` is as :meth:`GetResult.wait`, with ``elapsed`` measured by the
+    client from :meth:`start` to the end of ``main()``."""
+
+    def __init__(self, server: ServeProcess, *names: str, timeout: float = 5.0) -> None:
+        self.server = server
+        self.names = list(names or server.files)
+        self.timeout = timeout
+        self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
+        urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in self.names]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PREPARED_GET, "get", *urls, "--pin", server.pin,
+             "--output", self._out.name, "--quiet"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=_child_env(),
+        )
+        assert self.proc.stdout is not None
+        self.ready = self.proc.stdout.readline().strip() == "ready"
+        self.started: float | None = None
+        self.elapsed: float | None = None
+        self.output = ""
+
+    def start(self) -> None:
+        assert self.proc.stdin is not None
+        self.started = time.monotonic()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def wait(self) -> bool:
+        """True if the client exited 0 within the timeout (from :meth:`start`) and every
+        file matches."""
+        assert self.started is not None, "start() first"
+        left = self.timeout - (time.monotonic() - self.started)
+        try:
+            self.output, _ = self.proc.communicate(timeout=max(0.1, left) + 1.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+            return False
+        match = re.search(r"get-elapsed ([\d.]+)", self.output)
+        self.elapsed = float(match.group(1)) if match else None
+        try:
+            ok = self.proc.returncode == 0 and all(
+                (Path(self._out.name) / name).read_bytes() == self.server.files[name]
+                for name in self.names
+            )
+        finally:
+            self._out.cleanup()
+        return ok and self.elapsed is not None and self.elapsed <= self.timeout

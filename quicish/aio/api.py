@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError
+from ..proto.admission import Admission
 from ..proto.connection import Connection
 from ..proto.server_context import ServerContext
 from ..udp import Address, UdpSocket
@@ -117,8 +118,10 @@ async def serve(
                     conn._spawn(result)
         return conn
 
-    stateless = StatelessResponder(context, retry=config.retry)
-    endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless)
+    mode = config.retry_mode()
+    admission = Admission(mode, config.retry_threshold, config.max_half_open)
+    stateless = StatelessResponder(context, retry=mode == "always", admission=admission)
+    endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless, admission=admission)
     spare = _SpareServerConnection(endpoint, new_connection)
     return Server(endpoint)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import DecodeError
+from ..proto.admission import Admission
 from ..udp import Address, UdpSocket
 from ..wire.packet import PacketType, encode_version_negotiation, parse_header
 from .stateless import InitialVerdict, StatelessResponder
@@ -32,6 +33,8 @@ Accept = Callable[[bytes, Address, float, InitialVerdict | None], "QuicConnectio
 logger = logging.getLogger("quicish")
 
 SUPPORTED = (0x00000001, 0x6B3343CF)
+MIN_INITIAL_DCID = 8  # RFC 9000 7.2: a client's first Initial DCID is at least 8 bytes
+MIN_FIRST_DATAGRAM = 1200  # RFC 9000 14.1: a client's first datagram is at least this big
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
 
@@ -54,6 +57,7 @@ class Endpoint:
         accept: Accept | None = None,
         cid_length: int = 8,
         stateless: StatelessResponder | None = None,
+        admission: Admission | None = None,
         local_id: int = 0,
     ) -> None:
         self._loop = loop
@@ -64,9 +68,12 @@ class Endpoint:
         self._accepted: QuicConnection | None = None
         # Server: Retry, INVALID_TOKEN closes and stateless resets (RFC 9000 8.1, 10.3).
         self.stateless = stateless
+        # Server: counts half-open connections (the decisions are the stateless layer's).
+        self.admission = admission
         self.local_id = local_id  # the path id connections know this socket by (migration)
         self._cid_length = cid_length
         self._by_cid: dict[bytes, QuicConnection] = {}
+        self._cids_of: dict[QuicConnection, set[bytes]] = {}  # the reverse, for forget()
         self._timers: list[tuple[float, int, QuicConnection]] = []
         self._timer_seq = 0
         self._timer_handle: asyncio.TimerHandle | None = None
@@ -87,19 +94,34 @@ class Endpoint:
 
     # ---- routing ---------------------------------------------------------------------------
     def register(self, cid: bytes, conn: QuicConnection) -> None:
+        old = self._by_cid.get(cid)
+        if old is not None and old is not conn:
+            self._cids_of[old].discard(cid)
         self._by_cid[cid] = conn
+        cids = self._cids_of.get(conn)
+        if cids is None:
+            self._cids_of[conn] = {cid}
+        else:
+            cids.add(cid)
 
     def unregister(self, cid: bytes) -> None:
-        self._by_cid.pop(cid, None)
+        conn = self._by_cid.pop(cid, None)
+        if conn is not None:
+            self._cids_of[conn].discard(cid)
 
     def forget(self, conn: QuicConnection) -> None:
-        for cid in [c for c, v in self._by_cid.items() if v is conn]:
-            del self._by_cid[cid]
+        """``conn`` has ended: drop its CIDs (its own only: no scan of the table)."""
+        by_cid = self._by_cid
+        for cid in self._cids_of.pop(conn, ()):
+            if by_cid.get(cid) is conn:
+                del by_cid[cid]
         self._dirty.discard(conn)
+        if self.admission is not None:
+            self.admission.settled(conn)
 
     @property
     def connections(self) -> set[QuicConnection]:
-        return set(self._by_cid.values())
+        return set(self._cids_of)
 
     # ---- receiving -------------------------------------------------------------------------
     def _on_readable(self) -> None:
@@ -150,13 +172,19 @@ class Endpoint:
                 self.datagrams_dropped += 1
                 return None
             if header.version not in SUPPORTED:
-                if len(data) >= 1200:
+                # RFC 9000 6.1: never answer a Version Negotiation packet (version 0), and
+                # answer other versions only in a datagram big enough to be a first one.
+                if header.version and len(data) >= MIN_FIRST_DATAGRAM:
                     vn = encode_version_negotiation(header.scid, header.dcid, list(SUPPORTED))
                     self._send_raw([vn], addr)
                 else:
                     self.datagrams_dropped += 1
                 return None
-            if header.packet_type != PacketType.INITIAL or len(data) < 1200:
+            if (
+                header.packet_type != PacketType.INITIAL
+                or len(data) < MIN_FIRST_DATAGRAM
+                or len(header.dcid) < MIN_INITIAL_DCID
+            ):
                 self.datagrams_dropped += 1
                 return None
             verdict = None
@@ -173,6 +201,8 @@ class Endpoint:
             self.register(header.dcid, new)
             self.register(new._proto.host_cid, new)
             self._accepted = new
+            if self.admission is not None:
+                self._half_open(new, self.admission)
             return new
         conn = self._by_cid.get(bytes(data[1 : 1 + self._cid_length]))
         if conn is None:
@@ -185,6 +215,11 @@ class Endpoint:
                 if reset is not None:
                     self._send_raw([reset], addr)
         return conn
+
+    def _half_open(self, conn: QuicConnection, admission: Admission) -> None:
+        """Count ``conn`` as half-open until its handshake completes or fails (or it ends)."""
+        admission.opened(conn)
+        conn._handshake_done.add_done_callback(lambda _: admission.settled(conn))
 
     # ---- sending ---------------------------------------------------------------------------
     def mark_dirty(self, conn: QuicConnection) -> None:

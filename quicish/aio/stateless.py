@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ErrorCode
+from ..proto.admission import Admission, Admit
 from ..proto.cid import reset_token
 from ..proto.server_context import ServerContext
 from ..proto.tokens import RETRY_TOKEN, open_token, seal_retry_token, token_kind
@@ -37,18 +38,21 @@ class InitialVerdict:
 
 
 class StatelessResponder:
-    """A server's stateless answers; ``retry``: validate new clients with Retry first."""
+    """A server's stateless answers; ``retry``: validate new clients with Retry first;
+    ``admission`` (instead): decides per client Initial (automatic Retry, half-open cap)."""
 
     def __init__(
         self,
         context: ServerContext,
         *,
         retry: bool = False,
+        admission: Admission | None = None,
         cid_length: int = 8,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.context = context
         self.retry = retry
+        self.admission = admission
         self.cid_length = cid_length
         self._random = random_bytes
         self.retries_sent = 0
@@ -69,17 +73,30 @@ class StatelessResponder:
                     # RFC 9000 8.1.3: the client accepts no second Retry: close at once.
                     self.invalid_tokens += 1
                     return InitialVerdict(False, self._invalid_token_close(header))
-                return InitialVerdict(
+                return self._admit(InitialVerdict(
                     True, None, info.original_dcid, info.retry_source_cid, validated=True
-                )
+                ), header, addr, now)
             if info is not None:  # a NEW_TOKEN token: the address is validated, once
                 if context.new_token_register.use(info.token_id, info.issued, now):
-                    return InitialVerdict(True, validated=True)
+                    return self._admit(InitialVerdict(True, validated=True), header, addr, now)
                 self.tokens_reused += 1
             # Unknown, expired or reused NEW_TOKEN token: as if there were none.
-        if self.retry:
+        return self._admit(InitialVerdict(True), header, addr, now)
+
+    def _admit(
+        self, verdict: InitialVerdict, header: PacketHeader, addr: Address, now: float
+    ) -> InitialVerdict:
+        """``verdict`` for a client that may open a connection, unless Retry or the
+        admission decision (see :mod:`quicish.proto.admission`) says otherwise."""
+        if self.admission is None:
+            decision = Admit.RETRY if self.retry and not verdict.validated else Admit.ACCEPT
+        else:
+            decision = self.admission.decide(verdict.validated)
+        if decision is Admit.ACCEPT:
+            return verdict
+        if decision is Admit.RETRY:
             return InitialVerdict(False, self._retry(header, addr, now))
-        return InitialVerdict(True)
+        return InitialVerdict(False)
 
     def _retry(self, header: PacketHeader, addr: Address, now: float) -> bytes:
         scid = self._random(self.cid_length)

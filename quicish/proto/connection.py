@@ -313,6 +313,9 @@ class Connection:
 
         self._idle_timeout = config.idle_timeout
         self._last_activity = 0.0
+        # Absolute: when the handshake must be complete (set as the connection starts; no
+        # packet moves it), None without Config.handshake_timeout or once complete.
+        self._handshake_deadline: float | None = None
         self._close_frame: tuple[int, int | None, str, bool] | None = None
         self._close_deadline: float | None = None
         self._close_sent_count = 0
@@ -370,6 +373,7 @@ class Connection:
             raise ConnectionStateError("connect() is for a fresh client connection")
         self.peer_addr = self._path.addr = addr
         self._last_activity = now
+        self._start_handshake_deadline(now)
         if self._tls is None:
             self._start_tls(now)
             self._pick_first_dcid()
@@ -416,6 +420,8 @@ class Connection:
         self.stats_counters.bytes_received += size
         path = self._path
         if addr != path.addr or local != path.local:
+            if path.addr is None:  # a server's first datagram: the connection starts
+                self._start_handshake_deadline(now)
             path = self._path_of(addr, local)
         if not path.validated:
             path.bytes_received += size
@@ -560,6 +566,12 @@ class Connection:
         if self.flight_pending:
             return 0.0  # the rest of a split first flight is due at once
         deadline = self._idle_deadline()
+        handshake = self._handshake_deadline
+        if handshake is not None:
+            if self.handshake_complete:
+                self._handshake_deadline = None
+            elif deadline is None or handshake < deadline:
+                deadline = handshake
         loss = self._recovery.loss_detection_deadline()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
@@ -601,6 +613,13 @@ class Connection:
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
             self._terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
+            self._end()
+            return
+        handshake = self._handshake_deadline
+        if handshake is not None and now >= handshake and not self.handshake_complete:
+            # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
+            # address that may be spoofed; a client's connect() fails.
+            self._terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
             self._end()
             return
         loss = self._recovery.loss_detection_deadline()
@@ -2345,6 +2364,11 @@ class Connection:
     def _pto_interval(self) -> float:
         rtt = self._recovery.rtt
         return rtt.smoothed_rtt + max(4 * rtt.rttvar, 0.001) + self._recovery.max_ack_delay
+
+    def _start_handshake_deadline(self, now: float) -> None:
+        timeout = self.config.handshake_timeout
+        if timeout is not None and not self.handshake_complete:
+            self._handshake_deadline = now + timeout
 
     def _idle_deadline(self) -> float | None:
         if not self._idle_timeout or self.peer_addr is None:
