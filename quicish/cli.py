@@ -198,15 +198,10 @@ async def _get(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    try:
-        conn = await asyncio.wait_for(connect(
-            host, port, config=config, session_ticket=ticket,
-            early_data=args.zero_rtt and bool(ticket), versions=_V2_FIRST if args.v2 else None,
-        ), args.timeout)
-    except asyncio.TimeoutError:
-        print(f"quicish get: no answer from {host}:{port} within {args.timeout:g} s",
-              file=sys.stderr)
-        return 1
+    conn = await connect(
+        host, port, config=config, session_ticket=ticket, timeout=args.timeout,
+        early_data=args.zero_rtt and bool(ticket), versions=_V2_FIRST if args.v2 else None,
+    )
     total = done = 0
     ok = True
     try:

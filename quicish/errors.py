@@ -110,6 +110,12 @@ class ConnectionClosedError(QuicError, ConnectionError):
         self.by_peer = by_peer
 
 
+class HandshakeTimeout(ConnectionClosedError, TimeoutError):
+    """The handshake did not complete in time (``Config.handshake_timeout`` or
+    ``connect(timeout=...)``): nothing answered, or the peer stopped answering. A
+    ``TimeoutError`` as well as a ``ConnectionError``."""
+
+
 def _code_name(code: int) -> str:
     try:
         return ErrorCode(code).name

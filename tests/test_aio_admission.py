@@ -256,8 +256,17 @@ async def test_connect_fails_at_the_handshake_timeout() -> None:
         start = loop.time()
         try:
             await quicish.connect(LOOPBACK, port, config=client_config(handshake_timeout=0.5))
-        except quicish.ConnectionClosedError as exc:
-            assert "handshake timed out" in str(exc)
+        except quicish.HandshakeTimeout as exc:
+            assert isinstance(exc, TimeoutError) and isinstance(exc, ConnectionError)
+            assert f"no response from {LOOPBACK}:{port} within 0.5 s" in str(exc)
         else:
             raise AssertionError("connect() succeeded against a silent port")
         assert 0.5 <= loop.time() - start < 2.0
+        start = loop.time()
+        try:  # connect(timeout=...) overrides the Config's deadline
+            await quicish.connect(LOOPBACK, port, config=client_config(), timeout=0.3)
+        except TimeoutError as exc:
+            assert isinstance(exc, quicish.HandshakeTimeout) and "within 0.3 s" in str(exc)
+        else:
+            raise AssertionError("connect() succeeded against a silent port")
+        assert 0.3 <= loop.time() - start < 1.5

@@ -186,7 +186,7 @@ def test_get_timeout_when_nothing_answers(tmp_path: Path) -> None:
         result = get(f"https://127.0.0.1:{port}/x", "--insecure", "--timeout", "1",
                      "--output", str(tmp_path))
     line = _one_line_error(result)
-    assert "no answer" in line and "1 s" in line
+    assert "no response from" in line and "within 1 s" in line
 
 
 def test_version_and_help_for_every_option() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import copy
+import dataclasses
 import logging
 import os
 import socket
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
 from ..config import Config
-from ..errors import ConfigError, ConnectionClosedError
+from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
 from ..proto.admission import Admission
 from ..proto.connection import Connection
 from ..proto.server_context import ServerContext
@@ -209,6 +210,7 @@ def connect(
     local_host: str | None = None,
     token: bytes | None = None,
     versions: Sequence[int] | None = None,
+    timeout: float | None = None,
 ) -> _Connect:
     """Connect to a QUIC server; ``await`` it or use ``async with``.
 
@@ -216,9 +218,16 @@ def connect(
     before the handshake completes, so the first requests go in 0-RTT. ``token``: an
     earlier connection's ``new_token``, which spares a Retry round trip. ``versions``: QUIC
     versions to offer in preference order, e.g. ``(QUIC_V2, QUIC_V1)``; the first flight is
-    v1 when offered (any server reads it) and the server may switch to v2 (RFC 9368)."""
+    v1 when offered (any server reads it) and the server may switch to v2 (RFC 9368).
+    ``timeout``: seconds for the handshake (default ``config.handshake_timeout``); past it
+    ``HandshakeTimeout`` (a ``TimeoutError``) is raised."""
+    config = config or Config()
+    if timeout is not None:
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be positive, not {timeout!r}")
+        config = dataclasses.replace(config, handshake_timeout=timeout)
     return _Connect(
-        _connect(host, port, config or Config(), session_ticket, early_data, wait_connected,
+        _connect(host, port, config, session_ticket, early_data, wait_connected,
                  local_host, token, versions)
     )
 
@@ -270,10 +279,12 @@ async def _connect(
             await conn._handshake_done
         except ConnectionClosedError as exc:
             endpoint.close()
-            if not exc.by_peer and proto.stats_counters.packets_received == 0:
-                raise ConnectionClosedError(
-                    exc.error_code, f"no response from {host}:{port} (handshake timed out)"
-                ) from exc
+            if not exc.by_peer and exc.reason in ("handshake timeout", "idle timeout"):
+                limit = config.handshake_timeout or config.idle_timeout
+                what = (f"no response from {host}:{port}"
+                        if proto.stats_counters.packets_received == 0
+                        else f"the handshake with {host}:{port} did not complete")
+                raise HandshakeTimeout(exc.error_code, f"{what} within {limit:g} s") from exc
             raise
         except asyncio.CancelledError:
             endpoint.close()
