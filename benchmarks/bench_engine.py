@@ -44,7 +44,7 @@ def run(size: int) -> dict[str, float]:
     sid = client.open_stream()
     chunk = os.urandom(1 << 20)
     sent = received = 0
-    start_packets = client.stats()["packets_sent"] + server.stats()["packets_sent"]
+    start_packets = client.stats().packets_sent + server.stats().packets_sent
 
     def progress() -> bool:
         nonlocal sent, received
@@ -63,7 +63,7 @@ def run(size: int) -> dict[str, float]:
     cpu0, wall0, virt0 = time.process_time(), time.perf_counter(), net.now
     net.run(progress, timeout=3600)
     cpu = time.process_time() - cpu0
-    packets = client.stats()["packets_sent"] + server.stats()["packets_sent"] - start_packets
+    packets = client.stats().packets_sent + server.stats().packets_sent - start_packets
     return {
         "bytes": received,
         "cpu_s": cpu,
@@ -71,7 +71,7 @@ def run(size: int) -> dict[str, float]:
         "virtual_s": net.now - virt0,
         "packets": packets,
         "packets_per_s": packets / cpu,
-        "data_packets_per_s": client.stats()["packets_sent"] / cpu,
+        "data_packets_per_s": client.stats().packets_sent / cpu,
         "mbit_per_s": received * 8 / cpu / 1e6,
     }
 

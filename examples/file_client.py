@@ -29,7 +29,7 @@ async def main(args: argparse.Namespace) -> None:
         for path, body in zip(args.paths, bodies, strict=True):
             print(f"{path}: {len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}")
         total = sum(map(len, bodies))
-        rtt_ms = conn.stats()["smoothed_rtt"] * 1e3
+        rtt_ms = conn.stats().smoothed_rtt * 1e3
         print(f"{total * 8 / elapsed / 1e6:.1f} Mbit/s, rtt {rtt_ms:.2f} ms")
 
 

@@ -19,6 +19,7 @@ from .errors import (
     StreamResetError,
 )
 from .native import ACCELERATED, CRYPTO_ACCELERATED
+from .proto.stats import Stats
 
 __all__ = [
     "ACCELERATED",
@@ -38,6 +39,7 @@ __all__ = [
     "QuicStreamReader",
     "QuicStreamWriter",
     "Server",
+    "Stats",
     "StreamError",
     "StreamResetError",
     "connect",

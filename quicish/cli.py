@@ -340,12 +340,12 @@ def _print_features(conn: QuicConnection, args: argparse.Namespace) -> None:
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
 
-    if conn.stats().get("retries_received"):
+    if conn.stats().retries_received:
         print("retry: yes", flush=True)
     if args.key_update:
-        print(f"key_update: {yes(conn.stats().get('key_updates', 0) > 0)}", flush=True)
+        print(f"key_update: {yes(conn.stats().key_updates > 0)}", flush=True)
     if args.migrate:
-        print(f"migrated: {yes(conn.stats().get('path_migrations', 0) > 0)}", flush=True)
+        print(f"migrated: {yes(conn.stats().path_migrations > 0)}", flush=True)
     if args.v2:
         print(f"version: {'v2' if conn.version == QUIC_V2 else 'v1'}", flush=True)
     if args.session_ticket or args.zero_rtt:

@@ -81,6 +81,16 @@ class AioquicServer:
         self.protocols.append(proto)
         return proto
 
+    async def settle(self, timeout: float = 1.0) -> None:
+        """Let the server read what its clients sent last (a quicish client's close returns
+        as its CONNECTION_CLOSE leaves): until every connection logged its end, or timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and not all(
+            any(kind == "terminated" for kind, _ in proto.log) for proto in self.protocols
+        ):
+            await asyncio.sleep(0.005)
+
 
 def server_configuration(**kw: Any) -> QuicConfiguration:
     cert, key, _ = cert_files()
@@ -107,6 +117,7 @@ async def aioquic_server(*, retry: bool = False, **config_kw: Any) -> AsyncItera
     holder.port = holder.server._transport.get_extra_info("sockname")[1]
     try:
         yield holder
+        await holder.settle()
     finally:
         holder.server.close()
 

@@ -1,6 +1,6 @@
 """DATAGRAM frames the application does not read, over real UDP through quicish.serve and
 connect (issue 15, item 12): the server's queue stays within Config.datagram_receive_buffer,
-the oldest are dropped and counted in stats()["datagrams_dropped"], the newest are read."""
+the oldest are dropped and counted in stats().datagrams_dropped, the newest are read."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def test_unread_datagrams_are_bounded_in_the_asyncio_layer() -> None:
                 await asyncio.sleep(0.005)  # let them go out (they are not queued forever)
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if accepted and accepted[0].stats()["datagrams_received"] >= 5000:
+            if accepted and accepted[0].stats().datagrams_received >= 5000:
                 break
         assert accepted
         server_conn = accepted[0]
@@ -37,10 +37,10 @@ async def test_unread_datagrams_are_bounded_in_the_asyncio_layer() -> None:
                 got.append(await asyncio.wait_for(server_conn.receive_datagram(), 0.2))
             except TimeoutError:
                 break
-        print(f"\n{stats['datagrams_received']} datagrams received, {len(got)} kept, "
-              f"{stats['datagrams_dropped']} dropped")
+        print(f"\n{stats.datagrams_received} datagrams received, {len(got)} kept, "
+              f"{stats.datagrams_dropped} dropped")
         assert got and sum(len(d) + 64 for d in got) <= LIMIT
         numbers = [int.from_bytes(d[:4], "big") for d in got]
         assert numbers == sorted(numbers)  # in order; the oldest were dropped
-        assert stats["datagrams_dropped"] > 0
-        assert len(got) + stats["datagrams_dropped"] >= 4000  # (loopback may lose a few)
+        assert stats.datagrams_dropped > 0
+        assert len(got) + stats.datagrams_dropped >= 4000  # (loopback may lose a few)

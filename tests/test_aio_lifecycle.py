@@ -22,7 +22,7 @@ async def test_migrate_right_after_connect_waits_for_confirmation() -> None:
         old = conn.local_address
         await conn.migrate()
         assert conn.local_address != old
-        assert conn.stats()["path_migrations"] == 1
+        assert conn.stats().path_migrations == 1
         await conn.wait_confirmed()  # (returns at once now)
 
 

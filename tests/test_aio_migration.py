@@ -50,8 +50,8 @@ async def test_active_migration_mid_transfer() -> None:
         new_addr = ("127.0.0.1", conn.local_address[1])
         assert server_conn.remote_address == new_addr
         assert (new_addr, 0) in server_conn.validated_paths
-        assert server_conn.stats()["path_migrations"] == 1
-        assert conn.stats()["path_migrations"] == 1
+        assert server_conn.stats().path_migrations == 1
+        assert conn.stats().path_migrations == 1
         # The connection keeps working on the new path.
         reader, writer = await conn.open_stream()
         writer.write(b"GET /again\r\n")

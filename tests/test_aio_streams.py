@@ -60,7 +60,7 @@ async def test_many_concurrent_streams() -> None:
         results = await asyncio.gather(*(one(i) for i in range(count)))
         assert len(results) == count
         stats = conn.stats()
-        assert stats["packets_lost"] >= 0
+        assert stats.packets_lost >= 0
 
 
 @timed()

@@ -1,6 +1,6 @@
 """Received DATAGRAM frames (RFC 9221) wait for the application in a bounded queue (issue 15,
 item 12): beyond ``Config.datagram_receive_buffer`` the oldest are dropped (a DATAGRAM is
-unreliable by definition) and counted in ``stats()["datagrams_dropped"]``; what is kept
+unreliable by definition) and counted in ``stats().datagrams_dropped``; what is kept
 arrives in order, in its place among the other events."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_unread_datagrams_are_bounded_by_default() -> None:
     assert len(got) > 0 and sum(len(d) + 64 for d in got) <= 1 << 20
     numbers = [int.from_bytes(d[:4], "big") for d in got]
     assert numbers == list(range(5000 - len(got), 5000))  # the newest, in order
-    assert server.stats()["datagrams_dropped"] == 5000 - len(got)
+    assert server.stats().datagrams_dropped == 5000 - len(got)
 
 
 def test_dropped_datagrams_leave_other_events_in_order() -> None:
@@ -53,7 +53,7 @@ def test_dropped_datagrams_leave_other_events_in_order() -> None:
     events = _drain(server)
     assert isinstance(events[0], ev.StreamDataAvailable)
     assert [e.data[0] for e in events[1:]] == [1997 % 256, 1998 % 256, 1999 % 256]
-    assert server.stats()["datagrams_dropped"] == 1997
+    assert server.stats().datagrams_dropped == 1997
     # Queue and bookkeeping are empty again: the next datagram is delivered at once.
     inject(net.client, server, datagram(7), net.now)
     assert [e.data[:1] for e in _drain(server)] == [b"\x07"]

@@ -52,7 +52,7 @@ def test_congestion_experienced_reduces_window_without_loss() -> None:
     assert net.up.counters.ce_marked > 0
     cc = net.client._cc
     assert cc.congestion_events > 0  # CE answered like a loss...
-    assert net.client.stats()["packets_lost"] == 0  # ...though nothing was lost
+    assert net.client.stats().packets_lost == 0  # ...though nothing was lost
     ce_counted = net.server._spaces[APPLICATION].ecn_counts[2]
     assert 0 < ce_counted <= net.up.counters.ce_marked
 

@@ -162,16 +162,16 @@ def test_valid_injected_frames_are_accepted() -> None:
 def test_undecryptable_packet_is_dropped_not_fatal() -> None:
     net = make_net()
     _c, _s = connected(net)
-    before = net.server.stats()["packets_undecryptable"]
+    before = net.server.stats().packets_undecryptable
     good = bytearray(b"\x40" + net.server.host_cid + bytes(40))
     net.server.receive_datagram(bytes(good), ("10.0.0.1", 50000), net.now)
-    assert net.server.stats()["packets_undecryptable"] == before + 1
+    assert net.server.stats().packets_undecryptable == before + 1
     assert not net.server.is_terminated
     # Garbage that does not even parse, and a packet for an unknown CID, are dropped too.
-    dropped = net.server.stats()["packets_dropped"]
+    dropped = net.server.stats().packets_dropped
     net.server.receive_datagram(b"\xff\x00", ("10.0.0.1", 50000), net.now)
     net.server.receive_datagram(b"\x40" + bytes(8) + bytes(40), ("10.0.0.1", 50000), net.now)
-    assert net.server.stats()["packets_dropped"] == dropped + 2
+    assert net.server.stats().packets_dropped == dropped + 2
     assert not net.server.is_terminated
 
 

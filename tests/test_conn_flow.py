@@ -183,4 +183,4 @@ def test_tight_windows_under_loss_reorder_duplication(seed: int) -> None:
     for sid, blob in blobs.items():
         assert bytes(s.data[sid]) == blob and bytes(c.data[sid]) == blob[:30_000]
     assert c.terminated is None and s.terminated is None
-    assert net.client.stats()["packets_lost"] > 10
+    assert net.client.stats().packets_lost > 10

@@ -49,8 +49,8 @@ def test_handshake_clean_link() -> None:
     for conn in (net.client, net.server):
         assert conn._spaces[INITIAL].discarded and conn._spaces[HANDSHAKE].discarded
     st = net.client.stats()
-    assert st["smoothed_rtt"] == pytest.approx(0.02, abs=0.002)
-    assert st["packets_lost"] == 0 and net.server.stats()["packets_lost"] == 0
+    assert st.smoothed_rtt == pytest.approx(0.02, abs=0.002)
+    assert st.packets_lost == 0 and net.server.stats().packets_lost == 0
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -80,7 +80,7 @@ def test_handshake_under_30_percent_corruption(seed: int) -> None:
     st_c, st_s = net.client.stats(), net.server.stats()
     # Every corrupted datagram was rejected (AEAD or header checks), none accepted.
     rejected = sum(
-        st[k] for st in (st_c, st_s)
+        getattr(st, k) for st in (st_c, st_s)
         for k in ("packets_undecryptable", "packets_dropped")
     )
     assert rejected >= corrupted
@@ -89,7 +89,7 @@ def test_handshake_under_30_percent_corruption(seed: int) -> None:
 def test_handshake_long_rtt() -> None:
     net = make_net(link=LinkSpec(delay=0.375))  # 750 ms RTT, like the interop "longrtt"
     handshake(net, timeout=30)
-    assert net.client.stats()["smoothed_rtt"] == pytest.approx(0.75, rel=0.1)
+    assert net.client.stats().smoothed_rtt == pytest.approx(0.75, rel=0.1)
 
 
 def test_handshake_chacha20_only() -> None:
@@ -145,14 +145,14 @@ def test_anti_amplification_client_silenced() -> None:
         nonlocal worst
         st = net.server.stats()
         if direction == "down":
-            assert st["bytes_sent"] <= 3 * st["bytes_received"]
-            worst = max(worst, st["bytes_sent"] / st["bytes_received"])
+            assert st.bytes_sent <= 3 * st.bytes_received
+            worst = max(worst, st.bytes_sent / st.bytes_received)
 
     net.taps.append(check)
     net.run(lambda: net.now > 20 or net.server.is_closed, timeout=25)
     st = net.server.stats()
-    assert st["bytes_received"] >= 1200
-    assert st["bytes_sent"] <= 3 * st["bytes_received"]
+    assert st.bytes_received >= 1200
+    assert st.bytes_sent <= 3 * st.bytes_received
     assert worst > 2.0  # the server did use its budget
     assert not net.server.handshake_complete
 
@@ -165,7 +165,7 @@ def test_set_origin_binds_a_server_connection_made_ahead() -> None:
     net.drop = lambda direction, index, data, now: direction == "up" and index > 0
     net.run(lambda: net.now > 5, timeout=6)
     st = net.server.stats()
-    assert st["bytes_sent"] > 3 * st["bytes_received"]
+    assert st.bytes_sent > 3 * st.bytes_received
     with pytest.raises(ConnectionStateError, match="before its first datagram"):
         net.server.set_origin(None, None, address_validated=False)
     with pytest.raises(ConnectionStateError):
@@ -214,7 +214,7 @@ def test_packet_numbers_never_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
     net.client.send_stream_data(sid, data, end_stream=True)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=120)
     assert bytes(s.data[sid]) == data
-    assert net.client.stats()["packets_lost"] > 0
+    assert net.client.stats().packets_lost > 0
     repeats = {k: n for k, n in seen.items() if n > 1}
     assert not repeats, repeats
     assert len(seen) > 400

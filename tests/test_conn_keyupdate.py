@@ -22,11 +22,11 @@ def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
     net.client.send_stream_data(sid, DATA, end_stream=True)
     assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 30)
     assert bytes(s.data[sid]) == DATA
-    updates = net.client.stats()["key_updates"]
+    updates = net.client.stats().key_updates
     assert updates >= 3  # ~900 packets: an update 100 packets after the previous one was acked
-    assert net.server.stats()["key_updates"] == updates  # the server followed each one
+    assert net.server.stats().key_updates == updates  # the server followed each one
     assert net.client._key_phase == net.server._key_phase
-    assert net.server.stats()["packets_undecryptable"] == 0
+    assert net.server.stats().packets_undecryptable == 0
     assert not c.of(ev.ConnectionTerminated) and not s.of(ev.ConnectionTerminated)
 
 
@@ -43,14 +43,14 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
     net.client.send_stream_data(sid, b"x" * 100)
     assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
     net.client.request_key_update()  # allowed: something of phase 0 was acknowledged
-    assert net.client.stats()["key_updates"] == 1
+    assert net.client.stats().key_updates == 1
     net.client.send_stream_data(sid, b"y" * 100)
     first = net.client.datagrams_to_send(net.now)
     # A misbehaving client updates again at once, without waiting for an acknowledgement.
     net.client._key_phase_start_pn = 0
     net.client._key_update_requested = True
     net.client._maybe_update_keys()
-    assert net.client.stats()["key_updates"] == 2
+    assert net.client.stats().key_updates == 2
     net.client.send_stream_data(sid, b"z" * 100)
     second = net.client.datagrams_to_send(net.now)
     for data, _ in first + second:  # the server gets both before it sends anything
@@ -58,7 +58,7 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
     s.poll()
     closed = s.of(ev.ConnectionTerminated)
     assert closed and closed[0].error_code == ErrorCode.KEY_UPDATE_ERROR
-    assert net.server.stats()["key_updates"] == 1
+    assert net.server.stats().key_updates == 1
 
 
 def test_integrity_limit_closes_with_aead_limit_reached() -> None:
@@ -75,7 +75,7 @@ def test_integrity_limit_closes_with_aead_limit_reached() -> None:
     c.poll()
     closed = c.of(ev.ConnectionTerminated)
     assert closed and closed[0].error_code == ErrorCode.AEAD_LIMIT_REACHED
-    assert net.client.stats()["packets_undecryptable"] == 5
+    assert net.client.stats().packets_undecryptable == 5
 
 
 def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def]
@@ -114,9 +114,9 @@ def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: 
     base = net.client._spaces[2].next_pn + 10
     for i in range(1000):
         server.receive_datagram(_forged_flipped_phase(net, base + i), CLIENT_ADDR, net.now)
-    assert server.stats()["packets_undecryptable"] == 1000
+    assert server.stats().packets_undecryptable == 1000
     assert derivations <= 1
-    assert not server.is_terminated and server.stats()["key_updates"] == 0
+    assert not server.is_terminated and server.stats().key_updates == 0
     # A real key update still works, with the keys made ahead (the new next generation is
     # made once, for the update after it).
     sid = net.client.open_stream()
@@ -126,7 +126,7 @@ def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: 
     net.client.send_stream_data(sid, b"after the update", end_stream=True)
     assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 2)
     assert bytes(s.data[sid]) == b"x" * 100 + b"after the update"
-    assert server.stats()["key_updates"] == 1
+    assert server.stats().key_updates == 1
     before = derivations
     for i in range(1000):  # forgeries in the new phase's flipped phase: still no derivation
         server.receive_datagram(_forged_flipped_phase(net, base + 5000 + i), CLIENT_ADDR, net.now)

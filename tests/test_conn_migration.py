@@ -45,7 +45,7 @@ def test_nat_rebinding_port_change_mid_transfer() -> None:
     validated = s.of(ev.PathValidated)
     assert [e.addr for e in validated] == [new_addr]
     assert net.server.peer_addr == new_addr
-    assert net.server.stats()["path_migrations"] == 1
+    assert net.server.stats().path_migrations == 1
     assert net.server._cc is cc_before  # port-only change: congestion state kept
     assert net.server.peer_cid != old_cid  # a fresh CID towards the new address
     assert net.lost_to_stale > 0  # some datagrams still went to the old port
@@ -123,8 +123,8 @@ def test_active_migration_probes_then_switches() -> None:
     # Fresh CIDs in both directions on the new path (RFC 9000 9.5).
     assert net.client.peer_cid != client_cid
     assert net.server.peer_cid != server_cid
-    assert net.client.stats()["path_migrations"] == 1
-    assert net.server.stats()["path_migrations"] == 1
+    assert net.client.stats().path_migrations == 1
+    assert net.server.stats().path_migrations == 1
 
 
 def test_active_migration_to_a_dead_path_fails_and_keeps_the_old_one() -> None:

@@ -18,9 +18,9 @@ def test_tracer_sees_sent_received_lost_and_metrics() -> None:
     net.client.send_stream_data(sid, bytes(300_000), end_stream=True)
     assert net.run(lambda: (server_log.poll(), sid in server_log.finished)[1], 60)
     stats = net.client.stats()
-    assert seen["packet_sent"] >= stats["packets_sent"] - 10  # tracer attached after connect
+    assert seen["packet_sent"] >= stats.packets_sent - 10  # tracer attached after connect
     assert seen["packet_received"] > 0
-    assert seen["packet_lost"] == stats["packets_lost"] > 0
+    assert seen["packet_lost"] == stats.packets_lost > 0
     assert seen["metrics_updated"] > 0
     net.client.tracer = None
     before = dict(seen)

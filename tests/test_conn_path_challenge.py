@@ -43,7 +43,7 @@ def test_challenge_flood_on_the_current_path_is_not_amplified() -> None:
     c, s = connected(net)
     server = net.server
     net.settle(c, s, duration=0.5)
-    sent_before = server.stats()["bytes_sent"]
+    sent_before = server.stats().bytes_sent
     injected = responses = 0
     for _ in range(1000):
         packet = _seal(net.client, _challenges(), net.now)
@@ -56,7 +56,7 @@ def test_challenge_flood_on_the_current_path_is_not_amplified() -> None:
             responses += len(found)
             net.client.receive_datagram(data, ("127.0.0.1", 4433), net.now)
         net.settle(c, s, duration=0.001)
-    sent = server.stats()["bytes_sent"] - sent_before
+    sent = server.stats().bytes_sent - sent_before
     print(f"\n{injected} bytes of challenges -> {sent} bytes back ({sent / injected:.2f}x), "
           f"{responses} responses")
     assert 0 < responses <= 1000

@@ -34,7 +34,7 @@ class PtoWatch:
         self.probe_times: list[float] = []
 
     def __call__(self) -> None:
-        count = self.net.client.stats()["pto_count"]
+        count = self.net.client.stats().pto_count
         if count > self.max_pto:
             self.max_pto = count
             self.probe_times.append(self.net.now)
@@ -63,7 +63,7 @@ def test_pto_recovers_after_two_second_blackout() -> None:
     # The first probe after the blackout got through and recovery resumed promptly: the
     # PTO period at the end of the blackout is below 2.5 s.
     assert watch.probe_times[-1] < blackout[1] + 2.5
-    assert net.client.stats()["pto_count"] == 0
+    assert net.client.stats().pto_count == 0
 
 
 def test_blackhole_pattern_transfer_completes() -> None:
@@ -83,10 +83,10 @@ def test_rtt_estimate_matches_path() -> None:
     c, s, sid, _data, sender = start_transfer(net, 500_000)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     st = net.client.stats()
-    assert st["min_rtt"] == pytest.approx(0.1, abs=1e-9)
+    assert st.min_rtt == pytest.approx(0.1, abs=1e-9)
     # Delayed ACKs (max_ack_delay 25 ms) are subtracted: smoothed stays near the path RTT.
-    assert 0.1 <= st["smoothed_rtt"] < 0.115
-    assert st["latest_rtt"] >= 0.1
+    assert 0.1 <= st.smoothed_rtt < 0.115
+    assert st.latest_rtt >= 0.1
 
 
 def test_ack_every_second_packet_and_delayed_ack() -> None:
@@ -94,8 +94,8 @@ def test_ack_every_second_packet_and_delayed_ack() -> None:
     c, s, sid, _data, sender = start_transfer(net, 1 << 20)
     before_c, before_s = net.client.stats(), net.server.stats()
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
-    sent = net.client.stats()["packets_sent"] - before_c["packets_sent"]
-    acks = net.server.stats()["packets_sent"] - before_s["packets_sent"]
+    sent = net.client.stats().packets_sent - before_c.packets_sent
+    acks = net.server.stats().packets_sent - before_s.packets_sent
     assert 0.4 < acks / sent < 0.62, (acks, sent)
     # A lone ack-eliciting packet is acknowledged after max_ack_delay (25 ms), not at once.
     times: list[tuple[str, float]] = []
@@ -183,7 +183,7 @@ def test_slow_start_grows_by_bytes_acked() -> None:
     c, s, sid, _data, sender = start_transfer(net, 2 << 20)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     cc = net.client._cc
-    assert cc.cwnd == net.client.stats()["cwnd"]
+    assert cc.cwnd == net.client.stats().cwnd
     assert cc.ssthresh == math.inf and cc.congestion_events == 0
     assert audit.growth_checks > 50 and not audit.reductions
     assert cc.cwnd > 20 * initial_window(1200)
@@ -216,10 +216,10 @@ def test_one_reduction_per_loss_episode(algo: str, beta: float) -> None:
     assert net.run_until(lambda: len(audit.reductions) >= 1, c, s, timeout=30, hook=sender.pump)
     assert len(hits) == 5
     # Let recovery finish: all five were declared lost, in one episode.
-    net.run_until(lambda: net.client.stats()["packets_lost"] >= 5, c, s, timeout=5,
+    net.run_until(lambda: net.client.stats().packets_lost >= 5, c, s, timeout=5,
                   hook=sender.pump)
     net.settle(c, s, duration=0.2, hook=sender.pump)
-    assert net.client.stats()["packets_lost"] == 5
+    assert net.client.stats().packets_lost == 5
     assert len(audit.reductions) == 1
     _, before, after = audit.reductions[0]
     assert after == max(int(before * beta), cc.minimum_window)
@@ -287,7 +287,7 @@ def test_lost_packet_contents_resent_in_new_packets() -> None:
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
     assert bytes(s.data[sid]) == data
     assert lost_ranges and len(resent) >= len(lost_ranges)
-    assert net.client.stats()["stream_bytes_retransmitted"] >= sum(n for _, n in lost_ranges)
+    assert net.client.stats().stream_bytes_retransmitted >= sum(n for _, n in lost_ranges)
 
 
 def test_probes_repeat_unacknowledged_stream_data() -> None:
@@ -358,9 +358,9 @@ def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
                               client.host_cid, b"", len(body), 7, 1) + body
 
     def answer() -> list[Any]:
-        dropped = server.stats()["packets_dropped"]
+        dropped = server.stats().packets_dropped
         server.receive_datagram(late, CLIENT_ADDR, now)
-        assert server.stats()["packets_dropped"] == dropped + 1  # undecryptable: dropped
+        assert server.stats().packets_dropped == dropped + 1  # undecryptable: dropped
         return [f for d, _ in server.datagrams_to_send(now) for f in wire_frames(client, d) or []]
 
     assert not any(isinstance(f, F.HandshakeDoneFrame) for f in answer())

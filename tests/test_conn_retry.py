@@ -116,7 +116,7 @@ def _retry_handshake(
 def test_handshake_through_retry() -> None:
     net, c, s, responder = _retry_handshake()
     established(net, c, s)
-    assert net.client.stats()["retries_received"] == 1
+    assert net.client.stats().retries_received == 1
     assert responder.retries_sent == 1
     # The client checked retry_source_connection_id and original_destination_connection_id
     # in the server's transport parameters (it would have closed otherwise).
@@ -137,13 +137,13 @@ def test_client_rejects_retry_with_bad_integrity_tag() -> None:
     assert verdict.reply is not None
     bad = verdict.reply[:-1] + bytes([verdict.reply[-1] ^ 1])
     client.receive_datagram(bad, SERVER_ADDR, 0.01)
-    assert client.stats()["retries_received"] == 0
+    assert client.stats().retries_received == 0
     client.receive_datagram(verdict.reply, SERVER_ADDR, 0.02)
-    assert client.stats()["retries_received"] == 1
+    assert client.stats().retries_received == 1
     # A second Retry is ignored (RFC 9000 17.2.5.2).
     again = responder.check_initial(parse_header(_first_initial(client, 0.02)), CLIENT_ADDR, 0.03)
     assert again.accept  # the token is valid: no second Retry from the server either
-    assert client.stats()["retries_received"] == 1
+    assert client.stats().retries_received == 1
 
 
 def _invalid_token_outcome(token: bytes, addr: tuple[str, int] = CLIENT_ADDR,
@@ -260,13 +260,13 @@ def test_client_discards_retry_whose_scid_is_its_original_dcid() -> None:
     odcid = bytes(first.dcid)
     same = encode_retry(QUIC_V1, first.scid, odcid, odcid, b"token-with-same-cid")
     client.receive_datagram(same, SERVER_ADDR, 0.01)
-    assert client.stats()["retries_received"] == 0
-    assert client.stats()["packets_dropped"] == 1
+    assert client.stats().retries_received == 0
+    assert client.stats().packets_dropped == 1
     assert client.peer_cid == odcid  # nothing changed: same keys, no token
     client.handle_timer(client.next_timer() or 1.0)  # its Initial goes again as it was
     again = [parse_header(d) for d, _ in client.datagrams_to_send(1.0)]
     assert again and again[0].token == b"" and bytes(again[0].dcid) == odcid
     good = encode_retry(QUIC_V1, first.scid, b"server-cid", odcid, b"token")
     client.receive_datagram(good, SERVER_ADDR, 1.01)
-    assert client.stats()["retries_received"] == 1
+    assert client.stats().retries_received == 1
     assert client.peer_cid == b"server-cid"

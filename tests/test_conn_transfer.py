@@ -78,16 +78,16 @@ def test_transfer_20mb_loss_reorder_duplicate() -> None:
     one_way(net, 20 << 20)
     st = net.client.stats()
     assert net.up.counters.lost > 500 and net.up.counters.duplicated > 100
-    assert st["packets_lost"] >= net.up.counters.lost * 0.9
+    assert st.packets_lost >= net.up.counters.lost * 0.9
     # Only data declared lost, or repeated by a PTO probe (RFC 9002 6.2.4), is sent again.
-    resendable = st["stream_bytes_lost"] + st["stream_bytes_probed"]
-    assert 0 < st["stream_bytes_retransmitted"] <= resendable
-    assert st["stream_bytes_probed"] < st["stream_bytes_lost"]  # probes are the exception
+    resendable = st.stream_bytes_lost + st.stream_bytes_probed
+    assert 0 < st.stream_bytes_retransmitted <= resendable
+    assert st.stream_bytes_probed < st.stream_bytes_lost  # probes are the exception
     assert audit.frames_sent > 17000 and audit.violations == []
-    assert net.server.stats()["packets_duplicate"] > 100
+    assert net.server.stats().packets_duplicate > 100
     # Nothing is left in flight or buffered once the FIN is acknowledged.
-    net.run(lambda: net.client.stats()["bytes_in_flight"] == 0, timeout=5)
-    assert net.client.stats()["bytes_in_flight"] == 0
+    net.run(lambda: net.client.stats().bytes_in_flight == 0, timeout=5)
+    assert net.client.stats().bytes_in_flight == 0
 
 
 def test_transfer_burst_loss() -> None:
@@ -107,10 +107,10 @@ def test_transfer_corruption_counted() -> None:
     one_way(net, 2 << 20)
     for conn, direction in ((net.server, net.up), (net.client, net.down)):
         st = conn.stats()
-        rejected = st["packets_undecryptable"] + st["packets_dropped"]
+        rejected = st.packets_undecryptable + st.packets_dropped
         assert rejected == direction.counters.corrupted
-    assert net.server.stats()["packets_undecryptable"] > 20
-    assert net.client.stats()["packets_lost"] > 20
+    assert net.server.stats().packets_undecryptable > 20
+    assert net.client.stats().packets_lost > 20
 
 
 def test_transfer_both_directions_at_once() -> None:
@@ -169,8 +169,8 @@ def test_key_update_mid_transfer() -> None:
 
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=120, hook=hook)
     assert bytes(s.data[sid]) == data
-    assert net.client.stats()["key_updates"] == 1
-    assert net.server.stats()["key_updates"] == 1
+    assert net.client.stats().key_updates == 1
+    assert net.server.stats().key_updates == 1
     assert net.client._key_phase == net.server._key_phase == 1
     assert c.terminated is None and s.terminated is None
 
@@ -196,11 +196,11 @@ def test_back_to_back_key_updates_are_paced() -> None:
 
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=60, hook=hook)
     assert bytes(s.data[sid]) == data
-    updates = net.client.stats()["key_updates"]
-    assert updates >= 6 and net.server.stats()["key_updates"] == updates
+    updates = net.client.stats().key_updates
+    assert updates >= 6 and net.server.stats().key_updates == updates
     assert net.client._key_phase == net.server._key_phase
-    assert net.server.stats()["packets_undecryptable"] == 0
-    assert net.client.stats()["packets_undecryptable"] == 0
+    assert net.server.stats().packets_undecryptable == 0
+    assert net.client.stats().packets_undecryptable == 0
 
 
 def _sent_trace(lean: bool, monkeypatch: Any) -> tuple[list[tuple[Any, ...]], int]:
@@ -264,7 +264,7 @@ def test_bulk_packets_take_the_lean_receive_path() -> None:
         return taken
 
     server = net.server
-    before = server.stats()["packets_received"]
+    before = server.stats().packets_received
     setattr(server, "_receive_packet", counting_general.__get__(server))  # noqa: B010
     setattr(server, "_receive_short", counting_lean.__get__(server))  # noqa: B010
     data = random.Random(5).randbytes(2 << 20)
@@ -272,5 +272,5 @@ def test_bulk_packets_take_the_lean_receive_path() -> None:
     sender = Sender(net.client, sid, data)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=60, hook=sender.pump)
     assert bytes(s.data[sid]) == data
-    received = server.stats()["packets_received"] - before
+    received = server.stats().packets_received - before
     assert received > 1500 and lean["taken"] == received and general == []

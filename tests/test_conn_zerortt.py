@@ -36,7 +36,7 @@ def test_zero_rtt_accepted_server_acts_before_handshake_completes() -> None:
     assert c.of(ev.HandshakeCompleted)[0].early_data_accepted
     # The request travelled in 0-RTT packets, and no STREAM data was re-sent.
     assert net.packet_types(up=True).count(PacketType.ZERO_RTT) >= 4
-    assert net.client.stats()["stream_bytes_retransmitted"] == 0
+    assert net.client.stats().stream_bytes_retransmitted == 0
 
 
 def test_zero_rtt_server_can_answer_in_half_rtt() -> None:
@@ -59,7 +59,7 @@ def test_zero_rtt_rejected_by_fresh_server_is_resent_in_one_rtt() -> None:
     assert not net.client.early_data_accepted
     assert PacketType.ZERO_RTT in net.packet_types(up=True)
     # The server could not read the 0-RTT packets and dropped them.
-    assert net.server.stats()["packets_dropped"] + net.server.stats()["packets_undecryptable"] > 0
+    assert net.server.stats().packets_dropped + net.server.stats().packets_undecryptable > 0
     kinds = [type(e) for e in s.events]
     assert kinds.index(ev.HandshakeCompleted) < kinds.index(ev.StreamDataAvailable)
 

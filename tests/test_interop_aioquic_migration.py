@@ -52,7 +52,7 @@ async def test_aioquic_client_nat_rebinding_against_quicish_server() -> None:
         new_addr = ("127.0.0.1", new_ports[0])
         assert server_conn.remote_address == new_addr
         assert (new_addr, 0) in server_conn.validated_paths  # PATH_CHALLENGE answered
-        assert server_conn.stats()["path_migrations"] == 1
+        assert server_conn.stats().path_migrations == 1
 
 
 def _rebind_quicish(conn: quicish.QuicConnection) -> int:
@@ -77,7 +77,7 @@ async def test_quicish_client_nat_rebinding_against_aioquic_server() -> None:
             reader, writer = await conn.open_stream()
             writer.write(data)
             await writer.drain()  # most of the upload is out, the rest still to go
-            assert conn.stats()["bytes_sent"] < SIZE
+            assert conn.stats().bytes_sent < SIZE
             port = _rebind_quicish(conn)  # the client keeps sending, from a new port
             writer.write_eof()
             assert await reader.read() == data
@@ -102,4 +102,4 @@ async def test_quicish_client_active_migration_against_aioquic_server() -> None:
             assert first + rest == data
             path = server.protocols[-1]._quic._network_paths[0]
             assert path.addr[1] == conn.local_address[1] and path.is_validated
-            assert conn.stats()["path_migrations"] == 1
+            assert conn.stats().path_migrations == 1

@@ -280,7 +280,8 @@ async def _connect(
         except ConnectionClosedError as exc:
             endpoint.close()
             if not exc.by_peer and exc.reason in ("handshake timeout", "idle timeout"):
-                limit = config.handshake_timeout or config.idle_timeout
+                limit = (config.idle_timeout if exc.reason == "idle timeout"
+                         else config.handshake_timeout)
                 what = (f"no response from {host}:{port}"
                         if proto.stats_counters.packets_received == 0
                         else f"the handshake with {host}:{port} did not complete")

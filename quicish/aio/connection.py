@@ -17,6 +17,7 @@ from ..errors import (
 )
 from ..proto import events as ev
 from ..proto.connection import DATAGRAM_OVERHEAD, Connection
+from ..proto.stats import Stats
 from ..proto.stream_manager import StreamLimitReached
 from ..tls.alerts import Alert
 from ..udp import Address
@@ -156,7 +157,7 @@ class QuicConnection:
         """The next DATAGRAM frame's payload; ConnectionClosedError once the connection ends.
 
         Unread datagrams beyond ``Config.datagram_receive_buffer`` bytes are dropped, the
-        oldest first (``stats()["datagrams_dropped"]`` counts them)."""
+        oldest first (``stats().datagrams_dropped`` counts them)."""
         while not self._datagrams:
             self._raise_if_closed()
             waiter = self._datagram_waiter
@@ -190,8 +191,9 @@ class QuicConnection:
             await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
         return self.session_ticket
 
-    def stats(self) -> dict[str, Any]:
-        """RTT, cwnd, bytes and packets sent/received/lost, and more."""
+    def stats(self) -> Stats:
+        """A snapshot of RTT, congestion window, bytes and packets sent/received/lost and
+        more (:class:`quicish.Stats` documents every field)."""
         return self._proto.stats()
 
     @property

@@ -76,7 +76,7 @@ from .records import (
 from .recovery import LossRecovery, SentPacket
 from .rtt import RttEstimator
 from .server_context import ServerContext
-from .stats import ConnectionStats
+from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
 from .tokens import seal_new_token
 from .versions import (
@@ -795,11 +795,13 @@ class Connection:
             return
         self._enter_closing(error_code, None, reason, application=True, now=now)
 
-    def stats(self) -> dict[str, Any]:
-        """RTT, congestion window, bytes in flight and packet/byte counters."""
+    def stats(self) -> Stats:
+        """RTT, congestion window, bytes in flight and packet/byte counters (a snapshot)."""
         rtt = self._recovery.rtt
-        s = self.stats_counters.as_dict()
-        s.update(
+        counters = self.stats_counters.as_dict()
+        counters.pop("stream_bytes_retransmitted", None)
+        return Stats(
+            **counters,
             smoothed_rtt=rtt.smoothed_rtt,
             min_rtt=rtt.min_rtt,
             latest_rtt=rtt.latest_rtt,
@@ -810,7 +812,6 @@ class Connection:
             pto_count=self._recovery.pto_count,
             stream_bytes_retransmitted=self._streams.bytes_retransmitted,
         )
-        return s
 
     # ---------------------------------------------------------------------------------------
     # Handshake and keys
