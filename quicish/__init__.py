@@ -1,6 +1,6 @@
 """quicish: QUIC version 1 for Python asyncio."""
 
-from .aio.api import Server, connect, open_stream, run, serve
+from .aio.api import PendingConnection, PendingServer, Server, connect, open_stream, run, serve
 from .aio.connection import QuicConnection
 from .aio.streams import QuicStreamReader, QuicStreamWriter
 from .config import Config
@@ -33,6 +33,8 @@ __all__ = [
     "DecodeError",
     "ErrorCode",
     "HandshakeTimeout",
+    "PendingConnection",
+    "PendingServer",
     "ProtocolError",
     "QuicConnection",
     "QuicError",

@@ -105,3 +105,25 @@ async def test_loop_shutdown_during_the_closing_period_releases_the_socket() -> 
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0)
     assert conn._endpoint.closed
+
+
+@timed()
+async def test_serve_works_in_async_with_without_await() -> None:
+    """``async with quicish.serve(...)`` raised TypeError ('coroutine' object does not support
+    the asynchronous context manager protocol); both forms work, as for connect()."""
+    async with quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as server:
+        assert isinstance(server, quicish.Server)
+        async with quicish.connect("127.0.0.1", server.address[1],
+                                   config=client_config()) as conn:
+            reader, writer = await conn.open_stream()
+            writer.write(b"ok")
+            writer.write_eof()
+            assert await reader.read() == b"ok"
+    assert server._closed.done()
+    pending = quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    assert isinstance(pending, quicish.PendingServer)
+    async with await pending as server:
+        assert server.address[1] > 0
+    attempt = quicish.connect("127.0.0.1", 1, config=client_config())
+    assert isinstance(attempt, quicish.PendingConnection)
+    attempt._coro.close()  # never awaited: no connection made

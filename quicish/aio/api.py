@@ -73,7 +73,27 @@ class Server:
         await self.wait_closed()
 
 
-async def serve(
+class PendingServer:
+    """What :func:`serve` returns: ``await`` it for the :class:`Server`, or use it directly
+    in ``async with`` (the server closes at the block's end)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Server]) -> None:
+        self._coro = coro
+        self._server: Server | None = None
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Server:
+        self._server = await self._coro
+        return self._server
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            await self._server.__aexit__(*exc)
+
+
+def serve(
     host: str,
     port: int,
     *,
@@ -81,11 +101,24 @@ async def serve(
     on_stream: StreamHandler | None = None,
     on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None = None,
     versions: Sequence[int] | None = None,
-) -> Server:
-    """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer stream.
+) -> PendingServer:
+    """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer
+    stream. ``server = await serve(...)``, ``async with await serve(...) as server`` and
+    ``async with serve(...) as server`` all work.
 
     ``versions``: QUIC versions in preference order; ``(QUIC_V2, QUIC_V1)`` answers v1
     clients that offer v2 in v2 (compatible version negotiation, RFC 9368)."""
+    return PendingServer(_serve(host, port, config, on_stream, on_connection, versions))
+
+
+async def _serve(
+    host: str,
+    port: int,
+    config: Config,
+    on_stream: StreamHandler | None,
+    on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None,
+    versions: Sequence[int] | None,
+) -> Server:
     loop = asyncio.get_running_loop()
     context = ServerContext.from_config(config)
     if versions is not None:
@@ -179,8 +212,9 @@ class _SpareServerConnection:
             self._spare = self._make()
 
 
-class _Connect:
-    """What :func:`connect` returns: awaitable, and an async context manager."""
+class PendingConnection:
+    """What :func:`connect` returns: ``await`` it for the :class:`QuicConnection`, or use it
+    in ``async with`` (the connection closes at the block's end)."""
 
     def __init__(self, coro: Coroutine[Any, Any, QuicConnection]) -> None:
         self._coro = coro
@@ -211,7 +245,7 @@ def connect(
     token: bytes | None = None,
     versions: Sequence[int] | None = None,
     timeout: float | None = None,
-) -> _Connect:
+) -> PendingConnection:
     """Connect to a QUIC server; ``await`` it or use ``async with``.
 
     ``session_ticket`` resumes an earlier session and with ``early_data`` the call returns
@@ -226,7 +260,7 @@ def connect(
         if not timeout > 0:
             raise ConfigError(f"timeout must be positive, not {timeout!r}")
         config = dataclasses.replace(config, handshake_timeout=timeout)
-    return _Connect(
+    return PendingConnection(
         _connect(host, port, config, session_ticket, early_data, wait_connected,
                  local_host, token, versions)
     )
