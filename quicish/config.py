@@ -20,128 +20,159 @@ CIPHER_SUITE_NAMES = {
     "TLS_CHACHA20_POLY1305_SHA256": 0x1303,
 }
 CONGESTION_CONTROLLERS = ("cubic", "newreno")
+GROUP_NAMES = ("x25519", "secp256r1", "secp384r1")
+
+
+VARINT_MAX = (1 << 62) - 1  # the largest value a transport parameter can carry
+MAX_UDP_PAYLOAD = 65527  # RFC 9000 18.2 max_udp_payload_size
 
 
 @dataclass
 class Config:
-    """Settings for a quicish client or server.
+    """Settings for a quicish client or server; every field is checked when the Config is
+    made (``ConfigError`` names the field). Fields marked *server* only matter to a server,
+    *client* only to a client. Sizes are bytes, times seconds."""
 
-    ``verify``: True checks the peer certificate against the system (or certifi) roots, a
-    path checks it against that CA file, False turns verification off (insecure).
-    ``pin``: a hex SHA-256 fingerprint of the expected leaf certificate, checked instead of the
-    chain. ``cipher_suites``: names from ``CIPHER_SUITE_NAMES`` or TLS code points, in
-    preference order; None means all three.
-    """
-
+    # ---- application protocol and TLS ----------------------------------------------------
+    #: ALPN protocols offered (client) or accepted (server), in preference order; a str is
+    #: one protocol. Default ``["hq-interop"]``.
     alpn: list[str] | str = field(default_factory=lambda: ["hq-interop"])
+    #: *server*: the certificate chain, leaf first: a PEM file's path, PEM bytes or text, or
+    #: ``cryptography`` certificates.
     certificate_chain: CertificateSource | None = None
+    #: *server*: the chain's private key: a PEM file's path, PEM/DER bytes, PEM text, or a
+    #: ``cryptography`` key. Errors never repeat its bytes.
     private_key: KeySource | None = None
+    #: *client*: True checks the server's chain against the system (or certifi) roots; a CA
+    #: file's path or PEM bytes against those; False turns checking off (insecure).
     verify: TrustSource = True
+    #: *client*: SHA-256 fingerprint (hex, colons allowed) of the expected leaf certificate,
+    #: checked instead of the chain.
     pin: str | None = None
+    #: *client*: SNI and the name the certificate must carry; default: the host connected to.
     server_name: str | None = None
+    #: Cipher suites in preference order: "aes128", "aes256", "chacha20", the TLS names, or
+    #: code points; None: all three.
     cipher_suites: list[str | int] | None = None
-    groups: list[str] | None = None  # "x25519", "secp256r1", "secp384r1"; None means all
-    congestion_control: str = "cubic"
-    idle_timeout: float = 30.0
-    keep_alive: float | None = None  # seconds between PINGs when idle; None means off
-    max_data: int = 1 << 20
-    max_stream_data: int = 256 << 10
-    max_data_limit: int = 64 << 20  # ceiling for automatic receive-window growth
-    max_stream_data_limit: int = 16 << 20
-    max_streams_bidi: int = 128
-    max_streams_uni: int = 128
-    max_datagram_size: int = 1200
-    max_datagram_frame_size: int | None = None  # RFC 9221; None means datagrams disabled
-    # Received DATAGRAM payloads the application has not read yet, in bytes (each counted as
-    # its length plus 64); beyond it the oldest are dropped (stats: datagrams_dropped).
-    datagram_receive_buffer: int = 1 << 20
-    active_connection_id_limit: int = 4
-    # Peer CIDs retired whose RETIRE_CONNECTION_ID is not yet acknowledged; a peer forcing
-    # more is closed with CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2). At least twice
-    # active_connection_id_limit is allowed whatever this says.
-    max_unacked_cid_retirements: int = 32
-    disable_active_migration: bool = False
-    send_buffer_size: int = 1 << 20  # per stream, bytes the writer may queue before drain() waits
+    #: Key exchange groups: "x25519", "secp256r1", "secp384r1"; None: all three.
+    groups: list[str] | None = None
+    #: Append TLS secrets to this file (SSLKEYLOGFILE format, for Wireshark); its directory
+    #: must exist and be writable.
     keylog_file: str | os.PathLike[str] | None = None
-    qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
-    # Server: when to answer a new client's Initial with Retry (address validation, RFC 9000
-    # 8.1): "always" (or True), "never" (or False), or "auto": only while at least
-    # ``retry_threshold`` connections are half-open (handshake not complete), so that a flood
-    # of spoofed Initials costs one stateless answer each, not a connection.
-    retry: bool | str = "auto"
-    retry_threshold: int = 100
-    # Server: at most this many half-open connections; beyond it a new client's Initial is
-    # answered with Retry (dropped when its address is validated already, or retry is
-    # "never"), never with a connection. Each half-open connection holds about 60 KB (RSS
-    # measured with `quicish serve`), so the cap bounds them to some 60 MB.
-    max_half_open: int = 1000
-    # Seconds from a connection's start (a client's connect(), a server's first datagram)
-    # to the end of its handshake; then the connection is dropped: a server discards its
-    # state silently, a client's handshake fails. None: no deadline but the idle timeout.
-    handshake_timeout: float | None = 10.0
+    #: qlog output directory: not implemented yet (ConfigError if set; see ``tracer``).
+    qlog_dir: str | os.PathLike[str] | None = None
+    #: *server*: lifetime of the session tickets it issues (at most 7 days, RFC 8446).
     session_ticket_lifetime: int = 86400
-    # Server: the 32-byte secret stateless reset tokens are made from (HMAC(key, CID), RFC 9000
-    # 10.3.2). None: a random key per server, so a restarted server cannot reset its
-    # predecessor's connections (they end by idle timeout). Servers behind one address (a
-    # cluster, or restarts) share a key of their own; never derive it from the TLS key.
+
+    # ---- transport ---------------------------------------------------------------------
+    #: "cubic" or "newreno".
+    congestion_control: str = "cubic"
+    #: Close after this long without traffic (RFC 9000 10.1); 0: no idle timeout.
+    idle_timeout: float = 30.0
+    #: Send a PING after this long idle, to keep NAT bindings and the connection alive;
+    #: None: off.
+    keep_alive: float | None = None
+    #: Seconds from a connection's start (a client's connect(), a server's first datagram)
+    #: to the end of its handshake; then it is dropped (a server silently; a client's
+    #: connect() raises HandshakeTimeout). None: only the idle timeout applies.
+    handshake_timeout: float | None = 10.0
+    #: Initial connection-level receive window (MAX_DATA), at least 1.
+    max_data: int = 1 << 20
+    #: Initial per-stream receive window (MAX_STREAM_DATA), at least 1.
+    max_stream_data: int = 256 << 10
+    #: Ceiling for the automatic growth of the connection window (at or below max_data:
+    #: the window stays fixed).
+    max_data_limit: int = 64 << 20
+    #: Ceiling for the automatic growth of a stream's window (at or below max_stream_data:
+    #: fixed).
+    max_stream_data_limit: int = 16 << 20
+    #: Bidirectional streams the peer may open at once.
+    max_streams_bidi: int = 128
+    #: Unidirectional streams the peer may open at once.
+    max_streams_uni: int = 128
+    #: Largest UDP payload sent (and max_udp_payload_size advertised), 1200-65527.
+    max_datagram_size: int = 1200
+    #: Largest DATAGRAM frame accepted (RFC 9221); None: datagrams off.
+    max_datagram_frame_size: int | None = None
+    #: Received DATAGRAM payloads not yet read, in bytes (each counted as its length plus
+    #: 64); beyond it the oldest are dropped (``stats().datagrams_dropped``).
+    datagram_receive_buffer: int = 1 << 20
+    #: Connection IDs of ours the peer may hold at once (at least 2, RFC 9000 18.2).
+    active_connection_id_limit: int = 4
+    #: Ask the peer not to migrate actively (disable_active_migration).
+    disable_active_migration: bool = False
+    #: Per stream, bytes a writer may queue before ``drain()`` waits.
+    send_buffer_size: int = 1 << 20
+
+    # ---- server admission (hardening; docs/security.md) ----------------------------------
+    #: *server*: when to answer a new client's Initial with Retry (address validation,
+    #: RFC 9000 8.1): "always" (or True), "never" (or False), or "auto": only while at least
+    #: ``retry_threshold`` connections are half-open, so a flood of spoofed Initials costs
+    #: one stateless answer each, not a connection.
+    retry: bool | str = "auto"
+    #: *server*: half-open connections from which ``retry="auto"`` sends Retry.
+    retry_threshold: int = 100
+    #: *server*: at most this many half-open connections (about 60 KB each); beyond, a new
+    #: client gets a Retry (or nothing when already validated, or with retry "never").
+    max_half_open: int = 1000
+    #: *server*: the 32-byte secret stateless reset tokens are made from (HMAC(key, CID),
+    #: RFC 9000 10.3.2). None: random per server. Servers behind one address (a cluster,
+    #: restarts) share one; it is never derived from the TLS key.
     stateless_reset_key: bytes | None = None
-    # Server: seconds a NEW_TOKEN token validates the client's address (RFC 9000 8.1.3), and
-    # how many used tokens are remembered to refuse their reuse (RFC 9000 8.1.4; about 130
-    # bytes each). When that many unexpired tokens were used, tokens stop validating until
-    # some expire (clients then get a Retry or the 3x limit, as without a token).
+    #: *server*: how long a NEW_TOKEN token validates the client's address (RFC 9000 8.1.3).
     new_token_lifetime: float = 2 * 3600.0
+    #: *server*: used tokens remembered to refuse reuse (RFC 9000 8.1.4; about 130 bytes
+    #: each); when full, tokens stop validating until some expire.
     new_token_register_entries: int = 100_000
-    # Sent packets not in flight (ACK-only) tracked per packet-number space, at most: past
-    # it the oldest half are forgotten, so a peer that never acknowledges costs bounded state.
+
+    # ---- per-connection bounds (hardening; docs/security.md) -----------------------------
+    #: Peer CIDs retired whose RETIRE_CONNECTION_ID is not yet acknowledged; a peer forcing
+    #: more is closed with CONNECTION_ID_LIMIT_ERROR (at least twice
+    #: active_connection_id_limit is always allowed).
+    max_unacked_cid_retirements: int = 32
+    #: Sent packets not in flight (ACK-only) tracked per packet-number space; past it the
+    #: oldest half are forgotten.
     max_ack_only_packets: int = 512
-    # Mean number of 1-RTT packets between skipped packet numbers (chosen at random): an
-    # ACK of a skipped number is an optimistic ACK, PROTOCOL_VIOLATION (RFC 9000 21.4).
-    # 0 turns skipping off.
+    #: Mean number of 1-RTT packets between randomly skipped packet numbers; an ACK of a
+    #: skipped one is an optimistic ACK, PROTOCOL_VIOLATION (RFC 9000 21.4). 0: no skipping.
     pn_skip_interval: int = 256
 
     def __post_init__(self) -> None:
         if isinstance(self.alpn, str):  # one protocol, never its letters
             self.alpn = [self.alpn]
-        if not self.alpn:
+        if not isinstance(self.alpn, list | tuple) or not self.alpn:
             raise ConfigError("alpn must name at least one protocol")
         for proto in self.alpn:
             if not isinstance(proto, str) or not 0 < len(proto.encode()) < 256:
                 raise ConfigError(f"alpn: each protocol must be a 1-255 byte string, not {proto!r}")
+        _check_credentials(self)
         if self.congestion_control not in CONGESTION_CONTROLLERS:
             raise ConfigError(
                 f"congestion_control must be one of {CONGESTION_CONTROLLERS}, "
                 f"not {self.congestion_control!r}"
             )
-        if self.max_datagram_size < 1200:
-            raise ConfigError("max_datagram_size must be at least 1200 (RFC 9000 section 14)")
-        if self.idle_timeout < 0:
-            raise ConfigError("idle_timeout must not be negative")
-        for name in ("max_data", "max_stream_data", "max_streams_bidi", "max_streams_uni"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative")
-        if self.datagram_receive_buffer < 0:
-            raise ConfigError("datagram_receive_buffer must not be negative")
-        if self.max_unacked_cid_retirements < 1:
-            raise ConfigError("max_unacked_cid_retirements must be at least 1")
-        if self.max_ack_only_packets < 1:
-            raise ConfigError("max_ack_only_packets must be at least 1")
-        if self.pn_skip_interval < 0:
-            raise ConfigError("pn_skip_interval must not be negative")
-        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
-            raise ConfigError("handshake_timeout must be positive (or None for no deadline)")
+        for name, low, high in _INT_RANGES:
+            _check_int(name, getattr(self, name), low, high)
+        if self.max_datagram_frame_size is not None:
+            _check_int("max_datagram_frame_size", self.max_datagram_frame_size, 1, VARINT_MAX)
+        _check_seconds("idle_timeout", self.idle_timeout, allow_zero=True)
+        _check_seconds("new_token_lifetime", self.new_token_lifetime)
+        for name in ("keep_alive", "handshake_timeout"):
+            if getattr(self, name) is not None:
+                _check_seconds(name, getattr(self, name))
+        if not isinstance(self.disable_active_migration, bool):
+            raise ConfigError("disable_active_migration must be True or False")
         self.retry_mode()  # validates the value
-        if self.retry_threshold < 0:
-            raise ConfigError("retry_threshold must not be negative")
-        if self.max_half_open < 1:
-            raise ConfigError("max_half_open must be at least 1")
         self.cipher_suite_ids()  # validates names
-        if not self.new_token_lifetime > 0:
-            raise ConfigError("new_token_lifetime must be positive (seconds)")
-        if self.new_token_register_entries < 1:
-            raise ConfigError("new_token_register_entries must be at least 1")
+        if self.groups is not None:
+            unknown = [g for g in self.groups if g not in GROUP_NAMES]
+            if unknown or not self.groups:
+                raise ConfigError(f"groups must be a non-empty list of {GROUP_NAMES}")
         key = self.stateless_reset_key
         if key is not None and (not isinstance(key, bytes) or len(key) != 32):
             raise ConfigError("stateless_reset_key must be 32 bytes (or None: random)")
+        if self.keylog_file is not None:
+            _check_writable("keylog_file", self.keylog_file)
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
 
@@ -173,3 +204,61 @@ class Config:
         if not ids:
             raise ConfigError("cipher_suites must not be empty")
         return ids
+
+
+# (field, lowest, highest) of the integer fields.
+_INT_RANGES = (
+    ("max_data", 1, VARINT_MAX),
+    ("max_stream_data", 1, VARINT_MAX),
+    ("max_data_limit", 0, VARINT_MAX),
+    ("max_stream_data_limit", 0, VARINT_MAX),
+    ("max_streams_bidi", 0, 1 << 60),
+    ("max_streams_uni", 0, 1 << 60),
+    ("max_datagram_size", 1200, MAX_UDP_PAYLOAD),
+    ("datagram_receive_buffer", 0, VARINT_MAX),
+    ("active_connection_id_limit", 2, 1 << 10),
+    ("send_buffer_size", 1, VARINT_MAX),
+    ("session_ticket_lifetime", 0, 7 * 86400),
+    ("retry_threshold", 0, VARINT_MAX),
+    ("max_half_open", 1, VARINT_MAX),
+    ("new_token_register_entries", 1, VARINT_MAX),
+    ("max_unacked_cid_retirements", 1, VARINT_MAX),
+    ("max_ack_only_packets", 1, VARINT_MAX),
+    ("pn_skip_interval", 0, VARINT_MAX),
+)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+
+
+def _check_seconds(name: str, value: object, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    if not ok or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
+        least = "zero or more" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {least} seconds, not {value!r}")
+
+
+def _check_writable(name: str, path: str | os.PathLike[str]) -> None:
+    """A file we will append to: it is writable, or its directory is."""
+    path = os.fspath(path)
+    target = path if os.path.exists(path) else (os.path.dirname(os.path.abspath(path)))
+    if os.path.isdir(path) or not os.access(target, os.W_OK):
+        raise ConfigError(f"{name}: cannot write to {path!r}")
+
+
+def _check_credentials(config: Config) -> None:
+    """The credential fields have usable types (they are loaded when a server starts)."""
+    if config.pin is not None:
+        value = config.pin.replace(":", "").strip().lower() if isinstance(config.pin, str) else ""
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ConfigError("pin must be a SHA-256 fingerprint: 64 hex digits, colons allowed")
+    if config.server_name is not None and (
+        not isinstance(config.server_name, str) or not config.server_name
+    ):
+        raise ConfigError("server_name must be a non-empty string (or None)")
+    if not isinstance(config.verify, bool | str | bytes | bytearray | os.PathLike):
+        raise ConfigError("verify must be True, False, a CA file's path or PEM bytes")
+    if (config.certificate_chain is None) != (config.private_key is None):
+        raise ConfigError("certificate_chain and private_key go together")
