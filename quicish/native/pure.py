@@ -56,6 +56,13 @@ def flow_error(end: int, max_offset: int) -> ProtocolError:
     )
 
 
+def fragments_error(count: int, limit: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.PROTOCOL_VIOLATION,
+        f"{count} out-of-order fragments exceed the limit of {limit}",
+    )
+
+
 def ack_frame_error(
     empty: bool, delay: object, ecn: object, max_ranges: object
 ) -> Exception | None:
@@ -330,8 +337,10 @@ class ReassemblyBuffer:
         "_chunks",
         "_contig",
         "_final",
+        "_fragments",
         "_highest",
         "_max",
+        "_max_fragments",
         "_read",
         "_starts",
         "_tail",
@@ -347,6 +356,8 @@ class ReassemblyBuffer:
         self._highest = 0
         self._final: int | None = None
         self._buffered = 0
+        self._fragments = 0  # maximal runs of held bytes above _contig
+        self._max_fragments = VALUE_MAX
 
     def insert(self, offset: int, data: Buffer, fin: bool = False) -> int:
         """Store ``data`` at ``offset``; returns how much ``highest_offset`` grew."""
@@ -371,7 +382,7 @@ class ReassemblyBuffer:
         if fin:
             self._final = end
         contig = self._contig
-        if end <= contig:
+        if end <= contig or end == offset:  # nothing new to store
             return growth
         start = contig if offset < contig else offset
         if start >= self._tail:
@@ -382,10 +393,16 @@ class ReassemblyBuffer:
                 self._chunks.append(bytes(data[start - offset :]))
             self._starts.append(start)
             self._buffered += end - start
+            if start != self._tail:
+                self._fragments += 1
+                if self._fragments > self._max_fragments:
+                    self._tail = end
+                    raise fragments_error(self._fragments, self._max_fragments)
             self._tail = end
             if start == contig:
                 self._contig = end
             return growth
+        fragments = self._fragments
         self._insert_gaps(offset, data, start, end)
         if end > self._tail:
             self._tail = end
@@ -398,6 +415,8 @@ class ReassemblyBuffer:
                 contig += len(chunks[k])
                 k += 1
             self._contig = contig
+        if fragments < self._fragments > self._max_fragments:
+            raise fragments_error(self._fragments, self._max_fragments)
         return growth
 
     def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> None:
@@ -412,6 +431,8 @@ class ReassemblyBuffer:
                 pos = prev_end
         i += 1
         added = 0
+        contig = self._contig
+        fragments = self._fragments
         while pos < end:
             if i < len(starts) and starts[i] <= pos:
                 nxt = starts[i] + len(chunks[i])
@@ -419,7 +440,13 @@ class ReassemblyBuffer:
                     pos = nxt
                 i += 1
                 continue
-            gap_end = starts[i] if i < len(starts) and starts[i] < end else end
+            right = i < len(starts) and starts[i] <= end
+            gap_end = starts[i] if right else end
+            # Runs above the prefix [read_offset, contig): +1 for a new one, -1 for a join.
+            if pos == contig or (i and starts[i - 1] + len(chunks[i - 1]) == pos):
+                fragments -= right
+            elif not right:
+                fragments += 1
             if pos == offset and gap_end == end and type(data) is bytes:
                 piece: Chunk = data
             else:
@@ -430,6 +457,7 @@ class ReassemblyBuffer:
             added += gap_end - pos
             pos = gap_end
         self._buffered += added
+        self._fragments = fragments
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Up to ``max_bytes`` (all when negative) contiguous bytes from ``read_offset``."""
@@ -493,6 +521,20 @@ class ReassemblyBuffer:
     @max_offset.setter
     def max_offset(self, value: int) -> None:
         self._max = check_offset("max_offset", value)
+
+    @property
+    def max_fragments(self) -> int:
+        """Out-of-order fragments allowed before ``insert`` raises PROTOCOL_VIOLATION."""
+        return self._max_fragments
+
+    @max_fragments.setter
+    def max_fragments(self, value: int) -> None:
+        self._max_fragments = check_offset("max_fragments", value)
+
+    @property
+    def fragments(self) -> int:
+        """Maximal runs of received bytes beyond the first hole (out-of-order fragments)."""
+        return self._fragments
 
     @property
     def readable(self) -> int:
