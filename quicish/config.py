@@ -55,6 +55,17 @@ class Config:
     qlog_dir: str | os.PathLike[str] | None = None  # not implemented: ConfigError if set
     retry: bool = False  # server: answer new clients with Retry to validate their address
     session_ticket_lifetime: int = 86400
+    # Out-of-order fragments (runs of received bytes beyond the first hole) buffered per
+    # stream and across a connection's streams; more closes the connection with
+    # PROTOCOL_VIOLATION. A 16 MiB window at 30% loss has a few thousand holes.
+    max_stream_fragments: int = 8192
+    max_connection_fragments: int = 32768
+    # CRYPTO reassembly per encryption level: out-of-order fragments, and the window of
+    # bytes above the read offset (Initial: a ClientHello or ServerHello; Handshake and
+    # 1-RTT keep 64 KiB for certificate chains and tickets); beyond either limit the
+    # connection closes with CRYPTO_BUFFER_EXCEEDED.
+    max_crypto_fragments: int = 64
+    initial_crypto_buffer: int = 16384
 
     def __post_init__(self) -> None:
         if not self.alpn:
@@ -71,6 +82,11 @@ class Config:
         for name in ("max_data", "max_stream_data", "max_streams_bidi", "max_streams_uni"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        for name in ("max_stream_fragments", "max_connection_fragments", "max_crypto_fragments"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.initial_crypto_buffer < 4096:  # RFC 9000 section 7.5
+            raise ConfigError("initial_crypto_buffer must be at least 4096 (RFC 9000 7.5)")
         self.cipher_suite_ids()  # validates names
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
             raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
