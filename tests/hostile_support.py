@@ -28,7 +28,13 @@ from quicish.proto.packet_space import APPLICATION
 from quicish.proto.recovery import SentPacket
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
-from quicish.wire.packet import encode_packet_number, encode_short_header
+from quicish.wire.packet import (
+    PacketType,
+    encode_long_header,
+    encode_packet_number,
+    encode_short_header,
+)
+from quicish.wire.protection import AEAD_TAG_SIZE
 
 LOOPBACK = "127.0.0.1"
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -298,3 +304,31 @@ def first_initial(port: int, **config: Any) -> bytes:
     datagrams = conn.datagrams_to_send(time.monotonic())
     assert datagrams, "client produced no Initial"
     return datagrams[0][0]
+
+
+class InitialForger:
+    """Client Initial packets with arbitrary frames for the server at ``port``, as a spoofer
+    makes them: a fresh client engine gives the connection IDs and Initial keys (one
+    half-open server connection per forger); nothing is recorded or answered."""
+
+    def __init__(self, port: int, **config: Any) -> None:
+        self.conn = Connection(client_config(**config), is_client=True)
+        self.conn.connect((LOOPBACK, port), time.monotonic())
+        self.pn = 0
+
+    def datagram(self, *frames: Any, size: int = 1200) -> bytes:
+        """``frames`` in one Initial with the next packet number, padded to ``size``."""
+        conn = self.conn
+        tx = conn._spaces[0].tx
+        assert tx is not None
+        payload = encode_frames(*frames)
+        header_len = len(encode_long_header(
+            PacketType.INITIAL, conn.version, conn.peer_cid, conn.host_cid, b"", 0, 0, 4))
+        pad = size - header_len - len(payload) - AEAD_TAG_SIZE
+        payload += bytes(max(0, pad))  # PADDING frames
+        header = encode_long_header(PacketType.INITIAL, conn.version, conn.peer_cid,
+                                    conn.host_cid, b"", len(payload) + AEAD_TAG_SIZE,
+                                    self.pn, 4)
+        packet = tx.seal_packet(header, payload, self.pn)
+        self.pn += 1
+        return packet
