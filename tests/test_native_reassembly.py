@@ -417,3 +417,22 @@ def test_c_descending_holes_are_linear() -> None:
     spent = time.process_time() - start
     assert buf.fragments == window // 2 - 1
     assert spent < 0.3, spent
+
+
+def test_c_filled_holes_do_not_pile_up_segments() -> None:
+    # Rounds of 1000 one-byte holes, each then filled: the fragments never exceed 1000,
+    # and the segments stay about that many (joins), not one per piece ever received.
+    buf = accelerated.ReassemblyBuffer(1 << 20)
+    buf.insert(0, b"s")  # an unread prefix: nothing is ever consumed
+    base = 1
+    for _ in range(16):
+        for k in range(1000):
+            buf.insert(base + 1 + 2 * k, b"a")
+        assert buf.fragments == 1000
+        for k in range(1000):
+            buf.insert(base + 2 * k, b"b")
+        assert buf.fragments == 0
+        base += 2000
+    assert buf.readable == base
+    assert buf.memory() < 300_000
+    assert buf.read() == b"s" + b"ba" * 16_000

@@ -62,13 +62,13 @@ int64_t qr_rs_ack_frame_ecn(qr_rangeset *rs, uint64_t delay, size_t max_ranges,
 /* Grow rs->out to at least rs->out_need bytes: QR_OK or QR_ENOMEM. */
 int qr_rs_reserve_out(qr_rangeset *rs);
 
-/* Receive buffer of one stream: a sorted array of disjoint, non-adjacent
- * segments, each a maximal contiguous run of received bytes in its own
- * allocation.  Data that continues a segment is appended to it, data just below
- * one is prepended (allocations keep room on the side they grow), and a piece
- * that fills the hole between two segments joins them (the smaller is copied
- * into the larger), so the contiguous prefix is one segment and reads are one
- * copy.  The segment array keeps free slots at both ends and a new segment
+/* Receive buffer of one stream: a sorted array of disjoint segments, each a
+ * contiguous run of received bytes in its own allocation.  Data that continues
+ * a segment is appended to it, data just below one is prepended (allocations
+ * keep room on the side they grow), and a piece that fills the hole between two
+ * segments is appended to the first, or joins them (the smaller copied into the
+ * larger) once the segments number 2 * fragments + 64, so there are never many
+ * more segments than the peak of fragments.  The segment array keeps free slots at both ends and a new segment
  * shifts the shorter side, so fragments arriving highest first cost O(1) each;
  * `fragments` (runs beyond the first hole) is capped by `max_fragments`.
  * Allocations follow the data received (sparse data far ahead costs only its

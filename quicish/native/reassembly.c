@@ -1,18 +1,19 @@
 /* Receive-side reassembly of one QUIC stream (or CRYPTO stream).
  *
- * Received bytes live in segments sorted by offset (see core.h), one per maximal
- * run of received bytes.  Inserting copies only the parts not held yet (first copy
- * wins): a part that continues a segment is appended to it, a part just below one is
- * prepended, a part that closes the hole between two joins them, anything else
- * becomes a new segment.  Reading copies into the caller's buffer (qr_ra_read_into:
+ * Received bytes live in segments sorted by offset (see core.h).  Inserting copies
+ * only the parts not held yet (first copy wins): a part that continues a segment is
+ * appended to it, a part just below one is prepended, a part that closes the hole
+ * between two is appended to the first or joins them (see JOIN_SLACK), anything
+ * else becomes a new segment.  Reading copies into the caller's buffer (qr_ra_read_into:
  * the bytes object that pytypes.c returns).  A fully read segment's allocation is
  * kept as a spare and reused by the next new segment, so in-order streaming does not
  * malloc.
  *
- * Costs stay linear in the data whatever the order of arrival: a segment grows its
- * allocation by doubling, with the free room split between both ends; a join copies
- * the smaller segment into the larger; the segment array keeps free slots at both
- * ends and opens a slot by shifting the shorter side.
+ * Costs stay bounded whatever the order of arrival: a segment grows its allocation
+ * by doubling, with the free room split between both ends; a join copies the smaller
+ * segment into the larger (a byte is copied O(log n) times at most); the segment
+ * array keeps free slots at both ends and opens a slot by shifting the shorter side;
+ * segments number at most about twice the fragments, which the caller caps.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,12 @@ static int prepend(qr_reasm *ra, qr_seg *seg, const char *data, size_t n)
     return QR_OK;
 }
 
+/* A piece that closes the hole between two segments is only appended to the first
+ * (no copy: the common case of a retransmission filling a loss) while the segments
+ * number less than 2 * fragments + JOIN_SLACK; beyond, the two are joined.  So the
+ * segments never number more than about twice the peak of fragments plus the slack. */
+#define JOIN_SLACK 64
+
 /* The n bytes at data close the hole between segments i - 1 and i: one segment (at
  * index i - 1) then holds all three, the smaller segment copied into the larger. */
 static int join(qr_reasm *ra, size_t i, const char *data, size_t n)
@@ -326,7 +333,7 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
     while (pos < end) {
         uint64_t gap_end, n;
         const char *src;
-        int err, left, right;
+        int err, left, right, joined = 0;
         if (i < ra->nsegs && ra->segs[i].start <= pos) {
             pos = ra->segs[i].end;
             i++;
@@ -338,6 +345,8 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
         n = gap_end - pos;
         src = data + (pos - offset);
         if (left && right)
+            joined = ra->nsegs >= 2 * ra->fragments + JOIN_SLACK;
+        if (joined)
             err = join(ra, i, src, (size_t)n);
         else if (left)
             err = append(ra, &ra->segs[i - 1], src, (size_t)n);
@@ -353,9 +362,9 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
             ra->fragments -= right;
         else
             ra->fragments += !right;
-        if (left && right) {
+        if (joined) {
             pos = ra->segs[i - 1].end;
-        } else if (right) {
+        } else if (right && !left) {
             pos = ra->segs[i].end;
             i++;
         } else {
