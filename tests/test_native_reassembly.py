@@ -436,3 +436,16 @@ def test_c_filled_holes_do_not_pile_up_segments() -> None:
     assert buf.readable == base
     assert buf.memory() < 300_000
     assert buf.read() == b"s" + b"ba" * 16_000
+
+
+def test_pure_pieces_do_not_pile_up_chunks() -> None:
+    # 1-byte pieces highest first (one run), or in order and never read: the twin merges
+    # adjacent chunks once they outnumber twice the fragments by 256, so a run holds few.
+    for order in (range(1 << 15, 0, -1), range(1, (1 << 15) + 1)):
+        buf = pure.ReassemblyBuffer(1 << 20)
+        for off in order:
+            buf.insert(off, b"z")
+        assert buf.fragments == 1
+        assert len(buf._chunks) <= 2 * 1 + 256 + 16
+        buf.insert(0, b"a")
+        assert buf.read() == b"a" + b"z" * (1 << 15)

@@ -64,11 +64,12 @@ int qr_rs_reserve_out(qr_rangeset *rs);
 
 /* Receive buffer of one stream: a sorted array of disjoint segments, each a
  * contiguous run of received bytes in its own allocation.  Data that continues
- * a segment is appended to it, data just below one is prepended (allocations
- * keep room on the side they grow), and a piece that fills the hole between two
- * segments is appended to the first, or joins them (the smaller copied into the
- * larger) once the segments number 2 * fragments + 64, so there are never many
- * more segments than the peak of fragments.  The segment array keeps free slots at both ends and a new segment
+ * a segment is appended to it.  Data just below a segment gets its own, and a
+ * piece that fills the hole between two segments is appended to the first, until
+ * the segments number 2 * fragments + 64; from then on such data is prepended
+ * (allocations keep room on the side they grow) and such segments are joined (the
+ * smaller copied into the larger), so there are never many more segments than
+ * the peak of fragments.  The segment array keeps free slots at both ends and a new segment
  * shifts the shorter side, so fragments arriving highest first cost O(1) each;
  * `fragments` (runs beyond the first hole) is capped by `max_fragments`.
  * Allocations follow the data received (sparse data far ahead costs only its

@@ -329,6 +329,12 @@ class RangeSet(AbstractRangeSet):
         return iter(self.ranges())
 
 
+_MERGE_SLACK = 256
+"""Chunks a ReassemblyBuffer keeps beyond twice its fragments before merging adjacent ones."""
+_MERGE_SMALL = 4096
+"""A chunk up to this size is merged into an adjacent one whatever their ratio."""
+
+
 class ReassemblyBuffer:
     """Receive side of one stream: out-of-order inserts, in-order reads, final size checks."""
 
@@ -387,10 +393,11 @@ class ReassemblyBuffer:
         start = contig if offset < contig else offset
         if start >= self._tail:
             # Nothing held at or above start (in order, or in order beyond a gap): append.
+            chunks = self._chunks
             if start == offset and type(data) is bytes:
-                self._chunks.append(data)
+                chunks.append(data)
             else:
-                self._chunks.append(bytes(data[start - offset :]))
+                chunks.append(bytes(data[start - offset :]))
             self._starts.append(start)
             self._buffered += end - start
             if start != self._tail:
@@ -398,6 +405,8 @@ class ReassemblyBuffer:
                 if self._fragments > self._max_fragments:
                     self._tail = end
                     raise fragments_error(self._fragments, self._max_fragments)
+            elif len(chunks) > _MERGE_SLACK and len(chunks) > 2 * self._fragments + _MERGE_SLACK:
+                self._compact(len(chunks) - 1)
             self._tail = end
             if start == contig:
                 self._contig = end
@@ -415,6 +424,9 @@ class ReassemblyBuffer:
                 contig += len(chunks[k])
                 k += 1
             self._contig = contig
+        n = len(self._chunks)
+        if n > _MERGE_SLACK and n > 2 * self._fragments + _MERGE_SLACK:
+            self._compact(bisect_right(self._starts, end - 1) - 1)
         if fragments < self._fragments > self._max_fragments:
             raise fragments_error(self._fragments, self._max_fragments)
         return growth
@@ -425,6 +437,7 @@ class ReassemblyBuffer:
         chunks = self._chunks
         i = bisect_right(starts, start) - 1
         pos = start
+        prev_end = -1  # end of chunk i - 1 (below)
         if i >= 0:
             prev_end = starts[i] + len(chunks[i])
             if prev_end > pos:
@@ -435,15 +448,15 @@ class ReassemblyBuffer:
         fragments = self._fragments
         while pos < end:
             if i < len(starts) and starts[i] <= pos:
-                nxt = starts[i] + len(chunks[i])
-                if nxt > pos:
-                    pos = nxt
+                prev_end = starts[i] + len(chunks[i])
+                if prev_end > pos:
+                    pos = prev_end
                 i += 1
                 continue
             right = i < len(starts) and starts[i] <= end
             gap_end = starts[i] if right else end
             # Runs above the prefix [read_offset, contig): +1 for a new one, -1 for a join.
-            if pos == contig or (i and starts[i - 1] + len(chunks[i - 1]) == pos):
+            if pos in (prev_end, contig):
                 fragments -= right
             elif not right:
                 fragments += 1
@@ -455,9 +468,37 @@ class ReassemblyBuffer:
             chunks.insert(i, piece)
             i += 1
             added += gap_end - pos
-            pos = gap_end
+            pos = prev_end = gap_end
         self._buffered += added
         self._fragments = fragments
+
+    def _compact(self, i: int) -> None:
+        """Merge chunk ``i`` with adjacent chunks while there are too many (more than
+        ``2 * fragments + _MERGE_SLACK``, e.g. 1-byte pieces arriving highest first): a
+        neighbour up to twice its size, or up to ``_MERGE_SMALL`` bytes, is joined to it.
+        A merge copies both, so a byte is copied O(log n) times plus a bounded amount per
+        piece, and a run holds few chunks."""
+        starts = self._starts
+        chunks = self._chunks
+        while len(chunks) > 2 * self._fragments + _MERGE_SLACK:
+            chunk = chunks[i]
+            size = len(chunk)
+            limit = max(2 * size, _MERGE_SMALL)
+            if i + 1 < len(chunks) and starts[i] + size == starts[i + 1] and (
+                len(chunks[i + 1]) <= limit
+            ):
+                chunks[i] = b"".join((chunk, chunks[i + 1]))
+                del chunks[i + 1]
+                del starts[i + 1]
+            elif i and starts[i - 1] + len(chunks[i - 1]) == starts[i] and (
+                len(chunks[i - 1]) <= limit
+            ):
+                chunks[i - 1] = b"".join((chunks[i - 1], chunk))
+                del chunks[i]
+                del starts[i]
+                i -= 1
+            else:
+                return
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Up to ``max_bytes`` (all when negative) contiguous bytes from ``read_offset``."""

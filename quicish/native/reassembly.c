@@ -2,9 +2,9 @@
  *
  * Received bytes live in segments sorted by offset (see core.h).  Inserting copies
  * only the parts not held yet (first copy wins): a part that continues a segment is
- * appended to it, a part just below one is prepended, a part that closes the hole
- * between two is appended to the first or joins them (see JOIN_SLACK), anything
- * else becomes a new segment.  Reading copies into the caller's buffer (qr_ra_read_into:
+ * appended to it, a part just below one is prepended (or gets its own segment), a
+ * part that closes the hole between two is appended to the first or joins them (see
+ * MERGE_SLACK), anything else becomes a new segment.  Reading copies into the caller's buffer (qr_ra_read_into:
  * the bytes object that pytypes.c returns).  A fully read segment's allocation is
  * kept as a spare and reused by the next new segment, so in-order streaming does not
  * malloc.
@@ -254,11 +254,13 @@ static int prepend(qr_reasm *ra, qr_seg *seg, const char *data, size_t n)
     return QR_OK;
 }
 
-/* A piece that closes the hole between two segments is only appended to the first
- * (no copy: the common case of a retransmission filling a loss) while the segments
- * number less than 2 * fragments + JOIN_SLACK; beyond, the two are joined.  So the
- * segments never number more than about twice the peak of fragments plus the slack. */
-#define JOIN_SLACK 64
+/* While the segments number less than 2 * fragments + MERGE_SLACK, a piece just
+ * below a segment gets a segment of its own, and a piece that closes the hole between
+ * two segments is appended to the first: no segment is copied (the common case of a
+ * reordered packet, or a retransmission filling a loss).  Beyond, the piece is
+ * prepended to the segment above, or the two segments are joined.  So the segments
+ * never number more than about twice the peak of fragments plus the slack. */
+#define MERGE_SLACK 64
 
 /* The n bytes at data close the hole between segments i - 1 and i: one segment (at
  * index i - 1) then holds all three, the smaller segment copied into the larger. */
@@ -327,13 +329,25 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
         ra->has_final = 1;
     }
 
+    /* The common case: data that continues the highest segment (in order, or in order
+     * beyond a gap).  Its start is at or above contig, and nothing is held above it. */
+    if (ra->nsegs && offset == ra->segs[ra->nsegs - 1].end && len) {
+        int err = append(ra, &ra->segs[ra->nsegs - 1], data, len);
+        if (err)
+            return err;
+        ra->buffered += len;
+        if (offset == contig)
+            ra->readable += len;
+        return (int64_t)growth;
+    }
+
     /* Bytes below contig are already held or consumed. */
     pos = offset > contig ? offset : contig;
     i = seg_search(ra, pos);
     while (pos < end) {
         uint64_t gap_end, n;
         const char *src;
-        int err, left, right, joined = 0;
+        int err, left, right, crowded;
         if (i < ra->nsegs && ra->segs[i].start <= pos) {
             pos = ra->segs[i].end;
             i++;
@@ -344,13 +358,12 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
         left = i > 0 && ra->segs[i - 1].end == pos;
         n = gap_end - pos;
         src = data + (pos - offset);
-        if (left && right)
-            joined = ra->nsegs >= 2 * ra->fragments + JOIN_SLACK;
-        if (joined)
+        crowded = ra->nsegs >= 2 * ra->fragments + MERGE_SLACK;
+        if (left && right && crowded)
             err = join(ra, i, src, (size_t)n);
         else if (left)
             err = append(ra, &ra->segs[i - 1], src, (size_t)n);
-        else if (right)
+        else if (right && crowded)
             err = prepend(ra, &ra->segs[i], src, (size_t)n);
         else
             err = new_segment(ra, i, pos, src, (size_t)n);
@@ -362,12 +375,12 @@ int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len
             ra->fragments -= right;
         else
             ra->fragments += !right;
-        if (joined) {
+        if (left && right && crowded) { /* joined */
             pos = ra->segs[i - 1].end;
-        } else if (right && !left) {
+        } else if (right && !left && crowded) { /* prepended */
             pos = ra->segs[i].end;
             i++;
-        } else {
+        } else { /* appended, or a new segment */
             pos = gap_end;
             i += !left;
         }
