@@ -388,32 +388,34 @@ class ReassemblyBuffer:
         if fin:
             self._final = end
         contig = self._contig
-        if end <= contig or end == offset:  # nothing new to store
+        if end <= contig:
             return growth
         start = contig if offset < contig else offset
-        if start >= self._tail:
+        tail = self._tail
+        if start >= tail:
             # Nothing held at or above start (in order, or in order beyond a gap): append.
             chunks = self._chunks
+            if start != tail:  # beyond a gap: a new fragment
+                if start == end:
+                    return growth  # no data (a FIN alone)
+                self._fragments += 1
+            elif len(chunks) > _MERGE_SLACK and len(chunks) > 2 * self._fragments + _MERGE_SLACK:
+                self._compact(len(chunks) - 1)
             if start == offset and type(data) is bytes:
                 chunks.append(data)
             else:
                 chunks.append(bytes(data[start - offset :]))
             self._starts.append(start)
             self._buffered += end - start
-            if start != self._tail:
-                self._fragments += 1
-                if self._fragments > self._max_fragments:
-                    self._tail = end
-                    raise fragments_error(self._fragments, self._max_fragments)
-            elif len(chunks) > _MERGE_SLACK and len(chunks) > 2 * self._fragments + _MERGE_SLACK:
-                self._compact(len(chunks) - 1)
             self._tail = end
             if start == contig:
                 self._contig = end
+            elif start != tail and self._fragments > self._max_fragments:
+                raise fragments_error(self._fragments, self._max_fragments)
             return growth
         fragments = self._fragments
-        self._insert_gaps(offset, data, start, end)
-        if end > self._tail:
+        added = self._insert_gaps(offset, data, start, end) - fragments
+        if end > tail:
             self._tail = end
         if start == contig:
             starts = self._starts
@@ -425,14 +427,15 @@ class ReassemblyBuffer:
                 k += 1
             self._contig = contig
         n = len(self._chunks)
-        if n > _MERGE_SLACK and n > 2 * self._fragments + _MERGE_SLACK:
+        if n > _MERGE_SLACK and n > 2 * (fragments + added) + _MERGE_SLACK:
             self._compact(bisect_right(self._starts, end - 1) - 1)
-        if fragments < self._fragments > self._max_fragments:
-            raise fragments_error(self._fragments, self._max_fragments)
+        if added > 0 and fragments + added > self._max_fragments:
+            raise fragments_error(fragments + added, self._max_fragments)
         return growth
 
-    def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> None:
-        """Store the parts of ``[start, end)`` not held yet (first copy wins)."""
+    def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> int:
+        """Store the parts of ``[start, end)`` not held yet (first copy wins); returns the
+        new count of fragments."""
         starts = self._starts
         chunks = self._chunks
         i = bisect_right(starts, start) - 1
@@ -471,6 +474,7 @@ class ReassemblyBuffer:
             pos = prev_end = gap_end
         self._buffered += added
         self._fragments = fragments
+        return fragments
 
     def _compact(self, i: int) -> None:
         """Merge chunk ``i`` with adjacent chunks while there are too many (more than
