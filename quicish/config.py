@@ -136,6 +136,18 @@ class Config:
     #: Mean number of 1-RTT packets between randomly skipped packet numbers; an ACK of a
     #: skipped one is an optimistic ACK, PROTOCOL_VIOLATION (RFC 9000 21.4). 0: no skipping.
     pn_skip_interval: int = 256
+    #: Out-of-order fragments (runs of received bytes beyond the first hole) buffered per
+    #: stream; more closes the connection with PROTOCOL_VIOLATION. A 16 MiB window at 30%
+    #: loss has a few thousand holes.
+    max_stream_fragments: int = 8192
+    #: The same across all of a connection's streams.
+    max_connection_fragments: int = 32768
+    #: Out-of-order CRYPTO fragments per encryption level; more closes the connection with
+    #: CRYPTO_BUFFER_EXCEEDED.
+    max_crypto_fragments: int = 64
+    #: CRYPTO bytes buffered above the read offset at the Initial level (a ClientHello or
+    #: ServerHello; at least 4096, RFC 9000 7.5); Handshake and 1-RTT keep 64 KiB.
+    initial_crypto_buffer: int = 16384
 
     def __post_init__(self) -> None:
         if isinstance(self.alpn, str):  # one protocol, never its letters
@@ -225,6 +237,10 @@ _INT_RANGES = (
     ("max_unacked_cid_retirements", 1, VARINT_MAX),
     ("max_ack_only_packets", 1, VARINT_MAX),
     ("pn_skip_interval", 0, VARINT_MAX),
+    ("max_stream_fragments", 1, VARINT_MAX),
+    ("max_connection_fragments", 1, VARINT_MAX),
+    ("max_crypto_fragments", 1, VARINT_MAX),
+    ("initial_crypto_buffer", 4096, VARINT_MAX),
 )
 
 

@@ -421,3 +421,31 @@ class PreparedGet:
         finally:
             self._out.cleanup()
         return ok and self.elapsed is not None and self.elapsed <= self.timeout
+
+
+class InitialFrameForger:
+    """Client Initial packets with arbitrary frames for the server at ``port``, as a spoofer
+    makes them: a fresh client engine gives the connection IDs and Initial keys (one
+    half-open server connection per forger); nothing is recorded or answered."""
+
+    def __init__(self, port: int, **config: Any) -> None:
+        self.conn = Connection(client_config(**config), is_client=True)
+        self.conn.connect((LOOPBACK, port), time.monotonic())
+        self.pn = 0
+
+    def datagram(self, *frames: Any, size: int = 1200) -> bytes:
+        """``frames`` in one Initial with the next packet number, padded to ``size``."""
+        conn = self.conn
+        tx = conn._spaces[0].tx
+        assert tx is not None
+        payload = encode_frames(*frames)
+        header_len = len(encode_long_header(
+            PacketType.INITIAL, conn.version, conn.peer_cid, conn.host_cid, b"", 0, 0, 4))
+        pad = size - header_len - len(payload) - AEAD_TAG_SIZE
+        payload += bytes(max(0, pad))  # PADDING frames
+        header = encode_long_header(PacketType.INITIAL, conn.version, conn.peer_cid,
+                                    conn.host_cid, b"", len(payload) + AEAD_TAG_SIZE,
+                                    self.pn, 4)
+        packet = tx.seal_packet(header, payload, self.pn)
+        self.pn += 1
+        return packet

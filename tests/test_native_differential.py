@@ -178,6 +178,8 @@ def ra_state(buf: Any) -> tuple[Any, ...]:
         buf.buffered,
         buf.finished,
         buf.max_offset,
+        buf.fragments,
+        buf.max_fragments,
     )
 
 
@@ -194,6 +196,8 @@ def ra_apply(buf: Any, op: Op) -> tuple[Any, ...]:
         return outcome(buf.insert, offset, data, fin)
     if name == "grow":
         return outcome(setattr, buf, "max_offset", op[1])
+    if name == "limit":
+        return outcome(setattr, buf, "max_fragments", op[1])
     return outcome(getattr(buf, name), *op[1:])
 
 
@@ -223,6 +227,8 @@ def rand_ra_op(rng: random.Random, truth: bytes, other: bytes) -> Op:
         return ("read", rng.choice([-1, 0, 1, 3, 7, 16, 50, 1000]))
     if r < 0.92:
         return ("set_final_size", rng.randrange(-1, len(truth) + 4))
+    if r < 0.95:
+        return ("limit", rng.choice([0, 1, 2, 3, 5, 8, -1]))
     return ("grow", rng.choice([rng.randrange(0, len(truth) + 16), -1, MAX + 1]))
 
 
@@ -248,6 +254,7 @@ ra_ops = st.one_of(
     st.tuples(st.just("read"), st.integers(-1, 60)),
     st.tuples(st.just("set_final_size"), st.integers(-1, 130)),
     st.tuples(st.just("grow"), st.integers(0, 200)),
+    st.tuples(st.just("limit"), st.integers(-1, 6)),
 )
 
 
@@ -287,6 +294,31 @@ def test_stream_reassembles_identically() -> None:
                 out += buf.read(op[1])
         assert bytes(out) == data
         assert buf.finished
+
+
+def test_fragment_patterns_reassemble_identically() -> None:
+    """Single-byte pieces highest first, with and without holes, interleaved from both
+    ends, and hole fillers joining runs of unequal sizes (the C core's prepend, join and
+    two-ended slot paths), with reads in between."""
+    rng = random.Random(15)
+    size = 3000
+    data = rng.randbytes(size)
+    patterns = [
+        list(range(size - 1, -1, -1)),
+        list(range(size - 2, -1, -2)) + list(range(size - 1, -1, -2)),
+        [x for k in range(size // 2) for x in (k, size - 1 - k)],
+        list(range(0, size, 3)) + list(range(2, size, 3)) + list(range(1, size, 3)),
+        rng.sample(range(size), size),
+    ]
+    for order in patterns:
+        ops: list[Op] = []
+        for k, off in enumerate(order):
+            n = 1 if k % 7 else rng.randrange(1, 40)
+            ops.append(("insert", off, data[off : off + n], off + n >= size, "bytes"))
+            if k % 97 == 0:
+                ops.append(("read", rng.choice([-1, 1, 50])))
+        ops.append(("read", -1))
+        run_reassembly(size, ops)
 
 
 def test_native_module_is_the_one_requested() -> None:

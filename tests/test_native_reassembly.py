@@ -350,3 +350,102 @@ def test_pure_read_hands_back_the_inserted_chunk_without_copy() -> None:
     buf.insert(200, second)
     buf.insert(500, b"z" * 10)
     assert buf.read(300) is second
+
+
+# ---- out-of-order fragments (issue 15): counted, capped, and cheap
+
+
+def test_fragments_count_runs_beyond_the_first_gap(impl: ModuleType) -> None:
+    buf = make(impl, 1000)
+    assert buf.fragments == 0
+    buf.insert(10, b"a")  # [10, 11)
+    assert buf.fragments == 1
+    buf.insert(12, b"b")  # a second run
+    assert buf.fragments == 2
+    buf.insert(11, b"c")  # joins both: one run [10, 13)
+    assert buf.fragments == 1
+    buf.insert(9, b"d")  # extends it downward
+    buf.insert(13, b"e")  # and upward
+    assert buf.fragments == 1
+    buf.insert(20, b"f")
+    buf.insert(30, b"g")
+    assert buf.fragments == 3
+    buf.insert(0, b"x" * 9)  # fills the first gap: that run becomes readable
+    assert buf.fragments == 2
+    assert buf.readable == 14
+    assert buf.read() == b"x" * 9 + b"dacbe"
+    assert buf.fragments == 2
+    buf.insert(14, bytes(30))  # covers everything up to 44 in one insert
+    assert buf.fragments == 0
+    assert buf.readable == 30
+
+
+def test_max_fragments_is_enforced(impl: ModuleType) -> None:
+    buf = make(impl, 1000)
+    assert buf.max_fragments == MAX  # unlimited unless set
+    buf.max_fragments = 2
+    buf.insert(10, b"a")
+    buf.insert(20, b"b")
+    buf.insert(11, b"c")  # extends a run: still 2
+    err = expect_error(ErrorCode.PROTOCOL_VIOLATION, buf.insert, 30, b"d")
+    assert err.reason == "3 out-of-order fragments exceed the limit of 2"
+    with pytest.raises(ValueError):
+        buf.max_fragments = -1
+
+
+def test_c_descending_fragments_cost_little_memory() -> None:
+    # 1-byte pieces at descending contiguous offsets: one run, so about one allocation.
+    buf = accelerated.ReassemblyBuffer(1 << 20)
+    size = 1 << 16
+    for off in range(size, 0, -1):
+        buf.insert(off, b"z")
+    assert buf.fragments == 1
+    assert buf.memory() <= 2 * size + 4096
+    buf.insert(0, b"a")
+    assert buf.read() == b"a" + b"z" * size
+
+
+def test_c_descending_holes_are_linear() -> None:
+    # 1-byte pieces with 1-byte holes, highest first (each lands in front of all others).
+    import time
+
+    window = 1 << 17
+    start = time.process_time()
+    buf = accelerated.ReassemblyBuffer(window)
+    for off in range(window - 2, -1, -2):
+        buf.insert(off, b"h")
+    spent = time.process_time() - start
+    assert buf.fragments == window // 2 - 1
+    assert spent < 0.3, spent
+
+
+def test_c_filled_holes_do_not_pile_up_segments() -> None:
+    # Rounds of 1000 one-byte holes, each then filled: the fragments never exceed 1000,
+    # and the segments stay about that many (joins), not one per piece ever received.
+    buf = accelerated.ReassemblyBuffer(1 << 20)
+    buf.insert(0, b"s")  # an unread prefix: nothing is ever consumed
+    base = 1
+    for _ in range(16):
+        for k in range(1000):
+            buf.insert(base + 1 + 2 * k, b"a")
+        assert buf.fragments == 1000
+        for k in range(1000):
+            buf.insert(base + 2 * k, b"b")
+        assert buf.fragments == 0
+        base += 2000
+    assert buf.readable == base
+    assert buf.memory() < 300_000
+    assert buf.read() == b"s" + b"ba" * 16_000
+
+
+def test_pure_pieces_do_not_pile_up_chunks() -> None:
+    # 1-byte pieces highest first (one run), or in order and never read: the twin merges
+    # adjacent chunks once they outnumber twice the fragments by 256, so a run holds few.
+    for order in (range(1 << 15, 0, -1), range(1, (1 << 15) + 1)):
+        buf = pure.ReassemblyBuffer(1 << 20)
+        for off in order:
+            buf.insert(off, b"z")
+        assert buf.fragments == 1
+        assert len(buf._chunks) <= 2 * 1 + 256 + 16
+        buf.insert(0, b"a")
+        assert buf.read() == b"a" + b"z" * (1 << 15)

@@ -137,7 +137,12 @@ class Endpoint:
                 if not batch:
                     break
                 for data, addr, ecn in batch:
-                    conn = self._route(data, addr, now)
+                    try:
+                        conn = self._route(data, addr, now)
+                    except Exception:  # e.g. MemoryError making a connection: drop this one
+                        logger.exception("dropped a datagram: internal error")
+                        self.datagrams_dropped += 1
+                        continue
                     if conn is not None:
                         if conn is self._accepted:
                             self._accepted = None  # accept() already fed it this datagram

@@ -21,6 +21,7 @@
 #define QR_EFINAL_BELOW (-6)    /* FIN below the highest offset received */
 #define QR_EEMPTY (-7)          /* ACK frame of an empty range set */
 #define QR_ENOSPC (-8)          /* ACK frame does not fit in rs->out: qr_rs_reserve_out() */
+#define QR_EFRAGMENTS (-9)      /* an insert added a fragment beyond max_fragments (data kept) */
 
 #define QR_VALUE_MAX ((uint64_t)1 << 62)
 #define QR_VARINT_MAX (QR_VALUE_MAX - 1)
@@ -64,11 +65,17 @@ int64_t qr_rs_ack_frame_ecn(qr_rangeset *rs, uint64_t delay, size_t max_ranges,
 int qr_rs_reserve_out(qr_rangeset *rs);
 
 /* Receive buffer of one stream: a sorted array of disjoint segments, each a
- * contiguous run of received bytes in its own allocation.  In-order data is
- * appended to the segment it continues, so a contiguous prefix usually lives
- * in one segment and reads are one copy.  Allocations follow the data
- * received (sparse data far ahead costs only its own bytes) and stay within
- * the flow-control window. */
+ * contiguous run of received bytes in its own allocation.  Data that continues
+ * a segment is appended to it.  Data just below a segment gets its own, and a
+ * piece that fills the hole between two segments is appended to the first, until
+ * the segments number 2 * fragments + 64; from then on such data is prepended
+ * (allocations keep room on the side they grow) and such segments are joined (the
+ * smaller copied into the larger), so there are never many more segments than
+ * the peak of fragments.  The segment array keeps free slots at both ends and a new segment
+ * shifts the shorter side, so fragments arriving highest first cost O(1) each;
+ * `fragments` (runs beyond the first hole) is capped by `max_fragments`.
+ * Allocations follow the data received (sparse data far ahead costs only its
+ * own bytes) and stay within the flow-control window. */
 typedef struct qr_seg {
     uint64_t start;  /* stream offset of p[0] */
     uint64_t end;    /* p holds offsets [start, end) */
@@ -91,13 +98,16 @@ typedef struct qr_reasm {
     size_t seg_cap;
     uint8_t *spare;      /* one recycled segment allocation */
     size_t spare_cap;
+    uint64_t fragments;      /* maximal runs of bytes above read_offset + readable */
+    uint64_t max_fragments;  /* insert fails with QR_EFRAGMENTS beyond this */
 } qr_reasm;
 
 /* qr_ra_init / qr_ra_release set up and free a qr_reasm embedded in another object
  * (the extension type of pytypes.c).  Release leaves an empty buffer. */
 void qr_ra_init(qr_reasm *ra, uint64_t max_offset);
 void qr_ra_release(qr_reasm *ra);
-/* Returns how much highest_offset grew (>= 0) or a negative QR_E* code. */
+/* Returns how much highest_offset grew (>= 0) or a negative QR_E* code.  QR_EFRAGMENTS
+ * is returned after the data was stored (the caller closes the connection). */
 int64_t qr_ra_insert(qr_reasm *ra, uint64_t offset, const char *data, size_t len, int fin);
 /* Copies min(n, readable) bytes into dst and consumes them; never allocates. */
 void qr_ra_read_into(qr_reasm *ra, char *dst, uint64_t n);

@@ -56,6 +56,13 @@ def flow_error(end: int, max_offset: int) -> ProtocolError:
     )
 
 
+def fragments_error(count: int, limit: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.PROTOCOL_VIOLATION,
+        f"{count} out-of-order fragments exceed the limit of {limit}",
+    )
+
+
 def ack_frame_error(
     empty: bool, delay: object, ecn: object, max_ranges: object
 ) -> Exception | None:
@@ -340,6 +347,12 @@ class RangeSet(AbstractRangeSet):
         return iter(self.ranges())
 
 
+_MERGE_SLACK = 256
+"""Chunks a ReassemblyBuffer keeps beyond twice its fragments before merging adjacent ones."""
+_MERGE_SMALL = 4096
+"""A chunk up to this size is merged into an adjacent one whatever their ratio."""
+
+
 class ReassemblyBuffer:
     """Receive side of one stream: out-of-order inserts, in-order reads, final size checks."""
 
@@ -348,8 +361,10 @@ class ReassemblyBuffer:
         "_chunks",
         "_contig",
         "_final",
+        "_fragments",
         "_highest",
         "_max",
+        "_max_fragments",
         "_read",
         "_starts",
         "_tail",
@@ -365,6 +380,8 @@ class ReassemblyBuffer:
         self._highest = 0
         self._final: int | None = None
         self._buffered = 0
+        self._fragments = 0  # maximal runs of held bytes above _contig
+        self._max_fragments = VALUE_MAX
 
     def insert(self, offset: int, data: Buffer, fin: bool = False) -> int:
         """Store ``data`` at ``offset``; returns how much ``highest_offset`` grew."""
@@ -392,20 +409,31 @@ class ReassemblyBuffer:
         if end <= contig:
             return growth
         start = contig if offset < contig else offset
-        if start >= self._tail:
+        tail = self._tail
+        if start >= tail:
             # Nothing held at or above start (in order, or in order beyond a gap): append.
+            chunks = self._chunks
+            if start != tail:  # beyond a gap: a new fragment
+                if start == end:
+                    return growth  # no data (a FIN alone)
+                self._fragments += 1
+            elif len(chunks) > _MERGE_SLACK and len(chunks) > 2 * self._fragments + _MERGE_SLACK:
+                self._compact(len(chunks) - 1)
             if start == offset and type(data) is bytes:
-                self._chunks.append(data)
+                chunks.append(data)
             else:
-                self._chunks.append(bytes(data[start - offset :]))
+                chunks.append(bytes(data[start - offset :]))
             self._starts.append(start)
             self._buffered += end - start
             self._tail = end
             if start == contig:
                 self._contig = end
+            elif start != tail and self._fragments > self._max_fragments:
+                raise fragments_error(self._fragments, self._max_fragments)
             return growth
-        self._insert_gaps(offset, data, start, end)
-        if end > self._tail:
+        fragments = self._fragments
+        added = self._insert_gaps(offset, data, start, end) - fragments
+        if end > tail:
             self._tail = end
         if start == contig:
             starts = self._starts
@@ -416,28 +444,43 @@ class ReassemblyBuffer:
                 contig += len(chunks[k])
                 k += 1
             self._contig = contig
+        n = len(self._chunks)
+        if n > _MERGE_SLACK and n > 2 * (fragments + added) + _MERGE_SLACK:
+            self._compact(bisect_right(self._starts, end - 1) - 1)
+        if added > 0 and fragments + added > self._max_fragments:
+            raise fragments_error(fragments + added, self._max_fragments)
         return growth
 
-    def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> None:
-        """Store the parts of ``[start, end)`` not held yet (first copy wins)."""
+    def _insert_gaps(self, offset: int, data: Buffer, start: int, end: int) -> int:
+        """Store the parts of ``[start, end)`` not held yet (first copy wins); returns the
+        new count of fragments."""
         starts = self._starts
         chunks = self._chunks
         i = bisect_right(starts, start) - 1
         pos = start
+        prev_end = -1  # end of chunk i - 1 (below)
         if i >= 0:
             prev_end = starts[i] + len(chunks[i])
             if prev_end > pos:
                 pos = prev_end
         i += 1
         added = 0
+        contig = self._contig
+        fragments = self._fragments
         while pos < end:
             if i < len(starts) and starts[i] <= pos:
-                nxt = starts[i] + len(chunks[i])
-                if nxt > pos:
-                    pos = nxt
+                prev_end = starts[i] + len(chunks[i])
+                if prev_end > pos:
+                    pos = prev_end
                 i += 1
                 continue
-            gap_end = starts[i] if i < len(starts) and starts[i] < end else end
+            right = i < len(starts) and starts[i] <= end
+            gap_end = starts[i] if right else end
+            # Runs above the prefix [read_offset, contig): +1 for a new one, -1 for a join.
+            if pos in (prev_end, contig):
+                fragments -= right
+            elif not right:
+                fragments += 1
             if pos == offset and gap_end == end and type(data) is bytes:
                 piece: Chunk = data
             else:
@@ -446,8 +489,38 @@ class ReassemblyBuffer:
             chunks.insert(i, piece)
             i += 1
             added += gap_end - pos
-            pos = gap_end
+            pos = prev_end = gap_end
         self._buffered += added
+        self._fragments = fragments
+        return fragments
+
+    def _compact(self, i: int) -> None:
+        """Merge chunk ``i`` with adjacent chunks while there are too many (more than
+        ``2 * fragments + _MERGE_SLACK``, e.g. 1-byte pieces arriving highest first): a
+        neighbour up to twice its size, or up to ``_MERGE_SMALL`` bytes, is joined to it.
+        A merge copies both, so a byte is copied O(log n) times plus a bounded amount per
+        piece, and a run holds few chunks."""
+        starts = self._starts
+        chunks = self._chunks
+        while len(chunks) > 2 * self._fragments + _MERGE_SLACK:
+            chunk = chunks[i]
+            size = len(chunk)
+            limit = max(2 * size, _MERGE_SMALL)
+            if i + 1 < len(chunks) and starts[i] + size == starts[i + 1] and (
+                len(chunks[i + 1]) <= limit
+            ):
+                chunks[i] = b"".join((chunk, chunks[i + 1]))
+                del chunks[i + 1]
+                del starts[i + 1]
+            elif i and starts[i - 1] + len(chunks[i - 1]) == starts[i] and (
+                len(chunks[i - 1]) <= limit
+            ):
+                chunks[i - 1] = b"".join((chunks[i - 1], chunk))
+                del chunks[i]
+                del starts[i]
+                i -= 1
+            else:
+                return
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Up to ``max_bytes`` (all when negative) contiguous bytes from ``read_offset``."""
@@ -511,6 +584,20 @@ class ReassemblyBuffer:
     @max_offset.setter
     def max_offset(self, value: int) -> None:
         self._max = check_offset("max_offset", value)
+
+    @property
+    def max_fragments(self) -> int:
+        """Out-of-order fragments allowed before ``insert`` raises PROTOCOL_VIOLATION."""
+        return self._max_fragments
+
+    @max_fragments.setter
+    def max_fragments(self, value: int) -> None:
+        self._max_fragments = check_offset("max_fragments", value)
+
+    @property
+    def fragments(self) -> int:
+        """Maximal runs of received bytes beyond the first hole (out-of-order fragments)."""
+        return self._fragments
 
     @property
     def readable(self) -> int:

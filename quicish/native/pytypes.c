@@ -37,16 +37,19 @@ enum {
     F_FINAL_BELOW_ERROR,
     F_ACK_FRAME_ERROR,
     F_ABSTRACT_RANGE_SET,
+    F_FRAGMENTS_ERROR,
     F_COUNT
 };
 
 static const char *const pure_names[F_COUNT] = {
     "range_error",        "offset_error",      "flow_error",      "final_changed_error",
     "final_beyond_error", "final_below_error", "ack_frame_error", "AbstractRangeSet",
+    "fragments_error",
 };
 
 static PyObject *pure_obj[F_COUNT];
 static PyObject *str_ranges, *str_offset, *str_final_size, *str_max_offset, *int_one;
+static PyObject *str_max_fragments;
 
 /* Raise the exception that pure's error function `which` returns for (a, b). */
 static PyObject *raise_pure(int which, PyObject *a, PyObject *b)
@@ -680,6 +683,12 @@ static PyObject *ra_error(PyObject *self, int64_t code, PyObject *offset, Py_ssi
         which = F_FINAL_BELOW_ERROR;
         other = ra->highest_offset;
         break;
+    case QR_EFRAGMENTS:
+        if ((end = PyLong_FromUnsignedLongLong(ra->fragments))) {
+            raise_pure_u64(F_FRAGMENTS_ERROR, end, ra->max_fragments);
+            Py_DECREF(end);
+        }
+        return NULL;
     default:
         PyErr_SetString(PyExc_MemoryError, "ReassemblyBuffer");
         return NULL;
@@ -825,6 +834,30 @@ static int ra_set_max_offset(PyObject *self, PyObject *value, void *Py_UNUSED(cl
     return 0;
 }
 
+static PyObject *ra_get_max_fragments(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(RA(self)->max_fragments);
+}
+
+static int ra_set_max_fragments(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    uint64_t max;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError,
+                        "property 'max_fragments' of 'ReassemblyBuffer' object has no deleter");
+        return -1;
+    }
+    if (check_offset(str_max_fragments, value, &max) < 0)
+        return -1;
+    RA(self)->max_fragments = max;
+    return 0;
+}
+
+static PyObject *ra_get_fragments(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(RA(self)->fragments);
+}
+
 static PyObject *ra_get_readable(PyObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromUnsignedLongLong(RA(self)->readable);
@@ -880,6 +913,8 @@ static PyGetSetDef ra_getset[] = {
     {"final_size", ra_get_final_size, NULL, NULL, NULL},
     {"finished", ra_get_finished, NULL, NULL, NULL},
     {"buffered", ra_get_buffered, NULL, NULL, NULL},
+    {"max_fragments", ra_get_max_fragments, ra_set_max_fragments, NULL, NULL},
+    {"fragments", ra_get_fragments, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1317,7 +1352,8 @@ static int export_types(const char *module_name, const char *type_module, const 
         goto done;
     }
     if (intern(&str_ranges, "ranges") < 0 || intern(&str_offset, "offset") < 0 ||
-        intern(&str_final_size, "final size") < 0 || intern(&str_max_offset, "max_offset") < 0)
+        intern(&str_final_size, "final size") < 0 || intern(&str_max_offset, "max_offset") < 0 ||
+        intern(&str_max_fragments, "max_fragments") < 0)
         goto done;
     if (!int_one && !(int_one = PyLong_FromLong(1)))
         goto done;

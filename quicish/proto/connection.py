@@ -58,7 +58,7 @@ from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .early_data import limits_reduced, remembered_parameters
 from .pacing import Pacer
-from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
+from .packet_space import APPLICATION, CRYPTO_BUFFER_LIMIT, HANDSHAKE, INITIAL, PacketSpace
 from .path import Path, PathManager
 from .records import (
     K_ACK,
@@ -236,7 +236,12 @@ class Connection:
         self._first_packet_received = False
         self.peer_addr: tuple[str, int] | None = None
 
-        self._spaces = (PacketSpace(INITIAL), PacketSpace(HANDSHAKE), PacketSpace(APPLICATION))
+        frags = config.max_crypto_fragments
+        self._spaces = (
+            PacketSpace(INITIAL, config.initial_crypto_buffer, frags),
+            PacketSpace(HANDSHAKE, CRYPTO_BUFFER_LIMIT, frags),
+            PacketSpace(APPLICATION, CRYPTO_BUFFER_LIMIT, frags),
+        )
         self._spaces[APPLICATION].skip_pn = self._next_skip(0)
         self._zero_rtt_tx: PacketProtector | None = None
         self._zero_rtt_rx: PacketProtector | None = None
@@ -281,6 +286,8 @@ class Connection:
             send_buffer_size=config.send_buffer_size,
             local_max_data=config.max_data,
             max_data_limit=config.max_data_limit,
+            max_stream_fragments=config.max_stream_fragments,
+            max_connection_fragments=config.max_connection_fragments,
         )
         self._pending_handshake_done = False
         #: Server: send the ServerHello in a datagram of its own before building the rest of
@@ -446,8 +453,8 @@ class Connection:
             logger.info("closing: %s", exc)
             self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
-        except Exception as exc:  # a bug (or MemoryError): this connection ends, no other
-            logger.exception("closing: internal error")
+        except Exception as exc:  # a bug, or MemoryError in reassembly: this connection ends
+            logger.exception("closing: internal error while processing a datagram")
             self._close_internal(exc, now)
             return
         if self._migrate_to is not None:
@@ -1467,7 +1474,10 @@ class Connection:
             code = ErrorCode.CRYPTO_BUFFER_EXCEEDED
             raise ProtocolError(code, exc.reason, F.frame_type_of(frame)) from exc
         data = buf.read()
-        if not data or self._tls is None:
+        if not data:
+            return
+        buf.max_offset = buf.read_offset + space.crypto_window  # a sliding window
+        if self._tls is None:
             return
         epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
         self._tls.receive(epoch, data, now)  # CryptoError closes with 0x100 + alert

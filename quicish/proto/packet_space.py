@@ -14,6 +14,7 @@ INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
 SPACE_NAMES = ("initial", "handshake", "application")
 
 # RFC 9000 section 7.5: an endpoint must buffer at least 4096 bytes of out-of-order CRYPTO data.
+# The window slides: it counts from the read offset (see ``crypto_window``).
 CRYPTO_BUFFER_LIMIT = 64 * 1024
 ACK_RANGES_LIMIT = 64
 
@@ -27,6 +28,7 @@ class PacketSpace:
         "ack_now",
         "crypto_recv",
         "crypto_send",
+        "crypto_window",
         "discarded",
         "ecn_counts",
         "index",
@@ -42,7 +44,12 @@ class PacketSpace:
         "unacked_ranges",
     )
 
-    def __init__(self, index: int) -> None:
+    def __init__(
+        self,
+        index: int,
+        crypto_window: int = CRYPTO_BUFFER_LIMIT,
+        max_crypto_fragments: int | None = None,
+    ) -> None:
         self.index = index
         self.rx: PacketProtector | None = None
         self.tx: PacketProtector | None = None
@@ -57,7 +64,10 @@ class PacketSpace:
         self.ack_now = False  # send an ACK in the next packet
         self.ack_due_at: float | None = None  # deadline for a delayed ACK
         self.crypto_send = SendStream(1 << 62, stream_id=-1)
-        self.crypto_recv = ReassemblyBuffer(CRYPTO_BUFFER_LIMIT)
+        self.crypto_window = crypto_window  # CRYPTO bytes accepted above the read offset
+        self.crypto_recv = ReassemblyBuffer(crypto_window)
+        if max_crypto_fragments is not None:
+            self.crypto_recv.max_fragments = max_crypto_fragments
         self.probes = 0  # PTO probe packets still to send
         self.discarded = False
         self.ecn_counts = [0, 0, 0]  # ECT(0), ECT(1), CE of received packets

@@ -19,9 +19,21 @@ from ..errors import ErrorCode, ProtocolError
 from ..native import ReassemblyBuffer
 from .flow import ReceiveWindow
 
-__all__ = ["RecvStream"]
+__all__ = ["FragmentBudget", "RecvStream"]
 
 _OPEN, _DISCARD, _RESET = 0, 1, 2
+
+
+class FragmentBudget:
+    """Out-of-order fragments buffered across the streams of one connection (``used``),
+    and how many are allowed (``limit``): each fragment costs a segment and an allocation
+    whatever its size, so their number is bounded as well as their bytes."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
 
 
 class RecvStream:
@@ -31,28 +43,44 @@ class RecvStream:
     ``max_window``: ceiling for automatic growth (None: no growth).
     ``wake``, when set (by the ``StreamManager``), is called when a control frame may be
     due (MAX_STREAM_DATA, STOP_SENDING), bytes were released, or the half is done.
+    ``max_fragments``: out-of-order fragments allowed on this stream (None: no limit);
+    ``budget``: the connection's count of them, shared by its streams. Beyond either the
+    frame raises ``ProtocolError`` PROTOCOL_VIOLATION.
     """
 
     __slots__ = (
         "_buf",
         "_eof_notified",
         "_final_size",
+        "_fragments",
         "_notified",
         "_released",
         "_reset_code",
         "_state",
         "_stop_code",
         "_stop_pending",
+        "budget",
         "stream_id",
         "wake",
         "window",
     )
 
-    def __init__(self, window: int, max_window: int | None = None, stream_id: int = -1) -> None:
+    def __init__(
+        self,
+        window: int,
+        max_window: int | None = None,
+        stream_id: int = -1,
+        max_fragments: int | None = None,
+        budget: FragmentBudget | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.window = ReceiveWindow(window, max_window)
         self.wake: Callable[[], None] | None = None
         self._buf = ReassemblyBuffer(window)
+        if max_fragments is not None:
+            self._buf.max_fragments = max_fragments
+        self.budget = budget
+        self._fragments = 0  # what this stream has charged to the budget
         self._state = _OPEN
         self._released = 0
         self._final_size: int | None = None  # after a reset (the buffer knows it otherwise)
@@ -69,7 +97,11 @@ class RecvStream:
         Raises ``ProtocolError`` FLOW_CONTROL_ERROR (beyond our limit) or FINAL_SIZE_ERROR.
         """
         if not self._state:
-            return self._buf.insert(offset, data, fin)
+            buf = self._buf
+            growth = buf.insert(offset, data, fin)
+            if buf.fragments != self._fragments:
+                self._charge(buf.fragments)
+            return growth
         if self._state == _RESET:
             end = offset + len(data)
             final = self._final_size
@@ -82,6 +114,8 @@ class RecvStream:
         # STOP_SENDING was sent: account the bytes, drop them.
         buf = self._buf
         growth = buf.insert(offset, data, fin)
+        if buf.fragments != self._fragments:
+            self._charge(buf.fragments)
         if buf.readable:
             self._released += len(buf.read())
             if self.wake is not None:
@@ -120,9 +154,25 @@ class RecvStream:
         self._final_size = final_size
         self._stop_pending = False
         self._buf = ReassemblyBuffer(0)  # free what was buffered
+        self._charge(0)
         if self.wake is not None:
             self.wake()
         return final_size - highest
+
+    def _charge(self, fragments: int) -> None:
+        """Charge the connection's budget with this stream's new fragment count."""
+        added = fragments - self._fragments
+        self._fragments = fragments
+        budget = self.budget
+        if budget is None:
+            return
+        budget.used += added
+        if added > 0 and budget.used > budget.limit:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION,
+                f"{budget.used} out-of-order fragments on the connection exceed the limit "
+                f"of {budget.limit}",
+            )
 
     # ---- application side ------------------------------------------------------------------
     def read(self, max_bytes: int = -1) -> bytes:

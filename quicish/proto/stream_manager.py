@@ -39,7 +39,7 @@ from .records import (
     K_STREAM_DATA_BLOCKED,
     K_STREAMS_BLOCKED,
 )
-from .recv_stream import RecvStream
+from .recv_stream import FragmentBudget, RecvStream
 from .send_stream import SendStream
 from .stream_ids import make_stream_id
 
@@ -150,10 +150,13 @@ class StreamManager:
 
     ``local_*``: what we advertise in our transport parameters (the peer's limits);
     ``max_data_limit`` / ``max_stream_data_limit``: ceilings for receive-window growth;
-    ``send_buffer_size``: per-stream ``SendStream.capacity``; ``peer``: the peer's
-    transport parameters when already known (else call ``on_peer_parameters`` later;
-    until then the peer allows nothing). ``now`` / ``rtt`` attributes: the latest time and
-    smoothed RTT, used by ``write_control_frames`` when not passed explicitly.
+    ``max_stream_fragments`` / ``max_connection_fragments``: out-of-order fragments
+    buffered per stream / across all streams before a STREAM frame raises
+    PROTOCOL_VIOLATION (None: no limit); ``send_buffer_size``: per-stream
+    ``SendStream.capacity``; ``peer``: the peer's transport parameters when already known
+    (else call ``on_peer_parameters`` later; until then the peer allows nothing).
+    ``now`` / ``rtt`` attributes: the latest time and smoothed RTT, used by
+    ``write_control_frames`` when not passed explicitly.
     """
 
     def __init__(
@@ -168,6 +171,8 @@ class StreamManager:
         local_max_streams_uni: int = 128,
         send_buffer_size: int = 1 << 20,
         peer: PeerLimits | None = None,
+        max_stream_fragments: int | None = None,
+        max_connection_fragments: int | None = None,
     ) -> None:
         self.is_client = is_client
         self.send_credit = SendCredit(0)
@@ -180,6 +185,10 @@ class StreamManager:
         self.rtt = 0.0
         self._stream_window = local_max_stream_data
         self._stream_window_max = max_stream_data_limit
+        self._max_fragments = max_stream_fragments
+        self._fragment_budget = (
+            None if max_connection_fragments is None else FragmentBudget(max_connection_fragments)
+        )
         self._send_buffer = send_buffer_size
         self._streams: dict[int, Stream] = {}
         # Per stream type, indexed [uni, bidi] (int(bidi)).
@@ -245,7 +254,13 @@ class StreamManager:
         if bidi or local:
             send = SendStream(self._send_buffer, sid, self._peer_stream_limit(sid, peer))
         if bidi or not local:
-            recv = RecvStream(self._stream_window, self._stream_window_max, sid)
+            recv = RecvStream(
+                self._stream_window,
+                self._stream_window_max,
+                sid,
+                self._max_fragments,
+                self._fragment_budget,
+            )
         stream = Stream(sid, send, recv)
         wake = partial(self._on_wake, stream)
         if send is not None:

@@ -20,6 +20,9 @@ from .key_schedule import KeySchedule, constant_time_equal, hash_for
 from .signatures import SERVER_CONTEXT, SUPPORTED_SCHEMES, signed_content, verify
 from .tickets import MAX_TICKET_LIFETIME, QUIC_MAX_EARLY_DATA, SessionTicket
 
+MAX_KEPT_TICKETS = 8
+"""Tickets kept between two ``pop_session_tickets`` calls (the newest win)."""
+
 _SERVER_HELLO_EXTENSIONS = {ext.SUPPORTED_VERSIONS, ext.KEY_SHARE, ext.PRE_SHARED_KEY}
 _RETRY_EXTENSIONS = {ext.SUPPORTED_VERSIONS, ext.KEY_SHARE, ext.COOKIE}
 _NOT_IN_ENCRYPTED_EXTENSIONS = {
@@ -371,3 +374,5 @@ class ClientHandshake(Handshake):
                 transport_parameters=self.peer_transport_parameters or b"",
             )
         )
+        if len(self.tickets) > MAX_KEPT_TICKETS:  # a flood of tickets: keep the newest
+            del self.tickets[:-MAX_KEPT_TICKETS]
