@@ -1,0 +1,54 @@
+"""The documentation matches the code: the README's Config table names every Config field
+(and nothing else), its CLI tables every option, and docs/security.md only real knobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from quicish import Config
+from quicish.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end >= 0 else None]
+
+
+def test_readme_config_table_names_every_field() -> None:
+    table = _section(README, "## Config")
+    named = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)?", table, re.M))
+    documented = {name for pair in named for name in pair if name}
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert documented == fields, (fields - documented, documented - fields)
+
+
+def test_readme_cli_tables_name_every_option() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a.choices, dict)).choices
+    for name, sub in commands.items():
+        table = _section(README, "## Command line")
+        options = {o for a in sub._actions for o in a.option_strings
+                   if o.startswith("--") and o != "--help"}
+        missing = {o for o in options if f"`{o}" not in table and f", `{o}" not in table
+                   and not re.search(rf"`[^`]*{re.escape(o)}\b", table)}
+        assert not missing, f"quicish {name}: {sorted(missing)} not in the README"
+
+
+def test_security_doc_names_only_real_knobs() -> None:
+    """Every ``snake_case`` name in docs/security.md is a Config field or a stats() field
+    (or one of the few other names it explains), and the main limits are there."""
+    from quicish import Stats
+
+    text = (ROOT / "docs" / "security.md").read_text()
+    names = {n for n in re.findall(r"`(?:stats\(\)\.)?([a-z]+(?:_[a-z0-9]+)+)`", text)}
+    known = {f.name for kind in (Config, Stats) for f in dataclasses.fields(kind)}
+    assert names - known <= {"early_data"}, names - known
+    for limit in ("max_half_open", "handshake_timeout", "max_stream_fragments",
+                  "max_ack_only_packets", "datagram_receive_buffer", "stateless_reset_key"):
+        assert limit in names
