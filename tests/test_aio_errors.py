@@ -62,3 +62,28 @@ async def test_except_connection_error_catches_a_refused_handshake() -> None:
     exc = await _connect_error(alpn=["nothing-the-server-speaks"])
     assert isinstance(exc, ConnectionError), repr(exc)
     assert isinstance(exc, ConnectionClosedError) and exc.by_peer
+
+
+@timed()
+async def test_lifecycle_is_logged_at_info_with_the_connection_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``quicish -v`` shows the handshake (version, cipher, ALPN, RTT) and the close with its
+    reason and counters, each line carrying the connection ID."""
+    import logging
+
+    from aio_support import pair
+
+    caplog.set_level(logging.INFO, logger="quicish.connection")
+    async with pair() as (_, conn):
+        cid = conn._proto.host_cid.hex()
+        reader, writer = await conn.open_stream()
+        writer.write(b"log me")
+        writer.write_eof()
+        assert await reader.read() == b"log me"
+    lines = [r.getMessage() for r in caplog.records if r.name == "quicish.connection"]
+    mine = [line for line in lines if line.startswith(f"[{cid}]")]
+    assert any("handshake done" in line and "version 0x1" in line
+               and "TLS_AES_128_GCM_SHA256" in line and "ALPN hq-interop" in line
+               for line in mine), lines
+    assert any("closed by us: code 0x0" in line and "packets sent" in line for line in mine)

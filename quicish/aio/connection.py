@@ -26,6 +26,9 @@ from .migration import LocalPaths
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
+lifecycle_log = logging.getLogger("quicish.connection")  # INFO: handshake, paths, close
+_SUITE_NAMES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
+                0x1303: "TLS_CHACHA20_POLY1305_SHA256"}
 T = TypeVar("T")
 
 StreamHandler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None] | None]
@@ -322,6 +325,7 @@ class QuicConnection:
             elif isinstance(event, ev.HandshakeCompleted):
                 if not self._handshake_done.done():
                     self._handshake_done.set_result(None)
+                self._log_handshake(event)
                 self._wake_stream_credit_waiters()  # the peer's real stream limits are known
             elif isinstance(event, ev.HandshakeConfirmed):
                 if not self._confirmed.done():
@@ -353,6 +357,10 @@ class QuicConnection:
                 if self._local_paths is not None:
                     self._local_paths.unregister(event.cid)
             elif isinstance(event, (ev.PathValidated, ev.PathValidationFailed)):
+                lifecycle_log.info(
+                    "[%s] path %s %s", self._log_id, _address(event.addr),
+                    "validated" if isinstance(event, ev.PathValidated) else "failed validation",
+                )
                 if isinstance(event, ev.PathValidated):
                     self.validated_paths.append((event.addr, event.local))
                 if self._local_paths is not None:
@@ -424,7 +432,37 @@ class QuicConnection:
             if not writer.is_closing():
                 writer.reset(0x1)
 
+    def _log_handshake(self, event: ev.HandshakeCompleted) -> None:
+        if not lifecycle_log.isEnabledFor(logging.INFO):
+            return
+        suite = self._proto.cipher_suite
+        lifecycle_log.info(
+            "[%s] handshake done with %s: version %#x, cipher %s, ALPN %s, RTT %.1f ms%s%s",
+            self._log_id, _address(self.remote_address), self._proto.version,
+            _SUITE_NAMES.get(suite or 0, f"{suite}"), event.alpn,
+            self._proto.stats().smoothed_rtt * 1e3,
+            ", resumed" if event.session_resumed else "",
+            ", 0-RTT accepted" if event.early_data_accepted else "",
+        )
+
+    def _log_close(self, event: ev.ConnectionTerminated) -> None:
+        if not lifecycle_log.isEnabledFor(logging.INFO):
+            return
+        s = self._proto.stats()
+        lifecycle_log.info(
+            "[%s] closed by %s: code %#x %s; packets sent %d, received %d, lost %d; "
+            "bytes sent %d, received %d, retransmitted %d; RTT %.1f ms",
+            self._log_id, "peer" if event.by_peer else "us", event.error_code, event.reason,
+            s.packets_sent, s.packets_received, s.packets_lost, s.bytes_sent, s.bytes_received,
+            s.stream_bytes_retransmitted, s.smoothed_rtt * 1e3,
+        )
+
+    @property
+    def _log_id(self) -> str:
+        return self._proto.host_cid.hex()
+
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
+        self._log_close(event)
         err = ConnectionClosedError(event.error_code, event.reason, event.by_peer)
         self.close_error = err
         if not self._terminated.done():
@@ -542,3 +580,7 @@ def _linger(conn: QuicConnection) -> None:
 
     conn._linger_task = task = conn._loop.create_task(released())
     task.add_done_callback(done)
+
+
+def _address(addr: Any) -> str:
+    return f"{addr[0]}:{addr[1]}" if addr else "?"

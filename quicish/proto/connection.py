@@ -766,6 +766,12 @@ class Connection:
             self._key_update_requested = True
             self._maybe_update_keys()
 
+    @property
+    def cipher_suite(self) -> int | None:
+        """The negotiated TLS cipher suite (code point), once known."""
+        tls = self._tls
+        return tls.cipher_suite if tls is not None else None
+
     def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None:
         """(bytes sent at least once, bytes acknowledged in order) of a stream's sending
         half; None once the stream is gone."""
