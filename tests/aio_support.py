@@ -41,6 +41,14 @@ async def echo(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     writer.write_eof()
 
 
+async def echo_once(conn: QuicConnection, data: bytes) -> bytes:
+    """Send ``data`` on a new stream with FIN; what comes back (an echo server's answer)."""
+    reader, writer = await conn.open_stream()
+    writer.write(data)
+    writer.write_eof()
+    return await reader.read()
+
+
 @contextlib.asynccontextmanager
 async def pair(
     on_stream: Handler | None = echo,

@@ -157,23 +157,29 @@ class GetResult:
 
     def wait(self) -> bool:
         """True if ``get`` exited 0 within the timeout and every file matches."""
-        try:
-            self.output, _ = self.proc.communicate(
-                timeout=max(0.1, self.timeout - (time.monotonic() - self.started)) + 1.0
-            )
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.output, _ = self.proc.communicate()
-            return False
+        left = self.timeout - (time.monotonic() - self.started)
+        ok, self.output = _collect(self.proc, self._out, left, self.server.files, self.names)
         self.elapsed = time.monotonic() - self.started
-        try:
-            ok = self.proc.returncode == 0 and all(
-                (Path(self._out.name) / name).read_bytes() == self.server.files[name]
-                for name in self.names
-            )
-        finally:
-            self._out.cleanup()
         return ok and self.elapsed <= self.timeout + 1.0
+
+
+def _collect(
+    proc: subprocess.Popen[str], out: tempfile.TemporaryDirectory[str], left: float,
+    files: dict[str, bytes], names: list[str],
+) -> tuple[bool, str]:
+    """Wait for a ``get`` process (``left`` seconds and one more): (it exited 0 and every
+    file arrived intact, its output). The output directory is removed."""
+    try:
+        try:
+            output, _ = proc.communicate(timeout=max(0.1, left) + 1.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return False, proc.communicate()[0]
+        return proc.returncode == 0 and all(
+            (Path(out.name) / name).read_bytes() == files[name] for name in names
+        ), output
+    finally:
+        out.cleanup()
 
 
 class RawClient:
@@ -405,21 +411,9 @@ class PreparedGet:
         file matches."""
         assert self.started is not None, "start() first"
         left = self.timeout - (time.monotonic() - self.started)
-        try:
-            self.output, _ = self.proc.communicate(timeout=max(0.1, left) + 1.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.output, _ = self.proc.communicate()
-            return False
+        ok, self.output = _collect(self.proc, self._out, left, self.server.files, self.names)
         match = re.search(r"get-elapsed ([\d.]+)", self.output)
         self.elapsed = float(match.group(1)) if match else None
-        try:
-            ok = self.proc.returncode == 0 and all(
-                (Path(self._out.name) / name).read_bytes() == self.server.files[name]
-                for name in self.names
-            )
-        finally:
-            self._out.cleanup()
         return ok and self.elapsed is not None and self.elapsed <= self.timeout
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aio_support import echo, pair, timed
+from aio_support import echo, echo_once, pair, timed
 from conn_support import client_config, server_config
 
 import quicish
@@ -55,10 +55,7 @@ async def test_leaving_async_with_returns_as_close_is_sent() -> None:
     async with server:
         async with quicish.connect("127.0.0.1", server.address[1],
                                    config=client_config()) as conn:
-            reader, writer = await conn.open_stream()
-            writer.write(b"x")
-            writer.write_eof()
-            assert await reader.read() == b"x"
+            assert await echo_once(conn, b"x") == b"x"
             sconn = await _server_side(server)
         released = asyncio.ensure_future(conn.wait_released())
         await asyncio.sleep(0)
@@ -115,10 +112,7 @@ async def test_serve_works_in_async_with_without_await() -> None:
         assert isinstance(server, quicish.Server)
         async with quicish.connect("127.0.0.1", server.address[1],
                                    config=client_config()) as conn:
-            reader, writer = await conn.open_stream()
-            writer.write(b"ok")
-            writer.write_eof()
-            assert await reader.read() == b"ok"
+            assert await echo_once(conn, b"ok") == b"ok"
     assert server._closed.done()
     pending = quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     assert isinstance(pending, quicish.PendingServer)

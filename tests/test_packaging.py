@@ -61,32 +61,30 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return wheels[0], sdists[0]
 
 
+def _install_and_probe(dist: Path, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Install ``dist`` into a fresh venv (with ``env``) and run PROBE there: its output."""
+    py = _venv(tmp_path / "venv")
+    _run([str(py), "-m", "pip", "install", "-q", str(dist)], cwd=tmp_path, env=env)
+    return _run([str(py), "-c", PROBE], cwd=tmp_path)
+
+
 def test_wheel_installs_without_a_compiler_with_the_c_core(
     dists: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    wheel, _ = dists
-    py = _venv(tmp_path / "venv")
-    _run([str(py), "-m", "pip", "install", "-q", str(wheel)], cwd=tmp_path, env=NO_COMPILER)
-    out = _run([str(py), "-c", PROBE], cwd=tmp_path)
+    out = _install_and_probe(dists[0], tmp_path, NO_COMPILER)
     assert "ACCELERATED True ranges [(1, 3)]" in out
     assert "WARNING" not in out.upper().replace("ACCELERATED", "")
 
 
 def test_sdist_builds_the_c_core(dists: tuple[Path, Path], tmp_path: Path) -> None:
-    _, sdist = dists
-    py = _venv(tmp_path / "venv")
-    _run([str(py), "-m", "pip", "install", "-q", str(sdist)], cwd=tmp_path)
-    out = _run([str(py), "-c", PROBE], cwd=tmp_path)
+    out = _install_and_probe(dists[1], tmp_path)
     assert "ACCELERATED True ranges [(1, 3)]" in out
 
 
 def test_sdist_without_a_compiler_runs_on_the_pure_twin_with_one_warning(
     dists: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    _, sdist = dists
-    py = _venv(tmp_path / "venv")
-    _run([str(py), "-m", "pip", "install", "-q", str(sdist)], cwd=tmp_path, env=NO_COMPILER)
-    out = _run([str(py), "-c", PROBE], cwd=tmp_path)
+    out = _install_and_probe(dists[1], tmp_path, NO_COMPILER)
     assert "ACCELERATED False ranges [(1, 3)]" in out
     warnings = [line for line in out.splitlines() if "C core not available" in line]
     assert len(warnings) == 1, out

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
@@ -73,24 +73,36 @@ class Server:
         await self.wait_closed()
 
 
-class PendingServer:
-    """What :func:`serve` returns: ``await`` it for the :class:`Server`, or use it directly
-    in ``async with`` (the server closes at the block's end)."""
+class _Closable(Protocol):
+    async def __aexit__(self, *exc: object) -> None: ...
 
-    def __init__(self, coro: Coroutine[Any, Any, Server]) -> None:
+
+C = TypeVar("C", bound=_Closable)
+
+
+class _Pending(Generic[C]):
+    """An object being made: ``await`` it, or use it in ``async with`` (it closes at the
+    block's end, as its own ``async with`` would close it)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, C]) -> None:
         self._coro = coro
-        self._server: Server | None = None
+        self._made: C | None = None
 
-    def __await__(self) -> Generator[Any, None, Server]:
+    def __await__(self) -> Generator[Any, None, C]:
         return self._coro.__await__()
 
-    async def __aenter__(self) -> Server:
-        self._server = await self._coro
-        return self._server
+    async def __aenter__(self) -> C:
+        self._made = await self._coro
+        return self._made
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            await self._server.__aexit__(*exc)
+        if self._made is not None:
+            await self._made.__aexit__(*exc)
+
+
+class PendingServer(_Pending[Server]):
+    """What :func:`serve` returns: ``await`` it for the :class:`Server`, or use it directly
+    in ``async with`` (the server closes at the block's end)."""
 
 
 def serve(
@@ -212,25 +224,9 @@ class _SpareServerConnection:
             self._spare = self._make()
 
 
-class PendingConnection:
+class PendingConnection(_Pending[QuicConnection]):
     """What :func:`connect` returns: ``await`` it for the :class:`QuicConnection`, or use it
     in ``async with`` (the connection closes at the block's end)."""
-
-    def __init__(self, coro: Coroutine[Any, Any, QuicConnection]) -> None:
-        self._coro = coro
-        self._conn: QuicConnection | None = None
-
-    def __await__(self) -> Generator[Any, None, QuicConnection]:
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> QuicConnection:
-        self._conn = await self._coro
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            await self._conn.wait_closed()
 
 
 def connect(
