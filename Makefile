@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench interop sanitize lint typecheck clean
+.PHONY: test demo bench interop sanitize fuzz lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ sanitize: $(STAMP)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -q -p no:cacheprovider \
 	  tests/test_native_*.py tests/test_conn_transfer.py tests/test_conn_streams.py
+
+# Coverage-guided fuzzing (atheris) of every target, FUZZ_SECONDS each (default 60), one after
+# the other; the C core is instrumented too when clang is installed. See docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+$(VENV)/.fuzz-installed: $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[fuzz]'
+	touch $@
+
+fuzz: $(VENV)/.fuzz-installed
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so
