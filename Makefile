@@ -40,14 +40,15 @@ sanitize: $(STAMP)
 	  tests/test_native_*.py tests/test_conn_transfer.py tests/test_conn_streams.py
 
 # Coverage-guided fuzzing (atheris) of every target, FUZZ_SECONDS each (default 60), one after
-# the other; the C core is instrumented too when clang is installed. See docs/fuzzing.md.
+# the other; the C core is instrumented too when clang is installed. FUZZ_ARGS=--asan runs the
+# C core built with AddressSanitizer instead. See docs/fuzzing.md.
 FUZZ_SECONDS ?= 60
 $(VENV)/.fuzz-installed: $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[fuzz]'
 	touch $@
 
 fuzz: $(VENV)/.fuzz-installed
-	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so

@@ -15,7 +15,10 @@ started again for the time left. Prints the executions run and the crashes per t
 exits 1 if any crash was found.
 
 The C core is instrumented too when clang is available (``fuzz/build_native.py`` builds
-``quicish.native._core_fuzz`` with SanitizerCoverage); otherwise only Python is.
+``quicish.native._core_fuzz`` with SanitizerCoverage); otherwise only Python is. ``--asan``
+runs the AddressSanitizer build of the C core instead (``quicish.native._core_asan``, as
+``make sanitize``; guided by Python coverage only): memory errors in C then abort the child,
+and the input being run is saved from ``build/fuzz/<target>/current``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .common import CORPUS, ROOT, TARGETS, dump_hex, load_hex, short_hash
 WORK = ROOT / "build" / "fuzz"
 MAX_LEN = {"endpoint": 4096, "tls": 2048}
 NATIVE_MODULE = "quicish.native._core_fuzz"
+ASAN_MODULE = "quicish.native._core_asan"
 
 
 # ---- the child: one target under libFuzzer ------------------------------------------------------
@@ -64,6 +68,7 @@ def _child(target_name: str, seconds: int, work: Path) -> None:
 
     seen: set[str] = set()
     state: dict[str, Callable[[bytes], None]] = {}
+    current = work / target_name / "current" if os.environ.get("QUICISH_FUZZ_ASAN") else None
 
     def first_call() -> Callable[[bytes], None]:
         # The instrumented C core needs libFuzzer's callbacks in the global symbol scope:
@@ -85,6 +90,8 @@ def _child(target_name: str, seconds: int, work: Path) -> None:
         one_input = state.get("f")
         if one_input is None:
             one_input = state["f"] = first_call()
+        if current is not None:  # an ASan abort leaves no libFuzzer artifact
+            current.write_bytes(data)
         try:
             one_input(data)
         except Exception as exc:
@@ -148,16 +155,29 @@ def _prepare(name: str, work: Path) -> None:
         (seeds / stem).write_bytes(data)
 
 
-def _native_env() -> tuple[dict[str, str], str]:
+def _native_env(asan: bool) -> tuple[dict[str, str], str]:
     """The environment of the children, and how the C core is instrumented."""
     from . import build_native
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if asan:
+        core = build_native.build_core
+        asan_built = sorted(core.HERE.glob("_core_asan.*.so"))
+        sources = [core.HERE / s for s in (*core.SOURCES, *core.HEADERS)]
+        if not asan_built or any(s.stat().st_mtime > asan_built[0].stat().st_mtime
+                                 for s in sources):  # fmt: skip
+            core.build_inplace(sanitize=True)
+        libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                                 text=True, check=True).stdout.strip()  # fmt: skip
+        env.update(QUICISH_NATIVE_MODULE=ASAN_MODULE, QUICISH_FUZZ_ASAN="1", LD_PRELOAD=libasan,
+                   ASAN_OPTIONS="detect_leaks=0")  # fmt: skip
+        return env, "Python; the C core built with AddressSanitizer (not coverage-guided)"
     if build_native.clang() is None:
         return env, "Python only (no clang: the C core runs uninstrumented)"
     built = build_native.built()
-    sources = [build_native.build_core.HERE / s for s in build_native.build_core.SOURCES]
+    core = build_native.build_core
+    sources = [core.HERE / s for s in (*core.SOURCES, *core.HEADERS)]
     if built is None or any(s.stat().st_mtime > built.stat().st_mtime for s in sources):
         built = build_native.build(build_native.clang() or "clang")
     env["QUICISH_NATIVE_MODULE"] = NATIVE_MODULE
@@ -167,6 +187,7 @@ def _native_env() -> tuple[dict[str, str], str]:
 _DONE = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 _REASON = re.compile(r"ERROR: libFuzzer: ([^\n]+)")
+_ASAN = re.compile(r"ERROR: AddressSanitizer: ([^\n]+)")
 
 
 def run_target(name: str, seconds: int, work: Path, env: dict[str, str]) -> tuple[int, list[str]]:
@@ -191,13 +212,17 @@ def run_target(name: str, seconds: int, work: Path, env: dict[str, str]) -> tupl
                 print(line, flush=True)
         if proc.returncode == 0:
             break
-        reason = _REASON.search(text)
+        reason = _REASON.search(text) or _ASAN.search(text)
         artifact = _ARTIFACT.search(text)
-        if artifact is None:
+        current = work / name / "current"
+        if artifact is not None:
+            data = Path(artifact.group(1)).read_bytes()
+        elif env.get("QUICISH_FUZZ_ASAN") and current.exists():
+            data = current.read_bytes()
+        else:
             print(text[-3000:])
             crashes.append(f"child exited with {proc.returncode}, no artifact")
             break
-        data = Path(artifact.group(1)).read_bytes()
         why = reason.group(1).strip() if reason else f"exit {proc.returncode}"
         path = save_crash(name, data, [why])
         crashes.append(f"{why} -> {path.relative_to(ROOT)}")
@@ -211,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int,
                         default=int(os.environ.get("FUZZ_SECONDS", "60")))  # fmt: skip
     parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--asan", action="store_true",
+                        help="run the C core built with AddressSanitizer")  # fmt: skip
     parser.add_argument("--write-seeds", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_seeds:
         write_seeds(names)
         return 0
-    env, coverage = _native_env()
+    env, coverage = _native_env(args.asan)
     print(f"fuzz: {len(names)} target(s), {args.seconds} s each; coverage: {coverage}")
     results = []
     for name in names:

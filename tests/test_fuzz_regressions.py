@@ -14,6 +14,7 @@ import pytest
 from fuzz import endpoint, frames, packet, tls, tparams
 from fuzz.common import TARGETS
 from fuzz.run import all_inputs
+from quicish.proto.packet_space import APPLICATION
 
 MODULES: dict[str, ModuleType] = {
     "packet": packet, "frames": frames, "tls": tls, "tparams": tparams, "endpoint": endpoint,
@@ -31,3 +32,26 @@ def test_every_target_has_a_corpus() -> None:
 @pytest.mark.parametrize(("name", "stem", "data"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_corpus_input(name: str, stem: str, data: bytes) -> None:
     MODULES[name].one_input(data)
+
+
+def test_ack_timer_not_stuck_on_an_amplification_limited_path() -> None:
+    """A PING from a new client address makes the server migrate to an unvalidated path
+    whose anti-amplification budget its PATH_CHALLENGE uses up; the ACK it owes cannot go
+    until the peer sends more, so its deadline must not be reported as a timer (it was:
+    next_timer() stayed in the past and a driver spun on handle_timer)."""
+    from quicish.wire import frames as F
+
+    session = endpoint.Session()
+    session.record(5, b"\x00" + F.encode_frames([F.PingFrame()]))
+    server = session.server
+    assert server._path.addr == (endpoint.NEW_ADDR, 40000)
+    assert not server._path.validated and server._path.amplification_budget() < 64
+    session.net.now += 0.05
+    session.fire_timers()  # raised AssertionError: server timer stuck at 0.125 (now 0.15)
+    timer = server.next_timer()
+    assert timer is not None and timer > session.net.now
+    # the ACK goes as soon as the peer's next datagram on that path gives budget
+    app = server._spaces[APPLICATION]
+    assert app.ack_due_at is not None
+    session.record(5, b"\x00" + F.encode_frames([F.PingFrame()]))
+    assert app.ack_due_at is None
