@@ -16,9 +16,10 @@ exits 1 if any crash was found.
 
 The C core is instrumented too when clang is available (``fuzz/build_native.py`` builds
 ``quicish.native._core_fuzz`` with SanitizerCoverage); otherwise only Python is. ``--asan``
-runs the AddressSanitizer build of the C core instead (``quicish.native._core_asan``, as
-``make sanitize``; guided by Python coverage only): memory errors in C then abort the child,
-and the input being run is saved from ``build/fuzz/<target>/current``.
+does not fuzz: it replays each target's corpus (seeds and the working corpus the fuzzer
+grew) with the AddressSanitizer build of the C core (``quicish.native._core_asan``, as
+``make sanitize``); a memory error aborts the child and the input being run is saved from
+``build/fuzz/<target>/current``.
 """
 
 from __future__ import annotations
@@ -63,12 +64,47 @@ def save_crash(target: str, data: bytes, why: list[str]) -> Path:
     return path
 
 
+def _run_one(target: str, one_input: Callable[[bytes], None], data: bytes, seen: set[str]) -> None:
+    """Run one input; report and save the first input of each distinct crash."""
+    try:
+        one_input(data)
+    except Exception as exc:
+        sig = _signature(exc)
+        if sig in seen:
+            return
+        seen.add(sig)
+        text = "".join(traceback.format_exception(exc))
+        first = (str(exc).splitlines() or [""])[0][:200]
+        path = save_crash(target, data, [sig, f"{type(exc).__name__}: {first}"])
+        print(f"fuzz: CRASH {sig} -> {path.relative_to(ROOT)}\n{text}", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+
+def _child_replay(target_name: str, work: Path) -> None:
+    """Every corpus input of a target once (under AddressSanitizer: no libFuzzer)."""
+    import quicish
+
+    print(f"fuzz: {target_name}: C core {os.environ.get('QUICISH_NATIVE_MODULE')}, "
+          f"accelerated={quicish.ACCELERATED}", file=sys.stderr, flush=True)  # fmt: skip
+    one_input = _target(target_name).one_input
+    current = work / target_name / "current"  # an ASan abort leaves nothing else behind
+    seen: set[str] = set()
+    count = 0
+    for sub in ("seeds", "corpus"):
+        for path in sorted((work / target_name / sub).iterdir()):
+            data = path.read_bytes()
+            current.write_bytes(data)
+            _run_one(target_name, one_input, data, seen)
+            count += 1
+    current.unlink()
+    print(f"stat::number_of_executed_units: {count}", file=sys.stderr, flush=True)
+
+
 def _child(target_name: str, seconds: int, work: Path) -> None:
     import atheris  # type: ignore[import-untyped]
 
     seen: set[str] = set()
     state: dict[str, Callable[[bytes], None]] = {}
-    current = work / target_name / "current" if os.environ.get("QUICISH_FUZZ_ASAN") else None
 
     def first_call() -> Callable[[bytes], None]:
         # The instrumented C core needs libFuzzer's callbacks in the global symbol scope:
@@ -90,20 +126,7 @@ def _child(target_name: str, seconds: int, work: Path) -> None:
         one_input = state.get("f")
         if one_input is None:
             one_input = state["f"] = first_call()
-        if current is not None:  # an ASan abort leaves no libFuzzer artifact
-            current.write_bytes(data)
-        try:
-            one_input(data)
-        except Exception as exc:
-            sig = _signature(exc)
-            if sig in seen:
-                return
-            seen.add(sig)
-            text = "".join(traceback.format_exception(exc))
-            first = (str(exc).splitlines() or [""])[0][:200]
-            path = save_crash(target_name, data, [sig, f"{type(exc).__name__}: {first}"])
-            print(f"fuzz: CRASH {sig} -> {path.relative_to(ROOT)}\n{text}", file=sys.stderr,
-                  flush=True)  # fmt: skip
+        _run_one(target_name, one_input, data, seen)
 
     corpus, seeds, crashes = (work / target_name / d for d in ("corpus", "seeds", "crashes"))
     args = [
@@ -172,7 +195,7 @@ def _native_env(asan: bool) -> tuple[dict[str, str], str]:
                                  text=True, check=True).stdout.strip()  # fmt: skip
         env.update(QUICISH_NATIVE_MODULE=ASAN_MODULE, QUICISH_FUZZ_ASAN="1", LD_PRELOAD=libasan,
                    ASAN_OPTIONS="detect_leaks=0")  # fmt: skip
-        return env, "Python; the C core built with AddressSanitizer (not coverage-guided)"
+        return env, "none: the corpora replayed once with the C core built with AddressSanitizer"
     if build_native.clang() is None:
         return env, "Python only (no clang: the C core runs uninstrumented)"
     built = build_native.built()
@@ -191,13 +214,15 @@ _ASAN = re.compile(r"ERROR: AddressSanitizer: ([^\n]+)")
 
 
 def run_target(name: str, seconds: int, work: Path, env: dict[str, str]) -> tuple[int, list[str]]:
-    """Fuzz one target for ``seconds``; (executions, crash descriptions)."""
+    """Fuzz one target for ``seconds`` (or replay its corpus under ASan); (executions,
+    crash descriptions)."""
     _prepare(name, work)
     executions = 0
     crashes: list[str] = []
     deadline = time.monotonic() + seconds
     log_path = work / name / "last.log"
-    while (left := int(deadline - time.monotonic())) >= 3:
+    replay = bool(env.get("QUICISH_FUZZ_ASAN"))  # one pass over the corpus, no time limit
+    while (left := int(deadline - time.monotonic())) >= 3 or replay:
         cmd = [sys.executable, "-m", "fuzz.run", "--child", name, "--seconds", str(left),
                "--work", str(work)]  # fmt: skip
         with open(log_path, "w") as log:
@@ -217,7 +242,7 @@ def run_target(name: str, seconds: int, work: Path, env: dict[str, str]) -> tupl
         current = work / name / "current"
         if artifact is not None:
             data = Path(artifact.group(1)).read_bytes()
-        elif env.get("QUICISH_FUZZ_ASAN") and current.exists():
+        elif replay and current.exists():
             data = current.read_bytes()
         else:
             print(text[-3000:])
@@ -227,6 +252,8 @@ def run_target(name: str, seconds: int, work: Path, env: dict[str, str]) -> tupl
         path = save_crash(name, data, [why])
         crashes.append(f"{why} -> {path.relative_to(ROOT)}")
         print(f"fuzz: CRASH {why} -> {path.relative_to(ROOT)}\n{text[-3000:]}", flush=True)
+        if replay:
+            break
     return executions, crashes
 
 
@@ -237,12 +264,15 @@ def main(argv: list[str] | None = None) -> int:
                         default=int(os.environ.get("FUZZ_SECONDS", "60")))  # fmt: skip
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--asan", action="store_true",
-                        help="run the C core built with AddressSanitizer")  # fmt: skip
+                        help="replay the corpora with the C core built with AddressSanitizer")
     parser.add_argument("--write-seeds", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.seconds, args.work)
+        if os.environ.get("QUICISH_FUZZ_ASAN"):
+            _child_replay(args.child, args.work)
+        else:
+            _child(args.child, args.seconds, args.work)
         return 0
     names = list(TARGETS) if not args.target or "all" in args.target else args.target
     if args.write_seeds:
