@@ -10,7 +10,7 @@ kind  what the record does (kind mod 8)
 0     the body as a raw datagram to the server
 1     the body as frames in a 1-RTT packet sealed with the client's keys
 2     a short-header datagram to the server's CID: first byte from the body, the rest
-3     advance the virtual clock by ``body[0] * 10`` ms and fire due timers
+3     ``body[0] * 10`` ms pass (timers fire at their deadlines, nothing is delivered)
 4     run the network 100 ms: both sides' datagrams are delivered, timers fire
 5     as 1, sent from a new address (``10.0.0.3``, port from the body)
 6     a client application call: open a stream and send, send a DATAGRAM, start a key
@@ -108,14 +108,23 @@ class Session:
         if data is not None:
             self.server.receive_datagram(data, addr or self.net.client_addr, self.net.now)
 
-    def fire_timers(self) -> None:
-        now = self.net.now
-        for conn in (self.client, self.server):
-            timer = conn.next_timer()
-            if timer is not None and timer <= now:
-                conn.handle_timer(now)
-        self.net._flush()
-        self.check_timers()
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass with no datagram delivered, as a driver would: each due
+        timer fires at its own deadline, after which the connection sends what it wants."""
+        net = self.net
+        end = net.now + seconds
+        while True:
+            timers = [t for c in (self.client, self.server) if (t := c.next_timer()) is not None]
+            if not timers or min(timers) > end:
+                break
+            net.now = max(net.now, min(timers))
+            for conn in (self.client, self.server):
+                timer = conn.next_timer()
+                if timer is not None and timer <= net.now:
+                    conn.handle_timer(net.now)
+            net._flush()
+            self.check_timers()
+        net.now = end
 
     def check_timers(self) -> None:
         """A timer that has fired, once the connection sent what it wanted to, must have
@@ -164,8 +173,7 @@ class Session:
             first = 0x40 | (body[0] & 0x3F) if body else 0x40
             self.to_server(bytes((first,)) + self.server.host_cid + body[1:])
         elif kind == 3:
-            net.now += (body[0] if body else 20) * 0.010
-            self.fire_timers()
+            self.advance((body[0] if body else 20) * 0.010)
         elif kind == 4:
             self.pump(0.1)
         elif kind == 5:
@@ -217,8 +225,7 @@ def one_input(data: bytes) -> None:
         session.record(kind, body)
     # the end of the connection: idle timeout or closing period, whatever was left
     for _ in range(3):
-        session.net.now += 30.0
-        session.fire_timers()
+        session.advance(30.0)
     session._apps()
 
 

@@ -40,7 +40,7 @@ from types import ModuleType
 from .common import CORPUS, ROOT, TARGETS, dump_hex, load_hex, short_hash
 
 WORK = ROOT / "build" / "fuzz"
-MAX_LEN = {"endpoint": 4096, "tls": 2048}
+MAX_LEN = {"endpoint": 4096, "initial": 4096, "tls": 2048}
 NATIVE_MODULE = "quicish.native._core_fuzz"
 ASAN_MODULE = "quicish.native._core_asan"
 
@@ -137,7 +137,7 @@ def _child(target_name: str, seconds: int, work: Path) -> None:
         f"-max_len={MAX_LEN.get(target_name, 1500)}",
         f"-artifact_prefix={crashes}/",
         "-print_final_stats=1",
-        "-len_control=0" if target_name == "endpoint" else "-len_control=100",
+        "-len_control=0" if target_name in ("endpoint", "initial") else "-len_control=100",
         str(corpus),
         str(seeds),
     ]

@@ -11,13 +11,14 @@ from types import ModuleType
 
 import pytest
 
-from fuzz import endpoint, frames, packet, tls, tparams
+from fuzz import endpoint, frames, initial, packet, tls, tparams
 from fuzz.common import TARGETS
 from fuzz.run import all_inputs
 from quicish.proto.packet_space import APPLICATION
 
 MODULES: dict[str, ModuleType] = {
     "packet": packet, "frames": frames, "tls": tls, "tparams": tparams, "endpoint": endpoint,
+    "initial": initial,
 }  # fmt: skip
 CASES = [(name, stem, data) for name in TARGETS for stem, data in all_inputs(name)]
 
@@ -46,8 +47,7 @@ def test_ack_timer_not_stuck_on_an_amplification_limited_path() -> None:
     server = session.server
     assert server._path.addr == (endpoint.NEW_ADDR, 40000)
     assert not server._path.validated and server._path.amplification_budget() < 64
-    session.net.now += 0.05
-    session.fire_timers()  # raised AssertionError: server timer stuck at 0.125 (now 0.15)
+    session.advance(0.05)  # raised AssertionError: server timer stuck at 0.125 (now 0.125)
     timer = server.next_timer()
     assert timer is not None and timer > session.net.now
     # the ACK goes as soon as the peer's next datagram on that path gives budget
