@@ -80,7 +80,7 @@ class Server:
             version = QUIC_V2 if kind == 4 else QUIC_V1
             self.send(seal_initial(self.dcid, self.scid, body, version, self.pn, pad=kind != 2))
             self.pn += 1
-        self.after()
+        self.after(fired=False)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass: each due timer fires at its own deadline."""
@@ -91,13 +91,20 @@ class Server:
             self.after()
         self.now = end
 
-    def after(self) -> None:
-        """Send, check the events, and that no timer stays due (a driver would spin)."""
-        self.conn.datagrams_to_send(self.now)
-        while (event := self.conn.next_event()) is not None:
+    def after(self, fired: bool = True) -> None:
+        """Send and check the events; a timer due at once (a PTO re-armed in the past when
+        a datagram reopens the anti-amplification budget, RFC 9002 A.8) fires, and then no
+        timer may stay due (a driver would spin)."""
+        conn = self.conn
+        conn.datagrams_to_send(self.now)
+        while (event := conn.next_event()) is not None:
             if isinstance(event, ev.ConnectionTerminated) and not event.by_peer:
                 assert event.error_code not in BAD_CODES, event
-        timer = self.conn.next_timer()
+        timer = conn.next_timer()
+        if not fired and timer is not None and timer <= self.now:
+            conn.handle_timer(self.now)
+            self.after()
+            return
         assert timer is None or timer > self.now, f"timer stuck at {timer} (now {self.now})"
 
 
