@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo bench interop sanitize lint typecheck clean
+.PHONY: test demo bench interop sanitize fuzz lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ sanitize: $(TEST_STAMP)
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	  QUICISH_NATIVE_MODULE=quicish.native._core_asan $(PY) -m pytest -q -p no:cacheprovider \
 	  tests/test_native_*.py tests/test_conn_transfer.py tests/test_conn_streams.py
+
+# Coverage-guided fuzzing (atheris) of every target, FUZZ_SECONDS each (default 60), one after
+# the other; the C core is instrumented too when clang is installed. FUZZ_ARGS=--asan runs the
+# C core built with AddressSanitizer instead. See docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+$(VENV)/.fuzz-installed: $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[fuzz]'
+	touch $@
+
+fuzz: $(VENV)/.fuzz-installed
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so

@@ -582,7 +582,10 @@ class Connection:
         loss = self._recovery.loss_detection_deadline()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
-        for space in self._spaces:
+        # An ACK owed on a path out of anti-amplification budget waits for the peer's next
+        # datagram: as a timer it would stay due, and the driver would spin on it.
+        acks = self._spaces if self._amplification_budget() >= _MIN_BUDGET else ()
+        for space in acks:
             due = space.ack_due_at
             if due is not None and space.unacked_ranges and (deadline is None or due < deadline):
                 deadline = due
@@ -2435,6 +2438,9 @@ def _verify_setting(verify: TrustSource) -> bool | str | bytes:
         return verify
     return os.fspath(verify)
 
+
+# The smallest anti-amplification budget _build_datagram builds a datagram for.
+_MIN_BUDGET = 64
 
 # Server, split first flight: the client's handshake packets and our first 1-RTT packet come
 # a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
