@@ -24,7 +24,7 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
-	$(VENV)/bin/ruff check quicish tests examples benchmarks interop
+	$(VENV)/bin/ruff check quicish tests examples benchmarks interop fuzz
 	$(VENV)/bin/mypy
 
 test: $(TEST_STAMP) lint

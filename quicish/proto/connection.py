@@ -1755,7 +1755,7 @@ class Connection:
         budget = self._amplification_budget()
         size_limit = min(self._max_datagram_size, budget)
         self._recovery.amplification_limited = budget < self._max_datagram_size
-        if size_limit < 64:
+        if size_limit < _MIN_BUDGET:
             return None
         parts: list[BuiltPacket] = []
         used = 0
