@@ -52,3 +52,23 @@ def test_security_doc_names_only_real_knobs() -> None:
     for limit in ("max_half_open", "handshake_timeout", "max_stream_fragments",
                   "max_ack_only_packets", "datagram_receive_buffer", "stateless_reset_key"):
         assert limit in names
+
+
+def test_readme_library_example_runs(tmp_path: Path) -> None:
+    """The README's library example, as a user would paste it (on a free port)."""
+    import socket
+    import subprocess
+    import sys
+
+    code = re.search(r"## Library example\n\n```python\n(.*?)```", README, re.S)
+    assert code is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1).replace("4433", str(port)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "b'HELLO, QUIC'" and float(lines[1]) > 0
