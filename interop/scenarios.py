@@ -55,6 +55,9 @@ class Scenario:
     needs: tuple[str, ...] = ()  # features a peer may lack ("ecn", "migrate", ...)
     budget: float = 60.0  # hard limit for the whole cell, seconds
     run_timeout: float = 60.0  # hard limit for one client process
+    # quicish's handshake deadline for this scenario (serve --handshake-timeout, get
+    # --timeout); None: the default (10 s without progress, for unreachable hosts)
+    handshake_timeout: float | None = None
     seed: int = 1
     notes: tuple[str, ...] = field(default=())
 
@@ -247,9 +250,12 @@ def build(fast: bool = False) -> dict[str, Scenario]:
             both=replace(BASE, queue=None, loss_pct=30, burst=3),
             # A handshake under 30% bursty loss may need four probe rounds (1+2+4+8 s of
             # PTO backoff) before its first flight gets through: one client gets 45 s, the
-            # same in both modes; the fast subset just runs fewer of them.
+            # same in both modes; the fast subset just runs fewer of them. quicish's 10 s
+            # handshake deadline is for hosts that do not answer; here both quicish sides
+            # allow 30 s (as a user on such a link would).
             budget=75 if fast else 900,
             run_timeout=45,
+            handshake_timeout=30.0,
         )
     )
     add(
@@ -272,9 +278,12 @@ def build(fast: bool = False) -> dict[str, Scenario]:
             both=replace(BASE, queue=None, corrupt_pct=30, burst=3),
             # A handshake under 30% bursty loss may need four probe rounds (1+2+4+8 s of
             # PTO backoff) before its first flight gets through: one client gets 45 s, the
-            # same in both modes; the fast subset just runs fewer of them.
+            # same in both modes; the fast subset just runs fewer of them. quicish's 10 s
+            # handshake deadline is for hosts that do not answer; here both quicish sides
+            # allow 30 s (as a user on such a link would).
             budget=75 if fast else 900,
             run_timeout=45,
+            handshake_timeout=30.0,
         )
     )
     add(

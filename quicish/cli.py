@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many handshakes in progress; beyond, new clients get "
                         "Retry or are dropped (default %(default)s)")
     s.add_argument("--handshake-timeout", type=float, default=Config.handshake_timeout,
-                   help="seconds a client has to complete its handshake (default %(default)s)")
+                   help="seconds a client's handshake may go without progress (at most 3x in "
+                        "all; default %(default)s)")
     s.add_argument("--v2", action="store_true",
                    help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)")
     s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
                    help="congestion controller (default %(default)s)")
     g.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds to wait for the server to answer the handshake "
-                        "(default %(default)s)")
+                   help="seconds the handshake may go without an answer or progress "
+                        "(default %(default)s; raise it on very lossy links)")
     g.add_argument("--session-ticket", help="file to load/store a session ticket")
     g.add_argument("--0rtt", dest="zero_rtt", action="store_true",
                    help="send the requests as 0-RTT early data (needs --session-ticket)")

@@ -72,9 +72,11 @@ class Config:
     #: Send a PING after this long idle, to keep NAT bindings and the connection alive;
     #: None: off.
     keep_alive: float | None = None
-    #: Seconds from a connection's start (a client's connect(), a server's first datagram)
-    #: to the end of its handshake; then it is dropped (a server silently; a client's
-    #: connect() raises HandshakeTimeout). None: only the idle timeout applies.
+    #: Seconds a handshake may go without progress (new handshake data from the peer, or
+    #: ours acknowledged) from the connection's start (a client's connect(), a server's
+    #: first datagram), and at most three times this in all; then it is dropped (a server
+    #: silently; a client's connect() raises HandshakeTimeout). Repeated packets are no
+    #: progress. Raise it for very lossy paths. None: only the idle timeout applies.
     handshake_timeout: float | None = 10.0
     #: Initial connection-level receive window (MAX_DATA), at least 1.
     max_data: int = 1 << 20

@@ -1,7 +1,7 @@
-"""The handshake deadline (issue 15, item 3): a connection whose handshake is not complete
-``Config.handshake_timeout`` seconds after it started is dropped, however many valid packets
-keep arriving; a server discards its state silently, a client's handshake fails. All on a
-virtual clock."""
+"""The handshake deadline (issue 15, item 3): a connection whose handshake makes no progress
+for ``Config.handshake_timeout`` seconds (or is not complete three times that after it
+started) is dropped, however many repeated packets keep arriving; a server discards its
+state silently, a client's handshake fails. All on a virtual clock."""
 
 from __future__ import annotations
 
@@ -112,3 +112,23 @@ def test_handshake_timeout_none_turns_it_off() -> None:
 def test_handshake_timeout_must_be_positive(value: float) -> None:
     with pytest.raises(ConfigError, match="handshake_timeout"):
         Config(handshake_timeout=value)
+
+
+def test_progress_moves_the_deadline_up_to_three_timeouts() -> None:
+    """New handshake data from the peer (or ours acknowledged) puts the deadline
+    ``handshake_timeout`` away again, so a slow handshake that keeps moving on a lossy path
+    is not cut; never past three timeouts from the start. A repeated Initial carries no new
+    CRYPTO data, so it moves nothing (the test above)."""
+    cfg = server_config(handshake_timeout=2.0)
+    server = Connection(cfg, is_client=False, server_context=ServerContext.from_config(cfg))
+    server.receive_datagram(InitialForger(4433).make(DCID, 0), CLIENT, 100.0)
+    assert server._handshake_deadline == 102.0  # the ClientHello was progress: from now
+    server._handshake_progress(101.5)
+    assert server._handshake_deadline == 103.5
+    server._handshake_progress(101.0)  # an older moment never moves it back
+    assert server._handshake_deadline == 103.5
+    for now in (103.0, 104.5, 105.5):
+        server._handshake_progress(now)
+    assert server._handshake_deadline == 106.0  # the cap: start + 3 x 2 s
+    _run_timers(server, 101.5, 106.5, [])
+    assert server.is_closed

@@ -36,6 +36,7 @@ class Peer:
         keylog: Path,
         retry: bool,
         cc: str | None = None,
+        handshake_timeout: float | None = None,
     ) -> list[str]:
         argv = [
             *self.base,
@@ -57,6 +58,8 @@ class Peer:
             argv.append("--retry")
         if cc:
             argv += ["--cc", cc]
+        if handshake_timeout is not None and self.name == "quicish":
+            argv += ["--handshake-timeout", str(handshake_timeout)]
         return argv
 
     def client_argv(
@@ -66,10 +69,13 @@ class Peer:
         pin: str,
         flags: ClientFlags,
         ticket: Path | None,
+        handshake_timeout: float | None = None,
     ) -> list[str]:
         argv = [*self.base, "get", *urls, "--output", str(output), "--pin", pin]
         if self.name == "quicish":
             argv.append("--quiet")
+            if handshake_timeout is not None:
+                argv += ["--timeout", str(handshake_timeout)]
         if flags.cipher:
             argv += ["--cipher", flags.cipher]
         if flags.session_ticket and ticket is not None:

@@ -323,6 +323,7 @@ class Connection:
         # Absolute: when the handshake must be complete (set as the connection starts; no
         # packet moves it), None without Config.handshake_timeout or once complete.
         self._handshake_deadline: float | None = None
+        self._handshake_cap = 0.0  # the latest the deadline can move to (see below)
         self._close_frame: tuple[int, int | None, str, bool] | None = None
         self._close_deadline: float | None = None
         self._close_sent_count = 0
@@ -1467,6 +1468,8 @@ class Connection:
         )
         for pkt in acked:
             self._on_packet_acked(pkt, space)
+        if acked and space.index != APPLICATION:
+            self._handshake_progress(now)
         self._on_packets_lost(lost, now)
         if self._key_update_requested:
             self._maybe_update_keys()
@@ -1486,6 +1489,8 @@ class Connection:
         if not data:
             return
         buf.max_offset = buf.read_offset + space.crypto_window  # a sliding window
+        if not self.handshake_complete:
+            self._handshake_progress(now)
         if self._tls is None:
             return
         epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
@@ -2389,6 +2394,15 @@ class Connection:
         timeout = self.config.handshake_timeout
         if timeout is not None and not self.handshake_complete:
             self._handshake_deadline = now + timeout
+            self._handshake_cap = now + HANDSHAKE_PROGRESS_CAP * timeout
+
+    def _handshake_progress(self, now: float) -> None:
+        """The handshake moved on (new CRYPTO data from the peer, or ours acknowledged): its
+        deadline is again ``handshake_timeout`` away, up to HANDSHAKE_PROGRESS_CAP times it
+        from the start. Repeated packets (a replayed Initial) carry no progress."""
+        deadline, timeout = self._handshake_deadline, self.config.handshake_timeout
+        if deadline is not None and timeout is not None and now + timeout > deadline:
+            self._handshake_deadline = min(now + timeout, self._handshake_cap)
 
     def _idle_deadline(self) -> float | None:
         if not self._idle_timeout or self.peer_addr is None:
@@ -2441,6 +2455,10 @@ def _verify_setting(verify: TrustSource) -> bool | str | bytes:
 
 # The smallest anti-amplification budget _build_datagram builds a datagram for.
 _MIN_BUDGET = 64
+# Handshake progress moves the handshake deadline, but never past this many times
+# Config.handshake_timeout from the start: a peer that drips progress cannot keep a
+# half-open connection for long.
+HANDSHAKE_PROGRESS_CAP = 3
 
 # Server, split first flight: the client's handshake packets and our first 1-RTT packet come
 # a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
