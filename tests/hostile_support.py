@@ -87,7 +87,7 @@ class ServeProcess:
         self.pin = pin
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "quicish", "serve", "--host", LOOPBACK, "--port", "0",
-             "--root", str(self.root), "--cert", cert, "--key", key, *self.args],
+             "--root", str(self.root), "--cert", cert, "--key", key, "--quiet", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(),
         )
         assert self.proc.stdout is not None
@@ -111,6 +111,8 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()  # nobody reads the rest (the server was told --quiet)
         self._tmp.cleanup()
 
     @property
