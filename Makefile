@@ -25,6 +25,7 @@ $(TEST_STAMP): $(STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check quicish tests examples benchmarks interop fuzz
+	$(VENV)/bin/ruff format --check quicish tests examples benchmarks interop fuzz
 	$(VENV)/bin/mypy
 
 test: $(TEST_STAMP) lint

@@ -59,10 +59,15 @@ def configs() -> tuple[Config, Config, ServerContext]:
     tmp = Path(tempfile.mkdtemp(prefix="quicish-bench-"))
     (tmp / "cert.pem").write_bytes(cert)
     (tmp / "key.pem").write_bytes(key)
-    server = Config(alpn=["hq-interop"], certificate_chain=str(tmp / "cert.pem"),
-                    private_key=str(tmp / "key.pem"), cipher_suites=["aes128"])
-    client = Config(alpn=["hq-interop"], verify=False, cipher_suites=["aes128"],
-                    server_name="localhost")
+    server = Config(
+        alpn=["hq-interop"],
+        certificate_chain=str(tmp / "cert.pem"),
+        private_key=str(tmp / "key.pem"),
+        cipher_suites=["aes128"],
+    )
+    client = Config(
+        alpn=["hq-interop"], verify=False, cipher_suites=["aes128"], server_name="localhost"
+    )
     return client, server, ServerContext.from_config(server)
 
 
@@ -112,8 +117,10 @@ def main() -> int:
             handshake(meter, ccfg, scfg, ctx)
         for side in best:
             best[side] = min(best[side], meter.spent[side] / args.count * 1e6)
-    print(f"client {best['cli']:.0f} µs, server {best['srv']:.0f} µs of CPU per handshake "
-          f"(best of {args.repeat} x {args.count})")
+    print(
+        f"client {best['cli']:.0f} µs, server {best['srv']:.0f} µs of CPU per handshake "
+        f"(best of {args.repeat} x {args.count})"
+    )
     if args.profile:
         pstats.Stats(meter.profiler).sort_stats("tottime").print_stats(30)
     return 0

@@ -75,15 +75,15 @@ _GLYPHS: dict[str, str] = {
 }
 GLYPH_W, GLYPH_H = 5, 7
 _SUBSTITUTES = {
-    "\u00d7": "X", "\u00b5": "U", "\u2013": "-", "\u2014": "-", "\u2265": ">", "\u2264": "<"
+    "\u00d7": "X",
+    "\u00b5": "U",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2265": ">",
+    "\u2264": "<",
 }
 _FONT: dict[str, list[tuple[int, int]]] = {
-    ch: [
-        (x, y)
-        for y, row in enumerate(rows.split())
-        for x, mark in enumerate(row)
-        if mark == "#"
-    ]
+    ch: [(x, y) for y, row in enumerate(rows.split()) for x, mark in enumerate(row) if mark == "#"]
     for ch, rows in _GLYPHS.items()
 }
 
@@ -163,9 +163,7 @@ MARGIN = 16
 
 def render_png(title: str, panels: list[Panel], width: int = 1000, subtitle: str = "") -> bytes:
     """Horizontal bar charts, one panel per metric, each scaled to its own largest value."""
-    label_w = max(
-        (Canvas.text_width(b.label) for p in panels for b in p.bars), default=0
-    ) + MARGIN
+    label_w = max((Canvas.text_width(b.label) for p in panels for b in p.bars), default=0) + MARGIN
     text_w = max((Canvas.text_width(b.text) for p in panels for b in p.bars), default=0) + MARGIN
     bar_area = max(100, width - 2 * MARGIN - label_w - text_w)
     height = MARGIN + LINE + (LINE + 8 if subtitle else 0) + MARGIN
@@ -199,9 +197,7 @@ def render_png(title: str, panels: list[Panel], width: int = 1000, subtitle: str
     return canvas.to_png()
 
 
-def render_matplotlib(
-    title: str, panels: list[Panel], path: Path, subtitle: str = ""
-) -> bool:
+def render_matplotlib(title: str, panels: list[Panel], path: Path, subtitle: str = "") -> bool:
     """The same chart through matplotlib; False when matplotlib is not installed."""
     try:
         import matplotlib
@@ -218,8 +214,14 @@ def render_matplotlib(
         ax.barh(labels, values, color=colors)
         top = max(values, default=0.0) or 1.0
         for i, bar in enumerate(panel.bars[::-1]):
-            ax.text((bar.value or 0.0) + top * 0.01, i, bar.text, va="center", fontsize=8,
-                    color="black" if bar.value is not None else "firebrick")
+            ax.text(
+                (bar.value or 0.0) + top * 0.01,
+                i,
+                bar.text,
+                va="center",
+                fontsize=8,
+                color="black" if bar.value is not None else "firebrick",
+            )
         ax.set_xlim(0, top * 1.35)
         ax.set_title(panel.title, loc="left", fontsize=10)
         ax.tick_params(labelsize=8)

@@ -38,8 +38,9 @@ def metrics(
     return [
         Metric("bulk", "mbps", f"bulk: 1 stream x {size_mb:g} MB (Mbit/s)", True),
         Metric("streams", "mbps", f"{streams} streams x {stream_mb:g} MB (Mbit/s)", True),
-        Metric("handshake", "median_ms", f"handshake + 1st RTT, median of {handshakes} (ms)",
-               False),
+        Metric(
+            "handshake", "median_ms", f"handshake + 1st RTT, median of {handshakes} (ms)", False
+        ),
         Metric("handshake", "p99_ms", "handshake + 1st RTT, p99 (ms)", False),
         Metric("rpc", "median_us", f"{rpc_size}-byte RPC, median of {rpcs} (µs)", False),
         Metric("rpc", "p99_us", f"{rpc_size}-byte RPC, p99 (µs)", False),
@@ -137,13 +138,18 @@ def must_show(results: Results) -> list[str]:
     """The issue's targets for quicish against aioquic in this run, with pass/fail."""
     checks = [
         ("bulk goodput", Metric("bulk", "mbps", "", True), 3.0, "≥ 3x aioquic"),
-        ("handshake + first round trip (median)", Metric("handshake", "median_ms", "", False),
-         2.0, "≥ 2x faster than aioquic"),
+        (
+            "handshake + first round trip (median)",
+            Metric("handshake", "median_ms", "", False),
+            2.0,
+            "≥ 2x faster than aioquic",
+        ),
     ]
     lines = []
     for name, m, target, wanted in checks:
-        r = ratio(value_of(results, "quicish", m), value_of(results, REFERENCE, m),
-                  m.higher_is_better)
+        r = ratio(
+            value_of(results, "quicish", m), value_of(results, REFERENCE, m), m.higher_is_better
+        )
         verdict = "not measured" if r is None else ("PASS" if r >= target else "not yet")
         lines.append(f"- quicish {name}: {fmt_ratio(r)} (target {wanted}): **{verdict}**")
     return lines

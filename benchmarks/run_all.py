@@ -67,19 +67,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--handshakes", type=int, default=None, help="connections (default 50)")
     p.add_argument("--rpcs", type=int, default=None, help="round trips (default 1000)")
     p.add_argument("--rpc-size", type=int, default=64, help="RPC message bytes (default 64)")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="runs per stack and workload; the best is reported (default 3)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per stack and workload; the best is reported (default 3)",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    p.add_argument("--no-pin", action="store_true",
-                   help="do not pin server and client processes to two different CPUs")
-    p.add_argument("--only", default=",".join(STACK_ORDER),
-                   help="comma-separated stacks (default: quicish,aioquic,tcp,tls)")
-    p.add_argument("--timeout-scale", type=float, default=1.0,
-                   help="multiply every per-run timeout by this")
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin server and client processes to two different CPUs",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(STACK_ORDER),
+        help="comma-separated stacks (default: quicish,aioquic,tcp,tls)",
+    )
+    p.add_argument(
+        "--timeout-scale", type=float, default=1.0, help="multiply every per-run timeout by this"
+    )
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=Path, default=HERE / "results.png")
-    p.add_argument("--chart-backend", choices=["auto", "builtin", "matplotlib"], default="auto",
-                   help="auto: matplotlib when installed, else the built-in PNG writer")
+    p.add_argument(
+        "--chart-backend",
+        choices=["auto", "builtin", "matplotlib"],
+        default="auto",
+        help="auto: matplotlib when installed, else the built-in PNG writer",
+    )
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args(argv)
     quick = {"size_mb": 5.0, "streams": 100, "stream_mb": 0.05, "handshakes": 10, "rpcs": 200}
@@ -106,12 +121,15 @@ def client_plan(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
     total = per_stream * args.streams
     plan = {
         "bulk": (["--size", str(bulk)], 30 + bulk * 8 / floor_bps),
-        "streams": (["--size", str(per_stream), "--count", str(args.streams)],
-                    30 + total * 8 / floor_bps),
-        "handshake": (["--size", "64", "--count", str(args.handshakes)],
-                      20 + 2.0 * args.handshakes),
-        "rpc": (["--size", str(args.rpc_size), "--count", str(args.rpcs)],
-                20 + 0.05 * args.rpcs),
+        "streams": (
+            ["--size", str(per_stream), "--count", str(args.streams)],
+            30 + total * 8 / floor_bps,
+        ),
+        "handshake": (
+            ["--size", "64", "--count", str(args.handshakes)],
+            20 + 2.0 * args.handshakes,
+        ),
+        "rpc": (["--size", str(args.rpc_size), "--count", str(args.rpcs)], 20 + 0.05 * args.rpcs),
     }
     return {w: (a, t * args.timeout_scale) for w, (a, t) in plan.items()}
 
@@ -177,8 +195,14 @@ def _pinned(cpu: int | None) -> Callable[[], None] | None:
 
 
 def run_one(
-    stack: str, workload: str, client_args: list[str], timeout: float, cert: str, key: str,
-    workdir: Path, cpus: tuple[int, int] | None = None,
+    stack: str,
+    workload: str,
+    client_args: list[str],
+    timeout: float,
+    cert: str,
+    key: str,
+    workdir: Path,
+    cpus: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Start the stack's server, run one client workload against it, stop the server.
 
@@ -190,7 +214,11 @@ def run_one(
     with open(server_err, "w") as err:
         server = subprocess.Popen(
             [sys.executable, script, "server", "--cert", cert, "--key", key],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=ROOT,
             preexec_fn=_pinned(cpus[0] if cpus else None),
         )
     try:
@@ -198,13 +226,30 @@ def run_one(
         if port is None:
             reason = _tail(server_err) or f"no port within {SERVER_START_TIMEOUT:g} s"
             return {"ok": False, "error": f"server did not start: {reason}"}
-        command = [sys.executable, script, "client", "--port", str(port),
-                   "--workload", workload, "--timeout", f"{timeout:g}", *client_args]
+        command = [
+            sys.executable,
+            script,
+            "client",
+            "--port",
+            str(port),
+            "--workload",
+            workload,
+            "--timeout",
+            f"{timeout:g}",
+            *client_args,
+        ]
         try:
             with open(client_err, "w") as err:
-                done = subprocess.run(command, stdout=subprocess.PIPE, stderr=err, text=True,
-                                      env=env, cwd=ROOT, timeout=timeout + 20,
-                                      preexec_fn=_pinned(cpus[1] if cpus else None))
+                done = subprocess.run(
+                    command,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                    env=env,
+                    cwd=ROOT,
+                    timeout=timeout + 20,
+                    preexec_fn=_pinned(cpus[1] if cpus else None),
+                )
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": f"client killed after {timeout + 20:.0f} s"}
         result = _last_json(done.stdout)
@@ -307,25 +352,33 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         if run.get("close_timeouts")
     )
     if hung:
-        notes.append("Connection closes that did not finish within 10 s (abandoned, not timed): "
-                     + ", ".join(hung) + ".")
+        notes.append(
+            "Connection closes that did not finish within 10 s (abandoned, not timed): "
+            + ", ".join(hung)
+            + "."
+        )
     pair = None if args.no_pin else cpu_pair()
     notes.append(
         f"Each server process was pinned to CPU {pair[0]} and each client to CPU {pair[1]}, "
         "for every stack (the scheduler otherwise sometimes shares one CPU between them for "
-        "a whole run)." if pair else "Processes were not pinned to CPUs (`--no-pin`, or fewer "
-        "than 2 CPUs)."
+        "a whole run)."
+        if pair
+        else "Processes were not pinned to CPUs (`--no-pin`, or fewer than 2 CPUs)."
     )
     if args.repeat > 1:
-        notes.insert(0, f"Each figure is the best of {args.repeat} runs (by throughput or by "
-                        "median latency), the runs interleaved across stacks.")
+        notes.insert(
+            0,
+            f"Each figure is the best of {args.repeat} runs (by throughput or by "
+            "median latency), the runs interleaved across stacks.",
+        )
     if args.quick:
         notes.insert(0, "**Quick smoke run (`--quick`): sizes too small to be representative.**")
     return notes
 
 
-def chart_panels(results: report.Results, stacks: list[str], columns: list[report.Metric]
-                 ) -> list[chart.Panel]:
+def chart_panels(
+    results: report.Results, stacks: list[str], columns: list[report.Metric]
+) -> list[chart.Panel]:
     wanted = [columns[0], columns[1], columns[2], columns[4]]
     panels = []
     for m in wanted:
@@ -336,8 +389,9 @@ def chart_panels(results: report.Results, stacks: list[str], columns: list[repor
             if value is None:
                 text = "failed"
             else:
-                r = report.ratio(value, report.value_of(results, report.REFERENCE, m),
-                                 m.higher_is_better)
+                r = report.ratio(
+                    value, report.value_of(results, report.REFERENCE, m), m.higher_is_better
+                )
                 text = report.fmt_number(value) + _chart_ratio(r, m.higher_is_better)
             panel.bars.append(chart.Bar(SHORT[stack], value, text, COLORS[stack]))
         panels.append(panel)
@@ -378,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         print("--repeat must be at least 1", file=sys.stderr)
         return 2
-    columns = report.metrics(args.size_mb, args.streams, args.stream_mb, args.handshakes,
-                             args.rpcs, args.rpc_size)
+    columns = report.metrics(
+        args.size_mb, args.streams, args.stream_mb, args.handshakes, args.rpcs, args.rpc_size
+    )
     machine = machine_info()
     results: report.Results = {stack: {} for stack in args.stacks}
     plan = client_plan(args)
@@ -398,8 +453,9 @@ def main(argv: list[str] | None = None) -> int:
                     started = time.monotonic()
                     label = f" #{attempt + 1}" if args.repeat > 1 else ""
                     print(f"[{workload}] {stack}{label} ...", end=" ", flush=True)
-                    result = run_one(stack, workload, client_args, timeout, str(cert), str(key),
-                                     workdir, cpus)
+                    result = run_one(
+                        stack, workload, client_args, timeout, str(cert), str(key), workdir, cpus
+                    )
                     runs[stack].append(result)
                     print(_summary(result), f"({time.monotonic() - started:.1f} s)", flush=True)
             key_metric = PRIMARY[workload]
@@ -416,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         return 0
     section = report.render_section(
-        table, machine, reproduce_command(argv), notes_for(args, results),
+        table,
+        machine,
+        reproduce_command(argv),
+        notes_for(args, results),
         extra=["Issue targets in this run:", *checks] if checks else None,
         chart_path=os.path.relpath(args.chart.resolve(), args.output.resolve().parent),
     )

@@ -35,9 +35,20 @@ def main() -> int:
             fh.write(os.urandom(1 << 20))
     print(f"generated {args.size_mb} MB file {source}")
     server = subprocess.Popen(
-        [sys.executable, "-m", "quicish", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--root", str(root)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "quicish",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--root",
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -56,8 +67,17 @@ def main() -> int:
             print("demo: the server did not start", file=sys.stderr)
             return 1
         result = subprocess.run(
-            [sys.executable, "-m", "quicish", "get", f"https://127.0.0.1:{port}/demo.bin",
-             "--pin", pin, "--output", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "quicish",
+                "get",
+                f"https://127.0.0.1:{port}/demo.bin",
+                "--pin",
+                pin,
+                "--output",
+                str(out),
+            ],
             timeout=600,
         )
         if result.returncode != 0:

@@ -1,6 +1,6 @@
 """Fetch files from an hq-interop server, all at once on one connection.
 
-    python examples/file_client.py --port 4433 --pin <sha256> /a.bin /b.bin
+python examples/file_client.py --port 4433 --pin <sha256> /a.bin /b.bin
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ class Session:
         body = payload + bytes(max(0, 4 - pn_length - len(payload)))
         packet = space.tx.seal_packet(header, body, pn)
         conn._recovery.on_packet_sent(
-            SentPacket(pn, self.net.now, len(packet), True, False, APPLICATION))
+            SentPacket(pn, self.net.now, len(packet), True, False, APPLICATION)
+        )
         self.last_sealed = packet
         return packet
 
@@ -243,25 +244,74 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     get = _frames(F.StreamFrame(0, 0, b"GET /index.html\r\n", True))
     ack = _frames(F.AckFrame([(0, 3)], 0, None))
     yield "seed-stream-echo", encode((1, get), (4, b""), (1, ack))
-    yield "seed-stream-fragments", encode(
-        (1, _frames(F.StreamFrame(4, 5, b"world", True))),
-        (1, _frames(F.StreamFrame(4, 0, b"hello", False))), (4, b""))
-    yield "seed-control", encode((1, _frames(
-        F.MaxDataFrame(1 << 22), F.MaxStreamDataFrame(0, 1 << 20), F.MaxStreamsFrame(True, 200),
-        F.DataBlockedFrame(10), F.StreamDataBlockedFrame(0, 10), F.StreamsBlockedFrame(False, 3),
-        F.PingFrame())), (3, b"\x05"))
-    yield "seed-reset", encode(
-        (1, _frames(F.StreamFrame(8, 0, b"abc", False), F.ResetStreamFrame(8, 7, 3))),
-        (1, _frames(F.StopSendingFrame(0, 9))), (4, b""))
-    yield "seed-cids", encode(
-        (1, _frames(F.NewConnectionIdFrame(5, 2, bytes(range(8)), bytes(range(16))))),
-        (1, _frames(F.RetireConnectionIdFrame(1))), (4, b""))
-    yield "seed-path", encode((5, b"\x07" + _frames(F.PathChallengeFrame(b"abcdefgh"))),
-                              (1, _frames(F.PathResponseFrame(b"12345678"))), (4, b""))
-    yield "seed-datagram-crypto", encode(
-        (1, _frames(F.DatagramFrame(b"dgram"), F.CryptoFrame(0, b"\x04\x00\x00\x01\x00"))),
-        (6, b"\x01hello"), (4, b""))
+    yield (
+        "seed-stream-fragments",
+        encode(
+            (1, _frames(F.StreamFrame(4, 5, b"world", True))),
+            (1, _frames(F.StreamFrame(4, 0, b"hello", False))),
+            (4, b""),
+        ),
+    )
+    yield (
+        "seed-control",
+        encode(
+            (
+                1,
+                _frames(
+                    F.MaxDataFrame(1 << 22),
+                    F.MaxStreamDataFrame(0, 1 << 20),
+                    F.MaxStreamsFrame(True, 200),
+                    F.DataBlockedFrame(10),
+                    F.StreamDataBlockedFrame(0, 10),
+                    F.StreamsBlockedFrame(False, 3),
+                    F.PingFrame(),
+                ),
+            ),
+            (3, b"\x05"),
+        ),
+    )
+    yield (
+        "seed-reset",
+        encode(
+            (1, _frames(F.StreamFrame(8, 0, b"abc", False), F.ResetStreamFrame(8, 7, 3))),
+            (1, _frames(F.StopSendingFrame(0, 9))),
+            (4, b""),
+        ),
+    )
+    yield (
+        "seed-cids",
+        encode(
+            (1, _frames(F.NewConnectionIdFrame(5, 2, bytes(range(8)), bytes(range(16))))),
+            (1, _frames(F.RetireConnectionIdFrame(1))),
+            (4, b""),
+        ),
+    )
+    yield (
+        "seed-path",
+        encode(
+            (5, b"\x07" + _frames(F.PathChallengeFrame(b"abcdefgh"))),
+            (1, _frames(F.PathResponseFrame(b"12345678"))),
+            (4, b""),
+        ),
+    )
+    yield (
+        "seed-datagram-crypto",
+        encode(
+            (1, _frames(F.DatagramFrame(b"dgram"), F.CryptoFrame(0, b"\x04\x00\x00\x01\x00"))),
+            (6, b"\x01hello"),
+            (4, b""),
+        ),
+    )
     close = _frames(F.ConnectionCloseFrame(0x0A, 0x08, "bye"))
     yield "seed-close", encode((1, close), (3, b"\x10"))
-    yield "seed-app-keyupdate", encode((6, b"\x00request"), (6, b"\x02"), (4, b""), (7, b""),
-                                       (2, b"\x41" + bytes(40)), (0, bytes(30)))
+    yield (
+        "seed-app-keyupdate",
+        encode(
+            (6, b"\x00request"),
+            (6, b"\x02"),
+            (4, b""),
+            (7, b""),
+            (2, b"\x41" + bytes(40)),
+            (0, bytes(30)),
+        ),
+    )

@@ -115,9 +115,7 @@ def _open_mode(selector: int, data: bytes) -> None:
                 check_reserved_bits(plain_header[0])
             except DecodeError:
                 continue
-            frames_target.one_input(
-                frames_target.encode(PacketType(header.packet_type), payload)
-            )
+            frames_target.one_input(frames_target.encode(PacketType(header.packet_type), payload))
 
 
 def _seal(p: PacketProtector, header: bytes, payload: bytes, pn: int) -> object:

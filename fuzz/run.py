@@ -263,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int,
                         default=int(os.environ.get("FUZZ_SECONDS", "60")))  # fmt: skip
     parser.add_argument("--work", type=Path, default=WORK)
-    parser.add_argument("--asan", action="store_true",
-                        help="replay the corpora with the C core built with AddressSanitizer")
+    parser.add_argument(
+        "--asan",
+        action="store_true",
+        help="replay the corpora with the C core built with AddressSanitizer",
+    )
     parser.add_argument("--write-seeds", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -91,7 +91,13 @@ def _run_cell(scenario: Scenario, pair: Pair, ws: Workspace, started: float) -> 
     keylog = cell_dir / "server.keylog"
     server = ServerProcess(
         pair.server.server_argv(
-            host, free_udp_port(host), ws.www, cert.cert, cert.key, keylog, scenario.server_retry,
+            host,
+            free_udp_port(host),
+            ws.www,
+            cert.cert,
+            cert.key,
+            keylog,
+            scenario.server_retry,
             handshake_timeout=scenario.handshake_timeout,
         ),
         cell_dir / "server.log",

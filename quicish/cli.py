@@ -29,69 +29,129 @@ CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
 def build_parser() -> argparse.ArgumentParser:
     """The ``quicish`` argument parser (every option has help text)."""
     parser = argparse.ArgumentParser(prog="quicish", description="QUIC file transfer (hq-interop)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log connection events to stderr (-v: lifecycle, -vv: debug)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log connection events to stderr (-v: lifecycle, -vv: debug)",
+    )
     parser.add_argument("--version", action="version", version=f"quicish {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve files under a directory")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    s.add_argument("--port", type=int, default=4433,
-                   help="UDP port to listen on; 0 picks a free one (default %(default)s)")
-    s.add_argument("--root", default=".",
-                   help="directory whose files are served (default: the current directory)")
+    s.add_argument(
+        "--port",
+        type=int,
+        default=4433,
+        help="UDP port to listen on; 0 picks a free one (default %(default)s)",
+    )
+    s.add_argument(
+        "--root",
+        default=".",
+        help="directory whose files are served (default: the current directory)",
+    )
     s.add_argument("--cert", help="PEM certificate chain (default: a fresh self-signed one)")
     s.add_argument("--key", help="PEM private key of --cert")
-    s.add_argument("--alpn", default="hq-interop",
-                   help="application protocol to offer (default %(default)s)")
+    s.add_argument(
+        "--alpn", default="hq-interop", help="application protocol to offer (default %(default)s)"
+    )
     retry = s.add_mutually_exclusive_group()
-    retry.add_argument("--retry", action="store_const", const="always", dest="retry_mode",
-                       help="validate every new client's address with Retry "
-                            "(same as --retry-mode always)")
-    retry.add_argument("--retry-mode", choices=["auto", "always", "never"],
-                       help="when to answer a new client with Retry: auto (the default) only "
-                            "while --retry-threshold handshakes are in progress, always, never")
-    s.add_argument("--retry-threshold", type=int, default=Config.retry_threshold,
-                   help="half-open connections from which auto Retry engages "
-                        "(default %(default)s)")
-    s.add_argument("--max-half-open", type=int, default=Config.max_half_open,
-                   help="at most this many handshakes in progress; beyond, new clients get "
-                        "Retry or are dropped (default %(default)s)")
-    s.add_argument("--handshake-timeout", type=float, default=Config.handshake_timeout,
-                   help="seconds a client's handshake may go without progress (at most 3x in "
-                        "all; default %(default)s)")
-    s.add_argument("--v2", action="store_true",
-                   help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)")
-    s.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
-                   help="congestion controller (default %(default)s)")
+    retry.add_argument(
+        "--retry",
+        action="store_const",
+        const="always",
+        dest="retry_mode",
+        help="validate every new client's address with Retry (same as --retry-mode always)",
+    )
+    retry.add_argument(
+        "--retry-mode",
+        choices=["auto", "always", "never"],
+        help="when to answer a new client with Retry: auto (the default) only "
+        "while --retry-threshold handshakes are in progress, always, never",
+    )
+    s.add_argument(
+        "--retry-threshold",
+        type=int,
+        default=Config.retry_threshold,
+        help="half-open connections from which auto Retry engages (default %(default)s)",
+    )
+    s.add_argument(
+        "--max-half-open",
+        type=int,
+        default=Config.max_half_open,
+        help="at most this many handshakes in progress; beyond, new clients get "
+        "Retry or are dropped (default %(default)s)",
+    )
+    s.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=Config.handshake_timeout,
+        help="seconds a client's handshake may go without progress (at most 3x in "
+        "all; default %(default)s)",
+    )
+    s.add_argument(
+        "--v2",
+        action="store_true",
+        help="prefer QUIC v2: answer clients that offer it in v2 (RFC 9368)",
+    )
+    s.add_argument(
+        "--cc",
+        choices=["cubic", "newreno"],
+        default="cubic",
+        help="congestion controller (default %(default)s)",
+    )
     s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
     g = sub.add_parser("get", help="fetch https://host:port/path URLs over one connection")
     g.add_argument("urls", nargs="+", help="https://host:port/path URLs, all on one server")
-    g.add_argument("--output", default=".",
-                   help="directory to write the files to (default: the current directory)")
+    g.add_argument(
+        "--output",
+        default=".",
+        help="directory to write the files to (default: the current directory)",
+    )
     trust = g.add_mutually_exclusive_group()
     trust.add_argument("--ca", help="CA certificate file to verify the server against")
     trust.add_argument("--pin", help="expected SHA-256 fingerprint of the server certificate")
     trust.add_argument("--insecure", action="store_true", help="do not verify the server")
-    g.add_argument("--alpn", default="hq-interop",
-                   help="application protocol to ask for (default %(default)s)")
+    g.add_argument(
+        "--alpn", default="hq-interop", help="application protocol to ask for (default %(default)s)"
+    )
     g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
-    g.add_argument("--cc", choices=["cubic", "newreno"], default="cubic",
-                   help="congestion controller (default %(default)s)")
-    g.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds the handshake may go without an answer or progress "
-                        "(default %(default)s; raise it on very lossy links)")
+    g.add_argument(
+        "--cc",
+        choices=["cubic", "newreno"],
+        default="cubic",
+        help="congestion controller (default %(default)s)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds the handshake may go without an answer or progress "
+        "(default %(default)s; raise it on very lossy links)",
+    )
     g.add_argument("--session-ticket", help="file to load/store a session ticket")
-    g.add_argument("--0rtt", dest="zero_rtt", action="store_true",
-                   help="send the requests as 0-RTT early data (needs --session-ticket)")
-    g.add_argument("--migrate", action="store_true",
-                   help="move to a new local port mid-transfer (active migration)")
+    g.add_argument(
+        "--0rtt",
+        dest="zero_rtt",
+        action="store_true",
+        help="send the requests as 0-RTT early data (needs --session-ticket)",
+    )
+    g.add_argument(
+        "--migrate",
+        action="store_true",
+        help="move to a new local port mid-transfer (active migration)",
+    )
     g.add_argument("--key-update", action="store_true", help="update the 1-RTT keys once")
-    g.add_argument("--v2", action="store_true",
-                   help="offer QUIC v2 (first flight in v1, the server may switch)")
+    g.add_argument(
+        "--v2",
+        action="store_true",
+        help="offer QUIC v2 (first flight in v1, the server may switch)",
+    )
     g.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
@@ -137,8 +197,13 @@ async def _serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
-    server = await serve(args.host, args.port, config=config, on_stream=files.handle,
-                         versions=_V2_FIRST if args.v2 else None)
+    server = await serve(
+        args.host,
+        args.port,
+        config=config,
+        on_stream=files.handle,
+        versions=_V2_FIRST if args.v2 else None,
+    )
     host, port = server.address[:2]
     print(f"listening on {host}:{port}, serving {Path(args.root).resolve()}", flush=True)
     try:
@@ -154,13 +219,17 @@ async def _serve(args: argparse.Namespace) -> int:
 def _access_log(record: hq.Served) -> None:
     """One line per request: client, request, outcome, bytes, duration."""
     host, port = record.peer[:2] if record.peer else ("?", 0)
-    print(f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
-          f"{record.duration:.3f} s", flush=True)
+    print(
+        f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
+        f"{record.duration:.3f} s",
+        flush=True,
+    )
 
 
 async def _get(args: argparse.Namespace) -> int:
     unsupported = [
-        name for name, on in (("--migrate", args.migrate), ("--key-update", args.key_update))
+        name
+        for name, on in (("--migrate", args.migrate), ("--key-update", args.key_update))
         if on and not _feature_built(name)
     ]
     if unsupported:
@@ -200,8 +269,13 @@ async def _get(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     conn = await connect(
-        host, port, config=config, session_ticket=ticket, timeout=args.timeout,
-        early_data=args.zero_rtt and bool(ticket), versions=_V2_FIRST if args.v2 else None,
+        host,
+        port,
+        config=config,
+        session_ticket=ticket,
+        timeout=args.timeout,
+        early_data=args.zero_rtt and bool(ticket),
+        versions=_V2_FIRST if args.v2 else None,
     )
     total = done = 0
     ok = True
@@ -338,6 +412,7 @@ async def _store_ticket(conn: QuicConnection, path: str) -> None:
 
 def _print_features(conn: QuicConnection, args: argparse.Namespace) -> None:
     """What the advanced options achieved, one ``name: yes|no`` line each."""
+
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
 
@@ -388,8 +463,10 @@ class _Progress:
         active.sort(key=lambda i: -self._sizes[i])
         files = ", ".join(f"{self._names[i]} {_human(self._sizes[i])}" for i in active[:2])
         more = f" +{len(active) - 2}" if len(active) > 2 else ""
-        return (f"{sum(self._done)}/{len(self._names)} files, {_human(total)}, "
-                f"{total * 8 / elapsed / 1e6:.1f} Mbit/s" + (f" | {files}{more}" if files else ""))
+        return (
+            f"{sum(self._done)}/{len(self._names)} files, {_human(total)}, "
+            f"{total * 8 / elapsed / 1e6:.1f} Mbit/s" + (f" | {files}{more}" if files else "")
+        )
 
     def _draw(self, now: float) -> None:
         assert self._out is not None

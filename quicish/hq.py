@@ -94,10 +94,15 @@ class FileServer:
             size = await self._send(target, writer)
         finally:
             if self.on_served is not None:
-                self.on_served(Served(
-                    writer.get_extra_info("peername"), path or "-", 200 if size >= 0 else 404,
-                    max(size, 0), time.monotonic() - started,
-                ))
+                self.on_served(
+                    Served(
+                        writer.get_extra_info("peername"),
+                        path or "-",
+                        200 if size >= 0 else 404,
+                        max(size, 0),
+                        time.monotonic() - started,
+                    )
+                )
 
     async def _send(self, target: Path, writer: QuicStreamWriter) -> int:
         size = 0

@@ -87,8 +87,9 @@ class SimNetwork:
         self.client.connect(SERVER_ADDR, self.now)
 
     # ---- the wire --------------------------------------------------------------------------
-    def _transmit(self, direction: _Direction, dst: Connection, data: bytes,
-                  src: tuple[str, int]) -> None:
+    def _transmit(
+        self, direction: _Direction, dst: Connection, data: bytes, src: tuple[str, int]
+    ) -> None:
         spec, c, rng, now = direction.spec, direction.counters, self.rng, self.now
         c.sent += 1
         if spec.blackout is not None and spec.blackout[0] <= now < spec.blackout[1]:
@@ -120,7 +121,7 @@ class SimNetwork:
             c.reordered += 1
         if spec.corrupt and rng.random() < spec.corrupt:
             pos = rng.randrange(1, len(data)) if len(data) > 1 else 0
-            data = data[:pos] + bytes([data[pos] ^ (1 + rng.randrange(255))]) + data[pos + 1:]
+            data = data[:pos] + bytes([data[pos] ^ (1 + rng.randrange(255))]) + data[pos + 1 :]
             c.corrupted += 1
         ecn = spec.ecn
         if spec.congestion_marks and rng.random() < spec.congestion_marks:

@@ -101,8 +101,9 @@ class UdpSocket:
             segment = ecn = 0
             for level, kind, value in ancdata:
                 if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 2:
-                    segment = (_I32.unpack(value[:4])[0] if len(value) >= 4 else
-                               _U16.unpack(value[:2])[0])
+                    segment = (
+                        _I32.unpack(value[:4])[0] if len(value) >= 4 else _U16.unpack(value[:2])[0]
+                    )
                 elif (level == socket.IPPROTO_IP and kind == socket.IP_TOS) or (
                     level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS
                 ):

@@ -22,8 +22,7 @@ class TapNetwork(SimNetwork):
         super().__init__(*args, **kw)
         self.tap: list[tuple[float, bool, bytes, tuple[str, int]]] = []  # (now, up, data, src)
 
-    def _transmit(self, direction: Any, dst: Connection, data: bytes,
-                  src: tuple[str, int]) -> None:
+    def _transmit(self, direction: Any, dst: Connection, data: bytes, src: tuple[str, int]) -> None:
         self.tap.append((self.now, direction is self.up, data, src))
         super()._transmit(direction, dst, data, src)
 
@@ -66,12 +65,16 @@ def new_pair(
     scfg = server_config(**(server_kw or {}))
     ctx = context or ServerContext.from_config(scfg)
     client = Connection(
-        client_config(**(client_kw or {})), is_client=True, session_ticket=session_ticket,
-        early_data=early_data, **(client_args or {}),
+        client_config(**(client_kw or {})),
+        is_client=True,
+        session_ticket=session_ticket,
+        early_data=early_data,
+        **(client_args or {}),
     )
     server = Connection(scfg, is_client=False, server_context=ctx, **(server_args or {}))
-    net = TapNetwork(client, server, to_server=to_server, to_client=to_client, seed=seed,
-                     start=start)
+    net = TapNetwork(
+        client, server, to_server=to_server, to_client=to_client, seed=seed, start=start
+    )
     net.start()
     return net, EventLog(client), EventLog(server)
 
@@ -83,9 +86,11 @@ def poll(*logs: EventLog) -> None:
 
 def established(net: SimNetwork, c: EventLog, s: EventLog, timeout: float = 10.0) -> None:
     """Run until both handshakes are confirmed."""
+
     def done() -> bool:
         poll(c, s)
         return net.client.handshake_confirmed and net.server.handshake_confirmed
+
     assert net.run(done, timeout), "handshake did not complete"
 
 
@@ -166,8 +171,14 @@ class PathNetwork(TapNetwork):
 def path_pair(**kw: Any) -> tuple[PathNetwork, EventLog, EventLog]:
     """``new_pair`` on a :class:`PathNetwork`."""
     net, c, s = new_pair(**kw)
-    pnet = PathNetwork(net.client, net.server, start=net.now, seed=kw.get("seed", 1),
-                       to_server=kw.get("to_server"), to_client=kw.get("to_client"))
+    pnet = PathNetwork(
+        net.client,
+        net.server,
+        start=net.now,
+        seed=kw.get("seed", 1),
+        to_server=kw.get("to_server"),
+        to_client=kw.get("to_client"),
+    )
     pnet._heap = net._heap  # the client's first flight is already on its way
     pnet._seq = net._seq
     pnet.tap = net.tap

@@ -19,9 +19,9 @@ Handler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None] | None]
 TEST_TIMEOUT = 20.0
 
 
-def timed(seconds: float = TEST_TIMEOUT) -> Callable[
-    [Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]
-]:
+def timed(
+    seconds: float = TEST_TIMEOUT,
+) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
     """Run an async test body under ``asyncio.wait_for(..., seconds)``."""
 
     def wrap(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
@@ -60,7 +60,10 @@ async def pair(
 ) -> AsyncIterator[tuple[Server, QuicConnection]]:
     """A listening server and a client connected to it; both closed on exit."""
     server = await quicish.serve(
-        host, 0, config=server_config(**(server_kw or {})), on_stream=on_stream,
+        host,
+        0,
+        config=server_config(**(server_kw or {})),
+        on_stream=on_stream,
         on_connection=on_connection,
     )
     try:

@@ -110,9 +110,13 @@ async def aioquic_server(*, retry: bool = False, **config_kw: Any) -> AsyncItera
     """An aioquic echo server on 127.0.0.1 issuing single-use session tickets."""
     holder = AioquicServer()
     holder.server = await serve(
-        "127.0.0.1", 0, configuration=server_configuration(**config_kw),
-        create_protocol=holder._create, session_ticket_fetcher=holder.tickets.pop,
-        session_ticket_handler=holder.tickets.add, retry=retry,
+        "127.0.0.1",
+        0,
+        configuration=server_configuration(**config_kw),
+        create_protocol=holder._create,
+        session_ticket_fetcher=holder.tickets.pop,
+        session_ticket_handler=holder.tickets.add,
+        retry=retry,
     )
     holder.port = holder.server._transport.get_extra_info("sockname")[1]
     try:
@@ -123,8 +127,14 @@ async def aioquic_server(*, retry: bool = False, **config_kw: Any) -> AsyncItera
 
 
 async def aioquic_request(
-    port: int, data: bytes, *, ticket: SessionTicket | None = None, early: bool = False,
-    config_kw: dict[str, Any] | None = None, during: Any = None, token_handler: Any = None,
+    port: int,
+    data: bytes,
+    *,
+    ticket: SessionTicket | None = None,
+    early: bool = False,
+    config_kw: dict[str, Any] | None = None,
+    during: Any = None,
+    token_handler: Any = None,
 ) -> tuple[bytes, EchoProtocol, list[SessionTicket]]:
     """Send ``data`` on one stream with an aioquic client and read the echo.
 
@@ -134,8 +144,12 @@ async def aioquic_request(
     config.session_ticket = ticket
     tickets: list[SessionTicket] = []
     async with connect(
-        "127.0.0.1", port, configuration=config, create_protocol=ClientProtocol,
-        session_ticket_handler=tickets.append, wait_connected=not early,
+        "127.0.0.1",
+        port,
+        configuration=config,
+        create_protocol=ClientProtocol,
+        session_ticket_handler=tickets.append,
+        wait_connected=not early,
         token_handler=token_handler,
     ) as client:
         assert isinstance(client, EchoProtocol)

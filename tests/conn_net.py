@@ -71,8 +71,14 @@ class Net(SimNetwork):
                 times.append(t)
         return min(times) if times else None
 
-    def run_until(self, cond: Callable[[], bool], *peers: Peer, timeout: float = 60.0,
-                  hook: Callable[[], None] | None = None, tick: float | None = None) -> bool:
+    def run_until(
+        self,
+        cond: Callable[[], bool],
+        *peers: Peer,
+        timeout: float = 60.0,
+        hook: Callable[[], None] | None = None,
+        tick: float | None = None,
+    ) -> bool:
         """Step until ``cond()`` (True) or ``timeout`` virtual seconds pass (False), polling
         ``peers`` and calling ``hook`` before each check. Never steps past the timeout;
         ``tick``: also wake up at least that often (for hooks that act on time)."""
@@ -101,8 +107,9 @@ class Net(SimNetwork):
                 return False
             self.step()
 
-    def settle(self, *peers: Peer, duration: float = 1.0,
-               hook: Callable[[], None] | None = None) -> None:
+    def settle(
+        self, *peers: Peer, duration: float = 1.0, hook: Callable[[], None] | None = None
+    ) -> None:
         """Run for exactly ``duration`` virtual seconds."""
         self.run_until(lambda: False, *peers, timeout=duration, hook=hook)
 
@@ -127,11 +134,14 @@ def make_net(
     if not _CONTEXT:
         _CONTEXT.append(ServerContext.from_config(scfg))
     client = Connection(
-        client_config(**(client_kw or {})), is_client=True,
+        client_config(**(client_kw or {})),
+        is_client=True,
         random_bytes=seeded_random(seed * 2 + 1),
     )
     server = Connection(
-        scfg, is_client=False, server_context=_CONTEXT[0],
+        scfg,
+        is_client=False,
+        server_context=_CONTEXT[0],
         random_bytes=seeded_random(seed * 2 + 2),
     )
     if link is not None:
@@ -147,7 +157,9 @@ def connected(net: Net, timeout: float = 10.0) -> tuple[Peer, Peer]:
     """Run the handshake to completion on both sides; returns (client peer, server peer)."""
     c, s = Peer(net.client), Peer(net.server)
     ok = net.run_until(
-        lambda: net.client.handshake_confirmed and net.server.handshake_complete, c, s,
+        lambda: net.client.handshake_confirmed and net.server.handshake_complete,
+        c,
+        s,
         timeout=timeout,
     )
     assert ok, "handshake did not complete"
@@ -222,7 +234,12 @@ class Sender:
     """Writes ``data`` on ``sid`` keeping at most ``window`` bytes buffered."""
 
     def __init__(
-        self, conn: Connection, sid: int, data: bytes, chunk: int = 65536, window: int = 2 << 20,
+        self,
+        conn: Connection,
+        sid: int,
+        data: bytes,
+        chunk: int = 65536,
+        window: int = 2 << 20,
         fin: bool = True,
     ) -> None:
         self.conn, self.sid, self.data = conn, sid, data
@@ -308,8 +325,9 @@ def wire_frames(receiver: Connection, datagram: bytes) -> list[Any] | None:
     if space.rx is None:
         return None
     try:
-        _, payload, _ = space.rx.open_packet(datagram, 1 + len(receiver.host_cid),
-                                             space.largest_received)
+        _, payload, _ = space.rx.open_packet(
+            datagram, 1 + len(receiver.host_cid), space.largest_received
+        )
     except Exception:
         return None
     return F.decode_frames(payload)

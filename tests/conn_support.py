@@ -106,11 +106,11 @@ def cyclic_garbage() -> Iterator[list[str]]:
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
         found.extend(
-            sorted(type(o).__qualname__ for o in gc.garbage
-                   if type(o).__module__.startswith("quicish"))
+            sorted(
+                type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("quicish")
+            )
         )
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-

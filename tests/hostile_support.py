@@ -86,9 +86,28 @@ class ServeProcess:
         cert, key, pin = cert_files()
         self.pin = pin
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quicish", "serve", "--host", LOOPBACK, "--port", "0",
-             "--root", str(self.root), "--cert", cert, "--key", key, "--quiet", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(),
+            [
+                sys.executable,
+                "-m",
+                "quicish",
+                "serve",
+                "--host",
+                LOOPBACK,
+                "--port",
+                "0",
+                "--root",
+                str(self.root),
+                "--cert",
+                cert,
+                "--key",
+                key,
+                "--quiet",
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_child_env(),
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
@@ -147,9 +166,22 @@ class GetResult:
         urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in names]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quicish", "get", *urls, "--pin", server.pin,
-             "--output", self._out.name, "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_child_env(),
+            [
+                sys.executable,
+                "-m",
+                "quicish",
+                "get",
+                *urls,
+                "--pin",
+                server.pin,
+                "--output",
+                self._out.name,
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_child_env(),
         )
         self.elapsed: float | None = None
         self.output = ""
@@ -166,8 +198,11 @@ class GetResult:
 
 
 def _collect(
-    proc: subprocess.Popen[str], out: tempfile.TemporaryDirectory[str], left: float,
-    files: dict[str, bytes], names: list[str],
+    proc: subprocess.Popen[str],
+    out: tempfile.TemporaryDirectory[str],
+    left: float,
+    files: dict[str, bytes],
+    names: list[str],
 ) -> tuple[bool, str]:
     """Wait for a ``get`` process (``left`` seconds and one more): (it exited 0 and every
     file arrived intact, its output). The output directory is removed."""
@@ -246,8 +281,9 @@ class RawClient:
 
     def handshake(self, timeout: float = 5.0) -> None:
         self.conn.connect(self.addr, time.monotonic())
-        done = self.pump(timeout, until=lambda: any(
-            isinstance(e, ev.HandshakeCompleted) for e in self.events))
+        done = self.pump(
+            timeout, until=lambda: any(isinstance(e, ev.HandshakeCompleted) for e in self.events)
+        )
         if not done:
             raise TimeoutError("handshake did not complete")
 
@@ -260,12 +296,14 @@ class RawClient:
         pn = space.next_pn
         space.next_pn = pn + 1
         truncated, pn_length = encode_packet_number(pn, conn._recovery.largest_acked(APPLICATION))
-        header = encode_short_header(conn.peer_cid, truncated, pn_length, False,
-                                     bool(conn._key_phase))
+        header = encode_short_header(
+            conn.peer_cid, truncated, pn_length, False, bool(conn._key_phase)
+        )
         body = payload + bytes(max(0, 4 - pn_length - len(payload)))
         packet = space.tx.seal_packet(header, body, pn)
         conn._recovery.on_packet_sent(
-            SentPacket(pn, time.monotonic(), len(packet), True, False, APPLICATION))
+            SentPacket(pn, time.monotonic(), len(packet), True, False, APPLICATION)
+        )
         return packet
 
     def send_frames(self, *frames: Any) -> int:
@@ -333,8 +371,14 @@ class InitialForger:
         self.scid = header.scid
         self.size = len(datagram)
 
-    def make(self, dcid: bytes, pn: int = 0, token: bytes = b"", payload: bytes | None = None,
-             version: int = QUIC_V1) -> bytes:
+    def make(
+        self,
+        dcid: bytes,
+        pn: int = 0,
+        token: bytes = b"",
+        payload: bytes | None = None,
+        version: int = QUIC_V1,
+    ) -> bytes:
         """One Initial datagram to ``dcid`` with packet number ``pn``; ``payload``: other
         frames (raw bytes) instead of the ClientHello, padded to the same size."""
         body = self.payload if payload is None else payload
@@ -342,8 +386,9 @@ class InitialForger:
             body = body + bytes(len(self.payload) - len(body))
         client_secret, _ = initial_secrets(dcid, version)
         tx = PacketProtector.from_secret(0x1301, client_secret, version)
-        head = encode_long_header(PacketType.INITIAL, version, dcid, self.scid, token,
-                                  len(body) + AEAD_TAG_SIZE, pn, 4)
+        head = encode_long_header(
+            PacketType.INITIAL, version, dcid, self.scid, token, len(body) + AEAD_TAG_SIZE, pn, 4
+        )
         datagram = tx.seal_packet(head, body, pn)
         if len(datagram) < 1200:
             datagram += bytes(1200 - len(datagram))
@@ -391,9 +436,22 @@ class PreparedGet:
         self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
         urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in self.names]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PREPARED_GET, "get", *urls, "--pin", server.pin,
-             "--output", self._out.name, "--quiet"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-c",
+                _PREPARED_GET,
+                "get",
+                *urls,
+                "--pin",
+                server.pin,
+                "--output",
+                self._out.name,
+                "--quiet",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env=_child_env(),
         )
         assert self.proc.stdout is not None
@@ -435,13 +493,23 @@ class InitialFrameForger:
         tx = conn._spaces[0].tx
         assert tx is not None
         payload = encode_frames(*frames)
-        header_len = len(encode_long_header(
-            PacketType.INITIAL, conn.version, conn.peer_cid, conn.host_cid, b"", 0, 0, 4))
+        header_len = len(
+            encode_long_header(
+                PacketType.INITIAL, conn.version, conn.peer_cid, conn.host_cid, b"", 0, 0, 4
+            )
+        )
         pad = size - header_len - len(payload) - AEAD_TAG_SIZE
         payload += bytes(max(0, pad))  # PADDING frames
-        header = encode_long_header(PacketType.INITIAL, conn.version, conn.peer_cid,
-                                    conn.host_cid, b"", len(payload) + AEAD_TAG_SIZE,
-                                    self.pn, 4)
+        header = encode_long_header(
+            PacketType.INITIAL,
+            conn.version,
+            conn.peer_cid,
+            conn.host_cid,
+            b"",
+            len(payload) + AEAD_TAG_SIZE,
+            self.pn,
+            4,
+        )
         packet = tx.seal_packet(header, payload, self.pn)
         self.pn += 1
         return packet

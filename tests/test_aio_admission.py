@@ -22,8 +22,9 @@ from quicish.wire.packet import PacketType, encode_version_negotiation, parse_he
 LOOPBACK = "127.0.0.1"
 
 
-async def _exchange(sock: socket.socket, port: int, datagrams: list[bytes],
-                    wait: float = 0.3) -> list[bytes]:
+async def _exchange(
+    sock: socket.socket, port: int, datagrams: list[bytes], wait: float = 0.3
+) -> list[bytes]:
     """Send ``datagrams`` to the server, then collect what comes back for ``wait`` s."""
     for data in datagrams:
         sock.sendto(data, (LOOPBACK, port))
@@ -235,14 +236,29 @@ def test_serve_flags_reach_the_config(monkeypatch: Any) -> None:
     for extra, expect in [
         ([], ("auto", 100, 1000, 10.0)),
         (["--retry"], ("always", 100, 1000, 10.0)),
-        (["--retry-mode", "never", "--retry-threshold", "5", "--max-half-open", "50",
-          "--handshake-timeout", "3"], ("never", 5, 50, 3.0)),
+        (
+            [
+                "--retry-mode",
+                "never",
+                "--retry-threshold",
+                "5",
+                "--max-half-open",
+                "50",
+                "--handshake-timeout",
+                "3",
+            ],
+            ("never", 5, 50, 3.0),
+        ),
     ]:
         with contextlib.suppress(SystemExit):
             cli.main(base + extra)
         cfg = seen.pop()
-        assert (cfg.retry_mode(), cfg.retry_threshold, cfg.max_half_open,
-                cfg.handshake_timeout) == expect
+        assert (
+            cfg.retry_mode(),
+            cfg.retry_threshold,
+            cfg.max_half_open,
+            cfg.handshake_timeout,
+        ) == expect
     assert cli.main([*base, "--max-half-open", "0"]) == 1  # ConfigError, reported
 
 

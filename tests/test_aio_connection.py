@@ -118,7 +118,9 @@ async def test_close_by_server_seen_by_client() -> None:
         with pytest.raises(ConnectionClosedError) as info:
             await reader.read()
         assert (info.value.error_code, info.value.reason, info.value.by_peer) == (
-            7, "as you wish", True,
+            7,
+            "as you wish",
+            True,
         )
         with pytest.raises(ConnectionClosedError):
             await conn.accept_stream()
@@ -172,8 +174,10 @@ async def test_many_connections_one_server() -> None:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     try:
         conns = await asyncio.gather(
-            *(quicish.connect("127.0.0.1", server.address[1], config=client_config())
-              for _ in range(8))
+            *(
+                quicish.connect("127.0.0.1", server.address[1], config=client_config())
+                for _ in range(8)
+            )
         )
         assert len(server.connections) == 8
         answers = await asyncio.gather(
@@ -217,9 +221,20 @@ async def test_datagrams_not_negotiated() -> None:
 
 
 STATS_KEYS = {
-    "smoothed_rtt", "min_rtt", "latest_rtt", "rttvar", "cwnd", "bytes_in_flight",
-    "bytes_sent", "bytes_received", "packets_sent", "packets_received", "packets_lost",
-    "datagrams_sent", "datagrams_received", "key_updates",
+    "smoothed_rtt",
+    "min_rtt",
+    "latest_rtt",
+    "rttvar",
+    "cwnd",
+    "bytes_in_flight",
+    "bytes_sent",
+    "bytes_received",
+    "packets_sent",
+    "packets_received",
+    "packets_lost",
+    "datagrams_sent",
+    "datagrams_received",
+    "key_updates",
 }
 
 
@@ -295,8 +310,15 @@ def _garbage(rng: random.Random) -> list[bytes]:
     out.append(b"\xc0" + struct.pack("!I", 1) + bytes([8]) + rng.randbytes(8) + b"\x00" * 20)
     # A well-formed v1 Initial header whose payload is noise (cannot be decrypted).
     out.append(
-        b"\xc3" + struct.pack("!I", 1) + bytes([8]) + rng.randbytes(8) + bytes([8])
-        + rng.randbytes(8) + b"\x00" + b"\x44\xb0" + rng.randbytes(1200)
+        b"\xc3"
+        + struct.pack("!I", 1)
+        + bytes([8])
+        + rng.randbytes(8)
+        + bytes([8])
+        + rng.randbytes(8)
+        + b"\x00"
+        + b"\x44\xb0"
+        + rng.randbytes(1200)
     )
     return out
 
@@ -321,8 +343,14 @@ async def test_garbage_datagrams_do_not_hurt_server() -> None:
 async def test_version_negotiation() -> None:
     async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
         dcid, scid = bytes(range(8)), b"\xaa\xbb\xcc\xdd"
-        probe = (b"\xc0" + struct.pack("!I", 0x1A2A3A4A) + bytes([len(dcid)]) + dcid
-                 + bytes([len(scid)]) + scid)
+        probe = (
+            b"\xc0"
+            + struct.pack("!I", 0x1A2A3A4A)
+            + bytes([len(dcid)])
+            + dcid
+            + bytes([len(scid)])
+            + scid
+        )
         probe += bytes(1200 - len(probe))
         loop = asyncio.get_running_loop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
@@ -458,9 +486,7 @@ async def test_cancelled_connect_releases_its_socket() -> None:
     before = _open_fds()
     for _ in range(5):
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                quicish.connect("127.0.0.1", port, config=client_config()), 0.1
-            )
+            await asyncio.wait_for(quicish.connect("127.0.0.1", port, config=client_config()), 0.1)
     api._spare_client.discard()  # (one socket at most, made for the next connect())
     assert _open_fds() == before
 

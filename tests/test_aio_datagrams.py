@@ -18,8 +18,10 @@ async def test_unread_datagrams_are_bounded_in_the_asyncio_layer() -> None:
     accepted: list[QuicConnection] = []
     kw = {"max_datagram_frame_size": 1200}
     server_kw = dict(kw, datagram_receive_buffer=LIMIT)
-    async with pair(None, on_connection=accepted.append, server_kw=server_kw,
-                    client_kw=kw) as (_, conn):
+    async with pair(None, on_connection=accepted.append, server_kw=server_kw, client_kw=kw) as (
+        _,
+        conn,
+    ):
         for i in range(5000):
             conn.send_datagram(i.to_bytes(4, "big") * 250)
             if i % 100 == 99:
@@ -37,8 +39,10 @@ async def test_unread_datagrams_are_bounded_in_the_asyncio_layer() -> None:
                 got.append(await asyncio.wait_for(server_conn.receive_datagram(), 0.2))
             except TimeoutError:
                 break
-        print(f"\n{stats.datagrams_received} datagrams received, {len(got)} kept, "
-              f"{stats.datagrams_dropped} dropped")
+        print(
+            f"\n{stats.datagrams_received} datagrams received, {len(got)} kept, "
+            f"{stats.datagrams_dropped} dropped"
+        )
         assert got and sum(len(d) + 64 for d in got) <= LIMIT
         numbers = [int.from_bytes(d[:4], "big") for d in got]
         assert numbers == sorted(numbers)  # in order; the oldest were dropped

@@ -22,8 +22,7 @@ async def _connect_error(**client_kw: object) -> BaseException:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     try:
         with pytest.raises(BaseException) as info:
-            await quicish.connect("127.0.0.1", server.address[1],
-                                  config=client_config(**client_kw))
+            await quicish.connect("127.0.0.1", server.address[1], config=client_config(**client_kw))
         return info.value
     finally:
         server.close()
@@ -83,7 +82,11 @@ async def test_lifecycle_is_logged_at_info_with_the_connection_id(
         assert await reader.read() == b"log me"
     lines = [r.getMessage() for r in caplog.records if r.name == "quicish.connection"]
     mine = [line for line in lines if line.startswith(f"[{cid}]")]
-    assert any("handshake done" in line and "version 0x1" in line
-               and "TLS_AES_128_GCM_SHA256" in line and "ALPN hq-interop" in line
-               for line in mine), lines
+    assert any(
+        "handshake done" in line
+        and "version 0x1" in line
+        and "TLS_AES_128_GCM_SHA256" in line
+        and "ALPN hq-interop" in line
+        for line in mine
+    ), lines
     assert any("closed by us: code 0x0" in line and "packets sent" in line for line in mine)

@@ -35,8 +35,10 @@ async def test_memory_error_closes_one_connection_and_the_batch_goes_on(
     port = server.address[1]
     loop = asyncio.get_running_loop()
     try:
-        async with quicish.connect("127.0.0.1", port, config=client_config()) as bad, \
-                quicish.connect("127.0.0.1", port, config=client_config()) as good:
+        async with (
+            quicish.connect("127.0.0.1", port, config=client_config()) as bad,
+            quicish.connect("127.0.0.1", port, config=client_config()) as good,
+        ):
             endpoint = server._endpoint
             # Hold the server's reads so both clients' datagrams wait in one batch.
             loop.remove_reader(endpoint.udp.fileno())

@@ -17,8 +17,10 @@ from quicish import QuicConnection
 async def test_migrate_right_after_connect_waits_for_confirmation() -> None:
     """It used to fail at once: 'migration needs a confirmed handshake'."""
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
-    async with server, quicish.connect("127.0.0.1", server.address[1],
-                                       config=client_config()) as conn:
+    async with (
+        server,
+        quicish.connect("127.0.0.1", server.address[1], config=client_config()) as conn,
+    ):
         old = conn.local_address
         await conn.migrate()
         assert conn.local_address != old
@@ -53,8 +55,7 @@ async def test_leaving_async_with_returns_as_close_is_sent() -> None:
     80-90 ms on loopback before) goes on in the background, and the peer has the close."""
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     async with server:
-        async with quicish.connect("127.0.0.1", server.address[1],
-                                   config=client_config()) as conn:
+        async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as conn:
             assert await echo_once(conn, b"x") == b"x"
             sconn = await _server_side(server)
         released = asyncio.ensure_future(conn.wait_released())
@@ -110,8 +111,7 @@ async def test_serve_works_in_async_with_without_await() -> None:
     the asynchronous context manager protocol); both forms work, as for connect()."""
     async with quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as server:
         assert isinstance(server, quicish.Server)
-        async with quicish.connect("127.0.0.1", server.address[1],
-                                   config=client_config()) as conn:
+        async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as conn:
             assert await echo_once(conn, b"ok") == b"ok"
     assert server._closed.done()
     pending = quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)

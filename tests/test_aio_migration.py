@@ -33,10 +33,19 @@ class Downloads:
 @timed(30)
 async def test_active_migration_mid_transfer() -> None:
     app = Downloads()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=app.on_stream,
-                                 on_connection=app.on_connection)
-    async with server, quicish.connect("127.0.0.1", server.address[1],
-                               config=client_config(max_data=8 << 20)) as conn:
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=app.on_stream,
+        on_connection=app.on_connection,
+    )
+    async with (
+        server,
+        quicish.connect(
+            "127.0.0.1", server.address[1], config=client_config(max_data=8 << 20)
+        ) as conn,
+    ):
         old_local = conn.local_address
         reader, writer = await conn.open_stream()
         writer.write(b"GET /big\r\n")
@@ -61,10 +70,13 @@ async def test_active_migration_mid_transfer() -> None:
 
 @timed()
 async def test_migrate_refused_when_server_disables_it() -> None:
-    server = await quicish.serve("127.0.0.1", 0, on_stream=echo,
-                                 config=server_config(disable_active_migration=True))
-    async with server, quicish.connect("127.0.0.1", server.address[1],
-                               config=client_config()) as conn:
+    server = await quicish.serve(
+        "127.0.0.1", 0, on_stream=echo, config=server_config(disable_active_migration=True)
+    )
+    async with (
+        server,
+        quicish.connect("127.0.0.1", server.address[1], config=client_config()) as conn,
+    ):
         reader, writer = await conn.open_stream()
         writer.write(b"x")
         writer.write_eof()

@@ -15,8 +15,9 @@ import quicish
 async def test_open_stream_one_liner_echo_and_connection_closes_after() -> None:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     async with server:
-        reader, writer = await quicish.open_stream("127.0.0.1", server.address[1],
-                                                   config=client_config())
+        reader, writer = await quicish.open_stream(
+            "127.0.0.1", server.address[1], config=client_config()
+        )
         writer.write(b"one liner")
         writer.write_eof()
         assert await reader.read() == b"one liner"

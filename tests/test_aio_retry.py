@@ -28,8 +28,7 @@ async def test_retry_then_new_token_skips_it() -> None:
             token = conn.new_token
         assert stateless.retries_sent == 1
         assert token is not None
-        async with quicish.connect("127.0.0.1", port, config=client_config(),
-                                   token=token) as conn2:
+        async with quicish.connect("127.0.0.1", port, config=client_config(), token=token) as conn2:
             assert await _echo_once(conn2, b"b") == b"b"
             assert conn2.stats().retries_received == 0
         assert stateless.retries_sent == 1  # the NEW_TOKEN validated the address
@@ -41,8 +40,9 @@ async def test_invalid_token_closes_with_invalid_token() -> None:
     async with server:
         forged = b"R" + bytes(60)
         try:
-            await quicish.connect("127.0.0.1", server.address[1], config=client_config(),
-                                  token=forged)
+            await quicish.connect(
+                "127.0.0.1", server.address[1], config=client_config(), token=forged
+            )
         except quicish.ConnectionClosedError as exc:
             assert exc.error_code == quicish.ErrorCode.INVALID_TOKEN
             assert exc.by_peer

@@ -69,8 +69,13 @@ async def _early_request(port: int, ticket: bytes) -> tuple[bytes, bool, bool, b
 @timed()
 async def test_zero_rtt_request_acted_on_before_handshake() -> None:
     rec = Recorder()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(),
-                                 on_stream=rec.on_stream, on_connection=rec.on_connection)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=rec.on_stream,
+        on_connection=rec.on_connection,
+    )
     async with server:
         port = server.address[1]
         ticket = await get_ticket(port)
@@ -84,18 +89,26 @@ async def test_zero_rtt_request_acted_on_before_handshake() -> None:
 @timed()
 async def test_zero_rtt_rejected_after_server_restart_is_resent() -> None:
     rec = Recorder()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(),
-                                 on_stream=rec.on_stream, on_connection=rec.on_connection)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=rec.on_stream,
+        on_connection=rec.on_connection,
+    )
     async with server:
         ticket = await get_ticket(server.address[1])
     # A new server process: new ticket keys, so the ticket neither resumes nor carries 0-RTT.
     rec2 = Recorder()
-    server2 = await quicish.serve("127.0.0.1", 0, config=server_config(),
-                                  on_stream=rec2.on_stream, on_connection=rec2.on_connection)
+    server2 = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=rec2.on_stream,
+        on_connection=rec2.on_connection,
+    )
     async with server2:
-        answer, returned_early, resumed, accepted = await _early_request(
-            server2.address[1], ticket
-        )
+        answer, returned_early, resumed, accepted = await _early_request(server2.address[1], ticket)
     assert answer == REQUEST
     assert returned_early
     assert not resumed and not accepted

@@ -52,7 +52,10 @@ def test_fmt_number(value: float, text: str) -> None:
 
 def test_fmt_ratio() -> None:
     assert [report.fmt_ratio(r) for r in (None, 2.421, 18.46, 184.6)] == [
-        "n/a", "2.42x", "18.5x", "185x"
+        "n/a",
+        "2.42x",
+        "18.5x",
+        "185x",
     ]
 
 
@@ -97,7 +100,9 @@ def test_must_show_verdicts() -> None:
 
 def test_best_run_picks_by_direction() -> None:
     runs: list[dict[str, Any]] = [
-        {"ok": True, "mbps": 50.0}, {"ok": False, "error": "x"}, {"ok": True, "mbps": 70.0}
+        {"ok": True, "mbps": 50.0},
+        {"ok": False, "error": "x"},
+        {"ok": True, "mbps": 70.0},
     ]
     best = report.best_run(runs, "mbps", True)
     assert best["mbps"] == 70.0 and best["runs"] == [50.0, 70.0] and best["attempts"] == 3
@@ -185,9 +190,14 @@ def test_canvas_text_draws_glyph_pixels() -> None:
 
 def test_render_png_is_a_valid_png_of_the_expected_size() -> None:
     panels = [
-        chart.Panel("bulk Mbit/s", [chart.Bar("quicish", 300.0, "300 (3.00x aioquic)"),
-                                    chart.Bar("aioquic", 100.0, "100"),
-                                    chart.Bar("tcp", None, "failed")]),
+        chart.Panel(
+            "bulk Mbit/s",
+            [
+                chart.Bar("quicish", 300.0, "300 (3.00x aioquic)"),
+                chart.Bar("aioquic", 100.0, "100"),
+                chart.Bar("tcp", None, "failed"),
+            ],
+        ),
         chart.Panel("rpc", [chart.Bar("aioquic", 800.0, "800")]),
     ]
     png = chart.render_png("title", panels, width=640, subtitle="2 cores")
@@ -218,7 +228,12 @@ def test_run_all_pins_server_and_client_to_two_cpus(monkeypatch: pytest.MonkeyPa
     assert pair == (cpus[0], cpus[1])
     probe = "import os; print(sorted(os.sched_getaffinity(0)))"
     for cpu in pair:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                             preexec_fn=run_all._pinned(cpu), check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            preexec_fn=run_all._pinned(cpu),
+            check=True,
+        ).stdout
         assert out.strip() == f"[{cpu}]"
     assert run_all._pinned(None) is None

@@ -53,9 +53,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def serve_files(root: Path, *options: str, duration: int = 30) -> Iterator[Served]:
     """Run ``quicish serve`` on ``root`` (port 0) until the generator is closed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root),
-         "--duration", str(duration), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "quicish",
+            "serve",
+            "--port",
+            "0",
+            "--root",
+            str(root),
+            "--duration",
+            str(duration),
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
     )
     try:
         lines = _lines(proc)
@@ -80,7 +95,11 @@ def serve_files(root: Path, *options: str, duration: int = 30) -> Iterator[Serve
 def get(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quicish", "get", *args],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=TIMEOUT,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=TIMEOUT,
     )
 
 
@@ -97,8 +116,14 @@ def test_get_with_pin(server: Served, tmp_path: Path) -> None:
 
 def test_get_several_urls_on_one_connection(server: Served, tmp_path: Path) -> None:
     result = get(
-        url(server, "data.bin"), url(server, "hello.txt"), "--pin", server.fingerprint,
-        "--output", str(tmp_path), "--cipher", "chacha20",
+        url(server, "data.bin"),
+        url(server, "hello.txt"),
+        "--pin",
+        server.fingerprint,
+        "--output",
+        str(tmp_path),
+        "--cipher",
+        "chacha20",
     )
     assert result.returncode == 0, result.stderr
     for name in ("data.bin", "hello.txt"):
@@ -108,8 +133,12 @@ def test_get_several_urls_on_one_connection(server: Served, tmp_path: Path) -> N
 
 def test_get_missing_file_fails(server: Served, tmp_path: Path) -> None:
     result = get(
-        url(server, "nope.bin"), url(server, "hello.txt"), "--pin", server.fingerprint,
-        "--output", str(tmp_path),
+        url(server, "nope.bin"),
+        url(server, "hello.txt"),
+        "--pin",
+        server.fingerprint,
+        "--output",
+        str(tmp_path),
     )
     assert result.returncode != 0
     assert "/nope.bin: not found" in result.stderr
@@ -149,8 +178,18 @@ def test_get_key_update_keylog_newreno(server: Served, tmp_path: Path) -> None:
     keylog = tmp_path / "keys.log"
     out = tmp_path / "out"
     result = get(
-        url(server, "data.bin"), "--pin", server.fingerprint, "--output", str(out),
-        "--key-update", "--keylog", str(keylog), "--cc", "newreno", "--cipher", "aes256",
+        url(server, "data.bin"),
+        "--pin",
+        server.fingerprint,
+        "--output",
+        str(out),
+        "--key-update",
+        "--keylog",
+        str(keylog),
+        "--cc",
+        "newreno",
+        "--cipher",
+        "aes256",
     )
     assert result.returncode == 0, result.stderr
     assert "key_update: yes" in result.stdout
@@ -171,8 +210,9 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_get_unresolvable_host_is_one_line(tmp_path: Path) -> None:
-    line = _one_line_error(get("https://no-such-host.invalid:4433/x", "--insecure",
-                               "--output", str(tmp_path)))
+    line = _one_line_error(
+        get("https://no-such-host.invalid:4433/x", "--insecure", "--output", str(tmp_path))
+    )
     assert "cannot resolve" in line
 
 
@@ -183,8 +223,9 @@ def test_get_timeout_when_nothing_answers(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
-        result = get(f"https://127.0.0.1:{port}/x", "--insecure", "--timeout", "1",
-                     "--output", str(tmp_path))
+        result = get(
+            f"https://127.0.0.1:{port}/x", "--insecure", "--timeout", "1", "--output", str(tmp_path)
+        )
     line = _one_line_error(result)
     assert "no response from" in line and "within 1 s" in line
 
@@ -193,8 +234,14 @@ def test_version_and_help_for_every_option() -> None:
     from quicish import __version__
     from quicish.cli import build_parser
 
-    out = subprocess.run([sys.executable, "-m", "quicish", "--version"], capture_output=True,
-                         text=True, env=ENV, cwd=ROOT, timeout=TIMEOUT)
+    out = subprocess.run(
+        [sys.executable, "-m", "quicish", "--version"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=TIMEOUT,
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"quicish {__version__}"
     parser = build_parser()
     subparsers = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
@@ -214,8 +261,14 @@ def test_serve_prints_one_access_log_line_per_request(tmp_path: Path) -> None:
     served = serve_files(root, duration=20)
     srv = next(served)
     try:
-        result = get(url(srv, "a.txt"), url(srv, "missing.txt"), "--pin", srv.fingerprint,
-                     "--output", str(tmp_path / "out"))
+        result = get(
+            url(srv, "a.txt"),
+            url(srv, "missing.txt"),
+            "--pin",
+            srv.fingerprint,
+            "--output",
+            str(tmp_path / "out"),
+        )
         assert result.returncode != 0  # one file is missing
         assert srv.lines is not None
         lines: list[str] = []

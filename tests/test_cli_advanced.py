@@ -28,8 +28,9 @@ def v2_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def test_retry_reported(retry_server: Served, tmp_path: Path) -> None:
-    result = get(url(retry_server, "data.bin"), "--pin", retry_server.fingerprint,
-                 "--output", str(tmp_path))
+    result = get(
+        url(retry_server, "data.bin"), "--pin", retry_server.fingerprint, "--output", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert "retry: yes" in result.stdout.splitlines()
     assert (tmp_path / "data.bin").read_bytes() == (retry_server.root / "data.bin").read_bytes()
@@ -37,8 +38,16 @@ def test_retry_reported(retry_server: Served, tmp_path: Path) -> None:
 
 def test_session_ticket_then_zero_rtt(retry_server: Served, tmp_path: Path) -> None:
     ticket = tmp_path / "ticket.bin"
-    args = (url(retry_server, "data.bin"), "--pin", retry_server.fingerprint,
-            "--output", str(tmp_path), "--session-ticket", str(ticket), "--0rtt")
+    args = (
+        url(retry_server, "data.bin"),
+        "--pin",
+        retry_server.fingerprint,
+        "--output",
+        str(tmp_path),
+        "--session-ticket",
+        str(ticket),
+        "--0rtt",
+    )
     first = get(*args)
     assert first.returncode == 0, first.stderr
     assert "resumed: no" in first.stdout.splitlines()
@@ -51,16 +60,28 @@ def test_session_ticket_then_zero_rtt(retry_server: Served, tmp_path: Path) -> N
 
 
 def test_migrate_mid_transfer(retry_server: Served, tmp_path: Path) -> None:
-    result = get(url(retry_server, "data.bin"), "--pin", retry_server.fingerprint,
-                 "--output", str(tmp_path), "--migrate")
+    result = get(
+        url(retry_server, "data.bin"),
+        "--pin",
+        retry_server.fingerprint,
+        "--output",
+        str(tmp_path),
+        "--migrate",
+    )
     assert result.returncode == 0, result.stderr
     assert "migrated: yes" in result.stdout.splitlines()
     assert (tmp_path / "data.bin").read_bytes() == (retry_server.root / "data.bin").read_bytes()
 
 
 def test_v2_negotiated(v2_server: Served, tmp_path: Path) -> None:
-    result = get(url(v2_server, "data.bin"), "--pin", v2_server.fingerprint,
-                 "--output", str(tmp_path), "--v2")
+    result = get(
+        url(v2_server, "data.bin"),
+        "--pin",
+        v2_server.fingerprint,
+        "--output",
+        str(tmp_path),
+        "--v2",
+    )
     assert result.returncode == 0, result.stderr
     assert "version: v2" in result.stdout.splitlines()
     assert (tmp_path / "data.bin").read_bytes() == (v2_server.root / "data.bin").read_bytes()

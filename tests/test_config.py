@@ -61,26 +61,29 @@ def test_invalid_hostile_peer_limits(kwargs: dict, message: str) -> None:
 # ---- every field checked when the Config is made, every field documented -----------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("max_stream_data", 0),  # a transfer hung silently
-    ("max_data", 0),
-    ("max_data", 2**63),  # ValueError at connect time before
-    ("active_connection_id_limit", 1),  # ValueError at connect time before (RFC 9000 18.2)
-    ("max_datagram_size", 70000),
-    ("max_streams_bidi", -1),
-    ("idle_timeout", -1.0),
-    ("idle_timeout", float("nan")),
-    ("keep_alive", 0.0),
-    ("send_buffer_size", 0),
-    ("session_ticket_lifetime", 8 * 86400),
-    ("groups", ["x448"]),
-    ("pin", "not-a-fingerprint"),
-    ("server_name", ""),
-    ("verify", 3.5),
-    ("disable_active_migration", "yes"),
-    ("max_datagram_frame_size", 0),
-    ("max_data", True),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_stream_data", 0),  # a transfer hung silently
+        ("max_data", 0),
+        ("max_data", 2**63),  # ValueError at connect time before
+        ("active_connection_id_limit", 1),  # ValueError at connect time before (RFC 9000 18.2)
+        ("max_datagram_size", 70000),
+        ("max_streams_bidi", -1),
+        ("idle_timeout", -1.0),
+        ("idle_timeout", float("nan")),
+        ("keep_alive", 0.0),
+        ("send_buffer_size", 0),
+        ("session_ticket_lifetime", 8 * 86400),
+        ("groups", ["x448"]),
+        ("pin", "not-a-fingerprint"),
+        ("server_name", ""),
+        ("verify", 3.5),
+        ("disable_active_migration", "yes"),
+        ("max_datagram_frame_size", 0),
+        ("max_data", True),
+    ],
+)
 def test_bad_values_raise_config_error_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         Config(**{field: value})  # type: ignore[arg-type]

@@ -41,16 +41,18 @@ def test_alpn_entries_are_checked(bad: list[object]) -> None:
 
 def test_generate_self_signed_is_usable_directly() -> None:
     """PEM bytes for the server's chain and key; the client trusts the same PEM bytes."""
-    done = _handshake({"verify": CERT, "pin": None},
-                      {"certificate_chain": CERT, "private_key": KEY})
+    done = _handshake(
+        {"verify": CERT, "pin": None}, {"certificate_chain": CERT, "private_key": KEY}
+    )
     assert isinstance(done, ev.HandshakeCompleted)
 
 
 def test_cryptography_objects_are_accepted() -> None:
     cert = x509.load_pem_x509_certificate(CERT)
     key = serialization.load_pem_private_key(KEY, None)
-    done = _handshake({"verify": CERT, "pin": None},
-                      {"certificate_chain": [cert], "private_key": key})
+    done = _handshake(
+        {"verify": CERT, "pin": None}, {"certificate_chain": [cert], "private_key": key}
+    )
     assert isinstance(done, ev.HandshakeCompleted)
     assert ServerContext.from_config(
         Config(certificate_chain=cert, private_key=KEY.decode())  # a lone cert, PEM text
@@ -59,7 +61,7 @@ def test_cryptography_objects_are_accepted() -> None:
 
 def _secret_fragments(pem: bytes) -> list[str]:
     body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
-    return [body[i:i + 12].decode() for i in range(0, len(body) - 12, 12)]
+    return [body[i : i + 12].decode() for i in range(0, len(body) - 12, 12)]
 
 
 @pytest.mark.parametrize("as_text", [False, True])

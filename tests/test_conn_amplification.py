@@ -106,8 +106,11 @@ def _big_chain_files() -> tuple[str, str, str]:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         builder = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(
@@ -118,16 +121,21 @@ def _big_chain_files() -> tuple[str, str, str]:
 
     names = ["localhost"] + [f"host-{i:04d}.example.com" for i in range(80)]
     leaf, key = cert("localhost", names)
-    fillers = [cert(f"filler {i}", [f"f{i}-{j}.example.org" for j in range(35)])[0]
-               for i in range(2)]
+    fillers = [
+        cert(f"filler {i}", [f"f{i}-{j}.example.org" for j in range(35)])[0] for i in range(2)
+    ]
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [leaf, *fillers])
     der_size = sum(len(c.public_bytes(serialization.Encoding.DER)) for c in [leaf, *fillers])
     assert 3800 <= der_size <= 4600, der_size
     tmp = Path(tempfile.mkdtemp(prefix="quicish-bigchain-"))
     (tmp / "chain.pem").write_bytes(pem)
-    (tmp / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(tmp / "chain.pem"), str(tmp / "key.pem"), certificate_fingerprint(leaf)
 
 
@@ -232,8 +240,9 @@ def test_handshake_with_large_certificate_chain_completes(split: bool) -> None:
     cert, key, pin = _big_chain_files()
     net = make_net(start=False, client_kw={"pin": pin})
     config = Config(certificate_chain=cert, private_key=key)
-    net.server = Connection(config, is_client=False,
-                            server_context=ServerContext.from_config(config))
+    net.server = Connection(
+        config, is_client=False, server_context=ServerContext.from_config(config)
+    )
     net.server.split_first_flight = split
     net.start()
     c, s = Peer(net.client), Peer(net.server)

@@ -39,8 +39,9 @@ def _frames_sent(net, up: bool, kind: type) -> list:  # type: ignore[no-untyped-
 
 
 def test_each_side_issues_up_to_the_peers_limit() -> None:
-    net, c, s = new_pair(client_kw={"active_connection_id_limit": 3},
-                         server_kw={"active_connection_id_limit": 5})
+    net, c, s = new_pair(
+        client_kw={"active_connection_id_limit": 3}, server_kw={"active_connection_id_limit": 5}
+    )
     established(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 3)[1], 2)
     assert net.run(lambda: (poll(c, s), len(net.server._peer_cids.entries) == 5)[1], 2)
@@ -187,7 +188,7 @@ def test_forced_retirements_unacknowledged_close_with_cid_limit_error() -> None:
     _, s = connected(net)
     frames = _cid_flood(84_000)
     for start in range(0, len(frames), 30):
-        inject(net.client, net.server, encode(*frames[start:start + 30]), net.now)
+        inject(net.client, net.server, encode(*frames[start : start + 30]), net.now)
         if net.server.is_terminated:
             break
     s.poll()

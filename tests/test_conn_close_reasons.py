@@ -42,8 +42,12 @@ def test_protocol_error_detail_stays_local() -> None:
     c, s = connected(net)
     assert net.run_until(lambda: len(net.server._peer_cids.entries) > 1, c, s, timeout=2)
     cid, token = net.server._peer_cids.entries[1]
-    inject(net.client, net.server, encode(
-        F.NewConnectionIdFrame(1, 0, bytes(reversed(cid)), token or bytes(16))), net.now)
+    inject(
+        net.client,
+        net.server,
+        encode(F.NewConnectionIdFrame(1, 0, bytes(reversed(cid)), token or bytes(16))),
+        net.now,
+    )
     s.poll()
     assert s.terminated is not None and "reused" in s.terminated.reason  # detail, locally
     reason = _peer_sees(net, c, s)

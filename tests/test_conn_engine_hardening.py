@@ -37,8 +37,9 @@ def seal_at(sender: Connection, pn: int, payload: bytes) -> bytes:
 def test_replay_after_more_than_64_gaps_is_not_processed_again() -> None:
     """RFC 9000 12.3: a packet is processed once, even after the received-PN set dropped
     the range that held it (more gaps than ACK_RANGES_LIMIT)."""
-    net = make_net(client_kw={"max_datagram_frame_size": 1200},
-                   server_kw={"max_datagram_frame_size": 1200})
+    net = make_net(
+        client_kw={"max_datagram_frame_size": 1200}, server_kw={"max_datagram_frame_size": 1200}
+    )
     connected(net)
     client, server = net.client, net.server
     now = net.now
@@ -91,8 +92,16 @@ def zero_rtt_packet(client: Connection, tx: PacketProtector, payload: bytes, now
     space = client._spaces[APPLICATION]
     pn = space.next_pn
     space.next_pn = pn + 1
-    header = encode_long_header(PacketType.ZERO_RTT, client.version, client.peer_cid,
-                                client.host_cid, b"", len(payload) + AEAD_TAG, pn, 4)
+    header = encode_long_header(
+        PacketType.ZERO_RTT,
+        client.version,
+        client.peer_cid,
+        client.host_cid,
+        b"",
+        len(payload) + AEAD_TAG,
+        pn,
+        4,
+    )
     packet = tx.seal_packet(header, payload, pn)
     client._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, True, APPLICATION))
     return packet
@@ -111,8 +120,7 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     # Just after the handshake, a late 0-RTT packet is still read (reordering).
     sid = client.open_stream()
     late = encode(F.StreamFrame(sid, 0, b"late", False))
-    server.receive_datagram(zero_rtt_packet(client, early_tx, late, net.now), CLIENT_ADDR,
-                            net.now)
+    server.receive_datagram(zero_rtt_packet(client, early_tx, late, net.now), CLIENT_ADDR, net.now)
     poll(s)
     assert sid in s.data
     assert server._zero_rtt_rx is not None
@@ -125,8 +133,7 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     received = server.stats_counters.packets_received
     sid2 = client.open_stream()
     later = encode(F.StreamFrame(sid2, 0, b"too late", False))
-    server.receive_datagram(zero_rtt_packet(client, early_tx, later, net.now), CLIENT_ADDR,
-                            net.now)
+    server.receive_datagram(zero_rtt_packet(client, early_tx, later, net.now), CLIENT_ADDR, net.now)
     poll(s)
     assert sid2 not in s.data
     assert server.stats_counters.packets_dropped == dropped + 1
@@ -174,8 +181,9 @@ def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation() -> None
     largest = server._recovery.largest_sent(APPLICATION)
     assert largest is not None and largest > skip
     ack = encode(F.AckFrame([(skip - 2, largest + 1)]))  # everything up to the newest
-    server.receive_datagram(seal_at(net.client, net.client._spaces[APPLICATION].next_pn, ack),
-                            CLIENT_ADDR, net.now)
+    server.receive_datagram(
+        seal_at(net.client, net.client._spaces[APPLICATION].next_pn, ack), CLIENT_ADDR, net.now
+    )
     assert server.is_terminated
     closes = [e for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
     assert closes and closes[0].error_code == ErrorCode.PROTOCOL_VIOLATION

@@ -44,8 +44,10 @@ def test_stream_level_blocking_and_unblocking() -> None:
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30)
     assert bytes(s.data[sid]) == data
     # A fixed window never exceeded its size.
-    assert all(f.maximum - prev <= window for prev, f in
-               zip([window] + [u.maximum for u in updates], updates, strict=False))
+    assert all(
+        f.maximum - prev <= window
+        for prev, f in zip([window] + [u.maximum for u in updates], updates, strict=False)
+    )
 
 
 def test_connection_level_blocking_and_unblocking() -> None:
@@ -109,8 +111,12 @@ def test_receive_window_grows_on_long_fat_path() -> None:
     auto-tuning grows the windows, within the configured maximum, and it takes far less."""
     link = LinkSpec(delay=0.05, bandwidth=100e6, queue=2000)
     size = 3 << 20
-    server_kw = {"max_data": 128 << 10, "max_stream_data": 64 << 10,
-                 "max_data_limit": 4 << 20, "max_stream_data_limit": 2 << 20}
+    server_kw = {
+        "max_data": 128 << 10,
+        "max_stream_data": 64 << 10,
+        "max_data_limit": 4 << 20,
+        "max_stream_data_limit": 2 << 20,
+    }
     net = make_net(link=link, server_kw=server_kw, client_kw={"max_data": 16 << 20})
     server_spy = FrameSpy(net.server)
     c, s = connected(net)
@@ -131,8 +137,10 @@ def test_receive_window_grows_on_long_fat_path() -> None:
 
 def test_slow_reader_keeps_window_small() -> None:
     """A reader that takes a little at a time does not get its window inflated."""
-    net = make_net(link=LinkSpec(delay=0.02),
-                   server_kw={"max_stream_data": 32 << 10, "max_stream_data_limit": 8 << 20})
+    net = make_net(
+        link=LinkSpec(delay=0.02),
+        server_kw={"max_stream_data": 32 << 10, "max_stream_data_limit": 8 << 20},
+    )
     c, s = connected(net)
     s.reading = False
     sid = net.client.open_stream()
@@ -146,8 +154,9 @@ def test_slow_reader_keeps_window_small() -> None:
             s.read(sid, 4096)
             next_read[0] = net.now + 0.1
 
-    assert net.run_until(lambda: len(s.data.get(sid, b"")) >= 100_000, c, s, timeout=60,
-                         hook=slow_read, tick=0.1)
+    assert net.run_until(
+        lambda: len(s.data.get(sid, b"")) >= 100_000, c, s, timeout=60, hook=slow_read, tick=0.1
+    )
     recv = net.server._streams.get_recv(sid)
     assert recv.window.window == 32 << 10
     assert recv.highest_offset - recv.read_offset <= 32 << 10
@@ -161,8 +170,12 @@ def test_tight_windows_under_loss_reorder_duplication(seed: int) -> None:
     and duplicates are never charged twice), no stall (lost MAX_DATA / MAX_STREAM_DATA /
     MAX_STREAMS are re-sent), all bytes exact."""
     kw = {"max_data": 24_000, "max_stream_data": 8_000, "max_streams_bidi": 4, **FIXED}
-    net = make_net(link=LinkSpec(delay=0.01, loss=0.15, reorder=0.1, duplicate=0.1),
-                   seed=seed, client_kw=kw, server_kw=kw)
+    net = make_net(
+        link=LinkSpec(delay=0.01, loss=0.15, reorder=0.1, duplicate=0.1),
+        seed=seed,
+        client_kw=kw,
+        server_kw=kw,
+    )
     c, s = connected(net, timeout=60)
     blobs: dict[int, bytes] = {}
     senders: list[Sender] = []

@@ -27,7 +27,9 @@ from quicish.wire.protection import PacketProtector
 def handshake(net: Net, timeout: float = 60.0) -> tuple[Peer, Peer]:
     c, s = Peer(net.client), Peer(net.server)
     ok = net.run_until(
-        lambda: net.client.handshake_confirmed and net.server.handshake_complete, c, s,
+        lambda: net.client.handshake_confirmed and net.server.handshake_complete,
+        c,
+        s,
         timeout=timeout,
     )
     assert ok, f"handshake incomplete at t={net.now:.2f}"
@@ -80,8 +82,7 @@ def test_handshake_under_30_percent_corruption(seed: int) -> None:
     st_c, st_s = net.client.stats(), net.server.stats()
     # Every corrupted datagram was rejected (AEAD or header checks), none accepted.
     rejected = sum(
-        getattr(st, k) for st in (st_c, st_s)
-        for k in ("packets_undecryptable", "packets_dropped")
+        getattr(st, k) for st in (st_c, st_s) for k in ("packets_undecryptable", "packets_dropped")
     )
     assert rejected >= corrupted
 
@@ -274,12 +275,15 @@ def _big_certificate() -> tuple[ServerContext, Config, str]:
 
 def _big_cert_net(seed: int, loss: float) -> Net:
     ctx, scfg, pin = _big_certificate()
-    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True,
-                        random_bytes=seeded_random(seed))
-    server = Connection(scfg, is_client=False, server_context=ctx,
-                        random_bytes=seeded_random(seed + 1000))
-    net = Net(client, server, to_server=LinkSpec(loss=loss), to_client=LinkSpec(loss=loss),
-              seed=seed)
+    client = Connection(
+        Config(pin=pin, server_name="localhost"), is_client=True, random_bytes=seeded_random(seed)
+    )
+    server = Connection(
+        scfg, is_client=False, server_context=ctx, random_bytes=seeded_random(seed + 1000)
+    )
+    net = Net(
+        client, server, to_server=LinkSpec(loss=loss), to_client=LinkSpec(loss=loss), seed=seed
+    )
 
     def check(direction: str, data: bytes, now: float) -> None:
         if direction == "down" and not server.peer_address_validated:
@@ -312,11 +316,15 @@ def test_client_hello_spanning_several_initials(seed: int) -> None:
     """A ~2.8 KB ClientHello (many ALPN offers) needs three Initial packets; the server
     reassembles the CRYPTO stream whatever order and losses they meet."""
     alpn = ["hq-interop"] + [f"proto-{i:03d}-" + "x" * 200 for i in range(12)]
-    net = make_net(link=LinkSpec(loss=0.0 if seed == 0 else 0.25), seed=300 + seed,
-                   client_kw={"alpn": alpn})
+    net = make_net(
+        link=LinkSpec(loss=0.0 if seed == 0 else 0.25), seed=300 + seed, client_kw={"alpn": alpn}
+    )
     firsts: list[int] = []
-    net.taps.append(lambda d, data, now: firsts.append(len(data)) if d == "up" and
-                    packet_kinds(data) == ["initial"] else None)
+    net.taps.append(
+        lambda d, data, now: (
+            firsts.append(len(data)) if d == "up" and packet_kinds(data) == ["initial"] else None
+        )
+    )
     _c, _s = handshake(net)
     assert net.client.alpn == net.server.alpn == "hq-interop"
     assert len(firsts) >= 3 and min(firsts) >= 1200
@@ -324,15 +332,17 @@ def test_client_hello_spanning_several_initials(seed: int) -> None:
 
 @pytest.mark.parametrize(
     ("client_kw", "code", "closer_is_client"),
-    [({"pin": "00" * 32}, 0x100 + 42, True),  # bad_certificate
-     ({"alpn": ["h3"]}, 0x100 + 120, False)],  # no_application_protocol
+    [
+        ({"pin": "00" * 32}, 0x100 + 42, True),  # bad_certificate
+        ({"alpn": ["h3"]}, 0x100 + 120, False),
+    ],  # no_application_protocol
 )
-def test_tls_failure_closes_with_crypto_error(client_kw: dict[str, Any], code: int,
-                                              closer_is_client: bool) -> None:
+def test_tls_failure_closes_with_crypto_error(
+    client_kw: dict[str, Any], code: int, closer_is_client: bool
+) -> None:
     net = make_net(client_kw=client_kw)
     c, s = Peer(net.client), Peer(net.server)
-    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s,
-                         timeout=10)
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=10)
     closer, other = (c, s) if closer_is_client else (s, c)
     assert closer.terminated is not None and other.terminated is not None
     assert (closer.terminated.error_code, closer.terminated.by_peer) == (code, False)

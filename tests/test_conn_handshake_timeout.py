@@ -20,8 +20,9 @@ CLIENT = ("192.0.2.7", 4000)
 DCID = bytes(range(8))
 
 
-def _run_timers(conn: Connection, now: float, until: float,
-                sent: list[tuple[float, bytes]]) -> float:
+def _run_timers(
+    conn: Connection, now: float, until: float, sent: list[tuple[float, bytes]]
+) -> float:
     """Fire ``conn``'s timers from ``now`` up to ``until`` (virtual seconds), recording what
     it sends."""
     while True:

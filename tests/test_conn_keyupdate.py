@@ -87,8 +87,9 @@ def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def
     client = net.client
     tx = client._spaces[APPLICATION].tx
     truncated, pn_length = encode_packet_number(pn, None)
-    header = encode_short_header(client.peer_cid, truncated, pn_length, False,
-                                 not client._key_phase)
+    header = encode_short_header(
+        client.peer_cid, truncated, pn_length, False, not client._key_phase
+    )
     packet = bytearray(tx.seal_packet(header, b"\x01" + bytes(40), pn))
     packet[-1] ^= 0xFF  # the AEAD tag no longer verifies
     return bytes(packet)

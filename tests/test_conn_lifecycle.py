@@ -110,18 +110,19 @@ def test_close_during_handshake_is_application_error() -> None:
     assert c.terminated.reason == ""
 
 
-@pytest.mark.parametrize(("client_idle", "server_idle", "expected"),
-                         [(5.0, 30.0, 5.0), (30.0, 4.0, 4.0), (0.0, 6.0, 6.0)])
-def test_idle_timeout_negotiated_minimum(client_idle: float, server_idle: float,
-                                         expected: float) -> None:
-    net = make_net(client_kw={"idle_timeout": client_idle},
-                   server_kw={"idle_timeout": server_idle})
+@pytest.mark.parametrize(
+    ("client_idle", "server_idle", "expected"),
+    [(5.0, 30.0, 5.0), (30.0, 4.0, 4.0), (0.0, 6.0, 6.0)],
+)
+def test_idle_timeout_negotiated_minimum(
+    client_idle: float, server_idle: float, expected: float
+) -> None:
+    net = make_net(client_kw={"idle_timeout": client_idle}, server_kw={"idle_timeout": server_idle})
     wire = _count_datagrams(net)
     c, s = connected(net)
     net.settle(c, s, duration=0.2)  # let the last ACKs go
     quiet_since = max(wire["up"][-1], wire["down"][-1])
-    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s,
-                         timeout=60)
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=60)
     for peer in (c, s):
         assert peer.terminated == ev.ConnectionTerminated(0, "idle timeout", None, False)
     # Both closed silently, about ``expected`` seconds after the last packet.
@@ -148,8 +149,7 @@ def test_activity_restarts_idle_timer() -> None:
         assert not net.client.is_terminated and not net.server.is_terminated
     assert bytes(s.data[sid]) == b"tick" * 6
     last = net.now - 3
-    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s,
-                         timeout=20)
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=20)
     assert 5.0 <= net.now - last <= 5.2
 
 
@@ -165,11 +165,14 @@ def test_keep_alive_prevents_idle_timeout() -> None:
 
 def test_idle_timeout_with_lossy_link_and_no_traffic() -> None:
     """Idle timeout is not confused by losses: both sides still close at the deadline."""
-    net = make_net(link=LinkSpec(delay=0.01, loss=0.2), seed=4,
-                   client_kw={"idle_timeout": 3.0}, server_kw={"idle_timeout": 3.0})
+    net = make_net(
+        link=LinkSpec(delay=0.01, loss=0.2),
+        seed=4,
+        client_kw={"idle_timeout": 3.0},
+        server_kw={"idle_timeout": 3.0},
+    )
     c, s = connected(net, timeout=30)
-    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s,
-                         timeout=30)
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=30)
     assert c.terminated is not None and c.terminated.reason == "idle timeout"
     assert s.terminated is not None and s.terminated.reason == "idle timeout"
 

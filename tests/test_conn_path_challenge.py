@@ -27,8 +27,9 @@ def _seal(sender: Connection, payload: bytes, now: float) -> bytes:
     pn = space.next_pn
     space.next_pn = pn + 1
     truncated, pn_length = encode_packet_number(pn, sender._recovery.largest_acked(APPLICATION))
-    header = encode_short_header(sender.peer_cid, truncated, pn_length, False,
-                                 bool(sender._key_phase))
+    header = encode_short_header(
+        sender.peer_cid, truncated, pn_length, False, bool(sender._key_phase)
+    )
     packet = space.tx.seal_packet(header, payload, pn)
     sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, False, APPLICATION))
     return packet
@@ -57,8 +58,10 @@ def test_challenge_flood_on_the_current_path_is_not_amplified() -> None:
             net.client.receive_datagram(data, ("127.0.0.1", 4433), net.now)
         net.settle(c, s, duration=0.001)
     sent = server.stats().bytes_sent - sent_before
-    print(f"\n{injected} bytes of challenges -> {sent} bytes back ({sent / injected:.2f}x), "
-          f"{responses} responses")
+    print(
+        f"\n{injected} bytes of challenges -> {sent} bytes back ({sent / injected:.2f}x), "
+        f"{responses} responses"
+    )
     assert 0 < responses <= 1000
     assert sent <= 1.5 * injected
 
@@ -80,8 +83,10 @@ def test_challenge_flood_on_a_new_path_stays_within_three_times() -> None:
         net.now += 0.001
         server.handle_timer(net.now)
         assert sent <= 3 * received, f"after {i + 1} datagrams"
-    print(f"\nnew path: {received} bytes in, {sent} out ({sent / received:.2f}x), "
-          f"{padded} padded datagrams")
+    print(
+        f"\nnew path: {received} bytes in, {sent} out ({sent / received:.2f}x), "
+        f"{padded} padded datagrams"
+    )
     # Answered (the challenges and the server's own PATH_CHALLENGE), but the small datagrams
     # leave no room to pad any of it.
     assert sent > 0 and padded == 0
@@ -100,7 +105,12 @@ def test_padded_challenge_gets_a_padded_response_on_the_current_path() -> None:
     assert len(packet) >= 1200
     server.receive_datagram(packet, CLIENT_ADDR, net.now)
     out = server.datagrams_to_send(net.now)
-    answers = [d for d, _ in out if any(
-        isinstance(f, F.PathResponseFrame) and f.data == data
-        for f in wire_frames(net.client, d) or [])]
+    answers = [
+        d
+        for d, _ in out
+        if any(
+            isinstance(f, F.PathResponseFrame) and f.data == data
+            for f in wire_frames(net.client, d) or []
+        )
+    ]
     assert len(answers) == 1 and len(answers[0]) >= 1200

@@ -207,8 +207,9 @@ def _drop_burst(net: Net, first: int, count: int) -> list[int]:
 def test_one_reduction_per_loss_episode(algo: str, beta: float) -> None:
     """Five packets of one flight are lost: one congestion event, cwnd * beta; a later,
     separate loss is a second event."""
-    net = make_net(link=LinkSpec(delay=0.02), client_kw={**BIG, "congestion_control": algo},
-                   server_kw=BIG)
+    net = make_net(
+        link=LinkSpec(delay=0.02), client_kw={**BIG, "congestion_control": algo}, server_kw=BIG
+    )
     audit = CcAudit(net)
     c, s, sid, data, sender = start_transfer(net, 3 << 20)
     hits = _drop_burst(net, 60, 5)
@@ -216,8 +217,7 @@ def test_one_reduction_per_loss_episode(algo: str, beta: float) -> None:
     assert net.run_until(lambda: len(audit.reductions) >= 1, c, s, timeout=30, hook=sender.pump)
     assert len(hits) == 5
     # Let recovery finish: all five were declared lost, in one episode.
-    net.run_until(lambda: net.client.stats().packets_lost >= 5, c, s, timeout=5,
-                  hook=sender.pump)
+    net.run_until(lambda: net.client.stats().packets_lost >= 5, c, s, timeout=5, hook=sender.pump)
     net.settle(c, s, duration=0.2, hook=sender.pump)
     assert net.client.stats().packets_lost == 5
     assert len(audit.reductions) == 1
@@ -239,8 +239,7 @@ def test_persistent_congestion_collapses_window() -> None:
     net = make_net(link=LinkSpec(delay=0.02), client_kw=RENO, server_kw=BIG)
     audit = CcAudit(net)
     c, s, sid, data, sender = start_transfer(net, 3 << 20)
-    assert net.run_until(lambda: net.client._cc.cwnd > 100_000, c, s, timeout=10,
-                         hook=sender.pump)
+    assert net.run_until(lambda: net.client._cc.cwnd > 100_000, c, s, timeout=10, hook=sender.pump)
     t0 = net.now
     net.drop = lambda direction, index, d, now: direction == "up" and t0 <= now < t0 + 1.5
     assert net.run_until(lambda: bool(audit.persistent), c, s, timeout=10, hook=sender.pump)
@@ -354,8 +353,19 @@ def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
     now = net.now
     assert server._handshake_done_acked  # the normal handshake got it acknowledged
     body = bytes(40)
-    late = encode_long_header(PacketType.HANDSHAKE, server.version, server.host_cid,
-                              client.host_cid, b"", len(body), 7, 1) + body
+    late = (
+        encode_long_header(
+            PacketType.HANDSHAKE,
+            server.version,
+            server.host_cid,
+            client.host_cid,
+            b"",
+            len(body),
+            7,
+            1,
+        )
+        + body
+    )
 
     def answer() -> list[Any]:
         dropped = server.stats().packets_dropped

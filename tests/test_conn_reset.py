@@ -67,10 +67,15 @@ def test_random_garbage_is_no_reset() -> None:
     net, _c, _s = _established_pair()
     net.client.receive_datagram(bytes([0x45]) + bytes(range(40)), SERVER_ADDR, net.now)
     assert not net.client.is_terminated
-    assert StatelessResponder(ServerContext(
-        net.server._server_context.certificate_chain,  # type: ignore[union-attr]
-        net.server._server_context.private_key,  # type: ignore[union-attr]
-    )).stateless_reset(b"\x40" + bytes(20)) is None  # too short to answer
+    assert (
+        StatelessResponder(
+            ServerContext(
+                net.server._server_context.certificate_chain,  # type: ignore[union-attr]
+                net.server._server_context.private_key,  # type: ignore[union-attr]
+            )
+        ).stateless_reset(b"\x40" + bytes(20))
+        is None
+    )  # too short to answer
 
 
 def test_reset_token_of_new_cids_recognised() -> None:

@@ -104,8 +104,11 @@ def _retry_handshake(
     verdict = responder.check_initial(header, CLIENT_ADDR, 0.03)
     assert verdict.accept and verdict.validated and verdict.reply is None
     server = Connection(
-        server_config(), is_client=False, server_context=ctx,
-        original_dcid=verdict.original_dcid, retry_source_cid=verdict.retry_source_cid,
+        server_config(),
+        is_client=False,
+        server_context=ctx,
+        original_dcid=verdict.original_dcid,
+        retry_source_cid=verdict.retry_source_cid,
         address_validated=verdict.validated,
     )
     server.receive_datagram(second, CLIENT_ADDR, 0.03)
@@ -146,8 +149,9 @@ def test_client_rejects_retry_with_bad_integrity_tag() -> None:
     assert client.stats().retries_received == 1
 
 
-def _invalid_token_outcome(token: bytes, addr: tuple[str, int] = CLIENT_ADDR,
-                           now: float = 0.0) -> tuple[Connection, StatelessResponder]:
+def _invalid_token_outcome(
+    token: bytes, addr: tuple[str, int] = CLIENT_ADDR, now: float = 0.0
+) -> tuple[Connection, StatelessResponder]:
     ctx = ServerContext.from_config(server_config())
     responder = StatelessResponder(ctx, retry=True)
     client = Connection(client_config(), is_client=True, token=token)
@@ -239,9 +243,14 @@ def test_zero_rtt_data_resent_right_after_retry() -> None:
             offset = header.packet_end
     assert PacketType.INITIAL in types and PacketType.ZERO_RTT in types
     verdict = responder.check_initial(parse_header(again[0][0]), CLIENT_ADDR, end + 1.02)
-    server = Connection(server_config(), is_client=False, server_context=ctx,
-                        original_dcid=verdict.original_dcid,
-                        retry_source_cid=verdict.retry_source_cid, address_validated=True)
+    server = Connection(
+        server_config(),
+        is_client=False,
+        server_context=ctx,
+        original_dcid=verdict.original_dcid,
+        retry_source_cid=verdict.retry_source_cid,
+        address_validated=True,
+    )
     for data, _ in again:
         server.receive_datagram(data, CLIENT_ADDR, end + 1.02)
     events = list(iter(server.next_event, None))

@@ -114,8 +114,7 @@ def test_round_robin_interleaves_streams() -> None:
     """Two bulk streams on a slow link progress together (round robin), not one after
     the other."""
     kw = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
-    net = make_net(link=LinkSpec(delay=0.01, bandwidth=20e6, queue=50), client_kw=kw,
-                   server_kw=kw)
+    net = make_net(link=LinkSpec(delay=0.01, bandwidth=20e6, queue=50), client_kw=kw, server_kw=kw)
     c, s = connected(net)
     a, b = net.client.open_stream(), net.client.open_stream()
     senders = [Sender(net.client, sid, bytes(1 << 20)) for sid in (a, b)]
@@ -124,8 +123,13 @@ def test_round_robin_interleaves_streams() -> None:
         for snd in senders:
             snd.pump()
 
-    assert net.run_until(lambda: len(s.data.get(a, b"")) + len(s.data.get(b, b"")) > 1 << 20,
-                         c, s, timeout=30, hook=pump)
+    assert net.run_until(
+        lambda: len(s.data.get(a, b"")) + len(s.data.get(b, b"")) > 1 << 20,
+        c,
+        s,
+        timeout=30,
+        hook=pump,
+    )
     got_a, got_b = len(s.data[a]), len(s.data[b])
     assert 0.8 < got_a / got_b < 1.25, (got_a, got_b)
     assert net.run_until(lambda: {a, b} <= s.finished, c, s, timeout=30, hook=pump)
@@ -154,9 +158,16 @@ def test_reset_under_loss_releases_connection_credit() -> None:
     """A reset stream's unread and never-sent bytes are credited back to the connection
     window: with max_data 64 KB, 20 streams of 60 KB each reset halfway still let a final
     stream through."""
-    net = make_net(link=LinkSpec(delay=0.01, loss=0.05), seed=13,
-                   server_kw={"max_data": 64 << 10, "max_stream_data": 64 << 10,
-                              "max_data_limit": 64 << 10, "max_stream_data_limit": 64 << 10})
+    net = make_net(
+        link=LinkSpec(delay=0.01, loss=0.05),
+        seed=13,
+        server_kw={
+            "max_data": 64 << 10,
+            "max_stream_data": 64 << 10,
+            "max_data_limit": 64 << 10,
+            "max_stream_data_limit": 64 << 10,
+        },
+    )
     c, s = connected(net)
     for _ in range(20):
         sid = net.client.open_stream()
@@ -270,8 +281,9 @@ def test_resets_and_stop_sending_storm_under_loss(seed: int) -> None:
     rng = random.Random(seed)
     sids = [net.client.open_stream() for _ in range(40)]
     senders = {
-        sid: Sender(net.client, sid, rng.randbytes(rng.randrange(1, 200_000)), chunk=8000,
-                    window=50_000)
+        sid: Sender(
+            net.client, sid, rng.randbytes(rng.randrange(1, 200_000)), chunk=8000, window=50_000
+        )
         for sid in sids
     }
     stopped: set[int] = set()

@@ -69,8 +69,8 @@ def test_new_token_lifetime_is_a_config_knob() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"new_token_lifetime": 0}, {"new_token_lifetime": -1.0},
-               {"new_token_register_entries": 0}]
+    "kwargs",
+    [{"new_token_lifetime": 0}, {"new_token_lifetime": -1.0}, {"new_token_register_entries": 0}],
 )
 def test_token_knobs_are_validated(kwargs: dict[str, object]) -> None:
     name = next(iter(kwargs))

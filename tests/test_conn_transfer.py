@@ -72,7 +72,9 @@ def test_transfer_20mb_loss_reorder_duplicate() -> None:
     data is re-sent, acknowledged data never is."""
     net = make_net(
         link=LinkSpec(delay=0.01, loss=0.05, reorder=0.03, duplicate=0.02),
-        seed=3, client_kw=BIG, server_kw=BIG,
+        seed=3,
+        client_kw=BIG,
+        server_kw=BIG,
     )
     audit = ResendAudit(net.client)
     one_way(net, 20 << 20)
@@ -92,8 +94,9 @@ def test_transfer_20mb_loss_reorder_duplicate() -> None:
 
 def test_transfer_burst_loss() -> None:
     """The interop runner's "transferloss": 2 % loss in bursts of 3, both directions."""
-    net = make_net(link=LinkSpec(delay=0.015, loss=0.02 / 3, burst=3), seed=4,
-                   client_kw=BIG, server_kw=BIG)
+    net = make_net(
+        link=LinkSpec(delay=0.015, loss=0.02 / 3, burst=3), seed=4, client_kw=BIG, server_kw=BIG
+    )
     audit = ResendAudit(net.client)
     one_way(net, 3 << 20)
     assert net.up.counters.lost >= 30
@@ -114,8 +117,9 @@ def test_transfer_corruption_counted() -> None:
 
 
 def test_transfer_both_directions_at_once() -> None:
-    net = make_net(link=LinkSpec(delay=0.02, loss=0.03, reorder=0.02), seed=6,
-                   client_kw=BIG, server_kw=BIG)
+    net = make_net(
+        link=LinkSpec(delay=0.02, loss=0.03, reorder=0.02), seed=6, client_kw=BIG, server_kw=BIG
+    )
     c, s = connected(net)
     up = random.Random(1).randbytes(1_500_000)
     down = random.Random(2).randbytes(1_000_000)
@@ -128,8 +132,9 @@ def test_transfer_both_directions_at_once() -> None:
         for snd in senders:
             snd.pump()
 
-    ok = net.run_until(lambda: sid in s.finished and sid in c.finished, c, s, timeout=300,
-                       hook=hook)
+    ok = net.run_until(
+        lambda: sid in s.finished and sid in c.finished, c, s, timeout=300, hook=hook
+    )
     assert ok
     assert bytes(s.data[sid]) == up and bytes(c.data[sid]) == down
     # Both halves are done: the stream is forgotten on both sides.
@@ -153,8 +158,9 @@ def test_goodput_on_bandwidth_limited_link() -> None:
 
 
 def test_key_update_mid_transfer() -> None:
-    net = make_net(link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8,
-                   client_kw=BIG, server_kw=BIG)
+    net = make_net(
+        link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8, client_kw=BIG, server_kw=BIG
+    )
     c, s = connected(net)
     data = random.Random(9).randbytes(2 << 20)
     sid = net.client.open_stream()
@@ -178,8 +184,12 @@ def test_key_update_mid_transfer() -> None:
 def test_back_to_back_key_updates_are_paced() -> None:
     """Asking for a second key update before the first is acknowledged defers it (RFC 9001
     6.1); the peer follows every update and no packet becomes undecryptable."""
-    net = make_net(link=LinkSpec(delay=0.01, reorder=0.1, reorder_delay=0.015), seed=4,
-                   client_kw=BIG, server_kw=BIG)
+    net = make_net(
+        link=LinkSpec(delay=0.01, reorder=0.1, reorder_delay=0.015),
+        seed=4,
+        client_kw=BIG,
+        server_kw=BIG,
+    )
     c, s = connected(net)
     data = random.Random(4).randbytes(2 << 20)
     sid = net.client.open_stream()
@@ -217,14 +227,16 @@ def _sent_trace(lean: bool, monkeypatch: Any) -> tuple[list[tuple[Any, ...]], in
         m.setattr(Connection, "_build_stream_datagram", counting)
         if not lean:
             m.setattr(Connection, "_lean_send_ready", lambda self: False)
-        net = make_net(link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8,
-                       client_kw=BIG, server_kw=BIG)
+        net = make_net(
+            link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8, client_kw=BIG, server_kw=BIG
+        )
         trace: list[tuple[Any, ...]] = []
 
         def tracer(event: str, data: dict[str, Any]) -> None:
             if event == "packet_sent":
-                trace.append((net.now, data["space"], data["pn"], data["size"],
-                              tuple(data["frames"])))
+                trace.append(
+                    (net.now, data["space"], data["pn"], data["size"], tuple(data["frames"]))
+                )
 
         net.client.tracer = tracer
         one_way(net, 2 << 20)

@@ -92,8 +92,10 @@ def test_default_server_follows_the_clients_preference() -> None:
 
 
 def test_v2_client_switched_to_v1_by_a_v1_preferring_server() -> None:
-    net, c, s = new_pair(client_args={"version": QUIC_V2},  # offers (v2, v1)
-                         context=_v2_context(QUIC_V1, QUIC_V2))
+    net, c, s = new_pair(
+        client_args={"version": QUIC_V2},  # offers (v2, v1)
+        context=_v2_context(QUIC_V1, QUIC_V2),
+    )
     established(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert _versions_on_wire(net, up=True)[0] == (PacketType.INITIAL, QUIC_V2)
@@ -166,8 +168,13 @@ def _client_hello(params: bytes) -> bytes:
     """A minimal TLS ClientHello (RFC 8446 4.1.2) carrying quic_transport_parameters."""
     ext = (0x39).to_bytes(2, "big") + len(params).to_bytes(2, "big") + params
     body = (
-        b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
-        + len(ext).to_bytes(2, "big") + ext
+        b"\x03\x03"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00\x02\x13\x01"
+        + b"\x01\x00"
+        + len(ext).to_bytes(2, "big")
+        + ext
     )
     return b"\x01" + len(body).to_bytes(3, "big") + body
 

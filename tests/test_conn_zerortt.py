@@ -90,8 +90,13 @@ def test_zero_rtt_rejected_when_server_disables_it() -> None:
 
 def test_zero_rtt_rejected_when_server_lowered_limits() -> None:
     ticket, ctx, end = ticket_and_context(max_streams_bidi=100)
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1,
-                         server_kw={"max_streams_bidi": 10})
+    net, c, s = new_pair(
+        session_ticket=ticket,
+        early_data=True,
+        context=ctx,
+        start=end + 1,
+        server_kw={"max_streams_bidi": 10},
+    )
     sids = [net.client.open_stream() for _ in range(20)]  # allowed by the remembered limit
     for sid in sids:
         net.client.send_stream_data(sid, b"GET /\r\n", end_stream=True)
@@ -110,8 +115,13 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ticket, ctx, end = ticket_and_context(max_data=1 << 20)
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1,
-                         server_kw={"max_data": 1 << 16})
+    net, c, s = new_pair(
+        session_ticket=ticket,
+        early_data=True,
+        context=ctx,
+        start=end + 1,
+        server_kw={"max_data": 1 << 16},
+    )
     # A faulty server: accepts 0-RTT although its limits shrank.
     monkeypatch.setattr(connection_module, "_early_data_acceptable", lambda *_: True)
     sid = net.client.open_stream()
@@ -123,8 +133,9 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
 
 def test_expired_ticket_sends_no_zero_rtt_but_streams_still_work() -> None:
     ticket, ctx, end = ticket_and_context()
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx,
-                         start=end + 200_000)  # ticket lifetime (1 day) passed
+    net, c, s = new_pair(
+        session_ticket=ticket, early_data=True, context=ctx, start=end + 200_000
+    )  # ticket lifetime (1 day) passed
     with pytest.raises(Exception):  # noqa: B017 - no remembered limits: no stream credit yet
         net.client.open_stream()
     established(net, c, s)
@@ -137,4 +148,5 @@ def test_expired_ticket_sends_no_zero_rtt_but_streams_still_work() -> None:
 
 def _cfg():  # type: ignore[no-untyped-def]
     from conn_support import server_config
+
     return server_config()

@@ -17,7 +17,7 @@ README = (ROOT / "README.md").read_text()
 def _section(text: str, heading: str) -> str:
     start = text.index(heading)
     end = text.find("\n## ", start + len(heading))
-    return text[start:end if end >= 0 else None]
+    return text[start : end if end >= 0 else None]
 
 
 def test_readme_config_table_names_every_field() -> None:
@@ -33,10 +33,19 @@ def test_readme_cli_tables_name_every_option() -> None:
     commands = next(a for a in parser._actions if isinstance(a.choices, dict)).choices
     for name, sub in commands.items():
         table = _section(README, "## Command line")
-        options = {o for a in sub._actions for o in a.option_strings
-                   if o.startswith("--") and o != "--help"}
-        missing = {o for o in options if f"`{o}" not in table and f", `{o}" not in table
-                   and not re.search(rf"`[^`]*{re.escape(o)}\b", table)}
+        options = {
+            o
+            for a in sub._actions
+            for o in a.option_strings
+            if o.startswith("--") and o != "--help"
+        }
+        missing = {
+            o
+            for o in options
+            if f"`{o}" not in table
+            and f", `{o}" not in table
+            and not re.search(rf"`[^`]*{re.escape(o)}\b", table)
+        }
         assert not missing, f"quicish {name}: {sorted(missing)} not in the README"
 
 
@@ -49,8 +58,14 @@ def test_security_doc_names_only_real_knobs() -> None:
     names = {n for n in re.findall(r"`(?:stats\(\)\.)?([a-z]+(?:_[a-z0-9]+)+)`", text)}
     known = {f.name for kind in (Config, Stats) for f in dataclasses.fields(kind)}
     assert names - known <= {"early_data"}, names - known
-    for limit in ("max_half_open", "handshake_timeout", "max_stream_fragments",
-                  "max_ack_only_packets", "datagram_receive_buffer", "stateless_reset_key"):
+    for limit in (
+        "max_half_open",
+        "handshake_timeout",
+        "max_stream_fragments",
+        "max_ack_only_packets",
+        "datagram_receive_buffer",
+        "stateless_reset_key",
+    ):
         assert limit in names
 
 
@@ -67,8 +82,14 @@ def test_readme_library_example_runs(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     script = tmp_path / "example.py"
     script.write_text(code.group(1).replace("4433", str(port)))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=60, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "b'HELLO, QUIC'" and float(lines[1]) > 0

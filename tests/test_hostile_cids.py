@@ -54,8 +54,10 @@ def test_forced_retirement_flood_is_closed_and_bounded() -> None:
         assert server.alive()
         grown = server.rss_bytes() - rss_before
         cpu = server.cpu_seconds() - cpu_before
-        print(f"\n{seq - 1} frames in {sent} bytes; server +{grown / 1e6:.1f} MB RSS, "
-              f"{cpu:.2f} s CPU; attacker received {attacker.received_bytes} bytes")
+        print(
+            f"\n{seq - 1} frames in {sent} bytes; server +{grown / 1e6:.1f} MB RSS, "
+            f"{cpu:.2f} s CPU; attacker received {attacker.received_bytes} bytes"
+        )
         assert grown < 10 << 20
         # The attacker paid for every frame; the server's answers stay far smaller.
         assert attacker.received_bytes < sent

@@ -73,10 +73,12 @@ def test_initial_flood_engages_retry_and_legitimate_clients_are_served() -> None
             retries, others = _count_retries(socks)
             rss_growth = server.rss_bytes() - rss0
             cpu = server.cpu_seconds() - cpu0
-            print(f"flood: {sent} Initials in {flood_seconds:.2f} s; server CPU {cpu:.2f} s, "
-                  f"RSS +{rss_growth / 1e6:.1f} MB; attacker saw {retries} Retry and "
-                  f"{others} other datagrams; GETs took "
-                  f"{[round(g.elapsed or -1, 2) for g in gets]} s")
+            print(
+                f"flood: {sent} Initials in {flood_seconds:.2f} s; server CPU {cpu:.2f} s, "
+                f"RSS +{rss_growth / 1e6:.1f} MB; attacker saw {retries} Retry and "
+                f"{others} other datagrams; GETs took "
+                f"{[round(g.elapsed or -1, 2) for g in gets]} s"
+            )
             assert sent == FLOOD
             assert all(served), [g.output for g in gets if g.output]
             assert retries > 0  # automatic Retry engaged

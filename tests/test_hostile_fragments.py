@@ -36,8 +36,7 @@ def test_stream_fragment_holes_across_four_windows() -> None:
         offsets = range(window - 2, -1, -2)
         for first in range(0, len(offsets), FRAMES_PER_PACKET // 4):
             chunk = offsets[first : first + FRAMES_PER_PACKET // 4]
-            attacker.send_frames(*(F.StreamFrame(sid, off, b"x") for off in chunk
-                                   for sid in sids))
+            attacker.send_frames(*(F.StreamFrame(sid, off, b"x") for off in chunk for sid in sids))
             sent += 1
         attack_time = time.monotonic() - start
         attacker.pump(2.0, until=lambda: attacker.closed_by_peer() is not None)
@@ -45,8 +44,10 @@ def test_stream_fragment_holes_across_four_windows() -> None:
         cpu = server.cpu_seconds() - cpu0
         rss = server.rss_bytes() - rss0
         term = attacker.closed_by_peer()
-        print(f"\n{sent} packets in {attack_time:.2f} s; server CPU {cpu:.2f} s, "
-              f"RSS +{rss / MB:.1f} MB; closed: {term}")
+        print(
+            f"\n{sent} packets in {attack_time:.2f} s; server CPU {cpu:.2f} s, "
+            f"RSS +{rss / MB:.1f} MB; closed: {term}"
+        )
         assert served, legit.output
         assert term is not None and term.error_code == ErrorCode.PROTOCOL_VIOLATION
         assert term.reason == "protocol violation"  # a fixed phrase on the wire

@@ -23,8 +23,10 @@ DCID = bytes.fromhex("5ca1ab1e0ddba11e")
 
 
 def test_half_open_connection_fed_fresh_initials_is_dropped_at_the_handshake_timeout() -> None:
-    with ServeProcess("--handshake-timeout", str(TIMEOUT)) as server, \
-            RawClient(server.port) as attacker:
+    with (
+        ServeProcess("--handshake-timeout", str(TIMEOUT)) as server,
+        RawClient(server.port) as attacker,
+    ):
         forger = InitialForger(server.port)
         get = PreparedGet(server, timeout=5)  # a legitimate client, set going during it
         cpu0, rss0 = server.cpu_seconds(), server.rss_bytes()
@@ -48,8 +50,10 @@ def test_half_open_connection_fed_fresh_initials_is_dropped_at_the_handshake_tim
         first = answers[0][1]
         first_times = [at for at, scid in answers if scid == first]
         later = {scid for at, scid in answers if at > TIMEOUT + 0.5}
-        print(f"connection {first.hex()} answered until {max(first_times):.2f} s; "
-              f"later answers from {[s.hex() for s in later]}")
+        print(
+            f"connection {first.hex()} answered until {max(first_times):.2f} s; "
+            f"later answers from {[s.hex() for s in later]}"
+        )
         # Its last answer came before the deadline: the Initials at 4 and 6 s found no
         # connection and made a new one (with a new SCID and a deadline of its own).
         assert max(first_times) < TIMEOUT + 0.5

@@ -20,8 +20,9 @@ PACKETS = 2000
 
 
 def _challenges() -> bytes:
-    return encode_frames(*[F.PathChallengeFrame(os.urandom(8))
-                           for _ in range(CHALLENGES_PER_PACKET)])
+    return encode_frames(
+        *[F.PathChallengeFrame(os.urandom(8)) for _ in range(CHALLENGES_PER_PACKET)]
+    )
 
 
 def _drain(sock: socket.socket) -> int:
@@ -46,8 +47,10 @@ def test_path_challenge_flood_is_not_amplified() -> None:
         sent_current = sent_new = got_current = got_new = 0
         _drain(attacker.sock)
         for i in range(PACKETS):
-            sent_current += attacker.send_frames(F.PingFrame(), *[
-                F.PathChallengeFrame(os.urandom(8)) for _ in range(CHALLENGES_PER_PACKET)])
+            sent_current += attacker.send_frames(
+                F.PingFrame(),
+                *[F.PathChallengeFrame(os.urandom(8)) for _ in range(CHALLENGES_PER_PACKET)],
+            )
             packet = attacker.seal(_challenges())
             second.sendto(packet, attacker.addr)
             sent_new += len(packet)
@@ -59,9 +62,11 @@ def test_path_challenge_flood_is_not_amplified() -> None:
         got_current += _drain(attacker.sock)
         got_new += _drain(second)
         cpu = server.cpu_seconds() - cpu_before
-        print(f"\ncurrent path: {sent_current} -> {got_current} bytes "
-              f"({got_current / sent_current:.2f}x); new path: {sent_new} -> {got_new} bytes "
-              f"({got_new / sent_new:.2f}x); server {cpu:.2f} s CPU")
+        print(
+            f"\ncurrent path: {sent_current} -> {got_current} bytes "
+            f"({got_current / sent_current:.2f}x); new path: {sent_new} -> {got_new} bytes "
+            f"({got_new / sent_new:.2f}x); server {cpu:.2f} s CPU"
+        )
         second.close()
         assert got_new <= 3 * sent_new
         assert got_current <= 1.5 * sent_current

@@ -45,8 +45,10 @@ def test_pings_never_acknowledged_keep_server_state_bounded() -> None:
             assert attacker.received_datagrams > PINGS // 4  # the server did answer
             growth = server.rss_bytes() - rss0
             cpu = server.cpu_seconds() - cpu0
-        print(f"server RSS growth {growth / 1e6:.1f} MB, CPU {cpu:.2f} s, "
-              f"{attacker.received_datagrams} datagrams back, GET in {legit.elapsed:.2f} s "
-              f"(alone: {warm.elapsed:.2f} s)")
+        print(
+            f"server RSS growth {growth / 1e6:.1f} MB, CPU {cpu:.2f} s, "
+            f"{attacker.received_datagrams} datagrams back, GET in {legit.elapsed:.2f} s "
+            f"(alone: {warm.elapsed:.2f} s)"
+        )
         assert server.alive()
         assert growth < RSS_GROWTH_LIMIT

@@ -31,8 +31,9 @@ class DatagramServer:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._loop.run_until_complete,
-                                        args=(self._main(),), daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete, args=(self._main(),), daemon=True
+        )
 
     async def _main(self) -> None:
         async def on_connection(conn: QuicConnection) -> None:
@@ -43,8 +44,9 @@ class DatagramServer:
                     return
 
         self._stop = asyncio.Event()
-        server = await quicish.serve(LOOPBACK, 0, config=server_config(**DATAGRAMS),
-                                     on_connection=on_connection)
+        server = await quicish.serve(
+            LOOPBACK, 0, config=server_config(**DATAGRAMS), on_connection=on_connection
+        )
         self.port = server.address[1]
         self._ready.set()
         await self._stop.wait()

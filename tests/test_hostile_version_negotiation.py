@@ -27,7 +27,5 @@ def test_version_negotiation_packets_are_never_answered() -> None:
         assert attacker.drain_socket(0.3) == []
         attacker.send_raw(bytes(unknown))
         answers = attacker.drain_socket(0.5)
-        assert [parse_header(d).packet_type for d in answers] == [
-            PacketType.VERSION_NEGOTIATION
-        ]
+        assert [parse_header(d).packet_type for d in answers] == [PacketType.VERSION_NEGOTIATION]
         assert get.wait(), get.output

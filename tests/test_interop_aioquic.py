@@ -111,15 +111,15 @@ class AqFileServerProtocol(QuicConnectionProtocol):
 
 
 @contextlib.asynccontextmanager
-async def aioquic_file_server(root: Path, **config_kw: Any) -> AsyncIterator[
-    tuple[int, list[AqFileServerProtocol]]
-]:
+async def aioquic_file_server(
+    root: Path, **config_kw: Any
+) -> AsyncIterator[tuple[int, list[AqFileServerProtocol]]]:
     instances: list[AqFileServerProtocol] = []
-    protocol = type(
-        "Proto", (AqFileServerProtocol,), {"root": root, "instances": instances}
-    )
+    protocol = type("Proto", (AqFileServerProtocol,), {"root": root, "instances": instances})
     server = await aq_serve(
-        "127.0.0.1", 0, configuration=aq_server_configuration(**config_kw),
+        "127.0.0.1",
+        0,
+        configuration=aq_server_configuration(**config_kw),
         create_protocol=protocol,
     )
     assert server._transport is not None
@@ -139,9 +139,9 @@ async def aq_get(protocol: QuicConnectionProtocol, path: str) -> bytes:
 
 # ---- quicish peer ------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def quicish_file_server(root: Path, **config_kw: Any) -> AsyncIterator[
-    tuple[quicish.Server, hq.FileServer]
-]:
+async def quicish_file_server(
+    root: Path, **config_kw: Any
+) -> AsyncIterator[tuple[quicish.Server, hq.FileServer]]:
     files = hq.FileServer(root)
     async with await quicish.serve(
         "127.0.0.1", 0, config=server_config(**config_kw), on_stream=files.handle
@@ -165,9 +165,10 @@ def qq_client(**kw: Any) -> quicish.Config:
 # ---- quicish client -> aioquic server ----------------------------------------------------
 @timed(30)
 async def test_quicish_client_handshake_and_10mb(www: Path, tmp_path: Path) -> None:
-    async with aioquic_file_server(www) as (port, servers), quicish.connect(
-        "127.0.0.1", port, config=qq_client()
-    ) as conn:
+    async with (
+        aioquic_file_server(www) as (port, servers),
+        quicish.connect("127.0.0.1", port, config=qq_client()) as conn,
+    ):
         assert conn.alpn == "hq-interop"
         reader, writer = await conn.open_stream()
         size = await hq.fetch(reader, writer, "/big.bin", tmp_path / "big.bin")
@@ -178,9 +179,10 @@ async def test_quicish_client_handshake_and_10mb(www: Path, tmp_path: Path) -> N
 
 @timed(40)
 async def test_quicish_client_1000_files(www: Path) -> None:
-    async with aioquic_file_server(www) as (port, _), quicish.connect(
-        "127.0.0.1", port, config=qq_client()
-    ) as conn:
+    async with (
+        aioquic_file_server(www) as (port, _),
+        quicish.connect("127.0.0.1", port, config=qq_client()) as conn,
+    ):
         names = [f"/f{i:04d}" for i in range(SMALL_FILES)]
         bodies = await asyncio.gather(*(qq_get(conn, n) for n in names))
         for name, body in zip(names, bodies, strict=True):
@@ -194,15 +196,18 @@ async def test_quicish_client_1000_files(www: Path) -> None:
 async def test_quicish_client_single_cipher(www: Path, suite: str) -> None:
     aq_suite, code = SUITES[suite]
     # The aioquic server allows only this suite; quicish offers all three.
-    async with aioquic_file_server(www, cipher_suites=[aq_suite]) as (port, servers), \
-            quicish.connect("127.0.0.1", port, config=qq_client()) as conn:
+    async with (
+        aioquic_file_server(www, cipher_suites=[aq_suite]) as (port, servers),
+        quicish.connect("127.0.0.1", port, config=qq_client()) as conn,
+    ):
         assert await qq_get(conn, "/mid.bin") == (www / "mid.bin").read_bytes()
         assert quicish_cipher(conn) == code
         assert servers[0].cipher_suite() == code
     # quicish offers only this suite; aioquic (all suites) must pick it.
-    async with aioquic_file_server(www) as (port, servers), quicish.connect(
-        "127.0.0.1", port, config=qq_client(cipher_suites=[suite])
-    ) as conn:
+    async with (
+        aioquic_file_server(www) as (port, servers),
+        quicish.connect("127.0.0.1", port, config=qq_client(cipher_suites=[suite])) as conn,
+    ):
         assert await qq_get(conn, "/f0001") == (www / "f0001").read_bytes()
         assert quicish_cipher(conn) == code
         assert servers[0].cipher_suite() == code
@@ -210,10 +215,14 @@ async def test_quicish_client_single_cipher(www: Path, suite: str) -> None:
 
 @timed(30)
 async def test_quicish_client_follows_aioquic_key_update(www: Path) -> None:
-    async with aioquic_file_server(www) as (port, servers), quicish.connect(
-        "127.0.0.1", port,
-        config=qq_client(max_stream_data=256 << 10, max_stream_data_limit=256 << 10),
-    ) as conn:
+    async with (
+        aioquic_file_server(www) as (port, servers),
+        quicish.connect(
+            "127.0.0.1",
+            port,
+            config=qq_client(max_stream_data=256 << 10, max_stream_data_limit=256 << 10),
+        ) as conn,
+    ):
         reader, writer = await conn.open_stream()
         writer.write(hq.request_line("/big.bin"))
         writer.write_eof()
@@ -242,9 +251,10 @@ async def aioquic_client(port: int, **config_kw: Any) -> AsyncIterator[QuicConne
 
 @timed(30)
 async def test_aioquic_client_handshake_and_10mb(www: Path) -> None:
-    async with quicish_file_server(www) as (server, files), aioquic_client(
-        server.address[1]
-    ) as client:
+    async with (
+        quicish_file_server(www) as (server, files),
+        aioquic_client(server.address[1]) as client,
+    ):
         await client.ping()
         body = await aq_get(client, "/big.bin")
         assert len(body) == BIG
@@ -256,9 +266,10 @@ async def test_aioquic_client_handshake_and_10mb(www: Path) -> None:
 
 @timed(40)
 async def test_aioquic_client_1000_files(www: Path) -> None:
-    async with quicish_file_server(www) as (server, files), aioquic_client(
-        server.address[1]
-    ) as client:
+    async with (
+        quicish_file_server(www) as (server, files),
+        aioquic_client(server.address[1]) as client,
+    ):
         names = [f"/f{i:04d}" for i in range(SMALL_FILES)]
         bodies = await asyncio.gather(*(aq_get(client, n) for n in names))
         for name, body in zip(names, bodies, strict=True):
@@ -273,14 +284,18 @@ async def test_aioquic_client_1000_files(www: Path) -> None:
 async def test_aioquic_client_single_cipher(www: Path, suite: str) -> None:
     aq_suite, code = SUITES[suite]
     # The aioquic client offers only this suite; the quicish server allows all three.
-    async with quicish_file_server(www) as (server, _), \
-            aioquic_client(server.address[1], cipher_suites=[aq_suite]) as client:
+    async with (
+        quicish_file_server(www) as (server, _),
+        aioquic_client(server.address[1], cipher_suites=[aq_suite]) as client,
+    ):
         assert await aq_get(client, "/mid.bin") == (www / "mid.bin").read_bytes()
         (sconn,) = server.connections
         assert quicish_cipher(sconn) == code
     # The quicish server allows only this suite; aioquic (all suites) must agree to it.
-    async with quicish_file_server(www, cipher_suites=[suite]) as (server, _), \
-            aioquic_client(server.address[1]) as client:
+    async with (
+        quicish_file_server(www, cipher_suites=[suite]) as (server, _),
+        aioquic_client(server.address[1]) as client,
+    ):
         assert await aq_get(client, "/f0003") == (www / "f0003").read_bytes()
         (sconn,) = server.connections
         assert quicish_cipher(sconn) == code
@@ -288,9 +303,10 @@ async def test_aioquic_client_single_cipher(www: Path, suite: str) -> None:
 
 @timed(30)
 async def test_quicish_server_follows_aioquic_key_update(www: Path) -> None:
-    async with quicish_file_server(www) as (server, _), aioquic_client(
-        server.address[1], max_stream_data=256 << 10, max_data=512 << 10
-    ) as client:
+    async with (
+        quicish_file_server(www) as (server, _),
+        aioquic_client(server.address[1], max_stream_data=256 << 10, max_data=512 << 10) as client,
+    ):
         reader, writer = await client.create_stream()
         writer.write(hq.request_line("/big.bin"))
         writer.write_eof()
@@ -308,9 +324,10 @@ async def test_quicish_server_follows_aioquic_key_update(www: Path) -> None:
 
 @timed()
 async def test_quicish_client_missing_file_on_aioquic(www: Path) -> None:
-    async with aioquic_file_server(www) as (port, _), quicish.connect(
-        "127.0.0.1", port, config=qq_client()
-    ) as conn:
+    async with (
+        aioquic_file_server(www) as (port, _),
+        quicish.connect("127.0.0.1", port, config=qq_client()) as conn,
+    ):
         with pytest.raises(quicish.StreamResetError) as info:
             await qq_get(conn, "/does-not-exist")
         assert info.value.error_code == hq.ERROR_NOT_FOUND

@@ -59,8 +59,13 @@ class KeyUpdatingServer:
 @timed(30)
 async def test_quicish_server_updates_keys_aioquic_client_follows() -> None:
     app = KeyUpdatingServer()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(**BIG),
-                                 on_stream=app.on_stream, on_connection=app.on_connection)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(**BIG),
+        on_stream=app.on_stream,
+        on_connection=app.on_connection,
+    )
     async with server:
         answer, client, _ = await aioquic_request(server.address[1], DATA, config_kw=BIG)
         sconn = app.conns[-1]
@@ -73,8 +78,13 @@ async def test_quicish_server_updates_keys_aioquic_client_follows() -> None:
 @timed(30)
 async def test_quicish_to_quicish_updates_both_ways() -> None:
     app = KeyUpdatingServer()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(**BIG),
-                                 on_stream=app.on_stream, on_connection=app.on_connection)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(**BIG),
+        on_stream=app.on_stream,
+        on_connection=app.on_connection,
+    )
     async with server:
         conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config(**BIG))
         async with conn:

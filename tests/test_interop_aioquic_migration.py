@@ -35,8 +35,13 @@ async def _rebind_aioquic(client: Any) -> int:
 @timed(30)
 async def test_aioquic_client_nat_rebinding_against_quicish_server() -> None:
     app = Downloads()
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=app.on_stream,
-                                 on_connection=app.on_connection)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=app.on_stream,
+        on_connection=app.on_connection,
+    )
     new_ports: list[int] = []
 
     async def rebind(client: Any) -> None:
@@ -44,7 +49,9 @@ async def test_aioquic_client_nat_rebinding_against_quicish_server() -> None:
 
     async with server:
         answer, _, _ = await aioquic_request(
-            server.address[1], b"GET /big\r\n", during=rebind,
+            server.address[1],
+            b"GET /big\r\n",
+            during=rebind,
             config_kw={"max_data": 8 << 20, "max_stream_data": 8 << 20},
         )
         server_conn = app.conns[-1]

@@ -55,8 +55,13 @@ async def test_quicish_client_zero_rtt_rejected_by_new_aioquic_server() -> None:
 
 # ---- aioquic client, quicish server ------------------------------------------------------------
 async def _quicish_server(rec: Recorder) -> quicish.Server:
-    return await quicish.serve("127.0.0.1", 0, config=server_config(),
-                               on_stream=rec.on_stream, on_connection=rec.on_connection)
+    return await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=rec.on_stream,
+        on_connection=rec.on_connection,
+    )
 
 
 @timed()

@@ -25,8 +25,14 @@ async def _echo(conn: quicish.QuicConnection) -> bytes:
 @timed()
 async def test_quicish_to_quicish_negotiates_v2() -> None:
     conns: list[quicish.QuicConnection] = []
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo,
-                                 on_connection=conns.append, versions=PREFER_V2)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=echo,
+        on_connection=conns.append,
+        versions=PREFER_V2,
+    )
     async with server:
         conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config())
         async with conn:  # a default client: starts in v1, offers v2
@@ -39,8 +45,9 @@ async def test_quicish_to_quicish_negotiates_v2() -> None:
 async def test_default_server_follows_a_client_preferring_v2() -> None:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     async with server:
-        conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config(),
-                                     versions=PREFER_V2)
+        conn = await quicish.connect(
+            "127.0.0.1", server.address[1], config=client_config(), versions=PREFER_V2
+        )
         async with conn:
             assert await _echo(conn) == DATA
             assert conn.version == QUIC_V2
@@ -48,11 +55,13 @@ async def test_default_server_follows_a_client_preferring_v2() -> None:
 
 @timed()
 async def test_server_preferring_v1_keeps_v1() -> None:
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo,
-                                 versions=(QUIC_V1, QUIC_V2))
+    server = await quicish.serve(
+        "127.0.0.1", 0, config=server_config(), on_stream=echo, versions=(QUIC_V1, QUIC_V2)
+    )
     async with server:
-        conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config(),
-                                     versions=PREFER_V2)
+        conn = await quicish.connect(
+            "127.0.0.1", server.address[1], config=client_config(), versions=PREFER_V2
+        )
         async with conn:
             assert await _echo(conn) == DATA
             assert conn.version == QUIC_V1  # the server's preference decides
@@ -61,8 +70,9 @@ async def test_server_preferring_v1_keeps_v1() -> None:
 @timed()
 async def test_quicish_client_negotiates_v2_with_aioquic() -> None:
     async with aioquic_server() as server:
-        conn = await quicish.connect("127.0.0.1", server.port, config=client_config(),
-                                     versions=PREFER_V2)
+        conn = await quicish.connect(
+            "127.0.0.1", server.port, config=client_config(), versions=PREFER_V2
+        )
         async with conn:
             assert await _echo(conn) == DATA
             assert conn.version == QUIC_V2
@@ -72,15 +82,24 @@ async def test_quicish_client_negotiates_v2_with_aioquic() -> None:
 @timed()
 async def test_aioquic_client_negotiates_v2_with_quicish() -> None:
     conns: list[quicish.QuicConnection] = []
-    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo,
-                                 on_connection=conns.append, versions=PREFER_V2)
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(),
+        on_stream=echo,
+        on_connection=conns.append,
+        versions=PREFER_V2,
+    )
     async with server:
         answer, client, _ = await aioquic_request(
-            server.address[1], DATA,
+            server.address[1],
+            DATA,
             config_kw={
                 "original_version": QuicProtocolVersion.VERSION_1,
-                "supported_versions": [QuicProtocolVersion.VERSION_1,
-                                       QuicProtocolVersion.VERSION_2],
+                "supported_versions": [
+                    QuicProtocolVersion.VERSION_1,
+                    QuicProtocolVersion.VERSION_2,
+                ],
             },
         )
         assert answer == DATA

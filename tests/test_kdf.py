@@ -21,8 +21,13 @@ def test_hmac_matches_stdlib(name: str, key: bytes, msg: bytes) -> None:
     assert kdf.hmac_digest(name, key, msg) == hmac.digest(key, msg, name)
 
 
-@given(names, st.binary(max_size=80), st.binary(min_size=1, max_size=80),
-       st.binary(max_size=60), st.integers(1, 400))
+@given(
+    names,
+    st.binary(max_size=80),
+    st.binary(min_size=1, max_size=80),
+    st.binary(max_size=60),
+    st.integers(1, 400),
+)
 def test_hkdf_matches_cryptography(
     name: str, salt: bytes, ikm: bytes, info: bytes, length: int
 ) -> None:
@@ -32,8 +37,13 @@ def test_hkdf_matches_cryptography(
     assert kdf.hkdf_expand(name, prk, info, length) == expected
 
 
-@given(names, st.binary(min_size=32, max_size=48), st.binary(max_size=20),
-       st.binary(max_size=48), st.integers(1, 100))
+@given(
+    names,
+    st.binary(min_size=32, max_size=48),
+    st.binary(max_size=20),
+    st.binary(max_size=48),
+    st.integers(1, 100),
+)
 def test_expand_label_is_hkdf_expand_of_the_hkdf_label(
     name: str, secret: bytes, label: bytes, context: bytes, length: int
 ) -> None:
@@ -43,8 +53,11 @@ def test_expand_label_is_hkdf_expand_of_the_hkdf_label(
     assert kdf.expand_label(name, secret, label, context, length) == expected
 
 
-@given(names, st.binary(max_size=200),
-       st.lists(st.tuples(st.binary(max_size=20), st.integers(0, 48)), max_size=4))
+@given(
+    names,
+    st.binary(max_size=200),
+    st.lists(st.tuples(st.binary(max_size=20), st.integers(0, 48)), max_size=4),
+)
 def test_expand_labels_is_expand_label_of_each(
     name: str, secret: bytes, labels: list[tuple[bytes, int]]
 ) -> None:

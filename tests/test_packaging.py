@@ -30,17 +30,27 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("QUICISH_")}
     full_env.pop("PYTHONPATH", None)
     full_env.update(env or {})
-    done = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
 
 def _source_copy(dest: Path) -> Path:
     """The project's files as a clone has them (no venv, no build products)."""
-    ignore = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "*.so",
-                                    "__pycache__", ".mypy_cache", ".ruff_cache", ".hypothesis",
-                                    "_core*.c", "demo")
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        "build",
+        "dist",
+        "*.egg-info",
+        "*.so",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        "_core*.c",
+        "demo",
+    )
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
 

@@ -62,10 +62,16 @@ def test_twenty_thousand_spoofed_initials_make_at_most_threshold_connections() -
     assert made == 100 and admission.retried == 19_900
 
 
-@pytest.mark.parametrize(("value", "mode"), [
-    (True, "always"), ("always", "always"), (False, "never"), ("never", "never"),
-    ("auto", "auto"),
-])
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        (True, "always"),
+        ("always", "always"),
+        (False, "never"),
+        ("never", "never"),
+        ("auto", "auto"),
+    ],
+)
 def test_config_retry_values(value: bool | str, mode: str) -> None:
     assert Config(retry=value).retry_mode() == mode
 

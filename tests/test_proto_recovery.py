@@ -771,8 +771,9 @@ def test_packets_not_in_flight_are_tracked_up_to_a_cap() -> None:
 _bounded_op = st.one_of(
     st.tuples(st.just("send"), st.integers(1, 6), st.booleans(), st.integers(0, 30)),
     st.tuples(st.just("skip")),
-    st.tuples(st.just("ack"), st.lists(st.integers(0, 40), min_size=1, max_size=8),
-              st.integers(0, 30)),
+    st.tuples(
+        st.just("ack"), st.lists(st.integers(0, 40), min_size=1, max_size=8), st.integers(0, 30)
+    ),
     st.tuples(st.just("timer"), st.integers(0, 300)),
 )
 
@@ -793,8 +794,9 @@ def test_bookkeeping_with_a_cap_and_skipped_numbers(ops: list[tuple[object, ...]
             assert isinstance(count, int) and isinstance(gap_ms, int)
             now += gap_ms / 1024
             for _ in range(count):
-                send(r, next_pn, now, size=100, eliciting=bool(in_flight),
-                     in_flight=bool(in_flight))
+                send(
+                    r, next_pn, now, size=100, eliciting=bool(in_flight), in_flight=bool(in_flight)
+                )
                 next_pn += 1
         elif op[0] == "skip":
             r.on_packet_number_skipped(APPLICATION, next_pn)
@@ -822,7 +824,8 @@ def test_bookkeeping_with_a_cap_and_skipped_numbers(ops: list[tuple[object, ...]
         assert r._spaces[APPLICATION].not_in_flight == len(not_in_flight)
         assert r.bytes_in_flight == sum(p.size for p in outstanding if p.in_flight)
         assert r.ack_eliciting_in_flight(APPLICATION) == sum(
-            1 for p in outstanding if p.ack_eliciting)
+            1 for p in outstanding if p.ack_eliciting
+        )
         assert not skipped & {p.pn for p in outstanding}
 
 

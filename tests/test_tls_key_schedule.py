@@ -135,8 +135,13 @@ def test_expand_label_single_block_matches_hkdf_expand() -> None:
         secret = bytes(range(algorithm.digest_size))
         for context in (b"", b"\x07" * 8, bytes(algorithm.digest_size)):
             for length in (1, 12, 16, 32, algorithm.digest_size, algorithm.digest_size + 1, 100):
-                info = (length.to_bytes(2, "big") + bytes((len(label),)) + label
-                        + bytes((len(context),)) + context)
+                info = (
+                    length.to_bytes(2, "big")
+                    + bytes((len(label),))
+                    + label
+                    + bytes((len(context),))
+                    + context
+                )
                 assert hkdf_expand_label(
                     algorithm, secret, b"c hs traffic", context, length
                 ) == kdf.hkdf_expand(algorithm.name, secret, info, length)

@@ -460,12 +460,16 @@ def test_split_flight_sends_the_hello_first() -> None:
     engine.finish_flight()
     assert not engine.flight_pending
     assert [(e, d) for e, d, _, _ in engine.pop_secrets()] == [
-        (Epoch.HANDSHAKE, "read"), (Epoch.ONE_RTT, "write")
+        (Epoch.HANDSHAKE, "read"),
+        (Epoch.ONE_RTT, "write"),
     ]
     rest = engine.pop_output()
     assert [e for e, _ in rest] == [Epoch.HANDSHAKE]
     assert [m[0] for m in _messages(rest[0][1])] == [
-        msg.ENCRYPTED_EXTENSIONS, msg.CERTIFICATE, msg.CERTIFICATE_VERIFY, msg.FINISHED
+        msg.ENCRYPTED_EXTENSIONS,
+        msg.CERTIFICATE,
+        msg.CERTIFICATE_VERIFY,
+        msg.FINISHED,
     ]
     client.receive(Epoch.HANDSHAKE, rest[0][1], 1.0)
     pump(client, engine, now=1.0)

@@ -449,9 +449,11 @@ def test_encoder_rejects_invalid_frames() -> None:
 def test_lone_stream_frame_matches_decode_frames() -> None:
     """A payload that is one STREAM frame decodes to what decode_frames gives; anything
     else (another frame first, a second frame, padding after it, empty) is None."""
-    for frame in (StreamFrame(4, 70_000, bytes(range(200)), fin=True),
-                  StreamFrame(0, 0, b"x", with_length=False),
-                  StreamFrame(1 << 20, 1 << 40, b"")):
+    for frame in (
+        StreamFrame(4, 70_000, bytes(range(200)), fin=True),
+        StreamFrame(0, 0, b"x", with_length=False),
+        StreamFrame(1 << 20, 1 << 40, b""),
+    ):
         payload = encode_frame_bytes(frame)
         lone = decode_lone_stream_frame(payload)
         assert lone is not None

@@ -36,9 +36,7 @@ from quicish.wire.protection import (
 QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
 
-VECTORS_PATH = (
-    Path(__file__).resolve().parent / "vectors" / "rfc9001_appendix_a.json"
-)
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "rfc9001_appendix_a.json"
 V: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 
 

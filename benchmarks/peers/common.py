@@ -340,8 +340,10 @@ async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
         detail = f"{progress['bytes'] / 1e6:.1f} MB received" if progress["bytes"] else ""
         if progress["done"]:
             detail = f"{progress['done']} of {args.count} done"
-        return {"ok": False, "error": f"timeout after {args.timeout:g} s" + (
-            f" ({detail})" if detail else "")}
+        return {
+            "ok": False,
+            "error": f"timeout after {args.timeout:g} s" + (f" ({detail})" if detail else ""),
+        }
     if CLOSE_TIMEOUTS[0]:
         result["close_timeouts"] = CLOSE_TIMEOUTS[0]
     return {"ok": True, "workload": w, "loop": loop_name()} | result
@@ -443,7 +445,7 @@ def main(
     """Command line of a peer script: ``server`` or ``client``; ``extra()`` adds result fields."""
     parser = argparse.ArgumentParser(prog=f"{name}_peer.py", description=f"{name} benchmark peer")
     sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="serve until killed; prints {\"port\": P}")
+    server = sub.add_parser("server", help='serve until killed; prints {"port": P}')
     server.add_argument("--host", default=HOST)
     server.add_argument("--port", type=int, default=0)
     server.add_argument("--cert", help="PEM certificate (default: a fresh self-signed one)")
@@ -458,6 +460,7 @@ def main(
     args = parser.parse_args(argv)
 
     if args.role == "server":
+
         async def serve_forever() -> None:
             port = await serve(args.host, args.port, handle, args)
             emit({"port": port, "pid": os.getpid(), "loop": loop_name()})

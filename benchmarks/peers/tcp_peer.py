@@ -43,7 +43,10 @@ class TcpSession:
 async def dial(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> TcpSession:
     reader, writer = await common.connect_within(
         asyncio.open_connection(
-            host, port, ssl=ssl_context, limit=STREAM_LIMIT,
+            host,
+            port,
+            ssl=ssl_context,
+            limit=STREAM_LIMIT,
             server_hostname="localhost" if ssl_context else None,
         ),
         "TLS handshake" if ssl_context else "TCP connect",
@@ -52,7 +55,10 @@ async def dial(host: str, port: int, ssl_context: ssl.SSLContext | None = None) 
 
 
 async def serve(
-    host: str, port: int, handler: common.Handler, args: argparse.Namespace,
+    host: str,
+    port: int,
+    handler: common.Handler,
+    args: argparse.Namespace,
     ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -257,8 +257,17 @@ def connect(
             raise ConfigError(f"timeout must be positive, not {timeout!r}")
         config = dataclasses.replace(config, handshake_timeout=timeout)
     return PendingConnection(
-        _connect(host, port, config, session_ticket, early_data, wait_connected,
-                 local_host, token, versions)
+        _connect(
+            host,
+            port,
+            config,
+            session_ticket,
+            early_data,
+            wait_connected,
+            local_host,
+            token,
+            versions,
+        )
     )
 
 
@@ -290,8 +299,14 @@ async def _connect(
     else:
         udp = UdpSocket.bind(bind_host, 0)
         proto = Connection(
-            config, is_client=True, session_ticket=session_ticket, early_data=early_data,
-            token=token or b"", version=version, versions=versions, server_name=server_name,
+            config,
+            is_client=True,
+            session_ticket=session_ticket,
+            early_data=early_data,
+            token=token or b"",
+            version=version,
+            versions=versions,
+            server_name=server_name,
         )
     endpoint = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
@@ -310,11 +325,16 @@ async def _connect(
         except ConnectionClosedError as exc:
             endpoint.close()
             if not exc.by_peer and exc.reason in ("handshake timeout", "idle timeout"):
-                limit = (config.idle_timeout if exc.reason == "idle timeout"
-                         else config.handshake_timeout)
-                what = (f"no response from {host}:{port}"
-                        if proto.stats_counters.packets_received == 0
-                        else f"the handshake with {host}:{port} did not complete")
+                limit = (
+                    config.idle_timeout
+                    if exc.reason == "idle timeout"
+                    else config.handshake_timeout
+                )
+                what = (
+                    f"no response from {host}:{port}"
+                    if proto.stats_counters.packets_received == 0
+                    else f"the handshake with {host}:{port} did not complete"
+                )
                 raise HandshakeTimeout(exc.error_code, f"{what} within {limit:g} s") from exc
             raise
         except asyncio.CancelledError:
@@ -371,9 +391,7 @@ _spare_client = _SpareClient()
 atexit.register(_spare_client.discard)
 
 
-async def _resolve(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> tuple[int, Address]:
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[int, Address]:
     """(address family, (address, port)) to dial; IP literals without a resolver call."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:

@@ -27,8 +27,11 @@ from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
 lifecycle_log = logging.getLogger("quicish.connection")  # INFO: handshake, paths, close
-_SUITE_NAMES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
-                0x1303: "TLS_CHACHA20_POLY1305_SHA256"}
+_SUITE_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+}
 T = TypeVar("T")
 
 StreamHandler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None] | None]
@@ -358,7 +361,9 @@ class QuicConnection:
                     self._local_paths.unregister(event.cid)
             elif isinstance(event, (ev.PathValidated, ev.PathValidationFailed)):
                 lifecycle_log.info(
-                    "[%s] path %s %s", self._log_id, _address(event.addr),
+                    "[%s] path %s %s",
+                    self._log_id,
+                    _address(event.addr),
                     "validated" if isinstance(event, ev.PathValidated) else "failed validation",
                 )
                 if isinstance(event, ev.PathValidated):
@@ -438,8 +443,11 @@ class QuicConnection:
         suite = self._proto.cipher_suite
         lifecycle_log.info(
             "[%s] handshake done with %s: version %#x, cipher %s, ALPN %s, RTT %.1f ms%s%s",
-            self._log_id, _address(self.remote_address), self._proto.version,
-            _SUITE_NAMES.get(suite or 0, f"{suite}"), event.alpn,
+            self._log_id,
+            _address(self.remote_address),
+            self._proto.version,
+            _SUITE_NAMES.get(suite or 0, f"{suite}"),
+            event.alpn,
             self._proto.stats().smoothed_rtt * 1e3,
             ", resumed" if event.session_resumed else "",
             ", 0-RTT accepted" if event.early_data_accepted else "",
@@ -452,9 +460,17 @@ class QuicConnection:
         lifecycle_log.info(
             "[%s] closed by %s: code %#x %s; packets sent %d, received %d, lost %d; "
             "bytes sent %d, received %d, retransmitted %d; RTT %.1f ms",
-            self._log_id, "peer" if event.by_peer else "us", event.error_code, event.reason,
-            s.packets_sent, s.packets_received, s.packets_lost, s.bytes_sent, s.bytes_received,
-            s.stream_bytes_retransmitted, s.smoothed_rtt * 1e3,
+            self._log_id,
+            "peer" if event.by_peer else "us",
+            event.error_code,
+            event.reason,
+            s.packets_sent,
+            s.packets_received,
+            s.packets_lost,
+            s.bytes_sent,
+            s.bytes_received,
+            s.stream_bytes_retransmitted,
+            s.smoothed_rtt * 1e3,
         )
 
     @property
@@ -550,8 +566,14 @@ def _has_loop() -> bool:
 
 
 _CERTIFICATE_ALERTS = frozenset(
-    {Alert.BAD_CERTIFICATE, Alert.UNSUPPORTED_CERTIFICATE, Alert.CERTIFICATE_REVOKED,
-     Alert.CERTIFICATE_EXPIRED, Alert.CERTIFICATE_UNKNOWN, Alert.UNKNOWN_CA}
+    {
+        Alert.BAD_CERTIFICATE,
+        Alert.UNSUPPORTED_CERTIFICATE,
+        Alert.CERTIFICATE_REVOKED,
+        Alert.CERTIFICATE_EXPIRED,
+        Alert.CERTIFICATE_UNKNOWN,
+        Alert.UNKNOWN_CA,
+    }
 )
 
 
@@ -562,7 +584,6 @@ def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | Non
     if event.by_peer or alert not in _CERTIFICATE_ALERTS:
         return None
     return CertificateError(alert, event.reason)
-
 
 
 def _linger(conn: QuicConnection) -> None:

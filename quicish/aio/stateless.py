@@ -73,9 +73,14 @@ class StatelessResponder:
                     # RFC 9000 8.1.3: the client accepts no second Retry: close at once.
                     self.invalid_tokens += 1
                     return InitialVerdict(False, self._invalid_token_close(header))
-                return self._admit(InitialVerdict(
-                    True, None, info.original_dcid, info.retry_source_cid, validated=True
-                ), header, addr, now)
+                return self._admit(
+                    InitialVerdict(
+                        True, None, info.original_dcid, info.retry_source_cid, validated=True
+                    ),
+                    header,
+                    addr,
+                    now,
+                )
             if info is not None:  # a NEW_TOKEN token: the address is validated, once
                 if context.new_token_register.use(info.token_id, info.issued, now):
                     return self._admit(InitialVerdict(True, validated=True), header, addr, now)
@@ -113,8 +118,14 @@ class StatelessResponder:
         F.encode_frame(buf, F.ConnectionCloseFrame(ErrorCode.INVALID_TOKEN, 0, "invalid token"))
         payload = buf.data()
         head = encode_long_header(
-            PacketType.INITIAL, version, header.scid, header.dcid, b"",
-            len(payload) + AEAD_TAG_SIZE, 0, 1,
+            PacketType.INITIAL,
+            version,
+            header.scid,
+            header.dcid,
+            b"",
+            len(payload) + AEAD_TAG_SIZE,
+            0,
+            1,
         )
         return tx.seal_packet(head, payload, 0)
 
@@ -127,6 +138,4 @@ class StatelessResponder:
         size = min(len(data) - 1, RESET_SIZE)  # smaller than the trigger: no ping-pong
         head = bytes(((self._random(1)[0] & 0x3F) | 0x40,))
         self.resets_sent += 1
-        return (
-            head + self._random(size - 1 - 16) + reset_token(self.context.reset_key, cid)
-        )
+        return head + self._random(size - 1 - 16) + reset_token(self.context.reset_key, cid)

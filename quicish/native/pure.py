@@ -506,14 +506,18 @@ class ReassemblyBuffer:
             chunk = chunks[i]
             size = len(chunk)
             limit = max(2 * size, _MERGE_SMALL)
-            if i + 1 < len(chunks) and starts[i] + size == starts[i + 1] and (
-                len(chunks[i + 1]) <= limit
+            if (
+                i + 1 < len(chunks)
+                and starts[i] + size == starts[i + 1]
+                and (len(chunks[i + 1]) <= limit)
             ):
                 chunks[i] = b"".join((chunk, chunks[i + 1]))
                 del chunks[i + 1]
                 del starts[i + 1]
-            elif i and starts[i - 1] + len(chunks[i - 1]) == starts[i] and (
-                len(chunks[i - 1]) <= limit
+            elif (
+                i
+                and starts[i - 1] + len(chunks[i - 1]) == starts[i]
+                and (len(chunks[i - 1]) <= limit)
             ):
                 chunks[i - 1] = b"".join((chunks[i - 1], chunk))
                 del chunks[i]

@@ -34,8 +34,9 @@ class Admit(Enum):
 class Admission:
     """Half-open connections of one server, and the admission decision for new ones."""
 
-    def __init__(self, mode: str = "auto", retry_threshold: int = 100,
-                 max_half_open: int = 1000) -> None:
+    def __init__(
+        self, mode: str = "auto", retry_threshold: int = 100, max_half_open: int = 1000
+    ) -> None:
         if mode not in RETRY_MODES:
             raise ValueError(f"retry mode must be one of {RETRY_MODES}, not {mode!r}")
         self.mode = mode

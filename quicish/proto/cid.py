@@ -38,9 +38,7 @@ class IssuedCid:
 class LocalCids:
     """The connection IDs we issued; the peer addresses its packets to any of them."""
 
-    def __init__(
-        self, initial: bytes, key: bytes, random_bytes: Callable[[int], bytes]
-    ) -> None:
+    def __init__(self, initial: bytes, key: bytes, random_bytes: Callable[[int], bytes]) -> None:
         self._key = key
         self._random = random_bytes
         self._length = len(initial)
@@ -104,7 +102,8 @@ class LocalCids:
         """RETIRE_CONNECTION_ID from the peer; returns the retired CID (None if unknown)."""
         if seq >= self._next_seq:
             raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, f"retiring CID {seq} that was never issued",
+                ErrorCode.PROTOCOL_VIOLATION,
+                f"retiring CID {seq} that was never issued",
                 _RETIRE_CID,
             )
         entry = self.active.get(seq)
@@ -112,7 +111,8 @@ class LocalCids:
             return None  # already retired
         if entry.cid == packet_dcid:
             raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "retiring the CID the packet was sent to",
+                ErrorCode.PROTOCOL_VIOLATION,
+                "retiring the CID the packet was sent to",
                 _RETIRE_CID,
             )
         del self.active[seq]
@@ -193,15 +193,14 @@ class PeerCids:
             if self.current not in self.entries:
                 fresh = self._unused()
                 if fresh is None:
-                    raise ProtocolError(
-                        ErrorCode.PROTOCOL_VIOLATION, "all CIDs retired", _NEW_CID
-                    )
+                    raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "all CIDs retired", _NEW_CID)
                 self.current = fresh
                 switched = True
         if len(self.entries) > self.limit:
             raise ProtocolError(
                 ErrorCode.CONNECTION_ID_LIMIT_ERROR,
-                f"{len(self.entries)} active CIDs exceed our limit of {self.limit}", _NEW_CID,
+                f"{len(self.entries)} active CIDs exceed our limit of {self.limit}",
+                _NEW_CID,
             )
         if len(self._unacked) > self.retire_limit:
             raise ProtocolError(

@@ -106,7 +106,9 @@ _PROBING = frozenset(
 )
 
 _EPOCH_SPACE: dict[int, int] = {
-    Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION
+    Epoch.INITIAL: INITIAL,
+    Epoch.HANDSHAKE: HANDSHAKE,
+    Epoch.ONE_RTT: APPLICATION,
 }
 _TYPE_SPACE = {
     PacketType.INITIAL: INITIAL,
@@ -126,7 +128,6 @@ Tracer = Callable[[str, dict[str, Any]], None]
 # bounded datagram queue (next_event() makes the DatagramReceived).
 _DATAGRAM_SLOT = ev.Event()
 DATAGRAM_OVERHEAD = 64  # what a queued datagram is charged beyond its payload (bytes)
-
 
 
 def _initial_protectors(
@@ -198,7 +199,8 @@ class Connection:
         self._server_prefers = server_context is not None and server_context.versions is not None
         if versions is None:
             versions = (
-                (server_context.versions or DEFAULT_VERSIONS) if server_context is not None
+                (server_context.versions or DEFAULT_VERSIONS)
+                if server_context is not None
                 else (version, *[v for v in DEFAULT_VERSIONS if v != version])
             )
         self._versions = tuple(versions)
@@ -1231,7 +1233,12 @@ class Connection:
         return True
 
     def _process_packet(
-        self, payload: bytes, ptype: PacketType, space: PacketSpace, pn: int, size: int,
+        self,
+        payload: bytes,
+        ptype: PacketType,
+        space: PacketSpace,
+        pn: int,
+        size: int,
         now: float,
     ) -> None:
         """The frames of an authenticated, newly recorded packet, then its ACK schedule."""
@@ -1463,9 +1470,7 @@ class Connection:
         if space.index == APPLICATION and self._peer_params is not None:
             delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
         ecn_ce = frame.ecn[2] if frame.ecn is not None else None
-        acked, lost = self._recovery.on_ack_received(
-            space.index, frame.ranges, delay, now, ecn_ce
-        )
+        acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
         for pkt in acked:
             self._on_packet_acked(pkt, space)
         if acked and space.index != APPLICATION:
@@ -1507,9 +1512,7 @@ class Connection:
 
     def _on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
         if self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size):
-            self._events.append(
-                ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size)
-            )
+            self._events.append(ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size))
 
     def _on_stop_sending(self, frame: F.StopSendingFrame, space: PacketSpace, now: float) -> None:
         if self._streams.on_stop_sending(frame.stream_id, frame.error_code):
@@ -1603,9 +1606,7 @@ class Connection:
             # A client probing a new address: validate it too, so it can migrate there.
             self._paths.start_validation(path, now, self._path_validation_timeout())
 
-    def _on_path_response(
-        self, frame: F.PathResponseFrame, space: PacketSpace, now: float
-    ) -> None:
+    def _on_path_response(self, frame: F.PathResponseFrame, space: PacketSpace, now: float) -> None:
         path = self._paths.on_response(bytes(frame.data))
         if path is None:
             return  # an answer to nothing we asked (or to an abandoned challenge)
@@ -1619,8 +1620,7 @@ class Connection:
     def _on_new_token(self, frame: F.NewTokenFrame, space: PacketSpace, now: float) -> None:
         if not self.is_client:
             raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client",
-                F.frame_type_of(frame)
+                ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client", F.frame_type_of(frame)
             )
         self.new_token = bytes(frame.token)
 
@@ -1918,8 +1918,14 @@ class Connection:
         eliciting = False
         probing = space.probes > 0
         app = space.index == APPLICATION
-        if ptype != PacketType.ZERO_RTT and space.unacked_ranges and (
-            space.wants_ack(now) or probing or self._has_eliciting_data(space, congestion_blocked)
+        if (
+            ptype != PacketType.ZERO_RTT
+            and space.unacked_ranges
+            and (
+                space.wants_ack(now)
+                or probing
+                or self._has_eliciting_data(space, congestion_blocked)
+            )
         ):
             received = space.received
             delay = 0
@@ -1941,13 +1947,24 @@ class Connection:
             # (RFC 9000 8.2) has room for nothing else.
             eliciting, padded = self._write_path_frames(path, buf, room, now)
             if padded:
-                return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len,
-                                   buf.take(), records, eliciting)
+                return BuiltPacket(
+                    space,
+                    tx,
+                    ptype,
+                    pn,
+                    truncated,
+                    pn_length,
+                    header_len,
+                    buf.take(),
+                    records,
+                    eliciting,
+                )
         if congestion_blocked and not probing:
             if not buf.written:
                 return None
-            return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
-                          records, False)
+            return BuiltPacket(
+                space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(), records, False
+            )
         # CRYPTO data (handshake messages, and NewSessionTicket in 1-RTT).
         crypto = space.crypto_send
         if probing and not app:
@@ -2001,8 +2018,9 @@ class Connection:
             space.probes -= 1
         if not buf.written:
             return None
-        return BuiltPacket(space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(),
-                           records, eliciting)
+        return BuiltPacket(
+            space, tx, ptype, pn, truncated, pn_length, header_len, buf.take(), records, eliciting
+        )
 
     def _has_eliciting_data(self, space: PacketSpace, congestion_blocked: bool) -> bool:
         if congestion_blocked:
@@ -2083,8 +2101,15 @@ class Connection:
         self.stats_counters.packets_sent += 1
         tracer = self._tracer
         if tracer is not None:
-            tracer("packet_sent", {"space": sent.space, "pn": sent.pn, "size": size,
-                                   "frames": [rec[0] for rec in sent.frames]})
+            tracer(
+                "packet_sent",
+                {
+                    "space": sent.space,
+                    "pn": sent.pn,
+                    "size": size,
+                    "frames": [rec[0] for rec in sent.frames],
+                },
+            )
 
     @property
     def tracer(self) -> Tracer | None:
@@ -2135,8 +2160,18 @@ class Connection:
             truncated, pn_length = encode_packet_number(
                 pn, self._recovery.largest_acked(space.index)
             )
-            built = BuiltPacket(space, space.tx, ptype, pn, truncated, pn_length,
-                           self._header_length(ptype, pn_length), payload, [], False)
+            built = BuiltPacket(
+                space,
+                space.tx,
+                ptype,
+                pn,
+                truncated,
+                pn_length,
+                self._header_length(ptype, pn_length),
+                payload,
+                [],
+                False,
+            )
             out += self._seal_packet(built, self._last_activity)
         if len(out) > self._amplification_budget():
             return b""  # an unvalidated address gets no more than 3x what it sent (RFC 9000 8)
@@ -2303,8 +2338,16 @@ class Connection:
         counters.datagrams_sent += 1
         counters.bytes_sent += len(packet)
         if self.tracer is not None:
-            self.tracer("packet_sent", {"space": APPLICATION, "pn": pn, "size": len(packet),
-                                        "frames": [], "path": path.addr})
+            self.tracer(
+                "packet_sent",
+                {
+                    "space": APPLICATION,
+                    "pn": pn,
+                    "size": len(packet),
+                    "frames": [],
+                    "path": path.addr,
+                },
+            )
         return packet
 
     def _on_peer_migrated(self, path: Path, now: float) -> None:
@@ -2332,8 +2375,11 @@ class Connection:
         path.cid_seq = None
         # RFC 9000 9.4: the new path starts with fresh congestion and RTT state unless only
         # the peer's port changed (NAT rebinding).
-        if path.local != old.local or old.addr is None or path.addr is None or (
-            old.addr[0] != path.addr[0]
+        if (
+            path.local != old.local
+            or old.addr is None
+            or path.addr is None
+            or (old.addr[0] != path.addr[0])
         ):
             self._reset_congestion()
         self.stats_counters.path_migrations += 1
@@ -2413,9 +2459,7 @@ class Connection:
         if self._state >= S_CLOSING:
             raise ConnectionClosedError(0, "connection is closed")
 
-    def _close_with_error(
-        self, code: int, reason: str, frame_type: int | None, now: float
-    ) -> None:
+    def _close_with_error(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
         self._enter_closing(code, frame_type, reason, application=False, now=now)
 
     def _close_internal(self, exc: BaseException, now: float) -> None:

@@ -570,9 +570,7 @@ class LossRecovery:
         start: float | None = None
         prev_pn = -2
         for pkt in lost:
-            if pkt.pn != prev_pn + 1 and not (
-                pkt.pn == prev_pn + 2 and prev_pn + 1 in sp.skipped
-            ):
+            if pkt.pn != prev_pn + 1 and not (pkt.pn == prev_pn + 2 and prev_pn + 1 in sp.skipped):
                 start = None
             prev_pn = pkt.pn
             if not pkt.ack_eliciting or pkt.sent_time <= first_sample:

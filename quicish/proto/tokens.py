@@ -74,8 +74,10 @@ def seal_retry_token(
         raise ValueError("connection IDs are at most 20 bytes")
     plaintext = (
         _TIME.pack(now)
-        + bytes((len(original_dcid),)) + original_dcid
-        + bytes((len(retry_source_cid),)) + retry_source_cid
+        + bytes((len(original_dcid),))
+        + original_dcid
+        + bytes((len(retry_source_cid),))
+        + retry_source_cid
     )
     return _seal(key, RETRY_TOKEN, addr, plaintext)
 

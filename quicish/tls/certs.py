@@ -99,8 +99,11 @@ def load_private_key(source: KeySource, password: bytes | None = None) -> Privat
     key: object
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
-        loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
-                  else serialization.load_der_private_key)
+        loader = (
+            serialization.load_pem_private_key
+            if b"-----BEGIN" in data
+            else serialization.load_der_private_key
+        )
         try:
             key = loader(data, password)
         except (ValueError, TypeError) as exc:

@@ -44,9 +44,7 @@ def _generate(group: int) -> tuple[KeyExchangePrivate, bytes]:
         return key, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     if group in _CURVES:
         eckey = ec.generate_private_key(_CURVES[group]())
-        return eckey, eckey.public_key().public_bytes(
-            Encoding.X962, PublicFormat.UncompressedPoint
-        )
+        return eckey, eckey.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     raise ValueError(f"unsupported group {group:#06x}")
 
 

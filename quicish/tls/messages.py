@@ -341,9 +341,7 @@ def decode_certificate_request(body: bytes) -> CertificateRequest:
 def encode_certificate_request(req: CertificateRequest) -> bytes:
     w = Writer()
     w.opaque(1, req.request_context)
-    ext.write_extensions(
-        w, [(ext.SIGNATURE_ALGORITHMS, encode_u16s(req.signature_algorithms, 2))]
-    )
+    ext.write_extensions(w, [(ext.SIGNATURE_ALGORITHMS, encode_u16s(req.signature_algorithms, 2))])
     return w.data()
 
 

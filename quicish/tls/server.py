@@ -352,7 +352,9 @@ class ServerHandshake(Handshake):
         ks = self.ks
         algorithm = self.transcript.algorithm
         if (
-            ks is None or algorithm is None or self._expected_finished  # (prepared already)
+            ks is None
+            or algorithm is None
+            or self._expected_finished  # (prepared already)
             or not self._awaiting_finished()
         ):
             return
