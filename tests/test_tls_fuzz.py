@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tls_support import client_engine, pump, server_engine
 
+from fuzz.tls import DECODERS  # one table for the fuzzer and these tests
 from quicish.errors import ConfigError, CryptoError, ProtocolError
 from quicish.tls import Epoch, SessionTicket, TicketKeys
 from quicish.tls import extensions as ext
@@ -26,26 +27,6 @@ ENGINE_FUZZ = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-DECODERS: dict[str, Callable[[bytes], Any]] = {
-    "ClientHello": msg.decode_client_hello,
-    "ServerHello": msg.decode_server_hello,
-    "EncryptedExtensions": msg.decode_encrypted_extensions,
-    "Certificate": msg.decode_certificate,
-    "CertificateRequest": msg.decode_certificate_request,
-    "CertificateVerify": msg.decode_certificate_verify,
-    "Finished": lambda b: msg.decode_finished(b, 32),
-    "NewSessionTicket": msg.decode_new_session_ticket,
-    "server_name": ext.decode_server_name,
-    "supported_groups": lambda b: ext.decode_u16_list(b, 2, "supported_groups"),
-    "supported_versions": lambda b: ext.decode_u16_list(b, 1, "supported_versions"),
-    "client key_share": ext.decode_client_key_shares,
-    "server key_share": ext.decode_server_key_share,
-    "alpn": ext.decode_alpn,
-    "psk_key_exchange_modes": ext.decode_psk_modes,
-    "early_data": ext.decode_max_early_data,
-    "cookie": ext.decode_cookie,
-    "pre_shared_key": ext.decode_offered_psks,
-}
 DECODE_ALERTS = {Alert.DECODE_ERROR, Alert.ILLEGAL_PARAMETER, Alert.MISSING_EXTENSION}
 
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.common import load_hex
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.wire.buffer import Buffer
 from quicish.wire.frames import (
@@ -315,17 +316,7 @@ def _run(decoder: str, data: bytes) -> Any:
     return runners[name]()
 
 
-def _load(path: Path) -> tuple[dict[str, str], bytes]:
-    meta: dict[str, str] = {}
-    hexdata = []
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            key, sep, value = line[1:].partition(":")
-            if sep:
-                meta[key.strip()] = value.strip()
-        else:
-            hexdata.append(line.strip())
-    return meta, bytes.fromhex("".join(hexdata))
+_load = load_hex  # the corpus format the fuzzer writes
 
 
 CORPUS_FILES = sorted(CORPUS.glob("*.hex"))
