@@ -81,7 +81,6 @@ class Endpoint:
         self._timer_slack = timer_slack(loop)
         self._dirty: set[QuicConnection] = set()
         self._flush_scheduled = False
-        self._after_flush: list[Callable[[], None]] = []
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
         self.datagrams_dropped = 0
@@ -238,21 +237,12 @@ class Endpoint:
         """Send what the connections have ready now."""
         self._flush()
 
-    def call_after_flush(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` soon after the next flush: work that must not hold up what
-        is being answered now."""
-        self._after_flush.append(callback)
-
     def _flush(self) -> None:
         self._flush_scheduled = False
         now = clock()
         while self._dirty:
             conn = self._dirty.pop()
             conn._transmit(now)
-        if self._after_flush:
-            for callback in self._after_flush:
-                self._loop.call_soon(callback)
-            self._after_flush.clear()
 
     def send(self, datagrams: list[bytes], addr: Address) -> None:
         if self._backlog:

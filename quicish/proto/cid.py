@@ -228,9 +228,6 @@ class PeerCids:
         others = [s for s in self.entries if s != self.current and s not in self.reserved]
         return min(others) if others else None
 
-    def has_unused(self) -> bool:
-        return self._unused() is not None
-
     def reserve(self) -> int | None:
         """Set an unused CID aside for probing a new path; its sequence number or None."""
         seq = self._unused()

@@ -441,10 +441,6 @@ class SendStream:
         return self._reset_state != _R_NONE
 
     @property
-    def reset_code(self) -> int | None:
-        return self._reset_code if self._reset_state else None
-
-    @property
     def reset_pending(self) -> tuple[int, int] | None:
         """``(error_code, final_size)`` for a RESET_STREAM to send now, else None."""
         if self._reset_state == _R_PENDING:

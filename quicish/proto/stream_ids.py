@@ -31,11 +31,6 @@ def stream_index(sid: int) -> int:
     return sid >> 2
 
 
-def stream_type(sid: int) -> int:
-    """The two type bits: one of CLIENT_BIDI, SERVER_BIDI, CLIENT_UNI, SERVER_UNI."""
-    return sid & 3
-
-
 def make_stream_id(index: int, client: bool, bidi: bool) -> int:
     """The id of the ``index``-th stream of the given type."""
     return (index << 2) | (0 if client else 1) | (0 if bidi else 2)

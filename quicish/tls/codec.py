@@ -37,14 +37,6 @@ class Reader:
     def _truncated(self, n: int) -> CryptoError:
         return alert(Alert.DECODE_ERROR, f"truncated: need {n} bytes, have {self._end - self.pos}")
 
-    def _take(self, n: int) -> int:
-        """Advance past ``n`` bytes; their start offset."""
-        pos = self.pos
-        if pos + n > self._end:
-            raise self._truncated(n)
-        self.pos = pos + n
-        return pos
-
     def uint(self, size: int) -> int:
         pos = self.pos
         end = pos + size

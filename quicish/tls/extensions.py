@@ -29,11 +29,6 @@ Extensions = list[tuple[int, bytes]]
 _EXTENSION_HEADER = struct.Struct(">HH")  # extension_type, extension_data length
 
 
-def is_grease(value: int) -> bool:
-    """GREASE values (RFC 8701) look like 0x?A?A."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
-
-
 def read_extensions(r: Reader, what: str, optional: bool = False) -> Extensions:
     """An extension block; duplicate types give ``illegal_parameter``.
 

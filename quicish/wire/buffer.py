@@ -102,14 +102,6 @@ class Buffer:
         pos = self._need(n)
         return bytes(self._data[pos : pos + n])
 
-    def pull_view(self, n: int) -> memoryview:
-        """``n`` bytes as a zero-copy view."""
-        pos = self._need(n)
-        return memoryview(self._data)[pos : pos + n]
-
-    def pull_rest(self) -> bytes:
-        return self.pull_bytes(self._end - self.pos)
-
     def pull_varint(self) -> int:
         d = self._data
         pos = self.pos

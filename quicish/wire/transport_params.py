@@ -12,7 +12,6 @@ import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
 
 from ..errors import DecodeError, ErrorCode
 from .buffer import Buffer, encode_varint
@@ -23,32 +22,6 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!L")
 
 MAX_CID_LENGTH = 20
-
-
-class ParamId:
-    """Transport parameter ids."""
-
-    ORIGINAL_DESTINATION_CONNECTION_ID: Final = 0x00
-    MAX_IDLE_TIMEOUT: Final = 0x01
-    STATELESS_RESET_TOKEN: Final = 0x02
-    MAX_UDP_PAYLOAD_SIZE: Final = 0x03
-    INITIAL_MAX_DATA: Final = 0x04
-    INITIAL_MAX_STREAM_DATA_BIDI_LOCAL: Final = 0x05
-    INITIAL_MAX_STREAM_DATA_BIDI_REMOTE: Final = 0x06
-    INITIAL_MAX_STREAM_DATA_UNI: Final = 0x07
-    INITIAL_MAX_STREAMS_BIDI: Final = 0x08
-    INITIAL_MAX_STREAMS_UNI: Final = 0x09
-    ACK_DELAY_EXPONENT: Final = 0x0A
-    MAX_ACK_DELAY: Final = 0x0B
-    DISABLE_ACTIVE_MIGRATION: Final = 0x0C
-    PREFERRED_ADDRESS: Final = 0x0D
-    ACTIVE_CONNECTION_ID_LIMIT: Final = 0x0E
-    INITIAL_SOURCE_CONNECTION_ID: Final = 0x0F
-    RETRY_SOURCE_CONNECTION_ID: Final = 0x10
-    VERSION_INFORMATION: Final = 0x11  # RFC 9368
-    MAX_DATAGRAM_FRAME_SIZE: Final = 0x20  # RFC 9221
-    GREASE_QUIC_BIT: Final = 0x2AB2  # RFC 9287
-
 
 SERVER_ONLY = frozenset((0x00, 0x02, 0x0D, 0x10))
 
