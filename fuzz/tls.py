@@ -118,9 +118,10 @@ def _handshake_messages() -> dict[str, bytes]:
     return found
 
 
-def seeds() -> Iterator[tuple[str, bytes]]:
-    found = _handshake_messages()
-    yield "seed-server-engine", encode("server engine", found.pop("ClientHello flight"))
+def built_samples() -> dict[str, bytes]:
+    """Valid bodies of the messages and extensions a plain handshake does not carry (or
+    carries in one form only), by decoder name: for the seeds and tests/test_tls_fuzz.py."""
+    found: dict[str, bytes] = {}
     found["NewSessionTicket"] = msg.encode_new_session_ticket(
         msg.NewSessionTicket(3600, 5, b"\x00" * 8, b"ticket" * 10, 0xFFFFFFFF)
     )
@@ -137,6 +138,13 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     found["early_data"] = b"\xff\xff\xff\xff"
     found["cookie"] = ext.encode_cookie(b"cookie")
     found["pre_shared_key"] = ext.encode_offered_psks([(b"id", 1)], [bytes(32)])
+    return found
+
+
+def seeds() -> Iterator[tuple[str, bytes]]:
+    found = _handshake_messages()
+    yield "seed-server-engine", encode("server engine", found.pop("ClientHello flight"))
+    found.update(built_samples())
     for name, body in sorted(found.items()):
         if name in DECODERS:
             slug = name.replace(" ", "_")

@@ -13,13 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tls_support import client_engine, pump, server_engine
 
-from fuzz.tls import DECODERS  # one table for the fuzzer and these tests
+from fuzz.tls import DECODERS, built_samples  # one table for the fuzzer and these tests
 from quicish.errors import ConfigError, CryptoError, ProtocolError
 from quicish.tls import Epoch, SessionTicket, TicketKeys
-from quicish.tls import extensions as ext
 from quicish.tls import messages as msg
 from quicish.tls.alerts import Alert
-from quicish.tls.codec import encode_u16s
 from quicish.tls.tickets import TicketContents
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,25 +45,10 @@ def _samples() -> dict[str, bytes]:
     psk_hello.cookie = b"cookie"
     psk_hello.pre_shared_key = msg.OfferedPsks([(b"ticket", 7), (b"t2", 9)], [bytes(32), bytes(48)])
     found["ClientHello"] = msg.encode_client_hello(psk_hello)
-    found["NewSessionTicket"] = msg.encode_new_session_ticket(
-        msg.NewSessionTicket(3600, 5, b"\x00" * 8, b"ticket" * 10, 0xFFFFFFFF)
-    )
-    found["CertificateRequest"] = msg.encode_certificate_request(
-        msg.CertificateRequest(b"ctx", [0x0403, 0x0804])
-    )
+    found.update(built_samples())
     hrr = msg.ServerHello(msg.HRR_RANDOM, 0x1301, supported_version=0x0304, selected_group=23)
     hrr.cookie = b"c" * 20
     found["HelloRetryRequest"] = msg.encode_server_hello(hrr)
-    found["server_name"] = ext.encode_server_name("example.com")
-    found["supported_groups"] = encode_u16s([29, 23, 24], 2)
-    found["supported_versions"] = encode_u16s([0x0304, 0x0A0A], 1)
-    found["client key_share"] = ext.encode_client_key_shares([(29, bytes(32)), (23, b"\x04" * 65)])
-    found["server key_share"] = ext.encode_server_key_share(29, bytes(32))
-    found["alpn"] = ext.encode_alpn([b"h3", b"hq-interop"])
-    found["psk_key_exchange_modes"] = b"\x01\x01"
-    found["early_data"] = b"\xff\xff\xff\xff"
-    found["cookie"] = ext.encode_cookie(b"cookie")
-    found["pre_shared_key"] = ext.encode_offered_psks([(b"id", 1)], [bytes(32)])
     return found
 
 
