@@ -296,9 +296,9 @@ def encode(*frames: Any) -> bytes:
     return bytes(buf.data())
 
 
-def inject(sender: Connection, receiver: Connection, payload: bytes, now: float) -> None:
-    """Seal ``payload`` (raw frame bytes) in a 1-RTT packet with ``sender``'s keys and its
-    next packet number, and hand it to ``receiver`` as if it came over the network."""
+def seal_one_rtt(sender: Connection, payload: bytes, now: float, in_flight: bool = True) -> bytes:
+    """``payload`` (raw frame bytes) sealed in a 1-RTT packet with ``sender``'s keys and its
+    next packet number, and recorded in its recovery (so the peer's ACK is legitimate)."""
     space = sender._spaces[APPLICATION]
     assert space.tx is not None, "sender has no 1-RTT keys"
     pn = space.next_pn
@@ -309,8 +309,14 @@ def inject(sender: Connection, receiver: Connection, payload: bytes, now: float)
     )
     body = payload + bytes(max(0, 4 - pn_length - len(payload)))
     packet = space.tx.seal_packet(header, body, pn)
-    # Known to the sender's recovery, so the receiver's ACK of it is legitimate.
-    sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, True, APPLICATION))
+    sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, in_flight, APPLICATION))
+    return packet
+
+
+def inject(sender: Connection, receiver: Connection, payload: bytes, now: float) -> None:
+    """Seal ``payload`` (raw frame bytes) in a 1-RTT packet with ``sender``'s keys and its
+    next packet number, and hand it to ``receiver`` as if it came over the network."""
+    packet = seal_one_rtt(sender, payload, now)
     addr = CLIENT_ADDR if sender.is_client else SERVER_ADDR
     receiver.receive_datagram(packet, addr, now)
 

@@ -20,21 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conn_net import encode as encode_frames
+from conn_net import seal_one_rtt
 from conn_support import cert_files, client_config
 
 from quicish.errors import DecodeError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
-from quicish.proto.packet_space import APPLICATION
-from quicish.proto.recovery import SentPacket
-from quicish.wire import frames as F
-from quicish.wire.buffer import Buffer
 from quicish.wire.packet import (
     QUIC_V1,
     PacketType,
     encode_long_header,
-    encode_packet_number,
-    encode_short_header,
     parse_header,
 )
 from quicish.wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
@@ -154,6 +150,12 @@ class ServeProcess:
         return GetResult(self, list(names or self.files), timeout)
 
 
+def _get_args(server: ServeProcess, names: list[str], output: str) -> list[str]:
+    """``get`` and its arguments: the files of ``server`` named ``names``, into ``output``."""
+    urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in names]
+    return ["get", *urls, "--pin", server.pin, "--output", output, "--quiet"]
+
+
 class GetResult:
     """A ``quicish get`` subprocess started at construction; :meth:`wait` tells whether
     every file arrived intact within the timeout, and how long it took."""
@@ -163,21 +165,9 @@ class GetResult:
         self.names = names
         self.timeout = timeout
         self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
-        urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in names]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "quicish",
-                "get",
-                *urls,
-                "--pin",
-                server.pin,
-                "--output",
-                self._out.name,
-                "--quiet",
-            ],
+            [sys.executable, "-m", "quicish", *_get_args(server, names, self._out.name)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -290,20 +280,8 @@ class RawClient:
     def seal(self, payload: bytes) -> bytes:
         """``payload`` (raw frame bytes) as a 1-RTT packet with the next packet number,
         recorded as sent so the server's ACK of it is legitimate."""
-        conn = self.conn
-        space = conn._spaces[APPLICATION]
-        assert space.tx is not None, "no 1-RTT keys yet"
-        pn = space.next_pn
-        space.next_pn = pn + 1
-        truncated, pn_length = encode_packet_number(pn, conn._recovery.largest_acked(APPLICATION))
-        header = encode_short_header(
-            conn.peer_cid, truncated, pn_length, False, bool(conn._key_phase)
-        )
-        body = payload + bytes(max(0, 4 - pn_length - len(payload)))
-        packet = space.tx.seal_packet(header, body, pn)
-        conn._recovery.on_packet_sent(
-            SentPacket(pn, time.monotonic(), len(packet), True, False, APPLICATION)
-        )
+        # Not in flight: the attacker never retransmits (nor is blocked by its own cwnd).
+        packet = seal_one_rtt(self.conn, payload, time.monotonic(), in_flight=False)
         return packet
 
     def send_frames(self, *frames: Any) -> int:
@@ -335,14 +313,6 @@ class RawClient:
             if isinstance(event, ev.ConnectionTerminated):
                 return event
         return None
-
-
-def encode_frames(*frames: Any) -> bytes:
-    """Frames encoded back to back, as a packet payload."""
-    buf = Buffer()
-    for frame in frames:
-        F.encode_frame(buf, frame)
-    return bytes(buf.data())
 
 
 def first_initial(port: int, **config: Any) -> bytes:
@@ -434,20 +404,8 @@ class PreparedGet:
         self.names = list(names or server.files)
         self.timeout = timeout
         self._out = tempfile.TemporaryDirectory(prefix="quicish-get-")
-        urls = [f"https://{LOOPBACK}:{server.port}/{name}" for name in self.names]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _PREPARED_GET,
-                "get",
-                *urls,
-                "--pin",
-                server.pin,
-                "--output",
-                self._out.name,
-                "--quiet",
-            ],
+            [sys.executable, "-c", _PREPARED_GET, *_get_args(server, self.names, self._out.name)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
