@@ -577,11 +577,8 @@ class Connection:
             return 0.0  # the rest of a split first flight is due at once
         deadline = self._idle_deadline()
         handshake = self._handshake_deadline
-        if handshake is not None:
-            if self.handshake_complete:
-                self._handshake_deadline = None
-            elif deadline is None or handshake < deadline:
-                deadline = handshake
+        if handshake is not None and (deadline is None or handshake < deadline):
+            deadline = handshake
         loss = self._recovery.loss_detection_deadline()
         if loss is not None and (deadline is None or loss < deadline):
             deadline = loss
@@ -629,7 +626,7 @@ class Connection:
             self._end()
             return
         handshake = self._handshake_deadline
-        if handshake is not None and now >= handshake and not self.handshake_complete:
+        if handshake is not None and now >= handshake:
             # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
             # address that may be spoofed; a client's connect() fails.
             self._terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
@@ -991,6 +988,7 @@ class Connection:
         tls = self._tls
         assert tls is not None
         self.handshake_complete = True
+        self._handshake_deadline = None  # done in time
         self._state = S_ESTABLISHED
         self.alpn = tls.alpn
         self.session_resumed = tls.session_resumed
@@ -1494,8 +1492,7 @@ class Connection:
         if not data:
             return
         buf.max_offset = buf.read_offset + space.crypto_window  # a sliding window
-        if not self.handshake_complete:
-            self._handshake_progress(now)
+        self._handshake_progress(now)  # (nothing once the handshake is complete)
         if self._tls is None:
             return
         epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
