@@ -99,3 +99,25 @@ def test_sdist_without_a_compiler_runs_on_the_pure_twin_with_one_warning(
     warnings = [line for line in out.splitlines() if "C core not available" in line]
     assert len(warnings) == 1, out
     assert "pure-Python twin" in warnings[0]
+
+
+def test_sdist_without_a_compiler_fails_when_the_c_core_is_required(
+    dists: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """QUICISH_REQUIRE_C=1 (set by the Makefile) turns the pure-twin fallback into an error."""
+    py = _venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUICISH_")}
+    env.pop("PYTHONPATH", None)
+    env.update(NO_COMPILER, QUICISH_REQUIRE_C="1")
+    done = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", str(dists[1])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0
+    assert "quicish" in done.stdout + done.stderr
+    probe = subprocess.run([str(py), "-c", "import quicish"], capture_output=True, timeout=60)
+    assert probe.returncode != 0  # nothing was installed
