@@ -13,7 +13,7 @@ from aioquic.asyncio import QuicConnectionProtocol, connect, serve
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
-from conn_support import cert_files
+from support import cert_files
 
 ALPN = ["hq-interop"]
 

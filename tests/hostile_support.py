@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conn_net import encode as encode_frames
-from conn_net import seal_one_rtt
-from conn_support import cert_files, client_config
+from pairs import encode as encode_frames
+from pairs import seal_one_rtt
+from support import cert_files, client_config
 
 from quicish.errors import DecodeError
 from quicish.proto import events as ev

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aio_support import echo, pair, timed
-from conn_support import cert_files, client_config, cyclic_garbage, server_config
+from support import cert_files, client_config, cyclic_garbage, server_config
 
 import quicish
 from quicish import (

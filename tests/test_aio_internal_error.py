@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aio_support import echo, timed
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish.errors import ConnectionClosedError, ErrorCode

@@ -7,9 +7,9 @@ import base64
 import re
 
 import pytest
-from adv_support import established, new_pair
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pairs import connected, make_pair
 
 from quicish import Config
 from quicish.errors import ConfigError
@@ -21,8 +21,8 @@ CERT, KEY = generate_self_signed(("localhost",))
 
 
 def _handshake(client_kw: dict[str, object], server_kw: dict[str, object]) -> ev.Event:
-    net, c, s = new_pair(client_kw=client_kw, server_kw=server_kw)
-    established(net, c, s)
+    net, c, s = make_pair(client_kw=client_kw, server_kw=server_kw)
+    connected(net, c, s)
     (done,) = c.of(ev.HandshakeCompleted)
     return done
 

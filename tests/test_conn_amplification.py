@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conn_net import Peer, make_net
-from conn_support import client_config, server_config
+from pairs import Peer, make_net
+from support import client_config, server_config
 
 from quicish import Config
 from quicish.proto.connection import Connection
@@ -238,7 +238,7 @@ def test_handshake_with_large_certificate_chain_completes(split: bool) -> None:
     """The ~4 KB chain needs the client's acknowledgement to go on (it validates the
     address): the handshake completes within about two round trips, not a PTO later."""
     cert, key, pin = _big_chain_files()
-    net = make_net(start=False, client_kw={"pin": pin})
+    net = make_net(connect=False, client_kw={"pin": pin})
     config = Config(certificate_chain=cert, private_key=key)
     net.server = Connection(
         config, is_client=False, server_context=ServerContext.from_config(config)

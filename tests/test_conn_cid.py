@@ -5,8 +5,7 @@ CONNECTION_ID_LIMIT_ERROR."""
 from __future__ import annotations
 
 import pytest
-from adv_support import established, new_pair, poll
-from conn_net import connected, encode, inject, make_net
+from pairs import connected, encode, inject, make_net, make_pair, poll
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto import events as ev
@@ -39,10 +38,10 @@ def _frames_sent(net, up: bool, kind: type) -> list:  # type: ignore[no-untyped-
 
 
 def test_each_side_issues_up_to_the_peers_limit() -> None:
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         client_kw={"active_connection_id_limit": 3}, server_kw={"active_connection_id_limit": 5}
     )
-    established(net, c, s)
+    connected(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 3)[1], 2)
     assert net.run(lambda: (poll(c, s), len(net.server._peer_cids.entries) == 5)[1], 2)
     # The client issued 4 more (server's limit 5), the server 2 more (client's limit 3).
@@ -65,8 +64,8 @@ def test_each_side_issues_up_to_the_peers_limit() -> None:
 
 
 def test_changed_cid_is_retired_and_replaced() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
     old = net.client.peer_cid
     assert net.client.change_connection_id()
@@ -86,8 +85,8 @@ def test_changed_cid_is_retired_and_replaced() -> None:
 
 
 def test_retire_prior_to_makes_the_peer_switch() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
     server_cids = net.server._local_cids
     # The server asks the client to retire sequence numbers below 3.
@@ -101,7 +100,7 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
 
 
 def test_too_many_cids_is_connection_id_limit_error() -> None:
-    net, c, s = new_pair(client_kw={"active_connection_id_limit": 2})
+    net, c, s = make_pair(client_kw={"active_connection_id_limit": 2})
     net.server._local_cids.peer_limit = 99  # pretend to ignore the client's limit
     original = net.server._apply_peer_parameters
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conn_net import Peer, connected, encode, inject, make_net
+from pairs import Peer, connected, encode, inject, make_net
 from test_conn_errors import raw
 
 from quicish.errors import WIRE_REASONS, ErrorCode, wire_reason
@@ -73,7 +73,7 @@ def test_internal_exception_closes_with_internal_error_and_no_text() -> None:
 
 
 def test_tls_internal_error_sends_no_exception_text() -> None:
-    net = make_net(start=False)
+    net = make_net(connect=False)
     net.start()
     c, s = Peer(net.client), Peer(net.server)
     tls = net.client._tls

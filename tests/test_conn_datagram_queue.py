@@ -5,7 +5,7 @@ arrives in order, in its place among the other events."""
 
 from __future__ import annotations
 
-from conn_net import connected, encode, inject, make_net
+from pairs import connected, encode, inject, make_net
 
 from quicish.proto import events as ev
 from quicish.wire import frames as F

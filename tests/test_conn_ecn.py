@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import select
 
-from conn_net import FrameSpy, Sender, connected, make_net
+from pairs import FrameSpy, Sender, connected, make_net
 
 from quicish.proto.packet_space import APPLICATION
 from quicish.simlink import LinkSpec

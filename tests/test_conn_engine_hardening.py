@@ -4,8 +4,17 @@ duplicate suppression past the ACK range limit, skipped packet numbers, 0-RTT ke
 from __future__ import annotations
 
 import pytest
-from adv_support import established, new_pair, poll, ticket_and_context
-from conn_net import CLIENT_ADDR, Net, Peer, connected, encode, make_net
+from pairs import (
+    CLIENT_ADDR,
+    Net,
+    Peer,
+    connected,
+    encode,
+    make_net,
+    make_pair,
+    poll,
+    ticket_and_context,
+)
 
 from quicish import Config, ConfigError
 from quicish.errors import ErrorCode
@@ -111,11 +120,11 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     """RFC 9001 4.9.3: after 1-RTT packets arrive the server keeps its 0-RTT read key only a
     short while (3 PTO): a 0-RTT packet after that is dropped and counted, not processed."""
     ticket, ctx, end = ticket_and_context()
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
+    net, c, s = make_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
     client, server = net.client, net.server
     early_tx = client._zero_rtt_tx
     assert early_tx is not None
-    established(net, c, s)
+    connected(net, c, s)
     assert server.early_data_accepted
     # Just after the handshake, a late 0-RTT packet is still read (reordering).
     sid = client.open_stream()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conn_net import Net, Peer, connected, encode, inject, make_net
+from pairs import Net, Peer, connected, encode, inject, make_net
 
 from quicish.errors import ConnectionClosedError, ErrorCode, wire_reason
 from quicish.proto.connection import Connection

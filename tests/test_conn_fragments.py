@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conn_net import Peer, connected, encode, inject, make_net
+from pairs import Peer, connected, encode, inject, make_net
 
 from quicish.config import Config
 from quicish.errors import ConfigError, ErrorCode, wire_reason
@@ -102,7 +102,7 @@ def test_crypto_fragments_capped_per_level() -> None:
 
 
 def test_crypto_buffering_is_bounded_per_level() -> None:
-    net = make_net(start=False)
+    net = make_net(connect=False)
     initial, handshake, app = net.server._spaces
     assert initial.crypto_recv.max_offset == 16384
     assert handshake.crypto_recv.max_offset == app.crypto_recv.max_offset == 65536

@@ -4,7 +4,7 @@ the integrity limit. (Manual updates and pacing of requests: test_conn_transfer.
 
 from __future__ import annotations
 
-from adv_support import established, new_pair, poll
+from pairs import connected, make_pair, poll
 
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
@@ -14,8 +14,8 @@ DATA = bytes(range(256)) * 4000  # 1 MB
 
 
 def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
-    net, c, s = new_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
-    established(net, c, s)
+    net, c, s = make_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
+    connected(net, c, s)
     assert net.client._key_update_limit == (1 << 23) * 3 // 4  # AES-GCM: 2^23 packets
     net.client._key_update_limit = 100  # pretend the limit is near
     sid = net.client.open_stream()
@@ -31,14 +31,14 @@ def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
 
 
 def test_chacha20_limit_is_never_reached_in_practice() -> None:
-    net, c, s = new_pair(client_kw={"cipher_suites": ["chacha20"]})
-    established(net, c, s)
+    net, c, s = make_pair(client_kw={"cipher_suites": ["chacha20"]})
+    connected(net, c, s)
     assert net.client._key_update_limit == (1 << 62) * 3 // 4
 
 
 def test_consecutive_key_updates_are_key_update_error() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 100)
     assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
@@ -62,8 +62,8 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
 
 
 def test_integrity_limit_closes_with_aead_limit_reached() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     net.client._integrity_limit = 5
     sid = net.server.open_stream()
     net.server.send_stream_data(sid, b"hello")
@@ -100,8 +100,8 @@ def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: 
     key phase (a forgery would otherwise cost a key derivation each, a timing signal)."""
     from quicish.wire.protection import PacketProtector
 
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     derivations = 0
     original = PacketProtector.next_generation
 

@@ -5,8 +5,8 @@ virtual clock."""
 from __future__ import annotations
 
 import pytest
-from conn_net import FrameSpy, Net, Peer, connected, make_net
-from conn_support import cyclic_garbage
+from pairs import FrameSpy, Net, Peer, connected, make_net
+from support import cyclic_garbage
 
 from quicish.errors import ConnectionClosedError, ErrorCode
 from quicish.proto import events as ev

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from conn_net import connected, encode, make_net, wire_frames
+from pairs import connected, encode, make_net, wire_frames
 
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION

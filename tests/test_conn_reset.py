@@ -3,7 +3,7 @@ HMAC(reset key, CID); the peer recognises its token and drains; anything else is
 
 from __future__ import annotations
 
-from adv_support import established, new_pair, poll
+from pairs import connected, make_pair, poll
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.proto import events as ev
@@ -13,8 +13,8 @@ from quicish.simlink import SERVER_ADDR
 
 
 def _established_pair():  # type: ignore[no-untyped-def]
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
     return net, c, s
 
@@ -93,7 +93,7 @@ def test_reset_token_of_new_cids_recognised() -> None:
 def test_servers_sharing_a_certificate_have_different_reset_tokens_by_default() -> None:
     """Two servers with the same certificate and key: neither can forge the other's resets
     (with tokens derived from the TLS key, any instance was a reset oracle for the others)."""
-    from conn_support import server_config
+    from support import server_config
 
     cid = bytes(range(8))
     packet = b"\x41" + cid + bytes(40)
@@ -108,7 +108,7 @@ def test_servers_sharing_a_certificate_have_different_reset_tokens_by_default() 
 
 
 def test_cluster_shares_the_configured_reset_key() -> None:
-    from conn_support import server_config
+    from support import server_config
 
     key = bytes(range(32))
     cid = bytes(range(8))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conn_net import FrameSpy, Sender, connected, make_net
+from pairs import FrameSpy, Sender, connected, make_net
 
 from quicish.errors import ConfigError, ConnectionStateError, StreamError
 from quicish.proto import events as ev

@@ -8,7 +8,7 @@ is full tokens stop validating (they are an optimisation; the fallback is safe).
 from __future__ import annotations
 
 import pytest
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 from quicish import Config, ConfigError
 from quicish.aio.stateless import StatelessResponder

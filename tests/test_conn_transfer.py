@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from conn_net import Net, Peer, Sender, connected, make_net
+from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
 from quicish.proto.connection import K_STREAM, Connection

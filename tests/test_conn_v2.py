@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from adv_support import TapNetwork, established, new_pair, poll
-from conn_support import client_config, server_config
+from pairs import Net, connected, make_pair, poll
+from support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.proto import connection as connection_module
@@ -32,11 +32,11 @@ def _v2_context(*versions: int) -> ServerContext:
     return ctx
 
 
-def _versions_on_wire(net: TapNetwork, up: bool) -> list[tuple[PacketType, int]]:
+def _versions_on_wire(net: Net, up: bool) -> list[tuple[PacketType, int]]:
     return [(PacketType(h.packet_type), h.version) for h in net.headers(up) if h.is_long]
 
 
-def _transfer(net: TapNetwork, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]
+def _transfer(net: Net, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]
     data = bytes(range(256)) * (size // 256)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, data, end_stream=True)
@@ -45,8 +45,8 @@ def _transfer(net: TapNetwork, c, s, size: int = 200_000) -> None:  # type: igno
 
 
 def test_compatible_negotiation_to_v2() -> None:
-    net, c, s = new_pair(context=_v2_context())
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context())
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
     up = _versions_on_wire(net, up=True)
     down = _versions_on_wire(net, up=False)
@@ -62,8 +62,8 @@ def test_compatible_negotiation_to_v2() -> None:
 
 
 def test_default_client_and_server_stay_on_v1() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert all(v == QUIC_V1 for _, v in _versions_on_wire(net, up=False))
     info = net.server._peer_params.version_information  # type: ignore[union-attr]
@@ -72,39 +72,39 @@ def test_default_client_and_server_stay_on_v1() -> None:
 
 
 def test_client_offering_only_v1_is_not_switched() -> None:
-    net, c, s = new_pair(context=_v2_context(), client_args={"versions": (QUIC_V1,)})
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context(), client_args={"versions": (QUIC_V1,)})
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
 
 
 def test_client_starting_in_v2() -> None:
-    net, c, s = new_pair(client_args={"version": QUIC_V2, "versions": (QUIC_V2,)})
-    established(net, c, s)
+    net, c, s = make_pair(client_args={"version": QUIC_V2, "versions": (QUIC_V2,)})
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
     assert all(v == QUIC_V2 for _, v in _versions_on_wire(net, up=True))
     _transfer(net, c, s)
 
 
 def test_default_server_follows_the_clients_preference() -> None:
-    net, c, s = new_pair(client_args={"versions": (QUIC_V2, QUIC_V1)})  # starts in v1
-    established(net, c, s)
+    net, c, s = make_pair(client_args={"versions": (QUIC_V2, QUIC_V1)})  # starts in v1
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
 
 
 def test_v2_client_switched_to_v1_by_a_v1_preferring_server() -> None:
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         client_args={"version": QUIC_V2},  # offers (v2, v1)
         context=_v2_context(QUIC_V1, QUIC_V2),
     )
-    established(net, c, s)
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert _versions_on_wire(net, up=True)[0] == (PacketType.INITIAL, QUIC_V2)
     _transfer(net, c, s, 20_000)
 
 
 def test_v2_key_update_and_zero_loss_transfer() -> None:
-    net, c, s = new_pair(context=_v2_context())
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context())
+    connected(net, c, s)
     _transfer(net, c, s, 50_000)
     net.client.request_key_update()
     _transfer(net, c, s, 100_000)
@@ -129,7 +129,7 @@ def test_v2_retry() -> None:
 def test_lost_first_server_flight_still_negotiates() -> None:
     """The server's first v2 flight is lost: the client retransmits its v1 Initial and the
     server (already in v2) still accepts it."""
-    net, c, s = new_pair(context=_v2_context())
+    net, c, s = make_pair(context=_v2_context())
     dropped = []
     original = net._transmit
 
@@ -140,7 +140,7 @@ def test_lost_first_server_flight_still_negotiates() -> None:
         original(direction, dst, data, src)
 
     net._transmit = drop_first_down  # type: ignore[method-assign]
-    established(net, c, s)
+    connected(net, c, s)
     assert dropped
     assert net.client.version == net.server.version == QUIC_V2
     up = _versions_on_wire(net, up=True)
@@ -150,7 +150,7 @@ def test_lost_first_server_flight_still_negotiates() -> None:
 def test_version_information_mismatch_is_version_negotiation_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    net, c, s = new_pair(context=_v2_context())
+    net, c, s = make_pair(context=_v2_context())
     real = connection_module.version_information
 
     def lying(version: int, versions: Sequence[int]) -> VersionInformation:

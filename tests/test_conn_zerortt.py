@@ -4,7 +4,7 @@ or rejected and then re-sent in 1-RTT (RFC 9000 section 7.4.1, RFC 9001 section 
 from __future__ import annotations
 
 import pytest
-from adv_support import established, new_pair, poll, ticket_and_context, transfer
+from pairs import connected, make_pair, poll, ticket_and_context, transfer
 
 from quicish.errors import ErrorCode
 from quicish.proto import connection as connection_module
@@ -16,7 +16,7 @@ REQUEST = b"GET /index.html\r\n" + bytes(range(256)) * 20  # 5 KB: several 0-RTT
 
 
 def _early_request(ticket: bytes, ctx: ServerContext, start: float, **kw: object):  # type: ignore[no-untyped-def]
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=start, **kw)
+    net, c, s = make_pair(session_ticket=ticket, early_data=True, context=ctx, start=start, **kw)
     sid = net.client.open_stream()  # before any packet came back
     net.client.send_stream_data(sid, REQUEST, end_stream=True)
     return net, c, s, sid
@@ -28,7 +28,7 @@ def test_zero_rtt_accepted_server_acts_before_handshake_completes() -> None:
     transfer(net, c, s, sid)
     assert bytes(s.data[sid]) == REQUEST
     assert not net.server.handshake_complete  # the whole request came in 0-RTT
-    established(net, c, s)
+    connected(net, c, s)
     kinds = [type(e) for e in s.events]
     assert kinds.index(ev.StreamDataAvailable) < kinds.index(ev.HandshakeCompleted)
     assert net.client.session_resumed and net.server.session_resumed
@@ -53,7 +53,7 @@ def test_zero_rtt_rejected_by_fresh_server_is_resent_in_one_rtt() -> None:
     ticket, _, end = ticket_and_context()
     net, c, s, sid = _early_request(ticket, ServerContext.from_config(_cfg()), end + 1)
     transfer(net, c, s, sid)
-    established(net, c, s)
+    connected(net, c, s)
     assert bytes(s.data[sid]) == REQUEST
     assert not net.client.session_resumed
     assert not net.client.early_data_accepted
@@ -68,11 +68,11 @@ def test_zero_rtt_replayed_ticket_resumes_without_early_data() -> None:
     ticket, ctx, end = ticket_and_context()
     net1, c1, s1, sid1 = _early_request(ticket, ctx, end + 1)
     transfer(net1, c1, s1, sid1)
-    established(net1, c1, s1)
+    connected(net1, c1, s1)
     assert net1.client.early_data_accepted
     net2, c2, s2, sid2 = _early_request(ticket, ctx, end + 2)
     transfer(net2, c2, s2, sid2)
-    established(net2, c2, s2)
+    connected(net2, c2, s2)
     assert net2.client.session_resumed
     assert not net2.client.early_data_accepted  # the replay filter saw this ticket
     assert bytes(s2.data[sid2]) == REQUEST
@@ -83,14 +83,14 @@ def test_zero_rtt_rejected_when_server_disables_it() -> None:
     ctx.early_data = False
     net, c, s, sid = _early_request(ticket, ctx, end + 1)
     transfer(net, c, s, sid)
-    established(net, c, s)
+    connected(net, c, s)
     assert net.client.session_resumed and not net.client.early_data_accepted
     assert bytes(s.data[sid]) == REQUEST
 
 
 def test_zero_rtt_rejected_when_server_lowered_limits() -> None:
     ticket, ctx, end = ticket_and_context(max_streams_bidi=100)
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         session_ticket=ticket,
         early_data=True,
         context=ctx,
@@ -100,7 +100,7 @@ def test_zero_rtt_rejected_when_server_lowered_limits() -> None:
     sids = [net.client.open_stream() for _ in range(20)]  # allowed by the remembered limit
     for sid in sids:
         net.client.send_stream_data(sid, b"GET /\r\n", end_stream=True)
-    established(net, c, s)
+    connected(net, c, s)
     assert net.client.session_resumed and not net.client.early_data_accepted
     # Under the real limit of 10 only the first 10 streams may go.
     assert net.run(lambda: (poll(c, s), len(s.finished) == 10)[1], 5.0)
@@ -115,7 +115,7 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ticket, ctx, end = ticket_and_context(max_data=1 << 20)
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         session_ticket=ticket,
         early_data=True,
         context=ctx,
@@ -133,12 +133,12 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
 
 def test_expired_ticket_sends_no_zero_rtt_but_streams_still_work() -> None:
     ticket, ctx, end = ticket_and_context()
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         session_ticket=ticket, early_data=True, context=ctx, start=end + 200_000
     )  # ticket lifetime (1 day) passed
     with pytest.raises(Exception):  # noqa: B017 - no remembered limits: no stream credit yet
         net.client.open_stream()
-    established(net, c, s)
+    connected(net, c, s)
     assert not net.client.session_resumed
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"late", end_stream=True)
@@ -147,6 +147,6 @@ def test_expired_ticket_sends_no_zero_rtt_but_streams_still_work() -> None:
 
 
 def _cfg():  # type: ignore[no-untyped-def]
-    from conn_support import server_config
+    from support import server_config
 
     return server_config()

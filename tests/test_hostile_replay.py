@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Any
 
-from conn_support import server_config
 from hostile_support import LOOPBACK, RawClient, encode_frames
+from support import server_config
 
 import quicish
 from quicish import ConnectionClosedError, QuicConnection

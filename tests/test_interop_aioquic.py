@@ -25,7 +25,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve as aq_serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import CipherSuite
-from conn_support import cert_files, client_config, server_config
+from support import cert_files, client_config, server_config
 
 import quicish
 from quicish import hq

@@ -9,7 +9,7 @@ from typing import Any
 from aio_support import timed
 from aioquic.quic.connection import tls
 from aioquic_support import aioquic_request, aioquic_server
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish import QuicConnection, QuicStreamReader, QuicStreamWriter

@@ -12,20 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support import outcome
 
 from quicish.errors import ProtocolError
 from quicish.native import accelerated, pure
 
 MAX = 1 << 62
 HUGE = 1 << 70
-
-
-def outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-    """A call's result, or its exception's type, message and attributes."""
-    try:
-        return ("ok", fn(*args, **kwargs))
-    except (ProtocolError, ValueError, TypeError) as exc:
-        return (type(exc), str(exc), vars(exc) if hasattr(exc, "__dict__") else None)
 
 
 def same(make: Callable[[Any], Any], call: Callable[[Any], Any]) -> tuple[Any, ...]:

@@ -1,0 +1,114 @@
+"""Shared test helpers that need no network: a certificate and the configs built on it, the
+cycle-garbage check, a call's outcome for differential tests, and a packet-header builder."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from quicish import Config
+from quicish.errors import ProtocolError
+from quicish.tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
+from quicish.wire.packet import QUIC_V1
+
+
+@functools.lru_cache(maxsize=1)
+def cert_files() -> tuple[str, str, str]:
+    """(cert path, key path, SHA-256 pin) of a self-signed localhost certificate."""
+    cert_pem, key_pem = generate_self_signed(("localhost", "127.0.0.1"))
+    tmp = Path(tempfile.mkdtemp(prefix="quicish-test-"))
+    (tmp / "cert.pem").write_bytes(cert_pem)
+    (tmp / "key.pem").write_bytes(key_pem)
+    pin = certificate_fingerprint(load_certificate_chain(tmp / "cert.pem")[0])
+    return str(tmp / "cert.pem"), str(tmp / "key.pem"), pin
+
+
+def server_config(**kw: Any) -> Config:
+    """A server ``Config`` with the test certificate (``kw``: any other Config fields)."""
+    cert, key, _ = cert_files()
+    kw.setdefault("certificate_chain", cert)
+    kw.setdefault("private_key", key)
+    return Config(**kw)
+
+
+def client_config(**kw: Any) -> Config:
+    """A client ``Config`` that pins the test certificate for "localhost"."""
+    _, _, pin = cert_files()
+    kw.setdefault("pin", pin)
+    kw.setdefault("server_name", "localhost")
+    return Config(**kw)
+
+
+@contextmanager
+def cyclic_garbage() -> Iterator[list[str]]:
+    """Collects, with the cycle collector off inside the block, the quicish objects that
+    only the cycle collector could free (type names; the list fills when the block ends)."""
+    found: list[str] = []
+    gc.collect()
+    gc.disable()
+    try:
+        yield found
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found.extend(
+            sorted(
+                type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("quicish")
+            )
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+DIFFERENTIAL_ERRORS: tuple[type[Exception], ...] = (ProtocolError, ValueError, TypeError)
+
+
+def outcome(
+    fn: Callable[..., Any],
+    *args: Any,
+    catch: tuple[type[Exception], ...] = DIFFERENTIAL_ERRORS,
+    detail: bool = True,
+) -> tuple[Any, ...]:
+    """``("ok", result)``, or for an exception of ``catch``: ``("raise", type)`` and, with
+    ``detail``, its message and attributes too. Other exceptions propagate. Two
+    implementations agree on a call when their outcomes are equal."""
+    try:
+        return ("ok", fn(*args))
+    except catch as exc:
+        if not detail:
+            return ("raise", type(exc))
+        return ("raise", type(exc), str(exc), vars(exc) if hasattr(exc, "__dict__") else None)
+
+
+def make_header(
+    long: bool,
+    pn: int,
+    pn_len: int,
+    *,
+    key_phase: bool = False,
+    first_bits: int | None = None,
+    dcid: bytes = b"d" * 8,
+    scid: bytes = b"s" * 4,
+    before_length: bytes = b"",
+    length: bytes = b"\x44\x00",
+) -> tuple[bytes, int]:
+    """A QUIC v1 packet header ending in ``pn`` truncated to ``pn_len`` bytes, and the offset
+    of the packet number. ``first_bits``: OR-ed into the first byte (long: type and reserved
+    bits, Handshake when None; short: reserved bits); ``before_length``: bytes between the
+    source CID and the Length field of a long header."""
+    truncated = (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
+    if long:
+        bits = 0x20 if first_bits is None else first_bits
+        header = bytes((0xC0 | bits | (pn_len - 1),)) + QUIC_V1.to_bytes(4, "big")
+        header += bytes((len(dcid),)) + dcid + bytes((len(scid),)) + scid
+        header += before_length + length + truncated
+    else:
+        bits = (first_bits or 0) | (0x04 if key_phase else 0)
+        header = bytes((0x40 | bits | (pn_len - 1),)) + dcid + truncated
+    return header, len(header) - pn_len
