@@ -45,6 +45,7 @@ __all__ = [
     "SERVER_ADDR",
     "FrameSpy",
     "Net",
+    "Pair",
     "PathNet",
     "Peer",
     "Sender",
@@ -275,7 +276,10 @@ def make_net(
     return net
 
 
-def make_pair(**kw: Any) -> tuple[Net, Peer, Peer]:
+Pair = tuple["Net", "Peer", "Peer"]  # (network, client peer, server peer)
+
+
+def make_pair(**kw: Any) -> Pair:
     """:func:`make_net` and a :class:`Peer` for the client and for the server."""
     net = make_net(**kw)
     return net, Peer(net.client), Peer(net.server)

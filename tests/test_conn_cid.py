@@ -5,7 +5,7 @@ CONNECTION_ID_LIMIT_ERROR."""
 from __future__ import annotations
 
 import pytest
-from pairs import connected, encode, inject, make_net, make_pair, poll
+from pairs import Pair, connected, encode, inject, make_pair, poll
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto import events as ev
@@ -179,12 +179,11 @@ def _cid_flood(count: int, start: int = 1) -> list[F.NewConnectionIdFrame]:
     ]
 
 
-def test_forced_retirements_unacknowledged_close_with_cid_limit_error() -> None:
+def test_forced_retirements_unacknowledged_close_with_cid_limit_error(pair: Pair) -> None:
     """84,000 frames each retiring the previous CID, while the RETIREs go unacknowledged:
     the receiver closes with CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2) instead of queueing
     84,000 RETIRE_CONNECTION_ID frames."""
-    net = make_net()
-    _, s = connected(net)
+    net, _, s = pair
     frames = _cid_flood(84_000)
     for start in range(0, len(frames), 30):
         inject(net.client, net.server, encode(*frames[start : start + 30]), net.now)

@@ -7,6 +7,7 @@ import pytest
 from pairs import (
     CLIENT_ADDR,
     Net,
+    Pair,
     Peer,
     connected,
     encode,
@@ -157,11 +158,10 @@ def _transfer(net: Net, c: Peer, s: Peer, size: int) -> int:
     return sid
 
 
-def test_sender_skips_packet_numbers_without_losing_anything() -> None:
+def test_sender_skips_packet_numbers_without_losing_anything(pair: Pair) -> None:
     """RFC 9000 21.4: now and then a 1-RTT packet number is never sent; nothing is declared
     lost for it and an honest peer's ACKs never cover it."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     _transfer(net, c, s, 2 << 20)  # about 1,800 packets
     skipped = net.server._recovery.skipped_packet_numbers(APPLICATION)
     assert skipped, "no packet number was skipped"
@@ -172,10 +172,9 @@ def test_sender_skips_packet_numbers_without_losing_anything() -> None:
     assert not any(pn in received for pn in skipped)
 
 
-def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation() -> None:
+def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation(pair: Pair) -> None:
     """An optimistic ACK (covering a packet number never sent) ends the connection."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     server = net.server
     sid = server.open_stream()
     server.send_stream_data(sid, bytes(4 << 20))

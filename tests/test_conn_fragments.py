@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pairs import Peer, connected, encode, inject, make_net
+from pairs import Pair, Peer, connected, encode, inject, make_net
 
 from quicish.config import Config
 from quicish.errors import ConfigError, ErrorCode, wire_reason
@@ -87,11 +87,10 @@ def test_stream_fragments_per_stream_cap_is_configurable() -> None:
     closed_with(s, PV)
 
 
-def test_crypto_fragments_capped_per_level() -> None:
+def test_crypto_fragments_capped_per_level(pair: Pair) -> None:
     """1-RTT CRYPTO with 1-byte holes: the 65th fragment closes with
     CRYPTO_BUFFER_EXCEEDED (today the whole 64 KiB window fills, 32k segments)."""
-    net = make_net()
-    _c, s = connected(net)
+    net, _c, s = pair
     frames = [F.CryptoFrame(60_000 - 2 * k, b"\x04") for k in range(64)]
     send_in_packets(net, frames)
     s.poll()
@@ -110,10 +109,9 @@ def test_crypto_buffering_is_bounded_per_level() -> None:
         assert space.crypto_recv.max_fragments == 64
 
 
-def test_crypto_window_slides_with_the_read_offset() -> None:
+def test_crypto_window_slides_with_the_read_offset(pair: Pair) -> None:
     """CRYPTO beyond 64 KiB in total is fine once the earlier bytes were consumed."""
-    net = make_net()
-    _c, _s = connected(net)
+    net, _c, _s = pair
     app = net.client._spaces[2].crypto_recv
     assert app.max_offset == app.read_offset + 65536
 
@@ -126,12 +124,11 @@ def test_config_knobs_are_validated() -> None:
         Config(initial_crypto_buffer=4095)
 
 
-def test_many_session_tickets_keep_the_client_up() -> None:
+def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     """~80 KiB of NewSessionTickets in 1-RTT CRYPTO: the client consumes them all, keeps
     the connection, and reports the tickets (before the fix: CRYPTO_BUFFER_EXCEEDED once
     the 1-RTT CRYPTO stream passed 64 KiB)."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     server = net.server
     tls = server._tls
     assert tls is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from pairs import connected, encode, make_net, wire_frames
+from pairs import Pair, encode, wire_frames
 
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
@@ -39,9 +39,8 @@ def _challenges(n: int = 4) -> bytes:
     return encode(*[F.PathChallengeFrame(os.urandom(8)) for _ in range(n)])
 
 
-def test_challenge_flood_on_the_current_path_is_not_amplified() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_challenge_flood_on_the_current_path_is_not_amplified(pair: Pair) -> None:
+    net, c, s = pair
     server = net.server
     net.settle(c, s, duration=0.5)
     sent_before = server.stats().bytes_sent
@@ -66,9 +65,8 @@ def test_challenge_flood_on_the_current_path_is_not_amplified() -> None:
     assert sent <= 1.5 * injected
 
 
-def test_challenge_flood_on_a_new_path_stays_within_three_times() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_challenge_flood_on_a_new_path_stays_within_three_times(pair: Pair) -> None:
+    net, c, s = pair
     server = net.server
     net.settle(c, s, duration=0.5)
     received = sent = padded = 0
@@ -92,11 +90,10 @@ def test_challenge_flood_on_a_new_path_stays_within_three_times() -> None:
     assert sent > 0 and padded == 0
 
 
-def test_padded_challenge_gets_a_padded_response_on_the_current_path() -> None:
+def test_padded_challenge_gets_a_padded_response_on_the_current_path(pair: Pair) -> None:
     """A peer validating the path MTU (its challenge datagram expanded to 1200 bytes, RFC
     9000 8.2.1) gets its PATH_RESPONSE in a datagram of 1200 bytes too (8.2.2)."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     server = net.server
     net.settle(c, s, duration=0.5)
     data = os.urandom(8)

@@ -10,14 +10,7 @@ from quicish.native import accelerated, pure
 from quicish.wire.buffer import Buffer
 from quicish.wire.frames import AckFrame, decode_frames, push_ack_frame
 
-IMPLS = [pytest.param(pure, id="pure"), pytest.param(accelerated, id="c")]
 MAX = 1 << 62
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> ModuleType:
-    mod: ModuleType = request.param
-    return mod
 
 
 def make(impl: ModuleType, *ranges: tuple[int, int], max_ranges: int = 256) -> pure.RangeSet:
