@@ -43,6 +43,7 @@ __all__ = [
     "CLIENT_ADDR",
     "ONE_RTT",
     "SERVER_ADDR",
+    "Address",
     "FrameSpy",
     "Net",
     "Pair",
@@ -54,6 +55,7 @@ __all__ = [
     "inject",
     "make_net",
     "make_pair",
+    "make_path_pair",
     "packet_kinds",
     "poll",
     "seal_one_rtt",
@@ -192,12 +194,12 @@ class PathNet(Net):
             self._transmit(self.up, server, data, self.client_addrs[local])
         by_addr = {addr: local for local, addr in self.client_addrs.items()}
         for data, addr in server.datagrams_to_send(self.now):
-            local = by_addr.get(addr)
-            if local is None:
+            to_local = by_addr.get(addr)
+            if to_local is None:
                 self.tap.append((self.now, False, data, SERVER_ADDR))
                 self.lost_to_stale += 1
                 continue
-            self._next_local = local
+            self._next_local = to_local
             self._transmit(self.down, client, data, SERVER_ADDR)
 
     def _schedule(
@@ -285,6 +287,13 @@ def make_pair(**kw: Any) -> Pair:
     return net, Peer(net.client), Peer(net.server)
 
 
+def make_path_pair(**kw: Any) -> tuple[PathNet, Peer, Peer]:
+    """:func:`make_pair` on a :class:`PathNet`."""
+    net, c, s = make_pair(paths=True, **kw)
+    assert isinstance(net, PathNet)
+    return net, c, s
+
+
 def connected(
     net: Net, c: Peer | None = None, s: Peer | None = None, timeout: float = 10.0
 ) -> tuple[Peer, Peer]:
@@ -309,7 +318,7 @@ def poll(*peers: Peer) -> None:
 
 def transfer(net: Net, c: Peer, s: Peer, sid: int, timeout: float = 30.0) -> None:
     """Run until the server has the whole of stream ``sid``."""
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], timeout), "stream not delivered"
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=timeout), "stream not delivered"
 
 
 def ticket_and_context(**server_kw: Any) -> tuple[bytes, ServerContext, float]:
@@ -318,7 +327,7 @@ def ticket_and_context(**server_kw: Any) -> tuple[bytes, ServerContext, float]:
     ctx = ServerContext.from_config(scfg)
     net, c, s = make_pair(server_kw=server_kw, context=ctx, seeded=False)
     connected(net, c, s)
-    assert net.run(lambda: (poll(c, s), bool(c.of(ev.SessionTicketReceived)))[1], 5.0)
+    assert net.run_until(lambda: bool(c.of(ev.SessionTicketReceived)), c, s, timeout=5.0)
     ticket: bytes = c.of(ev.SessionTicketReceived)[0].ticket
     return ticket, ctx, net.now
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pairs import Pair, Peer, encode, inject, make_net
 from test_conn_errors import raw
 
@@ -52,15 +53,17 @@ def test_protocol_error_detail_stays_local(pair: Pair) -> None:
     assert _fixed(reason) and reason == wire_reason(ErrorCode.PROTOCOL_VIOLATION)
 
 
-def test_internal_exception_closes_with_internal_error_and_no_text(pair: Pair) -> None:
+def test_internal_exception_closes_with_internal_error_and_no_text(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug in a frame handler closes that connection with INTERNAL_ERROR: the exception
     does not escape receive_datagram, and its text does not reach the peer."""
     net, c, s = pair
 
-    def broken(maximum: int) -> None:
+    def broken(maximum: int) -> bool:
         raise RuntimeError(f"secret {SECRET!r} at {maximum}")
 
-    net.server._streams.on_max_data = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(net.server._streams, "on_max_data", broken)
     inject(net.client, net.server, encode(F.MaxDataFrame(1 << 30)), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == ErrorCode.INTERNAL_ERROR
@@ -69,7 +72,7 @@ def test_internal_exception_closes_with_internal_error_and_no_text(pair: Pair) -
     assert _fixed(reason) and reason == wire_reason(ErrorCode.INTERNAL_ERROR)
 
 
-def test_tls_internal_error_sends_no_exception_text() -> None:
+def test_tls_internal_error_sends_no_exception_text(monkeypatch: pytest.MonkeyPatch) -> None:
     net = make_net(connect=False)
     net.start()
     c, s = Peer(net.client), Peer(net.server)
@@ -79,7 +82,7 @@ def test_tls_internal_error_sends_no_exception_text() -> None:
     def broken(*args: Any) -> None:
         raise ValueError("secret b'\\x13\\x37'")
 
-    tls._hs._receive = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(tls._hs, "_receive", broken)
     assert net.run_until(lambda: s.terminated is not None, c, s, timeout=5)
     assert c.terminated is not None and c.terminated.error_code == ErrorCode.CRYPTO_ERROR + 80
     assert "secret" not in c.terminated.reason

@@ -14,6 +14,7 @@ from quicish.errors import ConfigError, ErrorCode, wire_reason
 from quicish.native import ReassemblyBuffer
 from quicish.proto import events as ev
 from quicish.proto import recv_stream
+from quicish.tls.client import ClientHandshake
 from quicish.wire import frames as F
 
 PV = ErrorCode.PROTOCOL_VIOLATION
@@ -145,10 +146,11 @@ def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     assert net.client._spaces[2].crypto_recv.read_offset > 64 << 10
     assert len(c.of(ev.SessionTicketReceived)) >= 1
     hs = net.client._tls._hs  # type: ignore[union-attr]
+    assert isinstance(hs, ClientHandshake)
     assert len(hs.tickets) <= 8
 
 
-class _FailingBuffer(ReassemblyBuffer):  # type: ignore[misc, valid-type]
+class _FailingBuffer(ReassemblyBuffer):
     """A reassembly buffer whose insert runs out of memory on data starting with 'boom'."""
 
     def insert(self, offset: int, data: Any, fin: bool = False) -> int:

@@ -16,7 +16,7 @@ def test_tracer_sees_sent_received_lost_and_metrics() -> None:
     assert net.run(lambda: net.client.handshake_complete, 10)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, bytes(300_000), end_stream=True)
-    assert net.run(lambda: (server_log.poll(), sid in server_log.finished)[1], 60)
+    assert net.run_until(lambda: sid in server_log.finished, server_log, timeout=60)
     stats = net.client.stats()
     assert seen["packet_sent"] >= stats.packets_sent - 10  # tracer attached after connect
     assert seen["packet_received"] > 0

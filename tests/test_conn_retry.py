@@ -5,7 +5,7 @@ NEW_TOKEN."""
 from __future__ import annotations
 
 import pytest
-from pairs import Net, Peer, connected, make_pair, poll
+from pairs import Net, Peer, connected, make_pair
 from support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
@@ -127,7 +127,7 @@ def test_handshake_through_retry() -> None:
     assert net.server.peer_address_validated  # the token proved the address: no 3x limit
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 50_000, end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 10)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=10)
     assert bytes(s.data[sid]) == b"x" * 50_000
 
 

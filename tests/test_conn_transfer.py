@@ -9,7 +9,8 @@ from typing import Any
 from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
-from quicish.proto.connection import K_STREAM, Connection
+from quicish.proto.connection import Connection
+from quicish.proto.records import K_STREAM
 from quicish.proto.recovery import SentPacket
 from quicish.simlink import LinkSpec
 

@@ -4,14 +4,16 @@ network: a v1 client offering v2 is answered in v2 without an extra round trip."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from pairs import Net, connected, make_pair, poll
+from pairs import Address, Net, Peer, connected, make_pair
 from support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
+from quicish.proto import versions as versions_module
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
 from quicish.proto.versions import (
@@ -32,15 +34,15 @@ def _v2_context(*versions: int) -> ServerContext:
     return ctx
 
 
-def _versions_on_wire(net: Net, up: bool) -> list[tuple[PacketType, int]]:
+def _versions_on_wire(net: Net, up: bool) -> list[tuple[PacketType, int | None]]:
     return [(PacketType(h.packet_type), h.version) for h in net.headers(up) if h.is_long]
 
 
-def _transfer(net: Net, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]
+def _transfer(net: Net, c: Peer, s: Peer, size: int = 200_000) -> None:
     data = bytes(range(256)) * (size // 256)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, data, end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 20)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=20)
     assert bytes(s.data[sid]) == data
 
 
@@ -130,10 +132,10 @@ def test_lost_first_server_flight_still_negotiates() -> None:
     """The server's first v2 flight is lost: the client retransmits its v1 Initial and the
     server (already in v2) still accepts it."""
     net, c, s = make_pair(context=_v2_context())
-    dropped = []
+    dropped: list[bytes] = []
     original = net._transmit
 
-    def drop_first_down(direction, dst, data, src):  # type: ignore[no-untyped-def]
+    def drop_first_down(direction: Any, dst: Connection, data: bytes, src: Address) -> None:
         if direction is net.down and not dropped:
             dropped.append(data)
             return
@@ -151,7 +153,7 @@ def test_version_information_mismatch_is_version_negotiation_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     net, c, s = make_pair(context=_v2_context())
-    real = connection_module.version_information
+    real = versions_module.version_information
 
     def lying(version: int, versions: Sequence[int]) -> VersionInformation:
         info = real(version, versions)
@@ -159,7 +161,7 @@ def test_version_information_mismatch_is_version_negotiation_error(
         return info
 
     monkeypatch.setattr(connection_module, "version_information", lying)
-    assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5)
+    assert net.run_until(lambda: bool(c.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer
 
