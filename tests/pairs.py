@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from support import client_config, server_config
 
@@ -68,6 +68,7 @@ __all__ = [
 DropFilter = Callable[[str, int, bytes, float], bool]
 Tap = Callable[[str, bytes, float], None]
 Address = tuple[str, int]
+E = TypeVar("E")
 ONE_RTT = PacketType.ONE_RTT
 
 
@@ -390,7 +391,8 @@ class Peer:
             self.pending.discard(sid)
         return len(data)
 
-    def of(self, kind: type) -> list[Any]:
+    def of(self, kind: type[E]) -> list[E]:
+        """The events of one type, in order."""
         return [e for e in self.events if isinstance(e, kind)]
 
 

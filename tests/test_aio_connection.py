@@ -26,6 +26,7 @@ from quicish import (
     QuicStreamReader,
     QuicStreamWriter,
 )
+from quicish.aio.endpoint import clock
 from quicish.proto.connection import Connection
 from quicish.wire.packet import PacketType, parse_header
 
@@ -634,13 +635,16 @@ async def test_server_makes_each_next_connection_between_handshakes(
     log: list[str] = []
     accepted: list[QuicConnection] = []
 
-    class Logged(api.Connection):
+    class Logged(Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             if not kwargs["is_client"]:
                 # (a check that failed here would be lost in a loop callback: log it)
                 done = all(conn._proto.handshake_complete for conn in accepted)
                 log.append("made" if done else "made during a handshake")
             super().__init__(*args, **kwargs)
+
+    def logged(count: int) -> Callable[[], bool]:
+        return lambda: len(log) == count
 
     def on_connection(conn: QuicConnection) -> None:
         log.append("accepted")
@@ -656,7 +660,7 @@ async def test_server_makes_each_next_connection_between_handshakes(
             async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
                 assert await _echo_once(c, b"n%d" % n) == b"n%d" % n
             await c.wait_released()  # (the spare is made once the server's socket is quiet)
-            await _until(lambda n=n: len(log) == 3 + 2 * n)
+            await _until(logged(3 + 2 * n))
         assert log == ["made", "accepted", "made", "accepted", "made"]
     finally:
         server.close()
@@ -673,7 +677,7 @@ async def test_client_makes_the_next_connection_when_one_ends(
 
     made: list[Connection] = []
 
-    class Logged(api.Connection):
+    class Logged(Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if kwargs["is_client"]:
@@ -741,7 +745,7 @@ async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() ->
     spare.track(conn)  # type: ignore[arg-type]
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # a handshake is in progress
-    endpoint.last_receive = api.clock() + 0.3  # as if datagrams kept coming for 0.3 s
+    endpoint.last_receive = clock() + 0.3  # as if datagrams kept coming for 0.3 s
     conn._handshake_done.set_result(None)
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # the handshake is over, but the socket is not quiet

@@ -17,7 +17,7 @@ from quicish.native import ReassemblyBuffer
 from quicish.proto import recv_stream
 
 
-class _FailingBuffer(ReassemblyBuffer):  # type: ignore[misc, valid-type]
+class _FailingBuffer(ReassemblyBuffer):
     """Runs out of memory on data starting with 'boom'."""
 
     def insert(self, offset: int, data: Any, fin: bool = False) -> int:

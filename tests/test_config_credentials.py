@@ -20,7 +20,7 @@ from quicish.tls.certs import generate_self_signed, load_private_key
 CERT, KEY = generate_self_signed(("localhost",))
 
 
-def _handshake(client_kw: dict[str, object], server_kw: dict[str, object]) -> ev.Event:
+def _handshake(client_kw: dict[str, object], server_kw: dict[str, object]) -> ev.HandshakeCompleted:
     net, c, s = make_pair(client_kw=client_kw, server_kw=server_kw)
     connected(net, c, s)
     (done,) = c.of(ev.HandshakeCompleted)

@@ -388,8 +388,8 @@ def test_odd_packet_numbers_and_headers() -> None:
     big = c.seal(header, payload, 2**80 + 9)
     assert big == py.seal_packet(header, payload, 2**80 + 9)
     assert big != c.seal(header, payload, 9)
-    for pn in (1.0, "1", None):
-        assert outcome(c.seal, header, payload, pn)[0] == "raise"
+    for bad in (1.0, "1", None):
+        assert outcome(c.seal, header, payload, bad)[0] == "raise"
     # empty header: IndexError, as header[0]
     assert outcome(c.seal, b"", payload, 1) == outcome(py.seal_packet, b"", payload, 1)
     assert outcome(c.seal, b"", payload, 1) == ("raise", IndexError)
@@ -439,9 +439,9 @@ def test_odd_largest_pn() -> None:
             assert c_open_outcome(c, packet, 9, largest) == outcome(
                 py.open_packet, packet, 9, largest
             ), largest
-        for largest in (1.5, "x", None):
-            assert c_open_outcome(c, packet, 9, largest)[0] == "raise"
-            assert outcome(py.open_packet, packet, 9, largest)[0] == "raise"
+        for bad in (1.5, "x", None):
+            assert c_open_outcome(c, packet, 9, bad)[0] == "raise"
+            assert outcome(py.open_packet, packet, 9, bad)[0] == "raise"
         # too short wins over a bad largest_pn, as in Python
         assert c.open(packet[:20], 9, None) is None
     with pytest.raises(TypeError):
