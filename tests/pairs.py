@@ -1,12 +1,13 @@
 """The client/server pair harness of the sans-IO connection tests (``test_conn_*.py``).
 
 * :class:`Net`: the simulated network of ``quicish.simlink`` that records every datagram put
-  on the wire (``tap``), calls tap functions and applies a drop filter (lose exactly the
-  datagrams a test picks) before the link impairments;
+  on the wire (``wire``), calls tap functions and applies a drop filter (lose exactly the
+  datagrams a test picks) before the link impairments; ``run_until`` polls peers;
 * :class:`PathNet`: a :class:`Net` where the client has several local addresses;
 * :func:`make_net`: a started client/server pair on a :class:`Net`, deterministic CIDs;
-  :func:`make_pair`: the same with a :class:`Peer` for each side;
-* :func:`connected`: run the handshake to completion;
+  :func:`make_pair`: the same with a :class:`Peer` for each side (``make_path_pair``: on a
+  :class:`PathNet`); the ``pair`` fixture of ``conftest.py``: a connected default pair;
+* :func:`connected`: run the handshake until both sides confirmed it;
 * :class:`Peer`: collects events, reads streams (O(1) per event, fine for 20 MB runs);
 * :class:`FrameSpy`: the plaintext frames a connection sealed, per packet;
 * :func:`inject`: seal crafted frames with the sender's 1-RTT keys and deliver them;
@@ -75,7 +76,7 @@ ONE_RTT = PacketType.ONE_RTT
 class Net(SimNetwork):
     """``SimNetwork`` with a record of the wire, taps and a drop filter.
 
-    ``tap``: ``(now, up, data, source address)`` of every datagram put on the wire, dropped
+    ``wire``: ``(now, up, data, source address)`` of every datagram put on the wire, dropped
     or not. ``taps``: functions called as ``tap(direction, data, now)``.
     ``drop(direction, index, data, now)``: direction is "up" (to the server) or "down";
     index counts the datagrams of that direction from 0. True drops the datagram (before
@@ -84,7 +85,7 @@ class Net(SimNetwork):
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.tap: list[tuple[float, bool, bytes, Address]] = []
+        self.wire: list[tuple[float, bool, bytes, Address]] = []
         self.taps: list[Tap] = []
         self.drop: DropFilter | None = None
         self.index = {"up": 0, "down": 0}
@@ -92,7 +93,7 @@ class Net(SimNetwork):
 
     def _transmit(self, direction: _Direction, dst: Connection, data: bytes, src: Address) -> None:
         up = direction is self.up
-        self.tap.append((self.now, up, data, src))
+        self.wire.append((self.now, up, data, src))
         name = "up" if up else "down"
         index = self.index[name]
         self.index[name] = index + 1
@@ -106,7 +107,7 @@ class Net(SimNetwork):
     def headers(self, up: bool) -> list[PacketHeader]:
         """Headers of every packet sent in one direction (coalesced packets split)."""
         out: list[PacketHeader] = []
-        for _, is_up, data, _ in self.tap:
+        for _, is_up, data, _ in self.wire:
             if is_up != up:
                 continue
             offset = 0
@@ -197,7 +198,7 @@ class PathNet(Net):
         for data, addr in server.datagrams_to_send(self.now):
             to_local = by_addr.get(addr)
             if to_local is None:
-                self.tap.append((self.now, False, data, SERVER_ADDR))
+                self.wire.append((self.now, False, data, SERVER_ADDR))
                 self.lost_to_stale += 1
                 continue
             self._next_local = to_local
@@ -451,7 +452,8 @@ class FrameSpy:
             if space is None or index == space:
                 yield from F.decode_frames(payload)
 
-    def of(self, kind: type, space: int | None = APPLICATION) -> list[Any]:
+    def of(self, kind: type[E], space: int | None = APPLICATION) -> list[E]:
+        """The frames of one type sealed in ``space`` (None: every space), in order."""
         return [f for f in self.frames(space) if isinstance(f, kind)]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from quicish import Config
 from quicish.errors import ProtocolError
+from quicish.native import ReassemblyBuffer
 from quicish.tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
 from quicish.wire.packet import QUIC_V1
 
@@ -64,6 +65,16 @@ def cyclic_garbage() -> Iterator[list[str]]:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+class FailingBuffer(ReassemblyBuffer):
+    """A reassembly buffer whose insert runs out of memory on data starting with 'boom'
+    (monkeypatched into ``quicish.proto.recv_stream`` to test internal errors)."""
+
+    def insert(self, offset: int, data: Any, fin: bool = False) -> int:
+        if bytes(data[:4]) == b"boom":
+            raise MemoryError
+        return int(super().insert(offset, data, fin))
 
 
 DIFFERENTIAL_ERRORS: tuple[type[Exception], ...] = (ProtocolError, ValueError, TypeError)

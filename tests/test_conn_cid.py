@@ -21,7 +21,7 @@ def _frames_sent(net: Net, up: bool, kind: type) -> list[Any]:
     """Frames of type ``kind`` in 1-RTT packets put on the wire, decrypted with the keys
     of the receiver (the test reads them back through the receiver's key state)."""
     out: list[Any] = []
-    for _, is_up, data, _ in net.tap:
+    for _, is_up, data, _ in net.wire:
         if is_up != up or data[0] & 0x80:
             continue
         receiver = net.server if up else net.client
@@ -82,7 +82,7 @@ def test_changed_cid_is_retired_and_replaced() -> None:
     assert len(s.of(ev.ConnectionIdIssued)) == 4  # 3 at first, 1 replacement
     assert not net.server._local_cids.owns(old)
     # Packets to the retired CID are no longer accepted.
-    short_dcids = {bytes(d[1:9]) for _, up, d, _ in net.tap if up and not d[0] & 0x80}
+    short_dcids = {bytes(d[1:9]) for _, up, d, _ in net.wire if up and not d[0] & 0x80}
     assert new in short_dcids
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from pairs import Pair, Peer, connected, encode, inject, make_net
+from support import FailingBuffer
 
 from quicish.config import Config
 from quicish.errors import ConfigError, ErrorCode, wire_reason
-from quicish.native import ReassemblyBuffer
 from quicish.proto import events as ev
 from quicish.proto import recv_stream
 from quicish.tls.client import ClientHandshake
@@ -150,19 +150,10 @@ def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     assert len(hs.tickets) <= 8
 
 
-class _FailingBuffer(ReassemblyBuffer):
-    """A reassembly buffer whose insert runs out of memory on data starting with 'boom'."""
-
-    def insert(self, offset: int, data: Any, fin: bool = False) -> int:
-        if bytes(data[:4]) == b"boom":
-            raise MemoryError
-        return int(super().insert(offset, data, fin))
-
-
 def test_memory_error_in_insert_closes_that_connection_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", _FailingBuffer)
+    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", FailingBuffer)
     net = make_net()
     c, s = connected(net)
     other = make_net(seed=7)

@@ -8,31 +8,12 @@ from __future__ import annotations
 
 import os
 
-from pairs import Pair, encode, wire_frames
+from pairs import Pair, encode, seal_one_rtt, wire_frames
 
-from quicish.proto.connection import Connection
-from quicish.proto.packet_space import APPLICATION
-from quicish.proto.recovery import SentPacket
 from quicish.simlink import CLIENT_ADDR
 from quicish.wire import frames as F
-from quicish.wire.packet import encode_packet_number, encode_short_header
 
 NEW_ADDR = ("10.9.9.9", 4444)
-
-
-def _seal(sender: Connection, payload: bytes, now: float) -> bytes:
-    """``payload`` in a 1-RTT packet with the sender's keys and next packet number."""
-    space = sender._spaces[APPLICATION]
-    assert space.tx is not None
-    pn = space.next_pn
-    space.next_pn = pn + 1
-    truncated, pn_length = encode_packet_number(pn, sender._recovery.largest_acked(APPLICATION))
-    header = encode_short_header(
-        sender.peer_cid, truncated, pn_length, False, bool(sender._key_phase)
-    )
-    packet = space.tx.seal_packet(header, payload, pn)
-    sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, False, APPLICATION))
-    return packet
 
 
 def _challenges(n: int = 4) -> bytes:
@@ -46,7 +27,7 @@ def test_challenge_flood_on_the_current_path_is_not_amplified(pair: Pair) -> Non
     sent_before = server.stats().bytes_sent
     injected = responses = 0
     for _ in range(1000):
-        packet = _seal(net.client, _challenges(), net.now)
+        packet = seal_one_rtt(net.client, _challenges(), net.now, in_flight=False)
         injected += len(packet)
         server.receive_datagram(packet, CLIENT_ADDR, net.now)
         for data, _ in server.datagrams_to_send(net.now):
@@ -71,7 +52,7 @@ def test_challenge_flood_on_a_new_path_stays_within_three_times(pair: Pair) -> N
     net.settle(c, s, duration=0.5)
     received = sent = padded = 0
     for i in range(300):
-        packet = _seal(net.client, _challenges(), net.now)
+        packet = seal_one_rtt(net.client, _challenges(), net.now, in_flight=False)
         received += len(packet)
         server.receive_datagram(packet, NEW_ADDR, net.now)
         for data, addr in server.datagrams_to_send(net.now):
@@ -98,7 +79,9 @@ def test_padded_challenge_gets_a_padded_response_on_the_current_path(pair: Pair)
     net.settle(c, s, duration=0.5)
     data = os.urandom(8)
     payload = encode(F.PathChallengeFrame(data))
-    packet = _seal(net.client, payload + bytes(1200 - len(payload)), net.now)
+    packet = seal_one_rtt(
+        net.client, payload + bytes(1200 - len(payload)), net.now, in_flight=False
+    )
     assert len(packet) >= 1200
     server.receive_datagram(packet, CLIENT_ADDR, net.now)
     out = server.datagrams_to_send(net.now)
