@@ -234,7 +234,6 @@ def make_net(
     to_client: LinkSpec | None = None,
     link: LinkSpec | None = None,
     seed: int = 1,
-    seeded: bool = True,
     connect: bool = True,
     start: float = 0.0,
     context: ServerContext | None = None,
@@ -246,17 +245,16 @@ def make_net(
 ) -> Net:
     """A client/server pair on a :class:`Net` (a :class:`PathNet` with ``paths``).
 
-    ``link``: the same spec both ways; ``seed``: the links' randomness and, with ``seeded``,
-    the connections' (CIDs; else ``os.urandom``); ``connect``: the client starts its
-    handshake at ``start``; ``context``: the server's (else a new one from its config);
-    ``session_ticket``/``early_data``: resumption and 0-RTT; ``client_args``/``server_args``:
-    more ``Connection`` arguments."""
+    ``link``: the same spec both ways; ``seed``: the links' randomness and the connections'
+    (CIDs); ``connect``: the client starts its handshake at ``start``; ``context``: the
+    server's (else a new one from its config); ``session_ticket``/``early_data``: resumption
+    and 0-RTT; ``client_args``/``server_args``: more ``Connection`` arguments (such as
+    ``versions``, or ``random_bytes=os.urandom`` for real CIDs)."""
     scfg = server_config(**(server_kw or {}))
     client_args = dict(client_args or {})
     server_args = dict(server_args or {})
-    if seeded:
-        client_args.setdefault("random_bytes", seeded_random(seed * 2 + 1))
-        server_args.setdefault("random_bytes", seeded_random(seed * 2 + 2))
+    client_args.setdefault("random_bytes", seeded_random(seed * 2 + 1))
+    server_args.setdefault("random_bytes", seeded_random(seed * 2 + 2))
     client = Connection(
         client_config(**(client_kw or {})),
         is_client=True,
@@ -327,7 +325,7 @@ def ticket_and_context(**server_kw: Any) -> tuple[bytes, ServerContext, float]:
     """Run one connection to get a session ticket; (ticket, server context, end time)."""
     scfg = server_config(**server_kw)
     ctx = ServerContext.from_config(scfg)
-    net, c, s = make_pair(server_kw=server_kw, context=ctx, seeded=False)
+    net, c, s = make_pair(server_kw=server_kw, context=ctx)
     connected(net, c, s)
     assert net.run_until(lambda: bool(c.of(ev.SessionTicketReceived)), c, s, timeout=5.0)
     ticket: bytes = c.of(ev.SessionTicketReceived)[0].ticket
