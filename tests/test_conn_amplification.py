@@ -238,10 +238,10 @@ def test_handshake_with_large_certificate_chain_completes(split: bool) -> None:
     """The ~4 KB chain needs the client's acknowledgement to go on (it validates the
     address): the handshake completes within about two round trips, not a PTO later."""
     cert, key, pin = _big_chain_files()
-    net = make_net(connect=False, client_kw={"pin": pin})
-    config = Config(certificate_chain=cert, private_key=key)
-    net.server = Connection(
-        config, is_client=False, server_context=ServerContext.from_config(config)
+    net = make_net(
+        connect=False,
+        client_kw={"pin": pin},
+        server_kw={"certificate_chain": cert, "private_key": key},
     )
     net.server.split_first_flight = split
     net.start()
