@@ -59,6 +59,7 @@ __all__ = [
     "make_path_pair",
     "packet_kinds",
     "poll",
+    "raw",
     "seal_one_rtt",
     "seeded_random",
     "ticket_and_context",
@@ -461,6 +462,14 @@ def encode(*frames: Any) -> bytes:
     for frame in frames:
         F.encode_frame(buf, frame)
     return bytes(buf.data())
+
+
+def raw(*varints: int, tail: bytes = b"") -> bytes:
+    """Hand-made wire bytes: ``varints`` encoded one after the other, then ``tail``."""
+    buf = Buffer()
+    for v in varints:
+        buf.push_varint(v)
+    return bytes(buf.data()) + tail
 
 
 def seal_one_rtt(sender: Connection, payload: bytes, now: float, in_flight: bool = True) -> bytes:

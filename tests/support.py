@@ -1,8 +1,10 @@
-"""Shared test helpers that need no network: a certificate and the configs built on it, the
-cycle-garbage check, a call's outcome for differential tests, and a packet-header builder."""
+"""Shared test helpers that need no network: certificates (a plain one and a ~4 KB chain) and
+the configs built on them, the cycle-garbage check, a call's outcome for differential tests,
+a packet-header builder and a reassembly buffer that fails on demand."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import gc
 import tempfile
@@ -27,6 +29,54 @@ def cert_files() -> tuple[str, str, str]:
     (tmp / "key.pem").write_bytes(key_pem)
     pin = certificate_fingerprint(load_certificate_chain(tmp / "cert.pem")[0])
     return str(tmp / "cert.pem"), str(tmp / "key.pem"), pin
+
+
+@functools.lru_cache(maxsize=1)
+def big_chain_files() -> tuple[str, str, str]:
+    """(cert path, key path, leaf pin) of a ~4 KB chain: a leaf with many names, then two
+    filler certificates (the client checks only the pinned leaf)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(cn: str, names: list[str]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+        )
+        return builder.sign(key, hashes.SHA256()), key
+
+    names = ["localhost"] + [f"host-{i:04d}.example.com" for i in range(80)]
+    leaf, key = cert("localhost", names)
+    fillers = [
+        cert(f"filler {i}", [f"f{i}-{j}.example.org" for j in range(35)])[0] for i in range(2)
+    ]
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [leaf, *fillers])
+    der_size = sum(len(c.public_bytes(serialization.Encoding.DER)) for c in [leaf, *fillers])
+    assert 3800 <= der_size <= 4600, der_size
+    tmp = Path(tempfile.mkdtemp(prefix="quicish-bigchain-"))
+    (tmp / "chain.pem").write_bytes(pem)
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(tmp / "chain.pem"), str(tmp / "key.pem"), certificate_fingerprint(leaf)
 
 
 def server_config(**kw: Any) -> Config:

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pairs import Pair, Peer, encode, inject, make_net
-from test_conn_errors import raw
+from pairs import Pair, Peer, encode, inject, make_net, raw
 
 from quicish.errors import WIRE_REASONS, ErrorCode, wire_reason
 from quicish.wire import frames as F

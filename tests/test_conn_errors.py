@@ -8,21 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from pairs import Net, Pair, Peer, encode, inject
+from pairs import Net, Pair, Peer, encode, inject, raw
 
 from quicish.errors import ConnectionClosedError, ErrorCode, wire_reason
 from quicish.proto.connection import Connection
 from quicish.wire import frames as F
-from quicish.wire.buffer import Buffer
 
 E = ErrorCode
-
-
-def raw(*varints: int, tail: bytes = b"") -> bytes:
-    buf = Buffer()
-    for v in varints:
-        buf.push_varint(v)
-    return bytes(buf.data()) + tail
 
 
 @dataclass
