@@ -8,7 +8,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish import QuicConnection, QuicStreamReader, QuicStreamWriter, Server

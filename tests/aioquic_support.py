@@ -9,11 +9,13 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aioquic.asyncio import QuicConnectionProtocol, connect, serve
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import serve
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
-from conn_support import cert_files
+from support import cert_files
 
 ALPN = ["hq-interop"]
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conn_net import encode as encode_frames
-from conn_net import seal_one_rtt
-from conn_support import cert_files, client_config
+from pairs import Peer, seal_one_rtt
+from pairs import encode as encode_frames
+from support import cert_files, client_config
 
 from quicish.errors import DecodeError
 from quicish.proto import events as ev
@@ -224,7 +224,7 @@ class RawClient:
         self.sock.bind((LOOPBACK, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.conn = Connection(client_config(**config), is_client=True)
-        self.events: list[ev.Event] = []
+        self.peer = Peer(self.conn, reading=False)  # its events (streams left unread)
         self.received_bytes = 0
         self.received_datagrams = 0
 
@@ -240,8 +240,7 @@ class RawClient:
     def _flush(self) -> None:
         for data, addr in self.conn.datagrams_to_send(time.monotonic()):
             self.sock.sendto(data, addr)
-        while (event := self.conn.next_event()) is not None:
-            self.events.append(event)
+        self.peer.poll()
 
     def pump(self, duration: float = 0.0, until: Callable[[], bool] | None = None) -> bool:
         """Exchange datagrams and run timers for ``duration`` seconds or until ``until()``
@@ -271,9 +270,7 @@ class RawClient:
 
     def handshake(self, timeout: float = 5.0) -> None:
         self.conn.connect(self.addr, time.monotonic())
-        done = self.pump(
-            timeout, until=lambda: any(isinstance(e, ev.HandshakeCompleted) for e in self.events)
-        )
+        done = self.pump(timeout, until=lambda: self.peer.handshake is not None)
         if not done:
             raise TimeoutError("handshake did not complete")
 
@@ -309,10 +306,7 @@ class RawClient:
         return got
 
     def closed_by_peer(self) -> ev.ConnectionTerminated | None:
-        for event in self.events:
-            if isinstance(event, ev.ConnectionTerminated):
-                return event
-        return None
+        return self.peer.terminated
 
 
 def first_initial(port: int, **config: Any) -> bytes:

@@ -12,8 +12,8 @@ import socket
 from typing import Any
 
 from aio_support import timed
-from conn_support import client_config, server_config
 from hostile_support import InitialForger
+from support import client_config, server_config
 
 import quicish
 from quicish.aio.endpoint import Endpoint

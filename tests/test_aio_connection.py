@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_support import echo, pair, timed
-from conn_support import cert_files, client_config, cyclic_garbage, server_config
+from aio_support import echo, echo_once, pair, timed
+from support import cert_files, client_config, cyclic_garbage, server_config
 
 import quicish
 from quicish import (
@@ -26,6 +26,7 @@ from quicish import (
     QuicStreamReader,
     QuicStreamWriter,
 )
+from quicish.aio.endpoint import clock
 from quicish.proto.connection import Connection
 from quicish.wire.packet import PacketType, parse_header
 
@@ -38,13 +39,6 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def _echo_once(conn: QuicConnection, data: bytes) -> bytes:
-    reader, writer = await conn.open_stream()
-    writer.write(data)
-    writer.write_eof()
-    return await reader.read()
-
-
 @timed()
 async def test_await_connect_and_close() -> None:
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
@@ -54,7 +48,7 @@ async def test_await_connect_and_close() -> None:
     assert isinstance(conn, QuicConnection)
     assert conn.remote_address == ("127.0.0.1", port)
     assert conn.local_address[1] != 0
-    assert await _echo_once(conn, b"ping") == b"ping"
+    assert await echo_once(conn, b"ping") == b"ping"
     conn.close()
     await conn.wait_closed()
     with pytest.raises(ConnectionClosedError):
@@ -70,7 +64,7 @@ async def test_async_with_connect_and_server() -> None:
         "127.0.0.1", 0, config=server_config(), on_stream=echo
     ) as server:
         async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
-            assert await _echo_once(c, b"ctx") == b"ctx"
+            assert await echo_once(c, b"ctx") == b"ctx"
             sconn = next(iter(server.connections))
         await c.wait_closed()  # closed by the context manager
         await sconn.wait_closed()
@@ -156,7 +150,7 @@ async def test_on_connection_sync_and_accept_stream() -> None:
 
     async with pair(None, on_connection=on_connection) as (server, conn):
         for word in (b"one", b"two", b"three"):
-            assert await _echo_once(conn, word) == word.upper()
+            assert await echo_once(conn, word) == word.upper()
         await served
         assert len(seen) == 1 and seen[0] in server.connections
         assert seen[0].alpn == "hq-interop"
@@ -181,7 +175,7 @@ async def test_many_connections_one_server() -> None:
         )
         assert len(server.connections) == 8
         answers = await asyncio.gather(
-            *(_echo_once(c, f"conn {i}".encode()) for i, c in enumerate(conns))
+            *(echo_once(c, f"conn {i}".encode()) for i, c in enumerate(conns))
         )
         assert answers == [f"conn {i}".encode() for i in range(8)]
         for c in conns:
@@ -241,7 +235,7 @@ STATS_KEYS = {
 @timed()
 async def test_stats() -> None:
     async with pair() as (server, conn):
-        assert await _echo_once(conn, b"s" * 10000) == b"s" * 10000
+        assert await echo_once(conn, b"s" * 10000) == b"s" * 10000
         stats = conn.stats()
         assert set(stats.as_dict()) >= STATS_KEYS
         assert isinstance(stats, quicish.Stats)
@@ -260,9 +254,9 @@ async def test_stats() -> None:
 @timed()
 async def test_key_update_both_ways() -> None:
     async with pair() as (server, conn):
-        assert await _echo_once(conn, b"before") == b"before"
+        assert await echo_once(conn, b"before") == b"before"
         conn.request_key_update()
-        assert await _echo_once(conn, b"after" * 3000) == b"after" * 3000
+        assert await echo_once(conn, b"after" * 3000) == b"after" * 3000
         sconn = next(iter(server.connections))
         assert conn.stats().key_updates == 1
         assert sconn.stats().key_updates == 1
@@ -333,7 +327,7 @@ async def test_garbage_datagrams_do_not_hurt_server() -> None:
                 raw.sendto(datagram, s.address)
             # Loopback queues them before the client's Initial below.
             async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
-                assert await _echo_once(c, b"still serving") == b"still serving"
+                assert await echo_once(c, b"still serving") == b"still serving"
                 assert len(s.connections) == 1  # the undecryptable Initial made no connection
         dropped = s._endpoint.datagrams_dropped
         assert dropped >= len(garbage) - 2  # the random-version ones may get a VN instead
@@ -367,7 +361,7 @@ async def test_version_negotiation() -> None:
             # A short probe (< 1200 bytes) gets no answer; a real client still works.
             await loop.sock_sendall(raw, probe[:600])
         async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
-            assert await _echo_once(c, b"v1") == b"v1"
+            assert await echo_once(c, b"v1") == b"v1"
 
 
 def _ipv6_available() -> bool:
@@ -387,7 +381,7 @@ async def test_ipv6() -> None:
     async with pair(host="::1") as (server, conn):
         assert server.address[0] == "::1"
         assert conn.remote_address is not None and conn.remote_address[0] == "::1"
-        assert await _echo_once(conn, b"six") == b"six"
+        assert await echo_once(conn, b"six") == b"six"
 
 
 def test_uvloop_end_to_end() -> None:
@@ -398,7 +392,7 @@ def test_uvloop_end_to_end() -> None:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, uvloop.Loop)
         async with pair() as (_, conn):
-            return await _echo_once(conn, payload)
+            return await echo_once(conn, payload)
 
     loop = uvloop.new_event_loop()
     try:
@@ -412,7 +406,7 @@ def test_run_helper_uses_uvloop() -> None:
 
     async def main() -> bool:
         async with pair() as (_, conn):
-            assert await _echo_once(conn, b"run") == b"run"
+            assert await echo_once(conn, b"run") == b"run"
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
     assert quicish.run(asyncio.wait_for(main(), 20)) is True
@@ -427,7 +421,7 @@ async def test_failing_on_connection_does_not_stop_server() -> None:
         raise RuntimeError("callback bug")
 
     async with pair(echo, on_connection=boom) as (_, conn):
-        assert await _echo_once(conn, b"fine") == b"fine"
+        assert await echo_once(conn, b"fine") == b"fine"
         assert len(calls) == 1
 
 
@@ -441,7 +435,7 @@ async def test_verify_with_ca_file(host: str) -> None:
     async with await quicish.serve(bind, 0, config=server_config(), on_stream=echo) as s:
         config = quicish.Config(verify=cert)
         async with quicish.connect(host, s.address[1], config=config) as conn:
-            assert await _echo_once(conn, b"verified") == b"verified"
+            assert await echo_once(conn, b"verified") == b"verified"
         with pytest.raises(CertificateError) as info:
             await quicish.connect(host, s.address[1], config=quicish.Config(verify=True))
         assert info.value.code == 0x100 + 48 and "unknown CA" in str(info.value)
@@ -467,11 +461,11 @@ async def test_connect_to_an_ip_literal_needs_no_resolver(
     monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
     async with await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo) as s:
         async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
-            assert await _echo_once(c, b"ip") == b"ip"
+            assert await echo_once(c, b"ip") == b"ip"
             assert c._proto.peer_addr == ("127.0.0.1", s.address[1])
         assert resolved == []
         async with quicish.connect("quicish.test", s.address[1], config=client_config()) as c:
-            assert await _echo_once(c, b"name") == b"name"
+            assert await echo_once(c, b"name") == b"name"
         assert resolved == ["quicish.test"]
 
 
@@ -497,7 +491,7 @@ async def test_a_closed_connection_leaves_the_server_at_once() -> None:
     caller whose wait_closed() returns at once (already closed) no longer sees it."""
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     async with server, quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
-        assert await _echo_once(c, b"x") == b"x"
+        assert await echo_once(c, b"x") == b"x"
         (sconn,) = server.connections
         sconn._abort()  # closed now, synchronously
         assert server.connections == set()
@@ -514,7 +508,7 @@ async def test_closed_connections_release_their_sockets() -> None:
         before = _open_fds()
         for i in range(5):
             async with quicish.connect("127.0.0.1", s.address[1], config=client_config()) as c:
-                assert await _echo_once(c, bytes([i])) == bytes([i])
+                assert await echo_once(c, bytes([i])) == bytes([i])
                 (sconn,) = s.connections
             await c.wait_released()  # the client's closing period, in the background
             await sconn.wait_released()
@@ -530,7 +524,7 @@ def test_run_helper_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
 
     async def main() -> str:
         async with pair() as (_, conn):
-            assert await _echo_once(conn, b"plain") == b"plain"
+            assert await echo_once(conn, b"plain") == b"plain"
         return type(asyncio.get_running_loop()).__module__
 
     assert quicish.run(asyncio.wait_for(main(), 20)).startswith("asyncio")
@@ -556,7 +550,7 @@ def test_uvloop_timers_never_fire_early(monkeypatch: pytest.MonkeyPatch) -> None
     async def main() -> None:
         for _ in range(5):
             async with pair() as (_, conn):
-                assert await _echo_once(conn, b"x" * 100_000) == b"x" * 100_000
+                assert await echo_once(conn, b"x" * 100_000) == b"x" * 100_000
                 await asyncio.sleep(0.03)  # let ACK-delay timers run
 
     loop = uvloop.new_event_loop()
@@ -576,7 +570,7 @@ async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
     sent: list[int] = []
 
     async with pair() as (server, conn):
-        assert await _echo_once(conn, b"warm") == b"warm"
+        assert await echo_once(conn, b"warm") == b"warm"
         await asyncio.sleep(0.05)  # idle: nothing left to acknowledge or retransmit
         udp = server._endpoint.udp
         original = udp.send
@@ -587,7 +581,7 @@ async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
 
         udp.send = counting  # type: ignore[method-assign]
         request = bytes(2000)  # two packets: the second makes the ACK immediate
-        assert await _echo_once(conn, request) == request
+        assert await echo_once(conn, request) == request
         udp.send = original  # type: ignore[method-assign]
     # One send of two datagrams (ACK + echo in the first), not an ACK-only datagram first.
     assert sent[:1] == [2], sent
@@ -605,7 +599,7 @@ async def test_finished_connections_are_freed_without_the_cycle_collector() -> N
     try:
         with cyclic_garbage() as leaked:
             conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config())
-            assert await _echo_once(conn, b"cycle" * 300) == b"cycle" * 300
+            assert await echo_once(conn, b"cycle" * 300) == b"cycle" * 300
             reader, writer = await conn.open_stream()  # still open, both ways, at close
             writer.write(b"left open")
             await writer.drain()
@@ -634,13 +628,16 @@ async def test_server_makes_each_next_connection_between_handshakes(
     log: list[str] = []
     accepted: list[QuicConnection] = []
 
-    class Logged(api.Connection):
+    class Logged(Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             if not kwargs["is_client"]:
                 # (a check that failed here would be lost in a loop callback: log it)
                 done = all(conn._proto.handshake_complete for conn in accepted)
                 log.append("made" if done else "made during a handshake")
             super().__init__(*args, **kwargs)
+
+    def logged(count: int) -> Callable[[], bool]:
+        return lambda: len(log) == count
 
     def on_connection(conn: QuicConnection) -> None:
         log.append("accepted")
@@ -654,9 +651,9 @@ async def test_server_makes_each_next_connection_between_handshakes(
         assert log == ["made"]
         for n in range(2):
             async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
-                assert await _echo_once(c, b"n%d" % n) == b"n%d" % n
+                assert await echo_once(c, b"n%d" % n) == b"n%d" % n
             await c.wait_released()  # (the spare is made once the server's socket is quiet)
-            await _until(lambda n=n: len(log) == 3 + 2 * n)
+            await _until(logged(3 + 2 * n))
         assert log == ["made", "accepted", "made", "accepted", "made"]
     finally:
         server.close()
@@ -673,7 +670,7 @@ async def test_client_makes_the_next_connection_when_one_ends(
 
     made: list[Connection] = []
 
-    class Logged(api.Connection):
+    class Logged(Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if kwargs["is_client"]:
@@ -688,7 +685,7 @@ async def test_client_makes_the_next_connection_when_one_ends(
 
     async def once(config: quicish.Config) -> Connection:
         async with quicish.connect("127.0.0.1", port, config=config) as conn:
-            assert await _echo_once(conn, b"spare") == b"spare"
+            assert await echo_once(conn, b"spare") == b"spare"
             ports.append(conn._endpoint.address[1])
         await conn.wait_released()  # (the spare is made as the connection ends)
         return conn._proto
@@ -741,7 +738,7 @@ async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() ->
     spare.track(conn)  # type: ignore[arg-type]
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # a handshake is in progress
-    endpoint.last_receive = api.clock() + 0.3  # as if datagrams kept coming for 0.3 s
+    endpoint.last_receive = clock() + 0.3  # as if datagrams kept coming for 0.3 s
     conn._handshake_done.set_result(None)
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # the handshake is over, but the socket is not quiet

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from aio_support import echo, timed
-from conn_support import cert_files, client_config, server_config
+from support import cert_files, client_config, server_config
 
 import quicish
 from quicish.errors import CertificateError, ConnectionClosedError, QuicError

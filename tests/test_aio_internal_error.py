@@ -5,32 +5,21 @@ INTERNAL_ERROR; the other datagrams of the same receive batch are still delivere
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from aio_support import echo, timed
-from conn_support import client_config, server_config
+from support import FailingBuffer, client_config, server_config
 
 import quicish
 from quicish.errors import ConnectionClosedError, ErrorCode
-from quicish.native import ReassemblyBuffer
 from quicish.proto import recv_stream
-
-
-class _FailingBuffer(ReassemblyBuffer):  # type: ignore[misc, valid-type]
-    """Runs out of memory on data starting with 'boom'."""
-
-    def insert(self, offset: int, data: Any, fin: bool = False) -> int:
-        if bytes(data[:4]) == b"boom":
-            raise MemoryError
-        return int(super().insert(offset, data, fin))
 
 
 @timed()
 async def test_memory_error_closes_one_connection_and_the_batch_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", _FailingBuffer)
+    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", FailingBuffer)
     server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
     port = server.address[1]
     loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aio_support import echo, pair, timed
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from aio_support import echo, timed
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 

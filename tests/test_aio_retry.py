@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from aio_support import echo, timed
-from conn_support import client_config, server_config
+from aio_support import echo, echo_once, timed
+from support import client_config, server_config
 
 import quicish
-
-
-async def _echo_once(conn: quicish.QuicConnection, data: bytes) -> bytes:
-    reader, writer = await conn.open_stream()
-    writer.write(data)
-    writer.write_eof()
-    return await reader.read()
 
 
 @timed()
@@ -23,13 +16,13 @@ async def test_retry_then_new_token_skips_it() -> None:
         stateless = server._endpoint.stateless
         assert stateless is not None
         async with quicish.connect("127.0.0.1", port, config=client_config()) as conn:
-            assert await _echo_once(conn, b"a" * 30_000) == b"a" * 30_000
+            assert await echo_once(conn, b"a" * 30_000) == b"a" * 30_000
             assert conn.stats().retries_received == 1
             token = conn.new_token
         assert stateless.retries_sent == 1
         assert token is not None
         async with quicish.connect("127.0.0.1", port, config=client_config(), token=token) as conn2:
-            assert await _echo_once(conn2, b"b") == b"b"
+            assert await echo_once(conn2, b"b") == b"b"
             assert conn2.stats().retries_received == 0
         assert stateless.retries_sent == 1  # the NEW_TOKEN validated the address
 

@@ -178,7 +178,7 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
     try:
         endpoint = Endpoint(loop, sock)
         answering, closing = Conn("answering"), Conn("closing")
-        endpoint.set_timer(closing, 0.0)  # type: ignore[arg-type]  (long due)
+        endpoint.set_timer(closing, 0.0)  # type: ignore[arg-type]  # (long due)
         endpoint.mark_dirty(answering)  # type: ignore[arg-type]
         endpoint._on_timer()  # as the loop would run it: before the queued flush
         assert log == ["send answering", "timer closing"]

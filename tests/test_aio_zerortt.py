@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aio_support import timed
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish import QuicConnection, QuicStreamReader, QuicStreamWriter

@@ -212,13 +212,14 @@ def test_render_png_is_a_valid_png_of_the_expected_size() -> None:
 def test_run_all_pins_server_and_client_to_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """The harness pins each stack's server and client to two different CPUs (the note in
     RESULTS.md says so): the preexec hook really changes a child's affinity."""
+    import importlib
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import run_all
+    run_all = importlib.import_module("run_all")  # a script beside the benchmarks, not a package
 
     pair = run_all.cpu_pair()
     cpus = sorted(os.sched_getaffinity(0))

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     yield from serve_files(root)
 
 
-def serve_files(root: Path, *options: str, duration: int = 30) -> Iterator[Served]:
+def serve_files(root: Path, *options: str, duration: int = 30) -> Generator[Served, None, None]:
     """Run ``quicish serve`` on ``root`` (port 0) until the generator is closed."""
     proc = subprocess.Popen(
         [
@@ -244,8 +244,8 @@ def test_version_and_help_for_every_option() -> None:
     )
     assert out.returncode == 0 and out.stdout.strip() == f"quicish {__version__}"
     parser = build_parser()
-    subparsers = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
-    commands = subparsers[0].choices
+    subparsers = [a.choices for a in parser._actions if a.choices and isinstance(a.choices, dict)]
+    commands = subparsers[0]
     assert set(commands) == {"serve", "get"}
     for command in [parser, *commands.values()]:
         for action in command._actions:

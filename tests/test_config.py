@@ -1,6 +1,7 @@
 """Config validation: bad application input gets a clear typed exception."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_cipher_suite_names() -> None:
         ({"max_data": -1}, "max_data"),
     ],
 )
-def test_invalid_config(kwargs: dict, message: str) -> None:
+def test_invalid_config(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Config(**kwargs)
     assert issubclass(ConfigError, ValueError)
@@ -50,7 +51,7 @@ def test_qlog_dir_is_refused_until_qlog_exists() -> None:
         ({"datagram_receive_buffer": -1}, "datagram_receive_buffer"),
     ],
 )
-def test_invalid_hostile_peer_limits(kwargs: dict, message: str) -> None:
+def test_invalid_hostile_peer_limits(kwargs: dict[str, Any], message: str) -> None:
     """The bounds on what a peer can make us hold (issue 15) are checked like the rest."""
     with pytest.raises(ConfigError, match=message):
         Config(**kwargs)

@@ -7,9 +7,9 @@ import base64
 import re
 
 import pytest
-from adv_support import established, new_pair
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pairs import connected, make_pair
 
 from quicish import Config
 from quicish.errors import ConfigError
@@ -20,9 +20,9 @@ from quicish.tls.certs import generate_self_signed, load_private_key
 CERT, KEY = generate_self_signed(("localhost",))
 
 
-def _handshake(client_kw: dict[str, object], server_kw: dict[str, object]) -> ev.Event:
-    net, c, s = new_pair(client_kw=client_kw, server_kw=server_kw)
-    established(net, c, s)
+def _handshake(client_kw: dict[str, object], server_kw: dict[str, object]) -> ev.HandshakeCompleted:
+    net, c, s = make_pair(client_kw=client_kw, server_kw=server_kw)
+    connected(net, c, s)
     (done,) = c.of(ev.HandshakeCompleted)
     return done
 

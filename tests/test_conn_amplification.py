@@ -10,19 +10,13 @@ server connection, whose timers then run until it gives up.
 
 from __future__ import annotations
 
-import datetime
-import functools
-import tempfile
-from pathlib import Path
-
 import pytest
-from conn_net import Peer, make_net
-from conn_support import client_config, server_config
+from pairs import Peer, make_net
+from support import big_chain_files, client_config, server_config
 
 from quicish import Config
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
-from quicish.tls.certs import certificate_fingerprint
 from quicish.wire.packet import PacketType, parse_header
 
 CLIENT = ("192.0.2.9", 40000)
@@ -91,56 +85,8 @@ def _check_padding(sent: list[bytes]) -> None:
             assert len(datagram) >= 1200
 
 
-@functools.lru_cache(maxsize=1)
-def _big_chain_files() -> tuple[str, str, str]:
-    """(cert path, key path, leaf pin) of a ~4 KB chain: a leaf with many names, then two
-    filler certificates (the client checks only the pinned leaf)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def cert(cn: str, names: list[str]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
-        )
-        return builder.sign(key, hashes.SHA256()), key
-
-    names = ["localhost"] + [f"host-{i:04d}.example.com" for i in range(80)]
-    leaf, key = cert("localhost", names)
-    fillers = [
-        cert(f"filler {i}", [f"f{i}-{j}.example.org" for j in range(35)])[0] for i in range(2)
-    ]
-    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [leaf, *fillers])
-    der_size = sum(len(c.public_bytes(serialization.Encoding.DER)) for c in [leaf, *fillers])
-    assert 3800 <= der_size <= 4600, der_size
-    tmp = Path(tempfile.mkdtemp(prefix="quicish-bigchain-"))
-    (tmp / "chain.pem").write_bytes(pem)
-    (tmp / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(tmp / "chain.pem"), str(tmp / "key.pem"), certificate_fingerprint(leaf)
-
-
 def _big_chain_config() -> Config:
-    cert, key, _ = _big_chain_files()
+    cert, key, _ = big_chain_files()
     return Config(certificate_chain=cert, private_key=key)
 
 
@@ -237,11 +183,11 @@ def test_close_of_unvalidated_connection_is_within_the_budget() -> None:
 def test_handshake_with_large_certificate_chain_completes(split: bool) -> None:
     """The ~4 KB chain needs the client's acknowledgement to go on (it validates the
     address): the handshake completes within about two round trips, not a PTO later."""
-    cert, key, pin = _big_chain_files()
-    net = make_net(start=False, client_kw={"pin": pin})
-    config = Config(certificate_chain=cert, private_key=key)
-    net.server = Connection(
-        config, is_client=False, server_context=ServerContext.from_config(config)
+    cert, key, pin = big_chain_files()
+    net = make_net(
+        connect=False,
+        client_kw={"pin": pin},
+        server_kw={"certificate_chain": cert, "private_key": key},
     )
     net.server.split_first_flight = split
     net.start()

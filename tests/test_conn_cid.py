@@ -4,9 +4,10 @@ CONNECTION_ID_LIMIT_ERROR."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from adv_support import established, new_pair, poll
-from conn_net import connected, encode, inject, make_net
+from pairs import Net, Pair, connected, encode, inject, make_pair
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto import events as ev
@@ -16,11 +17,11 @@ from quicish.wire import frames as F
 from quicish.wire.packet import parse_header
 
 
-def _frames_sent(net, up: bool, kind: type) -> list:  # type: ignore[no-untyped-def]
+def _frames_sent(net: Net, up: bool, kind: type) -> list[Any]:
     """Frames of type ``kind`` in 1-RTT packets put on the wire, decrypted with the keys
     of the receiver (the test reads them back through the receiver's key state)."""
-    out = []
-    for _, is_up, data, _ in net.tap:
+    out: list[Any] = []
+    for _, is_up, data, _ in net.wire:
         if is_up != up or data[0] & 0x80:
             continue
         receiver = net.server if up else net.client
@@ -39,12 +40,12 @@ def _frames_sent(net, up: bool, kind: type) -> list:  # type: ignore[no-untyped-
 
 
 def test_each_side_issues_up_to_the_peers_limit() -> None:
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         client_kw={"active_connection_id_limit": 3}, server_kw={"active_connection_id_limit": 5}
     )
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 3)[1], 2)
-    assert net.run(lambda: (poll(c, s), len(net.server._peer_cids.entries) == 5)[1], 2)
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 3, c, s, timeout=2)
+    assert net.run_until(lambda: len(net.server._peer_cids.entries) == 5, c, s, timeout=2)
     # The client issued 4 more (server's limit 5), the server 2 more (client's limit 3).
     assert len(c.of(ev.ConnectionIdIssued)) == 4
     assert len(s.of(ev.ConnectionIdIssued)) == 2
@@ -65,30 +66,30 @@ def test_each_side_issues_up_to_the_peers_limit() -> None:
 
 
 def test_changed_cid_is_retired_and_replaced() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
+    net, c, s = make_pair()
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 4, c, s, timeout=2)
     old = net.client.peer_cid
     assert net.client.change_connection_id()
     new = net.client.peer_cid
     assert new != old and new in {e.cid for e in s.of(ev.ConnectionIdIssued)}
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"on the new CID", end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 2)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=2)
     # The server got RETIRE_CONNECTION_ID(0): its handshake CID is gone and replaced.
-    assert net.run(lambda: (poll(c, s), bool(s.of(ev.ConnectionIdRetired)))[1], 2)
+    assert net.run_until(lambda: bool(s.of(ev.ConnectionIdRetired)), c, s, timeout=2)
     assert [e.cid for e in s.of(ev.ConnectionIdRetired)] == [old]
     assert len(s.of(ev.ConnectionIdIssued)) == 4  # 3 at first, 1 replacement
     assert not net.server._local_cids.owns(old)
     # Packets to the retired CID are no longer accepted.
-    short_dcids = {bytes(d[1:9]) for _, up, d, _ in net.tap if up and not d[0] & 0x80}
+    short_dcids = {bytes(d[1:9]) for _, up, d, _ in net.wire if up and not d[0] & 0x80}
     assert new in short_dcids
 
 
 def test_retire_prior_to_makes_the_peer_switch() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
+    net, c, s = make_pair()
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 4, c, s, timeout=2)
     server_cids = net.server._local_cids
     # The server asks the client to retire sequence numbers below 3.
     server_cids.retire_prior_to = 3
@@ -101,7 +102,7 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
 
 
 def test_too_many_cids_is_connection_id_limit_error() -> None:
-    net, c, s = new_pair(client_kw={"active_connection_id_limit": 2})
+    net, c, s = make_pair(client_kw={"active_connection_id_limit": 2})
     net.server._local_cids.peer_limit = 99  # pretend to ignore the client's limit
     original = net.server._apply_peer_parameters
 
@@ -110,7 +111,7 @@ def test_too_many_cids_is_connection_id_limit_error() -> None:
         net.server._local_cids.peer_limit = 5
 
     net.server._apply_peer_parameters = keep_limit  # type: ignore[method-assign]
-    assert net.run(lambda: (poll(c, s), bool(s.of(ev.ConnectionTerminated)))[1], 5)
+    assert net.run_until(lambda: bool(s.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == ErrorCode.CONNECTION_ID_LIMIT_ERROR and not closed.by_peer
     assert s.of(ev.ConnectionTerminated)[0].error_code == ErrorCode.CONNECTION_ID_LIMIT_ERROR
@@ -180,12 +181,11 @@ def _cid_flood(count: int, start: int = 1) -> list[F.NewConnectionIdFrame]:
     ]
 
 
-def test_forced_retirements_unacknowledged_close_with_cid_limit_error() -> None:
+def test_forced_retirements_unacknowledged_close_with_cid_limit_error(pair: Pair) -> None:
     """84,000 frames each retiring the previous CID, while the RETIREs go unacknowledged:
     the receiver closes with CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2) instead of queueing
     84,000 RETIRE_CONNECTION_ID frames."""
-    net = make_net()
-    _, s = connected(net)
+    net, _, s = pair
     frames = _cid_flood(84_000)
     for start in range(0, len(frames), 30):
         inject(net.client, net.server, encode(*frames[start : start + 30]), net.now)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conn_net import Peer, connected, encode, inject, make_net
-from test_conn_errors import raw
+import pytest
+from pairs import Pair, Peer, encode, inject, make_net, raw
 
 from quicish.errors import WIRE_REASONS, ErrorCode, wire_reason
 from quicish.wire import frames as F
@@ -27,9 +27,8 @@ def _fixed(reason: str) -> bool:
     return reason in WIRE_REASONS and "\\x" not in reason and "b'" not in reason
 
 
-def test_decode_error_sends_a_fixed_phrase() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_decode_error_sends_a_fixed_phrase(pair: Pair) -> None:
+    net, c, s = pair
     inject(net.client, net.server, raw(0x0A, 0, 100, tail=b"\x00\xffshort"), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == ErrorCode.FRAME_ENCODING_ERROR
@@ -37,9 +36,8 @@ def test_decode_error_sends_a_fixed_phrase() -> None:
     assert _fixed(reason) and reason == wire_reason(ErrorCode.FRAME_ENCODING_ERROR)
 
 
-def test_protocol_error_detail_stays_local() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_protocol_error_detail_stays_local(pair: Pair) -> None:
+    net, c, s = pair
     assert net.run_until(lambda: len(net.server._peer_cids.entries) > 1, c, s, timeout=2)
     cid, token = net.server._peer_cids.entries[1]
     inject(
@@ -54,16 +52,17 @@ def test_protocol_error_detail_stays_local() -> None:
     assert _fixed(reason) and reason == wire_reason(ErrorCode.PROTOCOL_VIOLATION)
 
 
-def test_internal_exception_closes_with_internal_error_and_no_text() -> None:
+def test_internal_exception_closes_with_internal_error_and_no_text(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug in a frame handler closes that connection with INTERNAL_ERROR: the exception
     does not escape receive_datagram, and its text does not reach the peer."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
 
-    def broken(maximum: int) -> None:
+    def broken(maximum: int) -> bool:
         raise RuntimeError(f"secret {SECRET!r} at {maximum}")
 
-    net.server._streams.on_max_data = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(net.server._streams, "on_max_data", broken)
     inject(net.client, net.server, encode(F.MaxDataFrame(1 << 30)), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == ErrorCode.INTERNAL_ERROR
@@ -72,8 +71,8 @@ def test_internal_exception_closes_with_internal_error_and_no_text() -> None:
     assert _fixed(reason) and reason == wire_reason(ErrorCode.INTERNAL_ERROR)
 
 
-def test_tls_internal_error_sends_no_exception_text() -> None:
-    net = make_net(start=False)
+def test_tls_internal_error_sends_no_exception_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = make_net(connect=False)
     net.start()
     c, s = Peer(net.client), Peer(net.server)
     tls = net.client._tls
@@ -82,7 +81,7 @@ def test_tls_internal_error_sends_no_exception_text() -> None:
     def broken(*args: Any) -> None:
         raise ValueError("secret b'\\x13\\x37'")
 
-    tls._hs._receive = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(tls._hs, "_receive", broken)
     assert net.run_until(lambda: s.terminated is not None, c, s, timeout=5)
     assert c.terminated is not None and c.terminated.error_code == ErrorCode.CRYPTO_ERROR + 80
     assert "secret" not in c.terminated.reason

@@ -5,15 +5,18 @@ arrives in order, in its place among the other events."""
 
 from __future__ import annotations
 
-from conn_net import connected, encode, inject, make_net
+from typing import Any
+
+from pairs import connected, encode, inject, make_net
 
 from quicish.proto import events as ev
+from quicish.proto.connection import Connection
 from quicish.wire import frames as F
 
 KW = {"max_datagram_frame_size": 1200}
 
 
-def _drain(conn):  # type: ignore[no-untyped-def]
+def _drain(conn: Connection) -> list[Any]:
     out = []
     while (event := conn.next_event()) is not None:
         out.append(event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import select
 
-from conn_net import FrameSpy, Sender, connected, make_net
+from pairs import FrameSpy, Sender, connected, make_net
 
 from quicish.proto.packet_space import APPLICATION
 from quicish.simlink import LinkSpec
@@ -19,8 +19,8 @@ def test_ack_frames_report_ect0_counts() -> None:
     spy = FrameSpy(net.server)
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, bytes(400_000))
-    delivered = lambda: (sender.pump(), sid in server.finished)[1]  # noqa: E731
-    assert net.run_until(delivered, client, server, timeout=30)
+    delivered = lambda: sid in server.finished  # noqa: E731
+    assert net.run_until(delivered, client, server, timeout=30, hook=sender.pump)
     acks = spy.of(F.AckFrame)
     assert acks and all(a.ecn is not None for a in acks)
     ect0 = [a.ecn[0] for a in acks if a.ecn is not None]
@@ -36,8 +36,8 @@ def test_no_ecn_reported_without_marks() -> None:
     spy = FrameSpy(net.server)
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, bytes(100_000))
-    delivered = lambda: (sender.pump(), sid in server.finished)[1]  # noqa: E731
-    assert net.run_until(delivered, client, server, timeout=30)
+    delivered = lambda: sid in server.finished  # noqa: E731
+    assert net.run_until(delivered, client, server, timeout=30, hook=sender.pump)
     assert spy.of(F.AckFrame) and all(a.ecn is None for a in spy.of(F.AckFrame))
 
 
@@ -47,8 +47,8 @@ def test_congestion_experienced_reduces_window_without_loss() -> None:
     client, server = connected(net)
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, bytes(2_000_000))
-    delivered = lambda: (sender.pump(), sid in server.finished)[1]  # noqa: E731
-    assert net.run_until(delivered, client, server, timeout=60)
+    delivered = lambda: sid in server.finished  # noqa: E731
+    assert net.run_until(delivered, client, server, timeout=60, hook=sender.pump)
     assert net.up.counters.ce_marked > 0
     cc = net.client._cc
     assert cc.congestion_events > 0  # CE answered like a loss...

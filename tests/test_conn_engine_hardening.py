@@ -4,8 +4,18 @@ duplicate suppression past the ACK range limit, skipped packet numbers, 0-RTT ke
 from __future__ import annotations
 
 import pytest
-from adv_support import established, new_pair, poll, ticket_and_context
-from conn_net import CLIENT_ADDR, Net, Peer, connected, encode, make_net
+from pairs import (
+    CLIENT_ADDR,
+    Net,
+    Pair,
+    Peer,
+    connected,
+    encode,
+    make_net,
+    make_pair,
+    poll,
+    ticket_and_context,
+)
 
 from quicish import Config, ConfigError
 from quicish.errors import ErrorCode
@@ -111,11 +121,11 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     """RFC 9001 4.9.3: after 1-RTT packets arrive the server keeps its 0-RTT read key only a
     short while (3 PTO): a 0-RTT packet after that is dropped and counted, not processed."""
     ticket, ctx, end = ticket_and_context()
-    net, c, s = new_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
+    net, c, s = make_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
     client, server = net.client, net.server
     early_tx = client._zero_rtt_tx
     assert early_tx is not None
-    established(net, c, s)
+    connected(net, c, s)
     assert server.early_data_accepted
     # Just after the handshake, a late 0-RTT packet is still read (reordering).
     sid = client.open_stream()
@@ -148,11 +158,10 @@ def _transfer(net: Net, c: Peer, s: Peer, size: int) -> int:
     return sid
 
 
-def test_sender_skips_packet_numbers_without_losing_anything() -> None:
+def test_sender_skips_packet_numbers_without_losing_anything(pair: Pair) -> None:
     """RFC 9000 21.4: now and then a 1-RTT packet number is never sent; nothing is declared
     lost for it and an honest peer's ACKs never cover it."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     _transfer(net, c, s, 2 << 20)  # about 1,800 packets
     skipped = net.server._recovery.skipped_packet_numbers(APPLICATION)
     assert skipped, "no packet number was skipped"
@@ -163,10 +172,9 @@ def test_sender_skips_packet_numbers_without_losing_anything() -> None:
     assert not any(pn in received for pn in skipped)
 
 
-def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation() -> None:
+def test_ack_of_a_skipped_packet_number_closes_with_protocol_violation(pair: Pair) -> None:
     """An optimistic ACK (covering a packet number never sent) ends the connection."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     server = net.server
     sid = server.open_stream()
     server.send_stream_data(sid, bytes(4 << 20))

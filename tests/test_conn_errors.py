@@ -8,21 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conn_net import Net, Peer, connected, encode, inject, make_net
+from pairs import Net, Pair, Peer, encode, inject, raw
 
 from quicish.errors import ConnectionClosedError, ErrorCode, wire_reason
 from quicish.proto.connection import Connection
 from quicish.wire import frames as F
-from quicish.wire.buffer import Buffer
 
 E = ErrorCode
-
-
-def raw(*varints: int, tail: bytes = b"") -> bytes:
-    buf = Buffer()
-    for v in varints:
-        buf.push_varint(v)
-    return bytes(buf.data()) + tail
 
 
 @dataclass
@@ -235,9 +227,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_malformed_frame_closes_with_code(case: Case) -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_malformed_frame_closes_with_code(case: Case, pair: Pair) -> None:
+    net, c, s = pair
     if case.setup is not None:
         case.setup(net, c, s)
     sender, receiver = (net.client, net.server) if case.to_server else (net.server, net.client)
@@ -261,10 +252,9 @@ def test_malformed_frame_closes_with_code(case: Case) -> None:
         sender.open_stream()
 
 
-def test_valid_injected_frames_are_accepted() -> None:
+def test_valid_injected_frames_are_accepted(pair: Pair) -> None:
     """The injection path itself is sound: well-formed frames do not close anything."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     inject(
         net.client,
         net.server,
@@ -280,9 +270,8 @@ def test_valid_injected_frames_are_accepted() -> None:
     assert c.terminated is None and s.terminated is None
 
 
-def test_undecryptable_packet_is_dropped_not_fatal() -> None:
-    net = make_net()
-    _c, _s = connected(net)
+def test_undecryptable_packet_is_dropped_not_fatal(pair: Pair) -> None:
+    net, _c, _s = pair
     before = net.server.stats().packets_undecryptable
     good = bytearray(b"\x40" + net.server.host_cid + bytes(40))
     net.server.receive_datagram(bytes(good), ("10.0.0.1", 50000), net.now)
@@ -296,10 +285,9 @@ def test_undecryptable_packet_is_dropped_not_fatal() -> None:
     assert not net.server.is_terminated
 
 
-def test_reserved_bits_set_is_protocol_violation() -> None:
+def test_reserved_bits_set_is_protocol_violation(pair: Pair) -> None:
     """RFC 9000 17.3.1: non-zero reserved bits after removing header protection."""
-    net = make_net()
-    _c, s = connected(net)
+    net, _c, s = pair
     _inject_with_first_byte_bits(net.client, net.server, 0x18, encode(F.PingFrame()), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == E.PROTOCOL_VIOLATION
@@ -321,11 +309,10 @@ def _inject_with_first_byte_bits(
     receiver.receive_datagram(packet, ("10.0.0.1", 50000), now)
 
 
-def test_reset_of_peer_opened_bidi_stream_is_valid() -> None:
+def test_reset_of_peer_opened_bidi_stream_is_valid(pair: Pair) -> None:
     """RESET_STREAM from the client on the server's bidi stream 1 resets the client's
     sending half: legal, reported, not a connection error."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     _server_stream(net, c, s)
     inject(net.client, net.server, encode(F.ResetStreamFrame(1, 9, 0)), net.now)
     s.poll()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conn_net import FrameSpy, Sender, connected, make_net, wire_frames
+from pairs import FrameSpy, Sender, connected, make_net, wire_frames
 
 from quicish.simlink import LinkSpec
 from quicish.wire import frames as F

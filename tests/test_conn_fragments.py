@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conn_net import Peer, connected, encode, inject, make_net
+from pairs import Pair, Peer, connected, encode, inject, make_net
+from support import FailingBuffer
 
 from quicish.config import Config
 from quicish.errors import ConfigError, ErrorCode, wire_reason
-from quicish.native import ReassemblyBuffer
 from quicish.proto import events as ev
 from quicish.proto import recv_stream
+from quicish.tls.client import ClientHandshake
 from quicish.wire import frames as F
 
 PV = ErrorCode.PROTOCOL_VIOLATION
@@ -87,11 +88,10 @@ def test_stream_fragments_per_stream_cap_is_configurable() -> None:
     closed_with(s, PV)
 
 
-def test_crypto_fragments_capped_per_level() -> None:
+def test_crypto_fragments_capped_per_level(pair: Pair) -> None:
     """1-RTT CRYPTO with 1-byte holes: the 65th fragment closes with
     CRYPTO_BUFFER_EXCEEDED (today the whole 64 KiB window fills, 32k segments)."""
-    net = make_net()
-    _c, s = connected(net)
+    net, _c, s = pair
     frames = [F.CryptoFrame(60_000 - 2 * k, b"\x04") for k in range(64)]
     send_in_packets(net, frames)
     s.poll()
@@ -102,7 +102,7 @@ def test_crypto_fragments_capped_per_level() -> None:
 
 
 def test_crypto_buffering_is_bounded_per_level() -> None:
-    net = make_net(start=False)
+    net = make_net(connect=False)
     initial, handshake, app = net.server._spaces
     assert initial.crypto_recv.max_offset == 16384
     assert handshake.crypto_recv.max_offset == app.crypto_recv.max_offset == 65536
@@ -110,10 +110,9 @@ def test_crypto_buffering_is_bounded_per_level() -> None:
         assert space.crypto_recv.max_fragments == 64
 
 
-def test_crypto_window_slides_with_the_read_offset() -> None:
+def test_crypto_window_slides_with_the_read_offset(pair: Pair) -> None:
     """CRYPTO beyond 64 KiB in total is fine once the earlier bytes were consumed."""
-    net = make_net()
-    _c, _s = connected(net)
+    net, _c, _s = pair
     app = net.client._spaces[2].crypto_recv
     assert app.max_offset == app.read_offset + 65536
 
@@ -126,12 +125,11 @@ def test_config_knobs_are_validated() -> None:
         Config(initial_crypto_buffer=4095)
 
 
-def test_many_session_tickets_keep_the_client_up() -> None:
+def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     """~80 KiB of NewSessionTickets in 1-RTT CRYPTO: the client consumes them all, keeps
     the connection, and reports the tickets (before the fix: CRYPTO_BUFFER_EXCEEDED once
     the 1-RTT CRYPTO stream passed 64 KiB)."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     server = net.server
     tls = server._tls
     assert tls is not None
@@ -148,22 +146,14 @@ def test_many_session_tickets_keep_the_client_up() -> None:
     assert net.client._spaces[2].crypto_recv.read_offset > 64 << 10
     assert len(c.of(ev.SessionTicketReceived)) >= 1
     hs = net.client._tls._hs  # type: ignore[union-attr]
+    assert isinstance(hs, ClientHandshake)
     assert len(hs.tickets) <= 8
-
-
-class _FailingBuffer(ReassemblyBuffer):  # type: ignore[misc, valid-type]
-    """A reassembly buffer whose insert runs out of memory on data starting with 'boom'."""
-
-    def insert(self, offset: int, data: Any, fin: bool = False) -> int:
-        if bytes(data[:4]) == b"boom":
-            raise MemoryError
-        return int(super().insert(offset, data, fin))
 
 
 def test_memory_error_in_insert_closes_that_connection_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", _FailingBuffer)
+    monkeypatch.setattr(recv_stream, "ReassemblyBuffer", FailingBuffer)
     net = make_net()
     c, s = connected(net)
     other = make_net(seed=7)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conn_net import Net, Peer, connected, make_net, packet_kinds, seeded_random
-from conn_support import cert_files
+from pairs import Net, Peer, connected, make_net, packet_kinds, seeded_random
+from support import cert_files
 
 from quicish import Config, ConnectionStateError
 from quicish.errors import ErrorCode
@@ -224,7 +224,7 @@ def test_packet_numbers_never_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_version_negotiation_terminates_client() -> None:
     from quicish.wire.packet import encode_version_negotiation
 
-    net = make_net(start=False)
+    net = make_net(connect=False)
     client = net.client
     client.connect(("10.0.0.2", 4433), 0.0)
     client.datagrams_to_send(0.0)
@@ -235,7 +235,7 @@ def test_version_negotiation_terminates_client() -> None:
     assert peer.terminated is not None and peer.terminated.by_peer
     assert client.is_closed
     # A VN that lists our version is ignored (RFC 9000 6.2).
-    net2 = make_net(start=False)
+    net2 = make_net(connect=False)
     c2 = net2.client
     c2.connect(("10.0.0.2", 4433), 0.0)
     vn = encode_version_negotiation(c2.host_cid, c2.peer_cid, [0x1A2A3A4A, c2.version])

@@ -6,9 +6,9 @@ state silently, a client's handshake fails. All on a virtual clock."""
 from __future__ import annotations
 
 import pytest
-from conn_net import connected, make_net
-from conn_support import client_config, server_config
 from hostile_support import InitialForger
+from pairs import connected, make_net
+from support import client_config, server_config
 
 from quicish import Config
 from quicish.errors import ConfigError

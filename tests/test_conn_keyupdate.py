@@ -4,7 +4,8 @@ the integrity limit. (Manual updates and pacing of requests: test_conn_transfer.
 
 from __future__ import annotations
 
-from adv_support import established, new_pair, poll
+import pytest
+from pairs import Net, connected, make_pair
 
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
@@ -14,13 +15,13 @@ DATA = bytes(range(256)) * 4000  # 1 MB
 
 
 def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
-    net, c, s = new_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
-    established(net, c, s)
+    net, c, s = make_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
+    connected(net, c, s)
     assert net.client._key_update_limit == (1 << 23) * 3 // 4  # AES-GCM: 2^23 packets
     net.client._key_update_limit = 100  # pretend the limit is near
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, DATA, end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 30)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=30)
     assert bytes(s.data[sid]) == DATA
     updates = net.client.stats().key_updates
     assert updates >= 3  # ~900 packets: an update 100 packets after the previous one was acked
@@ -31,17 +32,17 @@ def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
 
 
 def test_chacha20_limit_is_never_reached_in_practice() -> None:
-    net, c, s = new_pair(client_kw={"cipher_suites": ["chacha20"]})
-    established(net, c, s)
+    net, c, s = make_pair(client_kw={"cipher_suites": ["chacha20"]})
+    connected(net, c, s)
     assert net.client._key_update_limit == (1 << 62) * 3 // 4
 
 
 def test_consecutive_key_updates_are_key_update_error() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 100)
-    assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
+    assert net.run_until(lambda: net.client._recovery.largest_acked(2) is not None, c, s, timeout=2)
     net.client.request_key_update()  # allowed: something of phase 0 was acknowledged
     assert net.client.stats().key_updates == 1
     net.client.send_stream_data(sid, b"y" * 100)
@@ -62,8 +63,8 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
 
 
 def test_integrity_limit_closes_with_aead_limit_reached() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     net.client._integrity_limit = 5
     sid = net.server.open_stream()
     net.server.send_stream_data(sid, b"hello")
@@ -78,7 +79,7 @@ def test_integrity_limit_closes_with_aead_limit_reached() -> None:
     assert net.client.stats().packets_undecryptable == 5
 
 
-def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def]
+def _forged_flipped_phase(net: Net, pn: int) -> bytes:
     """A 1-RTT packet from the client with the key phase bit flipped and a broken tag: what
     an attacker (who cannot seal) sends to probe the receiver's next-generation keys."""
     from quicish.proto.packet_space import APPLICATION
@@ -86,6 +87,7 @@ def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def
 
     client = net.client
     tx = client._spaces[APPLICATION].tx
+    assert tx is not None
     truncated, pn_length = encode_packet_number(pn, None)
     header = encode_short_header(
         client.peer_cid, truncated, pn_length, False, not client._key_phase
@@ -95,13 +97,13 @@ def _forged_flipped_phase(net, pn: int) -> bytes:  # type: ignore[no-untyped-def
     return bytes(packet)
 
 
-def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_forged_key_phase_packets_derive_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """RFC 9001 6.3/9.5: next-generation keys are made once, not per packet with a flipped
     key phase (a forgery would otherwise cost a key derivation each, a timing signal)."""
     from quicish.wire.protection import PacketProtector
 
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     derivations = 0
     original = PacketProtector.next_generation
 
@@ -122,10 +124,10 @@ def test_forged_key_phase_packets_derive_no_keys(monkeypatch) -> None:  # type: 
     # made once, for the update after it).
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 100)
-    assert net.run(lambda: (poll(c, s), net.client._recovery.largest_acked(2) is not None)[1], 2)
+    assert net.run_until(lambda: net.client._recovery.largest_acked(2) is not None, c, s, timeout=2)
     net.client.request_key_update()
     net.client.send_stream_data(sid, b"after the update", end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 2)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=2)
     assert bytes(s.data[sid]) == b"x" * 100 + b"after the update"
     assert server.stats().key_updates == 1
     before = derivations

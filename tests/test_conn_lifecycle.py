@@ -5,8 +5,8 @@ virtual clock."""
 from __future__ import annotations
 
 import pytest
-from conn_net import FrameSpy, Net, Peer, connected, make_net
-from conn_support import cyclic_garbage
+from pairs import FrameSpy, Net, Pair, Peer, connected, make_net
+from support import cyclic_garbage
 
 from quicish.errors import ConnectionClosedError, ErrorCode
 from quicish.proto import events as ev
@@ -177,10 +177,9 @@ def test_idle_timeout_with_lossy_link_and_no_traffic() -> None:
     assert s.terminated is not None and s.terminated.reason == "idle timeout"
 
 
-def test_events_after_close_are_terminal() -> None:
+def test_events_after_close_are_terminal(pair: Pair) -> None:
     """After closing, the API refuses new work and nothing more is reported."""
-    net = make_net()
-    c, s = connected(net)
+    net, c, s = pair
     net.client.close(now=net.now)
     assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=5)
     for conn in (net.client, net.server):

@@ -5,7 +5,7 @@ anti-amplification on unvalidated paths, congestion reset rules, spoofed address
 from __future__ import annotations
 
 import pytest
-from adv_support import PathNetwork, established, path_pair, poll
+from pairs import PathNet, Peer, connected, make_path_pair, poll
 
 from quicish.errors import ConnectionStateError
 from quicish.proto import events as ev
@@ -13,28 +13,28 @@ from quicish.proto import events as ev
 DATA = bytes(range(256)) * 2000  # 512 KB
 
 
-def _start_download(net: PathNetwork, c, s) -> int:  # type: ignore[no-untyped-def]
+def _start_download(net: PathNet, c: Peer, s: Peer) -> int:
     """The client asks, the server streams DATA back."""
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 4, c, s, timeout=2)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"GET /big\r\n", end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 2)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=2)
     net.server.send_stream_data(sid, DATA, end_stream=True)
     return sid
 
 
-def _finish(net: PathNetwork, c, s, sid: int) -> None:  # type: ignore[no-untyped-def]
-    assert net.run(lambda: (poll(c, s), sid in c.finished)[1], 30), "transfer did not finish"
+def _finish(net: PathNet, c: Peer, s: Peer, sid: int) -> None:
+    assert net.run_until(lambda: sid in c.finished, c, s, timeout=30), "transfer did not finish"
     assert bytes(c.data[sid]) == DATA
 
 
-def _run_until_received(net: PathNetwork, c, s, sid: int, amount: int) -> None:  # type: ignore[no-untyped-def]
-    assert net.run(lambda: (poll(c, s), len(c.data.get(sid, b"")) >= amount)[1], 10)
+def _run_until_received(net: PathNet, c: Peer, s: Peer, sid: int, amount: int) -> None:
+    assert net.run_until(lambda: len(c.data.get(sid, b"")) >= amount, c, s, timeout=10)
 
 
 def test_nat_rebinding_port_change_mid_transfer() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
     cc_before = net.server._cc
@@ -52,7 +52,7 @@ def test_nat_rebinding_port_change_mid_transfer() -> None:
 
 
 def test_address_change_resets_congestion_and_rtt() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
     cc_before = net.server._cc
@@ -63,7 +63,7 @@ def test_address_change_resets_congestion_and_rtt() -> None:
 
 
 def test_unvalidated_new_path_stays_within_3x() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
     new_addr = ("10.0.7.7", 50000)
@@ -86,7 +86,7 @@ def test_unvalidated_new_path_stays_within_3x() -> None:
 
 
 def test_spoofed_address_does_not_steal_the_connection() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
     real = net.client_addrs[0]
@@ -101,12 +101,12 @@ def test_spoofed_address_does_not_steal_the_connection() -> None:
     # ...but the real client's next packets moved the server straight back.
     assert net.server.peer_addr == real
     assert net.server._path.validated
-    assert net.run(lambda: (poll(c, s), bool(s.of(ev.PathValidationFailed)))[1], 10)
+    assert net.run_until(lambda: bool(s.of(ev.PathValidationFailed)), c, s, timeout=10)
     assert [e.addr for e in s.of(ev.PathValidationFailed)] == [spoofed]
 
 
 def test_active_migration_probes_then_switches() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
     new_addr = ("10.0.0.1", 50123)
@@ -115,7 +115,7 @@ def test_active_migration_probes_then_switches() -> None:
     server_cid = net.server.peer_cid
     net.client.probe_path(1, net.now)
     assert net.client.local_path == 0  # still on the old path while probing
-    assert net.run(lambda: (poll(c, s), net.client.local_path == 1)[1], 5)
+    assert net.run_until(lambda: net.client.local_path == 1, c, s, timeout=5)
     assert [(e.local) for e in c.of(ev.PathValidated)] == [1]
     _finish(net, c, s, sid)
     assert net.server.peer_addr == new_addr
@@ -128,7 +128,7 @@ def test_active_migration_probes_then_switches() -> None:
 
 
 def test_active_migration_to_a_dead_path_fails_and_keeps_the_old_one() -> None:
-    net, c, s = path_pair()
+    net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     net.client_addrs[1] = ("10.0.0.1", 50124)
     net.client.probe_path(1, net.now)
@@ -145,24 +145,24 @@ def test_active_migration_to_a_dead_path_fails_and_keeps_the_old_one() -> None:
 
     net._flush = flush_without_probes  # type: ignore[method-assign]
     _finish(net, c, s, sid)
-    assert net.run(lambda: (poll(c, s), bool(c.of(ev.PathValidationFailed)))[1], 10)
+    assert net.run_until(lambda: bool(c.of(ev.PathValidationFailed)), c, s, timeout=10)
     assert net.client.local_path == 0
     assert [e.local for e in c.of(ev.PathValidationFailed)] == [1]
 
 
 def test_disable_active_migration_is_honoured() -> None:
-    net, c, s = path_pair(server_kw={"disable_active_migration": True})
-    established(net, c, s)
+    net, c, s = make_path_pair(server_kw={"disable_active_migration": True})
+    connected(net, c, s)
     with pytest.raises(ConnectionStateError, match="disabled active migration"):
         net.client.probe_path(1, net.now)
 
 
 def test_no_migration_before_confirmation_or_without_spare_cid() -> None:
-    net, c, s = path_pair(client_kw={"active_connection_id_limit": 2})
+    net, c, s = make_path_pair(client_kw={"active_connection_id_limit": 2})
     with pytest.raises(ConnectionStateError, match="confirmed"):
         net.client.probe_path(1, net.now)
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 2)[1], 2)
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 2, c, s, timeout=2)
     net.client_addrs[1] = ("10.0.0.1", 50125)
     net.client.probe_path(1, net.now)  # takes the one spare CID
     with pytest.raises(ConnectionStateError, match="connection ID"):

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from conn_support import EventLog, make_pair
+from pairs import Peer, make_net
 
 from quicish.simlink import LinkSpec
 
 
 def test_tracer_sees_sent_received_lost_and_metrics() -> None:
     lossy = LinkSpec(delay=0.01, loss=0.05)
-    net = make_pair(to_server=lossy, seed=7)
+    net = make_net(to_server=lossy, seed=7)
     seen: dict[str, int] = {}
     net.client.tracer = lambda name, data: seen.__setitem__(name, seen.get(name, 0) + 1)
-    server_log = EventLog(net.server)
+    server_log = Peer(net.server)
     assert net.run(lambda: net.client.handshake_complete, 10)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, bytes(300_000), end_stream=True)
-    assert net.run(lambda: (server_log.poll(), sid in server_log.finished)[1], 60)
+    assert net.run_until(lambda: sid in server_log.finished, server_log, timeout=60)
     stats = net.client.stats()
     assert seen["packet_sent"] >= stats.packets_sent - 10  # tracer attached after connect
     assert seen["packet_received"] > 0
@@ -30,8 +30,8 @@ def test_tracer_sees_sent_received_lost_and_metrics() -> None:
 
 
 def test_lower_priority_value_is_sent_first() -> None:
-    net = make_pair()
-    log = EventLog(net.server)
+    net = make_net()
+    log = Peer(net.server)
     assert net.run(lambda: net.client.handshake_complete, 5)
     low, high = net.client.open_stream(), net.client.open_stream()
     net.client.set_stream_priority(high, -1)

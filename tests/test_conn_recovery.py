@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 import pytest
-from conn_net import FrameSpy, Net, Peer, Sender, connected, make_net, wire_frames
+from pairs import FrameSpy, Net, Peer, Sender, connected, make_net, wire_frames
 
 from quicish.proto.congestion.base import initial_window
 from quicish.simlink import LinkSpec

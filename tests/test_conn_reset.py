@@ -3,7 +3,8 @@ HMAC(reset key, CID); the peer recognises its token and drains; anything else is
 
 from __future__ import annotations
 
-from adv_support import established, new_pair, poll
+from cryptography.hazmat.primitives.asymmetric import ec
+from pairs import Net, Pair, connected, make_pair
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.proto import events as ev
@@ -12,14 +13,14 @@ from quicish.proto.server_context import ServerContext
 from quicish.simlink import SERVER_ADDR
 
 
-def _established_pair():  # type: ignore[no-untyped-def]
-    net, c, s = new_pair()
-    established(net, c, s)
-    assert net.run(lambda: (poll(c, s), len(net.client._peer_cids.entries) == 4)[1], 2)
+def _established_pair() -> Pair:
+    net, c, s = make_pair()
+    connected(net, c, s)
+    assert net.run_until(lambda: len(net.client._peer_cids.entries) == 4, c, s, timeout=2)
     return net, c, s
 
 
-def _client_packet(net) -> bytes:  # type: ignore[no-untyped-def]
+def _client_packet(net: Net) -> bytes:
     """A 1-RTT datagram the client sends (to the server that is about to 'restart')."""
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"hello after the restart")
@@ -93,12 +94,14 @@ def test_reset_token_of_new_cids_recognised() -> None:
 def test_servers_sharing_a_certificate_have_different_reset_tokens_by_default() -> None:
     """Two servers with the same certificate and key: neither can forge the other's resets
     (with tokens derived from the TLS key, any instance was a reset oracle for the others)."""
-    from conn_support import server_config
+    from support import server_config
 
     cid = bytes(range(8))
     packet = b"\x41" + cid + bytes(40)
     one = ServerContext.from_config(server_config())
     two = ServerContext.from_config(server_config())
+    assert isinstance(one.private_key, ec.EllipticCurvePrivateKey)
+    assert isinstance(two.private_key, ec.EllipticCurvePrivateKey)
     assert one.private_key.private_numbers() == two.private_key.private_numbers()
     assert reset_token(one.reset_key, cid) != reset_token(two.reset_key, cid)
     reset_one = StatelessResponder(one).stateless_reset(packet)
@@ -108,7 +111,7 @@ def test_servers_sharing_a_certificate_have_different_reset_tokens_by_default() 
 
 
 def test_cluster_shares_the_configured_reset_key() -> None:
-    from conn_support import server_config
+    from support import server_config
 
     key = bytes(range(32))
     cid = bytes(range(8))

@@ -5,8 +5,8 @@ NEW_TOKEN."""
 from __future__ import annotations
 
 import pytest
-from adv_support import TapNetwork, established, new_pair, poll
-from conn_support import EventLog, client_config, server_config
+from pairs import Net, Peer, connected, make_pair
+from support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.errors import ErrorCode
@@ -87,7 +87,7 @@ def _first_initial(client: Connection, now: float = 0.0) -> bytes:
 
 def _retry_handshake(
     **client_kw: object,
-) -> tuple[TapNetwork, EventLog, EventLog, StatelessResponder]:
+) -> tuple[Net, Peer, Peer, StatelessResponder]:
     """Client -> Retry -> client Initial with token -> server connection from the verdict."""
     ctx = ServerContext.from_config(server_config())
     responder = StatelessResponder(ctx, retry=True)
@@ -112,13 +112,13 @@ def _retry_handshake(
         address_validated=verdict.validated,
     )
     server.receive_datagram(second, CLIENT_ADDR, 0.03)
-    net = TapNetwork(client, server, start=0.03)
-    return net, EventLog(client), EventLog(server), responder
+    net = Net(client, server, start=0.03)
+    return net, Peer(client), Peer(server), responder
 
 
 def test_handshake_through_retry() -> None:
     net, c, s, responder = _retry_handshake()
-    established(net, c, s)
+    connected(net, c, s)
     assert net.client.stats().retries_received == 1
     assert responder.retries_sent == 1
     # The client checked retry_source_connection_id and original_destination_connection_id
@@ -127,7 +127,7 @@ def test_handshake_through_retry() -> None:
     assert net.server.peer_address_validated  # the token proved the address: no 3x limit
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 50_000, end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 10)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=10)
     assert bytes(s.data[sid]) == b"x" * 50_000
 
 
@@ -190,8 +190,8 @@ def test_unknown_new_token_means_plain_retry() -> None:
 
 
 def test_new_token_issued_and_accepted_without_retry() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.run(lambda: net.client.new_token is not None, 2.0)
     token = net.client.new_token
     assert token is not None and token_kind(token) == NEW_TOKEN
@@ -220,7 +220,7 @@ def test_server_without_retry_accepts_plain_initials() -> None:
 
 
 def test_zero_rtt_data_resent_right_after_retry() -> None:
-    from adv_support import ticket_and_context
+    from pairs import ticket_and_context
 
     ticket, ctx, end = ticket_and_context()
     responder = StatelessResponder(ctx, retry=True)

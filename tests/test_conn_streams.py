@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conn_net import FrameSpy, Sender, connected, make_net
+from pairs import FrameSpy, Pair, Sender, connected, make_net
 
 from quicish.errors import ConfigError, ConnectionStateError, StreamError
 from quicish.proto import events as ev
@@ -89,9 +89,8 @@ def test_stream_limit_raised_as_streams_close() -> None:
     assert max(raises) - 10 <= len(s.finished)
 
 
-def test_unidirectional_streams() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_unidirectional_streams(pair: Pair) -> None:
+    net, c, s = pair
     uni = [net.client.open_stream(bidirectional=False) for _ in range(5)]
     assert uni == [2, 6, 10, 14, 18]
     for sid in uni:
@@ -135,9 +134,8 @@ def test_round_robin_interleaves_streams() -> None:
     assert net.run_until(lambda: {a, b} <= s.finished, c, s, timeout=30, hook=pump)
 
 
-def test_reset_stream_reports_code_and_final_size() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_reset_stream_reports_code_and_final_size(pair: Pair) -> None:
+    net, c, s = pair
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"x" * 5000)
     assert net.run_until(lambda: len(s.data.get(sid, b"")) == 5000, c, s)
@@ -183,18 +181,16 @@ def test_reset_under_loss_releases_connection_credit() -> None:
     assert len(s.data[last]) == 50_000
 
 
-def test_reset_before_any_data() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_reset_before_any_data(pair: Pair) -> None:
+    net, c, s = pair
     sid = net.client.open_stream()
     net.client.reset_stream(sid, 9)
     assert net.run_until(lambda: sid in s.resets, c, s)
     assert s.resets[sid] == (9, 0)
 
 
-def test_stop_sending_makes_peer_reset_with_its_code() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_stop_sending_makes_peer_reset_with_its_code(pair: Pair) -> None:
+    net, c, s = pair
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, bytes(2 << 20))
     assert net.run_until(lambda: len(s.data.get(sid, b"")) > 100_000, c, s, hook=sender.pump)
@@ -234,9 +230,8 @@ def test_stop_sending_after_fin_is_a_no_op() -> None:
         net.client.stop_sending(net.client.open_stream(bidirectional=False), 5)  # send-only
 
 
-def test_empty_stream_with_fin_and_write_after_fin() -> None:
-    net = make_net()
-    c, s = connected(net)
+def test_empty_stream_with_fin_and_write_after_fin(pair: Pair) -> None:
+    net, c, s = pair
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"", end_stream=True)
     assert net.run_until(lambda: sid in s.finished, c, s)

@@ -8,7 +8,7 @@ is full tokens stop validating (they are an optimisation; the fallback is safe).
 from __future__ import annotations
 
 import pytest
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 from quicish import Config, ConfigError
 from quicish.aio.stateless import StatelessResponder
@@ -22,10 +22,10 @@ from quicish.proto.tokens import (
     seal_retry_token,
 )
 from quicish.simlink import CLIENT_ADDR, SERVER_ADDR
-from quicish.wire.packet import PacketType, parse_header
+from quicish.wire.packet import PacketHeader, PacketType, parse_header
 
 
-def _initial_header(token: bytes, now: float = 0.0):  # type: ignore[no-untyped-def]
+def _initial_header(token: bytes, now: float = 0.0) -> PacketHeader:
     """A fresh client's first Initial (new DCID each time) carrying ``token``."""
     client = Connection(client_config(), is_client=True, token=token)
     client.connect(SERVER_ADDR, now)

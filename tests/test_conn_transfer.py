@@ -6,10 +6,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from conn_net import Net, Peer, Sender, connected, make_net
+from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
-from quicish.proto.connection import K_STREAM, Connection
+from quicish.proto.connection import Connection
+from quicish.proto.records import K_STREAM
 from quicish.proto.recovery import SentPacket
 from quicish.simlink import LinkSpec
 

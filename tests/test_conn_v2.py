@@ -4,14 +4,16 @@ network: a v1 client offering v2 is answered in v2 without an extra round trip."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from adv_support import TapNetwork, established, new_pair, poll
-from conn_support import client_config, server_config
+from pairs import Address, Net, Peer, connected, make_pair
+from support import client_config, server_config
 
 from quicish.aio.stateless import StatelessResponder
 from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
+from quicish.proto import versions as versions_module
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
 from quicish.proto.versions import (
@@ -32,21 +34,21 @@ def _v2_context(*versions: int) -> ServerContext:
     return ctx
 
 
-def _versions_on_wire(net: TapNetwork, up: bool) -> list[tuple[PacketType, int]]:
+def _versions_on_wire(net: Net, up: bool) -> list[tuple[PacketType, int | None]]:
     return [(PacketType(h.packet_type), h.version) for h in net.headers(up) if h.is_long]
 
 
-def _transfer(net: TapNetwork, c, s, size: int = 200_000) -> None:  # type: ignore[no-untyped-def]
+def _transfer(net: Net, c: Peer, s: Peer, size: int = 200_000) -> None:
     data = bytes(range(256)) * (size // 256)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, data, end_stream=True)
-    assert net.run(lambda: (poll(c, s), sid in s.finished)[1], 20)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=20)
     assert bytes(s.data[sid]) == data
 
 
 def test_compatible_negotiation_to_v2() -> None:
-    net, c, s = new_pair(context=_v2_context())
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context())
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
     up = _versions_on_wire(net, up=True)
     down = _versions_on_wire(net, up=False)
@@ -62,8 +64,8 @@ def test_compatible_negotiation_to_v2() -> None:
 
 
 def test_default_client_and_server_stay_on_v1() -> None:
-    net, c, s = new_pair()
-    established(net, c, s)
+    net, c, s = make_pair()
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert all(v == QUIC_V1 for _, v in _versions_on_wire(net, up=False))
     info = net.server._peer_params.version_information  # type: ignore[union-attr]
@@ -72,39 +74,39 @@ def test_default_client_and_server_stay_on_v1() -> None:
 
 
 def test_client_offering_only_v1_is_not_switched() -> None:
-    net, c, s = new_pair(context=_v2_context(), client_args={"versions": (QUIC_V1,)})
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context(), client_args={"versions": (QUIC_V1,)})
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
 
 
 def test_client_starting_in_v2() -> None:
-    net, c, s = new_pair(client_args={"version": QUIC_V2, "versions": (QUIC_V2,)})
-    established(net, c, s)
+    net, c, s = make_pair(client_args={"version": QUIC_V2, "versions": (QUIC_V2,)})
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
     assert all(v == QUIC_V2 for _, v in _versions_on_wire(net, up=True))
     _transfer(net, c, s)
 
 
 def test_default_server_follows_the_clients_preference() -> None:
-    net, c, s = new_pair(client_args={"versions": (QUIC_V2, QUIC_V1)})  # starts in v1
-    established(net, c, s)
+    net, c, s = make_pair(client_args={"versions": (QUIC_V2, QUIC_V1)})  # starts in v1
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V2
 
 
 def test_v2_client_switched_to_v1_by_a_v1_preferring_server() -> None:
-    net, c, s = new_pair(
+    net, c, s = make_pair(
         client_args={"version": QUIC_V2},  # offers (v2, v1)
         context=_v2_context(QUIC_V1, QUIC_V2),
     )
-    established(net, c, s)
+    connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert _versions_on_wire(net, up=True)[0] == (PacketType.INITIAL, QUIC_V2)
     _transfer(net, c, s, 20_000)
 
 
 def test_v2_key_update_and_zero_loss_transfer() -> None:
-    net, c, s = new_pair(context=_v2_context())
-    established(net, c, s)
+    net, c, s = make_pair(context=_v2_context())
+    connected(net, c, s)
     _transfer(net, c, s, 50_000)
     net.client.request_key_update()
     _transfer(net, c, s, 100_000)
@@ -129,18 +131,18 @@ def test_v2_retry() -> None:
 def test_lost_first_server_flight_still_negotiates() -> None:
     """The server's first v2 flight is lost: the client retransmits its v1 Initial and the
     server (already in v2) still accepts it."""
-    net, c, s = new_pair(context=_v2_context())
-    dropped = []
+    net, c, s = make_pair(context=_v2_context())
+    dropped: list[bytes] = []
     original = net._transmit
 
-    def drop_first_down(direction, dst, data, src):  # type: ignore[no-untyped-def]
+    def drop_first_down(direction: Any, dst: Connection, data: bytes, src: Address) -> None:
         if direction is net.down and not dropped:
             dropped.append(data)
             return
         original(direction, dst, data, src)
 
     net._transmit = drop_first_down  # type: ignore[method-assign]
-    established(net, c, s)
+    connected(net, c, s)
     assert dropped
     assert net.client.version == net.server.version == QUIC_V2
     up = _versions_on_wire(net, up=True)
@@ -150,8 +152,8 @@ def test_lost_first_server_flight_still_negotiates() -> None:
 def test_version_information_mismatch_is_version_negotiation_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    net, c, s = new_pair(context=_v2_context())
-    real = connection_module.version_information
+    net, c, s = make_pair(context=_v2_context())
+    real = versions_module.version_information
 
     def lying(version: int, versions: Sequence[int]) -> VersionInformation:
         info = real(version, versions)
@@ -159,7 +161,7 @@ def test_version_information_mismatch_is_version_negotiation_error(
         return info
 
     monkeypatch.setattr(connection_module, "version_information", lying)
-    assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5)
+    assert net.run_until(lambda: bool(c.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer
 

@@ -30,7 +30,7 @@ def test_readme_config_table_names_every_field() -> None:
 
 def test_readme_cli_tables_name_every_option() -> None:
     parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a.choices, dict)).choices
+    commands = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
     for name, sub in commands.items():
         table = _section(README, "## Command line")
         options = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from hostile_support import RawClient, ServeProcess, first_initial
-from test_conn_amplification import _big_chain_files
+from support import big_chain_files
 
 # Long enough for the server's first three probe timeouts (about 1 s, 3 s and 7 s after the
 # Initial with the initial RTT of 333 ms), which is when the old code overshot.
@@ -52,7 +52,7 @@ def test_retry_server_answers_a_spoofed_initial_with_one_small_retry() -> None:
 def test_large_certificate_chain_handshake_is_quick() -> None:
     """A ~4 KB chain: the flight needs the client's first acknowledgement to go on, which
     comes one round trip later, not a probe timeout later."""
-    cert, key, pin = _big_chain_files()
+    cert, key, pin = big_chain_files()
     with ServeProcess("--cert", cert, "--key", key) as server:
         with RawClient(server.port, pin=pin) as client:
             start = time.monotonic()

@@ -11,7 +11,8 @@ import os
 import socket
 import time
 
-from hostile_support import LOOPBACK, RawClient, ServeProcess, encode_frames
+from hostile_support import LOOPBACK, RawClient, ServeProcess
+from pairs import encode as encode_frames
 
 from quicish.wire import frames as F
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from conn_support import server_config
-from hostile_support import LOOPBACK, RawClient, encode_frames
+from hostile_support import LOOPBACK, RawClient
+from pairs import encode as encode_frames
+from support import server_config
 
 import quicish
 from quicish import ConnectionClosedError, QuicConnection
@@ -18,7 +20,7 @@ from quicish.proto.packet_space import ACK_RANGES_LIMIT, APPLICATION
 from quicish.wire import frames as F
 from quicish.wire.packet import encode_short_header
 
-DATAGRAMS = {"max_datagram_frame_size": 1200}
+DATAGRAMS: dict[str, Any] = {"max_datagram_frame_size": 1200}
 
 
 class DatagramServer:
@@ -79,7 +81,7 @@ def seal_at(client: RawClient, pn: int, payload: bytes) -> bytes:
     return space.tx.seal_packet(header, payload, pn)
 
 
-def wait_for(cond: Any, timeout: float) -> bool:
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 import time
 
-from hostile_support import RawClient, ServeProcess, encode_frames
+from hostile_support import RawClient, ServeProcess
+from pairs import encode as encode_frames
 
 from quicish.wire import frames as F
 

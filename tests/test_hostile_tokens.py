@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from conn_support import client_config
 from hostile_support import LOOPBACK, RawClient, ServeProcess
+from support import client_config
 
 from quicish.proto.connection import Connection
 from quicish.wire.packet import PacketType, parse_header

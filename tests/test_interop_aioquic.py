@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import random
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,12 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve as aq_serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import CipherSuite
-from conn_support import cert_files, client_config, server_config
+from aioquic_support import client_configuration, server_configuration
+from support import client_config, server_config
 
 import quicish
 from quicish import hq
 
-ALPN = ["hq-interop"]
 BIG = 10 << 20
 SMALL_FILES = 1000
 SUITES = {
@@ -63,19 +62,11 @@ def quicish_cipher(conn: quicish.QuicConnection) -> int:
 
 
 # ---- aioquic peer ------------------------------------------------------------------------
-def aq_server_configuration(**kw: Any) -> QuicConfiguration:
-    cert, key, _ = cert_files()
-    config = QuicConfiguration(is_client=False, alpn_protocols=ALPN, **kw)
-    config.load_cert_chain(cert, key)
-    return config
-
-
 def aq_client_configuration(**kw: Any) -> QuicConfiguration:
+    """The aioquic client's configuration, with windows large enough for the bulk tests."""
     kw.setdefault("max_data", 32 << 20)
     kw.setdefault("max_stream_data", 16 << 20)
-    config = QuicConfiguration(is_client=True, alpn_protocols=ALPN, server_name="localhost", **kw)
-    config.verify_mode = ssl.CERT_NONE
-    return config
+    return client_configuration(**kw)
 
 
 class AqFileServerProtocol(QuicConnectionProtocol):
@@ -119,7 +110,7 @@ async def aioquic_file_server(
     server = await aq_serve(
         "127.0.0.1",
         0,
-        configuration=aq_server_configuration(**config_kw),
+        configuration=server_configuration(**config_kw),
         create_protocol=protocol,
     )
     assert server._transport is not None

@@ -7,16 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from aio_support import timed
-from aioquic.quic.connection import tls
+from aioquic import tls
 from aioquic_support import aioquic_request, aioquic_server
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish import QuicConnection, QuicStreamReader, QuicStreamWriter
 
 SIZE = 4 << 20
 DATA = bytes(range(256)) * (SIZE // 256)
-BIG = {"max_data": 8 << 20, "max_stream_data": 8 << 20}
+BIG: dict[str, Any] = {"max_data": 8 << 20, "max_stream_data": 8 << 20}
 
 
 def _aioquic_phase(protocol: Any) -> int:

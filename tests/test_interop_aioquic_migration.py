@@ -10,7 +10,7 @@ from typing import Any
 
 from aio_support import timed
 from aioquic_support import aioquic_request, aioquic_server
-from conn_support import client_config, server_config
+from support import client_config, server_config
 from test_aio_migration import SIZE, Downloads
 
 import quicish

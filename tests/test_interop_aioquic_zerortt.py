@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aio_support import timed
 from aioquic_support import aioquic_request, aioquic_server
-from conn_support import client_config, server_config
+from support import client_config, server_config
 from test_aio_zerortt import REQUEST, Recorder, get_ticket
 
 import quicish

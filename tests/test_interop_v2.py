@@ -6,7 +6,7 @@ from __future__ import annotations
 from aio_support import echo, timed
 from aioquic.quic.packet import QuicProtocolVersion
 from aioquic_support import aioquic_request, aioquic_server
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
 import quicish
 from quicish.wire.packet import QUIC_V1, QUIC_V2

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import outcome
 
-from quicish.errors import ProtocolError
 from quicish.native import accelerated, pure
 from quicish.wire.buffer import Buffer
 from quicish.wire.frames import push_ack_frame
@@ -29,17 +28,6 @@ OPS_PER_SEQUENCE = 24
 MAX = 1 << 62
 
 Op = tuple[Any, ...]
-
-
-def outcome(fn: Callable[..., Any], *args: Any) -> tuple[Any, ...]:
-    try:
-        return ("ok", fn(*args))
-    except ProtocolError as exc:
-        return ("protocol", type(exc).__name__, exc.code, str(exc))
-    except ValueError as exc:
-        return ("value", type(exc).__name__, str(exc))
-    except TypeError as exc:  # only ack_frame promises identical TypeErrors
-        return ("type", type(exc).__name__, str(exc))
 
 
 # ---------------------------------------------------------------- RangeSet

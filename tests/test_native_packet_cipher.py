@@ -5,6 +5,7 @@ truncation, odd arguments, key update, and which path is used (fresh interpreter
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from fresh_python import run_fresh
+from support import make_header
 
 from quicish import native
 from quicish.errors import DecryptionError
@@ -55,12 +58,8 @@ def pair(suite: int, key: bytes, iv: bytes, hp_key: bytes) -> tuple[PacketProtec
     return py, PacketCipher(key, iv, hp_key)
 
 
-def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
-    """("ok", result) or ("raise", exception type), to compare the two paths."""
-    try:
-        return "ok", fn(*args)
-    except Exception as exc:
-        return "raise", type(exc)
+# ("ok", result) or ("raise", exception type): the two paths' messages may differ.
+outcome = functools.partial(support.outcome, catch=(Exception,), detail=False)
 
 
 def c_open_outcome(cipher: Any, *args: Any) -> tuple[str, Any]:
@@ -216,18 +215,25 @@ def test_rfc9001_mask() -> None:
 # differential: C against the Python path
 
 
-def make_header(rng: random.Random, long: bool, pn: int, pn_len: int) -> tuple[bytes, int]:
-    truncated = (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
+def random_header(rng: random.Random, long: bool, pn: int, pn_len: int) -> tuple[bytes, int]:
+    """A header of random type, reserved bits and CIDs (long: up to 2 stray bytes before
+    the Length) ending in ``pn`` truncated to ``pn_len`` bytes, and the packet number offset."""
     if long:
-        first = 0xC0 | (rng.randrange(4) << 4) | (rng.randrange(4) << 2) | (pn_len - 1)
+        first = (rng.randrange(4) << 4) | (rng.randrange(4) << 2)
         dcid, scid = rng.randbytes(rng.randrange(21)), rng.randbytes(rng.randrange(21))
-        header = bytes((first,)) + QUIC_V1.to_bytes(4, "big")
-        header += bytes((len(dcid),)) + dcid + bytes((len(scid),)) + scid
-        header += rng.randbytes(rng.randrange(3)) + b"\x44\xd0" + truncated
-    else:
-        first = 0x40 | (rng.randrange(8) << 2) | (pn_len - 1)
-        header = bytes((first,)) + rng.randbytes(rng.randrange(21)) + truncated
-    return header, len(header) - pn_len
+        extra = rng.randbytes(rng.randrange(3))
+        return make_header(
+            True,
+            pn,
+            pn_len,
+            first_bits=first,
+            dcid=dcid,
+            scid=scid,
+            before_length=extra,
+            length=b"\x44\xd0",
+        )
+    first = rng.randrange(8) << 2
+    return make_header(False, pn, pn_len, first_bits=first, dcid=rng.randbytes(rng.randrange(21)))
 
 
 @needs_c
@@ -240,7 +246,7 @@ def test_differential_random_packets(key_len: int) -> None:
             py, c = pair(suite, rng.randbytes(key_len), rng.randbytes(12), rng.randbytes(key_len))
         pn_len = 1 + i % 4
         pn = rng.choice([rng.randrange(1 << 62), rng.randrange(1 << (8 * pn_len)), i])
-        header, pn_offset = make_header(rng, i % 3 == 0, pn, pn_len)
+        header, pn_offset = random_header(rng, i % 3 == 0, pn, pn_len)
         payload = rng.randbytes(rng.randint(20, 1400))
         sealed = py.seal_packet(header, payload, pn)
         assert c.seal(header, payload, pn) == sealed
@@ -270,7 +276,7 @@ def test_differential_tampering(key_len: int) -> None:
     for i in range(300):
         pn_len = 1 + i % 4
         pn = rng.randrange(1 << 30)
-        header, pn_offset = make_header(rng, i % 2 == 0, pn, pn_len)
+        header, pn_offset = random_header(rng, i % 2 == 0, pn, pn_len)
         packet = bytearray(py.seal_packet(header, rng.randbytes(rng.randint(20, 300)), pn))
         region = ["header", "pn", "ciphertext", "tag"][i % 4]
         pos = {
@@ -382,8 +388,8 @@ def test_odd_packet_numbers_and_headers() -> None:
     big = c.seal(header, payload, 2**80 + 9)
     assert big == py.seal_packet(header, payload, 2**80 + 9)
     assert big != c.seal(header, payload, 9)
-    for pn in (1.0, "1", None):
-        assert outcome(c.seal, header, payload, pn)[0] == "raise"
+    for bad in (1.0, "1", None):
+        assert outcome(c.seal, header, payload, bad)[0] == "raise"
     # empty header: IndexError, as header[0]
     assert outcome(c.seal, b"", payload, 1) == outcome(py.seal_packet, b"", payload, 1)
     assert outcome(c.seal, b"", payload, 1) == ("raise", IndexError)
@@ -433,9 +439,9 @@ def test_odd_largest_pn() -> None:
             assert c_open_outcome(c, packet, 9, largest) == outcome(
                 py.open_packet, packet, 9, largest
             ), largest
-        for largest in (1.5, "x", None):
-            assert c_open_outcome(c, packet, 9, largest)[0] == "raise"
-            assert outcome(py.open_packet, packet, 9, largest)[0] == "raise"
+        for bad in (1.5, "x", None):
+            assert c_open_outcome(c, packet, 9, bad)[0] == "raise"
+            assert outcome(py.open_packet, packet, 9, bad)[0] == "raise"
         # too short wins over a bad largest_pn, as in Python
         assert c.open(packet[:20], 9, None) is None
     with pytest.raises(TypeError):

@@ -10,14 +10,7 @@ from quicish.native import accelerated, pure
 from quicish.wire.buffer import Buffer
 from quicish.wire.frames import AckFrame, decode_frames, push_ack_frame
 
-IMPLS = [pytest.param(pure, id="pure"), pytest.param(accelerated, id="c")]
 MAX = 1 << 62
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> ModuleType:
-    mod: ModuleType = request.param
-    return mod
 
 
 def make(impl: ModuleType, *ranges: tuple[int, int], max_ranges: int = 256) -> pure.RangeSet:
@@ -408,7 +401,8 @@ def test_ack_frame_empty(impl: ModuleType, ecn: tuple[int, int, int] | None) -> 
 def test_ack_frame_accepts_bools_and_lists(impl: ModuleType) -> None:
     """Ints are ints (bool included) and ecn may be any 3-item iterable, in both."""
     rs = make(impl, (0, 3))
-    assert rs.ack_frame(True, [1, 0, False], True) == reference_frame(rs, 1, (1, 0, 0), 1)
+    frame = rs.ack_frame(True, [1, 0, False], True)  # type: ignore[arg-type]
+    assert frame == reference_frame(rs, 1, (1, 0, 0), 1)
 
 
 def test_bounds_len_bool_after_add_packet(impl: ModuleType) -> None:

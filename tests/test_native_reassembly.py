@@ -10,16 +10,9 @@ import pytest
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.native import accelerated, pure
 
-IMPLS = [pytest.param(pure, id="pure"), pytest.param(accelerated, id="c")]
 MAX = 1 << 62
 FLOW = ErrorCode.FLOW_CONTROL_ERROR
 FINAL = ErrorCode.FINAL_SIZE_ERROR
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> ModuleType:
-    mod: ModuleType = request.param
-    return mod
 
 
 def make(impl: ModuleType, max_offset: int = 1000) -> pure.ReassemblyBuffer:

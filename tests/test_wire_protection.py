@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import make_header
 
 from quicish.errors import ConfigError, DecryptionError
 from quicish.wire import protection
@@ -500,17 +501,6 @@ def test_seal_rejects_payload_too_short_for_sample() -> None:
 # round trips
 
 
-def make_header(long: bool, pn: int, pn_len: int, key_phase: bool) -> tuple[bytes, int]:
-    truncated = (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
-    if long:
-        first = 0xC0 | 0x20 | (pn_len - 1)  # Handshake
-        header = bytes((first,)) + QUIC_V1.to_bytes(4, "big") + b"\x08" + b"d" * 8
-        header += b"\x04" + b"s" * 4 + b"\x44\x00" + truncated
-        return header, len(header) - pn_len
-    first = 0x40 | (0x04 if key_phase else 0) | (pn_len - 1)
-    return bytes((first,)) + b"c" * 8 + truncated, 9
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     suite=st.sampled_from(ALL_SUITES),
@@ -533,7 +523,7 @@ def test_round_trip(
     secret: bytes,
 ) -> None:
     prot = PacketProtector.from_secret(suite, secret[: hash_for(suite).digest_size], version)
-    header, pn_offset = make_header(long, pn, pn_len, key_phase)
+    header, pn_offset = make_header(long, pn, pn_len, key_phase=key_phase)
     packet = prot.seal_packet(header, payload, pn)
     assert len(packet) == len(header) + len(payload) + AEAD_TAG_SIZE
     assert packet[len(header) : -AEAD_TAG_SIZE] != payload or len(payload) == 0
@@ -552,7 +542,7 @@ def test_all_suites_round_trip_many_packets(suite: CipherSuite) -> None:
     receiver = PacketProtector.from_secret(suite, sender.secret)
     largest = -1
     for pn in range(300):
-        header, pn_offset = make_header(pn % 2 == 0, pn, 1 + pn % 4, False)
+        header, pn_offset = make_header(pn % 2 == 0, pn, 1 + pn % 4)
         payload = bytes((pn & 0xFF,)) * (3 + pn * 3)
         packet = sender.seal_packet(header, payload, pn)
         assert receiver.open_packet(packet, pn_offset, largest) == (header, payload, pn)
@@ -580,7 +570,7 @@ PN_VECTORS = json.loads((VECTORS_PATH.parent / "rfc9000_appendix_a.json").read_t
 def open_with_truncated(pn: int, pn_len: int, largest: int) -> int:
     """Seal a packet carrying ``pn`` truncated to ``pn_len`` bytes; open it."""
     prot = CHACHA_PROT
-    header, pn_offset = make_header(False, pn, pn_len, False)
+    header, pn_offset = make_header(False, pn, pn_len)
     packet = prot.seal_packet(header, b"xyz", pn)
     got_header, payload, got_pn = prot.open_packet(packet, pn_offset, largest)
     assert (got_header, payload) == (header, b"xyz")
@@ -671,7 +661,7 @@ def test_interop_with_aioquic(suite: CipherSuite, version: int) -> None:
     theirs = aio_crypto.CryptoContext()
     theirs.setup(cipher_suite=AioSuite(int(suite)), secret=secret, version=version)
     for pn, (long, pn_len) in enumerate([(True, 4), (False, 1), (False, 2), (True, 3)]):
-        header, pn_offset = make_header(long, pn + 1000, pn_len, False)
+        header, pn_offset = make_header(long, pn + 1000, pn_len)
         payload = bytes(range(pn, pn + 200))
         packet = ours.seal_packet(header, payload, pn + 1000)
         assert packet == theirs.encrypt_packet(header, payload, pn + 1000)

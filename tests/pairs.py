@@ -1,23 +1,29 @@
-"""Helpers for the sans-IO connection tests (``test_conn_*.py``).
+"""The client/server pair harness of the sans-IO connection tests (``test_conn_*.py``).
 
-* :class:`Net`: the simulated network of ``quicish.simlink`` plus taps (see every datagram
-  on the wire) and a drop filter (lose exactly the datagrams a test picks);
+* :class:`Net`: the simulated network of ``quicish.simlink`` that records every datagram put
+  on the wire (``wire``), calls tap functions and applies a drop filter (lose exactly the
+  datagrams a test picks) before the link impairments; ``run_until`` polls peers;
+* :class:`PathNet`: a :class:`Net` where the client has several local addresses;
 * :func:`make_net`: a started client/server pair on a :class:`Net`, deterministic CIDs;
+  :func:`make_pair`: the same with a :class:`Peer` for each side (``make_path_pair``: on a
+  :class:`PathNet`); the ``pair`` fixture of ``conftest.py``: a connected default pair;
+* :func:`connected`: run the handshake until both sides confirmed it;
 * :class:`Peer`: collects events, reads streams (O(1) per event, fine for 20 MB runs);
 * :class:`FrameSpy`: the plaintext frames a connection sealed, per packet;
 * :func:`inject`: seal crafted frames with the sender's 1-RTT keys and deliver them;
-* :class:`Sender`: keeps a stream's send buffer topped up from a byte string.
+* :class:`Sender`: keeps a stream's send buffer topped up from a byte string;
+* :func:`ticket_and_context`: a session ticket and its server context, for 0-RTT.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from conn_support import client_config, server_config
+from support import client_config, server_config
 
-from quicish.errors import StreamError
+from quicish.errors import DecodeError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
@@ -26,32 +32,70 @@ from quicish.proto.server_context import ServerContext
 from quicish.simlink import CLIENT_ADDR, SERVER_ADDR, LinkSpec, SimNetwork, _Direction
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
-from quicish.wire.packet import PacketType, encode_packet_number, encode_short_header
+from quicish.wire.packet import (
+    PacketHeader,
+    PacketType,
+    encode_packet_number,
+    encode_short_header,
+    parse_header,
+)
+
+__all__ = [
+    "CLIENT_ADDR",
+    "ONE_RTT",
+    "SERVER_ADDR",
+    "Address",
+    "FrameSpy",
+    "Net",
+    "Pair",
+    "PathNet",
+    "Peer",
+    "Sender",
+    "connected",
+    "encode",
+    "inject",
+    "make_net",
+    "make_pair",
+    "make_path_pair",
+    "packet_kinds",
+    "poll",
+    "raw",
+    "seal_one_rtt",
+    "seeded_random",
+    "ticket_and_context",
+    "transfer",
+    "wire_frames",
+]
 
 DropFilter = Callable[[str, int, bytes, float], bool]
 Tap = Callable[[str, bytes, float], None]
-
-_CONTEXT: list[ServerContext] = []
+Address = tuple[str, int]
+E = TypeVar("E")
+ONE_RTT = PacketType.ONE_RTT
 
 
 class Net(SimNetwork):
-    """``SimNetwork`` with taps and a drop filter applied before the link impairments.
+    """``SimNetwork`` with a record of the wire, taps and a drop filter.
 
+    ``wire``: ``(now, up, data, source address)`` of every datagram put on the wire, dropped
+    or not. ``taps``: functions called as ``tap(direction, data, now)``.
     ``drop(direction, index, data, now)``: direction is "up" (to the server) or "down";
-    index counts the datagrams of that direction from 0. True drops the datagram.
+    index counts the datagrams of that direction from 0. True drops the datagram (before
+    the link impairments).
     """
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.wire: list[tuple[float, bool, bytes, Address]] = []
         self.taps: list[Tap] = []
         self.drop: DropFilter | None = None
         self.index = {"up": 0, "down": 0}
         self.dropped = {"up": 0, "down": 0}
 
-    def _transmit(
-        self, direction: _Direction, dst: Connection, data: bytes, src: tuple[str, int]
-    ) -> None:
-        name = "up" if direction is self.up else "down"
+    def _transmit(self, direction: _Direction, dst: Connection, data: bytes, src: Address) -> None:
+        up = direction is self.up
+        self.wire.append((self.now, up, data, src))
+        name = "up" if up else "down"
         index = self.index[name]
         self.index[name] = index + 1
         for tap in self.taps:
@@ -60,6 +104,26 @@ class Net(SimNetwork):
             self.dropped[name] += 1
             return
         super()._transmit(direction, dst, data, src)
+
+    def headers(self, up: bool) -> list[PacketHeader]:
+        """Headers of every packet sent in one direction (coalesced packets split)."""
+        out: list[PacketHeader] = []
+        for _, is_up, data, _ in self.wire:
+            if is_up != up:
+                continue
+            offset = 0
+            while offset < len(data):
+                try:
+                    header = parse_header(data, offset, short_dcid_len=8)
+                except DecodeError:
+                    break
+                out.append(header)
+                offset = header.packet_end
+        return out
+
+    def packet_types(self, up: bool) -> list[PacketType]:
+        """Packet types of every packet sent in one direction."""
+        return [PacketType(h.packet_type) for h in self.headers(up)]
 
     def next_time(self) -> float | None:
         """When the next delivery or timer is due (after flushing what is ready to send)."""
@@ -114,7 +178,51 @@ class Net(SimNetwork):
         self.run_until(lambda: False, *peers, timeout=duration, hook=hook)
 
 
+class PathNet(Net):
+    """A :class:`Net` where the client may have several local addresses (local path ids) and
+    the server's datagrams only arrive when sent to a client address that exists."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.client_addrs: dict[int, Address] = {0: self.client_addr}
+        self.lost_to_stale = 0  # server datagrams sent to an address nobody has any more
+        self._local_of: dict[int, int] = {}  # seq of a scheduled datagram -> client local id
+        self._next_local = 0
+
+    def _flush(self) -> None:
+        client, server = self.client, self.server
+        for data, _ in client.datagrams_to_send(self.now):
+            self._transmit(self.up, server, data, self.client_addrs[client.local_path])
+        for local, data, _ in client.probe_datagrams(self.now):
+            self._transmit(self.up, server, data, self.client_addrs[local])
+        by_addr = {addr: local for local, addr in self.client_addrs.items()}
+        for data, addr in server.datagrams_to_send(self.now):
+            to_local = by_addr.get(addr)
+            if to_local is None:
+                self.wire.append((self.now, False, data, SERVER_ADDR))
+                self.lost_to_stale += 1
+                continue
+            self._next_local = to_local
+            self._transmit(self.down, client, data, SERVER_ADDR)
+
+    def _schedule(
+        self, at: float, dst: Connection, data: bytes, src: Address, ecn: int = 0
+    ) -> None:
+        super()._schedule(at, dst, data, src, ecn)
+        if dst is self.client:
+            self._local_of[self._seq] = self._next_local
+
+    def _deliver(self, seq: int, dst: Connection, data: bytes, src: Address, ecn: int) -> None:
+        if dst is self.client:
+            self.down.counters.delivered += 1
+            dst.receive_datagram(data, src, self.now, self._local_of.pop(seq, 0), ecn)
+        else:
+            self.up.counters.delivered += 1
+            dst.receive_datagram(data, src, self.now, 0, ecn)
+
+
 def seeded_random(seed: int) -> Callable[[int], bytes]:
+    """A ``random_bytes`` for ``Connection``: the same bytes for the same seed."""
     rng = random.Random(seed)
     return lambda n: rng.randbytes(n)
 
@@ -127,43 +235,102 @@ def make_net(
     to_client: LinkSpec | None = None,
     link: LinkSpec | None = None,
     seed: int = 1,
-    start: bool = True,
+    connect: bool = True,
+    start: float = 0.0,
+    context: ServerContext | None = None,
+    session_ticket: bytes | None = None,
+    early_data: bool = False,
+    paths: bool = False,
+    client_args: dict[str, Any] | None = None,
+    server_args: dict[str, Any] | None = None,
 ) -> Net:
-    """A client/server pair on a :class:`Net` (``link``: the same spec both ways)."""
+    """A client/server pair on a :class:`Net` (a :class:`PathNet` with ``paths``).
+
+    ``link``: the same spec both ways; ``seed``: the links' randomness and the connections'
+    (CIDs); ``connect``: the client starts its handshake at ``start``; ``context``: the
+    server's (else a new one from its config); ``session_ticket``/``early_data``: resumption
+    and 0-RTT; ``client_args``/``server_args``: more ``Connection`` arguments (such as
+    ``versions``, or ``random_bytes=os.urandom`` for real CIDs)."""
     scfg = server_config(**(server_kw or {}))
-    if not _CONTEXT:
-        _CONTEXT.append(ServerContext.from_config(scfg))
+    client_args = dict(client_args or {})
+    server_args = dict(server_args or {})
+    client_args.setdefault("random_bytes", seeded_random(seed * 2 + 1))
+    server_args.setdefault("random_bytes", seeded_random(seed * 2 + 2))
     client = Connection(
         client_config(**(client_kw or {})),
         is_client=True,
-        random_bytes=seeded_random(seed * 2 + 1),
+        session_ticket=session_ticket,
+        early_data=early_data,
+        **client_args,
     )
     server = Connection(
         scfg,
         is_client=False,
-        server_context=_CONTEXT[0],
-        random_bytes=seeded_random(seed * 2 + 2),
+        server_context=context or ServerContext.from_config(scfg),
+        **server_args,
     )
     if link is not None:
         to_server = to_server or link
         to_client = to_client or LinkSpec(**link.__dict__)
-    net = Net(client, server, to_server=to_server, to_client=to_client, seed=seed)
-    if start:
+    kind = PathNet if paths else Net
+    net = kind(client, server, to_server=to_server, to_client=to_client, seed=seed, start=start)
+    if connect:
         net.start()
     return net
 
 
-def connected(net: Net, timeout: float = 10.0) -> tuple[Peer, Peer]:
-    """Run the handshake to completion on both sides; returns (client peer, server peer)."""
-    c, s = Peer(net.client), Peer(net.server)
+Pair = tuple["Net", "Peer", "Peer"]  # (network, client peer, server peer)
+
+
+def make_pair(**kw: Any) -> Pair:
+    """:func:`make_net` and a :class:`Peer` for the client and for the server."""
+    net = make_net(**kw)
+    return net, Peer(net.client), Peer(net.server)
+
+
+def make_path_pair(**kw: Any) -> tuple[PathNet, Peer, Peer]:
+    """:func:`make_pair` on a :class:`PathNet`."""
+    net, c, s = make_pair(paths=True, **kw)
+    assert isinstance(net, PathNet)
+    return net, c, s
+
+
+def connected(
+    net: Net, c: Peer | None = None, s: Peer | None = None, timeout: float = 10.0
+) -> tuple[Peer, Peer]:
+    """Run until both sides have confirmed the handshake; returns the (client, server)
+    peers, new ones unless given."""
+    c = c or Peer(net.client)
+    s = s or Peer(net.server)
     ok = net.run_until(
-        lambda: net.client.handshake_confirmed and net.server.handshake_complete,
+        lambda: net.client.handshake_confirmed and net.server.handshake_confirmed,
         c,
         s,
         timeout=timeout,
     )
     assert ok, "handshake did not complete"
     return c, s
+
+
+def poll(*peers: Peer) -> None:
+    for peer in peers:
+        peer.poll()
+
+
+def transfer(net: Net, c: Peer, s: Peer, sid: int, timeout: float = 30.0) -> None:
+    """Run until the server has the whole of stream ``sid``."""
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=timeout), "stream not delivered"
+
+
+def ticket_and_context(**server_kw: Any) -> tuple[bytes, ServerContext, float]:
+    """Run one connection to get a session ticket; (ticket, server context, end time)."""
+    scfg = server_config(**server_kw)
+    ctx = ServerContext.from_config(scfg)
+    net, c, s = make_pair(server_kw=server_kw, context=ctx)
+    connected(net, c, s)
+    assert net.run_until(lambda: bool(c.of(ev.SessionTicketReceived)), c, s, timeout=5.0)
+    ticket: bytes = c.of(ev.SessionTicketReceived)[0].ticket
+    return ticket, ctx, net.now
 
 
 class Peer:
@@ -173,7 +340,7 @@ class Peer:
     def __init__(self, conn: Connection, reading: bool = True) -> None:
         self.conn = conn
         self.reading = reading
-        self.events: list[ev.Event] = []  # everything except StreamDataAvailable
+        self.events: list[ev.Event] = []
         self.data: dict[int, bytearray] = {}
         self.finished: set[int] = set()
         self.resets: dict[int, tuple[int, int]] = {}
@@ -186,16 +353,14 @@ class Peer:
     def poll(self) -> None:
         conn = self.conn
         while (event := conn.next_event()) is not None:
-            kind = type(event)
-            if kind is ev.StreamDataAvailable:
-                sid = event.stream_id  # type: ignore[attr-defined]
+            self.events.append(event)
+            if isinstance(event, ev.StreamDataAvailable):
+                sid = event.stream_id
                 if sid not in self.data:
                     self.data[sid] = bytearray()
                     self.streams_seen.append(sid)
                 self.pending.add(sid)
-                continue
-            self.events.append(event)
-            if isinstance(event, ev.StreamReset):
+            elif isinstance(event, ev.StreamReset):
                 self.resets[event.stream_id] = (event.error_code, event.final_size)
                 self.pending.discard(event.stream_id)
             elif isinstance(event, ev.StopSendingReceived):
@@ -226,7 +391,8 @@ class Peer:
             self.pending.discard(sid)
         return len(data)
 
-    def of(self, kind: type) -> list[Any]:
+    def of(self, kind: type[E]) -> list[E]:
+        """The events of one type, in order."""
         return [e for e in self.events if isinstance(e, kind)]
 
 
@@ -285,15 +451,25 @@ class FrameSpy:
             if space is None or index == space:
                 yield from F.decode_frames(payload)
 
-    def of(self, kind: type, space: int | None = APPLICATION) -> list[Any]:
+    def of(self, kind: type[E], space: int | None = APPLICATION) -> list[E]:
+        """The frames of one type sealed in ``space`` (None: every space), in order."""
         return [f for f in self.frames(space) if isinstance(f, kind)]
 
 
 def encode(*frames: Any) -> bytes:
+    """The wire bytes of ``frames``, one after the other."""
     buf = Buffer()
     for frame in frames:
         F.encode_frame(buf, frame)
     return bytes(buf.data())
+
+
+def raw(*varints: int, tail: bytes = b"") -> bytes:
+    """Hand-made wire bytes: ``varints`` encoded one after the other, then ``tail``."""
+    buf = Buffer()
+    for v in varints:
+        buf.push_varint(v)
+    return bytes(buf.data()) + tail
 
 
 def seal_one_rtt(sender: Connection, payload: bytes, now: float, in_flight: bool = True) -> bytes:
@@ -346,6 +522,3 @@ def packet_kinds(datagram: bytes) -> list[str]:
     if not first & 0x80:
         return ["1rtt"]
     return [("initial", "0rtt", "handshake", "retry")[(first >> 4) & 3]]
-
-
-ONE_RTT = PacketType.ONE_RTT
