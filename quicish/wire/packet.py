@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import DecodeError, ErrorCode
-from .buffer import VARINT_MAX, encode_varint
+from .buffer import encode_varint
+
+# re-exported: the one definition is in pn.py (protection.py needs it without this module)
+from .pn import decode_packet_number as decode_packet_number
+from .pn import encode_packet_number as encode_packet_number
 
 QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
@@ -358,38 +362,3 @@ def verify_retry(packet: BytesLike, odcid: BytesLike) -> bool:
     body = packet[:-RETRY_TAG_SIZE]
     expected = retry_integrity_tag(_pseudo_packet(odcid, body), version)
     return hmac.compare_digest(expected, bytes(packet[-RETRY_TAG_SIZE:]))
-
-
-def encode_packet_number(full_pn: int, largest_acked: int | None) -> tuple[int, int]:
-    """Truncate ``full_pn`` to the shortest safe length (RFC 9000 Appendix A.2).
-
-    ``largest_acked`` is the largest acknowledged pn in this space, None when none is.
-    Returns ``(truncated, length_in_bytes)``.
-    """
-    if not 0 <= full_pn <= VARINT_MAX:
-        raise ValueError("packet number out of range")
-    num_unacked = full_pn + 1 if largest_acked is None else full_pn - largest_acked
-    if num_unacked <= 0:
-        raise ValueError("packet number not above the largest acknowledged")
-    # need 2 * num_unacked <= 2**bits
-    length = ((num_unacked - 1).bit_length() + 1 + 7) // 8
-    if length > 4:
-        raise ValueError("too many unacknowledged packets to encode the packet number")
-    return full_pn & ((1 << (8 * length)) - 1), length
-
-
-def decode_packet_number(truncated: int, pn_bits: int, largest_pn: int | None) -> int:
-    """Recover a full packet number from ``truncated`` (RFC 9000 Appendix A.3).
-
-    ``largest_pn`` is the largest pn successfully processed in this space (None or -1: none).
-    """
-    expected = (-1 if largest_pn is None else largest_pn) + 1
-    win = 1 << pn_bits
-    hwin = win >> 1
-    mask = win - 1
-    candidate = (expected & ~mask) | truncated
-    if candidate <= expected - hwin and candidate < (1 << 62) - win:
-        return candidate + win
-    if candidate > expected + hwin and candidate >= win:
-        return candidate - win
-    return candidate
