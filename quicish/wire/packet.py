@@ -36,8 +36,10 @@ _HEADER_FORM = 0x80
 _FIXED_BIT = 0x40
 _SPIN_BIT = 0x20
 _KEY_PHASE_BIT = 0x04
-_LONG_RESERVED = 0x0C
-_SHORT_RESERVED = 0x18
+LONG_RESERVED_BITS = 0x0C
+"""Reserved bits of a long header's unprotected first byte (RFC 9000 section 17.2)."""
+SHORT_RESERVED_BITS = 0x18
+"""Reserved bits of a short header's unprotected first byte (RFC 9000 section 17.3.1)."""
 _PV = ErrorCode.PROTOCOL_VIOLATION
 
 BytesLike = bytes | bytearray | memoryview
@@ -208,7 +210,7 @@ def check_reserved_bits(first_byte: int) -> None:
 
     Call after header protection is removed (RFC 9000 sections 17.2 and 17.3.1).
     """
-    if first_byte & (_LONG_RESERVED if first_byte & _HEADER_FORM else _SHORT_RESERVED):
+    if first_byte & (LONG_RESERVED_BITS if first_byte & _HEADER_FORM else SHORT_RESERVED_BITS):
         raise DecodeError("reserved header bits set", _PV)
 
 
