@@ -3,7 +3,7 @@
 
 ``python -m fuzz.run`` selects it with ``QUICISH_NATIVE_MODULE`` when it exists, so the
 fuzzer sees branch coverage and comparisons inside rangeset.c, reassembly.c, aead.c and
-pytypes.c too. Without clang nothing is built and only the Python code is instrumented.
+the py_*.c type files too. Without clang nothing is built and only the Python code is instrumented.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The C core's extension types (pytypes.c): argument handling, errors, references.
+"""The C core's extension types (py_*.c, pytypes.c): argument handling, errors, references.
 
 Where both implementations define the behaviour, the C types are compared with the
 pure twin call by call: results, and exceptions by type, message and attributes.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from support import outcome
 
-from quicish.errors import ProtocolError
+from quicish.errors import ErrorCode, ProtocolError
 from quicish.native import accelerated, pure
 
 MAX = 1 << 62
@@ -374,3 +374,29 @@ def exercise(big: int, data: bytes, ba: bytearray, tup: tuple[int, ...], lst: li
     with pytest.raises(ValueError):
         b.max_offset = big
     b.read(big)
+
+
+def test_errors_are_quicish_errors_raised_by_the_c_types_themselves() -> None:
+    """The C types raise quicish.errors.ProtocolError (and builtins) directly: the twin's
+    error functions play no part (replacing them changes nothing)."""
+    saved = {name: getattr(pure, name) for name in ("flow_error", "range_error", "offset_error")}
+
+    def broken(*args: object) -> Exception:
+        raise AssertionError("the C types called a function of pure")
+
+    try:
+        for name in saved:
+            setattr(pure, name, broken)
+        buf = accelerated.ReassemblyBuffer(10)
+        with pytest.raises(ProtocolError) as info:
+            buf.insert(5, b"x" * 10)
+        assert type(info.value) is ProtocolError
+        assert info.value.code == ErrorCode.FLOW_CONTROL_ERROR
+        assert info.value.reason == "data up to offset 15 exceeds the flow-control limit 10"
+        with pytest.raises(ValueError, match=r"invalid range \[3, 2\)"):
+            accelerated.RangeSet().add(3, 2)
+        with pytest.raises(ValueError, match=r"offset must be an int in \[0, 2\*\*62\], got -1"):
+            buf.insert(-1, b"")
+    finally:
+        for name, fn in saved.items():
+            setattr(pure, name, fn)

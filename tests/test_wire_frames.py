@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from quicish.errors import DecodeError, ErrorCode
 from quicish.wire.buffer import Buffer
 from quicish.wire.frames import (
+    NON_ACK_ELICITING_FRAMES,
+    PROBING_FRAMES,
     AckFrame,
     ConnectionCloseFrame,
     CryptoFrame,
@@ -419,6 +421,21 @@ def test_ack_eliciting_and_probing() -> None:
         FrameType.PATH_CHALLENGE,
         FrameType.PATH_RESPONSE,
     }
+
+
+@pytest.mark.parametrize("name", sorted(ALL_FRAMES))
+def test_frame_classes_and_frame_types_agree(name: str) -> None:
+    """The class sets (what the engine checks on decoded frames) and the type functions
+    say the same of every frame."""
+
+    @FAST
+    @given(ALL_FRAMES[name])
+    def check(frame: Frame) -> None:
+        frame_type = frame_type_of(frame)
+        assert (type(frame) in NON_ACK_ELICITING_FRAMES) == (not is_ack_eliciting(frame_type))
+        assert (type(frame) in PROBING_FRAMES) == is_probing(frame_type)
+
+    check()
 
 
 def test_frame_type_enum_values() -> None:

@@ -20,26 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
-
-BytesLike: TypeAlias = bytes | bytearray | memoryview
-
-
-class PacketCipherType(Protocol):
-    """What ``PacketCipher(key, iv, hp_key)`` returns (see ``pytypes.c``)."""
-
-    def seal(self, header: BytesLike, payload: BytesLike, pn: int) -> bytes:
-        """The protected packet, as ``PacketProtector.seal_packet``."""
-
-    def open(
-        self, packet: BytesLike, pn_offset: int, largest_pn: int
-    ) -> tuple[bytes, bytes, int] | None:
-        """As ``PacketProtector.open_packet``; None where it raises DecryptionError."""
-
-    def mask(self, sample: BytesLike) -> bytes:
-        """The 5-byte header protection mask of a 16-byte sample."""
+from typing import TYPE_CHECKING, Any
 
 
 def _flag(name: str) -> bool:
@@ -75,11 +57,15 @@ def _load_cipher(impl: ModuleType, accelerated: bool) -> Any:
 
 
 if TYPE_CHECKING:
+    # The extension types are declared in _core.pyi. Callers see RangeSet and
+    # ReassemblyBuffer as the pure twin's classes (tests/test_native_stub.py checks that
+    # the stub's match them) and PacketCipher as the stub's class, or None.
+    from ._core import PacketCipher as PacketCipherType
     from .pure import RangeSet, ReassemblyBuffer
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
-    PacketCipher: Callable[[bytes, bytes, bytes], PacketCipherType] | None
+    PacketCipher: type[PacketCipherType] | None
 else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
@@ -108,7 +94,6 @@ __all__ = [
     "ACCELERATED",
     "CRYPTO_ACCELERATED",
     "PacketCipher",
-    "PacketCipherType",
     "RangeSet",
     "ReassemblyBuffer",
     "crypto_backend",

@@ -1,15 +1,17 @@
 """The C core's ``RangeSet`` and ``ReassemblyBuffer`` (exactly the API and errors of ``pure``)
 and ``PacketCipher`` (AES-GCM packet protection over the system libcrypto).
 
-The classes are CPython extension types written in C (``pytypes.c``) inside the cffi-built
-extension module: a method call is one C call, with no Python wrapper around it. cffi
-exposes a single function of that module, ``qr_export_types``; calling it (below, once)
-creates the three types and sets them as attributes of the extension module. ``RangeSet``
-subclasses :class:`pure.AbstractRangeSet` (``isinstance``, ``==`` across implementations)
-and all three report this module as their ``__module__``. Errors are made by ``pure``'s own
-error functions, so they are identical. ``PacketCipher`` (``aead.c``) loads libcrypto only
-when first used (``PacketCipher.available()``, or a constructor call, which raises ImportError
-when it cannot); it returns what ``quicish.wire.protection``'s Python path returns.
+The classes are CPython extension types written in C (``py_rangeset.c``,
+``py_reassembly.c``, ``py_cipher.c``, sharing ``pytypes.c``) inside the cffi-built extension
+module: a method call is one C call, with no Python wrapper around it. cffi exposes a single
+function of that module, ``qr_export_types``; calling it (below, once) creates the three types
+and sets them as attributes of the extension module. ``RangeSet`` subclasses
+:class:`pure.AbstractRangeSet` (``isinstance``, ``==`` across implementations) and all three
+report this module as their ``__module__``. Errors are raised from builtin and
+:mod:`quicish.errors` classes directly, with the twin's messages. ``PacketCipher``
+(``aead.c``) loads libcrypto only when first used (``PacketCipher.available()``, or a
+constructor call, which raises ImportError when it cannot); it returns what
+``quicish.wire.protection``'s Python path returns. Their types are declared in ``_core.pyi``.
 
 The extension module is ``quicish.native._core``, or the module named by the
 ``QUICISH_NATIVE_MODULE`` environment variable (the AddressSanitizer build uses
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import pure
 
@@ -43,10 +45,13 @@ def _export() -> None:
 
 _export()
 
-RangeSet: Any = _mod.RangeSet
-ReassemblyBuffer: Any = _mod.ReassemblyBuffer
-PacketCipher: Any = getattr(_mod, "PacketCipher", None)
-if PacketCipher is None:
-    raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
+if TYPE_CHECKING:  # the types of every build of the module are declared in _core.pyi
+    from ._core import PacketCipher, RangeSet, ReassemblyBuffer
+else:
+    RangeSet = _mod.RangeSet
+    ReassemblyBuffer = _mod.ReassemblyBuffer
+    PacketCipher = getattr(_mod, "PacketCipher", None)
+    if PacketCipher is None:
+        raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
 __all__ = ["MODULE_NAME", "PacketCipher", "RangeSet", "ReassemblyBuffer"]

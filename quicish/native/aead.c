@@ -5,7 +5,7 @@
  * prototypes are declared here with opaque pointer types.  Each qr_pc keys its three
  * contexts once; a packet then only sets the nonce (EVP_*Init_ex with NULL cipher and
  * key).  When libcrypto is missing, qr_pc_load says why and quicish keeps its Python
- * path (quicish.wire.protection).  Callers hold the GIL (pytypes.c), which serializes
+ * path (quicish.wire.protection).  Callers hold the GIL (py_cipher.c), which serializes
  * the one-time load and the use of each context.
  */
 #include <stdio.h>

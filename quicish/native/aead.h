@@ -3,7 +3,7 @@
  * RFC 9001 section 5: the AEAD (nonce = iv XOR packet number) and AES header
  * protection, both done by the system's libcrypto, which aead.c loads with dlopen
  * at first use (no OpenSSL headers, no link-time dependency).  Like core.h, these
- * functions never touch Python objects; pytypes.c wraps a qr_pc in the
+ * functions never touch Python objects; py_cipher.c wraps a qr_pc in the
  * PacketCipher extension type.
  */
 #ifndef QUICISH_AEAD_H

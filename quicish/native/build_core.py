@@ -25,12 +25,21 @@ from cffi import FFI  # type: ignore[import-untyped]
 HERE = Path(__file__).resolve().parent
 MODULE = "quicish.native._core"
 ASAN_MODULE = "quicish.native._core_asan"
-SOURCES = ("rangeset.c", "reassembly.c", "aead.c", "pytypes.c")
-HEADERS = ("core.h", "aead.h")
+SOURCES = (
+    "rangeset.c",
+    "reassembly.c",
+    "aead.c",
+    "pytypes.c",
+    "py_rangeset.c",
+    "py_reassembly.c",
+    "py_cipher.c",
+)
+HEADERS = ("core.h", "aead.h", "pytypes.h")
 
 # How the types reach Python. cffi builds and loads the module, but RangeSet,
-# ReassemblyBuffer and PacketCipher are CPython extension types written in C (pytypes.c, one of the
-# module's sources, the only one that includes Python.h): a method call is then one C
+# ReassemblyBuffer and PacketCipher are CPython extension types written in C (py_rangeset.c,
+# py_reassembly.c, py_cipher.c, sharing pytypes.h / pytypes.c: the only sources that include
+# Python.h): a method call is then one C
 # call with the arguments read through the C API (20-50 ns), instead of a Python wrapper
 # method plus a cffi call (90-220 ns, plus 130-185 ns of ffi.from_buffer for memoryviews),
 # which cost more than the C work itself. cffi exposes a single function, qr_export_types, which
@@ -42,9 +51,13 @@ HEADERS = ("core.h", "aead.h")
 # PacketCipher's crypto (aead.c, AES-GCM packet protection) calls the system libcrypto,
 # which it dlopens at first use: building needs no OpenSSL headers and links nothing but
 # libdl (part of libc since glibc 2.34; naming it is harmless there).
+#
+# qr_pn_decode (aead.c, RFC 9000 A.3 for the C open path) is declared too, so the tests can
+# compare it with the Python definition directly.
 CDEF = """
 const char *qr_export_types(const char *module_name, const char *type_module,
                             const char *pure_module);
+int64_t qr_pn_decode(int64_t largest_pn, uint32_t truncated, unsigned pn_len);
 """
 
 SANITIZE_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"]
@@ -73,7 +86,7 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
         libraries=libraries,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        # pytypes.c uses the full C API (e.g. PyTuple_SET_ITEM, PyBytes_AS_STRING), so the
+        # the py_*.c files use the full C API (e.g. PyTuple_SET_ITEM, PyBytes_AS_STRING), so the
         # module is built per Python version, not for the limited API (cffi's default).
         py_limited_api=False,
         define_macros=[("_CFFI_NO_LIMITED_API", None)],

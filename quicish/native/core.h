@@ -2,8 +2,8 @@
  *
  * Values are uint64 offsets / packet numbers; QUIC keeps them below 2^62.
  * Functions return 0 (or a non-negative result) on success and a negative
- * QR_E* code on failure; they never touch Python objects (pytypes.c wraps
- * them in CPython types and is the only file that includes Python.h).
+ * QR_E* code on failure; they never touch Python objects (the py_*.c files wrap
+ * them in CPython types and, with pytypes.c, are the only files that include Python.h).
  */
 #ifndef QUICISH_CORE_H
 #define QUICISH_CORE_H
@@ -103,7 +103,7 @@ typedef struct qr_reasm {
 } qr_reasm;
 
 /* qr_ra_init / qr_ra_release set up and free a qr_reasm embedded in another object
- * (the extension type of pytypes.c).  Release leaves an empty buffer. */
+ * (the extension type of py_reassembly.c).  Release leaves an empty buffer. */
 void qr_ra_init(qr_reasm *ra, uint64_t max_offset);
 void qr_ra_release(qr_reasm *ra);
 /* Returns how much highest_offset grew (>= 0) or a negative QR_E* code.  QR_EFRAGMENTS

@@ -24,7 +24,8 @@ Chunk = bytes | memoryview
 Buffer = bytes | bytearray | memoryview
 
 
-# Error constructors shared with the accelerated wrapper, so both raise identical errors.
+# The twin's errors. The C types (py_rangeset.c, py_reassembly.c) raise the same classes with the
+# same messages themselves; test_native_differential.py and test_native_types.py compare them.
 def range_error(start: object, stop: object) -> ValueError:
     return ValueError(f"invalid range [{start}, {stop}): need 0 <= start < stop <= 2**62")
 

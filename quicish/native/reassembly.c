@@ -5,7 +5,7 @@
  * appended to it, a part just below one is prepended (or gets its own segment), a
  * part that closes the hole between two is appended to the first or joins them (see
  * MERGE_SLACK), anything else becomes a new segment.  Reading copies into the caller's buffer (qr_ra_read_into:
- * the bytes object that pytypes.c returns).  A fully read segment's allocation is
+ * the bytes object that py_reassembly.c returns).  A fully read segment's allocation is
  * kept as a spare and reused by the next new segment, so in-order streaming does not
  * malloc.
  *

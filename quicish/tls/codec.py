@@ -60,9 +60,6 @@ class Reader:
         data = self._data
         return data[pos] << 8 | data[pos + 1]
 
-    def u24(self) -> int:
-        return self.uint(3)
-
     def u32(self) -> int:
         return self.uint(4)
 
@@ -125,9 +122,6 @@ class Writer:
 
     def u16(self, value: int) -> None:
         self._out += value.to_bytes(2, "big")
-
-    def u24(self, value: int) -> None:
-        self._out += value.to_bytes(3, "big")
 
     def u32(self, value: int) -> None:
         self._out += value.to_bytes(4, "big")

@@ -858,8 +858,27 @@ _ALLOWED_BY_PACKET: dict[PacketType, frozenset[int]] = {
     pt: frozenset(t for t, mask in _PACKETS_FOR_FRAME.items() if mask & (1 << pt))
     for pt in PacketType
 }
-_NOT_ACK_ELICITING = frozenset((0x00, 0x02, 0x03, 0x1C, 0x1D))
-_PROBING = frozenset((0x00, 0x18, 0x1A, 0x1B))
+
+# What a packet's frames make of it, by frame class (what the engine's receive loop
+# checks, on decoded frames) and, derived from these, by frame type (the functions below).
+NON_ACK_ELICITING_FRAMES: frozenset[type[Frame]] = frozenset(
+    (PaddingFrame, AckFrame, ConnectionCloseFrame)
+)
+"""ACK, PADDING and CONNECTION_CLOSE do not elicit an ACK (RFC 9000 section 13.2.1)."""
+PROBING_FRAMES: frozenset[type[Frame]] = frozenset(
+    (PaddingFrame, NewConnectionIdFrame, PathChallengeFrame, PathResponseFrame)
+)
+"""Frames that leave a packet a probing packet (RFC 9000 section 9.1)."""
+_TYPES_OF_CLASS: dict[type[Frame], tuple[int, ...]] = {
+    PaddingFrame: (FrameType.PADDING,),
+    AckFrame: (FrameType.ACK, FrameType.ACK_ECN),
+    ConnectionCloseFrame: (FrameType.CONNECTION_CLOSE, FrameType.CONNECTION_CLOSE_APP),
+    NewConnectionIdFrame: (FrameType.NEW_CONNECTION_ID,),
+    PathChallengeFrame: (FrameType.PATH_CHALLENGE,),
+    PathResponseFrame: (FrameType.PATH_RESPONSE,),
+}
+_NOT_ACK_ELICITING = frozenset(int(t) for c in NON_ACK_ELICITING_FRAMES for t in _TYPES_OF_CLASS[c])
+_PROBING = frozenset(int(t) for c in PROBING_FRAMES for t in _TYPES_OF_CLASS[c])
 
 
 def frame_allowed(frame_type: int, packet_type: PacketType) -> bool:

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import DecodeError, ErrorCode
-from .buffer import VARINT_MAX, encode_varint
+from .buffer import encode_varint
+
+# re-exported: the one definition is in pn.py (protection.py needs it without this module)
+from .pn import decode_packet_number as decode_packet_number
+from .pn import encode_packet_number as encode_packet_number
 
 QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
@@ -32,8 +36,10 @@ _HEADER_FORM = 0x80
 _FIXED_BIT = 0x40
 _SPIN_BIT = 0x20
 _KEY_PHASE_BIT = 0x04
-_LONG_RESERVED = 0x0C
-_SHORT_RESERVED = 0x18
+LONG_RESERVED_BITS = 0x0C
+"""Reserved bits of a long header's unprotected first byte (RFC 9000 section 17.2)."""
+SHORT_RESERVED_BITS = 0x18
+"""Reserved bits of a short header's unprotected first byte (RFC 9000 section 17.3.1)."""
 _PV = ErrorCode.PROTOCOL_VIOLATION
 
 BytesLike = bytes | bytearray | memoryview
@@ -204,7 +210,7 @@ def check_reserved_bits(first_byte: int) -> None:
 
     Call after header protection is removed (RFC 9000 sections 17.2 and 17.3.1).
     """
-    if first_byte & (_LONG_RESERVED if first_byte & _HEADER_FORM else _SHORT_RESERVED):
+    if first_byte & (LONG_RESERVED_BITS if first_byte & _HEADER_FORM else SHORT_RESERVED_BITS):
         raise DecodeError("reserved header bits set", _PV)
 
 
@@ -358,38 +364,3 @@ def verify_retry(packet: BytesLike, odcid: BytesLike) -> bool:
     body = packet[:-RETRY_TAG_SIZE]
     expected = retry_integrity_tag(_pseudo_packet(odcid, body), version)
     return hmac.compare_digest(expected, bytes(packet[-RETRY_TAG_SIZE:]))
-
-
-def encode_packet_number(full_pn: int, largest_acked: int | None) -> tuple[int, int]:
-    """Truncate ``full_pn`` to the shortest safe length (RFC 9000 Appendix A.2).
-
-    ``largest_acked`` is the largest acknowledged pn in this space, None when none is.
-    Returns ``(truncated, length_in_bytes)``.
-    """
-    if not 0 <= full_pn <= VARINT_MAX:
-        raise ValueError("packet number out of range")
-    num_unacked = full_pn + 1 if largest_acked is None else full_pn - largest_acked
-    if num_unacked <= 0:
-        raise ValueError("packet number not above the largest acknowledged")
-    # need 2 * num_unacked <= 2**bits
-    length = ((num_unacked - 1).bit_length() + 1 + 7) // 8
-    if length > 4:
-        raise ValueError("too many unacknowledged packets to encode the packet number")
-    return full_pn & ((1 << (8 * length)) - 1), length
-
-
-def decode_packet_number(truncated: int, pn_bits: int, largest_pn: int | None) -> int:
-    """Recover a full packet number from ``truncated`` (RFC 9000 Appendix A.3).
-
-    ``largest_pn`` is the largest pn successfully processed in this space (None or -1: none).
-    """
-    expected = (-1 if largest_pn is None else largest_pn) + 1
-    win = 1 << pn_bits
-    hwin = win >> 1
-    mask = win - 1
-    candidate = (expected & ~mask) | truncated
-    if candidate <= expected - hwin and candidate < (1 << 62) - win:
-        return candidate + win
-    if candidate > expected + hwin and candidate >= win:
-        return candidate - win
-    return candidate

@@ -38,8 +38,10 @@ from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
 
+from .pn import decode_packet_number
+
 if TYPE_CHECKING:
-    from quicish.native import PacketCipherType
+    from quicish.native._core import PacketCipher as PacketCipherType
 
 __all__ = [
     "AEAD_TAG_SIZE",
@@ -205,8 +207,6 @@ _ZERO5 = bytes(5)
 _ECB = modes.ECB()  # holds no state: shared by every AES header protection context
 _MASK = struct.Struct(">BI")  # mask byte 0 (first byte), mask bytes 1-4 (packet number)
 _U32 = struct.Struct(">I")
-_PN_WINDOW = (0, 1 << 8, 1 << 16, 1 << 24, 1 << 32)  # by packet number length
-_PN_MAX = 1 << 62
 
 
 class HeaderProtection:
@@ -447,23 +447,14 @@ class PacketProtector:
             if opened is None:
                 raise DecryptionError("packet authentication failed")
             return opened
-        # remove_header_protection + RFC 9000 A.3 decoding + open_payload, inlined (hot
-        # path; same result as quicish.wire.packet.decode_packet_number)
+        # remove_header_protection + open_payload, inlined (hot path)
         m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
         first = packet[0]
         first ^= m0 & (0x0F if first & 0x80 else 0x1F)
         pn_len = (first & 0x03) + 1
         truncated: int = (_U32.unpack_from(packet, pn_offset)[0] ^ m4) >> (32 - 8 * pn_len)
         header = bytes((first,)) + packet[1:pn_offset] + truncated.to_bytes(pn_len, "big")
-        expected = largest_pn + 1
-        win = _PN_WINDOW[pn_len]
-        hwin = win >> 1
-        pn = (expected & -win) | truncated
-        if pn <= expected - hwin:
-            if pn < _PN_MAX - win:
-                pn += win
-        elif pn > expected + hwin and pn >= win:
-            pn -= win
+        pn = decode_packet_number(truncated, 8 * pn_len, largest_pn)
         try:
             payload = self._decrypt(
                 (self._iv_int ^ pn).to_bytes(IV_SIZE, "big"), packet[pn_offset + pn_len :], header

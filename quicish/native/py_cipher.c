@@ -1,0 +1,351 @@
+/* PacketCipher as a CPython extension type over aead.c (see pytypes.h): AES-GCM packet
+ * protection of one key, header protection included, over the system libcrypto (which
+ * aead.c loads at first use).  seal and open return what quicish.wire.protection's
+ * Python path returns and raise the same exceptions.
+ */
+#include "pytypes.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "aead.h"
+
+/* AES-GCM packet protection of one key generation (aead.c does the crypto).  seal and
+ * open return exactly what quicish.wire.protection.PacketProtector's Python path
+ * returns, and raise the same exceptions, except that open returns None where that
+ * raises DecryptionError (PacketProtector raises it). */
+typedef struct {
+    PyObject_HEAD
+    qr_pc pc;
+} PacketCipherObject;
+
+#define PC(op) (&((PacketCipherObject *)(op))->pc)
+
+/* A bytes-like argument: bytes directly (view->obj left NULL), else a contiguous
+ * buffer (PyBuffer_Release it when view->obj is set).  -1 with an exception. */
+static int get_data(PyObject *o, Py_buffer *view, const uint8_t **data, Py_ssize_t *len)
+{
+    view->obj = NULL;
+    if (PyBytes_CheckExact(o)) {
+        *data = (const uint8_t *)PyBytes_AS_STRING(o);
+        *len = PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (PyObject_GetBuffer(o, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    *data = view->buf;
+    *len = view->len;
+    return 0;
+}
+
+static void put_data(Py_buffer *view)
+{
+    if (view->obj)
+        PyBuffer_Release(view);
+}
+
+/* The packet number as the 12 big-endian bytes that protection.py XORs with the iv
+ * ((iv ^ pn).to_bytes(12, "big")): any int in [0, 2^96), else OverflowError (a
+ * negative or too large int) or TypeError. */
+static int get_pn12(PyObject *o, uint8_t *pn12)
+{
+    unsigned long long v;
+    PyObject *b;
+    int i;
+    if (PyLong_Check(o)) {
+        v = PyLong_AsUnsignedLongLong(o);
+        if (v != (unsigned long long)-1 || !PyErr_Occurred()) {
+            memset(pn12, 0, 4);
+            for (i = 11; i >= 4; i--, v >>= 8)
+                pn12[i] = (uint8_t)v;
+            return 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        /* negative, or 2^64 and above: int.to_bytes gives Python's own answer */
+        b = PyObject_CallMethod(o, "to_bytes", "is", QR_PC_IV_SIZE, "big");
+        if (!b)
+            return -1;
+        memcpy(pn12, PyBytes_AS_STRING(b), QR_PC_IV_SIZE);
+        Py_DECREF(b);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "packet number must be an int, not %.100s",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+static PyObject *pc_crypto_error(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "PacketCipher: libcrypto failed to %s", what);
+    return NULL;
+}
+
+static PyObject *pc_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"key", "iv", "hp_key", NULL};
+    Py_buffer key, iv, hp;
+    PyObject *self = NULL;
+    int r;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*y*:PacketCipher", kwlist, &key, &iv, &hp))
+        return NULL;
+    if ((key.len != 16 && key.len != 32) || hp.len != key.len || iv.len != QR_PC_IV_SIZE) {
+        PyErr_SetString(PyExc_ValueError,
+                        "PacketCipher: key and hp_key must be both 16 or both 32 bytes, iv 12");
+    } else if (qr_pc_load() != QR_OK) {
+        PyErr_Format(PyExc_ImportError, "PacketCipher: libcrypto is not available (%s)",
+                     qr_pc_load_error());
+    } else if ((self = type->tp_alloc(type, 0)) != NULL) {
+        r = qr_pc_init(PC(self), key.buf, (size_t)key.len, iv.buf, hp.buf);
+        if (r != QR_OK) {
+            Py_CLEAR(self);
+            pc_crypto_error("set up the key");
+        }
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&iv);
+    PyBuffer_Release(&hp);
+    return self;
+}
+
+static void pc_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    qr_pc_release(PC(op));
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+#define PC_MAX_LEN (INT_MAX - 64) /* EVP takes int lengths */
+
+static PyObject *pc_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    static const char *const names[] = {"header", "payload", "pn"};
+    PyObject *a[3], *out = NULL;
+    Py_buffer hv, pv;
+    const uint8_t *h, *p;
+    Py_ssize_t hlen, plen;
+    uint8_t pn12[QR_PC_IV_SIZE];
+    int r;
+    PARSE("PacketCipher.seal", names, 3, 3, a);
+    if (get_data(a[0], &hv, &h, &hlen) < 0)
+        return NULL;
+    pv.obj = NULL;
+    /* the order of protection.py's checks: header[0], the nonce, the payload, the sample */
+    if (hlen == 0) {
+        PyErr_SetString(PyExc_IndexError, "index out of range");
+        goto done;
+    }
+    if (get_pn12(a[2], pn12) < 0 || get_data(a[1], &pv, &p, &plen) < 0)
+        goto done;
+    if (plen < 3 - (h[0] & 0x03)) {
+        PyErr_SetString(PyExc_ValueError, "payload too short for the header protection sample");
+        goto done;
+    }
+    if (hlen > PC_MAX_LEN || plen > PC_MAX_LEN - hlen) {
+        PyErr_SetString(PyExc_OverflowError, "PacketCipher: packet too long");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, hlen + plen + QR_PC_TAG_SIZE);
+    if (!out)
+        goto done;
+    r = qr_pc_seal(PC(self), pn12, h, (size_t)hlen, p, (size_t)plen,
+                   (uint8_t *)PyBytes_AS_STRING(out));
+    if (r != QR_OK) {
+        Py_CLEAR(out);
+        if (r == QR_EOVERFLOW)
+            PyErr_SetString(PyExc_OverflowError, "int too big to convert");
+        else
+            pc_crypto_error("seal a packet");
+    }
+done:
+    put_data(&hv);
+    put_data(&pv);
+    return out;
+}
+
+/* RFC 9000 A.3 for a largest_pn the C decoder does not take (outside [-2^62, 2^62], or
+ * not an exact int): the one Python definition, quicish.wire.pn.decode_packet_number,
+ * decides (imported at first need).  The full packet number, or NULL. */
+static PyObject *pc_decode_pn_slow(PyObject *largest, uint32_t truncated, unsigned pn_len)
+{
+    static PyObject *decode;
+    if (!decode) {
+        PyObject *mod = PyImport_ImportModule("quicish.wire.pn");
+        if (!mod)
+            return NULL;
+        decode = PyObject_GetAttrString(mod, "decode_packet_number");
+        Py_DECREF(mod);
+        if (!decode)
+            return NULL;
+    }
+    return PyObject_CallFunction(decode, "kIO", (unsigned long)truncated, 8 * pn_len, largest);
+}
+
+static PyObject *pc_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    static const char *const names[] = {"packet", "pn_offset", "largest_pn"};
+    PyObject *a[3], *header = NULL, *payload = NULL, *pn_obj = NULL, *result = NULL;
+    Py_buffer view;
+    const uint8_t *pkt;
+    Py_ssize_t len, ctlen;
+    long long off, largest, pn;
+    int overflow, r;
+    uint8_t first, pn12[QR_PC_IV_SIZE], *hp;
+    uint32_t truncated;
+    unsigned pn_len, i;
+    PARSE("PacketCipher.open", names, 3, 3, a);
+    if (get_data(a[0], &view, &pkt, &len) < 0)
+        return NULL;
+    off = PyLong_AsLongLongAndOverflow(a[1], &overflow);
+    if (off == -1 && PyErr_Occurred())
+        goto done;
+    if (overflow || off < 1 || len < QR_PC_SAMPLE_SIZE + 4 || off > len - QR_PC_SAMPLE_SIZE - 4) {
+        result = Py_NewRef(Py_None); /* too short to sample */
+        goto done;
+    }
+    if (len > PC_MAX_LEN) {
+        PyErr_SetString(PyExc_OverflowError, "PacketCipher: packet too long");
+        goto done;
+    }
+    if (qr_pc_unprotect(PC(self), pkt, (size_t)off, &first, &truncated, &pn_len) != QR_OK) {
+        pc_crypto_error("remove header protection");
+        goto done;
+    }
+    header = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)off + pn_len);
+    if (!header)
+        goto done;
+    hp = (uint8_t *)PyBytes_AS_STRING(header);
+    hp[0] = first;
+    memcpy(hp + 1, pkt + 1, (size_t)off - 1);
+    for (i = 0; i < pn_len; i++)
+        hp[off + i] = (uint8_t)(truncated >> (8 * (pn_len - 1 - i)));
+    largest = PyLong_CheckExact(a[2]) ? PyLong_AsLongLongAndOverflow(a[2], &overflow) : 0;
+    if (PyLong_CheckExact(a[2]) && !overflow && largest >= -(long long)QR_VALUE_MAX &&
+        largest <= (long long)QR_VALUE_MAX) {
+        pn = qr_pn_decode(largest, truncated, pn_len);
+        if (pn < 0) {
+            PyErr_SetString(PyExc_OverflowError, "can't convert negative int to unsigned");
+            goto done;
+        }
+        for (i = 0; i < 4; i++)
+            pn12[i] = 0;
+        for (i = 0; i < 8; i++)
+            pn12[11 - i] = (uint8_t)((unsigned long long)pn >> (8 * i));
+        if (!(pn_obj = PyLong_FromLongLong(pn)))
+            goto done;
+    } else {
+        if (PyErr_Occurred())
+            goto done;
+        if (!(pn_obj = pc_decode_pn_slow(a[2], truncated, pn_len)) || get_pn12(pn_obj, pn12) < 0)
+            goto done;
+    }
+    ctlen = len - (Py_ssize_t)off - (Py_ssize_t)pn_len; /* >= 16: the sample is in it */
+    payload = PyBytes_FromStringAndSize(NULL, ctlen - QR_PC_TAG_SIZE);
+    if (!payload)
+        goto done;
+    r = qr_pc_open(PC(self), pn12, hp, (size_t)off + pn_len, pkt + off + pn_len, (size_t)ctlen,
+                   (uint8_t *)PyBytes_AS_STRING(payload));
+    if (r == QR_EAUTH) {
+        result = Py_NewRef(Py_None);
+    } else if (r != QR_OK) {
+        pc_crypto_error("open a packet");
+    } else if ((result = PyTuple_New(3)) != NULL) {
+        PyTuple_SET_ITEM(result, 0, header);
+        PyTuple_SET_ITEM(result, 1, payload);
+        PyTuple_SET_ITEM(result, 2, pn_obj);
+        header = payload = pn_obj = NULL;
+    }
+done:
+    put_data(&view);
+    Py_XDECREF(header);
+    Py_XDECREF(payload);
+    Py_XDECREF(pn_obj);
+    return result;
+}
+
+static PyObject *pc_mask(PyObject *self, PyObject *sample)
+{
+    Py_buffer view;
+    const uint8_t *s;
+    Py_ssize_t len;
+    uint8_t mask[QR_PC_SAMPLE_SIZE];
+    int r;
+    if (get_data(sample, &view, &s, &len) < 0)
+        return NULL;
+    r = len == QR_PC_SAMPLE_SIZE ? qr_pc_mask(PC(self), s, mask) : QR_EINVAL;
+    put_data(&view);
+    if (r == QR_EINVAL) {
+        PyErr_SetString(PyExc_ValueError, "header protection sample must be 16 bytes");
+        return NULL;
+    }
+    if (r != QR_OK)
+        return pc_crypto_error("compute a header protection mask");
+    return PyBytes_FromStringAndSize((const char *)mask, 5);
+}
+
+static PyObject *pc_available(PyObject *Py_UNUSED(cls), PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(qr_pc_load() == QR_OK);
+}
+
+static PyObject *pc_load_error(PyObject *Py_UNUSED(cls), PyObject *Py_UNUSED(ignored))
+{
+    const char *s;
+    qr_pc_load();
+    s = qr_pc_load_error();
+    return s ? PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace") : Py_NewRef(Py_None);
+}
+
+static PyObject *pc_backend(PyObject *Py_UNUSED(cls), PyObject *Py_UNUSED(ignored))
+{
+    const char *s;
+    qr_pc_load();
+    s = qr_pc_backend();
+    return s ? PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace") : Py_NewRef(Py_None);
+}
+
+static PyMethodDef pc_methods[] = {
+    {"seal", (PyCFunction)(void (*)(void))pc_seal, FASTCALL_KW,
+     PyDoc_STR("seal(header, payload, pn) -> bytes: the protected packet (header + ciphertext "
+               "+ tag), as PacketProtector.seal_packet.")},
+    {"open", (PyCFunction)(void (*)(void))pc_open, FASTCALL_KW,
+     PyDoc_STR("open(packet, pn_offset, largest_pn) -> (plain_header, payload, pn) or None "
+               "when the packet is too short to sample or fails authentication.")},
+    {"mask", pc_mask, METH_O,
+     PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
+               "sample.")},
+    {"available", pc_available, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("True when libcrypto loaded and passed its known-answer tests (loads it on "
+               "first call).")},
+    {"load_error", pc_load_error, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("Why libcrypto could not be used, or None.")},
+    {"backend", pc_backend, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("The libcrypto loaded and its version, or None.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pc_slots[] = {
+    {Py_tp_doc, "PacketCipher(key, iv, hp_key): QUIC AES-GCM packet protection (RFC 9001 "
+                "section 5) of one key, in C over the system libcrypto.\n\n"
+                "key and hp_key: 16 (AES-128-GCM) or 32 (AES-256-GCM) bytes; iv: 12 bytes. "
+                "ImportError when libcrypto is not available."},
+    {Py_tp_new, pc_new},
+    {Py_tp_dealloc, pc_dealloc},
+    {Py_tp_methods, pc_methods},
+    {0, NULL},
+};
+
+/* Not garbage-collected: it holds no Python objects. */
+PyType_Spec qr_pc_spec = {
+    qr_pc_name,
+    sizeof(PacketCipherObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    pc_slots,
+};
+
+char qr_pc_name[QR_TYPE_NAME_SIZE];
