@@ -106,7 +106,6 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
     Finished) is read and processed before the connection answers, so one answer covers
     both; a third round waits for the next wake-up."""
     import asyncio
-    from types import SimpleNamespace
 
     from quicish.aio.endpoint import RECEIVE_ROUNDS, Endpoint
 
@@ -126,18 +125,19 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
             sock.close()
 
     class Conn:  # what the endpoint uses of a QuicConnection
-        _proto = SimpleNamespace(
-            receive_datagram=lambda data, *rest: log.append(data), flight_pending=False
-        )
+        flight_pending = False
 
-        def _after_io(self, now: float) -> None:
+        def feed_datagram(self, data: bytes, *rest: object) -> None:
+            log.append(data)
+
+        def after_io(self, now: float) -> None:
             log.append("answer")
 
     conn = Conn()
     loop = asyncio.new_event_loop()
     try:
         endpoint = Endpoint(loop, Rounds())  # type: ignore[arg-type]
-        endpoint._route = lambda data, addr, now: conn  # type: ignore[assignment,method-assign,return-value]
+        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign,return-value]
         endpoint._on_readable()
         assert RECEIVE_ROUNDS == 2
         assert log == [b"first", b"second", "answer"]
@@ -145,7 +145,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         # (flight_pending): those clients send nothing more before it, so no second read.
         rounds[:] = [[(b"hello", peer, 0)], [(b"other", peer, 0)]]
         log.clear()
-        conn._proto.flight_pending = True
+        conn.flight_pending = True  # type: ignore[misc]
         endpoint._on_readable()
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
         endpoint.close()
@@ -165,12 +165,12 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
     class Conn:  # what the endpoint uses of a QuicConnection
         def __init__(self, name: str) -> None:
             self.name = name
-            self._timer_deadline: float | None = None
+            self.timer_deadline: float | None = None
 
-        def _transmit(self, now: float) -> None:
+        def transmit(self, now: float) -> None:
             log.append(f"send {self.name}")
 
-        def _on_timer(self, now: float) -> None:
+        def on_timer(self, now: float) -> None:
             log.append(f"timer {self.name}")
 
     sock = UdpSocket.bind("127.0.0.1", 0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from adv_support import established, new_pair, poll
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.proto import events as ev
 from quicish.proto.cid import reset_token
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.simlink import SERVER_ADDR
 
 

@@ -8,11 +8,11 @@ import pytest
 from adv_support import TapNetwork, established, new_pair, poll
 from conn_support import EventLog, client_config, server_config
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.proto.tokens import (
     NEW_TOKEN,
     RETRY_TOKEN,

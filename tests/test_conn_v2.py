@@ -9,11 +9,11 @@ import pytest
 from adv_support import TapNetwork, established, new_pair, poll
 from conn_support import client_config, server_config
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.proto.versions import (
     VERSION_NEGOTIATION_ERROR,
     choose_version,

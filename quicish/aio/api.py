@@ -17,11 +17,11 @@ from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
 from ..proto.admission import Admission
 from ..proto.connection import Connection
 from ..proto.server_context import ServerContext
+from ..proto.stateless import InitialVerdict, StatelessResponder
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
 from .endpoint import Endpoint, clock
-from .stateless import InitialVerdict, StatelessResponder
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
@@ -31,7 +31,7 @@ T = TypeVar("T")
 class Server:
     """A listening QUIC server: one UDP socket, many connections."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint[QuicConnection]) -> None:
         self._endpoint = endpoint
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -55,7 +55,7 @@ class Server:
             conn.close()
         self._endpoint.flush()
         for conn in conns:
-            conn._abort()
+            conn.abort()
         self._endpoint.close()
         self._closed.set_result(None)
 
@@ -161,7 +161,7 @@ async def _serve(
                 logger.exception("on_connection callback failed")
             else:
                 if asyncio.iscoroutine(result):
-                    conn._spawn(result)
+                    conn.spawn(result)
         return conn
 
     mode = config.retry_mode()
@@ -184,7 +184,7 @@ class _SpareServerConnection:
     the client works on the server's flight). Under constant traffic, each connection is
     made when its client's first Initial arrives."""
 
-    def __init__(self, endpoint: Endpoint, make: Callable[[], Connection]) -> None:
+    def __init__(self, endpoint: Endpoint[QuicConnection], make: Callable[[], Connection]) -> None:
         self._endpoint = endpoint
         self._make = make
         self._loop = asyncio.get_running_loop()
@@ -195,9 +195,9 @@ class _SpareServerConnection:
     def track(self, conn: QuicConnection) -> None:
         """``conn`` was accepted: no spare is made until its handshake is over."""
         self._handshakes += 1
-        conn._handshake_done.add_done_callback(self._handshake_over)
+        conn.on_handshake_over(self._handshake_over)
 
-    def _handshake_over(self, _done: asyncio.Future[None]) -> None:
+    def _handshake_over(self) -> None:
         self._handshakes -= 1
         self._check_later(SPARE_QUIET)
 
@@ -308,20 +308,18 @@ async def _connect(
             versions=versions,
             server_name=server_name,
         )
-    endpoint = Endpoint(loop, udp)
+    endpoint: Endpoint[QuicConnection] = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
     if plain:  # once this connection has ended, make one for the next connect() like it
-        conn._terminated.add_done_callback(
-            lambda _: _spare_client.stock(config, server_name, bind_host)
-        )
+        conn.on_terminated(lambda: _spare_client.stock(config, server_name, bind_host))
     proto.connect(addr, clock())
     endpoint.register(proto.host_cid, conn)
-    conn._transmit(clock())
+    conn.transmit(clock())
     if wait_connected and not early_data:  # with 0-RTT the application writes at once
         try:
             # Not wait_connected(): nobody else holds the connection yet, so the future
             # needs no shield (one loop iteration less between the Finished and the caller).
-            await conn._handshake_done
+            await conn.handshake_done
         except ConnectionClosedError as exc:
             endpoint.close()
             if not exc.by_peer and exc.reason in ("handshake timeout", "idle timeout"):
@@ -432,7 +430,7 @@ async def open_stream(
     except BaseException:
         conn.close()
         raise
-    conn._spawn(_close_when_done(conn, reader, writer))
+    conn.spawn(_close_when_done(conn, reader, writer))
     return reader, writer
 
 
@@ -440,9 +438,7 @@ async def _close_when_done(
     conn: QuicConnection, reader: QuicStreamReader, writer: QuicStreamWriter
 ) -> None:
     eof = asyncio.get_running_loop().create_future()
-    reader._on_eof.append(eof)
-    if reader._eof:
-        eof.set_result(None)
+    reader.add_eof_waiter(eof)
     await writer.wait_closed()
     ended = asyncio.ensure_future(conn.wait_closed())
     await asyncio.wait({eof, ended}, return_when=asyncio.FIRST_COMPLETED)
