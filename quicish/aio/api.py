@@ -16,6 +16,7 @@ from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
 from ..proto.admission import Admission
 from ..proto.connection import Connection
+from ..proto.handshake_stock import HandshakeStock
 from ..proto.server_context import ServerContext
 from ..proto.stateless import InitialVerdict, StatelessResponder
 from ..udp import Address, UdpSocket
@@ -136,9 +137,10 @@ async def _serve(
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
+    stock = HandshakeStock()  # this server's key pairs, made ahead of its next clients
 
     def new_connection() -> Connection:
-        proto = Connection(config, is_client=False, server_context=context)
+        proto = Connection(config, is_client=False, server_context=context, handshake_stock=stock)
         proto.split_first_flight = True  # _transmit sends the rest right after the hello
         proto.await_hello(clock())  # its TLS engine, made ahead (between handshakes for a spare)
         return proto
@@ -307,6 +309,7 @@ async def _connect(
             version=version,
             versions=versions,
             server_name=server_name,
+            handshake_stock=_spare_client.handshake_stock,
         )
     endpoint: Endpoint[QuicConnection] = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
@@ -342,13 +345,16 @@ async def _connect(
 
 
 class _SpareClient:
-    """One client connection, its ClientHello made, and a bound UDP socket, made while the
+    """What the process's clients make ahead of need. The handshake stock: key pairs and
+    first DCIDs with Initial keys, which each client's ``prepare()`` stocks for the next.
+    And one client connection, its ClientHello made, and a bound UDP socket, made while the
     process is idle (when a connection ends), so that none of them is on the next
     ``connect()``'s critical path. Only a plain ``connect()`` (no ticket, token or version
     list) with an equal Config, the same server name and the same local address takes it;
     one per process. Any other ``connect()`` closes the spare's socket."""
 
     def __init__(self) -> None:
+        self.handshake_stock = HandshakeStock()
         self._spare: tuple[Config, str, str, Connection, UdpSocket] | None = None
 
     def stock(self, config: Config, server_name: str, bind_host: str) -> None:
@@ -357,7 +363,12 @@ class _SpareClient:
             snapshot = copy.deepcopy(config)  # a later change to ``config`` is seen by take()
         except (TypeError, copy.Error):  # e.g. an exotic path object: no spare then
             return
-        proto = Connection(snapshot, is_client=True, server_name=server_name)
+        proto = Connection(
+            snapshot,
+            is_client=True,
+            server_name=server_name,
+            handshake_stock=self.handshake_stock,
+        )
         proto.start_hello(clock())
         try:
             udp = UdpSocket.bind(bind_host, 0)
