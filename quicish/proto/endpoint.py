@@ -138,17 +138,19 @@ class Endpoint(Generic[C]):
         (:attr:`accepted`)."""
         if not data:
             return None
-        if data[0] & 0x80:
-            try:
+        long_header = data[0] & 0x80
+        if not long_header:  # (the common case: a short header for a known CID)
+            conn = self._by_cid.get(bytes(data[1 : 1 + self.cid_length]))
+            if conn is not None:
+                return conn
+        try:
+            if long_header:
                 return self._route_long(data, addr, now)
-            except Exception:  # e.g. MemoryError making a connection: drop this one
-                logger.exception("dropped a datagram: internal error")
-                self.datagrams_dropped += 1
-                return None
-        conn = self._by_cid.get(bytes(data[1 : 1 + self.cid_length]))
-        if conn is None:
             return self._unknown_short(data, addr)
-        return conn
+        except Exception:  # e.g. MemoryError making a connection: drop this one
+            logger.exception("dropped a datagram: internal error")
+            self.datagrams_dropped += 1
+            return None
 
     def _route_long(self, data: bytes, addr: Address, now: float) -> C | None:
         try:
