@@ -3,8 +3,11 @@ ahead of need, each used once, bounded, owned by whoever passes it to connection
 
 from __future__ import annotations
 
-from conn_support import client_config
+import pytest
+from aio_support import echo, timed
+from conn_support import client_config, server_config
 
+import quicish
 from quicish.proto.connection import Connection
 from quicish.proto.handshake_stock import (
     MAX_INITIALS,
@@ -79,3 +82,34 @@ def test_a_client_uses_the_stock_it_is_given_only() -> None:
     assert stock.key_pairs(groups.X25519) == 0 and stock.initials(QUIC_V1) == 0
     assert second._tls is not None
     assert second._tls._hs._key_shares[groups.X25519].public_bytes == public  # type: ignore[union-attr]
+
+
+@timed()
+async def test_the_asyncio_client_stocks_for_its_next_connect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """connect() passes its driver's stock: the connection's prepare() fills it while it
+    waits for the server, and the next client (the spare made as the connection ends)
+    starts from what it stocked."""
+    from quicish.aio import api
+
+    spares = api._SpareClient()
+    monkeypatch.setattr(api, "_spare_client", spares)
+    stock = spares.handshake_stock
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    try:
+        async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
+            reader, writer = await c.open_stream()
+            writer.write(b"x")
+            writer.write_eof()
+            assert await reader.read() == b"x"
+            assert stock.initials(QUIC_V1) == 1 and stock.key_pairs(groups.X25519) == 1
+            ((dcid, _, _),) = stock._initials[QUIC_V1]
+        await c.wait_released()  # the spare is made as the connection ends
+        assert spares._spare is not None
+        assert spares._spare[3]._original_dcid == dcid
+        assert stock.initials(QUIC_V1) == 0 and stock.key_pairs(groups.X25519) == 0
+    finally:
+        spares.discard()
+        server.close()
+        await server.wait_closed()
