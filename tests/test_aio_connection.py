@@ -545,7 +545,7 @@ def test_uvloop_timers_never_fire_early(monkeypatch: pytest.MonkeyPatch) -> None
     fired = {"early": 0, "due": 0}
     original = ep.Endpoint._on_timer
 
-    def counting(self: ep.Endpoint) -> None:
+    def counting(self: ep.Endpoint[Any]) -> None:
         timers = self._timers
         if timers:
             fired["early" if timers[0][0] > ep.clock() else "due"] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+from typing import Any
 
 import pytest
 
@@ -136,8 +137,8 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
     conn = Conn()
     loop = asyncio.new_event_loop()
     try:
-        endpoint = Endpoint(loop, Rounds())  # type: ignore[arg-type]
-        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign,return-value]
+        endpoint: Endpoint[Any] = Endpoint(loop, Rounds())  # type: ignore[arg-type]
+        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
         endpoint._on_readable()
         assert RECEIVE_ROUNDS == 2
         assert log == [b"first", b"second", "answer"]
@@ -145,7 +146,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         # (flight_pending): those clients send nothing more before it, so no second read.
         rounds[:] = [[(b"hello", peer, 0)], [(b"other", peer, 0)]]
         log.clear()
-        conn.flight_pending = True  # type: ignore[misc]
+        conn.flight_pending = True
         endpoint._on_readable()
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
         endpoint.close()
@@ -176,10 +177,10 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
     sock = UdpSocket.bind("127.0.0.1", 0)
     loop = asyncio.new_event_loop()
     try:
-        endpoint = Endpoint(loop, sock)
+        endpoint: Endpoint[Any] = Endpoint(loop, sock)
         answering, closing = Conn("answering"), Conn("closing")
-        endpoint.set_timer(closing, 0.0)  # type: ignore[arg-type]  (long due)
-        endpoint.mark_dirty(answering)  # type: ignore[arg-type]
+        endpoint.set_timer(closing, 0.0)  # (long due)
+        endpoint.mark_dirty(answering)
         endpoint._on_timer()  # as the loop would run it: before the queued flush
         assert log == ["send answering", "timer closing"]
         endpoint.close()
