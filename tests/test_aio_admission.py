@@ -201,17 +201,17 @@ def test_forget_visits_only_the_connections_own_cids() -> None:
     loop = asyncio.new_event_loop()
     udp = quicish.udp.UdpSocket.bind(LOOPBACK, 0)
     try:
-        endpoint = Endpoint(loop, udp)
-        endpoint._by_cid = _CountingDict()
+        endpoint: Endpoint[Any] = Endpoint(loop, udp)
+        endpoint.router._by_cid = _CountingDict()
         conns = [_Conn() for _ in range(20_000)]
         for i, conn in enumerate(conns):
-            endpoint.register(i.to_bytes(8, "big"), conn)  # type: ignore[arg-type]
-            endpoint.register(b"o" + i.to_bytes(8, "big"), conn)  # type: ignore[arg-type]
+            endpoint.register(i.to_bytes(8, "big"), conn)
+            endpoint.register(b"o" + i.to_bytes(8, "big"), conn)
         endpoint.unregister((5).to_bytes(8, "big"))  # a retired CID
         _CountingDict.visited = 0
         for conn in conns:
-            endpoint.forget(conn)  # type: ignore[arg-type]
-        assert len(endpoint._by_cid) == 0
+            endpoint.forget(conn)
+        assert len(endpoint.router._by_cid) == 0
         assert _CountingDict.visited == 0  # no scans: each CID is looked up
         assert endpoint.connections == set()
         endpoint.close()

@@ -493,7 +493,7 @@ async def test_a_closed_connection_leaves_the_server_at_once() -> None:
     async with server, quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
         assert await echo_once(c, b"x") == b"x"
         (sconn,) = server.connections
-        sconn._abort()  # closed now, synchronously
+        sconn.abort()  # closed now, synchronously
         assert server.connections == set()
         await sconn.wait_closed()  # (returns at once)
 
@@ -513,7 +513,7 @@ async def test_closed_connections_release_their_sockets() -> None:
             await c.wait_released()  # the client's closing period, in the background
             await sconn.wait_released()
             assert not s.connections
-            assert not s._endpoint._by_cid  # its connection IDs are forgotten
+            assert not s._endpoint.router._by_cid  # its connection IDs are forgotten
         assert _open_fds() == before + 1  # one socket, bound for the next connect()
         api._spare_client.discard()
         assert _open_fds() == before
@@ -539,7 +539,7 @@ def test_uvloop_timers_never_fire_early(monkeypatch: pytest.MonkeyPatch) -> None
     fired = {"early": 0, "due": 0}
     original = ep.Endpoint._on_timer
 
-    def counting(self: ep.Endpoint) -> None:
+    def counting(self: ep.Endpoint[Any]) -> None:
         timers = self._timers
         if timers:
             fired["early" if timers[0][0] > ep.clock() else "due"] += 1
@@ -734,12 +734,15 @@ async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() ->
     spare = api._SpareServerConnection(endpoint, make)  # type: ignore[arg-type]
     assert made == ["made"]  # the first one at once: nothing to hold up
     assert spare.take() is not None and made == ["made"]
-    conn = SimpleNamespace(_handshake_done=loop.create_future())
+    handshake: asyncio.Future[None] = loop.create_future()
+    conn = SimpleNamespace(
+        on_handshake_over=lambda callback: handshake.add_done_callback(lambda _: callback())
+    )
     spare.track(conn)  # type: ignore[arg-type]
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # a handshake is in progress
     endpoint.last_receive = clock() + 0.3  # as if datagrams kept coming for 0.3 s
-    conn._handshake_done.set_result(None)
+    handshake.set_result(None)
     await asyncio.sleep(api.SPARE_QUIET * 5)
     assert made == ["made"]  # the handshake is over, but the socket is not quiet
     await asyncio.sleep(0.3 + api.SPARE_QUIET * 10)

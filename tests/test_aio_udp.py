@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,6 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
     Finished) is read and processed before the connection answers, so one answer covers
     both; a third round waits for the next wake-up."""
     import asyncio
-    from types import SimpleNamespace
 
     from quicish.aio.endpoint import RECEIVE_ROUNDS, Endpoint
 
@@ -126,18 +126,19 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
             sock.close()
 
     class Conn:  # what the endpoint uses of a QuicConnection
-        _proto = SimpleNamespace(
-            receive_datagram=lambda data, *rest: log.append(data), flight_pending=False
-        )
+        flight_pending = False
 
-        def _after_io(self, now: float) -> None:
+        def feed_datagram(self, data: bytes, *rest: object) -> None:
+            log.append(data)
+
+        def after_io(self, now: float) -> None:
             log.append("answer")
 
     conn = Conn()
     loop = asyncio.new_event_loop()
     try:
-        endpoint = Endpoint(loop, Rounds())  # type: ignore[arg-type]
-        endpoint._route = lambda data, addr, now: conn  # type: ignore[assignment,method-assign,return-value]
+        endpoint: Endpoint[Any] = Endpoint(loop, Rounds())  # type: ignore[arg-type]
+        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
         endpoint._on_readable()
         assert RECEIVE_ROUNDS == 2
         assert log == [b"first", b"second", "answer"]
@@ -145,7 +146,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         # (flight_pending): those clients send nothing more before it, so no second read.
         rounds[:] = [[(b"hello", peer, 0)], [(b"other", peer, 0)]]
         log.clear()
-        conn._proto.flight_pending = True
+        conn.flight_pending = True
         endpoint._on_readable()
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
         endpoint.close()
@@ -165,21 +166,21 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
     class Conn:  # what the endpoint uses of a QuicConnection
         def __init__(self, name: str) -> None:
             self.name = name
-            self._timer_deadline: float | None = None
+            self.timer_deadline: float | None = None
 
-        def _transmit(self, now: float) -> None:
+        def transmit(self, now: float) -> None:
             log.append(f"send {self.name}")
 
-        def _on_timer(self, now: float) -> None:
+        def on_timer(self, now: float) -> None:
             log.append(f"timer {self.name}")
 
     sock = UdpSocket.bind("127.0.0.1", 0)
     loop = asyncio.new_event_loop()
     try:
-        endpoint = Endpoint(loop, sock)
+        endpoint: Endpoint[Any] = Endpoint(loop, sock)
         answering, closing = Conn("answering"), Conn("closing")
-        endpoint.set_timer(closing, 0.0)  # type: ignore[arg-type]  # (long due)
-        endpoint.mark_dirty(answering)  # type: ignore[arg-type]
+        endpoint.set_timer(closing, 0.0)  # (long due)
+        endpoint.mark_dirty(answering)
         endpoint._on_timer()  # as the loop would run it: before the queued flush
         assert log == ["send answering", "timer closing"]
         endpoint.close()

@@ -16,6 +16,7 @@ from quicish import Config, ConnectionStateError
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
+from quicish.proto.handshake_stock import HandshakeStock
 from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec
@@ -353,11 +354,20 @@ def test_tls_failure_closes_with_crypto_error(
 CADDR, SADDR = ("10.0.0.1", 5000), ("10.0.0.2", 4433)
 
 
-def _lockstep_pair() -> tuple[Connection, Connection]:
+def _lockstep_pair(
+    client_stock: HandshakeStock | None = None, server_stock: HandshakeStock | None = None
+) -> tuple[Connection, Connection]:
     cert, key, pin = cert_files()
     scfg = Config(certificate_chain=cert, private_key=key)
-    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
-    client = Connection(Config(pin=pin, server_name="localhost"), is_client=True)
+    server = Connection(
+        scfg,
+        is_client=False,
+        server_context=ServerContext.from_config(scfg),
+        handshake_stock=server_stock,
+    )
+    client = Connection(
+        Config(pin=pin, server_name="localhost"), is_client=True, handshake_stock=client_stock
+    )
     return client, server
 
 
@@ -624,34 +634,33 @@ def test_a_server_stocks_its_key_pair_ahead_not_while_awaiting_the_finished() ->
     on its way) makes none; the hello then uses the stocked pair."""
     from quicish.tls import groups
 
-    groups._spare_keys.clear()
-    client, server = _lockstep_pair()
+    stock = HandshakeStock()
+    client, server = _lockstep_pair(client_stock=stock, server_stock=stock)
     client.connect(SADDR, 1.0)  # (its hello first: it would take a stocked pair too)
     hello = client.datagrams_to_send(1.0)
     server.split_first_flight = True
     server.await_hello(1.0)
-    assert len(groups._spare_keys[groups.X25519]) == 1
+    assert stock.key_pairs(groups.X25519) == 1
     _deliver(hello, server, 1.0)
-    assert groups._spare_keys[groups.X25519] == []  # the hello took it
+    assert stock.key_pairs(groups.X25519) == 0  # the hello took it
     server.datagrams_to_send(1.0)
     server.datagrams_to_send(1.0)  # the rest of the flight
     server.prepare(1.0)
-    assert groups._spare_keys[groups.X25519] == []
+    assert stock.key_pairs(groups.X25519) == 0
 
 
 def test_prepare_stocks_the_next_connections_initial_keys() -> None:
-    """A client's prepare() stocks a first DCID with its Initial keys for the process's
+    """A client's prepare() stocks a first DCID with its Initial keys for its driver's
     next connect(), which uses them (and only once); the server derives the same keys."""
-    from quicish.proto import connection as conn_mod
-
-    conn_mod._spare_initials.clear()
-    first, _ = _lockstep_pair()
+    stock = HandshakeStock()
+    first, _ = _lockstep_pair(client_stock=stock)
     first.connect(SADDR, 1.0)
     first.prepare(1.0)
-    ((dcid, _tx, _rx),) = conn_mod._spare_initials[first.version]
-    client, server = _lockstep_pair()
+    assert stock.initials(first.version) == 1
+    ((dcid, _tx, _rx),) = stock._initials[first.version]
+    client, server = _lockstep_pair(client_stock=stock)
     client.connect(SADDR, 2.0)
-    assert client._original_dcid == dcid and conn_mod._spare_initials[client.version] == []
+    assert client._original_dcid == dcid and stock.initials(client.version) == 0
     _lockstep(client, server, 2.0, rounds=4)
     assert client.handshake_confirmed and server.handshake_complete
     assert server._original_dcid == dcid

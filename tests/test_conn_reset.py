@@ -6,10 +6,10 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec
 from pairs import Net, Pair, connected, make_pair
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.proto import events as ev
 from quicish.proto.cid import reset_token
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.simlink import SERVER_ADDR
 
 

@@ -8,11 +8,11 @@ import pytest
 from pairs import Net, Peer, connected, make_pair
 from support import client_config, server_config
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.proto.tokens import (
     NEW_TOKEN,
     RETRY_TOKEN,

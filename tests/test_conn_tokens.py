@@ -11,9 +11,9 @@ import pytest
 from support import client_config, server_config
 
 from quicish import Config, ConfigError
-from quicish.aio.stateless import StatelessResponder
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.proto.tokens import (
     NEW_TOKEN_LIFETIME,
     TokenRegister,

@@ -10,12 +10,12 @@ import pytest
 from pairs import Address, Net, Peer, connected, make_pair
 from support import client_config, server_config
 
-from quicish.aio.stateless import StatelessResponder
 from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
 from quicish.proto import versions as versions_module
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
+from quicish.proto.stateless import StatelessResponder
 from quicish.proto.versions import (
     VERSION_NEGOTIATION_ERROR,
     choose_version,

@@ -148,18 +148,19 @@ def test_expand_label_single_block_matches_hkdf_expand() -> None:
 
 
 def test_stocked_key_shares_are_used_once_each() -> None:
-    """stock_key_share() makes key pairs ahead of need; each KeyShare takes one out of the
+    """A handshake stock makes key pairs ahead of need; each KeyShare takes one out of the
     stock (never the same one twice), and a fresh pair is made when the stock is empty."""
+    from quicish.proto.handshake_stock import MAX_KEY_PAIRS, HandshakeStock
     from quicish.tls import groups
 
-    groups._spare_keys.clear()
-    for _ in range(groups.MAX_SPARE_KEYS + 2):
-        groups.stock_key_share(groups.X25519)
-    stocked = [pub for _, pub in groups._spare_keys[groups.X25519]]
-    assert len(stocked) == groups.MAX_SPARE_KEYS  # bounded
-    taken = [groups.KeyShare(groups.X25519).public_bytes for _ in range(len(stocked) + 1)]
+    stock = HandshakeStock()
+    for _ in range(MAX_KEY_PAIRS + 2):
+        stock.stock_key_pair(groups.X25519)
+    stocked = [pub for _, pub in stock._key_pairs[groups.X25519]]
+    assert len(stocked) == MAX_KEY_PAIRS  # bounded
+    taken = [groups.KeyShare(groups.X25519, stock).public_bytes for _ in range(len(stocked) + 1)]
     assert sorted(taken[:-1]) == sorted(stocked) and taken[-1] not in stocked
-    assert groups._spare_keys[groups.X25519] == []
+    assert stock.key_pairs(groups.X25519) == 0
     peer = groups.KeyShare(groups.X25519)
     share = groups.KeyShare(groups.X25519)
     assert share.exchange(peer.public_bytes) == peer.exchange(share.public_bytes)

@@ -16,12 +16,13 @@ from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
 from ..proto.admission import Admission
 from ..proto.connection import Connection
+from ..proto.handshake_stock import HandshakeStock
 from ..proto.server_context import ServerContext
+from ..proto.stateless import InitialVerdict, StatelessResponder
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
 from .endpoint import Endpoint, clock
-from .stateless import InitialVerdict, StatelessResponder
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
@@ -31,7 +32,7 @@ T = TypeVar("T")
 class Server:
     """A listening QUIC server: one UDP socket, many connections."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint[QuicConnection]) -> None:
         self._endpoint = endpoint
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -55,7 +56,7 @@ class Server:
             conn.close()
         self._endpoint.flush()
         for conn in conns:
-            conn._abort()
+            conn.abort()
         self._endpoint.close()
         self._closed.set_result(None)
 
@@ -136,9 +137,10 @@ async def _serve(
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
+    stock = HandshakeStock()  # this server's key pairs, made ahead of its next clients
 
     def new_connection() -> Connection:
-        proto = Connection(config, is_client=False, server_context=context)
+        proto = Connection(config, is_client=False, server_context=context, handshake_stock=stock)
         proto.split_first_flight = True  # _transmit sends the rest right after the hello
         proto.await_hello(clock())  # its TLS engine, made ahead (between handshakes for a spare)
         return proto
@@ -161,7 +163,7 @@ async def _serve(
                 logger.exception("on_connection callback failed")
             else:
                 if asyncio.iscoroutine(result):
-                    conn._spawn(result)
+                    conn.spawn(result)
         return conn
 
     mode = config.retry_mode()
@@ -184,7 +186,7 @@ class _SpareServerConnection:
     the client works on the server's flight). Under constant traffic, each connection is
     made when its client's first Initial arrives."""
 
-    def __init__(self, endpoint: Endpoint, make: Callable[[], Connection]) -> None:
+    def __init__(self, endpoint: Endpoint[QuicConnection], make: Callable[[], Connection]) -> None:
         self._endpoint = endpoint
         self._make = make
         self._loop = asyncio.get_running_loop()
@@ -195,9 +197,9 @@ class _SpareServerConnection:
     def track(self, conn: QuicConnection) -> None:
         """``conn`` was accepted: no spare is made until its handshake is over."""
         self._handshakes += 1
-        conn._handshake_done.add_done_callback(self._handshake_over)
+        conn.on_handshake_over(self._handshake_over)
 
-    def _handshake_over(self, _done: asyncio.Future[None]) -> None:
+    def _handshake_over(self) -> None:
         self._handshakes -= 1
         self._check_later(SPARE_QUIET)
 
@@ -307,21 +309,20 @@ async def _connect(
             version=version,
             versions=versions,
             server_name=server_name,
+            handshake_stock=_spare_client.handshake_stock,
         )
-    endpoint = Endpoint(loop, udp)
+    endpoint: Endpoint[QuicConnection] = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
     if plain:  # once this connection has ended, make one for the next connect() like it
-        conn._terminated.add_done_callback(
-            lambda _: _spare_client.stock(config, server_name, bind_host)
-        )
+        conn.on_terminated(lambda: _spare_client.stock(config, server_name, bind_host))
     proto.connect(addr, clock())
     endpoint.register(proto.host_cid, conn)
-    conn._transmit(clock())
+    conn.transmit(clock())
     if wait_connected and not early_data:  # with 0-RTT the application writes at once
         try:
             # Not wait_connected(): nobody else holds the connection yet, so the future
             # needs no shield (one loop iteration less between the Finished and the caller).
-            await conn._handshake_done
+            await conn.handshake_done
         except ConnectionClosedError as exc:
             endpoint.close()
             if not exc.by_peer and exc.reason in ("handshake timeout", "idle timeout"):
@@ -344,13 +345,16 @@ async def _connect(
 
 
 class _SpareClient:
-    """One client connection, its ClientHello made, and a bound UDP socket, made while the
+    """What the process's clients make ahead of need. The handshake stock: key pairs and
+    first DCIDs with Initial keys, which each client's ``prepare()`` stocks for the next.
+    And one client connection, its ClientHello made, and a bound UDP socket, made while the
     process is idle (when a connection ends), so that none of them is on the next
     ``connect()``'s critical path. Only a plain ``connect()`` (no ticket, token or version
     list) with an equal Config, the same server name and the same local address takes it;
     one per process. Any other ``connect()`` closes the spare's socket."""
 
     def __init__(self) -> None:
+        self.handshake_stock = HandshakeStock()
         self._spare: tuple[Config, str, str, Connection, UdpSocket] | None = None
 
     def stock(self, config: Config, server_name: str, bind_host: str) -> None:
@@ -359,7 +363,12 @@ class _SpareClient:
             snapshot = copy.deepcopy(config)  # a later change to ``config`` is seen by take()
         except (TypeError, copy.Error):  # e.g. an exotic path object: no spare then
             return
-        proto = Connection(snapshot, is_client=True, server_name=server_name)
+        proto = Connection(
+            snapshot,
+            is_client=True,
+            server_name=server_name,
+            handshake_stock=self.handshake_stock,
+        )
         proto.start_hello(clock())
         try:
             udp = UdpSocket.bind(bind_host, 0)
@@ -432,7 +441,7 @@ async def open_stream(
     except BaseException:
         conn.close()
         raise
-    conn._spawn(_close_when_done(conn, reader, writer))
+    conn.spawn(_close_when_done(conn, reader, writer))
     return reader, writer
 
 
@@ -440,9 +449,7 @@ async def _close_when_done(
     conn: QuicConnection, reader: QuicStreamReader, writer: QuicStreamWriter
 ) -> None:
     eof = asyncio.get_running_loop().create_future()
-    reader._on_eof.append(eof)
-    if reader._eof:
-        eof.set_result(None)
+    reader.add_eof_waiter(eof)
     await writer.wait_closed()
     ended = asyncio.ensure_future(conn.wait_closed())
     await asyncio.wait({eof, ended}, return_when=asyncio.FIRST_COMPLETED)

@@ -46,7 +46,7 @@ class QuicConnection:
     def __init__(
         self,
         proto: Connection,
-        endpoint: Endpoint,
+        endpoint: Endpoint[QuicConnection],
         *,
         on_stream: StreamHandler | None = None,
         owns_endpoint: bool = False,
@@ -69,7 +69,10 @@ class QuicConnection:
         self._datagrams: deque[bytes] = deque()
         self._datagrams_size = 0
         self._datagram_waiter: asyncio.Future[None] | None = None
-        self._timer_deadline: float | None = None
+        #: The endpoint's: this connection's deadline in its timer heap.
+        self.timer_deadline: float | None = None
+        #: The endpoint feeds datagrams straight to the sans-IO connection.
+        self.feed_datagram = proto.receive_datagram
         self._preparing = False  # a call to _prepare is scheduled
         self._tasks: set[asyncio.Task[Any]] = set()
         self._linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
@@ -78,7 +81,8 @@ class QuicConnection:
         self._ticket_waiters: list[asyncio.Future[None]] = []
         self.close_error: ConnectionClosedError | None = None
         self._cids: set[bytes] = {proto.host_cid}  # our CIDs, for the sockets of new paths
-        self._local_paths: LocalPaths | None = None  # client sockets, once migrate() ran
+        # Client sockets, once migrate() ran.
+        self._local_paths: LocalPaths[QuicConnection] | None = None
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
 
@@ -229,7 +233,9 @@ class QuicConnection:
         if self._proto.is_client:
             await self.wait_confirmed()
         if self._local_paths is None:
-            self._local_paths = LocalPaths(self, self._endpoint)
+            self._local_paths = LocalPaths(
+                self, self._proto, self._endpoint, self._cids, self._loop
+            )
         await self._local_paths.migrate(local_host)
 
     def request_key_update(self) -> None:
@@ -264,17 +270,49 @@ class QuicConnection:
         self.close()
         await self.wait_closed()
 
-    # ---- driver (called by the endpoint) ---------------------------------------------------
-    def _after_io(self, now: float) -> None:
+    # ---- driver interface (the endpoint's, local paths', and connect()'s) --------------------
+    @property
+    def host_cid(self) -> bytes:
+        """Our first connection ID."""
+        return self._proto.host_cid
+
+    @property
+    def flight_pending(self) -> bool:
+        """The ServerHello went out alone; the rest of the first flight is still to build."""
+        return self._proto.flight_pending
+
+    @property
+    def handshake_done(self) -> asyncio.Future[None]:
+        """The handshake's outcome, unshielded (for ``connect()``: nobody else awaits it yet;
+        applications use :meth:`wait_connected`)."""
+        return self._handshake_done
+
+    def on_handshake_over(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the loop) once the handshake completed or failed."""
+        self._handshake_done.add_done_callback(lambda _: callback())
+
+    def on_terminated(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the loop) once the connection has ended for the
+        application."""
+        self._terminated.add_done_callback(lambda _: callback())
+
+    def rebind(self, endpoint: Endpoint[QuicConnection]) -> None:
+        """Send from ``endpoint`` from now on (a validated new local path)."""
+        self._endpoint = endpoint
+
+    def after_io(self, now: float) -> None:
+        """Datagrams were fed in: process their events and ask for a flush."""
         self._process_events()
         self._endpoint.mark_dirty(self)
 
-    def _on_timer(self, now: float) -> None:
+    def on_timer(self, now: float) -> None:
+        """The timer deadline passed."""
         self._proto.handle_timer(now)
         self._process_events()
-        self._transmit(now)
+        self.transmit(now)
 
-    def _transmit(self, now: float) -> None:
+    def transmit(self, now: float) -> None:
+        """Send what is ready now and re-arm the timer."""
         if self._endpoint.congested:
             self._endpoint.set_timer(self, self._proto.next_timer())
             return
@@ -315,9 +353,9 @@ class QuicConnection:
 
     def _wake_writers(self) -> None:
         for writer in list(self._writers.values()):
-            writer._wake()
+            writer.wake()
             if self._proto.stream_send_done(writer.stream_id):
-                writer._finished()
+                writer.set_finished()
                 del self._writers[writer.stream_id]
 
     def _process_events(self) -> None:
@@ -335,11 +373,11 @@ class QuicConnection:
                     self._confirmed.set_result(None)
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
-                reader._fail(StreamResetError(event.stream_id, event.error_code))
+                reader.set_exception(StreamResetError(event.stream_id, event.error_code))
             elif isinstance(event, ev.StopSendingReceived):
                 writer = self._writers.get(event.stream_id)
                 if writer is not None:
-                    writer._fail(
+                    writer.set_exception(
                         StreamResetError(event.stream_id, event.error_code, "stopped by peer")
                     )
             elif isinstance(event, ev.StreamsAvailable):
@@ -392,7 +430,7 @@ class QuicConnection:
         return reader
 
     def _on_stream_data(self, stream_id: int) -> None:
-        self._reader_for(stream_id)._wake()
+        self._reader_for(stream_id).wake()
 
     def _accept_peer_stream(self, stream_id: int) -> QuicStreamReader:
         reader = QuicStreamReader(self, stream_id)
@@ -402,17 +440,17 @@ class QuicConnection:
         if bidi:
             self._writers[stream_id] = writer
         else:
-            writer._closing = True
-            writer._finished()  # nothing to send: wait_closed() returns at once
+            writer.set_finished(closing=True)  # nothing to send: wait_closed() returns at once
         if self._on_stream is not None:
             result = self._on_stream(reader, writer)
             if asyncio.iscoroutine(result):
-                self._spawn(self._run_handler(result, writer))
+                self.spawn(self._run_handler(result, writer))
         else:
             self._incoming.put_nowait((reader, writer))
         return reader
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task of this connection (its failure is logged)."""
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -484,7 +522,7 @@ class QuicConnection:
         if not self._terminated.done():
             self._terminated.set_result(None)
             if self._owns_endpoint and self._linger_task is None:
-                _linger(self)  # the closing or draining period, in the background
+                self._linger()  # the closing or draining period, in the background
         if not self._handshake_done.done():
             self._handshake_done.set_exception(_certificate_error(event) or err)
             self._handshake_done.exception()  # mark retrieved
@@ -492,15 +530,15 @@ class QuicConnection:
             self._confirmed.set_exception(err)
             self._confirmed.exception()  # mark retrieved
         for reader in self._readers.values():
-            reader._fail(err)
+            reader.set_exception(err)
         for writer in self._writers.values():
-            writer._fail(err)
+            writer.set_exception(err)
         for waiter in self._stream_credit_waiters:
             if not waiter.done():
                 waiter.set_exception(err)
 
-    def _abort(self) -> None:
-        """The endpoint is going away: end now, without a closing or draining period."""
+    def abort(self) -> None:
+        """End now, without a closing or draining period (the endpoint is going away)."""
         self._process_events()
         self._finish()
 
@@ -523,36 +561,62 @@ class QuicConnection:
         if self._proto.is_terminated:
             raise self.close_error or ConnectionClosedError(0, "connection closed")
 
-    # ---- stream plumbing used by readers and writers -----------------------------------------
-    def _send_progress(self, stream_id: int) -> tuple[int, int] | None:
+    def _linger(self) -> None:
+        """Keep a client's socket through its closing or draining period in a background
+        task (the application's wait_closed() has returned already); if the loop shuts down
+        first (asyncio.run cancels the task, maybe before it ran), release it at once. The
+        connection holds the task."""
+
+        async def released() -> None:
+            await asyncio.shield(self._closed)
+
+        def done(task: asyncio.Task[None]) -> None:
+            if task.cancelled():
+                self.abort()
+
+        self._linger_task = task = self._loop.create_task(released())
+        task.add_done_callback(done)
+
+    # ---- stream plumbing used by readers and writers (streams.StreamOwner) -------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def send_buffer_limit(self) -> int:
+        """Bytes a stream may buffer before ``drain()`` waits."""
+        return self._send_buffer_limit
+
+    def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None:
         return self._proto.stream_send_progress(stream_id)
 
-    def _read_stream(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]:
+    def stream_read(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]:
         data, fin = self._proto.read_stream(stream_id, max_bytes)
         if data:
             self._endpoint.mark_dirty(self)  # may release flow-control credit
         return data, fin
 
-    def _read_stream_nothrow(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
+    def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
+        """What is left to read of a stream of a closed connection (never raises)."""
         try:
             return self._proto.read_stream(stream_id, max_bytes)
         except QuicError:
             return b"", False
 
-    def _send(self, stream_id: int, data: bytes, fin: bool) -> None:
+    def stream_send(self, stream_id: int, data: bytes, fin: bool) -> None:
         self._raise_if_closed()
         self._proto.send_stream_data(stream_id, data, fin)
         self._endpoint.mark_dirty(self)
 
-    def _send_buffered(self, stream_id: int) -> int:
+    def stream_send_buffered(self, stream_id: int) -> int:
         self._raise_if_closed()
         return self._proto.stream_send_buffered(stream_id)
 
-    def _reset_stream(self, stream_id: int, code: int) -> None:
+    def stream_reset(self, stream_id: int, code: int) -> None:
         self._proto.reset_stream(stream_id, code)
         self._endpoint.mark_dirty(self)
 
-    def _stop_sending(self, stream_id: int, code: int) -> None:
+    def stream_stop_sending(self, stream_id: int, code: int) -> None:
         self._proto.stop_sending(stream_id, code)
         self._endpoint.mark_dirty(self)
 
@@ -584,23 +648,6 @@ def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | Non
     if event.by_peer or alert not in _CERTIFICATE_ALERTS:
         return None
     return CertificateError(alert, event.reason)
-
-
-def _linger(conn: QuicConnection) -> None:
-    """Keep a client's socket through its closing or draining period in a background task
-    (the application's wait_closed() has returned already); if the loop
-    shuts down first (asyncio.run cancels the task, maybe before it ran), release it at
-    once. The connection holds the task."""
-
-    async def released() -> None:
-        await asyncio.shield(conn._closed)
-
-    def done(task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            conn._abort()
-
-    conn._linger_task = task = conn._loop.create_task(released())
-    task.add_done_callback(done)
 
 
 def _address(addr: Any) -> str:

@@ -1,8 +1,10 @@
 """One UDP socket serving many connections, with a single timer handle.
 
-The endpoint reads datagrams (GRO batches), routes them by destination connection ID, feeds
-them to each sans-IO :class:`~quicish.proto.connection.Connection`, and sends what the
-connections produce in GSO batches. Timers of all connections share one ``loop.call_later``.
+The endpoint reads datagrams (GRO batches), has the sans-IO router
+(:class:`quicish.proto.endpoint.Endpoint`: CID routing, Version Negotiation, Initial
+admission, stateless answers) pick each one's connection, feeds them to it, and sends what
+the connections produce in GSO batches. Timers of all connections share one
+``loop.call_later``.
 
 Time is ``time.monotonic()`` (the clock of asyncio's default loop), not ``loop.time()``:
 uvloop's clock ticks in whole milliseconds, which would quantize every RTT sample on a fast
@@ -17,24 +19,16 @@ import heapq
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-from ..errors import DecodeError
 from ..proto.admission import Admission
+from ..proto.endpoint import Endpoint as Router
+from ..proto.endpoint import Routable
+from ..proto.stateless import InitialVerdict, StatelessResponder
 from ..udp import Address, UdpSocket
-from ..wire.packet import PacketType, encode_version_negotiation, parse_header
-from .stateless import InitialVerdict, StatelessResponder
-
-if TYPE_CHECKING:
-    from .connection import QuicConnection
-
-Accept = Callable[[bytes, Address, float, InitialVerdict | None], "QuicConnection | None"]
 
 logger = logging.getLogger("quicish")
 
-SUPPORTED = (0x00000001, 0x6B3343CF)
-MIN_INITIAL_DCID = 8  # RFC 9000 7.2: a client's first Initial DCID is at least 8 bytes
-MIN_FIRST_DATAGRAM = 1200  # RFC 9000 14.1: a client's first datagram is at least this big
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
 
@@ -46,15 +40,50 @@ def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
     return 0.0005 if type(loop).__module__.startswith("uvloop") else 0.0
 
 
-class Endpoint:
-    """Owns a UDP socket; demultiplexes datagrams to connections by connection ID."""
+class Driven(Routable, Protocol):
+    """What the endpoint needs of a connection it drives (``QuicConnection``)."""
+
+    #: The deadline the endpoint's timer heap holds for this connection (the endpoint's to
+    #: set and clear; entries of the heap with another deadline are stale).
+    timer_deadline: float | None
+
+    def feed_datagram(
+        self, data: bytes, addr: Address, now: float, local: int = 0, ecn: int = 0
+    ) -> None:
+        """Process one datagram (its sans-IO connection's ``receive_datagram``)."""
+
+    @property
+    def flight_pending(self) -> bool:
+        """A first flight is half sent: it has nothing to read before its answer goes."""
+        ...
+
+    def after_io(self, now: float) -> None:
+        """Datagrams were fed to it: process their events, ask for a flush."""
+
+    def transmit(self, now: float) -> None:
+        """Send what is ready now and re-arm its timer."""
+
+    def on_timer(self, now: float) -> None:
+        """Its timer deadline has passed."""
+
+    def on_handshake_over(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once its handshake completed or failed."""
+
+
+D = TypeVar("D", bound=Driven)
+
+
+class Endpoint(Generic[D]):
+    """Owns a UDP socket and the timers of its connections; the routing, Version
+    Negotiation and admission are the sans-IO :class:`~quicish.proto.endpoint.Endpoint`'s
+    (:attr:`router`)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         udp: UdpSocket,
         *,
-        accept: Accept | None = None,
+        accept: Callable[[bytes, Address, float, InitialVerdict | None], D | None] | None = None,
         cid_length: int = 8,
         stateless: StatelessResponder | None = None,
         admission: Admission | None = None,
@@ -65,25 +94,22 @@ class Endpoint:
         # Server: builds a connection for a new client's Initial and feeds it that datagram;
         # returns None when the datagram did not hold a valid packet.
         self._accept = accept
-        self._accepted: QuicConnection | None = None
-        # Server: Retry, INVALID_TOKEN closes and stateless resets (RFC 9000 8.1, 10.3).
-        self.stateless = stateless
-        # Server: counts half-open connections (the decisions are the stateless layer's).
-        self.admission = admission
-        self.local_id = local_id  # the path id connections know this socket by (migration)
-        self._cid_length = cid_length
-        self._by_cid: dict[bytes, QuicConnection] = {}
-        self._cids_of: dict[QuicConnection, set[bytes]] = {}  # the reverse, for forget()
-        self._timers: list[tuple[float, int, QuicConnection]] = []
+        self.router: Router[D] = Router(
+            accept=None if accept is None else self._accept_new,
+            cid_length=cid_length,
+            stateless=stateless,
+            admission=admission,
+            local_id=local_id,
+        )
+        self._timers: list[tuple[float, int, D]] = []
         self._timer_seq = 0
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._timer_slack = timer_slack(loop)
-        self._dirty: set[QuicConnection] = set()
+        self._dirty: set[D] = set()
         self._flush_scheduled = False
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
-        self.datagrams_dropped = 0
         self.last_receive = 0.0  # clock() when the last receive round ended
         loop.add_reader(udp.fileno(), self._on_readable)
 
@@ -91,41 +117,59 @@ class Endpoint:
     def address(self) -> Address:
         return self.udp.address
 
-    # ---- routing ---------------------------------------------------------------------------
-    def register(self, cid: bytes, conn: QuicConnection) -> None:
-        old = self._by_cid.get(cid)
-        if old is not None and old is not conn:
-            self._cids_of[old].discard(cid)
-        self._by_cid[cid] = conn
-        cids = self._cids_of.get(conn)
-        if cids is None:
-            self._cids_of[conn] = {cid}
-        else:
-            cids.add(cid)
-
-    def unregister(self, cid: bytes) -> None:
-        conn = self._by_cid.pop(cid, None)
-        if conn is not None:
-            self._cids_of[conn].discard(cid)
-
-    def forget(self, conn: QuicConnection) -> None:
-        """``conn`` has ended: drop its CIDs (its own only: no scan of the table)."""
-        by_cid = self._by_cid
-        for cid in self._cids_of.pop(conn, ()):
-            if by_cid.get(cid) is conn:
-                del by_cid[cid]
-        self._dirty.discard(conn)
-        if self.admission is not None:
-            self.admission.settled(conn)
+    @property
+    def local_id(self) -> int:
+        """The path id connections know this socket by (migration)."""
+        return self.router.local_id
 
     @property
-    def connections(self) -> set[QuicConnection]:
-        return set(self._cids_of)
+    def stateless(self) -> StatelessResponder | None:
+        """Server: Retry, INVALID_TOKEN closes and stateless resets (RFC 9000 8.1, 10.3)."""
+        return self.router.stateless
+
+    @property
+    def admission(self) -> Admission | None:
+        """Server: the half-open count and the decisions on new clients."""
+        return self.router.admission
+
+    @property
+    def datagrams_dropped(self) -> int:
+        return self.router.datagrams_dropped
+
+    # ---- routing ---------------------------------------------------------------------------
+    def register(self, cid: bytes, conn: D) -> None:
+        self.router.register(cid, conn)
+
+    def unregister(self, cid: bytes) -> None:
+        self.router.unregister(cid)
+
+    def forget(self, conn: D) -> None:
+        """``conn`` has ended: drop its CIDs and any pending flush."""
+        self.router.forget(conn)
+        self._dirty.discard(conn)
+
+    @property
+    def connections(self) -> set[D]:
+        return self.router.connections
+
+    def _accept_new(
+        self, data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
+    ) -> D | None:
+        assert self._accept is not None
+        conn = self._accept(data, addr, now, verdict)
+        if conn is not None and self.router.admission is not None:
+            # Half-open (counted by the router) until its handshake completes or fails.
+            router = self.router
+            conn.on_handshake_over(lambda: router.settled(conn))
+        return conn
 
     # ---- receiving -------------------------------------------------------------------------
     def _on_readable(self) -> None:
         now = clock()
-        touched: set[QuicConnection] = set()
+        touched: set[D] = set()
+        router = self.router
+        route = router.route
+        local = router.local_id
         try:
             # A second round picks up what arrived while the first was processed (the rest
             # of a handshake flight, a request behind a Finished), so one answer covers both;
@@ -136,20 +180,18 @@ class Endpoint:
                 if not batch:
                     break
                 for data, addr, ecn in batch:
-                    try:
-                        conn = self._route(data, addr, now)
-                    except Exception:  # e.g. MemoryError making a connection: drop this one
-                        logger.exception("dropped a datagram: internal error")
-                        self.datagrams_dropped += 1
-                        continue
+                    conn = route(data, addr, now)
                     if conn is not None:
-                        if conn is self._accepted:
-                            self._accepted = None  # accept() already fed it this datagram
+                        if conn is router.accepted:
+                            router.accepted = None  # accept() already fed it this datagram
                         else:
-                            conn._proto.receive_datagram(data, addr, now, self.local_id, ecn)
+                            conn.feed_datagram(data, addr, now, local, ecn)
                         touched.add(conn)
+                if router.outbox:
+                    for datagram, to in router.take_outbox():
+                        self._send_raw([datagram], to)
                 now = clock()
-                if all(conn._proto.flight_pending for conn in touched):
+                if all(conn.flight_pending for conn in touched):
                     break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
             logger.warning("UDP receive failed: %s", exc)
@@ -157,76 +199,10 @@ class Endpoint:
         # Each touched connection is flushed by a callback queued behind the tasks its data
         # woke, so a handler's immediate reply leaves in the same datagram as the ACK.
         for conn in touched:
-            conn._after_io(now)
-
-    def _route(self, data: bytes, addr: Address, now: float) -> QuicConnection | None:
-        if not data:
-            return None
-        first = data[0]
-        if first & 0x80:
-            try:
-                header = parse_header(data, 0, short_dcid_len=self._cid_length)
-            except DecodeError:
-                self.datagrams_dropped += 1
-                return None
-            conn = self._by_cid.get(header.dcid)
-            if conn is not None:
-                return conn
-            if self._accept is None:
-                self.datagrams_dropped += 1
-                return None
-            if header.version not in SUPPORTED:
-                # RFC 9000 6.1: never answer a Version Negotiation packet (version 0), and
-                # answer other versions only in a datagram big enough to be a first one.
-                if header.version and len(data) >= MIN_FIRST_DATAGRAM:
-                    vn = encode_version_negotiation(header.scid, header.dcid, list(SUPPORTED))
-                    self._send_raw([vn], addr)
-                else:
-                    self.datagrams_dropped += 1
-                return None
-            if (
-                header.packet_type != PacketType.INITIAL
-                or len(data) < MIN_FIRST_DATAGRAM
-                or len(header.dcid) < MIN_INITIAL_DCID
-            ):
-                self.datagrams_dropped += 1
-                return None
-            verdict = None
-            if self.stateless is not None:
-                verdict = self.stateless.check_initial(header, addr, now)
-                if verdict.reply is not None:
-                    self._send_raw([verdict.reply], addr)
-                if not verdict.accept:
-                    return None
-            new = self._accept(data, addr, now, verdict)
-            if new is None:  # e.g. an Initial that does not decrypt: no connection state
-                self.datagrams_dropped += 1
-                return None
-            self.register(header.dcid, new)
-            self.register(new._proto.host_cid, new)
-            self._accepted = new
-            if self.admission is not None:
-                self._half_open(new, self.admission)
-            return new
-        conn = self._by_cid.get(bytes(data[1 : 1 + self._cid_length]))
-        if conn is None:
-            if self._accept is None and self._by_cid:
-                # A client's socket: perhaps a stateless reset, which the connection checks.
-                return next(iter(self._by_cid.values()))
-            self.datagrams_dropped += 1
-            if self.stateless is not None:
-                reset = self.stateless.stateless_reset(data)
-                if reset is not None:
-                    self._send_raw([reset], addr)
-        return conn
-
-    def _half_open(self, conn: QuicConnection, admission: Admission) -> None:
-        """Count ``conn`` as half-open until its handshake completes or fails (or it ends)."""
-        admission.opened(conn)
-        conn._handshake_done.add_done_callback(lambda _: admission.settled(conn))
+            conn.after_io(now)
 
     # ---- sending ---------------------------------------------------------------------------
-    def mark_dirty(self, conn: QuicConnection) -> None:
+    def mark_dirty(self, conn: D) -> None:
         """Ask for ``conn``'s output to be sent soon (coalesces many writes into one flush)."""
         self._dirty.add(conn)
         if not self._flush_scheduled:
@@ -242,7 +218,7 @@ class Endpoint:
         now = clock()
         while self._dirty:
             conn = self._dirty.pop()
-            conn._transmit(now)
+            conn.transmit(now)
 
     def send(self, datagrams: list[bytes], addr: Address) -> None:
         if self._backlog:
@@ -269,7 +245,7 @@ class Endpoint:
         self._loop.remove_writer(self.udp.fileno())
         now = clock()
         for conn in self.connections:
-            conn._transmit(now)
+            conn.transmit(now)
 
     @property
     def congested(self) -> bool:
@@ -277,8 +253,8 @@ class Endpoint:
         return bool(self._backlog)
 
     # ---- timers ----------------------------------------------------------------------------
-    def set_timer(self, conn: QuicConnection, deadline: float | None) -> None:
-        conn._timer_deadline = deadline
+    def set_timer(self, conn: D, deadline: float | None) -> None:
+        conn.timer_deadline = deadline
         if deadline is None:
             return
         self._timer_seq += 1
@@ -301,17 +277,17 @@ class Endpoint:
             # before any timer work: a loop runs due timers ahead of queued callbacks.
             self._flush()
         now = clock()
-        due: list[QuicConnection] = []
+        due: list[D] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
             deadline, _, conn = heapq.heappop(timers)
-            if conn._timer_deadline == deadline:
-                conn._timer_deadline = None
+            if conn.timer_deadline == deadline:
+                conn.timer_deadline = None
                 due.append(conn)
         for conn in due:
-            conn._on_timer(now)
+            conn.on_timer(now)
         # Drop stale entries at the top so the next arm is accurate.
-        while timers and timers[0][2]._timer_deadline != timers[0][0]:
+        while timers and timers[0][2].timer_deadline != timers[0][0]:
             heapq.heappop(timers)
         if timers:
             self._arm(timers[0][0])

@@ -10,43 +10,64 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Set
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import QuicError
 from ..proto import events as ev
+from ..proto.connection import Connection
 from ..udp import UdpSocket
-from .endpoint import Endpoint, clock
-
-if TYPE_CHECKING:
-    from .connection import QuicConnection
+from .endpoint import Driven, Endpoint, clock
 
 logger = logging.getLogger("quicish")
 
 LINGER = 2.0  # seconds an abandoned socket keeps receiving
 
 
-class LocalPaths:
-    """The sockets of one client connection, by local path id."""
+class Migrating(Driven, Protocol):
+    """What the local paths need of their connection (``QuicConnection``)."""
 
-    def __init__(self, conn: QuicConnection, endpoint: Endpoint) -> None:
+    def rebind(self, endpoint: Endpoint[Any]) -> None:
+        """Send from ``endpoint`` (a validated new local path) from now on."""
+
+
+M = TypeVar("M", bound=Migrating)
+
+
+class LocalPaths(Generic[M]):
+    """The sockets of one client connection, by local path id: ``conn`` drives ``proto``
+    over ``endpoint`` (the current socket) and routes the CIDs in ``cids`` (a live set)."""
+
+    def __init__(
+        self,
+        conn: M,
+        proto: Connection,
+        endpoint: Endpoint[M],
+        cids: Set[bytes],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._conn = conn
-        self.endpoints: dict[int, Endpoint] = {endpoint.local_id: endpoint}
+        self._proto = proto
+        self._cids = cids
+        self._loop = loop
+        self.current = endpoint  # the socket the connection sends from
+        self.endpoints: dict[int, Endpoint[M]] = {endpoint.local_id: endpoint}
         self._waiters: dict[int, asyncio.Future[None]] = {}
 
     async def migrate(self, local_host: str | None = None) -> None:
         conn = self._conn
-        loop = conn._loop
-        current = conn._endpoint
+        loop = self._loop
+        current = self.current
         udp = UdpSocket.bind(local_host or current.address[0], 0)
         local = max(self.endpoints) + 1
-        endpoint = Endpoint(loop, udp, local_id=local)
-        for cid in conn._cids:
+        endpoint: Endpoint[M] = Endpoint(loop, udp, local_id=local)
+        for cid in self._cids:
             endpoint.register(cid, conn)
         self.endpoints[local] = endpoint
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters[local] = waiter
         try:
-            conn._proto.probe_path(local, clock())
+            self._proto.probe_path(local, clock())
         except QuicError:
             self._drop(local)
             raise
@@ -62,7 +83,7 @@ class LocalPaths:
             endpoint.unregister(cid)
 
     def send_probes(self, now: float) -> None:
-        for local, datagram, addr in self._conn._proto.probe_datagrams(now):
+        for local, datagram, addr in self._proto.probe_datagrams(now):
             endpoint = self.endpoints.get(local)
             if endpoint is not None:
                 endpoint.send([datagram], addr)
@@ -73,22 +94,22 @@ class LocalPaths:
         waiter = self._waiters.pop(local, None)
         if isinstance(event, ev.PathValidated):
             endpoint = self.endpoints.get(local)
-            if endpoint is not None and endpoint is not conn._endpoint:
-                old = conn._endpoint
-                conn._endpoint = endpoint
+            if endpoint is not None and endpoint is not self.current:
+                old, self.current = self.current, endpoint
+                conn.rebind(endpoint)
                 logger.info("migrated from %s to %s", old.address, endpoint.address)
-                conn._loop.call_later(LINGER, self._drop, old.local_id)
+                self._loop.call_later(LINGER, self._drop, old.local_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         else:
-            if local != conn._endpoint.local_id:
+            if local != self.current.local_id:
                 self._drop(local)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(QuicError(f"path validation failed for local path {local}"))
 
     def _drop(self, local: int) -> None:
         endpoint = self.endpoints.get(local)
-        if endpoint is None or endpoint is self._conn._endpoint:
+        if endpoint is None or endpoint is self.current:
             return
         del self.endpoints[local]
         endpoint.forget(self._conn)
@@ -102,7 +123,7 @@ class LocalPaths:
         self._waiters.clear()
         for local in list(self.endpoints):
             endpoint = self.endpoints[local]
-            if endpoint is not self._conn._endpoint:
+            if endpoint is not self.current:
                 del self.endpoints[local]
                 endpoint.forget(self._conn)
                 endpoint.close()

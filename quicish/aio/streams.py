@@ -4,20 +4,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import ConnectionClosedError, StreamError, StreamResetError
 
-if TYPE_CHECKING:
-    from .connection import QuicConnection
+Address = tuple[str, int]
 
 _LIMIT = 1 << 16
+
+
+class StreamOwner(Protocol):
+    """What readers and writers need of their connection (``QuicConnection``)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def remote_address(self) -> Address | None: ...
+
+    @property
+    def local_address(self) -> Address: ...
+
+    @property
+    def send_buffer_limit(self) -> int: ...
+
+    def stream_read(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]: ...
+
+    def stream_read_after_close(self, stream_id: int, max_bytes: int) -> tuple[bytes, bool]: ...
+
+    def stream_send(self, stream_id: int, data: bytes, fin: bool) -> None: ...
+
+    def stream_send_buffered(self, stream_id: int) -> int: ...
+
+    def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None: ...
+
+    def stream_reset(self, stream_id: int, code: int) -> None: ...
+
+    def stream_stop_sending(self, stream_id: int, code: int) -> None: ...
 
 
 class QuicStreamReader:
     """The receiving half of a stream, with ``asyncio.StreamReader``'s reading methods."""
 
-    def __init__(self, conn: QuicConnection, stream_id: int) -> None:
+    def __init__(self, conn: StreamOwner, stream_id: int) -> None:
         self._conn = conn
         self.stream_id = stream_id
         self._pending = bytearray()  # read from the connection but not yet returned
@@ -25,28 +54,37 @@ class QuicStreamReader:
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._received = 0  # bytes taken from the connection
-        self._on_eof: list[asyncio.Future[None]] = []
+        self._on_eof: list[asyncio.Future[None]] = []  # set at EOF
 
     @property
     def bytes_received(self) -> int:
         """Bytes of the stream received in order so far (some may wait in this reader)."""
         return self._received
 
-    # Called by the connection driver.
-    def _wake(self) -> None:
+    # ---- called by the connection ----
+    def wake(self) -> None:
+        """New data (or the end of the stream) can be read."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, exc: BaseException) -> None:
+    def set_exception(self, exc: BaseException) -> None:
+        """The stream failed (reset by the peer, connection closed): reads raise ``exc``
+        once the data received before it is read."""
         if self._error is None:
             self._error = exc
-        self._wake()
+        self.wake()
+
+    def add_eof_waiter(self, waiter: asyncio.Future[None]) -> None:
+        """Set ``waiter``'s result once the end of the stream is read (now, if it was)."""
+        self._on_eof.append(waiter)
+        if self._eof and not waiter.done():
+            waiter.set_result(None)
 
     async def _wait(self) -> None:
         if self._waiter is not None:
             raise RuntimeError(f"stream {self.stream_id}: another coroutine is already reading")
-        self._waiter = self._conn._loop.create_future()
+        self._waiter = self._conn.loop.create_future()
         try:
             await self._waiter
         finally:
@@ -59,11 +97,11 @@ class QuicStreamReader:
         if error is not None:
             if not isinstance(error, ConnectionClosedError):
                 raise error  # reset by the peer: the stream is gone
-            data, fin = self._conn._read_stream_nothrow(self.stream_id, max_bytes)
+            data, fin = self._conn.stream_read_after_close(self.stream_id, max_bytes)
             if not fin and not data:
                 raise error
         else:
-            data, fin = self._conn._read_stream(self.stream_id, max_bytes)
+            data, fin = self._conn.stream_read(self.stream_id, max_bytes)
         self._received += len(data)
         if fin:
             self._eof = True
@@ -153,7 +191,7 @@ class QuicStreamReader:
 
     def stop_sending(self, error_code: int = 0) -> None:
         """Ask the peer to stop sending on this stream (STOP_SENDING)."""
-        self._conn._stop_sending(self.stream_id, error_code)
+        self._conn.stream_stop_sending(self.stream_id, error_code)
 
     def __aiter__(self) -> QuicStreamReader:
         return self
@@ -168,14 +206,14 @@ class QuicStreamReader:
 class QuicStreamWriter:
     """The sending half of a stream, with ``asyncio.StreamWriter``'s methods plus ``reset``."""
 
-    def __init__(self, conn: QuicConnection, stream_id: int, reader: QuicStreamReader | None):
+    def __init__(self, conn: StreamOwner, stream_id: int, reader: QuicStreamReader | None):
         self._conn = conn
         self.stream_id = stream_id
         self._reader = reader
         self._closing = False
         self._error: BaseException | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._closed_waiter: asyncio.Future[None] = conn._loop.create_future()
+        self._closed_waiter: asyncio.Future[None] = conn.loop.create_future()
         self._written = 0
         self._progress = (0, 0)  # (sent, acknowledged) when last seen
 
@@ -203,24 +241,32 @@ class QuicStreamWriter:
         if self._closed_waiter.done() and self._error is None:
             self._progress = (self._written, self._written)  # all of it acknowledged
         else:
-            progress = self._conn._send_progress(self.stream_id)
+            progress = self._conn.stream_send_progress(self.stream_id)
             if progress is not None:
                 self._progress = progress
         return self._progress
 
-    def _wake(self) -> None:
+    # ---- called by the connection ----
+    def wake(self) -> None:
+        """Send buffer space may have been freed: wake a ``drain()``."""
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, exc: BaseException) -> None:
+    def set_exception(self, exc: BaseException) -> None:
+        """The stream failed (stopped by the peer, connection closed): writes raise ``exc``
+        and ``wait_closed()`` returns."""
         if self._error is None:
             self._error = exc
-        self._wake()
+        self.wake()
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
 
-    def _finished(self) -> None:
+    def set_finished(self, closing: bool = False) -> None:
+        """Everything written was acknowledged (or nothing can be sent: ``closing``, for the
+        writer of a peer's unidirectional stream): ``wait_closed()`` returns."""
+        if closing:
+            self._closing = True
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
 
@@ -230,7 +276,7 @@ class QuicStreamWriter:
         if self._closing:
             raise StreamError(f"stream {self.stream_id} is closing")
         if data:
-            self._conn._send(self.stream_id, bytes(data), False)
+            self._conn.stream_send(self.stream_id, bytes(data), False)
             self._written += len(data)
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -244,17 +290,17 @@ class QuicStreamWriter:
         if self._closing:
             return
         self._closing = True
-        self._conn._send(self.stream_id, b"", True)
+        self._conn.stream_send(self.stream_id, b"", True)
 
     async def drain(self) -> None:
         """Wait until the stream's send buffer is below its limit (flow control backpressure)."""
         if self._error is not None:
             raise self._error
-        limit = self._conn._send_buffer_limit
-        while self._conn._send_buffered(self.stream_id) > limit:
+        limit = self._conn.send_buffer_limit
+        while self._conn.stream_send_buffered(self.stream_id) > limit:
             waiter = self._drain_waiter
             if waiter is None or waiter.done():  # several tasks may drain at once
-                waiter = self._drain_waiter = self._conn._loop.create_future()
+                waiter = self._drain_waiter = self._conn.loop.create_future()
             await asyncio.shield(waiter)
             if self._error is not None:
                 raise self._error
@@ -277,8 +323,8 @@ class QuicStreamWriter:
     def reset(self, error_code: int = 0) -> None:
         """Abandon the stream (RESET_STREAM with ``error_code``)."""
         self._closing = True
-        self._conn._reset_stream(self.stream_id, error_code)
-        self._finished()
+        self._conn.stream_reset(self.stream_id, error_code)
+        self.set_finished()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """As ``asyncio.StreamWriter.get_extra_info``: ``"stream_id"``, ``"connection"`` (the

@@ -49,7 +49,6 @@ from ..wire.protection import (
     AEAD_TAG_SIZE,
     PacketProtector,
     confidentiality_limit,
-    initial_secrets,
     integrity_limit,
 )
 from ..wire.transport_params import TransportParameters
@@ -57,6 +56,7 @@ from . import events as ev
 from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .early_data import limits_reduced, remembered_parameters
+from .handshake_stock import HandshakeStock, initial_protectors
 from .pacing import Pacer
 from .packet_space import APPLICATION, CRYPTO_BUFFER_LIMIT, HANDSHAKE, INITIAL, PacketSpace
 from .path import Path, PathManager
@@ -130,36 +130,6 @@ _DATAGRAM_SLOT = ev.Event()
 DATAGRAM_OVERHEAD = 64  # what a queued datagram is charged beyond its payload (bytes)
 
 
-def _initial_protectors(
-    dcid: bytes, version: int, is_client: bool
-) -> tuple[PacketProtector, PacketProtector]:
-    """(send, receive) Initial packet protection for the client's first DCID ``dcid``."""
-    client_secret, server_secret = initial_secrets(dcid, version)
-    client = PacketProtector.from_secret(0x1301, client_secret, version)
-    server = PacketProtector.from_secret(0x1301, server_secret, version)
-    return (client, server) if is_client else (server, client)
-
-
-MAX_SPARE_INITIALS = 2
-# Client: first DCIDs with their Initial protectors, made ahead of need by prepare() for the
-# process's next connect() (Initial keys protect nothing secret: RFC 9001 5.2).
-_spare_initials: dict[int, list[tuple[bytes, PacketProtector, PacketProtector]]] = {}
-
-
-def _stock_initial(version: int) -> None:
-    spares = _spare_initials.setdefault(version, [])
-    if len(spares) < MAX_SPARE_INITIALS:
-        dcid = os.urandom(CID_LENGTH)
-        spares.append((dcid, *_initial_protectors(dcid, version, True)))
-
-
-def _take_spare_initial(version: int) -> tuple[bytes, PacketProtector, PacketProtector] | None:
-    try:  # (pop, not check-then-pop: event loops in other threads may share the stock)
-        return _spare_initials[version].pop()
-    except (KeyError, IndexError):
-        return None
-
-
 def _name_culprit(exc: ProtocolError, frame: Any) -> None:
     """Name the frame that caused ``exc`` in its CONNECTION_CLOSE, unless it names one."""
     if exc.frame_type is None:
@@ -185,9 +155,12 @@ class Connection:
         address_validated: bool = False,
         versions: Sequence[int] | None = None,
         server_name: str | None = None,
+        handshake_stock: HandshakeStock | None = None,
     ) -> None:
         """``server_name`` (client): the name to check the server's certificate against,
-        instead of ``config.server_name``."""
+        instead of ``config.server_name``. ``handshake_stock``: the driver's key pairs and
+        Initial keys made ahead of need, which :meth:`prepare` and :meth:`await_hello`
+        fill (without one, everything is made when needed)."""
         if not is_client and server_context is None:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
@@ -208,6 +181,7 @@ class Connection:
         self._compat_initial_rx: PacketProtector | None = None  # server: original-version Initials
         self._initial_keys_dcid = b""
         self._random = random_bytes
+        self._stock = handshake_stock
         self._server_context = server_context
         self._session_ticket = session_ticket
         self._early_data_requested = early_data and session_ticket is not None
@@ -375,7 +349,8 @@ class Connection:
         if self.is_client or self._tls is not None or self._tls_ahead is not None:
             raise ConnectionStateError("await_hello() is for a fresh server connection")
         self._tls_ahead = self._make_tls(now, b"")
-        self._tls_ahead.stock_key_share()  # an ephemeral key pair for its ServerHello
+        if self._stock is not None:  # an ephemeral key pair for its ServerHello
+            self._stock.stock_key_pair(self._tls_ahead.key_share_group)
 
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
@@ -401,7 +376,7 @@ class Connection:
 
     def _pick_first_dcid(self) -> None:
         """Client: the first DCID and its Initial keys (made ahead by prepare() if it can)."""
-        spare = _take_spare_initial(self.version) if self._random is os.urandom else None
+        spare = self._stock.take_initial(self.version) if self._stock is not None else None
         if spare is not None:
             self._original_dcid, tx, rx = spare
             self._initial_keys_dcid = self._original_dcid
@@ -477,10 +452,11 @@ class Connection:
         """Optional: make what the end of the handshake needs while the I/O layer is idle
         (waiting for the peer's next flight): spare connection IDs with their reset tokens
         and, on a server, the NEW_TOKEN and the first session ticket (sealed for the client
-        Finished that is expected). A client also stocks, for this process's next
-        handshake, an ephemeral key pair and a first DCID with its Initial keys (a server
-        stocks its key pair in :meth:`await_hello`). Whatever was not prepared is made when
-        needed. A server also installs here the keys it did not need for its first flight."""
+        Finished that is expected). A client with a handshake stock also stocks there, for
+        its driver's next handshake, an ephemeral key pair and a first DCID with its Initial
+        keys (a server stocks its key pair in :meth:`await_hello`). Whatever was not prepared
+        is made when needed. A server also installs here the keys it did not need for its
+        first flight."""
         if self._deferred_keys:
             self._install_deferred_keys()
         if self._prepared:
@@ -497,11 +473,11 @@ class Connection:
                 self._next_rx_keys(spare)  # (a server: the 1-RTT read key, installed later)
             if ctx is not None and ctx.issue_tickets:
                 tls.prepare_ticket(now, self._sent_params)
-        if self.is_client:
+        stock = self._stock
+        if self.is_client and stock is not None:  # for the driver's next handshake
             if tls is not None:
-                tls.stock_key_share()  # for this process's next handshake
-            if self._random is os.urandom:
-                _stock_initial(self.version)
+                stock.stock_key_pair(tls.key_share_group)
+            stock.stock_initial(self.version)
         if ctx is not None and ctx.new_tokens and self._path.addr is not None:
             addr = self._path.addr
             self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
@@ -857,7 +833,7 @@ class Connection:
     def _install_initial_keys(self, dcid: bytes) -> None:
         self._initial_keys_dcid = dcid
         space = self._spaces[INITIAL]
-        space.tx, space.rx = _initial_protectors(dcid, self.version, self.is_client)
+        space.tx, space.rx = initial_protectors(dcid, self.version, self.is_client)
 
     def _start_tls(self, now: float) -> None:
         """Client: make the TLS engine with our transport parameters and start it."""
@@ -899,6 +875,7 @@ class Connection:
                 None if self.is_client else partial(_early_data_acceptable, self._local_params)
             ),
             split_flight=self.split_first_flight and not self.is_client,
+            key_pairs=self._stock,
         )
 
     def _drain_tls(self, now: float) -> None:

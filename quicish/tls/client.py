@@ -69,7 +69,7 @@ class ClientHandshake(Handshake):
         s = self.s
         self.client_random = os.urandom(32)
         first_group = s.groups[0]
-        self._key_shares = {first_group: KeyShare(first_group)}
+        self._key_shares = {first_group: KeyShare(first_group, s.key_pairs)}
         self._ticket = self._usable_ticket(now)
         self._hello = msg.ClientHello(
             random=self.client_random,
@@ -214,7 +214,7 @@ class ClientHandshake(Handshake):
         self.transcript.replace_with_message_hash()
         self.transcript.update(message)
         if group is not None:
-            self._key_shares = {group: KeyShare(group)}
+            self._key_shares = {group: KeyShare(group, self.s.key_pairs)}
             hello.key_shares = [(group, self._key_shares[group].public_bytes)]
         hello.cookie = hrr.cookie
         hello.early_data = False  # RFC 8446 section 4.2.10: no 0-RTT after HRR

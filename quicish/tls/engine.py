@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .certs import TrustSource, normalize_fingerprint, trust_store
 from .client import ClientHandshake
 from .credentials import ServerCredentials, server_credentials
-from .groups import group_ids, stock_key_share
+from .groups import KeyPairSource, group_ids
 from .handshake import Epoch, Settings
 from .key_schedule import SUPPORTED_SUITES
 from .keylog import KeyLog
@@ -40,7 +40,8 @@ class TlsEngine:
     ``replay_filter``. ``accept_early_data(remembered_transport_parameters) -> bool``
     decides whether 0-RTT fits the current settings (default: the ticket's transport
     parameters equal ``transport_parameters``). ``split_flight`` queues the ServerHello
-    alone; :meth:`finish_flight` then builds the rest of the first flight.
+    alone; :meth:`finish_flight` then builds the rest of the first flight. ``key_pairs``:
+    ephemeral key pairs made ahead of need, taken before one is generated.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class TlsEngine:
         ticket_lifetime: int = 86400,
         accept_early_data: Callable[[bytes], bool] | None = None,
         split_flight: bool = False,
+        key_pairs: KeyPairSource | None = None,
     ) -> None:
         if not alpn_protocols:
             raise ConfigError("alpn_protocols must name at least one protocol (QUIC needs ALPN)")
@@ -111,6 +113,7 @@ class TlsEngine:
             keylog=keylog,
             ticket_lifetime=ticket_lifetime,
             accept_early_data=accept_early_data,
+            key_pairs=key_pairs,
         )
         self.is_client = is_client
         self._hs: ClientHandshake | ServerHandshake = (
@@ -193,10 +196,10 @@ class TlsEngine:
         hs = self._hs
         return hs.next_read_secret() if isinstance(hs, ServerHandshake) else None
 
-    def stock_key_share(self) -> None:
-        """Make an ephemeral key pair of our first group ahead of need, for the next
-        handshake of this process (optional; see :func:`groups.stock_key_share`)."""
-        stock_key_share(self._hs.s.groups[0])
+    @property
+    def key_share_group(self) -> int:
+        """The group of our first key share (of a stocked key pair: see ``key_pairs``)."""
+        return self._hs.s.groups[0]
 
     def pop_session_tickets(self) -> list[SessionTicket]:
         """Client: tickets received since the last call."""

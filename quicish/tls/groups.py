@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -33,12 +35,16 @@ def group_ids(names: list[str] | None) -> list[int]:
     return ids
 
 
-MAX_SPARE_KEYS = 4  # key pairs per group made ahead of need, at most
-# Key pairs made ahead of need by stock_key_share(); each leaves the list when it is used.
-_spare_keys: dict[int, list[tuple[KeyExchangePrivate, bytes]]] = {}
+class KeyPairSource(Protocol):
+    """Key pairs made ahead of need (``proto.handshake_stock.HandshakeStock``)."""
+
+    def take_key_pair(self, group: int) -> tuple[KeyExchangePrivate, bytes] | None:
+        """A stocked (private key, public bytes) of ``group``, taken out; or None."""
+        ...
 
 
-def _generate(group: int) -> tuple[KeyExchangePrivate, bytes]:
+def generate_key_pair(group: int) -> tuple[KeyExchangePrivate, bytes]:
+    """A new ephemeral (private key, public bytes) of ``group``."""
     if group == X25519:
         key = x25519.X25519PrivateKey.generate()
         return key, key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -48,27 +54,15 @@ def _generate(group: int) -> tuple[KeyExchangePrivate, bytes]:
     raise ValueError(f"unsupported group {group:#06x}")
 
 
-def stock_key_share(group: int) -> None:
-    """Make one ephemeral key pair of ``group`` now, for the next :class:`KeyShare` of
-    that group: an idle moment takes the key generation off a later handshake's critical
-    path. Every pair is used once (a handshake takes it out of the stock)."""
-    spares = _spare_keys.setdefault(group, [])
-    if len(spares) < MAX_SPARE_KEYS:
-        spares.append(_generate(group))
-
-
 class KeyShare:
-    """An ephemeral key pair of one group (a stocked one when there is one)."""
+    """An ephemeral key pair of one group (taken from ``stock`` when it has one)."""
 
     __slots__ = ("group", "private_key", "public_bytes")
 
-    def __init__(self, group: int) -> None:
+    def __init__(self, group: int, stock: KeyPairSource | None = None) -> None:
         self.group = group
-        self.private_key: KeyExchangePrivate
-        try:  # (pop, not check-then-pop: event loops in other threads may share the stock)
-            self.private_key, self.public_bytes = _spare_keys[group].pop()
-        except (KeyError, IndexError):
-            self.private_key, self.public_bytes = _generate(group)
+        pair = stock.take_key_pair(group) if stock is not None else None
+        self.private_key, self.public_bytes = pair or generate_key_pair(group)
 
     def exchange(self, peer_public: bytes) -> bytes:
         """The shared secret; ``illegal_parameter`` for an invalid peer share."""

@@ -15,6 +15,7 @@ from ..errors import CryptoError, ErrorCode, ProtocolError
 from .alerts import Alert, alert
 from .certs import TrustSource
 from .credentials import ServerCredentials
+from .groups import KeyPairSource
 from .key_schedule import KeySchedule, Transcript
 from .keylog import KeyLog, keylog_line
 from .messages import frame, message_name
@@ -63,6 +64,7 @@ class Settings:
     keylog: KeyLog | None
     ticket_lifetime: int
     accept_early_data: Callable[[bytes], bool] | None
+    key_pairs: KeyPairSource | None = None  # ephemeral key pairs made ahead of need
     extra_extensions: list[tuple[int, bytes]] = field(default_factory=list)
 
 

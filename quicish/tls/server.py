@@ -151,7 +151,7 @@ class ServerHandshake(Handshake):
             early = ks.derive_secret(b"c e traffic", self.transcript.digest())
             self._install(Epoch.ZERO_RTT, READ, early, keylog.CLIENT_EARLY)
 
-        key_share = KeyShare(group)
+        key_share = KeyShare(group, self.s.key_pairs)
         shared = key_share.exchange(shares[group])
         hello = msg.ServerHello(
             random=os.urandom(32),

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ErrorCode
-from ..proto.admission import Admission, Admit
-from ..proto.cid import reset_token
-from ..proto.server_context import ServerContext
-from ..proto.tokens import RETRY_TOKEN, open_token, seal_retry_token, token_kind
 from ..wire import frames as F
 from ..wire.buffer import Buffer
 from ..wire.packet import QUIC_V1, PacketHeader, PacketType, encode_long_header, encode_retry
 from ..wire.protection import AEAD_TAG_SIZE, PacketProtector, initial_secrets
+from .admission import Admission, Admit
+from .cid import reset_token
+from .server_context import ServerContext
+from .tokens import RETRY_TOKEN, open_token, seal_retry_token, token_kind
 
 Address = tuple[str, int]
 MIN_RESET_SIZE = 21  # RFC 9000 section 10.3: 5 unpredictable bytes and the 16-byte token
