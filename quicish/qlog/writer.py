@@ -1,0 +1,229 @@
+"""Writing one connection's qlog as a JSON-SEQ file (RFC 7464; qlog main schema section 6).
+
+:class:`QlogWriter` keeps events in a list (one tuple append per event) and serializes them
+in chunks of ``flush_every`` events and at :meth:`QlogWriter.close`, so the per-event cost on
+the connection's path is an append. Times are the engine's monotonic seconds; they are
+written in milliseconds relative to the writer's start (``relative_to_epoch`` with a
+``monotonic`` reference clock, whose epoch is ``unknown`` by the draft's rules).
+
+Files are named ``<ODCID hex>_<client|server>.sqlog``: the main schema's recommendation for
+QUIC (original destination connection ID, then the vantage point type) with the JSON-SEQ
+suffix. :class:`QlogDirectory` makes one writer per connection in a directory (the
+``QLOGDIR`` convention).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from .schema import (
+    FILE_SCHEMA_SEQ,
+    FILE_SUFFIX,
+    QUIC_EVENT_SCHEMA,
+    SERIALIZATION_FORMAT_SEQ,
+    event_name,
+)
+
+QLOGDIR_ENV = "QLOGDIR"
+
+
+def _default(obj: Any) -> Any:
+    """JSON for what the builders may pass through: byte strings as hex, sets as lists."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj).hex()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with infinite and NaN floats replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return _encode(obj)
+    except ValueError:  # inf / nan somewhere
+        return _encode(_finite(obj))
+
+
+def qlog_file_name(odcid: bytes, is_client: bool) -> str:
+    """``<odcid hex>_client.sqlog`` / ``<odcid hex>_server.sqlog``."""
+    return f"{odcid.hex()}_{'client' if is_client else 'server'}{FILE_SUFFIX}"
+
+
+def _rfc3339(t: float) -> str:
+    stamp = datetime.fromtimestamp(t, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def file_header(
+    odcid: bytes,
+    is_client: bool,
+    *,
+    title: str | None = None,
+    vantage_name: str = "quicish",
+    wall_clock: float | None = None,
+) -> dict[str, Any]:
+    """The first record of a qlog JSON-SEQ file (``QlogFileSeq``)."""
+    reference: dict[str, Any] = {"clock_type": "monotonic", "epoch": "unknown"}
+    reference["wall_clock_time"] = _rfc3339(time.time() if wall_clock is None else wall_clock)
+    role = "client" if is_client else "server"
+    header: dict[str, Any] = {
+        "file_schema": FILE_SCHEMA_SEQ,
+        "serialization_format": SERIALIZATION_FORMAT_SEQ,
+    }
+    if title is not None:
+        header["title"] = title
+    header["trace"] = {
+        "vantage_point": {"name": vantage_name, "type": role},
+        "common_fields": {
+            "group_id": odcid.hex(),
+            "odcid": odcid.hex(),
+            "time_format": "relative_to_epoch",
+            "reference_time": reference,
+        },
+        "event_schemas": [QUIC_EVENT_SCHEMA],
+    }
+    return header
+
+
+def encode_record(obj: Mapping[str, Any]) -> bytes:
+    """One JSON-SEQ record: RS, compact JSON, LF."""
+    return b"\x1e" + _dumps(obj).encode() + b"\n"
+
+
+class QlogWriter:
+    """Buffered qlog output for one connection.
+
+    ``event(name, data, now)`` records an event (``name`` with or without the ``quic:``
+    namespace; ``now`` in the engine's monotonic seconds); ``close()`` writes what is left
+    and closes the file. A writer can be passed where a ``tracer(name, data)`` callable is
+    wanted through :meth:`tracer` (which stamps events with ``clock()``).
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        odcid: bytes,
+        is_client: bool,
+        *,
+        start: float | None = None,
+        title: str | None = None,
+        flush_every: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+        close_stream: bool = True,
+    ) -> None:
+        self._stream = stream
+        self._close_stream = close_stream
+        self.clock = clock
+        self.start = clock() if start is None else start
+        self.odcid = odcid
+        self.is_client = is_client
+        self.flush_every = flush_every
+        self._events: list[tuple[float, str, Any]] = []
+        self.events_written = 0
+        self.closed = False
+        self.path: str | None = None  # the file's path, when open_qlog made it
+        stream.write(encode_record(file_header(odcid, is_client, title=title)))
+
+    def event(self, name: str, data: Mapping[str, Any], now: float) -> None:
+        """Record one event (serialized later, off the caller's path)."""
+        events = self._events
+        events.append((now, name, data))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def tracer(self, name: str, data: Mapping[str, Any]) -> None:
+        """``event`` stamped with ``clock()``: the shape of the engine's tracer hook."""
+        self.event(name, data, self.clock())
+
+    def flush(self) -> None:
+        """Serialize the buffered events and hand them to the file."""
+        events = self._events
+        if not events or self.closed:
+            return
+        self._events = []
+        start = self.start
+        parts = []
+        for now, name, data in events:
+            ms = round((now - start) * 1000.0, 3)
+            if ms < 0:
+                ms = 0.0
+            parts.append(
+                f'\x1e{{"time":{ms!r},"name":{_dumps(event_name(name))},"data":{_dumps(data)}}}\n'
+            )
+        self._stream.write("".join(parts).encode())
+        self.events_written += len(events)
+
+    def close(self) -> None:
+        """Write the remaining events and close the file (idempotent)."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        if self._close_stream:
+            self._stream.close()
+        else:
+            self._stream.flush()
+
+    def __enter__(self) -> QlogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_qlog(
+    directory: str | os.PathLike[str],
+    odcid: bytes,
+    is_client: bool,
+    **kwargs: Any,
+) -> QlogWriter:
+    """A :class:`QlogWriter` on ``<directory>/<odcid hex>_<role>.sqlog`` (created; the
+    directory too)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(os.fspath(directory), qlog_file_name(odcid, is_client))
+    stream = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 (closed by the writer)
+    writer = QlogWriter(stream, odcid, is_client, **kwargs)
+    writer.path = path
+    return writer
+
+
+class QlogDirectory:
+    """Makes one :class:`QlogWriter` per connection in ``path`` (``Config(qlog_dir=...)``,
+    ``QLOGDIR``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def writer(self, odcid: bytes, is_client: bool, **kwargs: Any) -> QlogWriter:
+        return open_qlog(self.path, odcid, is_client, **kwargs)
+
+    def file_for(self, odcid: bytes, is_client: bool) -> str:
+        return os.path.join(self.path, qlog_file_name(odcid, is_client))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> QlogDirectory | None:
+        """The directory ``QLOGDIR`` names, or None when it is unset or empty."""
+        value = (os.environ if environ is None else environ).get(QLOGDIR_ENV, "")
+        return cls(value) if value else None
+
+    def __repr__(self) -> str:
+        return f"QlogDirectory({self.path!r})"
