@@ -89,6 +89,12 @@ def parse_json_seq(data: bytes) -> list[Any]:
     return out
 
 
+def looks_like_json_seq(data: bytes) -> bool:
+    """JSON-SEQ rather than contained JSON: a record separator near the start (JSON text
+    never holds a raw 0x1e)."""
+    return RECORD_SEPARATOR in data[:4096]
+
+
 def normalize_name(name: str) -> str:
     """The current name of a (possibly legacy) event name."""
     return LEGACY_EVENT_NAMES.get(name, name)
@@ -120,7 +126,7 @@ def _time_format(trace: dict[str, Any]) -> str:
 
 def loads_qlog(data: bytes) -> QlogTrace:
     """Parse a qlog file's bytes (JSON-SEQ when it starts with RS, contained JSON otherwise)."""
-    if data.startswith(RECORD_SEPARATOR):
+    if looks_like_json_seq(data):
         records = parse_json_seq(data)
         if not records or not isinstance(records[0], dict):
             raise QlogFormatError("the first record must be the file header object")

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .reader import QlogTrace, loads_qlog, normalize_name, split_records
+from .reader import QlogTrace, loads_qlog, looks_like_json_seq, normalize_name, split_records
 from .schema import (
     CLOSE_TRIGGERS,
     FILE_SCHEMA_SEQ,
@@ -298,13 +298,15 @@ def _packet_lost(c: _Checker, where: str, d: dict[str, Any]) -> None:
         c.header(f"{where}.header", d["header"], need_number=True)
     if "frames" in d:
         c.frames(where, d["frames"])
-    c.may(where, d, "trigger", PACKET_LOST_TRIGGERS.__contains__)
+    if c.strict:  # trigger names changed between drafts
+        c.may(where, d, "trigger", PACKET_LOST_TRIGGERS.__contains__)
 
 
 def _packet_dropped(c: _Checker, where: str, d: dict[str, Any]) -> None:
     if "header" in d:
         c.header(f"{where}.header", d["header"], need_number=False)
-    c.may(where, d, "trigger", PACKET_DROP_TRIGGERS.__contains__)
+    if c.strict:
+        c.may(where, d, "trigger", PACKET_DROP_TRIGGERS.__contains__)
 
 
 def _packets_acked(c: _Checker, where: str, d: dict[str, Any]) -> None:
@@ -322,7 +324,8 @@ def _connection_started(c: _Checker, where: str, d: dict[str, Any]) -> None:
 
 def _connection_closed(c: _Checker, where: str, d: dict[str, Any]) -> None:
     c.may(where, d, "initiator", ("local", "remote").__contains__)
-    c.may(where, d, "trigger", CLOSE_TRIGGERS.__contains__)
+    if c.strict:
+        c.may(where, d, "trigger", CLOSE_TRIGGERS.__contains__)
     c.may(where, d, "error_code", _uint)
     if "unknown" in (d.get("connection_error"), d.get("application_error")):
         c.need(where, d, "error_code", _uint)
@@ -369,6 +372,8 @@ def _migration(c: _Checker, where: str, d: dict[str, Any]) -> None:
 
 
 def _versions(c: _Checker, where: str, d: dict[str, Any]) -> None:
+    if not c.strict:  # qlog 0.3 logged versions as numbers
+        return
     for key in ("server_versions", "client_versions"):
         c.may(where, d, key, lambda v: isinstance(v, list) and all(_hex(x) for x in v))
     c.may(where, d, "chosen_version", _hex)
@@ -472,7 +477,7 @@ def validate_bytes(data: bytes, strict: bool | None = None) -> list[str]:
     """The problems of a qlog file's bytes; empty when valid. ``strict`` (default: for
     JSON-SEQ, which quicish writes) applies every rule of the drafts quicish follows;
     otherwise only those older qlog versions share."""
-    seq = data[:1] == b"\x1e"
+    seq = looks_like_json_seq(data)
     c = _Checker(seq if strict is None else strict)
     if seq:
         _validate_seq(data, c)

@@ -1,0 +1,144 @@
+"""quicish.qlog.writer: JSON-SEQ framing bytes, the file header, names, buffering, times."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from quicish.qlog import (
+    QlogDirectory,
+    QlogWriter,
+    open_qlog,
+    qlog_file_name,
+    read_qlog,
+    validate_bytes,
+)
+from quicish.qlog.writer import encode_record, file_header
+
+ODCID = bytes.fromhex("c0ffee0011223344")
+
+
+def records(data: bytes) -> list[bytes]:
+    """Split on RS, checking RFC 7464 framing on the way."""
+    assert data.startswith(b"\x1e")
+    parts = data.split(b"\x1e")[1:]
+    for part in parts:
+        assert part.endswith(b"\n") and part.count(b"\n") == 1
+    return parts
+
+
+def test_framing_bytes() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=10.0, close_stream=False)
+    w.event("quic:packet_sent", {"header": {"packet_type": "1RTT", "packet_number": 0}}, 10.0)
+    w.event("packet_received", {"header": {"packet_type": "1RTT", "packet_number": 0}}, 10.25)
+    w.close()
+    data = out.getvalue()
+    parts = records(data)
+    assert len(parts) == 3
+    assert parts[1] == (
+        b'{"time":0.0,"name":"quic:packet_sent","data":{"header":'
+        b'{"packet_type":"1RTT","packet_number":0}}}\n'
+    )
+    assert parts[2].startswith(b'{"time":250.0,"name":"quic:packet_received",')
+    assert encode_record({"a": 1}) == b'\x1e{"a":1}\n'
+    assert validate_bytes(data) == []
+
+
+def test_header_record() -> None:
+    out = io.BytesIO()
+    QlogWriter(out, ODCID, False, title="t", close_stream=False).close()
+    header = json.loads(records(out.getvalue())[0])
+    assert header["file_schema"] == "urn:ietf:params:qlog:file:sequential"
+    assert header["serialization_format"] == "application/qlog+json-seq"
+    assert header["title"] == "t"
+    trace = header["trace"]
+    assert trace["vantage_point"] == {"name": "quicish", "type": "server"}
+    assert trace["event_schemas"] == ["urn:ietf:params:qlog:events:quic-13"]
+    common = trace["common_fields"]
+    assert common["odcid"] == common["group_id"] == ODCID.hex()
+    assert common["time_format"] == "relative_to_epoch"
+    assert common["reference_time"]["clock_type"] == "monotonic"
+    assert common["reference_time"]["epoch"] == "unknown"
+    assert common["reference_time"]["wall_clock_time"].endswith("Z")
+    # the two identifying fields come first (the draft: within the first 256 bytes)
+    assert out.getvalue().index(b"serialization_format") < 256
+    client = file_header(ODCID, True, wall_clock=0.0)
+    assert client["trace"]["vantage_point"]["type"] == "client"
+    assert client["trace"]["common_fields"]["reference_time"]["wall_clock_time"] == (
+        "1970-01-01T00:00:00.000Z"
+    )
+
+
+def test_file_name_and_directory(tmp_path: Path) -> None:
+    assert qlog_file_name(bytes.fromhex("0a0b"), True) == "0a0b_client.sqlog"
+    assert qlog_file_name(ODCID, False) == "c0ffee0011223344_server.sqlog"
+    target = tmp_path / "qlogs" / "nested"
+    with open_qlog(target, ODCID, True) as w:
+        w.event("quic:connection_started", {"local": {}, "remote": {}}, w.start)
+    path = target / "c0ffee0011223344_client.sqlog"
+    assert w.path == str(path)
+    trace = read_qlog(path)
+    assert trace.vantage_point == "client" and trace.odcid == ODCID.hex()
+    assert [ev.name for ev in trace.events] == ["quic:connection_started"]
+    directory = QlogDirectory(tmp_path)
+    assert directory.file_for(ODCID, False) == str(tmp_path / "c0ffee0011223344_server.sqlog")
+    directory.writer(ODCID, False).close()
+    assert (tmp_path / "c0ffee0011223344_server.sqlog").exists()
+
+
+def test_qlogdir_environment() -> None:
+    assert QlogDirectory.from_env({}) is None
+    assert QlogDirectory.from_env({"QLOGDIR": ""}) is None
+    found = QlogDirectory.from_env({"QLOGDIR": "/tmp/q"})
+    assert found is not None and found.path == "/tmp/q"
+
+
+def test_buffered_until_chunk_or_close() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=0.0, flush_every=3, close_stream=False)
+    header_size = len(out.getvalue())
+    w.event("quic:a", {}, 0.001)
+    w.event("quic:b", {}, 0.002)
+    assert len(out.getvalue()) == header_size  # nothing serialized yet
+    w.event("quic:c", {}, 0.003)  # the third fills the chunk
+    assert len(records(out.getvalue())) == 4 and w.events_written == 3
+    w.event("quic:d", {}, 0.004)
+    assert len(records(out.getvalue())) == 4
+    w.close()
+    w.close()  # idempotent
+    w.event("quic:e", {}, 0.005)
+    w.flush()  # after close: nothing more is written
+    assert len(records(out.getvalue())) == 5 and w.events_written == 4
+
+
+def test_close_closes_the_file() -> None:
+    out = io.BytesIO()
+    QlogWriter(out, ODCID, True).close()
+    assert out.closed
+
+
+def test_times_are_relative_milliseconds() -> None:
+    out = io.BytesIO()
+    ticks = iter([100.0, 100.0125])
+    w = QlogWriter(out, ODCID, True, clock=lambda: next(ticks), close_stream=False)  # start=100.0
+    w.tracer("packet_sent", {"header": {"packet_type": "1RTT", "packet_number": 1}})
+    w.event("quic:early", {}, 99.0)  # before the start: clamped, never negative
+    w.close()
+    events = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert events[0]["time"] == pytest.approx(12.5) and events[0]["name"] == "quic:packet_sent"
+    assert events[1]["time"] == 0.0
+
+
+def test_non_json_values_are_made_safe() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=0.0, close_stream=False)
+    w.event(
+        "quic:x", {"inf": float("inf"), "nan": [float("nan")], "cid": b"\x01\x02", "s": {3, 1}}, 0.0
+    )
+    w.close()
+    data = json.loads(records(out.getvalue())[1])["data"]
+    assert data == {"inf": None, "nan": [None], "cid": "0102", "s": [1, 3]}
