@@ -140,7 +140,6 @@ def analyze(trace: QlogTrace) -> TraceAnalysis:
                 gone.discard(pn)
                 a.spurious_losses += 1
             acked_total += size
-        a.acked.append((t, acked_total))
 
     for ev in trace.events:
         t = ev.time - t0
@@ -174,6 +173,8 @@ def analyze(trace: QlogTrace) -> TraceAnalysis:
                 elif ftype == "ack" and not sending and not has_packets_acked:
                     for first, last in _ranges(fr):
                         on_acked(t, space, first, last)
+            if acked_total > (a.acked[-1][1] if a.acked else 0):
+                a.acked.append((t, acked_total))
             if sending:
                 a.packets_sent += 1
                 a.bytes_sent += size
@@ -189,6 +190,8 @@ def analyze(trace: QlogTrace) -> TraceAnalysis:
             space = data.get("packet_number_space", "application_data")
             for pn in data.get("packet_numbers") or ():
                 on_acked(t, space, pn, pn)
+            if acked_total > (a.acked[-1][1] if a.acked else 0):
+                a.acked.append((t, acked_total))
         elif name == "quic:packet_lost":
             hdr = data.get("header") or {}
             space = SPACE_OF_PACKET_TYPE.get(hdr.get("packet_type", ""), "")

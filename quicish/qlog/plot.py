@@ -31,7 +31,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def _xy(points: list[Point], scale: float = 1.0) -> tuple[list[float], list[float]]:
+def _xy(
+    points: list[Point], scale: float = 1.0, until: float | None = None
+) -> tuple[list[float], list[float]]:
+    """Seconds and scaled values; ``until`` (ms) holds the last value to that time (metrics
+    are logged when they change, so a value lasts until the next one)."""
+    if until is not None and points and points[-1][0] < until:
+        points = [*points, (until, points[-1][1])]
     return [t / 1000.0 for t, _ in points], [v * scale for _, v in points]
 
 
@@ -41,10 +47,14 @@ def plot_analysis(a: TraceAnalysis, out: str | os.PathLike[str], title: str | No
     fig, (ax_data, ax_cc, ax_rtt) = plt.subplots(
         3, 1, sharex=True, figsize=(11, 9), gridspec_kw={"height_ratios": (2, 1.3, 1)}
     )
+    end = a.duration
     mb = 1.0 / 1e6
     ax_data.plot(*_xy(a.sent, mb), color="tab:blue", lw=1, label="sent")
     if a.acked:
-        ax_data.plot(*_xy(a.acked, mb), color="tab:green", lw=1, label="acknowledged")
+        acked = [(a.sent[0][0], 0.0), *a.acked] if a.sent else a.acked
+        ax_data.step(
+            *_xy(acked, mb, end), where="post", color="tab:green", lw=1, label="acknowledged"
+        )
     if a.lost:
         ax_data.scatter(*_xy(a.lost, mb), color="tab:red", marker="x", s=14, lw=0.8,
                         label=f"lost ({len(a.lost)})", zorder=3)  # fmt: skip
@@ -54,12 +64,12 @@ def plot_analysis(a: TraceAnalysis, out: str | os.PathLike[str], title: str | No
 
     kb = 1.0 / 1e3
     if a.cwnd:
-        ax_cc.step(*_xy(a.cwnd, kb), where="post", color="tab:purple", lw=1, label="cwnd")
+        ax_cc.step(*_xy(a.cwnd, kb, end), where="post", color="tab:purple", lw=1, label="cwnd")
     if a.bytes_in_flight:
-        ax_cc.step(*_xy(a.bytes_in_flight, kb), where="post", color="tab:orange", lw=0.7,
+        ax_cc.step(*_xy(a.bytes_in_flight, kb, end), where="post", color="tab:orange", lw=0.7,
                    label="bytes in flight")  # fmt: skip
     if a.ssthresh:
-        ax_cc.step(*_xy(a.ssthresh, kb), where="post", color="tab:gray", lw=0.8, ls="--",
+        ax_cc.step(*_xy(a.ssthresh, kb, end), where="post", color="tab:gray", lw=0.8, ls="--",
                    label="ssthresh")  # fmt: skip
     ax_cc.set_ylabel("kB")
     if a.cwnd or a.bytes_in_flight:
@@ -72,7 +82,7 @@ def plot_analysis(a: TraceAnalysis, out: str | os.PathLike[str], title: str | No
         (a.min_rtt, "min", "black", 1.0),
     ):
         if series:
-            ax_rtt.step(*_xy(series), where="post", color=color, lw=lw, label=label)
+            ax_rtt.step(*_xy(series, 1.0, end), where="post", color=color, lw=lw, label=label)
     ax_rtt.set_ylabel("RTT (ms)")
     ax_rtt.set_xlabel("time (s)")
     if a.latest_rtt or a.smoothed_rtt or a.min_rtt:
