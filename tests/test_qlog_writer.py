@@ -40,10 +40,10 @@ def test_framing_bytes() -> None:
     parts = records(data)
     assert len(parts) == 3
     assert parts[1] == (
-        b'{"time":0.0,"name":"quic:packet_sent","data":{"header":'
+        b'{"time":0.000,"name":"quic:packet_sent","data":{"header":'
         b'{"packet_type":"1RTT","packet_number":0}}}\n'
     )
-    assert parts[2].startswith(b'{"time":250.0,"name":"quic:packet_received",')
+    assert parts[2].startswith(b'{"time":250.000,"name":"quic:packet_received",')
     assert encode_record({"a": 1}) == b'\x1e{"a":1}\n'
     assert validate_bytes(data) == []
 
@@ -142,3 +142,96 @@ def test_non_json_values_are_made_safe() -> None:
     w.close()
     data = json.loads(records(out.getvalue())[1])["data"]
     assert data == {"inf": None, "nan": [None], "cid": "0102", "s": [1, 3]}
+
+
+def test_compact_packets_match_the_dict_builders() -> None:
+    """QlogWriter.packet (templates, the hot path) writes what the dict builders give."""
+    from quicish.qlog import events as E
+    from quicish.qlog import frames as F
+    from quicish.wire import frames as wf
+
+    compact = [
+        ("stream", 4, 70000, 1000, True),
+        ("stream", 0, 0, 5, False),
+        ("crypto", 10, 200),
+        ("ack", [(10, 20), (3, 4)], 0.5, (1, 2, 3)),
+        ("ack", [(0, 1)], None, None),
+        ("ack", [(0, 3)]),
+        ("padding", 17),
+        ("ping",),
+        ("handshake_done",),
+        {"frame_type": "max_data", "maximum": 5},
+        wf.RetireConnectionIdFrame(3),
+    ]
+    dicts = [
+        F.stream_frame(4, 70000, 1000, True),
+        F.stream_frame(0, 0, 5, False),
+        F.crypto_frame(10, 200),
+        F.ack_frame([(10, 20), (3, 4)], 0.5, (1, 2, 3)),
+        F.ack_frame([(0, 1)]),
+        F.ack_frame([(0, 3)]),
+        F.frame_to_qlog(wf.PaddingFrame(17)),
+        F.frame_to_qlog(wf.PingFrame()),
+        F.frame_to_qlog(wf.HandshakeDoneFrame()),
+        {"frame_type": "max_data", "maximum": 5},
+        F.frame_to_qlog(wf.RetireConnectionIdFrame(3)),
+    ]
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=0.0, close_stream=False)
+    extra = {"dcid": "aabb", "key_phase": 1}
+    w.packet("quic:packet_sent", 0.001, "1RTT", 7, 1200, compact, header_extra=extra)
+    w.event(
+        "quic:packet_sent",
+        E.packet_event({"packet_type": "1RTT", "packet_number": 7, **extra}, dicts, size=1200),
+        0.001,
+    )
+    for fr, expected in zip(compact, dicts, strict=True):  # one at a time, for a clear failure
+        w.packet("quic:packet_received", 0.002, "handshake", 1, None, [fr])
+        w.event(
+            "quic:packet_received",
+            E.packet_event(E.packet_header("handshake", 1), [expected]),
+            0.002,
+        )
+    w.packet("quic:packet_lost", 0.003, "initial", 2, trigger="time_threshold")
+    w.event(
+        "quic:packet_lost",
+        E.packet_event(E.packet_header("initial", 2), trigger="time_threshold"),
+        0.003,
+    )
+    w.close()
+    events = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert len(events) == 2 + 2 * len(compact) + 2
+    for templated, built in zip(events[::2], events[1::2], strict=True):
+        assert templated == built
+    assert validate_bytes(out.getvalue()) == []
+    from quicish.qlog.render import render_frame
+
+    with pytest.raises(ValueError):
+        render_frame(("bogus", 1))
+
+
+def test_metrics_written_when_they_change() -> None:
+    from quicish.qlog import events as E
+
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=0.0, close_stream=False)
+    first = {
+        "min_rtt": 0.01,
+        "smoothed_rtt": 0.012,
+        "latest_rtt": 0.011,
+        "rtt_variance": 0.002,
+        "pto_count": 0,
+        "congestion_window": 14720,
+        "bytes_in_flight": 1200,
+        "ssthresh": float("inf"),
+        "pacing_rate": 125_000.0,
+    }
+    w.metrics(0.001, first)
+    w.metrics(0.002, dict(first, bytes_in_flight=0, ssthresh=7360.0))
+    w.metrics(0.003, dict(first, bytes_in_flight=0, ssthresh=7360.0))  # no change: no event
+    w.close()
+    events = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert w.events_written == 2 and len(events) == 2
+    assert events[0]["name"] == "quic:recovery_metrics_updated"
+    assert events[0]["data"] == E.recovery_metrics(first)
+    assert events[1]["data"] == {"bytes_in_flight": 0, "ssthresh": 7360}

@@ -14,14 +14,14 @@ suffix. :class:`QlogDirectory` makes one writer per connection in a directory (t
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from .render import dumps as _dumps
+from .render import render_metrics_delta, render_packet
 from .schema import (
     FILE_SCHEMA_SEQ,
     FILE_SUFFIX,
@@ -31,36 +31,8 @@ from .schema import (
 )
 
 QLOGDIR_ENV = "QLOGDIR"
-
-
-def _default(obj: Any) -> Any:
-    """JSON for what the builders may pass through: byte strings as hex, sets as lists."""
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return bytes(obj).hex()
-    if isinstance(obj, set | frozenset):
-        return sorted(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with infinite and NaN floats replaced by None (JSON has no such numbers)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default).encode
-
-
-def _dumps(obj: Any) -> str:
-    try:
-        return _encode(obj)
-    except ValueError:  # inf / nan somewhere
-        return _encode(_finite(obj))
+_PACKET = object()  # marks an event logged by QlogWriter.packet
+_METRICS = object()  # ... by QlogWriter.metrics
 
 
 def qlog_file_name(odcid: bytes, is_client: bool) -> str:
@@ -126,7 +98,7 @@ class QlogWriter:
         *,
         start: float | None = None,
         title: str | None = None,
-        flush_every: int = 4096,
+        flush_every: int = 16384,
         clock: Callable[[], float] = time.monotonic,
         close_stream: bool = True,
     ) -> None:
@@ -137,7 +109,9 @@ class QlogWriter:
         self.odcid = odcid
         self.is_client = is_client
         self.flush_every = flush_every
-        self._events: list[tuple[float, str, Any]] = []
+        self._events: list[tuple[float, str, Any, Any]] = []
+        self._names: dict[str, str] = {}  # event name -> its JSON string
+        self._last_metrics: dict[str, Any] = {}  # what recovery_metrics_updated last said
         self.events_written = 0
         self.closed = False
         self.path: str | None = None  # the file's path, when open_qlog made it
@@ -146,7 +120,37 @@ class QlogWriter:
     def event(self, name: str, data: Mapping[str, Any], now: float) -> None:
         """Record one event (serialized later, off the caller's path)."""
         events = self._events
-        events.append((now, name, data))
+        events.append((now, name, data, None))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def packet(
+        self,
+        name: str,
+        now: float,
+        packet_type: str,
+        packet_number: int,
+        size: int | None = None,
+        frames: Sequence[Any] = (),
+        header_extra: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+    ) -> None:
+        """A packet event (``quic:packet_sent``, ``quic:packet_received``,
+        ``quic:packet_lost``) from compact values: rendered by template at flush time, no
+        dicts built on the caller's path. ``frames``: compact tuples, qlog dicts or wire
+        frames (see :mod:`quicish.qlog.render`); ``size`` the packet's bytes."""
+        events = self._events
+        events.append(
+            (now, name, _PACKET, (packet_type, packet_number, size, frames, header_extra, trigger))
+        )
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def metrics(self, now: float, metrics: Mapping[str, float]) -> None:
+        """``quic:recovery_metrics_updated`` from the engine's metrics dict (RTTs in
+        seconds); only the values that changed are written, and nothing when none did."""
+        events = self._events
+        events.append((now, "quic:recovery_metrics_updated", _METRICS, metrics))
         if len(events) >= self.flush_every:
             self.flush()
 
@@ -161,16 +165,28 @@ class QlogWriter:
             return
         self._events = []
         start = self.start
+        names = self._names
+        last_metrics = self._last_metrics
         parts = []
-        for now, name, data in events:
-            ms = round((now - start) * 1000.0, 3)
-            if ms < 0:
+        for now, name, data, compact in events:
+            ms = (now - start) * 1000.0
+            if ms < 0.0:
                 ms = 0.0
-            parts.append(
-                f'\x1e{{"time":{ms!r},"name":{_dumps(event_name(name))},"data":{_dumps(data)}}}\n'
-            )
+            name_json = names.get(name)
+            if name_json is None:
+                name_json = names[name] = _dumps(event_name(name))
+            if data is _PACKET:
+                text = render_packet(*compact)
+            elif data is _METRICS:
+                delta = render_metrics_delta(compact, last_metrics)
+                if delta is None:
+                    continue
+                text = delta
+            else:
+                text = _dumps(data)
+            parts.append(f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n')
         self._stream.write("".join(parts).encode())
-        self.events_written += len(events)
+        self.events_written += len(parts)
 
     def close(self) -> None:
         """Write the remaining events and close the file (idempotent)."""
