@@ -95,6 +95,11 @@ def test_qlogdir_environment() -> None:
     assert QlogDirectory.from_env({"QLOGDIR": ""}) is None
     found = QlogDirectory.from_env({"QLOGDIR": "/tmp/q"})
     assert found is not None and found.path == "/tmp/q"
+    chosen = QlogDirectory.resolve("/tmp/explicit", {"QLOGDIR": "/tmp/q"})
+    assert chosen is not None and chosen.path == "/tmp/explicit"
+    fallback = QlogDirectory.resolve(None, {"QLOGDIR": "/tmp/q"})
+    assert fallback is not None and fallback.path == "/tmp/q"
+    assert QlogDirectory.resolve(None, {}) is None
 
 
 def test_buffered_until_chunk_or_close() -> None:

@@ -236,6 +236,14 @@ class QlogDirectory:
         return os.path.join(self.path, qlog_file_name(odcid, is_client))
 
     @classmethod
+    def resolve(
+        cls, explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+    ) -> QlogDirectory | None:
+        """The directory to log to: ``explicit`` (``Config.qlog_dir``, ``--qlog-dir``) when
+        given, else ``QLOGDIR``, else None (qlog off)."""
+        return cls(explicit) if explicit is not None else cls.from_env(environ)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> QlogDirectory | None:
         """The directory ``QLOGDIR`` names, or None when it is unset or empty."""
         value = (os.environ if environ is None else environ).get(QLOGDIR_ENV, "")
