@@ -260,6 +260,8 @@ def test_packet_event_accepts_frames_or_dicts() -> None:
         == from_dicts
         == {"header": hdr, "frames": [{"frame_type": "ping"}], "raw": {"length": 40}}
     )
+    mixed = E.packet_event(hdr, [{"frame_type": "ping"}, wf.HandshakeDoneFrame()])
+    assert mixed["frames"] == [{"frame_type": "ping"}, {"frame_type": "handshake_done"}]
     lost = E.packet_event(hdr, trigger="time_threshold")
     assert lost == {"header": hdr, "trigger": "time_threshold"}
 

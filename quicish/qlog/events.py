@@ -15,7 +15,7 @@ from typing import Any
 from ..wire.frames import Frame
 from ..wire.packet import PacketHeader, PacketType
 from ..wire.transport_params import TransportParameters
-from .frames import QlogDict, application_error, frames_to_qlog, transport_error
+from .frames import QlogDict, application_error, frame_to_qlog, transport_error
 from .schema import PACKET_TYPE_NAMES, SPACE_NAMES
 
 # ---- packets ---------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def header_from_wire(header: PacketHeader, packet_number: int | None = None) -> 
 
 def packet_event(
     header: QlogDict,
-    frames: Sequence[Frame] | Sequence[QlogDict] = (),
+    frames: Sequence[Frame | QlogDict] = (),
     *,
     size: int | None = None,
     datagram_id: int | None = None,
@@ -79,10 +79,9 @@ def packet_event(
     (wire objects or ready qlog dicts), ``raw.length`` = ``size`` (the packet's bytes)."""
     out: QlogDict = {"header": header}
     if frames:
-        if isinstance(frames[0], dict):
-            out["frames"] = list(frames)
-        else:
-            out["frames"] = frames_to_qlog(frames, ack_delay_exponent)  # type: ignore[arg-type]
+        out["frames"] = [
+            fr if isinstance(fr, dict) else frame_to_qlog(fr, ack_delay_exponent) for fr in frames
+        ]
     if size is not None:
         out["raw"] = {"length": size}
     if datagram_id is not None:

@@ -76,13 +76,15 @@ def plot_analysis(a: TraceAnalysis, out: str | os.PathLike[str], title: str | No
         ax_cc.legend(loc="upper left")
     ax_cc.grid(alpha=0.3)
 
-    for series, label, color, lw in (
-        (a.latest_rtt, "latest", "tab:cyan", 0.6),
-        (a.smoothed_rtt, "smoothed", "tab:blue", 1.2),
-        (a.min_rtt, "min", "black", 1.0),
+    for series, label, color, lw, ls in (
+        (a.latest_rtt, "latest", "tab:cyan", 0.6, "-"),
+        (a.smoothed_rtt, "smoothed", "tab:blue", 1.4, "-"),
+        (a.min_rtt, "min", "black", 1.0, "--"),
     ):
         if series:
-            ax_rtt.step(*_xy(series, 1.0, end), where="post", color=color, lw=lw, label=label)
+            ax_rtt.step(
+                *_xy(series, 1.0, end), where="post", color=color, lw=lw, ls=ls, label=label
+            )
     ax_rtt.set_ylabel("RTT (ms)")
     ax_rtt.set_xlabel("time (s)")
     if a.latest_rtt or a.smoothed_rtt or a.min_rtt:
