@@ -240,3 +240,32 @@ def test_metrics_written_when_they_change() -> None:
     assert events[0]["name"] == "quic:recovery_metrics_updated"
     assert events[0]["data"] == E.recovery_metrics(first)
     assert events[1]["data"] == {"bytes_in_flight": 0, "ssthresh": 7360}
+
+
+class _FullDisk(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.fail:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+def test_writer_never_raises_into_the_connection() -> None:
+    out = _FullDisk()
+    w = QlogWriter(out, ODCID, True, start=0.0, flush_every=2, close_stream=False)
+    w.event("quic:odd", {"x": object()}, 0.001)  # not serializable: logged as an error
+    w.event("quic:fine", {"y": 1}, 0.002)  # fills the chunk: flushed
+    first = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert first[0]["data"]["quicish_error"].startswith("unserializable event data")
+    assert first[1]["data"] == {"y": 1}
+    out.fail = True
+    w.event("quic:a", {}, 0.003)
+    w.event("quic:b", {}, 0.004)  # the flush fails: the writer stops, nothing raised
+    assert w.closed and isinstance(w.error, OSError) and w.events_written == 2
+    w.event("quic:c", {}, 0.005)
+    w.close()
+    w.close()
+    assert len(records(out.getvalue())) == 3

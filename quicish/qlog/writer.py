@@ -86,8 +86,12 @@ class QlogWriter:
 
     ``event(name, data, now)`` records an event (``name`` with or without the ``quic:``
     namespace; ``now`` in the engine's monotonic seconds); ``close()`` writes what is left
-    and closes the file. A writer can be passed where a ``tracer(name, data)`` callable is
-    wanted through :meth:`tracer` (which stamps events with ``clock()``).
+    and closes the file. What is passed in is kept until the next flush and must not be
+    changed meanwhile. Writing never raises into the caller: data that cannot be serialized
+    is logged as ``quicish_error``, and an ``OSError`` stops the writer (``error``).
+    :meth:`tracer` has the shape of a ``tracer(name, data)`` hook (it stamps events with
+    ``clock()``); :meth:`packet` and :meth:`metrics` are the cheap forms for per-packet
+    events.
     """
 
     def __init__(
@@ -102,7 +106,7 @@ class QlogWriter:
         clock: Callable[[], float] = time.monotonic,
         close_stream: bool = True,
     ) -> None:
-        self._stream = stream
+        self._stream: IO[bytes] | None = stream
         self._close_stream = close_stream
         self.clock = clock
         self.start = clock() if start is None else start
@@ -115,6 +119,7 @@ class QlogWriter:
         self.events_written = 0
         self.closed = False
         self.path: str | None = None  # the file's path, when open_qlog made it
+        self.error: OSError | None = None  # why writing stopped early, if it did
         stream.write(encode_record(file_header(odcid, is_client, title=title)))
 
     def event(self, name: str, data: Mapping[str, Any], now: float) -> None:
@@ -161,9 +166,11 @@ class QlogWriter:
     def flush(self) -> None:
         """Serialize the buffered events and hand them to the file."""
         events = self._events
-        if not events or self.closed:
+        if not events:
             return
         self._events = []
+        if self.closed:  # events after close() are dropped
+            return
         start = self.start
         names = self._names
         last_metrics = self._last_metrics
@@ -175,29 +182,41 @@ class QlogWriter:
             name_json = names.get(name)
             if name_json is None:
                 name_json = names[name] = _dumps(event_name(name))
-            if data is _PACKET:
-                text = render_packet(*compact)
-            elif data is _METRICS:
-                delta = render_metrics_delta(compact, last_metrics)
-                if delta is None:
-                    continue
-                text = delta
-            else:
-                text = _dumps(data)
+            try:
+                if data is _PACKET:
+                    text = render_packet(*compact)
+                elif data is _METRICS:
+                    delta = render_metrics_delta(compact, last_metrics)
+                    if delta is None:
+                        continue
+                    text = delta
+                else:
+                    text = _dumps(data)
+            except (TypeError, ValueError) as exc:  # a logging bug must not end a connection
+                text = _dumps({"quicish_error": f"unserializable event data: {exc}"})
             parts.append(f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n')
-        self._stream.write("".join(parts).encode())
+        try:
+            self._stream.write("".join(parts).encode())  # type: ignore[union-attr]
+        except OSError as exc:  # disk full, closed file: stop logging, keep the connection
+            self.error = exc
+            self.closed = True
+            return
         self.events_written += len(parts)
 
     def close(self) -> None:
         """Write the remaining events and close the file (idempotent)."""
-        if self.closed:
-            return
         self.flush()
         self.closed = True
-        if self._close_stream:
-            self._stream.close()
-        else:
-            self._stream.flush()
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            if self._close_stream:
+                stream.close()
+            else:
+                stream.flush()
+        except OSError as exc:
+            self.error = self.error or exc
 
     def __enter__(self) -> QlogWriter:
         return self
