@@ -12,6 +12,7 @@ from quicish.errors import ErrorCode
 from quicish.qlog import QlogWriter, validate_bytes
 from quicish.qlog import events as E
 from quicish.qlog import frames as F
+from quicish.qlog.schema import PACKET_DROP_TRIGGERS
 from quicish.wire import frames as wf
 from quicish.wire.packet import QUIC_V1, PacketHeader, PacketType
 from quicish.wire.transport_params import (
@@ -401,6 +402,18 @@ def test_stream_key_migration_and_recovery_events() -> None:
         "new": "probing_started",
         "tuple_remote": {"ip_v4": "10.0.0.1", "port_v4": 9},
     }
+    assert E.tuple_assigned("1", ("10.0.0.1", 9), ("10.0.0.2", 443), remote_cids=[b"\x0a"]) == {
+        "tuple_id": "1",
+        "tuple_remote": {"ip_v4": "10.0.0.2", "port_v4": 443, "connection_ids": ["0a"]},
+        "tuple_local": {"ip_v4": "10.0.0.1", "port_v4": 9},
+    }
+    assert E.tuple_assigned("1") == {"tuple_id": "1"}  # abandoned
+    assert E.connection_id_updated("remote", b"\x01\x02", b"\x03") == {
+        "initiator": "remote",
+        "old": "03",
+        "new": "0102",
+    }
+    assert set(E.DROP_TRIGGERS.values()) <= PACKET_DROP_TRIGGERS
     assert E.packets_acked(2, [5, 6]) == {
         "packet_number_space": "application_data",
         "packet_numbers": [5, 6],
@@ -475,6 +488,8 @@ def test_every_builder_output_validates() -> None:
     w.event("key_updated", E.key_event(True, 2, key_phase=1, trigger="local_update"), 0.006)
     w.event("key_discarded", E.key_event(True, 0, trigger="tls"), 0.006)
     w.event("migration_state_updated", E.migration_state_updated("migration_complete"), 0.007)
+    w.event("tuple_assigned", E.tuple_assigned("1", ("10.0.0.1", 1), ("10.0.0.2", 2)), 0.007)
+    w.event("connection_id_updated", E.connection_id_updated("local", b"\x07"), 0.007)
     w.event("connection_state_updated", E.connection_state_updated("closed"), 0.008)
     w.event(
         "connection_closed",

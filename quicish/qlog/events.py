@@ -109,6 +109,19 @@ def packet_dropped(
     return out
 
 
+#: quicish's reasons for dropping a received packet -> the qlog ``packet_dropped`` trigger
+DROP_TRIGGERS: dict[str, str] = {
+    "undecryptable": "decryption_failure",  # failed AEAD authentication
+    "unknown_connection_id": "connection_unknown",
+    "no_keys": "key_unavailable",  # keys not derived yet, or already discarded
+    "duplicate": "duplicate",
+    "unparseable": "invalid",
+    "unsupported_version": "unsupported",
+    "amplification_limit": "rejected",
+    "internal": "internal_error",
+}
+
+
 def packets_acked(space: int, packet_numbers: Iterable[int]) -> QlogDict:
     """Packets acknowledged for the first time in packet number space ``space`` (0, 1, 2)."""
     return {"packet_number_space": SPACE_NAMES[space], "packet_numbers": list(packet_numbers)}
@@ -308,6 +321,34 @@ def stream_state_updated(
         out["old"] = old
     if trigger is not None:
         out["trigger"] = trigger
+    return out
+
+
+def tuple_assigned(
+    tuple_id: str,
+    local: tuple[Any, ...] | None = None,
+    remote: tuple[Any, ...] | None = None,
+    *,
+    local_cids: Iterable[bytes] = (),
+    remote_cids: Iterable[bytes] = (),
+) -> QlogDict:
+    """A network path (``tuple_id``; ``""`` is the handshake's) and its two halves; both
+    omitted means the path was abandoned."""
+    out: QlogDict = {"tuple_id": tuple_id}
+    if remote is not None:
+        out["tuple_remote"] = endpoint_info(remote, remote_cids)
+    if local is not None:
+        out["tuple_local"] = endpoint_info(local, local_cids)
+    return out
+
+
+def connection_id_updated(initiator: str, new: bytes | None, old: bytes | None = None) -> QlogDict:
+    """The connection ID in use changed (``remote``: the peer's, ``local``: ours)."""
+    out: QlogDict = {"initiator": initiator}
+    if old is not None:
+        out["old"] = old.hex()
+    if new is not None:
+        out["new"] = new.hex()
     return out
 
 

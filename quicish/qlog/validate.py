@@ -371,6 +371,17 @@ def _migration(c: _Checker, where: str, d: dict[str, Any]) -> None:
     c.need(where, d, "new", MIGRATION_STATES.__contains__)
 
 
+def _tuple_assigned(c: _Checker, where: str, d: dict[str, Any]) -> None:
+    c.need(where, d, "tuple_id", lambda v: isinstance(v, str))
+
+
+def _cid_updated(c: _Checker, where: str, d: dict[str, Any]) -> None:
+    if c.strict:
+        c.need(where, d, "initiator", ("local", "remote").__contains__)
+        c.may(where, d, "old", _hex)
+        c.may(where, d, "new", _hex)
+
+
 def _versions(c: _Checker, where: str, d: dict[str, Any]) -> None:
     if not c.strict:  # qlog 0.3 logged versions as numbers
         return
@@ -396,6 +407,8 @@ _EVENT_CHECKS: dict[str, Callable[[_Checker, str, dict[str, Any]], None]] = {
     "quic:congestion_state_updated": _congestion,
     "quic:migration_state_updated": _migration,
     "quic:version_information": _versions,
+    "quic:tuple_assigned": _tuple_assigned,
+    "quic:connection_id_updated": _cid_updated,
 }
 
 
