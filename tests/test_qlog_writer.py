@@ -269,3 +269,24 @@ def test_writer_never_raises_into_the_connection() -> None:
     w.close()
     w.close()
     assert len(records(out.getvalue())) == 3
+
+
+def test_bulk_stream_packet_template() -> None:
+    """The one-STREAM-frame packet (the bulk case) has its own template: same JSON."""
+    from quicish.qlog import events as E
+    from quicish.qlog import frames as F
+
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, False, start=0.0, close_stream=False)
+    for fin in (False, True):
+        w.packet("quic:packet_sent", 0.001, "1RTT", 9, 1252, [("stream", 3, 1 << 40, 1200, fin)])
+        header = E.packet_header("1RTT", 9)
+        w.event(
+            "quic:packet_sent",
+            E.packet_event(header, [F.stream_frame(3, 1 << 40, 1200, fin)], size=1252),
+            0.001,
+        )
+    w.close()
+    events = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert events[0] == events[1] and events[2] == events[3]
+    assert events[2]["data"]["frames"][0]["fin"] is True

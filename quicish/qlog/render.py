@@ -98,11 +98,20 @@ def render_packet(
     trigger: str | None = None,
 ) -> str:
     """The ``data`` JSON of a packet_sent / packet_received / packet_lost event."""
+    if header_extra is None and trigger is None and size is not None and len(frames) == 1:
+        fr = frames[0]
+        if type(fr) is tuple and fr[0] == "stream":  # the bulk case, in one template
+            return (
+                f'{{"header":{{"packet_type":"{packet_type}","packet_number":{packet_number}}},'
+                f'"frames":[{{"frame_type":"stream","stream_id":{fr[1]},"offset":{fr[2]},'
+                f'"fin":{"true" if fr[4] else "false"},"raw":{{"length":{fr[3]}}}}}],'
+                f'"raw":{{"length":{size}}}}}'
+            )
     header = f'{{"packet_type":"{packet_type}","packet_number":{packet_number}'
     if header_extra:
         header += "," + dumps(header_extra)[1:-1]
     text = f'{{"header":{header}}}'
-    if len(frames) == 1:  # the bulk case: one STREAM frame
+    if len(frames) == 1:
         text += ',"frames":[' + render_frame(frames[0]) + "]"
     elif frames:
         text += ',"frames":[' + ",".join([render_frame(fr) for fr in frames]) + "]"
