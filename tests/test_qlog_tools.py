@@ -180,3 +180,30 @@ def test_plot_without_matplotlib(
     err = capsys.readouterr().err
     assert "matplotlib" in err and "quicish[plot]" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_match_packets_between_two_traces(tmp_path: Path) -> None:
+    from quicish.qlog import match_packets
+
+    with open_qlog(tmp_path, ODCID, True, start=0.0) as sender:
+        for pn in range(5):
+            sender.packet("quic:packet_sent", pn / 1000, "1RTT", pn, 1200)
+        sender.packet("quic:packet_sent", 0.006, "handshake", 0, 100)
+    with open_qlog(tmp_path, ODCID, False, start=0.0) as receiver:
+        for ptype, pn in (
+            ("1RTT", 0),
+            ("1RTT", 2),
+            ("1RTT", 2),
+            ("1RTT", 4),
+            ("1RTT", 9),
+            ("handshake", 0),
+        ):
+            receiver.packet("quic:packet_received", 0.01, ptype, pn, 1200)
+    match = match_packets(
+        read_qlog(tmp_path / f"{ODCID.hex()}_client.sqlog"),
+        read_qlog(tmp_path / f"{ODCID.hex()}_server.sqlog"),
+    )
+    assert match.sent == 6 and match.received == 6
+    assert match.missing == [("1RTT", 1), ("1RTT", 3)]
+    assert match.unexpected == [("1RTT", 9)]
+    assert match.duplicates == 1

@@ -9,7 +9,7 @@ docs/qlog.md. Nothing here imports the engine: the connection calls the builders
 
 from __future__ import annotations
 
-from .analysis import TraceAnalysis, analyze
+from .analysis import PacketMatch, TraceAnalysis, analyze, match_packets
 from .frames import frame_to_qlog, frames_to_qlog
 from .reader import QlogEvent, QlogFormatError, QlogTrace, loads_qlog, read_qlog
 from .validate import (
@@ -23,6 +23,7 @@ from .writer import QLOGDIR_ENV, QlogDirectory, QlogWriter, open_qlog, qlog_file
 
 __all__ = [
     "QLOGDIR_ENV",
+    "PacketMatch",
     "QlogDirectory",
     "QlogEvent",
     "QlogFormatError",
@@ -36,6 +37,7 @@ __all__ = [
     "frame_to_qlog",
     "frames_to_qlog",
     "loads_qlog",
+    "match_packets",
     "open_qlog",
     "qlog_file_name",
     "read_qlog",

@@ -230,3 +230,40 @@ def analyze(trace: QlogTrace) -> TraceAnalysis:
     a.stream_bytes_sent = sum(v for (kind, _), v in sent_end.items() if kind == "stream")
     a.stream_bytes_received = sum(v for (kind, _), v in recv_end.items() if kind == "stream")
     return a
+
+
+@dataclass(slots=True)
+class PacketMatch:
+    """How one side's sent packets line up with the other side's received ones."""
+
+    sent: int  #: packets the sender logged
+    received: int  #: packets the receiver logged
+    missing: list[tuple[str, int]]  #: sent, never logged as received (lost on the way)
+    unexpected: list[tuple[str, int]]  #: received, never logged as sent (should be empty)
+    duplicates: int  #: received more than once
+
+
+def packet_keys(trace: QlogTrace, name: str) -> list[tuple[str, int]]:
+    """``(packet_type, packet_number)`` of each ``name`` event (``packet_sent`` ...)."""
+    keys = []
+    for ev in trace.named(name):
+        hdr = ev.data.get("header") or {}
+        ptype, pn = hdr.get("packet_type"), hdr.get("packet_number")
+        if isinstance(ptype, str) and isinstance(pn, int):
+            keys.append((ptype, pn))
+    return keys
+
+
+def match_packets(sender: QlogTrace, receiver: QlogTrace) -> PacketMatch:
+    """Match ``sender``'s packet_sent to ``receiver``'s packet_received by packet type and
+    number (works across stacks: quicish's JSON-SEQ and aioquic's JSON traces)."""
+    sent = packet_keys(sender, "quic:packet_sent")
+    received = packet_keys(receiver, "quic:packet_received")
+    sent_set, received_set = set(sent), set(received)
+    return PacketMatch(
+        sent=len(sent),
+        received=len(received),
+        missing=sorted(sent_set - received_set),
+        unexpected=sorted(received_set - sent_set),
+        duplicates=len(received) - len(received_set),
+    )
