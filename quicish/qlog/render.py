@@ -53,6 +53,9 @@ def dumps(obj: Any) -> str:
 
 
 def _ranges(ranges: Sequence[tuple[int, int]]) -> str:
+    if len(ranges) == 1:
+        start, stop = ranges[0]
+        return f"[{start}]" if stop - start == 1 else f"[{start},{stop - 1}]"
     return ",".join(
         f"[{start}]" if stop - start == 1 else f"[{start},{stop - 1}]" for start, stop in ranges
     )
