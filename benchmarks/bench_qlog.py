@@ -1,8 +1,8 @@
 """qlog writer costs: microseconds per event on the caller's path and when written.
 
 Run: ``python benchmarks/bench_qlog.py [--events N] [--repeat R]``. Prints a markdown table
-(best of ``repeat`` runs) for the per-packet forms the engine uses (``QlogWriter.packet``
-with a compact STREAM or ACK frame, ``QlogWriter.metrics``) and the generic ``event`` with
+(best of ``repeat`` runs) for the per-packet forms the engine uses (``stream_packet``,
+``packet`` with a compact STREAM or ACK frame, ``metrics``) and the generic ``event`` with
 a dict built by the builders.
 """
 
@@ -33,6 +33,10 @@ def _packet_stream(w: QlogWriter, i: int) -> None:
     w.packet("quic:packet_sent", i * 1e-5, "1RTT", i, 1252, (("stream", 0, i * 1200, 1200, False),))
 
 
+def _stream_packet(w: QlogWriter, i: int) -> None:
+    w.stream_packet("quic:packet_sent", i * 1e-5, "1RTT", i, 1252, 0, i * 1200, 1200, False)
+
+
 def _packet_ack(w: QlogWriter, i: int) -> None:
     w.packet("quic:packet_received", i * 1e-5, "1RTT", i, 45, (("ack", ((0, i + 1),), 0.25, None),))
 
@@ -51,6 +55,7 @@ def _event_dicts(w: QlogWriter, i: int) -> None:
 
 
 CASES: list[tuple[str, Callable[[QlogWriter, int], None]]] = [
+    ("stream_packet() (bulk data packet)", _stream_packet),
     ("packet() with a STREAM frame", _packet_stream),
     ("packet() with an ACK frame", _packet_ack),
     ("metrics() (one value changed)", _metrics),

@@ -290,3 +290,26 @@ def test_bulk_stream_packet_template() -> None:
     events = [json.loads(r) for r in records(out.getvalue())[1:]]
     assert events[0] == events[1] and events[2] == events[3]
     assert events[2]["data"]["frames"][0]["fin"] is True
+
+
+def test_stream_packet_matches_the_builders() -> None:
+    from quicish.qlog import events as E
+    from quicish.qlog import frames as F
+
+    out = io.BytesIO()
+    w = QlogWriter(out, ODCID, True, start=1.0, close_stream=False)
+    for fin in (False, True):
+        w.stream_packet("quic:packet_received", 1.0025, "1RTT", 77, 1252, 4, 1 << 33, 1200, fin)
+        data = E.packet_event(
+            E.packet_header("1RTT", 77), [F.stream_frame(4, 1 << 33, 1200, fin)], size=1252
+        )
+        w.event("quic:packet_received", data, 1.0025)
+    w.stream_packet("quic:packet_sent", 0.5, "1RTT", 78, 1252, 4, 0, 1, False)  # before start
+    w.stream_packet("quic:packet_sent", 1.003, "1RTT", None, 1252, 4, 0, 1, False)  # type: ignore[arg-type]
+    w.close()
+    events = [json.loads(r) for r in records(out.getvalue())[1:]]
+    assert events[0] == events[1] and events[2] == events[3]
+    assert events[0]["time"] == pytest.approx(2.5)
+    assert events[4]["time"] == 0.0
+    assert events[5]["name"] == "quic:packet_sent" and "quicish_error" in events[5]["data"]
+    assert w.events_written == 6

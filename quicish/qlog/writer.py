@@ -33,6 +33,12 @@ from .schema import (
 QLOGDIR_ENV = "QLOGDIR"
 _PACKET = object()  # marks an event logged by QlogWriter.packet
 _METRICS = object()  # ... by QlogWriter.metrics
+# The record of QlogWriter.stream_packet, filled by one %-format at flush time.
+_STREAM_PACKET = (
+    '\x1e{"time":%.3f,"name":"%s","data":{"header":{"packet_type":"%s","packet_number":%d},'
+    '"frames":[{"frame_type":"stream","stream_id":%d,"offset":%d,"fin":%s,"raw":{"length":%d}}],'
+    '"raw":{"length":%d}}}\n'
+)
 
 
 def qlog_file_name(odcid: bytes, is_client: bool) -> str:
@@ -113,7 +119,7 @@ class QlogWriter:
         self.odcid = odcid
         self.is_client = is_client
         self.flush_every = flush_every
-        self._events: list[tuple[float, str, Any, Any]] = []
+        self._events: list[tuple[str | None, tuple[Any, ...]]] = []
         self._names: dict[str, str] = {}  # event name -> its JSON string
         self._last_metrics: dict[str, Any] = {}  # what recovery_metrics_updated last said
         self.events_written = 0
@@ -125,7 +131,7 @@ class QlogWriter:
     def event(self, name: str, data: Mapping[str, Any], now: float) -> None:
         """Record one event (serialized later, off the caller's path)."""
         events = self._events
-        events.append((now, name, data, None))
+        events.append((None, (now, name, data, None)))
         if len(events) >= self.flush_every:
             self.flush()
 
@@ -145,8 +151,42 @@ class QlogWriter:
         dicts built on the caller's path. ``frames``: compact tuples, qlog dicts or wire
         frames (see :mod:`quicish.qlog.render`); ``size`` the packet's bytes."""
         events = self._events
+        compact = (packet_type, packet_number, size, frames, header_extra, trigger)
+        events.append((None, (now, name, _PACKET, compact)))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def stream_packet(
+        self,
+        name: str,
+        now: float,
+        packet_type: str,
+        packet_number: int,
+        size: int,
+        stream_id: int,
+        offset: int,
+        length: int,
+        fin: bool,
+    ) -> None:
+        """A packet that is one STREAM frame (the bulk case), written by one %-format:
+        the cheapest form. ``name`` is the full name (``quic:packet_sent``)."""
+        ms = (now - self.start) * 1000.0
+        events = self._events
         events.append(
-            (now, name, _PACKET, (packet_type, packet_number, size, frames, header_extra, trigger))
+            (
+                _STREAM_PACKET,
+                (
+                    ms if ms > 0.0 else 0.0,
+                    name,
+                    packet_type,
+                    packet_number,
+                    stream_id,
+                    offset,
+                    "true" if fin else "false",
+                    length,
+                    size,
+                ),
+            )
         )
         if len(events) >= self.flush_every:
             self.flush()
@@ -155,7 +195,7 @@ class QlogWriter:
         """``quic:recovery_metrics_updated`` from the engine's metrics dict (RTTs in
         seconds); only the values that changed are written, and nothing when none did."""
         events = self._events
-        events.append((now, "quic:recovery_metrics_updated", _METRICS, metrics))
+        events.append((None, (now, "quic:recovery_metrics_updated", _METRICS, metrics)))
         if len(events) >= self.flush_every:
             self.flush()
 
@@ -171,37 +211,52 @@ class QlogWriter:
         self._events = []
         if self.closed:  # events after close() are dropped
             return
-        start = self.start
-        names = self._names
-        last_metrics = self._last_metrics
-        parts = []
-        for now, name, data, compact in events:
-            ms = (now - start) * 1000.0
-            if ms < 0.0:
-                ms = 0.0
-            name_json = names.get(name)
-            if name_json is None:
-                name_json = names[name] = _dumps(event_name(name))
-            try:
-                if data is _PACKET:
-                    text = render_packet(*compact)
-                elif data is _METRICS:
-                    delta = render_metrics_delta(compact, last_metrics)
-                    if delta is None:
-                        continue
-                    text = delta
-                else:
-                    text = _dumps(data)
-            except (TypeError, ValueError) as exc:  # a logging bug must not end a connection
-                text = _dumps({"quicish_error": f"unserializable event data: {exc}"})
-            parts.append(f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n')
+        render = self._render
+        try:
+            parts = [tmpl % args if tmpl is not None else render(args) for tmpl, args in events]
+        except (TypeError, ValueError):  # a bad argument to a template: find it, keep the rest
+            parts = [self._render_safely(tmpl, args) for tmpl, args in events]
         try:
             self._stream.write("".join(parts).encode())  # type: ignore[union-attr]
         except OSError as exc:  # disk full, closed file: stop logging, keep the connection
             self.error = exc
             self.closed = True
             return
-        self.events_written += len(parts)
+        self.events_written += len(parts) - parts.count("")
+
+    def _render(self, event: tuple[float, str, Any, Any]) -> str:
+        """One record of an event logged by :meth:`event`, :meth:`packet` or
+        :meth:`metrics` ("" for a metrics event that changed nothing)."""
+        now, name, data, compact = event
+        ms = (now - self.start) * 1000.0
+        if ms < 0.0:
+            ms = 0.0
+        name_json = self._names.get(name)
+        if name_json is None:
+            name_json = self._names[name] = _dumps(event_name(name))
+        try:
+            if data is _PACKET:
+                text = render_packet(*compact)
+            elif data is _METRICS:
+                delta = render_metrics_delta(compact, self._last_metrics)
+                if delta is None:
+                    return ""
+                text = delta
+            else:
+                text = _dumps(data)
+        except (TypeError, ValueError) as exc:  # a logging bug must not end a connection
+            text = _dumps({"quicish_error": f"unserializable event data: {exc}"})
+        return f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n'
+
+    def _render_safely(self, tmpl: str | None, args: tuple[Any, ...]) -> str:
+        if tmpl is None:
+            return self._render(args)
+        try:
+            return tmpl % args
+        except (TypeError, ValueError) as exc:
+            ms = args[0] if isinstance(args[0], float) else 0.0
+            error = {"quicish_error": f"unserializable event data: {exc}"}
+            return f'\x1e{{"time":{ms:.3f},"name":{_dumps(str(args[1]))},"data":{_dumps(error)}}}\n'
 
     def close(self) -> None:
         """Write the remaining events and close the file (idempotent)."""
