@@ -16,7 +16,7 @@ from ..wire.frames import Frame
 from ..wire.packet import PacketHeader, PacketType
 from ..wire.transport_params import TransportParameters
 from .frames import QlogDict, application_error, frame_to_qlog, transport_error
-from .schema import PACKET_TYPE_NAMES, SPACE_NAMES
+from .schema import COUNT_METRICS, PACKET_TYPE_NAMES, RTT_METRICS, SPACE_NAMES
 
 # ---- packets ---------------------------------------------------------------------------------
 
@@ -395,8 +395,6 @@ def key_event(
 
 
 # ---- recovery --------------------------------------------------------------------------------
-_RTT_KEYS = ("min_rtt", "smoothed_rtt", "latest_rtt", "rtt_variance")
-_INT_KEYS = ("pto_count", "congestion_window", "bytes_in_flight", "ssthresh", "packets_in_flight")
 
 
 def recovery_metrics(metrics: Mapping[str, float]) -> QlogDict:
@@ -404,11 +402,11 @@ def recovery_metrics(metrics: Mapping[str, float]) -> QlogDict:
     sizes in bytes, ``pacing_rate`` in bytes/s): RTTs to ms, pacing to bits/s, infinite
     or unknown keys dropped (ssthresh is infinite until the first loss)."""
     out: QlogDict = {}
-    for key in _RTT_KEYS:
+    for key in RTT_METRICS:
         value = metrics.get(key)
         if value is not None and math.isfinite(value):
             out[key] = value * 1000.0
-    for key in _INT_KEYS:
+    for key in COUNT_METRICS:
         value = metrics.get(key)
         if value is not None and math.isfinite(value):
             out[key] = int(value)

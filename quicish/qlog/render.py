@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .frames import frame_to_qlog
+from .schema import COUNT_METRICS, RTT_METRICS
 
 CompactFrame = tuple[Any, ...]
 
@@ -125,23 +126,19 @@ def render_packet(
     return text + "}"
 
 
-_RTT_KEYS = ("min_rtt", "smoothed_rtt", "latest_rtt", "rtt_variance")
-_INT_KEYS = ("pto_count", "congestion_window", "bytes_in_flight", "ssthresh", "packets_in_flight")
-
-
 def render_metrics_delta(metrics: Mapping[str, float], last: dict[str, Any]) -> str | None:
     """The ``recovery_metrics_updated`` JSON of the engine's metrics dict (RTTs in s,
     ``pacing_rate`` in bytes/s), holding only what changed since ``last`` (updated in
     place); None when nothing changed."""
     parts = []
-    for key in _RTT_KEYS:
+    for key in RTT_METRICS:
         value = metrics.get(key)
         if value is not None and math.isfinite(value):
             ms = value * 1000.0
             if last.get(key) != ms:
                 last[key] = ms
                 parts.append(f'"{key}":{ms!r}')
-    for key in _INT_KEYS:
+    for key in COUNT_METRICS:
         value = metrics.get(key)
         if value is not None and math.isfinite(value):
             n = int(value)

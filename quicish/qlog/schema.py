@@ -106,6 +106,16 @@ SPACE_OF_PACKET_TYPE: dict[str, str] = {
     "1RTT": "application_data",
 }
 
+# recovery_metrics_updated members: RTTs (ms) and counts (bytes, packets)
+RTT_METRICS = ("min_rtt", "smoothed_rtt", "latest_rtt", "rtt_variance")
+COUNT_METRICS = (
+    "pto_count",
+    "congestion_window",
+    "bytes_in_flight",
+    "ssthresh",
+    "packets_in_flight",
+)
+
 TRANSPORT_ERROR_NAMES: dict[int, str] = {
     code.value: code.name.lower() for code in ErrorCode if code is not ErrorCode.CRYPTO_ERROR
 }
