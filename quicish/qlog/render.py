@@ -19,8 +19,6 @@ from typing import Any
 from .frames import frame_to_qlog
 from .schema import COUNT_METRICS, RTT_METRICS
 
-CompactFrame = tuple[Any, ...]
-
 
 def _default(obj: Any) -> Any:
     """JSON for what the builders may pass through: byte strings as hex, sets as lists."""
