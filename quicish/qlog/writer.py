@@ -1,0 +1,327 @@
+"""Writing one connection's qlog as a JSON-SEQ file (RFC 7464; qlog main schema section 6).
+
+:class:`QlogWriter` keeps events in a list (one tuple append per event) and serializes them
+in chunks of ``flush_every`` events and at :meth:`QlogWriter.close`, so the per-event cost on
+the connection's path is an append. Times are the engine's monotonic seconds; they are
+written in milliseconds relative to the writer's start (``relative_to_epoch`` with a
+``monotonic`` reference clock, whose epoch is ``unknown`` by the draft's rules).
+
+Files are named ``<ODCID hex>_<client|server>.sqlog``: the main schema's recommendation for
+QUIC (original destination connection ID, then the vantage point type) with the JSON-SEQ
+suffix. :class:`QlogDirectory` makes one writer per connection in a directory (the
+``QLOGDIR`` convention).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from .render import dumps as _dumps
+from .render import render_metrics_delta, render_packet
+from .schema import (
+    FILE_SCHEMA_SEQ,
+    FILE_SUFFIX,
+    QUIC_EVENT_SCHEMA,
+    SERIALIZATION_FORMAT_SEQ,
+    event_name,
+)
+
+QLOGDIR_ENV = "QLOGDIR"
+_PACKET = object()  # marks an event logged by QlogWriter.packet
+_METRICS = object()  # ... by QlogWriter.metrics
+# The record of QlogWriter.stream_packet, filled by one %-format at flush time.
+_STREAM_PACKET = (
+    '\x1e{"time":%.3f,"name":"%s","data":{"header":{"packet_type":"%s","packet_number":%d},'
+    '"frames":[{"frame_type":"stream","stream_id":%d,"offset":%d,"fin":%s,"raw":{"length":%d}}],'
+    '"raw":{"length":%d}}}\n'
+)
+
+
+def qlog_file_name(odcid: bytes, is_client: bool) -> str:
+    """``<odcid hex>_client.sqlog`` / ``<odcid hex>_server.sqlog``."""
+    return f"{odcid.hex()}_{'client' if is_client else 'server'}{FILE_SUFFIX}"
+
+
+def _rfc3339(t: float) -> str:
+    stamp = datetime.fromtimestamp(t, tz=timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def file_header(
+    odcid: bytes,
+    is_client: bool,
+    *,
+    title: str | None = None,
+    vantage_name: str = "quicish",
+    wall_clock: float | None = None,
+) -> dict[str, Any]:
+    """The first record of a qlog JSON-SEQ file (``QlogFileSeq``)."""
+    reference: dict[str, Any] = {"clock_type": "monotonic", "epoch": "unknown"}
+    reference["wall_clock_time"] = _rfc3339(time.time() if wall_clock is None else wall_clock)
+    role = "client" if is_client else "server"
+    header: dict[str, Any] = {
+        "file_schema": FILE_SCHEMA_SEQ,
+        "serialization_format": SERIALIZATION_FORMAT_SEQ,
+    }
+    if title is not None:
+        header["title"] = title
+    header["trace"] = {
+        "vantage_point": {"name": vantage_name, "type": role},
+        "common_fields": {
+            "group_id": odcid.hex(),
+            "odcid": odcid.hex(),
+            "time_format": "relative_to_epoch",
+            "reference_time": reference,
+        },
+        "event_schemas": [QUIC_EVENT_SCHEMA],
+    }
+    return header
+
+
+def encode_record(obj: Mapping[str, Any]) -> bytes:
+    """One JSON-SEQ record: RS, compact JSON, LF."""
+    return b"\x1e" + _dumps(obj).encode() + b"\n"
+
+
+class QlogWriter:
+    """Buffered qlog output for one connection.
+
+    ``event(name, data, now)`` records an event (``name`` with or without the ``quic:``
+    namespace; ``now`` in the engine's monotonic seconds); ``close()`` writes what is left
+    and closes the file. What is passed in is kept until the next flush and must not be
+    changed meanwhile. Writing never raises into the caller: data that cannot be serialized
+    is logged as ``quicish_error``, and an ``OSError`` stops the writer (``error``).
+    :meth:`tracer` has the shape of a ``tracer(name, data)`` hook (it stamps events with
+    ``clock()``); :meth:`packet` and :meth:`metrics` are the cheap forms for per-packet
+    events.
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        odcid: bytes,
+        is_client: bool,
+        *,
+        start: float | None = None,
+        title: str | None = None,
+        flush_every: int = 16384,
+        clock: Callable[[], float] = time.monotonic,
+        close_stream: bool = True,
+    ) -> None:
+        self._stream: IO[bytes] | None = stream
+        self._close_stream = close_stream
+        self.clock = clock
+        self.start = clock() if start is None else start
+        self.odcid = odcid
+        self.is_client = is_client
+        self.flush_every = flush_every
+        self._events: list[tuple[str | None, tuple[Any, ...]]] = []
+        self._names: dict[str, str] = {}  # event name -> its JSON string
+        self._last_metrics: dict[str, Any] = {}  # what recovery_metrics_updated last said
+        self.events_written = 0
+        self.closed = False
+        self.path: str | None = None  # the file's path, when open_qlog made it
+        self.error: OSError | None = None  # why writing stopped early, if it did
+        stream.write(encode_record(file_header(odcid, is_client, title=title)))
+
+    def event(self, name: str, data: Mapping[str, Any], now: float) -> None:
+        """Record one event (serialized later, off the caller's path)."""
+        events = self._events
+        events.append((None, (now, name, data, None)))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def packet(
+        self,
+        name: str,
+        now: float,
+        packet_type: str,
+        packet_number: int,
+        size: int | None = None,
+        frames: Sequence[Any] = (),
+        header_extra: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+    ) -> None:
+        """A packet event (``quic:packet_sent``, ``quic:packet_received``,
+        ``quic:packet_lost``) from compact values: rendered by template at flush time, no
+        dicts built on the caller's path. ``frames``: compact tuples, qlog dicts or wire
+        frames (see :mod:`quicish.qlog.render`); ``size`` the packet's bytes."""
+        events = self._events
+        compact = (packet_type, packet_number, size, frames, header_extra, trigger)
+        events.append((None, (now, name, _PACKET, compact)))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def stream_packet(
+        self,
+        name: str,
+        now: float,
+        packet_type: str,
+        packet_number: int,
+        size: int,
+        stream_id: int,
+        offset: int,
+        length: int,
+        fin: bool,
+    ) -> None:
+        """A packet that is one STREAM frame (the bulk case), written by one %-format:
+        the cheapest form. ``name`` is the full name (``quic:packet_sent``)."""
+        ms = (now - self.start) * 1000.0
+        events = self._events
+        events.append(
+            (
+                _STREAM_PACKET,
+                (
+                    ms if ms > 0.0 else 0.0,
+                    name,
+                    packet_type,
+                    packet_number,
+                    stream_id,
+                    offset,
+                    "true" if fin else "false",
+                    length,
+                    size,
+                ),
+            )
+        )
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def metrics(self, now: float, metrics: Mapping[str, float]) -> None:
+        """``quic:recovery_metrics_updated`` from the engine's metrics dict (RTTs in
+        seconds); only the values that changed are written, and nothing when none did."""
+        events = self._events
+        events.append((None, (now, "quic:recovery_metrics_updated", _METRICS, metrics)))
+        if len(events) >= self.flush_every:
+            self.flush()
+
+    def tracer(self, name: str, data: Mapping[str, Any]) -> None:
+        """``event`` stamped with ``clock()``: the shape of the engine's tracer hook."""
+        self.event(name, data, self.clock())
+
+    def flush(self) -> None:
+        """Serialize the buffered events and hand them to the file."""
+        events = self._events
+        if not events:
+            return
+        self._events = []
+        if self.closed:  # events after close() are dropped
+            return
+        render = self._render
+        try:
+            parts = [tmpl % args if tmpl is not None else render(args) for tmpl, args in events]
+        except (TypeError, ValueError):  # a bad argument to a template: find it, keep the rest
+            parts = [self._render_safely(tmpl, args) for tmpl, args in events]
+        try:
+            self._stream.write("".join(parts).encode())  # type: ignore[union-attr]
+        except OSError as exc:  # disk full, closed file: stop logging, keep the connection
+            self.error = exc
+            self.closed = True
+            return
+        self.events_written += len(parts) - parts.count("")
+
+    def _render(self, event: tuple[float, str, Any, Any]) -> str:
+        """One record of an event logged by :meth:`event`, :meth:`packet` or
+        :meth:`metrics` ("" for a metrics event that changed nothing)."""
+        now, name, data, compact = event
+        ms = (now - self.start) * 1000.0
+        if ms < 0.0:
+            ms = 0.0
+        name_json = self._names.get(name)
+        if name_json is None:
+            name_json = self._names[name] = _dumps(event_name(name))
+        try:
+            if data is _PACKET:
+                text = render_packet(*compact)
+            elif data is _METRICS:
+                delta = render_metrics_delta(compact, self._last_metrics)
+                if delta is None:
+                    return ""
+                text = delta
+            else:
+                text = _dumps(data)
+        except (TypeError, ValueError) as exc:  # a logging bug must not end a connection
+            text = _dumps({"quicish_error": f"unserializable event data: {exc}"})
+        return f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n'
+
+    def _render_safely(self, tmpl: str | None, args: tuple[Any, ...]) -> str:
+        if tmpl is None:
+            return self._render(args)
+        try:
+            return tmpl % args
+        except (TypeError, ValueError) as exc:
+            ms = args[0] if isinstance(args[0], float) else 0.0
+            error = {"quicish_error": f"unserializable event data: {exc}"}
+            return f'\x1e{{"time":{ms:.3f},"name":{_dumps(str(args[1]))},"data":{_dumps(error)}}}\n'
+
+    def close(self) -> None:
+        """Write the remaining events and close the file (idempotent)."""
+        self.flush()
+        self.closed = True
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            if self._close_stream:
+                stream.close()
+            else:
+                stream.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+
+    def __enter__(self) -> QlogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_qlog(
+    directory: str | os.PathLike[str],
+    odcid: bytes,
+    is_client: bool,
+    **kwargs: Any,
+) -> QlogWriter:
+    """A :class:`QlogWriter` on ``<directory>/<odcid hex>_<role>.sqlog`` (created; the
+    directory too)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(os.fspath(directory), qlog_file_name(odcid, is_client))
+    stream = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 (closed by the writer)
+    writer = QlogWriter(stream, odcid, is_client, **kwargs)
+    writer.path = path
+    return writer
+
+
+class QlogDirectory:
+    """Makes one :class:`QlogWriter` per connection in ``path`` (``Config(qlog_dir=...)``,
+    ``QLOGDIR``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def writer(self, odcid: bytes, is_client: bool, **kwargs: Any) -> QlogWriter:
+        return open_qlog(self.path, odcid, is_client, **kwargs)
+
+    def file_for(self, odcid: bytes, is_client: bool) -> str:
+        return os.path.join(self.path, qlog_file_name(odcid, is_client))
+
+    @classmethod
+    def resolve(
+        cls, explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+    ) -> QlogDirectory | None:
+        """The directory to log to: ``explicit`` (``Config.qlog_dir``, ``--qlog-dir``) when
+        given, else ``QLOGDIR``, else None (qlog off)."""
+        return cls(explicit) if explicit is not None else cls.from_env(environ)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> QlogDirectory | None:
+        """The directory ``QLOGDIR`` names, or None when it is unset or empty."""
+        value = (os.environ if environ is None else environ).get(QLOGDIR_ENV, "")
+        return cls(value) if value else None
+
+    def __repr__(self) -> str:
+        return f"QlogDirectory({self.path!r})"
