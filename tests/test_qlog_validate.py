@@ -14,7 +14,7 @@ import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.logger import QuicFileLogger
-from conn_support import cert_files
+from support import cert_files
 
 from quicish.qlog import (
     QlogFormatError,
@@ -176,7 +176,12 @@ def test_relative_to_previous_event_times() -> None:
     data = mutated(relative)
     assert validate_bytes(data) == []
     assert [ev.time for ev in loads_qlog(data).events] == [0.0, 0.5]
-    negative = mutated(lambda r: (relative(r), r[2].update(time=-0.1)))
+
+    def relative_negative(r: list[dict[str, Any]]) -> None:
+        relative(r)
+        r[2]["time"] = -0.1
+
+    negative = mutated(relative_negative)
     assert any("never negative" in p for p in validate_bytes(negative))
 
 
