@@ -12,7 +12,7 @@ from conn_net import connected, encode, make_net, wire_frames
 
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
-from quicish.proto.recovery import SentPacket
+from quicish.proto.records import SentPacket
 from quicish.simlink import CLIENT_ADDR
 from quicish.wire import frames as F
 from quicish.wire.packet import encode_packet_number, encode_short_header
