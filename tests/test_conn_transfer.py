@@ -25,7 +25,7 @@ class ResendAudit:
         self.violations: list[tuple[int, int, int]] = []
         self.frames_sent = 0
         sent_hook = conn._recovery.on_packet_sent
-        acked_hook = conn._on_packet_acked
+        acked_hook = conn._on_packets_acked
 
         def on_sent(pkt: SentPacket) -> None:
             for rec in pkt.frames:
@@ -36,15 +36,16 @@ class ResendAudit:
                         self.violations.append((rec.stream_id, rec.offset, rec.length))
             sent_hook(pkt)
 
-        def on_acked(pkt: SentPacket, space: Any) -> None:
-            for rec in pkt.frames:
-                if isinstance(rec, StreamRecord) and rec.length:
-                    rs = self.acked.setdefault(rec.stream_id, RangeSet(1 << 16))
-                    rs.add(rec.offset, rec.offset + rec.length)
-            acked_hook(pkt, space)
+        def on_acked(packets: list[SentPacket]) -> None:
+            for pkt in packets:
+                for rec in pkt.frames:
+                    if isinstance(rec, StreamRecord) and rec.length:
+                        rs = self.acked.setdefault(rec.stream_id, RangeSet(1 << 16))
+                        rs.add(rec.offset, rec.offset + rec.length)
+            acked_hook(packets)
 
         setattr(conn._recovery, "on_packet_sent", on_sent)  # noqa: B010
-        setattr(conn, "_on_packet_acked", on_acked)  # noqa: B010
+        setattr(conn, "_on_packets_acked", on_acked)  # noqa: B010
 
 
 def _overlaps(rs: RangeSet, start: int, stop: int) -> bool:

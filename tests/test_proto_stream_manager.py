@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from proto_stream_pair import Pair, Side, frames_of
+from proto_stream_pair import Pair, Side, frames_of, record_table
 
 from quicish.errors import ErrorCode, ProtocolError, StreamError
 from quicish.proto import stream_ids as ids
@@ -185,8 +185,7 @@ def test_max_streams_resent_when_lost() -> None:
     buf = Buffer()
     records: list[tuple[Any, ...]] = []
     s.write_stream_frames(buf, 1200, records)
-    for rec in records:
-        s.on_record_acked(rec)
+    record_table(s).on_acked(records)
     assert len(s) == 0
     assert s.max_streams_update(True) == 2
     assert s.max_streams_update(True) is None
@@ -334,13 +333,12 @@ def test_control_frames_and_loss_records() -> None:
     # Nothing more until something is lost.
     buf2: Buffer = Buffer()
     assert not c.write_control_frames(buf2, 1200, [])
-    for rec in records:
-        c.on_record_lost(rec)
+    record_table(c).on_lost(records)
     buf3 = Buffer()
     records3: list[tuple[Any, ...]] = []
     assert c.write_control_frames(buf3, 1200, records3)
     assert F.decode_frames(buf3.data()) == frames
-    c.on_record_acked(ResetStreamRecord(a))
+    record_table(c).on_acked([ResetStreamRecord(a)])
     assert c.get_send(a).is_done
 
 
@@ -354,7 +352,7 @@ def test_max_stream_data_frames_from_reads() -> None:
     assert s.write_control_frames(buf, 1200, records, 0.0, 0.1)
     assert F.decode_frames(buf.data()) == [F.MaxStreamDataFrame(0, 1600)]
     assert records == [MaxStreamDataRecord(0, 1600)]
-    s.on_record_lost(records[0])
+    record_table(s).on_lost([records[0]])
     buf2 = Buffer()
     records2: list[tuple[Any, ...]] = []
     assert s.write_control_frames(buf2, 1200, records2, 0.0, 0.1)
@@ -423,10 +421,10 @@ def test_stream_records_dispatch() -> None:
     m.write(sid, b"abc", fin=True)
     (records,) = serve(m, 1)
     assert records == [StreamRecord(sid, 0, 3, True)]
-    m.on_record_lost(records[0])
+    record_table(m).on_lost([records[0]])
     (again,) = serve(m, 1)
     assert again == records
-    m.on_record_acked(again[0])
+    record_table(m).on_acked([again[0]])
     assert m.get_send(sid).is_done
 
 

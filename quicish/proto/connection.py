@@ -81,6 +81,7 @@ from .records import (
     RetireConnectionIdRecord,
     SentPacket,
     StreamRecord,
+    new_record,
 )
 from .recovery import LossRecovery
 from .rtt import RttEstimator
@@ -1492,8 +1493,7 @@ class Connection:
             delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
         ecn_ce = frame.ecn[2] if frame.ecn is not None else None
         acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
-        for pkt in acked:
-            self._on_packet_acked(pkt, space)
+        self._on_packets_acked(acked)
         if acked and space.index != APPLICATION:
             self._handshake_progress(now)
         self._on_packets_lost(lost, now)
@@ -1683,8 +1683,8 @@ class Connection:
     }
 
     # ---- acknowledgement and loss ---------------------------------------------------------
-    def _on_packet_acked(self, pkt: SentPacket, space: PacketSpace) -> None:
-        self._records.on_acked(pkt.frames)
+    def _on_packets_acked(self, acked: list[SentPacket]) -> None:
+        self._records.on_packets_acked(acked)
 
     def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
         tracer = self.tracer
@@ -1931,7 +1931,7 @@ class Connection:
             ecn = (counts[0], counts[1], counts[2]) if any(counts) else None
             # The whole frame in one native call (same bytes as F.push_ack_frame).
             buf.push_bytes(received.ack_frame(max(0, delay), ecn, 32))
-            records.append(AckRecord(space.index, received.bounds()[1] - 1))
+            records.append(new_record(AckRecord, (space.index, received.bounds()[1] - 1)))
             space.on_ack_sent()
         path = self._path
         if (

@@ -14,7 +14,7 @@ Two levels of API:
   received frames; ``write_control_frames`` / ``write_stream_frames`` append frames to a
   packet ``Buffer`` and a record per frame (``StreamRecord``, ``ResetStreamRecord``, ...) to
   the packet's record list; ``register_records`` puts their answers (acknowledged, lost) in
-  the connection's ``RecordTable`` (``on_record_acked`` / ``on_record_lost`` without one).
+  the connection's ``RecordTable``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .records import (
     StreamDataBlockedRecord,
     StreamRecord,
     StreamsBlockedRecord,
+    new_record,
 )
 from .recv_stream import FragmentBudget, RecvStream
 from .send_stream import SendStream
@@ -185,7 +186,6 @@ class StreamManager:
             None if max_connection_fragments is None else FragmentBudget(max_connection_fragments)
         )
         self._send_buffer = send_buffer_size
-        self._records: RecordTable | None = None  # for on_record_acked / on_record_lost
         self._streams: dict[int, Stream] = {}
         # Per stream type, indexed [uni, bidi] (int(bidi)).
         self._next_local = [0, 0]
@@ -486,8 +486,6 @@ class StreamManager:
         manager; the streams stay readable."""
         for stream in self._streams.values():
             _unhook(stream)
-        if self._records is not None:
-            self._records.release()
 
     def set_priority(self, stream_id: int, priority: int) -> None:
         """Lower values are served first; round robin among equal values."""
@@ -674,79 +672,42 @@ class StreamManager:
 
     # ---- sent-frame feedback ---------------------------------------------------------------
     def on_stream_acked(self, stream_id: int, offset: int, length: int, fin: bool) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_acked(offset, length, fin)
+        send = self._send_half(stream_id)
+        if send is not None:
+            send.on_acked(offset, length, fin)
 
     def on_stream_lost(self, stream_id: int, offset: int, length: int, fin: bool) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_lost(offset, length, fin)
+        send = self._send_half(stream_id)
+        if send is not None:
+            send.on_lost(offset, length, fin)
 
     def repeat_for_probe(self, stream_id: int, offset: int, length: int, fin: bool) -> bool:
         """Queue a sent STREAM frame's data again for a PTO probe; True when that queued
         data not queued already (see ``SendStream.repeat_for_probe``)."""
+        send = self._send_half(stream_id)
+        return send is not None and send.repeat_for_probe(offset, length, fin)
+
+    def _send_half(self, stream_id: int) -> SendStream | None:
         stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            return stream.send.repeat_for_probe(offset, length, fin)
-        return False
+        return None if stream is None else stream.send
 
-    def on_reset_acked(self, stream_id: int) -> None:
+    def _recv_half(self, stream_id: int) -> RecvStream | None:
         stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_reset_acked()
+        return None if stream is None else stream.recv
 
-    def on_reset_lost(self, stream_id: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_reset_lost()
-
-    def on_stop_sending_lost(self, stream_id: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.recv is not None:
-            stream.recv.on_stop_sending_lost()
-
-    def on_max_data_lost(self, limit: int | None = None) -> None:
-        window = self.recv_window
-        window.on_update_lost(window.limit if limit is None else limit)
-
-    def on_max_stream_data_lost(self, stream_id: int, limit: int | None = None) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.recv is not None:
-            stream.recv.on_max_stream_data_lost(limit)
-
-    def on_data_blocked_lost(self, limit: int) -> None:
-        self.send_credit.on_blocked_lost(limit)
-
-    def on_stream_data_blocked_lost(self, stream_id: int, limit: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_blocked_lost(limit)
-
+    # ---- sent-frame records ------------------------------------------------------------------
     def register_records(self, table: RecordTable) -> None:
         """Register the answers to the records this manager writes (see ``records``)."""
         table.register(StreamRecord, self._on_stream_record_acked, self._on_stream_record_lost)
+        table.register(ResetStreamRecord, self._on_reset_acked, self._on_reset_lost)
+        table.register(StopSendingRecord, lost=self._on_stop_sending_lost)
+        table.register(MaxDataRecord, lost=self._on_max_data_lost)
+        table.register(MaxStreamDataRecord, lost=self._on_max_stream_data_lost)
+        table.register(MaxStreamsRecord, lost=lambda r: self.on_max_streams_lost(r.bidi, r.limit))
+        table.register(DataBlockedRecord, lost=self._on_data_blocked_lost)
+        table.register(StreamDataBlockedRecord, lost=self._on_stream_data_blocked_lost)
         table.register(
-            ResetStreamRecord,
-            lambda rec: self.on_reset_acked(rec.stream_id),
-            lambda rec: self.on_reset_lost(rec.stream_id),
-        )
-        table.register(StopSendingRecord, lost=lambda rec: self.on_stop_sending_lost(rec.stream_id))
-        table.register(MaxDataRecord, lost=lambda rec: self.on_max_data_lost(rec.limit))
-        table.register(
-            MaxStreamDataRecord,
-            lost=lambda rec: self.on_max_stream_data_lost(rec.stream_id, rec.limit),
-        )
-        table.register(
-            MaxStreamsRecord, lost=lambda rec: self.on_max_streams_lost(rec.bidi, rec.limit)
-        )
-        table.register(DataBlockedRecord, lost=lambda rec: self.on_data_blocked_lost(rec.limit))
-        table.register(
-            StreamDataBlockedRecord,
-            lost=lambda rec: self.on_stream_data_blocked_lost(rec.stream_id, rec.limit),
-        )
-        table.register(
-            StreamsBlockedRecord, lost=lambda rec: self.on_streams_blocked_lost(rec.bidi, rec.limit)
+            StreamsBlockedRecord, lost=lambda r: self.on_streams_blocked_lost(r.bidi, r.limit)
         )
 
     def _on_stream_record_acked(self, rec: StreamRecord) -> None:
@@ -762,19 +723,37 @@ class StreamManager:
         if stream is not None and stream.send is not None:
             stream.send.on_lost(offset, length, fin)
 
-    def on_record_acked(self, rec: Record) -> None:
-        """An acknowledged record written by this manager (without a connection's table)."""
-        self._own_records().on_acked((rec,))
+    def _on_reset_acked(self, rec: ResetStreamRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_reset_acked()
 
-    def on_record_lost(self, rec: Record) -> None:
-        """A lost record written by this manager (re-sends what still matters)."""
-        self._own_records().on_lost((rec,))
+    def _on_reset_lost(self, rec: ResetStreamRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_reset_lost()
 
-    def _own_records(self) -> RecordTable:
-        if self._records is None:
-            self._records = RecordTable()
-            self.register_records(self._records)
-        return self._records
+    def _on_stop_sending_lost(self, rec: StopSendingRecord) -> None:
+        recv = self._recv_half(rec.stream_id)
+        if recv is not None:
+            recv.on_stop_sending_lost()
+
+    def _on_max_data_lost(self, rec: MaxDataRecord) -> None:
+        window = self.recv_window
+        window.on_update_lost(window.limit if rec.limit is None else rec.limit)
+
+    def _on_max_stream_data_lost(self, rec: MaxStreamDataRecord) -> None:
+        recv = self._recv_half(rec.stream_id)
+        if recv is not None:
+            recv.on_max_stream_data_lost(rec.limit)
+
+    def _on_data_blocked_lost(self, rec: DataBlockedRecord) -> None:
+        self.send_credit.on_blocked_lost(rec.limit)
+
+    def _on_stream_data_blocked_lost(self, rec: StreamDataBlockedRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_blocked_lost(rec.limit)
 
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
@@ -903,7 +882,7 @@ class StreamManager:
                 if new != len(data):
                     self.bytes_retransmitted += len(data) - new
                 push(buf, sid, offset, data, fin)
-                records.append(StreamRecord(sid, offset, len(data), fin))
+                records.append(new_record(StreamRecord, (sid, offset, len(data), fin)))
                 wrote = True
         return wrote
 
