@@ -65,7 +65,7 @@ from .packet_space import (
     HANDSHAKE,
     INITIAL,
     PacketSpace,
-    register_records,
+    register_space_records,
 )
 from .path import Path, PathManager
 from .records import (
@@ -304,7 +304,7 @@ class Connection:
         self._pending_handshake_done = False
         # What acknowledgement and loss of each kind of sent-frame record do, by its owner.
         self._records = RecordTable()
-        register_records(self._records, self._spaces)
+        register_space_records(self._records, self._spaces)
         self._streams.register_records(self._records)
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)

@@ -116,7 +116,7 @@ class PacketSpace:
         return self.ack_now or (self.ack_due_at is not None and now >= self.ack_due_at)
 
 
-def register_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
+def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
     """Answer CRYPTO and ACK records through the space (of ``spaces``) that sent them."""
 
     def crypto_acked(rec: CryptoRecord) -> None:

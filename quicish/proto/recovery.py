@@ -35,7 +35,7 @@ INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
 # kPersistentCongestionThreshold).
 PACKET_THRESHOLD = 3  # packets: reordering tolerated before a packet counts as lost
 TIME_THRESHOLD = 9 / 8  # RTTs: time reordering tolerated, as a multiple of the RTT
-PERSISTENT_CONGESTION_THRESHOLD = 3  # PTOs of loss in a row that are persistent congestion
+PERSISTENT_CONGESTION_THRESHOLD = 3  # PTO periods a loss must span to be persistent
 # The PTO doubles on each consecutive timeout (RFC 9002 section 6.2.1) but stops doubling
 # after 2^3 before the handshake is confirmed and after 2^6 once it is: on a path with heavy
 # bursty loss the next probe then still comes within seconds (a few RTTs' worth), instead of
