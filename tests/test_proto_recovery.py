@@ -68,7 +68,7 @@ def to_ranges(pns: list[int]) -> list[tuple[int, int]]:
 
 
 def test_sent_packet_fields() -> None:
-    pkt = SentPacket(5, 1.5, 1200, True, True, HANDSHAKE, ["x"])
+    pkt = SentPacket(5, 1.5, 1200, True, True, HANDSHAKE, [("x",)])
     assert (pkt.pn, pkt.sent_time, pkt.size, pkt.ack_eliciting, pkt.in_flight, pkt.space) == (
         5,
         1.5,
@@ -77,7 +77,7 @@ def test_sent_packet_fields() -> None:
         True,
         HANDSHAKE,
     )
-    assert pkt.frames == ["x"]
+    assert pkt.frames == [("x",)]
     assert not hasattr(pkt, "__dict__")
     assert SentPacket(0, 0.0, 1, False, False, 0).frames == []
 

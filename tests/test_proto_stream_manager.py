@@ -13,6 +13,7 @@ from quicish.errors import ErrorCode, ProtocolError, StreamError
 from quicish.proto import stream_ids as ids
 from quicish.proto.records import (
     MaxStreamDataRecord,
+    Record,
     ResetStreamRecord,
     StreamRecord,
 )
@@ -196,15 +197,17 @@ def test_max_streams_resent_when_lost() -> None:
 
 
 # ---- scheduling ------------------------------------------------------------------------------
-def serve(m: StreamManager, packets: int, room: int = 1200) -> list[list[tuple[Any, ...]]]:
-    """Build ``packets`` packets; return their records."""
+def serve(m: StreamManager, packets: int, room: int = 1200) -> list[list[StreamRecord]]:
+    """Build ``packets`` packets; return their records (STREAM frames only)."""
     out = []
     for _ in range(packets):
         buf = Buffer()
-        records: list[tuple[Any, ...]] = []
+        records: list[Record] = []
         m.write_stream_frames(buf, room, records)
         assert buf.written <= room
-        out.append(records)
+        stream_records = [rec for rec in records if isinstance(rec, StreamRecord)]
+        assert stream_records == records
+        out.append(stream_records)
     return out
 
 
