@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from quicish.native import ACCELERATED
+from quicish.proto.records import Record
 from quicish.proto.recv_stream import RecvStream
 from quicish.proto.send_stream import SendStream
 from quicish.proto.stream_manager import StreamLimits, StreamManager
@@ -62,11 +63,11 @@ def bench_manager(streams: int) -> float:
     packets = 0
     while True:
         buf = Buffer()
-        records: list[tuple[object, ...]] = []
+        records: list[Record] = []
         if not m.write_stream_frames(buf, 1200, records):
             break
         for rec in records:
-            m.on_stream_acked(rec[1], rec[2], rec[3], rec[4])  # type: ignore[arg-type]
+            m.on_stream_acked(*rec)
         packets += 1
     return (time.perf_counter() - t) / packets
 

@@ -15,7 +15,8 @@ import random
 import time
 
 from quicish.proto.congestion import create
-from quicish.proto.recovery import APPLICATION, LossRecovery, SentPacket
+from quicish.proto.records import SentPacket
+from quicish.proto.recovery import APPLICATION, LossRecovery
 
 MDS = 1200
 

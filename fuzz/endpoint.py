@@ -38,7 +38,7 @@ from quicish.errors import ErrorCode, QuicError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
-from quicish.proto.recovery import SentPacket
+from quicish.proto.records import SentPacket
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import SimNetwork
 from quicish.tls.alerts import Alert

@@ -27,7 +27,7 @@ from quicish.errors import DecodeError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION
-from quicish.proto.recovery import SentPacket
+from quicish.proto.records import SentPacket
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import CLIENT_ADDR, SERVER_ADDR, LinkSpec, SimNetwork, _Direction
 from quicish.wire import frames as F

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from quicish.proto.records import RecordTable
 from quicish.proto.stream_manager import StreamLimits, StreamManager
 from quicish.wire import frames as F
 from quicish.wire.buffer import Buffer
@@ -62,6 +63,13 @@ def dispatch(dst: StreamManager, frame: Any) -> None:
         dst.on_stream_data_blocked(frame.stream_id, frame.limit)
 
 
+def record_table(m: StreamManager) -> RecordTable:
+    """A table holding the answers to ``m``'s records (a connection's holds more)."""
+    table = RecordTable()
+    m.register_records(table)
+    return table
+
+
 @dataclass
 class Pair:
     """Client and server managers; ``step`` moves one packet each way."""
@@ -82,6 +90,9 @@ class Pair:
         self.server.on_peer_parameters(self.client_side.limits())
         self.rng = random.Random(self.seed)
         self.sent_frames: list[Any] = []  # every frame decoded, both directions
+        # What acknowledgement and loss of each side's records do, as in a connection.
+        self.records = {id(self.client): record_table(self.client)}
+        self.records[id(self.server)] = record_table(self.server)
 
     def packet(self, src: StreamManager, dst: StreamManager) -> bool:
         """Build one packet from ``src``; deliver (or lose) it; report the outcome."""
@@ -93,14 +104,12 @@ class Pair:
             return False
         assert buf.written <= self.room
         if self.loss and self.rng.random() < self.loss:
-            for rec in records:
-                src.on_record_lost(rec)
+            self.records[id(src)].on_lost(records)
             return True
         for frame in F.decode_frames(buf.data()):
             self.sent_frames.append(frame)
             dispatch(dst, frame)
-        for rec in records:
-            src.on_record_acked(rec)
+        self.records[id(src)].on_acked(records)
         return True
 
     def step(self) -> bool:

@@ -22,7 +22,7 @@ from quicish.errors import ErrorCode
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import ACK_RANGES_LIMIT, APPLICATION
-from quicish.proto.recovery import SentPacket
+from quicish.proto.records import SentPacket
 from quicish.wire import frames as F
 from quicish.wire.packet import PacketType, encode_long_header, encode_short_header
 from quicish.wire.protection import PacketProtector

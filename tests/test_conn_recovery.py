@@ -142,15 +142,18 @@ class CcAudit:
         self.growth_checks = 0
         self.reductions: list[tuple[float, int, int]] = []  # (now, cwnd before, after)
         self.persistent: list[int] = []
-        acked = cc.on_packets_acked
+        acked = cc.on_ack
         event = cc.on_congestion_event
         persistent = cc.on_persistent_congestion
 
-        def on_acked(packets: Any, now: float, rtt: Any, prior: int | None = None) -> None:
-            before, ssthresh, start = cc.cwnd, cc.ssthresh, cc.recovery_start_time
-            counted = sum(p.size for p in packets if p.in_flight and p.sent_time > start)
+        def on_acked(
+            counted: int, largest_sent: float, now: float, rtt: Any, prior: int | None = None
+        ) -> None:
+            # Recovery counts only in-flight packets sent outside the recovery period.
+            assert not counted or not cc.in_recovery(largest_sent)
+            before, ssthresh = cc.cwnd, cc.ssthresh
             limited = prior is None or cc.is_cwnd_limited(prior)
-            acked(packets, now, rtt, prior)
+            acked(counted, largest_sent, now, rtt, prior)
             if not counted or not limited:
                 assert cc.cwnd == before  # app-limited or in recovery: no growth
             elif before + counted <= ssthresh:
@@ -172,7 +175,7 @@ class CcAudit:
             persistent()
             self.persistent.append(cc.cwnd)
 
-        setattr(cc, "on_packets_acked", on_acked)  # noqa: B010
+        setattr(cc, "on_ack", on_acked)  # noqa: B010
         setattr(cc, "on_congestion_event", on_event)  # noqa: B010
         setattr(cc, "on_persistent_congestion", on_persistent)  # noqa: B010
 

@@ -10,8 +10,7 @@ from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
 from quicish.proto.connection import Connection
-from quicish.proto.records import K_STREAM
-from quicish.proto.recovery import SentPacket
+from quicish.proto.records import SentPacket, StreamRecord
 from quicish.simlink import LinkSpec
 
 BIG = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
@@ -26,25 +25,27 @@ class ResendAudit:
         self.violations: list[tuple[int, int, int]] = []
         self.frames_sent = 0
         sent_hook = conn._recovery.on_packet_sent
-        acked_hook = conn._on_packet_acked
+        acked_hook = conn._on_packets_acked
 
         def on_sent(pkt: SentPacket) -> None:
             for rec in pkt.frames:
-                if rec[0] == K_STREAM and rec[3]:
+                if isinstance(rec, StreamRecord) and rec.length:
                     self.frames_sent += 1
-                    rs = self.acked.get(rec[1])
-                    if rs is not None and _overlaps(rs, rec[2], rec[2] + rec[3]):
-                        self.violations.append((rec[1], rec[2], rec[3]))
+                    rs = self.acked.get(rec.stream_id)
+                    if rs is not None and _overlaps(rs, rec.offset, rec.offset + rec.length):
+                        self.violations.append((rec.stream_id, rec.offset, rec.length))
             sent_hook(pkt)
 
-        def on_acked(pkt: SentPacket, space: Any) -> None:
-            for rec in pkt.frames:
-                if rec[0] == K_STREAM and rec[3]:
-                    self.acked.setdefault(rec[1], RangeSet(1 << 16)).add(rec[2], rec[2] + rec[3])
-            acked_hook(pkt, space)
+        def on_acked(packets: list[SentPacket]) -> None:
+            for pkt in packets:
+                for rec in pkt.frames:
+                    if isinstance(rec, StreamRecord) and rec.length:
+                        rs = self.acked.setdefault(rec.stream_id, RangeSet(1 << 16))
+                        rs.add(rec.offset, rec.offset + rec.length)
+            acked_hook(packets)
 
         setattr(conn._recovery, "on_packet_sent", on_sent)  # noqa: B010
-        setattr(conn, "_on_packet_acked", on_acked)  # noqa: B010
+        setattr(conn, "_on_packets_acked", on_acked)  # noqa: B010
 
 
 def _overlaps(rs: RangeSet, start: int, stop: int) -> bool:

@@ -1,4 +1,8 @@
-"""NewReno (RFC 9002 section 7 / appendix B) and CUBIC (RFC 9438, HyStart++ RFC 9406)."""
+"""NewReno (RFC 9002 section 7 / appendix B) and CUBIC (RFC 9438, HyStart++ RFC 9406).
+
+The controllers take plain values (bytes acked, send times, bytes in flight); which packets
+those values count (in flight, sent outside the recovery period, the newest lost one) is
+loss recovery's part, tested in test_proto_recovery_cc.py."""
 
 from __future__ import annotations
 
@@ -9,14 +13,9 @@ import pytest
 from quicish.errors import ConfigError
 from quicish.proto.congestion import CongestionController, Cubic, NewReno, create
 from quicish.proto.congestion.cubic import CUBIC_ALPHA, CUBIC_BETA, CUBIC_C
-from quicish.proto.recovery import SentPacket
 from quicish.proto.rtt import RttEstimator
 
 MDS = 1200
-
-
-def pkt(sent_time: float, size: int = MDS, in_flight: bool = True) -> SentPacket:
-    return SentPacket(0, sent_time, size, in_flight, in_flight, 2)
 
 
 def rtt_of(srtt: float) -> RttEstimator:
@@ -33,11 +32,11 @@ def ack(
     rtt: RttEstimator | None = None,
     limited: bool = True,
 ) -> None:
-    """Ack ``count`` full-size packets sent at ``sent_time``; cwnd-limited unless told."""
+    """Ack ``count`` full-size packets sent at ``sent_time`` (outside the recovery period,
+    as loss recovery counts them); cwnd-limited unless told."""
+    assert not cc.in_recovery(sent_time)
     prior = cc.cwnd if limited else 0
-    cc.on_packets_acked(
-        [pkt(sent_time) for _ in range(count)], now, rtt or rtt_of(0.1), prior_in_flight=prior
-    )
+    cc.on_ack(count * MDS, sent_time, now, rtt or rtt_of(0.1), prior_in_flight=prior)
 
 
 # ---- factory and shared behaviour ------------------------------------------------------------
@@ -80,8 +79,8 @@ def test_slow_start_grows_by_acked_bytes(name: str) -> None:
     cc = create(name, MDS)
     ack(cc, 0.1, 0.0, count=3)
     assert cc.cwnd == 12000 + 3 * MDS
-    # non-in-flight packets do not count
-    cc.on_packets_acked([pkt(0.0, in_flight=False)], 0.2, rtt_of(0.1), prior_in_flight=cc.cwnd)
+    # no bytes that count (only non-in-flight packets acked): no growth
+    cc.on_ack(0, 0.0, 0.2, rtt_of(0.1), prior_in_flight=cc.cwnd)
     assert cc.cwnd == 12000 + 3 * MDS
 
 
@@ -91,7 +90,7 @@ def test_app_limited_does_not_grow(name: str) -> None:
     ack(cc, 0.1, 0.0, count=3, limited=False)
     assert cc.cwnd == 12000
     # half the window in use counts as cwnd-limited in slow start
-    cc.on_packets_acked([pkt(0.0)], 0.2, rtt_of(0.1), prior_in_flight=6000)
+    cc.on_ack(MDS, 0.0, 0.2, rtt_of(0.1), prior_in_flight=6000)
     assert cc.cwnd == 12000 + MDS
     assert not cc.is_cwnd_limited(5000)
 
@@ -100,17 +99,15 @@ def test_app_limited_does_not_grow(name: str) -> None:
 def test_one_reduction_per_recovery_period(name: str) -> None:
     cc = create(name, MDS)
     factor = 0.5 if name == "newreno" else CUBIC_BETA
-    cc.on_packets_lost([pkt(1.0)], now=2.0)
+    cc.on_congestion_event(1.0, now=2.0)
     first = int(12000 * factor)
     assert cc.cwnd == first
     assert cc.recovery_start_time == 2.0
     assert cc.in_recovery(1.5) and cc.in_recovery(2.0) and not cc.in_recovery(2.01)
-    cc.on_packets_lost([pkt(1.9), pkt(2.0)], now=2.5)  # sent before recovery started
+    assert not cc.on_congestion_event(2.0, now=2.5)  # sent before recovery started
     assert cc.cwnd == first
     assert cc.congestion_events == 1
-    ack(cc, 2.6, 1.5, count=5)  # acks of packets sent in recovery: no growth
-    assert cc.cwnd == first
-    cc.on_packets_lost([pkt(2.1)], now=3.0)  # sent after: a new period
+    cc.on_congestion_event(2.1, now=3.0)  # sent after: a new period
     assert cc.congestion_events == 2
     assert cc.cwnd == int(first * factor)
 
@@ -119,7 +116,7 @@ def test_one_reduction_per_recovery_period(name: str) -> None:
 def test_window_never_below_minimum(name: str) -> None:
     cc = create(name, MDS)
     for i in range(20):
-        cc.on_packets_lost([pkt(float(i) + 0.5)], now=float(i + 1))
+        cc.on_congestion_event(float(i) + 0.5, now=float(i + 1))
     assert cc.cwnd == 2 * MDS
     assert cc.congestion_events == 20
 
@@ -128,7 +125,7 @@ def test_window_never_below_minimum(name: str) -> None:
 def test_persistent_congestion(name: str) -> None:
     cc = create(name, MDS)
     ack(cc, 0.1, 0.0, count=20)
-    cc.on_packets_lost([pkt(0.5)], now=1.0)
+    cc.on_congestion_event(0.5, now=1.0)
     ssthresh = cc.ssthresh
     cc.on_persistent_congestion()
     assert cc.cwnd == 2 * MDS
@@ -149,19 +146,12 @@ def test_ecn_ce_is_a_congestion_event(name: str) -> None:
     assert cc.cwnd < 12000
 
 
-def test_lost_non_in_flight_packets_ignored() -> None:
-    cc = create("newreno", MDS)
-    cc.on_packets_lost([pkt(0.5, in_flight=False)], now=1.0)
-    assert cc.congestion_events == 0
-    assert cc.cwnd == 12000
-
-
 # ---- NewReno ------------------------------------------------------------------------------
 
 
 def test_newreno_congestion_avoidance_one_packet_per_window() -> None:
     cc = NewReno(MDS)
-    cc.on_packets_lost([pkt(0.0)], now=0.1)
+    cc.on_congestion_event(0.0, now=0.1)
     assert (cc.cwnd, cc.ssthresh) == (6000, 6000)
     # 5 packets (one window) acked: + 1 packet
     for i in range(4):
@@ -178,7 +168,7 @@ def test_newreno_congestion_avoidance_one_packet_per_window() -> None:
 
 def test_newreno_slow_start_stops_at_ssthresh() -> None:
     cc = NewReno(MDS)
-    cc.on_packets_lost([pkt(0.0)], now=0.1)  # ssthresh 6000
+    cc.on_congestion_event(0.0, now=0.1)  # ssthresh 6000
     cc.on_persistent_congestion()  # cwnd 2400, slow start up to 6000
     ack(cc, 1.0, 0.5, count=5)  # 3600 bytes reach ssthresh, 2400 count for CA
     assert cc.cwnd == 6000
@@ -193,7 +183,7 @@ def test_newreno_loss_halves() -> None:
     cc = NewReno(MDS)
     ack(cc, 0.1, 0.0, count=10)
     assert cc.cwnd == 24000
-    cc.on_packets_lost([pkt(0.05)], now=0.2)
+    cc.on_congestion_event(0.05, now=0.2)
     assert cc.ssthresh == 12000
     assert cc.cwnd == 12000
 
@@ -206,7 +196,7 @@ def _cubic_after_loss(window_packets: int, fast_convergence: bool = True) -> Cub
     if window_packets > 10:
         ack(cc, 0.05, 0.0, count=window_packets - 10)
     assert cc.cwnd == window_packets * MDS
-    cc.on_packets_lost([pkt(0.06)], now=0.1)
+    cc.on_congestion_event(0.06, now=0.1)
     return cc
 
 
@@ -300,13 +290,13 @@ def test_cubic_fast_convergence() -> None:
     assert cc.w_max == 120000
     # a second loss while still below the previous W_max: remember less
     w = cc._w
-    cc.on_packets_lost([pkt(0.2)], now=0.3)
+    cc.on_congestion_event(0.2, now=0.3)
     assert cc.w_max == pytest.approx(w * (1 + CUBIC_BETA) / 2)
     assert cc.cwnd == int(w * CUBIC_BETA)
     # without fast convergence W_max is the window at the loss
     cc2 = _cubic_after_loss(100, fast_convergence=False)
     w = cc2._w
-    cc2.on_packets_lost([pkt(0.2)], now=0.3)
+    cc2.on_congestion_event(0.2, now=0.3)
     assert cc2.w_max == w
 
 
@@ -344,7 +334,7 @@ def _round(cc: Cubic, rtt: RttEstimator, start: float, samples: list[float]) -> 
     for sample in samples:
         now = start + sample
         rtt.update(sample, 0.0, now)
-        cc.on_packets_acked([pkt(start)], now, rtt, prior_in_flight=cc.cwnd)
+        cc.on_ack(MDS, start, now, rtt, prior_in_flight=cc.cwnd)
     return now
 
 
@@ -395,7 +385,7 @@ def test_hystart_ignores_small_rtt_changes_and_stops_after_loss() -> None:
     t = _round(cc, rtt, 0.0, [0.1] * 10)
     t = _round(cc, rtt, t, [0.11] * 10)  # +10 ms < 12.5 ms threshold
     assert not cc.in_css
-    cc.on_packets_lost([pkt(t - 0.05)], now=t)
+    cc.on_congestion_event(t - 0.05, now=t)
     assert not cc.hystart
 
 
@@ -407,5 +397,5 @@ def test_newreno_has_no_hystart_effect() -> None:
         for _ in range(10):
             now = r + sample
             rtt.update(sample, 0.0, now)
-            cc.on_packets_acked([pkt(float(r))], now, rtt, prior_in_flight=cc.cwnd)
+            cc.on_ack(MDS, float(r), now, rtt, prior_in_flight=cc.cwnd)
     assert cc.cwnd == 12000 + 40 * MDS

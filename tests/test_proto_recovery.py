@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto.congestion import NewReno, create
+from quicish.proto.records import SentPacket
 from quicish.proto.recovery import (
     APPLICATION,
     HANDSHAKE,
     INITIAL,
-    K_TIME_THRESHOLD,
+    TIME_THRESHOLD,
     LossRecovery,
-    SentPacket,
 )
-from quicish.proto.rtt import K_GRANULARITY, RttEstimator
+from quicish.proto.rtt import TIMER_GRANULARITY, RttEstimator
 
 MDS = 1200
 
@@ -68,7 +68,7 @@ def to_ranges(pns: list[int]) -> list[tuple[int, int]]:
 
 
 def test_sent_packet_fields() -> None:
-    pkt = SentPacket(5, 1.5, 1200, True, True, HANDSHAKE, ["x"])
+    pkt = SentPacket(5, 1.5, 1200, True, True, HANDSHAKE, [("x",)])
     assert (pkt.pn, pkt.sent_time, pkt.size, pkt.ack_eliciting, pkt.in_flight, pkt.space) == (
         5,
         1.5,
@@ -77,7 +77,7 @@ def test_sent_packet_fields() -> None:
         True,
         HANDSHAKE,
     )
-    assert pkt.frames == ["x"]
+    assert pkt.frames == [("x",)]
     assert not hasattr(pkt, "__dict__")
     assert SentPacket(0, 0.0, 1, False, False, 0).frames == []
 
@@ -177,7 +177,7 @@ def test_time_threshold_loss_and_timer() -> None:
     send(r, 1, 0.001)
     assert ack(r, [1], 0.05) == ([1], [])
     # first sample: latest = smoothed = 0.049
-    loss_delay = K_TIME_THRESHOLD * 0.049
+    loss_delay = TIME_THRESHOLD * 0.049
     deadline = r.loss_detection_deadline()
     assert deadline is not None
     assert deadline == pytest.approx(0.0 + loss_delay)
@@ -206,7 +206,7 @@ def test_time_threshold_uses_max_of_latest_and_smoothed() -> None:
     send(r, 2, 1.15)
     assert ack(r, [2], 1.2) == ([2], [])  # latest 0.05, smoothed ~0.181
     smoothed = 0.875 * 0.2 + 0.125 * 0.05
-    assert r.loss_detection_deadline() == pytest.approx(1.0 + K_TIME_THRESHOLD * smoothed)
+    assert r.loss_detection_deadline() == pytest.approx(1.0 + TIME_THRESHOLD * smoothed)
 
 
 def test_time_threshold_granularity_floor() -> None:
@@ -214,7 +214,7 @@ def test_time_threshold_granularity_floor() -> None:
     send(r, 0, 0.0)
     send(r, 1, 0.00001)
     ack(r, [1], 0.00002)  # sample of 10 microseconds
-    assert r.loss_detection_deadline() == pytest.approx(0.0 + K_GRANULARITY)
+    assert r.loss_detection_deadline() == pytest.approx(0.0 + TIMER_GRANULARITY)
 
 
 # ---- PTO ---------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_discard_clears_pending_loss_timer() -> None:
     for pn in range(3):
         send(r, pn, 0.0, space=HANDSHAKE)
     ack(r, [2], 0.01, space=HANDSHAKE)
-    assert r.loss_detection_deadline() == pytest.approx(K_TIME_THRESHOLD * 0.01)
+    assert r.loss_detection_deadline() == pytest.approx(TIME_THRESHOLD * 0.01)
     r.discard_space(HANDSHAKE, now=0.011)
     assert r.loss_detection_deadline() is None
     assert r.bytes_in_flight == 0
@@ -495,7 +495,7 @@ def test_persistent_congestion_rfc_example() -> None:
     lost = _rfc_example(r)
     assert lost == [2, 3, 4, 5, 6, 7, 8]
     rtt = r.rtt
-    period = (rtt.smoothed_rtt + max(4 * rtt.rttvar, K_GRANULARITY)) * 3
+    period = (rtt.smoothed_rtt + max(4 * rtt.rttvar, TIMER_GRANULARITY)) * 3
     assert period < 7.0  # lost span: 8 - 1
     assert r.persistent_congestion_events == 1
     assert r.cc.persistent_congestion_events == 1
@@ -639,7 +639,7 @@ class _Reference:
     def detect(self, now: float) -> list[SentPacket]:
         assert self.largest_acked is not None
         self.loss_time = None
-        delay = max(K_TIME_THRESHOLD * max(self.rtt.latest_rtt, self.rtt.smoothed_rtt), 0.001)
+        delay = max(TIME_THRESHOLD * max(self.rtt.latest_rtt, self.rtt.smoothed_rtt), 0.001)
         lost = []
         for pn in sorted(self.sent):
             p = self.sent[pn]

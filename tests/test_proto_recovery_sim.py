@@ -18,7 +18,8 @@ import pytest
 
 from quicish.proto.congestion import create
 from quicish.proto.pacing import Pacer
-from quicish.proto.recovery import APPLICATION, LossRecovery, SentPacket
+from quicish.proto.records import SentPacket
+from quicish.proto.recovery import APPLICATION, LossRecovery
 
 MDS = 1200
 

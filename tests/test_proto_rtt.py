@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quicish.proto.rtt import K_GRANULARITY, RttEstimator
+from quicish.proto.rtt import TIMER_GRANULARITY, RttEstimator
 
 
 def test_initial_state_uses_initial_rtt() -> None:
@@ -68,7 +68,7 @@ def test_pto_base_has_granularity_floor() -> None:
     rtt = RttEstimator()
     rtt.update(0.01, 0.0, now=0.0)
     rtt.rttvar = 0.0
-    assert rtt.pto_base() == pytest.approx(0.01 + K_GRANULARITY)
+    assert rtt.pto_base() == pytest.approx(0.01 + TIMER_GRANULARITY)
 
 
 def test_reset_min_rtt_takes_latest_sample() -> None:

@@ -7,15 +7,17 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from proto_stream_pair import Pair, Side, frames_of
+from proto_stream_pair import Pair, Side, frames_of, record_table
 
 from quicish.errors import ErrorCode, ProtocolError, StreamError
 from quicish.proto import stream_ids as ids
+from quicish.proto.records import (
+    MaxStreamDataRecord,
+    Record,
+    ResetStreamRecord,
+    StreamRecord,
+)
 from quicish.proto.stream_manager import (
-    K_MAX_STREAM_DATA,
-    K_RESET,
-    K_STOP,
-    K_STREAM,
     StreamLimitReached,
     StreamLimits,
     StreamManager,
@@ -184,8 +186,7 @@ def test_max_streams_resent_when_lost() -> None:
     buf = Buffer()
     records: list[tuple[Any, ...]] = []
     s.write_stream_frames(buf, 1200, records)
-    for rec in records:
-        s.on_record_acked(rec)
+    record_table(s).on_acked(records)
     assert len(s) == 0
     assert s.max_streams_update(True) == 2
     assert s.max_streams_update(True) is None
@@ -196,15 +197,17 @@ def test_max_streams_resent_when_lost() -> None:
 
 
 # ---- scheduling ------------------------------------------------------------------------------
-def serve(m: StreamManager, packets: int, room: int = 1200) -> list[list[tuple[Any, ...]]]:
-    """Build ``packets`` packets; return their records."""
+def serve(m: StreamManager, packets: int, room: int = 1200) -> list[list[StreamRecord]]:
+    """Build ``packets`` packets; return their records (STREAM frames only)."""
     out = []
     for _ in range(packets):
         buf = Buffer()
-        records: list[tuple[Any, ...]] = []
+        records: list[Record] = []
         m.write_stream_frames(buf, room, records)
         assert buf.written <= room
-        out.append(records)
+        stream_records = [rec for rec in records if isinstance(rec, StreamRecord)]
+        assert stream_records == records
+        out.append(stream_records)
     return out
 
 
@@ -217,8 +220,8 @@ def test_round_robin_is_fair_within_one_frame() -> None:
     order = []
     for records in serve(m, 101):
         assert len(records) == 1  # big writes: one frame fills a packet
-        served[records[0][1]] += records[0][3]
-        order.append(records[0][1])
+        served[records[0].stream_id] += records[0].length
+        order.append(records[0].stream_id)
     assert order[:8] == sids + sids
     assert max(served.values()) - min(served.values()) <= 1200
     # Unequal demand: streams that finish leave the rotation, the rest share.
@@ -230,7 +233,7 @@ def test_round_robin_is_fair_within_one_frame() -> None:
     counts: Counter[int] = Counter()
     for records in serve(m2, 60):
         for rec in records:
-            counts[rec[1]] += rec[3]
+            counts[rec.stream_id] += rec.length
     assert counts[a] == 3000
     assert abs(counts[b] - counts[c]) <= 1200
 
@@ -240,7 +243,9 @@ def test_small_frames_share_a_packet_and_rotation_continues() -> None:
     sids = [m.open_stream() for _ in range(5)]
     for sid in sids:
         m.write(sid, b"x" * 300, fin=True)
-    packets = [[(rec[1], rec[3]) for rec in records] for records in serve(m, 3, room=1000)]
+    packets = [
+        [(rec.stream_id, rec.length) for rec in records] for records in serve(m, 3, room=1000)
+    ]
     assert packets[2] == []
     assert len(packets[0]) == 4  # three whole frames, then a piece of the fourth stream
     flat = [sid for p in packets for sid, _ in p]
@@ -261,7 +266,7 @@ def test_priority_lower_value_first_round_robin_within() -> None:
     hi2 = m.open_stream(priority=-1)
     for sid in (low, hi1, hi2):
         m.write(sid, bytes(5000), fin=True)
-    flat = [(rec[1], rec[3]) for records in serve(m, 14) for rec in records]
+    flat = [(rec.stream_id, rec.length) for records in serve(m, 14) for rec in records]
     first_low = [sid for sid, _ in flat].index(low)
     before: Counter[int] = Counter()
     for sid, n in flat[:first_low]:
@@ -278,7 +283,7 @@ def test_set_priority_moves_a_queued_stream() -> None:
     m.write(a, bytes(10_000))
     m.write(b, bytes(10_000))
     m.set_priority(b, -1)
-    order = [records[0][1] for records in serve(m, 4)]
+    order = [records[0].stream_id for records in serve(m, 4)]
     assert order == [b, b, b, b]
 
 
@@ -287,11 +292,11 @@ def test_credit_waiters_resume_on_max_data() -> None:
     a, b = m.open_stream(), m.open_stream()
     m.write(a, bytes(5000))
     m.write(b, bytes(5000))
-    sent = sum(rec[3] for records in serve(m, 5) for rec in records)
+    sent = sum(rec.length for records in serve(m, 5) for rec in records)
     assert sent == 2000
     assert m.send_credit.blocked_at == 2000
     assert m.on_max_data(6000)
-    sent = sum(rec[3] for records in serve(m, 10) for rec in records)
+    sent = sum(rec.length for records in serve(m, 10) for rec in records)
     assert sent == 4000
     assert m.get_send(a).send_offset + m.get_send(b).send_offset == 6000
 
@@ -327,17 +332,16 @@ def test_control_frames_and_loss_records() -> None:
     frames = F.decode_frames(buf.data())
     assert F.ResetStreamFrame(a, 11, 100) in frames
     assert F.StopSendingFrame(b, 22) in frames
-    assert sorted(r[0] for r in records) == sorted([K_RESET, K_STOP])
+    assert sorted(type(r).__name__ for r in records) == ["ResetStreamRecord", "StopSendingRecord"]
     # Nothing more until something is lost.
     buf2: Buffer = Buffer()
     assert not c.write_control_frames(buf2, 1200, [])
-    for rec in records:
-        c.on_record_lost(rec)
+    record_table(c).on_lost(records)
     buf3 = Buffer()
     records3: list[tuple[Any, ...]] = []
     assert c.write_control_frames(buf3, 1200, records3)
     assert F.decode_frames(buf3.data()) == frames
-    c.on_record_acked((K_RESET, a))
+    record_table(c).on_acked([ResetStreamRecord(a)])
     assert c.get_send(a).is_done
 
 
@@ -350,8 +354,8 @@ def test_max_stream_data_frames_from_reads() -> None:
     s.read(0, 600)
     assert s.write_control_frames(buf, 1200, records, 0.0, 0.1)
     assert F.decode_frames(buf.data()) == [F.MaxStreamDataFrame(0, 1600)]
-    assert records == [(K_MAX_STREAM_DATA, 0, 1600)]
-    s.on_record_lost(records[0])
+    assert records == [MaxStreamDataRecord(0, 1600)]
+    record_table(s).on_lost([records[0]])
     buf2 = Buffer()
     records2: list[tuple[Any, ...]] = []
     assert s.write_control_frames(buf2, 1200, records2, 0.0, 0.1)
@@ -419,11 +423,11 @@ def test_stream_records_dispatch() -> None:
     sid = m.open_stream()
     m.write(sid, b"abc", fin=True)
     (records,) = serve(m, 1)
-    assert records == [(K_STREAM, sid, 0, 3, True)]
-    m.on_record_lost(records[0])
+    assert records == [StreamRecord(sid, 0, 3, True)]
+    record_table(m).on_lost([records[0]])
     (again,) = serve(m, 1)
     assert again == records
-    m.on_record_acked(again[0])
+    record_table(m).on_acked([again[0]])
     assert m.get_send(sid).is_done
 
 
@@ -433,15 +437,15 @@ def test_early_data_rejected_resends_everything_under_new_limits() -> None:
     sid = c.open_stream()
     data = random.Random(9).randbytes(6000)
     c.write(sid, data, fin=True)
-    sent = sum(rec[3] for records in serve(c, 6) for rec in records)
+    sent = sum(rec.length for records in serve(c, 6) for rec in records)
     assert sent == 6000 and c.send_credit.used == 6000
     # The server rejects 0-RTT; its real limits are lower.
     c.on_peer_parameters(StreamLimits(3000, 2000, 2000, 2000, 10, 10))
     c.on_early_data_rejected()
     assert c.send_credit.used == 0 and c.send_credit.limit == 3000
     frames = [rec for records in serve(c, 6) for rec in records]
-    assert frames[0][2] == 0  # from the start again
-    assert sum(rec[3] for rec in frames) == 2000  # stream limit now 2000
+    assert frames[0].offset == 0  # from the start again
+    assert sum(rec.length for rec in frames) == 2000  # stream limit now 2000
     assert c.get_send(sid).blocked_at == 2000
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
+from .records import NewConnectionIdRecord, RecordTable, RetireConnectionIdRecord
 
 RESET_TOKEN_SIZE = 16
 MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
@@ -97,6 +98,13 @@ class LocalCids:
     def on_lost(self, seq: int) -> None:
         if seq in self.active and seq not in self.pending:
             self.pending.append(seq)
+
+    def register_records(self, table: RecordTable) -> None:
+        """A lost NEW_CONNECTION_ID is sent again while its CID is still active."""
+        table.register(NewConnectionIdRecord, lost=self._on_record_lost)
+
+    def _on_record_lost(self, rec: NewConnectionIdRecord) -> None:
+        self.on_lost(rec.sequence)
 
     def on_retire(self, seq: int, packet_dcid: bytes) -> bytes | None:
         """RETIRE_CONNECTION_ID from the peer; returns the retired CID (None if unknown)."""
@@ -264,3 +272,13 @@ class PeerCids:
         if seq in self._unacked and seq not in self._queued:
             self._queued.add(seq)
             self.pending_retire.append(seq)
+
+    def register_records(self, table: RecordTable) -> None:
+        """RETIRE_CONNECTION_ID is re-sent when lost until acknowledged."""
+        table.register(RetireConnectionIdRecord, self._on_record_acked, self._on_record_lost)
+
+    def _on_record_acked(self, rec: RetireConnectionIdRecord) -> None:
+        self.on_retire_acked(rec.sequence)
+
+    def _on_record_lost(self, rec: RetireConnectionIdRecord) -> None:
+        self.on_retire_lost(rec.sequence)

@@ -53,27 +53,37 @@ from ..wire.protection import (
 )
 from ..wire.transport_params import TransportParameters
 from . import events as ev
+from .built_packet import BuiltPacket
 from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .early_data import limits_reduced, remembered_parameters
 from .handshake_stock import HandshakeStock, initial_protectors
 from .pacing import Pacer
-from .packet_space import APPLICATION, CRYPTO_BUFFER_LIMIT, HANDSHAKE, INITIAL, PacketSpace
+from .packet_space import (
+    APPLICATION,
+    CRYPTO_BUFFER_LIMIT,
+    HANDSHAKE,
+    INITIAL,
+    PacketSpace,
+    register_space_records,
+)
 from .path import Path, PathManager
 from .records import (
-    K_ACK,
-    K_CRYPTO,
-    K_HANDSHAKE_DONE,
-    K_MAX_DATA,
-    K_NEW_CID,
-    K_NEW_TOKEN,
-    K_PATH_RESPONSE,
-    K_PING,
-    K_RETIRE_CID,
-    K_STREAM,
-    BuiltPacket,
+    HANDSHAKE_DONE,
+    PING,
+    AckRecord,
+    CryptoRecord,
+    HandshakeDoneRecord,
+    NewConnectionIdRecord,
+    PingRecord,
+    Record,
+    RecordTable,
+    RetireConnectionIdRecord,
+    SentPacket,
+    StreamRecord,
+    new_record,
 )
-from .recovery import LossRecovery, SentPacket
+from .recovery import LossRecovery
 from .rtt import RttEstimator
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
@@ -266,6 +276,16 @@ class Connection:
             max_connection_fragments=config.max_connection_fragments,
         )
         self._pending_handshake_done = False
+        # What acknowledgement and loss of each kind of sent-frame record do, by its owner.
+        self._records = RecordTable()
+        register_space_records(self._records, self._spaces)
+        self._streams.register_records(self._records)
+        self._local_cids.register_records(self._records)
+        self._peer_cids.register_records(self._records)
+        self._records.register(
+            HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
+        )
+        self._records.register(PingRecord)
         #: Server: send the ServerHello in a datagram of its own before building the rest of
         #: the first flight, so the client derives its handshake keys while this side signs
         #: (see :attr:`flight_pending`). The asyncio layer turns it on.
@@ -651,9 +671,11 @@ class Connection:
 
     def _end(self) -> None:
         """Closed for good: unhook the streams' wake-ups (each refers back to the stream
-        manager), so the connection is freed by reference counting, not the cycle collector."""
+        manager) and the sent-record handlers (each refers back to its owner), so the
+        connection is freed by reference counting, not the cycle collector."""
         self._state = S_CLOSED
         self._streams.release()
+        self._records.release()
 
     @property
     def is_terminated(self) -> bool:
@@ -792,6 +814,7 @@ class Connection:
         rtt = self._recovery.rtt
         counters = self.stats_counters.as_dict()
         counters.pop("stream_bytes_retransmitted", None)
+        counters.pop("stream_bytes_lost", None)
         return Stats(
             **counters,
             smoothed_rtt=rtt.smoothed_rtt,
@@ -803,6 +826,7 @@ class Connection:
             bytes_in_flight=self._recovery.bytes_in_flight,
             pto_count=self._recovery.pto_count,
             stream_bytes_retransmitted=self._streams.bytes_retransmitted,
+            stream_bytes_lost=self._streams.bytes_lost,
         )
 
     # ---------------------------------------------------------------------------------------
@@ -1399,8 +1423,8 @@ class Connection:
             # (RFC 9000 17.2.5.3) rather than waiting for loss detection.
             for pkt in self._recovery.discard_space(APPLICATION):
                 for rec in pkt.frames:
-                    if rec[0] == K_STREAM:
-                        self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
+                    if type(rec) is StreamRecord:
+                        self._streams.on_stream_lost(*rec)
 
     def _requeue_space(self, index: int) -> None:
         """Forget what was sent in a space and queue all its CRYPTO data again (Retry)."""
@@ -1446,8 +1470,7 @@ class Connection:
             delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
         ecn_ce = frame.ecn[2] if frame.ecn is not None else None
         acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
-        for pkt in acked:
-            self._on_packet_acked(pkt, space)
+        self._on_packets_acked(acked)
         if acked and space.index != APPLICATION:
             self._handshake_progress(now)
         self._on_packets_lost(lost, now)
@@ -1637,48 +1660,25 @@ class Connection:
     }
 
     # ---- acknowledgement and loss ---------------------------------------------------------
-    def _on_packet_acked(self, pkt: SentPacket, space: PacketSpace) -> None:
-        for rec in pkt.frames:
-            kind = rec[0]
-            if kind == K_STREAM:
-                self._streams.on_stream_acked(rec[1], rec[2], rec[3], rec[4])
-            elif kind == K_ACK:
-                space.on_ack_acknowledged(rec[1])
-            elif kind == K_CRYPTO:
-                self._spaces[rec[1]].crypto_send.on_acked(rec[2], rec[3], False)
-            elif kind == K_HANDSHAKE_DONE:
-                self._handshake_done_acked = True
-            elif kind == K_RETIRE_CID:
-                self._peer_cids.on_retire_acked(rec[1])
-            elif kind >= K_MAX_DATA and kind != K_PING and kind != K_NEW_TOKEN:
-                self._streams.on_record_acked(rec)
+    def _on_packets_acked(self, acked: list[SentPacket]) -> None:
+        self._records.on_packets_acked(acked)
 
     def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
         tracer = self.tracer
+        counters = self.stats_counters
+        on_lost = self._records.on_lost
         for pkt in lost:
             if tracer is not None:
                 tracer("packet_lost", {"space": pkt.space, "pn": pkt.pn, "size": pkt.size})
-            self.stats_counters.packets_lost += 1
-            self.stats_counters.bytes_lost += pkt.size
-            for rec in pkt.frames:
-                kind = rec[0]
-                if kind == K_STREAM:
-                    self.stats_counters.stream_bytes_lost += rec[3]
-                    self._streams.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
-                elif kind == K_CRYPTO:
-                    space = self._spaces[rec[1]]
-                    if not space.discarded:
-                        space.crypto_send.on_lost(rec[2], rec[3], False)
-                elif kind == K_HANDSHAKE_DONE:
-                    self._pending_handshake_done = not self._handshake_done_acked
-                elif kind in (K_PATH_RESPONSE, K_PING, K_ACK, K_NEW_TOKEN):
-                    pass
-                elif kind == K_NEW_CID:
-                    self._local_cids.on_lost(rec[1])
-                elif kind == K_RETIRE_CID:
-                    self._peer_cids.on_retire_lost(rec[1])
-                else:
-                    self._streams.on_record_lost(rec)
+            counters.packets_lost += 1
+            counters.bytes_lost += pkt.size
+            on_lost(pkt.frames)
+
+    def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
+        self._handshake_done_acked = True
+
+    def _on_handshake_done_lost(self, rec: HandshakeDoneRecord) -> None:
+        self._pending_handshake_done = not self._handshake_done_acked
 
     def _arm_probe(self, index: int) -> None:
         space = self._spaces[index]
@@ -1702,14 +1702,13 @@ class Connection:
                 continue
             live = False
             for rec in pkt.frames:
-                kind = rec[0]
-                if kind == K_STREAM:
-                    if self._streams.repeat_for_probe(rec[1], rec[2], rec[3], rec[4]):
-                        self.stats_counters.stream_bytes_probed += rec[3]
+                if isinstance(rec, StreamRecord):
+                    if self._streams.repeat_for_probe(*rec):
+                        self.stats_counters.stream_bytes_probed += rec.length
                         live = True
-                elif kind == K_CRYPTO:
-                    live |= space.crypto_send.repeat_for_probe(rec[2], rec[3], False)
-                elif kind == K_HANDSHAKE_DONE and not (
+                elif isinstance(rec, CryptoRecord):
+                    live |= space.crypto_send.repeat_for_probe(rec.offset, rec.length, False)
+                elif isinstance(rec, HandshakeDoneRecord) and not (
                     self._handshake_done_acked or self._pending_handshake_done
                 ):
                     self._pending_handshake_done = live = True
@@ -1848,7 +1847,7 @@ class Connection:
         truncated, pn_length = encode_packet_number(pn, recovery.largest_acked(APPLICATION))
         cid = self.peer_cid
         buf = Buffer()
-        records: list[tuple[Any, ...]] = []
+        records: list[Record] = []
         room = self._max_datagram_size - (1 + len(cid) + pn_length) - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
@@ -1888,7 +1887,7 @@ class Connection:
         if room < 32:
             return None
         buf = Buffer()
-        records: list[tuple[Any, ...]] = []
+        records: list[Record] = []
         eliciting = False
         probing = space.probes > 0
         app = space.index == APPLICATION
@@ -1909,7 +1908,7 @@ class Connection:
             ecn = (counts[0], counts[1], counts[2]) if any(counts) else None
             # The whole frame in one native call (same bytes as F.push_ack_frame).
             buf.push_bytes(received.ack_frame(max(0, delay), ecn, 32))
-            records.append((K_ACK, received.bounds()[1] - 1))
+            records.append(new_record(AckRecord, (space.index, received.bounds()[1] - 1)))
             space.on_ack_sent()
         path = self._path
         if (
@@ -1953,18 +1952,18 @@ class Connection:
                     break
                 offset, data, _fin = chunk
                 F.encode_frame(buf, F.CryptoFrame(offset, bytes(data)))
-                records.append((K_CRYPTO, space.index, offset, len(data)))
+                records.append(CryptoRecord(space.index, offset, len(data)))
                 eliciting = True
         if app:
             if ptype != PacketType.ZERO_RTT:
                 if self._pending_ping:
                     F.encode_frame(buf, F.PingFrame())
-                    records.append((K_PING,))
+                    records.append(PING)
                     self._pending_ping = False
                     eliciting = True
                 if self._pending_handshake_done and not self.is_client:
                     F.encode_frame(buf, F.HandshakeDoneFrame())
-                    records.append((K_HANDSHAKE_DONE,))
+                    records.append(HANDSHAKE_DONE)
                     self._pending_handshake_done = False
                     eliciting = True
                 if (self._local_cids.pending or self._peer_cids.pending_retire) and (
@@ -1987,7 +1986,7 @@ class Connection:
         if probing:
             if not eliciting:
                 F.encode_frame(buf, F.PingFrame())
-                records.append((K_PING,))
+                records.append(PING)
                 eliciting = True
             space.probes -= 1
         if not buf.written:
@@ -2037,7 +2036,7 @@ class Connection:
         packet = built.tx.seal_packet(header, payload, pn)
         records = built.records
         eliciting = built.eliciting
-        in_flight = eliciting or len(records) != 1 or records[0][0] != K_ACK
+        in_flight = eliciting or len(records) != 1 or type(records[0]) is not AckRecord
         size = len(packet)
         sent = SentPacket(pn, now, size, eliciting, in_flight, space.index, records)
         if self._sealed_ahead is None:
@@ -2081,7 +2080,7 @@ class Connection:
                     "space": sent.space,
                     "pn": sent.pn,
                     "size": size,
-                    "frames": [rec[0] for rec in sent.frames],
+                    "frames": [type(rec).__name__ for rec in sent.frames],
                 },
             )
 
@@ -2238,7 +2237,7 @@ class Connection:
         for cid in self._local_cids.top_up():
             self._events.append(ev.ConnectionIdIssued(cid))
 
-    def _write_cid_frames(self, buf: Buffer, room: int, records: list[tuple[Any, ...]]) -> bool:
+    def _write_cid_frames(self, buf: Buffer, room: int, records: list[Record]) -> bool:
         wrote = False
         local = self._local_cids
         while local.pending and room - buf.written >= 48:
@@ -2246,13 +2245,13 @@ class Connection:
             frame = local.frame_for(seq)
             if frame is not None:
                 F.encode_frame(buf, frame)
-                records.append((K_NEW_CID, seq))
+                records.append(NewConnectionIdRecord(seq))
                 wrote = True
         peer = self._peer_cids
         while peer.pending_retire and room - buf.written >= 10:
             seq = peer.next_retire()
             F.encode_frame(buf, F.RetireConnectionIdFrame(seq))
-            records.append((K_RETIRE_CID, seq))
+            records.append(RetireConnectionIdRecord(seq))
             wrote = True
         return wrote
 

@@ -6,8 +6,11 @@ only packets of its own space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..native import RangeSet, ReassemblyBuffer
 from ..wire.protection import PacketProtector
+from .records import AckRecord, CryptoRecord, RecordTable
 from .send_stream import SendStream
 
 INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
@@ -111,3 +114,21 @@ class PacketSpace:
         if not self.unacked_ranges:
             return False
         return self.ack_now or (self.ack_due_at is not None and now >= self.ack_due_at)
+
+
+def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
+    """Answer CRYPTO and ACK records through the space (of ``spaces``) that sent them."""
+
+    def crypto_acked(rec: CryptoRecord) -> None:
+        spaces[rec.space].crypto_send.on_acked(rec.offset, rec.length, False)
+
+    def crypto_lost(rec: CryptoRecord) -> None:
+        space = spaces[rec.space]
+        if not space.discarded:
+            space.crypto_send.on_lost(rec.offset, rec.length, False)
+
+    def ack_acked(rec: AckRecord) -> None:
+        spaces[rec.space].on_ack_acknowledged(rec.largest)
+
+    table.register(CryptoRecord, crypto_acked, crypto_lost)
+    table.register(AckRecord, ack_acked)  # a lost ACK is not re-sent: the next one says more

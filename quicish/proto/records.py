@@ -1,63 +1,213 @@
-"""What a sent packet carried: one record tuple per frame, so that acknowledgement frees
-the data and loss re-queues it (never the packet itself: packet numbers are not reused).
+"""What a sent packet carried, and what its acknowledgement or loss does.
 
-A record is ``(kind, ...)``; the kinds below are shared by the connection and the stream
-manager. :class:`BuiltPacket` is a packet assembled but not yet sealed.
+A sent packet keeps one record per frame that needs an answer: a NamedTuple whose type says
+which frame it was. Acknowledgement frees what the frame held, loss queues it again (never
+the packet itself: packet numbers are not reused). The owner of each record type registers
+the two answers in the connection's :class:`RecordTable`: the stream manager its stream and
+flow-control records, the CID tables NEW_CONNECTION_ID and RETIRE_CONNECTION_ID, the packet
+number spaces CRYPTO and ACK, the connection HANDSHAKE_DONE and PING.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 
-from ..wire.protection import PacketProtector
-from .packet_space import PacketSpace
+Record = tuple[Any, ...]  # any of the NamedTuples below
+R = TypeVar("R", bound=tuple[Any, ...])
 
-K_ACK, K_CRYPTO, K_STREAM, K_HANDSHAKE_DONE, K_MAX_DATA, K_MAX_STREAM_DATA = range(6)
-K_MAX_STREAMS, K_RESET, K_STOP, K_NEW_CID, K_RETIRE_CID, K_PING, K_NEW_TOKEN = range(6, 13)
-K_PATH_RESPONSE = 13
-K_DATA_BLOCKED, K_STREAM_DATA_BLOCKED, K_STREAMS_BLOCKED = 20, 21, 22
+#: ``new_record(StreamRecord, (stream_id, offset, length, fin))`` is
+#: ``StreamRecord(stream_id, offset, length, fin)`` without the NamedTuple's Python-level
+#: ``__new__`` (about 3x faster): for the records made for every packet sent.
+new_record = tuple.__new__
 
 
-class BuiltPacket:
-    """A packet assembled but not yet sealed: its plaintext (padded, if it is very short,
-    so that header protection can sample it) and what it carries."""
+# ---- the records ----------------------------------------------------------------------------
+class AckRecord(NamedTuple):
+    """An ACK frame: once acknowledged, ``space`` stops re-acknowledging up to ``largest``."""
 
-    __slots__ = (
-        "eliciting",
-        "header_len",
-        "payload",
-        "pn",
-        "pn_length",
-        "ptype",
-        "records",
-        "space",
-        "truncated",
-        "tx",
-    )
+    space: int
+    largest: int
+
+
+class CryptoRecord(NamedTuple):
+    space: int
+    offset: int
+    length: int
+
+
+class StreamRecord(NamedTuple):
+    stream_id: int
+    offset: int
+    length: int
+    fin: bool
+
+
+class PingRecord(NamedTuple):
+    """PING: nothing to do either way (the packet was ack-eliciting, that is all)."""
+
+
+class HandshakeDoneRecord(NamedTuple):
+    pass
+
+
+class MaxDataRecord(NamedTuple):
+    limit: int | None = None  # None: whatever the window is when it is re-sent
+
+
+class MaxStreamDataRecord(NamedTuple):
+    stream_id: int
+    limit: int | None = None
+
+
+class MaxStreamsRecord(NamedTuple):
+    bidi: bool
+    limit: int | None = None
+
+
+class DataBlockedRecord(NamedTuple):
+    limit: int
+
+
+class StreamDataBlockedRecord(NamedTuple):
+    stream_id: int
+    limit: int
+
+
+class StreamsBlockedRecord(NamedTuple):
+    bidi: bool
+    limit: int
+
+
+class ResetStreamRecord(NamedTuple):
+    stream_id: int
+
+
+class StopSendingRecord(NamedTuple):
+    stream_id: int
+
+
+class NewConnectionIdRecord(NamedTuple):
+    sequence: int
+
+
+class RetireConnectionIdRecord(NamedTuple):
+    sequence: int
+
+
+PING = PingRecord()
+HANDSHAKE_DONE = HandshakeDoneRecord()
+
+
+# ---- the dispatch table -----------------------------------------------------------------------
+class UnknownRecordError(TypeError):
+    """A record whose type nobody registered (a programming error, never the peer's)."""
+
+
+class RecordTable:
+    """Per record type, what its acknowledgement and its loss do.
+
+    ``register(kind, acked=..., lost=...)`` once per type (None: nothing to do);
+    ``on_acked(records)`` / ``on_lost(records)`` run the handlers of a packet's records in
+    order. A record of an unregistered type raises :class:`UnknownRecordError`.
+    """
+
+    __slots__ = ("_acked", "_lost")
+
+    def __init__(self) -> None:
+        self._acked: dict[type, Callable[[Any], None] | None] = {}
+        self._lost: dict[type, Callable[[Any], None] | None] = {}
+
+    def register(
+        self,
+        kind: type[R],
+        acked: Callable[[R], None] | None = None,
+        lost: Callable[[R], None] | None = None,
+    ) -> None:
+        """Make ``acked``/``lost`` the answers to records of type ``kind``; each type has
+        one owner (registering it twice is a ValueError)."""
+        if kind in self._acked:
+            raise ValueError(f"{kind.__name__} is registered already")
+        self._acked[kind] = acked
+        self._lost[kind] = lost
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._acked
+
+    def release(self) -> None:
+        """The connection is over: drop the handlers (they refer back to their owners, so
+        keeping them would leave reference cycles); records are then accepted and ignored."""
+        for handlers in (self._acked, self._lost):
+            for kind in handlers:
+                handlers[kind] = None
+
+    def on_acked(self, records: Iterable[Record]) -> None:
+        """The packet holding ``records`` was acknowledged."""
+        handlers = self._acked
+        for rec in records:
+            try:
+                handler = handlers[type(rec)]
+            except KeyError:
+                raise _unknown(rec) from None
+            if handler is not None:
+                handler(rec)
+
+    def on_packets_acked(self, packets: Iterable[SentPacket]) -> None:
+        """``packets`` were acknowledged: ``on_acked`` for each one's records (one call
+        per ACK frame, not per packet: this runs for every packet a bulk sender sends)."""
+        handlers = self._acked
+        for pkt in packets:
+            for rec in pkt.frames:
+                try:
+                    handler = handlers[type(rec)]
+                except KeyError:
+                    raise _unknown(rec) from None
+                if handler is not None:
+                    handler(rec)
+
+    def on_lost(self, records: Iterable[Record]) -> None:
+        """The packet holding ``records`` was declared lost."""
+        handlers = self._lost
+        for rec in records:
+            try:
+                handler = handlers[type(rec)]
+            except KeyError:
+                raise _unknown(rec) from None
+            if handler is not None:
+                handler(rec)
+
+
+def _unknown(rec: Record) -> UnknownRecordError:
+    return UnknownRecordError(f"no handlers registered for {type(rec).__name__} records")
+
+
+# ---- sent packets -----------------------------------------------------------------------------
+class SentPacket:
+    """One sent packet as loss recovery tracks it; ``frames`` holds its records (recovery
+    does not look at them: the connection hands them to its :class:`RecordTable`)."""
+
+    __slots__ = ("ack_eliciting", "frames", "in_flight", "pn", "sent_time", "size", "space")
 
     def __init__(
         self,
-        space: PacketSpace,
-        tx: PacketProtector,
-        ptype: int,
         pn: int,
-        truncated: int,
-        pn_length: int,
-        header_len: int,
-        payload: bytearray,
-        records: list[tuple[Any, ...]],
-        eliciting: bool,
+        sent_time: float,
+        size: int,
+        ack_eliciting: bool,
+        in_flight: bool,
+        space: int,
+        frames: list[Record] | None = None,
     ) -> None:
-        self.space = space
-        self.tx = tx
-        self.ptype = ptype
         self.pn = pn
-        self.truncated = truncated
-        self.pn_length = pn_length
-        self.header_len = header_len
-        if len(payload) + pn_length < 4:
-            # Header protection samples 16 bytes starting 4 bytes after the packet number.
-            payload.extend(bytes(4 - pn_length - len(payload)))
-        self.payload = payload
-        self.records = records
-        self.eliciting = eliciting
+        self.sent_time = sent_time
+        self.size = size
+        self.ack_eliciting = ack_eliciting
+        self.in_flight = in_flight
+        self.space = space
+        self.frames: list[Record] = [] if frames is None else frames
+
+    def __repr__(self) -> str:
+        return (
+            f"SentPacket(pn={self.pn}, space={self.space}, sent_time={self.sent_time}, "
+            f"size={self.size}, ack_eliciting={self.ack_eliciting}, in_flight={self.in_flight})"
+        )

@@ -21,18 +21,21 @@ an ACK reaches the oldest unchecked skip.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 from .congestion.base import CongestionController
-from .rtt import K_GRANULARITY, K_INITIAL_RTT, RttEstimator
+from .records import SentPacket
+from .rtt import INITIAL_RTT, TIMER_GRANULARITY, RttEstimator
 
 INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
-K_PACKET_THRESHOLD = 3
-K_TIME_THRESHOLD = 9 / 8
-K_PERSISTENT_CONGESTION_THRESHOLD = 3
+# RFC 9002 section 6.1 and 7.6.1 (kPacketThreshold, kTimeThreshold,
+# kPersistentCongestionThreshold).
+PACKET_THRESHOLD = 3  # packets: reordering tolerated before a packet counts as lost
+TIME_THRESHOLD = 9 / 8  # RTTs: time reordering tolerated, as a multiple of the RTT
+PERSISTENT_CONGESTION_THRESHOLD = 3  # PTO periods a loss must span to be persistent
 # The PTO doubles on each consecutive timeout (RFC 9002 section 6.2.1) but stops doubling
 # after 2^3 before the handshake is confirmed and after 2^6 once it is: on a path with heavy
 # bursty loss the next probe then still comes within seconds (a few RTTs' worth), instead of
@@ -43,37 +46,6 @@ _COMPACT_MIN = 1024  # drop the consumed prefix of the order list once it is thi
 MAX_NOT_IN_FLIGHT = 512  # default cap on tracked packets not in flight, per space
 _SKIPS_KEPT = 8  # the most recent skipped packet numbers remembered, per space
 _NO_SKIP = 1 << 62  # skip_watch when no skipped packet number awaits its check
-
-
-class SentPacket:
-    """One sent packet as recovery tracks it; ``frames`` is opaque to recovery (the
-    connection uses it to re-send what a lost packet carried)."""
-
-    __slots__ = ("ack_eliciting", "frames", "in_flight", "pn", "sent_time", "size", "space")
-
-    def __init__(
-        self,
-        pn: int,
-        sent_time: float,
-        size: int,
-        ack_eliciting: bool,
-        in_flight: bool,
-        space: int,
-        frames: list[Any] | None = None,
-    ) -> None:
-        self.pn = pn
-        self.sent_time = sent_time
-        self.size = size
-        self.ack_eliciting = ack_eliciting
-        self.in_flight = in_flight
-        self.space = space
-        self.frames: list[Any] = [] if frames is None else frames
-
-    def __repr__(self) -> str:
-        return (
-            f"SentPacket(pn={self.pn}, space={self.space}, sent_time={self.sent_time}, "
-            f"size={self.size}, ack_eliciting={self.ack_eliciting}, in_flight={self.in_flight})"
-        )
 
 
 class _Space:
@@ -141,7 +113,7 @@ class LossRecovery:
         self,
         cc: CongestionController,
         max_ack_delay: float,
-        initial_rtt: float = K_INITIAL_RTT,
+        initial_rtt: float = INITIAL_RTT,
         max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
     ) -> None:
         self.cc = cc
@@ -310,14 +282,24 @@ class LossRecovery:
             if not acked:
                 return [], []
 
+        cc = self.cc
+        recovery_start = cc.recovery_start_time
         in_flight_bytes = 0
         eliciting = 0
         not_in_flight = 0
+        cc_bytes = 0  # in-flight bytes sent outside the recovery period: they grow the window
+        cc_sent = -math.inf
         for pkt in acked:
             if pkt.in_flight:
-                in_flight_bytes += pkt.size
+                size = pkt.size
+                in_flight_bytes += size
                 if pkt.ack_eliciting:
                     eliciting += 1
+                sent_time = pkt.sent_time
+                if sent_time > recovery_start:
+                    cc_bytes += size
+                    if sent_time > cc_sent:
+                        cc_sent = sent_time
             else:
                 not_in_flight += 1
         prior_in_flight = self.bytes_in_flight
@@ -337,7 +319,7 @@ class LossRecovery:
 
         if ecn_ce is not None and ecn_ce > sp.ecn_ce:
             sp.ecn_ce = ecn_ce
-            self.cc.on_ecn_ce(sp.largest_acked_sent_time, now)
+            cc.on_ecn_ce(sp.largest_acked_sent_time, now)
 
         if newest_largest:
             end = lo  # nothing outstanding between the top range and the largest acked
@@ -357,7 +339,10 @@ class LossRecovery:
                 del order[:end]
                 end = 0
             sp.head = end
-        self.cc.on_packets_acked(acked, now, self.rtt, prior_in_flight)
+        if cc.recovery_start_time != recovery_start:
+            # This ACK started a recovery period (ECN-CE or loss): count against the new one.
+            cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
+        cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
         if self.peer_completed_address_validation:
             self.pto_count = 0
         self._anchor = now
@@ -465,10 +450,10 @@ class LossRecovery:
         """Declare lost the outstanding packets at the ``gaps`` index spans (all of them at
         or below the largest acked); then compact ``order[head:end]`` to the survivors."""
         rtt = self.rtt
-        loss_delay = K_TIME_THRESHOLD * max(rtt.latest_rtt, rtt.smoothed_rtt)
-        if loss_delay < K_GRANULARITY:
-            loss_delay = K_GRANULARITY
-        pn_limit = sp.largest_acked - K_PACKET_THRESHOLD
+        loss_delay = TIME_THRESHOLD * max(rtt.latest_rtt, rtt.smoothed_rtt)
+        if loss_delay < TIMER_GRANULARITY:
+            loss_delay = TIMER_GRANULARITY
+        pn_limit = sp.largest_acked - PACKET_THRESHOLD
         packets = sp.packets
         order = sp.order
         lost: list[SentPacket] = []
@@ -538,18 +523,23 @@ class LossRecovery:
         in_flight_bytes = 0
         in_flight_count = 0
         eliciting = 0
+        newest_sent = -math.inf
         for pkt in lost:
             if pkt.in_flight:
                 in_flight_bytes += pkt.size
                 in_flight_count += 1
                 if pkt.ack_eliciting:
                     eliciting += 1
+                if pkt.sent_time > newest_sent:
+                    newest_sent = pkt.sent_time
         self.bytes_in_flight -= in_flight_bytes
         sp.ack_eliciting_in_flight -= eliciting
         sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
-        self.cc.on_packets_lost(lost, now)
+        if in_flight_count:
+            # One congestion event, for the newest lost packet in flight.
+            self.cc.on_congestion_event(newest_sent, now)
         if self._persistent_congestion(sp, lost):
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
@@ -565,8 +555,8 @@ class LossRecovery:
             return False
         rtt = self.rtt
         period = (
-            rtt.smoothed_rtt + max(4 * rtt.rttvar, K_GRANULARITY) + self.max_ack_delay
-        ) * K_PERSISTENT_CONGESTION_THRESHOLD
+            rtt.smoothed_rtt + max(4 * rtt.rttvar, TIMER_GRANULARITY) + self.max_ack_delay
+        ) * PERSISTENT_CONGESTION_THRESHOLD
         start: float | None = None
         prev_pn = -2
         for pkt in lost:
@@ -580,3 +570,15 @@ class LossRecovery:
             elif pkt.sent_time - start > period:
                 return True
         return False
+
+
+def _outside_recovery(acked: list[SentPacket], recovery_start: float) -> tuple[int, float]:
+    """In-flight bytes of ``acked`` sent after ``recovery_start``, and the newest send time."""
+    total = 0
+    newest = -math.inf
+    for pkt in acked:
+        if pkt.in_flight and pkt.sent_time > recovery_start:
+            total += pkt.size
+            if pkt.sent_time > newest:
+                newest = pkt.sent_time
+    return total, newest

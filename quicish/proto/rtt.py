@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-K_GRANULARITY = 0.001  # seconds: timer granularity (kGranularity)
-K_INITIAL_RTT = 0.333  # seconds: RTT assumed before the first sample (kInitialRtt)
+TIMER_GRANULARITY = 0.001  # seconds: timer granularity (kGranularity)
+INITIAL_RTT = 0.333  # seconds: RTT assumed before the first sample (kInitialRtt)
 
 
 class RttEstimator:
@@ -24,7 +24,7 @@ class RttEstimator:
         "smoothed_rtt",
     )
 
-    def __init__(self, initial_rtt: float = K_INITIAL_RTT) -> None:
+    def __init__(self, initial_rtt: float = INITIAL_RTT) -> None:
         self.initial_rtt = initial_rtt
         self.latest_rtt = 0.0
         self.min_rtt = 0.0  # meaningful once ``has_sample``
@@ -60,7 +60,7 @@ class RttEstimator:
 
     def pto_base(self) -> float:
         """smoothed_rtt + max(4 * rttvar, kGranularity): the PTO before max_ack_delay/backoff."""
-        return self.smoothed_rtt + max(4.0 * self.rttvar, K_GRANULARITY)
+        return self.smoothed_rtt + max(4.0 * self.rttvar, TIMER_GRANULARITY)
 
     def reset_min_rtt(self) -> None:
         """Set min_rtt to the newest sample (after persistent congestion, RFC 9002 5.2)."""

@@ -12,9 +12,9 @@ Two levels of API:
   ``max_streams_update``, ``streams_blocked``; each ``Stream`` has ``.send``/``.recv``;
 * connection helpers that speak frames: ``on_stream_frame``, ``on_reset_stream``, ... for
   received frames; ``write_control_frames`` / ``write_stream_frames`` append frames to a
-  packet ``Buffer`` and a record per frame (``(K_STREAM, sid, offset, length, fin)``,
-  ``(K_RESET, sid)``, ...) to the packet's record list; ``on_record_acked`` /
-  ``on_record_lost`` take those records back.
+  packet ``Buffer`` and a record per frame (``StreamRecord``, ``ResetStreamRecord``, ...) to
+  the packet's record list; ``register_records`` puts their answers (acknowledged, lost) in
+  the connection's ``RecordTable``.
 """
 
 from __future__ import annotations
@@ -29,30 +29,24 @@ from ..wire import frames as F
 from ..wire.buffer import Buffer
 from .flow import ReceiveWindow, SendCredit
 from .records import (
-    K_DATA_BLOCKED,
-    K_MAX_DATA,
-    K_MAX_STREAM_DATA,
-    K_MAX_STREAMS,
-    K_RESET,
-    K_STOP,
-    K_STREAM,
-    K_STREAM_DATA_BLOCKED,
-    K_STREAMS_BLOCKED,
+    DataBlockedRecord,
+    MaxDataRecord,
+    MaxStreamDataRecord,
+    MaxStreamsRecord,
+    Record,
+    RecordTable,
+    ResetStreamRecord,
+    StopSendingRecord,
+    StreamDataBlockedRecord,
+    StreamRecord,
+    StreamsBlockedRecord,
+    new_record,
 )
 from .recv_stream import FragmentBudget, RecvStream
 from .send_stream import SendStream
 from .stream_ids import make_stream_id
 
 __all__ = [
-    "K_DATA_BLOCKED",
-    "K_MAX_DATA",
-    "K_MAX_STREAMS",
-    "K_MAX_STREAM_DATA",
-    "K_RESET",
-    "K_STOP",
-    "K_STREAM",
-    "K_STREAMS_BLOCKED",
-    "K_STREAM_DATA_BLOCKED",
     "PeerLimits",
     "Stream",
     "StreamLimitReached",
@@ -178,6 +172,8 @@ class StreamManager:
         self.send_credit = SendCredit(0)
         #: STREAM bytes sent again after a loss (``Connection.stats()`` reports it).
         self.bytes_retransmitted = 0
+        #: STREAM bytes in packets declared lost (``Connection.stats()`` reports it).
+        self.bytes_lost = 0
         self.recv_window = ReceiveWindow(local_max_data, max_data_limit)
         #: Extra frames for ``write_control_frames`` (e.g. PATH_RESPONSE), sent once.
         self.control: deque[Any] = deque()
@@ -676,84 +672,88 @@ class StreamManager:
 
     # ---- sent-frame feedback ---------------------------------------------------------------
     def on_stream_acked(self, stream_id: int, offset: int, length: int, fin: bool) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_acked(offset, length, fin)
+        send = self._send_half(stream_id)
+        if send is not None:
+            send.on_acked(offset, length, fin)
 
     def on_stream_lost(self, stream_id: int, offset: int, length: int, fin: bool) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_lost(offset, length, fin)
+        send = self._send_half(stream_id)
+        if send is not None:
+            send.on_lost(offset, length, fin)
 
     def repeat_for_probe(self, stream_id: int, offset: int, length: int, fin: bool) -> bool:
         """Queue a sent STREAM frame's data again for a PTO probe; True when that queued
         data not queued already (see ``SendStream.repeat_for_probe``)."""
+        send = self._send_half(stream_id)
+        return send is not None and send.repeat_for_probe(offset, length, fin)
+
+    def _send_half(self, stream_id: int) -> SendStream | None:
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.send
+
+    def _recv_half(self, stream_id: int) -> RecvStream | None:
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.recv
+
+    # ---- sent-frame records ------------------------------------------------------------------
+    def register_records(self, table: RecordTable) -> None:
+        """Register the answers to the records this manager writes (see ``records``)."""
+        table.register(StreamRecord, self._on_stream_record_acked, self._on_stream_record_lost)
+        table.register(ResetStreamRecord, self._on_reset_acked, self._on_reset_lost)
+        table.register(StopSendingRecord, lost=self._on_stop_sending_lost)
+        table.register(MaxDataRecord, lost=self._on_max_data_lost)
+        table.register(MaxStreamDataRecord, lost=self._on_max_stream_data_lost)
+        table.register(MaxStreamsRecord, lost=lambda r: self.on_max_streams_lost(r.bidi, r.limit))
+        table.register(DataBlockedRecord, lost=self._on_data_blocked_lost)
+        table.register(StreamDataBlockedRecord, lost=self._on_stream_data_blocked_lost)
+        table.register(
+            StreamsBlockedRecord, lost=lambda r: self.on_streams_blocked_lost(r.bidi, r.limit)
+        )
+
+    def _on_stream_record_acked(self, rec: StreamRecord) -> None:
+        stream_id, offset, length, fin = rec
         stream = self._streams.get(stream_id)
         if stream is not None and stream.send is not None:
-            return stream.send.repeat_for_probe(offset, length, fin)
-        return False
+            stream.send.on_acked(offset, length, fin)
 
-    def on_reset_acked(self, stream_id: int) -> None:
+    def _on_stream_record_lost(self, rec: StreamRecord) -> None:
+        stream_id, offset, length, fin = rec
+        self.bytes_lost += length
         stream = self._streams.get(stream_id)
         if stream is not None and stream.send is not None:
-            stream.send.on_reset_acked()
+            stream.send.on_lost(offset, length, fin)
 
-    def on_reset_lost(self, stream_id: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_reset_lost()
+    def _on_reset_acked(self, rec: ResetStreamRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_reset_acked()
 
-    def on_stop_sending_lost(self, stream_id: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.recv is not None:
-            stream.recv.on_stop_sending_lost()
+    def _on_reset_lost(self, rec: ResetStreamRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_reset_lost()
 
-    def on_max_data_lost(self, limit: int | None = None) -> None:
+    def _on_stop_sending_lost(self, rec: StopSendingRecord) -> None:
+        recv = self._recv_half(rec.stream_id)
+        if recv is not None:
+            recv.on_stop_sending_lost()
+
+    def _on_max_data_lost(self, rec: MaxDataRecord) -> None:
         window = self.recv_window
-        window.on_update_lost(window.limit if limit is None else limit)
+        window.on_update_lost(window.limit if rec.limit is None else rec.limit)
 
-    def on_max_stream_data_lost(self, stream_id: int, limit: int | None = None) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.recv is not None:
-            stream.recv.on_max_stream_data_lost(limit)
+    def _on_max_stream_data_lost(self, rec: MaxStreamDataRecord) -> None:
+        recv = self._recv_half(rec.stream_id)
+        if recv is not None:
+            recv.on_max_stream_data_lost(rec.limit)
 
-    def on_data_blocked_lost(self, limit: int) -> None:
-        self.send_credit.on_blocked_lost(limit)
+    def _on_data_blocked_lost(self, rec: DataBlockedRecord) -> None:
+        self.send_credit.on_blocked_lost(rec.limit)
 
-    def on_stream_data_blocked_lost(self, stream_id: int, limit: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_blocked_lost(limit)
-
-    def on_record_acked(self, rec: tuple[Any, ...]) -> None:
-        """Dispatch an acknowledged record written by this manager."""
-        kind = rec[0]
-        if kind == K_STREAM:
-            self.on_stream_acked(rec[1], rec[2], rec[3], rec[4])
-        elif kind == K_RESET:
-            self.on_reset_acked(rec[1])
-
-    def on_record_lost(self, rec: tuple[Any, ...]) -> None:
-        """Dispatch a lost record written by this manager (re-sends what still matters)."""
-        kind = rec[0]
-        if kind == K_STREAM:
-            self.on_stream_lost(rec[1], rec[2], rec[3], rec[4])
-        elif kind == K_MAX_DATA:
-            self.on_max_data_lost(rec[1] if len(rec) > 1 else None)
-        elif kind == K_MAX_STREAM_DATA:
-            self.on_max_stream_data_lost(rec[1], rec[2] if len(rec) > 2 else None)
-        elif kind == K_MAX_STREAMS:
-            self.on_max_streams_lost(rec[1], rec[2] if len(rec) > 2 else None)
-        elif kind == K_RESET:
-            self.on_reset_lost(rec[1])
-        elif kind == K_STOP:
-            self.on_stop_sending_lost(rec[1])
-        elif kind == K_DATA_BLOCKED:
-            self.on_data_blocked_lost(rec[1])
-        elif kind == K_STREAM_DATA_BLOCKED:
-            self.on_stream_data_blocked_lost(rec[1], rec[2])
-        elif kind == K_STREAMS_BLOCKED:
-            self.on_streams_blocked_lost(rec[1], rec[2])
+    def _on_stream_data_blocked_lost(self, rec: StreamDataBlockedRecord) -> None:
+        send = self._send_half(rec.stream_id)
+        if send is not None:
+            send.on_blocked_lost(rec.limit)
 
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
@@ -777,7 +777,7 @@ class StreamManager:
         self,
         buf: Buffer,
         room: int,
-        records: list[tuple[Any, ...]],
+        records: list[Record],
         now: float | None = None,
         rtt: float | None = None,
     ) -> bool:
@@ -803,23 +803,23 @@ class StreamManager:
             limit = window.update(now, rtt)
             assert limit is not None
             F.encode_frame(buf, F.MaxDataFrame(limit))
-            records.append((K_MAX_DATA, limit))
+            records.append(MaxDataRecord(limit))
         blocked = self.send_credit.blocked_at
         if blocked is not None and room - buf.written >= _CTRL_FRAME_MAX:
             F.encode_frame(buf, F.DataBlockedFrame(blocked))
             self.send_credit.on_blocked_sent(blocked)
-            records.append((K_DATA_BLOCKED, blocked))
+            records.append(DataBlockedRecord(blocked))
         for bidi in (True, False):
             if room - buf.written < 2 * _CTRL_FRAME_MAX:
                 return buf.written > start
             limit_or_none = self.max_streams_update(bidi)
             if limit_or_none is not None:
                 F.encode_frame(buf, F.MaxStreamsFrame(bidi, limit_or_none))
-                records.append((K_MAX_STREAMS, bidi, limit_or_none))
+                records.append(MaxStreamsRecord(bidi, limit_or_none))
             limit_or_none = self.streams_blocked(bidi)
             if limit_or_none is not None:
                 F.encode_frame(buf, F.StreamsBlockedFrame(bidi, limit_or_none))
-                records.append((K_STREAMS_BLOCKED, bidi, limit_or_none))
+                records.append(StreamsBlockedRecord(bidi, limit_or_none))
         for stream in self.control_streams():
             if room - buf.written < 4 * _CTRL_FRAME_MAX:
                 break
@@ -830,27 +830,27 @@ class StreamManager:
                 if reset is not None:
                     F.encode_frame(buf, F.ResetStreamFrame(sid, reset[0], reset[1]))
                     send.on_reset_sent()
-                    records.append((K_RESET, sid))
+                    records.append(ResetStreamRecord(sid))
                 limit_or_none = send.blocked_at
                 if limit_or_none is not None:
                     F.encode_frame(buf, F.StreamDataBlockedFrame(sid, limit_or_none))
                     send.on_blocked_sent(limit_or_none)
-                    records.append((K_STREAM_DATA_BLOCKED, sid, limit_or_none))
+                    records.append(StreamDataBlockedRecord(sid, limit_or_none))
             if recv is not None:
                 code = recv.stop_sending_pending
                 if code is not None:
                     F.encode_frame(buf, F.StopSendingFrame(sid, code))
                     recv.on_stop_sending_sent()
-                    records.append((K_STOP, sid))
+                    records.append(StopSendingRecord(sid))
                 limit_or_none = recv.max_stream_data_update(now, rtt)
                 if limit_or_none is not None:
                     F.encode_frame(buf, F.MaxStreamDataFrame(sid, limit_or_none))
-                    records.append((K_MAX_STREAM_DATA, sid, limit_or_none))
+                    records.append(MaxStreamDataRecord(sid, limit_or_none))
         return buf.written > start
 
-    def write_stream_frames(self, buf: Buffer, room: int, records: list[tuple[Any, ...]]) -> bool:
+    def write_stream_frames(self, buf: Buffer, room: int, records: list[Record]) -> bool:
         """Append STREAM frames (round robin by priority) while ``buf.written`` stays within
-        ``room``; a record ``(K_STREAM, sid, offset, length, fin)`` per frame. Returns True
+        ``room``; a ``StreamRecord`` per frame. Returns True
         if anything was written. Same order as ``sendable()`` (inlined: per-packet path)."""
         wrote = False
         overhead = F.stream_frame_overhead
@@ -882,7 +882,7 @@ class StreamManager:
                 if new != len(data):
                     self.bytes_retransmitted += len(data) - new
                 push(buf, sid, offset, data, fin)
-                records.append((K_STREAM, sid, offset, len(data), fin))
+                records.append(new_record(StreamRecord, (sid, offset, len(data), fin)))
                 wrote = True
         return wrote
 

@@ -3,17 +3,19 @@
 Shared parts (RFC 9002 section 7): initial and minimum windows, the recovery period (one
 window reduction per period), persistent congestion, ECN-CE reactions and app-limited
 detection. Subclasses supply window growth (``_on_ack``) and reduction (``_on_congestion``).
+
+Controllers see plain values (bytes, send times, bytes in flight), never packets: loss
+recovery sums up what an ACK or a loss means and calls :meth:`CongestionController.on_ack`
+or :meth:`CongestionController.on_congestion_event`.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from ..recovery import SentPacket
     from ..rtt import RttEstimator
 
 # When not in slow start, the sender counts as cwnd-limited while this many full-size
@@ -81,43 +83,30 @@ class CongestionController(ABC):
         """An in-flight packet went out (bookkeeping only; calling it twice is harmless)."""
         self.last_sent_time = now
 
-    def on_packets_acked(
+    def on_ack(
         self,
-        packets: Sequence[SentPacket],
+        acked_bytes: int,
+        largest_sent_time: float,
         now: float,
         rtt: RttEstimator,
         prior_in_flight: int | None = None,
     ) -> None:
-        """Newly acknowledged packets (any order; non-in-flight ones are ignored).
+        """An ACK newly acknowledged ``acked_bytes`` in-flight bytes sent outside the
+        recovery period (``not in_recovery(sent_time)``: packets sent during it do not grow
+        the window), the newest of them sent at ``largest_sent_time``.
 
         ``prior_in_flight`` is bytes in flight before this ACK was processed; it decides
         whether the sender was cwnd-limited. None means "assume cwnd-limited".
-        Packets sent during the current recovery period do not grow the window.
         """
-        start = self.recovery_start_time
-        acked = 0
-        largest_sent = -math.inf
-        for pkt in packets:
-            if pkt.in_flight and pkt.sent_time > start:
-                acked += pkt.size
-                if pkt.sent_time > largest_sent:
-                    largest_sent = pkt.sent_time
-        if not acked:
+        if not acked_bytes:
             return
         limited = prior_in_flight is None or self.is_cwnd_limited(prior_in_flight)
-        self._on_ack(acked, largest_sent, now, rtt, limited)
-
-    def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
-        """Packets declared lost: one congestion event for the newest in-flight one."""
-        largest_sent: float | None = None
-        for pkt in packets:
-            if pkt.in_flight and (largest_sent is None or pkt.sent_time > largest_sent):
-                largest_sent = pkt.sent_time
-        if largest_sent is not None:
-            self.on_congestion_event(largest_sent, now)
+        self._on_ack(acked_bytes, largest_sent_time, now, rtt, limited)
 
     def on_congestion_event(self, sent_time: float, now: float) -> bool:
-        """Reduce the window unless already recovering; returns True if it was reduced."""
+        """Loss (or ECN-CE) of a packet sent at ``sent_time`` (for a batch of lost packets:
+        the newest in-flight one): reduce the window unless that packet was sent during the
+        current recovery period; returns True if it was reduced."""
         if sent_time <= self.recovery_start_time:
             return False
         self.recovery_start_time = now

@@ -10,7 +10,7 @@ from .base import CongestionController
 if TYPE_CHECKING:
     from ..rtt import RttEstimator
 
-K_LOSS_REDUCTION_FACTOR = 0.5
+LOSS_REDUCTION_FACTOR = 0.5  # kLossReductionFactor (RFC 9002 7.3.2)
 
 
 class NewReno(CongestionController):
@@ -46,7 +46,7 @@ class NewReno(CongestionController):
         self._acked_in_ca = acc
 
     def _on_congestion(self, now: float) -> None:
-        self.ssthresh = int(self.cwnd * K_LOSS_REDUCTION_FACTOR)
+        self.ssthresh = int(self.cwnd * LOSS_REDUCTION_FACTOR)
         self.cwnd = max(int(self.ssthresh), self.minimum_window)
         self._acked_in_ca = 0
 
