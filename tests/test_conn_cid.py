@@ -26,7 +26,7 @@ def _frames_sent(net, up: bool, kind: type) -> list:  # type: ignore[no-untyped-
         receiver = net.server if up else net.client
         space = receiver._spaces[APPLICATION]
         header = parse_header(data, 0, short_dcid_len=8)
-        for rx in (space.rx, receiver._rx_previous):
+        for rx in (space.rx, receiver._keys.rx_previous):
             if rx is None:
                 continue
             try:

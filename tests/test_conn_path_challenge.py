@@ -28,7 +28,7 @@ def _seal(sender: Connection, payload: bytes, now: float) -> bytes:
     space.next_pn = pn + 1
     truncated, pn_length = encode_packet_number(pn, sender._recovery.largest_acked(APPLICATION))
     header = encode_short_header(
-        sender.peer_cid, truncated, pn_length, False, bool(sender._key_phase)
+        sender.peer_cid, truncated, pn_length, False, bool(sender._keys.phase)
     )
     packet = space.tx.seal_packet(header, payload, pn)
     sender._recovery.on_packet_sent(SentPacket(pn, now, len(packet), True, False, APPLICATION))

@@ -27,9 +27,9 @@ from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 from .congestion.base import CongestionController
+from .packet_space import APPLICATION, HANDSHAKE, INITIAL
 from .rtt import K_GRANULARITY, K_INITIAL_RTT, RttEstimator
 
-INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
 K_PACKET_THRESHOLD = 3
 K_TIME_THRESHOLD = 9 / 8
 K_PERSISTENT_CONGESTION_THRESHOLD = 3
@@ -194,13 +194,17 @@ class LossRecovery:
         cap = _MAX_BACKOFF_EXPONENT if self.handshake_confirmed else _MAX_HANDSHAKE_BACKOFF_EXPONENT
         return 1 << min(self.pto_count, cap)
 
-    def pto_duration(self, space: int = APPLICATION) -> float:
-        """The current probe timeout for ``space``, backoff included."""
-        factor = self._backoff()
+    def pto_interval(self, space: int = APPLICATION) -> float:
+        """The probe timeout for ``space`` without backoff (RFC 9002 6.2.1); closing,
+        draining and path validation are measured in it."""
         base = self.rtt.pto_base()
         if space == APPLICATION:
             base += self.max_ack_delay
-        return base * factor
+        return base
+
+    def pto_duration(self, space: int = APPLICATION) -> float:
+        """The current probe timeout for ``space``, backoff included."""
+        return self.pto_interval(space) * self._backoff()
 
     def metrics(self) -> dict[str, float]:
         """Values a qlog ``metrics_updated`` event carries."""
