@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -47,6 +46,8 @@ from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .congestion.base import CongestionController
 from .early_data import limits_reduced, remembered_parameters
+from .event_queue import DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD
+from .event_queue import EventQueue
 from .idle import HandshakeTimer, IdleTimer
 from .keys import EPOCH_SPACE, KeyState
 from .lifecycle import CLOSED, ESTABLISHED, HANDSHAKING, CloseReason, Closing, Draining, State
@@ -107,12 +108,6 @@ _TYPE_SPACE = {
     PacketType.ZERO_RTT: APPLICATION,
     PacketType.ONE_RTT: APPLICATION,
 }
-
-
-# In the event queue, the place of a received DATAGRAM whose payload waits in the connection's
-# bounded datagram queue (next_event() makes the DatagramReceived).
-_DATAGRAM_SLOT = ev.Event()
-DATAGRAM_OVERHEAD = 64  # what a queued datagram is charged beyond its payload (bytes)
 
 
 def _initial_protectors(
@@ -196,9 +191,9 @@ class Connection:
         self._session_ticket = session_ticket
         self._early_data_requested = early_data and session_ticket is not None
         self._state: State = HANDSHAKING
-        self._events: deque[ev.Event] = deque()
         self._tracer: Tracer | None = None
         self.stats_counters = ConnectionStats()
+        self._events = EventQueue(config.datagram_receive_buffer, self.stats_counters)
 
         self.host_cid = random_bytes(CID_LENGTH)
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
@@ -308,12 +303,6 @@ class Connection:
         self._prepared = False  # prepare() ran (or is no longer useful)
         # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
         self._prepared_token: tuple[tuple[str, int], bytes] | None = None
-        # Received DATAGRAM payloads not yet handed out, bounded by
-        # config.datagram_receive_buffer (oldest dropped); each has a slot in _events, and
-        # _stale_slots counts the leading slots whose payload was dropped.
-        self._datagrams_in: deque[bytes] = deque()
-        self._datagrams_in_size = 0
-        self._stale_slots = 0
         if not is_client:
             self.set_origin(original_dcid, retry_source_cid, address_validated)
 
@@ -616,18 +605,7 @@ class Connection:
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
-        events = self._events
-        while events:
-            event = events.popleft()
-            if event is not _DATAGRAM_SLOT:
-                return event
-            if self._stale_slots:  # its datagram was dropped
-                self._stale_slots -= 1
-                continue
-            data = self._datagrams_in.popleft()
-            self._datagrams_in_size -= len(data) + DATAGRAM_OVERHEAD
-            return ev.DatagramReceived(data)
-        return None
+        return self._events.next()
 
     @property
     def is_closed(self) -> bool:
@@ -1385,32 +1363,7 @@ class Connection:
                 "DATAGRAM frames not negotiated",
                 F.frame_type_of(frame),
             )
-        self._queue_datagram(bytes(frame.data))
-
-    def _queue_datagram(self, data: bytes) -> None:
-        """Queue a received DATAGRAM; the oldest are dropped beyond the configured bound."""
-        queue = self._datagrams_in
-        queue.append(data)
-        self._events.append(_DATAGRAM_SLOT)
-        self._datagrams_in_size += len(data) + DATAGRAM_OVERHEAD
-        limit = self.config.datagram_receive_buffer
-        while self._datagrams_in_size > limit and queue:
-            self._datagrams_in_size -= len(queue.popleft()) + DATAGRAM_OVERHEAD
-            self._stale_slots += 1
-            self.stats_counters.datagrams_dropped += 1
-        if self._stale_slots > 64 and self._stale_slots > len(queue):
-            # Drop the slots of dropped datagrams (the oldest ones) from the event queue:
-            # O(events) once per as many drops, so O(1) per drop.
-            stale = self._stale_slots
-            kept: deque[ev.Event] = deque()
-            for event in self._events:
-                if event is _DATAGRAM_SLOT and stale:
-                    stale -= 1
-                else:
-                    kept.append(event)
-            self._events.clear()  # (in place: the migration appends to the same queue)
-            self._events.extend(kept)
-            self._stale_slots = 0
+        self._events.append_datagram(bytes(frame.data))
 
     def _on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float

@@ -4,12 +4,12 @@ migration, active migration probes, switching paths and falling back when one fa
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from ..config import Config
 from . import events as ev
 from .cid import PeerCids
 from .congestion import create as create_congestion_controller
+from .event_queue import EventQueue
 from .pacing import Pacer
 from .packet_builder import PacketBuilder
 from .path import Address, Path, PathManager
@@ -32,7 +32,7 @@ class Migration:
         pacer: Pacer,
         builder: PacketBuilder,
         stats: ConnectionStats,
-        events: deque[ev.Event],
+        events: EventQueue,
         *,
         is_client: bool,
     ) -> None:
