@@ -7,8 +7,8 @@ import pytest
 from adv_support import established, new_pair, poll, ticket_and_context, transfer
 
 from quicish.errors import ErrorCode
-from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
+from quicish.proto import handshake as handshake_module
 from quicish.proto.server_context import ServerContext
 from quicish.wire.packet import PacketType
 
@@ -123,7 +123,7 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
         server_kw={"max_data": 1 << 16},
     )
     # A faulty server: accepts 0-RTT although its limits shrank.
-    monkeypatch.setattr(connection_module, "_early_data_acceptable", lambda *_: True)
+    monkeypatch.setattr(handshake_module, "early_data_acceptable", lambda *_: True)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"GET /\r\n", end_stream=True)
     assert net.run(lambda: (poll(c, s), bool(c.of(ev.ConnectionTerminated)))[1], 5.0)

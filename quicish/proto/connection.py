@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 from ..config import Config
@@ -27,9 +26,7 @@ from ..errors import (
     ErrorCode,
     ProtocolError,
 )
-from ..tls.certs import TrustSource
 from ..tls.engine import Epoch, TlsEngine
-from ..tls.keylog import keylog_file
 from ..wire import frames as F
 from ..wire.packet import (
     QUIC_V1,
@@ -48,13 +45,21 @@ from .congestion.base import CongestionController
 from .early_data import limits_reduced, remembered_parameters
 from .event_queue import DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD
 from .event_queue import EventQueue
+from .handshake import (
+    KEYS_NOT_NEEDED_FOR_THE_FLIGHT,
+    KEYS_NOT_NEEDED_FOR_THE_HELLO,
+    LOCAL_MAX_ACK_DELAY,
+    check_peer_cids,
+    check_version_information,
+    local_transport_parameters,
+    make_tls_engine,
+)
 from .idle import HandshakeTimer, IdleTimer
 from .keys import EPOCH_SPACE, KeyState
 from .lifecycle import CLOSED, ESTABLISHED, HANDSHAKING, CloseReason, Closing, Draining, State
 from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import (
-    ACK_DELAY_EXPONENT,
     MIN_BUDGET,
     MIN_INITIAL_DATAGRAM,
     PacketBuilder,
@@ -82,7 +87,6 @@ from .stream_manager import StreamManager
 from .timers import Timer, TimerTable
 from .tokens import seal_new_token
 from .versions import (
-    VERSION_NEGOTIATION_ERROR,
     choose_version,
     client_hello_transport_parameters,
     version_information,
@@ -90,7 +94,6 @@ from .versions import (
 
 logger = logging.getLogger("quicish")
 
-LOCAL_MAX_ACK_DELAY = 0.025
 CID_LENGTH = 8
 
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
@@ -725,26 +728,11 @@ class Connection:
     # Handshake and keys
     # ---------------------------------------------------------------------------------------
     def _make_transport_parameters(self) -> TransportParameters:
-        cfg = self.config
-        params = TransportParameters(
-            max_idle_timeout=int(cfg.idle_timeout * 1000),
-            initial_max_data=cfg.max_data,
-            initial_max_stream_data_bidi_local=cfg.max_stream_data,
-            initial_max_stream_data_bidi_remote=cfg.max_stream_data,
-            initial_max_stream_data_uni=cfg.max_stream_data,
-            initial_max_streams_bidi=cfg.max_streams_bidi,
-            initial_max_streams_uni=cfg.max_streams_uni,
-            ack_delay_exponent=ACK_DELAY_EXPONENT,
-            max_ack_delay=int(LOCAL_MAX_ACK_DELAY * 1000),
-            active_connection_id_limit=cfg.active_connection_id_limit,
-            initial_source_connection_id=self.host_cid,
-            max_datagram_frame_size=cfg.max_datagram_frame_size,
-            disable_active_migration=cfg.disable_active_migration,
-            version_information=version_information(self.version, self._versions),
+        # (a server's: the client's first Initial fills in the rest, in _start_tls_server)
+        token = None if self.is_client else self._local_cids.token_of(self.host_cid)
+        return local_transport_parameters(
+            self.config, self.host_cid, self.version, self._versions, token
         )
-        if not self.is_client:  # the client's first Initial fills in the rest: _start_tls_server
-            params.stateless_reset_token = self._local_cids.token_of(self.host_cid)
-        return params
 
     def _install_initial_keys(self, dcid: bytes) -> None:
         self._initial_keys_dcid = dcid
@@ -759,47 +747,26 @@ class Connection:
         self._drain_tls(now)
 
     def _make_tls(self, now: float, transport_parameters: bytes) -> TlsEngine:
-        cfg = self.config
-        ticket = None
-        if self._session_ticket is not None:
-            from ..tls.tickets import SessionTicket
-
-            ticket = SessionTicket.from_bytes(self._session_ticket)
-        ctx = self._server_context
-        keylog = ctx.keylog if ctx is not None else None
-        if ctx is None and cfg.keylog_file is not None:
-            keylog = keylog_file(cfg.keylog_file)
-        return TlsEngine(
+        return make_tls_engine(
+            self.config,
             is_client=self.is_client,
-            alpn_protocols=list(cfg.alpn),
-            cipher_suites=cfg.cipher_suite_ids(),
-            groups=cfg.groups,
             server_name=self._server_name,
-            verify=_verify_setting(cfg.verify),
-            pin=cfg.pin,
-            certificate_chain=ctx.certificate_chain if ctx else None,
-            private_key=ctx.private_key if ctx else None,
+            server_context=self._server_context,
+            session_ticket=self._session_ticket,
+            early_data=self._early_data_requested,
             transport_parameters=transport_parameters,
-            session_ticket=ticket,
-            early_data=self._early_data_requested if ctx is None else ctx.early_data,
-            ticket_keys=ctx.ticket_keys if ctx else None,
-            replay_filter=ctx.replay_filter if ctx else None,
-            keylog=keylog,
+            local_params=self._local_params,
+            split_flight=self.split_first_flight,
             now=now,
-            ticket_lifetime=cfg.session_ticket_lifetime,
-            accept_early_data=(
-                None if self.is_client else partial(_early_data_acceptable, self._local_params)
-            ),
-            split_flight=self.split_first_flight and not self.is_client,
         )
 
     def _drain_tls(self, now: float) -> None:
         tls = self._tls
         assert tls is not None
         defer = self.split_first_flight and not self.is_client
-        deferred = _KEYS_NOT_NEEDED_FOR_THE_FLIGHT
+        deferred = KEYS_NOT_NEEDED_FOR_THE_FLIGHT
         if tls.flight_pending:
-            deferred = _KEYS_NOT_NEEDED_FOR_THE_HELLO
+            deferred = KEYS_NOT_NEEDED_FOR_THE_HELLO
         keys = self._keys
         for secret in tls.pop_secrets():
             if defer and secret[:2] in deferred:
@@ -828,16 +795,20 @@ class Connection:
 
     def _apply_peer_parameters(self, raw: bytes) -> None:
         params = TransportParameters.decode(raw, from_server=self.is_client)
-        tp_error = ErrorCode.TRANSPORT_PARAMETER_ERROR
-        if params.initial_source_connection_id != self.peer_cid and self._first_packet_received:
-            raise ProtocolError(tp_error, "initial_source_connection_id mismatch")
-        if self.is_client:
-            if params.original_destination_connection_id != self._original_dcid:
-                raise ProtocolError(tp_error, "original_destination_connection_id mismatch")
-            expected_retry = self._retry_source_cid if self._retry_received else None
-            if params.retry_source_connection_id != expected_retry:
-                raise ProtocolError(tp_error, "retry_source_connection_id mismatch")
-        self._check_version_information(params)
+        check_peer_cids(
+            params,
+            is_client=self.is_client,
+            peer_cid=self.peer_cid,
+            first_packet_received=self._first_packet_received,
+            original_dcid=self._original_dcid,
+            retry_source_cid=self._retry_source_cid if self._retry_received else None,
+        )
+        check_version_information(
+            params,
+            is_client=self.is_client,
+            version=self.version,
+            original_version=self._original_version,
+        )
         self._peer_params = params
         self._streams.on_peer_parameters(params)
         self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
@@ -1152,26 +1123,6 @@ class Connection:
         self._compat_initial_rx = self._spaces[INITIAL].rx
         self.version = chosen
         self._install_initial_keys(self._initial_dcid)
-
-    def _check_version_information(self, params: TransportParameters) -> None:
-        """RFC 9368 section 4: the peer's version_information matches what happened."""
-        info = params.version_information
-        if (
-            not self.is_client
-            and info is not None
-            and info.chosen_version not in info.available_versions
-        ):
-            raise ProtocolError(ErrorCode.TRANSPORT_PARAMETER_ERROR, "chosen version not available")
-        if self.is_client:
-            if info is None:
-                if self.version != self._original_version:
-                    raise ProtocolError(
-                        VERSION_NEGOTIATION_ERROR, "version changed without version_information"
-                    )
-            elif info.chosen_version != self.version:
-                raise ProtocolError(VERSION_NEGOTIATION_ERROR, "server's chosen version differs")
-        elif info is not None and info.chosen_version != self._original_version:
-            raise ProtocolError(VERSION_NEGOTIATION_ERROR, "client's chosen version differs")
 
     def _start_tls_server(self, now: float) -> None:
         # What the client's first Initial decided, on the parameters made with the connection.
@@ -1657,26 +1608,3 @@ class Connection:
         if not self._state.is_open:
             return
         self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
-
-
-def _verify_setting(verify: TrustSource) -> bool | str | bytes:
-    if isinstance(verify, bool | bytes):
-        return verify
-    return os.fspath(verify)
-
-
-# Server, split first flight: the client's handshake packets and our first 1-RTT packet come
-# a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
-_KEYS_NOT_NEEDED_FOR_THE_FLIGHT = frozenset({(Epoch.HANDSHAKE, "read"), (Epoch.ONE_RTT, "write")})
-# ... and while the ServerHello goes out alone, the handshake write key (the rest of the
-# flight needs it) is made after the hello too, when the rest of the flight is built.
-_KEYS_NOT_NEEDED_FOR_THE_HELLO = _KEYS_NOT_NEEDED_FOR_THE_FLIGHT | {(Epoch.HANDSHAKE, "write")}
-
-
-def _early_data_acceptable(params: TransportParameters, remembered: bytes) -> bool:
-    """0-RTT only if no limit shrank since the ticket was issued (RFC 9000 7.4.1)."""
-    try:
-        old = TransportParameters.decode(remembered, from_server=True)
-    except DecodeError:
-        return False
-    return limits_reduced(old, params) is None
