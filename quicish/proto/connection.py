@@ -541,33 +541,36 @@ class Connection:
 
     def _refresh_timers(self) -> TimerTable:
         """The timer table, each timer set from the state it follows."""
-        timers = self._timers
         builder = self._builder
-        timers.set(Timer.IDLE, self._idle_deadline())
-        timers.set(Timer.HANDSHAKE, self._handshake_timer.deadline)
-        timers.set(Timer.LOSS, self._recovery.loss_detection_deadline())
-        keep_alive = None
+        recovery = self._recovery
+        idle = self._idle
+        idle_at = keep_alive = None
+        if self._paths.current.addr is not None:  # (not before a server's first datagram)
+            idle_at = idle.deadline(recovery.pto_interval())
         if self._state is ESTABLISHED and not builder.pending_ping:
-            keep_alive = self._idle.keep_alive_deadline()
-        timers.set(Timer.KEEP_ALIVE, keep_alive)
-        timers.set(Timer.PATH_VALIDATION, self._paths.deadline())
-        timers.set(Timer.PACING, builder.pacer_deadline)
-        timers.set(Timer.ZERO_RTT_KEY, self._keys.zero_rtt_rx_until)
+            keep_alive = idle.keep_alive_deadline()
         # An ACK owed on a path out of anti-amplification budget waits for the peer's next
         # datagram: as a timer it would stay due, and the driver would spin on it.
         ack: float | None = None
-        if builder.amplification_budget() >= MIN_BUDGET:
+        if self._paths.current.amplification_budget() >= MIN_BUDGET:
             for space in self._spaces:
                 due = space.ack_due_at
                 if due is not None and space.unacked_ranges and (ack is None or due < ack):
                     ack = due
-        timers.set(Timer.ACK, ack)
+        timers = self._timers
+        timers.set_all(  # (in Timer order)
+            [
+                idle_at,
+                self._handshake_timer.deadline,
+                recovery.loss_detection_deadline(),
+                keep_alive,
+                self._paths.deadline(),
+                builder.pacer_deadline,
+                self._keys.zero_rtt_rx_until,
+                ack,
+            ]
+        )
         return timers
-
-    def _idle_deadline(self) -> float | None:
-        if self.peer_addr is None:
-            return None  # not started yet (a server before its first datagram)
-        return self._idle.deadline(self._recovery.pto_interval())
 
     def handle_timer(self, now: float) -> None:
         """Run whatever timers have expired at ``now``."""
