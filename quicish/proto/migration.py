@@ -183,6 +183,6 @@ class Migration:
         cfg = self._config
         cc = create_congestion_controller(cfg.congestion_control, cfg.max_datagram_size)
         recovery = self._recovery
-        recovery.cc = cc
+        recovery.cc = self._builder.cc = cc
         recovery.rtt = RttEstimator(recovery.rtt.initial_rtt)
         self._pacer.update(cc.cwnd, recovery.rtt.smoothed_rtt, cc.in_slow_start)

@@ -87,7 +87,8 @@ class PacketBuilder:
         self._spaces = spaces
         self._streams = streams
         self._paths = paths
-        self._recovery = recovery  # (its ``cc`` is the congestion controller)
+        self._recovery = recovery
+        self.cc = recovery.cc  # (the migration swaps in a fresh one on a new path)
         self._pacer = pacer
         self._keys = keys
         self._local_cids = local_cids
@@ -161,7 +162,7 @@ class PacketBuilder:
         parts: list[BuiltPacket] = []
         used = 0
         has_initial = has_handshake = any_eliciting = False
-        congestion_blocked = self._recovery.bytes_in_flight >= self._recovery.cc.cwnd
+        congestion_blocked = self._recovery.bytes_in_flight >= self.cc.cwnd
         if not congestion_blocked:
             release = self._pacer.next_send_time(now)
             if release is not None:
@@ -445,7 +446,7 @@ class PacketBuilder:
         bookkeeping: no BuiltPacket, no per-space walk), or None when congestion control,
         pacing or the streams say no."""
         recovery = self._recovery
-        if recovery.bytes_in_flight >= self._recovery.cc.cwnd:
+        if recovery.bytes_in_flight >= self.cc.cwnd:
             return None
         release = self._pacer.next_send_time(now)
         if release is not None:
@@ -646,7 +647,7 @@ class PacketBuilder:
         now, size = sent.sent_time, sent.size
         self._recovery.on_packet_sent(sent)
         if sent.in_flight:
-            self._recovery.cc.on_packet_sent(size, now)
+            self.cc.on_packet_sent(size, now)
             self._pacer.on_packet_sent(size, now)
         idle = self._idle
         if sent.ack_eliciting and idle.restart_pending:  # (IdleTimer.on_eliciting_sent inlined)
