@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import itertools
 
-from conn_net import make_net
+import pytest
 
+from quicish.config import Config
+from quicish.proto.connection import Connection
 from quicish.proto.packet_builder import next_skip
 from quicish.proto.packet_space import INITIAL, PacketSpace
+from quicish.proto.rtt import RttEstimator
 
 
 def test_next_skip_is_random_within_twice_the_interval() -> None:
@@ -36,10 +39,11 @@ def test_discarding_a_space_drops_its_keys_and_ack_state_once() -> None:
 
 
 def test_path_validation_timeout_is_three_of_the_larger_pto() -> None:
-    net = make_net()
-    assert net.run(lambda: net.client.handshake_confirmed, 5.0)
-    conn = net.client
+    conn = Connection(Config(), is_client=True)
     recovery = conn._recovery
+    recovery.rtt.update(0.5, 0.0, 0.0)  # a slow path: its PTO is larger than a new path's
     new_path_pto = 3 * recovery.rtt.initial_rtt + recovery.max_ack_delay
-    expected = 3 * max(recovery.pto_interval(), new_path_pto)
-    assert conn._migration.validation_timeout() == expected
+    assert recovery.pto_interval() > new_path_pto
+    assert conn._migration.validation_timeout() == 3 * recovery.pto_interval()
+    recovery.rtt = RttEstimator(recovery.rtt.initial_rtt)  # no sample: a new path's PTO
+    assert conn._migration.validation_timeout() == pytest.approx(3 * new_path_pto)

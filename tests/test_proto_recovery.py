@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto.congestion import NewReno, create
-from quicish.proto.recovery import (
-    APPLICATION,
-    HANDSHAKE,
-    INITIAL,
-    K_TIME_THRESHOLD,
-    LossRecovery,
-    SentPacket,
-)
+from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
+from quicish.proto.recovery import K_TIME_THRESHOLD, LossRecovery, SentPacket
 from quicish.proto.rtt import K_GRANULARITY, RttEstimator
 
 MDS = 1200

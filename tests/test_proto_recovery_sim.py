@@ -18,7 +18,8 @@ import pytest
 
 from quicish.proto.congestion import create
 from quicish.proto.pacing import Pacer
-from quicish.proto.recovery import APPLICATION, LossRecovery, SentPacket
+from quicish.proto.packet_space import APPLICATION
+from quicish.proto.recovery import LossRecovery, SentPacket
 
 MDS = 1200
 
