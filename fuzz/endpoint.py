@@ -96,7 +96,7 @@ class Session:
         space.next_pn = pn + 1
         truncated, pn_length = encode_packet_number(pn, conn._recovery.largest_acked(APPLICATION))
         header = encode_short_header(conn.peer_cid, truncated, pn_length, False,
-                                     bool(conn._key_phase))  # fmt: skip
+                                     bool(conn._keys.phase))  # fmt: skip
         body = payload + bytes(max(0, 4 - pn_length - len(payload)))
         packet = space.tx.seal_packet(header, body, pn)
         conn._recovery.on_packet_sent(

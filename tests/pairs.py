@@ -26,6 +26,7 @@ from support import client_config, server_config
 from quicish.errors import DecodeError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
+from quicish.proto.packet_builder import BuiltPacket
 from quicish.proto.packet_space import APPLICATION
 from quicish.proto.records import SentPacket
 from quicish.proto.server_context import ServerContext
@@ -428,23 +429,17 @@ class Sender:
 
 class FrameSpy:
     """Records ``(space index, packet type, packet number, payload)`` of every packet a
-    connection seals (wraps ``Connection._seal_packet`` on the instance)."""
+    connection's general builder seals (wraps ``PacketBuilder.seal_built`` on the instance)."""
 
     def __init__(self, conn: Connection) -> None:
         self.packets: list[tuple[int, int, int, bytes]] = []
-        original = conn._seal_packet
+        original = conn._builder.seal_built
 
-        def spy(*args: Any) -> bytes:
-            first = args[0]
-            if hasattr(first, "payload"):  # _seal_packet(built, now)
-                space, ptype, payload = first.space, first.ptype, first.payload
-            else:  # _seal_packet(space, ptype, payload, records, eliciting, now)
-                space, ptype, payload = args[:3]
-            self.packets.append((space.index, ptype, space.next_pn, bytes(payload)))
-            result: bytes = original(*args)
-            return result
+        def spy(built: BuiltPacket, now: float) -> bytes:
+            self.packets.append((built.space.index, built.ptype, built.pn, bytes(built.payload)))
+            return original(built, now)
 
-        setattr(conn, "_seal_packet", spy)  # noqa: B010 (instance override of a method)
+        setattr(conn._builder, "seal_built", spy)  # noqa: B010 (instance override of a method)
 
     def frames(self, space: int | None = APPLICATION) -> Iterable[Any]:
         for index, _ptype, _pn, payload in self.packets:
@@ -481,7 +476,7 @@ def seal_one_rtt(sender: Connection, payload: bytes, now: float, in_flight: bool
     space.next_pn = pn + 1
     truncated, pn_length = encode_packet_number(pn, sender._recovery.largest_acked(APPLICATION))
     header = encode_short_header(
-        sender.peer_cid, truncated, pn_length, False, bool(sender._key_phase)
+        sender.peer_cid, truncated, pn_length, False, bool(sender._keys.phase)
     )
     body = payload + bytes(max(0, 4 - pn_length - len(payload)))
     packet = space.tx.seal_packet(header, body, pn)

@@ -708,7 +708,7 @@ async def test_client_makes_the_next_connection_when_one_ends(
         unused = spare_socket()
         third = await once(other)
         assert third is made[3] and third.config is other and len(made) == 5
-        assert third._idle_timeout == 7.0
+        assert third._idle.timeout == 7.0
         assert unused.sock.fileno() == -1  # the spare's socket was closed, not leaked
     finally:
         server.close()

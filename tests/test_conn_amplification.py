@@ -109,8 +109,8 @@ def test_spoofed_initial_gets_at_most_three_times_its_size_ever(split: bool) -> 
         assert sizes == [1200, 1200, 1200]
     assert server.is_closed  # given up (idle timeout) without sending more
     # The server's own count of what it sent on the path agrees with the wire.
-    assert server._path.bytes_sent == sum(sizes)
-    assert server._path.bytes_received == 1200
+    assert server._paths.current.bytes_sent == sum(sizes)
+    assert server._paths.current.bytes_received == 1200
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-flight", "split-flight"])
@@ -162,7 +162,7 @@ def test_coalesced_client_datagram_counts_whole() -> None:
     sent = _run_unanswered(server, [(0.0, bigger)])
     total = sum(len(d) for d in sent)
     assert total <= 3 * len(bigger), [len(d) for d in sent]
-    assert server._path.bytes_received == len(bigger)
+    assert server._paths.current.bytes_received == len(bigger)
     _check_padding(sent)
 
 
@@ -174,7 +174,7 @@ def test_close_of_unvalidated_connection_is_within_the_budget() -> None:
     sent = _drain(server, 0.0)
     server.close(0, "bye", now=0.0)
     sent += _drain(server, 0.0)
-    assert server._path.bytes_sent == sum(len(d) for d in sent)
+    assert server._paths.current.bytes_sent == sum(len(d) for d in sent)
     assert sum(len(d) for d in sent) <= 3600
 
 

@@ -27,7 +27,7 @@ def _frames_sent(net: Net, up: bool, kind: type) -> list[Any]:
         receiver = net.server if up else net.client
         space = receiver._spaces[APPLICATION]
         header = parse_header(data, 0, short_dcid_len=8)
-        for rx in (space.rx, receiver._rx_previous):
+        for rx in (space.rx, receiver._keys.rx_previous):
             if rx is None:
                 continue
             try:

@@ -38,7 +38,7 @@ def seal_at(sender: Connection, pn: int, payload: bytes) -> bytes:
     assert space.tx is not None
     truncated, pn_length = pn & 0xFFFFFFFF, 4
     header = encode_short_header(
-        sender.peer_cid, truncated, pn_length, False, bool(sender._key_phase)
+        sender.peer_cid, truncated, pn_length, False, bool(sender._keys.phase)
     )
     body = payload + bytes(max(0, 4 - pn_length - len(payload)))
     return space.tx.seal_packet(header, body, pn)
@@ -123,7 +123,7 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     ticket, ctx, end = ticket_and_context()
     net, c, s = make_pair(session_ticket=ticket, early_data=True, context=ctx, start=end + 1)
     client, server = net.client, net.server
-    early_tx = client._zero_rtt_tx
+    early_tx = client._keys.zero_rtt_tx
     assert early_tx is not None
     connected(net, c, s)
     assert server.early_data_accepted
@@ -133,10 +133,10 @@ def test_server_discards_zero_rtt_keys_after_the_handshake() -> None:
     server.receive_datagram(zero_rtt_packet(client, early_tx, late, net.now), CLIENT_ADDR, net.now)
     poll(s)
     assert sid in s.data
-    assert server._zero_rtt_rx is not None
+    assert server._keys.zero_rtt_rx is not None
     # 3 PTO after the handshake, the key is gone (a timer of its own).
     deadline = net.now + 3 * server._recovery.pto_duration()
-    assert net.run(lambda: server._zero_rtt_rx is None, 10.0)
+    assert net.run(lambda: server._keys.zero_rtt_rx is None, 10.0)
     assert net.now <= deadline + 0.001
     assert not server.is_terminated
     dropped = server.stats_counters.packets_dropped

@@ -184,7 +184,7 @@ def test_anti_amplification_server_packets_dropped() -> None:
     def check(direction: str, data: bytes, now: float) -> None:
         server = net.server
         if direction == "down" and not server.peer_address_validated:
-            assert server._path.bytes_sent <= 3 * server._path.bytes_received
+            assert server._paths.current.bytes_sent <= 3 * server._paths.current.bytes_received
 
     net.taps.append(check)
     handshake(net, timeout=30)
@@ -288,7 +288,7 @@ def _big_cert_net(seed: int, loss: float) -> Net:
 
     def check(direction: str, data: bytes, now: float) -> None:
         if direction == "down" and not server.peer_address_validated:
-            assert server._path.bytes_sent <= 3 * server._path.bytes_received
+            assert server._paths.current.bytes_sent <= 3 * server._paths.current.bytes_received
 
     net.taps.append(check)
     net.start()
@@ -485,7 +485,7 @@ def test_prepare_installs_the_keys_the_split_flight_did_not_need() -> None:
     assert server._spaces[HANDSHAKE].rx is not None and server._spaces[APPLICATION].tx is not None
     assert not server.wants_preparation
     # The 1-RTT read key is made too, but installed only once the client's Finished verifies.
-    spare = server._spare_protector
+    spare = server._keys.spare
     assert spare is not None and server._spaces[APPLICATION].rx is None
     _deliver(hello + rest, client, 1.0)
     _deliver(client.datagrams_to_send(1.0), server, 1.0)  # ACKs and the client's Finished

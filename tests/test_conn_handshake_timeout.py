@@ -123,13 +123,13 @@ def test_progress_moves_the_deadline_up_to_three_timeouts() -> None:
     cfg = server_config(handshake_timeout=2.0)
     server = Connection(cfg, is_client=False, server_context=ServerContext.from_config(cfg))
     server.receive_datagram(InitialForger(4433).make(DCID, 0), CLIENT, 100.0)
-    assert server._handshake_deadline == 102.0  # the ClientHello was progress: from now
-    server._handshake_progress(101.5)
-    assert server._handshake_deadline == 103.5
-    server._handshake_progress(101.0)  # an older moment never moves it back
-    assert server._handshake_deadline == 103.5
+    assert server._handshake_timer.deadline == 102.0  # the ClientHello was progress: from now
+    server._handshake_timer.progress(101.5)
+    assert server._handshake_timer.deadline == 103.5
+    server._handshake_timer.progress(101.0)  # an older moment never moves it back
+    assert server._handshake_timer.deadline == 103.5
     for now in (103.0, 104.5, 105.5):
-        server._handshake_progress(now)
-    assert server._handshake_deadline == 106.0  # the cap: start + 3 x 2 s
+        server._handshake_timer.progress(now)
+    assert server._handshake_timer.deadline == 106.0  # the cap: start + 3 x 2 s
     _run_timers(server, 101.5, 106.5, [])
     assert server.is_closed

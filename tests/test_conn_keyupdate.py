@@ -17,8 +17,8 @@ DATA = bytes(range(256)) * 4000  # 1 MB
 def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
     net, c, s = make_pair(client_kw={"max_data": 4 << 20}, server_kw={"max_data": 4 << 20})
     connected(net, c, s)
-    assert net.client._key_update_limit == (1 << 23) * 3 // 4  # AES-GCM: 2^23 packets
-    net.client._key_update_limit = 100  # pretend the limit is near
+    assert net.client._keys.update_limit == (1 << 23) * 3 // 4  # AES-GCM: 2^23 packets
+    net.client._keys.update_limit = 100  # pretend the limit is near
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, DATA, end_stream=True)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30)
@@ -26,7 +26,7 @@ def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
     updates = net.client.stats().key_updates
     assert updates >= 3  # ~900 packets: an update 100 packets after the previous one was acked
     assert net.server.stats().key_updates == updates  # the server followed each one
-    assert net.client._key_phase == net.server._key_phase
+    assert net.client._keys.phase == net.server._keys.phase
     assert net.server.stats().packets_undecryptable == 0
     assert not c.of(ev.ConnectionTerminated) and not s.of(ev.ConnectionTerminated)
 
@@ -34,7 +34,7 @@ def test_automatic_key_updates_before_the_confidentiality_limit() -> None:
 def test_chacha20_limit_is_never_reached_in_practice() -> None:
     net, c, s = make_pair(client_kw={"cipher_suites": ["chacha20"]})
     connected(net, c, s)
-    assert net.client._key_update_limit == (1 << 62) * 3 // 4
+    assert net.client._keys.update_limit == (1 << 62) * 3 // 4
 
 
 def test_consecutive_key_updates_are_key_update_error() -> None:
@@ -48,9 +48,9 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
     net.client.send_stream_data(sid, b"y" * 100)
     first = net.client.datagrams_to_send(net.now)
     # A misbehaving client updates again at once, without waiting for an acknowledgement.
-    net.client._key_phase_start_pn = 0
-    net.client._key_update_requested = True
-    net.client._maybe_update_keys()
+    net.client._keys.phase_start_pn = 0
+    net.client._keys.update_requested = True
+    net.client._keys.maybe_update()
     assert net.client.stats().key_updates == 2
     net.client.send_stream_data(sid, b"z" * 100)
     second = net.client.datagrams_to_send(net.now)
@@ -65,7 +65,7 @@ def test_consecutive_key_updates_are_key_update_error() -> None:
 def test_integrity_limit_closes_with_aead_limit_reached() -> None:
     net, c, s = make_pair()
     connected(net, c, s)
-    net.client._integrity_limit = 5
+    net.client._keys.integrity_limit = 5
     sid = net.server.open_stream()
     net.server.send_stream_data(sid, b"hello")
     datagram = net.server.datagrams_to_send(net.now)[0][0]
@@ -90,7 +90,7 @@ def _forged_flipped_phase(net: Net, pn: int) -> bytes:
     assert tx is not None
     truncated, pn_length = encode_packet_number(pn, None)
     header = encode_short_header(
-        client.peer_cid, truncated, pn_length, False, not client._key_phase
+        client.peer_cid, truncated, pn_length, False, not client._keys.phase
     )
     packet = bytearray(tx.seal_packet(header, b"\x01" + bytes(40), pn))
     packet[-1] ^= 0xFF  # the AEAD tag no longer verifies

@@ -28,7 +28,7 @@ def test_application_close_reaches_peer_and_times_out() -> None:
     net.settle(c, s, duration=0.2)
     wire = _count_datagrams(net)
     closed_at = net.now
-    client_pto = net.client._pto_interval()
+    client_pto = net.client._recovery.pto_interval()
     net.client.close(error_code=0x42, reason="bye now", now=net.now)
     c.poll()
     assert c.terminated == ev.ConnectionTerminated(0x42, "bye now", None, False)
@@ -38,7 +38,7 @@ def test_application_close_reaches_peer_and_times_out() -> None:
     assert s.terminated == ev.ConnectionTerminated(0x42, "bye now", None, True)
     received_at = net.now
     assert received_at == pytest.approx(closed_at + 0.02)
-    server_pto = net.server._pto_interval()
+    server_pto = net.server._recovery.pto_interval()
     # Closing (client) and draining (server) last three PTOs, then the connection is closed.
     assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=5)
     assert net.client.is_closed and net.server.is_closed
@@ -55,7 +55,7 @@ def test_closing_timing_each_side() -> None:
     c, s = connected(net)
     net.settle(c, s, duration=0.5)
     t0 = net.now
-    pto = net.client._pto_interval()
+    pto = net.client._recovery.pto_interval()
     assert pto > 0.06
     net.client.close(now=t0)
     closed: dict[str, float] = {}
@@ -67,7 +67,7 @@ def test_closing_timing_each_side() -> None:
 
     assert net.run_until(lambda: len(closed) == 2, c, s, timeout=5, hook=watch)
     assert closed["client"] == pytest.approx(t0 + 3 * pto)
-    assert closed["server"] == pytest.approx(t0 + 0.03 + 3 * net.server._pto_interval())
+    assert closed["server"] == pytest.approx(t0 + 0.03 + 3 * net.server._recovery.pto_interval())
     assert c.terminated is not None and c.terminated.error_code == 0
     assert s.terminated is not None and s.terminated.by_peer and s.terminated.error_code == 0
 

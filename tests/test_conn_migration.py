@@ -100,7 +100,7 @@ def test_spoofed_address_does_not_steal_the_connection() -> None:
     _finish(net, c, s, sid)
     # ...but the real client's next packets moved the server straight back.
     assert net.server.peer_addr == real
-    assert net.server._path.validated
+    assert net.server._paths.current.validated
     assert net.run_until(lambda: bool(s.of(ev.PathValidationFailed)), c, s, timeout=10)
     assert [e.addr for e in s.of(ev.PathValidationFailed)] == [spoofed]
 

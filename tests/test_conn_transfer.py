@@ -10,6 +10,7 @@ from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
 from quicish.proto.connection import Connection
+from quicish.proto.packet_builder import PacketBuilder
 from quicish.proto.records import SentPacket, StreamRecord
 from quicish.simlink import LinkSpec
 
@@ -179,7 +180,7 @@ def test_key_update_mid_transfer() -> None:
     assert bytes(s.data[sid]) == data
     assert net.client.stats().key_updates == 1
     assert net.server.stats().key_updates == 1
-    assert net.client._key_phase == net.server._key_phase == 1
+    assert net.client._keys.phase == net.server._keys.phase == 1
     assert c.terminated is None and s.terminated is None
 
 
@@ -210,7 +211,7 @@ def test_back_to_back_key_updates_are_paced() -> None:
     assert bytes(s.data[sid]) == data
     updates = net.client.stats().key_updates
     assert updates >= 6 and net.server.stats().key_updates == updates
-    assert net.client._key_phase == net.server._key_phase
+    assert net.client._keys.phase == net.server._keys.phase
     assert net.server.stats().packets_undecryptable == 0
     assert net.client.stats().packets_undecryptable == 0
 
@@ -220,15 +221,15 @@ def _sent_trace(lean: bool, monkeypatch: Any) -> tuple[list[tuple[Any, ...]], in
     builder made; ``lean=False`` turns the lean builder off."""
     with monkeypatch.context() as m:
         calls = [0]
-        build = Connection._build_stream_datagram
+        build = PacketBuilder.build_stream_datagram
 
-        def counting(self: Connection, now: float) -> bytes | None:
+        def counting(self: PacketBuilder, now: float) -> bytes | None:
             calls[0] += 1
             return build(self, now)
 
-        m.setattr(Connection, "_build_stream_datagram", counting)
+        m.setattr(PacketBuilder, "build_stream_datagram", counting)
         if not lean:
-            m.setattr(Connection, "_lean_send_ready", lambda self: False)
+            m.setattr(PacketBuilder, "lean_ready", lambda self: False)
         net = make_net(
             link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8, client_kw=BIG, server_kw=BIG
         )

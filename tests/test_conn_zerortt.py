@@ -10,8 +10,8 @@ from pairs import Net, Peer, connected, make_pair, ticket_and_context, transfer
 
 from quicish import Config
 from quicish.errors import ErrorCode
-from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
+from quicish.proto import handshake as handshake_module
 from quicish.proto.server_context import ServerContext
 from quicish.wire.packet import PacketType
 
@@ -128,7 +128,7 @@ def test_client_closes_when_accepted_zero_rtt_lowers_limits(
         server_kw={"max_data": 1 << 16},
     )
     # A faulty server: accepts 0-RTT although its limits shrank.
-    monkeypatch.setattr(connection_module, "_early_data_acceptable", lambda *_: True)
+    monkeypatch.setattr(handshake_module, "early_data_acceptable", lambda *_: True)
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"GET /\r\n", end_stream=True)
     assert net.run_until(lambda: bool(c.of(ev.ConnectionTerminated)), c, s, timeout=5.0)

@@ -45,8 +45,8 @@ def test_ack_timer_not_stuck_on_an_amplification_limited_path() -> None:
     session = endpoint.Session()
     session.record(5, b"\x00" + F.encode_frames([F.PingFrame()]))
     server = session.server
-    assert server._path.addr == (endpoint.NEW_ADDR, 40000)
-    assert not server._path.validated and server._path.amplification_budget() < 64
+    assert server._paths.current.addr == (endpoint.NEW_ADDR, 40000)
+    assert not server._paths.current.validated and server._paths.current.amplification_budget() < 64
     session.advance(0.05)  # raised AssertionError: server timer stuck at 0.125 (now 0.125)
     timer = server.next_timer()
     assert timer is not None and timer > session.net.now

@@ -77,7 +77,7 @@ def seal_at(client: RawClient, pn: int, payload: bytes) -> bytes:
     conn = client.conn
     space = conn._spaces[APPLICATION]
     assert space.tx is not None
-    header = encode_short_header(conn.peer_cid, pn & 0xFFFFFFFF, 4, False, bool(conn._key_phase))
+    header = encode_short_header(conn.peer_cid, pn & 0xFFFFFFFF, 4, False, bool(conn._keys.phase))
     return space.tx.seal_packet(header, payload, pn)
 
 

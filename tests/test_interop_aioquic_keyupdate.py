@@ -36,7 +36,7 @@ async def test_quicish_client_updates_keys_aioquic_server_follows() -> None:
             assert await reader.read() == DATA
             assert conn.stats().key_updates == 1
             assert conn.stats().packets_undecryptable == 0
-            assert _aioquic_phase(server.protocols[-1]) == conn._proto._key_phase == 1
+            assert _aioquic_phase(server.protocols[-1]) == conn._proto._keys.phase == 1
 
 
 class KeyUpdatingServer:
@@ -72,7 +72,7 @@ async def test_quicish_server_updates_keys_aioquic_client_follows() -> None:
         assert answer == DATA
         assert sconn.stats().key_updates == 1
         assert sconn.stats().packets_undecryptable == 0
-        assert _aioquic_phase(client) == sconn._proto._key_phase == 1
+        assert _aioquic_phase(client) == sconn._proto._keys.phase == 1
 
 
 @timed(30)
@@ -96,4 +96,4 @@ async def test_quicish_to_quicish_updates_both_ways() -> None:
             assert await reader.read() == DATA
             sconn = app.conns[-1]
             assert conn.stats().key_updates == sconn.stats().key_updates >= 2
-            assert conn._proto._key_phase == sconn._proto._key_phase
+            assert conn._proto._keys.phase == sconn._proto._keys.phase

@@ -10,14 +10,9 @@ from hypothesis import strategies as st
 
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto.congestion import NewReno, create
+from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.proto.records import SentPacket
-from quicish.proto.recovery import (
-    APPLICATION,
-    HANDSHAKE,
-    INITIAL,
-    TIME_THRESHOLD,
-    LossRecovery,
-)
+from quicish.proto.recovery import TIME_THRESHOLD, LossRecovery
 from quicish.proto.rtt import TIMER_GRANULARITY, RttEstimator
 
 MDS = 1200

@@ -9,8 +9,9 @@ import math
 import pytest
 
 from quicish.proto.congestion import NewReno, create
+from quicish.proto.packet_space import APPLICATION
 from quicish.proto.records import SentPacket
-from quicish.proto.recovery import APPLICATION, LossRecovery
+from quicish.proto.recovery import LossRecovery
 from quicish.proto.rtt import RttEstimator
 
 MDS = 1200

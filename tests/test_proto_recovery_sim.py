@@ -18,8 +18,9 @@ import pytest
 
 from quicish.proto.congestion import create
 from quicish.proto.pacing import Pacer
+from quicish.proto.packet_space import APPLICATION
 from quicish.proto.records import SentPacket
-from quicish.proto.recovery import APPLICATION, LossRecovery
+from quicish.proto.recovery import LossRecovery
 
 MDS = 1200
 

@@ -115,6 +115,18 @@ class PacketSpace:
             return False
         return self.ack_now or (self.ack_due_at is not None and now >= self.ack_due_at)
 
+    def discard(self) -> bool:
+        """Drop this space's keys and ACK state for good (RFC 9001 4.9); False when it was
+        discarded already."""
+        if self.discarded:
+            return False
+        self.discarded = True
+        self.rx = self.tx = None
+        self.ack_due_at = None
+        self.unacked_ranges = False
+        self.probes = 0
+        return True
+
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
     """Answer CRYPTO and ACK records through the space (of ``spaces``) that sent them."""

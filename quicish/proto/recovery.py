@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ErrorCode, ProtocolError
 from .congestion.base import CongestionController
+from .packet_space import APPLICATION, HANDSHAKE, INITIAL
 from .records import SentPacket
 from .rtt import INITIAL_RTT, TIMER_GRANULARITY, RttEstimator
 
-INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
 # RFC 9002 section 6.1 and 7.6.1 (kPacketThreshold, kTimeThreshold,
 # kPersistentCongestionThreshold).
 PACKET_THRESHOLD = 3  # packets: reordering tolerated before a packet counts as lost
@@ -166,13 +166,17 @@ class LossRecovery:
         cap = _MAX_BACKOFF_EXPONENT if self.handshake_confirmed else _MAX_HANDSHAKE_BACKOFF_EXPONENT
         return 1 << min(self.pto_count, cap)
 
-    def pto_duration(self, space: int = APPLICATION) -> float:
-        """The current probe timeout for ``space``, backoff included."""
-        factor = self._backoff()
+    def pto_interval(self, space: int = APPLICATION) -> float:
+        """The probe timeout for ``space`` without backoff (RFC 9002 6.2.1); closing,
+        draining and path validation are measured in it."""
         base = self.rtt.pto_base()
         if space == APPLICATION:
             base += self.max_ack_delay
-        return base * factor
+        return base
+
+    def pto_duration(self, space: int = APPLICATION) -> float:
+        """The current probe timeout for ``space``, backoff included."""
+        return self.pto_interval(space) * self._backoff()
 
     def metrics(self) -> dict[str, float]:
         """Values a qlog ``metrics_updated`` event carries."""

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 
 from ..errors import DecodeError
 from ..wire.buffer import Buffer
-from ..wire.packet import QUIC_V1, QUIC_V2
+from ..wire.packet import SUPPORTED_VERSIONS
 from ..wire.transport_params import VersionInformation, iter_parameters
 
 VERSION_NEGOTIATION_ERROR = 0x11  # RFC 9368 section 10.2
-DEFAULT_VERSIONS = (QUIC_V1, QUIC_V2)
 _CLIENT_HELLO = 1
 _QUIC_TRANSPORT_PARAMETERS = 0x39
 _CRYPTO_FRAME = 0x06
@@ -101,11 +100,11 @@ def choose_version(
     if info is None or info.chosen_version != original:
         return original  # the handshake rejects a mismatch later; do not switch on it
     if preferences is None:
-        order = [v for v in info.available_versions if v in DEFAULT_VERSIONS]
+        order = [v for v in info.available_versions if v in SUPPORTED_VERSIONS]
         return order[0] if order else original
     offered = set(info.available_versions) | {original}
     for version in preferences:
-        if version in offered and version in DEFAULT_VERSIONS:
+        if version in offered and version in SUPPORTED_VERSIONS:
             return version
     return original
 
