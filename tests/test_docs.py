@@ -93,3 +93,49 @@ def test_readme_library_example_runs(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "b'HELLO, QUIC'" and float(lines[1]) > 0
+
+
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
+_SOURCE_SUFFIXES = {".py", ".pyi", ".c", ".h"}
+
+
+def _package_modules() -> list[str]:
+    """Every source file of the package, relative to ``quicish/`` (``__init__.py`` aside)."""
+    package = ROOT / "quicish"
+    return sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*")
+        if p.suffix in _SOURCE_SUFFIXES and p.name != "__init__.py" and "__pycache__" not in p.parts
+    )
+
+
+def test_architecture_names_every_module() -> None:
+    """A module is named by its path under quicish/ (``proto/endpoint.py``), or by its bare
+    name where no other module of the package shares it."""
+    modules = _package_modules()
+    names = [m.rsplit("/", 1)[-1] for m in modules]
+    tokens = set(re.findall(r"[\w./]+\.(?:pyi|py|c|h)\b", ARCHITECTURE))
+    unnamed = [
+        m
+        for m, name in zip(modules, names, strict=True)
+        if m not in tokens
+        and f"quicish/{m}" not in tokens
+        and not (names.count(name) == 1 and name in tokens)
+    ]
+    assert unnamed == []
+
+
+def test_architecture_names_only_real_files() -> None:
+    modules = _package_modules()
+    names = {m.rsplit("/", 1)[-1] for m in modules}
+    tokens = set(re.findall(r"[\w./]+\.(?:pyi|py|c|h)\b", ARCHITECTURE))
+    missing = [
+        t
+        for t in sorted(tokens)
+        if t not in names
+        and t != "Python.h"  # (CPython's, named where the page says which file includes it)
+        and not (ROOT / "quicish" / t).exists()
+        and not (ROOT / t).exists()
+        and not any(m.endswith("/" + t) for m in modules)
+    ]
+    assert missing == []
