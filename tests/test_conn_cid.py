@@ -95,7 +95,7 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
     server_cids.retire_prior_to = 3
     cid = b"\x42" * 8
     frame = F.NewConnectionIdFrame(4, 3, cid, reset_token(b"k" * 32, cid))
-    net.client._on_new_connection_id(frame, net.client._spaces[APPLICATION], net.now)
+    net.client._frames.on_new_connection_id(frame, net.client._spaces[APPLICATION], net.now)
     assert net.client.peer_cid == net.client._peer_cids.entries[3][0]
     assert sorted(net.client._peer_cids.pending_retire) == [0, 1, 2]
     assert sorted(net.client._peer_cids.entries) == [3, 4]

@@ -39,6 +39,7 @@ from .congestion import create as create_congestion_controller
 from .congestion.base import CongestionController
 from .event_queue import DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD
 from .event_queue import EventQueue
+from .frame_handlers import FrameHandlers
 from .handshake import Handshake
 from .handshake_stock import HandshakeStock
 from .idle import HandshakeTimer, IdleTimer
@@ -48,7 +49,6 @@ from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import (
     MIN_BUDGET,
-    MIN_INITIAL_DATAGRAM,
     PacketBuilder,
     Tracer,
     next_skip,
@@ -66,7 +66,6 @@ from .path import Path, PathManager
 from .records import (
     PingRecord,
     RecordTable,
-    SentPacket,
 )
 from .recovery import LossRecovery
 from .server_context import ServerContext
@@ -141,7 +140,6 @@ class Connection:
         self._peer_cids = PeerCids(
             max(2, config.active_connection_id_limit), config.max_unacked_cid_retirements
         )
-        self._rx_dcid = b""  # DCID of the packet being processed
         # start_hello(): the first datagram, sealed ahead, and its packets, which connect()
         # records as sent at its own time.
         self._first_datagram: bytes | None = None
@@ -157,7 +155,6 @@ class Connection:
         # Paths (RFC 9000 section 9), each with its anti-amplification budget (section 8):
         # until a path is validated, at most 3x the bytes received on it are sent on it.
         self._paths = PathManager(Path(None, validated=is_client), random_bytes)
-        self._rx_path = self._paths.current  # the path of the datagram being processed
         self._rx_non_probing = False
 
         cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
@@ -247,6 +244,26 @@ class Connection:
             host_cid=self.host_cid,
             on_established=self._on_established,
         )
+        self._frames = FrameHandlers(
+            config,
+            is_client=is_client,
+            streams=self._streams,
+            events=self._events,
+            recovery=self._recovery,
+            records=self._records,
+            keys=self._keys,
+            pacer=self._pacer,
+            handshake=self._handshake,
+            handshake_timer=self._handshake_timer,
+            migration=self._migration,
+            builder=self._builder,
+            local_cids=self._local_cids,
+            peer_cids=self._peer_cids,
+            stats=self.stats_counters,
+            rx_path=self._paths.current,
+            on_peer_close=self._on_peer_close,
+        )
+        self._on_stream = self._frames.on_stream  # (the bulk path's one handler, bound once)
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
         if not is_client:
             self.set_origin(original_dcid, retry_source_cid, address_validated)
@@ -324,7 +341,8 @@ class Connection:
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
         self._rx_ecn = ecn
-        self._rx_size = size = len(data)
+        frames = self._frames
+        frames.rx_size = size = len(data)
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += size
         path = self._paths.current
@@ -336,7 +354,7 @@ class Connection:
                 path = self._migration.path_of(addr, local, self.handshake_confirmed)
         if not path.validated:
             path.bytes_received += size
-        self._rx_path = path
+        frames.rx_path = path
         state = self._state
         if isinstance(state, Closing):
             state.on_datagram()  # RFC 9000 10.2.1: frames are no longer processed
@@ -506,7 +524,7 @@ class Connection:
                 return
             if timer is Timer.LOSS:
                 lost, probe_space = self._recovery.on_timeout(now)
-                self._on_packets_lost(lost, now)
+                self._frames.on_packets_lost(lost, now)
                 if probe_space is not None:
                     self._builder.arm_probe(probe_space)
             elif timer is Timer.KEEP_ALIVE:
@@ -534,6 +552,7 @@ class Connection:
         self._streams.release()
         self._records.release()
         self._handshake.release()
+        self._frames.release()
 
     @property
     def is_terminated(self) -> bool:
@@ -686,6 +705,10 @@ class Connection:
         again right after sending (any other call also completes the flight)."""
         return self._handshake.flight_pending
 
+    def _on_peer_close(self, frame: F.ConnectionCloseFrame, now: float) -> None:
+        self._terminate(frame.error_code, frame.reason, frame.frame_type, by_peer=True)
+        self._state = Draining(now + 3 * self._recovery.pto_interval())
+
     def _on_established(self) -> None:
         if self._state is HANDSHAKING:
             self._state = ESTABLISHED
@@ -722,7 +745,7 @@ class Connection:
             return
         else:
             hs.on_client_initial(dcid)
-        self._rx_dcid = dcid
+        self._frames.rx_dcid = dcid
 
         space_index = _TYPE_SPACE[ptype]  # IntEnum keys: plain ints find them
         space = self._spaces[space_index]
@@ -803,9 +826,10 @@ class Connection:
         rx = space.rx
         cid = self.host_cid
         pn_offset = len(cid) + 1
+        frames = self._frames
         if (
             rx is None
-            or self._rx_path is not self._paths.current
+            or frames.rx_path is not self._paths.current
             or not self._handshake.first_packet_received
             or data[1:pn_offset] != cid
         ):
@@ -818,7 +842,7 @@ class Connection:
             return False
         if plain_header[0] & 0x18:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
-        self._rx_dcid = cid
+        frames.rx_dcid = cid
         if not space.record(pn):
             self.stats_counters.packets_duplicate += 1
             return True
@@ -843,14 +867,15 @@ class Connection:
         tracer = self._tracer
         if tracer is not None:
             tracer("packet_received", {"space": space.index, "pn": pn, "size": size})
+        rx_path = self._frames.rx_path
         if (
-            self._rx_path is not self._paths.current
+            rx_path is not self._paths.current
             and self._rx_non_probing
             and ptype == PacketType.ONE_RTT
             and pn > space.largest_received
         ):
             # The peer's newest non-probing packet comes from a new path (RFC 9000 9.3).
-            self._migration.migrate_to = self._rx_path
+            self._migration.migrate_to = rx_path
         space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
         if self._rx_ecn:
             space.ecn_counts[_ECN_COUNTER[self._rx_ecn]] += 1
@@ -877,12 +902,13 @@ class Connection:
             except ProtocolError as exc:
                 _name_culprit(exc, lone)
                 raise
-            if self._rx_path is not self._paths.current:
+            if self._frames.rx_path is not self._paths.current:
                 self._rx_non_probing = True  # STREAM is a non-probing frame
             return True
         frames = F.decode_frames(payload, ptype)
         ack_eliciting = False
-        handlers = self._handlers
+        on = self._frames
+        handlers = on.table
         for frame in frames:
             kind = type(frame)
             if kind not in _NON_ELICITING:
@@ -890,179 +916,15 @@ class Connection:
             handler = handlers.get(kind)
             if handler is not None:
                 try:
-                    handler(self, frame, space, now)
+                    handler(on, frame, space, now)
                 except ProtocolError as exc:
                     _name_culprit(exc, frame)
                     raise
-        if self._rx_path is not self._paths.current:
+        if on.rx_path is not self._paths.current:
             self._rx_non_probing = any(type(f) not in _PROBING for f in frames)
         return ack_eliciting
 
-    # ---- frame handlers ---------------------------------------------------------------------
-    def _on_ack(self, frame: F.AckFrame, space: PacketSpace, now: float) -> None:
-        delay = 0.0
-        params = self._handshake.peer_params
-        if space.index == APPLICATION and params is not None:
-            delay = (frame.delay << params.ack_delay_exponent) / 1_000_000
-        ecn_ce = frame.ecn[2] if frame.ecn is not None else None
-        acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
-        self._on_packets_acked(acked)
-        if acked and space.index != APPLICATION:
-            self._handshake_timer.progress(now)
-        self._on_packets_lost(lost, now)
-        if self._keys.update_requested:
-            self._keys.maybe_update()
-        cc = self._recovery.cc
-        self._pacer.update(cc.cwnd, self._recovery.rtt.smoothed_rtt, cc.in_slow_start)
-        if self.is_client and space.index == HANDSHAKE:
-            self._recovery.peer_completed_address_validation = True
-
-    def _on_crypto(self, frame: F.CryptoFrame, space: PacketSpace, now: float) -> None:
-        buf = space.crypto_recv
-        try:
-            buf.insert(frame.offset, frame.data)
-        except ProtocolError as exc:
-            code = ErrorCode.CRYPTO_BUFFER_EXCEEDED
-            raise ProtocolError(code, exc.reason, F.frame_type_of(frame)) from exc
-        data = buf.read()
-        if not data:
-            return
-        buf.max_offset = buf.read_offset + space.crypto_window  # a sliding window
-        self._handshake_timer.progress(now)  # (nothing once the handshake is complete)
-        self._handshake.receive_crypto(space.index, data, now)
-
-    def _on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:
-        stream = self._streams.on_stream_frame(
-            frame.stream_id, frame.offset, frame.data, frame.fin, now
-        )
-        recv = stream.recv if stream is not None else None
-        if recv is not None and recv.take_readable_event():
-            self._events.append(ev.StreamDataAvailable(frame.stream_id))
-
-    def _on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size):
-            self._events.append(ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size))
-
-    def _on_stop_sending(self, frame: F.StopSendingFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_stop_sending(frame.stream_id, frame.error_code):
-            self._events.append(ev.StopSendingReceived(frame.stream_id, frame.error_code))
-
-    def _on_max_data(self, frame: F.MaxDataFrame, space: PacketSpace, now: float) -> None:
-        self._streams.on_max_data(frame.maximum)
-
-    def _on_max_stream_data(
-        self, frame: F.MaxStreamDataFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._streams.on_max_stream_data(frame.stream_id, frame.maximum)
-
-    def _on_max_streams(self, frame: F.MaxStreamsFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_max_streams(frame.bidi, frame.limit):
-            self._events.append(ev.StreamsAvailable(frame.bidi))
-
-    def _on_stream_data_blocked(
-        self, frame: F.StreamDataBlockedFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._streams.on_stream_data_blocked(frame.stream_id)
-
-    def _on_handshake_done(
-        self, frame: F.HandshakeDoneFrame, space: PacketSpace, now: float
-    ) -> None:
-        if not self.is_client:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION,
-                "HANDSHAKE_DONE from a client",
-                F.frame_type_of(frame),
-            )
-        self._handshake.confirm()
-
-    def _on_connection_close(
-        self, frame: F.ConnectionCloseFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._terminate(frame.error_code, frame.reason, frame.frame_type, by_peer=True)
-        self._state = Draining(now + 3 * self._recovery.pto_interval())
-
-    def _on_datagram(self, frame: F.DatagramFrame, space: PacketSpace, now: float) -> None:
-        if self.config.max_datagram_frame_size is None:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION,
-                "DATAGRAM frames not negotiated",
-                F.frame_type_of(frame),
-            )
-        self._events.append_datagram(bytes(frame.data))
-
-    def _on_path_challenge(
-        self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
-    ) -> None:
-        padded = self._rx_size >= MIN_INITIAL_DATAGRAM
-        self._migration.on_challenge(
-            self._rx_path, bytes(frame.data), padded, self.handshake_confirmed, now
-        )
-
-    def _on_path_response(self, frame: F.PathResponseFrame, space: PacketSpace, now: float) -> None:
-        self._migration.on_response(bytes(frame.data), now)
-
-    def _on_new_token(self, frame: F.NewTokenFrame, space: PacketSpace, now: float) -> None:
-        if not self.is_client:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client", F.frame_type_of(frame)
-            )
-        self._handshake.new_token = bytes(frame.token)
-
-    def _on_new_connection_id(
-        self, frame: F.NewConnectionIdFrame, space: PacketSpace, now: float
-    ) -> None:
-        if not self.peer_cid:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "NEW_CONNECTION_ID with a zero-length CID"
-            )
-        if self._peer_cids.on_new(frame):
-            self.peer_cid = self._peer_cids.current_cid  # ours was retired (retire_prior_to)
-
-    def _on_retire_connection_id(
-        self, frame: F.RetireConnectionIdFrame, space: PacketSpace, now: float
-    ) -> None:
-        cid = self._local_cids.on_retire(frame.seq, bytes(self._rx_dcid))
-        if cid is not None:
-            self._events.append(ev.ConnectionIdRetired(cid))
-            self._handshake.issue_cids()
-
-    _handlers: dict[type, Callable[[Connection, Any, PacketSpace, float], None]] = {
-        F.AckFrame: _on_ack,
-        F.CryptoFrame: _on_crypto,
-        F.StreamFrame: _on_stream,
-        F.ResetStreamFrame: _on_reset_stream,
-        F.StopSendingFrame: _on_stop_sending,
-        F.MaxDataFrame: _on_max_data,
-        F.MaxStreamDataFrame: _on_max_stream_data,
-        F.MaxStreamsFrame: _on_max_streams,
-        F.StreamDataBlockedFrame: _on_stream_data_blocked,
-        F.HandshakeDoneFrame: _on_handshake_done,
-        F.ConnectionCloseFrame: _on_connection_close,
-        F.DatagramFrame: _on_datagram,
-        F.PathChallengeFrame: _on_path_challenge,
-        F.NewTokenFrame: _on_new_token,
-        F.NewConnectionIdFrame: _on_new_connection_id,
-        F.RetireConnectionIdFrame: _on_retire_connection_id,
-        F.PathResponseFrame: _on_path_response,
-    }
-
-    # ---- acknowledgement and loss ---------------------------------------------------------
-    def _on_packets_acked(self, acked: list[SentPacket]) -> None:
-        self._records.on_packets_acked(acked)
-
-    def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
-        tracer = self.tracer
-        counters = self.stats_counters
-        on_lost = self._records.on_lost
-        for pkt in lost:
-            if tracer is not None:
-                tracer("packet_lost", {"space": pkt.space, "pn": pkt.pn, "size": pkt.size})
-            counters.packets_lost += 1
-            counters.bytes_lost += pkt.size
-            on_lost(pkt.frames)
-
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
-    _rx_size = 0  # size of the datagram being processed
 
     @property
     def tracer(self) -> Tracer | None:
@@ -1072,7 +934,7 @@ class Connection:
 
     @tracer.setter
     def tracer(self, tracer: Tracer | None) -> None:
-        self._tracer = self._builder.tracer = tracer
+        self._tracer = self._builder.tracer = self._frames.tracer = tracer
         recovery = self._recovery
         if tracer is None:
             recovery.on_metrics = None
