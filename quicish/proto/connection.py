@@ -27,10 +27,13 @@ from ..errors import (
     ProtocolError,
 )
 from ..wire import frames as F
+from ..wire.frames import NON_ACK_ELICITING_FRAMES, PROBING_FRAMES
 from ..wire.packet import (
     QUIC_V1,
+    SHORT_RESERVED_BITS,
     PacketHeader,
     PacketType,
+    check_reserved_bits,
     parse_header,
 )
 from . import events as ev
@@ -79,11 +82,6 @@ CID_LENGTH = 8
 
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
-_NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
-# Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
-_PROBING = frozenset(
-    (F.PathChallengeFrame, F.PathResponseFrame, F.NewConnectionIdFrame, F.PaddingFrame)
-)
 
 _TYPE_SPACE = {
     PacketType.INITIAL: INITIAL,
@@ -786,10 +784,7 @@ class Connection:
                 raise ProtocolError(ErrorCode.AEAD_LIMIT_REACHED, "AEAD integrity limit") from None
             return
 
-        if header.is_long and plain_header[0] & 0x0C:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
-        if not header.is_long and plain_header[0] & 0x18:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
+        check_reserved_bits(plain_header[0])
         if (
             hs.first_packet_received
             and self.is_client
@@ -840,7 +835,7 @@ class Connection:
             )
         except DecryptionError:
             return False
-        if plain_header[0] & 0x18:
+        if plain_header[0] & SHORT_RESERVED_BITS:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
         frames.rx_dcid = cid
         if not space.record(pn):
@@ -911,7 +906,7 @@ class Connection:
         handlers = on.table
         for frame in frames:
             kind = type(frame)
-            if kind not in _NON_ELICITING:
+            if kind not in NON_ACK_ELICITING_FRAMES:
                 ack_eliciting = True
             handler = handlers.get(kind)
             if handler is not None:
@@ -921,7 +916,7 @@ class Connection:
                     _name_culprit(exc, frame)
                     raise
         if on.rx_path is not self._paths.current:
-            self._rx_non_probing = any(type(f) not in _PROBING for f in frames)
+            self._rx_non_probing = any(type(f) not in PROBING_FRAMES for f in frames)
         return ack_eliciting
 
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
