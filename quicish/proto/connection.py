@@ -47,7 +47,7 @@ from .handshake import Handshake
 from .handshake_stock import HandshakeStock
 from .idle import HandshakeTimer, IdleTimer
 from .keys import KeyState
-from .lifecycle import CLOSED, ESTABLISHED, HANDSHAKING, CloseReason, Closing, Draining, State
+from .lifecycle import ESTABLISHED, Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import (
@@ -126,7 +126,6 @@ class Connection:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
         self.is_client = is_client
-        self._state: State = HANDSHAKING
         self._tracer: Tracer | None = None
         self.stats_counters = ConnectionStats()
         self._events = EventQueue(config.datagram_receive_buffer, self.stats_counters)
@@ -163,6 +162,7 @@ class Connection:
         self._recovery.peer_completed_address_validation = not is_client
         self._pacer = Pacer(config.max_datagram_size)
         self._keys = KeyState(self._spaces, self._recovery, self.stats_counters)
+        self._idle = IdleTimer(config.idle_timeout, config.keep_alive)
 
         self._streams = StreamManager(
             is_client=is_client,
@@ -183,7 +183,11 @@ class Connection:
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)
         self._records.register(PingRecord)
-        self._idle = IdleTimer(config.idle_timeout, config.keep_alive)
+        # The streams' wake-ups refer back to the stream manager and the record handlers
+        # to their owners: unhooked when the connection closes for good.
+        self._lifecycle = Lifecycle(
+            self._events, self._recovery, self._idle, (self._streams.release, self._records.release)
+        )
         self._handshake_timer = HandshakeTimer(config.handshake_timeout)
         self._timers = TimerTable()
         self._builder = PacketBuilder(
@@ -240,7 +244,7 @@ class Connection:
             events=self._events,
             stats=self.stats_counters,
             host_cid=self.host_cid,
-            on_established=self._on_established,
+            lifecycle=self._lifecycle,
         )
         self._frames = FrameHandlers(
             config,
@@ -259,7 +263,7 @@ class Connection:
             peer_cids=self._peer_cids,
             stats=self.stats_counters,
             rx_path=self._paths.current,
-            on_peer_close=self._on_peer_close,
+            lifecycle=self._lifecycle,
         )
         self._on_stream = self._frames.on_stream  # (the bulk path's one handler, bound once)
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
@@ -332,7 +336,7 @@ class Connection:
         """Process one UDP datagram (possibly several coalesced packets); ``local`` names
         the local socket it arrived on when the driver has several (active migration),
         ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
-        if not self._state.is_active:
+        if not self._lifecycle.state.is_active:
             return
         if self.flight_pending:
             self._finish_flight(now)
@@ -353,7 +357,7 @@ class Connection:
         if not path.validated:
             path.bytes_received += size
         frames.rx_path = path
-        state = self._state
+        state = self._lifecycle.state
         if isinstance(state, Closing):
             state.on_datagram()  # RFC 9000 10.2.1: frames are no longer processed
             return
@@ -372,15 +376,15 @@ class Connection:
                 self._receive_packet(data, start, header, addr, now)
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
-            self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+            self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
         except Exception as exc:  # a bug, or MemoryError in reassembly: this connection ends
             logger.exception("closing: internal error while processing a datagram")
-            self._close_internal(exc, now)
+            self._lifecycle.close_internal(exc, now)
             return
         if self._migration.migrate_to is not None:
             self._migration.on_peer_migrated(now)
-        state = self._state
+        state = self._lifecycle.state
         if isinstance(state, Closing):  # (closed by what this datagram carried)
             state.on_datagram()
 
@@ -415,7 +419,7 @@ class Connection:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams ready to go now (congestion control, pacing and anti-amplification applied)."""
         addr = self.peer_addr
-        state = self._state
+        state = self._lifecycle.state
         if addr is None or not state.is_active:
             return []
         out: list[tuple[bytes, tuple[str, int]]] = []
@@ -429,7 +433,7 @@ class Connection:
         keys = self._keys
         if self._hello_sent_alone:
             self._finish_flight(now)
-            if not self._state.is_open:
+            if not self._lifecycle.state.is_open:
                 return self.datagrams_to_send(now)
         elif keys.deferred and not self.flight_pending:
             keys.install_deferred(self.version)
@@ -450,14 +454,14 @@ class Connection:
             self._handshake.finish_flight(now)
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
-            self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+            self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
         except Exception as exc:  # a bug: this connection ends, no other
             logger.exception("closing: internal error")
-            self._close_internal(exc, now)
+            self._lifecycle.close_internal(exc, now)
 
     def next_timer(self) -> float | None:
         """The earliest absolute time at which :meth:`handle_timer` must be called."""
-        state = self._state
+        state = self._lifecycle.state
         if not state.is_open:
             return state.end  # closing or draining: when it ends (closed: None)
         if self.flight_pending:
@@ -472,7 +476,7 @@ class Connection:
         idle_at = keep_alive = None
         if self._paths.current.addr is not None:  # (not before a server's first datagram)
             idle_at = idle.deadline(recovery.pto_interval())
-        if self._state is ESTABLISHED and not builder.pending_ping:
+        if self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
             keep_alive = idle.keep_alive_deadline()
         # An ACK owed on a path out of anti-amplification budget waits for the peer's next
         # datagram: as a timer it would stay due, and the driver would spin on it.
@@ -499,26 +503,28 @@ class Connection:
 
     def handle_timer(self, now: float) -> None:
         """Run whatever timers have expired at ``now``."""
-        if self._state.is_closed:
+        if self._lifecycle.state.is_closed:
             return
         if self.flight_pending:
             self._finish_flight(now)
-        state = self._state
+        state = self._lifecycle.state
         if not state.is_open:
             end = state.end
             if end is not None and now >= end:
-                self._end()
+                self._lifecycle.end()
             return
         for timer in self._refresh_timers().expired(now):
             if timer is Timer.IDLE:
-                self._terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
-                self._end()
+                self._lifecycle.terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
+                self._lifecycle.end()
                 return
             if timer is Timer.HANDSHAKE:
                 # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
                 # address that may be spoofed; a client's connect() fails.
-                self._terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
-                self._end()
+                self._lifecycle.terminate(
+                    ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False
+                )
+                self._lifecycle.end()
                 return
             if timer is Timer.LOSS:
                 lost, probe_space = self._recovery.on_timeout(now)
@@ -540,22 +546,12 @@ class Connection:
 
     @property
     def is_closed(self) -> bool:
-        return self._state.is_closed
-
-    def _end(self) -> None:
-        """Closed for good: unhook the streams' wake-ups (each refers back to the stream
-        manager) and the sent-record handlers (each refers back to its owner), so the
-        connection is freed by reference counting, not the cycle collector."""
-        self._state = CLOSED
-        self._streams.release()
-        self._records.release()
-        self._handshake.release()
-        self._frames.release()
+        return self._lifecycle.state.is_closed
 
     @property
     def is_terminated(self) -> bool:
         """True once the connection has reached closing, draining or closed."""
-        return not self._state.is_open
+        return not self._lifecycle.state.is_open
 
     # ---- streams ---------------------------------------------------------------------------
     def open_stream(self, bidirectional: bool = True) -> int:
@@ -635,9 +631,9 @@ class Connection:
 
     def close(self, error_code: int = 0, reason: str = "", now: float | None = None) -> None:
         """Close with an application error code (0: no error)."""
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             return
-        self._enter_closing(error_code, None, reason, application=True, now=now)
+        self._lifecycle.close(error_code, None, reason, application=True, now=now)
 
     def stats(self) -> Stats:
         """RTT, congestion window, bytes in flight and packet/byte counters (a snapshot)."""
@@ -702,14 +698,6 @@ class Connection:
         :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
         again right after sending (any other call also completes the flight)."""
         return self._handshake.flight_pending
-
-    def _on_peer_close(self, frame: F.ConnectionCloseFrame, now: float) -> None:
-        self._terminate(frame.error_code, frame.reason, frame.frame_type, by_peer=True)
-        self._state = Draining(now + 3 * self._recovery.pto_interval())
-
-    def _on_established(self) -> None:
-        if self._state is HANDSHAKING:
-            self._state = ESTABLISHED
 
     # ---------------------------------------------------------------------------------------
     # Receiving
@@ -881,10 +869,10 @@ class Connection:
         versions: tuple[int, ...] = header.supported_versions or ()
         if self.version in versions:
             return  # RFC 9000 6.2: ignore a VN listing the version we use
-        self._terminate(
+        self._lifecycle.terminate(
             ErrorCode.NO_ERROR, f"server supports only {versions!r}", None, by_peer=True
         )
-        self._end()
+        self._lifecycle.end()
 
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float
@@ -1010,7 +998,7 @@ class Connection:
     def probe_datagrams(self, now: float) -> list[tuple[int, bytes, tuple[str, int]]]:
         """``(local path, datagram, address)`` to send from local sockets other than the
         current one (path probes of an active migration)."""
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             return []
         probes = self._builder.probe_datagrams(now, same_socket=False)
         return [(path.local, datagram, path.addr or ("", 0)) for path, datagram in probes]
@@ -1019,13 +1007,12 @@ class Connection:
         """RFC 9000 10.3.1: a short-header datagram we cannot process that ends with one of
         the peer's reset tokens (of CIDs the peer issued and we did not retire) is a
         stateless reset: the peer lost the connection, which drains. True if it was one."""
-        if header.is_long or len(data) < 21 or not self._state.is_active:
+        if header.is_long or len(data) < 21 or not self._lifecycle.state.is_active:
             return False
         if not self._peer_cids.is_reset_token(bytes(data[-16:])):
             return False
         logger.info("stateless reset received: the peer lost the connection")
-        self._terminate(ErrorCode.NO_ERROR, "stateless reset", None, by_peer=True)
-        self._state = Draining(now + 3 * self._recovery.pto_interval())
+        self._lifecycle.drain(ErrorCode.NO_ERROR, "stateless reset", None, now)
         return True
 
     # ---------------------------------------------------------------------------------------
@@ -1036,36 +1023,5 @@ class Connection:
             self._handshake_timer.start(now)
 
     def _check_open(self) -> None:
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             raise ConnectionClosedError(0, "connection is closed")
-
-    def _close_with_error(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
-        self._enter_closing(code, frame_type, reason, application=False, now=now)
-
-    def _close_internal(self, exc: BaseException, now: float) -> None:
-        """Close with INTERNAL_ERROR after an unexpected exception (logged by the caller);
-        the local reason names its type, never its text."""
-        reason = f"internal error ({type(exc).__name__})"
-        self._close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
-
-    def _enter_closing(
-        self,
-        code: int,
-        frame_type: int | None,
-        reason: str,
-        application: bool,
-        now: float | None,
-    ) -> None:
-        if not self._state.is_open:
-            return
-        self._terminate(code, reason, frame_type, by_peer=False)
-        base = now if now is not None else self._idle.last_activity
-        close = CloseReason(code, frame_type, reason, application)
-        self._state = Closing(close, base + 3 * self._recovery.pto_interval())
-
-    def _terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
-        """Report the end (once: only while the connection is open; the caller then moves
-        it to closing, draining or closed)."""
-        if not self._state.is_open:
-            return
-        self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))

@@ -15,6 +15,7 @@ from .event_queue import EventQueue
 from .handshake import Handshake
 from .idle import HandshakeTimer
 from .keys import KeyState
+from .lifecycle import Lifecycle
 from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import MIN_INITIAL_DATAGRAM, PacketBuilder, Tracer
@@ -30,9 +31,9 @@ Handler = Callable[["FrameHandlers", Any, PacketSpace, float], None]
 
 class FrameHandlers:
     """The handlers of received frames, each ``(frame, space, now)``, over the parts of the
-    connection they change. The connection sets ``rx_path``, ``rx_size`` and ``rx_dcid`` for
-    the datagram and packet being processed; ``on_peer_close`` is its one callback, dropped by
-    :meth:`release` when it closes (it refers back to the connection)."""
+    connection they change (never the connection itself: no reference cycle). The connection
+    sets ``rx_path``, ``rx_size`` and ``rx_dcid`` for the datagram and packet being
+    processed."""
 
     def __init__(
         self,
@@ -53,7 +54,7 @@ class FrameHandlers:
         peer_cids: PeerCids,
         stats: ConnectionStats,
         rx_path: Path,
-        on_peer_close: Callable[[F.ConnectionCloseFrame, float], None],
+        lifecycle: Lifecycle,
     ) -> None:
         self._config = config
         self._is_client = is_client
@@ -70,15 +71,11 @@ class FrameHandlers:
         self._local_cids = local_cids
         self._peer_cids = peer_cids
         self._stats = stats
-        self._on_peer_close: Callable[[F.ConnectionCloseFrame, float], None] | None = on_peer_close
+        self._lifecycle = lifecycle
         self.tracer: Tracer | None = None
         self.rx_path = rx_path  # the path of the datagram being processed
         self.rx_size = 0  # its size
         self.rx_dcid = b""  # the DCID of the packet being processed
-
-    def release(self) -> None:
-        """The connection closed: drop its callback."""
-        self._on_peer_close = None
 
     # ---- acknowledgement and loss ---------------------------------------------------------
     def on_packets_acked(self, acked: list[SentPacket]) -> None:
@@ -152,8 +149,7 @@ class FrameHandlers:
     def on_connection_close(
         self, frame: F.ConnectionCloseFrame, space: PacketSpace, now: float
     ) -> None:
-        if self._on_peer_close is not None:
-            self._on_peer_close(frame, now)
+        self._lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now)
 
     # ---- streams and flow control ---------------------------------------------------------
     def on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:

@@ -28,6 +28,7 @@ from .event_queue import EventQueue
 from .handshake_stock import CID_LENGTH, HandshakeStock, initial_protectors
 from .idle import HandshakeTimer, IdleTimer
 from .keys import EPOCH_SPACE, KeyState
+from .lifecycle import Lifecycle
 from .packet_builder import PacketBuilder
 from .packet_space import (
     ACK_DELAY_EXPONENT,
@@ -200,8 +201,7 @@ class Handshake:
     """The handshake of one connection, from the first flight to confirmation.
 
     It holds the parts of the connection it drives, never the connection itself (no
-    reference cycle): ``on_established`` is the connection's one callback, dropped by
-    :meth:`release` when the connection closes."""
+    reference cycle)."""
 
     def __init__(
         self,
@@ -229,7 +229,7 @@ class Handshake:
         events: EventQueue,
         stats: ConnectionStats,
         host_cid: bytes,
-        on_established: Callable[[], None],
+        lifecycle: Lifecycle,
     ) -> None:
         self.config = config
         self.is_client = is_client
@@ -285,17 +285,13 @@ class Handshake:
         self._timer = timer
         self._events = events
         self._stats = stats
-        self._on_established: Callable[[], None] | None = on_established
+        self._lifecycle = lifecycle
         # (a server's: the client's first Initial fills in the rest, in start_server)
         self._host_cid = host_cid
         token = None if is_client else local_cids.token_of(host_cid)
         self.local_params = local_transport_parameters(
             config, host_cid, version, self.versions, token
         )
-
-    def release(self) -> None:
-        """The connection closed: drop its callback (it refers back to the connection)."""
-        self._on_established = None
 
     @property
     def version(self) -> int:
@@ -503,8 +499,7 @@ class Handshake:
         assert tls is not None
         self.complete = self._builder.handshake_complete = True
         self._timer.complete()  # done in time
-        if self._on_established is not None:
-            self._on_established()
+        self._lifecycle.establish()
         self.alpn = tls.alpn
         self.session_resumed = tls.session_resumed
         self.early_data_accepted = tls.early_data_accepted
