@@ -47,11 +47,10 @@ from .handshake import Handshake
 from .handshake_stock import HandshakeStock
 from .idle import HandshakeTimer, IdleTimer
 from .keys import KeyState
-from .lifecycle import ESTABLISHED, Closing, Lifecycle
+from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import (
-    MIN_BUDGET,
     PacketBuilder,
     Tracer,
     next_skip,
@@ -74,7 +73,7 @@ from .recovery import LossRecovery
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
-from .timers import Timer, TimerTable
+from .timers import ConnectionTimers
 
 logger = logging.getLogger("quicish")
 
@@ -189,7 +188,6 @@ class Connection:
             self._events, self._recovery, self._idle, (self._streams.release, self._records.release)
         )
         self._handshake_timer = HandshakeTimer(config.handshake_timeout)
-        self._timers = TimerTable()
         self._builder = PacketBuilder(
             config,
             is_client=is_client,
@@ -264,6 +262,18 @@ class Connection:
             stats=self.stats_counters,
             rx_path=self._paths.current,
             lifecycle=self._lifecycle,
+        )
+        self._timers = ConnectionTimers(
+            spaces=self._spaces,
+            paths=self._paths,
+            recovery=self._recovery,
+            builder=self._builder,
+            idle=self._idle,
+            handshake_timer=self._handshake_timer,
+            keys=self._keys,
+            migration=self._migration,
+            lifecycle=self._lifecycle,
+            on_packets_lost=self._frames.on_packets_lost,
         )
         self._on_stream = self._frames.on_stream  # (the bulk path's one handler, bound once)
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
@@ -466,40 +476,7 @@ class Connection:
             return state.end  # closing or draining: when it ends (closed: None)
         if self.flight_pending:
             return 0.0  # the rest of a split first flight is due at once
-        return self._refresh_timers().next()
-
-    def _refresh_timers(self) -> TimerTable:
-        """The timer table, each timer set from the state it follows."""
-        builder = self._builder
-        recovery = self._recovery
-        idle = self._idle
-        idle_at = keep_alive = None
-        if self._paths.current.addr is not None:  # (not before a server's first datagram)
-            idle_at = idle.deadline(recovery.pto_interval())
-        if self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
-            keep_alive = idle.keep_alive_deadline()
-        # An ACK owed on a path out of anti-amplification budget waits for the peer's next
-        # datagram: as a timer it would stay due, and the driver would spin on it.
-        ack: float | None = None
-        if self._paths.current.amplification_budget() >= MIN_BUDGET:
-            for space in self._spaces:
-                due = space.ack_due_at
-                if due is not None and space.unacked_ranges and (ack is None or due < ack):
-                    ack = due
-        timers = self._timers
-        timers.set_all(  # (in Timer order)
-            [
-                idle_at,
-                self._handshake_timer.deadline,
-                recovery.loss_detection_deadline(),
-                keep_alive,
-                self._paths.deadline(),
-                builder.pacer_deadline,
-                self._keys.zero_rtt_rx_until,
-                ack,
-            ]
-        )
-        return timers
+        return self._timers.refresh().next()
 
     def handle_timer(self, now: float) -> None:
         """Run whatever timers have expired at ``now``."""
@@ -513,32 +490,7 @@ class Connection:
             if end is not None and now >= end:
                 self._lifecycle.end()
             return
-        for timer in self._refresh_timers().expired(now):
-            if timer is Timer.IDLE:
-                self._lifecycle.terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
-                self._lifecycle.end()
-                return
-            if timer is Timer.HANDSHAKE:
-                # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
-                # address that may be spoofed; a client's connect() fails.
-                self._lifecycle.terminate(
-                    ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False
-                )
-                self._lifecycle.end()
-                return
-            if timer is Timer.LOSS:
-                lost, probe_space = self._recovery.on_timeout(now)
-                self._frames.on_packets_lost(lost, now)
-                if probe_space is not None:
-                    self._builder.arm_probe(probe_space)
-            elif timer is Timer.KEEP_ALIVE:
-                self._builder.pending_ping = True
-                self._idle.on_keep_alive(now)
-            elif timer is Timer.PATH_VALIDATION:
-                self._migration.on_timer(now)
-            elif timer is Timer.ZERO_RTT_KEY:
-                self._keys.discard_zero_rtt_rx()
-        self._builder.pacer_deadline = None
+        self._timers.handle(now)
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
