@@ -348,7 +348,7 @@ class Connection:
         ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
         if not self._lifecycle.state.is_active:
             return
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             self._finish_flight(now)
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
@@ -363,7 +363,7 @@ class Connection:
                 self._start_handshake_timer(now)
                 path.addr = addr
             else:
-                path = self._migration.path_of(addr, local, self.handshake_confirmed)
+                path = self._migration.path_of(addr, local, self._handshake.confirmed)
         if not path.validated:
             path.bytes_received += size
         frames.rx_path = path
@@ -401,7 +401,7 @@ class Connection:
     @property
     def wants_preparation(self) -> bool:
         """True while :meth:`prepare` has work it could take off the critical path."""
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             return False  # the rest of the flight comes first
         hs = self._handshake
         return bool(self._keys.deferred) or (
@@ -445,15 +445,15 @@ class Connection:
             self._finish_flight(now)
             if not self._lifecycle.state.is_open:
                 return self.datagrams_to_send(now)
-        elif keys.deferred and not self.flight_pending:
+        elif keys.deferred and not self._handshake.flight_pending:
             keys.install_deferred(self.version)
         if self._first_datagram is not None:  # sealed by start_hello()
             out.append((self._first_datagram, addr))
             self._first_datagram = None
         if self._spaces[APPLICATION].next_pn - keys.phase_start_pn >= keys.update_limit:
-            keys.auto_update(self.handshake_confirmed)
+            keys.auto_update(self._handshake.confirmed)
         self._builder.fill(out, addr, now)
-        self._hello_sent_alone = self.flight_pending
+        self._hello_sent_alone = self._handshake.flight_pending
         return out
 
     def _finish_flight(self, now: float) -> None:
@@ -474,7 +474,7 @@ class Connection:
         state = self._lifecycle.state
         if not state.is_open:
             return state.end  # closing or draining: when it ends (closed: None)
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             return 0.0  # the rest of a split first flight is due at once
         return self._timers.refresh().next()
 
@@ -482,7 +482,7 @@ class Connection:
         """Run whatever timers have expired at ``now``."""
         if self._lifecycle.state.is_closed:
             return
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             self._finish_flight(now)
         state = self._lifecycle.state
         if not state.is_open:
@@ -540,7 +540,7 @@ class Connection:
         """
         self._check_open()
         space = self._spaces[APPLICATION]
-        if not self.handshake_confirmed or space.tx is None or space.rx is None:
+        if not self._handshake.confirmed or space.tx is None or space.rx is None:
             raise ConnectionStateError("key update needs a confirmed handshake")
         self._keys.request_update()
 
@@ -937,7 +937,7 @@ class Connection:
         self._check_open()
         if not self.is_client:
             raise ConnectionStateError("only a client migrates actively")
-        if not self.handshake_confirmed:
+        if not self._handshake.confirmed:
             raise ConnectionStateError("migration needs a confirmed handshake (RFC 9000 section 9)")
         params = self._handshake.peer_params
         if params is not None and params.disable_active_migration:
@@ -971,7 +971,7 @@ class Connection:
     # Lifecycle
     # ---------------------------------------------------------------------------------------
     def _start_handshake_timer(self, now: float) -> None:
-        if not self.handshake_complete:
+        if not self._handshake.complete:
             self._handshake_timer.start(now)
 
     def _check_open(self) -> None:
