@@ -659,12 +659,12 @@ class Connection:
     ) -> None:
         ptype = header.packet_type
         if ptype == PacketType.VERSION_NEGOTIATION:
-            self._on_version_negotiation(header)
-            return
-        if ptype == PacketType.RETRY:
-            self._handshake.on_retry(data, header)
+            self._handshake.on_version_negotiation(header)
             return
         hs = self._handshake
+        if ptype == PacketType.RETRY:
+            hs.on_retry(data, header)
+            return
         if header.is_long and header.version != self.version and not hs.accept_version(header):
             self.stats_counters.packets_dropped += 1
             return
@@ -814,17 +814,6 @@ class Connection:
         space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
         if self._rx_ecn:
             space.ecn_counts[_ECN_COUNTER[self._rx_ecn]] += 1
-
-    def _on_version_negotiation(self, header: PacketHeader) -> None:
-        if not self.is_client or self._handshake.first_packet_received:
-            return
-        versions: tuple[int, ...] = header.supported_versions or ()
-        if self.version in versions:
-            return  # RFC 9000 6.2: ignore a VN listing the version we use
-        self._lifecycle.terminate(
-            ErrorCode.NO_ERROR, f"server supports only {versions!r}", None, by_peer=True
-        )
-        self._lifecycle.end()
 
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float

@@ -633,6 +633,19 @@ class Handshake:
         self._builder.version = chosen
         self.install_initial_keys(self.initial_dcid)
 
+    def on_version_negotiation(self, header: PacketHeader) -> None:
+        """Client: a Version Negotiation packet before any answer ends the connection,
+        unless it lists the version we use (RFC 9000 6.2: ignored)."""
+        if not self.is_client or self.first_packet_received:
+            return
+        versions: tuple[int, ...] = header.supported_versions or ()
+        if self.version in versions:
+            return
+        lifecycle = self._lifecycle
+        reason = f"server supports only {versions!r}"
+        lifecycle.terminate(ErrorCode.NO_ERROR, reason, None, by_peer=True)
+        lifecycle.end()
+
     # ---- Retry (RFC 9000 17.2.5) ----------------------------------------------------------
     def on_retry(self, data: bytes, header: PacketHeader) -> None:
         if not self.is_client or self.retry_received or self.first_packet_received:
