@@ -155,10 +155,10 @@ async def test_on_connection_sync_and_accept_stream() -> None:
         assert len(seen) == 1 and seen[0] in server.connections
         assert seen[0].alpn == "hq-interop"
         # Both sides made the handshake's end material while waiting for the peer.
-        assert conn._proto._prepared and seen[0]._proto._prepared
+        assert conn._proto._handshake.prepared and seen[0]._proto._handshake.prepared
         assert seen[0]._proto.split_first_flight  # the ServerHello went out ahead
-        assert seen[0]._proto._prepared_token is not None
-        assert conn.new_token == seen[0]._proto._prepared_token[1]
+        assert seen[0]._proto._handshake.prepared_token is not None
+        assert conn.new_token == seen[0]._proto._handshake.prepared_token[1]
         peer = seen[0].remote_address
         assert peer is not None and peer[1] == conn.local_address[1]
 
@@ -698,7 +698,8 @@ async def test_client_makes_the_next_connection_when_one_ends(
     try:
         first = await once(client_config())
         assert made[0] is first and len(made) == 2  # the spare, made when the first ended
-        assert made[1]._tls is not None and made[1].peer_addr is None  # hello made, unsent
+        # the hello made, unsent
+        assert made[1]._handshake.tls is not None and made[1].peer_addr is None
         assert made[1]._first_datagram is not None  # and its first datagram sealed
         spare_port = spare_socket().address[1]  # its socket is bound too
         second = await once(client_config())  # an equal Config, not the same object

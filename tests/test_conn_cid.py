@@ -54,13 +54,13 @@ def test_each_side_issues_up_to_the_peers_limit() -> None:
         net.server.host_cid
     }
     # Each NEW_CONNECTION_ID carries HMAC(reset key, CID) as its stateless reset token.
-    key = net.server._server_context.reset_key  # type: ignore[union-attr]
+    key = net.server._handshake.server_context.reset_key  # type: ignore[union-attr]
     frames = _frames_sent(net, up=False, kind=F.NewConnectionIdFrame)
     assert sorted(f.seq for f in frames) == [1, 2]
     assert all(f.reset_token == reset_token(key, f.cid) for f in frames)
     assert all(len(f.cid) == 8 for f in frames)
     # The server's handshake CID's token came in its transport parameters.
-    assert net.client._peer_params.stateless_reset_token == reset_token(  # type: ignore[union-attr]
+    assert net.client._handshake.peer_params.stateless_reset_token == reset_token(  # type: ignore[union-attr]
         key, net.server.host_cid
     )
 
@@ -95,7 +95,7 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
     server_cids.retire_prior_to = 3
     cid = b"\x42" * 8
     frame = F.NewConnectionIdFrame(4, 3, cid, reset_token(b"k" * 32, cid))
-    net.client._on_new_connection_id(frame, net.client._spaces[APPLICATION], net.now)
+    net.client._frames.on_new_connection_id(frame, net.client._spaces[APPLICATION], net.now)
     assert net.client.peer_cid == net.client._peer_cids.entries[3][0]
     assert sorted(net.client._peer_cids.pending_retire) == [0, 1, 2]
     assert sorted(net.client._peer_cids.entries) == [3, 4]
@@ -104,13 +104,13 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
 def test_too_many_cids_is_connection_id_limit_error() -> None:
     net, c, s = make_pair(client_kw={"active_connection_id_limit": 2})
     net.server._local_cids.peer_limit = 99  # pretend to ignore the client's limit
-    original = net.server._apply_peer_parameters
+    original = net.server._handshake.apply_peer_parameters
 
     def keep_limit(raw: bytes) -> None:
         original(raw)
         net.server._local_cids.peer_limit = 5
 
-    net.server._apply_peer_parameters = keep_limit  # type: ignore[method-assign]
+    net.server._handshake.apply_peer_parameters = keep_limit  # type: ignore[method-assign]
     assert net.run_until(lambda: bool(s.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == ErrorCode.CONNECTION_ID_LIMIT_ERROR and not closed.by_peer

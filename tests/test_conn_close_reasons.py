@@ -75,7 +75,7 @@ def test_tls_internal_error_sends_no_exception_text(monkeypatch: pytest.MonkeyPa
     net = make_net(connect=False)
     net.start()
     c, s = Peer(net.client), Peer(net.server)
-    tls = net.client._tls
+    tls = net.client._handshake.tls
     assert tls is not None
 
     def broken(*args: Any) -> None:

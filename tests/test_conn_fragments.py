@@ -131,13 +131,13 @@ def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     the 1-RTT CRYPTO stream passed 64 KiB)."""
     net, c, s = pair
     server = net.server
-    tls = server._tls
+    tls = server._handshake.tls
     assert tls is not None
     crypto = server._spaces[2].crypto_send
     issued = 0
     while crypto.write_offset < 80 << 10:
-        assert tls.issue_session_ticket(net.now, server._sent_params)
-        server._drain_tls(net.now)
+        assert tls.issue_session_ticket(net.now, server._handshake.sent_params)
+        server._handshake.drain(net.now)
         issued += 1
         if issued % 50 == 0:
             net.settle(c, s, duration=0.05)
@@ -145,7 +145,7 @@ def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
     assert c.terminated is None and s.terminated is None
     assert net.client._spaces[2].crypto_recv.read_offset > 64 << 10
     assert len(c.of(ev.SessionTicketReceived)) >= 1
-    hs = net.client._tls._hs  # type: ignore[union-attr]
+    hs = net.client._handshake.tls._hs  # type: ignore[union-attr]
     assert isinstance(hs, ClientHandshake)
     assert len(hs.tickets) <= 8
 
@@ -180,11 +180,11 @@ def test_client_keeps_only_the_newest_tickets() -> None:
 
     net = make_net()
     connected(net)
-    server_tls, client_tls = net.server._tls, net.client._tls
+    server_tls, client_tls = net.server._handshake.tls, net.client._handshake.tls
     assert server_tls is not None and client_tls is not None
-    net.server._drain_tls(net.now)
+    net.server._handshake.drain(net.now)
     for _ in range(20):
-        assert server_tls.issue_session_ticket(net.now, net.server._sent_params)
+        assert server_tls.issue_session_ticket(net.now, net.server._handshake.sent_params)
     out = server_tls.pop_output()
     data = b"".join(chunk for epoch, chunk in out if epoch == Epoch.ONE_RTT)
     client_tls.receive(Epoch.ONE_RTT, data, net.now)

@@ -98,7 +98,8 @@ def test_handshake_chacha20_only() -> None:
     only = {"cipher_suites": ["chacha20"]}
     net = make_net(client_kw=only, server_kw=only)
     handshake(net, timeout=1)
-    assert net.client._tls is not None and net.client._tls.cipher_suite == 0x1303
+    tls = net.client._handshake.tls
+    assert tls is not None and tls.cipher_suite == 0x1303
 
 
 def test_initial_datagrams_padded() -> None:
@@ -410,7 +411,7 @@ def test_prepare_makes_the_spare_cids_and_token_the_handshake_then_sends() -> No
     assert server.wants_preparation
     server.prepare(1.0)
     stocked = {cid for cid, _ in server._local_cids._stock}
-    prepared = server._prepared_token
+    prepared = server._handshake.prepared_token
     assert prepared is not None and prepared[0] == CADDR and len(stocked) == 7
     _lockstep(client, server, 1.0)
     assert client.handshake_confirmed and server.handshake_complete
@@ -424,7 +425,7 @@ def test_a_token_prepared_for_another_address_is_not_sent() -> None:
     client.connect(SADDR, 1.0)
     _deliver(client.datagrams_to_send(1.0), server, 1.0)
     server.prepare(1.0)
-    server._prepared_token = (("10.0.0.9", 5000), b"sealed for someone else")
+    server._handshake.prepared_token = (("10.0.0.9", 5000), b"sealed for someone else")
     _lockstep(client, server, 1.0)
     assert client.new_token is not None
     assert client.new_token != b"sealed for someone else"
@@ -464,12 +465,12 @@ def test_split_first_flight_sends_the_server_hello_alone() -> None:
     # Only what the hello needs came first: no handshake keys (not even the write key the
     # rest of the flight needs), the client's transport parameters not yet applied.
     handshake = server._spaces[HANDSHAKE]
-    assert handshake.rx is None and handshake.tx is None and server._peer_params is None
+    assert handshake.rx is None and handshake.tx is None and server._handshake.peer_params is None
     rest = server.datagrams_to_send(1.0)
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
     assert handshake.tx is not None
     assert not server.flight_pending and server.wants_preparation
-    assert server._peer_params is not None
+    assert server._handshake.peer_params is not None
     # Keys first used a round trip later wait for prepare() (or the next datagram).
     assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
     _deliver(hello + rest, client, 1.0)
@@ -512,7 +513,7 @@ def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> Non
     invalid ones close the connection with TRANSPORT_PARAMETER_ERROR instead of the rest."""
     client, server = _lockstep_pair()
     server.split_first_flight = True
-    client._local_params.stateless_reset_token = bytes(16)  # a server-only parameter
+    client._handshake.local_params.stateless_reset_token = bytes(16)  # a server-only parameter
     client.connect(SADDR, 1.0)
     _deliver(client.datagrams_to_send(1.0), server, 1.0)
     hello = server.datagrams_to_send(1.0)
@@ -612,20 +613,21 @@ def test_a_server_engine_made_ahead_answers_the_hello(split: bool) -> None:
     client, server = _lockstep_pair()
     server.split_first_flight = split
     server.await_hello(1.0)
-    ahead = server._tls_ahead
-    assert ahead is not None and server._tls is None and not server.wants_preparation
+    ahead = server._handshake.tls_ahead
+    assert ahead is not None and server._handshake.tls is None and not server.wants_preparation
     with pytest.raises(ConnectionStateError):
         server.await_hello(1.0)
     with pytest.raises(ConnectionStateError):
         client.await_hello(1.0)
     client.connect(SADDR, 2.0)
     _deliver(client.datagrams_to_send(2.0), server, 2.0)
-    assert server._tls is ahead and server._tls_ahead is None
-    assert bool(server._sent_params) is not split  # split: encoded after the hello
+    assert server._handshake.tls is ahead and server._handshake.tls_ahead is None
+    assert bool(server._handshake.sent_params) is not split  # split: encoded after the hello
     _lockstep(client, server, 2.0, rounds=4)
     assert client.handshake_confirmed and server.handshake_complete
-    assert client._peer_params is not None
-    assert client._peer_params.original_destination_connection_id == client._original_dcid
+    params = client._handshake.peer_params
+    assert params is not None
+    assert params.original_destination_connection_id == client._handshake.original_dcid
 
 
 def test_a_server_stocks_its_key_pair_ahead_not_while_awaiting_the_finished() -> None:
@@ -660,7 +662,7 @@ def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     ((dcid, _tx, _rx),) = stock._initials[first.version]
     client, server = _lockstep_pair(client_stock=stock)
     client.connect(SADDR, 2.0)
-    assert client._original_dcid == dcid and stock.initials(client.version) == 0
+    assert client._handshake.original_dcid == dcid and stock.initials(client.version) == 0
     _lockstep(client, server, 2.0, rounds=4)
     assert client.handshake_confirmed and server.handshake_complete
-    assert server._original_dcid == dcid
+    assert server._handshake.original_dcid == dcid

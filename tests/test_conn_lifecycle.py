@@ -101,7 +101,7 @@ def test_close_during_handshake_is_application_error() -> None:
     CONNECTION_CLOSE with APPLICATION_ERROR and no reason."""
     net = make_net()
     c, s = Peer(net.client), Peer(net.server)
-    net.run_until(lambda: net.server._tls is not None, c, s, timeout=1)
+    net.run_until(lambda: net.server._handshake.tls is not None, c, s, timeout=1)
     assert not net.server.handshake_complete
     net.server.close(error_code=99, reason="secret", now=net.now)
     assert net.run_until(lambda: c.terminated is not None, c, s, timeout=2)

@@ -329,11 +329,11 @@ def test_probe_repeats_data_not_already_repeated() -> None:
     server.send_stream_data(sid, b"a" * 300)
     assert server.datagrams_to_send(now)  # lost
     for _ in range(2):
-        server._arm_probe(APPLICATION)
+        server._builder.arm_probe(APPLICATION)
         assert server.datagrams_to_send(now)  # the probe copies of "a": lost too
     server.send_stream_data(sid, b"b" * 300)
     assert server.datagrams_to_send(now)  # the response: lost
-    server._arm_probe(APPLICATION)
+    server._builder.arm_probe(APPLICATION)
     probes = server.datagrams_to_send(now)
     assert probes and all(wire_frames(client, d) is not None for d, _ in probes)
     for datagram, _ in probes:
@@ -354,7 +354,7 @@ def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
     net.settle(c, s, duration=0.5)
     client, server = net.client, net.server
     now = net.now
-    assert server._handshake_done_acked  # the normal handshake got it acknowledged
+    assert server._builder.handshake_done_acked  # the normal handshake got it acknowledged
     body = bytes(40)
     late = (
         encode_long_header(
@@ -377,5 +377,5 @@ def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
         return [f for d, _ in server.datagrams_to_send(now) for f in wire_frames(client, d) or []]
 
     assert not any(isinstance(f, F.HandshakeDoneFrame) for f in answer())
-    server._handshake_done_acked = False  # as if every HANDSHAKE_DONE had been lost
+    server._builder.handshake_done_acked = False  # as if every HANDSHAKE_DONE had been lost
     assert any(isinstance(f, F.HandshakeDoneFrame) for f in answer())

@@ -31,7 +31,7 @@ def _client_packet(net: Net) -> bytes:
 
 def test_restarted_server_resets_and_client_drains() -> None:
     net, c, _s = _established_pair()
-    ctx = net.server._server_context
+    ctx = net.server._handshake.server_context
     assert ctx is not None
     # A new server process with the same reset key (Config.stateless_reset_key): its
     # endpoint knows no connection but computes the same reset token for the CID.
@@ -55,7 +55,7 @@ def test_restarted_server_resets_and_client_drains() -> None:
 
 def test_reset_for_a_retired_cid_is_ignored() -> None:
     net, _c, _s = _established_pair()
-    ctx = net.server._server_context
+    ctx = net.server._handshake.server_context
     assert ctx is not None
     old = net.client.peer_cid
     assert net.client.change_connection_id()  # the old CID (and its token) is retired
@@ -71,8 +71,8 @@ def test_random_garbage_is_no_reset() -> None:
     assert (
         StatelessResponder(
             ServerContext(
-                net.server._server_context.certificate_chain,  # type: ignore[union-attr]
-                net.server._server_context.private_key,  # type: ignore[union-attr]
+                net.server._handshake.server_context.certificate_chain,  # type: ignore[union-attr]
+                net.server._handshake.server_context.private_key,  # type: ignore[union-attr]
             )
         ).stateless_reset(b"\x40" + bytes(20))
         is None
@@ -81,7 +81,7 @@ def test_random_garbage_is_no_reset() -> None:
 
 def test_reset_token_of_new_cids_recognised() -> None:
     net, _c, _s = _established_pair()
-    ctx = net.server._server_context
+    ctx = net.server._handshake.server_context
     assert ctx is not None
     assert net.client.change_connection_id()
     cid = net.client.peer_cid

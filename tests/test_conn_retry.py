@@ -195,7 +195,7 @@ def test_new_token_issued_and_accepted_without_retry() -> None:
     assert net.run(lambda: net.client.new_token is not None, 2.0)
     token = net.client.new_token
     assert token is not None and token_kind(token) == NEW_TOKEN
-    ctx = net.server._server_context
+    ctx = net.server._handshake.server_context
     assert ctx is not None
     responder = StatelessResponder(ctx, retry=True)
     client = Connection(client_config(), is_client=True, token=token)

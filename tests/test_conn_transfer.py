@@ -26,7 +26,7 @@ class ResendAudit:
         self.violations: list[tuple[int, int, int]] = []
         self.frames_sent = 0
         sent_hook = conn._recovery.on_packet_sent
-        acked_hook = conn._on_packets_acked
+        acked_hook = conn._frames.on_packets_acked
 
         def on_sent(pkt: SentPacket) -> None:
             for rec in pkt.frames:
@@ -46,7 +46,7 @@ class ResendAudit:
             acked_hook(packets)
 
         setattr(conn._recovery, "on_packet_sent", on_sent)  # noqa: B010
-        setattr(conn, "_on_packets_acked", on_acked)  # noqa: B010
+        setattr(conn._frames, "on_packets_acked", on_acked)  # noqa: B010
 
 
 def _overlaps(rs: RangeSet, start: int, stop: int) -> bool:

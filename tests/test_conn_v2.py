@@ -10,8 +10,8 @@ import pytest
 from pairs import Address, Net, Peer, connected, make_pair
 from support import client_config, server_config
 
-from quicish.proto import connection as connection_module
 from quicish.proto import events as ev
+from quicish.proto import handshake as handshake_module
 from quicish.proto import versions as versions_module
 from quicish.proto.connection import Connection
 from quicish.proto.server_context import ServerContext
@@ -57,7 +57,7 @@ def test_compatible_negotiation_to_v2() -> None:
     assert all(v == QUIC_V2 for _, v in up[1:])  # and the client followed
     # No extra round trip: the handshake took as long as a v1 one.
     assert sum(1 for t, _ in up if t == PacketType.INITIAL) <= 3
-    params = net.client._peer_params
+    params = net.client._handshake.peer_params
     assert params is not None and params.version_information is not None
     assert params.version_information.chosen_version == QUIC_V2
     _transfer(net, c, s)
@@ -68,7 +68,7 @@ def test_default_client_and_server_stay_on_v1() -> None:
     connected(net, c, s)
     assert net.client.version == net.server.version == QUIC_V1
     assert all(v == QUIC_V1 for _, v in _versions_on_wire(net, up=False))
-    info = net.server._peer_params.version_information  # type: ignore[union-attr]
+    info = net.server._handshake.peer_params.version_information  # type: ignore[union-attr]
     assert info is not None and info.chosen_version == QUIC_V1
     assert QUIC_V2 in info.available_versions  # the client did offer v2
 
@@ -160,7 +160,7 @@ def test_version_information_mismatch_is_version_negotiation_error(
         info.chosen_version = QUIC_V1  # the server claims v1 while using v2
         return info
 
-    monkeypatch.setattr(connection_module, "version_information", lying)
+    monkeypatch.setattr(handshake_module, "version_information", lying)
     assert net.run_until(lambda: bool(c.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == VERSION_NEGOTIATION_ERROR and not closed.by_peer

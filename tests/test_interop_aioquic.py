@@ -56,7 +56,7 @@ def sha(data: bytes) -> str:
 
 
 def quicish_cipher(conn: quicish.QuicConnection) -> int:
-    tls = conn._proto._tls
+    tls = conn._proto._handshake.tls
     assert tls is not None and tls.cipher_suite is not None
     return int(tls.cipher_suite)
 

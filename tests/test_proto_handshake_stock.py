@@ -80,8 +80,8 @@ def test_a_client_uses_the_stock_it_is_given_only() -> None:
     hello = second.datagrams_to_send(1.0)[0][0]
     assert parse_header(hello).dcid == dcid
     assert stock.key_pairs(groups.X25519) == 0 and stock.initials(QUIC_V1) == 0
-    assert second._tls is not None
-    assert second._tls._hs._key_shares[groups.X25519].public_bytes == public  # type: ignore[union-attr]
+    assert second._handshake.tls is not None
+    assert second._handshake.tls._hs._key_shares[groups.X25519].public_bytes == public  # type: ignore[union-attr]
 
 
 @timed()
@@ -107,7 +107,7 @@ async def test_the_asyncio_client_stocks_for_its_next_connect(
             ((dcid, _, _),) = stock._initials[QUIC_V1]
         await c.wait_released()  # the spare is made as the connection ends
         assert spares._spare is not None
-        assert spares._spare[3]._original_dcid == dcid
+        assert spares._spare[3]._handshake.original_dcid == dcid
         assert stock.initials(QUIC_V1) == 0 and stock.key_pairs(groups.X25519) == 0
     finally:
         spares.discard()

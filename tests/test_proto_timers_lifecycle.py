@@ -1,10 +1,14 @@
-"""The connection's small state objects on their own: timer table, lifecycle states, idle
-and handshake timers."""
+"""The connection's small state objects on their own: timer table, lifecycle states and
+transitions, idle and handshake timers, the frame-handler table."""
 
 from __future__ import annotations
 
 import pytest
 
+from quicish.proto import events as ev
+from quicish.proto.congestion import create as create_congestion_controller
+from quicish.proto.event_queue import EventQueue
+from quicish.proto.frame_handlers import FrameHandlers
 from quicish.proto.idle import HANDSHAKE_PROGRESS_CAP, HandshakeTimer, IdleTimer
 from quicish.proto.lifecycle import (
     CLOSED,
@@ -13,8 +17,13 @@ from quicish.proto.lifecycle import (
     CloseReason,
     Closing,
     Draining,
+    Lifecycle,
+    State,
 )
+from quicish.proto.recovery import LossRecovery
+from quicish.proto.stats import ConnectionStats
 from quicish.proto.timers import Timer, TimerTable
+from quicish.wire import frames as F
 
 
 def test_timer_table_next_is_the_earliest_armed_deadline() -> None:
@@ -110,3 +119,82 @@ def test_handshake_timer_progress_is_capped() -> None:
     untimed = HandshakeTimer(None)
     untimed.start(0.0)
     assert untimed.deadline is None
+
+
+def _lifecycle(released: list[str]) -> tuple[Lifecycle, EventQueue]:
+    events = EventQueue(1 << 16, ConnectionStats())
+    recovery = LossRecovery(create_congestion_controller("newreno", 1200), max_ack_delay=0.025)
+    idle = IdleTimer(30.0, None)
+    idle.last_activity = 7.0
+    hooks = (lambda: released.append("streams"), lambda: released.append("records"))
+    return Lifecycle(events, recovery, idle, hooks), events
+
+
+def _state(life: Lifecycle) -> State:
+    return life.state  # (read afresh: a transition changes it)
+
+
+def _drain(events: EventQueue) -> list[ev.Event]:
+    out = []
+    while (event := events.next()) is not None:
+        out.append(event)
+    return out
+
+
+def test_lifecycle_reports_the_end_once_and_closes_for_three_ptos() -> None:
+    released: list[str] = []
+    life, events = _lifecycle(released)
+    assert life.state is HANDSHAKING
+    life.establish()
+    assert _state(life) is ESTABLISHED
+    life.close(0x0A, None, "bye", application=True, now=None)  # from the last activity
+    state = life.state
+    assert isinstance(state, Closing) and state.close == CloseReason(0x0A, None, "bye", True)
+    assert state.end is not None and state.end > 7.0
+    life.close_with_error(1, "again", None, 8.0)  # no longer open: nothing changes
+    life.terminate(2, "and again", None, by_peer=True)
+    assert life.state is state
+    assert _drain(events) == [ev.ConnectionTerminated(0x0A, "bye", None, False)]
+    assert released == []
+    life.end()
+    assert _state(life) is CLOSED and released == ["streams", "records"]
+
+
+def test_lifecycle_drains_when_the_peer_closes_and_names_internal_errors_by_type() -> None:
+    life, events = _lifecycle([])
+    life.drain(3, "peer", 0x08, now=1.0)
+    assert isinstance(life.state, Draining) and life.state.deadline > 1.0
+    assert _drain(events) == [ev.ConnectionTerminated(3, "peer", 0x08, True)]
+    life, events = _lifecycle([])
+    life.close_internal(KeyError("secret detail"), now=2.0)
+    assert isinstance(life.state, Closing)
+    assert life.state.close.reason == "internal error (KeyError)"
+    life.establish()  # a late handshake completion does not reopen it
+    assert isinstance(life.state, Closing)
+
+
+def test_frame_handler_table_covers_every_frame_that_does_something() -> None:
+    table = FrameHandlers.table
+    # (PADDING and PING do nothing beyond eliciting an ACK; DATA_BLOCKED and
+    # STREAMS_BLOCKED only inform)
+    assert set(table) == {
+        F.AckFrame,
+        F.CryptoFrame,
+        F.StreamFrame,
+        F.ResetStreamFrame,
+        F.StopSendingFrame,
+        F.MaxDataFrame,
+        F.MaxStreamDataFrame,
+        F.MaxStreamsFrame,
+        F.StreamDataBlockedFrame,
+        F.HandshakeDoneFrame,
+        F.ConnectionCloseFrame,
+        F.DatagramFrame,
+        F.PathChallengeFrame,
+        F.PathResponseFrame,
+        F.NewTokenFrame,
+        F.NewConnectionIdFrame,
+        F.RetireConnectionIdFrame,
+    }
+    for kind, handler in table.items():
+        assert getattr(FrameHandlers, handler.__name__) is handler, kind

@@ -26,43 +26,31 @@ from ..errors import (
     ErrorCode,
     ProtocolError,
 )
-from ..tls.engine import Epoch, TlsEngine
 from ..wire import frames as F
+from ..wire.frames import NON_ACK_ELICITING_FRAMES, PROBING_FRAMES
 from ..wire.packet import (
     QUIC_V1,
-    SUPPORTED_VERSIONS,
+    SHORT_RESERVED_BITS,
     PacketHeader,
     PacketType,
+    check_reserved_bits,
     parse_header,
-    verify_retry,
 )
-from ..wire.protection import PacketProtector
-from ..wire.transport_params import TransportParameters
 from . import events as ev
 from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
 from .congestion.base import CongestionController
-from .early_data import limits_reduced, remembered_parameters
 from .event_queue import DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD
 from .event_queue import EventQueue
-from .handshake import (
-    KEYS_NOT_NEEDED_FOR_THE_FLIGHT,
-    KEYS_NOT_NEEDED_FOR_THE_HELLO,
-    LOCAL_MAX_ACK_DELAY,
-    check_peer_cids,
-    check_version_information,
-    local_transport_parameters,
-    make_tls_engine,
-)
-from .handshake_stock import HandshakeStock, initial_protectors
+from .frame_handlers import FrameHandlers
+from .handshake import Handshake
+from .handshake_stock import HandshakeStock
 from .idle import HandshakeTimer, IdleTimer
-from .keys import EPOCH_SPACE, KeyState
-from .lifecycle import CLOSED, ESTABLISHED, HANDSHAKING, CloseReason, Closing, Draining, State
+from .keys import KeyState
+from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
 from .packet_builder import (
-    MIN_BUDGET,
-    MIN_INITIAL_DATAGRAM,
     PacketBuilder,
     Tracer,
     next_skip,
@@ -72,42 +60,27 @@ from .packet_space import (
     CRYPTO_BUFFER_LIMIT,
     HANDSHAKE,
     INITIAL,
+    LOCAL_MAX_ACK_DELAY,
     PacketSpace,
     register_space_records,
 )
 from .path import Path, PathManager
 from .records import (
-    CryptoRecord,
-    HandshakeDoneRecord,
     PingRecord,
     RecordTable,
-    SentPacket,
-    StreamRecord,
 )
 from .recovery import LossRecovery
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
-from .timers import Timer, TimerTable
-from .tokens import seal_new_token
-from .versions import (
-    choose_version,
-    client_hello_transport_parameters,
-    version_information,
-)
+from .timers import ConnectionTimers
 
 logger = logging.getLogger("quicish")
 
 CID_LENGTH = 8
 
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
-PROBE_SCAN_PACKETS = 64  # oldest in-flight packets a PTO probe looks through for data
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
-_NON_ELICITING = (F.AckFrame, F.PaddingFrame, F.ConnectionCloseFrame)
-# Frames that do not make a packet "non-probing" (RFC 9000 section 9.1).
-_PROBING = frozenset(
-    (F.PathChallengeFrame, F.PathResponseFrame, F.NewConnectionIdFrame, F.PaddingFrame)
-)
 
 _TYPE_SPACE = {
     PacketType.INITIAL: INITIAL,
@@ -151,27 +124,7 @@ class Connection:
         if not is_client and server_context is None:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
-        self._server_name = config.server_name if server_name is None else server_name
         self.is_client = is_client
-        # RFC 9368: a client's versions in preference order (offered in version_information);
-        # a server's preference when it answers a client that offered several.
-        self._server_prefers = server_context is not None and server_context.versions is not None
-        if versions is None:
-            versions = (
-                (server_context.versions or SUPPORTED_VERSIONS)
-                if server_context is not None
-                else (version, *[v for v in SUPPORTED_VERSIONS if v != version])
-            )
-        self._versions = tuple(versions)
-        self._original_version = version
-        self._compat_initial_rx: PacketProtector | None = None  # server: original-version Initials
-        self._initial_keys_dcid = b""
-        self._random = random_bytes
-        self._stock = handshake_stock
-        self._server_context = server_context
-        self._session_ticket = session_ticket
-        self._early_data_requested = early_data and session_ticket is not None
-        self._state: State = HANDSHAKING
         self._tracer: Tracer | None = None
         self.stats_counters = ConnectionStats()
         self._events = EventQueue(config.datagram_receive_buffer, self.stats_counters)
@@ -183,16 +136,9 @@ class Connection:
         self._peer_cids = PeerCids(
             max(2, config.active_connection_id_limit), config.max_unacked_cid_retirements
         )
-        self._rx_dcid = b""  # DCID of the packet being processed
-        self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
-        self._original_dcid = b""
         # start_hello(): the first datagram, sealed ahead, and its packets, which connect()
         # records as sent at its own time.
         self._first_datagram: bytes | None = None
-        self._initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
-        self._retry_source_cid: bytes | None = None
-        self._retry_received = False
-        self._first_packet_received = False
 
         frags = config.max_crypto_fragments
         self._spaces = (
@@ -201,21 +147,10 @@ class Connection:
             PacketSpace(APPLICATION, CRYPTO_BUFFER_LIMIT, frags),
         )
         self._spaces[APPLICATION].skip_pn = next_skip(0, config.pn_skip_interval, random_bytes)
-        self._remembered_params: TransportParameters | None = None  # client, for 0-RTT
-        self._tls: TlsEngine | None = None
-        self._sent_params = b""  # their encoding, once the handshake started
-        self._tls_ahead: TlsEngine | None = None  # server: made by await_hello()
-        self._peer_params: TransportParameters | None = None
-        self.handshake_complete = False
-        self.handshake_confirmed = False
-        self.early_data_accepted = False
-        self.alpn: str | None = None
-        self.session_resumed = False
 
         # Paths (RFC 9000 section 9), each with its anti-amplification budget (section 8):
         # until a path is validated, at most 3x the bytes received on it are sent on it.
         self._paths = PathManager(Path(None, validated=is_client), random_bytes)
-        self._rx_path = self._paths.current  # the path of the datagram being processed
         self._rx_non_probing = False
 
         cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
@@ -226,6 +161,7 @@ class Connection:
         self._recovery.peer_completed_address_validation = not is_client
         self._pacer = Pacer(config.max_datagram_size)
         self._keys = KeyState(self._spaces, self._recovery, self.stats_counters)
+        self._idle = IdleTimer(config.idle_timeout, config.keep_alive)
 
         self._streams = StreamManager(
             is_client=is_client,
@@ -245,13 +181,13 @@ class Connection:
         self._streams.register_records(self._records)
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)
-        self._records.register(
-            HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
-        )
         self._records.register(PingRecord)
-        self._idle = IdleTimer(config.idle_timeout, config.keep_alive)
+        # The streams' wake-ups refer back to the stream manager and the record handlers
+        # to their owners: unhooked when the connection closes for good.
+        self._lifecycle = Lifecycle(
+            self._events, self._recovery, self._idle, (self._streams.release, self._records.release)
+        )
         self._handshake_timer = HandshakeTimer(config.handshake_timeout)
-        self._timers = TimerTable()
         self._builder = PacketBuilder(
             config,
             is_client=is_client,
@@ -281,19 +217,66 @@ class Connection:
             self._events,
             is_client=is_client,
         )
-        self._local_params = self._make_transport_parameters()
-        #: Server: send the ServerHello in a datagram of its own before building the rest of
-        #: the first flight, so the client derives its handshake keys while this side signs
-        #: (see :attr:`flight_pending`). The asyncio layer turns it on.
-        self.split_first_flight = False
-        #: Server with ``split_first_flight``: the ServerHello goes out alone and the next
-        #: :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
-        #: again right after sending (any other call also completes the flight).
-        self.flight_pending = False
+        self._builder.register_records(self._records)
+        self._handshake = Handshake(
+            config,
+            is_client=is_client,
+            server_name=server_name,
+            server_context=server_context,
+            session_ticket=session_ticket,
+            early_data=early_data,
+            version=version,
+            versions=versions,
+            random_bytes=random_bytes,
+            stock=handshake_stock,
+            spaces=self._spaces,
+            keys=self._keys,
+            recovery=self._recovery,
+            streams=self._streams,
+            builder=self._builder,
+            paths=self._paths,
+            local_cids=self._local_cids,
+            peer_cids=self._peer_cids,
+            idle=self._idle,
+            timer=self._handshake_timer,
+            events=self._events,
+            stats=self.stats_counters,
+            host_cid=self.host_cid,
+            lifecycle=self._lifecycle,
+        )
+        self._frames = FrameHandlers(
+            config,
+            is_client=is_client,
+            streams=self._streams,
+            events=self._events,
+            recovery=self._recovery,
+            records=self._records,
+            keys=self._keys,
+            pacer=self._pacer,
+            handshake=self._handshake,
+            handshake_timer=self._handshake_timer,
+            migration=self._migration,
+            builder=self._builder,
+            local_cids=self._local_cids,
+            peer_cids=self._peer_cids,
+            stats=self.stats_counters,
+            rx_path=self._paths.current,
+            lifecycle=self._lifecycle,
+        )
+        self._timers = ConnectionTimers(
+            spaces=self._spaces,
+            paths=self._paths,
+            recovery=self._recovery,
+            builder=self._builder,
+            idle=self._idle,
+            handshake_timer=self._handshake_timer,
+            keys=self._keys,
+            migration=self._migration,
+            lifecycle=self._lifecycle,
+            on_packets_lost=self._frames.on_packets_lost,
+        )
+        self._on_stream = self._frames.on_stream  # (the bulk path's one handler, bound once)
         self._hello_sent_alone = False  # the last datagrams_to_send() left the flight pending
-        self._prepared = False  # prepare() ran (or is no longer useful)
-        # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
-        self._prepared_token: tuple[tuple[str, int], bytes] | None = None
         if not is_client:
             self.set_origin(original_dcid, retry_source_cid, address_validated)
 
@@ -303,12 +286,13 @@ class Connection:
         """Server, before the first datagram: what the stateless layer learned of the client
         (its first Initial's DCID and our Retry's SCID after a Retry; whether its address is
         validated). A driver may so make a connection ahead of need and bind it later."""
-        if self.is_client or self._initial_dcid is not None:
+        hs = self._handshake
+        if self.is_client or hs.initial_dcid is not None:
             raise ConnectionStateError(
                 "set_origin() is for a server connection before its first datagram"
             )
-        self._original_dcid = original_dcid or b""
-        self._retry_source_cid = retry_source_cid
+        hs.original_dcid = original_dcid or b""
+        hs.retry_source_cid = retry_source_cid
         self._paths.current.validated = address_validated or retry_source_cid is not None
 
     # ---------------------------------------------------------------------------------------
@@ -319,11 +303,12 @@ class Connection:
         DCID and Initial keys, and (without a session ticket) seal the first datagram now; a
         driver may do it while idle. ``connect()`` then records the datagram as sent at its
         own ``now`` and :meth:`datagrams_to_send` returns it first."""
-        if not self.is_client or self._tls is not None:
+        hs = self._handshake
+        if not self.is_client or hs.tls is not None:
             raise ConnectionStateError("start_hello() is for a fresh client connection")
-        self._start_tls(now)
-        self._pick_first_dcid()
-        if self._session_ticket is None:  # (with 0-RTT, its packets join the first datagram)
+        hs.start_client(now)
+        hs.pick_first_dcid()
+        if hs.session_ticket is None:  # (with 0-RTT, its packets join the first datagram)
             self._builder.sealed_ahead = []
             self._first_datagram = self._builder.build_datagram(now)
 
@@ -332,11 +317,10 @@ class Connection:
         ephemeral key pair now (a driver may do it while idle); the client's first Initial
         then only fills in what it decides (original DCID, version) before the engine reads
         the ClientHello."""
-        if self.is_client or self._tls is not None or self._tls_ahead is not None:
+        hs = self._handshake
+        if self.is_client or hs.tls is not None or hs.tls_ahead is not None:
             raise ConnectionStateError("await_hello() is for a fresh server connection")
-        self._tls_ahead = self._make_tls(now, b"")
-        if self._stock is not None:  # an ephemeral key pair for its ServerHello
-            self._stock.stock_key_pair(self._tls_ahead.key_share_group)
+        hs.await_hello(now)
 
     def connect(self, addr: tuple[str, int], now: float) -> None:
         """Client: start the handshake towards ``addr``."""
@@ -345,34 +329,16 @@ class Connection:
         self._paths.current.addr = addr
         self._idle.last_activity = now
         self._start_handshake_timer(now)
-        if self._tls is None:
-            self._start_tls(now)
-            self._pick_first_dcid()
+        hs = self._handshake
+        if hs.tls is None:
+            hs.start_client(now)
+            hs.pick_first_dcid()
         builder = self._builder
         sealed, builder.sealed_ahead = builder.sealed_ahead, None
         for sent in sealed or ():
             sent.sent_time = now
             builder.record_sent(sent)
-        if self._keys.zero_rtt_tx is not None and self._session_ticket is not None:
-            # 0-RTT offered: streams may open and send under the remembered limits.
-            self._remembered_params = remembered_parameters(self._session_ticket)
-            if self._remembered_params is None:
-                self._keys.zero_rtt_tx = None
-            else:
-                self._streams.on_peer_parameters(self._remembered_params)
-
-    def _pick_first_dcid(self) -> None:
-        """Client: the first DCID and its Initial keys (made ahead by prepare() if it can)."""
-        spare = self._stock.take_initial(self.version) if self._stock is not None else None
-        if spare is not None:
-            self._original_dcid, tx, rx = spare
-            self._initial_keys_dcid = self._original_dcid
-            initial = self._spaces[INITIAL]
-            initial.tx, initial.rx = tx, rx
-        else:
-            self._original_dcid = self._random(CID_LENGTH)
-            self._install_initial_keys(self._original_dcid)
-        self.peer_cid = self._original_dcid
+        hs.offer_early_data()
 
     def receive_datagram(
         self, data: bytes, addr: tuple[str, int], now: float, local: int = 0, ecn: int = 0
@@ -380,14 +346,15 @@ class Connection:
         """Process one UDP datagram (possibly several coalesced packets); ``local`` names
         the local socket it arrived on when the driver has several (active migration),
         ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
-        if not self._state.is_active:
+        if not self._lifecycle.state.is_active:
             return
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             self._finish_flight(now)
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
         self._rx_ecn = ecn
-        self._rx_size = size = len(data)
+        frames = self._frames
+        frames.rx_size = size = len(data)
         self.stats_counters.datagrams_received += 1
         self.stats_counters.bytes_received += size
         path = self._paths.current
@@ -396,11 +363,11 @@ class Connection:
                 self._start_handshake_timer(now)
                 path.addr = addr
             else:
-                path = self._migration.path_of(addr, local, self.handshake_confirmed)
+                path = self._migration.path_of(addr, local, self._handshake.confirmed)
         if not path.validated:
             path.bytes_received += size
-        self._rx_path = path
-        state = self._state
+        frames.rx_path = path
+        state = self._lifecycle.state
         if isinstance(state, Closing):
             state.on_datagram()  # RFC 9000 10.2.1: frames are no longer processed
             return
@@ -419,25 +386,26 @@ class Connection:
                 self._receive_packet(data, start, header, addr, now)
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
-            self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+            self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
         except Exception as exc:  # a bug, or MemoryError in reassembly: this connection ends
             logger.exception("closing: internal error while processing a datagram")
-            self._close_internal(exc, now)
+            self._lifecycle.close_internal(exc, now)
             return
         if self._migration.migrate_to is not None:
             self._migration.on_peer_migrated(now)
-        state = self._state
+        state = self._lifecycle.state
         if isinstance(state, Closing):  # (closed by what this datagram carried)
             state.on_datagram()
 
     @property
     def wants_preparation(self) -> bool:
         """True while :meth:`prepare` has work it could take off the critical path."""
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             return False  # the rest of the flight comes first
+        hs = self._handshake
         return bool(self._keys.deferred) or (
-            not self._prepared and self._tls is not None and not self.handshake_complete
+            not hs.prepared and hs.tls is not None and not hs.complete
         )
 
     def prepare(self, now: float) -> None:
@@ -451,31 +419,17 @@ class Connection:
         first flight."""
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
-        if self._prepared:
+        hs = self._handshake
+        if hs.prepared:
             return
-        self._prepared = True
+        hs.prepared = True
         self._local_cids.stock()
-        ctx = self._server_context
-        tls = self._tls
-        if tls is not None:
-            upcoming = tls.next_read_secret()
-            if upcoming is not None:  # (a server: the 1-RTT read key, installed later)
-                self._keys.prepare_read(upcoming, self.version)
-            if ctx is not None and ctx.issue_tickets:
-                tls.prepare_ticket(now, self._sent_params)
-        stock = self._stock
-        if self.is_client and stock is not None:  # for the driver's next handshake
-            if tls is not None:
-                stock.stock_key_pair(tls.key_share_group)
-            stock.stock_initial(self.version)
-        if ctx is not None and ctx.new_tokens and self._paths.current.addr is not None:
-            addr = self._paths.current.addr
-            self._prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
+        hs.prepare(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams ready to go now (congestion control, pacing and anti-amplification applied)."""
         addr = self.peer_addr
-        state = self._state
+        state = self._lifecycle.state
         if addr is None or not state.is_active:
             return []
         out: list[tuple[bytes, tuple[str, int]]] = []
@@ -489,115 +443,54 @@ class Connection:
         keys = self._keys
         if self._hello_sent_alone:
             self._finish_flight(now)
-            if not self._state.is_open:
+            if not self._lifecycle.state.is_open:
                 return self.datagrams_to_send(now)
-        elif keys.deferred and not self.flight_pending:
+        elif keys.deferred and not self._handshake.flight_pending:
             keys.install_deferred(self.version)
         if self._first_datagram is not None:  # sealed by start_hello()
             out.append((self._first_datagram, addr))
             self._first_datagram = None
         if self._spaces[APPLICATION].next_pn - keys.phase_start_pn >= keys.update_limit:
-            keys.auto_update(self.handshake_confirmed)
+            keys.auto_update(self._handshake.confirmed)
         self._builder.fill(out, addr, now)
-        self._hello_sent_alone = self.flight_pending
+        self._hello_sent_alone = self._handshake.flight_pending
         return out
 
     def _finish_flight(self, now: float) -> None:
-        self.flight_pending = self._hello_sent_alone = False
-        tls = self._tls
-        assert tls is not None
+        self._handshake.flight_pending = self._hello_sent_alone = False
         if self._keys.deferred:  # the handshake write key, made after the hello
             self._keys.install_deferred(self.version)
         try:
-            if not self._sent_params:
-                self._send_transport_parameters(tls)
-            tls.finish_flight()
-            self._drain_tls(now)
+            self._handshake.finish_flight(now)
         except ProtocolError as exc:
             logger.info("closing: %s", exc)
-            self._close_with_error(exc.code, exc.reason, exc.frame_type, now)
+            self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
         except Exception as exc:  # a bug: this connection ends, no other
             logger.exception("closing: internal error")
-            self._close_internal(exc, now)
+            self._lifecycle.close_internal(exc, now)
 
     def next_timer(self) -> float | None:
         """The earliest absolute time at which :meth:`handle_timer` must be called."""
-        state = self._state
+        state = self._lifecycle.state
         if not state.is_open:
             return state.end  # closing or draining: when it ends (closed: None)
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             return 0.0  # the rest of a split first flight is due at once
-        return self._refresh_timers().next()
-
-    def _refresh_timers(self) -> TimerTable:
-        """The timer table, each timer set from the state it follows."""
-        builder = self._builder
-        recovery = self._recovery
-        idle = self._idle
-        idle_at = keep_alive = None
-        if self._paths.current.addr is not None:  # (not before a server's first datagram)
-            idle_at = idle.deadline(recovery.pto_interval())
-        if self._state is ESTABLISHED and not builder.pending_ping:
-            keep_alive = idle.keep_alive_deadline()
-        # An ACK owed on a path out of anti-amplification budget waits for the peer's next
-        # datagram: as a timer it would stay due, and the driver would spin on it.
-        ack: float | None = None
-        if self._paths.current.amplification_budget() >= MIN_BUDGET:
-            for space in self._spaces:
-                due = space.ack_due_at
-                if due is not None and space.unacked_ranges and (ack is None or due < ack):
-                    ack = due
-        timers = self._timers
-        timers.set_all(  # (in Timer order)
-            [
-                idle_at,
-                self._handshake_timer.deadline,
-                recovery.loss_detection_deadline(),
-                keep_alive,
-                self._paths.deadline(),
-                builder.pacer_deadline,
-                self._keys.zero_rtt_rx_until,
-                ack,
-            ]
-        )
-        return timers
+        return self._timers.refresh().next()
 
     def handle_timer(self, now: float) -> None:
         """Run whatever timers have expired at ``now``."""
-        if self._state.is_closed:
+        if self._lifecycle.state.is_closed:
             return
-        if self.flight_pending:
+        if self._handshake.flight_pending:
             self._finish_flight(now)
-        state = self._state
+        state = self._lifecycle.state
         if not state.is_open:
             end = state.end
             if end is not None and now >= end:
-                self._end()
+                self._lifecycle.end()
             return
-        for timer in self._refresh_timers().expired(now):
-            if timer is Timer.IDLE:
-                self._terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
-                self._end()
-                return
-            if timer is Timer.HANDSHAKE:
-                # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
-                # address that may be spoofed; a client's connect() fails.
-                self._terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
-                self._end()
-                return
-            if timer is Timer.LOSS:
-                lost, probe_space = self._recovery.on_timeout(now)
-                self._on_packets_lost(lost, now)
-                if probe_space is not None:
-                    self._arm_probe(probe_space)
-            elif timer is Timer.KEEP_ALIVE:
-                self._builder.pending_ping = True
-                self._idle.on_keep_alive(now)
-            elif timer is Timer.PATH_VALIDATION:
-                self._migration.on_timer(now)
-            elif timer is Timer.ZERO_RTT_KEY:
-                self._keys.discard_zero_rtt_rx()
-        self._builder.pacer_deadline = None
+        self._timers.handle(now)
 
     def next_event(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
@@ -605,20 +498,12 @@ class Connection:
 
     @property
     def is_closed(self) -> bool:
-        return self._state.is_closed
-
-    def _end(self) -> None:
-        """Closed for good: unhook the streams' wake-ups (each refers back to the stream
-        manager) and the sent-record handlers (each refers back to its owner), so the
-        connection is freed by reference counting, not the cycle collector."""
-        self._state = CLOSED
-        self._streams.release()
-        self._records.release()
+        return self._lifecycle.state.is_closed
 
     @property
     def is_terminated(self) -> bool:
         """True once the connection has reached closing, draining or closed."""
-        return not self._state.is_open
+        return not self._lifecycle.state.is_open
 
     # ---- streams ---------------------------------------------------------------------------
     def open_stream(self, bidirectional: bool = True) -> int:
@@ -655,14 +540,14 @@ class Connection:
         """
         self._check_open()
         space = self._spaces[APPLICATION]
-        if not self.handshake_confirmed or space.tx is None or space.rx is None:
+        if not self._handshake.confirmed or space.tx is None or space.rx is None:
             raise ConnectionStateError("key update needs a confirmed handshake")
         self._keys.request_update()
 
     @property
     def cipher_suite(self) -> int | None:
         """The negotiated TLS cipher suite (code point), once known."""
-        tls = self._tls
+        tls = self._handshake.tls
         return tls.cipher_suite if tls is not None else None
 
     def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None:
@@ -688,7 +573,8 @@ class Connection:
     def send_datagram(self, data: bytes) -> None:
         """Queue an unreliable DATAGRAM frame (RFC 9221)."""
         self._check_open()
-        limit = self._peer_params.max_datagram_frame_size if self._peer_params else None
+        params = self._handshake.peer_params
+        limit = params.max_datagram_frame_size if params else None
         if limit is None:
             raise ConnectionStateError("the peer does not accept DATAGRAM frames")
         if len(data) + 8 > min(limit, self._builder.max_datagram_size - 40):
@@ -697,9 +583,9 @@ class Connection:
 
     def close(self, error_code: int = 0, reason: str = "", now: float | None = None) -> None:
         """Close with an application error code (0: no error)."""
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             return
-        self._enter_closing(error_code, None, reason, application=True, now=now)
+        self._lifecycle.close(error_code, None, reason, application=True, now=now)
 
     def stats(self) -> Stats:
         """RTT, congestion window, bytes in flight and packet/byte counters (a snapshot)."""
@@ -721,184 +607,49 @@ class Connection:
             stream_bytes_lost=self._streams.bytes_lost,
         )
 
-    # ---------------------------------------------------------------------------------------
-    # Handshake and keys
-    # ---------------------------------------------------------------------------------------
-    def _make_transport_parameters(self) -> TransportParameters:
-        # (a server's: the client's first Initial fills in the rest, in _start_tls_server)
-        token = None if self.is_client else self._local_cids.token_of(self.host_cid)
-        return local_transport_parameters(
-            self.config, self.host_cid, self.version, self._versions, token
-        )
+    # ---- the handshake's state, read through the connection --------------------------------
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake.complete
 
-    def _install_initial_keys(self, dcid: bytes) -> None:
-        self._initial_keys_dcid = dcid
-        space = self._spaces[INITIAL]
-        space.tx, space.rx = initial_protectors(dcid, self.version, self.is_client)
+    @property
+    def handshake_confirmed(self) -> bool:
+        return self._handshake.confirmed
 
-    def _start_tls(self, now: float) -> None:
-        """Client: make the TLS engine with our transport parameters and start it."""
-        self._sent_params = self._local_params.encode()  # also remembered in session tickets
-        self._tls = self._make_tls(now, self._sent_params)
-        self._tls.start(now)
-        self._drain_tls(now)
+    @property
+    def early_data_accepted(self) -> bool:
+        return self._handshake.early_data_accepted
 
-    def _make_tls(self, now: float, transport_parameters: bytes) -> TlsEngine:
-        return make_tls_engine(
-            self.config,
-            is_client=self.is_client,
-            server_name=self._server_name,
-            server_context=self._server_context,
-            session_ticket=self._session_ticket,
-            early_data=self._early_data_requested,
-            transport_parameters=transport_parameters,
-            local_params=self._local_params,
-            split_flight=self.split_first_flight,
-            now=now,
-            key_pairs=self._stock,
-        )
+    @property
+    def alpn(self) -> str | None:
+        return self._handshake.alpn
 
-    def _drain_tls(self, now: float) -> None:
-        tls = self._tls
-        assert tls is not None
-        defer = self.split_first_flight and not self.is_client
-        deferred = KEYS_NOT_NEEDED_FOR_THE_FLIGHT
-        if tls.flight_pending:
-            deferred = KEYS_NOT_NEEDED_FOR_THE_HELLO
-        keys = self._keys
-        for secret in tls.pop_secrets():
-            if defer and secret[:2] in deferred:
-                keys.deferred.append(secret)
-            else:
-                keys.install(secret, self.version)
-        for epoch, data in tls.pop_output():
-            if epoch == Epoch.ZERO_RTT:
-                continue
-            space = self._spaces[EPOCH_SPACE[epoch]]
-            if not space.discarded:
-                space.crypto_send.write(data)
-        if self.split_first_flight:
-            self.flight_pending = tls.flight_pending
-        if (
-            self._peer_params is None
-            and tls.peer_transport_parameters is not None
-            and not self.flight_pending  # the ServerHello goes out first; nothing needs them
-        ):
-            self._apply_peer_parameters(tls.peer_transport_parameters)
-        if tls.handshake_complete and not self.handshake_complete:
-            self._on_handshake_complete(now)
-        if self.is_client:
-            for ticket in tls.pop_session_tickets():
-                self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
+    @property
+    def session_resumed(self) -> bool:
+        return self._handshake.session_resumed
 
-    def _apply_peer_parameters(self, raw: bytes) -> None:
-        params = TransportParameters.decode(raw, from_server=self.is_client)
-        check_peer_cids(
-            params,
-            is_client=self.is_client,
-            peer_cid=self.peer_cid,
-            first_packet_received=self._first_packet_received,
-            original_dcid=self._original_dcid,
-            retry_source_cid=self._retry_source_cid if self._retry_received else None,
-        )
-        check_version_information(
-            params,
-            is_client=self.is_client,
-            version=self.version,
-            original_version=self._original_version,
-        )
-        self._peer_params = params
-        self._streams.on_peer_parameters(params)
-        self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
-        self._idle.negotiate(params.max_idle_timeout / 1000.0)
-        builder = self._builder
-        builder.max_datagram_size = min(builder.max_datagram_size, params.max_udp_payload_size)
-        self._local_cids.peer_limit = params.active_connection_id_limit
-        self._peer_cids.set_initial(
-            self.peer_cid, params.stateless_reset_token if self.is_client else None
-        )
+    @property
+    def new_token(self) -> bytes | None:
+        """Client: the token of the server's NEW_TOKEN, for a later ``connect()``."""
+        return self._handshake.new_token
 
-    def _on_handshake_complete(self, now: float) -> None:
-        tls = self._tls
-        assert tls is not None
-        self.handshake_complete = self._builder.handshake_complete = True
-        self._handshake_timer.complete()  # done in time
-        self._state = ESTABLISHED
-        self.alpn = tls.alpn
-        self.session_resumed = tls.session_resumed
-        self.early_data_accepted = tls.early_data_accepted
-        if not self.is_client:
-            # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
-            self._confirm_handshake()
-            if self._keys.zero_rtt_rx is not None:
-                # RFC 9001 4.9.3: 1-RTT packets come from now on; keep the 0-RTT read key a
-                # short while for reordered 0-RTT packets, then discard it.
-                self._keys.zero_rtt_rx_until = now + 3 * self._recovery.pto_duration()
-            self._builder.pending_handshake_done = True
-            ctx = self._server_context
-            if ctx is not None and ctx.issue_tickets:
-                tls.issue_session_ticket(now, self._sent_params)
-                self._drain_tls(now)
-            if ctx is not None and ctx.new_tokens and self._paths.current.addr is not None:
-                self._streams.control.append(F.NewTokenFrame(self._new_token(ctx, now)))
-        elif self._early_data_requested:
-            self._on_early_data_outcome()
-        self._keys.zero_rtt_tx = None
-        tx = self._spaces[APPLICATION].tx
-        if tx is not None:
-            self._keys.set_limits(tx.suite)
-        self._events.append(
-            ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
-        )
-        if not self.is_client:
-            self._issue_cids()
+    @property
+    def split_first_flight(self) -> bool:
+        """Server: send the ServerHello in a datagram of its own before building the rest of
+        the first flight, so the client derives its handshake keys while this side signs
+        (see :attr:`flight_pending`). The asyncio layer turns it on."""
+        return self._handshake.split_first_flight
 
-    def _new_token(self, ctx: ServerContext, now: float) -> bytes:
-        """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
-        addr = self._paths.current.addr
-        assert addr is not None
-        prepared = self._prepared_token
-        if prepared is not None and prepared[0] == addr:
-            return prepared[1]
-        return seal_new_token(ctx.token_key, addr, now)
+    @split_first_flight.setter
+    def split_first_flight(self, split: bool) -> None:
+        self._handshake.split_first_flight = split
 
-    def _on_early_data_outcome(self) -> None:
-        """Client: 0-RTT accepted (the server kept the remembered limits) or rejected
-        (everything sent in 0-RTT goes again in 1-RTT)."""
-        remembered, params = self._remembered_params, self._peer_params
-        if self.early_data_accepted:
-            if remembered is not None and params is not None:
-                reduced = limits_reduced(remembered, params)
-                if reduced is not None:
-                    raise ProtocolError(
-                        ErrorCode.PROTOCOL_VIOLATION, f"0-RTT accepted but {reduced} reduced"
-                    )
-            return
-        # RFC 9002 A.6 / RFC 9001 4.6.2: 0-RTT packets leave flight without loss signals.
-        self._recovery.discard_space(APPLICATION)
-        for sid in self._streams.on_early_data_rejected():
-            # Beyond the server's new stream limit: the stream is gone (RFC 9001 4.6.2).
-            code = ErrorCode.STREAM_LIMIT_ERROR
-            if not sid & 2:
-                self._events.append(ev.StreamReset(sid, code, 0))
-            self._events.append(ev.StopSendingReceived(sid, code))
-
-    def _confirm_handshake(self) -> None:
-        if self.handshake_confirmed:
-            return
-        self.handshake_confirmed = True
-        self._events.append(ev.HandshakeConfirmed())
-        self._recovery.handshake_confirmed = True
-        self._recovery.peer_completed_address_validation = True
-        self._discard_space(HANDSHAKE)
-        if self.is_client:
-            # Not with the Finished: that datagram stays as small as it can be, and nothing
-            # uses the spare IDs before confirmation (migration waits for it).
-            self._issue_cids()
-
-    def _discard_space(self, index: int) -> None:
-        if self._spaces[index].discard():
-            self._recovery.discard_space(index)
+    @property
+    def flight_pending(self) -> bool:
+        """Server with ``split_first_flight``: the ServerHello went out alone and the next
+        :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
+        again right after sending (any other call also completes the flight)."""
+        return self._handshake.flight_pending
 
     # ---------------------------------------------------------------------------------------
     # Receiving
@@ -908,19 +659,20 @@ class Connection:
     ) -> None:
         ptype = header.packet_type
         if ptype == PacketType.VERSION_NEGOTIATION:
-            self._on_version_negotiation(header)
+            self._handshake.on_version_negotiation(header)
             return
+        hs = self._handshake
         if ptype == PacketType.RETRY:
-            self._on_retry(data, header, now)
+            hs.on_retry(data, header)
             return
-        if header.is_long and header.version != self.version and not self._accept_version(header):
+        if header.is_long and header.version != self.version and not hs.accept_version(header):
             self.stats_counters.packets_dropped += 1
             return
         dcid = header.dcid
-        if self.is_client or self._initial_dcid is not None:
+        if self.is_client or hs.initial_dcid is not None:
             if (
                 dcid != self.host_cid
-                and dcid != self._initial_dcid
+                and dcid != hs.initial_dcid
                 and not self._local_cids.owns(dcid)
             ):
                 self.stats_counters.packets_dropped += 1
@@ -930,25 +682,21 @@ class Connection:
             self.stats_counters.packets_dropped += 1
             return
         else:
-            # The client's first Initial: its DCID keys the Initial space (RFC 9001 5.2).
-            self._initial_dcid = bytes(dcid)
-            if not self._original_dcid:
-                self._original_dcid = self._initial_dcid
-            self._install_initial_keys(self._initial_dcid)
-        self._rx_dcid = dcid
+            hs.on_client_initial(dcid)
+        self._frames.rx_dcid = dcid
 
         space_index = _TYPE_SPACE[ptype]  # IntEnum keys: plain ints find them
         space = self._spaces[space_index]
         protector = self._keys.zero_rtt_read(now) if ptype == PacketType.ZERO_RTT else space.rx
         if header.is_long and header.version != self.version:
-            protector = self._compat_initial_rx  # an Initial in the client's original version
+            protector = hs.compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
             self.stats_counters.packets_dropped += 1
             if (
                 ptype == PacketType.HANDSHAKE
                 and space.discarded
                 and not self.is_client
-                and not self._handshake_done_acked
+                and not self._builder.handshake_done_acked
             ):
                 # The client still probes its Handshake space: it has not heard our
                 # HANDSHAKE_DONE. Answer with it now rather than at our next probe timeout,
@@ -961,7 +709,7 @@ class Connection:
         try:
             if ptype == PacketType.ONE_RTT:
                 plain_header, payload, pn = self._keys.open_one_rtt(
-                    packet, pn_offset, space, self.handshake_confirmed
+                    packet, pn_offset, space, hs.confirmed
                 )
             else:
                 plain_header, payload, pn = protector.open_packet(
@@ -976,12 +724,9 @@ class Connection:
                 raise ProtocolError(ErrorCode.AEAD_LIMIT_REACHED, "AEAD integrity limit") from None
             return
 
-        if header.is_long and plain_header[0] & 0x0C:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
-        if not header.is_long and plain_header[0] & 0x18:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
+        check_reserved_bits(plain_header[0])
         if (
-            self._first_packet_received
+            hs.first_packet_received
             and self.is_client
             and ptype == PacketType.INITIAL
             and header.scid != self.peer_cid
@@ -992,18 +737,14 @@ class Connection:
             self.stats_counters.packets_duplicate += 1
             return
 
-        if not self._first_packet_received:
-            self._first_packet_received = True
-            self.peer_cid = header.scid
-            if not self.is_client and self._tls is None:
-                self._negotiate_version(payload)
-                self._start_tls_server(now)
+        if not hs.first_packet_received:
+            hs.on_first_packet(header.scid, payload, now)
 
         if ptype == PacketType.HANDSHAKE and not self.is_client:
             # A Handshake packet proves the client owns its address (RFC 9000 8.1).
             self._paths.current.validated = True
             self._recovery.peer_completed_address_validation = True
-            self._discard_space(INITIAL)
+            hs.discard_space(INITIAL)
         # (A client learns that the server validated its address only from an ACK of one of
         # its Handshake packets, in _on_ack, or from confirmation: RFC 9002 6.2.2.1. Until
         # then it keeps a PTO armed so an amplification-limited server cannot deadlock.)
@@ -1020,10 +761,11 @@ class Connection:
         rx = space.rx
         cid = self.host_cid
         pn_offset = len(cid) + 1
+        frames = self._frames
         if (
             rx is None
-            or self._rx_path is not self._paths.current
-            or not self._first_packet_received
+            or frames.rx_path is not self._paths.current
+            or not self._handshake.first_packet_received
             or data[1:pn_offset] != cid
         ):
             return False
@@ -1033,9 +775,9 @@ class Connection:
             )
         except DecryptionError:
             return False
-        if plain_header[0] & 0x18:
+        if plain_header[0] & SHORT_RESERVED_BITS:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
-        self._rx_dcid = cid
+        frames.rx_dcid = cid
         if not space.record(pn):
             self.stats_counters.packets_duplicate += 1
             return True
@@ -1060,131 +802,18 @@ class Connection:
         tracer = self._tracer
         if tracer is not None:
             tracer("packet_received", {"space": space.index, "pn": pn, "size": size})
+        rx_path = self._frames.rx_path
         if (
-            self._rx_path is not self._paths.current
+            rx_path is not self._paths.current
             and self._rx_non_probing
             and ptype == PacketType.ONE_RTT
             and pn > space.largest_received
         ):
             # The peer's newest non-probing packet comes from a new path (RFC 9000 9.3).
-            self._migration.migrate_to = self._rx_path
+            self._migration.migrate_to = rx_path
         space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
         if self._rx_ecn:
             space.ecn_counts[_ECN_COUNTER[self._rx_ecn]] += 1
-
-    # ---- compatible version negotiation (RFC 9368, RFC 9369) --------------------------------
-    def _accept_version(self, header: PacketHeader) -> bool:
-        """A long-header packet of another version than ours: switch or accept it?"""
-        version = header.version
-        if version not in SUPPORTED_VERSIONS:
-            return False
-        if self.is_client:
-            # The server answered in another version we offered (compatible negotiation).
-            if (
-                header.packet_type == PacketType.INITIAL
-                and not self._first_packet_received
-                and self.version == self._original_version
-                and version in self._versions
-            ):
-                self._switch_version(version)
-                return True
-            return False
-        if self._initial_dcid is None:  # a server's first packet sets the version
-            self.version = self._original_version = version
-            return True
-        # The client's Initials in its original version, until it saw our answer.
-        return (
-            version == self._original_version
-            and header.packet_type == PacketType.INITIAL
-            and self._compat_initial_rx is not None
-        )
-
-    def _switch_version(self, version: int) -> None:
-        """Client: from now on in ``version``, with its Initial keys for the same DCID."""
-        logger.info("compatible version negotiation: %#x -> %#x", self.version, version)
-        self.version = version
-        self._install_initial_keys(self._initial_keys_dcid)
-        # 0-RTT keys belong to the original version: what was sent in 0-RTT goes again in
-        # 1-RTT once loss detection gives it up.
-        self._keys.zero_rtt_tx = None
-
-    def _negotiate_version(self, payload: bytes) -> None:
-        """Server, first Initial: answer in the most preferred version the client offered."""
-        chosen = choose_version(
-            self.version,
-            client_hello_transport_parameters(payload),
-            self._versions if self._server_prefers else None,
-        )
-        if chosen == self.version or self._initial_dcid is None:
-            return
-        logger.info("compatible version negotiation: %#x -> %#x", self.version, chosen)
-        self._compat_initial_rx = self._spaces[INITIAL].rx
-        self.version = chosen
-        self._install_initial_keys(self._initial_dcid)
-
-    def _start_tls_server(self, now: float) -> None:
-        # What the client's first Initial decided, on the parameters made with the connection.
-        params = self._local_params
-        params.original_destination_connection_id = self._original_dcid
-        params.retry_source_connection_id = self._retry_source_cid
-        params.version_information = version_information(self.version, self._versions)
-        tls, self._tls_ahead = self._tls_ahead, None
-        if tls is None:
-            tls = self._make_tls(now, b"")
-        tls.split_flight = self.split_first_flight
-        self._tls = tls
-        if not self.split_first_flight:  # (split: encoded after the hello, by _finish_flight)
-            self._send_transport_parameters(tls)
-        tls.start(now)
-        self._drain_tls(now)
-
-    def _send_transport_parameters(self, tls: TlsEngine) -> None:
-        """Server: encode our transport parameters for the EncryptedExtensions."""
-        self._sent_params = self._local_params.encode()  # also remembered in session tickets
-        tls.set_transport_parameters(self._sent_params)
-
-    def _on_version_negotiation(self, header: PacketHeader) -> None:
-        if not self.is_client or self._first_packet_received:
-            return
-        versions: tuple[int, ...] = header.supported_versions or ()
-        if self.version in versions:
-            return  # RFC 9000 6.2: ignore a VN listing the version we use
-        self._terminate(
-            ErrorCode.NO_ERROR, f"server supports only {versions!r}", None, by_peer=True
-        )
-        self._end()
-
-    def _on_retry(self, data: bytes, header: PacketHeader, now: float) -> None:
-        if not self.is_client or self._retry_received or self._first_packet_received:
-            return
-        packet = bytes(data[: header.packet_end])
-        if (
-            header.dcid != self.host_cid
-            or header.scid == self._original_dcid  # RFC 9000 17.2.5.1: MUST discard
-            or not verify_retry(packet, self._original_dcid)
-        ):
-            self.stats_counters.packets_dropped += 1
-            return
-        self._retry_received = True
-        self.stats_counters.retries_received += 1
-        self.peer_cid = header.scid
-        self._retry_source_cid = bytes(header.scid)  # checked in the transport parameters
-        self._builder.token = header.retry_token or b""
-        self._install_initial_keys(self.peer_cid)
-        # Everything sent in Initial packets is re-sent with the new keys and the token.
-        self._requeue_space(INITIAL)
-        if self._keys.zero_rtt_tx is not None:
-            # The server dropped our 0-RTT packets too: send their data again at once
-            # (RFC 9000 17.2.5.3) rather than waiting for loss detection.
-            for pkt in self._recovery.discard_space(APPLICATION):
-                for rec in pkt.frames:
-                    if type(rec) is StreamRecord:
-                        self._streams.on_stream_lost(*rec)
-
-    def _requeue_space(self, index: int) -> None:
-        """Forget what was sent in a space and queue all its CRYPTO data again (Retry)."""
-        self._recovery.discard_space(index)
-        self._spaces[index].crypto_send.requeue_all()
 
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float
@@ -1197,238 +826,29 @@ class Connection:
             except ProtocolError as exc:
                 _name_culprit(exc, lone)
                 raise
-            if self._rx_path is not self._paths.current:
+            if self._frames.rx_path is not self._paths.current:
                 self._rx_non_probing = True  # STREAM is a non-probing frame
             return True
         frames = F.decode_frames(payload, ptype)
         ack_eliciting = False
-        handlers = self._handlers
+        on = self._frames
+        handlers = on.table
         for frame in frames:
             kind = type(frame)
-            if kind not in _NON_ELICITING:
+            if kind not in NON_ACK_ELICITING_FRAMES:
                 ack_eliciting = True
             handler = handlers.get(kind)
             if handler is not None:
                 try:
-                    handler(self, frame, space, now)
+                    handler(on, frame, space, now)
                 except ProtocolError as exc:
                     _name_culprit(exc, frame)
                     raise
-        if self._rx_path is not self._paths.current:
-            self._rx_non_probing = any(type(f) not in _PROBING for f in frames)
+        if on.rx_path is not self._paths.current:
+            self._rx_non_probing = any(type(f) not in PROBING_FRAMES for f in frames)
         return ack_eliciting
 
-    # ---- frame handlers ---------------------------------------------------------------------
-    def _on_ack(self, frame: F.AckFrame, space: PacketSpace, now: float) -> None:
-        delay = 0.0
-        if space.index == APPLICATION and self._peer_params is not None:
-            delay = (frame.delay << self._peer_params.ack_delay_exponent) / 1_000_000
-        ecn_ce = frame.ecn[2] if frame.ecn is not None else None
-        acked, lost = self._recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
-        self._on_packets_acked(acked)
-        if acked and space.index != APPLICATION:
-            self._handshake_timer.progress(now)
-        self._on_packets_lost(lost, now)
-        if self._keys.update_requested:
-            self._keys.maybe_update()
-        cc = self._recovery.cc
-        self._pacer.update(cc.cwnd, self._recovery.rtt.smoothed_rtt, cc.in_slow_start)
-        if self.is_client and space.index == HANDSHAKE:
-            self._recovery.peer_completed_address_validation = True
-
-    def _on_crypto(self, frame: F.CryptoFrame, space: PacketSpace, now: float) -> None:
-        buf = space.crypto_recv
-        try:
-            buf.insert(frame.offset, frame.data)
-        except ProtocolError as exc:
-            code = ErrorCode.CRYPTO_BUFFER_EXCEEDED
-            raise ProtocolError(code, exc.reason, F.frame_type_of(frame)) from exc
-        data = buf.read()
-        if not data:
-            return
-        buf.max_offset = buf.read_offset + space.crypto_window  # a sliding window
-        self._handshake_timer.progress(now)  # (nothing once the handshake is complete)
-        if self._tls is None:
-            return
-        epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[space.index]
-        self._tls.receive(epoch, data, now)  # CryptoError closes with 0x100 + alert
-        self._drain_tls(now)
-
-    def _on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:
-        stream = self._streams.on_stream_frame(
-            frame.stream_id, frame.offset, frame.data, frame.fin, now
-        )
-        recv = stream.recv if stream is not None else None
-        if recv is not None and recv.take_readable_event():
-            self._events.append(ev.StreamDataAvailable(frame.stream_id))
-
-    def _on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size):
-            self._events.append(ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size))
-
-    def _on_stop_sending(self, frame: F.StopSendingFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_stop_sending(frame.stream_id, frame.error_code):
-            self._events.append(ev.StopSendingReceived(frame.stream_id, frame.error_code))
-
-    def _on_max_data(self, frame: F.MaxDataFrame, space: PacketSpace, now: float) -> None:
-        self._streams.on_max_data(frame.maximum)
-
-    def _on_max_stream_data(
-        self, frame: F.MaxStreamDataFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._streams.on_max_stream_data(frame.stream_id, frame.maximum)
-
-    def _on_max_streams(self, frame: F.MaxStreamsFrame, space: PacketSpace, now: float) -> None:
-        if self._streams.on_max_streams(frame.bidi, frame.limit):
-            self._events.append(ev.StreamsAvailable(frame.bidi))
-
-    def _on_stream_data_blocked(
-        self, frame: F.StreamDataBlockedFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._streams.on_stream_data_blocked(frame.stream_id)
-
-    def _on_handshake_done(
-        self, frame: F.HandshakeDoneFrame, space: PacketSpace, now: float
-    ) -> None:
-        if not self.is_client:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION,
-                "HANDSHAKE_DONE from a client",
-                F.frame_type_of(frame),
-            )
-        self._confirm_handshake()
-
-    def _on_connection_close(
-        self, frame: F.ConnectionCloseFrame, space: PacketSpace, now: float
-    ) -> None:
-        self._terminate(frame.error_code, frame.reason, frame.frame_type, by_peer=True)
-        self._state = Draining(now + 3 * self._recovery.pto_interval())
-
-    def _on_datagram(self, frame: F.DatagramFrame, space: PacketSpace, now: float) -> None:
-        if self.config.max_datagram_frame_size is None:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION,
-                "DATAGRAM frames not negotiated",
-                F.frame_type_of(frame),
-            )
-        self._events.append_datagram(bytes(frame.data))
-
-    def _on_path_challenge(
-        self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
-    ) -> None:
-        padded = self._rx_size >= MIN_INITIAL_DATAGRAM
-        self._migration.on_challenge(
-            self._rx_path, bytes(frame.data), padded, self.handshake_confirmed, now
-        )
-
-    def _on_path_response(self, frame: F.PathResponseFrame, space: PacketSpace, now: float) -> None:
-        self._migration.on_response(bytes(frame.data), now)
-
-    def _on_new_token(self, frame: F.NewTokenFrame, space: PacketSpace, now: float) -> None:
-        if not self.is_client:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "NEW_TOKEN from a client", F.frame_type_of(frame)
-            )
-        self.new_token = bytes(frame.token)
-
-    def _on_new_connection_id(
-        self, frame: F.NewConnectionIdFrame, space: PacketSpace, now: float
-    ) -> None:
-        if not self.peer_cid:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, "NEW_CONNECTION_ID with a zero-length CID"
-            )
-        if self._peer_cids.on_new(frame):
-            self.peer_cid = self._peer_cids.current_cid  # ours was retired (retire_prior_to)
-
-    def _on_retire_connection_id(
-        self, frame: F.RetireConnectionIdFrame, space: PacketSpace, now: float
-    ) -> None:
-        cid = self._local_cids.on_retire(frame.seq, bytes(self._rx_dcid))
-        if cid is not None:
-            self._events.append(ev.ConnectionIdRetired(cid))
-            self._issue_cids()
-
-    _handlers: dict[type, Callable[[Connection, Any, PacketSpace, float], None]] = {
-        F.AckFrame: _on_ack,
-        F.CryptoFrame: _on_crypto,
-        F.StreamFrame: _on_stream,
-        F.ResetStreamFrame: _on_reset_stream,
-        F.StopSendingFrame: _on_stop_sending,
-        F.MaxDataFrame: _on_max_data,
-        F.MaxStreamDataFrame: _on_max_stream_data,
-        F.MaxStreamsFrame: _on_max_streams,
-        F.StreamDataBlockedFrame: _on_stream_data_blocked,
-        F.HandshakeDoneFrame: _on_handshake_done,
-        F.ConnectionCloseFrame: _on_connection_close,
-        F.DatagramFrame: _on_datagram,
-        F.PathChallengeFrame: _on_path_challenge,
-        F.NewTokenFrame: _on_new_token,
-        F.NewConnectionIdFrame: _on_new_connection_id,
-        F.RetireConnectionIdFrame: _on_retire_connection_id,
-        F.PathResponseFrame: _on_path_response,
-    }
-
-    # ---- acknowledgement and loss ---------------------------------------------------------
-    def _on_packets_acked(self, acked: list[SentPacket]) -> None:
-        self._records.on_packets_acked(acked)
-
-    def _on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
-        tracer = self.tracer
-        counters = self.stats_counters
-        on_lost = self._records.on_lost
-        for pkt in lost:
-            if tracer is not None:
-                tracer("packet_lost", {"space": pkt.space, "pn": pkt.pn, "size": pkt.size})
-            counters.packets_lost += 1
-            counters.bytes_lost += pkt.size
-            on_lost(pkt.frames)
-
-    def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
-        self._handshake_done_acked = True
-
-    def _on_handshake_done_lost(self, rec: HandshakeDoneRecord) -> None:
-        self._builder.pending_handshake_done = not self._handshake_done_acked
-
-    def _arm_probe(self, index: int) -> None:
-        space = self._spaces[index]
-        if space.discarded or space.tx is None:
-            # Client anti-deadlock probe before Handshake keys: re-send the Initial.
-            space = self._spaces[INITIAL]
-        space.probes = 2
-        if space.index != APPLICATION:
-            space.crypto_send.requeue_unacked()
-            return
-        # RFC 9002 6.2.4: a probe with no new data to carry repeats the oldest unacknowledged
-        # data, so a probe that gets through repairs the loss even when ACKs keep vanishing.
-        # The packets stay in flight; whichever copy is acknowledged first frees the data.
-        # A packet counts only if it queues data not queued already: the two probe packets
-        # carry the data of the two oldest packets that add something (else every probe
-        # would repeat the first packet and its earlier probe copies, say HANDSHAKE_DONE,
-        # while a lost response behind them waits for an ACK that keeps getting lost).
-        repeated = 0
-        for pkt in self._recovery.outstanding(APPLICATION)[:PROBE_SCAN_PACKETS]:
-            if not pkt.ack_eliciting:
-                continue
-            live = False
-            for rec in pkt.frames:
-                if isinstance(rec, StreamRecord):
-                    if self._streams.repeat_for_probe(*rec):
-                        self.stats_counters.stream_bytes_probed += rec.length
-                        live = True
-                elif isinstance(rec, CryptoRecord):
-                    live |= space.crypto_send.repeat_for_probe(rec.offset, rec.length, False)
-                elif isinstance(rec, HandshakeDoneRecord) and not (
-                    self._handshake_done_acked or self._builder.pending_handshake_done
-                ):
-                    self._builder.pending_handshake_done = live = True
-            repeated += live
-            if repeated == 2:
-                break
-
-    _handshake_done_acked = False  # the client acknowledged a packet carrying HANDSHAKE_DONE
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
-    _rx_size = 0  # size of the datagram being processed
 
     @property
     def tracer(self) -> Tracer | None:
@@ -1438,7 +858,7 @@ class Connection:
 
     @tracer.setter
     def tracer(self, tracer: Tracer | None) -> None:
-        self._tracer = self._builder.tracer = tracer
+        self._tracer = self._builder.tracer = self._frames.tracer = tracer
         recovery = self._recovery
         if tracer is None:
             recovery.on_metrics = None
@@ -1506,9 +926,10 @@ class Connection:
         self._check_open()
         if not self.is_client:
             raise ConnectionStateError("only a client migrates actively")
-        if not self.handshake_confirmed:
+        if not self._handshake.confirmed:
             raise ConnectionStateError("migration needs a confirmed handshake (RFC 9000 section 9)")
-        if self._peer_params is not None and self._peer_params.disable_active_migration:
+        params = self._handshake.peer_params
+        if params is not None and params.disable_active_migration:
             raise ConnectionStateError("the server disabled active migration")
         try:
             self._migration.probe(local, now)
@@ -1518,66 +939,30 @@ class Connection:
     def probe_datagrams(self, now: float) -> list[tuple[int, bytes, tuple[str, int]]]:
         """``(local path, datagram, address)`` to send from local sockets other than the
         current one (path probes of an active migration)."""
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             return []
         probes = self._builder.probe_datagrams(now, same_socket=False)
         return [(path.local, datagram, path.addr or ("", 0)) for path, datagram in probes]
-
-    def _issue_cids(self) -> None:
-        for cid in self._local_cids.top_up():
-            self._events.append(ev.ConnectionIdIssued(cid))
 
     def _stateless_reset_received(self, header: PacketHeader, data: bytes, now: float) -> bool:
         """RFC 9000 10.3.1: a short-header datagram we cannot process that ends with one of
         the peer's reset tokens (of CIDs the peer issued and we did not retire) is a
         stateless reset: the peer lost the connection, which drains. True if it was one."""
-        if header.is_long or len(data) < 21 or not self._state.is_active:
+        if header.is_long or len(data) < 21 or not self._lifecycle.state.is_active:
             return False
         if not self._peer_cids.is_reset_token(bytes(data[-16:])):
             return False
         logger.info("stateless reset received: the peer lost the connection")
-        self._terminate(ErrorCode.NO_ERROR, "stateless reset", None, by_peer=True)
-        self._state = Draining(now + 3 * self._recovery.pto_interval())
+        self._lifecycle.drain(ErrorCode.NO_ERROR, "stateless reset", None, now)
         return True
 
     # ---------------------------------------------------------------------------------------
     # Lifecycle
     # ---------------------------------------------------------------------------------------
     def _start_handshake_timer(self, now: float) -> None:
-        if not self.handshake_complete:
+        if not self._handshake.complete:
             self._handshake_timer.start(now)
 
     def _check_open(self) -> None:
-        if not self._state.is_open:
+        if not self._lifecycle.state.is_open:
             raise ConnectionClosedError(0, "connection is closed")
-
-    def _close_with_error(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
-        self._enter_closing(code, frame_type, reason, application=False, now=now)
-
-    def _close_internal(self, exc: BaseException, now: float) -> None:
-        """Close with INTERNAL_ERROR after an unexpected exception (logged by the caller);
-        the local reason names its type, never its text."""
-        reason = f"internal error ({type(exc).__name__})"
-        self._close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
-
-    def _enter_closing(
-        self,
-        code: int,
-        frame_type: int | None,
-        reason: str,
-        application: bool,
-        now: float | None,
-    ) -> None:
-        if not self._state.is_open:
-            return
-        self._terminate(code, reason, frame_type, by_peer=False)
-        base = now if now is not None else self._idle.last_activity
-        close = CloseReason(code, frame_type, reason, application)
-        self._state = Closing(close, base + 3 * self._recovery.pto_interval())
-
-    def _terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
-        """Report the end (once: only while the connection is open; the caller then moves
-        it to closing, draining or closed)."""
-        if not self._state.is_open:
-            return
-        self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))

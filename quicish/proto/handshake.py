@@ -1,11 +1,14 @@
-"""The handshake's stateless pieces: our transport parameters, the TLS engine a connection
-drives, checks of the peer's transport parameters (connection IDs, version information),
-and which keys a server's split first flight makes later."""
+"""The handshake of a connection: :class:`Handshake` drives the TLS engine (its output into
+CRYPTO streams, its secrets into :class:`KeyState`), applies the peer's transport
+parameters, completes and confirms the handshake, and handles version negotiation
+(RFC 9368) and Retry; beside it, the stateless pieces: our transport parameters, the TLS
+engine's construction and the checks of the peer's parameters."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from ..config import Config
@@ -14,13 +17,42 @@ from ..tls.certs import TrustSource
 from ..tls.engine import Epoch, TlsEngine
 from ..tls.groups import KeyPairSource
 from ..tls.keylog import keylog_file
+from ..wire import frames as F
+from ..wire.packet import SUPPORTED_VERSIONS, PacketHeader, PacketType, verify_retry
+from ..wire.protection import PacketProtector
 from ..wire.transport_params import TransportParameters
-from .early_data import limits_reduced
-from .packet_builder import ACK_DELAY_EXPONENT
+from . import events as ev
+from .cid import LocalCids, PeerCids
+from .early_data import limits_reduced, remembered_parameters
+from .event_queue import EventQueue
+from .handshake_stock import CID_LENGTH, HandshakeStock, initial_protectors
+from .idle import HandshakeTimer, IdleTimer
+from .keys import EPOCH_SPACE, KeyState
+from .lifecycle import Lifecycle
+from .packet_builder import PacketBuilder
+from .packet_space import (
+    ACK_DELAY_EXPONENT,
+    APPLICATION,
+    HANDSHAKE,
+    INITIAL,
+    LOCAL_MAX_ACK_DELAY,
+    PacketSpace,
+)
+from .path import PathManager
+from .records import StreamRecord
+from .recovery import LossRecovery
 from .server_context import ServerContext
-from .versions import VERSION_NEGOTIATION_ERROR, version_information
+from .stats import ConnectionStats
+from .stream_manager import StreamManager
+from .tokens import seal_new_token
+from .versions import (
+    VERSION_NEGOTIATION_ERROR,
+    choose_version,
+    client_hello_transport_parameters,
+    version_information,
+)
 
-LOCAL_MAX_ACK_DELAY = 0.025
+logger = logging.getLogger("quicish")
 
 # Server, split first flight: the client's handshake packets and our first 1-RTT packet come
 # a round trip after the flight, so these keys are made after it is sent (Connection.prepare).
@@ -163,3 +195,487 @@ def check_version_information(
             raise ProtocolError(VERSION_NEGOTIATION_ERROR, "server's chosen version differs")
     elif info is not None and info.chosen_version != original_version:
         raise ProtocolError(VERSION_NEGOTIATION_ERROR, "client's chosen version differs")
+
+
+class Handshake:
+    """The handshake of one connection, from the first flight to confirmation.
+
+    It holds the parts of the connection it drives, never the connection itself (no
+    reference cycle)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        is_client: bool,
+        server_name: str | None,
+        server_context: ServerContext | None,
+        session_ticket: bytes | None,
+        early_data: bool,
+        version: int,
+        versions: Sequence[int] | None,
+        random_bytes: Callable[[int], bytes],
+        stock: HandshakeStock | None,
+        spaces: Sequence[PacketSpace],
+        keys: KeyState,
+        recovery: LossRecovery,
+        streams: StreamManager,
+        builder: PacketBuilder,
+        paths: PathManager,
+        local_cids: LocalCids,
+        peer_cids: PeerCids,
+        idle: IdleTimer,
+        timer: HandshakeTimer,
+        events: EventQueue,
+        stats: ConnectionStats,
+        host_cid: bytes,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self.config = config
+        self.is_client = is_client
+        self._server_name = config.server_name if server_name is None else server_name
+        # RFC 9368: a client's versions in preference order (offered in version_information);
+        # a server's preference when it answers a client that offered several.
+        self._server_prefers = server_context is not None and server_context.versions is not None
+        if versions is None:
+            versions = (
+                (server_context.versions or SUPPORTED_VERSIONS)
+                if server_context is not None
+                else (version, *[v for v in SUPPORTED_VERSIONS if v != version])
+            )
+        self.versions = tuple(versions)
+        self.original_version = version
+        self.compat_initial_rx: PacketProtector | None = None  # server: original-version Initials
+        self._initial_keys_dcid = b""
+        self._random = random_bytes
+        self.stock = stock
+        self.server_context = server_context
+        self.session_ticket = session_ticket
+        self.early_data_requested = early_data and session_ticket is not None
+        self.original_dcid = b""
+        self.initial_dcid: bytes | None = None  # server: the DCID of the client's first Initial
+        self.retry_source_cid: bytes | None = None
+        self.retry_received = False
+        self.first_packet_received = False
+        self.remembered_params: TransportParameters | None = None  # client, for 0-RTT
+        self.tls: TlsEngine | None = None
+        self.sent_params = b""  # their encoding, once the handshake started
+        self.tls_ahead: TlsEngine | None = None  # server: made by await_hello()
+        self.peer_params: TransportParameters | None = None
+        self.complete = False
+        self.confirmed = False
+        self.early_data_accepted = False
+        self.alpn: str | None = None
+        self.session_resumed = False
+        self.new_token: bytes | None = None  # client: from NEW_TOKEN, for a later connect()
+        self.split_first_flight = False  # (see Connection.split_first_flight)
+        self.flight_pending = False  # (see Connection.flight_pending)
+        self.prepared = False  # prepare() ran (or is no longer useful)
+        # Server: a NEW_TOKEN sealed ahead of need, and the address it was sealed for.
+        self.prepared_token: tuple[tuple[str, int], bytes] | None = None
+        self._spaces = spaces
+        self._keys = keys
+        self._recovery = recovery
+        self._streams = streams
+        self._builder = builder
+        self._paths = paths
+        self._local_cids = local_cids
+        self._peer_cids = peer_cids
+        self._idle = idle
+        self._timer = timer
+        self._events = events
+        self._stats = stats
+        self._lifecycle = lifecycle
+        # (a server's: the client's first Initial fills in the rest, in start_server)
+        self._host_cid = host_cid
+        token = None if is_client else local_cids.token_of(host_cid)
+        self.local_params = local_transport_parameters(
+            config, host_cid, version, self.versions, token
+        )
+
+    @property
+    def version(self) -> int:
+        return self._builder.version
+
+    # ---- starting ------------------------------------------------------------------------
+    def install_initial_keys(self, dcid: bytes) -> None:
+        self._initial_keys_dcid = dcid
+        space = self._spaces[INITIAL]
+        space.tx, space.rx = initial_protectors(dcid, self.version, self.is_client)
+
+    def start_client(self, now: float) -> None:
+        """Client: make the TLS engine with our transport parameters and start it."""
+        self.sent_params = self.local_params.encode()  # also remembered in session tickets
+        self.tls = self.make_tls(now, self.sent_params)
+        self.tls.start(now)
+        self.drain(now)
+
+    def pick_first_dcid(self) -> None:
+        """Client: the first DCID and its Initial keys (made ahead by prepare() if it can)."""
+        spare = self.stock.take_initial(self.version) if self.stock is not None else None
+        if spare is not None:
+            self.original_dcid, tx, rx = spare
+            self._initial_keys_dcid = self.original_dcid
+            initial = self._spaces[INITIAL]
+            initial.tx, initial.rx = tx, rx
+        else:
+            self.original_dcid = self._random(CID_LENGTH)
+            self.install_initial_keys(self.original_dcid)
+        self._builder.peer_cid = self.original_dcid
+
+    def await_hello(self, now: float) -> None:
+        """Server: make the TLS engine and stock an ephemeral key pair ahead of the hello."""
+        self.tls_ahead = self.make_tls(now, b"")
+        if self.stock is not None:  # an ephemeral key pair for its ServerHello
+            self.stock.stock_key_pair(self.tls_ahead.key_share_group)
+
+    def offer_early_data(self) -> None:
+        """Client, connecting: with 0-RTT keys, streams may open and send under the limits
+        remembered with the session ticket."""
+        if self._keys.zero_rtt_tx is None or self.session_ticket is None:
+            return
+        self.remembered_params = remembered_parameters(self.session_ticket)
+        if self.remembered_params is None:
+            self._keys.zero_rtt_tx = None
+        else:
+            self._streams.on_peer_parameters(self.remembered_params)
+
+    def make_tls(self, now: float, transport_parameters: bytes) -> TlsEngine:
+        return make_tls_engine(
+            self.config,
+            is_client=self.is_client,
+            server_name=self._server_name,
+            server_context=self.server_context,
+            session_ticket=self.session_ticket,
+            early_data=self.early_data_requested,
+            transport_parameters=transport_parameters,
+            local_params=self.local_params,
+            split_flight=self.split_first_flight,
+            now=now,
+            key_pairs=self.stock,
+        )
+
+    def on_client_initial(self, dcid: bytes) -> None:
+        """Server: the client's first Initial; its DCID keys the Initial space (RFC 9001 5.2)."""
+        self.initial_dcid = bytes(dcid)
+        if not self.original_dcid:
+            self.original_dcid = self.initial_dcid
+        self.install_initial_keys(self.initial_dcid)
+
+    def on_first_packet(self, scid: bytes, payload: bytes, now: float) -> None:
+        """The first packet from the peer was authenticated: its SCID is our DCID, and a
+        server starts TLS on the ClientHello it carries."""
+        self.first_packet_received = True
+        self._builder.peer_cid = scid
+        if not self.is_client and self.tls is None:
+            self.negotiate_version(payload)
+            self.start_server(now)
+
+    def start_server(self, now: float) -> None:
+        # What the client's first Initial decided, on the parameters made with the connection.
+        params = self.local_params
+        params.original_destination_connection_id = self.original_dcid
+        params.retry_source_connection_id = self.retry_source_cid
+        params.version_information = version_information(self.version, self.versions)
+        tls, self.tls_ahead = self.tls_ahead, None
+        if tls is None:
+            tls = self.make_tls(now, b"")
+        tls.split_flight = self.split_first_flight
+        self.tls = tls
+        if not self.split_first_flight:  # (split: encoded after the hello, by finish_flight)
+            self.send_transport_parameters(tls)
+        tls.start(now)
+        self.drain(now)
+
+    def send_transport_parameters(self, tls: TlsEngine) -> None:
+        """Server: encode our transport parameters for the EncryptedExtensions."""
+        self.sent_params = self.local_params.encode()  # also remembered in session tickets
+        tls.set_transport_parameters(self.sent_params)
+
+    def finish_flight(self, now: float) -> None:
+        """Server, split first flight: the rest of the flight after the ServerHello (the
+        connection has installed the handshake write key it needs)."""
+        tls = self.tls
+        assert tls is not None
+        if not self.sent_params:
+            self.send_transport_parameters(tls)
+        tls.finish_flight()
+        self.drain(now)
+
+    def prepare(self, now: float) -> None:
+        """What :meth:`Connection.prepare` makes ahead of need for the handshake's end."""
+        ctx = self.server_context
+        tls = self.tls
+        if tls is not None:
+            upcoming = tls.next_read_secret()
+            if upcoming is not None:  # (a server: the 1-RTT read key, installed later)
+                self._keys.prepare_read(upcoming, self.version)
+            if ctx is not None and ctx.issue_tickets:
+                tls.prepare_ticket(now, self.sent_params)
+        stock = self.stock
+        if self.is_client and stock is not None:  # for the driver's next handshake
+            if tls is not None:
+                stock.stock_key_pair(tls.key_share_group)
+            stock.stock_initial(self.version)
+        if ctx is not None and ctx.new_tokens and self._paths.current.addr is not None:
+            addr = self._paths.current.addr
+            self.prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
+
+    # ---- TLS ------------------------------------------------------------------------------
+    def receive_crypto(self, index: int, data: bytes, now: float) -> None:
+        """In-order CRYPTO bytes of space ``index`` for the TLS engine."""
+        tls = self.tls
+        if tls is None:
+            return
+        epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[index]
+        tls.receive(epoch, data, now)  # CryptoError closes with 0x100 + alert
+        self.drain(now)
+
+    def drain(self, now: float) -> None:
+        """Take what the TLS engine made: secrets to keys, output to CRYPTO streams, the
+        peer's transport parameters, completion and session tickets."""
+        tls = self.tls
+        assert tls is not None
+        defer = self.split_first_flight and not self.is_client
+        deferred = KEYS_NOT_NEEDED_FOR_THE_FLIGHT
+        if tls.flight_pending:
+            deferred = KEYS_NOT_NEEDED_FOR_THE_HELLO
+        keys = self._keys
+        for secret in tls.pop_secrets():
+            if defer and secret[:2] in deferred:
+                keys.deferred.append(secret)
+            else:
+                keys.install(secret, self.version)
+        for epoch, data in tls.pop_output():
+            if epoch == Epoch.ZERO_RTT:
+                continue
+            space = self._spaces[EPOCH_SPACE[epoch]]
+            if not space.discarded:
+                space.crypto_send.write(data)
+        if self.split_first_flight:
+            self.flight_pending = tls.flight_pending
+        if (
+            self.peer_params is None
+            and tls.peer_transport_parameters is not None
+            and not self.flight_pending  # the ServerHello goes out first; nothing needs them
+        ):
+            self.apply_peer_parameters(tls.peer_transport_parameters)
+        if tls.handshake_complete and not self.complete:
+            self._on_complete(now)
+        if self.is_client:
+            for ticket in tls.pop_session_tickets():
+                self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
+
+    def apply_peer_parameters(self, raw: bytes) -> None:
+        params = TransportParameters.decode(raw, from_server=self.is_client)
+        builder = self._builder
+        check_peer_cids(
+            params,
+            is_client=self.is_client,
+            peer_cid=builder.peer_cid,
+            first_packet_received=self.first_packet_received,
+            original_dcid=self.original_dcid,
+            retry_source_cid=self.retry_source_cid if self.retry_received else None,
+        )
+        check_version_information(
+            params,
+            is_client=self.is_client,
+            version=self.version,
+            original_version=self.original_version,
+        )
+        self.peer_params = params
+        self._streams.on_peer_parameters(params)
+        self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
+        self._idle.negotiate(params.max_idle_timeout / 1000.0)
+        builder.max_datagram_size = min(builder.max_datagram_size, params.max_udp_payload_size)
+        self._local_cids.peer_limit = params.active_connection_id_limit
+        self._peer_cids.set_initial(
+            builder.peer_cid, params.stateless_reset_token if self.is_client else None
+        )
+
+    # ---- completion and confirmation ------------------------------------------------------
+    def _on_complete(self, now: float) -> None:
+        tls = self.tls
+        assert tls is not None
+        self.complete = self._builder.handshake_complete = True
+        self._timer.complete()  # done in time
+        self._lifecycle.establish()
+        self.alpn = tls.alpn
+        self.session_resumed = tls.session_resumed
+        self.early_data_accepted = tls.early_data_accepted
+        keys = self._keys
+        if not self.is_client:
+            # The server is confirmed once the client's Finished arrives (RFC 9001 4.1.2).
+            self.confirm()
+            if keys.zero_rtt_rx is not None:
+                # RFC 9001 4.9.3: 1-RTT packets come from now on; keep the 0-RTT read key a
+                # short while for reordered 0-RTT packets, then discard it.
+                keys.zero_rtt_rx_until = now + 3 * self._recovery.pto_duration()
+            self._builder.pending_handshake_done = True
+            ctx = self.server_context
+            if ctx is not None and ctx.issue_tickets:
+                tls.issue_session_ticket(now, self.sent_params)
+                self.drain(now)
+            if ctx is not None and ctx.new_tokens and self._paths.current.addr is not None:
+                self._streams.control.append(F.NewTokenFrame(self._new_token(ctx, now)))
+        elif self.early_data_requested:
+            self._on_early_data_outcome()
+        keys.zero_rtt_tx = None
+        tx = self._spaces[APPLICATION].tx
+        if tx is not None:
+            keys.set_limits(tx.suite)
+        self._events.append(
+            ev.HandshakeCompleted(self.alpn, self.session_resumed, self.early_data_accepted)
+        )
+        if not self.is_client:
+            self.issue_cids()
+
+    def _new_token(self, ctx: ServerContext, now: float) -> bytes:
+        """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
+        addr = self._paths.current.addr
+        assert addr is not None
+        prepared = self.prepared_token
+        if prepared is not None and prepared[0] == addr:
+            return prepared[1]
+        return seal_new_token(ctx.token_key, addr, now)
+
+    def _on_early_data_outcome(self) -> None:
+        """Client: 0-RTT accepted (the server kept the remembered limits) or rejected
+        (everything sent in 0-RTT goes again in 1-RTT)."""
+        remembered, params = self.remembered_params, self.peer_params
+        if self.early_data_accepted:
+            if remembered is not None and params is not None:
+                reduced = limits_reduced(remembered, params)
+                if reduced is not None:
+                    raise ProtocolError(
+                        ErrorCode.PROTOCOL_VIOLATION, f"0-RTT accepted but {reduced} reduced"
+                    )
+            return
+        # RFC 9002 A.6 / RFC 9001 4.6.2: 0-RTT packets leave flight without loss signals.
+        self._recovery.discard_space(APPLICATION)
+        for sid in self._streams.on_early_data_rejected():
+            # Beyond the server's new stream limit: the stream is gone (RFC 9001 4.6.2).
+            code = ErrorCode.STREAM_LIMIT_ERROR
+            if not sid & 2:
+                self._events.append(ev.StreamReset(sid, code, 0))
+            self._events.append(ev.StopSendingReceived(sid, code))
+
+    def confirm(self) -> None:
+        """The handshake is confirmed (RFC 9001 4.1.2): the Handshake space goes."""
+        if self.confirmed:
+            return
+        self.confirmed = True
+        self._events.append(ev.HandshakeConfirmed())
+        self._recovery.handshake_confirmed = True
+        self._recovery.peer_completed_address_validation = True
+        self.discard_space(HANDSHAKE)
+        if self.is_client:
+            # Not with the Finished: that datagram stays as small as it can be, and nothing
+            # uses the spare IDs before confirmation (migration waits for it).
+            self.issue_cids()
+
+    def discard_space(self, index: int) -> None:
+        if self._spaces[index].discard():
+            self._recovery.discard_space(index)
+
+    def issue_cids(self) -> None:
+        """Issue spare connection IDs up to the peer's limit (RFC 9000 5.1.1)."""
+        for cid in self._local_cids.top_up():
+            self._events.append(ev.ConnectionIdIssued(cid))
+
+    # ---- compatible version negotiation (RFC 9368, RFC 9369) ------------------------------
+    def accept_version(self, header: PacketHeader) -> bool:
+        """A long-header packet of another version than ours: switch or accept it?"""
+        version = header.version
+        if version not in SUPPORTED_VERSIONS:
+            return False
+        if self.is_client:
+            # The server answered in another version we offered (compatible negotiation).
+            if (
+                header.packet_type == PacketType.INITIAL
+                and not self.first_packet_received
+                and self.version == self.original_version
+                and version in self.versions
+            ):
+                self._switch_version(version)
+                return True
+            return False
+        if self.initial_dcid is None:  # a server's first packet sets the version
+            self._builder.version = self.original_version = version
+            return True
+        # The client's Initials in its original version, until it saw our answer.
+        return (
+            version == self.original_version
+            and header.packet_type == PacketType.INITIAL
+            and self.compat_initial_rx is not None
+        )
+
+    def _switch_version(self, version: int) -> None:
+        """Client: from now on in ``version``, with its Initial keys for the same DCID."""
+        logger.info("compatible version negotiation: %#x -> %#x", self.version, version)
+        self._builder.version = version
+        self.install_initial_keys(self._initial_keys_dcid)
+        # 0-RTT keys belong to the original version: what was sent in 0-RTT goes again in
+        # 1-RTT once loss detection gives it up.
+        self._keys.zero_rtt_tx = None
+
+    def negotiate_version(self, payload: bytes) -> None:
+        """Server, first Initial: answer in the most preferred version the client offered."""
+        chosen = choose_version(
+            self.version,
+            client_hello_transport_parameters(payload),
+            self.versions if self._server_prefers else None,
+        )
+        if chosen == self.version or self.initial_dcid is None:
+            return
+        logger.info("compatible version negotiation: %#x -> %#x", self.version, chosen)
+        self.compat_initial_rx = self._spaces[INITIAL].rx
+        self._builder.version = chosen
+        self.install_initial_keys(self.initial_dcid)
+
+    def on_version_negotiation(self, header: PacketHeader) -> None:
+        """Client: a Version Negotiation packet before any answer ends the connection,
+        unless it lists the version we use (RFC 9000 6.2: ignored)."""
+        if not self.is_client or self.first_packet_received:
+            return
+        versions: tuple[int, ...] = header.supported_versions or ()
+        if self.version in versions:
+            return
+        lifecycle = self._lifecycle
+        reason = f"server supports only {versions!r}"
+        lifecycle.terminate(ErrorCode.NO_ERROR, reason, None, by_peer=True)
+        lifecycle.end()
+
+    # ---- Retry (RFC 9000 17.2.5) ----------------------------------------------------------
+    def on_retry(self, data: bytes, header: PacketHeader) -> None:
+        if not self.is_client or self.retry_received or self.first_packet_received:
+            return
+        packet = bytes(data[: header.packet_end])
+        if (
+            header.dcid != self._host_cid
+            or header.scid == self.original_dcid  # RFC 9000 17.2.5.1: MUST discard
+            or not verify_retry(packet, self.original_dcid)
+        ):
+            self._stats.packets_dropped += 1
+            return
+        self.retry_received = True
+        self._stats.retries_received += 1
+        builder = self._builder
+        builder.peer_cid = header.scid
+        self.retry_source_cid = bytes(header.scid)  # checked in the transport parameters
+        builder.token = header.retry_token or b""
+        self.install_initial_keys(builder.peer_cid)
+        # Everything sent in Initial packets is re-sent with the new keys and the token.
+        self._requeue_space(INITIAL)
+        if self._keys.zero_rtt_tx is not None:
+            # The server dropped our 0-RTT packets too: send their data again at once
+            # (RFC 9000 17.2.5.3) rather than waiting for loss detection.
+            for pkt in self._recovery.discard_space(APPLICATION):
+                for rec in pkt.frames:
+                    if type(rec) is StreamRecord:
+                        self._streams.on_stream_lost(*rec)
+
+    def _requeue_space(self, index: int) -> None:
+        """Forget what was sent in a space and queue all its CRYPTO data again (Retry)."""
+        self._recovery.discard_space(index)
+        self._spaces[index].crypto_send.requeue_all()

@@ -3,13 +3,21 @@
 ``HANDSHAKING`` -> ``ESTABLISHED`` -> :class:`Closing` (we sent CONNECTION_CLOSE) or
 :class:`Draining` (the peer closed, or reset) -> ``CLOSED``; an idle or handshake timeout
 or a Version Negotiation goes to ``CLOSED`` directly. What a closing or draining connection
-needs (the close frame, when it ends, how often to answer) lives in its state.
+needs (the close frame, when it ends, how often to answer) lives in its state;
+:class:`Lifecycle` holds the state and makes its transitions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
+
+from ..errors import ErrorCode
+from . import events as ev
+from .event_queue import EventQueue
+from .idle import IdleTimer
+from .recovery import LossRecovery
 
 
 class State:
@@ -98,3 +106,72 @@ class Closed(State):
 HANDSHAKING = Handshaking()
 ESTABLISHED = Established()
 CLOSED = Closed()
+
+
+class Lifecycle:
+    """A connection's state and its transitions. The end is reported once (one
+    ``ConnectionTerminated``, while the connection is open); :meth:`end` also runs the
+    release hooks of the parts whose callbacks refer back to their owners, so a closed
+    connection is freed by reference counting."""
+
+    def __init__(
+        self,
+        events: EventQueue,
+        recovery: LossRecovery,
+        idle: IdleTimer,
+        release: Sequence[Callable[[], None]],
+    ) -> None:
+        self.state: State = HANDSHAKING
+        self._events = events
+        self._recovery = recovery
+        self._idle = idle
+        self._release = release
+
+    def establish(self) -> None:
+        """The handshake completed."""
+        if self.state is HANDSHAKING:
+            self.state = ESTABLISHED
+
+    def terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
+        """Report the end (once: only while open; the caller then moves the connection to
+        closing, draining or closed)."""
+        if self.state.is_open:
+            self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
+
+    def close(
+        self,
+        code: int,
+        frame_type: int | None,
+        reason: str,
+        application: bool,
+        now: float | None,
+    ) -> None:
+        """We close: CONNECTION_CLOSE goes out, then the connection closes for three PTOs
+        (RFC 9000 10.2.1)."""
+        if not self.state.is_open:
+            return
+        self.terminate(code, reason, frame_type, by_peer=False)
+        base = now if now is not None else self._idle.last_activity
+        close = CloseReason(code, frame_type, reason, application)
+        self.state = Closing(close, base + 3 * self._recovery.pto_interval())
+
+    def close_with_error(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
+        self.close(code, frame_type, reason, application=False, now=now)
+
+    def close_internal(self, exc: BaseException, now: float) -> None:
+        """Close with INTERNAL_ERROR after an unexpected exception (logged by the caller);
+        the local reason names its type, never its text."""
+        reason = f"internal error ({type(exc).__name__})"
+        self.close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
+
+    def drain(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
+        """The peer closed (or reset the connection): report it, then drain for three PTOs
+        (RFC 9000 10.2.2)."""
+        self.terminate(code, reason, frame_type, by_peer=True)
+        self.state = Draining(now + 3 * self._recovery.pto_interval())
+
+    def end(self) -> None:
+        """Closed for good: release the parts' callbacks."""
+        self.state = CLOSED
+        for release in self._release:
+            release()

@@ -24,17 +24,20 @@ from .idle import IdleTimer
 from .keys import KeyState
 from .lifecycle import CloseReason
 from .pacing import Pacer
-from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
+from .packet_space import ACK_DELAY_EXPONENT, APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .path import Address, Path, PathManager
 from .records import (
     HANDSHAKE_DONE,
     PING,
     AckRecord,
     CryptoRecord,
+    HandshakeDoneRecord,
     NewConnectionIdRecord,
     Record,
+    RecordTable,
     RetireConnectionIdRecord,
     SentPacket,
+    StreamRecord,
     new_record,
 )
 from .recovery import LossRecovery
@@ -42,10 +45,10 @@ from .stats import ConnectionStats
 from .stream_manager import StreamManager
 
 MIN_INITIAL_DATAGRAM = 1200
-ACK_DELAY_EXPONENT = 3
 MAX_DATAGRAMS_PER_CALL = 64
 # The smallest anti-amplification budget a datagram is built for.
 MIN_BUDGET = 64
+PROBE_SCAN_PACKETS = 64  # oldest in-flight packets a PTO probe looks through for data
 
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
@@ -155,12 +158,65 @@ class PacketBuilder:
         self.tracer: Tracer | None = None
         self.pending_ping = False  # a PING is due in the next 1-RTT packet
         self.pending_handshake_done = False
+        self.handshake_done_acked = False  # the client acknowledged a HANDSHAKE_DONE
         self.datagrams_out: deque[bytes] = deque()  # DATAGRAM payloads to send
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
         # start_hello(): packets sealed ahead, recorded by connect() at its own time.
         self.sealed_ahead: list[SentPacket] | None = None
+
+    def register_records(self, records: RecordTable) -> None:
+        """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
+        records.register(
+            HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
+        )
+
+    def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
+        self.handshake_done_acked = True
+
+    def _on_handshake_done_lost(self, rec: HandshakeDoneRecord) -> None:
+        self.pending_handshake_done = not self.handshake_done_acked
+
+    def arm_probe(self, index: int) -> None:
+        """A probe timeout in space ``index``: the next two packets there are probes, with
+        data to repeat queued (RFC 9002 6.2.4)."""
+        spaces = self._spaces
+        space = spaces[index]
+        if space.discarded or space.tx is None:
+            # Client anti-deadlock probe before Handshake keys: re-send the Initial.
+            space = spaces[INITIAL]
+        space.probes = 2
+        if space.index != APPLICATION:
+            space.crypto_send.requeue_unacked()
+            return
+        # A probe with no new data to carry repeats the oldest unacknowledged data, so a
+        # probe that gets through repairs the loss even when ACKs keep vanishing. The
+        # packets stay in flight; whichever copy is acknowledged first frees the data.
+        # A packet counts only if it queues data not queued already: the two probe packets
+        # carry the data of the two oldest packets that add something (else every probe
+        # would repeat the first packet and its earlier probe copies, say HANDSHAKE_DONE,
+        # while a lost response behind them waits for an ACK that keeps getting lost).
+        repeated = 0
+        streams = self._streams
+        for pkt in self._recovery.outstanding(APPLICATION)[:PROBE_SCAN_PACKETS]:
+            if not pkt.ack_eliciting:
+                continue
+            live = False
+            for rec in pkt.frames:
+                if isinstance(rec, StreamRecord):
+                    if streams.repeat_for_probe(*rec):
+                        self._stats.stream_bytes_probed += rec.length
+                        live = True
+                elif isinstance(rec, CryptoRecord):
+                    live |= space.crypto_send.repeat_for_probe(rec.offset, rec.length, False)
+                elif isinstance(rec, HandshakeDoneRecord) and not (
+                    self.handshake_done_acked or self.pending_handshake_done
+                ):
+                    self.pending_handshake_done = live = True
+            repeated += live
+            if repeated == 2:
+                break
 
     # ---- a burst ---------------------------------------------------------------------------
     def fill(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> None:

@@ -20,6 +20,9 @@ SPACE_NAMES = ("initial", "handshake", "application")
 # The window slides: it counts from the read offset (see ``crypto_window``).
 CRYPTO_BUFFER_LIMIT = 64 * 1024
 ACK_RANGES_LIMIT = 64
+# Our acknowledgement policy, announced in our transport parameters (RFC 9000 18.2).
+ACK_DELAY_EXPONENT = 3  # the ACK Delay field is in units of 2**3 microseconds
+LOCAL_MAX_ACK_DELAY = 0.025  # seconds an ACK-eliciting packet waits at most for its ACK
 
 
 class PacketSpace:

@@ -1,8 +1,22 @@
-"""A connection's timers as one table: named deadlines, the earliest, the expired ones."""
+"""A connection's timers: :class:`TimerTable`, named deadlines (the earliest, the expired
+ones), and :class:`ConnectionTimers`, which sets each from the state it follows and runs
+what each does when it expires."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from enum import IntEnum
+
+from ..errors import ErrorCode
+from .idle import HandshakeTimer, IdleTimer
+from .keys import KeyState
+from .lifecycle import ESTABLISHED, Lifecycle
+from .migration import Migration
+from .packet_builder import MIN_BUDGET, PacketBuilder
+from .packet_space import PacketSpace
+from .path import PathManager
+from .records import SentPacket
+from .recovery import LossRecovery
 
 
 class Timer(IntEnum):
@@ -59,3 +73,96 @@ class TimerTable:
             for index, deadline in enumerate(self._deadlines)
             if deadline is not None and now >= deadline
         ]
+
+
+class ConnectionTimers:
+    """A connection's timers over the parts they follow: :meth:`refresh` sets the table from
+    their state, :meth:`handle` runs the expired ones."""
+
+    def __init__(
+        self,
+        *,
+        spaces: Sequence[PacketSpace],
+        paths: PathManager,
+        recovery: LossRecovery,
+        builder: PacketBuilder,
+        idle: IdleTimer,
+        handshake_timer: HandshakeTimer,
+        keys: KeyState,
+        migration: Migration,
+        lifecycle: Lifecycle,
+        on_packets_lost: Callable[[list[SentPacket], float], None],
+    ) -> None:
+        self.table = TimerTable()
+        self._spaces = spaces
+        self._paths = paths
+        self._recovery = recovery
+        self._builder = builder
+        self._idle = idle
+        self._handshake_timer = handshake_timer
+        self._keys = keys
+        self._migration = migration
+        self._lifecycle = lifecycle
+        self._on_packets_lost = on_packets_lost
+
+    def refresh(self) -> TimerTable:
+        """The timer table, each timer set from the state it follows."""
+        builder = self._builder
+        recovery = self._recovery
+        idle = self._idle
+        paths = self._paths
+        idle_at = keep_alive = None
+        if paths.current.addr is not None:  # (not before a server's first datagram)
+            idle_at = idle.deadline(recovery.pto_interval())
+        if self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
+            keep_alive = idle.keep_alive_deadline()
+        # An ACK owed on a path out of anti-amplification budget waits for the peer's next
+        # datagram: as a timer it would stay due, and the driver would spin on it.
+        ack: float | None = None
+        if paths.current.amplification_budget() >= MIN_BUDGET:
+            for space in self._spaces:
+                due = space.ack_due_at
+                if due is not None and space.unacked_ranges and (ack is None or due < ack):
+                    ack = due
+        table = self.table
+        table.set_all(  # (in Timer order)
+            [
+                idle_at,
+                self._handshake_timer.deadline,
+                recovery.loss_detection_deadline(),
+                keep_alive,
+                paths.deadline(),
+                builder.pacer_deadline,
+                self._keys.zero_rtt_rx_until,
+                ack,
+            ]
+        )
+        return table
+
+    def handle(self, now: float) -> None:
+        """Run the timers expired at ``now`` (of an open connection)."""
+        lifecycle = self._lifecycle
+        for timer in self.refresh().expired(now):
+            if timer is Timer.IDLE:
+                lifecycle.terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
+                lifecycle.end()
+                return
+            if timer is Timer.HANDSHAKE:
+                # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
+                # address that may be spoofed; a client's connect() fails.
+                lifecycle.terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
+                lifecycle.end()
+                return
+            if timer is Timer.LOSS:
+                lost, probe_space = self._recovery.on_timeout(now)
+                self._on_packets_lost(lost, now)
+                if probe_space is not None:
+                    self._builder.arm_probe(probe_space)
+            elif timer is Timer.KEEP_ALIVE:
+                self._builder.pending_ping = True
+                self._idle.on_keep_alive(now)
+            elif timer is Timer.PATH_VALIDATION:
+                self._migration.on_timer(now)
+            elif timer is Timer.ZERO_RTT_KEY:
+                self._keys.discard_zero_rtt_rx()
+        self._builder.pacer_deadline = None
