@@ -9,7 +9,13 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "quicish"
-MAX_LINES = 900  # the "~900": a module past it is split by concern
+MAX_LINES = 900  # a module past it is split by concern
+# The exceptions, each with its ceiling and the reason (docs/architecture.md, "Departures").
+OVER_MAX = {
+    # The public sans-IO API (mostly docstrings), the receive dispatch with the bulk path's
+    # shortcut kept in one place, and the explicit wiring of the parts.
+    "proto/connection.py": 1000,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -93,9 +99,10 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_no_module_over_900_lines() -> None:
     sources = [p for p in PACKAGE.rglob("*") if p.suffix in {".py", ".c", ".h"}]
     long = {
-        str(p.relative_to(PACKAGE)): n
+        name: n
         for p in sources
-        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        if (n := len(p.read_text().splitlines()))
+        > OVER_MAX.get(name := str(p.relative_to(PACKAGE)), MAX_LINES)
     }
     assert long == {}
 

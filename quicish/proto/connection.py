@@ -368,7 +368,8 @@ class Connection:
             path.bytes_received += size
         frames.rx_path = path
         state = self._lifecycle.state
-        if isinstance(state, Closing):
+        if state.is_closing:
+            assert isinstance(state, Closing)
             state.on_datagram()  # RFC 9000 10.2.1: frames are no longer processed
             return
         offset = 0
@@ -395,7 +396,8 @@ class Connection:
         if self._migration.migrate_to is not None:
             self._migration.on_peer_migrated(now)
         state = self._lifecycle.state
-        if isinstance(state, Closing):  # (closed by what this datagram carried)
+        if state.is_closing:  # (closed by what this datagram carried)
+            assert isinstance(state, Closing)
             state.on_datagram()
 
     @property
@@ -433,7 +435,8 @@ class Connection:
         if addr is None or not state.is_active:
             return []
         out: list[tuple[bytes, tuple[str, int]]] = []
-        if isinstance(state, Closing):
+        if state.is_closing:
+            assert isinstance(state, Closing)
             if state.send_due:
                 close_datagram = self._builder.build_close_datagram(state.close)
                 if close_datagram:

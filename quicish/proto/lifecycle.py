@@ -30,6 +30,8 @@ class State:
     is_active: ClassVar[bool] = True
     #: Nothing more happens: no timer, no datagram.
     is_closed: ClassVar[bool] = False
+    #: We sent CONNECTION_CLOSE (:class:`Closing`): datagrams are answered with it again.
+    is_closing: ClassVar[bool] = False
 
     @property
     def end(self) -> float | None:
@@ -68,6 +70,7 @@ class Closing(State):
     received: int = 0  # datagrams received while closing
 
     is_open: ClassVar[bool] = False
+    is_closing: ClassVar[bool] = True
 
     @property
     def end(self) -> float | None:
