@@ -143,20 +143,13 @@ class RecordTable:
 
     def on_acked(self, records: Iterable[Record]) -> None:
         """The packet holding ``records`` was acknowledged."""
-        handlers = self._acked
-        for rec in records:
-            try:
-                handler = handlers[type(rec)]
-            except KeyError:
-                raise _unknown(rec) from None
-            if handler is not None:
-                handler(rec)
+        _dispatch(self._acked, records)
 
     def on_packets_acked(self, packets: Iterable[SentPacket]) -> None:
         """``packets`` were acknowledged: ``on_acked`` for each one's records (one call
         per ACK frame, not per packet: this runs for every packet a bulk sender sends)."""
         handlers = self._acked
-        for pkt in packets:
+        for pkt in packets:  # (_dispatch inlined: once per packet acknowledged)
             for rec in pkt.frames:
                 try:
                     handler = handlers[type(rec)]
@@ -167,14 +160,20 @@ class RecordTable:
 
     def on_lost(self, records: Iterable[Record]) -> None:
         """The packet holding ``records`` was declared lost."""
-        handlers = self._lost
-        for rec in records:
-            try:
-                handler = handlers[type(rec)]
-            except KeyError:
-                raise _unknown(rec) from None
-            if handler is not None:
-                handler(rec)
+        _dispatch(self._lost, records)
+
+
+def _dispatch(
+    handlers: dict[type, Callable[[Any], None] | None], records: Iterable[Record]
+) -> None:
+    """Each record to its kind's handler (None: nothing to do)."""
+    for rec in records:
+        try:
+            handler = handlers[type(rec)]
+        except KeyError:
+            raise _unknown(rec) from None
+        if handler is not None:
+            handler(rec)
 
 
 def _unknown(rec: Record) -> UnknownRecordError:
