@@ -411,6 +411,8 @@ def test_odd_packet_numbers_and_headers() -> None:
 def test_odd_largest_pn() -> None:
     rng = random.Random(4)
     py, c = pair(AES256, rng.randbytes(32), rng.randbytes(12), rng.randbytes(32))
+    fast = PacketProtector(py.suite, b"", py.key, py.iv, py.hp_key)
+    assert fast.accelerated
     for pn_len in range(1, 5):
         pn = 1 << (8 * pn_len + 3)
         header = bytes((0x40 | (pn_len - 1),)) + b"\x01" * 8
@@ -436,9 +438,12 @@ def test_odd_largest_pn() -> None:
             True,
             False,
         ):
-            assert c_open_outcome(c, packet, 9, largest) == outcome(
-                py.open_packet, packet, 9, largest
-            ), largest
+            want = outcome(py.open_packet, packet, 9, largest)
+            if type(largest) is int and -(2**62) <= largest <= 2**62:
+                assert c_open_outcome(c, packet, 9, largest) == want, largest
+            else:  # beyond the C decoder: it declines; the protector decides in Python
+                assert c_open_outcome(c, packet, 9, largest) == ("raise", OverflowError)
+            assert outcome(fast.open_packet, packet, 9, largest) == want, largest
         for bad in (1.5, "x", None):
             assert c_open_outcome(c, packet, 9, bad)[0] == "raise"
             assert outcome(py.open_packet, packet, 9, bad)[0] == "raise"

@@ -73,8 +73,9 @@ def _cases() -> list[tuple[int, int, int]]:
 
 
 def test_c_decoder_matches_the_python_definition() -> None:
-    """Every largest_pn the C decoder takes ([-2^62, 2^62]); PacketCipher.open hands any
-    other to the Python definition (test_native_packet_cipher.test_odd_largest_pn)."""
+    """Every largest_pn the C decoder takes ([-2^62, 2^62]); for any other PacketCipher.open
+    raises OverflowError and PacketProtector takes its Python path
+    (test_native_packet_cipher.test_odd_largest_pn)."""
     for largest, truncated, bits in _cases():
         assert c_decode(largest, truncated, bits) == decode_packet_number(
             truncated, bits, largest
@@ -90,9 +91,10 @@ def test_none_means_no_packet_yet() -> None:
 
 
 @needs_c
-def test_c_open_beyond_its_decoder_uses_the_python_definition() -> None:
-    """A largest_pn beyond 2^62 goes through quicish.wire.pn from C: same decoded number
-    as the Python path (seen through a packet sealed with that number)."""
+def test_c_open_declines_beyond_its_decoder_and_the_protector_decides_in_python() -> None:
+    """A largest_pn beyond 2^62: the C open raises OverflowError (it calls nothing above
+    it), and an accelerated PacketProtector opens the packet on its Python path: same
+    decoded number as the Python path (seen through a packet sealed with that number)."""
     largest = PN_MAX + 1000
     full = decode_packet_number(0x1234, 16, largest)
     assert full > PN_MAX
@@ -100,4 +102,8 @@ def test_c_open_beyond_its_decoder_uses_the_python_definition() -> None:
     c = PacketCipher(py.key, py.iv, py.hp_key)
     want = (header, b"payload" * 3, full)
     assert py.open_packet(sealed, 9, largest) == want
-    assert c.open(sealed, 9, largest) == want
+    with pytest.raises(OverflowError):
+        c.open(sealed, 9, largest)
+    fast = PacketProtector(py.suite, b"", py.key, py.iv, py.hp_key)
+    assert fast.accelerated
+    assert fast.open_packet(sealed, 9, largest) == want

@@ -166,24 +166,6 @@ done:
     return out;
 }
 
-/* RFC 9000 A.3 for a largest_pn the C decoder does not take (outside [-2^62, 2^62], or
- * not an exact int): the one Python definition, quicish.wire.pn.decode_packet_number,
- * decides (imported at first need).  The full packet number, or NULL. */
-static PyObject *pc_decode_pn_slow(PyObject *largest, uint32_t truncated, unsigned pn_len)
-{
-    static PyObject *decode;
-    if (!decode) {
-        PyObject *mod = PyImport_ImportModule("quicish.wire.pn");
-        if (!mod)
-            return NULL;
-        decode = PyObject_GetAttrString(mod, "decode_packet_number");
-        Py_DECREF(mod);
-        if (!decode)
-            return NULL;
-    }
-    return PyObject_CallFunction(decode, "kIO", (unsigned long)truncated, 8 * pn_len, largest);
-}
-
 static PyObject *pc_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
@@ -238,10 +220,11 @@ static PyObject *pc_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (!(pn_obj = PyLong_FromLongLong(pn)))
             goto done;
     } else {
-        if (PyErr_Occurred())
-            goto done;
-        if (!(pn_obj = pc_decode_pn_slow(a[2], truncated, pn_len)) || get_pn12(pn_obj, pn12) < 0)
-            goto done;
+        /* Never a received packet's: PacketProtector.open_packet takes the Python path. */
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_OverflowError,
+                            "PacketCipher.open: largest_pn must be an int in [-2^62, 2^62]");
+        goto done;
     }
     ctlen = len - (Py_ssize_t)off - (Py_ssize_t)pn_len; /* >= 16: the sample is in it */
     payload = PyBytes_FromStringAndSize(NULL, ctlen - QR_PC_TAG_SIZE);
@@ -314,7 +297,8 @@ static PyMethodDef pc_methods[] = {
                "+ tag), as PacketProtector.seal_packet.")},
     {"open", (PyCFunction)(void (*)(void))pc_open, FASTCALL_KW,
      PyDoc_STR("open(packet, pn_offset, largest_pn) -> (plain_header, payload, pn) or None "
-               "when the packet is too short to sample or fails authentication.")},
+               "when the packet is too short to sample or fails authentication; OverflowError "
+               "when largest_pn is not an int in [-2^62, 2^62].")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

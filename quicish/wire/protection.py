@@ -443,10 +443,16 @@ class PacketProtector:
             raise DecryptionError("packet too short for header protection sample")
         cipher = self._cipher
         if cipher is not None:
-            opened = cipher.open(packet, pn_offset, largest_pn)
-            if opened is None:
-                raise DecryptionError("packet authentication failed")
-            return opened
+            try:
+                opened = cipher.open(packet, pn_offset, largest_pn)
+            except OverflowError:
+                # A largest_pn the C decoder does not take (beyond 2^62, or not an int):
+                # never a received packet's; the Python path below decides.
+                self._python_contexts()
+            else:
+                if opened is None:
+                    raise DecryptionError("packet authentication failed")
+                return opened
         # remove_header_protection + open_payload, inlined (hot path)
         m0, m4 = _MASK.unpack_from(self._mask(packet[pn_offset + 4 : end]))
         first = packet[0]
