@@ -50,7 +50,7 @@ def test_congestion_experienced_reduces_window_without_loss() -> None:
     delivered = lambda: sid in server.finished  # noqa: E731
     assert net.run_until(delivered, client, server, timeout=60, hook=sender.pump)
     assert net.up.counters.ce_marked > 0
-    cc = net.client._cc
+    cc = net.client._recovery.cc
     assert cc.congestion_events > 0  # CE answered like a loss...
     assert net.client.stats().packets_lost == 0  # ...though nothing was lost
     ce_counted = net.server._spaces[APPLICATION].ecn_counts[2]

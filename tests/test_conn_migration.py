@@ -37,7 +37,7 @@ def test_nat_rebinding_port_change_mid_transfer() -> None:
     net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
-    cc_before = net.server._cc
+    cc_before = net.server._recovery.cc
     old_cid = net.server.peer_cid
     new_addr = (net.client_addr[0], net.client_addr[1] + 1)
     net.client_addrs[0] = new_addr  # the NAT gave the client a new port
@@ -46,7 +46,7 @@ def test_nat_rebinding_port_change_mid_transfer() -> None:
     assert [e.addr for e in validated] == [new_addr]
     assert net.server.peer_addr == new_addr
     assert net.server.stats().path_migrations == 1
-    assert net.server._cc is cc_before  # port-only change: congestion state kept
+    assert net.server._recovery.cc is cc_before  # port-only change: congestion state kept
     assert net.server.peer_cid != old_cid  # a fresh CID towards the new address
     assert net.lost_to_stale > 0  # some datagrams still went to the old port
 
@@ -55,11 +55,11 @@ def test_address_change_resets_congestion_and_rtt() -> None:
     net, c, s = make_path_pair()
     sid = _start_download(net, c, s)
     _run_until_received(net, c, s, sid, len(DATA) // 4)
-    cc_before = net.server._cc
+    cc_before = net.server._recovery.cc
     net.client_addrs[0] = ("10.0.9.9", 40000)  # a new IP address (rebind-addr)
     _finish(net, c, s, sid)
     assert [e.addr for e in s.of(ev.PathValidated)] == [("10.0.9.9", 40000)]
-    assert net.server._cc is not cc_before  # RFC 9000 9.4: new path, new congestion state
+    assert net.server._recovery.cc is not cc_before  # RFC 9000 9.4: new path, new congestion state
 
 
 def test_unvalidated_new_path_stays_within_3x() -> None:

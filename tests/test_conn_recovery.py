@@ -138,7 +138,7 @@ class CcAudit:
     """Checks every congestion controller call of a connection against RFC 9002 7.3."""
 
     def __init__(self, net: Net) -> None:
-        self.cc = cc = net.client._cc
+        self.cc = cc = net.client._recovery.cc
         self.growth_checks = 0
         self.reductions: list[tuple[float, int, int]] = []  # (now, cwnd before, after)
         self.persistent: list[int] = []
@@ -185,7 +185,7 @@ def test_slow_start_grows_by_bytes_acked() -> None:
     audit = CcAudit(net)
     c, s, sid, _data, sender = start_transfer(net, 2 << 20)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=30, hook=sender.pump)
-    cc = net.client._cc
+    cc = net.client._recovery.cc
     assert cc.cwnd == net.client.stats().cwnd
     assert cc.ssthresh == math.inf and cc.congestion_events == 0
     assert audit.growth_checks > 50 and not audit.reductions
@@ -216,7 +216,7 @@ def test_one_reduction_per_loss_episode(algo: str, beta: float) -> None:
     audit = CcAudit(net)
     c, s, sid, data, sender = start_transfer(net, 3 << 20)
     hits = _drop_burst(net, 60, 5)
-    cc = net.client._cc
+    cc = net.client._recovery.cc
     assert net.run_until(lambda: len(audit.reductions) >= 1, c, s, timeout=30, hook=sender.pump)
     assert len(hits) == 5
     # Let recovery finish: all five were declared lost, in one episode.
@@ -242,11 +242,13 @@ def test_persistent_congestion_collapses_window() -> None:
     net = make_net(link=LinkSpec(delay=0.02), client_kw=RENO, server_kw=BIG)
     audit = CcAudit(net)
     c, s, sid, data, sender = start_transfer(net, 3 << 20)
-    assert net.run_until(lambda: net.client._cc.cwnd > 100_000, c, s, timeout=10, hook=sender.pump)
+    assert net.run_until(
+        lambda: net.client._recovery.cc.cwnd > 100_000, c, s, timeout=10, hook=sender.pump
+    )
     t0 = net.now
     net.drop = lambda direction, index, d, now: direction == "up" and t0 <= now < t0 + 1.5
     assert net.run_until(lambda: bool(audit.persistent), c, s, timeout=10, hook=sender.pump)
-    cc = net.client._cc
+    cc = net.client._recovery.cc
     assert audit.persistent == [2 * 1200] and cc.minimum_window == 2400
     assert net.client._recovery.persistent_congestion_events == 1
     # min_rtt was reset to the latest sample (RFC 9002 5.2), and the transfer recovers.

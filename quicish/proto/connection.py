@@ -39,7 +39,6 @@ from ..wire.packet import (
 from . import events as ev
 from .cid import LocalCids, PeerCids
 from .congestion import create as create_congestion_controller
-from .congestion.base import CongestionController
 from .event_queue import DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD
 from .event_queue import EventQueue
 from .frame_handlers import FrameHandlers
@@ -897,10 +896,6 @@ class Connection:
     def peer_addr(self) -> tuple[str, int] | None:
         """The peer's address on the current path (None before the first datagram)."""
         return self._paths.current.addr
-
-    @property
-    def _cc(self) -> CongestionController:
-        return self._recovery.cc
 
     @property
     def local_path(self) -> int:

@@ -730,26 +730,11 @@ class PacketBuilder:
                 pn_length,
             )
         packet = tx.seal_packet(header, payload, pn)
-        size = len(packet)
-        sent = SentPacket(pn, now, size, eliciting, in_flight, space.index, records)
-        if self.sealed_ahead is not None:
-            # start_hello(): connect() records it, at its own time, when it is really sent
-            self.sealed_ahead.append(sent)
-            return packet
-        if self.tracer is not None or probe_path is not None:
+        sent = SentPacket(pn, now, len(packet), eliciting, in_flight, space.index, records)
+        if self.sealed_ahead is None:
             self.record_sent(sent, probe_path)
-            return packet
-        # record_sent() inlined: the common case, once per packet sent (0.6% of the
-        # bulk path's instructions under callgrind)
-        self._recovery.on_packet_sent(sent)
-        if in_flight:
-            self.cc.on_packet_sent(size, now)
-            self._pacer.on_packet_sent(size, now)
-        idle = self._idle
-        if eliciting and idle.restart_pending:
-            idle.last_activity = now
-            idle.restart_pending = False
-        self._stats.packets_sent += 1
+        else:  # start_hello(): connect() records it, at its own time, when it is really sent
+            self.sealed_ahead.append(sent)
         return packet
 
     def _skip_packet_number(self, space: PacketSpace, pn: int) -> int:
@@ -761,8 +746,7 @@ class PacketBuilder:
 
     def record_sent(self, sent: SentPacket, probe_path: Path | None = None) -> None:
         """Tell recovery, congestion control, the pacer and the idle timer that a packet
-        left at its ``sent_time`` (on ``probe_path``, for a probe of another path); also
-        tells the tracer. :meth:`_seal` does the same inline when there is no tracer."""
+        left at its ``sent_time`` (on ``probe_path``, for a probe of another path)."""
         now, size = sent.sent_time, sent.size
         self._recovery.on_packet_sent(sent)
         if sent.in_flight:
