@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz import tparams
 from fuzz.common import load_hex
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.wire.buffer import Buffer
@@ -53,7 +54,7 @@ from quicish.wire.packet import (
     iter_packets,
     parse_header,
 )
-from quicish.wire.transport_params import PreferredAddress, TransportParameters, VersionInformation
+from quicish.wire.transport_params import TransportParameters
 
 MAXV = (1 << 62) - 1
 CORPUS = Path(__file__).resolve().parent / "corpus" / "wire"
@@ -209,28 +210,7 @@ def _sample_packets() -> list[bytes]:
 
 
 SAMPLE_PACKETS = _sample_packets()
-SAMPLE_TP = [
-    TransportParameters(
-        original_destination_connection_id=b"odcid",
-        max_idle_timeout=30000,
-        stateless_reset_token=bytes(16),
-        max_udp_payload_size=1500,
-        initial_max_data=1 << 20,
-        initial_max_streams_bidi=100,
-        ack_delay_exponent=5,
-        max_ack_delay=40,
-        disable_active_migration=True,
-        preferred_address=PreferredAddress(("1.2.3.4", 443), ("::1", 443), b"cid", bytes(16)),
-        active_connection_id_limit=4,
-        initial_source_connection_id=b"iscid",
-        retry_source_connection_id=b"rscid",
-        max_datagram_frame_size=1200,
-        version_information=VersionInformation(QUIC_V1, [QUIC_V1, QUIC_V2]),
-        grease_quic_bit=True,
-        unknown={27: b"grease"},
-    ).encode(),
-    TransportParameters(initial_source_connection_id=b"", initial_max_data=10).encode(),
-]
+SAMPLE_TP = [tparams.FULL_SAMPLE.encode(), tparams.CLIENT_SAMPLE.encode()]
 
 INTERESTING = [0x00, 0x01, 0x3F, 0x40, 0x7F, 0x80, 0xBF, 0xC0, 0xFF]
 
