@@ -4,6 +4,7 @@ payloads held in a bounded queue (the oldest dropped beyond ``Config.datagram_re
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from . import events as ev
 from .stats import ConnectionStats
@@ -18,10 +19,12 @@ _DATAGRAM_SLOT = ev.Event()
 class EventQueue:
     """Events in the order they happened; a received DATAGRAM takes its place among them."""
 
-    __slots__ = ("_datagrams", "_events", "_limit", "_size", "_stale", "_stats")
+    __slots__ = ("_datagrams", "_events", "_limit", "_size", "_stale", "_stats", "append")
 
     def __init__(self, limit: int, stats: ConnectionStats) -> None:
         self._events: deque[ev.Event] = deque()
+        #: ``append(event)``: queue an event (the deque's own method: no call in between).
+        self.append: Callable[[ev.Event], None] = self._events.append
         # Received DATAGRAM payloads not yet handed out; each has a slot in _events, and
         # _stale counts the leading slots whose payload was dropped.
         self._datagrams: deque[bytes] = deque()
@@ -32,9 +35,6 @@ class EventQueue:
 
     def __len__(self) -> int:
         return len(self._events)
-
-    def append(self, event: ev.Event) -> None:
-        self._events.append(event)
 
     def next(self) -> ev.Event | None:
         """The oldest undelivered event, or None."""
@@ -71,5 +71,6 @@ class EventQueue:
                     stale -= 1
                 else:
                     kept.append(event)
-            self._events = kept
+            self._events.clear()  # (in place: ``append`` is bound to this deque)
+            self._events.extend(kept)
             self._stale = 0

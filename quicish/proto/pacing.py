@@ -79,7 +79,8 @@ class Pacer:
         """None if a packet of ``size`` (default: full-size) may go now, else when it may."""
         if self.rate <= 0.0:
             return None
-        self._refill(now)
+        if now != self.updated_at:  # (a burst of packets shares one ``now``: no call)
+            self._refill(now)
         need = float(self.max_datagram_size if size is None else size)
         if need > self.capacity:
             need = self.capacity
@@ -95,7 +96,8 @@ class Pacer:
         if self.rate <= 0.0:
             self.updated_at = now
             return
-        self._refill(now)
+        if now != self.updated_at:  # (usually refilled by next_send_time already)
+            self._refill(now)
         tokens = self.tokens - size
         # Packets sent against the pacer's advice (probes) borrow at most one burst.
         self.tokens = tokens if tokens > -self.capacity else -self.capacity

@@ -569,7 +569,11 @@ class PacketBuilder:
         out = self._seal(
             space, tx, _ONE_RTT, pn, truncated, pn_length, buf.take(), records, True, True, now
         )
-        self._count_datagram(out, self._paths.current)
+        size = len(out)  # (_count_datagram inlined: once per packet of a bulk transfer)
+        self._paths.current.bytes_sent += size
+        stats = self._stats
+        stats.datagrams_sent += 1
+        stats.bytes_sent += size
         return out
 
     # ---- path probes and CONNECTION_CLOSE --------------------------------------------------

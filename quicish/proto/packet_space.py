@@ -145,5 +145,5 @@ def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) ->
     def ack_acked(rec: AckRecord) -> None:
         spaces[rec.space].on_ack_acknowledged(rec.largest)
 
-    table.register(CryptoRecord, crypto_acked, crypto_lost)
-    table.register(AckRecord, ack_acked)  # a lost ACK is not re-sent: the next one says more
+    # (a lost ACK is not re-sent: the next one says more)
+    table.register_all({CryptoRecord: (crypto_acked, crypto_lost), AckRecord: (ack_acked, None)})

@@ -10,11 +10,13 @@ number spaces CRYPTO and ACK, the connection HANDSHAKE_DONE and PING.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 Record = tuple[Any, ...]  # any of the NamedTuples below
 R = TypeVar("R", bound=tuple[Any, ...])
+#: A record type's answers: (on acknowledgement, on loss), either None for nothing to do.
+Handlers = tuple[Callable[[Any], None] | None, Callable[[Any], None] | None]
 
 #: ``new_record(StreamRecord, (stream_id, offset, length, fin))`` is
 #: ``StreamRecord(stream_id, offset, length, fin)`` without the NamedTuple's Python-level
@@ -126,10 +128,18 @@ class RecordTable:
     ) -> None:
         """Make ``acked``/``lost`` the answers to records of type ``kind``; each type has
         one owner (registering it twice is a ValueError)."""
-        if kind in self._acked:
-            raise ValueError(f"{kind.__name__} is registered already")
-        self._acked[kind] = acked
-        self._lost[kind] = lost
+        self.register_all({kind: (acked, lost)})
+
+    def register_all(self, handlers: Mapping[type, Handlers]) -> None:
+        """``register`` for several types at once, ``{kind: (acked, lost)}``: what an owner
+        of many types calls (once per connection, so once per handshake)."""
+        acked, lost = self._acked, self._lost
+        if not acked.keys().isdisjoint(handlers):
+            taken = ", ".join(k.__name__ for k in handlers if k in acked)
+            raise ValueError(f"{taken} is registered already")
+        for kind, (on_acked, on_lost) in handlers.items():
+            acked[kind] = on_acked
+            lost[kind] = on_lost
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._acked

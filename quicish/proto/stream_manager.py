@@ -698,16 +698,21 @@ class StreamManager:
     # ---- sent-frame records ------------------------------------------------------------------
     def register_records(self, table: RecordTable) -> None:
         """Register the answers to the records this manager writes (see ``records``)."""
-        table.register(StreamRecord, self._on_stream_record_acked, self._on_stream_record_lost)
-        table.register(ResetStreamRecord, self._on_reset_acked, self._on_reset_lost)
-        table.register(StopSendingRecord, lost=self._on_stop_sending_lost)
-        table.register(MaxDataRecord, lost=self._on_max_data_lost)
-        table.register(MaxStreamDataRecord, lost=self._on_max_stream_data_lost)
-        table.register(MaxStreamsRecord, lost=lambda r: self.on_max_streams_lost(r.bidi, r.limit))
-        table.register(DataBlockedRecord, lost=self._on_data_blocked_lost)
-        table.register(StreamDataBlockedRecord, lost=self._on_stream_data_blocked_lost)
-        table.register(
-            StreamsBlockedRecord, lost=lambda r: self.on_streams_blocked_lost(r.bidi, r.limit)
+        table.register_all(
+            {
+                StreamRecord: (self._on_stream_record_acked, self._on_stream_record_lost),
+                ResetStreamRecord: (self._on_reset_acked, self._on_reset_lost),
+                StopSendingRecord: (None, self._on_stop_sending_lost),
+                MaxDataRecord: (None, self._on_max_data_lost),
+                MaxStreamDataRecord: (None, self._on_max_stream_data_lost),
+                MaxStreamsRecord: (None, lambda r: self.on_max_streams_lost(r.bidi, r.limit)),
+                DataBlockedRecord: (None, self._on_data_blocked_lost),
+                StreamDataBlockedRecord: (None, self._on_stream_data_blocked_lost),
+                StreamsBlockedRecord: (
+                    None,
+                    lambda r: self.on_streams_blocked_lost(r.bidi, r.limit),
+                ),
+            }
         )
 
     def _on_stream_record_acked(self, rec: StreamRecord) -> None:

@@ -277,6 +277,8 @@ def push_stream_frame(
 
 def stream_frame_overhead(stream_id: int, offset: int, length: int) -> int:
     """Bytes a STREAM frame with a Length field adds on top of ``length`` bytes of data."""
+    if stream_id < 0x40 and 0x40 <= length < 0x4000 and 0x4000 <= offset < 0x40000000:
+        return 8  # the bulk case push_stream_frame also takes its fast path for
     size = 1 + _vsize(stream_id) + _vsize(length)
     if offset:
         size += _vsize(offset)

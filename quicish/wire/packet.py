@@ -286,7 +286,8 @@ def encode_short_header(
     """An unprotected 1-RTT header ending with the packet number (truncated to ``pn_length``)."""
     if not 1 <= pn_length <= 4:
         raise ValueError("pn_length must be 1..4")
-    _check_cid(dcid)
+    if len(dcid) > MAX_CID_LENGTH:  # (_check_cid inlined: per-packet path)
+        _check_cid(dcid)
     first = 0x40 | (pn_length - 1)
     if spin:
         first |= _SPIN_BIT
