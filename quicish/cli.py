@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from . import __version__, hq
+from . import __version__, hq, log
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="log connection events to stderr (-v: lifecycle, -vv: debug)",
+        help="log to stderr (-v: connection lifecycle at INFO, -vv: also every packet at DEBUG)",
     )
     parser.add_argument("--version", action="version", version=f"quicish {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    with log.cli_logging(args.verbose):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve":
             return run(_serve(args))

@@ -875,6 +875,11 @@ class Connection:
     # Connection IDs, paths, migration and stateless reset (RFC 9000 5.1, 8.2, 9, 10.3)
     # ---------------------------------------------------------------------------------------
     @property
+    def original_dcid(self) -> bytes:
+        """The DCID of the client's first Initial, which both ends know (b"" until then)."""
+        return self._handshake.original_dcid
+
+    @property
     def peer_cid(self) -> bytes:
         """The connection ID our packets carry (the peer's)."""
         return self._builder.peer_cid
