@@ -29,17 +29,19 @@ CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
 def build_parser() -> argparse.ArgumentParser:
     """The ``quicish`` argument parser (every option has help text)."""
     parser = argparse.ArgumentParser(prog="quicish", description="QUIC file transfer (hq-interop)")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log to stderr (-v: connection lifecycle at INFO, -vv: also every packet at DEBUG)",
+    verbose_help = (
+        "log to stderr (-v: connection lifecycle at INFO, -vv: also every packet at DEBUG)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
+    # Also after the subcommand (``quicish serve -v``); absent there, the count above stands.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=verbose_help
     )
     parser.add_argument("--version", action="version", version=f"quicish {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="serve files under a directory")
+    s = sub.add_parser("serve", help="serve files under a directory", parents=[verbose])
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     s.add_argument(
         "--port",
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
-    g = sub.add_parser("get", help="fetch https://host:port/path URLs over one connection")
+    g = sub.add_parser(
+        "get", help="fetch https://host:port/path URLs over one connection", parents=[verbose]
+    )
     g.add_argument("urls", nargs="+", help="https://host:port/path URLs, all on one server")
     g.add_argument(
         "--output",

@@ -12,8 +12,8 @@ convention: nothing is shown until the application configures logging):
 Every line about one connection starts with ``[<ODCID hex>]``: the original destination
 connection ID, which the client picks for its first Initial and both ends know, so the two
 ends' lines share it, and which names the connection's qlog files. Records also carry it as
-the ``connection_id`` attribute (``%(connection_id)s`` in a format; ``-`` on other lines
-only if a filter adds it).
+the ``connection_id`` attribute, with ``role`` (``client``/``server``), for formats and
+filters (other records lack them).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ CLI_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A logger whose lines start with ``[<connection ID hex>]`` and whose records carry
-    ``connection_id``."""
+    ``connection_id`` and ``role`` (``client``/``server``)."""
 
-    def __init__(self, logger: logging.Logger, cid: bytes) -> None:
+    def __init__(self, logger: logging.Logger, cid: bytes, role: str = "-") -> None:
         ident = cid.hex() or "-"
-        super().__init__(logger, {"connection_id": ident})
+        super().__init__(logger, {"connection_id": ident, "role": role})
         self.prefix = f"[{ident}] "
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
@@ -101,21 +101,16 @@ class AdmissionLog:
     def __init__(self, admission: _Admission, where: str) -> None:
         self._admission = admission
         self._where = where
-        self._refused = 0  # refusals counted so far
-        self._episode: tuple[int, int] | None = None  # (retried, dropped) when it began
+        self._counts = (0, 0)  # (Retries under pressure, drops) seen so far
+        self._base: tuple[int, int] | None = None  # the counts before this episode
         self._log = logging.getLogger(ENDPOINT)
-
-    def _count(self) -> int:
-        a = self._admission
-        return a.dropped + (a.retried if a.mode == "auto" else 0)
 
     def check(self) -> None:
         a = self._admission
-        refused = self._count()
-        if refused != self._refused:
-            self._refused = refused
-            if self._episode is None:
-                self._episode = (a.retried, a.dropped)
+        counts = (a.retried if a.mode == "auto" else 0, a.dropped)
+        if counts != self._counts:
+            if self._base is None:
+                self._base = self._counts
                 self._log.warning(
                     "[%s] admission pressure: %d handshakes in progress "
                     "(retry_threshold %d, max_half_open %d): new clients get a Retry%s",
@@ -125,18 +120,18 @@ class AdmissionLog:
                     a.max_half_open,
                     " or are dropped" if a.half_open >= a.max_half_open else "",
                 )
-        elif self._episode is not None and a.half_open < min(
+            self._counts = counts
+        elif self._base is not None and a.half_open < min(
             a.max_half_open, a.retry_threshold if a.mode == "auto" else a.max_half_open
         ):
-            retried, dropped = self._episode
-            self._episode = None
+            (retried, dropped), self._base = self._base, None
             self._log.info(
                 "[%s] admission pressure over: %d handshakes in progress; %d Retries, "
                 "%d clients dropped meanwhile",
                 self._where,
                 a.half_open,
-                a.retried - retried if a.mode == "auto" else 0,
-                a.dropped - dropped,
+                counts[0] - retried,
+                counts[1] - dropped,
             )
 
 

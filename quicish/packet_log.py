@@ -190,6 +190,7 @@ class Traceable(Protocol):
     """What :func:`attach_packet_log` needs of a connection (the sans-IO ``Connection``)."""
 
     tracer: Tracer | None
+    is_client: bool
 
     @property
     def original_dcid(self) -> bytes: ...
@@ -197,16 +198,22 @@ class Traceable(Protocol):
 
 class PacketLog:
     """The sink: one DEBUG line per packet event on ``quicish.packet``, starting with the
-    connection's ID; records carry ``connection_id`` and ``qlog_event`` (the event name).
-    ``source``: the connection ID, or the connection (held weakly), whose original DCID is
-    read at the first event (a client picks it when it connects)."""
+    connection's ID; records carry ``connection_id``, ``role`` (``client``/``server``) and
+    ``qlog_event`` (the event name). ``source``: the connection ID, or the connection (held
+    weakly), whose original DCID is read at the first event (a client picks it when it
+    connects)."""
 
-    __slots__ = ("_ident", "_logger", "_source")
+    __slots__ = ("_ident", "_logger", "_role", "_source")
 
-    def __init__(self, source: bytes | Traceable, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, source: bytes | Traceable, logger: logging.Logger | None = None, role: str = "-"
+    ) -> None:
         self._logger = logger or _packet_logger
-        self._ident = source.hex() if isinstance(source, bytes) else ""
-        self._source = None if isinstance(source, bytes) else weakref.ref(source)
+        if isinstance(source, bytes):
+            self._ident, self._source, self._role = source.hex(), None, role
+        else:
+            self._ident, self._source = "", weakref.ref(source)
+            self._role = "client" if source.is_client else "server"
 
     def _id(self) -> str:
         if not self._ident:
@@ -224,7 +231,7 @@ class PacketLog:
         line = packet_line(name, data)
         if line is not None:
             ident = self._id()
-            extra = {"connection_id": ident, "qlog_event": name}
+            extra = {"connection_id": ident, "role": self._role, "qlog_event": name}
             logger.debug("[%s] %s", ident, line, extra=extra)
 
 

@@ -88,7 +88,6 @@ class QuicConnection:
         self.validated_paths: list[tuple[Address, int]] = []
         self._started = clock()  # for the lifecycle log lines
         self._path: tuple[Any, Any] | None = None  # (local, peer) last logged
-        self._app_close = False  # close() was called: an application close
 
     # ---- public API --------------------------------------------------------------------------
     @property
@@ -259,7 +258,6 @@ class QuicConnection:
         connection IDs and, for a client, the socket) runs in the background."""
         if self._proto.is_terminated:
             return
-        self._app_close = True
         self._proto.close(error_code, reason, now=clock())
         self._endpoint.mark_dirty(self)
         self._endpoint.flush()  # the close goes out now; events (termination) processed
@@ -484,7 +482,9 @@ class QuicConnection:
 
     # ---- lifecycle log lines (quicish.connection, INFO) ----------------------------------------
     def _log(self) -> log.ConnectionLogger:
-        return log.ConnectionLogger(lifecycle_log, self._proto.original_dcid)
+        proto = self._proto
+        role = "client" if proto.is_client else "server"
+        return log.ConnectionLogger(lifecycle_log, proto.original_dcid, role)
 
     def _log_handshake(self, event: ev.HandshakeCompleted) -> None:
         if not lifecycle_log.isEnabledFor(logging.INFO):
@@ -528,19 +528,12 @@ class QuicConnection:
         if not lifecycle_log.isEnabledFor(logging.INFO):
             return
         s = self._proto.stats()
-        # Ours: an application close iff close() was called; the peer's: a 0x1d frame
-        # (no frame type; a code-0 one reads as NO_ERROR, which it means either way).
-        application = (
-            self._app_close
-            if not event.by_peer
-            else event.frame_type is None and event.error_code != 0
-        )
         self._log().info(
             "%s closed by %s: code %s%s after %.3f s; packets sent %d, received %d, lost %d; "
             "bytes sent %d, received %d, lost %d, stream bytes retransmitted %d; RTT %.1f ms",
             "client" if self._proto.is_client else "server",
             "peer" if event.by_peer else "us",
-            log.close_code(event.error_code, application),
+            log.close_code(event.error_code, event.application),
             f", reason {event.reason!r}" if event.reason else "",
             clock() - self._started,
             s.packets_sent,

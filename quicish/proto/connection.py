@@ -385,7 +385,7 @@ class Connection:
                 start, offset = offset, header.packet_end
                 self._receive_packet(data, start, header, addr, now)
         except ProtocolError as exc:
-            logger.info("closing: %s", exc)
+            logger.debug("closing: %s", exc)
             self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
         except Exception as exc:  # a bug, or MemoryError in reassembly: this connection ends
@@ -465,7 +465,7 @@ class Connection:
         try:
             self._handshake.finish_flight(now)
         except ProtocolError as exc:
-            logger.info("closing: %s", exc)
+            logger.debug("closing: %s", exc)
             self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
         except Exception as exc:  # a bug: this connection ends, no other
             logger.exception("closing: internal error")
@@ -955,7 +955,7 @@ class Connection:
             return False
         if not self._peer_cids.is_reset_token(bytes(data[-16:])):
             return False
-        logger.info("stateless reset received: the peer lost the connection")
+        logger.debug("stateless reset received: the peer lost the connection")
         self._lifecycle.drain(ErrorCode.NO_ERROR, "stateless reset", None, now)
         return True
 
