@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_support import pair, timed
+from aio_support import echo_once, pair, timed
 from hostile_support import InitialForger
 from support import server_config
 from test_cli import ENV, ROOT, TIMEOUT, get, serve_files, url
@@ -451,3 +451,35 @@ def test_cli_verbose_lines_on_stderr(tmp_path: Path) -> None:
         for ln in server
     ), server
     assert any(f"[{odcid}] server closed by peer: code 0x0 (application)" in ln for ln in server)
+
+
+@timed(30)
+async def test_migration_is_one_path_changed_line_on_each_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Active migration: the client logs its local address change, the server its peer's,
+    both with the connection's ID."""
+    caplog.set_level(logging.INFO, logger="quicish.connection")
+    accepted: list[QuicConnection] = []
+    async with pair(on_connection=accepted.append) as (_, client):
+        assert await echo_once(client, b"before") == b"before"
+        old = client.local_address[1]
+        await client.migrate()
+        new = client.local_address[1]
+        assert new != old
+        assert await echo_once(client, b"after") == b"after"
+        server = accepted[0]
+        for _ in range(100):  # the server switches once the new path is validated
+            if server.remote_address == ("127.0.0.1", new):
+                break
+            await asyncio.sleep(0.01)
+        odcid = client.original_dcid.hex()
+    changes = {
+        (r.role, r.getMessage())  # type: ignore[attr-defined]
+        for r in _records(caplog, "quicish.connection")
+        if "path changed" in r.getMessage()
+    }
+    assert changes == {
+        ("client", f"[{odcid}] path changed: local 0.0.0.0:{old} -> 0.0.0.0:{new}"),
+        ("server", f"[{odcid}] path changed: peer 127.0.0.1:{old} -> 127.0.0.1:{new}"),
+    }
