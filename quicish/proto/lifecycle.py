@@ -142,6 +142,7 @@ class Lifecycle:
         frame_type: int | None,
         by_peer: bool,
         application: bool = False,
+        now: float | None = None,
     ) -> None:
         """Report the end (once: only while open; the caller then moves the connection to
         closing, draining or closed)."""
@@ -161,7 +162,7 @@ class Lifecycle:
         (RFC 9000 10.2.1)."""
         if not self.state.is_open:
             return
-        self.terminate(code, reason, frame_type, by_peer=False, application=application)
+        self.terminate(code, reason, frame_type, False, application, now)
         base = now if now is not None else self._idle.last_activity
         close = CloseReason(code, frame_type, reason, application)
         self.state = Closing(close, base + 3 * self._recovery.pto_interval())
@@ -185,7 +186,7 @@ class Lifecycle:
     ) -> None:
         """The peer closed (or reset the connection): report it, then drain for three PTOs
         (RFC 9000 10.2.2)."""
-        self.terminate(code, reason, frame_type, by_peer=True, application=application)
+        self.terminate(code, reason, frame_type, True, application, now)
         self.state = Draining(now + 3 * self._recovery.pto_interval())
 
     def end(self) -> None:
