@@ -1,7 +1,8 @@
 """quicish's loggers, the connection-ID prefix of their lines, and the CLI's wiring.
 
-Loggers (all under ``quicish``, which carries a :class:`logging.NullHandler`, the library
-convention: nothing is shown until the application configures logging):
+Loggers, all under ``quicish``. The library adds no handler: until the application
+configures logging, Python's last-resort handler shows WARNING and above on stderr (a
+missing C core, ``verify=False``, a socket's errors) and nothing below.
 
 * ``quicish.connection``: INFO lifecycle lines (handshake done, path change, close);
 * ``quicish.packet``: DEBUG, one line per packet sent, received, lost or dropped
@@ -31,8 +32,6 @@ ROOT = "quicish"
 CONNECTION = "quicish.connection"
 ENDPOINT = "quicish.endpoint"
 PACKET = "quicish.packet"
-
-logging.getLogger(ROOT).addHandler(logging.NullHandler())
 
 #: The CLI's line format: time, level, logger, message (which starts with the ID).
 CLI_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -379,18 +379,23 @@ def test_connection_logger_and_close_codes(caplog: pytest.LogCaptureFixture) -> 
 
 
 # ---- defaults and the command line -----------------------------------------------------------
-def test_library_alone_shows_nothing_and_cli_logging_is_undone() -> None:
-    """A NullHandler on ``quicish``: without logging configured by the application, not even
-    a WARNING reaches stderr (Python's last-resort handler is not used)."""
+def test_library_alone_shows_warnings_only_and_cli_logging_is_undone() -> None:
+    """No handler of its own: with logging not configured by the application, a connection's
+    INFO lines stay invisible and a WARNING reaches stderr (Python's last-resort handler)."""
     code = (
-        "import logging, quicish\n"
-        "logging.getLogger('quicish.endpoint').warning('should not show')\n"
-        "logging.getLogger('other').warning('shows')\n"
+        "import asyncio, logging, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from aio_support import pair, echo_once\n"
+        "async def main():\n"
+        "    async with pair() as (_, conn):\n"
+        "        assert await echo_once(conn, b'hi') == b'hi'\n"
+        "asyncio.run(main())\n"
+        "logging.getLogger('quicish.endpoint').warning('an operator must see this')\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=ROOT
     )
-    assert out.returncode == 0 and out.stderr == "shows\n", out.stderr
+    assert out.returncode == 0 and out.stderr == "an operator must see this\n", out.stderr
     ours, root = logging.getLogger("quicish"), logging.getLogger()
     before = (ours.level, root.level, list(root.handlers))
     with cli_logging(2) as handler:
