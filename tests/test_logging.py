@@ -488,3 +488,24 @@ async def test_migration_is_one_path_changed_line_on_each_end(
         ("client", f"[{odcid}] path changed: local 0.0.0.0:{old} -> 0.0.0.0:{new}"),
         ("server", f"[{odcid}] path changed: peer 127.0.0.1:{old} -> 127.0.0.1:{new}"),
     }
+
+
+@timed()
+async def test_a_failing_stream_handler_is_an_error_line_with_the_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(reader: Any, writer: Any) -> None:
+        await reader.read()
+        raise RuntimeError("handler bug")
+
+    caplog.set_level(logging.ERROR, logger="quicish")
+    async with pair(broken) as (_, client):
+        reader, writer = await client.open_stream()
+        writer.write_eof()
+        with pytest.raises(quicish.StreamResetError):
+            await reader.read()
+        odcid = client.original_dcid.hex()
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.name == "quicish" and record.role == "server"  # type: ignore[attr-defined]
+    assert record.getMessage() == f"[{odcid}] stream handler failed"
+    assert record.exc_info is not None and "handler bug" in str(record.exc_info[1])

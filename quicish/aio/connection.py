@@ -466,25 +466,26 @@ class QuicConnection:
             return
         exc = task.exception()
         if isinstance(exc, QuicError):
-            logger.debug("connection callback ended: %s", exc)
+            self._log(logger).debug("connection callback ended: %s", exc)
         elif exc is not None:
-            logger.error("connection callback failed", exc_info=exc)
+            self._log(logger).error("connection callback failed", exc_info=exc)
 
     async def _run_handler(self, coro: Awaitable[None], writer: QuicStreamWriter) -> None:
         try:
             await coro
         except QuicError as exc:
-            logger.debug("stream handler ended: %s", exc)
+            self._log(logger).debug("stream handler ended: %s", exc)
         except Exception:
-            logger.exception("stream handler failed")
+            self._log(logger).exception("stream handler failed")
             if not writer.is_closing():
                 writer.reset(0x1)
 
     # ---- lifecycle log lines (quicish.connection, INFO) ----------------------------------------
-    def _log(self) -> log.ConnectionLogger:
+    def _log(self, base: logging.Logger = lifecycle_log) -> log.ConnectionLogger:
+        """``base`` (the lifecycle logger by default), its lines prefixed with our ID."""
         proto = self._proto
         role = "client" if proto.is_client else "server"
-        return log.ConnectionLogger(lifecycle_log, proto.original_dcid, role)
+        return log.ConnectionLogger(base, proto.original_dcid, role)
 
     def _log_handshake(self, event: ev.HandshakeCompleted) -> None:
         if not lifecycle_log.isEnabledFor(logging.INFO):
