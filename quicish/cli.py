@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from . import __version__, hq
+from . import __version__, hq, log
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
@@ -29,17 +29,19 @@ CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
 def build_parser() -> argparse.ArgumentParser:
     """The ``quicish`` argument parser (every option has help text)."""
     parser = argparse.ArgumentParser(prog="quicish", description="QUIC file transfer (hq-interop)")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log connection events to stderr (-v: lifecycle, -vv: debug)",
+    verbose_help = (
+        "log to stderr (-v: connection lifecycle at INFO, -vv: also every packet at DEBUG)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
+    # Also after the subcommand (``quicish serve -v``); absent there, the count above stands.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=verbose_help
     )
     parser.add_argument("--version", action="version", version=f"quicish {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="serve files under a directory")
+    s = sub.add_parser("serve", help="serve files under a directory", parents=[verbose])
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     s.add_argument(
         "--port",
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
-    g = sub.add_parser("get", help="fetch https://host:port/path URLs over one connection")
+    g = sub.add_parser(
+        "get", help="fetch https://host:port/path URLs over one connection", parents=[verbose]
+    )
     g.add_argument("urls", nargs="+", help="https://host:port/path URLs, all on one server")
     g.add_argument(
         "--output",
@@ -159,8 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    with log.cli_logging(args.verbose):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve":
             return run(_serve(args))

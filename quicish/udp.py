@@ -15,7 +15,9 @@ import os
 import socket
 import struct
 
-logger = logging.getLogger("quicish")
+from .log import ENDPOINT
+
+logger = logging.getLogger(ENDPOINT)
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 UDP_GRO = getattr(socket, "UDP_GRO", 104)
@@ -38,6 +40,7 @@ class UdpSocket:
         self.sock = sock
         sock.setblocking(False)
         self._address: Address | None = None
+        self._send_errors: set[int | None] = set()  # errnos warned about (once each)
         self.gso = False
         self.gro = False
         if os.environ.get("QUICISH_GSO", "1") != "0" and hasattr(socket, "SOL_UDP"):
@@ -147,7 +150,16 @@ class UdpSocket:
                     logger.warning("UDP GSO failed (%s); falling back to single sends", exc)
                     self.gso = False
                     continue
-                logger.debug("send to %s failed: %s", addr, exc)
+                if exc.errno in self._send_errors:
+                    logger.debug("UDP send to %s failed: %s", addr, exc)
+                else:  # an operator's concern (routing, firewall, MTU): once per kind
+                    self._send_errors.add(exc.errno)
+                    logger.warning(
+                        "UDP send from port %s to %s failed: %s (repeats only at DEBUG)",
+                        self.address[1],
+                        addr,
+                        exc,
+                    )
             i = j
         return []
 

@@ -75,7 +75,7 @@ async def test_lifecycle_is_logged_at_info_with_the_connection_id(
 
     caplog.set_level(logging.INFO, logger="quicish.connection")
     async with pair() as (_, conn):
-        cid = conn._proto.host_cid.hex()
+        cid = conn.original_dcid.hex()
         reader, writer = await conn.open_stream()
         writer.write(b"log me")
         writer.write_eof()

@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
+from ..packet_log import attach_packet_log
 from ..proto.admission import Admission
 from ..proto.connection import Connection
 from ..proto.handshake_stock import HandshakeStock
@@ -149,6 +150,7 @@ async def _serve(
         data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
     ) -> QuicConnection | None:
         proto = spare.take()
+        attach_packet_log(proto)  # (only with quicish.packet at DEBUG)
         if verdict is not None:
             proto.set_origin(verdict.original_dcid, verdict.retry_source_cid, verdict.validated)
         proto.receive_datagram(data, addr, now)
@@ -311,6 +313,7 @@ async def _connect(
             server_name=server_name,
             handshake_stock=_spare_client.handshake_stock,
         )
+    attach_packet_log(proto)  # (only with quicish.packet at DEBUG)
     endpoint: Endpoint[QuicConnection] = Endpoint(loop, udp)
     conn = QuicConnection(proto, endpoint, owns_endpoint=True)
     if plain:  # once this connection has ended, make one for the next connect() like it

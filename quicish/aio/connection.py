@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from .. import log
 from ..errors import (
     CertificateError,
     ConnectionClosedError,
@@ -26,7 +27,7 @@ from .migration import LocalPaths
 from .streams import QuicStreamReader, QuicStreamWriter
 
 logger = logging.getLogger("quicish")
-lifecycle_log = logging.getLogger("quicish.connection")  # INFO: handshake, paths, close
+lifecycle_log = logging.getLogger(log.CONNECTION)  # INFO: handshake, paths, close
 _SUITE_NAMES = {
     0x1301: "TLS_AES_128_GCM_SHA256",
     0x1302: "TLS_AES_256_GCM_SHA384",
@@ -85,6 +86,8 @@ class QuicConnection:
         self._local_paths: LocalPaths[QuicConnection] | None = None
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
+        self._started = clock()  # for the lifecycle log lines
+        self._path: tuple[Any, Any] | None = None  # (local, peer) last logged
 
     # ---- public API --------------------------------------------------------------------------
     @property
@@ -98,6 +101,12 @@ class QuicConnection:
     @property
     def alpn(self) -> str | None:
         return self._proto.alpn
+
+    @property
+    def original_dcid(self) -> bytes:
+        """The DCID of the client's first Initial: both ends know it, log lines start with
+        it in hex and qlog files are named by it."""
+        return self._proto.original_dcid
 
     @property
     def early_data_accepted(self) -> bool:
@@ -366,6 +375,7 @@ class QuicConnection:
             elif isinstance(event, ev.HandshakeCompleted):
                 if not self._handshake_done.done():
                     self._handshake_done.set_result(None)
+                self._path = (self.local_address, self.remote_address)
                 self._log_handshake(event)
                 self._wake_stream_credit_waiters()  # the peer's real stream limits are known
             elif isinstance(event, ev.HandshakeConfirmed):
@@ -398,16 +408,11 @@ class QuicConnection:
                 if self._local_paths is not None:
                     self._local_paths.unregister(event.cid)
             elif isinstance(event, (ev.PathValidated, ev.PathValidationFailed)):
-                lifecycle_log.info(
-                    "[%s] path %s %s",
-                    self._log_id,
-                    _address(event.addr),
-                    "validated" if isinstance(event, ev.PathValidated) else "failed validation",
-                )
                 if isinstance(event, ev.PathValidated):
                     self.validated_paths.append((event.addr, event.local))
                 if self._local_paths is not None:
                     self._local_paths.on_path_event(event)
+                self._log_path(event)
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_terminated(event)
 
@@ -461,59 +466,86 @@ class QuicConnection:
             return
         exc = task.exception()
         if isinstance(exc, QuicError):
-            logger.debug("connection callback ended: %s", exc)
+            self._log(logger).debug("connection callback ended: %s", exc)
         elif exc is not None:
-            logger.error("connection callback failed", exc_info=exc)
+            self._log(logger).error("connection callback failed", exc_info=exc)
 
     async def _run_handler(self, coro: Awaitable[None], writer: QuicStreamWriter) -> None:
         try:
             await coro
         except QuicError as exc:
-            logger.debug("stream handler ended: %s", exc)
+            self._log(logger).debug("stream handler ended: %s", exc)
         except Exception:
-            logger.exception("stream handler failed")
+            self._log(logger).exception("stream handler failed")
             if not writer.is_closing():
                 writer.reset(0x1)
+
+    # ---- lifecycle log lines (quicish.connection, INFO) ----------------------------------------
+    def _log(self, base: logging.Logger = lifecycle_log) -> log.ConnectionLogger:
+        """``base`` (the lifecycle logger by default), its lines prefixed with our ID."""
+        proto = self._proto
+        role = "client" if proto.is_client else "server"
+        return log.ConnectionLogger(base, proto.original_dcid, role)
 
     def _log_handshake(self, event: ev.HandshakeCompleted) -> None:
         if not lifecycle_log.isEnabledFor(logging.INFO):
             return
-        suite = self._proto.cipher_suite
-        lifecycle_log.info(
-            "[%s] handshake done with %s: version %#x, cipher %s, ALPN %s, RTT %.1f ms%s%s",
-            self._log_id,
-            _address(self.remote_address),
-            self._proto.version,
+        proto = self._proto
+        suite = proto.cipher_suite
+        stats = proto.stats()
+        self._log().info(
+            "%s handshake done with %s in %.1f ms: version %#x, cipher %s, ALPN %s, "
+            "RTT %.1f ms%s%s%s",
+            "client" if proto.is_client else "server",
+            log.address(self.remote_address),
+            (clock() - self._started) * 1e3,
+            proto.version,
             _SUITE_NAMES.get(suite or 0, f"{suite}"),
             event.alpn,
-            self._proto.stats().smoothed_rtt * 1e3,
+            stats.smoothed_rtt * 1e3,
             ", resumed" if event.session_resumed else "",
             ", 0-RTT accepted" if event.early_data_accepted else "",
+            ", after a Retry" if stats.retries_received else "",
         )
+
+    def _log_path(self, event: ev.PathValidated | ev.PathValidationFailed) -> None:
+        """The validation's outcome and, when the connection moved, the old and new path."""
+        old, new = self._path, (self.local_address, self.remote_address)
+        self._path = new
+        if not lifecycle_log.isEnabledFor(logging.INFO):
+            return
+        out = self._log()
+        ok = isinstance(event, ev.PathValidated)
+        out.info("path to %s %s", log.address(event.addr), "validated" if ok else "failed")
+        if old is not None and new != old:
+            moves = [
+                f"{side} {log.address(a)} -> {log.address(b)}"
+                for side, a, b in (("local", old[0], new[0]), ("peer", old[1], new[1]))
+                if a != b
+            ]
+            out.info("path changed: %s", ", ".join(moves))
 
     def _log_close(self, event: ev.ConnectionTerminated) -> None:
         if not lifecycle_log.isEnabledFor(logging.INFO):
             return
         s = self._proto.stats()
-        lifecycle_log.info(
-            "[%s] closed by %s: code %#x %s; packets sent %d, received %d, lost %d; "
-            "bytes sent %d, received %d, retransmitted %d; RTT %.1f ms",
-            self._log_id,
+        self._log().info(
+            "%s closed by %s: code %s%s after %.3f s; packets sent %d, received %d, lost %d; "
+            "bytes sent %d, received %d, lost %d, stream bytes retransmitted %d; RTT %.1f ms",
+            "client" if self._proto.is_client else "server",
             "peer" if event.by_peer else "us",
-            event.error_code,
-            event.reason,
+            log.close_code(event.error_code, event.application),
+            f", reason {event.reason!r}" if event.reason else "",
+            clock() - self._started,
             s.packets_sent,
             s.packets_received,
             s.packets_lost,
             s.bytes_sent,
             s.bytes_received,
+            s.bytes_lost,
             s.stream_bytes_retransmitted,
             s.smoothed_rtt * 1e3,
         )
-
-    @property
-    def _log_id(self) -> str:
-        return self._proto.host_cid.hex()
 
     def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
         self._log_close(event)
@@ -648,7 +680,3 @@ def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | Non
     if event.by_peer or alert not in _CERTIFICATE_ALERTS:
         return None
     return CertificateError(alert, event.reason)
-
-
-def _address(addr: Any) -> str:
-    return f"{addr[0]}:{addr[1]}" if addr else "?"

@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+from ..log import ENDPOINT, AdmissionLog, address
 from ..proto.admission import Admission
 from ..proto.endpoint import Endpoint as Router
 from ..proto.endpoint import Routable
 from ..proto.stateless import InitialVerdict, StatelessResponder
 from ..udp import Address, UdpSocket
 
-logger = logging.getLogger("quicish")
+logger = logging.getLogger(ENDPOINT)
 
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
@@ -111,6 +112,10 @@ class Endpoint(Generic[D]):
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
         self.last_receive = 0.0  # clock() when the last receive round ended
+        # Server: admission pressure, logged once per episode (checked once per round).
+        self._admission_log = (
+            None if admission is None else AdmissionLog(admission, address(udp.address))
+        )
         loop.add_reader(udp.fileno(), self._on_readable)
 
     @property
@@ -194,8 +199,10 @@ class Endpoint(Generic[D]):
                 if all(conn.flight_pending for conn in touched):
                     break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
-            logger.warning("UDP receive failed: %s", exc)
+            logger.warning("[%s] UDP receive failed: %s", address(self.udp.address), exc)
         self.last_receive = now
+        if self._admission_log is not None:
+            self._admission_log.check()
         # Each touched connection is flushed by a callback queued behind the tasks its data
         # woke, so a handler's immediate reply leaves in the same datagram as the ACK.
         for conn in touched:

@@ -9,7 +9,6 @@ sends from there; the old socket lingers a little for packets still in flight.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Set
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -18,8 +17,6 @@ from ..proto import events as ev
 from ..proto.connection import Connection
 from ..udp import UdpSocket
 from .endpoint import Driven, Endpoint, clock
-
-logger = logging.getLogger("quicish")
 
 LINGER = 2.0  # seconds an abandoned socket keeps receiving
 
@@ -97,7 +94,6 @@ class LocalPaths(Generic[M]):
             if endpoint is not None and endpoint is not self.current:
                 old, self.current = self.current, endpoint
                 conn.rebind(endpoint)
-                logger.info("migrated from %s to %s", old.address, endpoint.address)
                 self._loop.call_later(LINGER, self._drop, old.local_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

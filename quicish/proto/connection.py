@@ -385,7 +385,7 @@ class Connection:
                 start, offset = offset, header.packet_end
                 self._receive_packet(data, start, header, addr, now)
         except ProtocolError as exc:
-            logger.info("closing: %s", exc)
+            logger.debug("closing: %s", exc)
             self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
             return
         except Exception as exc:  # a bug, or MemoryError in reassembly: this connection ends
@@ -465,7 +465,7 @@ class Connection:
         try:
             self._handshake.finish_flight(now)
         except ProtocolError as exc:
-            logger.info("closing: %s", exc)
+            logger.debug("closing: %s", exc)
             self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
         except Exception as exc:  # a bug: this connection ends, no other
             logger.exception("closing: internal error")
@@ -875,6 +875,11 @@ class Connection:
     # Connection IDs, paths, migration and stateless reset (RFC 9000 5.1, 8.2, 9, 10.3)
     # ---------------------------------------------------------------------------------------
     @property
+    def original_dcid(self) -> bytes:
+        """The DCID of the client's first Initial, which both ends know (b"" until then)."""
+        return self._handshake.original_dcid
+
+    @property
     def peer_cid(self) -> bytes:
         """The connection ID our packets carry (the peer's)."""
         return self._builder.peer_cid
@@ -950,7 +955,7 @@ class Connection:
             return False
         if not self._peer_cids.is_reset_token(bytes(data[-16:])):
             return False
-        logger.info("stateless reset received: the peer lost the connection")
+        logger.debug("stateless reset received: the peer lost the connection")
         self._lifecycle.drain(ErrorCode.NO_ERROR, "stateless reset", None, now)
         return True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Event:
@@ -104,3 +104,5 @@ class ConnectionTerminated(Event):
     reason: str
     frame_type: int | None
     by_peer: bool
+    #: An application close (0x1d), not a transport error (not compared: a detail).
+    application: bool = field(default=False, compare=False)

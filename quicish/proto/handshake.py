@@ -612,7 +612,7 @@ class Handshake:
 
     def _switch_version(self, version: int) -> None:
         """Client: from now on in ``version``, with its Initial keys for the same DCID."""
-        logger.info("compatible version negotiation: %#x -> %#x", self.version, version)
+        logger.debug("compatible version negotiation: %#x -> %#x", self.version, version)
         self._builder.version = version
         self.install_initial_keys(self._initial_keys_dcid)
         # 0-RTT keys belong to the original version: what was sent in 0-RTT goes again in
@@ -628,7 +628,7 @@ class Handshake:
         )
         if chosen == self.version or self.initial_dcid is None:
             return
-        logger.info("compatible version negotiation: %#x -> %#x", self.version, chosen)
+        logger.debug("compatible version negotiation: %#x -> %#x", self.version, chosen)
         self.compat_initial_rx = self._spaces[INITIAL].rx
         self._builder.version = chosen
         self.install_initial_keys(self.initial_dcid)

@@ -135,11 +135,20 @@ class Lifecycle:
         if self.state is HANDSHAKING:
             self.state = ESTABLISHED
 
-    def terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
+    def terminate(
+        self,
+        code: int,
+        reason: str,
+        frame_type: int | None,
+        by_peer: bool,
+        application: bool = False,
+        now: float | None = None,
+    ) -> None:
         """Report the end (once: only while open; the caller then moves the connection to
         closing, draining or closed)."""
         if self.state.is_open:
-            self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
+            end = ev.ConnectionTerminated(code, reason, frame_type, by_peer, application)
+            self._events.append(end)
 
     def close(
         self,
@@ -153,7 +162,7 @@ class Lifecycle:
         (RFC 9000 10.2.1)."""
         if not self.state.is_open:
             return
-        self.terminate(code, reason, frame_type, by_peer=False)
+        self.terminate(code, reason, frame_type, False, application, now)
         base = now if now is not None else self._idle.last_activity
         close = CloseReason(code, frame_type, reason, application)
         self.state = Closing(close, base + 3 * self._recovery.pto_interval())
@@ -167,10 +176,17 @@ class Lifecycle:
         reason = f"internal error ({type(exc).__name__})"
         self.close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
 
-    def drain(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
+    def drain(
+        self,
+        code: int,
+        reason: str,
+        frame_type: int | None,
+        now: float,
+        application: bool = False,
+    ) -> None:
         """The peer closed (or reset the connection): report it, then drain for three PTOs
         (RFC 9000 10.2.2)."""
-        self.terminate(code, reason, frame_type, by_peer=True)
+        self.terminate(code, reason, frame_type, True, application, now)
         self.state = Draining(now + 3 * self._recovery.pto_interval())
 
     def end(self) -> None:

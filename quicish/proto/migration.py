@@ -157,7 +157,7 @@ class Migration:
         ):
             self.reset_congestion()
         self._stats.path_migrations += 1
-        logger.info("path: now %r (was %r)", path, old)
+        logger.debug("path: now %r (was %r)", path, old)
 
     def on_timer(self, now: float) -> None:
         """Path validation timers: failed validations fall back or give up."""
@@ -165,7 +165,7 @@ class Migration:
             self._on_path_failed(path, now)
 
     def _on_path_failed(self, path: Path, now: float) -> None:
-        logger.info("path validation failed: %r", path)
+        logger.debug("path validation failed: %r", path)
         if path is self.paths.current:
             fallback, self.fallback = self.fallback, None
             if fallback is not None:
