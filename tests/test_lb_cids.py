@@ -3,6 +3,7 @@ configuration checks, unroutable CIDs, a 100k round trip and the server's CID ge
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -172,7 +173,7 @@ def test_generator_cids_are_unique_and_routable() -> None:
         assert all(decode(c, config) == b"\x00\x07" for c in cids)
         if key is None:  # plaintext: nonces are not a visible counter
             nonces = [int.from_bytes(c[3:], "big") for c in cids[:100]]
-            steps = {b - a for a, b in zip(nonces, nonces[1:])}
+            steps = {b - a for a, b in itertools.pairwise(nonces)}
             assert len(steps) > 90
 
 

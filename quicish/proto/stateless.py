@@ -49,12 +49,17 @@ class StatelessResponder:
         admission: Admission | None = None,
         cid_length: int = 8,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        new_cid: Callable[[], bytes] | None = None,
     ) -> None:
+        """``new_cid``: where a Retry's source CID comes from (the server's QUIC-LB format,
+        so the client's next Initial routes to this server; ``cid_length`` its length);
+        None: random bytes."""
         self.context = context
         self.retry = retry
         self.admission = admission
         self.cid_length = cid_length
         self._random = random_bytes
+        self._new_cid = new_cid
         self.retries_sent = 0
         self.invalid_tokens = 0
         self.resets_sent = 0
@@ -104,7 +109,7 @@ class StatelessResponder:
         return InitialVerdict(False)
 
     def _retry(self, header: PacketHeader, addr: Address, now: float) -> bytes:
-        scid = self._random(self.cid_length)
+        scid = self._random(self.cid_length) if self._new_cid is None else self._new_cid()
         token = seal_retry_token(self.context.token_key, addr, bytes(header.dcid), scid, now)
         self.retries_sent += 1
         return encode_retry(header.version or QUIC_V1, header.scid, scid, header.dcid, token)
