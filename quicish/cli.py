@@ -1,4 +1,5 @@
-"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop."""
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop, and
+``quicish secrets`` for a fleet's shared secrets file."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
 from .errors import ConnectionStateError, QuicError, StreamResetError
+from .keyfile import FleetSecrets
 from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
@@ -103,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="congestion controller (default %(default)s)",
     )
     s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
+    s.add_argument(
+        "--secrets",
+        metavar="FILE",
+        help="a fleet's shared ticket, token and reset keys (quicish secrets new FILE)",
+    )
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
@@ -154,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     g.add_argument("--quiet", action="store_true", help="no progress display")
+
+    k = sub.add_parser("secrets", help="create, rotate or check a fleet's shared secrets file")
+    k.add_argument("action", choices=["new", "rotate", "show"], help="what to do with FILE")
+    k.add_argument("file", help="the secrets file (JSON, mode 600)")
+    k.add_argument(
+        "--keep",
+        type=int,
+        default=3,
+        help="rotate: ticket and token keys kept, newest first (default %(default)s)",
+    )
     return parser
 
 
@@ -164,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return run(_serve(args))
+        if args.command == "secrets":
+            return _secrets(args)
         return run(_get(args))
     except KeyboardInterrupt:
         return 130
@@ -195,6 +214,7 @@ async def _serve(args: argparse.Namespace) -> int:
         retry_threshold=args.retry_threshold,
         max_half_open=args.max_half_open,
         handshake_timeout=args.handshake_timeout,
+        secrets=args.secrets,
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     server = await serve(
@@ -213,6 +233,24 @@ async def _serve(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
     finally:
         server.close()
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    """``quicish secrets new|rotate|show FILE``: never prints a key, only a fingerprint."""
+    if args.action == "new":
+        secrets = FleetSecrets.generate()
+        secrets.save(args.file)
+    else:
+        secrets = FleetSecrets.load(args.file)
+        if args.action == "rotate":
+            secrets = secrets.rotated(args.keep)
+            secrets.save(args.file, replace=True)
+    print(
+        f"{args.file}: {len(secrets.ticket_keys)} ticket keys, {len(secrets.token_keys)} "
+        f"token keys, fingerprint {secrets.fingerprint}",
+        flush=True,
+    )
     return 0
 
 

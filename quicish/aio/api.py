@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -134,6 +135,8 @@ async def _serve(
 ) -> Server:
     loop = asyncio.get_running_loop()
     context = ServerContext.from_config(config)
+    if config.secrets is not None:  # tickets and tokens other servers read: a shared clock
+        context.clock_offset = time.time() - clock()
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
