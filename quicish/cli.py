@@ -163,13 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
     k = sub.add_parser("secrets", help="create, rotate or check a fleet's shared secrets file")
-    k.add_argument("action", choices=["new", "rotate", "show"], help="what to do with FILE")
+    k.add_argument(
+        "action",
+        choices=["new", "stage", "promote", "rotate", "show"],
+        help="new: a fresh file; stage: add new ticket and token keys second (accepted, "
+        "not yet used); promote: move them first; rotate: add them first; show: counts and "
+        "fingerprint",
+    )
     k.add_argument("file", help="the secrets file (JSON, mode 600)")
     k.add_argument(
         "--keep",
         type=int,
         default=3,
-        help="rotate: ticket and token keys kept, newest first (default %(default)s)",
+        help="stage/rotate: ticket and token keys kept, oldest dropped (default %(default)s)",
     )
     return parser
 
@@ -237,14 +243,18 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def _secrets(args: argparse.Namespace) -> int:
-    """``quicish secrets new|rotate|show FILE``: never prints a key, only a fingerprint."""
+    """``quicish secrets new|stage|promote|rotate|show FILE``: never prints a key, only
+    counts and a fingerprint."""
     if args.action == "new":
         secrets = FleetSecrets.generate()
         secrets.save(args.file)
     else:
         secrets = FleetSecrets.load(args.file)
-        if args.action == "rotate":
-            secrets = secrets.rotated(args.keep)
+        if args.action in ("stage", "rotate"):
+            secrets = secrets.rotated(args.keep, stage=args.action == "stage")
+        elif args.action == "promote":
+            secrets = secrets.promoted()
+        if args.action != "show":
             secrets.save(args.file, replace=True)
     print(
         f"{args.file}: {len(secrets.ticket_keys)} ticket keys, {len(secrets.token_keys)} "

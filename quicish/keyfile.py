@@ -10,8 +10,9 @@ The file is JSON (``quicish secrets new FILE`` writes one)::
      "reset_key": "<base64, 32 bytes>"}
 
 Ticket and token keys are listed newest first (1 to 8 of each): a server seals with the
-first and opens with any, so a rotation (``quicish secrets rotate``) adds a key in front,
-is deployed everywhere, and the oldest key is dropped once what it sealed has expired.
+first and opens with any. A rotation adds a key second (``quicish secrets stage``), is
+deployed everywhere, is moved in front (``promote``) and deployed again; the oldest key
+goes once what it sealed has expired (``rotate`` does both steps at once).
 The reset key has no rotation: every CID's reset token must stay the same while the
 connection lives. A file that its group or others may read or write is refused (as ssh
 refuses such private keys): ``chmod 600``. No message or ``repr`` shows a key.
@@ -75,15 +76,28 @@ class FleetSecrets:
         """Fresh random keys: one of each."""
         return cls((os.urandom(KEY_SIZE),), (os.urandom(KEY_SIZE),), os.urandom(KEY_SIZE))
 
-    def rotated(self, keep: int = 3) -> FleetSecrets:
-        """A new ticket key and a new token key in front; at most ``keep`` of each."""
-        if not 1 <= keep <= MAX_KEYS:
-            raise ConfigError(f"secrets: keep must be 1 to {MAX_KEYS}")
-        return FleetSecrets(
-            (os.urandom(KEY_SIZE), *self.ticket_keys)[:keep],
-            (os.urandom(KEY_SIZE), *self.token_keys)[:keep],
-            self.reset_key,
-        )
+    def rotated(self, keep: int = 3, *, stage: bool = False) -> FleetSecrets:
+        """A new ticket key and a new token key, at most ``keep`` of each (the oldest
+        go): in front, or with ``stage`` second (opened, not yet sealing: once every
+        server has it, :meth:`promoted` puts it in front)."""
+        if not 2 <= keep <= MAX_KEYS:
+            raise ConfigError(f"secrets: keep must be 2 to {MAX_KEYS}")
+        at = 1 if stage else 0
+
+        def add(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+            return (*keys[:at], os.urandom(KEY_SIZE), *keys[at:])[:keep]
+
+        return FleetSecrets(add(self.ticket_keys), add(self.token_keys), self.reset_key)
+
+    def promoted(self) -> FleetSecrets:
+        """The second ticket and token keys (staged) in front of the first."""
+        if len(self.ticket_keys) < 2 or len(self.token_keys) < 2:
+            raise ConfigError("secrets: nothing staged to promote (one key of a kind)")
+
+        def swap(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+            return (keys[1], keys[0], *keys[2:])
+
+        return FleetSecrets(swap(self.ticket_keys), swap(self.token_keys), self.reset_key)
 
     def to_json(self) -> str:
         def b64(key: bytes) -> str:

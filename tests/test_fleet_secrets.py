@@ -49,6 +49,14 @@ def test_file_round_trip_mode_and_rotation(tmp_path: Path) -> None:
     assert rotated.token_keys[1:] == secrets.token_keys
     assert rotated.reset_key == secrets.reset_key
     assert len(rotated.rotated(keep=2).ticket_keys) == 2
+    staged = secrets.rotated(stage=True)
+    assert staged.ticket_keys[0] == secrets.ticket_keys[0]  # still sealing with the current
+    assert staged.token_keys[0] == secrets.token_keys[0]
+    promoted = staged.promoted()
+    assert promoted.ticket_keys == (staged.ticket_keys[1], secrets.ticket_keys[0])
+    assert promoted.token_keys == (staged.token_keys[1], secrets.token_keys[0])
+    with pytest.raises(ConfigError, match="nothing staged"):
+        secrets.promoted()
     rotated.save(path, replace=True)
     assert FleetSecrets.load(path) == rotated
     assert path.stat().st_mode & 0o777 == 0o600
@@ -141,9 +149,14 @@ def test_cli_new_rotate_show(tmp_path: Path) -> None:
     assert secrets.fingerprint in made.stdout and "1 ticket keys" in made.stdout
     again = cli("new")
     assert again.returncode == 1 and "exists" in again.stderr
+    staged = cli("stage")
+    assert staged.returncode == 0 and "2 ticket keys, 2 token keys" in staged.stdout
+    assert FleetSecrets.load(path).ticket_keys[0] == secrets.ticket_keys[0]
+    assert cli("promote").returncode == 0
+    assert FleetSecrets.load(path).ticket_keys[1] == secrets.ticket_keys[0]
     rotated = cli("rotate", "--keep", "2")
     assert rotated.returncode == 0 and "2 ticket keys, 2 token keys" in rotated.stdout
-    assert FleetSecrets.load(path).ticket_keys[1] == secrets.ticket_keys[0]
+    assert secrets.ticket_keys[0] not in FleetSecrets.load(path).ticket_keys  # oldest gone
     shown = cli("show")
     text = path.read_text()
     assert shown.returncode == 0 and FleetSecrets.load(path).fingerprint in shown.stdout
