@@ -1,5 +1,5 @@
-"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop, and
-``quicish secrets`` for a fleet's shared secrets file."""
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop;
+``quicish secrets`` and ``quicish lb`` for a fleet's shared secrets and QUIC-LB files."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from . import __version__, hq
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
-from .errors import ConnectionStateError, QuicError, StreamResetError
+from .errors import ConfigError, ConnectionStateError, QuicError, StreamResetError
 from .keyfile import FleetSecrets
+from .lb import CidFormat, QuicLbConfig, decode
 from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a fleet's shared ticket, token and reset keys (quicish secrets new FILE)",
     )
+    s.add_argument(
+        "--quic-lb",
+        metavar="FILE",
+        help="issue QUIC-LB routable CIDs under this configuration (quicish lb new FILE)",
+    )
+    s.add_argument("--server-id", metavar="HEX", help="this server's QUIC-LB server ID, in hex")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
@@ -177,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="stage/rotate: ticket and token keys kept, oldest dropped (default %(default)s)",
     )
+
+    lb = sub.add_parser("lb", help="create a QUIC-LB configuration file, or decode CIDs with it")
+    lb.add_argument("action", choices=["new", "decode"], help="new FILE, or decode FILE CID...")
+    lb.add_argument("file", help="the QUIC-LB configuration (JSON, mode 600)")
+    lb.add_argument("cids", nargs="*", help="decode: connection IDs in hex")
+    lb.add_argument("--config-id", type=int, default=0, help="new: config rotation bits, 0-6")
+    lb.add_argument(
+        "--server-id-length", type=int, default=2, help="new: server ID bytes (default 2)"
+    )
+    lb.add_argument("--nonce-length", type=int, default=6, help="new: nonce bytes (default 6)")
+    lb.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="new: no key: server IDs visible to every observer (not recommended)",
+    )
     return parser
 
 
@@ -189,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(_serve(args))
         if args.command == "secrets":
             return _secrets(args)
+        if args.command == "lb":
+            return _lb(args)
         return run(_get(args))
     except KeyboardInterrupt:
         return 130
@@ -201,6 +225,9 @@ async def _serve(args: argparse.Namespace) -> int:
     cert, key = args.cert, args.key
     if (cert is None) != (key is None):
         print("quicish serve: --cert and --key go together", file=sys.stderr)
+        return 2
+    if (args.quic_lb is None) != (args.server_id is None):
+        print("quicish serve: --quic-lb and --server-id go together", file=sys.stderr)
         return 2
     if cert is None:
         from cryptography import x509
@@ -221,6 +248,7 @@ async def _serve(args: argparse.Namespace) -> int:
         max_half_open=args.max_half_open,
         handshake_timeout=args.handshake_timeout,
         secrets=args.secrets,
+        cid_format=_cid_format(args.quic_lb, args.server_id),
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     server = await serve(
@@ -261,6 +289,40 @@ def _secrets(args: argparse.Namespace) -> int:
         f"token keys, fingerprint {secrets.fingerprint}",
         flush=True,
     )
+    return 0
+
+
+def _cid_format(path: str | None, server_id: str | None) -> CidFormat | None:
+    if path is None or server_id is None:
+        return None
+    try:
+        sid = bytes.fromhex(server_id)
+    except ValueError:
+        raise ConfigError("--server-id must be hex digits") from None
+    return CidFormat(QuicLbConfig.load(path), sid)
+
+
+def _lb(args: argparse.Namespace) -> int:
+    """``quicish lb new FILE`` (a fresh key) or ``quicish lb decode FILE CID...``."""
+    if args.action == "new":
+        config = QuicLbConfig(
+            args.config_id,
+            args.server_id_length,
+            args.nonce_length,
+            None if args.plaintext else os.urandom(16),
+        )
+        config.save(args.file)
+        print(f"{args.file}: {config.algorithm}, CIDs of {config.cid_length} bytes", flush=True)
+        return 0
+    config = QuicLbConfig.load(args.file)
+    for text in args.cids:
+        try:
+            cid = bytes.fromhex(text)
+        except ValueError:
+            print(f"{text}: not hex", flush=True)
+            continue
+        server_id = decode(cid, config)
+        print(f"{text}: {'unroutable' if server_id is None else server_id.hex()}", flush=True)
     return 0
 
 

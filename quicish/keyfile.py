@@ -137,42 +137,55 @@ class FleetSecrets:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FleetSecrets:
         """Read a secrets file, refusing one that its group or others may access."""
-        path = os.fspath(path)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise ConfigError(f"secrets: cannot open {path!r}: {exc.strerror}") from None
-        with os.fdopen(fd, encoding="utf-8") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigError(
-                    f"secrets: {path!r} is accessible to group or others "
-                    f"(mode {stat.S_IMODE(mode):o}): chmod 600 it"
-                )
-            try:
-                text = f.read()
-            except (OSError, UnicodeDecodeError):
-                raise ConfigError(f"secrets: cannot read {path!r} as text") from None
-        return cls.from_json(text)
+        return cls.from_json(read_private(path, "secrets"))
 
     def save(self, path: str | os.PathLike[str], *, replace: bool = False) -> None:
         """Write the file, readable by its owner only; ``replace``: over an existing one
         (atomically, through a new file renamed over it)."""
-        path = os.fspath(path)
-        if not replace and os.path.lexists(path):
-            raise ConfigError(f"secrets: {path!r} exists (rotate it, or remove it first)")
-        tmp = f"{path}.tmp{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(path, self.to_json(), "secrets", replace=replace)
+
+
+def read_private(path: str | os.PathLike[str], what: str) -> str:
+    """The text of a file holding keys (``what`` names it in errors); ``ConfigError`` when
+    it cannot be read or its group or others may access it."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot open {path!r}: {exc.strerror}") from None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{what}: {path!r} is accessible to group or others "
+                f"(mode {stat.S_IMODE(mode):o}): chmod 600 it"
+            )
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            return f.read()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(f"{what}: cannot read {path!r} as text") from None
+
+
+def write_private(
+    path: str | os.PathLike[str], text: str, what: str, *, replace: bool = False
+) -> None:
+    """Write ``text`` to a file only its owner may read (mode 600), atomically (a new file
+    renamed over the old); without ``replace`` an existing file is an error."""
+    path = os.fspath(path)
+    if not replace and os.path.lexists(path):
+        raise ConfigError(f"{what}: {path!r} exists (rotate it, or remove it first)")
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _check_key(name: str, key: object) -> None:
