@@ -186,3 +186,18 @@ def test_generator_goes_unroutable_when_nonces_are_spent() -> None:
     spent = fmt.new_cid()
     assert spent[0] >> 5 == UNROUTABLE and len(spent) == fmt.length
     assert decode(spent, fmt.config) is None
+
+
+def test_local_cids_from_a_format_stock_only_what_the_peer_takes() -> None:
+    from quicish.proto.cid import LocalCids
+
+    fmt = CidFormat(QuicLbConfig(0, 2, 4, os.urandom(16)), b"\x01\x02")
+    cids = LocalCids(fmt.new_cid(), os.urandom(32), os.urandom, fmt.new_cid)
+    cids.peer_limit = 4
+    cids.stock()
+    assert len(cids._stock) == 3  # not MAX_ISSUED - 1: each costs AES work
+    new = cids.top_up()
+    assert len(new) == 3 and not cids._stock
+    assert all(decode(c, fmt.config) == b"\x01\x02" for c in new)
+    cids.on_retire(1, new[1])
+    assert decode(cids.top_up()[0], fmt.config) == b"\x01\x02"  # made on demand

@@ -63,7 +63,8 @@ class LocalCids:
     def stock(self, count: int = MAX_ISSUED - 1) -> None:
         """Make ``count`` CIDs and their reset tokens now, for later :meth:`top_up` calls:
         work an idle moment can take off the handshake's critical path."""
-        if self._make is not None:
+        if self._make is not None:  # (a format's CID costs more: only what top_up takes)
+            count = min(count, min(self.peer_limit, MAX_ISSUED) - len(self.active))
             self._stock.extend((cid, reset_token(self._key, cid)) for cid in self._made(count))
             return
         length = self._length
