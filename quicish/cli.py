@@ -1,4 +1,5 @@
-"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop."""
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop;
+``quicish secrets`` and ``quicish lb`` for a fleet's shared secrets and QUIC-LB files."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from . import __version__, hq, log
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .config import Config
-from .errors import ConnectionStateError, QuicError, StreamResetError
+from .errors import ConfigError, ConnectionStateError, QuicError, StreamResetError
+from .keyfile import FleetSecrets
+from .lb import CidFormat, QuicLbConfig, decode
 from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
@@ -105,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="congestion controller (default %(default)s)",
     )
     s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
+    s.add_argument(
+        "--secrets",
+        metavar="FILE",
+        help="a fleet's shared ticket, token and reset keys (quicish secrets new FILE)",
+    )
+    s.add_argument(
+        "--quic-lb",
+        metavar="FILE",
+        help="issue QUIC-LB routable CIDs under this configuration (quicish lb new FILE)",
+    )
+    s.add_argument("--server-id", metavar="HEX", help="this server's QUIC-LB server ID, in hex")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
@@ -158,6 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     g.add_argument("--quiet", action="store_true", help="no progress display")
+
+    k = sub.add_parser("secrets", help="create, rotate or check a fleet's shared secrets file")
+    k.add_argument(
+        "action",
+        choices=["new", "stage", "promote", "rotate", "show"],
+        help="new: a fresh file; stage: add new ticket and token keys second (accepted, "
+        "not yet used); promote: move them first; rotate: add them first; show: counts and "
+        "fingerprint",
+    )
+    k.add_argument("file", help="the secrets file (JSON, mode 600)")
+    k.add_argument(
+        "--keep",
+        type=int,
+        default=3,
+        help="stage/rotate: ticket and token keys kept, oldest dropped (default %(default)s)",
+    )
+
+    lb = sub.add_parser("lb", help="create a QUIC-LB configuration file, or decode CIDs with it")
+    lb.add_argument("action", choices=["new", "decode"], help="new FILE, or decode FILE CID...")
+    lb.add_argument("file", help="the QUIC-LB configuration (JSON, mode 600)")
+    lb.add_argument("cids", nargs="*", help="decode: connection IDs in hex")
+    lb.add_argument("--config-id", type=int, default=0, help="new: config rotation bits, 0-6")
+    lb.add_argument(
+        "--server-id-length", type=int, default=2, help="new: server ID bytes (default 2)"
+    )
+    lb.add_argument("--nonce-length", type=int, default=6, help="new: nonce bytes (default 6)")
+    lb.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="new: no key: server IDs visible to every observer (not recommended)",
+    )
     return parser
 
 
@@ -171,6 +216,10 @@ def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve":
             return run(_serve(args))
+        if args.command == "secrets":
+            return _secrets(args)
+        if args.command == "lb":
+            return _lb(args)
         return run(_get(args))
     except KeyboardInterrupt:
         return 130
@@ -183,6 +232,9 @@ async def _serve(args: argparse.Namespace) -> int:
     cert, key = args.cert, args.key
     if (cert is None) != (key is None):
         print("quicish serve: --cert and --key go together", file=sys.stderr)
+        return 2
+    if (args.quic_lb is None) != (args.server_id is None):
+        print("quicish serve: --quic-lb and --server-id go together", file=sys.stderr)
         return 2
     if cert is None:
         from cryptography import x509
@@ -202,6 +254,8 @@ async def _serve(args: argparse.Namespace) -> int:
         retry_threshold=args.retry_threshold,
         max_half_open=args.max_half_open,
         handshake_timeout=args.handshake_timeout,
+        secrets=args.secrets,
+        cid_format=_cid_format(args.quic_lb, args.server_id),
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     server = await serve(
@@ -220,6 +274,62 @@ async def _serve(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
     finally:
         server.close()
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    """``quicish secrets new|stage|promote|rotate|show FILE``: never prints a key, only
+    counts and a fingerprint."""
+    if args.action == "new":
+        secrets = FleetSecrets.generate()
+        secrets.save(args.file)
+    else:
+        secrets = FleetSecrets.load(args.file)
+        if args.action in ("stage", "rotate"):
+            secrets = secrets.rotated(args.keep, stage=args.action == "stage")
+        elif args.action == "promote":
+            secrets = secrets.promoted()
+        if args.action != "show":
+            secrets.save(args.file, replace=True)
+    print(
+        f"{args.file}: {len(secrets.ticket_keys)} ticket keys, {len(secrets.token_keys)} "
+        f"token keys, fingerprint {secrets.fingerprint}",
+        flush=True,
+    )
+    return 0
+
+
+def _cid_format(path: str | None, server_id: str | None) -> CidFormat | None:
+    if path is None or server_id is None:
+        return None
+    try:
+        sid = bytes.fromhex(server_id)
+    except ValueError:
+        raise ConfigError("--server-id must be hex digits") from None
+    return CidFormat(QuicLbConfig.load(path), sid)
+
+
+def _lb(args: argparse.Namespace) -> int:
+    """``quicish lb new FILE`` (a fresh key) or ``quicish lb decode FILE CID...``."""
+    if args.action == "new":
+        config = QuicLbConfig(
+            args.config_id,
+            args.server_id_length,
+            args.nonce_length,
+            None if args.plaintext else os.urandom(16),
+        )
+        config.save(args.file)
+        print(f"{args.file}: {config.algorithm}, CIDs of {config.cid_length} bytes", flush=True)
+        return 0
+    config = QuicLbConfig.load(args.file)
+    for text in args.cids:
+        try:
+            cid = bytes.fromhex(text)
+        except ValueError:
+            print(f"{text}: not hex", flush=True)
+            continue
+        server_id = decode(cid, config)
+        print(f"{text}: {'unroutable' if server_id is None else server_id.hex()}", flush=True)
     return 0
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+from .keyfile import FleetSecrets
+from .lb.cids import CidFormat
 
 if TYPE_CHECKING:
     from .tls.certs import CertificateSource, KeySource, TrustSource
@@ -126,6 +128,16 @@ class Config:
     #: *server*: used tokens remembered to refuse reuse (RFC 9000 8.1.4; about 130 bytes
     #: each); when full, tokens stop validating until some expire.
     new_token_register_entries: int = 100_000
+    #: *server*: a :class:`quicish.lb.CidFormat` (QUIC-LB configuration and this server's
+    #: ID): every CID the server issues (handshake, NEW_CONNECTION_ID, Retry) follows it,
+    #: so a load balancer routes by it (docs/deployment.md). None: random 8-byte CIDs.
+    cid_format: CidFormat | None = None
+    #: *server*: a fleet's shared secrets: a :class:`quicish.keyfile.FleetSecrets` or the
+    #: path of its file (read when the server starts; refused if group/world accessible):
+    #: session-ticket keys, Retry/NEW_TOKEN token keys and the stateless-reset key, so a
+    #: ticket, token or reset of one server is honoured by every other. None: this
+    #: server's own random keys.
+    secrets: FleetSecrets | str | os.PathLike[str] | None = None
 
     # ---- per-connection bounds (hardening; docs/security.md) -----------------------------
     #: Peer CIDs retired whose RETIRE_CONNECTION_ID is not yet acknowledged; a peer forcing
@@ -185,6 +197,13 @@ class Config:
         key = self.stateless_reset_key
         if key is not None and (not isinstance(key, bytes) or len(key) != 32):
             raise ConfigError("stateless_reset_key must be 32 bytes (or None: random)")
+        if self.cid_format is not None and not isinstance(self.cid_format, CidFormat):
+            raise ConfigError("cid_format must be a quicish.lb.CidFormat (or None)")
+        if self.secrets is not None:
+            if not isinstance(self.secrets, FleetSecrets | str | os.PathLike):
+                raise ConfigError("secrets must be a FleetSecrets or a secrets file's path")
+            if self.stateless_reset_key is not None:
+                raise ConfigError("stateless_reset_key and secrets both set the reset key")
         if self.keylog_file is not None:
             _check_writable("keylog_file", self.keylog_file)
         if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so

@@ -246,7 +246,7 @@ def test_version_and_help_for_every_option() -> None:
     parser = build_parser()
     subparsers = [a.choices for a in parser._actions if a.choices and isinstance(a.choices, dict)]
     commands = subparsers[0]
-    assert set(commands) == {"serve", "get"}
+    assert set(commands) == {"serve", "get", "secrets", "lb"}
     for command in [parser, *commands.values()]:
         for action in command._actions:
             if action.dest in ("help", "command"):

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -135,6 +136,8 @@ async def _serve(
 ) -> Server:
     loop = asyncio.get_running_loop()
     context = ServerContext.from_config(config)
+    if config.secrets is not None:  # tickets and tokens other servers read: a shared clock
+        context.clock_offset = time.time() - clock()
     if versions is not None:
         context.versions = tuple(versions)
     udp = UdpSocket.bind(host, port)
@@ -170,8 +173,18 @@ async def _serve(
 
     mode = config.retry_mode()
     admission = Admission(mode, config.retry_threshold, config.max_half_open)
-    stateless = StatelessResponder(context, retry=mode == "always", admission=admission)
-    endpoint = Endpoint(loop, udp, accept=accept, stateless=stateless, admission=admission)
+    fmt = config.cid_format  # QUIC-LB: every CID of ours has its length
+    cid_length = 8 if fmt is None else fmt.length
+    stateless = StatelessResponder(
+        context,
+        retry=mode == "always",
+        admission=admission,
+        cid_length=cid_length,
+        new_cid=None if fmt is None else fmt.new_cid,
+    )
+    endpoint = Endpoint(
+        loop, udp, accept=accept, cid_length=cid_length, stateless=stateless, admission=admission
+    )
     spare = _SpareServerConnection(endpoint, new_connection)
     return Server(endpoint)
 

@@ -39,9 +39,18 @@ class IssuedCid:
 class LocalCids:
     """The connection IDs we issued; the peer addresses its packets to any of them."""
 
-    def __init__(self, initial: bytes, key: bytes, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        initial: bytes,
+        key: bytes,
+        random_bytes: Callable[[int], bytes],
+        new_cid: Callable[[], bytes] | None = None,
+    ) -> None:
+        """``new_cid``: where our CIDs come from (a server's QUIC-LB format; all of
+        ``initial``'s length); None: random bytes."""
         self._key = key
         self._random = random_bytes
+        self._make = new_cid
         self._length = len(initial)
         self.active: dict[int, IssuedCid] = {0: IssuedCid(0, initial, reset_token(key, initial))}
         self._by_cid: dict[bytes, int] = {initial: 0}
@@ -54,6 +63,10 @@ class LocalCids:
     def stock(self, count: int = MAX_ISSUED - 1) -> None:
         """Make ``count`` CIDs and their reset tokens now, for later :meth:`top_up` calls:
         work an idle moment can take off the handshake's critical path."""
+        if self._make is not None:  # (a format's CID costs more: only what top_up takes)
+            count = min(count, min(self.peer_limit, MAX_ISSUED) - len(self.active))
+            self._stock.extend((cid, reset_token(self._key, cid)) for cid in self._made(count))
+            return
         length = self._length
         fresh = self._random(length * count)
         for start in range(0, length * count, length):
@@ -66,9 +79,16 @@ class LocalCids:
             cid, token = self._stock.pop()
             if cid not in self._by_cid:
                 return cid, token
-        while (cid := self._random(self._length)) in self._by_cid:
-            pass
+        if self._make is not None:
+            cid = self._made(1)[0]
+        else:
+            while (cid := self._random(self._length)) in self._by_cid:
+                pass
         return cid, reset_token(self._key, cid)
+
+    def _made(self, count: int) -> list[bytes]:
+        assert self._make is not None
+        return [self._make() for _ in range(count)]  # (a format never repeats a CID)
 
     def owns(self, cid: bytes) -> bool:
         return cid in self._by_cid

@@ -135,6 +135,7 @@ def make_tls_engine(
         replay_filter=ctx.replay_filter if ctx else None,
         keylog=keylog,
         now=now,
+        clock_offset=ctx.clock_offset if ctx else 0.0,
         ticket_lifetime=cfg.session_ticket_lifetime,
         accept_early_data=None if is_client else partial(early_data_acceptable, local_params),
         split_flight=split_flight and not is_client,
@@ -419,7 +420,8 @@ class Handshake:
             stock.stock_initial(self.version)
         if ctx is not None and ctx.new_tokens and self._paths.current.addr is not None:
             addr = self._paths.current.addr
-            self.prepared_token = (addr, seal_new_token(ctx.token_key, addr, now))
+            token = seal_new_token(ctx.token_key, addr, now + ctx.clock_offset)
+            self.prepared_token = (addr, token)
 
     # ---- TLS ------------------------------------------------------------------------------
     def receive_crypto(self, index: int, data: bytes, now: float) -> None:
@@ -537,7 +539,7 @@ class Handshake:
         prepared = self.prepared_token
         if prepared is not None and prepared[0] == addr:
             return prepared[1]
-        return seal_new_token(ctx.token_key, addr, now)
+        return seal_new_token(ctx.token_key, addr, now + ctx.clock_offset)
 
     def _on_early_data_outcome(self) -> None:
         """Client: 0-RTT accepted (the server kept the remembered limits) or rejected

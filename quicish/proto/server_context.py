@@ -10,6 +10,7 @@ from cryptography import x509
 
 from ..config import Config
 from ..errors import ConfigError
+from ..keyfile import FleetSecrets
 from ..tls.certs import load_certificate_chain, load_private_key
 from ..tls.credentials import server_credentials
 from ..tls.keylog import keylog_file
@@ -28,7 +29,8 @@ class ServerContext:
     replay_filter: ReplayFilter = field(default_factory=ReplayFilter)
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
-    token_key: bytes = field(default_factory=lambda: os.urandom(32))
+    token_key: bytes = field(default_factory=lambda: os.urandom(32))  # seals Retry/NEW_TOKEN
+    old_token_keys: tuple[bytes, ...] = ()  # still open tokens (a fleet's rotation)
     # Accept 0-RTT: tickets are single use, checked by replay_filter, which is per process.
     # Servers sharing ticket_keys (a cluster) each accept a replayed 0-RTT flight once: turn
     # this off there unless 0-RTT requests are replay-safe (see TicketKeys).
@@ -47,6 +49,15 @@ class ServerContext:
     # (RFC 9368): (QUIC_V2, QUIC_V1) answers every client that offers v2 in v2. None: both
     # versions, in the order the client prefers them.
     versions: tuple[int, ...] | None = None
+    # Added to the driver's monotonic now for the times sealed in tickets and tokens and
+    # checked in them: the driver sets its wall clock minus its monotonic clock, so that
+    # servers sharing the keys (whose monotonic clocks differ) agree on ages.
+    clock_offset: float = 0.0
+
+    @property
+    def token_keys(self) -> tuple[bytes, ...]:
+        """The keys a token may be sealed with, newest (the one we seal with) first."""
+        return (self.token_key, *self.old_token_keys)
 
     @classmethod
     def from_config(cls, config: Config) -> ServerContext:
@@ -56,7 +67,7 @@ class ServerContext:
         private_key = load_private_key(config.private_key)
         chain = load_certificate_chain(config.certificate_chain)
         server_credentials(private_key, tuple(chain))  # a key that does not fit fails here
-        return cls(
+        context = cls(
             certificate_chain=chain,
             private_key=private_key,
             keylog=keylog,
@@ -66,3 +77,15 @@ class ServerContext:
                 config.new_token_lifetime, config.new_token_register_entries
             ),
         )
+        if config.secrets is not None:
+            context.use_secrets(config.secrets)
+        return context
+
+    def use_secrets(self, secrets: FleetSecrets | str | os.PathLike[str]) -> None:
+        """Take the ticket, token and reset keys of a fleet's secrets file (or object)."""
+        if not isinstance(secrets, FleetSecrets):
+            secrets = FleetSecrets.load(secrets)
+        self.ticket_keys = TicketKeys(rotation_interval=None, keys=list(secrets.ticket_keys))
+        self.token_key, *old = secrets.token_keys
+        self.old_token_keys = tuple(old)
+        self.reset_key = secrets.reset_key

@@ -49,12 +49,17 @@ class StatelessResponder:
         admission: Admission | None = None,
         cid_length: int = 8,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        new_cid: Callable[[], bytes] | None = None,
     ) -> None:
+        """``new_cid``: where a Retry's source CID comes from (the server's QUIC-LB format,
+        so the client's next Initial routes to this server; ``cid_length`` its length);
+        None: random bytes."""
         self.context = context
         self.retry = retry
         self.admission = admission
         self.cid_length = cid_length
         self._random = random_bytes
+        self._new_cid = new_cid
         self.retries_sent = 0
         self.invalid_tokens = 0
         self.resets_sent = 0
@@ -63,11 +68,16 @@ class StatelessResponder:
     def check_initial(self, header: PacketHeader, addr: Address, now: float) -> InitialVerdict:
         """Decide on a client Initial for an unknown DCID (RFC 9000 section 8.1)."""
         token = bytes(header.token or b"")
-        key = self.context.token_key
+        context = self.context
         if token:
             kind = token_kind(token)
-            context = self.context
-            info = open_token(key, token, addr, now, new_token_lifetime=context.new_token_lifetime)
+            wall = now + context.clock_offset  # token times are on the fleet's clock
+            info = None
+            for key in context.token_keys:  # newest first: a fleet may still accept older
+                lifetime = context.new_token_lifetime
+                info = open_token(key, token, addr, wall, new_token_lifetime=lifetime)
+                if info is not None:
+                    break
             if kind == RETRY_TOKEN:
                 if info is None or info.retry_source_cid != header.dcid:
                     # RFC 9000 8.1.3: the client accepts no second Retry: close at once.
@@ -82,7 +92,7 @@ class StatelessResponder:
                     now,
                 )
             if info is not None:  # a NEW_TOKEN token: the address is validated, once
-                if context.new_token_register.use(info.token_id, info.issued, now):
+                if context.new_token_register.use(info.token_id, info.issued, wall):
                     return self._admit(InitialVerdict(True, validated=True), header, addr, now)
                 self.tokens_reused += 1
             # Unknown, expired or reused NEW_TOKEN token: as if there were none.
@@ -104,8 +114,11 @@ class StatelessResponder:
         return InitialVerdict(False)
 
     def _retry(self, header: PacketHeader, addr: Address, now: float) -> bytes:
-        scid = self._random(self.cid_length)
-        token = seal_retry_token(self.context.token_key, addr, bytes(header.dcid), scid, now)
+        scid = self._random(self.cid_length) if self._new_cid is None else self._new_cid()
+        ctx = self.context
+        token = seal_retry_token(
+            ctx.token_key, addr, bytes(header.dcid), scid, now + ctx.clock_offset
+        )
         self.retries_sent += 1
         return encode_retry(header.version or QUIC_V1, header.scid, scid, header.dcid, token)
 

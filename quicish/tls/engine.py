@@ -41,7 +41,9 @@ class TlsEngine:
     decides whether 0-RTT fits the current settings (default: the ticket's transport
     parameters equal ``transport_parameters``). ``split_flight`` queues the ServerHello
     alone; :meth:`finish_flight` then builds the rest of the first flight. ``key_pairs``:
-    ephemeral key pairs made ahead of need, taken before one is generated.
+    ephemeral key pairs made ahead of need, taken before one is generated. ``clock_offset``
+    (server): added to ``now`` for the times sealed in tickets and checked in them, so
+    servers sharing ticket keys agree (the driver's wall clock minus its monotonic one).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class TlsEngine:
         accept_early_data: Callable[[bytes], bool] | None = None,
         split_flight: bool = False,
         key_pairs: KeyPairSource | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         if not alpn_protocols:
             raise ConfigError("alpn_protocols must name at least one protocol (QUIC needs ALPN)")
@@ -114,6 +117,7 @@ class TlsEngine:
             ticket_lifetime=ticket_lifetime,
             accept_early_data=accept_early_data,
             key_pairs=key_pairs,
+            clock_offset=clock_offset,
         )
         self.is_client = is_client
         self._hs: ClientHandshake | ServerHandshake = (

@@ -65,6 +65,7 @@ class Settings:
     ticket_lifetime: int
     accept_early_data: Callable[[bytes], bool] | None
     key_pairs: KeyPairSource | None = None  # ephemeral key pairs made ahead of need
+    clock_offset: float = 0.0  # server: added to now for ticket times (fleet-wide clock)
     extra_extensions: list[tuple[int, bytes]] = field(default_factory=list)
 
 

@@ -259,6 +259,7 @@ class ServerHandshake(Handshake):
         keys = self.s.ticket_keys
         if keys is None or ch.pre_shared_key is None or not self._psk_modes_offered:
             return None
+        now += self.s.clock_offset  # ticket times are on the fleet's clock
         for index, (identity, age) in enumerate(ch.pre_shared_key.identities[:8]):
             plain = keys.open(identity)
             contents = TicketContents.decode(plain) if plain is not None else None
@@ -305,7 +306,7 @@ class ServerHandshake(Handshake):
             logger.debug("0-RTT rejected: transport parameters differ from the ticket's")
             return False
         client_age_ms = (psk.obfuscated_age - contents.age_add) & 0xFFFFFFFF
-        server_age_ms = (now - contents.created_at) * 1000
+        server_age_ms = (now + s.clock_offset - contents.created_at) * 1000
         if abs(server_age_ms - client_age_ms) > s.replay_filter.window * 1000:
             logger.debug("0-RTT rejected: ticket age outside the freshness window")
             return False
@@ -394,6 +395,7 @@ class ServerHandshake(Handshake):
         ks = self.ks
         assert ks is not None and s.ticket_keys is not None
         assert self.cipher_suite is not None and self.alpn is not None
+        now += s.clock_offset  # ticket times are on the fleet's clock
         nonce = number.to_bytes(8, "big")
         lifetime = min(s.ticket_lifetime, MAX_TICKET_LIFETIME)
         contents = TicketContents(

@@ -184,17 +184,24 @@ class TicketKeys:
     shares the keys (RFC 8446 8; RFC 9001 9.2). Servers sharing ticket keys should turn
     0-RTT off (``ServerContext.early_data = False``) unless the application's 0-RTT
     requests are safe to replay (idempotent) or the replay state is shared.
+
+    With ``rotation_interval=None`` the keys never change by themselves: ``keys`` (1 to 8,
+    newest first) come from a fleet's secrets file (:mod:`quicish.keyfile`), which every
+    server loads alike; the first seals, any opens.
     """
 
     __slots__ = ("_keys", "_since", "rotation_interval")
 
-    def __init__(self, rotation_interval: float = 86400.0, keys: list[bytes] | None = None) -> None:
-        if rotation_interval <= 0:
+    def __init__(
+        self, rotation_interval: float | None = 86400.0, keys: list[bytes] | None = None
+    ) -> None:
+        if rotation_interval is not None and rotation_interval <= 0:
             raise ConfigError("rotation_interval must be positive")
         self.rotation_interval = rotation_interval
         raw = keys if keys else [AESGCM.generate_key(256)]
-        if len(raw) > 2 or any(len(k) != 32 for k in raw):
-            raise ConfigError("TicketKeys takes one or two 32-byte keys (current first)")
+        most = 2 if rotation_interval is not None else 8
+        if len(raw) > most or any(len(k) != 32 for k in raw):
+            raise ConfigError(f"TicketKeys takes 1 to {most} 32-byte keys (current first)")
         self._keys: list[tuple[bytes, AESGCM]] = [(self._key_id(k), AESGCM(k)) for k in raw]
         self._since: float | None = None
 
@@ -211,7 +218,7 @@ class TicketKeys:
     def seal(self, plaintext: bytes, now: float) -> bytes:
         if self._since is None:
             self._since = now
-        elif now - self._since >= self.rotation_interval:
+        elif self.rotation_interval is not None and now - self._since >= self.rotation_interval:
             self.rotate(now)
         key_id, aead = self._keys[0]
         nonce = os.urandom(12)
