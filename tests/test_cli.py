@@ -93,8 +93,13 @@ def serve_files(root: Path, *options: str, duration: int = 30) -> Generator[Serv
 
 
 def get(*args: str) -> subprocess.CompletedProcess[str]:
+    return quicish_cli("get", *args)
+
+
+def quicish_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m quicish ARGS`` run to its end, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "quicish", "get", *args],
+        [sys.executable, "-m", "quicish", *args],
         capture_output=True,
         text=True,
         env=ENV,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support import cert_files
-from test_cli import ENV, ROOT, TIMEOUT
+from test_cli import ENV, ROOT, TIMEOUT, quicish_cli
 
 import quicish
 from quicish import ConfigError
@@ -29,14 +29,7 @@ SERVE = (sys.executable, "-m", "quicish", "serve", "--port", "0")
 
 
 def lb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quicish", "lb", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-        timeout=TIMEOUT,
-    )
+    return quicish_cli("lb", *args)
 
 
 def test_lb_new_and_decode(tmp_path: Path) -> None:
