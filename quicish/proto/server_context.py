@@ -15,7 +15,7 @@ from ..tls.certs import load_certificate_chain, load_private_key
 from ..tls.credentials import server_credentials
 from ..tls.keylog import keylog_file
 from ..tls.signatures import PrivateKey
-from ..tls.tickets import ReplayFilter, TicketKeys
+from ..tls.tickets import ReplayFilter, StrikeRegister, TicketKeys
 from .tokens import NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES, TokenRegister
 
 
@@ -26,7 +26,7 @@ class ServerContext:
     certificate_chain: list[x509.Certificate]
     private_key: PrivateKey
     ticket_keys: TicketKeys = field(default_factory=TicketKeys)
-    replay_filter: ReplayFilter = field(default_factory=ReplayFilter)
+    replay_filter: StrikeRegister = field(default_factory=ReplayFilter)
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))  # seals Retry/NEW_TOKEN
