@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from . import __version__, hq
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
+from .aio.workers import current_worker
 from .config import Config
 from .errors import ConnectionStateError, QuicError, StreamResetError
 from .keyfile import FleetSecrets
@@ -109,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--secrets",
         metavar="FILE",
         help="a fleet's shared ticket, token and reset keys (quicish secrets new FILE)",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="N",
+        help="serve from N worker processes on the one port, the kernel steering each "
+        "packet to its connection's worker (Linux; no N: one per CPU)",
+    )
+    s.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="with --workers: on SIGTERM, seconds connections may go on before they are "
+        "closed (default %(default)s)",
     )
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
@@ -223,6 +241,8 @@ async def _serve(args: argparse.Namespace) -> int:
         secrets=args.secrets,
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
+    if args.workers is not None:
+        return await _serve_workers(args, config, files)
     server = await serve(
         args.host,
         args.port,
@@ -239,6 +259,42 @@ async def _serve(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
     finally:
         server.close()
+    return 0
+
+
+async def _serve_workers(args: argparse.Namespace, config: Config, files: hq.FileServer) -> int:
+    """``serve --workers``: the worker pool until --duration, SIGTERM (graceful: drain)
+    or SIGINT (close at once)."""
+    pool = await serve(
+        args.host,
+        args.port,
+        config=config,
+        on_stream=files.handle,
+        versions=_V2_FIRST if args.v2 else None,
+        workers=args.workers,
+        drain_timeout=args.drain_timeout,
+    )
+    host, port = pool.address[:2]
+    steering = "steered by connection ID" if pool.steered else "no kernel steering"
+    print(
+        f"listening on {host}:{port} with {pool.count} workers ({steering}), serving "
+        f"{Path(args.root).resolve()}",
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        if args.duration:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        else:
+            await stop.wait()
+        await pool.shutdown()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        pool.close()
+        await pool.wait_closed()
     return 0
 
 
@@ -267,8 +323,10 @@ def _secrets(args: argparse.Namespace) -> int:
 def _access_log(record: hq.Served) -> None:
     """One line per request: client, request, outcome, bytes, duration."""
     host, port = record.peer[:2] if record.peer else ("?", 0)
+    worker = current_worker()
     print(
-        f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
+        ("" if worker is None else f"[worker {worker}] ")
+        + f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
         f"{record.duration:.3f} s",
         flush=True,
     )
