@@ -208,7 +208,7 @@ class WorkerPool:
 
     def _on_exit(self, index: int, proc: BaseProcess) -> None:
         self._loop.remove_reader(proc.sentinel)
-        proc.join(0)
+        proc.join()  # it is exiting (its end of the sentinel closed): reap it now
         if self._procs[index] is proc:
             self._procs[index] = None
         if self._stopping:
