@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -25,17 +27,20 @@ from support import client_config, server_config
 
 import quicish
 from interop.tap import Tap
-from quicish import QuicStreamReader, QuicStreamWriter
+from quicish import QuicStreamReader, QuicStreamWriter, hq
 from quicish.aio import workers as workers_module
-from quicish.aio.workers import WorkerPool, current_worker
-from quicish.errors import QuicError
+from quicish.aio.workers import WorkerError, WorkerPool, current_worker
+from quicish.errors import ConfigError, QuicError
+from quicish.lb import CidFormat, QuicLbConfig, decode
 from quicish.netem import Netem
+from quicish.tls.certs import generate_self_signed
 from quicish.tls.tickets import ReplayFilter
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="kernel steering needs Linux"
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 PATTERN = hashlib.sha256(b"quicish workers").digest() * 2048  # 64 KiB
 REPORTS: Path | None = None  # the workers' report directory (set before they are forked)
 
@@ -364,3 +369,109 @@ async def test_shutdown_drains_then_exits(pool: WorkerPool) -> None:
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# -- formats, fallback, failures ------------------------------------------------------------
+
+
+@timed(30)
+async def test_workers_cids_carry_the_machines_server_id_and_their_index(
+    tmp_path: Path,
+) -> None:
+    global REPORTS
+    REPORTS = tmp_path
+    lb = QuicLbConfig(config_id=2, server_id_length=2, nonce_length=6)
+    fmt = CidFormat(lb, b"\x07\x00")  # this machine's server ID; its last octet: the worker
+    async with quicish.serve(
+        "127.0.0.1", 0, config=server_config(cid_format=fmt), on_stream=handler, workers=2
+    ) as pool:
+        with Tap(pool.address) as tap:
+            served = set()
+            for n in range(8):
+                async with quicish.connect(*tap.address, config=client()) as conn:
+                    served.add((await request(conn, f"f{n}"))[0])
+        given = Counter()
+        for rec in tap.records:
+            if not rec.to_server and rec.data[0] & 0x80:
+                scid = rec.data[7 + rec.data[5] : 7 + rec.data[5] + rec.data[6 + rec.data[5]]]
+                given[decode(scid, lb)] += 1
+    assert set(given) == {b"\x07" + bytes((w,)) for w in served}
+
+
+@timed(30)
+async def test_without_kernel_steering_one_worker_serves_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    global REPORTS
+    REPORTS = tmp_path
+
+    def no_cbpf(sock: socket.socket, program: object) -> None:
+        raise OSError("Protocol not available")
+
+    monkeypatch.setattr(workers_module, "attach", no_cbpf)
+    async with quicish.serve(
+        "127.0.0.1", 0, config=server_config(), on_stream=handler, workers=3
+    ) as pool:
+        assert pool.count == 1 and not pool.steered and len(pool.pids) == 1
+        for n in range(3):
+            async with quicish.connect(*pool.address, config=client()) as conn:
+                assert (await request(conn, f"one{n}", 1000))[::2] == (0, body(1000))
+    assert "cannot attach the reuseport steering program" in caplog.text
+    assert "one worker serves instead of 3" in caplog.text
+
+
+async def test_refusals() -> None:
+    encrypted = CidFormat(QuicLbConfig(1, 2, 6, key=os.urandom(16)), b"\x07\x00")
+    with pytest.raises(ConfigError, match="encrypted QUIC-LB format cannot be steered"):
+        await quicish.serve("127.0.0.1", 0, config=server_config(cid_format=encrypted), workers=2)
+    with pytest.raises(ConfigError, match="workers must be"):
+        await quicish.serve("127.0.0.1", 0, config=server_config(), workers=-1)
+
+
+@timed(30)
+async def test_a_worker_that_cannot_start_fails_the_pool() -> None:
+    _, other_key = generate_self_signed()
+    config = server_config(private_key=other_key)  # not the certificate's key
+    with pytest.raises(WorkerError, match="failed to start"):
+        await quicish.serve("127.0.0.1", 0, config=config, workers=2)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_serve_workers_serves_from_both_and_drains_on_sigterm(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "data.bin").write_bytes(body(300000))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root)]
+        + ["--workers", "2", "--drain-timeout", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the self-signed certificate's fingerprint
+        listening = proc.stdout.readline()
+        match = re.search(r"listening on 127.0.0.1:(\d+) with 2 workers \(steered", listening)
+        assert match, listening
+        port = int(match.group(1))
+
+        async def fetch_all() -> None:
+            for n in range(12):
+                config = client_config(alpn=["hq-interop"], verify=False, pin=None)
+                async with quicish.connect("127.0.0.1", port, config=config) as conn:
+                    reader, writer = await conn.open_stream()
+                    await hq.fetch(reader, writer, "/data.bin", tmp_path / f"got{n}")
+                assert (tmp_path / f"got{n}").read_bytes() == body(300000)
+
+        asyncio.run(fetch_all())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        log = proc.stdout.read().splitlines()
+    finally:
+        proc.kill()
+    workers = Counter(line.split("]")[0] for line in log if "GET /data.bin 200" in line)
+    assert set(workers) == {"[worker 0", "[worker 1"} and sum(workers.values()) == 12
