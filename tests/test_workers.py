@@ -439,13 +439,15 @@ async def test_a_worker_that_cannot_start_fails_the_pool() -> None:
 # -- the command line ----------------------------------------------------------------------
 
 
+WORKERS = ("--workers", "2", "--drain-timeout", "2")
+
+
 def test_cli_serve_workers_serves_from_both_and_drains_on_sigterm(tmp_path: Path) -> None:
     root = tmp_path / "www"
     root.mkdir()
     (root / "data.bin").write_bytes(body(300000))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root)]
-        + ["--workers", "2", "--drain-timeout", "2"],
+        [sys.executable, "-m", "quicish", "serve", "--port", "0", "--root", str(root), *WORKERS],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
