@@ -390,7 +390,7 @@ async def test_workers_cids_carry_the_machines_server_id_and_their_index(
             for n in range(8):
                 async with quicish.connect(*tap.address, config=client()) as conn:
                     served.add((await request(conn, f"f{n}"))[0])
-        given = Counter()
+        given: Counter[bytes | None] = Counter()
         for rec in tap.records:
             if not rec.to_server and rec.data[0] & 0x80:
                 scid = rec.data[7 + rec.data[5] : 7 + rec.data[5] + rec.data[6 + rec.data[5]]]
