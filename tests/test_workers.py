@@ -212,7 +212,10 @@ async def test_sigkill_ends_that_workers_connections_only_and_it_is_replaced(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for owner, result in zip(owners, results, strict=True):
         if owner == victim:
-            assert isinstance(result, QuicError), result  # reset or timed out: ended
+            # ended: a stateless reset from the replacement, or (no datagram it could
+            # answer) the client's idle timeout
+            assert isinstance(result, QuicError), result
+            assert "stateless reset" in str(result) or "idle timeout" in str(result), result
         else:
             assert result == body(size)  # byte-exact
     for conn in conns:
