@@ -31,9 +31,10 @@ class ServerContext:
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))  # seals Retry/NEW_TOKEN
     old_token_keys: tuple[bytes, ...] = ()  # still open tokens (a fleet's rotation)
-    # Accept 0-RTT: tickets are single use, checked by replay_filter, which is per process.
-    # Servers sharing ticket_keys (a cluster) each accept a replayed 0-RTT flight once: turn
-    # this off there unless 0-RTT requests are replay-safe (see TicketKeys).
+    # Accept 0-RTT: tickets are single use, checked by replay_filter (per process, or the
+    # workers' shared register). Servers sharing ticket_keys without a shared register each
+    # accept a replayed 0-RTT flight once: turn this off there unless 0-RTT requests are
+    # replay-safe (see TicketKeys).
     early_data: bool = True
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
     # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random
