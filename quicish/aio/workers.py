@@ -149,6 +149,7 @@ class WorkerPool:
         self._started: list[float] = [0.0] * count
         self.restarts = 0
         self._stopping = False
+        self._running = False
         self._loop = asyncio.get_running_loop()
         self._closed = self._loop.create_future()
         self._context = multiprocessing.get_context("fork")
@@ -167,6 +168,7 @@ class WorkerPool:
         except BaseException:
             self.close()
             raise
+        self._running = True  # from now on a worker that ends is replaced
         return self
 
     async def _spawn(self, index: int) -> None:
@@ -181,11 +183,11 @@ class WorkerPool:
         os.close(write_fd)
         self._procs[index] = proc
         self._started[index] = time.monotonic()
+        self._loop.add_reader(proc.sentinel, self._on_exit, index, proc)
         try:
             await self._wait_ready(proc, read_fd)
         finally:
             os.close(read_fd)
-        self._loop.add_reader(proc.sentinel, self._on_exit, index, proc)
 
     async def _wait_ready(self, proc: BaseProcess, read_fd: int) -> None:
         ready = self._loop.create_future()
@@ -215,6 +217,8 @@ class WorkerPool:
             if all(p is None for p in self._procs):
                 self._finish()
             return
+        if not self._running:
+            return  # still starting: start() reports the failure
         logger.warning(
             "worker %d (pid %s) ended with exit code %s: restarting it",
             index,
@@ -336,5 +340,6 @@ class WorkerPool:
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
+    """A replacement that failed to start (its exit schedules the next try)."""
     if not task.cancelled() and task.exception() is not None:
         logger.error("workers: restarting a worker failed: %s", task.exception())
