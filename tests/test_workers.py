@@ -150,7 +150,7 @@ async def test_20mb_transfer_survives_rebinding_and_migration_on_one_worker(
     pool: WorkerPool,
 ) -> None:
     size = 20 << 20
-    with Netem(pool.address, rebind_port=(0.3, 0.5)) as relay:
+    with Netem(pool.address, rebind_port=(0.2, 0.4)) as relay:
         async with quicish.connect(
             "127.0.0.1", relay.address[1], config=client(max_data=32 << 20)
         ) as conn:
@@ -162,10 +162,14 @@ async def test_20mb_transfer_survives_rebinding_and_migration_on_one_worker(
             worker, pid = map(int, head.split())
             digest = hashlib.sha256()
             got = 0
-            migrated = False
+            rebound = migrated = False
             while chunk := await reader.read(1 << 16):
                 digest.update(chunk)
                 got += len(chunk)
+                if not rebound and got >= size // 3:
+                    while relay.counters().rebinds == 0:  # hold on until the NAT rebinds
+                        await asyncio.sleep(0.05)
+                    rebound = True
                 if not migrated and got >= size // 2:
                     await conn.migrate()  # a new local socket: a new source at the relay
                     migrated = True
