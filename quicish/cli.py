@@ -264,7 +264,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_workers(args: argparse.Namespace, config: Config, files: hq.FileServer) -> int:
     """``serve --workers``: the worker pool until --duration, SIGTERM (graceful: drain)
-    or SIGINT (close at once)."""
+    or SIGINT (close at once; exit status 130)."""
     pool = await serve(
         args.host,
         args.port,
@@ -283,19 +283,23 @@ async def _serve_workers(args: argparse.Namespace, config: Config, files: hq.Fil
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    now = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, now.set)
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, now)]
+    waits.append(asyncio.ensure_future(pool.wait_closed()))  # every worker stopped itself
     try:
-        if args.duration:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-        else:
-            await stop.wait()
-        await pool.shutdown()
+        await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        if not now.is_set():
+            await pool.shutdown()
     finally:
+        for wait in waits:
+            wait.cancel()
         loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
         pool.close()
         await pool.wait_closed()
-    return 0
+    return 130 if now.is_set() else 0
 
 
 def _secrets(args: argparse.Namespace) -> int:

@@ -484,3 +484,54 @@ def test_cli_serve_workers_serves_from_both_and_drains_on_sigterm(tmp_path: Path
         proc.kill()
     workers = Counter(line.split("]")[0] for line in log if "GET /data.bin 200" in line)
     assert set(workers) == {"[worker 0", "[worker 1"} and sum(workers.values()) == 12
+
+
+def test_cli_ctrl_c_to_the_process_group_stops_everything(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quicish",
+            "serve",
+            "--port",
+            "0",
+            "--root",
+            str(tmp_path),
+            *WORKERS,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        assert "with 2 workers" in proc.stdout.readline()
+        workers = [
+            int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ]
+        assert len(workers) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert proc.stderr is not None
+        assert "restarting" not in proc.stderr.read()  # stopped workers are not replaced
+    finally:
+        proc.kill()
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@timed(20)
+async def test_a_worker_stopped_from_outside_is_not_replaced(pool: WorkerPool) -> None:
+    pid = pool.pids[1]
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)  # an operator's graceful stop of one worker
+    deadline = time.monotonic() + 5
+    while pool.pids[1] is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert pool.pids[1] is None and pool.pids[0] is not None and pool.restarts == 0

@@ -8,8 +8,10 @@ with its own QUIC-LB server ID (the format's last server-ID octet is the worker 
 pool's secrets (ticket, token and reset keys, made once here when the config names none)
 and one shared 0-RTT strike register. A worker that dies is forked again on the same
 socket and index (datagrams that arrived meanwhile wait in the socket); the others keep
-their connections. ``shutdown()`` (the CLI's SIGTERM): each worker stops accepting, lets
-its connections end for at most ``drain_timeout`` seconds, closes the rest and exits.
+their connections. A worker that exits cleanly (told to stop by a signal from outside, as
+Ctrl-C sends the whole process group) is not replaced; when all have, the pool is closed.
+``shutdown()`` (the CLI's SIGTERM): each worker stops accepting, lets its connections end
+for at most ``drain_timeout`` seconds, closes the rest and exits.
 
 Without Linux's ``SO_ATTACH_REUSEPORT_CBPF`` (or when attaching fails) the pool warns and
 runs one worker; without ``os.fork`` it refuses (ConfigError).
@@ -219,6 +221,12 @@ class WorkerPool:
             return
         if not self._running:
             return  # still starting: start() reports the failure
+        if proc.exitcode == 0:  # it was told to stop (a signal from outside): not replaced
+            logger.info("worker %d (pid %s) stopped", index, proc.pid)
+            if all(p is None for p in self._procs):
+                self._stopping = True
+                self._finish()
+            return
         logger.warning(
             "worker %d (pid %s) ended with exit code %s: restarting it",
             index,
@@ -255,8 +263,6 @@ class WorkerPool:
     async def _serve_child(self, index: int, config: Config, ready_fd: int) -> None:
         loop = asyncio.get_running_loop()
         server = await self._start(UdpSocket(self._socks[index]), config, self.strike_register)
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
         done = loop.create_future()
         parent = os.getppid()
 
@@ -281,6 +287,8 @@ class WorkerPool:
         loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(drain()))
         loop.add_signal_handler(signal.SIGINT, close_now)
         watch_parent()
+        os.write(ready_fd, b"1")  # serving, and the signals are ours
+        os.close(ready_fd)
         await done
 
     # ---- stopping --------------------------------------------------------------------------
