@@ -53,6 +53,7 @@ def body(size: int) -> bytes:
 async def handler(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     token, size, *mode = (await reader.read()).decode().split()
     worker = current_worker()
+    worker = -1 if worker is None else worker  # -1: not a worker (one process)
     assert REPORTS is not None
     with open(REPORTS / f"worker-{worker}.log", "a") as report:
         report.write(f"{token} {os.getpid()}\n")
@@ -71,7 +72,7 @@ def reports() -> dict[int, list[str]]:
     """Tokens each worker served, in order."""
     assert REPORTS is not None
     return {
-        int(p.stem.split("-")[1]): [line.split()[0] for line in p.read_text().splitlines()]
+        int(p.stem.split("-", 1)[1]): [line.split()[0] for line in p.read_text().splitlines()]
         for p in sorted(REPORTS.glob("worker-*.log"))
     }
 
@@ -237,6 +238,14 @@ async def test_sigkill_ends_that_workers_connections_only_and_it_is_replaced(
         if (victim, new_pid) in seen and len(seen) == 2:
             break
     assert (victim, new_pid) in seen and (1 - victim, pool.pids[1 - victim]) in seen
+
+
+async def one_ticket(address: tuple[str, int]) -> bytes:
+    async with quicish.connect(*address, config=client()) as conn:
+        await request(conn, "full")
+        ticket = await conn.wait_session_ticket()
+    assert ticket is not None
+    return ticket
 
 
 async def tickets_by_worker(pool: WorkerPool, want: int) -> list[tuple[int, bytes]]:
@@ -535,3 +544,39 @@ async def test_a_worker_stopped_from_outside_is_not_replaced(pool: WorkerPool) -
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)
     assert pool.pids[1] is None and pool.pids[0] is not None and pool.restarts == 0
+
+
+class Refuser:
+    """A strike register that takes nothing: every 0-RTT attempt is refused."""
+
+    window = 10.0
+
+    def check_and_add(self, identity: bytes, now: float) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+@timed(30)
+async def test_serve_uses_the_strike_register_given(tmp_path: Path, workers: int | None) -> None:
+    global REPORTS
+    REPORTS = tmp_path
+    for register, expected in ((None, True), (Refuser(), False)):
+        if workers is None:
+            server: quicish.Server | WorkerPool = await quicish.serve(
+                "127.0.0.1", 0, config=server_config(), on_stream=handler, strike_register=register
+            )
+        else:
+            server = await quicish.serve(
+                "127.0.0.1",
+                0,
+                config=server_config(),
+                on_stream=handler,
+                strike_register=register,
+                workers=workers,
+            )
+        async with server:
+            ticket = await one_ticket(server.address)
+            _, accepted, conn = await zero_rtt(server.address, ticket, "early")
+            assert conn.session_resumed
+            conn.close()
+        assert accepted is expected

@@ -134,6 +134,7 @@ def serve(
     versions: Sequence[int] | None = None,
     workers: None = None,
     drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
 ) -> PendingServer: ...
 
 
@@ -148,6 +149,7 @@ def serve(
     versions: Sequence[int] | None = None,
     workers: int,
     drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
 ) -> PendingWorkers: ...
 
 
@@ -161,6 +163,7 @@ def serve(
     versions: Sequence[int] | None = None,
     workers: int | None = None,
     drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
 ) -> PendingServer | PendingWorkers:
     """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer
     stream. ``server = await serve(...)``, ``async with await serve(...) as server`` and
@@ -172,9 +175,15 @@ def serve(
     ``workers``: serve from that many forked worker processes on the one port (0: one per
     CPU), the kernel steering each packet to the worker owning its connection; gives a
     :class:`~quicish.aio.workers.WorkerPool`. ``drain_timeout``: how long its graceful
-    ``shutdown()`` lets connections go on (docs/deployment.md)."""
+    ``shutdown()`` lets connections go on (docs/deployment.md).
+
+    ``strike_register``: where 0-RTT ticket identities are checked for replays (a
+    :class:`~quicish.tls.tickets.StrikeRegister`, e.g. a fleet-wide store); default: one
+    per process, or the one the workers share."""
     if workers is None:
-        return PendingServer(_serve(host, port, config, on_stream, on_connection, versions))
+        return PendingServer(
+            _serve(host, port, config, on_stream, on_connection, versions, strike_register)
+        )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers must be a count (0: one per CPU), not {workers!r}")
 
@@ -183,7 +192,14 @@ def serve(
 
     async def started() -> WorkerPool:
         pool = WorkerPool(
-            host, port, config, start_worker, run, workers=workers, drain_timeout=drain_timeout
+            host,
+            port,
+            config,
+            start_worker,
+            run,
+            workers=workers,
+            drain_timeout=drain_timeout,
+            strike_register=strike_register,
         )
         return await pool.start()
 
@@ -197,9 +213,10 @@ async def _serve(
     on_stream: StreamHandler | None,
     on_connection: ConnectionHandler | None,
     versions: Sequence[int] | None,
+    strike_register: StrikeRegister | None = None,
 ) -> Server:
     udp = UdpSocket.bind(host, port)
-    return await _serve_on(udp, config, on_stream, on_connection, versions)
+    return await _serve_on(udp, config, on_stream, on_connection, versions, strike_register)
 
 
 async def _serve_on(

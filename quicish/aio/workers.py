@@ -116,6 +116,7 @@ class WorkerPool:
         *,
         workers: int,
         drain_timeout: float,
+        strike_register: StrikeRegister | None = None,
     ) -> None:
         if not hasattr(os, "fork"):
             raise ConfigError("workers need os.fork (POSIX); serve without workers here")
@@ -146,7 +147,10 @@ class WorkerPool:
         self._start = start
         self._runner = runner
         self._socks = socks
-        self.strike_register = SharedStrikeRegister()
+        self._own_register: SharedStrikeRegister | None = None
+        if strike_register is None:
+            strike_register = self._own_register = SharedStrikeRegister()
+        self.strike_register = strike_register
         self._procs: list[BaseProcess | None] = [None] * count
         self._started: list[float] = [0.0] * count
         self.restarts = 0
@@ -330,7 +334,8 @@ class WorkerPool:
             return
         for sock in self._socks:
             sock.close()
-        self.strike_register.close()
+        if self._own_register is not None:
+            self._own_register.close()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
