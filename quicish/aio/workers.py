@@ -124,6 +124,7 @@ class WorkerPool:
         fmt = config.cid_format
         lb = DEFAULT_LB if fmt is None else fmt.config
         program = steering_program(lb, count) if count > 1 else None  # checks the format
+        secrets = shared_secrets(config)  # a bad secrets file fails here, not in each worker
         socks = bind_group(host, port, count)
         if program is not None:
             try:
@@ -141,7 +142,6 @@ class WorkerPool:
         self.steered = count > 1
         self.count = count
         self.drain_timeout = drain_timeout
-        secrets = shared_secrets(config)
         self._config = dataclasses.replace(config, secrets=secrets, stateless_reset_key=None)
         self._fmt = fmt
         self._start = start
