@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from . import __version__, hq, log
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
+from .aio.workers import current_worker
 from .config import Config
 from .errors import ConfigError, ConnectionStateError, QuicError, StreamResetError
 from .keyfile import FleetSecrets
@@ -119,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="issue QUIC-LB routable CIDs under this configuration (quicish lb new FILE)",
     )
     s.add_argument("--server-id", metavar="HEX", help="this server's QUIC-LB server ID, in hex")
+    s.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="N",
+        help="serve from N worker processes on the one port, the kernel steering each "
+        "packet to its connection's worker (Linux; no N: one per CPU)",
+    )
+    s.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="with --workers: on SIGTERM, seconds connections may go on before they are "
+        "closed (default %(default)s)",
+    )
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
@@ -258,6 +276,8 @@ async def _serve(args: argparse.Namespace) -> int:
         cid_format=_cid_format(args.quic_lb, args.server_id),
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
+    if args.workers is not None:
+        return await _serve_workers(args, config, files)
     server = await serve(
         args.host,
         args.port,
@@ -275,6 +295,46 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
     return 0
+
+
+async def _serve_workers(args: argparse.Namespace, config: Config, files: hq.FileServer) -> int:
+    """``serve --workers``: the worker pool until --duration, SIGTERM (graceful: drain)
+    or SIGINT (close at once; exit status 130)."""
+    pool = await serve(
+        args.host,
+        args.port,
+        config=config,
+        on_stream=files.handle,
+        versions=_V2_FIRST if args.v2 else None,
+        workers=args.workers,
+        drain_timeout=args.drain_timeout,
+    )
+    host, port = pool.address[:2]
+    steering = "steered by connection ID" if pool.steered else "no kernel steering"
+    print(
+        f"listening on {host}:{port} with {pool.count} workers ({steering}), serving "
+        f"{Path(args.root).resolve()}",
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    now = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, now.set)
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, now)]
+    waits.append(asyncio.ensure_future(pool.wait_closed()))  # every worker stopped itself
+    try:
+        await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        if not now.is_set():
+            await pool.shutdown()
+    finally:
+        for wait in waits:
+            wait.cancel()
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+        pool.close()
+        await pool.wait_closed()
+    return 130 if now.is_set() else 0
 
 
 def _secrets(args: argparse.Namespace) -> int:
@@ -336,8 +396,10 @@ def _lb(args: argparse.Namespace) -> int:
 def _access_log(record: hq.Served) -> None:
     """One line per request: client, request, outcome, bytes, duration."""
     host, port = record.peer[:2] if record.peer else ("?", 0)
+    worker = current_worker()
     print(
-        f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
+        ("" if worker is None else f"[worker {worker}] ")
+        + f"{host}:{port} GET {record.path} {record.status} {record.size} bytes "
         f"{record.duration:.3f} s",
         flush=True,
     )

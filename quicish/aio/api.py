@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from ..config import Config
 from ..errors import ConfigError, ConnectionClosedError, HandshakeTimeout
@@ -21,11 +21,13 @@ from ..proto.connection import Connection
 from ..proto.handshake_stock import HandshakeStock
 from ..proto.server_context import ServerContext
 from ..proto.stateless import InitialVerdict, StatelessResponder
+from ..tls.tickets import StrikeRegister
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
 from .endpoint import Endpoint, clock
 from .streams import QuicStreamReader, QuicStreamWriter
+from .workers import WorkerPool
 
 logger = logging.getLogger("quicish")
 T = TypeVar("T")
@@ -37,6 +39,7 @@ class Server:
     def __init__(self, endpoint: Endpoint[QuicConnection]) -> None:
         self._endpoint = endpoint
         self._closed = asyncio.get_running_loop().create_future()
+        self.accepting = True  # False: new clients' Initials are dropped (draining)
 
     @property
     def address(self) -> Address:
@@ -47,6 +50,10 @@ class Server:
     def connections(self) -> set[QuicConnection]:
         """The connections not yet closed (a closed one leaves as ``wait_closed()`` returns)."""
         return self._endpoint.connections
+
+    def stop_accepting(self) -> None:
+        """Take no new connection (their Initials are dropped); the others go on."""
+        self.accepting = False
 
     def close(self) -> None:
         """Stop accepting, close every connection (CONNECTION_CLOSE goes out at once), and
@@ -108,22 +115,96 @@ class PendingServer(_Pending[Server]):
     in ``async with`` (the server closes at the block's end)."""
 
 
+class PendingWorkers(_Pending[WorkerPool]):
+    """What :func:`serve` with ``workers`` returns: ``await`` it for the
+    :class:`~quicish.aio.workers.WorkerPool` (or use it in ``async with``)."""
+
+
+ConnectionHandler = Callable[[QuicConnection], Awaitable[None] | None]
+DRAIN_TIMEOUT = 30.0  # seconds a stopping worker lets its connections go on
+
+
+@overload
 def serve(
     host: str,
     port: int,
     *,
     config: Config,
     on_stream: StreamHandler | None = None,
-    on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None = None,
+    on_connection: ConnectionHandler | None = None,
     versions: Sequence[int] | None = None,
-) -> PendingServer:
+    workers: None = None,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
+) -> PendingServer: ...
+
+
+@overload
+def serve(
+    host: str,
+    port: int,
+    *,
+    config: Config,
+    on_stream: StreamHandler | None = None,
+    on_connection: ConnectionHandler | None = None,
+    versions: Sequence[int] | None = None,
+    workers: int,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
+) -> PendingWorkers: ...
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    config: Config,
+    on_stream: StreamHandler | None = None,
+    on_connection: ConnectionHandler | None = None,
+    versions: Sequence[int] | None = None,
+    workers: int | None = None,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    strike_register: StrikeRegister | None = None,
+) -> PendingServer | PendingWorkers:
     """Listen on ``host:port`` (port 0 picks one); ``on_stream(reader, writer)`` per peer
     stream. ``server = await serve(...)``, ``async with await serve(...) as server`` and
     ``async with serve(...) as server`` all work.
 
     ``versions``: QUIC versions in preference order; ``(QUIC_V2, QUIC_V1)`` answers v1
-    clients that offer v2 in v2 (compatible version negotiation, RFC 9368)."""
-    return PendingServer(_serve(host, port, config, on_stream, on_connection, versions))
+    clients that offer v2 in v2 (compatible version negotiation, RFC 9368).
+
+    ``workers``: serve from that many forked worker processes on the one port (0: one per
+    CPU), the kernel steering each packet to the worker owning its connection; gives a
+    :class:`~quicish.aio.workers.WorkerPool`. ``drain_timeout``: how long its graceful
+    ``shutdown()`` lets connections go on (docs/deployment.md).
+
+    ``strike_register``: where 0-RTT ticket identities are checked for replays (a
+    :class:`~quicish.tls.tickets.StrikeRegister`, e.g. a fleet-wide store); default: one
+    per process, or the one the workers share."""
+    if workers is None:
+        return PendingServer(
+            _serve(host, port, config, on_stream, on_connection, versions, strike_register)
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be a count (0: one per CPU), not {workers!r}")
+
+    async def start_worker(udp: UdpSocket, cfg: Config, strikes: StrikeRegister) -> Server:
+        return await _serve_on(udp, cfg, on_stream, on_connection, versions, strikes)
+
+    async def started() -> WorkerPool:
+        pool = WorkerPool(
+            host,
+            port,
+            config,
+            start_worker,
+            run,
+            workers=workers,
+            drain_timeout=drain_timeout,
+            strike_register=strike_register,
+        )
+        return await pool.start()
+
+    return PendingWorkers(started())
 
 
 async def _serve(
@@ -131,8 +212,21 @@ async def _serve(
     port: int,
     config: Config,
     on_stream: StreamHandler | None,
-    on_connection: Callable[[QuicConnection], Awaitable[None] | None] | None,
+    on_connection: ConnectionHandler | None,
     versions: Sequence[int] | None,
+    strike_register: StrikeRegister | None = None,
+) -> Server:
+    udp = UdpSocket.bind(host, port)
+    return await _serve_on(udp, config, on_stream, on_connection, versions, strike_register)
+
+
+async def _serve_on(
+    udp: UdpSocket,
+    config: Config,
+    on_stream: StreamHandler | None,
+    on_connection: ConnectionHandler | None,
+    versions: Sequence[int] | None,
+    strike_register: StrikeRegister | None = None,
 ) -> Server:
     loop = asyncio.get_running_loop()
     context = ServerContext.from_config(config)
@@ -140,7 +234,8 @@ async def _serve(
         context.clock_offset = time.time() - clock()
     if versions is not None:
         context.versions = tuple(versions)
-    udp = UdpSocket.bind(host, port)
+    if strike_register is not None:
+        context.replay_filter = strike_register
     stock = HandshakeStock()  # this server's key pairs, made ahead of its next clients
 
     def new_connection() -> Connection:
@@ -152,6 +247,8 @@ async def _serve(
     def accept(
         data: bytes, addr: Address, now: float, verdict: InitialVerdict | None
     ) -> QuicConnection | None:
+        if not server.accepting:
+            return None
         proto = spare.take()
         attach_packet_log(proto)  # (only with quicish.packet at DEBUG)
         if verdict is not None:
@@ -186,7 +283,8 @@ async def _serve(
         loop, udp, accept=accept, cid_length=cid_length, stateless=stateless, admission=admission
     )
     spare = _SpareServerConnection(endpoint, new_connection)
-    return Server(endpoint)
+    server = Server(endpoint)
+    return server
 
 
 SPARE_QUIET = 0.001  # seconds without a datagram before a server makes its spare connection

@@ -15,7 +15,7 @@ from ..tls.certs import load_certificate_chain, load_private_key
 from ..tls.credentials import server_credentials
 from ..tls.keylog import keylog_file
 from ..tls.signatures import PrivateKey
-from ..tls.tickets import ReplayFilter, TicketKeys
+from ..tls.tickets import ReplayFilter, StrikeRegister, TicketKeys
 from .tokens import NEW_TOKEN_LIFETIME, NEW_TOKEN_REGISTER_ENTRIES, TokenRegister
 
 
@@ -26,14 +26,15 @@ class ServerContext:
     certificate_chain: list[x509.Certificate]
     private_key: PrivateKey
     ticket_keys: TicketKeys = field(default_factory=TicketKeys)
-    replay_filter: ReplayFilter = field(default_factory=ReplayFilter)
+    replay_filter: StrikeRegister = field(default_factory=ReplayFilter)
     keylog: Callable[[str], None] | None = None
     issue_tickets: bool = True
     token_key: bytes = field(default_factory=lambda: os.urandom(32))  # seals Retry/NEW_TOKEN
     old_token_keys: tuple[bytes, ...] = ()  # still open tokens (a fleet's rotation)
-    # Accept 0-RTT: tickets are single use, checked by replay_filter, which is per process.
-    # Servers sharing ticket_keys (a cluster) each accept a replayed 0-RTT flight once: turn
-    # this off there unless 0-RTT requests are replay-safe (see TicketKeys).
+    # Accept 0-RTT: tickets are single use, checked by replay_filter (per process, or the
+    # workers' shared register). Servers sharing ticket_keys without a shared register each
+    # accept a replayed 0-RTT flight once: turn this off there unless 0-RTT requests are
+    # replay-safe (see TicketKeys).
     early_data: bool = True
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
     # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random

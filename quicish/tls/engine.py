@@ -22,7 +22,7 @@ from .key_schedule import SUPPORTED_SUITES
 from .keylog import KeyLog
 from .server import ServerHandshake
 from .signatures import PrivateKey
-from .tickets import ReplayFilter, SessionTicket, TicketKeys
+from .tickets import SessionTicket, StrikeRegister, TicketKeys
 
 __all__ = ["Epoch", "TlsEngine"]
 
@@ -62,7 +62,7 @@ class TlsEngine:
         session_ticket: SessionTicket | None = None,
         early_data: bool = False,
         ticket_keys: TicketKeys | None = None,
-        replay_filter: ReplayFilter | None = None,
+        replay_filter: StrikeRegister | None = None,
         keylog: KeyLog | None = None,
         now: float = 0.0,
         ticket_lifetime: int = 86400,

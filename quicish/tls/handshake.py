@@ -20,7 +20,7 @@ from .key_schedule import KeySchedule, Transcript
 from .keylog import KeyLog, keylog_line
 from .messages import frame, message_name
 from .signatures import PrivateKey
-from .tickets import ReplayFilter, SessionTicket, TicketKeys
+from .tickets import SessionTicket, StrikeRegister, TicketKeys
 
 logger = logging.getLogger("quicish")
 
@@ -60,7 +60,7 @@ class Settings:
     session_ticket: SessionTicket | None
     early_data: bool
     ticket_keys: TicketKeys | None
-    replay_filter: ReplayFilter | None
+    replay_filter: StrikeRegister | None
     keylog: KeyLog | None
     ticket_lifetime: int
     accept_early_data: Callable[[bytes], bool] | None

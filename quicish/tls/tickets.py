@@ -8,6 +8,7 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -236,6 +237,25 @@ class TicketKeys:
                 except InvalidTag:
                     return None
         return None
+
+
+class StrikeRegister(Protocol):
+    """What 0-RTT anti-replay needs of a store of used ticket identities: a server accepts
+    early data under a ticket only when ``check_and_add`` says its identity is new, and only
+    when the ticket's age is within ``window`` seconds of what the client reports (so an
+    identity need be remembered ``window`` seconds, no longer). ``now``: monotonic seconds.
+
+    :class:`ReplayFilter` is one process's; ``quicish.workers.SharedStrikeRegister`` is
+    shared by the workers of a machine. A fleet-wide store (shared by every server holding
+    the ticket keys) implements the same two members; it must answer in the handshake's
+    time, and when it cannot answer, answer False (0-RTT rejected, the session still
+    resumes)."""
+
+    window: float
+
+    def check_and_add(self, identity: bytes, now: float) -> bool:
+        """True when ``identity`` is new (and now remembered); False for a replay."""
+        ...
 
 
 class ReplayFilter:
