@@ -18,6 +18,7 @@ from . import events as ev
 from .event_queue import EventQueue
 from .idle import IdleTimer
 from .recovery import LossRecovery
+from .trace import Trace
 
 
 class State:
@@ -129,17 +130,28 @@ class Lifecycle:
         self._recovery = recovery
         self._idle = idle
         self._release = release
+        self.trace: Trace | None = None  # told of the end, closed at the end
 
     def establish(self) -> None:
         """The handshake completed."""
         if self.state is HANDSHAKING:
             self.state = ESTABLISHED
 
-    def terminate(self, code: int, reason: str, frame_type: int | None, by_peer: bool) -> None:
+    def terminate(
+        self,
+        code: int,
+        reason: str,
+        frame_type: int | None,
+        by_peer: bool,
+        application: bool = False,
+        now: float | None = None,
+    ) -> None:
         """Report the end (once: only while open; the caller then moves the connection to
         closing, draining or closed)."""
         if self.state.is_open:
             self._events.append(ev.ConnectionTerminated(code, reason, frame_type, by_peer))
+            if self.trace is not None:
+                self.trace.closed(code, reason, frame_type, by_peer, application, now)
 
     def close(
         self,
@@ -153,7 +165,7 @@ class Lifecycle:
         (RFC 9000 10.2.1)."""
         if not self.state.is_open:
             return
-        self.terminate(code, reason, frame_type, by_peer=False)
+        self.terminate(code, reason, frame_type, False, application, now)
         base = now if now is not None else self._idle.last_activity
         close = CloseReason(code, frame_type, reason, application)
         self.state = Closing(close, base + 3 * self._recovery.pto_interval())
@@ -170,7 +182,7 @@ class Lifecycle:
     def drain(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
         """The peer closed (or reset the connection): report it, then drain for three PTOs
         (RFC 9000 10.2.2)."""
-        self.terminate(code, reason, frame_type, by_peer=True)
+        self.terminate(code, reason, frame_type, by_peer=True, now=now)
         self.state = Draining(now + 3 * self._recovery.pto_interval())
 
     def end(self) -> None:
@@ -178,3 +190,5 @@ class Lifecycle:
         self.state = CLOSED
         for release in self._release:
             release()
+        if self.trace is not None:
+            self.trace.end()
