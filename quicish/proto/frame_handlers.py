@@ -151,7 +151,8 @@ class FrameHandlers:
     def on_connection_close(
         self, frame: F.ConnectionCloseFrame, space: PacketSpace, now: float
     ) -> None:
-        self._lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now)
+        lifecycle = self._lifecycle
+        lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now, frame.application)
 
     # ---- streams and flow control ---------------------------------------------------------
     def on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:

@@ -179,10 +179,17 @@ class Lifecycle:
         reason = f"internal error ({type(exc).__name__})"
         self.close_with_error(ErrorCode.INTERNAL_ERROR, reason, None, now)
 
-    def drain(self, code: int, reason: str, frame_type: int | None, now: float) -> None:
+    def drain(
+        self,
+        code: int,
+        reason: str,
+        frame_type: int | None,
+        now: float,
+        application: bool = False,
+    ) -> None:
         """The peer closed (or reset the connection): report it, then drain for three PTOs
         (RFC 9000 10.2.2)."""
-        self.terminate(code, reason, frame_type, by_peer=True, now=now)
+        self.terminate(code, reason, frame_type, True, application, now)
         self.state = Draining(now + 3 * self._recovery.pto_interval())
 
     def end(self) -> None:

@@ -101,7 +101,7 @@ def close_trigger(code: int, reason: str, by_peer: bool, application: bool) -> s
         return "version_mismatch"
     if application:
         return "application"
-    return "error" if code != ErrorCode.NO_ERROR or reason == "handshake timeout" else "clean"
+    return "error" if code != ErrorCode.NO_ERROR or reason == "handshake timeout" else "unspecified"
 
 
 class Trace:
@@ -130,6 +130,7 @@ class Trace:
         self.extra: list[TraceSink] = []  # Connection.add_trace_sink()
         self.begun = False
         self.ended = False
+        self._close_logged = False
         self.now = 0.0  # the time of the last event (for the few without a time of their own)
         # What was last logged of the state compared at each packet.
         self._complete = False
@@ -156,6 +157,8 @@ class Trace:
         packet): open the qlog file (``Config.qlog_dir``, else ``QLOGDIR``) and add
         ``Config.tracer``; returns the installed trace, None (and nothing made) when
         nothing listens."""
+        if trace is not None and trace.begun:
+            return trace
         config = conn.config
         directory = QlogDirectory.resolve(config.qlog_dir)
         if trace is None and directory is None and config.tracer is None:
@@ -203,12 +206,18 @@ class Trace:
         return None if self.writer is None else self.writer.path
 
     def end(self) -> None:
-        """The connection is over: flush and close the sinks (once)."""
+        """The connection is over: flush and close the sinks (once). A connection that
+        ends without a close (its driver dropped it) is logged as ``aborted``."""
         if self.ended:
             return
         self.ended = True
-        if self.sink is not None:
-            self.sink.close()
+        sink = self.sink
+        if sink is None:
+            return
+        if self.begun and not self._close_logged:
+            data = qe.connection_closed(trigger="aborted")
+            sink.event(CONNECTION_CLOSED, data, self.now)
+        sink.close()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def begin(self, now: float, local: Any, remote: Any) -> None:
@@ -260,6 +269,7 @@ class Trace:
             self.now = now
         if sink is None:
             return
+        self._close_logged = True
         data = qe.connection_closed(
             initiator="remote" if by_peer else "local",
             error_code=code,
