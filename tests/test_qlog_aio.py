@@ -104,7 +104,7 @@ def excused(sender: QlogTrace, receiver: QlogTrace) -> set[tuple[str, int]]:
     """Sent packets a receiver may not have logged: those the sender declared lost, and the
     tail sent after the last one the receiver logged in that space (it had closed, or was
     draining, and read nothing more: a closing connection only answers with its close)."""
-    out = set()
+    out: set[tuple[str, int]] = set()
     for ev in sender.named("quic:packet_lost"):
         out.add((ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]))
     last: dict[str, int] = {}

@@ -23,10 +23,10 @@ DATA = os.urandom(3 << 20)
 def excused(sender: QlogTrace, receiver: QlogTrace) -> set[tuple[str, int]]:
     """Sent packets a receiver may not have logged: those the sender declared lost, and the
     tail sent after the last one the receiver logged in that space (it had closed)."""
-    out = set()
+    out: set[tuple[str, int]] = set()
     for ev in sender.named("quic:packet_lost"):
         header = ev.data.get("header") or ev.data  # (aioquic's qlog 0.3: no header object)
-        out.add((header.get("packet_type", header.get("type")), header["packet_number"]))
+        out.add((str(header.get("packet_type", header.get("type"))), header["packet_number"]))
     last: dict[str, int] = {}
     for ev in receiver.named("quic:packet_received"):
         ptype, pn = ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]
