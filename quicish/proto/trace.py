@@ -16,6 +16,7 @@ modules that call the trace import this one and not the other way round.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,6 +90,54 @@ def _compact(frames: Iterable[Any], ack_exponent: int) -> list[Any]:
         else:
             out.append(frame_to_qlog(fr, ack_exponent))
     return out
+
+
+def _varint(b: Any, p: int) -> tuple[int, int]:
+    v = b[p]
+    n = 1 << (v >> 6)
+    v &= 0x3F
+    for i in range(p + 1, p + n):
+        v = (v << 8) | b[i]
+    return v, p + n
+
+
+_BULK_HEAD = struct.Struct("!BBLH")  # (wire/frames.py's bulk STREAM header, stream id < 64)
+
+
+def _bulk_stream(b: Any) -> tuple[int, int, int, bool] | None:
+    """(stream id, offset, length, fin) of a payload that is one STREAM frame with the
+    8-byte header quicish writes in bulk (1-byte id, 4-byte offset, 2-byte length)."""
+    if len(b) < 8:
+        return None
+    t, sid, offset, n = _BULK_HEAD.unpack_from(b)
+    if (
+        t & 0xFE == 0x0E
+        and sid < 0x40
+        and offset >> 30 == 2
+        and n >> 14 == 1
+        and (n & 0x3FFF) + 8 == len(b)
+    ):
+        return sid, offset & 0x3FFFFFFF, n & 0x3FFF, t & 1 == 1
+    return None
+
+
+def _lone_stream(b: Any) -> tuple[int, int, int, bool] | None:
+    """(stream id, offset, length, fin) of a payload that is one STREAM frame, else None
+    (read from its header only: the packet was decoded already)."""
+    t = b[0]
+    if t & 0xF8 != 0x08:
+        return None
+    sid, p = _varint(b, 1)
+    offset = 0
+    if t & 0x04:
+        offset, p = _varint(b, p)
+    if t & 0x02:
+        length, p = _varint(b, p)
+        if p + length != len(b):
+            return None
+    else:
+        length = len(b) - p
+    return sid, offset, length, bool(t & 0x01)
 
 
 def close_trigger(code: int, reason: str, by_peer: bool, application: bool) -> str:
@@ -287,20 +336,26 @@ class Trace:
         self.now = now
         if sink is None:
             return
-        if (
-            ptype == _ONE_RTT
-            and len(records) == 1
-            and type(records[0]) is StreamRecord
-            and payload[0] & 0xFA == 0x08  # one STREAM frame without Length: all of it
-        ):
-            sid, offset, length, fin = records[0]
-            sink.stream_packet(PACKET_SENT, now, "1RTT", pn, size, sid, offset, length, fin)
-            if fin or sid not in self._streams:
-                self._stream_frame(sid, fin, True, now)
-        else:
-            frames = _compact(F.decode_frames(payload), _ACK_DELAY_EXPONENT)
-            sink.packet(PACKET_SENT, now, _TYPE_NAME[ptype], pn, size, frames)
-            self._stream_states(frames, True, now)
+        if ptype == _ONE_RTT:
+            if len(records) == 1 and type(records[0]) is StreamRecord:
+                sid, offset, length, fin = records[0]
+                if len(payload) - length == 8 and payload[0] & 0xFE == 0x0E and payload[1] < 64:
+                    # the bulk case, as the lean builder writes it: the payload is one
+                    # STREAM frame with the 8-byte header (1-byte id, 4-byte offset, length)
+                    sink.stream_packet(PACKET_SENT, now, "1RTT", pn, size, sid, offset, length, fin)
+                    if fin or sid not in self._streams:
+                        self._stream_frame(sid, fin, True, now)
+                    return
+            bulk = _lone_stream(payload)
+            if bulk is not None:  # one STREAM frame, the whole payload
+                sid, offset, length, fin = bulk
+                sink.stream_packet(PACKET_SENT, now, "1RTT", pn, size, sid, offset, length, fin)
+                if fin or sid not in self._streams:
+                    self._stream_frame(sid, fin, True, now)
+                return
+        frames = _compact(F.decode_frames(payload), _ACK_DELAY_EXPONENT)
+        sink.packet(PACKET_SENT, now, _TYPE_NAME[ptype], pn, size, frames)
+        self._stream_states(frames, True, now)
         self.poll(now)
 
     def packet_received(self, now: float, ptype: int, pn: int, size: int, payload: Any) -> None:
@@ -308,20 +363,21 @@ class Trace:
         self.now = now
         if sink is None:
             return
-        lone = F.decode_lone_stream_frame(payload) if ptype == _ONE_RTT else None
-        if lone is not None:
-            sid, fin = lone.stream_id, lone.fin
-            sink.stream_packet(
-                PACKET_RECEIVED, now, "1RTT", pn, size, sid, lone.offset, len(lone.data), fin
-            )
-            if fin or sid not in self._streams:
-                self._stream_frame(sid, fin, False, now)
-        else:
-            params = self._hs.peer_params
-            exponent = params.ack_delay_exponent if params is not None else _ACK_DELAY_EXPONENT
-            frames = _compact(F.decode_frames(payload), exponent)
-            sink.packet(PACKET_RECEIVED, now, _TYPE_NAME[int(ptype)], pn, size, frames)
-            self._stream_states(frames, False, now)
+        if ptype == _ONE_RTT:
+            bulk = _bulk_stream(payload) or _lone_stream(payload)
+            if bulk is not None:
+                sid, offset, length, fin = bulk
+                sink.stream_packet(PACKET_RECEIVED, now, "1RTT", pn, size, sid, offset, length, fin)
+                if fin or sid not in self._streams:
+                    self._stream_frame(sid, fin, False, now)
+                if self._keys.phase != self._phase:  # (the peer's key update comes in bulk)
+                    self.poll(now)
+                return
+        params = self._hs.peer_params
+        exponent = params.ack_delay_exponent if params is not None else _ACK_DELAY_EXPONENT
+        frames = _compact(F.decode_frames(payload), exponent)
+        sink.packet(PACKET_RECEIVED, now, _TYPE_NAME[int(ptype)], pn, size, frames)
+        self._stream_states(frames, False, now)
         self.poll(now)
 
     def packets_acked(self, space: int, acked: list[SentPacket], now: float) -> None:
