@@ -161,9 +161,9 @@ class PacketBuilder:
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
-        # start_hello(): packets sealed ahead, recorded by connect() at its own time.
-        self.sealed_ahead: list[SentPacket] | None = None
-        self._ahead_payloads: list[tuple[int, bytes | bytearray]] = []  # (for the trace)
+        # start_hello(): packets sealed ahead (with their type and payload, for the trace),
+        # recorded by connect() at its own time.
+        self.sealed_ahead: list[tuple[SentPacket, int, bytes | bytearray]] | None = None
 
     def register_records(self, records: RecordTable) -> None:
         """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
@@ -737,19 +737,16 @@ class PacketBuilder:
             if self.trace is not None:
                 self.trace.packet_sent(now, ptype, pn, len(packet), payload, records)
         else:  # start_hello(): connect() records it, at its own time, when it is really sent
-            self.sealed_ahead.append(sent)
-            self._ahead_payloads.append((ptype, payload))
+            self.sealed_ahead.append((sent, ptype, payload))
         return packet
 
     def send_sealed_ahead(self, now: float) -> None:
         """connect(): the packets start_hello() sealed ahead leave now."""
         sealed, self.sealed_ahead = self.sealed_ahead, None
-        payloads, self._ahead_payloads = self._ahead_payloads, []
-        for i, sent in enumerate(sealed or ()):
+        for sent, ptype, payload in sealed or ():
             sent.sent_time = now
             self.record_sent(sent)
-            if self.trace is not None and i < len(payloads):
-                ptype, payload = payloads[i]
+            if self.trace is not None:
                 self.trace.packet_sent(now, ptype, sent.pn, sent.size, payload, sent.frames)
 
     def _skip_packet_number(self, space: PacketSpace, pn: int) -> int:
