@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pairs import PathNet, Peer, connected, make_net, make_path_pair
+from support import cyclic_garbage
 
 import quicish.proto.trace as trace_module
 import quicish.qlog.sinks as sinks_module
@@ -315,3 +316,24 @@ def test_endpoint_drops_go_to_its_tracer() -> None:
     assert all(d["name"] == "packet_dropped" for d in seen)
     assert seen[0]["header"] == {"packet_type": "1RTT"} and seen[0]["raw"]["length"] == 31
     assert endpoint.datagrams_dropped == 2  # (the Version Negotiation answer is no drop)
+
+
+def test_traced_connections_end_without_reference_cycles(tmp_path: Path) -> None:
+    """The trace and the parts it hooks into refer to each other only until the end: a
+    closed, traced connection is freed by reference counting alone."""
+
+    def run() -> None:
+        kw = {"qlog_dir": str(tmp_path), "tracer": lambda name, data: None}
+        net = make_net(link=LinkSpec(delay=0.01), client_kw=kw, server_kw=kw)
+        c, s = connected(net)
+        sid = net.client.open_stream()
+        net.client.send_stream_data(sid, bytes(50_000), end_stream=True)
+        assert net.run_until(lambda: sid in s.finished, c, s, timeout=10)
+        net.client.close(0, "", net.now)
+        run_to_end(net, c, s)
+        assert net.client._builder.trace is None and net.client._recovery.on_metrics is None
+
+    with cyclic_garbage() as leaked:
+        run()
+    assert leaked == []
+    assert len(os.listdir(tmp_path)) == 2

@@ -261,12 +261,16 @@ class Trace:
             return
         self.ended = True
         sink = self.sink
-        if sink is None:
-            return
-        if self.begun and not self._close_logged:
-            data = qe.connection_closed(trigger="aborted")
-            sink.event(CONNECTION_CLOSED, data, self.now)
-        sink.close()
+        if sink is not None:
+            if self.begun and not self._close_logged:
+                data = qe.connection_closed(trigger="aborted")
+                sink.event(CONNECTION_CLOSED, data, self.now)
+            sink.close()
+        # Out of the parts, which hold no reference back to it then: a closed connection
+        # stays free of reference cycles (reference counting frees it).
+        for part in self._hooked:
+            part.trace = None
+        self._recovery.on_metrics = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def begin(self, now: float, local: Any, remote: Any) -> None:
