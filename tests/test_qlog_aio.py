@@ -237,3 +237,53 @@ def test_cli_qlog_dir_on_both_ends(qlog_server: Any, tmp_path: Path) -> None:
         m = match_packets(sender, receiver)
         assert m.unexpected == [] and m.duplicates == 0
         assert set(m.missing) <= excused(sender, receiver)
+
+
+@timed(60)
+async def test_through_a_lossy_relay_the_missing_packets_are_the_relays_drops(
+    tmp_path: Path,
+) -> None:
+    """Through ``quicish.netem`` with 3% loss towards the client: the server's sent packets
+    the client never logged number exactly what the relay dropped that way (one packet per
+    datagram in bulk; loopback itself may lose a few more, which the server then declared
+    lost too), and the server's packet_lost events are its stats()'s losses."""
+    from quicish.netem import LinkConfig, Netem
+
+    server_side: list[QuicConnection] = []
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(qlog_dir=str(tmp_path)),
+        on_stream=send_back,
+        on_connection=server_side.append,
+    )
+    try:
+        with Netem(server.address, to_client=LinkConfig(loss_pct=3, delay_ms=5), seed=3) as relay:
+            config = client_config(qlog_dir=str(tmp_path), max_data=16 << 20)
+            conn = await quicish.connect(*relay.address, config=config)
+            reader, writer = await conn.open_stream()
+            writer.write(str(2 << 20).encode())
+            writer.write_eof()
+            assert len(await reader.read()) == 2 << 20
+            (peer,) = server_side
+            stats = peer.stats()
+            conn.close()
+            await conn.wait_closed()
+            await asyncio.wait_for(conn.wait_released(), 10)
+            counters = relay.stop()
+    finally:
+        server.close()  # (ends the server's connection if the close was lost: file complete)
+        await server.wait_closed()
+    files = sorted(os.listdir(tmp_path))
+    client = assert_valid(tmp_path / files[0])
+    ours = assert_valid(tmp_path / files[1])
+    assert files[1].endswith("_server.sqlog")
+    m = match_packets(ours, client)
+    assert m.unexpected == [] and m.duplicates == 0
+    dropped = counters.to_client.dropped_loss
+    assert dropped > 20
+    assert set(m.missing) <= excused(ours, client)
+    # every datagram the relay dropped held packets the client never logged: at least one
+    # each (the handshake's coalesced datagrams hold several)
+    assert len(m.missing) >= dropped
+    assert analyze(ours).packets_lost == peer.stats().packets_lost >= stats.packets_lost > 0
