@@ -287,3 +287,35 @@ async def test_through_a_lossy_relay_the_missing_packets_are_the_relays_drops(
     # each (the handshake's coalesced datagrams hold several)
     assert len(m.missing) >= dropped
     assert analyze(ours).packets_lost == peer.stats().packets_lost >= stats.packets_lost > 0
+
+
+@timed(30)
+async def test_retry_is_logged_and_the_file_keeps_the_first_dcid(tmp_path: Path) -> None:
+    """A server that always asks for a Retry: the client logs the Retry packet as received,
+    its file is named by its first DCID, and the server's file by the same ODCID."""
+    server = await quicish.serve(
+        "127.0.0.1",
+        0,
+        config=server_config(retry="always", qlog_dir=str(tmp_path)),
+        on_stream=send_back,
+    )
+    seen: list[tuple[str, dict[str, Any]]] = []
+    try:
+        config = client_config(qlog_dir=str(tmp_path), tracer=lambda n, d: seen.append((n, d)))
+        async with quicish.connect("127.0.0.1", server.address[1], config=config) as conn:
+            reader, writer = await conn.open_stream()
+            writer.write(b"10")
+            writer.write_eof()
+            assert len(await reader.read()) == 10
+            odcid = conn._proto._handshake.original_dcid.hex()
+        await conn.wait_released()
+    finally:
+        server.close()
+        await server.wait_closed()
+    retries = [
+        d for n, d in seen if n == "packet_received" and d["header"]["packet_type"] == "retry"
+    ]
+    assert len(retries) == 1 and retries[0]["raw"]["length"] > 0
+    assert sorted(os.listdir(tmp_path)) == [f"{odcid}_client.sqlog", f"{odcid}_server.sqlog"]
+    for name in os.listdir(tmp_path):
+        assert_valid(tmp_path / name)

@@ -655,12 +655,14 @@ class Connection:
         self, data: bytes, start: int, header: PacketHeader, addr: tuple[str, int], now: float
     ) -> None:
         ptype = header.packet_type
-        if ptype == PacketType.VERSION_NEGOTIATION:
-            self._handshake.on_version_negotiation(header)
-            return
         hs = self._handshake
-        if ptype == PacketType.RETRY:
-            hs.on_retry(data, header)
+        if ptype == PacketType.VERSION_NEGOTIATION or ptype == PacketType.RETRY:
+            if self._trace is not None:
+                self._trace.unnumbered_received(now, ptype, header.packet_end - start)
+            if ptype == PacketType.RETRY:
+                hs.on_retry(data, header)
+            else:
+                hs.on_version_negotiation(header)
             return
         if header.is_long and header.version != self.version and not hs.accept_version(header):
             self._drop("unsupported_version", now, ptype, header.packet_end - start)

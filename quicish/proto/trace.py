@@ -384,6 +384,14 @@ class Trace:
         self._stream_states(frames, False, now)
         self.poll(now)
 
+    def unnumbered_received(self, now: float, ptype: Any, size: int) -> None:
+        """A Retry or Version Negotiation packet arrived (logged before it is acted on)."""
+        sink = self.sink
+        if sink is not None:
+            name = "retry" if ptype == PacketType.RETRY else "version_negotiation"
+            data = qe.packet_event(qe.packet_header(name), size=size)
+            sink.event(PACKET_RECEIVED, data, now)
+
     def packets_acked(self, space: int, acked: list[SentPacket], now: float) -> None:
         sink = self.sink
         if sink is None or not acked:
