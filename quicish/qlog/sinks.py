@@ -141,8 +141,8 @@ class CallbackSink:
 
 
 class FanOut:
-    """Hands every call to each of ``sinks`` in order (a failing sink does not stop the
-    others: its exception is raised after all were called)."""
+    """Hands every call to each of ``sinks`` in order. (Sinks must not raise: an exception
+    goes into the engine's call that logged the event.)"""
 
     def __init__(self, sinks: Sequence[TraceSink]) -> None:
         self.sinks = tuple(sinks)
