@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --workers: on SIGTERM, seconds connections may go on before they are "
         "closed (default %(default)s)",
     )
+    s.add_argument(
+        "--qlog-dir",
+        metavar="DIR",
+        help="write one qlog file per connection in DIR (default: $QLOGDIR, if set)",
+    )
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
@@ -189,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer QUIC v2 (first flight in v1, the server may switch)",
     )
     g.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
+    g.add_argument(
+        "--qlog-dir",
+        metavar="DIR",
+        help="write one qlog file per connection in DIR (default: $QLOGDIR, if set)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
     k = sub.add_parser("secrets", help="create, rotate or check a fleet's shared secrets file")
@@ -268,6 +278,7 @@ async def _serve(args: argparse.Namespace) -> int:
         private_key=key,
         congestion_control=args.cc,
         keylog_file=args.keylog,
+        qlog_dir=args.qlog_dir,
         retry=args.retry_mode or "auto",
         retry_threshold=args.retry_threshold,
         max_half_open=args.max_half_open,
@@ -438,6 +449,7 @@ async def _get(args: argparse.Namespace) -> int:
         cipher_suites=[args.cipher] if args.cipher else None,
         congestion_control=args.cc,
         keylog_file=args.keylog,
+        qlog_dir=args.qlog_dir,
         max_data=16 << 20,
         max_stream_data=8 << 20,
     )
@@ -508,6 +520,8 @@ async def _get(args: argparse.Namespace) -> int:
         f"fetched {done} file(s), {total} bytes in {elapsed:.3f} s: {mbit:.1f} Mbit/s",
         flush=True,
     )
+    if conn.qlog_path is not None:
+        print(f"qlog: {conn.qlog_path}", flush=True)
     return 0 if ok else 1
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .keyfile import FleetSecrets
@@ -61,8 +62,12 @@ class Config:
     #: Append TLS secrets to this file (SSLKEYLOGFILE format, for Wireshark); its directory
     #: must exist and be writable.
     keylog_file: str | os.PathLike[str] | None = None
-    #: qlog output directory: not implemented yet (ConfigError if set; see ``tracer``).
+    #: Write one qlog file per connection in this directory (``<odcid>_<role>.sqlog``,
+    #: docs/qlog.md); None: the ``QLOGDIR`` environment variable decides (unset: no qlog).
     qlog_dir: str | os.PathLike[str] | None = None
+    #: ``tracer(name, data)`` called with every qlog event of each connection made with
+    #: this Config (``name`` without the ``quic:`` namespace, ``data`` the draft's dict).
+    tracer: Callable[[str, dict[str, Any]], None] | None = None
     #: *server*: lifetime of the session tickets it issues (at most 7 days, RFC 8446).
     session_ticket_lifetime: int = 86400
 
@@ -206,8 +211,10 @@ class Config:
                 raise ConfigError("stateless_reset_key and secrets both set the reset key")
         if self.keylog_file is not None:
             _check_writable("keylog_file", self.keylog_file)
-        if self.qlog_dir is not None:  # in DESIGN.md's Config, but not built: say so
-            raise ConfigError("qlog_dir: qlog output is not implemented yet (see tracer)")
+        if self.qlog_dir is not None and not isinstance(self.qlog_dir, str | os.PathLike):
+            raise ConfigError("qlog_dir must be a directory path (or None)")
+        if self.tracer is not None and not callable(self.tracer):
+            raise ConfigError("tracer must be a callable tracer(name, data) (or None)")
 
     def retry_mode(self) -> str:
         """``retry`` as one of "auto", "always", "never" (True is "always", False "never")."""

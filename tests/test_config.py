@@ -37,11 +37,14 @@ def test_invalid_config(kwargs: dict[str, Any], message: str) -> None:
     assert issubclass(ConfigError, ValueError)
 
 
-def test_qlog_dir_is_refused_until_qlog_exists() -> None:
-    """qlog output is not built: asking for it fails clearly instead of being ignored."""
-    with pytest.raises(ConfigError, match="qlog"):
-        Config(qlog_dir="/tmp/qlog")
-    assert Config().qlog_dir is None
+def test_qlog_dir_and_tracer_are_checked() -> None:
+    """qlog_dir takes a path and tracer a callable; anything else fails clearly."""
+    assert Config(qlog_dir="/tmp/qlog").qlog_dir == "/tmp/qlog"
+    assert Config().qlog_dir is None and Config().tracer is None
+    with pytest.raises(ConfigError, match="qlog_dir"):
+        Config(qlog_dir=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="tracer"):
+        Config(tracer="print")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def test_tracer_sees_sent_received_lost_and_metrics() -> None:
     assert seen["packet_sent"] >= stats.packets_sent - 10  # tracer attached after connect
     assert seen["packet_received"] > 0
     assert seen["packet_lost"] == stats.packets_lost > 0
-    assert seen["metrics_updated"] > 0
+    assert seen["recovery_metrics_updated"] > 0
     net.client.tracer = None
     before = dict(seen)
     net.client.send_stream_data(net.client.open_stream(), b"x", end_stream=True)

@@ -3,6 +3,7 @@ RFC 9002): loss, reordering, duplication, corruption, bandwidth limits, key upda
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -237,8 +238,10 @@ def _sent_trace(lean: bool, monkeypatch: Any) -> tuple[list[tuple[Any, ...]], in
 
         def tracer(event: str, data: dict[str, Any]) -> None:
             if event == "packet_sent":
+                header = data["header"]
+                frames = json.dumps(data["frames"], sort_keys=True)
                 trace.append(
-                    (net.now, data["space"], data["pn"], data["size"], tuple(data["frames"]))
+                    (net.now, header["packet_type"], header["packet_number"], data["raw"], frames)
                 )
 
         net.client.tracer = tracer

@@ -445,10 +445,16 @@ def test_ecn_ce_triggers_one_congestion_event() -> None:
 def test_metrics_hook() -> None:
     r = make()
     seen: list[dict[str, float]] = []
-    r.on_metrics = lambda rec: seen.append(rec.metrics())
+    times: list[float] = []
+
+    def hook(rec: LossRecovery, now: float) -> None:
+        seen.append(rec.metrics())
+        times.append(now)
+
+    r.on_metrics = hook
     send(r, 0, 0.0)
     ack(r, [0], 0.1)
-    assert len(seen) == 1
+    assert len(seen) == 1 and times == [0.1]
     assert seen[0]["smoothed_rtt"] == pytest.approx(0.1)
     assert seen[0]["bytes_in_flight"] == 0
     # one packet in flight out of 12000: app-limited, so the window did not grow

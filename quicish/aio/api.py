@@ -21,6 +21,7 @@ from ..proto.connection import Connection
 from ..proto.handshake_stock import HandshakeStock
 from ..proto.server_context import ServerContext
 from ..proto.stateless import InitialVerdict, StatelessResponder
+from ..qlog.sinks import Tracer
 from ..tls.tickets import StrikeRegister
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
@@ -45,6 +46,18 @@ class Server:
     def address(self) -> Address:
         """(host, port) actually bound."""
         return self._endpoint.address
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """``tracer(name, data)`` told of each datagram the server drops before any
+        connection takes it (qlog ``packet_dropped``: unknown CID, unsupported version,
+        a first Initial that fails its checks, ...); None: off. Connections' own events go
+        to ``Config.tracer`` / ``QuicConnection.tracer``."""
+        return self._endpoint.router.tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._endpoint.router.tracer = tracer
 
     @property
     def connections(self) -> set[QuicConnection]:

@@ -20,6 +20,7 @@ from ..proto import events as ev
 from ..proto.connection import DATAGRAM_OVERHEAD, Connection
 from ..proto.stats import Stats
 from ..proto.stream_manager import StreamLimitReached
+from ..qlog.sinks import Tracer
 from ..tls.alerts import Alert
 from ..udp import Address
 from .endpoint import Endpoint, clock
@@ -214,6 +215,22 @@ class QuicConnection:
         """A snapshot of RTT, congestion window, bytes and packets sent/received/lost and
         more (:class:`quicish.Stats` documents every field)."""
         return self._proto.stats()
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """``tracer(name, data)`` called with every qlog event of this connection from now
+        on (``name`` without the ``quic:`` namespace, e.g. ``packet_lost``; ``data`` the
+        draft's dict, docs/qlog.md); None: none. Settable at any time."""
+        return self._proto.tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._proto.tracer = tracer
+
+    @property
+    def qlog_path(self) -> str | None:
+        """The qlog file of this connection (``Config.qlog_dir`` or ``QLOGDIR``), if any."""
+        return self._proto.qlog_path
 
     @property
     def version(self) -> int:
@@ -580,6 +597,7 @@ class QuicConnection:
         if not self._terminated.done():
             self._terminated.set_result(None)
         self._closed.set_result(None)
+        self._proto.end_trace()  # (the qlog file is complete now, also after abort())
         self._endpoint.forget(self)
         # Readers and writers refer to this connection; they need no lookup from here on.
         self._readers.clear()

@@ -26,6 +26,7 @@ from ..errors import (
     ErrorCode,
     ProtocolError,
 )
+from ..qlog.sinks import Tracer, TraceSink
 from ..wire import frames as F
 from ..wire.frames import NON_ACK_ELICITING_FRAMES, PROBING_FRAMES
 from ..wire.packet import (
@@ -49,11 +50,7 @@ from .keys import KeyState
 from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
-from .packet_builder import (
-    PacketBuilder,
-    Tracer,
-    next_skip,
-)
+from .packet_builder import PacketBuilder, next_skip
 from .packet_space import (
     APPLICATION,
     CRYPTO_BUFFER_LIMIT,
@@ -73,6 +70,7 @@ from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
 from .timers import ConnectionTimers
+from .trace import Trace
 
 logger = logging.getLogger("quicish")
 
@@ -124,7 +122,7 @@ class Connection:
             raise ValueError("a server connection needs a ServerContext")
         self.config = config
         self.is_client = is_client
-        self._tracer: Tracer | None = None
+        self._trace: Trace | None = None  # (proto/trace.py) only while something listens
         self.stats_counters = ConnectionStats()
         self._events = EventQueue(config.datagram_receive_buffer, self.stats_counters)
 
@@ -334,11 +332,8 @@ class Connection:
         if hs.tls is None:
             hs.start_client(now)
             hs.pick_first_dcid()
-        builder = self._builder
-        sealed, builder.sealed_ahead = builder.sealed_ahead, None
-        for sent in sealed or ():
-            sent.sent_time = now
-            builder.record_sent(sent)
+        self._trace = Trace.begin_for(self, self._trace, now)
+        self._builder.send_sealed_ahead(now)
         hs.offer_early_data()
 
     def receive_datagram(
@@ -382,7 +377,7 @@ class Connection:
                 try:
                     header = parse_header(data, offset, short_dcid_len=len(self.host_cid))
                 except DecodeError:
-                    self.stats_counters.packets_dropped += 1
+                    self._drop("unparseable", now, None, end - offset)
                     return
                 start, offset = offset, header.packet_end
                 self._receive_packet(data, start, header, addr, now)
@@ -439,7 +434,7 @@ class Connection:
         if state.is_closing:
             assert isinstance(state, Closing)
             if state.send_due:
-                close_datagram = self._builder.build_close_datagram(state.close)
+                close_datagram = self._builder.build_close_datagram(state.close, now)
                 if close_datagram:
                     out.append((close_datagram, addr))
                 state.send_due = False
@@ -662,15 +657,17 @@ class Connection:
         self, data: bytes, start: int, header: PacketHeader, addr: tuple[str, int], now: float
     ) -> None:
         ptype = header.packet_type
-        if ptype == PacketType.VERSION_NEGOTIATION:
-            self._handshake.on_version_negotiation(header)
-            return
         hs = self._handshake
-        if ptype == PacketType.RETRY:
-            hs.on_retry(data, header)
+        if ptype == PacketType.VERSION_NEGOTIATION or ptype == PacketType.RETRY:
+            if self._trace is not None:
+                self._trace.unnumbered_received(now, ptype, header.packet_end - start)
+            if ptype == PacketType.RETRY:
+                hs.on_retry(data, header)
+            else:
+                hs.on_version_negotiation(header)
             return
         if header.is_long and header.version != self.version and not hs.accept_version(header):
-            self.stats_counters.packets_dropped += 1
+            self._drop("unsupported_version", now, ptype, header.packet_end - start)
             return
         dcid = header.dcid
         if self.is_client or hs.initial_dcid is not None:
@@ -679,11 +676,11 @@ class Connection:
                 and dcid != hs.initial_dcid
                 and not self._local_cids.owns(dcid)
             ):
-                self.stats_counters.packets_dropped += 1
+                self._drop("unknown_connection_id", now, ptype, header.packet_end - start)
                 self._stateless_reset_received(header, data, now)
                 return
         elif ptype != PacketType.INITIAL:
-            self.stats_counters.packets_dropped += 1
+            self._drop("unknown_connection_id", now, ptype, header.packet_end - start)
             return
         else:
             hs.on_client_initial(dcid)
@@ -695,7 +692,7 @@ class Connection:
         if header.is_long and header.version != self.version:
             protector = hs.compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
-            self.stats_counters.packets_dropped += 1
+            self._drop("no_keys", now, ptype, header.packet_end - start)
             if (
                 ptype == PacketType.HANDSHAKE
                 and space.discarded
@@ -720,7 +717,7 @@ class Connection:
                     packet, pn_offset, space.largest_received
                 )
         except DecryptionError:
-            self.stats_counters.packets_undecryptable += 1
+            self._drop("undecryptable", now, ptype, len(packet))
             if self._stateless_reset_received(header, data, now):
                 return
             if not header.is_long and self._keys.on_auth_failure():
@@ -735,14 +732,15 @@ class Connection:
             and ptype == PacketType.INITIAL
             and header.scid != self.peer_cid
         ):
-            self.stats_counters.packets_dropped += 1
+            self._drop("unknown_connection_id", now, ptype, len(packet))
             return
         if not space.record(pn):  # one call: duplicate check and record for the ACK
-            self.stats_counters.packets_duplicate += 1
+            self._drop("duplicate", now, ptype, len(packet))
             return
 
         if not hs.first_packet_received:
             hs.on_first_packet(header.scid, payload, now)
+            self._trace = Trace.begin_for(self, self._trace, now)
 
         if ptype == PacketType.HANDSHAKE and not self.is_client:
             # A Handshake packet proves the client owns its address (RFC 9000 8.1).
@@ -783,7 +781,7 @@ class Connection:
             raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
         frames.rx_dcid = cid
         if not space.record(pn):
-            self.stats_counters.packets_duplicate += 1
+            self._drop("duplicate", now, _ONE_RTT, len(data))
             return True
         self._process_packet(payload, _ONE_RTT, space, pn, len(data), now)
         return True
@@ -803,9 +801,8 @@ class Connection:
         idle.last_activity = now
         idle.restart_pending = True
         ack_eliciting = self._process_frames(payload, ptype, space, now)
-        tracer = self._tracer
-        if tracer is not None:
-            tracer("packet_received", {"space": space.index, "pn": pn, "size": size})
+        if self._trace is not None:
+            self._trace.packet_received(now, ptype, pn, size, payload)
         rx_path = self._frames.rx_path
         if (
             rx_path is not self._paths.current
@@ -854,20 +851,43 @@ class Connection:
 
     _rx_ecn = 0  # ECN codepoint of the datagram being processed
 
+    def _drop(self, reason: str, now: float, ptype: PacketType | None, size: int) -> None:
+        """A received packet is dropped (counted; traced with its qlog trigger)."""
+        counters = self.stats_counters
+        if reason == "undecryptable":
+            counters.packets_undecryptable += 1
+        elif reason == "duplicate":
+            counters.packets_duplicate += 1
+        else:
+            counters.packets_dropped += 1
+        if self._trace is not None:
+            self._trace.dropped(now, reason, ptype, size)
+
+    # ---- tracing (proto/trace.py, docs/qlog.md) -----------------------------------------
     @property
     def tracer(self) -> Tracer | None:
-        """Optional ``tracer(event, data)`` called on packet_sent, packet_received,
-        packet_lost and metrics_updated (qlog-style names); None when unset (no cost)."""
-        return self._tracer
+        """Optional ``tracer(name, data)`` called with every qlog event (``name`` without
+        the ``quic:`` namespace, ``data`` the draft's dict); None when unset (no cost)."""
+        return None if self._trace is None else self._trace.callback
 
     @tracer.setter
     def tracer(self, tracer: Tracer | None) -> None:
-        self._tracer = self._builder.tracer = self._frames.tracer = tracer
-        recovery = self._recovery
-        if tracer is None:
-            recovery.on_metrics = None
-        else:
-            recovery.on_metrics = lambda r: tracer("metrics_updated", dict(r.metrics()))
+        self._trace = Trace.of(self, self._trace).set_callback(tracer)
+
+    def add_trace_sink(self, sink: TraceSink) -> None:
+        """Also send the events to ``sink`` (e.g. a QlogWriter; any TraceSink)."""
+        self._trace = Trace.of(self, self._trace).add_sink(sink)
+
+    @property
+    def qlog_path(self) -> str | None:
+        """The qlog file this connection writes (Config.qlog_dir, QLOGDIR), if any."""
+        return None if self._trace is None else self._trace.qlog_path
+
+    def end_trace(self) -> None:
+        """Flush and close the trace's sinks now (the connection's end does it; a driver
+        calls this for a connection it drops before the end)."""
+        if self._trace is not None:
+            self._trace.end()
 
     def set_stream_priority(self, stream_id: int, priority: int) -> None:
         """Lower values are sent first; streams of equal priority share round robin."""

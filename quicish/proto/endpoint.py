@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import DecodeError
 from ..wire.packet import (
@@ -84,6 +84,9 @@ class Endpoint(Generic[C]):
         #: Stateless answers (Version Negotiation, Retry, INVALID_TOKEN, reset) to send.
         self.outbox: list[tuple[bytes, Address]] = []
         self.datagrams_dropped = 0
+        #: ``tracer(name, data)`` told of each datagram dropped here (qlog
+        #: ``packet_dropped`` data: trigger, size, packet type when known); None: off.
+        self.tracer: Callable[[str, dict[str, Any]], None] | None = None
 
     # ---- routing table ---------------------------------------------------------------------
     def register(self, cid: bytes, conn: C) -> None:
@@ -149,20 +152,20 @@ class Endpoint(Generic[C]):
             return self._unknown_short(data, addr)
         except Exception:  # e.g. MemoryError making a connection: drop this one
             logger.exception("dropped a datagram: internal error")
-            self.datagrams_dropped += 1
+            self._drop("internal_error", data)
             return None
 
     def _route_long(self, data: bytes, addr: Address, now: float) -> C | None:
         try:
             header = parse_header(data, 0, short_dcid_len=self.cid_length)
         except DecodeError:
-            self.datagrams_dropped += 1
+            self._drop("invalid", data)
             return None
         conn = self._by_cid.get(header.dcid)
         if conn is not None:
             return conn
         if self._accept is None:
-            self.datagrams_dropped += 1
+            self._drop("connection_unknown", data, header.packet_type)
             return None
         if header.version not in SUPPORTED_VERSIONS:
             # RFC 9000 6.1: never answer a Version Negotiation packet (version 0), and
@@ -172,13 +175,16 @@ class Endpoint(Generic[C]):
                 self.outbox.append((vn, addr))
             else:
                 self.datagrams_dropped += 1
+            if self.tracer is not None:
+                self._drop("unsupported", data, count=False)
             return None
         if (
             header.packet_type != PacketType.INITIAL
             or len(data) < MIN_FIRST_DATAGRAM
             or len(header.dcid) < MIN_INITIAL_DCID
         ):
-            self.datagrams_dropped += 1
+            unknown = header.packet_type != PacketType.INITIAL
+            self._drop("connection_unknown" if unknown else "rejected", data, header.packet_type)
             return None
         verdict = None
         if self.stateless is not None:
@@ -186,10 +192,12 @@ class Endpoint(Generic[C]):
             if verdict.reply is not None:
                 self.outbox.append((verdict.reply, addr))
             if not verdict.accept:
+                if self.tracer is not None:
+                    self._drop("rejected", data, header.packet_type, count=False)
                 return None
         new = self._accept(data, addr, now, verdict)
         if new is None:  # e.g. an Initial that does not decrypt: no connection state
-            self.datagrams_dropped += 1
+            self._drop("decryption_failure", data, header.packet_type)
             return None
         self.register(header.dcid, new)
         self.register(new.host_cid, new)
@@ -203,9 +211,31 @@ class Endpoint(Generic[C]):
         if self._accept is None and self._by_cid:
             # A client's socket: perhaps a stateless reset, which the connection checks.
             return next(iter(self._by_cid.values()))
-        self.datagrams_dropped += 1
+        self._drop("connection_unknown", data, PacketType.ONE_RTT)
         if self.stateless is not None:
             reset = self.stateless.stateless_reset(data)
             if reset is not None:
                 self.outbox.append((reset, addr))
         return None
+
+    def _drop(
+        self, trigger: str, data: bytes, ptype: PacketType | None = None, count: bool = True
+    ) -> None:
+        """A datagram no connection takes: counted (unless answered), and traced."""
+        if count:
+            self.datagrams_dropped += 1
+        if self.tracer is not None:
+            out: dict[str, Any] = {"trigger": trigger, "raw": {"length": len(data)}}
+            if ptype is not None and ptype in _QLOG_TYPES:
+                out["header"] = {"packet_type": _QLOG_TYPES[ptype]}
+            self.tracer("packet_dropped", out)
+
+
+_QLOG_TYPES = {
+    PacketType.INITIAL: "initial",
+    PacketType.ZERO_RTT: "0RTT",
+    PacketType.HANDSHAKE: "handshake",
+    PacketType.ONE_RTT: "1RTT",
+    PacketType.RETRY: "retry",
+    PacketType.VERSION_NEGOTIATION: "version_negotiation",
+}

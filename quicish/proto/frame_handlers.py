@@ -18,13 +18,14 @@ from .keys import KeyState
 from .lifecycle import Lifecycle
 from .migration import Migration
 from .pacing import Pacer
-from .packet_builder import MIN_INITIAL_DATAGRAM, PacketBuilder, Tracer
+from .packet_builder import MIN_INITIAL_DATAGRAM, PacketBuilder
 from .packet_space import APPLICATION, HANDSHAKE, PacketSpace
 from .path import Path
 from .records import RecordTable, SentPacket
 from .recovery import LossRecovery
 from .stats import ConnectionStats
 from .stream_manager import StreamManager
+from .trace import Trace
 
 Handler = Callable[["FrameHandlers", Any, PacketSpace, float], None]
 
@@ -72,7 +73,7 @@ class FrameHandlers:
         self._peer_cids = peer_cids
         self._stats = stats
         self._lifecycle = lifecycle
-        self.tracer: Tracer | None = None
+        self.trace: Trace | None = None
         self.rx_path = rx_path  # the path of the datagram being processed
         self.rx_size = 0  # its size
         self.rx_dcid = b""  # the DCID of the packet being processed
@@ -84,12 +85,11 @@ class FrameHandlers:
     def on_packets_lost(self, lost: list[SentPacket], now: float) -> None:
         """Packets declared lost (by an ACK or the loss timer): their records' owners
         queue what must go again."""
-        tracer = self.tracer
+        if lost and self.trace is not None:
+            self.trace.packets_lost(lost, now)
         counters = self._stats
         on_lost = self._records.on_lost
         for pkt in lost:
-            if tracer is not None:
-                tracer("packet_lost", {"space": pkt.space, "pn": pkt.pn, "size": pkt.size})
             counters.packets_lost += 1
             counters.bytes_lost += pkt.size
             on_lost(pkt.frames)
@@ -103,6 +103,8 @@ class FrameHandlers:
         recovery = self._recovery
         acked, lost = recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
         self.on_packets_acked(acked)
+        if self.trace is not None:
+            self.trace.packets_acked(space.index, acked, now)
         if acked and space.index != APPLICATION:
             self._handshake_timer.progress(now)
         self.on_packets_lost(lost, now)

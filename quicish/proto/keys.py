@@ -51,6 +51,7 @@ class KeyState:
         # (installed only then, when TLS hands over the same secret).
         self.spare: PacketProtector | None = None
         self.phase = 0  # the 1-RTT key phase bit we send
+        self.remote_update = False  # the last key update was the peer's (for the trace)
         self.phase_start_pn = 0  # first application packet number sent with the current keys
         self.update_requested = False
         # Set from the negotiated suite at the handshake (set_limits).
@@ -135,6 +136,7 @@ class KeyState:
         self.phase ^= 1
         self.phase_start_pn = space.next_pn
         self._stats.key_updates += 1
+        self.remote_update = False
         self.next_rx(space.rx)  # ahead of the next update (or of forgeries)
 
     def auto_update(self, confirmed: bool) -> None:
@@ -190,6 +192,7 @@ class KeyState:
         self.phase ^= 1
         self.phase_start_pn = space.next_pn
         self._stats.key_updates += 1
+        self.remote_update = True
         self.next_rx(candidate)  # ahead of the next update (or of forgeries)
         return result
 

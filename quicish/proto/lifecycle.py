@@ -18,6 +18,7 @@ from . import events as ev
 from .event_queue import EventQueue
 from .idle import IdleTimer
 from .recovery import LossRecovery
+from .trace import Trace
 
 
 class State:
@@ -129,6 +130,7 @@ class Lifecycle:
         self._recovery = recovery
         self._idle = idle
         self._release = release
+        self.trace: Trace | None = None  # told of the end, closed at the end
 
     def establish(self) -> None:
         """The handshake completed."""
@@ -149,6 +151,8 @@ class Lifecycle:
         if self.state.is_open:
             end = ev.ConnectionTerminated(code, reason, frame_type, by_peer, application)
             self._events.append(end)
+            if self.trace is not None:
+                self.trace.closed(code, reason, frame_type, by_peer, application, now)
 
     def close(
         self,
@@ -194,3 +198,5 @@ class Lifecycle:
         self.state = CLOSED
         for release in self._release:
             release()
+        if self.trace is not None:
+            self.trace.end()

@@ -16,6 +16,7 @@ from .path import Address, Path, PathManager
 from .recovery import LossRecovery
 from .rtt import RttEstimator
 from .stats import ConnectionStats
+from .trace import Trace
 
 logger = logging.getLogger("quicish")
 
@@ -48,6 +49,7 @@ class Migration:
         # Server: the path of the client's newest non-probing packet, when it is new.
         self.migrate_to: Path | None = None
         self.fallback: Path | None = None  # last validated path, during a migration
+        self.trace: Trace | None = None
 
     def path_of(self, addr: Address, local: int, confirmed: bool) -> Path:
         """The path a datagram from ``addr`` on local socket ``local`` arrived on (not
@@ -73,6 +75,8 @@ class Migration:
 
     def start_validation(self, path: Path, now: float) -> None:
         self.paths.start_validation(path, now, self.validation_timeout())
+        if self.trace is not None:
+            self.trace.migration("probing_started", path, now)
 
     def probe(self, local: int, now: float) -> None:
         """Client, active migration: probe the server's address from local socket
@@ -115,6 +119,8 @@ class Migration:
         path = self.paths.on_response(data)
         if path is None:
             return  # an answer to nothing we asked (or to an abandoned challenge)
+        if self.trace is not None:
+            self.trace.migration("probing_successful", path, now)
         current = self.paths.current
         if path is current:
             self.fallback = None
@@ -142,6 +148,8 @@ class Migration:
     def switch(self, path: Path, now: float) -> None:
         """Send on ``path`` from now on."""
         old = self.paths.make_current(path)
+        if self.trace is not None:
+            self.trace.migration("migration_complete", path, now)
         # RFC 9000 9.5: a fresh peer CID on a new path, when the peer gave us one.
         peers = self._peer_cids
         if peers.switch(path.cid_seq):
@@ -166,6 +174,8 @@ class Migration:
 
     def _on_path_failed(self, path: Path, now: float) -> None:
         logger.debug("path validation failed: %r", path)
+        if self.trace is not None:
+            self.trace.migration("probing_abandoned", path, now)
         if path is self.paths.current:
             fallback, self.fallback = self.fallback, None
             if fallback is not None:

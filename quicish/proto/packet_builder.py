@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ..config import Config
 from ..errors import ErrorCode, wire_reason
@@ -43,6 +42,7 @@ from .records import (
 from .recovery import LossRecovery
 from .stats import ConnectionStats
 from .stream_manager import StreamManager
+from .trace import Trace
 
 MIN_INITIAL_DATAGRAM = 1200
 MAX_DATAGRAMS_PER_CALL = 64
@@ -52,8 +52,6 @@ PROBE_SCAN_PACKETS = 64  # oldest in-flight packets a PTO probe looks through fo
 
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
-
-Tracer = Callable[[str, dict[str, Any]], None]
 
 
 class BuiltPacket:
@@ -155,7 +153,7 @@ class PacketBuilder:
         self.handshake_complete = False  # (probes of other paths wait for it)
         self.max_datagram_size = config.max_datagram_size
         self.spin = False
-        self.tracer: Tracer | None = None
+        self.trace: Trace | None = None  # (proto/trace.py; None: not traced)
         self.pending_ping = False  # a PING is due in the next 1-RTT packet
         self.pending_handshake_done = False
         self.handshake_done_acked = False  # the client acknowledged a HANDSHAKE_DONE
@@ -163,8 +161,9 @@ class PacketBuilder:
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
-        # start_hello(): packets sealed ahead, recorded by connect() at its own time.
-        self.sealed_ahead: list[SentPacket] | None = None
+        # start_hello(): packets sealed ahead (with their type and payload, for the trace),
+        # recorded by connect() at its own time.
+        self.sealed_ahead: list[tuple[SentPacket, int, bytes | bytearray]] | None = None
 
     def register_records(self, records: RecordTable) -> None:
         """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
@@ -617,9 +616,10 @@ class PacketBuilder:
         self._count_datagram(packet, path)
         return packet
 
-    def build_close_datagram(self, close: CloseReason) -> bytes:
+    def build_close_datagram(self, close: CloseReason, now: float | None = None) -> bytes:
         """CONNECTION_CLOSE in every space with keys (RFC 9000 10.2.3), within the
-        anti-amplification budget (else empty)."""
+        anti-amplification budget (else empty); sent at ``now`` (default: the last
+        activity)."""
         code, frame_type, reason, application = (
             close.code,
             close.frame_type,
@@ -629,7 +629,8 @@ class PacketBuilder:
         # A transport error goes out with a fixed phrase for its code (the detail stays in
         # the local ConnectionTerminated); an application's own reason goes as given.
         phrase = "" if application else wire_reason(code)
-        now = self._idle.last_activity
+        if now is None:
+            now = self._idle.last_activity
         out = bytearray()
         for space in self._spaces:
             if space.tx is None or space.discarded:
@@ -737,9 +738,20 @@ class PacketBuilder:
         sent = SentPacket(pn, now, len(packet), eliciting, in_flight, space.index, records)
         if self.sealed_ahead is None:
             self.record_sent(sent, probe_path)
+            if self.trace is not None:
+                self.trace.packet_sent(now, ptype, pn, len(packet), payload, records)
         else:  # start_hello(): connect() records it, at its own time, when it is really sent
-            self.sealed_ahead.append(sent)
+            self.sealed_ahead.append((sent, ptype, payload))
         return packet
+
+    def send_sealed_ahead(self, now: float) -> None:
+        """connect(): the packets start_hello() sealed ahead leave now."""
+        sealed, self.sealed_ahead = self.sealed_ahead, None
+        for sent, ptype, payload in sealed or ():
+            sent.sent_time = now
+            self.record_sent(sent)
+            if self.trace is not None:
+                self.trace.packet_sent(now, ptype, sent.pn, sent.size, payload, sent.frames)
 
     def _skip_packet_number(self, space: PacketSpace, pn: int) -> int:
         """RFC 9000 21.4: ``pn`` is never sent, so a peer acknowledging it acknowledges
@@ -761,14 +773,3 @@ class PacketBuilder:
             idle.last_activity = now
             idle.restart_pending = False
         self._stats.packets_sent += 1
-        tracer = self.tracer
-        if tracer is not None:
-            data: dict[str, Any] = {
-                "space": sent.space,
-                "pn": sent.pn,
-                "size": size,
-                "frames": [type(rec).__name__ for rec in sent.frames],
-            }
-            if probe_path is not None:
-                data["path"] = probe_path.addr
-            tracer("packet_sent", data)

@@ -132,7 +132,7 @@ class LossRecovery:
         self.persistent_congestion_events = 0
         self.packets_forgotten = 0  # not-in-flight packets dropped from tracking unanswered
         self.max_not_in_flight = max(1, max_not_in_flight)
-        self.on_metrics: Callable[[LossRecovery], None] | None = None
+        self.on_metrics: Callable[[LossRecovery, float], None] | None = None
         self._spaces = (_Space(), _Space(), _Space())
         self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
 
@@ -351,7 +351,7 @@ class LossRecovery:
             self.pto_count = 0
         self._anchor = now
         if self.on_metrics is not None:
-            self.on_metrics(self)
+            self.on_metrics(self, now)
         return acked, lost
 
     # ---- timers --------------------------------------------------------------------------------
@@ -379,7 +379,7 @@ class LossRecovery:
             if lost:
                 self._on_lost(sp, lost, now)
             if self.on_metrics is not None:
-                self.on_metrics(self)
+                self.on_metrics(self, now)
             return lost, None
         deadline = self._pto_deadline()
         if deadline is None or now < deadline:
@@ -395,7 +395,7 @@ class LossRecovery:
         self.pto_timeouts += 1
         self._anchor = now
         if self.on_metrics is not None:
-            self.on_metrics(self)
+            self.on_metrics(self, now)
         return [], probe
 
     # ---- key discard -----------------------------------------------------------------------------

@@ -144,13 +144,13 @@ class ConnectionTimers:
         lifecycle = self._lifecycle
         for timer in self.refresh().expired(now):
             if timer is Timer.IDLE:
-                lifecycle.terminate(ErrorCode.NO_ERROR, "idle timeout", None, by_peer=False)
+                lifecycle.terminate(ErrorCode.NO_ERROR, "idle timeout", None, False, now=now)
                 lifecycle.end()
                 return
             if timer is Timer.HANDSHAKE:
                 # Silently, like an idle timeout (RFC 9000 10.1): a server owes nothing to an
                 # address that may be spoofed; a client's connect() fails.
-                lifecycle.terminate(ErrorCode.NO_ERROR, "handshake timeout", None, by_peer=False)
+                lifecycle.terminate(ErrorCode.NO_ERROR, "handshake timeout", None, False, now=now)
                 lifecycle.end()
                 return
             if timer is Timer.LOSS:

@@ -170,22 +170,11 @@ class QlogWriter:
     ) -> None:
         """A packet that is one STREAM frame (the bulk case), written by one %-format:
         the cheapest form. ``name`` is the full name (``quic:packet_sent``)."""
-        ms = (now - self.start) * 1000.0
         events = self._events
         events.append(
             (
                 _STREAM_PACKET,
-                (
-                    ms if ms > 0.0 else 0.0,
-                    name,
-                    packet_type,
-                    packet_number,
-                    stream_id,
-                    offset,
-                    "true" if fin else "false",
-                    length,
-                    size,
-                ),
+                (now, name, packet_type, packet_number, stream_id, offset, fin, length, size),
             )
         )
         if len(events) >= self.flush_every:
@@ -212,8 +201,11 @@ class QlogWriter:
         if self.closed:  # events after close() are dropped
             return
         render = self._render
+        stream = self._stream_record
         try:
-            parts = [tmpl % args if tmpl is not None else render(args) for tmpl, args in events]
+            parts = [
+                stream(args) if tmpl is _STREAM_PACKET else render(args) for tmpl, args in events
+            ]
         except (TypeError, ValueError):  # a bad argument to a template: find it, keep the rest
             parts = [self._render_safely(tmpl, args) for tmpl, args in events]
         try:
@@ -248,13 +240,30 @@ class QlogWriter:
             text = _dumps({"quicish_error": f"unserializable event data: {exc}"})
         return f'\x1e{{"time":{ms:.3f},"name":{name_json},"data":{text}}}\n'
 
+    def _stream_record(self, args: tuple[Any, ...]) -> str:
+        """The record of :meth:`stream_packet` (its time made relative here, off the
+        caller's path)."""
+        now, name, ptype, pn, sid, offset, fin, length, size = args
+        ms = (now - self.start) * 1000.0
+        return _STREAM_PACKET % (
+            ms if ms > 0.0 else 0.0,
+            name,
+            ptype,
+            pn,
+            sid,
+            offset,
+            "true" if fin else "false",
+            length,
+            size,
+        )
+
     def _render_safely(self, tmpl: str | None, args: tuple[Any, ...]) -> str:
         if tmpl is None:
             return self._render(args)
         try:
-            return tmpl % args
+            return self._stream_record(args)
         except (TypeError, ValueError) as exc:
-            ms = args[0] if isinstance(args[0], float) else 0.0
+            ms = (args[0] - self.start) * 1000.0 if isinstance(args[0], float) else 0.0
             error = {"quicish_error": f"unserializable event data: {exc}"}
             return f'\x1e{{"time":{ms:.3f},"name":{_dumps(str(args[1]))},"data":{_dumps(error)}}}\n'
 
