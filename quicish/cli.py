@@ -1,4 +1,5 @@
-"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop."""
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop (and
+HTTP/3 with ``--http3``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from . import __version__, hq
@@ -102,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="cubic",
         help="congestion controller (default %(default)s)",
     )
+    s.add_argument(
+        "--http3",
+        action="store_true",
+        help="also serve HTTP/3 (ALPN h3) beside --alpn; the ALPN picks the protocol",
+    )
     s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.add_argument("--quiet", action="store_true", help="no access-log line per request")
@@ -120,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--alpn", default="hq-interop", help="application protocol to ask for (default %(default)s)"
     )
+    g.add_argument("--http3", action="store_true", help="fetch over HTTP/3 (ALPN h3)")
     g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
     g.add_argument(
         "--cc",
@@ -186,7 +193,7 @@ async def _serve(args: argparse.Namespace) -> int:
         fingerprint = certificate_fingerprint(x509.load_pem_x509_certificate(cert))
         print(f"self-signed certificate, SHA-256 fingerprint: {fingerprint}", flush=True)
     config = Config(
-        alpn=[args.alpn],
+        alpn=["h3", args.alpn] if args.http3 else [args.alpn],
         certificate_chain=cert,
         private_key=key,
         congestion_control=args.cc,
@@ -197,11 +204,13 @@ async def _serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
+    both = _BothProtocols(files, args) if args.http3 else None
     server = await serve(
         args.host,
         args.port,
         config=config,
-        on_stream=files.handle,
+        on_stream=None if both else files.handle,
+        on_connection=both.on_connection if both else None,
         versions=_V2_FIRST if args.v2 else None,
     )
     host, port = server.address[:2]
@@ -212,8 +221,36 @@ async def _serve(args: argparse.Namespace) -> int:
         else:
             await asyncio.Event().wait()
     finally:
+        if both is not None:
+            both.goaway()
         server.close()
     return 0
+
+
+class _BothProtocols:
+    """``serve --http3``: each connection speaks what its ALPN says, HTTP/3 or hq-interop."""
+
+    def __init__(self, files: hq.FileServer, args: argparse.Namespace) -> None:
+        from .h3.files import FileHandler
+
+        self.files = files
+        self.http3 = FileHandler(args.root, on_served=None if args.quiet else _access_log)
+        self.h3_connections: set[Any] = set()
+
+    async def on_connection(self, conn: QuicConnection) -> None:
+        from .h3.server import serve_connection
+
+        await conn.wait_connected()
+        if conn.alpn == "h3":
+            await serve_connection(conn, self.http3, registry=self.h3_connections)
+            return
+        while True:
+            reader, writer = await conn.accept_stream()
+            conn.spawn(self.files.handle(reader, writer))
+
+    def goaway(self) -> None:
+        for h3 in self.h3_connections:
+            h3.send_goaway()
 
 
 def _access_log(record: hq.Served) -> None:
@@ -253,7 +290,7 @@ async def _get(args: argparse.Namespace) -> int:
     elif args.ca:
         verify = args.ca
     config = Config(
-        alpn=[args.alpn],
+        alpn=["h3"] if args.http3 else [args.alpn],
         verify=verify,
         pin=args.pin,
         cipher_suites=[args.cipher] if args.cipher else None,
@@ -279,6 +316,7 @@ async def _get(args: argparse.Namespace) -> int:
     )
     total = done = 0
     ok = True
+    client: Any = None
     try:
         progress = _Progress(
             [Path(p).name or "index.html" for _, _, p in targets],
@@ -287,9 +325,9 @@ async def _get(args: argparse.Namespace) -> int:
         key_update = _KeyUpdater(conn) if args.key_update else None
         migrator = _Migrator(conn) if args.migrate else None
         hooks = [h.on_chunk for h in (key_update, migrator) if h is not None]
+        client = await _h3_client(conn, host, port) if args.http3 else None
 
         async def one(index: int, path: str) -> int:
-            reader, writer = await conn.open_stream()
             name = Path(path).name or "index.html"
 
             def on_chunk(size: int) -> None:
@@ -297,7 +335,13 @@ async def _get(args: argparse.Namespace) -> int:
                 for hook in hooks:
                     hook(size)
 
-            size = await hq.fetch(reader, writer, path, out_dir / name, on_chunk=on_chunk)
+            if client is not None:
+                from .h3.files import fetch as h3_fetch
+
+                size = await h3_fetch(client, path, out_dir / name, on_chunk=on_chunk)
+            else:
+                reader, writer = await conn.open_stream()
+                size = await hq.fetch(reader, writer, path, out_dir / name, on_chunk=on_chunk)
             progress.finish(index)
             return size
 
@@ -321,7 +365,7 @@ async def _get(args: argparse.Namespace) -> int:
         await conn.wait_connected()  # with 0-RTT the transfer may have begun before it
         _print_features(conn, args)
     finally:
-        conn.close()
+        conn.close(0x100 if client is not None else 0)  # H3_NO_ERROR for HTTP/3
         await conn.wait_closed()
     elapsed = time.perf_counter() - start
     mbit = total * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
@@ -330,6 +374,15 @@ async def _get(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0 if ok else 1
+
+
+async def _h3_client(conn: QuicConnection, host: str, port: int) -> Any:
+    """An HTTP/3 client on ``conn`` (``get --http3``)."""
+    from .h3.client import H3Client
+
+    client = H3Client(conn, host if port == 443 else f"{host}:{port}")
+    await client.start()
+    return client
 
 
 def _describe(exc: BaseException) -> str:
