@@ -75,7 +75,7 @@ class H3Client:
         message = MessageIn(self.h3, reader, writer)
         try:
             sender = await self._send_request(writer, method, path, headers, body)
-            status, fields = await self._response_head(message)
+            status, fields = await self._response_head(message, method)
             response = StreamingResponse(status, from_wire(fields), Body(message.body()))
             yield response
         except H3StreamError as exc:
@@ -127,7 +127,9 @@ class H3Client:
                     await self.h3.send_data(writer, bytes(chunk))
             writer.write_eof()
 
-    async def _response_head(self, message: MessageIn) -> tuple[int, list[tuple[bytes, bytes]]]:
+    async def _response_head(
+        self, message: MessageIn, method: str
+    ) -> tuple[int, list[tuple[bytes, bytes]]]:
         while True:
             fields = await message.headers()
             if fields is None:
@@ -136,7 +138,7 @@ class H3Client:
                 )
             status, rest = validate_response(fields)
             if status >= 200:
-                message.start_body(rest)
+                message.start_body(rest, method == "HEAD" or status in (204, 304))
                 return status, rest
             # 1xx: an interim response; the final one follows
 

@@ -81,8 +81,11 @@ class MessageIn:
                 raise H3Error(H3ErrorCode.H3_FRAME_UNEXPECTED, "DATA before HEADERS")
             return await self._decode(payload)
 
-    def start_body(self, fields: Headers) -> None:
-        self.expected_length = content_length(fields)
+    def start_body(self, fields: Headers, bodiless: bool = False) -> None:
+        """The head was ``fields``; ``bodiless``: a response to HEAD, or a 204/304, whose
+        content-length describes no body here (RFC 9110 section 8.6)."""
+        length = content_length(fields)
+        self.expected_length = 0 if bodiless else length
 
     async def body(self) -> AsyncIterator[bytes]:
         """The DATA payload in pieces; checks content-length at the end, reads trailers."""
