@@ -41,25 +41,38 @@ class Qpack:
         self.encoder_out += encoder_bytes
         return bytes(block)
 
-    async def decode(self, stream_id: int, block: bytes) -> Headers:
-        """The field lines of a header block, waiting while it is blocked on table updates."""
+    def decode_now(self, stream_id: int, block: bytes) -> Headers | None:
+        """The field lines of a header block, or None when it is blocked on table updates
+        (``resume`` once the encoder stream unblocked it)."""
         try:
             out, headers = self._decoder.feed_header(stream_id, block)
         except StreamBlocked:
-            waiter = asyncio.get_running_loop().create_future()
-            self._blocked[stream_id] = waiter
-            try:
-                await waiter
-            finally:
-                self._blocked.pop(stream_id, None)
-            try:
-                out, headers = self._decoder.resume_header(stream_id)
-            except DecompressionFailed as exc:
-                raise H3Error(H3ErrorCode.QPACK_DECOMPRESSION_FAILED, str(exc)) from exc
+            return None
         except DecompressionFailed as exc:
             raise H3Error(H3ErrorCode.QPACK_DECOMPRESSION_FAILED, str(exc)) from exc
         self.decoder_out += out
         return headers
+
+    def resume(self, stream_id: int) -> Headers:
+        try:
+            out, headers = self._decoder.resume_header(stream_id)
+        except DecompressionFailed as exc:
+            raise H3Error(H3ErrorCode.QPACK_DECOMPRESSION_FAILED, str(exc)) from exc
+        self.decoder_out += out
+        return headers
+
+    async def decode(self, stream_id: int, block: bytes) -> Headers:
+        """The field lines of a header block, waiting while it is blocked on table updates."""
+        headers = self.decode_now(stream_id, block)
+        if headers is not None:
+            return headers
+        waiter = asyncio.get_running_loop().create_future()
+        self._blocked[stream_id] = waiter
+        try:
+            await waiter
+        finally:
+            self._blocked.pop(stream_id, None)
+        return self.resume(stream_id)
 
     def feed_encoder_stream(self, data: bytes) -> None:
         """Bytes of the peer's encoder stream; wakes header blocks they unblock."""
