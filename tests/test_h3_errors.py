@@ -241,3 +241,42 @@ async def test_block_helper_is_a_valid_qpack_block() -> None:
     from quicish.h3.qpack import Qpack
 
     assert await Qpack(0, 0).decode(0, block(GET_HEADERS)) == GET_HEADERS
+
+
+@timed()
+async def test_blocked_header_block_waits_for_the_encoder_stream() -> None:
+    """A request whose header block needs dynamic-table inserts not yet received is held
+    (RFC 9204 2.1.2), answered once the encoder stream delivers them, and acknowledged."""
+    import asyncio
+
+    import pylsqpack
+
+    async with h3_server(hello) as server, raw_peer(server.address[1]) as peer:
+        encoder = pylsqpack.Encoder()
+        # the server's SETTINGS allow 4096 bytes and 16 blocked streams
+        table = encoder.apply_settings(4096, 16)
+        headers = [*GET_HEADERS, (b"x-custom", b"a value worth indexing")]
+        encoder.encode(100, headers)  # seen once: ls-qpack indexes it the second time
+        inserts, header_block = encoder.encode(0, headers)
+        assert inserts, "the encoder must insert"
+        assert header_block[0] != 0, "the block must reference the dynamic table"
+        await peer.control()
+        decoder_stream = asyncio.ensure_future(peer.conn.accept_stream())
+        reader, _ = await peer.request(frame(FrameType.HEADERS, header_block))
+        await asyncio.sleep(0.2)
+        assert not reader.at_eof() and reader.bytes_received == 0  # held, not answered
+        await peer.uni(0x02, table + inserts)
+        assert (await asyncio.wait_for(reader.read(), 5)).endswith(b"hello ")
+        # the server's decoder stream says so: Section Acknowledgment for stream 0 (0x80)
+        for _ in range(3):  # control, QPACK encoder, QPACK decoder: in any order
+            uni_reader, _ = await decoder_stream
+            first = await asyncio.wait_for(uni_reader.readexactly(1), 2)
+            if first == b"\x03":
+                break
+            decoder_stream = asyncio.ensure_future(peer.conn.accept_stream())
+        assert first == b"\x03"
+        instructions = b""
+        while 0x80 not in instructions:
+            more = await asyncio.wait_for(uni_reader.read(1 << 16), 2)
+            assert more, f"decoder stream ended without the acknowledgment: {instructions!r}"
+            instructions += more
