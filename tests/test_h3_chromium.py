@@ -10,17 +10,15 @@ skipped and says why. ``make chromium`` runs just this file."""
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chromium_support import chromium
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_cli import ENV, ROOT
@@ -60,30 +58,6 @@ def checksum(data: bytes) -> int:
     for start in range(0, len(data), 251):
         total += sum(b * w for b, w in zip(data[start : start + 251], weights, strict=False))
     return total % 1000000007
-
-
-@functools.lru_cache(maxsize=1)
-def chromium() -> str:
-    """The chromium binary, installed from Debian if absent; skips with the reason if it
-    cannot be."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("chromium is not installed and cannot be installed here (no apt-get/root)")
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "chromium"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
-    found = shutil.which("chromium")
-    if result.returncode != 0 or found is None:
-        last = (result.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"chromium is not installed and apt-get could not install it: {last}")
-    return found
 
 
 def spki_hash(cert_pem: bytes) -> str:

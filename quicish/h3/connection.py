@@ -43,12 +43,15 @@ MAX_CONTROL_FRAME = 16 << 10  # bytes of one control stream frame (SETTINGS, GOA
 DATA_CHUNK = 64 << 10  # bytes per DATA frame we send
 
 RequestHandler = Callable[[QuicStreamReader, QuicStreamWriter], Awaitable[None]]
+#: An extension's unidirectional stream (WebTransport's): the reader, and the bytes already
+#: read past the stream type.
+UniStreamHandler = Callable[[QuicStreamReader, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class H3Settings:
     """What we advertise in SETTINGS. ``webtransport`` adds the settings WebTransport over
-    HTTP/3 needs (extended CONNECT, HTTP datagrams, sessions); nothing serves it yet."""
+    HTTP/3 needs (extended CONNECT, HTTP datagrams, WebTransport draft-02 and later)."""
 
     max_field_section_size: int = 64 << 10
     qpack_max_table_capacity: int = 4096
@@ -64,6 +67,7 @@ class H3Settings:
         if self.webtransport:
             settings[Setting.ENABLE_CONNECT_PROTOCOL] = 1
             settings[Setting.H3_DATAGRAM] = 1
+            settings[Setting.ENABLE_WEBTRANSPORT] = 1
             settings[Setting.WEBTRANSPORT_MAX_SESSIONS] = 16
         return {int(k): v for k, v in settings.items()}
 
@@ -93,6 +97,8 @@ class H3Connection:
         self._max_push_id = -1
         self._last_request = -1  # the server's largest request stream id accepted
         self.requests: set[asyncio.Task[None]] = set()  # the server's requests in progress
+        #: Extension stream types (WebTransport's 0x54) and who reads them.
+        self.uni_stream_handlers: dict[int, UniStreamHandler] = {}
 
     # ---- our streams -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -211,6 +217,12 @@ class H3Connection:
                 if self.is_client:
                     raise H3Error(H3ErrorCode.H3_ID_ERROR, "push stream without MAX_PUSH_ID")
                 raise H3Error(H3ErrorCode.H3_STREAM_CREATION_ERROR, "push stream from a client")
+            extension = self.uni_stream_handlers.get(kind)
+            if extension is not None:
+                leftover = bytes(frames.decoder.buffer)
+                frames.decoder.buffer.clear()
+                await extension(reader, leftover)
+                return
             if kind not in _CRITICAL:
                 reader.stop_sending(H3ErrorCode.H3_STREAM_CREATION_ERROR)  # unknown or grease
                 return

@@ -30,7 +30,8 @@ class Setting(IntEnum):
     QPACK_BLOCKED_STREAMS = 0x7
     ENABLE_CONNECT_PROTOCOL = 0x8  # RFC 9220
     H3_DATAGRAM = 0x33  # RFC 9297
-    WEBTRANSPORT_MAX_SESSIONS = 0xC671706A  # draft-ietf-webtrans-http3
+    WEBTRANSPORT_MAX_SESSIONS = 0xC671706A  # draft-ietf-webtrans-http3 (-07 and later)
+    ENABLE_WEBTRANSPORT = 0x2B603742  # draft-ietf-webtrans-http3-02 (what Chromium speaks)
 
 
 HTTP2_ONLY_SETTINGS = frozenset((0x2, 0x3, 0x4, 0x5))
@@ -187,13 +188,15 @@ class FrameReader:
             else:
                 self.eof = True
 
-    async def read_varint(self) -> int | None:
-        """One varint (a unidirectional stream's type); None if the stream ends first."""
+    async def read_varint(self, consume: bool = True) -> int | None:
+        """One varint (a unidirectional stream's type); None if the stream ends first.
+        ``consume=False`` leaves it in the buffer (a peek)."""
         decoder = self.decoder
         while True:
             parsed = decode_varint(decoder.buffer, 0)
             if parsed is not None:
-                del decoder.buffer[: parsed[1]]
+                if consume:
+                    del decoder.buffer[: parsed[1]]
                 return parsed[0]
             if self.eof:
                 return None

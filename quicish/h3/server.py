@@ -27,6 +27,7 @@ from .messages import (
     from_wire,
     to_wire,
 )
+from .webtransport import WT_BIDI_SIGNAL, SessionHandler, WebTransportHub
 
 logger = logging.getLogger("quicish.h3")
 ALPN = "h3"
@@ -38,9 +39,15 @@ class H3Server:
     """A listening HTTP/3 server (``close()`` sends GOAWAY, lets requests in progress
     finish for up to GOAWAY_GRACE seconds, then closes the connections)."""
 
-    def __init__(self, handler: Handler, settings: H3Settings | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        settings: H3Settings | None = None,
+        on_session: SessionHandler | None = None,
+    ) -> None:
         self.handler = handler
         self.settings = settings
+        self.on_session = on_session
         self.quic: Server | None = None
         self.connections: set[H3Connection] = set()
 
@@ -50,7 +57,9 @@ class H3Server:
         return self.quic.address
 
     async def on_connection(self, conn: QuicConnection) -> None:
-        await serve_connection(conn, self.handler, self.settings, self.connections)
+        await serve_connection(
+            conn, self.handler, self.settings, self.connections, on_session=self.on_session
+        )
 
     async def shutdown(self, grace: float = GOAWAY_GRACE) -> None:
         """GOAWAY to every client, then close once their requests are done (or ``grace``)."""
@@ -110,18 +119,30 @@ def h3_config(config: Config) -> Config:
     return config if ALPN in alpn else dataclasses.replace(config, alpn=[ALPN])
 
 
+async def not_found(request: Request) -> Response:
+    """The handler of a server given none (WebTransport only)."""
+    return Response(404, body=b"not found\n")
+
+
 def serve(
     host: str,
     port: int,
-    handler: Handler,
+    handler: Handler | None = None,
     *,
     config: Config,
     settings: H3Settings | None = None,
+    on_session: SessionHandler | None = None,
 ) -> PendingH3Server:
-    """Serve HTTP/3 on ``host:port``: ``handler(request)`` answers each request."""
+    """Serve HTTP/3 on ``host:port``: ``handler(request)`` answers each request.
+    ``on_session(session)`` accepts WebTransport sessions (then the WebTransport settings
+    are advertised and QUIC DATAGRAM frames enabled)."""
+    if on_session is not None:
+        settings = dataclasses.replace(settings or H3Settings(), webtransport=True)
+        if config.max_datagram_frame_size is None:
+            config = dataclasses.replace(config, max_datagram_frame_size=65535)
 
     async def make() -> H3Server:
-        server = H3Server(handler, settings)
+        server = H3Server(handler or not_found, settings, on_session)
         server.quic = await quic_serve(
             host, port, config=h3_config(config), on_connection=server.on_connection
         )
@@ -135,17 +156,20 @@ async def serve_connection(
     handler: Handler,
     settings: H3Settings | None = None,
     registry: set[H3Connection] | None = None,
+    on_session: SessionHandler | None = None,
 ) -> None:
-    """Serve HTTP/3 on one accepted QUIC connection until it ends."""
+    """Serve HTTP/3 on one accepted QUIC connection until it ends (WebTransport sessions
+    too with ``on_session``: give ``settings`` with ``webtransport=True`` then)."""
     h3 = H3Connection(conn, is_client=False, settings=settings)
     if registry is not None:
         registry.add(h3)
     try:
         await conn.wait_connected()
         await h3.start()
+        hub = WebTransportHub(h3, on_session) if on_session is not None else None
 
         async def on_request(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
-            await _serve_request(h3, handler, reader, writer)
+            await _serve_request(h3, handler, reader, writer, hub)
 
         await h3.run(on_request)
     except QuicError:
@@ -156,10 +180,18 @@ async def serve_connection(
 
 
 async def _serve_request(
-    h3: H3Connection, handler: Handler, reader: QuicStreamReader, writer: QuicStreamWriter
+    h3: H3Connection,
+    handler: Handler,
+    reader: QuicStreamReader,
+    writer: QuicStreamWriter,
+    hub: WebTransportHub | None = None,
 ) -> None:
     message = MessageIn(h3, reader, writer)
     try:
+        if hub is not None and await message.frames.read_varint(consume=False) == WT_BIDI_SIGNAL:
+            await message.frames.read_varint()
+            await hub.bidi_stream(message.frames, reader, writer)
+            return
         try:
             fields = await message.headers()
         except FieldSectionTooLarge:
@@ -182,6 +214,9 @@ async def _serve_request(
             writer.stream_id,
             tuple(peer[:2]) if peer else None,
         )
+        if hub is not None and head.method == "CONNECT" and head.protocol == "webtransport":
+            await hub.serve_session(request, reader, writer)
+            return
         response = await handler(request)
         await _send(h3, writer, head.method, response)
         if not message.done and not reader.at_eof():
