@@ -31,11 +31,12 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) lint
 	$(PY) -m pytest -p no:cacheprovider tests
 
-# Headless Chromium fetches over HTTP/3 from `quicish serve --http3` (installs Debian's
+# Headless Chromium: fetch over HTTP/3 from `quicish serve --http3`, WebTransport echo
+# through examples/webtransport_echo.py (installs Debian's
 # chromium with apt-get when absent; skips, saying why, where it cannot). Part of `make test`
 # too; this runs only it. See docs/http3.md.
 chromium: $(TEST_STAMP)
-	$(PY) -m pytest -p no:cacheprovider -v tests/test_h3_chromium.py
+	$(PY) -m pytest -p no:cacheprovider -v tests/test_h3_chromium.py tests/test_webtransport.py
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --size-mb 100
