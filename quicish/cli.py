@@ -179,7 +179,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _h3_missing(command: str) -> bool:
+    """``--http3`` without its QPACK library: say so (True) instead of a traceback."""
+    try:
+        import pylsqpack  # noqa: F401
+    except ImportError:
+        print(
+            f"quicish {command}: --http3 needs pylsqpack: pip install 'quicish[h3]'",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
 async def _serve(args: argparse.Namespace) -> int:
+    if args.http3 and _h3_missing("serve"):
+        return 2
     cert, key = args.cert, args.key
     if (cert is None) != (key is None):
         print("quicish serve: --cert and --key go together", file=sys.stderr)
@@ -264,6 +279,8 @@ def _access_log(record: hq.Served) -> None:
 
 
 async def _get(args: argparse.Namespace) -> int:
+    if args.http3 and _h3_missing("get"):
+        return 2
     unsupported = [
         name
         for name, on in (("--migrate", args.migrate), ("--key-update", args.key_update))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,16 @@ async def test_quicish_h3_request_against_aioquic_h3_server(tmp_path: Path) -> N
     assert big.status == 200
     assert big.body == BIG
     assert missing.status == 404
+
+
+def test_http3_without_pylsqpack_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "pylsqpack.py").write_text("raise ImportError('hidden for this test')\n")
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    for command in (["serve", "--http3", "--port", "0"], ["get", "--http3", "https://h:1/x"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "quicish", *command],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "--http3 needs pylsqpack: pip install 'quicish[h3]'" in result.stderr
+        assert "Traceback" not in result.stderr
