@@ -188,3 +188,17 @@ def test_readme_http3_example_runs(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["200 b'HELLO, H3'"]
+
+
+@timed()
+async def test_goaway_from_an_idle_server_names_stream_0() -> None:
+    async with h3_server(handler) as server:
+        port = server.address[1]
+        async with h3.connect("localhost", port, config=h3_client_config()) as client:
+            await asyncio.wait_for(client.h3.settings_received.wait(), 5)
+            await server.shutdown(grace=0.1)
+            await asyncio.wait_for(client.quic.wait_closed(), 2)
+            assert client.h3.goaway_received == 0
+            assert client.quic.close_error is not None
+            assert client.quic.close_error.error_code == h3.H3ErrorCode.H3_NO_ERROR
+            assert client.h3.error is None  # the GOAWAY id was valid

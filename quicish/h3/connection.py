@@ -149,11 +149,22 @@ class H3Connection:
         process; a client sends 0 (it accepts no pushes)."""
         if self._control is None or self.quic_closed:
             return
-        goaway = 0 if self.is_client else self._last_request + 4
+        goaway = 0 if self.is_client or self._last_request < 0 else self._last_request + 4
         if self.goaway_sent is not None and goaway >= self.goaway_sent:
             return
         self.goaway_sent = goaway
         self._control.write(encode_frame(FrameType.GOAWAY, encode_varint(goaway)))
+
+    async def control_delivered(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until the peer acknowledged all of our control stream
+        (a GOAWAY before the connection closes); whether it did."""
+        control = self._control
+        deadline = asyncio.get_running_loop().time() + timeout
+        while control is not None and control.bytes_acked < control.bytes_written:
+            if self.quic_closed or asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     @property
     def quic_closed(self) -> bool:

@@ -36,8 +36,9 @@ GOAWAY_GRACE = 2.0  # seconds requests in progress get to finish when a server c
 
 
 class H3Server:
-    """A listening HTTP/3 server (``close()`` sends GOAWAY, lets requests in progress
-    finish for up to GOAWAY_GRACE seconds, then closes the connections)."""
+    """A listening HTTP/3 server. ``shutdown()`` sends GOAWAY, lets it arrive and the
+    requests in progress finish for up to GOAWAY_GRACE seconds, then closes the
+    connections; ``close()`` does it at once."""
 
     def __init__(
         self,
@@ -66,9 +67,12 @@ class H3Server:
         conns = list(self.connections)
         for h3 in conns:
             h3.send_goaway()
-        pending = [t for h3 in conns for t in h3.requests]
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(h3.control_delivered(grace)) for h3 in conns
+        ]
+        waits += [t for h3 in conns for t in h3.requests]
+        if waits:
+            await asyncio.wait(waits, timeout=grace)
         for h3 in conns:
             h3.close()
         if self.quic is not None:
