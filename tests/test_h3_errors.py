@@ -44,8 +44,8 @@ CONTROL_CASES = [
     ("HTTP/2 setting", frame(FrameType.SETTINGS, b"\x02\x00"), E.H3_SETTINGS_ERROR),
     ("CANCEL_PUSH never promised", SETTINGS + frame(FrameType.CANCEL_PUSH, b"\x00"), E.H3_ID_ERROR),
     ("MAX_PUSH_ID decreasing", SETTINGS + frame(0xD, b"\x05") + frame(0xD, b"\x04"), E.H3_ID_ERROR),
-    ("frame over the size limit", SETTINGS + encode_varint(0x21) + encode_varint(1 << 20),
-     E.H3_EXCESSIVE_LOAD),
+    ("frame over the size limit", SETTINGS + encode_varint(FrameType.GOAWAY)
+     + encode_varint(1 << 20), E.H3_EXCESSIVE_LOAD),
 ]  # fmt: skip
 
 
@@ -221,6 +221,16 @@ async def test_client_refuses_to_send_headers_over_the_servers_limit() -> None:
             with pytest.raises(h3.H3ResponseError) as info:
                 await client.request("GET", "/", headers=[("x-big", "v" * 2000)])
             assert info.value.code == E.H3_EXCESSIVE_LOAD
+
+
+@timed()
+async def test_large_unknown_frames_are_skipped_not_buffered() -> None:
+    async with h3_server(hello) as server, raw_peer(server.address[1]) as peer:
+        big = frame(0x21 + 0x1F * 7, b"g" * 300_000)  # far over every frame limit
+        await peer.control(SETTINGS + big + frame(0x1234, b"x" * 100_000))
+        reader, _ = await peer.request(big + headers_frame(GET_HEADERS) + big)
+        assert (await reader.read()).endswith(b"hello ")
+        assert peer.conn.close_error is None
 
 
 @timed()

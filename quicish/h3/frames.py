@@ -113,14 +113,20 @@ def parse_single_varint(payload: bytes, name: str) -> int:
     return parsed[0]
 
 
+KNOWN_FRAMES = frozenset(FrameType)
+
+
 class FrameDecoder:
     """Frames from a byte stream fed in pieces (sans-IO: used by :class:`FrameReader` and the
-    fuzz target). ``max_payload`` bounds the buffered payload of frames other than DATA."""
+    fuzz target). ``max_payload`` bounds the buffered payload of the known frames other than
+    DATA. Unknown and reserved frame types are skipped as their bytes arrive, whatever their
+    size (RFC 9114 section 9); HTTP/2-only types come out with an empty payload."""
 
     def __init__(self, max_payload: int = 1 << 16) -> None:
         self.buffer = bytearray()
         self.max_payload = max_payload
         self.data_left = 0  # bytes of the current DATA frame not yet returned
+        self.skip_left = 0  # bytes of an ignored frame not yet discarded
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -129,37 +135,50 @@ class FrameDecoder:
         """The next frame ``(type, payload)``, or None when more bytes are needed. A DATA frame
         comes out in pieces, each as ``(DATA, piece)``, as its bytes arrive."""
         buf = self.buffer
-        if self.data_left:
-            if not buf:
+        while True:
+            if self.skip_left:
+                skipped = min(len(buf), self.skip_left)
+                del buf[:skipped]
+                self.skip_left -= skipped
+                if self.skip_left:
+                    return None
+            if self.data_left:
+                if not buf:
+                    return None
+                piece = bytes(buf[: self.data_left])
+                del buf[: len(piece)]
+                self.data_left -= len(piece)
+                return FrameType.DATA, piece
+            head = decode_varint(buf, 0)
+            length = decode_varint(buf, head[1]) if head is not None else None
+            if head is None or length is None:
                 return None
-            piece = bytes(buf[: self.data_left])
-            del buf[: len(piece)]
-            self.data_left -= len(piece)
-            return FrameType.DATA, piece
-        head = decode_varint(buf, 0)
-        length = decode_varint(buf, head[1]) if head is not None else None
-        if head is None or length is None:
-            return None
-        frame_type, (size, start) = head[0], length
-        if frame_type == FrameType.DATA:
-            del buf[:start]
-            self.data_left = size
-            if size == 0:
-                return FrameType.DATA, b""
-            return self.next() if buf else None
-        if size > self.max_payload:
-            code = H3ErrorCode.H3_EXCESSIVE_LOAD
-            raise H3Error(code, f"frame {frame_type:#x} of {size} bytes is over the limit")
-        if len(buf) < start + size:
-            return None
-        payload = bytes(buf[start : start + size])
-        del buf[: start + size]
-        return frame_type, payload
+            frame_type, (size, start) = head[0], length
+            if frame_type == FrameType.DATA:
+                del buf[:start]
+                self.data_left = size
+                if size == 0:
+                    return FrameType.DATA, b""
+                continue
+            if frame_type not in KNOWN_FRAMES:
+                del buf[:start]
+                self.skip_left = size
+                if frame_type in HTTP2_ONLY_FRAMES:
+                    return frame_type, b""  # an error wherever it appears
+                continue
+            if size > self.max_payload:
+                code = H3ErrorCode.H3_EXCESSIVE_LOAD
+                raise H3Error(code, f"frame {frame_type:#x} of {size} bytes is over the limit")
+            if len(buf) < start + size:
+                return None
+            payload = bytes(buf[start : start + size])
+            del buf[: start + size]
+            return frame_type, payload
 
     @property
     def mid_frame(self) -> bool:
         """Bytes of an unfinished frame are buffered (a stream ending here is truncated)."""
-        return bool(self.buffer) or self.data_left > 0
+        return bool(self.buffer) or self.data_left > 0 or self.skip_left > 0
 
 
 class FrameReader:
