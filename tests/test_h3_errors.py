@@ -157,7 +157,9 @@ MESSAGE_CASES = [
     ("response pseudo-header", [*GET_HEADERS, (b":status", b"200")]),
     ("connection-specific field", [*GET_HEADERS, (b"connection", b"close")]),
     (":protocol without CONNECT", [*GET_HEADERS, (b":protocol", b"websocket")]),
-]
+    ("extended CONNECT not enabled", [(b":method", b"CONNECT"), *GET_HEADERS[1:],
+                                      (b":protocol", b"webtransport")]),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

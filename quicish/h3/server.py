@@ -205,6 +205,9 @@ async def _serve_request(
         if fields is None:
             raise H3StreamError(H3ErrorCode.H3_REQUEST_INCOMPLETE, "no HEADERS")
         head = validate_request(fields)
+        if head.protocol is not None and not h3.settings.webtransport:
+            # RFC 9220 section 3: :protocol only after SETTINGS_ENABLE_CONNECT_PROTOCOL
+            raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "extended CONNECT not enabled")
         message.start_body(head.fields)
         peer = writer.get_extra_info("peername")
         request = Request(
