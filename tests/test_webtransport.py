@@ -184,3 +184,84 @@ def test_chromium_webtransport_echo(
     log = proc.communicate(timeout=10)[0]
     assert re.search(r"session \d+ on /echo", log), log
     assert "closed: 7 'done'" in log, log  # the page's close code and reason arrived
+
+
+@timed()
+async def test_quicish_client_and_server() -> None:
+    """quicish's WebTransport client against its server: streams both ways and both kinds,
+    datagrams, and a close with code and reason from each side."""
+    server_closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def on_session(session: WebTransportSession) -> None:
+        reader, writer = await session.accept_stream()
+        writer.write((await reader.read()).upper())
+        writer.write_eof()
+        session.send_datagram(b"pong " + await session.receive_datagram())
+        out_reader, out_writer = await session.open_stream()  # the server opens one too
+        out_writer.write(b"question")
+        out_writer.write_eof()
+        answer = await out_reader.read()
+        uni = await session.accept_uni_stream()
+        out = await session.open_uni_stream()
+        out.write(answer + b" / " + await uni.read())
+        out.write_eof()
+        server_closed.set_result(await session.wait_closed())
+
+    settings = h3.H3Settings(webtransport=True)
+    async with (
+        h3.serve("127.0.0.1", 0, config=server_config(), on_session=on_session) as server,
+        h3.connect(
+            "localhost", server.address[1], config=h3_client_config(), settings=settings
+        ) as client,
+    ):
+        session = await client.open_webtransport("/chat")
+        reader, writer = await session.open_stream()
+        writer.write(b"shout this")
+        writer.write_eof()
+        assert await reader.read() == b"SHOUT THIS"
+        session.send_datagram(b"ping")
+        assert await asyncio.wait_for(session.receive_datagram(), 5) == b"pong ping"
+        in_reader, in_writer = await session.accept_stream()
+        assert await in_reader.read() == b"question"
+        in_writer.write(b"answer")
+        in_writer.write_eof()
+        uni = await session.open_uni_stream()
+        uni.write(b"uni up")
+        uni.write_eof()
+        down = await asyncio.wait_for(session.accept_uni_stream(), 5)
+        assert await down.read() == b"answer / uni up"
+        session.close(3, "client done")
+        assert await asyncio.wait_for(server_closed, 5) == (3, "client done")
+        assert await session.wait_closed() == (3, "client done")
+
+
+@timed()
+async def test_server_closes_the_session_and_refusals() -> None:
+    async def on_session(session: WebTransportSession) -> None:
+        session.close(99, "go away")
+
+    settings = h3.H3Settings(webtransport=True)
+    async with (
+        h3.serve("127.0.0.1", 0, config=server_config(), on_session=on_session) as server,
+        h3.connect(
+            "localhost", server.address[1], config=h3_client_config(), settings=settings
+        ) as client,
+    ):
+        session = await client.open_webtransport("/x")
+        assert await asyncio.wait_for(session.wait_closed(), 5) == (99, "go away")
+        with pytest.raises(ConnectionError):
+            await session.accept_stream()
+
+    async def hello(request: h3.Request) -> h3.Response:
+        return h3.Response(200, body=b"hi")
+
+    async with (
+        h3.serve("127.0.0.1", 0, hello, config=server_config()) as plain,
+        h3.connect(
+            "localhost", plain.address[1], config=h3_client_config(), settings=settings
+        ) as client,
+    ):
+        with pytest.raises(h3.H3ResponseError) as info:
+            await client.open_webtransport("/x")  # extended CONNECT not enabled there
+        assert info.value.code == h3.H3ErrorCode.H3_MESSAGE_ERROR
+        assert (await client.request("GET", "/")).body == b"hi"  # a stream error only

@@ -5,28 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Generator
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..aio.api import connect as quic_connect
 from ..aio.connection import QuicConnection
-from ..aio.streams import QuicStreamWriter
+from ..aio.streams import QuicStreamReader, QuicStreamWriter
 from ..config import Config
 from ..errors import ConfigError, QuicError, StreamResetError
 from .connection import H3Connection, H3Settings
 from .errors import H3Error, H3ErrorCode, H3ResponseError, H3StreamError
+from .frames import FrameReader
 from .headers import validate_response
 from .messages import (
     Body,
     HeadersLike,
     MessageIn,
+    Request,
     Response,
     StreamingResponse,
     from_wire,
     to_wire,
 )
 from .server import h3_config
+from .webtransport import WT_BIDI_SIGNAL, WebTransportHub, WebTransportSession
 
 BodyLike = bytes | AsyncIterable[bytes]
 
@@ -41,10 +45,61 @@ class H3Client:
         self.authority = authority
         self.h3 = H3Connection(quic, is_client=True, settings=settings)
         self._runner: asyncio.Task[None] | None = None
+        self.webtransport: WebTransportHub | None = None
 
     async def start(self) -> None:
         await self.h3.start()
-        self._runner = asyncio.ensure_future(self.h3.run())
+        if self.h3.settings.webtransport:
+            self.webtransport = WebTransportHub(self.h3)
+            self._runner = asyncio.ensure_future(self.h3.run(self._server_stream))
+        else:
+            self._runner = asyncio.ensure_future(self.h3.run())
+
+    async def _server_stream(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        """A bidirectional stream the server opened: WebTransport's, or an error."""
+        frames = FrameReader(reader.read, 16)
+        with contextlib.suppress(QuicError):
+            if await frames.read_varint() == WT_BIDI_SIGNAL and self.webtransport is not None:
+                await self.webtransport.bidi_stream(frames, reader, writer)
+                return
+            error = H3Error(H3ErrorCode.H3_STREAM_CREATION_ERROR, "bidi stream from the server")
+            self.h3.fail(error)
+
+    async def open_webtransport(
+        self, path: str, *, headers: HeadersLike = ()
+    ) -> WebTransportSession:
+        """A WebTransport session on ``path`` (extended CONNECT, RFC 9220); needs
+        ``H3Settings(webtransport=True)``. Raises H3ResponseError unless the server accepts
+        (2xx)."""
+        hub = self.webtransport
+        if hub is None:
+            raise ConfigError("WebTransport needs H3Settings(webtransport=True)")
+        reader, writer = await self.quic.open_stream()
+        fields = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"webtransport"),
+            (b":scheme", b"https"),
+            (b":authority", self.authority.encode()),
+            (b":path", path.encode()),
+            (b"sec-webtransport-http3-draft02", b"1"),
+            *to_wire(headers),
+        ]
+        message = MessageIn(self.h3, reader, writer)
+        try:
+            self.h3.send_headers(writer, fields)
+            status, response_fields = await self._response_head(message, "CONNECT")
+        except H3Error as exc:
+            if not isinstance(exc, H3StreamError):
+                self.h3.fail(exc)
+            raise H3ResponseError(exc.code, exc.reason) from exc
+        except StreamResetError as exc:
+            raise H3ResponseError(exc.error_code, "CONNECT stream reset") from exc
+        if not 200 <= status < 300:
+            self.h3.reset_stream(reader, writer, H3ErrorCode.H3_REQUEST_CANCELLED)
+            raise H3ResponseError(H3ErrorCode.H3_CONNECT_ERROR, f"status {status}")
+        request = Request("CONNECT", path, self.authority, "https", from_wire(response_fields))
+        request.protocol = "webtransport"
+        return hub.add_session(request, reader, writer, message.frames)
 
     async def request(
         self,
@@ -188,10 +243,15 @@ def connect(
     settings: H3Settings | None = None,
     timeout: float | None = None,
 ) -> PendingClient:
-    """An :class:`H3Client` connected to ``host:port`` (ALPN ``h3``)."""
+    """An :class:`H3Client` connected to ``host:port`` (ALPN ``h3``). With
+    ``H3Settings(webtransport=True)`` QUIC DATAGRAM frames are enabled as well."""
+    quic_config = h3_config(config or Config())
+    webtransport = settings is not None and settings.webtransport
+    if webtransport and quic_config.max_datagram_frame_size is None:
+        quic_config = dataclasses.replace(quic_config, max_datagram_frame_size=65535)
 
     async def make() -> H3Client:
-        quic = await quic_connect(host, port, config=h3_config(config or Config()), timeout=timeout)
+        quic = await quic_connect(host, port, config=quic_config, timeout=timeout)
         authority = host if port == 443 else f"{host}:{port}"
         client = H3Client(quic, authority, settings)
         try:

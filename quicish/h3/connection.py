@@ -195,7 +195,8 @@ class H3Connection:
     # ---- the peer's streams ------------------------------------------------------------------
     async def run(self, on_request: RequestHandler | None = None) -> None:
         """Accept the peer's streams until the connection ends: unidirectional ones are read
-        here, a server's bidirectional ones go to ``on_request`` (one task each)."""
+        here, bidirectional ones go to ``on_request`` (one task each; a client passes one
+        only for WebTransport streams, which a server may open)."""
         quic = self.quic
         try:
             while True:
@@ -203,7 +204,7 @@ class H3Connection:
                 sid = writer.stream_id
                 if sid & 0x2:
                     quic.spawn(self._uni_stream(reader))
-                elif self.is_client or on_request is None:
+                elif on_request is None:
                     self.fail(H3Error(H3ErrorCode.H3_STREAM_CREATION_ERROR, "bidi from server"))
                 elif self.goaway_sent is not None and sid >= self.goaway_sent:
                     self.reset_stream(reader, writer, H3ErrorCode.H3_REQUEST_REJECTED)

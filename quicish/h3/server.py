@@ -222,7 +222,7 @@ async def _serve_request(
             tuple(peer[:2]) if peer else None,
         )
         if hub is not None and head.method == "CONNECT" and head.protocol == "webtransport":
-            await hub.serve_session(request, reader, writer)
+            await hub.serve_session(request, reader, writer, message.frames)
             return
         response = await handler(request)
         await _send(h3, writer, head.method, response)

@@ -76,6 +76,7 @@ class WebTransportSession:
         self._datagrams: asyncio.Queue[bytes] = asyncio.Queue(MAX_PENDING * 16)
         self._closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._prefix = encode_varint(self.session_id // 4)
+        self.capsule_task: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> str:
@@ -148,10 +149,10 @@ class WebTransportSession:
         with contextlib.suppress(asyncio.QueueFull):  # an unread backlog: drop, as UDP would
             self._datagrams.put_nowait(data)
 
-    async def read_capsules(self) -> None:
+    async def read_capsules(self, frames: FrameReader | None = None) -> None:
         """Read the CONNECT stream (capsules in DATA frames) until the peer closes the
         session: a CLOSE_WEBTRANSPORT_SESSION capsule, FIN or a reset."""
-        frames = FrameReader(self._connect_reader.read, 1 << 16)
+        frames = frames or FrameReader(self._connect_reader.read, 1 << 16)
         capsules = bytearray()
         code, reason = 0, ""
         try:
@@ -186,7 +187,7 @@ class WebTransportHub:
     """The WebTransport sessions of one HTTP/3 connection: routes their streams and
     datagrams, holds what arrives before its session is accepted."""
 
-    def __init__(self, h3: H3Connection, on_session: SessionHandler) -> None:
+    def __init__(self, h3: H3Connection, on_session: SessionHandler | None = None) -> None:
         self.h3 = h3
         self.on_session = on_session
         self.sessions: dict[int, WebTransportSession] = {}
@@ -195,24 +196,47 @@ class WebTransportHub:
         h3.quic.spawn(self._pump_datagrams())
 
     async def serve_session(
-        self, request: Request, reader: QuicStreamReader, writer: QuicStreamWriter
+        self,
+        request: Request,
+        reader: QuicStreamReader,
+        writer: QuicStreamWriter,
+        frames: FrameReader | None = None,
     ) -> None:
         """Accept a session (200) and run ``on_session`` while it lasts."""
+        assert self.on_session is not None
         self.h3.send_headers(
             writer, [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")]
         )
+        session = self.add_session(request, reader, writer, frames)
+        try:
+            await self.on_session(session)
+            await session.wait_closed()
+        except (ConnectionError, QuicError) as exc:  # the session or connection ended
+            logger.info("WebTransport session %d: %s", session.session_id, exc)
+        finally:
+            session.close()
+            self.remove_session(session)
+
+    def add_session(
+        self,
+        request: Request,
+        reader: QuicStreamReader,
+        writer: QuicStreamWriter,
+        frames: FrameReader | None = None,
+    ) -> WebTransportSession:
+        """A session on the CONNECT stream ``reader``/``writer`` (``frames``: the reader of
+        that stream so far): registered, given what arrived for it, its capsules read."""
         session = WebTransportSession(self.h3, request, reader, writer)
         self.sessions[session.session_id] = session
         for stream_reader, stream_writer in self._pending.pop(session.session_id, []):
             session.deliver_stream(stream_reader, stream_writer)
-        capsules = asyncio.ensure_future(session.read_capsules())
-        try:
-            await self.on_session(session)
-            await session.wait_closed()
-        finally:
-            session.close()
-            capsules.cancel()
-            self.sessions.pop(session.session_id, None)
+        session.capsule_task = asyncio.ensure_future(session.read_capsules(frames))
+        return session
+
+    def remove_session(self, session: WebTransportSession) -> None:
+        if session.capsule_task is not None:
+            session.capsule_task.cancel()
+        self.sessions.pop(session.session_id, None)
 
     async def bidi_stream(
         self, frames: FrameReader, reader: QuicStreamReader, writer: QuicStreamWriter
