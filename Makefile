@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo bench interop sanitize fuzz lint typecheck clean
+.PHONY: test demo bench interop sanitize fuzz lint typecheck clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ lint: $(TEST_STAMP)
 
 test: $(TEST_STAMP) lint
 	$(PY) -m pytest -p no:cacheprovider tests
+
+# Headless Chromium: fetch over HTTP/3 from `quicish serve --http3`, WebTransport echo
+# through examples/webtransport_echo.py (installs Debian's
+# chromium with apt-get when absent; skips, saying why, where it cannot). Part of `make test`
+# too; this runs only it. See docs/http3.md.
+chromium: $(TEST_STAMP)
+	$(PY) -m pytest -p no:cacheprovider -v tests/test_h3_chromium.py tests/test_webtransport.py
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --size-mb 100

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
-TARGETS = ("packet", "frames", "tls", "tparams", "endpoint", "initial")
+TARGETS = ("packet", "frames", "tls", "tparams", "endpoint", "initial", "h3")
 
 
 def load_hex(path: Path) -> tuple[dict[str, str], bytes]:

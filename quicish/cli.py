@@ -1,5 +1,6 @@
-"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop;
-``quicish secrets`` and ``quicish lb`` for a fleet's shared secrets and QUIC-LB files."""
+"""The ``quicish`` command: ``quicish serve`` and ``quicish get`` speaking hq-interop (and
+HTTP/3 with ``--http3``); ``quicish secrets`` and ``quicish lb`` for a fleet's shared
+secrets and QUIC-LB files."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from . import __version__, hq, log
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="cubic",
         help="congestion controller (default %(default)s)",
     )
+    s.add_argument(
+        "--http3",
+        action="store_true",
+        help="also serve HTTP/3 (ALPN h3) beside --alpn; the ALPN picks the protocol",
+    )
     s.add_argument("--keylog", help="append TLS secrets to this file (SSLKEYLOGFILE format)")
     s.add_argument(
         "--secrets",
@@ -161,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--alpn", default="hq-interop", help="application protocol to ask for (default %(default)s)"
     )
+    g.add_argument("--http3", action="store_true", help="fetch over HTTP/3 (ALPN h3)")
     g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
     g.add_argument(
         "--cc",
@@ -256,7 +263,22 @@ def _main(args: argparse.Namespace) -> int:
         return 1
 
 
+def _h3_missing(command: str) -> bool:
+    """``--http3`` without its QPACK library: say so (True) instead of a traceback."""
+    try:
+        import pylsqpack  # noqa: F401
+    except ImportError:
+        print(
+            f"quicish {command}: --http3 needs pylsqpack: pip install 'quicish[h3]'",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
 async def _serve(args: argparse.Namespace) -> int:
+    if args.http3 and _h3_missing("serve"):
+        return 2
     cert, key = args.cert, args.key
     if (cert is None) != (key is None):
         print("quicish serve: --cert and --key go together", file=sys.stderr)
@@ -273,7 +295,7 @@ async def _serve(args: argparse.Namespace) -> int:
         fingerprint = certificate_fingerprint(x509.load_pem_x509_certificate(cert))
         print(f"self-signed certificate, SHA-256 fingerprint: {fingerprint}", flush=True)
     config = Config(
-        alpn=[args.alpn],
+        alpn=["h3", args.alpn] if args.http3 else [args.alpn],
         certificate_chain=cert,
         private_key=key,
         congestion_control=args.cc,
@@ -287,13 +309,15 @@ async def _serve(args: argparse.Namespace) -> int:
         cid_format=_cid_format(args.quic_lb, args.server_id),
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
+    both = _BothProtocols(files, args) if args.http3 else None
     if args.workers is not None:
-        return await _serve_workers(args, config, files)
+        return await _serve_workers(args, config, files, both)
     server = await serve(
         args.host,
         args.port,
         config=config,
-        on_stream=files.handle,
+        on_stream=None if both else files.handle,
+        on_connection=both.on_connection if both else None,
         versions=_V2_FIRST if args.v2 else None,
     )
     host, port = server.address[:2]
@@ -304,18 +328,23 @@ async def _serve(args: argparse.Namespace) -> int:
         else:
             await asyncio.Event().wait()
     finally:
+        if both is not None:
+            both.goaway()
         server.close()
     return 0
 
 
-async def _serve_workers(args: argparse.Namespace, config: Config, files: hq.FileServer) -> int:
+async def _serve_workers(
+    args: argparse.Namespace, config: Config, files: hq.FileServer, both: _BothProtocols | None
+) -> int:
     """``serve --workers``: the worker pool until --duration, SIGTERM (graceful: drain)
     or SIGINT (close at once; exit status 130)."""
     pool = await serve(
         args.host,
         args.port,
         config=config,
-        on_stream=files.handle,
+        on_stream=None if both else files.handle,
+        on_connection=both.on_connection if both else None,
         versions=_V2_FIRST if args.v2 else None,
         workers=args.workers,
         drain_timeout=args.drain_timeout,
@@ -404,6 +433,32 @@ def _lb(args: argparse.Namespace) -> int:
     return 0
 
 
+class _BothProtocols:
+    """``serve --http3``: each connection speaks what its ALPN says, HTTP/3 or hq-interop."""
+
+    def __init__(self, files: hq.FileServer, args: argparse.Namespace) -> None:
+        from .h3.files import FileHandler
+
+        self.files = files
+        self.http3 = FileHandler(args.root, on_served=None if args.quiet else _access_log)
+        self.h3_connections: set[Any] = set()
+
+    async def on_connection(self, conn: QuicConnection) -> None:
+        from .h3.server import serve_connection
+
+        await conn.wait_connected()
+        if conn.alpn == "h3":
+            await serve_connection(conn, self.http3, registry=self.h3_connections)
+            return
+        while True:
+            reader, writer = await conn.accept_stream()
+            conn.spawn(self.files.handle(reader, writer))
+
+    def goaway(self) -> None:
+        for h3 in self.h3_connections:
+            h3.send_goaway()
+
+
 def _access_log(record: hq.Served) -> None:
     """One line per request: client, request, outcome, bytes, duration."""
     host, port = record.peer[:2] if record.peer else ("?", 0)
@@ -417,6 +472,8 @@ def _access_log(record: hq.Served) -> None:
 
 
 async def _get(args: argparse.Namespace) -> int:
+    if args.http3 and _h3_missing("get"):
+        return 2
     unsupported = [
         name
         for name, on in (("--migrate", args.migrate), ("--key-update", args.key_update))
@@ -443,7 +500,7 @@ async def _get(args: argparse.Namespace) -> int:
     elif args.ca:
         verify = args.ca
     config = Config(
-        alpn=[args.alpn],
+        alpn=["h3"] if args.http3 else [args.alpn],
         verify=verify,
         pin=args.pin,
         cipher_suites=[args.cipher] if args.cipher else None,
@@ -470,6 +527,7 @@ async def _get(args: argparse.Namespace) -> int:
     )
     total = done = 0
     ok = True
+    client: Any = None
     try:
         progress = _Progress(
             [Path(p).name or "index.html" for _, _, p in targets],
@@ -478,9 +536,9 @@ async def _get(args: argparse.Namespace) -> int:
         key_update = _KeyUpdater(conn) if args.key_update else None
         migrator = _Migrator(conn) if args.migrate else None
         hooks = [h.on_chunk for h in (key_update, migrator) if h is not None]
+        client = await _h3_client(conn, host, port) if args.http3 else None
 
         async def one(index: int, path: str) -> int:
-            reader, writer = await conn.open_stream()
             name = Path(path).name or "index.html"
 
             def on_chunk(size: int) -> None:
@@ -488,7 +546,13 @@ async def _get(args: argparse.Namespace) -> int:
                 for hook in hooks:
                     hook(size)
 
-            size = await hq.fetch(reader, writer, path, out_dir / name, on_chunk=on_chunk)
+            if client is not None:
+                from .h3.files import fetch as h3_fetch
+
+                size = await h3_fetch(client, path, out_dir / name, on_chunk=on_chunk)
+            else:
+                reader, writer = await conn.open_stream()
+                size = await hq.fetch(reader, writer, path, out_dir / name, on_chunk=on_chunk)
             progress.finish(index)
             return size
 
@@ -512,7 +576,7 @@ async def _get(args: argparse.Namespace) -> int:
         await conn.wait_connected()  # with 0-RTT the transfer may have begun before it
         _print_features(conn, args)
     finally:
-        conn.close()
+        conn.close(0x100 if client is not None else 0)  # H3_NO_ERROR for HTTP/3
         await conn.wait_closed()
     elapsed = time.perf_counter() - start
     mbit = total * 8 / elapsed / 1e6 if elapsed > 0 else 0.0
@@ -523,6 +587,15 @@ async def _get(args: argparse.Namespace) -> int:
     if conn.qlog_path is not None:
         print(f"qlog: {conn.qlog_path}", flush=True)
     return 0 if ok else 1
+
+
+async def _h3_client(conn: QuicConnection, host: str, port: int) -> Any:
+    """An HTTP/3 client on ``conn`` (``get --http3``)."""
+    from .h3.client import H3Client
+
+    client = H3Client(conn, host if port == 443 else f"{host}:{port}")
+    await client.start()
+    return client
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,14 +11,14 @@ from types import ModuleType
 
 import pytest
 
-from fuzz import endpoint, frames, initial, packet, tls, tparams
+from fuzz import endpoint, frames, h3, initial, packet, tls, tparams
 from fuzz.common import TARGETS
 from fuzz.run import all_inputs
 from quicish.proto.packet_space import APPLICATION
 
 MODULES: dict[str, ModuleType] = {
     "packet": packet, "frames": frames, "tls": tls, "tparams": tparams, "endpoint": endpoint,
-    "initial": initial,
+    "initial": initial, "h3": h3,
 }  # fmt: skip
 CASES = [(name, stem, data) for name in TARGETS for stem, data in all_inputs(name)]
 
