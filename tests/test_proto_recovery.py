@@ -601,7 +601,8 @@ def test_order_list_stays_compact_under_cumulative_acks() -> None:
 
 
 class _Reference:
-    """Appendix A for one (application) space, with plain lists: slow but obviously right."""
+    """Appendix A for one (application) space, with plain lists: slow but obviously right;
+    plus persistent congestion's reset of min_rtt (RFC 9002 5.2 and 7.6, outside Appendix A)."""
 
     def __init__(self, mad: float) -> None:
         self.sent: dict[int, SentPacket] = {}
@@ -651,7 +652,29 @@ class _Reference:
             else:
                 t = p.sent_time + delay
                 self.loss_time = t if self.loss_time is None else min(self.loss_time, t)
+        if self.persistent_congestion(lost):
+            self.rtt.min_rtt = self.rtt.latest_rtt
         return lost
+
+    def persistent_congestion(self, lost: list[SentPacket]) -> bool:
+        """RFC 9002 7.6.2: two ack-eliciting packets sent after the first RTT sample and
+        more than 3 congestion periods apart, lost with no packet number between them
+        acknowledged (nor still outstanding: ``lost`` is in packet number order)."""
+        first = self.rtt.first_rtt_sample
+        if first is None:
+            return False
+        period = 3 * (self.rtt.pto_base() + self.mad)
+        runs: list[list[SentPacket]] = []
+        for p in lost:
+            if runs and runs[-1][-1].pn == p.pn - 1:
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        for run in runs:
+            times = [p.sent_time for p in run if p.ack_eliciting and p.sent_time > first]
+            if times and max(times) - min(times) > period:
+                return True
+        return False
 
     def deadline(self) -> float | None:
         if self.loss_time is not None:
