@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from quicish.errors import ErrorCode, ProtocolError
@@ -709,6 +709,20 @@ _op = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_op, min_size=1, max_size=60))
+@example(  # persistent congestion resets min_rtt, then the ACK delay adjusts the sample
+    [
+        *(("send", 1, e, 0) for e in (True, False, False, True)),
+        ("ack", [3], 0, 0),
+        ("send", 1, True, 1),
+        ("ack", [1], 0, 0),
+        ("timer", 30, False),
+        ("send", 6, True, 0),
+        ("ack", [2], 4, 7),
+        ("send", 1, False, 0),
+        ("send", 5, True, 3),
+        ("ack", [2], 15, 12),
+    ]
+)
 def test_matches_reference_appendix_a(ops: list[tuple[object, ...]]) -> None:
     r = make(mad=0.005)
     ref = _Reference(0.005)
