@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -235,3 +236,29 @@ def test_config_checks_early_data() -> None:
     with pytest.raises(ConfigError, match="early_data"):
         server_config(early_data="yes")
     assert server_config(early_data=idempotent).early_data is idempotent
+
+
+def picky(stream_id: int, first: bytes) -> bool:
+    if first.startswith(b"BOOM"):
+        raise RuntimeError("a check that fails")
+    return idempotent(stream_id, first)
+
+
+@timed()
+async def test_peeked_bytes_are_read_whole_and_a_failing_check_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Large requests (the check sees their first bytes, the handler reads them all), and a
+    check that raises: logged, and the stream waits for the handshake."""
+    rec = Recorder()
+    big_get = b"GET /big " + os.urandom(150_000)
+    big_post = b"POST /big " + os.urandom(150_000)
+    async with server(rec, early_data=picky) as srv:
+        ticket = await ticket_from(srv.address)
+        conn, answers = await early_requests(srv.address, ticket, big_get, big_post, b"BOOM /c")
+        async with conn:
+            assert conn.early_data_accepted
+    assert answers == [b"done " + big_get, b"done " + big_post, b"done BOOM /c"]
+    by_request = {h.request[:8]: h.before_handshake for h in rec.handled[1:]}
+    assert by_request == {b"GET /big": True, b"POST /bi": False, b"BOOM /c": False}
+    assert any("early_data check failed" in r.getMessage() for r in caplog.records)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ..errors import ConnectionClosedError, StreamError, StreamResetError
+from ..errors import ConnectionClosedError, QuicError, StreamError, StreamResetError
 
 Address = tuple[str, int]
 
@@ -117,7 +117,10 @@ class QuicStreamReader:
         """The bytes readable now (up to ``max_bytes``), without consuming them: the next
         reads return them."""
         if self._error is None and len(self._pending) < max_bytes:
-            self._pending += self._pull(max_bytes - len(self._pending))
+            try:
+                self._pending += self._pull(max_bytes - len(self._pending))
+            except QuicError:  # (the stream is gone: reads will say why)
+                pass
         return bytes(self._pending[:max_bytes])
 
     def at_eof(self) -> bool:
