@@ -8,8 +8,8 @@ twice, but only among the servers that share it: servers that share ticket keys 
 With a check (``Config.early_data`` callable), 0-RTT is accepted and each stream opened in
 it is looked at: :func:`deliver_early` hands it to the application at once when the check
 passes its first bytes, else once the handshake has completed. A replayed flight never
-completes the handshake (the attacker lacks the client's key share), so a request held
-back runs once, for the real client only, one round trip later, and the client retries
+completes the handshake (the attacker lacks the client's private key share), so a request
+held back runs once, for the real client only, one round trip later, and the client retries
 nothing: the data was received in 0-RTT and is simply read later.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -117,10 +118,8 @@ class QuicStreamReader:
         """The bytes readable now (up to ``max_bytes``), without consuming them: the next
         reads return them."""
         if self._error is None and len(self._pending) < max_bytes:
-            try:
+            with contextlib.suppress(QuicError):  # (the stream is gone: reads say why)
                 self._pending += self._pull(max_bytes - len(self._pending))
-            except QuicError:  # (the stream is gone: reads will say why)
-                pass
         return bytes(self._pending[:max_bytes])
 
     def at_eof(self) -> bool:

@@ -144,7 +144,8 @@ class CidFormat:
 
     @property
     def exhausted(self) -> bool:
-        """Every nonce was used: new CIDs are unroutable until a new configuration."""
+        """Every nonce was used: until a new configuration, no new CID for a running
+        connection, and an unroutable one for a new connection."""
         return self._count >= self._space
 
     def next_cid(self) -> bytes | None:
