@@ -21,7 +21,7 @@ from . import __version__, hq, log
 from .aio.api import connect, run, serve
 from .aio.connection import QuicConnection
 from .aio.workers import current_worker
-from .config import Config
+from .config import Config, EarlyStreamCheck
 from .errors import ConfigError, ConnectionStateError, QuicError, StreamResetError
 from .keyfile import FleetSecrets
 from .lb import CidFormat, QuicLbConfig, decode
@@ -30,6 +30,12 @@ from .wire.packet import QUIC_V1, QUIC_V2
 logger = logging.getLogger("quicish")
 
 CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
+# serve --early-data: Config.early_data (absent: None, the default policy).
+_EARLY_DATA: dict[str | None, bool | EarlyStreamCheck] = {
+    "on": True,
+    "off": False,
+    "idempotent": hq.idempotent,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--secrets",
         metavar="FILE",
         help="a fleet's shared ticket, token and reset keys (quicish secrets new FILE)",
+    )
+    s.add_argument(
+        "--early-data",
+        choices=sorted(_EARLY_DATA),
+        help="0-RTT: on, off, or idempotent (GET requests in 0-RTT served at once, others "
+        "after the handshake); default on, but off with --secrets (docs/deployment.md)",
     )
     s.add_argument(
         "--quic-lb",
@@ -307,6 +319,7 @@ async def _serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         secrets=args.secrets,
         cid_format=_cid_format(args.quic_lb, args.server_id),
+        early_data=_EARLY_DATA.get(args.early_data),
     )
     files = hq.FileServer(args.root, on_served=None if args.quiet else _access_log)
     both = _BothProtocols(files, args) if args.http3 else None

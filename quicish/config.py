@@ -23,6 +23,9 @@ CIPHER_SUITE_NAMES = {
     "TLS_CHACHA20_POLY1305_SHA256": 0x1303,
 }
 CONGESTION_CONTROLLERS = ("cubic", "newreno")
+#: ``Config.early_data`` as a check: ``(stream_id, first_bytes) -> bool``, True when a
+#: request opened in 0-RTT is safe to run before the handshake completes (replay-safe).
+EarlyStreamCheck = Callable[[int, bytes], bool]
 GROUP_NAMES = ("x25519", "secp256r1", "secp384r1")
 
 
@@ -143,6 +146,14 @@ class Config:
     #: ticket, token or reset of one server is honoured by every other. None: this
     #: server's own random keys.
     secrets: FleetSecrets | str | os.PathLike[str] | None = None
+    #: *server*: 0-RTT. True: accepted. False: refused (a ticket still resumes the session,
+    #: one round trip slower). A check ``(stream_id, first_bytes) -> bool``: accepted, and a
+    #: stream opened in 0-RTT goes to the application at once when the check passes its
+    #: first bytes (a request safe to replay, e.g. a GET), else only once the handshake has
+    #: completed, which a replayed flight never does. None: on, except for a fleet
+    #: (``secrets`` set) without a fleet-wide strike register (``serve(strike_register=)``),
+    #: where a 0-RTT flight can be replayed once per server (docs/deployment.md).
+    early_data: bool | EarlyStreamCheck | None = None
 
     # ---- per-connection bounds (hardening; docs/security.md) -----------------------------
     #: Peer CIDs retired whose RETIRE_CONNECTION_ID is not yet acknowledged; a peer forcing
@@ -209,6 +220,9 @@ class Config:
                 raise ConfigError("secrets must be a FleetSecrets or a secrets file's path")
             if self.stateless_reset_key is not None:
                 raise ConfigError("stateless_reset_key and secrets both set the reset key")
+        early = self.early_data
+        if early is not None and not isinstance(early, bool) and not callable(early):
+            raise ConfigError("early_data must be True, False, None or a check(stream_id, data)")
         if self.keylog_file is not None:
             _check_writable("keylog_file", self.keylog_file)
         if self.qlog_dir is not None and not isinstance(self.qlog_dir, str | os.PathLike):

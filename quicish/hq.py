@@ -42,6 +42,12 @@ def parse_request(data: bytes) -> str | None:
     return parts[1]
 
 
+def idempotent(stream_id: int, first_bytes: bytes) -> bool:
+    """``Config.early_data`` for an hq server: a request in 0-RTT is served at once when it
+    is a GET (safe to replay); anything else waits for the handshake."""
+    return first_bytes.startswith(b"GET ")
+
+
 def resolve(root: Path, path: str) -> Path | None:
     """The file under ``root`` for a request path; None if it escapes ``root`` or is missing."""
     candidate = (root / path.lstrip("/")).resolve()

@@ -23,7 +23,8 @@ WALL = 1.8e9  # wall clock (Unix time) at A_NOW
 
 
 def _context(secrets: FleetSecrets, offset: float) -> ServerContext:
-    ctx = ServerContext.from_config(server_config(secrets=secrets))
+    # 0-RTT on explicitly (a fleet's default is off): the ticket's freshness is checked.
+    ctx = ServerContext.from_config(server_config(secrets=secrets, early_data=True))
     ctx.clock_offset = offset
     return ctx
 

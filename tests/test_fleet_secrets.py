@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,11 @@ def test_cli_new_rotate_show(tmp_path: Path) -> None:
 # ---- two servers, one file -----------------------------------------------------------------
 @asynccontextmanager
 async def _servers(a_file: Path, b_file: Path, **b_kw: Any) -> AsyncIterator[tuple[Server, Server]]:
-    a = await quicish.serve("127.0.0.1", 0, config=server_config(secrets=a_file), on_stream=echo)
+    """A and B, 0-RTT on explicitly (a fleet's default is off: test_early_data_policy.py)."""
+    a = await quicish.serve(
+        "127.0.0.1", 0, config=server_config(secrets=a_file, early_data=True), on_stream=echo
+    )
+    b_kw.setdefault("early_data", True)
     b = await quicish.serve(
         "127.0.0.1", 0, config=server_config(secrets=b_file, **b_kw), on_stream=echo
     )
@@ -207,28 +211,21 @@ async def _resume(port: int, ticket: bytes) -> tuple[bool, bool]:
         await conn.wait_closed()
 
 
-@pytest.mark.parametrize("zero_rtt_on_b", [True, False])
+@pytest.mark.parametrize(
+    ("early_data_on_b", "accepted"), [(True, True), (False, False), (None, False)]
+)
 @timed()
 async def test_ticket_from_a_resumes_on_b(
-    files: tuple[Path, Path], zero_rtt_on_b: bool, monkeypatch: pytest.MonkeyPatch
+    files: tuple[Path, Path], early_data_on_b: bool | None, accepted: bool
 ) -> None:
+    """B's Config.early_data: on, off, or the default, which is off for servers sharing
+    secrets without a fleet-wide strike register."""
     shared, _ = files
-    a = await quicish.serve("127.0.0.1", 0, config=server_config(secrets=shared), on_stream=echo)
-    if not zero_rtt_on_b:  # B configured with 0-RTT off (ServerContext.early_data)
-        made: Callable[..., ServerContext] = ServerContext.from_config
-
-        def without_0rtt(config: quicish.Config) -> ServerContext:
-            ctx = made(config)
-            ctx.early_data = False
-            return ctx
-
-        monkeypatch.setattr(ServerContext, "from_config", staticmethod(without_0rtt))
-    b = await quicish.serve("127.0.0.1", 0, config=server_config(secrets=shared), on_stream=echo)
-    async with a, b:
+    async with _servers(shared, shared, early_data=early_data_on_b) as (a, b):
         ticket, _ = await _ticket_and_token(a.address[1])
         resumed, early = await _resume(b.address[1], ticket)
     assert resumed
-    assert early == zero_rtt_on_b
+    assert early == accepted
 
 
 @timed()

@@ -201,3 +201,17 @@ def test_local_cids_from_a_format_stock_only_what_the_peer_takes() -> None:
     assert all(decode(c, fmt.config) == b"\x01\x02" for c in new)
     cids.on_retire(1, new[1])
     assert decode(cids.top_up()[0], fmt.config) == b"\x01\x02"  # made on demand
+
+
+def test_local_cids_stop_issuing_when_the_format_is_spent() -> None:
+    from quicish.proto.cid import LocalCids
+
+    fmt = CidFormat(QuicLbConfig(0, 1, 4, None), b"\x09")
+    fmt._count = fmt._space - 2
+    cids = LocalCids(fmt.new_cid(), os.urandom(32), os.urandom, fmt.next_cid)
+    cids.peer_limit = 4
+    new = cids.top_up()
+    assert len(new) == 1 and decode(new[0], fmt.config) == b"\x09"  # the last nonce
+    assert fmt.next_cid() is None and cids.top_up() == []  # nothing unroutable goes out
+    assert list(cids.pending) == [1]  # one NEW_CONNECTION_ID to send
+    assert decode(fmt.new_cid(), fmt.config) is None  # a new connection's first CID

@@ -147,3 +147,33 @@ async def test_default_server_cids_stay_random_eight_bytes(tmp_path: Path) -> No
 def test_cid_format_must_be_a_format() -> None:
     with pytest.raises(quicish.ConfigError, match="cid_format"):
         quicish.Config(cid_format=LB_CONFIG)  # type: ignore[arg-type]
+
+
+@timed()
+async def test_spent_nonces_stop_new_connection_ids(tmp_path: Path) -> None:
+    """Three nonces left: the first connection gets what is left, and once they are spent
+    no NEW_CONNECTION_ID carries an unroutable CID; the next connection's one CID (its
+    handshake source CID, which it cannot go without) is unroutable, and works."""
+    lb = QuicLbConfig(config_id=2, server_id_length=2, nonce_length=4)
+    fmt = CidFormat(lb, SERVER_ID)
+    fmt._count = fmt._space - 3  # as if 2^32 - 3 CIDs had been issued
+    config = server_config(cid_format=fmt, keylog_file=str(tmp_path / "keys.log"))
+    server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=echo)
+    try:
+        with Tap(server.address) as tap:
+            for _ in range(2):
+                async with quicish.connect(
+                    "127.0.0.1", tap.address[1], config=client_config(active_connection_id_limit=4)
+                ) as conn:
+                    assert await echo_once(conn, b"z" * 20_000) == b"z" * 20_000
+                await asyncio.sleep(0.05)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert fmt.exhausted
+    analysis = analyze(tap.records, parse_keylog((tmp_path / "keys.log").read_text()))
+    assert len(analysis.conns) == 2
+    first, second = (conn.server_cids for conn in analysis.conns)
+    assert all(decode(cid, lb) == SERVER_ID for cid in first)
+    assert 1 <= len(first) <= 3  # what was left of the nonces, not the client's limit of 4
+    assert len(second) == 1 and decode(next(iter(second)), lb) is None

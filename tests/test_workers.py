@@ -31,6 +31,7 @@ from quicish import QuicStreamReader, QuicStreamWriter, hq
 from quicish.aio import workers as workers_module
 from quicish.aio.workers import WorkerError, WorkerPool, current_worker
 from quicish.errors import ConfigError, QuicError
+from quicish.keyfile import FleetSecrets
 from quicish.lb import CidFormat, QuicLbConfig, decode
 from quicish.netem import Netem
 from quicish.tls.certs import generate_self_signed
@@ -580,3 +581,28 @@ async def test_serve_uses_the_strike_register_given(tmp_path: Path, workers: int
             assert conn.session_resumed
             conn.close()
         assert accepted is expected
+
+
+@pytest.mark.parametrize("early_data", [None, True])
+@timed(30)
+async def test_workers_of_a_fleet_refuse_0rtt_unless_asked(
+    tmp_path: Path, early_data: bool | None
+) -> None:
+    """With fleet secrets, the workers' shared register does not span the fleet: 0-RTT of a
+    ticket from another server of the fleet is refused by default, taken when asked."""
+    global REPORTS
+    REPORTS = tmp_path
+    secrets = tmp_path / "fleet.json"
+    FleetSecrets.generate().save(secrets)
+    peer = await quicish.serve(
+        "127.0.0.1", 0, config=server_config(secrets=secrets, early_data=True), on_stream=handler
+    )
+    config = server_config(secrets=secrets, early_data=early_data, idle_timeout=5.0)
+    fleet = quicish.serve("127.0.0.1", 0, config=config, on_stream=handler, workers=2)
+    async with peer, fleet as pool:
+        ticket = await one_ticket(peer.address)
+        _, accepted, conn = await zero_rtt(pool.address, ticket, "fleet")
+        assert conn.session_resumed
+        conn.close()
+    assert accepted == (early_data is True)
+    assert sum(tokens.count("fleet") for tokens in reports().values()) == 1

@@ -26,6 +26,7 @@ from ..tls.tickets import StrikeRegister
 from ..udp import Address, UdpSocket
 from ..wire.packet import QUIC_V1
 from .connection import QuicConnection, StreamHandler
+from .early_data import resolve as resolve_early_data
 from .endpoint import Endpoint, clock
 from .streams import QuicStreamReader, QuicStreamWriter
 from .workers import WorkerPool
@@ -193,7 +194,9 @@ def serve(
 
     ``strike_register``: where 0-RTT ticket identities are checked for replays (a
     :class:`~quicish.tls.tickets.StrikeRegister`, e.g. a fleet-wide store); default: one
-    per process, or the one the workers share."""
+    per process, or the one the workers share. With ``config.secrets`` (a fleet) and none
+    given, 0-RTT is off unless ``config.early_data`` says otherwise."""
+    config = resolve_early_data(config, fleet_register=strike_register is not None)
     if workers is None:
         return PendingServer(
             _serve(host, port, config, on_stream, on_connection, versions, strike_register)

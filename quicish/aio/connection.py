@@ -23,6 +23,7 @@ from ..proto.stream_manager import StreamLimitReached
 from ..qlog.sinks import Tracer
 from ..tls.alerts import Alert
 from ..udp import Address
+from .early_data import deliver_early
 from .endpoint import Endpoint, clock
 from .migration import LocalPaths
 from .streams import QuicStreamReader, QuicStreamWriter
@@ -58,6 +59,9 @@ class QuicConnection:
         self._loop = asyncio.get_running_loop() if _has_loop() else asyncio.get_event_loop()
         self._on_stream = on_stream
         self._owns_endpoint = owns_endpoint
+        # A server's check of streams opened in 0-RTT (Config.early_data callable), or None.
+        check = proto.config.early_data
+        self._early_check = check if callable(check) and not proto.is_client else None
         self._readers: dict[int, QuicStreamReader] = {}
         self._writers: dict[int, QuicStreamWriter] = {}
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] = asyncio.Queue()
@@ -455,7 +459,9 @@ class QuicConnection:
         self._reader_for(stream_id).wake()
 
     def _accept_peer_stream(self, stream_id: int) -> QuicStreamReader:
-        reader = QuicStreamReader(self, stream_id)
+        # A server sees a client's stream before its handshake completed only in 0-RTT.
+        early = not self._handshake_done.done() and not self._proto.is_client
+        reader = QuicStreamReader(self, stream_id, early_data=early)
         self._readers[stream_id] = reader
         bidi = (stream_id & 0x2) == 0
         writer = QuicStreamWriter(self, stream_id, reader)
@@ -463,13 +469,25 @@ class QuicConnection:
             self._writers[stream_id] = writer
         else:
             writer.set_finished(closing=True)  # nothing to send: wait_closed() returns at once
+        if early and self._early_check is not None:
+            deliver_early(
+                self._early_check,
+                reader,
+                self._handshake_done,
+                lambda: self._deliver_stream(reader, writer),
+            )
+        else:
+            self._deliver_stream(reader, writer)
+        return reader
+
+    def _deliver_stream(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        """The application gets a peer's stream: ``on_stream`` or ``accept_stream()``."""
         if self._on_stream is not None:
             result = self._on_stream(reader, writer)
             if asyncio.iscoroutine(result):
                 self.spawn(self._run_handler(result, writer))
         else:
             self._incoming.put_nowait((reader, writer))
-        return reader
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task of this connection (its failure is logged)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ..errors import ConnectionClosedError, StreamError, StreamResetError
+from ..errors import ConnectionClosedError, QuicError, StreamError, StreamResetError
 
 Address = tuple[str, int]
 
@@ -46,9 +47,12 @@ class StreamOwner(Protocol):
 class QuicStreamReader:
     """The receiving half of a stream, with ``asyncio.StreamReader``'s reading methods."""
 
-    def __init__(self, conn: StreamOwner, stream_id: int) -> None:
+    def __init__(self, conn: StreamOwner, stream_id: int, early_data: bool = False) -> None:
         self._conn = conn
         self.stream_id = stream_id
+        #: Opened by the peer in 0-RTT: its first bytes may be a replay (a server's view;
+        #: docs/deployment.md, "0-RTT replay").
+        self.early_data = early_data
         self._pending = bytearray()  # read from the connection but not yet returned
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
@@ -109,6 +113,14 @@ class QuicStreamReader:
                 if not waiter.done():
                     waiter.set_result(None)
         return data
+
+    def peek(self, max_bytes: int = _LIMIT) -> bytes:
+        """The bytes readable now (up to ``max_bytes``), without consuming them: the next
+        reads return them."""
+        if self._error is None and len(self._pending) < max_bytes:
+            with contextlib.suppress(QuicError):  # (the stream is gone: reads say why)
+                self._pending += self._pull(max_bytes - len(self._pending))
+        return bytes(self._pending[:max_bytes])
 
     def at_eof(self) -> bool:
         return self._eof and not self._pending

@@ -104,8 +104,9 @@ class CidFormat:
     guess (which the draft asks against known-plaintext attacks on the four-pass
     algorithm). About 5-9 us per CID. When the counter comes back to its start (2^32 CIDs
     with a 4-byte nonce), the nonce space is spent: the draft then wants a new
-    configuration, and until one is set the server issues unroutable CIDs (config
-    rotation 0b111, random bytes), which a load balancer routes by 4-tuple.
+    configuration. Until one is set, running connections get no new CIDs
+    (:meth:`next_cid` is None) and a new connection's CID is unroutable (config rotation
+    0b111, random bytes; :meth:`new_cid`), which a load balancer routes by 4-tuple.
     """
 
     __slots__ = ("_count", "_counter", "_permute", "_random", "_space", "config", "server_id")
@@ -143,21 +144,36 @@ class CidFormat:
 
     @property
     def exhausted(self) -> bool:
-        """Every nonce was used: new CIDs are unroutable until a new configuration."""
+        """Every nonce was used: until a new configuration, no new CID for a running
+        connection, and an unroutable one for a new connection."""
         return self._count >= self._space
 
-    def new_cid(self) -> bytes:
-        """A CID never issued before by this format."""
+    def next_cid(self) -> bytes | None:
+        """A routable CID never issued before, or None once the nonces are spent: a
+        running connection then gets no new CID (no NEW_CONNECTION_ID), as the draft
+        wants a server never to reuse a nonce."""
         config = self.config
         n = config.nonce_length
         if self._count >= self._space:
-            if self._count == self._space:
-                logger.warning("QUIC-LB nonces spent: issuing unroutable CIDs (config 0b111)")
-                self._count += 1
-            rest = self._random(config.cid_length)
-            return bytes(((UNROUTABLE << 5) | (rest[0] & 0x1F),)) + rest[1:]
+            return None
         nonce = self._permute(self._counter.to_bytes(n, "big"))
         self._counter = (self._counter + 1) % self._space
         self._count += 1
         random_bits = 0 if config.encode_length else self._random(1)[0]
         return encode(config, self.server_id, nonce, random_bits)
+
+    def new_cid(self) -> bytes:
+        """A CID never issued before by this format: :meth:`next_cid`, or once the nonces
+        are spent an unroutable one (for what cannot go without a CID: a new connection's
+        first, a Retry's)."""
+        cid = self.next_cid()
+        if cid is not None:
+            return cid
+        if self._count == self._space:
+            logger.warning(
+                "QUIC-LB nonces spent: new connections get unroutable CIDs (config 0b111), "
+                "running ones no new CIDs"
+            )
+            self._count += 1
+        rest = self._random(self.config.cid_length)
+        return bytes(((UNROUTABLE << 5) | (rest[0] & 0x1F),)) + rest[1:]

@@ -44,10 +44,11 @@ class LocalCids:
         initial: bytes,
         key: bytes,
         random_bytes: Callable[[int], bytes],
-        new_cid: Callable[[], bytes] | None = None,
+        new_cid: Callable[[], bytes | None] | None = None,
     ) -> None:
         """``new_cid``: where our CIDs come from (a server's QUIC-LB format; all of
-        ``initial``'s length); None: random bytes."""
+        ``initial``'s length; None from it: no more CIDs, nonces spent); None: random
+        bytes."""
         self._key = key
         self._random = random_bytes
         self._make = new_cid
@@ -73,22 +74,33 @@ class LocalCids:
             cid = fresh[start : start + length]
             self._stock.append((cid, reset_token(self._key, cid)))
 
-    def _new_cid(self) -> tuple[bytes, bytes]:
-        """A CID not yet issued, with its reset token (from the stock when there is one)."""
+    def _new_cid(self) -> tuple[bytes, bytes] | None:
+        """A CID not yet issued, with its reset token (from the stock when there is one);
+        None when the format can make no more."""
         while self._stock:
             cid, token = self._stock.pop()
             if cid not in self._by_cid:
                 return cid, token
         if self._make is not None:
-            cid = self._made(1)[0]
+            made = self._made(1)
+            if not made:
+                return None
+            cid = made[0]
         else:
             while (cid := self._random(self._length)) in self._by_cid:
                 pass
         return cid, reset_token(self._key, cid)
 
     def _made(self, count: int) -> list[bytes]:
+        """Up to ``count`` CIDs of the format (fewer once it is spent)."""
         assert self._make is not None
-        return [self._make() for _ in range(count)]  # (a format never repeats a CID)
+        made = []
+        for _ in range(count):
+            cid = self._make()  # (a format never repeats a CID)
+            if cid is None:
+                break
+            made.append(cid)
+        return made
 
     def owns(self, cid: bytes) -> bool:
         return cid in self._by_cid
@@ -100,7 +112,10 @@ class LocalCids:
         """Issue CIDs up to the peer's limit; returns the new CIDs (for routing)."""
         new: list[bytes] = []
         while len(self.active) < min(self.peer_limit, MAX_ISSUED):
-            cid, token = self._new_cid()
+            fresh = self._new_cid()
+            if fresh is None:
+                break  # a QUIC-LB format out of nonces: no unroutable CID goes out
+            cid, token = fresh
             seq = self._next_seq
             self._next_seq += 1
             self.active[seq] = IssuedCid(seq, cid, token)

@@ -127,11 +127,12 @@ class Connection:
         self._events = EventQueue(config.datagram_receive_buffer, self.stats_counters)
 
         # A server's CIDs follow its QUIC-LB format when it has one (config.cid_format).
-        new_cid = None if is_client or config.cid_format is None else config.cid_format.new_cid
-        self.host_cid = random_bytes(CID_LENGTH) if new_cid is None else new_cid()
+        fmt = None if is_client else config.cid_format  # (spent: no NEW_CONNECTION_ID)
+        self.host_cid = random_bytes(CID_LENGTH) if fmt is None else fmt.new_cid()
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
         reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
-        self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes, new_cid)
+        more = None if fmt is None else fmt.next_cid
+        self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes, more)
         self._peer_cids = PeerCids(
             max(2, config.active_connection_id_limit), config.max_unacked_cid_retirements
         )

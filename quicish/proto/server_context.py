@@ -33,8 +33,7 @@ class ServerContext:
     old_token_keys: tuple[bytes, ...] = ()  # still open tokens (a fleet's rotation)
     # Accept 0-RTT: tickets are single use, checked by replay_filter (per process, or the
     # workers' shared register). Servers sharing ticket_keys without a shared register each
-    # accept a replayed 0-RTT flight once: turn this off there unless 0-RTT requests are
-    # replay-safe (see TicketKeys).
+    # accept a replayed 0-RTT flight once: off there by default (accepts_early_data).
     early_data: bool = True
     new_tokens: bool = True  # send NEW_TOKEN after the handshake (RFC 9000 section 8.1.3)
     # Stateless reset tokens are HMAC(reset_key, CID): Config.stateless_reset_key, or a random
@@ -72,6 +71,7 @@ class ServerContext:
             certificate_chain=chain,
             private_key=private_key,
             keylog=keylog,
+            early_data=accepts_early_data(config),
             reset_key=config.stateless_reset_key or os.urandom(32),
             new_token_lifetime=config.new_token_lifetime,
             new_token_register=TokenRegister(
@@ -90,3 +90,12 @@ class ServerContext:
         self.token_key, *old = secrets.token_keys
         self.old_token_keys = tuple(old)
         self.reset_key = secrets.reset_key
+
+
+def accepts_early_data(config: Config, fleet_register: bool = False) -> bool:
+    """Whether a server takes 0-RTT at all: ``Config.early_data`` True or a check; None
+    (the default): yes, unless it shares ``secrets`` with other servers (a fleet) and
+    ``fleet_register`` is False (its strike register does not span the fleet)."""
+    if config.early_data is None:
+        return config.secrets is None or fleet_register
+    return config.early_data is not False

@@ -182,9 +182,9 @@ class TicketKeys:
     Sharing keys across servers lets a ticket resume on any of them, but 0-RTT anti-replay
     is per process: each server's :class:`ReplayFilter` knows only the tickets used on that
     server, so one ClientHello with early data can be accepted once by *each* server that
-    shares the keys (RFC 8446 8; RFC 9001 9.2). Servers sharing ticket keys should turn
-    0-RTT off (``ServerContext.early_data = False``) unless the application's 0-RTT
-    requests are safe to replay (idempotent) or the replay state is shared.
+    shares the keys (RFC 8446 8; RFC 9001 9.2). Servers sharing ticket keys therefore
+    have 0-RTT off by default (``Config.early_data``) unless the replay state is shared;
+    a check can limit 0-RTT to requests safe to replay.
 
     With ``rotation_interval=None`` the keys never change by themselves: ``keys`` (1 to 8,
     newest first) come from a fleet's secrets file (:mod:`quicish.keyfile`), which every
