@@ -116,7 +116,8 @@ class LossRecovery:
         initial_rtt: float = INITIAL_RTT,
         max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
     ) -> None:
-        self.cc = cc
+        self._cc = cc
+        self._packet_cc: CongestionController | None = cc if cc.packet_aware else None
         self.rtt = RttEstimator(initial_rtt)
         self.max_ack_delay = max_ack_delay
         self.handshake_confirmed = False
@@ -135,6 +136,16 @@ class LossRecovery:
         self.on_metrics: Callable[[LossRecovery], None] | None = None
         self._spaces = (_Space(), _Space(), _Space())
         self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
+
+    @property
+    def cc(self) -> CongestionController:
+        """The congestion controller (replaced on a path change)."""
+        return self._cc
+
+    @cc.setter
+    def cc(self, cc: CongestionController) -> None:
+        self._cc = cc
+        self._packet_cc = cc if cc.packet_aware else None
 
     # ---- queries -------------------------------------------------------------------------
     def largest_acked(self, space: int) -> int | None:
@@ -213,6 +224,8 @@ class LossRecovery:
         if pkt.in_flight:
             self.bytes_in_flight += pkt.size
             self._anchor = pkt.sent_time
+            if self._packet_cc is not None:
+                self._packet_cc.on_sent_packet(pkt, self.bytes_in_flight)
         else:
             sp.not_in_flight += 1
             if sp.not_in_flight > self.max_not_in_flight:
@@ -286,7 +299,7 @@ class LossRecovery:
             if not acked:
                 return [], []
 
-        cc = self.cc
+        cc = self._cc
         recovery_start = cc.recovery_start_time
         in_flight_bytes = 0
         eliciting = 0
@@ -346,7 +359,10 @@ class LossRecovery:
         if cc.recovery_start_time != recovery_start:
             # This ACK started a recovery period (ECN-CE or loss): count against the new one.
             cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
-        cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
+        if self._packet_cc is None:
+            cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
+        else:
+            cc.on_packets_acked(acked, now, self.rtt, prior_in_flight, self.bytes_in_flight)
         if self.peer_completed_address_validation:
             self.pto_count = 0
         self._anchor = now
@@ -541,9 +557,11 @@ class LossRecovery:
         sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
-        if in_flight_count:
+        if self._packet_cc is not None:
+            self._packet_cc.on_packets_lost(lost, now, self.bytes_in_flight)
+        elif in_flight_count:
             # One congestion event, for the newest lost packet in flight.
-            self.cc.on_congestion_event(newest_sent, now)
+            self._cc.on_congestion_event(newest_sent, now)
         if self._persistent_congestion(sp, lost):
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
