@@ -65,13 +65,25 @@ class Bbr(CongestionController):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
+    ``lower_bound_loss_rate``: a round outside probing lowers ``bw_lo``/``inflight_lo``
+    only if more than this share of its bytes was lost, in the round and on a moving
+    average of rounds. The draft reacts to any loss (0.0); the default, 2% (the draft's own
+    threshold for probing), lets light random loss pass as noise (a round of 1% random loss
+    often shows 2-3%), while queue overflow, which loses in bursts, still counts.
     """
 
     name: ClassVar[str] = "bbr"
     packet_aware: ClassVar[bool] = True
 
-    def __init__(self, max_datagram_size: int, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        max_datagram_size: int,
+        *,
+        seed: int | None = None,
+        lower_bound_loss_rate: float = LOSS_THRESH,
+    ) -> None:
         super().__init__(max_datagram_size)
+        self.lower_bound_loss_rate = lower_bound_loss_rate
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -108,6 +120,12 @@ class Bbr(CongestionController):
         self.loss_round_start = False
         self.loss_in_round = False
         self.lost_in_round = 0  # packets lost in the current loss round
+        self._round_lost = 0  # bytes lost in the current loss round (outside probes)
+        self._round_start_delivered = 0
+        self.smoothed_loss_rate = 0.0  # per-round loss rate, moving average (1/4 weight)
+        # ``delivered`` when the last probe (Startup, ProbeBW_UP) ended: packets sent before
+        # are the probe's losses, answered by inflight_hi, not by the short-term bounds
+        self._probe_end_delivered = 0
         # Startup exit
         self.full_bw = 0.0
         self.full_bw_count = 0
@@ -178,10 +196,13 @@ class Bbr(CongestionController):
         for pkt in lost:
             if not pkt.in_flight:
                 continue
-            any_lost = True
             sampler.on_lost(pkt.size)
             self.lost_in_round += 1
             self._handle_lost_packet(pkt)
+            stamp = getattr(pkt, "rate_stamp", None)
+            if stamp is None or stamp.delivered >= self._probe_end_delivered:
+                any_lost = True
+                self._round_lost += pkt.size
         if any_lost:
             self.loss_in_round = True
             self.congestion_events += 1
@@ -269,8 +290,19 @@ class Bbr(CongestionController):
             self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
         if not self.loss_round_start:
             return
-        # Once per round: cut the short-term bounds if this round had loss.
-        if self.state not in (STARTUP, PROBE_REFILL, PROBE_UP) and self.loss_in_round:
+        # Once per round: cut the short-term bounds if this round had (enough) loss.
+        lossy = self.loss_in_round
+        delivered = self.sampler.delivered
+        lost = self._round_lost
+        total = delivered - self._round_start_delivered + lost
+        rate = lost / total if total > 0 else 0.0
+        self.smoothed_loss_rate += (rate - self.smoothed_loss_rate) / 4.0
+        if lossy and self.lower_bound_loss_rate > 0.0:
+            threshold = self.lower_bound_loss_rate
+            lossy = rate > threshold and self.smoothed_loss_rate > threshold
+        self._round_start_delivered = delivered
+        self._round_lost = 0
+        if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
             if self.bw_lo == math.inf:
                 self.bw_lo = self.max_bw
             if self.inflight_lo == math.inf:
@@ -332,6 +364,7 @@ class Bbr(CongestionController):
                 self.inflight_hi = max(self.bdp(), float(self.inflight_latest))
             self.lost_in_round = 0
         if self.filled_pipe:
+            self._probe_end_delivered = self.sampler.delivered
             self._set_state(DRAIN)
             self.pacing_gain = DRAIN_PACING_GAIN
             self.cwnd_gain = STARTUP_CWND_GAIN
@@ -341,6 +374,8 @@ class Bbr(CongestionController):
         self._next_round_delivered = self.sampler.delivered
 
     def _start_probe_down(self, now: float) -> None:
+        if self.state == PROBE_UP:
+            self._probe_end_delivered = self.sampler.delivered
         self.bw_latest = 0.0  # reset congestion signals
         self.inflight_latest = 0
         self.loss_in_round = False
