@@ -51,6 +51,7 @@ EXTRA_ACKED_FILTER_LEN = 10  # rounds
 MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
 PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
 MAX_RENO_ROUNDS = 63
+LOSS_NOISE_PACKETS = 2  # see Bbr.__init__ (not in the draft)
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
@@ -65,11 +66,12 @@ class Bbr(CongestionController):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
-    ``lower_bound_loss_rate``: a round outside probing lowers ``bw_lo``/``inflight_lo``
-    only if more than this share of its bytes was lost, in the round and on a moving
-    average of rounds. The draft reacts to any loss (0.0); the default, 2% (the draft's own
-    threshold for probing), lets light random loss pass as noise (a round of 1% random loss
-    often shows 2-3%), while queue overflow, which loses in bursts, still counts.
+    ``loss_tolerant`` (default; False: the draft as written) lets light random loss pass as
+    noise, in two places: a round outside probing lowers ``bw_lo``/``inflight_lo`` only if
+    more than 2% of its bytes was lost (the draft's threshold for probing), in the round
+    and on a moving average of rounds (the draft: any loss); and a flight's loss must
+    exceed two packets as well as 2% to set ``inflight_hi`` (with 40 packets in flight one
+    random loss is already 2.5%). Queue overflow, which loses in bursts, still counts.
     """
 
     name: ClassVar[str] = "bbr"
@@ -80,10 +82,14 @@ class Bbr(CongestionController):
         max_datagram_size: int,
         *,
         seed: int | None = None,
-        lower_bound_loss_rate: float = LOSS_THRESH,
+        loss_tolerant: bool = True,
     ) -> None:
         super().__init__(max_datagram_size)
-        self.lower_bound_loss_rate = lower_bound_loss_rate
+        self.loss_tolerant = loss_tolerant
+        self.lower_bound_loss_rate = LOSS_THRESH if loss_tolerant else 0.0
+        # Losses of up to this many bytes in one flight are noise to the inflight_hi test
+        # (with 40 packets in flight one random loss is already above 2%).
+        self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -143,6 +149,7 @@ class Bbr(CongestionController):
         # ProbeRTT
         self.probe_rtt_done_stamp = 0.0
         self.probe_rtt_round_done = False
+        self.probe_rtt_expired = False
         self.prior_cwnd = 0
         self.idle_restart = False
         self.cwnd_limited = False
@@ -324,6 +331,7 @@ class Bbr(CongestionController):
 
     def _update_min_rtt(self, rs: RateSample, now: float) -> None:
         expired = now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        self.probe_rtt_expired = expired  # (before the refresh below: ProbeRTT is due)
         if rs.rtt >= 0.0 and (rs.rtt < self.probe_rtt_min_delay or expired):
             self.probe_rtt_min_delay = rs.rtt
             self.probe_rtt_min_stamp = now
@@ -495,9 +503,8 @@ class Bbr(CongestionController):
             self._probe_inflight_hi_upward(rs)
 
     # ---- loss ----------------------------------------------------------------------------------
-    @staticmethod
-    def _inflight_too_high(rs: RateSample) -> bool:
-        return rs.lost > rs.tx_in_flight * LOSS_THRESH
+    def _inflight_too_high(self, rs: RateSample) -> bool:
+        return rs.lost > rs.tx_in_flight * LOSS_THRESH and rs.lost > self._loss_noise
 
     def _handle_lost_packet(self, pkt: StampedPacket) -> None:
         if not self.bw_probe_samples:
@@ -507,7 +514,7 @@ class Bbr(CongestionController):
             return
         tx_in_flight = stamp.tx_in_flight
         lost = self.sampler.lost - stamp.lost
-        if lost <= tx_in_flight * LOSS_THRESH:
+        if lost <= tx_in_flight * LOSS_THRESH or lost <= self._loss_noise:
             return
         # The inflight at which the loss rate crossed the threshold.
         size = pkt.size
@@ -529,11 +536,7 @@ class Bbr(CongestionController):
         return max(self.bdp(PROBE_RTT_CWND_GAIN), float(self.min_pipe_cwnd))
 
     def _check_probe_rtt(self, now: float, inflight: int) -> None:
-        if (
-            self.state != PROBE_RTT
-            and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
-            and not self.idle_restart
-        ):
+        if self.state != PROBE_RTT and self.probe_rtt_expired and not self.idle_restart:
             self.prior_cwnd = self.cwnd
             self.probe_rtt_done_stamp = 0.0
             self.ack_phase = ACKS_PROBE_STOPPING
