@@ -30,6 +30,7 @@ from .congestion.base import CongestionController
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL
 from .records import SentPacket
 from .rtt import INITIAL_RTT, TIMER_GRANULARITY, RttEstimator
+from .spurious import SpuriousLosses
 
 # RFC 9002 section 6.1 and 7.6.1 (kPacketThreshold, kTimeThreshold,
 # kPersistentCongestionThreshold).
@@ -106,7 +107,8 @@ class LossRecovery:
     (client anti-deadlock probes go to Handshake instead of Initial) and
     ``amplification_limited`` (a server that may not send: no PTO timer).
     ``max_not_in_flight``: packets not in flight tracked per space at most (see the module
-    docstring).
+    docstring). ``undo_spurious`` and ``adaptive_reordering``: what an acknowledgement of a
+    packet already declared lost does (``spurious.py``).
     """
 
     def __init__(
@@ -115,8 +117,14 @@ class LossRecovery:
         max_ack_delay: float,
         initial_rtt: float = INITIAL_RTT,
         max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
+        *,
+        undo_spurious: bool = True,
+        adaptive_reordering: bool = True,
     ) -> None:
         self._cc = cc
+        self._spurious = SpuriousLosses(
+            PACKET_THRESHOLD, TIME_THRESHOLD, adaptive=adaptive_reordering, undo=undo_spurious
+        )
         self._packet_cc: CongestionController | None = cc if cc.packet_aware else None
         self.rtt = RttEstimator(initial_rtt)
         self.max_ack_delay = max_ack_delay
@@ -146,6 +154,26 @@ class LossRecovery:
     def cc(self, cc: CongestionController) -> None:
         self._cc = cc
         self._packet_cc = cc if cc.packet_aware else None
+
+    @property
+    def spurious_losses(self) -> int:
+        """Packets declared lost that were acknowledged afterwards."""
+        return self._spurious.spurious
+
+    @property
+    def spurious_undos(self) -> int:
+        """Window reductions undone because all their losses were spurious."""
+        return self._spurious.undone
+
+    @property
+    def packet_threshold(self) -> int:
+        """Reordering (in packets) tolerated before loss: 3, more after spurious losses."""
+        return self._spurious.packet_threshold
+
+    @property
+    def time_threshold(self) -> float:
+        """Reordering (in RTTs) tolerated before loss: 9/8, more after spurious losses."""
+        return self._spurious.time_threshold
 
     # ---- queries -------------------------------------------------------------------------
     def largest_acked(self, space: int) -> int | None:
@@ -269,6 +297,8 @@ class LossRecovery:
             )
         if largest >= sp.skip_watch:
             self._check_skipped(sp, ranges_descending, largest)
+        if self._spurious.lost[space] and self._spurious.on_ack(space, ranges_descending):
+            self._cc.undo_congestion_event()
         newest_largest = largest >= sp.largest_acked
         if newest_largest:
             sp.largest_acked = largest
@@ -336,7 +366,8 @@ class LossRecovery:
 
         if ecn_ce is not None and ecn_ce > sp.ecn_ce:
             sp.ecn_ce = ecn_ce
-            cc.on_ecn_ce(sp.largest_acked_sent_time, now)
+            if cc.on_ecn_ce(sp.largest_acked_sent_time, now):
+                self._spurious.forget_episode()  # a reduction no spurious loss can undo
 
         if newest_largest:
             end = lo  # nothing outstanding between the top range and the largest acked
@@ -470,10 +501,11 @@ class LossRecovery:
         """Declare lost the outstanding packets at the ``gaps`` index spans (all of them at
         or below the largest acked); then compact ``order[head:end]`` to the survivors."""
         rtt = self.rtt
-        loss_delay = TIME_THRESHOLD * max(rtt.latest_rtt, rtt.smoothed_rtt)
+        spurious = self._spurious
+        loss_delay = spurious.time_threshold * max(rtt.latest_rtt, rtt.smoothed_rtt)
         if loss_delay < TIMER_GRANULARITY:
             loss_delay = TIMER_GRANULARITY
-        pn_limit = sp.largest_acked - PACKET_THRESHOLD
+        pn_limit = sp.largest_acked - spurious.packet_threshold
         packets = sp.packets
         order = sp.order
         lost: list[SentPacket] = []
@@ -557,12 +589,17 @@ class LossRecovery:
         sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
+        reduced = False
         if self._packet_cc is not None:
             self._packet_cc.on_packets_lost(lost, now, self.bytes_in_flight)
         elif in_flight_count:
             # One congestion event, for the newest lost packet in flight.
-            self._cc.on_congestion_event(newest_sent, now)
+            reduced = self._cc.on_congestion_event(newest_sent, now)
+        if in_flight_count:
+            pns = [pkt.pn for pkt in lost if pkt.in_flight]
+            self._spurious.on_lost(lost[0].space, pns, sp.largest_acked, reduced)
         if self._persistent_congestion(sp, lost):
+            self._spurious.forget_episode()
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
             self.rtt.reset_min_rtt()

@@ -56,6 +56,8 @@ class CongestionController(ABC):
         self.congestion_events = 0
         self.persistent_congestion_events = 0
         self.last_sent_time: float | None = None
+        self.undone_events = 0  # reductions undone (their losses were spurious)
+        self._before_reduction: dict[str, object] | None = None
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -117,9 +119,24 @@ class CongestionController(ABC):
         current recovery period; returns True if it was reduced."""
         if sent_time <= self.recovery_start_time:
             return False
+        self._before_reduction = None  # (not kept inside the copy)
+        self._before_reduction = dict(vars(self))  # for undo_congestion_event
         self.recovery_start_time = now
         self.congestion_events += 1
         self._on_congestion(now)
+        return True
+
+    def undo_congestion_event(self) -> bool:
+        """The losses that made the last reduction were spurious (the packets arrived):
+        back to the state before it, recovery period included. Returns True if undone."""
+        saved = self._before_reduction
+        if saved is None:
+            return False
+        counts = (self.congestion_events, self.persistent_congestion_events, self.undone_events)
+        vars(self).update(saved)
+        self.congestion_events, self.persistent_congestion_events, self.undone_events = counts
+        self.undone_events += 1
+        self._before_reduction = None
         return True
 
     def on_ecn_ce(self, sent_time: float, now: float) -> bool:
@@ -129,6 +146,7 @@ class CongestionController(ABC):
     def on_persistent_congestion(self) -> None:
         """RFC 9002 7.6.2: collapse the window to the minimum and leave recovery."""
         self.persistent_congestion_events += 1
+        self._before_reduction = None
         self.cwnd = self.minimum_window
         self.recovery_start_time = -math.inf
         self._on_persistent_congestion()
