@@ -60,8 +60,9 @@ class Stack:
         if self.picoquic:
             port = _free_port()
             cmd += ["--port", str(port), *self.extra]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
@@ -72,14 +73,36 @@ class Stack:
     def client(self, port: int, size: int, timeout: float) -> dict[str, Any]:
         env = {**os.environ, **self.env}
         if self.picoquic:
-            cmd = [self.python, self.script, "client", "--port", str(port), "--size", str(size),
-                   "--timeout", str(timeout), *self.extra]  # fmt: skip
+            cmd = [
+                self.python,
+                self.script,
+                "client",
+                "--port",
+                str(port),
+                "--size",
+                str(size),
+                "--timeout",
+                str(timeout),
+                *self.extra,
+            ]
         else:
-            cmd = [self.python, self.script, "client", "--port", str(port), "--workload", "bulk",
-                   "--size", str(size), "--timeout", str(timeout)]  # fmt: skip
+            cmd = [
+                self.python,
+                self.script,
+                "client",
+                "--port",
+                str(port),
+                "--workload",
+                "bulk",
+                "--size",
+                str(size),
+                "--timeout",
+                str(timeout),
+            ]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                 timeout=timeout + 20).stdout  # fmt: skip
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=timeout + 20
+            ).stdout
         except subprocess.TimeoutExpired:
             return {"ok": False, "bytes": 0, "error": "client hung"}
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -121,7 +144,9 @@ def jain(xs: list[float]) -> float:
 # ---- the three measurements ---------------------------------------------------------------------
 
 
-def measure_goodput(args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]) -> dict[str, Any]:  # fmt: skip
+def measure_goodput(
+    args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]
+) -> dict[str, Any]:
     table: dict[str, Any] = {}
     paths = list(PATHS.items())[:1] if args.quick else list(PATHS.items())
     for path_name, (rate, delay) in paths:
@@ -131,22 +156,28 @@ def measure_goodput(args: argparse.Namespace, all_stacks: dict[str, Stack], cert
                 for loss in LOSSES:
                     runs = []
                     for _ in range(args.repeat):
-                        link = LinkConfig(rate_mbit=rate, delay_ms=delay, queue=100,
-                                          loss_pct=loss or None)  # fmt: skip
+                        link = LinkConfig(
+                            rate_mbit=rate, delay_ms=delay, queue=100, loss_pct=loss or None
+                        )
                         with Netem(("127.0.0.1", port), both=link) as relay:
                             port_in = relay.address[1]
                             result = stack.client(port_in, args.size, args.timeout)
                         runs.append(goodput_mbit(result, args.timeout))
                     table.setdefault(path_name, {}).setdefault(name, {})[str(loss)] = runs
-                    print(f"goodput {path_name} {name} loss {loss}%: "
-                          + ", ".join(f"{r:.1f}" for r in runs), flush=True)  # fmt: skip
+                    print(
+                        f"goodput {path_name} {name} loss {loss}%: "
+                        + ", ".join(f"{r:.1f}" for r in runs),
+                        flush=True,
+                    )
             finally:
                 server.kill()
                 server.wait()
     return table
 
 
-def two_flows(a: Stack, b: Stack, cert: tuple[str, str], duration: float, queue: int = 100) -> dict[str, Any]:  # fmt: skip
+def two_flows(
+    a: Stack, b: Stack, cert: tuple[str, str], duration: float, queue: int = 100
+) -> dict[str, Any]:
     sa, pa = a.start_server(*cert)
     sb, pb = b.start_server(*cert)
     try:
@@ -156,13 +187,37 @@ def two_flows(a: Stack, b: Stack, cert: tuple[str, str], duration: float, queue:
             for stack, address in ((a, relay.addresses[0]), (b, relay.addresses[1])):
                 env = {**os.environ, **stack.env}
                 if stack.picoquic:
-                    cmd = [stack.python, stack.script, "client", "--port", str(address[1]),
-                           "--size", str(BIG), "--timeout", str(duration), *stack.extra]  # fmt: skip
+                    cmd = [
+                        stack.python,
+                        stack.script,
+                        "client",
+                        "--port",
+                        str(address[1]),
+                        "--size",
+                        str(BIG),
+                        "--timeout",
+                        str(duration),
+                        *stack.extra,
+                    ]
                 else:
-                    cmd = [stack.python, stack.script, "client", "--port", str(address[1]),
-                           "--workload", "bulk", "--size", str(BIG), "--timeout", str(duration)]  # fmt: skip
-                clients.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL, env=env))  # fmt: skip
+                    cmd = [
+                        stack.python,
+                        stack.script,
+                        "client",
+                        "--port",
+                        str(address[1]),
+                        "--workload",
+                        "bulk",
+                        "--size",
+                        str(BIG),
+                        "--timeout",
+                        str(duration),
+                    ]
+                clients.append(
+                    subprocess.Popen(
+                        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+                    )
+                )
             start = time.monotonic()
             time.sleep(duration / 2)
             half = relay.counters()
@@ -192,7 +247,9 @@ def two_flows(a: Stack, b: Stack, cert: tuple[str, str], duration: float, queue:
     }
 
 
-def measure_fairness(args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]) -> dict[str, Any]:  # fmt: skip
+def measure_fairness(
+    args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     mine = ["quicish BBR"] if args.quick else ["quicish CUBIC", "quicish BBR"]
     for first in mine:
@@ -200,12 +257,17 @@ def measure_fairness(args: argparse.Namespace, all_stacks: dict[str, Stack], cer
         for second in others:
             r = two_flows(all_stacks[first], all_stacks[second], cert, args.duration)
             out[f"{first} + {second}"] = r
-            print(f"fairness {first} + {second}: {r['rates'][0]:.1f} / {r['rates'][1]:.1f} "
-                  f"Mbit/s, Jain {r['jain']:.3f}, share {r['share']:.2f}", flush=True)  # fmt: skip
+            print(
+                f"fairness {first} + {second}: {r['rates'][0]:.1f} / {r['rates'][1]:.1f} "
+                f"Mbit/s, Jain {r['jain']:.3f}, share {r['share']:.2f}",
+                flush=True,
+            )
     return out
 
 
-def measure_queue(args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]) -> dict[str, Any]:  # fmt: skip
+def measure_queue(
+    args: argparse.Namespace, all_stacks: dict[str, Stack], cert: tuple[str, str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     duration = min(args.duration, 15.0)
     for name in ("quicish CUBIC", "quicish BBR", "aioquic"):
@@ -229,14 +291,19 @@ def measure_queue(args: argparse.Namespace, all_stacks: dict[str, Stack], cert: 
         }
         r["rtt_ratio"] = r["median_rtt_ms"] / base
         out[name] = r
-        print(f"queue {name}: {r['goodput']:.1f} Mbit/s, queueing p50 {r['queue_p50_ms']:.1f} ms "
-              f"p90 {r['queue_p90_ms']:.1f} ms, median RTT {r['median_rtt_ms']:.1f} ms "
-              f"({r['rtt_ratio']:.2f}x base)", flush=True)  # fmt: skip
+        print(
+            f"queue {name}: {r['goodput']:.1f} Mbit/s, queueing p50 {r['queue_p50_ms']:.1f} ms "
+            f"p90 {r['queue_p90_ms']:.1f} ms, median RTT {r['median_rtt_ms']:.1f} ms "
+            f"({r['rtt_ratio']:.2f}x base)",
+            flush=True,
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--only", choices=["goodput", "fairness", "queue"])
     p.add_argument("--quick", action="store_true", help="one path, fewer pairs, short runs")
     p.add_argument("--size", type=int, default=10_000_000, help="bulk bytes (default 10 MB)")
