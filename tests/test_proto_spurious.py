@@ -120,7 +120,7 @@ def _reordering_transfer(undo: bool, adaptive: bool) -> tuple[float, int, int]:
     link = LinkSpec(delay=0.015, bandwidth=50e6, queue=100, reorder=0.01, reorder_delay=0.005)
     net = make_net(link=link, client_kw=kw, server_kw=kw, seed=1)
     for conn in (net.client, net.server):
-        spurious = conn._recovery._spurious  # type: ignore[attr-defined]
+        spurious = conn._recovery._spurious
         spurious.undo, spurious.adaptive = undo, adaptive
     c, s = connected(net)
     data = random.Random(1).randbytes(4 << 20)
@@ -129,7 +129,7 @@ def _reordering_transfer(undo: bool, adaptive: bool) -> tuple[float, int, int]:
     start = net.now
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=120, hook=sender.pump)
     assert bytes(s.data[sid]) == data
-    r = net.client._recovery  # type: ignore[attr-defined]
+    r = net.client._recovery
     return len(data) * 8 / (net.now - start), r.spurious_losses, r.spurious_undos
 
 
