@@ -204,14 +204,19 @@ def test_heavy_loss_in_startup_ends_it_and_sets_inflight_hi() -> None:
     assert cc.inflight_hi <= 3 * RATE * RTT
 
 
-def test_probe_up_overflowing_a_shallow_queue_sets_inflight_hi_and_goes_down() -> None:
-    cc = Bbr(MDS, seed=3)
+@pytest.mark.parametrize(("tolerant", "slack"), [(False, 12), (True, 16)])
+def test_probe_up_overflowing_a_shallow_queue_sets_inflight_hi_and_goes_down(
+    tolerant: bool, slack: int
+) -> None:
+    """A 10-packet queue: each probe's overflow sets inflight_hi near BDP + queue (the loss
+    tolerant variant waits for a cluster of about four losses, a few packets more)."""
+    cc = Bbr(MDS, seed=3, loss_tolerant=tolerant)
     path = _run(cc, 10.0, queue=10 * MDS)
     ups = [i for i, name in enumerate(_states(cc)) if name == "ProbeBW_UP"]
     assert ups
     assert all(_states(cc)[i + 1] == "ProbeBW_DOWN" for i in ups if i + 1 < len(_states(cc)))
     bdp = RATE * cc.min_rtt
-    assert bdp <= cc.inflight_hi <= bdp + 12 * MDS  # about BDP + the queue
+    assert bdp <= cc.inflight_hi <= bdp + slack * MDS  # about BDP + the queue
     assert path.delivered_bytes > 0.95 * RATE * 9.5
 
 
@@ -225,6 +230,28 @@ def test_random_loss_one_percent(tolerant: bool, floor: float, ceiling: float) -
     assert path.lost_packets > 50
     used = path.delivered_bytes / (RATE * 12.0)
     assert floor <= used <= ceiling
+
+
+def _lose(cc: Bbr, indexes: list[int]) -> list[bool]:
+    """Declare lost, one by one, packets with these send indexes; was each clustered?"""
+    out = []
+    for i in indexes:
+        before = cc._cluster_index
+        pkt = SentPacket(i, 0.0, MDS, True, True, 2)
+        cc.sampler.sent = i + 1
+        cc.on_sent_packet(pkt, MDS)
+        cc.on_packets_lost([pkt], 0.0, 0)
+        out.append(cc._cluster_index != before)
+    return out
+
+
+def test_cluster_test_tells_a_burst_from_scattered_loss() -> None:
+    assert _lose(Bbr(MDS), [0, 40, 80, 100, 130, 150, 190]) == [False] * 7  # 1 in 20-40
+    assert _lose(Bbr(MDS), [0, 1, 2, 3]) == [False, False, True, True]  # back to back
+    assert _lose(Bbr(MDS), [0, 5, 10, 15, 20]) == [False, False, False, True, True]  # 1 in 5
+    draft = Bbr(MDS, loss_tolerant=False)
+    _lose(draft, [0, 40])
+    assert draft.drop_rate == 0.0  # (not kept: every loss counts)
 
 
 def test_loss_outside_probing_lowers_the_short_term_bounds() -> None:

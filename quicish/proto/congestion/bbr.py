@@ -51,7 +51,11 @@ EXTRA_ACKED_FILTER_LEN = 10  # rounds
 MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
 PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
 MAX_RENO_ROUNDS = 63
-LOSS_NOISE_PACKETS = 2  # see Bbr.__init__ (not in the draft)
+LOSS_NOISE_PACKETS = 2  # see Bbr (loss_tolerant; not in the draft)
+CLUSTER_WEIGHT = 1 / 16  # the cluster test's moving drop rate (loss_tolerant)
+CLUSTER_DECAY = 1 - CLUSTER_WEIGHT
+CLUSTER_SCOPE = 32  # packets: a longer gap decays as this one
+CLUSTER_THRESHOLD = 0.15
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
@@ -66,12 +70,15 @@ class Bbr(CongestionController):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
-    ``loss_tolerant`` (default; False: the draft as written) lets light random loss pass as
-    noise, in two places: a round outside probing lowers ``bw_lo``/``inflight_lo`` only if
-    more than 2% of its bytes was lost (the draft's threshold for probing), in the round
-    and on a moving average of rounds (the draft: any loss); and a flight's loss must
-    exceed two packets as well as 2% to set ``inflight_hi`` (with 40 packets in flight one
-    random loss is already 2.5%). Queue overflow, which loses in bursts, still counts.
+    ``loss_tolerant`` (default; False: the draft as written) lets random loss pass as noise
+    and answers loss in clusters, which is how a full drop-tail queue loses. A loss is
+    clustered when a moving drop rate over packets sent (each loss adds 1/16 of the way to
+    1, each packet sent in between takes off 1/16) is above 0.15: about three losses within
+    a few packets; scattered random loss stays below it at a few percent. Then a round
+    outside probing lowers ``bw_lo``/``inflight_lo`` only if more than 2% of its bytes was
+    lost (the draft's threshold for probing; the draft: any loss) and one of its losses was
+    clustered; and a flight sets ``inflight_hi`` only if its loss is above 2%, above two
+    packets (with 40 packets in flight one loss is already 2.5%) and clustered.
     """
 
     name: ClassVar[str] = "bbr"
@@ -90,6 +97,11 @@ class Bbr(CongestionController):
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
+        self.drop_rate = 0.0  # the moving drop rate of the cluster test
+        self._last_loss_index = -1
+        # ``sampler.sent`` when the last clustered loss was seen
+        self._cluster_index = -1 if loss_tolerant else 1 << 62
+        self._round_clustered = not loss_tolerant
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -128,7 +140,6 @@ class Bbr(CongestionController):
         self.lost_in_round = 0  # packets lost in the current loss round
         self._round_lost = 0  # bytes lost in the current loss round (outside probes)
         self._round_start_delivered = 0
-        self.smoothed_loss_rate = 0.0  # per-round loss rate, moving average (1/4 weight)
         # ``delivered`` when the last probe (Startup, ProbeBW_UP) ended: packets sent before
         # are the probe's losses, answered by inflight_hi, not by the short-term bounds
         self._probe_end_delivered = 0
@@ -205,11 +216,16 @@ class Bbr(CongestionController):
                 continue
             sampler.on_lost(pkt.size)
             self.lost_in_round += 1
-            self._handle_lost_packet(pkt)
             stamp = getattr(pkt, "rate_stamp", None)
+            clustered = False
+            if stamp is not None and self.loss_tolerant:
+                clustered = self._cluster_test(stamp.sent_index)
+            self._handle_lost_packet(pkt)
             if stamp is None or stamp.delivered >= self._probe_end_delivered:
                 any_lost = True
                 self._round_lost += pkt.size
+                if clustered:
+                    self._round_clustered = True
         if any_lost:
             self.loss_in_round = True
             self.congestion_events += 1
@@ -300,13 +316,11 @@ class Bbr(CongestionController):
         # Once per round: cut the short-term bounds if this round had (enough) loss.
         lossy = self.loss_in_round
         delivered = self.sampler.delivered
-        lost = self._round_lost
-        total = delivered - self._round_start_delivered + lost
-        rate = lost / total if total > 0 else 0.0
-        self.smoothed_loss_rate += (rate - self.smoothed_loss_rate) / 4.0
-        if lossy and self.lower_bound_loss_rate > 0.0:
-            threshold = self.lower_bound_loss_rate
-            lossy = rate > threshold and self.smoothed_loss_rate > threshold
+        if lossy and self.loss_tolerant:
+            lost = self._round_lost
+            total = delivered - self._round_start_delivered + lost
+            lossy = self._round_clustered and lost > self.lower_bound_loss_rate * total
+            self._round_clustered = False
         self._round_start_delivered = delivered
         self._round_lost = 0
         if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
@@ -503,8 +517,24 @@ class Bbr(CongestionController):
             self._probe_inflight_hi_upward(rs)
 
     # ---- loss ----------------------------------------------------------------------------------
+    def _cluster_test(self, index: int) -> bool:
+        """Feed the moving drop rate with a loss of the ``index``-th packet sent; True if
+        the loss is part of a cluster."""
+        gap = index - self._last_loss_index if self._last_loss_index >= 0 else CLUSTER_SCOPE
+        self._last_loss_index = max(index, self._last_loss_index)
+        rate = self.drop_rate * CLUSTER_DECAY ** min(max(gap, 0), CLUSTER_SCOPE)
+        self.drop_rate = rate + (1.0 - rate) * CLUSTER_WEIGHT
+        if self.drop_rate <= CLUSTER_THRESHOLD:
+            return False
+        self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
+        return True
+
     def _inflight_too_high(self, rs: RateSample) -> bool:
-        return rs.lost > rs.tx_in_flight * LOSS_THRESH and rs.lost > self._loss_noise
+        return (
+            rs.lost > rs.tx_in_flight * LOSS_THRESH
+            and rs.lost > self._loss_noise
+            and self._cluster_index > rs.sent_index  # a cluster seen since it was sent
+        )
 
     def _handle_lost_packet(self, pkt: StampedPacket) -> None:
         if not self.bw_probe_samples:
@@ -516,6 +546,8 @@ class Bbr(CongestionController):
         lost = self.sampler.lost - stamp.lost
         if lost <= tx_in_flight * LOSS_THRESH or lost <= self._loss_noise:
             return
+        if self._cluster_index <= stamp.sent_index:
+            return  # scattered loss only (loss_tolerant)
         # The inflight at which the loss rate crossed the threshold.
         size = pkt.size
         inflight_prev = tx_in_flight - size

@@ -23,6 +23,7 @@ class RateStamp(NamedTuple):
     app_limited: bool
     tx_in_flight: int  # bytes in flight once this packet was sent, it included
     lost: int  # bytes declared lost before it was sent
+    sent_index: int  # in-flight packets sent before it
 
 
 class StampedPacket(Protocol):
@@ -46,6 +47,7 @@ class RateSample:
         "newly_acked",
         "prior_delivered",
         "rtt",
+        "sent_index",
         "tx_in_flight",
     )
 
@@ -59,12 +61,13 @@ class RateSample:
         self.lost = 0  # bytes declared lost since that packet was sent
         self.newly_acked = 0
         self.rtt = -1.0  # RTT of the newest acked packet, -1 if none
+        self.sent_index = -1  # its RateStamp.index
 
 
 class DeliveryRateSampler:
     """The connection-wide delivery counters, packet stamping and sample generation."""
 
-    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost")
+    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "sent")
 
     def __init__(self) -> None:
         self.delivered = 0  # bytes acknowledged so far (in-flight packets only)
@@ -72,6 +75,7 @@ class DeliveryRateSampler:
         self.first_sent_time = 0.0  # send time of the packet that opened the current flight
         self.lost = 0  # bytes declared lost so far
         self.app_limited = 0  # ``delivered`` at which the app-limited phase ends; 0: none
+        self.sent = 0  # in-flight packets stamped so far
 
     def on_sent(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
         """Stamp ``pkt`` (already counted in ``bytes_in_flight``)."""
@@ -84,7 +88,9 @@ class DeliveryRateSampler:
             self.app_limited != 0,
             bytes_in_flight,
             self.lost,
+            self.sent,
         )
+        self.sent += 1
 
     def mark_app_limited(self, bytes_in_flight: int) -> None:
         """The sender had nothing to send: samples until what is in flight is delivered
@@ -118,6 +124,7 @@ class DeliveryRateSampler:
         rs.prior_delivered = newest_stamp.delivered
         rs.is_app_limited = newest_stamp.app_limited
         rs.tx_in_flight = newest_stamp.tx_in_flight
+        rs.sent_index = newest_stamp.sent_index
         rs.lost = self.lost - newest_stamp.lost
         rs.rtt = now - newest.sent_time
         send_elapsed = newest.sent_time - newest_stamp.first_sent_time
