@@ -10,7 +10,7 @@ import random
 
 import pytest
 from bbr_path import MDS, BottleneckPath
-from pairs import Sender, connected, make_net
+from pairs import Net, Sender, connected, make_net
 
 from quicish.proto.congestion import Bbr, Cubic, create
 from quicish.proto.congestion.bbr import (
@@ -297,7 +297,7 @@ def test_controller_interface_flags() -> None:
 BIG = {"max_data": 64 << 20, "max_stream_data": 32 << 20}
 
 
-def _transfer(cc: str, loss: float, size: int, seed: int = 1) -> tuple[float, bytes, bytes, object]:
+def _transfer(cc: str, loss: float, size: int, seed: int = 1) -> tuple[float, bytes, bytes, Net]:
     kw = {**BIG, "congestion_control": cc}
     link = LinkSpec(delay=0.015, bandwidth=50e6, queue=100, loss=loss)
     net = make_net(link=link, client_kw=kw, server_kw=kw, seed=seed)
@@ -315,9 +315,9 @@ def test_bbr_transfer_without_loss_is_byte_exact_and_fills_the_link() -> None:
     goodput, got, data, net = _transfer("bbr", 0.0, 4 << 20)
     assert got == data
     assert goodput > 40e6  # of 50 Mbit/s
-    cc = net.client._recovery.cc  # type: ignore[attr-defined]
+    cc = net.client._recovery.cc
     assert isinstance(cc, Bbr)
-    assert net.client._pacer.rate == pytest.approx(cc.pacing_rate)  # type: ignore[attr-defined]
+    assert net.client._pacer.rate == pytest.approx(cc.pacing_rate)
 
 
 def test_bbr_goodput_at_one_percent_loss_is_five_times_cubics() -> None:
@@ -329,3 +329,19 @@ def test_bbr_goodput_at_one_percent_loss_is_five_times_cubics() -> None:
     assert got == data
     assert bbr > 30e6
     assert bbr >= 5 * cubic
+
+
+def test_sender_out_of_data_marks_samples_app_limited() -> None:
+    _, got, data, net = _transfer("bbr", 0.0, 256 << 10)
+    assert got == data
+    cc = net.client._recovery.cc
+    assert isinstance(cc, Bbr)
+    assert cc.sampler.app_limited >= cc.sampler.delivered > len(data) // 2
+    # A window-based controller's packets carry no delivery stamp at all.
+    _, _, _, cubic_net = _transfer("cubic", 0.0, 64 << 10)
+    client = cubic_net.client
+    sid = client.open_stream()
+    client.send_stream_data(sid, b"x" * 5000, end_stream=True)
+    client.datagrams_to_send(cubic_net.now)
+    outstanding = client._recovery.outstanding(2)
+    assert outstanding and not any(hasattr(p, "rate_stamp") for p in outstanding)
