@@ -300,6 +300,54 @@ def measure_queue(
     return out
 
 
+def _cell(runs: list[float]) -> str:
+    if len(runs) == 1:
+        return f"{runs[0]:.1f}"
+    return f"{min(runs):.1f}-{max(runs):.1f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of RESULTS.md's "Lossy paths" section."""
+    out: list[str] = []
+    for path_name, by_stack in results.get("goodput", {}).items():
+        out.append(f"Goodput (Mbit/s), 10 MB download, {path_name}, 100-packet queue:\n")
+        out.append("| random loss | " + " | ".join(by_stack) + " |")
+        out.append("|---|" + "---:|" * len(by_stack))
+        for loss in LOSSES:
+            cells = [_cell(by_stack[name][str(loss)]) for name in by_stack]
+            out.append(f"| {loss:g}% | " + " | ".join(cells) + " |")
+        out.append("")
+    fairness = results.get("fairness", {})
+    if fairness:
+        out.append(
+            "Two flows through one bottleneck (50 Mbit/s, 30 ms, 100-packet queue), "
+            "second half of the run:\n"
+        )
+        out.append("| flows | first (Mbit/s) | second (Mbit/s) | Jain index | first's share |")
+        out.append("|---|---:|---:|---:|---:|")
+        for pair, r in fairness.items():
+            a, b = r["rates"]
+            out.append(f"| {pair} | {a:.1f} | {b:.1f} | {r['jain']:.3f} | {r['share']:.2f} |")
+        out.append("")
+    queue = results.get("queue", {})
+    if queue:
+        out.append(
+            "Queueing during a bulk transfer (50 Mbit/s, 30 ms base RTT, 200-packet queue):\n"
+        )
+        out.append(
+            "| stack | goodput (Mbit/s) | queueing p50 (ms) | p90 (ms) | median RTT (ms) "
+            "| x base RTT |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for name, r in queue.items():
+            out.append(
+                f"| {name} | {r['goodput']:.1f} | {r['queue_p50_ms']:.1f} | "
+                f"{r['queue_p90_ms']:.1f} | {r['median_rtt_ms']:.1f} | {r['rtt_ratio']:.2f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -312,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per goodput point")
     p.add_argument("--picoquic-python", default=os.environ.get("PICOQUIC_PYTHON"))
     p.add_argument("--json", type=Path, help="write the numbers here")
+    p.add_argument("--report", type=Path, help="only print the tables of a --json file")
     args = p.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     if args.quick:
         args.timeout, args.duration = min(args.timeout, 15.0), min(args.duration, 10.0)
     all_stacks = stacks(args.picoquic_python)
@@ -330,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         results["queue"] = measure_queue(args, all_stacks, cert)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    print(markdown(results))
     return 0
 
 
