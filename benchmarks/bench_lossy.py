@@ -151,6 +151,8 @@ def measure_goodput(
     paths = list(PATHS.items())[:1] if args.quick else list(PATHS.items())
     for path_name, (rate, delay) in paths:
         for name, stack in all_stacks.items():
+            if args.stacks and name not in args.stacks.split(","):
+                continue
             server, port = stack.start_server(*cert)
             try:
                 for loss in LOSSES:
@@ -359,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="fairness run length (s)")
     p.add_argument("--repeat", type=int, default=1, help="runs per goodput point")
     p.add_argument("--picoquic-python", default=os.environ.get("PICOQUIC_PYTHON"))
+    p.add_argument("--stacks", help="comma-separated stack names (goodput only)")
+    p.add_argument("--losses", help="comma-separated loss percentages (goodput only)")
     p.add_argument("--json", type=Path, help="write the numbers here")
     p.add_argument("--report", type=Path, help="only print the tables of a --json file")
     args = p.parse_args(argv)
@@ -368,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.timeout, args.duration = min(args.timeout, 15.0), min(args.duration, 10.0)
     all_stacks = stacks(args.picoquic_python)
+    if args.losses:
+        global LOSSES
+        LOSSES = tuple(float(x) for x in args.losses.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="quicish-lossy-"))
     cert_pem, key_pem = generate_self_signed(("localhost",))
     (tmp / "cert.pem").write_bytes(cert_pem)

@@ -13,6 +13,9 @@ from typing import Protocol
 
 PACING_GAIN = 1.25  # N in congestion avoidance
 SLOW_START_PACING_GAIN = 2.0  # N while the window still doubles every round trip
+# A controller's own rate (BBR) has no slack above the path's: a wake-up that comes late
+# must still find the time it missed in the bucket, so its burst covers more time.
+FOLLOW_BURST_INTERVAL = 0.008
 
 
 class _RateSource(Protocol):
@@ -91,11 +94,11 @@ class Pacer:
         """Pace at ``rate`` bytes per second (0: not at all); the burst follows the rate."""
         self.rate = rate
         if rate > 0.0:
-            self._set_burst()
+            self._set_burst(FOLLOW_BURST_INTERVAL)
 
-    def _set_burst(self) -> None:
+    def _set_burst(self, interval: float) -> None:
         mds = self.max_datagram_size
-        burst = self.rate * self.burst_interval
+        burst = self.rate * max(interval, self.burst_interval)
         low = self.burst_packets * mds
         high = self.max_burst_packets * mds
         self.capacity = float(min(max(burst, low), high))

@@ -344,7 +344,11 @@ class Bbr(CongestionController):
         self.extra_acked = self._extra_acked_filter.update(self.round_count, max(extra, 0.0))
 
     def _update_min_rtt(self, rs: RateSample, now: float) -> None:
-        expired = now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        # (no sample yet: nothing expires; the clock need not start at 0)
+        expired = (
+            self.probe_rtt_min_delay != math.inf
+            and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        )
         self.probe_rtt_expired = expired  # (before the refresh below: ProbeRTT is due)
         if rs.rtt >= 0.0 and (rs.rtt < self.probe_rtt_min_delay or expired):
             self.probe_rtt_min_delay = rs.rtt
