@@ -345,3 +345,25 @@ def test_sender_out_of_data_marks_samples_app_limited() -> None:
     client.datagrams_to_send(cubic_net.now)
     outstanding = client._recovery.outstanding(2)
     assert outstanding and not any(hasattr(p, "rate_stamp") for p in outstanding)
+
+
+def test_no_probe_rtt_at_the_start_of_a_clock_far_from_zero() -> None:
+    """A monotonic clock reads thousands of seconds: the first sample must not look 5 s
+    old (it did: every connection began with 200 ms of ProbeRTT)."""
+    cc = Bbr(MDS, seed=1)
+    path = BottleneckPath(cc, RATE, RTT, 100 * MDS)
+    path.now = path.link_free = 20_000.0
+    path.run(20_003.0)
+    states = _states(cc)
+    assert states[:3] == ["Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE"]
+    assert "ProbeRTT" not in states
+
+
+def test_pacer_gives_a_controller_rate_a_longer_burst() -> None:
+    from quicish.proto.pacing import FOLLOW_BURST_INTERVAL, Pacer
+
+    pacer = Pacer(MDS)
+    pacer.set_rate(6.25e6)  # 50 Mbit/s
+    assert pacer.capacity == pytest.approx(6.25e6 * FOLLOW_BURST_INTERVAL)
+    pacer.update(300 * MDS, 0.030)  # from a window: the default burst (2 ms)
+    assert pacer.capacity == pytest.approx(1.25 * 300 * MDS / 0.030 * 0.002)
