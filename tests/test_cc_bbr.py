@@ -251,7 +251,7 @@ def test_cluster_test_tells_a_burst_from_scattered_loss() -> None:
     assert _lose(Bbr(MDS), [0, 5, 10, 15, 20]) == [False, False, False, True, True]  # 1 in 5
     draft = Bbr(MDS, loss_tolerant=False)
     _lose(draft, [0, 40])
-    assert draft.drop_rate == 0.0  # (not kept: every loss counts)
+    assert draft.clusters.rate == 0.0  # (not kept: every loss counts)
 
 
 def test_loss_outside_probing_lowers_the_short_term_bounds() -> None:

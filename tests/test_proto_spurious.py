@@ -142,3 +142,40 @@ def test_reordering_link_keeps_cubic_fast() -> None:
     assert spurious > 0 and undos > 0
     assert fast > 35e6
     assert slow < 10e6
+
+
+# ---- the loss filter (loss_clusters.py), an option of loss recovery -----------------------------
+
+
+def test_loss_clusters() -> None:
+    from quicish.proto.loss_clusters import LossClusters
+
+    scattered = LossClusters()
+    assert not any(scattered.add(i) for i in range(0, 2000, 25))  # 4% evenly spread
+    burst = LossClusters()
+    assert [burst.add(i) for i in (100, 101, 102, 103)] == [False, False, True, True]
+    assert not burst.add(200)  # 97 packets later: decayed (at most 32 packets' worth)
+
+
+def test_loss_filter_option_answers_only_clustered_loss() -> None:
+    r = _recovery(loss_filter=True)
+    pn, t = _grow(r, 20)
+    for i in range(40):
+        send(r, pn + i, t)
+    # One loss (pn+0), acked around it: retransmitted, no window reduction.
+    _, lost = ack(r, list(range(pn + 1, pn + 20)), t + 0.05)
+    assert lost == [pn]
+    assert r.cc.congestion_events == 0 and r.cc.ssthresh == float("inf")
+    # Four in a row (pn+20..23): a cluster, one reduction.
+    _, lost = ack(r, list(range(pn + 24, pn + 40)), t + 0.06)
+    assert lost == [pn + 20, pn + 21, pn + 22, pn + 23]
+    assert r.cc.congestion_events == 1
+
+
+def test_loss_filter_off_by_default() -> None:
+    r = _recovery()
+    pn, t = _grow(r, 20)
+    for i in range(10):
+        send(r, pn + i, t)
+    ack(r, list(range(pn + 1, pn + 10)), t + 0.05)
+    assert r.cc.congestion_events == 1

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ErrorCode, ProtocolError
 from .congestion.base import CongestionController
+from .loss_clusters import LossClusters
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL
 from .records import SentPacket
 from .rtt import INITIAL_RTT, TIMER_GRANULARITY, RttEstimator
@@ -108,7 +109,9 @@ class LossRecovery:
     ``amplification_limited`` (a server that may not send: no PTO timer).
     ``max_not_in_flight``: packets not in flight tracked per space at most (see the module
     docstring). ``undo_spurious`` and ``adaptive_reordering``: what an acknowledgement of a
-    packet already declared lost does (``spurious.py``).
+    packet already declared lost does (``spurious.py``). ``loss_filter``: for a window-based
+    controller, only losses in clusters (``loss_clusters.py``) start a congestion event;
+    scattered random loss is retransmitted without one (off by default).
     """
 
     def __init__(
@@ -120,12 +123,15 @@ class LossRecovery:
         *,
         undo_spurious: bool = True,
         adaptive_reordering: bool = True,
+        loss_filter: bool = False,
     ) -> None:
         self._cc = cc
         self._spurious = SpuriousLosses(
             PACKET_THRESHOLD, TIME_THRESHOLD, adaptive=adaptive_reordering, undo=undo_spurious
         )
         self._packet_cc: CongestionController | None = cc if cc.packet_aware else None
+        #: window-based controllers: only clustered losses are congestion (option)
+        self._clusters: LossClusters | None = LossClusters() if loss_filter else None
         self.rtt = RttEstimator(initial_rtt)
         self.max_ack_delay = max_ack_delay
         self.handshake_confirmed = False
@@ -592,7 +598,7 @@ class LossRecovery:
         reduced = False
         if self._packet_cc is not None:
             self._packet_cc.on_packets_lost(lost, now, self.bytes_in_flight)
-        elif in_flight_count:
+        elif in_flight_count and (self._clusters is None or self._clustered(lost)):
             # One congestion event, for the newest lost packet in flight.
             reduced = self._cc.on_congestion_event(newest_sent, now)
         if in_flight_count:
@@ -603,6 +609,16 @@ class LossRecovery:
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
             self.rtt.reset_min_rtt()
+
+    def _clustered(self, lost: list[SentPacket]) -> bool:
+        """Feed the loss filter; True if any of these losses is part of a cluster."""
+        clusters = self._clusters
+        assert clusters is not None
+        clustered = False
+        for pkt in lost:
+            if pkt.in_flight and clusters.add(pkt.pn):
+                clustered = True
+        return clustered
 
     def _persistent_congestion(self, sp: _Space, lost: list[SentPacket]) -> bool:
         """RFC 9002 7.6.2 within the acknowledged space: two ack-eliciting packets sent

@@ -22,6 +22,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from ..loss_clusters import LossClusters
 from .base import CongestionController
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
@@ -52,10 +53,6 @@ MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
 PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
 MAX_RENO_ROUNDS = 63
 LOSS_NOISE_PACKETS = 2  # see Bbr (loss_tolerant; not in the draft)
-CLUSTER_WEIGHT = 1 / 16  # the cluster test's moving drop rate (loss_tolerant)
-CLUSTER_DECAY = 1 - CLUSTER_WEIGHT
-CLUSTER_SCOPE = 32  # packets: a longer gap decays as this one
-CLUSTER_THRESHOLD = 0.15
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
@@ -71,10 +68,8 @@ class Bbr(CongestionController):
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
     ``loss_tolerant`` (default; False: the draft as written) lets random loss pass as noise
-    and answers loss in clusters, which is how a full drop-tail queue loses. A loss is
-    clustered when a moving drop rate over packets sent (each loss adds 1/16 of the way to
-    1, each packet sent in between takes off 1/16) is above 0.15: about three losses within
-    a few packets; scattered random loss stays below it at a few percent. Then a round
+    and answers loss in clusters (``loss_clusters.py``), which is how a full drop-tail
+    queue loses: about three losses within a few packets. Then a round
     outside probing lowers ``bw_lo``/``inflight_lo`` only if more than 2% of its bytes was
     lost (the draft's threshold for probing; the draft: any loss) and one of its losses was
     clustered; and a flight sets ``inflight_hi`` only if its loss is above 2%, above two
@@ -97,8 +92,7 @@ class Bbr(CongestionController):
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
-        self.drop_rate = 0.0  # the moving drop rate of the cluster test
-        self._last_loss_index = -1
+        self.clusters = LossClusters()  # the cluster test (loss_tolerant)
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
         self._round_clustered = not loss_tolerant
@@ -522,13 +516,8 @@ class Bbr(CongestionController):
 
     # ---- loss ----------------------------------------------------------------------------------
     def _cluster_test(self, index: int) -> bool:
-        """Feed the moving drop rate with a loss of the ``index``-th packet sent; True if
-        the loss is part of a cluster."""
-        gap = index - self._last_loss_index if self._last_loss_index >= 0 else CLUSTER_SCOPE
-        self._last_loss_index = max(index, self._last_loss_index)
-        rate = self.drop_rate * CLUSTER_DECAY ** min(max(gap, 0), CLUSTER_SCOPE)
-        self.drop_rate = rate + (1.0 - rate) * CLUSTER_WEIGHT
-        if self.drop_rate <= CLUSTER_THRESHOLD:
+        """A loss of the ``index``-th packet sent; True if it is part of a cluster."""
+        if not self.clusters.add(index):
             return False
         self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
         return True
