@@ -115,6 +115,19 @@ def test_app_limited_marks_samples_until_the_flight_is_delivered() -> None:
     assert c.rate_stamp is not None and not c.rate_stamp.app_limited
 
 
+def test_a_new_sampler_ignores_stamps_of_the_old_one() -> None:
+    """A path change replaces the controller; packets the old one stamped count for
+    nothing in the new one's samples (its counters start over)."""
+    old, new = DeliveryRateSampler(), DeliveryRateSampler()
+    pkts = [_pkt(i, i * 0.001) for i in range(3)]
+    for i, p in enumerate(pkts):
+        old.on_sent(p, (i + 1) * MDS)
+    rs = new.on_acked(pkts, 0.05)
+    assert rs.newly_acked == 0 and rs.prior_delivered == -1 and new.delivered == 0
+    assert all(new.stamp_of(p) is None for p in pkts)
+    assert old.on_acked(pkts, 0.05).newly_acked == 3 * MDS
+
+
 def test_lost_bytes_since_a_packet_was_sent_are_in_its_sample() -> None:
     s = DeliveryRateSampler()
     pkts = [_pkt(i, i * 0.001) for i in range(5)]
@@ -367,3 +380,23 @@ def test_pacer_gives_a_controller_rate_a_longer_burst() -> None:
     assert pacer.capacity == pytest.approx(6.25e6 * FOLLOW_BURST_INTERVAL)
     pacer.update(300 * MDS, 0.030)  # from a window: the default burst (2 ms)
     assert pacer.capacity == pytest.approx(1.25 * 300 * MDS / 0.030 * 0.002)
+
+
+def test_bbr_address_change_mid_transfer_starts_a_new_model() -> None:
+    """RFC 9000 9.4: a new path gets a new controller; packets the old BBR stamped and the
+    new one sees acknowledged count for nothing in its samples; the transfer completes."""
+    from pairs import make_path_pair
+    from test_conn_migration import DATA, _finish, _run_until_received, _start_download
+
+    kw = {"congestion_control": "bbr"}
+    net, c, s = make_path_pair(client_kw=kw, server_kw=kw)
+    sid = _start_download(net, c, s)
+    _run_until_received(net, c, s, sid, len(DATA) // 4)
+    before = net.server._recovery.cc
+    assert isinstance(before, Bbr) and before.sampler.delivered > 0
+    net.client_addrs[0] = ("10.0.9.9", 40000)
+    _finish(net, c, s, sid)
+    after = net.server._recovery.cc
+    assert isinstance(after, Bbr) and after is not before
+    assert 0 < after.sampler.delivered < len(DATA)
+    assert net.server._pacer.rate == pytest.approx(after.pacing_rate)

@@ -210,7 +210,7 @@ class Bbr(CongestionController):
                 continue
             sampler.on_lost(pkt.size)
             self.lost_in_round += 1
-            stamp = getattr(pkt, "rate_stamp", None)
+            stamp = self.sampler.stamp_of(pkt)
             clustered = False
             if stamp is not None and self.loss_tolerant:
                 clustered = self._cluster_test(stamp.sent_index)
@@ -532,7 +532,7 @@ class Bbr(CongestionController):
     def _handle_lost_packet(self, pkt: StampedPacket) -> None:
         if not self.bw_probe_samples:
             return
-        stamp = getattr(pkt, "rate_stamp", None)
+        stamp = self.sampler.stamp_of(pkt)
         if stamp is None:
             return
         tx_in_flight = stamp.tx_in_flight

@@ -24,6 +24,7 @@ class RateStamp(NamedTuple):
     tx_in_flight: int  # bytes in flight once this packet was sent, it included
     lost: int  # bytes declared lost before it was sent
     sent_index: int  # in-flight packets sent before it
+    sampler: DeliveryRateSampler  # whose counters these are (a new path has a new one)
 
 
 class StampedPacket(Protocol):
@@ -89,8 +90,15 @@ class DeliveryRateSampler:
             bytes_in_flight,
             self.lost,
             self.sent,
+            self,
         )
         self.sent += 1
+
+    def stamp_of(self, pkt: StampedPacket) -> RateStamp | None:
+        """``pkt``'s stamp if this sampler made it (None: sent before it, e.g. on another
+        path's controller, or by a controller that does not sample)."""
+        stamp = getattr(pkt, "rate_stamp", None)
+        return stamp if stamp is not None and stamp.sampler is self else None
 
     def mark_app_limited(self, bytes_in_flight: int) -> None:
         """The sender had nothing to send: samples until what is in flight is delivered
@@ -107,7 +115,7 @@ class DeliveryRateSampler:
         newest: StampedPacket | None = None
         newest_stamp: RateStamp | None = None
         for pkt in acked:
-            stamp = getattr(pkt, "rate_stamp", None)  # unset: sent before this sampler
+            stamp = self.stamp_of(pkt)
             if stamp is None or not pkt.in_flight:
                 continue
             pkt.rate_stamp = None
