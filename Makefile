@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo bench interop sanitize fuzz lint typecheck clean chromium
+.PHONY: test demo bench bench-lossy interop sanitize fuzz lint typecheck clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ demo: $(STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Goodput against random loss, fairness and queueing through the impairment relay (~20 min);
+# PICOQUIC_PYTHON=<a Python >= 3.12 with aiopquic> adds picoquic's columns.
+bench-lossy: $(TEST_STAMP)
+	$(PY) benchmarks/bench_lossy.py --json benchmarks/lossy.json
 
 interop: $(TEST_STAMP)
 	$(PY) interop/run.py --all --output interop/RESULTS.md

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--cc",
-        choices=["cubic", "newreno"],
+        choices=["cubic", "newreno", "bbr"],
         default="cubic",
         help="congestion controller (default %(default)s)",
     )
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
     g.add_argument(
         "--cc",
-        choices=["cubic", "newreno"],
+        choices=["cubic", "newreno", "bbr"],
         default="cubic",
         help="congestion controller (default %(default)s)",
     )

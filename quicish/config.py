@@ -22,7 +22,7 @@ CIPHER_SUITE_NAMES = {
     "TLS_AES_256_GCM_SHA384": 0x1302,
     "TLS_CHACHA20_POLY1305_SHA256": 0x1303,
 }
-CONGESTION_CONTROLLERS = ("cubic", "newreno")
+CONGESTION_CONTROLLERS = ("cubic", "newreno", "bbr")
 #: ``Config.early_data`` as a check: ``(stream_id, first_bytes) -> bool``, True when a
 #: request opened in 0-RTT is safe to run before the handshake completes (replay-safe).
 EarlyStreamCheck = Callable[[int, bytes], bool]
@@ -75,7 +75,7 @@ class Config:
     session_ticket_lifetime: int = 86400
 
     # ---- transport ---------------------------------------------------------------------
-    #: "cubic" or "newreno".
+    #: "cubic", "newreno" or "bbr" (docs/congestion.md).
     congestion_control: str = "cubic"
     #: Close after this long without traffic (RFC 9000 10.1); 0: no idle timeout.
     idle_timeout: float = 30.0

@@ -24,7 +24,7 @@ def test_cipher_suite_names() -> None:
     "kwargs, message",
     [
         ({"alpn": []}, "alpn"),
-        ({"congestion_control": "bbr"}, "congestion_control"),
+        ({"congestion_control": "vegas"}, "congestion_control"),
         ({"max_datagram_size": 1000}, "1200"),
         ({"cipher_suites": ["rot13"]}, "rot13"),
         ({"cipher_suites": [0x1304]}, "0x1304"),

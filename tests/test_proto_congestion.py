@@ -11,7 +11,7 @@ import math
 import pytest
 
 from quicish.errors import ConfigError
-from quicish.proto.congestion import CongestionController, Cubic, NewReno, create
+from quicish.proto.congestion import Bbr, CongestionController, Cubic, NewReno, create
 from quicish.proto.congestion.cubic import CUBIC_ALPHA, CUBIC_BETA, CUBIC_C
 from quicish.proto.rtt import RttEstimator
 
@@ -47,8 +47,9 @@ def test_create_by_name() -> None:
     assert isinstance(create("reno", MDS), NewReno)
     assert isinstance(create("cubic", MDS), Cubic)
     assert isinstance(create("CUBIC", MDS), Cubic)
+    assert isinstance(create("bbr", MDS), Bbr)
     with pytest.raises(ConfigError):
-        create("bbr", MDS)
+        create("vegas", MDS)
 
 
 @pytest.mark.parametrize(

@@ -343,6 +343,7 @@ async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "ok": False,
             "error": f"timeout after {args.timeout:g} s" + (f" ({detail})" if detail else ""),
+            "bytes": progress["bytes"],
         }
     if CLOSE_TIMEOUTS[0]:
         result["close_timeouts"] = CLOSE_TIMEOUTS[0]

@@ -1,12 +1,14 @@
 """quicish benchmark peer: ``python quicish_peer.py server|client ...``.
 
 1200-byte datagrams (quicish's default ``max_datagram_size``), AES-128-GCM only, quicish's
-default windows and congestion control (cubic); uvloop when installed, as quicish.aio.api.run.
+default windows and congestion control (``QUICISH_CC`` names another: "bbr", "newreno");
+uvloop when installed, as quicish.aio.api.run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -34,7 +36,9 @@ async def dial(host: str, port: int) -> QuicishSession:
     import quicish
     from quicish.aio import api
 
-    config = quicish.Config(alpn=[common.ALPN], verify=False, cipher_suites=["aes128"])
+    config = quicish.Config(
+        alpn=[common.ALPN], verify=False, cipher_suites=["aes128"], **_cc_choice()
+    )
     conn = await common.connect_within(api.connect(host, port, config=config), "handshake")
     return QuicishSession(conn)
 
@@ -45,11 +49,21 @@ async def serve(host: str, port: int, handler: common.Handler, args: argparse.Na
 
     cert, key = common.ensure_cert(args)
     config = quicish.Config(
-        alpn=[common.ALPN], certificate_chain=cert, private_key=key, cipher_suites=["aes128"]
+        alpn=[common.ALPN],
+        certificate_chain=cert,
+        private_key=key,
+        cipher_suites=["aes128"],
+        **_cc_choice(),
     )
     server = await api.serve(host, port, config=config, on_stream=handler)
     _keep.append(server)
     return int(server.address[1])
+
+
+def _cc_choice() -> dict[str, Any]:
+    """``congestion_control`` from ``QUICISH_CC`` when set (else the Config default)."""
+    name = os.environ.get("QUICISH_CC")
+    return {"congestion_control": name} if name else {}
 
 
 _keep: list[Any] = []

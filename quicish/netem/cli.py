@@ -236,6 +236,7 @@ def _control() -> int:
         {
             "ready": {
                 "address": list(relay.address),
+                "addresses": [list(a) for a in relay.addresses],
                 "started_at": relay.started_at,
                 "seed": relay.counters.seed,
             }

@@ -125,6 +125,8 @@ class RelaySettings:
     rebind_addr: bool = False
     seed: int | None = None
     idle_timeout: float | None = 300.0
+    #: more servers behind the same bottleneck: one more listen socket each (relay.py)
+    more_upstreams: tuple[Address, ...] = ()
 
     def link(self, direction: str) -> LinkConfig:
         """The effective config of ``direction`` ("to_server" or "to_client")."""
@@ -137,6 +139,12 @@ class RelaySettings:
         listen = check_loopback(self.listen, "listen")
         if upstream[1] == 0:
             raise ConfigError("upstream needs a port")
+        more = tuple(check_loopback(a, "more_upstreams") for a in self.more_upstreams)
+        for extra in more:
+            if extra[1] == 0:
+                raise ConfigError("more_upstreams: each needs a port")
+            if ipaddress.ip_address(extra[0]).version != ipaddress.ip_address(upstream[0]).version:
+                raise ConfigError("more_upstreams: same IP version as upstream")
         for direction in ("to_server", "to_client"):
             self.link(direction).validate()
         if self.rebind_port is not None:
@@ -152,7 +160,7 @@ class RelaySettings:
                 raise ConfigError("rebind_addr needs IPv4: ::1 is the only IPv6 loopback address")
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ConfigError("idle_timeout must be > 0")
-        return replace(self, upstream=upstream, listen=listen)
+        return replace(self, upstream=upstream, listen=listen, more_upstreams=more)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -165,6 +173,7 @@ class RelaySettings:
             "rebind_addr": self.rebind_addr,
             "seed": self.seed,
             "idle_timeout": self.idle_timeout,
+            "more_upstreams": [list(a) for a in self.more_upstreams],
         }
         return json.dumps(data)
 
@@ -182,4 +191,5 @@ class RelaySettings:
             rebind_addr=bool(data.get("rebind_addr", False)),
             seed=data.get("seed"),
             idle_timeout=data.get("idle_timeout"),
+            more_upstreams=tuple((str(a[0]), int(a[1])) for a in data.get("more_upstreams", [])),
         )

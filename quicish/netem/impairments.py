@@ -86,13 +86,14 @@ class Serializer:
     before it. ``limit`` counts packets waiting, not the one on the wire.
     """
 
-    __slots__ = ("_busy_until", "_bytes_per_s", "_limit", "_waiting")
+    __slots__ = ("_busy_until", "_bytes_per_s", "_limit", "_waiting", "last_wait")
 
     def __init__(self, rate_mbit: float, limit: int) -> None:
         self._bytes_per_s = rate_mbit * 1e6 / 8.0
         self._limit = limit
         self._busy_until = 0.0
         self._waiting: deque[float] = deque()  # start times of packets not yet on the wire
+        self.last_wait = 0.0  # seconds the last admitted packet waits before its turn
 
     def admit(self, size: int, now: float) -> float | None:
         """Time at which the packet has left the link, or None when the queue is full."""
@@ -105,6 +106,7 @@ class Serializer:
                 return None
             waiting.append(start)
         self._busy_until = start + size / self._bytes_per_s
+        self.last_wait = start - now
         return self._busy_until
 
     def queued(self, now: float) -> int:
@@ -277,6 +279,7 @@ class LinkModel(Generic[T]):
             if finished is None:
                 self.counters.dropped_queue += 1
                 return
+            self.counters.queue_delay.add(self._serializer.last_wait)
             due = finished
         due += self._delay
         if self._jitter:

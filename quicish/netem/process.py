@@ -36,6 +36,10 @@ class Netem:
     ...     relay.address  # where clients send
     ...     relay.counters()  # live snapshot
     >>> relay.final_counters
+
+    ``more_upstreams``: more servers behind the same bottleneck; ``addresses[i]`` is where
+    clients of server ``i`` send (0: ``upstream``). ``counters().flows`` counts each client
+    session's bytes; ``to_server.queue_delay`` / ``to_client.queue_delay`` the queueing.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Netem:
         seed: int | None = None,
         idle_timeout: float | None = 300.0,
         ready_timeout: float = 10.0,
+        more_upstreams: tuple[Address, ...] = (),
     ) -> None:
         self.settings = RelaySettings(
             upstream=upstream,
@@ -62,9 +67,12 @@ class Netem:
             rebind_addr=rebind_addr,
             seed=seed,
             idle_timeout=idle_timeout,
+            more_upstreams=tuple(more_upstreams),
         ).validate()
         self.ready_timeout = ready_timeout
         self.address: Address = ("", 0)
+        #: where clients send, one per server: ``upstream``'s, then ``more_upstreams``'
+        self.addresses: list[Address] = []
         self.started_at = 0.0  # time.monotonic() of the relay's start (same clock here)
         self.seed = 0
         self.final_counters: Counters | None = None
@@ -95,6 +103,7 @@ class Netem:
             raise
         host, port = ready["address"]
         self.address = (str(host), int(port))
+        self.addresses = [(str(h), int(p)) for h, p in ready.get("addresses", [ready["address"]])]
         self.started_at = float(ready["started_at"])
         self.seed = int(ready["seed"])
         return self

@@ -3,6 +3,11 @@
 Clients send to the listen socket; each client address gets its own upstream socket
 (as a NAT mapping), so the server sees one source address per client. Decisions come
 from `impairments.LinkModel`; this module only moves bytes at the times it is told.
+
+With ``more_upstreams`` the relay has one more listen socket per extra server (on the
+listen host, a free port each): every client of every server goes through the same two
+link models, so the flows share one bottleneck (queue and rate) per direction. Each client
+session is a flow with its own byte counts (``Counters.flows``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .config import Address, RelaySettings
-from .counters import Counters
+from .counters import Counters, FlowCounters
 from .impairments import LinkModel, RebindSchedule
 
 _BUFFER_BYTES = 4 * 1024 * 1024
@@ -35,13 +40,24 @@ _Entry = tuple[float, int, bool, bytes, "_Session"]
 
 
 class _Session:
-    __slots__ = ("client", "closed", "last_seen", "sock")
+    __slots__ = ("client", "closed", "flow", "last_seen", "listen", "sock", "upstream")
 
-    def __init__(self, client: Any, sock: socket.socket, now: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        sock: socket.socket,
+        now: float,
+        listen: socket.socket,
+        upstream: Address,
+        flow: FlowCounters,
+    ) -> None:
         self.client = client
         self.sock = sock
         self.last_seen = now
         self.closed = False
+        self.listen = listen  # where the client sends (and gets answers from)
+        self.upstream = upstream
+        self.flow = flow
 
 
 def _udp_socket(family: socket.AddressFamily, bind: Address) -> socket.socket:
@@ -79,16 +95,26 @@ class Relay:
         self._upstream = self.settings.upstream
         self._up_family = _family(self._upstream[0])
         self._sel = selectors.DefaultSelector()
-        self._listen = _udp_socket(_family(self.settings.listen[0]), self.settings.listen)
+        listen_family = _family(self.settings.listen[0])
+        self._listen = _udp_socket(listen_family, self.settings.listen)
         host, port = self._listen.getsockname()[:2]
         self.address: Address = (host, port)
+        #: (listen socket, its server) per server: ``settings.upstream`` first
+        self._routes: list[tuple[socket.socket, Address]] = [(self._listen, self._upstream)]
+        for upstream in self.settings.more_upstreams:
+            self._routes.append((_udp_socket(listen_family, (host, 0)), upstream))
+        #: where clients send, one address per server, in the order of ``_routes``
+        self.addresses: list[Address] = [
+            (sock.getsockname()[0], sock.getsockname()[1]) for sock, _ in self._routes
+        ]
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._sel.register(self._listen, selectors.EVENT_READ, self._read_clients)
+        for index, (sock, _) in enumerate(self._routes):
+            self._sel.register(sock, selectors.EVENT_READ, self._reader_of(index))
         self._sel.register(self._wake_r, selectors.EVENT_READ, self._read_wakeup)
         self.counters = Counters(seed=self._seed)
-        self._sessions: dict[Any, _Session] = {}
+        self._sessions: dict[tuple[int, Any], _Session] = {}  # (route, client address)
         self._heap: list[_Entry] = []
         self._seq = itertools.count()
         self._stop = False
@@ -165,7 +191,8 @@ class Relay:
             session.sock.close()
         self._sessions.clear()
         self._sel.close()
-        self._listen.close()
+        for sock, _ in self._routes:
+            sock.close()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -202,12 +229,13 @@ class Relay:
             _, _, to_server, data, session = heapq.heappop(heap)
             if session.closed:
                 continue
+            flow = session.flow
             if to_server:
                 counters = self.counters.to_server
-                sock, dest = session.sock, self._upstream
+                sock, dest = session.sock, session.upstream
             else:
                 counters = self.counters.to_client
-                sock, dest = self._listen, session.client
+                sock, dest = session.listen, session.client
             try:
                 sock.sendto(data, dest)
             except OSError:
@@ -215,6 +243,12 @@ class Relay:
                 continue
             counters.forwarded += 1
             counters.forwarded_bytes += len(data)
+            if to_server:
+                flow.to_server_packets += 1
+                flow.to_server_bytes += len(data)
+            else:
+                flow.to_client_packets += 1
+                flow.to_client_bytes += len(data)
 
     def _timers(self, now: float) -> None:
         assert self._models is not None
@@ -232,15 +266,15 @@ class Relay:
         idle = self.settings.idle_timeout
         if idle is None:
             return
-        for client, session in list(self._sessions.items()):
+        for key, session in list(self._sessions.items()):
             if now - session.last_seen > idle:
-                self._close_session(client, session)
+                self._close_session(key, session)
 
-    def _close_session(self, client: Any, session: _Session) -> None:
+    def _close_session(self, key: tuple[int, Any], session: _Session) -> None:
         session.closed = True
         self._sel.unregister(session.sock)
         session.sock.close()
-        del self._sessions[client]
+        del self._sessions[key]
 
     def _bind_address(self) -> Address:
         if self._up_family == socket.AF_INET6:
@@ -270,21 +304,25 @@ class Relay:
         with contextlib.suppress(OSError):
             self._wake_r.recv(4096)
 
-    def _read_clients(self) -> None:
+    def _reader_of(self, route: int) -> Callable[[], None]:
+        return lambda: self._read_clients(route)
+
+    def _read_clients(self, route: int = 0) -> None:
         assert self._models is not None
         model = self._models[0]
+        listen = self._routes[route][0]
         for _ in range(_READ_BATCH):
             try:
-                data, client = self._listen.recvfrom(_MAX_DATAGRAM)
+                data, client = listen.recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue
             now = time.monotonic()
-            session = self._sessions.get(client)
+            session = self._sessions.get((route, client))
             if session is None:
                 try:
-                    session = self._new_session(client, now)
+                    session = self._new_session(route, client, now)
                 except OSError as exc:  # out of sockets: drop, keep serving the others
                     logger.warning("netem: no upstream socket for %s: %s", client, exc)
                     self.counters.to_server.send_errors += 1
@@ -292,9 +330,13 @@ class Relay:
             session.last_seen = now
             self._schedule(model.packet(data, session, now), True)
 
-    def _new_session(self, client: Any, now: float) -> _Session:
-        session = _Session(client, _udp_socket(self._up_family, self._bind_address()), now)
-        self._sessions[client] = session
+    def _new_session(self, route: int, client: Any, now: float) -> _Session:
+        listen, upstream = self._routes[route]
+        flow = FlowCounters(f"{client[0]}:{client[1]}", f"{upstream[0]}:{upstream[1]}")
+        self.counters.flows.append(flow)
+        sock = _udp_socket(self._up_family, self._bind_address())
+        session = _Session(client, sock, now, listen, upstream, flow)
+        self._sessions[(route, client)] = session
         self._sel.register(session.sock, selectors.EVENT_READ, lambda: self._read_upstream(session))
         self.counters.clients += 1
         return session

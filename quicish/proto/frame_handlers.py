@@ -111,7 +111,11 @@ class FrameHandlers:
         if self._keys.update_requested:
             self._keys.maybe_update()
         cc = recovery.cc
-        self._pacer.update(cc.cwnd, recovery.rtt.smoothed_rtt, cc.in_slow_start)
+        rate = cc.pacing_rate  # the controller's own (BBR), else derived from its window
+        if rate is None:
+            self._pacer.update(cc.cwnd, recovery.rtt.smoothed_rtt, cc.in_slow_start)
+        else:
+            self._pacer.set_rate(rate)
         if self._is_client and space.index == HANDSHAKE:
             recovery.peer_completed_address_validation = True
 

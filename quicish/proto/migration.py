@@ -195,4 +195,4 @@ class Migration:
         recovery = self._recovery
         recovery.cc = self._builder.cc = cc
         recovery.rtt = RttEstimator(recovery.rtt.initial_rtt)
-        self._pacer.update(cc.cwnd, recovery.rtt.smoothed_rtt, cc.in_slow_start)
+        self._pacer.follow(cc, recovery.rtt.smoothed_rtt)

@@ -9,8 +9,24 @@ late still finds a full millisecond of tokens.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 PACING_GAIN = 1.25  # N in congestion avoidance
 SLOW_START_PACING_GAIN = 2.0  # N while the window still doubles every round trip
+# A controller's own rate (BBR) has no slack above the path's: a wake-up that comes late
+# must still find the time it missed in the bucket, so its burst covers more time.
+FOLLOW_BURST_INTERVAL = 0.008
+
+
+class _RateSource(Protocol):
+    """What :meth:`Pacer.follow` reads of a congestion controller."""
+
+    @property
+    def pacing_rate(self) -> float | None: ...
+    @property
+    def cwnd(self) -> int: ...
+    @property
+    def in_slow_start(self) -> bool: ...
 
 
 class Pacer:
@@ -58,8 +74,31 @@ class Pacer:
             return
         gain = max(self.gain, SLOW_START_PACING_GAIN) if slow_start else self.gain
         self.rate = gain * cwnd / srtt
-        mds = self.max_datagram_size
+        mds = self.max_datagram_size  # (_set_burst inlined: once per ACK)
         burst = self.rate * self.burst_interval
+        low = self.burst_packets * mds
+        high = self.max_burst_packets * mds
+        self.capacity = float(min(max(burst, low), high))
+        if self.tokens > self.capacity:
+            self.tokens = self.capacity
+
+    def follow(self, cc: _RateSource, srtt: float) -> None:
+        """Pace at the controller's own rate if it has one, else from its window."""
+        rate = cc.pacing_rate
+        if rate is None:
+            self.update(cc.cwnd, srtt, cc.in_slow_start)
+        else:
+            self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        """Pace at ``rate`` bytes per second (0: not at all); the burst follows the rate."""
+        self.rate = rate
+        if rate > 0.0:
+            self._set_burst(FOLLOW_BURST_INTERVAL)
+
+    def _set_burst(self, interval: float) -> None:
+        mds = self.max_datagram_size
+        burst = self.rate * max(interval, self.burst_interval)
         low = self.burst_packets * mds
         high = self.max_burst_packets * mds
         self.capacity = float(min(max(burst, low), high))

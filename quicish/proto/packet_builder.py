@@ -227,6 +227,8 @@ class PacketBuilder:
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
             if datagram is None:
+                if self.cc.packet_aware:
+                    self._note_app_limited(now)
                 break
             out.append((datagram, addr))
             if not lean:
@@ -234,6 +236,16 @@ class PacketBuilder:
         for path, probe in self.probe_datagrams(now, same_socket=True):
             assert path.addr is not None
             out.append((probe, path.addr))
+
+    def _note_app_limited(self, now: float) -> None:
+        """Tell a delivery-rate sampling controller when sending stopped for want of data
+        (neither the window nor the pacer held it back)."""
+        in_flight = self._recovery.bytes_in_flight
+        if in_flight + self.max_datagram_size > self.cc.cwnd:
+            return
+        if self._pacer.next_send_time(now) is not None:
+            return
+        self.cc.on_app_limited(in_flight)
 
     def probe_datagrams(self, now: float, same_socket: bool) -> list[tuple[Path, bytes]]:
         """PATH_CHALLENGE / PATH_RESPONSE datagrams for the paths other than the current

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from .congestion.delivery_rate import RateStamp
+
 Record = tuple[Any, ...]  # any of the NamedTuples below
 R = TypeVar("R", bound=tuple[Any, ...])
 #: A record type's answers: (on acknowledgement, on loss), either None for nothing to do.
@@ -195,7 +197,19 @@ class SentPacket:
     """One sent packet as loss recovery tracks it; ``frames`` holds its records (recovery
     does not look at them: the connection hands them to its :class:`RecordTable`)."""
 
-    __slots__ = ("ack_eliciting", "frames", "in_flight", "pn", "sent_time", "size", "space")
+    __slots__ = (
+        "ack_eliciting",
+        "frames",
+        "in_flight",
+        "pn",
+        "rate_stamp",
+        "sent_time",
+        "size",
+        "space",
+    )
+    # ``rate_stamp`` is set only by a controller that samples delivery rates (BBR), at send
+    # time, and left unset otherwise (read it with getattr): no cost for the others.
+    rate_stamp: RateStamp | None
 
     def __init__(
         self,

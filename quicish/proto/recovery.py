@@ -27,9 +27,11 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ErrorCode, ProtocolError
 from .congestion.base import CongestionController
+from .loss_clusters import LossClusters
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL
 from .records import SentPacket
 from .rtt import INITIAL_RTT, TIMER_GRANULARITY, RttEstimator
+from .spurious import SpuriousLosses
 
 # RFC 9002 section 6.1 and 7.6.1 (kPacketThreshold, kTimeThreshold,
 # kPersistentCongestionThreshold).
@@ -106,7 +108,10 @@ class LossRecovery:
     (client anti-deadlock probes go to Handshake instead of Initial) and
     ``amplification_limited`` (a server that may not send: no PTO timer).
     ``max_not_in_flight``: packets not in flight tracked per space at most (see the module
-    docstring).
+    docstring). ``undo_spurious`` and ``adaptive_reordering``: what an acknowledgement of a
+    packet already declared lost does (``spurious.py``). ``loss_filter``: for a window-based
+    controller, only losses in clusters (``loss_clusters.py``) start a congestion event;
+    scattered random loss is retransmitted without one (off by default).
     """
 
     def __init__(
@@ -115,8 +120,18 @@ class LossRecovery:
         max_ack_delay: float,
         initial_rtt: float = INITIAL_RTT,
         max_not_in_flight: int = MAX_NOT_IN_FLIGHT,
+        *,
+        undo_spurious: bool = True,
+        adaptive_reordering: bool = True,
+        loss_filter: bool = False,
     ) -> None:
-        self.cc = cc
+        self._cc = cc
+        self._spurious = SpuriousLosses(
+            PACKET_THRESHOLD, TIME_THRESHOLD, adaptive=adaptive_reordering, undo=undo_spurious
+        )
+        self._packet_cc: CongestionController | None = cc if cc.packet_aware else None
+        #: window-based controllers: only clustered losses are congestion (option)
+        self._clusters: LossClusters | None = LossClusters() if loss_filter else None
         self.rtt = RttEstimator(initial_rtt)
         self.max_ack_delay = max_ack_delay
         self.handshake_confirmed = False
@@ -135,6 +150,36 @@ class LossRecovery:
         self.on_metrics: Callable[[LossRecovery, float], None] | None = None
         self._spaces = (_Space(), _Space(), _Space())
         self._anchor: float | None = None  # when the timer was last (re)armed: anti-deadlock base
+
+    @property
+    def cc(self) -> CongestionController:
+        """The congestion controller (replaced on a path change)."""
+        return self._cc
+
+    @cc.setter
+    def cc(self, cc: CongestionController) -> None:
+        self._cc = cc
+        self._packet_cc = cc if cc.packet_aware else None
+
+    @property
+    def spurious_losses(self) -> int:
+        """Packets declared lost that were acknowledged afterwards."""
+        return self._spurious.spurious
+
+    @property
+    def spurious_undos(self) -> int:
+        """Window reductions undone because all their losses were spurious."""
+        return self._spurious.undone
+
+    @property
+    def packet_threshold(self) -> int:
+        """Reordering (in packets) tolerated before loss: 3, more after spurious losses."""
+        return self._spurious.packet_threshold
+
+    @property
+    def time_threshold(self) -> float:
+        """Reordering (in RTTs) tolerated before loss: 9/8, more after spurious losses."""
+        return self._spurious.time_threshold
 
     # ---- queries -------------------------------------------------------------------------
     def largest_acked(self, space: int) -> int | None:
@@ -213,6 +258,8 @@ class LossRecovery:
         if pkt.in_flight:
             self.bytes_in_flight += pkt.size
             self._anchor = pkt.sent_time
+            if self._packet_cc is not None:
+                self._packet_cc.on_sent_packet(pkt, self.bytes_in_flight)
         else:
             sp.not_in_flight += 1
             if sp.not_in_flight > self.max_not_in_flight:
@@ -256,6 +303,8 @@ class LossRecovery:
             )
         if largest >= sp.skip_watch:
             self._check_skipped(sp, ranges_descending, largest)
+        if self._spurious.lost[space] and self._spurious.on_ack(space, ranges_descending):
+            self._cc.undo_congestion_event()
         newest_largest = largest >= sp.largest_acked
         if newest_largest:
             sp.largest_acked = largest
@@ -286,7 +335,7 @@ class LossRecovery:
             if not acked:
                 return [], []
 
-        cc = self.cc
+        cc = self._cc
         recovery_start = cc.recovery_start_time
         in_flight_bytes = 0
         eliciting = 0
@@ -323,7 +372,8 @@ class LossRecovery:
 
         if ecn_ce is not None and ecn_ce > sp.ecn_ce:
             sp.ecn_ce = ecn_ce
-            cc.on_ecn_ce(sp.largest_acked_sent_time, now)
+            if cc.on_ecn_ce(sp.largest_acked_sent_time, now):
+                self._spurious.forget_episode()  # a reduction no spurious loss can undo
 
         if newest_largest:
             end = lo  # nothing outstanding between the top range and the largest acked
@@ -346,7 +396,10 @@ class LossRecovery:
         if cc.recovery_start_time != recovery_start:
             # This ACK started a recovery period (ECN-CE or loss): count against the new one.
             cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
-        cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
+        if self._packet_cc is None:
+            cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
+        else:
+            cc.on_packets_acked(acked, now, self.rtt, prior_in_flight, self.bytes_in_flight)
         if self.peer_completed_address_validation:
             self.pto_count = 0
         self._anchor = now
@@ -454,10 +507,11 @@ class LossRecovery:
         """Declare lost the outstanding packets at the ``gaps`` index spans (all of them at
         or below the largest acked); then compact ``order[head:end]`` to the survivors."""
         rtt = self.rtt
-        loss_delay = TIME_THRESHOLD * max(rtt.latest_rtt, rtt.smoothed_rtt)
+        spurious = self._spurious
+        loss_delay = spurious.time_threshold * max(rtt.latest_rtt, rtt.smoothed_rtt)
         if loss_delay < TIMER_GRANULARITY:
             loss_delay = TIMER_GRANULARITY
-        pn_limit = sp.largest_acked - PACKET_THRESHOLD
+        pn_limit = sp.largest_acked - spurious.packet_threshold
         packets = sp.packets
         order = sp.order
         lost: list[SentPacket] = []
@@ -541,13 +595,30 @@ class LossRecovery:
         sp.not_in_flight -= len(lost) - in_flight_count
         self.packets_lost += in_flight_count
         self.bytes_lost += in_flight_bytes
-        if in_flight_count:
+        reduced = False
+        if self._packet_cc is not None:
+            self._packet_cc.on_packets_lost(lost, now, self.bytes_in_flight)
+        elif in_flight_count and (self._clusters is None or self._clustered(lost)):
             # One congestion event, for the newest lost packet in flight.
-            self.cc.on_congestion_event(newest_sent, now)
+            reduced = self._cc.on_congestion_event(newest_sent, now)
+        if in_flight_count:
+            pns = [pkt.pn for pkt in lost if pkt.in_flight]
+            self._spurious.on_lost(lost[0].space, pns, sp.largest_acked, reduced)
         if self._persistent_congestion(sp, lost):
+            self._spurious.forget_episode()
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
             self.rtt.reset_min_rtt()
+
+    def _clustered(self, lost: list[SentPacket]) -> bool:
+        """Feed the loss filter; True if any of these losses is part of a cluster."""
+        clusters = self._clusters
+        assert clusters is not None
+        clustered = False
+        for pkt in lost:
+            if pkt.in_flight and clusters.add(pkt.pn):
+                clustered = True
+        return clustered
 
     def _persistent_congestion(self, sp: _Space, lost: list[SentPacket]) -> bool:
         """RFC 9002 7.6.2 within the acknowledged space: two ack-eliciting packets sent

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ..rtt import RttEstimator
+    from .delivery_rate import StampedPacket
 
 # When not in slow start, the sender counts as cwnd-limited while this many full-size
 # packets (or fewer) would fit in the window on top of what is in flight.
@@ -37,6 +39,12 @@ class CongestionController(ABC):
     """
 
     name: ClassVar[str] = "base"
+    #: True for a controller that needs the packets themselves (delivery-rate sampling,
+    #: BBR): loss recovery then calls :meth:`on_sent_packet`, :meth:`on_packets_acked` and
+    #: :meth:`on_packets_lost` instead of :meth:`on_ack` and :meth:`on_congestion_event`.
+    packet_aware: ClassVar[bool] = False
+    #: bytes per second the pacer follows; None: the pacer derives it from cwnd / srtt
+    pacing_rate: float | None = None
 
     def __init__(self, max_datagram_size: int) -> None:
         self.max_datagram_size = max_datagram_size
@@ -48,6 +56,8 @@ class CongestionController(ABC):
         self.congestion_events = 0
         self.persistent_congestion_events = 0
         self.last_sent_time: float | None = None
+        self.undone_events = 0  # reductions undone (their losses were spurious)
+        self._before_reduction: dict[str, object] | None = None
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -109,9 +119,24 @@ class CongestionController(ABC):
         current recovery period; returns True if it was reduced."""
         if sent_time <= self.recovery_start_time:
             return False
+        self._before_reduction = None  # (not kept inside the copy)
+        self._before_reduction = dict(vars(self))  # for undo_congestion_event
         self.recovery_start_time = now
         self.congestion_events += 1
         self._on_congestion(now)
+        return True
+
+    def undo_congestion_event(self) -> bool:
+        """The losses that made the last reduction were spurious (the packets arrived):
+        back to the state before it, recovery period included. Returns True if undone."""
+        saved = self._before_reduction
+        if saved is None:
+            return False
+        counts = (self.congestion_events, self.persistent_congestion_events, self.undone_events)
+        vars(self).update(saved)
+        self.congestion_events, self.persistent_congestion_events, self.undone_events = counts
+        self.undone_events += 1
+        self._before_reduction = None
         return True
 
     def on_ecn_ce(self, sent_time: float, now: float) -> bool:
@@ -121,9 +146,36 @@ class CongestionController(ABC):
     def on_persistent_congestion(self) -> None:
         """RFC 9002 7.6.2: collapse the window to the minimum and leave recovery."""
         self.persistent_congestion_events += 1
+        self._before_reduction = None
         self.cwnd = self.minimum_window
         self.recovery_start_time = -math.inf
         self._on_persistent_congestion()
+
+    # ---- packet-aware controllers (``packet_aware``) ------------------------------------------
+    def on_sent_packet(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
+        """An in-flight packet left; ``bytes_in_flight`` includes it."""
+        return None
+
+    def on_packets_acked(
+        self,
+        acked: Sequence[StampedPacket],
+        now: float,
+        rtt: RttEstimator,
+        prior_in_flight: int,
+        bytes_in_flight: int,
+    ) -> None:
+        """One ACK newly acknowledged ``acked`` (packet number order)."""
+        return None
+
+    def on_packets_lost(
+        self, lost: Sequence[StampedPacket], now: float, bytes_in_flight: int
+    ) -> None:
+        """Packets were declared lost (``bytes_in_flight`` already without them)."""
+        return None
+
+    def on_app_limited(self, bytes_in_flight: int) -> None:
+        """The sender stopped for want of data, not for the window or the pacer."""
+        return None
 
     # ---- subclass hooks ----------------------------------------------------------------------
     @abstractmethod

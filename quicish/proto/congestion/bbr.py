@@ -1,0 +1,634 @@
+"""BBR congestion control, version 3 (draft-ietf-ccwg-bbr).
+
+BBR keeps a model of the path: the bottleneck bandwidth (``max_bw``, the windowed maximum
+of delivery-rate samples over the last two ProbeBW cycles) and the propagation delay
+(``min_rtt``, the minimum over 10 s). It paces at ``pacing_gain * bw`` and keeps at most
+``cwnd_gain * bw * min_rtt`` (plus an allowance for ACK aggregation) in flight. Random loss
+does not shrink the window by itself: only a loss rate above 2% in a round of probing sets
+the upper bound ``inflight_hi``, and loss outside probing lowers the short-term bounds
+``bw_lo``/``inflight_lo`` by at most 30% per round.
+
+States: Startup (pacing gain 2.77 until the bandwidth stops growing by 25% for three
+rounds, or loss is high), Drain (empty the queue Startup built), ProbeBW in four phases
+(DOWN: pace below the estimate until the queue is gone; CRUISE; REFILL: one round at the
+estimate; UP: probe for more with a growing ``inflight_hi``), and ProbeRTT (every 5 s
+without a new minimum RTT: half the BDP in flight for 200 ms and a round).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from ..loss_clusters import LossClusters
+from .base import CongestionController
+from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
+
+if TYPE_CHECKING:
+    from ..rtt import RttEstimator
+    from .delivery_rate import StampedPacket
+
+STARTUP_PACING_GAIN = 2.77  # 4 * ln(2)
+STARTUP_CWND_GAIN = 2.0
+DRAIN_PACING_GAIN = 0.35
+DEFAULT_CWND_GAIN = 2.0
+PROBE_UP_CWND_GAIN = 2.25
+PROBE_UP_PACING_GAIN = 1.25
+PROBE_DOWN_PACING_GAIN = 0.9
+PACING_MARGIN = 0.01  # pace 1% below the estimate
+LOSS_THRESH = 0.02  # a round of probing with more loss than this is "too high"
+BETA = 0.7  # multiplicative cut of the short-term bounds per round with loss
+HEADROOM = 0.15  # CRUISE leaves this share of inflight_hi for other flows
+FULL_BW_THRESH = 1.25
+FULL_BW_COUNT = 3
+STARTUP_FULL_LOSS_COUNT = 6  # lost packets in a round that may end Startup
+MIN_RTT_FILTER_LEN = 10.0  # seconds
+PROBE_RTT_INTERVAL = 5.0  # seconds
+PROBE_RTT_DURATION = 0.2  # seconds
+PROBE_RTT_CWND_GAIN = 0.5
+EXTRA_ACKED_FILTER_LEN = 10  # rounds
+MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
+PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
+MAX_RENO_ROUNDS = 63
+LOSS_NOISE_PACKETS = 2  # see Bbr (loss_tolerant; not in the draft)
+
+STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
+STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
+               "ProbeBW_UP", "ProbeRTT")  # fmt: skip
+_PROBE_BW = (PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP)
+
+# ack_phase: where the ACKs of a bandwidth probe are
+ACKS_INIT, ACKS_REFILLING, ACKS_PROBE_STARTING, ACKS_PROBE_FEEDBACK, ACKS_PROBE_STOPPING = range(5)
+
+
+class Bbr(CongestionController):
+    """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
+
+    ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
+    ``loss_tolerant`` (default; False: the draft as written) lets random loss pass as noise
+    and answers loss in clusters (``loss_clusters.py``), which is how a full drop-tail
+    queue loses: about three losses within a few packets. Then a round
+    outside probing lowers ``bw_lo``/``inflight_lo`` only if more than 2% of its bytes was
+    lost (the draft's threshold for probing; the draft: any loss) and one of its losses was
+    clustered; and a flight sets ``inflight_hi`` only if its loss is above 2%, above two
+    packets (with 40 packets in flight one loss is already 2.5%) and clustered.
+    """
+
+    name: ClassVar[str] = "bbr"
+    packet_aware: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        max_datagram_size: int,
+        *,
+        seed: int | None = None,
+        loss_tolerant: bool = True,
+    ) -> None:
+        super().__init__(max_datagram_size)
+        self.loss_tolerant = loss_tolerant
+        self.lower_bound_loss_rate = LOSS_THRESH if loss_tolerant else 0.0
+        # Losses of up to this many bytes in one flight are noise to the inflight_hi test
+        # (with 40 packets in flight one random loss is already above 2%).
+        self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
+        self.clusters = LossClusters()  # the cluster test (loss_tolerant)
+        # ``sampler.sent`` when the last clustered loss was seen
+        self._cluster_index = -1 if loss_tolerant else 1 << 62
+        self._round_clustered = not loss_tolerant
+        mds = max_datagram_size
+        self.min_pipe_cwnd = 4 * mds
+        self.minimum_window = self.min_pipe_cwnd
+        self.sampler = DeliveryRateSampler()
+        self._random = random.Random(seed)
+        self.state = STARTUP
+        self.pacing_gain = STARTUP_PACING_GAIN
+        self.cwnd_gain = STARTUP_CWND_GAIN
+        self.pacing_rate: float | None = None
+        # the model
+        self.max_bw = 0.0
+        self._max_bw_filter = WindowedMax(MAX_BW_FILTER_LEN)
+        self.cycle_count = 0
+        self.bw = 0.0  # min(max_bw, bw_lo)
+        self.min_rtt = math.inf
+        self.min_rtt_stamp = 0.0
+        self.probe_rtt_min_delay = math.inf
+        self.probe_rtt_min_stamp = 0.0
+        self.extra_acked = 0.0
+        self._extra_acked_filter = WindowedMax(EXTRA_ACKED_FILTER_LEN)
+        self._extra_interval_start = 0.0
+        self._extra_delivered = 0
+        # bounds
+        self.inflight_hi = math.inf
+        self.inflight_lo = math.inf
+        self.bw_lo = math.inf
+        self.bw_latest = 0.0
+        self.inflight_latest = 0
+        # rounds
+        self.round_count = 0
+        self.round_start = False
+        self._next_round_delivered = 0
+        self._loss_round_delivered = 0
+        self.loss_round_start = False
+        self.loss_in_round = False
+        self.lost_in_round = 0  # packets lost in the current loss round
+        self._round_lost = 0  # bytes lost in the current loss round (outside probes)
+        self._round_start_delivered = 0
+        # ``delivered`` when the last probe (Startup, ProbeBW_UP) ended: packets sent before
+        # are the probe's losses, answered by inflight_hi, not by the short-term bounds
+        self._probe_end_delivered = 0
+        # Startup exit
+        self.full_bw = 0.0
+        self.full_bw_count = 0
+        self.full_bw_now = False
+        self.filled_pipe = False
+        # ProbeBW
+        self.cycle_stamp = 0.0
+        self.ack_phase = ACKS_INIT
+        self.bw_probe_wait = PROBE_WAIT_BASE
+        self.rounds_since_bw_probe = 0
+        self.bw_probe_samples = False
+        self.bw_probe_up_rounds = 0
+        self.bw_probe_up_acks = 0
+        self.probe_up_cnt = math.inf
+        # ProbeRTT
+        self.probe_rtt_done_stamp = 0.0
+        self.probe_rtt_round_done = False
+        self.probe_rtt_expired = False
+        self.prior_cwnd = 0
+        self.idle_restart = False
+        self.cwnd_limited = False
+        self.state_changes: list[tuple[float, str]] = []  # (time, new state), for tests
+        self._now = 0.0
+
+    # ---- queries -------------------------------------------------------------------------
+    @property
+    def in_slow_start(self) -> bool:
+        return self.state == STARTUP
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    def bdp(self, gain: float = 1.0, bw: float | None = None) -> float:
+        """``gain`` x the estimated bandwidth-delay product (bytes); the initial window
+        while no RTT is known."""
+        if self.min_rtt == math.inf:
+            return float(self.initial_window)
+        return gain * (self.bw if bw is None else bw) * self.min_rtt
+
+    def _inflight_with_headroom(self) -> float:
+        if self.inflight_hi == math.inf:
+            return math.inf
+        headroom = max(self.max_datagram_size, HEADROOM * self.inflight_hi)
+        return max(self.inflight_hi - headroom, self.min_pipe_cwnd)
+
+    def _set_state(self, state: int) -> None:
+        self.state = state
+        self.state_changes.append((self._now, STATE_NAMES[state]))
+
+    # ---- interface -------------------------------------------------------------------------
+    def on_sent_packet(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
+        if bytes_in_flight == pkt.size and self.sampler.app_limited:
+            self.idle_restart = True
+            self._extra_interval_start = pkt.sent_time
+            self._extra_delivered = 0
+        self.sampler.on_sent(pkt, bytes_in_flight)
+        self.last_sent_time = pkt.sent_time
+
+    def on_app_limited(self, bytes_in_flight: int) -> None:
+        self.sampler.mark_app_limited(bytes_in_flight)
+
+    def on_packets_lost(
+        self, lost: Sequence[StampedPacket], now: float, bytes_in_flight: int
+    ) -> None:
+        self._now = now
+        sampler = self.sampler
+        any_lost = False
+        for pkt in lost:
+            if not pkt.in_flight:
+                continue
+            sampler.on_lost(pkt.size)
+            self.lost_in_round += 1
+            stamp = self.sampler.stamp_of(pkt)
+            clustered = False
+            if stamp is not None and self.loss_tolerant:
+                clustered = self._cluster_test(stamp.sent_index)
+            self._handle_lost_packet(pkt)
+            if stamp is None or stamp.delivered >= self._probe_end_delivered:
+                any_lost = True
+                self._round_lost += pkt.size
+                if clustered:
+                    self._round_clustered = True
+        if any_lost:
+            self.loss_in_round = True
+            self.congestion_events += 1
+
+    def on_packets_acked(
+        self,
+        acked: Sequence[StampedPacket],
+        now: float,
+        rtt: RttEstimator,
+        prior_in_flight: int,
+        bytes_in_flight: int,
+    ) -> None:
+        self._now = now
+        rs = self.sampler.on_acked(acked, now)
+        if rs.prior_delivered < 0:
+            return
+        if rs.interval < self.min_rtt and rs.interval < rtt.min_rtt:
+            rs.delivery_rate = 0.0  # shorter than a round trip: would overestimate
+        self.cwnd_limited = prior_in_flight + 3 * self.max_datagram_size >= self.cwnd
+        self._update_model_and_state(rs, now, bytes_in_flight)
+        self._set_pacing_rate(rtt)
+        self._set_cwnd(rs)
+        if self.idle_restart and rs.newly_acked:
+            self.idle_restart = False
+
+    def on_ack(
+        self,
+        acked_bytes: int,
+        largest_sent_time: float,
+        now: float,
+        rtt: RttEstimator,
+        prior_in_flight: int | None = None,
+    ) -> None:
+        return None  # packet-aware: see on_packets_acked
+
+    def _on_ack(
+        self, acked_bytes: int, largest_sent: float, now: float, rtt: RttEstimator, limited: bool
+    ) -> None:
+        return None
+
+    def _on_congestion(self, now: float) -> None:
+        return None  # ECN-CE: BBRv3 as specified does not react (loss does, via the bounds)
+
+    def _on_persistent_congestion(self) -> None:
+        # RFC 9002 collapsed cwnd; the model rebuilds it through packet conservation.
+        self.prior_cwnd = max(self.prior_cwnd, self.cwnd)
+        self.inflight_lo = math.inf
+        self.bw_lo = math.inf
+
+    # ---- the model -------------------------------------------------------------------------
+    def _update_model_and_state(self, rs: RateSample, now: float, inflight: int) -> None:
+        self._update_latest_delivery_signals(rs)
+        self._update_congestion_signals(rs)
+        self._update_ack_aggregation(rs, now)
+        self._check_full_bw_reached(rs)
+        self._check_startup_done(rs)
+        if self.state == DRAIN and inflight <= self.bdp():
+            self._start_probe_down(now)
+        self._update_probe_bw_phase(rs, now, inflight)
+        self._update_min_rtt(rs, now)
+        self._check_probe_rtt(now, inflight)
+        if self.loss_round_start:  # advance the latest delivery signals
+            self.bw_latest = rs.delivery_rate
+            self.inflight_latest = rs.delivered
+        self.bw = min(self.max_bw, self.bw_lo)
+
+    def _update_latest_delivery_signals(self, rs: RateSample) -> None:
+        self.loss_round_start = False
+        self.bw_latest = max(self.bw_latest, rs.delivery_rate)
+        self.inflight_latest = max(self.inflight_latest, rs.delivered)
+        if rs.prior_delivered >= self._loss_round_delivered:
+            self._loss_round_delivered = self.sampler.delivered
+            self.loss_round_start = True
+
+    def _update_congestion_signals(self, rs: RateSample) -> None:
+        # the round counter
+        self.round_start = False
+        if rs.prior_delivered >= self._next_round_delivered:
+            self._next_round_delivered = self.sampler.delivered
+            self.round_count += 1
+            self.rounds_since_bw_probe += 1
+            self.round_start = True
+        # max_bw
+        if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
+            self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
+        if not self.loss_round_start:
+            return
+        # Once per round: cut the short-term bounds if this round had (enough) loss.
+        lossy = self.loss_in_round
+        delivered = self.sampler.delivered
+        if lossy and self.loss_tolerant:
+            lost = self._round_lost
+            total = delivered - self._round_start_delivered + lost
+            lossy = self._round_clustered and lost > self.lower_bound_loss_rate * total
+            self._round_clustered = False
+        self._round_start_delivered = delivered
+        self._round_lost = 0
+        if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
+            if self.bw_lo == math.inf:
+                self.bw_lo = self.max_bw
+            if self.inflight_lo == math.inf:
+                self.inflight_lo = self.cwnd
+            self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
+            self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
+        self.loss_in_round = False
+
+    def _update_ack_aggregation(self, rs: RateSample, now: float) -> None:
+        interval = now - self._extra_interval_start
+        expected = self.bw * interval
+        if self._extra_delivered <= expected:
+            self._extra_delivered = 0
+            self._extra_interval_start = now
+            expected = 0.0
+        self._extra_delivered += rs.newly_acked
+        extra = min(self._extra_delivered - expected, float(self.cwnd))
+        self.extra_acked = self._extra_acked_filter.update(self.round_count, max(extra, 0.0))
+
+    def _update_min_rtt(self, rs: RateSample, now: float) -> None:
+        # (no sample yet: nothing expires; the clock need not start at 0)
+        expired = (
+            self.probe_rtt_min_delay != math.inf
+            and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        )
+        self.probe_rtt_expired = expired  # (before the refresh below: ProbeRTT is due)
+        if rs.rtt >= 0.0 and (rs.rtt < self.probe_rtt_min_delay or expired):
+            self.probe_rtt_min_delay = rs.rtt
+            self.probe_rtt_min_stamp = now
+        min_rtt_expired = now > self.min_rtt_stamp + MIN_RTT_FILTER_LEN
+        if self.probe_rtt_min_delay < self.min_rtt or min_rtt_expired:
+            self.min_rtt = self.probe_rtt_min_delay
+            self.min_rtt_stamp = self.probe_rtt_min_stamp
+
+    # ---- Startup and Drain -----------------------------------------------------------------
+    def _reset_full_bw(self) -> None:
+        self.full_bw = 0.0
+        self.full_bw_count = 0
+        self.full_bw_now = False
+
+    def _check_full_bw_reached(self, rs: RateSample) -> None:
+        if self.full_bw_now or not self.round_start or rs.is_app_limited:
+            return
+        if rs.delivery_rate >= self.full_bw * FULL_BW_THRESH:
+            self._reset_full_bw()
+            self.full_bw = rs.delivery_rate
+            return
+        self.full_bw_count += 1
+        self.full_bw_now = self.full_bw_count >= FULL_BW_COUNT
+        if self.full_bw_now:
+            self.filled_pipe = True
+
+    def _check_startup_done(self, rs: RateSample) -> None:
+        if self.state != STARTUP:
+            return
+        if self.loss_round_start:
+            # Startup ends on heavy loss: enough lost packets in a round and a loss rate
+            # above the threshold.
+            if (
+                self.lost_in_round >= STARTUP_FULL_LOSS_COUNT
+                and rs.lost > LOSS_THRESH * rs.tx_in_flight
+            ):
+                self.filled_pipe = True
+                self.inflight_hi = max(self.bdp(), float(self.inflight_latest))
+            self.lost_in_round = 0
+        if self.filled_pipe:
+            self._probe_end_delivered = self.sampler.delivered
+            self._set_state(DRAIN)
+            self.pacing_gain = DRAIN_PACING_GAIN
+            self.cwnd_gain = STARTUP_CWND_GAIN
+
+    # ---- ProbeBW ------------------------------------------------------------------------------
+    def _start_round(self) -> None:
+        self._next_round_delivered = self.sampler.delivered
+
+    def _start_probe_down(self, now: float) -> None:
+        if self.state == PROBE_UP:
+            self._probe_end_delivered = self.sampler.delivered
+        self.bw_latest = 0.0  # reset congestion signals
+        self.inflight_latest = 0
+        self.loss_in_round = False
+        self.probe_up_cnt = math.inf
+        self.bw_probe_wait = PROBE_WAIT_BASE + self._random.random()
+        self.rounds_since_bw_probe = 0
+        self.cycle_stamp = now
+        self.ack_phase = ACKS_PROBE_STOPPING
+        self._start_round()
+        self.cycle_count += 1  # advance the max_bw filter: one slot per cycle
+        self.max_bw = self._max_bw_filter.expire(self.cycle_count) or self.max_bw
+        self._set_state(PROBE_DOWN)
+        self.pacing_gain = PROBE_DOWN_PACING_GAIN
+        self.cwnd_gain = DEFAULT_CWND_GAIN
+
+    def _start_probe_cruise(self) -> None:
+        self._set_state(PROBE_CRUISE)
+        self.pacing_gain = 1.0
+        self.cwnd_gain = DEFAULT_CWND_GAIN
+
+    def _start_probe_refill(self) -> None:
+        self.bw_lo = math.inf  # reset the short-term bounds
+        self.inflight_lo = math.inf
+        self.bw_probe_up_rounds = 0
+        self.bw_probe_up_acks = 0
+        self.ack_phase = ACKS_REFILLING
+        self._start_round()
+        self._set_state(PROBE_REFILL)
+        self.pacing_gain = 1.0
+        self.cwnd_gain = DEFAULT_CWND_GAIN
+
+    def _start_probe_up(self, rs: RateSample, now: float) -> None:
+        self.ack_phase = ACKS_PROBE_STARTING
+        self._start_round()
+        self._reset_full_bw()
+        self.full_bw = rs.delivery_rate
+        self.cycle_stamp = now
+        self._set_state(PROBE_UP)
+        self.pacing_gain = PROBE_UP_PACING_GAIN
+        self.cwnd_gain = PROBE_UP_CWND_GAIN
+        self._raise_inflight_hi_slope()
+
+    def _raise_inflight_hi_slope(self) -> None:
+        growth = self.max_datagram_size << self.bw_probe_up_rounds
+        self.bw_probe_up_rounds = min(self.bw_probe_up_rounds + 1, 30)
+        self.probe_up_cnt = max(self.cwnd / growth, 1.0)
+
+    def _probe_inflight_hi_upward(self, rs: RateSample) -> None:
+        if not self.cwnd_limited or self.cwnd < self.inflight_hi:
+            return
+        self.bw_probe_up_acks += rs.newly_acked
+        per = self.probe_up_cnt * self.max_datagram_size
+        if self.bw_probe_up_acks >= per:
+            delta = int(self.bw_probe_up_acks // per)
+            self.bw_probe_up_acks -= int(delta * per)
+            self.inflight_hi += delta * self.max_datagram_size
+        if self.round_start:
+            self._raise_inflight_hi_slope()
+
+    def _update_probe_bw_phase(self, rs: RateSample, now: float, inflight: int) -> None:
+        if not self.filled_pipe or self.state not in _PROBE_BW:
+            return
+        self._adapt_upper_bounds(rs, now)
+        state = self.state
+        if state not in _PROBE_BW:
+            return
+        if state == PROBE_DOWN:
+            if self._time_to_probe_bw(now):
+                return
+            if inflight <= self._inflight_with_headroom() and inflight <= self.bdp():
+                self._start_probe_cruise()
+        elif state == PROBE_CRUISE:
+            self._time_to_probe_bw(now)
+        elif state == PROBE_REFILL:
+            if self.round_start:
+                self.bw_probe_samples = True
+                self._start_probe_up(rs, now)
+        elif state == PROBE_UP and self._time_to_go_down(rs, now, inflight):
+            self._start_probe_down(now)
+
+    def _time_to_probe_bw(self, now: float) -> bool:
+        reno_rounds = min(self.bdp() / self.max_datagram_size, MAX_RENO_ROUNDS)
+        if now - self.cycle_stamp > self.bw_probe_wait or self.rounds_since_bw_probe >= max(
+            reno_rounds, 1
+        ):
+            self._start_probe_refill()
+            return True
+        return False
+
+    def _time_to_go_down(self, rs: RateSample, now: float, inflight: int) -> bool:
+        if self.cwnd_limited and self.cwnd >= self.inflight_hi:
+            # Still growing inflight_hi: the bandwidth plateau check starts over.
+            self._reset_full_bw()
+            self.full_bw = rs.delivery_rate
+        elif self.round_start:
+            self._check_full_bw_reached(rs)
+            if self.full_bw_now:
+                return True
+        # Queue built: a round trip at the probing gain and inflight beyond its BDP.
+        return now - self.cycle_stamp > self.min_rtt and inflight >= self.bdp(PROBE_UP_PACING_GAIN)
+
+    def _adapt_upper_bounds(self, rs: RateSample, now: float) -> None:
+        if self.ack_phase == ACKS_PROBE_STARTING and self.round_start:
+            self.ack_phase = ACKS_PROBE_FEEDBACK
+        if self.ack_phase == ACKS_PROBE_STOPPING and self.round_start:
+            self.bw_probe_samples = False  # the probe's samples are all in
+            self.ack_phase = ACKS_INIT
+        if self._inflight_too_high(rs):
+            if self.bw_probe_samples:
+                self._handle_inflight_too_high(rs.is_app_limited, rs.tx_in_flight, now)
+            return
+        if self.inflight_hi == math.inf:
+            return
+        if rs.tx_in_flight > self.inflight_hi:
+            self.inflight_hi = float(rs.tx_in_flight)
+        if self.state == PROBE_UP:
+            self._probe_inflight_hi_upward(rs)
+
+    # ---- loss ----------------------------------------------------------------------------------
+    def _cluster_test(self, index: int) -> bool:
+        """A loss of the ``index``-th packet sent; True if it is part of a cluster."""
+        if not self.clusters.add(index):
+            return False
+        self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
+        return True
+
+    def _inflight_too_high(self, rs: RateSample) -> bool:
+        return (
+            rs.lost > rs.tx_in_flight * LOSS_THRESH
+            and rs.lost > self._loss_noise
+            and self._cluster_index > rs.sent_index  # a cluster seen since it was sent
+        )
+
+    def _handle_lost_packet(self, pkt: StampedPacket) -> None:
+        if not self.bw_probe_samples:
+            return
+        stamp = self.sampler.stamp_of(pkt)
+        if stamp is None:
+            return
+        tx_in_flight = stamp.tx_in_flight
+        lost = self.sampler.lost - stamp.lost
+        if lost <= tx_in_flight * LOSS_THRESH or lost <= self._loss_noise:
+            return
+        if self._cluster_index <= stamp.sent_index:
+            return  # scattered loss only (loss_tolerant)
+        # The inflight at which the loss rate crossed the threshold.
+        size = pkt.size
+        inflight_prev = tx_in_flight - size
+        lost_prev = lost - size
+        lost_prefix = (LOSS_THRESH * inflight_prev - lost_prev) / (1.0 - LOSS_THRESH)
+        inflight = int(inflight_prev + lost_prefix)
+        self._handle_inflight_too_high(stamp.app_limited, inflight, self._now)
+
+    def _handle_inflight_too_high(self, app_limited: bool, tx_in_flight: int, now: float) -> None:
+        self.bw_probe_samples = False
+        if not app_limited:
+            self.inflight_hi = max(float(tx_in_flight), self.bdp() * BETA)
+        if self.state == PROBE_UP:
+            self._start_probe_down(now)
+
+    # ---- ProbeRTT ------------------------------------------------------------------------------
+    def _probe_rtt_cwnd(self) -> float:
+        return max(self.bdp(PROBE_RTT_CWND_GAIN), float(self.min_pipe_cwnd))
+
+    def _check_probe_rtt(self, now: float, inflight: int) -> None:
+        if self.state != PROBE_RTT and self.probe_rtt_expired and not self.idle_restart:
+            self.prior_cwnd = self.cwnd
+            self.probe_rtt_done_stamp = 0.0
+            self.ack_phase = ACKS_PROBE_STOPPING
+            self._start_round()
+            self._set_state(PROBE_RTT)
+            self.pacing_gain = 1.0
+            self.cwnd_gain = PROBE_RTT_CWND_GAIN
+        if self.state != PROBE_RTT:
+            return
+        self.sampler.mark_app_limited(inflight)
+        if self.probe_rtt_done_stamp == 0.0 and inflight <= self._probe_rtt_cwnd():
+            self.probe_rtt_done_stamp = now + PROBE_RTT_DURATION
+            self.probe_rtt_round_done = False
+            self._start_round()
+        elif self.probe_rtt_done_stamp:
+            if self.round_start:
+                self.probe_rtt_round_done = True
+            if self.probe_rtt_round_done and now > self.probe_rtt_done_stamp:
+                self.probe_rtt_min_stamp = now
+                self.cwnd = max(self.cwnd, self.prior_cwnd)
+                self.bw_lo = math.inf
+                self.inflight_lo = math.inf
+                if self.filled_pipe:
+                    self._start_probe_down(now)
+                    self._start_probe_cruise()
+                else:
+                    self._set_state(STARTUP)
+                    self.pacing_gain = STARTUP_PACING_GAIN
+                    self.cwnd_gain = STARTUP_CWND_GAIN
+
+    # ---- control parameters ------------------------------------------------------------------
+    def _set_pacing_rate(self, rtt: RttEstimator) -> None:
+        if self.bw > 0.0:
+            rate = self.pacing_gain * self.bw * (1.0 - PACING_MARGIN)
+        else:  # no sample yet: the initial window over the RTT, at the Startup gain
+            srtt = rtt.smoothed_rtt if rtt.has_sample else 0.001
+            rate = STARTUP_PACING_GAIN * self.initial_window / max(srtt, 0.001)
+        current = self.pacing_rate
+        if current is None or self.filled_pipe or rate > current:
+            self.pacing_rate = rate
+
+    def _set_cwnd(self, rs: RateSample) -> None:
+        mds = self.max_datagram_size
+        quantum = min(max((self.pacing_rate or 0.0) * 0.001, 2 * mds), 64 * 1024)
+        max_inflight = self.bdp(self.cwnd_gain) + self.extra_acked + 3 * quantum
+        if self.state == STARTUP:
+            max_inflight += 2 * quantum
+        cwnd = float(self.cwnd)
+        if self.filled_pipe:
+            cwnd = min(cwnd + rs.newly_acked, max_inflight)
+        elif cwnd < max_inflight or self.sampler.delivered < self.initial_window:
+            cwnd += rs.newly_acked
+        cwnd = max(cwnd, float(self.min_pipe_cwnd))
+        if self.state == PROBE_RTT:
+            cwnd = min(cwnd, self._probe_rtt_cwnd())
+        # the bounds of the model
+        if self.state in (PROBE_DOWN, PROBE_REFILL, PROBE_UP):
+            cap = self.inflight_hi
+        elif self.state in (PROBE_RTT, PROBE_CRUISE):
+            cap = self._inflight_with_headroom()
+        else:
+            cap = math.inf
+        cap = max(min(cap, self.inflight_lo), float(self.min_pipe_cwnd))
+        self.cwnd = int(min(cwnd, cap))
+
+    def __repr__(self) -> str:
+        return (
+            f"Bbr(state={self.state_name}, cwnd={self.cwnd}, bw={self.bw:.0f}, "
+            f"min_rtt={self.min_rtt}, inflight_hi={self.inflight_hi})"
+        )

@@ -1,0 +1,181 @@
+"""Delivery-rate samples (draft-cheng-iccrg-delivery-rate-estimation) and a windowed max.
+
+Each in-flight packet is stamped at send time with the connection's delivery state
+(:class:`RateStamp`: bytes delivered so far and when, the start of the current send flight,
+whether the sender was app-limited, bytes in flight and bytes lost so far). When ACKs
+arrive, the newest acknowledged packet's stamp and the connection's state now give one
+:class:`RateSample`: bytes delivered over the longer of the send and the ACK interval.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+
+class RateStamp(NamedTuple):
+    """The connection's delivery state when a packet left."""
+
+    delivered: int
+    delivered_time: float
+    first_sent_time: float
+    app_limited: bool
+    tx_in_flight: int  # bytes in flight once this packet was sent, it included
+    lost: int  # bytes declared lost before it was sent
+    sent_index: int  # in-flight packets sent before it
+    sampler: DeliveryRateSampler  # whose counters these are (a new path has a new one)
+
+
+class StampedPacket(Protocol):
+    """What the sampler needs of a sent packet (``SentPacket`` has it)."""
+
+    size: int
+    sent_time: float
+    in_flight: bool
+    rate_stamp: RateStamp | None
+
+
+class RateSample:
+    """One delivery-rate sample, taken on an ACK."""
+
+    __slots__ = (
+        "delivered",
+        "delivery_rate",
+        "interval",
+        "is_app_limited",
+        "lost",
+        "newly_acked",
+        "prior_delivered",
+        "rtt",
+        "sent_index",
+        "tx_in_flight",
+    )
+
+    def __init__(self) -> None:
+        self.delivery_rate = 0.0  # bytes per second; 0 when the sample is not valid
+        self.delivered = 0  # bytes delivered over the interval
+        self.interval = 0.0
+        self.is_app_limited = False
+        self.prior_delivered = -1  # delivered count stamped on the newest acked packet
+        self.tx_in_flight = 0  # bytes in flight when that packet was sent
+        self.lost = 0  # bytes declared lost since that packet was sent
+        self.newly_acked = 0
+        self.rtt = -1.0  # RTT of the newest acked packet, -1 if none
+        self.sent_index = -1  # its RateStamp.index
+
+
+class DeliveryRateSampler:
+    """The connection-wide delivery counters, packet stamping and sample generation."""
+
+    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "sent")
+
+    def __init__(self) -> None:
+        self.delivered = 0  # bytes acknowledged so far (in-flight packets only)
+        self.delivered_time = 0.0  # when ``delivered`` last grew
+        self.first_sent_time = 0.0  # send time of the packet that opened the current flight
+        self.lost = 0  # bytes declared lost so far
+        self.app_limited = 0  # ``delivered`` at which the app-limited phase ends; 0: none
+        self.sent = 0  # in-flight packets stamped so far
+
+    def on_sent(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
+        """Stamp ``pkt`` (already counted in ``bytes_in_flight``)."""
+        if bytes_in_flight == pkt.size:  # the first packet after a quiet spell
+            self.first_sent_time = self.delivered_time = pkt.sent_time
+        pkt.rate_stamp = RateStamp(
+            self.delivered,
+            self.delivered_time,
+            self.first_sent_time,
+            self.app_limited != 0,
+            bytes_in_flight,
+            self.lost,
+            self.sent,
+            self,
+        )
+        self.sent += 1
+
+    def stamp_of(self, pkt: StampedPacket) -> RateStamp | None:
+        """``pkt``'s stamp if this sampler made it (None: sent before it, e.g. on another
+        path's controller, or by a controller that does not sample)."""
+        stamp = getattr(pkt, "rate_stamp", None)
+        return stamp if stamp is not None and stamp.sampler is self else None
+
+    def mark_app_limited(self, bytes_in_flight: int) -> None:
+        """The sender had nothing to send: samples until what is in flight is delivered
+        say less than the path could do."""
+        self.app_limited = max(self.delivered + bytes_in_flight, 1)
+
+    def on_lost(self, size: int) -> None:
+        self.lost += size
+
+    def on_acked(self, acked: Sequence[StampedPacket], now: float) -> RateSample:
+        """Account for newly acknowledged packets (in packet number order) and make the
+        sample of this ACK."""
+        rs = RateSample()
+        newest: StampedPacket | None = None
+        newest_stamp: RateStamp | None = None
+        for pkt in acked:
+            stamp = self.stamp_of(pkt)
+            if stamp is None or not pkt.in_flight:
+                continue
+            pkt.rate_stamp = None
+            self.delivered += pkt.size
+            rs.newly_acked += pkt.size
+            if newest_stamp is None or stamp.delivered >= newest_stamp.delivered:
+                newest, newest_stamp = pkt, stamp
+        self.delivered_time = now
+        if newest is None or newest_stamp is None:
+            return rs
+        self.first_sent_time = newest.sent_time
+        if self.app_limited and self.delivered > self.app_limited:
+            self.app_limited = 0
+        rs.prior_delivered = newest_stamp.delivered
+        rs.is_app_limited = newest_stamp.app_limited
+        rs.tx_in_flight = newest_stamp.tx_in_flight
+        rs.sent_index = newest_stamp.sent_index
+        rs.lost = self.lost - newest_stamp.lost
+        rs.rtt = now - newest.sent_time
+        send_elapsed = newest.sent_time - newest_stamp.first_sent_time
+        ack_elapsed = now - newest_stamp.delivered_time
+        rs.interval = send_elapsed if send_elapsed > ack_elapsed else ack_elapsed
+        rs.delivered = self.delivered - newest_stamp.delivered
+        if rs.interval > 0.0:
+            rs.delivery_rate = rs.delivered / rs.interval
+        return rs
+
+
+class WindowedMax:
+    """Sliding-window maximum over a monotonic clock (rounds, cycles or seconds): the
+    largest value seen at times within ``window`` of the latest update."""
+
+    __slots__ = ("_entries", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._entries: deque[tuple[float, float]] = deque()
+
+    def update(self, t: float, value: float) -> float:
+        """Add ``value`` observed at ``t``; returns the current maximum."""
+        entries = self._entries
+        while entries and entries[-1][1] <= value:
+            entries.pop()
+        entries.append((t, value))
+        limit = t - self.window
+        while entries[0][0] <= limit:
+            entries.popleft()
+        return entries[0][1]
+
+    def expire(self, t: float) -> float:
+        """Drop what is older than the window at ``t``; returns the maximum (0 if empty)."""
+        entries = self._entries
+        limit = t - self.window
+        while entries and entries[0][0] <= limit:
+            entries.popleft()
+        return entries[0][1] if entries else 0.0
+
+    @property
+    def value(self) -> float:
+        return self._entries[0][1] if self._entries else 0.0
+
+    def reset(self) -> None:
+        self._entries.clear()
