@@ -14,6 +14,9 @@ and ``CRYPTO_ACCELERATED`` is False, when packet protection stays on the Python 
 the C core, or when no usable libcrypto loads (one debug message on the ``quicish``
 logger). ``QUICISH_LIBCRYPTO=/path/to/libcrypto.so`` names the only library to try.
 ChaCha20-Poly1305 always takes the Python path.
+
+``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) is the C core's
+when it loads, else the twin's.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ if TYPE_CHECKING:
     # ReassemblyBuffer as the pure twin's classes (tests/test_native_stub.py checks that
     # the stub's match them) and PacketCipher as the stub's class, or None.
     from ._core import PacketCipher as PacketCipherType
-    from .pure import RangeSet, ReassemblyBuffer
+    from .pure import RangeSet, ReassemblyBuffer, render_stream_packets
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
@@ -70,6 +73,7 @@ else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
     ReassemblyBuffer = _impl.ReassemblyBuffer
+    render_stream_packets = _impl.render_stream_packets
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
     del _impl
@@ -97,4 +101,5 @@ __all__ = [
     "RangeSet",
     "ReassemblyBuffer",
     "crypto_backend",
+    "render_stream_packets",
 ]

@@ -85,3 +85,6 @@ class PacketCipher:
     def load_error() -> str | None: ...
     @staticmethod
     def backend() -> str | None: ...
+
+def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int, hi: int) -> bytes:
+    """qlog bulk packet records ``records[lo:hi]`` as JSON-SEQ (as ``pure``'s)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 
@@ -627,3 +628,29 @@ class ReassemblyBuffer:
     @property
     def buffered(self) -> int:
         return self._buffered
+
+
+# ---- qlog ------------------------------------------------------------------------------------
+STREAM_PACKET_TEMPLATE = (
+    '\x1e{"time":%.3f,"name":"%s","data":{"header":{"packet_type":"%s","packet_number":%d},'
+    '"frames":[{"frame_type":"stream","stream_id":%d,"offset":%d,"fin":%s,"raw":{"length":%d}}],'
+    '"raw":{"length":%d}}}\n'
+)
+"""The JSON-SEQ record of a packet that is one STREAM frame (``quic:packet_sent`` /
+``quic:packet_received`` in bulk), filled from a record of :func:`render_stream_packets`."""
+
+
+def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int, hi: int) -> bytes:
+    """The JSON-SEQ text of ``records[lo:hi]``, each ``(time, name, packet_type,
+    packet_number, stream_id, offset, fin, length, size)``: the time written in milliseconds
+    after ``start`` with 3 decimals (0.000 when before it). IndexError unless
+    ``0 <= lo <= hi <= len(records)``. (py_qlog.c is the C form.)"""
+    if not 0 <= lo <= hi <= len(records):
+        raise IndexError(f"render_stream_packets: [{lo}, {hi}) not within {len(records)} records")
+    template = STREAM_PACKET_TEMPLATE
+    parts = []
+    for now, name, ptype, pn, sid, offset, fin, length, size in records[lo:hi]:
+        ms = (now - start) * 1000.0
+        fields = (ms if ms > 0.0 else 0.0, name, ptype, pn, sid, offset)
+        parts.append(template % (*fields, "true" if fin else "false", length, size))
+    return "".join(parts).encode()

@@ -154,7 +154,8 @@ static int export_types(const char *module_name, const char *type_module, const 
         goto done;
     if (PyModule_AddObjectRef(mod, "RangeSet", rs_type) < 0 ||
         PyModule_AddObjectRef(mod, "ReassemblyBuffer", ra_type) < 0 ||
-        PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0)
+        PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0 ||
+        PyModule_AddFunctions(mod, qr_qlog_methods) < 0)
         goto done;
     ret = 0;
 done:
