@@ -67,6 +67,7 @@ _TYPE_NAME = {
 _SPACE_TYPE = ("initial", "handshake", "1RTT")
 _ONE_RTT = int(PacketType.ONE_RTT)
 _LEVEL = ("initial", "handshake", "1rtt")
+_STREAM_FRAME = F.StreamFrame
 
 
 def _compact(frames: Iterable[Any], ack_exponent: int) -> list[Any]:
@@ -176,7 +177,7 @@ class Trace:
         # The writer's bulk list while it is the only sink: bulk packets are appended to it
         # here as the writer's stream_packet records (one tuple per packet, nothing else).
         self.bulk: list[tuple[Any, ...]] | None = None
-        self.bulk_limit = 0  # (its flush_every)
+        self.bulk_limit = 0  # (its bulk_limit: when to flush)
         self.qlog_error: OSError | None = None  # why the qlog file could not be opened
         self.callback: Tracer | None = None  # Connection.tracer
         self.config_tracer: Tracer | None = None  # Config.tracer
@@ -251,7 +252,7 @@ class Trace:
         writer = self.writer
         only_writer = writer is not None and self.sink is writer
         self.bulk = writer.bulk if writer is not None and only_writer else None
-        self.bulk_limit = writer.flush_every if writer is not None else 0
+        self.bulk_limit = writer.bulk_limit if writer is not None else 0
         on = self if self.sink is not None else None
         for part in self._hooked:
             part.trace = on
@@ -409,7 +410,7 @@ class Trace:
         so (its bulk path), else anything else."""
         self.now = now
         bulk = self.bulk
-        if bulk is not None and type(lone) is F.StreamFrame:
+        if bulk is not None and type(lone) is _STREAM_FRAME:
             sid, fin = lone.stream_id, lone.fin
             bulk.append(
                 (now, PACKET_RECEIVED, "1RTT", pn, sid, lone.offset, fin, len(lone.data), size)
