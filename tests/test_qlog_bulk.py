@@ -1,18 +1,22 @@
 """The bulk paths of the trace (one tuple per packet for the qlog writer: the lean
-builder's ``Trace.stream_sent`` and the receive path's lone STREAM frame) log exactly what
-the general path logs: the same transfer, on the same seeded network, gives the same
-events with them and without them."""
+builder's ``Trace.stream_sent`` and the receive path's lone STREAM frame, in C with
+``QlogTap`` or in Python) log exactly what the general path logs: the same transfer, on the
+same seeded network, gives the same events with them and without them."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pairs import Peer, connected, make_net
 
+import quicish.proto.trace as trace_module
+from quicish.native import QlogTap
 from quicish.proto.trace import Trace
 from quicish.qlog import assert_valid, check_packet_numbers
+from quicish.qlog.writer import QlogWriter
 from quicish.simlink import LinkSpec
 
 
@@ -48,33 +52,44 @@ def one_rtt(event: Any) -> bool:
     return bool(event.name == "quic:stream_state_updated")
 
 
+@pytest.mark.parametrize("tap", [True, False])
 def test_bulk_paths_log_what_the_general_path_logs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tap: bool
 ) -> None:
-    calls = {"stream_sent": 0, "bulk": 0}
-    original_stream_sent = Trace.stream_sent
+    """``tap``: with the C core's QlogTap (else the trace's Python bulk paths)."""
+    if tap and QlogTap is None:
+        pytest.skip("no C core")
+    if not tap:
+        monkeypatch.setattr(trace_module, "QlogTap", None)
+    calls = Counter[str]()
+    original_stream_packet = QlogWriter.stream_packet
 
-    def counting(self: Trace, *args: Any) -> None:
-        calls["stream_sent"] += 1
-        if self.bulk is not None:
-            calls["bulk"] += 1
-        original_stream_sent(self, *args)
+    def counting(self: QlogWriter, *args: Any) -> None:
+        calls["stream_packet"] += 1
+        original_stream_packet(self, *args)
 
-    monkeypatch.setattr(Trace, "stream_sent", counting)
-    fast = transfer(tmp_path / "fast")
-    assert calls["bulk"] > 200  # the bulk paths were taken
-
+    monkeypatch.setattr(QlogWriter, "stream_packet", counting)
     original_install = Trace.install
+
+    def installing(self: Trace) -> Trace | None:
+        installed = original_install(self)
+        calls["tapped"] += "stream_sent" in self.__dict__
+        return installed
+
+    monkeypatch.setattr(Trace, "install", installing)
+    fast = transfer(tmp_path / "fast")
+    assert calls["stream_packet"] < 10  # the bulk paths were taken: no stream_packet calls
+    assert (calls["tapped"] > 0) == tap
 
     def general_only(self: Trace) -> Trace | None:
         installed = original_install(self)
         self.bulk = None  # as when a second sink listens: every packet by the general path
+        self._tap(None)
         return installed
 
     monkeypatch.setattr(Trace, "install", general_only)
-    calls["bulk"] = 0
     general = transfer(tmp_path / "general")
-    assert calls["bulk"] == 0 and calls["stream_sent"] > 400
+    assert calls["stream_packet"] > 400
     assert set(fast) == set(general) == {"client", "server"}
     for role in fast:
         assert len(fast[role]) == len(general[role]) > 300

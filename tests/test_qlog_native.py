@@ -1,4 +1,5 @@
-"""render_stream_packets: the C core's (py_qlog.c) and the pure twin's give the same bytes.
+"""render_stream_packets: the C core's (py_qlog.c) and the pure twin's give the same bytes;
+QlogTap: the C core's and the twin's do the same with the same calls.
 
 The qlog writer renders its bulk packet records (one STREAM frame per packet) with the C
 function when the core loads; the twin is the reference (its template is the one the
@@ -9,6 +10,7 @@ build (``QUICISH_NATIVE_MODULE=quicish.native._core_asan``).
 from __future__ import annotations
 
 import io
+from collections import Counter
 import json
 import math
 import random
@@ -17,7 +19,9 @@ from typing import Any
 import pytest
 
 from quicish.native import accelerated, pure
+from quicish.proto.records import PingRecord, StreamRecord
 from quicish.qlog.writer import QlogWriter
+from quicish.wire.frames import StreamFrame
 
 C = accelerated.render_stream_packets
 PY = pure.render_stream_packets
@@ -165,3 +169,74 @@ def test_other_events_keep_their_places_among_bulk_records() -> None:
     assert got == order
     assert [e["time"] for e in events] == [float(i) for i in range(12)]
     assert w.events_written == 12
+
+
+class _Trace:
+    def __init__(self) -> None:
+        self.now = -1.0
+        self._phase = 0
+
+
+class _Keys:
+    phase = 0
+
+
+def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
+    trace, keys, bulk, out = _Trace(), _Keys(), [], []  # type: ignore[var-annotated]
+    streams = {0, 4, 64}
+
+    def flush() -> None:
+        out.append(("flush", list(bulk)))
+        bulk.clear()
+
+    tap = tap_type(
+        trace,
+        bulk,
+        streams,
+        keys,
+        flush,
+        3,
+        StreamFrame,
+        lambda *a: out.append(("sent_slow", a)),
+        lambda *a: out.append(("received_slow", a)),
+    )
+    for kind, args in calls:
+        if kind == "phase":
+            keys.phase = args[0]
+        else:
+            getattr(tap, kind)(*args)
+        out.append(("now", trace.now))
+    return [*out, ("bulk", bulk)]
+
+
+def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+    now, pn, size = rng.uniform(0, 10), rng.randrange(1 << 20), rng.randrange(21, 1500)
+    sid = rng.choice((0, 4, 8, 64))
+    fin = rng.choice((False, False, False, True, 0))
+    offset, length = rng.randrange(1 << 40), rng.randrange(1200)
+    kind = rng.randrange(8)
+    if kind == 0:
+        return "phase", (rng.randrange(2),)
+    if kind < 4:
+        records: Any = [StreamRecord(sid, offset, length, fin)]
+        if rng.random() < 0.1:
+            records = records * 2 if rng.random() < 0.5 else [PingRecord()]
+        return "sent", (now, pn, size, b"payload", records)
+    lone: Any = StreamFrame(sid, offset, bytes(length), fin)
+    if rng.random() < 0.1:
+        lone = rng.choice((True, False, None))
+    return "received", (now, 4, pn, size, b"payload", lone)
+
+
+def test_c_tap_does_what_the_pure_tap_does() -> None:
+    rng = random.Random(9)
+    seen = Counter[str]()
+    for _ in range(100):
+        calls = [_random_call(rng) for _ in range(rng.randrange(1, 40))]
+        done = _tap_run(accelerated.QlogTap, calls)
+        assert done == _tap_run(pure.QlogTap, calls)
+        seen.update(kind for kind, _ in done)
+        seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
+    assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50
+    assert seen["recorded"] > 300

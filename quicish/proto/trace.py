@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ErrorCode
+from ..native import QlogTap
 from ..qlog import events as qe
 from ..qlog.frames import frame_to_qlog
 from ..qlog.schema import (
@@ -253,6 +254,7 @@ class Trace:
         only_writer = writer is not None and self.sink is writer
         self.bulk = writer.bulk if writer is not None and only_writer else None
         self.bulk_limit = writer.bulk_limit if writer is not None else 0
+        self._tap(writer if only_writer else None)
         on = self if self.sink is not None else None
         for part in self._hooked:
             part.trace = on
@@ -281,6 +283,29 @@ class Trace:
             part.trace = None
         self._recovery.on_metrics = None
         self.bulk = None
+        self._tap(None)
+
+    def _tap(self, writer: QlogWriter | None) -> None:
+        """With the C core, the bulk case of :meth:`stream_sent` and :meth:`packet_received`
+        is done by a ``QlogTap`` (C) in this trace's place while ``writer`` is the only sink
+        (its methods shadow the two, handing it every other case); without, none."""
+        self.__dict__.pop("stream_sent", None)
+        self.__dict__.pop("packet_received", None)
+        if writer is None or QlogTap is None:
+            return
+        tap = QlogTap(
+            self,
+            writer.bulk,
+            self._streams,
+            self._keys,
+            writer.flush,
+            writer.bulk_limit,
+            F.StreamFrame,
+            self.stream_sent,
+            self.packet_received,
+        )
+        self.__dict__["stream_sent"] = tap.sent
+        self.__dict__["packet_received"] = tap.received
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def begin(self, now: float, local: Any, remote: Any) -> None:
