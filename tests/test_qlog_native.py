@@ -10,10 +10,10 @@ build (``QUICISH_NATIVE_MODULE=quicish.native._core_asan``).
 from __future__ import annotations
 
 import io
-from collections import Counter
 import json
 import math
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -183,7 +183,9 @@ class _Keys:
 
 def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
     """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
-    trace, keys, bulk, out = _Trace(), _Keys(), [], []  # type: ignore[var-annotated]
+    trace, keys = _Trace(), _Keys()
+    bulk: list[Any] = []
+    out: list[tuple[str, Any]] = []
     streams = {0, 4, 64}
 
     def flush() -> None:
@@ -213,7 +215,7 @@ def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[An
 def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
     now, pn, size = rng.uniform(0, 10), rng.randrange(1 << 20), rng.randrange(21, 1500)
     sid = rng.choice((0, 4, 8, 64))
-    fin = rng.choice((False, False, False, True, 0))
+    fin: Any = rng.choice((False, False, False, True, 0))
     offset, length = rng.randrange(1 << 40), rng.randrange(1200)
     kind = rng.randrange(8)
     if kind == 0:

@@ -689,20 +689,20 @@ class QlogTap:
     def sent(self, *args: Any) -> None:
         if len(args) == 5 and type(args[4]) is list and len(args[4]) == 1:
             rec = args[4][0]
-            if isinstance(rec, tuple) and len(rec) == 4 and rec[3] is False:
-                if rec[0] in self._streams:
-                    now, pn, size = args[:3]
-                    self._record(now, "quic:packet_sent", pn, rec[0], rec[1], False, rec[2], size)
-                    return
+            plain = isinstance(rec, tuple) and len(rec) == 4 and rec[3] is False
+            if plain and rec[0] in self._streams:
+                now, pn, size = args[:3]
+                self._record(now, "quic:packet_sent", pn, rec[0], rec[1], False, rec[2], size)
+                return
         self._sent_slow(*args)
 
     def received(self, *args: Any) -> None:
         if len(args) == 6 and type(args[5]) is self._frame_type:
             lone: Any = args[5]
-            if lone.fin is False and lone.stream_id in self._streams:
-                if self._keys.phase == self._trace._phase:
-                    now, _, pn, size = args[:4]
-                    sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
-                    self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)
-                    return
+            plain = lone.fin is False and lone.stream_id in self._streams
+            if plain and self._keys.phase == self._trace._phase:
+                now, _, pn, size = args[:4]
+                sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
+                self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)
+                return
         self._received_slow(*args)
