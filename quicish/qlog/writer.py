@@ -1,8 +1,10 @@
 """Writing one connection's qlog as a JSON-SEQ file (RFC 7464; qlog main schema section 6).
 
-:class:`QlogWriter` keeps events in a list (one tuple append per event) and serializes them
-in chunks of ``flush_every`` events and at :meth:`QlogWriter.close`, so the per-event cost on
-the connection's path is an append. Times are the engine's monotonic seconds; they are
+:class:`QlogWriter` keeps events in lists (one tuple append per event) and serializes them
+in chunks (``flush_every`` events; packets of one STREAM frame, the bulk of a transfer, in
+:attr:`QlogWriter.bulk`, every ``BULK_FLUSH_EVERY``, rendered by the C core's
+``render_stream_packets``) and at :meth:`QlogWriter.close`, so the per-event cost on the
+connection's path is an append. Times are the engine's monotonic seconds; they are
 written in milliseconds relative to the writer's start (``relative_to_epoch`` with a
 ``monotonic`` reference clock, whose epoch is ``unknown`` by the draft's rules).
 
