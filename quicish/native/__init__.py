@@ -14,6 +14,10 @@ and ``CRYPTO_ACCELERATED`` is False, when packet protection stays on the Python 
 the C core, or when no usable libcrypto loads (one debug message on the ``quicish``
 logger). ``QUICISH_LIBCRYPTO=/path/to/libcrypto.so`` names the only library to try.
 ChaCha20-Poly1305 always takes the Python path.
+
+``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) is the C core's
+when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
+case) is the C core's, or None: the trace's own Python methods are the twin's path.
 """
 
 from __future__ import annotations
@@ -61,15 +65,19 @@ if TYPE_CHECKING:
     # ReassemblyBuffer as the pure twin's classes (tests/test_native_stub.py checks that
     # the stub's match them) and PacketCipher as the stub's class, or None.
     from ._core import PacketCipher as PacketCipherType
-    from .pure import RangeSet, ReassemblyBuffer
+    from ._core import QlogTap as QlogTapType
+    from .pure import RangeSet, ReassemblyBuffer, render_stream_packets
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
     PacketCipher: type[PacketCipherType] | None
+    QlogTap: type[QlogTapType] | None
 else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
     ReassemblyBuffer = _impl.ReassemblyBuffer
+    render_stream_packets = _impl.render_stream_packets
+    QlogTap = _impl.QlogTap if ACCELERATED else None
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
     del _impl
@@ -94,7 +102,9 @@ __all__ = [
     "ACCELERATED",
     "CRYPTO_ACCELERATED",
     "PacketCipher",
+    "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
     "crypto_backend",
+    "render_stream_packets",
 ]

@@ -85,3 +85,24 @@ class PacketCipher:
     def load_error() -> str | None: ...
     @staticmethod
     def backend() -> str | None: ...
+
+def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int, hi: int) -> bytes:
+    """qlog bulk packet records ``records[lo:hi]`` as JSON-SEQ (as ``pure``'s)."""
+
+class QlogTap:
+    """The qlog trace's two per-packet calls in the bulk case (``pure.QlogTap``)."""
+
+    def __init__(
+        self,
+        trace: Any,
+        bulk: list[tuple[Any, ...]],
+        streams: set[int],
+        keys: Any,
+        flush: Any,
+        limit: int,
+        frame_type: type,
+        sent_slow: Any,
+        received_slow: Any,
+    ) -> None: ...
+    def sent(self, *args: Any) -> None: ...
+    def received(self, *args: Any) -> None: ...

@@ -11,7 +11,10 @@ report this module as their ``__module__``. Errors are raised from builtin and
 :mod:`quicish.errors` classes directly, with the twin's messages. ``PacketCipher``
 (``aead.c``) loads libcrypto only when first used (``PacketCipher.available()``, or a
 constructor call, which raises ImportError when it cannot); it returns what
-``quicish.wire.protection``'s Python path returns. Their types are declared in ``_core.pyi``.
+``quicish.wire.protection``'s Python path returns. ``render_stream_packets`` (``py_qlog.c``)
+renders qlog's bulk packet events as the twin's function does; ``QlogTap`` is the qlog trace's
+per-packet calls in the bulk case. Their types are declared in
+``_core.pyi``.
 
 The extension module is ``quicish.native._core``, or the module named by the
 ``QUICISH_NATIVE_MODULE`` environment variable (the AddressSanitizer build uses
@@ -46,12 +49,21 @@ def _export() -> None:
 _export()
 
 if TYPE_CHECKING:  # the types of every build of the module are declared in _core.pyi
-    from ._core import PacketCipher, RangeSet, ReassemblyBuffer
+    from ._core import PacketCipher, QlogTap, RangeSet, ReassemblyBuffer, render_stream_packets
 else:
     RangeSet = _mod.RangeSet
     ReassemblyBuffer = _mod.ReassemblyBuffer
     PacketCipher = getattr(_mod, "PacketCipher", None)
-    if PacketCipher is None:
+    render_stream_packets = getattr(_mod, "render_stream_packets", None)
+    QlogTap = getattr(_mod, "QlogTap", None)
+    if PacketCipher is None or render_stream_packets is None or QlogTap is None:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
-__all__ = ["MODULE_NAME", "PacketCipher", "RangeSet", "ReassemblyBuffer"]
+__all__ = [
+    "MODULE_NAME",
+    "PacketCipher",
+    "QlogTap",
+    "RangeSet",
+    "ReassemblyBuffer",
+    "render_stream_packets",
+]

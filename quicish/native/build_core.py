@@ -33,6 +33,7 @@ SOURCES = (
     "py_rangeset.c",
     "py_reassembly.c",
     "py_cipher.c",
+    "py_qlog.c",
 )
 HEADERS = ("core.h", "aead.h", "pytypes.h")
 

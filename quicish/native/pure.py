@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 
@@ -627,3 +628,81 @@ class ReassemblyBuffer:
     @property
     def buffered(self) -> int:
         return self._buffered
+
+
+# ---- qlog ------------------------------------------------------------------------------------
+STREAM_PACKET_TEMPLATE = (
+    '\x1e{"time":%.3f,"name":"%s","data":{"header":{"packet_type":"%s","packet_number":%d},'
+    '"frames":[{"frame_type":"stream","stream_id":%d,"offset":%d,"fin":%s,"raw":{"length":%d}}],'
+    '"raw":{"length":%d}}}\n'
+)
+"""The JSON-SEQ record of a packet that is one STREAM frame (``quic:packet_sent`` /
+``quic:packet_received`` in bulk), filled from a record of :func:`render_stream_packets`."""
+
+
+def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int, hi: int) -> bytes:
+    """The JSON-SEQ text of ``records[lo:hi]``, each ``(time, name, packet_type,
+    packet_number, stream_id, offset, fin, length, size)``: the time written in milliseconds
+    after ``start`` with 3 decimals (0.000 when before it). IndexError unless
+    ``0 <= lo <= hi <= len(records)``. (py_qlog.c is the C form.)"""
+    if not 0 <= lo <= hi <= len(records):
+        raise IndexError(f"render_stream_packets: [{lo}, {hi}) not within {len(records)} records")
+    template = STREAM_PACKET_TEMPLATE
+    parts = []
+    for now, name, ptype, pn, sid, offset, fin, length, size in records[lo:hi]:
+        ms = (now - start) * 1000.0
+        fields = (ms if ms > 0.0 else 0.0, name, ptype, pn, sid, offset)
+        parts.append(template % (*fields, "true" if fin else "false", length, size))
+    return "".join(parts).encode()
+
+
+class QlogTap:
+    """The trace's two per-packet calls in the bulk case (the reference for py_qlog.c's
+    ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for
+    ``Trace.packet_received``. A packet of one STREAM frame without FIN, on a stream in
+    ``streams`` (and, received, with ``keys.phase`` the trace's ``_phase``) is appended to
+    ``bulk`` as the writer's record, ``trace.now`` set and ``flush()`` called when ``bulk``
+    reaches ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
+
+    def __init__(
+        self,
+        trace: Any,
+        bulk: list[tuple[Any, ...]],
+        streams: set[int],
+        keys: Any,
+        flush: Any,
+        limit: int,
+        frame_type: type,
+        sent_slow: Any,
+        received_slow: Any,
+    ) -> None:
+        self._trace, self._bulk, self._streams, self._keys = trace, bulk, streams, keys
+        self._flush, self._limit, self._frame_type = flush, limit, frame_type
+        self._sent_slow, self._received_slow = sent_slow, received_slow
+
+    def _record(self, now: Any, name: str, pn: Any, sid: Any, offset: Any, *rest: Any) -> None:
+        self._trace.now = now
+        self._bulk.append((now, name, "1RTT", pn, sid, offset, *rest))
+        if len(self._bulk) >= self._limit:
+            self._flush()
+
+    def sent(self, *args: Any) -> None:
+        if len(args) == 5 and type(args[4]) is list and len(args[4]) == 1:
+            rec = args[4][0]
+            plain = isinstance(rec, tuple) and len(rec) == 4 and rec[3] is False
+            if plain and rec[0] in self._streams:
+                now, pn, size = args[:3]
+                self._record(now, "quic:packet_sent", pn, rec[0], rec[1], False, rec[2], size)
+                return
+        self._sent_slow(*args)
+
+    def received(self, *args: Any) -> None:
+        if len(args) == 6 and type(args[5]) is self._frame_type:
+            lone: Any = args[5]
+            plain = lone.fin is False and lone.stream_id in self._streams
+            if plain and self._keys.phase == self._trace._phase:
+                now, _, pn, size = args[:4]
+                sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
+                self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)
+                return
+        self._received_slow(*args)

@@ -120,7 +120,8 @@ static int import_attr(PyObject **slot, const char *module, const char *name)
 
 static int export_types(const char *module_name, const char *type_module, const char *pure_name)
 {
-    PyObject *mod = NULL, *bases = NULL, *rs_type = NULL, *ra_type = NULL, *pc_type = NULL;
+    PyObject *mod = NULL, *bases = NULL, *rs_type = NULL, *ra_type = NULL, *pc_type = NULL,
+             *tap_type = NULL;
     int ret = -1;
     if (import_attr(&qr_protocol_error, "quicish.errors", "ProtocolError") < 0 ||
         import_attr(&qr_iterable, "collections.abc", "Iterable") < 0 ||
@@ -138,7 +139,9 @@ static int export_types(const char *module_name, const char *type_module, const 
         (size_t)snprintf(qr_ra_name, sizeof(qr_ra_name), "%s.ReassemblyBuffer", type_module) >=
             sizeof(qr_ra_name) ||
         (size_t)snprintf(qr_pc_name, sizeof(qr_pc_name), "%s.PacketCipher", type_module) >=
-            sizeof(qr_pc_name)) {
+            sizeof(qr_pc_name) ||
+        (size_t)snprintf(qr_tap_name, sizeof(qr_tap_name), "%s.QlogTap", type_module) >=
+            sizeof(qr_tap_name)) {
         PyErr_SetString(PyExc_ValueError, "module name too long");
         return -1;
     }
@@ -150,11 +153,15 @@ static int export_types(const char *module_name, const char *type_module, const 
         goto done;
     if (!(pc_type = PyType_FromSpec(&qr_pc_spec)))
         goto done;
+    if (!(tap_type = PyType_FromSpec(&qr_tap_spec)))
+        goto done;
     if (!(mod = PyImport_ImportModule(module_name)))
         goto done;
     if (PyModule_AddObjectRef(mod, "RangeSet", rs_type) < 0 ||
         PyModule_AddObjectRef(mod, "ReassemblyBuffer", ra_type) < 0 ||
-        PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0)
+        PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0 ||
+        PyModule_AddObjectRef(mod, "QlogTap", tap_type) < 0 ||
+        PyModule_AddFunctions(mod, qr_qlog_methods) < 0)
         goto done;
     ret = 0;
 done:
@@ -163,6 +170,7 @@ done:
     Py_XDECREF(rs_type);
     Py_XDECREF(ra_type);
     Py_XDECREF(pc_type);
+    Py_XDECREF(tap_type);
     return ret;
 }
 

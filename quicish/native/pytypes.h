@@ -97,6 +97,12 @@ extern PyType_Spec qr_rs_spec, qr_ra_spec, qr_pc_spec;
 extern char qr_rs_name[QR_TYPE_NAME_SIZE], qr_ra_name[QR_TYPE_NAME_SIZE],
     qr_pc_name[QR_TYPE_NAME_SIZE];
 
+/* Module-level functions (py_qlog.c: render_stream_packets), added by qr_export_types,
+ * and py_qlog.c's QlogTap type. */
+extern PyMethodDef qr_qlog_methods[];
+extern PyType_Spec qr_tap_spec;
+extern char qr_tap_name[QR_TYPE_NAME_SIZE];
+
 /* Set up what a type file needs beyond the objects above (interned strings): 0, or -1
  * with an exception. */
 int qr_ra_setup(void);

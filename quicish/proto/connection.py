@@ -803,7 +803,7 @@ class Connection:
         idle.restart_pending = True
         ack_eliciting = self._process_frames(payload, ptype, space, now)
         if self._trace is not None:
-            self._trace.packet_received(now, ptype, pn, size, payload)
+            self._trace.packet_received(now, ptype, pn, size, payload, ack_eliciting)
         rx_path = self._frames.rx_path
         if (
             rx_path is not self._paths.current
@@ -819,8 +819,10 @@ class Connection:
 
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float
-    ) -> bool:
-        # The bulk case, a 1-RTT packet that is one STREAM frame: no frame list, no dispatch.
+    ) -> bool | F.StreamFrame:
+        """Whether the packet is ack-eliciting: truthy; the frame itself in the bulk case,
+        a 1-RTT packet that is one STREAM frame (no frame list, no dispatch; the trace
+        logs it from there)."""
         lone = F.decode_lone_stream_frame(payload) if ptype == _ONE_RTT else None
         if lone is not None:
             try:
@@ -830,7 +832,7 @@ class Connection:
                 raise
             if self._frames.rx_path is not self._paths.current:
                 self._rx_non_probing = True  # STREAM is a non-probing frame
-            return True
+            return lone
         frames = F.decode_frames(payload, ptype)
         ack_eliciting = False
         on = self._frames

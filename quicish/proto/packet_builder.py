@@ -577,14 +577,17 @@ class PacketBuilder:
         room = self.max_datagram_size - (1 + len(cid) + pn_length) - AEAD_TAG_SIZE
         if not self._streams.write_stream_frames(buf, room, records):
             return None
+        payload = buf.take()
         out = self._seal(
-            space, tx, _ONE_RTT, pn, truncated, pn_length, buf.take(), records, True, True, now
+            space, tx, _ONE_RTT, pn, truncated, pn_length, payload, records, True, True, now
         )
         size = len(out)  # (_count_datagram inlined: once per packet of a bulk transfer)
         self._paths.current.bytes_sent += size
         stats = self._stats
         stats.datagrams_sent += 1
         stats.bytes_sent += size
+        if self.trace is not None:
+            self.trace.stream_sent(now, pn, size, payload, records)
         return out
 
     # ---- path probes and CONNECTION_CLOSE --------------------------------------------------
@@ -610,21 +613,12 @@ class PacketBuilder:
         if not self._write_path_frames(path, buf, room, now)[0]:
             return None
         # Not in flight: probes on another path do not count against this path's window.
+        payload = buf.take()
         packet = self._seal(
-            space,
-            tx,
-            _ONE_RTT,
-            pn,
-            truncated,
-            pn_length,
-            buf.take(),
-            [],
-            False,
-            False,
-            now,
-            cid,
-            path,
+            space, tx, _ONE_RTT, pn, truncated, pn_length, payload, [], False, False, now, cid, path
         )
+        if self.trace is not None:
+            self.trace.packet_sent(now, _ONE_RTT, pn, len(packet), payload, [])
         self._count_datagram(packet, path)
         return packet
 
@@ -691,7 +685,7 @@ class PacketBuilder:
         records = built.records
         eliciting = built.eliciting
         in_flight = eliciting or len(records) != 1 or type(records[0]) is not AckRecord
-        return self._seal(
+        packet = self._seal(
             built.space,
             built.tx,
             built.ptype,
@@ -704,6 +698,9 @@ class PacketBuilder:
             in_flight,
             now,
         )
+        if self.trace is not None and self.sealed_ahead is None:  # (traced when it leaves)
+            self.trace.packet_sent(now, built.ptype, built.pn, len(packet), built.payload, records)
+        return packet
 
     def _seal(
         self,
@@ -722,7 +719,8 @@ class PacketBuilder:
         probe_path: Path | None = None,
     ) -> bytes:
         """The one path every packet takes: next packet number (skipping one now and
-        then), header, AEAD and header protection, then recorded as sent."""
+        then), header, AEAD and header protection, then recorded as sent. (Its callers
+        trace the packet: the bulk path the cheaper way.)"""
         following = pn + 1
         if following == space.skip_pn:
             following = self._skip_packet_number(space, following)
@@ -750,8 +748,6 @@ class PacketBuilder:
         sent = SentPacket(pn, now, len(packet), eliciting, in_flight, space.index, records)
         if self.sealed_ahead is None:
             self.record_sent(sent, probe_path)
-            if self.trace is not None:
-                self.trace.packet_sent(now, ptype, pn, len(packet), payload, records)
         else:  # start_hello(): connect() records it, at its own time, when it is really sent
             self.sealed_ahead.append((sent, ptype, payload))
         return packet

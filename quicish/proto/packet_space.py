@@ -84,10 +84,10 @@ class PacketSpace:
         return pn >= self.ack_floor and self.received.add_packet(pn)
 
     def on_packet_received(
-        self, pn: int, ack_eliciting: bool, now: float, max_delay: float
+        self, pn: int, ack_eliciting: object, now: float, max_delay: float
     ) -> None:
         """Schedule the ACK of ``pn``, recorded before its frames were processed
-        (RFC 9000 section 13.2)."""
+        (RFC 9000 section 13.2); ``ack_eliciting`` truthy when the packet is."""
         out_of_order = pn != self.largest_received + 1
         if pn > self.largest_received:
             self.largest_received = pn

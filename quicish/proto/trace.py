@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ErrorCode
+from ..native import QlogTap
 from ..qlog import events as qe
 from ..qlog.frames import frame_to_qlog
 from ..qlog.schema import (
@@ -67,6 +68,7 @@ _TYPE_NAME = {
 _SPACE_TYPE = ("initial", "handshake", "1RTT")
 _ONE_RTT = int(PacketType.ONE_RTT)
 _LEVEL = ("initial", "handshake", "1rtt")
+_STREAM_FRAME = F.StreamFrame
 
 
 def _compact(frames: Iterable[Any], ack_exponent: int) -> list[Any]:
@@ -173,6 +175,10 @@ class Trace:
         self._hooked = (conn._builder, conn._frames, conn._lifecycle, conn._migration)
         self.sink: TraceSink | None = None
         self.writer: QlogWriter | None = None  # the qlog file, when one is written
+        # The writer's bulk list while it is the only sink: bulk packets are appended to it
+        # here as the writer's stream_packet records (one tuple per packet, nothing else).
+        self.bulk: list[tuple[Any, ...]] | None = None
+        self.bulk_limit = 0  # (its bulk_limit: when to flush)
         self.qlog_error: OSError | None = None  # why the qlog file could not be opened
         self.callback: Tracer | None = None  # Connection.tracer
         self.config_tracer: Tracer | None = None  # Config.tracer
@@ -244,6 +250,11 @@ class Trace:
             if tracer is not None:
                 sinks.append(CallbackSink(tracer))
         self.sink = fan_out(sinks)
+        writer = self.writer
+        only_writer = writer is not None and self.sink is writer
+        self.bulk = writer.bulk if writer is not None and only_writer else None
+        self.bulk_limit = writer.bulk_limit if writer is not None else 0
+        self._tap(writer if only_writer else None)
         on = self if self.sink is not None else None
         for part in self._hooked:
             part.trace = on
@@ -271,6 +282,30 @@ class Trace:
         for part in self._hooked:
             part.trace = None
         self._recovery.on_metrics = None
+        self.bulk = None
+        self._tap(None)
+
+    def _tap(self, writer: QlogWriter | None) -> None:
+        """With the C core, the bulk case of :meth:`stream_sent` and :meth:`packet_received`
+        is done by a ``QlogTap`` (C) in this trace's place while ``writer`` is the only sink
+        (its methods shadow the two, handing it every other case); without, none."""
+        self.__dict__.pop("stream_sent", None)
+        self.__dict__.pop("packet_received", None)
+        if writer is None or QlogTap is None:
+            return
+        tap = QlogTap(
+            self,
+            writer.bulk,
+            self._streams,
+            self._keys,
+            writer.flush,
+            writer.bulk_limit,
+            F.StreamFrame,
+            self.stream_sent,
+            self.packet_received,
+        )
+        self.__dict__["stream_sent"] = tap.sent
+        self.__dict__["packet_received"] = tap.received
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def begin(self, now: float, local: Any, remote: Any) -> None:
@@ -336,8 +371,21 @@ class Trace:
     def packet_sent(
         self, now: float, ptype: int, pn: int, size: int, payload: Any, records: list[Record]
     ) -> None:
-        sink = self.sink
         self.now = now
+        bulk = self.bulk
+        if bulk is not None and ptype == _ONE_RTT and len(records) == 1:
+            record = records[0]
+            if type(record) is StreamRecord:
+                sid, offset, length, fin = record
+                if len(payload) - length == 8 and payload[0] & 0xFE == 0x0E and payload[1] < 64:
+                    # the bulk case, as the lean builder writes it (see below): one tuple
+                    bulk.append((now, PACKET_SENT, "1RTT", pn, sid, offset, fin, length, size))
+                    if fin or sid not in self._streams:
+                        self._stream_frame(sid, fin, True, now)
+                    if len(bulk) >= self.bulk_limit:
+                        self.writer.flush()  # type: ignore[union-attr]
+                    return
+        sink = self.sink
         if sink is None:
             return
         if ptype == _ONE_RTT:
@@ -350,9 +398,9 @@ class Trace:
                     if fin or sid not in self._streams:
                         self._stream_frame(sid, fin, True, now)
                     return
-            bulk = _lone_stream(payload)
-            if bulk is not None:  # one STREAM frame, the whole payload
-                sid, offset, length, fin = bulk
+            one = _lone_stream(payload)
+            if one is not None:  # one STREAM frame, the whole payload
+                sid, offset, length, fin = one
                 sink.stream_packet(PACKET_SENT, now, "1RTT", pn, size, sid, offset, length, fin)
                 if fin or sid not in self._streams:
                     self._stream_frame(sid, fin, True, now)
@@ -362,15 +410,50 @@ class Trace:
         self._stream_states(frames, True, now)
         self.poll(now)
 
-    def packet_received(self, now: float, ptype: int, pn: int, size: int, payload: Any) -> None:
-        sink = self.sink
+    def stream_sent(
+        self, now: float, pn: int, size: int, payload: Any, records: list[Record]
+    ) -> None:
+        """A 1-RTT packet of the bulk path (``PacketBuilder.build_stream_datagram``): its
+        payload is the STREAM frames of ``records``, nothing else, so one record is the
+        whole packet: one tuple for the writer, nothing read from the payload."""
+        bulk = self.bulk
+        if bulk is None or len(records) != 1:
+            self.packet_sent(now, _ONE_RTT, pn, size, payload, records)
+            return
         self.now = now
+        sid, offset, length, fin = records[0]
+        bulk.append((now, PACKET_SENT, "1RTT", pn, sid, offset, fin, length, size))
+        if fin or sid not in self._streams:
+            self._stream_frame(sid, fin, True, now)
+        if len(bulk) >= self.bulk_limit:
+            self.writer.flush()  # type: ignore[union-attr]
+
+    def packet_received(
+        self, now: float, ptype: int, pn: int, size: int, payload: Any, lone: object = None
+    ) -> None:
+        """``lone``: the packet's only frame, a STREAM frame, when the connection decoded it
+        so (its bulk path), else anything else."""
+        self.now = now
+        bulk = self.bulk
+        if bulk is not None and type(lone) is _STREAM_FRAME:
+            sid, fin = lone.stream_id, lone.fin
+            bulk.append(
+                (now, PACKET_RECEIVED, "1RTT", pn, sid, lone.offset, fin, len(lone.data), size)
+            )
+            if fin or sid not in self._streams:
+                self._stream_frame(sid, fin, False, now)
+            if self._keys.phase != self._phase:  # (the peer's key update comes in bulk)
+                self.poll(now)
+            if len(bulk) >= self.bulk_limit:
+                self.writer.flush()  # type: ignore[union-attr]
+            return
+        sink = self.sink
         if sink is None:
             return
         if ptype == _ONE_RTT:
-            bulk = _bulk_stream(payload) or _lone_stream(payload)
-            if bulk is not None:
-                sid, offset, length, fin = bulk
+            one = _bulk_stream(payload) or _lone_stream(payload)
+            if one is not None:
+                sid, offset, length, fin = one
                 sink.stream_packet(PACKET_RECEIVED, now, "1RTT", pn, size, sid, offset, length, fin)
                 if fin or sid not in self._streams:
                     self._stream_frame(sid, fin, False, now)

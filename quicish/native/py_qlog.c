@@ -1,0 +1,550 @@
+/* render_stream_packets: qlog's bulk packet events as JSON-SEQ text, in one C call.
+ *
+ * quicish.qlog.writer buffers each packet that is one STREAM frame as a 9-tuple
+ * (time, name, packet_type, packet_number, stream_id, offset, fin, length, size) and
+ * renders a run of them at flush time.  This is the C form of the pure twin's
+ * render_stream_packets (quicish.native.pure): the same bytes for the same records
+ * (test_qlog_native.py compares them), the time written as "%.3f" of milliseconds after
+ * `start` (negative ones as 0.000), rounded as Python's % rounds (put_ms, else
+ * PyOS_double_to_string, what % calls).
+ *
+ * It reads only exact values, so no Python code runs during the call (the list cannot
+ * change under it): a float or int time, str names, ints in the int64 range, a bool or
+ * int fin.  Anything else raises TypeError (OverflowError for a bigger int) and the
+ * writer renders those records in Python instead.
+ */
+#include "pytypes.h"
+
+#include <string.h>
+
+#include <structmember.h>
+
+typedef struct {
+    PyObject *bytes; /* the output, grown with _PyBytes_Resize */
+    Py_ssize_t len;
+} Out;
+
+/* Room for `need` more bytes: 0, or -1 with an exception (out->bytes then NULL). */
+static int reserve(Out *out, Py_ssize_t need)
+{
+    Py_ssize_t cap = PyBytes_GET_SIZE(out->bytes);
+    if (out->len + need <= cap)
+        return 0;
+    if (need > PY_SSIZE_T_MAX / 2 - out->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cap = 2 * (out->len + need);
+    return _PyBytes_Resize(&out->bytes, cap);
+}
+
+#define PUT(out, s, n)                                                      \
+    do {                                                                    \
+        memcpy(PyBytes_AS_STRING((out)->bytes) + (out)->len, (s), (n));    \
+        (out)->len += (n);                                                  \
+    } while (0)
+#define PUT_LIT(out, lit) PUT(out, lit, sizeof(lit) - 1)
+
+/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved. */
+static void put_int(Out *out, long long v)
+{
+    char tmp[24];
+    char *p = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    PUT(out, p, (Py_ssize_t)(tmp + sizeof(tmp) - p));
+}
+
+/* An int field: 0 with *v, or -1 with TypeError / OverflowError. */
+static int get_int(PyObject *o, long long *v)
+{
+    int overflow;
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "qlog record: an int expected, got %.100s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "qlog record: int out of the int64 range");
+        return -1;
+    }
+    return *v == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* A str field as UTF-8 (borrowed, cached by the str): NULL with TypeError. */
+static const char *get_str(PyObject *o, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "qlog record: a str expected, got %.100s",
+                     Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(o, n);
+}
+
+/* "%.3f" of ms (>= 0) at buf, its length; 0 when ms is too large or too near a rounding
+ * tie for this short cut, which the caller then leaves to PyOS_double_to_string.  Below
+ * 2^30 ms, ms * 1000 is within 2^-14 of the exact product, so away from a tie (by
+ * 2^-10) its integer rounding is the exact value's. */
+static Py_ssize_t put_ms(char *buf, double ms)
+{
+    const double margin = 1.0 / 1024;
+    double y, frac;
+    long long n;
+    char tmp[24];
+    char *p = tmp + sizeof(tmp);
+    int i;
+    if (!(ms < 1073741824.0))
+        return 0;
+    y = ms * 1000.0;
+    n = (long long)y;
+    frac = y - (double)n;
+    if (frac > 0.5 + margin)
+        n += 1;
+    else if (frac >= 0.5 - margin)
+        return 0;
+    for (i = 0; i < 3; i++) {
+        *--p = (char)('0' + n % 10);
+        n /= 10;
+    }
+    *--p = '.';
+    do {
+        *--p = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
+    return (Py_ssize_t)(tmp + sizeof(tmp) - p);
+}
+
+/* One record at out's end: 0, or -1 with an exception. */
+static int put_record(Out *out, PyObject *rec, double start)
+{
+    PyObject *const *f;
+    const char *name, *ptype;
+    char *time_text = NULL, time_buf[24];
+    Py_ssize_t name_len, ptype_len, time_len;
+    long long ints[5]; /* packet_number, stream_id, offset, length, size */
+    static const int at[5] = {3, 4, 5, 7, 8};
+    double now, ms;
+    int fin, i, ret, overflow;
+    if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 9) {
+        PyErr_SetString(PyExc_TypeError, "qlog record: a 9-tuple expected");
+        return -1;
+    }
+    f = &PyTuple_GET_ITEM(rec, 0);
+    if (PyFloat_Check(f[0])) {
+        now = PyFloat_AS_DOUBLE(f[0]);
+    } else if (PyLong_Check(f[0])) {
+        now = PyLong_AsDouble(f[0]);
+        if (now == -1.0 && PyErr_Occurred())
+            return -1;
+    } else {
+        PyErr_Format(PyExc_TypeError, "qlog record: a float time expected, got %.100s",
+                     Py_TYPE(f[0])->tp_name);
+        return -1;
+    }
+    if (!(name = get_str(f[1], &name_len)) || !(ptype = get_str(f[2], &ptype_len)))
+        return -1;
+    for (i = 0; i < 5; i++)
+        if (get_int(f[at[i]], &ints[i]) < 0)
+            return -1;
+    if (PyBool_Check(f[6])) {
+        fin = f[6] == Py_True;
+    } else if (PyLong_Check(f[6])) {
+        long long v = PyLong_AsLongLongAndOverflow(f[6], &overflow);
+        if (v == -1 && !overflow && PyErr_Occurred())
+            return -1;
+        fin = v != 0 || overflow != 0;
+    } else {
+        PyErr_Format(PyExc_TypeError, "qlog record: a bool fin expected, got %.100s",
+                     Py_TYPE(f[6])->tp_name);
+        return -1;
+    }
+    ms = (now - start) * 1000.0;
+    if (!(ms > 0.0))
+        ms = 0.0;
+    time_len = put_ms(time_buf, ms);
+    if (!time_len) {
+        if (!(time_text = PyOS_double_to_string(ms, 'f', 3, 0, NULL)))
+            return -1;
+        time_len = (Py_ssize_t)strlen(time_text);
+    }
+    /* the template's text (under 256 bytes), the strings, 5 ints of up to 21 characters */
+    ret = reserve(out, 256 + time_len + name_len + ptype_len + 5 * 21);
+    if (ret == 0) {
+        PUT_LIT(out, "\x1e{\"time\":");
+        PUT(out, time_text ? time_text : time_buf, time_len);
+        PUT_LIT(out, ",\"name\":\"");
+        PUT(out, name, name_len);
+        PUT_LIT(out, "\",\"data\":{\"header\":{\"packet_type\":\"");
+        PUT(out, ptype, ptype_len);
+        PUT_LIT(out, "\",\"packet_number\":");
+        put_int(out, ints[0]);
+        PUT_LIT(out, "},\"frames\":[{\"frame_type\":\"stream\",\"stream_id\":");
+        put_int(out, ints[1]);
+        PUT_LIT(out, ",\"offset\":");
+        put_int(out, ints[2]);
+        if (fin)
+            PUT_LIT(out, ",\"fin\":true,\"raw\":{\"length\":");
+        else
+            PUT_LIT(out, ",\"fin\":false,\"raw\":{\"length\":");
+        put_int(out, ints[3]);
+        PUT_LIT(out, "}}],\"raw\":{\"length\":");
+        put_int(out, ints[4]);
+        PUT_LIT(out, "}}}\n");
+    }
+    if (time_text)
+        PyMem_Free(time_text);
+    return ret;
+}
+
+static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    static const char *const names[] = {"records", "start", "lo", "hi"};
+    PyObject *a[4], *records;
+    Py_ssize_t lo, hi, i;
+    double start;
+    Out out;
+    PARSE("render_stream_packets", names, 4, 4, a);
+    records = a[0];
+    if (!PyList_Check(records)) {
+        PyErr_SetString(PyExc_TypeError, "render_stream_packets: records must be a list");
+        return NULL;
+    }
+    start = PyFloat_AsDouble(a[1]);
+    if (start == -1.0 && PyErr_Occurred())
+        return NULL;
+    lo = PyNumber_AsSsize_t(a[2], PyExc_OverflowError);
+    if (lo == -1 && PyErr_Occurred())
+        return NULL;
+    hi = PyNumber_AsSsize_t(a[3], PyExc_OverflowError);
+    if (hi == -1 && PyErr_Occurred())
+        return NULL;
+    /* (PyFloat_AsDouble and __index__ may run Python code: the size is read after them) */
+    if (lo < 0 || lo > hi || hi > PyList_GET_SIZE(records)) {
+        PyErr_Format(PyExc_IndexError, "render_stream_packets: [%zd, %zd) not within %zd records",
+                     lo, hi, PyList_GET_SIZE(records));
+        return NULL;
+    }
+    out.len = 0;
+    out.bytes = PyBytes_FromStringAndSize(NULL, (hi - lo) * 240 + 64);
+    if (!out.bytes)
+        return NULL;
+    for (i = lo; i < hi; i++) {
+        if (put_record(&out, PyList_GET_ITEM(records, i), start) < 0) {
+            Py_XDECREF(out.bytes);
+            return NULL;
+        }
+    }
+    if (_PyBytes_Resize(&out.bytes, out.len) < 0)
+        return NULL;
+    return out.bytes;
+}
+
+PyMethodDef qr_qlog_methods[] = {
+    {"render_stream_packets", (PyCFunction)(void (*)(void))render_stream_packets, FASTCALL_KW,
+     PyDoc_STR("render_stream_packets(records, start, lo, hi) -> bytes\n\n"
+               "The JSON-SEQ records of qlog stream packets records[lo:hi].")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- QlogTap: the trace's two per-packet calls in the bulk case, in C ----------------
+ *
+ * quicish.proto.trace.Trace, while a qlog file is its only sink, lets the engine call
+ * tap.sent (for Trace.stream_sent) and tap.received (for Trace.packet_received) instead of
+ * its Python methods.  In the plain bulk case (one STREAM frame, no FIN, a stream already
+ * logged as open, for a received packet the key phase unchanged) they do what those
+ * methods do: set trace.now, append the record tuple to the writer's list, flush at the
+ * limit.  Anything else goes to the Python method (`sent_slow`, `received_slow`), so
+ * the events are the same either way (quicish.native.pure.QlogTap is the reference). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *trace;     /* its `now` is set, its `_phase` read */
+    PyObject *bulk;      /* list: the writer's bulk records */
+    PyObject *streams;   /* set: stream ids logged as open */
+    PyObject *keys;      /* has `phase` */
+    PyObject *flush;     /* called when len(bulk) reaches limit */
+    PyObject *frame_type;
+    PyObject *sent_slow, *received_slow;
+    Py_ssize_t limit;
+    /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
+     * Python's own LOAD_ATTR reads them), or -1: read by name */
+    Py_ssize_t slot[4];
+} TapObject;
+
+static PyObject *s_now, *s_phase, *s_trace_phase, *s_stream_id, *s_offset, *s_data, *s_fin,
+    *s_sent, *s_received, *s_1rtt;
+
+static int tap_setup(void)
+{
+#define INTERN(var, text)                                             \
+    if (!var && !(var = PyUnicode_InternFromString(text)))            \
+        return -1;
+    INTERN(s_now, "now");
+    INTERN(s_phase, "phase");
+    INTERN(s_trace_phase, "_phase");
+    INTERN(s_stream_id, "stream_id");
+    INTERN(s_offset, "offset");
+    INTERN(s_data, "data");
+    INTERN(s_fin, "fin");
+    INTERN(s_sent, "quic:packet_sent");
+    INTERN(s_received, "quic:packet_received");
+    INTERN(s_1rtt, "1RTT");
+#undef INTERN
+    return 0;
+}
+
+static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"trace", "bulk", "streams", "keys", "flush", "limit",
+                             "frame_type", "sent_slow", "received_slow", NULL};
+    PyObject *o[8];
+    Py_ssize_t limit;
+    TapObject *self;
+    int i;
+    if (tap_setup() < 0)
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!OOnOOO:QlogTap", kwlist, &o[0],
+                                     &PyList_Type, &o[1], &PySet_Type, &o[2], &o[3], &o[4],
+                                     &limit, &o[5], &o[6], &o[7]))
+        return NULL;
+    if (!PyType_Check(o[5])) {
+        PyErr_SetString(PyExc_TypeError, "QlogTap: frame_type must be a class");
+        return NULL;
+    }
+    if (!(self = (TapObject *)type->tp_alloc(type, 0)))
+        return NULL;
+    for (i = 0; i < 8; i++)
+        Py_INCREF(o[i]);
+    self->trace = o[0];
+    self->bulk = o[1];
+    self->streams = o[2];
+    self->keys = o[3];
+    self->flush = o[4];
+    self->frame_type = o[5];
+    self->sent_slow = o[6];
+    self->received_slow = o[7];
+    self->limit = limit;
+    {
+        PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
+        for (i = 0; i < 4; i++) {
+            self->slot[i] = -1;
+            d = PyDict_GetItemWithError(((PyTypeObject *)o[5])->tp_dict, names[i]);
+            if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+                PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+                if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ))
+                    self->slot[i] = m->offset;
+            }
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+/* Attribute i (fin, stream_id, offset, data) of a frame_type instance: a new reference,
+ * or NULL with an exception. */
+static PyObject *frame_attr(TapObject *self, PyObject *frame, int i)
+{
+    static PyObject **names[4] = {&s_fin, &s_stream_id, &s_offset, &s_data};
+    PyObject *v;
+    if (self->slot[i] >= 0) {
+        v = *(PyObject **)((char *)frame + self->slot[i]);
+        if (v) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(frame, *names[i]);
+}
+
+static int tap_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    TapObject *self = (TapObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->trace);
+    Py_VISIT(self->bulk);
+    Py_VISIT(self->streams);
+    Py_VISIT(self->keys);
+    Py_VISIT(self->flush);
+    Py_VISIT(self->frame_type);
+    Py_VISIT(self->sent_slow);
+    Py_VISIT(self->received_slow);
+    return 0;
+}
+
+static int tap_clear(PyObject *op)
+{
+    TapObject *self = (TapObject *)op;
+    Py_CLEAR(self->trace);
+    Py_CLEAR(self->bulk);
+    Py_CLEAR(self->streams);
+    Py_CLEAR(self->keys);
+    Py_CLEAR(self->flush);
+    Py_CLEAR(self->frame_type);
+    Py_CLEAR(self->sent_slow);
+    Py_CLEAR(self->received_slow);
+    return 0;
+}
+
+static void tap_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    tap_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+/* The record (now, name, "1RTT", pn, sid, offset, fin, length, size) appended, trace.now
+ * set, the writer flushed at the limit: None, or NULL with an exception. */
+static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyObject *pn,
+                            PyObject *sid, PyObject *offset, PyObject *fin, PyObject *length,
+                            PyObject *size)
+{
+    PyObject *items[9], *rec, *r;
+    int i, failed;
+    if (!self->bulk) {
+        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
+        return NULL;
+    }
+    items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
+    items[5] = offset, items[6] = fin, items[7] = length, items[8] = size;
+    if (!(rec = PyTuple_New(9)))
+        return NULL;
+    for (i = 0; i < 9; i++) {
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(rec, i, items[i]);
+    }
+    failed = PyObject_SetAttr(self->trace, s_now, now) < 0 || PyList_Append(self->bulk, rec) < 0;
+    Py_DECREF(rec);
+    if (failed)
+        return NULL;
+    if (PyList_GET_SIZE(self->bulk) >= self->limit) {
+        if (!(r = PyObject_CallNoArgs(self->flush)))
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* tap.sent(now, pn, size, payload, records): Trace.stream_sent. */
+static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    TapObject *self = (TapObject *)op;
+    PyObject *records, *rec, *result = NULL;
+    int known;
+    if (nargs == 5 && self->sent_slow && PyList_CheckExact(args[4]) &&
+        PyList_GET_SIZE(args[4]) == 1) {
+        records = args[4];
+        rec = PyList_GET_ITEM(records, 0);
+        if (PyTuple_Check(rec) && PyTuple_GET_SIZE(rec) == 4 && PyTuple_GET_ITEM(rec, 3) == Py_False) {
+            Py_INCREF(rec); /* (a set lookup may run Python code, for an odd stream id) */
+            known = PySet_Contains(self->streams, PyTuple_GET_ITEM(rec, 0));
+            if (known > 0)
+                result = tap_record(self, args[0], s_sent, args[1], PyTuple_GET_ITEM(rec, 0),
+                                    PyTuple_GET_ITEM(rec, 1), Py_False, PyTuple_GET_ITEM(rec, 2),
+                                    args[2]);
+            Py_DECREF(rec);
+            if (known != 0)
+                return result; /* recorded, or NULL with the lookup's exception */
+        }
+    }
+    if (!self->sent_slow) {
+        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
+        return NULL;
+    }
+    return PyObject_Vectorcall(self->sent_slow, args, nargs, NULL);
+}
+
+/* tap.received(now, ptype, pn, size, payload, lone): Trace.packet_received. */
+static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    TapObject *self = (TapObject *)op;
+    PyObject *lone, *fin = NULL, *sid = NULL, *phase = NULL, *mine = NULL, *offset = NULL,
+                    *data = NULL, *length = NULL, *result = NULL;
+    Py_ssize_t n;
+    int plain = 0;
+    if (!self->received_slow) {
+        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
+        return NULL;
+    }
+    if (nargs != 6 || (PyObject *)Py_TYPE(args[5]) != self->frame_type)
+        return PyObject_Vectorcall(self->received_slow, args, nargs, NULL);
+    lone = args[5];
+    Py_INCREF(lone);
+    if (!(fin = frame_attr(self, lone, 0)))
+        goto done;
+    if (fin == Py_False) {
+        if (!(sid = frame_attr(self, lone, 1)))
+            goto done;
+        plain = PySet_Contains(self->streams, sid);
+        if (plain < 0)
+            goto done;
+    }
+    if (plain) {
+        if (!(phase = PyObject_GetAttr(self->keys, s_phase)) ||
+            !(mine = PyObject_GetAttr(self->trace, s_trace_phase)))
+            goto done;
+        plain = PyObject_RichCompareBool(phase, mine, Py_EQ);
+        if (plain < 0)
+            goto done;
+    }
+    if (plain) {
+        if (!(offset = frame_attr(self, lone, 2)) || !(data = frame_attr(self, lone, 3)))
+            goto done;
+        if ((n = PyObject_Length(data)) < 0 || !(length = PyLong_FromSsize_t(n)))
+            goto done;
+        result = tap_record(self, args[0], s_received, args[2], sid, offset, fin, length,
+                            args[3]);
+    } else {
+        result = PyObject_Vectorcall(self->received_slow, args, nargs, NULL);
+    }
+done:
+    Py_DECREF(lone);
+    Py_XDECREF(fin);
+    Py_XDECREF(sid);
+    Py_XDECREF(phase);
+    Py_XDECREF(mine);
+    Py_XDECREF(offset);
+    Py_XDECREF(data);
+    Py_XDECREF(length);
+    return result;
+}
+
+static PyMethodDef tap_methods[] = {
+    {"sent", (PyCFunction)(void (*)(void))tap_sent, METH_FASTCALL,
+     PyDoc_STR("sent(now, pn, size, payload, records): Trace.stream_sent.")},
+    {"received", (PyCFunction)(void (*)(void))tap_received, METH_FASTCALL,
+     PyDoc_STR("received(now, ptype, pn, size, payload, lone): Trace.packet_received.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot tap_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR("The trace's per-packet calls of the bulk case, in C.")},
+    {Py_tp_new, tap_new},
+    {Py_tp_dealloc, tap_dealloc},
+    {Py_tp_traverse, tap_traverse},
+    {Py_tp_clear, tap_clear},
+    {Py_tp_methods, tap_methods},
+    {0, NULL},
+};
+
+char qr_tap_name[QR_TYPE_NAME_SIZE];
+
+PyType_Spec qr_tap_spec = {
+    qr_tap_name,
+    sizeof(TapObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    tap_slots,
+};

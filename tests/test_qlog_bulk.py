@@ -1,0 +1,121 @@
+"""The bulk paths of the trace (one tuple per packet for the qlog writer: the lean
+builder's ``Trace.stream_sent`` and the receive path's lone STREAM frame, in C with
+``QlogTap`` or in Python) log exactly what the general path logs: the same transfer, on the
+same seeded network, gives the same events with them and without them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pairs import Peer, connected, make_net
+
+import quicish.proto.trace as trace_module
+from quicish.native import QlogTap
+from quicish.proto.trace import Trace
+from quicish.qlog import assert_valid, check_packet_numbers
+from quicish.qlog.writer import QlogWriter
+from quicish.simlink import LinkSpec
+
+
+def transfer(directory: Path) -> dict[str, list[tuple[str, float, Any]]]:
+    """Both ends' 1-RTT qlog events, (name, time, data), of a seeded lossy transfer both
+    ways."""
+    kw = {"qlog_dir": str(directory)}
+    net = make_net(link=LinkSpec(delay=0.01, loss=0.03), seed=5, client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, bytes(300_000), end_stream=True)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=60)
+    net.server.send_stream_data(sid, bytes(100_000), end_stream=True)
+    assert net.run_until(lambda: sid in c.finished, c, s, timeout=60)
+    net.client.close()
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=60)
+    out = {}
+    for path in sorted(directory.glob("*.sqlog")):
+        trace = assert_valid(path)
+        assert not check_packet_numbers(trace)
+        role = path.stem.rsplit("_", 1)[1]
+        out[role] = [(ev.name, ev.time, ev.data) for ev in trace.events if one_rtt(ev)]
+    return out
+
+
+def one_rtt(event: Any) -> bool:
+    """The packets of one STREAM frame and the stream states (the handshake's and the
+    session ticket's CRYPTO lengths vary from run to run with the TLS randomness)."""
+    if event.name in ("quic:packet_sent", "quic:packet_received"):
+        frames = event.data.get("frames", ())
+        return len(frames) == 1 and frames[0]["frame_type"] == "stream"
+    return bool(event.name == "quic:stream_state_updated")
+
+
+@pytest.mark.parametrize("tap", [True, False])
+def test_bulk_paths_log_what_the_general_path_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tap: bool
+) -> None:
+    """``tap``: with the C core's QlogTap (else the trace's Python bulk paths)."""
+    if tap and QlogTap is None:
+        pytest.skip("no C core")
+    if not tap:
+        monkeypatch.setattr(trace_module, "QlogTap", None)
+    calls = Counter[str]()
+    original_stream_packet = QlogWriter.stream_packet
+
+    def counting(self: QlogWriter, *args: Any) -> None:
+        calls["stream_packet"] += 1
+        original_stream_packet(self, *args)
+
+    monkeypatch.setattr(QlogWriter, "stream_packet", counting)
+    original_install = Trace.install
+
+    def installing(self: Trace) -> Trace | None:
+        installed = original_install(self)
+        calls["tapped"] += "stream_sent" in self.__dict__
+        return installed
+
+    monkeypatch.setattr(Trace, "install", installing)
+    fast = transfer(tmp_path / "fast")
+    assert calls["stream_packet"] < 10  # the bulk paths were taken: no stream_packet calls
+    assert (calls["tapped"] > 0) == tap
+
+    def general_only(self: Trace) -> Trace | None:
+        installed = original_install(self)
+        self.bulk = None  # as when a second sink listens: every packet by the general path
+        self._tap(None)
+        return installed
+
+    monkeypatch.setattr(Trace, "install", general_only)
+    general = transfer(tmp_path / "general")
+    assert calls["stream_packet"] > 400
+    assert set(fast) == set(general) == {"client", "server"}
+    for role in fast:
+        assert len(fast[role]) == len(general[role]) > 300
+        assert fast[role] == general[role]
+
+
+def test_a_key_update_in_bulk_is_logged_by_both_files(tmp_path: Path) -> None:
+    """The peer's key update arrives in bulk packets: the receive path's bulk case (the tap
+    with the C core) hands the first packet of the new phase to the trace's poll."""
+    kw = {"qlog_dir": str(tmp_path)}
+    net = make_net(link=LinkSpec(delay=0.01), seed=3, client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, bytes(200_000), end_stream=False)
+    assert net.run_until(lambda: net.server.stats().bytes_received > 100_000, c, s, timeout=30)
+    net.client.request_key_update()
+    net.client.send_stream_data(sid, bytes(200_000), end_stream=True)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=30)
+    net.client.close()
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=30)
+    triggers = {}
+    for path in tmp_path.glob("*.sqlog"):
+        trace = assert_valid(path)
+        assert not check_packet_numbers(trace)
+        triggers[path.stem.rsplit("_", 1)[1]] = {
+            ev.data.get("trigger") for ev in trace.events if ev.name == "quic:key_updated"
+        }
+    assert "local_update" in triggers["client"] and "remote_update" in triggers["server"]

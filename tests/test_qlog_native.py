@@ -1,0 +1,244 @@
+"""render_stream_packets: the C core's (py_qlog.c) and the pure twin's give the same bytes;
+QlogTap: the C core's and the twin's do the same with the same calls.
+
+The qlog writer renders its bulk packet records (one STREAM frame per packet) with the C
+function when the core loads; the twin is the reference (its template is the one the
+writer used before). ``make sanitize`` can run this file against the AddressSanitizer
+build (``QUICISH_NATIVE_MODULE=quicish.native._core_asan``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from quicish.native import accelerated, pure
+from quicish.proto.records import PingRecord, StreamRecord
+from quicish.qlog.writer import QlogWriter
+from quicish.wire.frames import StreamFrame
+
+C = accelerated.render_stream_packets
+PY = pure.render_stream_packets
+NAMES = ("quic:packet_sent", "quic:packet_received")
+
+
+def random_time(rng: random.Random, start: float) -> float:
+    kind = rng.randrange(8)
+    if kind == 0:
+        return start - rng.uniform(0, 5)  # before the start: written as 0.000
+    if kind == 1:  # on (or next to) a rounding tie of the third decimal
+        tie = (rng.randrange(10**9) + 0.5) / 1e6
+        return start + tie + rng.choice((0.0, 1e-16, -1e-16, 5e-13))
+    if kind == 2:
+        return start + rng.uniform(1e6, 1e13)  # past the C short cut (2^30 ms)
+    if kind == 3:
+        return start + rng.randrange(10**7) / 1e6  # whole microseconds
+    return start + rng.uniform(0, 3600)
+
+
+def random_record(rng: random.Random, start: float) -> tuple[Any, ...]:
+    return (
+        random_time(rng, start),
+        rng.choice(NAMES),
+        rng.choice(("1RTT", "0RTT")),
+        rng.randrange(1 << rng.choice((6, 14, 30, 62))),
+        rng.choice((0, 3, 4, 63, 64, 65, 1 << 20, (1 << 62) - 1)) + rng.randrange(4) * 4,
+        rng.randrange(1 << rng.choice((10, 30, 40, 62))),
+        rng.choice((True, False)),
+        rng.randrange(1 << 14),
+        rng.randrange(21, 1500) if rng.random() < 0.9 else rng.randrange(1 << 63),
+    )
+
+
+def test_c_and_python_give_the_same_bytes_on_random_records() -> None:
+    rng = random.Random(17)
+    for _ in range(200):
+        start = rng.choice((0.0, 1000.25, rng.uniform(0, 1e6)))
+        records = [random_record(rng, start) for _ in range(rng.randrange(1, 60))]
+        lo = rng.randrange(len(records))
+        hi = rng.randrange(lo, len(records) + 1)
+        assert C(records, start, lo, hi) == PY(records, start, lo, hi)
+        assert C(records, start, 0, len(records)) == PY(records, start, 0, len(records))
+
+
+def test_the_records_are_the_template() -> None:
+    records = [
+        (10.0025, "quic:packet_sent", "1RTT", 7, 4, 1 << 40, True, 1200, 1252),
+        (9.0, "quic:packet_received", "1RTT", 8, 64, 0, False, 0, 21),
+    ]
+    text = C(records, 10.0, 0, 2)
+    assert text == (
+        b'\x1e{"time":2.500,"name":"quic:packet_sent","data":{"header":{"packet_type":"1RTT",'
+        b'"packet_number":7},"frames":[{"frame_type":"stream","stream_id":4,'
+        b'"offset":1099511627776,"fin":true,"raw":{"length":1200}}],"raw":{"length":1252}}}\n'
+        b'\x1e{"time":0.000,"name":"quic:packet_received","data":{"header":{"packet_type":"1RTT",'
+        b'"packet_number":8},"frames":[{"frame_type":"stream","stream_id":64,"offset":0,'
+        b'"fin":false,"raw":{"length":0}}],"raw":{"length":21}}}\n'
+    )
+    assert [json.loads(r)["data"]["frames"][0]["fin"] for r in text.split(b"\x1e")[1:]] == [
+        True,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    "ms",
+    [0.0005, 0.0015, 0.0025, 1.0005, 2.5e-4, 123.4565, 999.9995, 1e-9, 2.0**30, 2.0**30 - 1e-3],
+)
+def test_time_rounds_as_python_does(ms: float) -> None:
+    record = (ms / 1000.0, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30)
+    assert C([record], 0.0, 0, 1) == PY([record], 0.0, 0, 1)
+
+
+def test_inf_nan_and_int_times() -> None:
+    for now in (math.inf, math.nan, -math.inf, 5, True):
+        record = (now, "quic:packet_sent", "1RTT", 1, 0, 0, 1, 1, 30)
+        assert C([record], 1.0, 0, 1) == PY([record], 1.0, 0, 1)
+
+
+def test_empty_and_bad_bounds() -> None:
+    records = [(1.0, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30)]
+    assert C(records, 0.0, 1, 1) == PY(records, 0.0, 1, 1) == b""
+    assert C([], 0.0, 0, 0) == b""
+    for lo, hi in ((-1, 1), (1, 0), (0, 2)):
+        with pytest.raises(IndexError):
+            C(records, 0.0, lo, hi)
+        with pytest.raises(IndexError):
+            PY(records, 0.0, lo, hi)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (1.0, "quic:packet_sent", "1RTT", None, 0, 0, False, 1, 30),  # packet number None
+        (1.0, "quic:packet_sent", "1RTT", 1 << 64, 0, 0, False, 1, 30),  # beyond int64
+        (1.0, b"quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30),  # bytes name
+        (1.0, "quic:packet_sent", "1RTT", 1, 0, 0, None, 1, 30),  # fin None
+        ("1.0", "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30),  # str time
+        (1.0, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1),  # 8 fields
+        [1.0, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30],  # a list
+    ],
+)
+def test_c_refuses_what_it_does_not_render_exactly(bad: Any) -> None:
+    good = (1.0, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30)
+    with pytest.raises((TypeError, OverflowError)):
+        C([good, bad], 0.0, 0, 2)
+    assert C([good, bad], 0.0, 0, 1) == PY([good], 0.0, 0, 1)
+
+
+def test_the_writer_falls_back_to_python_for_what_c_refuses() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, bytes(8), True, start=0.0, close_stream=False)
+    w.stream_packet("quic:packet_sent", 0.001, "1RTT", 1, 1252, 0, 0, 1200, False)
+    w.stream_packet("quic:packet_sent", 0.002, "1RTT", 1 << 64, 1252, 0, 0, 1200, False)
+    w.stream_packet("quic:packet_sent", 0.003, "1RTT", None, 1252, 0, 0, 1200, False)  # type: ignore[arg-type]
+    w.close()
+    events = [json.loads(r) for r in out.getvalue().split(b"\x1e")[2:]]
+    assert [e["data"].get("header", {}).get("packet_number") for e in events] == [
+        1,
+        1 << 64,
+        None,
+    ]
+    assert "quicish_error" in events[2]["data"] and events[2]["time"] == 3.0
+    assert w.events_written == 3
+
+
+def test_other_events_keep_their_places_among_bulk_records() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, bytes(8), True, start=0.0, flush_every=5, close_stream=False)
+    order = []
+    for i in range(12):
+        if i % 4 == 3:
+            w.event("quic:stream_state_updated", {"stream_id": i}, i / 1000)
+            order.append(("quic:stream_state_updated", i))
+        else:
+            w.stream_packet("quic:packet_sent", i / 1000, "1RTT", i, 1252, 0, i, 1, False)
+            order.append(("quic:packet_sent", i))
+    w.close()
+    events = [json.loads(r) for r in out.getvalue().split(b"\x1e")[2:]]
+    got = [
+        (e["name"], e["data"].get("stream_id", e["data"].get("header", {}).get("packet_number")))
+        for e in events
+    ]
+    assert got == order
+    assert [e["time"] for e in events] == [float(i) for i in range(12)]
+    assert w.events_written == 12
+
+
+class _Trace:
+    def __init__(self) -> None:
+        self.now = -1.0
+        self._phase = 0
+
+
+class _Keys:
+    phase = 0
+
+
+def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
+    trace, keys = _Trace(), _Keys()
+    bulk: list[Any] = []
+    out: list[tuple[str, Any]] = []
+    streams = {0, 4, 64}
+
+    def flush() -> None:
+        out.append(("flush", list(bulk)))
+        bulk.clear()
+
+    tap = tap_type(
+        trace,
+        bulk,
+        streams,
+        keys,
+        flush,
+        3,
+        StreamFrame,
+        lambda *a: out.append(("sent_slow", a)),
+        lambda *a: out.append(("received_slow", a)),
+    )
+    for kind, args in calls:
+        if kind == "phase":
+            keys.phase = args[0]
+        else:
+            getattr(tap, kind)(*args)
+        out.append(("now", trace.now))
+    return [*out, ("bulk", bulk)]
+
+
+def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+    now, pn, size = rng.uniform(0, 10), rng.randrange(1 << 20), rng.randrange(21, 1500)
+    sid = rng.choice((0, 4, 8, 64))
+    fin: Any = rng.choice((False, False, False, True, 0))
+    offset, length = rng.randrange(1 << 40), rng.randrange(1200)
+    kind = rng.randrange(8)
+    if kind == 0:
+        return "phase", (rng.randrange(2),)
+    if kind < 4:
+        records: Any = [StreamRecord(sid, offset, length, fin)]
+        if rng.random() < 0.1:
+            records = records * 2 if rng.random() < 0.5 else [PingRecord()]
+        return "sent", (now, pn, size, b"payload", records)
+    lone: Any = StreamFrame(sid, offset, bytes(length), fin)
+    if rng.random() < 0.1:
+        lone = rng.choice((True, False, None))
+    return "received", (now, 4, pn, size, b"payload", lone)
+
+
+def test_c_tap_does_what_the_pure_tap_does() -> None:
+    rng = random.Random(9)
+    seen = Counter[str]()
+    for _ in range(100):
+        calls = [_random_call(rng) for _ in range(rng.randrange(1, 40))]
+        done = _tap_run(accelerated.QlogTap, calls)
+        assert done == _tap_run(pure.QlogTap, calls)
+        seen.update(kind for kind, _ in done)
+        seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
+    assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50
+    assert seen["recorded"] > 300
