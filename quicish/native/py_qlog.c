@@ -425,6 +425,12 @@ static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyOb
         Py_INCREF(items[i]);
         PyTuple_SET_ITEM(rec, i, items[i]);
     }
+    /* Its items hold no references to containers (a float, strs, ints, a bool; a subclass
+     * at worst, the slow path's): out of the collector's sight, which would otherwise
+     * traverse each record once before untracking it (CPython's tuple rule). */
+    if (PyFloat_CheckExact(now) && PyLong_CheckExact(pn) && PyLong_CheckExact(sid) &&
+        PyLong_CheckExact(offset) && PyLong_CheckExact(length) && PyLong_CheckExact(size))
+        PyObject_GC_UnTrack(rec);
     failed = PyObject_SetAttr(self->trace, s_now, now) < 0 || PyList_Append(self->bulk, rec) < 0;
     Py_DECREF(rec);
     if (failed)
