@@ -242,3 +242,20 @@ def test_c_tap_does_what_the_pure_tap_does() -> None:
         seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
     assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50
     assert seen["recorded"] > 300
+
+
+def test_c_tap_records_are_out_of_the_collectors_sight() -> None:
+    """Its records hold only atomic values: untracked at once (no gen0 traversal each)."""
+    import gc
+
+    trace, keys, bulk = _Trace(), _Keys(), []  # type: ignore[var-annotated]
+    tap = accelerated.QlogTap(
+        trace, bulk, {0}, keys, lambda: None, 100, StreamFrame, print, print
+    )
+    tap.sent(1.5, 7, 1252, b"payload", [StreamRecord(0, 4096, 1200, False)])
+    tap.received(1.75, 4, 9, 1252, b"payload", StreamFrame(0, 0, bytes(1200), False))
+    assert [r[:4] for r in bulk] == [
+        (1.5, "quic:packet_sent", "1RTT", 7),
+        (1.75, "quic:packet_received", "1RTT", 9),
+    ]
+    assert not any(gc.is_tracked(r) for r in bulk)
