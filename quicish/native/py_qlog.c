@@ -19,10 +19,7 @@
 
 #include <structmember.h>
 
-typedef struct {
-    PyObject *bytes; /* the output, grown with _PyBytes_Resize */
-    Py_ssize_t len;
-} Out;
+typedef QrOut Out; /* the output, grown with _PyBytes_Resize */
 
 /* Room for `need` more bytes: 0, or -1 with an exception (out->bytes then NULL). */
 static int reserve(Out *out, Py_ssize_t need)
@@ -123,16 +120,15 @@ static Py_ssize_t put_ms(char *buf, double ms)
 }
 
 /* One record at out's end: 0, or -1 with an exception. */
-static int put_record(Out *out, PyObject *rec, double start)
+int qr_qlog_put_record(Out *out, PyObject *rec, double start)
 {
     PyObject *const *f;
     const char *name, *ptype;
-    char *time_text = NULL, time_buf[24];
-    Py_ssize_t name_len, ptype_len, time_len;
+    Py_ssize_t name_len, ptype_len;
     long long ints[5]; /* packet_number, stream_id, offset, length, size */
     static const int at[5] = {3, 4, 5, 7, 8};
-    double now, ms;
-    int fin, i, ret, overflow;
+    double now;
+    int fin, i, overflow;
     if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 9) {
         PyErr_SetString(PyExc_TypeError, "qlog record: a 9-tuple expected");
         return -1;
@@ -166,6 +162,17 @@ static int put_record(Out *out, PyObject *rec, double start)
                      Py_TYPE(f[6])->tp_name);
         return -1;
     }
+    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start);
+}
+
+int qr_qlog_put_fields(Out *out, double now, const char *name, Py_ssize_t name_len,
+                       const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
+                       double start)
+{
+    char *time_text = NULL, time_buf[24];
+    Py_ssize_t time_len;
+    double ms;
+    int ret;
     ms = (now - start) * 1000.0;
     if (!(ms > 0.0))
         ms = 0.0;
@@ -209,13 +216,16 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
 {
     static const char *const names[] = {"records", "start", "lo", "hi"};
     PyObject *a[4], *records;
-    Py_ssize_t lo, hi, i;
+    Py_ssize_t lo, hi, i, n;
     double start;
+    int is_bulk;
     Out out;
     PARSE("render_stream_packets", names, 4, 4, a);
     records = a[0];
-    if (!PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "render_stream_packets: records must be a list");
+    is_bulk = qr_bulk_type && (PyObject *)Py_TYPE(records) == qr_bulk_type;
+    if (!is_bulk && !PyList_Check(records)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "render_stream_packets: records must be a list or BulkRecords");
         return NULL;
     }
     start = PyFloat_AsDouble(a[1]);
@@ -228,17 +238,24 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     if (hi == -1 && PyErr_Occurred())
         return NULL;
     /* (PyFloat_AsDouble and __index__ may run Python code: the size is read after them) */
-    if (lo < 0 || lo > hi || hi > PyList_GET_SIZE(records)) {
+    n = is_bulk ? qr_bulk_len(records) : PyList_GET_SIZE(records);
+    if (lo < 0 || lo > hi || hi > n) {
         PyErr_Format(PyExc_IndexError, "render_stream_packets: [%zd, %zd) not within %zd records",
-                     lo, hi, PyList_GET_SIZE(records));
+                     lo, hi, n);
         return NULL;
     }
     out.len = 0;
     out.bytes = PyBytes_FromStringAndSize(NULL, (hi - lo) * 240 + 64);
     if (!out.bytes)
         return NULL;
-    for (i = lo; i < hi; i++) {
-        if (put_record(&out, PyList_GET_ITEM(records, i), start) < 0) {
+    if (is_bulk) {
+        if (qr_bulk_render(records, &out, start, lo, hi) < 0) {
+            Py_XDECREF(out.bytes);
+            return NULL;
+        }
+    }
+    for (i = lo; !is_bulk && i < hi; i++) {
+        if (qr_qlog_put_record(&out, PyList_GET_ITEM(records, i), start) < 0) {
             Py_XDECREF(out.bytes);
             return NULL;
         }
@@ -267,7 +284,8 @@ PyMethodDef qr_qlog_methods[] = {
 typedef struct {
     PyObject_HEAD
     PyObject *trace;     /* its `now` is set, its `_phase` read */
-    PyObject *bulk;      /* list: the writer's bulk records */
+    PyObject *bulk;      /* list or BulkRecords: the writer's bulk records */
+    int is_bulk;         /* bulk is a BulkRecords: records appended as C values */
     PyObject *streams;   /* set: stream ids logged as open */
     PyObject *keys;      /* has `phase` */
     PyObject *flush;     /* called when len(bulk) reaches limit */
@@ -311,10 +329,14 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int i;
     if (tap_setup() < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!OOnOOO:QlogTap", kwlist, &o[0],
-                                     &PyList_Type, &o[1], &PySet_Type, &o[2], &o[3], &o[4],
-                                     &limit, &o[5], &o[6], &o[7]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OOnOOO:QlogTap", kwlist, &o[0], &o[1],
+                                     &PySet_Type, &o[2], &o[3], &o[4], &limit, &o[5], &o[6],
+                                     &o[7]))
         return NULL;
+    if (!PyList_Check(o[1]) && (PyObject *)Py_TYPE(o[1]) != qr_bulk_type) {
+        PyErr_SetString(PyExc_TypeError, "QlogTap: bulk must be a list or BulkRecords");
+        return NULL;
+    }
     if (!PyType_Check(o[5])) {
         PyErr_SetString(PyExc_TypeError, "QlogTap: frame_type must be a class");
         return NULL;
@@ -325,6 +347,7 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_INCREF(o[i]);
     self->trace = o[0];
     self->bulk = o[1];
+    self->is_bulk = (PyObject *)Py_TYPE(o[1]) == qr_bulk_type;
     self->streams = o[2];
     self->keys = o[3];
     self->flush = o[4];
@@ -419,6 +442,17 @@ static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyOb
     }
     items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
     items[5] = offset, items[6] = fin, items[7] = length, items[8] = size;
+    if (self->is_bulk) {
+        /* C values in the writer's array: no Python object made */
+        if (PyObject_SetAttr(self->trace, s_now, now) < 0 || qr_bulk_add(self->bulk, items, NULL) < 0)
+            return NULL;
+        if (qr_bulk_len(self->bulk) >= self->limit) {
+            if (!(r = PyObject_CallNoArgs(self->flush)))
+                return NULL;
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
     if (!(rec = PyTuple_New(9)))
         return NULL;
     for (i = 0; i < 9; i++) {
