@@ -327,3 +327,18 @@ def test_the_writer_keeps_bulk_records_in_c_and_falls_back_for_odd_ones() -> Non
     events = [json.loads(r) for r in out.getvalue().split(b"\x1e")[2:]]
     assert [e["data"]["header"]["packet_number"] for e in events] == [1, 1 << 64]
     assert [e["time"] for e in events] == [500.0, 750.0]
+
+
+def test_int_fields_at_the_int64_ends_and_digit_boundaries() -> None:
+    edges = (0, 9, 10, 99, 100, -1, -9, -10, -(1 << 63), (1 << 63) - 1, 10**18 - 1, 10**18)
+    rng = random.Random(3)
+    recs = [
+        (1.0, "quic:packet_sent", "1RTT", *rng.choices(edges, k=3), True, *rng.choices(edges, k=2))
+        for _ in range(500)
+    ]
+    bulk = accelerated.BulkRecords()
+    for rec in recs:
+        bulk.append(rec)
+    want = PY(recs, 0.5, 0, len(recs))
+    assert C(recs, 0.5, 0, len(recs)) == want == C(bulk, 0.5, 0, len(recs))
+    assert b'"packet_number":-9223372036854775808}' in want

@@ -42,19 +42,23 @@ static int reserve(Out *out, Py_ssize_t need)
     } while (0)
 #define PUT_LIT(out, lit) PUT(out, lit, sizeof(lit) - 1)
 
-/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved. */
+/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved.  Written
+ * in place, from the last digit back (no copy: these are most of a record's fields). */
 static void put_int(Out *out, long long v)
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *p = PyBytes_AS_STRING(out->bytes) + out->len;
+    Py_ssize_t n = 1 + (v < 0);
+    for (t = u; t >= 10; t /= 10)
+        n++;
+    out->len += n;
+    p += n;
     do {
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u);
     if (v < 0)
         *--p = '-';
-    PUT(out, p, (Py_ssize_t)(tmp + sizeof(tmp) - p));
 }
 
 /* An int field: 0 with *v, or -1 with TypeError / OverflowError. */
