@@ -342,3 +342,22 @@ def test_int_fields_at_the_int64_ends_and_digit_boundaries() -> None:
     want = PY(recs, 0.5, 0, len(recs))
     assert C(recs, 0.5, 0, len(recs)) == want == C(bulk, 0.5, 0, len(recs))
     assert b'"packet_number":-9223372036854775808}' in want
+
+
+def test_bulk_records_in_a_reference_cycle_are_collected() -> None:
+    """An odd record may hold anything: the collector sees it (traverse) and breaks it."""
+    import gc
+    import weakref
+
+    class Probe:
+        bulk: Any = None
+
+    probe = Probe()
+    probe.bulk = accelerated.BulkRecords()
+    probe.bulk.append((probe, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30))
+    probe.bulk.append((1.0, "quic:packet_sent", "1RTT", 2, 0, 0, False, 1, 30))
+    assert probe.bulk[0][0] is probe and len(probe.bulk) == 2
+    gone = weakref.ref(probe)
+    del probe
+    gc.collect()
+    assert gone() is None
