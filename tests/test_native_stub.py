@@ -14,7 +14,7 @@ import pytest
 from quicish.native import accelerated, pure
 
 STUB = Path(pure.__file__).with_name("_core.pyi")
-EXTENSION_TYPES = ("RangeSet", "ReassemblyBuffer", "PacketCipher", "QlogTap")
+EXTENSION_TYPES = ("RangeSet", "ReassemblyBuffer", "PacketCipher", "QlogTap", "BulkRecords")
 
 
 def stub_classes() -> dict[str, dict[str, list[str]]]:

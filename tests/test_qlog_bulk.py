@@ -14,6 +14,7 @@ from pairs import Peer, connected, make_net
 
 import quicish.proto.trace as trace_module
 from quicish.native import QlogTap
+from quicish.proto.records import StreamRecord
 from quicish.proto.trace import Trace
 from quicish.qlog import assert_valid, check_packet_numbers
 from quicish.qlog.writer import QlogWriter
@@ -119,3 +120,31 @@ def test_a_key_update_in_bulk_is_logged_by_both_files(tmp_path: Path) -> None:
             ev.data.get("trigger") for ev in trace.events if ev.name == "quic:key_updated"
         }
     assert "local_update" in triggers["client"] and "remote_update" in triggers["server"]
+
+
+def test_the_trace_time_includes_the_taps_last_packet(tmp_path: Path) -> None:
+    """The C tap keeps its packets' time itself (no attribute of the trace set per packet):
+    the trace's ``now``, and so an ``aborted`` close logged at the end, is that time."""
+    if QlogTap is None:
+        pytest.skip("no C core")
+    kw = {"qlog_dir": str(tmp_path)}
+    net = make_net(seed=2, client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    sid = net.client.open_stream()
+    net.client.send_stream_data(sid, bytes(200_000), end_stream=False)
+    assert net.run_until(lambda: len(s.data.get(sid, b"")) >= 200_000, c, s, timeout=60)
+    trace = net.client._trace
+    assert trace is not None and trace._tapped is not None
+    tap_now = trace._tapped.now
+    assert tap_now is not None and trace.now == max(tap_now, trace._now) >= tap_now
+    late = trace.now + 5.0  # a bulk packet after everything else: only the tap saw it
+    trace.stream_sent(late, 10**6, 1252, b"", [StreamRecord(sid, 0, 1200, False)])
+    assert trace._tapped.now == late == trace.now
+    net.client.end_trace()  # (dropped without a close: logged as aborted at trace.now)
+    (path,) = tmp_path.glob("*_client.sqlog")
+    events = assert_valid(path).events
+    assert events[-1].name == "quic:connection_closed"
+    assert events[-1].data["trigger"] == "aborted"
+    sent = [e.time for e in events if e.name == "quic:packet_sent"]
+    assert len(sent) > 100 and events[-1].time == max(e.time for e in events) >= max(sent)

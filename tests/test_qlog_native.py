@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from quicish import native
 from quicish.native import accelerated, pure
 from quicish.proto.records import PingRecord, StreamRecord
 from quicish.qlog.writer import QlogWriter
@@ -181,10 +182,12 @@ class _Keys:
     phase = 0
 
 
-def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+def _tap_run(
+    tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]], bulk_type: Any = list
+) -> list[Any]:
     """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
     trace, keys = _Trace(), _Keys()
-    bulk: list[Any] = []
+    bulk: Any = bulk_type()
     out: list[tuple[str, Any]] = []
     streams = {0, 4, 64}
 
@@ -208,8 +211,8 @@ def _tap_run(tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> list[An
             keys.phase = args[0]
         else:
             getattr(tap, kind)(*args)
-        out.append(("now", trace.now))
-    return [*out, ("bulk", bulk)]
+        out.append(("now", (tap.now, trace.now)))
+    return [*out, ("bulk", list(bulk))]
 
 
 def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
@@ -238,7 +241,124 @@ def test_c_tap_does_what_the_pure_tap_does() -> None:
         calls = [_random_call(rng) for _ in range(rng.randrange(1, 40))]
         done = _tap_run(accelerated.QlogTap, calls)
         assert done == _tap_run(pure.QlogTap, calls)
+        # the writer's C records: the same records, as equal tuples
+        assert _tap_run(accelerated.QlogTap, calls, accelerated.BulkRecords) == done
         seen.update(kind for kind, _ in done)
         seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
     assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50
     assert seen["recorded"] > 300
+
+
+def test_c_tap_records_are_out_of_the_collectors_sight() -> None:
+    """Its records hold only atomic values: untracked at once (no gen0 traversal each)."""
+    import gc
+
+    trace, keys, bulk = _Trace(), _Keys(), []  # type: ignore[var-annotated]
+    tap = accelerated.QlogTap(trace, bulk, {0}, keys, lambda: None, 100, StreamFrame, print, print)
+    tap.sent(1.5, 7, 1252, b"payload", [StreamRecord(0, 4096, 1200, False)])
+    tap.received(1.75, 4, 9, 1252, b"payload", StreamFrame(0, 0, bytes(1200), False))
+    assert [r[:4] for r in bulk] == [
+        (1.5, "quic:packet_sent", "1RTT", 7),
+        (1.75, "quic:packet_received", "1RTT", 9),
+    ]
+    assert not any(gc.is_tracked(r) for r in bulk)
+
+
+def _odd_record(rng: random.Random, start: float) -> tuple[Any, ...]:
+    """A record C keeps as its tuple: a value of another type or past int64."""
+    rec = list(random_record(rng, start))
+    i = rng.choice((0, 3, 4, 5, 6, 7, 8))
+    rec[i] = {0: 12, 6: 0}.get(i, (1 << 63) + rng.randrange(9))
+    if rng.random() < 0.2:
+        rec[rng.choice((1, 2))] = None
+    return tuple(rec)
+
+
+def test_bulk_records_are_a_list_of_the_same_records() -> None:
+    rng = random.Random(5)
+    start = 1000.0
+    for _ in range(40):
+        recs = [
+            _odd_record(rng, start) if rng.random() < 0.1 else random_record(rng, start)
+            for _ in range(rng.randrange(0, 600))
+        ]
+        bulk = accelerated.BulkRecords()
+        for rec in recs:
+            bulk.append(rec)
+        assert len(bulk) == len(recs) and list(bulk) == recs
+        assert all(
+            type(a) is type(b)
+            for x, y in zip(bulk, recs, strict=True)
+            for a, b in zip(x, y, strict=True)
+        )
+        if recs:
+            assert bulk[-1] == recs[-1] and bulk[0] == recs[0]
+        with pytest.raises(IndexError):
+            bulk[len(recs)]
+        lo = rng.randrange(len(recs) + 1)
+        hi = rng.randrange(lo, len(recs) + 1)
+        try:
+            want: Any = PY(recs, start, lo, hi)
+            C(recs, start, lo, hi)  # (C refuses what the list's render refuses)
+        except (TypeError, OverflowError) as exc:
+            want = type(exc)
+        if isinstance(want, bytes):
+            assert C(bulk, start, lo, hi) == want
+        else:
+            with pytest.raises(want):
+                C(bulk, start, lo, hi)
+        bulk.clear()
+        assert len(bulk) == 0 and list(bulk) == [] and C(bulk, start, 0, 0) == b""
+        bulk.append(recs[0] if recs else random_record(rng, start))
+        assert len(bulk) == 1
+    with pytest.raises(TypeError):
+        accelerated.BulkRecords().append((1.0, "x"))
+    with pytest.raises(IndexError):
+        C(accelerated.BulkRecords(), 0.0, 0, 1)
+
+
+def test_the_writer_keeps_bulk_records_in_c_and_falls_back_for_odd_ones() -> None:
+    out = io.BytesIO()
+    w = QlogWriter(out, b"\x01", True, start=0.0, close_stream=False)
+    bulk: object = w.bulk
+    assert type(bulk) is (accelerated.BulkRecords if native.ACCELERATED else list)
+    w.stream_packet("quic:packet_sent", 0.5, "1RTT", 1, 1252, 0, 0, 1200, False)
+    w.stream_packet("quic:packet_sent", 0.75, "1RTT", 1 << 64, 1252, 0, 0, 1200, True)
+    w.close()
+    events = [json.loads(r) for r in out.getvalue().split(b"\x1e")[2:]]
+    assert [e["data"]["header"]["packet_number"] for e in events] == [1, 1 << 64]
+    assert [e["time"] for e in events] == [500.0, 750.0]
+
+
+def test_int_fields_at_the_int64_ends_and_digit_boundaries() -> None:
+    edges = (0, 9, 10, 99, 100, -1, -9, -10, -(1 << 63), (1 << 63) - 1, 10**18 - 1, 10**18)
+    rng = random.Random(3)
+    recs = [
+        (1.0, "quic:packet_sent", "1RTT", *rng.choices(edges, k=3), True, *rng.choices(edges, k=2))
+        for _ in range(500)
+    ]
+    bulk = accelerated.BulkRecords()
+    for rec in recs:
+        bulk.append(rec)
+    want = PY(recs, 0.5, 0, len(recs))
+    assert C(recs, 0.5, 0, len(recs)) == want == C(bulk, 0.5, 0, len(recs))
+    assert b'"packet_number":-9223372036854775808}' in want
+
+
+def test_bulk_records_in_a_reference_cycle_are_collected() -> None:
+    """An odd record may hold anything: the collector sees it (traverse) and breaks it."""
+    import gc
+    import weakref
+
+    class Probe:
+        bulk: Any = None
+
+    probe = Probe()
+    probe.bulk = accelerated.BulkRecords()
+    probe.bulk.append((probe, "quic:packet_sent", "1RTT", 1, 0, 0, False, 1, 30))
+    probe.bulk.append((1.0, "quic:packet_sent", "1RTT", 2, 0, 0, False, 1, 30))
+    assert probe.bulk[0][0] is probe and len(probe.bulk) == 2
+    gone = weakref.ref(probe)
+    del probe
+    gc.collect()
+    assert gone() is None

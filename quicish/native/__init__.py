@@ -18,6 +18,7 @@ ChaCha20-Poly1305 always takes the Python path.
 ``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) is the C core's
 when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
 case) is the C core's, or None: the trace's own Python methods are the twin's path.
+``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ if TYPE_CHECKING:
     CRYPTO_ACCELERATED: bool
     PacketCipher: type[PacketCipherType] | None
     QlogTap: type[QlogTapType] | None
+    # (the C type offers the list operations the qlog writer and trace use)
+    BulkRecords: type[list[tuple[Any, ...]]]
 else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
     ReassemblyBuffer = _impl.ReassemblyBuffer
     render_stream_packets = _impl.render_stream_packets
     QlogTap = _impl.QlogTap if ACCELERATED else None
+    BulkRecords = _impl.BulkRecords if ACCELERATED else list
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
     del _impl
@@ -101,6 +105,7 @@ def crypto_backend() -> str:
 __all__ = [
     "ACCELERATED",
     "CRYPTO_ACCELERATED",
+    "BulkRecords",
     "PacketCipher",
     "QlogTap",
     "RangeSet",

@@ -86,8 +86,19 @@ class PacketCipher:
     @staticmethod
     def backend() -> str | None: ...
 
-def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int, hi: int) -> bytes:
+def render_stream_packets(
+    records: list[tuple[Any, ...]] | BulkRecords, start: float, lo: int, hi: int
+) -> bytes:
     """qlog bulk packet records ``records[lo:hi]`` as JSON-SEQ (as ``pure``'s)."""
+
+class BulkRecords:
+    """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
+
+    def append(self, record: tuple[Any, ...]) -> None: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> tuple[Any, ...]: ...
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
 
 class QlogTap:
     """The qlog trace's two per-packet calls in the bulk case (``pure.QlogTap``)."""
@@ -95,7 +106,7 @@ class QlogTap:
     def __init__(
         self,
         trace: Any,
-        bulk: list[tuple[Any, ...]],
+        bulk: list[tuple[Any, ...]] | BulkRecords,
         streams: set[int],
         keys: Any,
         flush: Any,
@@ -104,5 +115,7 @@ class QlogTap:
         sent_slow: Any,
         received_slow: Any,
     ) -> None: ...
+    @property
+    def now(self) -> Any: ...
     def sent(self, *args: Any) -> None: ...
     def received(self, *args: Any) -> None: ...

@@ -49,18 +49,27 @@ def _export() -> None:
 _export()
 
 if TYPE_CHECKING:  # the types of every build of the module are declared in _core.pyi
-    from ._core import PacketCipher, QlogTap, RangeSet, ReassemblyBuffer, render_stream_packets
+    from ._core import (
+        BulkRecords,
+        PacketCipher,
+        QlogTap,
+        RangeSet,
+        ReassemblyBuffer,
+        render_stream_packets,
+    )
 else:
     RangeSet = _mod.RangeSet
     ReassemblyBuffer = _mod.ReassemblyBuffer
     PacketCipher = getattr(_mod, "PacketCipher", None)
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
     QlogTap = getattr(_mod, "QlogTap", None)
-    if PacketCipher is None or render_stream_packets is None or QlogTap is None:
+    BulkRecords = getattr(_mod, "BulkRecords", None)
+    if None in (PacketCipher, render_stream_packets, QlogTap, BulkRecords):
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
 __all__ = [
     "MODULE_NAME",
+    "BulkRecords",
     "PacketCipher",
     "QlogTap",
     "RangeSet",

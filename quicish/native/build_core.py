@@ -34,6 +34,7 @@ SOURCES = (
     "py_reassembly.c",
     "py_cipher.c",
     "py_qlog.c",
+    "py_qlog_bulk.c",
 )
 HEADERS = ("core.h", "aead.h", "pytypes.h")
 

@@ -661,8 +661,9 @@ class QlogTap:
     ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for
     ``Trace.packet_received``. A packet of one STREAM frame without FIN, on a stream in
     ``streams`` (and, received, with ``keys.phase`` the trace's ``_phase``) is appended to
-    ``bulk`` as the writer's record, ``trace.now`` set and ``flush()`` called when ``bulk``
-    reaches ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
+    ``bulk`` as the writer's record, its time kept as :attr:`now` (the trace reads it: no
+    attribute set on the trace per packet) and ``flush()`` called when ``bulk`` reaches
+    ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
 
     def __init__(
         self,
@@ -679,9 +680,10 @@ class QlogTap:
         self._trace, self._bulk, self._streams, self._keys = trace, bulk, streams, keys
         self._flush, self._limit, self._frame_type = flush, limit, frame_type
         self._sent_slow, self._received_slow = sent_slow, received_slow
+        self.now: Any = None  # the time of the last packet recorded here
 
     def _record(self, now: Any, name: str, pn: Any, sid: Any, offset: Any, *rest: Any) -> None:
-        self._trace.now = now
+        self.now = now
         self._bulk.append((now, name, "1RTT", pn, sid, offset, *rest))
         if len(self._bulk) >= self._limit:
             self._flush()

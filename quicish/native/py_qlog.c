@@ -19,10 +19,7 @@
 
 #include <structmember.h>
 
-typedef struct {
-    PyObject *bytes; /* the output, grown with _PyBytes_Resize */
-    Py_ssize_t len;
-} Out;
+typedef QrOut Out; /* the output, grown with _PyBytes_Resize */
 
 /* Room for `need` more bytes: 0, or -1 with an exception (out->bytes then NULL). */
 static int reserve(Out *out, Py_ssize_t need)
@@ -45,19 +42,23 @@ static int reserve(Out *out, Py_ssize_t need)
     } while (0)
 #define PUT_LIT(out, lit) PUT(out, lit, sizeof(lit) - 1)
 
-/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved. */
+/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved.  Written
+ * in place, from the last digit back (no copy: these are most of a record's fields). */
 static void put_int(Out *out, long long v)
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *p = PyBytes_AS_STRING(out->bytes) + out->len;
+    Py_ssize_t n = 1 + (v < 0);
+    for (t = u; t >= 10; t /= 10)
+        n++;
+    out->len += n;
+    p += n;
     do {
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u);
     if (v < 0)
         *--p = '-';
-    PUT(out, p, (Py_ssize_t)(tmp + sizeof(tmp) - p));
 }
 
 /* An int field: 0 with *v, or -1 with TypeError / OverflowError. */
@@ -123,16 +124,15 @@ static Py_ssize_t put_ms(char *buf, double ms)
 }
 
 /* One record at out's end: 0, or -1 with an exception. */
-static int put_record(Out *out, PyObject *rec, double start)
+int qr_qlog_put_record(Out *out, PyObject *rec, double start)
 {
     PyObject *const *f;
     const char *name, *ptype;
-    char *time_text = NULL, time_buf[24];
-    Py_ssize_t name_len, ptype_len, time_len;
+    Py_ssize_t name_len, ptype_len;
     long long ints[5]; /* packet_number, stream_id, offset, length, size */
     static const int at[5] = {3, 4, 5, 7, 8};
-    double now, ms;
-    int fin, i, ret, overflow;
+    double now;
+    int fin, i, overflow;
     if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 9) {
         PyErr_SetString(PyExc_TypeError, "qlog record: a 9-tuple expected");
         return -1;
@@ -166,6 +166,17 @@ static int put_record(Out *out, PyObject *rec, double start)
                      Py_TYPE(f[6])->tp_name);
         return -1;
     }
+    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start);
+}
+
+int qr_qlog_put_fields(Out *out, double now, const char *name, Py_ssize_t name_len,
+                       const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
+                       double start)
+{
+    char *time_text = NULL, time_buf[24];
+    Py_ssize_t time_len;
+    double ms;
+    int ret;
     ms = (now - start) * 1000.0;
     if (!(ms > 0.0))
         ms = 0.0;
@@ -209,13 +220,16 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
 {
     static const char *const names[] = {"records", "start", "lo", "hi"};
     PyObject *a[4], *records;
-    Py_ssize_t lo, hi, i;
+    Py_ssize_t lo, hi, i, n;
     double start;
+    int is_bulk;
     Out out;
     PARSE("render_stream_packets", names, 4, 4, a);
     records = a[0];
-    if (!PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "render_stream_packets: records must be a list");
+    is_bulk = qr_bulk_type && (PyObject *)Py_TYPE(records) == qr_bulk_type;
+    if (!is_bulk && !PyList_Check(records)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "render_stream_packets: records must be a list or BulkRecords");
         return NULL;
     }
     start = PyFloat_AsDouble(a[1]);
@@ -228,17 +242,24 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     if (hi == -1 && PyErr_Occurred())
         return NULL;
     /* (PyFloat_AsDouble and __index__ may run Python code: the size is read after them) */
-    if (lo < 0 || lo > hi || hi > PyList_GET_SIZE(records)) {
+    n = is_bulk ? qr_bulk_len(records) : PyList_GET_SIZE(records);
+    if (lo < 0 || lo > hi || hi > n) {
         PyErr_Format(PyExc_IndexError, "render_stream_packets: [%zd, %zd) not within %zd records",
-                     lo, hi, PyList_GET_SIZE(records));
+                     lo, hi, n);
         return NULL;
     }
     out.len = 0;
     out.bytes = PyBytes_FromStringAndSize(NULL, (hi - lo) * 240 + 64);
     if (!out.bytes)
         return NULL;
-    for (i = lo; i < hi; i++) {
-        if (put_record(&out, PyList_GET_ITEM(records, i), start) < 0) {
+    if (is_bulk) {
+        if (qr_bulk_render(records, &out, start, lo, hi) < 0) {
+            Py_XDECREF(out.bytes);
+            return NULL;
+        }
+    }
+    for (i = lo; !is_bulk && i < hi; i++) {
+        if (qr_qlog_put_record(&out, PyList_GET_ITEM(records, i), start) < 0) {
             Py_XDECREF(out.bytes);
             return NULL;
         }
@@ -261,13 +282,16 @@ PyMethodDef qr_qlog_methods[] = {
  * tap.sent (for Trace.stream_sent) and tap.received (for Trace.packet_received) instead of
  * its Python methods.  In the plain bulk case (one STREAM frame, no FIN, a stream already
  * logged as open, for a received packet the key phase unchanged) they do what those
- * methods do: set trace.now, append the record tuple to the writer's list, flush at the
- * limit.  Anything else goes to the Python method (`sent_slow`, `received_slow`), so
+ * methods do: keep the packet's time as tap.now (which the trace reads: setting an
+ * attribute of the trace per packet cost about 2% of a bulk transfer), append the record
+ * to the writer's list or BulkRecords, flush at the limit.  Anything else goes to the Python method (`sent_slow`, `received_slow`), so
  * the events are the same either way (quicish.native.pure.QlogTap is the reference). */
 typedef struct {
     PyObject_HEAD
-    PyObject *trace;     /* its `now` is set, its `_phase` read */
-    PyObject *bulk;      /* list: the writer's bulk records */
+    PyObject *trace;     /* its `_phase` read */
+    PyObject *now;       /* the time of the last packet recorded here (tap.now), or NULL */
+    PyObject *bulk;      /* list or BulkRecords: the writer's bulk records */
+    int is_bulk;         /* bulk is a BulkRecords: records appended as C values */
     PyObject *streams;   /* set: stream ids logged as open */
     PyObject *keys;      /* has `phase` */
     PyObject *flush;     /* called when len(bulk) reaches limit */
@@ -311,10 +335,14 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int i;
     if (tap_setup() < 0)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!OOnOOO:QlogTap", kwlist, &o[0],
-                                     &PyList_Type, &o[1], &PySet_Type, &o[2], &o[3], &o[4],
-                                     &limit, &o[5], &o[6], &o[7]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OOnOOO:QlogTap", kwlist, &o[0], &o[1],
+                                     &PySet_Type, &o[2], &o[3], &o[4], &limit, &o[5], &o[6],
+                                     &o[7]))
         return NULL;
+    if (!PyList_Check(o[1]) && (PyObject *)Py_TYPE(o[1]) != qr_bulk_type) {
+        PyErr_SetString(PyExc_TypeError, "QlogTap: bulk must be a list or BulkRecords");
+        return NULL;
+    }
     if (!PyType_Check(o[5])) {
         PyErr_SetString(PyExc_TypeError, "QlogTap: frame_type must be a class");
         return NULL;
@@ -325,6 +353,7 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_INCREF(o[i]);
     self->trace = o[0];
     self->bulk = o[1];
+    self->is_bulk = (PyObject *)Py_TYPE(o[1]) == qr_bulk_type;
     self->streams = o[2];
     self->keys = o[3];
     self->flush = o[4];
@@ -372,6 +401,7 @@ static int tap_traverse(PyObject *op, visitproc visit, void *arg)
     TapObject *self = (TapObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->trace);
+    Py_VISIT(self->now);
     Py_VISIT(self->bulk);
     Py_VISIT(self->streams);
     Py_VISIT(self->keys);
@@ -386,6 +416,7 @@ static int tap_clear(PyObject *op)
 {
     TapObject *self = (TapObject *)op;
     Py_CLEAR(self->trace);
+    Py_CLEAR(self->now);
     Py_CLEAR(self->bulk);
     Py_CLEAR(self->streams);
     Py_CLEAR(self->keys);
@@ -405,7 +436,7 @@ static void tap_dealloc(PyObject *op)
     Py_DECREF(type);
 }
 
-/* The record (now, name, "1RTT", pn, sid, offset, fin, length, size) appended, trace.now
+/* The record (now, name, "1RTT", pn, sid, offset, fin, length, size) appended, tap.now
  * set, the writer flushed at the limit: None, or NULL with an exception. */
 static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyObject *pn,
                             PyObject *sid, PyObject *offset, PyObject *fin, PyObject *length,
@@ -419,16 +450,37 @@ static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyOb
     }
     items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
     items[5] = offset, items[6] = fin, items[7] = length, items[8] = size;
+    if (self->is_bulk) {
+        /* C values in the writer's array: no Python object made */
+        if (qr_bulk_add(self->bulk, items, NULL) < 0)
+            return NULL;
+        Py_INCREF(now);
+        Py_XSETREF(self->now, now);
+        if (qr_bulk_len(self->bulk) >= self->limit) {
+            if (!(r = PyObject_CallNoArgs(self->flush)))
+                return NULL;
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
     if (!(rec = PyTuple_New(9)))
         return NULL;
     for (i = 0; i < 9; i++) {
         Py_INCREF(items[i]);
         PyTuple_SET_ITEM(rec, i, items[i]);
     }
-    failed = PyObject_SetAttr(self->trace, s_now, now) < 0 || PyList_Append(self->bulk, rec) < 0;
+    /* Its items hold no references to containers (a float, strs, ints, a bool; a subclass
+     * at worst, the slow path's): out of the collector's sight, which would otherwise
+     * traverse each record once before untracking it (CPython's tuple rule). */
+    if (PyFloat_CheckExact(now) && PyLong_CheckExact(pn) && PyLong_CheckExact(sid) &&
+        PyLong_CheckExact(offset) && PyLong_CheckExact(length) && PyLong_CheckExact(size))
+        PyObject_GC_UnTrack(rec);
+    failed = PyList_Append(self->bulk, rec) < 0;
     Py_DECREF(rec);
     if (failed)
         return NULL;
+    Py_INCREF(now);
+    Py_XSETREF(self->now, now);
     if (PyList_GET_SIZE(self->bulk) >= self->limit) {
         if (!(r = PyObject_CallNoArgs(self->flush)))
             return NULL;
@@ -529,6 +581,12 @@ static PyMethodDef tap_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef tap_members[] = {
+    {"now", T_OBJECT, offsetof(TapObject, now), READONLY,
+     PyDoc_STR("The time of the last packet recorded here (None before the first).")},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot tap_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR("The trace's per-packet calls of the bulk case, in C.")},
     {Py_tp_new, tap_new},
@@ -536,6 +594,7 @@ static PyType_Slot tap_slots[] = {
     {Py_tp_traverse, tap_traverse},
     {Py_tp_clear, tap_clear},
     {Py_tp_methods, tap_methods},
+    {Py_tp_members, tap_members},
     {0, NULL},
 };
 

@@ -141,7 +141,9 @@ static int export_types(const char *module_name, const char *type_module, const 
         (size_t)snprintf(qr_pc_name, sizeof(qr_pc_name), "%s.PacketCipher", type_module) >=
             sizeof(qr_pc_name) ||
         (size_t)snprintf(qr_tap_name, sizeof(qr_tap_name), "%s.QlogTap", type_module) >=
-            sizeof(qr_tap_name)) {
+            sizeof(qr_tap_name) ||
+        (size_t)snprintf(qr_bulk_name, sizeof(qr_bulk_name), "%s.BulkRecords", type_module) >=
+            sizeof(qr_bulk_name)) {
         PyErr_SetString(PyExc_ValueError, "module name too long");
         return -1;
     }
@@ -155,12 +157,15 @@ static int export_types(const char *module_name, const char *type_module, const 
         goto done;
     if (!(tap_type = PyType_FromSpec(&qr_tap_spec)))
         goto done;
+    if (!qr_bulk_type && !(qr_bulk_type = PyType_FromSpec(&qr_bulk_spec)))
+        goto done; /* (kept for the process: the tap and the renderer compare against it) */
     if (!(mod = PyImport_ImportModule(module_name)))
         goto done;
     if (PyModule_AddObjectRef(mod, "RangeSet", rs_type) < 0 ||
         PyModule_AddObjectRef(mod, "ReassemblyBuffer", ra_type) < 0 ||
         PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0 ||
         PyModule_AddObjectRef(mod, "QlogTap", tap_type) < 0 ||
+        PyModule_AddObjectRef(mod, "BulkRecords", qr_bulk_type) < 0 ||
         PyModule_AddFunctions(mod, qr_qlog_methods) < 0)
         goto done;
     ret = 0;

@@ -103,6 +103,26 @@ extern PyMethodDef qr_qlog_methods[];
 extern PyType_Spec qr_tap_spec;
 extern char qr_tap_name[QR_TYPE_NAME_SIZE];
 
+/* qlog text being rendered (py_qlog.c): a bytes object grown with _PyBytes_Resize. */
+typedef struct {
+    PyObject *bytes;
+    Py_ssize_t len;
+} QrOut;
+/* One bulk record at out's end, from a 9-tuple or from its values (ints: packet_number,
+ * stream_id, offset, length, size): 0, or -1 with an exception. */
+int qr_qlog_put_record(QrOut *out, PyObject *rec, double start);
+int qr_qlog_put_fields(QrOut *out, double now, const char *name, Py_ssize_t name_len,
+                       const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
+                       double start);
+
+/* py_qlog_bulk.c's BulkRecords (the type object once exported: qr_bulk_type). */
+extern PyType_Spec qr_bulk_spec;
+extern char qr_bulk_name[QR_TYPE_NAME_SIZE];
+extern PyObject *qr_bulk_type;
+int qr_bulk_add(PyObject *bulk, PyObject *const *items, PyObject *tuple);
+Py_ssize_t qr_bulk_len(PyObject *bulk);
+int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi);
+
 /* Set up what a type file needs beyond the objects above (interned strings): 0, or -1
  * with an exception. */
 int qr_ra_setup(void);

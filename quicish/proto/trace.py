@@ -186,7 +186,8 @@ class Trace:
         self.begun = False
         self.ended = False
         self._close_logged = False
-        self.now = 0.0  # the time of the last event (for the few without a time of their own)
+        self._now = 0.0  # the time of the last event logged here (see now)
+        self._tapped: Any = None  # the QlogTap in this trace's place, if any (see _tap)
         # What was last logged of the state compared at each packet.
         self._complete = False
         self._confirmed = False
@@ -262,6 +263,19 @@ class Trace:
         return on
 
     @property
+    def now(self) -> float:
+        """The time of the last event (for the few without a time of their own): the C tap
+        keeps its packets' time itself (no attribute set here per packet)."""
+        tap = self._tapped
+        if tap is not None and tap.now is not None and tap.now > self._now:
+            return float(tap.now)
+        return self._now
+
+    @now.setter
+    def now(self, now: float) -> None:
+        self._now = now
+
+    @property
     def qlog_path(self) -> str | None:
         return None if self.writer is None else self.writer.path
 
@@ -291,6 +305,7 @@ class Trace:
         (its methods shadow the two, handing it every other case); without, none."""
         self.__dict__.pop("stream_sent", None)
         self.__dict__.pop("packet_received", None)
+        self._now, self._tapped = self.now, None  # (the tap's last time kept)
         if writer is None or QlogTap is None:
             return
         tap = QlogTap(
@@ -306,13 +321,14 @@ class Trace:
         )
         self.__dict__["stream_sent"] = tap.sent
         self.__dict__["packet_received"] = tap.received
+        self._tapped = tap
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def begin(self, now: float, local: Any, remote: Any) -> None:
         """The connection starts (client: connect; server: the first authenticated packet)."""
         sink = self.sink
         self.begun = True
-        self.now = now
+        self._now = now
         if sink is None:
             return
         hs = self._hs
@@ -354,7 +370,7 @@ class Trace:
     ) -> None:
         sink = self.sink
         if now is not None:
-            self.now = now
+            self._now = now
         if sink is None:
             return
         self._close_logged = True
@@ -371,7 +387,7 @@ class Trace:
     def packet_sent(
         self, now: float, ptype: int, pn: int, size: int, payload: Any, records: list[Record]
     ) -> None:
-        self.now = now
+        self._now = now
         bulk = self.bulk
         if bulk is not None and ptype == _ONE_RTT and len(records) == 1:
             record = records[0]
@@ -420,7 +436,7 @@ class Trace:
         if bulk is None or len(records) != 1:
             self.packet_sent(now, _ONE_RTT, pn, size, payload, records)
             return
-        self.now = now
+        self._now = now
         sid, offset, length, fin = records[0]
         bulk.append((now, PACKET_SENT, "1RTT", pn, sid, offset, fin, length, size))
         if fin or sid not in self._streams:
@@ -433,7 +449,7 @@ class Trace:
     ) -> None:
         """``lone``: the packet's only frame, a STREAM frame, when the connection decoded it
         so (its bulk path), else anything else."""
-        self.now = now
+        self._now = now
         bulk = self.bulk
         if bulk is not None and type(lone) is _STREAM_FRAME:
             sid, fin = lone.stream_id, lone.fin

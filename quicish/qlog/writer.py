@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from ..native import BulkRecords, render_stream_packets
 from ..native import pure as _pure
-from ..native import render_stream_packets
 from .render import dumps as _dumps
 from .render import render_metrics_delta, render_packet
 from .schema import (
@@ -126,8 +126,9 @@ class QlogWriter:
         # Events other than stream_packet's: (len(bulk) when logged, now, name, data, compact).
         self._events: list[tuple[int, float, str, Any, Any]] = []
         # stream_packet's records, in the order logged; rendered in C at flush. The engine's
-        # trace appends to this list itself (cleared in place, never replaced).
-        self.bulk: list[tuple[Any, ...]] = []
+        # trace appends to it itself (cleared in place, never replaced). With the C core a
+        # BulkRecords (C structs: the C tap appends no Python object), else a list.
+        self.bulk: list[tuple[Any, ...]] = BulkRecords()
         self._names: dict[str, str] = {}  # event name -> its JSON string
         self._last_metrics: dict[str, Any] = {}  # what recovery_metrics_updated last said
         self.events_written = 0

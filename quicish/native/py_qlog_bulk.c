@@ -1,0 +1,270 @@
+/* BulkRecords: the qlog writer's bulk packet records kept as C structs.
+ *
+ * quicish.qlog.writer.QlogWriter.bulk holds one record per packet that is one STREAM
+ * frame, (time, name, packet_type, packet_number, stream_id, offset, fin, length, size).
+ * With the C core it is a BulkRecords: the list operations the writer and the trace use
+ * (append of a 9-tuple, len, indexing, iteration, clear) over a growable C array, so the
+ * QlogTap's per-packet record (qr_bulk_add) makes no Python object, and
+ * render_stream_packets renders the structs without reading objects back.  A record whose
+ * values are not exactly a float time, str names, ints in the int64 range and a bool fin
+ * is kept as its tuple ("odd") and rendered as py_qlog.c renders a tuple (TypeError or
+ * OverflowError for what C does not take: the writer then renders it in Python).  Indexing
+ * gives back equal tuples; the pure twin is a plain list.
+ */
+#include "pytypes.h"
+
+#include <string.h>
+
+typedef struct {
+    double now;
+    PyObject *name, *ptype; /* exact str (strong references), or NULL for an odd record */
+    long long v[5];         /* packet_number, stream_id, offset, length, size */
+    int fin;
+    PyObject *odd; /* the tuple itself, when its values do not fit the struct */
+} BulkRec;
+
+typedef struct {
+    PyObject_HEAD
+    BulkRec *recs;
+    Py_ssize_t len, cap;
+    Py_ssize_t odd; /* how many odd records: clear() then frees with care */
+} BulkObject;
+
+PyObject *qr_bulk_type;
+
+static int grow(BulkObject *self)
+{
+    Py_ssize_t cap = self->cap ? 2 * self->cap : 256;
+    BulkRec *recs;
+    if (cap > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(BulkRec)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    recs = PyMem_Realloc(self->recs, (size_t)cap * sizeof(BulkRec));
+    if (!recs) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->recs = recs;
+    self->cap = cap;
+    return 0;
+}
+
+/* An exact int in the int64 range into *v: 1, else 0 (no exception). */
+static int exact_int(PyObject *o, long long *v)
+{
+    int overflow;
+    if (!PyLong_CheckExact(o))
+        return 0;
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    return !overflow;
+}
+
+/* Append the record of items[0..8]; `tuple` is the record as a tuple when the caller has
+ * one (NULL: made here if the values are odd).  0, or -1 with an exception. */
+int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
+{
+    BulkObject *self = (BulkObject *)op;
+    BulkRec *rec;
+    static const int at[5] = {3, 4, 5, 7, 8};
+    long long v[5];
+    int i, fits;
+    if (self->len == self->cap && grow(self) < 0)
+        return -1;
+    fits = PyFloat_CheckExact(items[0]) && PyUnicode_CheckExact(items[1]) &&
+           PyUnicode_CheckExact(items[2]) && PyBool_Check(items[6]);
+    for (i = 0; fits && i < 5; i++)
+        fits = exact_int(items[at[i]], &v[i]);
+    rec = &self->recs[self->len];
+    if (fits) {
+        rec->now = PyFloat_AS_DOUBLE(items[0]);
+        Py_INCREF(items[1]);
+        Py_INCREF(items[2]);
+        rec->name = items[1];
+        rec->ptype = items[2];
+        memcpy(rec->v, v, sizeof(v));
+        rec->fin = items[6] == Py_True;
+        rec->odd = NULL;
+    } else {
+        if (tuple) {
+            Py_INCREF(tuple);
+        } else {
+            if (!(tuple = PyTuple_New(9)))
+                return -1;
+            for (i = 0; i < 9; i++) {
+                Py_INCREF(items[i]);
+                PyTuple_SET_ITEM(tuple, i, items[i]);
+            }
+        }
+        rec->name = rec->ptype = NULL;
+        rec->odd = tuple;
+        self->odd++;
+    }
+    self->len++;
+    return 0;
+}
+
+Py_ssize_t qr_bulk_len(PyObject *op) { return ((BulkObject *)op)->len; }
+
+/* Records [lo, hi) at out's end: 0, or -1 with an exception (bounds checked by caller). */
+int qr_bulk_render(PyObject *op, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi)
+{
+    BulkObject *self = (BulkObject *)op;
+    Py_ssize_t i, name_len, ptype_len;
+    const char *name, *ptype;
+    for (i = lo; i < hi && i < self->len; i++) {
+        BulkRec *rec = &self->recs[i];
+        if (rec->odd) {
+            if (qr_qlog_put_record(out, rec->odd, start) < 0)
+                return -1;
+            continue;
+        }
+        if (!(name = PyUnicode_AsUTF8AndSize(rec->name, &name_len)) ||
+            !(ptype = PyUnicode_AsUTF8AndSize(rec->ptype, &ptype_len)))
+            return -1;
+        if (qr_qlog_put_fields(out, rec->now, name, name_len, ptype, ptype_len, rec->v, rec->fin,
+                               start) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *bulk_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "BulkRecords() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static PyObject *bulk_append(PyObject *op, PyObject *rec)
+{
+    if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 9) {
+        PyErr_SetString(PyExc_TypeError, "BulkRecords.append: a 9-tuple expected");
+        return NULL;
+    }
+    if (qr_bulk_add(op, &PyTuple_GET_ITEM(rec, 0), rec) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Drop every record: 0 (nothing here can fail). */
+static int drop_all(BulkObject *self)
+{
+    Py_ssize_t i, n = self->len;
+    BulkRec *recs = self->recs;
+    if (self->odd) {
+        /* an odd tuple's last reference may run Python code that uses this object: take
+         * the array out first */
+        self->recs = NULL;
+        self->len = self->cap = self->odd = 0;
+        for (i = 0; i < n; i++) {
+            Py_XDECREF(recs[i].name);
+            Py_XDECREF(recs[i].ptype);
+            Py_XDECREF(recs[i].odd);
+        }
+        PyMem_Free(recs);
+        return 0;
+    }
+    self->len = 0; /* (str references only: their release runs no Python code) */
+    for (i = 0; i < n; i++) {
+        Py_DECREF(recs[i].name);
+        Py_DECREF(recs[i].ptype);
+    }
+    return 0;
+}
+
+static PyObject *bulk_clear_method(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    drop_all((BulkObject *)op);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t bulk_length(PyObject *op) { return ((BulkObject *)op)->len; }
+
+static PyObject *bulk_item(PyObject *op, Py_ssize_t i)
+{
+    BulkObject *self = (BulkObject *)op;
+    BulkRec *rec;
+    PyObject *t;
+    int k;
+    static const int at[5] = {3, 4, 5, 7, 8};
+    if (i < 0 || i >= self->len) {
+        PyErr_SetString(PyExc_IndexError, "BulkRecords index out of range");
+        return NULL;
+    }
+    rec = &self->recs[i];
+    if (rec->odd) {
+        Py_INCREF(rec->odd);
+        return rec->odd;
+    }
+    if (!(t = PyTuple_New(9)))
+        return NULL;
+    Py_INCREF(rec->name);
+    Py_INCREF(rec->ptype);
+    PyTuple_SET_ITEM(t, 1, rec->name);
+    PyTuple_SET_ITEM(t, 2, rec->ptype);
+    PyTuple_SET_ITEM(t, 6, PyBool_FromLong(rec->fin));
+    if (!(PyTuple_GET_ITEM(t, 0) = PyFloat_FromDouble(rec->now)))
+        goto fail;
+    for (k = 0; k < 5; k++)
+        if (!(PyTuple_GET_ITEM(t, at[k]) = PyLong_FromLongLong(rec->v[k])))
+            goto fail;
+    return t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+static int bulk_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    BulkObject *self = (BulkObject *)op;
+    Py_ssize_t i;
+    Py_VISIT(Py_TYPE(op));
+    if (self->odd)
+        for (i = 0; i < self->len; i++)
+            Py_VISIT(self->recs[i].odd);
+    return 0;
+}
+
+static int bulk_tp_clear(PyObject *op) { return drop_all((BulkObject *)op); }
+
+static void bulk_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    drop_all((BulkObject *)op);
+    PyMem_Free(((BulkObject *)op)->recs);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef bulk_methods[] = {
+    {"append", bulk_append, METH_O, PyDoc_STR("append(record): a 9-tuple record at the end.")},
+    {"clear", bulk_clear_method, METH_NOARGS, PyDoc_STR("clear(): no records.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot bulk_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR("qlog bulk packet records as C structs (a list's subset).")},
+    {Py_tp_new, bulk_new},
+    {Py_tp_dealloc, bulk_dealloc},
+    {Py_tp_traverse, bulk_traverse},
+    {Py_tp_clear, bulk_tp_clear},
+    {Py_tp_methods, bulk_methods},
+    {Py_sq_length, bulk_length},
+    {Py_sq_item, bulk_item},
+    {0, NULL},
+};
+
+char qr_bulk_name[QR_TYPE_NAME_SIZE];
+
+PyType_Spec qr_bulk_spec = {
+    qr_bulk_name,
+    sizeof(BulkObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    bulk_slots,
+};
