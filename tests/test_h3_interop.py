@@ -148,3 +148,27 @@ def test_http3_without_pylsqpack_says_what_to_install(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert "--http3 needs pylsqpack: pip install 'quicish[h3]'" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_serve_http3_with_workers_serves_both_protocols(tmp_path: Path) -> None:
+    """``serve --http3 --workers 2``: each worker picks HTTP/3 or hq-interop by ALPN."""
+    (tmp_path / "www").mkdir()
+    root = _files(tmp_path / "www")
+    out = tmp_path / "out"
+    served = serve_files(root, "--http3", "--workers", "2")
+    srv = next(served)
+    try:
+        for extra in (("--http3",), ()):
+            dest = out / (extra[0].strip("-") if extra else "hq")
+            result = get(
+                f"https://127.0.0.1:{srv.port}/small.bin",
+                *extra,
+                "--pin",
+                srv.fingerprint,
+                "--output",
+                str(dest),
+            )
+            assert result.returncode == 0, result.stderr
+            assert (dest / "small.bin").read_bytes() == SMALL
+    finally:
+        served.close()
