@@ -153,8 +153,10 @@ async def test_20mb_transfer_survives_rebinding_and_migration_on_one_worker(
 ) -> None:
     size = 20 << 20
     with Netem(pool.address, rebind_port=(0.2, 0.4)) as relay:
+        # keep_alive: while the reader holds on for the rebinding below, flow control stops
+        # the transfer; PINGs keep the connection (and the relay's traffic) going meanwhile.
         async with quicish.connect(
-            "127.0.0.1", relay.address[1], config=client(max_data=32 << 20)
+            "127.0.0.1", relay.address[1], config=client(max_data=32 << 20, keep_alive=1.0)
         ) as conn:
             first, _, _ = await request(conn, "warmup")
             reader, writer = await conn.open_stream()
