@@ -106,7 +106,8 @@ def excused(sender: QlogTrace, receiver: QlogTrace) -> set[tuple[str, int]]:
     draining, and read nothing more: a closing connection only answers with its close)."""
     out: set[tuple[str, int]] = set()
     for ev in sender.named("quic:packet_lost"):
-        out.add((ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]))
+        header = ev.data.get("header") or ev.data  # (aioquic's qlog 0.3: no header object)
+        out.add((str(header.get("packet_type", header.get("type"))), header["packet_number"]))
     last: dict[str, int] = {}
     for ev in receiver.named("quic:packet_received"):
         ptype, pn = ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]

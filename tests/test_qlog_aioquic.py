@@ -12,30 +12,13 @@ from aio_support import echo, timed
 from aioquic.quic.logger import QuicFileLogger
 from aioquic_support import aioquic_request, aioquic_server
 from support import client_config, server_config
+from test_qlog_aio import excused
 
 import quicish
 from quicish.qlog import assert_valid, check_packet_numbers, match_packets, read_qlog
 from quicish.qlog.reader import QlogTrace
 
 DATA = os.urandom(3 << 20)
-
-
-def excused(sender: QlogTrace, receiver: QlogTrace) -> set[tuple[str, int]]:
-    """Sent packets a receiver may not have logged: those the sender declared lost, and the
-    tail sent after the last one the receiver logged in that space (it had closed)."""
-    out: set[tuple[str, int]] = set()
-    for ev in sender.named("quic:packet_lost"):
-        header = ev.data.get("header") or ev.data  # (aioquic's qlog 0.3: no header object)
-        out.add((str(header.get("packet_type", header.get("type"))), header["packet_number"]))
-    last: dict[str, int] = {}
-    for ev in receiver.named("quic:packet_received"):
-        ptype, pn = ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]
-        last[ptype] = max(last.get(ptype, -1), pn)
-    for ev in sender.named("quic:packet_sent"):
-        ptype, pn = ev.data["header"]["packet_type"], ev.data["header"]["packet_number"]
-        if pn > last.get(ptype, -1):
-            out.add((ptype, pn))
-    return out
 
 
 async def one_file(directory: Path, suffix: str, timeout: float = 10.0) -> Path:
