@@ -173,3 +173,32 @@ def make_header(
         bits = (first_bits or 0) | (0x04 if key_phase else 0)
         header = bytes((0x40 | bits | (pn_len - 1),)) + dcid + truncated
     return header, len(header) - pn_len
+
+
+def run_readme_example(heading: str, tmp_path: Path) -> list[str]:
+    """Run the README's first ```python block after ``heading`` as a user would paste it
+    (its port 4433 moved to a free one); returns its stdout lines, asserting exit status 0."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    code = re.search(re.escape(heading) + r"\n.*?```python\n(.*?)```", readme, re.S)
+    assert code is not None, heading
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1).replace("4433", str(port)))
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()

@@ -7,6 +7,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+from support import run_readme_example
+
 from quicish import Config
 from quicish.cli import build_parser
 
@@ -71,27 +73,7 @@ def test_security_doc_names_only_real_knobs() -> None:
 
 def test_readme_library_example_runs(tmp_path: Path) -> None:
     """The README's library example, as a user would paste it (on a free port)."""
-    import socket
-    import subprocess
-    import sys
-
-    code = re.search(r"## Library example\n\n```python\n(.*?)```", README, re.S)
-    assert code is not None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "example.py"
-    script.write_text(code.group(1).replace("4433", str(port)))
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = run_readme_example("## Library example", tmp_path)
     assert lines[0] == "b'HELLO, QUIC'" and float(lines[1]) > 0
 
 

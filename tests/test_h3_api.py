@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aio_support import timed
 from h3_support import h3_client_config, h3_server
+from support import run_readme_example
 
 import quicish.h3 as h3
 from quicish.h3.asgi import ASGIHandler, Receive, Scope, Send
@@ -169,25 +166,7 @@ async def test_asgi_adapter() -> None:
 
 def test_readme_http3_example_runs(tmp_path: Path) -> None:
     """The README's HTTP/3 example, as a user would paste it (on a free port)."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    code = re.search(r"## HTTP/3\n.*?```python\n(.*?)```", readme, re.S)
-    assert code is not None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "example.py"
-    script.write_text(code.group(1).replace("4433", str(port)))
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=root,
-        env={"PYTHONPATH": str(root), "PATH": ""},
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["200 b'HELLO, H3'"]
+    assert run_readme_example("## HTTP/3", tmp_path) == ["200 b'HELLO, H3'"]
 
 
 @timed()
