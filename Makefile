@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo bench bench-lossy interop sanitize fuzz lint typecheck clean chromium
+.PHONY: test demo bench bench-lossy interop sanitize fuzz explore lint typecheck clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ $(VENV)/.fuzz-installed: $(STAMP) pyproject.toml
 
 fuzz: $(VENV)/.fuzz-installed
 	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+# The property tests with fresh random examples (3,000 for each that sets no count of its own;
+# `make test` runs a fixed, derandomized set: tests/conftest.py). A failure prints its example.
+explore: $(TEST_STAMP)
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -p no:cacheprovider -q $$(grep -l "@given" tests/test_*.py)
 
 clean:
 	rm -rf $(VENV) build *.egg-info quicish/native/_core*.so

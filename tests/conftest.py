@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pairs import Pair, connected, make_net
 
 from quicish.native import accelerated, pure
+
+# Property tests: `make test` is deterministic (derandomized: the same examples on every run,
+# no per-example deadline, which a loaded CI machine would miss); `make explore` searches
+# with fresh random examples, many more of them (HYPOTHESIS_PROFILE=explore).
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "explore", deadline=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(params=[pytest.param(pure, id="pure"), pytest.param(accelerated, id="c")])

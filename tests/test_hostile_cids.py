@@ -6,6 +6,7 @@ is served meanwhile."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 from hostile_support import RawClient, ServeProcess
@@ -67,6 +68,15 @@ def test_retirements_at_a_sustainable_rate_stay_served() -> None:
     """A peer that retires CIDs one per packet, 8 per round trip, and acknowledges the
     RETIREs, is served: no close, no growth."""
     with ServeProcess() as server, _attacker(server.port) as attacker:
+        retired: set[int] = set()
+        cids = attacker.conn._local_cids
+        on_retire = cids.on_retire
+
+        def counting(seq: int, packet_dcid: bytes) -> bytes | None:
+            retired.add(seq)
+            return on_retire(seq, packet_dcid)
+
+        cids.on_retire = counting  # type: ignore[method-assign]
         attacker.pump(0.2)
         rss_before = server.rss_bytes()
         seq = 1
@@ -74,6 +84,11 @@ def test_retirements_at_a_sustainable_rate_stay_served() -> None:
             for _ in range(8):
                 attacker.send_frames(*_frames(seq, 1))
                 seq += 1
+            # one round trip: the server's RETIREs of this batch arrive (however late a
+            # loaded machine makes them; the last frame retired all below seq - 1), then
+            # the attacker's ACK of them goes out
+            batch_done = functools.partial(set.__contains__, retired, seq - 2)
+            assert attacker.pump(5.0, until=batch_done), "no RETIREs came"
             attacker.pump(0.03)
         attacker.pump(0.3)
         grown = server.rss_bytes() - rss_before

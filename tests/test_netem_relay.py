@@ -315,6 +315,14 @@ def one_way_delays(arrivals: list[Arrival]) -> list[float]:
     return [a.at - a.sent_at for a in arrivals]
 
 
+def forwarding_time(server: socket.socket, client: socket.socket) -> float:
+    """The median one-way time through a relay that adds nothing: what this machine's load
+    (scheduling of the relay and of this reader) adds to every measured delay just now."""
+    with Netem(server.getsockname()) as relay:
+        run = pump(client, relay.address, 40, 0.005, [server], quiet=0.1)
+    return statistics.median(one_way_delays(run.arrivals[server]))
+
+
 def test_delay_each_direction(server: socket.socket, client: socket.socket) -> None:
     links = {"to_server": LinkConfig(delay_ms=50), "to_client": LinkConfig(delay_ms=15)}
     with Netem(
@@ -329,22 +337,28 @@ def test_delay_each_direction(server: socket.socket, client: socket.socket) -> N
         "to_server": one_way_delays(up.arrivals[server]),
         "to_client": one_way_delays(down.arrivals[client]),
     }
+    base = forwarding_time(server, client)
     for direction, delays in measured.items():
         setting = (links[direction].delay_ms or 0.0) / 1000
         assert len(delays) == 60
         assert min(delays) >= setting - 0.0005  # never early
-        assert statistics.median(delays) == pytest.approx(setting, rel=0.1), direction
-        assert statistics.mean(delays) == pytest.approx(setting, rel=0.1), direction
+        # late by at most 10% plus what the machine adds to an undelayed relay right now
+        assert setting <= statistics.median(delays) <= setting * 1.1 + base, direction
+        # the mean of the fastest 90%: systematically late would show, one scheduling stall of
+        # this process (tens of ms on a loaded machine) would not
+        fastest = sorted(delays)[: len(delays) * 9 // 10]
+        assert setting <= statistics.mean(fastest) <= setting * 1.1 + base, direction
 
 
 def test_jitter(server: socket.socket, client: socket.socket) -> None:
     with Netem(server.getsockname(), both=LinkConfig(delay_ms=30, jitter_ms=10), seed=SEED) as r:
         run = pump(client, r.address, 40, 0.025, [server], quiet=0.1)
     delays = one_way_delays(run.arrivals[server])
+    base = forwarding_time(server, client)
     assert len(delays) == 40
     assert min(delays) >= 0.0195  # never early
-    assert sorted(delays)[int(len(delays) * 0.9)] <= 0.045  # late only by scheduling noise
-    assert statistics.mean(delays) == pytest.approx(0.030, rel=0.1)
+    assert sorted(delays)[int(len(delays) * 0.9)] <= 0.045 + base  # late only by scheduling
+    assert 0.027 <= statistics.mean(delays) <= 0.033 + base
     assert statistics.pstdev(delays) > 0.003  # uniform +-10 ms: sd 5.8 ms
 
 
@@ -372,10 +386,12 @@ def test_queue_is_drop_tail(server: socket.socket, client: socket.socket) -> Non
     # the link drains 1 packet per ms while the sender runs; the rest is dropped
     expected = 11 + (run.sent[-1] - run.sent[0]) / 0.001
     assert len(got) == pytest.approx(expected, rel=0.15)
-    # Never more than 10 waiting + 1 on the wire; the 95th percentile leaves room for a
-    # scheduling hiccup of a loaded machine, which a tail-drop queue cannot cause.
+    # The queue is full for most of the run: 10 waiting + 1 on the wire, so the median packet
+    # waits 11 ms (one more or one fewer in the queue would move it by 1 ms). The median is
+    # not moved by a scheduling stall of a loaded machine; the tail is, so its bound is loose.
     delays = sorted(one_way_delays(got))
-    assert delays[int(len(delays) * 0.95)] < 0.011 + 0.005
+    assert 0.0100 <= statistics.median(delays) <= 0.0122
+    assert delays[int(len(delays) * 0.95)] < 0.030
 
 
 # -- many clients, IPv6, command line ------------------------------------------------------
