@@ -185,9 +185,7 @@ def test_the_probe_is_ping_and_padding_and_the_change_is_traced() -> None:
     upload(net, c, s, DATA[:100_000])
     updates = [d for name, d in events if name == "mtu_updated"]
     assert updates == [{"old": 1200, "new": 1452, "done": True}]
-    probes = [
-        d for name, d in events if name == "packet_sent" and d["raw"]["length"] == 1452
-    ]
+    probes = [d for name, d in events if name == "packet_sent" and d["raw"]["length"] == 1452]
     frames = probes[0]["frames"]
     assert [f["frame_type"] for f in frames] == ["ping", "padding"]
     # on the wire: one 1-RTT packet filling the datagram
