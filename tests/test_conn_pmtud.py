@@ -139,7 +139,7 @@ def test_a_new_path_starts_again_at_1200() -> None:
     net.server.send_stream_data(sid, DATA, end_stream=True)
     assert net.run_until(lambda: len(c.data.get(sid, b"")) > 300_000, c, s, timeout=10)
     assert net.server.stats().max_datagram_size == 1452
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int | None, int]] = []
     net.server.tracer = lambda name, data: (
         seen.append((data.get("old"), data["new"])) if name == "mtu_updated" else None
     )
