@@ -158,6 +158,11 @@ class UdpSocket:
                     logger.warning("UDP GSO failed (%s); falling back to single sends", exc)
                     self.gso = False
                     continue
+                if exc.errno == errno.EMSGSIZE and j - i > 1:
+                    # The first datagram (the largest) is over the interface MTU: a path MTU
+                    # probe, lost as such; the rest of the batch goes without it.
+                    i += 1
+                    continue
                 if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
                     # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
                     logger.debug("UDP send to %s failed: %s", addr, exc)

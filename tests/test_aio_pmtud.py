@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import time
 from typing import Any
 
 from aio_support import pair, timed
@@ -17,6 +19,7 @@ import quicish
 from quicish import QuicConnection, QuicStreamReader, QuicStreamWriter
 from quicish.netem import LinkConfig, Netem
 from quicish.proto.pmtud import MAX_PROBES, MIN_STEP
+from quicish.udp import IP_MTU_DISCOVER, PMTUDISC_PROBE, UdpSocket
 
 BIG: dict[str, Any] = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
 DATA = random.Random(26).randbytes(2 << 20)
@@ -124,3 +127,23 @@ async def test_quicish_server_and_aioquic_client() -> None:
         assert answer == DATA
         st = server_side[0].stats()
     assert st.max_datagram_size == 1452 and st.mtu_probes_lost == 0
+
+
+def test_sockets_set_dont_fragment_and_an_oversized_probe_leaves_its_batch_intact() -> None:
+    """IP_PMTUDISC_PROBE on (DF, no local fragmentation); a datagram the kernel refuses
+    with EMSGSIZE (here over IPv4's 65,507-byte UDP payload limit) is dropped alone: the
+    datagrams batched with it (one GSO call) still arrive."""
+    rx, tx = UdpSocket.bind("127.0.0.1", 0), UdpSocket.bind("127.0.0.1", 0)
+    try:
+        assert tx.sock.getsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER) == PMTUDISC_PROBE
+        small = b"d" * 1200
+        assert tx.send([b"p" * 65508, small, small], rx.address) == []
+        got: list[bytes] = []
+        deadline = time.monotonic() + 2
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [data for data, _, _ in rx.receive()]
+            time.sleep(0.01)
+        assert got == [small, small]
+    finally:
+        rx.close()
+        tx.close()

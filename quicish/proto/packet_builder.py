@@ -231,11 +231,14 @@ class PacketBuilder:
     # ---- a burst ---------------------------------------------------------------------------
     def fill(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> None:
         """Append to ``out`` the datagrams congestion control, pacing and the
-        anti-amplification budget allow now (up to MAX_DATAGRAMS_PER_CALL), then the path
-        probes that go out from the current local socket."""
+        anti-amplification budget allow now (up to MAX_DATAGRAMS_PER_CALL), a path MTU probe
+        first (in packet number order: a probe sent after later packets would look lost),
+        then the path probes that go out from the current local socket."""
         self.control_checked = False
         if self.pmtud is not None:
-            self._send_mtu_probe(out, addr, now)
+            mtu_probe = self._mtu_probe(now)
+            if mtu_probe is not None:
+                out.append((mtu_probe, addr))
         lean = False  # once only STREAM frames can follow, the lean builder takes over
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
@@ -628,7 +631,7 @@ class PacketBuilder:
         if self.trace is not None and old != size:
             self.trace.mtu_updated(now, old, size, done)
 
-    def _send_mtu_probe(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> None:
+    def _mtu_probe(self, now: float) -> bytes | None:
         """The probe the search wants now, if any, when the window has room for it (not
         paced: one packet, charged to the pacer like any other) and stream data waits to
         be sent (an idle connection does not probe: the size would not matter)."""
@@ -641,11 +644,11 @@ class PacketBuilder:
             or not self._paths.current.validated
             or next(self._streams.sendable(), None) is None
         ):
-            return
+            return None
         space = self._spaces[APPLICATION]
         tx = space.tx
         if tx is None:
-            return
+            return None
         pn = space.next_pn
         truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(APPLICATION))
         payload = bytearray(size - (1 + len(self.peer_cid) + pn_length) - AEAD_TAG_SIZE)
@@ -659,7 +662,7 @@ class PacketBuilder:
         self._count_datagram(packet, self._paths.current)
         self._stats.mtu_probes_sent += 1
         pmtud.on_probe_sent(size, now)
-        out.append((packet, addr))
+        return packet
 
     def _on_mtu_probe_acked(self, rec: MtuProbeRecord) -> None:
         pmtud = self.pmtud
