@@ -10,6 +10,7 @@ from typing import Any
 
 from pairs import Net, Peer, connected, make_net, make_path_pair
 
+from quicish.proto import events as ev
 from quicish.proto.pmtud import BASE_PLPMTU, MAX_PROBES, MIN_STEP
 from quicish.simlink import LinkSpec
 from quicish.wire.packet import PacketType, parse_header
@@ -192,3 +193,19 @@ def test_the_probe_is_ping_and_padding_and_the_change_is_traced() -> None:
     (probe,) = [d for _, up, d, _ in net.wire if up and len(d) == 1452][:1]
     header = parse_header(probe, 0, short_dcid_len=8)
     assert header.packet_type == PacketType.ONE_RTT and header.packet_end == 1452
+
+
+def test_queued_datagrams_that_no_longer_fit_are_dropped_when_the_size_falls() -> None:
+    kw = {**BIG, "max_datagram_frame_size": 65536}
+    net = make_net(client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    upload(net, c, s, DATA[:100_000])
+    assert net.client.stats().max_datagram_size == 1452
+    net.client.send_datagram(b"big" * 400)  # 1200 bytes: fits 1452, not 1200
+    net.client.send_datagram(b"small")
+    net.client._builder.set_datagram_size(BASE_PLPMTU, net.now)  # (as a black hole does)
+    assert list(net.client._builder.datagrams_out) == [b"small"]
+    assert net.run_until(lambda: bool(s.of(ev.DatagramReceived)), c, s, timeout=1)
+    net.settle(c, s, duration=0.2)
+    assert [e.data for e in s.of(ev.DatagramReceived)] == [b"small"]

@@ -627,6 +627,11 @@ class PacketBuilder:
         old = self.max_datagram_size
         self.max_datagram_size = self._pacer.max_datagram_size = size
         self.cc.set_max_datagram_size(size)
+        if size < old and self.datagrams_out:
+            # Queued DATAGRAMs that no longer fit (Connection.send_datagram's rule) would
+            # block the queue: unreliable, they are dropped.
+            fits = [d for d in self.datagrams_out if len(d) + 8 <= size - 40]
+            self.datagrams_out = deque(fits)
         self._stats.max_datagram_size = size
         if self.trace is not None and old != size:
             self.trace.mtu_updated(now, old, size, done)
