@@ -609,9 +609,10 @@ class PacketBuilder:
     # ---- path MTU discovery (pmtud.py) -----------------------------------------------------
     def start_pmtud(self, peer_limit: int) -> None:
         """The handshake is confirmed: search for the path MTU, up to our ceiling and the
-        peer's max_udp_payload_size (nothing when discovery is off)."""
+        peer's max_udp_payload_size (nothing when discovery is off or the ceiling is 1200:
+        then no search object, no cost)."""
         ceiling = self._pmtud_ceiling
-        if ceiling is not None and self.pmtud is None:
+        if ceiling is not None and self.pmtud is None and min(ceiling, peer_limit) > BASE_PLPMTU:
             self.pmtud = Pmtud(min(ceiling, peer_limit))
 
     def restart_pmtud(self) -> None:
