@@ -102,8 +102,14 @@ class Config:
     max_streams_bidi: int = 128
     #: Unidirectional streams the peer may open at once.
     max_streams_uni: int = 128
-    #: Largest UDP payload sent (and max_udp_payload_size advertised), 1200-65527.
-    max_datagram_size: int = 1200
+    #: Largest UDP payload sent (and the max_udp_payload_size advertised), 1200-65527.
+    #: With ``pmtud`` the ceiling of path MTU discovery (the default 1452 fits a 1500-byte
+    #: Ethernet MTU under IPv6 and IPv4 headers); without it the fixed size. 1200 fixes it.
+    max_datagram_size: int = 1452
+    #: Path MTU discovery (RFC 8899, docs/pmtud.md): start at 1200 bytes and probe up to
+    #: ``max_datagram_size`` (and the peer's max_udp_payload_size) once the handshake is
+    #: confirmed. False: every datagram may be ``max_datagram_size`` from the start.
+    pmtud: bool = True
     #: Largest DATAGRAM frame accepted (RFC 9221); None: datagrams off.
     max_datagram_frame_size: int | None = None
     #: Received DATAGRAM payloads not yet read, in bytes (each counted as its length plus
@@ -202,8 +208,9 @@ class Config:
         for name in ("keep_alive", "handshake_timeout"):
             if getattr(self, name) is not None:
                 _check_seconds(name, getattr(self, name))
-        if not isinstance(self.disable_active_migration, bool):
-            raise ConfigError("disable_active_migration must be True or False")
+        for name in ("disable_active_migration", "pmtud"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False")
         self.retry_mode()  # validates the value
         self.cipher_suite_ids()  # validates names
         if self.groups is not None:
@@ -229,6 +236,12 @@ class Config:
             raise ConfigError("qlog_dir must be a directory path (or None)")
         if self.tracer is not None and not callable(self.tracer):
             raise ConfigError("tracer must be a callable tracer(name, data) (or None)")
+
+    @property
+    def initial_datagram_size(self) -> int:
+        """The datagram size a connection starts with: 1200 with ``pmtud``, else
+        ``max_datagram_size``."""
+        return 1200 if self.pmtud else self.max_datagram_size
 
     def retry_mode(self) -> str:
         """``retry`` as one of "auto", "always", "never" (True is "always", False "never")."""

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 
 from .log import ENDPOINT
 
@@ -28,6 +29,12 @@ _I32 = struct.Struct("=i")
 IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
 IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IPV6_RECVTCLASS = getattr(socket, "IPV6_RECVTCLASS", 66)
+# Path MTU discovery probes (docs/pmtud.md) need the Don't Fragment bit and no local
+# fragmentation: IP_PMTUDISC_PROBE sets DF and ignores the kernel's path MTU cache (a
+# datagram larger than the interface MTU fails with EMSGSIZE: a lost probe).
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+PMTUDISC_PROBE = 3
 ECT0 = 0x02  # ECN codepoint quicish marks its datagrams with (RFC 9000 section 13.4)
 
 Address = tuple[str, int]
@@ -54,6 +61,7 @@ class UdpSocket:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
         self.ecn = os.environ.get("QUICISH_ECN", "1") != "0" and _enable_ecn(sock)
+        _set_dont_fragment(sock)
         self._cmsg_space = socket.CMSG_SPACE(4) * (int(self.gro) + 2 * int(self.ecn))
 
     @classmethod
@@ -150,7 +158,13 @@ class UdpSocket:
                     logger.warning("UDP GSO failed (%s); falling back to single sends", exc)
                     self.gso = False
                     continue
-                if exc.errno in self._send_errors:
+                if exc.errno == errno.EMSGSIZE and j - i > 1:
+                    # The first datagram (the largest) is over the interface MTU: a path MTU
+                    # probe, lost as such; the rest of the batch goes without it.
+                    i += 1
+                    continue
+                if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
+                    # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
                     logger.debug("UDP send to %s failed: %s", addr, exc)
                 else:  # an operator's concern (routing, firewall, MTU): once per kind
                     self._send_errors.add(exc.errno)
@@ -179,6 +193,18 @@ def _enable_ecn(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def _set_dont_fragment(sock: socket.socket) -> None:
+    """DF on, no local fragmentation (Linux; elsewhere the system's default stays)."""
+    if not hasattr(socket, "IPPROTO_IPV6") or sys.platform != "linux":
+        return
+    options = [(socket.IPPROTO_IP, IP_MTU_DISCOVER)]
+    if sock.family == socket.AF_INET6:
+        options.insert(0, (socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER))
+    for level, option in options:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, option, PMTUDISC_PROBE)
 
 
 def _probe_gso(sock: socket.socket) -> bool:

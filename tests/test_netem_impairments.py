@@ -286,6 +286,7 @@ def test_counters_dict_round_trip() -> None:
         "queue": 1,
         "blackhole": 0,
         "drop_list": 0,
+        "mtu": 0,
     }
     assert Counters.from_dict(data) == counters
 

@@ -461,7 +461,7 @@ def test_command_line(server: socket.socket, client: socket.socket) -> None:
     counts = json.loads(out)
     assert seqs(run.arrivals[server]) == [2, 3, 4] and run.arrivals[client] == []
     assert counts["to_server"]["dropped"] == {
-        "total": 2, "loss": 0, "queue": 0, "blackhole": 0, "drop_list": 2
+        "total": 2, "loss": 0, "queue": 0, "blackhole": 0, "drop_list": 2, "mtu": 0
     }  # fmt: skip
     assert counts["to_client"]["dropped"]["loss"] == 3 and counts["seed"] == 3
 

@@ -97,6 +97,6 @@ def test_connection_registers_every_record_type() -> None:
         for _, cls in inspect.getmembers(records, inspect.isclass)
         if issubclass(cls, tuple) and cls.__module__ == records.__name__
     }
-    assert len(kinds) == 15
+    assert len(kinds) == 16
     conn = Connection(Config(verify=False), is_client=True)
     assert {kind for kind in kinds if kind in conn._records} == kinds

@@ -24,7 +24,7 @@ from quicish.simlink import LinkSpec
 def transfer(directory: Path) -> dict[str, list[tuple[str, float, Any]]]:
     """Both ends' 1-RTT qlog events, (name, time, data), of a seeded lossy transfer both
     ways."""
-    kw = {"qlog_dir": str(directory)}
+    kw = {"qlog_dir": str(directory), "max_datagram_size": 1200}  # (the counts below)
     net = make_net(link=LinkSpec(delay=0.01, loss=0.03), seed=5, client_kw=kw, server_kw=kw)
     c, s = Peer(net.client), Peer(net.server)
     connected(net, c, s)

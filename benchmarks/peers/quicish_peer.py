@@ -1,8 +1,9 @@
 """quicish benchmark peer: ``python quicish_peer.py server|client ...``.
 
-1200-byte datagrams (quicish's default ``max_datagram_size``), AES-128-GCM only, quicish's
-default windows and congestion control (``QUICISH_CC`` names another: "bbr", "newreno");
-uvloop when installed, as quicish.aio.api.run.
+quicish's default datagram size (path MTU discovery from 1200 up to 1452;
+``QUICISH_MAX_DATAGRAM_SIZE`` sets another ceiling, 1200 fixes the size), AES-128-GCM only,
+quicish's default windows and congestion control (``QUICISH_CC`` names another: "bbr",
+"newreno"); uvloop when installed, as quicish.aio.api.run.
 """
 
 from __future__ import annotations
@@ -61,9 +62,14 @@ async def serve(host: str, port: int, handler: common.Handler, args: argparse.Na
 
 
 def _cc_choice() -> dict[str, Any]:
-    """``congestion_control`` from ``QUICISH_CC`` when set (else the Config default)."""
+    """``congestion_control`` from ``QUICISH_CC`` and ``max_datagram_size`` from
+    ``QUICISH_MAX_DATAGRAM_SIZE`` when set (else the Config defaults)."""
     name = os.environ.get("QUICISH_CC")
-    return {"congestion_control": name} if name else {}
+    choice: dict[str, Any] = {"congestion_control": name} if name else {}
+    size = os.environ.get("QUICISH_MAX_DATAGRAM_SIZE")
+    if size:
+        choice["max_datagram_size"] = int(size)
+    return choice
 
 
 _keep: list[Any] = []

@@ -70,6 +70,7 @@ _LINK_OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("reorder-hold", "reorder_hold_ms", float, "MS", "longest hold (default 50)"),
     ("drop-list", "drop_list", parse_indices, "I,J,K", "drop these 1-based packet indices"),
     ("blackhole", "blackhole", parse_pair, "ON_S,OFF_S", "link on ON_S s, then off OFF_S s"),
+    ("mtu", "mtu", int, "BYTES", "drop datagrams with a UDP payload over BYTES"),
 ]
 _PREFIXES = (("", "both"), ("to-server-", "to_server"), ("to-client-", "to_client"))
 

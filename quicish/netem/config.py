@@ -27,6 +27,8 @@ class LinkConfig:
     ``drop_list`` holds 1-based packet indices of this direction (all clients counted).
     ``blackhole`` is ``(on_s, off_s)``: the link works ``on_s`` seconds, then drops
     everything for ``off_s`` seconds, repeating from the relay's start.
+    ``mtu`` drops every datagram whose UDP payload is larger (a path MTU the endpoints
+    do not know; the relay's own sockets carry up to 65507 bytes).
     ``queue`` (default 1000) is the drop-tail limit of packets waiting behind the rate
     limiter. A reordered packet is held back until ``reorder_gap`` later packets have
     entered the link, or at most ``reorder_hold_ms``. Jitter never reorders packets.
@@ -45,6 +47,7 @@ class LinkConfig:
     reorder_hold_ms: float | None = None
     drop_list: tuple[int, ...] | None = None
     blackhole: tuple[float, float] | None = None
+    mtu: int | None = None
 
     def merged(self, override: LinkConfig) -> LinkConfig:
         """This config with every field that ``override`` sets replaced."""
@@ -67,7 +70,7 @@ class LinkConfig:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if self.rate_mbit is not None and self.rate_mbit <= 0:
             raise ConfigError(f"rate_mbit must be > 0, got {self.rate_mbit}")
-        for name in ("queue", "burst", "reorder_gap"):
+        for name in ("queue", "burst", "reorder_gap", "mtu"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-_DROP_CAUSES = ("loss", "queue", "blackhole", "drop_list")
+_DROP_CAUSES = ("loss", "queue", "blackhole", "drop_list", "mtu")
 DELAY_BIN = 0.0001  # seconds: resolution of the queueing-delay histogram
 
 
@@ -100,6 +100,7 @@ class DirectionCounters:
     dropped_queue: int = 0
     dropped_blackhole: int = 0
     dropped_drop_list: int = 0
+    dropped_mtu: int = 0  # larger than the link's ``mtu``
     corrupted: int = 0
     duplicated: int = 0
     reordered: int = 0
@@ -110,7 +111,11 @@ class DirectionCounters:
     def dropped(self) -> int:
         """Packets dropped for any cause."""
         return (
-            self.dropped_loss + self.dropped_queue + self.dropped_blackhole + self.dropped_drop_list
+            self.dropped_loss
+            + self.dropped_queue
+            + self.dropped_blackhole
+            + self.dropped_drop_list
+            + self.dropped_mtu
         )
 
     def to_dict(self) -> dict[str, Any]:

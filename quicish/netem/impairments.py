@@ -147,7 +147,7 @@ class _Held(Generic[T]):
 class LinkModel(Generic[T]):
     """One direction: decides per packet and schedules the sends.
 
-    Order of decisions for each arriving packet: blackhole, drop list, loss, corruption,
+    Order of decisions for each arriving packet: blackhole, mtu, drop list, loss, corruption,
     duplication, reordering; then the rate limiter (queue drops), delay and jitter.
     Sends never overtake each other except by reordering.
     """
@@ -169,6 +169,7 @@ class LinkModel(Generic[T]):
         self._jitter = (config.jitter_ms or 0.0) / 1000.0
         self._jitter_rng = stream(seed, direction, "jitter")
         self._blackhole = config.blackhole
+        self._mtu = config.mtu
         self._drop_list = frozenset(config.drop_list or ())
         burst = config.burst or DEFAULT_BURST
         self._loss = (
@@ -210,6 +211,9 @@ class LinkModel(Generic[T]):
         self._index += 1
         if self._blackhole is not None and not link_on(self._blackhole, now - self._start):
             c.dropped_blackhole += 1
+            return []
+        if self._mtu is not None and len(data) > self._mtu:
+            c.dropped_mtu += 1
             return []
         if self._index in self._drop_list:
             c.dropped_drop_list += 1

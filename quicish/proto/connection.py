@@ -153,13 +153,13 @@ class Connection:
         self._paths = PathManager(Path(None, validated=is_client), random_bytes)
         self._rx_non_probing = False
 
-        cc = create_congestion_controller(config.congestion_control, config.max_datagram_size)
+        cc = create_congestion_controller(config.congestion_control, config.initial_datagram_size)
         self._recovery = LossRecovery(
             cc, max_ack_delay=0.025, max_not_in_flight=config.max_ack_only_packets
         )
         # A server never needs anti-deadlock probes: the client drives address validation.
         self._recovery.peer_completed_address_validation = not is_client
-        self._pacer = Pacer(config.max_datagram_size)
+        self._pacer = Pacer(config.initial_datagram_size)
         self._keys = KeyState(self._spaces, self._recovery, self.stats_counters)
         self._idle = IdleTimer(config.idle_timeout, config.keep_alive)
 

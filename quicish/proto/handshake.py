@@ -84,6 +84,7 @@ def local_transport_parameters(
         max_ack_delay=int(LOCAL_MAX_ACK_DELAY * 1000),
         active_connection_id_limit=cfg.active_connection_id_limit,
         initial_source_connection_id=host_cid,
+        max_udp_payload_size=cfg.max_datagram_size,
         max_datagram_frame_size=cfg.max_datagram_frame_size,
         disable_active_migration=cfg.disable_active_migration,
         version_information=version_information(version, versions),
@@ -489,7 +490,8 @@ class Handshake:
         self._streams.on_peer_parameters(params)
         self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
         self._idle.negotiate(params.max_idle_timeout / 1000.0)
-        builder.max_datagram_size = min(builder.max_datagram_size, params.max_udp_payload_size)
+        if params.max_udp_payload_size < builder.max_datagram_size:
+            builder.set_datagram_size(params.max_udp_payload_size, self._idle.last_activity)
         self._local_cids.peer_limit = params.active_connection_id_limit
         self._peer_cids.set_initial(
             builder.peer_cid, params.stateless_reset_token if self.is_client else None
@@ -571,6 +573,8 @@ class Handshake:
         self._recovery.handshake_confirmed = True
         self._recovery.peer_completed_address_validation = True
         self.discard_space(HANDSHAKE)
+        params = self.peer_params
+        self._builder.start_pmtud(65527 if params is None else params.max_udp_payload_size)
         if self.is_client:
             # Not with the Finished: that datagram stays as small as it can be, and nothing
             # uses the spare IDs before confirmation (migration waits for it).

@@ -191,8 +191,9 @@ class Migration:
     def reset_congestion(self) -> None:
         """A new congestion controller and RTT estimator (for a new path)."""
         cfg = self._config
-        cc = create_congestion_controller(cfg.congestion_control, cfg.max_datagram_size)
+        cc = create_congestion_controller(cfg.congestion_control, cfg.initial_datagram_size)
         recovery = self._recovery
         recovery.cc = self._builder.cc = cc
+        self._builder.restart_pmtud()  # a new path: its MTU is found anew
         recovery.rtt = RttEstimator(recovery.rtt.initial_rtt)
         self._pacer.follow(cc, recovery.rtt.smoothed_rtt)

@@ -25,12 +25,14 @@ from .lifecycle import CloseReason
 from .pacing import Pacer
 from .packet_space import ACK_DELAY_EXPONENT, APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .path import Address, Path, PathManager
+from .pmtud import BASE_PLPMTU, Pmtud
 from .records import (
     HANDSHAKE_DONE,
     PING,
     AckRecord,
     CryptoRecord,
     HandshakeDoneRecord,
+    MtuProbeRecord,
     NewConnectionIdRecord,
     Record,
     RecordTable,
@@ -151,7 +153,11 @@ class PacketBuilder:
         self.host_cid = host_cid
         self.token = token  # the Initial packets' token (Retry or NEW_TOKEN)
         self.handshake_complete = False  # (probes of other paths wait for it)
-        self.max_datagram_size = config.max_datagram_size
+        self.max_datagram_size = config.initial_datagram_size
+        stats.max_datagram_size = self.max_datagram_size
+        # Path MTU discovery (pmtud.py): its ceiling, and the search once it starts.
+        self._pmtud_ceiling = config.max_datagram_size if config.pmtud else None
+        self.pmtud: Pmtud | None = None
         self.spin = False
         self.trace: Trace | None = None  # (proto/trace.py; None: not traced)
         self.pending_ping = False  # a PING is due in the next 1-RTT packet
@@ -170,6 +176,7 @@ class PacketBuilder:
         records.register(
             HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
         )
+        records.register(MtuProbeRecord, self._on_mtu_probe_acked, self._on_mtu_probe_lost)
 
     def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
         self.handshake_done_acked = True
@@ -177,9 +184,9 @@ class PacketBuilder:
     def _on_handshake_done_lost(self, rec: HandshakeDoneRecord) -> None:
         self.pending_handshake_done = not self.handshake_done_acked
 
-    def arm_probe(self, index: int) -> None:
-        """A probe timeout in space ``index``: the next two packets there are probes, with
-        data to repeat queued (RFC 9002 6.2.4)."""
+    def arm_probe(self, index: int, now: float | None = None) -> None:
+        """A probe timeout in space ``index`` (at ``now``): the next two packets there are
+        probes, with data to repeat queued (RFC 9002 6.2.4)."""
         spaces = self._spaces
         space = spaces[index]
         if space.discarded or space.tx is None:
@@ -189,6 +196,10 @@ class PacketBuilder:
         if space.index != APPLICATION:
             space.crypto_send.requeue_unacked()
             return
+        pmtud = self.pmtud
+        if pmtud is not None and pmtud.on_pto(self._recovery.pto_count):
+            self._stats.mtu_black_holes += 1  # full-size packets vanish: back to 1200
+            self.set_datagram_size(BASE_PLPMTU, self._idle.last_activity if now is None else now)
         # A probe with no new data to carry repeats the oldest unacknowledged data, so a
         # probe that gets through repairs the loss even when ACKs keep vanishing. The
         # packets stay in flight; whichever copy is acknowledged first frees the data.
@@ -220,9 +231,14 @@ class PacketBuilder:
     # ---- a burst ---------------------------------------------------------------------------
     def fill(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> None:
         """Append to ``out`` the datagrams congestion control, pacing and the
-        anti-amplification budget allow now (up to MAX_DATAGRAMS_PER_CALL), then the path
-        probes that go out from the current local socket."""
+        anti-amplification budget allow now (up to MAX_DATAGRAMS_PER_CALL), a path MTU probe
+        first (in packet number order: a probe sent after later packets would look lost),
+        then the path probes that go out from the current local socket."""
         self.control_checked = False
+        if self.pmtud is not None:
+            mtu_probe = self._mtu_probe(now)
+            if mtu_probe is not None:
+                out.append((mtu_probe, addr))
         lean = False  # once only STREAM frames can follow, the lean builder takes over
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
@@ -589,6 +605,83 @@ class PacketBuilder:
         if self.trace is not None:
             self.trace.stream_sent(now, pn, size, payload, records)
         return out
+
+    # ---- path MTU discovery (pmtud.py) -----------------------------------------------------
+    def start_pmtud(self, peer_limit: int) -> None:
+        """The handshake is confirmed: search for the path MTU, up to our ceiling and the
+        peer's max_udp_payload_size (nothing when discovery is off or the ceiling is 1200:
+        then no search object, no cost)."""
+        ceiling = self._pmtud_ceiling
+        if ceiling is not None and self.pmtud is None and min(ceiling, peer_limit) > BASE_PLPMTU:
+            self.pmtud = Pmtud(min(ceiling, peer_limit))
+
+    def restart_pmtud(self) -> None:
+        """A new path: back to 1200 bytes and search again."""
+        if self.pmtud is not None:
+            self.pmtud.restart()
+            self.set_datagram_size(BASE_PLPMTU, self._idle.last_activity)
+
+    def set_datagram_size(self, size: int, now: float, done: bool = False) -> None:
+        """Send datagrams of ``size`` bytes from ``now`` on: the builder, the pacer's burst
+        and the congestion controller's segment size move together (its window in bytes
+        stays)."""
+        old = self.max_datagram_size
+        self.max_datagram_size = self._pacer.max_datagram_size = size
+        self.cc.set_max_datagram_size(size)
+        if size < old and self.datagrams_out:
+            # Queued DATAGRAMs that no longer fit (Connection.send_datagram's rule) would
+            # block the queue: unreliable, they are dropped.
+            fits = [d for d in self.datagrams_out if len(d) + 8 <= size - 40]
+            self.datagrams_out = deque(fits)
+        self._stats.max_datagram_size = size
+        if self.trace is not None and old != size:
+            self.trace.mtu_updated(now, old, size, done)
+
+    def _mtu_probe(self, now: float) -> bytes | None:
+        """The probe the search wants now, if any, when the window has room for it (not
+        paced: one packet, charged to the pacer like any other) and stream data waits to
+        be sent (an idle connection does not probe: the size would not matter)."""
+        pmtud = self.pmtud
+        assert pmtud is not None
+        size = pmtud.next_probe(now)
+        if (
+            size is None
+            or self._recovery.bytes_in_flight + size > self.cc.cwnd
+            or not self._paths.current.validated
+            or next(self._streams.sendable(), None) is None
+        ):
+            return None
+        space = self._spaces[APPLICATION]
+        tx = space.tx
+        if tx is None:
+            return None
+        pn = space.next_pn
+        truncated, pn_length = encode_packet_number(pn, self._recovery.largest_acked(APPLICATION))
+        payload = bytearray(size - (1 + len(self.peer_cid) + pn_length) - AEAD_TAG_SIZE)
+        payload[0] = 0x01  # PING, then PADDING (zeros) to the size probed
+        records: list[Record] = [MtuProbeRecord(size)]
+        packet = self._seal(
+            space, tx, _ONE_RTT, pn, truncated, pn_length, payload, records, True, True, now
+        )
+        if self.trace is not None:
+            self.trace.packet_sent(now, _ONE_RTT, pn, len(packet), payload, records)
+        self._count_datagram(packet, self._paths.current)
+        self._stats.mtu_probes_sent += 1
+        pmtud.on_probe_sent(size, now)
+        return packet
+
+    def _on_mtu_probe_acked(self, rec: MtuProbeRecord) -> None:
+        pmtud = self.pmtud
+        if pmtud is not None:
+            size = pmtud.on_probe_acked(rec.size)
+            if size is not None:  # (acknowledged by the packet received now)
+                self.set_datagram_size(size, self._idle.last_activity, pmtud.done)
+
+    def _on_mtu_probe_lost(self, rec: MtuProbeRecord) -> None:
+        self._stats.mtu_probes_lost += 1
+        pmtud = self.pmtud
+        if pmtud is not None:
+            pmtud.on_probe_lost(rec.size)
 
     # ---- path probes and CONNECTION_CLOSE --------------------------------------------------
     def build_probe_datagram(self, path: Path, now: float) -> bytes | None:

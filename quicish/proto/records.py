@@ -5,7 +5,8 @@ which frame it was. Acknowledgement frees what the frame held, loss queues it ag
 the packet itself: packet numbers are not reused). The owner of each record type registers
 the two answers in the connection's :class:`RecordTable`: the stream manager its stream and
 flow-control records, the CID tables NEW_CONNECTION_ID and RETIRE_CONNECTION_ID, the packet
-number spaces CRYPTO and ACK, the connection HANDSHAKE_DONE and PING.
+number spaces CRYPTO and ACK, the packet builder HANDSHAKE_DONE and MTU probes, the
+connection PING.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class PingRecord(NamedTuple):
 
 class HandshakeDoneRecord(NamedTuple):
     pass
+
+
+class MtuProbeRecord(NamedTuple):
+    """A path MTU probe (PING and PADDING) of ``size`` bytes (``pmtud.py``)."""
+
+    size: int
 
 
 class MaxDataRecord(NamedTuple):

@@ -578,6 +578,13 @@ class LossRecovery:
         sp.order[sp.head :] = kept
 
     def _on_lost(self, sp: _Space, lost: list[SentPacket], now: float) -> None:
+        mds = self._cc.max_datagram_size
+        for pkt in lost:
+            if pkt.size > mds:  # a path MTU probe (or a size given up): not congestion
+                lost = self._drop_oversize(sp, lost, mds)
+                if not lost:
+                    return
+                break
         in_flight_bytes = 0
         in_flight_count = 0
         eliciting = 0
@@ -609,6 +616,22 @@ class LossRecovery:
             self.persistent_congestion_events += 1
             self.cc.on_persistent_congestion()
             self.rtt.reset_min_rtt()
+
+    def _drop_oversize(self, sp: _Space, lost: list[SentPacket], mds: int) -> list[SentPacket]:
+        """RFC 9000 14.4: lost packets larger than the datagram size (PMTU probes) leave
+        flight and count as lost, without a congestion response; returns the others."""
+        kept: list[SentPacket] = []
+        for pkt in lost:
+            if pkt.size <= mds:
+                kept.append(pkt)
+            elif pkt.in_flight:
+                self.bytes_in_flight -= pkt.size
+                sp.ack_eliciting_in_flight -= pkt.ack_eliciting
+                self.packets_lost += 1
+                self.bytes_lost += pkt.size
+            else:
+                sp.not_in_flight -= 1
+        return kept
 
     def _clustered(self, lost: list[SentPacket]) -> bool:
         """Feed the loss filter; True if any of these losses is part of a cluster."""

@@ -28,6 +28,10 @@ class ConnectionStats:
     key_updates: int = 0
     path_migrations: int = 0
     datagrams_dropped: int = 0  # received DATAGRAM frames dropped unread (queue full)
+    max_datagram_size: int = 1200  # the datagram size sent now (path MTU discovery moves it)
+    mtu_probes_sent: int = 0
+    mtu_probes_lost: int = 0
+    mtu_black_holes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +68,10 @@ class Stats:
     key_updates: int  #: 1-RTT key updates done, either side starting
     path_migrations: int  #: moves to a new validated path
     datagrams_dropped: int  #: received DATAGRAM frames dropped unread (queue full)
+    max_datagram_size: int  #: the largest datagram sent now (path MTU discovery raises it)
+    mtu_probes_sent: int  #: path MTU probes sent (docs/pmtud.md)
+    mtu_probes_lost: int  #: of those, declared lost (too big, or lost anyway)
+    mtu_black_holes: int  #: falls back to 1200 bytes after full-size packets vanished
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a dict (for JSON, logs)."""

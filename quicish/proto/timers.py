@@ -157,7 +157,7 @@ class ConnectionTimers:
                 lost, probe_space = self._recovery.on_timeout(now)
                 self._on_packets_lost(lost, now)
                 if probe_space is not None:
-                    self._builder.arm_probe(probe_space)
+                    self._builder.arm_probe(probe_space, now)
             elif timer is Timer.KEEP_ALIVE:
                 self._builder.pending_ping = True
                 self._idle.on_keep_alive(now)

@@ -34,6 +34,7 @@ from ..qlog.schema import (
     KEY_DISCARDED,
     KEY_UPDATED,
     MIGRATION_STATE_UPDATED,
+    MTU_UPDATED,
     PACKET_DROPPED,
     PACKET_LOST,
     PACKET_RECEIVED,
@@ -566,6 +567,12 @@ class Trace:
         if sink is not None:
             data = qe.migration_state_updated(state, remote=path.addr)
             sink.event(MIGRATION_STATE_UPDATED, data, now)
+
+    def mtu_updated(self, now: float, old: int, new: int, done: bool) -> None:
+        """Path MTU discovery changed the datagram size."""
+        sink = self.sink
+        if sink is not None:
+            sink.event(MTU_UPDATED, qe.mtu_updated(new, old, done), now)
 
     # ---- streams -----------------------------------------------------------------------------
     def _stream_states(self, frames: list[Any], sending: bool, now: float) -> None:

@@ -369,6 +369,16 @@ def migration_state_updated(
     return out
 
 
+def mtu_updated(new: int, old: int | None = None, done: bool = False) -> QlogDict:
+    """The datagram size changed (path MTU discovery); ``done``: the search ended."""
+    out: QlogDict = {"new": new}
+    if old is not None:
+        out["old"] = old
+    if done:
+        out["done"] = True
+    return out
+
+
 # ---- security --------------------------------------------------------------------------------
 _LEVELS = {0: "initial", 1: "handshake", 2: "1rtt", "0rtt": "0rtt"}
 

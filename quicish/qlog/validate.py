@@ -371,6 +371,12 @@ def _migration(c: _Checker, where: str, d: dict[str, Any]) -> None:
     c.need(where, d, "new", MIGRATION_STATES.__contains__)
 
 
+def _mtu(c: _Checker, where: str, d: dict[str, Any]) -> None:
+    c.need(where, d, "new", lambda v: isinstance(v, int) and v > 0)
+    c.may(where, d, "old", lambda v: isinstance(v, int) and v > 0)
+    c.may(where, d, "done", lambda v: isinstance(v, bool))
+
+
 def _tuple_assigned(c: _Checker, where: str, d: dict[str, Any]) -> None:
     c.need(where, d, "tuple_id", lambda v: isinstance(v, str))
 
@@ -406,6 +412,7 @@ _EVENT_CHECKS: dict[str, Callable[[_Checker, str, dict[str, Any]], None]] = {
     "quic:recovery_metrics_updated": _metrics,
     "quic:congestion_state_updated": _congestion,
     "quic:migration_state_updated": _migration,
+    "quic:mtu_updated": _mtu,
     "quic:version_information": _versions,
     "quic:tuple_assigned": _tuple_assigned,
     "quic:connection_id_updated": _cid_updated,

@@ -59,6 +59,12 @@ class CongestionController(ABC):
         self.undone_events = 0  # reductions undone (their losses were spurious)
         self._before_reduction: dict[str, object] | None = None
 
+    def set_max_datagram_size(self, size: int) -> None:
+        """Path MTU discovery changed the datagram size: the window in bytes stays, what
+        is counted in datagrams (the minimum window) follows the new size."""
+        self.max_datagram_size = size
+        self.minimum_window = 2 * size
+
     # ---- queries -------------------------------------------------------------------------
     @property
     def in_slow_start(self) -> bool:

@@ -188,6 +188,14 @@ class Bbr(CongestionController):
         self.state_changes.append((self._now, STATE_NAMES[state]))
 
     # ---- interface -------------------------------------------------------------------------
+    def set_max_datagram_size(self, size: int) -> None:
+        """Path MTU discovery changed the datagram size: the floors counted in packets
+        follow it."""
+        super().set_max_datagram_size(size)
+        self.min_pipe_cwnd = self.minimum_window = 4 * size
+        if self.loss_tolerant:
+            self._loss_noise = LOSS_NOISE_PACKETS * size
+
     def on_sent_packet(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
         if bytes_in_flight == pkt.size and self.sampler.app_limited:
             self.idle_restart = True
