@@ -26,7 +26,7 @@ from support import client_config, server_config
 from quicish.errors import DecodeError, StreamError
 from quicish.proto import events as ev
 from quicish.proto.connection import Connection
-from quicish.proto.packet_builder import BuiltPacket
+from quicish.proto.packet_builder import BuiltPacket, PacketBuilder
 from quicish.proto.packet_space import APPLICATION
 from quicish.proto.records import SentPacket
 from quicish.proto.server_context import ServerContext
@@ -429,17 +429,20 @@ class Sender:
 
 class FrameSpy:
     """Records ``(space index, packet type, packet number, payload)`` of every packet a
-    connection's general builder seals (wraps ``PacketBuilder.seal_built`` on the instance)."""
+    connection's general builder seals (wraps ``PacketBuilder.seal_built``)."""
 
     def __init__(self, conn: Connection) -> None:
         self.packets: list[tuple[int, int, int, bytes]] = []
-        original = conn._builder.seal_built
+        packets = self.packets
+        builder = conn._builder
+        base = type(builder)
 
-        def spy(built: BuiltPacket, now: float) -> bytes:
-            self.packets.append((built.space.index, built.ptype, built.pn, bytes(built.payload)))
-            return original(built, now)
+        def spy(self: PacketBuilder, built: BuiltPacket, now: float) -> bytes:
+            packets.append((built.space.index, built.ptype, built.pn, bytes(built.payload)))
+            return base.seal_built(self, built, now)
 
-        setattr(conn._builder, "seal_built", spy)  # noqa: B010 (instance override of a method)
+        # (the builder has __slots__: its class is swapped for a subclass that spies)
+        builder.__class__ = type("SpiedBuilder", (base,), {"__slots__": (), "seal_built": spy})
 
     def frames(self, space: int | None = APPLICATION) -> Iterable[Any]:
         for index, _ptype, _pn, payload in self.packets:

@@ -12,6 +12,7 @@ from pairs import Net, Pair, connected, encode, inject, make_pair
 from quicish.errors import ErrorCode, ProtocolError
 from quicish.proto import events as ev
 from quicish.proto.cid import LocalCids, PeerCids, reset_token
+from quicish.proto.handshake import Handshake
 from quicish.proto.packet_space import APPLICATION
 from quicish.wire import frames as F
 from quicish.wire.packet import parse_header
@@ -101,16 +102,17 @@ def test_retire_prior_to_makes_the_peer_switch() -> None:
     assert sorted(net.client._peer_cids.entries) == [3, 4]
 
 
-def test_too_many_cids_is_connection_id_limit_error() -> None:
+def test_too_many_cids_is_connection_id_limit_error(monkeypatch: pytest.MonkeyPatch) -> None:
     net, c, s = make_pair(client_kw={"active_connection_id_limit": 2})
     net.server._local_cids.peer_limit = 99  # pretend to ignore the client's limit
-    original = net.server._handshake.apply_peer_parameters
+    original = Handshake.apply_peer_parameters
 
-    def keep_limit(raw: bytes) -> None:
-        original(raw)
-        net.server._local_cids.peer_limit = 5
+    def keep_limit(self: Handshake, raw: bytes) -> None:
+        original(self, raw)
+        if self is net.server._handshake:
+            net.server._local_cids.peer_limit = 5
 
-    net.server._handshake.apply_peer_parameters = keep_limit  # type: ignore[method-assign]
+    monkeypatch.setattr(Handshake, "apply_peer_parameters", keep_limit)
     assert net.run_until(lambda: bool(s.of(ev.ConnectionTerminated)), c, s, timeout=5)
     closed = c.of(ev.ConnectionTerminated)[0]
     assert closed.error_code == ErrorCode.CONNECTION_ID_LIMIT_ERROR and not closed.by_peer

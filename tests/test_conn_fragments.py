@@ -14,6 +14,7 @@ from quicish.config import Config
 from quicish.errors import ConfigError, ErrorCode, wire_reason
 from quicish.proto import events as ev
 from quicish.proto import recv_stream
+from quicish.proto.handshake import Handshake
 from quicish.tls.client import ClientHandshake
 from quicish.wire import frames as F
 
@@ -125,11 +126,18 @@ def test_config_knobs_are_validated() -> None:
         Config(initial_crypto_buffer=4095)
 
 
-def test_many_session_tickets_keep_the_client_up(pair: Pair) -> None:
+@pytest.fixture
+def server_keeps_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers keep their TLS engine after the handshake, to issue more tickets."""
+    monkeypatch.setattr(Handshake, "release_tls", lambda self: None)
+
+
+def test_many_session_tickets_keep_the_client_up(server_keeps_tls: None) -> None:
     """~80 KiB of NewSessionTickets in 1-RTT CRYPTO: the client consumes them all, keeps
     the connection, and reports the tickets (before the fix: CRYPTO_BUFFER_EXCEEDED once
     the 1-RTT CRYPTO stream passed 64 KiB)."""
-    net, c, s = pair
+    net = make_net()
+    c, s = connected(net)
     server = net.server
     tls = server._handshake.tls
     assert tls is not None
@@ -173,7 +181,7 @@ def test_memory_error_in_insert_closes_that_connection_only(
     assert os_.terminated is None and bytes(os_.data[0]) == b"fine"
 
 
-def test_client_keeps_only_the_newest_tickets() -> None:
+def test_client_keeps_only_the_newest_tickets(server_keeps_tls: None) -> None:
     """Twenty tickets in one CRYPTO read: the client TLS keeps the newest eight."""
     from quicish.tls.client import MAX_KEPT_TICKETS
     from quicish.tls.handshake import Epoch

@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pairs import Net, Peer, connected, make_net, packet_kinds, seeded_random
+from pairs import (
+    Net,
+    Peer,
+    connected,
+    encode,
+    inject,
+    make_net,
+    make_pair,
+    packet_kinds,
+    seeded_random,
+)
 from support import cert_files
 
 from quicish import Config, ConnectionStateError
@@ -21,6 +31,7 @@ from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec
 from quicish.tls.certs import certificate_fingerprint, generate_self_signed, load_certificate_chain
+from quicish.wire import frames as F
 from quicish.wire.packet import parse_header
 from quicish.wire.protection import PacketProtector
 
@@ -666,3 +677,20 @@ def test_prepare_stocks_the_next_connections_initial_keys() -> None:
     _lockstep(client, server, 2.0, rounds=4)
     assert client.handshake_confirmed and server.handshake_complete
     assert server._handshake.original_dcid == dcid
+
+
+def test_a_server_lets_its_tls_engine_go_and_answers_later_crypto_as_it_did() -> None:
+    """Once the handshake is done the server holds no TLS engine (a few KB per idle
+    connection); CRYPTO data after that gets the engine's answer: unexpected_message."""
+    net, c, s = make_pair()
+    connected(net, c, s)
+    hs = net.server._handshake
+    assert hs.tls is None and hs.tls_ahead is None and hs.tls_released
+    assert net.server.cipher_suite == 0x1301 == net.client.cipher_suite
+    assert net.client._handshake.tls is not None  # (a client reads tickets at any time)
+    # a NewSessionTicket-shaped message from the client, which servers never accept
+    inject(net.client, net.server, encode(F.CryptoFrame(0, b"\x04\x00\x00\x01\x00")), net.now)
+    assert net.run_until(lambda: s.terminated is not None, c, s, timeout=1)
+    assert s.terminated is not None
+    assert s.terminated.error_code == ErrorCode.CRYPTO_ERROR + 10
+    assert s.terminated.reason == "unexpected_message: handshake data at ONE_RTT while connected"

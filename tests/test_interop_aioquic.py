@@ -56,9 +56,9 @@ def sha(data: bytes) -> str:
 
 
 def quicish_cipher(conn: quicish.QuicConnection) -> int:
-    tls = conn._proto._handshake.tls
-    assert tls is not None and tls.cipher_suite is not None
-    return int(tls.cipher_suite)
+    suite = conn._proto.cipher_suite
+    assert suite is not None
+    return int(suite)
 
 
 # ---- aioquic peer ------------------------------------------------------------------------

@@ -46,6 +46,12 @@ class QuicConnection:
     Users get one from :func:`quicish.connect` or from a server's ``on_connection`` callback.
     """
 
+    # Set only by the few connections that need them (class defaults: an instance keeps 30
+    # attributes at most, so CPython stores them without a dict of their own).
+    _datagram_waiter: asyncio.Future[None] | None = None
+    _linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
+    _local_paths: LocalPaths[QuicConnection] | None = None  # client sockets, after migrate()
+
     def __init__(
         self,
         proto: Connection,
@@ -64,7 +70,9 @@ class QuicConnection:
         self._early_check = check if callable(check) and not proto.is_client else None
         self._readers: dict[int, QuicStreamReader] = {}
         self._writers: dict[int, QuicStreamWriter] = {}
-        self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] = asyncio.Queue()
+        # The peer's streams for accept_stream() (made on first use: ~3 KB of deques that a
+        # server with on_stream never needs).
+        self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] | None = None
         self._handshake_done: asyncio.Future[None] = self._loop.create_future()
         self._confirmed: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -72,23 +80,19 @@ class QuicConnection:
         self._stream_credit_waiters: list[asyncio.Future[None]] = []
         # Received datagrams not yet read: at most config.datagram_receive_buffer bytes (each
         # charged DATAGRAM_OVERHEAD more), the oldest dropped beyond it.
-        self._datagrams: deque[bytes] = deque()
+        self._datagrams: deque[bytes] | None = None  # (made for the first: most get none)
         self._datagrams_size = 0
-        self._datagram_waiter: asyncio.Future[None] | None = None
         #: The endpoint's: this connection's deadline in its timer heap.
         self.timer_deadline: float | None = None
         #: The endpoint feeds datagrams straight to the sans-IO connection.
         self.feed_datagram = proto.receive_datagram
         self._preparing = False  # a call to _prepare is scheduled
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] = []
         self.close_error: ConnectionClosedError | None = None
         self._cids: set[bytes] = {proto.host_cid}  # our CIDs, for the sockets of new paths
-        # Client sockets, once migrate() ran.
-        self._local_paths: LocalPaths[QuicConnection] | None = None
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
         self._started = clock()  # for the lifecycle log lines
@@ -153,7 +157,13 @@ class QuicConnection:
 
     async def accept_stream(self) -> tuple[QuicStreamReader, QuicStreamWriter]:
         """The next stream the peer opened (the writer of a unidirectional one is closed)."""
-        return await self._get_or_raise(self._incoming)
+        return await self._get_or_raise(self._incoming_streams())
+
+    def _incoming_streams(self) -> asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]]:
+        queue = self._incoming
+        if queue is None:
+            queue = self._incoming = asyncio.Queue()
+        return queue
 
     async def _get_or_raise(self, queue: asyncio.Queue[T]) -> T:
         """The next item of ``queue``; ConnectionClosedError once it is empty and the
@@ -190,12 +200,15 @@ class QuicConnection:
             await asyncio.wait({waiter, self._terminated}, return_when=asyncio.FIRST_COMPLETED)
             if not self._datagrams and self._terminated.done():
                 raise self.close_error or ConnectionClosedError(0, "connection closed")
+        assert self._datagrams is not None
         data = self._datagrams.popleft()
         self._datagrams_size -= len(data) + DATAGRAM_OVERHEAD
         return data
 
     def _queue_datagram(self, data: bytes) -> None:
         queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque()
         queue.append(data)
         self._datagrams_size += len(data) + DATAGRAM_OVERHEAD
         limit = self._proto.config.datagram_receive_buffer
@@ -487,7 +500,7 @@ class QuicConnection:
             if asyncio.iscoroutine(result):
                 self.spawn(self._run_handler(result, writer))
         else:
-            self._incoming.put_nowait((reader, writer))
+            self._incoming_streams().put_nowait((reader, writer))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task of this connection (its failure is logged)."""

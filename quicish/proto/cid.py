@@ -10,7 +10,6 @@ cannot be linked by an observer.
 from __future__ import annotations
 
 import hmac
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +56,7 @@ class LocalCids:
         self._by_cid: dict[bytes, int] = {initial: 0}
         self._next_seq = 1
         self.peer_limit = 2  # the peer's active_connection_id_limit
-        self.pending: deque[int] = deque()  # sequence numbers to announce (NEW_CONNECTION_ID)
+        self.pending: list[int] = []  # sequence numbers to announce (NEW_CONNECTION_ID)
         self.retire_prior_to = 0
         self._stock: list[tuple[bytes, bytes]] = []  # (cid, token) made ahead of need
 
@@ -180,7 +179,7 @@ class PeerCids:
         self.entries: dict[int, tuple[bytes, bytes | None]] = {}  # seq -> (cid, token)
         self.current = 0
         self.retire_prior_to = 0
-        self.pending_retire: deque[int] = deque()  # RETIRE_CONNECTION_ID to send
+        self.pending_retire: list[int] = []  # RETIRE_CONNECTION_ID to send (a few: a list)
         self._queued: set[int] = set()  # what pending_retire holds (O(1) re-queue on loss)
         self._unacked: set[int] = set()  # retired, RETIRE_CONNECTION_ID not yet acknowledged
         self._retired: set[int] = set()  # retired one by one at or above retire_prior_to
@@ -296,7 +295,7 @@ class PeerCids:
     def next_retire(self) -> int:
         """The next sequence number to send RETIRE_CONNECTION_ID for (pending_retire
         must not be empty)."""
-        seq = self.pending_retire.popleft()
+        seq = self.pending_retire.pop(0)
         self._queued.discard(seq)
         return seq
 

@@ -547,8 +547,8 @@ class Connection:
     @property
     def cipher_suite(self) -> int | None:
         """The negotiated TLS cipher suite (code point), once known."""
-        tls = self._handshake.tls
-        return tls.cipher_suite if tls is not None else None
+        hs = self._handshake
+        return hs.cipher_suite if hs.tls is None else hs.tls.cipher_suite
 
     def stream_send_progress(self, stream_id: int) -> tuple[int, int] | None:
         """(bytes sent at least once, bytes acknowledged in order) of a stream's sending
@@ -579,7 +579,7 @@ class Connection:
             raise ConnectionStateError("the peer does not accept DATAGRAM frames")
         if len(data) + 8 > min(limit, self._builder.max_datagram_size - 40):
             raise ConfigError(f"datagram of {len(data)} bytes is too large")
-        self._builder.datagrams_out.append(bytes(data))
+        self._builder.queue_datagram(bytes(data))
 
     def close(self, error_code: int = 0, reason: str = "", now: float | None = None) -> None:
         """Close with an application error code (0: no error)."""

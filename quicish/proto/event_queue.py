@@ -27,7 +27,7 @@ class EventQueue:
         self.append: Callable[[ev.Event], None] = self._events.append
         # Received DATAGRAM payloads not yet handed out; each has a slot in _events, and
         # _stale counts the leading slots whose payload was dropped.
-        self._datagrams: deque[bytes] = deque()
+        self._datagrams: deque[bytes] | None = None  # (made for the first: most get none)
         self._size = 0
         self._stale = 0
         self._limit = limit
@@ -46,6 +46,7 @@ class EventQueue:
             if self._stale:  # its datagram was dropped
                 self._stale -= 1
                 continue
+            assert self._datagrams is not None  # (a slot means a datagram was queued)
             data = self._datagrams.popleft()
             self._size -= len(data) + DATAGRAM_OVERHEAD
             return ev.DatagramReceived(data)
@@ -54,6 +55,8 @@ class EventQueue:
     def append_datagram(self, data: bytes) -> None:
         """Queue a received DATAGRAM; the oldest are dropped beyond the bound."""
         queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque()
         queue.append(data)
         self._events.append(_DATAGRAM_SLOT)
         self._size += len(data) + DATAGRAM_OVERHEAD

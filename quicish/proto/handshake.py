@@ -13,6 +13,7 @@ from functools import partial
 
 from ..config import Config
 from ..errors import DecodeError, ErrorCode, ProtocolError
+from ..tls.alerts import Alert, alert
 from ..tls.certs import TrustSource
 from ..tls.engine import Epoch, TlsEngine
 from ..tls.groups import KeyPairSource
@@ -205,6 +206,18 @@ class Handshake:
     It holds the parts of the connection it drives, never the connection itself (no
     reference cycle)."""
 
+    __slots__ = (
+        "_builder", "_events", "_host_cid", "_idle", "_initial_keys_dcid", "_keys", "_lifecycle",
+        "_local_cids", "_paths", "_peer_cids", "_random", "_recovery", "_server_name",
+        "_server_prefers", "_spaces", "_stats", "_streams", "_timer", "alpn", "cipher_suite",
+        "compat_initial_rx", "complete", "config", "confirmed", "early_data_accepted",
+        "early_data_requested", "first_packet_received", "flight_pending", "initial_dcid",
+        "is_client", "local_params", "new_token", "original_dcid", "original_version",
+        "peer_params", "prepared", "prepared_token", "remembered_params", "retry_received",
+        "retry_source_cid", "sent_params", "server_context", "session_resumed", "session_ticket",
+        "split_first_flight", "stock", "tls", "tls_ahead", "tls_released", "versions",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,
@@ -261,6 +274,8 @@ class Handshake:
         self.first_packet_received = False
         self.remembered_params: TransportParameters | None = None  # client, for 0-RTT
         self.tls: TlsEngine | None = None
+        self.tls_released = False  # server: the engine is gone once its work is done
+        self.cipher_suite: int | None = None  # (kept when the engine goes)
         self.sent_params = b""  # their encoding, once the handshake started
         self.tls_ahead: TlsEngine | None = None  # server: made by await_hello()
         self.peer_params: TransportParameters | None = None
@@ -428,9 +443,13 @@ class Handshake:
     def receive_crypto(self, index: int, data: bytes, now: float) -> None:
         """In-order CRYPTO bytes of space ``index`` for the TLS engine."""
         tls = self.tls
-        if tls is None:
-            return
         epoch = (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)[index]
+        if tls is None:
+            if self.tls_released:  # what the engine said to any message after its last
+                raise alert(
+                    Alert.UNEXPECTED_MESSAGE, f"handshake data at {epoch.name} while connected"
+                )
+            return
         tls.receive(epoch, data, now)  # CryptoError closes with 0x100 + alert
         self.drain(now)
 
@@ -505,6 +524,7 @@ class Handshake:
         self._timer.complete()  # done in time
         self._lifecycle.establish()
         self.alpn = tls.alpn
+        self.cipher_suite = tls.cipher_suite
         self.session_resumed = tls.session_resumed
         self.early_data_accepted = tls.early_data_accepted
         keys = self._keys
@@ -533,6 +553,14 @@ class Handshake:
         )
         if not self.is_client:
             self.issue_cids()
+            self.release_tls()
+
+    def release_tls(self) -> None:
+        """Server, handshake done: its TLS engine has nothing left to do (its tickets are
+        written; a client sends no post-handshake messages in QUIC), so its state, a few KB
+        per connection, goes; later CRYPTO data gets the answer the engine gave."""
+        self.tls = self.tls_ahead = None
+        self.tls_released = True
 
     def _new_token(self, ctx: ServerContext, now: float) -> bytes:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""

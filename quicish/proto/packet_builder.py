@@ -113,6 +113,15 @@ class PacketBuilder:
     """Builds a connection's datagrams from its spaces, streams and paths; owns what waits
     to be sent that belongs to no stream or space (PING, HANDSHAKE_DONE, DATAGRAMs)."""
 
+    __slots__ = (
+        "_idle", "_is_client", "_keys", "_local_cids", "_pacer", "_paths", "_peer_cids",
+        "_pmtud_ceiling", "_pn_skip_interval", "_random", "_recovery", "_spaces", "_stats",
+        "_streams", "cc", "control_checked", "datagrams_out", "handshake_complete",
+        "handshake_done_acked", "host_cid", "max_datagram_size", "pacer_deadline", "peer_cid",
+        "pending_handshake_done", "pending_ping", "pmtud", "sealed_ahead", "spin", "token",
+        "trace", "version",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,
@@ -163,7 +172,7 @@ class PacketBuilder:
         self.pending_ping = False  # a PING is due in the next 1-RTT packet
         self.pending_handshake_done = False
         self.handshake_done_acked = False  # the client acknowledged a HANDSHAKE_DONE
-        self.datagrams_out: deque[bytes] = deque()  # DATAGRAM payloads to send
+        self.datagrams_out: deque[bytes] | None = None  # DATAGRAM payloads (made on first)
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
@@ -516,7 +525,7 @@ class PacketBuilder:
         wrote = False
         local = self._local_cids
         while local.pending and room - buf.written >= 48:
-            seq = local.pending.popleft()
+            seq = local.pending.pop(0)
             frame = local.frame_for(seq)
             if frame is not None:
                 F.encode_frame(buf, frame)
@@ -621,6 +630,13 @@ class PacketBuilder:
             self.pmtud.restart()
             self.set_datagram_size(BASE_PLPMTU, self._idle.last_activity)
 
+    def queue_datagram(self, data: bytes) -> None:
+        """A DATAGRAM frame's payload to send (the queue is made for the first one: most
+        connections never send any)."""
+        if self.datagrams_out is None:
+            self.datagrams_out = deque()
+        self.datagrams_out.append(data)
+
     def set_datagram_size(self, size: int, now: float, done: bool = False) -> None:
         """Send datagrams of ``size`` bytes from ``now`` on: the builder, the pacer's burst
         and the congestion controller's segment size move together (its window in bytes
@@ -628,7 +644,7 @@ class PacketBuilder:
         old = self.max_datagram_size
         self.max_datagram_size = self._pacer.max_datagram_size = size
         self.cc.set_max_datagram_size(size)
-        if size < old and self.datagrams_out:
+        if size < old and self.datagrams_out is not None:
             # Queued DATAGRAMs that no longer fit (Connection.send_datagram's rule) would
             # block the queue: unreliable, they are dropped.
             fits = [d for d in self.datagrams_out if len(d) + 8 <= size - 40]

@@ -176,7 +176,7 @@ class StreamManager:
         self.bytes_lost = 0
         self.recv_window = ReceiveWindow(local_max_data, max_data_limit)
         #: Extra frames for ``write_control_frames`` (e.g. PATH_RESPONSE), sent once.
-        self.control: deque[Any] = deque()
+        self.control: list[Any] = []  # (a few frames at a time: a list)
         self.now = 0.0
         self.rtt = 0.0
         self._stream_window = local_max_stream_data
@@ -800,7 +800,7 @@ class StreamManager:
             if room - buf.written < tmp.written:
                 break
             buf.push_bytes(tmp.data())
-            extra.popleft()
+            del extra[0]
         if room - buf.written < _CTRL_FRAME_MAX:
             return buf.written > start
         window = self.recv_window
