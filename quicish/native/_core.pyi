@@ -91,11 +91,16 @@ def render_stream_packets(
 ) -> bytes:
     """qlog bulk packet records ``records[lo:hi]`` as JSON-SEQ (as ``pure``'s)."""
 
+def render_chunk(records: list[tuple[Any, ...]] | BulkRecords, start: float, parts: list[Any]) -> bytes:
+    """A flush's text: ``parts``' bytes, and for each int the records up to it (as ``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 
     def append(self, record: tuple[Any, ...]) -> None: ...
     def clear(self) -> None: ...
+    def detach(self) -> BulkRecords:
+        """The records moved to a new object, none left here."""
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> tuple[Any, ...]: ...
     def __iter__(self) -> Iterator[tuple[Any, ...]]: ...

@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         QlogTap,
         RangeSet,
         ReassemblyBuffer,
+        render_chunk,
         render_stream_packets,
     )
 else:
@@ -62,9 +63,10 @@ else:
     ReassemblyBuffer = _mod.ReassemblyBuffer
     PacketCipher = getattr(_mod, "PacketCipher", None)
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
+    render_chunk = getattr(_mod, "render_chunk", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
-    if None in (PacketCipher, render_stream_packets, QlogTap, BulkRecords):
+    if None in (PacketCipher, render_stream_packets, render_chunk, QlogTap, BulkRecords):
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
 __all__ = [
@@ -74,5 +76,6 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "render_chunk",
     "render_stream_packets",
 ]

@@ -656,6 +656,26 @@ def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int,
     return "".join(parts).encode()
 
 
+def render_chunk(records: list[tuple[Any, ...]], start: float, parts: list[Any]) -> bytes:
+    """A flush's text in one piece: ``parts`` holds bytes (written as they are) and ints
+    (each: the records from the previous int, or 0, up to it, as
+    :func:`render_stream_packets` writes them). (py_qlog.c's C form renders a
+    ``BulkRecords`` of plain records with the GIL released.)"""
+    out: list[bytes] = []
+    done = 0
+    for part in parts:
+        if type(part) is bytes:
+            out.append(part)
+        elif type(part) is int:
+            if not done <= part <= len(records):
+                raise IndexError(f"render_chunk: [{done}, {part}) not within {len(records)} records")
+            out.append(render_stream_packets(records, start, done, part))
+            done = part
+        else:
+            raise TypeError("render_chunk: parts must be bytes or ints")
+    return b"".join(out)
+
+
 class QlogTap:
     """The trace's two per-packet calls in the bulk case (the reference for py_qlog.c's
     ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for

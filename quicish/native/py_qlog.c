@@ -166,28 +166,42 @@ int qr_qlog_put_record(Out *out, PyObject *rec, double start)
                      Py_TYPE(f[6])->tp_name);
         return -1;
     }
-    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start);
+    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start,
+                              NULL);
 }
 
+/* With `save` the caller runs without the GIL (*save its thread state) and out has room
+ * for 256 + 24 + name_len + ptype_len + 5 * 21 bytes (reserve then grows nothing): only
+ * a time that put_ms leaves to PyOS_double_to_string takes the GIL back, for that call
+ * and the room its longer text may need. */
 int qr_qlog_put_fields(Out *out, double now, const char *name, Py_ssize_t name_len,
                        const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
-                       double start)
+                       double start, PyThreadState **save)
 {
     char *time_text = NULL, time_buf[24];
     Py_ssize_t time_len;
     double ms;
-    int ret;
+    int ret = 0;
     ms = (now - start) * 1000.0;
     if (!(ms > 0.0))
         ms = 0.0;
     time_len = put_ms(time_buf, ms);
     if (!time_len) {
-        if (!(time_text = PyOS_double_to_string(ms, 'f', 3, 0, NULL)))
+        if (save)
+            PyEval_RestoreThread(*save);
+        time_text = PyOS_double_to_string(ms, 'f', 3, 0, NULL);
+        if (time_text) {
+            time_len = (Py_ssize_t)strlen(time_text);
+            ret = reserve(out, 256 + time_len + name_len + ptype_len + 5 * 21);
+        }
+        if (save)
+            *save = PyEval_SaveThread();
+        if (!time_text)
             return -1;
-        time_len = (Py_ssize_t)strlen(time_text);
     }
     /* the template's text (under 256 bytes), the strings, 5 ints of up to 21 characters */
-    ret = reserve(out, 256 + time_len + name_len + ptype_len + 5 * 21);
+    else
+        ret = reserve(out, 256 + time_len + name_len + ptype_len + 5 * 21);
     if (ret == 0) {
         PUT_LIT(out, "\x1e{\"time\":");
         PUT(out, time_text ? time_text : time_buf, time_len);
@@ -210,8 +224,13 @@ int qr_qlog_put_fields(Out *out, double now, const char *name, Py_ssize_t name_l
         put_int(out, ints[4]);
         PUT_LIT(out, "}}}\n");
     }
-    if (time_text)
+    if (time_text) {
+        if (save)
+            PyEval_RestoreThread(*save);
         PyMem_Free(time_text);
+        if (save)
+            *save = PyEval_SaveThread();
+    }
     return ret;
 }
 
@@ -253,7 +272,7 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     if (!out.bytes)
         return NULL;
     if (is_bulk) {
-        if (qr_bulk_render(records, &out, start, lo, hi) < 0) {
+        if (qr_bulk_render(records, &out, start, lo, hi, NULL) < 0) {
             Py_XDECREF(out.bytes);
             return NULL;
         }
@@ -269,7 +288,109 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     return out.bytes;
 }
 
+/* render_chunk(records, start, parts) -> bytes: a flush's text in one piece.  parts is a
+ * list of bytes (copied as they are) and ints (each: the records from the previous int, or
+ * 0, up to it).  For a BulkRecords of plain records (no odd one) the text is written with
+ * the GIL released (the records marked busy meanwhile: no change, no detach), so a writer
+ * thread renders while the event loop runs. */
+static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = {"records", "start", "parts"};
+    PyObject *a[3], *records, *parts = NULL, *item;
+    Py_ssize_t i, n, nparts, room = 64, done = 0, end, bound = -1;
+    PyThreadState *save = NULL;
+    double start;
+    int is_bulk, failed = 0;
+    Out out;
+    PARSE("render_chunk", names, 3, 3, a);
+    records = a[0];
+    is_bulk = qr_bulk_type && (PyObject *)Py_TYPE(records) == qr_bulk_type;
+    if (!is_bulk && !PyList_Check(records)) {
+        PyErr_SetString(PyExc_TypeError, "render_chunk: records must be a list or BulkRecords");
+        return NULL;
+    }
+    start = PyFloat_AsDouble(a[1]);
+    if (start == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(parts = PySequence_Tuple(a[2]))) /* (a tuple: nothing changes it meanwhile) */
+        return NULL;
+    nparts = PyTuple_GET_SIZE(parts);
+    n = is_bulk ? qr_bulk_len(records) : PyList_GET_SIZE(records);
+    for (i = 0; i < nparts; i++) {
+        item = PyTuple_GET_ITEM(parts, i);
+        if (PyBytes_CheckExact(item)) {
+            room += PyBytes_GET_SIZE(item);
+            continue;
+        }
+        if (!PyLong_CheckExact(item)) {
+            PyErr_SetString(PyExc_TypeError, "render_chunk: parts must be bytes or ints");
+            goto fail;
+        }
+        end = PyLong_AsSsize_t(item);
+        if (end == -1 && PyErr_Occurred())
+            goto fail;
+        if (end < done || end > n) {
+            PyErr_Format(PyExc_IndexError, "render_chunk: [%zd, %zd) not within %zd records",
+                         done, end, n);
+            goto fail;
+        }
+        room += (end - done) * 240;
+        done = end;
+    }
+    if (is_bulk && (bound = qr_bulk_bound(records)) >= 0)
+        room += bound; /* (then reserve grows nothing while the GIL is released) */
+    out.len = 0;
+    if (!(out.bytes = PyBytes_FromStringAndSize(NULL, room)))
+        goto fail;
+    if (bound >= 0) {
+        qr_bulk_set_busy(records, 1);
+        save = PyEval_SaveThread();
+    }
+    for (i = 0, done = 0; i < nparts && !failed; i++) {
+        item = PyTuple_GET_ITEM(parts, i);
+        if (PyBytes_CheckExact(item)) {
+            if (!save && reserve(&out, PyBytes_GET_SIZE(item)) < 0) {
+                failed = 1;
+                break;
+            }
+            PUT(&out, PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
+            continue;
+        }
+        end = PyLong_AsSsize_t(item); /* (checked above: no error now) */
+        if (is_bulk)
+            failed = qr_bulk_render(records, &out, start, done, end, save ? &save : NULL) < 0;
+        for (; !is_bulk && !failed && done < end; done++) {
+            if (done >= PyList_GET_SIZE(records)) { /* (the list shrank: a record's code ran) */
+                PyErr_SetString(PyExc_IndexError, "render_chunk: the records changed");
+                failed = 1;
+            } else {
+                failed = qr_qlog_put_record(&out, PyList_GET_ITEM(records, done), start) < 0;
+            }
+        }
+        done = end;
+    }
+    if (save) {
+        PyEval_RestoreThread(save);
+        qr_bulk_set_busy(records, 0);
+    }
+    Py_DECREF(parts);
+    if (failed) {
+        Py_XDECREF(out.bytes);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&out.bytes, out.len) < 0)
+        return NULL;
+    return out.bytes;
+fail:
+    Py_DECREF(parts);
+    return NULL;
+}
+
 PyMethodDef qr_qlog_methods[] = {
+    {"render_chunk", (PyCFunction)(void (*)(void))render_chunk, FASTCALL_KW,
+     PyDoc_STR("render_chunk(records, start, parts) -> bytes\n\n"
+               "A flush's text: parts' bytes, and for each int the records up to it.")},
     {"render_stream_packets", (PyCFunction)(void (*)(void))render_stream_packets, FASTCALL_KW,
      PyDoc_STR("render_stream_packets(records, start, lo, hi) -> bytes\n\n"
                "The JSON-SEQ records of qlog stream packets records[lo:hi].")},

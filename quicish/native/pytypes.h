@@ -113,7 +113,7 @@ typedef struct {
 int qr_qlog_put_record(QrOut *out, PyObject *rec, double start);
 int qr_qlog_put_fields(QrOut *out, double now, const char *name, Py_ssize_t name_len,
                        const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
-                       double start);
+                       double start, PyThreadState **save);
 
 /* py_qlog_bulk.c's BulkRecords (the type object once exported: qr_bulk_type). */
 extern PyType_Spec qr_bulk_spec;
@@ -121,7 +121,11 @@ extern char qr_bulk_name[QR_TYPE_NAME_SIZE];
 extern PyObject *qr_bulk_type;
 int qr_bulk_add(PyObject *bulk, PyObject *const *items, PyObject *tuple);
 Py_ssize_t qr_bulk_len(PyObject *bulk);
-int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi);
+int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi,
+                   PyThreadState **save);
+/* The text the records can take at most, or -1 when some are odd (kept as tuples). */
+Py_ssize_t qr_bulk_bound(PyObject *bulk);
+void qr_bulk_set_busy(PyObject *bulk, int busy);
 
 /* Set up what a type file needs beyond the objects above (interned strings): 0, or -1
  * with an exception. */

@@ -3,8 +3,10 @@
 :class:`QlogWriter` keeps events in lists (one tuple append per event) and serializes them
 in chunks (``flush_every`` events; packets of one STREAM frame, the bulk of a transfer, in
 :attr:`QlogWriter.bulk`, every ``BULK_FLUSH_EVERY``, rendered by the C core's
-``render_stream_packets``) and at :meth:`QlogWriter.close`, so the per-event cost on the
-connection's path is an append. Times are the engine's monotonic seconds; they are
+``render_chunk`` without the GIL) and at :meth:`QlogWriter.close`, so the per-event cost
+on the connection's path is an append. In background mode (:func:`open_qlog`'s files) a
+flush only renders the other events' text and hands it with the bulk records to the
+writer thread (:mod:`quicish.qlog.background`), which renders those and writes. Times are the engine's monotonic seconds; they are
 written in milliseconds relative to the writer's start (``relative_to_epoch`` with a
 ``monotonic`` reference clock, whose epoch is ``unknown`` by the draft's rules).
 
@@ -20,10 +22,12 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import IO, Any
 
-from ..native import BulkRecords, render_stream_packets
+from ..native import BulkRecords, render_chunk, render_stream_packets
 from ..native import pure as _pure
+from .background import submit, wait_for
 from .render import dumps as _dumps
 from .render import render_metrics_delta, render_packet
 from .schema import (
@@ -112,8 +116,11 @@ class QlogWriter:
         flush_every: int = 16384,
         clock: Callable[[], float] = time.monotonic,
         close_stream: bool = True,
+        background: bool = False,
     ) -> None:
         self._stream: IO[bytes] | None = stream
+        # flushes rendered and written by the writer thread (open_qlog's files), not here
+        self.background = background
         self._close_stream = close_stream
         self.clock = clock
         self.start = clock() if start is None else start
@@ -198,8 +205,10 @@ class QlogWriter:
         self.event(name, data, self.clock())
 
     def flush(self) -> None:
-        """Serialize the buffered events and hand them to the file: the other events in
-        their places among the runs of :attr:`bulk` records, each run in one C call."""
+        """Serialize the buffered events and hand them to the file: the other events'
+        text in their places among the runs of :attr:`bulk` records, all of it written by
+        one ``render_chunk`` call (C; without the GIL), here or, in background mode, on
+        the writer thread (:mod:`quicish.qlog.background`)."""
         events, bulk = self._events, self.bulk
         if not events and not bulk:
             return
@@ -207,29 +216,61 @@ class QlogWriter:
         if self.closed:  # events after close() are dropped
             bulk.clear()
             return
-        parts: list[bytes] = []
+        parts: list[bytes | int] = []  # other events' text; ints: where a run of bulk ends
         done = others = 0
         render = self._render
         for event in events:
             at = event[0]
             if at > done:
-                parts.append(self._render_bulk(bulk, done, at))
+                parts.append(at)
                 done = at
             text = render(event)
             if text:
                 parts.append(text.encode())
                 others += 1
-        written = others + len(bulk)
-        if len(bulk) > done:
-            parts.append(self._render_bulk(bulk, done, len(bulk)))
-        bulk.clear()
+        n = len(bulk)
+        if n > done:
+            parts.append(n)
+        if not self.background:
+            self._write(bulk, parts, others + n)
+            bulk.clear()
+            return
+        detach = getattr(bulk, "detach", None)  # (BulkRecords: the array moved, O(1))
+        if detach is not None:
+            chunk = detach()
+        else:
+            chunk = list(bulk)
+            bulk.clear()
+        submit(partial(self._write, chunk, parts, others + n))
+
+    def _write(self, bulk: list[tuple[Any, ...]], parts: list[bytes | int], written: int) -> None:
+        """Render ``parts`` (``render_chunk``) and write them: on the writer thread in
+        background mode."""
+        stream = self._stream
+        if stream is None or self.error is not None:  # (stopped by an earlier error)
+            return
         try:
-            self._stream.write(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[union-attr]
+            data = render_chunk(bulk, self.start, parts)
+        except (TypeError, ValueError, OverflowError):  # (C takes int64 only: Python takes all)
+            data = self._render_parts(bulk, parts)
+        try:
+            stream.write(data)
         except OSError as exc:  # disk full, closed file: stop logging, keep the connection
             self.error = exc
             self.closed = True
             return
         self.events_written += written
+
+    def _render_parts(self, bulk: list[tuple[Any, ...]], parts: list[bytes | int]) -> bytes:
+        out: list[bytes] = []
+        done = 0
+        for part in parts:
+            if type(part) is int:
+                out.append(self._render_bulk(bulk, done, part))
+                done = part
+            else:
+                out.append(part)  # type: ignore[arg-type]
+        return b"".join(out)
 
     def _render(self, event: tuple[int, float, str, Any, Any]) -> str:
         """One record of an event logged by :meth:`event`, :meth:`packet` or
@@ -276,8 +317,11 @@ class QlogWriter:
             return self._render((0, now, str(name), error, None)).encode()
 
     def close(self) -> None:
-        """Write the remaining events and close the file (idempotent)."""
+        """Write the remaining events and close the file (idempotent); in background
+        mode after the writer thread has written all of them."""
         self.flush()
+        if self.background and not self.closed:
+            wait_for()
         self.closed = True
         stream, self._stream = self._stream, None
         if stream is None:
@@ -304,10 +348,11 @@ def open_qlog(
     **kwargs: Any,
 ) -> QlogWriter:
     """A :class:`QlogWriter` on ``<directory>/<odcid hex>_<role>.sqlog`` (created; the
-    directory too)."""
+    directory too), in background mode unless ``background=False`` is passed."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(os.fspath(directory), qlog_file_name(odcid, is_client))
     stream = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 (closed by the writer)
+    kwargs.setdefault("background", True)
     writer = QlogWriter(stream, odcid, is_client, **kwargs)
     writer.path = path
     return writer
