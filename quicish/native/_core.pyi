@@ -91,8 +91,10 @@ def render_stream_packets(
 ) -> bytes:
     """qlog bulk packet records ``records[lo:hi]`` as JSON-SEQ (as ``pure``'s)."""
 
-def render_chunk(records: list[tuple[Any, ...]] | BulkRecords, start: float, parts: list[Any]) -> bytes:
-    """A flush's text: ``parts``' bytes, and for each int the records up to it (as ``pure``'s)."""
+def render_chunk(
+    records: list[tuple[Any, ...]] | BulkRecords, start: float, parts: list[Any]
+) -> bytes:
+    """A flush's text: ``parts``' bytes, and for each int the records up to it (``pure``'s)."""
 
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""

@@ -668,7 +668,8 @@ def render_chunk(records: list[tuple[Any, ...]], start: float, parts: list[Any])
             out.append(part)
         elif type(part) is int:
             if not done <= part <= len(records):
-                raise IndexError(f"render_chunk: [{done}, {part}) not within {len(records)} records")
+                n = len(records)
+                raise IndexError(f"render_chunk: [{done}, {part}) not within {n} records")
             out.append(render_stream_packets(records, start, done, part))
             done = part
         else:

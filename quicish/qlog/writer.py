@@ -6,9 +6,10 @@ in chunks (``flush_every`` events; packets of one STREAM frame, the bulk of a tr
 ``render_chunk`` without the GIL) and at :meth:`QlogWriter.close`, so the per-event cost
 on the connection's path is an append. In background mode (:func:`open_qlog`'s files) a
 flush only renders the other events' text and hands it with the bulk records to the
-writer thread (:mod:`quicish.qlog.background`), which renders those and writes. Times are the engine's monotonic seconds; they are
-written in milliseconds relative to the writer's start (``relative_to_epoch`` with a
-``monotonic`` reference clock, whose epoch is ``unknown`` by the draft's rules).
+writer thread (:mod:`quicish.qlog.background`), which renders those and writes. Times are
+the engine's monotonic seconds; they are written in milliseconds relative to the writer's
+start (``relative_to_epoch`` with a ``monotonic`` reference clock, whose epoch is
+``unknown`` by the draft's rules).
 
 Files are named ``<ODCID hex>_<client|server>.sqlog``: the main schema's recommendation for
 QUIC (original destination connection ID, then the vantage point type) with the JSON-SEQ
