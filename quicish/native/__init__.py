@@ -20,6 +20,8 @@ ChaCha20-Poly1305 always takes the Python path.
 core's when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
 case) is the C core's, or None: the trace's own Python methods are the twin's path.
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
+``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
+is the C core's, else the twin's (which writes at once).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
     # the stub's match them) and PacketCipher as the stub's class, or None.
     from ._core import PacketCipher as PacketCipherType
     from ._core import QlogTap as QlogTapType
-    from .pure import RangeSet, ReassemblyBuffer, render_chunk, render_stream_packets
+    from .pure import QlogSpool, RangeSet, ReassemblyBuffer, render_chunk, render_stream_packets
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
@@ -82,6 +84,7 @@ else:
     ReassemblyBuffer = _impl.ReassemblyBuffer
     render_stream_packets = _impl.render_stream_packets
     render_chunk = _impl.render_chunk
+    QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
     PacketCipher = _load_cipher(_impl, ACCELERATED)
@@ -109,6 +112,7 @@ __all__ = [
     "CRYPTO_ACCELERATED",
     "BulkRecords",
     "PacketCipher",
+    "QlogSpool",
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",

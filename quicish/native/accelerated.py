@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
     from ._core import (
         BulkRecords,
         PacketCipher,
+        QlogSpool,
         QlogTap,
         RangeSet,
         ReassemblyBuffer,
@@ -64,15 +65,18 @@ else:
     PacketCipher = getattr(_mod, "PacketCipher", None)
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
     render_chunk = getattr(_mod, "render_chunk", None)
+    QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
-    if None in (PacketCipher, render_stream_packets, render_chunk, QlogTap, BulkRecords):
+    types = (PacketCipher, render_stream_packets, render_chunk, QlogSpool, QlogTap, BulkRecords)
+    if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
 __all__ = [
     "MODULE_NAME",
     "BulkRecords",
     "PacketCipher",
+    "QlogSpool",
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",

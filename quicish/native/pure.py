@@ -8,6 +8,9 @@ keeps non-overlapping chunks (first copy wins) and hands back whole chunks witho
 
 from __future__ import annotations
 
+import errno
+import os
+
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
@@ -677,11 +680,64 @@ def render_chunk(records: list[tuple[Any, ...]], start: float, parts: list[Any])
     return b"".join(out)
 
 
+class QlogSpool:
+    """A qlog file's flushes (the reference for py_qlog_spool.c's ``QlogSpool``, whose
+    worker thread renders and writes them without the GIL): here each is rendered and
+    written at :meth:`submit`, in the caller's thread, to a duplicate of ``fd``."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self.error = 0  # errno of a failed write (later flushes dropped), or 0
+        self.events_written = 0
+        self.pending = 0
+
+    def submit(
+        self, records: list[tuple[Any, ...]] | None, start: float, parts: list[Any], events: int
+    ) -> None:
+        """One flush: ``parts`` as :func:`render_chunk` takes them; ``records`` taken (left
+        empty)."""
+        if self._fd < 0:
+            raise ValueError("QlogSpool: closed")
+        data = render_chunk([] if records is None else records, start, parts)
+        if records is not None:
+            records.clear()
+        if self.error:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.error = exc.errno or errno.EIO
+            return
+        self.events_written += events
+
+    def wait(self) -> None:
+        """This spool's flushes written (they are, at submit)."""
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    @classmethod
+    def drain(cls) -> None:
+        """No flush of any spool queued (none ever is)."""
+
+    @classmethod
+    def start(cls) -> None:
+        """(No worker thread to start.)"""
+
+
 class QlogTap:
     """The trace's two per-packet calls in the bulk case (the reference for py_qlog.c's
     ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for
     ``Trace.packet_received``. A packet of one STREAM frame without FIN, on a stream in
-    ``streams`` (and, received, with ``keys.phase`` the trace's ``_phase``) is appended to
+    ``streams`` (and, received, with ``keys.phase`` :attr:`phase`, the key phase the trace
+    last logged, which it keeps here) is appended to
     ``bulk`` as the writer's record, its time kept as :attr:`now` (the trace reads it: no
     attribute set on the trace per packet) and ``flush()`` called when ``bulk`` reaches
     ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
@@ -702,6 +758,7 @@ class QlogTap:
         self._flush, self._limit, self._frame_type = flush, limit, frame_type
         self._sent_slow, self._received_slow = sent_slow, received_slow
         self.now: Any = None  # the time of the last packet recorded here
+        self.phase = 0  # the key phase the trace last logged (set by the trace)
 
     def _record(self, now: Any, name: str, pn: Any, sid: Any, offset: Any, *rest: Any) -> None:
         self.now = now
@@ -723,7 +780,7 @@ class QlogTap:
         if len(args) == 6 and type(args[5]) is self._frame_type:
             lone: Any = args[5]
             plain = lone.fin is False and lone.stream_id in self._streams
-            if plain and self._keys.phase == self._trace._phase:
+            if plain and self._keys.phase == self.phase:
                 now, _, pn, size = args[:4]
                 sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
                 self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)

@@ -35,9 +35,7 @@ typedef struct {
     int busy;         /* rendered without the GIL: no change allowed meanwhile */
 } BulkObject;
 
-/* The room qr_qlog_put_fields reserves for a record whose time takes at most 24 bytes (as
- * put_ms writes it): the text the record can take. */
-#define BOUND(name_n, ptype_n) (256 + 24 + (name_n) + (ptype_n) + 5 * 21)
+#define BOUND QR_QLOG_BOUND
 
 static int busy_error(BulkObject *self)
 {
@@ -136,6 +134,33 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
     return 0;
 }
 
+/* Append a plain record from C values (name and ptype exact strs, their UTF-8 given):
+ * 0, or -1 with an exception.  (QlogTap's path: nothing converted back from objects.) */
+int qr_bulk_add_values(PyObject *op, double now, PyObject *name, const char *name_s,
+                       Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
+                       Py_ssize_t ptype_n, const long long v[5], int fin)
+{
+    BulkObject *self = (BulkObject *)op;
+    BulkRec *rec;
+    if (busy_error(self) < 0 || (self->len == self->cap && grow(self) < 0))
+        return -1;
+    rec = &self->recs[self->len++];
+    rec->now = now;
+    Py_INCREF(name);
+    Py_INCREF(ptype);
+    rec->name = name;
+    rec->ptype = ptype;
+    rec->name_s = name_s;
+    rec->ptype_s = ptype_s;
+    rec->name_n = name_n;
+    rec->ptype_n = ptype_n;
+    memcpy(rec->v, v, sizeof(rec->v));
+    rec->fin = fin;
+    rec->odd = NULL;
+    self->bound += BOUND(name_n, ptype_n);
+    return 0;
+}
+
 Py_ssize_t qr_bulk_len(PyObject *op) { return ((BulkObject *)op)->len; }
 
 Py_ssize_t qr_bulk_bound(PyObject *op)
@@ -175,6 +200,72 @@ static PyObject *bulk_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     return type->tp_alloc(type, 0);
+}
+
+/* Take the records out (left empty, capacity kept as a hint): the array and its length,
+ * for qr_bulk_fill without the GIL and qr_bulk_release with it.  0, or -1 with an
+ * exception (busy, or odd records: those need Python to render). */
+int qr_bulk_take(PyObject *op, void **recs, Py_ssize_t *len)
+{
+    BulkObject *self = (BulkObject *)op;
+    if (busy_error(self) < 0)
+        return -1;
+    if (self->odd) {
+        PyErr_SetString(PyExc_TypeError, "BulkRecords: odd records cannot be taken");
+        return -1;
+    }
+    *recs = self->recs;
+    *len = self->len;
+    self->hint = self->cap > self->hint ? self->cap : self->hint;
+    self->recs = NULL;
+    self->len = self->cap = self->bound = 0;
+    return 0;
+}
+
+/* Records [lo, hi) of a taken array at the end of a malloc'd buffer (*buf, *cap, *len),
+ * grown with realloc: no Python object touched, no GIL needed.  0, or -1 (no memory). */
+int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, char **buf,
+                 size_t *cap, size_t *len)
+{
+    const BulkRec *rec;
+    char time_buf[400], *grown;
+    Py_ssize_t i, time_len;
+    size_t need;
+    for (i = lo; i < hi; i++) {
+        rec = (const BulkRec *)recs + i;
+        time_len = qr_qlog_time(time_buf, rec->now, start);
+        if (!time_len) { /* (glibc's %.3f rounds as Python's %) */
+            double ms = (rec->now - start) * 1000.0;
+            time_len = snprintf(time_buf, sizeof(time_buf), "%.3f", ms > 0.0 ? ms : 0.0);
+            if (time_len < 0 || time_len >= (Py_ssize_t)sizeof(time_buf))
+                return -1;
+        }
+        need = (size_t)(QR_QLOG_ROOM(rec->name_n, rec->ptype_n) + time_len);
+        if (*len + need > *cap) {
+            size_t want = *len + need;
+            want = want < 2 * *cap ? 2 * *cap : want + (want >> 1);
+            if (!(grown = realloc(*buf, want)))
+                return -1;
+            *buf = grown;
+            *cap = want;
+        }
+        *len = (size_t)(qr_qlog_fill(*buf + *len, time_buf, time_len, rec->name_s, rec->name_n,
+                                     rec->ptype_s, rec->ptype_n, rec->v, rec->fin) -
+                        *buf);
+    }
+    return 0;
+}
+
+/* Free a taken array (with the GIL: its records hold strs). */
+void qr_bulk_release(void *recs, Py_ssize_t len)
+{
+    BulkRec *r = (BulkRec *)recs;
+    Py_ssize_t i;
+    for (i = 0; i < len; i++) {
+        Py_DECREF(r[i].name);
+        Py_DECREF(r[i].ptype);
+    }
+    PyMem_Free(recs);
 }
 
 /* detach(): a new BulkRecords with this one's records, this one left empty (O(1)). */

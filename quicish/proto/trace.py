@@ -319,6 +319,7 @@ class Trace:
             self.stream_sent,
             self.packet_received,
         )
+        tap.phase = self._phase
         self.__dict__["stream_sent"] = tap.sent
         self.__dict__["packet_received"] = tap.received
         self._tapped = tap
@@ -619,6 +620,8 @@ class Trace:
             )
         if keys.phase != self._phase:
             self._phase = keys.phase
+            if self._tapped is not None:
+                self._tapped.phase = keys.phase  # (the tap compares its packets' with it)
             trigger = "remote_update" if getattr(keys, "remote_update", False) else "local_update"
             for is_client in (True, False):
                 data = qe.key_event(is_client, 2, key_phase=keys.phase, trigger=trigger)

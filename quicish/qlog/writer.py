@@ -6,7 +6,7 @@ in chunks (``flush_every`` events; packets of one STREAM frame, the bulk of a tr
 ``render_chunk`` without the GIL) and at :meth:`QlogWriter.close`, so the per-event cost
 on the connection's path is an append. In background mode (:func:`open_qlog`'s files) a
 flush only renders the other events' text and hands it with the bulk records to the
-writer thread (:mod:`quicish.qlog.background`), which renders those and writes. Times are
+file's ``QlogSpool``, whose C thread renders those and writes without the GIL. Times are
 the engine's monotonic seconds; they are written in milliseconds relative to the writer's
 start (``relative_to_epoch`` with a ``monotonic`` reference clock, whose epoch is
 ``unknown`` by the draft's rules).
@@ -23,12 +23,10 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from functools import partial
 from typing import IO, Any
 
-from ..native import BulkRecords, render_chunk, render_stream_packets
+from ..native import BulkRecords, QlogSpool, render_chunk, render_stream_packets
 from ..native import pure as _pure
-from .background import submit, wait_for
 from .render import dumps as _dumps
 from .render import render_metrics_delta, render_packet
 from .schema import (
@@ -120,7 +118,7 @@ class QlogWriter:
         background: bool = False,
     ) -> None:
         self._stream: IO[bytes] | None = stream
-        # flushes rendered and written by the writer thread (open_qlog's files), not here
+        # flushes rendered and written by a C thread (QlogSpool; open_qlog's files), not here
         self.background = background
         self._close_stream = close_stream
         self.clock = clock
@@ -139,7 +137,8 @@ class QlogWriter:
         self.bulk: list[tuple[Any, ...]] = BulkRecords()
         self._names: dict[str, str] = {}  # event name -> its JSON string
         self._last_metrics: dict[str, Any] = {}  # what recovery_metrics_updated last said
-        self.events_written = 0
+        self._written = 0  # events written by this thread (see events_written)
+        self._spool: QlogSpool | None = None  # background mode: the file's, once opened
         self.closed = False
         self.path: str | None = None  # the file's path, when open_qlog made it
         self.error: OSError | None = None  # why writing stopped early, if it did
@@ -232,23 +231,51 @@ class QlogWriter:
         n = len(bulk)
         if n > done:
             parts.append(n)
-        if not self.background:
+        spool = self._spool if self.background else None
+        if spool is None and self.background:
+            spool = self._open_spool()
+        if spool is None:
             self._write(bulk, parts, others + n)
             bulk.clear()
             return
-        detach = getattr(bulk, "detach", None)  # (BulkRecords: the array moved, O(1))
-        if detach is not None:
-            chunk = detach()
-        else:
-            chunk = list(bulk)
+        if spool.error:  # (a write failed on the worker: stop, as _write does)
+            self._stop(OSError(spool.error, os.strerror(spool.error)))
             bulk.clear()
-        submit(partial(self._write, chunk, parts, others + n))
+            return
+        try:
+            spool.submit(bulk, self.start, parts, others + n)
+        except TypeError:  # records C does not take: rendered here (Python takes all)
+            data = self._render_parts(bulk, parts)
+            bulk.clear()
+            spool.submit(None, self.start, [data], others + n)
+
+    def _open_spool(self) -> QlogSpool | None:
+        """The file's spool (its buffer flushed first: the spool writes to a duplicate of
+        its descriptor), or None, and background mode off, when it has none."""
+        stream = self._stream
+        try:
+            stream.flush()  # type: ignore[union-attr]
+            spool = QlogSpool(stream.fileno())  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):  # (no descriptor: BytesIO and the like)
+            self.background = False
+            return None
+        self._spool = spool
+        return spool
+
+    def _stop(self, exc: OSError) -> None:
+        self.error = exc
+        self.closed = True
+
+    @property
+    def events_written(self) -> int:
+        """Events written to the file (by the spool's worker too, so far)."""
+        spool = self._spool
+        return self._written + (spool.events_written if spool is not None else 0)
 
     def _write(self, bulk: list[tuple[Any, ...]], parts: list[bytes | int], written: int) -> None:
-        """Render ``parts`` (``render_chunk``) and write them: on the writer thread in
-        background mode."""
+        """Render ``parts`` (``render_chunk``) and write them."""
         stream = self._stream
-        if stream is None or self.error is not None:  # (stopped by an earlier error)
+        if stream is None:
             return
         try:
             data = render_chunk(bulk, self.start, parts)
@@ -257,10 +284,9 @@ class QlogWriter:
         try:
             stream.write(data)
         except OSError as exc:  # disk full, closed file: stop logging, keep the connection
-            self.error = exc
-            self.closed = True
+            self._stop(exc)
             return
-        self.events_written += written
+        self._written += written
 
     def _render_parts(self, bulk: list[tuple[Any, ...]], parts: list[bytes | int]) -> bytes:
         out: list[bytes] = []
@@ -321,8 +347,12 @@ class QlogWriter:
         """Write the remaining events and close the file (idempotent); in background
         mode after the writer thread has written all of them."""
         self.flush()
-        if self.background and not self.closed:
-            wait_for()
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()  # (waits for its jobs)
+            self._written += spool.events_written
+            if spool.error and self.error is None:
+                self.error = OSError(spool.error, os.strerror(spool.error))
         self.closed = True
         stream, self._stream = self._stream, None
         if stream is None:
@@ -353,7 +383,7 @@ def open_qlog(
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(os.fspath(directory), qlog_file_name(odcid, is_client))
     stream = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 (closed by the writer)
-    kwargs.setdefault("background", True)
+    kwargs.setdefault("background", os.environ.get("QLOG_BG", "1") == "1")  # TEMP
     writer = QlogWriter(stream, odcid, is_client, **kwargs)
     writer.path = path
     return writer
