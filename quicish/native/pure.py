@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
