@@ -25,6 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#endif
 
 #define QUEUE_JOBS 8 /* jobs waiting at most: each up to 2048 packets, ~0.5 MB of text */
 
@@ -118,6 +122,11 @@ static void *worker(void *unused)
     Job *job;
     int err, skip;
     (void)unused;
+#if defined(__linux__) && defined(SYS_gettid)
+    /* A background task (nice 19, this thread only): woken on the event loop's CPU, it
+     * does not preempt the loop (it ran there for its whole job at each flush before). */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+#endif
     for (;;) {
         pthread_mutex_lock(&mu);
         while (!head)
