@@ -47,10 +47,24 @@ static int busy_error(BulkObject *self)
 
 PyObject *qr_bulk_type;
 
+/* Arrays given back by qr_bulk_release, for the next BulkRecords that grows from none:
+ * a writer's flushes then reuse two or three arrays, whose pages stay mapped (a fresh
+ * one is page faults on the event loop's thread, its free an munmap). The GIL guards it. */
+#define POOL 4
+static BulkRec *pool[POOL];
+static Py_ssize_t pool_cap[POOL], pooled;
+
 static int grow(BulkObject *self)
 {
     Py_ssize_t cap = self->cap ? 2 * self->cap : (self->hint > 256 ? self->hint : 256);
     BulkRec *recs;
+    if (!self->recs && pooled) {
+        pooled--;
+        self->recs = pool[pooled];
+        self->cap = pool_cap[pooled];
+        if (self->cap > self->len)
+            return 0;
+    }
     if (cap > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(BulkRec)) {
         PyErr_NoMemory();
         return -1;
@@ -205,7 +219,7 @@ static PyObject *bulk_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 /* Take the records out (left empty, capacity kept as a hint): the array and its length,
  * for qr_bulk_fill without the GIL and qr_bulk_release with it.  0, or -1 with an
  * exception (busy, or odd records: those need Python to render). */
-int qr_bulk_take(PyObject *op, void **recs, Py_ssize_t *len)
+int qr_bulk_take(PyObject *op, void **recs, Py_ssize_t *len, Py_ssize_t *cap)
 {
     BulkObject *self = (BulkObject *)op;
     if (busy_error(self) < 0)
@@ -216,6 +230,7 @@ int qr_bulk_take(PyObject *op, void **recs, Py_ssize_t *len)
     }
     *recs = self->recs;
     *len = self->len;
+    *cap = self->cap;
     self->hint = self->cap > self->hint ? self->cap : self->hint;
     self->recs = NULL;
     self->len = self->cap = self->bound = 0;
@@ -256,8 +271,9 @@ int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, c
     return 0;
 }
 
-/* Free a taken array (with the GIL: its records hold strs). */
-void qr_bulk_release(void *recs, Py_ssize_t len)
+/* Free a taken array, into the pool when there is room (with the GIL: its records hold
+ * strs). */
+void qr_bulk_release(void *recs, Py_ssize_t len, Py_ssize_t cap)
 {
     BulkRec *r = (BulkRec *)recs;
     Py_ssize_t i;
@@ -265,7 +281,12 @@ void qr_bulk_release(void *recs, Py_ssize_t len)
         Py_DECREF(r[i].name);
         Py_DECREF(r[i].ptype);
     }
-    PyMem_Free(recs);
+    if (recs && pooled < POOL) {
+        pool[pooled] = r;
+        pool_cap[pooled++] = cap;
+    } else {
+        PyMem_Free(recs);
+    }
 }
 
 /* detach(): a new BulkRecords with this one's records, this one left empty (O(1)). */

@@ -53,7 +53,7 @@ typedef struct Job {
     Seg *segs;  /* (malloc) */
     Py_ssize_t nsegs;
     void *recs; /* the records taken from a BulkRecords (qr_bulk_take), or NULL */
-    Py_ssize_t nrecs;
+    Py_ssize_t nrecs, cap;
     long long events;
 } Job;
 
@@ -179,7 +179,7 @@ static void reap(void)
     for (; list; list = next) {
         next = list->next;
         if (list->recs)
-            qr_bulk_release(list->recs, list->nrecs);
+            qr_bulk_release(list->recs, list->nrecs, list->cap);
         free(list->text);
         free(list->segs);
         free(list);
@@ -286,7 +286,7 @@ static PyObject *spool_submit(PyObject *op, PyObject *const *args, Py_ssize_t na
 {
     SpoolObject *self = (SpoolObject *)op;
     PyObject *records, *parts = NULL, *item;
-    Py_ssize_t i, n, nparts, text_len = 0, done = 0, end, nrecs = 0;
+    Py_ssize_t i, n, nparts, text_len = 0, done = 0, end, nrecs = 0, cap = 0;
     long long events;
     double start;
     Job *job = NULL;
@@ -363,9 +363,10 @@ static PyObject *spool_submit(PyObject *op, PyObject *const *args, Py_ssize_t na
     job->nsegs = nparts;
     job->start = start;
     job->events = events;
-    if (records != Py_None && qr_bulk_take(records, &job->recs, &nrecs) < 0)
+    if (records != Py_None && qr_bulk_take(records, &job->recs, &nrecs, &cap) < 0)
         goto fail;
     job->nrecs = nrecs;
+    job->cap = cap;
     Py_CLEAR(parts);
     reap();
     job->sink = self->sink;
@@ -401,7 +402,7 @@ static PyObject *spool_submit(PyObject *op, PyObject *const *args, Py_ssize_t na
         }
         free(buf);
         if (job->recs)
-            qr_bulk_release(job->recs, job->nrecs);
+            qr_bulk_release(job->recs, job->nrecs, job->cap);
         free(job->text);
         free(job->segs);
         free(job);

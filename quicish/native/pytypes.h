@@ -143,10 +143,10 @@ int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_s
 /* The text the records can take at most, or -1 when some are odd (kept as tuples). */
 Py_ssize_t qr_bulk_bound(PyObject *bulk);
 void qr_bulk_set_busy(PyObject *bulk, int busy);
-int qr_bulk_take(PyObject *bulk, void **recs, Py_ssize_t *len);
+int qr_bulk_take(PyObject *bulk, void **recs, Py_ssize_t *len, Py_ssize_t *cap);
 int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, char **buf,
                  size_t *cap, size_t *len);
-void qr_bulk_release(void *recs, Py_ssize_t len);
+void qr_bulk_release(void *recs, Py_ssize_t len, Py_ssize_t cap);
 
 /* py_qlog_spool.c's QlogSpool. */
 extern PyType_Spec qr_spool_spec;
