@@ -70,7 +70,14 @@ if TYPE_CHECKING:
     # the stub's match them) and PacketCipher as the stub's class, or None.
     from ._core import PacketCipher as PacketCipherType
     from ._core import QlogTap as QlogTapType
-    from .pure import QlogSpool, RangeSet, ReassemblyBuffer, render_chunk, render_stream_packets
+    from .pure import (
+        QlogSpool,
+        RangeSet,
+        ReassemblyBuffer,
+        render_chunk,
+        render_ints,
+        render_stream_packets,
+    )
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
@@ -84,6 +91,7 @@ else:
     ReassemblyBuffer = _impl.ReassemblyBuffer
     render_stream_packets = _impl.render_stream_packets
     render_chunk = _impl.render_chunk
+    render_ints = _impl.render_ints
     QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
@@ -118,5 +126,6 @@ __all__ = [
     "ReassemblyBuffer",
     "crypto_backend",
     "render_chunk",
+    "render_ints",
     "render_stream_packets",
 ]

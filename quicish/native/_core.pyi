@@ -96,6 +96,9 @@ def render_chunk(
 ) -> bytes:
     """A flush's text: ``parts``' bytes, and for each int the records up to it (``pure``'s)."""
 
+def render_ints(ints: list[int]) -> str:
+    """int64 ints as JSON's ``1,2,3`` (as ``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         RangeSet,
         ReassemblyBuffer,
         render_chunk,
+        render_ints,
         render_stream_packets,
     )
 else:
@@ -65,10 +66,12 @@ else:
     PacketCipher = getattr(_mod, "PacketCipher", None)
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
     render_chunk = getattr(_mod, "render_chunk", None)
+    render_ints = getattr(_mod, "render_ints", None)
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
-    types = (PacketCipher, render_stream_packets, render_chunk, QlogSpool, QlogTap, BulkRecords)
+    types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
+    types += (BulkRecords,)
     if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
@@ -81,5 +84,6 @@ __all__ = [
     "RangeSet",
     "ReassemblyBuffer",
     "render_chunk",
+    "render_ints",
     "render_stream_packets",
 ]

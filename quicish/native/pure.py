@@ -658,6 +658,17 @@ def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int,
     return "".join(parts).encode()
 
 
+def render_ints(ints: list[int]) -> str:
+    """A list of ints in the int64 range as JSON's ``1,2,3`` (no brackets; py_qlog.c's C
+    form): qlog's packets_acked lists. TypeError for anything else."""
+    if type(ints) is not list:
+        raise TypeError("render_ints: a list expected")
+    for v in ints:
+        if type(v) is not int or not -(1 << 63) <= v < 1 << 63:
+            raise TypeError("render_ints: int64 ints expected")
+    return ",".join(map(str, ints))
+
+
 def render_chunk(records: list[tuple[Any, ...]], start: float, parts: list[Any]) -> bytes:
     """A flush's text in one piece: ``parts`` holds bytes (written as they are) and ints
     (each: the records from the previous int, or 0, up to it, as

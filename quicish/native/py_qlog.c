@@ -150,6 +150,8 @@ int qr_qlog_put_record(Out *out, PyObject *rec, double start)
                               NULL);
 }
 
+static int exact_ll(PyObject *o, long long *v);
+
 /* The decimal digits of v at p: the end. */
 static char *put_digits(char *p, long long v)
 {
@@ -413,7 +415,41 @@ fail:
     return NULL;
 }
 
+/* render_ints(ints) -> str: a list of exact ints in the int64 range as JSON's "1,2,3"
+ * (no brackets): qlog's packets_acked lists, a few hundred numbers each. */
+static PyObject *render_ints(PyObject *module, PyObject *list)
+{
+    Py_ssize_t i, n;
+    long long v;
+    char *buf, *p;
+    PyObject *text;
+    (void)module;
+    if (!PyList_CheckExact(list)) {
+        PyErr_SetString(PyExc_TypeError, "render_ints: a list expected");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(list);
+    if (n > PY_SSIZE_T_MAX / 24 || !(buf = PyMem_Malloc((size_t)n * 21 + 1)))
+        return PyErr_NoMemory();
+    p = buf;
+    for (i = 0; i < n; i++) {
+        if (!exact_ll(PyList_GET_ITEM(list, i), &v)) {
+            PyMem_Free(buf);
+            PyErr_SetString(PyExc_TypeError, "render_ints: int64 ints expected");
+            return NULL;
+        }
+        if (i)
+            *p++ = ',';
+        p = put_digits(p, v);
+    }
+    text = PyUnicode_DecodeASCII(buf, p - buf, NULL);
+    PyMem_Free(buf);
+    return text;
+}
+
 PyMethodDef qr_qlog_methods[] = {
+    {"render_ints", render_ints, METH_O,
+     PyDoc_STR("render_ints(ints) -> str\n\nA list of int64 ints as JSON's 1,2,3.")},
     {"render_chunk", (PyCFunction)(void (*)(void))render_chunk, FASTCALL_KW,
      PyDoc_STR("render_chunk(records, start, parts) -> bytes\n\n"
                "A flush's text: parts' bytes, and for each int the records up to it.")},

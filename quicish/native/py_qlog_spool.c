@@ -9,9 +9,9 @@
  * text to a dup of the file's descriptor.  So rendering and the kernel's copy run beside
  * the event loop: this moves CPU time off the loop's thread, it removes none.
  *
- * Back-pressure: at most QUEUE_JOBS jobs (of all spools) wait; submit waits for room with
- * the GIL released, so what connections log never grows without bound and nothing is
- * dropped.  wait() returns when this spool's jobs are written; a write error (errno in
+ * Back-pressure: at most QUEUE_JOBS jobs (of all spools) are queued or being written;
+ * submit waits for room with the GIL released, so what connections log never grows
+ * without bound and nothing is dropped.  wait() returns when this spool's jobs are written; a write error (errno in
  * `error`) drops the spool's later jobs.  A job's records hold str references and were
  * allocated with the GIL: the worker only reads them and leaves the job on a list that
  * the next submit or wait frees, with the GIL.  The pure twin (quicish.native.pure.
@@ -30,7 +30,7 @@
 #include <sys/syscall.h>
 #endif
 
-#define QUEUE_JOBS 8 /* jobs waiting at most: each up to 2048 packets, ~0.5 MB of text */
+#define QUEUE_JOBS 8 /* jobs queued or being written at most: each up to 2048 packets */
 
 typedef struct {
     int fd;           /* a dup of the file's descriptor, or -1 once closed */

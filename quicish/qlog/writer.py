@@ -28,10 +28,11 @@ from typing import IO, Any
 from ..native import BulkRecords, QlogSpool, render_chunk, render_stream_packets
 from ..native import pure as _pure
 from .render import dumps as _dumps
-from .render import render_metrics_delta, render_packet
+from .render import render_metrics_delta, render_packet, render_packets_acked
 from .schema import (
     FILE_SCHEMA_SEQ,
     FILE_SUFFIX,
+    PACKETS_ACKED,
     QUIC_EVENT_SCHEMA,
     SERIALIZATION_FORMAT_SEQ,
     event_name,
@@ -320,6 +321,8 @@ class QlogWriter:
                 if delta is None:
                     return ""
                 text = delta
+            elif name == PACKETS_ACKED:  # (hundreds of numbers per ACK in bulk: not by json)
+                text = render_packets_acked(data) or _dumps(data)
             else:
                 text = _dumps(data)
         except (TypeError, ValueError) as exc:  # a logging bug must not end a connection
