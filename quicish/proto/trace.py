@@ -41,6 +41,7 @@ from ..qlog.schema import (
     PACKETS_ACKED,
     PARAMETERS_SET,
     RECOVERY_PARAMETERS_SET,
+    SPACE_NAMES,
     STREAM_STATE_UPDATED,
     TUPLE_ASSIGNED,
     VERSION_INFORMATION,
@@ -496,7 +497,9 @@ class Trace:
         sink = self.sink
         if sink is None or not acked:
             return
-        sink.event(PACKETS_ACKED, qe.packets_acked(space, [p.pn for p in acked]), now)
+        numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
+        data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
+        sink.event(PACKETS_ACKED, data, now)
         newest = acked[-1].sent_time
         if newest > self._acked_sent_time:
             self._acked_sent_time = newest
