@@ -19,6 +19,43 @@
  */
 #include "pytypes.h"
 
+#ifdef _WIN32
+/* No worker thread here: QlogSpool() raises OSError, and the writer writes in its own
+ * thread (background mode off). */
+typedef struct {
+    PyObject_HEAD
+} SpoolObject;
+
+static PyObject *spool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    (void)type, (void)args, (void)kwds;
+    PyErr_SetString(PyExc_OSError, "QlogSpool: no writer thread on this platform");
+    return NULL;
+}
+
+static PyObject *spool_nothing(PyObject *cls, PyObject *unused)
+{
+    (void)cls, (void)unused;
+    Py_RETURN_NONE;
+}
+
+static void spool_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef spool_methods[] = {
+    {"drain", spool_nothing, METH_NOARGS | METH_CLASS, NULL},
+    {"start", spool_nothing, METH_NOARGS | METH_CLASS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef spool_getset[] = {
+    {NULL, NULL, NULL, NULL, NULL},
+};
+#else
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -539,6 +576,8 @@ static PyGetSetDef spool_getset[] = {
     {"pending", spool_get_pending, NULL, PyDoc_STR("jobs queued or being written."), NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
+
+#endif /* _WIN32 */
 
 static PyType_Slot spool_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR("A qlog file's flushes, rendered and written by a C thread.")},

@@ -19,6 +19,7 @@ suffix. :class:`QlogDirectory` makes one writer per connection in a directory (t
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,10 @@ from .schema import (
     SERIALIZATION_FORMAT_SEQ,
     event_name,
 )
+
+# At exit, the flushes still queued are written (a program may end without closing its
+# connections; their files then hold what was flushed, as with a buffered file).
+atexit.register(QlogSpool.drain)
 
 QLOGDIR_ENV = "QLOGDIR"
 BULK_FLUSH_EVERY = 8192  # bulk records per flush (at most; ~1 MB of structs, ~2 MB of text)
