@@ -67,7 +67,7 @@ static PyGetSetDef spool_getset[] = {
 #include <sys/syscall.h>
 #endif
 
-#define QUEUE_JOBS 8 /* jobs queued or being written at most: each up to 8192 packets */
+#define QUEUE_JOBS 8 /* jobs queued or being written at most: each up to 2048 packets */
 
 typedef struct {
     int fd;           /* a dup of the file's descriptor, or -1 once closed */
