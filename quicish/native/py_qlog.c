@@ -319,15 +319,21 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
 /* render_chunk(records, start, parts) -> bytes: a flush's text in one piece.  parts is a
  * list of bytes (copied as they are) and ints (each: the records from the previous int, or
  * 0, up to it).  For a BulkRecords of plain records (no odd one) the text is written with
- * the GIL released (the records marked busy meanwhile: no change, no detach), so a writer
- * thread renders while the event loop runs. */
+ * the GIL released (the records marked busy meanwhile: no change, no detach), so other
+ * Python threads run meanwhile. */
 static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames)
 {
     static const char *const names[] = {"records", "start", "parts"};
+    /* each part read once, with the GIL: text (bytes held by the tuple) or a run's end */
+    typedef struct {
+        const char *text;
+        Py_ssize_t n;
+    } Part;
     PyObject *a[3], *records, *parts = NULL, *item;
     Py_ssize_t i, n, nparts, room = 64, done = 0, end, bound = -1;
     PyThreadState *save = NULL;
+    Part *seg = NULL;
     double start;
     int is_bulk, failed = 0;
     Out out;
@@ -344,11 +350,17 @@ static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_
     if (!(parts = PySequence_Tuple(a[2]))) /* (a tuple: nothing changes it meanwhile) */
         return NULL;
     nparts = PyTuple_GET_SIZE(parts);
+    if (!(seg = PyMem_Malloc(sizeof(Part) * (size_t)(nparts + 1)))) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     n = is_bulk ? qr_bulk_len(records) : PyList_GET_SIZE(records);
     for (i = 0; i < nparts; i++) {
         item = PyTuple_GET_ITEM(parts, i);
         if (PyBytes_CheckExact(item)) {
-            room += PyBytes_GET_SIZE(item);
+            seg[i].text = PyBytes_AS_STRING(item);
+            seg[i].n = PyBytes_GET_SIZE(item);
+            room += seg[i].n;
             continue;
         }
         if (!PyLong_CheckExact(item)) {
@@ -363,6 +375,8 @@ static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_
                          done, end, n);
             goto fail;
         }
+        seg[i].text = NULL;
+        seg[i].n = end;
         room += (end - done) * 240;
         done = end;
     }
@@ -376,16 +390,15 @@ static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_
         save = PyEval_SaveThread();
     }
     for (i = 0, done = 0; i < nparts && !failed; i++) {
-        item = PyTuple_GET_ITEM(parts, i);
-        if (PyBytes_CheckExact(item)) {
-            if (!save && reserve(&out, PyBytes_GET_SIZE(item)) < 0) {
+        if (seg[i].text) {
+            if (!save && reserve(&out, seg[i].n) < 0) {
                 failed = 1;
                 break;
             }
-            PUT(&out, PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
+            PUT(&out, seg[i].text, seg[i].n);
             continue;
         }
-        end = PyLong_AsSsize_t(item); /* (checked above: no error now) */
+        end = seg[i].n;
         if (is_bulk)
             failed = qr_bulk_render(records, &out, start, done, end, save ? &save : NULL) < 0;
         for (; !is_bulk && !failed && done < end; done++) {
@@ -402,6 +415,7 @@ static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_
         PyEval_RestoreThread(save);
         qr_bulk_set_busy(records, 0);
     }
+    PyMem_Free(seg);
     Py_DECREF(parts);
     if (failed) {
         Py_XDECREF(out.bytes);
@@ -411,6 +425,7 @@ static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_
         return NULL;
     return out.bytes;
 fail:
+    PyMem_Free(seg);
     Py_DECREF(parts);
     return NULL;
 }
