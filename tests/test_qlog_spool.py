@@ -251,3 +251,24 @@ def test_writer_without_a_descriptor_stays_in_this_thread() -> None:
     writer.flush()
     assert not writer.background  # (BytesIO has no descriptor: written here, at flush)
     assert len(out.getvalue().split(b"\x1e")) == 2 + 3000 + 3 * 31
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_writer_thread(tmp_path: Path) -> None:
+    """(The worker is a thread of the parent: the child starts its own, and the parent's
+    queued flushes stay the parent's.)"""
+    parent = open_qlog(tmp_path, b"\x01" * 8, True, start=0.0)
+    _log(parent, 5000)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child's)
+        child = open_qlog(tmp_path, b"\x02" * 8, True, start=0.0)
+        _log(child, 5000)
+        child.close()
+        os._exit(0 if child.error is None and child.events_written == 5000 + 3 * 52 else 3)
+    _, status = os.waitpid(pid, 0)
+    parent.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent.error is None and parent.events_written == 5000 + 3 * 52
+    for odcid in (b"\x01" * 8, b"\x02" * 8):
+        data = (tmp_path / f"{odcid.hex()}_client.sqlog").read_bytes()
+        assert data.count(b"\x1e") == 1 + 5000 + 3 * 52
