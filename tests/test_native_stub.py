@@ -14,7 +14,14 @@ import pytest
 from quicish.native import accelerated, pure
 
 STUB = Path(pure.__file__).with_name("_core.pyi")
-EXTENSION_TYPES = ("RangeSet", "ReassemblyBuffer", "PacketCipher", "QlogTap", "BulkRecords")
+EXTENSION_TYPES = (
+    "RangeSet",
+    "ReassemblyBuffer",
+    "PacketCipher",
+    "QlogTap",
+    "BulkRecords",
+    "QlogSpool",
+)
 
 
 def stub_classes() -> dict[str, dict[str, list[str]]]:

@@ -209,6 +209,8 @@ def _tap_run(
     for kind, args in calls:
         if kind == "phase":
             keys.phase = args[0]
+        elif kind == "tap_phase":  # (the trace logged a key update: it tells the tap)
+            tap.phase = args[0]
         else:
             getattr(tap, kind)(*args)
         out.append(("now", (tap.now, trace.now)))
@@ -222,7 +224,7 @@ def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
     offset, length = rng.randrange(1 << 40), rng.randrange(1200)
     kind = rng.randrange(8)
     if kind == 0:
-        return "phase", (rng.randrange(2),)
+        return rng.choice(("phase", "tap_phase")), (rng.randrange(2),)
     if kind < 4:
         records: Any = [StreamRecord(sid, offset, length, fin)]
         if rng.random() < 0.1:

@@ -15,10 +15,13 @@ the C core, or when no usable libcrypto loads (one debug message on the ``quicis
 logger). ``QUICISH_LIBCRYPTO=/path/to/libcrypto.so`` names the only library to try.
 ChaCha20-Poly1305 always takes the Python path.
 
-``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) is the C core's
-when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
+``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) and
+``render_chunk`` (a flush's text in one piece, rendered without the GIL in C) are the C
+core's when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
 case) is the C core's, or None: the trace's own Python methods are the twin's path.
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
+``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
+is the C core's, else the twin's (which writes at once).
 """
 
 from __future__ import annotations
@@ -67,7 +70,14 @@ if TYPE_CHECKING:
     # the stub's match them) and PacketCipher as the stub's class, or None.
     from ._core import PacketCipher as PacketCipherType
     from ._core import QlogTap as QlogTapType
-    from .pure import RangeSet, ReassemblyBuffer, render_stream_packets
+    from .pure import (
+        QlogSpool,
+        RangeSet,
+        ReassemblyBuffer,
+        render_chunk,
+        render_ints,
+        render_stream_packets,
+    )
 
     ACCELERATED: bool
     CRYPTO_ACCELERATED: bool
@@ -80,6 +90,9 @@ else:
     RangeSet = _impl.RangeSet
     ReassemblyBuffer = _impl.ReassemblyBuffer
     render_stream_packets = _impl.render_stream_packets
+    render_chunk = _impl.render_chunk
+    render_ints = _impl.render_ints
+    QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
     PacketCipher = _load_cipher(_impl, ACCELERATED)
@@ -107,9 +120,12 @@ __all__ = [
     "CRYPTO_ACCELERATED",
     "BulkRecords",
     "PacketCipher",
+    "QlogSpool",
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
     "crypto_backend",
+    "render_chunk",
+    "render_ints",
     "render_stream_packets",
 ]

@@ -52,9 +52,12 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
     from ._core import (
         BulkRecords,
         PacketCipher,
+        QlogSpool,
         QlogTap,
         RangeSet,
         ReassemblyBuffer,
+        render_chunk,
+        render_ints,
         render_stream_packets,
     )
 else:
@@ -62,17 +65,25 @@ else:
     ReassemblyBuffer = _mod.ReassemblyBuffer
     PacketCipher = getattr(_mod, "PacketCipher", None)
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
+    render_chunk = getattr(_mod, "render_chunk", None)
+    render_ints = getattr(_mod, "render_ints", None)
+    QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
-    if None in (PacketCipher, render_stream_packets, QlogTap, BulkRecords):
+    types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
+    types += (BulkRecords,)
+    if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
 __all__ = [
     "MODULE_NAME",
     "BulkRecords",
     "PacketCipher",
+    "QlogSpool",
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "render_chunk",
+    "render_ints",
     "render_stream_packets",
 ]

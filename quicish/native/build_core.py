@@ -35,6 +35,7 @@ SOURCES = (
     "py_cipher.c",
     "py_qlog.c",
     "py_qlog_bulk.c",
+    "py_qlog_spool.c",
 )
 HEADERS = ("core.h", "aead.h", "pytypes.h")
 
@@ -76,7 +77,7 @@ def make_builder(module: str = MODULE, sanitize: bool = False, absolute: bool = 
     if sanitize:
         compile_args = ["-std=c99", *SANITIZE_FLAGS]
         link_args = ["-fsanitize=address"]
-    libraries = ["dl"] if sys.platform.startswith("linux") else []
+    libraries = ["dl", "pthread"] if sys.platform.startswith("linux") else []
     ffi = FFI()
     ffi.cdef(CDEF)
     ffi.set_source(

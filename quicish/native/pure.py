@@ -8,6 +8,8 @@ keeps non-overlapping chunks (first copy wins) and hands back whole chunks witho
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
@@ -656,11 +658,96 @@ def render_stream_packets(records: list[tuple[Any, ...]], start: float, lo: int,
     return "".join(parts).encode()
 
 
+def render_ints(ints: list[int]) -> str:
+    """A list of ints in the int64 range as JSON's ``1,2,3`` (no brackets; py_qlog.c's C
+    form): qlog's packets_acked lists. TypeError for anything else."""
+    if type(ints) is not list:
+        raise TypeError("render_ints: a list expected")
+    for v in ints:
+        if type(v) is not int or not -(1 << 63) <= v < 1 << 63:
+            raise TypeError("render_ints: int64 ints expected")
+    return ",".join(map(str, ints))
+
+
+def render_chunk(records: list[tuple[Any, ...]], start: float, parts: list[Any]) -> bytes:
+    """A flush's text in one piece: ``parts`` holds bytes (written as they are) and ints
+    (each: the records from the previous int, or 0, up to it, as
+    :func:`render_stream_packets` writes them). (py_qlog.c's C form renders a
+    ``BulkRecords`` of plain records with the GIL released.)"""
+    out: list[bytes] = []
+    done = 0
+    for part in parts:
+        if type(part) is bytes:
+            out.append(part)
+        elif type(part) is int:
+            if not done <= part <= len(records):
+                n = len(records)
+                raise IndexError(f"render_chunk: [{done}, {part}) not within {n} records")
+            out.append(render_stream_packets(records, start, done, part))
+            done = part
+        else:
+            raise TypeError("render_chunk: parts must be bytes or ints")
+    return b"".join(out)
+
+
+class QlogSpool:
+    """A qlog file's flushes (the reference for py_qlog_spool.c's ``QlogSpool``, whose
+    worker thread renders and writes them without the GIL): here each is rendered and
+    written at :meth:`submit`, in the caller's thread, to a duplicate of ``fd``."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self.error = 0  # errno of a failed write (later flushes dropped), or 0
+        self.events_written = 0
+        self.pending = 0
+
+    def submit(
+        self, records: list[tuple[Any, ...]] | None, start: float, parts: list[Any], events: int
+    ) -> None:
+        """One flush: ``parts`` as :func:`render_chunk` takes them; ``records`` taken (left
+        empty)."""
+        if self._fd < 0:
+            raise ValueError("QlogSpool: closed")
+        data = render_chunk([] if records is None else records, start, parts)
+        if records is not None:
+            records.clear()
+        if self.error:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.error = exc.errno or errno.EIO
+            return
+        self.events_written += events
+
+    def wait(self) -> None:
+        """This spool's flushes written (they are, at submit)."""
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    @classmethod
+    def drain(cls) -> None:
+        """No flush of any spool queued (none ever is)."""
+
+    @classmethod
+    def start(cls) -> None:
+        """(No worker thread to start.)"""
+
+
 class QlogTap:
     """The trace's two per-packet calls in the bulk case (the reference for py_qlog.c's
     ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for
     ``Trace.packet_received``. A packet of one STREAM frame without FIN, on a stream in
-    ``streams`` (and, received, with ``keys.phase`` the trace's ``_phase``) is appended to
+    ``streams`` (and, received, with ``keys.phase`` :attr:`phase`, the key phase the trace
+    last logged, which it keeps here) is appended to
     ``bulk`` as the writer's record, its time kept as :attr:`now` (the trace reads it: no
     attribute set on the trace per packet) and ``flush()`` called when ``bulk`` reaches
     ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
@@ -681,6 +768,7 @@ class QlogTap:
         self._flush, self._limit, self._frame_type = flush, limit, frame_type
         self._sent_slow, self._received_slow = sent_slow, received_slow
         self.now: Any = None  # the time of the last packet recorded here
+        self.phase = 0  # the key phase the trace last logged (set by the trace)
 
     def _record(self, now: Any, name: str, pn: Any, sid: Any, offset: Any, *rest: Any) -> None:
         self.now = now
@@ -702,7 +790,7 @@ class QlogTap:
         if len(args) == 6 and type(args[5]) is self._frame_type:
             lone: Any = args[5]
             plain = lone.fin is False and lone.stream_id in self._streams
-            if plain and self._keys.phase == self._trace._phase:
+            if plain and self._keys.phase == self.phase:
                 now, _, pn, size = args[:4]
                 sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
                 self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)

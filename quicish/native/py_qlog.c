@@ -40,26 +40,6 @@ static int reserve(Out *out, Py_ssize_t need)
         memcpy(PyBytes_AS_STRING((out)->bytes) + (out)->len, (s), (n));    \
         (out)->len += (n);                                                  \
     } while (0)
-#define PUT_LIT(out, lit) PUT(out, lit, sizeof(lit) - 1)
-
-/* The decimal digits of v (at most 20 and a sign) at out's end; room reserved.  Written
- * in place, from the last digit back (no copy: these are most of a record's fields). */
-static void put_int(Out *out, long long v)
-{
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
-    char *p = PyBytes_AS_STRING(out->bytes) + out->len;
-    Py_ssize_t n = 1 + (v < 0);
-    for (t = u; t >= 10; t /= 10)
-        n++;
-    out->len += n;
-    p += n;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-}
 
 /* An int field: 0 with *v, or -1 with TypeError / OverflowError. */
 static int get_int(PyObject *o, long long *v)
@@ -166,52 +146,119 @@ int qr_qlog_put_record(Out *out, PyObject *rec, double start)
                      Py_TYPE(f[6])->tp_name);
         return -1;
     }
-    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start);
+    return qr_qlog_put_fields(out, now, name, name_len, ptype, ptype_len, ints, fin, start,
+                              NULL);
 }
 
+static int exact_ll(PyObject *o, long long *v);
+
+/* The decimal digits of v at p: the end. */
+static char *put_digits(char *p, long long v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    char tmp[24], *q = tmp + sizeof(tmp);
+    size_t n;
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        q -= 2;
+        memcpy(q, pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+        q -= 2;
+        memcpy(q, pairs + 2 * u, 2);
+    } else {
+        *--q = (char)('0' + u);
+    }
+    if (v < 0)
+        *--q = '-';
+    n = (size_t)(tmp + sizeof(tmp) - q);
+    memcpy(p, q, n);
+    return p + n;
+}
+
+#define LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+char *qr_qlog_fill(char *p, const char *time_text, Py_ssize_t time_len, const char *name,
+                   Py_ssize_t name_len, const char *ptype, Py_ssize_t ptype_len,
+                   const long long ints[5], int fin)
+{
+    p = LIT(p, "\x1e{\"time\":");
+    memcpy(p, time_text, (size_t)time_len);
+    p = LIT(p + time_len, ",\"name\":\"");
+    memcpy(p, name, (size_t)name_len);
+    p = LIT(p + name_len, "\",\"data\":{\"header\":{\"packet_type\":\"");
+    memcpy(p, ptype, (size_t)ptype_len);
+    p = LIT(p + ptype_len, "\",\"packet_number\":");
+    p = put_digits(p, ints[0]);
+    p = LIT(p, "},\"frames\":[{\"frame_type\":\"stream\",\"stream_id\":");
+    p = put_digits(p, ints[1]);
+    p = LIT(p, ",\"offset\":");
+    p = put_digits(p, ints[2]);
+    if (fin)
+        p = LIT(p, ",\"fin\":true,\"raw\":{\"length\":");
+    else
+        p = LIT(p, ",\"fin\":false,\"raw\":{\"length\":");
+    p = put_digits(p, ints[3]);
+    p = LIT(p, "}}],\"raw\":{\"length\":");
+    p = put_digits(p, ints[4]);
+    return LIT(p, "}}}\n");
+}
+
+Py_ssize_t qr_qlog_time(char *buf, double now, double start)
+{
+    double ms = (now - start) * 1000.0;
+    return put_ms(buf, ms > 0.0 ? ms : 0.0);
+}
+
+/* With `save` the caller runs without the GIL (*save its thread state) and out has room
+ * for QR_QLOG_ROOM(name_len, ptype_len) bytes (reserve then grows nothing): only a time
+ * that put_ms leaves to PyOS_double_to_string takes the GIL back, for that call and the
+ * room its longer text may need. */
 int qr_qlog_put_fields(Out *out, double now, const char *name, Py_ssize_t name_len,
                        const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
-                       double start)
+                       double start, PyThreadState **save)
 {
     char *time_text = NULL, time_buf[24];
     Py_ssize_t time_len;
     double ms;
-    int ret;
-    ms = (now - start) * 1000.0;
-    if (!(ms > 0.0))
-        ms = 0.0;
-    time_len = put_ms(time_buf, ms);
+    int ret = 0;
+    time_len = qr_qlog_time(time_buf, now, start);
     if (!time_len) {
-        if (!(time_text = PyOS_double_to_string(ms, 'f', 3, 0, NULL)))
+        ms = (now - start) * 1000.0;
+        if (!(ms > 0.0))
+            ms = 0.0;
+        if (save)
+            PyEval_RestoreThread(*save);
+        time_text = PyOS_double_to_string(ms, 'f', 3, 0, NULL);
+        if (time_text) {
+            time_len = (Py_ssize_t)strlen(time_text);
+            ret = reserve(out, QR_QLOG_ROOM(name_len, ptype_len) + time_len);
+        }
+        if (save)
+            *save = PyEval_SaveThread();
+        if (!time_text)
             return -1;
-        time_len = (Py_ssize_t)strlen(time_text);
+    } else {
+        ret = reserve(out, QR_QLOG_ROOM(name_len, ptype_len));
     }
-    /* the template's text (under 256 bytes), the strings, 5 ints of up to 21 characters */
-    ret = reserve(out, 256 + time_len + name_len + ptype_len + 5 * 21);
     if (ret == 0) {
-        PUT_LIT(out, "\x1e{\"time\":");
-        PUT(out, time_text ? time_text : time_buf, time_len);
-        PUT_LIT(out, ",\"name\":\"");
-        PUT(out, name, name_len);
-        PUT_LIT(out, "\",\"data\":{\"header\":{\"packet_type\":\"");
-        PUT(out, ptype, ptype_len);
-        PUT_LIT(out, "\",\"packet_number\":");
-        put_int(out, ints[0]);
-        PUT_LIT(out, "},\"frames\":[{\"frame_type\":\"stream\",\"stream_id\":");
-        put_int(out, ints[1]);
-        PUT_LIT(out, ",\"offset\":");
-        put_int(out, ints[2]);
-        if (fin)
-            PUT_LIT(out, ",\"fin\":true,\"raw\":{\"length\":");
-        else
-            PUT_LIT(out, ",\"fin\":false,\"raw\":{\"length\":");
-        put_int(out, ints[3]);
-        PUT_LIT(out, "}}],\"raw\":{\"length\":");
-        put_int(out, ints[4]);
-        PUT_LIT(out, "}}}\n");
+        char *base = PyBytes_AS_STRING(out->bytes);
+        char *end = qr_qlog_fill(base + out->len, time_text ? time_text : time_buf, time_len,
+                                 name, name_len, ptype, ptype_len, ints, fin);
+        out->len = end - base;
     }
-    if (time_text)
+    if (time_text) {
+        if (save)
+            PyEval_RestoreThread(*save);
         PyMem_Free(time_text);
+        if (save)
+            *save = PyEval_SaveThread();
+    }
     return ret;
 }
 
@@ -253,7 +300,7 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     if (!out.bytes)
         return NULL;
     if (is_bulk) {
-        if (qr_bulk_render(records, &out, start, lo, hi) < 0) {
+        if (qr_bulk_render(records, &out, start, lo, hi, NULL) < 0) {
             Py_XDECREF(out.bytes);
             return NULL;
         }
@@ -269,7 +316,158 @@ static PyObject *render_stream_packets(PyObject *module, PyObject *const *args, 
     return out.bytes;
 }
 
+/* render_chunk(records, start, parts) -> bytes: a flush's text in one piece.  parts is a
+ * list of bytes (copied as they are) and ints (each: the records from the previous int, or
+ * 0, up to it).  For a BulkRecords of plain records (no odd one) the text is written with
+ * the GIL released (the records marked busy meanwhile: no change, no detach), so other
+ * Python threads run meanwhile. */
+static PyObject *render_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = {"records", "start", "parts"};
+    /* each part read once, with the GIL: text (bytes held by the tuple) or a run's end */
+    typedef struct {
+        const char *text;
+        Py_ssize_t n;
+    } Part;
+    PyObject *a[3], *records, *parts = NULL, *item;
+    Py_ssize_t i, n, nparts, room = 64, done = 0, end, bound = -1;
+    PyThreadState *save = NULL;
+    Part *seg = NULL;
+    double start;
+    int is_bulk, failed = 0;
+    Out out;
+    PARSE("render_chunk", names, 3, 3, a);
+    records = a[0];
+    is_bulk = qr_bulk_type && (PyObject *)Py_TYPE(records) == qr_bulk_type;
+    if (!is_bulk && !PyList_Check(records)) {
+        PyErr_SetString(PyExc_TypeError, "render_chunk: records must be a list or BulkRecords");
+        return NULL;
+    }
+    start = PyFloat_AsDouble(a[1]);
+    if (start == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(parts = PySequence_Tuple(a[2]))) /* (a tuple: nothing changes it meanwhile) */
+        return NULL;
+    nparts = PyTuple_GET_SIZE(parts);
+    if (!(seg = PyMem_Malloc(sizeof(Part) * (size_t)(nparts + 1)))) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    n = is_bulk ? qr_bulk_len(records) : PyList_GET_SIZE(records);
+    for (i = 0; i < nparts; i++) {
+        item = PyTuple_GET_ITEM(parts, i);
+        if (PyBytes_CheckExact(item)) {
+            seg[i].text = PyBytes_AS_STRING(item);
+            seg[i].n = PyBytes_GET_SIZE(item);
+            room += seg[i].n;
+            continue;
+        }
+        if (!PyLong_CheckExact(item)) {
+            PyErr_SetString(PyExc_TypeError, "render_chunk: parts must be bytes or ints");
+            goto fail;
+        }
+        end = PyLong_AsSsize_t(item);
+        if (end == -1 && PyErr_Occurred())
+            goto fail;
+        if (end < done || end > n) {
+            PyErr_Format(PyExc_IndexError, "render_chunk: [%zd, %zd) not within %zd records",
+                         done, end, n);
+            goto fail;
+        }
+        seg[i].text = NULL;
+        seg[i].n = end;
+        room += (end - done) * 240;
+        done = end;
+    }
+    if (is_bulk && (bound = qr_bulk_bound(records)) >= 0)
+        room += bound; /* (then reserve grows nothing while the GIL is released) */
+    out.len = 0;
+    if (!(out.bytes = PyBytes_FromStringAndSize(NULL, room)))
+        goto fail;
+    if (bound >= 0) {
+        qr_bulk_set_busy(records, 1);
+        save = PyEval_SaveThread();
+    }
+    for (i = 0, done = 0; i < nparts && !failed; i++) {
+        if (seg[i].text) {
+            if (!save && reserve(&out, seg[i].n) < 0) {
+                failed = 1;
+                break;
+            }
+            PUT(&out, seg[i].text, seg[i].n);
+            continue;
+        }
+        end = seg[i].n;
+        if (is_bulk)
+            failed = qr_bulk_render(records, &out, start, done, end, save ? &save : NULL) < 0;
+        for (; !is_bulk && !failed && done < end; done++) {
+            if (done >= PyList_GET_SIZE(records)) { /* (the list shrank: a record's code ran) */
+                PyErr_SetString(PyExc_IndexError, "render_chunk: the records changed");
+                failed = 1;
+            } else {
+                failed = qr_qlog_put_record(&out, PyList_GET_ITEM(records, done), start) < 0;
+            }
+        }
+        done = end;
+    }
+    if (save) {
+        PyEval_RestoreThread(save);
+        qr_bulk_set_busy(records, 0);
+    }
+    PyMem_Free(seg);
+    Py_DECREF(parts);
+    if (failed) {
+        Py_XDECREF(out.bytes);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&out.bytes, out.len) < 0)
+        return NULL;
+    return out.bytes;
+fail:
+    PyMem_Free(seg);
+    Py_DECREF(parts);
+    return NULL;
+}
+
+/* render_ints(ints) -> str: a list of exact ints in the int64 range as JSON's "1,2,3"
+ * (no brackets): qlog's packets_acked lists, a few hundred numbers each. */
+static PyObject *render_ints(PyObject *module, PyObject *list)
+{
+    Py_ssize_t i, n;
+    long long v;
+    char *buf, *p;
+    PyObject *text;
+    (void)module;
+    if (!PyList_CheckExact(list)) {
+        PyErr_SetString(PyExc_TypeError, "render_ints: a list expected");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(list);
+    if (n > PY_SSIZE_T_MAX / 24 || !(buf = PyMem_Malloc((size_t)n * 21 + 1)))
+        return PyErr_NoMemory();
+    p = buf;
+    for (i = 0; i < n; i++) {
+        if (!exact_ll(PyList_GET_ITEM(list, i), &v)) {
+            PyMem_Free(buf);
+            PyErr_SetString(PyExc_TypeError, "render_ints: int64 ints expected");
+            return NULL;
+        }
+        if (i)
+            *p++ = ',';
+        p = put_digits(p, v);
+    }
+    text = PyUnicode_DecodeASCII(buf, p - buf, NULL);
+    PyMem_Free(buf);
+    return text;
+}
+
 PyMethodDef qr_qlog_methods[] = {
+    {"render_ints", render_ints, METH_O,
+     PyDoc_STR("render_ints(ints) -> str\n\nA list of int64 ints as JSON's 1,2,3.")},
+    {"render_chunk", (PyCFunction)(void (*)(void))render_chunk, FASTCALL_KW,
+     PyDoc_STR("render_chunk(records, start, parts) -> bytes\n\n"
+               "A flush's text: parts' bytes, and for each int the records up to it.")},
     {"render_stream_packets", (PyCFunction)(void (*)(void))render_stream_packets, FASTCALL_KW,
      PyDoc_STR("render_stream_packets(records, start, lo, hi) -> bytes\n\n"
                "The JSON-SEQ records of qlog stream packets records[lo:hi].")},
@@ -288,7 +486,7 @@ PyMethodDef qr_qlog_methods[] = {
  * the events are the same either way (quicish.native.pure.QlogTap is the reference). */
 typedef struct {
     PyObject_HEAD
-    PyObject *trace;     /* its `_phase` read */
+    PyObject *trace;     /* the trace (its key phase comes as tap.phase) */
     PyObject *now;       /* the time of the last packet recorded here (tap.now), or NULL */
     PyObject *bulk;      /* list or BulkRecords: the writer's bulk records */
     int is_bulk;         /* bulk is a BulkRecords: records appended as C values */
@@ -298,13 +496,16 @@ typedef struct {
     PyObject *frame_type;
     PyObject *sent_slow, *received_slow;
     Py_ssize_t limit;
+    long phase; /* the key phase the trace last logged (tap.phase, set by the trace) */
     /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
      * Python's own LOAD_ATTR reads them), or -1: read by name */
     Py_ssize_t slot[4];
 } TapObject;
 
-static PyObject *s_now, *s_phase, *s_trace_phase, *s_stream_id, *s_offset, *s_data, *s_fin,
-    *s_sent, *s_received, *s_1rtt;
+static PyObject *s_now, *s_phase, *s_stream_id, *s_offset, *s_data, *s_fin, *s_sent,
+    *s_received, *s_1rtt;
+static const char *u_sent, *u_received, *u_1rtt; /* their UTF-8 */
+static Py_ssize_t n_sent, n_received, n_1rtt;
 
 static int tap_setup(void)
 {
@@ -313,7 +514,6 @@ static int tap_setup(void)
         return -1;
     INTERN(s_now, "now");
     INTERN(s_phase, "phase");
-    INTERN(s_trace_phase, "_phase");
     INTERN(s_stream_id, "stream_id");
     INTERN(s_offset, "offset");
     INTERN(s_data, "data");
@@ -322,6 +522,10 @@ static int tap_setup(void)
     INTERN(s_received, "quic:packet_received");
     INTERN(s_1rtt, "1RTT");
 #undef INTERN
+    if (!(u_sent = PyUnicode_AsUTF8AndSize(s_sent, &n_sent)) ||
+        !(u_received = PyUnicode_AsUTF8AndSize(s_received, &n_received)) ||
+        !(u_1rtt = PyUnicode_AsUTF8AndSize(s_1rtt, &n_1rtt)))
+        return -1;
     return 0;
 }
 
@@ -361,6 +565,7 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->sent_slow = o[6];
     self->received_slow = o[7];
     self->limit = limit;
+    self->phase = 0;
     {
         PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
         for (i = 0; i < 4; i++) {
@@ -436,52 +641,69 @@ static void tap_dealloc(PyObject *op)
     Py_DECREF(type);
 }
 
-/* The record (now, name, "1RTT", pn, sid, offset, fin, length, size) appended, tap.now
- * set, the writer flushed at the limit: None, or NULL with an exception. */
-static PyObject *tap_record(TapObject *self, PyObject *now, PyObject *name, PyObject *pn,
-                            PyObject *sid, PyObject *offset, PyObject *fin, PyObject *length,
+/* An exact int in the int64 range into *v: 1, else 0 (no exception). */
+static int exact_ll(PyObject *o, long long *v)
+{
+    int overflow;
+    if (!PyLong_CheckExact(o))
+        return 0;
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    return !overflow;
+}
+
+/* The record (now, name, "1RTT", pn, sid, offset, False, length, size) appended, tap.now
+ * set, the writer flushed at the limit: None, or NULL with an exception.  `length` is an
+ * int object, or NULL and then `n`.  Into a BulkRecords as C values when they are plain
+ * (a float time, int64 ints), else as the record's tuple. */
+static PyObject *tap_record(TapObject *self, PyObject *now, int received, PyObject *pn,
+                            PyObject *sid, PyObject *offset, PyObject *length, Py_ssize_t n,
                             PyObject *size)
 {
-    PyObject *items[9], *rec, *r;
+    PyObject *items[9], *rec, *r, *name = received ? s_received : s_sent, *made = NULL;
+    long long v[5];
     int i, failed;
     if (!self->bulk) {
         PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
         return NULL;
     }
-    items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
-    items[5] = offset, items[6] = fin, items[7] = length, items[8] = size;
-    if (self->is_bulk) {
-        /* C values in the writer's array: no Python object made */
-        if (qr_bulk_add(self->bulk, items, NULL) < 0)
+    if (self->is_bulk && PyFloat_CheckExact(now) && exact_ll(pn, &v[0]) &&
+        exact_ll(sid, &v[1]) && exact_ll(offset, &v[2]) &&
+        (length ? exact_ll(length, &v[3]) : (v[3] = n, 1)) && exact_ll(size, &v[4])) {
+        /* C values in the writer's array: no Python object made or read back */
+        if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(now), name,
+                               received ? u_received : u_sent, received ? n_received : n_sent,
+                               s_1rtt, u_1rtt, n_1rtt, v, 0) < 0)
             return NULL;
-        Py_INCREF(now);
-        Py_XSETREF(self->now, now);
-        if (qr_bulk_len(self->bulk) >= self->limit) {
-            if (!(r = PyObject_CallNoArgs(self->flush)))
-                return NULL;
-            Py_DECREF(r);
+    } else {
+        if (!length && !(length = made = PyLong_FromSsize_t(n)))
+            return NULL;
+        items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
+        items[5] = offset, items[6] = Py_False, items[7] = length, items[8] = size;
+        if (self->is_bulk) {
+            failed = qr_bulk_add(self->bulk, items, NULL) < 0;
+        } else if (!(rec = PyTuple_New(9))) {
+            failed = 1;
+        } else {
+            for (i = 0; i < 9; i++) {
+                Py_INCREF(items[i]);
+                PyTuple_SET_ITEM(rec, i, items[i]);
+            }
+            /* Its items hold no references to containers (a float, strs, ints, a bool; a
+             * subclass at worst, the slow path's): out of the collector's sight, which
+             * would otherwise traverse each record once before untracking it. */
+            if (PyFloat_CheckExact(now) && PyLong_CheckExact(pn) && PyLong_CheckExact(sid) &&
+                PyLong_CheckExact(offset) && PyLong_CheckExact(length) && PyLong_CheckExact(size))
+                PyObject_GC_UnTrack(rec);
+            failed = PyList_Append(self->bulk, rec) < 0;
+            Py_DECREF(rec);
         }
-        Py_RETURN_NONE;
+        Py_XDECREF(made);
+        if (failed)
+            return NULL;
     }
-    if (!(rec = PyTuple_New(9)))
-        return NULL;
-    for (i = 0; i < 9; i++) {
-        Py_INCREF(items[i]);
-        PyTuple_SET_ITEM(rec, i, items[i]);
-    }
-    /* Its items hold no references to containers (a float, strs, ints, a bool; a subclass
-     * at worst, the slow path's): out of the collector's sight, which would otherwise
-     * traverse each record once before untracking it (CPython's tuple rule). */
-    if (PyFloat_CheckExact(now) && PyLong_CheckExact(pn) && PyLong_CheckExact(sid) &&
-        PyLong_CheckExact(offset) && PyLong_CheckExact(length) && PyLong_CheckExact(size))
-        PyObject_GC_UnTrack(rec);
-    failed = PyList_Append(self->bulk, rec) < 0;
-    Py_DECREF(rec);
-    if (failed)
-        return NULL;
     Py_INCREF(now);
     Py_XSETREF(self->now, now);
-    if (PyList_GET_SIZE(self->bulk) >= self->limit) {
+    if ((self->is_bulk ? qr_bulk_len(self->bulk) : PyList_GET_SIZE(self->bulk)) >= self->limit) {
         if (!(r = PyObject_CallNoArgs(self->flush)))
             return NULL;
         Py_DECREF(r);
@@ -503,8 +725,8 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(rec); /* (a set lookup may run Python code, for an odd stream id) */
             known = PySet_Contains(self->streams, PyTuple_GET_ITEM(rec, 0));
             if (known > 0)
-                result = tap_record(self, args[0], s_sent, args[1], PyTuple_GET_ITEM(rec, 0),
-                                    PyTuple_GET_ITEM(rec, 1), Py_False, PyTuple_GET_ITEM(rec, 2),
+                result = tap_record(self, args[0], 0, args[1], PyTuple_GET_ITEM(rec, 0),
+                                    PyTuple_GET_ITEM(rec, 1), PyTuple_GET_ITEM(rec, 2), 0,
                                     args[2]);
             Py_DECREF(rec);
             if (known != 0)
@@ -522,8 +744,9 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     TapObject *self = (TapObject *)op;
-    PyObject *lone, *fin = NULL, *sid = NULL, *phase = NULL, *mine = NULL, *offset = NULL,
-                    *data = NULL, *length = NULL, *result = NULL;
+    PyObject *lone, *fin = NULL, *sid = NULL, *phase = NULL, *offset = NULL, *data = NULL,
+                    *result = NULL;
+    long keys_phase;
     Py_ssize_t n;
     int plain = 0;
     if (!self->received_slow) {
@@ -543,21 +766,20 @@ static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t na
         if (plain < 0)
             goto done;
     }
-    if (plain) {
-        if (!(phase = PyObject_GetAttr(self->keys, s_phase)) ||
-            !(mine = PyObject_GetAttr(self->trace, s_trace_phase)))
+    if (plain) { /* (the key phase the trace logged: tap.phase, kept by the trace) */
+        if (!(phase = PyObject_GetAttr(self->keys, s_phase)))
             goto done;
-        plain = PyObject_RichCompareBool(phase, mine, Py_EQ);
-        if (plain < 0)
+        keys_phase = PyLong_Check(phase) ? PyLong_AsLong(phase) : -1;
+        if (keys_phase == -1 && PyErr_Occurred())
             goto done;
+        plain = keys_phase == self->phase;
     }
     if (plain) {
         if (!(offset = frame_attr(self, lone, 2)) || !(data = frame_attr(self, lone, 3)))
             goto done;
-        if ((n = PyObject_Length(data)) < 0 || !(length = PyLong_FromSsize_t(n)))
+        if ((n = PyObject_Length(data)) < 0)
             goto done;
-        result = tap_record(self, args[0], s_received, args[2], sid, offset, fin, length,
-                            args[3]);
+        result = tap_record(self, args[0], 1, args[2], sid, offset, NULL, n, args[3]);
     } else {
         result = PyObject_Vectorcall(self->received_slow, args, nargs, NULL);
     }
@@ -566,10 +788,8 @@ done:
     Py_XDECREF(fin);
     Py_XDECREF(sid);
     Py_XDECREF(phase);
-    Py_XDECREF(mine);
     Py_XDECREF(offset);
     Py_XDECREF(data);
-    Py_XDECREF(length);
     return result;
 }
 
@@ -584,6 +804,8 @@ static PyMethodDef tap_methods[] = {
 static PyMemberDef tap_members[] = {
     {"now", T_OBJECT, offsetof(TapObject, now), READONLY,
      PyDoc_STR("The time of the last packet recorded here (None before the first).")},
+    {"phase", T_LONG, offsetof(TapObject, phase), 0,
+     PyDoc_STR("The key phase the trace last logged (received packets of another go to it).")},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -18,7 +18,9 @@
 typedef struct {
     double now;
     PyObject *name, *ptype; /* exact str (strong references), or NULL for an odd record */
-    long long v[5];         /* packet_number, stream_id, offset, length, size */
+    const char *name_s, *ptype_s; /* their UTF-8 (cached by the strs: valid while held) */
+    Py_ssize_t name_n, ptype_n;
+    long long v[5]; /* packet_number, stream_id, offset, length, size */
     int fin;
     PyObject *odd; /* the tuple itself, when its values do not fit the struct */
 } BulkRec;
@@ -27,15 +29,42 @@ typedef struct {
     PyObject_HEAD
     BulkRec *recs;
     Py_ssize_t len, cap;
-    Py_ssize_t odd; /* how many odd records: clear() then frees with care */
+    Py_ssize_t odd;   /* how many odd records: clear() then frees with care */
+    Py_ssize_t bound; /* the text the records can take at most (qr_qlog_put_fields' room) */
+    Py_ssize_t hint;  /* the capacity to start from (what a detached array had) */
+    int busy;         /* rendered without the GIL: no change allowed meanwhile */
 } BulkObject;
+
+#define BOUND QR_QLOG_BOUND
+
+static int busy_error(BulkObject *self)
+{
+    if (!self->busy)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError, "BulkRecords: being rendered in another thread");
+    return -1;
+}
 
 PyObject *qr_bulk_type;
 
+/* Arrays given back by qr_bulk_release, for the next BulkRecords that grows from none:
+ * a writer's flushes then reuse two or three arrays, whose pages stay mapped (a fresh
+ * one is page faults on the event loop's thread, its free an munmap). The GIL guards it. */
+#define POOL 4
+static BulkRec *pool[POOL];
+static Py_ssize_t pool_cap[POOL], pooled;
+
 static int grow(BulkObject *self)
 {
-    Py_ssize_t cap = self->cap ? 2 * self->cap : 256;
+    Py_ssize_t cap = self->cap ? 2 * self->cap : (self->hint > 256 ? self->hint : 256);
     BulkRec *recs;
+    if (!self->recs && pooled) {
+        pooled--;
+        self->recs = pool[pooled];
+        self->cap = pool_cap[pooled];
+        if (self->cap > self->len)
+            return 0;
+    }
     if (cap > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(BulkRec)) {
         PyErr_NoMemory();
         return -1;
@@ -68,13 +97,23 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
     BulkRec *rec;
     static const int at[5] = {3, 4, 5, 7, 8};
     long long v[5];
+    const char *name_s = NULL, *ptype_s = NULL;
+    Py_ssize_t name_n = 0, ptype_n = 0;
     int i, fits;
-    if (self->len == self->cap && grow(self) < 0)
+    if (busy_error(self) < 0 || (self->len == self->cap && grow(self) < 0))
         return -1;
     fits = PyFloat_CheckExact(items[0]) && PyUnicode_CheckExact(items[1]) &&
            PyUnicode_CheckExact(items[2]) && PyBool_Check(items[6]);
     for (i = 0; fits && i < 5; i++)
         fits = exact_int(items[at[i]], &v[i]);
+    if (fits) {
+        name_s = PyUnicode_AsUTF8AndSize(items[1], &name_n);
+        ptype_s = name_s ? PyUnicode_AsUTF8AndSize(items[2], &ptype_n) : NULL;
+        if (!ptype_s) { /* (a lone surrogate: the tuple's rendering raises, in its place) */
+            PyErr_Clear();
+            fits = 0;
+        }
+    }
     rec = &self->recs[self->len];
     if (fits) {
         rec->now = PyFloat_AS_DOUBLE(items[0]);
@@ -82,9 +121,14 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
         Py_INCREF(items[2]);
         rec->name = items[1];
         rec->ptype = items[2];
+        rec->name_s = name_s;
+        rec->ptype_s = ptype_s;
+        rec->name_n = name_n;
+        rec->ptype_n = ptype_n;
         memcpy(rec->v, v, sizeof(v));
         rec->fin = items[6] == Py_True;
         rec->odd = NULL;
+        self->bound += BOUND(name_n, ptype_n);
     } else {
         if (tuple) {
             Py_INCREF(tuple);
@@ -104,14 +148,51 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
     return 0;
 }
 
-Py_ssize_t qr_bulk_len(PyObject *op) { return ((BulkObject *)op)->len; }
-
-/* Records [lo, hi) at out's end: 0, or -1 with an exception (bounds checked by caller). */
-int qr_bulk_render(PyObject *op, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi)
+/* Append a plain record from C values (name and ptype exact strs, their UTF-8 given):
+ * 0, or -1 with an exception.  (QlogTap's path: nothing converted back from objects.) */
+int qr_bulk_add_values(PyObject *op, double now, PyObject *name, const char *name_s,
+                       Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
+                       Py_ssize_t ptype_n, const long long v[5], int fin)
 {
     BulkObject *self = (BulkObject *)op;
-    Py_ssize_t i, name_len, ptype_len;
-    const char *name, *ptype;
+    BulkRec *rec;
+    if (busy_error(self) < 0 || (self->len == self->cap && grow(self) < 0))
+        return -1;
+    rec = &self->recs[self->len++];
+    rec->now = now;
+    Py_INCREF(name);
+    Py_INCREF(ptype);
+    rec->name = name;
+    rec->ptype = ptype;
+    rec->name_s = name_s;
+    rec->ptype_s = ptype_s;
+    rec->name_n = name_n;
+    rec->ptype_n = ptype_n;
+    memcpy(rec->v, v, sizeof(rec->v));
+    rec->fin = fin;
+    rec->odd = NULL;
+    self->bound += BOUND(name_n, ptype_n);
+    return 0;
+}
+
+Py_ssize_t qr_bulk_len(PyObject *op) { return ((BulkObject *)op)->len; }
+
+Py_ssize_t qr_bulk_bound(PyObject *op)
+{
+    BulkObject *self = (BulkObject *)op;
+    return self->odd ? -1 : self->bound;
+}
+
+void qr_bulk_set_busy(PyObject *op, int busy) { ((BulkObject *)op)->busy = busy; }
+
+/* Records [lo, hi) at out's end: 0, or -1 with an exception (bounds checked by caller).
+ * With `save` (the GIL released, *save its thread state): no odd record, and out has the
+ * room of qr_bulk_bound (see qr_qlog_put_fields). */
+int qr_bulk_render(PyObject *op, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi,
+                   PyThreadState **save)
+{
+    BulkObject *self = (BulkObject *)op;
+    Py_ssize_t i;
     for (i = lo; i < hi && i < self->len; i++) {
         BulkRec *rec = &self->recs[i];
         if (rec->odd) {
@@ -119,11 +200,8 @@ int qr_bulk_render(PyObject *op, QrOut *out, double start, Py_ssize_t lo, Py_ssi
                 return -1;
             continue;
         }
-        if (!(name = PyUnicode_AsUTF8AndSize(rec->name, &name_len)) ||
-            !(ptype = PyUnicode_AsUTF8AndSize(rec->ptype, &ptype_len)))
-            return -1;
-        if (qr_qlog_put_fields(out, rec->now, name, name_len, ptype, ptype_len, rec->v, rec->fin,
-                               start) < 0)
+        if (qr_qlog_put_fields(out, rec->now, rec->name_s, rec->name_n, rec->ptype_s,
+                               rec->ptype_n, rec->v, rec->fin, start, save) < 0)
             return -1;
     }
     return 0;
@@ -136,6 +214,99 @@ static PyObject *bulk_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     return type->tp_alloc(type, 0);
+}
+
+/* Take the records out (left empty, capacity kept as a hint): the array and its length,
+ * for qr_bulk_fill without the GIL and qr_bulk_release with it.  0, or -1 with an
+ * exception (busy, or odd records: those need Python to render). */
+int qr_bulk_take(PyObject *op, void **recs, Py_ssize_t *len, Py_ssize_t *cap)
+{
+    BulkObject *self = (BulkObject *)op;
+    if (busy_error(self) < 0)
+        return -1;
+    if (self->odd) {
+        PyErr_SetString(PyExc_TypeError, "BulkRecords: odd records cannot be taken");
+        return -1;
+    }
+    *recs = self->recs;
+    *len = self->len;
+    *cap = self->cap;
+    self->hint = self->cap > self->hint ? self->cap : self->hint;
+    self->recs = NULL;
+    self->len = self->cap = self->bound = 0;
+    return 0;
+}
+
+/* Records [lo, hi) of a taken array at the end of a malloc'd buffer (*buf, *cap, *len),
+ * grown with realloc: no Python object touched, no GIL needed.  0, or -1 (no memory). */
+int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, char **buf,
+                 size_t *cap, size_t *len)
+{
+    const BulkRec *rec;
+    char time_buf[400], *grown;
+    Py_ssize_t i, time_len;
+    size_t need;
+    for (i = lo; i < hi; i++) {
+        rec = (const BulkRec *)recs + i;
+        time_len = qr_qlog_time(time_buf, rec->now, start);
+        if (!time_len) { /* (glibc's %.3f rounds as Python's %) */
+            double ms = (rec->now - start) * 1000.0;
+            time_len = snprintf(time_buf, sizeof(time_buf), "%.3f", ms > 0.0 ? ms : 0.0);
+            if (time_len < 0 || time_len >= (Py_ssize_t)sizeof(time_buf))
+                return -1;
+        }
+        need = (size_t)(QR_QLOG_ROOM(rec->name_n, rec->ptype_n) + time_len);
+        if (*len + need > *cap) {
+            size_t want = *len + need;
+            want = want < 2 * *cap ? 2 * *cap : want + (want >> 1);
+            if (!(grown = realloc(*buf, want)))
+                return -1;
+            *buf = grown;
+            *cap = want;
+        }
+        *len = (size_t)(qr_qlog_fill(*buf + *len, time_buf, time_len, rec->name_s, rec->name_n,
+                                     rec->ptype_s, rec->ptype_n, rec->v, rec->fin) -
+                        *buf);
+    }
+    return 0;
+}
+
+/* Free a taken array, into the pool when there is room (with the GIL: its records hold
+ * strs). */
+void qr_bulk_release(void *recs, Py_ssize_t len, Py_ssize_t cap)
+{
+    BulkRec *r = (BulkRec *)recs;
+    Py_ssize_t i;
+    for (i = 0; i < len; i++) {
+        Py_DECREF(r[i].name);
+        Py_DECREF(r[i].ptype);
+    }
+    if (recs && pooled < POOL) {
+        pool[pooled] = r;
+        pool_cap[pooled++] = cap;
+    } else {
+        PyMem_Free(recs);
+    }
+}
+
+/* detach(): a new BulkRecords with this one's records, this one left empty (O(1)). */
+static PyObject *bulk_detach(PyObject *op, PyObject *unused)
+{
+    BulkObject *self = (BulkObject *)op, *chunk;
+    (void)unused;
+    if (busy_error(self) < 0)
+        return NULL;
+    if (!(chunk = (BulkObject *)Py_TYPE(op)->tp_alloc(Py_TYPE(op), 0)))
+        return NULL;
+    chunk->recs = self->recs;
+    chunk->len = self->len;
+    chunk->cap = self->cap;
+    chunk->odd = self->odd;
+    chunk->bound = self->bound;
+    self->hint = self->cap > self->hint ? self->cap : self->hint;
+    self->recs = NULL;
+    self->len = self->cap = self->odd = self->bound = 0;
+    return (PyObject *)chunk;
 }
 
 static PyObject *bulk_append(PyObject *op, PyObject *rec)
@@ -154,6 +325,7 @@ static int drop_all(BulkObject *self)
 {
     Py_ssize_t i, n = self->len;
     BulkRec *recs = self->recs;
+    self->bound = 0;
     if (self->odd) {
         /* an odd tuple's last reference may run Python code that uses this object: take
          * the array out first */
@@ -178,6 +350,8 @@ static int drop_all(BulkObject *self)
 static PyObject *bulk_clear_method(PyObject *op, PyObject *unused)
 {
     (void)unused;
+    if (busy_error((BulkObject *)op) < 0)
+        return NULL;
     drop_all((BulkObject *)op);
     Py_RETURN_NONE;
 }
@@ -244,6 +418,8 @@ static void bulk_dealloc(PyObject *op)
 static PyMethodDef bulk_methods[] = {
     {"append", bulk_append, METH_O, PyDoc_STR("append(record): a 9-tuple record at the end.")},
     {"clear", bulk_clear_method, METH_NOARGS, PyDoc_STR("clear(): no records.")},
+    {"detach", bulk_detach, METH_NOARGS,
+     PyDoc_STR("detach() -> BulkRecords: the records moved to a new object, none left here.")},
     {NULL, NULL, 0, NULL},
 };
 

@@ -121,7 +121,7 @@ static int import_attr(PyObject **slot, const char *module, const char *name)
 static int export_types(const char *module_name, const char *type_module, const char *pure_name)
 {
     PyObject *mod = NULL, *bases = NULL, *rs_type = NULL, *ra_type = NULL, *pc_type = NULL,
-             *tap_type = NULL;
+             *tap_type = NULL, *spool_type = NULL;
     int ret = -1;
     if (import_attr(&qr_protocol_error, "quicish.errors", "ProtocolError") < 0 ||
         import_attr(&qr_iterable, "collections.abc", "Iterable") < 0 ||
@@ -143,7 +143,9 @@ static int export_types(const char *module_name, const char *type_module, const 
         (size_t)snprintf(qr_tap_name, sizeof(qr_tap_name), "%s.QlogTap", type_module) >=
             sizeof(qr_tap_name) ||
         (size_t)snprintf(qr_bulk_name, sizeof(qr_bulk_name), "%s.BulkRecords", type_module) >=
-            sizeof(qr_bulk_name)) {
+            sizeof(qr_bulk_name) ||
+        (size_t)snprintf(qr_spool_name, sizeof(qr_spool_name), "%s.QlogSpool", type_module) >=
+            sizeof(qr_spool_name)) {
         PyErr_SetString(PyExc_ValueError, "module name too long");
         return -1;
     }
@@ -157,6 +159,8 @@ static int export_types(const char *module_name, const char *type_module, const 
         goto done;
     if (!(tap_type = PyType_FromSpec(&qr_tap_spec)))
         goto done;
+    if (!(spool_type = PyType_FromSpec(&qr_spool_spec)))
+        goto done;
     if (!qr_bulk_type && !(qr_bulk_type = PyType_FromSpec(&qr_bulk_spec)))
         goto done; /* (kept for the process: the tap and the renderer compare against it) */
     if (!(mod = PyImport_ImportModule(module_name)))
@@ -165,6 +169,7 @@ static int export_types(const char *module_name, const char *type_module, const 
         PyModule_AddObjectRef(mod, "ReassemblyBuffer", ra_type) < 0 ||
         PyModule_AddObjectRef(mod, "PacketCipher", pc_type) < 0 ||
         PyModule_AddObjectRef(mod, "QlogTap", tap_type) < 0 ||
+        PyModule_AddObjectRef(mod, "QlogSpool", spool_type) < 0 ||
         PyModule_AddObjectRef(mod, "BulkRecords", qr_bulk_type) < 0 ||
         PyModule_AddFunctions(mod, qr_qlog_methods) < 0)
         goto done;
@@ -176,6 +181,7 @@ done:
     Py_XDECREF(ra_type);
     Py_XDECREF(pc_type);
     Py_XDECREF(tap_type);
+    Py_XDECREF(spool_type);
     return ret;
 }
 

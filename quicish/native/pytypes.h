@@ -113,15 +113,44 @@ typedef struct {
 int qr_qlog_put_record(QrOut *out, PyObject *rec, double start);
 int qr_qlog_put_fields(QrOut *out, double now, const char *name, Py_ssize_t name_len,
                        const char *ptype, Py_ssize_t ptype_len, const long long ints[5], int fin,
-                       double start);
+                       double start, PyThreadState **save);
+
+/* The room one record's text takes at most, its time aside (the template's text, under
+ * 256 bytes, the strings, 5 ints of up to 21 characters), and with a time of put_ms (at
+ * most 24 bytes). */
+#define QR_QLOG_ROOM(name_len, ptype_len) (256 + (name_len) + (ptype_len) + 5 * 21)
+#define QR_QLOG_BOUND(name_len, ptype_len) (QR_QLOG_ROOM(name_len, ptype_len) + 24)
+/* The record's text at p (room for QR_QLOG_ROOM and the time): its end.  No Python. */
+char *qr_qlog_fill(char *p, const char *time_text, Py_ssize_t time_len, const char *name,
+                   Py_ssize_t name_len, const char *ptype, Py_ssize_t ptype_len,
+                   const long long ints[5], int fin);
+/* "%.3f" of the milliseconds from start to now (0 when before) at buf (24 bytes): its
+ * length, or 0 when the short cut cannot say (then as Python's %: PyOS_double_to_string,
+ * or snprintf without the GIL, which rounds the same on glibc). No Python. */
+Py_ssize_t qr_qlog_time(char *buf, double now, double start);
 
 /* py_qlog_bulk.c's BulkRecords (the type object once exported: qr_bulk_type). */
 extern PyType_Spec qr_bulk_spec;
 extern char qr_bulk_name[QR_TYPE_NAME_SIZE];
 extern PyObject *qr_bulk_type;
 int qr_bulk_add(PyObject *bulk, PyObject *const *items, PyObject *tuple);
+int qr_bulk_add_values(PyObject *bulk, double now, PyObject *name, const char *name_s,
+                       Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
+                       Py_ssize_t ptype_n, const long long v[5], int fin);
 Py_ssize_t qr_bulk_len(PyObject *bulk);
-int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi);
+int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi,
+                   PyThreadState **save);
+/* The text the records can take at most, or -1 when some are odd (kept as tuples). */
+Py_ssize_t qr_bulk_bound(PyObject *bulk);
+void qr_bulk_set_busy(PyObject *bulk, int busy);
+int qr_bulk_take(PyObject *bulk, void **recs, Py_ssize_t *len, Py_ssize_t *cap);
+int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, char **buf,
+                 size_t *cap, size_t *len);
+void qr_bulk_release(void *recs, Py_ssize_t len, Py_ssize_t cap);
+
+/* py_qlog_spool.c's QlogSpool. */
+extern PyType_Spec qr_spool_spec;
+extern char qr_spool_name[QR_TYPE_NAME_SIZE];
 
 /* Set up what a type file needs beyond the objects above (interned strings): 0, or -1
  * with an exception. */

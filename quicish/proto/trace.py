@@ -42,6 +42,7 @@ from ..qlog.schema import (
     PACKETS_ACKED,
     PARAMETERS_SET,
     RECOVERY_PARAMETERS_SET,
+    SPACE_NAMES,
     STREAM_STATE_UPDATED,
     TUPLE_ASSIGNED,
     VERSION_INFORMATION,
@@ -320,6 +321,7 @@ class Trace:
             self.stream_sent,
             self.packet_received,
         )
+        tap.phase = self._phase
         self.__dict__["stream_sent"] = tap.sent
         self.__dict__["packet_received"] = tap.received
         self._tapped = tap
@@ -496,7 +498,9 @@ class Trace:
         sink = self.sink
         if sink is None or not acked:
             return
-        sink.event(PACKETS_ACKED, qe.packets_acked(space, [p.pn for p in acked]), now)
+        numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
+        data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
+        sink.event(PACKETS_ACKED, data, now)
         newest = acked[-1].sent_time
         if newest > self._acked_sent_time:
             self._acked_sent_time = newest
@@ -626,6 +630,8 @@ class Trace:
             )
         if keys.phase != self._phase:
             self._phase = keys.phase
+            if self._tapped is not None:
+                self._tapped.phase = keys.phase  # (the tap compares its packets' with it)
             trigger = "remote_update" if getattr(keys, "remote_update", False) else "local_update"
             for is_client in (True, False):
                 data = qe.key_event(is_client, 2, key_phase=keys.phase, trigger=trigger)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..native import render_ints
 from .frames import frame_to_qlog
 from .schema import COUNT_METRICS, RTT_METRICS
 
@@ -122,6 +123,26 @@ def render_packet(
     if trigger is not None:
         text += f',"trigger":"{trigger}"'
     return text + "}"
+
+
+def render_packets_acked(data: Any) -> str | None:
+    """The JSON of ``quic:packets_acked`` data as :func:`qlog.events.packets_acked` makes it
+    (the space, then the list of packet numbers, written by the C core's ``render_ints``),
+    the same text as :func:`dumps`; None for any other shape."""
+    if type(data) is not dict or len(data) != 2:
+        return None
+    space, numbers = data.get("packet_number_space"), data.get("packet_numbers")
+    if (
+        type(space) is not str
+        or type(numbers) is not list
+        or next(iter(data)) != "packet_number_space"
+    ):
+        return None
+    try:
+        ints = render_ints(numbers)
+    except TypeError:
+        return None
+    return f'{{"packet_number_space":{dumps(space)},"packet_numbers":[{ints}]}}'
 
 
 def render_metrics_delta(metrics: Mapping[str, float], last: dict[str, Any]) -> str | None:
