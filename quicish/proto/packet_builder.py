@@ -18,6 +18,8 @@ from ..wire.packet import (
     encode_short_header,
 )
 from ..wire.protection import AEAD_TAG_SIZE, PacketProtector
+from . import ack_frequency
+from .ack_frequency import AckFrequencySender
 from .cid import LocalCids, PeerCids
 from .idle import IdleTimer
 from .keys import KeyState
@@ -158,6 +160,8 @@ class PacketBuilder:
         self.pending_handshake_done = False
         self.handshake_done_acked = False  # the client acknowledged a HANDSHAKE_DONE
         self.datagrams_out: deque[bytes] = deque()  # DATAGRAM payloads to send
+        # ACK_FREQUENCY / IMMEDIATE_ACK to a peer that accepts them (proto/ack_frequency.py)
+        self.ack_frequency: AckFrequencySender | None = None
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
@@ -170,6 +174,7 @@ class PacketBuilder:
         records.register(
             HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
         )
+        ack_frequency.register_records(records, lambda: self.ack_frequency)
 
     def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
         self.handshake_done_acked = True
@@ -189,6 +194,8 @@ class PacketBuilder:
         if space.index != APPLICATION:
             space.crypto_send.requeue_unacked()
             return
+        if self.ack_frequency is not None:
+            self.ack_frequency.immediate_ack = True  # the probe's ACK must not be delayed
         # A probe with no new data to carry repeats the oldest unacknowledged data, so a
         # probe that gets through repairs the loss even when ACKs keep vanishing. The
         # packets stay in flight; whichever copy is acknowledged first frees the data.
@@ -224,6 +231,8 @@ class PacketBuilder:
         probes that go out from the current local socket."""
         self.control_checked = False
         lean = False  # once only STREAM frames can follow, the lean builder takes over
+        af = self.ack_frequency
+        in_flight = 0 if af is None else self._ack_frequency_update(af, now)
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
             if datagram is None:
@@ -233,9 +242,44 @@ class PacketBuilder:
             out.append((datagram, addr))
             if not lean:
                 lean = self.lean_ready()
+        if af is not None and self._ack_frequency_idle(af, in_flight, now):
+            datagram = self.build_datagram(now)  # its IMMEDIATE_ACK: the ACK comes at once
+            if datagram is not None:
+                out.append((datagram, addr))
         for path, probe in self.probe_datagrams(now, same_socket=True):
             assert path.addr is not None
             out.append((probe, path.addr))
+
+    def _ack_frequency_update(self, af: AckFrequencySender, now: float) -> int:
+        """Before a burst: whether the peer should hear new ACK_FREQUENCY values; returns
+        the bytes in flight."""
+        cc, recovery = self.cc, self._recovery
+        af.update(
+            cc.cwnd,
+            self.max_datagram_size,
+            cc.in_slow_start,
+            recovery.rtt.smoothed_rtt,
+            recovery.packet_threshold,
+            now,
+        )
+        return recovery.bytes_in_flight
+
+    def _ack_frequency_idle(self, af: AckFrequencySender, in_flight: int, now: float) -> bool:
+        """After a burst: True when an IMMEDIATE_ACK is due because the application ran out
+        of data with packets in flight and the peer delays its ACKs (draft section 8.1.1);
+        at most once per RTT (a writer that refills its buffer as ACKs free it runs out
+        again and again)."""
+        recovery = self._recovery
+        now_in_flight = recovery.bytes_in_flight
+        if now_in_flight > in_flight:
+            af.data_sent = True
+        if not (af.data_sent and af.in_effect and now_in_flight) or now < af.next_immediate:
+            return False
+        if self._streams.has_pending_frames() or self.datagrams_out:
+            return False
+        af.immediate_ack = True
+        af.next_immediate = now + recovery.rtt.smoothed_rtt
+        return True
 
     def _note_app_limited(self, now: float) -> None:
         """Tell a delivery-rate sampling controller when sending stopped for want of data
@@ -465,6 +509,9 @@ class PacketBuilder:
                     eliciting |= self._streams.write_control_frames(
                         buf, room, records, now, self._recovery.rtt.smoothed_rtt
                     )
+                af = self.ack_frequency
+                if af is not None and af.has_pending and ptype == _ONE_RTT:
+                    eliciting |= af.write(buf, room, records)
                 out = self.datagrams_out
                 while out and room - buf.written > len(out[0]) + 4:
                     F.encode_frame(buf, F.DatagramFrame(out.popleft()))
@@ -550,6 +597,7 @@ class PacketBuilder:
             and self.control_checked
             and not (app.unacked_ranges or app.probes or app.crypto_send.has_pending)
             and not (self.pending_ping or self.pending_handshake_done or self.datagrams_out)
+            and (self.ack_frequency is None or not self.ack_frequency.has_pending)
             and not (self._local_cids.pending or self._peer_cids.pending_retire)
             and not (path.responses or path.challenge_due)
         )
