@@ -194,7 +194,7 @@ def test_negotiated_bulk_receiver_sends_far_fewer_acks() -> None:
     assert on["seconds"] <= off["seconds"] * 1.05  # and no slower
     requests = on["requests"]
     assert requests and [r.sequence for r in requests] == list(range(len(requests)))
-    assert max(r.ack_eliciting_threshold for r in requests) == 31  # every 32 packets at most
+    assert max(r.ack_eliciting_threshold for r in requests) == 15  # every 16 packets at most
     assert all(r.reordering_threshold == 3 for r in requests)  # the packet threshold
     assert all(1000 <= r.request_max_ack_delay <= 25000 for r in requests)
     net: Net = on["net"]
@@ -306,7 +306,7 @@ def test_bad_frames_close_the_connection(
     assert c.terminated is not None and c.terminated.error_code == code
 
 
-def test_sender_asks_for_a_quarter_window_and_rtt() -> None:
+def test_sender_asks_for_an_eighth_window_and_a_quarter_rtt() -> None:
     from quicish.proto.congestion import create
     from quicish.proto.recovery import LossRecovery
 
@@ -320,11 +320,18 @@ def test_sender_asks_for_a_quarter_window_and_rtt() -> None:
     af.update(240000, 1200, False, 0.02, 3, 0.05)  # within the RTT: no new request
     assert af.pending is None
     af.update(240000, 1200, False, 0.02, 3, 0.2)
-    assert af.pending == (32, 0.005, 3)  # 200 / 4 capped at 32; 20 ms / 4
+    assert af.pending == (16, 0.005, 3)  # 200 / 8 capped at 16; 20 ms / 4
     af.pending = None
     af.update(230000, 1200, False, 0.021, 3, 0.5)  # small moves: nothing
     assert af.pending is None
-    af.update(6000, 1200, False, 0.0001, 3, 0.6)  # the window collapsed; a tiny RTT
+    af.update(100000, 1200, False, 0.021, 3, 0.6)  # 83 packets: every 10th (a 37% move)
+    assert af.pending == (10, 0.00525, 3)
+    af.pending = None
+    af.update(100000, 1200, False, 0.021, 5, 0.7)  # the packet threshold grew (reordering)
+    assert af.pending == (10, 0.00525, 5)
+    af.pending = None
+    assert af.pending is None
+    af.update(6000, 1200, False, 0.0001, 3, 0.8)  # the window collapsed; a tiny RTT
     assert af.pending == (2, 0.001, 3)  # back to every 2nd; at least 1 ms (our timers)
 
 
