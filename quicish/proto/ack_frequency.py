@@ -7,12 +7,12 @@ with what it asks of us.
   so HyStart++ keeps its RTT samples; a quarter window and up to 32 cost BBR 5% of its
   goodput at 1% loss in benchmarks/bench_ack_frequency.py) within a quarter of the
   smoothed RTT (at least the peer's ``min_ack_delay`` and 1 ms, at most 25 ms), with our
-  loss detection's packet
-  threshold as the reordering threshold (draft section 9). A new request goes out when the
-  wanted values move by a quarter or more, at most once per RTT; a lost one goes again
-  under a new sequence number unless a newer one went. IMMEDIATE_ACK rides on PTO probes
-  and on a packet sent when the application runs out of data with packets in flight
-  (section 8.1.1), so the last ACK does not wait out the delay.
+  loss detection's packet threshold as the reordering threshold (draft section 9). A new
+  request goes out when the wanted values move by a quarter or more, at most once per RTT;
+  a lost one goes again under a new sequence number unless a newer one went. IMMEDIATE_ACK
+  rides on PTO probes and on a packet sent when the application runs out of data with
+  packets in flight (section 8.1.1, at most once per RTT), so the last ACK does not wait
+  out the delay.
 * :func:`on_ack_frequency` / :func:`on_immediate_ack` (the peer's to us): the first installs
   the peer's policy on the application space (:class:`~.packet_space.AckFrequency`), the
   second asks for an ACK at once; both are unknown frames when we did not advertise
