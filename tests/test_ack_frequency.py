@@ -155,6 +155,26 @@ def test_ack_eliciting_threshold_and_delay() -> None:
     assert space.wants_ack(2.004) and not space.wants_ack(2.0039)
 
 
+def test_first_ce_mark_after_unmarked_packets_is_acknowledged_at_once() -> None:
+    """Section 6.3: with a threshold above 1, the onset of CE marks elicits an ACK (the
+    connection counts a packet's ECN before scheduling its ACK)."""
+
+    def acks(threshold: int, marks: str) -> list[int]:
+        space = PacketSpace(APPLICATION)
+        space.ack_frequency = AckFrequency(0, threshold, 1.0, 1)
+        due = []
+        for pn, mark in enumerate(marks):
+            if mark == "C":
+                space.ecn_counts[2] += 1
+            if _receive(space, pn):
+                due.append(pn)
+        return due
+
+    assert acks(10, "..CC.C...CCC") == [2, 5, 9]  # onsets only, not every marked packet
+    assert acks(10, "..........") == []  # 10 packets: not more than the threshold
+    assert acks(1, "..C.C.C") == [1, 3, 5]  # threshold 1: every 2nd, as RFC 9000 here
+
+
 # ---- a bulk transfer between two quicish engines (tests/pairs.py) ------------------------
 def _bulk(client_on: bool, server_on: bool, size: int = 4 << 20, **link: Any) -> dict[str, Any]:
     """Client -> server upload over a 10 ms link; counts of datagrams each way."""

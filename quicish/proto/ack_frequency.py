@@ -189,7 +189,11 @@ def on_ack_frequency(enabled: bool, frame: AckFrequencyFrame, space: PacketSpace
     if policy is not None and frame.sequence <= policy.sequence:
         return  # stale or repeated
     space.ack_frequency = AckFrequency(
-        frame.sequence, frame.ack_eliciting_threshold, delay / 1_000_000, frame.reordering_threshold
+        frame.sequence,
+        frame.ack_eliciting_threshold,
+        delay / 1_000_000,
+        frame.reordering_threshold,
+        space.ecn_counts[2],
     )
 
 

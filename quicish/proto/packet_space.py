@@ -35,25 +35,46 @@ class AckFrequency:
     """The ACK policy the peer asked for in its newest ACK_FREQUENCY (draft section 6): an
     ACK once more than ``threshold`` ack-eliciting packets wait, or ``max_delay`` seconds
     after the first of them, or at once when reordering reaches ``reordering`` (section
-    6.2; 0: never, 1: any packet out of order, as RFC 9000). With (1, 25 ms, 1) it decides
-    as the RFC 9000 policy of :meth:`PacketSpace.on_packet_received` does."""
+    6.2; 0: never, 1: any packet out of order, as RFC 9000), or, with a threshold above 1,
+    at once for the first CE-marked packet after unmarked ones (section 6.3). With (1, 25 ms,
+    1) it decides as the RFC 9000 policy of :meth:`PacketSpace.on_packet_received` does."""
 
-    __slots__ = ("gap", "max_delay", "reordering", "sequence", "threshold")
+    __slots__ = ("ce_count", "ce_last", "gap", "max_delay", "reordering", "sequence", "threshold")
 
-    def __init__(self, sequence: int, threshold: int, max_delay: float, reordering: int) -> None:
+    def __init__(
+        self, sequence: int, threshold: int, max_delay: float, reordering: int, ce_count: int = 0
+    ) -> None:
         self.sequence = sequence
         self.threshold = threshold
         self.max_delay = max_delay
         self.reordering = reordering
         self.gap = False  # packets may be missing that no ACK of ours reported yet
+        self.ce_count = ce_count  # the space's CE count as of the last packet scheduled
+        self.ce_last = False  # that packet was CE-marked
 
     def schedule(self, space: PacketSpace, pn: int, out_of_order: bool, now: float) -> None:
         """Schedule the ACK for ack-eliciting ``pn`` (recorded, counted in
         ``space.unacked_eliciting``, ``space.largest_received`` updated)."""
-        if space.unacked_eliciting > self.threshold or self._reordered(space, pn, out_of_order):
+        ce_onset = self._ce_onset(space)  # (always: it tracks the marks packet by packet)
+        if (
+            ce_onset
+            or space.unacked_eliciting > self.threshold
+            or self._reordered(space, pn, out_of_order)
+        ):
             space.ack_now = True
         elif space.ack_due_at is None:
             space.ack_due_at = now + self.max_delay
+
+    def _ce_onset(self, space: PacketSpace) -> bool:
+        """The packet (its ECN already counted) is CE-marked and the one before was not."""
+        ce = space.ecn_counts[2]
+        if ce == self.ce_count:
+            self.ce_last = False
+            return False
+        self.ce_count = ce
+        onset = not self.ce_last
+        self.ce_last = True
+        return onset and self.threshold > 1
 
     def _reordered(self, space: PacketSpace, pn: int, out_of_order: bool) -> bool:
         limit = self.reordering
