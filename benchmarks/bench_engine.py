@@ -5,7 +5,10 @@ No sockets, no event loop: a client and a server ``Connection`` are driven only 
 zero-loss link of 1 ms one-way delay. Both sides run in this one process, so the figure is
 the engine's cost for sending *and* receiving each packet.
 
-    python benchmarks/bench_engine.py [--size-mb 100]
+    python benchmarks/bench_engine.py [--size-mb 100] [--ack-frequency]
+
+``--ack-frequency``: both sides with ``Config(ack_frequency=True)`` (the receiver then
+acknowledges every N packets as the sender asks, draft-ietf-quic-ack-frequency).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,13 +30,15 @@ from quicish.simlink import LinkSpec, SimNetwork
 from quicish.tls.certs import generate_self_signed
 
 
-def run(size: int) -> dict[str, float]:
+def run(size: int, ack_frequency: bool = False) -> dict[str, float]:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"quicish-bench-{os.getpid()}"
     tmp.mkdir(exist_ok=True)
     cert, key = generate_self_signed(("localhost",))
     (tmp / "c.pem").write_bytes(cert)
     (tmp / "k.pem").write_bytes(key)
-    window = dict(max_data=32 << 20, max_stream_data=32 << 20)
+    window: dict[str, Any] = dict(max_data=32 << 20, max_stream_data=32 << 20)
+    if ack_frequency:
+        window["ack_frequency"] = True
     scfg = Config(certificate_chain=str(tmp / "c.pem"), private_key=str(tmp / "k.pem"), **window)
     ccfg = Config(verify=False, **window)
     client = Connection(ccfg, is_client=True)
@@ -73,14 +79,16 @@ def run(size: int) -> dict[str, float]:
         "packets_per_s": packets / cpu,
         "data_packets_per_s": client.stats().packets_sent / cpu,
         "mbit_per_s": received * 8 / cpu / 1e6,
+        "acks_per_data_packet": server.stats().packets_sent / max(1, client.stats().packets_sent),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--ack-frequency", action="store_true")
     args = parser.parse_args()
-    r = run(args.size_mb << 20)
+    r = run(args.size_mb << 20, args.ack_frequency)
     print("| in-memory engine, both sides in one process | value |")
     print("|---|---:|")
     print(f"| data moved | {r['bytes'] / 1e6:.0f} MB |")
@@ -89,6 +97,7 @@ def main() -> None:
     print(f"| packets per CPU second (send + receive) | {r['packets_per_s']:,.0f} |")
     print(f"| data packets per CPU second | {r['data_packets_per_s']:,.0f} |")
     print(f"| goodput per CPU second | {r['mbit_per_s']:.0f} Mbit/s |")
+    print(f"| receiver packets per data packet (ACKs) | {r['acks_per_data_packet']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,11 @@ class Config:
     # ---- transport ---------------------------------------------------------------------
     #: "cubic", "newreno" or "bbr" (docs/congestion.md).
     congestion_control: str = "cubic"
+    #: ACK frequency (draft-ietf-quic-ack-frequency, docs/congestion.md): advertise
+    #: min_ack_delay and obey the peer's ACK_FREQUENCY / IMMEDIATE_ACK; when the peer
+    #: advertises it too, ask a bulk receiver to acknowledge every N packets instead of
+    #: every second one. False: neither (the frames are then unknown frames).
+    ack_frequency: bool = False
     #: Close after this long without traffic (RFC 9000 10.1); 0: no idle timeout.
     idle_timeout: float = 30.0
     #: Send a PING after this long idle, to keep NAT bindings and the connection alive;
@@ -208,7 +213,7 @@ class Config:
         for name in ("keep_alive", "handshake_timeout"):
             if getattr(self, name) is not None:
                 _check_seconds(name, getattr(self, name))
-        for name in ("disable_active_migration", "pmtud"):
+        for name in ("disable_active_migration", "pmtud", "ack_frequency"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False")
         self.retry_mode()  # validates the value

@@ -25,8 +25,9 @@ from support import client_config, server_config
 
 from quicish.errors import DecodeError, StreamError
 from quicish.proto import events as ev
+from quicish.proto.built_packet import BuiltPacket
 from quicish.proto.connection import Connection
-from quicish.proto.packet_builder import BuiltPacket, PacketBuilder
+from quicish.proto.packet_builder import PacketBuilder
 from quicish.proto.packet_space import APPLICATION
 from quicish.proto.records import SentPacket
 from quicish.proto.server_context import ServerContext

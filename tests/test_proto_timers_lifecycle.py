@@ -195,6 +195,8 @@ def test_frame_handler_table_covers_every_frame_that_does_something() -> None:
         F.NewTokenFrame,
         F.NewConnectionIdFrame,
         F.RetireConnectionIdFrame,
+        F.AckFrequencyFrame,  # draft-ietf-quic-ack-frequency
+        F.ImmediateAckFrame,
     }
     for kind, handler in table.items():
         assert getattr(FrameHandlers, handler.__name__) is handler, kind

@@ -152,6 +152,17 @@ CASES: list[tuple[wf.Frame, dict[str, typing.Any]]] = [
     ),
     (wf.HandshakeDoneFrame(), {"frame_type": "handshake_done"}),
     (wf.DatagramFrame(b"d" * 33), {"frame_type": "datagram", "raw": {"length": 33}}),
+    (
+        wf.AckFrequencyFrame(7, 9, 12500, 3),
+        {
+            "frame_type": "ack_frequency",
+            "sequence_number": 7,
+            "ack_eliciting_threshold": 9,
+            "request_max_ack_delay": 12.5,
+            "reordering_threshold": 3,
+        },
+    ),
+    (wf.ImmediateAckFrame(), {"frame_type": "immediate_ack"}),
 ]
 
 

@@ -340,7 +340,7 @@ def _err(payload: bytes, packet_type: PacketType | None = None) -> DecodeError:
 @pytest.mark.parametrize(
     ("payload", "frame_type"),
     [
-        (b"\x1f", 0x1F),  # unknown type
+        (b"\x2f", 0x2F),  # unknown type (0x1f is IMMEDIATE_ACK, draft-ietf-quic-ack-frequency)
         (b"\x40\x20", 0x20),  # unknown type, 2-byte encoding
         (b"\x21", 0x21),
         (b"\x07\x00", 0x07),  # empty NEW_TOKEN
@@ -390,6 +390,7 @@ TABLE_3 = {  # frame type -> packet types in "IH01" notation, written out from t
     0x11: "__01", 0x12: "__01", 0x13: "__01", 0x14: "__01", 0x15: "__01", 0x16: "__01",
     0x17: "__01", 0x18: "__01", 0x19: "__01", 0x1A: "__01", 0x1B: "___1", 0x1C: "IH01",
     0x1D: "__01", 0x1E: "___1", 0x30: "__01", 0x31: "__01",
+    0x1F: "___1",  # IMMEDIATE_ACK (draft-ietf-quic-ack-frequency-14: never in 0-RTT)
 }  # fmt: skip
 COLUMNS = [PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ZERO_RTT, PacketType.ONE_RTT]
 

@@ -813,9 +813,9 @@ class Connection:
         ):
             # The peer's newest non-probing packet comes from a new path (RFC 9000 9.3).
             self._migration.migrate_to = rx_path
-        space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
-        if self._rx_ecn:
+        if self._rx_ecn:  # (counted first: a CE mark can make the ACK due at once)
             space.ecn_counts[_ECN_COUNTER[self._rx_ecn]] += 1
+        space.on_packet_received(pn, ack_eliciting, now, LOCAL_MAX_ACK_DELAY)
 
     def _process_frames(
         self, payload: bytes, ptype: PacketType, space: PacketSpace, now: float

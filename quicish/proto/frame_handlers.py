@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from ..config import Config
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
+from . import ack_frequency
 from . import events as ev
 from .cid import LocalCids, PeerCids
 from .event_queue import EventQueue
@@ -201,6 +202,12 @@ class FrameHandlers:
             )
         self._events.append_datagram(bytes(frame.data))
 
+    def on_ack_frequency(self, frame: F.AckFrequencyFrame, space: PacketSpace, now: float) -> None:
+        ack_frequency.on_ack_frequency(self._config.ack_frequency, frame, space)
+
+    def on_immediate_ack(self, frame: F.ImmediateAckFrame, space: PacketSpace, now: float) -> None:
+        ack_frequency.on_immediate_ack(self._config.ack_frequency, space)
+
     # ---- paths and connection IDs ---------------------------------------------------------
     def on_path_challenge(
         self, frame: F.PathChallengeFrame, space: PacketSpace, now: float
@@ -251,4 +258,6 @@ class FrameHandlers:
         F.NewConnectionIdFrame: on_new_connection_id,
         F.RetireConnectionIdFrame: on_retire_connection_id,
         F.PathResponseFrame: on_path_response,
+        F.AckFrequencyFrame: on_ack_frequency,
+        F.ImmediateAckFrame: on_immediate_ack,
     }

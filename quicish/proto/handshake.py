@@ -23,6 +23,7 @@ from ..wire.packet import SUPPORTED_VERSIONS, PacketHeader, PacketType, verify_r
 from ..wire.protection import PacketProtector
 from ..wire.transport_params import TransportParameters
 from . import events as ev
+from .ack_frequency import AckFrequencySender
 from .cid import LocalCids, PeerCids
 from .early_data import limits_reduced, remembered_parameters
 from .event_queue import EventQueue
@@ -37,6 +38,7 @@ from .packet_space import (
     HANDSHAKE,
     INITIAL,
     LOCAL_MAX_ACK_DELAY,
+    LOCAL_MIN_ACK_DELAY,
     PacketSpace,
 )
 from .path import PathManager
@@ -89,6 +91,7 @@ def local_transport_parameters(
         max_datagram_frame_size=cfg.max_datagram_frame_size,
         disable_active_migration=cfg.disable_active_migration,
         version_information=version_information(version, versions),
+        min_ack_delay=int(LOCAL_MIN_ACK_DELAY * 1_000_000) if cfg.ack_frequency else None,
     )
     if reset_token is not None:
         params.stateless_reset_token = reset_token
@@ -508,6 +511,8 @@ class Handshake:
         self.peer_params = params
         self._streams.on_peer_parameters(params)
         self._recovery.max_ack_delay = params.max_ack_delay / 1000.0
+        if self.config.ack_frequency and params.min_ack_delay is not None:
+            builder.ack_frequency = AckFrequencySender(params.min_ack_delay / 1e6, self._recovery)
         self._idle.negotiate(params.max_idle_timeout / 1000.0)
         if params.max_udp_payload_size < builder.max_datagram_size:
             builder.set_datagram_size(params.max_udp_payload_size, self._idle.last_activity)

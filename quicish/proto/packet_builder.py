@@ -18,6 +18,9 @@ from ..wire.packet import (
     encode_short_header,
 )
 from ..wire.protection import AEAD_TAG_SIZE, PacketProtector
+from . import ack_frequency
+from .ack_frequency import AckFrequencySender
+from .built_packet import BuiltPacket
 from .cid import LocalCids, PeerCids
 from .idle import IdleTimer
 from .keys import KeyState
@@ -56,51 +59,6 @@ _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
 
 
-class BuiltPacket:
-    """A packet assembled but not yet sealed: its plaintext (padded, if it is very short,
-    so that header protection can sample it) and the records of what it carries."""
-
-    __slots__ = (
-        "eliciting",
-        "header_len",
-        "payload",
-        "pn",
-        "pn_length",
-        "ptype",
-        "records",
-        "space",
-        "truncated",
-        "tx",
-    )
-
-    def __init__(
-        self,
-        space: PacketSpace,
-        tx: PacketProtector,
-        ptype: int,
-        pn: int,
-        truncated: int,
-        pn_length: int,
-        header_len: int,
-        payload: bytearray,
-        records: list[Record],
-        eliciting: bool,
-    ) -> None:
-        self.space = space
-        self.tx = tx
-        self.ptype = ptype
-        self.pn = pn
-        self.truncated = truncated
-        self.pn_length = pn_length
-        self.header_len = header_len
-        if len(payload) + pn_length < 4:
-            # Header protection samples 16 bytes starting 4 bytes after the packet number.
-            payload.extend(bytes(4 - pn_length - len(payload)))
-        self.payload = payload
-        self.records = records
-        self.eliciting = eliciting
-
-
 def next_skip(after: int, interval: int, random_bytes: Callable[[int], bytes]) -> int:
     """The next packet number to skip, at random a mean ``interval`` numbers after
     ``after`` (-1: never, when ``interval`` is 0)."""
@@ -116,10 +74,10 @@ class PacketBuilder:
     __slots__ = (
         "_idle", "_is_client", "_keys", "_local_cids", "_pacer", "_paths", "_peer_cids",
         "_pmtud_ceiling", "_pn_skip_interval", "_random", "_recovery", "_spaces", "_stats",
-        "_streams", "cc", "control_checked", "datagrams_out", "handshake_complete",
-        "handshake_done_acked", "host_cid", "max_datagram_size", "pacer_deadline", "peer_cid",
-        "pending_handshake_done", "pending_ping", "pmtud", "sealed_ahead", "spin", "token",
-        "trace", "version",
+        "_streams", "ack_frequency", "cc", "control_checked", "datagrams_out",
+        "handshake_complete", "handshake_done_acked", "host_cid", "max_datagram_size",
+        "pacer_deadline", "peer_cid", "pending_handshake_done", "pending_ping", "pmtud",
+        "sealed_ahead", "spin", "token", "trace", "version",
     )  # fmt: skip
 
     def __init__(
@@ -173,6 +131,8 @@ class PacketBuilder:
         self.pending_handshake_done = False
         self.handshake_done_acked = False  # the client acknowledged a HANDSHAKE_DONE
         self.datagrams_out: deque[bytes] | None = None  # DATAGRAM payloads (made on first)
+        # ACK_FREQUENCY / IMMEDIATE_ACK to a peer that accepts them (proto/ack_frequency.py)
+        self.ack_frequency: AckFrequencySender | None = None
         # Control frames (flow credit, limits, resets) are considered once per burst.
         self.control_checked = False
         self.pacer_deadline: float | None = None  # when the pacer releases the next packet
@@ -186,6 +146,7 @@ class PacketBuilder:
             HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
         )
         records.register(MtuProbeRecord, self._on_mtu_probe_acked, self._on_mtu_probe_lost)
+        ack_frequency.register_records(records, lambda: self.ack_frequency)
 
     def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
         self.handshake_done_acked = True
@@ -209,6 +170,8 @@ class PacketBuilder:
         if pmtud is not None and pmtud.on_pto(self._recovery.pto_count):
             self._stats.mtu_black_holes += 1  # full-size packets vanish: back to 1200
             self.set_datagram_size(BASE_PLPMTU, self._idle.last_activity if now is None else now)
+        if self.ack_frequency is not None:
+            self.ack_frequency.immediate_ack = True  # the probe's ACK must not be delayed
         # A probe with no new data to carry repeats the oldest unacknowledged data, so a
         # probe that gets through repairs the loss even when ACKs keep vanishing. The
         # packets stay in flight; whichever copy is acknowledged first frees the data.
@@ -249,6 +212,8 @@ class PacketBuilder:
             if mtu_probe is not None:
                 out.append((mtu_probe, addr))
         lean = False  # once only STREAM frames can follow, the lean builder takes over
+        af = self.ack_frequency
+        in_flight = 0 if af is None else af.before_burst(self.cc, self.max_datagram_size, now)
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
             if datagram is None:
@@ -258,9 +223,17 @@ class PacketBuilder:
             out.append((datagram, addr))
             if not lean:
                 lean = self.lean_ready()
+        if af is not None and af.after_burst(in_flight, self._more_to_send, now):
+            datagram = self.build_datagram(now)  # its IMMEDIATE_ACK: the ACK comes at once
+            if datagram is not None:
+                out.append((datagram, addr))
         for path, probe in self.probe_datagrams(now, same_socket=True):
             assert path.addr is not None
             out.append((probe, path.addr))
+
+    def _more_to_send(self) -> bool:
+        """Frames wait that are not stream data (control frames, DATAGRAMs)."""
+        return self._streams.has_pending_frames() or bool(self.datagrams_out)
 
     def _note_app_limited(self, now: float) -> None:
         """Tell a delivery-rate sampling controller when sending stopped for want of data
@@ -490,6 +463,9 @@ class PacketBuilder:
                     eliciting |= self._streams.write_control_frames(
                         buf, room, records, now, self._recovery.rtt.smoothed_rtt
                     )
+                af = self.ack_frequency
+                if af is not None and af.has_pending and ptype == _ONE_RTT:
+                    eliciting |= af.write(buf, room, records)
                 out = self.datagrams_out
                 while out and room - buf.written > len(out[0]) + 4:
                     F.encode_frame(buf, F.DatagramFrame(out.popleft()))
@@ -575,6 +551,7 @@ class PacketBuilder:
             and self.control_checked
             and not (app.unacked_ranges or app.probes or app.crypto_send.has_pending)
             and not (self.pending_ping or self.pending_handshake_done or self.datagrams_out)
+            and (self.ack_frequency is None or not self.ack_frequency.has_pending)
             and not (self._local_cids.pending or self._peer_cids.pending_retire)
             and not (path.responses or path.challenge_due)
         )

@@ -1,7 +1,10 @@
 """One packet-number space (Initial, Handshake or application): keys, numbering, ACK state.
 
 RFC 9000 section 12.3: each space numbers its packets independently and acknowledges
-only packets of its own space.
+only packets of its own space. Our ACK policy is RFC 9000 section 13.2.1's (an ACK for
+every second ack-eliciting packet, at once for one out of order, else within max_ack_delay)
+until the peer sends ACK_FREQUENCY (draft-ietf-quic-ack-frequency-14): then the
+application space's :class:`AckFrequency` decides with the peer's values.
 """
 
 from __future__ import annotations
@@ -23,6 +26,79 @@ ACK_RANGES_LIMIT = 64
 # Our acknowledgement policy, announced in our transport parameters (RFC 9000 18.2).
 ACK_DELAY_EXPONENT = 3  # the ACK Delay field is in units of 2**3 microseconds
 LOCAL_MAX_ACK_DELAY = 0.025  # seconds an ACK-eliciting packet waits at most for its ACK
+# The shortest ACK delay we can keep to (our timers' granularity), advertised as
+# min_ack_delay when Config.ack_frequency is on.
+LOCAL_MIN_ACK_DELAY = 0.001
+
+
+class AckFrequency:
+    """The ACK policy the peer asked for in its newest ACK_FREQUENCY (draft section 6): an
+    ACK once more than ``threshold`` ack-eliciting packets wait, or ``max_delay`` seconds
+    after the first of them, or at once when reordering reaches ``reordering`` (section
+    6.2; 0: never, 1: any packet out of order, as RFC 9000), or, with a threshold above 1,
+    at once for the first CE-marked packet after unmarked ones (section 6.3). With (1, 25 ms,
+    1) it decides as the RFC 9000 policy of :meth:`PacketSpace.on_packet_received` does."""
+
+    __slots__ = ("ce_count", "ce_last", "gap", "max_delay", "reordering", "sequence", "threshold")
+
+    def __init__(
+        self, sequence: int, threshold: int, max_delay: float, reordering: int, ce_count: int = 0
+    ) -> None:
+        self.sequence = sequence
+        self.threshold = threshold
+        self.max_delay = max_delay
+        self.reordering = reordering
+        self.gap = False  # packets may be missing that no ACK of ours reported yet
+        self.ce_count = ce_count  # the space's CE count as of the last packet scheduled
+        self.ce_last = False  # that packet was CE-marked
+
+    def schedule(self, space: PacketSpace, pn: int, out_of_order: bool, now: float) -> None:
+        """Schedule the ACK for ack-eliciting ``pn`` (recorded, counted in
+        ``space.unacked_eliciting``, ``space.largest_received`` updated)."""
+        ce_onset = self._ce_onset(space)  # (always: it tracks the marks packet by packet)
+        if (
+            ce_onset
+            or space.unacked_eliciting > self.threshold
+            or self._reordered(space, pn, out_of_order)
+        ):
+            space.ack_now = True
+        elif space.ack_due_at is None:
+            space.ack_due_at = now + self.max_delay
+
+    def _ce_onset(self, space: PacketSpace) -> bool:
+        """The packet (its ECN already counted) is CE-marked and the one before was not."""
+        ce = space.ecn_counts[2]
+        if ce == self.ce_count:
+            self.ce_last = False
+            return False
+        self.ce_count = ce
+        onset = not self.ce_last
+        self.ce_last = True
+        return onset and self.threshold > 1
+
+    def _reordered(self, space: PacketSpace, pn: int, out_of_order: bool) -> bool:
+        limit = self.reordering
+        if limit <= 1:
+            return out_of_order and limit == 1
+        acked = space.ack_largest_sent  # "Largest Acked" of the draft; -1: no ACK sent yet
+        if pn < space.largest_received and pn <= acked - limit:
+            return True  # late: the peer may have declared it lost already
+        if out_of_order:
+            self.gap = True
+        if not self.gap:
+            return False
+        # the smallest packet number missing above the "Largest Reported Missing"
+        missing = max(acked - limit + 1, space.ack_floor)
+        for start, stop in space.received.ranges():
+            if stop <= missing:
+                continue
+            if start > missing:
+                break
+            missing = stop
+        if missing > space.largest_received:
+            self.gap = False  # nothing missing: in-order packets need no look
+            return False
+        return space.largest_received - missing >= limit
 
 
 class PacketSpace:
@@ -31,6 +107,8 @@ class PacketSpace:
     __slots__ = (
         "ack_due_at",
         "ack_floor",
+        "ack_frequency",
+        "ack_largest_sent",
         "ack_now",
         "crypto_recv",
         "crypto_send",
@@ -69,6 +147,8 @@ class PacketSpace:
         self.unacked_ranges = False  # anything received since our last ACK
         self.ack_now = False  # send an ACK in the next packet
         self.ack_due_at: float | None = None  # deadline for a delayed ACK
+        self.ack_largest_sent = -1  # the largest packet number our last ACK reported
+        self.ack_frequency: AckFrequency | None = None  # the peer's ACK_FREQUENCY policy
         self.crypto_send = SendStream(1 << 62, stream_id=-1)
         self.crypto_window = crypto_window  # CRYPTO bytes accepted above the read offset
         self.crypto_recv = ReassemblyBuffer(crypto_window)
@@ -96,12 +176,15 @@ class PacketSpace:
         if not ack_eliciting:
             return
         self.unacked_eliciting += 1
-        if self.index != APPLICATION or out_of_order or self.unacked_eliciting >= 2:
+        if self.ack_frequency is not None:
+            self.ack_frequency.schedule(self, pn, out_of_order, now)
+        elif self.index != APPLICATION or out_of_order or self.unacked_eliciting >= 2:
             self.ack_now = True
         elif self.ack_due_at is None:
             self.ack_due_at = now + max_delay
 
     def on_ack_sent(self) -> None:
+        self.ack_largest_sent = self.largest_received
         self.unacked_eliciting = 0
         self.unacked_ranges = False
         self.ack_now = False

@@ -196,6 +196,21 @@ def _datagram(fr: f.DatagramFrame, _: int) -> QlogDict:
     return {"frame_type": "datagram", "raw": {"length": len(fr.data)}}
 
 
+def _ack_frequency(fr: f.AckFrequencyFrame, _: int) -> QlogDict:
+    """draft-ietf-quic-ack-frequency's frame (the delay in milliseconds, as qlog's times)."""
+    return {
+        "frame_type": "ack_frequency",
+        "sequence_number": fr.sequence,
+        "ack_eliciting_threshold": fr.ack_eliciting_threshold,
+        "request_max_ack_delay": fr.request_max_ack_delay / 1000.0,
+        "reordering_threshold": fr.reordering_threshold,
+    }
+
+
+def _immediate_ack(fr: f.ImmediateAckFrame, _: int) -> QlogDict:
+    return {"frame_type": "immediate_ack"}
+
+
 _SERIALIZERS: dict[type, Callable[[Any, int], QlogDict]] = {
     f.PaddingFrame: _padding,
     f.PingFrame: _ping,
@@ -218,6 +233,8 @@ _SERIALIZERS: dict[type, Callable[[Any, int], QlogDict]] = {
     f.ConnectionCloseFrame: _close,
     f.HandshakeDoneFrame: _handshake_done,
     f.DatagramFrame: _datagram,
+    f.AckFrequencyFrame: _ack_frequency,
+    f.ImmediateAckFrame: _immediate_ack,
 }
 
 

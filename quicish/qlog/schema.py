@@ -127,7 +127,7 @@ FRAME_TYPES = frozenset(
         "new_token", "stream", "max_data", "max_stream_data", "max_streams", "data_blocked",
         "stream_data_blocked", "streams_blocked", "new_connection_id", "retire_connection_id",
         "path_challenge", "path_response", "connection_close", "handshake_done", "unknown",
-        "datagram",
+        "datagram", "ack_frequency", "immediate_ack",
     )
 )  # fmt: skip
 

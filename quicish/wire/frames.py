@@ -19,6 +19,9 @@ from enum import IntEnum
 from typing import Any, TypeAlias
 
 from ..errors import DecodeError, ErrorCode
+from . import ack_frequency as _af
+from .ack_frequency import AckFrequencyFrame as AckFrequencyFrame
+from .ack_frequency import ImmediateAckFrame as ImmediateAckFrame
 from .buffer import VARINT_MAX, Buffer
 from .packet import PacketType
 
@@ -199,7 +202,7 @@ Frame: TypeAlias = (
     | NewTokenFrame | StreamFrame | MaxDataFrame | MaxStreamDataFrame | MaxStreamsFrame
     | DataBlockedFrame | StreamDataBlockedFrame | StreamsBlockedFrame | NewConnectionIdFrame
     | RetireConnectionIdFrame | PathChallengeFrame | PathResponseFrame | ConnectionCloseFrame
-    | HandshakeDoneFrame | DatagramFrame
+    | HandshakeDoneFrame | DatagramFrame | AckFrequencyFrame | ImmediateAckFrame
 )  # fmt: skip
 
 
@@ -334,10 +337,6 @@ def _e_padding(buf: Buffer, f: PaddingFrame) -> None:
     buf.push_bytes(bytes(f.length))
 
 
-def _e_ping(buf: Buffer, f: PingFrame) -> None:
-    buf.push_bytes(b"\x01")
-
-
 def _e_ack(buf: Buffer, f: AckFrame) -> None:
     push_ack_frame(buf, f.ranges, f.delay, f.ecn)
 
@@ -435,10 +434,6 @@ def _e_close(buf: Buffer, f: ConnectionCloseFrame) -> None:
         buf.push_bytes(b"\x1c" + _enc(f.error_code) + _enc(ft) + _enc(len(reason)) + reason)
 
 
-def _e_handshake_done(buf: Buffer, f: HandshakeDoneFrame) -> None:
-    buf.push_bytes(b"\x1e")
-
-
 def _e_datagram(buf: Buffer, f: DatagramFrame) -> None:
     if f.with_length:
         buf.push_bytes(b"\x31" + _enc(len(f.data)))
@@ -449,7 +444,7 @@ def _e_datagram(buf: Buffer, f: DatagramFrame) -> None:
 
 _ENCODERS: dict[type, Callable[[Buffer, Any], None]] = {
     PaddingFrame: _e_padding,
-    PingFrame: _e_ping,
+    PingFrame: lambda buf, f: buf.push_bytes(b"\x01"),
     AckFrame: _e_ack,
     ResetStreamFrame: _e_reset,
     StopSendingFrame: _e_stop,
@@ -467,8 +462,9 @@ _ENCODERS: dict[type, Callable[[Buffer, Any], None]] = {
     PathChallengeFrame: _e_path_challenge,
     PathResponseFrame: _e_path_response,
     ConnectionCloseFrame: _e_close,
-    HandshakeDoneFrame: _e_handshake_done,
+    HandshakeDoneFrame: lambda buf, f: buf.push_bytes(b"\x1e"),
     DatagramFrame: _e_datagram,
+    **_af.ENCODERS,  # draft-ietf-quic-ack-frequency
 }
 
 
@@ -519,6 +515,7 @@ _SIMPLE_TYPES: dict[type, int] = {
     PathChallengeFrame: 0x1A,
     PathResponseFrame: 0x1B,
     HandshakeDoneFrame: 0x1E,
+    **_af.FRAME_TYPES,
 }
 
 
@@ -768,6 +765,7 @@ _DECODERS: dict[int, Callable[[memoryview, int, int], _DecodeResult]] = {
     0x1E: _d_handshake_done,
     0x30: _d_datagram,
     0x31: _d_datagram,
+    **_af.DECODERS,
 }
 
 
@@ -855,6 +853,7 @@ _PACKETS_FOR_FRAME: dict[int, int] = {
     0x1E: _O,
     0x30: _Z | _O,
     0x31: _Z | _O,
+    **dict.fromkeys(_af.DECODERS, _O),  # ACK_FREQUENCY, IMMEDIATE_ACK: 1-RTT only
 }
 _ALLOWED_BY_PACKET: dict[PacketType, frozenset[int]] = {
     pt: frozenset(t for t, mask in _PACKETS_FOR_FRAME.items() if mask & (1 << pt))

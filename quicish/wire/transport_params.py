@@ -1,4 +1,5 @@
-"""Transport parameters (RFC 9000 section 18; RFC 9221, RFC 9368, RFC 9287 extensions).
+"""Transport parameters (RFC 9000 section 18; RFC 9221, RFC 9368, RFC 9287 extensions;
+min_ack_delay of draft-ietf-quic-ack-frequency-14).
 
 :meth:`TransportParameters.decode` raises :class:`DecodeError` with
 TRANSPORT_PARAMETER_ERROR for malformed, duplicated, out-of-range or misplaced parameters.
@@ -24,6 +25,7 @@ _U32 = struct.Struct("!L")
 MAX_CID_LENGTH = 20
 
 SERVER_ONLY = frozenset((0x00, 0x02, 0x0D, 0x10))
+MIN_ACK_DELAY = 0xFF04DE1B  # draft-ietf-quic-ack-frequency-14 section 3 (provisional)
 
 
 @dataclass(slots=True)
@@ -154,6 +156,7 @@ class TransportParameters:
     max_datagram_frame_size: int | None = None  # RFC 9221; None = DATAGRAM not supported
     version_information: VersionInformation | None = None  # RFC 9368
     grease_quic_bit: bool = False  # RFC 9287
+    min_ack_delay: int | None = None  # microseconds; None = ACK_FREQUENCY not accepted
     unknown: dict[int, bytes] = field(default_factory=dict)  # unknown and GREASE ids
 
     def encode(self) -> bytes:
@@ -192,6 +195,10 @@ class TransportParameters:
             _put(out, 0x20, encode_varint(self.max_datagram_frame_size))
         if self.version_information is not None:
             _put(out, 0x11, self.version_information.encode())
+        if self.min_ack_delay is not None:
+            if self.min_ack_delay > self.max_ack_delay * 1000:
+                raise ValueError("min_ack_delay exceeds max_ack_delay")
+            _put(out, MIN_ACK_DELAY, encode_varint(self.min_ack_delay))
         for param_id, value in self.unknown.items():
             if param_id in _KNOWN_IDS:
                 raise ValueError(f"unknown parameter id {param_id:#x} is a known one")
@@ -241,12 +248,18 @@ class TransportParameters:
                 params.max_datagram_frame_size = _varint_value(param_id, value)
             elif param_id == 0x11:
                 params.version_information = VersionInformation.decode(value)
+            elif param_id == MIN_ACK_DELAY:
+                params.min_ack_delay = _varint_value(param_id, value)
             else:
                 params.unknown[param_id] = value
+        if params.min_ack_delay is not None and params.min_ack_delay > params.max_ack_delay * 1000:
+            raise DecodeError("min_ack_delay exceeds max_ack_delay", _TPE)
         return params
 
 
-_KNOWN_IDS = frozenset((*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0x11, 0x20))
+_KNOWN_IDS = frozenset(
+    (*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0x11, 0x20, MIN_ACK_DELAY)
+)
 
 
 def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
