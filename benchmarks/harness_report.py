@@ -243,7 +243,7 @@ def compose_tables(
     results: Results, columns: list[Metric], many: list[Metric], stacks: list[str]
 ) -> str:
     """The section's tables: the workloads, many connections, quicish's ratio to each stack."""
-    parts = [format_table(results, columns, stacks)]
+    parts = [format_table(results, columns, stacks)] if columns else []
     if many:
         parts += [
             "Many connections (the server's `/proc` before and after opening them; RSS is "

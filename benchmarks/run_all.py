@@ -76,6 +76,7 @@ PRIMARY = {  # the figure that picks the best of repeated runs
     "many": report.Metric("many", "rss_per_conn_kb", "", False),
 }
 MB = 1_000_000
+WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")  # as peers/common.py
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rpcs", type=int, default=None, help="round trips (default 1000)")
     p.add_argument("--rpc-size", type=int, default=64, help="RPC message bytes (default 64)")
     p.add_argument(
-        "--conns", type=int, default=None, help="idle connections held at once (default 1000)"
+        "--conns", type=int, default=None, help="idle connections held at once (default 2000)"
     )
     p.add_argument(
         "--repeat",
@@ -108,6 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--timeout-scale", type=float, default=1.0, help="multiply every per-run timeout by this"
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated workloads (default: " + ",".join(WORKLOADS) + ")",
     )
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=Path, default=HERE / "results.png")
@@ -133,7 +139,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "stream_mb": 1.0,
         "handshakes": 50,
         "rpcs": 1000,
-        "conns": 1000,
+        "conns": 2000,
     }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
@@ -143,6 +149,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not stacks:
         p.error(f"--only: unknown stack(s) {unknown}; choose from {STACK_ORDER}")
     args.stacks = [s for s in STACK_ORDER if s in stacks]
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not workloads or set(workloads) - set(WORKLOADS):
+        p.error(f"--workloads: choose from {list(WORKLOADS)}")
+    args.workloads = [w for w in WORKLOADS if w in workloads]
     return args
 
 
@@ -374,9 +384,9 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
     )
     notes = [
         "QUIC stacks: AES-128-GCM only, no DATAGRAM frames, each stack's defaults otherwise: "
-        "flow-control windows, congestion control (quicish CUBIC, aioquic and qh3 NewReno, "
-        "picoquic BBRv1 through aiopquic) and datagram size (quicish and aioquic 1200 bytes, "
-        "qh3 1280, picoquic with path MTU discovery).",
+        "flow-control windows, congestion control (quicish CUBIC, aioquic NewReno, qh3 its "
+        "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (quicish and "
+        "aioquic 1200 bytes, qh3 1280, picoquic with path MTU discovery).",
         "picoquic: aiopquic on its own Python >= 3.12 (`.venv-picoquic`, or `PICOQUIC_PYTHON`); "
         "its C network thread runs beside the Python thread in each process, and each client "
         "connection has its own thread and socket. uvloop is not installed there, so its "
@@ -446,20 +456,23 @@ def chart_panels(
                 r = report.ratio(
                     value, report.value_of(results, report.REFERENCE, m), m.higher_is_better
                 )
-                text = report.fmt_number(value) + _chart_ratio(r, m.higher_is_better)
+                text = report.fmt_number(value) + _chart_ratio(
+                    r, m.higher_is_better, memory=m.workload == "many"
+                )
             panel.bars.append(chart.Bar(SHORT[stack], value, text, COLORS[stack]))
         panels.append(panel)
     return panels
 
 
-def _chart_ratio(r: float | None, higher_is_better: bool) -> str:
+def _chart_ratio(r: float | None, higher_is_better: bool, memory: bool = False) -> str:
     if r is None:
         return ""
     if higher_is_better:
         return f" ({report.fmt_ratio(r)} aioquic)"
+    better, worse = ("less", "more") if memory else ("faster", "slower")
     if r >= 1:
-        return f" ({report.fmt_ratio(r)} faster than aioquic)"
-    return f" ({report.fmt_ratio(1 / r)} slower than aioquic)"
+        return f" ({report.fmt_ratio(r)} {better} than aioquic)"
+    return f" ({report.fmt_ratio(1 / r)} {worse} than aioquic)"
 
 
 def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: str) -> str:
@@ -508,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         args.size_mb, args.streams, args.stream_mb, args.handshakes, args.rpcs, args.rpc_size
     )
     many = report.many_metrics(args.conns)
+    charted = [columns[0], columns[1], columns[2], columns[4], many[0], many[1]]
+    columns = [m for m in columns if m.workload in args.workloads]
+    many = [m for m in many if m.workload in args.workloads]
     pythons, skips = stack_pythons(args.stacks)
     machine = machine_info(
         picoquic_env.aiopquic_version(pythons["picoquic"]) if "picoquic" in pythons else None
@@ -527,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
         cpus = None if args.no_pin else cpu_pair()
-        for workload in common.WORKLOADS:
+        for workload in args.workloads:
             client_args, timeout = plan[workload]
             runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in running}
             for attempt in range(args.repeat):  # interleaved, so load drifts hit all stacks
@@ -576,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     existing = args.output.read_text() if args.output.exists() else None
     args.output.write_text(report.update_section(existing, section))
     subtitle = f"{machine[0]}; {machine[3]}"
-    wanted = [columns[0], columns[1], columns[2], columns[4], many[0], many[1]]
+    wanted = [m for m in charted if m.workload in args.workloads]
     backend = write_chart(args, chart_panels(results, args.stacks, wanted), subtitle)
     print(f"\nwrote {args.output} and {args.chart} ({backend})")
     return 0

@@ -447,3 +447,33 @@ def test_run_all_skips_stacks_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> 
     bulk = report.metrics(5, 100, 0.05, 10, 200, 64)[0]
     panel = run_all.chart_panels(results, ["picoquic"], [bulk])[0]
     assert [(b.label, b.value, b.text) for b in panel.bars] == [("picoquic", None, "skipped")]
+
+
+def test_run_all_workloads_match_the_peers() -> None:
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        run_all = importlib.import_module("run_all")
+    finally:
+        sys.path.pop(0)
+    assert run_all.WORKLOADS == common.WORKLOADS
+    assert run_all.parse_args(["--workloads", "many,bulk"]).workloads == ["bulk", "many"]
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--workloads", "nope"])
+
+
+def test_chart_ratio_words_for_time_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    run_all = importlib.import_module("run_all")
+    assert run_all._chart_ratio(2.0, True) == " (2.00x aioquic)"
+    assert run_all._chart_ratio(2.0, False) == " (2.00x faster than aioquic)"
+    assert run_all._chart_ratio(0.5, False) == " (2.00x slower than aioquic)"
+    assert run_all._chart_ratio(2.0, False, memory=True) == " (2.00x less than aioquic)"
+    assert run_all._chart_ratio(0.5, False, memory=True) == " (2.00x more than aioquic)"
+    assert run_all._chart_ratio(None, False) == ""

@@ -1,7 +1,7 @@
 """What every benchmark peer shares: the wire protocol, the workloads, the command line.
 
-The protocol is hq-interop-shaped and identical for all four stacks (quicish, aioquic, TCP,
-TLS): on a stream the client sends request lines and the server answers each:
+The protocol is hq-interop-shaped and identical for all stacks (quicish, aioquic, qh3,
+picoquic, TCP, TLS): on a stream the client sends request lines and the server answers each:
 
 - ``GET /<n>\\r\\n``: the server sends ``n`` bytes of a fixed pattern (byte ``i`` is ``i % 256``);
 - ``ECHO <m>\\r\\n``: from then on the server echoes every ``m``-byte message until EOF.
@@ -10,8 +10,12 @@ At EOF the server sends FIN (QUIC) or closes (TCP/TLS). QUIC stacks use one stre
 request (multiplexed); TCP/TLS have one byte stream per connection, so the "parallel streams"
 workload pipelines its requests on one connection there.
 
+The "many" workload holds ``--count`` connections open after one GET each and reads the
+server's RSS and CPU time from ``/proc/<--server-pid>`` before and after.
+
 Each peer script is ``python benchmarks/peers/<stack>_peer.py server|client ...``; the server
 prints ``{"port": P}`` once listening, the client prints one JSON line with its results.
+This module needs only the standard library (picoquic's peer imports it on another Python).
 """
 
 from __future__ import annotations
