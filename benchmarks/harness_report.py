@@ -239,6 +239,19 @@ def must_show_c_stacks(results: Results) -> list[str]:
     return lines
 
 
+def spread_table(results: Results, primary: list[Metric], stacks: list[str]) -> str:
+    """Every run's figure behind each best one (the runs in order), per workload and stack."""
+    header = "| workload | " + " | ".join(STACKS.get(s, s) for s in stacks) + " |"
+    lines = [header, "|---|" + "---|" * len(stacks)]
+    for m in primary:
+        cells = []
+        for stack in stacks:
+            runs = results.get(stack, {}).get(m.workload, {}).get("runs")
+            cells.append(", ".join(fmt_number(x) for x in runs) if runs else "")
+        lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def compose_tables(
     results: Results, columns: list[Metric], many: list[Metric], stacks: list[str]
 ) -> str:

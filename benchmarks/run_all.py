@@ -69,11 +69,11 @@ SHORT = {
 }
 SERVER_START_TIMEOUT = 30.0
 PRIMARY = {  # the figure that picks the best of repeated runs
-    "bulk": report.Metric("bulk", "mbps", "", True),
-    "streams": report.Metric("streams", "mbps", "", True),
-    "handshake": report.Metric("handshake", "median_ms", "", False),
-    "rpc": report.Metric("rpc", "median_us", "", False),
-    "many": report.Metric("many", "rss_per_conn_kb", "", False),
+    "bulk": report.Metric("bulk", "mbps", "bulk (Mbit/s)", True),
+    "streams": report.Metric("streams", "mbps", "parallel streams (Mbit/s)", True),
+    "handshake": report.Metric("handshake", "median_ms", "handshake + 1st RTT median (ms)", False),
+    "rpc": report.Metric("rpc", "median_us", "RPC median (µs)", False),
+    "many": report.Metric("many", "rss_per_conn_kb", "RSS per idle connection (KB)", False),
 }
 MB = 1_000_000
 WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")  # as peers/common.py
@@ -404,7 +404,8 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "a time, each with one `GET /64`, then held open idle; 10 more first (not counted) for "
         "the server's first-use setup. The server's RSS and CPU time (all threads) are read "
         "from /proc 0.5 s after the last one opened: RSS growth ÷ connections, and connections "
-        "÷ CPU seconds as handshakes per second per core (the GET included). Wall: the same "
+        "÷ CPU seconds as handshakes per second per core (the GET included; CPU time comes in "
+        "10 ms clock ticks, so a cheap server's figure, TCP's, is coarse). Wall: the same "
         "connections ÷ the seconds to open them, the client's speed included.",
         "All figures come from one invocation on a machine that may be shared with other "
         "work; compare ratios within it, not absolute numbers across invocations.",
@@ -581,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.no_write:
         return 0
+    if args.repeat > 1:
+        spread = report.spread_table(results, [PRIMARY[w] for w in args.workloads], args.stacks)
+        table += "\n\nEvery run behind the best figures, in order:\n\n" + spread
     section = report.render_section(
         table,
         machine,

@@ -348,7 +348,10 @@ def test_per_connection_figures() -> None:
     assert got["handshakes_per_core_s"] == 1000.0
     assert got["handshakes_per_s"] == 250.0
     assert got["connections"] == 1000
-    assert common.per_connection((0, 1.0), (0, 1.0), 10, 1.0)["handshakes_per_core_s"] is None
+    assert got["cpu_ticks"] == 100
+    # no tick of CPU seen: counted as one, so the rate is a lower bound
+    idle = common.per_connection((0, 1.0), (0, 1.0), 10, 1.0, tick=0.01)
+    assert idle["handshakes_per_core_s"] == 1000.0 and idle["cpu_ticks"] == 1
 
 
 def test_process_usage_reads_this_process() -> None:
@@ -477,3 +480,15 @@ def test_chart_ratio_words_for_time_and_memory(monkeypatch: pytest.MonkeyPatch) 
     assert run_all._chart_ratio(2.0, False, memory=True) == " (2.00x less than aioquic)"
     assert run_all._chart_ratio(0.5, False, memory=True) == " (2.00x more than aioquic)"
     assert run_all._chart_ratio(None, False) == ""
+
+
+def test_spread_table_lists_every_run() -> None:
+    runs: list[dict[str, Any]] = [{"ok": True, "mbps": 50.0}, {"ok": True, "mbps": 1070.0}]
+    results = {"quicish": {"bulk": report.best_run(runs, "mbps", True)}}
+    bulk = report.Metric("bulk", "mbps", "bulk (Mbit/s)", True)
+    table = report.spread_table(results, [bulk], ["quicish", "qh3"])
+    assert table.splitlines() == [
+        "| workload | quicish | qh3 |",
+        "|---|---|---|",
+        "| bulk (Mbit/s) | 50.0, 1,070 |  |",
+    ]

@@ -352,16 +352,24 @@ def process_usage(pid: int) -> tuple[int, float]:
 
 
 def per_connection(
-    before: tuple[int, float], after: tuple[int, float], count: int, seconds: float
+    before: tuple[int, float],
+    after: tuple[int, float],
+    count: int,
+    seconds: float,
+    tick: float = 0.01,
 ) -> dict[str, Any]:
-    """The "many" figures from the server's usage before and after ``count`` connections."""
+    """The "many" figures from the server's usage before and after ``count`` connections.
+
+    CPU time comes in clock ticks (``tick`` seconds): less than one counts as one, so the
+    handshake rate is then a lower bound (``cpu_ticks`` says how coarse the figure is)."""
     rss = (after[0] - before[0]) / count
-    cpu = after[1] - before[1]
+    cpu = max(after[1] - before[1], tick)
     return {
         "connections": count,
         "rss_per_conn_kb": rss / 1000,
         "server_cpu_ms_per_handshake": cpu / count * 1e3,
-        "handshakes_per_core_s": count / cpu if cpu > 0 else None,
+        "handshakes_per_core_s": count / cpu,
+        "cpu_ticks": round(cpu / tick),
         "handshakes_per_s": count / seconds,
         "server_rss_mb": after[0] / 1e6,
     }
@@ -414,7 +422,7 @@ async def many(
                 asyncio.gather(*(s.close() for s in sessions), return_exceptions=True),
                 2 * CONNECT_TIMEOUT,
             )
-    return per_connection(before, after, count, elapsed)
+    return per_connection(before, after, count, elapsed, 1 / os.sysconf("SC_CLK_TCK"))
 
 
 async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
