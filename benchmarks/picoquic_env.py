@@ -2,8 +2,9 @@
 
 ``picoquic_python(root)`` returns ``(python, None)`` or ``(None, why)``. In order: the
 ``PICOQUIC_PYTHON`` environment variable (a Python that has aiopquic); ``<root>/.venv-picoquic``
-when it has aiopquic; else a venv made there from a Python 3.12 (pyenv's newest 3.12.x, then
-``python3.12`` on PATH) with ``pip install aiopquic``.
+when it has aiopquic and uvloop; else that venv made (or completed) from a Python 3.12 (pyenv's
+newest 3.12.x, then ``python3.12`` on PATH) with ``pip install aiopquic uvloop``. uvloop, because
+the other peers run on it when it is installed (``common.use_uvloop``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import subprocess
 from pathlib import Path
 
 AIOPQUIC = "aiopquic==0.6.1"  # the version the issue measured
+UVLOOP = "uvloop>=0.19"  # as the project's "fast" extra
 VENV = ".venv-picoquic"
 PROBE = "import aiopquic, importlib.metadata as m; print(m.version('aiopquic'))"
 
 
-def aiopquic_version(python: str) -> str | None:
-    """aiopquic's version as ``python`` imports it, or None when it cannot."""
+def aiopquic_version(python: str, also: str = "") -> str | None:
+    """aiopquic's version as ``python`` imports it (and module ``also``), or None."""
+    probe = f"import {also}; {PROBE}" if also else PROBE
     try:
         done = subprocess.run(
-            [python, "-c", PROBE], capture_output=True, text=True, timeout=60, check=False
+            [python, "-c", probe], capture_output=True, text=True, timeout=60, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -66,12 +69,14 @@ def picoquic_python(root: Path) -> tuple[str | None, str | None]:
         return None, f"PICOQUIC_PYTHON={given} cannot import aiopquic"
     venv = root / VENV
     python = venv / "bin" / "python"
-    if python.exists() and aiopquic_version(str(python)):
+    if python.exists() and aiopquic_version(str(python), also="uvloop"):
         return str(python), None
-    base = base_python()
-    if base is None:
-        return None, "no Python 3.12 (pyenv or python3.12 on PATH) for aiopquic"
-    steps = [[base, "-m", "venv", str(venv)], [str(python), "-m", "pip", "install", "-q", AIOPQUIC]]
+    steps = [[str(python), "-m", "pip", "install", "-q", AIOPQUIC, UVLOOP]]
+    if not python.exists():
+        base = base_python()
+        if base is None:
+            return None, "no Python 3.12 (pyenv or python3.12 on PATH) for aiopquic"
+        steps.insert(0, [base, "-m", "venv", str(venv)])
     for step in steps:
         try:
             done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)

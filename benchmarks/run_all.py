@@ -387,10 +387,10 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "flow-control windows, congestion control (quicish CUBIC, aioquic NewReno, qh3 its "
         "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (quicish and "
         "aioquic 1200 bytes, qh3 1280, picoquic with path MTU discovery).",
-        "picoquic: aiopquic on its own Python >= 3.12 (`.venv-picoquic`, or `PICOQUIC_PYTHON`); "
-        "its C network thread runs beside the Python thread in each process, and each client "
-        "connection has its own thread and socket. uvloop is not installed there, so its "
-        "Python side runs on asyncio's default loop.",
+        "picoquic: aiopquic on its own Python >= 3.12 (`.venv-picoquic` with aiopquic and "
+        "uvloop, made by the harness, or `PICOQUIC_PYTHON`); its C network thread runs beside "
+        "the Python thread in each process, and each client connection has its own thread and "
+        "socket.",
         f"TLS over TCP: TLS 1.3, OpenSSL's default suite (negotiated: {tls_cipher or 'n/a'}); "
         "Python's ssl module cannot choose TLS 1.3 suites.",
         "Parallel streams: QUIC stacks open one stream per request on one connection; TCP and "
@@ -410,6 +410,13 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "All figures come from one invocation on a machine that may be shared with other "
         "work; compare ratios within it, not absolute numbers across invocations.",
     ]
+    loops = {
+        stack: {run.get("loop") for run in runs.values() if run.get("loop")}
+        for stack, runs in results.items()
+    }
+    odd = sorted(f"{s}: {', '.join(sorted(n))}" for s, n in loops.items() if n - {"uvloop"})
+    if odd:
+        notes.append("Stacks not on uvloop in this run (event loop): " + "; ".join(odd) + ".")
     hung = sorted(
         f"{stack}/{workload}: {run['close_timeouts']}"
         for stack, runs in results.items()

@@ -492,3 +492,20 @@ def test_spread_table_lists_every_run() -> None:
         "|---|---|---|",
         "| bulk (Mbit/s) | 50.0, 1,070 |  |",
     ]
+
+
+def test_notes_name_stacks_off_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    run_all = importlib.import_module("run_all")
+    args = run_all.parse_args(["--quick", "--repeat", "1", "--no-pin"])
+    results = {
+        "quicish": {"bulk": {"ok": True, "mbps": 1.0, "loop": "uvloop"}},
+        "picoquic": {"bulk": {"ok": True, "mbps": 1.0, "loop": "asyncio"}},
+    }
+    notes = run_all.notes_for(args, results)
+    assert "Stacks not on uvloop in this run (event loop): picoquic: asyncio." in notes
+    results["picoquic"]["bulk"]["loop"] = "uvloop"
+    assert not [n for n in run_all.notes_for(args, results) if "not on uvloop" in n]
