@@ -385,8 +385,9 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
     notes = [
         "QUIC stacks: AES-128-GCM only, no DATAGRAM frames, each stack's defaults otherwise: "
         "flow-control windows, congestion control (quicish CUBIC, aioquic NewReno, qh3 its "
-        "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (quicish and "
-        "aioquic 1200 bytes, qh3 1280, picoquic with path MTU discovery).",
+        "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (aioquic 1200 "
+        "bytes, qh3 1280 with its probing, picoquic with path MTU discovery, quicish its "
+        "`Config` default).",
         "picoquic: aiopquic on its own Python >= 3.12 (`.venv-picoquic` with aiopquic and "
         "uvloop, made by the harness, or `PICOQUIC_PYTHON`); its C network thread runs beside "
         "the Python thread in each process, and each client connection has its own thread and "

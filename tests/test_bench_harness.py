@@ -509,3 +509,26 @@ def test_notes_name_stacks_off_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Stacks not on uvloop in this run (event loop): picoquic: asyncio." in notes
     results["picoquic"]["bulk"]["loop"] = "uvloop"
     assert not [n for n in run_all.notes_for(args, results) if "not on uvloop" in n]
+
+
+async def test_many_workload_refuses_a_slow_opening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections opened over more than the limit would meet their idle timeout: an error,
+    not a figure."""
+    import asyncio
+    import importlib
+    import os
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
+    tcp_peer = importlib.import_module("tcp_peer")
+    peer_common = tcp_peer.common
+    monkeypatch.setattr(peer_common, "MANY_SETTLE", 0.0)
+    monkeypatch.setattr(peer_common, "MANY_OPEN_LIMIT", 0.0)
+    server = await asyncio.start_server(peer_common.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        progress = {"bytes": 0, "done": 0}
+        with pytest.raises(RuntimeError, match="near the idle timeout"):
+            await peer_common.many(tcp_peer.dial, "127.0.0.1", port, 3, 64, progress, os.getpid())
+    finally:
+        server.close()

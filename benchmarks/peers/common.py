@@ -49,6 +49,7 @@ WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")
 MANY_WARMUP = 10  # connections opened (and kept) before the "many" baseline is read
 MANY_BATCH = 10  # connections the "many" client opens at once
 MANY_SETTLE = 0.5  # seconds for the server to finish its side before /proc is read
+MANY_OPEN_LIMIT = 20.0  # seconds: the stacks' idle timeouts (30 s) would close the first ones
 
 
 class Reader(Protocol):
@@ -414,6 +415,11 @@ async def many(
         for first in range(0, count, MANY_BATCH):
             await asyncio.gather(*(open_one() for _ in range(min(MANY_BATCH, count - first))))
         elapsed = time.perf_counter() - start
+        if elapsed > MANY_OPEN_LIMIT:
+            raise RuntimeError(
+                f"opening took {elapsed:.1f} s, near the idle timeout of the first ones: "
+                "fewer connections (--conns)"
+            )
         await asyncio.sleep(MANY_SETTLE)
         after = process_usage(server_pid)
     finally:
