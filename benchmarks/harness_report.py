@@ -165,7 +165,9 @@ def ratio_table(
         if stack == subject:
             continue
         cells = [
-            fmt_ratio(
+            "skipped"
+            if skipped(results, stack, m.workload)
+            else fmt_ratio(
                 ratio(
                     value_of(results, subject, m),
                     value_of(results, stack, m),
