@@ -1,7 +1,8 @@
 """Pure functions of the benchmark harness: ratios, the markdown table, the RESULTS.md section.
 
 Results are ``{stack: {workload: client_json}}`` where a client JSON line is either
-``{"ok": true, "mbps": ..., ...}`` or ``{"ok": false, "error": "..."}``.
+``{"ok": true, "mbps": ..., ...}`` or ``{"ok": false, "error": "..."}`` (an error starting
+with "skipped" is a stack that could not run here, not a failure).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ END = "<!-- bench:end -->"
 STACKS: dict[str, str] = {
     "quicish": "quicish",
     "aioquic": "aioquic",
+    "qh3": "qh3",
+    "picoquic": "picoquic (aiopquic)",
     "tcp": "TCP (asyncio streams)",
     "tls": "TLS 1.3 over TCP (asyncio + ssl)",
 }
 REFERENCE = "aioquic"
+SUBJECT = "quicish"  # the stack whose ratio to every other one gets its own table
 
 Results = dict[str, dict[str, dict[str, Any]]]
 
@@ -44,6 +48,17 @@ def metrics(
         Metric("handshake", "p99_ms", "handshake + 1st RTT, p99 (ms)", False),
         Metric("rpc", "median_us", f"{rpc_size}-byte RPC, median of {rpcs} (µs)", False),
         Metric("rpc", "p99_us", f"{rpc_size}-byte RPC, p99 (µs)", False),
+    ]
+
+
+def many_metrics(conns: int) -> list[Metric]:
+    """The many-connections table's columns."""
+    return [
+        Metric(
+            "many", "rss_per_conn_kb", f"server RSS per idle connection, {conns:,} open (KB)", False
+        ),
+        Metric("many", "handshakes_per_core_s", "handshakes per second per server core", True),
+        Metric("many", "handshakes_per_s", "handshakes per second (wall, 10 at a time)", True),
     ]
 
 
@@ -98,6 +113,11 @@ def failure_reason(results: Results, stack: str, workload: str) -> str:
     return " ".join(reason.split())[:120]
 
 
+def skipped(results: Results, stack: str, workload: str) -> bool:
+    """Whether that run was skipped (the stack cannot run here) rather than failed."""
+    return failure_reason(results, stack, workload).startswith("skipped")
+
+
 def best_run(runs: list[dict[str, Any]], field: str, higher_is_better: bool) -> dict[str, Any]:
     """The best successful run by ``field`` (all runs' figures under "runs"); else the last."""
     good = [r for r in runs if r.get("ok") and isinstance(r.get(field), (int, float))]
@@ -111,9 +131,10 @@ def cell(results: Results, stack: str, metric: Metric, first_of_workload: bool) 
     """One table cell: the figure and its ratio to aioquic, or why it is missing."""
     value = value_of(results, stack, metric)
     if value is None:
-        if not first_of_workload:
-            return "failed"
-        return "failed: " + failure_reason(results, stack, metric.workload).replace("|", "\\|")
+        reason = failure_reason(results, stack, metric.workload).replace("|", "\\|")
+        if skipped(results, stack, metric.workload):
+            return reason if first_of_workload else "skipped"
+        return "failed: " + reason if first_of_workload else "failed"
     reference = value_of(results, REFERENCE, metric)
     r = ratio(value, reference, metric.higher_is_better)
     return f"{fmt_number(value)} ({fmt_ratio(r)})"
@@ -130,6 +151,31 @@ def format_table(results: Results, columns: list[Metric], stacks: list[str]) -> 
         for m in columns:
             cells.append(cell(results, stack, m, m.workload not in seen))
             seen.add(m.workload)
+        lines.append(f"| {STACKS.get(stack, stack)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_table(
+    results: Results, columns: list[Metric], stacks: list[str], subject: str = SUBJECT
+) -> str:
+    """Markdown table of ``subject``'s ratio to each other stack, per metric (> 1x: better)."""
+    header = f"| {subject} vs | " + " | ".join(m.label for m in columns) + " |"
+    lines = [header, "|---|" + "---:|" * len(columns)]
+    for stack in stacks:
+        if stack == subject:
+            continue
+        cells = [
+            "skipped"
+            if skipped(results, stack, m.workload)
+            else fmt_ratio(
+                ratio(
+                    value_of(results, subject, m),
+                    value_of(results, stack, m),
+                    m.higher_is_better,
+                )
+            )
+            for m in columns
+        ]
         lines.append(f"| {STACKS.get(stack, stack)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,6 +201,78 @@ def must_show(results: Results) -> list[str]:
     return lines
 
 
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("PASS" if ok else "not yet")
+
+
+def must_show_c_stacks(results: Results) -> list[str]:
+    """Issue 19's targets (the C stacks' league) in this run, with pass/fail.
+
+    Latency targets are multiples of the other stack's figure (quicish ÷ theirs, lower is
+    better); bulk is the ratio to picoquic's goodput; memory is absolute, at this run's
+    connection count."""
+    checks = [  # (what, metric, other stack, at most this multiple of theirs)
+        ("handshake + first 64-byte echo, median", "handshake", "median_ms", "tls", 1.0),
+        ("RPC median", "rpc", "median_us", "tcp", 1.5),
+        ("RPC p99", "rpc", "p99_us", "tcp", 3.0),
+    ]
+    bulk = Metric("bulk", "mbps", "", True)
+    r = ratio(value_of(results, SUBJECT, bulk), value_of(results, "picoquic", bulk), True)
+    lines = [
+        f"- quicish bulk goodput: {fmt_ratio(r)} picoquic's (target ≥ 1x): "
+        f"**{_verdict(None if r is None else r >= 1.0)}**"
+    ]
+    for what, workload, field, other, most in checks:
+        m = Metric(workload, field, "", False)
+        mine, theirs = value_of(results, SUBJECT, m), value_of(results, other, m)
+        times = mine / theirs if mine is not None and theirs else None
+        lines.append(
+            f"- quicish {what}: {fmt_ratio(times)} {STACKS[other]}'s "
+            f"(target ≤ {most:g}x): **{_verdict(None if times is None else times <= most)}**"
+        )
+    many = results.get(SUBJECT, {}).get("many", {})
+    kb = value_of(results, SUBJECT, Metric("many", "rss_per_conn_kb", "", False))
+    at = f"{int(many.get('connections', 0)):,} connections"
+    lines.append(
+        f"- quicish server RSS per idle connection: "
+        f"{'n/a' if kb is None else fmt_number(kb) + ' KB'} at {at} "
+        f"(target ≤ 20 KB at 10,000): **{_verdict(None if kb is None else kb <= 20.0)}**"
+    )
+    return lines
+
+
+def spread_table(results: Results, primary: list[Metric], stacks: list[str]) -> str:
+    """Every run's figure behind each best one (the runs in order), per workload and stack."""
+    header = "| workload | " + " | ".join(STACKS.get(s, s) for s in stacks) + " |"
+    lines = [header, "|---|" + "---|" * len(stacks)]
+    for m in primary:
+        cells = []
+        for stack in stacks:
+            runs = results.get(stack, {}).get(m.workload, {}).get("runs")
+            cells.append(", ".join(fmt_number(x) for x in runs) if runs else "")
+        lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compose_tables(
+    results: Results, columns: list[Metric], many: list[Metric], stacks: list[str]
+) -> str:
+    """The section's tables: the workloads, many connections, quicish's ratio to each stack."""
+    parts = [format_table(results, columns, stacks)] if columns else []
+    if many:
+        parts += [
+            "Many connections (the server's `/proc` before and after opening them; RSS is "
+            "user-space memory, a TCP socket's kernel buffers are not in it):",
+            format_table(results, many, stacks),
+        ]
+    if SUBJECT in stacks and len(stacks) > 1:
+        parts += [
+            f"{SUBJECT}'s ratio to each stack (> 1x: {SUBJECT} is better):",
+            ratio_table(results, columns + many, stacks),
+        ]
+    return "\n\n".join(parts)
+
+
 def render_section(
     table: str,
     machine: list[str],
@@ -165,12 +283,12 @@ def render_section(
 ) -> str:
     """The text between the markers."""
     parts = [
-        "## Transport benchmarks: quicish vs aioquic vs TCP vs TLS",
+        "## Transport benchmarks: quicish vs aioquic, qh3, picoquic, TCP and TLS",
         "",
         "Measured in one run by `benchmarks/run_all.py`: every server and client in its own "
-        "process, on loopback. In parentheses: the ratio to aioquic in the same run, "
-        "always oriented so that > 1x means better than aioquic (throughput ÷ aioquic's, "
-        "aioquic's latency ÷ this latency).",
+        "process, on loopback, the stacks interleaved. In parentheses: the ratio to aioquic in "
+        "the same run, always oriented so that > 1x means better than aioquic (throughput ÷ "
+        "aioquic's, aioquic's latency or memory ÷ this one).",
         "",
         table,
         "",

@@ -1,4 +1,5 @@
-"""All transport benchmarks in one run: quicish, aioquic, TCP and TLS over TCP (``make bench``).
+"""All transport benchmarks in one run (``make bench``): quicish, aioquic, qh3, picoquic
+(through aiopquic), TCP and TLS over TCP.
 
 Workloads (each for each stack; a fresh server process per stack and workload, the client in
 another process, both on 127.0.0.1):
@@ -9,7 +10,14 @@ another process, both on 127.0.0.1):
 3. handshake latency: ``--handshakes`` sequential connections, each timed from connect to the
    64-byte answer of a first request (median, p99);
 4. RPC latency: ``--rpcs`` sequential ``--rpc-size``-byte request/response round trips on one
-   stream (median, p99).
+   stream (median, p99);
+5. many connections: ``--conns`` connections opened (10 at a time, each with one 64-byte GET)
+   and held open idle: the server's RSS growth per connection and its CPU time per handshake
+   (handshakes per second per core), read from its ``/proc``.
+
+picoquic runs under a Python >= 3.12 with aiopquic (``picoquic_env``: ``PICOQUIC_PYTHON``, else
+a ``.venv-picoquic`` made from pyenv's 3.12 or ``python3.12``); without one, or without qh3
+installed, the stack's rows say "skipped" and why.
 
 Writes the table between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in
 ``benchmarks/RESULTS.md`` (the rest of the file is kept) and a chart to
@@ -37,26 +45,38 @@ from typing import Any
 
 import harness_chart as chart
 import harness_report as report
+import picoquic_env
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers"
-STACK_ORDER = ["quicish", "aioquic", "tcp", "tls"]
+STACK_ORDER = ["quicish", "aioquic", "qh3", "picoquic", "tcp", "tls"]
 COLORS = {
     "quicish": (230, 110, 30),
     "aioquic": (50, 100, 190),
+    "qh3": (140, 80, 170),
+    "picoquic": (190, 50, 60),
     "tcp": (120, 120, 120),
     "tls": (60, 150, 80),
 }
-SHORT = {"quicish": "quicish", "aioquic": "aioquic", "tcp": "TCP", "tls": "TLS/TCP"}
+SHORT = {
+    "quicish": "quicish",
+    "aioquic": "aioquic",
+    "qh3": "qh3",
+    "picoquic": "picoquic",
+    "tcp": "TCP",
+    "tls": "TLS/TCP",
+}
 SERVER_START_TIMEOUT = 30.0
 PRIMARY = {  # the figure that picks the best of repeated runs
-    "bulk": report.Metric("bulk", "mbps", "", True),
-    "streams": report.Metric("streams", "mbps", "", True),
-    "handshake": report.Metric("handshake", "median_ms", "", False),
-    "rpc": report.Metric("rpc", "median_us", "", False),
+    "bulk": report.Metric("bulk", "mbps", "bulk (Mbit/s)", True),
+    "streams": report.Metric("streams", "mbps", "parallel streams (Mbit/s)", True),
+    "handshake": report.Metric("handshake", "median_ms", "handshake + 1st RTT median (ms)", False),
+    "rpc": report.Metric("rpc", "median_us", "RPC median (µs)", False),
+    "many": report.Metric("many", "rss_per_conn_kb", "RSS per idle connection (KB)", False),
 }
 MB = 1_000_000
+WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")  # as peers/common.py
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,6 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--handshakes", type=int, default=None, help="connections (default 50)")
     p.add_argument("--rpcs", type=int, default=None, help="round trips (default 1000)")
     p.add_argument("--rpc-size", type=int, default=64, help="RPC message bytes (default 64)")
+    p.add_argument(
+        "--conns", type=int, default=None, help="idle connections held at once (default 2000)"
+    )
     p.add_argument(
         "--repeat",
         type=int,
@@ -82,10 +105,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default=",".join(STACK_ORDER),
-        help="comma-separated stacks (default: quicish,aioquic,tcp,tls)",
+        help="comma-separated stacks (default: " + ",".join(STACK_ORDER) + ")",
     )
     p.add_argument(
         "--timeout-scale", type=float, default=1.0, help="multiply every per-run timeout by this"
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated workloads (default: " + ",".join(WORKLOADS) + ")",
     )
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=Path, default=HERE / "results.png")
@@ -97,8 +125,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args(argv)
-    quick = {"size_mb": 5.0, "streams": 100, "stream_mb": 0.05, "handshakes": 10, "rpcs": 200}
-    full = {"size_mb": 100.0, "streams": 100, "stream_mb": 1.0, "handshakes": 50, "rpcs": 1000}
+    quick = {
+        "size_mb": 5.0,
+        "streams": 100,
+        "stream_mb": 0.05,
+        "handshakes": 10,
+        "rpcs": 200,
+        "conns": 100,
+    }
+    full = {
+        "size_mb": 100.0,
+        "streams": 100,
+        "stream_mb": 1.0,
+        "handshakes": 50,
+        "rpcs": 1000,
+        "conns": 2000,
+    }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -107,6 +149,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not stacks:
         p.error(f"--only: unknown stack(s) {unknown}; choose from {STACK_ORDER}")
     args.stacks = [s for s in STACK_ORDER if s in stacks]
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not workloads or set(workloads) - set(WORKLOADS):
+        p.error(f"--workloads: choose from {list(WORKLOADS)}")
+    args.workloads = [w for w in WORKLOADS if w in workloads]
     return args
 
 
@@ -130,6 +176,7 @@ def client_plan(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
             20 + 2.0 * args.handshakes,
         ),
         "rpc": (["--size", str(args.rpc_size), "--count", str(args.rpcs)], 20 + 0.05 * args.rpcs),
+        "many": (["--size", "64", "--count", str(args.conns)], 30 + 0.05 * args.conns),
     }
     return {w: (a, t * args.timeout_scale) for w, (a, t) in plan.items()}
 
@@ -203,17 +250,19 @@ def run_one(
     key: str,
     workdir: Path,
     cpus: tuple[int, int] | None = None,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
     """Start the stack's server, run one client workload against it, stop the server.
 
-    ``cpus``: pin the server to the first CPU and the client to the second."""
+    ``cpus``: pin the server to the first CPU and the client to the second. ``python`` runs
+    both (picoquic's is another interpreter)."""
     script = str(PEERS / f"{stack}_peer.py")
     server_err = workdir / f"{stack}-{workload}-server.err"
     client_err = workdir / f"{stack}-{workload}-client.err"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(server_err, "w") as err:
         server = subprocess.Popen(
-            [sys.executable, script, "server", "--cert", cert, "--key", key],
+            [python, script, "server", "--cert", cert, "--key", key],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -227,7 +276,7 @@ def run_one(
             reason = _tail(server_err) or f"no port within {SERVER_START_TIMEOUT:g} s"
             return {"ok": False, "error": f"server did not start: {reason}"}
         command = [
-            sys.executable,
+            python,
             script,
             "client",
             "--port",
@@ -237,6 +286,7 @@ def run_one(
             "--timeout",
             f"{timeout:g}",
             *client_args,
+            *(["--server-pid", str(server.pid)] if workload == "many" else []),
         ]
         try:
             with open(client_err, "w") as err:
@@ -288,7 +338,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info() -> list[str]:
+def machine_info(picoquic: str | None = None) -> list[str]:
     sys.path.insert(0, str(PEERS))
     import common
 
@@ -316,6 +366,8 @@ def machine_info() -> list[str]:
         f"event loop: {loop}",
         accelerated,
         f"aioquic {_version('aioquic') or 'not installed'}",
+        f"qh3 {_version('qh3') or 'not installed'}",
+        f"aiopquic {picoquic or 'not available'}",
         ssl.OPENSSL_VERSION,
         f"cryptography {_version('cryptography')}",
         f"load average at start {load}",
@@ -331,8 +383,15 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         (r.get("cipher") for r in results.get("tls", {}).values() if r.get("cipher")), None
     )
     notes = [
-        "QUIC stacks: 1200-byte datagrams, AES-128-GCM only, each stack's default flow-control "
-        "windows and congestion control; no DATAGRAM frames.",
+        "QUIC stacks: AES-128-GCM only, no DATAGRAM frames, each stack's defaults otherwise: "
+        "flow-control windows, congestion control (quicish CUBIC, aioquic NewReno, qh3 its "
+        "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (aioquic 1200 "
+        "bytes, qh3 1280 with its probing, picoquic with path MTU discovery, quicish its "
+        "`Config` default).",
+        "picoquic: aiopquic on its own Python >= 3.12 (`.venv-picoquic` with aiopquic and "
+        "uvloop, made by the harness, or `PICOQUIC_PYTHON`); its C network thread runs beside "
+        "the Python thread in each process, and each client connection has its own thread and "
+        "socket.",
         f"TLS over TCP: TLS 1.3, OpenSSL's default suite (negotiated: {tls_cipher or 'n/a'}); "
         "Python's ssl module cannot choose TLS 1.3 suites.",
         "Parallel streams: QUIC stacks open one stream per request on one connection; TCP and "
@@ -342,9 +401,23 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "first warms up the client process.",
         "RPC: one stream, `ECHO n` then n-byte messages, each written and its echo read before "
         "the next; TCP_NODELAY on TCP/TLS.",
+        f"Many connections: {args.conns:,} connections from one client process, opened 10 at "
+        "a time, each with one `GET /64`, then held open idle; 10 more first (not counted) for "
+        "the server's first-use setup. The server's RSS and CPU time (all threads) are read "
+        "from /proc 0.5 s after the last one opened: RSS growth ÷ connections, and connections "
+        "÷ CPU seconds as handshakes per second per core (the GET included; CPU time comes in "
+        "10 ms clock ticks, so a cheap server's figure, TCP's, is coarse). Wall: the same "
+        "connections ÷ the seconds to open them, the client's speed included.",
         "All figures come from one invocation on a machine that may be shared with other "
         "work; compare ratios within it, not absolute numbers across invocations.",
     ]
+    loops = {
+        stack: {run.get("loop") for run in runs.values() if run.get("loop")}
+        for stack, runs in results.items()
+    }
+    odd = sorted(f"{s}: {', '.join(sorted(n))}" for s, n in loops.items() if n - {"uvloop"})
+    if odd:
+        notes.append("Stacks not on uvloop in this run (event loop): " + "; ".join(odd) + ".")
     hung = sorted(
         f"{stack}/{workload}: {run['close_timeouts']}"
         for stack, runs in results.items()
@@ -377,9 +450,9 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
 
 
 def chart_panels(
-    results: report.Results, stacks: list[str], columns: list[report.Metric]
+    results: report.Results, stacks: list[str], wanted: list[report.Metric]
 ) -> list[chart.Panel]:
-    wanted = [columns[0], columns[1], columns[2], columns[4]]
+    """One panel per metric in ``wanted``, one bar per stack."""
     panels = []
     for m in wanted:
         better = "higher is better" if m.higher_is_better else "lower is better"
@@ -387,25 +460,28 @@ def chart_panels(
         for stack in stacks:
             value = report.value_of(results, stack, m)
             if value is None:
-                text = "failed"
+                text = "skipped" if report.skipped(results, stack, m.workload) else "failed"
             else:
                 r = report.ratio(
                     value, report.value_of(results, report.REFERENCE, m), m.higher_is_better
                 )
-                text = report.fmt_number(value) + _chart_ratio(r, m.higher_is_better)
+                text = report.fmt_number(value) + _chart_ratio(
+                    r, m.higher_is_better, memory=m.workload == "many"
+                )
             panel.bars.append(chart.Bar(SHORT[stack], value, text, COLORS[stack]))
         panels.append(panel)
     return panels
 
 
-def _chart_ratio(r: float | None, higher_is_better: bool) -> str:
+def _chart_ratio(r: float | None, higher_is_better: bool, memory: bool = False) -> str:
     if r is None:
         return ""
     if higher_is_better:
         return f" ({report.fmt_ratio(r)} aioquic)"
+    better, worse = ("less", "more") if memory else ("faster", "slower")
     if r >= 1:
-        return f" ({report.fmt_ratio(r)} faster than aioquic)"
-    return f" ({report.fmt_ratio(1 / r)} slower than aioquic)"
+        return f" ({report.fmt_ratio(r)} {better} than aioquic)"
+    return f" ({report.fmt_ratio(1 / r)} {worse} than aioquic)"
 
 
 def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: str) -> str:
@@ -418,6 +494,24 @@ def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: s
         print("note: matplotlib is not installed; using the built-in PNG writer", file=sys.stderr)
     args.chart.write_bytes(chart.render_png(title, panels, subtitle=subtitle))
     return "built-in PNG writer"
+
+
+def stack_pythons(stacks: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The interpreter for each stack that can run here, and why each other one cannot."""
+    pythons: dict[str, str] = {}
+    skips: dict[str, str] = {}
+    for stack in stacks:
+        if stack in ("aioquic", "qh3") and _version(stack) is None:
+            skips[stack] = f"{stack} is not installed (`pip install -e '.[bench]'`, as make bench)"
+        elif stack == "picoquic":
+            python, why = picoquic_env.picoquic_python(ROOT)
+            if python is None:
+                skips[stack] = why or "no Python with aiopquic"
+            else:
+                pythons[stack] = python
+        else:
+            pythons[stack] = sys.executable
+    return pythons, skips
 
 
 # ---------------------------------------------------------------- main
@@ -435,8 +529,21 @@ def main(argv: list[str] | None = None) -> int:
     columns = report.metrics(
         args.size_mb, args.streams, args.stream_mb, args.handshakes, args.rpcs, args.rpc_size
     )
-    machine = machine_info()
-    results: report.Results = {stack: {} for stack in args.stacks}
+    many = report.many_metrics(args.conns)
+    charted = [columns[0], columns[1], columns[2], columns[4], many[0], many[1]]
+    columns = [m for m in columns if m.workload in args.workloads]
+    many = [m for m in many if m.workload in args.workloads]
+    pythons, skips = stack_pythons(args.stacks)
+    machine = machine_info(
+        picoquic_env.aiopquic_version(pythons["picoquic"]) if "picoquic" in pythons else None
+    )
+    results: report.Results = {
+        stack: {w: {"ok": False, "error": f"skipped: {why}"} for w in common.WORKLOADS}
+        for stack, why in skips.items()
+    }
+    running = [stack for stack in args.stacks if stack not in skips]
+    for stack, why in skips.items():
+        print(f"{stack}: skipped: {why}", flush=True)
     plan = client_plan(args)
     with tempfile.TemporaryDirectory(prefix="quicish-bench-") as tmp:
         workdir = Path(tmp)
@@ -445,32 +552,47 @@ def main(argv: list[str] | None = None) -> int:
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
         cpus = None if args.no_pin else cpu_pair()
-        for workload in common.WORKLOADS:
+        for workload in args.workloads:
             client_args, timeout = plan[workload]
-            runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in args.stacks}
+            runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in running}
             for attempt in range(args.repeat):  # interleaved, so load drifts hit all stacks
-                for stack in args.stacks:
+                for stack in running:
                     started = time.monotonic()
                     label = f" #{attempt + 1}" if args.repeat > 1 else ""
                     print(f"[{workload}] {stack}{label} ...", end=" ", flush=True)
                     result = run_one(
-                        stack, workload, client_args, timeout, str(cert), str(key), workdir, cpus
+                        stack,
+                        workload,
+                        client_args,
+                        timeout,
+                        str(cert),
+                        str(key),
+                        workdir,
+                        cpus,
+                        pythons[stack],
                     )
                     runs[stack].append(result)
                     print(_summary(result), f"({time.monotonic() - started:.1f} s)", flush=True)
             key_metric = PRIMARY[workload]
-            for stack in args.stacks:
-                results[stack][workload] = report.best_run(
+            for stack in running:
+                results.setdefault(stack, {})[workload] = report.best_run(
                     runs[stack], key_metric.field, key_metric.higher_is_better
                 )
-    table = report.format_table(results, columns, args.stacks)
+    table = report.compose_tables(results, columns, many, args.stacks)
     print()
     print(table)
-    checks = report.must_show(results) if {"quicish", "aioquic"} <= set(args.stacks) else []
+    checks = []
+    if {"quicish", "aioquic"} <= set(args.stacks):
+        checks += report.must_show(results)
+    if "quicish" in args.stacks:
+        checks += report.must_show_c_stacks(results)
     for line in checks:
         print(line)
     if args.no_write:
         return 0
+    if args.repeat > 1:
+        spread = report.spread_table(results, [PRIMARY[w] for w in args.workloads], args.stacks)
+        table += "\n\nEvery run behind the best figures, in order:\n\n" + spread
     section = report.render_section(
         table,
         machine,
@@ -482,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     existing = args.output.read_text() if args.output.exists() else None
     args.output.write_text(report.update_section(existing, section))
     subtitle = f"{machine[0]}; {machine[3]}"
-    backend = write_chart(args, chart_panels(results, args.stacks, columns), subtitle)
+    wanted = [m for m in charted if m.workload in args.workloads]
+    backend = write_chart(args, chart_panels(results, args.stacks, wanted), subtitle)
     print(f"\nwrote {args.output} and {args.chart} ({backend})")
     return 0
 
@@ -492,6 +615,12 @@ def _summary(result: dict[str, Any]) -> str:
         return f"failed: {result.get('error')}"
     if "mbps" in result:
         return f"{result['mbps']:.1f} Mbit/s"
+    if "rss_per_conn_kb" in result:
+        per_core = result.get("handshakes_per_core_s") or 0.0
+        return (
+            f"{result['rss_per_conn_kb']:.1f} KB per connection, "
+            f"{per_core:.0f} handshakes/s per core"
+        )
     if "median_ms" in result:
         return f"median {result['median_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms"
     return f"median {result['median_us']:.0f} µs, p99 {result['p99_us']:.0f} µs"

@@ -238,3 +238,297 @@ def test_run_all_pins_server_and_client_to_two_cpus(monkeypatch: pytest.MonkeyPa
         ).stdout
         assert out.strip() == f"[{cpu}]"
     assert run_all._pinned(None) is None
+
+
+# ---------------------------------------------------------------- new peers and many connections
+
+MANY = report.many_metrics(1000)
+
+
+def peer_results() -> report.Results:
+    results = sample_results()
+    results["quicish"]["many"] = {
+        "ok": True,
+        "connections": 1000,
+        "rss_per_conn_kb": 40.0,
+        "handshakes_per_core_s": 900.0,
+        "handshakes_per_s": 400.0,
+    }
+    results["aioquic"]["many"] = {
+        "ok": True,
+        "rss_per_conn_kb": 80.0,
+        "handshakes_per_core_s": 450.0,
+        "handshakes_per_s": 200.0,
+    }
+    results["picoquic"] = {
+        w: {"ok": False, "error": "skipped: no Python 3.12"} for w in common.WORKLOADS
+    }
+    results["tcp"] = {
+        "bulk": {"ok": True, "mbps": 6000.0},
+        "handshake": {"ok": True, "median_ms": 0.1, "p99_ms": 0.2},
+        "rpc": {"ok": True, "median_us": 100.0, "p99_us": 200.0},
+    }
+    results["tls"] = {"handshake": {"ok": True, "median_ms": 2.5, "p99_ms": 3.0}}
+    return results
+
+
+def test_many_table_and_skipped_stack_says_why_once_per_workload() -> None:
+    assert MANY[0].label == "server RSS per idle connection, 1,000 open (KB)"
+    assert [m.higher_is_better for m in MANY] == [False, True, True]
+    lines = report.format_table(peer_results(), MANY, ["quicish", "aioquic", "picoquic"])
+    rows = lines.splitlines()
+    # memory: lower is better, so aioquic's 80 KB / quicish's 40 KB = 2x
+    assert rows[2] == "| quicish | 40.0 (2.00x) | 900 (2.00x) | 400 (2.00x) |"
+    assert rows[4] == "| picoquic (aiopquic) | skipped: no Python 3.12 | skipped | skipped |"
+    assert report.skipped(peer_results(), "picoquic", "many")
+    assert not report.skipped(sample_results(), "quicish", "streams")  # a failure, not a skip
+
+
+def test_ratio_table_has_quicish_against_each_other_stack() -> None:
+    columns = [COLUMNS[0], COLUMNS[2], MANY[0]]
+    table = report.ratio_table(peer_results(), columns, ["quicish", "aioquic", "picoquic", "tcp"])
+    rows = table.splitlines()
+    assert rows[0].startswith("| quicish vs | bulk: 1 stream x 100 MB (Mbit/s) |")
+    assert rows[1] == "|---|---:|---:|---:|"
+    assert rows[2] == "| aioquic | 3.00x | 2.40x | 2.00x |"
+    assert rows[3] == "| picoquic (aiopquic) | skipped | skipped | skipped |"
+    # 300 vs 6000 Mbit/s; 5 ms vs 0.1 ms; TCP has no many run
+    assert rows[4] == "| TCP (asyncio streams) | 0.05x | 0.02x | n/a |"
+    assert len(rows) == 5  # no row for quicish itself
+
+
+def test_compose_tables_has_all_three() -> None:
+    text = report.compose_tables(peer_results(), COLUMNS, MANY, ["quicish", "aioquic"])
+    assert text.count("| stack |") == 2
+    assert text.count("| quicish vs |") == 1
+    assert "Many connections" in text
+    only_tcp = report.compose_tables(peer_results(), COLUMNS, [], ["tcp"])
+    assert only_tcp.count("|---|") == 1  # no many table, no ratio table without quicish
+
+
+def test_must_show_c_stacks_verdicts() -> None:
+    lines = report.must_show_c_stacks(peer_results())
+    assert lines[0] == "- quicish bulk goodput: n/a picoquic's (target ≥ 1x): **not measured**"
+    # 5 ms against TLS's 2.5 ms: twice TLS's time
+    assert lines[1] == (
+        "- quicish handshake + first 64-byte echo, median: 2.00x TLS 1.3 over TCP (asyncio + "
+        "ssl)'s (target ≤ 1x): **not yet**"
+    )
+    assert lines[2] == (
+        "- quicish RPC median: 2.00x TCP (asyncio streams)'s (target ≤ 1.5x): **not yet**"
+    )
+    assert lines[3] == "- quicish RPC p99: 2.00x TCP (asyncio streams)'s (target ≤ 3x): **PASS**"
+    assert lines[4] == (
+        "- quicish server RSS per idle connection: 40.0 KB at 1,000 connections "
+        "(target ≤ 20 KB at 10,000): **not yet**"
+    )
+    better = peer_results()
+    better["picoquic"]["bulk"] = {"ok": True, "mbps": 250.0}
+    better["quicish"]["many"]["rss_per_conn_kb"] = 19.5
+    lines = report.must_show_c_stacks(better)
+    assert lines[0].startswith("- quicish bulk goodput: 1.20x picoquic's") and "PASS" in lines[0]
+    assert lines[4].endswith("**PASS**")
+
+
+def test_proc_parsers_rss_and_cpu() -> None:
+    status = "Name:\tpython\nVmPeak:\t  99999 kB\nVmRSS:\t   51200 kB\nThreads:\t2\n"
+    assert common.rss_bytes(status) == 51200 * 1024
+    with pytest.raises(ValueError):
+        common.rss_bytes("Name:\tx\n")
+    # a command name with spaces and a parenthesis must not shift the fields
+    fields = ["S", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "250", "50", "7"]
+    stat = "1234 (odd name) x) " + " ".join(fields)
+    assert common.cpu_seconds(stat, 100) == 3.0  # (250 + 50) ticks at 100 per second
+
+
+def test_per_connection_figures() -> None:
+    got = common.per_connection((10_000_000, 1.0), (50_000_000, 2.0), 1000, 4.0)
+    assert got["rss_per_conn_kb"] == 40.0
+    assert got["server_cpu_ms_per_handshake"] == 1.0
+    assert got["handshakes_per_core_s"] == 1000.0
+    assert got["handshakes_per_s"] == 250.0
+    assert got["connections"] == 1000
+    assert got["cpu_ticks"] == 100
+    # no tick of CPU seen: counted as one, so the rate is a lower bound
+    idle = common.per_connection((0, 1.0), (0, 1.0), 10, 1.0, tick=0.01)
+    assert idle["handshakes_per_core_s"] == 1000.0 and idle["cpu_ticks"] == 1
+
+
+def test_process_usage_reads_this_process() -> None:
+    import os
+
+    rss, cpu = common.process_usage(os.getpid())
+    assert rss > 1_000_000  # a Python process with pytest loaded
+    assert cpu > 0
+
+
+async def test_many_workload_over_tcp_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The many workload holds its connections open: the server sees them all at once."""
+    import asyncio
+    import importlib
+    import os
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
+    tcp_peer = importlib.import_module("tcp_peer")
+    peer_common = tcp_peer.common
+    monkeypatch.setattr(peer_common, "MANY_SETTLE", 0.0)
+    open_now = [0]
+    most = [0]
+
+    async def counting(reader: Any, writer: Any) -> None:
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        try:
+            await peer_common.handle(reader, writer)
+        finally:
+            open_now[0] -= 1
+
+    server = await asyncio.start_server(counting, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        progress = {"bytes": 0, "done": 0}
+        got = await peer_common.many(
+            tcp_peer.dial, "127.0.0.1", port, 25, 64, progress, os.getpid()
+        )
+    finally:
+        server.close()
+    assert most[0] == 25 + peer_common.MANY_WARMUP
+    assert progress["done"] == 25
+    assert progress["bytes"] == 64 * (25 + peer_common.MANY_WARMUP)
+    assert got["connections"] == 25
+    assert got["handshakes_per_s"] > 0
+    assert set(got) >= {"rss_per_conn_kb", "handshakes_per_core_s", "server_rss_mb"}
+
+
+def test_pick_pyenv_version_takes_the_newest_3_12() -> None:
+    from benchmarks import picoquic_env
+
+    names = ["3.11.7", "3.12.1", "3.12.10", "3.12.9", "3.13.0", "3.12-dev", "system"]
+    assert picoquic_env.pick_pyenv_version(names) == "3.12.10"
+    assert picoquic_env.pick_pyenv_version(["3.11.7", "3.13.0"]) is None
+
+
+def test_picoquic_python_says_why_it_cannot(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import sys
+
+    from benchmarks import picoquic_env
+
+    monkeypatch.setenv("PICOQUIC_PYTHON", sys.executable)  # this Python has no aiopquic
+    assert picoquic_env.picoquic_python(tmp_path) == (
+        None,
+        f"PICOQUIC_PYTHON={sys.executable} cannot import aiopquic",
+    )
+    monkeypatch.delenv("PICOQUIC_PYTHON")
+    monkeypatch.setattr(picoquic_env, "base_python", lambda: None)
+    python, why = picoquic_env.picoquic_python(tmp_path)
+    assert python is None
+    assert why == "no Python 3.12 (pyenv or python3.12 on PATH) for aiopquic"
+    assert not (tmp_path / picoquic_env.VENV).exists()
+
+
+def test_run_all_skips_stacks_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    run_all = importlib.import_module("run_all")
+    monkeypatch.setattr(run_all, "_version", lambda dist: None if dist == "qh3" else "1.0")
+    monkeypatch.setattr(
+        run_all.picoquic_env, "picoquic_python", lambda root: (None, "no Python 3.12")
+    )
+    pythons, skips = run_all.stack_pythons(["quicish", "qh3", "picoquic", "tcp"])
+    assert pythons == {"quicish": sys.executable, "tcp": sys.executable}
+    assert skips["picoquic"] == "no Python 3.12"
+    assert skips["qh3"].startswith("qh3 is not installed")
+    args = run_all.parse_args(["--quick"])
+    assert args.stacks == ["quicish", "aioquic", "qh3", "picoquic", "tcp", "tls"]
+    assert args.conns == 100
+    assert run_all.client_plan(args)["many"][0] == ["--size", "64", "--count", "100"]
+    results = {"picoquic": {"bulk": {"ok": False, "error": "skipped: no Python 3.12"}}}
+    bulk = report.metrics(5, 100, 0.05, 10, 200, 64)[0]
+    panel = run_all.chart_panels(results, ["picoquic"], [bulk])[0]
+    assert [(b.label, b.value, b.text) for b in panel.bars] == [("picoquic", None, "skipped")]
+
+
+def test_run_all_workloads_match_the_peers() -> None:
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        run_all = importlib.import_module("run_all")
+    finally:
+        sys.path.pop(0)
+    assert run_all.WORKLOADS == common.WORKLOADS
+    assert run_all.parse_args(["--workloads", "many,bulk"]).workloads == ["bulk", "many"]
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--workloads", "nope"])
+
+
+def test_chart_ratio_words_for_time_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    run_all = importlib.import_module("run_all")
+    assert run_all._chart_ratio(2.0, True) == " (2.00x aioquic)"
+    assert run_all._chart_ratio(2.0, False) == " (2.00x faster than aioquic)"
+    assert run_all._chart_ratio(0.5, False) == " (2.00x slower than aioquic)"
+    assert run_all._chart_ratio(2.0, False, memory=True) == " (2.00x less than aioquic)"
+    assert run_all._chart_ratio(0.5, False, memory=True) == " (2.00x more than aioquic)"
+    assert run_all._chart_ratio(None, False) == ""
+
+
+def test_spread_table_lists_every_run() -> None:
+    runs: list[dict[str, Any]] = [{"ok": True, "mbps": 50.0}, {"ok": True, "mbps": 1070.0}]
+    results = {"quicish": {"bulk": report.best_run(runs, "mbps", True)}}
+    bulk = report.Metric("bulk", "mbps", "bulk (Mbit/s)", True)
+    table = report.spread_table(results, [bulk], ["quicish", "qh3"])
+    assert table.splitlines() == [
+        "| workload | quicish | qh3 |",
+        "|---|---|---|",
+        "| bulk (Mbit/s) | 50.0, 1,070 |  |",
+    ]
+
+
+def test_notes_name_stacks_off_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    run_all = importlib.import_module("run_all")
+    args = run_all.parse_args(["--quick", "--repeat", "1", "--no-pin"])
+    results = {
+        "quicish": {"bulk": {"ok": True, "mbps": 1.0, "loop": "uvloop"}},
+        "picoquic": {"bulk": {"ok": True, "mbps": 1.0, "loop": "asyncio"}},
+    }
+    notes = run_all.notes_for(args, results)
+    assert "Stacks not on uvloop in this run (event loop): picoquic: asyncio." in notes
+    results["picoquic"]["bulk"]["loop"] = "uvloop"
+    assert not [n for n in run_all.notes_for(args, results) if "not on uvloop" in n]
+
+
+async def test_many_workload_refuses_a_slow_opening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections opened over more than the limit would meet their idle timeout: an error,
+    not a figure."""
+    import asyncio
+    import importlib
+    import os
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "peers"))
+    tcp_peer = importlib.import_module("tcp_peer")
+    peer_common = tcp_peer.common
+    monkeypatch.setattr(peer_common, "MANY_SETTLE", 0.0)
+    monkeypatch.setattr(peer_common, "MANY_OPEN_LIMIT", 0.0)
+    server = await asyncio.start_server(peer_common.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        progress = {"bytes": 0, "done": 0}
+        with pytest.raises(RuntimeError, match="near the idle timeout"):
+            await peer_common.many(tcp_peer.dial, "127.0.0.1", port, 3, 64, progress, os.getpid())
+    finally:
+        server.close()

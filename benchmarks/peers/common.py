@@ -1,7 +1,7 @@
 """What every benchmark peer shares: the wire protocol, the workloads, the command line.
 
-The protocol is hq-interop-shaped and identical for all four stacks (quicish, aioquic, TCP,
-TLS): on a stream the client sends request lines and the server answers each:
+The protocol is hq-interop-shaped and identical for all stacks (quicish, aioquic, qh3,
+picoquic, TCP, TLS): on a stream the client sends request lines and the server answers each:
 
 - ``GET /<n>\\r\\n``: the server sends ``n`` bytes of a fixed pattern (byte ``i`` is ``i % 256``);
 - ``ECHO <m>\\r\\n``: from then on the server echoes every ``m``-byte message until EOF.
@@ -10,8 +10,12 @@ At EOF the server sends FIN (QUIC) or closes (TCP/TLS). QUIC stacks use one stre
 request (multiplexed); TCP/TLS have one byte stream per connection, so the "parallel streams"
 workload pipelines its requests on one connection there.
 
+The "many" workload holds ``--count`` connections open after one GET each and reads the
+server's RSS and CPU time from ``/proc/<--server-pid>`` before and after.
+
 Each peer script is ``python benchmarks/peers/<stack>_peer.py server|client ...``; the server
 prints ``{"port": P}`` once listening, the client prints one JSON line with its results.
+This module needs only the standard library (picoquic's peer imports it on another Python).
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ PATTERN_VIEW = memoryview(PATTERN)
 ALPN = "hq-interop"
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 10.0
-WORKLOADS = ("bulk", "streams", "handshake", "rpc")
+WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")
+MANY_WARMUP = 10  # connections opened (and kept) before the "many" baseline is read
+MANY_BATCH = 10  # connections the "many" client opens at once
+MANY_SETTLE = 0.5  # seconds for the server to finish its side before /proc is read
+MANY_OPEN_LIMIT = 20.0  # seconds: the stacks' idle timeouts (30 s) would close the first ones
 
 
 class Reader(Protocol):
@@ -323,6 +331,106 @@ async def rpc(
     return {f"{k}_us": v for k, v in stats.items() if k != "n"} | {"n": count}
 
 
+def rss_bytes(status: str) -> int:
+    """Resident set size from the text of ``/proc/<pid>/status`` (its ``VmRSS`` line, kB)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no VmRSS line")
+
+
+def cpu_seconds(stat: str, ticks_per_second: int) -> float:
+    """User + system CPU time of all threads from the text of ``/proc/<pid>/stat``."""
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / ticks_per_second  # utime, stime
+
+
+def process_usage(pid: int) -> tuple[int, float]:
+    """``(RSS bytes, CPU seconds)`` of a process on this machine (Linux ``/proc``)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return rss_bytes(status), cpu_seconds(stat, os.sysconf("SC_CLK_TCK"))
+
+
+def per_connection(
+    before: tuple[int, float],
+    after: tuple[int, float],
+    count: int,
+    seconds: float,
+    tick: float = 0.01,
+) -> dict[str, Any]:
+    """The "many" figures from the server's usage before and after ``count`` connections.
+
+    CPU time comes in clock ticks (``tick`` seconds): less than one counts as one, so the
+    handshake rate is then a lower bound (``cpu_ticks`` says how coarse the figure is)."""
+    rss = (after[0] - before[0]) / count
+    cpu = max(after[1] - before[1], tick)
+    return {
+        "connections": count,
+        "rss_per_conn_kb": rss / 1000,
+        "server_cpu_ms_per_handshake": cpu / count * 1e3,
+        "handshakes_per_core_s": count / cpu,
+        "cpu_ticks": round(cpu / tick),
+        "handshakes_per_s": count / seconds,
+        "server_rss_mb": after[0] / 1e6,
+    }
+
+
+async def many(
+    dial: Dial,
+    host: str,
+    port: int,
+    count: int,
+    size: int,
+    progress: dict[str, int],
+    server_pid: int,
+) -> dict[str, Any]:
+    """``count`` connections held open at once, each after one ``size``-byte GET: the server's
+    RSS growth per idle connection and its CPU time per handshake (so per core).
+
+    ``MANY_WARMUP`` connections first (kept open) so the baseline has the server's first-use
+    setup; then ``MANY_BATCH`` at a time. The server's ``/proc`` is read after a short settle.
+    """
+    sessions: list[Session] = []
+
+    async def open_one() -> None:
+        session = await dial(host, port)
+        sessions.append(session)
+        reader, writer = await session.open_stream()
+        writer.write(request_get(size))
+        session.end_stream(writer)
+        await writer.drain()
+        await read_pattern(reader, size, progress)
+        if session.multiplexed:
+            await expect_eof(reader)
+        progress["done"] += 1
+
+    try:
+        for _ in range(MANY_WARMUP):
+            await open_one()
+        progress["done"] = 0
+        await asyncio.sleep(MANY_SETTLE)
+        before = process_usage(server_pid)
+        start = time.perf_counter()
+        for first in range(0, count, MANY_BATCH):
+            await asyncio.gather(*(open_one() for _ in range(min(MANY_BATCH, count - first))))
+        elapsed = time.perf_counter() - start
+        if elapsed > MANY_OPEN_LIMIT:
+            raise RuntimeError(
+                f"opening took {elapsed:.1f} s, near the idle timeout of the first ones: "
+                "fewer connections (--conns)"
+            )
+        await asyncio.sleep(MANY_SETTLE)
+        after = process_usage(server_pid)
+    finally:
+        with contextlib.suppress(asyncio.TimeoutError):  # closing is not measured
+            await asyncio.wait_for(
+                asyncio.gather(*(s.close() for s in sessions), return_exceptions=True),
+                2 * CONNECT_TIMEOUT,
+            )
+    return per_connection(before, after, count, elapsed, 1 / os.sysconf("SC_CLK_TCK"))
+
+
 async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
     progress = {"bytes": 0, "done": 0}
     w = args.workload
@@ -332,6 +440,10 @@ async def run_client(dial: Dial, args: argparse.Namespace) -> dict[str, Any]:
         coro = streams(dial, args.host, args.port, args.count, args.size, progress)
     elif w == "handshake":
         coro = handshake(dial, args.host, args.port, args.count, args.size, progress)
+    elif w == "many":
+        if args.server_pid is None:
+            return {"ok": False, "error": "the many workload needs --server-pid"}
+        coro = many(dial, args.host, args.port, args.count, args.size, progress, args.server_pid)
     else:
         coro = rpc(dial, args.host, args.port, args.count, args.size, progress)
     try:
@@ -458,6 +570,9 @@ def main(
     client.add_argument("--size", type=int, required=True, help="bytes per response / message")
     client.add_argument("--count", type=int, default=1, help="streams, connections or messages")
     client.add_argument("--timeout", type=float, default=120.0, help="seconds for the workload")
+    client.add_argument(
+        "--server-pid", type=int, help="many: the server process whose /proc is read"
+    )
     args = parser.parse_args(argv)
 
     if args.role == "server":

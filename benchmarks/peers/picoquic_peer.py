@@ -1,130 +1,200 @@
 """picoquic benchmark peer through aiopquic (Python >= 3.12, its own venv):
-``python picoquic_peer.py server|client ...``, bulk download only.
+``python picoquic_peer.py server|client ... [--cc NAME]``.
 
-The same wire protocol as the other peers (``GET /<n>\\r\\n`` on a stream, the server answers
-``n`` bytes and FIN), so a picoquic client talks to a picoquic server through the impairment
-relay exactly as the quicish and aioquic pairs do. ``--cc`` picks picoquic's controller
-(aiopquic's default is "bbr1"; "cubic", "bbr" (v3), "newreno" ...). Needs ``--cert``/``--key``
-for the server (this script does not make certificates). Prints one JSON line, as the others:
-the server ``{"port": P}``, the client its result; on ``--timeout`` the client reports the
-bytes it got by then (``"ok": false``).
+All five workloads, through the same command line and protocol as the other peers
+(``common.main``): aiopquic's event API (``StreamDataReceived``, ``send_stream_data_drained``)
+is wrapped here in the reader/writer pair the workloads use. Each client connection has its
+own picoquic network thread and socket (aiopquic's ``connect``); the server has one for all.
+
+AES-128-GCM only and no DATAGRAM frames, as the other QUIC peers; aiopquic's defaults
+otherwise (path MTU discovery, windows; congestion control "bbr1" unless ``--cc`` names
+another: "cubic", "bbr" (v3), "newreno" ...). The server allows 16,384 connections (aiopquic's
+default is 256) so the "many" workload can reach its count. aiopquic's ``serve`` cannot
+report a port it picked, so with ``--port 0`` this script picks a free one first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
+import socket
 import ssl
 import sys
-import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import common
 from aiopquic.asyncio import QuicConnectionProtocol, connect, serve
 from aiopquic.quic.configuration import QuicConfiguration
-from aiopquic.quic.events import StreamDataReceived
+from aiopquic.quic.events import ConnectionTerminated, StreamDataReceived, StreamReset
 
-ALPN = "hq-interop"
-CHUNK = 64 * 1024
-PATTERN = bytes(range(256)) * (CHUNK // 256)
-
-
-class ServerProtocol(QuicConnectionProtocol):
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._requests: dict[int, bytes] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def quic_event_received(self, event: Any) -> None:
-        if not isinstance(event, StreamDataReceived):
-            return
-        buf = self._requests.get(event.stream_id, b"") + event.data
-        self._requests[event.stream_id] = buf
-        if b"\n" in buf and buf.startswith(b"GET /"):
-            self._requests[event.stream_id] = b"\xff"  # answered; ignore the rest
-            size = int(buf[5 : buf.index(b"\n")].strip())
-            task = asyncio.get_running_loop().create_task(self._answer(event.stream_id, size))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, sid: int, size: int) -> None:
-        quic = self._quic
-        sent = 0
-        while sent < size:
-            n = min(CHUNK, size - sent)
-            sent += n
-            await quic.send_stream_data_drained(sid, PATTERN[:n], sent >= size)
+AES_128_GCM_SHA256 = 0x1301
+MAX_CONNECTIONS = 16_384
+CC: list[str] = []  # --cc, when given
 
 
-class ClientProtocol(QuicConnectionProtocol):
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.received = 0
-        self.done = asyncio.Event()
-
-    def quic_event_received(self, event: Any) -> None:
-        if isinstance(event, StreamDataReceived):
-            self.received += len(event.data)
-            if event.end_stream:
-                self.done.set()
-
-
-def config(is_client: bool, cc: str) -> QuicConfiguration:
-    cfg = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN])
-    cfg.congestion_control_algorithm = cc
+def configuration(is_client: bool) -> QuicConfiguration:
+    cfg = QuicConfiguration(is_client=is_client, alpn_protocols=[common.ALPN])
+    cfg.cipher_suite = AES_128_GCM_SHA256
+    cfg.max_datagram_frame_size = None
+    if CC:
+        cfg.congestion_control_algorithm = CC[0]
     if is_client:
         cfg.verify_mode = ssl.CERT_NONE
+    else:
+        cfg.max_connections = MAX_CONNECTIONS
     return cfg
 
 
-async def run_server(args: argparse.Namespace) -> None:
-    cfg = config(False, args.cc)
-    cfg.load_cert_chain(args.cert, args.key)
-    port = args.port
-    await serve(args.host, port, configuration=cfg, create_protocol=ServerProtocol)
-    print(json.dumps({"port": port}), flush=True)
-    await asyncio.Event().wait()
+class StreamWriter:
+    """The writer half of one stream: ``write()`` hands data to picoquic at once; what the
+    stream's send ring cannot take waits for ``drain()`` (aiopquic's drained send)."""
 
+    def __init__(self, quic: Any, stream_id: int) -> None:
+        self._quic = quic
+        self._sid = stream_id
+        self._pending: list[bytes] = []
+        self._eof = False
+        self._fin_task: asyncio.Task[None] | None = None
 
-async def run_client(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = config(True, args.cc)
-    async with connect(
-        args.host, args.port, configuration=cfg, create_protocol=ClientProtocol
-    ) as proto:
-        assert isinstance(proto, ClientProtocol)
-        quic = proto._quic
-        sid = quic.get_next_available_stream_id()
-        start = time.perf_counter()
-        quic.send_stream_data(sid, f"GET /{args.size}\r\n".encode(), True)
+    def _send_now(self, data: bytes, fin: bool) -> bool:
         try:
-            await asyncio.wait_for(proto.done.wait(), args.timeout)
-        except asyncio.TimeoutError:
-            got = proto.received
-            return {"ok": False, "error": f"timeout after {args.timeout:g} s", "bytes": got}
-        elapsed = time.perf_counter() - start
-        size = proto.received
-        return {"ok": True, "bytes": size, "seconds": elapsed, "mbps": size * 8 / elapsed / 1e6}
+            self._quic.send_stream_data(self._sid, data, fin)
+        except BufferError:  # all or nothing: nothing was committed
+            return False
+        return True
+
+    def write(self, data: Any) -> None:
+        data = bytes(data)
+        if self._pending or not self._send_now(data, False):
+            self._pending.append(data)
+
+    async def drain(self) -> None:
+        while self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            await self._quic.send_stream_data_drained(self._sid, data, self._eof)
+        if self._fin_task is not None:
+            await self._fin_task
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self._pending:
+            return  # the next drain() sends the FIN with the data
+        if not self._send_now(b"", True):  # backpressure: send it when the ring drains
+            self._fin_task = asyncio.get_running_loop().create_task(
+                self._quic.send_stream_data_drained(self._sid, b"", True)
+            )
+
+    def close(self) -> None:
+        """Nothing: the stream ends with its FIN."""
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("role", choices=["server", "client"])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--cert")
-    p.add_argument("--key")
-    p.add_argument("--cc", default="cubic")
-    p.add_argument("--size", type=int, default=10_000_000)
-    p.add_argument("--timeout", type=float, default=60.0)
-    args = p.parse_args()
-    if args.role == "server":
-        if not (args.cert and args.key and args.port):
-            p.error("server needs --cert, --key and a fixed --port")
-        asyncio.run(run_server(args))
-        return 0
-    print(json.dumps(asyncio.run(run_client(args))), flush=True)
+class StreamProtocol(QuicConnectionProtocol):
+    """Routes each stream's data into its own ``asyncio.StreamReader``."""
+
+    def __init__(self, quic: Any, stream_handler: Any = None) -> None:
+        super().__init__(quic, stream_handler=stream_handler)
+        self.readers: dict[int, asyncio.StreamReader] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.on_stream: common.Handler | None = None
+
+    def stream(self, stream_id: int) -> tuple[asyncio.StreamReader, StreamWriter]:
+        reader = asyncio.StreamReader(limit=1 << 20)
+        self.readers[stream_id] = reader
+        return reader, StreamWriter(self._quic, stream_id)
+
+    def quic_event_received(self, event: Any) -> None:
+        if isinstance(event, StreamDataReceived):
+            reader = self.readers.get(event.stream_id)
+            if reader is None:
+                if self.on_stream is None:
+                    return  # a stream the client did not open: ignored
+                reader, writer = self.stream(event.stream_id)
+                task = asyncio.get_running_loop().create_task(self.on_stream(reader, writer))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if event.data:
+                reader.feed_data(bytes(event.data))
+            if event.end_stream:
+                reader.feed_eof()
+                self.readers.pop(event.stream_id, None)
+        elif isinstance(event, StreamReset):
+            reader = self.readers.pop(event.stream_id, None)
+            if reader is not None:
+                reader.set_exception(ConnectionResetError(f"stream reset {event.error_code}"))
+        elif isinstance(event, ConnectionTerminated):
+            for reader in self.readers.values():
+                reader.set_exception(ConnectionResetError("connection closed"))
+            self.readers.clear()
+
+
+class PicoquicSession:
+    multiplexed = True
+
+    def __init__(self, manager: AbstractAsyncContextManager[Any], protocol: StreamProtocol):
+        self._manager = manager
+        self.protocol = protocol
+
+    async def open_stream(self) -> tuple[Any, Any]:
+        return self.protocol.stream(self.protocol._quic.get_next_available_stream_id())
+
+    def end_stream(self, writer: Any) -> None:
+        writer.write_eof()
+
+    async def close(self) -> None:
+        await common.close_within(self._manager.__aexit__(None, None, None))
+
+
+async def dial(host: str, port: int) -> PicoquicSession:
+    manager = connect(host, port, configuration=configuration(True), create_protocol=StreamProtocol)
+    protocol = await common.connect_within(manager.__aenter__(), "handshake")
+    return PicoquicSession(manager, protocol)
+
+
+def free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def serve_streams(
+    host: str, port: int, handler: common.Handler, args: argparse.Namespace
+) -> int:
+    if not (args.cert and args.key):
+        raise SystemExit("the picoquic server needs --cert and --key")
+    cfg = configuration(False)
+    cfg.load_cert_chain(args.cert, args.key)
+    port = port or free_udp_port(host)
+
+    def create_protocol(quic: Any, stream_handler: Any = None) -> StreamProtocol:
+        protocol = StreamProtocol(quic, stream_handler=stream_handler)
+        protocol.on_stream = handler
+        return protocol
+
+    _keep.append(await serve(host, port, configuration=cfg, create_protocol=create_protocol))
+    return port
+
+
+_keep: list[Any] = []
+
+
+def main(argv: list[str]) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--cc", help="picoquic's congestion controller (default: aiopquic's)")
+    known, rest = pre.parse_known_args(argv)
+    if known.cc:
+        CC.append(known.cc)
+    with contextlib.suppress(KeyboardInterrupt):
+        return common.main("picoquic", dial, serve_streams, rest)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
