@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_engine import uploader
 
 import quicish
 from quicish import Config
 from quicish.proto.connection import Connection
-from quicish.proto.events import StreamDataAvailable
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec, SimNetwork
 from quicish.tls.certs import generate_self_signed
@@ -55,23 +57,8 @@ def sim(
     net = SimNetwork(client, server, to_server=up, to_client=LinkSpec(delay=rtt / 2), seed=seed)
     net.start()
     net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
-    sid = client.open_stream()
-    chunk = os.urandom(1 << 20)
-    sent = received = 0
     c0, s0 = client.stats().packets_sent, server.stats().packets_sent
-
-    def progress() -> bool:
-        nonlocal sent, received
-        while sent < size and client.stream_send_buffered(sid) < (8 << 20):
-            n = min(len(chunk), size - sent)
-            sent += n
-            client.send_stream_data(sid, chunk[:n], end_stream=sent >= size)
-        while (event := server.next_event()) is not None:
-            if isinstance(event, StreamDataAvailable):
-                received += len(server.read_stream(event.stream_id)[0])
-        while client.next_event() is not None:
-            pass
-        return received >= size
+    progress = uploader(client, server, size)
 
     t0, cpu0 = net.now, time.process_time()
     net.run(progress, timeout=3600)

@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,30 @@ from quicish.proto.events import StreamDataAvailable
 from quicish.proto.server_context import ServerContext
 from quicish.simlink import LinkSpec, SimNetwork
 from quicish.tls.certs import generate_self_signed
+
+
+def uploader(client: Connection, server: Connection, size: int) -> Callable[[], bool]:
+    """A ``SimNetwork.run`` condition that keeps ``size`` bytes flowing from ``client`` to
+    ``server`` on a new stream (8 MB buffered at most) and reads them: True once all came."""
+    sid = client.open_stream()
+    chunk = os.urandom(1 << 20)
+    sent = received = 0
+
+    def progress() -> bool:
+        nonlocal sent, received
+        while sent < size and client.stream_send_buffered(sid) < (8 << 20):
+            n = min(len(chunk), size - sent)
+            sent += n
+            client.send_stream_data(sid, chunk[:n], end_stream=sent >= size)
+        while (event := server.next_event()) is not None:
+            if isinstance(event, StreamDataAvailable):
+                data, _ = server.read_stream(event.stream_id)
+                received += len(data)
+        while client.next_event() is not None:
+            pass
+        return received >= size
+
+    return progress
 
 
 def run(size: int, ack_frequency: bool = False) -> dict[str, float]:
@@ -47,38 +72,22 @@ def run(size: int, ack_frequency: bool = False) -> dict[str, float]:
     net = SimNetwork(client, server, to_server=link, to_client=LinkSpec(delay=0.001))
     net.start()
     net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
-    sid = client.open_stream()
-    chunk = os.urandom(1 << 20)
-    sent = received = 0
     start_packets = client.stats().packets_sent + server.stats().packets_sent
-
-    def progress() -> bool:
-        nonlocal sent, received
-        while sent < size and client.stream_send_buffered(sid) < (8 << 20):
-            n = min(len(chunk), size - sent)
-            sent += n
-            client.send_stream_data(sid, chunk[:n], end_stream=sent >= size)
-        while (event := server.next_event()) is not None:
-            if isinstance(event, StreamDataAvailable):
-                data, _ = server.read_stream(event.stream_id)
-                received += len(data)
-        while client.next_event() is not None:
-            pass
-        return received >= size
-
+    progress = uploader(client, server, size)
     cpu0, wall0, virt0 = time.process_time(), time.perf_counter(), net.now
-    net.run(progress, timeout=3600)
+    if not net.run(progress, timeout=3600):
+        raise RuntimeError("the transfer did not complete")
     cpu = time.process_time() - cpu0
     packets = client.stats().packets_sent + server.stats().packets_sent - start_packets
     return {
-        "bytes": received,
+        "bytes": size,
         "cpu_s": cpu,
         "wall_s": time.perf_counter() - wall0,
         "virtual_s": net.now - virt0,
         "packets": packets,
         "packets_per_s": packets / cpu,
         "data_packets_per_s": client.stats().packets_sent / cpu,
-        "mbit_per_s": received * 8 / cpu / 1e6,
+        "mbit_per_s": size * 8 / cpu / 1e6,
         "acks_per_data_packet": server.stats().packets_sent / max(1, client.stats().packets_sent),
     }
 
