@@ -50,9 +50,12 @@ import picoquic_env
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers"
-STACK_ORDER = ["quicish", "aioquic", "qh3", "picoquic", "tcp", "tls"]
+STACK_ORDER = ["quicish", "quicish-1200", "aioquic", "qh3", "picoquic", "tcp", "tls"]
+# A stack run by another stack's peer with settings of its own: (peer, environment).
+VARIANTS = {"quicish-1200": ("quicish", {"QUICISH_MAX_DATAGRAM_SIZE": "1200"})}
 COLORS = {
     "quicish": (230, 110, 30),
+    "quicish-1200": (240, 170, 100),
     "aioquic": (50, 100, 190),
     "qh3": (140, 80, 170),
     "picoquic": (190, 50, 60),
@@ -61,6 +64,7 @@ COLORS = {
 }
 SHORT = {
     "quicish": "quicish",
+    "quicish-1200": "quicish 1200",
     "aioquic": "aioquic",
     "qh3": "qh3",
     "picoquic": "picoquic",
@@ -256,10 +260,11 @@ def run_one(
 
     ``cpus``: pin the server to the first CPU and the client to the second. ``python`` runs
     both (picoquic's is another interpreter)."""
-    script = str(PEERS / f"{stack}_peer.py")
+    peer, settings = VARIANTS.get(stack, (stack, {}))
+    script = str(PEERS / f"{peer}_peer.py")
     server_err = workdir / f"{stack}-{workload}-server.err"
     client_err = workdir / f"{stack}-{workload}-client.err"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **settings)
     with open(server_err, "w") as err:
         server = subprocess.Popen(
             [python, script, "server", "--cert", cert, "--key", key],

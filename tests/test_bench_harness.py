@@ -309,6 +309,10 @@ def test_compose_tables_has_all_three() -> None:
 def test_must_show_c_stacks_verdicts() -> None:
     lines = report.must_show_c_stacks(peer_results())
     assert lines[0] == "- quicish bulk goodput: n/a picoquic's (target ≥ 1x): **not measured**"
+    assert lines.pop(1) == (
+        "- quicish bulk goodput with 1200-byte datagrams fixed: n/a (target ≥ 1.5x the 1,140 "
+        "Mbit/s of issue 19's run): **not measured**"
+    )
     # 5 ms against TLS's 2.5 ms: twice TLS's time
     assert lines[1] == (
         "- quicish handshake + first 64-byte echo, median: 2.00x TLS 1.3 over TCP (asyncio + "
@@ -325,9 +329,13 @@ def test_must_show_c_stacks_verdicts() -> None:
     better = peer_results()
     better["picoquic"]["bulk"] = {"ok": True, "mbps": 250.0}
     better["quicish"]["many"]["rss_per_conn_kb"] = 19.5
+    better["quicish-1200"] = {"bulk": {"ok": True, "mbps": 1710.0}}
     lines = report.must_show_c_stacks(better)
     assert lines[0].startswith("- quicish bulk goodput: 1.20x picoquic's") and "PASS" in lines[0]
-    assert lines[4].endswith("**PASS**")
+    assert lines[1].startswith("- quicish bulk goodput with 1200-byte datagrams fixed: 1,710")
+    assert lines[1].endswith("**PASS**") and lines[5].endswith("**PASS**")
+    better["quicish-1200"]["bulk"]["mbps"] = 1709.0
+    assert report.must_show_c_stacks(better)[1].endswith("**not yet**")
 
 
 def test_proc_parsers_rss_and_cpu() -> None:
@@ -443,7 +451,7 @@ def test_run_all_skips_stacks_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> 
     assert skips["picoquic"] == "no Python 3.12"
     assert skips["qh3"].startswith("qh3 is not installed")
     args = run_all.parse_args(["--quick"])
-    assert args.stacks == ["quicish", "aioquic", "qh3", "picoquic", "tcp", "tls"]
+    assert args.stacks == ["quicish", "quicish-1200", "aioquic", "qh3", "picoquic", "tcp", "tls"]
     assert args.conns == 100
     assert run_all.client_plan(args)["many"][0] == ["--size", "64", "--count", "100"]
     results = {"picoquic": {"bulk": {"ok": False, "error": "skipped: no Python 3.12"}}}
