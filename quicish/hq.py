@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,19 +138,31 @@ async def fetch(
     transfer leaves no file behind."""
     writer.write(request_line(path))
     writer.write_eof()
+    return await save(_chunks(reader), out, on_chunk)
+
+
+async def _chunks(reader: QuicStreamReader) -> AsyncIterator[bytes]:
+    while chunk := await reader.read(CHUNK * 4):
+        yield chunk
+
+
+async def save(
+    chunks: AsyncIterable[bytes],
+    out: os.PathLike[str] | str,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``chunks`` to ``out`` as they arrive (``on_chunk(n)`` for each); returns the
+    size. A failure leaves no file behind: it did not arrive complete (also for HTTP/3)."""
     size = 0
     try:
         with open(out, "wb") as fh:
-            while True:
-                chunk = await reader.read(CHUNK * 4)
-                if not chunk:
-                    break
+            async for chunk in chunks:
                 fh.write(chunk)
                 size += len(chunk)
                 if on_chunk is not None:
                     on_chunk(len(chunk))
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(out)  # no partial file: it did not arrive complete
+            os.unlink(out)
         raise
     return size

@@ -4,14 +4,13 @@ methods; and :func:`fetch`, a download to a file."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import unquote
 
-from ..hq import CHUNK, Served, resolve
+from ..hq import CHUNK, Served, resolve, save
 from .client import H3Client
 from .messages import Request, Response
 
@@ -84,16 +83,4 @@ async def fetch(
     async with client.stream("GET", path) as response:
         if response.status != 200:
             raise HTTPStatusError(response.status)
-        size = 0
-        try:
-            with open(out, "wb") as fh:
-                async for chunk in response.body:
-                    fh.write(chunk)
-                    size += len(chunk)
-                    if on_chunk is not None:
-                        on_chunk(len(chunk))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(out)
-            raise
-    return size
+        return await save(response.body, out, on_chunk)
