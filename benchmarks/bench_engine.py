@@ -5,10 +5,11 @@ No sockets, no event loop: a client and a server ``Connection`` are driven only 
 zero-loss link of 1 ms one-way delay. Both sides run in this one process, so the figure is
 the engine's cost for sending *and* receiving each packet.
 
-    python benchmarks/bench_engine.py [--size-mb 100] [--ack-frequency]
+    python benchmarks/bench_engine.py [--size-mb 100] [--ack-frequency] [--cc bbr]
 
 ``--ack-frequency``: both sides with ``Config(ack_frequency=True)`` (the receiver then
-acknowledges every N packets as the sender asks, draft-ietf-quic-ack-frequency).
+acknowledges every N packets as the sender asks, draft-ietf-quic-ack-frequency). ``--cc``:
+both sides with that congestion controller.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def uploader(client: Connection, server: Connection, size: int) -> Callable[[], 
     return progress
 
 
-def run(size: int, ack_frequency: bool = False) -> dict[str, float]:
+def run(size: int, ack_frequency: bool = False, cc: str | None = None) -> dict[str, float]:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"quicish-bench-{os.getpid()}"
     tmp.mkdir(exist_ok=True)
     cert, key = generate_self_signed(("localhost",))
@@ -64,6 +65,8 @@ def run(size: int, ack_frequency: bool = False) -> dict[str, float]:
     window: dict[str, Any] = dict(max_data=32 << 20, max_stream_data=32 << 20)
     if ack_frequency:
         window["ack_frequency"] = True
+    if cc:
+        window["congestion_control"] = cc
     scfg = Config(certificate_chain=str(tmp / "c.pem"), private_key=str(tmp / "k.pem"), **window)
     ccfg = Config(verify=False, **window)
     client = Connection(ccfg, is_client=True)
@@ -96,8 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--ack-frequency", action="store_true")
+    parser.add_argument("--cc", default=None, help="congestion controller (default: Config's)")
     args = parser.parse_args()
-    r = run(args.size_mb << 20, args.ack_frequency)
+    r = run(args.size_mb << 20, args.ack_frequency, args.cc)
     print("| in-memory engine, both sides in one process | value |")
     print("|---|---:|")
     print(f"| data moved | {r['bytes'] / 1e6:.0f} MB |")

@@ -43,6 +43,7 @@ class BottleneckPath:
         self.lost_packets = 0
         self.inflight_trace: list[tuple[float, int, int]] = []  # (time, in flight, cwnd)
         self.app_limited_until: float | None = None  # send nothing before this time
+        self.standing_queue = 0.0  # seconds of another flow's queue ahead of every packet
 
     def _send(self) -> None:
         pkt = SentPacket(self.pn, self.now, MDS, True, True, 2)
@@ -55,7 +56,8 @@ class BottleneckPath:
             self.pending_loss.append(pkt)
             return
         self.link_free = max(self.now, self.link_free) + MDS / self.rate
-        heapq.heappush(self.events, (self.link_free + self.base_rtt, pkt.pn, True, pkt))
+        ack_at = self.link_free + self.base_rtt + self.standing_queue
+        heapq.heappush(self.events, (ack_at, pkt.pn, True, pkt))
 
     def _fill(self) -> float | None:
         """Send what may go now; the next pacing release time, if paced."""

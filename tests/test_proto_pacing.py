@@ -107,3 +107,30 @@ def test_small_packets() -> None:
     drain(p, 0.0)
     assert p.next_send_time(0.0, size=100) == pytest.approx(100 / p.rate)
     assert p.next_send_time(100 / p.rate, size=100) is None
+
+
+@pytest.mark.parametrize("mbit", [50, 1500])
+def test_following_a_rate_wakes_once_a_millisecond_at_the_same_rate(mbit: int) -> None:
+    """A controller's rate (BBR): a waiting sender is woken when a millisecond of tokens
+    (at most a burst) is in the bucket, not for every packet, and one second still carries
+    the rate (plus the first burst)."""
+    p = Pacer(MDS)
+    p.set_rate(mbit * 1e6 / 8)
+    assert p.wake_tokens == pytest.approx(min(p.rate * 0.001, p.capacity))
+    now, sent, wakes = 0.0, 0, 0
+    while now < 1.0:
+        sent += drain(p, now)
+        nxt = p.next_send_time(now)
+        assert nxt is not None and nxt > now
+        now, wakes = nxt, wakes + 1
+    # (within one wake's worth: the tokens of the last one)
+    assert sent * MDS == pytest.approx(p.rate * 1.0 + p.capacity, abs=p.wake_tokens + MDS)
+    packets_per_wake = int(p.wake_tokens // MDS)
+    assert packets_per_wake >= 5
+    assert wakes == pytest.approx(sent / packets_per_wake, rel=0.2)
+    # From a window (CUBIC) a waiting sender is woken for the next packet, as before.
+    p.update(60000, 0.05)
+    assert p.wake_tokens == 0.0
+    drain(p, now)
+    wait = p.next_send_time(now)
+    assert wait is not None and wait - now == pytest.approx((MDS - p.tokens) / p.rate)

@@ -16,6 +16,10 @@ SLOW_START_PACING_GAIN = 2.0  # N while the window still doubles every round tri
 # A controller's own rate (BBR) has no slack above the path's: a wake-up that comes late
 # must still find the time it missed in the bucket, so its burst covers more time.
 FOLLOW_BURST_INTERVAL = 0.008
+# Following a rate, a sender that must wait sleeps until this much of the rate's tokens is
+# in the bucket (not one packet's): the bucket keeps the time it slept, so the rate is the
+# same and a fast sender wakes once per millisecond rather than once per packet.
+FOLLOW_WAKE_INTERVAL = 0.001
 
 
 class _RateSource(Protocol):
@@ -47,6 +51,7 @@ class Pacer:
         "rate",
         "tokens",
         "updated_at",
+        "wake_tokens",
     )
 
     def __init__(
@@ -66,6 +71,7 @@ class Pacer:
         self.capacity = float(burst_packets * max_datagram_size)
         self.tokens = self.capacity
         self.updated_at: float | None = None
+        self.wake_tokens = 0.0  # a waiting sender wakes when this many are in (following)
 
     def update(self, cwnd: int, srtt: float, slow_start: bool = False) -> None:
         """Set the rate from the congestion window and smoothed RTT."""
@@ -74,6 +80,7 @@ class Pacer:
             return
         gain = max(self.gain, SLOW_START_PACING_GAIN) if slow_start else self.gain
         self.rate = gain * cwnd / srtt
+        self.wake_tokens = 0.0
         mds = self.max_datagram_size  # (_set_burst inlined: once per ACK)
         burst = self.rate * self.burst_interval
         low = self.burst_packets * mds
@@ -95,6 +102,7 @@ class Pacer:
         self.rate = rate
         if rate > 0.0:
             self._set_burst(FOLLOW_BURST_INTERVAL)
+            self.wake_tokens = min(rate * FOLLOW_WAKE_INTERVAL, self.capacity)
 
     def _set_burst(self, interval: float) -> None:
         mds = self.max_datagram_size
@@ -126,6 +134,8 @@ class Pacer:
         missing = need - self.tokens
         if missing <= 0.5:  # within half a byte: rounding, not a reason to wait
             return None
+        if self.wake_tokens > need:
+            missing = self.wake_tokens - self.tokens
         deadline = now + missing / self.rate
         # Never hand out a deadline that is not in the future (a caller would spin).
         return deadline if deadline > now else None

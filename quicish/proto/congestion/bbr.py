@@ -53,11 +53,21 @@ MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
 PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
 MAX_RENO_ROUNDS = 63
 LOSS_NOISE_PACKETS = 2  # see Bbr (loss_tolerant; not in the draft)
+PATH_LOSS_DECAY = 7 / 8  # the path's own loss rate: bytes lost / sent, decayed per round
+MAX_LOSS_THRESH = 0.15  # the loss threshold follows the path's rate up to this
+QUEUED_BETA = 0.9  # the cut of the short-term bounds per round with a queued loss
+QUEUED_RTT_FACTOR = 1.5  # a loss seen while the RTT is above 1.5x min_rtt ...
+QUEUED_RTT_FLOOR = 0.004  # ... and 4 ms above it is a full queue's (loss_tolerant)
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
                "ProbeBW_UP", "ProbeRTT")  # fmt: skip
 _PROBE_BW = (PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP)
+# states whose own queue is small (ProbeBW_UP: 1.25x the estimate for a round or so): a
+# queue of 1.5x min_rtt then is another flow's
+_CALM = (PROBE_CRUISE, PROBE_REFILL, PROBE_UP)
+# rounds whose losses (without a queue built) are the path's own
+_QUIET = (STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE)
 
 # ack_phase: where the ACKs of a bandwidth probe are
 ACKS_INIT, ACKS_REFILLING, ACKS_PROBE_STARTING, ACKS_PROBE_FEEDBACK, ACKS_PROBE_STOPPING = range(5)
@@ -67,13 +77,20 @@ class Bbr(CongestionController):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
-    ``loss_tolerant`` (default; False: the draft as written) lets random loss pass as noise
-    and answers loss in clusters (``loss_clusters.py``), which is how a full drop-tail
-    queue loses: about three losses within a few packets. Then a round
-    outside probing lowers ``bw_lo``/``inflight_lo`` only if more than 2% of its bytes was
-    lost (the draft's threshold for probing; the draft: any loss) and one of its losses was
-    clustered; and a flight sets ``inflight_hi`` only if its loss is above 2%, above two
-    packets (with 40 packets in flight one loss is already 2.5%) and clustered.
+    ``loss_tolerant`` (default; False: the draft as written) tells the path's own random
+    loss from congestion, where the draft takes any loss above 2% as congestion:
+
+    - the path's own loss rate (``path_loss_rate``) is learnt from the rounds outside
+      probes that had no queue, and the 2% threshold becomes that rate plus three standard
+      deviations of it over the packets judged (``loss_thresh``), up to 15%;
+    - losses in clusters (``loss_clusters.py``) are a full drop-tail queue's: about three
+      within a few packets. A flight sets ``inflight_hi`` only if its loss is above the
+      threshold, above two packets and clustered; a round outside probing lowers
+      ``bw_lo``/``inflight_lo`` only if two rounds in a row were so;
+    - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
+      that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
+      lowers the short-term bounds by 10% at once (not below half ``max_bw``), as a
+      loss-based flow would give way.
     """
 
     name: ClassVar[str] = "bbr"
@@ -96,6 +113,15 @@ class Bbr(CongestionController):
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
         self._round_clustered = not loss_tolerant
+        self._round_queued = False  # a loss this round came with a queue built up
+        self._latest_rtt = 0.0
+        self._calm_since = 0  # ``sampler.sent`` when ProbeBW_CRUISE or REFILL began
+        self._last_round_high = False  # the last round's loss rate was too high
+        # The loss rate of rounds without a queue (outside probes): the path's own, random
+        # loss, which the loss threshold must stay above (loss_tolerant).
+        self.path_loss_rate = 0.0
+        self._path_lost = 0.0
+        self._path_sent = 0.0
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -133,6 +159,7 @@ class Bbr(CongestionController):
         self.loss_in_round = False
         self.lost_in_round = 0  # packets lost in the current loss round
         self._round_lost = 0  # bytes lost in the current loss round (outside probes)
+        self._round_lost_all = 0  # bytes lost in the current loss round
         self._round_start_delivered = 0
         # ``delivered`` when the last probe (Startup, ProbeBW_UP) ended: packets sent before
         # are the probe's losses, answered by inflight_hi, not by the short-term bounds
@@ -213,6 +240,8 @@ class Bbr(CongestionController):
         self._now = now
         sampler = self.sampler
         any_lost = False
+        queued = self.loss_tolerant and self.state in _CALM and self._queue_built()
+        calm_since = self._calm_since
         for pkt in lost:
             if not pkt.in_flight:
                 continue
@@ -220,14 +249,22 @@ class Bbr(CongestionController):
             self.lost_in_round += 1
             stamp = self.sampler.stamp_of(pkt)
             clustered = False
+            queued_loss = False
             if stamp is not None and self.loss_tolerant:
-                clustered = self._cluster_test(stamp.sent_index)
+                # (a packet sent before the calm began met our own queue)
+                queued_loss = queued and stamp.sent_index >= calm_since
+                clustered = self._cluster_test(stamp.sent_index) or queued_loss
+                if queued_loss:
+                    self._cluster_index = sampler.sent
             self._handle_lost_packet(pkt)
+            self._round_lost_all += pkt.size
             if stamp is None or stamp.delivered >= self._probe_end_delivered:
                 any_lost = True
                 self._round_lost += pkt.size
                 if clustered:
                     self._round_clustered = True
+                if queued_loss:
+                    self._round_queued = True
         if any_lost:
             self.loss_in_round = True
             self.congestion_events += 1
@@ -241,6 +278,7 @@ class Bbr(CongestionController):
         bytes_in_flight: int,
     ) -> None:
         self._now = now
+        self._latest_rtt = rtt.latest_rtt
         rs = self.sampler.on_acked(acked, now)
         if rs.prior_delivered < 0:
             return
@@ -316,13 +354,10 @@ class Bbr(CongestionController):
         if not self.loss_round_start:
             return
         # Once per round: cut the short-term bounds if this round had (enough) loss.
-        lossy = self.loss_in_round
+        lossy, queued = self.loss_in_round, False
         delivered = self.sampler.delivered
-        if lossy and self.loss_tolerant:
-            lost = self._round_lost
-            total = delivered - self._round_start_delivered + lost
-            lossy = self._round_clustered and lost > self.lower_bound_loss_rate * total
-            self._round_clustered = False
+        if self.loss_tolerant:
+            lossy, queued = self._judge_round(lossy, delivered)
         self._round_start_delivered = delivered
         self._round_lost = 0
         if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
@@ -330,9 +365,38 @@ class Bbr(CongestionController):
                 self.bw_lo = self.max_bw
             if self.inflight_lo == math.inf:
                 self.inflight_lo = self.cwnd
-            self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
-            self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
+            if queued:  # another flow's full queue: give way as a loss-based flow would
+                latest_bw = self.bw_latest or self.bw_lo
+                latest_inflight = self.inflight_latest or self.inflight_lo
+                self.bw_lo = max(QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
+                self.inflight_lo = QUEUED_BETA * min(self.inflight_lo, latest_inflight)
+            else:
+                self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
+                self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
         self.loss_in_round = False
+
+    def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
+        """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
+        came with another flow's queue; the path's own loss rate learns from it."""
+        lost = self._round_lost
+        total = delivered - self._round_start_delivered + lost
+        queued = self._round_queued
+        if lossy:
+            # Without a queue behind it, a round's loss rate must stay too high for two
+            # rounds: one can be chance.
+            high = self._round_clustered and lost > self.loss_thresh(total) * total
+            lossy = queued or (high and self._last_round_high)
+            self._last_round_high = high
+        else:
+            self._last_round_high = False
+        lost_all = self._round_lost_all
+        self._round_lost_all = 0
+        if total > 0 and not queued and self.state in _QUIET:
+            self._path_lost = self._path_lost * PATH_LOSS_DECAY + lost_all
+            self._path_sent = self._path_sent * PATH_LOSS_DECAY + total - lost + lost_all
+            self.path_loss_rate = self._path_lost / self._path_sent
+        self._round_clustered = self._round_queued = False
+        return lossy, queued
 
     def _update_ack_aggregation(self, rs: RateSample, now: float) -> None:
         interval = now - self._extra_interval_start
@@ -420,6 +484,7 @@ class Bbr(CongestionController):
         self.cwnd_gain = DEFAULT_CWND_GAIN
 
     def _start_probe_cruise(self) -> None:
+        self._calm_since = self.sampler.sent
         self._set_state(PROBE_CRUISE)
         self.pacing_gain = 1.0
         self.cwnd_gain = DEFAULT_CWND_GAIN
@@ -430,6 +495,7 @@ class Bbr(CongestionController):
         self.bw_probe_up_rounds = 0
         self.bw_probe_up_acks = 0
         self.ack_phase = ACKS_REFILLING
+        self._calm_since = self.sampler.sent
         self._start_round()
         self._set_state(PROBE_REFILL)
         self.pacing_gain = 1.0
@@ -530,9 +596,25 @@ class Bbr(CongestionController):
         self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
         return True
 
+    def _queue_built(self) -> bool:
+        """The latest RTT sample shows a standing queue: losses now are a full queue's,
+        not noise on the path."""
+        queued = self._latest_rtt - self.min_rtt
+        return queued > QUEUED_RTT_FLOOR and queued > (QUEUED_RTT_FACTOR - 1.0) * self.min_rtt
+
+    def loss_thresh(self, size: float) -> float:
+        """The loss rate above which ``size`` bytes sent (a flight, a round) are congestion:
+        the draft's 2%, or (loss_tolerant) when higher, the path's own loss rate plus three
+        standard deviations of what that rate gives over that many packets."""
+        p = self.path_loss_rate
+        if not self.loss_tolerant or p <= 0.0:
+            return LOSS_THRESH
+        packets = max(size / self.max_datagram_size, 1.0)
+        return min(max(LOSS_THRESH, p + 3.0 * math.sqrt(p / packets)), MAX_LOSS_THRESH)
+
     def _inflight_too_high(self, rs: RateSample) -> bool:
         return (
-            rs.lost > rs.tx_in_flight * LOSS_THRESH
+            rs.lost > rs.tx_in_flight * self.loss_thresh(rs.tx_in_flight)
             and rs.lost > self._loss_noise
             and self._cluster_index > rs.sent_index  # a cluster seen since it was sent
         )
@@ -545,7 +627,8 @@ class Bbr(CongestionController):
             return
         tx_in_flight = stamp.tx_in_flight
         lost = self.sampler.lost - stamp.lost
-        if lost <= tx_in_flight * LOSS_THRESH or lost <= self._loss_noise:
+        thresh = self.loss_thresh(tx_in_flight)
+        if lost <= tx_in_flight * thresh or lost <= self._loss_noise:
             return
         if self._cluster_index <= stamp.sent_index:
             return  # scattered loss only (loss_tolerant)
@@ -553,7 +636,7 @@ class Bbr(CongestionController):
         size = pkt.size
         inflight_prev = tx_in_flight - size
         lost_prev = lost - size
-        lost_prefix = (LOSS_THRESH * inflight_prev - lost_prev) / (1.0 - LOSS_THRESH)
+        lost_prefix = (thresh * inflight_prev - lost_prev) / (1.0 - thresh)
         inflight = int(inflight_prev + lost_prefix)
         self._handle_inflight_too_high(stamp.app_limited, inflight, self._now)
 
