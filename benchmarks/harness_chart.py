@@ -244,14 +244,14 @@ def _draw_line_panel(canvas: Canvas, panel: LinePanel, y: int, width: int) -> No
         canvas.fill_rect(x, bottom, 1, 5, (60, 60, 60))
         canvas.text(x - Canvas.text_width(name) // 2, bottom + 8, name, (40, 40, 40))
     for series in panel.series:
-        points = [
-            (x, bottom - round(v / top * PLOT_H))
+        at: list[tuple[int, int] | None] = [
+            None if v is None else (x, bottom - round(v / top * PLOT_H))
             for x, v in zip(xs, series.values, strict=False)
-            if v is not None
         ]
-        for (x0, y0), (x1, y1) in itertools.pairwise(points):
-            canvas.line(x0, y0, x1, y1, series.color, 3)
-        for px, py in points:
+        for a, b in itertools.pairwise(at):  # no line across a missing point
+            if a is not None and b is not None:
+                canvas.line(*a, *b, series.color, 3)
+        for px, py in (p for p in at if p is not None):
             canvas.fill_rect(px - MARKER // 2, py - MARKER // 2, MARKER, MARKER, series.color)
     ly = y
     for series in panel.series:
@@ -359,10 +359,9 @@ def render_matplotlib(
 
 def _matplotlib_lines(ax: Any, panel: LinePanel) -> None:
     for series in panel.series:
-        points = [(i, v) for i, v in enumerate(series.values) if v is not None]
-        ax.plot(
-            [i for i, _ in points],
-            [v for _, v in points],
+        ax.plot(  # NaN: a gap in the line where a point is missing
+            range(len(series.values)),
+            [math.nan if v is None else v for v in series.values],
             marker="s",
             color=tuple(c / 255 for c in series.color),
             label=series.label,

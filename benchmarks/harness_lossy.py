@@ -11,7 +11,6 @@ BBR (through aiopquic, when its Python exists). The measuring is bench_lossy's o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -38,8 +37,7 @@ def default_cc() -> str:
     """The congestion controller a quicish ``Config`` gets by default."""
     from quicish.config import Config
 
-    field = next(f for f in dataclasses.fields(Config) if f.name == "congestion_control")
-    return str(field.default)
+    return Config().congestion_control
 
 
 def quicish_label(cc: str, default: str) -> str:

@@ -613,9 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n\n".join(t for t in (table, lossy_tables) if t))
     checks = []
-    if {"quicish", "aioquic"} <= set(args.stacks):
+    peer_workloads = set(args.workloads) & set(WORKLOADS)  # the lossy one has its own line
+    if {"quicish", "aioquic"} <= set(args.stacks) and peer_workloads:
         checks += report.must_show(results)
-    if "quicish" in args.stacks:
+    if "quicish" in args.stacks and peer_workloads:
         checks += report.must_show_c_stacks(results)
     if lossy:
         checks += report.lossy_must_show(lossy)
