@@ -65,25 +65,36 @@ def lossy_stacks(
     return out
 
 
+SKIPPED_ROWS = {"aioquic": ("aioquic",), "picoquic": report.LOSSY_PICOQUIC}
+
+
+def _column(name: str) -> int:
+    """Column order: quicish's controllers (the default first), aioquic, then picoquic."""
+    return 0 if name.startswith("quicish") else 1 if name == "aioquic" else 2
+
+
 def run(
     stacks: list[str],
     picoquic_python: str | None,
-    picoquic_skip: str | None,
+    skips: dict[str, str],
     cert: tuple[str, str],
     repeat: int,
     quick: bool,
     size: int = bench_lossy.SIZE,
     measure: Measure = bench_lossy.measure_goodput,
 ) -> report.Lossy:
-    """Every stack's goodput at every point, ``repeat`` runs each (interleaved across stacks)."""
+    """Every stack's goodput at every point, ``repeat`` runs each (interleaved across stacks).
+
+    ``stacks`` are run_all's; ``skips`` says why some of them cannot run here (their rows
+    say "skipped" and why)."""
     default = default_cc()
     timeout = bench_lossy.QUICK_TIMEOUT if quick else bench_lossy.TIMEOUT
-    chosen = lossy_stacks(stacks, picoquic_python, default)
-    names = list(chosen)
+    chosen = lossy_stacks([s for s in stacks if s not in skips], picoquic_python, default)
     missing: dict[str, str] = {}
-    if "picoquic" in stacks and picoquic_python is None:
-        names += list(report.LOSSY_PICOQUIC)
-        missing.update(dict.fromkeys(report.LOSSY_PICOQUIC, f"skipped: {picoquic_skip}"))
+    for stack, rows in SKIPPED_ROWS.items():
+        if stack in stacks and stack in skips:
+            missing.update(dict.fromkeys(rows, f"skipped: {skips[stack]}"))
+    names = sorted([*chosen, *missing], key=_column)
     goodput: dict[str, dict[str, dict[str, list[float]]]] = {}
     settings = argparse.Namespace(quick=quick, stacks=None, repeat=1, size=size, timeout=timeout)
     for _ in range(repeat):
@@ -99,7 +110,7 @@ def run(
                 for loss, runs in by_stack.get(name, {}).items():
                     point = goodput.setdefault(path, {}).setdefault(name, {})
                     point.setdefault(loss, []).extend(runs)
-    for path in goodput:  # every path in bench_lossy's order, whichever stack got there first
+    for path in goodput:  # the stacks in column order on every path
         goodput[path] = {n: goodput[path][n] for n in names if n in goodput[path]}
     return report.Lossy(
         stacks=names,

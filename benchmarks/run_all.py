@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             lossy = harness_lossy.run(
                 args.stacks,
                 pythons.get("picoquic"),
-                skips.get("picoquic"),
+                skips,
                 (str(cert), str(key)),
                 args.repeat,
                 args.quick,

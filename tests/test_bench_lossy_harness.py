@@ -305,7 +305,7 @@ def test_lossy_run_interleaves_repeats_and_records_failures(
     lossy = lossy_module.run(
         ["quicish", "aioquic", "picoquic"],
         None,
-        "no Python 3.12",
+        {"picoquic": "no Python 3.12"},
         ("c.pem", "k.pem"),
         repeat=2,
         quick=True,
@@ -335,6 +335,22 @@ def test_lossy_run_interleaves_repeats_and_records_failures(
     }
     assert (lossy.size_mb, lossy.timeout) == (123 / 1e6, 15.0)
     assert lossy.losses == LOSSES
+    # a stack run_all cannot run here (aioquic not installed): its row says so, in its place
+    calls.clear()
+    lossy = lossy_module.run(
+        ["picoquic", "aioquic", "quicish"],
+        "/py312",
+        {"aioquic": "aioquic is not installed"},
+        ("c.pem", "k.pem"),
+        repeat=1,
+        quick=True,
+        size=123,
+        measure=measure,
+    )
+    assert "aioquic" not in [name for name, _ in calls]
+    assert [name for name, _ in calls][-2:] == ["picoquic CUBIC", "picoquic BBR"]
+    assert lossy.stacks == [*STACKS[:2], "aioquic", *report.LOSSY_PICOQUIC]
+    assert lossy.missing == {"aioquic": "skipped: aioquic is not installed"}
 
 
 def test_lossy_workload_smoke_quicish_through_the_relay(
@@ -354,7 +370,7 @@ def test_lossy_workload_smoke_quicish_through_the_relay(
     lossy = lossy_module.run(
         ["quicish"],
         None,
-        None,
+        {},
         (str(tmp_path / "c.pem"), str(tmp_path / "k.pem")),
         repeat=1,
         quick=True,
