@@ -50,7 +50,8 @@ $(BENCH_STAMP): $(TEST_STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py
 
-# Goodput against random loss, fairness and queueing through the impairment relay (~20 min);
+# Goodput against random loss, fairness and queueing through the impairment relay (~20 min;
+# the goodput part also runs in `make bench`, its `lossy` workload);
 # PICOQUIC_PYTHON=<a Python >= 3.12 with aiopquic> adds picoquic's columns.
 bench-lossy: $(TEST_STAMP)
 	$(PY) benchmarks/bench_lossy.py --json benchmarks/lossy.json

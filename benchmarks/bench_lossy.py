@@ -43,6 +43,8 @@ PEERS = HERE / "peers"
 LOSSES = (0.0, 0.1, 1.0, 3.0)
 PATHS = {"50 Mbit/s, 30 ms": (50.0, 15.0), "10 Mbit/s, 100 ms": (10.0, 50.0)}
 BIG = 1_000_000_000  # bytes asked for by flows that run until the deadline
+SIZE = 10_000_000  # bytes of one goodput run's download
+TIMEOUT, QUICK_TIMEOUT = 30.0, 15.0  # cap on one goodput run (s); --quick's
 
 
 class Stack:
@@ -360,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--only", choices=["goodput", "fairness", "queue"])
     p.add_argument("--quick", action="store_true", help="one path, fewer pairs, short runs")
-    p.add_argument("--size", type=int, default=10_000_000, help="bulk bytes (default 10 MB)")
-    p.add_argument("--timeout", type=float, default=30.0, help="cap on one bulk run (s)")
+    p.add_argument("--size", type=int, default=SIZE, help="bulk bytes (default 10 MB)")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, help="cap on one bulk run (s)")
     p.add_argument("--duration", type=float, default=30.0, help="fairness run length (s)")
     p.add_argument("--repeat", type=int, default=1, help="runs per goodput point")
     p.add_argument("--picoquic-python", default=os.environ.get("PICOQUIC_PYTHON"))
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(json.loads(args.report.read_text())))
         return 0
     if args.quick:
-        args.timeout, args.duration = min(args.timeout, 15.0), min(args.duration, 10.0)
+        args.timeout, args.duration = min(args.timeout, QUICK_TIMEOUT), min(args.duration, 10.0)
     all_stacks = stacks(args.picoquic_python)
     if args.losses:
         global LOSSES

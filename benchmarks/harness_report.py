@@ -7,6 +7,7 @@ with "skipped" is a stack that could not run here, not a failure).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,7 +275,7 @@ def compose_tables(
             "user-space memory, a TCP socket's kernel buffers are not in it):",
             format_table(results, many, stacks),
         ]
-    if SUBJECT in stacks and len(stacks) > 1:
+    if SUBJECT in stacks and len(stacks) > 1 and columns + many:
         parts += [
             f"{SUBJECT}'s ratio to each stack (> 1x: {SUBJECT} is better):",
             ratio_table(results, columns + many, stacks),
@@ -324,3 +325,123 @@ def update_section(existing: str | None, section: str) -> str:
     if start >= 0 and end >= 0:
         return existing[:start] + block + existing[end + len(END) :]
     return existing.rstrip("\n") + "\n\n" + block + "\n"
+
+
+# ---------------------------------------------------------------- lossy paths (issue 22)
+
+LOSSY_TARGET = 0.9  # issue 22: quicish >= 0.9x the best picoquic controller at every point
+LOSSY_PICOQUIC = ("picoquic CUBIC", "picoquic BBR")
+
+
+@dataclass
+class Lossy:
+    """One run's goodput through the impairment relay: every run's Mbit/s per point."""
+
+    stacks: list[str]  # the columns, in order ("quicish CUBIC (default)", "aioquic", ...)
+    losses: tuple[float, ...]  # random loss rates (%), the rows
+    goodput: dict[str, dict[str, dict[str, list[float]]]]  # path -> stack -> str(loss) -> runs
+    missing: dict[str, str]  # stack -> why it has no runs ("skipped: ..." or a failure)
+    size_mb: float = 10.0
+    timeout: float = 30.0
+
+    def runs(self, path: str, stack: str, loss: float) -> list[float]:
+        return self.goodput.get(path, {}).get(stack, {}).get(str(loss), [])
+
+    def median(self, path: str, stack: str, loss: float) -> float | None:
+        runs = self.runs(path, stack, loss)
+        return statistics.median(runs) if runs else None
+
+    def subjects(self) -> list[str]:
+        """The quicish columns (one per congestion controller), each held to the target."""
+        return [s for s in self.stacks if s.startswith(SUBJECT)]
+
+    def best_picoquic(self, path: str, loss: float) -> float | None:
+        """The better of picoquic's medians (CUBIC, BBR) at this point."""
+        medians = [self.median(path, s, loss) for s in LOSSY_PICOQUIC]
+        got = [m for m in medians if m is not None]
+        return max(got) if got else None
+
+    def ratio(self, subject: str, path: str, loss: float) -> float | None:
+        """``subject``'s median ÷ the best picoquic median at this point."""
+        return ratio(self.median(path, subject, loss), self.best_picoquic(path, loss), True)
+
+
+def lossy_cell(runs: list[float]) -> str:
+    """The median, then every run in order when there are several: ``36.0 (33.1, 36.0, 39.2)``."""
+    median = fmt_number(statistics.median(runs))
+    if len(runs) == 1:
+        return median
+    return f"{median} ({', '.join(fmt_number(r) for r in runs)})"
+
+
+def lossy_table(lossy: Lossy, path: str) -> str:
+    """One path's table: a row per loss rate, a column per stack, then quicish ÷ picoquic."""
+    subjects = lossy.subjects()
+    header = ["random loss", *lossy.stacks, *(f"{s} ÷ best picoquic" for s in subjects)]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row, loss in enumerate(lossy.losses):
+        cells = []
+        for stack in lossy.stacks:
+            runs = lossy.runs(path, stack, loss)
+            if runs:
+                cells.append(lossy_cell(runs))
+            else:
+                why = lossy.missing.get(stack, "not run").replace("|", "\\|")
+                short = "skipped" if why.startswith("skipped") else "failed"
+                cells.append(why if row == 0 else short)
+        cells += [fmt_ratio(lossy.ratio(s, path, loss)) for s in subjects]
+        lines.append(f"| {loss:g}% | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def lossy_tables(lossy: Lossy) -> str:
+    """The lossy-path tables of the bench section, one per path."""
+    parts = []
+    for path in lossy.goodput:
+        parts += [
+            f"Lossy path {path}, 100-packet queue, random loss both ways: goodput (Mbit/s) of "
+            f"a {lossy.size_mb:g} MB download, the median (every run in parentheses); the "
+            "last columns are quicish's median ÷ the better picoquic median:",
+            lossy_table(lossy, path),
+        ]
+    return "\n\n".join(parts)
+
+
+def lossy_must_show(lossy: Lossy) -> list[str]:
+    """Issue 22's goodput target per quicish controller, with pass/fail over every point."""
+    lines = []
+    points = [(path, loss) for path in lossy.goodput for loss in lossy.losses]
+    for subject in lossy.subjects():
+        ratios = [(lossy.ratio(subject, path, loss), path, loss) for path, loss in points]
+        measured = [(r, path, loss) for r, path, loss in ratios if r is not None]
+        passed = sum(r >= LOSSY_TARGET for r, _, _ in measured)
+        if measured:
+            worst, path, loss = min(measured)
+            detail = (
+                f"worst {fmt_ratio(worst)} ({path}, {loss:g}% loss), "
+                f"{passed} of {len(points)} points pass"
+            )
+        else:
+            detail = "n/a"
+        if len(measured) < len(points) and passed == len(measured):
+            verdict = "not measured" if not measured else "not measured at every point"
+        else:
+            verdict = _verdict(passed == len(points))
+        lines.append(
+            f"- {subject} goodput on lossy paths: {detail} (target ≥ {LOSSY_TARGET:g}x the "
+            f"better picoquic at every point): **{verdict}**"
+        )
+    return lines
+
+
+def lossy_note(lossy: Lossy) -> str:
+    """What the lossy tables measured, for the section's notes."""
+    return (
+        "Lossy paths (issue 22; `benchmarks/bench_lossy.py`'s goodput measurement): each "
+        "stack's server and client processes (not pinned to CPUs) talk through the impairment "
+        "relay (`quicish.netem`, its own process): rate limit, delay, 100-packet drop-tail "
+        f"queue, random loss both ways; the {lossy.size_mb:g} MB download is sent by the "
+        f"server's controller; a run not done within {lossy.timeout:g} s counts the bytes it "
+        "got by then. quicish's default controller comes from `Config`, the others from "
+        "`QUICISH_CC`; picoquic CUBIC and BBR are aiopquic's `congestion_control_algorithm`."
+    )

@@ -13,7 +13,10 @@ another process, both on 127.0.0.1):
    stream (median, p99);
 5. many connections: ``--conns`` connections opened (10 at a time, each with one 64-byte GET)
    and held open idle: the server's RSS growth per connection and its CPU time per handshake
-   (handshakes per second per core), read from its ``/proc``.
+   (handshakes per second per core), read from its ``/proc``;
+6. lossy paths (``lossy``, ``harness_lossy``): bench_lossy's goodput through the impairment
+   relay at 0/0.1/1/3% random loss on its two paths, quicish (per congestion controller) beside
+   aioquic and picoquic CUBIC/BBR, the median of ``--repeat`` runs per point.
 
 picoquic runs under a Python >= 3.12 with aiopquic (``picoquic_env``: ``PICOQUIC_PYTHON``, else
 a ``.venv-picoquic`` made from pyenv's 3.12 or ``python3.12``); without one, or without qh3
@@ -81,6 +84,9 @@ PRIMARY = {  # the figure that picks the best of repeated runs
 }
 MB = 1_000_000
 WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")  # as peers/common.py
+LOSSY = "lossy"  # harness_lossy's workload: not a peer workload, the relay drives it
+ALL_WORKLOADS = (*WORKLOADS, LOSSY)
+LOSSY_STACKS = ("quicish", "aioquic", "picoquic")  # the stacks with lossy-path rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,8 +122,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help="comma-separated workloads (default: " + ",".join(WORKLOADS) + ")",
+        default=",".join(ALL_WORKLOADS),
+        help="comma-separated workloads (default: " + ",".join(ALL_WORKLOADS) + ")",
     )
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=Path, default=HERE / "results.png")
@@ -154,9 +160,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--only: unknown stack(s) {unknown}; choose from {STACK_ORDER}")
     args.stacks = [s for s in STACK_ORDER if s in stacks]
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if not workloads or set(workloads) - set(WORKLOADS):
-        p.error(f"--workloads: choose from {list(WORKLOADS)}")
-    args.workloads = [w for w in WORKLOADS if w in workloads]
+    if not workloads or set(workloads) - set(ALL_WORKLOADS):
+        p.error(f"--workloads: choose from {list(ALL_WORKLOADS)}")
+    args.workloads = [w for w in ALL_WORKLOADS if w in workloads]
     return args
 
 
@@ -383,7 +389,9 @@ def reproduce_command(argv: list[str]) -> str:
     return " ".join([".venv/bin/python", "benchmarks/run_all.py", *map(shlex.quote, argv)])
 
 
-def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
+def notes_for(
+    args: argparse.Namespace, results: report.Results, lossy: report.Lossy | None = None
+) -> list[str]:
     tls_cipher = next(
         (r.get("cipher") for r in results.get("tls", {}).values() if r.get("cipher")), None
     )
@@ -416,6 +424,8 @@ def notes_for(args: argparse.Namespace, results: report.Results) -> list[str]:
         "All figures come from one invocation on a machine that may be shared with other "
         "work; compare ratios within it, not absolute numbers across invocations.",
     ]
+    if lossy is not None:
+        notes.insert(-1, report.lossy_note(lossy))
     loops = {
         stack: {run.get("loop") for run in runs.values() if run.get("loop")}
         for stack, runs in results.items()
@@ -489,7 +499,9 @@ def _chart_ratio(r: float | None, higher_is_better: bool, memory: bool = False) 
     return f" ({report.fmt_ratio(1 / r)} {worse} than aioquic)"
 
 
-def write_chart(args: argparse.Namespace, panels: list[chart.Panel], subtitle: str) -> str:
+def write_chart(
+    args: argparse.Namespace, panels: list[chart.Panel | chart.LinePanel], subtitle: str
+) -> str:
     title = "quicish transport benchmarks (loopback, one run)"
     if args.chart_backend in ("auto", "matplotlib") and chart.render_matplotlib(
         title, panels, args.chart, subtitle
@@ -557,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
         cpus = None if args.no_pin else cpu_pair()
-        for workload in args.workloads:
+        for workload in [w for w in args.workloads if w in WORKLOADS]:
             client_args, timeout = plan[workload]
             runs: dict[str, list[dict[str, Any]]] = {stack: [] for stack in running}
             for attempt in range(args.repeat):  # interleaved, so load drifts hit all stacks
@@ -583,26 +595,45 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault(stack, {})[workload] = report.best_run(
                     runs[stack], key_metric.field, key_metric.higher_is_better
                 )
+        lossy, lossy_panels = None, []
+        if LOSSY in args.workloads and set(args.stacks) & set(LOSSY_STACKS):
+            import harness_lossy  # imports quicish (bench_lossy's relay): only when asked for
+
+            lossy = harness_lossy.run(
+                args.stacks,
+                pythons.get("picoquic"),
+                skips,
+                (str(cert), str(key)),
+                args.repeat,
+                args.quick,
+            )
+            lossy_panels = harness_lossy.panels(lossy)
     table = report.compose_tables(results, columns, many, args.stacks)
+    lossy_tables = report.lossy_tables(lossy) if lossy else ""
     print()
-    print(table)
+    print("\n\n".join(t for t in (table, lossy_tables) if t))
     checks = []
-    if {"quicish", "aioquic"} <= set(args.stacks):
+    peer_workloads = set(args.workloads) & set(WORKLOADS)  # the lossy one has its own line
+    if {"quicish", "aioquic"} <= set(args.stacks) and peer_workloads:
         checks += report.must_show(results)
-    if "quicish" in args.stacks:
+    if "quicish" in args.stacks and peer_workloads:
         checks += report.must_show_c_stacks(results)
+    if lossy:
+        checks += report.lossy_must_show(lossy)
     for line in checks:
         print(line)
     if args.no_write:
         return 0
-    if args.repeat > 1:
-        spread = report.spread_table(results, [PRIMARY[w] for w in args.workloads], args.stacks)
+    primary = [PRIMARY[w] for w in args.workloads if w in PRIMARY]
+    if args.repeat > 1 and primary:
+        spread = report.spread_table(results, primary, args.stacks)
         table += "\n\nEvery run behind the best figures, in order:\n\n" + spread
+    table = "\n\n".join(t for t in (table, lossy_tables) if t)
     section = report.render_section(
         table,
         machine,
         reproduce_command(argv),
-        notes_for(args, results),
+        notes_for(args, results, lossy),
         extra=["Issue targets in this run:", *checks] if checks else None,
         chart_path=os.path.relpath(args.chart.resolve(), args.output.resolve().parent),
     )
@@ -610,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(report.update_section(existing, section))
     subtitle = f"{machine[0]}; {machine[3]}"
     wanted = [m for m in charted if m.workload in args.workloads]
-    backend = write_chart(args, chart_panels(results, args.stacks, wanted), subtitle)
+    panels: list[chart.Panel | chart.LinePanel] = [*chart_panels(results, args.stacks, wanted)]
+    panels += lossy_panels
+    backend = write_chart(args, panels, subtitle)
     print(f"\nwrote {args.output} and {args.chart} ({backend})")
     return 0
 
