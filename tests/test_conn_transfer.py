@@ -13,6 +13,7 @@ from quicish.native import RangeSet
 from quicish.proto.connection import Connection
 from quicish.proto.packet_builder import PacketBuilder
 from quicish.proto.records import SentPacket, StreamRecord
+from quicish.proto.stream_burst import StreamBurst
 from quicish.simlink import LinkSpec
 
 BIG = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
@@ -267,6 +268,57 @@ def test_lean_stream_builder_sends_exactly_what_the_general_builder_would(
     assert general_calls == 0 and lean_calls > 1000
     assert len(lean) > 1700
     assert lean == general
+
+
+def _sent_packets(burst: bool, kw: dict[str, Any], monkeypatch: Any) -> tuple[list[Any], int]:
+    """Every packet the client records as sent in a lossy 3 MB transfer (number, time,
+    size, records), every datagram it hands over (time, size), and how many packets the
+    burst path made; ``burst=False`` turns the burst path off (the lean builder then
+    makes each packet). No tracer: a traced connection never takes the burst path."""
+    with monkeypatch.context() as m:
+        made = [0]
+        fill = StreamBurst.fill
+
+        def counting(self: StreamBurst, *args: Any) -> int:
+            n = 0 if not burst else fill(self, *args)
+            made[0] += n
+            return n
+
+        m.setattr(StreamBurst, "fill", counting)
+        net = make_net(
+            link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8, client_kw=kw, server_kw=kw
+        )
+        sent: list[Any] = []
+        record = net.client._recovery.on_packet_sent
+        send = net.client.datagrams_to_send
+
+        def on_sent(pkt: SentPacket) -> None:
+            sent.append((pkt.pn, pkt.sent_time, pkt.size, pkt.in_flight, tuple(pkt.frames)))
+            record(pkt)
+
+        def datagrams(now: float) -> list[tuple[bytes, tuple[str, int]]]:
+            out = send(now)
+            sent.extend((now, len(d)) for d, _ in out)
+            return out
+
+        setattr(net.client._recovery, "on_packet_sent", on_sent)  # noqa: B010
+        setattr(net.client, "datagrams_to_send", datagrams)  # noqa: B010
+        one_way(net, 3 << 20)
+        return sent, made[0]
+
+
+def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) -> None:
+    """The bulk burst (``stream_burst.py``, N packets per C call) is only an optimisation:
+    under loss and reordering, at 1200 bytes and with path MTU discovery growing the
+    datagrams, the client sends packets of the same numbers, sizes, times and frames,
+    and the same datagrams, with it and without it (the packet bytes themselves are
+    compared with the lean builder's in test_native_burst.py)."""
+    for kw in (FIXED, BIG):
+        bursts, made = _sent_packets(True, kw, monkeypatch)
+        lean, none = _sent_packets(False, kw, monkeypatch)
+        assert none == 0 and made > 1000
+        assert len(bursts) > 4000
+        assert bursts == lean
 
 
 def test_bulk_packets_take_the_lean_receive_path() -> None:

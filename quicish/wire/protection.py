@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
+from quicish.native.pure import seal_stream_burst as _pure_stream_burst
 
 from .pn import decode_packet_number
 
@@ -398,6 +399,39 @@ class PacketProtector:
         bits = 0x0F if first & 0x80 else 0x1F
         xor: int = ((m0 & bits) << (8 * hlen - 8)) | (m4 >> (8 * offset))
         return (int.from_bytes(header, "big") ^ xor).to_bytes(hlen, "big") + ct
+
+    def seal_stream_burst(
+        self,
+        dcid: BytesLike,
+        first: int,
+        pn: int,
+        largest_acked: int | None,
+        skip_pn: int,
+        datagram_size: int,
+        stream_id: int,
+        offset: int,
+        data: BytesLike,
+        final_size: int | None,
+        in_flight: int,
+        cwnd: float,
+        pacer: tuple[float, float, float, float] | None,
+        now: float,
+        max_count: int,
+    ) -> tuple[list[bytes], list[int], float]:
+        """1-RTT packets of one full STREAM frame each, numbered from ``pn`` (header
+        ``first`` byte without the pn length bits, to ``dcid``), while the window, the
+        pacer's ``(tokens, need, capacity, rate)``, ``data`` (the stream's bytes from
+        ``offset``), ``max_count`` and ``skip_pn`` allow: ``(packets, data lengths, pacer
+        tokens left)``. One C call when :attr:`accelerated` (native/burst.c), else the
+        pure twin over :meth:`seal_packet`; the same bytes either way."""
+        args = (
+            dcid, first, pn, largest_acked, skip_pn, datagram_size, stream_id, offset, data,
+            final_size, in_flight, cwnd, pacer, now, max_count,
+        )  # fmt: skip
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher.seal_stream_burst(*args)
+        return _pure_stream_burst(self.seal_packet, *args)
 
     def remove_header_protection(self, packet: BytesLike, pn_offset: int) -> tuple[bytes, int, int]:
         """(plain_header, truncated_pn, pn_length) of one protected packet.
