@@ -1,8 +1,12 @@
-"""The bulk send path's burst (native/burst.c through ``PacketCipher.seal_stream_burst``,
-and the pure twin ``pure.seal_stream_burst``): the same packets, byte for byte, as the
-lean builder's one-at-a-time encoding (``encode_short_header``, the STREAM frame sized as
-``StreamManager.write_stream_frames`` sizes it, ``PacketProtector.seal_packet``), and the
-same stopping points (window, pacer, data, count, skipped packet number)."""
+"""The bulk paths in C, against their pure twins and the Python encoders and decoders.
+
+Sending: the burst (native/burst.c through ``PacketCipher.seal_stream_burst``, and
+``pure.seal_stream_burst``) gives the same packets, byte for byte, as the lean builder's
+one-at-a-time encoding (``encode_short_header``, the STREAM frame sized as
+``StreamManager.write_stream_frames`` sizes it, ``PacketProtector.seal_packet``), and stops
+where it would (window, pacer, data, count, skipped packet number). Receiving:
+``PacketCipher.open_stream`` opens as ``open`` and decodes a lone STREAM frame as
+``decode_lone_stream_frame`` (``pure.lone_stream_fields``)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,14 @@ from typing import Any
 
 import pytest
 
+from quicish.errors import DecodeError, DecryptionError
 from quicish.native import accelerated, pure
 from quicish.wire.buffer import Buffer
-from quicish.wire.frames import push_stream_frame, stream_frame_overhead
+from quicish.wire.frames import (
+    decode_lone_stream_frame,
+    push_stream_frame,
+    stream_frame_overhead,
+)
 from quicish.wire.packet import encode_short_header
 from quicish.wire.pn import encode_packet_number
 from quicish.wire.protection import CipherSuite, PacketProtector
@@ -185,3 +194,78 @@ def test_where_a_burst_stops(impl: str) -> None:
     assert burst(pacer=(2000.0, 1200.0, 2000.0, 1e6))[2] == 800.0
     assert burst(pacer=(500.0, 500.0, 500.0, 1e6))[2] == -500.0  # owed: one burst at most
     assert burst(largest_acked=None, pn=0, offset=0)[1][0] == 1200 - (1 + 8 + 1) - 16 - 4
+
+
+# ---- the receive side: a packet opened with its lone STREAM frame decoded --------------------
+
+
+def stream_payloads(rng: random.Random) -> bytes:
+    """STREAM frames alone, with trailing bytes, truncated, at the varint limits, other
+    frame types and junk: everything decode_lone_stream_frame answers for."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 40))
+    buf = Buffer()
+    sid = rng.choice((0, 5, 63, 64, 16383, 16384, (1 << 62) - 1))
+    offset = rng.choice((0, 1, 0x3FFF, 0x4000, 0x3FFFFFFF, 1 << 40, (1 << 62) - 10))
+    data = rng.randbytes(rng.choice((0, 1, 20, 1200)))
+    if offset + len(data) >= 1 << 62:
+        offset = (1 << 62) - 1 - len(data)
+    push_stream_frame(buf, sid, offset, data, rng.random() < 0.3, rng.random() < 0.8)
+    payload = bytes(buf.take())
+    if kind == 2:
+        payload += rng.randbytes(rng.randrange(1, 5))  # more after the frame: not lone
+    elif kind == 3:
+        payload = payload[: rng.randrange(0, len(payload) + 1)]  # truncated
+    elif kind == 4:
+        payload = bytes((rng.randrange(256),)) + payload[1:]  # another type byte
+    elif kind == 5 and payload[0] & 0x04:
+        payload = payload[:1] + rng.randbytes(9) + payload[10:]  # a random offset varint
+    return payload
+
+
+def reference_fields(payload: bytes) -> Any:
+    try:
+        frame = decode_lone_stream_frame(payload)
+    except DecodeError:
+        return None  # (the general path raises it again)
+    if frame is None:
+        return None
+    return (frame.stream_id, frame.offset, bytes(frame.data), frame.fin, frame.with_length)
+
+
+def as_comparable(fields: Any) -> Any:
+    return None if fields is None else (*fields[:2], bytes(fields[2]), *fields[3:])
+
+
+@needs_c
+def test_open_stream_decodes_as_the_frame_decoder() -> None:
+    """C (``PacketCipher.open_stream``), the twin (``pure.lone_stream_fields``) and
+    ``decode_lone_stream_frame`` agree on every payload, malformed ones included; the
+    packet itself opens exactly as ``open`` opens it."""
+    key, iv, hp = keys(AES128, 7)
+    py = PacketProtector(AES128, b"", key, iv, hp, accelerate=False)
+    c = PacketProtector(AES128, b"", key, iv, hp)
+    rng = random.Random(7)
+    lone = 0
+    for i in range(4000):
+        payload = stream_payloads(rng)
+        expected = reference_fields(payload)
+        assert as_comparable(pure.lone_stream_fields(payload)) == expected, payload
+        lone += expected is not None
+        if len(payload) < 4:
+            continue
+        packet = py.seal_packet(encode_short_header(b"\x07" * 8, i & 0xFF, 1), payload, i)
+        opened = c.open_stream_packet(packet, 9, i - 1)
+        assert opened[:3] == py.open_packet(packet, 9, i - 1) == (opened[0], payload, i)
+        assert as_comparable(opened[3]) == expected, payload
+        assert as_comparable(py.open_stream_packet(packet, 9, i - 1)[3]) == expected
+        if opened[3] is not None:
+            assert isinstance(opened[3][2], memoryview) and opened[3][2].obj is opened[1]
+    assert lone > 1000
+    packet = py.seal_packet(encode_short_header(b"\x07" * 8, 1, 1), bytes(30), 1)
+    for protector in (c, py):
+        with pytest.raises(DecryptionError):
+            protector.open_stream_packet(packet[:-1] + b"\x00", 9, 0)
+        with pytest.raises(DecryptionError):
+            protector.open_stream_packet(packet[:20], 9, 0)  # too short to sample

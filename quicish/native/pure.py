@@ -869,3 +869,28 @@ def seal_stream_burst(
         offset += length
         pn += 1
     return packets, lengths, tokens
+
+
+def lone_stream_fields(payload: bytes) -> tuple[int, int, memoryview, bool, bool] | None:
+    """The twin of the C ``PacketCipher.open_stream``'s frame decoding: ``(stream_id,
+    offset, data, fin, with_length)`` of the STREAM frame that is the whole ``payload``
+    (``data`` a memoryview slice of it), or None for anything else, malformed included."""
+    if not payload or not 0x08 <= payload[0] <= 0x0F:
+        return None
+    t = payload[0]
+    pos = 1
+    fields = [0, 0, 0]  # stream id, offset, length
+    for k, present in enumerate((True, bool(t & 0x04), bool(t & 0x02))):
+        if not present:
+            continue
+        if pos >= len(payload):
+            return None
+        n = 1 << (payload[pos] >> 6)
+        if len(payload) - pos < n:
+            return None
+        fields[k] = int.from_bytes(payload[pos : pos + n], "big") & ((1 << (8 * n - 2)) - 1)
+        pos += n
+    stop = pos + fields[2] if t & 0x02 else len(payload)
+    if stop != len(payload) or fields[1] + stop - pos > VARINT_MAX:
+        return None
+    return fields[0], fields[1], memoryview(payload)[pos:stop], bool(t & 0x01), bool(t & 0x02)

@@ -361,6 +361,79 @@ done:
     return result;
 }
 
+/* A QUIC varint at p[*i] (below end), or -1 when it is truncated. */
+static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
+{
+    unsigned n;
+    uint64_t v;
+    if (*i >= end)
+        return -1;
+    n = 1u << (p[*i] >> 6);
+    if (end - *i < (Py_ssize_t)n)
+        return -1;
+    v = p[*i] & 0x3F;
+    for (unsigned k = 1; k < n; k++)
+        v = (v << 8) | p[*i + k];
+    *i += n;
+    return (int64_t)v;
+}
+
+/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that is the
+ * whole payload, as wire.frames.decode_lone_stream_frame decodes it (data a memoryview
+ * slice of payload), or None for anything else, a malformed frame included (the caller's
+ * general path then decodes it and raises). */
+static PyObject *lone_stream_fields(PyObject *payload)
+{
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1, q;
+    int64_t sid, offset = 0, length;
+    uint8_t t;
+    PyObject *view, *data, *result;
+    if (len < 1 || p[0] < 0x08 || p[0] > 0x0F)
+        Py_RETURN_NONE;
+    t = p[0];
+    if ((sid = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    if ((t & 0x04) && (offset = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    if (t & 0x02) {
+        if ((length = read_varint(p, &i, len)) < 0 || length > len - i)
+            Py_RETURN_NONE;
+        q = i + (Py_ssize_t)length;
+    } else {
+        q = len;
+    }
+    if (q != len || (uint64_t)offset + (uint64_t)(q - i) > QR_VALUE_MAX - 1)
+        Py_RETURN_NONE;
+    if (!(view = PyMemoryView_FromObject(payload)))
+        return NULL;
+    data = PySequence_GetSlice(view, i, q);
+    Py_DECREF(view);
+    if (!data)
+        return NULL;
+    result = Py_BuildValue("(LLNOO)", (long long)sid, (long long)offset, data,
+                           (t & 0x01) ? Py_True : Py_False, (t & 0x02) ? Py_True : Py_False);
+    return result;
+}
+
+static PyObject *pc_open_stream(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *result;
+    if (!opened || opened == Py_None)
+        return opened;
+    fields = lone_stream_fields(PyTuple_GET_ITEM(opened, 1));
+    if (!fields) {
+        Py_DECREF(opened);
+        return NULL;
+    }
+    result = PyTuple_Pack(4, PyTuple_GET_ITEM(opened, 0), PyTuple_GET_ITEM(opened, 1),
+                          PyTuple_GET_ITEM(opened, 2), fields);
+    Py_DECREF(opened);
+    Py_DECREF(fields);
+    return result;
+}
+
 static PyObject *pc_mask(PyObject *self, PyObject *sample)
 {
     Py_buffer view;
@@ -416,6 +489,10 @@ static PyMethodDef pc_methods[] = {
                "-> (packets, lengths, tokens): 1-RTT packets of one full STREAM frame each "
                "(burst.h), as the lean builder makes them, while window, pacer, data, count "
                "and the skipped packet number allow.")},
+    {"open_stream", (PyCFunction)(void (*)(void))pc_open_stream, FASTCALL_KW,
+     PyDoc_STR("open_stream(packet, pn_offset, largest_pn) -> (plain_header, payload, pn, "
+               "fields) or None, as open, with fields the (stream_id, offset, data, fin, "
+               "with_length) of the STREAM frame that is the whole payload, else None.")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

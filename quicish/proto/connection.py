@@ -773,7 +773,7 @@ class Connection:
         ):
             return False
         try:
-            plain_header, payload, pn = rx.open_packet(
+            plain_header, payload, pn, lone = rx.open_stream_packet(
                 memoryview(data), pn_offset, space.largest_received
             )
         except DecryptionError:
@@ -784,7 +784,7 @@ class Connection:
         if not space.record(pn):
             self._drop("duplicate", now, _ONE_RTT, len(data))
             return True
-        self._process_packet(payload, _ONE_RTT, space, pn, len(data), now)
+        self._process_packet(payload, _ONE_RTT, space, pn, len(data), now, lone)
         return True
 
     def _process_packet(
@@ -795,13 +795,17 @@ class Connection:
         pn: int,
         size: int,
         now: float,
+        lone: tuple[int, int, memoryview, bool, bool] | None = None,
     ) -> None:
         """The frames of an authenticated, newly recorded packet, then its ACK schedule."""
         self.stats_counters.packets_received += 1
         idle = self._idle  # (IdleTimer.on_packet_received inlined)
         idle.last_activity = now
         idle.restart_pending = True
-        ack_eliciting = self._process_frames(payload, ptype, space, now)
+        if lone is None or self._trace is not None:
+            ack_eliciting: object = self._process_frames(payload, ptype, space, now)
+        else:  # its one STREAM frame's fields, opened with it (bulk; a trace logs frames)
+            ack_eliciting = self._frames.on_stream_fields(*lone, now)
         if self._trace is not None:
             self._trace.packet_received(now, ptype, pn, size, payload, ack_eliciting)
         rx_path = self._frames.rx_path
