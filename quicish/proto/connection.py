@@ -774,7 +774,7 @@ class Connection:
             return False
         try:
             plain_header, payload, pn, lone = rx.open_stream_packet(
-                memoryview(data), pn_offset, space.largest_received
+                data, pn_offset, space.largest_received
             )
         except DecryptionError:
             return False

@@ -480,7 +480,8 @@ class PacketProtector:
                 if opened is None:
                     raise DecryptionError("packet authentication failed")
                 return opened
-        header, payload, pn = self.open_packet(packet, pn_offset, largest_pn)
+        view = packet if isinstance(packet, memoryview) else memoryview(packet)
+        header, payload, pn = self.open_packet(view, pn_offset, largest_pn)
         return header, payload, pn, _lone_stream_fields(payload)
 
     def open_packet(
