@@ -11,6 +11,7 @@ from pairs import Net, Peer, Sender, connected, make_net
 
 from quicish.native import RangeSet
 from quicish.proto.connection import Connection
+from quicish.proto.lean_receive import LeanReceiver
 from quicish.proto.packet_builder import PacketBuilder
 from quicish.proto.records import SentPacket, StreamRecord
 from quicish.proto.stream_burst import StreamBurst
@@ -270,7 +271,13 @@ def test_lean_stream_builder_sends_exactly_what_the_general_builder_would(
     assert lean == general
 
 
-def _sent_packets(burst: bool, kw: dict[str, Any], monkeypatch: Any) -> tuple[list[Any], int]:
+def _sent_packets(
+    burst: bool,
+    kw: dict[str, Any],
+    monkeypatch: Any,
+    link: LinkSpec | None = None,
+    lean: bool = True,
+) -> tuple[list[Any], int]:
     """Every packet the client records as sent in a lossy 3 MB transfer (number, time,
     size, records), every datagram it hands over (time, size), and how many packets the
     burst path made; ``burst=False`` turns the burst path off (the lean builder then
@@ -285,9 +292,10 @@ def _sent_packets(burst: bool, kw: dict[str, Any], monkeypatch: Any) -> tuple[li
             return n
 
         m.setattr(StreamBurst, "fill", counting)
-        net = make_net(
-            link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02), seed=8, client_kw=kw, server_kw=kw
-        )
+        if not lean:
+            m.setattr(LeanReceiver, "take", lambda self, *args: False)
+        link = link or LinkSpec(delay=0.01, loss=0.02, reorder=0.02)
+        net = make_net(link=link, seed=8, client_kw=kw, server_kw=kw)
         sent: list[Any] = []
         record = net.client._recovery.on_packet_sent
         send = net.client.datagrams_to_send
@@ -304,6 +312,7 @@ def _sent_packets(burst: bool, kw: dict[str, Any], monkeypatch: Any) -> tuple[li
         setattr(net.client._recovery, "on_packet_sent", on_sent)  # noqa: B010
         setattr(net.client, "datagrams_to_send", datagrams)  # noqa: B010
         one_way(net, 3 << 20)
+        sent.append((net.client.stats(), net.server.stats()))
         return sent, made[0]
 
 
@@ -321,15 +330,43 @@ def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) 
         assert bursts == lean
 
 
-def test_bulk_packets_take_the_lean_receive_path() -> None:
+def test_lean_receive_path_changes_nothing(monkeypatch: Any) -> None:
+    """The lean receive path (``lean_receive.py``, both sides: STREAM packets on one, ACKs on
+    the other) is only an optimisation: under loss, reordering, duplication, corruption and
+    CE marks the client sends the same packets at the same times, and both sides end with
+    the same counters (duplicates, undecryptable packets, ...), with it and without it."""
+    link = LinkSpec(
+        delay=0.01, loss=0.02, reorder=0.03, duplicate=0.02, corrupt=0.01, ecn=2,
+        congestion_marks=0.002,
+    )  # fmt: skip
+    lean, _ = _sent_packets(True, FIXED, monkeypatch, link)
+    general, _ = _sent_packets(True, FIXED, monkeypatch, link, lean=False)
+    client, server = lean[-1]
+    assert server.packets_duplicate > 20 and server.packets_undecryptable > 20
+    assert client.packets_lost > 20
+    assert len(lean) > 4000
+    assert lean == general
+
+
+def test_bulk_packets_take_the_lean_receive_path(monkeypatch: Any) -> None:
     """After the handshake, every 1-RTT datagram of a clean transfer is taken by the lean
-    receive path (no general header parse), and the bytes and counters are unchanged."""
+    receive path (no general header parse: ``LeanReceiver.take``, or ``_receive_short``
+    when traced), and the bytes and counters are unchanged."""
     net = make_net(client_kw=FIXED, server_kw=FIXED)
     c, s = connected(net)
     general: list[int] = []
     lean = {"taken": 0}
     receive_packet = Connection._receive_packet
     receive_short = Connection._receive_short
+    take = LeanReceiver.take
+
+    def counting_take(self: LeanReceiver, *args: Any) -> bool:
+        taken = take(self, *args)
+        if self is net.server._lean:
+            lean["taken"] += taken
+        return taken
+
+    monkeypatch.setattr(LeanReceiver, "take", counting_take)
 
     def counting_general(self: Connection, *args: Any) -> None:
         general.append(args[2].packet_type)
