@@ -107,7 +107,7 @@ class LeanReceiver:
             if header[0] & SHORT_RESERVED_BITS:
                 raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
             frames.rx_dcid = cid
-            if not space.record(pn):
+            if pn < space.ack_floor or not space.received.add_packet(pn):  # (record inlined)
                 stats.packets_duplicate += 1
                 return True
             stats.packets_received += 1
