@@ -277,6 +277,7 @@ def _sent_packets(
     monkeypatch: Any,
     link: LinkSpec | None = None,
     lean: bool = True,
+    general: bool = False,
 ) -> tuple[list[Any], int]:
     """Every packet the client records as sent in a lossy 3 MB transfer (number, time,
     size, records), every datagram it hands over (time, size), and how many packets the
@@ -294,6 +295,8 @@ def _sent_packets(
         m.setattr(StreamBurst, "fill", counting)
         if not lean:
             m.setattr(LeanReceiver, "take", lambda self, *args: False)
+        if general:  # (no lean builder, so no burst either: every packet the general way)
+            m.setattr(PacketBuilder, "lean_ready", lambda self: False)
         link = link or LinkSpec(delay=0.01, loss=0.02, reorder=0.02)
         net = make_net(link=link, seed=8, client_kw=kw, server_kw=kw)
         sent: list[Any] = []
@@ -320,14 +323,17 @@ def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) 
     """The bulk burst (``stream_burst.py``, N packets per C call) is only an optimisation:
     under loss and reordering, at 1200 bytes and with path MTU discovery growing the
     datagrams, the client sends packets of the same numbers, sizes, times and frames,
-    and the same datagrams, with it and without it (the packet bytes themselves are
-    compared with the lean builder's in test_native_burst.py)."""
+    and the same datagrams, with it and without it, and as the general builder alone (the
+    packet bytes themselves are compared with the lean builder's in test_native_burst.py)."""
     for kw in (FIXED, BIG):
         bursts, made = _sent_packets(True, kw, monkeypatch)
         lean, none = _sent_packets(False, kw, monkeypatch)
         assert none == 0 and made > 1000
         assert len(bursts) > 4000
         assert bursts == lean
+    general, none = _sent_packets(True, FIXED, monkeypatch, general=True)
+    assert none == 0
+    assert general == _sent_packets(True, FIXED, monkeypatch)[0]  # and the general builder's
 
 
 def test_lean_receive_path_changes_nothing(monkeypatch: Any) -> None:
