@@ -7,8 +7,10 @@ import json
 import random
 from typing import Any
 
+import pytest
 from pairs import Net, Peer, Sender, connected, make_net
 
+from quicish import native
 from quicish.native import RangeSet
 from quicish.proto.connection import Connection
 from quicish.proto.lean_receive import LeanReceiver
@@ -319,6 +321,7 @@ def _sent_packets(
         return sent, made[0]
 
 
+@pytest.mark.skipif(not native.CRYPTO_ACCELERATED, reason="the burst needs the C cipher")
 def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) -> None:
     """The bulk burst (``stream_burst.py``, N packets per C call) is only an optimisation:
     under loss and reordering, at 1200 bytes and with path MTU discovery growing the

@@ -72,7 +72,7 @@ int qr_burst_plan(qr_burst *b)
 
 int qr_burst_seal(qr_burst *b, qr_pc *pc, uint8_t *out)
 {
-    uint8_t header[1 + 20 + 4 + 235], pn12[QR_PC_IV_SIZE], *p;
+    uint8_t header[1 + 20 + 4], pn12[QR_PC_IV_SIZE], *p; /* first byte, CID, pn */
     unsigned i;
     int r;
     size_t hlen = b->header_len, plen;

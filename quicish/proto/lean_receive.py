@@ -136,10 +136,16 @@ class LeanReceiver:
         return True
 
     def _frames_of(self, payload: bytes, space: PacketSpace, now: float) -> bool:
-        """A 1-RTT packet's frames other than a lone STREAM frame, to their handlers (as
+        """A 1-RTT packet's frames not decoded with it, to their handlers (as
         ``Connection._process_frames``, on the current path); True if ack-eliciting."""
-        ack_eliciting = False
         on = self._frames
+        lone = F.decode_lone_stream_frame(payload)  # (the C cipher decodes it: not here)
+        if lone is not None:
+            data = lone.data if isinstance(lone.data, memoryview) else memoryview(lone.data)
+            return on.on_stream_fields(
+                lone.stream_id, lone.offset, data, lone.fin, lone.with_length, now
+            )
+        ack_eliciting = False
         handlers = on.table
         for frame in F.decode_frames(payload, PacketType.ONE_RTT):
             kind = type(frame)

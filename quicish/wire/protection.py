@@ -35,11 +35,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from quicish import kdf
-from quicish.errors import ConfigError, DecodeError, DecryptionError
+from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
 from quicish.native.pure import seal_stream_burst as _pure_stream_burst
 
-from .frames import decode_lone_stream_frame
 from .pn import decode_packet_number
 
 if TYPE_CHECKING:
@@ -466,10 +465,11 @@ class PacketProtector:
     def open_stream_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
     ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None]:
-        """:meth:`open_packet`, and the ``(stream_id, offset, data, fin, with_length)`` of
-        the STREAM frame that is the whole payload (None for any other payload, a
-        malformed frame included): the bulk receive path, one C call when
-        :attr:`accelerated`. Raises :class:`DecryptionError`."""
+        """:meth:`open_packet`, and, when :attr:`accelerated` (one C call), the
+        ``(stream_id, offset, data, fin, with_length)`` of the STREAM frame that is the
+        whole payload, None for any other payload (a malformed frame included; as
+        ``pure.lone_stream_fields``); without the C cipher always None (the caller's
+        frame decoder decodes it). Raises :class:`DecryptionError`."""
         cipher = self._cipher
         if cipher is not None:
             try:
@@ -482,14 +482,7 @@ class PacketProtector:
                 return opened
         view = packet if isinstance(packet, memoryview) else memoryview(packet)
         header, payload, pn = self.open_packet(view, pn_offset, largest_pn)
-        try:  # (frames.py's decoder, the fastest in Python; pure.lone_stream_fields agrees)
-            lone = decode_lone_stream_frame(payload)
-        except DecodeError:
-            return header, payload, pn, None  # (the general decoder raises it again)
-        if lone is None:
-            return header, payload, pn, None
-        data = lone.data if isinstance(lone.data, memoryview) else memoryview(lone.data)
-        return header, payload, pn, (lone.stream_id, lone.offset, data, lone.fin, lone.with_length)
+        return header, payload, pn, None  # (not decoded: the caller's frame decoder does)
 
     def open_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
