@@ -7,12 +7,16 @@ import json
 import random
 from typing import Any
 
+import pytest
 from pairs import Net, Peer, Sender, connected, make_net
 
+from quicish import native
 from quicish.native import RangeSet
 from quicish.proto.connection import Connection
+from quicish.proto.lean_receive import LeanReceiver
 from quicish.proto.packet_builder import PacketBuilder
 from quicish.proto.records import SentPacket, StreamRecord
+from quicish.proto.stream_burst import StreamBurst
 from quicish.simlink import LinkSpec
 
 BIG = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
@@ -269,15 +273,109 @@ def test_lean_stream_builder_sends_exactly_what_the_general_builder_would(
     assert lean == general
 
 
-def test_bulk_packets_take_the_lean_receive_path() -> None:
+def _sent_packets(
+    burst: bool,
+    kw: dict[str, Any],
+    monkeypatch: Any,
+    link: LinkSpec | None = None,
+    lean: bool = True,
+    general: bool = False,
+) -> tuple[list[Any], int]:
+    """Every packet the client records as sent in a lossy 3 MB transfer (number, time,
+    size, records), every datagram it hands over (time, size), and how many packets the
+    burst path made; ``burst=False`` turns the burst path off (the lean builder then
+    makes each packet). No tracer: a traced connection never takes the burst path."""
+    with monkeypatch.context() as m:
+        made = [0]
+        fill = StreamBurst.fill
+
+        def counting(self: StreamBurst, *args: Any) -> int:
+            n = 0 if not burst else fill(self, *args)
+            made[0] += n
+            return n
+
+        m.setattr(StreamBurst, "fill", counting)
+        if not lean:
+            m.setattr(LeanReceiver, "take", lambda self, *args: False)
+        if general:  # (no lean builder, so no burst either: every packet the general way)
+            m.setattr(PacketBuilder, "lean_ready", lambda self: False)
+        link = link or LinkSpec(delay=0.01, loss=0.02, reorder=0.02)
+        net = make_net(link=link, seed=8, client_kw=kw, server_kw=kw)
+        sent: list[Any] = []
+        record = net.client._recovery.on_packet_sent
+        send = net.client.datagrams_to_send
+
+        def on_sent(pkt: SentPacket) -> None:
+            sent.append((pkt.pn, pkt.sent_time, pkt.size, pkt.in_flight, tuple(pkt.frames)))
+            record(pkt)
+
+        def datagrams(now: float) -> list[tuple[bytes, tuple[str, int]]]:
+            out = send(now)
+            sent.extend((now, len(d)) for d, _ in out)
+            return out
+
+        setattr(net.client._recovery, "on_packet_sent", on_sent)  # noqa: B010
+        setattr(net.client, "datagrams_to_send", datagrams)  # noqa: B010
+        one_way(net, 3 << 20)
+        sent.append((net.client.stats(), net.server.stats()))
+        return sent, made[0]
+
+
+@pytest.mark.skipif(not native.CRYPTO_ACCELERATED, reason="the burst needs the C cipher")
+def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) -> None:
+    """The bulk burst (``stream_burst.py``, N packets per C call) is only an optimisation:
+    under loss and reordering, at 1200 bytes and with path MTU discovery growing the
+    datagrams, the client sends packets of the same numbers, sizes, times and frames,
+    and the same datagrams, with it and without it, and as the general builder alone (the
+    packet bytes themselves are compared with the lean builder's in test_native_burst.py)."""
+    for kw in (FIXED, BIG):
+        bursts, made = _sent_packets(True, kw, monkeypatch)
+        lean, none = _sent_packets(False, kw, monkeypatch)
+        assert none == 0 and made > 1000
+        assert len(bursts) > 4000
+        assert bursts == lean
+    general, none = _sent_packets(True, FIXED, monkeypatch, general=True)
+    assert none == 0
+    assert general == _sent_packets(True, FIXED, monkeypatch)[0]  # and the general builder's
+
+
+def test_lean_receive_path_changes_nothing(monkeypatch: Any) -> None:
+    """The lean receive path (``lean_receive.py``, both sides: STREAM packets on one, ACKs on
+    the other) is only an optimisation: under loss, reordering, duplication, corruption and
+    CE marks the client sends the same packets at the same times, and both sides end with
+    the same counters (duplicates, undecryptable packets, ...), with it and without it."""
+    link = LinkSpec(
+        delay=0.01, loss=0.02, reorder=0.03, duplicate=0.02, corrupt=0.01, ecn=2,
+        congestion_marks=0.002,
+    )  # fmt: skip
+    lean, _ = _sent_packets(True, FIXED, monkeypatch, link)
+    general, _ = _sent_packets(True, FIXED, monkeypatch, link, lean=False)
+    client, server = lean[-1]
+    assert server.packets_duplicate > 20 and server.packets_undecryptable > 20
+    assert client.packets_lost > 20
+    assert len(lean) > 4000
+    assert lean == general
+
+
+def test_bulk_packets_take_the_lean_receive_path(monkeypatch: Any) -> None:
     """After the handshake, every 1-RTT datagram of a clean transfer is taken by the lean
-    receive path (no general header parse), and the bytes and counters are unchanged."""
+    receive path (no general header parse: ``LeanReceiver.take``, or ``_receive_short``
+    when traced), and the bytes and counters are unchanged."""
     net = make_net(client_kw=FIXED, server_kw=FIXED)
     c, s = connected(net)
     general: list[int] = []
     lean = {"taken": 0}
     receive_packet = Connection._receive_packet
     receive_short = Connection._receive_short
+    take = LeanReceiver.take
+
+    def counting_take(self: LeanReceiver, *args: Any) -> bool:
+        taken = take(self, *args)
+        if self is net.server._lean:
+            lean["taken"] += taken
+        return taken
+
+    monkeypatch.setattr(LeanReceiver, "take", counting_take)
 
     def counting_general(self: Connection, *args: Any) -> None:
         general.append(args[2].packet_type)

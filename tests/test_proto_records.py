@@ -56,6 +56,49 @@ def test_packets_acked_runs_every_packets_records() -> None:
     assert log == [("foo acked", Foo(0)), ("foo acked", Foo(1)), ("foo acked", Foo(2))]
 
 
+def test_packets_acked_hands_a_run_of_stream_packets_over_as_one_record() -> None:
+    """Packets in a row of one STREAM frame each, contiguous on one stream, reach the
+    handler as one record of the run (the bulk case); anything else breaks the run, and
+    the records keep their order."""
+    log: list[tuple[str, Any]] = []
+    table = _table(log)
+    table.register(StreamRecord, lambda rec: log.append(("stream", rec)))
+
+    def pkt(pn: int, *frames: Any) -> SentPacket:
+        return SentPacket(pn, 0.0, 1200, True, True, 2, list(frames))
+
+    table.on_packets_acked(
+        [
+            pkt(0, StreamRecord(4, 0, 100, False)),
+            pkt(1, StreamRecord(4, 100, 100, False)),
+            pkt(2, StreamRecord(4, 200, 50, True)),  # FIN: the run ends with it
+            pkt(3, StreamRecord(4, 250, 0, True)),
+            pkt(4, StreamRecord(8, 0, 10, False)),  # another stream
+            pkt(5, StreamRecord(8, 20, 10, False)),  # a gap
+            pkt(6, StreamRecord(8, 30, 10, False)),
+            pkt(7, Foo(1)),  # another record: the run goes first
+            pkt(8, StreamRecord(8, 40, 10, False)),
+            pkt(9, StreamRecord(8, 50, 10, False), Foo(2)),  # two frames: not in a run
+            pkt(10, StreamRecord(8, 60, 10, False)),
+        ]
+    )
+    assert log == [
+        ("stream", (4, 0, 250, True)),
+        ("stream", (4, 250, 0, True)),
+        ("stream", (8, 0, 10, False)),
+        ("stream", (8, 20, 20, False)),
+        ("foo acked", Foo(1)),
+        ("stream", (8, 40, 10, False)),
+        ("stream", (8, 50, 10, False)),
+        ("foo acked", Foo(2)),
+        ("stream", (8, 60, 10, False)),
+    ]
+    assert all(type(rec) is StreamRecord for kind, rec in log if kind == "stream")
+    log.clear()
+    table.on_packets_acked([pkt(0, StreamRecord(4, 0, 1, False))])
+    assert log == [("stream", (4, 0, 1, False))]
+
+
 def test_unknown_record_type_raises() -> None:
     table = _table([])
     with pytest.raises(UnknownRecordError, match="StreamRecord"):

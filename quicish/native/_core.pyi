@@ -77,8 +77,31 @@ class PacketCipher:
         self, packet: _Bytes, pn_offset: int, largest_pn: int
     ) -> tuple[bytes, bytes, int] | None:
         """As ``PacketProtector.open_packet``; None where it raises DecryptionError."""
+    def open_stream(
+        self, packet: _Bytes, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None] | None:
+        """As ``open``, with the fields of a lone STREAM frame (``pure.lone_stream_fields``)."""
     def mask(self, sample: _Bytes) -> bytes:
         """The 5-byte header protection mask of a 16-byte sample."""
+    def seal_stream_burst(
+        self,
+        dcid: _Bytes,
+        first: int,
+        pn: int,
+        largest_acked: int | None,
+        skip_pn: int,
+        datagram_size: int,
+        stream_id: int,
+        offset: int,
+        data: _Bytes,
+        final_size: int | None,
+        in_flight: int,
+        cwnd: float,
+        pacer: tuple[float, float, float, float] | None,
+        now: float,
+        max_count: int,
+    ) -> tuple[list[bytes], list[int], float]:
+        """As ``PacketProtector.seal_stream_burst`` (``pure.seal_stream_burst``'s twin)."""
     @staticmethod
     def available() -> bool: ...
     @staticmethod

@@ -33,11 +33,12 @@ SOURCES = (
     "py_rangeset.c",
     "py_reassembly.c",
     "py_cipher.c",
+    "burst.c",
     "py_qlog.c",
     "py_qlog_bulk.c",
     "py_qlog_spool.c",
 )
-HEADERS = ("core.h", "aead.h", "pytypes.h")
+HEADERS = ("core.h", "aead.h", "burst.h", "pytypes.h")
 
 # How the types reach Python. cffi builds and loads the module, but RangeSet,
 # ReassemblyBuffer and PacketCipher are CPython extension types written in C (py_rangeset.c,

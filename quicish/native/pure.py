@@ -796,3 +796,101 @@ class QlogTap:
                 self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)
                 return
         self._received_slow(*args)
+
+
+def seal_stream_burst(
+    seal: Any,
+    dcid: Buffer,
+    first: int,
+    pn: int,
+    largest_acked: int | None,
+    skip_pn: int,
+    datagram_size: int,
+    stream_id: int,
+    offset: int,
+    data: Buffer,
+    final_size: int | None,
+    in_flight: int,
+    cwnd: float,
+    pacer: tuple[float, float, float, float] | None,
+    now: float,
+    max_count: int,
+) -> tuple[list[bytes], list[int], float]:
+    """The twin of ``PacketCipher.seal_stream_burst`` (burst.c), sealing with ``seal``
+    (``PacketProtector.seal_packet``): 1-RTT packets of one full STREAM frame each while
+    the window, the pacer ``(tokens, need, capacity, rate)``, the data, ``max_count`` and
+    the skipped packet number allow; returns ``(packets, data lengths, tokens left)``."""
+    packets: list[bytes] = []
+    lengths: list[int] = []
+    tokens, need, capacity, rate = pacer if pacer is not None else (0.0, 0.0, 0.0, 0.0)
+    largest = -1 if largest_acked is None else largest_acked
+    end = offset + len(data)
+    pos = 0
+    while len(packets) < max_count and in_flight < cwnd and 0 <= pn < VALUE_MAX:
+        missing = need - tokens
+        if pacer is not None and missing > 0.5 and now + missing / rate > now:
+            break
+        if pn == skip_pn or pn - largest <= 0:
+            break
+        pn_len = ((pn - largest - 1).bit_length() + 1 + 7) // 8
+        if pn_len > 4:
+            break
+        header_len = 1 + len(dcid) + pn_len
+        room = datagram_size - header_len - 16
+        if room < 1:
+            break
+        head_len = 1 + len(_varint(stream_id)) + (len(_varint(offset)) if offset else 0)
+        length = room - head_len - len(_varint(room))
+        if length < 1 or offset + length > end:
+            break
+        fin = final_size is not None and offset + length == final_size
+        frame_type = 0x0A | (0x04 if offset else 0) | (0x01 if fin else 0)
+        payload = (
+            bytes((frame_type,))
+            + _varint(stream_id)
+            + (_varint(offset) if offset else b"")
+            + _varint(length)
+            + bytes(data[pos : pos + length])
+        )
+        header = (
+            bytes((first | (pn_len - 1),))
+            + bytes(dcid)
+            + (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
+        )
+        packet = seal(header, payload, pn)
+        packets.append(packet)
+        lengths.append(length)
+        size = len(packet)
+        in_flight += size
+        if pacer is not None:
+            tokens -= size
+            tokens = tokens if tokens > -capacity else -capacity
+        pos += length
+        offset += length
+        pn += 1
+    return packets, lengths, tokens
+
+
+def lone_stream_fields(payload: bytes) -> tuple[int, int, memoryview, bool, bool] | None:
+    """The twin of the C ``PacketCipher.open_stream``'s frame decoding: ``(stream_id,
+    offset, data, fin, with_length)`` of the STREAM frame that is the whole ``payload``
+    (``data`` a memoryview slice of it), or None for anything else, malformed included."""
+    if not payload or not 0x08 <= payload[0] <= 0x0F:
+        return None
+    t = payload[0]
+    pos = 1
+    fields = [0, 0, 0]  # stream id, offset, length
+    for k, present in enumerate((True, bool(t & 0x04), bool(t & 0x02))):
+        if not present:
+            continue
+        if pos >= len(payload):
+            return None
+        n = 1 << (payload[pos] >> 6)
+        if len(payload) - pos < n:
+            return None
+        fields[k] = int.from_bytes(payload[pos : pos + n], "big") & ((1 << (8 * n - 2)) - 1)
+        pos += n
+    stop = pos + fields[2] if t & 0x02 else len(payload)
+    if stop != len(payload) or fields[1] + stop - pos > VARINT_MAX:
+        return None
+    return fields[0], fields[1], memoryview(payload)[pos:stop], bool(t & 0x01), bool(t & 0x02)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "aead.h"
+#include "burst.h"
 
 /* AES-GCM packet protection of one key generation (aead.c does the crypto).  seal and
  * open return exactly what quicish.wire.protection.PacketProtector's Python path
@@ -250,6 +251,189 @@ done:
     return result;
 }
 
+/* An int argument as int64 (-1 for None), or -1 with an exception set. */
+static int get_i64(PyObject *o, int64_t *v)
+{
+    long long x;
+    if (o == Py_None) {
+        *v = -1;
+        return 0;
+    }
+    x = PyLong_AsLongLong(o);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static PyObject *pc_seal_stream_burst(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames)
+{
+    static const char *const names[] = {
+        "dcid",  "first",  "pn",    "largest_acked", "skip_pn", "datagram_size",
+        "stream_id", "offset", "data", "final_size", "in_flight", "cwnd",
+        "pacer", "now", "max_count"};
+    PyObject *a[15], *packets = NULL, *lengths = NULL, *pkt, *n, *result = NULL;
+    Py_buffer cv, dv;
+    const uint8_t *dcid, *data;
+    Py_ssize_t dcid_len, data_len;
+    int64_t v;
+    qr_burst b;
+    int r;
+    PARSE("PacketCipher.seal_stream_burst", names, 15, 15, a);
+    memset(&b, 0, sizeof(b));
+    if (get_data(a[0], &cv, &dcid, &dcid_len) < 0)
+        return NULL;
+    dv.obj = NULL;
+    if (get_data(a[8], &dv, &data, &data_len) < 0)
+        goto done;
+    b.dcid = dcid;
+    b.dcid_len = (size_t)dcid_len;
+    b.data = data;
+    if (get_i64(a[1], &v) < 0)
+        goto done;
+    b.first = (uint8_t)v;
+    if (get_i64(a[2], &b.pn) < 0 || get_i64(a[3], &b.largest_acked) < 0 ||
+        get_i64(a[4], &b.skip_pn) < 0 || get_i64(a[9], &b.final_size) < 0)
+        goto done;
+    if (get_i64(a[5], &v) < 0)
+        goto done;
+    b.datagram_size = v > 0 ? (size_t)v : 0;
+    if (get_i64(a[6], &v) < 0)
+        goto done;
+    b.stream_id = (uint64_t)v;
+    if (get_i64(a[7], &v) < 0)
+        goto done;
+    b.offset = (uint64_t)v;
+    b.data_end = b.offset + (uint64_t)data_len;
+    if (get_i64(a[10], &v) < 0)
+        goto done;
+    b.in_flight = (uint64_t)v;
+    b.cwnd = PyFloat_AsDouble(a[11]);
+    b.now = PyFloat_AsDouble(a[13]);
+    if (get_i64(a[14], &v) < 0)
+        goto done;
+    b.max_count = v > 0 ? (unsigned)v : 0;
+    if (a[12] != Py_None) { /* (tokens, need, capacity, rate) */
+        if (!PyTuple_Check(a[12]) || PyTuple_GET_SIZE(a[12]) != 4) {
+            PyErr_SetString(PyExc_TypeError, "pacer must be None or (tokens, need, capacity, rate)");
+            goto done;
+        }
+        b.paced = 1;
+        b.tokens = PyFloat_AsDouble(PyTuple_GET_ITEM(a[12], 0));
+        b.need = PyFloat_AsDouble(PyTuple_GET_ITEM(a[12], 1));
+        b.capacity = PyFloat_AsDouble(PyTuple_GET_ITEM(a[12], 2));
+        b.rate = PyFloat_AsDouble(PyTuple_GET_ITEM(a[12], 3));
+    }
+    if (PyErr_Occurred())
+        goto done;
+    if (b.dcid_len > 20 || b.stream_id >= ((uint64_t)1 << 62) ||
+        b.data_end >= ((uint64_t)1 << 62)) {
+        PyErr_SetString(PyExc_ValueError, "seal_stream_burst: CID, stream id or offset too large");
+        goto done;
+    }
+    if (!(packets = PyList_New(0)) || !(lengths = PyList_New(0)))
+        goto done;
+    while (qr_burst_plan(&b)) {
+        pkt = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b.size);
+        if (!pkt)
+            goto done;
+        n = PyLong_FromSize_t(b.length);
+        if (!n || PyList_Append(packets, pkt) < 0 || PyList_Append(lengths, n) < 0) {
+            Py_DECREF(pkt);
+            Py_XDECREF(n);
+            goto done;
+        }
+        Py_DECREF(n);
+        r = qr_burst_seal(&b, PC(self), (uint8_t *)PyBytes_AS_STRING(pkt));
+        Py_DECREF(pkt);
+        if (r != QR_OK) {
+            pc_crypto_error("seal a packet");
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(OOd)", packets, lengths, b.tokens);
+done:
+    put_data(&cv);
+    put_data(&dv);
+    Py_XDECREF(packets);
+    Py_XDECREF(lengths);
+    return result;
+}
+
+/* A QUIC varint at p[*i] (below end), or -1 when it is truncated. */
+static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
+{
+    unsigned n;
+    uint64_t v;
+    if (*i >= end)
+        return -1;
+    n = 1u << (p[*i] >> 6);
+    if (end - *i < (Py_ssize_t)n)
+        return -1;
+    v = p[*i] & 0x3F;
+    for (unsigned k = 1; k < n; k++)
+        v = (v << 8) | p[*i + k];
+    *i += n;
+    return (int64_t)v;
+}
+
+/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that is the
+ * whole payload, as wire.frames.decode_lone_stream_frame decodes it (data a memoryview
+ * slice of payload), or None for anything else, a malformed frame included (the caller's
+ * general path then decodes it and raises). */
+static PyObject *lone_stream_fields(PyObject *payload)
+{
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1, q;
+    int64_t sid, offset = 0, length;
+    uint8_t t;
+    PyObject *view, *data, *result;
+    if (len < 1 || p[0] < 0x08 || p[0] > 0x0F)
+        Py_RETURN_NONE;
+    t = p[0];
+    if ((sid = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    if ((t & 0x04) && (offset = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    if (t & 0x02) {
+        if ((length = read_varint(p, &i, len)) < 0 || length > len - i)
+            Py_RETURN_NONE;
+        q = i + (Py_ssize_t)length;
+    } else {
+        q = len;
+    }
+    if (q != len || (uint64_t)offset + (uint64_t)(q - i) > QR_VALUE_MAX - 1)
+        Py_RETURN_NONE;
+    if (!(view = PyMemoryView_FromObject(payload)))
+        return NULL;
+    data = PySequence_GetSlice(view, i, q);
+    Py_DECREF(view);
+    if (!data)
+        return NULL;
+    result = Py_BuildValue("(LLNOO)", (long long)sid, (long long)offset, data,
+                           (t & 0x01) ? Py_True : Py_False, (t & 0x02) ? Py_True : Py_False);
+    return result;
+}
+
+static PyObject *pc_open_stream(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *result;
+    if (!opened || opened == Py_None)
+        return opened;
+    fields = lone_stream_fields(PyTuple_GET_ITEM(opened, 1));
+    if (!fields) {
+        Py_DECREF(opened);
+        return NULL;
+    }
+    result = PyTuple_Pack(4, PyTuple_GET_ITEM(opened, 0), PyTuple_GET_ITEM(opened, 1),
+                          PyTuple_GET_ITEM(opened, 2), fields);
+    Py_DECREF(opened);
+    Py_DECREF(fields);
+    return result;
+}
+
 static PyObject *pc_mask(PyObject *self, PyObject *sample)
 {
     Py_buffer view;
@@ -299,6 +483,16 @@ static PyMethodDef pc_methods[] = {
      PyDoc_STR("open(packet, pn_offset, largest_pn) -> (plain_header, payload, pn) or None "
                "when the packet is too short to sample or fails authentication; OverflowError "
                "when largest_pn is not an int in [-2^62, 2^62].")},
+    {"seal_stream_burst", (PyCFunction)(void (*)(void))pc_seal_stream_burst, FASTCALL_KW,
+     PyDoc_STR("seal_stream_burst(dcid, first, pn, largest_acked, skip_pn, datagram_size, "
+               "stream_id, offset, data, final_size, in_flight, cwnd, pacer, now, max_count) "
+               "-> (packets, lengths, tokens): 1-RTT packets of one full STREAM frame each "
+               "(burst.h), as the lean builder makes them, while window, pacer, data, count "
+               "and the skipped packet number allow.")},
+    {"open_stream", (PyCFunction)(void (*)(void))pc_open_stream, FASTCALL_KW,
+     PyDoc_STR("open_stream(packet, pn_offset, largest_pn) -> (plain_header, payload, pn, "
+               "fields) or None, as open, with fields the (stream_id, offset, data, fin, "
+               "with_length) of the STREAM frame that is the whole payload, else None.")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

@@ -47,6 +47,7 @@ from .handshake import Handshake
 from .handshake_stock import HandshakeStock
 from .idle import HandshakeTimer, IdleTimer
 from .keys import KeyState
+from .lean_receive import LeanReceiver
 from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
@@ -263,6 +264,10 @@ class Connection:
             rx_path=self._paths.current,
             lifecycle=self._lifecycle,
         )
+        self._lean = LeanReceiver(
+            self.host_cid, self._spaces[APPLICATION], self._lifecycle, self._handshake, self._keys,
+            self._paths, self._frames, self.stats_counters, self._idle,
+        )  # fmt: skip
         self._timers = ConnectionTimers(
             spaces=self._spaces,
             paths=self._paths,
@@ -343,8 +348,8 @@ class Connection:
         """Process one UDP datagram (possibly several coalesced packets); ``local`` names
         the local socket it arrived on when the driver has several (active migration),
         ``ecn`` the IP ECN codepoint it carried (0 when unknown)."""
-        if not self._lifecycle.state.is_active:
-            return
+        if self._lean.take(data, addr, local, ecn, now) or not self._lifecycle.state.is_active:
+            return  # (the bulk case, taken by lean_receive.py; or a connection that is over)
         if self._handshake.flight_pending:
             self._finish_flight(now)
         if self._keys.deferred:
@@ -755,11 +760,9 @@ class Connection:
         self._process_packet(payload, ptype, space, pn, len(packet), now)
 
     def _receive_short(self, data: bytes, now: float) -> bool:
-        """The bulk path for a datagram holding one 1-RTT packet to our current CID on the
-        current path, opened with the current keys: the same outcome as the general path
-        with fewer steps. False, with nothing changed, for anything else (other CIDs, key
-        updates, stateless resets, forgeries, a new path), which the general path handles.
-        Raises ProtocolError like the general path."""
+        """A datagram of one 1-RTT packet to our current CID on the current path with the
+        current keys, as lean_receive.py takes it when untraced: the general path's outcome
+        with fewer steps; False, nothing changed, for anything else. Raises ProtocolError."""
         space = self._spaces[APPLICATION]
         rx = space.rx
         cid = self.host_cid

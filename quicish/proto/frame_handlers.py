@@ -168,6 +168,29 @@ class FrameHandlers:
         if recv is not None and recv.take_readable_event():
             self._events.append(ev.StreamDataAvailable(frame.stream_id))
 
+    def on_stream_fields(
+        self,
+        stream_id: int,
+        offset: int,
+        data: memoryview,
+        fin: bool,
+        with_length: bool,
+        now: float,
+    ) -> bool:
+        """``on_stream`` for the bulk receive path: the fields of a packet's lone STREAM frame,
+        decoded with the packet (``PacketProtector.open_stream_packet``); returns True."""
+        try:
+            stream = self._streams.on_stream_frame(stream_id, offset, data, fin, now)
+        except ProtocolError as exc:  # (named as the connection names a frame's errors)
+            if exc.frame_type is None:
+                lone = F.StreamFrame(stream_id, offset, data, fin, with_length)
+                exc.frame_type = F.frame_type_of(lone)
+            raise
+        recv = stream.recv if stream is not None else None
+        if recv is not None and recv.take_readable_event():
+            self._events.append(ev.StreamDataAvailable(stream_id))
+        return True
+
     def on_reset_stream(self, frame: F.ResetStreamFrame, space: PacketSpace, now: float) -> None:
         if self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size):
             self._events.append(ev.StreamReset(frame.stream_id, frame.error_code, frame.final_size))

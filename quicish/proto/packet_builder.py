@@ -46,6 +46,7 @@ from .records import (
 )
 from .recovery import LossRecovery
 from .stats import ConnectionStats
+from .stream_burst import StreamBurst
 from .stream_manager import StreamManager
 from .trace import Trace
 
@@ -72,7 +73,7 @@ class PacketBuilder:
     to be sent that belongs to no stream or space (PING, HANDSHAKE_DONE, DATAGRAMs)."""
 
     __slots__ = (
-        "_idle", "_is_client", "_keys", "_local_cids", "_pacer", "_paths", "_peer_cids",
+        "_burst", "_idle", "_is_client", "_keys", "_local_cids", "_pacer", "_paths", "_peer_cids",
         "_pmtud_ceiling", "_pn_skip_interval", "_random", "_recovery", "_spaces", "_stats",
         "_streams", "ack_frequency", "cc", "control_checked", "datagrams_out",
         "handshake_complete", "handshake_done_acked", "host_cid", "max_datagram_size",
@@ -139,6 +140,7 @@ class PacketBuilder:
         # start_hello(): packets sealed ahead (with their type and payload, for the trace),
         # recorded by connect() at its own time.
         self.sealed_ahead: list[tuple[SentPacket, int, bytes | bytearray]] | None = None
+        self._burst: StreamBurst | None = None  # the bulk path (made at its first use)
 
     def register_records(self, records: RecordTable) -> None:
         """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
@@ -215,6 +217,8 @@ class PacketBuilder:
         af = self.ack_frequency
         in_flight = 0 if af is None else af.before_burst(self.cc, self.max_datagram_size, now)
         while len(out) < MAX_DATAGRAMS_PER_CALL:
+            if lean and self._stream_burst(out, addr, now):
+                continue
             datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
             if datagram is None:
                 if self.cc.packet_aware:
@@ -555,6 +559,24 @@ class PacketBuilder:
             and not (self._local_cids.pending or self._peer_cids.pending_retire)
             and not (path.responses or path.challenge_due)
         )
+
+    def _stream_burst(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> bool:
+        """Full STREAM packets in one C call while they are all alike (stream_burst.py)."""
+        burst = self._burst
+        if burst is None:
+            tx = self._spaces[APPLICATION].tx
+            if tx is None or not tx.accelerated:  # (else the lean builder: ChaCha20)
+                return False
+            burst = self._burst = StreamBurst(
+                self._spaces[APPLICATION], self._streams, self._recovery, self._pacer,
+                self._keys, self._paths, self._idle, self._stats,
+            )  # fmt: skip
+        if not burst.fill(self, out, addr, now, MAX_DATAGRAMS_PER_CALL - len(out)):
+            return False
+        space = self._spaces[APPLICATION]
+        if space.next_pn == space.skip_pn:
+            space.next_pn = self._skip_packet_number(space, space.next_pn)
+        return True
 
     def build_stream_datagram(self, now: float) -> bytes | None:
         """The bulk-transfer path, valid while :meth:`lean_ready` holds: one 1-RTT packet

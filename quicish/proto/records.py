@@ -166,16 +166,40 @@ class RecordTable:
 
     def on_packets_acked(self, packets: Iterable[SentPacket]) -> None:
         """``packets`` were acknowledged: ``on_acked`` for each one's records (one call
-        per ACK frame, not per packet: this runs for every packet a bulk sender sends)."""
+        per ACK frame, not per packet: this runs for every packet a bulk sender sends).
+        Packets in a row that each carried one STREAM frame, the next one's data right
+        after the last one's on the same stream, are one ``StreamRecord`` of the whole
+        run for the handler (the same bytes acknowledged, one call instead of one per
+        packet: a bulk transfer's case)."""
         handlers = self._acked
+        sid = start = stop = -1  # the run of STREAM records not yet handed over
+        fin = False
         for pkt in packets:  # (_dispatch inlined: once per packet acknowledged)
-            for rec in pkt.frames:
+            frames = pkt.frames
+            if len(frames) == 1 and type(rec := frames[0]) is StreamRecord:
+                if rec[0] == sid and rec[1] == stop and not fin:
+                    stop += rec[2]
+                    fin = rec[3]
+                    continue
+                if sid >= 0:
+                    _dispatch(
+                        handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),)
+                    )
+                sid, start, fin = rec[0], rec[1], rec[3]
+                stop = start + rec[2]
+                continue
+            if sid >= 0:
+                _dispatch(handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),))
+                sid = -1
+            for rec in frames:
                 try:
                     handler = handlers[type(rec)]
                 except KeyError:
                     raise _unknown(rec) from None
                 if handler is not None:
                     handler(rec)
+        if sid >= 0:
+            _dispatch(handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),))
 
     def on_lost(self, records: Iterable[Record]) -> None:
         """The packet holding ``records`` was declared lost."""

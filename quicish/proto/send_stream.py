@@ -216,6 +216,33 @@ class SendStream:
             return start, _EMPTY, True
         return None
 
+    def burst_span(self, credit: int) -> tuple[int, memoryview, int | None] | None:
+        """For a burst of packets of new data (the bulk path, ``stream_burst.py``): the
+        next new byte's offset, the bytes from it that full frames may carry without
+        reaching a limit (``credit`` for the connection, the peer's MAX_STREAM_DATA, the
+        end of the chunk; what ``next_frame`` would return unchanged), and the final size
+        if known; None when lost data or a reset comes first or nothing is sendable."""
+        if self._reset_state or self._has_lost:
+            return None
+        start = self._send_offset
+        stop = min(self._write_offset, self.max_stream_data - 1, start + credit)
+        if stop <= start:
+            return None
+        if stop > self._tail_start:
+            self._freeze_tail()
+        i = bisect_right(self._starts, start, self._first) - 1
+        base = self._starts[i]
+        chunk = memoryview(self._chunks[i])
+        return start, chunk[start - base : stop - base], self._final_size
+
+    def on_burst_sent(self, stop: int, frames: int) -> None:
+        """A burst's ``frames`` frames carried the new bytes up to ``stop``."""
+        self.last_new_bytes = stop - self._send_offset
+        self._send_offset = stop
+        self.frames_sent += frames
+        if stop == self._final_size:
+            self._fin_pending = False
+
     def pending(self, credit_ok: bool = True) -> bool:
         """True when ``next_frame`` would return a frame (given some connection credit
         when ``credit_ok``, none otherwise) for a large enough ``max_len``."""

@@ -46,13 +46,7 @@ from .recv_stream import FragmentBudget, RecvStream
 from .send_stream import SendStream
 from .stream_ids import make_stream_id
 
-__all__ = [
-    "PeerLimits",
-    "Stream",
-    "StreamLimitReached",
-    "StreamLimits",
-    "StreamManager",
-]
+__all__ = ["PeerLimits", "Stream", "StreamLimitReached", "StreamLimits", "StreamManager"]
 
 MAX_STREAMS_LIMIT = 1 << 60
 _CTRL_FRAME_MAX = 25  # type + three 8-byte varints
@@ -539,6 +533,12 @@ class StreamManager:
                     raise
                 if queue and queue[0] is stream:
                     queue.rotate(-1)
+
+    def lone_stream(self) -> Stream | None:
+        """The one stream queued to send, if only one is (the bulk case: stream_burst.py)."""
+        queued = [queue for queue in self._queues.values() if queue]
+        one = len(queued) == 1 and len(queued[0]) == 1 and not queued[0][0]._closed
+        return queued[0][0] if one else None
 
     def next_frame(
         self, stream: Stream, max_len: int

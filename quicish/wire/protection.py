@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
+from quicish.native.pure import seal_stream_burst as _pure_stream_burst
 
 from .pn import decode_packet_number
 
@@ -399,6 +400,39 @@ class PacketProtector:
         xor: int = ((m0 & bits) << (8 * hlen - 8)) | (m4 >> (8 * offset))
         return (int.from_bytes(header, "big") ^ xor).to_bytes(hlen, "big") + ct
 
+    def seal_stream_burst(
+        self,
+        dcid: BytesLike,
+        first: int,
+        pn: int,
+        largest_acked: int | None,
+        skip_pn: int,
+        datagram_size: int,
+        stream_id: int,
+        offset: int,
+        data: BytesLike,
+        final_size: int | None,
+        in_flight: int,
+        cwnd: float,
+        pacer: tuple[float, float, float, float] | None,
+        now: float,
+        max_count: int,
+    ) -> tuple[list[bytes], list[int], float]:
+        """1-RTT packets of one full STREAM frame each, numbered from ``pn`` (header
+        ``first`` byte without the pn length bits, to ``dcid``), while the window, the
+        pacer's ``(tokens, need, capacity, rate)``, ``data`` (the stream's bytes from
+        ``offset``), ``max_count`` and ``skip_pn`` allow: ``(packets, data lengths, pacer
+        tokens left)``. One C call when :attr:`accelerated` (native/burst.c), else the
+        pure twin over :meth:`seal_packet`; the same bytes either way."""
+        args = (
+            dcid, first, pn, largest_acked, skip_pn, datagram_size, stream_id, offset, data,
+            final_size, in_flight, cwnd, pacer, now, max_count,
+        )  # fmt: skip
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher.seal_stream_burst(*args)
+        return _pure_stream_burst(self.seal_packet, *args)
+
     def remove_header_protection(self, packet: BytesLike, pn_offset: int) -> tuple[bytes, int, int]:
         """(plain_header, truncated_pn, pn_length) of one protected packet.
 
@@ -427,6 +461,28 @@ class PacketProtector:
         Raises :class:`DecryptionError`.
         """
         return self.aead.open(pn, plain_header, packet[len(plain_header) :])
+
+    def open_stream_packet(
+        self, packet: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None]:
+        """:meth:`open_packet`, and, when :attr:`accelerated` (one C call), the
+        ``(stream_id, offset, data, fin, with_length)`` of the STREAM frame that is the
+        whole payload, None for any other payload (a malformed frame included; as
+        ``pure.lone_stream_fields``); without the C cipher always None (the caller's
+        frame decoder decodes it). Raises :class:`DecryptionError`."""
+        cipher = self._cipher
+        if cipher is not None:
+            try:
+                opened = cipher.open_stream(packet, pn_offset, largest_pn)
+            except OverflowError:
+                pass  # (a largest_pn the C decoder does not take: open_packet decides)
+            else:
+                if opened is None:
+                    raise DecryptionError("packet authentication failed")
+                return opened
+        view = packet if isinstance(packet, memoryview) else memoryview(packet)
+        header, payload, pn = self.open_packet(view, pn_offset, largest_pn)
+        return header, payload, pn, None  # (not decoded: the caller's frame decoder does)
 
     def open_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
