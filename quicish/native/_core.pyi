@@ -99,6 +99,19 @@ def render_chunk(
 def render_ints(ints: list[int]) -> str:
     """int64 ints as JSON's ``1,2,3`` (as ``pure``'s)."""
 
+def packet_record(
+    start: float,
+    now: float,
+    name: str,
+    packet_type: str,
+    pn: int,
+    size: int,
+    payload: Any,
+    ack_exponent: int,
+    streams: set[int],
+) -> bytes | None:
+    """A qlog packet event's record from its payload, or None (as ``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         RangeSet,
         ReassemblyBuffer,
         render_chunk,
+        packet_record,
         render_ints,
         render_stream_packets,
     )
@@ -67,11 +68,12 @@ else:
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
     render_chunk = getattr(_mod, "render_chunk", None)
     render_ints = getattr(_mod, "render_ints", None)
+    packet_record = getattr(_mod, "packet_record", None)
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
     types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
-    types += (BulkRecords,)
+    types += (BulkRecords, packet_record)
     if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
@@ -83,6 +85,7 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "packet_record",
     "render_chunk",
     "render_ints",
     "render_stream_packets",

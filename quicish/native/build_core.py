@@ -36,6 +36,7 @@ SOURCES = (
     "py_qlog.c",
     "py_qlog_bulk.c",
     "py_qlog_spool.c",
+    "py_qlog_packet.c",
 )
 HEADERS = ("core.h", "aead.h", "pytypes.h")
 

@@ -100,6 +100,7 @@ extern char qr_rs_name[QR_TYPE_NAME_SIZE], qr_ra_name[QR_TYPE_NAME_SIZE],
 /* Module-level functions (py_qlog.c: render_stream_packets), added by qr_export_types,
  * and py_qlog.c's QlogTap type. */
 extern PyMethodDef qr_qlog_methods[];
+extern PyMethodDef qr_qlog_packet_methods[]; /* py_qlog_packet.c */
 extern PyType_Spec qr_tap_spec;
 extern char qr_tap_name[QR_TYPE_NAME_SIZE];
 
