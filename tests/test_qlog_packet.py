@@ -1,6 +1,6 @@
-"""packet_record: the C core's (py_qlog_packet.c), the pure twin's and the trace's Python
-path (decode the payload, compact frames, the writer's render at flush) give the same
-bytes for the packets it takes, and it declines (None) the others the same way.
+"""packet_record and acked_record: the C core's (py_qlog_packet.c), the pure twin's and
+the trace's Python path (decode the payload, compact frames, the writer's render at
+flush) give the same bytes for the packets they take, and decline (None) the others alike.
 
 The trace logs non-bulk packets (ACK-only, ACK + STREAM...) with the C function when the
 writer is its only sink; the Python path is the reference.
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from quicish.native import accelerated, pure
+from quicish.proto.records import SentPacket
 from quicish.proto.trace import _compact
 from quicish.qlog.writer import QlogWriter
 from quicish.wire import frames as F
@@ -26,7 +27,9 @@ START = 1000.25
 STREAMS = {0, 4, 8, 1 << 40}
 
 
-def reference(now: float, name: str, ptype: str, pn: int, size: int, payload: bytes, exp: int) -> bytes:
+def reference(
+    now: float, name: str, ptype: str, pn: int, size: int, payload: bytes, exp: int
+) -> bytes:
     """The record the writer writes from the trace's Python path."""
     out = io.BytesIO()
     writer = QlogWriter(out, b"\x01", True, start=START, close_stream=False)
@@ -48,7 +51,11 @@ def random_ack(rng: random.Random) -> F.AckFrame:
         ranges.append((start, stop))
         stop = start - 2 - rng.randrange(1 << rng.choice((0, 4, 12)))
     delay = rng.choice((0, 1, 3, 100, 3125, 1 << 20, rng.randrange(1 << 40)))
-    ecn = (rng.randrange(1000), rng.randrange(1 << 20), rng.randrange(5)) if rng.random() < 0.3 else None
+    ecn = (
+        (rng.randrange(1000), rng.randrange(1 << 20), rng.randrange(5))
+        if rng.random() < 0.3
+        else None
+    )
     return F.AckFrame(ranges, delay, ecn)
 
 
@@ -179,7 +186,17 @@ def test_odd_arguments_are_declined(change: dict[int, Any]) -> None:
 
 def test_the_payload_may_be_any_buffer() -> None:
     payload = F.encode_frames([F.PingFrame(), F.PaddingFrame(30)])
-    args: list[Any] = [START, START + 2.0, "quic:packet_sent", "initial", 0, 1200, payload, 3, set()]
+    args: list[Any] = [
+        START,
+        START + 2.0,
+        "quic:packet_sent",
+        "initial",
+        0,
+        1200,
+        payload,
+        3,
+        set(),
+    ]
     want = C(*args)
     assert want is not None and b'"payload_length":30' in want
     for view in (memoryview(payload), bytearray(payload), memoryview(b"zz" + payload)[2:]):
@@ -188,3 +205,62 @@ def test_the_payload_may_be_any_buffer() -> None:
         assert PY(*args) == want
     with pytest.raises(TypeError):
         C(START, START, "quic:packet_sent", "1RTT", 1, 1, 5, 3, set())
+
+
+def acked_reference(now: float, space: str, numbers: list[int]) -> bytes:
+    """What the writer writes for the trace's packets_acked event on the Python path."""
+    out = io.BytesIO()
+    writer = QlogWriter(out, b"\x01", True, start=START, close_stream=False)
+    header = out.getvalue()
+    data = {"packet_number_space": space, "packet_numbers": numbers}
+    writer.event("quic:packets_acked", data, now)
+    writer.close()
+    return out.getvalue()[len(header) :]
+
+
+def sent(pn: int) -> SentPacket:
+    return SentPacket(pn, 0.5, 1200, True, True, 2)
+
+
+def test_acked_record_the_same_bytes_as_the_python_path() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        numbers = sorted(rng.sample(range(1 << rng.choice((9, 30, 61))), rng.randrange(1, 300)))
+        now = START + rng.choice((rng.uniform(0, 1e5), -2.0))
+        space = rng.choice(("initial", "handshake", "application_data"))
+        acked = [sent(pn) for pn in numbers]
+        c = accelerated.acked_record(START, now, "quic:packets_acked", space, acked)
+        assert c == pure.acked_record(START, now, "quic:packets_acked", space, acked)
+        assert c == acked_reference(now, space, numbers)
+
+
+class OtherPacket:  # (pn by another class: read by name, not from SentPacket's slot)
+    def __init__(self, pn: object) -> None:
+        self.pn = pn
+
+
+@pytest.mark.parametrize(
+    "acked",
+    [[sent(1), OtherPacket(-1)], [OtherPacket(1 << 62)], [OtherPacket("1")], [OtherPacket(True)]],
+)
+def test_acked_record_declines_odd_numbers(acked: list[Any]) -> None:
+    args = (START, START, "quic:packets_acked", "initial", acked)
+    assert accelerated.acked_record(*args) is None
+    assert pure.acked_record(*args) is None
+
+
+def test_acked_record_other_classes_and_odd_arguments() -> None:
+    mixed = [sent(3), OtherPacket(4), sent(9)]
+    want = accelerated.acked_record(START, START + 1.0, "quic:packets_acked", "initial", mixed)
+    assert want is not None and want.endswith(b'"packet_numbers":[3,4,9]}}\n')
+    assert pure.acked_record(START, START + 1.0, "quic:packets_acked", "initial", mixed) == want
+    for args in (
+        (START, START, "packets_acked", "initial", mixed),
+        (START, START, "quic:packets_acked", 'in"itial', mixed),
+        (START, START, "quic:packets_acked", "initial", tuple(mixed)),
+        (1, START, "quic:packets_acked", "initial", mixed),
+    ):
+        assert accelerated.acked_record(*args) is None
+        assert pure.acked_record(*args) is None
+    with pytest.raises(AttributeError):
+        accelerated.acked_record(START, START, "quic:packets_acked", "initial", [object()])

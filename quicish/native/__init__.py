@@ -19,8 +19,9 @@ ChaCha20-Poly1305 always takes the Python path.
 ``render_chunk`` (a flush's text in one piece, rendered without the GIL in C) are the C
 core's when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
 case) is the C core's, or None: the trace's own Python methods are the twin's path; so is
-``packet_record`` (a non-bulk packet event's record made from its payload in one C call;
-the twin, ``pure.packet_record``, is for the differential tests).
+``packet_record`` and ``acked_record`` (a non-bulk packet event's record made from its
+payload, a packets_acked event's from the packets, each in one C call; the twins, in
+``pure``, are for the differential tests).
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
 ``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
 is the C core's, else the twin's (which writes at once).
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
-from types import ModuleType
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     QlogTap: type[QlogTapType] | None
     # the C core's packet_record (the trace's Python path is the twin's), or None
     packet_record: Callable[..., bytes | None] | None
+    acked_record: Callable[..., bytes | None] | None
     # (the C type offers the list operations the qlog writer and trace use)
     BulkRecords: type[list[tuple[Any, ...]]]
 else:
@@ -100,6 +102,7 @@ else:
     QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
     packet_record = _impl.packet_record if ACCELERATED else None
+    acked_record = _impl.acked_record if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
@@ -130,6 +133,7 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "acked_record",
     "crypto_backend",
     "packet_record",
     "render_chunk",

@@ -112,6 +112,9 @@ def packet_record(
 ) -> bytes | None:
     """A qlog packet event's record from its payload, or None (as ``pure``'s)."""
 
+def acked_record(start: float, now: float, name: str, space: str, acked: list[Any]) -> bytes | None:
+    """A qlog packets_acked event's record from the packets' ``pn``, or None (``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 

@@ -56,8 +56,9 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         QlogTap,
         RangeSet,
         ReassemblyBuffer,
-        render_chunk,
+        acked_record,
         packet_record,
+        render_chunk,
         render_ints,
         render_stream_packets,
     )
@@ -69,11 +70,12 @@ else:
     render_chunk = getattr(_mod, "render_chunk", None)
     render_ints = getattr(_mod, "render_ints", None)
     packet_record = getattr(_mod, "packet_record", None)
+    acked_record = getattr(_mod, "acked_record", None)
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
     types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
-    types += (BulkRecords, packet_record)
+    types += (BulkRecords, packet_record, acked_record)
     if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
@@ -85,6 +87,7 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "acked_record",
     "packet_record",
     "render_chunk",
     "render_ints",

@@ -158,3 +158,27 @@ def packet_record(
         f'{{"packet_type":"{packet_type}","packet_number":{pn}}},"frames":[{",".join(frames)}],'
         f'"raw":{{"length":{size}}}}}}}\n'
     ).encode()
+
+
+def acked_record(start: float, now: float, name: str, space: str, acked: list[Any]) -> bytes | None:
+    """The record of a ``name`` (``quic:packets_acked``) event listing the ``pn`` of each
+    of ``acked`` (loss recovery's sent packets) in ``space``, or None for odd values."""
+    if (
+        type(start) is not float
+        or type(now) is not float
+        or type(name) is not str
+        or type(space) is not str
+        or not _PLAIN.fullmatch(name)
+        or ":" not in name
+        or not _PLAIN.fullmatch(space)
+        or type(acked) is not list
+    ):
+        return None
+    numbers = [p.pn for p in acked]
+    if not all(_exact_u62(pn) for pn in numbers):
+        return None
+    ms = (now - start) * 1000.0
+    return (
+        f'\x1e{{"time":{ms if ms > 0.0 else 0.0:.3f},"name":"{name}","data":'
+        f'{{"packet_number_space":"{space}","packet_numbers":[{",".join(map(str, numbers))}]}}}}\n'
+    ).encode()

@@ -10,10 +10,15 @@
  * None, and the trace takes its Python path, for anything else: another frame type, a
  * STREAM frame with FIN or of a stream not logged as open (the trace logs its state), a
  * malformed frame, an ACK delay whose milliseconds are not exact, an odd argument.
+ *
+ * acked_record does the same for a packets_acked event from the acknowledged packets (the
+ * loss recovery's SentPacket objects): their numbers read in C, not listed in Python.
  */
 #include "pytypes.h"
 
 #include <string.h>
+
+#include <structmember.h>
 
 typedef struct {
     char *p;
@@ -302,7 +307,120 @@ done:
     return result;
 }
 
+/* The time's text ("%.3f" of ms after start, 0.000 before it) at b's end: 0 or -1. */
+static int put_time(Buf *b, double now, double start)
+{
+    char *text;
+    Py_ssize_t n;
+    if (buf_room(b, 24) < 0)
+        return -1;
+    if ((n = qr_qlog_time(b->p + b->len, now, start))) {
+        b->len += n;
+        return 0;
+    }
+    double ms = (now - start) * 1000.0;
+    if (!(text = PyOS_double_to_string(ms > 0.0 ? ms : 0.0, 'f', 3, 0, NULL)))
+        return -1;
+    n = (Py_ssize_t)strlen(text);
+    if (buf_room(b, n) == 0) {
+        memcpy(b->p + b->len, text, (size_t)n);
+        b->len += n;
+    }
+    PyMem_Free(text);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* `pn` of a SentPacket: its slot read in place (the type's, looked up once), else by name.
+ * A new reference, or NULL with an exception. */
+static PyObject *s_pn;
+static PyTypeObject *pn_type; /* (a strong reference: its slot's offset is pn_offset) */
+static Py_ssize_t pn_offset = -1;
+
+static PyObject *get_pn(PyObject *o)
+{
+    PyObject *v;
+    if (Py_TYPE(o) != pn_type) {
+        PyObject *d = _PyType_Lookup(Py_TYPE(o), s_pn);
+        Py_XSETREF(pn_type, (PyTypeObject *)Py_NewRef(Py_TYPE(o)));
+        pn_offset = -1;
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ))
+                pn_offset = m->offset;
+        }
+    }
+    if (pn_offset >= 0 && (v = *(PyObject **)((char *)o + pn_offset)))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(o, s_pn);
+}
+
+/* acked_record(start, now, name, space, acked) */
+static PyObject *acked_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name, *space;
+    Py_ssize_t name_n, space_n, i, n;
+    unsigned long long pn;
+    Buf b = {NULL, 0, 0};
+    PyObject *acked, *v, *result = NULL;
+    int ok;
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "acked_record() takes 5 arguments");
+        return NULL;
+    }
+    if (!s_pn && !(s_pn = PyUnicode_InternFromString("pn")))
+        return NULL;
+    acked = args[4];
+    if (!PyFloat_CheckExact(args[0]) || !PyFloat_CheckExact(args[1]) ||
+        !(name = plain_str(args[2], &name_n)) || !memchr(name, ':', (size_t)name_n) ||
+        !(space = plain_str(args[3], &space_n)) || !PyList_CheckExact(acked))
+        Py_RETURN_NONE;
+    n = PyList_GET_SIZE(acked);
+    if (buf_room(&b, 160 + name_n + space_n + n * 21) < 0)
+        goto done;
+    ADD(&b, "\x1e{\"time\":");
+    if (put_time(&b, PyFloat_AS_DOUBLE(args[1]), PyFloat_AS_DOUBLE(args[0])) < 0 ||
+        buf_room(&b, 160 + name_n + space_n + n * 21) < 0)
+        goto done;
+    ADD(&b, ",\"name\":\"");
+    memcpy(b.p + b.len, name, (size_t)name_n);
+    b.len += name_n;
+    ADD(&b, "\",\"data\":{\"packet_number_space\":\"");
+    memcpy(b.p + b.len, space, (size_t)space_n);
+    b.len += space_n;
+    ADD(&b, "\",\"packet_numbers\":[");
+    /* (the list's size is read each time: reading a pn may run Python code) */
+    for (i = 0; i < PyList_GET_SIZE(acked) && i < n; i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(acked, i));
+        v = get_pn(item);
+        Py_DECREF(item);
+        if (!v)
+            goto done;
+        ok = exact_u62(v, &pn);
+        Py_DECREF(v);
+        if (!ok) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (i)
+            b.p[b.len++] = ',';
+        add_int(&b, pn);
+    }
+    if (i != PyList_GET_SIZE(acked)) { /* (the list changed meanwhile) */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    ADD(&b, "]}}\n");
+    result = PyBytes_FromStringAndSize(b.p, b.len);
+done:
+    PyMem_Free(b.p);
+    return result;
+}
+
 PyMethodDef qr_qlog_packet_methods[] = {
+    {"acked_record", (PyCFunction)(void (*)(void))acked_record, METH_FASTCALL,
+     PyDoc_STR("acked_record(start, now, name, space, acked) -> bytes | None\n\n"
+               "A packets_acked event's record from the acknowledged packets' pn, or None.")},
     {"packet_record", (PyCFunction)(void (*)(void))packet_record, METH_FASTCALL,
      PyDoc_STR("packet_record(start, now, name, packet_type, pn, size, payload, ack_exponent, "
                "streams) -> bytes | None\n\n"

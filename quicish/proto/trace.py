@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ErrorCode
-from ..native import QlogTap, packet_record
+from ..native import QlogTap, acked_record, packet_record
 from ..qlog import events as qe
 from ..qlog.frames import frame_to_qlog
 from ..qlog.schema import (
@@ -531,9 +531,16 @@ class Trace:
         sink = self.sink
         if sink is None or not acked:
             return
-        numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
-        data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
-        sink.event(PACKETS_ACKED, data, now)
+        text = None
+        if self.bulk is not None and acked_record is not None:  # (the writer the only sink)
+            writer = self.writer
+            text = acked_record(writer.start, now, PACKETS_ACKED, SPACE_NAMES[space], acked)  # type: ignore[union-attr]
+            if text is not None:  # the record made in C from the packets' numbers
+                writer.record(now, PACKETS_ACKED, text)  # type: ignore[union-attr]
+        if text is None:
+            numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
+            data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
+            sink.event(PACKETS_ACKED, data, now)
         newest = acked[-1].sent_time
         if newest > self._acked_sent_time:
             self._acked_sent_time = newest
