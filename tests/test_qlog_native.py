@@ -335,7 +335,7 @@ def test_bulk_records_of_more_names_than_the_c_table_holds() -> None:
         bulk.append(rec)
     assert list(bulk) == recs
     assert C(bulk, 0.5, 0, len(recs)) == PY(recs, 0.5, 0, len(recs))
-    # equal strs that are other objects share a pair (no table entry per object): plain
+    # once the table is full, equal strs that are other objects use an entry of theirs
     again = accelerated.BulkRecords()
     copies = [
         (t, usual[1].encode().decode(), usual[2].encode().decode(), *usual[3:]) for t in (1.0, 2.0)

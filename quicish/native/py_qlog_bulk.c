@@ -39,7 +39,9 @@ typedef struct {
 } BulkRec;
 _Static_assert(sizeof(BulkRec) <= 64, "a BulkRecords record fits a cache line");
 
-/* The index of (name, ptype) in pairs (added when new), or -1 when the table is full. */
+/* The index of (name, ptype) in pairs, found by identity (the tap's interned strs, the
+ * trace's constants: a few compares) or added; when the table is full, an entry of equal
+ * strs; -1 when there is none. */
 static int pair_of(PyObject *name, const char *name_s, Py_ssize_t name_n, PyObject *ptype,
                    const char *ptype_s, Py_ssize_t ptype_n)
 {
@@ -47,13 +49,14 @@ static int pair_of(PyObject *name, const char *name_s, Py_ssize_t name_n, PyObje
     for (i = 0; i < npairs; i++)
         if (pairs[i].name == name && pairs[i].ptype == ptype)
             return i;
-    for (i = 0; i < npairs; i++)
-        if (pairs[i].name_n == name_n && pairs[i].ptype_n == ptype_n &&
-            !memcmp(pairs[i].name_s, name_s, (size_t)name_n) &&
-            !memcmp(pairs[i].ptype_s, ptype_s, (size_t)ptype_n))
-            return i;
-    if (npairs == PAIRS)
+    if (npairs == PAIRS) {
+        for (i = 0; i < npairs; i++)
+            if (pairs[i].name_n == name_n && pairs[i].ptype_n == ptype_n &&
+                !memcmp(pairs[i].name_s, name_s, (size_t)name_n) &&
+                !memcmp(pairs[i].ptype_s, ptype_s, (size_t)ptype_n))
+                return i;
         return -1;
+    }
     pairs[npairs].name = Py_NewRef(name);
     pairs[npairs].ptype = Py_NewRef(ptype);
     pairs[npairs].name_s = name_s;
