@@ -497,6 +497,7 @@ typedef struct {
     PyObject *sent_slow, *received_slow;
     Py_ssize_t limit;
     long phase; /* the key phase the trace last logged (tap.phase, set by the trace) */
+    int pair[2]; /* the index of each name's pair in BulkRecords' table (a hint), or -1 */
     /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
      * Python's own LOAD_ATTR reads them), or -1: read by name */
     Py_ssize_t slot[4];
@@ -566,6 +567,7 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->received_slow = o[7];
     self->limit = limit;
     self->phase = 0;
+    self->pair[0] = self->pair[1] = -1;
     {
         PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
         for (i = 0; i < 4; i++) {
@@ -672,7 +674,7 @@ static PyObject *tap_record(TapObject *self, PyObject *now, int received, PyObje
         /* C values in the writer's array: no Python object made or read back */
         if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(now), name,
                                received ? u_received : u_sent, received ? n_received : n_sent,
-                               s_1rtt, u_1rtt, n_1rtt, v, 0) < 0)
+                               s_1rtt, u_1rtt, n_1rtt, v, 0, &self->pair[received]) < 0)
             return NULL;
     } else {
         if (!length && !(length = made = PyLong_FromSsize_t(n)))

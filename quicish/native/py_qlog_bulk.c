@@ -186,14 +186,16 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
  * 0, or -1 with an exception.  (QlogTap's path: nothing converted back from objects.) */
 int qr_bulk_add_values(PyObject *op, double now, PyObject *name, const char *name_s,
                        Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
-                       Py_ssize_t ptype_n, const long long v[5], int fin)
+                       Py_ssize_t ptype_n, const long long v[5], int fin, int *hint)
 {
     BulkObject *self = (BulkObject *)op;
     BulkRec *rec;
-    int pair;
+    int pair = *hint;
     if (busy_error(self) < 0 || (self->len == self->cap && grow(self) < 0))
         return -1;
-    if ((pair = pair_of(name, name_s, name_n, ptype, ptype_s, ptype_n)) < 0) {
+    if (pair < 0 || pair >= npairs || pairs[pair].name != name || pairs[pair].ptype != ptype)
+        pair = *hint = pair_of(name, name_s, name_n, ptype, ptype_s, ptype_n);
+    if (pair < 0) {
         /* (more names than the table holds: the record as its tuple) */
         PyObject *items[9];
         int i, ret = -1;
