@@ -498,6 +498,7 @@ typedef struct {
     Py_ssize_t limit;
     long phase; /* the key phase the trace last logged (tap.phase, set by the trace) */
     int pair[2]; /* the index of each name's pair in BulkRecords' table (a hint), or -1 */
+    PyObject *known_sid; /* the last stream id found in streams, or NULL */
     /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
      * Python's own LOAD_ATTR reads them), or -1: read by name */
     Py_ssize_t slot[4];
@@ -616,6 +617,7 @@ static int tap_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->frame_type);
     Py_VISIT(self->sent_slow);
     Py_VISIT(self->received_slow);
+    Py_VISIT(self->known_sid);
     return 0;
 }
 
@@ -631,6 +633,7 @@ static int tap_clear(PyObject *op)
     Py_CLEAR(self->frame_type);
     Py_CLEAR(self->sent_slow);
     Py_CLEAR(self->received_slow);
+    Py_CLEAR(self->known_sid);
     return 0;
 }
 
@@ -649,8 +652,38 @@ static int exact_ll(PyObject *o, long long *v)
     int overflow;
     if (!PyLong_CheckExact(o))
         return 0;
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    { /* (a packet's numbers are one or two digits: read in place, before 3.12's layout) */
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0:
+            *v = 0;
+            return 1;
+        case 1:
+            *v = (long long)d[0];
+            return 1;
+        case 2:
+            *v = (long long)d[0] | ((long long)d[1] << 30);
+            return 1;
+        }
+    }
+#endif
     *v = PyLong_AsLongLongAndOverflow(o, &overflow);
     return !overflow;
+}
+
+/* Whether the stream `sid` was logged as open: the last id found so is compared first (a
+ * strong reference: the same object, so the same value; ids are never dropped from the
+ * set).  1, 0, or -1 with an exception. */
+static int stream_known(TapObject *self, PyObject *sid)
+{
+    int known;
+    if (sid == self->known_sid)
+        return 1;
+    known = PySet_Contains(self->streams, sid);
+    if (known > 0)
+        Py_XSETREF(self->known_sid, Py_NewRef(sid));
+    return known;
 }
 
 /* The record (now, name, "1RTT", pn, sid, offset, False, length, size) appended, tap.now
@@ -725,7 +758,7 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         rec = PyList_GET_ITEM(records, 0);
         if (PyTuple_Check(rec) && PyTuple_GET_SIZE(rec) == 4 && PyTuple_GET_ITEM(rec, 3) == Py_False) {
             Py_INCREF(rec); /* (a set lookup may run Python code, for an odd stream id) */
-            known = PySet_Contains(self->streams, PyTuple_GET_ITEM(rec, 0));
+            known = stream_known(self, PyTuple_GET_ITEM(rec, 0));
             if (known > 0)
                 result = tap_record(self, args[0], 0, args[1], PyTuple_GET_ITEM(rec, 0),
                                     PyTuple_GET_ITEM(rec, 1), PyTuple_GET_ITEM(rec, 2), 0,
@@ -764,7 +797,7 @@ static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t na
     if (fin == Py_False) {
         if (!(sid = frame_attr(self, lone, 1)))
             goto done;
-        plain = PySet_Contains(self->streams, sid);
+        plain = stream_known(self, sid);
         if (plain < 0)
             goto done;
     }
