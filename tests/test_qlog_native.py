@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 from collections import Counter
 from typing import Any
@@ -317,6 +318,42 @@ def test_bulk_records_are_a_list_of_the_same_records() -> None:
         accelerated.BulkRecords().append((1.0, "x"))
     with pytest.raises(IndexError):
         C(accelerated.BulkRecords(), 0.0, 0, 1)
+
+
+def test_bulk_records_of_more_names_than_the_c_table_holds() -> None:
+    """A plain record holds the index of its (name, packet_type) pair in a table of 32 kept
+    for the process; past it records are kept as tuples, with the same text and values."""
+    usual = (0.5, "quic:packet_sent", "1RTT", 0, 0, 0, False, 100, 140)
+    accelerated.BulkRecords().append(usual)  # (the pair every transfer logs: in the table)
+    recs = [
+        (1.0 + i, f"quic:packet_{kind}_{i}", ptype, i, 0, i * 100, False, 100, 140)
+        for i in range(40)
+        for kind, ptype in (("sent", "1RTT"), ("received", "0RTT"))
+    ]
+    bulk = accelerated.BulkRecords()
+    for rec in recs:
+        bulk.append(rec)
+    assert list(bulk) == recs
+    assert C(bulk, 0.5, 0, len(recs)) == PY(recs, 0.5, 0, len(recs))
+    # once the table is full, equal strs that are other objects use an entry of theirs
+    again = accelerated.BulkRecords()
+    copies = [
+        (t, usual[1].encode().decode(), usual[2].encode().decode(), *usual[3:]) for t in (1.0, 2.0)
+    ]
+    for rec in copies:
+        again.append(rec)
+    assert list(again) == copies
+    assert C(again, 0.5, 0, 2) == PY(copies, 0.5, 0, 2)
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        spool = accelerated.QlogSpool(fd)
+        with pytest.raises(TypeError):  # (the spool takes no odd record: the writer renders)
+            spool.submit(bulk, 0.5, [len(recs)], len(recs))
+        spool.submit(again, 0.5, [2], 2)  # (plain records only: taken)
+        spool.close()
+        assert len(again) == 0 and spool.events_written == 2
+    finally:
+        os.close(fd)
 
 
 def test_the_writer_keeps_bulk_records_in_c_and_falls_back_for_odd_ones() -> None:

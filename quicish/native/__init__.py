@@ -18,7 +18,10 @@ ChaCha20-Poly1305 always takes the Python path.
 ``render_stream_packets`` (the qlog writer's bulk packet events as JSON-SEQ) and
 ``render_chunk`` (a flush's text in one piece, rendered without the GIL in C) are the C
 core's when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet calls in the bulk
-case) is the C core's, or None: the trace's own Python methods are the twin's path.
+case) is the C core's, or None: the trace's own Python methods are the twin's path; so is
+``packet_record`` and ``acked_record`` (a non-bulk packet event's record made from its
+payload, a packets_acked event's from the packets, each in one C call; the twins, in
+``pure``, are for the differential tests).
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
 ``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
 is the C core's, else the twin's (which writes at once).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +87,9 @@ if TYPE_CHECKING:
     CRYPTO_ACCELERATED: bool
     PacketCipher: type[PacketCipherType] | None
     QlogTap: type[QlogTapType] | None
+    # the C core's packet_record (the trace's Python path is the twin's), or None
+    packet_record: Callable[..., bytes | None] | None
+    acked_record: Callable[..., bytes | None] | None
     # (the C type offers the list operations the qlog writer and trace use)
     BulkRecords: type[list[tuple[Any, ...]]]
 else:
@@ -94,6 +101,8 @@ else:
     render_ints = _impl.render_ints
     QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
+    packet_record = _impl.packet_record if ACCELERATED else None
+    acked_record = _impl.acked_record if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
@@ -124,7 +133,9 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "acked_record",
     "crypto_backend",
+    "packet_record",
     "render_chunk",
     "render_ints",
     "render_stream_packets",

@@ -122,6 +122,22 @@ def render_chunk(
 def render_ints(ints: list[int]) -> str:
     """int64 ints as JSON's ``1,2,3`` (as ``pure``'s)."""
 
+def packet_record(
+    start: float,
+    now: float,
+    name: str,
+    packet_type: str,
+    pn: int,
+    size: int,
+    payload: Any,
+    ack_exponent: int,
+    streams: set[int],
+) -> bytes | None:
+    """A qlog packet event's record from its payload, or None (as ``pure``'s)."""
+
+def acked_record(start: float, now: float, name: str, space: str, acked: list[Any]) -> bytes | None:
+    """A qlog packets_acked event's record from the packets' ``pn``, or None (``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 

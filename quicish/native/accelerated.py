@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         QlogTap,
         RangeSet,
         ReassemblyBuffer,
+        acked_record,
+        packet_record,
         render_chunk,
         render_ints,
         render_stream_packets,
@@ -67,11 +69,13 @@ else:
     render_stream_packets = getattr(_mod, "render_stream_packets", None)
     render_chunk = getattr(_mod, "render_chunk", None)
     render_ints = getattr(_mod, "render_ints", None)
+    packet_record = getattr(_mod, "packet_record", None)
+    acked_record = getattr(_mod, "acked_record", None)
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
     types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
-    types += (BulkRecords,)
+    types += (BulkRecords, packet_record, acked_record)
     if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
@@ -83,6 +87,8 @@ __all__ = [
     "QlogTap",
     "RangeSet",
     "ReassemblyBuffer",
+    "acked_record",
+    "packet_record",
     "render_chunk",
     "render_ints",
     "render_stream_packets",

@@ -37,6 +37,7 @@ SOURCES = (
     "py_qlog.c",
     "py_qlog_bulk.c",
     "py_qlog_spool.c",
+    "py_qlog_packet.c",
 )
 HEADERS = ("core.h", "aead.h", "burst.h", "pytypes.h")
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
+from .pure_qlog import acked_record as acked_record
+from .pure_qlog import packet_record as packet_record
 
 VALUE_MAX = 1 << 62
 """Exclusive upper bound of stream offsets and packet numbers (stop may equal it)."""

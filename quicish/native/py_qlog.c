@@ -497,6 +497,8 @@ typedef struct {
     PyObject *sent_slow, *received_slow;
     Py_ssize_t limit;
     long phase; /* the key phase the trace last logged (tap.phase, set by the trace) */
+    int pair[2]; /* the index of each name's pair in BulkRecords' table (a hint), or -1 */
+    PyObject *known_sid; /* the last stream id found in streams, or NULL */
     /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
      * Python's own LOAD_ATTR reads them), or -1: read by name */
     Py_ssize_t slot[4];
@@ -566,6 +568,7 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->received_slow = o[7];
     self->limit = limit;
     self->phase = 0;
+    self->pair[0] = self->pair[1] = -1;
     {
         PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
         for (i = 0; i < 4; i++) {
@@ -614,6 +617,7 @@ static int tap_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->frame_type);
     Py_VISIT(self->sent_slow);
     Py_VISIT(self->received_slow);
+    Py_VISIT(self->known_sid);
     return 0;
 }
 
@@ -629,6 +633,7 @@ static int tap_clear(PyObject *op)
     Py_CLEAR(self->frame_type);
     Py_CLEAR(self->sent_slow);
     Py_CLEAR(self->received_slow);
+    Py_CLEAR(self->known_sid);
     return 0;
 }
 
@@ -647,8 +652,38 @@ static int exact_ll(PyObject *o, long long *v)
     int overflow;
     if (!PyLong_CheckExact(o))
         return 0;
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    { /* (a packet's numbers are one or two digits: read in place, before 3.12's layout) */
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0:
+            *v = 0;
+            return 1;
+        case 1:
+            *v = (long long)d[0];
+            return 1;
+        case 2:
+            *v = (long long)d[0] | ((long long)d[1] << 30);
+            return 1;
+        }
+    }
+#endif
     *v = PyLong_AsLongLongAndOverflow(o, &overflow);
     return !overflow;
+}
+
+/* Whether the stream `sid` was logged as open: the last id found so is compared first (a
+ * strong reference: the same object, so the same value; ids are never dropped from the
+ * set).  1, 0, or -1 with an exception. */
+static int stream_known(TapObject *self, PyObject *sid)
+{
+    int known;
+    if (sid == self->known_sid)
+        return 1;
+    known = PySet_Contains(self->streams, sid);
+    if (known > 0)
+        Py_XSETREF(self->known_sid, Py_NewRef(sid));
+    return known;
 }
 
 /* The record (now, name, "1RTT", pn, sid, offset, False, length, size) appended, tap.now
@@ -672,7 +707,7 @@ static PyObject *tap_record(TapObject *self, PyObject *now, int received, PyObje
         /* C values in the writer's array: no Python object made or read back */
         if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(now), name,
                                received ? u_received : u_sent, received ? n_received : n_sent,
-                               s_1rtt, u_1rtt, n_1rtt, v, 0) < 0)
+                               s_1rtt, u_1rtt, n_1rtt, v, 0, &self->pair[received]) < 0)
             return NULL;
     } else {
         if (!length && !(length = made = PyLong_FromSsize_t(n)))
@@ -723,7 +758,7 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         rec = PyList_GET_ITEM(records, 0);
         if (PyTuple_Check(rec) && PyTuple_GET_SIZE(rec) == 4 && PyTuple_GET_ITEM(rec, 3) == Py_False) {
             Py_INCREF(rec); /* (a set lookup may run Python code, for an odd stream id) */
-            known = PySet_Contains(self->streams, PyTuple_GET_ITEM(rec, 0));
+            known = stream_known(self, PyTuple_GET_ITEM(rec, 0));
             if (known > 0)
                 result = tap_record(self, args[0], 0, args[1], PyTuple_GET_ITEM(rec, 0),
                                     PyTuple_GET_ITEM(rec, 1), PyTuple_GET_ITEM(rec, 2), 0,
@@ -762,7 +797,7 @@ static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t na
     if (fin == Py_False) {
         if (!(sid = frame_attr(self, lone, 1)))
             goto done;
-        plain = PySet_Contains(self->streams, sid);
+        plain = stream_known(self, sid);
         if (plain < 0)
             goto done;
     }

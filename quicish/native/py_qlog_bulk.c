@@ -15,15 +15,56 @@
 
 #include <string.h>
 
+/* The (name, packet_type) pairs of plain records, kept for the process (strong
+ * references, never freed): a record holds the pair's index, no reference, so handing
+ * an array back frees nothing per record, and the worker reads them without the GIL (an
+ * entry is written before any record names it, and never changed). The GIL guards it. */
+#define PAIRS 32
+typedef struct {
+    PyObject *name, *ptype;
+    const char *name_s, *ptype_s; /* their UTF-8 (cached by the strs) */
+    Py_ssize_t name_n, ptype_n;
+} Pair;
+static Pair pairs[PAIRS];
+static int npairs;
+
+/* One cache line a record (64 bytes): the event loop's thread writes it, the worker
+ * reads it. */
 typedef struct {
     double now;
-    PyObject *name, *ptype; /* exact str (strong references), or NULL for an odd record */
-    const char *name_s, *ptype_s; /* their UTF-8 (cached by the strs: valid while held) */
-    Py_ssize_t name_n, ptype_n;
     long long v[5]; /* packet_number, stream_id, offset, length, size */
+    PyObject *odd;  /* the tuple itself, when its values do not fit the struct, else NULL */
     int fin;
-    PyObject *odd; /* the tuple itself, when its values do not fit the struct */
+    int pair; /* index in pairs */
 } BulkRec;
+_Static_assert(sizeof(BulkRec) <= 64, "a BulkRecords record fits a cache line");
+
+/* The index of (name, ptype) in pairs, found by identity (the tap's interned strs, the
+ * trace's constants: a few compares) or added; when the table is full, an entry of equal
+ * strs; -1 when there is none. */
+static int pair_of(PyObject *name, const char *name_s, Py_ssize_t name_n, PyObject *ptype,
+                   const char *ptype_s, Py_ssize_t ptype_n)
+{
+    int i;
+    for (i = 0; i < npairs; i++)
+        if (pairs[i].name == name && pairs[i].ptype == ptype)
+            return i;
+    if (npairs == PAIRS) {
+        for (i = 0; i < npairs; i++)
+            if (pairs[i].name_n == name_n && pairs[i].ptype_n == ptype_n &&
+                !memcmp(pairs[i].name_s, name_s, (size_t)name_n) &&
+                !memcmp(pairs[i].ptype_s, ptype_s, (size_t)ptype_n))
+                return i;
+        return -1;
+    }
+    pairs[npairs].name = Py_NewRef(name);
+    pairs[npairs].ptype = Py_NewRef(ptype);
+    pairs[npairs].name_s = name_s;
+    pairs[npairs].ptype_s = ptype_s;
+    pairs[npairs].name_n = name_n;
+    pairs[npairs].ptype_n = ptype_n;
+    return npairs++;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -115,16 +156,10 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
         }
     }
     rec = &self->recs[self->len];
+    if (fits && (rec->pair = pair_of(items[1], name_s, name_n, items[2], ptype_s, ptype_n)) < 0)
+        fits = 0; /* (more names than the table holds: kept as the tuple) */
     if (fits) {
         rec->now = PyFloat_AS_DOUBLE(items[0]);
-        Py_INCREF(items[1]);
-        Py_INCREF(items[2]);
-        rec->name = items[1];
-        rec->ptype = items[2];
-        rec->name_s = name_s;
-        rec->ptype_s = ptype_s;
-        rec->name_n = name_n;
-        rec->ptype_n = ptype_n;
         memcpy(rec->v, v, sizeof(v));
         rec->fin = items[6] == Py_True;
         rec->odd = NULL;
@@ -140,7 +175,6 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
                 PyTuple_SET_ITEM(tuple, i, items[i]);
             }
         }
-        rec->name = rec->ptype = NULL;
         rec->odd = tuple;
         self->odd++;
     }
@@ -152,22 +186,36 @@ int qr_bulk_add(PyObject *op, PyObject *const *items, PyObject *tuple)
  * 0, or -1 with an exception.  (QlogTap's path: nothing converted back from objects.) */
 int qr_bulk_add_values(PyObject *op, double now, PyObject *name, const char *name_s,
                        Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
-                       Py_ssize_t ptype_n, const long long v[5], int fin)
+                       Py_ssize_t ptype_n, const long long v[5], int fin, int *hint)
 {
     BulkObject *self = (BulkObject *)op;
     BulkRec *rec;
+    int pair = *hint;
     if (busy_error(self) < 0 || (self->len == self->cap && grow(self) < 0))
         return -1;
+    if (pair < 0 || pair >= npairs || pairs[pair].name != name || pairs[pair].ptype != ptype)
+        pair = *hint = pair_of(name, name_s, name_n, ptype, ptype_s, ptype_n);
+    if (pair < 0) {
+        /* (more names than the table holds: the record as its tuple) */
+        PyObject *items[9];
+        int i, ret = -1;
+        static const int at[5] = {3, 4, 5, 7, 8};
+        memset(items, 0, sizeof(items));
+        items[1] = Py_NewRef(name);
+        items[2] = Py_NewRef(ptype);
+        items[6] = PyBool_FromLong(fin);
+        if ((items[0] = PyFloat_FromDouble(now)))
+            for (i = 0, ret = 0; i < 5 && !ret; i++)
+                ret = (items[at[i]] = PyLong_FromLongLong(v[i])) ? 0 : -1;
+        if (!ret)
+            ret = qr_bulk_add(op, items, NULL);
+        for (i = 0; i < 9; i++)
+            Py_XDECREF(items[i]);
+        return ret;
+    }
     rec = &self->recs[self->len++];
     rec->now = now;
-    Py_INCREF(name);
-    Py_INCREF(ptype);
-    rec->name = name;
-    rec->ptype = ptype;
-    rec->name_s = name_s;
-    rec->ptype_s = ptype_s;
-    rec->name_n = name_n;
-    rec->ptype_n = ptype_n;
+    rec->pair = pair;
     memcpy(rec->v, v, sizeof(rec->v));
     rec->fin = fin;
     rec->odd = NULL;
@@ -200,8 +248,9 @@ int qr_bulk_render(PyObject *op, QrOut *out, double start, Py_ssize_t lo, Py_ssi
                 return -1;
             continue;
         }
-        if (qr_qlog_put_fields(out, rec->now, rec->name_s, rec->name_n, rec->ptype_s,
-                               rec->ptype_n, rec->v, rec->fin, start, save) < 0)
+        const Pair *pr = &pairs[rec->pair];
+        if (qr_qlog_put_fields(out, rec->now, pr->name_s, pr->name_n, pr->ptype_s, pr->ptype_n,
+                               rec->v, rec->fin, start, save) < 0)
             return -1;
     }
     return 0;
@@ -243,6 +292,7 @@ int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, c
                  size_t *cap, size_t *len)
 {
     const BulkRec *rec;
+    const Pair *pr;
     char time_buf[400], *grown;
     Py_ssize_t i, time_len;
     size_t need;
@@ -255,7 +305,8 @@ int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, c
             if (time_len < 0 || time_len >= (Py_ssize_t)sizeof(time_buf))
                 return -1;
         }
-        need = (size_t)(QR_QLOG_ROOM(rec->name_n, rec->ptype_n) + time_len);
+        pr = &pairs[rec->pair];
+        need = (size_t)(QR_QLOG_ROOM(pr->name_n, pr->ptype_n) + time_len);
         if (*len + need > *cap) {
             size_t want = *len + need;
             want = want < 2 * *cap ? 2 * *cap : want + (want >> 1);
@@ -264,25 +315,20 @@ int qr_bulk_fill(const void *recs, Py_ssize_t lo, Py_ssize_t hi, double start, c
             *buf = grown;
             *cap = want;
         }
-        *len = (size_t)(qr_qlog_fill(*buf + *len, time_buf, time_len, rec->name_s, rec->name_n,
-                                     rec->ptype_s, rec->ptype_n, rec->v, rec->fin) -
+        *len = (size_t)(qr_qlog_fill(*buf + *len, time_buf, time_len, pr->name_s, pr->name_n,
+                                     pr->ptype_s, pr->ptype_n, rec->v, rec->fin) -
                         *buf);
     }
     return 0;
 }
 
-/* Free a taken array, into the pool when there is room (with the GIL: its records hold
- * strs). */
+/* Free a taken array (no odd record: nothing to release in it), into the pool when there
+ * is room (with the GIL: it guards the pool). */
 void qr_bulk_release(void *recs, Py_ssize_t len, Py_ssize_t cap)
 {
-    BulkRec *r = (BulkRec *)recs;
-    Py_ssize_t i;
-    for (i = 0; i < len; i++) {
-        Py_DECREF(r[i].name);
-        Py_DECREF(r[i].ptype);
-    }
+    (void)len;
     if (recs && pooled < POOL) {
-        pool[pooled] = r;
+        pool[pooled] = (BulkRec *)recs;
         pool_cap[pooled++] = cap;
     } else {
         PyMem_Free(recs);
@@ -331,19 +377,12 @@ static int drop_all(BulkObject *self)
          * the array out first */
         self->recs = NULL;
         self->len = self->cap = self->odd = 0;
-        for (i = 0; i < n; i++) {
-            Py_XDECREF(recs[i].name);
-            Py_XDECREF(recs[i].ptype);
+        for (i = 0; i < n; i++)
             Py_XDECREF(recs[i].odd);
-        }
         PyMem_Free(recs);
         return 0;
     }
-    self->len = 0; /* (str references only: their release runs no Python code) */
-    for (i = 0; i < n; i++) {
-        Py_DECREF(recs[i].name);
-        Py_DECREF(recs[i].ptype);
-    }
+    self->len = 0; /* (plain records hold no reference) */
     return 0;
 }
 
@@ -376,10 +415,8 @@ static PyObject *bulk_item(PyObject *op, Py_ssize_t i)
     }
     if (!(t = PyTuple_New(9)))
         return NULL;
-    Py_INCREF(rec->name);
-    Py_INCREF(rec->ptype);
-    PyTuple_SET_ITEM(t, 1, rec->name);
-    PyTuple_SET_ITEM(t, 2, rec->ptype);
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(pairs[rec->pair].name));
+    PyTuple_SET_ITEM(t, 2, Py_NewRef(pairs[rec->pair].ptype));
     PyTuple_SET_ITEM(t, 6, PyBool_FromLong(rec->fin));
     if (!(PyTuple_GET_ITEM(t, 0) = PyFloat_FromDouble(rec->now)))
         goto fail;

@@ -11,10 +11,11 @@
  *
  * Back-pressure: at most QUEUE_JOBS jobs (of all spools) are queued or being written;
  * submit waits for room with the GIL released, so what connections log never grows
- * without bound and nothing is dropped.  wait() returns when this spool's jobs are written; a write error (errno in
- * `error`) drops the spool's later jobs.  A job's records hold str references and were
- * allocated with the GIL: the worker only reads them and leaves the job on a list that
- * the next submit or wait frees, with the GIL.  The pure twin (quicish.native.pure.
+ * without bound and nothing is dropped.  wait() returns when this spool's jobs are
+ * written; a write error (errno in `error`) drops the spool's later jobs.  A job's records
+ * were allocated with the GIL (their names are in BulkRecords' table, kept for the
+ * process): the worker only reads them and leaves the job on a list that the next submit
+ * or wait frees, with the GIL.  The pure twin (quicish.native.pure.
  * QlogSpool) writes at submit, in the caller's thread: the same bytes.
  */
 #include "pytypes.h"
@@ -203,7 +204,7 @@ static void sink_release(Sink *sink)
     }
 }
 
-/* Free the jobs the worker is done with (the GIL held: their records hold strs). */
+/* Free the jobs the worker is done with (the GIL held: it guards the records' pool). */
 static void reap(void)
 {
     Job *list, *next;

@@ -100,6 +100,7 @@ extern char qr_rs_name[QR_TYPE_NAME_SIZE], qr_ra_name[QR_TYPE_NAME_SIZE],
 /* Module-level functions (py_qlog.c: render_stream_packets), added by qr_export_types,
  * and py_qlog.c's QlogTap type. */
 extern PyMethodDef qr_qlog_methods[];
+extern PyMethodDef qr_qlog_packet_methods[]; /* py_qlog_packet.c */
 extern PyType_Spec qr_tap_spec;
 extern char qr_tap_name[QR_TYPE_NAME_SIZE];
 
@@ -134,9 +135,10 @@ extern PyType_Spec qr_bulk_spec;
 extern char qr_bulk_name[QR_TYPE_NAME_SIZE];
 extern PyObject *qr_bulk_type;
 int qr_bulk_add(PyObject *bulk, PyObject *const *items, PyObject *tuple);
+/* (*hint: where the pair of name and ptype was last found, updated; -1 at first) */
 int qr_bulk_add_values(PyObject *bulk, double now, PyObject *name, const char *name_s,
                        Py_ssize_t name_n, PyObject *ptype, const char *ptype_s,
-                       Py_ssize_t ptype_n, const long long v[5], int fin);
+                       Py_ssize_t ptype_n, const long long v[5], int fin, int *hint);
 Py_ssize_t qr_bulk_len(PyObject *bulk);
 int qr_bulk_render(PyObject *bulk, QrOut *out, double start, Py_ssize_t lo, Py_ssize_t hi,
                    PyThreadState **save);

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ErrorCode
-from ..native import QlogTap
+from ..native import QlogTap, acked_record, packet_record
 from ..qlog import events as qe
 from ..qlog.frames import frame_to_qlog
 from ..qlog.schema import (
@@ -424,6 +424,22 @@ class Trace:
                 if fin or sid not in self._streams:
                     self._stream_frame(sid, fin, True, now)
                 return
+        if bulk is not None and packet_record is not None:  # (the writer is the only sink)
+            text = packet_record(
+                self.writer.start,  # type: ignore[union-attr]
+                now,
+                PACKET_SENT,
+                _TYPE_NAME[ptype],
+                pn,
+                size,
+                payload,
+                _ACK_DELAY_EXPONENT,
+                self._streams,
+            )
+            if text is not None:  # the record made in C: nothing decoded here
+                self.writer.record(now, PACKET_SENT, text)  # type: ignore[union-attr]
+                self.poll(now)
+                return
         frames = _compact(F.decode_frames(payload), _ACK_DELAY_EXPONENT)
         sink.packet(PACKET_SENT, now, _TYPE_NAME[ptype], pn, size, frames)
         self._stream_states(frames, True, now)
@@ -481,6 +497,23 @@ class Trace:
                 return
         params = self._hs.peer_params
         exponent = params.ack_delay_exponent if params is not None else _ACK_DELAY_EXPONENT
+        if bulk is not None and packet_record is not None:  # (as in packet_sent)
+            name = _TYPE_NAME[int(ptype)]
+            text = packet_record(
+                self.writer.start,  # type: ignore[union-attr]
+                now,
+                PACKET_RECEIVED,
+                name,
+                pn,
+                size,
+                payload,
+                exponent,
+                self._streams,
+            )
+            if text is not None:
+                self.writer.record(now, PACKET_RECEIVED, text)  # type: ignore[union-attr]
+                self.poll(now)
+                return
         frames = _compact(F.decode_frames(payload), exponent)
         sink.packet(PACKET_RECEIVED, now, _TYPE_NAME[int(ptype)], pn, size, frames)
         self._stream_states(frames, False, now)
@@ -498,9 +531,16 @@ class Trace:
         sink = self.sink
         if sink is None or not acked:
             return
-        numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
-        data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
-        sink.event(PACKETS_ACKED, data, now)
+        text = None
+        if self.bulk is not None and acked_record is not None:  # (the writer the only sink)
+            writer = self.writer
+            text = acked_record(writer.start, now, PACKETS_ACKED, SPACE_NAMES[space], acked)  # type: ignore[union-attr]
+            if text is not None:  # the record made in C from the packets' numbers
+                writer.record(now, PACKETS_ACKED, text)  # type: ignore[union-attr]
+        if text is None:
+            numbers = [p.pn for p in acked]  # (qe.packets_acked's dict, without its copy)
+            data = {"packet_number_space": SPACE_NAMES[space], "packet_numbers": numbers}
+            sink.event(PACKETS_ACKED, data, now)
         newest = acked[-1].sent_time
         if newest > self._acked_sent_time:
             self._acked_sent_time = newest

@@ -47,6 +47,7 @@ QLOGDIR_ENV = "QLOGDIR"
 BULK_FLUSH_EVERY = 2048  # bulk records per flush (at most)
 _PACKET = object()  # marks an event logged by QlogWriter.packet
 _METRICS = object()  # ... by QlogWriter.metrics
+_RECORD = object()  # ... by QlogWriter.record (its JSON-SEQ record, ready)
 # The record of QlogWriter.stream_packet (rendered by render_stream_packets, in C).
 _STREAM_PACKET = _pure.STREAM_PACKET_TEMPLATE
 
@@ -206,6 +207,14 @@ class QlogWriter:
         if len(events) >= self.flush_every:
             self.flush()
 
+    def record(self, now: float, name: str, record: bytes) -> None:
+        """An event already rendered as its whole JSON-SEQ record (the C core's
+        ``packet_record``, with this writer's ``start``): written as it is."""
+        events = self._events
+        events.append((len(self.bulk), now, name, _RECORD, record))
+        if len(events) >= self.flush_every:
+            self.flush()
+
     def tracer(self, name: str, data: Mapping[str, Any]) -> None:
         """``event`` stamped with ``clock()``: the shape of the engine's tracer hook."""
         self.event(name, data, self.clock())
@@ -230,6 +239,10 @@ class QlogWriter:
             if at > done:
                 parts.append(at)
                 done = at
+            if event[3] is _RECORD:
+                parts.append(event[4])
+                others += 1
+                continue
             text = render(event)
             if text:
                 parts.append(text.encode())
