@@ -328,7 +328,7 @@ def test_burst_path_sends_exactly_what_the_lean_builder_would(monkeypatch: Any) 
     datagrams, the client sends packets of the same numbers, sizes, times and frames,
     and the same datagrams, with it and without it, and as the general builder alone (the
     packet bytes themselves are compared with the lean builder's in test_native_burst.py)."""
-    for kw in (FIXED, BIG):
+    for kw in (FIXED, BIG, {**BIG, "congestion_control": "bbr"}):
         bursts, made = _sent_packets(True, kw, monkeypatch)
         lean, none = _sent_packets(False, kw, monkeypatch)
         assert none == 0 and made > 1000

@@ -8,8 +8,9 @@ the pacer, the data, the datagram count or the next skipped packet number would,
 returns the packets with each one's data length. This module then records them as the
 lean builder records each of its packets (recovery, congestion control, pacer, idle
 timer, counters): the same packets and the same state as packet after packet would give.
-Anything else (lost data, a limit reached, a short last packet, several streams, qlog on,
-a packet-aware controller such as BBR) stays with the lean builder.
+Anything else (lost data, a limit reached, a short last packet, several streams, qlog on)
+stays with the lean builder. A packet-aware controller (BBR) gets its per-packet stamps
+through recovery, as from the lean builder.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class StreamBurst:
         """Append up to ``max_count`` full STREAM packets to ``out``; how many (0: the
         lean builder decides the next packet)."""
         cc = b.cc
-        if b.trace is not None or cc.packet_aware:
+        if b.trace is not None:
             return 0
         streams = self._streams
         stream = streams.lone_stream()
