@@ -127,6 +127,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
 
     class Conn:  # what the endpoint uses of a QuicConnection
         flight_pending = False
+        handshake_complete = False
 
         def feed_datagram(self, data: bytes, *rest: object) -> None:
             log.append(data)
@@ -149,6 +150,17 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         conn.flight_pending = True
         endpoint._on_readable()
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
+        # A lone datagram of an established connection (a request): no second read, which
+        # would find nothing; two datagrams in the round still get one.
+        conn.flight_pending, conn.handshake_complete = False, True
+        rounds[:] = [[(b"request", peer, 0)], [(b"later", peer, 0)]]
+        log.clear()
+        endpoint._on_readable()
+        assert log == [b"request", "answer"] and rounds == [[(b"later", peer, 0)]]
+        rounds[:] = [[(b"one", peer, 0), (b"two", peer, 0)], [(b"three", peer, 0)]]
+        log.clear()
+        endpoint._on_readable()
+        assert log == [b"one", b"two", b"three", "answer"] and rounds == []
         endpoint.close()
     finally:
         loop.close()

@@ -58,6 +58,11 @@ class Driven(Routable, Protocol):
         """A first flight is half sent: it has nothing to read before its answer goes."""
         ...
 
+    @property
+    def handshake_complete(self) -> bool:
+        """Its handshake is complete (a lone datagram then needs no second read round)."""
+        ...
+
     def after_io(self, now: float) -> None:
         """Datagrams were fed to it: process their events, ask for a flush."""
 
@@ -196,6 +201,10 @@ class Endpoint(Generic[D]):
                     for datagram, to in router.take_outbox():
                         self._send_raw([datagram], to)
                 now = clock()
+                if len(batch) == 1 and conn is not None and conn.handshake_complete:
+                    # One datagram of an established connection (a request, a response):
+                    # a second read would find nothing and cost a system call.
+                    break
                 if all(conn.flight_pending for conn in touched):
                     break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
@@ -261,9 +270,10 @@ class Endpoint(Generic[D]):
 
     # ---- timers ----------------------------------------------------------------------------
     def set_timer(self, conn: D, deadline: float | None) -> None:
-        conn.timer_deadline = deadline
-        if deadline is None:
+        if deadline is None or deadline == conn.timer_deadline:
+            conn.timer_deadline = deadline  # (an equal deadline is in the heap already)
             return
+        conn.timer_deadline = deadline
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
         if self._timer_at is None or deadline < self._timer_at:
