@@ -198,3 +198,67 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
         endpoint.close()
     finally:
         loop.close()
+
+
+def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
+    """Request/response traffic (each wake finds one datagram of an established connection
+    and then an empty socket): later wakes read one datagram and stop, except every
+    LONE_PROBE_EVERY-th, which reads on until the socket is empty; a wake that finds more
+    than one datagram goes back to reading until the socket is empty."""
+    import asyncio
+
+    from quicish.aio.endpoint import LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    peer = ("127.0.0.1", 9)
+    queue: list[list[tuple[bytes, tuple[str, int], int]]] = []
+    reads: list[int] = []
+    log: list[object] = []
+
+    class Socket:  # each receive() returns the next queued list (a read, then an empty one)
+        def receive(self, max_reads: int) -> list[tuple[bytes, tuple[str, int], int]]:
+            reads.append(max_reads)
+            return queue.pop(0) if queue else []
+
+        def fileno(self) -> int:
+            return sock.fileno()
+
+        def close(self) -> None:
+            sock.close()
+
+    class Conn:
+        flight_pending = False
+        handshake_complete = True
+
+        def feed_datagram(self, data: bytes, *rest: object) -> None:
+            log.append(data)
+
+        def after_io(self, now: float) -> None:
+            log.append("answer")
+
+    conn = Conn()
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint: Endpoint[Any] = Endpoint(loop, Socket())  # type: ignore[arg-type]
+        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
+        wakes = LONE_PROBE_EVERY + 1
+        for i in range(wakes):
+            queue[:] = [[(b"%d" % i, peer, 0)]]
+            endpoint._on_readable()
+        assert reads == [RECEIVE_READS] + [1] * (LONE_PROBE_EVERY - 1) + [RECEIVE_READS]
+        assert log == [x for i in range(wakes) for x in (b"%d" % i, "answer")]
+        # Two datagrams at once in a one-read wake: back to reading until the socket is
+        # empty, and in the next wake too when that found more than one datagram again.
+        reads.clear()
+        log.clear()
+        queue[:] = [[(b"a", peer, 0), (b"b", peer, 0)], [(b"c", peer, 0), (b"d", peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [1, RECEIVE_READS, RECEIVE_READS]
+        assert log == [b"a", b"b", b"c", b"d", "answer"]
+        reads.clear()
+        queue[:] = [[(b"e", peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [RECEIVE_READS]
+        endpoint.close()
+    finally:
+        loop.close()

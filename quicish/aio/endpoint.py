@@ -32,6 +32,9 @@ logger = logging.getLogger(ENDPOINT)
 
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
+# While wakes bring one datagram each (request/response traffic), only one read in this many
+# wakes goes on to the read that finds the socket empty (the others stop after one).
+LONE_PROBE_EVERY = 4
 
 clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
 
@@ -117,6 +120,7 @@ class Endpoint(Generic[D]):
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
         self.last_receive = 0.0  # clock() when the last receive round ended
+        self._lone_wakes = 0  # wakes in a row that found one datagram, then an empty socket
         # Server: admission pressure, logged once per episode (checked once per round).
         self._admission_log = (
             None if admission is None else AdmissionLog(admission, address(udp.address))
@@ -177,38 +181,66 @@ class Endpoint(Generic[D]):
     def _on_readable(self) -> None:
         now = clock()
         touched: set[D] = set()
-        router = self.router
-        route = router.route
-        local = router.local_id
         try:
+            if self._lone_wakes % LONE_PROBE_EVERY:
+                # The last wakes each found one datagram of an established connection and
+                # then an empty socket: read one and stop (no read that finds nothing). If
+                # more waits, the loop's poll reports the socket again at once; every
+                # LONE_PROBE_EVERY-th wake reads on until the socket is empty, as below.
+                batch = self.udp.receive(1)
+                conn = self._feed(batch, now, touched)
+                if len(batch) == 1 and conn is not None and conn.handshake_complete:
+                    self._lone_wakes += 1
+                    self._answer(clock(), touched)
+                    return
+                self._lone_wakes = 0
             # A second round picks up what arrived while the first was processed (the rest
             # of a handshake flight, a request behind a Finished), so one answer covers both;
             # not when the round held only new clients' complete hellos (a read that would
             # find nothing would hold up the ServerHello).
-            for _ in range(RECEIVE_ROUNDS):
+            for round_ in range(RECEIVE_ROUNDS):
+                first = round_ == 0
                 batch = self.udp.receive(RECEIVE_READS)
                 if not batch:
                     break
-                for data, addr, ecn in batch:
-                    conn = route(data, addr, now)
-                    if conn is not None:
-                        if conn is router.accepted:
-                            router.accepted = None  # accept() already fed it this datagram
-                        else:
-                            conn.feed_datagram(data, addr, now, local, ecn)
-                        touched.add(conn)
-                if router.outbox:
-                    for datagram, to in router.take_outbox():
-                        self._send_raw([datagram], to)
+                conn = self._feed(batch, now, touched)
                 now = clock()
                 if len(batch) == 1 and conn is not None and conn.handshake_complete:
                     # One datagram of an established connection (a request, a response):
                     # a second read would find nothing and cost a system call.
+                    if first:
+                        self._lone_wakes += 1
                     break
+                if first:
+                    self._lone_wakes = 0
                 if all(conn.flight_pending for conn in touched):
                     break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
             logger.warning("[%s] UDP receive failed: %s", address(self.udp.address), exc)
+        self._answer(now, touched)
+
+    def _feed(
+        self, batch: list[tuple[bytes, Address, int]], now: float, touched: set[D]
+    ) -> D | None:
+        """Route each datagram to its connection and feed it; returns the last one's."""
+        router = self.router
+        route = router.route
+        local = router.local_id
+        conn = None
+        for data, addr, ecn in batch:
+            conn = route(data, addr, now)
+            if conn is not None:
+                if conn is router.accepted:
+                    router.accepted = None  # accept() already fed it this datagram
+                else:
+                    conn.feed_datagram(data, addr, now, local, ecn)
+                touched.add(conn)
+        if router.outbox:
+            for datagram, to in router.take_outbox():
+                self._send_raw([datagram], to)
+        return conn
+
+    def _answer(self, now: float, touched: set[D]) -> None:
         self.last_receive = now
         if self._admission_log is not None:
             self._admission_log.check()
