@@ -127,7 +127,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
 
     class Conn:  # what the endpoint uses of a QuicConnection
         flight_pending = False
-        handshake_complete = False
+        answer_owed = False
 
         def feed_datagram(self, data: bytes, *rest: object) -> None:
             log.append(data)
@@ -152,7 +152,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
         # A lone datagram of an established connection (a request): no second read, which
         # would find nothing; two datagrams in the round still get one.
-        conn.flight_pending, conn.handshake_complete = False, True
+        conn.flight_pending, conn.answer_owed = False, True
         rounds[:] = [[(b"request", peer, 0)], [(b"later", peer, 0)]]
         log.clear()
         endpoint._on_readable()
@@ -201,8 +201,8 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
 
 
 def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
-    """Request/response traffic (each wake finds one datagram of an established connection
-    and then an empty socket): later wakes read one datagram and stop, except every
+    """Request/response traffic (each wake finds one ack-eliciting datagram of an established
+    connection, then an empty socket): later wakes read one datagram and stop, except every
     LONE_PROBE_EVERY-th, which reads on until the socket is empty; a wake that finds more
     than one datagram goes back to reading until the socket is empty."""
     import asyncio
@@ -228,7 +228,7 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
 
     class Conn:
         flight_pending = False
-        handshake_complete = True
+        answer_owed = True
 
         def feed_datagram(self, data: bytes, *rest: object) -> None:
             log.append(data)

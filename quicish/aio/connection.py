@@ -325,9 +325,10 @@ class QuicConnection:
         return self._proto.flight_pending
 
     @property
-    def handshake_complete(self) -> bool:
-        """The handshake is complete (keys for 1-RTT data both ways)."""
-        return self._proto.handshake_complete
+    def answer_owed(self) -> bool:
+        """The handshake is complete and an ack-eliciting packet received awaits its ACK
+        (a request or a response just read: the answer will carry it)."""
+        return self._proto.answer_owed
 
     @property
     def handshake_done(self) -> asyncio.Future[None]:

@@ -32,8 +32,8 @@ logger = logging.getLogger(ENDPOINT)
 
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
-# While wakes bring one datagram each (request/response traffic), only one read in this many
-# wakes goes on to the read that finds the socket empty (the others stop after one).
+# While wakes bring one ack-eliciting datagram each (request/response traffic), only one wake
+# in this many goes on to the read that finds the socket empty (the others stop after one).
 LONE_PROBE_EVERY = 4
 
 clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
@@ -62,8 +62,9 @@ class Driven(Routable, Protocol):
         ...
 
     @property
-    def handshake_complete(self) -> bool:
-        """Its handshake is complete (a lone datagram then needs no second read round)."""
+    def answer_owed(self) -> bool:
+        """Its handshake is complete and an ack-eliciting packet awaits its ACK: a lone
+        datagram that makes it so (a request, a response) needs no second read."""
         ...
 
     def after_io(self, now: float) -> None:
@@ -183,13 +184,14 @@ class Endpoint(Generic[D]):
         touched: set[D] = set()
         try:
             if self._lone_wakes % LONE_PROBE_EVERY:
-                # The last wakes each found one datagram of an established connection and
-                # then an empty socket: read one and stop (no read that finds nothing). If
+                # The last wakes each found one ack-eliciting datagram of an established
+                # connection, then an empty socket (request/response traffic; not the ACKs
+                # a bulk sender reads): read one and stop (no read that finds nothing). If
                 # more waits, the loop's poll reports the socket again at once; every
                 # LONE_PROBE_EVERY-th wake reads on until the socket is empty, as below.
                 batch = self.udp.receive(1)
                 conn = self._feed(batch, now, touched)
-                if len(batch) == 1 and conn is not None and conn.handshake_complete:
+                if len(batch) == 1 and conn is not None and conn.answer_owed:
                     self._lone_wakes += 1
                     self._answer(clock(), touched)
                     return
@@ -205,9 +207,9 @@ class Endpoint(Generic[D]):
                     break
                 conn = self._feed(batch, now, touched)
                 now = clock()
-                if len(batch) == 1 and conn is not None and conn.handshake_complete:
-                    # One datagram of an established connection (a request, a response):
-                    # a second read would find nothing and cost a system call.
+                if len(batch) == 1 and conn is not None and conn.answer_owed:
+                    # One ack-eliciting datagram of an established connection (a request,
+                    # a response): a second read would find nothing and cost a system call.
                     if first:
                         self._lone_wakes += 1
                     break

@@ -617,6 +617,10 @@ class Connection:
         return self._handshake.confirmed
 
     @property
+    def answer_owed(self) -> bool:  # an ack-eliciting 1-RTT packet awaits its ACK
+        return self._handshake.complete and self._spaces[APPLICATION].unacked_eliciting > 0
+
+    @property
     def early_data_accepted(self) -> bool:
         return self._handshake.early_data_accepted
 
@@ -635,9 +639,8 @@ class Connection:
 
     @property
     def split_first_flight(self) -> bool:
-        """Server: send the ServerHello in a datagram of its own before building the rest of
-        the first flight, so the client derives its handshake keys while this side signs
-        (see :attr:`flight_pending`). The asyncio layer turns it on."""
+        """Server: the ServerHello in a datagram of its own before the rest of the first
+        flight, which the client works on while we sign (:attr:`flight_pending`); aio sets it."""
         return self._handshake.split_first_flight
 
     @split_first_flight.setter
