@@ -262,3 +262,56 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
         endpoint.close()
     finally:
         loop.close()
+
+
+def test_endpoint_timer_heap_keeps_one_entry_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deadline that moves later (the probe timeout, with every packet sent) adds no heap
+    entry: the one there comes up at the old time, finds nothing due and goes back in at
+    the new one; an earlier deadline gets an entry of its own and the later one is
+    dropped when it comes up. The connection's timer runs once, at its deadline."""
+    import asyncio
+
+    from quicish.aio import endpoint as endpoint_module
+
+    fired: list[float] = []
+    now = [0.0]
+    monkeypatch.setattr(endpoint_module, "clock", lambda: now[0])
+
+    class Conn:
+        timer_deadline: float | None = None
+
+        def on_timer(self, at: float) -> None:
+            fired.append(at)
+
+        def transmit(self, at: float) -> None:
+            pass
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint: endpoint_module.Endpoint[Any] = endpoint_module.Endpoint(loop, sock)
+        conn = Conn()
+        for deadline in (10.0, 11.0, 12.0):
+            endpoint.set_timer(conn, deadline)
+        assert len(endpoint._timers) == 1 and conn.timer_deadline == 12.0
+        now[0] = 10.5
+        endpoint._on_timer()
+        assert fired == [] and [e[0] for e in endpoint._timers] == [12.0]
+        now[0] = 12.0
+        endpoint._on_timer()
+        assert fired == [12.0] and endpoint._timers == []
+        endpoint.set_timer(conn, 20.0)
+        endpoint.set_timer(conn, 15.0)  # earlier: an entry of its own
+        now[0] = 15.0
+        endpoint._on_timer()
+        assert fired == [12.0, 15.0] and endpoint._timers == []  # the 20.0 one dropped
+        endpoint.set_timer(conn, 30.0)
+        endpoint.forget(conn)
+        now[0] = 30.0
+        endpoint._on_timer()
+        assert fired == [12.0, 15.0]
+        endpoint.close()
+    finally:
+        loop.close()

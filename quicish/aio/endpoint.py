@@ -47,8 +47,8 @@ def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
 class Driven(Routable, Protocol):
     """What the endpoint needs of a connection it drives (``QuicConnection``)."""
 
-    #: The deadline the endpoint's timer heap holds for this connection (the endpoint's to
-    #: set and clear; entries of the heap with another deadline are stale).
+    #: This connection's timer deadline (the endpoint's to set and clear; its entry in the
+    #: endpoint's heap may be earlier, and is then pushed again when it comes up).
     timer_deadline: float | None
 
     def feed_datagram(
@@ -111,7 +111,10 @@ class Endpoint(Generic[D]):
             admission=admission,
             local_id=local_id,
         )
+        # One live entry per connection (its deadline in _queued), at or before the deadline
+        # it has now (timer_deadline); other entries are superseded, dropped when popped.
         self._timers: list[tuple[float, int, D]] = []
+        self._queued: dict[D, float] = {}
         self._timer_seq = 0
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -162,6 +165,7 @@ class Endpoint(Generic[D]):
         """``conn`` has ended: drop its CIDs and any pending flush."""
         self.router.forget(conn)
         self._dirty.discard(conn)
+        self._queued.pop(conn, None)  # (its heap entries are dropped as superseded)
 
     @property
     def connections(self) -> set[D]:
@@ -304,14 +308,23 @@ class Endpoint(Generic[D]):
 
     # ---- timers ----------------------------------------------------------------------------
     def set_timer(self, conn: D, deadline: float | None) -> None:
-        if deadline is None or deadline == conn.timer_deadline:
-            conn.timer_deadline = deadline  # (an equal deadline is in the heap already)
-            return
         conn.timer_deadline = deadline
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+        if deadline is None:
+            return
+        queued = self._queued.get(conn)
+        if queued is not None and queued <= deadline:
+            # Its entry in the heap comes first (a deadline that moves later, as the probe
+            # timeout does with every packet sent): looked at then, pushed again if needed.
+            return
+        self._push(conn, deadline)
         if self._timer_at is None or deadline < self._timer_at:
             self._arm(deadline)
+
+    def _push(self, conn: D, deadline: float) -> None:
+        """Give ``conn`` its (one live) entry in the heap, at ``deadline``."""
+        self._queued[conn] = deadline
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
 
     def _arm(self, deadline: float) -> None:
         if self._timer_handle is not None:
@@ -330,15 +343,24 @@ class Endpoint(Generic[D]):
         now = clock()
         due: list[D] = []
         timers = self._timers
+        queued = self._queued
         while timers and timers[0][0] <= now:
             deadline, _, conn = heapq.heappop(timers)
-            if conn.timer_deadline == deadline:
+            if queued.get(conn) != deadline:
+                continue  # superseded by an earlier entry of the same connection
+            del queued[conn]
+            actual = conn.timer_deadline
+            if actual is None:
+                continue
+            if actual <= now:
                 conn.timer_deadline = None
                 due.append(conn)
+            else:  # the deadline moved later since this entry went in
+                self._push(conn, actual)
         for conn in due:
             conn.on_timer(now)
-        # Drop stale entries at the top so the next arm is accurate.
-        while timers and timers[0][2].timer_deadline != timers[0][0]:
+        # Drop superseded entries at the top so the next arm is accurate.
+        while timers and queued.get(timers[0][2]) != timers[0][0]:
             heapq.heappop(timers)
         if timers:
             self._arm(timers[0][0])
