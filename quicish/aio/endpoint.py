@@ -35,8 +35,18 @@ RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
 # While wakes bring one ack-eliciting datagram each (request/response traffic), only one wake
 # in this many goes on to the read that finds the socket empty (the others stop after one).
 LONE_PROBE_EVERY = 4
+LONE_MAX_SIZE = 1200  # (a full-sized datagram, bulk data, is never lone)
 
 clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
+
+
+def _lone(batch: list[tuple[bytes, Address, int]], conn: Driven | None) -> bool:
+    """``batch`` is one small ack-eliciting datagram of an established connection: a request
+    or a response, which nothing follows before the answer. (A bulk transfer's datagrams
+    are full-sized, at least 1200 bytes: they keep the reads until the socket is empty.)"""
+    if len(batch) != 1 or conn is None:
+        return False
+    return len(batch[0][0]) < LONE_MAX_SIZE and conn.answer_owed
 
 
 def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
@@ -195,7 +205,7 @@ class Endpoint(Generic[D]):
                 # LONE_PROBE_EVERY-th wake reads on until the socket is empty, as below.
                 batch = self.udp.receive(1)
                 conn = self._feed(batch, now, touched)
-                if len(batch) == 1 and conn is not None and conn.answer_owed:
+                if _lone(batch, conn):
                     self._lone_wakes += 1
                     self._answer(clock(), touched)
                     return
@@ -211,7 +221,7 @@ class Endpoint(Generic[D]):
                     break
                 conn = self._feed(batch, now, touched)
                 now = clock()
-                if len(batch) == 1 and conn is not None and conn.answer_owed:
+                if _lone(batch, conn):
                     # One ack-eliciting datagram of an established connection (a request,
                     # a response): a second read would find nothing and cost a system call.
                     if first:
