@@ -207,7 +207,7 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
     than one datagram goes back to reading until the socket is empty."""
     import asyncio
 
-    from quicish.aio.endpoint import LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
+    from quicish.aio.endpoint import LONE_MAX_SIZE, LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
 
     sock = UdpSocket.bind("127.0.0.1", 0)
     peer = ("127.0.0.1", 9)
@@ -259,6 +259,15 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
         queue[:] = [[(b"e", peer, 0)]]
         endpoint._on_readable()
         assert reads == [RECEIVE_READS]
+        # A full-sized datagram (bulk data, with GRO off) is never lone: reads go on.
+        reads.clear()
+        queue[:] = [[(bytes(LONE_MAX_SIZE), peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [1, RECEIVE_READS]
+        reads.clear()
+        queue[:] = [[(bytes(LONE_MAX_SIZE), peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [RECEIVE_READS, RECEIVE_READS]
         endpoint.close()
     finally:
         loop.close()
