@@ -414,8 +414,7 @@ class Connection:
         Finished that is expected). A client with a handshake stock also stocks there, for
         its driver's next handshake, an ephemeral key pair and a first DCID with its Initial
         keys (a server stocks its key pair in :meth:`await_hello`). Whatever was not prepared
-        is made when needed. A server also installs here the keys it did not need for its
-        first flight."""
+        is made when needed. A server installs here the keys its first flight did not need."""
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
         hs = self._handshake
@@ -649,9 +648,8 @@ class Connection:
 
     @property
     def flight_pending(self) -> bool:
-        """Server with ``split_first_flight``: the ServerHello went out alone and the next
-        :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
-        again right after sending (any other call also completes the flight)."""
+        """Server, ``split_first_flight``: the ServerHello went out alone; the next call to
+        :meth:`datagrams_to_send` (a driver's, right after sending) or any other finishes it."""
         return self._handshake.flight_pending
 
     # ---------------------------------------------------------------------------------------
