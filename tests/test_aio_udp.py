@@ -127,6 +127,7 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
 
     class Conn:  # what the endpoint uses of a QuicConnection
         flight_pending = False
+        answer_owed = False
 
         def feed_datagram(self, data: bytes, *rest: object) -> None:
             log.append(data)
@@ -149,6 +150,17 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         conn.flight_pending = True
         endpoint._on_readable()
         assert log == [b"hello", "answer"] and rounds == [[(b"other", peer, 0)]]
+        # A lone datagram of an established connection (a request): no second read, which
+        # would find nothing; two datagrams in the round still get one.
+        conn.flight_pending, conn.answer_owed = False, True
+        rounds[:] = [[(b"request", peer, 0)], [(b"later", peer, 0)]]
+        log.clear()
+        endpoint._on_readable()
+        assert log == [b"request", "answer"] and rounds == [[(b"later", peer, 0)]]
+        rounds[:] = [[(b"one", peer, 0), (b"two", peer, 0)], [(b"three", peer, 0)]]
+        log.clear()
+        endpoint._on_readable()
+        assert log == [b"one", b"two", b"three", "answer"] and rounds == []
         endpoint.close()
     finally:
         loop.close()
@@ -183,6 +195,132 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
         endpoint.mark_dirty(answering)
         endpoint._on_timer()  # as the loop would run it: before the queued flush
         assert log == ["send answering", "timer closing"]
+        endpoint.close()
+    finally:
+        loop.close()
+
+
+def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
+    """Request/response traffic (each wake finds one ack-eliciting datagram of an established
+    connection, then an empty socket): later wakes read one datagram and stop, except every
+    LONE_PROBE_EVERY-th, which reads on until the socket is empty; a wake that finds more
+    than one datagram goes back to reading until the socket is empty."""
+    import asyncio
+
+    from quicish.aio.endpoint import LONE_MAX_SIZE, LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    peer = ("127.0.0.1", 9)
+    queue: list[list[tuple[bytes, tuple[str, int], int]]] = []
+    reads: list[int] = []
+    log: list[object] = []
+
+    class Socket:  # each receive() returns the next queued list (a read, then an empty one)
+        def receive(self, max_reads: int) -> list[tuple[bytes, tuple[str, int], int]]:
+            reads.append(max_reads)
+            return queue.pop(0) if queue else []
+
+        def fileno(self) -> int:
+            return sock.fileno()
+
+        def close(self) -> None:
+            sock.close()
+
+    class Conn:
+        flight_pending = False
+        answer_owed = True
+
+        def feed_datagram(self, data: bytes, *rest: object) -> None:
+            log.append(data)
+
+        def after_io(self, now: float) -> None:
+            log.append("answer")
+
+    conn = Conn()
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint: Endpoint[Any] = Endpoint(loop, Socket())  # type: ignore[arg-type]
+        endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
+        wakes = LONE_PROBE_EVERY + 1
+        for i in range(wakes):
+            queue[:] = [[(b"%d" % i, peer, 0)]]
+            endpoint._on_readable()
+        assert reads == [RECEIVE_READS] + [1] * (LONE_PROBE_EVERY - 1) + [RECEIVE_READS]
+        assert log == [x for i in range(wakes) for x in (b"%d" % i, "answer")]
+        # Two datagrams at once in a one-read wake: back to reading until the socket is
+        # empty, and in the next wake too when that found more than one datagram again.
+        reads.clear()
+        log.clear()
+        queue[:] = [[(b"a", peer, 0), (b"b", peer, 0)], [(b"c", peer, 0), (b"d", peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [1, RECEIVE_READS, RECEIVE_READS]
+        assert log == [b"a", b"b", b"c", b"d", "answer"]
+        reads.clear()
+        queue[:] = [[(b"e", peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [RECEIVE_READS]
+        # A full-sized datagram (bulk data, with GRO off) is never lone: reads go on.
+        reads.clear()
+        queue[:] = [[(bytes(LONE_MAX_SIZE), peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [1, RECEIVE_READS]
+        reads.clear()
+        queue[:] = [[(bytes(LONE_MAX_SIZE), peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [RECEIVE_READS, RECEIVE_READS]
+        endpoint.close()
+    finally:
+        loop.close()
+
+
+def test_endpoint_timer_heap_keeps_one_entry_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deadline that moves later (the probe timeout, with every packet sent) adds no heap
+    entry: the one there comes up at the old time, finds nothing due and goes back in at
+    the new one; an earlier deadline gets an entry of its own and the later one is
+    dropped when it comes up. The connection's timer runs once, at its deadline."""
+    import asyncio
+
+    from quicish.aio import endpoint as endpoint_module
+
+    fired: list[float] = []
+    now = [0.0]
+    monkeypatch.setattr(endpoint_module, "clock", lambda: now[0])
+
+    class Conn:
+        timer_deadline: float | None = None
+
+        def on_timer(self, at: float) -> None:
+            fired.append(at)
+
+        def transmit(self, at: float) -> None:
+            pass
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint: endpoint_module.Endpoint[Any] = endpoint_module.Endpoint(loop, sock)
+        conn = Conn()
+        for deadline in (10.0, 11.0, 12.0):
+            endpoint.set_timer(conn, deadline)
+        assert len(endpoint._timers) == 1 and conn.timer_deadline == 12.0
+        now[0] = 10.5
+        endpoint._on_timer()
+        assert fired == [] and [e[0] for e in endpoint._timers] == [12.0]
+        now[0] = 12.0
+        endpoint._on_timer()
+        assert fired == [12.0] and endpoint._timers == []
+        endpoint.set_timer(conn, 20.0)
+        endpoint.set_timer(conn, 15.0)  # earlier: an entry of its own
+        now[0] = 15.0
+        endpoint._on_timer()
+        assert fired == [12.0, 15.0] and endpoint._timers == []  # the 20.0 one dropped
+        endpoint.set_timer(conn, 30.0)
+        endpoint.forget(conn)
+        now[0] = 30.0
+        endpoint._on_timer()
+        assert fired == [12.0, 15.0]
         endpoint.close()
     finally:
         loop.close()

@@ -325,6 +325,12 @@ class QuicConnection:
         return self._proto.flight_pending
 
     @property
+    def answer_owed(self) -> bool:
+        """The handshake is complete and an ack-eliciting packet received awaits its ACK
+        (a request or a response just read: the answer will carry it)."""
+        return self._proto.answer_owed
+
+    @property
     def handshake_done(self) -> asyncio.Future[None]:
         """The handshake's outcome, unshielded (for ``connect()``: nobody else awaits it yet;
         applications use :meth:`wait_connected`)."""
@@ -381,6 +387,9 @@ class QuicConnection:
         self._endpoint.set_timer(self, self._proto.next_timer())
 
     def _send_datagrams(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        if len(datagrams) == 1:  # (a reply, an ACK)
+            self._endpoint.send([datagrams[0][0]], datagrams[0][1])
+            return
         if not datagrams:
             return
         addr = datagrams[0][1]

@@ -32,8 +32,21 @@ logger = logging.getLogger(ENDPOINT)
 
 RECEIVE_READS = 16  # socket reads (each up to a whole GRO batch) per round
 RECEIVE_ROUNDS = 2  # rounds of reads before connections answer
+# While wakes bring one ack-eliciting datagram each (request/response traffic), only one wake
+# in this many goes on to the read that finds the socket empty (the others stop after one).
+LONE_PROBE_EVERY = 4
+LONE_MAX_SIZE = 1200  # (a full-sized datagram, bulk data, is never lone)
 
 clock = time.monotonic  # the clock of the whole asyncio layer (see the module docstring)
+
+
+def _lone(batch: list[tuple[bytes, Address, int]], conn: Driven | None) -> bool:
+    """``batch`` is one small ack-eliciting datagram of an established connection: a request
+    or a response, which nothing follows before the answer. (A bulk transfer's datagrams
+    are full-sized, at least 1200 bytes: they keep the reads until the socket is empty.)"""
+    if len(batch) != 1 or conn is None:
+        return False
+    return len(batch[0][0]) < LONE_MAX_SIZE and conn.answer_owed
 
 
 def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
@@ -44,8 +57,8 @@ def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
 class Driven(Routable, Protocol):
     """What the endpoint needs of a connection it drives (``QuicConnection``)."""
 
-    #: The deadline the endpoint's timer heap holds for this connection (the endpoint's to
-    #: set and clear; entries of the heap with another deadline are stale).
+    #: This connection's timer deadline (the endpoint's to set and clear; its entry in the
+    #: endpoint's heap may be earlier, and is then pushed again when it comes up).
     timer_deadline: float | None
 
     def feed_datagram(
@@ -56,6 +69,12 @@ class Driven(Routable, Protocol):
     @property
     def flight_pending(self) -> bool:
         """A first flight is half sent: it has nothing to read before its answer goes."""
+        ...
+
+    @property
+    def answer_owed(self) -> bool:
+        """Its handshake is complete and an ack-eliciting packet awaits its ACK: a lone
+        datagram that makes it so (a request, a response) needs no second read."""
         ...
 
     def after_io(self, now: float) -> None:
@@ -102,7 +121,10 @@ class Endpoint(Generic[D]):
             admission=admission,
             local_id=local_id,
         )
+        # One live entry per connection (its deadline in _queued), at or before the deadline
+        # it has now (timer_deadline); other entries are superseded, dropped when popped.
         self._timers: list[tuple[float, int, D]] = []
+        self._queued: dict[D, float] = {}
         self._timer_seq = 0
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -112,6 +134,7 @@ class Endpoint(Generic[D]):
         self._backlog: list[tuple[list[bytes], Address]] = []
         self._closed = False
         self.last_receive = 0.0  # clock() when the last receive round ended
+        self._lone_wakes = 0  # wakes in a row that found one datagram, then an empty socket
         # Server: admission pressure, logged once per episode (checked once per round).
         self._admission_log = (
             None if admission is None else AdmissionLog(admission, address(udp.address))
@@ -152,6 +175,7 @@ class Endpoint(Generic[D]):
         """``conn`` has ended: drop its CIDs and any pending flush."""
         self.router.forget(conn)
         self._dirty.discard(conn)
+        self._queued.pop(conn, None)  # (its heap entries are dropped as superseded)
 
     @property
     def connections(self) -> set[D]:
@@ -172,34 +196,67 @@ class Endpoint(Generic[D]):
     def _on_readable(self) -> None:
         now = clock()
         touched: set[D] = set()
-        router = self.router
-        route = router.route
-        local = router.local_id
         try:
+            if self._lone_wakes % LONE_PROBE_EVERY:
+                # The last wakes each found one ack-eliciting datagram of an established
+                # connection, then an empty socket (request/response traffic; not the ACKs
+                # a bulk sender reads): read one and stop (no read that finds nothing). If
+                # more waits, the loop's poll reports the socket again at once; every
+                # LONE_PROBE_EVERY-th wake reads on until the socket is empty, as below.
+                batch = self.udp.receive(1)
+                conn = self._feed(batch, now, touched)
+                if _lone(batch, conn):
+                    self._lone_wakes += 1
+                    self._answer(clock(), touched)
+                    return
+                self._lone_wakes = 0
             # A second round picks up what arrived while the first was processed (the rest
             # of a handshake flight, a request behind a Finished), so one answer covers both;
             # not when the round held only new clients' complete hellos (a read that would
             # find nothing would hold up the ServerHello).
-            for _ in range(RECEIVE_ROUNDS):
+            for round_ in range(RECEIVE_ROUNDS):
+                first = round_ == 0
                 batch = self.udp.receive(RECEIVE_READS)
                 if not batch:
                     break
-                for data, addr, ecn in batch:
-                    conn = route(data, addr, now)
-                    if conn is not None:
-                        if conn is router.accepted:
-                            router.accepted = None  # accept() already fed it this datagram
-                        else:
-                            conn.feed_datagram(data, addr, now, local, ecn)
-                        touched.add(conn)
-                if router.outbox:
-                    for datagram, to in router.take_outbox():
-                        self._send_raw([datagram], to)
+                conn = self._feed(batch, now, touched)
                 now = clock()
+                if _lone(batch, conn):
+                    # One ack-eliciting datagram of an established connection (a request,
+                    # a response): a second read would find nothing and cost a system call.
+                    if first:
+                        self._lone_wakes += 1
+                    break
+                if first:
+                    self._lone_wakes = 0
                 if all(conn.flight_pending for conn in touched):
                     break  # new clients' hellos, answered: they send nothing before our answer
         except OSError as exc:
             logger.warning("[%s] UDP receive failed: %s", address(self.udp.address), exc)
+        self._answer(now, touched)
+
+    def _feed(
+        self, batch: list[tuple[bytes, Address, int]], now: float, touched: set[D]
+    ) -> D | None:
+        """Route each datagram to its connection and feed it; returns the last one's."""
+        router = self.router
+        route = router.route
+        local = router.local_id
+        conn = None
+        for data, addr, ecn in batch:
+            conn = route(data, addr, now)
+            if conn is not None:
+                if conn is router.accepted:
+                    router.accepted = None  # accept() already fed it this datagram
+                else:
+                    conn.feed_datagram(data, addr, now, local, ecn)
+                touched.add(conn)
+        if router.outbox:
+            for datagram, to in router.take_outbox():
+                self._send_raw([datagram], to)
+        return conn
+
+    def _answer(self, now: float, touched: set[D]) -> None:
         self.last_receive = now
         if self._admission_log is not None:
             self._admission_log.check()
@@ -264,10 +321,20 @@ class Endpoint(Generic[D]):
         conn.timer_deadline = deadline
         if deadline is None:
             return
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+        queued = self._queued.get(conn)
+        if queued is not None and queued <= deadline:
+            # Its entry in the heap comes first (a deadline that moves later, as the probe
+            # timeout does with every packet sent): looked at then, pushed again if needed.
+            return
+        self._push(conn, deadline)
         if self._timer_at is None or deadline < self._timer_at:
             self._arm(deadline)
+
+    def _push(self, conn: D, deadline: float) -> None:
+        """Give ``conn`` its (one live) entry in the heap, at ``deadline``."""
+        self._queued[conn] = deadline
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
 
     def _arm(self, deadline: float) -> None:
         if self._timer_handle is not None:
@@ -286,15 +353,24 @@ class Endpoint(Generic[D]):
         now = clock()
         due: list[D] = []
         timers = self._timers
+        queued = self._queued
         while timers and timers[0][0] <= now:
             deadline, _, conn = heapq.heappop(timers)
-            if conn.timer_deadline == deadline:
+            if queued.get(conn) != deadline:
+                continue  # superseded by an earlier entry of the same connection
+            del queued[conn]
+            actual = conn.timer_deadline
+            if actual is None:
+                continue
+            if actual <= now:
                 conn.timer_deadline = None
                 due.append(conn)
+            else:  # the deadline moved later since this entry went in
+                self._push(conn, actual)
         for conn in due:
             conn.on_timer(now)
-        # Drop stale entries at the top so the next arm is accurate.
-        while timers and timers[0][2].timer_deadline != timers[0][0]:
+        # Drop superseded entries at the top so the next arm is accurate.
+        while timers and queued.get(timers[0][2]) != timers[0][0]:
             heapq.heappop(timers)
         if timers:
             self._arm(timers[0][0])

@@ -155,6 +155,11 @@ class QuicStreamReader:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes, or ``asyncio.IncompleteReadError`` at an early EOF."""
+        if not self._pending and self._error is None and n > 0:
+            data = self._pull(n)  # (a whole message at once: no copy through _pending)
+            if len(data) == n:
+                return data
+            self._pending += data
         while len(self._pending) < n and not self._eof:
             data = self._pull(n - len(self._pending))
             if data:

@@ -419,8 +419,7 @@ class Connection:
         Finished that is expected). A client with a handshake stock also stocks there, for
         its driver's next handshake, an ephemeral key pair and a first DCID with its Initial
         keys (a server stocks its key pair in :meth:`await_hello`). Whatever was not prepared
-        is made when needed. A server also installs here the keys it did not need for its
-        first flight."""
+        is made when needed. A server installs here the keys its first flight did not need."""
         if self._keys.deferred:
             self._keys.install_deferred(self.version)
         hs = self._handshake
@@ -622,6 +621,10 @@ class Connection:
         return self._handshake.confirmed
 
     @property
+    def answer_owed(self) -> bool:  # an ack-eliciting 1-RTT packet awaits its ACK
+        return self._handshake.complete and self._spaces[APPLICATION].unacked_eliciting > 0
+
+    @property
     def early_data_accepted(self) -> bool:
         return self._handshake.early_data_accepted
 
@@ -640,9 +643,8 @@ class Connection:
 
     @property
     def split_first_flight(self) -> bool:
-        """Server: send the ServerHello in a datagram of its own before building the rest of
-        the first flight, so the client derives its handshake keys while this side signs
-        (see :attr:`flight_pending`). The asyncio layer turns it on."""
+        """Server: the ServerHello in a datagram of its own before the rest of the first
+        flight, which the client works on while we sign (:attr:`flight_pending`); aio sets it."""
         return self._handshake.split_first_flight
 
     @split_first_flight.setter
@@ -651,9 +653,8 @@ class Connection:
 
     @property
     def flight_pending(self) -> bool:
-        """Server with ``split_first_flight``: the ServerHello went out alone and the next
-        :meth:`datagrams_to_send` builds the rest of the first flight, so a driver calls it
-        again right after sending (any other call also completes the flight)."""
+        """Server, ``split_first_flight``: the ServerHello went out alone; the next call to
+        :meth:`datagrams_to_send` (a driver's, right after sending) or any other finishes it."""
         return self._handshake.flight_pending
 
     # ---------------------------------------------------------------------------------------

@@ -227,6 +227,12 @@ class PacketBuilder:
             out.append((datagram, addr))
             if not lean:
                 lean = self.lean_ready()
+                if lean and next(self._streams.sendable(), None) is None:
+                    # Only STREAM frames could follow and none wait (a small reply): done
+                    # without building a packet to find that out.
+                    if self.cc.packet_aware:
+                        self._note_app_limited(now)
+                    break
         if af is not None and af.after_burst(in_flight, self._more_to_send, now):
             datagram = self.build_datagram(now)  # its IMMEDIATE_ACK: the ACK comes at once
             if datagram is not None:

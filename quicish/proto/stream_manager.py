@@ -763,20 +763,17 @@ class StreamManager:
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
         """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
+        credit_ok = self.send_credit.available > 0  # (stream data first: a reply's case)
+        for queue in self._queues.values():
+            self._prune(queue, credit_ok)
+            if queue:
+                return True
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
         for b in (0, 1):
             if self._max_streams_due(b) or self._streams_blocked_due(b):
                 return True
-        for stream in self._control.values():
-            if not stream._closed and stream.has_control():
-                return True
-        credit_ok = self.send_credit.available > 0
-        for queue in self._queues.values():
-            self._prune(queue, credit_ok)
-            if queue:
-                return True
-        return False
+        return any(not stream._closed and stream.has_control() for stream in self._control.values())
 
     def write_control_frames(
         self,
