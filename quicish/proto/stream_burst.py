@@ -83,7 +83,8 @@ class StreamBurst:
         """Append up to ``max_count`` full STREAM packets to ``out``; how many (0: the
         lean builder decides the next packet)."""
         cc = b.cc
-        if b.trace is not None or cc.packet_aware:
+        trace = b.trace
+        if (trace is not None and trace.bulk is None) or cc.packet_aware:
             return 0
         streams = self._streams
         stream = streams.lone_stream()
@@ -149,4 +150,29 @@ class StreamBurst:
         stats.datagrams_sent += n
         stats.bytes_sent += total
         self._paths.current.bytes_sent += total
+        if trace is not None:  # (the lean builder's stream_sent per packet, in its order)
+            self._trace(trace, packets, lengths, pn - n, sid, span[0], final_size, now)
         return n
+
+    @staticmethod
+    def _trace(
+        trace: Trace,
+        packets: list[bytes],
+        lengths: list[int],
+        pn: int,
+        sid: int,
+        offset: int,
+        final_size: int | None,
+        now: float,
+    ) -> None:
+        """The burst's packets to the qlog file's trace, each as the lean builder hands it
+        one (``Trace.stream_sent``, the C ``QlogTap`` in its place): nothing else is logged
+        while a burst is made, so the events are the same. The payload is not read while
+        the trace has its bulk list (else the burst declines), so none is made."""
+        stream_sent = trace.stream_sent
+        for packet, length in zip(packets, lengths, strict=True):
+            stop = offset + length
+            record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
+            stream_sent(now, pn, len(packet), b"", [record])
+            offset = stop
+            pn += 1
