@@ -8,9 +8,11 @@ opens it and decodes the frame in one C call (``PacketCipher.open_stream``), and
 :meth:`LeanReceiver.take` then does what ``Connection.receive_datagram`` would do with it
 (the counters, duplicate check, idle timer, the frame's data, the ECN count and the ACK
 schedule) without the general path's steps; a packet of other frames goes to their
-handlers as the general path sends them. Anything else (a long header, another CID or
-path, a key-phase change or a forgery, a trace, a first flight half sent) is declined
-before any state changed, and the general path takes it.
+handlers as the general path sends them. With a qlog file as the trace's only sink
+(``Trace.bulk``) the packet is logged as the general path logs it (``Trace.packet_received``
+with the lone frame, ``Trace.dropped`` for a duplicate). Anything else (a long header,
+another CID or path, a key-phase change or a forgery, another tracer, a first flight half
+sent) is declined before any state changed, and the general path takes it.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ the pacer, the data, the datagram count or the next skipped packet number would,
 returns the packets with each one's data length. This module then records them as the
 lean builder records each of its packets (recovery, congestion control, pacer, idle
 timer, counters): the same packets and the same state as packet after packet would give.
-Anything else (lost data, a limit reached, a short last packet, several streams, qlog on,
-a packet-aware controller such as BBR) stays with the lean builder.
+With a qlog file as the trace's only sink (``Trace.bulk``), each packet is then logged as
+the lean builder logs it (``Trace.stream_sent``, the C ``QlogTap`` in its place). Anything
+else (lost data, a limit reached, a short last packet, several streams, another tracer, a
+packet-aware controller such as BBR) stays with the lean builder.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .keys import KeyState
 from .pacing import Pacer
 from .packet_space import APPLICATION, PacketSpace
 from .path import Address, PathManager
-from .records import SentPacket, StreamRecord, new_record
+from .records import Record, SentPacket, StreamRecord, new_record
 from .recovery import LossRecovery
 from .stats import ConnectionStats
 from .stream_manager import StreamManager
@@ -130,7 +132,10 @@ class StreamBurst:
             size = len(packet)
             stop = offset + length
             record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
-            on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
+            records: list[Record] = [record]
+            on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, records))
+            if trace is not None:  # (the qlog file's: as the lean builder, no payload read)
+                trace.stream_sent(now, pn, size, b"", records)
             out.append((packet, addr))
             total += size
             offset = stop
@@ -150,29 +155,4 @@ class StreamBurst:
         stats.datagrams_sent += n
         stats.bytes_sent += total
         self._paths.current.bytes_sent += total
-        if trace is not None:  # (the lean builder's stream_sent per packet, in its order)
-            self._trace(trace, packets, lengths, pn - n, sid, span[0], final_size, now)
         return n
-
-    @staticmethod
-    def _trace(
-        trace: Trace,
-        packets: list[bytes],
-        lengths: list[int],
-        pn: int,
-        sid: int,
-        offset: int,
-        final_size: int | None,
-        now: float,
-    ) -> None:
-        """The burst's packets to the qlog file's trace, each as the lean builder hands it
-        one (``Trace.stream_sent``, the C ``QlogTap`` in its place): nothing else is logged
-        while a burst is made, so the events are the same. The payload is not read while
-        the trace has its bulk list (else the burst declines), so none is made."""
-        stream_sent = trace.stream_sent
-        for packet, length in zip(packets, lengths, strict=True):
-            stop = offset + length
-            record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
-            stream_sent(now, pn, len(packet), b"", [record])
-            offset = stop
-            pn += 1
