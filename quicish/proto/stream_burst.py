@@ -24,7 +24,7 @@ from .keys import KeyState
 from .pacing import Pacer
 from .packet_space import APPLICATION, PacketSpace
 from .path import Address, PathManager
-from .records import Record, SentPacket, StreamRecord, new_record
+from .records import SentPacket, StreamRecord, new_record
 from .recovery import LossRecovery
 from .stats import ConnectionStats
 from .stream_manager import StreamManager
@@ -132,10 +132,9 @@ class StreamBurst:
             size = len(packet)
             stop = offset + length
             record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
-            records: list[Record] = [record]
-            on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, records))
+            on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
             if trace is not None:  # (the qlog file's: as the lean builder, no payload read)
-                trace.stream_sent(now, pn, size, b"", records)
+                trace.stream_sent(now, pn, size, b"", [record])
             out.append((packet, addr))
             total += size
             offset = stop
