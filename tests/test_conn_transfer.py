@@ -284,7 +284,7 @@ def _sent_packets(
     """Every packet the client records as sent in a lossy 3 MB transfer (number, time,
     size, records), every datagram it hands over (time, size), and how many packets the
     burst path made; ``burst=False`` turns the burst path off (the lean builder then
-    makes each packet). No tracer: a traced connection never takes the burst path."""
+    makes each packet). No tracer: with one (other than a qlog file alone) the burst declines."""
     with monkeypatch.context() as m:
         made = [0]
         fill = StreamBurst.fill

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pairs import Peer, connected, make_net
+from pairs import Peer, Sender, connected, make_net
 
 import quicish.proto.trace as trace_module
-from quicish.native import QlogTap
+from quicish.native import CRYPTO_ACCELERATED, QlogTap
+from quicish.proto.lean_receive import LeanReceiver
 from quicish.proto.records import StreamRecord
+from quicish.proto.stream_burst import StreamBurst
 from quicish.proto.trace import Trace
 from quicish.qlog import assert_valid, check_packet_numbers
 from quicish.qlog.writer import QlogWriter
@@ -148,3 +150,117 @@ def test_the_trace_time_includes_the_taps_last_packet(tmp_path: Path) -> None:
     assert events[-1].data["trigger"] == "aborted"
     sent = [e.time for e in events if e.name == "quic:packet_sent"]
     assert len(sent) > 100 and events[-1].time == max(e.time for e in events) >= max(sent)
+
+
+def _qlog_transfer(directory: Path, link: LinkSpec) -> dict[str, list[tuple[str, float, Any]]]:
+    """Both ends' qlog events of a seeded one-way 2 MB transfer (Sender keeps the stream
+    topped up, so bulk bursts are made), but for the handshake's packets of CRYPTO frames
+    (their lengths vary from run to run with the TLS randomness)."""
+    kw = {"qlog_dir": str(directory), "max_data": 16 << 20, "max_stream_data": 8 << 20}
+    net = make_net(link=link, seed=7, client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    data = bytes(range(256)) * (8 << 10)
+    sid = net.client.open_stream()
+    sender = Sender(net.client, sid, data)
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=120, hook=sender.pump)
+    assert bytes(s.data[sid]) == data
+    net.client.close()
+    assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=60)
+    out = {}
+    for path in sorted(directory.glob("*.sqlog")):
+        trace = assert_valid(path)
+        assert not check_packet_numbers(trace)
+        role = path.stem.rsplit("_", 1)[1]
+        out[role] = [(ev.name, ev.time, ev.data) for ev in trace.events if not _crypto(ev)]
+    return out
+
+
+def _crypto(event: Any) -> bool:
+    frames = event.data.get("frames", ()) if event.name.startswith("quic:packet_") else ()
+    return any(f["frame_type"] == "crypto" for f in frames) or event.name in (
+        "quic:parameters_set",  # (the session ticket's lengths)
+        "quic:packets_acked",  # (numbers of packets of CRYPTO frames among them)
+    )
+
+
+@pytest.mark.skipif(not CRYPTO_ACCELERATED, reason="the C bulk paths need the C cipher")
+@pytest.mark.parametrize("tap", [True, False])
+def test_the_c_bulk_paths_log_what_the_older_paths_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tap: bool
+) -> None:
+    """With a qlog file the C bulk paths are taken (send: ``StreamBurst.fill``, a burst of
+    packets per C call; receive: ``LeanReceiver.take``), and the file is the same, event for
+    event and time for time, as when they decline (the lean builder packet by packet, the
+    connection's receive path): under loss, reordering and duplication, both ends; ``tap``:
+    the trace's bulk cases by the C ``QlogTap`` (else by its Python methods)."""
+    if tap and QlogTap is None:
+        pytest.skip("no C qlog tap")
+    if not tap:
+        monkeypatch.setattr(trace_module, "QlogTap", None)
+    link = LinkSpec(delay=0.01, loss=0.01, reorder=0.02, duplicate=0.01)
+    counts = Counter[str]()
+    fill, take = StreamBurst.fill, LeanReceiver.take
+    on = [True]
+
+    def counting_fill(self: StreamBurst, *args: Any) -> int:
+        n = fill(self, *args) if on[0] else 0
+        counts["burst"] += n
+        return n
+
+    def counting_take(self: LeanReceiver, *args: Any) -> bool:
+        taken = on[0] and take(self, *args)
+        counts["taken"] += taken
+        return taken
+
+    monkeypatch.setattr(StreamBurst, "fill", counting_fill)
+    monkeypatch.setattr(LeanReceiver, "take", counting_take)
+    fast = _qlog_transfer(tmp_path / "fast", link)
+    assert counts["burst"] > 500 and counts["taken"] > 1000
+    on[0] = False
+    counts.clear()
+    slow = _qlog_transfer(tmp_path / "slow", link)
+    assert counts["burst"] == counts["taken"] == 0
+    assert set(fast) == set(slow) == {"client", "server"}
+    names = Counter(name for name, _, _ in fast["server"])
+    assert names["quic:packet_received"] > 1000 and names["quic:packet_dropped"] > 5
+    assert Counter(name for name, _, _ in fast["client"])["quic:packet_lost"] > 5
+    for role in fast:
+        assert len(fast[role]) == len(slow[role])
+        assert fast[role] == slow[role]
+
+
+@pytest.mark.skipif(not CRYPTO_ACCELERATED, reason="the C bulk paths need the C cipher")
+def test_other_tracers_keep_the_c_bulk_paths_declining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-memory tracer (``Config.tracer``) is given the packets by the older paths:
+    the burst and the lean receive path decline every packet (the callback sink needs the
+    payloads)."""
+    counts = Counter[str]()
+    fill, take = StreamBurst.fill, LeanReceiver.take
+
+    def counting_fill(self: StreamBurst, *args: Any) -> int:
+        n = fill(self, *args)
+        counts["burst"] += n
+        return n
+
+    def counting_take(self: LeanReceiver, *args: Any) -> bool:
+        taken = take(self, *args)
+        counts["taken"] += taken
+        return taken
+
+    monkeypatch.setattr(StreamBurst, "fill", counting_fill)
+    monkeypatch.setattr(LeanReceiver, "take", counting_take)
+    events = Counter[str]()
+
+    def tracer(name: str, data: dict[str, Any]) -> None:
+        events[name] += 1
+
+    kw = {"tracer": tracer, "max_data": 16 << 20, "max_stream_data": 8 << 20}
+    net = make_net(seed=7, client_kw=kw, server_kw=kw)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    sid = net.client.open_stream()
+    sender = Sender(net.client, sid, bytes(1 << 20))
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=60, hook=sender.pump)
+    assert counts["burst"] == counts["taken"] == 0
+    assert events["packet_sent"] > 500 and events["packet_received"] > 500

@@ -762,7 +762,7 @@ class Connection:
 
     def _receive_short(self, data: bytes, now: float) -> bool:
         """A datagram of one 1-RTT packet to our current CID on the current path with the
-        current keys, as lean_receive.py takes it when untraced: the general path's outcome
+        current keys, as lean_receive.py takes it untraced or qlogged: the general path's outcome
         with fewer steps; False, nothing changed, for anything else. Raises ProtocolError."""
         space = self._spaces[APPLICATION]
         rx = space.rx

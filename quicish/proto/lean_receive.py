@@ -8,9 +8,11 @@ opens it and decodes the frame in one C call (``PacketCipher.open_stream``), and
 :meth:`LeanReceiver.take` then does what ``Connection.receive_datagram`` would do with it
 (the counters, duplicate check, idle timer, the frame's data, the ECN count and the ACK
 schedule) without the general path's steps; a packet of other frames goes to their
-handlers as the general path sends them. Anything else (a long header, another CID or
-path, a key-phase change or a forgery, a trace, a first flight half sent) is declined
-before any state changed, and the general path takes it.
+handlers as the general path sends them. With a qlog file as the trace's only sink
+(``Trace.bulk``) the packet is logged as the general path logs it (``Trace.packet_received``
+with the lone frame, ``Trace.dropped`` for a duplicate). Anything else (a long header,
+another CID or path, a key-phase change or a forgery, another tracer, a first flight half
+sent) is declined before any state changed, and the general path takes it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .stats import ConnectionStats
 
 logger = logging.getLogger("quicish")
 
+_ONE_RTT = int(PacketType.ONE_RTT)
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 
 
@@ -72,6 +75,7 @@ class LeanReceiver:
         cid = self._cid
         frames = self._frames
         path = self._paths.current
+        trace = frames.trace
         end = len(cid) + 1
         if (
             rx is None
@@ -80,7 +84,7 @@ class LeanReceiver:
             or addr != path.addr
             or local != path.local
             or not path.validated
-            or frames.trace is not None
+            or (trace is not None and trace.bulk is None)
             or data[1:end] != cid
             or not self._lifecycle.state.is_open
             or self._handshake.flight_pending
@@ -109,15 +113,21 @@ class LeanReceiver:
             frames.rx_dcid = cid
             if pn < space.ack_floor or not space.received.add_packet(pn):  # (record inlined)
                 stats.packets_duplicate += 1
+                if trace is not None:
+                    trace.dropped(now, "duplicate", _ONE_RTT, size)
                 return True
             stats.packets_received += 1
             idle = self._idle  # (IdleTimer.on_packet_received inlined)
             idle.last_activity = now
             idle.restart_pending = True
+            eliciting: bool | F.StreamFrame
             if lone is not None:
                 eliciting = frames.on_stream_fields(*lone, now)
             else:
                 eliciting = self._frames_of(payload, space, now)
+            if trace is not None:  # (as Connection._process_packet: the frame when lone)
+                frame = eliciting if lone is None else F.StreamFrame(*lone)
+                trace.packet_received(now, _ONE_RTT, pn, size, payload, frame)
             if ecn:  # (counted first: a CE mark can make the ACK due at once)
                 space.ecn_counts[_ECN_COUNTER[ecn]] += 1
             space.on_packet_received(pn, eliciting, now, LOCAL_MAX_ACK_DELAY)
@@ -135,16 +145,16 @@ class LeanReceiver:
             state.on_datagram()
         return True
 
-    def _frames_of(self, payload: bytes, space: PacketSpace, now: float) -> bool:
+    def _frames_of(self, payload: bytes, space: PacketSpace, now: float) -> bool | F.StreamFrame:
         """A 1-RTT packet's frames not decoded with it, to their handlers (as
-        ``Connection._process_frames``, on the current path); True if ack-eliciting."""
+        ``Connection._process_frames``, on the current path): truthy if ack-eliciting,
+        the frame itself when it is one STREAM frame (for the trace)."""
         on = self._frames
         lone = F.decode_lone_stream_frame(payload)  # (the C cipher decodes it: not here)
         if lone is not None:
             data = lone.data if isinstance(lone.data, memoryview) else memoryview(lone.data)
-            return on.on_stream_fields(
-                lone.stream_id, lone.offset, data, lone.fin, lone.with_length, now
-            )
+            on.on_stream_fields(lone.stream_id, lone.offset, data, lone.fin, lone.with_length, now)
+            return lone
         ack_eliciting = False
         handlers = on.table
         for frame in F.decode_frames(payload, PacketType.ONE_RTT):

@@ -8,9 +8,11 @@ the pacer, the data, the datagram count or the next skipped packet number would,
 returns the packets with each one's data length. This module then records them as the
 lean builder records each of its packets (recovery, congestion control, pacer, idle
 timer, counters): the same packets and the same state as packet after packet would give.
-Anything else (lost data, a limit reached, a short last packet, several streams, qlog on)
-stays with the lean builder. A packet-aware controller (BBR) gets its per-packet stamps
-through recovery, as from the lean builder.
+With a qlog file as the trace's only sink (``Trace.bulk``), each packet is then logged as
+the lean builder logs it (``Trace.stream_sent``, the C ``QlogTap`` in its place). A
+packet-aware controller (BBR) gets its per-packet stamps through recovery, as from the lean
+builder. Anything else (lost data, a limit reached, a short last packet, several streams,
+another tracer) stays with the lean builder.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class StreamBurst:
         """Append up to ``max_count`` full STREAM packets to ``out``; how many (0: the
         lean builder decides the next packet)."""
         cc = b.cc
-        if b.trace is not None:
+        trace = b.trace
+        if trace is not None and trace.bulk is None:
             return 0
         streams = self._streams
         stream = streams.lone_stream()
@@ -131,6 +134,8 @@ class StreamBurst:
             stop = offset + length
             record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
             on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
+            if trace is not None:  # (the qlog file's: as the lean builder, no payload read)
+                trace.stream_sent(now, pn, size, b"", [record])
             out.append((packet, addr))
             total += size
             offset = stop
