@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..qlog.sinks import Tracer, TraceSink
 from ..wire import frames as F
-from ..wire.frames import NON_ACK_ELICITING_FRAMES, PROBING_FRAMES
+from ..wire.frames import PROBING_FRAMES
 from ..wire.packet import (
     QUIC_V1,
     SHORT_RESERVED_BITS,
@@ -838,20 +838,8 @@ class Connection:
                 self._rx_non_probing = True  # STREAM is a non-probing frame
             return lone
         frames = F.decode_frames(payload, ptype)
-        ack_eliciting = False
         on = self._frames
-        handlers = on.table
-        for frame in frames:
-            kind = type(frame)
-            if kind not in NON_ACK_ELICITING_FRAMES:
-                ack_eliciting = True
-            handler = handlers.get(kind)
-            if handler is not None:
-                try:
-                    handler(on, frame, space, now)
-                except ProtocolError as exc:
-                    _name_culprit(exc, frame)
-                    raise
+        ack_eliciting = on.dispatch(frames, space, now)
         if on.rx_path is not self._paths.current:
             self._rx_non_probing = any(type(f) not in PROBING_FRAMES for f in frames)
         return ack_eliciting

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from ..config import Config
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
+from ..wire.frames import NON_ACK_ELICITING_FRAMES
 from . import ack_frequency
 from . import events as ev
 from .cid import LocalCids, PeerCids
@@ -158,6 +159,25 @@ class FrameHandlers:
     ) -> None:
         lifecycle = self._lifecycle
         lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now, frame.application)
+
+    def dispatch(self, frames: list[F.Frame], space: PacketSpace, now: float) -> bool:
+        """Each of a packet's frames to its handler, in order; True if one is
+        ack-eliciting. A handler's ProtocolError names its frame unless it names one."""
+        ack_eliciting = False
+        handlers = self.table
+        for frame in frames:
+            kind = type(frame)
+            if kind not in NON_ACK_ELICITING_FRAMES:
+                ack_eliciting = True
+            handler = handlers.get(kind)
+            if handler is not None:
+                try:
+                    handler(self, frame, space, now)
+                except ProtocolError as exc:
+                    if exc.frame_type is None:
+                        exc.frame_type = F.frame_type_of(frame)
+                    raise
+        return ack_eliciting
 
     # ---- streams and flow control ---------------------------------------------------------
     def on_stream(self, frame: F.StreamFrame, space: PacketSpace, now: float) -> None:

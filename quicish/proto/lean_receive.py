@@ -21,7 +21,6 @@ import logging
 
 from ..errors import DecryptionError, ErrorCode, ProtocolError
 from ..wire import frames as F
-from ..wire.frames import NON_ACK_ELICITING_FRAMES
 from ..wire.packet import SHORT_RESERVED_BITS, PacketType
 from .frame_handlers import FrameHandlers
 from .handshake import Handshake
@@ -155,18 +154,4 @@ class LeanReceiver:
             data = lone.data if isinstance(lone.data, memoryview) else memoryview(lone.data)
             on.on_stream_fields(lone.stream_id, lone.offset, data, lone.fin, lone.with_length, now)
             return lone
-        ack_eliciting = False
-        handlers = on.table
-        for frame in F.decode_frames(payload, PacketType.ONE_RTT):
-            kind = type(frame)
-            if kind not in NON_ACK_ELICITING_FRAMES:
-                ack_eliciting = True
-            handler = handlers.get(kind)
-            if handler is not None:
-                try:
-                    handler(on, frame, space, now)
-                except ProtocolError as exc:
-                    if exc.frame_type is None:  # (named as the connection names it)
-                        exc.frame_type = F.frame_type_of(frame)
-                    raise
-        return ack_eliciting
+        return on.dispatch(F.decode_frames(payload, PacketType.ONE_RTT), space, now)
