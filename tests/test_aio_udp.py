@@ -35,6 +35,44 @@ def _plain_collect(sock: socket.socket, count: int) -> list[bytes]:
     return got
 
 
+Read = list[tuple[bytes, tuple[str, int], int]]
+
+
+class _Reads:
+    """A socket for an Endpoint whose receive() returns the next queued read (a list of
+    datagrams; [] once none is left) and records how many reads each call allowed."""
+
+    def __init__(self, sock: UdpSocket, queue: list[Read]) -> None:
+        self.sock, self.queue = sock, queue
+        self.reads: list[int] = []
+
+    def receive(self, max_reads: int) -> Read:
+        self.reads.append(max_reads)
+        return self.queue.pop(0) if self.queue else []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _FedConn:
+    """What the endpoint uses of a QuicConnection when it feeds one: the datagrams fed and
+    each answer, in order, go to ``log``."""
+
+    flight_pending = False
+
+    def __init__(self, log: list[object], answer_owed: bool) -> None:
+        self.log, self.answer_owed = log, answer_owed
+
+    def feed_datagram(self, data: bytes, *rest: object) -> None:
+        self.log.append(data)
+
+    def after_io(self, now: float) -> None:
+        self.log.append("answer")
+
+
 SIZE_PATTERNS = [
     [1200] * 10,
     [1200] * 10 + [700],  # a short last segment ends a GSO batch
@@ -115,30 +153,10 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
     rounds = [[(b"first", peer, 0)], [(b"second", peer, 0)], [(b"third", peer, 0)]]
     log: list[object] = []
 
-    class Rounds:  # the socket's reads, one list per receive() call
-        def receive(self, max_reads: int) -> list[tuple[bytes, tuple[str, int], int]]:
-            return rounds.pop(0) if rounds else []
-
-        def fileno(self) -> int:
-            return sock.fileno()
-
-        def close(self) -> None:
-            sock.close()
-
-    class Conn:  # what the endpoint uses of a QuicConnection
-        flight_pending = False
-        answer_owed = False
-
-        def feed_datagram(self, data: bytes, *rest: object) -> None:
-            log.append(data)
-
-        def after_io(self, now: float) -> None:
-            log.append("answer")
-
-    conn = Conn()
+    conn = _FedConn(log, answer_owed=False)
     loop = asyncio.new_event_loop()
     try:
-        endpoint: Endpoint[Any] = Endpoint(loop, Rounds())  # type: ignore[arg-type]
+        endpoint: Endpoint[Any] = Endpoint(loop, _Reads(sock, rounds))  # type: ignore[arg-type]
         endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
         endpoint._on_readable()
         assert RECEIVE_ROUNDS == 2
@@ -211,35 +229,15 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
 
     sock = UdpSocket.bind("127.0.0.1", 0)
     peer = ("127.0.0.1", 9)
-    queue: list[list[tuple[bytes, tuple[str, int], int]]] = []
-    reads: list[int] = []
+    queue: list[Read] = []
     log: list[object] = []
 
-    class Socket:  # each receive() returns the next queued list (a read, then an empty one)
-        def receive(self, max_reads: int) -> list[tuple[bytes, tuple[str, int], int]]:
-            reads.append(max_reads)
-            return queue.pop(0) if queue else []
-
-        def fileno(self) -> int:
-            return sock.fileno()
-
-        def close(self) -> None:
-            sock.close()
-
-    class Conn:
-        flight_pending = False
-        answer_owed = True
-
-        def feed_datagram(self, data: bytes, *rest: object) -> None:
-            log.append(data)
-
-        def after_io(self, now: float) -> None:
-            log.append("answer")
-
-    conn = Conn()
+    conn = _FedConn(log, answer_owed=True)
+    reader = _Reads(sock, queue)
+    reads = reader.reads
     loop = asyncio.new_event_loop()
     try:
-        endpoint: Endpoint[Any] = Endpoint(loop, Socket())  # type: ignore[arg-type]
+        endpoint: Endpoint[Any] = Endpoint(loop, reader)  # type: ignore[arg-type]
         endpoint.router.route = lambda data, addr, now: conn  # type: ignore[method-assign]
         wakes = LONE_PROBE_EVERY + 1
         for i in range(wakes):

@@ -182,14 +182,12 @@ class RecordTable:
                     fin = rec[3]
                     continue
                 if sid >= 0:
-                    _dispatch(
-                        handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),)
-                    )
+                    _acked_run(handlers, sid, start, stop, fin)
                 sid, start, fin = rec[0], rec[1], rec[3]
                 stop = start + rec[2]
                 continue
             if sid >= 0:
-                _dispatch(handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),))
+                _acked_run(handlers, sid, start, stop, fin)
                 sid = -1
             for rec in frames:
                 try:
@@ -199,11 +197,18 @@ class RecordTable:
                 if handler is not None:
                     handler(rec)
         if sid >= 0:
-            _dispatch(handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),))
+            _acked_run(handlers, sid, start, stop, fin)
 
     def on_lost(self, records: Iterable[Record]) -> None:
         """The packet holding ``records`` was declared lost."""
         _dispatch(self._lost, records)
+
+
+def _acked_run(
+    handlers: dict[type, Callable[[Any], None] | None], sid: int, start: int, stop: int, fin: bool
+) -> None:
+    """A run of STREAM records acknowledged together, as one record of its whole range."""
+    _dispatch(handlers, (new_record(StreamRecord, (sid, start, stop - start, fin)),))
 
 
 def _dispatch(

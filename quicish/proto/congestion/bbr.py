@@ -105,7 +105,6 @@ class Bbr(CongestionController):
     ) -> None:
         super().__init__(max_datagram_size)
         self.loss_tolerant = loss_tolerant
-        self.lower_bound_loss_rate = LOSS_THRESH if loss_tolerant else 0.0
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
