@@ -299,7 +299,10 @@ def test_rebind_port(server: socket.socket, client: socket.socket) -> None:
     assert relay.final_counters is not None
     # one more rebinding may come after the last packet, before the relay stops
     assert len(sources) - 1 <= relay.final_counters.rebinds <= len(sources)
-    assert len(run.arrivals[client]) >= 88  # the server's answers to new ports come back
+    # The server's answers to each new port come back; at most the one or two in flight to
+    # the old port at each rebinding are lost (two only on a loaded host: 87 of 90 was seen
+    # once with 3 rebindings), as for a new address below.
+    assert len(run.arrivals[client]) >= 90 - 2 * relay.final_counters.rebinds
 
 
 def test_rebind_address(server: socket.socket, client: socket.socket) -> None:
