@@ -102,9 +102,14 @@ class Bbr(CongestionController):
         *,
         seed: int | None = None,
         loss_tolerant: bool = True,
+        round_median_bw: bool = True,
     ) -> None:
         super().__init__(max_datagram_size)
         self.loss_tolerant = loss_tolerant
+        # After Startup, max_bw takes one value per round, the median of its samples
+        # (None: every sample, as the draft).
+        self._round_rates: list[float] | None = [] if round_median_bw else None
+        self._startup_median_bw = 0.0  # the largest round median seen in Startup
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
@@ -348,8 +353,14 @@ class Bbr(CongestionController):
             self.rounds_since_bw_probe += 1
             self.round_start = True
         # max_bw
+        rates = self._round_rates
+        if rates is not None and self.round_start and rates:
+            self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
+            if rates is not None:
+                rates.append(rs.delivery_rate)
+            if rates is None or not self.filled_pipe:
+                self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
         if not self.loss_round_start:
             return
         # Once per round: cut the short-term bounds if this round had (enough) loss.
@@ -373,6 +384,21 @@ class Bbr(CongestionController):
                 self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
                 self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
         self.loss_in_round = False
+
+    def _end_rate_round(self, rates: list[float]) -> None:
+        """A round ended: the median of its rate samples goes into ``max_bw`` (after
+        Startup). One sample spans a round trip between two ACK arrivals, so a stall of
+        the path or of either end (an ACK clump) cut its interval and raised it by the
+        stall's share of the round trip; the max of every sample over two cycles read a
+        few percent above the bottleneck and kept a standing queue. The round's median
+        does not take those outliers."""
+        rates.sort()
+        median = rates[len(rates) // 2]
+        rates.clear()
+        if self.filled_pipe:
+            self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
+        elif median > self._startup_median_bw:
+            self._startup_median_bw = median
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -456,6 +482,14 @@ class Bbr(CongestionController):
             self.lost_in_round = 0
         if self.filled_pipe:
             self._probe_end_delivered = self.sampler.delivered
+            if self._round_rates is not None and self._startup_median_bw > 0.0:
+                # Startup's samples grew each round and took every one; from here on
+                # the round medians, the best of Startup's rounds first.
+                self._max_bw_filter.reset()
+                self.max_bw = self._max_bw_filter.update(
+                    self.cycle_count, self._startup_median_bw
+                )
+                self.bw = min(self.max_bw, self.bw_lo)
             self._set_state(DRAIN)
             self.pacing_gain = DRAIN_PACING_GAIN
             self.cwnd_gain = STARTUP_CWND_GAIN
