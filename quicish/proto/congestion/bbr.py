@@ -109,7 +109,6 @@ class Bbr(CongestionController):
         # After Startup, max_bw takes one value per round, the median of its samples
         # (None: every sample, as the draft).
         self._round_rates: list[float] | None = [] if round_median_bw else None
-        self._startup_median_bw = 0.0  # the largest round median seen in Startup
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
@@ -126,6 +125,11 @@ class Bbr(CongestionController):
         self.path_loss_rate = 0.0
         self._path_lost = 0.0
         self._path_sent = 0.0
+        # The share of what is sent outside probes that the path loses with no queue
+        # (rounds of ProbeBW_DOWN and CRUISE; loss_tolerant): the pacing rate makes it up.
+        self.send_loss_rate = 0.0
+        self._send_lost = 0.0
+        self._send_total = 0.0
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -357,9 +361,9 @@ class Bbr(CongestionController):
         if rates is not None and self.round_start and rates:
             self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            if rates is not None:
+            if rates is not None and self.filled_pipe:
                 rates.append(rs.delivery_rate)
-            if rates is None or not self.filled_pipe:
+            else:
                 self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
         if not self.loss_round_start:
             return
@@ -391,14 +395,14 @@ class Bbr(CongestionController):
         the path or of either end (an ACK clump) cut its interval and raised it by the
         stall's share of the round trip; the max of every sample over two cycles read a
         few percent above the bottleneck and kept a standing queue. The round's median
-        does not take those outliers."""
+        does not take those outliers. (Startup keeps every sample: its rate doubles per
+        round, and when it ends on loss the link has been full for less than a round, so
+        its last rounds' medians are below the bottleneck; its maximum ages out of the
+        filter with the first ProbeBW cycle.)"""
         rates.sort()
         median = rates[len(rates) // 2]
         rates.clear()
-        if self.filled_pipe:
-            self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
-        elif median > self._startup_median_bw:
-            self._startup_median_bw = median
+        self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -420,6 +424,10 @@ class Bbr(CongestionController):
             self._path_lost = self._path_lost * PATH_LOSS_DECAY + lost_all
             self._path_sent = self._path_sent * PATH_LOSS_DECAY + total - lost + lost_all
             self.path_loss_rate = self._path_lost / self._path_sent
+            if self.state in (PROBE_DOWN, PROBE_CRUISE):
+                self._send_lost = self._send_lost * PATH_LOSS_DECAY + lost
+                self._send_total = self._send_total * PATH_LOSS_DECAY + total
+                self.send_loss_rate = min(self._send_lost / self._send_total, MAX_LOSS_THRESH)
         self._round_clustered = self._round_queued = False
         return lossy, queued
 
@@ -482,14 +490,6 @@ class Bbr(CongestionController):
             self.lost_in_round = 0
         if self.filled_pipe:
             self._probe_end_delivered = self.sampler.delivered
-            if self._round_rates is not None and self._startup_median_bw > 0.0:
-                # Startup's samples grew each round and took every one; from here on
-                # the round medians, the best of Startup's rounds first.
-                self._max_bw_filter.reset()
-                self.max_bw = self._max_bw_filter.update(
-                    self.cycle_count, self._startup_median_bw
-                )
-                self.bw = min(self.max_bw, self.bw_lo)
             self._set_state(DRAIN)
             self.pacing_gain = DRAIN_PACING_GAIN
             self.cwnd_gain = STARTUP_CWND_GAIN
@@ -720,6 +720,9 @@ class Bbr(CongestionController):
     def _set_pacing_rate(self, rtt: RttEstimator) -> None:
         if self.bw > 0.0:
             rate = self.pacing_gain * self.bw * (1.0 - PACING_MARGIN)
+            if self.send_loss_rate:
+                # bw counts what arrived; of what is sent the path loses its own share
+                rate /= 1.0 - self.send_loss_rate
         else:  # no sample yet: the initial window over the RTT, at the Startup gain
             srtt = rtt.smoothed_rtt if rtt.has_sample else 0.001
             rate = STARTUP_PACING_GAIN * self.initial_window / max(srtt, 0.001)
