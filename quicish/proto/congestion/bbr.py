@@ -106,9 +106,11 @@ class Bbr(CongestionController):
     ) -> None:
         super().__init__(max_datagram_size)
         self.loss_tolerant = loss_tolerant
-        # After Startup, max_bw takes one value per round, the median of its samples
-        # (None: every sample, as the draft).
+        # From the first bandwidth probe on, max_bw takes one value per round, the median
+        # of its samples (None: every sample, as the draft); see _end_rate_round.
         self._round_rates: list[float] | None = [] if round_median_bw else None
+        self._medians_only = False  # (the first ProbeBW_UP has ended)
+        self._best_median = 0.0  # the largest round median before that
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
@@ -361,9 +363,9 @@ class Bbr(CongestionController):
         if rates is not None and self.round_start and rates:
             self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            if rates is not None and self.filled_pipe:
+            if rates is not None:
                 rates.append(rs.delivery_rate)
-            else:
+            if not self._medians_only:
                 self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
         if not self.loss_round_start:
             return
@@ -390,19 +392,22 @@ class Bbr(CongestionController):
         self.loss_in_round = False
 
     def _end_rate_round(self, rates: list[float]) -> None:
-        """A round ended: the median of its rate samples goes into ``max_bw`` (after
-        Startup). One sample spans a round trip between two ACK arrivals, so a stall of
-        the path or of either end (an ACK clump) cut its interval and raised it by the
-        stall's share of the round trip; the max of every sample over two cycles read a
-        few percent above the bottleneck and kept a standing queue. The round's median
-        does not take those outliers. (Startup keeps every sample: its rate doubles per
-        round, and when it ends on loss the link has been full for less than a round, so
-        its last rounds' medians are below the bottleneck; its maximum ages out of the
-        filter with the first ProbeBW cycle.)"""
+        """A round ended: the median of its rate samples. One sample spans a round trip
+        between two ACK arrivals, so a stall of the path or of either end (an ACK clump)
+        cuts its interval and raises it by the stall's share of the round trip: the max of
+        every sample over two cycles read 1-10% above the bottleneck through the relay,
+        and ProbeBW_CRUISE kept a standing queue. The round's median does not take those
+        outliers, but lags a rate that grows: Startup's doubles per round, and when Startup
+        ends on loss the link has been full for less than a round, so its estimate is low.
+        Until the first ProbeBW_UP ends every sample counts (the draft), then the medians
+        only, the largest one so far first."""
         rates.sort()
         median = rates[len(rates) // 2]
         rates.clear()
-        self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
+        if self._medians_only:
+            self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
+        elif median > self._best_median and self.filled_pipe:
+            self._best_median = median
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -501,6 +506,10 @@ class Bbr(CongestionController):
     def _start_probe_down(self, now: float) -> None:
         if self.state == PROBE_UP:
             self._probe_end_delivered = self.sampler.delivered
+            if self._round_rates is not None and not self._medians_only:
+                self._medians_only = True
+                self._max_bw_filter.reset()
+                self._max_bw_filter.update(self.cycle_count, self._best_median or self.max_bw)
         self.bw_latest = 0.0  # reset congestion signals
         self.inflight_latest = 0
         self.loss_in_round = False
