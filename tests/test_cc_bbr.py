@@ -307,8 +307,10 @@ def test_loss_with_another_flows_queue_behind_it_gives_way(queued: bool) -> None
     if queued:
         assert cc.bw_lo < 0.95 * cc.max_bw
         assert cc.bw_lo >= 0.5 * cc.max_bw  # (never below half)
+        assert cc._queued_cycle == cc.cycle_count  # every sample counts again
     else:
         assert cc.bw_lo == math.inf
+        assert cc._queued_cycle == -1
 
 
 def _median_rtt_ratio(path: BottleneckPath, after: float) -> float:
@@ -342,6 +344,28 @@ def test_a_jittered_ack_clock_leaves_no_standing_queue(round_median: bool) -> No
     assert probe_rtt
     for start in probe_rtt:
         assert min(d for t, d in path.queue_delays if start < t < start + 0.25) == 0.0
+
+
+def test_max_bw_takes_every_sample_until_the_first_probe_then_round_medians() -> None:
+    cc = Bbr(MDS, seed=1)
+    path = _run(cc, 1.0)
+    assert cc.state_name == "ProbeBW_CRUISE" and not cc._medians_only
+    ups = [t for t, name in cc.state_changes if name == "ProbeBW_UP"]
+    assert not ups
+    while not ups:
+        path.run(path.now + 0.5)
+        ups = [t for t, name in cc.state_changes if name == "ProbeBW_UP"]
+    path.run(path.now + 0.5)
+    assert cc._medians_only
+    assert 0.97 * RATE <= cc.max_bw <= RATE  # restarted from the best round median
+    # One round's value: its median, whatever its outliers; the largest sample while
+    # another flow's queue was seen in the last two cycles.
+    cc._max_bw_filter.reset()
+    cc._end_rate_round([5.0, 1.0, 3.0, 100.0, 4.0])
+    assert cc.max_bw == 4.0
+    cc._queued_cycle = cc.cycle_count - 1
+    cc._end_rate_round([5.0, 1.0, 3.0, 100.0, 4.0])
+    assert cc.max_bw == 100.0
 
 
 class _NoLossMakeup(Bbr):
