@@ -400,7 +400,8 @@ class Bbr(CongestionController):
         self.loss_in_round = False
 
     def _end_rate_round(self, rates: list[float]) -> None:
-        """A round ended: the median of its rate samples. One sample spans a round trip
+        """A round ended: the median of its rate samples (the largest while contended)
+        goes into the filter. One sample spans a round trip
         between two ACK arrivals, so a stall of the path or of either end (an ACK clump)
         cuts its interval and raises it by the stall's share of the round trip: the max of
         every sample over two cycles read 1-10% above the bottleneck through the relay,
@@ -408,16 +409,19 @@ class Bbr(CongestionController):
         outliers, but lags a rate that grows: Startup's doubles per round, and when Startup
         ends on loss the link has been full for less than a round, so its estimate is low.
         Until the first ProbeBW_UP ends every sample counts (the draft), then the medians
-        only, the largest one so far first."""
+        only, the largest one so far first (unless contended)."""
         rates.sort()
-        median = rates[len(rates) // 2]
-        if self._queued_cycle >= 0 and self.cycle_count - self._queued_cycle < MAX_BW_FILTER_LEN:
-            median = rates[-1]  # contended: every sample counts (see __init__)
+        value = rates[-1] if self._contended() else rates[len(rates) // 2]
         rates.clear()
         if self._medians_only:
-            self.max_bw = self._max_bw_filter.update(self.cycle_count, median)
-        elif median > self._best_median and self.filled_pipe:
-            self._best_median = median
+            self.max_bw = self._max_bw_filter.update(self.cycle_count, value)
+        elif value > self._best_median and self.filled_pipe:
+            self._best_median = value
+
+    def _contended(self) -> bool:
+        """A loss came with another flow's queue in this cycle or the last: every sample
+        counts (see ``_queued_cycle``)."""
+        return self._queued_cycle >= 0 and self.cycle_count - self._queued_cycle < MAX_BW_FILTER_LEN
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -518,8 +522,9 @@ class Bbr(CongestionController):
             self._probe_end_delivered = self.sampler.delivered
             if self._round_rates is not None and not self._medians_only:
                 self._medians_only = True
-                self._max_bw_filter.reset()
-                self._max_bw_filter.update(self.cycle_count, self._best_median or self.max_bw)
+                if not self._contended():  # (else the samples' maximum stands)
+                    self._max_bw_filter.reset()
+                    self._max_bw_filter.update(self.cycle_count, self._best_median or self.max_bw)
         self.bw_latest = 0.0  # reset congestion signals
         self.inflight_latest = 0
         self.loss_in_round = False
