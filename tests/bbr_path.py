@@ -3,7 +3,10 @@ connections: the sender sends full-size packets while the window and its pacing 
 the bottleneck serialises them at ``rate`` bytes/s behind a drop-tail queue of ``queue``
 bytes, and every packet that gets through is acknowledged one base RTT after it left the
 bottleneck. A dropped (or randomly lost) packet is declared lost when the packet sent after
-it is acknowledged, as packet-threshold loss detection would. Deterministic (seeded)."""
+it is acknowledged, as packet-threshold loss detection would. ``ack_jitter`` delays each ACK
+by up to that many seconds (uniform; ACKs keep their order, so a delayed one holds those
+behind it: clumps), as a relay or a receiver sharing a loaded CPU does. Deterministic
+(seeded)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,10 @@ class BottleneckPath:
         self.inflight_trace: list[tuple[float, int, int]] = []  # (time, in flight, cwnd)
         self.app_limited_until: float | None = None  # send nothing before this time
         self.standing_queue = 0.0  # seconds of another flow's queue ahead of every packet
+        self.queue_delays: list[tuple[float, float]] = []  # (send time, seconds queued)
+        self.ack_jitter = 0.0
+        self._jitter_rng = random.Random(seed + 1)
+        self._last_ack_at = 0.0
 
     def _send(self) -> None:
         pkt = SentPacket(self.pn, self.now, MDS, True, True, 2)
@@ -55,8 +62,12 @@ class BottleneckPath:
         if backlog + MDS > self.queue or (self.loss and self.rng.random() < self.loss):
             self.pending_loss.append(pkt)
             return
+        self.queue_delays.append((self.now, backlog / self.rate))
         self.link_free = max(self.now, self.link_free) + MDS / self.rate
         ack_at = self.link_free + self.base_rtt + self.standing_queue
+        if self.ack_jitter:
+            ack_at += self._jitter_rng.uniform(0.0, self.ack_jitter)
+            ack_at = self._last_ack_at = max(ack_at, self._last_ack_at)
         heapq.heappush(self.events, (ack_at, pkt.pn, True, pkt))
 
     def _fill(self) -> float | None:

@@ -307,8 +307,96 @@ def test_loss_with_another_flows_queue_behind_it_gives_way(queued: bool) -> None
     if queued:
         assert cc.bw_lo < 0.95 * cc.max_bw
         assert cc.bw_lo >= 0.5 * cc.max_bw  # (never below half)
+        assert cc._queued_cycle == cc.cycle_count  # every sample counts again
     else:
         assert cc.bw_lo == math.inf
+        assert cc._queued_cycle == -1
+
+
+def _median_rtt_ratio(path: BottleneckPath, after: float) -> float:
+    """The median RTT of the packets sent after ``after`` (base RTT + the queueing delay
+    each met at the bottleneck, simulated time) over the base RTT."""
+    delays = sorted(d for t, d in path.queue_delays if t > after)
+    return (path.base_rtt + delays[len(delays) // 2]) / path.base_rtt
+
+
+@pytest.mark.parametrize("round_median", [True, False])
+def test_a_jittered_ack_clock_leaves_no_standing_queue(round_median: bool) -> None:
+    """ACKs up to 5 ms late, in clumps (a relay or a receiver on a loaded CPU), on a
+    200-packet queue: single rate samples then read above the bottleneck, and the draft's
+    maximum of all of them over two cycles paced above the link and kept a standing queue
+    (a median RTT 1.4x the base and more, as through the real relay). The round medians
+    keep max_bw at or just below the link and the queue short, the link still used."""
+    cc = Bbr(MDS, seed=1, round_median_bw=round_median)
+    path = BottleneckPath(cc, RATE, RTT, 200 * MDS)
+    path.ack_jitter = 0.005
+    path.run(15.0)
+    ratio = _median_rtt_ratio(path, 3.0)
+    if round_median:
+        assert ratio <= 1.1
+        assert 0.95 * RATE <= cc.max_bw <= RATE
+        assert path.delivered_bytes > 0.94 * RATE * 15.0
+    else:
+        assert ratio >= 1.4
+        assert cc.max_bw > 1.02 * RATE
+    # ProbeRTT drains what queue there is: a packet sent in it meets an empty queue.
+    probe_rtt = [t for t, name in cc.state_changes if name == "ProbeRTT"]
+    assert probe_rtt
+    for start in probe_rtt:
+        assert min(d for t, d in path.queue_delays if start < t < start + 0.25) == 0.0
+
+
+def test_max_bw_takes_every_sample_until_the_first_probe_then_round_medians() -> None:
+    cc = Bbr(MDS, seed=1)
+    path = _run(cc, 1.0)
+    assert cc.state_name == "ProbeBW_CRUISE" and not cc._medians_only
+    ups = [t for t, name in cc.state_changes if name == "ProbeBW_UP"]
+    assert not ups
+    while not ups:
+        path.run(path.now + 0.5)
+        ups = [t for t, name in cc.state_changes if name == "ProbeBW_UP"]
+    path.run(path.now + 0.5)
+    assert cc._medians_only
+    assert 0.97 * RATE <= cc.max_bw <= RATE  # restarted from the best round median
+    # One round's value: its median, whatever its outliers; the largest sample while
+    # another flow's queue was seen in the last two cycles.
+    cc._max_bw_filter.reset()
+    cc._end_rate_round([5.0, 1.0, 3.0, 100.0, 4.0])
+    assert cc.max_bw == 4.0
+    cc._queued_cycle = cc.cycle_count - 1
+    cc._end_rate_round([5.0, 1.0, 3.0, 100.0, 4.0])
+    assert cc.max_bw == 100.0
+
+
+class _NoLossMakeup(Bbr):
+    def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
+        out = super()._judge_round(lossy, delivered)
+        self.send_loss_rate = 0.0
+        return out
+
+
+def test_the_pacing_rate_makes_up_the_paths_own_loss() -> None:
+    """3% random loss: bw counts the packets that arrived, so pacing at bw sends 3% too
+    little to fill the link. The rate lost outside probes is learnt and made up."""
+    used = {}
+    for cls in (Bbr, _NoLossMakeup):
+        cc = cls(MDS, seed=1)
+        path = _run(cc, 12.0, loss=0.03)
+        used[cls] = path.delivered_bytes / (RATE * 12.0)
+        if cls is Bbr:
+            assert 0.02 < cc.send_loss_rate < 0.05
+            assert cc.state_name == "ProbeBW_CRUISE"
+            assert cc.pacing_rate == pytest.approx(cc.bw * 0.99 / (1.0 - cc.send_loss_rate))
+    assert used[Bbr] > used[_NoLossMakeup] + 0.015
+
+
+def test_no_loss_makeup_for_a_queues_losses() -> None:
+    """Startup's overflow of a short queue is not the path's loss: (almost) nothing to
+    make up."""
+    cc = Bbr(MDS, seed=1)
+    path = _run(cc, 4.0, queue=20 * MDS)
+    assert path.lost_packets > 5
+    assert cc.send_loss_rate < 0.001
 
 
 def test_app_limited_sender_keeps_its_bandwidth_estimate() -> None:

@@ -102,9 +102,21 @@ class Bbr(CongestionController):
         *,
         seed: int | None = None,
         loss_tolerant: bool = True,
+        round_median_bw: bool = True,
     ) -> None:
         super().__init__(max_datagram_size)
         self.loss_tolerant = loss_tolerant
+        # From the first bandwidth probe on, max_bw takes one value per round, the median
+        # of its samples (None: every sample, as the draft); see _end_rate_round.
+        self._round_rates: list[float] | None = [] if round_median_bw else None
+        self._medians_only = False  # (the first ProbeBW_UP has ended)
+        self._best_median = 0.0  # the largest round median before that
+        # The cycle in which a loss last came with another flow's queue (loss_tolerant).
+        # Sharing a queue, BBR's samples measure its share, which its loss responses
+        # hold down; round medians then followed the share down cycle after cycle (BBR
+        # took 0.11-0.35 of a link shared with picoquic's CUBIC, 0.30-0.50 before): for
+        # two cycles after such a loss every sample counts again.
+        self._queued_cycle = -1
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
@@ -121,6 +133,11 @@ class Bbr(CongestionController):
         self.path_loss_rate = 0.0
         self._path_lost = 0.0
         self._path_sent = 0.0
+        # The share of what is sent outside probes that the path loses with no queue
+        # (rounds of ProbeBW_DOWN and CRUISE; loss_tolerant): the pacing rate makes it up.
+        self.send_loss_rate = 0.0
+        self._send_lost = 0.0
+        self._send_total = 0.0
         mds = max_datagram_size
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
@@ -348,8 +365,14 @@ class Bbr(CongestionController):
             self.rounds_since_bw_probe += 1
             self.round_start = True
         # max_bw
+        rates = self._round_rates
+        if rates is not None and self.round_start and rates:
+            self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
+            if rates is not None:
+                rates.append(rs.delivery_rate)
+            if not self._medians_only:
+                self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
         if not self.loss_round_start:
             return
         # Once per round: cut the short-term bounds if this round had (enough) loss.
@@ -357,6 +380,8 @@ class Bbr(CongestionController):
         delivered = self.sampler.delivered
         if self.loss_tolerant:
             lossy, queued = self._judge_round(lossy, delivered)
+            if queued:
+                self._queued_cycle = self.cycle_count
         self._round_start_delivered = delivered
         self._round_lost = 0
         if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
@@ -373,6 +398,30 @@ class Bbr(CongestionController):
                 self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
                 self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
         self.loss_in_round = False
+
+    def _end_rate_round(self, rates: list[float]) -> None:
+        """A round ended: the median of its rate samples (the largest while contended)
+        goes into the filter. One sample spans a round trip
+        between two ACK arrivals, so a stall of the path or of either end (an ACK clump)
+        cuts its interval and raises it by the stall's share of the round trip: the max of
+        every sample over two cycles read 1-10% above the bottleneck through the relay,
+        and ProbeBW_CRUISE kept a standing queue. The round's median does not take those
+        outliers, but lags a rate that grows: Startup's doubles per round, and when Startup
+        ends on loss the link has been full for less than a round, so its estimate is low.
+        Until the first ProbeBW_UP ends every sample counts (the draft), then the medians
+        only, the largest one so far first (unless contended)."""
+        rates.sort()
+        value = rates[-1] if self._contended() else rates[len(rates) // 2]
+        rates.clear()
+        if self._medians_only:
+            self.max_bw = self._max_bw_filter.update(self.cycle_count, value)
+        elif value > self._best_median and self.filled_pipe:
+            self._best_median = value
+
+    def _contended(self) -> bool:
+        """A loss came with another flow's queue in this cycle or the last: every sample
+        counts (see ``_queued_cycle``)."""
+        return self._queued_cycle >= 0 and self.cycle_count - self._queued_cycle < MAX_BW_FILTER_LEN
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -394,6 +443,10 @@ class Bbr(CongestionController):
             self._path_lost = self._path_lost * PATH_LOSS_DECAY + lost_all
             self._path_sent = self._path_sent * PATH_LOSS_DECAY + total - lost + lost_all
             self.path_loss_rate = self._path_lost / self._path_sent
+            if self.state in (PROBE_DOWN, PROBE_CRUISE):
+                self._send_lost = self._send_lost * PATH_LOSS_DECAY + lost
+                self._send_total = self._send_total * PATH_LOSS_DECAY + total
+                self.send_loss_rate = min(self._send_lost / self._send_total, MAX_LOSS_THRESH)
         self._round_clustered = self._round_queued = False
         return lossy, queued
 
@@ -467,6 +520,11 @@ class Bbr(CongestionController):
     def _start_probe_down(self, now: float) -> None:
         if self.state == PROBE_UP:
             self._probe_end_delivered = self.sampler.delivered
+            if self._round_rates is not None and not self._medians_only:
+                self._medians_only = True
+                if not self._contended():  # (else the samples' maximum stands)
+                    self._max_bw_filter.reset()
+                    self._max_bw_filter.update(self.cycle_count, self._best_median or self.max_bw)
         self.bw_latest = 0.0  # reset congestion signals
         self.inflight_latest = 0
         self.loss_in_round = False
@@ -686,6 +744,9 @@ class Bbr(CongestionController):
     def _set_pacing_rate(self, rtt: RttEstimator) -> None:
         if self.bw > 0.0:
             rate = self.pacing_gain * self.bw * (1.0 - PACING_MARGIN)
+            if self.send_loss_rate:
+                # bw counts what arrived; of what is sent the path loses its own share
+                rate /= 1.0 - self.send_loss_rate
         else:  # no sample yet: the initial window over the RTT, at the Startup gain
             srtt = rtt.smoothed_rtt if rtt.has_sample else 0.001
             rate = STARTUP_PACING_GAIN * self.initial_window / max(srtt, 0.001)
