@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
+
+import common  # noqa: E402
 
 import quicish  # noqa: E402
 from quicish import Config  # noqa: E402
@@ -100,8 +103,8 @@ common.run(main())
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
-        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-        .split()
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")
     ]  # fmt: skip
 
 
@@ -144,9 +147,6 @@ async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float],
     """Per idle connection of a real server: the growth of each figure of memory_now(), and
     the seconds the client took to open them; ``top``: tracemalloc on (its tables then
     count in the figures), the ``top`` lines printed."""
-    sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
-    import common  # noqa: PLC0415
-
     config = Config(
         alpn=[common.ALPN],
         certificate_chain=f"{tmp}/c.pem",
@@ -268,12 +268,10 @@ def main() -> None:
             cert, key = generate_self_signed(("localhost",))
             (Path(tmp) / "c.pem").write_bytes(cert)
             (Path(tmp) / "k.pem").write_bytes(key)
-            sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
-            import common  # noqa: PLC0415
-
             figures, seconds = common.run(measure_rss(args.count, args.top, tmp))
-        print(f"idle server connection, {args.count} connections after one GET each "
-              f"({'uvloop' if common.use_uvloop() else 'asyncio'}; opened in {seconds:.1f} s), bytes per connection:")  # fmt: skip
+        loop = "uvloop" if common.use_uvloop() else "asyncio"
+        print(f"idle server connection, {args.count} connections after one GET each ({loop}; "
+              f"opened in {seconds:.1f} s), bytes per connection:")  # fmt: skip
         for name, value in figures.items():
             print(f"{value:10,.0f}  {name}")
         return
