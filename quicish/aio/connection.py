@@ -684,6 +684,10 @@ class QuicConnection:
         data, fin = self._proto.read_stream(stream_id, max_bytes)
         if data:
             self._endpoint.mark_dirty(self)  # may release flow-control credit
+        if fin:
+            # The reader has the end of its stream: no event names the stream again (a
+            # later RESET_STREAM keeps the clean end), so it needs no routing.
+            self._readers.pop(stream_id, None)
         return data, fin
 
     def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
