@@ -108,13 +108,25 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+def mallinfo2() -> _MallInfo2:
+    """glibc's malloc statistics (AttributeError without glibc 2.33 or later)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    info: _MallInfo2 = libc.mallinfo2()
+    return info
+
+
+def malloc_in_use() -> int:
+    """Bytes malloc has handed out and not had back (glibc)."""
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def memory_now() -> dict[str, int]:
     """RSS, malloc's heap (glibc) and pymalloc's arenas of this process, in bytes."""
     with open("/proc/self/status") as status:
         rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
-    info = libc.mallinfo2()
+    info = mallinfo2()
     figures = {
         "RSS": rss,
         "malloc in use": info.uordblks + info.hblkhd,
