@@ -37,11 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
-
-import common  # noqa: E402
 
 import quicish  # noqa: E402
+from benchmarks.peers import common  # noqa: E402
 from quicish import Config  # noqa: E402
 from quicish.proto.connection import Connection  # noqa: E402
 from quicish.proto.server_context import ServerContext  # noqa: E402

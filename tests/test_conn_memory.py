@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aio_support import pair, timed
 from pairs import connected, make_pair
 
+from benchmarks import bench_conn_memory
 from quicish import QuicStreamReader, QuicStreamWriter
 from quicish.errors import StreamError
 from quicish.native import accelerated
@@ -22,10 +21,6 @@ from quicish.proto import packet_space
 from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.simlink import LinkSpec
 from quicish.wire.protection import CipherSuite, PacketProtector
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench_conn_memory  # noqa: E402
 
 # The sans-IO engine's Python allocations per idle server connection, measured at 17.4 KB
 # (bench_conn_memory.py; 30.9 KB before issue 19's first round, 20.7 KB before its second).
