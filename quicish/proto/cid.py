@@ -121,6 +121,8 @@ class LocalCids:
             self._by_cid[cid] = seq
             self.pending.append(seq)
             new.append(cid)
+        else:  # the peer's limit reached: what is left of the stock waits no more
+            self._stock.clear()  # (a later retirement's replacement is made then)
         return new
 
     def frame_for(self, seq: int) -> F.NewConnectionIdFrame | None:
