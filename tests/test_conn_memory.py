@@ -17,7 +17,7 @@ from benchmarks import bench_conn_memory
 from quicish import QuicStreamReader, QuicStreamWriter
 from quicish.errors import StreamError
 from quicish.native import accelerated
-from quicish.proto import packet_space
+from quicish.proto import cid, packet_space
 from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
 from quicish.simlink import LinkSpec
 from quicish.wire.protection import CipherSuite, PacketProtector
@@ -34,10 +34,8 @@ def _spent_untouched() -> None:
     """The shared stand-ins of discarded spaces are as made: empty."""
     assert not packet_space.SPENT_CRYPTO_SEND.has_pending
     assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
-    recv = packet_space.SPENT_CRYPTO_RECV
-    assert (recv.read_offset, recv.highest_offset, recv.readable) == (0, 0, 0)
     assert len(packet_space.SPENT_RANGES) == 0
-    assert packet_space.SPENT_ECN_COUNTS == [0, 0, 0]
+    assert not cid.NO_SEQUENCES
 
 
 @pytest.mark.parametrize("loss", [0.0, 0.2])
@@ -45,7 +43,7 @@ def _spent_untouched() -> None:
 def test_idle_server_holds_no_handshake_state(loss: float, seed: int) -> None:
     """After confirmation (with losses, duplicates and reordering too: Initial and
     Handshake packets arriving after the discard), the server holds no Initial or Handshake
-    keys, CRYPTO buffers, ACK ranges or ECN counts of its own, and no TLS engine; the
+    keys, sent CRYPTO data or ACK ranges of its own, and no TLS engine; the
     shared stand-ins stay empty, and the connection works on."""
     link = LinkSpec(delay=0.005, loss=loss, duplicate=loss / 2, reorder=loss / 2)
     net, _c, _s = make_pair(link=link, seed=seed)
@@ -58,11 +56,10 @@ def test_idle_server_holds_no_handshake_state(loss: float, seed: int) -> None:
         space = spaces[index]
         assert space.discarded and space.rx is None and space.tx is None
         assert space.crypto_send is packet_space.SPENT_CRYPTO_SEND
-        assert space.crypto_recv is packet_space.SPENT_CRYPTO_RECV
         assert space.received is packet_space.SPENT_RANGES
-        assert space.ecn_counts is packet_space.SPENT_ECN_COUNTS
     assert spaces[APPLICATION].crypto_send is not packet_space.SPENT_CRYPTO_SEND
     assert server._handshake.tls is None and server._handshake.tls_released
+    assert server._peer_cids.reserved is cid.NO_SEQUENCES  # (nothing retired or reserved)
     _spent_untouched()
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, b"ping", end_stream=True)

@@ -202,18 +202,18 @@ class PacketSpace:
         return self.ack_now or (self.ack_due_at is not None and now >= self.ack_due_at)
 
     def discard(self) -> bool:
-        """Drop this space's keys, ACK state and CRYPTO buffers for good (RFC 9001 4.9);
-        False when it was discarded already. Nothing writes a discarded space's CRYPTO
-        streams, ACK ranges or ECN counts again (packets of it are dropped, nothing is
-        built for it): they are swapped for empty stand-ins shared by every connection."""
+        """Drop this space's keys, ACK state and sent CRYPTO data for good (RFC 9001 4.9);
+        False when it was discarded already. Nothing writes a discarded space's CRYPTO send
+        stream or ACK ranges again (its packets are dropped, nothing is built for it, the
+        records of what it sent are forgotten): they are swapped for empty stand-ins
+        shared by every connection. (The receive buffer stays: the rest of the packet that
+        discarded the space may still carry CRYPTO frames.)"""
         if self.discarded:
             return False
         self.discarded = True
         self.rx = self.tx = None
         self.crypto_send = SPENT_CRYPTO_SEND
-        self.crypto_recv = SPENT_CRYPTO_RECV
         self.received = SPENT_RANGES
-        self.ecn_counts = SPENT_ECN_COUNTS
         self.ack_due_at = None
         self.unacked_ranges = False
         self.probes = 0
@@ -221,11 +221,9 @@ class PacketSpace:
 
 
 # What a discarded space holds instead of its own CRYPTO streams and ACK ranges (about
-# 1.6 KB per space): empty, and never touched (tests/test_conn_memory.py checks they stay so).
+# 1.5 KB per space): empty, and never touched (tests/test_conn_memory.py checks they stay so).
 SPENT_CRYPTO_SEND = SendStream(0, stream_id=-1)
-SPENT_CRYPTO_RECV = ReassemblyBuffer(0)
 SPENT_RANGES = RangeSet(1)
-SPENT_ECN_COUNTS = [0, 0, 0]
 
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
