@@ -135,7 +135,8 @@ def test_idle_server_python_bytes_bounded() -> None:
 @timed()
 async def test_finished_streams_leave_no_reader_or_queue() -> None:
     """A server connection that answered streams to their end keeps no reader of them
-    (readers were kept for the connection's life) and no empty scheduler FIFO."""
+    (readers were kept for the connection's life), no empty scheduler FIFO, no empty task
+    set and one future for both handshake stages."""
     conns: list[Any] = []
 
     async def answer(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
@@ -155,5 +156,7 @@ async def test_finished_streams_leave_no_reader_or_queue() -> None:
                 break
             await asyncio.sleep(0.01)
         assert server_conn._readers == {}
+        assert server_conn._tasks is None  # (the handlers' tasks are done)
+        assert server_conn._confirmed is server_conn._handshake_done  # one done future
         assert server_conn._proto._streams._queues == {}
         assert server_conn._proto._streams._priorities == []

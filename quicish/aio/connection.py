@@ -87,7 +87,9 @@ class QuicConnection:
         #: The endpoint feeds datagrams straight to the sans-IO connection.
         self.feed_datagram = proto.receive_datagram
         self._preparing = False  # a call to _prepare is scheduled
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The running handler tasks (held: the loop keeps only weak references), None
+        # while there is none (an empty set is 216 bytes, and most connections are idle).
+        self._tasks: set[asyncio.Task[Any]] | None = None
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] = []
@@ -424,6 +426,9 @@ class QuicConnection:
             elif isinstance(event, ev.HandshakeConfirmed):
                 if not self._confirmed.done():
                     self._confirmed.set_result(None)
+                    done = self._handshake_done
+                    if done.done() and not done.cancelled() and done.exception() is None:
+                        self._confirmed = done  # (alike now: one future for both is enough)
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
                 reader.set_exception(StreamResetError(event.stream_id, event.error_code))
@@ -514,11 +519,18 @@ class QuicConnection:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task of this connection (its failure is logged)."""
         task = self._loop.create_task(coro)
-        self._tasks.add(task)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None
         if task.cancelled():
             return
         exc = task.exception()
