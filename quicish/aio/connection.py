@@ -423,12 +423,11 @@ class QuicConnection:
                 self._path = (self.local_address, self.remote_address)
                 self._log_handshake(event)
                 self._wake_stream_credit_waiters()  # the peer's real stream limits are known
+                self._one_handshake_future()
             elif isinstance(event, ev.HandshakeConfirmed):
                 if not self._confirmed.done():
                     self._confirmed.set_result(None)
-                    done = self._handshake_done
-                    if done.done() and not done.cancelled() and done.exception() is None:
-                        self._confirmed = done  # (alike now: one future for both is enough)
+                self._one_handshake_future()
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
                 reader.set_exception(StreamResetError(event.stream_id, event.error_code))
@@ -463,6 +462,17 @@ class QuicConnection:
                 self._log_path(event)
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_terminated(event)
+
+    def _one_handshake_future(self) -> None:
+        """Once the handshake is both done and confirmed, one done future serves both
+        waits (the other's 144 bytes go)."""
+        done, confirmed = self._handshake_done, self._confirmed
+        if done is confirmed or not (done.done() and confirmed.done()):
+            return
+        if done.cancelled() or confirmed.cancelled():
+            return
+        if done.exception() is None and confirmed.exception() is None:
+            self._confirmed = done
 
     def _wake_ticket_waiters(self) -> None:
         waiters, self._ticket_waiters = self._ticket_waiters, []
