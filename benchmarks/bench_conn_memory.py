@@ -11,13 +11,23 @@ process opens ``--count`` connections and keeps them idle; the figure is then th
 process's Python allocations per connection (RSS adds the allocator's slack).
 ``--top N`` lists the N source lines that allocate the most of it.
 
+``--rss`` accounts for a real server's whole RSS instead (no tracemalloc, whose own tables
+would be counted): ``quicish.serve`` with the benchmark peers' handler on 127.0.0.1 (uvloop
+when installed, as ``make bench``), a client process opening ``--count`` connections, each
+after one 64-byte GET as ``make bench``'s "many" row, and per connection the growth of RSS,
+of malloc's bytes in use and free inside its heap (glibc ``mallinfo2``: libcrypto's
+contexts, C core buffers, Python objects over 512 bytes) and of pymalloc's arenas, blocks
+in use and free (``sys._debugmallocstats``).
+
     python benchmarks/bench_conn_memory.py [--count 200] [--top 20] [--asyncio]
+    python benchmarks/bench_conn_memory.py --rss [--count 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import os
 import sys
@@ -29,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import quicish  # noqa: E402
+from benchmarks.peers import common  # noqa: E402
 from quicish import Config  # noqa: E402
 from quicish.proto.connection import Connection  # noqa: E402
 from quicish.proto.server_context import ServerContext  # noqa: E402
@@ -60,6 +71,128 @@ async def main():
     await asyncio.sleep(120)
 asyncio.run(main())
 """
+
+
+RSS_CLIENT = """
+import asyncio, sys, time
+sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[3] + "/benchmarks/peers")
+import common, quicish
+async def one(port):
+    config = quicish.Config(alpn=[common.ALPN], verify=False, idle_timeout=300)
+    conn = await quicish.connect("127.0.0.1", port, config=config)
+    reader, writer = await conn.open_stream()
+    writer.write(common.request_get(64))
+    writer.write_eof()
+    await reader.read()
+    return conn
+async def main():
+    port, count = int(sys.argv[1]), int(sys.argv[2])
+    start = time.perf_counter()
+    conns = []
+    for first in range(0, count, 10):
+        conns += await asyncio.gather(*(one(port) for _ in range(min(10, count - first))))
+    print(f"ready {time.perf_counter() - start:.1f}", flush=True)
+    await asyncio.sleep(600)
+common.run(main())
+"""
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def mallinfo2() -> _MallInfo2:
+    """glibc's malloc statistics (AttributeError without glibc 2.33 or later)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    info: _MallInfo2 = libc.mallinfo2()
+    return info
+
+
+def malloc_in_use() -> int:
+    """Bytes malloc has handed out and not had back (glibc)."""
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def memory_now() -> dict[str, int]:
+    """RSS, malloc's heap (glibc) and pymalloc's arenas of this process, in bytes."""
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    info = mallinfo2()
+    figures = {
+        "RSS": rss,
+        "malloc in use": info.uordblks + info.hblkhd,
+        "malloc free in its heap": info.fordblks,
+    }
+    with tempfile.TemporaryFile("w+") as out:  # _debugmallocstats writes to C's stderr
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        stats = out.read()
+    for line in stats.splitlines():
+        name, _, value = line.partition("=")
+        name = name.strip().lstrip("# ")
+        if name.endswith("bytes/arena"):
+            figures["pymalloc arenas"] = int(value.replace(",", ""))
+        elif name == "bytes in allocated blocks":
+            figures["pymalloc blocks in use"] = int(value.replace(",", ""))
+        elif name == "bytes in available blocks" or name.endswith("unused pools * 16384 bytes"):
+            figures["pymalloc free"] = figures.get("pymalloc free", 0) + int(value.replace(",", ""))
+    return figures
+
+
+async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float], float]:
+    """Per idle connection of a real server: the growth of each figure of memory_now(), and
+    the seconds the client took to open them; ``top``: tracemalloc on (its tables then
+    count in the figures), the ``top`` lines printed."""
+    config = Config(
+        alpn=[common.ALPN],
+        certificate_chain=f"{tmp}/c.pem",
+        private_key=f"{tmp}/k.pem",
+        idle_timeout=300,
+    )
+    server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
+
+    async def clients(n: int) -> tuple[asyncio.subprocess.Process, float]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RSS_CLIENT, str(server.address[1]), str(n), str(ROOT),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        return proc, float(line.split()[1])
+
+    try:
+        warm, _ = await clients(10)  # first-use setup, as make bench's warm-up connections
+        await asyncio.sleep(0.5)
+        if top:
+            tracemalloc.start(1)
+            first = tracemalloc.take_snapshot()
+        before = memory_now()
+        proc, seconds = await clients(count)
+        await asyncio.sleep(0.5)
+        after = memory_now()
+        if top:
+            print_top(first, count, top)
+            tracemalloc.stop()
+        for p in (warm, proc):
+            p.kill()
+            await p.wait()
+    finally:
+        server.close()
+    return {name: (after[name] - before[name]) / count for name in after}, seconds
 
 
 def print_top(first: tracemalloc.Snapshot, count: int, top: int) -> None:
@@ -138,7 +271,20 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--top", type=int, default=0)
     parser.add_argument("--asyncio", action="store_true", help="a real server over UDP")
+    parser.add_argument("--rss", action="store_true", help="a real server's whole RSS")
     args = parser.parse_args()
+    if args.rss:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = generate_self_signed(("localhost",))
+            (Path(tmp) / "c.pem").write_bytes(cert)
+            (Path(tmp) / "k.pem").write_bytes(key)
+            figures, seconds = common.run(measure_rss(args.count, args.top, tmp))
+        loop = "uvloop" if common.use_uvloop() else "asyncio"
+        print(f"idle server connection, {args.count} connections after one GET each ({loop}; "
+              f"opened in {seconds:.1f} s), bytes per connection:")  # fmt: skip
+        for name, value in figures.items():
+            print(f"{value:10,.0f}  {name}")
+        return
     if args.asyncio:
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = generate_self_signed(("localhost",))

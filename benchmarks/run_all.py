@@ -13,7 +13,8 @@ another process, both on 127.0.0.1):
    stream (median, p99);
 5. many connections: ``--conns`` connections opened (10 at a time, each with one 64-byte GET)
    and held open idle: the server's RSS growth per connection and its CPU time per handshake
-   (handshakes per second per core), read from its ``/proc``;
+   (handshakes per second per core), read from its ``/proc``; above 2,000 the QUIC peers get
+   a longer idle timeout (``many_env``: 10,000 take 40-90 s to open);
 6. lossy paths (``lossy``, ``harness_lossy``): bench_lossy's goodput through the impairment
    relay at 0/0.1/1/3% random loss on its two paths, quicish (per congestion controller) beside
    aioquic and picoquic CUBIC/BBR, the median of ``--repeat`` runs per point.
@@ -84,6 +85,7 @@ PRIMARY = {  # the figure that picks the best of repeated runs
 }
 MB = 1_000_000
 WORKLOADS = ("bulk", "streams", "handshake", "rpc", "many")  # as peers/common.py
+IDLE_TIMEOUT_ENV = "BENCH_IDLE_TIMEOUT"  # as peers/common.py
 LOSSY = "lossy"  # harness_lossy's workload: not a peer workload, the relay drives it
 ALL_WORKLOADS = (*WORKLOADS, LOSSY)
 LOSSY_STACKS = ("quicish", "aioquic", "picoquic")  # the stacks with lossy-path rows
@@ -251,6 +253,15 @@ def _pinned(cpu: int | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+def many_env(conns: int) -> dict[str, str]:
+    """The "many" workload's environment: above 2,000 connections, opening them outlasts
+    the stacks' 30 s idle timeouts (10,000 take 40-90 s on a 2-core machine), so the QUIC
+    peers get an idle timeout of ``conns / 50`` seconds (10,000: 200 s)."""
+    if conns <= 2000:
+        return {}
+    return {IDLE_TIMEOUT_ENV: f"{max(60.0, conns / 50):g}"}
+
+
 def run_one(
     stack: str,
     workload: str,
@@ -261,16 +272,17 @@ def run_one(
     workdir: Path,
     cpus: tuple[int, int] | None = None,
     python: str = sys.executable,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start the stack's server, run one client workload against it, stop the server.
 
     ``cpus``: pin the server to the first CPU and the client to the second. ``python`` runs
-    both (picoquic's is another interpreter)."""
+    both (picoquic's is another interpreter). ``extra_env``: more environment for both."""
     peer, settings = VARIANTS.get(stack, (stack, {}))
     script = str(PEERS / f"{peer}_peer.py")
     server_err = workdir / f"{stack}-{workload}-server.err"
     client_err = workdir / f"{stack}-{workload}-client.err"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **settings)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **settings, **(extra_env or {}))
     with open(server_err, "w") as err:
         server = subprocess.Popen(
             [python, script, "server", "--cert", cert, "--key", key],
@@ -416,7 +428,14 @@ def notes_for(
         "the next; TCP_NODELAY on TCP/TLS.",
         f"Many connections: {args.conns:,} connections from one client process, opened 10 at "
         "a time, each with one `GET /64`, then held open idle; 10 more first (not counted) for "
-        "the server's first-use setup. The server's RSS and CPU time (all threads) are read "
+        "the server's first-use setup"
+        + (
+            f" (QUIC idle timeouts of {many_env(args.conns)[IDLE_TIMEOUT_ENV]} s, as "
+            "opening them all outlasts the usual 30 s)"
+            if many_env(args.conns)
+            else ""
+        )
+        + ". The server's RSS and CPU time (all threads) are read "
         "from /proc 0.5 s after the last one opened: RSS growth ÷ connections, and connections "
         "÷ CPU seconds as handshakes per second per core (the GET included; CPU time comes in "
         "10 ms clock ticks, so a cheap server's figure, TCP's, is coarse). Wall: the same "
@@ -587,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                         workdir,
                         cpus,
                         pythons[stack],
+                        many_env(args.conns) if workload == "many" else None,
                     )
                     runs[stack].append(result)
                     print(_summary(result), f"({time.monotonic() - started:.1f} s)", flush=True)

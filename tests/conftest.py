@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from pairs import Pair, connected, make_net
 
 from quicish.native import accelerated, pure
+from quicish.proto import cid, packet_space
 
 # Property tests: `make test` is deterministic (derandomized: the same examples on every run,
 # no per-example deadline, which a loaded CI machine would miss); `make explore` searches
@@ -37,3 +39,14 @@ def pair() -> Pair:
     net = make_net()
     c, s = connected(net)
     return net, c, s
+
+
+@pytest.fixture(autouse=True)
+def _shared_stand_ins_untouched() -> Iterator[None]:
+    """What discarded packet spaces and PeerCids share between connections (issue 19:
+    memory per idle connection) is never written to, whatever a test did."""
+    yield
+    assert not packet_space.SPENT_CRYPTO_SEND.has_pending
+    assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
+    assert len(packet_space.SPENT_RANGES) == 0
+    assert not cid.NO_SEQUENCES

@@ -540,3 +540,26 @@ async def test_many_workload_refuses_a_slow_opening(monkeypatch: pytest.MonkeyPa
             await peer_common.many(tcp_peer.dial, "127.0.0.1", port, 3, 64, progress, os.getpid())
     finally:
         server.close()
+
+
+def test_many_above_2000_raises_the_quic_idle_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening 10,000 connections outlasts the stacks' 30 s idle timeouts: above 2,000 the
+    harness gives the peers one of conns / 50 seconds, which the quicish peer's configs
+    take and the open limit follows (10 s below it)."""
+    import importlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(here))
+    monkeypatch.syspath_prepend(str(here / "peers"))
+    run_all = importlib.import_module("run_all")
+    quicish_peer = importlib.import_module("quicish_peer")
+    assert run_all.IDLE_TIMEOUT_ENV == common.IDLE_TIMEOUT_ENV
+    assert run_all.many_env(2000) == {}
+    assert run_all.many_env(10_000) == {common.IDLE_TIMEOUT_ENV: "200"}
+    monkeypatch.delenv(common.IDLE_TIMEOUT_ENV, raising=False)
+    assert common.many_open_limit() == common.MANY_OPEN_LIMIT
+    assert "idle_timeout" not in quicish_peer._cc_choice()
+    monkeypatch.setenv(common.IDLE_TIMEOUT_ENV, "200")
+    assert common.many_open_limit() == 190.0
+    assert quicish_peer._cc_choice()["idle_timeout"] == 200.0

@@ -35,12 +35,14 @@ def peer(
     CipherSuite = importlib.import_module(f"{package}.tls").CipherSuite
 
     def configuration(is_client: bool) -> Any:
+        idle = common.idle_timeout()
         return QuicConfiguration(
             is_client=is_client,
             alpn_protocols=[common.ALPN],
             cipher_suites=[CipherSuite.AES_128_GCM_SHA256],
             max_datagram_frame_size=None,
             verify_mode=ssl.CERT_NONE if is_client else None,
+            **({} if idle is None else {"idle_timeout": idle}),
         )
 
     class Session:

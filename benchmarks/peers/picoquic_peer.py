@@ -40,6 +40,9 @@ def configuration(is_client: bool) -> QuicConfiguration:
     cfg.max_datagram_frame_size = None
     if CC:
         cfg.congestion_control_algorithm = CC[0]
+    idle = common.idle_timeout()
+    if idle is not None:
+        cfg.idle_timeout = idle
     if is_client:
         cfg.verify_mode = ssl.CERT_NONE
     else:

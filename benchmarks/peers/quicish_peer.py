@@ -62,13 +62,17 @@ async def serve(host: str, port: int, handler: common.Handler, args: argparse.Na
 
 
 def _cc_choice() -> dict[str, Any]:
-    """``congestion_control`` from ``QUICISH_CC`` and ``max_datagram_size`` from
-    ``QUICISH_MAX_DATAGRAM_SIZE`` when set (else the Config defaults)."""
+    """``congestion_control`` from ``QUICISH_CC``, ``max_datagram_size`` from
+    ``QUICISH_MAX_DATAGRAM_SIZE`` and ``idle_timeout`` from ``common.idle_timeout()`` when
+    set (else the Config defaults)."""
     name = os.environ.get("QUICISH_CC")
     choice: dict[str, Any] = {"congestion_control": name} if name else {}
     size = os.environ.get("QUICISH_MAX_DATAGRAM_SIZE")
     if size:
         choice["max_datagram_size"] = int(size)
+    idle = common.idle_timeout()
+    if idle is not None:
+        choice["idle_timeout"] = idle
     return choice
 
 

@@ -87,7 +87,9 @@ class QuicConnection:
         #: The endpoint feeds datagrams straight to the sans-IO connection.
         self.feed_datagram = proto.receive_datagram
         self._preparing = False  # a call to _prepare is scheduled
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The running handler tasks (held: the loop keeps only weak references), None
+        # while there is none (an empty set is 216 bytes, and most connections are idle).
+        self._tasks: set[asyncio.Task[Any]] | None = None
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] = []
@@ -421,9 +423,11 @@ class QuicConnection:
                 self._path = (self.local_address, self.remote_address)
                 self._log_handshake(event)
                 self._wake_stream_credit_waiters()  # the peer's real stream limits are known
+                self._one_handshake_future()
             elif isinstance(event, ev.HandshakeConfirmed):
                 if not self._confirmed.done():
                     self._confirmed.set_result(None)
+                self._one_handshake_future()
             elif isinstance(event, ev.StreamReset):
                 reader = self._reader_for(event.stream_id)
                 reader.set_exception(StreamResetError(event.stream_id, event.error_code))
@@ -458,6 +462,17 @@ class QuicConnection:
                 self._log_path(event)
             elif isinstance(event, ev.ConnectionTerminated):
                 self._on_terminated(event)
+
+    def _one_handshake_future(self) -> None:
+        """Once the handshake is both done and confirmed, one done future serves both
+        waits (the other's 144 bytes go)."""
+        done, confirmed = self._handshake_done, self._confirmed
+        if done is confirmed or not (done.done() and confirmed.done()):
+            return
+        if done.cancelled() or confirmed.cancelled():
+            return
+        if done.exception() is None and confirmed.exception() is None:
+            self._confirmed = done
 
     def _wake_ticket_waiters(self) -> None:
         waiters, self._ticket_waiters = self._ticket_waiters, []
@@ -514,11 +529,18 @@ class QuicConnection:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task of this connection (its failure is logged)."""
         task = self._loop.create_task(coro)
-        self._tasks.add(task)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None
         if task.cancelled():
             return
         exc = task.exception()
@@ -684,6 +706,10 @@ class QuicConnection:
         data, fin = self._proto.read_stream(stream_id, max_bytes)
         if data:
             self._endpoint.mark_dirty(self)  # may release flow-control credit
+        if fin:
+            # The reader has the end of its stream: no event names the stream again (a
+            # later RESET_STREAM keeps the clean end), so it needs no routing.
+            self._readers.pop(stream_id, None)
         return data, fin
 
     def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:

@@ -2,9 +2,9 @@
  *
  * No OpenSSL headers and no link-time dependency: qr_pc_load dlopens libcrypto
  * (OpenSSL 1.1 or 3) at first use and looks up the few EVP functions needed, whose
- * prototypes are declared here with opaque pointer types.  Each qr_pc keys its three
- * contexts once; a packet then only sets the nonce (EVP_*Init_ex with NULL cipher and
- * key).  When libcrypto is missing, qr_pc_load says why and quicish keeps its Python
+ * prototypes are declared here with opaque pointer types.  Each qr_pc keys each of its
+ * three contexts once, at its first use; a packet then only sets the nonce (EVP_*Init_ex
+ * with NULL cipher and key).  When libcrypto is missing, qr_pc_load says why and quicish keeps its Python
  * path (quicish.wire.protection).  Callers hold the GIL (py_cipher.c), which serializes
  * the one-time load and the use of each context.
  */
@@ -241,43 +241,59 @@ void qr_pc_release(qr_pc *pc)
         evp.ctx_free(pc->dec);
     if (pc->hp)
         evp.ctx_free(pc->hp);
-    pc->enc = pc->dec = pc->hp = NULL;
+    memset(pc, 0, sizeof(*pc));
 }
 
 int qr_pc_init(qr_pc *pc, const uint8_t *key, size_t key_len, const uint8_t *iv,
                const uint8_t *hp_key)
 {
-    const qr_evp_cipher *gcm, *ecb;
-    qr_evp_ctx *enc, *dec, *hp;
     memset(pc, 0, sizeof(*pc));
     if (key_len != 16 && key_len != 32)
         return QR_EINVAL;
     if (qr_pc_load() != QR_OK)
         return QR_EUNAVAIL;
-    gcm = key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
-    ecb = key_len == 16 ? evp.aes_128_ecb() : evp.aes_256_ecb();
-    pc->enc = enc = evp.ctx_new();
-    pc->dec = dec = evp.ctx_new();
-    pc->hp = hp = evp.ctx_new();
-    if (!gcm || !ecb || !enc || !dec || !hp)
-        goto fail;
-    /* cipher, then IV length, then key (the nonce comes per packet) */
-    if (evp.encrypt_init(enc, gcm, NULL, NULL, NULL) <= 0 ||
-        evp.ctrl(enc, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) <= 0 ||
-        evp.encrypt_init(enc, NULL, NULL, key, NULL) <= 0)
-        goto fail;
-    if (evp.decrypt_init(dec, gcm, NULL, NULL, NULL) <= 0 ||
-        evp.ctrl(dec, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) <= 0 ||
-        evp.decrypt_init(dec, NULL, NULL, key, NULL) <= 0)
-        goto fail;
-    if (evp.encrypt_init(hp, ecb, NULL, hp_key, NULL) <= 0 || evp.set_padding(hp, 0) <= 0)
-        goto fail;
+    pc->key_len = (uint8_t)key_len;
+    memcpy(pc->key, key, key_len);
+    memcpy(pc->hp_key, hp_key, key_len);
     memcpy(pc->iv, iv, QR_PC_IV_SIZE);
     return QR_OK;
-fail:
-    qr_pc_release(pc);
+}
+
+/* The AES-GCM context of one direction (encrypt: 1), keyed: cipher, then IV length, then
+ * key (the nonce comes per packet); NULL on failure. */
+static qr_evp_ctx *make_gcm(const qr_pc *pc, int encrypt)
+{
+    const qr_evp_cipher *gcm = pc->key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
+    init_fn init = encrypt ? evp.encrypt_init : evp.decrypt_init;
+    qr_evp_ctx *ctx = gcm ? evp.ctx_new() : NULL;
+    if (ctx && init(ctx, gcm, NULL, NULL, NULL) > 0 &&
+        evp.ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) > 0 &&
+        init(ctx, NULL, NULL, pc->key, NULL) > 0)
+        return ctx;
+    if (ctx)
+        evp.ctx_free(ctx);
     clear_errors();
-    return QR_ECRYPTO;
+    return NULL;
+}
+
+/* The header protection context (AES-ECB, no padding), made at first need: 0 or -1. */
+static int need_hp(qr_pc *pc)
+{
+    const qr_evp_cipher *ecb;
+    qr_evp_ctx *ctx;
+    if (pc->hp)
+        return 0;
+    ecb = pc->key_len == 16 ? evp.aes_128_ecb() : evp.aes_256_ecb();
+    ctx = ecb ? evp.ctx_new() : NULL;
+    if (ctx && evp.encrypt_init(ctx, ecb, NULL, pc->hp_key, NULL) > 0 &&
+        evp.set_padding(ctx, 0) > 0) {
+        pc->hp = ctx;
+        return 0;
+    }
+    if (ctx)
+        evp.ctx_free(ctx);
+    clear_errors();
+    return -1;
 }
 
 /* ------------------------------------------------------------------ packets */
@@ -292,6 +308,8 @@ static void make_nonce(const qr_pc *pc, const uint8_t *pn12, uint8_t *nonce)
 int qr_pc_mask(qr_pc *pc, const uint8_t *sample, uint8_t *mask)
 {
     int outl = 0;
+    if (!pc->hp && need_hp(pc) < 0)
+        return QR_ECRYPTO;
     if (evp.encrypt_update(pc->hp, mask, &outl, sample, QR_PC_SAMPLE_SIZE) <= 0 ||
         outl != QR_PC_SAMPLE_SIZE) {
         clear_errors();
@@ -318,6 +336,8 @@ int qr_pc_seal(qr_pc *pc, const uint8_t *pn12, const uint8_t *header, size_t hle
     uint8_t *ct = out + hlen;
     int outl = 0, finl = 0;
     size_t i;
+    if (!pc->enc && !(pc->enc = make_gcm(pc, 1)))
+        return QR_ECRYPTO;
     make_nonce(pc, pn12, nonce);
     if (evp.encrypt_init(pc->enc, NULL, NULL, NULL, nonce) <= 0 ||
         evp.encrypt_update(pc->enc, NULL, &outl, header, (int)hlen) <= 0 ||
@@ -370,6 +390,8 @@ int qr_pc_open(qr_pc *pc, const uint8_t *pn12, const uint8_t *aad, size_t aadlen
     uint8_t nonce[QR_PC_IV_SIZE];
     size_t n = ctlen - QR_PC_TAG_SIZE;
     int outl = 0, finl = 0, ok;
+    if (!pc->dec && !(pc->dec = make_gcm(pc, 0)))
+        return QR_ECRYPTO;
     make_nonce(pc, pn12, nonce);
     if (evp.decrypt_init(pc->dec, NULL, NULL, NULL, nonce) <= 0 ||
         evp.ctrl(pc->dec, EVP_CTRL_GCM_SET_TAG, QR_PC_TAG_SIZE, (void *)(ct + n)) <= 0 ||

@@ -21,13 +21,19 @@
 #define QR_EUNAVAIL (-11)   /* libcrypto could not be loaded: qr_pc_load_error() */
 #define QR_EOVERFLOW (-12)  /* a header too short for its packet number (see qr_pc_seal) */
 
-/* The three libcrypto contexts of one key: AES-GCM encrypt and decrypt (keyed once,
- * re-nonced per packet) and AES-ECB without padding for header protection. */
+/* One key and its libcrypto contexts: AES-GCM encrypt and decrypt (keyed once, re-nonced
+ * per packet) and AES-ECB without padding for header protection.  Each context is made at
+ * its first use: a key seals or opens, never both (QUIC's keys are one per direction), and
+ * a key kept ahead of need (the next key phase) costs no context until used (~1.2 KB per
+ * GCM context, ~0.65 KB for ECB, in OpenSSL 3). */
 typedef struct qr_pc {
     void *enc;
     void *dec;
     void *hp;
     uint8_t iv[QR_PC_IV_SIZE];
+    uint8_t key_len;
+    uint8_t key[32];
+    uint8_t hp_key[32];
 } qr_pc;
 
 /* Load libcrypto once (later calls return the first answer) and check it on known
@@ -39,11 +45,13 @@ const char *qr_pc_load_error(void);
 /* "soname (OpenSSL version)" of the library loaded, or NULL. */
 const char *qr_pc_backend(void);
 
-/* key and hp_key are key_len bytes (16: AES-128, 32: AES-256), iv 12 bytes.  QR_OK,
- * QR_EINVAL (a length), QR_EUNAVAIL or QR_ECRYPTO; on failure pc holds nothing. */
+/* key and hp_key are key_len bytes (16: AES-128, 32: AES-256), iv 12 bytes, copied into
+ * pc (the contexts come at first use).  QR_OK, QR_EINVAL (a length) or QR_EUNAVAIL; on
+ * failure pc holds nothing.  A context that cannot be made at first use is QR_ECRYPTO
+ * from that call. */
 int qr_pc_init(qr_pc *pc, const uint8_t *key, size_t key_len, const uint8_t *iv,
                const uint8_t *hp_key);
-/* Frees the contexts (pc may be zeroed or released already). */
+/* Frees the contexts and wipes the keys (pc may be zeroed or released already). */
 void qr_pc_release(qr_pc *pc);
 
 /* The 16-byte AES-ECB block of a 16-byte sample (the mask is its first 5 bytes). */

@@ -19,6 +19,8 @@ from .records import NewConnectionIdRecord, RecordTable, RetireConnectionIdRecor
 
 RESET_TOKEN_SIZE = 16
 MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
+# The empty sets of PeerCids with nothing retired or reserved: shared, never added to.
+NO_SEQUENCES: set[int] = set()
 _NEW_CID = F.FrameType.NEW_CONNECTION_ID
 _RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
 
@@ -121,6 +123,8 @@ class LocalCids:
             self._by_cid[cid] = seq
             self.pending.append(seq)
             new.append(cid)
+        else:  # the peer's limit reached: what is left of the stock waits no more
+            self._stock.clear()  # (a later retirement's replacement is made then)
         return new
 
     def frame_for(self, seq: int) -> F.NewConnectionIdFrame | None:
@@ -180,10 +184,13 @@ class PeerCids:
         self.current = 0
         self.retire_prior_to = 0
         self.pending_retire: list[int] = []  # RETIRE_CONNECTION_ID to send (a few: a list)
-        self._queued: set[int] = set()  # what pending_retire holds (O(1) re-queue on loss)
-        self._unacked: set[int] = set()  # retired, RETIRE_CONNECTION_ID not yet acknowledged
-        self._retired: set[int] = set()  # retired one by one at or above retire_prior_to
-        self.reserved: set[int] = set()  # held for a path being probed
+        # Until the first retirement (most connections have none), the sets below are the
+        # shared NO_SEQUENCES, which is only read or discarded from (an empty set is 216
+        # bytes): _retire() and reserve() make their own before adding.
+        self._queued: set[int] = NO_SEQUENCES  # what pending_retire holds (O(1) re-queue)
+        self._unacked: set[int] = NO_SEQUENCES  # retired, RETIRE_CONNECTION_ID not acked
+        self._retired: set[int] = NO_SEQUENCES  # retired one by one at or above retire_prior_to
+        self.reserved: set[int] = NO_SEQUENCES  # held for a path being probed
         self._tokens: dict[bytes, int] = {}
 
     def set_initial(self, cid: bytes, token: bytes | None = None) -> None:
@@ -252,6 +259,10 @@ class PeerCids:
 
     def _retire(self, seq: int) -> None:
         """Retire ``seq`` (known or not: the peer issued every number below its newest)."""
+        if self._unacked is NO_SEQUENCES:  # the first retirement
+            self._queued, self._unacked = set(), set()
+        if self._retired is NO_SEQUENCES:
+            self._retired = set()
         self.reserved.discard(seq)
         entry = self.entries.pop(seq, None)
         if entry is not None and entry[1] is not None:
@@ -274,6 +285,8 @@ class PeerCids:
         """Set an unused CID aside for probing a new path; its sequence number or None."""
         seq = self._unused()
         if seq is not None:
+            if self.reserved is NO_SEQUENCES:
+                self.reserved = set()
             self.reserved.add(seq)
         return seq
 

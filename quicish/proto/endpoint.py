@@ -80,7 +80,9 @@ class Endpoint(Generic[C]):
         self.local_id = local_id
         self.cid_length = cid_length
         self._by_cid: dict[bytes, C] = {}
-        self._cids_of: dict[C, set[bytes]] = {}  # the reverse, for forget()
+        # The reverse, for forget(): a list per connection (a handful of CIDs; a set of
+        # five is 730 bytes, a list 120).
+        self._cids_of: dict[C, list[bytes]] = {}
         #: Stateless answers (Version Negotiation, Retry, INVALID_TOKEN, reset) to send.
         self.outbox: list[tuple[bytes, Address]] = []
         self.datagrams_dropped = 0
@@ -93,18 +95,18 @@ class Endpoint(Generic[C]):
         """Route datagrams for ``cid`` to ``conn`` (taking it from any other connection)."""
         old = self._by_cid.get(cid)
         if old is not None and old is not conn:
-            self._cids_of[old].discard(cid)
+            _remove(self._cids_of[old], cid)
         self._by_cid[cid] = conn
         cids = self._cids_of.get(conn)
         if cids is None:
-            self._cids_of[conn] = {cid}
-        else:
-            cids.add(cid)
+            self._cids_of[conn] = [cid]
+        elif cid not in cids:
+            cids.append(cid)
 
     def unregister(self, cid: bytes) -> None:
         conn = self._by_cid.pop(cid, None)
         if conn is not None:
-            self._cids_of[conn].discard(cid)
+            _remove(self._cids_of[conn], cid)
 
     def forget(self, conn: C) -> None:
         """``conn`` has ended: drop its CIDs (its own only: no scan of the table)."""
@@ -239,3 +241,8 @@ _QLOG_TYPES = {
     PacketType.RETRY: "retry",
     PacketType.VERSION_NEGOTIATION: "version_negotiation",
 }
+
+
+def _remove(cids: list[bytes], cid: bytes) -> None:
+    if cid in cids:
+        cids.remove(cid)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 MAX_PACKET_THRESHOLD = 31
 MAX_TIME_THRESHOLD = 2.0  # RTTs
 _REMEMBERED = 128  # lost packets remembered per space (the oldest are forgotten)
+_NO_EPISODE: set[tuple[int, int]] = set()  # no episode: shared, never changed
 
 
 class SpuriousLosses:
@@ -45,7 +46,8 @@ class SpuriousLosses:
         #: per space: packet number -> its distance below the largest acked when declared lost
         self.lost: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
         #: (space, pn) of the in-flight packets lost in the episode that reduced the window
-        self.episode: set[tuple[int, int]] = set()
+        #: (while there is none, a shared empty set: only a non-empty one is changed)
+        self.episode: set[tuple[int, int]] = _NO_EPISODE
         self.spurious = 0  # packets declared lost, then acknowledged
         self.undone = 0  # window reductions undone
 
@@ -89,4 +91,4 @@ class SpuriousLosses:
 
     def forget_episode(self) -> None:
         """The reduced window can no longer be undone (persistent congestion, new path)."""
-        self.episode = set()
+        self.episode = _NO_EPISODE

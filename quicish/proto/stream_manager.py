@@ -50,6 +50,7 @@ __all__ = ["PeerLimits", "Stream", "StreamLimitReached", "StreamLimits", "Stream
 
 MAX_STREAMS_LIMIT = 1 << 60
 _CTRL_FRAME_MAX = 25  # type + three 8-byte varints
+_NO_QUEUE: deque[Stream] = deque()  # a priority with no FIFO: never appended to
 
 
 class StreamLimitReached(StreamError):
@@ -192,8 +193,7 @@ class StreamManager:
         self._blocked_want = [False, False]
         self._blocked_sent = [-1, -1]
         self._peer: PeerLimits | None = None
-        # Scheduler: one FIFO per priority, served lowest priority value first.
-        self._queues: dict[int, deque[Stream]] = {}
+        self._queues: dict[int, deque[Stream]] = {}  # a FIFO per priority, lowest value first
         self._priorities: list[int] = []
         self._credit_waiters: dict[int, Stream] = {}
         self._control: dict[int, Stream] = {}
@@ -470,6 +470,9 @@ class StreamManager:
         stream._closed = True
         sid = stream.stream_id
         del self._streams[sid]
+        if not self._queues.get(stream.priority, True):  # (an idle connection keeps no deque)
+            del self._queues[stream.priority]
+            self._priorities = sorted(self._queues)
         self._credit_waiters.pop(sid, None)
         _unhook(stream)
         if not self._is_local(sid):
@@ -516,7 +519,7 @@ class StreamManager:
         """
         credit_ok = self.send_credit.available > 0
         for priority in self._priorities:
-            queue = self._queues[priority]
+            queue = self._queues.get(priority, _NO_QUEUE)  # (gone with its last stream)
             for _ in range(len(queue)):
                 self._prune(queue, credit_ok)
                 if not queue:
@@ -859,7 +862,7 @@ class StreamManager:
         push = F.push_stream_frame
         credit = self.send_credit
         for priority in self._priorities:
-            queue = self._queues[priority]
+            queue = self._queues.get(priority, _NO_QUEUE)  # (gone with its last stream)
             for _ in range(len(queue)):
                 self._prune(queue, credit.used < credit.limit)
                 if not queue:

@@ -269,6 +269,7 @@ class PacketProtector:
         "_decrypt",
         "_encrypt",
         "_hp",
+        "_hp_root",
         "_iv_int",
         "_mask",
         "hp_key",
@@ -304,6 +305,8 @@ class PacketProtector:
         self.hp_key = hp_key
         self._aead: Aead | None = None
         self._hp = hp
+        # The first generation of these keys, whose hp context a later one shares.
+        self._hp_root: PacketProtector | None = None
         # The C packet cipher (AES suites): seal_packet / open_packet in one call each. The
         # cryptography contexts are then made only if the key-update path needs them.
         self._cipher: PacketCipherType | None = (
@@ -324,7 +327,9 @@ class PacketProtector:
         if aead is None or hp is None:
             aead = self._aead = Aead(self.suite, self.key, self.iv)
             if hp is None:
-                hp = self._hp = HeaderProtection(self.suite, self.hp_key)
+                root = self._hp_root
+                hp = root.hp if root is not None else HeaderProtection(self.suite, self.hp_key)
+                self._hp = hp
             self._encrypt = aead._encrypt
             self._decrypt = aead._decrypt
             self._iv_int = aead._iv
@@ -373,7 +378,14 @@ class PacketProtector:
         key, iv = kdf.expand_labels(
             name, secret, ((labels.key_label, params.key_len), (labels.iv_label, IV_SIZE))
         )
-        return PacketProtector(self.suite, secret, key, iv, self.hp_key, self.version, self.hp)
+        # The Python path's hp context is shared: this key's, or when it has none yet (the
+        # C path makes none: libcrypto contexts nothing uses) the first generation's, made
+        # there at first need.
+        hp = self._hp
+        nxt = PacketProtector(self.suite, secret, key, iv, self.hp_key, self.version, hp)
+        if hp is None:
+            nxt._hp_root = self._hp_root or self
+        return nxt
 
     def seal_packet(self, header: BytesLike, payload: BytesLike, pn: int) -> bytes:
         """Protect one packet.
