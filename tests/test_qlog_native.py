@@ -180,14 +180,22 @@ class _Trace:
 
 
 class _Keys:
-    phase = 0
+    phase = 0  # (a class attribute: the C tap reads it by name)
+
+
+class _InstanceKeys:
+    def __init__(self) -> None:
+        self.phase = 0  # (an instance attribute: the C tap reads it from the instance dict)
 
 
 def _tap_run(
-    tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]], bulk_type: Any = list
+    tap_type: Any,
+    calls: list[tuple[str, tuple[Any, ...]]],
+    bulk_type: Any = list,
+    keys_type: Any = _Keys,
 ) -> list[Any]:
     """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
-    trace, keys = _Trace(), _Keys()
+    trace, keys = _Trace(), keys_type()
     bulk: Any = bulk_type()
     out: list[tuple[str, Any]] = []
     streams = {0, 4, 64}
@@ -285,6 +293,8 @@ def test_c_tap_does_what_the_pure_tap_does() -> None:
         assert done == _tap_run(pure.QlogTap, calls)
         # the writer's C records: the same records, as equal tuples
         assert _tap_run(accelerated.QlogTap, calls, accelerated.BulkRecords) == done
+        keyed = _tap_run(accelerated.QlogTap, calls, accelerated.BulkRecords, _InstanceKeys)
+        assert keyed == _tap_run(pure.QlogTap, calls, list, _InstanceKeys) == done
         seen.update(kind for kind, _ in done)
         seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
     assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50

@@ -28,6 +28,8 @@ typedef struct {
     int is_bulk;         /* bulk is a BulkRecords: records appended as C values */
     PyObject *streams;   /* set: stream ids logged as open */
     PyObject *keys;      /* has `phase` */
+    PyObject *keys_dict; /* keys' __dict__, where `phase` is read (no descriptor on its
+                          * type), or NULL: read by name */
     PyObject *flush;     /* called when len(bulk) reaches limit */
     PyObject *frame_type;
     PyObject *sent_slow, *received_slow, *stream_slow, *burst_slow;
@@ -110,6 +112,16 @@ static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->limit = limit;
     self->phase = 0;
     self->pair[0] = self->pair[1] = -1;
+    /* (a plain instance attribute read from the dict: a tenth of what the generic lookup
+     * costs per packet; the dict is made once if the instance keeps its values inline) */
+    if (!_PyType_Lookup(Py_TYPE(o[3]), s_phase)) {
+        PyObject *d = PyObject_GenericGetDict(o[3], NULL);
+        if (d && PyDict_CheckExact(d))
+            self->keys_dict = d;
+        else
+            Py_XDECREF(d);
+        PyErr_Clear();
+    }
     {
         PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
         for (i = 0; i < 4; i++) {
@@ -154,6 +166,7 @@ static int tap_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->bulk);
     Py_VISIT(self->streams);
     Py_VISIT(self->keys);
+    Py_VISIT(self->keys_dict);
     Py_VISIT(self->flush);
     Py_VISIT(self->frame_type);
     Py_VISIT(self->sent_slow);
@@ -172,6 +185,7 @@ static int tap_clear(PyObject *op)
     Py_CLEAR(self->bulk);
     Py_CLEAR(self->streams);
     Py_CLEAR(self->keys);
+    Py_CLEAR(self->keys_dict);
     Py_CLEAR(self->flush);
     Py_CLEAR(self->frame_type);
     Py_CLEAR(self->sent_slow);
@@ -205,6 +219,20 @@ static int stream_known(TapObject *self, PyObject *sid)
     return known;
 }
 
+/* After a record: tap.now set, the writer flushed at the limit.  0, or -1 with an exception. */
+static int recorded(TapObject *self, PyObject *now)
+{
+    PyObject *r;
+    Py_INCREF(now);
+    Py_XSETREF(self->now, now);
+    if ((self->is_bulk ? qr_bulk_len(self->bulk) : PyList_GET_SIZE(self->bulk)) >= self->limit) {
+        if (!(r = PyObject_CallNoArgs(self->flush)))
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 /* The record (now, name, "1RTT", pn, sid, offset, False, length, size) appended, tap.now
  * set, the writer flushed at the limit: 0, or -1 with an exception.  obj[i] is the i-th
  * int (pn, sid, offset, length, size) as an object, or NULL and then v[i] holds it.  Into
@@ -213,7 +241,7 @@ static int stream_known(TapObject *self, PyObject *sid)
 static int tap_add(TapObject *self, PyObject *now, int received, PyObject *const obj[5],
                    long long v[5])
 {
-    PyObject *items[9], *ints[5], *made[5] = {NULL, NULL, NULL, NULL, NULL}, *rec, *r,
+    PyObject *items[9], *ints[5], *made[5] = {NULL, NULL, NULL, NULL, NULL}, *rec,
                                    *name = received ? s_received : s_sent;
     int i, exact = 1, failed = 0, atomic;
     if (!self->bulk) {
@@ -264,14 +292,7 @@ static int tap_add(TapObject *self, PyObject *now, int received, PyObject *const
         if (failed)
             return -1;
     }
-    Py_INCREF(now);
-    Py_XSETREF(self->now, now);
-    if ((self->is_bulk ? qr_bulk_len(self->bulk) : PyList_GET_SIZE(self->bulk)) >= self->limit) {
-        if (!(r = PyObject_CallNoArgs(self->flush)))
-            return -1;
-        Py_DECREF(r);
-    }
-    return 0;
+    return recorded(self, now);
 }
 
 /* None after tap_add, or NULL. */
@@ -322,9 +343,11 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
  * exception. */
 static int phase_unchanged(TapObject *self)
 {
-    PyObject *phase = PyObject_GetAttr(self->keys, s_phase);
+    PyObject *phase = NULL;
     long keys_phase;
-    if (!phase)
+    if (self->keys_dict && (phase = PyDict_GetItemWithError(self->keys_dict, s_phase)))
+        Py_INCREF(phase);
+    else if (PyErr_Occurred() || !(phase = PyObject_GetAttr(self->keys, s_phase)))
         return -1;
     keys_phase = PyLong_Check(phase) ? PyLong_AsLong(phase) : -1;
     Py_DECREF(phase);
@@ -449,8 +472,8 @@ static PyObject *tap_burst(PyObject *op, PyObject *const *args, Py_ssize_t nargs
                                                         *r;
     long long pn = 0, offset = 0, final = -1, v[5];
     Py_ssize_t i;
-    int known, fin, failed;
-    if (!self->sent_slow || !self->burst_slow)
+    int known, fin, failed, fast;
+    if (!self->sent_slow || !self->burst_slow || !self->bulk)
         return cleared();
     if (!plain_burst(args, nargs))
         return PyObject_Vectorcall(self->burst_slow, args, nargs, NULL);
@@ -461,6 +484,7 @@ static PyObject *tap_burst(PyObject *op, PyObject *const *args, Py_ssize_t nargs
         qr_exact_ll(args[4], &final);
     obj[1] = sid;
     qr_exact_ll(sid, &v[1]);
+    fast = self->is_bulk && PyFloat_CheckExact(now);
     for (i = 0; i < PyList_GET_SIZE(packets); i++, pn++) {
         /* (checked above; a Python call below could change the lists: checked again) */
         if (i >= PyList_GET_SIZE(lengths) || !PyBytes_CheckExact(PyList_GET_ITEM(packets, i)) ||
@@ -473,7 +497,12 @@ static PyObject *tap_burst(PyObject *op, PyObject *const *args, Py_ssize_t nargs
         known = fin ? 0 : stream_known(self, sid);
         if (known < 0)
             return NULL;
-        if (known) {
+        if (known && fast) { /* (tap_add's first case, the values known to be plain) */
+            if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(now), s_sent, u_sent, n_sent,
+                                   s_1rtt, u_1rtt, n_1rtt, v, 0, &self->pair[0]) < 0 ||
+                recorded(self, now) < 0)
+                return NULL;
+        } else if (known) {
             if (tap_add(self, now, 0, obj, v) < 0)
                 return NULL;
         } else { /* (now, pn, size, b"", [(sid, offset, length, fin)]) */
