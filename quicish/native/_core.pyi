@@ -7,7 +7,7 @@ the module at import (``quicish.native.accelerated``). ``RangeSet`` and
 ``tests/test_native_stub.py`` checks this stub against both.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 from .pure import AbstractRangeSet
@@ -137,6 +137,11 @@ def packet_record(
 
 def acked_record(start: float, now: float, name: str, space: str, acked: list[Any]) -> bytes | None:
     """A qlog packets_acked event's record from the packets' ``pn``, or None (``pure``'s)."""
+
+def metrics_record(
+    start: float, now: float, name: str, metrics: Mapping[str, Any], last: dict[str, Any]
+) -> bytes | None:
+    """A qlog recovery_metrics_updated event's record of what changed (``pure``'s)."""
 
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 from .pure_qlog import acked_record as acked_record
+from .pure_qlog import metrics_record as metrics_record
 from .pure_qlog import packet_record as packet_record
 from .pure_tap import QlogTap as QlogTap
 
