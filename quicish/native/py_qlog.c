@@ -16,6 +16,7 @@
  */
 #include "pytypes.h"
 
+#include <stdint.h>
 #include <string.h>
 
 typedef QrOut Out; /* the output, grown with _PyBytes_Resize */
@@ -68,6 +69,37 @@ static const char *get_str(PyObject *o, Py_ssize_t *n)
     return PyUnicode_AsUTF8AndSize(o, n);
 }
 
+static const char digit_pairs[] = "0001020304050607080910111213141516171819202122232425262728293031"
+                                  "3233343536373839404142434445464748495051525354555657585960616263"
+                                  "6465666768697071727374757677787980818283848586878889909192939495"
+                                  "96979899";
+
+/* The digits of u (unsigned) ending at q (written from the end back, in place: no copy,
+ * no call; the writer thread renders six numbers a packet). */
+#define PUT_DIGITS(q, u)                                                                   \
+    do {                                                                                   \
+        while ((u) >= 100) {                                                               \
+            unsigned r_ = (unsigned)((u) % 100);                                           \
+            (u) /= 100;                                                                    \
+            (q) -= 2;                                                                      \
+            (q)[0] = digit_pairs[2 * r_];                                                  \
+            (q)[1] = digit_pairs[2 * r_ + 1];                                              \
+        }                                                                                  \
+        if ((u) >= 10) {                                                                   \
+            (q)[-2] = digit_pairs[2 * (u)];                                                \
+            (q)[-1] = digit_pairs[2 * (u) + 1];                                            \
+        } else {                                                                           \
+            (q)[-1] = (char)('0' + (u));                                                   \
+        }                                                                                  \
+    } while (0)
+
+/* How many decimal digits w has. */
+static int digits32(uint32_t w)
+{
+    return w < 10 ? 1 : w < 100 ? 2 : w < 1000 ? 3 : w < 10000 ? 4 : w < 100000 ? 5
+         : w < 1000000 ? 6 : w < 10000000 ? 7 : w < 100000000 ? 8 : w < 1000000000 ? 9 : 10;
+}
+
 /* "%.3f" of ms (>= 0) at buf, its length; 0 when ms is too large or too near a rounding
  * tie for this short cut, which the caller then leaves to PyOS_double_to_string.  Below
  * 2^30 ms, ms * 1000 is within 2^-14 of the exact product, so away from a tie (by
@@ -77,9 +109,6 @@ static Py_ssize_t put_ms(char *buf, double ms)
     const double margin = 1.0 / 1024;
     double y, frac;
     long long n;
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    int i;
     if (!(ms < 1073741824.0))
         return 0;
     y = ms * 1000.0;
@@ -89,17 +118,19 @@ static Py_ssize_t put_ms(char *buf, double ms)
         n += 1;
     else if (frac >= 0.5 - margin)
         return 0;
-    for (i = 0; i < 3; i++) {
-        *--p = (char)('0' + n % 10);
-        n /= 10;
+    {
+        /* (below 2^30 ms: the whole milliseconds in 32 bits, written in place) */
+        uint32_t w = (uint32_t)(n / 1000), f3 = (uint32_t)(n % 1000);
+        int digits = digits32(w);
+        char *q = buf + digits;
+        PUT_DIGITS(q, w);
+        q = buf + digits;
+        q[0] = '.';
+        q[1] = (char)('0' + f3 / 100);
+        q[2] = digit_pairs[2 * (f3 % 100)];
+        q[3] = digit_pairs[2 * (f3 % 100) + 1];
+        return digits + 4;
     }
-    *--p = '.';
-    do {
-        *--p = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
-    return (Py_ssize_t)(tmp + sizeof(tmp) - p);
 }
 
 /* One record at out's end: 0, or -1 with an exception. */
@@ -152,29 +183,22 @@ int qr_qlog_put_record(Out *out, PyObject *rec, double start)
 /* The decimal digits of v at p: the end. */
 static char *put_digits(char *p, long long v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
-                                "31323334353637383940414243444546474849505152535455565758596061"
-                                "62636465666768697071727374757677787980818283848586878889909192"
-                                "93949596979899";
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    char tmp[24], *q = tmp + sizeof(tmp);
-    size_t n;
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        q -= 2;
-        memcpy(q, pairs + 2 * r, 2);
-    }
-    if (u >= 10) {
-        q -= 2;
-        memcpy(q, pairs + 2 * u, 2);
-    } else {
-        *--q = (char)('0' + u);
-    }
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *q;
+    int n = 1;
     if (v < 0)
-        *--q = '-';
-    n = (size_t)(tmp + sizeof(tmp) - q);
-    memcpy(p, q, n);
+        *p++ = '-';
+    if (u <= 0xFFFFFFFFu) { /* (a packet's numbers: 32-bit arithmetic) */
+        uint32_t w = (uint32_t)u;
+        n = digits32(w);
+        q = p + n;
+        PUT_DIGITS(q, w);
+        return p + n;
+    }
+    for (t = u; t >= 10; t /= 10)
+        n++;
+    q = p + n;
+    PUT_DIGITS(q, u);
     return p + n;
 }
 

@@ -129,8 +129,7 @@ class LeanReceiver:
                 if lone is None:
                     trace.packet_received(now, _ONE_RTT, pn, size, payload, eliciting)
                 else:  # (the decoded fields: no frame object made for the trace)
-                    log = trace.stream_received  # (the C tap's, an attribute: no method lookup)
-                    log(now, pn, size, payload, lone)
+                    trace.stream_received(now, pn, size, payload, lone)
             if ecn:  # (counted first: a CE mark can make the ACK due at once)
                 space.ecn_counts[_ECN_COUNTER[ecn]] += 1
             space.on_packet_received(pn, eliciting, now, LOCAL_MAX_ACK_DELAY)
