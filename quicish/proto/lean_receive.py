@@ -129,7 +129,11 @@ class LeanReceiver:
                 if lone is None:
                     trace.packet_received(now, _ONE_RTT, pn, size, payload, eliciting)
                 else:  # (the decoded fields: no frame object made for the trace)
-                    trace.stream_received(now, pn, size, payload, lone)
+                    log = trace.lone_received  # (the C tap's entry: no method lookup)
+                    if log is None:
+                        trace.stream_received(now, pn, size, payload, lone)
+                    else:
+                        log(now, pn, size, payload, lone)
             if ecn:  # (counted first: a CE mark can make the ACK due at once)
                 space.ecn_counts[_ECN_COUNTER[ecn]] += 1
             space.on_packet_received(pn, eliciting, now, LOCAL_MAX_ACK_DELAY)
