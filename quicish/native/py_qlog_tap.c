@@ -30,6 +30,8 @@ typedef struct {
     PyObject *keys;      /* has `phase` */
     PyObject *keys_dict; /* keys' __dict__, where `phase` is read (no descriptor on its
                           * type), or NULL: read by name */
+    uint64_t keys_tag;   /* keys_dict's version when keys_phase was read from it, or 0 */
+    long keys_phase;
     PyObject *flush;     /* called when len(bulk) reaches limit */
     PyObject *frame_type;
     PyObject *sent_slow, *received_slow, *stream_slow, *burst_slow;
@@ -345,14 +347,30 @@ static int phase_unchanged(TapObject *self)
 {
     PyObject *phase = NULL;
     long keys_phase;
+    uint64_t tag = 0;
+#if PY_VERSION_HEX < 0x030C0000
+    /* (PEP 509: the dict's version changes with any change of it, so an unchanged version
+     * is an unchanged phase; a bulk transfer changes the keys' attributes at key updates
+     * only) */
+    if (self->keys_dict) {
+        tag = ((PyDictObject *)self->keys_dict)->ma_version_tag;
+        if (tag == self->keys_tag)
+            return self->keys_phase == self->phase;
+    }
+#endif
     if (self->keys_dict && (phase = PyDict_GetItemWithError(self->keys_dict, s_phase)))
         Py_INCREF(phase);
     else if (PyErr_Occurred() || !(phase = PyObject_GetAttr(self->keys, s_phase)))
         return -1;
     keys_phase = PyLong_Check(phase) ? PyLong_AsLong(phase) : -1;
-    Py_DECREF(phase);
-    if (keys_phase == -1 && PyErr_Occurred())
+    if (keys_phase == -1 && PyErr_Occurred()) {
+        Py_DECREF(phase);
         return -1;
+    }
+    /* (kept only for an exact int, whose value cannot change, read from the dict) */
+    self->keys_tag = tag && PyLong_CheckExact(phase) ? tag : 0;
+    self->keys_phase = keys_phase;
+    Py_DECREF(phase);
     return keys_phase == self->phase;
 }
 
@@ -426,9 +444,17 @@ static PyObject *tap_stream_received(PyObject *op, PyObject *const *args, Py_ssi
         return PyObject_Vectorcall(self->stream_slow, args, nargs, NULL);
     if ((n = PyObject_Length(PyTuple_GET_ITEM(lone, 2))) < 0)
         return NULL;
+    v[3] = n;
+    if (self->is_bulk && PyFloat_CheckExact(args[0]) && qr_exact_ll(args[1], &v[0]) &&
+        qr_exact_ll(sid, &v[1]) && qr_exact_ll(PyTuple_GET_ITEM(lone, 1), &v[2]) &&
+        qr_exact_ll(args[2], &v[4])) { /* (tap_add's first case, without its generality) */
+        if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(args[0]), s_received, u_received,
+                               n_received, s_1rtt, u_1rtt, n_1rtt, v, 0, &self->pair[1]) < 0)
+            return NULL;
+        return added(recorded(self, args[0]));
+    }
     obj[0] = args[1], obj[1] = sid, obj[2] = PyTuple_GET_ITEM(lone, 1), obj[3] = NULL;
     obj[4] = args[2];
-    v[3] = n;
     return added(tap_add(self, args[0], 1, obj, v));
 }
 
