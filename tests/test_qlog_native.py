@@ -180,14 +180,22 @@ class _Trace:
 
 
 class _Keys:
-    phase = 0
+    phase = 0  # (a class attribute: the C tap reads it by name)
+
+
+class _InstanceKeys:
+    def __init__(self) -> None:
+        self.phase = 0  # (an instance attribute: the C tap reads it from the instance dict)
 
 
 def _tap_run(
-    tap_type: Any, calls: list[tuple[str, tuple[Any, ...]]], bulk_type: Any = list
+    tap_type: Any,
+    calls: list[tuple[str, tuple[Any, ...]]],
+    bulk_type: Any = list,
+    keys_type: Any = _Keys,
 ) -> list[Any]:
     """What a tap does with ``calls``: the records, the slow calls, the flushes, ``now``."""
-    trace, keys = _Trace(), _Keys()
+    trace, keys = _Trace(), keys_type()
     bulk: Any = bulk_type()
     out: list[tuple[str, Any]] = []
     streams = {0, 4, 64}
@@ -206,6 +214,8 @@ def _tap_run(
         StreamFrame,
         lambda *a: out.append(("sent_slow", a)),
         lambda *a: out.append(("received_slow", a)),
+        lambda *a: out.append(("stream_slow", a)),
+        lambda *a: out.append(("burst_slow", a)),
     )
     for kind, args in calls:
         if kind == "phase":
@@ -213,9 +223,39 @@ def _tap_run(
         elif kind == "tap_phase":  # (the trace logged a key update: it tells the tap)
             tap.phase = args[0]
         else:
-            getattr(tap, kind)(*args)
+            try:
+                getattr(tap, kind)(*args)
+            except TypeError as exc:  # (a length of no len(): both raise)
+                out.append(("raised", type(exc)))
         out.append(("now", (tap.now, trace.now)))
     return [*out, ("bulk", list(bulk))]
+
+
+def _random_burst(
+    rng: random.Random, now: float, pn: int, sid: Any, offset: int
+) -> tuple[Any, ...]:
+    """tap.burst's arguments: mostly a plain burst (FIN at its end or later, or unknown),
+    sometimes an odd one (a value out of range or of another type, lists that differ)."""
+    n = rng.randrange(0, 7)
+    lengths: list[Any] = [rng.randrange(1, 1400) for _ in range(n)]
+    packets: list[Any] = [bytes(length + rng.randrange(20, 40)) for length in lengths]
+    end = offset + sum(lengths)
+    final: Any = rng.choice((None, end, end + 1, end - lengths[-1] if n else None))
+    if rng.random() < 0.15:
+        odd = rng.randrange(6)
+        if odd == 0:
+            pn = (1 << 62) - rng.randrange(3)
+        elif odd == 1:
+            offset = -1
+        elif odd == 2 and n:
+            lengths[rng.randrange(n)] = 1 << 62
+        elif odd == 3 and n:
+            packets[rng.randrange(n)] = bytearray(5)
+        elif odd == 4:
+            lengths.append(5)
+        else:
+            final = 2.5
+    return now, pn, sid, offset, final, packets, lengths
 
 
 def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
@@ -223,7 +263,7 @@ def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
     sid = rng.choice((0, 4, 8, 64))
     fin: Any = rng.choice((False, False, False, True, 0))
     offset, length = rng.randrange(1 << 40), rng.randrange(1200)
-    kind = rng.randrange(8)
+    kind = rng.randrange(12)
     if kind == 0:
         return rng.choice(("phase", "tap_phase")), (rng.randrange(2),)
     if kind < 4:
@@ -231,6 +271,13 @@ def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
         if rng.random() < 0.1:
             records = records * 2 if rng.random() < 0.5 else [PingRecord()]
         return "sent", (now, pn, size, b"payload", records)
+    if kind < 6:
+        return "burst", _random_burst(rng, now, pn, sid, offset)
+    if kind < 9:  # (the C opener's fields: stream_id, offset, data, fin, with_length)
+        fields: Any = (sid, offset, memoryview(bytes(length)), fin, True)
+        if rng.random() < 0.1:
+            fields = rng.choice((fields[:3], [*fields], None, (sid, offset, 5, False, True)))
+        return "stream_received", (now, pn, size, b"payload", fields)
     lone: Any = StreamFrame(sid, offset, bytes(length), fin)
     if rng.random() < 0.1:
         lone = rng.choice((True, False, None))
@@ -240,16 +287,19 @@ def _random_call(rng: random.Random) -> tuple[str, tuple[Any, ...]]:
 def test_c_tap_does_what_the_pure_tap_does() -> None:
     rng = random.Random(9)
     seen = Counter[str]()
-    for _ in range(100):
+    for _ in range(300):
         calls = [_random_call(rng) for _ in range(rng.randrange(1, 40))]
         done = _tap_run(accelerated.QlogTap, calls)
         assert done == _tap_run(pure.QlogTap, calls)
         # the writer's C records: the same records, as equal tuples
         assert _tap_run(accelerated.QlogTap, calls, accelerated.BulkRecords) == done
+        keyed = _tap_run(accelerated.QlogTap, calls, accelerated.BulkRecords, _InstanceKeys)
+        assert keyed == _tap_run(pure.QlogTap, calls, list, _InstanceKeys) == done
         seen.update(kind for kind, _ in done)
         seen["recorded"] += sum(len(x) for kind, x in done if kind in ("flush", "bulk"))
     assert seen["sent_slow"] > 50 and seen["received_slow"] > 50 and seen["flush"] > 50
-    assert seen["recorded"] > 300
+    assert seen["stream_slow"] > 50 and seen["burst_slow"] > 20 and seen["raised"] > 0
+    assert seen["recorded"] > 1000
 
 
 def test_c_tap_records_are_out_of_the_collectors_sight() -> None:
@@ -257,12 +307,18 @@ def test_c_tap_records_are_out_of_the_collectors_sight() -> None:
     import gc
 
     trace, keys, bulk = _Trace(), _Keys(), []  # type: ignore[var-annotated]
-    tap = accelerated.QlogTap(trace, bulk, {0}, keys, lambda: None, 100, StreamFrame, print, print)
+    tap = accelerated.QlogTap(
+        trace, bulk, {0}, keys, lambda: None, 100, StreamFrame, print, print, print, print
+    )
     tap.sent(1.5, 7, 1252, b"payload", [StreamRecord(0, 4096, 1200, False)])
     tap.received(1.75, 4, 9, 1252, b"payload", StreamFrame(0, 0, bytes(1200), False))
+    tap.burst(2.0, 10, 0, 5296, None, [bytes(1252)], [1200])
+    tap.stream_received(2.25, 11, 1252, b"payload", (0, 1200, memoryview(bytes(1200)), False, True))
     assert [r[:4] for r in bulk] == [
         (1.5, "quic:packet_sent", "1RTT", 7),
         (1.75, "quic:packet_received", "1RTT", 9),
+        (2.0, "quic:packet_sent", "1RTT", 10),
+        (2.25, "quic:packet_received", "1RTT", 11),
     ]
     assert not any(gc.is_tracked(r) for r in bulk)
 

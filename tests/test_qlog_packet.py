@@ -8,6 +8,7 @@ writer is its only sink; the Python path is the reference.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from quicish.native import accelerated, pure
+from quicish.native import accelerated, pure, pure_qlog
 from quicish.proto.records import SentPacket
 from quicish.proto.trace import _compact
 from quicish.qlog.writer import QlogWriter
@@ -264,3 +265,118 @@ def test_acked_record_other_classes_and_odd_arguments() -> None:
         assert pure.acked_record(*args) is None
     with pytest.raises(AttributeError):
         accelerated.acked_record(START, START, "quic:packets_acked", "initial", [object()])
+
+
+# ---- metrics_record ------------------------------------------------------------------------
+
+METRICS_NAME = "quic:recovery_metrics_updated"
+
+
+def _random_value(rng: random.Random, key: str) -> Any:
+    kind = rng.randrange(60)
+    if kind < 8:  # the engine's: RTTs and cwnd floats, counts ints
+        return rng.choice((0.001, 0.0253, 0.333, 1e-7, 12000.0, 45678.5))
+    if kind < 59:
+        return rng.choice((0, 1, 1200, 14720, 1 << 40))
+    return rng.choice(
+        (None, float("inf"), float("nan"), -3.5, 1e300, 1 << 70, -(1 << 61), True, "x", 2.0**63)
+    )
+
+
+def _random_metrics(rng: random.Random) -> dict[str, Any]:
+    keys = (*pure_qlog._RTT_METRICS, *pure_qlog._COUNT_METRICS, "pacing_rate")
+    return {k: _random_value(rng, k) for k in keys if rng.random() < 0.8}
+
+
+def _typed(last: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    return {k: (type(v), v) for k, v in last.items()}
+
+
+def test_metrics_keys_are_the_schemas() -> None:
+    from quicish.qlog.schema import COUNT_METRICS, RTT_METRICS
+
+    assert pure_qlog._RTT_METRICS == RTT_METRICS
+    assert pure_qlog._COUNT_METRICS == COUNT_METRICS
+
+
+def test_metrics_record_the_same_bytes_as_the_python_path() -> None:
+    """C and twin agree on every call (bytes, None or TypeError, and ``last``); what they
+    write is what the writer's Python rendering writes (render_metrics_delta)."""
+    from quicish.qlog.render import render_metrics_delta
+
+    rng = random.Random(11)
+    seen = {"record": 0, "none": 0, "declined": 0}
+    for _ in range(300):
+        lasts: list[dict[str, Any]] = [{}, {}, {}]
+        now = START - 0.5
+        metrics: dict[str, Any] = {}
+        for _ in range(rng.randrange(1, 10)):
+            now += rng.choice((0.0, 0.0004, 0.0125, 1.5))
+            if not metrics or rng.random() < 0.7:  # (else the same again: nothing changed)
+                metrics = _random_metrics(rng)
+            outs: list[Any] = []
+            for fn, last in (
+                (accelerated.metrics_record, lasts[0]),
+                (pure.metrics_record, lasts[1]),
+            ):
+                try:
+                    outs.append(fn(START, now, METRICS_NAME, metrics, last))
+                except TypeError:
+                    outs.append(TypeError)
+            assert outs[0] == outs[1]
+            assert _typed(lasts[0]) == _typed(lasts[1])
+            if outs[0] is TypeError:  # the writer's Python path, for all three
+                seen["declined"] += 1
+                for last in lasts:
+                    with contextlib.suppress(TypeError, ValueError, OverflowError):
+                        render_metrics_delta(metrics, last)
+                continue
+            delta = render_metrics_delta(metrics, lasts[2])
+            assert _typed(lasts[2]) == _typed(lasts[0])
+            if delta is None:
+                seen["none"] += 1
+                assert outs[0] is None
+                continue
+            seen["record"] += 1
+            ms = max((now - START) * 1000.0, 0.0)
+            expected = f'\x1e{{"time":{ms:.3f},"name":"{METRICS_NAME}","data":{delta}}}\n'
+            assert outs[0] == expected.encode()
+            json.loads(outs[0][1:])
+    assert min(seen.values()) > 50, seen
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{0: 1}, {1: None}, {2: "recovery_metrics_updated"}, {2: "quic:a b"}, {3: []}, {4: None}],
+)
+def test_metrics_record_odd_arguments_raise(change: dict[int, Any]) -> None:
+    args: list[Any] = [START, START + 1.0, METRICS_NAME, {"min_rtt": 0.01}, {}]
+    for i, v in change.items():
+        args[i] = v
+    for fn in (accelerated.metrics_record, pure.metrics_record):
+        with pytest.raises(TypeError):
+            fn(*args)
+        assert args[4] in ({}, None)
+
+
+def test_writer_metrics_as_before() -> None:
+    """The writer renders metrics at once (C) as it rendered them at flush: a sequence of
+    metrics events gives the same text with the C function and with values it declines
+    (a subclass of float: the Python path)."""
+
+    class Odd(float):
+        pass
+
+    def run(odd: bool) -> bytes:
+        out = io.BytesIO()
+        writer = QlogWriter(out, b"\x01", True, start=START, close_stream=False)
+        for i in range(40):
+            rtt = 0.01 + (i % 7) * 0.001
+            m = {"smoothed_rtt": Odd(rtt) if odd else rtt, "congestion_window": 12000 + i // 3}
+            m["pacing_rate"] = 1.5e6
+            writer.metrics(START + i / 100, m)
+        writer.close()
+        return out.getvalue().split(b"\x1e", 2)[2]  # (after the header: its wall clock)
+
+    plain, odd = run(False), run(True)
+    assert plain == odd and plain.count(b"\x1e") == 40 - 1

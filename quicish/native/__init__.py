@@ -21,7 +21,8 @@ core's when it loads, else the twin's. ``QlogTap`` (the qlog trace's per-packet 
 case) is the C core's, or None: the trace's own Python methods are the twin's path; so is
 ``packet_record`` and ``acked_record`` (a non-bulk packet event's record made from its
 payload, a packets_acked event's from the packets, each in one C call; the twins, in
-``pure``, are for the differential tests).
+``pure``, are for the differential tests). ``metrics_record`` (a recovery_metrics_updated
+event's record of what changed) is the C core's, else the twin's.
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
 ``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
 is the C core's, else the twin's (which writes at once).
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
         QlogSpool,
         RangeSet,
         ReassemblyBuffer,
+        metrics_record,
         render_chunk,
         render_ints,
         render_stream_packets,
@@ -99,6 +101,7 @@ else:
     render_stream_packets = _impl.render_stream_packets
     render_chunk = _impl.render_chunk
     render_ints = _impl.render_ints
+    metrics_record = _impl.metrics_record
     QlogSpool = _impl.QlogSpool
     QlogTap = _impl.QlogTap if ACCELERATED else None
     packet_record = _impl.packet_record if ACCELERATED else None
@@ -135,6 +138,7 @@ __all__ = [
     "ReassemblyBuffer",
     "acked_record",
     "crypto_backend",
+    "metrics_record",
     "packet_record",
     "render_chunk",
     "render_ints",

@@ -7,7 +7,7 @@ the module at import (``quicish.native.accelerated``). ``RangeSet`` and
 ``tests/test_native_stub.py`` checks this stub against both.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 from .pure import AbstractRangeSet
@@ -138,6 +138,11 @@ def packet_record(
 def acked_record(start: float, now: float, name: str, space: str, acked: list[Any]) -> bytes | None:
     """A qlog packets_acked event's record from the packets' ``pn``, or None (``pure``'s)."""
 
+def metrics_record(
+    start: float, now: float, name: str, metrics: Mapping[str, Any], last: dict[str, Any]
+) -> bytes | None:
+    """A qlog recovery_metrics_updated event's record of what changed (``pure``'s)."""
+
 class BulkRecords:
     """The qlog writer's bulk records as C structs: a list's append, len, [i], clear."""
 
@@ -170,7 +175,7 @@ class QlogSpool:
     def start(cls) -> None: ...
 
 class QlogTap:
-    """The qlog trace's two per-packet calls in the bulk case (``pure.QlogTap``)."""
+    """The qlog trace's per-packet calls in the bulk case (``pure.QlogTap``)."""
 
     def __init__(
         self,
@@ -183,6 +188,8 @@ class QlogTap:
         frame_type: type,
         sent_slow: Any,
         received_slow: Any,
+        stream_slow: Any,
+        burst_slow: Any,
     ) -> None: ...
     @property
     def now(self) -> Any: ...
@@ -192,3 +199,5 @@ class QlogTap:
     def phase(self, value: int) -> None: ...
     def sent(self, *args: Any) -> None: ...
     def received(self, *args: Any) -> None: ...
+    def stream_received(self, *args: Any) -> None: ...
+    def burst(self, *args: Any) -> None: ...

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         RangeSet,
         ReassemblyBuffer,
         acked_record,
+        metrics_record,
         packet_record,
         render_chunk,
         render_ints,
@@ -71,11 +72,12 @@ else:
     render_ints = getattr(_mod, "render_ints", None)
     packet_record = getattr(_mod, "packet_record", None)
     acked_record = getattr(_mod, "acked_record", None)
+    metrics_record = getattr(_mod, "metrics_record", None)
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
     types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
-    types += (BulkRecords, packet_record, acked_record)
+    types += (BulkRecords, packet_record, acked_record, metrics_record)
     if None in types:
         raise ImportError(f"{MODULE_NAME} is a stale build (python quicish/native/build_core.py)")
 
@@ -88,6 +90,7 @@ __all__ = [
     "RangeSet",
     "ReassemblyBuffer",
     "acked_record",
+    "metrics_record",
     "packet_record",
     "render_chunk",
     "render_ints",

@@ -35,6 +35,7 @@ SOURCES = (
     "py_cipher.c",
     "burst.c",
     "py_qlog.c",
+    "py_qlog_tap.c",
     "py_qlog_bulk.c",
     "py_qlog_spool.c",
     "py_qlog_packet.c",

@@ -17,7 +17,9 @@ from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 from .pure_qlog import acked_record as acked_record
+from .pure_qlog import metrics_record as metrics_record
 from .pure_qlog import packet_record as packet_record
+from .pure_tap import QlogTap as QlogTap
 
 VALUE_MAX = 1 << 62
 """Exclusive upper bound of stream offsets and packet numbers (stop may equal it)."""
@@ -742,62 +744,6 @@ class QlogSpool:
     @classmethod
     def start(cls) -> None:
         """(No worker thread to start.)"""
-
-
-class QlogTap:
-    """The trace's two per-packet calls in the bulk case (the reference for py_qlog.c's
-    ``QlogTap``): ``sent`` for ``Trace.stream_sent``, ``received`` for
-    ``Trace.packet_received``. A packet of one STREAM frame without FIN, on a stream in
-    ``streams`` (and, received, with ``keys.phase`` :attr:`phase`, the key phase the trace
-    last logged, which it keeps here) is appended to
-    ``bulk`` as the writer's record, its time kept as :attr:`now` (the trace reads it: no
-    attribute set on the trace per packet) and ``flush()`` called when ``bulk`` reaches
-    ``limit``; any other call goes to ``sent_slow`` / ``received_slow``."""
-
-    def __init__(
-        self,
-        trace: Any,
-        bulk: list[tuple[Any, ...]],
-        streams: set[int],
-        keys: Any,
-        flush: Any,
-        limit: int,
-        frame_type: type,
-        sent_slow: Any,
-        received_slow: Any,
-    ) -> None:
-        self._trace, self._bulk, self._streams, self._keys = trace, bulk, streams, keys
-        self._flush, self._limit, self._frame_type = flush, limit, frame_type
-        self._sent_slow, self._received_slow = sent_slow, received_slow
-        self.now: Any = None  # the time of the last packet recorded here
-        self.phase = 0  # the key phase the trace last logged (set by the trace)
-
-    def _record(self, now: Any, name: str, pn: Any, sid: Any, offset: Any, *rest: Any) -> None:
-        self.now = now
-        self._bulk.append((now, name, "1RTT", pn, sid, offset, *rest))
-        if len(self._bulk) >= self._limit:
-            self._flush()
-
-    def sent(self, *args: Any) -> None:
-        if len(args) == 5 and type(args[4]) is list and len(args[4]) == 1:
-            rec = args[4][0]
-            plain = isinstance(rec, tuple) and len(rec) == 4 and rec[3] is False
-            if plain and rec[0] in self._streams:
-                now, pn, size = args[:3]
-                self._record(now, "quic:packet_sent", pn, rec[0], rec[1], False, rec[2], size)
-                return
-        self._sent_slow(*args)
-
-    def received(self, *args: Any) -> None:
-        if len(args) == 6 and type(args[5]) is self._frame_type:
-            lone: Any = args[5]
-            plain = lone.fin is False and lone.stream_id in self._streams
-            if plain and self._keys.phase == self.phase:
-                now, _, pn, size = args[:4]
-                sid, offset, length = lone.stream_id, lone.offset, len(lone.data)
-                self._record(now, "quic:packet_received", pn, sid, offset, False, length, size)
-                return
-        self._received_slow(*args)
 
 
 def seal_stream_burst(

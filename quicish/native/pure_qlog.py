@@ -1,4 +1,5 @@
-"""Pure-Python twin of ``py_qlog_packet.c``: a qlog packet event's record from its payload.
+"""Pure-Python twin of ``py_qlog_packet.c``: a qlog packet event's record from its payload
+(and a packets_acked or recovery_metrics_updated event's from the engine's values).
 
 :func:`packet_record` returns the bytes the C core's function returns (and None where it
 does): the JSON-SEQ record the qlog writer writes for a packet event whose frames are
@@ -10,7 +11,9 @@ three.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _VALUE_MAX = 1 << 62
@@ -182,3 +185,86 @@ def acked_record(start: float, now: float, name: str, space: str, acked: list[An
         f'\x1e{{"time":{ms if ms > 0.0 else 0.0:.3f},"name":"{name}","data":'
         f'{{"packet_number_space":"{space}","packet_numbers":[{",".join(map(str, numbers))}]}}}}\n'
     ).encode()
+
+
+# qlog.schema's RTT_METRICS and COUNT_METRICS (tests/test_qlog_packet.py holds them equal),
+# then pacing_rate: the members of a recovery_metrics_updated event, in order.
+_RTT_METRICS = ("min_rtt", "smoothed_rtt", "latest_rtt", "rtt_variance")
+_COUNT_METRICS = (
+    "pto_count",
+    "congestion_window",
+    "bytes_in_flight",
+    "ssthresh",
+    "packets_in_flight",
+)
+_LL = 9223372036854775808.0  # 2^63
+
+
+def _metric(key: str, value: Any, old: Any) -> tuple[bool, Any, str]:
+    """(changed, the value kept in ``last``, its JSON) of one metric (see metrics_record)."""
+    if value is None:
+        return False, None, ""
+    if type(value) is int and key not in _RTT_METRICS:  # int(value); int(rate * 8)
+        bound = 1 << 60 if key == "pacing_rate" else 1 << 63
+        if not -bound <= value < bound or (key == "pacing_rate" and value == -bound):
+            raise TypeError(f"metrics_record: {key} not taken")
+        kept: Any = value * 8 if key == "pacing_rate" else value
+    else:
+        if type(value) is float:
+            d = value
+        elif type(value) is int:
+            try:
+                d = float(value)
+            except OverflowError:
+                raise TypeError(f"metrics_record: {key} not taken") from None
+        else:
+            raise TypeError(f"metrics_record: {key} not taken")
+        if not math.isfinite(d):
+            return False, None, ""
+        if key in _RTT_METRICS:
+            ms = d * 1000.0
+            if old is not None and type(old) is not float:
+                raise TypeError(f"metrics_record: {key} not taken")
+            return old != ms, ms, repr(ms)
+        if key == "pacing_rate":
+            d *= 8.0
+        if not -_LL <= d < _LL:
+            raise TypeError(f"metrics_record: {key} not taken")
+        kept = int(d)
+    if old is not None and (type(old) is not int or not -(1 << 63) <= old < 1 << 63):
+        raise TypeError(f"metrics_record: {key} not taken")
+    return old != kept, kept, str(kept)
+
+
+def metrics_record(
+    start: float, now: float, name: str, metrics: Mapping[str, Any], last: dict[str, Any]
+) -> bytes | None:
+    """The record of a ``name`` (``quic:recovery_metrics_updated``) event holding what
+    changed in the engine's ``metrics`` (RTTs in s, ``pacing_rate`` in bytes/s) since
+    ``last`` (RTTs in ms, ``pacing_rate`` in bits/s; updated), as the writer's
+    ``render_metrics_delta`` writes it; None when nothing changed. TypeError, and ``last``
+    unchanged, for values it does not take (the writer then renders in Python)."""
+    if (
+        type(start) is not float
+        or type(now) is not float
+        or type(name) is not str
+        or not _PLAIN.fullmatch(name)
+        or ":" not in name
+        or type(metrics) is not dict
+        or type(last) is not dict
+    ):
+        raise TypeError("metrics_record: odd arguments")
+    changes = []
+    for key in (*_RTT_METRICS, *_COUNT_METRICS, "pacing_rate"):
+        changed, kept, text = _metric(key, metrics.get(key), last.get(key))
+        if changed:
+            changes.append((key, kept, text))
+    if not changes:
+        return None
+    for key, kept, _ in changes:
+        last[key] = kept
+    ms = (now - start) * 1000.0
+    data = ",".join(f'"{key}":{text}' for key, _, text in changes)
+    return (
+        f'\x1e{{"time":{ms if ms > 0.0 else 0.0:.3f},"name":"{name}","data":{{{data}}}}}\n'.encode()
+    )

@@ -11,13 +11,13 @@
  * It reads only exact values, so no Python code runs during the call (the list cannot
  * change under it): a float or int time, str names, ints in the int64 range, a bool or
  * int fin.  Anything else raises TypeError (OverflowError for a bigger int) and the
- * writer renders those records in Python instead.
+ * writer renders those records in Python instead.  The trace's C tap (QlogTap) is in
+ * py_qlog_tap.c.
  */
 #include "pytypes.h"
 
+#include <stdint.h>
 #include <string.h>
-
-#include <structmember.h>
 
 typedef QrOut Out; /* the output, grown with _PyBytes_Resize */
 
@@ -69,6 +69,37 @@ static const char *get_str(PyObject *o, Py_ssize_t *n)
     return PyUnicode_AsUTF8AndSize(o, n);
 }
 
+static const char digit_pairs[] = "0001020304050607080910111213141516171819202122232425262728293031"
+                                  "3233343536373839404142434445464748495051525354555657585960616263"
+                                  "6465666768697071727374757677787980818283848586878889909192939495"
+                                  "96979899";
+
+/* The digits of u (unsigned) ending at q (written from the end back, in place: no copy,
+ * no call; the writer thread renders six numbers a packet). */
+#define PUT_DIGITS(q, u)                                                                   \
+    do {                                                                                   \
+        while ((u) >= 100) {                                                               \
+            unsigned r_ = (unsigned)((u) % 100);                                           \
+            (u) /= 100;                                                                    \
+            (q) -= 2;                                                                      \
+            (q)[0] = digit_pairs[2 * r_];                                                  \
+            (q)[1] = digit_pairs[2 * r_ + 1];                                              \
+        }                                                                                  \
+        if ((u) >= 10) {                                                                   \
+            (q)[-2] = digit_pairs[2 * (u)];                                                \
+            (q)[-1] = digit_pairs[2 * (u) + 1];                                            \
+        } else {                                                                           \
+            (q)[-1] = (char)('0' + (u));                                                   \
+        }                                                                                  \
+    } while (0)
+
+/* How many decimal digits w has. */
+static int digits32(uint32_t w)
+{
+    return w < 10 ? 1 : w < 100 ? 2 : w < 1000 ? 3 : w < 10000 ? 4 : w < 100000 ? 5
+         : w < 1000000 ? 6 : w < 10000000 ? 7 : w < 100000000 ? 8 : w < 1000000000 ? 9 : 10;
+}
+
 /* "%.3f" of ms (>= 0) at buf, its length; 0 when ms is too large or too near a rounding
  * tie for this short cut, which the caller then leaves to PyOS_double_to_string.  Below
  * 2^30 ms, ms * 1000 is within 2^-14 of the exact product, so away from a tie (by
@@ -78,9 +109,6 @@ static Py_ssize_t put_ms(char *buf, double ms)
     const double margin = 1.0 / 1024;
     double y, frac;
     long long n;
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    int i;
     if (!(ms < 1073741824.0))
         return 0;
     y = ms * 1000.0;
@@ -90,17 +118,19 @@ static Py_ssize_t put_ms(char *buf, double ms)
         n += 1;
     else if (frac >= 0.5 - margin)
         return 0;
-    for (i = 0; i < 3; i++) {
-        *--p = (char)('0' + n % 10);
-        n /= 10;
+    {
+        /* (below 2^30 ms: the whole milliseconds in 32 bits, written in place) */
+        uint32_t w = (uint32_t)(n / 1000), f3 = (uint32_t)(n % 1000);
+        int digits = digits32(w);
+        char *q = buf + digits;
+        PUT_DIGITS(q, w);
+        q = buf + digits;
+        q[0] = '.';
+        q[1] = (char)('0' + f3 / 100);
+        q[2] = digit_pairs[2 * (f3 % 100)];
+        q[3] = digit_pairs[2 * (f3 % 100) + 1];
+        return digits + 4;
     }
-    *--p = '.';
-    do {
-        *--p = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
-    return (Py_ssize_t)(tmp + sizeof(tmp) - p);
 }
 
 /* One record at out's end: 0, or -1 with an exception. */
@@ -150,34 +180,25 @@ int qr_qlog_put_record(Out *out, PyObject *rec, double start)
                               NULL);
 }
 
-static int exact_ll(PyObject *o, long long *v);
-
 /* The decimal digits of v at p: the end. */
 static char *put_digits(char *p, long long v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
-                                "31323334353637383940414243444546474849505152535455565758596061"
-                                "62636465666768697071727374757677787980818283848586878889909192"
-                                "93949596979899";
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    char tmp[24], *q = tmp + sizeof(tmp);
-    size_t n;
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        q -= 2;
-        memcpy(q, pairs + 2 * r, 2);
-    }
-    if (u >= 10) {
-        q -= 2;
-        memcpy(q, pairs + 2 * u, 2);
-    } else {
-        *--q = (char)('0' + u);
-    }
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+    char *q;
+    int n = 1;
     if (v < 0)
-        *--q = '-';
-    n = (size_t)(tmp + sizeof(tmp) - q);
-    memcpy(p, q, n);
+        *p++ = '-';
+    if (u <= 0xFFFFFFFFu) { /* (a packet's numbers: 32-bit arithmetic) */
+        uint32_t w = (uint32_t)u;
+        n = digits32(w);
+        q = p + n;
+        PUT_DIGITS(q, w);
+        return p + n;
+    }
+    for (t = u; t >= 10; t /= 10)
+        n++;
+    q = p + n;
+    PUT_DIGITS(q, u);
     return p + n;
 }
 
@@ -448,7 +469,7 @@ static PyObject *render_ints(PyObject *module, PyObject *list)
         return PyErr_NoMemory();
     p = buf;
     for (i = 0; i < n; i++) {
-        if (!exact_ll(PyList_GET_ITEM(list, i), &v)) {
+        if (!qr_exact_ll(PyList_GET_ITEM(list, i), &v)) {
             PyMem_Free(buf);
             PyErr_SetString(PyExc_TypeError, "render_ints: int64 ints expected");
             return NULL;
@@ -472,395 +493,4 @@ PyMethodDef qr_qlog_methods[] = {
      PyDoc_STR("render_stream_packets(records, start, lo, hi) -> bytes\n\n"
                "The JSON-SEQ records of qlog stream packets records[lo:hi].")},
     {NULL, NULL, 0, NULL},
-};
-
-/* ---- QlogTap: the trace's two per-packet calls in the bulk case, in C ----------------
- *
- * quicish.proto.trace.Trace, while a qlog file is its only sink, lets the engine call
- * tap.sent (for Trace.stream_sent) and tap.received (for Trace.packet_received) instead of
- * its Python methods.  In the plain bulk case (one STREAM frame, no FIN, a stream already
- * logged as open, for a received packet the key phase unchanged) they do what those
- * methods do: keep the packet's time as tap.now (which the trace reads: setting an
- * attribute of the trace per packet cost about 2% of a bulk transfer), append the record
- * to the writer's list or BulkRecords, flush at the limit.  Anything else goes to the Python method (`sent_slow`, `received_slow`), so
- * the events are the same either way (quicish.native.pure.QlogTap is the reference). */
-typedef struct {
-    PyObject_HEAD
-    PyObject *trace;     /* the trace (its key phase comes as tap.phase) */
-    PyObject *now;       /* the time of the last packet recorded here (tap.now), or NULL */
-    PyObject *bulk;      /* list or BulkRecords: the writer's bulk records */
-    int is_bulk;         /* bulk is a BulkRecords: records appended as C values */
-    PyObject *streams;   /* set: stream ids logged as open */
-    PyObject *keys;      /* has `phase` */
-    PyObject *flush;     /* called when len(bulk) reaches limit */
-    PyObject *frame_type;
-    PyObject *sent_slow, *received_slow;
-    Py_ssize_t limit;
-    long phase; /* the key phase the trace last logged (tap.phase, set by the trace) */
-    int pair[2]; /* the index of each name's pair in BulkRecords' table (a hint), or -1 */
-    PyObject *known_sid; /* the last stream id found in streams, or NULL */
-    /* where frame_type's slots fin, stream_id, offset and data are in an instance (as
-     * Python's own LOAD_ATTR reads them), or -1: read by name */
-    Py_ssize_t slot[4];
-} TapObject;
-
-static PyObject *s_now, *s_phase, *s_stream_id, *s_offset, *s_data, *s_fin, *s_sent,
-    *s_received, *s_1rtt;
-static const char *u_sent, *u_received, *u_1rtt; /* their UTF-8 */
-static Py_ssize_t n_sent, n_received, n_1rtt;
-
-static int tap_setup(void)
-{
-#define INTERN(var, text)                                             \
-    if (!var && !(var = PyUnicode_InternFromString(text)))            \
-        return -1;
-    INTERN(s_now, "now");
-    INTERN(s_phase, "phase");
-    INTERN(s_stream_id, "stream_id");
-    INTERN(s_offset, "offset");
-    INTERN(s_data, "data");
-    INTERN(s_fin, "fin");
-    INTERN(s_sent, "quic:packet_sent");
-    INTERN(s_received, "quic:packet_received");
-    INTERN(s_1rtt, "1RTT");
-#undef INTERN
-    if (!(u_sent = PyUnicode_AsUTF8AndSize(s_sent, &n_sent)) ||
-        !(u_received = PyUnicode_AsUTF8AndSize(s_received, &n_received)) ||
-        !(u_1rtt = PyUnicode_AsUTF8AndSize(s_1rtt, &n_1rtt)))
-        return -1;
-    return 0;
-}
-
-static PyObject *tap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"trace", "bulk", "streams", "keys", "flush", "limit",
-                             "frame_type", "sent_slow", "received_slow", NULL};
-    PyObject *o[8];
-    Py_ssize_t limit;
-    TapObject *self;
-    int i;
-    if (tap_setup() < 0)
-        return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OOnOOO:QlogTap", kwlist, &o[0], &o[1],
-                                     &PySet_Type, &o[2], &o[3], &o[4], &limit, &o[5], &o[6],
-                                     &o[7]))
-        return NULL;
-    if (!PyList_Check(o[1]) && (PyObject *)Py_TYPE(o[1]) != qr_bulk_type) {
-        PyErr_SetString(PyExc_TypeError, "QlogTap: bulk must be a list or BulkRecords");
-        return NULL;
-    }
-    if (!PyType_Check(o[5])) {
-        PyErr_SetString(PyExc_TypeError, "QlogTap: frame_type must be a class");
-        return NULL;
-    }
-    if (!(self = (TapObject *)type->tp_alloc(type, 0)))
-        return NULL;
-    for (i = 0; i < 8; i++)
-        Py_INCREF(o[i]);
-    self->trace = o[0];
-    self->bulk = o[1];
-    self->is_bulk = (PyObject *)Py_TYPE(o[1]) == qr_bulk_type;
-    self->streams = o[2];
-    self->keys = o[3];
-    self->flush = o[4];
-    self->frame_type = o[5];
-    self->sent_slow = o[6];
-    self->received_slow = o[7];
-    self->limit = limit;
-    self->phase = 0;
-    self->pair[0] = self->pair[1] = -1;
-    {
-        PyObject *names[4] = {s_fin, s_stream_id, s_offset, s_data}, *d;
-        for (i = 0; i < 4; i++) {
-            self->slot[i] = -1;
-            d = PyDict_GetItemWithError(((PyTypeObject *)o[5])->tp_dict, names[i]);
-            if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-                PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-                if (m->type == T_OBJECT_EX && !(m->flags & PY_AUDIT_READ))
-                    self->slot[i] = m->offset;
-            }
-        }
-        if (PyErr_Occurred()) {
-            Py_DECREF(self);
-            return NULL;
-        }
-    }
-    return (PyObject *)self;
-}
-
-/* Attribute i (fin, stream_id, offset, data) of a frame_type instance: a new reference,
- * or NULL with an exception. */
-static PyObject *frame_attr(TapObject *self, PyObject *frame, int i)
-{
-    static PyObject **names[4] = {&s_fin, &s_stream_id, &s_offset, &s_data};
-    PyObject *v;
-    if (self->slot[i] >= 0) {
-        v = *(PyObject **)((char *)frame + self->slot[i]);
-        if (v) {
-            Py_INCREF(v);
-            return v;
-        }
-    }
-    return PyObject_GetAttr(frame, *names[i]);
-}
-
-static int tap_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    TapObject *self = (TapObject *)op;
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(self->trace);
-    Py_VISIT(self->now);
-    Py_VISIT(self->bulk);
-    Py_VISIT(self->streams);
-    Py_VISIT(self->keys);
-    Py_VISIT(self->flush);
-    Py_VISIT(self->frame_type);
-    Py_VISIT(self->sent_slow);
-    Py_VISIT(self->received_slow);
-    Py_VISIT(self->known_sid);
-    return 0;
-}
-
-static int tap_clear(PyObject *op)
-{
-    TapObject *self = (TapObject *)op;
-    Py_CLEAR(self->trace);
-    Py_CLEAR(self->now);
-    Py_CLEAR(self->bulk);
-    Py_CLEAR(self->streams);
-    Py_CLEAR(self->keys);
-    Py_CLEAR(self->flush);
-    Py_CLEAR(self->frame_type);
-    Py_CLEAR(self->sent_slow);
-    Py_CLEAR(self->received_slow);
-    Py_CLEAR(self->known_sid);
-    return 0;
-}
-
-static void tap_dealloc(PyObject *op)
-{
-    PyTypeObject *type = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    tap_clear(op);
-    type->tp_free(op);
-    Py_DECREF(type);
-}
-
-/* An exact int in the int64 range into *v: 1, else 0 (no exception). */
-static int exact_ll(PyObject *o, long long *v)
-{
-    int overflow;
-    if (!PyLong_CheckExact(o))
-        return 0;
-#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
-    { /* (a packet's numbers are one or two digits: read in place, before 3.12's layout) */
-        const digit *d = ((PyLongObject *)o)->ob_digit;
-        switch (Py_SIZE(o)) {
-        case 0:
-            *v = 0;
-            return 1;
-        case 1:
-            *v = (long long)d[0];
-            return 1;
-        case 2:
-            *v = (long long)d[0] | ((long long)d[1] << 30);
-            return 1;
-        }
-    }
-#endif
-    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    return !overflow;
-}
-
-/* Whether the stream `sid` was logged as open: the last id found so is compared first (a
- * strong reference: the same object, so the same value; ids are never dropped from the
- * set).  1, 0, or -1 with an exception. */
-static int stream_known(TapObject *self, PyObject *sid)
-{
-    int known;
-    if (sid == self->known_sid)
-        return 1;
-    known = PySet_Contains(self->streams, sid);
-    if (known > 0)
-        Py_XSETREF(self->known_sid, Py_NewRef(sid));
-    return known;
-}
-
-/* The record (now, name, "1RTT", pn, sid, offset, False, length, size) appended, tap.now
- * set, the writer flushed at the limit: None, or NULL with an exception.  `length` is an
- * int object, or NULL and then `n`.  Into a BulkRecords as C values when they are plain
- * (a float time, int64 ints), else as the record's tuple. */
-static PyObject *tap_record(TapObject *self, PyObject *now, int received, PyObject *pn,
-                            PyObject *sid, PyObject *offset, PyObject *length, Py_ssize_t n,
-                            PyObject *size)
-{
-    PyObject *items[9], *rec, *r, *name = received ? s_received : s_sent, *made = NULL;
-    long long v[5];
-    int i, failed;
-    if (!self->bulk) {
-        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
-        return NULL;
-    }
-    if (self->is_bulk && PyFloat_CheckExact(now) && exact_ll(pn, &v[0]) &&
-        exact_ll(sid, &v[1]) && exact_ll(offset, &v[2]) &&
-        (length ? exact_ll(length, &v[3]) : (v[3] = n, 1)) && exact_ll(size, &v[4])) {
-        /* C values in the writer's array: no Python object made or read back */
-        if (qr_bulk_add_values(self->bulk, PyFloat_AS_DOUBLE(now), name,
-                               received ? u_received : u_sent, received ? n_received : n_sent,
-                               s_1rtt, u_1rtt, n_1rtt, v, 0, &self->pair[received]) < 0)
-            return NULL;
-    } else {
-        if (!length && !(length = made = PyLong_FromSsize_t(n)))
-            return NULL;
-        items[0] = now, items[1] = name, items[2] = s_1rtt, items[3] = pn, items[4] = sid;
-        items[5] = offset, items[6] = Py_False, items[7] = length, items[8] = size;
-        if (self->is_bulk) {
-            failed = qr_bulk_add(self->bulk, items, NULL) < 0;
-        } else if (!(rec = PyTuple_New(9))) {
-            failed = 1;
-        } else {
-            for (i = 0; i < 9; i++) {
-                Py_INCREF(items[i]);
-                PyTuple_SET_ITEM(rec, i, items[i]);
-            }
-            /* Its items hold no references to containers (a float, strs, ints, a bool; a
-             * subclass at worst, the slow path's): out of the collector's sight, which
-             * would otherwise traverse each record once before untracking it. */
-            if (PyFloat_CheckExact(now) && PyLong_CheckExact(pn) && PyLong_CheckExact(sid) &&
-                PyLong_CheckExact(offset) && PyLong_CheckExact(length) && PyLong_CheckExact(size))
-                PyObject_GC_UnTrack(rec);
-            failed = PyList_Append(self->bulk, rec) < 0;
-            Py_DECREF(rec);
-        }
-        Py_XDECREF(made);
-        if (failed)
-            return NULL;
-    }
-    Py_INCREF(now);
-    Py_XSETREF(self->now, now);
-    if ((self->is_bulk ? qr_bulk_len(self->bulk) : PyList_GET_SIZE(self->bulk)) >= self->limit) {
-        if (!(r = PyObject_CallNoArgs(self->flush)))
-            return NULL;
-        Py_DECREF(r);
-    }
-    Py_RETURN_NONE;
-}
-
-/* tap.sent(now, pn, size, payload, records): Trace.stream_sent. */
-static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    TapObject *self = (TapObject *)op;
-    PyObject *records, *rec, *result = NULL;
-    int known;
-    if (nargs == 5 && self->sent_slow && PyList_CheckExact(args[4]) &&
-        PyList_GET_SIZE(args[4]) == 1) {
-        records = args[4];
-        rec = PyList_GET_ITEM(records, 0);
-        if (PyTuple_Check(rec) && PyTuple_GET_SIZE(rec) == 4 && PyTuple_GET_ITEM(rec, 3) == Py_False) {
-            Py_INCREF(rec); /* (a set lookup may run Python code, for an odd stream id) */
-            known = stream_known(self, PyTuple_GET_ITEM(rec, 0));
-            if (known > 0)
-                result = tap_record(self, args[0], 0, args[1], PyTuple_GET_ITEM(rec, 0),
-                                    PyTuple_GET_ITEM(rec, 1), PyTuple_GET_ITEM(rec, 2), 0,
-                                    args[2]);
-            Py_DECREF(rec);
-            if (known != 0)
-                return result; /* recorded, or NULL with the lookup's exception */
-        }
-    }
-    if (!self->sent_slow) {
-        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
-        return NULL;
-    }
-    return PyObject_Vectorcall(self->sent_slow, args, nargs, NULL);
-}
-
-/* tap.received(now, ptype, pn, size, payload, lone): Trace.packet_received. */
-static PyObject *tap_received(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    TapObject *self = (TapObject *)op;
-    PyObject *lone, *fin = NULL, *sid = NULL, *phase = NULL, *offset = NULL, *data = NULL,
-                    *result = NULL;
-    long keys_phase;
-    Py_ssize_t n;
-    int plain = 0;
-    if (!self->received_slow) {
-        PyErr_SetString(PyExc_ValueError, "QlogTap: cleared");
-        return NULL;
-    }
-    if (nargs != 6 || (PyObject *)Py_TYPE(args[5]) != self->frame_type)
-        return PyObject_Vectorcall(self->received_slow, args, nargs, NULL);
-    lone = args[5];
-    Py_INCREF(lone);
-    if (!(fin = frame_attr(self, lone, 0)))
-        goto done;
-    if (fin == Py_False) {
-        if (!(sid = frame_attr(self, lone, 1)))
-            goto done;
-        plain = stream_known(self, sid);
-        if (plain < 0)
-            goto done;
-    }
-    if (plain) { /* (the key phase the trace logged: tap.phase, kept by the trace) */
-        if (!(phase = PyObject_GetAttr(self->keys, s_phase)))
-            goto done;
-        keys_phase = PyLong_Check(phase) ? PyLong_AsLong(phase) : -1;
-        if (keys_phase == -1 && PyErr_Occurred())
-            goto done;
-        plain = keys_phase == self->phase;
-    }
-    if (plain) {
-        if (!(offset = frame_attr(self, lone, 2)) || !(data = frame_attr(self, lone, 3)))
-            goto done;
-        if ((n = PyObject_Length(data)) < 0)
-            goto done;
-        result = tap_record(self, args[0], 1, args[2], sid, offset, NULL, n, args[3]);
-    } else {
-        result = PyObject_Vectorcall(self->received_slow, args, nargs, NULL);
-    }
-done:
-    Py_DECREF(lone);
-    Py_XDECREF(fin);
-    Py_XDECREF(sid);
-    Py_XDECREF(phase);
-    Py_XDECREF(offset);
-    Py_XDECREF(data);
-    return result;
-}
-
-static PyMethodDef tap_methods[] = {
-    {"sent", (PyCFunction)(void (*)(void))tap_sent, METH_FASTCALL,
-     PyDoc_STR("sent(now, pn, size, payload, records): Trace.stream_sent.")},
-    {"received", (PyCFunction)(void (*)(void))tap_received, METH_FASTCALL,
-     PyDoc_STR("received(now, ptype, pn, size, payload, lone): Trace.packet_received.")},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef tap_members[] = {
-    {"now", T_OBJECT, offsetof(TapObject, now), READONLY,
-     PyDoc_STR("The time of the last packet recorded here (None before the first).")},
-    {"phase", T_LONG, offsetof(TapObject, phase), 0,
-     PyDoc_STR("The key phase the trace last logged (received packets of another go to it).")},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyType_Slot tap_slots[] = {
-    {Py_tp_doc, (void *)PyDoc_STR("The trace's per-packet calls of the bulk case, in C.")},
-    {Py_tp_new, tap_new},
-    {Py_tp_dealloc, tap_dealloc},
-    {Py_tp_traverse, tap_traverse},
-    {Py_tp_clear, tap_clear},
-    {Py_tp_methods, tap_methods},
-    {Py_tp_members, tap_members},
-    {0, NULL},
-};
-
-char qr_tap_name[QR_TYPE_NAME_SIZE];
-
-PyType_Spec qr_tap_spec = {
-    qr_tap_name,
-    sizeof(TapObject),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    tap_slots,
 };

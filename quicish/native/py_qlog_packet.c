@@ -13,9 +13,13 @@
  *
  * acked_record does the same for a packets_acked event from the acknowledged packets (the
  * loss recovery's SentPacket objects): their numbers read in C, not listed in Python.
+ * metrics_record does it for a recovery_metrics_updated event: the engine's metrics dict
+ * (RTTs in seconds) written as what changed since the writer's last one (kept, in
+ * milliseconds, in its dict `last`), as quicish.qlog.render.render_metrics_delta writes it.
  */
 #include "pytypes.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <structmember.h>
@@ -417,6 +421,176 @@ done:
     return result;
 }
 
+/* ---- metrics_record ------------------------------------------------------------------ */
+
+/* qlog.schema's RTT_METRICS (floats, seconds -> ms), COUNT_METRICS (ints), then pacing_rate
+ * (bytes/s -> bits/s): the order of the event's members. */
+#define N_RTT 4
+#define N_METRICS 10
+static const char *const metric_names[N_METRICS] = {
+    "min_rtt",   "smoothed_rtt",      "latest_rtt", "rtt_variance",      "pto_count",
+    "congestion_window", "bytes_in_flight", "ssthresh", "packets_in_flight", "pacing_rate"};
+static PyObject *metric_keys[N_METRICS];
+
+#define LL_BOUND 9223372036854775808.0 /* 2^63 */
+
+/* A metric's new value for the event: 1 (changed: *ms or *n, set), 0 (absent, not finite or
+ * unchanged), -1 with TypeError for a value this does not take (the writer then renders in
+ * Python). */
+static int metric_value(int i, PyObject *v, PyObject *old, double *ms, long long *n)
+{
+    double d;
+    int overflow;
+    if (!v || v == Py_None)
+        return 0;
+    if (PyFloat_CheckExact(v)) {
+        d = PyFloat_AS_DOUBLE(v);
+    } else if (PyLong_CheckExact(v)) {
+        if (i >= N_RTT) { /* int(value) is the int; int(rate * 8), exact below 2^60 */
+            *n = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow)
+                goto odd;
+            if (i == N_METRICS - 1) {
+                if (*n <= -((long long)1 << 60) || *n >= ((long long)1 << 60))
+                    goto odd;
+                *n *= 8;
+            }
+            goto count;
+        }
+        d = PyLong_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto odd;
+        }
+    } else {
+        goto odd;
+    }
+    if (!isfinite(d))
+        return 0;
+    if (i < N_RTT) {
+        *ms = d * 1000.0;
+        if (!old)
+            return 1;
+        if (!PyFloat_CheckExact(old))
+            goto odd;
+        return PyFloat_AS_DOUBLE(old) != *ms;
+    }
+    if (i == N_METRICS - 1)
+        d *= 8.0;
+    if (!(d >= -LL_BOUND && d < LL_BOUND))
+        goto odd;
+    *n = (long long)d;
+count:
+    if (!old)
+        return 1;
+    if (!PyLong_CheckExact(old))
+        goto odd;
+    {
+        long long was = PyLong_AsLongLongAndOverflow(old, &overflow);
+        if (overflow)
+            goto odd;
+        return was != *n;
+    }
+odd:
+    PyErr_Format(PyExc_TypeError, "metrics_record: %s not taken", metric_names[i]);
+    return -1;
+}
+
+/* metrics_record(start, now, name, metrics, last) */
+static PyObject *metrics_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *name;
+    Py_ssize_t name_n;
+    PyObject *metrics, *last, *v, *old, *result = NULL, *stored;
+    double ms[N_METRICS];
+    long long n[N_METRICS];
+    int changed[N_METRICS], i, any = 0;
+    char *text;
+    Buf b = {NULL, 0, 0};
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "metrics_record() takes 5 arguments");
+        return NULL;
+    }
+    if (!metric_keys[0])
+        for (i = 0; i < N_METRICS; i++)
+            if (!(metric_keys[i] = PyUnicode_InternFromString(metric_names[i])))
+                return NULL;
+    metrics = args[3], last = args[4];
+    if (!PyFloat_CheckExact(args[0]) || !PyFloat_CheckExact(args[1]) ||
+        !(name = plain_str(args[2], &name_n)) || !memchr(name, ':', (size_t)name_n) ||
+        !PyDict_CheckExact(metrics) || !PyDict_CheckExact(last)) {
+        PyErr_SetString(PyExc_TypeError, "metrics_record: odd arguments");
+        return NULL;
+    }
+    /* every value read and checked before `last` changes (a dict lookup of an interned str
+     * key runs no Python code) */
+    for (i = 0; i < N_METRICS; i++) {
+        if (!(v = PyDict_GetItemWithError(metrics, metric_keys[i])) && PyErr_Occurred())
+            return NULL;
+        if (!(old = PyDict_GetItemWithError(last, metric_keys[i])) && PyErr_Occurred())
+            return NULL;
+        if ((changed[i] = metric_value(i, v, old, &ms[i], &n[i])) < 0)
+            return NULL;
+        any |= changed[i];
+    }
+    if (!any)
+        Py_RETURN_NONE;
+    if (buf_room(&b, 128 + name_n) < 0)
+        return NULL;
+    ADD(&b, "\x1e{\"time\":");
+    if (put_time(&b, PyFloat_AS_DOUBLE(args[1]), PyFloat_AS_DOUBLE(args[0])) < 0 ||
+        buf_room(&b, 64 + name_n) < 0)
+        goto done;
+    ADD(&b, ",\"name\":\"");
+    memcpy(b.p + b.len, name, (size_t)name_n);
+    b.len += name_n;
+    ADD(&b, "\",\"data\":{");
+    for (i = 0, any = 0; i < N_METRICS; i++) {
+        Py_ssize_t key_n = (Py_ssize_t)strlen(metric_names[i]);
+        if (!changed[i])
+            continue;
+        if (i < N_RTT) { /* repr(ms), as float.__repr__ */
+            if (!(text = PyOS_double_to_string(ms[i], 'r', 0, Py_DTSF_ADD_DOT_0, NULL)))
+                goto done;
+            stored = PyFloat_FromDouble(ms[i]);
+        } else {
+            text = NULL;
+            stored = PyLong_FromLongLong(n[i]);
+        }
+        if (!stored || PyDict_SetItem(last, metric_keys[i], stored) < 0 ||
+            buf_room(&b, key_n + 32 + (text ? (Py_ssize_t)strlen(text) : 0)) < 0) {
+            Py_XDECREF(stored);
+            PyMem_Free(text);
+            goto done;
+        }
+        Py_DECREF(stored);
+        if (any++)
+            b.p[b.len++] = ',';
+        b.p[b.len++] = '"';
+        memcpy(b.p + b.len, metric_names[i], (size_t)key_n);
+        b.len += key_n;
+        ADD(&b, "\":");
+        if (text) {
+            memcpy(b.p + b.len, text, strlen(text));
+            b.len += (Py_ssize_t)strlen(text);
+            PyMem_Free(text);
+        } else if (n[i] < 0) {
+            b.p[b.len++] = '-';
+            add_int(&b, 0ULL - (unsigned long long)n[i]);
+        } else {
+            add_int(&b, (unsigned long long)n[i]);
+        }
+    }
+    if (buf_room(&b, 8) < 0)
+        goto done;
+    ADD(&b, "}}\n");
+    result = PyBytes_FromStringAndSize(b.p, b.len);
+done:
+    PyMem_Free(b.p);
+    return result;
+}
+
 PyMethodDef qr_qlog_packet_methods[] = {
     {"acked_record", (PyCFunction)(void (*)(void))acked_record, METH_FASTCALL,
      PyDoc_STR("acked_record(start, now, name, space, acked) -> bytes | None\n\n"
@@ -426,5 +600,9 @@ PyMethodDef qr_qlog_packet_methods[] = {
                "streams) -> bytes | None\n\n"
                "A packet event's JSON-SEQ record from its payload, or None for a packet "
                "the trace logs in Python.")},
+    {"metrics_record", (PyCFunction)(void (*)(void))metrics_record, METH_FASTCALL,
+     PyDoc_STR("metrics_record(start, now, name, metrics, last) -> bytes | None\n\n"
+               "A recovery_metrics_updated event's record of what changed since `last` "
+               "(updated), or None when nothing did; TypeError for values it does not take.")},
     {NULL, NULL, 0, NULL},
 };

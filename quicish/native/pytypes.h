@@ -98,7 +98,7 @@ extern char qr_rs_name[QR_TYPE_NAME_SIZE], qr_ra_name[QR_TYPE_NAME_SIZE],
     qr_pc_name[QR_TYPE_NAME_SIZE];
 
 /* Module-level functions (py_qlog.c: render_stream_packets), added by qr_export_types,
- * and py_qlog.c's QlogTap type. */
+ * and py_qlog_tap.c's QlogTap type. */
 extern PyMethodDef qr_qlog_methods[];
 extern PyMethodDef qr_qlog_packet_methods[]; /* py_qlog_packet.c */
 extern PyType_Spec qr_tap_spec;
@@ -129,6 +129,32 @@ char *qr_qlog_fill(char *p, const char *time_text, Py_ssize_t time_len, const ch
  * length, or 0 when the short cut cannot say (then as Python's %: PyOS_double_to_string,
  * or snprintf without the GIL, which rounds the same on glibc). No Python. */
 Py_ssize_t qr_qlog_time(char *buf, double now, double start);
+
+/* An exact int in the int64 range into *v: 1, else 0 (no exception). */
+static inline int qr_exact_ll(PyObject *o, long long *v)
+{
+    int overflow;
+    if (!PyLong_CheckExact(o))
+        return 0;
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    { /* (a packet's numbers are one or two digits: read in place, before 3.12's layout) */
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0:
+            *v = 0;
+            return 1;
+        case 1:
+            *v = (long long)d[0];
+            return 1;
+        case 2:
+            *v = (long long)d[0] | ((long long)d[1] << 30);
+            return 1;
+        }
+    }
+#endif
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    return !overflow;
+}
 
 /* py_qlog_bulk.c's BulkRecords (the type object once exported: qr_bulk_type). */
 extern PyType_Spec qr_bulk_spec;

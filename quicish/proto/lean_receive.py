@@ -9,8 +9,9 @@ opens it and decodes the frame in one C call (``PacketCipher.open_stream``), and
 (the counters, duplicate check, idle timer, the frame's data, the ECN count and the ACK
 schedule) without the general path's steps; a packet of other frames goes to their
 handlers as the general path sends them. With a qlog file as the trace's only sink
-(``Trace.bulk``) the packet is logged as the general path logs it (``Trace.packet_received``
-with the lone frame, ``Trace.dropped`` for a duplicate). Anything else (a long header,
+(``Trace.bulk``) the packet is logged as the general path logs it (``Trace.stream_received``
+with the C decoder's fields of the lone frame, ``Trace.packet_received`` for other frames,
+``Trace.dropped`` for a duplicate). Anything else (a long header,
 another CID or path, a key-phase change or a forgery, another tracer, a first flight half
 sent) is declined before any state changed, and the general path takes it.
 """
@@ -124,9 +125,15 @@ class LeanReceiver:
                 eliciting = frames.on_stream_fields(*lone, now)
             else:
                 eliciting = self._frames_of(payload, space, now)
-            if trace is not None:  # (as Connection._process_packet: the frame when lone)
-                frame = eliciting if lone is None else F.StreamFrame(*lone)
-                trace.packet_received(now, _ONE_RTT, pn, size, payload, frame)
+            if trace is not None:  # (as Connection._process_packet logs the packet)
+                if lone is None:
+                    trace.packet_received(now, _ONE_RTT, pn, size, payload, eliciting)
+                else:  # (the decoded fields: no frame object made for the trace)
+                    log = trace.lone_received  # (the C tap's entry: no method lookup)
+                    if log is None:
+                        trace.stream_received(now, pn, size, payload, lone)
+                    else:
+                        log(now, pn, size, payload, lone)
             if ecn:  # (counted first: a CE mark can make the ACK due at once)
                 space.ecn_counts[_ECN_COUNTER[ecn]] += 1
             space.on_packet_received(pn, eliciting, now, LOCAL_MAX_ACK_DELAY)

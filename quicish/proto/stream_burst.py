@@ -8,8 +8,9 @@ the pacer, the data, the datagram count or the next skipped packet number would,
 returns the packets with each one's data length. This module then records them as the
 lean builder records each of its packets (recovery, congestion control, pacer, idle
 timer, counters): the same packets and the same state as packet after packet would give.
-With a qlog file as the trace's only sink (``Trace.bulk``), each packet is then logged as
-the lean builder logs it (``Trace.stream_sent``, the C ``QlogTap`` in its place). A
+With a qlog file as the trace's only sink (``Trace.bulk``), the burst is then logged in
+one call, each packet as the lean builder logs it (``Trace.burst_sent``, the C ``QlogTap``
+in its place: the records written from the lists the sealer returned). A
 packet-aware controller (BBR) gets its per-packet stamps through recovery, as from the lean
 builder. Anything else (lost data, a limit reached, a short last packet, several streams,
 another tracer) stays with the lean builder.
@@ -134,12 +135,12 @@ class StreamBurst:
             stop = offset + length
             record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
             on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
-            if trace is not None:  # (the qlog file's: as the lean builder, no payload read)
-                trace.stream_sent(now, pn, size, b"", [record])
             out.append((packet, addr))
             total += size
             offset = stop
             pn += 1
+        if trace is not None:  # (the qlog file's: the burst's packets, as the lean builder's)
+            trace.burst_sent(now, pn - n, sid, span[0], final_size, packets, lengths)
         send.on_burst_sent(offset, n)
         credit.used += offset - span[0]
         cc.on_packet_sent(total, now)

@@ -71,6 +71,7 @@ _SPACE_TYPE = ("initial", "handshake", "1RTT")
 _ONE_RTT = int(PacketType.ONE_RTT)
 _LEVEL = ("initial", "handshake", "1rtt")
 _STREAM_FRAME = F.StreamFrame
+_TAPPED = ("stream_sent", "burst_sent", "packet_received", "stream_received")  # (see _tap)
 
 
 def _compact(frames: Iterable[Any], ack_exponent: int) -> list[Any]:
@@ -190,6 +191,10 @@ class Trace:
         self._close_logged = False
         self._now = 0.0  # the time of the last event logged here (see now)
         self._tapped: Any = None  # the QlogTap in this trace's place, if any (see _tap)
+        # The tap's stream_received while there is one, else None: the lean receiver calls
+        # it per packet as an instance attribute (a method shadowed in the instance's dict
+        # costs the call site a generic lookup, about 100 ns).
+        self.lone_received: Any = None
         # What was last logged of the state compared at each packet.
         self._complete = False
         self._confirmed = False
@@ -302,12 +307,15 @@ class Trace:
         self._tap(None)
 
     def _tap(self, writer: QlogWriter | None) -> None:
-        """With the C core, the bulk case of :meth:`stream_sent` and :meth:`packet_received`
-        is done by a ``QlogTap`` (C) in this trace's place while ``writer`` is the only sink
-        (its methods shadow the two, handing it every other case); without, none."""
-        self.__dict__.pop("stream_sent", None)
-        self.__dict__.pop("packet_received", None)
+        """With the C core, the bulk case of :meth:`stream_sent`, :meth:`burst_sent`,
+        :meth:`packet_received` and :meth:`stream_received` is done by a ``QlogTap`` (C) in
+        this trace's place while ``writer`` is the only sink (its methods shadow the four,
+        handing it every other case); without, none."""
+        shadowed = self.__dict__
+        for name in _TAPPED:
+            shadowed.pop(name, None)
         self._now, self._tapped = self.now, None  # (the tap's last time kept)
+        self.lone_received = None
         if writer is None or QlogTap is None:
             return
         tap = QlogTap(
@@ -320,10 +328,14 @@ class Trace:
             F.StreamFrame,
             self.stream_sent,
             self.packet_received,
+            self.stream_received,
+            self.burst_sent,
         )
         tap.phase = self._phase
-        self.__dict__["stream_sent"] = tap.sent
-        self.__dict__["packet_received"] = tap.received
+        shadowed["stream_sent"] = tap.sent
+        shadowed["burst_sent"] = tap.burst
+        shadowed["packet_received"] = tap.received
+        shadowed["stream_received"] = self.lone_received = tap.stream_received
         self._tapped = tap
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -463,6 +475,53 @@ class Trace:
         if len(bulk) >= self.bulk_limit:
             self.writer.flush()  # type: ignore[union-attr]
 
+    def burst_sent(
+        self,
+        now: float,
+        pn: int,
+        stream_id: int,
+        offset: int,
+        final_size: int | None,
+        packets: list[bytes],
+        lengths: list[int],
+    ) -> None:
+        """A burst of the bulk send path (``StreamBurst.fill``, while :attr:`bulk` is set):
+        packet ``i`` is ``pn + i``, ``len(packets[i])`` bytes, one STREAM frame of
+        ``lengths[i]`` bytes from where the previous one ended (FIN where it ends at
+        ``final_size``); each logged as :meth:`stream_sent` logs the lean builder's."""
+        stream_sent = self.stream_sent
+        for packet, length in zip(packets, lengths, strict=True):
+            stop = offset + length
+            fin = stop == final_size
+            stream_sent(now, pn, len(packet), b"", [(stream_id, offset, length, fin)])
+            offset = stop
+            pn += 1
+
+    def stream_received(
+        self, now: float, pn: int, size: int, payload: Any, lone: tuple[Any, ...]
+    ) -> None:
+        """A 1-RTT packet that is one STREAM frame, as the lean receiver got it: ``lone``
+        the C opener's ``(stream_id, offset, data, fin, with_length)`` (no frame object
+        made); logged as :meth:`packet_received` logs that frame."""
+        if self.bulk is None:  # (another sink listens: the frame, as the general path)
+            self.packet_received(now, _ONE_RTT, pn, size, payload, _STREAM_FRAME(*lone))
+            return
+        self._now = now
+        self._bulk_received(now, pn, size, lone[0], lone[1], len(lone[2]), lone[3])
+
+    def _bulk_received(
+        self, now: float, pn: int, size: int, sid: int, offset: int, length: int, fin: bool
+    ) -> None:
+        bulk = self.bulk
+        assert bulk is not None
+        bulk.append((now, PACKET_RECEIVED, "1RTT", pn, sid, offset, fin, length, size))
+        if fin or sid not in self._streams:
+            self._stream_frame(sid, fin, False, now)
+        if self._keys.phase != self._phase:  # (the peer's key update comes in bulk)
+            self.poll(now)
+        if len(bulk) >= self.bulk_limit:
+            self.writer.flush()  # type: ignore[union-attr]
+
     def packet_received(
         self, now: float, ptype: int, pn: int, size: int, payload: Any, lone: object = None
     ) -> None:
@@ -471,16 +530,9 @@ class Trace:
         self._now = now
         bulk = self.bulk
         if bulk is not None and type(lone) is _STREAM_FRAME:
-            sid, fin = lone.stream_id, lone.fin
-            bulk.append(
-                (now, PACKET_RECEIVED, "1RTT", pn, sid, lone.offset, fin, len(lone.data), size)
+            self._bulk_received(
+                now, pn, size, lone.stream_id, lone.offset, len(lone.data), lone.fin
             )
-            if fin or sid not in self._streams:
-                self._stream_frame(sid, fin, False, now)
-            if self._keys.phase != self._phase:  # (the peer's key update comes in bulk)
-                self.poll(now)
-            if len(bulk) >= self.bulk_limit:
-                self.writer.flush()  # type: ignore[union-attr]
             return
         sink = self.sink
         if sink is None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from ..native import BulkRecords, QlogSpool, render_chunk, render_stream_packets
+from ..native import BulkRecords, QlogSpool, metrics_record, render_chunk, render_stream_packets
 from ..native import pure as _pure
 from .render import dumps as _dumps
 from .render import render_metrics_delta, render_packet, render_packets_acked
@@ -46,7 +46,7 @@ atexit.register(QlogSpool.drain)
 QLOGDIR_ENV = "QLOGDIR"
 BULK_FLUSH_EVERY = 2048  # bulk records per flush (at most)
 _PACKET = object()  # marks an event logged by QlogWriter.packet
-_METRICS = object()  # ... by QlogWriter.metrics
+_METRICS = object()  # ... by QlogWriter.metrics (rendered at once, in Python: odd values)
 _RECORD = object()  # ... by QlogWriter.record (its JSON-SEQ record, ready)
 # The record of QlogWriter.stream_packet (rendered by render_stream_packets, in C).
 _STREAM_PACKET = _pure.STREAM_PACKET_TEMPLATE
@@ -201,11 +201,17 @@ class QlogWriter:
 
     def metrics(self, now: float, metrics: Mapping[str, float]) -> None:
         """``quic:recovery_metrics_updated`` from the engine's metrics dict (RTTs in
-        seconds); only the values that changed are written, and nothing when none did."""
-        events = self._events
-        events.append((len(self.bulk), now, "quic:recovery_metrics_updated", _METRICS, metrics))
-        if len(events) >= self.flush_every:
-            self.flush()
+        seconds); only the values that changed are written, and nothing when none did.
+        Rendered at once (what changed is known only in order): by the C core's
+        ``metrics_record`` (or its twin), in Python for values it does not take."""
+        name = "quic:recovery_metrics_updated"
+        try:
+            text = metrics_record(self.start, now, name, metrics, self._last_metrics)
+        except TypeError:
+            rendered = self._render((len(self.bulk), now, name, _METRICS, metrics))
+            text = rendered.encode() if rendered else None
+        if text is not None:
+            self.record(now, name, text)
 
     def record(self, now: float, name: str, record: bytes) -> None:
         """An event already rendered as its whole JSON-SEQ record (the C core's
