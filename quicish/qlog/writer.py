@@ -410,7 +410,7 @@ def open_qlog(
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(os.fspath(directory), qlog_file_name(odcid, is_client))
     stream = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 (closed by the writer)
-    kwargs.setdefault("background", os.environ.get("QLOG_BG", "1") == "1")  # TEMP
+    kwargs.setdefault("background", True)
     writer = QlogWriter(stream, odcid, is_client, **kwargs)
     writer.path = path
     return writer
