@@ -2,9 +2,9 @@
  *
  * No OpenSSL headers and no link-time dependency: qr_pc_load dlopens libcrypto
  * (OpenSSL 1.1 or 3) at first use and looks up the few EVP functions needed, whose
- * prototypes are declared here with opaque pointer types.  Each qr_pc keys its three
- * contexts once; a packet then only sets the nonce (EVP_*Init_ex with NULL cipher and
- * key).  When libcrypto is missing, qr_pc_load says why and quicish keeps its Python
+ * prototypes are declared here with opaque pointer types.  Each qr_pc keys its contexts
+ * once (the AES-GCM one of a direction at its first use); a packet then only sets the
+ * nonce (EVP_*Init_ex with NULL cipher and key).  When libcrypto is missing, qr_pc_load says why and quicish keeps its Python
  * path (quicish.wire.protection).  Callers hold the GIL (py_cipher.c), which serializes
  * the one-time load and the use of each context.
  */
@@ -242,42 +242,67 @@ void qr_pc_release(qr_pc *pc)
     if (pc->hp)
         evp.ctx_free(pc->hp);
     pc->enc = pc->dec = pc->hp = NULL;
+    memset(pc->key, 0, sizeof(pc->key));
 }
 
 int qr_pc_init(qr_pc *pc, const uint8_t *key, size_t key_len, const uint8_t *iv,
                const uint8_t *hp_key)
 {
-    const qr_evp_cipher *gcm, *ecb;
-    qr_evp_ctx *enc, *dec, *hp;
+    const qr_evp_cipher *ecb;
+    qr_evp_ctx *hp;
     memset(pc, 0, sizeof(*pc));
     if (key_len != 16 && key_len != 32)
         return QR_EINVAL;
     if (qr_pc_load() != QR_OK)
         return QR_EUNAVAIL;
-    gcm = key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
     ecb = key_len == 16 ? evp.aes_128_ecb() : evp.aes_256_ecb();
-    pc->enc = enc = evp.ctx_new();
-    pc->dec = dec = evp.ctx_new();
     pc->hp = hp = evp.ctx_new();
-    if (!gcm || !ecb || !enc || !dec || !hp)
-        goto fail;
-    /* cipher, then IV length, then key (the nonce comes per packet) */
-    if (evp.encrypt_init(enc, gcm, NULL, NULL, NULL) <= 0 ||
-        evp.ctrl(enc, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) <= 0 ||
-        evp.encrypt_init(enc, NULL, NULL, key, NULL) <= 0)
-        goto fail;
-    if (evp.decrypt_init(dec, gcm, NULL, NULL, NULL) <= 0 ||
-        evp.ctrl(dec, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) <= 0 ||
-        evp.decrypt_init(dec, NULL, NULL, key, NULL) <= 0)
+    if (!ecb || !hp)
         goto fail;
     if (evp.encrypt_init(hp, ecb, NULL, hp_key, NULL) <= 0 || evp.set_padding(hp, 0) <= 0)
         goto fail;
+    memcpy(pc->key, key, key_len);
+    pc->key_len = (uint8_t)key_len;
     memcpy(pc->iv, iv, QR_PC_IV_SIZE);
     return QR_OK;
 fail:
     qr_pc_release(pc);
     clear_errors();
     return QR_ECRYPTO;
+}
+
+/* The AES-GCM context of one direction (encrypt != 0: sealing), made and keyed at its
+ * first use; NULL when libcrypto fails (its errors cleared). */
+static qr_evp_ctx *gcm_ctx(qr_pc *pc, int encrypt)
+{
+    qr_evp_ctx **slot = (qr_evp_ctx **)(encrypt ? &pc->enc : &pc->dec);
+    const qr_evp_cipher *gcm;
+    qr_evp_ctx *ctx = *slot;
+    int ok;
+    if (ctx)
+        return ctx;
+    gcm = pc->key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
+    ctx = evp.ctx_new();
+    if (!gcm || !ctx)
+        goto fail;
+    /* cipher, then IV length, then key (the nonce comes per packet) */
+    if (encrypt)
+        ok = evp.encrypt_init(ctx, gcm, NULL, NULL, NULL) > 0 &&
+             evp.ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) > 0 &&
+             evp.encrypt_init(ctx, NULL, NULL, pc->key, NULL) > 0;
+    else
+        ok = evp.decrypt_init(ctx, gcm, NULL, NULL, NULL) > 0 &&
+             evp.ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, QR_PC_IV_SIZE, NULL) > 0 &&
+             evp.decrypt_init(ctx, NULL, NULL, pc->key, NULL) > 0;
+    if (!ok)
+        goto fail;
+    *slot = ctx;
+    return ctx;
+fail:
+    if (ctx)
+        evp.ctx_free(ctx);
+    clear_errors();
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ packets */
@@ -318,13 +343,16 @@ int qr_pc_seal(qr_pc *pc, const uint8_t *pn12, const uint8_t *header, size_t hle
     uint8_t *ct = out + hlen;
     int outl = 0, finl = 0;
     size_t i;
+    qr_evp_ctx *enc = gcm_ctx(pc, 1);
+    if (!enc)
+        return QR_ECRYPTO;
     make_nonce(pc, pn12, nonce);
-    if (evp.encrypt_init(pc->enc, NULL, NULL, NULL, nonce) <= 0 ||
-        evp.encrypt_update(pc->enc, NULL, &outl, header, (int)hlen) <= 0 ||
-        evp.encrypt_update(pc->enc, ct, &outl, payload, (int)plen) <= 0 ||
-        evp.encrypt_final(pc->enc, ct + outl, &finl) <= 0 ||
+    if (evp.encrypt_init(enc, NULL, NULL, NULL, nonce) <= 0 ||
+        evp.encrypt_update(enc, NULL, &outl, header, (int)hlen) <= 0 ||
+        evp.encrypt_update(enc, ct, &outl, payload, (int)plen) <= 0 ||
+        evp.encrypt_final(enc, ct + outl, &finl) <= 0 ||
         (size_t)outl + (size_t)finl != plen ||
-        evp.ctrl(pc->enc, EVP_CTRL_GCM_GET_TAG, QR_PC_TAG_SIZE, ct + plen) <= 0) {
+        evp.ctrl(enc, EVP_CTRL_GCM_GET_TAG, QR_PC_TAG_SIZE, ct + plen) <= 0) {
         clear_errors();
         return QR_ECRYPTO;
     }
@@ -370,15 +398,18 @@ int qr_pc_open(qr_pc *pc, const uint8_t *pn12, const uint8_t *aad, size_t aadlen
     uint8_t nonce[QR_PC_IV_SIZE];
     size_t n = ctlen - QR_PC_TAG_SIZE;
     int outl = 0, finl = 0, ok;
+    qr_evp_ctx *dec = gcm_ctx(pc, 0);
+    if (!dec)
+        return QR_ECRYPTO;
     make_nonce(pc, pn12, nonce);
-    if (evp.decrypt_init(pc->dec, NULL, NULL, NULL, nonce) <= 0 ||
-        evp.ctrl(pc->dec, EVP_CTRL_GCM_SET_TAG, QR_PC_TAG_SIZE, (void *)(ct + n)) <= 0 ||
-        (aadlen && evp.decrypt_update(pc->dec, NULL, &outl, aad, (int)aadlen) <= 0) ||
-        evp.decrypt_update(pc->dec, out, &outl, ct, (int)n) <= 0) {
+    if (evp.decrypt_init(dec, NULL, NULL, NULL, nonce) <= 0 ||
+        evp.ctrl(dec, EVP_CTRL_GCM_SET_TAG, QR_PC_TAG_SIZE, (void *)(ct + n)) <= 0 ||
+        (aadlen && evp.decrypt_update(dec, NULL, &outl, aad, (int)aadlen) <= 0) ||
+        evp.decrypt_update(dec, out, &outl, ct, (int)n) <= 0) {
         clear_errors();
         return QR_ECRYPTO;
     }
-    ok = evp.decrypt_final(pc->dec, out + outl, &finl) > 0;
+    ok = evp.decrypt_final(dec, out + outl, &finl) > 0;
     if (!ok) {
         clear_errors();
         return QR_EAUTH;

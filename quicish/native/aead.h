@@ -21,13 +21,16 @@
 #define QR_EUNAVAIL (-11)   /* libcrypto could not be loaded: qr_pc_load_error() */
 #define QR_EOVERFLOW (-12)  /* a header too short for its packet number (see qr_pc_seal) */
 
-/* The three libcrypto contexts of one key: AES-GCM encrypt and decrypt (keyed once,
- * re-nonced per packet) and AES-ECB without padding for header protection. */
+/* The libcrypto contexts of one key: AES-GCM encrypt and decrypt (each keyed at its first
+ * use, then re-nonced per packet: a key protects one direction, so the other context is
+ * never made) and AES-ECB without padding for header protection (made with the key). */
 typedef struct qr_pc {
     void *enc;
     void *dec;
     void *hp;
     uint8_t iv[QR_PC_IV_SIZE];
+    uint8_t key[32];
+    uint8_t key_len;
 } qr_pc;
 
 /* Load libcrypto once (later calls return the first answer) and check it on known
