@@ -265,7 +265,11 @@ class TransportParameters:
                 raise DecodeError(f"client sent server-only parameter {param_id:#x}", _TPE)
             int_param = int_params.get(param_id)
             if int_param is not None:
-                number = _varint_value(param_id, value)
+                # (_varint_value's usual case inline: exactly one varint)
+                if value and len(value) == 1 << (value[0] >> 6):
+                    number = int.from_bytes(value, "big") & _VARINT_VALUE_MASK[len(value)]
+                else:
+                    number = _varint_value(param_id, value)
                 if param_id in _CHECKED_INTS:
                     _check_int(param_id, number)
                 setattr(params, int_param[0], number)
