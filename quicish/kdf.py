@@ -151,3 +151,32 @@ def expand_labels(name: str, secret: bytes, labels: Iterable[tuple[bytes, int]])
         o.update(h.digest())
         out.append(o.digest()[:length])
     return out
+
+
+class Prk:
+    """A secret (an HKDF pseudorandom key) with its HMAC pad blocks hashed once, for the
+    several HKDF-Expand-Label calls made from one secret (each then copies the two hash
+    states instead of hashing the pads again)."""
+
+    __slots__ = ("_inner", "_outer", "_size", "secret")
+
+    def __init__(self, name: str, secret: bytes) -> None:
+        new, block, self._size = _hash(name)
+        key = _padded_key(new, block, secret)
+        self.secret = secret
+        self._inner = new(key.translate(_IPAD))
+        self._outer = new(key.translate(_OPAD))
+
+    def expand_label(self, label: bytes, context: bytes, length: int) -> bytes:
+        """HKDF-Expand-Label(secret, label, context, length); ``length`` at most one hash
+        output (ValueError otherwise)."""
+        if length > self._size:
+            raise ValueError("expand_label output longer than one hash block")
+        h = self._inner.copy()
+        h.update(label_info(label, length) if not context else _info(label, context, length))
+        if context:
+            h.update(b"\x01")
+        o = self._outer.copy()
+        o.update(h.digest())
+        out: bytes = o.digest()
+        return out[:length]
