@@ -41,15 +41,16 @@ class LocalCids:
     def __init__(
         self,
         initial: bytes,
-        key: bytes,
+        key: bytes | Callable[[bytes], bytes],
         random_bytes: Callable[[int], bytes],
         new_cid: Callable[[], bytes | None] | None = None,
     ) -> None:
-        """``new_cid``: where our CIDs come from (a server's QUIC-LB format; all of
-        ``initial``'s length; None from it: no more CIDs, nonces spent); None: random
-        bytes."""
+        """``key``: the stateless reset key, or HMAC-SHA256 under it (a function of the
+        message: a server's, made once for all its connections). ``new_cid``: where our
+        CIDs come from (a server's QUIC-LB format; all of ``initial``'s length; None from
+        it: no more CIDs, nonces spent); None: random bytes."""
         # HMAC-SHA256 under the reset key, its pads hashed once for all our CIDs' tokens
-        self._mac = kdf.hmac_keyed("sha256", key)
+        self._mac = kdf.hmac_keyed("sha256", key) if isinstance(key, bytes) else key
         self._random = random_bytes
         self._make = new_cid
         self._length = len(initial)

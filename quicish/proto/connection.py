@@ -131,7 +131,7 @@ class Connection:
         fmt = None if is_client else config.cid_format  # (spent: no NEW_CONNECTION_ID)
         self.host_cid = random_bytes(CID_LENGTH) if fmt is None else fmt.new_cid()
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
-        reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
+        reset_key = server_context.reset_mac() if server_context is not None else random_bytes(32)
         more = None if fmt is None else fmt.next_cid
         self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes, more)
         self._peer_cids = PeerCids(
@@ -673,7 +673,11 @@ class Connection:
             else:
                 hs.on_version_negotiation(header)
             return
-        if header.is_long and header.version != self._builder.version and not hs.accept_version(header):
+        if (
+            header.is_long
+            and header.version != self._builder.version
+            and not hs.accept_version(header)
+        ):
             self._drop("unsupported_version", now, ptype, header.packet_end - start)
             return
         dcid = header.dcid

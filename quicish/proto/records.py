@@ -156,8 +156,8 @@ class RecordTable:
             taken = ", ".join(k.__name__ for k in handlers if k in acked)
             raise ValueError(f"{taken} is registered already")
         answers = handlers.values()
-        acked.update(zip(handlers, map(_ACKED, answers)))
-        lost.update(zip(handlers, map(_LOST, answers)))
+        acked.update(zip(handlers, map(_ACKED, answers), strict=True))
+        lost.update(zip(handlers, map(_LOST, answers), strict=True))
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._acked

@@ -159,7 +159,6 @@ class KeySchedule:
         self.master_secret = b""
         self._prk: kdf.Prk | None = None  # self.secret's, made at its first derive_secret
 
-
     def derive_secret(
         self, label: bytes, transcript_hash: bytes, secret: bytes | None = None
     ) -> bytes:
