@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quicish import kdf, native
+from quicish.errors import DecodeError, ErrorCode
 from quicish.proto.cid import LocalCids, reset_token
 from quicish.proto.records import CryptoRecord, PingRecord, RecordTable
 from quicish.proto.server_context import ServerContext
@@ -171,9 +172,9 @@ def test_the_cache_stays_bounded() -> None:
     ],
 )
 def test_decode_errors_unchanged(wire: bytes, reason: str) -> None:
-    with pytest.raises(tp.DecodeError) as info:
+    with pytest.raises(DecodeError) as info:
         TransportParameters.decode(wire, from_server=False)
-    assert info.value.code == tp.ErrorCode.TRANSPORT_PARAMETER_ERROR
+    assert info.value.code == ErrorCode.TRANSPORT_PARAMETER_ERROR
     if reason != "truncated":
         assert reason in info.value.reason
 
