@@ -73,6 +73,12 @@ def hmac_keyed(name: str, key: bytes) -> Callable[[bytes], bytes]:
     return mac
 
 
+def new_hash(name: str, data: bytes = b"") -> Any:
+    """A hashlib object of ``name`` ("sha256" or "sha384"), by its constructor (not
+    ``hashlib.new``'s lookup by name)."""
+    return _hash(name)[0](data)
+
+
 def digest_size(name: str) -> int:
     return _hash(name)[2]
 

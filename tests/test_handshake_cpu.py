@@ -5,6 +5,7 @@ per-direction contexts made at first use seal and open as before."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 
@@ -243,3 +244,27 @@ def test_a_key_used_first_to_open_then_to_seal_gives_the_python_paths_bytes(suit
     assert fast.seal_packet(header, b"other---" * 4, 8) == slow.seal_packet(
         header, b"other---" * 4, 8
     )
+
+
+@pytest.mark.parametrize("version", [0x00000001, 0x6B3343CF])
+def test_initial_secrets_under_the_cached_salt_mac_are_rfc_9001s(version: int) -> None:
+    from quicish.wire.protection import INITIAL_SALT_V1, INITIAL_SALT_V2, initial_secrets
+
+    salt = INITIAL_SALT_V1 if version == 1 else INITIAL_SALT_V2
+    for dcid in (bytes.fromhex("8394c8f03e515708"), os.urandom(20), os.urandom(8)):
+        initial = hmac.digest(salt, dcid, "sha256")
+        want = tuple(
+            kdf.expand_label("sha256", initial, lab, b"", 32)
+            for lab in (b"client in", b"server in")
+        )
+        assert initial_secrets(dcid, version) == want
+    if version == 1:  # RFC 9001 A.1
+        client, _ = initial_secrets(bytes.fromhex("8394c8f03e515708"), version)
+        assert client.hex().startswith("c00cf151ca5be075ed0ebfb5c80323c4")
+
+
+def test_new_hash_is_the_named_hash() -> None:
+    h = kdf.new_hash("sha384", b"abc")
+    h.update(b"def")
+    assert h.digest() == hashlib.sha384(b"abcdef").digest()
+    assert kdf.new_hash("sha256").digest() == hashlib.sha256().digest()

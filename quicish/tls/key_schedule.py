@@ -76,7 +76,7 @@ class Transcript:
     def select(self, algorithm: hashes.HashAlgorithm) -> None:
         """Fix the hash algorithm and hash everything seen so far."""
         self.algorithm = algorithm
-        self._hash = hashlib.new(algorithm.name)
+        self._hash = kdf.new_hash(algorithm.name)
         for message in self._pending:
             self._hash.update(message)
         self._pending = []

@@ -161,9 +161,15 @@ def hkdf_expand_label(
     return kdf.expand_label(hash.name, secret, label, context, length)
 
 
+_SALT_MACS: dict[int, Callable[[bytes], bytes]] = {}  # version -> HMAC under its Initial salt
+
+
 def initial_secrets(dcid: bytes, version: int = _QUIC_V1) -> tuple[bytes, bytes]:
     """(client_initial_secret, server_initial_secret) for the client's first DCID."""
-    initial = kdf.hkdf_extract("sha256", _version_params(version).salt, dcid)
+    extract = _SALT_MACS.get(version)
+    if extract is None:  # HKDF-Extract under the version's (public) salt, its pads hashed once
+        extract = _SALT_MACS[version] = kdf.hmac_keyed("sha256", _version_params(version).salt)
+    initial = extract(dcid)
     client, server = kdf.expand_labels("sha256", initial, ((b"client in", 32), (b"server in", 32)))
     return client, server
 
