@@ -54,6 +54,31 @@ def hmac_digest(name: str, key: bytes, msg: bytes) -> bytes:
     return _hmac(new, block, key, msg)
 
 
+def hmac_keyed(name: str, key: bytes) -> Callable[[bytes], bytes]:
+    """``HMAC(key, .)`` as a function of the message, the key's pad blocks hashed once: for
+    a key that MACs several messages (one state copy per pad, not a hash of it, per call)."""
+    new, block, _ = _hash(name)
+    padded = _padded_key(new, block, key)
+    inner = new(padded.translate(_IPAD))
+    outer = new(padded.translate(_OPAD))
+
+    def mac(msg: bytes) -> bytes:
+        h = inner.copy()
+        h.update(msg)
+        o = outer.copy()
+        o.update(h.digest())
+        out: bytes = o.digest()
+        return out
+
+    return mac
+
+
+def new_hash(name: str, data: bytes = b"") -> Any:
+    """A hashlib object of ``name`` ("sha256" or "sha384"), by its constructor (not
+    ``hashlib.new``'s lookup by name)."""
+    return _hash(name)[0](data)
+
+
 def digest_size(name: str) -> int:
     return _hash(name)[2]
 
@@ -132,3 +157,32 @@ def expand_labels(name: str, secret: bytes, labels: Iterable[tuple[bytes, int]])
         o.update(h.digest())
         out.append(o.digest()[:length])
     return out
+
+
+class Prk:
+    """A secret (an HKDF pseudorandom key) with its HMAC pad blocks hashed once, for the
+    several HKDF-Expand-Label calls made from one secret (each then copies the two hash
+    states instead of hashing the pads again)."""
+
+    __slots__ = ("_inner", "_outer", "_size", "secret")
+
+    def __init__(self, name: str, secret: bytes) -> None:
+        new, block, self._size = _hash(name)
+        key = _padded_key(new, block, secret)
+        self.secret = secret
+        self._inner = new(key.translate(_IPAD))
+        self._outer = new(key.translate(_OPAD))
+
+    def expand_label(self, label: bytes, context: bytes, length: int) -> bytes:
+        """HKDF-Expand-Label(secret, label, context, length); ``length`` at most one hash
+        output (ValueError otherwise)."""
+        if length > self._size:
+            raise ValueError("expand_label output longer than one hash block")
+        h = self._inner.copy()
+        h.update(label_info(label, length) if not context else _info(label, context, length))
+        if context:
+            h.update(b"\x01")
+        o = self._outer.copy()
+        o.update(h.digest())
+        out: bytes = o.digest()
+        return out[:length]

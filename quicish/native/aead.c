@@ -46,7 +46,13 @@ static struct {
     /* optional */
     void (*err_clear)(void);
     const char *(*version)(int);
+    const qr_evp_cipher *(*cipher_fetch)(void *, const char *, const char *); /* OpenSSL 3 */
 } evp;
+
+/* The four ciphers as OpenSSL 3 fetches them, once (never freed: contexts of live objects
+ * use them); NULL: the legacy EVP_aes_* objects, which OpenSSL 3 looks up again at every
+ * context's setup (an implicit fetch, most of a key's setup cost). */
+static const qr_evp_cipher *fetched[4]; /* AES-128-GCM, AES-256-GCM, AES-128-ECB, AES-256-ECB */
 
 static int load_state; /* 0: not tried, 1: loaded, -1: failed */
 static char load_error[400];
@@ -113,6 +119,17 @@ static int load_symbols(void *handle, const char *soname)
     LOAD(set_padding, "EVP_CIPHER_CTX_set_padding");
     LOAD_OPTIONAL(err_clear, "ERR_clear_error");
     LOAD_OPTIONAL(version, "OpenSSL_version"); /* 1.1 and later */
+    LOAD_OPTIONAL(cipher_fetch, "EVP_CIPHER_fetch");
+    if (evp.cipher_fetch) {
+        static const char *const names[4] = {"AES-128-GCM", "AES-256-GCM", "AES-128-ECB",
+                                             "AES-256-ECB"};
+        int i;
+        for (i = 0; i < 4; i++)
+            if (!(fetched[i] = evp.cipher_fetch(NULL, names[i], NULL)))
+                break;
+        if (i < 4) /* (then all legacy: a fetched cipher found is kept, not freed) */
+            memset(fetched, 0, sizeof(fetched));
+    }
     return 0;
 }
 
@@ -233,6 +250,17 @@ const char *qr_pc_backend(void)
 
 /* ---------------------------------------------------------------- contexts */
 
+/* AES-GCM (gcm != 0) or AES-ECB for a 16- or 32-byte key: the fetched cipher if any. */
+static const qr_evp_cipher *cipher_for(int gcm, size_t key_len)
+{
+    int i = (gcm ? 0 : 2) + (key_len == 32);
+    if (fetched[i])
+        return fetched[i];
+    if (gcm)
+        return key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
+    return key_len == 16 ? evp.aes_128_ecb() : evp.aes_256_ecb();
+}
+
 void qr_pc_release(qr_pc *pc)
 {
     if (pc->enc)
@@ -263,7 +291,7 @@ int qr_pc_init(qr_pc *pc, const uint8_t *key, size_t key_len, const uint8_t *iv,
  * key (the nonce comes per packet); NULL on failure. */
 static qr_evp_ctx *make_gcm(const qr_pc *pc, int encrypt)
 {
-    const qr_evp_cipher *gcm = pc->key_len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
+    const qr_evp_cipher *gcm = cipher_for(1, pc->key_len);
     init_fn init = encrypt ? evp.encrypt_init : evp.decrypt_init;
     qr_evp_ctx *ctx = gcm ? evp.ctx_new() : NULL;
     if (ctx && init(ctx, gcm, NULL, NULL, NULL) > 0 &&
@@ -283,7 +311,7 @@ static int need_hp(qr_pc *pc)
     qr_evp_ctx *ctx;
     if (pc->hp)
         return 0;
-    ecb = pc->key_len == 16 ? evp.aes_128_ecb() : evp.aes_256_ecb();
+    ecb = cipher_for(0, pc->key_len);
     ctx = ecb ? evp.ctx_new() : NULL;
     if (ctx && evp.encrypt_init(ctx, ecb, NULL, pc->hp_key, NULL) > 0 &&
         evp.set_padding(ctx, 0) > 0) {

@@ -9,10 +9,10 @@ cannot be linked by an observer.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import kdf
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
 from .records import NewConnectionIdRecord, RecordTable, RetireConnectionIdRecord
@@ -27,7 +27,7 @@ _RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
 
 def reset_token(key: bytes, cid: bytes) -> bytes:
     """The stateless reset token of ``cid``: HMAC-SHA256(key, cid), first 16 bytes."""
-    return hmac.digest(key, cid, "sha256")[:RESET_TOKEN_SIZE]
+    return kdf.hmac_digest("sha256", key, cid)[:RESET_TOKEN_SIZE]
 
 
 @dataclass(slots=True)
@@ -43,18 +43,20 @@ class LocalCids:
     def __init__(
         self,
         initial: bytes,
-        key: bytes,
+        key: bytes | Callable[[bytes], bytes],
         random_bytes: Callable[[int], bytes],
         new_cid: Callable[[], bytes | None] | None = None,
     ) -> None:
-        """``new_cid``: where our CIDs come from (a server's QUIC-LB format; all of
-        ``initial``'s length; None from it: no more CIDs, nonces spent); None: random
-        bytes."""
-        self._key = key
+        """``key``: the stateless reset key, or HMAC-SHA256 under it (a function of the
+        message: a server's, made once for all its connections). ``new_cid``: where our
+        CIDs come from (a server's QUIC-LB format; all of ``initial``'s length; None from
+        it: no more CIDs, nonces spent); None: random bytes."""
+        # HMAC-SHA256 under the reset key, its pads hashed once for all our CIDs' tokens
+        self._mac = kdf.hmac_keyed("sha256", key) if isinstance(key, bytes) else key
         self._random = random_bytes
         self._make = new_cid
         self._length = len(initial)
-        self.active: dict[int, IssuedCid] = {0: IssuedCid(0, initial, reset_token(key, initial))}
+        self.active: dict[int, IssuedCid] = {0: IssuedCid(0, initial, self._token(initial))}
         self._by_cid: dict[bytes, int] = {initial: 0}
         self._next_seq = 1
         self.peer_limit = 2  # the peer's active_connection_id_limit
@@ -67,13 +69,13 @@ class LocalCids:
         work an idle moment can take off the handshake's critical path."""
         if self._make is not None:  # (a format's CID costs more: only what top_up takes)
             count = min(count, min(self.peer_limit, MAX_ISSUED) - len(self.active))
-            self._stock.extend((cid, reset_token(self._key, cid)) for cid in self._made(count))
+            self._stock.extend((cid, self._token(cid)) for cid in self._made(count))
             return
         length = self._length
         fresh = self._random(length * count)
         for start in range(0, length * count, length):
             cid = fresh[start : start + length]
-            self._stock.append((cid, reset_token(self._key, cid)))
+            self._stock.append((cid, self._token(cid)))
 
     def _new_cid(self) -> tuple[bytes, bytes] | None:
         """A CID not yet issued, with its reset token (from the stock when there is one);
@@ -90,7 +92,7 @@ class LocalCids:
         else:
             while (cid := self._random(self._length)) in self._by_cid:
                 pass
-        return cid, reset_token(self._key, cid)
+        return cid, self._token(cid)
 
     def _made(self, count: int) -> list[bytes]:
         """Up to ``count`` CIDs of the format (fewer once it is spent)."""
@@ -103,11 +105,16 @@ class LocalCids:
             made.append(cid)
         return made
 
+    def _token(self, cid: bytes) -> bytes:
+        """The stateless reset token of ``cid`` (as :func:`reset_token` under our key)."""
+        return self._mac(cid)[:RESET_TOKEN_SIZE]
+
     def owns(self, cid: bytes) -> bool:
         return cid in self._by_cid
 
     def token_of(self, cid: bytes) -> bytes:
-        return reset_token(self._key, cid)
+        entry = self.active.get(self._by_cid.get(cid, -1))
+        return entry.token if entry is not None and entry.cid == cid else self._token(cid)
 
     def top_up(self) -> list[bytes]:
         """Issue CIDs up to the peer's limit; returns the new CIDs (for routing)."""

@@ -131,7 +131,7 @@ class Connection:
         fmt = None if is_client else config.cid_format  # (spent: no NEW_CONNECTION_ID)
         self.host_cid = random_bytes(CID_LENGTH) if fmt is None else fmt.new_cid()
         # Stateless reset tokens of our CIDs are HMAC(reset key, CID) (RFC 9000 10.3.2).
-        reset_key = server_context.reset_key if server_context is not None else random_bytes(32)
+        reset_key = server_context.reset_mac() if server_context is not None else random_bytes(32)
         more = None if fmt is None else fmt.next_cid
         self._local_cids = LocalCids(self.host_cid, reset_key, random_bytes, more)
         self._peer_cids = PeerCids(
@@ -353,7 +353,7 @@ class Connection:
         if self._handshake.flight_pending:
             self._finish_flight(now)
         if self._keys.deferred:
-            self._keys.install_deferred(self.version)
+            self._keys.install_deferred(self._builder.version)
         self._rx_ecn = ecn
         frames = self._frames
         frames.rx_size = size = len(data)
@@ -421,7 +421,7 @@ class Connection:
         keys (a server stocks its key pair in :meth:`await_hello`). Whatever was not prepared
         is made when needed. A server installs here the keys its first flight did not need."""
         if self._keys.deferred:
-            self._keys.install_deferred(self.version)
+            self._keys.install_deferred(self._builder.version)
         hs = self._handshake
         if hs.prepared:
             return
@@ -450,7 +450,7 @@ class Connection:
             if not self._lifecycle.state.is_open:
                 return self.datagrams_to_send(now)
         elif keys.deferred and not self._handshake.flight_pending:
-            keys.install_deferred(self.version)
+            keys.install_deferred(self._builder.version)
         if self._first_datagram is not None:  # sealed by start_hello()
             out.append((self._first_datagram, addr))
             self._first_datagram = None
@@ -463,7 +463,7 @@ class Connection:
     def _finish_flight(self, now: float) -> None:
         self._handshake.flight_pending = self._hello_sent_alone = False
         if self._keys.deferred:  # the handshake write key, made after the hello
-            self._keys.install_deferred(self.version)
+            self._keys.install_deferred(self._builder.version)
         try:
             self._handshake.finish_flight(now)
         except ProtocolError as exc:
@@ -673,7 +673,11 @@ class Connection:
             else:
                 hs.on_version_negotiation(header)
             return
-        if header.is_long and header.version != self.version and not hs.accept_version(header):
+        if (
+            header.is_long
+            and header.version != self._builder.version
+            and not hs.accept_version(header)
+        ):
             self._drop("unsupported_version", now, ptype, header.packet_end - start)
             return
         dcid = header.dcid
@@ -696,7 +700,7 @@ class Connection:
         space_index = _TYPE_SPACE[ptype]  # IntEnum keys: plain ints find them
         space = self._spaces[space_index]
         protector = self._keys.zero_rtt_read(now) if ptype == PacketType.ZERO_RTT else space.rx
-        if header.is_long and header.version != self.version:
+        if header.is_long and header.version != self._builder.version:
             protector = hs.compat_initial_rx  # an Initial in the client's original version
         if protector is None or space.discarded:
             self._drop("no_keys", now, ptype, header.packet_end - start)

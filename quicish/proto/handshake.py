@@ -470,7 +470,7 @@ class Handshake:
             if defer and secret[:2] in deferred:
                 keys.deferred.append(secret)
             else:
-                keys.install(secret, self.version)
+                keys.install(secret, self._builder.version)
         for epoch, data in tls.pop_output():
             if epoch == Epoch.ZERO_RTT:
                 continue

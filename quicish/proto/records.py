@@ -12,6 +12,7 @@ connection PING.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
 from .congestion.delivery_rate import RateStamp
@@ -115,6 +116,10 @@ class UnknownRecordError(TypeError):
     """A record whose type nobody registered (a programming error, never the peer's)."""
 
 
+_ACKED = itemgetter(0)  # (acked, lost) -> acked
+_LOST = itemgetter(1)
+
+
 class RecordTable:
     """Per record type, what its acknowledgement and its loss do.
 
@@ -137,18 +142,22 @@ class RecordTable:
     ) -> None:
         """Make ``acked``/``lost`` the answers to records of type ``kind``; each type has
         one owner (registering it twice is a ValueError)."""
-        self.register_all({kind: (acked, lost)})
+        if kind in self._acked:
+            raise ValueError(f"{kind.__name__} is registered already")
+        self._acked[kind] = acked
+        self._lost[kind] = lost
 
     def register_all(self, handlers: Mapping[type, Handlers]) -> None:
         """``register`` for several types at once, ``{kind: (acked, lost)}``: what an owner
-        of many types calls (once per connection, so once per handshake)."""
+        of many types calls (once per connection, so once per handshake: the dictionaries
+        are filled by C loops, not Python ones)."""
         acked, lost = self._acked, self._lost
         if not acked.keys().isdisjoint(handlers):
             taken = ", ".join(k.__name__ for k in handlers if k in acked)
             raise ValueError(f"{taken} is registered already")
-        for kind, (on_acked, on_lost) in handlers.items():
-            acked[kind] = on_acked
-            lost[kind] = on_lost
+        answers = handlers.values()
+        acked.update(zip(handlers, map(_ACKED, answers), strict=True))
+        lost.update(zip(handlers, map(_LOST, answers), strict=True))
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._acked

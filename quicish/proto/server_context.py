@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from .. import kdf
 from ..config import Config
 from ..errors import ConfigError
 from ..keyfile import FleetSecrets
@@ -53,6 +54,17 @@ class ServerContext:
     # checked in them: the driver sets its wall clock minus its monotonic clock, so that
     # servers sharing the keys (whose monotonic clocks differ) agree on ages.
     clock_offset: float = 0.0
+    # reset_mac(): (the key it was made for, HMAC-SHA256 under it)
+    _reset_mac: tuple[bytes, Callable[[bytes], bytes]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def reset_mac(self) -> Callable[[bytes], bytes]:
+        """HMAC-SHA256 under ``reset_key`` (its pads hashed once for all connections)."""
+        made = self._reset_mac
+        if made is None or made[0] is not self.reset_key:
+            made = self._reset_mac = (self.reset_key, kdf.hmac_keyed("sha256", self.reset_key))
+        return made[1]
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:

@@ -76,7 +76,7 @@ class Transcript:
     def select(self, algorithm: hashes.HashAlgorithm) -> None:
         """Fix the hash algorithm and hash everything seen so far."""
         self.algorithm = algorithm
-        self._hash = hashlib.new(algorithm.name)
+        self._hash = kdf.new_hash(algorithm.name)
         for message in self._pending:
             self._hash.update(message)
         self._pending = []
@@ -136,6 +136,7 @@ class KeySchedule:
     __slots__ = (
         "_early_derived",
         "_name",
+        "_prk",
         "algorithm",
         "handshake_secret",
         "hash_len",
@@ -156,17 +157,20 @@ class KeySchedule:
             self._early_derived = None
         self.handshake_secret = b""
         self.master_secret = b""
+        self._prk: kdf.Prk | None = None  # self.secret's, made at its first derive_secret
 
     def derive_secret(
         self, label: bytes, transcript_hash: bytes, secret: bytes | None = None
     ) -> bytes:
-        return kdf.expand_label(
-            self._name,
-            self.secret if secret is None else secret,
-            label,
-            transcript_hash,
-            self.hash_len,
-        )
+        """Derive-Secret(``secret``, label, transcript hash); without ``secret``, of the
+        current one, whose HMAC pads are hashed once for all it derives (three secrets
+        each from the handshake and master secrets)."""
+        if secret is not None:
+            return kdf.expand_label(self._name, secret, label, transcript_hash, self.hash_len)
+        prk = self._prk
+        if prk is None or prk.secret is not self.secret:
+            prk = self._prk = kdf.Prk(self._name, self.secret)
+        return prk.expand_label(label, transcript_hash, self.hash_len)
 
     def empty_hash(self) -> bytes:
         return _empty_hash(self._name)

@@ -139,6 +139,11 @@ def _version_params(version: int) -> _VersionParams:
         raise ConfigError(f"unsupported QUIC version {version:#010x}") from None
 
 
+# (suite, version) -> (hash name, (label, length) of key, iv and hp key, CipherSuite member):
+# what PacketProtector.from_secret derives, looked up once per suite and version.
+_KEY_DERIVATIONS: dict[tuple[int, int], tuple[str, tuple[tuple[bytes, int], ...], CipherSuite]] = {}
+
+
 def hash_for(suite: int) -> hashes.HashAlgorithm:
     """The handshake hash of ``suite`` (SHA-256 or SHA-384)."""
     return _suite_params(suite).hash
@@ -156,9 +161,15 @@ def hkdf_expand_label(
     return kdf.expand_label(hash.name, secret, label, context, length)
 
 
+_SALT_MACS: dict[int, Callable[[bytes], bytes]] = {}  # version -> HMAC under its Initial salt
+
+
 def initial_secrets(dcid: bytes, version: int = _QUIC_V1) -> tuple[bytes, bytes]:
     """(client_initial_secret, server_initial_secret) for the client's first DCID."""
-    initial = kdf.hkdf_extract("sha256", _version_params(version).salt, dcid)
+    extract = _SALT_MACS.get(version)
+    if extract is None:  # HKDF-Extract under the version's (public) salt, its pads hashed once
+        extract = _SALT_MACS[version] = kdf.hmac_keyed("sha256", _version_params(version).salt)
+    initial = extract(dcid)
     client, server = kdf.expand_labels("sha256", initial, ((b"client in", 32), (b"server in", 32)))
     return client, server
 
@@ -356,18 +367,22 @@ class PacketProtector:
         cls, suite: int, secret: bytes, version: int = _QUIC_V1, *, accelerate: bool = True
     ) -> PacketProtector:
         """Derive key, iv and hp key from a traffic secret (RFC 9001 5.1)."""
-        params = _suite_params(suite)
-        labels = _version_params(version)
-        key, iv, hp_key = kdf.expand_labels(
-            params.hash.name,
-            secret,
-            (
-                (labels.key_label, params.key_len),
-                (labels.iv_label, IV_SIZE),
-                (labels.hp_label, params.key_len),
-            ),
-        )
-        return cls(params.suite, secret, key, iv, hp_key, version, accelerate=accelerate)
+        derivation = _KEY_DERIVATIONS.get((suite, version))
+        if derivation is None:
+            params = _suite_params(suite)
+            labels = _version_params(version)
+            derivation = _KEY_DERIVATIONS[suite, version] = (
+                params.hash.name,
+                (
+                    (labels.key_label, params.key_len),
+                    (labels.iv_label, IV_SIZE),
+                    (labels.hp_label, params.key_len),
+                ),
+                params.suite,
+            )
+        name, lengths, member = derivation
+        key, iv, hp_key = kdf.expand_labels(name, secret, lengths)
+        return cls(member, secret, key, iv, hp_key, version, accelerate=accelerate)
 
     def next_generation(self) -> PacketProtector:
         """Keys after a key update (RFC 9001 6.1): new secret, key and iv; same hp key."""

@@ -118,6 +118,9 @@ _INT_ID_BYTES: dict[int, bytes] = {param_id: encode_varint(param_id) for param_i
 _VARINT_VALUE_MASK = {1: 0x3F, 2: 0x3FFF, 4: 0x3FFFFFFF, 8: 0x3FFFFFFFFFFFFFFF}
 
 
+_CHECKED_INTS = frozenset((0x03, 0x0A, 0x0B, 0x0E, 0x08, 0x09))  # what _check_int checks
+
+
 def _check_int(param_id: int, value: int) -> None:
     """Range checks of RFC 9000 section 18.2."""
     if param_id == 0x03 and value < 1200:
@@ -162,7 +165,9 @@ class TransportParameters:
     def encode(self) -> bytes:
         """Wire form: parameters that differ from their defaults, then ``unknown``.
 
-        Out-of-range values raise ``ValueError``.
+        Out-of-range values raise ``ValueError``. What follows the connection IDs and the
+        reset token is the same for every connection of one endpoint's settings: that part
+        is encoded once per distinct set of values (a small cache).
         """
         out = bytearray()
         for param_id, name in _CID_PARAMS.items():
@@ -175,6 +180,24 @@ class TransportParameters:
             if len(self.stateless_reset_token) != 16:
                 raise ValueError("stateless_reset_token must be 16 bytes")
             _put(out, 0x02, self.stateless_reset_token)
+        if self.preferred_address is not None or self.unknown:
+            return bytes(out + self._encode_rest())
+        vi = self.version_information
+        key = (
+            *map(self.__getattribute__, _REST_FIELDS),
+            None if vi is None else (vi.chosen_version, *vi.available_versions),
+        )
+        rest = _REST_CACHE.get(key)
+        if rest is None:
+            rest = self._encode_rest()
+            if len(_REST_CACHE) >= _REST_CACHE_SIZE:
+                _REST_CACHE.clear()
+            _REST_CACHE[key] = rest
+        return bytes(out + rest)
+
+    def _encode_rest(self) -> bytes:
+        """The parameters after the connection IDs and the reset token."""
+        out = bytearray()
         for param_id, (name, default) in _INT_PARAMS.items():
             value = getattr(self, name)
             if value != default:
@@ -219,16 +242,36 @@ class TransportParameters:
     def _decode(cls, data: _BytesLike, from_server: bool) -> TransportParameters:
         params = cls()
         seen: set[int] = set()
-        for param_id, value in iter_parameters(data):
+        int_params = _INT_PARAMS
+        end = len(data)
+        pos = 0
+        while pos < end:
+            # one-byte id and length varints (the usual case), value present; else the
+            # general parse (truncation raises its DecodeError)
+            param_id = data[pos]
+            if param_id < 0x40 and pos + 1 < end and (size := data[pos + 1]) < 0x40:
+                stop = pos + 2 + size
+                if stop <= end:
+                    value = bytes(data[pos + 2 : stop])
+                    pos = stop
+                else:
+                    param_id, value, pos = _parse_parameter(data, pos)
+            else:
+                param_id, value, pos = _parse_parameter(data, pos)
             if param_id in seen:
                 raise DecodeError(f"duplicate transport parameter {param_id:#x}", _TPE)
             seen.add(param_id)
             if param_id in SERVER_ONLY and not from_server:
                 raise DecodeError(f"client sent server-only parameter {param_id:#x}", _TPE)
-            int_param = _INT_PARAMS.get(param_id)
+            int_param = int_params.get(param_id)
             if int_param is not None:
-                number = _varint_value(param_id, value)
-                _check_int(param_id, number)
+                # (_varint_value's usual case inline: exactly one varint)
+                if value and len(value) == 1 << (value[0] >> 6):
+                    number = int.from_bytes(value, "big") & _VARINT_VALUE_MASK[len(value)]
+                else:
+                    number = _varint_value(param_id, value)
+                if param_id in _CHECKED_INTS:
+                    _check_int(param_id, number)
                 setattr(params, int_param[0], number)
             elif param_id in _CID_PARAMS:
                 if len(value) > MAX_CID_LENGTH:
@@ -257,6 +300,17 @@ class TransportParameters:
         return params
 
 
+# The fields _encode_rest reads besides version_information: with it, the key of
+# _REST_CACHE (parameters with a preferred_address or unknown ones are not cached).
+_REST_FIELDS = (
+    *(name for name, _ in _INT_PARAMS.values()),
+    *_FLAG_PARAMS.values(),
+    "max_datagram_frame_size",
+    "min_ack_delay",
+)
+_REST_CACHE: dict[tuple[object, ...], bytes] = {}
+_REST_CACHE_SIZE = 64
+
 _KNOWN_IDS = frozenset(
     (*_INT_PARAMS, *_CID_PARAMS, *_FLAG_PARAMS, 0x02, 0x0D, 0x11, 0x20, MIN_ACK_DELAY)
 )
@@ -275,12 +329,18 @@ def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
                 yield data[pos], bytes(data[pos + 2 : stop])
                 pos = stop
                 continue
-        buf = Buffer(data)  # longer varints; truncation raises its DecodeError
-        buf.pos = pos
-        param_id = buf.pull_varint()
-        value = buf.pull_varint_bytes()
-        pos = buf.pos
+        param_id, value, pos = _parse_parameter(data, pos)
         yield param_id, value
+
+
+def _parse_parameter(data: _BytesLike, pos: int) -> tuple[int, bytes, int]:
+    """The parameter at ``pos`` with varints of any size: id, value and the position after
+    it; DecodeError when it is truncated."""
+    buf = Buffer(data)
+    buf.pos = pos
+    param_id = buf.pull_varint()
+    value = buf.pull_varint_bytes()
+    return param_id, value, buf.pos
 
 
 def _put(out: bytearray, param_id: int, value: bytes) -> None:
