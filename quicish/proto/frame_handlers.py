@@ -3,7 +3,7 @@ which the connection's receive loop dispatches through (``FrameHandlers.table``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..config import Config
@@ -160,7 +160,7 @@ class FrameHandlers:
         lifecycle = self._lifecycle
         lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now, frame.application)
 
-    def dispatch(self, frames: list[F.Frame], space: PacketSpace, now: float) -> bool:
+    def dispatch(self, frames: Sequence[F.Frame], space: PacketSpace, now: float) -> bool:
         """Each of a packet's frames to its handler, in order; True if one is
         ack-eliciting. A handler's ProtocolError names its frame unless it names one."""
         ack_eliciting = False
