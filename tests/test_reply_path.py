@@ -20,6 +20,7 @@ from quicish.simlink import LinkSpec
 from quicish.wire import frames as F
 from quicish.wire.ack_stream import decode_ack_stream
 from quicish.wire.buffer import Buffer
+from quicish.wire.packet import PacketType
 
 ROUND_TRIPS = 300
 
@@ -141,14 +142,14 @@ def _payload(ack: F.AckFrame, stream: F.StreamFrame) -> bytes:
 
 def _frames(payload: bytes) -> list[Any]:
     """``decode_frames``' frames with the STREAM data as bytes (comparable)."""
-    out: list[Any] = []
-    for frame in F.decode_frames(payload, F.PacketType.ONE_RTT):
-        if isinstance(frame, F.StreamFrame):
-            frame = F.StreamFrame(
-                frame.stream_id, frame.offset, bytes(frame.data), frame.fin, frame.with_length
-            )
-        out.append(frame)
-    return out
+    frames = F.decode_frames(payload, PacketType.ONE_RTT)
+    return [_with_bytes(f) if isinstance(f, F.StreamFrame) else f for f in frames]
+
+
+def _with_bytes(frame: F.StreamFrame) -> F.StreamFrame:
+    return F.StreamFrame(
+        frame.stream_id, frame.offset, bytes(frame.data), frame.fin, frame.with_length
+    )
 
 
 def test_ack_stream_decoder_decodes_as_decode_frames() -> None:
@@ -174,10 +175,8 @@ def test_ack_stream_decoder_decodes_as_decode_frames() -> None:
         payload = _payload(ack, stream)
         pair = decode_ack_stream(payload)
         assert pair is not None
-        got = [pair[0], F.StreamFrame(*[bytes(f) if isinstance(f, memoryview) else f
-                                         for f in (pair[1].stream_id, pair[1].offset,
-                                                   pair[1].data, pair[1].fin,
-                                                   pair[1].with_length)])]  # fmt: skip
+        ack_got, stream_got = pair
+        got = [ack_got, _with_bytes(stream_got)]
         assert got == _frames(payload)
 
 
