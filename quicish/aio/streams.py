@@ -155,11 +155,15 @@ class QuicStreamReader:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes, or ``asyncio.IncompleteReadError`` at an early EOF."""
-        if not self._pending and self._error is None and n > 0:
-            data = self._pull(n)  # (a whole message at once: no copy through _pending)
-            if len(data) == n:
-                return data
-            self._pending += data
+        if not self._pending and n > 0:
+            while self._error is None:  # (a whole message at once: no copy through _pending)
+                data = self._pull(n)
+                if len(data) == n:
+                    return data
+                if data or self._eof:
+                    self._pending += data
+                    break
+                await self._wait()  # (nothing yet: no second read before the wake)
         while len(self._pending) < n and not self._eof:
             data = self._pull(n - len(self._pending))
             if data:

@@ -204,7 +204,12 @@ class LossRecovery:
         """Count of ack-eliciting packets in flight in ``space`` (None: all spaces)."""
         if space is not None:
             return self._spaces[space].ack_eliciting_in_flight
-        return sum(sp.ack_eliciting_in_flight for sp in self._spaces)
+        initial, handshake, app = self._spaces  # (no generator: after every send)
+        return (
+            initial.ack_eliciting_in_flight
+            + handshake.ack_eliciting_in_flight
+            + app.ack_eliciting_in_flight
+        )
 
     def _backoff(self) -> int:
         """The PTO multiplier: 2^pto_count, capped (lower before handshake confirmation)."""

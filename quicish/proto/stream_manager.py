@@ -768,11 +768,13 @@ class StreamManager:
             self._prune(queue, credit_ok)
             if queue:
                 return True
+        return self._control_due()
+
+    def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        for b in (0, 1):
-            if self._max_streams_due(b) or self._streams_blocked_due(b):
-                return True
+        if any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1)):
+            return True
         return any(not stream._closed and stream.has_control() for stream in self._control.values())
 
     def write_control_frames(
@@ -783,10 +785,11 @@ class StreamManager:
         now: float | None = None,
         rtt: float | None = None,
     ) -> bool:
-        """Append due control frames while ``buf.written`` stays within ``room``: queued
-        ``control`` frames, MAX_DATA, DATA_BLOCKED, MAX_STREAMS, STREAMS_BLOCKED, then per
-        stream RESET_STREAM, STREAM_DATA_BLOCKED, STOP_SENDING, MAX_STREAM_DATA. Appends a
-        record per retransmittable frame. Returns True if anything was written."""
+        """Append due control frames within ``room``: queued ``control`` frames, MAX_DATA,
+        DATA_BLOCKED, MAX_STREAMS, STREAMS_BLOCKED, per stream RESET_STREAM, STREAM_DATA_BLOCKED,
+        STOP_SENDING, MAX_STREAM_DATA; a record per retransmittable frame. True if any written."""
+        if not self._control_due():  # (nothing due: most bursts)
+            return False
         now = self.now if now is None else now
         rtt = self.rtt if rtt is None else rtt
         start = buf.written
