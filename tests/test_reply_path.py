@@ -186,10 +186,13 @@ def test_ack_stream_decoder_declines_anything_else() -> None:
     ack = F.AckFrame([(3, 10)], 5, None)
     stream = F.StreamFrame(4, 100, b"x" * 20, False, True)
     good = _payload(ack, stream)
+    alone = Buffer()
+    F.encode_frame(alone, ack)
     buf = Buffer()
     F.encode_frame(buf, stream)
     F.encode_frame(buf, ack)
     others = [
+        bytes(alone.data()),  # an ACK alone (what a bulk sender receives)
         b"",
         b"\x02",
         bytes(buf.data()),  # STREAM first

@@ -18,9 +18,9 @@ def decode_ack_stream(payload: BytesLike) -> tuple[AckFrame, StreamFrame] | None
     d = payload if isinstance(payload, memoryview) else memoryview(payload)
     try:
         ack, p = _d_ack(d, 1, d[0])
+        if p >= len(d) or not 0x08 <= d[p] <= 0x0F:
+            return None  # (an ACK alone, say: a bulk sender's case)
         kind = d[p]
-        if not 0x08 <= kind <= 0x0F:
-            return None
         stream, end = _d_stream(d, p + 1, kind)
     except (DecodeError, IndexError, struct.error):
         return None
