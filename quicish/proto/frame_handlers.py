@@ -109,7 +109,8 @@ class FrameHandlers:
             self.trace.packets_acked(space.index, acked, now)
         if acked and space.index != APPLICATION:
             self._handshake_timer.progress(now)
-        self.on_packets_lost(lost, now)
+        if lost:
+            self.on_packets_lost(lost, now)
         if self._keys.update_requested:
             self._keys.maybe_update()
         cc = recovery.cc
