@@ -163,7 +163,15 @@ class QuicStreamReader:
                 if data or self._eof:
                     self._pending += data
                     break
-                await self._wait()  # (nothing yet: no second read before the wake)
+                if self._waiter is not None:  # (self._wait() inlined: once per message)
+                    raise RuntimeError(
+                        f"stream {self.stream_id}: another coroutine is already reading"
+                    )
+                waiter = self._waiter = self._conn.loop.create_future()
+                try:
+                    await waiter  # (nothing yet: no second read before the wake)
+                finally:
+                    self._waiter = None
         while len(self._pending) < n and not self._eof:
             data = self._pull(n - len(self._pending))
             if data:
