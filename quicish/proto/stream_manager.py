@@ -773,9 +773,8 @@ class StreamManager:
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        if any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1)):
-            return True
-        return any(not stream._closed and stream.has_control() for stream in self._control.values())
+        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
+        return limits or any(not s._closed and s.has_control() for s in self._control.values())
 
     def write_control_frames(
         self,
@@ -785,9 +784,7 @@ class StreamManager:
         now: float | None = None,
         rtt: float | None = None,
     ) -> bool:
-        """Append due control frames within ``room``: queued ``control`` frames, MAX_DATA,
-        DATA_BLOCKED, MAX_STREAMS, STREAMS_BLOCKED, per stream RESET_STREAM, STREAM_DATA_BLOCKED,
-        STOP_SENDING, MAX_STREAM_DATA; a record per retransmittable frame. True if any written."""
+        """Append the due control frames (and their records) within ``room``; True if any."""
         if not self._control_due():  # (nothing due: most bursts)
             return False
         now = self.now if now is None else now
