@@ -238,7 +238,7 @@ def _sent_trace(lean: bool, monkeypatch: Any) -> tuple[list[tuple[Any, ...]], in
 
         m.setattr(PacketBuilder, "build_stream_datagram", counting)
         if not lean:
-            m.setattr(PacketBuilder, "lean_ready", lambda self: False)
+            m.setattr(PacketBuilder, "lean_ready", lambda self, reply=False: False)
         net = make_net(
             link=LinkSpec(delay=0.01, loss=0.02, reorder=0.02),
             seed=8,
@@ -298,7 +298,7 @@ def _sent_packets(
         if not lean:
             m.setattr(LeanReceiver, "take", lambda self, *args: False)
         if general:  # (no lean builder, so no burst either: every packet the general way)
-            m.setattr(PacketBuilder, "lean_ready", lambda self: False)
+            m.setattr(PacketBuilder, "lean_ready", lambda self, reply=False: False)
         link = link or LinkSpec(delay=0.01, loss=0.02, reorder=0.02)
         net = make_net(link=link, seed=8, client_kw=kw, server_kw=kw)
         sent: list[Any] = []

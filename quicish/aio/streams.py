@@ -155,11 +155,23 @@ class QuicStreamReader:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes, or ``asyncio.IncompleteReadError`` at an early EOF."""
-        if not self._pending and self._error is None and n > 0:
-            data = self._pull(n)  # (a whole message at once: no copy through _pending)
-            if len(data) == n:
-                return data
-            self._pending += data
+        if not self._pending and n > 0:
+            while self._error is None:  # (a whole message at once: no copy through _pending)
+                data = self._pull(n)
+                if len(data) == n:
+                    return data
+                if data or self._eof:
+                    self._pending += data
+                    break
+                if self._waiter is not None:  # (self._wait() inlined: once per message)
+                    raise RuntimeError(
+                        f"stream {self.stream_id}: another coroutine is already reading"
+                    )
+                waiter = self._waiter = self._conn.loop.create_future()
+                try:
+                    await waiter  # (nothing yet: no second read before the wake)
+                finally:
+                    self._waiter = None
         while len(self._pending) < n and not self._eof:
             data = self._pull(n - len(self._pending))
             if data:

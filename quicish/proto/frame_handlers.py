@@ -3,7 +3,7 @@ which the connection's receive loop dispatches through (``FrameHandlers.table``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..config import Config
@@ -109,7 +109,8 @@ class FrameHandlers:
             self.trace.packets_acked(space.index, acked, now)
         if acked and space.index != APPLICATION:
             self._handshake_timer.progress(now)
-        self.on_packets_lost(lost, now)
+        if lost:
+            self.on_packets_lost(lost, now)
         if self._keys.update_requested:
             self._keys.maybe_update()
         cc = recovery.cc
@@ -160,7 +161,7 @@ class FrameHandlers:
         lifecycle = self._lifecycle
         lifecycle.drain(frame.error_code, frame.reason, frame.frame_type, now, frame.application)
 
-    def dispatch(self, frames: list[F.Frame], space: PacketSpace, now: float) -> bool:
+    def dispatch(self, frames: Sequence[F.Frame], space: PacketSpace, now: float) -> bool:
         """Each of a packet's frames to its handler, in order; True if one is
         ack-eliciting. A handler's ProtocolError names its frame unless it names one."""
         ack_eliciting = False

@@ -22,6 +22,7 @@ import logging
 
 from ..errors import DecryptionError, ErrorCode, ProtocolError
 from ..wire import frames as F
+from ..wire.ack_stream import decode_ack_stream
 from ..wire.packet import SHORT_RESERVED_BITS, PacketType
 from .frame_handlers import FrameHandlers
 from .handshake import Handshake
@@ -161,4 +162,6 @@ class LeanReceiver:
             data = lone.data if isinstance(lone.data, memoryview) else memoryview(lone.data)
             on.on_stream_fields(lone.stream_id, lone.offset, data, lone.fin, lone.with_length, now)
             return lone
-        return on.dispatch(F.decode_frames(payload, PacketType.ONE_RTT), space, now)
+        pair = decode_ack_stream(payload)  # (a request or a response: ACK + STREAM)
+        frames = F.decode_frames(payload, PacketType.ONE_RTT) if pair is None else pair
+        return on.dispatch(frames, space, now)

@@ -26,7 +26,7 @@ from .idle import IdleTimer
 from .keys import KeyState
 from .lifecycle import CloseReason
 from .pacing import Pacer
-from .packet_space import ACK_DELAY_EXPONENT, APPLICATION, HANDSHAKE, INITIAL, PacketSpace
+from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .path import Address, Path, PathManager
 from .pmtud import BASE_PLPMTU, Pmtud
 from .records import (
@@ -42,9 +42,9 @@ from .records import (
     RetireConnectionIdRecord,
     SentPacket,
     StreamRecord,
-    new_record,
 )
 from .recovery import LossRecovery
+from .reply_packet import ReplyPacket, write_ack
 from .stats import ConnectionStats
 from .stream_burst import StreamBurst
 from .stream_manager import StreamManager
@@ -74,8 +74,8 @@ class PacketBuilder:
 
     __slots__ = (
         "_burst", "_idle", "_is_client", "_keys", "_local_cids", "_pacer", "_paths", "_peer_cids",
-        "_pmtud_ceiling", "_pn_skip_interval", "_random", "_recovery", "_spaces", "_stats",
-        "_streams", "ack_frequency", "cc", "control_checked", "datagrams_out",
+        "_pmtud_ceiling", "_pn_skip_interval", "_random", "_recovery", "_reply", "_spaces",
+        "_stats", "_streams", "ack_frequency", "cc", "control_checked", "datagrams_out",
         "handshake_complete", "handshake_done_acked", "host_cid", "max_datagram_size",
         "pacer_deadline", "peer_cid", "pending_handshake_done", "pending_ping", "pmtud",
         "sealed_ahead", "spin", "token", "trace", "version",
@@ -141,6 +141,7 @@ class PacketBuilder:
         # recorded by connect() at its own time.
         self.sealed_ahead: list[tuple[SentPacket, int, bytes | bytearray]] | None = None
         self._burst: StreamBurst | None = None  # the bulk path (made at its first use)
+        self._reply: ReplyPacket | None = None  # a reply's packet (made at its first use)
 
     def register_records(self, records: RecordTable) -> None:
         """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
@@ -219,7 +220,10 @@ class PacketBuilder:
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             if lean and self._stream_burst(out, addr, now):
                 continue
-            datagram = self.build_stream_datagram(now) if lean else self.build_datagram(now)
+            if lean:
+                datagram = self.build_stream_datagram(now)
+            else:  # (a reply's packet when it can be one: reply_packet.py)
+                datagram = self._reply_packet(now) or self.build_datagram(now)
             if datagram is None:
                 if self.cc.packet_aware:
                     self._note_app_limited(now)
@@ -395,16 +399,7 @@ class PacketBuilder:
                 or self._has_eliciting_data(space, congestion_blocked)
             )
         ):
-            received = space.received
-            delay = 0
-            if app:
-                delay = int((now - space.largest_received_time) * 1_000_000) >> ACK_DELAY_EXPONENT
-            counts = space.ecn_counts
-            ecn = (counts[0], counts[1], counts[2]) if any(counts) else None
-            # The whole frame in one native call (same bytes as F.push_ack_frame).
-            buf.push_bytes(received.ack_frame(max(0, delay), ecn, 32))
-            records.append(new_record(AckRecord, (space.index, received.bounds()[1] - 1)))
-            space.on_ack_sent()
+            write_ack(space, buf, records, app, now)
         path = self._paths.current
         if (
             (path.responses or path.challenge_due)
@@ -545,11 +540,11 @@ class PacketBuilder:
         return wrote, pad
 
     # ---- the lean bulk path ----------------------------------------------------------------
-    def lean_ready(self) -> bool:
+    def lean_ready(self, reply: bool = False) -> bool:
         """True when the rest of this burst can only be 1-RTT packets of STREAM frames: the
         handshake spaces are gone, the path is validated, control frames were considered
         for this burst, and no ACK, probe, CRYPTO, PING, HANDSHAKE_DONE, connection ID,
-        DATAGRAM or path frame is waiting."""
+        DATAGRAM or path frame is waiting; ``reply``: but for an ACK and control frames."""
         spaces = self._spaces
         app = spaces[APPLICATION]
         path = self._paths.current
@@ -558,13 +553,21 @@ class PacketBuilder:
             and spaces[INITIAL].discarded
             and app.tx is not None
             and path.validated
-            and self.control_checked
-            and not (app.unacked_ranges or app.probes or app.crypto_send.has_pending)
+            and (reply or (self.control_checked and not app.unacked_ranges))
+            and not (app.probes or app.crypto_send.has_pending)
             and not (self.pending_ping or self.pending_handshake_done or self.datagrams_out)
             and (self.ack_frequency is None or not self.ack_frequency.has_pending)
             and not (self._local_cids.pending or self._peer_cids.pending_retire)
             and not (path.responses or path.challenge_due)
         )
+
+    def _reply_packet(self, now: float) -> bytes | None:
+        """A reply's packet while ``lean_ready(reply=True)`` holds (reply_packet.py)."""
+        if self._reply is None:
+            self._reply = ReplyPacket(
+                self._spaces[APPLICATION], self._streams, self._recovery, self._pacer, self._paths
+            )
+        return self._reply.build(self, now)
 
     def _stream_burst(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> bool:
         """Full STREAM packets in one C call while they are all alike (stream_burst.py)."""

@@ -204,7 +204,12 @@ class LossRecovery:
         """Count of ack-eliciting packets in flight in ``space`` (None: all spaces)."""
         if space is not None:
             return self._spaces[space].ack_eliciting_in_flight
-        return sum(sp.ack_eliciting_in_flight for sp in self._spaces)
+        initial, handshake, app = self._spaces  # (no generator: after every send)
+        return (
+            initial.ack_eliciting_in_flight
+            + handshake.ack_eliciting_in_flight
+            + app.ack_eliciting_in_flight
+        )
 
     def _backoff(self) -> int:
         """The PTO multiplier: 2^pto_count, capped (lower before handshake confirmation)."""
@@ -410,10 +415,10 @@ class LossRecovery:
     # ---- timers --------------------------------------------------------------------------------
     def loss_detection_deadline(self) -> float | None:
         """Absolute time at which :meth:`on_timeout` must run, or None (RFC 9002 A.8)."""
-        loss_time, _ = self._earliest_loss_time()
-        if loss_time is not None:
-            return loss_time
-        return self._pto_deadline()
+        initial, handshake, app = self._spaces  # (no loss timer armed: the common case)
+        if initial.loss_time is None and handshake.loss_time is None and app.loss_time is None:
+            return self._pto_deadline()
+        return self._earliest_loss_time()[0]
 
     def on_timeout(self, now: float) -> tuple[list[SentPacket], int | None]:
         """Run the loss detection timer: (packets declared lost, space needing a probe or None).

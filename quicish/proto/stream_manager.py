@@ -771,12 +771,13 @@ class StreamManager:
             self._prune(queue, credit_ok)
             if queue:
                 return True
+        return self._control_due()
+
+    def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        for b in (0, 1):
-            if self._max_streams_due(b) or self._streams_blocked_due(b):
-                return True
-        return any(not stream._closed and stream.has_control() for stream in self._control.values())
+        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
+        return limits or any(not s._closed and s.has_control() for s in self._control.values())
 
     def write_control_frames(
         self,
@@ -786,10 +787,9 @@ class StreamManager:
         now: float | None = None,
         rtt: float | None = None,
     ) -> bool:
-        """Append due control frames while ``buf.written`` stays within ``room``: queued
-        ``control`` frames, MAX_DATA, DATA_BLOCKED, MAX_STREAMS, STREAMS_BLOCKED, then per
-        stream RESET_STREAM, STREAM_DATA_BLOCKED, STOP_SENDING, MAX_STREAM_DATA. Appends a
-        record per retransmittable frame. Returns True if anything was written."""
+        """Append the due control frames (and their records) within ``room``; True if any."""
+        if not self._control_due():  # (nothing due: most bursts)
+            return False
         now = self.now if now is None else now
         rtt = self.rtt if rtt is None else rtt
         start = buf.written

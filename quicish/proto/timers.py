@@ -111,15 +111,16 @@ class ConnectionTimers:
         recovery = self._recovery
         idle = self._idle
         paths = self._paths
+        current = paths.current
         idle_at = keep_alive = None
-        if paths.current.addr is not None:  # (not before a server's first datagram)
+        if current.addr is not None:  # (not before a server's first datagram)
             idle_at = idle.deadline(recovery.pto_interval())
-        if self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
+        if idle.keep_alive and self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
             keep_alive = idle.keep_alive_deadline()
         # An ACK owed on a path out of anti-amplification budget waits for the peer's next
         # datagram: as a timer it would stay due, and the driver would spin on it.
         ack: float | None = None
-        if paths.current.amplification_budget() >= MIN_BUDGET:
+        if current.validated or current.amplification_budget() >= MIN_BUDGET:
             for space in self._spaces:
                 due = space.ack_due_at
                 if due is not None and space.unacked_ranges and (ack is None or due < ack):

@@ -1,0 +1,210 @@
+"""The request/response paths: a reply's packet built without the general builder's walk
+(proto/reply_packet.py) and an ACK + STREAM payload decoded without the general decoder's
+loop (wire/ack_stream.py). Both are only shortcuts: the packets and the frames are the
+same with them and without them."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from pairs import make_net
+
+from quicish.errors import DecodeError
+from quicish.proto import lean_receive
+from quicish.proto.events import StreamDataAvailable
+from quicish.proto.packet_builder import PacketBuilder
+from quicish.proto.reply_packet import ReplyPacket
+from quicish.simlink import LinkSpec
+from quicish.wire import frames as F
+from quicish.wire.ack_stream import decode_ack_stream
+from quicish.wire.buffer import Buffer
+from quicish.wire.packet import PacketType
+
+ROUND_TRIPS = 300
+
+
+def _echo(monkeypatch: Any, reply: bool, decode: bool, link: LinkSpec) -> tuple[Any, ...]:
+    """``ROUND_TRIPS`` 64-byte request/response round trips on one stream over ``link``:
+    every packet each side seals (packet number, type, plaintext, ack-eliciting, in flight,
+    time), both sides' stats, and how many packets the reply path and the ACK + STREAM
+    decoder took. ``reply``/``decode``: those paths on, else forced off."""
+    with monkeypatch.context() as m:
+        counts = {"reply": 0, "decoded": 0}
+        build, seal, decoder = ReplyPacket.build, PacketBuilder._seal, decode_ack_stream
+
+        def counting_build(self: ReplyPacket, b: Any, now: float) -> bytes | None:
+            out = build(self, b, now) if reply else None
+            counts["reply"] += out is not None
+            return out
+
+        def counting_decoder(payload: Any) -> Any:
+            out = decoder(payload) if decode else None
+            counts["decoded"] += out is not None
+            return out
+
+        sealed: dict[int, list[tuple[Any, ...]]] = {}
+        recording = False
+
+        def recording_seal(self: PacketBuilder, space: Any, tx: Any, ptype: int, pn: int,
+                           truncated: int, pn_length: int, payload: Any, records: Any,
+                           eliciting: bool, in_flight: bool, now: float,
+                           *rest: Any) -> bytes:  # fmt: skip
+            if recording:  # (not the handshake's packets: they hold random values)
+                packet = (pn, ptype, bytes(payload), eliciting, in_flight, now, tuple(records))
+                sealed.setdefault(id(self), []).append(packet)
+            return seal(self, space, tx, ptype, pn, truncated, pn_length, payload, records,
+                        eliciting, in_flight, now, *rest)  # fmt: skip
+
+        m.setattr(ReplyPacket, "build", counting_build)
+        m.setattr(PacketBuilder, "_seal", recording_seal)
+        m.setattr(lean_receive, "decode_ack_stream", counting_decoder)
+        net = make_net(link=link, seed=5)
+        client, server = net.client, net.server
+        assert net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
+        net.settle(duration=1.0)  # (the handshake's last packets, tickets and CIDs)
+        recording = True
+        sid = client.open_stream()
+        answers: list[bytes] = []
+        state = {"sent": 0, "waiting": False}
+
+        def step() -> bool:
+            while (event := server.next_event()) is not None:
+                if isinstance(event, StreamDataAvailable):
+                    data, _ = server.read_stream(event.stream_id)
+                    if data:
+                        server.send_stream_data(event.stream_id, data)
+            while (event := client.next_event()) is not None:
+                if isinstance(event, StreamDataAvailable):
+                    data, _ = client.read_stream(event.stream_id)
+                    answers.append(data)
+            got = sum(map(len, answers))
+            if state["waiting"] and got == 64 * state["sent"]:
+                state["waiting"] = False
+            if not state["waiting"] and state["sent"] < ROUND_TRIPS:
+                message = state["sent"].to_bytes(8, "big") * 8
+                client.send_stream_data(sid, message)
+                state["sent"] += 1
+                state["waiting"] = True
+            return state["sent"] == ROUND_TRIPS and not state["waiting"]
+
+        assert net.run(step, 120.0)
+        expected = b"".join(i.to_bytes(8, "big") * 8 for i in range(ROUND_TRIPS))
+        assert b"".join(answers) == expected
+        ids = (id(client._builder), id(server._builder))
+        return (
+            [sealed[i] for i in ids],
+            client.stats(),
+            server.stats(),
+            counts["reply"],
+            counts["decoded"],
+        )
+
+
+@pytest.mark.parametrize(
+    "link",
+    [LinkSpec(delay=0.005), LinkSpec(delay=0.005, loss=0.05, reorder=0.05)],
+    ids=["clean", "lossy"],
+)
+def test_reply_path_seals_what_the_general_builder_would(monkeypatch: Any, link: LinkSpec) -> None:
+    """Round trips with the reply path and without it: the same packets (plaintext bytes,
+    numbers, times, records) on both sides, and the same counters."""
+    on = _echo(monkeypatch, reply=True, decode=True, link=link)
+    off = _echo(monkeypatch, reply=False, decode=True, link=link)
+    assert off[3] == 0
+    assert on[3] >= ROUND_TRIPS  # (every request and every response, less the first ones)
+    assert sum(len(side) for side in on[0]) >= 2 * ROUND_TRIPS
+    assert on[:3] == off[:3]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [LinkSpec(delay=0.005), LinkSpec(delay=0.005, loss=0.05, reorder=0.05)],
+    ids=["clean", "lossy"],
+)
+def test_ack_stream_decoder_changes_nothing(monkeypatch: Any, link: LinkSpec) -> None:
+    """Round trips with the ACK + STREAM decoder and without it: the same packets and
+    counters; it takes most requests and responses."""
+    on = _echo(monkeypatch, reply=True, decode=True, link=link)
+    off = _echo(monkeypatch, reply=True, decode=False, link=link)
+    assert off[4] == 0
+    assert on[4] >= ROUND_TRIPS
+    assert on[:3] == off[:3]
+
+
+def _payload(ack: F.AckFrame, stream: F.StreamFrame) -> bytes:
+    buf = Buffer()
+    F.encode_frame(buf, ack)
+    F.encode_frame(buf, stream)
+    return bytes(buf.data())
+
+
+def _frames(payload: bytes) -> list[Any]:
+    """``decode_frames``' frames with the STREAM data as bytes (comparable)."""
+    frames = F.decode_frames(payload, PacketType.ONE_RTT)
+    return [_with_bytes(f) if isinstance(f, F.StreamFrame) else f for f in frames]
+
+
+def _with_bytes(frame: F.StreamFrame) -> F.StreamFrame:
+    return F.StreamFrame(
+        frame.stream_id, frame.offset, bytes(frame.data), frame.fin, frame.with_length
+    )
+
+
+def test_ack_stream_decoder_decodes_as_decode_frames() -> None:
+    """Random ACK + STREAM payloads (one range or several, ECN counts or none, every varint
+    size, FIN, with and without a length): the frames decode_frames gives."""
+    rng = random.Random(7)
+    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
+    for _ in range(2000):
+        largest = rng.randrange(rng.choice(sizes))
+        ranges = [(largest - rng.randrange(min(largest, 40) + 1), largest + 1)]
+        for _ in range(rng.choice((0, 0, 1, 3))):
+            stop = ranges[-1][0] - 2 - rng.randrange(3)
+            if stop < 1:
+                break
+            ranges.append((stop - 1 - rng.randrange(min(stop - 1, 5) + 1), stop))
+        ecn = None if rng.random() < 0.5 else tuple(rng.randrange(s) for s in sizes[:3])
+        ack = F.AckFrame(ranges, rng.randrange(rng.choice(sizes)), ecn)  # type: ignore[arg-type]
+        data = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 64, 300))))
+        offset = rng.randrange(rng.choice(sizes[:3]))
+        stream = F.StreamFrame(
+            rng.randrange(rng.choice(sizes)), offset, data, rng.random() < 0.3, rng.random() < 0.7
+        )
+        payload = _payload(ack, stream)
+        pair = decode_ack_stream(payload)
+        assert pair is not None
+        ack_got, stream_got = pair
+        got = [ack_got, _with_bytes(stream_got)]
+        assert got == _frames(payload)
+
+
+def test_ack_stream_decoder_declines_anything_else() -> None:
+    """Other payloads, and malformed ones (which decode_frames rejects), are not decoded
+    (None): the general decoder then takes them, and says what is wrong."""
+    ack = F.AckFrame([(3, 10)], 5, None)
+    stream = F.StreamFrame(4, 100, b"x" * 20, False, True)
+    good = _payload(ack, stream)
+    alone = Buffer()
+    F.encode_frame(alone, ack)
+    buf = Buffer()
+    F.encode_frame(buf, stream)
+    F.encode_frame(buf, ack)
+    others = [
+        bytes(alone.data()),  # an ACK alone (what a bulk sender receives)
+        b"",
+        b"\x02",
+        bytes(buf.data()),  # STREAM first
+        good + b"\x01",  # a PING after
+        good[:-1],  # truncated STREAM data
+        _payload(ack, F.StreamFrame(4, 100, b"x" * 20, False, True))[:4],  # truncated ACK
+        _payload(F.AckFrame([(3, 10)], 5, None), F.StreamFrame(0, 0, b"", True, True))[:-1],
+        bytes([0x02, 0x05, 0x00, 0x00, 0x06, 0x08, 0x00]),  # first range below zero
+        bytes([0x02, 0x05, 0x00, 0x00, 0x00, 0x01]),  # a PING where STREAM would be
+    ]
+    for payload in others:
+        assert decode_ack_stream(payload) is None, payload.hex()
+    with pytest.raises(DecodeError):
+        F.decode_frames(bytes([0x02, 0x05, 0x00, 0x00, 0x06, 0x08, 0x00]))
+    assert decode_ack_stream(good) is not None
