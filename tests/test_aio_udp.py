@@ -175,6 +175,13 @@ def test_endpoint_reads_a_second_round_before_answering() -> None:
         log.clear()
         endpoint._on_readable()
         assert log == [b"request", "answer"] and rounds == [[(b"later", peer, 0)]]
+        # A long-header datagram (the client's Finished, its handshake now complete) is
+        # never lone: the first request behind it is read in the same wake, one answer.
+        finished = bytes([0xE0]) + b"finished"
+        rounds[:] = [[(finished, peer, 0)], [(b"request", peer, 0)]]
+        log.clear()
+        endpoint._on_readable()
+        assert log == [finished, b"request", "answer"] and rounds == []
         rounds[:] = [[(b"one", peer, 0), (b"two", peer, 0)], [(b"three", peer, 0)]]
         log.clear()
         endpoint._on_readable()

@@ -43,10 +43,13 @@ clock = time.monotonic  # the clock of the whole asyncio layer (see the module d
 def _lone(batch: list[tuple[bytes, Address, int]], conn: Driven | None) -> bool:
     """``batch`` is one small ack-eliciting datagram of an established connection: a request
     or a response, which nothing follows before the answer. (A bulk transfer's datagrams
-    are full-sized, at least 1200 bytes: they keep the reads until the socket is empty.)"""
+    are full-sized, at least 1200 bytes: they keep the reads until the socket is empty. A
+    datagram that opens with a long header, such as the client's Finished, is never lone:
+    its first request may be right behind it, and one answer covers both.)"""
     if len(batch) != 1 or conn is None:
         return False
-    return len(batch[0][0]) < LONE_MAX_SIZE and conn.answer_owed
+    data = batch[0][0]
+    return len(data) < LONE_MAX_SIZE and not data[0] & 0x80 and conn.answer_owed
 
 
 def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
