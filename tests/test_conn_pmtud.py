@@ -39,6 +39,22 @@ def mtu_path(limit: int) -> Any:
     return lambda direction, index, data, now: len(data) > limit
 
 
+def test_small_answers_go_without_a_probe_ahead_of_them() -> None:
+    """A message smaller than a probe (a request, its answer) is not held up behind an MTU
+    probe: no probe while only small writes wait; the first probe goes with bulk data."""
+    net = make_net(client_kw=BIG, server_kw=BIG)
+    c, s = Peer(net.client), Peer(net.server)
+    connected(net, c, s)
+    for _ in range(5):
+        upload(net, c, s, data=bytes(64))
+        net.settle(c, s, duration=0.05)
+    assert net.client.stats().mtu_probes_sent == 0
+    assert net.client.stats().max_datagram_size == BASE_PLPMTU
+    upload(net, c, s)
+    st = net.client.stats()
+    assert (st.max_datagram_size, st.mtu_probes_sent) == (1452, 1)
+
+
 def test_quicish_pair_reaches_the_default_ceiling_with_one_probe() -> None:
     net = make_net(client_kw=BIG, server_kw=BIG)
     c, s = Peer(net.client), Peer(net.server)

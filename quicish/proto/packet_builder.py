@@ -662,18 +662,18 @@ class PacketBuilder:
             self.trace.mtu_updated(now, old, size, done)
 
     def _mtu_probe(self, now: float) -> bytes | None:
-        """The probe the search wants now, if any, when the window has room for it (not
-        paced: one packet, charged to the pacer like any other) and stream data waits to
-        be sent (an idle connection does not probe: the size would not matter)."""
+        """The probe the search wants now, if any: when the window has room for it (not
+        paced: one packet, charged to the pacer like any other) and a probe's worth of new
+        stream data waits (an idle connection or a small answer has no use for the size)."""
         pmtud = self.pmtud
         assert pmtud is not None
         size = pmtud.next_probe(now)
-        if (
-            size is None
-            or self._recovery.bytes_in_flight + size > self.cc.cwnd
-            or not self._paths.current.validated
-            or next(self._streams.sendable(), None) is None
-        ):
+        if size is None or self._recovery.bytes_in_flight + size > self.cc.cwnd:
+            return None
+        stream = next(self._streams.sendable(), None)
+        send = None if stream is None else stream.send
+        unsent = 0 if send is None else send.write_offset - send.send_offset
+        if unsent < size or not self._paths.current.validated:
             return None
         space = self._spaces[APPLICATION]
         tx = space.tx
