@@ -570,8 +570,12 @@ async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
     sent: list[int] = []
 
     async with pair() as (server, conn):
-        assert await echo_once(conn, b"warm") == b"warm"
+        # (an answer of a probe's worth of data, so path MTU discovery is done before)
+        assert await echo_once(conn, bytes(2000)) == bytes(2000)
         await asyncio.sleep(0.05)  # idle: nothing left to acknowledge or retransmit
+        assert server.connections and all(
+            c.stats().mtu_probes_sent == 1 for c in server.connections
+        )
         udp = server._endpoint.udp
         original = udp.send
 
