@@ -30,8 +30,6 @@ typedef struct {
     PyObject *keys;      /* has `phase` */
     PyObject *keys_dict; /* keys' __dict__, where `phase` is read (no descriptor on its
                           * type), or NULL: read by name */
-    uint64_t keys_tag;   /* keys_dict's version when keys_phase was read from it, or 0 */
-    long keys_phase;
     PyObject *flush;     /* called when len(bulk) reaches limit */
     PyObject *frame_type;
     PyObject *sent_slow, *received_slow, *stream_slow, *burst_slow;
@@ -342,35 +340,19 @@ static PyObject *tap_sent(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* Whether the trace's key phase is the one it last logged (tap.phase): 1, 0, or -1 with an
- * exception. */
+ * exception.  (Read from the keys' instance dict when there is one: no attribute lookup.) */
 static int phase_unchanged(TapObject *self)
 {
     PyObject *phase = NULL;
     long keys_phase;
-    uint64_t tag = 0;
-#if PY_VERSION_HEX < 0x030C0000
-    /* (PEP 509: the dict's version changes with any change of it, so an unchanged version
-     * is an unchanged phase; a bulk transfer changes the keys' attributes at key updates
-     * only) */
-    if (self->keys_dict) {
-        tag = ((PyDictObject *)self->keys_dict)->ma_version_tag;
-        if (tag == self->keys_tag)
-            return self->keys_phase == self->phase;
-    }
-#endif
     if (self->keys_dict && (phase = PyDict_GetItemWithError(self->keys_dict, s_phase)))
         Py_INCREF(phase);
     else if (PyErr_Occurred() || !(phase = PyObject_GetAttr(self->keys, s_phase)))
         return -1;
     keys_phase = PyLong_Check(phase) ? PyLong_AsLong(phase) : -1;
-    if (keys_phase == -1 && PyErr_Occurred()) {
-        Py_DECREF(phase);
-        return -1;
-    }
-    /* (kept only for an exact int, whose value cannot change, read from the dict) */
-    self->keys_tag = tag && PyLong_CheckExact(phase) ? tag : 0;
-    self->keys_phase = keys_phase;
     Py_DECREF(phase);
+    if (keys_phase == -1 && PyErr_Occurred())
+        return -1;
     return keys_phase == self->phase;
 }
 
