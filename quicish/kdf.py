@@ -141,48 +141,33 @@ def expand_labels(name: str, secret: bytes, labels: Iterable[tuple[bytes, int]])
     """HKDF-Expand-Label(secret, label, "", length) for each ``(label, length)``.
 
     Each length must fit in one hash output (ValueError otherwise). The key is padded and
-    each HMAC pad block hashed once for all labels (the hash states are copied).
+    each HMAC pad block hashed once for all labels (:func:`hmac_keyed`).
     """
-    new, block, size = _hash(name)
-    key = _padded_key(new, block, secret)
-    inner = new(key.translate(_IPAD))
-    outer = new(key.translate(_OPAD))
+    size = _hash(name)[2]
+    mac = hmac_keyed(name, secret)
     out: list[bytes] = []
     for label, length in labels:
         if length > size:
             raise ValueError("expand_labels output longer than one hash block")
-        h = inner.copy()
-        h.update(label_info(label, length))
-        o = outer.copy()
-        o.update(h.digest())
-        out.append(o.digest()[:length])
+        out.append(mac(label_info(label, length))[:length])
     return out
 
 
 class Prk:
-    """A secret (an HKDF pseudorandom key) with its HMAC pad blocks hashed once, for the
-    several HKDF-Expand-Label calls made from one secret (each then copies the two hash
-    states instead of hashing the pads again)."""
+    """A secret (an HKDF pseudorandom key) with its HMAC pad blocks hashed once
+    (:func:`hmac_keyed`), for the several HKDF-Expand-Label calls made from one secret."""
 
-    __slots__ = ("_inner", "_outer", "_size", "secret")
+    __slots__ = ("_mac", "_size", "secret")
 
     def __init__(self, name: str, secret: bytes) -> None:
-        new, block, self._size = _hash(name)
-        key = _padded_key(new, block, secret)
         self.secret = secret
-        self._inner = new(key.translate(_IPAD))
-        self._outer = new(key.translate(_OPAD))
+        self._size = _hash(name)[2]
+        self._mac = hmac_keyed(name, secret)
 
     def expand_label(self, label: bytes, context: bytes, length: int) -> bytes:
         """HKDF-Expand-Label(secret, label, context, length); ``length`` at most one hash
         output (ValueError otherwise)."""
         if length > self._size:
             raise ValueError("expand_label output longer than one hash block")
-        h = self._inner.copy()
-        h.update(label_info(label, length) if not context else _info(label, context, length))
-        if context:
-            h.update(b"\x01")
-        o = self._outer.copy()
-        o.update(h.digest())
-        out: bytes = o.digest()
-        return out[:length]
+        msg = label_info(label, length) if not context else _info(label, context, length) + b"\x01"
+        return self._mac(msg)[:length]
