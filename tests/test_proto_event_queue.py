@@ -9,7 +9,7 @@ from quicish.proto.stats import ConnectionStats
 
 
 def _read(queue: EventQueue, count: int) -> list[ev.Event]:
-    out = []
+    out: list[ev.Event] = []
     for _ in range(count):
         event = queue.next()
         assert event is not None
@@ -19,7 +19,7 @@ def _read(queue: EventQueue, count: int) -> list[ev.Event]:
 
 def test_order_and_length_survive_compaction_while_reading_part_of_the_queue() -> None:
     queue = EventQueue(1 << 20, ConnectionStats())
-    sent = [ev.StreamDataAvailable(i) for i in range(200)]
+    sent: list[ev.Event] = [ev.StreamDataAvailable(i) for i in range(200)]
     for event in sent[:150]:
         queue.append(event)
     got = _read(queue, 120)  # past the read position at which the list is compacted
@@ -35,7 +35,7 @@ def test_order_and_length_survive_compaction_while_reading_part_of_the_queue() -
 def test_dropped_datagrams_leave_no_slots_and_the_rest_keeps_its_order() -> None:
     stats = ConnectionStats()
     queue = EventQueue(10 * (DATAGRAM_OVERHEAD + 1), stats)
-    first = [ev.StreamDataAvailable(i) for i in range(10)]
+    first: list[ev.Event] = [ev.StreamDataAvailable(i) for i in range(10)]
     for event in first:
         queue.append(event)
     assert _read(queue, 4) == first[:4]
@@ -43,9 +43,9 @@ def test_dropped_datagrams_leave_no_slots_and_the_rest_keeps_its_order() -> None
         queue.append_datagram(bytes([i]))
     queue.append(ev.HandshakeConfirmed())
     assert stats.datagrams_dropped == 90
-    rest = []
-    while (event := queue.next()) is not None:
-        rest.append(event)
+    rest: list[ev.Event] = []
+    while (got := queue.next()) is not None:
+        rest.append(got)
     assert len(rest) == 17  # (the slots of dropped datagrams give no event)
     assert rest[:6] == first[4:]
     assert rest[6:16] == [ev.DatagramReceived(bytes([i])) for i in range(90, 100)]
