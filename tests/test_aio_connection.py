@@ -665,6 +665,100 @@ async def test_server_makes_each_next_connection_between_handshakes(
 
 
 @timed()
+async def test_the_server_spare_follows_the_second_flush_after_the_handshakes() -> None:
+    """Once no handshake is in progress, the spare is made right after the endpoint's
+    second flush (the answers to the Finished and to the first request), not the first
+    (the request may follow the Finished), and not while another handshake began."""
+    from types import SimpleNamespace
+
+    from quicish.aio import api
+
+    loop = asyncio.get_running_loop()
+    pending: list[Callable[[], None]] = []
+
+    def after_next_flush(callback: Callable[[], None]) -> None:
+        pending[:] = [callback]  # (one callback at a time, as the endpoint keeps it)
+
+    def flush() -> None:
+        if pending:
+            pending.pop()()
+
+    endpoint = SimpleNamespace(
+        closed=False, last_receive=clock() + 60, after_next_flush=after_next_flush
+    )
+    made: list[str] = []
+
+    def make() -> Any:
+        made.append("made")
+        return object()
+
+    def handshake() -> asyncio.Future[None]:
+        over: asyncio.Future[None] = loop.create_future()
+        conn = SimpleNamespace(
+            on_handshake_over=lambda callback: over.add_done_callback(lambda _: callback())
+        )
+        assert spare.take() is not None
+        spare.track(conn)  # type: ignore[arg-type]
+        return over
+
+    spare = api._SpareServerConnection(endpoint, make)  # type: ignore[arg-type]
+    first = handshake()
+    flush()
+    assert made == ["made"] and not pending  # in a handshake: nothing armed
+    first.set_result(None)
+    await asyncio.sleep(0)
+    flush()  # the answer to the Finished
+    assert made == ["made"]
+    flush()  # the answer to the first request
+    assert made == ["made", "made"] and not pending
+    flush()
+    assert made == ["made", "made"]  # one spare
+    second = handshake()
+    second.set_result(None)
+    await asyncio.sleep(0)
+    flush()
+    third = handshake()  # a new client came before the second flush: made on its Initial
+    assert made == ["made"] * 3
+    flush()
+    assert made == ["made"] * 3  # not during its handshake
+    third.set_result(None)
+    await asyncio.sleep(0)
+    flush()
+    flush()
+    assert made == ["made"] * 4
+
+
+@timed()
+async def test_sequential_clients_each_find_a_spare_server_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over UDP, with the quiet spell out of reach: clients that connect, ask once and
+    close one after another each find the server's connection made ahead (after the answer
+    to the previous client's request), none is made on an Initial's arrival."""
+    from quicish.aio import api
+
+    monkeypatch.setattr(api, "SPARE_QUIET", 60.0)
+    found: list[bool] = []
+    take = api._SpareServerConnection.take
+
+    def logged_take(self: Any) -> Connection:
+        found.append(self._spare is not None)
+        return take(self)
+
+    monkeypatch.setattr(api._SpareServerConnection, "take", logged_take)
+    server = await quicish.serve("127.0.0.1", 0, config=server_config(), on_stream=echo)
+    try:
+        for n in range(4):
+            async with quicish.connect("127.0.0.1", server.address[1], config=client_config()) as c:
+                assert await echo_once(c, b"n%d" % n) == b"n%d" % n
+            await c.wait_released()
+        assert found == [True, True, True, True]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@timed()
 async def test_client_makes_the_next_connection_when_one_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -729,7 +823,10 @@ async def test_the_server_spare_waits_for_the_handshakes_and_a_quiet_socket() ->
     from quicish.aio import api
 
     loop = asyncio.get_running_loop()
-    endpoint = SimpleNamespace(closed=False, last_receive=0.0)
+    flush_callbacks: list[Callable[[], None]] = []  # (no flush here: the quiet rule alone)
+    endpoint = SimpleNamespace(
+        closed=False, last_receive=0.0, after_next_flush=flush_callbacks.append
+    )
     made: list[str] = []
 
     def make() -> Any:

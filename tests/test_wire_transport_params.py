@@ -14,6 +14,7 @@ from quicish.wire.transport_params import (
     PreferredAddress,
     TransportParameters,
     VersionInformation,
+    find_parameter,
     is_grease_id,
 )
 
@@ -250,3 +251,30 @@ def test_interop_with_aioquic() -> None:
     decoded = TransportParameters.decode(buf.data, from_server=True)
     assert decoded.initial_max_data == 12345 and decoded.max_ack_delay == 40
     assert decoded.preferred_address == PreferredAddress(("127.0.0.1", 1), None, b"xyz", bytes(16))
+
+
+def test_find_parameter_reads_one_raw_value() -> None:
+    """``find_parameter`` returns the raw value of the first parameter with the id (one-
+    and multi-byte varint ids and lengths alike), None when absent, and DecodeError when
+    the encoding is truncated before it."""
+    tp = TransportParameters(
+        initial_source_connection_id=b"\x01" * 8,
+        initial_max_data=1 << 20,
+        min_ack_delay=1000,
+        version_information=VersionInformation(1, [1, 0x6B3343CF]),
+    )
+    raw = tp.encode()
+    assert find_parameter(raw, 0x11) == VersionInformation(1, [1, 0x6B3343CF]).encode()
+    assert find_parameter(raw, 0x0F) == b"\x01" * 8
+    assert find_parameter(raw, 0x04) == encode_varint(1 << 20)
+    assert find_parameter(raw, 0xFF04DE1B) == encode_varint(1000)  # an 8-byte varint id
+    assert find_parameter(raw, 0x10) is None
+    assert find_parameter(b"", 0x11) is None
+    first = find_parameter(raw, 0x0F)
+    assert first is not None and raw.startswith(b"\x0f\x08" + first)
+    assert find_parameter(raw[:-1], 0x0F) == first  # cut short after it: not looked at
+    with pytest.raises(DecodeError):
+        find_parameter(b"\x0f\x08\x01\x02", 0x11)  # the CID's value is cut short
+    big = b"\x40\x41\x40\x41" + bytes(65) + b"\x11\x04\x00\x00\x00\x01"  # 2-byte id, length
+    assert find_parameter(big, 0x11) == b"\x00\x00\x00\x01"
+    assert find_parameter(big, 0x41) == bytes(65)

@@ -309,11 +309,12 @@ SPARE_QUIET = 0.001  # seconds without a datagram before a server makes its spar
 class _SpareServerConnection:
     """One server connection (TLS engine and key pair included) made ahead of the next
     client, so that making it is not on that client's critical path: the ServerHello
-    waits for everything before it. It is made when no handshake is in progress and the
-    socket has been quiet for ``SPARE_QUIET``: made any earlier, it would hold up the
-    datagrams of a handshake (say, a client's Finished, which follows a quiet spell while
-    the client works on the server's flight). Under constant traffic, each connection is
-    made when its client's first Initial arrives."""
+    waits for everything before it. It is made when no handshake is in progress: after
+    the endpoint's second flush once the last handshake is over (the answers to the
+    Finished and to the first request have gone), else when the socket has been quiet
+    for ``SPARE_QUIET``. Made during a handshake, it would hold up
+    that handshake's datagrams (say, a client's Finished, which follows a quiet spell while
+    the client works on the server's flight)."""
 
     def __init__(self, endpoint: Endpoint[QuicConnection], make: Callable[[], Connection]) -> None:
         self._endpoint = endpoint
@@ -330,7 +331,20 @@ class _SpareServerConnection:
 
     def _handshake_over(self) -> None:
         self._handshakes -= 1
+        if not self._handshakes:
+            # Not right after the answer to the Finished: the first request may follow it
+            # (when it did not come with it). After the flush that follows that one (the
+            # answer to the request, or the close's): a sequential client's next Initial
+            # comes a round trip and its own work later, sooner than any quiet spell.
+            self._endpoint.after_next_flush(self._stock_after_next_flush)
         self._check_later(SPARE_QUIET)
+
+    def _stock_after_next_flush(self) -> None:
+        self._endpoint.after_next_flush(self._stock_if_idle)
+
+    def _stock_if_idle(self) -> None:
+        if self._spare is None and not self._handshakes and not self._endpoint.closed:
+            self._spare = self._make()
 
     def take(self) -> Connection:
         """The spare if there is one, else a new connection; the next spare follows later."""

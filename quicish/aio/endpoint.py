@@ -138,6 +138,7 @@ class Endpoint(Generic[D]):
         self._closed = False
         self.last_receive = 0.0  # clock() when the last receive round ended
         self._lone_wakes = 0  # wakes in a row that found one datagram, then an empty socket
+        self._after_flush: Callable[[], None] | None = None
         # Server: admission pressure, logged once per episode (checked once per round).
         self._admission_log = (
             None if admission is None else AdmissionLog(admission, address(udp.address))
@@ -280,12 +281,20 @@ class Endpoint(Generic[D]):
         """Send what the connections have ready now."""
         self._flush()
 
+    def after_next_flush(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, right after the next flush has sent its datagrams: work
+        that is due soon but must not hold up an answer (a server's spare connection)."""
+        self._after_flush = callback
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         now = clock()
         while self._dirty:
             conn = self._dirty.pop()
             conn.transmit(now)
+        if self._after_flush is not None:
+            callback, self._after_flush = self._after_flush, None
+            callback()
 
     def send(self, datagrams: list[bytes], addr: Address) -> None:
         if self._backlog:

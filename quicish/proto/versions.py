@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import DecodeError
 from ..wire.buffer import Buffer
 from ..wire.packet import SUPPORTED_VERSIONS
-from ..wire.transport_params import VersionInformation, iter_parameters
+from ..wire.transport_params import VersionInformation, find_parameter
 
 VERSION_NEGOTIATION_ERROR = 0x11  # RFC 9368 section 10.2
 _CLIENT_HELLO = 1
@@ -79,10 +79,8 @@ def _transport_parameters_extension(data: bytes) -> bytes | None:
 def _version_information(raw: bytes) -> VersionInformation | None:
     """The version_information parameter of encoded transport parameters (no other checks:
     the handshake decodes and validates them all later)."""
-    for param_id, value in iter_parameters(raw):
-        if param_id == _VERSION_INFORMATION:
-            return VersionInformation.decode(bytes(value))
-    return None
+    value = find_parameter(raw, _VERSION_INFORMATION)
+    return None if value is None else VersionInformation.decode(value)
 
 
 def choose_version(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import DecodeError, ErrorCode
@@ -86,7 +85,7 @@ class VersionInformation:
     def decode(cls, data: bytes) -> VersionInformation:
         if not data or len(data) % 4:
             raise DecodeError("malformed version_information", _TPE)
-        versions = [int(_U32.unpack_from(data, i)[0]) for i in range(0, len(data), 4)]
+        versions = list(struct.unpack(f">{len(data) >> 2}L", data))
         if 0 in versions:
             raise DecodeError("version_information contains version 0", _TPE)
         return cls(versions[0], versions[1:])
@@ -316,9 +315,10 @@ _KNOWN_IDS = frozenset(
 )
 
 
-def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
-    """``(id, value)`` of each encoded parameter, in order, without interpreting them;
-    DecodeError when the encoding is truncated."""
+def find_parameter(data: _BytesLike, wanted: int) -> bytes | None:
+    """The raw value of the first parameter ``wanted`` in encoded parameters, or None,
+    without interpreting or copying the others (DecodeError when the encoding is truncated
+    before it; the handshake decodes and checks them all later)."""
     end = len(data)
     pos = 0
     while pos < end:
@@ -326,11 +326,14 @@ def iter_parameters(data: _BytesLike) -> Iterator[tuple[int, bytes]]:
         if pos + 1 < end and data[pos] < 0x40 and data[pos + 1] < 0x40:
             stop = pos + 2 + data[pos + 1]
             if stop <= end:
-                yield data[pos], bytes(data[pos + 2 : stop])
+                if data[pos] == wanted:
+                    return bytes(data[pos + 2 : stop])
                 pos = stop
                 continue
         param_id, value, pos = _parse_parameter(data, pos)
-        yield param_id, value
+        if param_id == wanted:
+            return value
+    return None
 
 
 def _parse_parameter(data: _BytesLike, pos: int) -> tuple[int, bytes, int]:
