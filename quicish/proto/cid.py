@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import kdf
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
-from .records import NewConnectionIdRecord, RecordTable, RetireConnectionIdRecord
+from .records import NewConnectionIdRecord, OwnerHandlers, RecordTable, RetireConnectionIdRecord
 
 RESET_TOKEN_SIZE = 16
 MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
@@ -146,10 +146,7 @@ class LocalCids:
 
     def register_records(self, table: RecordTable) -> None:
         """A lost NEW_CONNECTION_ID is sent again while its CID is still active."""
-        table.register(NewConnectionIdRecord, lost=self._on_record_lost)
-
-    def _on_record_lost(self, rec: NewConnectionIdRecord) -> None:
-        self.on_lost(rec.sequence)
+        table.register_owner(self, _LOCAL_RECORDS)
 
     def on_retire(self, seq: int, packet_dcid: bytes) -> bytes | None:
         """RETIRE_CONNECTION_ID from the peer; returns the retired CID (None if unknown)."""
@@ -329,10 +326,17 @@ class PeerCids:
 
     def register_records(self, table: RecordTable) -> None:
         """RETIRE_CONNECTION_ID is re-sent when lost until acknowledged."""
-        table.register(RetireConnectionIdRecord, self._on_record_acked, self._on_record_lost)
+        table.register_owner(self, _PEER_RECORDS)
 
-    def _on_record_acked(self, rec: RetireConnectionIdRecord) -> None:
-        self.on_retire_acked(rec.sequence)
 
-    def _on_record_lost(self, rec: RetireConnectionIdRecord) -> None:
-        self.on_retire_lost(rec.sequence)
+#: The answers to the CID records (``RecordTable.register_owner``): a lost NEW_CONNECTION_ID
+#: goes again while its CID is active, RETIRE_CONNECTION_ID until acknowledged.
+_LOCAL_RECORDS: OwnerHandlers = {
+    NewConnectionIdRecord: (None, lambda cids, rec: cids.on_lost(rec.sequence))
+}
+_PEER_RECORDS: OwnerHandlers = {
+    RetireConnectionIdRecord: (
+        lambda cids, rec: cids.on_retire_acked(rec.sequence),
+        lambda cids, rec: cids.on_retire_lost(rec.sequence),
+    )
+}

@@ -51,6 +51,7 @@ from .lean_receive import LeanReceiver
 from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
+from .packet_builder import RECORD_HANDLERS as BUILDER_RECORDS
 from .packet_builder import PacketBuilder, next_skip
 from .packet_space import (
     APPLICATION,
@@ -62,10 +63,7 @@ from .packet_space import (
     register_space_records,
 )
 from .path import Path, PathManager
-from .records import (
-    PingRecord,
-    RecordTable,
-)
+from .records import OwnerHandlers, PingRecord, RecordTable
 from .recovery import LossRecovery
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
@@ -77,6 +75,7 @@ logger = logging.getLogger("quicish")
 
 CID_LENGTH = 8
 
+_PING_RECORDS: OwnerHandlers = {PingRecord: (None, None)}  # (nothing to do either way)
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 
@@ -182,7 +181,7 @@ class Connection:
         self._streams.register_records(self._records)
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)
-        self._records.register(PingRecord)
+        self._records.register_owner(None, _PING_RECORDS)
         # The streams' wake-ups refer back to the stream manager and the record handlers
         # to their owners: unhooked when the connection closes for good.
         self._lifecycle = Lifecycle(
@@ -218,7 +217,7 @@ class Connection:
             self._events,
             is_client=is_client,
         )
-        self._builder.register_records(self._records)
+        self._records.register_owner(self._builder, BUILDER_RECORDS)
         self._handshake = Handshake(
             config,
             is_client=is_client,

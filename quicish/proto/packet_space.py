@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..native import RangeSet, ReassemblyBuffer
 from ..wire.protection import PacketProtector
-from .records import AckRecord, CryptoRecord, RecordTable
+from .records import AckRecord, CryptoRecord, OwnerHandlers, RecordTable
 from .send_stream import SendStream
 
 INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
@@ -228,17 +228,25 @@ SPENT_RANGES = RangeSet(1)
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
     """Answer CRYPTO and ACK records through the space (of ``spaces``) that sent them."""
+    table.register_owner(spaces, _RECORD_HANDLERS)
 
-    def crypto_acked(rec: CryptoRecord) -> None:
-        spaces[rec.space].crypto_send.on_acked(rec.offset, rec.length, False)
 
-    def crypto_lost(rec: CryptoRecord) -> None:
-        space = spaces[rec.space]
-        if not space.discarded:
-            space.crypto_send.on_lost(rec.offset, rec.length, False)
+def _crypto_acked(spaces: Sequence[PacketSpace], rec: CryptoRecord) -> None:
+    spaces[rec.space].crypto_send.on_acked(rec.offset, rec.length, False)
 
-    def ack_acked(rec: AckRecord) -> None:
-        spaces[rec.space].on_ack_acknowledged(rec.largest)
 
-    # (a lost ACK is not re-sent: the next one says more)
-    table.register_all({CryptoRecord: (crypto_acked, crypto_lost), AckRecord: (ack_acked, None)})
+def _crypto_lost(spaces: Sequence[PacketSpace], rec: CryptoRecord) -> None:
+    space = spaces[rec.space]
+    if not space.discarded:
+        space.crypto_send.on_lost(rec.offset, rec.length, False)
+
+
+def _ack_acked(spaces: Sequence[PacketSpace], rec: AckRecord) -> None:
+    spaces[rec.space].on_ack_acknowledged(rec.largest)
+
+
+# (a lost ACK is not re-sent: the next one says more)
+_RECORD_HANDLERS: OwnerHandlers = {
+    CryptoRecord: (_crypto_acked, _crypto_lost),
+    AckRecord: (_ack_acked, None),
+}

@@ -33,6 +33,7 @@ from .records import (
     MaxDataRecord,
     MaxStreamDataRecord,
     MaxStreamsRecord,
+    OwnerHandlers,
     Record,
     RecordTable,
     ResetStreamRecord,
@@ -701,22 +702,7 @@ class StreamManager:
     # ---- sent-frame records ------------------------------------------------------------------
     def register_records(self, table: RecordTable) -> None:
         """Register the answers to the records this manager writes (see ``records``)."""
-        table.register_all(
-            {
-                StreamRecord: (self._on_stream_record_acked, self._on_stream_record_lost),
-                ResetStreamRecord: (self._on_reset_acked, self._on_reset_lost),
-                StopSendingRecord: (None, self._on_stop_sending_lost),
-                MaxDataRecord: (None, self._on_max_data_lost),
-                MaxStreamDataRecord: (None, self._on_max_stream_data_lost),
-                MaxStreamsRecord: (None, lambda r: self.on_max_streams_lost(r.bidi, r.limit)),
-                DataBlockedRecord: (None, self._on_data_blocked_lost),
-                StreamDataBlockedRecord: (None, self._on_stream_data_blocked_lost),
-                StreamsBlockedRecord: (
-                    None,
-                    lambda r: self.on_streams_blocked_lost(r.bidi, r.limit),
-                ),
-            }
-        )
+        table.register_owner(self, _RECORD_HANDLERS)
 
     def _on_stream_record_acked(self, rec: StreamRecord) -> None:
         stream_id, offset, length, fin = rec
@@ -898,3 +884,17 @@ def _unhook(stream: Stream) -> None:
         stream.send.wake = None
     if stream.recv is not None:
         stream.recv.wake = None
+
+
+#: The answers to the records a manager writes (``RecordTable.register_owner``).
+_RECORD_HANDLERS: OwnerHandlers = {
+    StreamRecord: (StreamManager._on_stream_record_acked, StreamManager._on_stream_record_lost),
+    ResetStreamRecord: (StreamManager._on_reset_acked, StreamManager._on_reset_lost),
+    StopSendingRecord: (None, StreamManager._on_stop_sending_lost),
+    MaxDataRecord: (None, StreamManager._on_max_data_lost),
+    MaxStreamDataRecord: (None, StreamManager._on_max_stream_data_lost),
+    MaxStreamsRecord: (None, lambda m, r: m.on_max_streams_lost(r.bidi, r.limit)),
+    DataBlockedRecord: (None, StreamManager._on_data_blocked_lost),
+    StreamDataBlockedRecord: (None, StreamManager._on_stream_data_blocked_lost),
+    StreamsBlockedRecord: (None, lambda m, r: m.on_streams_blocked_lost(r.bidi, r.limit)),
+}
