@@ -46,11 +46,14 @@ class QuicConnection:
     Users get one from :func:`quicish.connect` or from a server's ``on_connection`` callback.
     """
 
-    # Set only by the few connections that need them (class defaults: an instance keeps 30
-    # attributes at most, so CPython stores them without a dict of their own).
-    _datagram_waiter: asyncio.Future[None] | None = None
-    _linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
-    _local_paths: LocalPaths[QuicConnection] | None = None  # client sockets, after migrate()
+    __slots__ = (
+        "_cids", "_closed", "_confirmed", "_datagram_waiter", "_datagrams", "_datagrams_size",
+        "_early_check", "_endpoint", "_handshake_done", "_incoming", "_linger_task", "_local_paths",
+        "_loop", "_on_stream", "_owns_endpoint", "_path", "_preparing", "_proto", "_readers",
+        "_send_buffer_limit", "_started", "_stream_credit_waiters", "_tasks", "_terminated",
+        "_ticket_waiters", "_writers", "close_error", "feed_datagram", "session_ticket",
+        "timer_deadline", "validated_paths",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -77,7 +80,8 @@ class QuicConnection:
         self._confirmed: asyncio.Future[None] = self._loop.create_future()
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
-        self._stream_credit_waiters: list[asyncio.Future[None]] = []
+        # Waiters for the peer's stream credit and for a session ticket (None: none yet).
+        self._stream_credit_waiters: list[asyncio.Future[None]] | None = None
         # Received datagrams not yet read: at most config.datagram_receive_buffer bytes (each
         # charged DATAGRAM_OVERHEAD more), the oldest dropped beyond it.
         self._datagrams: deque[bytes] | None = None  # (made for the first: most get none)
@@ -92,13 +96,17 @@ class QuicConnection:
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
-        self._ticket_waiters: list[asyncio.Future[None]] = []
+        self._ticket_waiters: list[asyncio.Future[None]] | None = None
         self.close_error: ConnectionClosedError | None = None
-        self._cids: set[bytes] = {proto.host_cid}  # our CIDs, for the sockets of new paths
+        # Our CIDs, for the sockets of new paths (a list: a set of five is 216 bytes).
+        self._cids: list[bytes] = [proto.host_cid]
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
         self._started = clock()  # for the lifecycle log lines
         self._path: tuple[Any, Any] | None = None  # (local, peer) last logged
+        self._datagram_waiter: asyncio.Future[None] | None = None
+        self._linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
+        self._local_paths: LocalPaths[QuicConnection] | None = None  # after migrate() (client)
 
     # ---- public API --------------------------------------------------------------------------
     @property
@@ -147,6 +155,8 @@ class QuicConnection:
                 break
             except StreamLimitReached:
                 waiter = self._loop.create_future()
+                if self._stream_credit_waiters is None:
+                    self._stream_credit_waiters = []
                 self._stream_credit_waiters.append(waiter)
                 self._endpoint.mark_dirty(self)  # lets STREAMS_BLOCKED go out
                 await waiter
@@ -226,6 +236,8 @@ class QuicConnection:
         connection closes first)."""
         while self.session_ticket is None and not self._closed.done():
             waiter = self._loop.create_future()
+            if self._ticket_waiters is None:
+                self._ticket_waiters = []
             self._ticket_waiters.append(waiter)
             await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
         return self.session_ticket
@@ -411,6 +423,8 @@ class QuicConnection:
             if self._proto.stream_send_done(writer.stream_id):
                 writer.set_finished()
                 del self._writers[writer.stream_id]
+                if not self._writers:
+                    self._writers.clear()  # (an emptied dict keeps its table: 224 bytes)
 
     def _process_events(self) -> None:
         proto = self._proto
@@ -445,12 +459,14 @@ class QuicConnection:
                 self.session_ticket = event.ticket
                 self._wake_ticket_waiters()
             elif isinstance(event, ev.ConnectionIdIssued):
-                self._cids.add(event.cid)
+                if event.cid not in self._cids:
+                    self._cids.append(event.cid)
                 self._endpoint.register(event.cid, self)
                 if self._local_paths is not None:
                     self._local_paths.register(event.cid)
             elif isinstance(event, ev.ConnectionIdRetired):
-                self._cids.discard(event.cid)
+                if event.cid in self._cids:
+                    self._cids.remove(event.cid)
                 self._endpoint.unregister(event.cid)
                 if self._local_paths is not None:
                     self._local_paths.unregister(event.cid)
@@ -475,13 +491,13 @@ class QuicConnection:
             self._confirmed = done
 
     def _wake_ticket_waiters(self) -> None:
-        waiters, self._ticket_waiters = self._ticket_waiters, []
+        waiters, self._ticket_waiters = self._ticket_waiters or (), None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def _wake_stream_credit_waiters(self) -> None:
-        waiters, self._stream_credit_waiters = self._stream_credit_waiters, []
+        waiters, self._stream_credit_waiters = self._stream_credit_waiters or (), None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -644,7 +660,7 @@ class QuicConnection:
             reader.set_exception(err)
         for writer in self._writers.values():
             writer.set_exception(err)
-        for waiter in self._stream_credit_waiters:
+        for waiter in self._stream_credit_waiters or ():
             if not waiter.done():
                 waiter.set_exception(err)
 
@@ -709,7 +725,10 @@ class QuicConnection:
         if fin:
             # The reader has the end of its stream: no event names the stream again (a
             # later RESET_STREAM keeps the clean end), so it needs no routing.
-            self._readers.pop(stream_id, None)
+            readers = self._readers
+            readers.pop(stream_id, None)
+            if not readers:
+                readers.clear()  # (an emptied dict keeps its table: 224 bytes)
         return data, fin
 
     def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:

@@ -40,6 +40,11 @@ class IssuedCid:
 class LocalCids:
     """The connection IDs we issued; the peer addresses its packets to any of them."""
 
+    __slots__ = (
+        "_by_cid", "_length", "_mac", "_make", "_next_seq", "_random", "_stock", "active",
+        "peer_limit", "pending", "retire_prior_to",
+    )  # fmt: skip
+
     def __init__(
         self,
         initial: bytes,
@@ -179,6 +184,11 @@ class PeerCids:
     RETIRE_CONNECTION_ID is not yet acknowledged are bounded by ``retire_limit``: a peer
     forcing more is a CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2).
     """
+
+    __slots__ = (
+        "_queued", "_retired", "_tokens", "_unacked", "current", "entries", "limit",
+        "pending_retire", "reserved", "retire_limit", "retire_prior_to",
+    )  # fmt: skip
 
     def __init__(self, limit: int, retire_limit: int = 32) -> None:
         self.limit = limit  # our active_connection_id_limit

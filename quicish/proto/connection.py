@@ -68,6 +68,7 @@ from .recovery import LossRecovery
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
+from .stream_records import RECORD_HANDLERS as STREAM_RECORDS
 from .timers import ConnectionTimers
 from .trace import Trace
 
@@ -95,6 +96,14 @@ def _name_culprit(exc: ProtocolError, frame: Any) -> None:
 
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
+
+    __slots__ = (
+        "__weakref__", "_builder", "_events", "_first_datagram", "_frames", "_handshake",
+        "_handshake_timer", "_hello_sent_alone", "_idle", "_keys", "_lean", "_lifecycle",
+        "_local_cids", "_migration", "_on_stream", "_pacer", "_paths", "_peer_cids", "_records",
+        "_recovery", "_rx_ecn", "_rx_non_probing", "_spaces", "_streams", "_timers", "_trace",
+        "config", "host_cid", "is_client", "stats_counters",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -152,6 +161,7 @@ class Connection:
         # until a path is validated, at most 3x the bytes received on it are sent on it.
         self._paths = PathManager(Path(None, validated=is_client), random_bytes)
         self._rx_non_probing = False
+        self._rx_ecn = 0  # ECN codepoint of the datagram being processed
 
         cc = create_congestion_controller(config.congestion_control, config.initial_datagram_size)
         self._recovery = LossRecovery(
@@ -178,7 +188,7 @@ class Connection:
         # What acknowledgement and loss of each kind of sent-frame record do, by its owner.
         self._records = RecordTable()
         register_space_records(self._records, self._spaces)
-        self._streams.register_records(self._records)
+        self._records.register_owner(self._streams, STREAM_RECORDS)
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)
         self._records.register_owner(None, _PING_RECORDS)
@@ -846,8 +856,6 @@ class Connection:
         if on.rx_path is not self._paths.current:
             self._rx_non_probing = any(type(f) not in PROBING_FRAMES for f in frames)
         return ack_eliciting
-
-    _rx_ecn = 0  # ECN codepoint of the datagram being processed
 
     def _drop(self, reason: str, now: float, ptype: PacketType | None, size: int) -> None:
         """A received packet is dropped (counted; traced with its qlog trigger)."""

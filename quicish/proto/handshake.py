@@ -615,7 +615,7 @@ class Handshake:
 
     def discard_space(self, index: int) -> None:
         if self._spaces[index].discard():
-            self._recovery.discard_space(index)
+            self._recovery.discard_space(index, for_good=True)
 
     def issue_cids(self) -> None:
         """Issue spare connection IDs up to the peer's limit (RFC 9000 5.1.1)."""

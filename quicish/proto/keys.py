@@ -34,6 +34,12 @@ class KeyState:
     """The connection's key schedule state: installs TLS secrets into the packet spaces,
     keeps the 0-RTT keys, runs 1-RTT key updates and counts against the AEAD limits."""
 
+    __slots__ = (
+        "_recovery", "_rx_next", "_spaces", "_stats", "auth_failures", "deferred",
+        "integrity_limit", "phase", "phase_start_pn", "remote_update", "rx_previous", "spare",
+        "update_limit", "update_requested", "zero_rtt_rx", "zero_rtt_rx_until", "zero_rtt_tx",
+    )  # fmt: skip
+
     def __init__(
         self, spaces: tuple[PacketSpace, ...], recovery: LossRecovery, stats: ConnectionStats
     ) -> None:

@@ -118,6 +118,8 @@ class Lifecycle:
     release hooks of the parts whose callbacks refer back to their owners, so a closed
     connection is freed by reference counting."""
 
+    __slots__ = ("_events", "_idle", "_recovery", "_release", "state", "trace")
+
     def __init__(
         self,
         events: EventQueue,

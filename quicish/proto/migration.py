@@ -24,6 +24,11 @@ logger = logging.getLogger("quicish")
 class Migration:
     """Path attribution and switching on top of the :class:`PathManager`."""
 
+    __slots__ = (
+        "_builder", "_config", "_events", "_is_client", "_pacer", "_peer_cids", "_recovery",
+        "_stats", "fallback", "migrate_to", "paths", "trace",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,

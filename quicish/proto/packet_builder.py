@@ -336,7 +336,7 @@ class PacketBuilder:
             out = b"".join([self.seal_built(built, now) for built in parts])
         self._count_datagram(out, self._paths.current)
         if has_handshake and is_client and self._spaces[INITIAL].discard():
-            self._recovery.discard_space(INITIAL)  # RFC 9001 4.9.1
+            self._recovery.discard_space(INITIAL, for_good=True)  # RFC 9001 4.9.1
         return out
 
     def _count_datagram(self, datagram: bytes, path: Path) -> None:

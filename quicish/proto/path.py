@@ -69,6 +69,8 @@ class Path:
 class PathManager:
     """The current path and the ones being probed; challenge timers."""
 
+    __slots__ = ("_random", "current", "others")
+
     def __init__(self, current: Path, random_bytes: Callable[[int], bytes]) -> None:
         self.current = current
         self.others: dict[tuple[Address | None, int], Path] = {}

@@ -13,8 +13,7 @@ Two levels of API:
 * connection helpers that speak frames: ``on_stream_frame``, ``on_reset_stream``, ... for
   received frames; ``write_control_frames`` / ``write_stream_frames`` append frames to a
   packet ``Buffer`` and a record per frame (``StreamRecord``, ``ResetStreamRecord``, ...) to
-  the packet's record list; ``register_records`` puts their answers (acknowledged, lost) in
-  the connection's ``RecordTable``.
+  the packet's record list; ``stream_records`` answers them (acknowledged, lost).
 """
 
 from __future__ import annotations
@@ -33,9 +32,7 @@ from .records import (
     MaxDataRecord,
     MaxStreamDataRecord,
     MaxStreamsRecord,
-    OwnerHandlers,
     Record,
-    RecordTable,
     ResetStreamRecord,
     StopSendingRecord,
     StreamDataBlockedRecord,
@@ -149,6 +146,14 @@ class StreamManager:
     ``write_control_frames`` when not passed explicitly.
     """
 
+    __slots__ = (
+        "_blocked_sent", "_blocked_want", "_control", "_credit_waiters", "_fragment_budget",
+        "_local_max_streams", "_local_max_streams_initial", "_max_fragments", "_max_streams_resend",
+        "_next_local", "_next_peer", "_peer", "_peer_closed", "_peer_max_streams", "_priorities",
+        "_queues", "_send_buffer", "_stream_window", "_stream_window_max", "_streams", "bytes_lost",
+        "bytes_retransmitted", "control", "is_client", "now", "recv_window", "rtt", "send_credit",
+    )  # fmt: skip
+
     def __init__(
         self,
         is_client: bool,
@@ -166,10 +171,9 @@ class StreamManager:
     ) -> None:
         self.is_client = is_client
         self.send_credit = SendCredit(0)
-        #: STREAM bytes sent again after a loss (``Connection.stats()`` reports it).
-        self.bytes_retransmitted = 0
-        #: STREAM bytes in packets declared lost (``Connection.stats()`` reports it).
-        self.bytes_lost = 0
+        #: STREAM bytes sent again after a loss, and in packets declared lost (both in
+        #: ``Connection.stats()``).
+        self.bytes_retransmitted = self.bytes_lost = 0
         self.recv_window = ReceiveWindow(local_max_data, max_data_limit)
         #: Extra frames for ``write_control_frames`` (e.g. PATH_RESPONSE), sent once.
         self.control: list[Any] = []  # (a few frames at a time: a list)
@@ -187,8 +191,8 @@ class StreamManager:
         self._next_local = [0, 0]
         self._next_peer = [0, 0]
         self._peer_max_streams = [0, 0]  # the peer's limit on the streams we open
-        self._local_max_streams_initial = [local_max_streams_uni, local_max_streams_bidi]
-        self._local_max_streams = [local_max_streams_uni, local_max_streams_bidi]
+        self._local_max_streams_initial = (local_max_streams_uni, local_max_streams_bidi)
+        self._local_max_streams = list(self._local_max_streams_initial)
         self._peer_closed = [0, 0]  # peer streams forgotten (credit for MAX_STREAMS)
         self._max_streams_resend = [False, False]
         self._blocked_want = [False, False]
@@ -470,10 +474,15 @@ class StreamManager:
     def _forget(self, stream: Stream) -> None:
         stream._closed = True
         sid = stream.stream_id
-        del self._streams[sid]
-        if not self._queues.get(stream.priority, True):  # (an idle connection keeps no deque)
-            del self._queues[stream.priority]
-            self._priorities = sorted(self._queues)
+        streams, queues = self._streams, self._queues
+        del streams[sid]
+        if not streams:
+            streams.clear()  # (an emptied dict keeps its table: 224 bytes)
+        if not queues.get(stream.priority, True):  # (an idle connection keeps no deque)
+            del queues[stream.priority]
+            if not queues:
+                queues.clear()
+            self._priorities = sorted(queues)
         self._credit_waiters.pop(sid, None)
         _unhook(stream)
         if not self._is_local(sid):
@@ -699,56 +708,6 @@ class StreamManager:
         stream = self._streams.get(stream_id)
         return None if stream is None else stream.recv
 
-    # ---- sent-frame records ------------------------------------------------------------------
-    def register_records(self, table: RecordTable) -> None:
-        """Register the answers to the records this manager writes (see ``records``)."""
-        table.register_owner(self, _RECORD_HANDLERS)
-
-    def _on_stream_record_acked(self, rec: StreamRecord) -> None:
-        stream_id, offset, length, fin = rec
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_acked(offset, length, fin)
-
-    def _on_stream_record_lost(self, rec: StreamRecord) -> None:
-        stream_id, offset, length, fin = rec
-        self.bytes_lost += length
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_lost(offset, length, fin)
-
-    def _on_reset_acked(self, rec: ResetStreamRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_reset_acked()
-
-    def _on_reset_lost(self, rec: ResetStreamRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_reset_lost()
-
-    def _on_stop_sending_lost(self, rec: StopSendingRecord) -> None:
-        recv = self._recv_half(rec.stream_id)
-        if recv is not None:
-            recv.on_stop_sending_lost()
-
-    def _on_max_data_lost(self, rec: MaxDataRecord) -> None:
-        window = self.recv_window
-        window.on_update_lost(window.limit if rec.limit is None else rec.limit)
-
-    def _on_max_stream_data_lost(self, rec: MaxStreamDataRecord) -> None:
-        recv = self._recv_half(rec.stream_id)
-        if recv is not None:
-            recv.on_max_stream_data_lost(rec.limit)
-
-    def _on_data_blocked_lost(self, rec: DataBlockedRecord) -> None:
-        self.send_credit.on_blocked_lost(rec.limit)
-
-    def _on_stream_data_blocked_lost(self, rec: StreamDataBlockedRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_blocked_lost(rec.limit)
-
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
         """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
@@ -884,17 +843,3 @@ def _unhook(stream: Stream) -> None:
         stream.send.wake = None
     if stream.recv is not None:
         stream.recv.wake = None
-
-
-#: The answers to the records a manager writes (``RecordTable.register_owner``).
-_RECORD_HANDLERS: OwnerHandlers = {
-    StreamRecord: (StreamManager._on_stream_record_acked, StreamManager._on_stream_record_lost),
-    ResetStreamRecord: (StreamManager._on_reset_acked, StreamManager._on_reset_lost),
-    StopSendingRecord: (None, StreamManager._on_stop_sending_lost),
-    MaxDataRecord: (None, StreamManager._on_max_data_lost),
-    MaxStreamDataRecord: (None, StreamManager._on_max_stream_data_lost),
-    MaxStreamsRecord: (None, lambda m, r: m.on_max_streams_lost(r.bidi, r.limit)),
-    DataBlockedRecord: (None, StreamManager._on_data_blocked_lost),
-    StreamDataBlockedRecord: (None, StreamManager._on_stream_data_blocked_lost),
-    StreamsBlockedRecord: (None, lambda m, r: m.on_streams_blocked_lost(r.bidi, r.limit)),
-}
