@@ -48,11 +48,11 @@ class QuicConnection:
 
     __slots__ = (
         "_cids", "_closed", "_confirmed", "_datagram_waiter", "_datagrams", "_datagrams_size",
-        "_early_check", "_endpoint", "_handshake_done", "_incoming", "_linger_task", "_local_paths",
-        "_loop", "_on_stream", "_owns_endpoint", "_path", "_preparing", "_proto", "_readers",
-        "_send_buffer_limit", "_started", "_stream_credit_waiters", "_tasks", "_terminated",
-        "_ticket_waiters", "_writers", "close_error", "feed_datagram", "session_ticket",
-        "timer_deadline", "validated_paths",
+        "_early_check", "_ended", "_endpoint", "_handshake_done", "_incoming", "_linger_task",
+        "_local_paths", "_loop", "_on_stream", "_owns_endpoint", "_path", "_preparing", "_proto",
+        "_readers", "_released", "_send_buffer_limit", "_started", "_stream_credit_waiters",
+        "_tasks", "_terminated", "_ticket_waiters", "_writers", "close_error", "feed_datagram",
+        "session_ticket", "timer_deadline", "validated_paths",
     )  # fmt: skip
 
     def __init__(
@@ -78,8 +78,11 @@ class QuicConnection:
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] | None = None
         self._handshake_done: asyncio.Future[None] = self._loop.create_future()
         self._confirmed: asyncio.Future[None] = self._loop.create_future()
-        self._closed: asyncio.Future[None] = self._loop.create_future()
-        self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
+        # The connection's end for the application (closing begins) and its release: flags,
+        # and futures made for the first waiter (most connections never have one).
+        self._ended = self._released = False
+        self._terminated: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
         # Waiters for the peer's stream credit and for a session ticket (None: none yet).
         self._stream_credit_waiters: list[asyncio.Future[None]] | None = None
         # Received datagrams not yet read: at most config.datagram_receive_buffer bytes (each
@@ -184,7 +187,7 @@ class QuicConnection:
             return queue.get_nowait()
         self._raise_if_closed()
         getter = asyncio.ensure_future(queue.get())
-        waiting: set[asyncio.Future[Any]] = {getter, self._terminated}
+        waiting: set[asyncio.Future[Any]] = {getter, self._end_future()}
         try:
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -209,8 +212,9 @@ class QuicConnection:
             waiter = self._datagram_waiter
             if waiter is None or waiter.done():
                 waiter = self._datagram_waiter = self._loop.create_future()
-            await asyncio.wait({waiter, self._terminated}, return_when=asyncio.FIRST_COMPLETED)
-            if not self._datagrams and self._terminated.done():
+            ended = self._end_future()
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._datagrams and self._ended:
                 raise self.close_error or ConnectionClosedError(0, "connection closed")
         assert self._datagrams is not None
         data = self._datagrams.popleft()
@@ -234,12 +238,13 @@ class QuicConnection:
     async def wait_session_ticket(self) -> bytes | None:
         """The session ticket for resumption / 0-RTT once the server sent one (None if the
         connection closes first)."""
-        while self.session_ticket is None and not self._closed.done():
+        while self.session_ticket is None and not self._released:
             waiter = self._loop.create_future()
             if self._ticket_waiters is None:
                 self._ticket_waiters = []
             self._ticket_waiters.append(waiter)
-            await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
+            released = self._release_future()
+            await asyncio.wait([waiter, released], return_when=asyncio.FIRST_COMPLETED)
         return self.session_ticket
 
     def stats(self) -> Stats:
@@ -313,12 +318,12 @@ class QuicConnection:
     async def wait_closed(self) -> None:
         """Wait until the connection has ended for the application (closed by either side,
         timed out, or aborted). It does not wait for the closing period."""
-        await asyncio.shield(self._terminated)
+        await asyncio.shield(self._end_future())
 
     async def wait_released(self) -> None:
         """Wait until the connection's closing or draining period is over and it holds no
         connection IDs (nor, for a client, a socket) any more."""
-        await asyncio.shield(self._closed)
+        await asyncio.shield(self._release_future())
 
     async def __aenter__(self) -> QuicConnection:
         return self
@@ -357,7 +362,7 @@ class QuicConnection:
     def on_terminated(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from the loop) once the connection has ended for the
         application."""
-        self._terminated.add_done_callback(lambda _: callback())
+        self._end_future().add_done_callback(lambda _: callback())
 
     def rebind(self, endpoint: Endpoint[QuicConnection]) -> None:
         """Send from ``endpoint`` from now on (a validated new local path)."""
@@ -646,8 +651,8 @@ class QuicConnection:
         self._log_close(event)
         err = ConnectionClosedError(event.error_code, event.reason, event.by_peer)
         self.close_error = err
-        if not self._terminated.done():
-            self._terminated.set_result(None)
+        if not self._ended:
+            self._end()
             if self._owns_endpoint and self._linger_task is None:
                 self._linger()  # the closing or draining period, in the background
         if not self._handshake_done.done():
@@ -670,11 +675,13 @@ class QuicConnection:
         self._finish()
 
     def _finish(self) -> None:
-        if self._closed.done():
+        if self._released:
             return
-        if not self._terminated.done():
-            self._terminated.set_result(None)
-        self._closed.set_result(None)
+        if not self._ended:
+            self._end()
+        self._released = True
+        if self._closed is not None:
+            self._closed.set_result(None)
         self._proto.end_trace()  # (the qlog file is complete now, also after abort())
         self._endpoint.forget(self)
         # Readers and writers refer to this connection; they need no lookup from here on.
@@ -684,6 +691,27 @@ class QuicConnection:
             self._local_paths.close_all()
         if self._owns_endpoint:
             self._endpoint.close()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._terminated is not None:
+            self._terminated.set_result(None)
+
+    def _end_future(self) -> asyncio.Future[None]:
+        """Done once the connection has ended for the application (made at first need)."""
+        if self._terminated is None:
+            self._terminated = self._loop.create_future()
+            if self._ended:
+                self._terminated.set_result(None)
+        return self._terminated
+
+    def _release_future(self) -> asyncio.Future[None]:
+        """Done once the connection is released (made at first need)."""
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+            if self._released:
+                self._closed.set_result(None)
+        return self._closed
 
     def _raise_if_closed(self) -> None:
         if self._proto.is_terminated:
@@ -696,7 +724,7 @@ class QuicConnection:
         connection holds the task."""
 
         async def released() -> None:
-            await asyncio.shield(self._closed)
+            await asyncio.shield(self._release_future())
 
         def done(task: asyncio.Task[None]) -> None:
             if task.cancelled():
