@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from .. import kdf
 from ..errors import ErrorCode, ProtocolError
@@ -186,7 +187,7 @@ class PeerCids:
     """
 
     __slots__ = (
-        "_queued", "_retired", "_tokens", "_unacked", "current", "entries", "limit",
+        "_queued", "_retired", "_unacked", "current", "entries", "limit",
         "pending_retire", "reserved", "retire_limit", "retire_prior_to",
     )  # fmt: skip
 
@@ -205,23 +206,23 @@ class PeerCids:
         self._unacked: set[int] = NO_SEQUENCES  # retired, RETIRE_CONNECTION_ID not acked
         self._retired: set[int] = NO_SEQUENCES  # retired one by one at or above retire_prior_to
         self.reserved: set[int] = NO_SEQUENCES  # held for a path being probed
-        self._tokens: dict[bytes, int] = {}
 
     def set_initial(self, cid: bytes, token: bytes | None = None) -> None:
         """The peer's handshake CID (sequence 0) and, from a server, its reset token."""
-        old = self.entries.get(0)
-        if old is not None and old[1] is not None:
-            self._tokens.pop(old[1], None)
         self.entries[0] = (cid, token)
-        if token is not None:
-            self._tokens[token] = 0
 
     @property
     def current_cid(self) -> bytes:
         return self.entries[self.current][0]
 
     def is_reset_token(self, token: bytes) -> bool:
-        return token in self._tokens
+        """``token`` is the reset token of one of the peer's active CIDs (a look at each, a
+        handful, for a datagram that no key opens: no table of their own)."""
+        found = False
+        for _, known in self.entries.values():
+            if known is not None and compare_digest(known, token):
+                found = True
+        return found
 
     def on_new(self, frame: F.NewConnectionIdFrame) -> bool:
         """NEW_CONNECTION_ID; True when the CID in use was retired and we switched."""
@@ -240,7 +241,6 @@ class PeerCids:
                     ErrorCode.PROTOCOL_VIOLATION, "one CID under two sequence numbers", _NEW_CID
                 )
             self.entries[seq] = (cid, token)
-            self._tokens[token] = seq
         switched = False
         prior = frame.retire_prior_to
         if prior > self.retire_prior_to:
@@ -278,9 +278,7 @@ class PeerCids:
         if self._retired is NO_SEQUENCES:
             self._retired = set()
         self.reserved.discard(seq)
-        entry = self.entries.pop(seq, None)
-        if entry is not None and entry[1] is not None:
-            self._tokens.pop(entry[1], None)
+        self.entries.pop(seq, None)
         if seq >= self.retire_prior_to:
             self._retired.add(seq)
             if len(self._retired) > self.retire_limit:
