@@ -195,7 +195,7 @@ class Connection:
         # The streams' wake-ups refer back to the stream manager and the record handlers
         # to their owners: unhooked when the connection closes for good.
         self._lifecycle = Lifecycle(
-            self._events, self._recovery, self._idle, (self._streams.release, self._records.release)
+            self._events, self._recovery, self._idle, (self._streams, self._records)
         )
         self._handshake_timer = HandshakeTimer(config.handshake_timeout)
         self._builder = PacketBuilder(

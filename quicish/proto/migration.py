@@ -108,7 +108,7 @@ class Migration:
         # per datagram received: the latest challenge replaces any still unanswered. Its
         # datagram is padded to 1200 bytes on a path being validated, or when the peer
         # padded its own (checking the path MTU): never to multiply a small challenge.
-        path.responses[:] = (data,)
+        path.responses = (data,)
         path.pad_response = not path.validated or padded
         if (
             not self._is_client

@@ -514,7 +514,8 @@ class PacketBuilder:
         within the budget); returns (wrote anything, padded)."""
         wrote = pad = False
         if path.responses and room - buf.written >= 9:
-            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop()))
+            F.encode_frame(buf, F.PathResponseFrame(path.responses[-1]))
+            path.responses = ()
             wrote = True
             pad = path.pad_response
         if path.challenge_due and room - buf.written >= 9:

@@ -147,12 +147,15 @@ class RecordTable:
     __slots__ = ("_acked", "_key", "_lost", "_owners")
 
     #: register_owner sequences seen (ids of the mappings, which live as long as their
-    #: module) -> their (acked, lost) dictionaries, shared by the tables filled alike.
-    _shared: ClassVar[dict[tuple[int, ...], tuple[_Answers, _Answers]]] = {(): ({}, {})}
+    #: module) -> their (acked, lost) dictionaries and the sequence itself, shared by the
+    #: tables filled alike (each keeps the shared sequence, not a tuple of ints of its own).
+    _shared: ClassVar[dict[tuple[int, ...], tuple[_Answers, _Answers, tuple[int, ...]]]] = {
+        (): ({}, {}, ())
+    }
     _pinned: ClassVar[list[OwnerHandlers]] = []  # (their ids stay theirs)
 
     def __init__(self) -> None:
-        self._acked, self._lost = self._shared[()]
+        self._acked, self._lost, _ = self._shared[()]
         self._owners: tuple[Any, ...] = ()
         self._key: tuple[int, ...] | None = ()  # None: dictionaries of its own
 
@@ -173,10 +176,9 @@ class RecordTable:
             key += (id(handlers),)
             shared = self._shared.get(key)
             if shared is None:
-                shared = self._shared[key] = self._extended(handlers, index)
+                shared = self._shared[key] = (*self._extended(handlers, index), key)
                 self._pinned.append(handlers)
-            self._acked, self._lost = shared
-            self._key = key
+            self._acked, self._lost, self._key = shared
             return
         self._acked, self._lost = self._extended(handlers, index)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ErrorCode, ProtocolError, StreamError
 from ..wire import frames as F
@@ -193,10 +193,10 @@ class StreamManager:
         self._peer_max_streams = [0, 0]  # the peer's limit on the streams we open
         self._local_max_streams_initial = (local_max_streams_uni, local_max_streams_bidi)
         self._local_max_streams = list(self._local_max_streams_initial)
-        self._peer_closed = [0, 0]  # peer streams forgotten (credit for MAX_STREAMS)
-        self._max_streams_resend = [False, False]
-        self._blocked_want = [False, False]
-        self._blocked_sent = [-1, -1]
+        # (Pairs rarely changed: shared tuples, a new one at each change.)
+        self._peer_closed = _ZEROS  # peer streams forgotten (credit for MAX_STREAMS)
+        self._max_streams_resend = self._blocked_want = _NOES
+        self._blocked_sent = _NONE_SENT
         self._peer: PeerLimits | None = None
         self._queues: dict[int, deque[Stream]] = {}  # a FIFO per priority, lowest value first
         self._priorities: list[int] = []
@@ -282,7 +282,7 @@ class StreamManager:
         b = 1 if bidi else 0
         index = self._next_local[b]
         if index >= self._peer_max_streams[b]:
-            self._blocked_want[b] = True
+            self._blocked_want = _with(self._blocked_want, b, True)
             raise StreamLimitReached(bidi, self._peer_max_streams[b])
         self._next_local[b] = index + 1
         stream = self._create(make_stream_id(index, self.is_client, bidi))
@@ -346,7 +346,7 @@ class StreamManager:
         if limit <= self._peer_max_streams[b]:
             return False
         self._peer_max_streams[b] = limit
-        self._blocked_want[b] = False
+        self._blocked_want = _with(self._blocked_want, b, False)
         return True
 
     def max_streams_update(self, bidi: bool) -> int | None:
@@ -355,10 +355,10 @@ class StreamManager:
         target = min(self._local_max_streams_initial[b] + self._peer_closed[b], MAX_STREAMS_LIMIT)
         if target > self._local_max_streams[b]:
             self._local_max_streams[b] = target
-            self._max_streams_resend[b] = False
+            self._max_streams_resend = _with(self._max_streams_resend, b, False)
             return target
         if self._max_streams_resend[b]:
-            self._max_streams_resend[b] = False
+            self._max_streams_resend = _with(self._max_streams_resend, b, False)
             return self._local_max_streams[b]
         return None
 
@@ -371,13 +371,14 @@ class StreamManager:
         """A MAX_STREAMS frame was lost: re-send the current value if it is still current."""
         b = 1 if bidi else 0
         if limit is None or limit == self._local_max_streams[b]:
-            self._max_streams_resend[b] = True
+            self._max_streams_resend = _with(self._max_streams_resend, b, True)
 
     def streams_blocked(self, bidi: bool) -> int | None:
         """The limit for a STREAMS_BLOCKED frame to send now (once per limit), or None."""
         b = 1 if bidi else 0
         if self._streams_blocked_due(b):
-            limit = self._blocked_sent[b] = self._peer_max_streams[b]
+            limit = self._peer_max_streams[b]
+            self._blocked_sent = _with(self._blocked_sent, b, limit)
             return limit
         return None
 
@@ -392,7 +393,7 @@ class StreamManager:
     def on_streams_blocked_lost(self, bidi: bool, limit: int | None = None) -> None:
         b = 1 if bidi else 0
         if limit is None or limit == self._blocked_sent[b]:
-            self._blocked_sent[b] = -1
+            self._blocked_sent = _with(self._blocked_sent, b, -1)
 
     @property
     def local_max_streams(self) -> tuple[int, int]:
@@ -486,7 +487,8 @@ class StreamManager:
         self._credit_waiters.pop(sid, None)
         _unhook(stream)
         if not self._is_local(sid):
-            self._peer_closed[0 if sid & 2 else 1] += 1
+            b = 0 if sid & 2 else 1
+            self._peer_closed = _with(self._peer_closed, b, self._peer_closed[b] + 1)
 
     def release(self) -> None:
         """The connection is over: drop the halves' wake-ups, which refer back to this
@@ -835,6 +837,15 @@ class StreamManager:
                 records.append(new_record(StreamRecord, (sid, offset, len(data), fin)))
                 wrote = True
         return wrote
+
+
+_ZEROS, _NOES, _NONE_SENT = (0, 0), (False, False), (-1, -1)
+T = TypeVar("T")
+
+
+def _with(pair: tuple[T, T], index: int, value: T) -> tuple[T, T]:
+    """``pair`` with ``value`` at ``index`` (0: unidirectional, 1: bidirectional)."""
+    return (value, pair[1]) if index == 0 else (pair[0], value)
 
 
 def _unhook(stream: Stream) -> None:
