@@ -165,4 +165,4 @@ async def test_finished_streams_leave_no_reader_or_queue() -> None:
         assert server_conn._tasks is None  # (the handlers' tasks are done)
         assert server_conn._confirmed is server_conn._handshake_done  # one done future
         assert server_conn._proto._streams._queues == {}
-        assert server_conn._proto._streams._priorities == []
+        assert server_conn._proto._streams._priorities == ()

@@ -101,8 +101,8 @@ class QuicConnection:
         self.session_ticket: bytes | None = None
         self._ticket_waiters: list[asyncio.Future[None]] | None = None
         self.close_error: ConnectionClosedError | None = None
-        # Our CIDs, for the sockets of new paths (a list: a set of five is 216 bytes).
-        self._cids: list[bytes] = [proto.host_cid]
+        # A client's CIDs, for the sockets of new paths (a server never migrates actively).
+        self._cids: list[bytes] | None = [proto.host_cid] if proto.is_client else None
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
         self._started = clock()  # for the lifecycle log lines
@@ -296,7 +296,7 @@ class QuicConnection:
             await self.wait_confirmed()
         if self._local_paths is None:
             self._local_paths = LocalPaths(
-                self, self._proto, self._endpoint, self._cids, self._loop
+                self, self._proto, self._endpoint, self._cids or (), self._loop
             )
         await self._local_paths.migrate(local_host)
 
@@ -464,13 +464,13 @@ class QuicConnection:
                 self.session_ticket = event.ticket
                 self._wake_ticket_waiters()
             elif isinstance(event, ev.ConnectionIdIssued):
-                if event.cid not in self._cids:
+                if self._cids is not None and event.cid not in self._cids:
                     self._cids.append(event.cid)
                 self._endpoint.register(event.cid, self)
                 if self._local_paths is not None:
                     self._local_paths.register(event.cid)
             elif isinstance(event, ev.ConnectionIdRetired):
-                if event.cid in self._cids:
+                if self._cids is not None and event.cid in self._cids:
                     self._cids.remove(event.cid)
                 self._endpoint.unregister(event.cid)
                 if self._local_paths is not None:

@@ -22,6 +22,10 @@ RESET_TOKEN_SIZE = 16
 MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
 # The empty sets of PeerCids with nothing retired or reserved: shared, never added to.
 NO_SEQUENCES: set[int] = set()
+#: No CID stocked, no retirement to send: shared empty lists, never written (a table makes
+#: its own list before adding).
+NO_STOCK: list[tuple[bytes, bytes]] = []
+NO_RETIREMENTS: list[int] = []
 _NEW_CID = F.FrameType.NEW_CONNECTION_ID
 _RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
 
@@ -68,11 +72,13 @@ class LocalCids:
         self.peer_limit = 2  # the peer's active_connection_id_limit
         self.pending: list[int] = []  # sequence numbers to announce (NEW_CONNECTION_ID)
         self.retire_prior_to = 0
-        self._stock: list[tuple[bytes, bytes]] = []  # (cid, token) made ahead of need
+        self._stock: list[tuple[bytes, bytes]] = NO_STOCK  # (cid, token) made ahead of need
 
     def stock(self, count: int = MAX_ISSUED - 1) -> None:
         """Make ``count`` CIDs and their reset tokens now, for later :meth:`top_up` calls:
         work an idle moment can take off the handshake's critical path."""
+        if self._stock is NO_STOCK:
+            self._stock = []
         if self._make is not None:  # (a format's CID costs more: only what top_up takes)
             count = min(count, min(self.peer_limit, MAX_ISSUED) - len(self.active))
             self._stock.extend((cid, self._token(cid)) for cid in self._made(count))
@@ -137,7 +143,7 @@ class LocalCids:
             self.pending.append(seq)
             new.append(cid)
         else:  # the peer's limit reached: what is left of the stock waits no more
-            self._stock.clear()  # (a later retirement's replacement is made then)
+            self._stock = NO_STOCK  # (a later retirement's replacement is made then)
         return new
 
     def frame_for(self, seq: int) -> F.NewConnectionIdFrame | None:
@@ -198,7 +204,8 @@ class PeerCids:
         self.entries: dict[int, tuple[bytes, bytes | None]] = {}  # seq -> (cid, token)
         self.current = 0
         self.retire_prior_to = 0
-        self.pending_retire: list[int] = []  # RETIRE_CONNECTION_ID to send (a few: a list)
+        # RETIRE_CONNECTION_ID to send (a few: a list; shared and empty until the first)
+        self.pending_retire: list[int] = NO_RETIREMENTS
         # Until the first retirement (most connections have none), the sets below are the
         # shared NO_SEQUENCES, which is only read or discarded from (an empty set is 216
         # bytes): _retire() and reserve() make their own before adding.
@@ -275,6 +282,7 @@ class PeerCids:
         """Retire ``seq`` (known or not: the peer issued every number below its newest)."""
         if self._unacked is NO_SEQUENCES:  # the first retirement
             self._queued, self._unacked = set(), set()
+            self.pending_retire = []
         if self._retired is NO_SEQUENCES:
             self._retired = set()
         self.reserved.discard(seq)

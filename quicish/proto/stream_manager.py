@@ -199,9 +199,11 @@ class StreamManager:
         self._blocked_sent = _NONE_SENT
         self._peer: PeerLimits | None = None
         self._queues: dict[int, deque[Stream]] = {}  # a FIFO per priority, lowest value first
-        self._priorities: list[int] = []
-        self._credit_waiters: dict[int, Stream] = {}
-        self._control: dict[int, Stream] = {}
+        self._priorities: tuple[int, ...] = ()
+        # Streams parked for credit, and with control frames due: the shared empty table
+        # until the first (only read, cleared or popped from while shared).
+        self._credit_waiters: dict[int, Stream] = _NO_STREAMS
+        self._control: dict[int, Stream] = _NO_STREAMS
         if peer is not None:
             self.on_peer_parameters(peer)
 
@@ -460,6 +462,8 @@ class StreamManager:
             self._enqueue(stream)
         if not stream._in_control and stream.has_control():
             stream._in_control = True
+            if self._control is _NO_STREAMS:
+                self._control = {}
             self._control[stream.stream_id] = stream
         if stream.is_done:
             self._forget(stream)
@@ -468,7 +472,7 @@ class StreamManager:
         queue = self._queues.get(stream.priority)
         if queue is None:
             queue = self._queues[stream.priority] = deque()
-            self._priorities = sorted(self._queues)
+            self._priorities = tuple(sorted(self._queues))
         stream._queued = True
         queue.append(stream)
 
@@ -483,7 +487,7 @@ class StreamManager:
             del queues[stream.priority]
             if not queues:
                 queues.clear()
-            self._priorities = sorted(queues)
+            self._priorities = tuple(sorted(queues))
         self._credit_waiters.pop(sid, None)
         _unhook(stream)
         if not self._is_local(sid):
@@ -519,6 +523,8 @@ class StreamManager:
             stream._queued = False
             if not stream._closed and not credit_ok and send.wants_credit:
                 self.send_credit.note_blocked()
+                if self._credit_waiters is _NO_STREAMS:
+                    self._credit_waiters = {}
                 self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
@@ -840,6 +846,7 @@ class StreamManager:
 
 
 _ZEROS, _NOES, _NONE_SENT = (0, 0), (False, False), (-1, -1)
+_NO_STREAMS: dict[int, Stream] = {}  # shared, never written
 T = TypeVar("T")
 
 
