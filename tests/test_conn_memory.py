@@ -23,10 +23,18 @@ from benchmarks import bench_conn_memory
 from quicish import Config, QuicStreamReader, QuicStreamWriter
 from quicish.errors import StreamError
 from quicish.native import accelerated
-from quicish.proto import cid, packet_space, recovery, send_stream, spurious, stream_manager
+from quicish.proto import (
+    cid,
+    congestion,
+    packet_space,
+    recovery,
+    send_stream,
+    spurious,
+    stream_manager,
+)
 from quicish.proto.connection import Connection
 from quicish.proto.packet_space import APPLICATION, HANDSHAKE, INITIAL
-from quicish.proto.records import PingRecord
+from quicish.proto.records import PingRecord, SentPacket
 from quicish.simlink import LinkSpec
 from quicish.wire.protection import CipherSuite, PacketProtector
 
@@ -49,12 +57,8 @@ def _spent_untouched() -> None:
     assert not packet_space.SPENT_CRYPTO_SEND.has_pending
     assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
     assert len(packet_space.SPENT_RANGES) == 0
-    assert packet_space.SPENT_ECN_COUNTS == [0, 0, 0]
     assert not cid.NO_SEQUENCES and not cid.NO_STOCK and not cid.NO_RETIREMENTS
-    spent = recovery.SPENT_SPACE
-    assert not spent.packets and not spent.order and not spent.skipped and spent.head == 0
-    assert spent.loss_time is None and spent.ack_eliciting_in_flight == 0
-    assert spent.largest_sent == spent.largest_acked == -1
+    assert recovery.SPENT_PACKETS == {} and recovery.SPENT_ORDER == recovery.SPENT_SKIPS == []
     assert spurious.NO_LOSSES == ({}, {}, {})
     assert len(send_stream.NO_RANGES) == 0
     assert stream_manager._NO_STREAMS == {}
@@ -79,8 +83,9 @@ def test_idle_server_holds_no_handshake_state(loss: float, seed: int) -> None:
         assert space.discarded and space.rx is None and space.tx is None
         assert space.crypto_send is packet_space.SPENT_CRYPTO_SEND
         assert space.received is packet_space.SPENT_RANGES
-        assert space.ecn_counts is packet_space.SPENT_ECN_COUNTS
-        assert server._recovery._spaces[index] is recovery.SPENT_SPACE
+        sp = server._recovery._spaces[index]
+        assert sp.packets is recovery.SPENT_PACKETS and sp.order is recovery.SPENT_ORDER
+        assert sp.skipped is recovery.SPENT_SKIPS
     assert spaces[APPLICATION].crypto_send is not packet_space.SPENT_CRYPTO_SEND
     assert server._handshake.tls is None and server._handshake.tls_released
     assert server._peer_cids.reserved is cid.NO_SEQUENCES  # (nothing retired or reserved)
@@ -264,3 +269,17 @@ async def test_idle_server_connection_footprint_bounded() -> None:
     assert figures["method"][0] <= 3, figures
     assert figures["dict"][1] <= figures["dict"][0] * 224, figures  # (none over 8 entries)
     assert "set" not in figures, figures
+
+
+def test_ack_read_for_a_space_discarded_by_the_same_packet_is_harmless() -> None:
+    """A Handshake packet whose CRYPTO frame completes the handshake (the space is
+    discarded) may carry an ACK frame after it: read against the shared empty tables, it
+    acknowledges nothing, raises nothing and leaves them empty."""
+    rec = recovery.LossRecovery(congestion.create("cubic", 1200), max_ack_delay=0.025)
+    for pn in range(3):
+        rec.on_packet_sent(SentPacket(pn, 0.1 * pn, 1200, True, True, HANDSHAKE))
+    dropped = rec.discard_space(HANDSHAKE, 0.5, for_good=True)
+    assert [p.pn for p in dropped] == [0, 1, 2] and rec.bytes_in_flight == 0
+    assert rec.on_ack_received(HANDSHAKE, [(0, 3)], 0.0, 0.6) == ([], [])
+    assert rec.on_ack_received(HANDSHAKE, [(2, 3), (0, 1)], 0.0, 0.6) == ([], [])
+    _spent_untouched()

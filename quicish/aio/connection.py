@@ -71,8 +71,9 @@ class QuicConnection:
         # A server's check of streams opened in 0-RTT (Config.early_data callable), or None.
         check = proto.config.early_data
         self._early_check = check if callable(check) and not proto.is_client else None
-        self._readers: dict[int, QuicStreamReader] = {}
-        self._writers: dict[int, QuicStreamWriter] = {}
+        # The streams' readers and writers by id (the shared empty tables while none).
+        self._readers: dict[int, QuicStreamReader] = _NO_READERS
+        self._writers: dict[int, QuicStreamWriter] = _NO_WRITERS
         # The peer's streams for accept_stream() (made on first use: ~3 KB of deques that a
         # server with on_stream never needs).
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] | None = None
@@ -166,9 +167,19 @@ class QuicConnection:
         reader = QuicStreamReader(self, sid)
         writer = QuicStreamWriter(self, sid, reader)
         if not unidirectional:
-            self._readers[sid] = reader
-        self._writers[sid] = writer
+            self._add_reader(reader)
+        self._add_writer(writer)
         return reader, writer
+
+    def _add_reader(self, reader: QuicStreamReader) -> None:
+        if self._readers is _NO_READERS:
+            self._readers = {}
+        self._readers[reader.stream_id] = reader
+
+    def _add_writer(self, writer: QuicStreamWriter) -> None:
+        if self._writers is _NO_WRITERS:
+            self._writers = {}
+        self._writers[writer.stream_id] = writer
 
     async def accept_stream(self) -> tuple[QuicStreamReader, QuicStreamWriter]:
         """The next stream the peer opened (the writer of a unidirectional one is closed)."""
@@ -429,7 +440,7 @@ class QuicConnection:
                 writer.set_finished()
                 del self._writers[writer.stream_id]
                 if not self._writers:
-                    self._writers.clear()  # (an emptied dict keeps its table: 224 bytes)
+                    self._writers = _NO_WRITERS  # (an emptied dict keeps its table)
 
     def _process_events(self) -> None:
         proto = self._proto
@@ -485,15 +496,15 @@ class QuicConnection:
                 self._on_terminated(event)
 
     def _one_handshake_future(self) -> None:
-        """Once the handshake is both done and confirmed, one done future serves both
-        waits (the other's 144 bytes go)."""
+        """Once the handshake is both done and confirmed, the endpoint's done future serves
+        both waits (the connection's own two, 144 bytes each, go)."""
         done, confirmed = self._handshake_done, self._confirmed
         if done is confirmed or not (done.done() and confirmed.done()):
             return
         if done.cancelled() or confirmed.cancelled():
             return
         if done.exception() is None and confirmed.exception() is None:
-            self._confirmed = done
+            self._handshake_done = self._confirmed = self._endpoint.succeeded()
 
     def _wake_ticket_waiters(self) -> None:
         waiters, self._ticket_waiters = self._ticket_waiters or (), None
@@ -520,11 +531,11 @@ class QuicConnection:
         # A server sees a client's stream before its handshake completed only in 0-RTT.
         early = not self._handshake_done.done() and not self._proto.is_client
         reader = QuicStreamReader(self, stream_id, early_data=early)
-        self._readers[stream_id] = reader
+        self._add_reader(reader)
         bidi = (stream_id & 0x2) == 0
         writer = QuicStreamWriter(self, stream_id, reader)
         if bidi:
-            self._writers[stream_id] = writer
+            self._add_writer(writer)
         else:
             writer.set_finished(closing=True)  # nothing to send: wait_closed() returns at once
         if early and self._early_check is not None:
@@ -685,8 +696,7 @@ class QuicConnection:
         self._proto.end_trace()  # (the qlog file is complete now, also after abort())
         self._endpoint.forget(self)
         # Readers and writers refer to this connection; they need no lookup from here on.
-        self._readers.clear()
-        self._writers.clear()
+        self._readers, self._writers = _NO_READERS, _NO_WRITERS
         if self._local_paths is not None:
             self._local_paths.close_all()
         if self._owns_endpoint:
@@ -753,10 +763,9 @@ class QuicConnection:
         if fin:
             # The reader has the end of its stream: no event names the stream again (a
             # later RESET_STREAM keeps the clean end), so it needs no routing.
-            readers = self._readers
-            readers.pop(stream_id, None)
-            if not readers:
-                readers.clear()  # (an emptied dict keeps its table: 224 bytes)
+            self._readers.pop(stream_id, None)
+            if not self._readers:
+                self._readers = _NO_READERS  # (an emptied dict keeps its table)
         return data, fin
 
     def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
@@ -791,6 +800,10 @@ def _has_loop() -> bool:
     except RuntimeError:
         return False
 
+
+# Shared, never written: a connection makes its own table for its first stream.
+_NO_READERS: dict[int, QuicStreamReader] = {}
+_NO_WRITERS: dict[int, QuicStreamWriter] = {}
 
 _CERTIFICATE_ALERTS = frozenset(
     {

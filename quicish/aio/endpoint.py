@@ -138,6 +138,7 @@ class Endpoint(Generic[D]):
         self._closed = False
         self.last_receive = 0.0  # clock() when the last receive round ended
         self._lone_wakes = 0  # wakes in a row that found one datagram, then an empty socket
+        self._succeeded: asyncio.Future[None] | None = None
         # Server: admission pressure, logged once per episode (checked once per round).
         self._admission_log = (
             None if admission is None else AdmissionLog(admission, address(udp.address))
@@ -313,6 +314,15 @@ class Endpoint(Generic[D]):
         now = clock()
         for conn in self.connections:
             conn.transmit(now)
+
+    def succeeded(self) -> asyncio.Future[None]:
+        """A future done with result None, one for all the endpoint's connections (what a
+        connection's handshake futures become once both succeeded)."""
+        future = self._succeeded
+        if future is None:
+            future = self._succeeded = self._loop.create_future()
+            future.set_result(None)
+        return future
 
     @property
     def congested(self) -> bool:

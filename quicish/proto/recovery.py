@@ -99,9 +99,11 @@ class _Space:
         return out
 
 
-#: What a space whose keys are discarded holds instead of its own recovery state: empty,
-#: and never written (tests/test_conn_memory.py checks it stays so).
-SPENT_SPACE = _Space()
+#: What a space whose keys are discarded holds instead of its own tables of sent packets
+#: and skipped numbers: empty, and never written (tests/test_conn_memory.py checks so).
+SPENT_PACKETS: dict[int, SentPacket] = {}
+SPENT_ORDER: list[int] = []
+SPENT_SKIPS: list[int] = []
 
 
 class LossRecovery:
@@ -475,14 +477,14 @@ class LossRecovery:
     ) -> list[SentPacket]:
         """Forget a space's packets (keys discarded, or Retry): they leave bytes in flight
         without counting as acked or lost; returns them. Resets the PTO backoff.
-        ``for_good``: the space's keys are gone (nothing is sent or acknowledged in it
-        again): its state gives way to the empty one shared by every connection."""
+        ``for_good``: the space's keys are gone (nothing is sent in it again): its tables
+        give way to empty ones shared by every connection (an ACK frame read for it later,
+        in the rest of the packet that discarded it, finds nothing in them and writes
+        nothing to them)."""
         sp = self._spaces[space]
         dropped = sp.clear()
         if for_good:
-            spaces = list(self._spaces)
-            spaces[space] = SPENT_SPACE
-            self._spaces = (spaces[0], spaces[1], spaces[2])
+            sp.packets, sp.order, sp.skipped = SPENT_PACKETS, SPENT_ORDER, SPENT_SKIPS
         self.bytes_in_flight -= sum(p.size for p in dropped if p.in_flight)
         self.pto_count = 0
         if now is not None:
