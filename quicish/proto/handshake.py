@@ -571,7 +571,7 @@ class Handshake:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
         addr = self._paths.current.addr
         assert addr is not None
-        prepared = self.prepared_token
+        prepared, self.prepared_token = self.prepared_token, None  # (used once: let it go)
         if prepared is not None and prepared[0] == addr:
             return prepared[1]
         return seal_new_token(ctx.token_key, addr, now + ctx.clock_offset)

@@ -191,7 +191,10 @@ class StreamManager:
         self._next_local = [0, 0]
         self._next_peer = [0, 0]
         self._peer_max_streams = [0, 0]  # the peer's limit on the streams we open
-        self._local_max_streams_initial = (local_max_streams_uni, local_max_streams_bidi)
+        limits = (local_max_streams_uni, local_max_streams_bidi)
+        if len(_LIMITS) < 32:  # (one tuple per value: config values, a handful)
+            limits = _LIMITS.setdefault(limits, limits)
+        self._local_max_streams_initial = limits
         self._local_max_streams = list(self._local_max_streams_initial)
         # (Pairs rarely changed: shared tuples, a new one at each change.)
         self._peer_closed = _ZEROS  # peer streams forgotten (credit for MAX_STREAMS)
@@ -847,11 +850,15 @@ class StreamManager:
 
 _ZEROS, _NOES, _NONE_SENT = (0, 0), (False, False), (-1, -1)
 _NO_STREAMS: dict[int, Stream] = {}  # shared, never written
+_LIMITS: dict[tuple[int, int], tuple[int, int]] = {}  # the tuples of initial stream limits
 T = TypeVar("T")
 
 
 def _with(pair: tuple[T, T], index: int, value: T) -> tuple[T, T]:
-    """``pair`` with ``value`` at ``index`` (0: unidirectional, 1: bidirectional)."""
+    """``pair`` with ``value`` at ``index`` (0: unidirectional, 1: bidirectional); ``pair``
+    itself when it holds ``value`` there already (a shared default stays shared)."""
+    if pair[index] == value:
+        return pair
     return (value, pair[1]) if index == 0 else (pair[0], value)
 
 
