@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -528,7 +529,7 @@ class Handshake:
         self.complete = self._builder.handshake_complete = True
         self._timer.complete()  # done in time
         self._lifecycle.establish()
-        self.alpn = tls.alpn
+        self.alpn = None if tls.alpn is None else sys.intern(tls.alpn)  # (one per protocol)
         self.cipher_suite = tls.cipher_suite
         self.session_resumed = tls.session_resumed
         self.early_data_accepted = tls.early_data_accepted
@@ -566,6 +567,7 @@ class Handshake:
         per connection, goes; later CRYPTO data gets the answer the engine gave."""
         self.tls = self.tls_ahead = None
         self.tls_released = True
+        self.sent_params = b""  # (their encoding was for the engine and its tickets)
 
     def _new_token(self, ctx: ServerContext, now: float) -> bytes:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
