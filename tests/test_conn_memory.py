@@ -227,7 +227,7 @@ def test_connection_parts_have_no_instance_dicts() -> None:
     parts = [
         conn, conn._streams, conn._recovery, conn._frames, conn._keys, conn._local_cids,
         conn._peer_cids, conn._paths, conn._lifecycle, conn._migration, conn._timers,
-        conn._records, conn._builder, conn._handshake, conn._events,
+        conn._records, conn._builder, conn._handshake, conn._events, conn._builder.cc,
     ]  # fmt: skip
     for part in parts:
         assert not hasattr(part, "__dict__"), type(part).__name__
