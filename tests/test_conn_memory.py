@@ -57,6 +57,8 @@ def _spent_untouched() -> None:
     assert not packet_space.SPENT_CRYPTO_SEND.has_pending
     assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
     assert len(packet_space.SPENT_RANGES) == 0
+    spent_recv = packet_space.SPENT_CRYPTO_RECV
+    assert spent_recv.highest_offset == spent_recv.read_offset == spent_recv.max_offset == 0
     assert not cid.NO_SEQUENCES and not cid.NO_STOCK and not cid.NO_RETIREMENTS
     assert recovery.SPENT_PACKETS == {} and recovery.SPENT_ORDER == recovery.SPENT_SKIPS == []
     assert spurious.NO_LOSSES == ({}, {}, {})
@@ -86,6 +88,7 @@ def test_idle_server_holds_no_handshake_state(loss: float, seed: int) -> None:
         sp = server._recovery._spaces[index]
         assert sp.packets is recovery.SPENT_PACKETS and sp.order is recovery.SPENT_ORDER
         assert sp.skipped is recovery.SPENT_SKIPS
+    assert spaces[INITIAL].crypto_recv is packet_space.SPENT_CRYPTO_RECV
     assert spaces[APPLICATION].crypto_send is not packet_space.SPENT_CRYPTO_SEND
     assert server._handshake.tls is None and server._handshake.tls_released
     assert server._peer_cids.reserved is cid.NO_SEQUENCES  # (nothing retired or reserved)

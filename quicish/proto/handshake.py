@@ -40,6 +40,7 @@ from .packet_space import (
     INITIAL,
     LOCAL_MAX_ACK_DELAY,
     LOCAL_MIN_ACK_DELAY,
+    SPENT_CRYPTO_RECV,
     PacketSpace,
 )
 from .path import PathManager
@@ -469,7 +470,7 @@ class Handshake:
         keys = self._keys
         for secret in tls.pop_secrets():
             if defer and secret[:2] in deferred:
-                keys.deferred.append(secret)
+                keys.deferred += (secret,)
             else:
                 keys.install(secret, self._builder.version)
         for epoch, data in tls.pop_output():
@@ -573,7 +574,7 @@ class Handshake:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
         addr = self._paths.current.addr
         assert addr is not None
-        prepared, self.prepared_token = self.prepared_token, None  # (used once: let it go)
+        prepared = self.prepared_token
         if prepared is not None and prepared[0] == addr:
             return prepared[1]
         return seal_new_token(ctx.token_key, addr, now + ctx.clock_offset)
@@ -618,6 +619,9 @@ class Handshake:
     def discard_space(self, index: int) -> None:
         if self._spaces[index].discard():
             self._recovery.discard_space(index, for_good=True)
+            initial = self._spaces[INITIAL]
+            if index == HANDSHAKE and initial.discarded:  # (no Initial packet opens since)
+                initial.crypto_recv = SPENT_CRYPTO_RECV
 
     def issue_cids(self) -> None:
         """Issue spare connection IDs up to the peer's limit (RFC 9000 5.1.1)."""

@@ -52,7 +52,7 @@ class KeyState:
         self.zero_rtt_rx_until: float | None = None
         # Server with split_first_flight: keys whose first use is a round trip away (the
         # handshake read key, the 1-RTT write key), installed by prepare() or first need.
-        self.deferred: list[Secret] = []
+        self.deferred: tuple[Secret, ...] = ()  # (a tuple: the empty one is shared)
         # Server: the 1-RTT read key made by prepare() before the client's Finished verifies
         # (installed only then, when TLS hands over the same secret).
         self.spare: PacketProtector | None = None
@@ -94,7 +94,7 @@ class KeyState:
             self._recovery.has_handshake_keys = True
 
     def install_deferred(self, version: int) -> None:
-        keys, self.deferred = self.deferred, []
+        keys, self.deferred = self.deferred, ()
         for key in keys:
             self.install(key, version)
 

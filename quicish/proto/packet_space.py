@@ -224,6 +224,8 @@ class PacketSpace:
 # 1.5 KB per space): empty, and never touched (tests/test_conn_memory.py checks they stay so).
 SPENT_CRYPTO_SEND = SendStream(0, stream_id=-1)
 SPENT_RANGES = RangeSet(1)
+# ... and an Initial space's receive buffer once the Handshake space is discarded too.
+SPENT_CRYPTO_RECV = ReassemblyBuffer(0)
 
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
