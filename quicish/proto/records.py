@@ -4,9 +4,11 @@ A sent packet keeps one record per frame that needs an answer: a NamedTuple whos
 which frame it was. Acknowledgement frees what the frame held, loss queues it again (never
 the packet itself: packet numbers are not reused). The owner of each record type registers
 the two answers in the connection's :class:`RecordTable`: the stream manager its stream and
-flow-control records, the CID tables NEW_CONNECTION_ID and RETIRE_CONNECTION_ID, the packet
-number spaces CRYPTO and ACK, the packet builder HANDSHAKE_DONE and MTU probes, the
-connection PING.
+flow-control records (``stream_records.py``), the CID tables NEW_CONNECTION_ID and
+RETIRE_CONNECTION_ID, the packet number spaces CRYPTO and ACK, the packet builder
+HANDSHAKE_DONE, MTU probes and ACK_FREQUENCY, the connection PING. The answers are
+module-level functions of (owner, record), one mapping per owner class: connections share
+the dispatch dictionaries and keep only a tuple of their owners.
 """
 
 from __future__ import annotations
