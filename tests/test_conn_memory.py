@@ -21,6 +21,7 @@ from support import client_config
 import quicish
 from benchmarks import bench_conn_memory
 from quicish import Config, QuicStreamReader, QuicStreamWriter
+from quicish.aio import connection as aio_connection
 from quicish.errors import StreamError
 from quicish.native import accelerated
 from quicish.proto import (
@@ -272,6 +273,7 @@ async def test_idle_server_connection_footprint_bounded() -> None:
     assert figures["method"][0] <= 3, figures
     assert figures["dict"][1] <= figures["dict"][0] * 224, figures  # (none over 8 entries)
     assert "set" not in figures, figures
+    assert aio_connection._NO_READERS == {} and aio_connection._NO_WRITERS == {}  # (shared)
 
 
 def test_ack_read_for_a_space_discarded_by_the_same_packet_is_harmless() -> None:
