@@ -9,7 +9,10 @@ not counted). The asyncio layer's share (the ``QuicConnection`` wrapper, the end
 tables) comes on top: ``--asyncio`` serves on 127.0.0.1 in this process and a client
 process opens ``--count`` connections and keeps them idle; the figure is then the server
 process's Python allocations per connection (RSS adds the allocator's slack).
-``--top N`` lists the N source lines that allocate the most of it.
+``--top N`` lists the N source lines that allocate the most of it. ``--types`` breaks an
+asyncio server's idle connection down by object type instead (:func:`footprint`: the
+objects reachable from one connection and from no other, sizes rounded up to pymalloc's
+16-byte blocks).
 
 ``--rss`` accounts for a real server's whole RSS instead (no tracemalloc, whose own tables
 would be counted): ``quicish.serve`` with the benchmark peers' handler on 127.0.0.1 (uvloop
@@ -19,7 +22,7 @@ of malloc's bytes in use and free inside its heap (glibc ``mallinfo2``: libcrypt
 contexts, C core buffers, Python objects over 512 bytes) and of pymalloc's arenas, blocks
 in use and free (``sys._debugmallocstats``).
 
-    python benchmarks/bench_conn_memory.py [--count 200] [--top 20] [--asyncio]
+    python benchmarks/bench_conn_memory.py [--count 200] [--top 20] [--asyncio] [--types]
     python benchmarks/bench_conn_memory.py --rss [--count 2000]
 """
 
@@ -27,13 +30,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import ctypes
 import gc
 import os
 import sys
 import tempfile
 import tracemalloc
+import types
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -195,6 +202,63 @@ async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float],
     return {name: (after[name] - before[name]) / count for name in after}, seconds
 
 
+_SHARED_KINDS = (type, types.ModuleType, types.BuiltinFunctionType, asyncio.AbstractEventLoop)
+
+
+def footprint(conns: Sequence[object], shared: Iterable[object] = ()) -> dict[str, list[int]]:
+    """Per object type, [count, bytes] of what ``conns[0]`` alone holds: the objects it
+    reaches that none of ``conns[1:]`` reaches (what a server shares among its connections
+    is reached by each), not walking through ``shared`` (the endpoint, the server), types,
+    modules or the loop. Bytes are ``sys.getsizeof`` rounded up to pymalloc's 16-byte size
+    classes (objects of 512 bytes or less), so Python objects only: no C allocations."""
+    stop = {id(o) for o in shared}
+    stop.update(id(m.__dict__) for m in list(sys.modules.values()) if m is not None)
+
+    def reach(root: object) -> dict[int, object]:
+        seen: dict[int, object] = {}
+        todo = [root]
+        while todo:
+            obj = todo.pop()
+            if id(obj) in seen or id(obj) in stop or isinstance(obj, _SHARED_KINDS):
+                continue
+            seen[id(obj)] = obj
+            todo.extend(gc.get_referents(obj))
+        return seen
+
+    stop.update(id(c) for c in conns)
+    mine = {}
+    for i, conn in enumerate(conns):
+        stop.discard(id(conn))
+        seen = reach(conn)
+        stop.add(id(conn))
+        if i == 0:
+            mine = seen
+        else:
+            for key in seen.keys() & mine.keys():
+                del mine[key]
+    out: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    for obj in mine.values():
+        kind = type(obj)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else kind.__module__ + "." + kind.__qualname__
+        )
+        size = sys.getsizeof(obj)
+        entry = out[name.removeprefix("quicish.")]
+        entry[0] += 1
+        entry[1] += -(-size // 16) * 16 if size <= 512 else size
+    return dict(out)
+
+
+def print_types(figures: dict[str, list[int]]) -> None:
+    total = sum(size for _, size in figures.values())
+    count = sum(n for n, _ in figures.values())
+    print(f"{total:8,} B {count:4} objects  (Python objects of one idle connection)")
+    for name, (n, size) in sorted(figures.items(), key=lambda item: -item[1][1]):
+        print(f"{size:8,} B {n:4}  {name}")
+
+
 def print_top(first: tracemalloc.Snapshot, count: int, top: int) -> None:
     stats = tracemalloc.take_snapshot().compare_to(first, "lineno")
     for stat in stats[:top]:
@@ -203,6 +267,41 @@ def print_top(first: tracemalloc.Snapshot, count: int, top: int) -> None:
         print(
             f"{stat.size_diff / count:8.0f} B {stat.count_diff / count:5.1f}  {name}:{frame.lineno}"
         )
+
+
+async def measure_types(count: int, tmp: str) -> dict[str, list[int]]:
+    """:func:`footprint` of an idle connection of a real server (``quicish.serve`` with the
+    peers' handler, ``count`` connections after one GET each, as ``--rss``)."""
+    config = Config(
+        alpn=[common.ALPN],
+        certificate_chain=f"{tmp}/c.pem",
+        private_key=f"{tmp}/k.pem",
+        idle_timeout=300,
+    )
+    server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RSS_CLIENT, str(server.address[1]), str(count), str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        await proc.stdout.readline()
+        await asyncio.sleep(0.5)
+        gc.collect()
+        conns = sorted(server.connections, key=id)
+        figures = footprint(conns, shared_of(server))
+    finally:
+        proc.kill()
+        await proc.wait()
+        server.close()
+    return figures
+
+
+def shared_of(server: Any) -> list[object]:
+    """What a server shares among its connections, not to be walked through: the server,
+    its endpoint and the endpoint's attributes (routing tables, timer heap, socket)."""
+    endpoint = server._endpoint
+    return [server, endpoint, *(getattr(endpoint, n, None) for n in dir(endpoint) if n[:2] != "__")]
 
 
 async def measure_asyncio(count: int, top: int, tmp: str) -> float:
@@ -272,7 +371,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0)
     parser.add_argument("--asyncio", action="store_true", help="a real server over UDP")
     parser.add_argument("--rss", action="store_true", help="a real server's whole RSS")
+    parser.add_argument("--types", action="store_true", help="by object type (a real server)")
     args = parser.parse_args()
+    if args.types:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = generate_self_signed(("localhost",))
+            (Path(tmp) / "c.pem").write_bytes(cert)
+            (Path(tmp) / "k.pem").write_bytes(key)
+            print_types(common.run(measure_types(min(args.count, 20), tmp)))
+        return
     if args.rss:
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = generate_self_signed(("localhost",))

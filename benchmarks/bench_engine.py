@@ -66,18 +66,22 @@ ENTRY_POINTS = ("receive_datagram", "datagrams_to_send", "handle_timer", "read_s
 
 
 def timed(conn: Connection, spent: list[float]) -> None:
-    """Add the thread time of ``conn``'s entry points to ``spent[0]``."""
+    """Add the thread time of ``conn``'s entry points to ``spent[0]`` (``conn`` moves to a
+    subclass with the timed methods: a connection has ``__slots__``, no instance dict)."""
+    cls = type(conn)
+    methods: dict[str, Any] = {"__slots__": ()}
     for name in ENTRY_POINTS:
-        method = getattr(conn, name)
+        method = getattr(cls, name)
 
-        def wrapper(*args: Any, _method: Any = method) -> Any:
+        def wrapper(self: Connection, *args: Any, _method: Any = method) -> Any:
             start = time.thread_time()
             try:
-                return _method(*args)
+                return _method(self, *args)
             finally:
                 spent[0] += time.thread_time() - start
 
-        setattr(conn, name, wrapper)
+        methods[name] = wrapper
+    conn.__class__ = type(cls.__name__, (cls,), methods)
 
 
 def run(

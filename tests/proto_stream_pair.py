@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from quicish.proto import stream_records
 from quicish.proto.records import RecordTable
 from quicish.proto.stream_manager import StreamLimits, StreamManager
 from quicish.wire import frames as F
@@ -66,7 +67,7 @@ def dispatch(dst: StreamManager, frame: Any) -> None:
 def record_table(m: StreamManager) -> RecordTable:
     """A table holding the answers to ``m``'s records (a connection's holds more)."""
     table = RecordTable()
-    m.register_records(table)
+    table.register_owner(m, stream_records.RECORD_HANDLERS)
     return table
 
 

@@ -202,3 +202,16 @@ def run_readme_example(heading: str, tmp_path: Path) -> list[str]:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
+
+
+def patch_method(obj: Any, name: str, fn: Callable[..., Any]) -> Callable[[], None]:
+    """Make ``obj.name`` call ``fn`` (without ``self``) for this one object. The connection's
+    parts have ``__slots__`` (no instance dictionary to put ``fn`` in), so ``obj`` moves to
+    a subclass holding ``fn``; returns the undo."""
+    cls = type(obj)
+    obj.__class__ = type(cls.__name__, (cls,), {"__slots__": (), name: staticmethod(fn)})
+
+    def undo() -> None:
+        obj.__class__ = cls
+
+    return undo

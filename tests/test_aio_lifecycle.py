@@ -72,7 +72,7 @@ async def test_close_then_wait_closed_returns_before_the_closing_period_ends() -
     async with pair() as (_, conn):
         conn.close()
         await conn.wait_closed()
-        assert not conn._closed.done()  # closing period still running
+        assert not conn._released  # closing period still running
         assert conn.close_error is not None and not conn.close_error.by_peer
         await conn.wait_released()
 

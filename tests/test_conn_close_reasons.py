@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pairs import Pair, Peer, encode, inject, make_net, raw
+from support import patch_method
 
 from quicish.errors import WIRE_REASONS, ErrorCode, wire_reason
 from quicish.wire import frames as F
@@ -62,7 +63,8 @@ def test_internal_exception_closes_with_internal_error_and_no_text(
     def broken(maximum: int) -> bool:
         raise RuntimeError(f"secret {SECRET!r} at {maximum}")
 
-    monkeypatch.setattr(net.server._streams, "on_max_data", broken)
+    monkeypatch.setattr(net.server._streams, "__class__", net.server._streams.__class__)
+    patch_method(net.server._streams, "on_max_data", broken)
     inject(net.client, net.server, encode(F.MaxDataFrame(1 << 30)), net.now)
     s.poll()
     assert s.terminated is not None and s.terminated.error_code == ErrorCode.INTERNAL_ERROR

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from pairs import PathNet, Peer, connected, make_path_pair, poll
+from support import patch_method
 
 from quicish.errors import ConnectionStateError
 from quicish.proto import events as ev
@@ -137,11 +138,11 @@ def test_active_migration_to_a_dead_path_fails_and_keeps_the_old_one() -> None:
     def flush_without_probes() -> None:
         # The new local address cannot reach the server: its probes vanish.
         probes = net.client.probe_datagrams
-        net.client.probe_datagrams = lambda now: (probes(now), [])[1]  # type: ignore[method-assign]
+        undo = patch_method(net.client, "probe_datagrams", lambda now: (probes(now), [])[1])
         try:
             original_flush()
         finally:
-            net.client.probe_datagrams = probes  # type: ignore[method-assign]
+            undo()
 
     net._flush = flush_without_probes  # type: ignore[method-assign]
     _finish(net, c, s, sid)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pairs import FrameSpy, Net, Peer, Sender, connected, make_net, wire_frames
+from support import patch_method
 
 from quicish.proto.congestion.base import initial_window
 from quicish.simlink import LinkSpec
@@ -175,9 +176,9 @@ class CcAudit:
             persistent()
             self.persistent.append(cc.cwnd)
 
-        setattr(cc, "on_ack", on_acked)  # noqa: B010
-        setattr(cc, "on_congestion_event", on_event)  # noqa: B010
-        setattr(cc, "on_persistent_congestion", on_persistent)  # noqa: B010
+        patch_method(cc, "on_ack", on_acked)
+        patch_method(cc, "on_congestion_event", on_event)
+        patch_method(cc, "on_persistent_congestion", on_persistent)
 
 
 def test_slow_start_grows_by_bytes_acked() -> None:

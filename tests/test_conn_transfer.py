@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pairs import Net, Peer, Sender, connected, make_net
+from support import patch_method
 
 from quicish import native
 from quicish.native import RangeSet
@@ -52,8 +53,8 @@ class ResendAudit:
                         rs.add(rec.offset, rec.offset + rec.length)
             acked_hook(packets)
 
-        setattr(conn._recovery, "on_packet_sent", on_sent)  # noqa: B010
-        setattr(conn._frames, "on_packets_acked", on_acked)  # noqa: B010
+        patch_method(conn._recovery, "on_packet_sent", on_sent)
+        patch_method(conn._frames, "on_packets_acked", on_acked)
 
 
 def _overlaps(rs: RangeSet, start: int, stop: int) -> bool:
@@ -314,8 +315,8 @@ def _sent_packets(
             sent.extend((now, len(d)) for d, _ in out)
             return out
 
-        setattr(net.client._recovery, "on_packet_sent", on_sent)  # noqa: B010
-        setattr(net.client, "datagrams_to_send", datagrams)  # noqa: B010
+        patch_method(net.client._recovery, "on_packet_sent", on_sent)
+        patch_method(net.client, "datagrams_to_send", datagrams)
         one_way(net, 3 << 20)
         sent.append((net.client.stats(), net.server.stats()))
         return sent, made[0]
@@ -388,8 +389,8 @@ def test_bulk_packets_take_the_lean_receive_path(monkeypatch: Any) -> None:
 
     server = net.server
     before = server.stats().packets_received
-    setattr(server, "_receive_packet", counting_general.__get__(server))  # noqa: B010
-    setattr(server, "_receive_short", counting_lean.__get__(server))  # noqa: B010
+    patch_method(server, "_receive_packet", counting_general.__get__(server))
+    patch_method(server, "_receive_short", counting_lean.__get__(server))
     data = random.Random(5).randbytes(2 << 20)
     sid = net.client.open_stream()
     sender = Sender(net.client, sid, data)

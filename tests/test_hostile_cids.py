@@ -10,6 +10,7 @@ import functools
 import time
 
 from hostile_support import RawClient, ServeProcess
+from support import patch_method
 
 from quicish.errors import ErrorCode
 from quicish.wire import frames as F
@@ -29,8 +30,8 @@ def _attacker(port: int) -> RawClient:
     # The attacker's own CIDs are all made up by the test: its engine issues none, accepts
     # packets to any of them and RETIRE_CONNECTION_ID for any sequence number.
     cids = attacker.conn._local_cids
-    cids.top_up = lambda: []  # type: ignore[method-assign]
-    cids.owns = lambda cid: True  # type: ignore[method-assign]
+    patch_method(cids, "top_up", lambda: [])
+    patch_method(cids, "owns", lambda cid: True)
     cids._next_seq = 1 << 40
     attacker.handshake()
     return attacker
@@ -76,7 +77,7 @@ def test_retirements_at_a_sustainable_rate_stay_served() -> None:
             retired.add(seq)
             return on_retire(seq, packet_dcid)
 
-        cids.on_retire = counting  # type: ignore[method-assign]
+        patch_method(cids, "on_retire", counting)
         attacker.pump(0.2)
         rss_before = server.rss_bytes()
         seq = 1

@@ -29,9 +29,9 @@ def test_install_puts_each_secret_where_it_belongs() -> None:
     assert spaces[HANDSHAKE].tx is not None and spaces[HANDSHAKE].rx is None
     assert recovery.has_handshake_keys
     assert keys.zero_rtt_rx is not None and keys.zero_rtt_tx is None
-    keys.deferred.append((Epoch.ONE_RTT, "read", AES128, b"a" * 32))
+    keys.deferred += ((Epoch.ONE_RTT, "read", AES128, b"a" * 32),)
     keys.install_deferred(QUIC_V1)
-    assert keys.deferred == [] and spaces[APPLICATION].rx is not None
+    assert keys.deferred == () and spaces[APPLICATION].rx is not None
 
 
 def test_prepared_read_key_is_the_one_installed() -> None:

@@ -100,11 +100,11 @@ def test_undo_restores_the_cubic_state() -> None:
     cc = Cubic(MDS)
     cc.cwnd = 100 * MDS
     cc._w = float(cc.cwnd)
-    state = dict(vars(cc))
+    state = cc.snapshot()
     assert cc.on_congestion_event(1.0, 2.0)
     assert cc.w_max == 100 * MDS and cc.cwnd == 70 * MDS
     assert cc.undo_congestion_event()
-    after = dict(vars(cc))
+    after = cc.snapshot()
     assert after.pop("undone_events") == 1 and state.pop("undone_events") == 0
     after.pop("congestion_events")
     state.pop("congestion_events")

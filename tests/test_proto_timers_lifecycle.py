@@ -126,8 +126,16 @@ def _lifecycle(released: list[str]) -> tuple[Lifecycle, EventQueue]:
     recovery = LossRecovery(create_congestion_controller("newreno", 1200), max_ack_delay=0.025)
     idle = IdleTimer(30.0, None)
     idle.last_activity = 7.0
-    hooks = (lambda: released.append("streams"), lambda: released.append("records"))
+    hooks = (_Part("streams", released), _Part("records", released))
     return Lifecycle(events, recovery, idle, hooks), events
+
+
+class _Part:
+    def __init__(self, name: str, released: list[str]) -> None:
+        self.name, self.released = name, released
+
+    def release(self) -> None:
+        self.released.append(self.name)
 
 
 def _state(life: Lifecycle) -> State:

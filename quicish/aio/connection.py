@@ -46,11 +46,14 @@ class QuicConnection:
     Users get one from :func:`quicish.connect` or from a server's ``on_connection`` callback.
     """
 
-    # Set only by the few connections that need them (class defaults: an instance keeps 30
-    # attributes at most, so CPython stores them without a dict of their own).
-    _datagram_waiter: asyncio.Future[None] | None = None
-    _linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
-    _local_paths: LocalPaths[QuicConnection] | None = None  # client sockets, after migrate()
+    __slots__ = (
+        "_cids", "_closed", "_confirmed", "_datagram_waiter", "_datagrams", "_datagrams_size",
+        "_early_check", "_ended", "_endpoint", "_handshake_done", "_incoming", "_linger_task",
+        "_local_paths", "_loop", "_on_stream", "_owns_endpoint", "_path", "_preparing", "_proto",
+        "_readers", "_released", "_send_buffer_limit", "_started", "_stream_credit_waiters",
+        "_tasks", "_terminated", "_ticket_waiters", "_writers", "close_error", "feed_datagram",
+        "session_ticket", "timer_deadline", "validated_paths",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -68,16 +71,21 @@ class QuicConnection:
         # A server's check of streams opened in 0-RTT (Config.early_data callable), or None.
         check = proto.config.early_data
         self._early_check = check if callable(check) and not proto.is_client else None
-        self._readers: dict[int, QuicStreamReader] = {}
-        self._writers: dict[int, QuicStreamWriter] = {}
+        # The streams' readers and writers by id (the shared empty tables while none).
+        self._readers: dict[int, QuicStreamReader] = _NO_READERS
+        self._writers: dict[int, QuicStreamWriter] = _NO_WRITERS
         # The peer's streams for accept_stream() (made on first use: ~3 KB of deques that a
         # server with on_stream never needs).
         self._incoming: asyncio.Queue[tuple[QuicStreamReader, QuicStreamWriter]] | None = None
         self._handshake_done: asyncio.Future[None] = self._loop.create_future()
         self._confirmed: asyncio.Future[None] = self._loop.create_future()
-        self._closed: asyncio.Future[None] = self._loop.create_future()
-        self._terminated: asyncio.Future[None] = self._loop.create_future()  # closing begins
-        self._stream_credit_waiters: list[asyncio.Future[None]] = []
+        # The connection's end for the application (closing begins) and its release: flags,
+        # and futures made for the first waiter (most connections never have one).
+        self._ended = self._released = False
+        self._terminated: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        # Waiters for the peer's stream credit and for a session ticket (None: none yet).
+        self._stream_credit_waiters: list[asyncio.Future[None]] | None = None
         # Received datagrams not yet read: at most config.datagram_receive_buffer bytes (each
         # charged DATAGRAM_OVERHEAD more), the oldest dropped beyond it.
         self._datagrams: deque[bytes] | None = None  # (made for the first: most get none)
@@ -92,13 +100,17 @@ class QuicConnection:
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._send_buffer_limit = proto.config.send_buffer_size
         self.session_ticket: bytes | None = None
-        self._ticket_waiters: list[asyncio.Future[None]] = []
+        self._ticket_waiters: list[asyncio.Future[None]] | None = None
         self.close_error: ConnectionClosedError | None = None
-        self._cids: set[bytes] = {proto.host_cid}  # our CIDs, for the sockets of new paths
+        # A client's CIDs, for the sockets of new paths (a server never migrates actively).
+        self._cids: list[bytes] | None = [proto.host_cid] if proto.is_client else None
         #: Peer addresses (server) or local paths (client) validated after a migration.
         self.validated_paths: list[tuple[Address, int]] = []
         self._started = clock()  # for the lifecycle log lines
         self._path: tuple[Any, Any] | None = None  # (local, peer) last logged
+        self._datagram_waiter: asyncio.Future[None] | None = None
+        self._linger_task: asyncio.Task[None] | None = None  # the closing period, after close()
+        self._local_paths: LocalPaths[QuicConnection] | None = None  # after migrate() (client)
 
     # ---- public API --------------------------------------------------------------------------
     @property
@@ -147,15 +159,27 @@ class QuicConnection:
                 break
             except StreamLimitReached:
                 waiter = self._loop.create_future()
+                if self._stream_credit_waiters is None:
+                    self._stream_credit_waiters = []
                 self._stream_credit_waiters.append(waiter)
                 self._endpoint.mark_dirty(self)  # lets STREAMS_BLOCKED go out
                 await waiter
         reader = QuicStreamReader(self, sid)
         writer = QuicStreamWriter(self, sid, reader)
         if not unidirectional:
-            self._readers[sid] = reader
-        self._writers[sid] = writer
+            self._add_reader(reader)
+        self._add_writer(writer)
         return reader, writer
+
+    def _add_reader(self, reader: QuicStreamReader) -> None:
+        if self._readers is _NO_READERS:
+            self._readers = {}
+        self._readers[reader.stream_id] = reader
+
+    def _add_writer(self, writer: QuicStreamWriter) -> None:
+        if self._writers is _NO_WRITERS:
+            self._writers = {}
+        self._writers[writer.stream_id] = writer
 
     async def accept_stream(self) -> tuple[QuicStreamReader, QuicStreamWriter]:
         """The next stream the peer opened (the writer of a unidirectional one is closed)."""
@@ -174,7 +198,7 @@ class QuicConnection:
             return queue.get_nowait()
         self._raise_if_closed()
         getter = asyncio.ensure_future(queue.get())
-        waiting: set[asyncio.Future[Any]] = {getter, self._terminated}
+        waiting: set[asyncio.Future[Any]] = {getter, self._end_future()}
         try:
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -199,8 +223,9 @@ class QuicConnection:
             waiter = self._datagram_waiter
             if waiter is None or waiter.done():
                 waiter = self._datagram_waiter = self._loop.create_future()
-            await asyncio.wait({waiter, self._terminated}, return_when=asyncio.FIRST_COMPLETED)
-            if not self._datagrams and self._terminated.done():
+            ended = self._end_future()
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._datagrams and self._ended:
                 raise self.close_error or ConnectionClosedError(0, "connection closed")
         assert self._datagrams is not None
         data = self._datagrams.popleft()
@@ -224,10 +249,13 @@ class QuicConnection:
     async def wait_session_ticket(self) -> bytes | None:
         """The session ticket for resumption / 0-RTT once the server sent one (None if the
         connection closes first)."""
-        while self.session_ticket is None and not self._closed.done():
+        while self.session_ticket is None and not self._released:
             waiter = self._loop.create_future()
+            if self._ticket_waiters is None:
+                self._ticket_waiters = []
             self._ticket_waiters.append(waiter)
-            await asyncio.wait([waiter, self._closed], return_when=asyncio.FIRST_COMPLETED)
+            released = self._release_future()
+            await asyncio.wait([waiter, released], return_when=asyncio.FIRST_COMPLETED)
         return self.session_ticket
 
     def stats(self) -> Stats:
@@ -279,7 +307,7 @@ class QuicConnection:
             await self.wait_confirmed()
         if self._local_paths is None:
             self._local_paths = LocalPaths(
-                self, self._proto, self._endpoint, self._cids, self._loop
+                self, self._proto, self._endpoint, self._cids or (), self._loop
             )
         await self._local_paths.migrate(local_host)
 
@@ -301,12 +329,12 @@ class QuicConnection:
     async def wait_closed(self) -> None:
         """Wait until the connection has ended for the application (closed by either side,
         timed out, or aborted). It does not wait for the closing period."""
-        await asyncio.shield(self._terminated)
+        await asyncio.shield(self._end_future())
 
     async def wait_released(self) -> None:
         """Wait until the connection's closing or draining period is over and it holds no
         connection IDs (nor, for a client, a socket) any more."""
-        await asyncio.shield(self._closed)
+        await asyncio.shield(self._release_future())
 
     async def __aenter__(self) -> QuicConnection:
         return self
@@ -345,7 +373,7 @@ class QuicConnection:
     def on_terminated(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from the loop) once the connection has ended for the
         application."""
-        self._terminated.add_done_callback(lambda _: callback())
+        self._end_future().add_done_callback(lambda _: callback())
 
     def rebind(self, endpoint: Endpoint[QuicConnection]) -> None:
         """Send from ``endpoint`` from now on (a validated new local path)."""
@@ -411,6 +439,8 @@ class QuicConnection:
             if self._proto.stream_send_done(writer.stream_id):
                 writer.set_finished()
                 del self._writers[writer.stream_id]
+                if not self._writers:
+                    self._writers = _NO_WRITERS  # (an emptied dict keeps its table)
 
     def _process_events(self) -> None:
         proto = self._proto
@@ -445,12 +475,14 @@ class QuicConnection:
                 self.session_ticket = event.ticket
                 self._wake_ticket_waiters()
             elif isinstance(event, ev.ConnectionIdIssued):
-                self._cids.add(event.cid)
+                if self._cids is not None and event.cid not in self._cids:
+                    self._cids.append(event.cid)
                 self._endpoint.register(event.cid, self)
                 if self._local_paths is not None:
                     self._local_paths.register(event.cid)
             elif isinstance(event, ev.ConnectionIdRetired):
-                self._cids.discard(event.cid)
+                if self._cids is not None and event.cid in self._cids:
+                    self._cids.remove(event.cid)
                 self._endpoint.unregister(event.cid)
                 if self._local_paths is not None:
                     self._local_paths.unregister(event.cid)
@@ -464,24 +496,24 @@ class QuicConnection:
                 self._on_terminated(event)
 
     def _one_handshake_future(self) -> None:
-        """Once the handshake is both done and confirmed, one done future serves both
-        waits (the other's 144 bytes go)."""
+        """Once the handshake is both done and confirmed, the endpoint's done future serves
+        both waits (the connection's own two, 144 bytes each, go)."""
         done, confirmed = self._handshake_done, self._confirmed
         if done is confirmed or not (done.done() and confirmed.done()):
             return
         if done.cancelled() or confirmed.cancelled():
             return
         if done.exception() is None and confirmed.exception() is None:
-            self._confirmed = done
+            self._handshake_done = self._confirmed = self._endpoint.succeeded()
 
     def _wake_ticket_waiters(self) -> None:
-        waiters, self._ticket_waiters = self._ticket_waiters, []
+        waiters, self._ticket_waiters = self._ticket_waiters or (), None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def _wake_stream_credit_waiters(self) -> None:
-        waiters, self._stream_credit_waiters = self._stream_credit_waiters, []
+        waiters, self._stream_credit_waiters = self._stream_credit_waiters or (), None
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -499,11 +531,11 @@ class QuicConnection:
         # A server sees a client's stream before its handshake completed only in 0-RTT.
         early = not self._handshake_done.done() and not self._proto.is_client
         reader = QuicStreamReader(self, stream_id, early_data=early)
-        self._readers[stream_id] = reader
+        self._add_reader(reader)
         bidi = (stream_id & 0x2) == 0
         writer = QuicStreamWriter(self, stream_id, reader)
         if bidi:
-            self._writers[stream_id] = writer
+            self._add_writer(writer)
         else:
             writer.set_finished(closing=True)  # nothing to send: wait_closed() returns at once
         if early and self._early_check is not None:
@@ -630,8 +662,8 @@ class QuicConnection:
         self._log_close(event)
         err = ConnectionClosedError(event.error_code, event.reason, event.by_peer)
         self.close_error = err
-        if not self._terminated.done():
-            self._terminated.set_result(None)
+        if not self._ended:
+            self._end()
             if self._owns_endpoint and self._linger_task is None:
                 self._linger()  # the closing or draining period, in the background
         if not self._handshake_done.done():
@@ -644,7 +676,7 @@ class QuicConnection:
             reader.set_exception(err)
         for writer in self._writers.values():
             writer.set_exception(err)
-        for waiter in self._stream_credit_waiters:
+        for waiter in self._stream_credit_waiters or ():
             if not waiter.done():
                 waiter.set_exception(err)
 
@@ -654,20 +686,42 @@ class QuicConnection:
         self._finish()
 
     def _finish(self) -> None:
-        if self._closed.done():
+        if self._released:
             return
-        if not self._terminated.done():
-            self._terminated.set_result(None)
-        self._closed.set_result(None)
+        if not self._ended:
+            self._end()
+        self._released = True
+        if self._closed is not None:
+            self._closed.set_result(None)
         self._proto.end_trace()  # (the qlog file is complete now, also after abort())
         self._endpoint.forget(self)
         # Readers and writers refer to this connection; they need no lookup from here on.
-        self._readers.clear()
-        self._writers.clear()
+        self._readers, self._writers = _NO_READERS, _NO_WRITERS
         if self._local_paths is not None:
             self._local_paths.close_all()
         if self._owns_endpoint:
             self._endpoint.close()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._terminated is not None:
+            self._terminated.set_result(None)
+
+    def _end_future(self) -> asyncio.Future[None]:
+        """Done once the connection has ended for the application (made at first need)."""
+        if self._terminated is None:
+            self._terminated = self._loop.create_future()
+            if self._ended:
+                self._terminated.set_result(None)
+        return self._terminated
+
+    def _release_future(self) -> asyncio.Future[None]:
+        """Done once the connection is released (made at first need)."""
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+            if self._released:
+                self._closed.set_result(None)
+        return self._closed
 
     def _raise_if_closed(self) -> None:
         if self._proto.is_terminated:
@@ -680,7 +734,7 @@ class QuicConnection:
         connection holds the task."""
 
         async def released() -> None:
-            await asyncio.shield(self._closed)
+            await asyncio.shield(self._release_future())
 
         def done(task: asyncio.Task[None]) -> None:
             if task.cancelled():
@@ -710,6 +764,8 @@ class QuicConnection:
             # The reader has the end of its stream: no event names the stream again (a
             # later RESET_STREAM keeps the clean end), so it needs no routing.
             self._readers.pop(stream_id, None)
+            if not self._readers:
+                self._readers = _NO_READERS  # (an emptied dict keeps its table)
         return data, fin
 
     def stream_read_after_close(self, stream_id: int, max_bytes: int = -1) -> tuple[bytes, bool]:
@@ -744,6 +800,10 @@ def _has_loop() -> bool:
     except RuntimeError:
         return False
 
+
+# Shared, never written: a connection makes its own table for its first stream.
+_NO_READERS: dict[int, QuicStreamReader] = {}
+_NO_WRITERS: dict[int, QuicStreamWriter] = {}
 
 _CERTIFICATE_ALERTS = frozenset(
     {

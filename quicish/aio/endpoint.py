@@ -139,6 +139,7 @@ class Endpoint(Generic[D]):
         self.last_receive = 0.0  # clock() when the last receive round ended
         self._lone_wakes = 0  # wakes in a row that found one datagram, then an empty socket
         self._after_flush: Callable[[], None] | None = None
+        self._succeeded: asyncio.Future[None] | None = None
         # Server: admission pressure, logged once per episode (checked once per round).
         self._admission_log = (
             None if admission is None else AdmissionLog(admission, address(udp.address))
@@ -322,6 +323,15 @@ class Endpoint(Generic[D]):
         now = clock()
         for conn in self.connections:
             conn.transmit(now)
+
+    def succeeded(self) -> asyncio.Future[None]:
+        """A future done with result None, one for all the endpoint's connections (what a
+        connection's handshake futures become once both succeeded)."""
+        future = self._succeeded
+        if future is None:
+            future = self._succeeded = self._loop.create_future()
+            future.set_result(None)
+        return future
 
     @property
     def congested(self) -> bool:

@@ -9,7 +9,7 @@ sends from there; the old socket lingers a little for packets still in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Set
+from collections.abc import Collection
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import QuicError
@@ -33,14 +33,14 @@ M = TypeVar("M", bound=Migrating)
 
 class LocalPaths(Generic[M]):
     """The sockets of one client connection, by local path id: ``conn`` drives ``proto``
-    over ``endpoint`` (the current socket) and routes the CIDs in ``cids`` (a live set)."""
+    over ``endpoint`` (the current socket) and routes the CIDs in ``cids`` (kept up to date)."""
 
     def __init__(
         self,
         conn: M,
         proto: Connection,
         endpoint: Endpoint[M],
-        cids: Set[bytes],
+        cids: Collection[bytes],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._conn = conn

@@ -22,7 +22,7 @@ with what it asks of us.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..errors import ErrorCode, ProtocolError
 from ..wire.ack_frequency import ACK_FREQUENCY, AckFrequencyFrame, ImmediateAckFrame
@@ -30,7 +30,7 @@ from ..wire.buffer import Buffer
 from ..wire.frames import encode_frame
 from .congestion.base import CongestionController
 from .packet_space import LOCAL_MIN_ACK_DELAY, AckFrequency, PacketSpace
-from .records import Record, RecordTable
+from .records import OwnerHandlers, Record
 from .recovery import LossRecovery
 
 ACKS_PER_WINDOW = 8  # ask for about this many ACKs per congestion window
@@ -177,21 +177,28 @@ class AckFrequencySender:
             self.pending = self.requested  # the newest request again, with a new number
 
 
-def register_records(table: RecordTable, sender: Callable[[], AckFrequencySender | None]) -> None:
-    """ACK_FREQUENCY and IMMEDIATE_ACK records, answered through ``sender()`` (a callable
-    returning the connection's :class:`AckFrequencySender`, None while there is none)."""
+class SenderOwner(Protocol):
+    """What holds the connection's :class:`AckFrequencySender` (None while there is none)."""
 
-    def acked(rec: AckFrequencyRecord) -> None:
-        owner = sender()
-        if owner is not None:
-            owner.on_acked(rec)
+    ack_frequency: AckFrequencySender | None
 
-    def lost(rec: AckFrequencyRecord) -> None:
-        owner = sender()
-        if owner is not None:
-            owner.on_lost(rec)
 
-    table.register_all({AckFrequencyRecord: (acked, lost), ImmediateAckRecord: (None, None)})
+def _acked(owner: SenderOwner, rec: AckFrequencyRecord) -> None:
+    if owner.ack_frequency is not None:
+        owner.ack_frequency.on_acked(rec)
+
+
+def _lost(owner: SenderOwner, rec: AckFrequencyRecord) -> None:
+    if owner.ack_frequency is not None:
+        owner.ack_frequency.on_lost(rec)
+
+
+#: ACK_FREQUENCY and IMMEDIATE_ACK records, answered through the owner's sender
+#: (``RecordTable.register_owner``).
+RECORD_HANDLERS: OwnerHandlers = {
+    AckFrequencyRecord: (_acked, _lost),
+    ImmediateAckRecord: (None, None),
+}
 
 
 # ---- received frames -----------------------------------------------------------------------------

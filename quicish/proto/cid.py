@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from .. import kdf
 from ..errors import ErrorCode, ProtocolError
 from ..wire import frames as F
-from .records import NewConnectionIdRecord, RecordTable, RetireConnectionIdRecord
+from .records import NewConnectionIdRecord, OwnerHandlers, RecordTable, RetireConnectionIdRecord
 
 RESET_TOKEN_SIZE = 16
 MAX_ISSUED = 8  # our CIDs active at once, at most (the peer's limit may be lower)
 # The empty sets of PeerCids with nothing retired or reserved: shared, never added to.
 NO_SEQUENCES: set[int] = set()
+#: No CID stocked, no retirement to send: shared empty lists, never written (a table makes
+#: its own list before adding).
+NO_STOCK: list[tuple[bytes, bytes]] = []
+NO_RETIREMENTS: list[int] = []
 _NEW_CID = F.FrameType.NEW_CONNECTION_ID
 _RETIRE_CID = F.FrameType.RETIRE_CONNECTION_ID
 
@@ -39,6 +44,11 @@ class IssuedCid:
 
 class LocalCids:
     """The connection IDs we issued; the peer addresses its packets to any of them."""
+
+    __slots__ = (
+        "_by_cid", "_length", "_mac", "_make", "_next_seq", "_random", "_stock", "active",
+        "peer_limit", "pending", "retire_prior_to",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -62,11 +72,13 @@ class LocalCids:
         self.peer_limit = 2  # the peer's active_connection_id_limit
         self.pending: list[int] = []  # sequence numbers to announce (NEW_CONNECTION_ID)
         self.retire_prior_to = 0
-        self._stock: list[tuple[bytes, bytes]] = []  # (cid, token) made ahead of need
+        self._stock: list[tuple[bytes, bytes]] = NO_STOCK  # (cid, token) made ahead of need
 
     def stock(self, count: int = MAX_ISSUED - 1) -> None:
         """Make ``count`` CIDs and their reset tokens now, for later :meth:`top_up` calls:
         work an idle moment can take off the handshake's critical path."""
+        if self._stock is NO_STOCK:
+            self._stock = []
         if self._make is not None:  # (a format's CID costs more: only what top_up takes)
             count = min(count, min(self.peer_limit, MAX_ISSUED) - len(self.active))
             self._stock.extend((cid, self._token(cid)) for cid in self._made(count))
@@ -131,7 +143,7 @@ class LocalCids:
             self.pending.append(seq)
             new.append(cid)
         else:  # the peer's limit reached: what is left of the stock waits no more
-            self._stock.clear()  # (a later retirement's replacement is made then)
+            self._stock = NO_STOCK  # (a later retirement's replacement is made then)
         return new
 
     def frame_for(self, seq: int) -> F.NewConnectionIdFrame | None:
@@ -146,10 +158,7 @@ class LocalCids:
 
     def register_records(self, table: RecordTable) -> None:
         """A lost NEW_CONNECTION_ID is sent again while its CID is still active."""
-        table.register(NewConnectionIdRecord, lost=self._on_record_lost)
-
-    def _on_record_lost(self, rec: NewConnectionIdRecord) -> None:
-        self.on_lost(rec.sequence)
+        table.register_owner(self, _LOCAL_RECORDS)
 
     def on_retire(self, seq: int, packet_dcid: bytes) -> bytes | None:
         """RETIRE_CONNECTION_ID from the peer; returns the retired CID (None if unknown)."""
@@ -183,6 +192,11 @@ class PeerCids:
     forcing more is a CONNECTION_ID_LIMIT_ERROR (RFC 9000 5.1.2).
     """
 
+    __slots__ = (
+        "_queued", "_retired", "_unacked", "current", "entries", "limit",
+        "pending_retire", "reserved", "retire_limit", "retire_prior_to",
+    )  # fmt: skip
+
     def __init__(self, limit: int, retire_limit: int = 32) -> None:
         self.limit = limit  # our active_connection_id_limit
         # RFC 9000 5.1.2: allow at least twice our limit of unacknowledged retirements.
@@ -190,7 +204,8 @@ class PeerCids:
         self.entries: dict[int, tuple[bytes, bytes | None]] = {}  # seq -> (cid, token)
         self.current = 0
         self.retire_prior_to = 0
-        self.pending_retire: list[int] = []  # RETIRE_CONNECTION_ID to send (a few: a list)
+        # RETIRE_CONNECTION_ID to send (a few: a list; shared and empty until the first)
+        self.pending_retire: list[int] = NO_RETIREMENTS
         # Until the first retirement (most connections have none), the sets below are the
         # shared NO_SEQUENCES, which is only read or discarded from (an empty set is 216
         # bytes): _retire() and reserve() make their own before adding.
@@ -198,23 +213,23 @@ class PeerCids:
         self._unacked: set[int] = NO_SEQUENCES  # retired, RETIRE_CONNECTION_ID not acked
         self._retired: set[int] = NO_SEQUENCES  # retired one by one at or above retire_prior_to
         self.reserved: set[int] = NO_SEQUENCES  # held for a path being probed
-        self._tokens: dict[bytes, int] = {}
 
     def set_initial(self, cid: bytes, token: bytes | None = None) -> None:
         """The peer's handshake CID (sequence 0) and, from a server, its reset token."""
-        old = self.entries.get(0)
-        if old is not None and old[1] is not None:
-            self._tokens.pop(old[1], None)
         self.entries[0] = (cid, token)
-        if token is not None:
-            self._tokens[token] = 0
 
     @property
     def current_cid(self) -> bytes:
         return self.entries[self.current][0]
 
     def is_reset_token(self, token: bytes) -> bool:
-        return token in self._tokens
+        """``token`` is the reset token of one of the peer's active CIDs (a look at each, a
+        handful, for a datagram that no key opens: no table of their own)."""
+        found = False
+        for _, known in self.entries.values():
+            if known is not None and compare_digest(known, token):
+                found = True
+        return found
 
     def on_new(self, frame: F.NewConnectionIdFrame) -> bool:
         """NEW_CONNECTION_ID; True when the CID in use was retired and we switched."""
@@ -233,7 +248,6 @@ class PeerCids:
                     ErrorCode.PROTOCOL_VIOLATION, "one CID under two sequence numbers", _NEW_CID
                 )
             self.entries[seq] = (cid, token)
-            self._tokens[token] = seq
         switched = False
         prior = frame.retire_prior_to
         if prior > self.retire_prior_to:
@@ -268,12 +282,11 @@ class PeerCids:
         """Retire ``seq`` (known or not: the peer issued every number below its newest)."""
         if self._unacked is NO_SEQUENCES:  # the first retirement
             self._queued, self._unacked = set(), set()
+            self.pending_retire = []
         if self._retired is NO_SEQUENCES:
             self._retired = set()
         self.reserved.discard(seq)
-        entry = self.entries.pop(seq, None)
-        if entry is not None and entry[1] is not None:
-            self._tokens.pop(entry[1], None)
+        self.entries.pop(seq, None)
         if seq >= self.retire_prior_to:
             self._retired.add(seq)
             if len(self._retired) > self.retire_limit:
@@ -329,10 +342,17 @@ class PeerCids:
 
     def register_records(self, table: RecordTable) -> None:
         """RETIRE_CONNECTION_ID is re-sent when lost until acknowledged."""
-        table.register(RetireConnectionIdRecord, self._on_record_acked, self._on_record_lost)
+        table.register_owner(self, _PEER_RECORDS)
 
-    def _on_record_acked(self, rec: RetireConnectionIdRecord) -> None:
-        self.on_retire_acked(rec.sequence)
 
-    def _on_record_lost(self, rec: RetireConnectionIdRecord) -> None:
-        self.on_retire_lost(rec.sequence)
+#: The answers to the CID records (``RecordTable.register_owner``): a lost NEW_CONNECTION_ID
+#: goes again while its CID is active, RETIRE_CONNECTION_ID until acknowledged.
+_LOCAL_RECORDS: OwnerHandlers = {
+    NewConnectionIdRecord: (None, lambda cids, rec: cids.on_lost(rec.sequence))
+}
+_PEER_RECORDS: OwnerHandlers = {
+    RetireConnectionIdRecord: (
+        lambda cids, rec: cids.on_retire_acked(rec.sequence),
+        lambda cids, rec: cids.on_retire_lost(rec.sequence),
+    )
+}

@@ -51,6 +51,7 @@ from .lean_receive import LeanReceiver
 from .lifecycle import Closing, Lifecycle
 from .migration import Migration
 from .pacing import Pacer
+from .packet_builder import RECORD_HANDLERS as BUILDER_RECORDS
 from .packet_builder import PacketBuilder, next_skip
 from .packet_space import (
     APPLICATION,
@@ -62,14 +63,12 @@ from .packet_space import (
     register_space_records,
 )
 from .path import Path, PathManager
-from .records import (
-    PingRecord,
-    RecordTable,
-)
+from .records import OwnerHandlers, PingRecord, RecordTable
 from .recovery import LossRecovery
 from .server_context import ServerContext
 from .stats import ConnectionStats, Stats
 from .stream_manager import StreamManager
+from .stream_records import RECORD_HANDLERS as STREAM_RECORDS
 from .timers import ConnectionTimers
 from .trace import Trace
 
@@ -77,6 +76,7 @@ logger = logging.getLogger("quicish")
 
 CID_LENGTH = 8
 
+_PING_RECORDS: OwnerHandlers = {PingRecord: (None, None)}  # (nothing to do either way)
 _ECN_COUNTER = {0x02: 0, 0x01: 1, 0x03: 2}  # ECT(0), ECT(1), CE -> index in the ACK counts
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 
@@ -96,6 +96,14 @@ def _name_culprit(exc: ProtocolError, frame: Any) -> None:
 
 class Connection:
     """One QUIC connection, client or server, with no I/O of its own."""
+
+    __slots__ = (
+        "__weakref__", "_builder", "_events", "_first_datagram", "_frames", "_handshake",
+        "_handshake_timer", "_hello_sent_alone", "_idle", "_keys", "_lean", "_lifecycle",
+        "_local_cids", "_migration", "_on_stream", "_pacer", "_paths", "_peer_cids", "_records",
+        "_recovery", "_rx_ecn", "_rx_non_probing", "_spaces", "_streams", "_timers", "_trace",
+        "config", "host_cid", "is_client", "stats_counters",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -153,6 +161,7 @@ class Connection:
         # until a path is validated, at most 3x the bytes received on it are sent on it.
         self._paths = PathManager(Path(None, validated=is_client), random_bytes)
         self._rx_non_probing = False
+        self._rx_ecn = 0  # ECN codepoint of the datagram being processed
 
         cc = create_congestion_controller(config.congestion_control, config.initial_datagram_size)
         self._recovery = LossRecovery(
@@ -179,14 +188,14 @@ class Connection:
         # What acknowledgement and loss of each kind of sent-frame record do, by its owner.
         self._records = RecordTable()
         register_space_records(self._records, self._spaces)
-        self._streams.register_records(self._records)
+        self._records.register_owner(self._streams, STREAM_RECORDS)
         self._local_cids.register_records(self._records)
         self._peer_cids.register_records(self._records)
-        self._records.register(PingRecord)
+        self._records.register_owner(None, _PING_RECORDS)
         # The streams' wake-ups refer back to the stream manager and the record handlers
         # to their owners: unhooked when the connection closes for good.
         self._lifecycle = Lifecycle(
-            self._events, self._recovery, self._idle, (self._streams.release, self._records.release)
+            self._events, self._recovery, self._idle, (self._streams, self._records)
         )
         self._handshake_timer = HandshakeTimer(config.handshake_timeout)
         self._builder = PacketBuilder(
@@ -218,7 +227,7 @@ class Connection:
             self._events,
             is_client=is_client,
         )
-        self._builder.register_records(self._records)
+        self._records.register_owner(self._builder, BUILDER_RECORDS)
         self._handshake = Handshake(
             config,
             is_client=is_client,
@@ -847,8 +856,6 @@ class Connection:
         if on.rx_path is not self._paths.current:
             self._rx_non_probing = any(type(f) not in PROBING_FRAMES for f in frames)
         return ack_eliciting
-
-    _rx_ecn = 0  # ECN codepoint of the datagram being processed
 
     def _drop(self, reason: str, now: float, ptype: PacketType | None, size: int) -> None:
         """A received packet is dropped (counted; traced with its qlog trigger)."""

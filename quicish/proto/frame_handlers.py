@@ -38,6 +38,12 @@ class FrameHandlers:
     sets ``rx_path``, ``rx_size`` and ``rx_dcid`` for the datagram and packet being
     processed."""
 
+    __slots__ = (
+        "_builder", "_config", "_events", "_handshake", "_handshake_timer", "_is_client", "_keys",
+        "_lifecycle", "_local_cids", "_migration", "_pacer", "_peer_cids", "_records", "_recovery",
+        "_stats", "_streams", "rx_dcid", "rx_path", "rx_size", "trace",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -39,6 +40,7 @@ from .packet_space import (
     INITIAL,
     LOCAL_MAX_ACK_DELAY,
     LOCAL_MIN_ACK_DELAY,
+    SPENT_CRYPTO_RECV,
     PacketSpace,
 )
 from .path import PathManager
@@ -468,7 +470,7 @@ class Handshake:
         keys = self._keys
         for secret in tls.pop_secrets():
             if defer and secret[:2] in deferred:
-                keys.deferred.append(secret)
+                keys.deferred += (secret,)
             else:
                 keys.install(secret, self._builder.version)
         for epoch, data in tls.pop_output():
@@ -528,7 +530,7 @@ class Handshake:
         self.complete = self._builder.handshake_complete = True
         self._timer.complete()  # done in time
         self._lifecycle.establish()
-        self.alpn = tls.alpn
+        self.alpn = None if tls.alpn is None else sys.intern(tls.alpn)  # (one per protocol)
         self.cipher_suite = tls.cipher_suite
         self.session_resumed = tls.session_resumed
         self.early_data_accepted = tls.early_data_accepted
@@ -566,6 +568,7 @@ class Handshake:
         per connection, goes; later CRYPTO data gets the answer the engine gave."""
         self.tls = self.tls_ahead = None
         self.tls_released = True
+        self.sent_params = b""  # (their encoding was for the engine and its tickets)
 
     def _new_token(self, ctx: ServerContext, now: float) -> bytes:
         """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
@@ -615,7 +618,10 @@ class Handshake:
 
     def discard_space(self, index: int) -> None:
         if self._spaces[index].discard():
-            self._recovery.discard_space(index)
+            self._recovery.discard_space(index, for_good=True)
+            initial = self._spaces[INITIAL]
+            if index == HANDSHAKE and initial.discarded:  # (no Initial packet opens since)
+                initial.crypto_recv = SPENT_CRYPTO_RECV
 
     def issue_cids(self) -> None:
         """Issue spare connection IDs up to the peer's limit (RFC 9000 5.1.1)."""

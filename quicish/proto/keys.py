@@ -34,6 +34,12 @@ class KeyState:
     """The connection's key schedule state: installs TLS secrets into the packet spaces,
     keeps the 0-RTT keys, runs 1-RTT key updates and counts against the AEAD limits."""
 
+    __slots__ = (
+        "_recovery", "_rx_next", "_spaces", "_stats", "auth_failures", "deferred",
+        "integrity_limit", "phase", "phase_start_pn", "remote_update", "rx_previous", "spare",
+        "update_limit", "update_requested", "zero_rtt_rx", "zero_rtt_rx_until", "zero_rtt_tx",
+    )  # fmt: skip
+
     def __init__(
         self, spaces: tuple[PacketSpace, ...], recovery: LossRecovery, stats: ConnectionStats
     ) -> None:
@@ -46,7 +52,7 @@ class KeyState:
         self.zero_rtt_rx_until: float | None = None
         # Server with split_first_flight: keys whose first use is a round trip away (the
         # handshake read key, the 1-RTT write key), installed by prepare() or first need.
-        self.deferred: list[Secret] = []
+        self.deferred: tuple[Secret, ...] = ()  # (a tuple: the empty one is shared)
         # Server: the 1-RTT read key made by prepare() before the client's Finished verifies
         # (installed only then, when TLS hands over the same secret).
         self.spare: PacketProtector | None = None
@@ -88,7 +94,7 @@ class KeyState:
             self._recovery.has_handshake_keys = True
 
     def install_deferred(self, version: int) -> None:
-        keys, self.deferred = self.deferred, []
+        keys, self.deferred = self.deferred, ()
         for key in keys:
             self.install(key, version)
 

@@ -9,9 +9,9 @@ needs (the close frame, when it ends, how often to answer) lives in its state;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from ..errors import ErrorCode
 from . import events as ev
@@ -112,18 +112,26 @@ ESTABLISHED = Established()
 CLOSED = Closed()
 
 
+class Releasable(Protocol):
+    """A part whose callbacks refer back to its owner: ``release()`` unhooks them."""
+
+    def release(self) -> None: ...
+
+
 class Lifecycle:
     """A connection's state and its transitions. The end is reported once (one
     ``ConnectionTerminated``, while the connection is open); :meth:`end` also runs the
     release hooks of the parts whose callbacks refer back to their owners, so a closed
     connection is freed by reference counting."""
 
+    __slots__ = ("_events", "_idle", "_recovery", "_release", "state", "trace")
+
     def __init__(
         self,
         events: EventQueue,
         recovery: LossRecovery,
         idle: IdleTimer,
-        release: Sequence[Callable[[], None]],
+        release: Sequence[Releasable],
     ) -> None:
         self.state: State = HANDSHAKING
         self._events = events
@@ -196,7 +204,7 @@ class Lifecycle:
     def end(self) -> None:
         """Closed for good: release the parts' callbacks."""
         self.state = CLOSED
-        for release in self._release:
-            release()
+        for part in self._release:
+            part.release()
         if self.trace is not None:
             self.trace.end()

@@ -24,6 +24,11 @@ logger = logging.getLogger("quicish")
 class Migration:
     """Path attribution and switching on top of the :class:`PathManager`."""
 
+    __slots__ = (
+        "_builder", "_config", "_events", "_is_client", "_pacer", "_peer_cids", "_recovery",
+        "_stats", "fallback", "migrate_to", "paths", "trace",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,
@@ -103,7 +108,7 @@ class Migration:
         # per datagram received: the latest challenge replaces any still unanswered. Its
         # datagram is padded to 1200 bytes on a path being validated, or when the peer
         # padded its own (checking the path MTU): never to multiply a small challenge.
-        path.responses[:] = (data,)
+        path.responses = (data,)
         path.pad_response = not path.validated or padded
         if (
             not self._is_client

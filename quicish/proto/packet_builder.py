@@ -37,8 +37,8 @@ from .records import (
     HandshakeDoneRecord,
     MtuProbeRecord,
     NewConnectionIdRecord,
+    OwnerHandlers,
     Record,
-    RecordTable,
     RetireConnectionIdRecord,
     SentPacket,
     StreamRecord,
@@ -142,20 +142,6 @@ class PacketBuilder:
         self.sealed_ahead: list[tuple[SentPacket, int, bytes | bytearray]] | None = None
         self._burst: StreamBurst | None = None  # the bulk path (made at its first use)
         self._reply: ReplyPacket | None = None  # a reply's packet (made at its first use)
-
-    def register_records(self, records: RecordTable) -> None:
-        """HANDSHAKE_DONE goes again when lost, until one is acknowledged."""
-        records.register(
-            HandshakeDoneRecord, self._on_handshake_done_acked, self._on_handshake_done_lost
-        )
-        records.register(MtuProbeRecord, self._on_mtu_probe_acked, self._on_mtu_probe_lost)
-        ack_frequency.register_records(records, lambda: self.ack_frequency)
-
-    def _on_handshake_done_acked(self, rec: HandshakeDoneRecord) -> None:
-        self.handshake_done_acked = True
-
-    def _on_handshake_done_lost(self, rec: HandshakeDoneRecord) -> None:
-        self.pending_handshake_done = not self.handshake_done_acked
 
     def arm_probe(self, index: int, now: float | None = None) -> None:
         """A probe timeout in space ``index`` (at ``now``): the next two packets there are
@@ -350,7 +336,7 @@ class PacketBuilder:
             out = b"".join([self.seal_built(built, now) for built in parts])
         self._count_datagram(out, self._paths.current)
         if has_handshake and is_client and self._spaces[INITIAL].discard():
-            self._recovery.discard_space(INITIAL)  # RFC 9001 4.9.1
+            self._recovery.discard_space(INITIAL, for_good=True)  # RFC 9001 4.9.1
         return out
 
     def _count_datagram(self, datagram: bytes, path: Path) -> None:
@@ -528,7 +514,8 @@ class PacketBuilder:
         within the budget); returns (wrote anything, padded)."""
         wrote = pad = False
         if path.responses and room - buf.written >= 9:
-            F.encode_frame(buf, F.PathResponseFrame(path.responses.pop()))
+            F.encode_frame(buf, F.PathResponseFrame(path.responses[-1]))
+            path.responses = ()
             wrote = True
             pad = path.pad_response
         if path.challenge_due and room - buf.written >= 9:
@@ -898,3 +885,15 @@ class PacketBuilder:
             idle.last_activity = now
             idle.restart_pending = False
         self._stats.packets_sent += 1
+
+
+#: The answers to a builder's records (``RecordTable.register_owner``): HANDSHAKE_DONE goes
+#: again when lost, until one is acknowledged; MTU probes to the search; ACK_FREQUENCY.
+RECORD_HANDLERS: OwnerHandlers = {
+    **ack_frequency.RECORD_HANDLERS,
+    HandshakeDoneRecord: (
+        lambda b, rec: setattr(b, "handshake_done_acked", True),
+        lambda b, rec: setattr(b, "pending_handshake_done", not b.handshake_done_acked),
+    ),
+    MtuProbeRecord: (PacketBuilder._on_mtu_probe_acked, PacketBuilder._on_mtu_probe_lost),
+}

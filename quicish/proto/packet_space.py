@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..native import RangeSet, ReassemblyBuffer
 from ..wire.protection import PacketProtector
-from .records import AckRecord, CryptoRecord, RecordTable
+from .records import AckRecord, CryptoRecord, OwnerHandlers, RecordTable
 from .send_stream import SendStream
 
 INITIAL, HANDSHAKE, APPLICATION = 0, 1, 2
@@ -205,8 +205,8 @@ class PacketSpace:
         """Drop this space's keys, ACK state and sent CRYPTO data for good (RFC 9001 4.9);
         False when it was discarded already. Nothing writes a discarded space's CRYPTO send
         stream or ACK ranges again (its packets are dropped, nothing is built for it, the
-        records of what it sent are forgotten): they are swapped for empty stand-ins
-        shared by every connection. (The receive buffer stays: the rest of the packet that
+        records of what it sent are forgotten): they are swapped for empty stand-ins shared
+        by every connection. (The receive buffer stays: the rest of the packet that
         discarded the space may still carry CRYPTO frames.)"""
         if self.discarded:
             return False
@@ -224,21 +224,31 @@ class PacketSpace:
 # 1.5 KB per space): empty, and never touched (tests/test_conn_memory.py checks they stay so).
 SPENT_CRYPTO_SEND = SendStream(0, stream_id=-1)
 SPENT_RANGES = RangeSet(1)
+# ... and an Initial space's receive buffer once the Handshake space is discarded too.
+SPENT_CRYPTO_RECV = ReassemblyBuffer(0)
 
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:
     """Answer CRYPTO and ACK records through the space (of ``spaces``) that sent them."""
+    table.register_owner(spaces, _RECORD_HANDLERS)
 
-    def crypto_acked(rec: CryptoRecord) -> None:
-        spaces[rec.space].crypto_send.on_acked(rec.offset, rec.length, False)
 
-    def crypto_lost(rec: CryptoRecord) -> None:
-        space = spaces[rec.space]
-        if not space.discarded:
-            space.crypto_send.on_lost(rec.offset, rec.length, False)
+def _crypto_acked(spaces: Sequence[PacketSpace], rec: CryptoRecord) -> None:
+    spaces[rec.space].crypto_send.on_acked(rec.offset, rec.length, False)
 
-    def ack_acked(rec: AckRecord) -> None:
-        spaces[rec.space].on_ack_acknowledged(rec.largest)
 
-    # (a lost ACK is not re-sent: the next one says more)
-    table.register_all({CryptoRecord: (crypto_acked, crypto_lost), AckRecord: (ack_acked, None)})
+def _crypto_lost(spaces: Sequence[PacketSpace], rec: CryptoRecord) -> None:
+    space = spaces[rec.space]
+    if not space.discarded:
+        space.crypto_send.on_lost(rec.offset, rec.length, False)
+
+
+def _ack_acked(spaces: Sequence[PacketSpace], rec: AckRecord) -> None:
+    spaces[rec.space].on_ack_acknowledged(rec.largest)
+
+
+# (a lost ACK is not re-sent: the next one says more)
+_RECORD_HANDLERS: OwnerHandlers = {
+    CryptoRecord: (_crypto_acked, _crypto_lost),
+    AckRecord: (_ack_acked, None),
+}

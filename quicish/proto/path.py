@@ -39,13 +39,14 @@ class Path:
         self.validated = validated
         self.bytes_received = 0
         self.bytes_sent = 0
-        self.challenges: list[bytes] = []  # PATH_CHALLENGE data sent and not yet answered
+        # PATH_CHALLENGE data sent and not yet answered (tuples: the empty one is shared).
+        self.challenges: tuple[bytes, ...] = ()
         self.challenge_due = False  # a (new) PATH_CHALLENGE should go out on this path
         self.next_challenge_at: float | None = None
         self.deadline: float | None = None  # validation abandoned after this
         # PATH_RESPONSE data to send on this path: the latest challenge only (RFC 9000
         # 8.2.2 lets one answer stand for all), and whether to pad its datagram.
-        self.responses: list[bytes] = []
+        self.responses: tuple[bytes, ...] = ()
         self.pad_response = False
         self.cid_seq: int | None = None  # the peer CID reserved for this path, if any
 
@@ -68,6 +69,8 @@ class Path:
 
 class PathManager:
     """The current path and the ones being probed; challenge timers."""
+
+    __slots__ = ("_random", "current", "others")
 
     def __init__(self, current: Path, random_bytes: Callable[[int], bytes]) -> None:
         self.current = current
@@ -115,8 +118,7 @@ class PathManager:
     def next_challenge(self, path: Path, now: float, interval: float) -> bytes:
         """Fresh challenge data for a PATH_CHALLENGE being sent on ``path`` now."""
         data = self._random(8)
-        path.challenges.append(data)
-        del path.challenges[:-MAX_CHALLENGES]
+        path.challenges = (*path.challenges, data)[-MAX_CHALLENGES:]
         path.challenge_due = False
         path.next_challenge_at = now + interval
         return data
@@ -126,7 +128,7 @@ class PathManager:
         for path in (self.current, *self.others.values()):
             if data in path.challenges:
                 path.validated = True
-                path.challenges.clear()
+                path.challenges = ()
                 path.challenge_due = False
                 path.next_challenge_at = None
                 path.deadline = None
@@ -149,7 +151,7 @@ class PathManager:
                 path.deadline = None
                 path.next_challenge_at = None
                 path.challenge_due = False
-                path.challenges.clear()
+                path.challenges = ()
                 failed.append(path)
             elif path.next_challenge_at is not None and now >= path.next_challenge_at:
                 path.next_challenge_at = None

@@ -99,6 +99,13 @@ class _Space:
         return out
 
 
+#: What a space whose keys are discarded holds instead of its own tables of sent packets
+#: and skipped numbers: empty, and never written (tests/test_conn_memory.py checks so).
+SPENT_PACKETS: dict[int, SentPacket] = {}
+SPENT_ORDER: list[int] = []
+SPENT_SKIPS: list[int] = []
+
+
 class LossRecovery:
     """RFC 9002 loss detection for the three packet number spaces of one connection.
 
@@ -113,6 +120,14 @@ class LossRecovery:
     controller, only losses in clusters (``loss_clusters.py``) start a congestion event;
     scattered random loss is retransmitted without one (off by default).
     """
+
+    __slots__ = (
+        "_anchor", "_cc", "_clusters", "_packet_cc", "_spaces", "_spurious",
+        "amplification_limited", "bytes_in_flight", "bytes_lost", "handshake_confirmed",
+        "has_handshake_keys", "max_ack_delay", "max_not_in_flight", "on_metrics",
+        "packets_forgotten", "packets_lost", "peer_completed_address_validation",
+        "persistent_congestion_events", "pto_count", "pto_timeouts", "rtt",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -457,11 +472,19 @@ class LossRecovery:
         return [], probe
 
     # ---- key discard -----------------------------------------------------------------------------
-    def discard_space(self, space: int, now: float | None = None) -> list[SentPacket]:
+    def discard_space(
+        self, space: int, now: float | None = None, *, for_good: bool = False
+    ) -> list[SentPacket]:
         """Forget a space's packets (keys discarded, or Retry): they leave bytes in flight
-        without counting as acked or lost; returns them. Resets the PTO backoff."""
+        without counting as acked or lost; returns them. Resets the PTO backoff.
+        ``for_good``: the space's keys are gone (nothing is sent in it again): its tables
+        give way to empty ones shared by every connection (an ACK frame read for it later,
+        in the rest of the packet that discarded it, finds nothing in them and writes
+        nothing to them)."""
         sp = self._spaces[space]
         dropped = sp.clear()
+        if for_good:
+            sp.packets, sp.order, sp.skipped = SPENT_PACKETS, SPENT_ORDER, SPENT_SKIPS
         self.bytes_in_flight -= sum(p.size for p in dropped if p.in_flight)
         self.pto_count = 0
         if now is not None:

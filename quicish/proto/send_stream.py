@@ -27,6 +27,9 @@ MAX_OFFSET = 1 << 62
 _CHUNK_MIN = 512  # bytes writes at least this long are kept as they are (no copy)
 _RANGES = 1 << 20  # RangeSet capacity: acked/lost gaps are bounded by the bytes in flight
 _EMPTY = memoryview(b"")
+#: No range yet: shared by the streams that have none (most: data acknowledged in order and
+#: never lost), never written; a stream makes its own at its first out-of-order ACK or loss.
+NO_RANGES = RangeSet(1)
 _R_NONE, _R_PENDING, _R_SENT, _R_ACKED = range(4)
 
 
@@ -92,8 +95,8 @@ class SendStream:
         self._write_offset = 0  # bytes written by the application
         self._send_offset = 0  # next never-sent byte
         self._acked_prefix = 0  # every byte below is acknowledged
-        self._acked = RangeSet(_RANGES)  # acknowledged ranges above _acked_prefix
-        self._lost = RangeSet(_RANGES)  # ranges waiting to be re-sent
+        self._acked = NO_RANGES  # acknowledged ranges above _acked_prefix
+        self._lost = NO_RANGES  # ranges waiting to be re-sent
         self._has_acked = False  # bool(self._acked), cached (the hot path reads it)
         self._has_lost = False  # bool(self._lost), cached
         self._final_size: int | None = None
@@ -317,6 +320,8 @@ class SendStream:
                 prefix = end
             else:
                 acked = self._acked
+                if acked is NO_RANGES:
+                    acked = self._acked = RangeSet(_RANGES)
                 acked.add(offset if offset > prefix else prefix, end)
                 first_start, first_stop = acked.bounds() if len(acked) == 1 else next(iter(acked))
                 if first_start <= prefix:
@@ -356,6 +361,8 @@ class SendStream:
         start = offset if offset > self._acked_prefix else self._acked_prefix
         if start < end:
             lost = self._lost
+            if lost is NO_RANGES:
+                lost = self._lost = RangeSet(_RANGES)
             lost.add(start, end)
             if self._has_acked:
                 for a, b in self._acked:
@@ -389,7 +396,7 @@ class SendStream:
         if self._reset_state:
             return
         self._send_offset = self._acked_prefix
-        self._lost = RangeSet(_RANGES)
+        self._lost = NO_RANGES
         self._has_lost = False
         self._blocked_sent = -1
         if self._final_size is not None and not self._fin_acked:
@@ -449,8 +456,7 @@ class SendStream:
         self._starts = []
         self._first = 0
         self._tail = bytearray()
-        self._lost = RangeSet(_RANGES)
-        self._acked = RangeSet(_RANGES)
+        self._lost = self._acked = NO_RANGES
         self._has_lost = self._has_acked = False
         if self.wake is not None:
             self.wake()

@@ -20,6 +20,9 @@ MAX_PACKET_THRESHOLD = 31
 MAX_TIME_THRESHOLD = 2.0  # RTTs
 _REMEMBERED = 128  # lost packets remembered per space (the oldest are forgotten)
 _NO_EPISODE: set[tuple[int, int]] = set()  # no episode: shared, never changed
+#: No loss yet: shared empty tables, never changed (a connection's own are made at its
+#: first loss: most connections have none).
+NO_LOSSES: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
 
 
 class SpuriousLosses:
@@ -44,7 +47,7 @@ class SpuriousLosses:
         self.adaptive = adaptive
         self.undo = undo
         #: per space: packet number -> its distance below the largest acked when declared lost
-        self.lost: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+        self.lost: tuple[dict[int, int], dict[int, int], dict[int, int]] = NO_LOSSES
         #: (space, pn) of the in-flight packets lost in the episode that reduced the window
         #: (while there is none, a shared empty set: only a non-empty one is changed)
         self.episode: set[tuple[int, int]] = _NO_EPISODE
@@ -54,6 +57,8 @@ class SpuriousLosses:
     def on_lost(self, space: int, pns: Sequence[int], largest_acked: int, reduced: bool) -> None:
         """In-flight packets ``pns`` were declared lost; ``reduced``: this loss started a new
         window reduction (a new episode) rather than joining the current one."""
+        if self.lost is NO_LOSSES:
+            self.lost = ({}, {}, {})
         remembered = self.lost[space]
         for pn in pns:
             remembered[pn] = largest_acked - pn

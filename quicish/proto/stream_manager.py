@@ -13,8 +13,7 @@ Two levels of API:
 * connection helpers that speak frames: ``on_stream_frame``, ``on_reset_stream``, ... for
   received frames; ``write_control_frames`` / ``write_stream_frames`` append frames to a
   packet ``Buffer`` and a record per frame (``StreamRecord``, ``ResetStreamRecord``, ...) to
-  the packet's record list; ``register_records`` puts their answers (acknowledged, lost) in
-  the connection's ``RecordTable``.
+  the packet's record list; ``stream_records`` answers them (acknowledged, lost).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ErrorCode, ProtocolError, StreamError
 from ..wire import frames as F
@@ -34,7 +33,6 @@ from .records import (
     MaxStreamDataRecord,
     MaxStreamsRecord,
     Record,
-    RecordTable,
     ResetStreamRecord,
     StopSendingRecord,
     StreamDataBlockedRecord,
@@ -148,6 +146,14 @@ class StreamManager:
     ``write_control_frames`` when not passed explicitly.
     """
 
+    __slots__ = (
+        "_blocked_sent", "_blocked_want", "_control", "_credit_waiters", "_fragment_budget",
+        "_local_max_streams", "_local_max_streams_initial", "_max_fragments", "_max_streams_resend",
+        "_next_local", "_next_peer", "_peer", "_peer_closed", "_peer_max_streams", "_priorities",
+        "_queues", "_send_buffer", "_stream_window", "_stream_window_max", "_streams", "bytes_lost",
+        "bytes_retransmitted", "control", "is_client", "now", "recv_window", "rtt", "send_credit",
+    )  # fmt: skip
+
     def __init__(
         self,
         is_client: bool,
@@ -165,10 +171,9 @@ class StreamManager:
     ) -> None:
         self.is_client = is_client
         self.send_credit = SendCredit(0)
-        #: STREAM bytes sent again after a loss (``Connection.stats()`` reports it).
-        self.bytes_retransmitted = 0
-        #: STREAM bytes in packets declared lost (``Connection.stats()`` reports it).
-        self.bytes_lost = 0
+        #: STREAM bytes sent again after a loss, and in packets declared lost (both in
+        #: ``Connection.stats()``).
+        self.bytes_retransmitted = self.bytes_lost = 0
         self.recv_window = ReceiveWindow(local_max_data, max_data_limit)
         #: Extra frames for ``write_control_frames`` (e.g. PATH_RESPONSE), sent once.
         self.control: list[Any] = []  # (a few frames at a time: a list)
@@ -186,17 +191,22 @@ class StreamManager:
         self._next_local = [0, 0]
         self._next_peer = [0, 0]
         self._peer_max_streams = [0, 0]  # the peer's limit on the streams we open
-        self._local_max_streams_initial = [local_max_streams_uni, local_max_streams_bidi]
-        self._local_max_streams = [local_max_streams_uni, local_max_streams_bidi]
-        self._peer_closed = [0, 0]  # peer streams forgotten (credit for MAX_STREAMS)
-        self._max_streams_resend = [False, False]
-        self._blocked_want = [False, False]
-        self._blocked_sent = [-1, -1]
+        limits = (local_max_streams_uni, local_max_streams_bidi)
+        if len(_LIMITS) < 32:  # (one tuple per value: config values, a handful)
+            limits = _LIMITS.setdefault(limits, limits)
+        self._local_max_streams_initial = limits
+        self._local_max_streams = list(self._local_max_streams_initial)
+        # (Pairs rarely changed: shared tuples, a new one at each change.)
+        self._peer_closed = _ZEROS  # peer streams forgotten (credit for MAX_STREAMS)
+        self._max_streams_resend = self._blocked_want = _NOES
+        self._blocked_sent = _NONE_SENT
         self._peer: PeerLimits | None = None
         self._queues: dict[int, deque[Stream]] = {}  # a FIFO per priority, lowest value first
-        self._priorities: list[int] = []
-        self._credit_waiters: dict[int, Stream] = {}
-        self._control: dict[int, Stream] = {}
+        self._priorities: tuple[int, ...] = ()
+        # Streams parked for credit, and with control frames due: the shared empty table
+        # until the first (only read, cleared or popped from while shared).
+        self._credit_waiters: dict[int, Stream] = _NO_STREAMS
+        self._control: dict[int, Stream] = _NO_STREAMS
         if peer is not None:
             self.on_peer_parameters(peer)
 
@@ -277,7 +287,7 @@ class StreamManager:
         b = 1 if bidi else 0
         index = self._next_local[b]
         if index >= self._peer_max_streams[b]:
-            self._blocked_want[b] = True
+            self._blocked_want = _with(self._blocked_want, b, True)
             raise StreamLimitReached(bidi, self._peer_max_streams[b])
         self._next_local[b] = index + 1
         stream = self._create(make_stream_id(index, self.is_client, bidi))
@@ -341,7 +351,7 @@ class StreamManager:
         if limit <= self._peer_max_streams[b]:
             return False
         self._peer_max_streams[b] = limit
-        self._blocked_want[b] = False
+        self._blocked_want = _with(self._blocked_want, b, False)
         return True
 
     def max_streams_update(self, bidi: bool) -> int | None:
@@ -350,10 +360,10 @@ class StreamManager:
         target = min(self._local_max_streams_initial[b] + self._peer_closed[b], MAX_STREAMS_LIMIT)
         if target > self._local_max_streams[b]:
             self._local_max_streams[b] = target
-            self._max_streams_resend[b] = False
+            self._max_streams_resend = _with(self._max_streams_resend, b, False)
             return target
         if self._max_streams_resend[b]:
-            self._max_streams_resend[b] = False
+            self._max_streams_resend = _with(self._max_streams_resend, b, False)
             return self._local_max_streams[b]
         return None
 
@@ -366,13 +376,14 @@ class StreamManager:
         """A MAX_STREAMS frame was lost: re-send the current value if it is still current."""
         b = 1 if bidi else 0
         if limit is None or limit == self._local_max_streams[b]:
-            self._max_streams_resend[b] = True
+            self._max_streams_resend = _with(self._max_streams_resend, b, True)
 
     def streams_blocked(self, bidi: bool) -> int | None:
         """The limit for a STREAMS_BLOCKED frame to send now (once per limit), or None."""
         b = 1 if bidi else 0
         if self._streams_blocked_due(b):
-            limit = self._blocked_sent[b] = self._peer_max_streams[b]
+            limit = self._peer_max_streams[b]
+            self._blocked_sent = _with(self._blocked_sent, b, limit)
             return limit
         return None
 
@@ -387,7 +398,7 @@ class StreamManager:
     def on_streams_blocked_lost(self, bidi: bool, limit: int | None = None) -> None:
         b = 1 if bidi else 0
         if limit is None or limit == self._blocked_sent[b]:
-            self._blocked_sent[b] = -1
+            self._blocked_sent = _with(self._blocked_sent, b, -1)
 
     @property
     def local_max_streams(self) -> tuple[int, int]:
@@ -454,6 +465,8 @@ class StreamManager:
             self._enqueue(stream)
         if not stream._in_control and stream.has_control():
             stream._in_control = True
+            if self._control is _NO_STREAMS:
+                self._control = {}
             self._control[stream.stream_id] = stream
         if stream.is_done:
             self._forget(stream)
@@ -462,21 +475,27 @@ class StreamManager:
         queue = self._queues.get(stream.priority)
         if queue is None:
             queue = self._queues[stream.priority] = deque()
-            self._priorities = sorted(self._queues)
+            self._priorities = tuple(sorted(self._queues))
         stream._queued = True
         queue.append(stream)
 
     def _forget(self, stream: Stream) -> None:
         stream._closed = True
         sid = stream.stream_id
-        del self._streams[sid]
-        if not self._queues.get(stream.priority, True):  # (an idle connection keeps no deque)
-            del self._queues[stream.priority]
-            self._priorities = sorted(self._queues)
+        streams, queues = self._streams, self._queues
+        del streams[sid]
+        if not streams:
+            streams.clear()  # (an emptied dict keeps its table: 224 bytes)
+        if not queues.get(stream.priority, True):  # (an idle connection keeps no deque)
+            del queues[stream.priority]
+            if not queues:
+                queues.clear()
+            self._priorities = tuple(sorted(queues))
         self._credit_waiters.pop(sid, None)
         _unhook(stream)
         if not self._is_local(sid):
-            self._peer_closed[0 if sid & 2 else 1] += 1
+            b = 0 if sid & 2 else 1
+            self._peer_closed = _with(self._peer_closed, b, self._peer_closed[b] + 1)
 
     def release(self) -> None:
         """The connection is over: drop the halves' wake-ups, which refer back to this
@@ -507,6 +526,8 @@ class StreamManager:
             stream._queued = False
             if not stream._closed and not credit_ok and send.wants_credit:
                 self.send_credit.note_blocked()
+                if self._credit_waiters is _NO_STREAMS:
+                    self._credit_waiters = {}
                 self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
@@ -698,71 +719,6 @@ class StreamManager:
         stream = self._streams.get(stream_id)
         return None if stream is None else stream.recv
 
-    # ---- sent-frame records ------------------------------------------------------------------
-    def register_records(self, table: RecordTable) -> None:
-        """Register the answers to the records this manager writes (see ``records``)."""
-        table.register_all(
-            {
-                StreamRecord: (self._on_stream_record_acked, self._on_stream_record_lost),
-                ResetStreamRecord: (self._on_reset_acked, self._on_reset_lost),
-                StopSendingRecord: (None, self._on_stop_sending_lost),
-                MaxDataRecord: (None, self._on_max_data_lost),
-                MaxStreamDataRecord: (None, self._on_max_stream_data_lost),
-                MaxStreamsRecord: (None, lambda r: self.on_max_streams_lost(r.bidi, r.limit)),
-                DataBlockedRecord: (None, self._on_data_blocked_lost),
-                StreamDataBlockedRecord: (None, self._on_stream_data_blocked_lost),
-                StreamsBlockedRecord: (
-                    None,
-                    lambda r: self.on_streams_blocked_lost(r.bidi, r.limit),
-                ),
-            }
-        )
-
-    def _on_stream_record_acked(self, rec: StreamRecord) -> None:
-        stream_id, offset, length, fin = rec
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_acked(offset, length, fin)
-
-    def _on_stream_record_lost(self, rec: StreamRecord) -> None:
-        stream_id, offset, length, fin = rec
-        self.bytes_lost += length
-        stream = self._streams.get(stream_id)
-        if stream is not None and stream.send is not None:
-            stream.send.on_lost(offset, length, fin)
-
-    def _on_reset_acked(self, rec: ResetStreamRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_reset_acked()
-
-    def _on_reset_lost(self, rec: ResetStreamRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_reset_lost()
-
-    def _on_stop_sending_lost(self, rec: StopSendingRecord) -> None:
-        recv = self._recv_half(rec.stream_id)
-        if recv is not None:
-            recv.on_stop_sending_lost()
-
-    def _on_max_data_lost(self, rec: MaxDataRecord) -> None:
-        window = self.recv_window
-        window.on_update_lost(window.limit if rec.limit is None else rec.limit)
-
-    def _on_max_stream_data_lost(self, rec: MaxStreamDataRecord) -> None:
-        recv = self._recv_half(rec.stream_id)
-        if recv is not None:
-            recv.on_max_stream_data_lost(rec.limit)
-
-    def _on_data_blocked_lost(self, rec: DataBlockedRecord) -> None:
-        self.send_credit.on_blocked_lost(rec.limit)
-
-    def _on_stream_data_blocked_lost(self, rec: StreamDataBlockedRecord) -> None:
-        send = self._send_half(rec.stream_id)
-        if send is not None:
-            send.on_blocked_lost(rec.limit)
-
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
         """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
@@ -890,6 +846,20 @@ class StreamManager:
                 records.append(new_record(StreamRecord, (sid, offset, len(data), fin)))
                 wrote = True
         return wrote
+
+
+_ZEROS, _NOES, _NONE_SENT = (0, 0), (False, False), (-1, -1)
+_NO_STREAMS: dict[int, Stream] = {}  # shared, never written
+_LIMITS: dict[tuple[int, int], tuple[int, int]] = {}  # the tuples of initial stream limits
+T = TypeVar("T")
+
+
+def _with(pair: tuple[T, T], index: int, value: T) -> tuple[T, T]:
+    """``pair`` with ``value`` at ``index`` (0: unidirectional, 1: bidirectional); ``pair``
+    itself when it holds ``value`` there already (a shared default stays shared)."""
+    if pair[index] == value:
+        return pair
+    return (value, pair[1]) if index == 0 else (pair[0], value)
 
 
 def _unhook(stream: Stream) -> None:

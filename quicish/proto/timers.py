@@ -79,6 +79,11 @@ class ConnectionTimers:
     """A connection's timers over the parts they follow: :meth:`refresh` sets the table from
     their state, :meth:`handle` runs the expired ones."""
 
+    __slots__ = (
+        "_builder", "_handshake_timer", "_idle", "_keys", "_lifecycle", "_migration",
+        "_on_packets_lost", "_paths", "_recovery", "_spaces", "table",
+    )  # fmt: skip
+
     def __init__(
         self,
         *,

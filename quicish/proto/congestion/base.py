@@ -38,6 +38,13 @@ class CongestionController(ABC):
     ``congestion_events``, ``persistent_congestion_events``.
     """
 
+    # (Slots: a controller per connection; a subclass without its own keeps a dict.)
+    __slots__ = (
+        "_before_reduction", "congestion_events", "cwnd", "initial_window", "last_sent_time",
+        "max_datagram_size", "minimum_window", "persistent_congestion_events",
+        "recovery_start_time", "ssthresh", "undone_events",
+    )  # fmt: skip
+
     name: ClassVar[str] = "base"
     #: True for a controller that needs the packets themselves (delivery-rate sampling,
     #: BBR): loss recovery then calls :meth:`on_sent_packet`, :meth:`on_packets_acked` and
@@ -126,11 +133,20 @@ class CongestionController(ABC):
         if sent_time <= self.recovery_start_time:
             return False
         self._before_reduction = None  # (not kept inside the copy)
-        self._before_reduction = dict(vars(self))  # for undo_congestion_event
+        self._before_reduction = self.snapshot()  # for undo_congestion_event
         self.recovery_start_time = now
         self.congestion_events += 1
         self._on_congestion(now)
         return True
+
+    def snapshot(self) -> dict[str, object]:
+        """Every attribute of the controller (its slots' and any instance dict's)."""
+        state = dict(getattr(self, "__dict__", ()))
+        for cls in type(self).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                if name not in ("__dict__", "__weakref__") and hasattr(self, name):
+                    state[name] = getattr(self, name)
+        return state
 
     def undo_congestion_event(self) -> bool:
         """The losses that made the last reduction were spurious (the packets arrived):
@@ -139,7 +155,8 @@ class CongestionController(ABC):
         if saved is None:
             return False
         counts = (self.congestion_events, self.persistent_congestion_events, self.undone_events)
-        vars(self).update(saved)
+        for name, value in saved.items():
+            setattr(self, name, value)
         self.congestion_events, self.persistent_congestion_events, self.undone_events = counts
         self.undone_events += 1
         self._before_reduction = None

@@ -36,6 +36,12 @@ class Cubic(CongestionController):
     """
 
     name: ClassVar[str] = "cubic"
+    __slots__ = (
+        "_hs_css_baseline", "_hs_css_rounds", "_hs_last_round_min", "_hs_round_min",
+        "_hs_round_start", "_hs_samples", "_hs_seen_samples", "_last_ack_time", "_w",
+        "cwnd_epoch", "cwnd_prior", "fast_convergence", "hystart", "in_css", "k", "t_epoch",
+        "w_est", "w_max",
+    )  # fmt: skip
 
     def __init__(
         self, max_datagram_size: int, *, hystart: bool = True, fast_convergence: bool = True

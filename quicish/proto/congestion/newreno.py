@@ -18,6 +18,7 @@ class NewReno(CongestionController):
     halving once per recovery period."""
 
     name: ClassVar[str] = "newreno"
+    __slots__ = ("_acked_in_ca",)
 
     def __init__(self, max_datagram_size: int) -> None:
         super().__init__(max_datagram_size)
