@@ -12,6 +12,7 @@ import pytest
 from pairs import make_net
 
 from quicish.errors import DecodeError
+from quicish.native import pure
 from quicish.proto import lean_receive
 from quicish.proto.events import StreamDataAvailable
 from quicish.proto.packet_builder import PacketBuilder
@@ -20,19 +21,30 @@ from quicish.simlink import LinkSpec
 from quicish.wire import frames as F
 from quicish.wire.ack_stream import decode_ack_stream
 from quicish.wire.buffer import Buffer
-from quicish.wire.packet import PacketType
+from quicish.wire.packet import PacketType, encode_short_header
+from quicish.wire.protection import CipherSuite, PacketProtector
 
 ROUND_TRIPS = 300
 
 
-def _echo(monkeypatch: Any, reply: bool, decode: bool, link: LinkSpec) -> tuple[Any, ...]:
+def _echo(monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec) -> tuple[Any, ...]:
     """``ROUND_TRIPS`` 64-byte request/response round trips on one stream over ``link``:
     every packet each side seals (packet number, type, plaintext, ack-eliciting, in flight,
     time), both sides' stats, and how many packets the reply path and the ACK + STREAM
-    decoder took. ``reply``/``decode``: those paths on, else forced off."""
+    decoders took. ``reply``/``decode``: those paths on, else forced off; ``decode="py"``:
+    the C decoder of ``PacketCipher.open_stream`` forced off, ``wire/ack_stream.py`` on."""
     with monkeypatch.context() as m:
         counts = {"reply": 0, "decoded": 0}
         build, seal, decoder = ReplyPacket.build, PacketBuilder._seal, decode_ack_stream
+        opener = PacketProtector.open_stream_packet
+
+        def counting_opener(self: PacketProtector, *args: Any) -> Any:
+            out = opener(self, *args)
+            if out[4] is not None:  # (the C decoder's ACK + STREAM)
+                if decode is not True:
+                    return (*out[:3], None, None)  # (as without the C cipher)
+                counts["decoded"] += 1
+            return out
 
         def counting_build(self: ReplyPacket, b: Any, now: float) -> bytes | None:
             out = build(self, b, now) if reply else None
@@ -40,7 +52,7 @@ def _echo(monkeypatch: Any, reply: bool, decode: bool, link: LinkSpec) -> tuple[
             return out
 
         def counting_decoder(payload: Any) -> Any:
-            out = decoder(payload) if decode else None
+            out = decoder(payload) if decode is not False else None
             counts["decoded"] += out is not None
             return out
 
@@ -60,6 +72,7 @@ def _echo(monkeypatch: Any, reply: bool, decode: bool, link: LinkSpec) -> tuple[
         m.setattr(ReplyPacket, "build", counting_build)
         m.setattr(PacketBuilder, "_seal", recording_seal)
         m.setattr(lean_receive, "decode_ack_stream", counting_decoder)
+        m.setattr(PacketProtector, "open_stream_packet", counting_opener)
         net = make_net(link=link, seed=5)
         client, server = net.client, net.server
         assert net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
@@ -124,13 +137,15 @@ def test_reply_path_seals_what_the_general_builder_would(monkeypatch: Any, link:
     ids=["clean", "lossy"],
 )
 def test_ack_stream_decoder_changes_nothing(monkeypatch: Any, link: LinkSpec) -> None:
-    """Round trips with the ACK + STREAM decoder and without it: the same packets and
-    counters; it takes most requests and responses."""
+    """Round trips with the ACK + STREAM decoders (C in ``PacketCipher.open_stream``, else
+    Python's) and without them: the same packets and counters; they take most requests
+    and responses."""
     on = _echo(monkeypatch, reply=True, decode=True, link=link)
+    python = _echo(monkeypatch, reply=True, decode="py", link=link)
     off = _echo(monkeypatch, reply=True, decode=False, link=link)
     assert off[4] == 0
-    assert on[4] >= ROUND_TRIPS
-    assert on[:3] == off[:3]
+    assert on[4] >= ROUND_TRIPS and python[4] >= ROUND_TRIPS
+    assert on[:3] == python[:3] == off[:3]
 
 
 def _payload(ack: F.AckFrame, stream: F.StreamFrame) -> bytes:
@@ -208,3 +223,89 @@ def test_ack_stream_decoder_declines_anything_else() -> None:
     with pytest.raises(DecodeError):
         F.decode_frames(bytes([0x02, 0x05, 0x00, 0x00, 0x06, 0x08, 0x00]))
     assert decode_ack_stream(good) is not None
+
+
+def _random_ack_stream(rng: random.Random) -> bytes:
+    """An ACK + STREAM payload (as the random cases above), or one of its corruptions:
+    truncated, bytes after, another type byte, random bytes in it, an ACK alone."""
+    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
+    largest = rng.randrange(rng.choice(sizes))
+    ranges = [(largest - rng.randrange(min(largest, 40) + 1), largest + 1)]
+    for _ in range(rng.choice((0, 0, 1, 3))):
+        stop = ranges[-1][0] - 2 - rng.randrange(3)
+        if stop < 1:
+            break
+        ranges.append((stop - 1 - rng.randrange(min(stop - 1, 5) + 1), stop))
+    ecn = None if rng.random() < 0.5 else tuple(rng.randrange(s) for s in sizes[:3])
+    ack = F.AckFrame(ranges, rng.randrange(rng.choice(sizes)), ecn)  # type: ignore[arg-type]
+    data = rng.randbytes(rng.choice((0, 1, 64, 300)))
+    stream = F.StreamFrame(
+        rng.randrange(rng.choice(sizes)), rng.randrange(rng.choice(sizes[:3])), data,
+        rng.random() < 0.3, rng.random() < 0.7,
+    )  # fmt: skip
+    payload = _payload(ack, stream)
+    kind = rng.randrange(8)
+    if kind == 1:
+        payload = payload[: rng.randrange(len(payload) + 1)]
+    elif kind == 2:
+        payload += rng.randbytes(rng.randrange(1, 4))
+    elif kind == 3:
+        at = rng.randrange(len(payload))
+        payload = payload[:at] + bytes((rng.randrange(256),)) + payload[at + 1 :]
+    elif kind == 4:
+        at = rng.randrange(len(payload))
+        payload = payload[:at] + rng.randbytes(rng.randrange(1, 9)) + payload[at + 9 :]
+    elif kind == 5:
+        buf = Buffer()
+        F.encode_frame(buf, ack)
+        payload = bytes(buf.data())
+    return payload
+
+
+def _expected(payload: bytes) -> Any:
+    """What the Python decoders make of ``payload``: (STREAM fields, ACK fields)."""
+    lone = F.decode_lone_stream_frame(payload) if payload[:1] not in (b"\x02", b"\x03") else None
+    if lone is not None:
+        return (lone.stream_id, lone.offset, bytes(lone.data), lone.fin, lone.with_length), None
+    pair = decode_ack_stream(payload)
+    if pair is None:
+        return None, None
+    ack, s = pair
+    return (s.stream_id, s.offset, bytes(s.data), s.fin, s.with_length), (
+        ack.ranges, ack.delay, ack.ecn
+    )
+
+
+def _comparable(lone: Any, ack: Any) -> Any:
+    return (None if lone is None else (*lone[:2], bytes(lone[2]), *lone[3:])), ack
+
+
+def test_native_open_decodes_ack_stream_as_the_python_decoders() -> None:
+    """``PacketCipher.open_stream`` (C), its twin ``pure.ack_stream_fields`` and
+    ``decode_ack_stream``/``decode_lone_stream_frame`` agree on random ACK + STREAM
+    payloads and their corruptions (every varint size, ranges, ECN counts, truncations):
+    the same ranges, delay, ECN counts and STREAM fields, or the same refusal."""
+    rng = random.Random(11)
+    key, iv, hp = rng.randbytes(16), rng.randbytes(12), rng.randbytes(16)
+    suite = CipherSuite.AES_128_GCM_SHA256
+    py = PacketProtector(suite, b"", key, iv, hp, accelerate=False)
+    c = PacketProtector(suite, b"", key, iv, hp)
+    decoded = malformed = 0
+    for i in range(3000):
+        payload = _random_ack_stream(rng)
+        try:
+            expected = _expected(payload)
+        except DecodeError:  # (a malformed lone STREAM frame: both decline it)
+            expected = None, None
+        assert _comparable(*pure.ack_stream_fields(payload)) == expected, payload.hex()
+        decoded += expected[1] is not None
+        malformed += expected == (None, None)
+        if len(payload) < 4 or not c.accelerated:
+            continue
+        packet = py.seal_packet(encode_short_header(b"\x07" * 8, i & 0xFF, 1), payload, i)
+        opened = c.open_stream_packet(packet, 9, i - 1)
+        assert opened[:3] == py.open_packet(packet, 9, i - 1)
+        assert _comparable(opened[3], opened[4]) == expected, payload.hex()
+        if opened[3] is not None:
+            assert isinstance(opened[3][2], memoryview) and opened[3][2].obj is opened[1]
+    assert decoded > 1000 and malformed > 500

@@ -378,20 +378,20 @@ static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
     return (int64_t)v;
 }
 
-/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that is the
- * whole payload, as wire.frames.decode_lone_stream_frame decodes it (data a memoryview
- * slice of payload), or None for anything else, a malformed frame included (the caller's
- * general path then decodes it and raises). */
-static PyObject *lone_stream_fields(PyObject *payload)
+/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that starts at
+ * payload[start] and ends the payload, as wire.frames.decode_lone_stream_frame decodes it
+ * (data a memoryview slice of payload), None for anything else, a malformed frame included
+ * (the caller's general path then decodes it and raises). */
+static PyObject *stream_fields_at(PyObject *payload, Py_ssize_t start)
 {
     const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
-    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1, q;
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = start + 1, q;
     int64_t sid, offset = 0, length;
     uint8_t t;
     PyObject *view, *data, *result;
-    if (len < 1 || p[0] < 0x08 || p[0] > 0x0F)
+    if (len <= start || p[start] < 0x08 || p[start] > 0x0F)
         Py_RETURN_NONE;
-    t = p[0];
+    t = p[start];
     if ((sid = read_varint(p, &i, len)) < 0)
         Py_RETURN_NONE;
     if ((t & 0x04) && (offset = read_varint(p, &i, len)) < 0)
@@ -416,21 +416,102 @@ static PyObject *lone_stream_fields(PyObject *payload)
     return result;
 }
 
+/* An ACK frame at the start of the payload followed by one STREAM frame that ends it (a
+ * request's or a response's payload): sets *ack to (ranges, delay, ecn) as
+ * wire.frames' ACK decoder gives them (ranges a list of half-open (start, stop) tuples,
+ * highest first; ecn None or (ect0, ect1, ce)) and returns the STREAM frame's fields (as
+ * stream_fields_at); None (and *ack NULL) for any other payload, malformed included. */
+static PyObject *ack_stream_fields(PyObject *payload, PyObject **ack)
+{
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1;
+    int64_t largest, delay, count, first, smallest, gap, length, ecn[3];
+    PyObject *ranges = NULL, *item, *fields = NULL, *ecn_obj;
+    uint8_t t = p[0];
+    *ack = NULL;
+    if ((largest = read_varint(p, &i, len)) < 0 || (delay = read_varint(p, &i, len)) < 0 ||
+        (count = read_varint(p, &i, len)) < 0 || (first = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    smallest = largest - first;
+    if (smallest < 0)
+        Py_RETURN_NONE;
+    if (!(ranges = PyList_New(0)))
+        return NULL;
+    for (;;) {
+        if (!(item = Py_BuildValue("(LL)", (long long)smallest, (long long)largest + 1)) ||
+            PyList_Append(ranges, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+        if (count-- == 0)
+            break;
+        if ((gap = read_varint(p, &i, len)) < 0 || (length = read_varint(p, &i, len)) < 0)
+            goto none;
+        largest = smallest - gap - 2;
+        if (largest < 0)
+            goto none; /* (the range below it is below zero too) */
+        smallest = largest - length;
+        if (smallest < 0)
+            goto none;
+    }
+    if (t == 0x03) {
+        for (int k = 0; k < 3; k++)
+            if ((ecn[k] = read_varint(p, &i, len)) < 0)
+                goto none;
+    }
+    if (i >= len || p[i] < 0x08 || p[i] > 0x0F)
+        goto none; /* (an ACK alone, say: a bulk sender's case) */
+    if (!(fields = stream_fields_at(payload, i)))
+        goto fail;
+    if (fields == Py_None) {
+        Py_DECREF(ranges);
+        return fields;
+    }
+    if (t == 0x03)
+        ecn_obj = Py_BuildValue("(LLL)", (long long)ecn[0], (long long)ecn[1], (long long)ecn[2]);
+    else
+        ecn_obj = Py_NewRef(Py_None);
+    if (!ecn_obj)
+        goto fail;
+    if (!(*ack = Py_BuildValue("(NLN)", ranges, (long long)delay, ecn_obj)))
+        goto fail_fields;
+    return fields;
+none:
+    Py_DECREF(ranges);
+    Py_RETURN_NONE;
+fail_fields:
+    Py_DECREF(fields);
+    return NULL;
+fail:
+    Py_XDECREF(fields);
+    Py_DECREF(ranges);
+    return NULL;
+}
+
 static PyObject *pc_open_stream(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames)
 {
-    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *result;
+    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *payload, *ack = NULL;
+    PyObject *result;
+    const uint8_t *p;
     if (!opened || opened == Py_None)
         return opened;
-    fields = lone_stream_fields(PyTuple_GET_ITEM(opened, 1));
+    payload = PyTuple_GET_ITEM(opened, 1);
+    p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    if (PyBytes_GET_SIZE(payload) >= 2 && (p[0] == 0x02 || p[0] == 0x03))
+        fields = ack_stream_fields(payload, &ack);
+    else
+        fields = stream_fields_at(payload, 0);
     if (!fields) {
         Py_DECREF(opened);
         return NULL;
     }
-    result = PyTuple_Pack(4, PyTuple_GET_ITEM(opened, 0), PyTuple_GET_ITEM(opened, 1),
-                          PyTuple_GET_ITEM(opened, 2), fields);
+    result = PyTuple_Pack(5, PyTuple_GET_ITEM(opened, 0), payload, PyTuple_GET_ITEM(opened, 2),
+                          fields, ack ? ack : Py_None);
     Py_DECREF(opened);
     Py_DECREF(fields);
+    Py_XDECREF(ack);
     return result;
 }
 
@@ -491,8 +572,10 @@ static PyMethodDef pc_methods[] = {
                "and the skipped packet number allow.")},
     {"open_stream", (PyCFunction)(void (*)(void))pc_open_stream, FASTCALL_KW,
      PyDoc_STR("open_stream(packet, pn_offset, largest_pn) -> (plain_header, payload, pn, "
-               "fields) or None, as open, with fields the (stream_id, offset, data, fin, "
-               "with_length) of the STREAM frame that is the whole payload, else None.")},
+               "fields, ack) or None, as open, with fields the (stream_id, offset, data, fin, "
+               "with_length) of the STREAM frame that is the whole payload or follows an ACK "
+               "frame that starts it, else None; ack that ACK's (ranges, delay, ecn), else "
+               "None.")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

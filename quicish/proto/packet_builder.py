@@ -231,7 +231,7 @@ class PacketBuilder:
             out.append((datagram, addr))
             if not lean:
                 lean = self.lean_ready()
-                if lean and next(self._streams.sendable(), None) is None:
+                if lean and self._streams.first_sendable() is None:
                     # Only STREAM frames could follow and none wait (a small reply): done
                     # without building a packet to find that out.
                     if self.cc.packet_aware:
@@ -670,7 +670,7 @@ class PacketBuilder:
         size = pmtud.next_probe(now)
         if size is None or self._recovery.bytes_in_flight + size > self.cc.cwnd:
             return None
-        stream = next(self._streams.sendable(), None)
+        stream = self._streams.first_sendable()
         send = None if stream is None else stream.send
         unsent = 0 if send is None else send.write_offset - send.send_offset
         if unsent < size or not self._paths.current.validated:

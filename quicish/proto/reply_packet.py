@@ -108,7 +108,7 @@ class ReplyPacket:
             not b.lean_ready(True)
             or recovery.bytes_in_flight >= b.cc.cwnd
             or self._pacer.next_send_time(now) is not None
-            or next(streams.sendable(), None) is None  # (no stream data to send)
+            or streams.first_sendable() is None  # (no stream data to send)
         ):
             return None
         recovery.amplification_limited = False  # (a validated path, as build_datagram sets)

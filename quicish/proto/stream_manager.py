@@ -537,6 +537,18 @@ class StreamManager:
                 if queue and queue[0] is stream:
                     queue.rotate(-1)
 
+    def first_sendable(self) -> Stream | None:
+        """``next(self.sendable(), None)`` without the generator (once or twice per burst):
+        the stream whose turn it is, None when no stream has data (or FIN) to send."""
+        credit_ok = self.send_credit.available > 0
+        for priority in self._priorities:
+            queue = self._queues.get(priority, _NO_QUEUE)
+            if queue:
+                self._prune(queue, credit_ok)
+                if queue:
+                    return queue[0]
+        return None
+
     def lone_stream(self) -> Stream | None:
         """The one stream queued to send, if only one is (the bulk case: stream_burst.py)."""
         queued = [queue for queue in self._queues.values() if queue]
@@ -776,8 +788,13 @@ class StreamManager:
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
-        return limits or any(not s._closed and s.has_control() for s in self._control.values())
+        due, blocked = self._max_streams_due, self._streams_blocked_due  # (no generators)
+        if due(0) or due(1) or blocked(0) or blocked(1):
+            return True
+        for s in self._control.values():
+            if not s._closed and s.has_control():
+                return True
+        return False
 
     def write_control_frames(
         self,

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
+from quicish.native.pure import AckFields, StreamFields
 from quicish.native.pure import seal_stream_burst as _pure_stream_burst
 
 from .pn import decode_packet_number
@@ -491,11 +492,12 @@ class PacketProtector:
 
     def open_stream_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
-    ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None]:
+    ) -> tuple[bytes, bytes, int, StreamFields | None, AckFields | None]:
         """:meth:`open_packet`, and, when :attr:`accelerated` (one C call), the
         ``(stream_id, offset, data, fin, with_length)`` of the STREAM frame that is the
-        whole payload, None for any other payload (a malformed frame included; as
-        ``pure.lone_stream_fields``); without the C cipher always None (the caller's
+        whole payload or follows the ACK frame that starts it, and that ACK's ``(ranges,
+        delay, ecn)``; None for any other payload (a malformed frame included; as
+        ``pure.ack_stream_fields``); without the C cipher always None, None (the caller's
         frame decoder decodes it). Raises :class:`DecryptionError`."""
         cipher = self._cipher
         if cipher is not None:
@@ -509,7 +511,7 @@ class PacketProtector:
                 return opened
         view = packet if isinstance(packet, memoryview) else memoryview(packet)
         header, payload, pn = self.open_packet(view, pn_offset, largest_pn)
-        return header, payload, pn, None  # (not decoded: the caller's frame decoder does)
+        return header, payload, pn, None, None  # (not decoded: the caller's decoder does)
 
     def open_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
