@@ -319,14 +319,18 @@ class LossRecovery:
         gaps: list[tuple[int, int]] = []
         if len(ranges_descending) == 1:  # the common case: one range
             start, stop = ranges_descending[0]
-            i = bisect_left(order, start, lo)
-            j = bisect_left(order, stop, i)
-            if j == i:
-                return [], []
-            if i > lo:
-                gaps.append((lo, i))
-            acked = list(map(pop, order[i:j]))
-            lo = j
+            if lo == len(order) - 1 and start <= order[lo] < stop:
+                acked = [pop(order[lo])]  # (the one packet in flight: a request's answer)
+                lo += 1
+            else:
+                i = bisect_left(order, start, lo)
+                j = bisect_left(order, stop, i)
+                if j == i:
+                    return [], []
+                if i > lo:
+                    gaps.append((lo, i))
+                acked = list(map(pop, order[i:j]))
+                lo = j
         else:
             acked = []
             for start, stop in reversed(ranges_descending):
@@ -417,6 +421,16 @@ class LossRecovery:
         """Absolute time at which :meth:`on_timeout` must run, or None (RFC 9002 A.8)."""
         initial, handshake, app = self._spaces  # (no loss timer armed: the common case)
         if initial.loss_time is None and handshake.loss_time is None and app.loss_time is None:
+            if (
+                app.ack_eliciting_in_flight
+                and not (initial.ack_eliciting_in_flight or handshake.ack_eliciting_in_flight)
+                and self.handshake_confirmed
+                and not self.amplification_limited
+            ):  # (after every send of an open connection: _pto_deadline of the one space)
+                factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+                duration = self.rtt.pto_base() * factor
+                duration += self.max_ack_delay * factor
+                return app.last_ack_eliciting_time + duration
             return self._pto_deadline()
         return self._earliest_loss_time()[0]
 

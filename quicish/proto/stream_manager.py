@@ -788,8 +788,17 @@ class StreamManager:
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        due, blocked = self._max_streams_due, self._streams_blocked_due  # (no generators)
-        if due(0) or due(1) or blocked(0) or blocked(1):
+        # _max_streams_due and _streams_blocked_due of both types, inlined (once per burst)
+        resend, local = self._max_streams_resend, self._local_max_streams
+        initial, closed = self._local_max_streams_initial, self._peer_closed
+        if resend[0] or resend[1] or initial[0] + closed[0] > local[0]:
+            return True
+        if initial[1] + closed[1] > local[1]:
+            return True
+        want, limit, sent = self._blocked_want, self._peer_max_streams, self._blocked_sent
+        if want[0] and self._next_local[0] >= limit[0] and sent[0] != limit[0]:
+            return True
+        if want[1] and self._next_local[1] >= limit[1] and sent[1] != limit[1]:
             return True
         for s in self._control.values():
             if not s._closed and s.has_control():
