@@ -12,7 +12,7 @@ import pytest
 from pairs import make_net
 
 from quicish.errors import DecodeError
-from quicish.native import pure
+from quicish.native import pure_reply
 from quicish.proto import lean_receive
 from quicish.proto.events import StreamDataAvailable
 from quicish.proto.packet_builder import PacketBuilder
@@ -272,7 +272,9 @@ def _expected(payload: bytes) -> Any:
         return None, None
     ack, s = pair
     return (s.stream_id, s.offset, bytes(s.data), s.fin, s.with_length), (
-        ack.ranges, ack.delay, ack.ecn
+        ack.ranges,
+        ack.delay,
+        ack.ecn,
     )
 
 
@@ -297,7 +299,7 @@ def test_native_open_decodes_ack_stream_as_the_python_decoders() -> None:
             expected = _expected(payload)
         except DecodeError:  # (a malformed lone STREAM frame: both decline it)
             expected = None, None
-        assert _comparable(*pure.ack_stream_fields(payload)) == expected, payload.hex()
+        assert _comparable(*pure_reply.ack_stream_fields(payload)) == expected, payload.hex()
         decoded += expected[1] is not None
         malformed += expected == (None, None)
         if len(payload) < 4 or not c.accelerated:

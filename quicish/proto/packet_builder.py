@@ -217,29 +217,20 @@ class PacketBuilder:
         lean = False  # once only STREAM frames can follow, the lean builder takes over
         af = self.ack_frequency
         in_flight = 0 if af is None else af.before_burst(self.cc, self.max_datagram_size, now)
-        replied = False
         while len(out) < MAX_DATAGRAMS_PER_CALL:
             if lean and self._stream_burst(out, addr, now):
                 continue
             if lean:
                 datagram = self.build_stream_datagram(now)
             else:  # (a reply's packet when it can be one: reply_packet.py)
-                datagram = self._reply_packet(now)
-                replied = datagram is not None
-                if not replied:
-                    datagram = self.build_datagram(now)
+                datagram = self._reply_packet(now) or self.build_datagram(now)
             if datagram is None:
                 if self.cc.packet_aware:
                     self._note_app_limited(now)
                 break
             out.append((datagram, addr))
             if not lean:
-                # After a reply's packet lean_ready(reply=True) still holds (the packet
-                # changed none of its conditions): the rest of lean_ready() is left.
-                if replied:
-                    lean = self.control_checked and not self._spaces[APPLICATION].unacked_ranges
-                else:
-                    lean = self.lean_ready()
+                lean = self.lean_ready()
                 if lean and self._streams.first_sendable() is None:
                     # Only STREAM frames could follow and none wait (a small reply): done
                     # without building a packet to find that out.

@@ -139,13 +139,12 @@ class StreamManager:
 
     ``local_*``: what we advertise in our transport parameters (the peer's limits);
     ``max_data_limit`` / ``max_stream_data_limit``: ceilings for receive-window growth;
-    ``max_stream_fragments`` / ``max_connection_fragments``: out-of-order fragments
-    buffered per stream / across all streams before a STREAM frame raises
-    PROTOCOL_VIOLATION (None: no limit); ``send_buffer_size``: per-stream
-    ``SendStream.capacity``; ``peer``: the peer's transport parameters when already known
-    (else call ``on_peer_parameters`` later; until then the peer allows nothing).
-    ``now`` / ``rtt`` attributes: the latest time and smoothed RTT, used by
-    ``write_control_frames`` when not passed explicitly.
+    ``max_stream_fragments`` / ``max_connection_fragments``: out-of-order fragments buffered per
+    stream / across all streams before a STREAM frame raises PROTOCOL_VIOLATION (None: no
+    limit); ``send_buffer_size``: per-stream ``SendStream.capacity``; ``peer``: the peer's
+    transport parameters when already known (else call ``on_peer_parameters`` later; until then
+    the peer allows nothing). ``now`` / ``rtt`` attributes: the latest time and smoothed RTT,
+    used by ``write_control_frames`` when not passed explicitly.
     """
 
     def __init__(
@@ -510,13 +509,10 @@ class StreamManager:
                 self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
-        """Streams with STREAM data (or FIN) to send, most urgent priority first, round
-        robin within a priority: each call starts after the stream last served.
-
-        A stream counts as served once a frame was taken from it (``next_frame``); take
-        the next stream only when the packet has room for a frame, and stop iterating when
-        it is full. Each stream is offered at most once per call.
-        """
+        """Streams with STREAM data (or FIN) to send, most urgent priority first, round robin
+        within a priority: each call starts after the stream last served (once a frame was
+        taken from it: ``next_frame``). Take the next stream only when the packet has room
+        for a frame, stop iterating when it is full. Each stream is offered once per call."""
         credit_ok = self.send_credit.available > 0
         for priority in self._priorities:
             queue = self._queues.get(priority, _NO_QUEUE)  # (gone with its last stream)
@@ -538,15 +534,12 @@ class StreamManager:
                     queue.rotate(-1)
 
     def first_sendable(self) -> Stream | None:
-        """``next(self.sendable(), None)`` without the generator (once or twice per burst):
-        the stream whose turn it is, None when no stream has data (or FIN) to send."""
-        credit_ok = self.send_credit.available > 0
-        for priority in self._priorities:
+        """``next(self.sendable(), None)`` without a generator (per burst): whose turn it is."""
+        for priority in self._priorities:  # (one, as a rule)
             queue = self._queues.get(priority, _NO_QUEUE)
+            self._prune(queue, self.send_credit.available > 0)
             if queue:
-                self._prune(queue, credit_ok)
-                if queue:
-                    return queue[0]
+                return queue[0]
         return None
 
     def lone_stream(self) -> Stream | None:
@@ -778,32 +771,13 @@ class StreamManager:
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:
         """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
-        credit_ok = self.send_credit.available > 0  # (stream data first: a reply's case)
-        for queue in self._queues.values():
-            self._prune(queue, credit_ok)
-            if queue:
-                return True
-        return self._control_due()
+        return self.first_sendable() is not None or self._control_due()  # (data first)
 
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        # _max_streams_due and _streams_blocked_due of both types, inlined (once per burst)
-        resend, local = self._max_streams_resend, self._local_max_streams
-        initial, closed = self._local_max_streams_initial, self._peer_closed
-        if resend[0] or resend[1] or initial[0] + closed[0] > local[0]:
-            return True
-        if initial[1] + closed[1] > local[1]:
-            return True
-        want, limit, sent = self._blocked_want, self._peer_max_streams, self._blocked_sent
-        if want[0] and self._next_local[0] >= limit[0] and sent[0] != limit[0]:
-            return True
-        if want[1] and self._next_local[1] >= limit[1] and sent[1] != limit[1]:
-            return True
-        for s in self._control.values():
-            if not s._closed and s.has_control():
-                return True
-        return False
+        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
+        return limits or any(not s._closed and s.has_control() for s in self._control.values())
 
     def write_control_frames(
         self,

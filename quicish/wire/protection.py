@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
-from quicish.native.pure import AckFields, StreamFields
 from quicish.native.pure import seal_stream_burst as _pure_stream_burst
+from quicish.native.pure_reply import AckFields, StreamFields
 
 from .pn import decode_packet_number
 
