@@ -535,8 +535,7 @@ class StreamManager:
 
     def first_sendable(self) -> Stream | None:
         """``next(self.sendable(), None)`` without a generator (per burst): whose turn it is."""
-        for priority in self._priorities:  # (one, as a rule)
-            queue = self._queues.get(priority, _NO_QUEUE)
+        for queue in map(self._queues.__getitem__, self._priorities):  # (one, as a rule)
             self._prune(queue, self.send_credit.available > 0)
             if queue:
                 return queue[0]
@@ -769,15 +768,16 @@ class StreamManager:
             send.on_blocked_lost(rec.limit)
 
     # ---- frames out ------------------------------------------------------------------------
-    def has_pending_frames(self) -> bool:
-        """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
+    def has_pending_frames(self) -> bool:  # (write_control_frames or write_stream_frames would)
         return self.first_sendable() is not None or self._control_due()  # (data first)
 
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
-        return limits or any(not s._closed and s.has_control() for s in self._control.values())
+        due, blocked = self._max_streams_due, self._streams_blocked_due  # (no generators)
+        if due(0) or due(1) or blocked(0) or blocked(1):
+            return True
+        return any(not s._closed and s.has_control() for s in self._control.values())
 
     def write_control_frames(
         self,
