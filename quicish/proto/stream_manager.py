@@ -356,11 +356,6 @@ class StreamManager:
             return self._local_max_streams[b]
         return None
 
-    def _max_streams_due(self, b: int) -> bool:
-        return self._max_streams_resend[b] or (
-            self._local_max_streams_initial[b] + self._peer_closed[b] > self._local_max_streams[b]
-        )
-
     def on_max_streams_lost(self, bidi: bool, limit: int | None = None) -> None:
         """A MAX_STREAMS frame was lost: re-send the current value if it is still current."""
         b = 1 if bidi else 0
@@ -370,18 +365,15 @@ class StreamManager:
     def streams_blocked(self, bidi: bool) -> int | None:
         """The limit for a STREAMS_BLOCKED frame to send now (once per limit), or None."""
         b = 1 if bidi else 0
-        if self._streams_blocked_due(b):
-            limit = self._blocked_sent[b] = self._peer_max_streams[b]
-            return limit
-        return None
-
-    def _streams_blocked_due(self, b: int) -> bool:
         limit = self._peer_max_streams[b]
-        return (
+        if (
             self._blocked_want[b]
             and self._next_local[b] >= limit
             and self._blocked_sent[b] != limit
-        )
+        ):
+            self._blocked_sent[b] = limit
+            return limit
+        return None
 
     def on_streams_blocked_lost(self, bidi: bool, limit: int | None = None) -> None:
         b = 1 if bidi else 0
@@ -774,10 +766,18 @@ class StreamManager:
     def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        due, blocked = self._max_streams_due, self._streams_blocked_due  # (no generators)
-        if due(0) or due(1) or blocked(0) or blocked(1):
-            return True
-        return any(not s._closed and s.has_control() for s in self._control.values())
+        resend, local = self._max_streams_resend, self._local_max_streams
+        initial, closed = self._local_max_streams_initial, self._peer_closed
+        want, cap = self._blocked_want, self._peer_max_streams
+        for b in (0, 1):  # (a MAX_STREAMS or STREAMS_BLOCKED due: no calls, once per burst)
+            if resend[b] or initial[b] + closed[b] > local[b]:
+                return True
+            if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
+                return True
+        for s in self._control.values():  # noqa: SIM110 (no generator: once per burst)
+            if not s._closed and s.has_control():
+                return True
+        return False
 
     def write_control_frames(
         self,
