@@ -27,16 +27,38 @@ from quicish.wire.protection import CipherSuite, PacketProtector
 ROUND_TRIPS = 300
 
 
-def _echo(monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec) -> tuple[Any, ...]:
+def _echo(
+    monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec, native: bool = True
+) -> tuple[Any, ...]:
     """``ROUND_TRIPS`` 64-byte request/response round trips on one stream over ``link``:
     every packet each side seals (packet number, type, plaintext, ack-eliciting, in flight,
     time), both sides' stats, and how many packets the reply path and the ACK + STREAM
     decoders took. ``reply``/``decode``: those paths on, else forced off; ``decode="py"``:
-    the C decoder of ``PacketCipher.open_stream`` forced off, ``wire/ack_stream.py`` on."""
+    the C decoder of ``PacketCipher.open_stream`` forced off, ``wire/ack_stream.py`` on;
+    ``native``: a reply's packet of one STREAM frame sealed in one C call
+    (``ReplyPacket.sealed``), else forced off. The counts: packets the reply path built,
+    payloads the decoders took, packets ``ReplyPacket.sealed`` sealed."""
     with monkeypatch.context() as m:
-        counts = {"reply": 0, "decoded": 0}
+        counts = {"reply": 0, "decoded": 0, "native": 0}
         build, seal, decoder = ReplyPacket.build, PacketBuilder._seal, decode_ack_stream
-        opener = PacketProtector.open_stream_packet
+        opener, sealer = PacketProtector.open_stream_packet, ReplyPacket.sealed
+        seal_reply = PacketProtector.seal_reply
+        plain: list[bytes] = []  # (the last payload seal_reply sealed)
+
+        def recording_seal_reply(self: PacketProtector, *args: Any) -> bytes:
+            plain[:] = [pure_reply.reply_payload(*args[4:])]
+            return seal_reply(self, *args)
+
+        def recording_sealer(self: ReplyPacket, b: Any, *args: Any) -> bytes | None:
+            if not native:
+                return None
+            out = sealer(self, b, *args)
+            pn, records, now = args[1], args[5], args[6]
+            if out and recording:
+                counts["native"] += 1
+                packet = (pn, PacketType.ONE_RTT, plain[0], True, True, now, tuple(records))
+                sealed.setdefault(id(b), []).append(packet)
+            return out
 
         def counting_opener(self: PacketProtector, *args: Any) -> Any:
             out = opener(self, *args)
@@ -73,6 +95,8 @@ def _echo(monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec) -> 
         m.setattr(PacketBuilder, "_seal", recording_seal)
         m.setattr(lean_receive, "decode_ack_stream", counting_decoder)
         m.setattr(PacketProtector, "open_stream_packet", counting_opener)
+        m.setattr(PacketProtector, "seal_reply", recording_seal_reply)
+        m.setattr(ReplyPacket, "sealed", recording_sealer)
         net = make_net(link=link, seed=5)
         client, server = net.client, net.server
         assert net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
@@ -112,6 +136,7 @@ def _echo(monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec) -> 
             server.stats(),
             counts["reply"],
             counts["decoded"],
+            counts["native"],
         )
 
 
@@ -128,6 +153,22 @@ def test_reply_path_seals_what_the_general_builder_would(monkeypatch: Any, link:
     assert off[3] == 0
     assert on[3] >= ROUND_TRIPS  # (every request and every response, less the first ones)
     assert sum(len(side) for side in on[0]) >= 2 * ROUND_TRIPS
+    assert on[:3] == off[:3]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [LinkSpec(delay=0.005), LinkSpec(delay=0.005, loss=0.05, reorder=0.05)],
+    ids=["clean", "lossy"],
+)
+def test_native_reply_seals_what_the_python_path_would(monkeypatch: Any, link: LinkSpec) -> None:
+    """Round trips with a reply's packet sealed in one C call (``ReplyPacket.sealed``,
+    ``PacketCipher.seal_reply``) and with that forced off: the same packets (plaintext,
+    numbers, times, records) both sides, and the same counters; it seals most of them."""
+    on = _echo(monkeypatch, reply=True, decode=True, link=link)
+    off = _echo(monkeypatch, reply=True, decode=True, link=link, native=False)
+    assert off[5] == 0
+    assert on[5] >= ROUND_TRIPS
     assert on[:3] == off[:3]
 
 
@@ -311,3 +352,57 @@ def test_native_open_decodes_ack_stream_as_the_python_decoders() -> None:
         if opened[3] is not None:
             assert isinstance(opened[3][2], memoryview) and opened[3][2].obj is opened[1]
     assert decoded > 1000 and malformed > 500
+
+
+def test_native_seal_reply_seals_what_the_python_encoders_do() -> None:
+    """``PacketCipher.seal_reply`` (C) and its twin ``pure_reply.seal_reply`` give the bytes
+    of ``encode_short_header`` + an ACK's bytes + ``push_stream_frame`` sealed by
+    ``seal_packet``, for random CIDs, packet numbers, ACKs, stream ids, offsets (every
+    varint size), data and FIN; both raise ValueError where the encoders do."""
+    rng = random.Random(13)
+    key, iv, hp = rng.randbytes(16), rng.randbytes(12), rng.randbytes(16)
+    suite = CipherSuite.AES_128_GCM_SHA256
+    py = PacketProtector(suite, b"", key, iv, hp, accelerate=False)
+    c = PacketProtector(suite, b"", key, iv, hp)
+    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
+    for i in range(2000):
+        dcid = rng.randbytes(rng.choice((0, 4, 8, 20)))
+        pn = rng.randrange(rng.choice(sizes))
+        pn_len = rng.randrange(1, 5)
+        spin, phase = rng.random() < 0.5, rng.random() < 0.5
+        first = 0x40 | (0x20 if spin else 0) | (0x04 if phase else 0)
+        ack = b""
+        if rng.random() < 0.8:
+            buf = Buffer()
+            ecn = None if rng.random() < 0.7 else (1, 2, 3)
+            F.encode_frame(buf, F.AckFrame([(max(0, pn - 3), pn + 1)], rng.randrange(999), ecn))
+            ack = bytes(buf.data())
+        sid = rng.randrange(rng.choice(sizes))
+        data = rng.randbytes(rng.choice((0, 1, 64, 70, 1100)))
+        offset = rng.choice((0, rng.randrange(rng.choice(sizes))))
+        offset = min(offset, (1 << 62) - 1 - len(data))
+        fin = rng.random() < 0.3
+        buf = Buffer()
+        buf.push_bytes(ack)
+        F.push_stream_frame(buf, sid, offset, data, fin)
+        header = encode_short_header(dcid, pn, pn_len, spin, phase)
+        expected = py.seal_packet(header, bytes(buf.data()), pn)
+        args = (dcid, first, pn, pn_len, ack, sid, offset, data, fin)
+        assert py.seal_reply(*args) == expected
+        assert pure_reply.reply_payload(ack, sid, offset, data, fin) == bytes(buf.data())
+        if c.accelerated:
+            assert c.seal_reply(*args) == expected, i
+            assert (
+                c.seal_reply(dcid, first, pn, pn_len, ack, sid, offset, memoryview(data), fin)
+                == expected
+            )
+    bad = [
+        (b"x" * 21, 0x40, 1, 1, b"", 0, 0, b"abcd", False),  # a CID too long
+        (b"", 0x40, 1, 5, b"", 0, 0, b"abcd", False),  # pn_len 5
+        (b"", 0x40, 1, 1, b"", 0, (1 << 62) - 2, b"abc", False),  # beyond 2^62 - 1
+        (b"", 0x40, 1, 1, b"", 1 << 62, 0, b"abc", False),  # a stream id too large
+    ]
+    for args in bad:
+        for protector in (py, c):
+            with pytest.raises(ValueError):
+                protector.seal_reply(*args)

@@ -91,6 +91,19 @@ class PacketCipher:
     ):
         """As ``open``, with the fields of a lone STREAM frame or of an ACK + STREAM
         payload (``pure.ack_stream_fields``)."""
+    def seal_reply(
+        self,
+        dcid: _Bytes,
+        first: int,
+        pn: int,
+        pn_len: int,
+        ack: _Bytes,
+        stream_id: int,
+        offset: int,
+        data: _Bytes,
+        fin: bool,
+    ) -> bytes:
+        """One 1-RTT packet of ``ack`` + one STREAM frame (``pure_reply.seal_reply``)."""
     def mask(self, sample: _Bytes) -> bytes:
         """The 5-byte header protection mask of a 16-byte sample."""
     def seal_stream_burst(

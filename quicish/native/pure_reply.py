@@ -1,9 +1,13 @@
 """Pure twins of the C core's request/response entries (py_cipher.c): the decoding of an
-ACK + STREAM payload that ``PacketCipher.open_stream`` does with the packet it opens."""
+ACK + STREAM payload that ``PacketCipher.open_stream`` does with the packet it opens, and
+``PacketCipher.seal_reply``, which writes and seals such a packet."""
 
 from __future__ import annotations
 
-from .pure import lone_stream_fields
+from collections.abc import Callable
+from typing import Any
+
+from .pure import VARINT_MAX, _varint, lone_stream_fields
 
 StreamFields = tuple[int, int, memoryview, bool, bool]
 AckFields = tuple[list[tuple[int, int]], int, tuple[int, int, int] | None]
@@ -62,3 +66,36 @@ def ack_stream_fields(payload: bytes) -> tuple[StreamFields | None, AckFields | 
     if fields is None:
         return None, None
     return fields, (ranges, delay, ecn)
+
+
+def reply_payload(ack: bytes, stream_id: int, offset: int, data: Any, fin: bool) -> bytes:
+    """The payload ``PacketCipher.seal_reply`` seals: ``ack`` (an ACK frame's bytes, maybe
+    none) and one STREAM frame with a Length field, as ``wire.frames.push_stream_frame``
+    writes it. ValueError beyond the varint range."""
+    n = len(data)
+    if not 0 <= stream_id <= VARINT_MAX or not offset >= 0 or offset + n > VARINT_MAX:
+        raise ValueError("seal_reply: CID, packet number or STREAM frame out of range")
+    head = bytes((0x0A | (0x04 if offset else 0) | (0x01 if fin else 0),)) + _varint(stream_id)
+    return bytes(ack) + head + (_varint(offset) if offset else b"") + _varint(n) + bytes(data)
+
+
+def seal_reply(
+    seal: Callable[[bytes, bytes, int], bytes],
+    dcid: Any,
+    first: int,
+    pn: int,
+    pn_len: int,
+    ack: bytes,
+    stream_id: int,
+    offset: int,
+    data: Any,
+    fin: bool,
+) -> bytes:
+    """The twin of ``PacketCipher.seal_reply`` (py_cipher.c), sealing with ``seal`` (a
+    ``PacketProtector.seal_packet``): the same bytes and the same ValueErrors."""
+    if len(dcid) > 20 or not 1 <= pn_len <= 4 or not 0 <= first <= 0xFF or pn > VARINT_MAX:
+        raise ValueError("seal_reply: CID, packet number or STREAM frame out of range")
+    payload = reply_payload(ack, stream_id, offset, data, fin)
+    mask = (1 << (8 * pn_len)) - 1
+    header = bytes((first | (pn_len - 1),)) + bytes(dcid) + (pn & mask).to_bytes(pn_len, "big")
+    return seal(header, payload, pn)

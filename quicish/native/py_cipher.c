@@ -361,6 +361,105 @@ done:
     return result;
 }
 
+/* The minimal encoding of a varint (v < 2^62) at p; returns the byte after it. */
+static uint8_t *put_varint62(uint8_t *p, uint64_t v)
+{
+    unsigned n = v < 0x40 ? 1 : v < 0x4000 ? 2 : v < 0x40000000 ? 4 : 8, i;
+    static const uint8_t prefix[9] = {0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xC0};
+    for (i = n; i > 0; i--, v >>= 8)
+        p[i - 1] = (uint8_t)v;
+    p[0] |= prefix[n];
+    return p + n;
+}
+
+/* seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin): one 1-RTT packet
+ * of the payload ack (the ACK frame's bytes, maybe empty) + one STREAM frame with a
+ * Length field (wire.frames.push_stream_frame's bytes), under the short header of first
+ * (0x40 with the spin and key phase bits; pn_len added) to dcid: the bytes
+ * PacketProtector.seal_packet(encode_short_header(...), payload, pn) gives.  ValueError
+ * for what those raise ValueError for (a CID over 20 bytes, pn_len not 1..4, offset +
+ * length beyond 2^62 - 1, a payload too short to sample). */
+static PyObject *pc_seal_reply(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    static const char *const names[] = {"dcid",      "first",  "pn",   "pn_len", "ack",
+                                        "stream_id", "offset", "data", "fin"};
+    PyObject *a[9], *out = NULL;
+    Py_buffer cv, av, dv;
+    const uint8_t *cid, *ack, *data;
+    Py_ssize_t cid_len, ack_len, data_len, hlen, plen;
+    uint64_t first, pn, pn_len, sid, offset;
+    uint8_t header[1 + 20 + 4], pn12[QR_PC_IV_SIZE], *p, *o;
+    int fin, r;
+    unsigned i;
+    PARSE("PacketCipher.seal_reply", names, 9, 9, a);
+    if (get_u64(a[1], &first) != V_OK || get_u64(a[2], &pn) != V_OK ||
+        get_u64(a[3], &pn_len) != V_OK || get_u64(a[5], &sid) != V_OK ||
+        get_u64(a[6], &offset) != V_OK) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "seal_reply: a value out of range");
+        return NULL;
+    }
+    if ((fin = PyObject_IsTrue(a[8])) < 0)
+        return NULL;
+    cv.obj = av.obj = dv.obj = NULL;
+    if (get_data(a[0], &cv, &cid, &cid_len) < 0 || get_data(a[4], &av, &ack, &ack_len) < 0 ||
+        get_data(a[7], &dv, &data, &data_len) < 0)
+        goto done;
+    if (cid_len > 20 || pn_len < 1 || pn_len > 4 || first > 0xFF || pn > QR_VARINT_MAX ||
+        sid > QR_VARINT_MAX || offset > QR_VARINT_MAX ||
+        (uint64_t)data_len > QR_VARINT_MAX - offset) {
+        PyErr_SetString(PyExc_ValueError, "seal_reply: CID, packet number or STREAM frame "
+                                          "out of range");
+        goto done;
+    }
+    plen = ack_len + 1 + 8 + 8 + 8 + data_len; /* at most: shrunk below */
+    if (data_len > PC_MAX_LEN - 64 || ack_len > PC_MAX_LEN - 64 - data_len) {
+        PyErr_SetString(PyExc_OverflowError, "PacketCipher: packet too long");
+        goto done;
+    }
+    header[0] = (uint8_t)(first | (pn_len - 1));
+    memcpy(header + 1, cid, (size_t)cid_len);
+    for (i = 0; i < pn_len; i++)
+        header[1 + cid_len + i] = (uint8_t)(pn >> (8 * (pn_len - 1 - i)));
+    hlen = 1 + cid_len + (Py_ssize_t)pn_len;
+    out = PyBytes_FromStringAndSize(NULL, hlen + plen + QR_PC_TAG_SIZE);
+    if (!out)
+        goto done;
+    o = (uint8_t *)PyBytes_AS_STRING(out);
+    p = o + hlen; /* the payload straight where its ciphertext goes (sealed in place) */
+    memcpy(p, ack, (size_t)ack_len);
+    p += ack_len;
+    *p = (uint8_t)(0x0A | (offset ? 0x04 : 0) | (fin ? 0x01 : 0));
+    p = put_varint62(p + 1, sid);
+    if (offset)
+        p = put_varint62(p, offset);
+    p = put_varint62(p, (uint64_t)data_len);
+    memcpy(p, data, (size_t)data_len);
+    plen = (p + data_len) - (o + hlen);
+    if (plen < 4 - (Py_ssize_t)pn_len) {
+        PyErr_SetString(PyExc_ValueError, "payload too short for the header protection sample");
+        Py_CLEAR(out);
+        goto done;
+    }
+    memset(pn12, 0, 4);
+    for (i = 0; i < 8; i++)
+        pn12[11 - i] = (uint8_t)(pn >> (8 * i));
+    r = qr_pc_seal(PC(self), pn12, header, (size_t)hlen, o + hlen, (size_t)plen, o);
+    if (r != QR_OK) {
+        Py_CLEAR(out);
+        pc_crypto_error("seal a packet");
+        goto done;
+    }
+    if (_PyBytes_Resize(&out, hlen + plen + QR_PC_TAG_SIZE) < 0)
+        out = NULL;
+done:
+    put_data(&cv);
+    put_data(&av);
+    put_data(&dv);
+    return out;
+}
+
 /* A QUIC varint at p[*i] (below end), or -1 when it is truncated. */
 static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
 {
@@ -576,6 +675,10 @@ static PyMethodDef pc_methods[] = {
                "with_length) of the STREAM frame that is the whole payload or follows an ACK "
                "frame that starts it, else None; ack that ACK's (ranges, delay, ecn), else "
                "None.")},
+    {"seal_reply", (PyCFunction)(void (*)(void))pc_seal_reply, FASTCALL_KW,
+     PyDoc_STR("seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin) -> "
+               "bytes: one 1-RTT packet of ack + one STREAM frame, as seal_packet of "
+               "encode_short_header and that payload.")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

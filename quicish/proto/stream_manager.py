@@ -761,9 +761,9 @@ class StreamManager:
 
     # ---- frames out ------------------------------------------------------------------------
     def has_pending_frames(self) -> bool:  # (write_control_frames or write_stream_frames would)
-        return self.first_sendable() is not None or self._control_due()  # (data first)
+        return self.first_sendable() is not None or self.control_due()  # (data first)
 
-    def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
+    def control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
         resend, local = self._max_streams_resend, self._local_max_streams
@@ -788,7 +788,7 @@ class StreamManager:
         rtt: float | None = None,
     ) -> bool:
         """Append the due control frames (and their records) within ``room``; True if any."""
-        if not self._control_due():  # (nothing due: most bursts)
+        if not self.control_due():  # (nothing due: most bursts)
             return False
         now = self.now if now is None else now
         rtt = self.rtt if rtt is None else rtt

@@ -39,6 +39,7 @@ from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
 from quicish.native.pure import seal_stream_burst as _pure_stream_burst
 from quicish.native.pure_reply import AckFields, StreamFields
+from quicish.native.pure_reply import seal_reply as _pure_seal_reply
 
 from .pn import decode_packet_number
 
@@ -460,6 +461,29 @@ class PacketProtector:
         if cipher is not None:
             return cipher.seal_stream_burst(*args)
         return _pure_stream_burst(self.seal_packet, *args)
+
+    def seal_reply(
+        self,
+        dcid: BytesLike,
+        first: int,
+        pn: int,
+        pn_len: int,
+        ack: bytes,
+        stream_id: int,
+        offset: int,
+        data: BytesLike,
+        fin: bool,
+    ) -> bytes:
+        """One 1-RTT packet of ``ack`` (an ACK frame's bytes, maybe none) and one STREAM
+        frame: :meth:`seal_packet` of ``encode_short_header`` (``first``: 0x40 with the spin
+        and key phase bits) and ``push_stream_frame``'s bytes, in one C call when
+        :attr:`accelerated` (``PacketCipher.seal_reply``), else the pure twin."""
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher.seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin)
+        return _pure_seal_reply(
+            self.seal_packet, dcid, first, pn, pn_len, ack, stream_id, offset, data, fin
+        )
 
     def remove_header_protection(self, packet: BytesLike, pn_offset: int) -> tuple[bytes, int, int]:
         """(plain_header, truncated_pn, pn_length) of one protected packet.
