@@ -16,6 +16,7 @@ from quicish.native import pure_reply
 from quicish.proto import lean_receive
 from quicish.proto.events import StreamDataAvailable
 from quicish.proto.packet_builder import PacketBuilder
+from quicish.proto.recovery import LossRecovery
 from quicish.proto.reply_packet import ReplyPacket
 from quicish.simlink import LinkSpec
 from quicish.wire import frames as F
@@ -28,7 +29,12 @@ ROUND_TRIPS = 300
 
 
 def _echo(
-    monkeypatch: Any, reply: bool, decode: bool | str, link: LinkSpec, native: bool = True
+    monkeypatch: Any,
+    reply: bool,
+    decode: bool | str,
+    link: LinkSpec,
+    native: bool = True,
+    ack_one: bool = True,
 ) -> tuple[Any, ...]:
     """``ROUND_TRIPS`` 64-byte request/response round trips on one stream over ``link``:
     every packet each side seals (packet number, type, plaintext, ack-eliciting, in flight,
@@ -37,9 +43,17 @@ def _echo(
     the C decoder of ``PacketCipher.open_stream`` forced off, ``wire/ack_stream.py`` on;
     ``native``: a reply's packet of one STREAM frame sealed in one C call
     (``ReplyPacket.sealed``), else forced off. The counts: packets the reply path built,
-    payloads the decoders took, packets ``ReplyPacket.sealed`` sealed."""
+    payloads the decoders took, packets ``ReplyPacket.sealed`` sealed, ACKs
+    ``LossRecovery._ack_one`` took (``ack_one``: else forced off). Last: both sides'
+    RTT estimates and congestion windows at the end."""
     with monkeypatch.context() as m:
-        counts = {"reply": 0, "decoded": 0, "native": 0}
+        counts = {"reply": 0, "decoded": 0, "native": 0, "ack_one": 0}
+        one = LossRecovery._ack_one
+
+        def counting_one(self: LossRecovery, *args: Any) -> Any:
+            counts["ack_one"] += 1
+            return one(self, *args)
+
         build, seal, decoder = ReplyPacket.build, PacketBuilder._seal, decode_ack_stream
         opener, sealer = PacketProtector.open_stream_packet, ReplyPacket.sealed
         seal_reply = PacketProtector.seal_reply
@@ -97,6 +111,8 @@ def _echo(
         m.setattr(PacketProtector, "open_stream_packet", counting_opener)
         m.setattr(PacketProtector, "seal_reply", recording_seal_reply)
         m.setattr(ReplyPacket, "sealed", recording_sealer)
+        m.setattr(LossRecovery, "_ack_one", counting_one)
+        m.setattr(LossRecovery, "ack_one", ack_one)
         net = make_net(link=link, seed=5)
         client, server = net.client, net.server
         assert net.run(lambda: client.handshake_complete and server.handshake_complete, 5.0)
@@ -137,6 +153,8 @@ def _echo(
             counts["reply"],
             counts["decoded"],
             counts["native"],
+            counts["ack_one"],
+            [_recovery_state(c) for c in (client, server)],
         )
 
 
@@ -154,6 +172,35 @@ def test_reply_path_seals_what_the_general_builder_would(monkeypatch: Any, link:
     assert on[3] >= ROUND_TRIPS  # (every request and every response, less the first ones)
     assert sum(len(side) for side in on[0]) >= 2 * ROUND_TRIPS
     assert on[:3] == off[:3]
+
+
+def _recovery_state(conn: Any) -> tuple[Any, ...]:
+    recovery = conn._recovery
+    rtt = recovery.rtt
+    return (
+        rtt.latest_rtt, rtt.min_rtt, rtt.smoothed_rtt, rtt.rttvar, recovery.cc.cwnd,
+        recovery.bytes_in_flight, recovery.pto_count, recovery.loss_detection_deadline(),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "link",
+    [LinkSpec(delay=0.005), LinkSpec(delay=0.005, loss=0.05, reorder=0.05)],
+    ids=["clean", "lossy"],
+)
+def test_ack_of_the_one_packet_outstanding_changes_nothing(
+    monkeypatch: Any, link: LinkSpec
+) -> None:
+    """Round trips with recovery's path for an ACK of the one packet outstanding
+    (``LossRecovery._ack_one``) and with it forced off: the same packets, counters, RTT
+    estimates, windows and loss timers; it takes most ACKs of a clean link (after a loss,
+    the general path judges ACKs until the lost packets' record is done with)."""
+    on = _echo(monkeypatch, reply=True, decode=True, link=link)
+    off = _echo(monkeypatch, reply=True, decode=True, link=link, ack_one=False)
+    assert off[6] == 0
+    assert on[6] >= (ROUND_TRIPS if link.loss == 0 else 10)
+    assert on[:3] == off[:3]
+    assert on[7] == off[7]
 
 
 @pytest.mark.parametrize(
