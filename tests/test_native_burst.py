@@ -262,7 +262,7 @@ def test_open_stream_decodes_as_the_frame_decoder() -> None:
         opened = c.open_stream_packet(packet, 9, i - 1)
         assert opened[:3] == py.open_packet(packet, 9, i - 1) == (opened[0], payload, i)
         assert as_comparable(opened[3]) == expected, payload
-        assert py.open_stream_packet(packet, 9, i - 1) == (*opened[:3], None)  # (not decoded)
+        assert py.open_stream_packet(packet, 9, i - 1) == (*opened[:3], None, None)  # (not decoded)
         if opened[3] is not None:
             assert isinstance(opened[3][2], memoryview) and opened[3][2].obj is opened[1]
     assert lone > 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from typing import Any
@@ -485,3 +486,35 @@ def test_sendable_iterator_round_robin_and_break_semantics() -> None:
     assert m.send_credit.used == sum(served.values())
     # Each stream is offered at most once per call.
     assert [s.stream_id for s in m.sendable()] == sids
+
+
+def test_first_sendable_is_the_scheduler_s_first_stream() -> None:
+    """``first_sendable`` (the reply and MTU-probe paths' question) answers what
+    ``next(sendable(), None)`` answers, through writes, frames taken, priorities, credit
+    running out and streams finishing, on two managers driven alike."""
+    rng = random.Random(29)
+    a, b = manager(), manager()
+    sids: list[int] = []
+    for step in range(3000):
+        op = rng.randrange(6)
+        if op == 0 and len(sids) < 6:
+            sids.append(a.open_stream())
+            assert b.open_stream() == sids[-1]
+        elif op == 1 and sids:
+            sid, n, fin = rng.choice(sids), rng.choice((0, 1, 64, 3000)), rng.random() < 0.05
+            for m in (a, b):
+                with contextlib.suppress(StreamError, KeyError):
+                    m.write(sid, bytes(n), fin)
+        elif op == 2 and sids:
+            sid, priority = rng.choice(sids), rng.randrange(3)
+            for m in (a, b):
+                m.set_priority(sid, priority)
+        else:  # a frame from the stream whose turn it is, if any
+            first = a.first_sendable()
+            expected = next(b.sendable(), None)
+            assert (first and first.stream_id) == (expected and expected.stream_id), step
+            if first is not None and expected is not None:
+                size = rng.choice((10, 500, 1200))
+                frame_a, frame_b = a.next_frame(first, size), b.next_frame(expected, size)
+                assert (frame_a is None) == (frame_b is None)
+        assert a.has_pending_frames() == b.has_pending_frames()

@@ -79,8 +79,31 @@ class PacketCipher:
         """As ``PacketProtector.open_packet``; None where it raises DecryptionError."""
     def open_stream(
         self, packet: _Bytes, pn_offset: int, largest_pn: int
-    ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None] | None:
-        """As ``open``, with the fields of a lone STREAM frame (``pure.lone_stream_fields``)."""
+    ) -> (
+        tuple[
+            bytes,
+            bytes,
+            int,
+            tuple[int, int, memoryview, bool, bool] | None,
+            tuple[list[tuple[int, int]], int, tuple[int, int, int] | None] | None,
+        ]
+        | None
+    ):
+        """As ``open``, with the fields of a lone STREAM frame or of an ACK + STREAM
+        payload (``pure.ack_stream_fields``)."""
+    def seal_reply(
+        self,
+        dcid: _Bytes,
+        first: int,
+        pn: int,
+        pn_len: int,
+        ack: _Bytes,
+        stream_id: int,
+        offset: int,
+        data: _Bytes,
+        fin: bool,
+    ) -> bytes:
+        """One 1-RTT packet of ``ack`` + one STREAM frame (``pure_reply.seal_reply``)."""
     def mask(self, sample: _Bytes) -> bytes:
         """The 5-byte header protection mask of a 16-byte sample."""
     def seal_stream_burst(

@@ -819,14 +819,17 @@ def seal_stream_burst(
     return packets, lengths, tokens
 
 
-def lone_stream_fields(payload: bytes) -> tuple[int, int, memoryview, bool, bool] | None:
+def lone_stream_fields(
+    payload: bytes, start: int = 0
+) -> tuple[int, int, memoryview, bool, bool] | None:
     """The twin of the C ``PacketCipher.open_stream``'s frame decoding: ``(stream_id,
-    offset, data, fin, with_length)`` of the STREAM frame that is the whole ``payload``
-    (``data`` a memoryview slice of it), or None for anything else, malformed included."""
-    if not payload or not 0x08 <= payload[0] <= 0x0F:
+    offset, data, fin, with_length)`` of the STREAM frame that starts at ``payload[start]``
+    and ends the payload (``data`` a memoryview slice of it), or None for anything else,
+    malformed included."""
+    if len(payload) <= start or not 0x08 <= payload[start] <= 0x0F:
         return None
-    t = payload[0]
-    pos = 1
+    t = payload[start]
+    pos = start + 1
     fields = [0, 0, 0]  # stream id, offset, length
     for k, present in enumerate((True, bool(t & 0x04), bool(t & 0x02))):
         if not present:

@@ -361,6 +361,105 @@ done:
     return result;
 }
 
+/* The minimal encoding of a varint (v < 2^62) at p; returns the byte after it. */
+static uint8_t *put_varint62(uint8_t *p, uint64_t v)
+{
+    unsigned n = v < 0x40 ? 1 : v < 0x4000 ? 2 : v < 0x40000000 ? 4 : 8, i;
+    static const uint8_t prefix[9] = {0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xC0};
+    for (i = n; i > 0; i--, v >>= 8)
+        p[i - 1] = (uint8_t)v;
+    p[0] |= prefix[n];
+    return p + n;
+}
+
+/* seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin): one 1-RTT packet
+ * of the payload ack (the ACK frame's bytes, maybe empty) + one STREAM frame with a
+ * Length field (wire.frames.push_stream_frame's bytes), under the short header of first
+ * (0x40 with the spin and key phase bits; pn_len added) to dcid: the bytes
+ * PacketProtector.seal_packet(encode_short_header(...), payload, pn) gives.  ValueError
+ * for what those raise ValueError for (a CID over 20 bytes, pn_len not 1..4, offset +
+ * length beyond 2^62 - 1, a payload too short to sample). */
+static PyObject *pc_seal_reply(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    static const char *const names[] = {"dcid",      "first",  "pn",   "pn_len", "ack",
+                                        "stream_id", "offset", "data", "fin"};
+    PyObject *a[9], *out = NULL;
+    Py_buffer cv, av, dv;
+    const uint8_t *cid, *ack, *data;
+    Py_ssize_t cid_len, ack_len, data_len, hlen, plen;
+    uint64_t first, pn, pn_len, sid, offset;
+    uint8_t header[1 + 20 + 4], pn12[QR_PC_IV_SIZE], *p, *o;
+    int fin, r;
+    unsigned i;
+    PARSE("PacketCipher.seal_reply", names, 9, 9, a);
+    if (get_u64(a[1], &first) != V_OK || get_u64(a[2], &pn) != V_OK ||
+        get_u64(a[3], &pn_len) != V_OK || get_u64(a[5], &sid) != V_OK ||
+        get_u64(a[6], &offset) != V_OK) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "seal_reply: a value out of range");
+        return NULL;
+    }
+    if ((fin = PyObject_IsTrue(a[8])) < 0)
+        return NULL;
+    cv.obj = av.obj = dv.obj = NULL;
+    if (get_data(a[0], &cv, &cid, &cid_len) < 0 || get_data(a[4], &av, &ack, &ack_len) < 0 ||
+        get_data(a[7], &dv, &data, &data_len) < 0)
+        goto done;
+    if (cid_len > 20 || pn_len < 1 || pn_len > 4 || first > 0xFF || pn > QR_VARINT_MAX ||
+        sid > QR_VARINT_MAX || offset > QR_VARINT_MAX ||
+        (uint64_t)data_len > QR_VARINT_MAX - offset) {
+        PyErr_SetString(PyExc_ValueError, "seal_reply: CID, packet number or STREAM frame "
+                                          "out of range");
+        goto done;
+    }
+    plen = ack_len + 1 + 8 + 8 + 8 + data_len; /* at most: shrunk below */
+    if (data_len > PC_MAX_LEN - 64 || ack_len > PC_MAX_LEN - 64 - data_len) {
+        PyErr_SetString(PyExc_OverflowError, "PacketCipher: packet too long");
+        goto done;
+    }
+    header[0] = (uint8_t)(first | (pn_len - 1));
+    memcpy(header + 1, cid, (size_t)cid_len);
+    for (i = 0; i < pn_len; i++)
+        header[1 + cid_len + i] = (uint8_t)(pn >> (8 * (pn_len - 1 - i)));
+    hlen = 1 + cid_len + (Py_ssize_t)pn_len;
+    out = PyBytes_FromStringAndSize(NULL, hlen + plen + QR_PC_TAG_SIZE);
+    if (!out)
+        goto done;
+    o = (uint8_t *)PyBytes_AS_STRING(out);
+    p = o + hlen; /* the payload straight where its ciphertext goes (sealed in place) */
+    memcpy(p, ack, (size_t)ack_len);
+    p += ack_len;
+    *p = (uint8_t)(0x0A | (offset ? 0x04 : 0) | (fin ? 0x01 : 0));
+    p = put_varint62(p + 1, sid);
+    if (offset)
+        p = put_varint62(p, offset);
+    p = put_varint62(p, (uint64_t)data_len);
+    memcpy(p, data, (size_t)data_len);
+    plen = (p + data_len) - (o + hlen);
+    if (plen < 4 - (Py_ssize_t)pn_len) {
+        PyErr_SetString(PyExc_ValueError, "payload too short for the header protection sample");
+        Py_CLEAR(out);
+        goto done;
+    }
+    memset(pn12, 0, 4);
+    for (i = 0; i < 8; i++)
+        pn12[11 - i] = (uint8_t)(pn >> (8 * i));
+    r = qr_pc_seal(PC(self), pn12, header, (size_t)hlen, o + hlen, (size_t)plen, o);
+    if (r != QR_OK) {
+        Py_CLEAR(out);
+        pc_crypto_error("seal a packet");
+        goto done;
+    }
+    if (_PyBytes_Resize(&out, hlen + plen + QR_PC_TAG_SIZE) < 0)
+        out = NULL;
+done:
+    put_data(&cv);
+    put_data(&av);
+    put_data(&dv);
+    return out;
+}
+
 /* A QUIC varint at p[*i] (below end), or -1 when it is truncated. */
 static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
 {
@@ -378,20 +477,20 @@ static int64_t read_varint(const uint8_t *p, Py_ssize_t *i, Py_ssize_t end)
     return (int64_t)v;
 }
 
-/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that is the
- * whole payload, as wire.frames.decode_lone_stream_frame decodes it (data a memoryview
- * slice of payload), or None for anything else, a malformed frame included (the caller's
- * general path then decodes it and raises). */
-static PyObject *lone_stream_fields(PyObject *payload)
+/* The fields (stream_id, offset, data, fin, with_length) of the STREAM frame that starts at
+ * payload[start] and ends the payload, as wire.frames.decode_lone_stream_frame decodes it
+ * (data a memoryview slice of payload), None for anything else, a malformed frame included
+ * (the caller's general path then decodes it and raises). */
+static PyObject *stream_fields_at(PyObject *payload, Py_ssize_t start)
 {
     const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
-    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1, q;
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = start + 1, q;
     int64_t sid, offset = 0, length;
     uint8_t t;
     PyObject *view, *data, *result;
-    if (len < 1 || p[0] < 0x08 || p[0] > 0x0F)
+    if (len <= start || p[start] < 0x08 || p[start] > 0x0F)
         Py_RETURN_NONE;
-    t = p[0];
+    t = p[start];
     if ((sid = read_varint(p, &i, len)) < 0)
         Py_RETURN_NONE;
     if ((t & 0x04) && (offset = read_varint(p, &i, len)) < 0)
@@ -416,21 +515,102 @@ static PyObject *lone_stream_fields(PyObject *payload)
     return result;
 }
 
+/* An ACK frame at the start of the payload followed by one STREAM frame that ends it (a
+ * request's or a response's payload): sets *ack to (ranges, delay, ecn) as
+ * wire.frames' ACK decoder gives them (ranges a list of half-open (start, stop) tuples,
+ * highest first; ecn None or (ect0, ect1, ce)) and returns the STREAM frame's fields (as
+ * stream_fields_at); None (and *ack NULL) for any other payload, malformed included. */
+static PyObject *ack_stream_fields(PyObject *payload, PyObject **ack)
+{
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    Py_ssize_t len = PyBytes_GET_SIZE(payload), i = 1;
+    int64_t largest, delay, count, first, smallest, gap, length, ecn[3];
+    PyObject *ranges = NULL, *item, *fields = NULL, *ecn_obj;
+    uint8_t t = p[0];
+    *ack = NULL;
+    if ((largest = read_varint(p, &i, len)) < 0 || (delay = read_varint(p, &i, len)) < 0 ||
+        (count = read_varint(p, &i, len)) < 0 || (first = read_varint(p, &i, len)) < 0)
+        Py_RETURN_NONE;
+    smallest = largest - first;
+    if (smallest < 0)
+        Py_RETURN_NONE;
+    if (!(ranges = PyList_New(0)))
+        return NULL;
+    for (;;) {
+        if (!(item = Py_BuildValue("(LL)", (long long)smallest, (long long)largest + 1)) ||
+            PyList_Append(ranges, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+        if (count-- == 0)
+            break;
+        if ((gap = read_varint(p, &i, len)) < 0 || (length = read_varint(p, &i, len)) < 0)
+            goto none;
+        largest = smallest - gap - 2;
+        if (largest < 0)
+            goto none; /* (the range below it is below zero too) */
+        smallest = largest - length;
+        if (smallest < 0)
+            goto none;
+    }
+    if (t == 0x03) {
+        for (int k = 0; k < 3; k++)
+            if ((ecn[k] = read_varint(p, &i, len)) < 0)
+                goto none;
+    }
+    if (i >= len || p[i] < 0x08 || p[i] > 0x0F)
+        goto none; /* (an ACK alone, say: a bulk sender's case) */
+    if (!(fields = stream_fields_at(payload, i)))
+        goto fail;
+    if (fields == Py_None) {
+        Py_DECREF(ranges);
+        return fields;
+    }
+    if (t == 0x03)
+        ecn_obj = Py_BuildValue("(LLL)", (long long)ecn[0], (long long)ecn[1], (long long)ecn[2]);
+    else
+        ecn_obj = Py_NewRef(Py_None);
+    if (!ecn_obj)
+        goto fail;
+    if (!(*ack = Py_BuildValue("(NLN)", ranges, (long long)delay, ecn_obj)))
+        goto fail_fields;
+    return fields;
+none:
+    Py_DECREF(ranges);
+    Py_RETURN_NONE;
+fail_fields:
+    Py_DECREF(fields);
+    return NULL;
+fail:
+    Py_XDECREF(fields);
+    Py_DECREF(ranges);
+    return NULL;
+}
+
 static PyObject *pc_open_stream(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames)
 {
-    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *result;
+    PyObject *opened = pc_open(self, args, nargs, kwnames), *fields, *payload, *ack = NULL;
+    PyObject *result;
+    const uint8_t *p;
     if (!opened || opened == Py_None)
         return opened;
-    fields = lone_stream_fields(PyTuple_GET_ITEM(opened, 1));
+    payload = PyTuple_GET_ITEM(opened, 1);
+    p = (const uint8_t *)PyBytes_AS_STRING(payload);
+    if (PyBytes_GET_SIZE(payload) >= 2 && (p[0] == 0x02 || p[0] == 0x03))
+        fields = ack_stream_fields(payload, &ack);
+    else
+        fields = stream_fields_at(payload, 0);
     if (!fields) {
         Py_DECREF(opened);
         return NULL;
     }
-    result = PyTuple_Pack(4, PyTuple_GET_ITEM(opened, 0), PyTuple_GET_ITEM(opened, 1),
-                          PyTuple_GET_ITEM(opened, 2), fields);
+    result = PyTuple_Pack(5, PyTuple_GET_ITEM(opened, 0), payload, PyTuple_GET_ITEM(opened, 2),
+                          fields, ack ? ack : Py_None);
     Py_DECREF(opened);
     Py_DECREF(fields);
+    Py_XDECREF(ack);
     return result;
 }
 
@@ -491,8 +671,14 @@ static PyMethodDef pc_methods[] = {
                "and the skipped packet number allow.")},
     {"open_stream", (PyCFunction)(void (*)(void))pc_open_stream, FASTCALL_KW,
      PyDoc_STR("open_stream(packet, pn_offset, largest_pn) -> (plain_header, payload, pn, "
-               "fields) or None, as open, with fields the (stream_id, offset, data, fin, "
-               "with_length) of the STREAM frame that is the whole payload, else None.")},
+               "fields, ack) or None, as open, with fields the (stream_id, offset, data, fin, "
+               "with_length) of the STREAM frame that is the whole payload or follows an ACK "
+               "frame that starts it, else None; ack that ACK's (ranges, delay, ecn), else "
+               "None.")},
+    {"seal_reply", (PyCFunction)(void (*)(void))pc_seal_reply, FASTCALL_KW,
+     PyDoc_STR("seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin) -> "
+               "bytes: one 1-RTT packet of ack + one STREAM frame, as seal_packet of "
+               "encode_short_header and that payload.")},
     {"mask", pc_mask, METH_O,
      PyDoc_STR("mask(sample) -> bytes: the 5-byte header protection mask of a 16-byte "
                "sample.")},

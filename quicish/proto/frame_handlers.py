@@ -103,13 +103,24 @@ class FrameHandlers:
             on_lost(pkt.frames)
 
     def on_ack(self, frame: F.AckFrame, space: PacketSpace, now: float) -> None:
+        self.on_ack_fields(frame.ranges, frame.delay, frame.ecn, space, now)
+
+    def on_ack_fields(
+        self,
+        ranges: Sequence[tuple[int, int]],
+        ack_delay: int,
+        ecn: tuple[int, int, int] | None,
+        space: PacketSpace,
+        now: float,
+    ) -> None:
+        """``on_ack`` of an ACK frame's fields (the receive path's C decoder gives them)."""
         delay = 0.0
         params = self._handshake.peer_params
         if space.index == APPLICATION and params is not None:
-            delay = (frame.delay << params.ack_delay_exponent) / 1_000_000
-        ecn_ce = frame.ecn[2] if frame.ecn is not None else None
+            delay = (ack_delay << params.ack_delay_exponent) / 1_000_000
+        ecn_ce = ecn[2] if ecn is not None else None
         recovery = self._recovery
-        acked, lost = recovery.on_ack_received(space.index, frame.ranges, delay, now, ecn_ce)
+        acked, lost = recovery.on_ack_received(space.index, ranges, delay, now, ecn_ce)
         self.on_packets_acked(acked)
         if self.trace is not None:
             self.trace.packets_acked(space.index, acked, now)

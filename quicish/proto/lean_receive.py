@@ -95,7 +95,9 @@ class LeanReceiver:
             return False
         lifecycle = self._lifecycle
         try:
-            header, payload, pn, lone = rx.open_stream_packet(data, end, space.largest_received)
+            header, payload, pn, lone, ack = rx.open_stream_packet(
+                data, end, space.largest_received
+            )
         except DecryptionError:
             return False  # (a key update, a stateless reset or a forgery: the general path)
         except Exception as exc:  # (libcrypto failed: as the general path would)
@@ -122,12 +124,20 @@ class LeanReceiver:
             idle.last_activity = now
             idle.restart_pending = True
             eliciting: bool | F.StreamFrame
-            if lone is not None:
-                eliciting = frames.on_stream_fields(*lone, now)
-            else:
+            if lone is None:
                 eliciting = self._frames_of(payload, space, now)
+            elif ack is None:
+                eliciting = frames.on_stream_fields(*lone, now)
+            else:  # (a request or a response: the ACK's fields, then the STREAM frame's)
+                try:
+                    frames.on_ack_fields(ack[0], ack[1], ack[2], space, now)
+                except ProtocolError as exc:  # (named as dispatch names a frame's errors)
+                    if exc.frame_type is None:
+                        exc.frame_type = 0x02 if ack[2] is None else 0x03
+                    raise
+                eliciting = frames.on_stream_fields(*lone, now)
             if trace is not None:  # (as Connection._process_packet logs the packet)
-                if lone is None:
+                if lone is None or ack is not None:
                     trace.packet_received(now, _ONE_RTT, pn, size, payload, eliciting)
                 else:  # (the decoded fields: no frame object made for the trace)
                     log = trace.lone_received  # (the C tap's entry: no method lookup)

@@ -209,17 +209,18 @@ class PacketBuilder:
             if lean:
                 datagram = self.build_stream_datagram(now)
             else:  # (a reply's packet when it can be one: reply_packet.py)
-                datagram = self._reply_packet(now) or self.build_datagram(now)
+                replied = (datagram := self._reply_packet(now)) is not None
+                datagram = datagram or self.build_datagram(now)
             if datagram is None:
                 if self.cc.packet_aware:
                     self._note_app_limited(now)
                 break
             out.append((datagram, addr))
-            if not lean:
-                lean = self.lean_ready()
-                if lean and next(self._streams.sendable(), None) is None:
-                    # Only STREAM frames could follow and none wait (a small reply): done
-                    # without building a packet to find that out.
+            if not lean:  # (after a reply's packet lean_ready(reply=True) still holds)
+                ready = self.control_checked and not self._spaces[APPLICATION].unacked_ranges
+                lean = ready if replied else self.lean_ready()
+                if lean and self._streams.first_sendable() is None:
+                    # (only STREAM frames could follow and none wait: a small reply's burst)
                     if self.cc.packet_aware:
                         self._note_app_limited(now)
                     break
@@ -548,8 +549,7 @@ class PacketBuilder:
             and not (path.responses or path.challenge_due)
         )
 
-    def _reply_packet(self, now: float) -> bytes | None:
-        """A reply's packet while ``lean_ready(reply=True)`` holds (reply_packet.py)."""
+    def _reply_packet(self, now: float) -> bytes | None:  # (while lean_ready(reply=True))
         if self._reply is None:
             self._reply = ReplyPacket(
                 self._spaces[APPLICATION], self._streams, self._recovery, self._pacer, self._paths
@@ -657,7 +657,7 @@ class PacketBuilder:
         size = pmtud.next_probe(now)
         if size is None or self._recovery.bytes_in_flight + size > self.cc.cwnd:
             return None
-        stream = next(self._streams.sendable(), None)
+        stream = self._streams.first_sendable()
         send = None if stream is None else stream.send
         unsent = 0 if send is None else send.write_offset - send.send_offset
         if unsent < size or not self._paths.current.validated:

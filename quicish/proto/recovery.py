@@ -129,6 +129,9 @@ class LossRecovery:
         "persistent_congestion_events", "pto_count", "pto_timeouts", "rtt",
     )  # fmt: skip
 
+    #: An ACK of the one packet outstanding takes ``_ack_one`` (tests turn it off).
+    ack_one = True
+
     def __init__(
         self,
         cc: CongestionController,
@@ -315,6 +318,18 @@ class LossRecovery:
         if not ranges_descending:
             return [], []
         sp = self._spaces[space]
+        if len(ranges_descending) == 1:  # (the ACK of a request or of its answer)
+            order, lo = sp.order, sp.head
+            start, stop = ranges_descending[0]
+            if (
+                lo == len(order) - 1
+                and order[lo] == stop - 1 >= start
+                and stop - 1 < sp.skip_watch
+                and stop > sp.largest_acked
+                and not self._spurious.lost[space]
+                and self.ack_one
+            ):
+                return self._ack_one(sp, space, stop - 1, ack_delay, now, ecn_ce)
         largest = ranges_descending[0][1] - 1
         if largest > sp.largest_sent:
             raise ProtocolError(
@@ -427,11 +442,77 @@ class LossRecovery:
             self.on_metrics(self, now)
         return acked, lost
 
+    def _ack_one(
+        self, sp: _Space, space: int, pn: int, ack_delay: float, now: float, ecn_ce: int | None
+    ) -> tuple[list[SentPacket], list[SentPacket]]:
+        """``on_ack_received`` of an ACK whose one range covers the one packet outstanding,
+        ``pn``, the largest acknowledged yet (no skipped number, no spurious loss to judge):
+        the same steps without the range walk, the gaps and the loss detection (nothing is
+        left below it)."""
+        pkt = sp.packets.pop(pn)
+        sp.largest_acked = pn
+        cc = self._cc
+        recovery_start = cc.recovery_start_time
+        prior_in_flight = self.bytes_in_flight
+        cc_bytes = 0
+        cc_sent = -math.inf
+        sent_time = pkt.sent_time
+        sp.largest_acked_sent_time = sent_time
+        if pkt.in_flight:
+            size = pkt.size
+            self.bytes_in_flight = prior_in_flight - size
+            if sent_time > recovery_start:
+                cc_bytes, cc_sent = size, sent_time
+            if pkt.ack_eliciting:
+                sp.ack_eliciting_in_flight -= 1
+                if space == INITIAL:
+                    ack_delay = 0.0
+                elif self.handshake_confirmed and ack_delay > self.max_ack_delay:
+                    ack_delay = self.max_ack_delay
+                self.rtt.update(now - sent_time, ack_delay, now)
+        else:
+            sp.not_in_flight -= 1
+        if ecn_ce is not None and ecn_ce > sp.ecn_ce:
+            sp.ecn_ce = ecn_ce
+            if cc.on_ecn_ce(sent_time, now):
+                self._spurious.forget_episode()  # a reduction no spurious loss can undo
+        sp.loss_time = None  # (nothing is left at or below the largest acked)
+        end = sp.head + 1
+        order = sp.order
+        if end >= _COMPACT_MIN and 2 * end >= len(order):
+            del order[:end]
+            end = 0
+        sp.head = end
+        acked = [pkt]
+        if cc.recovery_start_time != recovery_start:
+            # This ACK started a recovery period (ECN-CE): count against the new one.
+            cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
+        if self._packet_cc is None:
+            cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
+        else:
+            cc.on_packets_acked(acked, now, self.rtt, prior_in_flight, self.bytes_in_flight)
+        if self.peer_completed_address_validation:
+            self.pto_count = 0
+        self._anchor = now
+        if self.on_metrics is not None:
+            self.on_metrics(self, now)
+        return acked, []
+
     # ---- timers --------------------------------------------------------------------------------
     def loss_detection_deadline(self) -> float | None:
         """Absolute time at which :meth:`on_timeout` must run, or None (RFC 9002 A.8)."""
         initial, handshake, app = self._spaces  # (no loss timer armed: the common case)
         if initial.loss_time is None and handshake.loss_time is None and app.loss_time is None:
+            if (
+                app.ack_eliciting_in_flight
+                and not (initial.ack_eliciting_in_flight or handshake.ack_eliciting_in_flight)
+                and self.handshake_confirmed
+                and not self.amplification_limited
+            ):  # (after every send of an open connection: _pto_deadline of the one space)
+                factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+                duration = self.rtt.pto_base() * factor
+                duration += self.max_ack_delay * factor
+                return app.last_ack_eliciting_time + duration
             return self._pto_deadline()
         return self._earliest_loss_time()[0]
 

@@ -137,13 +137,12 @@ class StreamManager:
 
     ``local_*``: what we advertise in our transport parameters (the peer's limits);
     ``max_data_limit`` / ``max_stream_data_limit``: ceilings for receive-window growth;
-    ``max_stream_fragments`` / ``max_connection_fragments``: out-of-order fragments
-    buffered per stream / across all streams before a STREAM frame raises
-    PROTOCOL_VIOLATION (None: no limit); ``send_buffer_size``: per-stream
-    ``SendStream.capacity``; ``peer``: the peer's transport parameters when already known
-    (else call ``on_peer_parameters`` later; until then the peer allows nothing).
-    ``now`` / ``rtt`` attributes: the latest time and smoothed RTT, used by
-    ``write_control_frames`` when not passed explicitly.
+    ``max_stream_fragments`` / ``max_connection_fragments``: out-of-order fragments buffered per
+    stream / across all streams before a STREAM frame raises PROTOCOL_VIOLATION (None: no
+    limit); ``send_buffer_size``: per-stream ``SendStream.capacity``; ``peer``: the peer's
+    transport parameters when already known (else call ``on_peer_parameters`` later; until then
+    the peer allows nothing). ``now`` / ``rtt`` attributes: the latest time and smoothed RTT,
+    used by ``write_control_frames`` when not passed explicitly.
     """
 
     __slots__ = (
@@ -367,11 +366,6 @@ class StreamManager:
             return self._local_max_streams[b]
         return None
 
-    def _max_streams_due(self, b: int) -> bool:
-        return self._max_streams_resend[b] or (
-            self._local_max_streams_initial[b] + self._peer_closed[b] > self._local_max_streams[b]
-        )
-
     def on_max_streams_lost(self, bidi: bool, limit: int | None = None) -> None:
         """A MAX_STREAMS frame was lost: re-send the current value if it is still current."""
         b = 1 if bidi else 0
@@ -381,19 +375,15 @@ class StreamManager:
     def streams_blocked(self, bidi: bool) -> int | None:
         """The limit for a STREAMS_BLOCKED frame to send now (once per limit), or None."""
         b = 1 if bidi else 0
-        if self._streams_blocked_due(b):
-            limit = self._peer_max_streams[b]
-            self._blocked_sent = _with(self._blocked_sent, b, limit)
-            return limit
-        return None
-
-    def _streams_blocked_due(self, b: int) -> bool:
         limit = self._peer_max_streams[b]
-        return (
+        if (
             self._blocked_want[b]
             and self._next_local[b] >= limit
             and self._blocked_sent[b] != limit
-        )
+        ):
+            self._blocked_sent = _with(self._blocked_sent, b, limit)
+            return limit
+        return None
 
     def on_streams_blocked_lost(self, bidi: bool, limit: int | None = None) -> None:
         b = 1 if bidi else 0
@@ -531,13 +521,10 @@ class StreamManager:
                 self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
-        """Streams with STREAM data (or FIN) to send, most urgent priority first, round
-        robin within a priority: each call starts after the stream last served.
-
-        A stream counts as served once a frame was taken from it (``next_frame``); take
-        the next stream only when the packet has room for a frame, and stop iterating when
-        it is full. Each stream is offered at most once per call.
-        """
+        """Streams with STREAM data (or FIN) to send, most urgent priority first, round robin
+        within a priority: each call starts after the stream last served (once a frame was
+        taken from it: ``next_frame``). Take the next stream only when the packet has room
+        for a frame, stop iterating when it is full. Each stream is offered once per call."""
         credit_ok = self.send_credit.available > 0
         for priority in self._priorities:
             queue = self._queues.get(priority, _NO_QUEUE)  # (gone with its last stream)
@@ -557,6 +544,14 @@ class StreamManager:
                     raise
                 if queue and queue[0] is stream:
                     queue.rotate(-1)
+
+    def first_sendable(self) -> Stream | None:
+        """``next(self.sendable(), None)`` without a generator (per burst): whose turn it is."""
+        for queue in map(self._queues.__getitem__, self._priorities):  # (one, as a rule)
+            self._prune(queue, self.send_credit.available > 0)
+            if queue:
+                return queue[0]
+        return None
 
     def lone_stream(self) -> Stream | None:
         """The one stream queued to send, if only one is (the bulk case: stream_burst.py)."""
@@ -720,20 +715,24 @@ class StreamManager:
         return None if stream is None else stream.recv
 
     # ---- frames out ------------------------------------------------------------------------
-    def has_pending_frames(self) -> bool:
-        """True when ``write_control_frames`` or ``write_stream_frames`` would write."""
-        credit_ok = self.send_credit.available > 0  # (stream data first: a reply's case)
-        for queue in self._queues.values():
-            self._prune(queue, credit_ok)
-            if queue:
-                return True
-        return self._control_due()
+    def has_pending_frames(self) -> bool:  # (write_control_frames or write_stream_frames would)
+        return self.first_sendable() is not None or self.control_due()  # (data first)
 
-    def _control_due(self) -> bool:  # (write_control_frames has a frame to write)
+    def control_due(self) -> bool:  # (write_control_frames has a frame to write)
         if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
             return True
-        limits = any(self._max_streams_due(b) or self._streams_blocked_due(b) for b in (0, 1))
-        return limits or any(not s._closed and s.has_control() for s in self._control.values())
+        resend, local = self._max_streams_resend, self._local_max_streams
+        initial, closed = self._local_max_streams_initial, self._peer_closed
+        want, cap = self._blocked_want, self._peer_max_streams
+        for b in (0, 1):  # (a MAX_STREAMS or STREAMS_BLOCKED due: no calls, once per burst)
+            if resend[b] or initial[b] + closed[b] > local[b]:
+                return True
+            if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
+                return True
+        for s in self._control.values():  # noqa: SIM110 (no generator: once per burst)
+            if not s._closed and s.has_control():
+                return True
+        return False
 
     def write_control_frames(
         self,
@@ -744,7 +743,7 @@ class StreamManager:
         rtt: float | None = None,
     ) -> bool:
         """Append the due control frames (and their records) within ``room``; True if any."""
-        if not self._control_due():  # (nothing due: most bursts)
+        if not self.control_due():  # (nothing due: most bursts)
             return False
         now = self.now if now is None else now
         rtt = self.rtt if rtt is None else rtt

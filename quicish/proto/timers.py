@@ -118,8 +118,11 @@ class ConnectionTimers:
         paths = self._paths
         current = paths.current
         idle_at = keep_alive = None
-        if current.addr is not None:  # (not before a server's first datagram)
-            idle_at = idle.deadline(recovery.pto_interval())
+        timeout = idle.timeout
+        if current.addr is not None and timeout:  # (not before a server's first datagram)
+            # (IdleTimer.deadline of LossRecovery.pto_interval(), inlined: after every send)
+            pto = recovery.rtt.pto_base() + recovery.max_ack_delay
+            idle_at = idle.last_activity + max(timeout, 3 * pto)
         if idle.keep_alive and self._lifecycle.state is ESTABLISHED and not builder.pending_ping:
             keep_alive = idle.keep_alive_deadline()
         # An ACK owed on a path out of anti-amplification budget waits for the peer's next
@@ -130,6 +133,9 @@ class ConnectionTimers:
                 due = space.ack_due_at
                 if due is not None and space.unacked_ranges and (ack is None or due < ack):
                     ack = due
+        path_at = None  # (PathManager.deadline: nothing without a path being validated)
+        if paths.others or current.deadline is not None or current.next_challenge_at is not None:
+            path_at = paths.deadline()
         table = self.table
         table.set_all(  # (in Timer order)
             [
@@ -137,7 +143,7 @@ class ConnectionTimers:
                 self._handshake_timer.deadline,
                 recovery.loss_detection_deadline(),
                 keep_alive,
-                paths.deadline(),
+                path_at,
                 builder.pacer_deadline,
                 self._keys.zero_rtt_rx_until,
                 ack,

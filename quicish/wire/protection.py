@@ -38,6 +38,8 @@ from quicish import kdf
 from quicish.errors import ConfigError, DecryptionError
 from quicish.native import PacketCipher as _PacketCipher
 from quicish.native.pure import seal_stream_burst as _pure_stream_burst
+from quicish.native.pure_reply import AckFields, StreamFields
+from quicish.native.pure_reply import seal_reply as _pure_seal_reply
 
 from .pn import decode_packet_number
 
@@ -460,6 +462,29 @@ class PacketProtector:
             return cipher.seal_stream_burst(*args)
         return _pure_stream_burst(self.seal_packet, *args)
 
+    def seal_reply(
+        self,
+        dcid: BytesLike,
+        first: int,
+        pn: int,
+        pn_len: int,
+        ack: bytes,
+        stream_id: int,
+        offset: int,
+        data: BytesLike,
+        fin: bool,
+    ) -> bytes:
+        """One 1-RTT packet of ``ack`` (an ACK frame's bytes, maybe none) and one STREAM
+        frame: :meth:`seal_packet` of ``encode_short_header`` (``first``: 0x40 with the spin
+        and key phase bits) and ``push_stream_frame``'s bytes, in one C call when
+        :attr:`accelerated` (``PacketCipher.seal_reply``), else the pure twin."""
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher.seal_reply(dcid, first, pn, pn_len, ack, stream_id, offset, data, fin)
+        return _pure_seal_reply(
+            self.seal_packet, dcid, first, pn, pn_len, ack, stream_id, offset, data, fin
+        )
+
     def remove_header_protection(self, packet: BytesLike, pn_offset: int) -> tuple[bytes, int, int]:
         """(plain_header, truncated_pn, pn_length) of one protected packet.
 
@@ -491,11 +516,12 @@ class PacketProtector:
 
     def open_stream_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
-    ) -> tuple[bytes, bytes, int, tuple[int, int, memoryview, bool, bool] | None]:
+    ) -> tuple[bytes, bytes, int, StreamFields | None, AckFields | None]:
         """:meth:`open_packet`, and, when :attr:`accelerated` (one C call), the
         ``(stream_id, offset, data, fin, with_length)`` of the STREAM frame that is the
-        whole payload, None for any other payload (a malformed frame included; as
-        ``pure.lone_stream_fields``); without the C cipher always None (the caller's
+        whole payload or follows the ACK frame that starts it, and that ACK's ``(ranges,
+        delay, ecn)``; None for any other payload (a malformed frame included; as
+        ``pure.ack_stream_fields``); without the C cipher always None, None (the caller's
         frame decoder decodes it). Raises :class:`DecryptionError`."""
         cipher = self._cipher
         if cipher is not None:
@@ -509,7 +535,7 @@ class PacketProtector:
                 return opened
         view = packet if isinstance(packet, memoryview) else memoryview(packet)
         header, payload, pn = self.open_packet(view, pn_offset, largest_pn)
-        return header, payload, pn, None  # (not decoded: the caller's frame decoder does)
+        return header, payload, pn, None, None  # (not decoded: the caller's decoder does)
 
     def open_packet(
         self, packet: BytesLike, pn_offset: int, largest_pn: int
