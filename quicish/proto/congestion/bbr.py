@@ -412,6 +412,9 @@ class Bbr(CongestionController):
                 latest_inflight = self.inflight_latest or self.inflight_lo
                 self.bw_lo = max(QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
                 self.inflight_lo = QUEUED_BETA * min(self.inflight_lo, latest_inflight)
+                if self.competing and self.inflight_hi < math.inf:
+                    # competing as a loss-based flow: its cut too (its growth in CRUISE)
+                    self.inflight_hi = max(BETA * self.inflight_hi, float(self.min_pipe_cwnd))
             else:
                 self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
                 self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
