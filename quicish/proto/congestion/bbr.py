@@ -60,6 +60,7 @@ QUEUED_RTT_FACTOR = 1.5  # a loss seen while the RTT is above 1.5x min_rtt ...
 QUEUED_RTT_FLOOR = 0.004  # ... and 4 ms above it is a full queue's (loss_tolerant)
 COMPETING_RTT_FACTOR = 1.2  # the lowest RTT of a calm round this far above min_rtt ...
 COMPETING_ROUNDS = 2  # ... this many calm rounds in a row: another flow keeps a queue
+COMPETING_BETA = 0.7  # competing, a loss with that queue cuts inflight_hi as CUBIC's window
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
@@ -138,6 +139,12 @@ class Bbr(CongestionController):
         # above min_rtt. See _judge_floor.
         self.competing = False
         self._floor_rounds = 0
+        self._round_cwnd_limited = False  # an ACK of the round found the window full
+        # ``sampler.sent`` at the last such cut: packets sent before it, with more in
+        # flight, do not raise inflight_hi back (_adapt_upper_bounds)
+        self._hi_cut_index = -1
+        self._round_new_episode = False  # a queued loss this round was sent after it
+        self._floor_skip = 0  # calm rounds not judged (after ProbeRTT)
         self._calm_since = 0  # ``sampler.sent`` when ProbeBW_CRUISE or REFILL began
         self._last_round_high = False  # the last round's loss rate was too high
         # The loss rate of rounds without a queue (outside probes): the path's own, random
@@ -293,6 +300,8 @@ class Bbr(CongestionController):
                     self._round_clustered = True
                 if queued_loss:
                     self._round_queued = True
+                    if stamp is not None and stamp.sent_index > self._hi_cut_index:
+                        self._round_new_episode = True
         if any_lost:
             self.loss_in_round = True
             self.congestion_events += 1
@@ -313,6 +322,7 @@ class Bbr(CongestionController):
         if rs.interval < self.min_rtt and rs.interval < rtt.min_rtt:
             rs.delivery_rate = 0.0  # shorter than a round trip: would overestimate
         self.cwnd_limited = prior_in_flight + 3 * self.max_datagram_size >= self.cwnd
+        self._round_cwnd_limited |= self.cwnd_limited
         self._update_model_and_state(rs, now, bytes_in_flight)
         self._set_pacing_rate(rtt)
         self._set_cwnd(rs)
@@ -380,6 +390,7 @@ class Bbr(CongestionController):
             self._round_min_rtt = math.inf
             if self.loss_tolerant and self._medians_only:
                 self._judge_floor()
+            self._round_cwnd_limited = False
         if 0.0 <= rs.rtt < self._round_min_rtt:
             self._round_min_rtt = rs.rtt
         # max_bw
@@ -402,6 +413,7 @@ class Bbr(CongestionController):
                 self._queued_cycle = self.cycle_count
         self._round_start_delivered = delivered
         self._round_lost = 0
+        new_episode, self._round_new_episode = self._round_new_episode, False
         if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
             if self.bw_lo == math.inf:
                 self.bw_lo = self.max_bw
@@ -412,9 +424,12 @@ class Bbr(CongestionController):
                 latest_inflight = self.inflight_latest or self.inflight_lo
                 self.bw_lo = max(QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
                 self.inflight_lo = QUEUED_BETA * min(self.inflight_lo, latest_inflight)
-                if self.competing and self.inflight_hi < math.inf:
+                if self.competing and new_episode and self.inflight_hi < math.inf:
                     # competing as a loss-based flow: its cut too (its growth in CRUISE)
-                    self.inflight_hi = max(BETA * self.inflight_hi, float(self.min_pipe_cwnd))
+                    self.inflight_hi = max(
+                        COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
+                    )
+                    self._hi_cut_index = self.sampler.sent
             else:
                 self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
                 self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
@@ -446,9 +461,15 @@ class Bbr(CongestionController):
         does: no headroom in CRUISE, and ``inflight_hi`` grows by a packet a round there."""
         if self.state not in (PROBE_CRUISE, PROBE_REFILL):
             return
+        if self._floor_skip:
+            self._floor_skip -= 1  # (ProbeRTT drained BBR's own share of the queue)
+            return
         queued = self._last_round_min_rtt - self.min_rtt
         if queued > QUEUED_RTT_FLOOR and queued > (COMPETING_RTT_FACTOR - 1.0) * self.min_rtt:
-            self._floor_rounds += 1
+            # (to begin, the window must have held BBR back: a sender held by its pacing
+            # rate can have a queue of its own)
+            if self.competing or self._round_cwnd_limited:
+                self._floor_rounds += 1
         else:
             self._floor_rounds = 0
         self.competing = self._floor_rounds >= COMPETING_ROUNDS
@@ -704,7 +725,7 @@ class Bbr(CongestionController):
             return
         if self.inflight_hi == math.inf:
             return
-        if rs.tx_in_flight > self.inflight_hi:
+        if rs.tx_in_flight > self.inflight_hi and rs.sent_index >= self._hi_cut_index:
             self.inflight_hi = float(rs.tx_in_flight)
         if self.state == PROBE_UP:
             self._probe_inflight_hi_upward(rs)
@@ -796,6 +817,7 @@ class Bbr(CongestionController):
                 self.cwnd = max(self.cwnd, self.prior_cwnd)
                 self.bw_lo = math.inf
                 self.inflight_lo = math.inf
+                self._floor_skip = 2
                 if self.filled_pipe:
                     self._start_probe_down(now)
                     self._start_probe_cruise()
