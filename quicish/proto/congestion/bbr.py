@@ -93,7 +93,11 @@ class Bbr(CongestionController):
     - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
       that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
       lowers the short-term bounds by 10% at once (not below half ``max_bw``), as a
-      loss-based flow would give way.
+      loss-based flow would give way;
+    - another flow that keeps a queue standing (the lowest RTT of calm rounds 1.2x
+      ``min_rtt``, ``competing``): BBR competes as a loss-based flow (no CRUISE headroom,
+      ``inflight_hi`` +1 packet a round, -30% per episode of such losses), and its probes
+      measure their own queue over the RTT before them (docs/congestion.md).
     """
 
     name: ClassVar[str] = "bbr"
