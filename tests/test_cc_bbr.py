@@ -313,6 +313,80 @@ def test_loss_with_another_flows_queue_behind_it_gives_way(queued: bool) -> None
         assert cc._queued_cycle == -1
 
 
+@pytest.mark.parametrize("tolerant", [True, False])
+def test_another_flows_standing_queue_makes_bbr_compete(tolerant: bool) -> None:
+    """Another flow keeps a queue standing (its delay ahead of every packet, half the base
+    RTT): the lowest RTT of calm rounds stays above min_rtt. BBR competes: no CRUISE
+    headroom, inflight_hi grows a packet a round, ProbeBW_DOWN ends in CRUISE once the
+    probe's own queue is gone (the draft's DOWN waits for a BDP over min_rtt, which the
+    other queue never allows, until the next probe), and the link stays used."""
+    cc = Bbr(MDS, seed=1, loss_tolerant=tolerant)
+    path = BottleneckPath(cc, RATE, RTT, 10 * MDS)  # shallow: loss sets inflight_hi
+    path.run(3.0)
+    assert cc.state_name == "ProbeBW_CRUISE"
+    assert not cc.competing
+    hi = cc.inflight_hi
+    assert hi < math.inf
+    changes, delivered = len(cc.state_changes), path.delivered_bytes
+    path.standing_queue = 0.5 * RTT
+    path.run(12.0)
+    after = [name for _, name in cc.state_changes[changes:]]
+    after_down = [after[i + 1] for i in range(len(after) - 1) if after[i] == "ProbeBW_DOWN"]
+    used = (path.delivered_bytes - delivered) / (RATE * 9.0)
+    assert after_down
+    if tolerant:
+        assert cc.competing
+        assert cc.inflight_hi >= hi + 10 * MDS
+        assert cc._inflight_with_headroom() == cc.inflight_hi
+        assert set(after_down) == {"ProbeBW_CRUISE"}
+        assert used > 0.9
+    else:
+        assert not cc.competing
+        assert cc.inflight_hi <= hi + 5 * MDS
+        assert "ProbeBW_REFILL" in after_down
+        assert used < 0.85
+
+
+def test_a_queued_loss_while_competing_cuts_inflight_hi_and_the_cut_holds() -> None:
+    """Competing as a loss-based flow, BBR also takes its cut: a loss with another flow's
+    queue behind it (the RTT 1.75x the minimum) lowers inflight_hi by 30%, and the ACKs of
+    packets sent before the cut, with more in flight, do not raise it back."""
+    cc = Bbr(MDS, seed=1)
+    path = BottleneckPath(cc, RATE, RTT, 10 * MDS)
+    path.run(3.0)
+    path.standing_queue = 0.75 * RTT
+    path.run(5.0)
+    while cc.state_name != "ProbeBW_CRUISE":
+        path.run(path.now + 0.01)
+    path.run(path.now + 3 * RTT)
+    assert cc.competing
+    assert cc.state_name == "ProbeBW_CRUISE"
+    hi = cc.inflight_hi
+    sent = path.pn
+    path.loss = 1.0  # the next packets sent are lost: one episode
+    while path.pn < sent + 3:
+        path.run(path.now + 0.0005)
+    path.loss = 0.0
+    path.run(path.now + 3 * RTT)
+    assert path.lost_packets >= 3
+    assert cc._hi_cut_index > 0
+    assert 0.65 * hi <= cc.inflight_hi <= 0.7 * hi + 4 * MDS
+
+
+def test_alone_on_a_deep_queue_bbr_never_competes() -> None:
+    """Alone, with ACKs up to 5 ms late and a 200-packet queue, the calm rounds' lowest RTT
+    stays near min_rtt: BBR never takes its own queue for another flow's."""
+    cc = Bbr(MDS, seed=1)
+    path = BottleneckPath(cc, RATE, RTT, 200 * MDS)
+    path.ack_jitter = 0.005
+    seen = 0
+    for step in range(1, 61):
+        path.run(step * 0.25)
+        seen += cc.competing
+    assert seen == 0
+    assert cc._floor_rounds <= 1
+
+
 def _median_rtt_ratio(path: BottleneckPath, after: float) -> float:
     """The median RTT of the packets sent after ``after`` (base RTT + the queueing delay
     each met at the bottleneck, simulated time) over the base RTT."""

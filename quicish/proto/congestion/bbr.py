@@ -58,6 +58,9 @@ MAX_LOSS_THRESH = 0.15  # the loss threshold follows the path's rate up to this
 QUEUED_BETA = 0.9  # the cut of the short-term bounds per round with a queued loss
 QUEUED_RTT_FACTOR = 1.5  # a loss seen while the RTT is above 1.5x min_rtt ...
 QUEUED_RTT_FLOOR = 0.004  # ... and 4 ms above it is a full queue's (loss_tolerant)
+COMPETING_RTT_FACTOR = 1.2  # the lowest RTT of a calm round this far above min_rtt ...
+COMPETING_ROUNDS = 2  # ... this many calm rounds in a row: another flow keeps a queue
+COMPETING_BETA = 0.7  # competing, a loss with that queue cuts inflight_hi as CUBIC's window
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
@@ -90,7 +93,11 @@ class Bbr(CongestionController):
     - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
       that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
       lowers the short-term bounds by 10% at once (not below half ``max_bw``), as a
-      loss-based flow would give way.
+      loss-based flow would give way;
+    - another flow that keeps a queue standing (the lowest RTT of calm rounds 1.2x
+      ``min_rtt``, ``competing``): BBR competes as a loss-based flow (no CRUISE headroom,
+      ``inflight_hi`` +1 packet a round, -30% per episode of such losses), and its probes
+      measure their own queue over the RTT before them (docs/congestion.md).
     """
 
     name: ClassVar[str] = "bbr"
@@ -126,6 +133,22 @@ class Bbr(CongestionController):
         self._round_clustered = not loss_tolerant
         self._round_queued = False  # a loss this round came with a queue built up
         self._latest_rtt = 0.0
+        # The lowest RTT of the round in progress and of the last one; at a probe's start,
+        # the RTT before it (loss_tolerant): see _start_probe_up.
+        self._round_min_rtt = math.inf
+        self._last_round_min_rtt = math.inf
+        self.probe_base_rtt = 0.0
+        # Another flow keeps a standing queue (loss_tolerant): the lowest RTT of the last
+        # calm rounds (CRUISE, REFILL: BBR paces at its estimate, no queue of its own) stayed
+        # above min_rtt. See _judge_floor.
+        self.competing = False
+        self._floor_rounds = 0
+        self._round_cwnd_limited = False  # an ACK of the round found the window full
+        # ``sampler.sent`` at the last such cut: packets sent before it, with more in
+        # flight, do not raise inflight_hi back (_adapt_upper_bounds)
+        self._hi_cut_index = -1
+        self._round_new_episode = False  # a queued loss this round was sent after it
+        self._floor_skip = 0  # calm rounds not judged (after ProbeRTT)
         self._calm_since = 0  # ``sampler.sent`` when ProbeBW_CRUISE or REFILL began
         self._last_round_high = False  # the last round's loss rate was too high
         # The loss rate of rounds without a queue (outside probes): the path's own, random
@@ -221,8 +244,8 @@ class Bbr(CongestionController):
         return gain * (self.bw if bw is None else bw) * self.min_rtt
 
     def _inflight_with_headroom(self) -> float:
-        if self.inflight_hi == math.inf:
-            return math.inf
+        if self.inflight_hi == math.inf or self.competing:
+            return self.inflight_hi
         headroom = max(self.max_datagram_size, HEADROOM * self.inflight_hi)
         return max(self.inflight_hi - headroom, self.min_pipe_cwnd)
 
@@ -281,6 +304,8 @@ class Bbr(CongestionController):
                     self._round_clustered = True
                 if queued_loss:
                     self._round_queued = True
+                    if stamp is not None and stamp.sent_index > self._hi_cut_index:
+                        self._round_new_episode = True
         if any_lost:
             self.loss_in_round = True
             self.congestion_events += 1
@@ -301,6 +326,7 @@ class Bbr(CongestionController):
         if rs.interval < self.min_rtt and rs.interval < rtt.min_rtt:
             rs.delivery_rate = 0.0  # shorter than a round trip: would overestimate
         self.cwnd_limited = prior_in_flight + 3 * self.max_datagram_size >= self.cwnd
+        self._round_cwnd_limited |= self.cwnd_limited
         self._update_model_and_state(rs, now, bytes_in_flight)
         self._set_pacing_rate(rtt)
         self._set_cwnd(rs)
@@ -364,6 +390,13 @@ class Bbr(CongestionController):
             self.round_count += 1
             self.rounds_since_bw_probe += 1
             self.round_start = True
+            self._last_round_min_rtt = self._round_min_rtt
+            self._round_min_rtt = math.inf
+            if self.loss_tolerant and self._medians_only:
+                self._judge_floor()
+            self._round_cwnd_limited = False
+        if 0.0 <= rs.rtt < self._round_min_rtt:
+            self._round_min_rtt = rs.rtt
         # max_bw
         rates = self._round_rates
         if rates is not None and self.round_start and rates:
@@ -384,6 +417,7 @@ class Bbr(CongestionController):
                 self._queued_cycle = self.cycle_count
         self._round_start_delivered = delivered
         self._round_lost = 0
+        new_episode, self._round_new_episode = self._round_new_episode, False
         if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
             if self.bw_lo == math.inf:
                 self.bw_lo = self.max_bw
@@ -394,6 +428,12 @@ class Bbr(CongestionController):
                 latest_inflight = self.inflight_latest or self.inflight_lo
                 self.bw_lo = max(QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
                 self.inflight_lo = QUEUED_BETA * min(self.inflight_lo, latest_inflight)
+                if self.competing and new_episode and self.inflight_hi < math.inf:
+                    # competing as a loss-based flow: its cut too (its growth in CRUISE)
+                    self.inflight_hi = max(
+                        COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
+                    )
+                    self._hi_cut_index = self.sampler.sent
             else:
                 self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
                 self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
@@ -417,6 +457,33 @@ class Bbr(CongestionController):
             self.max_bw = self._max_bw_filter.update(self.cycle_count, value)
         elif value > self._best_median and self.filled_pipe:
             self._best_median = value
+
+    def _judge_floor(self) -> None:
+        """A round ended: in a calm state, its lowest RTT tells whether another flow keeps
+        a queue standing (a loss-based flow fills the queue until it loses, and a cut of
+        30% need not empty it). While one does, BBR competes for its share as that flow
+        does: no headroom in CRUISE, and ``inflight_hi`` grows by a packet a round there."""
+        if self.state not in (PROBE_CRUISE, PROBE_REFILL):
+            return
+        if self._floor_skip:
+            self._floor_skip -= 1  # (ProbeRTT drained BBR's own share of the queue)
+            return
+        queued = self._last_round_min_rtt - self.min_rtt
+        if queued > QUEUED_RTT_FLOOR and queued > (COMPETING_RTT_FACTOR - 1.0) * self.min_rtt:
+            # (to begin, the window must have held BBR back: a sender held by its pacing
+            # rate can have a queue of its own)
+            if self.competing or self._round_cwnd_limited:
+                self._floor_rounds += 1
+        else:
+            self._floor_rounds = 0
+        self.competing = self._floor_rounds >= COMPETING_ROUNDS
+        if (
+            self.competing
+            and self.state == PROBE_CRUISE
+            and self.cwnd_limited
+            and self.inflight_hi < math.inf
+        ):
+            self.inflight_hi += self.max_datagram_size
 
     def _contended(self) -> bool:
         """A loss came with another flow's queue in this cycle or the last: every sample
@@ -564,6 +631,12 @@ class Bbr(CongestionController):
         self._reset_full_bw()
         self.full_bw = rs.delivery_rate
         self.cycle_stamp = now
+        self.probe_base_rtt = self.min_rtt
+        if self.loss_tolerant and self._medians_only and self._last_round_min_rtt < math.inf:
+            # The RTT of the round before (REFILL, at the estimate: no queue of BBR's own
+            # once round medians rule) is the propagation delay plus the queue other flows
+            # keep standing.
+            self.probe_base_rtt = max(self.min_rtt, min(self._last_round_min_rtt, 2 * self.min_rtt))
         self._set_state(PROBE_UP)
         self.pacing_gain = PROBE_UP_PACING_GAIN
         self.cwnd_gain = PROBE_UP_CWND_GAIN
@@ -596,7 +669,7 @@ class Bbr(CongestionController):
         if state == PROBE_DOWN:
             if self._time_to_probe_bw(now):
                 return
-            if inflight <= self._inflight_with_headroom() and inflight <= self.bdp():
+            if inflight <= self._inflight_with_headroom() and inflight <= self._drained_bdp():
                 self._start_probe_cruise()
         elif state == PROBE_CRUISE:
             self._time_to_probe_bw(now)
@@ -606,6 +679,14 @@ class Bbr(CongestionController):
                 self._start_probe_up(rs, now)
         elif state == PROBE_UP and self._time_to_go_down(rs, now, inflight):
             self._start_probe_down(now)
+
+    def _drained_bdp(self) -> float:
+        """What is in flight once ProbeBW_DOWN has drained the probe's queue: the BDP, or
+        (while contended) the BDP over the RTT before the probe, the queue other flows
+        kept standing then being theirs."""
+        if self.probe_base_rtt > self.min_rtt and (self.competing or self._contended()):
+            return self.bdp() * (self.probe_base_rtt / self.min_rtt)
+        return self.bdp()
 
     def _time_to_probe_bw(self, now: float) -> bool:
         reno_rounds = min(self.bdp() / self.max_datagram_size, MAX_RENO_ROUNDS)
@@ -625,8 +706,16 @@ class Bbr(CongestionController):
             self._check_full_bw_reached(rs)
             if self.full_bw_now:
                 return True
-        # Queue built: a round trip at the probing gain and inflight beyond its BDP.
-        return now - self.cycle_stamp > self.min_rtt and inflight >= self.bdp(PROBE_UP_PACING_GAIN)
+        # Queue built: a round trip at the probing gain and inflight beyond its BDP (over
+        # the RTT before the probe: a queue other flows keep is not the probe's); while
+        # competing, also the draft's allowance for sending in quanta (three, and two
+        # packets). Without it an estimate of a few packets (Startup ended by another
+        # flow's full queue) ended each probe after a round trip and took 20 s to reach
+        # its share. (Alone, the longer probes' round medians read above the link.)
+        base = self.bdp(PROBE_UP_PACING_GAIN) * (self.probe_base_rtt / self.min_rtt)
+        if self.competing or self._contended():
+            base += 3 * self._quantum() + 2 * self.max_datagram_size
+        return now - self.cycle_stamp > self.min_rtt and inflight >= base
 
     def _adapt_upper_bounds(self, rs: RateSample, now: float) -> None:
         if self.ack_phase == ACKS_PROBE_STARTING and self.round_start:
@@ -640,7 +729,7 @@ class Bbr(CongestionController):
             return
         if self.inflight_hi == math.inf:
             return
-        if rs.tx_in_flight > self.inflight_hi:
+        if rs.tx_in_flight > self.inflight_hi and rs.sent_index >= self._hi_cut_index:
             self.inflight_hi = float(rs.tx_in_flight)
         if self.state == PROBE_UP:
             self._probe_inflight_hi_upward(rs)
@@ -732,6 +821,7 @@ class Bbr(CongestionController):
                 self.cwnd = max(self.cwnd, self.prior_cwnd)
                 self.bw_lo = math.inf
                 self.inflight_lo = math.inf
+                self._floor_skip = 2
                 if self.filled_pipe:
                     self._start_probe_down(now)
                     self._start_probe_cruise()
@@ -754,9 +844,13 @@ class Bbr(CongestionController):
         if current is None or self.filled_pipe or rate > current:
             self.pacing_rate = rate
 
+    def _quantum(self) -> float:
+        """The send quantum: 1 ms at the pacing rate, two packets to 64 KB."""
+        rate = self.pacing_rate or 0.0
+        return min(max(rate * 0.001, 2.0 * self.max_datagram_size), 64.0 * 1024)
+
     def _set_cwnd(self, rs: RateSample) -> None:
-        mds = self.max_datagram_size
-        quantum = min(max((self.pacing_rate or 0.0) * 0.001, 2 * mds), 64 * 1024)
+        quantum = self._quantum()
         max_inflight = self.bdp(self.cwnd_gain) + self.extra_acked + 3 * quantum
         if self.state == STARTUP:
             max_inflight += 2 * quantum
