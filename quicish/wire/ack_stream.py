@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import DecodeError
-from .frames import AckFrame, BytesLike, StreamFrame, _d_ack, _d_stream
+from .frames import AckFrame, BytesLike, StreamFrame, decode_ack_at, decode_stream_at
 
 
 def decode_ack_stream(payload: BytesLike) -> tuple[AckFrame, StreamFrame] | None:
@@ -17,11 +17,11 @@ def decode_ack_stream(payload: BytesLike) -> tuple[AckFrame, StreamFrame] | None
         return None
     d = payload if isinstance(payload, memoryview) else memoryview(payload)
     try:
-        ack, p = _d_ack(d, 1, d[0])
+        ack, p = decode_ack_at(d, 1, d[0])
         if p >= len(d) or not 0x08 <= d[p] <= 0x0F:
             return None  # (an ACK alone, say: a bulk sender's case)
         kind = d[p]
-        stream, end = _d_stream(d, p + 1, kind)
+        stream, end = decode_stream_at(d, p + 1, kind)
     except (DecodeError, IndexError, struct.error):
         return None
     if end != len(d):

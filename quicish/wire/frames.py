@@ -554,7 +554,8 @@ def _d_ping(d: memoryview, p: int, t: int) -> _DecodeResult:
     return PingFrame(), p
 
 
-def _d_ack(d: memoryview, p: int, t: int) -> _DecodeResult:
+def decode_ack_at(d: memoryview, p: int, t: int) -> _DecodeResult:
+    """The ACK frame of type ``t`` whose fields start at ``d[p]``, and the end position."""
     largest, p = _varint(d, p)
     delay, p = _varint(d, p)
     count, p = _varint(d, p)
@@ -619,9 +620,10 @@ def _d_new_token(d: memoryview, p: int, t: int) -> _DecodeResult:
     return NewTokenFrame(bytes(token)), p
 
 
-def _d_stream(
+def decode_stream_at(
     d: memoryview, p: int, t: int, _u32: Any = _U32.unpack_from
 ) -> tuple[StreamFrame, int]:
+    """The STREAM frame of type ``t`` whose fields start at ``d[p]``, and the end position."""
     # the hottest decoder: common varint sizes inlined
     b = d[p]
     if b < 0x40:
@@ -741,13 +743,13 @@ def _d_datagram(d: memoryview, p: int, t: int) -> _DecodeResult:
 
 _DECODERS: dict[int, Callable[[memoryview, int, int], _DecodeResult]] = {
     0x01: _d_ping,
-    0x02: _d_ack,
-    0x03: _d_ack,
+    0x02: decode_ack_at,
+    0x03: decode_ack_at,
     0x04: _d_reset,
     0x05: _d_stop,
     0x06: _d_crypto,
     0x07: _d_new_token,
-    **dict.fromkeys(range(0x08, 0x10), _d_stream),
+    **dict.fromkeys(range(0x08, 0x10), decode_stream_at),
     0x10: _d_max_data,
     0x11: _d_max_stream_data,
     0x12: _d_streams,
@@ -780,7 +782,7 @@ def decode_lone_stream_frame(payload: BytesLike) -> StreamFrame | None:
         return None
     d = payload if isinstance(payload, memoryview) else memoryview(payload)
     try:
-        frame, end = _d_stream(d, 1, t)
+        frame, end = decode_stream_at(d, 1, t)
     except (IndexError, struct.error):
         raise DecodeError(f"truncated frame {t:#x}", _FEE, t) from None
     return frame if end == len(d) else None
