@@ -160,17 +160,22 @@ def memory_now() -> dict[str, int]:
     return figures
 
 
-async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float], float]:
-    """Per idle connection of a real server: the growth of each figure of memory_now(), and
-    the seconds the client took to open them; ``top``: tracemalloc on (its tables then
-    count in the figures), the ``top`` lines printed."""
+async def _serve(tmp: str) -> quicish.Server:
+    """The measured server: ``quicish.serve`` with the peers' handler on 127.0.0.1."""
     config = Config(
         alpn=[common.ALPN],
         certificate_chain=f"{tmp}/c.pem",
         private_key=f"{tmp}/k.pem",
         idle_timeout=300,
     )
-    server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
+    return await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
+
+
+async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float], float]:
+    """Per idle connection of a real server: the growth of each figure of memory_now(), and
+    the seconds the client took to open them; ``top``: tracemalloc on (its tables then
+    count in the figures), the ``top`` lines printed."""
+    server = await _serve(tmp)
 
     async def clients(n: int) -> tuple[asyncio.subprocess.Process, float]:
         proc = await asyncio.create_subprocess_exec(
@@ -272,13 +277,7 @@ def print_top(first: tracemalloc.Snapshot, count: int, top: int) -> None:
 async def measure_types(count: int, tmp: str) -> dict[str, list[int]]:
     """:func:`footprint` of an idle connection of a real server (``quicish.serve`` with the
     peers' handler, ``count`` connections after one GET each, as ``--rss``)."""
-    config = Config(
-        alpn=[common.ALPN],
-        certificate_chain=f"{tmp}/c.pem",
-        private_key=f"{tmp}/k.pem",
-        idle_timeout=300,
-    )
-    server = await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
+    server = await _serve(tmp)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RSS_CLIENT, str(server.address[1]), str(count), str(ROOT),
         stdout=asyncio.subprocess.PIPE,

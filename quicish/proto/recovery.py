@@ -428,18 +428,7 @@ class LossRecovery:
                 del order[:end]
                 end = 0
             sp.head = end
-        if cc.recovery_start_time != recovery_start:
-            # This ACK started a recovery period (ECN-CE or loss): count against the new one.
-            cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
-        if self._packet_cc is None:
-            cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
-        else:
-            cc.on_packets_acked(acked, now, self.rtt, prior_in_flight, self.bytes_in_flight)
-        if self.peer_completed_address_validation:
-            self.pto_count = 0
-        self._anchor = now
-        if self.on_metrics is not None:
-            self.on_metrics(self, now)
+        self._acked(acked, recovery_start, cc_bytes, cc_sent, prior_in_flight, now)
         return acked, lost
 
     def _ack_one(
@@ -484,8 +473,22 @@ class LossRecovery:
             end = 0
         sp.head = end
         acked = [pkt]
+        self._acked(acked, recovery_start, cc_bytes, cc_sent, prior_in_flight, now)
+        return acked, []
+
+    def _acked(
+        self,
+        acked: list[SentPacket],
+        recovery_start: float,
+        cc_bytes: int,
+        cc_sent: float,
+        prior_in_flight: int,
+        now: float,
+    ) -> None:
+        """The steps after an ACK's packets are taken off: the controller, PTO count, metrics."""
+        cc = self._cc
         if cc.recovery_start_time != recovery_start:
-            # This ACK started a recovery period (ECN-CE): count against the new one.
+            # This ACK started a recovery period (ECN-CE or loss): count against the new one.
             cc_bytes, cc_sent = _outside_recovery(acked, cc.recovery_start_time)
         if self._packet_cc is None:
             cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)
@@ -496,7 +499,6 @@ class LossRecovery:
         self._anchor = now
         if self.on_metrics is not None:
             self.on_metrics(self, now)
-        return acked, []
 
     # ---- timers --------------------------------------------------------------------------------
     def loss_detection_deadline(self) -> float | None:
