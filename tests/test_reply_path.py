@@ -255,26 +255,33 @@ def _with_bytes(frame: F.StreamFrame) -> F.StreamFrame:
     )
 
 
+def _random_frames(rng: random.Random) -> tuple[F.AckFrame, F.StreamFrame]:
+    """An ACK frame (one range or several, ECN counts or none, every varint size) and a
+    STREAM frame (every varint size, FIN, with and without a length) to follow it."""
+    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
+    largest = rng.randrange(rng.choice(sizes))
+    ranges = [(largest - rng.randrange(min(largest, 40) + 1), largest + 1)]
+    for _ in range(rng.choice((0, 0, 1, 3))):
+        stop = ranges[-1][0] - 2 - rng.randrange(3)
+        if stop < 1:
+            break
+        ranges.append((stop - 1 - rng.randrange(min(stop - 1, 5) + 1), stop))
+    ecn = None if rng.random() < 0.5 else tuple(rng.randrange(s) for s in sizes[:3])
+    ack = F.AckFrame(ranges, rng.randrange(rng.choice(sizes)), ecn)  # type: ignore[arg-type]
+    data = rng.randbytes(rng.choice((0, 1, 64, 300)))
+    stream = F.StreamFrame(
+        rng.randrange(rng.choice(sizes)), rng.randrange(rng.choice(sizes[:3])), data,
+        rng.random() < 0.3, rng.random() < 0.7,
+    )  # fmt: skip
+    return ack, stream
+
+
 def test_ack_stream_decoder_decodes_as_decode_frames() -> None:
     """Random ACK + STREAM payloads (one range or several, ECN counts or none, every varint
     size, FIN, with and without a length): the frames decode_frames gives."""
     rng = random.Random(7)
-    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
     for _ in range(2000):
-        largest = rng.randrange(rng.choice(sizes))
-        ranges = [(largest - rng.randrange(min(largest, 40) + 1), largest + 1)]
-        for _ in range(rng.choice((0, 0, 1, 3))):
-            stop = ranges[-1][0] - 2 - rng.randrange(3)
-            if stop < 1:
-                break
-            ranges.append((stop - 1 - rng.randrange(min(stop - 1, 5) + 1), stop))
-        ecn = None if rng.random() < 0.5 else tuple(rng.randrange(s) for s in sizes[:3])
-        ack = F.AckFrame(ranges, rng.randrange(rng.choice(sizes)), ecn)  # type: ignore[arg-type]
-        data = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 64, 300))))
-        offset = rng.randrange(rng.choice(sizes[:3]))
-        stream = F.StreamFrame(
-            rng.randrange(rng.choice(sizes)), offset, data, rng.random() < 0.3, rng.random() < 0.7
-        )
+        ack, stream = _random_frames(rng)
         payload = _payload(ack, stream)
         pair = decode_ack_stream(payload)
         assert pair is not None
@@ -316,21 +323,7 @@ def test_ack_stream_decoder_declines_anything_else() -> None:
 def _random_ack_stream(rng: random.Random) -> bytes:
     """An ACK + STREAM payload (as the random cases above), or one of its corruptions:
     truncated, bytes after, another type byte, random bytes in it, an ACK alone."""
-    sizes = (0x3F, 0x3FFF, 0x3FFFFFFF, (1 << 62) - 1)
-    largest = rng.randrange(rng.choice(sizes))
-    ranges = [(largest - rng.randrange(min(largest, 40) + 1), largest + 1)]
-    for _ in range(rng.choice((0, 0, 1, 3))):
-        stop = ranges[-1][0] - 2 - rng.randrange(3)
-        if stop < 1:
-            break
-        ranges.append((stop - 1 - rng.randrange(min(stop - 1, 5) + 1), stop))
-    ecn = None if rng.random() < 0.5 else tuple(rng.randrange(s) for s in sizes[:3])
-    ack = F.AckFrame(ranges, rng.randrange(rng.choice(sizes)), ecn)  # type: ignore[arg-type]
-    data = rng.randbytes(rng.choice((0, 1, 64, 300)))
-    stream = F.StreamFrame(
-        rng.randrange(rng.choice(sizes)), rng.randrange(rng.choice(sizes[:3])), data,
-        rng.random() < 0.3, rng.random() < 0.7,
-    )  # fmt: skip
+    ack, stream = _random_frames(rng)
     payload = _payload(ack, stream)
     kind = rng.randrange(8)
     if kind == 1:
