@@ -511,10 +511,7 @@ class LossRecovery:
                 and self.handshake_confirmed
                 and not self.amplification_limited
             ):  # (after every send of an open connection: _pto_deadline of the one space)
-                factor = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
-                duration = self.rtt.pto_base() * factor
-                duration += self.max_ack_delay * factor
-                return app.last_ack_eliciting_time + duration
+                return app.last_ack_eliciting_time + self.pto_duration()
             return self._pto_deadline()
         return self._earliest_loss_time()[0]
 
