@@ -54,6 +54,7 @@ __all__ = [
     "Peer",
     "Sender",
     "connected",
+    "datagram_types",
     "encode",
     "inject",
     "make_net",
@@ -512,6 +513,17 @@ def wire_frames(receiver: Connection, datagram: bytes) -> list[Any] | None:
     except Exception:
         return None
     return F.decode_frames(payload)
+
+
+def datagram_types(datagram: bytes) -> list[PacketType]:
+    """The types of every packet of a datagram (coalesced packets split; 8-byte CIDs)."""
+    types: list[PacketType] = []
+    offset = 0
+    while offset < len(datagram):
+        header = parse_header(datagram, offset, short_dcid_len=8)
+        types.append(PacketType(header.packet_type))
+        offset = header.packet_end
+    return types
 
 
 def packet_kinds(datagram: bytes) -> list[str]:

@@ -10,12 +10,13 @@ import random
 from typing import Any
 
 import pytest
-from pairs import FrameSpy, Net, Peer, Sender, connected, make_net, wire_frames
+from pairs import FrameSpy, Net, Peer, Sender, connected, datagram_types, make_net, wire_frames
 from support import patch_method
 
 from quicish.proto.congestion.base import initial_window
 from quicish.simlink import LinkSpec
 from quicish.wire import frames as F
+from quicish.wire.packet import PacketType
 
 BIG = {"max_data": 16 << 20, "max_stream_data": 8 << 20}
 RENO = {**BIG, "congestion_control": "newreno"}
@@ -382,3 +383,48 @@ def test_server_answers_late_handshake_probes_with_handshake_done() -> None:
     assert not any(isinstance(f, F.HandshakeDoneFrame) for f in answer())
     server._builder.handshake_done_acked = False  # as if every HANDSHAKE_DONE had been lost
     assert any(isinstance(f, F.HandshakeDoneFrame) for f in answer())
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-flight", "split-flight"])
+def test_server_probe_repeats_initial_and_handshake_together(split: bool) -> None:
+    """RFC 9002 6.2.4: a probe timeout with both Initial and Handshake data in flight
+    repeats both, coalesced. A client that lost the server's flight needs the Initial (for
+    the Handshake keys) and the Handshake data; probes of one space at a time alternated
+    between them, so under bursty loss a client could wait out several backed-off rounds
+    (the interop matrix's handshakeloss cell: 30 s without a ServerHello, 9 sent)."""
+    net = make_net()
+    net.server.split_first_flight = split  # (aio's server sends the ServerHello alone)
+    flight = 2 if split else 1
+    net.drop = lambda direction, index, data, now: direction == "down" and index < flight
+    assert net.run_until(lambda: net.index["down"] > flight, timeout=5.0)
+    probe = [data for _, up, data, _ in net.wire if not up][flight]
+    assert datagram_types(probe) == [PacketType.INITIAL, PacketType.HANDSHAKE]
+    assert len(probe) == 1200  # padded: it carries an ack-eliciting Initial
+    connected(net)
+    assert net.server._recovery.pto_timeouts == 1  # the one probe round was enough
+
+
+def test_client_probe_repeats_handshake_and_application_data_together() -> None:
+    """The client's side of RFC 9002 6.2.4: its Finished and its first request lost, the
+    Handshake probe carries the request again in a coalesced 1-RTT packet (the server may
+    have 1-RTT keys already, and the request is what the user waits for)."""
+    net = make_net()
+    client = net.client
+    sent: list[int] = []  # the stream, once the request is written
+
+    def request() -> None:
+        if client.handshake_complete and not sent:
+            sent.append(client.open_stream())
+            client.send_stream_data(sent[0], b"GET /", end_stream=True)
+
+    # the client's datagrams after its first: the Finished and the request, until the probe
+    net.drop = lambda direction, index, data, now: (
+        direction == "up" and index >= 1 and client.stats().pto_count == 0
+    )
+    assert net.run_until(lambda: client.stats().pto_count == 1, hook=request, timeout=5.0)
+    net.run_until(lambda: net.index["up"] > net.dropped["up"] + 1, timeout=1.0)
+    probe = [data for _, up, data, _ in net.wire if up][net.dropped["up"] + 1]
+    assert datagram_types(probe) == [PacketType.HANDSHAKE, PacketType.ONE_RTT]
+    _, s = connected(net)
+    s.read_pending()
+    assert bytes(s.data[sent[0]]) == b"GET /"

@@ -29,6 +29,7 @@ from .pacing import Pacer
 from .packet_space import APPLICATION, HANDSHAKE, INITIAL, PacketSpace
 from .path import Address, Path, PathManager
 from .pmtud import BASE_PLPMTU, Pmtud
+from .probe_data import repeat_oldest
 from .records import (
     HANDSHAKE_DONE,
     PING,
@@ -41,7 +42,6 @@ from .records import (
     Record,
     RetireConnectionIdRecord,
     SentPacket,
-    StreamRecord,
 )
 from .recovery import LossRecovery
 from .reply_packet import ReplyPacket, write_ack
@@ -54,7 +54,6 @@ MIN_INITIAL_DATAGRAM = 1200
 MAX_DATAGRAMS_PER_CALL = 64
 # The smallest anti-amplification budget a datagram is built for.
 MIN_BUDGET = 64
-PROBE_SCAN_PACKETS = 64  # oldest in-flight packets a PTO probe looks through for data
 
 _ONE_RTT = PacketType.ONE_RTT  # (an IntEnum member read once, not per packet)
 SPACE_TYPE = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
@@ -145,15 +144,25 @@ class PacketBuilder:
 
     def arm_probe(self, index: int, now: float | None = None) -> None:
         """A probe timeout in space ``index`` (at ``now``): the next two packets there are
-        probes, with data to repeat queued (RFC 9002 6.2.4)."""
+        probes, with data to repeat queued (RFC 9002 6.2.4). Before the handshake is
+        confirmed every other space with ack-eliciting packets in flight is probed too, in
+        the same datagrams: the peer may have the keys of only one of them (6.2.4)."""
         spaces = self._spaces
         space = spaces[index]
         if space.discarded or space.tx is None:
             # Client anti-deadlock probe before Handshake keys: re-send the Initial.
             space = spaces[INITIAL]
-        space.probes = 2
+        self._queue_probe(space)
         if space.index != APPLICATION:
-            space.crypto_send.requeue_unacked()
+            recovery = self._recovery
+            for other in spaces:
+                if (
+                    other is not space
+                    and other.tx is not None
+                    and not other.discarded
+                    and recovery.ack_eliciting_in_flight(other.index)
+                ):
+                    self._queue_probe(other)
             return
         pmtud = self.pmtud
         if pmtud is not None and pmtud.on_pto(self._recovery.pto_count):
@@ -161,33 +170,18 @@ class PacketBuilder:
             self.set_datagram_size(BASE_PLPMTU, self._idle.last_activity if now is None else now)
         if self.ack_frequency is not None:
             self.ack_frequency.immediate_ack = True  # the probe's ACK must not be delayed
-        # A probe with no new data to carry repeats the oldest unacknowledged data, so a
-        # probe that gets through repairs the loss even when ACKs keep vanishing. The
-        # packets stay in flight; whichever copy is acknowledged first frees the data.
-        # A packet counts only if it queues data not queued already: the two probe packets
-        # carry the data of the two oldest packets that add something (else every probe
-        # would repeat the first packet and its earlier probe copies, say HANDSHAKE_DONE,
-        # while a lost response behind them waits for an ACK that keeps getting lost).
-        repeated = 0
-        streams = self._streams
-        for pkt in self._recovery.outstanding(APPLICATION)[:PROBE_SCAN_PACKETS]:
-            if not pkt.ack_eliciting:
-                continue
-            live = False
-            for rec in pkt.frames:
-                if isinstance(rec, StreamRecord):
-                    if streams.repeat_for_probe(*rec):
-                        self._stats.stream_bytes_probed += rec.length
-                        live = True
-                elif isinstance(rec, CryptoRecord):
-                    live |= space.crypto_send.repeat_for_probe(rec.offset, rec.length, False)
-                elif isinstance(rec, HandshakeDoneRecord) and not (
-                    self.handshake_done_acked or self.pending_handshake_done
-                ):
-                    self.pending_handshake_done = live = True
-            repeated += live
-            if repeated == 2:
-                break
+
+    def _queue_probe(self, space: PacketSpace) -> None:
+        """Two probe packets in ``space``, with the data they repeat queued."""
+        space.probes = 2
+        if space.index != APPLICATION:
+            space.crypto_send.requeue_unacked()
+            return
+        owed = not (self.handshake_done_acked or self.pending_handshake_done)
+        in_flight = self._recovery.outstanding(APPLICATION)
+        probed, handshake_done = repeat_oldest(in_flight, self._streams, space.crypto_send, owed)
+        self._stats.stream_bytes_probed += probed
+        self.pending_handshake_done |= handshake_done
 
     # ---- a burst ---------------------------------------------------------------------------
     def fill(self, out: list[tuple[bytes, Address]], addr: Address, now: float) -> None:
