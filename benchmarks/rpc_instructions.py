@@ -93,14 +93,17 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=1500)
     parser.add_argument("--few", type=int, default=500)
     parser.add_argument("--root", type=Path, default=HERE.parent)
+    parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
         return
     with tempfile.TemporaryDirectory(prefix="quicish-rpc-cg-") as tmp:
-        many = measure(args.root.resolve(), args.many, Path(tmp))
-        few = measure(args.root.resolve(), args.few, Path(tmp))
+        out = args.keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        many = measure(args.root.resolve(), args.many, out)
+        few = measure(args.root.resolve(), args.few, out)
     n = args.many - args.few
     print(
         json.dumps(

@@ -129,6 +129,40 @@ def test_receive_reports_the_sender_address() -> None:
     assert receiver.address[1] != 0  # known after close
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_receive_reports_the_ecn_codepoint(host: str) -> None:
+    """A datagram marked ECT(0) by the sender (quicish's marking) is received with its
+    codepoint, and a CE mark (as a router sets it) as CE, alone and in a GRO batch."""
+    try:
+        sender, receiver = UdpSocket.bind(host, 0), UdpSocket.bind(host, 0)
+    except OSError:
+        pytest.skip(f"no {host}")
+    if not (sender.ecn and receiver.ecn):
+        pytest.skip("ECN socket options not available")
+    dest = (host, receiver.address[1])
+    assert sender.send([b"a" * 80], dest) == []
+    assert _collect_ecn(receiver, 1) == [(b"a" * 80, 0x02)]
+    level, option = (
+        (socket.IPPROTO_IPV6, socket.IPV6_TCLASS)
+        if ":" in host
+        else (socket.IPPROTO_IP, socket.IP_TOS)
+    )
+    sender.sock.setsockopt(level, option, 0x03)  # CE
+    assert sender.send([b"b" * 1200] * 3, dest) == []
+    assert _collect_ecn(receiver, 3) == [(b"b" * 1200, 0x03)] * 3
+    sender.close()
+    receiver.close()
+
+
+def _collect_ecn(sock: UdpSocket, count: int) -> list[tuple[bytes, int]]:
+    got: list[tuple[bytes, int]] = []
+    while len(got) < count:
+        ready, _, _ = select.select([sock.fileno()], [], [], 5.0)
+        assert ready, f"only {len(got)} of {count} datagrams arrived"
+        got.extend((data, ecn) for data, _, ecn in sock.receive())
+    return got
+
+
 def test_send_to_nobody_does_not_raise() -> None:
     sender = UdpSocket.bind("127.0.0.1", 0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -326,6 +360,112 @@ def test_endpoint_timer_heap_keeps_one_entry_per_connection(
         now[0] = 30.0
         endpoint._on_timer()
         assert fired == [12.0, 15.0]
+        endpoint.close()
+    finally:
+        loop.close()
+
+
+class _SendCalls:
+    """A socket for a UdpSocket whose sends are counted (and can be made to fail)."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.error = error
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        self.calls.append(("sendto", len(data)))
+        if self.error is not None:
+            raise self.error
+        return len(data)
+
+    def sendmsg(self, buffers: list[bytes], *rest: object) -> int:
+        self.calls.append(("sendmsg", len(buffers)))
+        return sum(map(len, buffers))
+
+
+def test_one_datagram_is_one_sendto(caplog: pytest.LogCaptureFixture) -> None:
+    """A lone datagram (a reply, an ACK) takes one ``sendto``; a full socket returns it to
+    the caller, a refused one (EMSGSIZE, unreachable) is dropped and logged, as in a batch."""
+    import errno
+    import logging
+
+    udp = UdpSocket.bind("127.0.0.1", 0)
+    real = udp.sock
+    peer = ("127.0.0.1", 9)
+    _ = udp.address  # (known before the socket is swapped: the warning names its port)
+    try:
+        udp.sock = calls = _SendCalls()  # type: ignore[assignment]
+        assert udp.send([b"x" * 70], peer) == []
+        assert calls.calls == [("sendto", 70)]
+        udp.sock = full = _SendCalls(BlockingIOError(errno.EAGAIN, "full"))  # type: ignore[assignment]
+        assert udp.send([b"y"], peer) == [b"y"]
+        assert full.calls == [("sendto", 1)]
+        udp.sock = refused = _SendCalls(OSError(errno.ENETUNREACH, "unreachable"))  # type: ignore[assignment]
+        with caplog.at_level(logging.DEBUG, logger="quicish.endpoint"):
+            assert udp.send([b"z"], peer) == []
+            assert udp.send([b"z"], peer) == []
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
+        assert refused.calls == [("sendto", 1), ("sendto", 1)]
+    finally:
+        udp.sock = real
+        udp.close()
+
+
+def test_endpoint_one_read_wake_that_is_not_lone_reads_on() -> None:
+    """In a one-read wake (request/response traffic), a datagram that is not lone still goes
+    where the batch path sends it: a stateless answer (an unknown CID) goes out, a long
+    header datagram is fed, and the wake reads on until the socket is empty."""
+    import asyncio
+
+    from quicish.aio.endpoint import LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
+
+    sock = UdpSocket.bind("127.0.0.1", 0)
+    peer = ("127.0.0.1", 9)
+    queue: list[Read] = []
+    log: list[object] = []
+    conn = _FedConn(log, answer_owed=True)
+    reader = _Reads(sock, queue)
+    reads = reader.reads
+    sent: list[tuple[list[bytes], object]] = []
+
+    def send(datagrams: list[bytes], addr: object) -> list[bytes]:
+        sent.append((datagrams, addr))
+        return []
+
+    reader.send = send  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    try:
+        endpoint: Endpoint[Any] = Endpoint(loop, reader)  # type: ignore[arg-type]
+        router = endpoint.router
+
+        def route(data: bytes, addr: Any, now: float) -> Any:
+            if data == b"\x41unknown":
+                router.outbox.append((b"reset", addr))
+                return None
+            return conn
+
+        router.route = route  # type: ignore[method-assign]
+        for i in range(2):  # into the one-read wakes
+            queue[:] = [[(b"\x41%d" % i, peer, 0)]]
+            endpoint._on_readable()
+        assert reads == [RECEIVE_READS, 1] and endpoint._lone_wakes == 2 < LONE_PROBE_EVERY
+        reads.clear()
+        log.clear()
+        queue[:] = [[(b"\x41unknown", peer, 0)], [(b"\x41a", peer, 0)]]
+        endpoint._on_readable()
+        assert sent == [([b"reset"], peer)]
+        assert reads == [1, RECEIVE_READS]  # (the read after a lone datagram is skipped)
+        assert log == [b"\x41a", "answer"] and endpoint._lone_wakes == 1
+        for i in range(2):  # back into the one-read wakes
+            queue[:] = [[(b"\x41%d" % i, peer, 0)]]
+            endpoint._on_readable()
+        reads.clear()
+        log.clear()
+        queue[:] = [[(b"\xc0long", peer, 0)]]
+        endpoint._on_readable()
+        assert reads == [1, RECEIVE_READS] and log == [b"\xc0long", "answer"]
+        assert endpoint._lone_wakes == 0
         endpoint.close()
     finally:
         loop.close()
