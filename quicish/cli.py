@@ -29,6 +29,7 @@ from .wire.packet import QUIC_V1, QUIC_V2
 
 logger = logging.getLogger("quicish")
 
+SIGNAL_GRACE = 0.5  # s a supervisor whose workers all stopped waits for its own signal
 CIPHERS = {"aes128": "aes128", "aes256": "aes256", "chacha20": "chacha20"}
 # serve --early-data: Config.early_data (absent: None, the default policy).
 _EARLY_DATA: dict[str | None, bool | EarlyStreamCheck] = {
@@ -378,6 +379,10 @@ async def _serve_workers(
     waits.append(asyncio.ensure_future(pool.wait_closed()))  # every worker stopped itself
     try:
         await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        if waits[2].done() and not (stop.is_set() or now.is_set()):
+            # Every worker stopped itself: a Ctrl-C to the process group reaches this process
+            # too, and its handler may run only after their exits were seen.
+            await asyncio.wait(waits[:2], timeout=SIGNAL_GRACE)
         if not now.is_set():
             await pool.shutdown()
     finally:

@@ -27,7 +27,7 @@ from support import client_config, server_config
 
 import quicish
 from interop.tap import Tap
-from quicish import QuicStreamReader, QuicStreamWriter, hq
+from quicish import Config, QuicStreamReader, QuicStreamWriter, hq
 from quicish.aio import workers as workers_module
 from quicish.aio.workers import WorkerError, WorkerPool, current_worker
 from quicish.errors import ConfigError, QuicError
@@ -496,6 +496,50 @@ def test_cli_serve_workers_serves_from_both_and_drains_on_sigterm(tmp_path: Path
         proc.kill()
     workers = Counter(line.split("]")[0] for line in log if "GET /data.bin 200" in line)
     assert set(workers) == {"[worker 0", "[worker 1"} and sum(workers.values()) == 12
+
+
+class _SelfStoppingPool:
+    """A worker pool whose workers all stop at once, as on a Ctrl-C to the process group."""
+
+    address = ("127.0.0.1", 4433)
+    steered = False
+    count = 2
+
+    def __init__(self) -> None:
+        self.closed = asyncio.get_running_loop().create_future()
+        self.closed.set_result(None)  # (the workers' exits seen first)
+        self.shutdowns = 0
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    async def shutdown(self) -> None:
+        self.shutdowns += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_cli_workers_stopping_with_the_supervisor_s_sigint_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C reaches the workers and the supervisor together; the supervisor may see every
+    worker gone before its own SIGINT handler runs: it still exits with 130 (interrupted)
+    and skips the graceful drain, as when its handler runs first."""
+    from quicish import cli
+
+    pools: list[_SelfStoppingPool] = []
+
+    async def fake_serve(*args: object, **kw: object) -> _SelfStoppingPool:
+        pools.append(_SelfStoppingPool())
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, os.kill, os.getpid(), signal.SIGINT)  # its own, a moment later
+        return pools[0]
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    args = cli.build_parser().parse_args(["serve", "--root", str(tmp_path), "--workers", "2"])
+    assert asyncio.run(cli._serve_workers(args, Config(), hq.FileServer(tmp_path), None)) == 130
+    assert pools[0].shutdowns == 0
 
 
 def test_cli_ctrl_c_to_the_process_group_stops_everything(tmp_path: Path) -> None:
