@@ -16,7 +16,7 @@ picoquic through aiopquic with CUBIC and BBR when ``--picoquic-python`` names a 
 (>= 3.12) that has aiopquic; the picoquic server gets ``--cert``/``--key`` made here.
 
     python benchmarks/bench_lossy.py [--quick] [--only goodput|fairness|queue]
-        [--picoquic-python /path/to/py312/bin/python] [--json out.json]
+        [--picoquic-python /path/to/py312/bin/python] [--json out.json] [--cc-trace DIR]
 """
 
 from __future__ import annotations
@@ -131,6 +131,16 @@ def stacks(picoquic_python: str | None) -> dict[str, Stack]:
             name = f"picoquic {label}"
             out[name] = Stack(name, picoquic_python, "picoquic_peer.py", {}, ["--cc", cc])
     return out
+
+
+def trace_stacks(all_stacks: dict[str, Stack], directory: Path) -> None:
+    """quicish's servers log their BBR's state (``QUICISH_CC_TRACE``; one JSON object a
+    line, each controller's ``cc`` field apart) to ``directory``/<stack name>.jsonl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, stack in all_stacks.items():
+        if stack.script.endswith("quicish_peer.py"):
+            path = directory / (name.replace(" ", "_") + ".jsonl")
+            stack.env = {**stack.env, "QUICISH_CC_TRACE": str(path)}
 
 
 def goodput_mbit(result: dict[str, Any], timeout: float) -> float:
@@ -371,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--losses", help="comma-separated loss percentages (goodput only)")
     p.add_argument("--json", type=Path, help="write the numbers here")
     p.add_argument("--report", type=Path, help="only print the tables of a --json file")
+    p.add_argument(
+        "--cc-trace",
+        type=Path,
+        help="quicish servers append BBR's state every 50 ms to DIR/<stack>.jsonl",
+    )
     args = p.parse_args(argv)
     if args.report:
         print(markdown(json.loads(args.report.read_text())))
@@ -378,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.timeout, args.duration = min(args.timeout, QUICK_TIMEOUT), min(args.duration, 10.0)
     all_stacks = stacks(args.picoquic_python)
+    if args.cc_trace:
+        trace_stacks(all_stacks, args.cc_trace)
     if args.losses:
         global LOSSES
         LOSSES = tuple(float(x) for x in args.losses.split(","))

@@ -381,3 +381,39 @@ def test_lossy_workload_smoke_quicish_through_the_relay(
         (mbps,) = lossy.runs(FAST, default, loss)
         assert 0.11 < mbps < 50.0  # finished (by the 15 s cap: 0.107), not above the link's rate
     assert report.lossy_table(lossy, FAST).splitlines()[2].startswith("| 0% | ")
+
+
+def test_cc_trace_logs_the_quicish_servers_bbr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``bench_lossy.py --cc-trace DIR``: quicish's servers (not the other stacks') log
+    their BBR's state there; a real download over loopback writes rows of it."""
+    import json
+
+    from quicish.tls.certs import generate_self_signed
+
+    lossy = _scripts(monkeypatch, "bench_lossy")
+    all_stacks = lossy.stacks(None)
+    lossy.trace_stacks(all_stacks, tmp_path / "trace")
+    bbr = all_stacks["quicish BBR"]
+    path = tmp_path / "trace" / "quicish_BBR.jsonl"
+    assert bbr.env == {"QUICISH_CC": "bbr", "QUICISH_CC_TRACE": str(path)}
+    assert "QUICISH_CC_TRACE" not in all_stacks["aioquic"].env
+    cert, key = generate_self_signed(("localhost",))
+    (tmp_path / "c.pem").write_bytes(cert)
+    (tmp_path / "k.pem").write_bytes(key)
+    server, port = bbr.start_server(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+    try:
+        result = bbr.client(port, 2_000_000, 20.0)
+    finally:
+        server.kill()
+        server.wait()
+    assert result["ok"] and result["bytes"] == 2_000_000
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows
+    assert {row["state"] for row in rows} <= {
+        "Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL", "ProbeBW_UP",
+        "ProbeRTT",
+    }  # fmt: skip
+    assert all(row["cwnd"] > 0 and row["delivered"] >= 0 for row in rows)
+    assert rows[-1]["delivered"] > 0

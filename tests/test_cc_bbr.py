@@ -13,7 +13,7 @@ from bbr_path import MDS, BottleneckPath
 from pairs import Net, Sender, connected, make_net
 
 from quicish.proto.congestion import Bbr, Cubic, create
-from quicish.proto.congestion.bbr import (
+from quicish.proto.congestion.bbr_params import (
     DRAIN_PACING_GAIN,
     PROBE_RTT_DURATION,
     STARTUP_PACING_GAIN,

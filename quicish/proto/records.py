@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from .congestion.delivery_rate import RateStamp
+from .congestion.delivery_rate import RateSegment
 
 Record = tuple[Any, ...]  # any of the NamedTuples below
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -302,14 +302,17 @@ class SentPacket:
         "frames",
         "in_flight",
         "pn",
+        "rate_index",
         "rate_stamp",
         "sent_time",
         "size",
         "space",
     )
-    # ``rate_stamp`` is set only by a controller that samples delivery rates (BBR), at send
-    # time, and left unset otherwise (read it with getattr): no cost for the others.
-    rate_stamp: RateStamp | None
+    # ``rate_stamp`` and ``rate_index`` are set only by a controller that samples delivery
+    # rates (BBR), at send time, and left unset otherwise (read it with getattr): no cost for
+    # the others (delivery_rate.py).
+    rate_stamp: RateSegment | None
+    rate_index: int
 
     def __init__(
         self,

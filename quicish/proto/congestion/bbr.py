@@ -23,57 +23,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..loss_clusters import LossClusters
+from . import bbr_params as P
 from .base import CongestionController
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
 if TYPE_CHECKING:
     from ..rtt import RttEstimator
     from .delivery_rate import StampedPacket
-
-STARTUP_PACING_GAIN = 2.77  # 4 * ln(2)
-STARTUP_CWND_GAIN = 2.0
-DRAIN_PACING_GAIN = 0.35
-DEFAULT_CWND_GAIN = 2.0
-PROBE_UP_CWND_GAIN = 2.25
-PROBE_UP_PACING_GAIN = 1.25
-PROBE_DOWN_PACING_GAIN = 0.9
-PACING_MARGIN = 0.01  # pace 1% below the estimate
-LOSS_THRESH = 0.02  # a round of probing with more loss than this is "too high"
-BETA = 0.7  # multiplicative cut of the short-term bounds per round with loss
-HEADROOM = 0.15  # CRUISE leaves this share of inflight_hi for other flows
-FULL_BW_THRESH = 1.25
-FULL_BW_COUNT = 3
-STARTUP_FULL_LOSS_COUNT = 6  # lost packets in a round that may end Startup
-MIN_RTT_FILTER_LEN = 10.0  # seconds
-PROBE_RTT_INTERVAL = 5.0  # seconds
-PROBE_RTT_DURATION = 0.2  # seconds
-PROBE_RTT_CWND_GAIN = 0.5
-EXTRA_ACKED_FILTER_LEN = 10  # rounds
-MAX_BW_FILTER_LEN = 2  # ProbeBW cycles
-PROBE_WAIT_BASE = 2.0  # seconds between bandwidth probes: 2 s plus up to 1 s at random
-MAX_RENO_ROUNDS = 63
-LOSS_NOISE_PACKETS = 2  # see Bbr (loss_tolerant; not in the draft)
-PATH_LOSS_DECAY = 7 / 8  # the path's own loss rate: bytes lost / sent, decayed per round
-MAX_LOSS_THRESH = 0.15  # the loss threshold follows the path's rate up to this
-QUEUED_BETA = 0.9  # the cut of the short-term bounds per round with a queued loss
-QUEUED_RTT_FACTOR = 1.5  # a loss seen while the RTT is above 1.5x min_rtt ...
-QUEUED_RTT_FLOOR = 0.004  # ... and 4 ms above it is a full queue's (loss_tolerant)
-COMPETING_RTT_FACTOR = 1.2  # the lowest RTT of a calm round this far above min_rtt ...
-COMPETING_ROUNDS = 2  # ... this many calm rounds in a row: another flow keeps a queue
-COMPETING_BETA = 0.7  # competing, a loss with that queue cuts inflight_hi as CUBIC's window
-
-STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
-STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
-               "ProbeBW_UP", "ProbeRTT")  # fmt: skip
-_PROBE_BW = (PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP)
-# states whose own queue is small (ProbeBW_UP: 1.25x the estimate for a round or so): a
-# queue of 1.5x min_rtt then is another flow's
-_CALM = (PROBE_CRUISE, PROBE_REFILL, PROBE_UP)
-# rounds whose losses (without a queue built) are the path's own
-_QUIET = (STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE)
-
-# ack_phase: where the ACKs of a bandwidth probe are
-ACKS_INIT, ACKS_REFILLING, ACKS_PROBE_STARTING, ACKS_PROBE_FEEDBACK, ACKS_PROBE_STOPPING = range(5)
 
 
 class Bbr(CongestionController):
@@ -126,7 +82,7 @@ class Bbr(CongestionController):
         self._queued_cycle = -1
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
-        self._loss_noise = LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
+        self._loss_noise = P.LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
         self.clusters = LossClusters()  # the cluster test (loss_tolerant)
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
@@ -166,13 +122,13 @@ class Bbr(CongestionController):
         self.minimum_window = self.min_pipe_cwnd
         self.sampler = DeliveryRateSampler()
         self._random = random.Random(seed)
-        self.state = STARTUP
-        self.pacing_gain = STARTUP_PACING_GAIN
-        self.cwnd_gain = STARTUP_CWND_GAIN
+        self.state = P.STARTUP
+        self.pacing_gain = P.STARTUP_PACING_GAIN
+        self.cwnd_gain = P.STARTUP_CWND_GAIN
         self.pacing_rate: float | None = None
         # the model
         self.max_bw = 0.0
-        self._max_bw_filter = WindowedMax(MAX_BW_FILTER_LEN)
+        self._max_bw_filter = WindowedMax(P.MAX_BW_FILTER_LEN)
         self.cycle_count = 0
         self.bw = 0.0  # min(max_bw, bw_lo)
         self.min_rtt = math.inf
@@ -180,7 +136,7 @@ class Bbr(CongestionController):
         self.probe_rtt_min_delay = math.inf
         self.probe_rtt_min_stamp = 0.0
         self.extra_acked = 0.0
-        self._extra_acked_filter = WindowedMax(EXTRA_ACKED_FILTER_LEN)
+        self._extra_acked_filter = WindowedMax(P.EXTRA_ACKED_FILTER_LEN)
         self._extra_interval_start = 0.0
         self._extra_delivered = 0
         # bounds
@@ -210,8 +166,8 @@ class Bbr(CongestionController):
         self.filled_pipe = False
         # ProbeBW
         self.cycle_stamp = 0.0
-        self.ack_phase = ACKS_INIT
-        self.bw_probe_wait = PROBE_WAIT_BASE
+        self.ack_phase = P.ACKS_INIT
+        self.bw_probe_wait = P.PROBE_WAIT_BASE
         self.rounds_since_bw_probe = 0
         self.bw_probe_samples = False
         self.bw_probe_up_rounds = 0
@@ -230,11 +186,11 @@ class Bbr(CongestionController):
     # ---- queries -------------------------------------------------------------------------
     @property
     def in_slow_start(self) -> bool:
-        return self.state == STARTUP
+        return self.state == P.STARTUP
 
     @property
     def state_name(self) -> str:
-        return STATE_NAMES[self.state]
+        return P.STATE_NAMES[self.state]
 
     def bdp(self, gain: float = 1.0, bw: float | None = None) -> float:
         """``gain`` x the estimated bandwidth-delay product (bytes); the initial window
@@ -244,14 +200,19 @@ class Bbr(CongestionController):
         return gain * (self.bw if bw is None else bw) * self.min_rtt
 
     def _inflight_with_headroom(self) -> float:
-        if self.inflight_hi == math.inf or self.competing:
-            return self.inflight_hi
-        headroom = max(self.max_datagram_size, HEADROOM * self.inflight_hi)
-        return max(self.inflight_hi - headroom, self.min_pipe_cwnd)
+        hi = self.inflight_hi
+        if hi == math.inf or self.competing:
+            return hi
+        # (max() and min() of two written out here and on the per-ACK path: the same
+        # value, the same operand on ties, without a builtin call)
+        headroom = P.HEADROOM * hi
+        mds = self.max_datagram_size
+        left = hi - (headroom if headroom > mds else mds)
+        return left if self.min_pipe_cwnd <= left else self.min_pipe_cwnd
 
     def _set_state(self, state: int) -> None:
         self.state = state
-        self.state_changes.append((self._now, STATE_NAMES[state]))
+        self.state_changes.append((self._now, P.STATE_NAMES[state]))
 
     # ---- interface -------------------------------------------------------------------------
     def set_max_datagram_size(self, size: int) -> None:
@@ -260,14 +221,15 @@ class Bbr(CongestionController):
         super().set_max_datagram_size(size)
         self.min_pipe_cwnd = self.minimum_window = 4 * size
         if self.loss_tolerant:
-            self._loss_noise = LOSS_NOISE_PACKETS * size
+            self._loss_noise = P.LOSS_NOISE_PACKETS * size
 
     def on_sent_packet(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
-        if bytes_in_flight == pkt.size and self.sampler.app_limited:
+        sampler = self.sampler
+        if bytes_in_flight == pkt.size and sampler.app_limited:
             self.idle_restart = True
             self._extra_interval_start = pkt.sent_time
             self._extra_delivered = 0
-        self.sampler.on_sent(pkt, bytes_in_flight)
+        sampler.on_sent(pkt, bytes_in_flight)
         self.last_sent_time = pkt.sent_time
 
     def on_app_limited(self, bytes_in_flight: int) -> None:
@@ -279,7 +241,7 @@ class Bbr(CongestionController):
         self._now = now
         sampler = self.sampler
         any_lost = False
-        queued = self.loss_tolerant and self.state in _CALM and self._queue_built()
+        queued = self.loss_tolerant and self.state in P.CALM_STATES and self._queue_built()
         calm_since = self._calm_since
         for pkt in lost:
             if not pkt.in_flight:
@@ -325,8 +287,9 @@ class Bbr(CongestionController):
             return
         if rs.interval < self.min_rtt and rs.interval < rtt.min_rtt:
             rs.delivery_rate = 0.0  # shorter than a round trip: would overestimate
-        self.cwnd_limited = prior_in_flight + 3 * self.max_datagram_size >= self.cwnd
-        self._round_cwnd_limited |= self.cwnd_limited
+        self.cwnd_limited = limited = prior_in_flight + 3 * self.max_datagram_size >= self.cwnd
+        if limited:
+            self._round_cwnd_limited = True
         self._update_model_and_state(rs, now, bytes_in_flight)
         self._set_pacing_rate(rtt)
         self._set_cwnd(rs)
@@ -359,25 +322,33 @@ class Bbr(CongestionController):
 
     # ---- the model -------------------------------------------------------------------------
     def _update_model_and_state(self, rs: RateSample, now: float, inflight: int) -> None:
+        # (the draft's steps in its order; a step that would return at once is not called)
         self._update_latest_delivery_signals(rs)
         self._update_congestion_signals(rs)
         self._update_ack_aggregation(rs, now)
-        self._check_full_bw_reached(rs)
-        self._check_startup_done(rs)
-        if self.state == DRAIN and inflight <= self.bdp():
+        if self.round_start:
+            self._check_full_bw_reached(rs)
+        if self.state == P.STARTUP:
+            self._check_startup_done(rs)
+        if self.state == P.DRAIN and inflight <= self.bdp():  # (Startup may just have ended)
             self._start_probe_down(now)
-        self._update_probe_bw_phase(rs, now, inflight)
+        if self.filled_pipe and self.state in P.PROBE_BW_STATES:
+            self._update_probe_bw_phase(rs, now, inflight)
         self._update_min_rtt(rs, now)
-        self._check_probe_rtt(now, inflight)
+        if self.probe_rtt_expired or self.state == P.PROBE_RTT:
+            self._check_probe_rtt(now, inflight)
         if self.loss_round_start:  # advance the latest delivery signals
             self.bw_latest = rs.delivery_rate
             self.inflight_latest = rs.delivered
-        self.bw = min(self.max_bw, self.bw_lo)
+        max_bw, bw_lo = self.max_bw, self.bw_lo
+        self.bw = bw_lo if bw_lo < max_bw else max_bw
 
     def _update_latest_delivery_signals(self, rs: RateSample) -> None:
         self.loss_round_start = False
-        self.bw_latest = max(self.bw_latest, rs.delivery_rate)
-        self.inflight_latest = max(self.inflight_latest, rs.delivered)
+        if rs.delivery_rate > self.bw_latest:
+            self.bw_latest = rs.delivery_rate
+        if rs.delivered > self.inflight_latest:
+            self.inflight_latest = rs.delivered
         if rs.prior_delivered >= self._loss_round_delivered:
             self._loss_round_delivered = self.sampler.delivered
             self.loss_round_start = True
@@ -418,7 +389,7 @@ class Bbr(CongestionController):
         self._round_start_delivered = delivered
         self._round_lost = 0
         new_episode, self._round_new_episode = self._round_new_episode, False
-        if lossy and self.state not in (STARTUP, PROBE_REFILL, PROBE_UP):
+        if lossy and self.state not in (P.STARTUP, P.PROBE_REFILL, P.PROBE_UP):
             if self.bw_lo == math.inf:
                 self.bw_lo = self.max_bw
             if self.inflight_lo == math.inf:
@@ -426,17 +397,17 @@ class Bbr(CongestionController):
             if queued:  # another flow's full queue: give way as a loss-based flow would
                 latest_bw = self.bw_latest or self.bw_lo
                 latest_inflight = self.inflight_latest or self.inflight_lo
-                self.bw_lo = max(QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
-                self.inflight_lo = QUEUED_BETA * min(self.inflight_lo, latest_inflight)
+                self.bw_lo = max(P.QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
+                self.inflight_lo = P.QUEUED_BETA * min(self.inflight_lo, latest_inflight)
                 if self.competing and new_episode and self.inflight_hi < math.inf:
                     # competing as a loss-based flow: its cut too (its growth in CRUISE)
                     self.inflight_hi = max(
-                        COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
+                        P.COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
                     )
                     self._hi_cut_index = self.sampler.sent
             else:
-                self.bw_lo = max(self.bw_latest, BETA * self.bw_lo)
-                self.inflight_lo = max(self.inflight_latest, BETA * self.inflight_lo)
+                self.bw_lo = max(self.bw_latest, P.BETA * self.bw_lo)
+                self.inflight_lo = max(self.inflight_latest, P.BETA * self.inflight_lo)
         self.loss_in_round = False
 
     def _end_rate_round(self, rates: list[float]) -> None:
@@ -463,23 +434,23 @@ class Bbr(CongestionController):
         a queue standing (a loss-based flow fills the queue until it loses, and a cut of
         30% need not empty it). While one does, BBR competes for its share as that flow
         does: no headroom in CRUISE, and ``inflight_hi`` grows by a packet a round there."""
-        if self.state not in (PROBE_CRUISE, PROBE_REFILL):
+        if self.state not in (P.PROBE_CRUISE, P.PROBE_REFILL):
             return
         if self._floor_skip:
             self._floor_skip -= 1  # (ProbeRTT drained BBR's own share of the queue)
             return
         queued = self._last_round_min_rtt - self.min_rtt
-        if queued > QUEUED_RTT_FLOOR and queued > (COMPETING_RTT_FACTOR - 1.0) * self.min_rtt:
+        if queued > P.QUEUED_RTT_FLOOR and queued > (P.COMPETING_RTT_FACTOR - 1.0) * self.min_rtt:
             # (to begin, the window must have held BBR back: a sender held by its pacing
             # rate can have a queue of its own)
             if self.competing or self._round_cwnd_limited:
                 self._floor_rounds += 1
         else:
             self._floor_rounds = 0
-        self.competing = self._floor_rounds >= COMPETING_ROUNDS
+        self.competing = self._floor_rounds >= P.COMPETING_ROUNDS
         if (
             self.competing
-            and self.state == PROBE_CRUISE
+            and self.state == P.PROBE_CRUISE
             and self.cwnd_limited
             and self.inflight_hi < math.inf
         ):
@@ -488,7 +459,9 @@ class Bbr(CongestionController):
     def _contended(self) -> bool:
         """A loss came with another flow's queue in this cycle or the last: every sample
         counts (see ``_queued_cycle``)."""
-        return self._queued_cycle >= 0 and self.cycle_count - self._queued_cycle < MAX_BW_FILTER_LEN
+        return (
+            self._queued_cycle >= 0 and self.cycle_count - self._queued_cycle < P.MAX_BW_FILTER_LEN
+        )
 
     def _judge_round(self, lossy: bool, delivered: int) -> tuple[bool, bool]:
         """(loss_tolerant) Whether the round that ended was lossy, and whether its loss
@@ -506,14 +479,14 @@ class Bbr(CongestionController):
             self._last_round_high = False
         lost_all = self._round_lost_all
         self._round_lost_all = 0
-        if total > 0 and not queued and self.state in _QUIET:
-            self._path_lost = self._path_lost * PATH_LOSS_DECAY + lost_all
-            self._path_sent = self._path_sent * PATH_LOSS_DECAY + total - lost + lost_all
+        if total > 0 and not queued and self.state in P.QUIET_STATES:
+            self._path_lost = self._path_lost * P.PATH_LOSS_DECAY + lost_all
+            self._path_sent = self._path_sent * P.PATH_LOSS_DECAY + total - lost + lost_all
             self.path_loss_rate = self._path_lost / self._path_sent
-            if self.state in (PROBE_DOWN, PROBE_CRUISE):
-                self._send_lost = self._send_lost * PATH_LOSS_DECAY + lost
-                self._send_total = self._send_total * PATH_LOSS_DECAY + total
-                self.send_loss_rate = min(self._send_lost / self._send_total, MAX_LOSS_THRESH)
+            if self.state in (P.PROBE_DOWN, P.PROBE_CRUISE):
+                self._send_lost = self._send_lost * P.PATH_LOSS_DECAY + lost
+                self._send_total = self._send_total * P.PATH_LOSS_DECAY + total
+                self.send_loss_rate = min(self._send_lost / self._send_total, P.MAX_LOSS_THRESH)
         self._round_clustered = self._round_queued = False
         return lossy, queued
 
@@ -525,20 +498,25 @@ class Bbr(CongestionController):
             self._extra_interval_start = now
             expected = 0.0
         self._extra_delivered += rs.newly_acked
-        extra = min(self._extra_delivered - expected, float(self.cwnd))
-        self.extra_acked = self._extra_acked_filter.update(self.round_count, max(extra, 0.0))
+        extra = self._extra_delivered - expected
+        cwnd = float(self.cwnd)
+        if cwnd < extra:
+            extra = cwnd
+        self.extra_acked = self._extra_acked_filter.update(
+            self.round_count, extra if extra >= 0.0 else 0.0
+        )
 
     def _update_min_rtt(self, rs: RateSample, now: float) -> None:
         # (no sample yet: nothing expires; the clock need not start at 0)
         expired = (
             self.probe_rtt_min_delay != math.inf
-            and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+            and now > self.probe_rtt_min_stamp + P.PROBE_RTT_INTERVAL
         )
         self.probe_rtt_expired = expired  # (before the refresh below: ProbeRTT is due)
         if rs.rtt >= 0.0 and (rs.rtt < self.probe_rtt_min_delay or expired):
             self.probe_rtt_min_delay = rs.rtt
             self.probe_rtt_min_stamp = now
-        min_rtt_expired = now > self.min_rtt_stamp + MIN_RTT_FILTER_LEN
+        min_rtt_expired = now > self.min_rtt_stamp + P.MIN_RTT_FILTER_LEN
         if self.probe_rtt_min_delay < self.min_rtt or min_rtt_expired:
             self.min_rtt = self.probe_rtt_min_delay
             self.min_rtt_stamp = self.probe_rtt_min_stamp
@@ -552,40 +530,40 @@ class Bbr(CongestionController):
     def _check_full_bw_reached(self, rs: RateSample) -> None:
         if self.full_bw_now or not self.round_start or rs.is_app_limited:
             return
-        if rs.delivery_rate >= self.full_bw * FULL_BW_THRESH:
+        if rs.delivery_rate >= self.full_bw * P.FULL_BW_THRESH:
             self._reset_full_bw()
             self.full_bw = rs.delivery_rate
             return
         self.full_bw_count += 1
-        self.full_bw_now = self.full_bw_count >= FULL_BW_COUNT
+        self.full_bw_now = self.full_bw_count >= P.FULL_BW_COUNT
         if self.full_bw_now:
             self.filled_pipe = True
 
     def _check_startup_done(self, rs: RateSample) -> None:
-        if self.state != STARTUP:
+        if self.state != P.STARTUP:
             return
         if self.loss_round_start:
             # Startup ends on heavy loss: enough lost packets in a round and a loss rate
             # above the threshold.
             if (
-                self.lost_in_round >= STARTUP_FULL_LOSS_COUNT
-                and rs.lost > LOSS_THRESH * rs.tx_in_flight
+                self.lost_in_round >= P.STARTUP_FULL_LOSS_COUNT
+                and rs.lost > P.LOSS_THRESH * rs.tx_in_flight
             ):
                 self.filled_pipe = True
                 self.inflight_hi = max(self.bdp(), float(self.inflight_latest))
             self.lost_in_round = 0
         if self.filled_pipe:
             self._probe_end_delivered = self.sampler.delivered
-            self._set_state(DRAIN)
-            self.pacing_gain = DRAIN_PACING_GAIN
-            self.cwnd_gain = STARTUP_CWND_GAIN
+            self._set_state(P.DRAIN)
+            self.pacing_gain = P.DRAIN_PACING_GAIN
+            self.cwnd_gain = P.STARTUP_CWND_GAIN
 
     # ---- ProbeBW ------------------------------------------------------------------------------
     def _start_round(self) -> None:
         self._next_round_delivered = self.sampler.delivered
 
     def _start_probe_down(self, now: float) -> None:
-        if self.state == PROBE_UP:
+        if self.state == P.PROBE_UP:
             self._probe_end_delivered = self.sampler.delivered
             if self._round_rates is not None and not self._medians_only:
                 self._medians_only = True
@@ -596,37 +574,37 @@ class Bbr(CongestionController):
         self.inflight_latest = 0
         self.loss_in_round = False
         self.probe_up_cnt = math.inf
-        self.bw_probe_wait = PROBE_WAIT_BASE + self._random.random()
+        self.bw_probe_wait = P.PROBE_WAIT_BASE + self._random.random()
         self.rounds_since_bw_probe = 0
         self.cycle_stamp = now
-        self.ack_phase = ACKS_PROBE_STOPPING
+        self.ack_phase = P.ACKS_PROBE_STOPPING
         self._start_round()
         self.cycle_count += 1  # advance the max_bw filter: one slot per cycle
         self.max_bw = self._max_bw_filter.expire(self.cycle_count) or self.max_bw
-        self._set_state(PROBE_DOWN)
-        self.pacing_gain = PROBE_DOWN_PACING_GAIN
-        self.cwnd_gain = DEFAULT_CWND_GAIN
+        self._set_state(P.PROBE_DOWN)
+        self.pacing_gain = P.PROBE_DOWN_PACING_GAIN
+        self.cwnd_gain = P.DEFAULT_CWND_GAIN
 
     def _start_probe_cruise(self) -> None:
         self._calm_since = self.sampler.sent
-        self._set_state(PROBE_CRUISE)
+        self._set_state(P.PROBE_CRUISE)
         self.pacing_gain = 1.0
-        self.cwnd_gain = DEFAULT_CWND_GAIN
+        self.cwnd_gain = P.DEFAULT_CWND_GAIN
 
     def _start_probe_refill(self) -> None:
         self.bw_lo = math.inf  # reset the short-term bounds
         self.inflight_lo = math.inf
         self.bw_probe_up_rounds = 0
         self.bw_probe_up_acks = 0
-        self.ack_phase = ACKS_REFILLING
+        self.ack_phase = P.ACKS_REFILLING
         self._calm_since = self.sampler.sent
         self._start_round()
-        self._set_state(PROBE_REFILL)
+        self._set_state(P.PROBE_REFILL)
         self.pacing_gain = 1.0
-        self.cwnd_gain = DEFAULT_CWND_GAIN
+        self.cwnd_gain = P.DEFAULT_CWND_GAIN
 
     def _start_probe_up(self, rs: RateSample, now: float) -> None:
-        self.ack_phase = ACKS_PROBE_STARTING
+        self.ack_phase = P.ACKS_PROBE_STARTING
         self._start_round()
         self._reset_full_bw()
         self.full_bw = rs.delivery_rate
@@ -637,9 +615,9 @@ class Bbr(CongestionController):
             # once round medians rule) is the propagation delay plus the queue other flows
             # keep standing.
             self.probe_base_rtt = max(self.min_rtt, min(self._last_round_min_rtt, 2 * self.min_rtt))
-        self._set_state(PROBE_UP)
-        self.pacing_gain = PROBE_UP_PACING_GAIN
-        self.cwnd_gain = PROBE_UP_CWND_GAIN
+        self._set_state(P.PROBE_UP)
+        self.pacing_gain = P.PROBE_UP_PACING_GAIN
+        self.cwnd_gain = P.PROBE_UP_CWND_GAIN
         self._raise_inflight_hi_slope()
 
     def _raise_inflight_hi_slope(self) -> None:
@@ -660,24 +638,24 @@ class Bbr(CongestionController):
             self._raise_inflight_hi_slope()
 
     def _update_probe_bw_phase(self, rs: RateSample, now: float, inflight: int) -> None:
-        if not self.filled_pipe or self.state not in _PROBE_BW:
+        if not self.filled_pipe or self.state not in P.PROBE_BW_STATES:
             return
         self._adapt_upper_bounds(rs, now)
         state = self.state
-        if state not in _PROBE_BW:
+        if state not in P.PROBE_BW_STATES:
             return
-        if state == PROBE_DOWN:
+        if state == P.PROBE_DOWN:
             if self._time_to_probe_bw(now):
                 return
             if inflight <= self._inflight_with_headroom() and inflight <= self._drained_bdp():
                 self._start_probe_cruise()
-        elif state == PROBE_CRUISE:
+        elif state == P.PROBE_CRUISE:
             self._time_to_probe_bw(now)
-        elif state == PROBE_REFILL:
+        elif state == P.PROBE_REFILL:
             if self.round_start:
                 self.bw_probe_samples = True
                 self._start_probe_up(rs, now)
-        elif state == PROBE_UP and self._time_to_go_down(rs, now, inflight):
+        elif state == P.PROBE_UP and self._time_to_go_down(rs, now, inflight):
             self._start_probe_down(now)
 
     def _drained_bdp(self) -> float:
@@ -689,13 +667,15 @@ class Bbr(CongestionController):
         return self.bdp()
 
     def _time_to_probe_bw(self, now: float) -> bool:
-        reno_rounds = min(self.bdp() / self.max_datagram_size, MAX_RENO_ROUNDS)
-        if now - self.cycle_stamp > self.bw_probe_wait or self.rounds_since_bw_probe >= max(
-            reno_rounds, 1
-        ):
-            self._start_probe_refill()
-            return True
-        return False
+        if now - self.cycle_stamp <= self.bw_probe_wait:
+            # (min(BDP in packets, MAX_RENO_ROUNDS), at least 1)
+            reno_rounds = self.bdp() / self.max_datagram_size
+            if reno_rounds > P.MAX_RENO_ROUNDS:
+                reno_rounds = P.MAX_RENO_ROUNDS
+            if self.rounds_since_bw_probe < (1 if reno_rounds < 1 else reno_rounds):
+                return False
+        self._start_probe_refill()
+        return True
 
     def _time_to_go_down(self, rs: RateSample, now: float, inflight: int) -> bool:
         if self.cwnd_limited and self.cwnd >= self.inflight_hi:
@@ -712,17 +692,17 @@ class Bbr(CongestionController):
         # packets). Without it an estimate of a few packets (Startup ended by another
         # flow's full queue) ended each probe after a round trip and took 20 s to reach
         # its share. (Alone, the longer probes' round medians read above the link.)
-        base = self.bdp(PROBE_UP_PACING_GAIN) * (self.probe_base_rtt / self.min_rtt)
+        base = self.bdp(P.PROBE_UP_PACING_GAIN) * (self.probe_base_rtt / self.min_rtt)
         if self.competing or self._contended():
             base += 3 * self._quantum() + 2 * self.max_datagram_size
         return now - self.cycle_stamp > self.min_rtt and inflight >= base
 
     def _adapt_upper_bounds(self, rs: RateSample, now: float) -> None:
-        if self.ack_phase == ACKS_PROBE_STARTING and self.round_start:
-            self.ack_phase = ACKS_PROBE_FEEDBACK
-        if self.ack_phase == ACKS_PROBE_STOPPING and self.round_start:
+        if self.ack_phase == P.ACKS_PROBE_STARTING and self.round_start:
+            self.ack_phase = P.ACKS_PROBE_FEEDBACK
+        if self.ack_phase == P.ACKS_PROBE_STOPPING and self.round_start:
             self.bw_probe_samples = False  # the probe's samples are all in
-            self.ack_phase = ACKS_INIT
+            self.ack_phase = P.ACKS_INIT
         if self._inflight_too_high(rs):
             if self.bw_probe_samples:
                 self._handle_inflight_too_high(rs.is_app_limited, rs.tx_in_flight, now)
@@ -731,7 +711,7 @@ class Bbr(CongestionController):
             return
         if rs.tx_in_flight > self.inflight_hi and rs.sent_index >= self._hi_cut_index:
             self.inflight_hi = float(rs.tx_in_flight)
-        if self.state == PROBE_UP:
+        if self.state == P.PROBE_UP:
             self._probe_inflight_hi_upward(rs)
 
     # ---- loss ----------------------------------------------------------------------------------
@@ -746,7 +726,7 @@ class Bbr(CongestionController):
         """The latest RTT sample shows a standing queue: losses now are a full queue's,
         not noise on the path."""
         queued = self._latest_rtt - self.min_rtt
-        return queued > QUEUED_RTT_FLOOR and queued > (QUEUED_RTT_FACTOR - 1.0) * self.min_rtt
+        return queued > P.QUEUED_RTT_FLOOR and queued > (P.QUEUED_RTT_FACTOR - 1.0) * self.min_rtt
 
     def loss_thresh(self, size: float) -> float:
         """The loss rate above which ``size`` bytes sent (a flight, a round) are congestion:
@@ -754,15 +734,16 @@ class Bbr(CongestionController):
         standard deviations of what that rate gives over that many packets."""
         p = self.path_loss_rate
         if not self.loss_tolerant or p <= 0.0:
-            return LOSS_THRESH
+            return P.LOSS_THRESH
         packets = max(size / self.max_datagram_size, 1.0)
-        return min(max(LOSS_THRESH, p + 3.0 * math.sqrt(p / packets)), MAX_LOSS_THRESH)
+        return min(max(P.LOSS_THRESH, p + 3.0 * math.sqrt(p / packets)), P.MAX_LOSS_THRESH)
 
     def _inflight_too_high(self, rs: RateSample) -> bool:
+        # (the cheap tests first: most ACKs have no loss since their packet left)
         return (
-            rs.lost > rs.tx_in_flight * self.loss_thresh(rs.tx_in_flight)
-            and rs.lost > self._loss_noise
+            rs.lost > self._loss_noise
             and self._cluster_index > rs.sent_index  # a cluster seen since it was sent
+            and rs.lost > rs.tx_in_flight * self.loss_thresh(rs.tx_in_flight)
         )
 
     def _handle_lost_packet(self, pkt: StampedPacket) -> None:
@@ -789,28 +770,28 @@ class Bbr(CongestionController):
     def _handle_inflight_too_high(self, app_limited: bool, tx_in_flight: int, now: float) -> None:
         self.bw_probe_samples = False
         if not app_limited:
-            self.inflight_hi = max(float(tx_in_flight), self.bdp() * BETA)
-        if self.state == PROBE_UP:
+            self.inflight_hi = max(float(tx_in_flight), self.bdp() * P.BETA)
+        if self.state == P.PROBE_UP:
             self._start_probe_down(now)
 
     # ---- ProbeRTT ------------------------------------------------------------------------------
     def _probe_rtt_cwnd(self) -> float:
-        return max(self.bdp(PROBE_RTT_CWND_GAIN), float(self.min_pipe_cwnd))
+        return max(self.bdp(P.PROBE_RTT_CWND_GAIN), float(self.min_pipe_cwnd))
 
     def _check_probe_rtt(self, now: float, inflight: int) -> None:
-        if self.state != PROBE_RTT and self.probe_rtt_expired and not self.idle_restart:
+        if self.state != P.PROBE_RTT and self.probe_rtt_expired and not self.idle_restart:
             self.prior_cwnd = self.cwnd
             self.probe_rtt_done_stamp = 0.0
-            self.ack_phase = ACKS_PROBE_STOPPING
+            self.ack_phase = P.ACKS_PROBE_STOPPING
             self._start_round()
-            self._set_state(PROBE_RTT)
+            self._set_state(P.PROBE_RTT)
             self.pacing_gain = 1.0
-            self.cwnd_gain = PROBE_RTT_CWND_GAIN
-        if self.state != PROBE_RTT:
+            self.cwnd_gain = P.PROBE_RTT_CWND_GAIN
+        if self.state != P.PROBE_RTT:
             return
         self.sampler.mark_app_limited(inflight)
         if self.probe_rtt_done_stamp == 0.0 and inflight <= self._probe_rtt_cwnd():
-            self.probe_rtt_done_stamp = now + PROBE_RTT_DURATION
+            self.probe_rtt_done_stamp = now + P.PROBE_RTT_DURATION
             self.probe_rtt_round_done = False
             self._start_round()
         elif self.probe_rtt_done_stamp:
@@ -826,20 +807,20 @@ class Bbr(CongestionController):
                     self._start_probe_down(now)
                     self._start_probe_cruise()
                 else:
-                    self._set_state(STARTUP)
-                    self.pacing_gain = STARTUP_PACING_GAIN
-                    self.cwnd_gain = STARTUP_CWND_GAIN
+                    self._set_state(P.STARTUP)
+                    self.pacing_gain = P.STARTUP_PACING_GAIN
+                    self.cwnd_gain = P.STARTUP_CWND_GAIN
 
     # ---- control parameters ------------------------------------------------------------------
     def _set_pacing_rate(self, rtt: RttEstimator) -> None:
         if self.bw > 0.0:
-            rate = self.pacing_gain * self.bw * (1.0 - PACING_MARGIN)
+            rate = self.pacing_gain * self.bw * (1.0 - P.PACING_MARGIN)
             if self.send_loss_rate:
                 # bw counts what arrived; of what is sent the path loses its own share
                 rate /= 1.0 - self.send_loss_rate
         else:  # no sample yet: the initial window over the RTT, at the Startup gain
             srtt = rtt.smoothed_rtt if rtt.has_sample else 0.001
-            rate = STARTUP_PACING_GAIN * self.initial_window / max(srtt, 0.001)
+            rate = P.STARTUP_PACING_GAIN * self.initial_window / max(srtt, 0.001)
         current = self.pacing_rate
         if current is None or self.filled_pipe or rate > current:
             self.pacing_rate = rate
@@ -847,30 +828,43 @@ class Bbr(CongestionController):
     def _quantum(self) -> float:
         """The send quantum: 1 ms at the pacing rate, two packets to 64 KB."""
         rate = self.pacing_rate or 0.0
-        return min(max(rate * 0.001, 2.0 * self.max_datagram_size), 64.0 * 1024)
+        quantum = rate * 0.001
+        two = 2.0 * self.max_datagram_size
+        if two > quantum:
+            quantum = two
+        return 65536.0 if quantum > 65536.0 else quantum
 
     def _set_cwnd(self, rs: RateSample) -> None:
         quantum = self._quantum()
+        state = self.state
         max_inflight = self.bdp(self.cwnd_gain) + self.extra_acked + 3 * quantum
-        if self.state == STARTUP:
+        if state == P.STARTUP:
             max_inflight += 2 * quantum
         cwnd = float(self.cwnd)
         if self.filled_pipe:
-            cwnd = min(cwnd + rs.newly_acked, max_inflight)
+            cwnd += rs.newly_acked
+            if max_inflight < cwnd:
+                cwnd = max_inflight
         elif cwnd < max_inflight or self.sampler.delivered < self.initial_window:
             cwnd += rs.newly_acked
-        cwnd = max(cwnd, float(self.min_pipe_cwnd))
-        if self.state == PROBE_RTT:
+        floor = float(self.min_pipe_cwnd)
+        if floor > cwnd:
+            cwnd = floor
+        if state == P.PROBE_RTT:
             cwnd = min(cwnd, self._probe_rtt_cwnd())
         # the bounds of the model
-        if self.state in (PROBE_DOWN, PROBE_REFILL, PROBE_UP):
+        if state in (P.PROBE_DOWN, P.PROBE_REFILL, P.PROBE_UP):
             cap = self.inflight_hi
-        elif self.state in (PROBE_RTT, PROBE_CRUISE):
+        elif state in (P.PROBE_RTT, P.PROBE_CRUISE):
             cap = self._inflight_with_headroom()
         else:
             cap = math.inf
-        cap = max(min(cap, self.inflight_lo), float(self.min_pipe_cwnd))
-        self.cwnd = int(min(cwnd, cap))
+        lo = self.inflight_lo
+        if lo < cap:
+            cap = lo
+        if floor > cap:
+            cap = floor
+        self.cwnd = int(cap if cap < cwnd else cwnd)
 
     def __repr__(self) -> str:
         return (

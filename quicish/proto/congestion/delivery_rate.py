@@ -1,9 +1,11 @@
 """Delivery-rate samples (draft-cheng-iccrg-delivery-rate-estimation) and a windowed max.
 
-Each in-flight packet is stamped at send time with the connection's delivery state
-(:class:`RateStamp`: bytes delivered so far and when, the start of the current send flight,
-whether the sender was app-limited, bytes in flight and bytes lost so far). When ACKs
-arrive, the newest acknowledged packet's stamp and the connection's state now give one
+Each in-flight packet is stamped at send time with the connection's delivery state: bytes
+delivered so far and when, the start of the current send flight, whether the sender was
+app-limited, bytes lost so far (a :class:`RateSegment`, shared by every packet sent while
+that state stays the same: between two ACKs, a bulk sender's whole burst), and its own
+place in the sending order and bytes in flight (one int, ``rate_index``). When ACKs arrive,
+the newest acknowledged packet's stamp and the connection's state now give one
 :class:`RateSample`: bytes delivered over the longer of the send and the ACK interval.
 """
 
@@ -13,9 +15,28 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+# ``rate_index``: the packet's place in the sending order above these bits, the bytes in
+# flight once it was sent (it included) below.
+_INFLIGHT_BITS = 40
+_INFLIGHT_MASK = (1 << _INFLIGHT_BITS) - 1
+
+
+class RateSegment:
+    """The delivery state the packets sent since it last changed were stamped with."""
+
+    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "sampler")
+
+    def __init__(self, sampler: DeliveryRateSampler) -> None:
+        self.delivered = sampler.delivered
+        self.delivered_time = sampler.delivered_time
+        self.first_sent_time = sampler.first_sent_time
+        self.app_limited = sampler.app_limited != 0
+        self.lost = sampler.lost
+        self.sampler = sampler  # whose counters these are (a new path has a new one)
+
 
 class RateStamp(NamedTuple):
-    """The connection's delivery state when a packet left."""
+    """The connection's delivery state when a packet left (one packet's view of it)."""
 
     delivered: int
     delivered_time: float
@@ -33,7 +54,8 @@ class StampedPacket(Protocol):
     size: int
     sent_time: float
     in_flight: bool
-    rate_stamp: RateStamp | None
+    rate_stamp: RateSegment | None
+    rate_index: int
 
 
 class RateSample:
@@ -68,7 +90,9 @@ class RateSample:
 class DeliveryRateSampler:
     """The connection-wide delivery counters, packet stamping and sample generation."""
 
-    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "sent")
+    __slots__ = (
+        "app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "segment", "sent",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.delivered = 0  # bytes acknowledged so far (in-flight packets only)
@@ -77,68 +101,84 @@ class DeliveryRateSampler:
         self.lost = 0  # bytes declared lost so far
         self.app_limited = 0  # ``delivered`` at which the app-limited phase ends; 0: none
         self.sent = 0  # in-flight packets stamped so far
+        # the state packets are stamped with; None: it changed since the last one was
+        self.segment: RateSegment | None = None
 
     def on_sent(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
         """Stamp ``pkt`` (already counted in ``bytes_in_flight``)."""
         if bytes_in_flight == pkt.size:  # the first packet after a quiet spell
             self.first_sent_time = self.delivered_time = pkt.sent_time
-        pkt.rate_stamp = RateStamp(
-            self.delivered,
-            self.delivered_time,
-            self.first_sent_time,
-            self.app_limited != 0,
-            bytes_in_flight,
-            self.lost,
-            self.sent,
-            self,
-        )
+            self.segment = None
+        segment = self.segment
+        if segment is None:
+            segment = self.segment = RateSegment(self)
+        pkt.rate_stamp = segment
+        pkt.rate_index = self.sent << _INFLIGHT_BITS | bytes_in_flight
         self.sent += 1
 
     def stamp_of(self, pkt: StampedPacket) -> RateStamp | None:
         """``pkt``'s stamp if this sampler made it (None: sent before it, e.g. on another
         path's controller, or by a controller that does not sample)."""
-        stamp = getattr(pkt, "rate_stamp", None)
-        return stamp if stamp is not None and stamp.sampler is self else None
+        segment = getattr(pkt, "rate_stamp", None)
+        if segment is None or segment.sampler is not self:
+            return None
+        index = pkt.rate_index
+        return RateStamp(
+            segment.delivered,
+            segment.delivered_time,
+            segment.first_sent_time,
+            segment.app_limited,
+            index & _INFLIGHT_MASK,
+            segment.lost,
+            index >> _INFLIGHT_BITS,
+            self,
+        )
 
     def mark_app_limited(self, bytes_in_flight: int) -> None:
         """The sender had nothing to send: samples until what is in flight is delivered
         say less than the path could do."""
         self.app_limited = max(self.delivered + bytes_in_flight, 1)
+        self.segment = None
 
     def on_lost(self, size: int) -> None:
         self.lost += size
+        self.segment = None
 
     def on_acked(self, acked: Sequence[StampedPacket], now: float) -> RateSample:
         """Account for newly acknowledged packets (in packet number order) and make the
         sample of this ACK."""
         rs = RateSample()
         newest: StampedPacket | None = None
-        newest_stamp: RateStamp | None = None
+        newest_segment: RateSegment | None = None
+        newly_acked = 0
         for pkt in acked:
-            stamp = self.stamp_of(pkt)
-            if stamp is None or not pkt.in_flight:
+            segment = getattr(pkt, "rate_stamp", None)
+            if segment is None or segment.sampler is not self or not pkt.in_flight:
                 continue
             pkt.rate_stamp = None
-            self.delivered += pkt.size
-            rs.newly_acked += pkt.size
-            if newest_stamp is None or stamp.delivered >= newest_stamp.delivered:
-                newest, newest_stamp = pkt, stamp
+            newly_acked += pkt.size
+            if newest_segment is None or segment.delivered >= newest_segment.delivered:
+                newest, newest_segment = pkt, segment
+        self.delivered += newly_acked
+        rs.newly_acked = newly_acked
         self.delivered_time = now
-        if newest is None or newest_stamp is None:
+        self.segment = None
+        if newest is None or newest_segment is None:
             return rs
         self.first_sent_time = newest.sent_time
         if self.app_limited and self.delivered > self.app_limited:
             self.app_limited = 0
-        rs.prior_delivered = newest_stamp.delivered
-        rs.is_app_limited = newest_stamp.app_limited
-        rs.tx_in_flight = newest_stamp.tx_in_flight
-        rs.sent_index = newest_stamp.sent_index
-        rs.lost = self.lost - newest_stamp.lost
+        index = newest.rate_index
+        rs.prior_delivered = newest_segment.delivered
+        rs.is_app_limited = newest_segment.app_limited
+        rs.tx_in_flight = index & _INFLIGHT_MASK
+        rs.sent_index = index >> _INFLIGHT_BITS
+        rs.lost = self.lost - newest_segment.lost
         rs.rtt = now - newest.sent_time
-        send_elapsed = newest.sent_time - newest_stamp.first_sent_time
-        ack_elapsed = now - newest_stamp.delivered_time
+        send_elapsed = newest.sent_time - newest_segment.first_sent_time
+        ack_elapsed = now - newest_segment.delivered_time
         rs.interval = send_elapsed if send_elapsed > ack_elapsed else ack_elapsed
-        rs.delivered = self.delivered - newest_stamp.delivered
+        rs.delivered = self.delivered - newest_segment.delivered
         if rs.interval > 0.0:
             rs.delivery_rate = rs.delivered / rs.interval
         return rs
@@ -157,6 +197,12 @@ class WindowedMax:
     def update(self, t: float, value: float) -> float:
         """Add ``value`` observed at ``t``; returns the current maximum."""
         entries = self._entries
+        if entries:
+            last_t, last_value = entries[-1]
+            if last_t == t and last_value >= value:
+                # (a value no larger at the same time leaves the same entries, less a
+                # dominated one: it would expire with the last; nothing expires either)
+                return entries[0][1]
         while entries and entries[-1][1] <= value:
             entries.pop()
         entries.append((t, value))
