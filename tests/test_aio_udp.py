@@ -259,6 +259,19 @@ def test_endpoint_sends_ready_answers_before_running_timers() -> None:
         loop.close()
 
 
+def _one_connection_reads() -> tuple[list[Read], list[object], _FedConn, _Reads]:
+    """A socket whose reads come from a queue, and the one connection (owing an answer) that
+    every datagram is routed to: (queued reads, the connection's log, it, the socket)."""
+    queue: list[Read] = []
+    log: list[object] = []
+    return (
+        queue,
+        log,
+        _FedConn(log, answer_owed=True),
+        _Reads(UdpSocket.bind("127.0.0.1", 0), queue),
+    )
+
+
 def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
     """Request/response traffic (each wake finds one ack-eliciting datagram of an established
     connection, then an empty socket): later wakes read one datagram and stop, except every
@@ -268,13 +281,8 @@ def test_endpoint_reads_once_per_wake_while_datagrams_come_alone() -> None:
 
     from quicish.aio.endpoint import LONE_MAX_SIZE, LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
 
-    sock = UdpSocket.bind("127.0.0.1", 0)
     peer = ("127.0.0.1", 9)
-    queue: list[Read] = []
-    log: list[object] = []
-
-    conn = _FedConn(log, answer_owed=True)
-    reader = _Reads(sock, queue)
+    queue, log, conn, reader = _one_connection_reads()
     reads = reader.reads
     loop = asyncio.new_event_loop()
     try:
@@ -420,12 +428,8 @@ def test_endpoint_one_read_wake_that_is_not_lone_reads_on() -> None:
 
     from quicish.aio.endpoint import LONE_PROBE_EVERY, RECEIVE_READS, Endpoint
 
-    sock = UdpSocket.bind("127.0.0.1", 0)
     peer = ("127.0.0.1", 9)
-    queue: list[Read] = []
-    log: list[object] = []
-    conn = _FedConn(log, answer_owed=True)
-    reader = _Reads(sock, queue)
+    queue, log, conn, reader = _one_connection_reads()
     reads = reader.reads
     sent: list[tuple[list[bytes], object]] = []
 
