@@ -709,18 +709,12 @@ class QuicConnection:
 
     def _end_future(self) -> asyncio.Future[None]:
         """Done once the connection has ended for the application (made at first need)."""
-        if self._terminated is None:
-            self._terminated = self._loop.create_future()
-            if self._ended:
-                self._terminated.set_result(None)
+        self._terminated = _made(self._loop, self._terminated, self._ended)
         return self._terminated
 
     def _release_future(self) -> asyncio.Future[None]:
         """Done once the connection is released (made at first need)."""
-        if self._closed is None:
-            self._closed = self._loop.create_future()
-            if self._released:
-                self._closed.set_result(None)
+        self._closed = _made(self._loop, self._closed, self._released)
         return self._closed
 
     def _raise_if_closed(self) -> None:
@@ -824,3 +818,15 @@ def _certificate_error(event: ev.ConnectionTerminated) -> CertificateError | Non
     if event.by_peer or alert not in _CERTIFICATE_ALERTS:
         return None
     return CertificateError(alert, event.reason)
+
+
+def _made(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None] | None, done: bool
+) -> asyncio.Future[None]:
+    """``future``, or a new one for its first waiter, already done if ``done`` (the flag
+    that stood in for it while nobody waited)."""
+    if future is None:
+        future = loop.create_future()
+        if done:
+            future.set_result(None)
+    return future
