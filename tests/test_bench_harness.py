@@ -563,3 +563,23 @@ def test_many_above_2000_raises_the_quic_idle_timeouts(monkeypatch: pytest.Monke
     monkeypatch.setenv(common.IDLE_TIMEOUT_ENV, "200")
     assert common.many_open_limit() == 190.0
     assert quicish_peer._cc_choice()["idle_timeout"] == 200.0
+
+
+def test_bench_handshake_loss_is_deterministic_per_seed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench_handshake_loss.py: a seed gives the same losses and so the same completion
+    time; the report counts every seed."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = importlib.import_module("bench_handshake_loss")
+    client, server, ctx = bench.configs()
+    times = [bench.completion_time(seed, client, server, ctx) for seed in (3, 3, 4)]
+    assert times[0] is not None and times[0] == times[1]
+    monkeypatch.setattr(sys, "argv", ["bench_handshake_loss.py", "--seeds", "6"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert " of 6 handshakes completed within 30 s" in out and "completion (s): median" in out
