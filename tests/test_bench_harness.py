@@ -615,3 +615,18 @@ def test_handshake_critical_path_orders_and_names_each_connections_events() -> N
     assert result["connections"] == 3 and result["typical"] == 3
     assert result["median_ms"] == 0.901
     assert result["steps"][-1] == {"event": "client answer read", "at_us": 901.0, "cpu_us": 20.0}
+
+
+def test_bench_handshake_steps_times_every_step_of_a_real_handshake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench_handshake_steps.py: every step of a handshake and echo (driven as aio drives
+    it, the server's flight split) gets a time, and the echo is read."""
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = importlib.import_module("bench_handshake_steps")
+    result = bench.main(["--count", "2"])
+    assert list(result) == list(bench.STEPS) and all(us > 0 for us in result.values())
+    assert "s_flight" in capsys.readouterr().out
