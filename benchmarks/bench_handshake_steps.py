@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--count", type=int, default=300, help="handshakes timed")
     parser.add_argument("--profile", choices=STEPS, help="cProfile one step")
     args = parser.parse_args(argv)
-    logging.disable(logging.WARNING)  # verify=False warns once
     setup = configs()
     stocks = (HandshakeStock(), HandshakeStock())
     for _ in range(30):
@@ -144,4 +143,5 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    logging.disable(logging.WARNING)  # verify=False warns once
     main()
