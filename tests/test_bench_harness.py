@@ -583,3 +583,50 @@ def test_bench_handshake_loss_is_deterministic_per_seed(
     bench.main()
     out = capsys.readouterr().out
     assert " of 6 handshakes completed within 30 s" in out and "completion (s): median" in out
+
+
+def test_handshake_critical_path_orders_and_names_each_connections_events() -> None:
+    """handshake_critical_path.py: each connection's events of both sides, from connect() to
+    the answer read, named by side, kind and ordinal; medians of the most common shape, with
+    each side's CPU since its previous event."""
+    from benchmarks import handshake_critical_path as path
+
+    client, server = [], []
+    for k in range(3):  # three connections, 10 ms apart; times in ns
+        t0 = k * 10_000_000
+        client += [(t0, t0, "connect"), (t0 + 50_000, t0 + 40_000, "send"),
+                   (t0 + 500_000, t0 + 60_000, "wake"), (t0 + 600_000, t0 + 150_000, "send"),
+                   (t0 + 900_000 + k * 1000, t0 + 170_000, "answer read")]  # fmt: skip
+        server += [(t0 + 80_000, t0, "wake"), (t0 + 400_000, t0 + 300_000, "send"),
+                   (t0 + 650_000, t0 + 310_000, "wake"),
+                   (t0 + 800_000, t0 + 420_000, "send")]  # fmt: skip
+    lines = path.timelines(client, server)
+    assert [e[0] for e in lines[0]] == [
+        "client connect", "client send 1", "server wake 1", "server send 1", "client wake 1",
+        "client send 2", "server wake 2", "server send 2", "client answer read",
+    ]  # fmt: skip
+    assert lines[0][3] == ("server send 1", 400_000, 300_000)  # at, CPU since its wake
+    assert lines[0][5] == ("client send 2", 600_000, 90_000)
+    path.SKIP, skip = 0, path.SKIP
+    try:
+        result = path.summary(lines)
+    finally:
+        path.SKIP = skip
+    assert result["connections"] == 3 and result["typical"] == 3
+    assert result["median_ms"] == 0.901
+    assert result["steps"][-1] == {"event": "client answer read", "at_us": 901.0, "cpu_us": 20.0}
+
+
+def test_bench_handshake_steps_times_every_step_of_a_real_handshake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench_handshake_steps.py: every step of a handshake and echo (driven as aio drives
+    it, the server's flight split) gets a time, and the echo is read."""
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = importlib.import_module("bench_handshake_steps")
+    result = bench.main(["--count", "2"])
+    assert list(result) == list(bench.STEPS) and all(us > 0 for us in result.values())
+    assert "s_flight" in capsys.readouterr().out

@@ -155,3 +155,18 @@ def _cfg() -> Config:
     from support import server_config
 
     return server_config()
+
+
+def test_split_flight_server_applies_the_parameters_with_its_flight_under_zero_rtt() -> None:
+    """A split-flight server waits with the client's transport parameters until its flight
+    is out, except with 0-RTT: a 0.5-RTT answer needs the client's limits, so they are
+    applied when the flight is built, and the answer goes before the client's Finished."""
+    ticket, ctx, end = ticket_and_context()
+    net, c, s, sid = _early_request(ticket, ctx, end + 1)
+    net.server.split_first_flight = True
+    assert net.run_until(lambda: sid in s.finished, c, s, timeout=5.0)
+    assert not net.server.handshake_complete and not net.server.flight_pending
+    assert net.server._handshake.peer_params is not None  # (no prepare() ran)
+    net.server.send_stream_data(sid, b"answer", end_stream=True)
+    assert net.run_until(lambda: sid in c.finished, c, s, timeout=5.0)
+    assert bytes(c.data[sid]) == b"answer"

@@ -381,7 +381,13 @@ class QuicConnection:
 
     def after_io(self, now: float) -> None:
         """Datagrams were fed in: process their events and ask for a flush."""
+        waiting = not self._handshake_done.done()
         self._process_events()
+        if waiting and self._handshake_done.done() and self._proto.is_client:
+            # The client's Finished leaves now, ahead of the application its handshake
+            # wakes: the server works on it while the first request is written.
+            self.transmit(clock())
+            return
         self._endpoint.mark_dirty(self)
 
     def on_timer(self, now: float) -> None:

@@ -44,6 +44,7 @@ from .packet_space import (
     PacketSpace,
 )
 from .path import PathManager
+from .pmtud import BASE_PLPMTU
 from .records import StreamRecord
 from .recovery import LossRecovery
 from .server_context import ServerContext
@@ -424,10 +425,25 @@ class Handshake:
         tls.finish_flight()
         self.drain(now)
 
+    @property
+    def wants_preparation(self) -> bool:
+        """:meth:`prepare` has work (once, before the handshake's end)."""
+        return not self.prepared and self.tls is not None and not self.complete
+
     def prepare(self, now: float) -> None:
-        """What :meth:`Connection.prepare` makes ahead of need for the handshake's end."""
+        """What :meth:`Connection.prepare` makes ahead of need for the handshake's end (once);
+        a server with a split first flight also applies the client's transport parameters
+        here (a ProtocolError if they are invalid)."""
+        if self.prepared:
+            return
+        self.prepared = True
+        self._local_cids.stock()
         ctx = self.server_context
         tls = self.tls
+        if tls is not None and self.peer_params is None and not self.flight_pending:
+            raw = tls.peer_transport_parameters
+            if raw is not None:
+                self.apply_peer_parameters(raw)
         if tls is not None:
             upcoming = tls.next_read_secret()
             if upcoming is not None:  # (a server: the 1-RTT read key, installed later)
@@ -485,6 +501,7 @@ class Handshake:
             self.peer_params is None
             and tls.peer_transport_parameters is not None
             and not self.flight_pending  # the ServerHello goes out first; nothing needs them
+            and not self._parameters_wait(tls)
         ):
             self.apply_peer_parameters(tls.peer_transport_parameters)
         if tls.handshake_complete and not self.complete:
@@ -492,6 +509,23 @@ class Handshake:
         if self.is_client:
             for ticket in tls.pop_session_tickets():
                 self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
+
+    def _parameters_wait(self, tls: TlsEngine) -> bool:
+        """Server, split first flight, no 0-RTT, datagrams of 1200 bytes: the client's
+        transport parameters wait until the flight is out, for :meth:`prepare` (which the
+        I/O layer runs then) or else the client's Finished. Nothing in the flight needs them
+        (no stream is sent on before the Finished without 0-RTT, and every client takes
+        1200-byte datagrams; larger ones, without path MTU discovery, must respect its
+        max_udp_payload_size); their decoding and checks (~20 µs) are then off the flight's
+        path."""
+        return (
+            self.split_first_flight
+            and not self.is_client
+            and not self.prepared
+            and not tls.handshake_complete
+            and self._keys.zero_rtt_rx is None
+            and self._builder.max_datagram_size <= BASE_PLPMTU
+        )
 
     def apply_peer_parameters(self, raw: bytes) -> None:
         params = TransportParameters.decode(raw, from_server=self.is_client)
