@@ -544,29 +544,6 @@ def test_a_pending_flight_is_finished_by_the_next_input() -> None:
     assert client.handshake_complete
 
 
-def test_split_flight_without_pmtud_applies_the_parameters_with_the_flight() -> None:
-    """Datagrams above 1200 bytes from the start (no path MTU discovery) must respect the
-    client's max_udp_payload_size: then the split flight applies the client's parameters
-    when the rest is built, as before, and its datagrams keep to the client's limit."""
-    cert, key, pin = cert_files()
-    scfg = Config(certificate_chain=cert, private_key=key, pmtud=False, max_datagram_size=1452)
-    server = Connection(scfg, is_client=False, server_context=ServerContext.from_config(scfg))
-    server.split_first_flight = True
-    ccfg = Config(pin=pin, server_name="localhost", pmtud=False, max_datagram_size=1300)
-    client = Connection(ccfg, is_client=True)
-    client.connect(SADDR, 1.0)
-    _deliver(client.datagrams_to_send(1.0), server, 1.0)
-    hello = server.datagrams_to_send(1.0)
-    assert server._handshake.peer_params is None  # (the hello did not need them)
-    rest = server.datagrams_to_send(1.0)
-    params = server._handshake.peer_params
-    assert params is not None and params.max_udp_payload_size == 1300
-    assert max(len(d) for d, _ in hello + rest) <= 1300
-    _deliver(hello + rest, client, 1.0)
-    _lockstep(client, server, 1.0)
-    assert client.handshake_confirmed and server.handshake_complete
-
-
 def _bad_parameters_after_the_flight() -> tuple[Connection, Connection, list[Any]]:
     """A split-flight server whose client sent a server-only parameter: the whole flight
     has gone out (the parameters wait until then)."""

@@ -44,7 +44,6 @@ from .packet_space import (
     PacketSpace,
 )
 from .path import PathManager
-from .pmtud import BASE_PLPMTU
 from .records import StreamRecord
 from .recovery import LossRecovery
 from .server_context import ServerContext
@@ -511,20 +510,17 @@ class Handshake:
                 self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
 
     def _parameters_wait(self, tls: TlsEngine) -> bool:
-        """Server, split first flight, no 0-RTT, datagrams of 1200 bytes: the client's
-        transport parameters wait until the flight is out, for :meth:`prepare` (which the
-        I/O layer runs then) or else the client's Finished. Nothing in the flight needs them
-        (no stream is sent on before the Finished without 0-RTT, and every client takes
-        1200-byte datagrams; larger ones, without path MTU discovery, must respect its
-        max_udp_payload_size); their decoding and checks (~20 µs) are then off the flight's
-        path."""
+        """Server, split first flight, no 0-RTT: the client's transport parameters wait
+        until the flight is out, for :meth:`prepare` (which the I/O layer runs then) or else
+        the client's Finished. Nothing in the flight needs them, and nothing sends on a
+        stream before the Finished without 0-RTT; their decoding and checks (~20 µs) are
+        then off the flight's path."""
         return (
             self.split_first_flight
             and not self.is_client
             and not self.prepared
             and not tls.handshake_complete
             and self._keys.zero_rtt_rx is None
-            and self._builder.max_datagram_size <= BASE_PLPMTU
         )
 
     def apply_peer_parameters(self, raw: bytes) -> None:
