@@ -500,27 +500,21 @@ def test_split_first_flight_sends_the_server_hello_alone() -> None:
     assert rest and all(_long_types(d) == [2] for d, _ in rest)  # Handshake packets only
     assert handshake.tx is not None
     assert not server.flight_pending and server.wants_preparation
-    # Keys first used a round trip later wait for prepare() (or the next datagram), and so
-    # do the client's transport parameters (or its Finished).
-    assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
-    assert server._handshake.peer_params is None
-    _deliver(hello + rest, client, 1.0)
-    _lockstep(client, server, 1.0)  # no prepare(): the client's datagrams install them
-    assert client.handshake_confirmed and server.handshake_complete
     assert server._handshake.peer_params is not None
-    assert server._local_cids.peer_limit == 4  # (applied before the CIDs were issued)
+    # Keys first used a round trip later wait for prepare() (or the next datagram).
+    assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
+    _deliver(hello + rest, client, 1.0)
+    _lockstep(client, server, 1.0)  # no prepare(): the client's datagram installs them
+    assert client.handshake_confirmed and server.handshake_complete
 
 
 def test_prepare_installs_the_keys_the_split_flight_did_not_need() -> None:
     client, server, hello = _hello_sent_alone()
     rest = server.datagrams_to_send(1.0)
     assert server._spaces[HANDSHAKE].rx is None and server._spaces[APPLICATION].tx is None
-    assert server._handshake.peer_params is None
     server.prepare(1.0)
     assert server._spaces[HANDSHAKE].rx is not None and server._spaces[APPLICATION].tx is not None
     assert not server.wants_preparation
-    params = server._handshake.peer_params  # the client's, applied once the flight is out
-    assert params is not None and params.initial_source_connection_id == client.host_cid
     # The 1-RTT read key is made too, but installed only once the client's Finished verifies.
     spare = server._keys.spare
     assert spare is not None and server._spaces[APPLICATION].rx is None
@@ -544,46 +538,19 @@ def test_a_pending_flight_is_finished_by_the_next_input() -> None:
     assert client.handshake_complete
 
 
-def _bad_parameters_after_the_flight() -> tuple[Connection, Connection, list[Any]]:
-    """A split-flight server whose client sent a server-only parameter: the whole flight
-    has gone out (the parameters wait until then)."""
+def test_bad_client_parameters_close_the_connection_after_a_split_hello() -> None:
+    """The client's transport parameters are checked when the rest of the flight is built:
+    invalid ones close the connection with TRANSPORT_PARAMETER_ERROR instead of the rest."""
     client, server = _lockstep_pair()
     server.split_first_flight = True
     client._handshake.local_params.stateless_reset_token = bytes(16)  # a server-only parameter
     client.connect(SADDR, 1.0)
     _deliver(client.datagrams_to_send(1.0), server, 1.0)
-    flight = server.datagrams_to_send(1.0)
-    assert len(flight) == 1 and not server.is_terminated
-    flight += server.datagrams_to_send(1.0)
-    assert len(flight) == 2 and not server.is_terminated
-    return client, server, flight
-
-
-def _close_codes(conn: Connection) -> list[int]:
-    closed = [e for e in iter(conn.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
-    return [e.error_code for e in closed]
-
-
-def test_bad_client_parameters_close_the_connection_at_prepare_after_a_split_flight() -> None:
-    """The client's transport parameters are checked once the split flight is out, by the
-    prepare() the I/O layer runs then: invalid ones close the connection with
-    TRANSPORT_PARAMETER_ERROR."""
-    _, server, _ = _bad_parameters_after_the_flight()
-    assert server.wants_preparation
-    server.prepare(1.0)
-    assert _close_codes(server) == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
-    assert server._handshake.peer_params is None
-
-
-def test_bad_client_parameters_close_the_connection_at_the_finished_without_prepare() -> None:
-    """A driver that never calls prepare(): the client's Finished applies the parameters
-    first, and the invalid ones close the connection before the handshake completes."""
-    client, server, flight = _bad_parameters_after_the_flight()
-    _deliver(flight, client, 1.0)
-    assert client.handshake_complete  # (the client does not check what it sent)
-    _deliver(client.datagrams_to_send(1.0), server, 1.0)
-    assert _close_codes(server) == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
-    assert not server.handshake_complete
+    hello = server.datagrams_to_send(1.0)
+    assert len(hello) == 1 and not server.is_terminated
+    server.datagrams_to_send(1.0)
+    closed = [e for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionTerminated)]
+    assert [e.error_code for e in closed] == [ErrorCode.TRANSPORT_PARAMETER_ERROR]
 
 
 def test_the_client_finished_datagram_leaves_out_the_initial_ack() -> None:

@@ -416,7 +416,10 @@ class Connection:
         """True while :meth:`prepare` has work it could take off the critical path."""
         if self._handshake.flight_pending:
             return False  # the rest of the flight comes first
-        return bool(self._keys.deferred) or self._handshake.wants_preparation
+        hs = self._handshake
+        return bool(self._keys.deferred) or (
+            not hs.prepared and hs.tls is not None and not hs.complete
+        )
 
     def prepare(self, now: float) -> None:
         """Optional: make what the end of the handshake needs while the I/O layer is idle
@@ -425,15 +428,15 @@ class Connection:
         Finished that is expected). A client with a handshake stock also stocks there, for
         its driver's next handshake, an ephemeral key pair and a first DCID with its Initial
         keys (a server stocks its key pair in :meth:`await_hello`). Whatever was not prepared
-        is made when needed. A server installs here the keys its first flight did not need
-        and (split first flight) applies the client's transport parameters: invalid ones
-        close the connection."""
+        is made when needed. A server installs here the keys its first flight did not need."""
         if self._keys.deferred:
             self._keys.install_deferred(self._builder.version)
-        try:
-            self._handshake.prepare(now)
-        except ProtocolError as exc:
-            self._lifecycle.close_with_error(exc.code, exc.reason, exc.frame_type, now)
+        hs = self._handshake
+        if hs.prepared:
+            return
+        hs.prepared = True
+        self._local_cids.stock()
+        hs.prepare(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams ready to go now (congestion control, pacing and anti-amplification applied)."""

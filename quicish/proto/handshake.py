@@ -424,25 +424,10 @@ class Handshake:
         tls.finish_flight()
         self.drain(now)
 
-    @property
-    def wants_preparation(self) -> bool:
-        """:meth:`prepare` has work (once, before the handshake's end)."""
-        return not self.prepared and self.tls is not None and not self.complete
-
     def prepare(self, now: float) -> None:
-        """What :meth:`Connection.prepare` makes ahead of need for the handshake's end (once);
-        a server with a split first flight also applies the client's transport parameters
-        here (a ProtocolError if they are invalid)."""
-        if self.prepared:
-            return
-        self.prepared = True
-        self._local_cids.stock()
+        """What :meth:`Connection.prepare` makes ahead of need for the handshake's end."""
         ctx = self.server_context
         tls = self.tls
-        if tls is not None and self.peer_params is None and not self.flight_pending:
-            raw = tls.peer_transport_parameters
-            if raw is not None:
-                self.apply_peer_parameters(raw)
         if tls is not None:
             upcoming = tls.next_read_secret()
             if upcoming is not None:  # (a server: the 1-RTT read key, installed later)
@@ -500,7 +485,6 @@ class Handshake:
             self.peer_params is None
             and tls.peer_transport_parameters is not None
             and not self.flight_pending  # the ServerHello goes out first; nothing needs them
-            and not self._parameters_wait(tls)
         ):
             self.apply_peer_parameters(tls.peer_transport_parameters)
         if tls.handshake_complete and not self.complete:
@@ -508,20 +492,6 @@ class Handshake:
         if self.is_client:
             for ticket in tls.pop_session_tickets():
                 self._events.append(ev.SessionTicketReceived(ticket.to_bytes()))
-
-    def _parameters_wait(self, tls: TlsEngine) -> bool:
-        """Server, split first flight, no 0-RTT: the client's transport parameters wait
-        until the flight is out, for :meth:`prepare` (which the I/O layer runs then) or else
-        the client's Finished. Nothing in the flight needs them, and nothing sends on a
-        stream before the Finished without 0-RTT; their decoding and checks (~20 µs) are
-        then off the flight's path."""
-        return (
-            self.split_first_flight
-            and not self.is_client
-            and not self.prepared
-            and not tls.handshake_complete
-            and self._keys.zero_rtt_rx is None
-        )
 
     def apply_peer_parameters(self, raw: bytes) -> None:
         params = TransportParameters.decode(raw, from_server=self.is_client)
