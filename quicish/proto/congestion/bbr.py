@@ -48,11 +48,13 @@ class Bbr(CongestionController):
       ``bw_lo``/``inflight_lo`` only if two rounds in a row were so;
     - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
       that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
-      lowers the short-term bounds by 10% at once (not below half ``max_bw``), as a
-      loss-based flow would give way;
+      lowers the short-term bounds by 10% at once (not below half ``max_bw``) and
+      ``inflight_hi`` by 40% once per episode, as a loss-based flow would give way; for
+      two cycles after it, a sample below 1.2x ``min_rtt`` (a trough the other flow's cut
+      left) does not go into ``max_bw``;
     - another flow that keeps a queue standing (the lowest RTT of calm rounds 1.2x
       ``min_rtt``, ``competing``): BBR competes as a loss-based flow (no CRUISE headroom,
-      ``inflight_hi`` +1 packet a round, -30% per episode of such losses), and its probes
+      ``inflight_hi`` +1 packet a round), and its probes
       measure their own queue over the RTT before them (docs/congestion.md).
     """
 
@@ -373,7 +375,13 @@ class Bbr(CongestionController):
         if rates is not None and self.round_start and rates:
             self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            if rates is not None:
+            # (contended, a sample below the RTT floor is a trough another flow's cut left:
+            # not BBR's bandwidth)
+            if rates is not None and not (
+                self._queued_cycle >= 0
+                and rs.rtt < P.COMPETING_RTT_FACTOR * self.min_rtt
+                and self._contended()
+            ):
                 rates.append(rs.delivery_rate)
             if not self._medians_only:
                 self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
@@ -399,8 +407,9 @@ class Bbr(CongestionController):
                 latest_inflight = self.inflight_latest or self.inflight_lo
                 self.bw_lo = max(P.QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
                 self.inflight_lo = P.QUEUED_BETA * min(self.inflight_lo, latest_inflight)
-                if self.competing and new_episode and self.inflight_hi < math.inf:
-                    # competing as a loss-based flow: its cut too (its growth in CRUISE)
+                if new_episode and self.inflight_hi < math.inf:
+                    # as a loss-based flow: its cut too (its growth in CRUISE), also when
+                    # ``competing`` has lapsed (the other flow's cut drained the queue)
                     self.inflight_hi = max(
                         P.COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
                     )
