@@ -49,7 +49,8 @@ class Bbr(CongestionController):
     - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
       that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
       lowers the short-term bounds by 10% at once (not below half ``max_bw``) and
-      ``inflight_hi`` by 40% once per episode, as a loss-based flow would give way; for
+      ``inflight_hi`` by 40% once per episode, as a loss-based flow would give way
+      (contended, also a loss of a packet ProbeBW_DOWN sent); for
       two cycles after it, a sample below 1.2x ``min_rtt`` (a trough the other flow's cut
       left) does not go into ``max_bw``;
     - another flow that keeps a queue standing (the lowest RTT of calm rounds 1.2x
@@ -243,7 +244,12 @@ class Bbr(CongestionController):
         self._now = now
         sampler = self.sampler
         any_lost = False
-        queued = self.loss_tolerant and self.state in P.CALM_STATES and self._queue_built()
+        state = self.state
+        queued = (
+            self.loss_tolerant
+            and (state in P.CALM_STATES or (state == P.PROBE_DOWN and self._contended()))
+            and self._queue_built()
+        )
         calm_since = self._calm_since
         for pkt in lost:
             if not pkt.in_flight:
@@ -589,6 +595,9 @@ class Bbr(CongestionController):
         self.ack_phase = P.ACKS_PROBE_STOPPING
         self._start_round()
         self.cycle_count += 1  # advance the max_bw filter: one slot per cycle
+        # (contended, ProbeBW_DOWN's losses of its own packets are a full queue's too:
+        # a DOWN that the other flow's queue holds up lasts until the next probe)
+        self._calm_since = self.sampler.sent
         self.max_bw = self._max_bw_filter.expire(self.cycle_count) or self.max_bw
         self._set_state(P.PROBE_DOWN)
         self.pacing_gain = P.PROBE_DOWN_PACING_GAIN
