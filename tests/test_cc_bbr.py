@@ -386,6 +386,41 @@ def test_a_queued_loss_cuts_inflight_hi_and_the_cut_holds(
     assert cc.competing is not lapsed
 
 
+def _lose_next(path: BottleneckPath, count: int = 3) -> None:
+    sent = path.pn
+    path.loss = 1.0  # the next packets sent are lost: one episode
+    while path.pn < sent + count:
+        path.run(path.now + 0.0005)
+    path.loss = 0.0
+
+
+@pytest.mark.parametrize("contended", [False, True])
+def test_contended_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
+    contended: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a loss has come with another flow's queue (contended), a loss of packets that
+    ProbeBW_DOWN sent with that queue standing is the queue's too: inflight_hi comes down
+    by 40% (a DOWN the other queue holds up had kept the probe's inflight_hi until the
+    next probe). Before any such loss, DOWN's losses are not taken for the queue's."""
+    cc, path = _competing_in_cruise()
+    if not contended:
+        cc._queued_cycle = -1
+    monkeypatch.setattr(cc, "_drained_bdp", lambda: 0.0)  # the other queue holds DOWN up
+    cc._start_probe_down(path.now)
+    hi = cc.inflight_hi
+    _lose_next(path)
+    states = set()
+    end = path.now + 5 * RTT
+    while path.now < end:
+        path.run(path.now + 0.001)
+        states.add(cc.state_name)
+    assert states == {"ProbeBW_DOWN"}
+    if contended:
+        assert 0.55 * hi <= cc.inflight_hi <= 0.6 * hi + 4 * MDS
+    else:
+        assert cc.inflight_hi > 0.9 * hi
+
+
 def test_contended_samples_below_the_rtt_floor_do_not_go_into_max_bw() -> None:
     """After a loss with another flow's queue, a sample taken with the RTT below the
     competing floor (1.2x min_rtt) is a trough that flow's cut left: it is not a round's

@@ -108,7 +108,7 @@ class Bbr(CongestionController):
         self._hi_cut_index = -1
         self._round_new_episode = False  # a queued loss this round was sent after it
         self._floor_skip = 0  # calm rounds not judged (after ProbeRTT)
-        self._calm_since = 0  # ``sampler.sent`` when ProbeBW_CRUISE or REFILL began
+        self._calm_since = 0  # ``sampler.sent`` when ProbeBW_DOWN, CRUISE or REFILL began
         self._last_round_high = False  # the last round's loss rate was too high
         # The loss rate of rounds without a queue (outside probes): the path's own, random
         # loss, which the loss threshold must stay above (loss_tolerant).
