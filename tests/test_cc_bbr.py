@@ -394,17 +394,18 @@ def _lose_next(path: BottleneckPath, count: int = 3) -> None:
     path.loss = 0.0
 
 
-@pytest.mark.parametrize("contended", [False, True])
-def test_contended_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
-    contended: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("competed", [False, True])
+def test_competing_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
+    competed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once a loss has come with another flow's queue (contended), a loss of packets that
-    ProbeBW_DOWN sent with that queue standing is the queue's too: inflight_hi comes down
-    by 40% (a DOWN the other queue holds up had kept the probe's inflight_hi until the
-    next probe). Before any such loss, DOWN's losses are not taken for the queue's."""
+    """While competing (this cycle or the last), a loss of packets that ProbeBW_DOWN sent
+    with the other flow's queue standing is that queue's too: inflight_hi comes down by 40%
+    (a DOWN the other queue holds up had kept the probe's inflight_hi until the next
+    probe). Never competing (alone, a probe's own queue), DOWN's losses are not."""
     cc, path = _competing_in_cruise()
-    if not contended:
-        cc._queued_cycle = -1
+    if not competed:
+        cc.competing, cc._competing_cycle = False, -1
+        monkeypatch.setattr(cc, "_judge_floor", lambda: None)
     monkeypatch.setattr(cc, "_drained_bdp", lambda: 0.0)  # the other queue holds DOWN up
     cc._start_probe_down(path.now)
     hi = cc.inflight_hi
@@ -415,7 +416,7 @@ def test_contended_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
         path.run(path.now + 0.001)
         states.add(cc.state_name)
     assert states == {"ProbeBW_DOWN"}
-    if contended:
+    if competed:
         assert 0.55 * hi <= cc.inflight_hi <= 0.6 * hi + 4 * MDS
     else:
         assert cc.inflight_hi > 0.9 * hi
