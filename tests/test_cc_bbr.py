@@ -347,10 +347,7 @@ def test_another_flows_standing_queue_makes_bbr_compete(tolerant: bool) -> None:
         assert used < 0.85
 
 
-def test_a_queued_loss_while_competing_cuts_inflight_hi_and_the_cut_holds() -> None:
-    """Competing as a loss-based flow, BBR also takes its cut: a loss with another flow's
-    queue behind it (the RTT 1.75x the minimum) lowers inflight_hi by 30%, and the ACKs of
-    packets sent before the cut, with more in flight, do not raise it back."""
+def _competing_in_cruise() -> tuple[Bbr, BottleneckPath]:
     cc = Bbr(MDS, seed=1)
     path = BottleneckPath(cc, RATE, RTT, 10 * MDS)
     path.run(3.0)
@@ -361,6 +358,21 @@ def test_a_queued_loss_while_competing_cuts_inflight_hi_and_the_cut_holds() -> N
     path.run(path.now + 3 * RTT)
     assert cc.competing
     assert cc.state_name == "ProbeBW_CRUISE"
+    return cc, path
+
+
+@pytest.mark.parametrize("lapsed", [False, True])
+def test_a_queued_loss_cuts_inflight_hi_and_the_cut_holds(
+    lapsed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a loss-based flow, BBR also takes its cut: a loss with another flow's queue
+    behind it (the RTT 1.75x the minimum) lowers inflight_hi by 40%, also when
+    ``competing`` has lapsed (the other flow's own cut drained the queue for a round), and
+    the ACKs of packets sent before the cut, with more in flight, do not raise it back."""
+    cc, path = _competing_in_cruise()
+    if lapsed:
+        cc.competing = False
+        monkeypatch.setattr(cc, "_judge_floor", lambda: None)
     hi = cc.inflight_hi
     sent = path.pn
     path.loss = 1.0  # the next packets sent are lost: one episode
@@ -370,7 +382,73 @@ def test_a_queued_loss_while_competing_cuts_inflight_hi_and_the_cut_holds() -> N
     path.run(path.now + 3 * RTT)
     assert path.lost_packets >= 3
     assert cc._hi_cut_index > 0
-    assert 0.65 * hi <= cc.inflight_hi <= 0.7 * hi + 4 * MDS
+    assert 0.55 * hi <= cc.inflight_hi <= 0.6 * hi + 4 * MDS
+    assert cc.competing is not lapsed
+
+
+def _lose_next(path: BottleneckPath, count: int = 3) -> None:
+    sent = path.pn
+    path.loss = 1.0  # the next packets sent are lost: one episode
+    while path.pn < sent + count:
+        path.run(path.now + 0.0005)
+    path.loss = 0.0
+
+
+@pytest.mark.parametrize("competed", [False, True])
+def test_competing_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
+    competed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While competing (this cycle or the last), a loss of packets that ProbeBW_DOWN sent
+    with the other flow's queue standing is that queue's too: inflight_hi comes down by 40%
+    (a DOWN the other queue holds up had kept the probe's inflight_hi until the next
+    probe). Never competing (alone, a probe's own queue), DOWN's losses are not."""
+    cc, path = _competing_in_cruise()
+    if not competed:
+        cc.competing, cc._competing_cycle = False, -1
+        monkeypatch.setattr(cc, "_judge_floor", lambda: None)
+    monkeypatch.setattr(cc, "_drained_bdp", lambda: 0.0)  # the other queue holds DOWN up
+    cc._start_probe_down(path.now)
+    hi = cc.inflight_hi
+    _lose_next(path)
+    states = set()
+    end = path.now + 5 * RTT
+    while path.now < end:
+        path.run(path.now + 0.001)
+        states.add(cc.state_name)
+    assert states == {"ProbeBW_DOWN"}
+    if competed:
+        assert 0.55 * hi <= cc.inflight_hi <= 0.6 * hi + 4 * MDS
+    else:
+        assert cc.inflight_hi > 0.9 * hi
+
+
+def test_contended_samples_below_the_rtt_floor_do_not_go_into_max_bw() -> None:
+    """After a loss with another flow's queue, a sample taken with the RTT below the
+    competing floor (1.2x min_rtt) is a trough that flow's cut left: it is not a round's
+    rate for max_bw; samples with the queue standing are."""
+    cc, path = _competing_in_cruise()
+    sent = path.pn
+    path.loss = 1.0
+    while path.pn < sent + 3:
+        path.run(path.now + 0.0005)
+    path.loss = 0.0
+    path.run(path.now + 3 * RTT)
+    assert cc._contended()
+    rates = cc._round_rates
+    assert rates is not None
+
+    def most_rates(seconds: float) -> int:
+        most, end = 0, path.now + seconds
+        while path.now < end:
+            path.run(path.now + 0.002)
+            most = max(most, len(rates))
+        return most
+
+    assert most_rates(3 * RTT) > 5  # queued: the samples count
+    path.standing_queue = 0.0  # the trough
+    path.run(path.now + 2 * RTT)
+    assert cc._contended()
+    assert most_rates(3 * RTT) == 0
 
 
 def test_alone_on_a_deep_queue_bbr_never_competes() -> None:

@@ -82,12 +82,12 @@ def _trace(name: str) -> tuple[object, object]:
     return out[0], out[1]
 
 
-# (digest, steps), recorded at ecbe0c0 before the cost work
+# (digest, steps), recorded at ecbe0c0 before the cost work; "competing" again at cc31
 RECORDED = {
     "random_3pct_loss": ("1c0c7cc551ac4c82924a95d8", 8174),
     "draft_1pct_loss": ("b789f02913e2948596c6ad71", 6795),
     "jittered_acks": ("414ac1a5df7fe0149b70646c", 8128),
-    "competing": ("59687c2082a17517d3ede9cc", 7131),
+    "competing": ("c00386ccd0ba41a887364750", 6400),  # new at cc31: the 40% cut, troughs
     "app_limited": ("e7f475abe857b71a7d439a07", 5067),
     "simlink_1pct_loss": ("a2a49675f3e512b8a97dc20c", 1533),
 }

@@ -48,11 +48,14 @@ class Bbr(CongestionController):
       ``bw_lo``/``inflight_lo`` only if two rounds in a row were so;
     - a loss while the RTT shows a queue (1.5x ``min_rtt`` and 4 ms above it) in a state
       that builds none of its own (CRUISE, REFILL) is another flow's full queue: that round
-      lowers the short-term bounds by 10% at once (not below half ``max_bw``), as a
-      loss-based flow would give way;
+      lowers the short-term bounds by 10% at once (not below half ``max_bw``) and
+      (``competing`` this cycle or the last; then DOWN's losses count too) ``inflight_hi``
+      by 40% once per episode, as a loss-based flow would give way; for two cycles after
+      it, a sample below 1.2x ``min_rtt`` (a trough the other flow's cut left) does not go
+      into ``max_bw``;
     - another flow that keeps a queue standing (the lowest RTT of calm rounds 1.2x
       ``min_rtt``, ``competing``): BBR competes as a loss-based flow (no CRUISE headroom,
-      ``inflight_hi`` +1 packet a round, -30% per episode of such losses), and its probes
+      ``inflight_hi`` +1 packet a round), and its probes
       measure their own queue over the RTT before them (docs/congestion.md).
     """
 
@@ -99,13 +102,14 @@ class Bbr(CongestionController):
         # above min_rtt. See _judge_floor.
         self.competing = False
         self._floor_rounds = 0
+        self._competing_cycle = -1  # the cycle in which ``competing`` last held
         self._round_cwnd_limited = False  # an ACK of the round found the window full
         # ``sampler.sent`` at the last such cut: packets sent before it, with more in
         # flight, do not raise inflight_hi back (_adapt_upper_bounds)
         self._hi_cut_index = -1
         self._round_new_episode = False  # a queued loss this round was sent after it
         self._floor_skip = 0  # calm rounds not judged (after ProbeRTT)
-        self._calm_since = 0  # ``sampler.sent`` when ProbeBW_CRUISE or REFILL began
+        self._calm_since = 0  # ``sampler.sent`` when ProbeBW_DOWN, CRUISE or REFILL began
         self._last_round_high = False  # the last round's loss rate was too high
         # The loss rate of rounds without a queue (outside probes): the path's own, random
         # loss, which the loss threshold must stay above (loss_tolerant).
@@ -241,7 +245,12 @@ class Bbr(CongestionController):
         self._now = now
         sampler = self.sampler
         any_lost = False
-        queued = self.loss_tolerant and self.state in P.CALM_STATES and self._queue_built()
+        state = self.state
+        queued = (
+            self.loss_tolerant
+            and (state in P.CALM_STATES or (state == P.PROBE_DOWN and self._competed()))
+            and self._queue_built()
+        )
         calm_since = self._calm_since
         for pkt in lost:
             if not pkt.in_flight:
@@ -373,7 +382,13 @@ class Bbr(CongestionController):
         if rates is not None and self.round_start and rates:
             self._end_rate_round(rates)
         if rs.delivery_rate > 0.0 and (rs.delivery_rate >= self.max_bw or not rs.is_app_limited):
-            if rates is not None:
+            # (a sample below the RTT floor is a trough another flow's cut left)
+            if rates is not None and not (
+                self._competing_cycle >= 0
+                and rs.rtt < P.COMPETING_RTT_FACTOR * self.min_rtt
+                and self._contended()
+                and self._competed()
+            ):
                 rates.append(rs.delivery_rate)
             if not self._medians_only:
                 self.max_bw = self._max_bw_filter.update(self.cycle_count, rs.delivery_rate)
@@ -399,8 +414,9 @@ class Bbr(CongestionController):
                 latest_inflight = self.inflight_latest or self.inflight_lo
                 self.bw_lo = max(P.QUEUED_BETA * min(self.bw_lo, latest_bw), 0.5 * self.max_bw)
                 self.inflight_lo = P.QUEUED_BETA * min(self.inflight_lo, latest_inflight)
-                if self.competing and new_episode and self.inflight_hi < math.inf:
-                    # competing as a loss-based flow: its cut too (its growth in CRUISE)
+                if new_episode and self.inflight_hi < math.inf and self._competed():
+                    # as a loss-based flow: its cut too (its growth in CRUISE), also when
+                    # ``competing`` has lapsed (the other flow's cut drained the queue)
                     self.inflight_hi = max(
                         P.COMPETING_BETA * self.inflight_hi, float(self.min_pipe_cwnd)
                     )
@@ -448,6 +464,8 @@ class Bbr(CongestionController):
         else:
             self._floor_rounds = 0
         self.competing = self._floor_rounds >= P.COMPETING_ROUNDS
+        if self.competing:
+            self._competing_cycle = self.cycle_count
         if (
             self.competing
             and self.state == P.PROBE_CRUISE
@@ -455,6 +473,13 @@ class Bbr(CongestionController):
             and self.inflight_hi < math.inf
         ):
             self.inflight_hi += self.max_datagram_size
+
+    def _competed(self) -> bool:
+        """``competing`` held in this cycle or the last (a cut that drains it lapses)."""
+        return self.competing or (
+            self._competing_cycle >= 0
+            and self.cycle_count - self._competing_cycle < P.MAX_BW_FILTER_LEN
+        )
 
     def _contended(self) -> bool:
         """A loss came with another flow's queue in this cycle or the last: every sample
@@ -580,6 +605,7 @@ class Bbr(CongestionController):
         self.ack_phase = P.ACKS_PROBE_STOPPING
         self._start_round()
         self.cycle_count += 1  # advance the max_bw filter: one slot per cycle
+        self._calm_since = self.sampler.sent  # (DOWN's losses can be a queue's: competed)
         self.max_bw = self._max_bw_filter.expire(self.cycle_count) or self.max_bw
         self._set_state(P.PROBE_DOWN)
         self.pacing_gain = P.PROBE_DOWN_PACING_GAIN

@@ -33,7 +33,7 @@ QUEUED_RTT_FACTOR = 1.5  # a loss seen while the RTT is above 1.5x min_rtt ...
 QUEUED_RTT_FLOOR = 0.004  # ... and 4 ms above it is a full queue's (loss_tolerant)
 COMPETING_RTT_FACTOR = 1.2  # the lowest RTT of a calm round this far above min_rtt ...
 COMPETING_ROUNDS = 2  # ... this many calm rounds in a row: another flow keeps a queue
-COMPETING_BETA = 0.7  # competing, a loss with that queue cuts inflight_hi as CUBIC's window
+COMPETING_BETA = 0.6  # a loss with another flow's queue cuts inflight_hi (Reno: 0.5)
 
 STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE, PROBE_REFILL, PROBE_UP, PROBE_RTT = range(7)
 STATE_NAMES = ("Startup", "Drain", "ProbeBW_DOWN", "ProbeBW_CRUISE", "ProbeBW_REFILL",
