@@ -34,10 +34,10 @@ CLIENT_ADDR, SERVER_ADDR = ("127.0.0.1", 50000), ("127.0.0.1", 4433)
 
 
 class Meter:
-    """CPU time per side; optionally profiles one side."""
+    """CPU time per part (by default the two sides); optionally profiles one part."""
 
-    def __init__(self, profile: str | None) -> None:
-        self.spent = {"cli": 0.0, "srv": 0.0}
+    def __init__(self, profile: str | None, parts: tuple[str, ...] = ("cli", "srv")) -> None:
+        self.spent = dict.fromkeys(parts, 0.0)
         self.profile = profile
         self.profiler = cProfile.Profile()
 

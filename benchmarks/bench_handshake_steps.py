@@ -23,19 +23,16 @@ the asyncio layer does them while it waits for the peer. Prints µs per step (me
 from __future__ import annotations
 
 import argparse
-import cProfile
 import logging
 import pstats
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_handshake import CLIENT_ADDR, SERVER_ADDR, configs
+from bench_handshake import CLIENT_ADDR, SERVER_ADDR, Meter, configs
 
 from quicish.proto.connection import Connection
 from quicish.proto.events import StreamDataAvailable
@@ -45,27 +42,6 @@ STEPS = ("c_initial", "s_hello", "s_flight", "c_sh", "c_flight", "c_finished", "
          "s_answer", "c_answer")  # fmt: skip
 
 Datagrams = list[tuple[bytes, Any]]
-
-
-class Steps:
-    """Time per step; optionally profiles one."""
-
-    def __init__(self, profile: str | None) -> None:
-        self.spent = dict.fromkeys(STEPS, 0.0)
-        self.profile = profile
-        self.profiler = cProfile.Profile()
-
-    def __call__(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        on = name == self.profile
-        if on:
-            self.profiler.enable()
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.spent[name] += time.perf_counter() - start
-            if on:
-                self.profiler.disable()
 
 
 def _feed(conn: Connection, datagrams: Datagrams) -> None:
@@ -79,7 +55,7 @@ def _prepare(conn: Connection) -> None:
         conn.prepare(1.0)
 
 
-def one(step: Steps, setup: tuple[Any, Any, Any], stocks: tuple[HandshakeStock, ...]) -> None:
+def one(step: Meter, setup: tuple[Any, Any, Any], stocks: tuple[HandshakeStock, ...]) -> None:
     """One handshake and 64-byte echo, each step timed."""
     ccfg, scfg, ctx = setup
     now = 1.0
@@ -131,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup = configs()
     stocks = (HandshakeStock(), HandshakeStock())
     for _ in range(30):
-        one(Steps(None), setup, stocks)
-    step = Steps(args.profile)
+        one(Meter(None, STEPS), setup, stocks)
+    step = Meter(args.profile, STEPS)
     for _ in range(args.count):
         one(step, setup, stocks)
     result = {name: round(spent / args.count * 1e6, 1) for name, spent in step.spent.items()}
