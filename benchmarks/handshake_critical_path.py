@@ -44,7 +44,7 @@ def trace(out: str, script: list[str]) -> None:
     import time
 
     sys.path.insert(0, str(Path(script[0]).parent))
-    import common
+    import common  # type: ignore[import-not-found]  # (the peers directory, put on the path above)
 
     from quicish import udp
     from quicish.aio import api, endpoint
@@ -153,7 +153,7 @@ def measure(root: Path, count: int) -> dict[str, Any]:
             raise RuntimeError(f"client failed: {result}")
         c = [tuple(e) for e in json.loads(Path(cfile).read_text())]
         s = [tuple(e) for e in json.loads(Path(sfile).read_text())]
-    return {"root": str(root)} | summary(timelines(c, s))  # type: ignore[arg-type]
+    return {"root": str(root)} | summary(timelines(c, s))
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ application runs (counted, not timed)."""
 
 from __future__ import annotations
 
-from aio_support import client_config, server_config, timed
+from aio_support import timed
+from support import client_config, server_config
 
 import quicish
 
