@@ -585,7 +585,9 @@ def test_bench_handshake_loss_is_deterministic_per_seed(
     assert " of 6 handshakes completed within 30 s" in out and "completion (s): median" in out
 
 
-def test_handshake_critical_path_orders_and_names_each_connections_events() -> None:
+def test_handshake_critical_path_orders_and_names_each_connections_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """handshake_critical_path.py: each connection's events of both sides, from connect() to
     the answer read, named by side, kind and ordinal; medians of the most common shape, with
     each side's CPU since its previous event."""
@@ -607,11 +609,8 @@ def test_handshake_critical_path_orders_and_names_each_connections_events() -> N
     ]  # fmt: skip
     assert lines[0][3] == ("server send 1", 400_000, 300_000)  # at, CPU since its wake
     assert lines[0][5] == ("client send 2", 600_000, 90_000)
-    path.SKIP, skip = 0, path.SKIP
-    try:
-        result = path.summary(lines)
-    finally:
-        path.SKIP = skip
+    monkeypatch.setattr(path, "SKIP", 0)
+    result = path.summary(lines)
     assert result["connections"] == 3 and result["typical"] == 3
     assert result["median_ms"] == 0.901
     assert result["steps"][-1] == {"event": "client answer read", "at_us": 901.0, "cpu_us": 20.0}

@@ -158,9 +158,9 @@ def _cfg() -> Config:
 
 
 def test_split_flight_server_applies_the_parameters_with_its_flight_under_zero_rtt() -> None:
-    """A split-flight server waits with the client's transport parameters until its flight
-    is out, except with 0-RTT: a 0.5-RTT answer needs the client's limits, so they are
-    applied when the flight is built, and the answer goes before the client's Finished."""
+    """A split-flight server under 0-RTT has the client's transport parameters applied
+    once its flight is built (a 0.5-RTT answer needs the client's limits), and the answer
+    goes before the client's Finished."""
     ticket, ctx, end = ticket_and_context()
     net, c, s, sid = _early_request(ticket, ctx, end + 1)
     net.server.split_first_flight = True
