@@ -34,16 +34,25 @@ class ResendAudit:
         self.violations: list[tuple[int, int, int]] = []
         self.frames_sent = 0
         sent_hook = conn._recovery.on_packet_sent
+        burst_hook = conn._recovery.on_packets_sent
         acked_hook = conn._frames.on_packets_acked
 
-        def on_sent(pkt: SentPacket) -> None:
+        def audit(pkt: SentPacket) -> None:
             for rec in pkt.frames:
                 if isinstance(rec, StreamRecord) and rec.length:
                     self.frames_sent += 1
                     rs = self.acked.get(rec.stream_id)
                     if rs is not None and _overlaps(rs, rec.offset, rec.offset + rec.length):
                         self.violations.append((rec.stream_id, rec.offset, rec.length))
+
+        def on_sent(pkt: SentPacket) -> None:
+            audit(pkt)
             sent_hook(pkt)
+
+        def on_burst(space: int, pkts: list[SentPacket]) -> None:  # (the bulk path's)
+            for pkt in pkts:
+                audit(pkt)
+            burst_hook(space, pkts)
 
         def on_acked(packets: list[SentPacket]) -> None:
             for pkt in packets:
@@ -54,6 +63,7 @@ class ResendAudit:
             acked_hook(packets)
 
         patch_method(conn._recovery, "on_packet_sent", on_sent)
+        patch_method(conn._recovery, "on_packets_sent", on_burst)
         patch_method(conn._frames, "on_packets_acked", on_acked)
 
 
@@ -304,11 +314,17 @@ def _sent_packets(
         net = make_net(link=link, seed=8, client_kw=kw, server_kw=kw)
         sent: list[Any] = []
         record = net.client._recovery.on_packet_sent
+        record_burst = net.client._recovery.on_packets_sent
         send = net.client.datagrams_to_send
 
         def on_sent(pkt: SentPacket) -> None:
             sent.append((pkt.pn, pkt.sent_time, pkt.size, pkt.in_flight, tuple(pkt.frames)))
             record(pkt)
+
+        def on_burst(space: int, pkts: list[SentPacket]) -> None:  # (the bulk path's)
+            for p in pkts:
+                sent.append((p.pn, p.sent_time, p.size, p.in_flight, tuple(p.frames)))
+            record_burst(space, pkts)
 
         def datagrams(now: float) -> list[tuple[bytes, tuple[str, int]]]:
             out = send(now)
@@ -316,6 +332,7 @@ def _sent_packets(
             return out
 
         patch_method(net.client._recovery, "on_packet_sent", on_sent)
+        patch_method(net.client._recovery, "on_packets_sent", on_burst)
         patch_method(net.client, "datagrams_to_send", datagrams)
         one_way(net, 3 << 20)
         sent.append((net.client.stats(), net.server.stats()))

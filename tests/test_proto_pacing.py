@@ -113,10 +113,10 @@ def test_small_packets() -> None:
 def test_following_a_rate_wakes_once_a_millisecond_at_the_same_rate(mbit: int) -> None:
     """A controller's rate (BBR): a waiting sender is woken when a millisecond of tokens
     (at most a burst) is in the bucket, not for every packet, and one second still carries
-    the rate (plus the first burst)."""
+    the rate (plus the first bucket)."""
     p = Pacer(MDS)
     p.set_rate(mbit * 1e6 / 8)
-    assert p.wake_tokens == pytest.approx(min(p.rate * 0.001, p.capacity))
+    assert p.wake_tokens == pytest.approx(min(p.rate * 0.001, p.max_burst_packets * MDS))
     now, sent, wakes = 0.0, 0, 0
     while now < 1.0:
         sent += drain(p, now)
@@ -134,3 +134,23 @@ def test_following_a_rate_wakes_once_a_millisecond_at_the_same_rate(mbit: int) -
     drain(p, now)
     wait = p.next_send_time(now)
     assert wait is not None and wait - now == pytest.approx((MDS - p.tokens) / p.rate)
+
+
+@pytest.mark.parametrize("mbit", [1000, 2500])
+def test_following_a_fast_rate_keeps_the_time_a_late_timer_missed(mbit: int) -> None:
+    """Above a GSO burst per millisecond (a loopback's rate): a sender whose timer fires on
+    the next 1 ms tick, or later still, finds the time it missed in the bucket and keeps the
+    rate; a wake-up still lets out at most one burst's worth before the sender waits."""
+    p = Pacer(MDS)
+    p.set_rate(mbit * 1e6 / 8)
+    assert p.wake_tokens <= p.max_burst_packets * MDS
+    now, sent, late = 0.0, 0, [0.001, 0.002, 0.003]
+    drain(p, now)  # the first bucket
+    for i in range(300):
+        nxt = p.next_send_time(now)
+        assert nxt is not None
+        now = (int(nxt * 1000) + 1) / 1000 + late[i % 3]  # a tick late, and busier still
+        p.on_packet_sent(MDS, now)  # (an ACK's packet, say: the bucket is refilled to now)
+        p.set_rate(mbit * 1e6 / 8)  # an ACK sets the rate again: what the bucket kept stays
+        sent += 1 + drain(p, now)
+    assert sent * MDS == pytest.approx(p.rate * now, rel=0.03)

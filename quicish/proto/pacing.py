@@ -4,7 +4,9 @@ The bucket holds a small burst: ``burst_packets`` full-size packets, or more at 
 (what ``burst_interval`` seconds of the rate allows, capped at ``max_burst_packets``), so a
 timer-driven sender does not need a wake-up per packet. The default burst interval is two
 ticks of a millisecond-granular event loop timer (uvloop's), so a wake-up that comes a tick
-late still finds a full millisecond of tokens.
+late still finds a full millisecond of tokens. Following a controller's own rate (BBR), the
+bucket keeps 8 ms of the rate (at most ``max_burst_packets``), and 4 ms at any rate; a
+waiting sender wakes for a millisecond of tokens, at most one burst.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ SLOW_START_PACING_GAIN = 2.0  # N while the window still doubles every round tri
 # must still find the time it missed in the bucket, so its burst covers more time.
 FOLLOW_BURST_INTERVAL = 0.008
 # Following a rate, a sender that must wait sleeps until this much of the rate's tokens is
-# in the bucket (not one packet's): the bucket keeps the time it slept, so the rate is the
-# same and a fast sender wakes once per millisecond rather than once per packet.
+# in the bucket (not one packet's), at most one burst: the bucket keeps the time it slept,
+# so the rate is the same and a fast sender wakes once per millisecond (or once per full
+# GSO burst) rather than once per packet.
 FOLLOW_WAKE_INTERVAL = 0.001
+# A rate above ``max_burst_packets`` per burst interval (a loopback's) still keeps this
+# much time in the bucket: a wake-up a tick or two late (a busy loop) does not lose the time
+# it missed, while each wake-up waits only for one burst (at most ``max_burst_packets``).
+FOLLOW_CREDIT_INTERVAL = 0.004
 
 
 class _RateSource(Protocol):
@@ -81,7 +88,7 @@ class Pacer:
         gain = max(self.gain, SLOW_START_PACING_GAIN) if slow_start else self.gain
         self.rate = gain * cwnd / srtt
         self.wake_tokens = 0.0
-        mds = self.max_datagram_size  # (_set_burst inlined: once per ACK)
+        mds = self.max_datagram_size  # (once per ACK: inlined)
         burst = self.rate * self.burst_interval
         low = self.burst_packets * mds
         high = self.max_burst_packets * mds
@@ -100,18 +107,18 @@ class Pacer:
     def set_rate(self, rate: float) -> None:
         """Pace at ``rate`` bytes per second (0: not at all); the burst follows the rate."""
         self.rate = rate
-        if rate > 0.0:
-            self._set_burst(FOLLOW_BURST_INTERVAL)
-            self.wake_tokens = min(rate * FOLLOW_WAKE_INTERVAL, self.capacity)
-
-    def _set_burst(self, interval: float) -> None:
+        if rate <= 0.0:
+            return
         mds = self.max_datagram_size
-        burst = self.rate * max(interval, self.burst_interval)
-        low = self.burst_packets * mds
-        high = self.max_burst_packets * mds
-        self.capacity = float(min(max(burst, low), high))
-        if self.tokens > self.capacity:
-            self.tokens = self.capacity
+        high = float(self.max_burst_packets * mds)
+        capacity = rate * max(FOLLOW_BURST_INTERVAL, self.burst_interval)
+        capacity = min(max(capacity, float(self.burst_packets * mds)), high)
+        credit = rate * FOLLOW_CREDIT_INTERVAL
+        self.capacity = capacity = credit if credit > capacity else capacity
+        if self.tokens > capacity:
+            self.tokens = capacity
+        wake = rate * FOLLOW_WAKE_INTERVAL
+        self.wake_tokens = wake if wake < high else high
 
     def _refill(self, now: float) -> None:
         last = self.updated_at

@@ -288,6 +288,30 @@ class LossRecovery:
             if sp.not_in_flight > self.max_not_in_flight:
                 self._forget_not_in_flight(sp)
 
+    def on_packets_sent(self, space: int, pkts: list[SentPacket]) -> None:
+        """Record ack-eliciting in-flight packets of ``space`` sent back to back, numbers
+        ascending (the bulk path's burst): as :meth:`on_packet_sent` for each, with one
+        call for a packet-aware controller."""
+        sp = self._spaces[space]
+        if pkts[0].pn <= sp.largest_sent:
+            raise ValueError(f"packet number {pkts[0].pn} not above {sp.largest_sent}")
+        packets = sp.packets
+        append = sp.order.append
+        size = 0
+        for pkt in pkts:
+            pn = pkt.pn
+            packets[pn] = pkt
+            append(pn)
+            size += pkt.size
+        last = pkts[-1]
+        sp.largest_sent = last.pn
+        sp.last_ack_eliciting_time = self._anchor = last.sent_time
+        sp.ack_eliciting_in_flight += len(pkts)
+        before = self.bytes_in_flight
+        self.bytes_in_flight = before + size
+        if self._packet_cc is not None:
+            self._packet_cc.on_sent_packets(pkts, before)
+
     def on_packet_number_skipped(self, space: int, pn: int) -> None:
         """``pn`` will never be sent (RFC 9000 21.4): an ACK covering it is optimistic."""
         sp = self._spaces[space]

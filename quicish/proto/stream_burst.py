@@ -128,17 +128,18 @@ class StreamBurst:
         if not n:
             return 0
         space.next_pn = pn + n
-        on_packet_sent = recovery.on_packet_sent
         total = 0
+        sent = []
         for packet, length in zip(packets, lengths, strict=True):
             size = len(packet)
             stop = offset + length
             record = new_record(StreamRecord, (sid, offset, length, stop == final_size))
-            on_packet_sent(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
+            sent.append(SentPacket(pn, now, size, True, True, APPLICATION, [record]))
             out.append((packet, addr))
             total += size
             offset = stop
             pn += 1
+        recovery.on_packets_sent(APPLICATION, sent)
         if trace is not None:  # (the qlog file's: the burst's packets, as the lean builder's)
             trace.burst_sent(now, pn - n, sid, span[0], final_size, packets, lengths)
         send.on_burst_sent(offset, n)

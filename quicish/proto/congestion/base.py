@@ -179,6 +179,12 @@ class CongestionController(ABC):
         """An in-flight packet left; ``bytes_in_flight`` includes it."""
         return None
 
+    def on_sent_packets(self, pkts: Sequence[StampedPacket], bytes_in_flight: int) -> None:
+        """In-flight packets left back to back; ``bytes_in_flight`` is before the first."""
+        for pkt in pkts:
+            bytes_in_flight += pkt.size
+            self.on_sent_packet(pkt, bytes_in_flight)
+
     def on_packets_acked(
         self,
         acked: Sequence[StampedPacket],

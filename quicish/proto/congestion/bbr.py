@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..loss_clusters import LossClusters
 from . import bbr_params as P
 from .base import CongestionController
+from .bbr_sending import BbrSending
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .delivery_rate import StampedPacket
 
 
-class Bbr(CongestionController):
+class Bbr(BbrSending, CongestionController):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).
@@ -226,18 +227,6 @@ class Bbr(CongestionController):
         self.min_pipe_cwnd = self.minimum_window = 4 * size
         if self.loss_tolerant:
             self._loss_noise = P.LOSS_NOISE_PACKETS * size
-
-    def on_sent_packet(self, pkt: StampedPacket, bytes_in_flight: int) -> None:
-        sampler = self.sampler
-        if bytes_in_flight == pkt.size and sampler.app_limited:
-            self.idle_restart = True
-            self._extra_interval_start = pkt.sent_time
-            self._extra_delivered = 0
-        sampler.on_sent(pkt, bytes_in_flight)
-        self.last_sent_time = pkt.sent_time
-
-    def on_app_limited(self, bytes_in_flight: int) -> None:
-        self.sampler.mark_app_limited(bytes_in_flight)
 
     def on_packets_lost(
         self, lost: Sequence[StampedPacket], now: float, bytes_in_flight: int

@@ -116,6 +116,24 @@ class DeliveryRateSampler:
         pkt.rate_index = self.sent << _INFLIGHT_BITS | bytes_in_flight
         self.sent += 1
 
+    def on_sent_burst(self, pkts: Sequence[StampedPacket], bytes_in_flight: int) -> None:
+        """Stamp ``pkts``, sent back to back, as :meth:`on_sent` one by one would;
+        ``bytes_in_flight`` is before the first."""
+        sent = self.sent
+        first = pkts[0]
+        if not bytes_in_flight:  # the first packet after a quiet spell
+            self.first_sent_time = self.delivered_time = first.sent_time
+            self.segment = None
+        segment = self.segment
+        if segment is None:
+            segment = self.segment = RateSegment(self)
+        for pkt in pkts:
+            bytes_in_flight += pkt.size
+            pkt.rate_stamp = segment
+            pkt.rate_index = sent << _INFLIGHT_BITS | bytes_in_flight
+            sent += 1
+        self.sent = sent
+
     def stamp_of(self, pkt: StampedPacket) -> RateStamp | None:
         """``pkt``'s stamp if this sampler made it (None: sent before it, e.g. on another
         path's controller, or by a controller that does not sample)."""
