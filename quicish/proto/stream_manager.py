@@ -555,9 +555,13 @@ class StreamManager:
 
     def lone_stream(self) -> Stream | None:
         """The one stream queued to send, if only one is (the bulk case: stream_burst.py)."""
-        queued = [queue for queue in self._queues.values() if queue]
-        one = len(queued) == 1 and len(queued[0]) == 1 and not queued[0][0]._closed
-        return queued[0][0] if one else None
+        lone = None  # (a loop, not a comprehension: once or twice per burst)
+        for queue in self._queues.values():
+            if queue:
+                if lone is not None or len(queue) != 1:
+                    return None
+                lone = queue[0]
+        return None if lone is None or lone._closed else lone
 
     def next_frame(
         self, stream: Stream, max_len: int
