@@ -512,13 +512,20 @@ class StreamManager:
             assert send is not None
             if not stream._closed and send.pending(credit_ok):
                 return
-            queue.popleft()
-            stream._queued = False
-            if not stream._closed and not credit_ok and send.wants_credit:
-                self.send_credit.note_blocked()
-                if self._credit_waiters is _NO_STREAMS:
-                    self._credit_waiters = {}
-                self._credit_waiters[stream.stream_id] = stream
+            self._drop_head(queue, stream, credit_ok)
+
+    def _drop_head(self, queue: deque[Stream], stream: Stream, credit_ok: bool) -> None:
+        """Take ``stream``, the head of ``queue``, off it: it has nothing to send now (a
+        stream waiting for connection credit is parked until the credit comes)."""
+        queue.popleft()
+        stream._queued = False
+        send = stream.send
+        assert send is not None
+        if not stream._closed and not credit_ok and send.wants_credit:
+            self.send_credit.note_blocked()
+            if self._credit_waiters is _NO_STREAMS:
+                self._credit_waiters = {}
+            self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
         """Streams with STREAM data (or FIN) to send, most urgent priority first, round robin
@@ -547,10 +554,21 @@ class StreamManager:
 
     def first_sendable(self) -> Stream | None:
         """``next(self.sendable(), None)`` without a generator (per burst): whose turn it is."""
+        credit = self.send_credit
+        credit_ok = credit.limit > credit.used  # (FlowCredit.available, inlined)
         for queue in map(self._queues.__getitem__, self._priorities):  # (one, as a rule)
-            self._prune(queue, self.send_credit.available > 0)
+            if not queue:
+                continue
+            head = queue[0]  # (_prune's first look, inlined: the head can send, as a rule)
+            send = head.send
+            assert send is not None
+            if not head._closed and send.pending(credit_ok):
+                return head
+            self._drop_head(queue, head, credit_ok)
             if queue:
-                return queue[0]
+                self._prune(queue, credit_ok)
+                if queue:
+                    return queue[0]
         return None
 
     def lone_stream(self) -> Stream | None:
