@@ -741,16 +741,26 @@ class StreamManager:
         return self.first_sendable() is not None or self.control_due()  # (data first)
 
     def control_due(self) -> bool:  # (write_control_frames has a frame to write)
-        if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
+        window, credit = self.recv_window, self.send_credit
+        if (
+            self.control
+            or window._resend  # (RecvWindow.update_due and SendCredit.blocked_at, inlined)
+            or 2 * (window.limit - window.consumed) < window.window
+            or (credit._wanted and credit.blocked_at is not None)
+        ):
             return True
-        resend, local = self._max_streams_resend, self._local_max_streams
-        initial, closed = self._local_max_streams_initial, self._peer_closed
-        want, cap = self._blocked_want, self._peer_max_streams
-        for b in (0, 1):  # (a MAX_STREAMS or STREAMS_BLOCKED due: no calls, once per burst)
-            if resend[b] or initial[b] + closed[b] > local[b]:
-                return True
-            if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
-                return True
+        local, closed = self._local_max_streams, self._peer_closed
+        initial = self._local_max_streams_initial
+        if initial[0] + closed[0] > local[0] or initial[1] + closed[1] > local[1]:
+            return True  # (a MAX_STREAMS due: no calls, once per burst)
+        resend, want = self._max_streams_resend, self._blocked_want
+        if resend is not _NOES or want is not _NOES:  # (a MAX_STREAMS again, STREAMS_BLOCKED)
+            cap = self._peer_max_streams
+            for b in (0, 1):
+                if resend[b]:
+                    return True
+                if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
+                    return True
         for s in self._control.values():  # noqa: SIM110 (no generator: once per burst)
             if not s._closed and s.has_control():
                 return True
