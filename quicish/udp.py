@@ -144,6 +144,14 @@ class UdpSocket:
     def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
         """Send datagrams to ``addr``; returns those the kernel would not take yet."""
         sock = self.sock
+        if len(datagrams) == 1:  # (a reply, an ACK: no batch to plan)
+            try:
+                sock.sendto(datagrams[0], addr)
+            except (BlockingIOError, InterruptedError):
+                return datagrams
+            except OSError as exc:
+                self._send_failed(exc, addr)
+            return []
         i = 0
         n = len(datagrams)
         while i < n:
@@ -178,19 +186,23 @@ class UdpSocket:
                     # probe, lost as such; the rest of the batch goes without it.
                     i += 1
                     continue
-                if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
-                    # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
-                    logger.debug("UDP send to %s failed: %s", addr, exc)
-                else:  # an operator's concern (routing, firewall, MTU): once per kind
-                    self._send_errors.add(exc.errno)
-                    logger.warning(
-                        "UDP send from port %s to %s failed: %s (repeats only at DEBUG)",
-                        self.address[1],
-                        addr,
-                        exc,
-                    )
+                self._send_failed(exc, addr)
             i = j
         return []
+
+    def _send_failed(self, exc: OSError, addr: Address) -> None:
+        """A send failed for good (the datagrams are lost as such): logged."""
+        if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
+            # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
+            logger.debug("UDP send to %s failed: %s", addr, exc)
+        else:  # an operator's concern (routing, firewall, MTU): once per kind
+            self._send_errors.add(exc.errno)
+            logger.warning(
+                "UDP send from port %s to %s failed: %s (repeats only at DEBUG)",
+                self.address[1],
+                addr,
+                exc,
+            )
 
 
 def _enable_ecn(sock: socket.socket) -> bool:
