@@ -515,8 +515,8 @@ class StreamManager:
             self._drop_head(queue, stream, credit_ok)
 
     def _drop_head(self, queue: deque[Stream], stream: Stream, credit_ok: bool) -> None:
-        """Take ``stream``, the head of ``queue``, off it: it has nothing to send now (a
-        stream waiting for connection credit is parked until the credit comes)."""
+        """``stream``, the head of ``queue``, has nothing to send: off it (parked if waiting
+        for connection credit)."""
         queue.popleft()
         stream._queued = False
         send = stream.send
@@ -753,13 +753,11 @@ class StreamManager:
         initial = self._local_max_streams_initial
         if initial[0] + closed[0] > local[0] or initial[1] + closed[1] > local[1]:
             return True  # (a MAX_STREAMS due: no calls, once per burst)
-        resend, want = self._max_streams_resend, self._blocked_want
+        resend, want, cap = self._max_streams_resend, self._blocked_want, self._peer_max_streams
         if resend is not _NOES or want is not _NOES:  # (a MAX_STREAMS again, STREAMS_BLOCKED)
-            cap = self._peer_max_streams
+            nexts, sent = self._next_local, self._blocked_sent
             for b in (0, 1):
-                if resend[b]:
-                    return True
-                if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
+                if resend[b] or (want[b] and nexts[b] >= cap[b] != sent[b]):
                     return True
         for s in self._control.values():  # noqa: SIM110 (no generator: once per burst)
             if not s._closed and s.has_control():
