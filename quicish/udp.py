@@ -3,7 +3,9 @@
 Used by :mod:`quicish.aio`. One ``sendmsg`` with ``UDP_SEGMENT`` carries up to
 ``MAX_GSO_SEGMENTS`` equal-sized datagrams to one address; the kernel splits them.
 One ``recvmsg`` with ``UDP_GRO`` may return several datagrams glued together, with the
-segment size in a control message.
+segment size in a control message. Each read is one call of the C core's ``recv_datagram``
+(the datagram, its sender, ECN codepoint and GRO segment size; None when the socket is
+empty), or of its twin :func:`receive_one` over ``socket.recvmsg``.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class UdpSocket:
         return out
 
     def _receive_one(self, fd: int, cmsg_space: int) -> tuple[bytes, Address, int, int] | None:
+        """``receive_one`` of this socket: the read without the C core."""
         return receive_one(self.sock, cmsg_space)
 
     def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
