@@ -3,7 +3,9 @@
 Used by :mod:`quicish.aio`. One ``sendmsg`` with ``UDP_SEGMENT`` carries up to
 ``MAX_GSO_SEGMENTS`` equal-sized datagrams to one address; the kernel splits them.
 One ``recvmsg`` with ``UDP_GRO`` may return several datagrams glued together, with the
-segment size in a control message.
+segment size in a control message. Each read is one call of the C core's ``recv_datagram``
+(the datagram, its sender, ECN codepoint and GRO segment size; None when the socket is
+empty), or of its twin :func:`receive_one` over ``socket.recvmsg``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import struct
 import sys
 
 from .log import ENDPOINT
+from .native import recv_datagram
 
 logger = logging.getLogger(ENDPOINT)
 
@@ -38,6 +41,30 @@ PMTUDISC_PROBE = 3
 ECT0 = 0x02  # ECN codepoint quicish marks its datagrams with (RFC 9000 section 13.4)
 
 Address = tuple[str, int]
+
+
+def receive_one(sock: socket.socket, cmsg_space: int) -> tuple[bytes, Address, int, int] | None:
+    """One datagram off ``sock``: ``(data, (host, port), ecn codepoint, GRO segment size)``
+    (0: not a GRO batch), None when the socket would block; OSError for other failures.
+    The twin of the C core's ``recv_datagram`` (``native/py_udp.c``), which does this in one
+    C call."""
+    try:
+        if cmsg_space:
+            data, ancdata, _flags, addr = sock.recvmsg(RECV_BUFFER, cmsg_space)
+        else:
+            data, addr = sock.recvfrom(RECV_BUFFER)
+            ancdata = []
+    except (BlockingIOError, InterruptedError):
+        return None
+    segment = ecn = 0
+    for level, kind, value in ancdata:
+        if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 2:
+            segment = _I32.unpack(value[:4])[0] if len(value) >= 4 else _U16.unpack(value[:2])[0]
+        elif (level == socket.IPPROTO_IP and kind == socket.IP_TOS) or (
+            level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS
+        ):
+            ecn = value[0] & 0x03 if value else 0  # TOS byte / TCLASS int (LE)
+    return data, (addr[0], addr[1]), ecn, segment
 
 
 class UdpSocket:
@@ -63,6 +90,7 @@ class UdpSocket:
         self.ecn = os.environ.get("QUICISH_ECN", "1") != "0" and _enable_ecn(sock)
         _set_dont_fragment(sock)
         self._cmsg_space = socket.CMSG_SPACE(4) * (int(self.gro) + 2 * int(self.ecn))
+        self._recv = self._receive_one if recv_datagram is None else recv_datagram
 
     @classmethod
     def bind(cls, host: str, port: int) -> UdpSocket:
@@ -92,33 +120,19 @@ class UdpSocket:
     def receive(self, max_reads: int = 32) -> list[tuple[bytes, Address, int]]:
         """``(datagram, sender, ecn codepoint)`` from up to ``max_reads`` socket reads (GRO
         batches split), fewer when the socket would block. A GRO batch is returned whole."""
-        sock = self.sock
+        recv, fd, space = self._recv, self.sock.fileno(), self._cmsg_space
         out: list[tuple[bytes, Address, int]] = []
         append = out.append
         for _ in range(max_reads):
             try:
-                if self._cmsg_space:
-                    data, ancdata, _flags, addr = sock.recvmsg(RECV_BUFFER, self._cmsg_space)
-                else:
-                    data, addr = sock.recvfrom(RECV_BUFFER)
-                    ancdata = []
-            except (BlockingIOError, InterruptedError):
-                break
+                got = recv(fd, space)  # (the C core's recv_datagram, or receive_one's twin)
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue
                 raise
-            address = (addr[0], addr[1])
-            segment = ecn = 0
-            for level, kind, value in ancdata:
-                if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 2:
-                    segment = (
-                        _I32.unpack(value[:4])[0] if len(value) >= 4 else _U16.unpack(value[:2])[0]
-                    )
-                elif (level == socket.IPPROTO_IP and kind == socket.IP_TOS) or (
-                    level == socket.IPPROTO_IPV6 and kind == IPV6_TCLASS
-                ):
-                    ecn = value[0] & 0x03 if value else 0  # TOS byte / TCLASS int (LE)
+            if got is None:
+                break
+            data, address, ecn, segment = got
             if segment and len(data) > segment:
                 for start in range(0, len(data), segment):
                     append((data[start : start + segment], address, ecn))
@@ -126,9 +140,21 @@ class UdpSocket:
                 append((data, address, ecn))
         return out
 
+    def _receive_one(self, fd: int, cmsg_space: int) -> tuple[bytes, Address, int, int] | None:
+        """``receive_one`` of this socket: the read without the C core."""
+        return receive_one(self.sock, cmsg_space)
+
     def send(self, datagrams: list[bytes], addr: Address) -> list[bytes]:
         """Send datagrams to ``addr``; returns those the kernel would not take yet."""
         sock = self.sock
+        if len(datagrams) == 1:  # (a reply, an ACK: no batch to plan)
+            try:
+                sock.sendto(datagrams[0], addr)
+            except (BlockingIOError, InterruptedError):
+                return datagrams
+            except OSError as exc:
+                self._send_failed(exc, addr)
+            return []
         i = 0
         n = len(datagrams)
         while i < n:
@@ -163,19 +189,23 @@ class UdpSocket:
                     # probe, lost as such; the rest of the batch goes without it.
                     i += 1
                     continue
-                if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
-                    # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
-                    logger.debug("UDP send to %s failed: %s", addr, exc)
-                else:  # an operator's concern (routing, firewall, MTU): once per kind
-                    self._send_errors.add(exc.errno)
-                    logger.warning(
-                        "UDP send from port %s to %s failed: %s (repeats only at DEBUG)",
-                        self.address[1],
-                        addr,
-                        exc,
-                    )
+                self._send_failed(exc, addr)
             i = j
         return []
+
+    def _send_failed(self, exc: OSError, addr: Address) -> None:
+        """A send failed for good (the datagrams are lost as such): logged."""
+        if exc.errno in self._send_errors or exc.errno == errno.EMSGSIZE:
+            # (EMSGSIZE: a path MTU probe above the interface MTU, lost as such)
+            logger.debug("UDP send to %s failed: %s", addr, exc)
+        else:  # an operator's concern (routing, firewall, MTU): once per kind
+            self._send_errors.add(exc.errno)
+            logger.warning(
+                "UDP send from port %s to %s failed: %s (repeats only at DEBUG)",
+                self.address[1],
+                addr,
+                exc,
+            )
 
 
 def _enable_ecn(sock: socket.socket) -> bool:

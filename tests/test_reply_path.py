@@ -44,15 +44,16 @@ def _echo(
     ``native``: a reply's packet of one STREAM frame sealed in one C call
     (``ReplyPacket.sealed``), else forced off. The counts: packets the reply path built,
     payloads the decoders took, packets ``ReplyPacket.sealed`` sealed, ACKs
-    ``LossRecovery._ack_one`` took (``ack_one``: else forced off). Last: both sides'
+    ``LossRecovery.ack_one_packet`` took (``ack_one``: else forced off). Last: both sides'
     RTT estimates and congestion windows at the end."""
     with monkeypatch.context() as m:
         counts = {"reply": 0, "decoded": 0, "native": 0, "ack_one": 0}
-        one = LossRecovery._ack_one
+        one = LossRecovery.ack_one_packet
 
         def counting_one(self: LossRecovery, *args: Any) -> Any:
-            counts["ack_one"] += 1
-            return one(self, *args)
+            out = one(self, *args)
+            counts["ack_one"] += out is not None
+            return out
 
         build, seal, decoder = ReplyPacket.build, PacketBuilder._seal, decode_ack_stream
         opener, sealer = PacketProtector.open_stream_packet, ReplyPacket.sealed
@@ -111,7 +112,7 @@ def _echo(
         m.setattr(PacketProtector, "open_stream_packet", counting_opener)
         m.setattr(PacketProtector, "seal_reply", recording_seal_reply)
         m.setattr(ReplyPacket, "sealed", recording_sealer)
-        m.setattr(LossRecovery, "_ack_one", counting_one)
+        m.setattr(LossRecovery, "ack_one_packet", counting_one)
         m.setattr(LossRecovery, "ack_one", ack_one)
         net = make_net(link=link, seed=5)
         client, server = net.client, net.server
@@ -192,7 +193,7 @@ def test_ack_of_the_one_packet_outstanding_changes_nothing(
     monkeypatch: Any, link: LinkSpec
 ) -> None:
     """Round trips with recovery's path for an ACK of the one packet outstanding
-    (``LossRecovery._ack_one``) and with it forced off: the same packets, counters, RTT
+    (``LossRecovery.ack_one_packet``) and with it forced off: the same packets, counters, RTT
     estimates, windows and loss timers; it takes most ACKs of a clean link (after a loss,
     the general path judges ACKs until the lost packets' record is done with)."""
     on = _echo(monkeypatch, reply=True, decode=True, link=link)

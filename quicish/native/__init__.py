@@ -25,7 +25,9 @@ payload, a packets_acked event's from the packets, each in one C call; the twins
 event's record of what changed) is the C core's, else the twin's.
 ``BulkRecords`` (the qlog writer's bulk records as C structs) is the C core's, else ``list``.
 ``QlogSpool`` (a qlog file's flushes rendered and written by a C thread, without the GIL)
-is the C core's, else the twin's (which writes at once).
+is the C core's, else the twin's (which writes at once). ``recv_datagram`` (one UDP datagram,
+its sender, ECN codepoint and GRO segment size off a socket in one C call, ``py_udp.c``) is
+the C core's, or None: :mod:`quicish.udp`'s ``receive_one`` over ``socket.recvmsg`` is the twin.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
     acked_record: Callable[..., bytes | None] | None
     # (the C type offers the list operations the qlog writer and trace use)
     BulkRecords: type[list[tuple[Any, ...]]]
+    recv_datagram: Callable[[int, int], tuple[bytes, tuple[str, int], int, int] | None] | None
 else:
     _impl, ACCELERATED = _load()
     RangeSet = _impl.RangeSet
@@ -107,6 +110,7 @@ else:
     packet_record = _impl.packet_record if ACCELERATED else None
     acked_record = _impl.acked_record if ACCELERATED else None
     BulkRecords = _impl.BulkRecords if ACCELERATED else list
+    recv_datagram = _impl.recv_datagram if ACCELERATED else None
     PacketCipher = _load_cipher(_impl, ACCELERATED)
     CRYPTO_ACCELERATED = PacketCipher is not None
     del _impl
@@ -140,6 +144,7 @@ __all__ = [
     "crypto_backend",
     "metrics_record",
     "packet_record",
+    "recv_datagram",
     "render_chunk",
     "render_ints",
     "render_stream_packets",

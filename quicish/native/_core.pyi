@@ -145,6 +145,10 @@ def render_chunk(
 def render_ints(ints: list[int]) -> str:
     """int64 ints as JSON's ``1,2,3`` (as ``pure``'s)."""
 
+def recv_datagram(fd: int, cmsg_space: int) -> tuple[bytes, tuple[str, int], int, int] | None:
+    """One datagram off socket ``fd``: (data, (host, port), ECN codepoint, GRO segment size),
+    None when it would block (``quicish.udp.receive_one``'s)."""
+
 def packet_record(
     start: float,
     now: float,

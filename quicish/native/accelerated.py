@@ -63,6 +63,8 @@ if TYPE_CHECKING:  # the types of every build of the module are declared in _cor
         render_ints,
         render_stream_packets,
     )
+
+    recv_datagram: Any
 else:
     RangeSet = _mod.RangeSet
     ReassemblyBuffer = _mod.ReassemblyBuffer
@@ -76,6 +78,7 @@ else:
     QlogSpool = getattr(_mod, "QlogSpool", None)
     QlogTap = getattr(_mod, "QlogTap", None)
     BulkRecords = getattr(_mod, "BulkRecords", None)
+    recv_datagram = getattr(_mod, "recv_datagram", None)  # (None on Windows: no recvmsg)
     types = (PacketCipher, render_stream_packets, render_chunk, render_ints, QlogSpool, QlogTap)
     types += (BulkRecords, packet_record, acked_record, metrics_record)
     if None in types:
@@ -92,6 +95,7 @@ __all__ = [
     "acked_record",
     "metrics_record",
     "packet_record",
+    "recv_datagram",
     "render_chunk",
     "render_ints",
     "render_stream_packets",

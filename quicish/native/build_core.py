@@ -39,6 +39,7 @@ SOURCES = (
     "py_qlog_bulk.c",
     "py_qlog_spool.c",
     "py_qlog_packet.c",
+    "py_udp.c",
 )
 HEADERS = ("core.h", "aead.h", "burst.h", "pytypes.h")
 

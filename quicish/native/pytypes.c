@@ -172,7 +172,8 @@ static int export_types(const char *module_name, const char *type_module, const 
         PyModule_AddObjectRef(mod, "QlogSpool", spool_type) < 0 ||
         PyModule_AddObjectRef(mod, "BulkRecords", qr_bulk_type) < 0 ||
         PyModule_AddFunctions(mod, qr_qlog_methods) < 0 ||
-        PyModule_AddFunctions(mod, qr_qlog_packet_methods) < 0)
+        PyModule_AddFunctions(mod, qr_qlog_packet_methods) < 0 ||
+        PyModule_AddFunctions(mod, qr_udp_methods) < 0)
         goto done;
     ret = 0;
 done:

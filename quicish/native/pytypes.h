@@ -101,6 +101,7 @@ extern char qr_rs_name[QR_TYPE_NAME_SIZE], qr_ra_name[QR_TYPE_NAME_SIZE],
  * and py_qlog_tap.c's QlogTap type. */
 extern PyMethodDef qr_qlog_methods[];
 extern PyMethodDef qr_qlog_packet_methods[]; /* py_qlog_packet.c */
+extern PyMethodDef qr_udp_methods[];         /* py_udp.c */
 extern PyType_Spec qr_tap_spec;
 extern char qr_tap_name[QR_TYPE_NAME_SIZE];
 

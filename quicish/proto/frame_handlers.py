@@ -120,14 +120,24 @@ class FrameHandlers:
             delay = (ack_delay << params.ack_delay_exponent) / 1_000_000
         ecn_ce = ecn[2] if ecn is not None else None
         recovery = self._recovery
-        acked, lost = recovery.on_ack_received(space.index, ranges, delay, now, ecn_ce)
-        self.on_packets_acked(acked)
-        if self.trace is not None:
-            self.trace.packets_acked(space.index, acked, now)
-        if acked and space.index != APPLICATION:
-            self._handshake_timer.progress(now)
-        if lost:
-            self.on_packets_lost(lost, now)
+        index = space.index
+        one = None
+        if len(ranges) == 1 and index == APPLICATION:  # (a request's or a response's ACK)
+            start, stop = ranges[0]
+            one = recovery.ack_one_packet(index, start, stop, delay, now, ecn_ce)
+        if one is not None:  # (on_ack_received's answer: [one], no loss)
+            self._records.on_acked(one.frames)
+            if self.trace is not None:
+                self.trace.packets_acked(index, [one], now)
+        else:
+            acked, lost = recovery.on_ack_received(index, ranges, delay, now, ecn_ce)
+            self.on_packets_acked(acked)
+            if self.trace is not None:
+                self.trace.packets_acked(index, acked, now)
+            if acked and index != APPLICATION:
+                self._handshake_timer.progress(now)
+            if lost:
+                self.on_packets_lost(lost, now)
         if self._keys.update_requested:
             self._keys.maybe_update()
         cc = recovery.cc

@@ -228,7 +228,14 @@ class RecordTable:
 
     def on_acked(self, records: Iterable[Record]) -> None:
         """The packet holding ``records`` was acknowledged."""
-        _dispatch(self._acked, self._owners, records)
+        handlers, owners = self._acked, self._owners
+        for rec in records:  # (_dispatch inlined: once per packet of a request or answer)
+            try:
+                entry = handlers[type(rec)]
+            except KeyError:
+                raise _unknown(rec) from None
+            if entry is not None:
+                entry[0](owners[entry[1]], rec)
 
     def on_packets_acked(self, packets: Iterable[SentPacket]) -> None:
         """``packets`` were acknowledged: ``on_acked`` for each one's records (one call

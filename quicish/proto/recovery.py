@@ -129,7 +129,7 @@ class LossRecovery:
         "persistent_congestion_events", "pto_count", "pto_timeouts", "rtt",
     )  # fmt: skip
 
-    #: An ACK of the one packet outstanding takes ``_ack_one`` (tests turn it off).
+    #: An ACK of the one packet outstanding takes ``ack_one_packet`` (tests turn it off).
     ack_one = True
 
     def __init__(
@@ -343,17 +343,10 @@ class LossRecovery:
             return [], []
         sp = self._spaces[space]
         if len(ranges_descending) == 1:  # (the ACK of a request or of its answer)
-            order, lo = sp.order, sp.head
             start, stop = ranges_descending[0]
-            if (
-                lo == len(order) - 1
-                and order[lo] == stop - 1 >= start
-                and stop - 1 < sp.skip_watch
-                and stop > sp.largest_acked
-                and not self._spurious.lost[space]
-                and self.ack_one
-            ):
-                return self._ack_one(sp, space, stop - 1, ack_delay, now, ecn_ce)
+            pkt = self.ack_one_packet(space, start, stop, ack_delay, now, ecn_ce)
+            if pkt is not None:
+                return [pkt], []
         largest = ranges_descending[0][1] - 1
         if largest > sp.largest_sent:
             raise ProtocolError(
@@ -455,13 +448,26 @@ class LossRecovery:
         self._acked(acked, recovery_start, cc_bytes, cc_sent, prior_in_flight, now)
         return acked, lost
 
-    def _ack_one(
-        self, sp: _Space, space: int, pn: int, ack_delay: float, now: float, ecn_ce: int | None
-    ) -> tuple[list[SentPacket], list[SentPacket]]:
-        """``on_ack_received`` of an ACK whose one range covers the one packet outstanding,
-        ``pn``, the largest acknowledged yet (no skipped number, no spurious loss to judge):
-        the same steps without the range walk, the gaps and the loss detection (nothing is
-        left below it)."""
+    def ack_one_packet(
+        self, space: int, start: int, stop: int, ack_delay: float, now: float, ecn_ce: int | None
+    ) -> SentPacket | None:
+        """``on_ack_received`` of an ACK of the one range ``[start, stop)`` when it covers the
+        one packet outstanding, the largest acknowledged yet (no skipped number near, no
+        spurious loss to judge): that packet, acknowledged with the same steps without the
+        range walk, the gaps and the loss detection (nothing is left below it); else None,
+        nothing changed (``on_ack_received`` decides)."""
+        sp = self._spaces[space]
+        order, lo = sp.order, sp.head
+        if not (
+            lo == len(order) - 1
+            and order[lo] == stop - 1 >= start
+            and stop - 1 < sp.skip_watch
+            and stop > sp.largest_acked
+            and not self._spurious.lost[space]
+            and self.ack_one
+        ):
+            return None
+        pn = stop - 1
         pkt = sp.packets.pop(pn)
         sp.largest_acked = pn
         cc = self._cc
@@ -490,15 +496,21 @@ class LossRecovery:
             if cc.on_ecn_ce(sent_time, now):
                 self._spurious.forget_episode()  # a reduction no spurious loss can undo
         sp.loss_time = None  # (nothing is left at or below the largest acked)
-        end = sp.head + 1
-        order = sp.order
+        end = lo + 1
         if end >= _COMPACT_MIN and 2 * end >= len(order):
             del order[:end]
             end = 0
         sp.head = end
-        acked = [pkt]
-        self._acked(acked, recovery_start, cc_bytes, cc_sent, prior_in_flight, now)
-        return acked, []
+        if self._packet_cc is None and cc.recovery_start_time == recovery_start:
+            cc.on_ack(cc_bytes, cc_sent, now, self.rtt, prior_in_flight)  # (_acked inlined)
+            if self.peer_completed_address_validation:
+                self.pto_count = 0
+            self._anchor = now
+            if self.on_metrics is not None:
+                self.on_metrics(self, now)
+        else:
+            self._acked([pkt], recovery_start, cc_bytes, cc_sent, prior_in_flight, now)
+        return pkt
 
     def _acked(
         self,

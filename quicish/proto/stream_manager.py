@@ -512,13 +512,20 @@ class StreamManager:
             assert send is not None
             if not stream._closed and send.pending(credit_ok):
                 return
-            queue.popleft()
-            stream._queued = False
-            if not stream._closed and not credit_ok and send.wants_credit:
-                self.send_credit.note_blocked()
-                if self._credit_waiters is _NO_STREAMS:
-                    self._credit_waiters = {}
-                self._credit_waiters[stream.stream_id] = stream
+            self._drop_head(queue, stream, credit_ok)
+
+    def _drop_head(self, queue: deque[Stream], stream: Stream, credit_ok: bool) -> None:
+        """``stream``, the head of ``queue``, has nothing to send: off it (parked if waiting
+        for connection credit)."""
+        queue.popleft()
+        stream._queued = False
+        send = stream.send
+        assert send is not None
+        if not stream._closed and not credit_ok and send.wants_credit:
+            self.send_credit.note_blocked()
+            if self._credit_waiters is _NO_STREAMS:
+                self._credit_waiters = {}
+            self._credit_waiters[stream.stream_id] = stream
 
     def sendable(self) -> Iterator[Stream]:
         """Streams with STREAM data (or FIN) to send, most urgent priority first, round robin
@@ -547,17 +554,32 @@ class StreamManager:
 
     def first_sendable(self) -> Stream | None:
         """``next(self.sendable(), None)`` without a generator (per burst): whose turn it is."""
+        credit = self.send_credit
+        credit_ok = credit.limit > credit.used  # (FlowCredit.available, inlined)
         for queue in map(self._queues.__getitem__, self._priorities):  # (one, as a rule)
-            self._prune(queue, self.send_credit.available > 0)
+            if not queue:
+                continue
+            head = queue[0]  # (_prune's first look, inlined: the head can send, as a rule)
+            send = head.send
+            assert send is not None
+            if not head._closed and send.pending(credit_ok):
+                return head
+            self._drop_head(queue, head, credit_ok)
             if queue:
-                return queue[0]
+                self._prune(queue, credit_ok)
+                if queue:
+                    return queue[0]
         return None
 
     def lone_stream(self) -> Stream | None:
         """The one stream queued to send, if only one is (the bulk case: stream_burst.py)."""
-        queued = [queue for queue in self._queues.values() if queue]
-        one = len(queued) == 1 and len(queued[0]) == 1 and not queued[0][0]._closed
-        return queued[0][0] if one else None
+        lone = None  # (a loop, not a comprehension: once or twice per burst)
+        for queue in self._queues.values():
+            if queue:
+                if lone is not None or len(queue) != 1:
+                    return None
+                lone = queue[0]
+        return None if lone is None or lone._closed else lone
 
     def next_frame(
         self, stream: Stream, max_len: int
@@ -719,16 +741,24 @@ class StreamManager:
         return self.first_sendable() is not None or self.control_due()  # (data first)
 
     def control_due(self) -> bool:  # (write_control_frames has a frame to write)
-        if self.control or self.recv_window.update_due or self.send_credit.blocked_at is not None:
+        window, credit = self.recv_window, self.send_credit
+        if (
+            self.control
+            or window._resend  # (RecvWindow.update_due and SendCredit.blocked_at, inlined)
+            or 2 * (window.limit - window.consumed) < window.window
+            or (credit._wanted and credit.blocked_at is not None)
+        ):
             return True
-        resend, local = self._max_streams_resend, self._local_max_streams
-        initial, closed = self._local_max_streams_initial, self._peer_closed
-        want, cap = self._blocked_want, self._peer_max_streams
-        for b in (0, 1):  # (a MAX_STREAMS or STREAMS_BLOCKED due: no calls, once per burst)
-            if resend[b] or initial[b] + closed[b] > local[b]:
-                return True
-            if want[b] and self._next_local[b] >= cap[b] and self._blocked_sent[b] != cap[b]:
-                return True
+        local, closed = self._local_max_streams, self._peer_closed
+        initial = self._local_max_streams_initial
+        if initial[0] + closed[0] > local[0] or initial[1] + closed[1] > local[1]:
+            return True  # (a MAX_STREAMS due: no calls, once per burst)
+        resend, want, cap = self._max_streams_resend, self._blocked_want, self._peer_max_streams
+        if resend is not _NOES or want is not _NOES:  # (a MAX_STREAMS again, STREAMS_BLOCKED)
+            nexts, sent = self._next_local, self._blocked_sent
+            for b in (0, 1):
+                if resend[b] or (want[b] and nexts[b] >= cap[b] != sent[b]):
+                    return True
         for s in self._control.values():  # noqa: SIM110 (no generator: once per burst)
             if not s._closed and s.has_control():
                 return True

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from functools import partial
+from operator import is_not
 
 from ..errors import ErrorCode
 from .idle import HandshakeTimer, IdleTimer
@@ -33,6 +35,7 @@ class Timer(IntEnum):
 
 
 _TIMERS = tuple(Timer)  # (indexing this is cheaper than calling Timer(index))
+_ARMED = partial(is_not, None)  # (a deadline that is set: filtered in C, after every send)
 
 
 class TimerTable:
@@ -60,11 +63,8 @@ class TimerTable:
 
     def next(self) -> float | None:
         """The earliest armed deadline, or None when no timer is armed."""
-        earliest: float | None = None
-        for deadline in self._deadlines:
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
-        return earliest
+        armed: filter[float] = filter(_ARMED, self._deadlines)  # type: ignore[arg-type]
+        return min(armed, default=None)
 
     def expired(self, now: float) -> list[Timer]:
         """The timers due at ``now``, in :class:`Timer` order."""
