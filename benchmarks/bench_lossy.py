@@ -11,10 +11,9 @@ Three measurements, each stack with its own client and server processes on loopb
 3. queueing: one bulk flow on a 200-packet queue; the relay's record of queueing delay
    gives the median RTT against the base RTT.
 
-Stacks: quicish with BBR (its default) and with CUBIC (``QUICISH_CC`` names each), aioquic
-(its defaults), and picoquic through aiopquic with CUBIC and BBR when ``--picoquic-python``
-names a Python (>= 3.12) that has aiopquic; the picoquic server gets ``--cert``/``--key``
-made here.
+Stacks: quicish with CUBIC and with BBR (``QUICISH_CC``), aioquic (its defaults), and
+picoquic through aiopquic with CUBIC and BBR when ``--picoquic-python`` names a Python
+(>= 3.12) that has aiopquic; the picoquic server gets ``--cert``/``--key`` made here.
 
     python benchmarks/bench_lossy.py [--quick] [--only goodput|fairness|queue]
         [--picoquic-python /path/to/py312/bin/python] [--json out.json] [--cc-trace DIR]

@@ -337,7 +337,7 @@ LOSSY_PICOQUIC = ("picoquic CUBIC", "picoquic BBR")
 class Lossy:
     """One run's goodput through the impairment relay: every run's Mbit/s per point."""
 
-    stacks: list[str]  # the columns, in order ("quicish BBR (default)", "aioquic", ...)
+    stacks: list[str]  # the columns, in order ("quicish CUBIC (default)", "aioquic", ...)
     losses: tuple[float, ...]  # random loss rates (%), the rows
     goodput: dict[str, dict[str, dict[str, list[float]]]]  # path -> stack -> str(loss) -> runs
     missing: dict[str, str]  # stack -> why it has no runs ("skipped: ..." or a failure)

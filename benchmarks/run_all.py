@@ -409,7 +409,7 @@ def notes_for(
     )
     notes = [
         "QUIC stacks: AES-128-GCM only, no DATAGRAM frames, each stack's defaults otherwise: "
-        "flow-control windows, congestion control (quicish BBR, aioquic NewReno, qh3 its "
+        "flow-control windows, congestion control (quicish CUBIC, aioquic NewReno, qh3 its "
         "built-in one, picoquic BBRv1 as aiopquic sets it) and datagram size (aioquic 1200 "
         "bytes, qh3 1280 with its probing, picoquic with path MTU discovery, quicish its "
         "`Config` default).",

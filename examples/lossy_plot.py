@@ -3,8 +3,7 @@
 A quicish server and client (this process) talk through a ``quicish.netem`` relay (its own
 process) with 2% loss each way, 10 ms delay each way and a 50 Mbit/s rate limit; the server
 writes qlog and ``python -m quicish.qlog plot`` draws its trace: data sent and acknowledged
-with the losses marked, CUBIC's window and the bytes in flight, and the RTTs. The server
-names CUBIC (the default is BBR): the picture shows a loss-based window's answer to loss.
+with the losses marked, CUBIC's window and the bytes in flight, and the RTTs.
 
     python examples/lossy_plot.py [-o docs/qlog-lossy-transfer.png] [--size-mb 20]
 
@@ -47,12 +46,7 @@ async def download(size: int, qlog: Path) -> Path:
     server = await quicish.serve(
         "127.0.0.1",
         0,
-        config=Config(
-            certificate_chain=cert,
-            private_key=key,
-            qlog_dir=str(qlog),
-            congestion_control="cubic",
-        ),
+        config=Config(certificate_chain=cert, private_key=key, qlog_dir=str(qlog)),
         on_stream=send_size,
     )
     link = LinkConfig(delay_ms=10, loss_pct=2, rate_mbit=50)

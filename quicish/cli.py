@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--cc",
-        choices=["bbr", "cubic", "newreno"],
-        default=Config.congestion_control,
+        choices=["cubic", "newreno", "bbr"],
+        default="cubic",
         help="congestion controller (default %(default)s)",
     )
     s.add_argument(
@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cipher", choices=sorted(CIPHERS), help="offer only this cipher suite")
     g.add_argument(
         "--cc",
-        choices=["bbr", "cubic", "newreno"],
-        default=Config.congestion_control,
+        choices=["cubic", "newreno", "bbr"],
+        default="cubic",
         help="congestion controller (default %(default)s)",
     )
     g.add_argument(

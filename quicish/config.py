@@ -75,9 +75,8 @@ class Config:
     session_ticket_lifetime: int = 86400
 
     # ---- transport ---------------------------------------------------------------------
-    #: "bbr" (BBRv3, the default: random loss costs it little), "cubic" or "newreno"
-    #: (docs/congestion.md).
-    congestion_control: str = "bbr"
+    #: "cubic", "newreno" or "bbr" (docs/congestion.md).
+    congestion_control: str = "cubic"
     #: ACK frequency (draft-ietf-quic-ack-frequency, docs/congestion.md): advertise
     #: min_ack_delay and obey the peer's ACK_FREQUENCY / IMMEDIATE_ACK; when the peer
     #: advertises it too, ask a bulk receiver to acknowledge every N packets instead of

@@ -206,9 +206,7 @@ def _bulk(client_on: bool, server_on: bool, size: int = 4 << 20, **link: Any) ->
 
 
 def test_negotiated_bulk_receiver_sends_far_fewer_acks() -> None:
-    # A 50 Mbit/s link spaces the arrivals (on an unlimited one BBR's paced bursts arrive
-    # together and the receiver acknowledges each batch once, as over loopback UDP).
-    off, on = _bulk(False, False, bandwidth=50e6), _bulk(True, True, bandwidth=50e6)
+    off, on = _bulk(False, False), _bulk(True, True)
     print(f"ACK datagrams per data datagram: off {off['ratio']:.3f}, on {on['ratio']:.3f}")
     assert off["ratio"] > 0.4  # RFC 9000: one ACK every second packet
     assert on["ratio"] < 0.1 and on["down"] * 5 < off["down"]

@@ -591,30 +591,18 @@ async def test_handler_reply_shares_the_datagram_of_the_ack() -> None:
     assert sent[:1] == [2], sent
 
 
-# BBR (the default since branch def32): its DeliveryRateSampler and current RateSegment
-# refer to each other (proto/congestion/delivery_rate.py, left to the BBR branch) whenever a
-# packet went out after the last ACK, which over real sockets depends on timing: not strict.
-BBR_CYCLE = pytest.mark.xfail(strict=False, reason="BBR's sampler <-> RateSegment cycle")
-
-
-@pytest.mark.parametrize("cc", [pytest.param("bbr", marks=BBR_CYCLE, id="bbr-default"), "cubic"])
 @timed()
-async def test_finished_connections_are_freed_without_the_cycle_collector(cc: str) -> None:
+async def test_finished_connections_are_freed_without_the_cycle_collector() -> None:
     """Once closed, a connection (client and server side, with its streams, TLS state and
     recovery) holds no reference cycle: dropping the last reference frees it, so a busy
     endpoint's memory does not wait for the cycle collector."""
     accepted: list[QuicConnection] = []
     server = await quicish.serve(
-        "127.0.0.1",
-        0,
-        config=server_config(congestion_control=cc),
-        on_stream=echo,
-        on_connection=accepted.append,
+        "127.0.0.1", 0, config=server_config(), on_stream=echo, on_connection=accepted.append
     )
     try:
         with cyclic_garbage() as leaked:
-            config = client_config(congestion_control=cc)
-            conn = await quicish.connect("127.0.0.1", server.address[1], config=config)
+            conn = await quicish.connect("127.0.0.1", server.address[1], config=client_config())
             assert await echo_once(conn, b"cycle" * 300) == b"cycle" * 300
             reader, writer = await conn.open_stream()  # still open, both ways, at close
             writer.write(b"left open")

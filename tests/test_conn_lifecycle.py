@@ -212,25 +212,16 @@ def test_closing_endpoint_ignores_frames_and_limits_answers() -> None:
     assert 2 <= up <= 2 + down.bit_length()
 
 
-# BBR (the default since branch def32) leaves a cycle: its DeliveryRateSampler refers to
-# its current RateSegment, which refers back to the sampler (proto/congestion/
-# delivery_rate.py, left to the BBR branch). Strict: once it is gone the marker must go.
-BBR_CYCLE = pytest.mark.xfail(strict=True, reason="BBR's sampler <-> RateSegment cycle")
-CONTROLLERS = [pytest.param("bbr", marks=BBR_CYCLE, id="bbr-default"), "cubic"]
-
-
-@pytest.mark.parametrize("cc", CONTROLLERS)
-def test_closed_connections_hold_no_reference_cycle(cc: str) -> None:
+def test_closed_connections_hold_no_reference_cycle() -> None:
     """Closed connections with streams still open both ways are freed by reference counting
     alone: their streams, TLS and recovery state hold no reference cycle."""
     with cyclic_garbage() as leaked:
-        _close_with_streams_open(cc)  # everything it made is unreferenced once it returns
+        _close_with_streams_open()  # everything it made is unreferenced once it returns
     assert leaked == []
 
 
-def _close_with_streams_open(cc: str) -> None:
-    kw = {"congestion_control": cc}
-    net = make_net(link=LinkSpec(delay=0.01), client_kw=kw, server_kw=kw)
+def _close_with_streams_open() -> None:
+    net = make_net(link=LinkSpec(delay=0.01))
     c, s = connected(net)
     for _ in range(3):
         sid = net.client.open_stream()

@@ -47,12 +47,6 @@ IDLE_SERVER_BYTES_LIMIT = 15_000
 # measured at 14.6 KB in ~165 objects (23.3 KB in ~235 objects before the third round).
 FOOTPRINT_BYTES_LIMIT = 16_000
 FOOTPRINT_OBJECTS_LIMIT = 185
-# These figures are CUBIC's. BBR, the default since branch def32, holds about 7 KB more per
-# idle connection (20.4 KB here): its instance __dict__ (no __slots__), a random.Random of
-# its own (2.5 KB of state) and its filters' deques, all in proto/congestion/, which def32
-# leaves to the BBR branch. Strict: once BBR fits the bounds the marker must go.
-BBR_OVER = pytest.mark.xfail(strict=True, reason="BBR's idle state is over issue 19's bounds")
-CONTROLLERS = [pytest.param("bbr", marks=BBR_OVER, id="bbr-default"), "cubic"]
 
 AES256 = CipherSuite.AES_256_GCM_SHA384
 C_CIPHER = accelerated.PacketCipher.available()
@@ -169,11 +163,10 @@ def test_packet_cipher_contexts_made_at_first_use() -> None:
     assert opening > 0.3 * sealing, (sealing, opening)  # the decrypt one only at open
 
 
-@pytest.mark.parametrize("cc", CONTROLLERS)
-def test_idle_server_python_bytes_bounded(cc: str) -> None:
+def test_idle_server_python_bytes_bounded() -> None:
     """tracemalloc bytes per idle server connection of the sans-IO engine (clients gone;
     the config and ServerContext shared, as in a server) stay under the bound."""
-    per = bench_conn_memory.measure(count=30, top=0, cc=cc)
+    per = bench_conn_memory.measure(count=30, top=0)
     assert 8_000 < per < IDLE_SERVER_BYTES_LIMIT, per
 
 
@@ -232,10 +225,9 @@ def test_connections_share_their_record_dispatch_tables() -> None:
     assert seen == [extra()]
 
 
-@pytest.mark.parametrize("cc", CONTROLLERS)
-def test_connection_parts_have_no_instance_dicts(cc: str) -> None:
+def test_connection_parts_have_no_instance_dicts() -> None:
     """The classes of a connection's parts use __slots__: no per-instance dictionary."""
-    conn = Connection(Config(verify=False, congestion_control=cc), is_client=True)
+    conn = Connection(Config(verify=False), is_client=True)
     parts = [
         conn, conn._streams, conn._recovery, conn._frames, conn._keys, conn._local_cids,
         conn._peer_cids, conn._paths, conn._lifecycle, conn._migration, conn._timers,
@@ -245,9 +237,8 @@ def test_connection_parts_have_no_instance_dicts(cc: str) -> None:
         assert not hasattr(part, "__dict__"), type(part).__name__
 
 
-@pytest.mark.parametrize("cc", CONTROLLERS)
 @timed(30.0)
-async def test_idle_server_connection_footprint_bounded(cc: str) -> None:
+async def test_idle_server_connection_footprint_bounded() -> None:
     """What an idle asyncio server connection holds alone after one request (the objects it
     reaches that no other connection of its server reaches) stays under bounds of count and
     bytes; per connection no closure, three bound methods (the receive entry point, the
@@ -257,7 +248,7 @@ async def test_idle_server_connection_footprint_bounded(cc: str) -> None:
         writer.write(await reader.read())
         writer.write_eof()
 
-    async with pair(answer, server_kw={"congestion_control": cc}) as (server, first):
+    async with pair(answer) as (server, first):
         clients = [first]
         port = server.address[1]
         for _ in range(2):

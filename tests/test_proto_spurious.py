@@ -116,7 +116,7 @@ def test_undo_restores_the_cubic_state() -> None:
 
 
 def _reordering_transfer(undo: bool, adaptive: bool) -> tuple[float, int, int]:
-    kw = {"max_data": 64 << 20, "max_stream_data": 32 << 20, "congestion_control": "cubic"}
+    kw = {"max_data": 64 << 20, "max_stream_data": 32 << 20}
     link = LinkSpec(delay=0.015, bandwidth=50e6, queue=100, reorder=0.01, reorder_delay=0.005)
     net = make_net(link=link, client_kw=kw, server_kw=kw, seed=1)
     for conn in (net.client, net.server):

@@ -252,30 +252,6 @@ def test_cli_qlog_dir_on_both_ends(qlog_server: Any, tmp_path: Path) -> None:
         assert set(m.missing) <= excused(sender, receiver)
 
 
-def test_cli_serve_and_get_without_cc_run_bbr(qlog_server: Any, tmp_path: Path) -> None:
-    """``quicish serve`` and ``quicish get`` without ``--cc`` run the default controller,
-    BBR: each end's qlog names it in recovery_parameters_set."""
-    result = get(
-        url(qlog_server, "data.bin"),
-        "--pin",
-        qlog_server.fingerprint,
-        "--output",
-        str(tmp_path / "out"),
-        "--qlog-dir",
-        str(tmp_path / "client"),
-    )
-    assert result.returncode == 0, result.stderr
-    (client_name,) = os.listdir(tmp_path / "client")
-    server_file = tmp_path / "server" / client_name.replace("_client", "_server")
-    deadline = time.monotonic() + 10  # the server writes its file when the connection ends
-    while not (server_file.exists() and b"connection_closed" in server_file.read_bytes()):
-        assert time.monotonic() < deadline, "no server qlog"
-        time.sleep(0.05)
-    for path in (tmp_path / "client" / client_name, server_file):
-        (params,) = read_qlog(path).named("recovery_parameters_set")
-        assert params.data["congestion_control"] == "bbr", path.name
-
-
 @timed(60)
 async def test_through_a_lossy_relay_the_missing_packets_are_the_relays_drops(
     tmp_path: Path,

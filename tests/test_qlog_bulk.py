@@ -33,7 +33,7 @@ def transfer(directory: Path) -> dict[str, list[tuple[str, float, Any]]]:
     sid = net.client.open_stream()
     net.client.send_stream_data(sid, bytes(300_000), end_stream=True)
     assert net.run_until(lambda: sid in s.finished, c, s, timeout=60)
-    net.server.send_stream_data(sid, bytes(150_000), end_stream=True)
+    net.server.send_stream_data(sid, bytes(100_000), end_stream=True)
     assert net.run_until(lambda: sid in c.finished, c, s, timeout=60)
     net.client.close()
     assert net.run_until(lambda: net.client.is_closed and net.server.is_closed, c, s, timeout=60)

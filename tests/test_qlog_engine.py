@@ -223,18 +223,16 @@ def test_first_initial_sealed_ahead_is_logged_when_sent(tmp_path: Path) -> None:
     assert match_packets(traces["client.sqlog"], traces["server.sqlog"]).missing == []
 
 
-@pytest.mark.parametrize("cc", ["bbr", "cubic"])
-def test_callback_sees_every_event_type(cc: str) -> None:
+def test_callback_sees_every_event_type() -> None:
     """A scripted connection (handshake, transfer with loss, key update, active migration,
     a forged packet, close): the client's and server's tracers together see every event type
-    of issue 17's list, with the draft's fields; ``ssthresh`` from a controller that has
-    one (CUBIC's, not BBR's, the default)."""
+    of issue 17's list, with the draft's fields."""
     seen: dict[str, list[dict[str, Any]]] = {}
 
     def tracer(name: str, data: dict[str, Any]) -> None:
         seen.setdefault(name, []).append(data)
 
-    kw = {"tracer": tracer, "congestion_control": cc}
+    kw = {"tracer": tracer}
     net, c, s = make_path_pair(client_kw=kw, server_kw=kw)
     assert isinstance(net, PathNet)
     connected(net, c, s)
@@ -293,8 +291,7 @@ def test_callback_sees_every_event_type(cc: str) -> None:
     assert (sid, "receiving", "size_known") in stream_states
     metrics = seen["recovery_metrics_updated"]
     assert all({"congestion_window", "bytes_in_flight", "smoothed_rtt"} <= set(m) for m in metrics)
-    assert any("ssthresh" in m for m in metrics) == (cc == "cubic")
-    assert any("pacing_rate" in m for m in metrics)
+    assert any("ssthresh" in m for m in metrics) and any("pacing_rate" in m for m in metrics)
     assert any("rtt_variance" in m and "latest_rtt" in m and "min_rtt" in m for m in metrics)
 
 
@@ -321,24 +318,12 @@ def test_endpoint_drops_go_to_its_tracer() -> None:
     assert endpoint.datagrams_dropped == 2  # (the Version Negotiation answer is no drop)
 
 
-# BBR (the default since branch def32) leaves a cycle: its DeliveryRateSampler refers to
-# its current RateSegment, which refers back to the sampler (proto/congestion/
-# delivery_rate.py, left to the BBR branch). Strict: once it is gone the marker must go.
-BBR_CYCLE = pytest.mark.xfail(strict=True, reason="BBR's sampler <-> RateSegment cycle")
-CONTROLLERS = [pytest.param("bbr", marks=BBR_CYCLE, id="bbr-default"), "cubic"]
-
-
-@pytest.mark.parametrize("cc", CONTROLLERS)
-def test_traced_connections_end_without_reference_cycles(tmp_path: Path, cc: str) -> None:
+def test_traced_connections_end_without_reference_cycles(tmp_path: Path) -> None:
     """The trace and the parts it hooks into refer to each other only until the end: a
     closed, traced connection is freed by reference counting alone."""
 
     def run() -> None:
-        kw = {
-            "qlog_dir": str(tmp_path),
-            "tracer": lambda name, data: None,
-            "congestion_control": cc,
-        }
+        kw = {"qlog_dir": str(tmp_path), "tracer": lambda name, data: None}
         net = make_net(link=LinkSpec(delay=0.01), client_kw=kw, server_kw=kw)
         c, s = connected(net)
         sid = net.client.open_stream()

@@ -2,8 +2,8 @@
 
 quicish's default datagram size (path MTU discovery from 1200 up to 1452;
 ``QUICISH_MAX_DATAGRAM_SIZE`` sets another ceiling, 1200 fixes the size), AES-128-GCM only,
-quicish's default windows and congestion control (BBR; ``QUICISH_CC`` names another:
-"cubic", "newreno"); uvloop when installed, as quicish.aio.api.run. ``QUICISH_CC_TRACE=<file>``: the
+quicish's default windows and congestion control (``QUICISH_CC`` names another: "bbr",
+"newreno"); uvloop when installed, as quicish.aio.api.run. ``QUICISH_CC_TRACE=<file>``: the
 server's BBR writes its state there every 50 ms (JSON lines; for diagnosing fairness runs).
 """
 
