@@ -27,6 +27,7 @@ from . import bbr_params as P
 from .base import CongestionController
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
+_SHARED_RANDOM = random.Random()  # unseeded controllers draw here: no 2.5 KB state each
 if TYPE_CHECKING:
     from ..rtt import RttEstimator
     from .delivery_rate import StampedPacket
@@ -59,6 +60,7 @@ class Bbr(CongestionController):
       measure their own queue over the RTT before them (docs/congestion.md).
     """
 
+    __slots__ = P.SLOTS
     name: ClassVar[str] = "bbr"
     packet_aware: ClassVar[bool] = True
 
@@ -125,7 +127,7 @@ class Bbr(CongestionController):
         self.min_pipe_cwnd = 4 * mds
         self.minimum_window = self.min_pipe_cwnd
         self.sampler = DeliveryRateSampler()
-        self._random = random.Random(seed)
+        self._random = _SHARED_RANDOM if seed is None else random.Random(seed)
         self.state = P.STARTUP
         self.pacing_gain = P.STARTUP_PACING_GAIN
         self.cwnd_gain = P.STARTUP_CWND_GAIN
@@ -495,8 +497,7 @@ class Bbr(CongestionController):
         total = delivered - self._round_start_delivered + lost
         queued = self._round_queued
         if lossy:
-            # Without a queue behind it, a round's loss rate must stay too high for two
-            # rounds: one can be chance.
+            # Without a queue behind it, the loss rate must stay too high for two rounds.
             high = self._round_clustered and lost > self.loss_thresh(total) * total
             lossy = queued or (high and self._last_round_high)
             self._last_round_high = high
