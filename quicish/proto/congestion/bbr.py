@@ -22,12 +22,11 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from ..loss_clusters import LossClusters
+from ..loss_clusters import NO_CLUSTERS, LossClusters
 from . import bbr_params as P
 from .base import CongestionController
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
-_SHARED_RANDOM = random.Random()  # unseeded controllers draw here: no 2.5 KB state each
 if TYPE_CHECKING:
     from ..rtt import RttEstimator
     from .delivery_rate import StampedPacket
@@ -88,7 +87,7 @@ class Bbr(CongestionController):
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
         self._loss_noise = P.LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
-        self.clusters = LossClusters()  # the cluster test (loss_tolerant)
+        self.clusters = NO_CLUSTERS  # the cluster test (loss_tolerant); made at a loss
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
         self._round_clustered = not loss_tolerant
@@ -123,11 +122,9 @@ class Bbr(CongestionController):
         self.send_loss_rate = 0.0
         self._send_lost = 0.0
         self._send_total = 0.0
-        mds = max_datagram_size
-        self.min_pipe_cwnd = 4 * mds
-        self.minimum_window = self.min_pipe_cwnd
+        self.min_pipe_cwnd = self.minimum_window = 4 * max_datagram_size
         self.sampler = DeliveryRateSampler()
-        self._random = _SHARED_RANDOM if seed is None else random.Random(seed)
+        self._random = P.SHARED_RANDOM if seed is None else random.Random(seed)
         self.state = P.STARTUP
         self.pacing_gain = P.STARTUP_PACING_GAIN
         self.cwnd_gain = P.STARTUP_CWND_GAIN
@@ -186,7 +183,7 @@ class Bbr(CongestionController):
         self.prior_cwnd = 0
         self.idle_restart = False
         self.cwnd_limited = False
-        self.state_changes: list[tuple[float, str]] = []  # (time, new state), for tests
+        self.state_changes: list[tuple[float, str]] = P.NO_CHANGES  # (time, state), tests
         self._now = 0.0
 
     # ---- queries -------------------------------------------------------------------------
@@ -218,7 +215,9 @@ class Bbr(CongestionController):
 
     def _set_state(self, state: int) -> None:
         self.state = state
-        self.state_changes.append((self._now, P.STATE_NAMES[state]))
+        if (changes := self.state_changes) is P.NO_CHANGES:
+            changes = self.state_changes = []
+        changes.append((self._now, P.STATE_NAMES[state]))
 
     # ---- interface -------------------------------------------------------------------------
     def set_max_datagram_size(self, size: int) -> None:
@@ -744,10 +743,11 @@ class Bbr(CongestionController):
     # ---- loss ----------------------------------------------------------------------------------
     def _cluster_test(self, index: int) -> bool:
         """A loss of the ``index``-th packet sent; True if it is part of a cluster."""
-        if not self.clusters.add(index):
-            return False
-        self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
-        return True
+        if (clusters := self.clusters) is NO_CLUSTERS:
+            clusters = self.clusters = LossClusters()
+        if found := clusters.add(index):
+            self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
+        return found
 
     def _queue_built(self) -> bool:
         """The latest RTT sample shows a standing queue: losses now are a full queue's,

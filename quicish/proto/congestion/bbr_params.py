@@ -3,6 +3,8 @@ quicish's for reading loss: see bbr.py's ``Bbr``), its states and its probe's AC
 
 from __future__ import annotations
 
+import random
+
 STARTUP_PACING_GAIN = 2.77  # 4 * ln(2)
 STARTUP_CWND_GAIN = 2.0
 DRAIN_PACING_GAIN = 0.35
@@ -68,3 +70,9 @@ SLOTS = (
     "probe_rtt_round_done", "probe_up_cnt", "round_count", "round_start",
     "rounds_since_bw_probe", "sampler", "send_loss_rate", "state", "state_changes",
 )  # fmt: skip
+
+#: unseeded controllers draw here: no 2.5 KB of generator state each
+SHARED_RANDOM = random.Random()
+#: Bbr.state_changes until the first change: one shared, never-appended empty list (an idle
+#: connection has no list of its own; Bbr._set_state makes it one).
+NO_CHANGES: list[tuple[float, str]] = []
