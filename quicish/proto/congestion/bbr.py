@@ -86,7 +86,7 @@ class Bbr(CongestionController):
         self._queued_cycle = -1
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
-        self._loss_noise = P.LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
+        self._loss_noise = P.loss_noise(max_datagram_size) if loss_tolerant else 0
         self.clusters = NO_CLUSTERS  # the cluster test (loss_tolerant); made at a loss
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
@@ -122,7 +122,7 @@ class Bbr(CongestionController):
         self.send_loss_rate = 0.0
         self._send_lost = 0.0
         self._send_total = 0.0
-        self.min_pipe_cwnd = self.minimum_window = 4 * max_datagram_size
+        self.min_pipe_cwnd = self.minimum_window = P.packets(4, max_datagram_size)
         self.sampler = DeliveryRateSampler()
         self._random = P.SHARED_RANDOM if seed is None else random.Random(seed)
         self.state = P.STARTUP

@@ -3,6 +3,7 @@ quicish's for reading loss: see bbr.py's ``Bbr``), its states and its probe's AC
 
 from __future__ import annotations
 
+import functools
 import random
 
 STARTUP_PACING_GAIN = 2.77  # 4 * ln(2)
@@ -76,3 +77,15 @@ SHARED_RANDOM = random.Random()
 #: Bbr.state_changes until the first change: one shared, never-appended empty list (an idle
 #: connection has no list of its own; Bbr._set_state makes it one).
 NO_CHANGES: list[tuple[float, str]] = []
+
+
+@functools.cache
+def packets(count: int, max_datagram_size: int) -> int:
+    """``count`` datagrams in bytes: cached, so every connection's controller holds the same
+    int object (an idle connection has none of its own)."""
+    return count * max_datagram_size
+
+
+def loss_noise(max_datagram_size: int) -> int:
+    """LOSS_NOISE_PACKETS datagrams in bytes (a shared int, as :func:`packets`)."""
+    return packets(LOSS_NOISE_PACKETS, max_datagram_size)
