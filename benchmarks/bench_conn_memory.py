@@ -24,6 +24,9 @@ in use and free (``sys._debugmallocstats``).
 
     python benchmarks/bench_conn_memory.py [--count 200] [--top 20] [--asyncio] [--types]
     python benchmarks/bench_conn_memory.py --rss [--count 2000]
+
+``--cc`` names the server's congestion controller (else the ``Config`` default, BBR) for
+the sans-IO engine, ``--rss`` and ``--types``.
 """
 
 from __future__ import annotations
@@ -160,22 +163,25 @@ def memory_now() -> dict[str, int]:
     return figures
 
 
-async def _serve(tmp: str) -> quicish.Server:
+async def _serve(tmp: str, cc: str = Config.congestion_control) -> quicish.Server:
     """The measured server: ``quicish.serve`` with the peers' handler on 127.0.0.1."""
     config = Config(
         alpn=[common.ALPN],
         certificate_chain=f"{tmp}/c.pem",
         private_key=f"{tmp}/k.pem",
         idle_timeout=300,
+        congestion_control=cc,
     )
     return await quicish.serve("127.0.0.1", 0, config=config, on_stream=common.handle)
 
 
-async def measure_rss(count: int, top: int, tmp: str) -> tuple[dict[str, float], float]:
+async def measure_rss(
+    count: int, top: int, tmp: str, cc: str = Config.congestion_control
+) -> tuple[dict[str, float], float]:
     """Per idle connection of a real server: the growth of each figure of memory_now(), and
     the seconds the client took to open them; ``top``: tracemalloc on (its tables then
     count in the figures), the ``top`` lines printed."""
-    server = await _serve(tmp)
+    server = await _serve(tmp, cc)
 
     async def clients(n: int) -> tuple[asyncio.subprocess.Process, float]:
         proc = await asyncio.create_subprocess_exec(
@@ -274,10 +280,12 @@ def print_top(first: tracemalloc.Snapshot, count: int, top: int) -> None:
         )
 
 
-async def measure_types(count: int, tmp: str) -> dict[str, list[int]]:
+async def measure_types(
+    count: int, tmp: str, cc: str = Config.congestion_control
+) -> dict[str, list[int]]:
     """:func:`footprint` of an idle connection of a real server (``quicish.serve`` with the
     peers' handler, ``count`` connections after one GET each, as ``--rss``)."""
-    server = await _serve(tmp)
+    server = await _serve(tmp, cc)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RSS_CLIENT, str(server.address[1]), str(count), str(ROOT),
         stdout=asyncio.subprocess.PIPE,
@@ -340,13 +348,16 @@ async def measure_asyncio(count: int, top: int, tmp: str) -> float:
     return per
 
 
-def measure(count: int, top: int) -> float:
-    """Bytes allocated per idle server connection; prints the ``top`` lines."""
+def measure(count: int, top: int, cc: str = Config.congestion_control) -> float:
+    """Bytes allocated per idle server connection (its controller ``cc``); prints the ``top``
+    lines."""
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = generate_self_signed(("localhost",))
         (Path(tmp) / "c.pem").write_bytes(cert)
         (Path(tmp) / "k.pem").write_bytes(key)
-        scfg = Config(certificate_chain=f"{tmp}/c.pem", private_key=f"{tmp}/k.pem")
+        scfg = Config(
+            certificate_chain=f"{tmp}/c.pem", private_key=f"{tmp}/k.pem", congestion_control=cc
+        )
         ccfg = Config(verify=False)
         ctx = ServerContext.from_config(scfg)
         warm = [idle_server(scfg, ccfg, ctx, seed) for seed in range(2)]  # caches filled
@@ -371,20 +382,23 @@ def main() -> None:
     parser.add_argument("--asyncio", action="store_true", help="a real server over UDP")
     parser.add_argument("--rss", action="store_true", help="a real server's whole RSS")
     parser.add_argument("--types", action="store_true", help="by object type (a real server)")
+    parser.add_argument(
+        "--cc", default=Config.congestion_control, help="the server's congestion controller"
+    )
     args = parser.parse_args()
     if args.types:
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = generate_self_signed(("localhost",))
             (Path(tmp) / "c.pem").write_bytes(cert)
             (Path(tmp) / "k.pem").write_bytes(key)
-            print_types(common.run(measure_types(min(args.count, 20), tmp)))
+            print_types(common.run(measure_types(min(args.count, 20), tmp, args.cc)))
         return
     if args.rss:
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = generate_self_signed(("localhost",))
             (Path(tmp) / "c.pem").write_bytes(cert)
             (Path(tmp) / "k.pem").write_bytes(key)
-            figures, seconds = common.run(measure_rss(args.count, args.top, tmp))
+            figures, seconds = common.run(measure_rss(args.count, args.top, tmp, args.cc))
         loop = "uvloop" if common.use_uvloop() else "asyncio"
         print(f"idle server connection, {args.count} connections after one GET each ({loop}; "
               f"opened in {seconds:.1f} s), bytes per connection:")  # fmt: skip
@@ -399,7 +413,7 @@ def main() -> None:
             per = asyncio.run(measure_asyncio(args.count, args.top, tmp))
         what = "asyncio server"
     else:
-        per, what = measure(args.count, args.top), "sans-IO engine"
+        per, what = measure(args.count, args.top, args.cc), "sans-IO engine"
     print(f"idle server connection, {what}: {per:,.0f} bytes "
           f"(tracemalloc, {args.count} connections)")  # fmt: skip
 

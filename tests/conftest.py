@@ -49,4 +49,5 @@ def _shared_stand_ins_untouched() -> Iterator[None]:
     assert not packet_space.SPENT_CRYPTO_SEND.has_pending
     assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
     assert len(packet_space.SPENT_RANGES) == 0
+    assert list(packet_space.SPENT_ECN_COUNTS) == [0, 0, 0]
     assert not cid.NO_SEQUENCES

@@ -157,8 +157,8 @@ async def test_on_connection_sync_and_accept_stream() -> None:
         # Both sides made the handshake's end material while waiting for the peer.
         assert conn._proto._handshake.prepared and seen[0]._proto._handshake.prepared
         assert seen[0]._proto.split_first_flight  # the ServerHello went out ahead
-        assert seen[0]._proto._handshake.prepared_token is not None
-        assert conn.new_token == seen[0]._proto._handshake.prepared_token[1]
+        # The NEW_TOKEN went out (the prepared one: test_conn_handshake), then not kept.
+        assert conn.new_token is not None and seen[0]._proto._handshake.prepared_token is None
         peer = seen[0].remote_address
         assert peer is not None and peer[1] == conn.local_address[1]
 

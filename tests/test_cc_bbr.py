@@ -4,6 +4,7 @@ packets, and transfers between two connections over ``quicish.simlink``."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import random
@@ -126,6 +127,27 @@ def test_a_new_sampler_ignores_stamps_of_the_old_one() -> None:
     assert rs.newly_acked == 0 and rs.prior_delivered == -1 and new.delivered == 0
     assert all(new.stamp_of(p) is None for p in pkts)
     assert old.on_acked(pkts, 0.05).newly_acked == 3 * MDS
+
+
+def test_a_controller_is_freed_by_reference_counting_and_has_no_instance_dict() -> None:
+    """One BBR per connection: a stamping sampler and its segment hold no reference cycle
+    (a closed connection's controller goes without the garbage collector), the controller
+    keeps its attributes in slots, and an unseeded one makes no random generator of its
+    own (2.5 KB each)."""
+    gc.collect()
+    gc.disable()
+    try:
+        cc = Bbr(MDS)
+        pkts = [_pkt(i, i * 0.001) for i in range(3)]
+        for i, p in enumerate(pkts):
+            cc.on_sent_packet(p, (i + 1) * MDS)
+        assert cc.sampler.segment is not None
+        assert not hasattr(cc, "__dict__")
+        assert cc._random is Bbr(MDS)._random is not Bbr(MDS, seed=1)._random
+        del cc, pkts, p
+        assert gc.collect() == 0  # nothing was left for the collector
+    finally:
+        gc.enable()
 
 
 def test_lost_bytes_since_a_packet_was_sent_are_in_its_sample() -> None:
@@ -372,7 +394,7 @@ def test_a_queued_loss_cuts_inflight_hi_and_the_cut_holds(
     cc, path = _competing_in_cruise()
     if lapsed:
         cc.competing = False
-        monkeypatch.setattr(cc, "_judge_floor", lambda: None)
+        monkeypatch.setattr(Bbr, "_judge_floor", lambda self: None)
     hi = cc.inflight_hi
     sent = path.pn
     path.loss = 1.0  # the next packets sent are lost: one episode
@@ -405,8 +427,8 @@ def test_competing_a_loss_of_what_probe_down_sent_cuts_inflight_hi(
     cc, path = _competing_in_cruise()
     if not competed:
         cc.competing, cc._competing_cycle = False, -1
-        monkeypatch.setattr(cc, "_judge_floor", lambda: None)
-    monkeypatch.setattr(cc, "_drained_bdp", lambda: 0.0)  # the other queue holds DOWN up
+        monkeypatch.setattr(Bbr, "_judge_floor", lambda self: None)
+    monkeypatch.setattr(Bbr, "_drained_bdp", lambda self: 0.0)  # the other queue holds DOWN
     cc._start_probe_down(path.now)
     hi = cc.inflight_hi
     _lose_next(path)

@@ -448,6 +448,7 @@ def test_prepare_makes_the_spare_cids_and_token_the_handshake_then_sends() -> No
     issued = [e.cid for e in iter(server.next_event, None) if isinstance(e, ev.ConnectionIdIssued)]
     assert len(issued) == 3 and set(issued) <= stocked  # the client's limit is 4
     assert client.new_token == prepared[1]
+    assert server._handshake.prepared_token is None  # spent: not kept by an idle connection
 
 
 def test_a_token_prepared_for_another_address_is_not_sent() -> None:

@@ -47,6 +47,8 @@ IDLE_SERVER_BYTES_LIMIT = 15_000
 # measured at 14.6 KB in ~165 objects (23.3 KB in ~235 objects before the third round).
 FOOTPRINT_BYTES_LIMIT = 16_000
 FOOTPRINT_OBJECTS_LIMIT = 185
+# Held for both controllers: BBR (the default) and CUBIC.
+CONTROLLERS = ["bbr", "cubic"]
 
 AES256 = CipherSuite.AES_256_GCM_SHA384
 C_CIPHER = accelerated.PacketCipher.available()
@@ -58,6 +60,7 @@ def _spent_untouched() -> None:
     assert not packet_space.SPENT_CRYPTO_SEND.has_pending
     assert packet_space.SPENT_CRYPTO_SEND.next_offset == 0
     assert len(packet_space.SPENT_RANGES) == 0
+    assert list(packet_space.SPENT_ECN_COUNTS) == [0, 0, 0]
     spent_recv = packet_space.SPENT_CRYPTO_RECV
     assert spent_recv.highest_offset == spent_recv.read_offset == spent_recv.max_offset == 0
     assert not cid.NO_SEQUENCES and not cid.NO_STOCK and not cid.NO_RETIREMENTS
@@ -65,6 +68,20 @@ def _spent_untouched() -> None:
     assert spurious.NO_LOSSES == ({}, {}, {})
     assert len(send_stream.NO_RANGES) == 0
     assert stream_manager._NO_STREAMS == {}
+
+
+def test_discarded_space_counts_no_ecn() -> None:
+    """A discarded space shares one list of ECN counts: a count added to it (the packet
+    whose frames discarded the space is counted after them) is dropped, the counts stay zero
+    for every connection, and a live space keeps counts of its own."""
+    spent = packet_space.PacketSpace(HANDSHAKE)
+    live = packet_space.PacketSpace(HANDSHAKE)
+    assert spent.discard()
+    assert spent.ecn_counts is packet_space.SPENT_ECN_COUNTS
+    spent.ecn_counts[2] += 1
+    live.ecn_counts[2] += 1
+    assert list(packet_space.SPENT_ECN_COUNTS) == [0, 0, 0] and not any(spent.ecn_counts)
+    assert live.ecn_counts == [0, 0, 1]
 
 
 @pytest.mark.parametrize("loss", [0.0, 0.2])
@@ -86,6 +103,7 @@ def test_idle_server_holds_no_handshake_state(loss: float, seed: int) -> None:
         assert space.discarded and space.rx is None and space.tx is None
         assert space.crypto_send is packet_space.SPENT_CRYPTO_SEND
         assert space.received is packet_space.SPENT_RANGES
+        assert space.ecn_counts is packet_space.SPENT_ECN_COUNTS
         sp = server._recovery._spaces[index]
         assert sp.packets is recovery.SPENT_PACKETS and sp.order is recovery.SPENT_ORDER
         assert sp.skipped is recovery.SPENT_SKIPS
@@ -163,10 +181,11 @@ def test_packet_cipher_contexts_made_at_first_use() -> None:
     assert opening > 0.3 * sealing, (sealing, opening)  # the decrypt one only at open
 
 
-def test_idle_server_python_bytes_bounded() -> None:
+@pytest.mark.parametrize("cc", CONTROLLERS)
+def test_idle_server_python_bytes_bounded(cc: str) -> None:
     """tracemalloc bytes per idle server connection of the sans-IO engine (clients gone;
     the config and ServerContext shared, as in a server) stay under the bound."""
-    per = bench_conn_memory.measure(count=30, top=0)
+    per = bench_conn_memory.measure(count=30, top=0, cc=cc)
     assert 8_000 < per < IDLE_SERVER_BYTES_LIMIT, per
 
 
@@ -225,9 +244,10 @@ def test_connections_share_their_record_dispatch_tables() -> None:
     assert seen == [extra()]
 
 
-def test_connection_parts_have_no_instance_dicts() -> None:
+@pytest.mark.parametrize("cc", CONTROLLERS)
+def test_connection_parts_have_no_instance_dicts(cc: str) -> None:
     """The classes of a connection's parts use __slots__: no per-instance dictionary."""
-    conn = Connection(Config(verify=False), is_client=True)
+    conn = Connection(Config(verify=False, congestion_control=cc), is_client=True)
     parts = [
         conn, conn._streams, conn._recovery, conn._frames, conn._keys, conn._local_cids,
         conn._peer_cids, conn._paths, conn._lifecycle, conn._migration, conn._timers,
@@ -237,8 +257,9 @@ def test_connection_parts_have_no_instance_dicts() -> None:
         assert not hasattr(part, "__dict__"), type(part).__name__
 
 
+@pytest.mark.parametrize("cc", CONTROLLERS)
 @timed(30.0)
-async def test_idle_server_connection_footprint_bounded() -> None:
+async def test_idle_server_connection_footprint_bounded(cc: str) -> None:
     """What an idle asyncio server connection holds alone after one request (the objects it
     reaches that no other connection of its server reaches) stays under bounds of count and
     bytes; per connection no closure, three bound methods (the receive entry point, the
@@ -248,7 +269,7 @@ async def test_idle_server_connection_footprint_bounded() -> None:
         writer.write(await reader.read())
         writer.write_eof()
 
-    async with pair(answer) as (server, first):
+    async with pair(answer, server_kw={"congestion_control": cc}) as (server, first):
         clients = [first]
         port = server.address[1]
         for _ in range(2):

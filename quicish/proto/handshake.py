@@ -571,10 +571,11 @@ class Handshake:
         self.sent_params = b""  # (their encoding was for the engine and its tickets)
 
     def _new_token(self, ctx: ServerContext, now: float) -> bytes:
-        """The NEW_TOKEN for the current path (the prepared one if it is for this address)."""
+        """The NEW_TOKEN for the current path (the prepared one if it is for this address);
+        the prepared one is then spent (one NEW_TOKEN per connection): not kept."""
         addr = self._paths.current.addr
         assert addr is not None
-        prepared = self.prepared_token
+        prepared, self.prepared_token = self.prepared_token, None
         if prepared is not None and prepared[0] == addr:
             return prepared[1]
         return seal_new_token(ctx.token_key, addr, now + ctx.clock_offset)

@@ -79,3 +79,4 @@ class HandshakeTimer:
 
     def complete(self) -> None:
         self.deadline = None
+        self.cap = 0.0  # (a shared constant: the connection's own float goes)

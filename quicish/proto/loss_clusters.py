@@ -36,3 +36,8 @@ class LossClusters:
         rate = self.rate * DECAY ** min(max(gap, 0), SCOPE)
         self.rate = rate + (1.0 - rate) * WEIGHT
         return self.rate > THRESHOLD
+
+
+#: What an owner holds until its first loss (BBR's: an idle connection has none of its own):
+#: shared, never added to; the owner makes its own at the first loss.
+NO_CLUSTERS = LossClusters()

@@ -204,9 +204,9 @@ class PacketSpace:
     def discard(self) -> bool:
         """Drop this space's keys, ACK state and sent CRYPTO data for good (RFC 9001 4.9);
         False when it was discarded already. Nothing writes a discarded space's CRYPTO send
-        stream or ACK ranges again (its packets are dropped, nothing is built for it, the
-        records of what it sent are forgotten): they are swapped for empty stand-ins shared
-        by every connection. (The receive buffer stays: the rest of the packet that
+        stream, ACK ranges or ECN counts again (its packets are dropped, nothing is built for
+        it, the records of what it sent are forgotten): they are swapped for empty stand-ins
+        shared by every connection. (The receive buffer stays: the rest of the packet that
         discarded the space may still carry CRYPTO frames.)"""
         if self.discarded:
             return False
@@ -214,6 +214,7 @@ class PacketSpace:
         self.rx = self.tx = None
         self.crypto_send = SPENT_CRYPTO_SEND
         self.received = SPENT_RANGES
+        self.ecn_counts = SPENT_ECN_COUNTS
         self.ack_due_at = None
         self.unacked_ranges = False
         self.probes = 0
@@ -226,6 +227,20 @@ SPENT_CRYPTO_SEND = SendStream(0, stream_id=-1)
 SPENT_RANGES = RangeSet(1)
 # ... and an Initial space's receive buffer once the Handshake space is discarded too.
 SPENT_CRYPTO_RECV = ReassemblyBuffer(0)
+
+
+class _SpentCounts(list[int]):
+    """A discarded space's ECN counts: always zero; a count added (the packet whose
+    frames discarded its space is still counted) is dropped."""
+
+    __slots__ = ()
+
+    def __setitem__(self, index: object, value: object) -> None:
+        pass
+
+
+# (shared: a discarded space builds no ACK frame, so its counts are never read)
+SPENT_ECN_COUNTS: list[int] = _SpentCounts((0, 0, 0))
 
 
 def register_space_records(table: RecordTable, spaces: Sequence[PacketSpace]) -> None:

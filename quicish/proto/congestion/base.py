@@ -11,6 +11,7 @@ or :meth:`CongestionController.on_congestion_event`.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 CWND_LIMITED_SLACK_PACKETS = 3
 
 
+@functools.cache
 def initial_window(max_datagram_size: int) -> int:
-    """RFC 9002 7.2: min(10 * mds, max(14720, 2 * mds))."""
+    """RFC 9002 7.2: min(10 * mds, max(14720, 2 * mds)). Cached: every connection's
+    controller holds the same int object, not one of its own."""
     return min(10 * max_datagram_size, max(14720, 2 * max_datagram_size))
 
 

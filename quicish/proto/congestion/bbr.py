@@ -22,7 +22,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from ..loss_clusters import LossClusters
+from ..loss_clusters import NO_CLUSTERS, LossClusters
 from . import bbr_params as P
 from .base import CongestionController
 from .bbr_sending import BbrSending
@@ -60,6 +60,7 @@ class Bbr(BbrSending, CongestionController):
       measure their own queue over the RTT before them (docs/congestion.md).
     """
 
+    __slots__ = P.SLOTS
     name: ClassVar[str] = "bbr"
     packet_aware: ClassVar[bool] = True
 
@@ -86,8 +87,8 @@ class Bbr(BbrSending, CongestionController):
         self._queued_cycle = -1
         # Losses of up to this many bytes in one flight are noise to the inflight_hi test
         # (with 40 packets in flight one random loss is already above 2%).
-        self._loss_noise = P.LOSS_NOISE_PACKETS * max_datagram_size if loss_tolerant else 0
-        self.clusters = LossClusters()  # the cluster test (loss_tolerant)
+        self._loss_noise = P.loss_noise(max_datagram_size) if loss_tolerant else 0
+        self.clusters = NO_CLUSTERS  # the cluster test (loss_tolerant); made at a loss
         # ``sampler.sent`` when the last clustered loss was seen
         self._cluster_index = -1 if loss_tolerant else 1 << 62
         self._round_clustered = not loss_tolerant
@@ -122,11 +123,9 @@ class Bbr(BbrSending, CongestionController):
         self.send_loss_rate = 0.0
         self._send_lost = 0.0
         self._send_total = 0.0
-        mds = max_datagram_size
-        self.min_pipe_cwnd = 4 * mds
-        self.minimum_window = self.min_pipe_cwnd
+        self.min_pipe_cwnd = self.minimum_window = P.packets(4, max_datagram_size)
         self.sampler = DeliveryRateSampler()
-        self._random = random.Random(seed)
+        self._random = P.SHARED_RANDOM if seed is None else random.Random(seed)
         self.state = P.STARTUP
         self.pacing_gain = P.STARTUP_PACING_GAIN
         self.cwnd_gain = P.STARTUP_CWND_GAIN
@@ -185,7 +184,7 @@ class Bbr(BbrSending, CongestionController):
         self.prior_cwnd = 0
         self.idle_restart = False
         self.cwnd_limited = False
-        self.state_changes: list[tuple[float, str]] = []  # (time, new state), for tests
+        self.state_changes: list[tuple[float, str]] = P.NO_CHANGES  # (time, state), tests
         self._now = 0.0
 
     # ---- queries -------------------------------------------------------------------------
@@ -217,7 +216,9 @@ class Bbr(BbrSending, CongestionController):
 
     def _set_state(self, state: int) -> None:
         self.state = state
-        self.state_changes.append((self._now, P.STATE_NAMES[state]))
+        if (changes := self.state_changes) is P.NO_CHANGES:
+            changes = self.state_changes = []
+        changes.append((self._now, P.STATE_NAMES[state]))
 
     # ---- interface -------------------------------------------------------------------------
     def set_max_datagram_size(self, size: int) -> None:
@@ -484,8 +485,7 @@ class Bbr(BbrSending, CongestionController):
         total = delivered - self._round_start_delivered + lost
         queued = self._round_queued
         if lossy:
-            # Without a queue behind it, a round's loss rate must stay too high for two
-            # rounds: one can be chance.
+            # Without a queue behind it, the loss rate must stay too high for two rounds.
             high = self._round_clustered and lost > self.loss_thresh(total) * total
             lossy = queued or (high and self._last_round_high)
             self._last_round_high = high
@@ -732,10 +732,11 @@ class Bbr(BbrSending, CongestionController):
     # ---- loss ----------------------------------------------------------------------------------
     def _cluster_test(self, index: int) -> bool:
         """A loss of the ``index``-th packet sent; True if it is part of a cluster."""
-        if not self.clusters.add(index):
-            return False
-        self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
-        return True
+        if (clusters := self.clusters) is NO_CLUSTERS:
+            clusters = self.clusters = LossClusters()
+        if found := clusters.add(index):
+            self._cluster_index = self.sampler.sent  # packets sent by the time it was seen
+        return found
 
     def _queue_built(self) -> bool:
         """The latest RTT sample shows a standing queue: losses now are a full queue's,

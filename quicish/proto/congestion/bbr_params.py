@@ -3,6 +3,9 @@ quicish's for reading loss: see bbr.py's ``Bbr``), its states and its probe's AC
 
 from __future__ import annotations
 
+import functools
+import random
+
 STARTUP_PACING_GAIN = 2.77  # 4 * ln(2)
 STARTUP_CWND_GAIN = 2.0
 DRAIN_PACING_GAIN = 0.35
@@ -47,3 +50,42 @@ QUIET_STATES = (STARTUP, DRAIN, PROBE_DOWN, PROBE_CRUISE)
 
 # ack_phase: where the ACKs of a bandwidth probe are
 ACKS_INIT, ACKS_REFILLING, ACKS_PROBE_STARTING, ACKS_PROBE_FEEDBACK, ACKS_PROBE_STOPPING = range(5)
+
+# Bbr's attributes (its __slots__: one controller per connection, no instance dict)
+SLOTS = (
+    "_best_median", "_calm_since", "_cluster_index", "_competing_cycle", "_extra_acked_filter",
+    "_extra_delivered", "_extra_interval_start", "_floor_rounds", "_floor_skip",
+    "_hi_cut_index", "_last_round_high", "_last_round_min_rtt", "_latest_rtt", "_loss_noise",
+    "_loss_round_delivered", "_max_bw_filter", "_medians_only", "_next_round_delivered",
+    "_now", "_path_lost", "_path_sent", "_probe_end_delivered", "_queued_cycle", "_random",
+    "_round_clustered", "_round_cwnd_limited", "_round_lost", "_round_lost_all",
+    "_round_min_rtt", "_round_new_episode", "_round_queued", "_round_rates",
+    "_round_start_delivered", "_send_lost", "_send_total", "ack_phase", "bw", "bw_latest",
+    "bw_lo", "bw_probe_samples", "bw_probe_up_acks", "bw_probe_up_rounds", "bw_probe_wait",
+    "clusters", "competing", "cwnd_gain", "cwnd_limited", "cycle_count", "cycle_stamp",
+    "extra_acked", "filled_pipe", "full_bw", "full_bw_count", "full_bw_now", "idle_restart",
+    "inflight_hi", "inflight_latest", "inflight_lo", "loss_in_round", "loss_round_start",
+    "loss_tolerant", "lost_in_round", "max_bw", "min_pipe_cwnd", "min_rtt", "min_rtt_stamp",
+    "pacing_gain", "pacing_rate", "path_loss_rate", "prior_cwnd", "probe_base_rtt",
+    "probe_rtt_done_stamp", "probe_rtt_expired", "probe_rtt_min_delay", "probe_rtt_min_stamp",
+    "probe_rtt_round_done", "probe_up_cnt", "round_count", "round_start",
+    "rounds_since_bw_probe", "sampler", "send_loss_rate", "state", "state_changes",
+)  # fmt: skip
+
+#: unseeded controllers draw here: no 2.5 KB of generator state each
+SHARED_RANDOM = random.Random()
+#: Bbr.state_changes until the first change: one shared, never-appended empty list (an idle
+#: connection has no list of its own; Bbr._set_state makes it one).
+NO_CHANGES: list[tuple[float, str]] = []
+
+
+@functools.cache
+def packets(count: int, max_datagram_size: int) -> int:
+    """``count`` datagrams in bytes: cached, so every connection's controller holds the same
+    int object (an idle connection has none of its own)."""
+    return count * max_datagram_size
+
+
+def loss_noise(max_datagram_size: int) -> int:
+    """LOSS_NOISE_PACKETS datagrams in bytes (a shared int, as :func:`packets`)."""
+    return packets(LOSS_NOISE_PACKETS, max_datagram_size)

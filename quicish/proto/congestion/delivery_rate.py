@@ -11,7 +11,7 @@ the newest acknowledged packet's stamp and the connection's state now give one
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -19,12 +19,13 @@ from typing import NamedTuple, Protocol
 # flight once it was sent (it included) below.
 _INFLIGHT_BITS = 40
 _INFLIGHT_MASK = (1 << _INFLIGHT_BITS) - 1
+_OWNERS = itertools.count(1)  # one number per sampler made
 
 
 class RateSegment:
     """The delivery state the packets sent since it last changed were stamped with."""
 
-    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "sampler")
+    __slots__ = ("app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "owner")
 
     def __init__(self, sampler: DeliveryRateSampler) -> None:
         self.delivered = sampler.delivered
@@ -32,7 +33,9 @@ class RateSegment:
         self.first_sent_time = sampler.first_sent_time
         self.app_limited = sampler.app_limited != 0
         self.lost = sampler.lost
-        self.sampler = sampler  # whose counters these are (a new path has a new one)
+        # whose counters these are (a new path has a new sampler); a number, not the
+        # sampler itself, which refers to its segment: no reference cycle per connection
+        self.owner = sampler.owner
 
 
 class RateStamp(NamedTuple):
@@ -91,7 +94,8 @@ class DeliveryRateSampler:
     """The connection-wide delivery counters, packet stamping and sample generation."""
 
     __slots__ = (
-        "app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "segment", "sent",
+        "app_limited", "delivered", "delivered_time", "first_sent_time", "lost", "owner", "segment",
+        "sent",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -101,6 +105,7 @@ class DeliveryRateSampler:
         self.lost = 0  # bytes declared lost so far
         self.app_limited = 0  # ``delivered`` at which the app-limited phase ends; 0: none
         self.sent = 0  # in-flight packets stamped so far
+        self.owner = next(_OWNERS)  # what its segments name it by
         # the state packets are stamped with; None: it changed since the last one was
         self.segment: RateSegment | None = None
 
@@ -138,7 +143,7 @@ class DeliveryRateSampler:
         """``pkt``'s stamp if this sampler made it (None: sent before it, e.g. on another
         path's controller, or by a controller that does not sample)."""
         segment = getattr(pkt, "rate_stamp", None)
-        if segment is None or segment.sampler is not self:
+        if segment is None or segment.owner != self.owner:
             return None
         index = pkt.rate_index
         return RateStamp(
@@ -171,7 +176,7 @@ class DeliveryRateSampler:
         newly_acked = 0
         for pkt in acked:
             segment = getattr(pkt, "rate_stamp", None)
-            if segment is None or segment.sampler is not self or not pkt.in_flight:
+            if segment is None or segment.owner != self.owner or not pkt.in_flight:
                 continue
             pkt.rate_stamp = None
             newly_acked += pkt.size
@@ -210,7 +215,7 @@ class WindowedMax:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._entries: deque[tuple[float, float]] = deque()
+        self._entries: list[tuple[float, float]] = []  # a handful: no deque block
 
     def update(self, t: float, value: float) -> float:
         """Add ``value`` observed at ``t``; returns the current maximum."""
@@ -226,7 +231,7 @@ class WindowedMax:
         entries.append((t, value))
         limit = t - self.window
         while entries[0][0] <= limit:
-            entries.popleft()
+            del entries[0]
         return entries[0][1]
 
     def expire(self, t: float) -> float:
@@ -234,7 +239,7 @@ class WindowedMax:
         entries = self._entries
         limit = t - self.window
         while entries and entries[0][0] <= limit:
-            entries.popleft()
+            del entries[0]
         return entries[0][1] if entries else 0.0
 
     @property
