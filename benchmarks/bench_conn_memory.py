@@ -25,7 +25,7 @@ in use and free (``sys._debugmallocstats``).
     python benchmarks/bench_conn_memory.py [--count 200] [--top 20] [--asyncio] [--types]
     python benchmarks/bench_conn_memory.py --rss [--count 2000]
 
-``--cc`` names the server's congestion controller (else the ``Config`` default, BBR) for
+``--cc`` names the server's congestion controller (else the ``Config`` default, CUBIC) for
 the sans-IO engine, ``--rss`` and ``--types``.
 """
 

@@ -47,7 +47,7 @@ IDLE_SERVER_BYTES_LIMIT = 15_000
 # measured at 14.6 KB in ~165 objects (23.3 KB in ~235 objects before the third round).
 FOOTPRINT_BYTES_LIMIT = 16_000
 FOOTPRINT_OBJECTS_LIMIT = 185
-# Held for both controllers: BBR (the default) and CUBIC.
+# Held for both controllers: CUBIC (the default) and BBR.
 CONTROLLERS = ["bbr", "cubic"]
 
 AES256 = CipherSuite.AES_256_GCM_SHA384

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..loss_clusters import NO_CLUSTERS, LossClusters
 from . import bbr_params as P
-from .base import CongestionController
 from .bbr_sending import BbrSending
 from .delivery_rate import DeliveryRateSampler, RateSample, WindowedMax
 
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
     from .delivery_rate import StampedPacket
 
 
-class Bbr(BbrSending, CongestionController):
+class Bbr(BbrSending):
     """BBRv3 over plain byte counts; sans-IO, fed packets by loss recovery.
 
     ``seed``: the randomness of the wait between bandwidth probes (deterministic runs).

@@ -54,7 +54,7 @@ ACKS_INIT, ACKS_REFILLING, ACKS_PROBE_STARTING, ACKS_PROBE_FEEDBACK, ACKS_PROBE_
 # Bbr's attributes (its __slots__: one controller per connection, no instance dict)
 SLOTS = (
     "_best_median", "_calm_since", "_cluster_index", "_competing_cycle", "_extra_acked_filter",
-    "_extra_delivered", "_extra_interval_start", "_floor_rounds", "_floor_skip",
+    "_floor_rounds", "_floor_skip",
     "_hi_cut_index", "_last_round_high", "_last_round_min_rtt", "_latest_rtt", "_loss_noise",
     "_loss_round_delivered", "_max_bw_filter", "_medians_only", "_next_round_delivered",
     "_now", "_path_lost", "_path_sent", "_probe_end_delivered", "_queued_cycle", "_random",
@@ -63,13 +63,13 @@ SLOTS = (
     "_round_start_delivered", "_send_lost", "_send_total", "ack_phase", "bw", "bw_latest",
     "bw_lo", "bw_probe_samples", "bw_probe_up_acks", "bw_probe_up_rounds", "bw_probe_wait",
     "clusters", "competing", "cwnd_gain", "cwnd_limited", "cycle_count", "cycle_stamp",
-    "extra_acked", "filled_pipe", "full_bw", "full_bw_count", "full_bw_now", "idle_restart",
+    "extra_acked", "filled_pipe", "full_bw", "full_bw_count", "full_bw_now",
     "inflight_hi", "inflight_latest", "inflight_lo", "loss_in_round", "loss_round_start",
     "loss_tolerant", "lost_in_round", "max_bw", "min_pipe_cwnd", "min_rtt", "min_rtt_stamp",
     "pacing_gain", "pacing_rate", "path_loss_rate", "prior_cwnd", "probe_base_rtt",
     "probe_rtt_done_stamp", "probe_rtt_expired", "probe_rtt_min_delay", "probe_rtt_min_stamp",
     "probe_rtt_round_done", "probe_up_cnt", "round_count", "round_start",
-    "rounds_since_bw_probe", "sampler", "send_loss_rate", "state", "state_changes",
+    "rounds_since_bw_probe", "send_loss_rate", "state", "state_changes",
 )  # fmt: skip
 
 #: unseeded controllers draw here: no 2.5 KB of generator state each

@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .base import CongestionController
+
 if TYPE_CHECKING:
     from .delivery_rate import DeliveryRateSampler, StampedPacket
 
 
-class BbrSending:
+class BbrSending(CongestionController):
     """The packet-sent hooks of :class:`~quicish.proto.congestion.bbr.Bbr`."""
 
+    # (the rest of Bbr's attributes are Bbr's own slots: no instance dict)
+    __slots__ = ("_extra_delivered", "_extra_interval_start", "idle_restart", "sampler")
     sampler: DeliveryRateSampler
     idle_restart: bool
-    last_sent_time: float | None
     _extra_interval_start: float
     _extra_delivered: int
 
