@@ -122,13 +122,15 @@ class FrameHandlers:
         recovery = self._recovery
         index = space.index
         one = None
-        if len(ranges) == 1 and index == APPLICATION:  # (a request's or a response's ACK)
+        if len(ranges) == 1:  # (a request's or a response's ACK: the one packet outstanding)
             start, stop = ranges[0]
             one = recovery.ack_one_packet(index, start, stop, delay, now, ecn_ce)
-        if one is not None:  # (on_ack_received's answer: [one], no loss)
+        if one is not None:  # (on_ack_received's answer would be: [one], no loss)
             self._records.on_acked(one.frames)
             if self.trace is not None:
                 self.trace.packets_acked(index, [one], now)
+            if index != APPLICATION:
+                self._handshake_timer.progress(now)
         else:
             acked, lost = recovery.on_ack_received(index, ranges, delay, now, ecn_ce)
             self.on_packets_acked(acked)

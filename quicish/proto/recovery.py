@@ -338,15 +338,12 @@ class LossRecovery:
         ``ranges_descending``: half-open ``[start, stop)`` ranges, highest first.
         ``ack_delay``: the decoded ACK Delay in seconds. ``ecn_ce``: the frame's ECN-CE count.
         Raises ProtocolError(PROTOCOL_VIOLATION) if it acknowledges a packet never sent.
+        An ACK of the one packet outstanding takes :meth:`ack_one_packet`, which the caller
+        tries first (``FrameHandlers.on_ack_fields``): the same outcome without this walk.
         """
         if not ranges_descending:
             return [], []
         sp = self._spaces[space]
-        if len(ranges_descending) == 1:  # (the ACK of a request or of its answer)
-            start, stop = ranges_descending[0]
-            pkt = self.ack_one_packet(space, start, stop, ack_delay, now, ecn_ce)
-            if pkt is not None:
-                return [pkt], []
         largest = ranges_descending[0][1] - 1
         if largest > sp.largest_sent:
             raise ProtocolError(
